@@ -1,0 +1,52 @@
+/** Key layout of the catalog inside a store. Every key is relative to the store's prefix. */
+
+export function backupsPrefix(name: string): string {
+  return `${name}/backups/`;
+}
+
+export function backupPrefix(name: string, id: string): string {
+  return `${name}/backups/${id}/`;
+}
+
+export function manifestKey(name: string, id: string): string {
+  return `${backupPrefix(name, id)}manifest.json`;
+}
+
+export function verificationsPrefix(name: string, id?: string): string {
+  return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
+}
+
+export function verificationKey(name: string, id: string, at: Date): string {
+  return `${verificationsPrefix(name, id)}${compactTime(at)}.json`;
+}
+
+/** `20261121T051500Z` */
+export function compactTime(at: Date): string {
+  return at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+}
+
+const ID_PATTERN = /^(\d{8}T\d{6}Z)-([0-9a-f]{6})$/;
+
+/** A backup id: UTC time, sortable, unique per run, e.g. `20261121T051500Z-3f9a1c`. */
+export function newBackupId(at: Date, random: () => string): string {
+  return `${compactTime(at)}-${random()}`;
+}
+
+export function isBackupId(id: string): boolean {
+  return ID_PATTERN.test(id);
+}
+
+/** The time encoded in a backup id. */
+export function backupIdTime(id: string): Date | undefined {
+  const m = ID_PATTERN.exec(id);
+  if (!m) return undefined;
+  const t = m[1];
+  return new Date(
+    `${t.slice(0, 4)}-${t.slice(4, 6)}-${t.slice(6, 8)}T${t.slice(9, 11)}:${t.slice(11, 13)}:${t.slice(13, 15)}Z`,
+  );
+}
+
+/** A catalog name must be one safe path segment. */
+export function isCatalogName(name: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name);
+}

@@ -1,0 +1,128 @@
+/** The manifest schema: written last, its presence marks a backup complete. */
+
+export const MANIFEST_SCHEMA_VERSION = 1;
+
+export type BackupKind = 'scheduled' | 'pre-migration' | 'manual' | 'pre-restore';
+export const BACKUP_KINDS: readonly BackupKind[] = ['scheduled', 'pre-migration', 'manual', 'pre-restore'];
+
+export type DumpFormat = 'custom' | 'directory';
+
+/** How the dump object was compressed, and so what restore must undo. */
+export interface CompressionInfo {
+  /** `pg_dump` compressed inside the archive (restore needs nothing extra); `zstd`/`gzip` wrap the whole stream. */
+  method: 'none' | 'pg_dump-gzip' | 'pg_dump-zstd' | 'zstd' | 'gzip';
+  level?: number;
+}
+
+export interface EncryptionInfo {
+  scheme: 'age';
+  /** age public keys (never identities). */
+  recipients: string[];
+  /** Whether a passphrase (scrypt) stanza is present. */
+  passphrase: boolean;
+}
+
+export interface ObjectEntry {
+  /** Key relative to the store's prefix. */
+  key: string;
+  /** What the object holds. */
+  role: 'dump' | 'globals';
+  bytes: number;
+  sha256: string;
+}
+
+export interface TableInventoryEntry {
+  schema: string;
+  name: string;
+  /** Exact count in the dump's snapshot, a planner estimate, or null when counting was off. */
+  rows: number | null;
+  /** On-disk size of the table with its indexes and toast, bytes. */
+  bytes: number;
+}
+
+export interface GitContext {
+  repository?: string;
+  sha?: string;
+  ref?: string;
+  runId?: string;
+  runAttempt?: string;
+  workflow?: string;
+  prNumber?: number;
+  actor?: string;
+  serverUrl?: string;
+}
+
+export interface Manifest {
+  schemaVersion: number;
+  id: string;
+  name: string;
+  kind: BackupKind;
+  labels: Record<string, string>;
+  startedAt: string;
+  finishedAt: string;
+  source: {
+    database: string;
+    serverVersion: string;
+    serverVersionNum: number;
+  };
+  tools: {
+    pgDumpVersion: string;
+    pgDumpPath?: string;
+  };
+  format: DumpFormat;
+  compression: CompressionInfo;
+  encryption: EncryptionInfo | null;
+  objects: ObjectEntry[];
+  rowCounts: 'exact' | 'estimate' | 'off';
+  tables: TableInventoryEntry[];
+  /** Roles and other globals were dumped into a `globals` object. */
+  globals: boolean;
+  git: GitContext;
+  /** ISO date until which prune must keep this backup, when pinned. */
+  keepUntil?: string;
+  previous?: {
+    id: string;
+    bytes: number;
+    /** Percent change of the dump size against the previous backup. */
+    changePercent: number;
+  };
+  /** Options that shaped the dump, for the record. */
+  options: {
+    schemas: string[];
+    excludeSchemas: string[];
+    excludeTableData: string[];
+  };
+}
+
+/** The result record that verify and restore-drill append under `verifications/`. */
+export interface VerificationRecord {
+  schemaVersion: number;
+  backupId: string;
+  name: string;
+  /** `verify` or `drill` or `restore`. */
+  type: 'verify' | 'drill' | 'restore';
+  status: 'passed' | 'failed';
+  startedAt: string;
+  finishedAt: string;
+  /** Each check and its outcome. */
+  checks: { name: string; status: 'passed' | 'failed' | 'skipped'; detail: string }[];
+  /** Phase timings and targets for drills, seconds. */
+  timings?: Record<string, number>;
+  rtoSeconds?: number;
+  rpoSeconds?: number;
+  rtoTargetSeconds?: number;
+  rpoTargetSeconds?: number;
+  git?: GitContext;
+}
+
+/** The dump object's entry. */
+export function dumpObject(manifest: Manifest): ObjectEntry {
+  const entry = manifest.objects.find((o) => o.role === 'dump');
+  if (!entry) throw new Error(`Manifest of ${manifest.id} lists no dump object`);
+  return entry;
+}
+
+/** Total bytes of every object of a backup. */
+export function totalBytes(manifest: Manifest): number {
+  return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
+}

@@ -1,0 +1,68 @@
+import type { Readable } from 'node:stream';
+
+/** One object (or file) in a store, with its key relative to the store's prefix. */
+export interface StoredObject {
+  key: string;
+  size: number;
+  lastModified: Date;
+  /** S3 storage class when the store reports one (STANDARD, GLACIER, DEEP_ARCHIVE, ...). */
+  storageClass?: string;
+}
+
+export interface PutStreamOptions {
+  /** Expected total size, when known, so the part size can grow to stay under 10,000 parts. */
+  sizeHint?: number;
+  contentType?: string;
+  /** Called with the number of bytes sent so far. */
+  onProgress?: (bytes: number) => void;
+}
+
+/** What a delete did with each key. */
+export interface DeleteResult {
+  deleted: string[];
+  /** Keys kept because of Object Lock (retention or legal hold), with the store's reason. */
+  locked: { key: string; reason: string }[];
+}
+
+export interface DeleteOptions {
+  /** Object Lock governance mode may be bypassed when this is set; compliance mode never is. */
+  bypassGovernanceRetention?: boolean;
+}
+
+/**
+ * A place backups live: an S3 bucket and prefix, or a local folder.
+ * Keys are relative to the store's prefix and use `/` as separator.
+ */
+export interface Storage {
+  /** Where this store points, safe to log (no credentials). */
+  readonly description: string;
+  /** The key as the store names it outright (bucket key with prefix, or absolute path). */
+  location(key: string): string;
+  /**
+   * Streams `body` to `key`. Nothing is visible under `key` until the whole stream was
+   * stored; when the body errors or the store fails, the partial upload is aborted and the
+   * promise rejects with the body's own error when there is one.
+   */
+  putStream(key: string, body: Readable, options?: PutStreamOptions): Promise<{ bytes: number }>;
+  /** Writes a small object in one request. With `ifNoneMatch`, fails when the key exists. */
+  putBytes(key: string, data: Buffer | string, options?: { ifNoneMatch?: boolean }): Promise<void>;
+  /** Reads an object as a stream; rejects with NotFoundError when it is missing. */
+  getStream(key: string): Promise<Readable>;
+  /** Reads a small object whole; undefined when it is missing. */
+  getBytes(key: string): Promise<Buffer | undefined>;
+  /** Size and date of an object; undefined when it is missing. */
+  head(key: string): Promise<StoredObject | undefined>;
+  /** Every object whose key starts with `prefix`, in key (UTF-8 byte) order, across all pages. */
+  list(prefix: string): AsyncIterable<StoredObject>;
+  /** Deletes keys (in batches of at most 1,000); a missing key counts as deleted. */
+  delete(keys: string[], options?: DeleteOptions): Promise<DeleteResult>;
+  /** Storage-wide facts used in summaries (versioning), when the store can tell. */
+  describe?(): Promise<{ versioning?: 'Enabled' | 'Suspended' | 'Off' }>;
+}
+
+export class NotFoundError extends Error {
+  constructor(readonly key: string) {
+    super(`No object at ${key}`);
+    this.name = 'NotFoundError';
+  }
+}
