@@ -1,0 +1,676 @@
+import { createHash } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetBucketVersioningCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { ConfigurationError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { KeyExistsError } from './local.js';
+import {
+  NotFoundError,
+  type DeleteOptions,
+  type DeleteResult,
+  type PutStreamOptions,
+  type Storage,
+  type StoredObject,
+} from './storage.js';
+
+export interface S3Settings {
+  /** A custom endpoint (MinIO, R2, Swift, ...); AWS when absent. */
+  endpoint?: string;
+  region?: string;
+  /** Path-style addressing; defaults to true with a custom endpoint. */
+  forcePathStyle?: boolean;
+  /** Explicit credentials; the SDK's default provider chain when absent. */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Multipart part size in bytes (default 8 MiB, at least 5 MiB). */
+  partSize?: number;
+  /** Parts uploaded at once (default 4). Memory in use is about partSize × queueSize. */
+  queueSize?: number;
+}
+
+const MIB = 1024 * 1024;
+export const DEFAULT_PART_SIZE = 8 * MIB;
+const MIN_PART_SIZE = 5 * MIB;
+const MAX_PART_SIZE = 5 * 1024 * MIB;
+const DELETE_BATCH = 1000;
+
+/**
+ * The part size for a multipart upload: the configured size (8 MiB by default), raised for a
+ * large `sizeHint` so that even 20 % more data than announced fits in 9,000 parts, leaving
+ * room under S3's 10,000-part limit.
+ */
+export function partSizeFor(sizeHint?: number, configured: number = DEFAULT_PART_SIZE): number {
+  const forHint =
+    sizeHint !== undefined && sizeHint > 0
+      ? Math.ceil(Math.ceil((sizeHint * 1.2) / 9000) / MIB) * MIB
+      : 0;
+  return Math.min(MAX_PART_SIZE, Math.max(MIN_PART_SIZE, configured, forHint));
+}
+
+/**
+ * Adds a Content-MD5 header to DeleteObjects requests. The SDK sends a CRC32 checksum
+ * instead, which Swift, MinIO and GCS do not accept in its place.
+ */
+export function addContentMd5Middleware(client: S3Client): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const request = args.request as { headers?: Record<string, string>; body?: unknown };
+      if (context.commandName === 'DeleteObjectsCommand' && request.headers !== undefined) {
+        const body = request.body;
+        if (typeof body === 'string' || body instanceof Uint8Array) {
+          const hasMd5 = Object.keys(request.headers).some(
+            (name) => name.toLowerCase() === 'content-md5',
+          );
+          if (!hasMd5)
+            request.headers['content-md5'] = createHash('md5').update(body).digest('base64');
+        }
+      }
+      return next(args);
+    },
+    { step: 'build', name: 'contentMd5ForDeleteObjects', override: true },
+  );
+}
+
+interface SdkError {
+  name?: string;
+  code?: string;
+  message?: string;
+  errors?: unknown[];
+  $metadata?: { httpStatusCode?: number };
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNABORTED',
+  'TimeoutError',
+  'RequestTimeout',
+]);
+
+function networkCode(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const e = error as SdkError;
+  if (e.code !== undefined && NETWORK_CODES.has(e.code)) return e.code;
+  if (
+    e.name !== undefined &&
+    NETWORK_CODES.has(e.name) &&
+    e.$metadata?.httpStatusCode === undefined
+  ) {
+    return e.name;
+  }
+  if (Array.isArray(e.errors)) {
+    for (const inner of e.errors) {
+      const code = networkCode(inner);
+      if (code !== undefined) return code;
+    }
+  }
+  // Errors from another realm reach here flattened into the message of a wrapper.
+  if (e.$metadata?.httpStatusCode === undefined && typeof e.message === 'string') {
+    const match = /\b(E[A-Z]{4,})\b/.exec(e.message);
+    if (match !== null && NETWORK_CODES.has(match[1])) return match[1];
+  }
+  return undefined;
+}
+
+function codeOf(error: unknown): string {
+  if (typeof error !== 'object' || error === null) return String(error);
+  const e = error as SdkError;
+  return e.name ?? e.code ?? 'Error';
+}
+
+function statusOf(error: unknown): number | undefined {
+  return typeof error === 'object' && error !== null
+    ? (error as SdkError).$metadata?.httpStatusCode
+    : undefined;
+}
+
+function isNotFound(error: unknown): boolean {
+  const code = codeOf(error);
+  return (
+    code === 'NoSuchKey' ||
+    code === 'NotFound' ||
+    (statusOf(error) === 404 && code !== 'NoSuchBucket')
+  );
+}
+
+/** Why a per-key delete error is Object Lock's doing, or undefined when it is not. */
+function lockReason(code: string, message: string): string | undefined {
+  if (code === 'ObjectLocked' || /object ?lock/i.test(code)) return message || code;
+  if (code === 'AccessDenied' && /retention|legal hold|object ?lock|worm/i.test(message)) {
+    return message;
+  }
+  return undefined;
+}
+
+type Action = 'write' | 'read' | 'list' | 'delete' | 'describe';
+
+const PERMISSION: Record<Action, string> = {
+  write: 's3:PutObject',
+  read: 's3:GetObject',
+  list: 's3:ListBucket',
+  delete: 's3:DeleteObject',
+  describe: 's3:GetBucketVersioning',
+};
+
+const VERB: Record<Action, string> = {
+  write: 'writing',
+  read: 'reading',
+  list: 'listing',
+  delete: 'deleting',
+  describe: 'reading the versioning of',
+};
+
+/** The endpoint URL without any user:password part, for messages. */
+function safeEndpoint(endpoint: string): string {
+  try {
+    const url = new URL(endpoint);
+    url.username = '';
+    url.password = '';
+    return url.toString().replace(/\/$/, '');
+  } catch {
+    return '(invalid endpoint)';
+  }
+}
+
+/**
+ * An S3 bucket and prefix as a store. Streams go through a multipart upload whose memory
+ * use is bounded by part size × queue size; a failed upload is aborted and checked to be
+ * gone. When the store fails during `putStream`, the body is destroyed so its producer stops.
+ */
+export class S3Storage implements Storage {
+  readonly description: string;
+  readonly client: S3Client;
+  private readonly prefix: string;
+  private readonly endpointLabel: string;
+  private readonly region: string;
+  private conditionalPutUnsupported = false;
+
+  constructor(
+    readonly bucket: string,
+    prefix: string,
+    private readonly settings: S3Settings,
+    private readonly logger: Logger,
+  ) {
+    this.prefix = prefix.replace(/^\/+|\/+$/g, '');
+    this.region =
+      settings.region || process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1';
+    const config: S3ClientConfig = {
+      region: this.region,
+      requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
+    };
+    if (settings.endpoint) {
+      let url: URL;
+      try {
+        url = new URL(settings.endpoint);
+      } catch {
+        throw new ConfigurationError(
+          `The S3 endpoint '${safeEndpoint(settings.endpoint)}' is not a URL; give one like https://s3.example.com or http://127.0.0.1:9000.`,
+        );
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new ConfigurationError(
+          `The S3 endpoint '${safeEndpoint(settings.endpoint)}' must start with https:// or http://.`,
+        );
+      }
+      this.endpointLabel = safeEndpoint(settings.endpoint);
+      config.endpoint = settings.endpoint;
+      config.forcePathStyle = settings.forcePathStyle ?? true;
+      config.requestChecksumCalculation = 'WHEN_REQUIRED';
+      config.responseChecksumValidation = 'WHEN_REQUIRED';
+    } else {
+      this.endpointLabel = `AWS S3 in ${this.region}`;
+      if (settings.forcePathStyle !== undefined) config.forcePathStyle = settings.forcePathStyle;
+    }
+    if (settings.credentials) config.credentials = settings.credentials;
+    this.client = new S3Client(config);
+    addContentMd5Middleware(this.client);
+    const where = this.prefix === '' ? `s3://${bucket}` : `s3://${bucket}/${this.prefix}`;
+    this.description = settings.endpoint
+      ? `${where} (endpoint ${this.endpointLabel})`
+      : `${where} (${this.endpointLabel})`;
+  }
+
+  private fullKey(key: string): string {
+    if (key === '' || key.startsWith('/')) {
+      throw new Error(
+        `Invalid storage key '${key}': keys are non-empty and relative to the prefix.`,
+      );
+    }
+    return this.prefix === '' ? key : `${this.prefix}/${key}`;
+  }
+
+  private relativeKey(fullKey: string): string {
+    return this.prefix === '' ? fullKey : fullKey.slice(this.prefix.length + 1);
+  }
+
+  location(key: string): string {
+    return `s3://${this.bucket}/${this.fullKey(key)}`;
+  }
+
+  /** Turns an SDK error into one a person can act on; never includes credentials. */
+  private translate(error: unknown, action: Action, key?: string): Error {
+    if (error instanceof ConfigurationError || error instanceof NotFoundError) return error;
+    const code = codeOf(error);
+    const status = statusOf(error);
+    const target = key === undefined ? `bucket '${this.bucket}'` : this.location(key);
+    const network = networkCode(error);
+    if (network !== undefined) {
+      const message = error instanceof Error ? error.message : String(error);
+      return new Error(
+        `Cannot reach the S3 endpoint ${this.endpointLabel} while ${VERB[action]} ${target}: ${network}${message && message !== network ? ` (${message})` : ''}`,
+        { cause: error },
+      );
+    }
+    if (code === 'NoSuchBucket') {
+      return new ConfigurationError(
+        `Bucket '${this.bucket}' does not exist (endpoint ${this.endpointLabel}). Create it, or correct the bucket in the storage location.`,
+      );
+    }
+    if (code === 'CredentialsProviderError') {
+      return new ConfigurationError(
+        `No AWS credentials were found for bucket '${this.bucket}'. Provide them through the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), a profile, or OIDC with aws-actions/configure-aws-credentials.`,
+      );
+    }
+    if (code === 'InvalidAccessKeyId') {
+      return new ConfigurationError(
+        `The access key ID is not known to the endpoint ${this.endpointLabel} (InvalidAccessKeyId) while ${VERB[action]} ${target}. Check the credentials for bucket '${this.bucket}'.`,
+      );
+    }
+    if (code === 'SignatureDoesNotMatch') {
+      return new ConfigurationError(
+        `The secret access key does not match the access key ID (SignatureDoesNotMatch) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials for bucket '${this.bucket}'.`,
+      );
+    }
+    if (code === 'AccessDenied' || code === 'Forbidden' || status === 403) {
+      return new ConfigurationError(
+        `Access denied (${code}) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials and that they grant ${PERMISSION[action]} on bucket '${this.bucket}'.`,
+      );
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    return new Error(
+      `S3 failed while ${VERB[action]} ${target} (endpoint ${this.endpointLabel}): ${code}${status ? ` [HTTP ${status}]` : ''}: ${message}`,
+      { cause: error },
+    );
+  }
+
+  async putStream(
+    key: string,
+    body: Readable,
+    options: PutStreamOptions = {},
+  ): Promise<{ bytes: number }> {
+    const fullKey = this.fullKey(key);
+    let bytes = 0;
+    let bodyError: unknown;
+    let storeError: unknown;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        bytes += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    const onBodyError = (error: unknown): void => {
+      if (error === storeError) return;
+      bodyError ??= error;
+      counter.destroy(error instanceof Error ? error : new Error(String(error)));
+    };
+    body.on('error', onBodyError);
+    // The upload reads the error from the stream's state; it may not be listening yet.
+    counter.on('error', () => undefined);
+    body.pipe(counter);
+
+    const onStoreError = (error: unknown): void => {
+      if (storeError !== undefined || bodyError !== undefined) return;
+      storeError = error;
+      const reason = error instanceof Error ? error : new Error(String(error));
+      counter.destroy(reason);
+      body.unpipe(counter);
+      if (!body.destroyed) body.destroy(reason);
+    };
+    const send = this.client.send.bind(this.client);
+    const watched = Object.create(this.client) as S3Client;
+    watched.send = (async (...args: Parameters<typeof send>) => {
+      try {
+        return await send(...args);
+      } catch (error) {
+        onStoreError(error);
+        throw error;
+      }
+    }) as typeof send;
+
+    const previousETag = await this.currentETag(fullKey);
+    const upload = new Upload({
+      client: watched,
+      params: {
+        Bucket: this.bucket,
+        Key: fullKey,
+        Body: counter,
+        ContentType: options.contentType ?? 'application/octet-stream',
+      },
+      partSize: partSizeFor(options.sizeHint, this.settings.partSize),
+      queueSize: this.settings.queueSize ?? 4,
+      leavePartsOnError: false,
+    });
+    if (options.onProgress) {
+      const onProgress = options.onProgress;
+      upload.on('httpUploadProgress', (progress) => onProgress(progress.loaded ?? 0));
+    }
+    try {
+      await upload.done();
+      if (bodyError !== undefined) throw bodyError;
+      return { bytes };
+    } catch (error) {
+      const cause = bodyError ?? storeError ?? error;
+      if (!body.destroyed) body.destroy();
+      await this.cleanUpFailedUpload(key, fullKey, previousETag, bodyError === undefined);
+      if (bodyError !== undefined) throw bodyError;
+      throw this.translate(cause, 'write', key);
+    } finally {
+      body.off('error', onBodyError);
+      // Destroying the body emits its error again; keep it from going unhandled.
+      body.on('error', () => undefined);
+    }
+  }
+
+  /** The ETag of the object at `fullKey` before a write, or undefined (missing or unreadable). */
+  private async currentETag(fullKey: string): Promise<string | undefined> {
+    try {
+      const head = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }),
+      );
+      return head.ETag ?? '';
+    } catch (error) {
+      if (!isNotFound(error))
+        this.logger.debug(`HeadObject ${fullKey} before upload: ${codeOf(error)}`);
+      return undefined;
+    }
+  }
+
+  /**
+   * After a failed upload: aborts any multipart upload left for the key, checks that none
+   * remains, and removes an object the failed write may have completed. Problems are logged,
+   * since the caller is already failing with the cause.
+   */
+  private async cleanUpFailedUpload(
+    key: string,
+    fullKey: string,
+    previousETag: string | undefined,
+    storeFailed: boolean,
+  ): Promise<void> {
+    const where = this.location(key);
+    try {
+      for (let round = 0; round < 3; round++) {
+        const uploads = await this.multipartUploads(fullKey);
+        if (uploads.length === 0) break;
+        if (round === 2) {
+          this.logger.warning(
+            `A multipart upload for ${where} is still present after aborting it (upload ids ${uploads.join(', ')}); a bucket lifecycle rule with AbortIncompleteMultipartUpload removes such leftovers.`,
+          );
+          break;
+        }
+        for (const uploadId of uploads) {
+          await this.client.send(
+            new AbortMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key: fullKey,
+              UploadId: uploadId,
+            }),
+          );
+          this.logger.debug(`Aborted multipart upload ${uploadId} of ${where}.`);
+        }
+      }
+    } catch (error) {
+      this.logger.warning(
+        `Could not check for an unfinished multipart upload of ${where}: ${this.translate(error, 'list').message}. Parts may be left behind; a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them.`,
+      );
+    }
+    if (!storeFailed) return;
+    try {
+      const etag = await this.currentETag(fullKey);
+      if (etag !== undefined && etag !== previousETag) {
+        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: fullKey }));
+        this.logger.warning(`Removed ${where}, written although the upload reported a failure.`);
+      }
+    } catch (error) {
+      this.logger.warning(
+        `Could not make sure nothing was left at ${where}: ${this.translate(error, 'delete').message}`,
+      );
+    }
+  }
+
+  /** Upload ids of the multipart uploads in progress for exactly `fullKey`. */
+  private async multipartUploads(fullKey: string): Promise<string[]> {
+    const ids: string[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      const page = await this.client.send(
+        new ListMultipartUploadsCommand({
+          Bucket: this.bucket,
+          Prefix: fullKey,
+          KeyMarker: keyMarker,
+          UploadIdMarker: uploadIdMarker,
+        }),
+      );
+      for (const upload of page.Uploads ?? []) {
+        if (upload.Key === fullKey && upload.UploadId) ids.push(upload.UploadId);
+      }
+      if (!page.IsTruncated) return ids;
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
+      if (keyMarker === undefined && uploadIdMarker === undefined) return ids;
+    }
+  }
+
+  async putBytes(
+    key: string,
+    data: Buffer | string,
+    options: { ifNoneMatch?: boolean } = {},
+  ): Promise<void> {
+    const body = typeof data === 'string' ? Buffer.from(data) : data;
+    const conditional = options.ifNoneMatch === true && !this.conditionalPutUnsupported;
+    if (options.ifNoneMatch && !conditional && (await this.head(key)) !== undefined) {
+      throw new KeyExistsError(key);
+    }
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.fullKey(key),
+          Body: body,
+          ContentLength: body.length,
+          ContentMD5: createHash('md5').update(body).digest('base64'),
+          IfNoneMatch: conditional ? '*' : undefined,
+        }),
+      );
+    } catch (error) {
+      if (conditional && (codeOf(error) === 'PreconditionFailed' || statusOf(error) === 412)) {
+        throw new KeyExistsError(key);
+      }
+      if (conditional && (codeOf(error) === 'NotImplemented' || statusOf(error) === 501)) {
+        // Some S3-compatible stores (Swift s3api among them) refuse If-None-Match on PUT:
+        // check for the key first instead, which is enough for keys written once.
+        this.conditionalPutUnsupported = true;
+        this.logger.debug(
+          `${this.endpointLabel} does not support conditional writes; checking for existing keys first.`,
+        );
+        return this.putBytes(key, data, options);
+      }
+      throw this.translate(error, 'write', key);
+    }
+  }
+
+  async getStream(key: string): Promise<Readable> {
+    try {
+      const response = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }),
+      );
+      if (!(response.Body instanceof Readable)) {
+        throw new Error(`The S3 client returned no readable body for ${this.location(key)}.`);
+      }
+      return response.Body;
+    } catch (error) {
+      if (isNotFound(error)) throw new NotFoundError(key);
+      throw this.translate(error, 'read', key);
+    }
+  }
+
+  async getBytes(key: string): Promise<Buffer | undefined> {
+    try {
+      const response = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }),
+      );
+      if (response.Body === undefined) return Buffer.alloc(0);
+      return Buffer.from(await response.Body.transformToByteArray());
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw this.translate(error, 'read', key);
+    }
+  }
+
+  async head(key: string): Promise<StoredObject | undefined> {
+    try {
+      const response = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }),
+      );
+      return {
+        key,
+        size: response.ContentLength ?? 0,
+        lastModified: response.LastModified ?? new Date(0),
+        // S3 omits the header for STANDARD objects.
+        storageClass: response.StorageClass ?? 'STANDARD',
+      };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw this.translate(error, 'read', key);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<StoredObject> {
+    const base = this.prefix === '' ? '' : `${this.prefix}/`;
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: base + prefix,
+            ContinuationToken: token,
+          }),
+        );
+      } catch (error) {
+        throw this.translate(error, 'list');
+      }
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined) continue;
+        yield {
+          key: this.relativeKey(object.Key),
+          size: object.Size ?? 0,
+          lastModified: object.LastModified ?? new Date(0),
+          storageClass: object.StorageClass,
+        };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      if (page.IsTruncated && token === undefined) {
+        throw new Error(
+          `The S3 listing of s3://${this.bucket}/${base + prefix} was truncated without a continuation token.`,
+        );
+      }
+    } while (token !== undefined);
+  }
+
+  async delete(keys: string[], options: DeleteOptions = {}): Promise<DeleteResult> {
+    const unique = [...new Set(keys)];
+    const result: DeleteResult = { deleted: [], locked: [] };
+    const failures: string[] = [];
+    for (let start = 0; start < unique.length; start += DELETE_BATCH) {
+      const batch = unique.slice(start, start + DELETE_BATCH);
+      let response;
+      try {
+        response = await this.client.send(
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: batch.map((key) => ({ Key: this.fullKey(key) })), Quiet: false },
+            BypassGovernanceRetention: options.bypassGovernanceRetention ? true : undefined,
+          }),
+        );
+      } catch (error) {
+        throw this.translate(error, 'delete');
+      }
+      const accounted = new Set<string>();
+      for (const deleted of response.Deleted ?? []) {
+        if (deleted.Key === undefined) continue;
+        const key = this.relativeKey(deleted.Key);
+        if (accounted.has(key)) continue;
+        accounted.add(key);
+        result.deleted.push(key);
+      }
+      for (const failed of response.Errors ?? []) {
+        if (failed.Key === undefined) continue;
+        const key = this.relativeKey(failed.Key);
+        accounted.add(key);
+        const code = failed.Code ?? 'Error';
+        const reason = lockReason(code, failed.Message ?? '');
+        if (reason !== undefined) result.locked.push({ key, reason });
+        else
+          failures.push(
+            `${this.location(key)}: ${code}${failed.Message ? ` (${failed.Message})` : ''}`,
+          );
+      }
+      for (const key of batch) {
+        if (!accounted.has(key))
+          failures.push(`${this.location(key)}: not reported by DeleteObjects`);
+      }
+    }
+    if (failures.length > 0) {
+      const shown = failures.slice(0, 5).join('; ');
+      const more = failures.length > 5 ? ` and ${failures.length - 5} more` : '';
+      throw new Error(
+        `Could not delete ${failures.length} object(s) at ${this.endpointLabel}: ${shown}${more}`,
+      );
+    }
+    return result;
+  }
+
+  async describe(): Promise<{ versioning?: 'Enabled' | 'Suspended' | 'Off' }> {
+    try {
+      const response = await this.client.send(
+        new GetBucketVersioningCommand({ Bucket: this.bucket }),
+      );
+      if (response.Status === 'Enabled' || response.Status === 'Suspended') {
+        return { versioning: response.Status };
+      }
+      return { versioning: 'Off' };
+    } catch (error) {
+      const code = codeOf(error);
+      if (code === 'AccessDenied' || code === 'NotImplemented' || statusOf(error) === 501) {
+        this.logger.debug(`GetBucketVersioning on ${this.bucket}: ${code}`);
+        return {};
+      }
+      throw this.translate(error, 'describe');
+    }
+  }
+
+  /** Closes the client's sockets. */
+  destroy(): void {
+    this.client.destroy();
+  }
+}
