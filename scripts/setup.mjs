@@ -34,4 +34,5 @@ for (const name of packages) {
   const dir = path.join(root, 'node_modules', name);
   if (existsSync(dir)) total += hydrate(dir);
 }
-if (total > 0) console.log(`setup: restored ${total} library links of the embedded PostgreSQL servers`);
+if (total > 0)
+  console.log(`setup: restored ${total} library links of the embedded PostgreSQL servers`);

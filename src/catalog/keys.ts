@@ -22,7 +22,10 @@ export function verificationKey(name: string, id: string, at: Date): string {
 
 /** `20261121T051500Z` */
 export function compactTime(at: Date): string {
-  return at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  return at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
 }
 
 const ID_PATTERN = /^(\d{8}T\d{6}Z)-([0-9a-f]{6})$/;

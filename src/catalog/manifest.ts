@@ -3,7 +3,12 @@
 export const MANIFEST_SCHEMA_VERSION = 1;
 
 export type BackupKind = 'scheduled' | 'pre-migration' | 'manual' | 'pre-restore';
-export const BACKUP_KINDS: readonly BackupKind[] = ['scheduled', 'pre-migration', 'manual', 'pre-restore'];
+export const BACKUP_KINDS: readonly BackupKind[] = [
+  'scheduled',
+  'pre-migration',
+  'manual',
+  'pre-restore',
+];
 
 export type DumpFormat = 'custom' | 'directory';
 
@@ -38,6 +43,8 @@ export interface TableInventoryEntry {
   rows: number | null;
   /** On-disk size of the table with its indexes and toast, bytes. */
   bytes: number;
+  /** The table's data was left out (`exclude-table-data`): it restores empty. */
+  dataExcluded?: boolean;
 }
 
 export interface GitContext {

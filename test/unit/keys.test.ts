@@ -1,4 +1,10 @@
-import { backupIdTime, compactTime, isBackupId, isCatalogName, newBackupId } from '../../src/catalog/keys.js';
+import {
+  backupIdTime,
+  compactTime,
+  isBackupId,
+  isCatalogName,
+  newBackupId,
+} from '../../src/catalog/keys.js';
 
 describe('catalog keys', () => {
   it('makes sortable backup ids from UTC time', () => {

@@ -1,0 +1,143 @@
+import * as core from '@actions/core';
+import { runBackup, type BackupOptions, type CompressionChoice } from '../backup/backup.js';
+import { backupSummary } from '../backup/summary.js';
+import { BACKUP_KINDS, type BackupKind } from '../catalog/manifest.js';
+import { parseKeepUntil } from '../core/duration.js';
+import { ConfigurationError } from '../core/errors.js';
+import { systemClock } from '../core/logger.js';
+import { findOnPath } from '../core/process.js';
+import { parseRecipients } from '../crypto/age.js';
+import { resolveConnection } from '../postgres/connection.js';
+import { ensureClientTools, ToolVersionError } from '../postgres/install.js';
+import { resolvePostgresVersionInput } from '../postgres/tools.js';
+import {
+  booleanInput,
+  choiceInput,
+  integerInput,
+  labelsInput,
+  listInput,
+  numberInput,
+  optionalInput,
+} from './inputs.js';
+import { Inputs, Outputs } from './names.js';
+import { reportToIssue } from './issue-report.js';
+import {
+  actionLogger,
+  gitContext,
+  maskConnectionString,
+  maskSecret,
+  storageFromInputs,
+} from './runtime.js';
+
+/** `auto`, `none`, `zstd[:level]`, `gzip[:level]`. */
+export function parseCompression(value: string | undefined): CompressionChoice {
+  const text = (value ?? 'auto').trim();
+  const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
+  if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
+    throw new ConfigurationError(
+      `Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`,
+    );
+  }
+  const level = m[2] === undefined ? undefined : Number(m[2]);
+  if (m[1] === 'zstd') {
+    if (level !== undefined && (level < 1 || level > 19)) {
+      throw new ConfigurationError(
+        `Input 'compression': zstd levels go from 1 to 19, got ${level}.`,
+      );
+    }
+    return { method: 'zstd', level };
+  }
+  if (m[1] === 'gzip') {
+    if (level !== undefined && (level < 0 || level > 9)) {
+      throw new ConfigurationError(
+        `Input 'compression': gzip levels go from 0 to 9, got ${level}.`,
+      );
+    }
+    return { method: 'gzip', level };
+  }
+  return { method: m[1] as 'auto' | 'none' };
+}
+
+export async function runBackupAction(): Promise<void> {
+  const env = process.env;
+  const logger = actionLogger;
+  const databaseUrl = optionalInput(Inputs.DatabaseUrl);
+  maskConnectionString(databaseUrl);
+  if (env.PGPASSWORD) core.setSecret(env.PGPASSWORD);
+  const passphrase = optionalInput(Inputs.EncryptionPassphrase);
+  maskSecret(passphrase);
+
+  const recipients = parseRecipients(optionalInput(Inputs.EncryptionRecipients) ?? '');
+  const kind = choiceInput<BackupKind>(Inputs.Kind, BACKUP_KINDS, 'scheduled');
+  const keepUntilText = optionalInput(Inputs.KeepUntil);
+  const options: BackupOptions = {
+    connection: resolveConnection(databaseUrl, env),
+    name: optionalInput(Inputs.Name),
+    format: choiceInput(Inputs.Format, ['custom', 'directory'] as const, 'custom'),
+    jobs: integerInput(Inputs.Jobs, 2, 1, 64),
+    compression: parseCompression(optionalInput(Inputs.Compression)),
+    selection: {
+      schemas: listInput(Inputs.Schemas),
+      excludeSchemas: listInput(Inputs.ExcludeSchemas),
+      excludeTableData: listInput(Inputs.ExcludeTableData),
+    },
+    globals: booleanInput(Inputs.Globals, false),
+    encryption: recipients.length > 0 || passphrase ? { recipients, passphrase } : undefined,
+    kind,
+    labels: labelsInput(Inputs.Labels),
+    keepUntil: keepUntilText
+      ? parseKeepUntil(keepUntilText, systemClock.now(), Inputs.KeepUntil)
+      : undefined,
+    rowCounts: choiceInput(Inputs.RowCounts, ['exact', 'estimate', 'off'] as const, 'exact'),
+    sizeChangeThreshold: numberInput(Inputs.SizeChangeThreshold, 20),
+    git: gitContext(env),
+  };
+  const postgresVersion = resolvePostgresVersionInput(
+    optionalInput(Inputs.PostgresVersion) ?? 'auto',
+  );
+  const storage = storageFromInputs(logger);
+
+  try {
+    const result = await runBackup(options, {
+      storage,
+      logger,
+      clock: systemClock,
+      env,
+      zstdPath: findOnPath('zstd', env.PATH),
+      resolveTools: (server) =>
+        ensureClientTools({
+          serverMajor: server.major,
+          serverVersion: server.version,
+          postgresVersion,
+          install: true,
+          search: { logger },
+        }),
+    });
+    for (const w of result.warnings) logger.warning(w);
+    core.setOutput(Outputs.BackupId, result.manifest.id);
+    core.setOutput(Outputs.ManifestKey, storage.location(result.manifestKey));
+    core.setOutput(Outputs.ObjectKey, storage.location(result.objectKey));
+    core.setOutput(Outputs.Bytes, String(result.bytes));
+    core.setOutput(Outputs.Sha256, result.sha256);
+    core.setOutput(Outputs.DurationSeconds, result.durationSeconds.toFixed(1));
+    core.setOutput(
+      Outputs.SizeChangePercent,
+      result.sizeChangePercent === undefined ? '' : String(result.sizeChangePercent),
+    );
+    await core.summary.addRaw(backupSummary(result, storage.location(result.objectKey))).write();
+  } catch (error) {
+    if (error instanceof ToolVersionError) {
+      // A backup that stopped is as urgent as one that does not restore.
+      await reportToIssue({
+        env,
+        logger,
+        marker: `backup:${options.name ?? 'database'}`,
+        title: `Backup failed: ${options.name ?? 'database'} (PostgreSQL client version)`,
+        defaultLabel: 'backup-failure',
+        failed: true,
+        body: `The nightly backup stopped because no suitable pg_dump is available.\n\n${error.message}`,
+      });
+    }
+    throw error;
+  }
+}

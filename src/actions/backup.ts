@@ -1,0 +1,4 @@
+import { runBackupAction } from './backup-impl.js';
+import { runAction } from './runtime.js';
+
+await runAction(runBackupAction);

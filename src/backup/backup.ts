@@ -1,0 +1,550 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough, Readable, pipeline } from 'node:stream';
+import type pg from 'pg';
+import { completeBackups, listCatalog } from '../catalog/catalog.js';
+import { backupPrefix, isCatalogName, manifestKey, newBackupId } from '../catalog/keys.js';
+import {
+  MANIFEST_SCHEMA_VERSION,
+  type BackupKind,
+  type CompressionInfo,
+  type GitContext,
+  type Manifest,
+  type ObjectEntry,
+  type TableInventoryEntry,
+} from '../catalog/manifest.js';
+import { createEncryptStream } from '../crypto/age.js';
+import { ConfigurationError, errorMessage } from '../core/errors.js';
+import type { Clock, Logger } from '../core/logger.js';
+import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
+import { EndGate, HashCounter, Progress, formatBytes, rate } from '../core/streams.js';
+import {
+  childEnv,
+  connect,
+  databaseName,
+  describeConnection,
+  serverInfo,
+  transactionPoolerHint,
+  type ConnectionInfo,
+  type ServerInfo,
+} from '../postgres/connection.js';
+import {
+  countRows,
+  exportSnapshot,
+  listTables,
+  type DumpSelection,
+} from '../postgres/inventory.js';
+import type { ClientTools } from '../postgres/tools.js';
+import type { Storage } from '../storage/storage.js';
+
+/** The compression asked for: `auto` picks the fastest that keeps the object small. */
+export type CompressionChoice =
+  | { method: 'auto' }
+  | { method: 'zstd'; level?: number }
+  | { method: 'gzip'; level?: number }
+  | { method: 'none' };
+
+export interface EncryptionChoice {
+  recipients: string[];
+  passphrase?: string;
+}
+
+export interface BackupOptions {
+  connection: ConnectionInfo;
+  /** Catalog name; default: the database name. */
+  name?: string;
+  format: 'custom' | 'directory';
+  /** Parallel dump jobs (directory format). */
+  jobs: number;
+  compression: CompressionChoice;
+  selection: DumpSelection;
+  globals: boolean;
+  encryption?: EncryptionChoice;
+  kind: BackupKind;
+  labels: Record<string, string>;
+  keepUntil?: Date;
+  rowCounts: 'exact' | 'estimate' | 'off';
+  /** Percent; a larger change against the previous backup raises a warning. */
+  sizeChangeThreshold: number;
+  git: GitContext;
+}
+
+export interface BackupDeps {
+  storage: Storage;
+  logger: Logger;
+  clock: Clock;
+  /** Picks pg_dump & co. for the server (installing them when allowed). */
+  resolveTools(server: ServerInfo): Promise<ClientTools>;
+  /** Absolute path of `zstd`, or undefined when it is not installed. */
+  zstdPath?: string;
+  /** Environment the tools inherit (PG* variables are replaced by the connection's). */
+  env: NodeJS.ProcessEnv;
+  progressIntervalMs?: number;
+  randomSuffix?: () => string;
+  /** Folder for the directory format's dump; default: the OS temp folder. */
+  tmpDir?: string;
+}
+
+export interface BackupResult {
+  manifest: Manifest;
+  manifestKey: string;
+  objectKey: string;
+  bytes: number;
+  sha256: string;
+  durationSeconds: number;
+  sizeChangePercent?: number;
+  /** Warnings worth an annotation (unencrypted, size change, globals skipped). */
+  warnings: string[];
+  serverVersion: string;
+  pgDumpVersion: string;
+}
+
+/** What restore must undo, decided before the dump starts. */
+export interface CompressionPlan {
+  info: CompressionInfo;
+  /** pg_dump's own `--compress` argument. */
+  pgDumpCompress: string;
+  /** An external compressor reading pg_dump's output, when compression happens outside it. */
+  external?: { command: string; args: string[]; suffix: string };
+}
+
+export function planCompression(
+  choice: CompressionChoice,
+  pgDumpMajor: number,
+  zstdPath: string | undefined,
+): CompressionPlan {
+  switch (choice.method) {
+    case 'none':
+      return { info: { method: 'none' }, pgDumpCompress: '0' };
+    case 'gzip': {
+      const level = choice.level ?? 6;
+      return { info: { method: 'pg_dump-gzip', level }, pgDumpCompress: String(level) };
+    }
+    case 'zstd': {
+      const level = choice.level ?? 3;
+      if (zstdPath) return externalZstd(zstdPath, level);
+      if (pgDumpMajor >= 16) {
+        return { info: { method: 'pg_dump-zstd', level }, pgDumpCompress: `zstd:${level}` };
+      }
+      throw new ConfigurationError(
+        `Input 'compression' is 'zstd' but the zstd command is not installed and pg_dump ${pgDumpMajor} has no zstd support. ` +
+          `Install it (sudo apt-get install -y zstd) or use compression 'auto' or 'gzip'.`,
+      );
+    }
+    case 'auto':
+      // Parallel zstd outside pg_dump: about three times faster than pg_dump's single-threaded
+      // zlib and smaller. Without zstd, pg_dump's own default compression.
+      return zstdPath
+        ? externalZstd(zstdPath, 3)
+        : { info: { method: 'pg_dump-gzip', level: 6 }, pgDumpCompress: '6' };
+  }
+}
+
+function externalZstd(zstdPath: string, level: number): CompressionPlan {
+  return {
+    info: { method: 'zstd', level },
+    pgDumpCompress: '0',
+    external: { command: zstdPath, args: [`-${level}`, '-T0', '-q', '-c'], suffix: '.zst' },
+  };
+}
+
+/** Object file name of the dump: dump.pgc[.zst][.age] or dump.tar[.zst][.age]. */
+export function dumpObjectName(
+  format: 'custom' | 'directory',
+  plan: CompressionPlan,
+  encrypted: boolean,
+): string {
+  return `dump.${format === 'custom' ? 'pgc' : 'tar'}${plan.external?.suffix ?? ''}${encrypted ? '.age' : ''}`;
+}
+
+/** pg_dump's arguments for the selection (connection parameters travel in the environment). */
+export function pgDumpArgs(options: {
+  format: 'custom' | 'directory';
+  compress: string;
+  snapshot?: string;
+  selection: DumpSelection;
+  jobs: number;
+  outputDir?: string;
+}): string[] {
+  const args = ['--no-password', `--compress=${options.compress}`];
+  if (options.format === 'custom') {
+    args.push('--format=custom');
+  } else {
+    args.push('--format=directory', `--jobs=${options.jobs}`, `--file=${options.outputDir}`);
+  }
+  if (options.snapshot) args.push(`--snapshot=${options.snapshot}`);
+  for (const s of options.selection.schemas) args.push(`--schema=${s}`);
+  for (const s of options.selection.excludeSchemas) args.push(`--exclude-schema=${s}`);
+  for (const t of options.selection.excludeTableData) args.push(`--exclude-table-data=${t}`);
+  return args;
+}
+
+function defaultSuffix(): string {
+  return randomBytes(3).toString('hex');
+}
+
+/**
+ * Backs up one database: pg_dump → (zstd) → (age) → SHA-256 → storage, streamed, then the
+ * manifest, written last. On any failure the upload is aborted, what was stored is removed, no
+ * manifest is written, and the error says what failed (pg_dump's own text when it was pg_dump).
+ */
+export async function runBackup(options: BackupOptions, deps: BackupDeps): Promise<BackupResult> {
+  const { storage, logger, clock } = deps;
+  const started = clock.now();
+  const t0 = Date.now();
+  const warnings: string[] = [];
+
+  const pooler = transactionPoolerHint(options.connection);
+  if (pooler) throw new ConfigurationError(pooler);
+
+  logger.info(`Connecting to ${describeConnection(options.connection)}`);
+  const client = await connect(options.connection);
+  const stored: string[] = [];
+  let snapshotOpen = false;
+  try {
+    const server = await serverInfo(client);
+    logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
+    const name = options.name ?? server.database ?? databaseName(options.connection);
+    if (!isCatalogName(name)) {
+      throw new ConfigurationError(
+        `Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`,
+      );
+    }
+    const tools = await deps.resolveTools(server);
+    const plan = planCompression(options.compression, tools.major, deps.zstdPath);
+    const encrypted = Boolean(options.encryption);
+    if (!encrypted) {
+      warnings.push(
+        `Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`,
+      );
+    }
+
+    const previous = completeBackups(await listCatalog(storage, name))[0];
+    const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
+    const prefix = backupPrefix(name, id);
+    const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;
+
+    const snapshot = await exportSnapshot(client);
+    snapshotOpen = true;
+    const tables = await listTables(client, options.selection);
+    const sizeEstimate = await databaseSize(client);
+
+    const objects: ObjectEntry[] = [];
+    const counting = countTables(client, tables, options.rowCounts);
+    counting.catch(() => undefined);
+    const dump = await logger.group(`Dump ${name} to ${storage.location(objectKey)}`, async () => {
+      const result = await streamDump({
+        options,
+        deps,
+        tools,
+        plan,
+        snapshot,
+        objectKey,
+        sizeEstimate,
+      });
+      stored.push(objectKey);
+      return result;
+    });
+    objects.push({ key: objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 });
+    const inventory = await counting;
+    await client.query('COMMIT');
+    snapshotOpen = false;
+
+    let globals = false;
+    if (options.globals) {
+      const globalsKey = `${prefix}globals.sql${encrypted ? '.age' : ''}`;
+      const g = await dumpGlobals(options, deps, tools, globalsKey);
+      if (g) {
+        stored.push(globalsKey);
+        objects.push({ key: globalsKey, role: 'globals', bytes: g.bytes, sha256: g.sha256 });
+        globals = true;
+      } else {
+        warnings.push(
+          `Roles were not dumped: pg_dumpall --roles-only failed on this server (managed services may forbid it). The database backup itself is complete.`,
+        );
+      }
+    }
+
+    let sizeChangePercent: number | undefined;
+    let previousInfo: Manifest['previous'];
+    if (previous) {
+      const prevBytes = previous.objects.find((o) => o.role === 'dump')?.bytes ?? 0;
+      if (prevBytes > 0) {
+        sizeChangePercent = Math.round(((dump.bytes - prevBytes) / prevBytes) * 1000) / 10;
+        previousInfo = { id: previous.id, bytes: prevBytes, changePercent: sizeChangePercent };
+        if (Math.abs(sizeChangePercent) > options.sizeChangeThreshold) {
+          warnings.push(
+            `Backup size changed by ${sizeChangePercent > 0 ? '+' : ''}${sizeChangePercent}% against the previous backup ${previous.id} ` +
+              `(${formatBytes(prevBytes)} → ${formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`,
+          );
+        }
+      }
+    }
+
+    const finished = clock.now();
+    const manifest: Manifest = {
+      schemaVersion: MANIFEST_SCHEMA_VERSION,
+      id,
+      name,
+      kind: options.kind,
+      labels: options.labels,
+      startedAt: started.toISOString(),
+      finishedAt: finished.toISOString(),
+      source: {
+        database: server.database,
+        serverVersion: server.version,
+        serverVersionNum: server.versionNum,
+      },
+      tools: { pgDumpVersion: tools.version, pgDumpPath: tools.pgDump },
+      format: options.format,
+      compression: plan.info,
+      encryption: options.encryption
+        ? {
+            scheme: 'age',
+            recipients: options.encryption.recipients,
+            passphrase: Boolean(options.encryption.passphrase),
+          }
+        : null,
+      objects,
+      rowCounts: options.rowCounts,
+      tables: inventory,
+      globals,
+      git: options.git,
+      keepUntil: options.keepUntil?.toISOString(),
+      previous: previousInfo,
+      options: {
+        schemas: options.selection.schemas,
+        excludeSchemas: options.selection.excludeSchemas,
+        excludeTableData: options.selection.excludeTableData,
+      },
+    };
+    const mKey = manifestKey(name, id);
+    await storage.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true });
+    stored.length = 0;
+    const durationSeconds = (Date.now() - t0) / 1000;
+    logger.info(
+      `Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (${rate(dump.bytes, durationSeconds)})`,
+    );
+    return {
+      manifest,
+      manifestKey: mKey,
+      objectKey,
+      bytes: dump.bytes,
+      sha256: dump.sha256,
+      durationSeconds,
+      sizeChangePercent,
+      warnings,
+      serverVersion: server.version,
+      pgDumpVersion: tools.version,
+    };
+  } finally {
+    if (snapshotOpen) await client.query('ROLLBACK').catch(() => undefined);
+    await client.end().catch(() => undefined);
+    if (stored.length > 0) {
+      // Objects of a backup that failed after they were stored: remove them, so nothing
+      // half-written is left (prune would otherwise collect them after its grace period).
+      await storage
+        .delete(stored)
+        .catch((error: unknown) =>
+          logger.warning(
+            `Could not remove the partial backup objects ${stored.join(', ')}: ${errorMessage(error)}`,
+          ),
+        );
+    }
+  }
+}
+
+async function databaseSize(client: pg.Client): Promise<number> {
+  const r = await client.query<{ n: string }>(
+    'SELECT pg_database_size(current_database())::text AS n',
+  );
+  return Number(r.rows[0].n);
+}
+
+async function countTables(
+  client: pg.Client,
+  tables: Awaited<ReturnType<typeof listTables>>,
+  mode: 'exact' | 'estimate' | 'off',
+): Promise<TableInventoryEntry[]> {
+  const out: TableInventoryEntry[] = [];
+  for (const t of tables) {
+    let rows: number | null = null;
+    if (t.dataExcluded) rows = 0;
+    else if (mode === 'exact') rows = await countRows(client, t.schema, t.name);
+    else if (mode === 'estimate') rows = t.estimate;
+    const entry: TableInventoryEntry = { schema: t.schema, name: t.name, rows, bytes: t.bytes };
+    if (t.dataExcluded) entry.dataExcluded = true;
+    out.push(entry);
+  }
+  return out;
+}
+
+interface StreamDumpArgs {
+  options: BackupOptions;
+  deps: BackupDeps;
+  tools: ClientTools;
+  plan: CompressionPlan;
+  snapshot: string;
+  objectKey: string;
+  sizeEstimate: number;
+}
+
+async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: string }> {
+  const { options, deps, tools, plan } = a;
+  const env = childEnv(deps.env, options.connection);
+  const processes: { tool: string; proc: RunningProcess }[] = [];
+  let tmp: string | undefined;
+  try {
+    let source: Readable;
+    if (options.format === 'custom') {
+      const dump = startProcess(
+        tools.pgDump,
+        pgDumpArgs({
+          format: 'custom',
+          compress: plan.pgDumpCompress,
+          snapshot: a.snapshot,
+          selection: options.selection,
+          jobs: 1,
+        }),
+        { env },
+      );
+      processes.push({ tool: 'pg_dump', proc: dump });
+      source = dump.child.stdout as Readable;
+    } else {
+      // A directory dump is written by parallel workers to a folder, then streamed as a tar.
+      tmp = await mkdtemp(path.join(deps.tmpDir ?? os.tmpdir(), 'pg-backup-dir-'));
+      const outputDir = path.join(tmp, 'dump');
+      const dump = startProcess(
+        tools.pgDump,
+        pgDumpArgs({
+          format: 'directory',
+          compress: plan.pgDumpCompress,
+          snapshot: a.snapshot,
+          selection: options.selection,
+          jobs: options.jobs,
+          outputDir,
+        }),
+        { env },
+      );
+      await deps.logger.group('pg_dump (directory format)', async () => {
+        const exit = await dump.exited;
+        if (exit.code !== 0) throw new Error(describeExit('pg_dump', exit));
+      });
+      const tar = startProcess('tar', ['-C', outputDir, '-cf', '-', '.'], { env: deps.env });
+      processes.push({ tool: 'tar', proc: tar });
+      source = tar.child.stdout as Readable;
+    }
+    if (plan.external) {
+      const compressor = startProcess(plan.external.command, plan.external.args, {
+        stdio: [source, 'pipe', 'pipe'],
+        env: deps.env,
+      });
+      processes.push({ tool: path.basename(plan.external.command), proc: compressor });
+      // The compressor reads the pipe directly; this process lets go of its end so the
+      // producer's 'close' can fire and a dying compressor breaks the producer's pipe.
+      source.destroy();
+      source = compressor.child.stdout as Readable;
+    }
+
+    // The body ends only when every tool exited 0; the first failure (in pipe order, so
+    // pg_dump's own message wins over a compressor that saw a broken pipe) fails the upload.
+    const checkTools = async (): Promise<void> => {
+      const exits = await Promise.all(processes.map((p) => p.proc.exited));
+      exits.forEach((exit, i) => {
+        if (exit.code !== 0 || exit.signal) {
+          throw new Error(describeExit(processes[i].tool, exit));
+        }
+      });
+    };
+    const hash = new HashCounter();
+    const body = new PassThrough({ highWaterMark: 1 << 20 });
+    const stages: NodeJS.ReadWriteStream[] = [];
+    if (options.encryption) stages.push(createEncryptStream(options.encryption));
+    stages.push(hash, new EndGate(checkTools));
+    const progress = new Progress(
+      deps.logger,
+      'Uploaded',
+      () => hash.bytes,
+      deps.progressIntervalMs ?? 5000,
+    );
+    const piped = new Promise<void>((resolve, reject) => {
+      pipeline([source, ...stages, body] as unknown as NodeJS.ReadWriteStream[], (error) =>
+        error ? reject(error) : resolve(),
+      );
+    });
+    piped.catch(() => undefined);
+    try {
+      const [stored] = await Promise.all([
+        deps.storage.putStream(a.objectKey, body, { sizeHint: a.sizeEstimate }),
+        piped,
+      ]);
+      progress.report();
+      if (stored.bytes !== hash.bytes) {
+        throw new Error(
+          `Stored ${stored.bytes} bytes but the dump produced ${hash.bytes}; the upload is incomplete.`,
+        );
+      }
+      return { bytes: hash.bytes, sha256: hash.digest() };
+    } catch (error) {
+      // Prefer a tool's own failure over the storage library's report of the aborted body.
+      for (const p of processes) p.proc.kill();
+      const exits = await Promise.all(processes.map((p) => p.proc.exited));
+      const failed = exits.findIndex((e) => e.code !== 0 && !isKilledByUs(e));
+      if (failed >= 0) {
+        throw new Error(describeExit(processes[failed].tool, exits[failed]), { cause: error });
+      }
+      throw error;
+    } finally {
+      progress.stop();
+    }
+  } finally {
+    for (const p of processes) p.proc.kill();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+function isKilledByUs(exit: { signal: NodeJS.Signals | null }): boolean {
+  return exit.signal === 'SIGTERM';
+}
+
+async function dumpGlobals(
+  options: BackupOptions,
+  deps: BackupDeps,
+  tools: ClientTools,
+  key: string,
+): Promise<{ bytes: number; sha256: string } | undefined> {
+  const env = childEnv(deps.env, options.connection);
+  const proc = startProcess(
+    tools.pgDumpall,
+    ['--no-password', '--roles-only', '--no-role-passwords'],
+    {
+      env,
+    },
+  );
+  const chunks: Buffer[] = [];
+  for await (const chunk of proc.child.stdout as Readable) chunks.push(chunk as Buffer);
+  const exit = await proc.exited;
+  if (exit.code !== 0) {
+    deps.logger.warning(describeExit('pg_dumpall --roles-only', exit));
+    return undefined;
+  }
+  const hash = new HashCounter();
+  const stages: NodeJS.ReadWriteStream[] = [];
+  if (options.encryption) stages.push(createEncryptStream(options.encryption));
+  const body = new PassThrough();
+  const piped = new Promise<void>((resolve, reject) =>
+    pipeline(
+      [
+        Readable.from([Buffer.concat(chunks)]),
+        ...stages,
+        hash,
+        body,
+      ] as unknown as NodeJS.ReadWriteStream[],
+      (e) => (e ? reject(e) : resolve()),
+    ),
+  );
+  await Promise.all([deps.storage.putStream(key, body), piped]);
+  return { bytes: hash.bytes, sha256: hash.digest() };
+}

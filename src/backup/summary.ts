@@ -1,0 +1,55 @@
+import { formatBytes, rate } from '../core/streams.js';
+import { facts, table } from '../report/markdown.js';
+import type { BackupResult } from './backup.js';
+
+/** The backup's job summary: id, size, duration, throughput, change, and the largest tables. */
+export function backupSummary(result: BackupResult, location: string): string {
+  const m = result.manifest;
+  const enc = m.encryption
+    ? `age, ${m.encryption.recipients.length} recipient(s)${m.encryption.passphrase ? ' + passphrase' : ''}`
+    : 'none (unencrypted)';
+  const change =
+    result.sizeChangePercent === undefined
+      ? 'first backup of this name'
+      : `${result.sizeChangePercent > 0 ? '+' : ''}${result.sizeChangePercent}% against ${m.previous?.id} (${formatBytes(m.previous?.bytes ?? 0)})`;
+  const largest = [...m.tables].sort((a, b) => b.bytes - a.bytes).slice(0, 10);
+  const rows = m.tables.reduce((n, t) => n + (t.rows ?? 0), 0);
+  let md = `## Backup of \`${m.name}\`: ${m.id}\n\n`;
+  md += facts([
+    ['Backup id', `\`${m.id}\``],
+    ['Kind', m.kind],
+    ['Stored at', `\`${location}\``],
+    ['Size', formatBytes(result.bytes)],
+    ['Duration', `${result.durationSeconds.toFixed(1)} s`],
+    ['Throughput', rate(result.bytes, result.durationSeconds)],
+    ['Change', change],
+    ['Server', `PostgreSQL ${m.source.serverVersion} (pg_dump ${m.tools.pgDumpVersion})`],
+    [
+      'Format',
+      `${m.format}, compression ${m.compression.method}${m.compression.level !== undefined ? `:${m.compression.level}` : ''}`,
+    ],
+    ['Encryption', enc],
+    ['SHA-256', `\`${result.sha256}\``],
+    [
+      'Tables',
+      `${m.tables.length} (${m.rowCounts === 'off' ? 'rows not counted' : `${rows.toLocaleString('en-US')} rows, ${m.rowCounts}`})`,
+    ],
+    ['Globals', m.globals ? 'roles dumped' : undefined],
+    ['Pinned until', m.keepUntil],
+  ]);
+  if (result.warnings.length > 0) {
+    md += `\n### Warnings\n\n${result.warnings.map((w) => `- ⚠️ ${w}`).join('\n')}\n`;
+  }
+  if (largest.length > 0) {
+    md += `\n### Largest tables\n\n`;
+    md += table(
+      ['Table', 'Rows', 'Size'],
+      largest.map((t) => [
+        `${t.schema}.${t.name}`,
+        t.rows === null ? '-' : t.rows.toLocaleString('en-US'),
+        formatBytes(t.bytes),
+      ]),
+    );
+  }
+  return md;
+}

@@ -1,0 +1,182 @@
+import type { Storage, StoredObject } from '../storage/storage.js';
+import { ConfigurationError } from '../core/errors.js';
+import { backupsPrefix, isBackupId, manifestKey, verificationsPrefix } from './keys.js';
+import { MANIFEST_SCHEMA_VERSION, type Manifest, type VerificationRecord } from './manifest.js';
+
+/** A backup folder as found in storage: complete when its manifest exists. */
+export interface CatalogEntry {
+  id: string;
+  name: string;
+  objects: StoredObject[];
+  manifest?: Manifest;
+  /** Newest modification time among its objects (for the grace period of incomplete uploads). */
+  lastModified: Date;
+}
+
+/** Reads and checks one manifest; a manifest that does not parse is an error, not a missing backup. */
+export async function readManifest(
+  storage: Storage,
+  name: string,
+  id: string,
+): Promise<Manifest | undefined> {
+  const key = manifestKey(name, id);
+  const data = await storage.getBytes(key);
+  if (!data) return undefined;
+  return parseManifest(data, storage.location(key));
+}
+
+export function parseManifest(data: Buffer | string, where: string): Manifest {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data.toString());
+  } catch (error) {
+    throw new Error(`The manifest ${where} is not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const m = parsed as Partial<Manifest>;
+  if (
+    typeof m !== 'object' ||
+    m === null ||
+    typeof m.id !== 'string' ||
+    typeof m.name !== 'string' ||
+    !Array.isArray(m.objects) ||
+    typeof m.finishedAt !== 'string'
+  ) {
+    throw new Error(`The manifest ${where} lacks required fields (id, name, objects, finishedAt).`);
+  }
+  if (typeof m.schemaVersion !== 'number' || m.schemaVersion > MANIFEST_SCHEMA_VERSION) {
+    throw new Error(
+      `The manifest ${where} has schema version ${String(m.schemaVersion)}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`,
+    );
+  }
+  return m as Manifest;
+}
+
+/**
+ * Every backup folder of a name, oldest id first, with manifests read for the complete ones.
+ * One listing pass; manifests are fetched only for folders that have one.
+ */
+export async function listCatalog(storage: Storage, name: string): Promise<CatalogEntry[]> {
+  const prefix = backupsPrefix(name);
+  const byId = new Map<string, StoredObject[]>();
+  for await (const object of storage.list(prefix)) {
+    const rest = object.key.slice(prefix.length);
+    const slash = rest.indexOf('/');
+    if (slash <= 0) continue;
+    const id = rest.slice(0, slash);
+    if (!isBackupId(id)) continue;
+    let list = byId.get(id);
+    if (!list) byId.set(id, (list = []));
+    list.push(object);
+  }
+  const entries: CatalogEntry[] = [];
+  const ids = [...byId.keys()].sort();
+  const manifests = await mapLimit(ids, 8, async (id) => {
+    const objects = byId.get(id) ?? [];
+    const hasManifest = objects.some((o) => o.key === manifestKey(name, id));
+    return hasManifest ? readManifest(storage, name, id) : undefined;
+  });
+  ids.forEach((id, i) => {
+    const objects = byId.get(id) ?? [];
+    entries.push({
+      id,
+      name,
+      objects,
+      manifest: manifests[i],
+      lastModified: new Date(Math.max(...objects.map((o) => o.lastModified.getTime()))),
+    });
+  });
+  return entries;
+}
+
+/** Complete backups (with manifest), newest finish time first. */
+export function completeBackups(entries: CatalogEntry[]): Manifest[] {
+  return entries
+    .flatMap((e) => (e.manifest ? [e.manifest] : []))
+    .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt) || b.id.localeCompare(a.id));
+}
+
+/**
+ * The backup to work on: the given id, or the newest complete one. A missing id or an empty
+ * catalog is a ConfigurationError that says what exists.
+ */
+export async function selectBackup(
+  storage: Storage,
+  name: string,
+  backupId?: string,
+): Promise<Manifest> {
+  if (backupId) {
+    if (!isBackupId(backupId)) {
+      throw new ConfigurationError(
+        `Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`,
+      );
+    }
+    const manifest = await readManifest(storage, name, backupId);
+    if (!manifest) {
+      throw new ConfigurationError(
+        `Backup '${backupId}' of '${name}' has no manifest in ${storage.description}: it does not exist or its upload never completed.`,
+      );
+    }
+    return manifest;
+  }
+  const complete = completeBackups(await listCatalog(storage, name));
+  if (complete.length === 0) {
+    throw new ConfigurationError(
+      `No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`,
+    );
+  }
+  return complete[0];
+}
+
+/** Catalog names under the store's prefix (the first path segment of keys that have backups/). */
+export async function listNames(storage: Storage): Promise<string[]> {
+  const names = new Set<string>();
+  for await (const object of storage.list('')) {
+    const m = /^([^/]+)\/backups\//.exec(object.key);
+    if (m) names.add(m[1]);
+  }
+  return [...names].sort();
+}
+
+/** Verification records of a name (optionally one backup), oldest first. */
+export async function listVerifications(
+  storage: Storage,
+  name: string,
+  backupId?: string,
+): Promise<VerificationRecord[]> {
+  const keys: string[] = [];
+  for await (const object of storage.list(verificationsPrefix(name, backupId))) {
+    if (object.key.endsWith('.json')) keys.push(object.key);
+  }
+  const records = await mapLimit(keys, 8, async (key) => {
+    const data = await storage.getBytes(key);
+    if (!data) return undefined;
+    try {
+      return JSON.parse(data.toString()) as VerificationRecord;
+    } catch {
+      return undefined;
+    }
+  });
+  return records
+    .filter((r): r is VerificationRecord => r !== undefined)
+    .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+}
+
+/** Runs `fn` over items with at most `limit` in flight, keeping order. */
+export async function mapLimit<T, R>(
+  items: T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i], i);
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}

@@ -1,0 +1,113 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
+
+/** How a child process ended, with the tail of what it wrote to stderr. */
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
+
+export interface RunningProcess {
+  child: ChildProcess;
+  /** Settles when the process has exited and its stderr is drained; never rejects. */
+  exited: Promise<ProcessExit>;
+  /** Sends SIGTERM, then SIGKILL after a grace period, when the process is still running. */
+  kill(): void;
+}
+
+const STDERR_TAIL = 16 * 1024;
+
+/**
+ * Starts a tool, keeping the last 16 KiB of its stderr for error messages. `onStderrLine`
+ * sees each line as it comes (for logs).
+ */
+export function startProcess(
+  command: string,
+  args: string[],
+  options: SpawnOptions & { onStderrLine?: (line: string) => void } = {},
+): RunningProcess {
+  const { onStderrLine, ...spawnOptions } = options;
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
+  let tail = '';
+  let pending = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    tail = (tail + chunk).slice(-STDERR_TAIL);
+    if (onStderrLine) {
+      pending += chunk;
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) if (line.trim()) onStderrLine(line);
+    }
+  });
+  const exited = new Promise<ProcessExit>((resolve) => {
+    let spawnError: Error | undefined;
+    child.on('error', (error) => {
+      spawnError = error;
+      tail += `${tail ? '\n' : ''}${error.message}`;
+      resolve({ code: 127, signal: null, stderr: tail });
+    });
+    child.on('close', (code, signal) => {
+      if (spawnError) return;
+      if (onStderrLine && pending.trim()) onStderrLine(pending);
+      resolve({ code, signal, stderr: tail });
+    });
+  });
+  const kill = (): void => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }, 5000);
+    timer.unref();
+  };
+  return { child, exited, kill };
+}
+
+/** Runs a tool to completion and collects its output. */
+export async function runProcess(
+  command: string,
+  args: string[],
+  options: SpawnOptions & { input?: string } = {},
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  const { input, ...spawnOptions } = options;
+  const child = spawn(command, args, {
+    ...spawnOptions,
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  if (input !== undefined) child.stdin?.end(input);
+  return new Promise((resolve) => {
+    child.on('error', (error) =>
+      resolve({ code: 127, signal: null, stdout, stderr: stderr + error.message }),
+    );
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** Describes an abnormal exit: `pg_dump exited with code 1: <stderr>`. */
+export function describeExit(tool: string, exit: ProcessExit): string {
+  const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+  const text = exit.stderr.trim();
+  return text ? `${tool} ${how}: ${text}` : `${tool} ${how}`;
+}
+
+/** The absolute path of an executable found on PATH, or undefined. */
+export function findOnPath(name: string, pathEnv = process.env.PATH ?? ''): string | undefined {
+  for (const dir of pathEnv.split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}

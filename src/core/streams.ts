@@ -1,0 +1,89 @@
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import type { Logger } from './logger.js';
+
+/** Passes bytes through while computing their SHA-256 and count. */
+export class HashCounter extends Transform {
+  private readonly hash: Hash = createHash('sha256');
+  bytes = 0;
+  private digestValue?: string;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+
+  /** The hex digest; valid once the stream has ended. */
+  digest(): string {
+    this.digestValue ??= this.hash.digest('hex');
+    return this.digestValue;
+  }
+}
+
+/**
+ * Holds back the end of a stream until `check` resolves, and fails the stream when it rejects.
+ * The backup body ends only once pg_dump (and every tool in the pipe) exited cleanly, so a
+ * dump that died cannot be stored as a complete, shorter object.
+ */
+export class EndGate extends Transform {
+  constructor(private readonly check: () => Promise<void>) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    callback(null, chunk);
+  }
+  override _flush(callback: TransformCallback): void {
+    this.check().then(
+      () => callback(),
+      (error: Error) => callback(error),
+    );
+  }
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+
+/** MB/s (decimal megabytes, as tools print rates). */
+export function rate(bytes: number, seconds: number): string {
+  return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
+}
+
+/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
+export class Progress {
+  private timer?: NodeJS.Timeout;
+  private readonly started = Date.now();
+  constructor(
+    private readonly logger: Logger,
+    private readonly label: string,
+    private readonly bytes: () => number,
+    intervalMs = 5000,
+  ) {
+    if (intervalMs > 0) {
+      this.timer = setInterval(() => this.report(), intervalMs);
+      this.timer.unref();
+    }
+  }
+  elapsedSeconds(): number {
+    return (Date.now() - this.started) / 1000;
+  }
+  report(): void {
+    const seconds = this.elapsedSeconds();
+    const b = this.bytes();
+    this.logger.info(
+      `${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`,
+    );
+  }
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}

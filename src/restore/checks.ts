@@ -1,0 +1,297 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type pg from 'pg';
+import type { Manifest } from '../catalog/manifest.js';
+import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { quoteIdent } from '../postgres/connection.js';
+import { listTables } from '../postgres/inventory.js';
+
+/** One line of a verification report. */
+export interface CheckResult {
+  name: string;
+  status: 'passed' | 'failed' | 'skipped';
+  detail: string;
+  /** Failing rows of a user check, at most 20. */
+  rows?: Record<string, unknown>[];
+  seconds?: number;
+}
+
+/** A table's row count in the manifest against the restored database. */
+export interface TableComparison {
+  table: string;
+  expected: number | null;
+  actual: number | null;
+  status: 'same' | 'differs' | 'missing' | 'extra' | 'not counted';
+}
+
+/**
+ * Every table the manifest lists exists in the restored database with the same row count;
+ * tables missing or extra are named, counts that differ are shown side by side.
+ */
+export async function compareTables(
+  client: pg.Client,
+  manifest: Manifest,
+): Promise<{ result: CheckResult; comparison: TableComparison[] }> {
+  const restored = await listTables(client, {
+    schemas: manifest.options?.schemas ?? [],
+    excludeSchemas: manifest.options?.excludeSchemas ?? [],
+    excludeTableData: [],
+  });
+  const actualByName = new Map<string, number>();
+  for (const t of restored) {
+    const r = await client.query<{ n: string }>(
+      `SELECT count(*)::text AS n FROM ONLY ${quoteIdent(t.schema)}.${quoteIdent(t.name)}`,
+    );
+    actualByName.set(`${t.schema}.${t.name}`, Number(r.rows[0].n));
+  }
+  const comparison: TableComparison[] = [];
+  const expectedNames = new Set<string>();
+  for (const t of manifest.tables) {
+    const table = `${t.schema}.${t.name}`;
+    expectedNames.add(table);
+    const actual = actualByName.get(table);
+    if (actual === undefined) {
+      comparison.push({ table, expected: t.rows, actual: null, status: 'missing' });
+    } else if (t.rows === null) {
+      comparison.push({ table, expected: null, actual, status: 'not counted' });
+    } else {
+      comparison.push({
+        table,
+        expected: t.rows,
+        actual,
+        status: actual === t.rows ? 'same' : 'differs',
+      });
+    }
+  }
+  for (const [table, actual] of actualByName) {
+    if (!expectedNames.has(table))
+      comparison.push({ table, expected: null, actual, status: 'extra' });
+  }
+  const missing = comparison.filter((c) => c.status === 'missing').map((c) => c.table);
+  const extra = comparison.filter((c) => c.status === 'extra').map((c) => c.table);
+  const differs = comparison.filter((c) => c.status === 'differs');
+  const problems: string[] = [];
+  if (missing.length) problems.push(`missing: ${missing.join(', ')}`);
+  if (extra.length) problems.push(`not in the manifest: ${extra.join(', ')}`);
+  if (differs.length) {
+    problems.push(
+      `row counts differ: ${differs.map((d) => `${d.table} ${d.expected} in the manifest, ${d.actual} restored`).join('; ')}`,
+    );
+  }
+  const estimate = manifest.rowCounts === 'estimate';
+  const result: CheckResult = {
+    name: 'Tables and row counts',
+    status:
+      problems.length === 0 || (estimate && missing.length === 0 && extra.length === 0)
+        ? 'passed'
+        : 'failed',
+    detail:
+      problems.length === 0
+        ? `${manifest.tables.length} tables, every row count matches the manifest${manifest.rowCounts === 'off' ? ' (row counts were not taken: existence only)' : ''}`
+        : estimate && missing.length === 0 && extra.length === 0
+          ? `${manifest.tables.length} tables present; row counts are planner estimates in the manifest, so differences are not failures`
+          : problems.join('. '),
+  };
+  return { result, comparison };
+}
+
+/**
+ * Constraints were re-created valid (pg_restore validates foreign keys, unique and check
+ * constraints as it creates them) and no sequence is behind the maximum of the column it feeds.
+ */
+export async function constraintsAndSequences(client: pg.Client): Promise<CheckResult[]> {
+  const constraints = await client.query<{ kind: string; n: string; invalid: string }>(`
+    SELECT c.contype AS kind, count(*)::text AS n, count(*) FILTER (WHERE NOT c.convalidated)::text AS invalid
+      FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.contype IN ('f', 'u', 'c', 'p')
+     GROUP BY c.contype`);
+  const counts: Record<string, number> = {};
+  let invalid = 0;
+  for (const r of constraints.rows) {
+    counts[r.kind] = Number(r.n);
+    invalid += Number(r.invalid);
+  }
+  const invalidList =
+    invalid > 0
+      ? (
+          await client.query<{ name: string }>(`
+            SELECT n.nspname || '.' || c.conname AS name FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+             WHERE NOT c.convalidated AND n.nspname NOT IN ('pg_catalog', 'information_schema')`)
+        ).rows.map((r) => r.name)
+      : [];
+  const constraintResult: CheckResult = {
+    name: 'Constraints',
+    status: invalid === 0 ? 'passed' : 'failed',
+    detail:
+      invalid === 0
+        ? `${counts.p ?? 0} primary keys, ${counts.u ?? 0} unique, ${counts.f ?? 0} foreign keys, ${counts.c ?? 0} check constraints re-created and validated by the restore`
+        : `not validated: ${invalidList.join(', ')}`,
+  };
+
+  const sequences = await client.query<{ seq: string; tbl: string; col: string }>(`
+    SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS seq,
+           quote_ident(tn.nspname) || '.' || quote_ident(t.relname) AS tbl,
+           quote_ident(a.attname) AS col
+      FROM pg_class s
+      JOIN pg_namespace sn ON sn.oid = s.relnamespace
+      JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+      JOIN pg_class t ON t.oid = d.refobjid
+      JOIN pg_namespace tn ON tn.oid = t.relnamespace
+      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+     WHERE s.relkind = 'S' AND t.relkind IN ('r', 'p')`);
+  const behind: string[] = [];
+  for (const s of sequences.rows) {
+    const r = await client.query<{ last: string | null; called: boolean; max: string | null }>(
+      `SELECT (SELECT last_value::text FROM ${s.seq}) AS last, (SELECT is_called FROM ${s.seq}) AS called,
+              (SELECT max(${s.col})::text FROM ${s.tbl}) AS max`,
+    );
+    const { last, called, max } = r.rows[0];
+    if (max === null || last === null) continue;
+    const next = BigInt(last) + (called ? 1n : 0n);
+    if (next <= BigInt(max))
+      behind.push(`${s.seq} would hand out ${next}, but ${s.tbl}.${s.col} already holds ${max}`);
+  }
+  const sequenceResult: CheckResult = {
+    name: 'Sequences',
+    status: behind.length === 0 ? 'passed' : 'failed',
+    detail:
+      behind.length === 0
+        ? `${sequences.rows.length} sequences ahead of the columns they feed`
+        : behind.join('; '),
+  };
+  return [constraintResult, sequenceResult];
+}
+
+/** One SQL assertion: passes when the query returns no rows. */
+export interface UserCheck {
+  name: string;
+  sql: string;
+}
+
+/**
+ * Splits SQL text into statements at top-level `;`, respecting quotes, dollar quotes and
+ * comments.
+ */
+export function splitSql(text: string): string[] {
+  const out: string[] = [];
+  let current = '';
+  let i = 0;
+  while (i < text.length) {
+    const ch = text[i];
+    const rest = text.slice(i);
+    if (ch === "'" || ch === '"') {
+      const end = text.indexOf(ch, i + 1);
+      const stop = end < 0 ? text.length : end + 1;
+      current += text.slice(i, stop);
+      i = stop;
+      continue;
+    }
+    if (rest.startsWith('--')) {
+      const end = text.indexOf('\n', i);
+      const stop = end < 0 ? text.length : end;
+      current += text.slice(i, stop);
+      i = stop;
+      continue;
+    }
+    if (rest.startsWith('/*')) {
+      const end = text.indexOf('*/', i + 2);
+      const stop = end < 0 ? text.length : end + 2;
+      current += text.slice(i, stop);
+      i = stop;
+      continue;
+    }
+    const dollar = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(rest);
+    if (dollar) {
+      const tag = dollar[0];
+      const end = text.indexOf(tag, i + tag.length);
+      const stop = end < 0 ? text.length : end + tag.length;
+      current += text.slice(i, stop);
+      i = stop;
+      continue;
+    }
+    if (ch === ';') {
+      if (stripComments(current).trim()) out.push(current.trim());
+      current = '';
+      i++;
+      continue;
+    }
+    current += ch;
+    i++;
+  }
+  if (stripComments(current).trim()) out.push(current.trim());
+  return out;
+}
+
+function stripComments(sql: string): string {
+  return sql.replace(/--[^\n]*/g, '').replace(/\/\*[\s\S]*?\*\//g, '');
+}
+
+/**
+ * The `checks` input: paths to .sql files (one per line, relative to the workspace), or SQL
+ * written inline. Each statement is one check.
+ */
+export function parseChecks(input: string | undefined, workspace: string): UserCheck[] {
+  if (!input || !input.trim()) return [];
+  const lines = input
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const looksLikeFiles = lines.every((l) => /\.sql$/i.test(l) && !/\s/.test(l));
+  if (looksLikeFiles) {
+    return lines.flatMap((file) => {
+      const full = path.resolve(workspace, file);
+      if (!existsSync(full)) {
+        throw new ConfigurationError(
+          `Input 'checks' names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`,
+        );
+      }
+      const statements = splitSql(readFileSync(full, 'utf8'));
+      return statements.map((sql, i) => ({
+        name: statements.length > 1 ? `${file} #${i + 1}` : file,
+        sql,
+      }));
+    });
+  }
+  return splitSql(input).map((sql) => ({ name: shorten(stripComments(sql)), sql }));
+}
+
+function shorten(sql: string): string {
+  const oneLine = sql.replace(/\s+/g, ' ').trim();
+  return oneLine.length > 60 ? `${oneLine.slice(0, 57)}...` : oneLine;
+}
+
+/** Runs each check in a read-only transaction; failing rows (at most 20) are reported. */
+export async function runUserChecks(
+  client: pg.Client,
+  checks: UserCheck[],
+): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  for (const check of checks) {
+    const started = Date.now();
+    try {
+      await client.query('BEGIN READ ONLY');
+      const r = await client.query<Record<string, unknown>>(check.sql);
+      const rows = r.rows ?? [];
+      results.push({
+        name: `Check: ${check.name}`,
+        status: rows.length === 0 ? 'passed' : 'failed',
+        detail:
+          rows.length === 0
+            ? 'no rows'
+            : `${rows.length} failing row(s): ${JSON.stringify(rows.slice(0, 3))}`,
+        rows: rows.length ? rows.slice(0, 20) : undefined,
+        seconds: (Date.now() - started) / 1000,
+      });
+    } catch (error) {
+      results.push({
+        name: `Check: ${check.name}`,
+        status: 'failed',
+        detail: `the query failed: ${errorMessage(error)}`,
+        seconds: (Date.now() - started) / 1000,
+      });
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+    }
+  }
+  return results;
+}

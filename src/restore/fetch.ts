@@ -1,0 +1,194 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { once } from 'node:events';
+import { Duplex, PassThrough, Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { dumpObject, type Manifest, type ObjectEntry } from '../catalog/manifest.js';
+import { createDecryptStream, type AgeDecryptOptions } from '../crypto/age.js';
+import { ConfigurationError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
+import { HashCounter, Progress } from '../core/streams.js';
+import type { Storage } from '../storage/storage.js';
+
+/** The object did not match its manifest: its size or SHA-256 differ. */
+export class IntegrityError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'IntegrityError';
+  }
+}
+
+export interface Decryption {
+  identities: string[];
+  passphrase?: string;
+}
+
+/** Tools that undo what backup did, when they are outside Node. */
+export interface DecodeTools {
+  /** Absolute path of `zstd` (needed for zstd-compressed objects). */
+  zstdPath?: string;
+}
+
+export interface FetchResult {
+  /** The restorable archive: a custom-format file, or a directory-format folder. */
+  archivePath: string;
+  format: 'custom' | 'directory';
+  bytes: number;
+  sha256: string;
+}
+
+/** Checks that a stored object is the one its manifest describes; call once the stream ended. */
+export function checkIntegrity(entry: ObjectEntry, hash: HashCounter): void {
+  if (hash.bytes !== entry.bytes) {
+    throw new IntegrityError(
+      `${entry.key} is ${hash.bytes} bytes but the manifest says ${entry.bytes}: the object is ${hash.bytes < entry.bytes ? 'truncated' : 'longer than what was backed up'}.`,
+    );
+  }
+  const digest = hash.digest();
+  if (digest !== entry.sha256) {
+    throw new IntegrityError(
+      `${entry.key} has SHA-256 ${digest} but the manifest says ${entry.sha256}: the object was changed or corrupted after the backup.`,
+    );
+  }
+}
+
+function decryptOptions(manifest: Manifest, decryption: Decryption | undefined): AgeDecryptOptions {
+  if (!decryption || (decryption.identities.length === 0 && !decryption.passphrase)) {
+    throw new ConfigurationError(
+      `Backup ${manifest.id} is encrypted with age (${manifest.encryption?.passphrase ? 'a passphrase' : `recipients ${manifest.encryption?.recipients.join(', ')}`}): ` +
+        `set encryption-identity (the age secret key) or encryption-passphrase.`,
+    );
+  }
+  return { identities: decryption.identities, passphrase: decryption.passphrase };
+}
+
+/**
+ * The transforms that turn the stored bytes into a pg_restore archive stream: age decryption,
+ * then decompression. External decompressors run as processes; `processes` lists them so the
+ * caller can check their exits.
+ */
+export function decodeStages(
+  manifest: Manifest,
+  decryption: Decryption | undefined,
+  tools: DecodeTools,
+): { stages: NodeJS.ReadWriteStream[]; processes: { tool: string; proc: RunningProcess }[] } {
+  const stages: NodeJS.ReadWriteStream[] = [];
+  const processes: { tool: string; proc: RunningProcess }[] = [];
+  if (manifest.encryption) stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
+  if (manifest.compression.method === 'zstd') {
+    if (!tools.zstdPath) {
+      throw new ConfigurationError(
+        `Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`,
+      );
+    }
+    const proc = startProcess(tools.zstdPath, ['-d', '-q', '-c'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    processes.push({ tool: 'zstd -d', proc });
+    stages.push(duplexOf(proc));
+  } else if (manifest.compression.method === 'gzip') {
+    stages.push(createGunzip());
+  }
+  return { stages, processes };
+}
+
+/** A child process's stdin/stdout as one duplex stage. */
+function duplexOf(proc: RunningProcess): NodeJS.ReadWriteStream {
+  return Duplex.from({
+    writable: proc.child.stdin as Writable,
+    readable: proc.child.stdout as Readable,
+  }) as unknown as NodeJS.ReadWriteStream;
+}
+
+/**
+ * Feeds `source` through `hash` into `decode`, and keeps hashing to the end even when decoding
+ * fails, so damage is reported as what it is (the object does not match its manifest) rather
+ * than as the decryption or decompression error it caused.
+ */
+async function hashWhileDecoding(
+  source: Readable,
+  hash: HashCounter,
+  decode: Writable,
+  decoded: Promise<void>,
+): Promise<Error | undefined> {
+  let decodeError: Error | undefined;
+  const settled = decoded.then(
+    () => undefined,
+    (error: Error) => {
+      decodeError = error;
+    },
+  );
+  for await (const chunk of source.pipe(hash)) {
+    if (decodeError) continue;
+    if (!decode.write(chunk as Buffer)) {
+      await Promise.race([once(decode, 'drain'), settled]);
+    }
+  }
+  if (!decodeError) decode.end();
+  await settled;
+  return decodeError;
+}
+
+/**
+ * Streams a backup's dump object to disk as a restorable archive: storage → SHA-256 and size
+ * (checked against the manifest while streaming) → age → decompression → file (or `tar -x`
+ * for the directory format). An object that does not match its manifest is an IntegrityError,
+ * even when decryption or decompression failed first because of the damage.
+ */
+export async function fetchArchive(options: {
+  storage: Storage;
+  manifest: Manifest;
+  decryption?: Decryption;
+  tools: DecodeTools;
+  dir: string;
+  logger: Logger;
+  progressIntervalMs?: number;
+}): Promise<FetchResult> {
+  const { storage, manifest, logger } = options;
+  const entry = dumpObject(manifest);
+  await mkdir(options.dir, { recursive: true });
+  const hash = new HashCounter();
+  const { stages, processes } = decodeStages(manifest, options.decryption, options.tools);
+  let sink: Writable;
+  let archivePath: string;
+  if (manifest.format === 'directory') {
+    archivePath = path.join(options.dir, 'archive');
+    await mkdir(archivePath, { recursive: true });
+    const tar = startProcess('tar', ['-x', '-f', '-', '-C', archivePath], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    processes.push({ tool: 'tar -x', proc: tar });
+    sink = tar.child.stdin as Writable;
+  } else {
+    archivePath = path.join(options.dir, 'archive.pgc');
+    sink = createWriteStream(archivePath);
+  }
+  const progress = new Progress(
+    logger,
+    'Downloaded',
+    () => hash.bytes,
+    options.progressIntervalMs ?? 5000,
+  );
+  try {
+    const source = await storage.getStream(entry.key);
+    const input = new PassThrough({ highWaterMark: 1 << 20 });
+    const decoded = pipeline([input, ...stages, sink] as unknown as NodeJS.ReadWriteStream[]);
+    const decodeError = await hashWhileDecoding(source, hash, input, decoded);
+    if (decodeError) for (const p of processes) p.proc.kill();
+    checkIntegrity(entry, hash);
+    if (decodeError) throw decodeError;
+    checkIntegrity(entry, hash);
+    for (const p of processes) {
+      const exit = await p.proc.exited;
+      if (exit.code !== 0) throw new Error(describeExit(p.tool, exit));
+    }
+    progress.report();
+    return { archivePath, format: manifest.format, bytes: hash.bytes, sha256: hash.digest() };
+  } finally {
+    progress.stop();
+    for (const p of processes) p.proc.kill();
+  }
+}

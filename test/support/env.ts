@@ -1,0 +1,100 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
+import { MemoryLogger } from '../../src/core/logger.js';
+import { LocalStorage } from '../../src/storage/local.js';
+import { S3Storage } from '../../src/storage/s3.js';
+import type { S3Settings } from '../../src/storage/open.js';
+import type { Storage } from '../../src/storage/storage.js';
+
+/** The shared servers the global setup started. */
+export function sharedPostgresUrl(): string {
+  const url = process.env.TEST_PG_URL;
+  if (!url) throw new Error('TEST_PG_URL is not set: run the tests through jest (global setup)');
+  return url;
+}
+
+export function s3Settings(): Required<Pick<S3Settings, 'endpoint' | 'region' | 'credentials'>> &
+  S3Settings {
+  const endpoint = process.env.TEST_S3_ENDPOINT;
+  if (!endpoint)
+    throw new Error('TEST_S3_ENDPOINT is not set: run the tests through jest (global setup)');
+  return {
+    endpoint,
+    region: process.env.TEST_S3_REGION ?? 'us-east-1',
+    forcePathStyle: true,
+    credentials: {
+      accessKeyId: process.env.TEST_S3_ACCESS_KEY_ID ?? '',
+      secretAccessKey: process.env.TEST_S3_SECRET_ACCESS_KEY ?? '',
+    },
+  };
+}
+
+/** Environment for a bundle that talks to the shared S3 server through the SDK's default chain. */
+export function s3Env(): Record<string, string> {
+  const s = s3Settings();
+  return {
+    AWS_ACCESS_KEY_ID: s.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s.credentials.secretAccessKey,
+    AWS_REGION: s.region,
+  };
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+export async function createBucket(name: string, versioning = false): Promise<void> {
+  const s = s3Settings();
+  const client = new S3Client({
+    endpoint: s.endpoint,
+    region: s.region,
+    forcePathStyle: true,
+    credentials: s.credentials,
+  });
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: name }));
+    if (versioning) {
+      await client.send(
+        new PutBucketVersioningCommand({
+          Bucket: name,
+          VersioningConfiguration: { Status: 'Enabled' },
+        }),
+      );
+    }
+  } finally {
+    client.destroy();
+  }
+}
+
+/** A store of each kind the suites run against, with the `storage` input that reaches it. */
+export interface TestStore {
+  kind: 's3' | 'local';
+  storage: Storage;
+  /** Value of the `storage` input. */
+  location: string;
+  /** Inputs besides `storage` the actions need to reach it. */
+  inputs: Record<string, string>;
+  /** Environment the bundle needs (credentials). */
+  env: Record<string, string>;
+}
+
+export async function makeStore(kind: 's3' | 'local', prefix = 'backups'): Promise<TestStore> {
+  const logger = new MemoryLogger();
+  if (kind === 'local') {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'store-'));
+    return { kind, storage: new LocalStorage(dir, logger), location: dir, inputs: {}, env: {} };
+  }
+  const bucket = uniqueName('bucket');
+  await createBucket(bucket);
+  const s = s3Settings();
+  return {
+    kind,
+    storage: new S3Storage(bucket, prefix, s, logger),
+    location: `s3://${bucket}/${prefix}`,
+    inputs: { 's3-endpoint': s.endpoint, 's3-region': s.region, 's3-force-path-style': 'true' },
+    env: s3Env(),
+  };
+}
