@@ -180,3 +180,16 @@ export async function mapLimit<T, R>(
   await Promise.all(workers);
   return results;
 }
+
+/**
+ * Appends a verification or drill result under `verifications/<backup-id>/<time>.json`. Never
+ * rewrites anything: a record that exists already is an error.
+ */
+export async function appendVerificationRecord(
+  storage: Storage,
+  record: VerificationRecord,
+): Promise<string> {
+  const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
+  await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
+  return key;
+}
