@@ -1,6 +1,12 @@
 import type { Storage, StoredObject } from '../storage/storage.js';
 import { ConfigurationError } from '../core/errors.js';
-import { backupsPrefix, isBackupId, manifestKey, verificationsPrefix } from './keys.js';
+import {
+  backupsPrefix,
+  isBackupId,
+  manifestKey,
+  verificationKey,
+  verificationsPrefix,
+} from './keys.js';
 import { MANIFEST_SCHEMA_VERSION, type Manifest, type VerificationRecord } from './manifest.js';
 
 /** A backup folder as found in storage: complete when its manifest exists. */
