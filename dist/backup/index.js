@@ -72125,12 +72125,15 @@ function manifestKey(name, id) {
 function keys_verificationsPrefix(name, id) {
     return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
 }
-function verificationKey(name, id, at) {
+function keys_verificationKey(name, id, at) {
     return `${keys_verificationsPrefix(name, id)}${compactTime(at)}.json`;
 }
 /** `20261121T051500Z` */
 function compactTime(at) {
-    return at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+    return at
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d{3}Z$/, 'Z');
 }
 const ID_PATTERN = /^(\d{8}T\d{6}Z)-([0-9a-f]{6})$/;
 /** A backup id: UTC time, sortable, unique per run, e.g. `20261121T051500Z-3f9a1c`. */
@@ -72156,7 +72159,12 @@ function isCatalogName(name) {
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
 /** The manifest schema: written last, its presence marks a backup complete. */
 const MANIFEST_SCHEMA_VERSION = 1;
-const BACKUP_KINDS = ['scheduled', 'pre-migration', 'manual', 'pre-restore'];
+const BACKUP_KINDS = [
+    'scheduled',
+    'pre-migration',
+    'manual',
+    'pre-restore',
+];
 /** The dump object's entry. */
 function dumpObject(manifest) {
     const entry = manifest.objects.find((o) => o.role === 'dump');
@@ -72187,7 +72195,9 @@ function parseManifest(data, where) {
         parsed = JSON.parse(data.toString());
     }
     catch (error) {
-        throw new Error(`The manifest ${where} is not valid JSON: ${error.message}`);
+        throw new Error(`The manifest ${where} is not valid JSON: ${error.message}`, {
+            cause: error,
+        });
     }
     const m = parsed;
     if (typeof m !== 'object' ||
@@ -72313,6 +72323,15 @@ async function mapLimit(items, limit, fn) {
     });
     await Promise.all(workers);
     return results;
+}
+/**
+ * Appends a verification or drill result under `verifications/<backup-id>/<time>.json`. Never
+ * rewrites anything: a record that exists already is an error.
+ */
+async function appendVerificationRecord(storage, record) {
+    const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
+    await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
+    return key;
 }
 
 ;// CONCATENATED MODULE: ./lib/crypto/bech32.js
@@ -73546,7 +73565,6 @@ async function runBackup(options, deps) {
             throw new errors/* ConfigurationError */.j(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
         const tools = await deps.resolveTools(server);
-        logger.info(`Using ${tools.pgDump} (pg_dump ${tools.version})`);
         const plan = planCompression(options.compression, tools.major, deps.zstdPath);
         const encrypted = Boolean(options.encryption);
         if (!encrypted) {
@@ -73668,7 +73686,9 @@ async function runBackup(options, deps) {
         if (stored.length > 0) {
             // Objects of a backup that failed after they were stored: remove them, so nothing
             // half-written is left (prune would otherwise collect them after its grace period).
-            await storage.delete(stored).catch((error) => logger.warning(`Could not remove the partial backup objects ${stored.join(', ')}: ${(0,errors/* errorMessage */.g)(error)}`));
+            await storage
+                .delete(stored)
+                .catch((error) => logger.warning(`Could not remove the partial backup objects ${stored.join(', ')}: ${(0,errors/* errorMessage */.g)(error)}`));
         }
     }
 }
@@ -73743,15 +73763,20 @@ async function streamDump(a) {
             source.destroy();
             source = compressor.child.stdout;
         }
-        // The body ends only when every tool exited 0; the first failure (in pipe order, so
-        // pg_dump's own message wins over a compressor that saw a broken pipe) fails the upload.
+        // The body ends only when every tool exited 0. The first failure in pipe order that is not
+        // a broken pipe is the cause: pg_dump's own message wins over a compressor that lost its
+        // input, and a compressor that died wins over the SIGPIPE it caused upstream.
+        let toolFailure;
         const checkTools = async () => {
             const exits = await Promise.all(processes.map((p) => p.proc.exited));
-            exits.forEach((exit, i) => {
-                if (exit.code !== 0 || exit.signal) {
-                    throw new Error(describeExit(processes[i].tool, exit));
-                }
-            });
+            const failed = exits
+                .map((exit, i) => ({ exit, tool: processes[i].tool }))
+                .filter(({ exit }) => exit.code !== 0 || exit.signal);
+            if (failed.length === 0)
+                return;
+            const cause = failed.find(({ exit }) => exit.signal !== 'SIGPIPE') ?? failed[0];
+            toolFailure = new Error(describeExit(cause.tool, cause.exit));
+            throw toolFailure;
         };
         const hash = new HashCounter();
         const body = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
@@ -73776,14 +73801,12 @@ async function streamDump(a) {
             return { bytes: hash.bytes, sha256: hash.digest() };
         }
         catch (error) {
-            // Prefer a tool's own failure over the storage library's report of the aborted body.
+            // A tool that failed on its own is the cause, not the storage library's report of the
+            // aborted body; a store that failed first is the cause of the tools being stopped.
             for (const p of processes)
                 p.proc.kill();
-            const exits = await Promise.all(processes.map((p) => p.proc.exited));
-            const failed = exits.findIndex((e) => e.code !== 0 && !isKilledByUs(e));
-            if (failed >= 0)
-                throw new Error(describeExit(processes[failed].tool, exits[failed]));
-            throw error;
+            await Promise.all(processes.map((p) => p.proc.exited));
+            throw toolFailure ?? error;
         }
         finally {
             progress.stop();
@@ -73795,9 +73818,6 @@ async function streamDump(a) {
         if (tmp)
             await (0,promises_.rm)(tmp, { recursive: true, force: true });
     }
-}
-function isKilledByUs(exit) {
-    return exit.signal === 'SIGTERM';
 }
 async function dumpGlobals(options, deps, tools, key) {
     const env = (0,connection/* childEnv */.gf)(deps.env, options.connection);
@@ -73817,7 +73837,12 @@ async function dumpGlobals(options, deps, tools, key) {
     if (options.encryption)
         stages.push(createEncryptStream(options.encryption));
     const body = new external_node_stream_.PassThrough();
-    const piped = new Promise((resolve, reject) => (0,external_node_stream_.pipeline)([external_node_stream_.Readable.from([Buffer.concat(chunks)]), ...stages, hash, body], (e) => e ? reject(e) : resolve()));
+    const piped = new Promise((resolve, reject) => (0,external_node_stream_.pipeline)([
+        external_node_stream_.Readable.from([Buffer.concat(chunks)]),
+        ...stages,
+        hash,
+        body,
+    ], (e) => (e ? reject(e) : resolve())));
     await Promise.all([deps.storage.putStream(key, body), piped]);
     return { bytes: hash.bytes, sha256: hash.digest() };
 }
@@ -73826,7 +73851,9 @@ async function dumpGlobals(options, deps, tools, key) {
 /** Small Markdown builders for job summaries, issues and reports. */
 /** Escapes text for a Markdown table cell. */
 function cell(value) {
-    return String(value ?? '').replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
+    return String(value ?? '')
+        .replace(/\|/g, '\\|')
+        .replace(/\r?\n/g, '<br>');
 }
 function table(headers, rows) {
     if (rows.length === 0)
@@ -73868,10 +73895,16 @@ function backupSummary(result, location) {
         ['Throughput', rate(result.bytes, result.durationSeconds)],
         ['Change', change],
         ['Server', `PostgreSQL ${m.source.serverVersion} (pg_dump ${m.tools.pgDumpVersion})`],
-        ['Format', `${m.format}, compression ${m.compression.method}${m.compression.level !== undefined ? `:${m.compression.level}` : ''}`],
+        [
+            'Format',
+            `${m.format}, compression ${m.compression.method}${m.compression.level !== undefined ? `:${m.compression.level}` : ''}`,
+        ],
         ['Encryption', enc],
         ['SHA-256', `\`${result.sha256}\``],
-        ['Tables', `${m.tables.length} (${m.rowCounts === 'off' ? 'rows not counted' : `${rows.toLocaleString('en-US')} rows, ${m.rowCounts}`})`],
+        [
+            'Tables',
+            `${m.tables.length} (${m.rowCounts === 'off' ? 'rows not counted' : `${rows.toLocaleString('en-US')} rows, ${m.rowCounts}`})`,
+        ],
         ['Globals', m.globals ? 'roles dumped' : undefined],
         ['Pinned until', m.keepUntil],
     ]);
@@ -76128,7 +76161,7 @@ async function runBackupAction() {
                 serverMajor: server.major,
                 serverVersion: server.version,
                 postgresVersion,
-                install: true,
+                install: (0,runtime/* mayInstallTools */.yo)(env),
                 search: { logger },
             }),
         });
@@ -76371,6 +76404,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   cw: () => (/* binding */ gitContext),
   Oi: () => (/* binding */ maskConnectionString),
   $l: () => (/* binding */ maskSecret),
+  yo: () => (/* binding */ mayInstallTools),
   Cs: () => (/* binding */ runAction),
   xr: () => (/* binding */ storageFromInputs)
 });
@@ -76907,6 +76941,7 @@ class S3Storage {
         let bytes = 0;
         let bodyError;
         let storeError;
+        let storeReason;
         const counter = new external_node_stream_.Transform({
             transform(chunk, _encoding, callback) {
                 bytes += chunk.length;
@@ -76914,7 +76949,7 @@ class S3Storage {
             },
         });
         const onBodyError = (error) => {
-            if (error === storeError)
+            if (error === storeReason)
                 return;
             bodyError ??= error;
             counter.destroy(error instanceof Error ? error : new Error(String(error)));
@@ -76927,11 +76962,11 @@ class S3Storage {
             if (storeError !== undefined || bodyError !== undefined)
                 return;
             storeError = error;
-            const reason = error instanceof Error ? error : new Error(String(error));
-            counter.destroy(reason);
+            storeReason = error instanceof Error ? error : new Error(String(error));
+            counter.destroy(storeReason);
             body.unpipe(counter);
             if (!body.destroyed)
-                body.destroy(reason);
+                body.destroy(storeReason);
         };
         const send = this.client.send.bind(this.client);
         const watched = Object.create(this.client);
@@ -76961,8 +76996,10 @@ class S3Storage {
             const onProgress = options.onProgress;
             upload.on('httpUploadProgress', (progress) => onProgress(progress.loaded ?? 0));
         }
+        let completed = false;
         try {
             await upload.done();
+            completed = true;
             if (bodyError !== undefined)
                 throw bodyError;
             return { bytes };
@@ -76971,7 +77008,8 @@ class S3Storage {
             const cause = bodyError ?? storeError ?? error;
             if (!body.destroyed)
                 body.destroy();
-            await this.cleanUpFailedUpload(key, fullKey, previousETag, bodyError === undefined);
+            const mayHaveWritten = completed || bodyError === undefined;
+            await this.cleanUpFailedUpload(key, fullKey, previousETag, mayHaveWritten);
             if (bodyError !== undefined)
                 throw bodyError;
             throw this.translate(cause, 'write', key);
@@ -76999,7 +77037,7 @@ class S3Storage {
      * remains, and removes an object the failed write may have completed. Problems are logged,
      * since the caller is already failing with the cause.
      */
-    async cleanUpFailedUpload(key, fullKey, previousETag, storeFailed) {
+    async cleanUpFailedUpload(key, fullKey, previousETag, mayHaveWritten) {
         const where = this.location(key);
         try {
             for (let round = 0; round < 3; round++) {
@@ -77023,7 +77061,7 @@ class S3Storage {
         catch (error) {
             this.logger.warning(`Could not check for an unfinished multipart upload of ${where}: ${this.translate(error, 'list').message}. Parts may be left behind; a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them.`);
         }
-        if (!storeFailed)
+        if (!mayHaveWritten)
             return;
         try {
             const etag = await this.currentETag(fullKey);
@@ -77380,6 +77418,13 @@ function maskSecret(value) {
     for (const line of value.split(/\r?\n/))
         if (line.trim())
             core/* setSecret */.Pq(line.trim());
+}
+/**
+ * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
+ * is true): a self-hosted machine gets the exact command to run instead of a changed system.
+ */
+function mayInstallTools(env) {
+    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
 }
 /** The S3 settings from the storage inputs shared by every action. */
 function s3SettingsFromInputs() {

@@ -26,6 +26,7 @@ import {
   gitContext,
   maskConnectionString,
   maskSecret,
+  mayInstallTools,
   storageFromInputs,
 } from './runtime.js';
 
@@ -109,7 +110,7 @@ export async function runBackupAction(): Promise<void> {
           serverMajor: server.major,
           serverVersion: server.version,
           postgresVersion,
-          install: true,
+          install: mayInstallTools(env),
           search: { logger },
         }),
     });

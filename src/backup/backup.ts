@@ -448,15 +448,19 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
       source = compressor.child.stdout as Readable;
     }
 
-    // The body ends only when every tool exited 0; the first failure (in pipe order, so
-    // pg_dump's own message wins over a compressor that saw a broken pipe) fails the upload.
+    // The body ends only when every tool exited 0. The first failure in pipe order that is not
+    // a broken pipe is the cause: pg_dump's own message wins over a compressor that lost its
+    // input, and a compressor that died wins over the SIGPIPE it caused upstream.
+    let toolFailure: Error | undefined;
     const checkTools = async (): Promise<void> => {
       const exits = await Promise.all(processes.map((p) => p.proc.exited));
-      exits.forEach((exit, i) => {
-        if (exit.code !== 0 || exit.signal) {
-          throw new Error(describeExit(processes[i].tool, exit));
-        }
-      });
+      const failed = exits
+        .map((exit, i) => ({ exit, tool: processes[i].tool }))
+        .filter(({ exit }) => exit.code !== 0 || exit.signal);
+      if (failed.length === 0) return;
+      const cause = failed.find(({ exit }) => exit.signal !== 'SIGPIPE') ?? failed[0];
+      toolFailure = new Error(describeExit(cause.tool, cause.exit));
+      throw toolFailure;
     };
     const hash = new HashCounter();
     const body = new PassThrough({ highWaterMark: 1 << 20 });
@@ -488,14 +492,11 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
       }
       return { bytes: hash.bytes, sha256: hash.digest() };
     } catch (error) {
-      // Prefer a tool's own failure over the storage library's report of the aborted body.
+      // A tool that failed on its own is the cause, not the storage library's report of the
+      // aborted body; a store that failed first is the cause of the tools being stopped.
       for (const p of processes) p.proc.kill();
-      const exits = await Promise.all(processes.map((p) => p.proc.exited));
-      const failed = exits.findIndex((e) => e.code !== 0 && !isKilledByUs(e));
-      if (failed >= 0) {
-        throw new Error(describeExit(processes[failed].tool, exits[failed]), { cause: error });
-      }
-      throw error;
+      await Promise.all(processes.map((p) => p.proc.exited));
+      throw toolFailure ?? error;
     } finally {
       progress.stop();
     }
@@ -503,10 +504,6 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
     for (const p of processes) p.proc.kill();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   }
-}
-
-function isKilledByUs(exit: { signal: NodeJS.Signals | null }): boolean {
-  return exit.signal === 'SIGTERM';
 }
 
 async function dumpGlobals(

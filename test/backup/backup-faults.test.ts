@@ -1,0 +1,214 @@
+import { runBackup, type BackupOptions } from '../../src/backup/backup.js';
+import { MemoryLogger, systemClock } from '../../src/core/logger.js';
+import { findOnPath, runProcess } from '../../src/core/process.js';
+import { parseConnectionString } from '../../src/postgres/connection.js';
+import { findClientTools } from '../../src/postgres/tools.js';
+import { S3Storage } from '../../src/storage/s3.js';
+import type { Storage } from '../../src/storage/storage.js';
+import { runBundle } from '../support/bundle.js';
+import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
+import { createDatabase, loadSample, withClient } from '../support/sample.js';
+import { startSwift } from '../support/swift.js';
+
+async function keysOf(storage: Storage): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const o of storage.list('')) keys.push(o.key);
+  return keys;
+}
+
+function baseOptions(url: string, name: string): BackupOptions {
+  return {
+    connection: parseConnectionString(url),
+    name,
+    format: 'custom',
+    jobs: 1,
+    compression: { method: 'none' },
+    selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
+    globals: false,
+    kind: 'scheduled',
+    labels: {},
+    rowCounts: 'off',
+    sizeChangeThreshold: 20,
+    git: {},
+  };
+}
+
+async function clientTools() {
+  const tools = await findClientTools(15, { logger: new MemoryLogger() });
+  if (!tools) throw new Error('PostgreSQL 15 client tools are missing');
+  return tools;
+}
+
+/** A database big enough that a dump runs for a few seconds (incompressible-ish text). */
+async function bigDatabase(): Promise<string> {
+  const url = await createDatabase(sharedPostgresUrl(), uniqueName('big').replace(/-/g, '_'));
+  await withClient(url, (c) =>
+    c.query(`CREATE TABLE big AS
+      SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS a,
+             md5((g * 17)::text) || md5((g * 19)::text) AS b
+        FROM generate_series(1, 1200000) g`),
+  );
+  return url;
+}
+
+describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kind) => {
+  let store: TestStore;
+  let sourceUrl: string;
+
+  beforeAll(async () => {
+    store = await makeStore(kind);
+    sourceUrl = await createDatabase(sharedPostgresUrl(), uniqueName('fault').replace(/-/g, '_'));
+    await loadSample(sourceUrl);
+  });
+
+  it('fails on a wrong password with a clear message, no secret, and nothing stored', async () => {
+    const url = new URL(sourceUrl);
+    url.password = 'not-the-password';
+    const run = await runBundle(
+      'backup',
+      { 'database-url': url.toString(), storage: store.location, name: 'wrongpw', ...store.inputs },
+      store.env,
+    );
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/::error::Cannot connect to .*password authentication failed/);
+    expect(run.stdout).toContain('Check the user and password in database-url');
+    expect(run.everything).not.toContain('not-the-password');
+    expect(run.everything).not.toContain('source-secret-pw');
+    expect(await keysOf(store.storage)).toEqual(
+      expect.not.arrayContaining([expect.stringContaining('wrongpw/')]),
+    );
+  });
+
+  it('fails on an unknown database and stores nothing', async () => {
+    const url = new URL(sourceUrl);
+    url.pathname = '/no_such_database';
+    const run = await runBundle(
+      'backup',
+      { 'database-url': url.toString(), storage: store.location, name: 'nodb', ...store.inputs },
+      store.env,
+    );
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(
+      /::error::Cannot connect to .*database "no_such_database" does not exist/,
+    );
+    expect((await keysOf(store.storage)).filter((k) => k.startsWith('nodb/'))).toEqual([]);
+  });
+
+  it('refuses a transaction-mode pooler with the session-mode alternative', async () => {
+    const run = await runBundle(
+      'backup',
+      {
+        'database-url':
+          'postgresql://postgres.abc:pooler-secret@aws-0-eu-west-1.pooler.supabase.com:6543/postgres',
+        storage: store.location,
+        ...store.inputs,
+      },
+      store.env,
+    );
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain('transaction-mode pooler');
+    expect(run.stdout).toContain('session-mode pooler on port 5432');
+    expect(run.everything).not.toContain('pooler-secret');
+  });
+
+  it('aborts the upload and writes no manifest when pg_dump is killed mid-stream', async () => {
+    const url = await bigDatabase();
+    const tools = await clientTools();
+    const logger = new MemoryLogger();
+    const pending = runBackup(baseOptions(url, 'killed'), {
+      storage: store.storage,
+      logger,
+      clock: systemClock,
+      env: process.env,
+      resolveTools: async () => tools,
+      progressIntervalMs: 0,
+    });
+    // Find our pg_dump (a child of this test process) once it streams, and kill it.
+    let killed = false;
+    for (let i = 0; i < 400 && !killed; i++) {
+      const r = await runProcess('pgrep', ['-P', String(process.pid), '-x', 'pg_dump']);
+      const pid = r.stdout.trim().split('\n')[0];
+      if (pid) {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        process.kill(Number(pid), 'SIGKILL');
+        killed = true;
+      } else {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    }
+    expect(killed).toBe(true);
+    await expect(pending).rejects.toThrow(/pg_dump was killed by SIGKILL/);
+    const left = (await keysOf(store.storage)).filter((k) => k.startsWith('killed/'));
+    expect(left).toEqual([]);
+  });
+});
+
+describe('backup faults of the S3 store', () => {
+  it('fails with the bucket named when the bucket does not exist', async () => {
+    const sourceUrl = await createDatabase(
+      sharedPostgresUrl(),
+      uniqueName('nobucket').replace(/-/g, '_'),
+    );
+    const store = await makeStore('s3');
+    const missing = uniqueName('missing-bucket');
+    const run = await runBundle(
+      'backup',
+      { 'database-url': sourceUrl, storage: `s3://${missing}/x`, ...store.inputs },
+      store.env,
+    );
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(new RegExp(`::error::.*Bucket '${missing}' does not exist`));
+  });
+
+  it('fails in bounded time, naming the endpoint, when the S3 server stops mid-upload', async () => {
+    const url = await bigDatabase();
+    const tools = await clientTools();
+    const swift = await startSwift();
+    try {
+      await swift.createBucket('victim');
+      const storage = new S3Storage(
+        'victim',
+        'p',
+        {
+          endpoint: swift.endpoint,
+          region: swift.region,
+          forcePathStyle: true,
+          credentials: { accessKeyId: swift.accessKeyId, secretAccessKey: swift.secretAccessKey },
+        },
+        new MemoryLogger(),
+      );
+      let stopping: Promise<void> | undefined;
+      const watched: Storage = Object.create(storage) as Storage;
+      watched.putStream = (key, body, options) =>
+        storage.putStream(key, body, {
+          ...options,
+          onProgress: (bytes) => {
+            if (bytes > 0 && !stopping) stopping = swift.stop();
+          },
+        });
+      const started = Date.now();
+      await expect(
+        runBackup(baseOptions(url, 'stopped'), {
+          storage: watched,
+          logger: new MemoryLogger(),
+          clock: systemClock,
+          env: process.env,
+          resolveTools: async () => tools,
+          progressIntervalMs: 0,
+        }),
+      ).rejects.toThrow(new RegExp(swift.endpoint.replace(/[.:/]/g, '\\$&')));
+      expect(Date.now() - started).toBeLessThan(90_000);
+      await stopping;
+      const r = await runProcess('pgrep', ['-P', String(process.pid), '-x', 'pg_dump']);
+      expect(r.stdout.trim()).toBe('');
+    } finally {
+      await swift.stop();
+    }
+  });
+});
+
+describe('zstd is what auto compression uses when it is installed', () => {
+  it('finds zstd on this machine', () => {
+    expect(findOnPath('zstd')).toBeDefined();
+  });
+});
