@@ -326,9 +326,7 @@ try {
   await pipeline(
     createReadStream(blob),
     createEncryptStream({ recipients: [key.recipient] }),
-    async function* (src) {
-      for await (const _ of src) void _;
-    },
+    createWriteStream('/dev/null'),
   );
   const ours = Number(process.hrtime.bigint() - t) / 1e9;
   row('age encryption in this project (node:crypto)', ours, { bytes: 512e6 });
