@@ -5,6 +5,7 @@
 // ratios; it is not a test (shared machines are noisy), and it asserts nothing.
 import { execFileSync, spawn } from 'node:child_process';
 import {
+  createWriteStream,
   createReadStream,
   existsSync,
   mkdirSync,
