@@ -25,40 +25,48 @@ interface ActionYaml {
 }
 
 const actionsDir = path.join(repoRoot, 'actions');
-const actions = readdirSync(actionsDir).filter((d) => existsSync(path.join(actionsDir, d, 'action.yml')));
+const actions = readdirSync(actionsDir).filter((d) =>
+  existsSync(path.join(actionsDir, d, 'action.yml')),
+);
 
 describe('action metadata', () => {
   it('has the four actions', () => {
-    expect(actions.sort()).toEqual(expect.arrayContaining(['backup']));
+    expect(actions.sort()).toEqual(['backup', 'prune', 'restore-drill', 'verify']);
   });
 
-  it.each(actions)('actions/%s/action.yml is valid for GitHub, runs on node24 from its bundle', (name) => {
-    const file = path.join(actionsDir, name, 'action.yml');
-    const content = readFileSync(file, 'utf8');
-    expect(actionErrors(file, content)).toEqual([]);
-    const meta = parseYaml(content) as ActionYaml;
-    expect(meta.runs.using).toBe('node24');
-    expect(meta.runs.main).toBe(`../../dist/${name}/index.js`);
-    expect(existsSync(path.join(actionsDir, name, meta.runs.main))).toBe(true);
-    if (meta.runs.post) expect(existsSync(path.join(actionsDir, name, meta.runs.post))).toBe(true);
-    expect(meta.branding?.icon).toBeTruthy();
-    expect(meta.branding?.color).toBeTruthy();
-    const knownInputs = new Set<string>(Object.values(Inputs));
-    const knownOutputs = new Set<string>(Object.values(Outputs));
-    for (const [input, def] of Object.entries(meta.inputs ?? {})) {
-      expect([input, knownInputs.has(input)]).toEqual([input, true]);
-      expect(def.description?.length ?? 0).toBeGreaterThan(10);
-    }
-    for (const [output, def] of Object.entries(meta.outputs ?? {})) {
-      expect([output, knownOutputs.has(output)]).toEqual([output, true]);
-      expect(def.description?.length ?? 0).toBeGreaterThan(5);
-    }
-  });
+  it.each(actions)(
+    'actions/%s/action.yml is valid for GitHub, runs on node24 from its bundle',
+    (name) => {
+      const file = path.join(actionsDir, name, 'action.yml');
+      const content = readFileSync(file, 'utf8');
+      expect(actionErrors(file, content)).toEqual([]);
+      const meta = parseYaml(content) as ActionYaml;
+      expect(meta.runs.using).toBe('node24');
+      expect(meta.runs.main).toBe(`../../dist/${name}/index.js`);
+      expect(existsSync(path.join(actionsDir, name, meta.runs.main))).toBe(true);
+      if (meta.runs.post)
+        expect(existsSync(path.join(actionsDir, name, meta.runs.post))).toBe(true);
+      expect(meta.branding?.icon).toBeTruthy();
+      expect(meta.branding?.color).toBeTruthy();
+      const knownInputs = new Set<string>(Object.values(Inputs));
+      const knownOutputs = new Set<string>(Object.values(Outputs));
+      for (const [input, def] of Object.entries(meta.inputs ?? {})) {
+        expect([input, knownInputs.has(input)]).toEqual([input, true]);
+        expect(def.description?.length ?? 0).toBeGreaterThan(10);
+      }
+      for (const [output, def] of Object.entries(meta.outputs ?? {})) {
+        expect([output, knownOutputs.has(output)]).toEqual([output, true]);
+        expect(def.description?.length ?? 0).toBeGreaterThan(5);
+      }
+    },
+  );
 
   it('the parser rejects a broken action.yml (the check can fail)', () => {
     const broken = 'name: x\ndescription: y\nruns:\n  using: node99\n  main: index.js\n';
     expect(actionErrors('broken.yml', broken).length).toBeGreaterThan(0);
-    expect(workflowErrors('broken.yml', 'on: push\njobs:\n  a:\n    runs-on: x\n    steps: 5\n').length).toBeGreaterThan(0);
+    expect(
+      workflowErrors('broken.yml', 'on: push\njobs:\n  a:\n    runs-on: x\n    steps: 5\n').length,
+    ).toBeGreaterThan(0);
   });
 });
 
@@ -78,7 +86,9 @@ describe('workflows', () => {
     }
     const inputsOf = new Map<string, Set<string>>();
     for (const name of actions) {
-      const meta = parseYaml(readFileSync(path.join(actionsDir, name, 'action.yml'), 'utf8')) as ActionYaml;
+      const meta = parseYaml(
+        readFileSync(path.join(actionsDir, name, 'action.yml'), 'utf8'),
+      ) as ActionYaml;
       inputsOf.set(name, new Set(Object.keys(meta.inputs ?? {})));
     }
     let checked = 0;
@@ -96,7 +106,12 @@ describe('workflows', () => {
             const action = /\/actions\/([a-z-]+)@/.exec(step.uses ?? '')?.[1];
             if (!action || !inputsOf.has(action)) continue;
             for (const input of Object.keys(step.with ?? {})) {
-              expect([doc, action, input, inputsOf.get(action)!.has(input)]).toEqual([doc, action, input, true]);
+              expect([doc, action, input, inputsOf.get(action)!.has(input)]).toEqual([
+                doc,
+                action,
+                input,
+                true,
+              ]);
             }
           }
         }
