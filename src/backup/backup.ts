@@ -23,7 +23,6 @@ import { EndGate, HashCounter, Progress, formatBytes, rate } from '../core/strea
 import {
   childEnv,
   connect,
-  databaseName,
   describeConnection,
   serverInfo,
   transactionPoolerHint,
@@ -206,7 +205,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
   try {
     const server = await serverInfo(client);
     logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
-    const name = options.name ?? server.database ?? databaseName(options.connection);
+    const name = options.name ?? server.database;
     if (!isCatalogName(name)) {
       throw new ConfigurationError(
         `Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`,

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { majorFromVersionNum } from './tools.js';
 
 /**
  * A PostgreSQL connection as libpq understands it. Built from a `postgres://` URL, a
@@ -360,7 +361,7 @@ export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
   return {
     version: r.rows[0].v.split(' ')[0],
     versionNum,
-    major: Math.floor(versionNum / 10000),
+    major: majorFromVersionNum(versionNum),
     database: r.rows[0].db,
   };
 }
