@@ -320,6 +320,7 @@ export class S3Storage implements Storage {
     let bytes = 0;
     let bodyError: unknown;
     let storeError: unknown;
+    let storeReason: Error | undefined;
     const counter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         bytes += chunk.length;
@@ -327,7 +328,7 @@ export class S3Storage implements Storage {
       },
     });
     const onBodyError = (error: unknown): void => {
-      if (error === storeError) return;
+      if (error === storeReason) return;
       bodyError ??= error;
       counter.destroy(error instanceof Error ? error : new Error(String(error)));
     };
@@ -339,10 +340,10 @@ export class S3Storage implements Storage {
     const onStoreError = (error: unknown): void => {
       if (storeError !== undefined || bodyError !== undefined) return;
       storeError = error;
-      const reason = error instanceof Error ? error : new Error(String(error));
-      counter.destroy(reason);
+      storeReason = error instanceof Error ? error : new Error(String(error));
+      counter.destroy(storeReason);
       body.unpipe(counter);
-      if (!body.destroyed) body.destroy(reason);
+      if (!body.destroyed) body.destroy(storeReason);
     };
     const send = this.client.send.bind(this.client);
     const watched = Object.create(this.client) as S3Client;
@@ -372,14 +373,17 @@ export class S3Storage implements Storage {
       const onProgress = options.onProgress;
       upload.on('httpUploadProgress', (progress) => onProgress(progress.loaded ?? 0));
     }
+    let completed = false;
     try {
       await upload.done();
+      completed = true;
       if (bodyError !== undefined) throw bodyError;
       return { bytes };
     } catch (error) {
       const cause = bodyError ?? storeError ?? error;
       if (!body.destroyed) body.destroy();
-      await this.cleanUpFailedUpload(key, fullKey, previousETag, bodyError === undefined);
+      const mayHaveWritten = completed || bodyError === undefined;
+      await this.cleanUpFailedUpload(key, fullKey, previousETag, mayHaveWritten);
       if (bodyError !== undefined) throw bodyError;
       throw this.translate(cause, 'write', key);
     } finally {
@@ -412,7 +416,7 @@ export class S3Storage implements Storage {
     key: string,
     fullKey: string,
     previousETag: string | undefined,
-    storeFailed: boolean,
+    mayHaveWritten: boolean,
   ): Promise<void> {
     const where = this.location(key);
     try {
@@ -441,7 +445,7 @@ export class S3Storage implements Storage {
         `Could not check for an unfinished multipart upload of ${where}: ${this.translate(error, 'list').message}. Parts may be left behind; a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them.`,
       );
     }
-    if (!storeFailed) return;
+    if (!mayHaveWritten) return;
     try {
       const etag = await this.currentETag(fullKey);
       if (etag !== undefined && etag !== previousETag) {

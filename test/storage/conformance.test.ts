@@ -12,7 +12,7 @@ import { MemoryLogger } from '../../src/core/logger.js';
 import { KeyExistsError, LocalStorage } from '../../src/storage/local.js';
 import { S3Storage } from '../../src/storage/s3.js';
 import { NotFoundError, type Storage, type StoredObject } from '../../src/storage/storage.js';
-import { startSwift, type SwiftServer } from '../support/swift.js';
+import { useSwift, type SwiftServer } from '../support/swift.js';
 
 const MB = 1_000_000;
 
@@ -73,11 +73,12 @@ const kinds: [string, () => Promise<Harness>][] = [
   [
     's3 (Swift s3api)',
     async () => {
-      const server: SwiftServer = await startSwift();
+      const server: SwiftServer = await useSwift();
+      const bucket = `conformance-${randomBytes(4).toString('hex')}`;
       try {
-        await server.createBucket('conformance');
+        await server.createBucket(bucket);
         const storage = new S3Storage(
-          'conformance',
+          bucket,
           'suite/a',
           {
             endpoint: server.endpoint,
@@ -93,7 +94,7 @@ const kinds: [string, () => Promise<Harness>][] = [
           storage,
           async expectNoLeftovers() {
             const uploads = await storage.client.send(
-              new ListMultipartUploadsCommand({ Bucket: 'conformance' }),
+              new ListMultipartUploadsCommand({ Bucket: bucket }),
             );
             expect(uploads.Uploads ?? []).toEqual([]);
           },
@@ -133,7 +134,7 @@ describe.each(kinds)('Storage conformance: %s', (_name, open) => {
   beforeAll(async () => {
     harness = await open();
     storage = harness.storage;
-  }, 60_000);
+  }, 90_000);
 
   afterAll(async () => {
     await harness?.close();

@@ -1,10 +1,11 @@
 /** S3-only behaviour of S3Storage, against OpenStack Swift with s3api on loopback. */
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { ConfigurationError } from '../../src/core/errors.js';
 import { MemoryLogger } from '../../src/core/logger.js';
 import { S3Storage, partSizeFor, type S3Settings } from '../../src/storage/s3.js';
-import { startSwift, type SwiftServer } from '../support/swift.js';
+import { startSwift, useSwift, type SwiftServer } from '../support/swift.js';
 
 const MIB = 1024 * 1024;
 const TIB = 1024 * 1024 * MIB;
@@ -37,35 +38,38 @@ describe('partSizeFor', () => {
 describe('S3Storage against Swift s3api', () => {
   let server: SwiftServer;
   let settings: S3Settings;
+  const suffix = randomBytes(4).toString('hex');
+  const plain = `plain-${suffix}`;
+  const versionedBucket = `versioned-${suffix}`;
   const open = (bucket: string, prefix = '', extra: S3Settings = {}): S3Storage =>
     new S3Storage(bucket, prefix, { ...settings, ...extra }, new MemoryLogger());
 
   beforeAll(async () => {
-    server = await startSwift();
+    server = await useSwift();
     settings = {
       endpoint: server.endpoint,
       region: server.region,
       credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
     };
-    await server.createBucket('plain');
-    await server.createBucket('versioned', { versioning: true });
-  }, 60_000);
+    await server.createBucket(plain);
+    await server.createBucket(versionedBucket, { versioning: true });
+  }, 90_000);
 
   afterAll(async () => {
     await server?.stop();
   });
 
   it('places keys under the prefix and describes itself without credentials', async () => {
-    const storage = open('plain', '/team/db/');
-    const root = open('plain');
+    const storage = open(plain, '/team/db/');
+    const root = open(plain);
     try {
       expect(storage.location('backups/1/manifest.json')).toBe(
-        's3://plain/team/db/backups/1/manifest.json',
+        `s3://${plain}/team/db/backups/1/manifest.json`,
       );
-      expect(storage.description).toBe(`s3://plain/team/db (endpoint ${server.endpoint})`);
+      expect(storage.description).toBe(`s3://${plain}/team/db (endpoint ${server.endpoint})`);
       expect(storage.description).not.toContain(server.secretAccessKey);
       await storage.putBytes('backups/1/manifest.json', '{}');
-      const raw = await storage.client.send(new ListObjectsV2Command({ Bucket: 'plain' }));
+      const raw = await storage.client.send(new ListObjectsV2Command({ Bucket: plain }));
       expect(raw.Contents?.map((o) => o.Key)).toEqual(['team/db/backups/1/manifest.json']);
       const seen: string[] = [];
       for await (const object of root.list('team/')) seen.push(object.key);
@@ -82,13 +86,13 @@ describe('S3Storage against Swift s3api', () => {
   });
 
   it('tells whether the bucket keeps versions', async () => {
-    const plain = open('plain');
-    const versioned = open('versioned');
+    const unversioned = open(plain);
+    const versioned = open(versionedBucket);
     try {
-      expect(await plain.describe()).toEqual({ versioning: 'Off' });
+      expect(await unversioned.describe()).toEqual({ versioning: 'Off' });
       expect(await versioned.describe()).toEqual({ versioning: 'Enabled' });
     } finally {
-      plain.destroy();
+      unversioned.destroy();
       versioned.destroy();
     }
   });
@@ -114,7 +118,7 @@ describe('S3Storage against Swift s3api', () => {
 
   it('reports a wrong secret as a ConfigurationError that does not echo it', async () => {
     const secret = 'wrong-secret-Zq81xYv';
-    const storage = open('plain', '', {
+    const storage = open(plain, '', {
       credentials: { accessKeyId: server.accessKeyId, secretAccessKey: secret },
     });
     try {
@@ -132,7 +136,7 @@ describe('S3Storage against Swift s3api', () => {
         );
         expect(error).toBeInstanceOf(ConfigurationError);
         const message = (error as Error).message;
-        expect(message).toMatch(/plain/);
+        expect(message).toContain(plain);
         expect(message).toMatch(/credentials/);
         expect(message).not.toContain(secret);
       }
@@ -144,7 +148,7 @@ describe('S3Storage against Swift s3api', () => {
   it('fails a stream upload promptly on a store error, even while the body is stalled', async () => {
     const logger = new MemoryLogger();
     const storage = new S3Storage(
-      'plain',
+      plain,
       '',
       {
         ...settings,
