@@ -72086,7 +72086,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util/types")
 
 /***/ }),
 
-/***/ 2139:
+/***/ 8422:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -72098,7 +72098,7 @@ __nccwpck_require__.d(__webpack_exports__, {
 // UNUSED EXPORTS: parseCompression
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
-var lib_core = __nccwpck_require__(6058);
+var core = __nccwpck_require__(6058);
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
 // EXTERNAL MODULE: external "node:fs/promises"
@@ -73560,7 +73560,7 @@ async function runBackup(options, deps) {
     try {
         const server = await (0,connection/* serverInfo */.CR)(client);
         logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
-        const name = options.name ?? server.database ?? (0,connection/* databaseName */.Do)(options.connection);
+        const name = options.name ?? server.database;
         if (!isCatalogName(name)) {
             throw new errors/* ConfigurationError */.j(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
@@ -73788,25 +73788,27 @@ async function streamDump(a) {
         const piped = new Promise((resolve, reject) => {
             (0,external_node_stream_.pipeline)([source, ...stages, body], (error) => error ? reject(error) : resolve());
         });
-        piped.catch(() => undefined);
         try {
-            const [stored] = await Promise.all([
+            const [storing, streaming] = await Promise.allSettled([
                 deps.storage.putStream(a.objectKey, body, { sizeHint: a.sizeEstimate }),
                 piped,
             ]);
+            if (storing.status === 'rejected' || streaming.status === 'rejected') {
+                // A tool that failed on its own is the cause; otherwise the store's own report (which
+                // names the endpoint), rather than the pipe's echo of it.
+                for (const p of processes)
+                    p.proc.kill();
+                await Promise.all(processes.map((p) => p.proc.exited));
+                throw (toolFailure ??
+                    (storing.status === 'rejected'
+                        ? storing.reason
+                        : streaming.reason));
+            }
             progress.report();
-            if (stored.bytes !== hash.bytes) {
-                throw new Error(`Stored ${stored.bytes} bytes but the dump produced ${hash.bytes}; the upload is incomplete.`);
+            if (storing.value.bytes !== hash.bytes) {
+                throw new Error(`Stored ${storing.value.bytes} bytes but the dump produced ${hash.bytes}; the upload is incomplete.`);
             }
             return { bytes: hash.bytes, sha256: hash.digest() };
-        }
-        catch (error) {
-            // A tool that failed on its own is the cause, not the storage library's report of the
-            // aborted body; a store that failed first is the cause of the tools being stopped.
-            for (const p of processes)
-                p.proc.kill();
-            await Promise.all(processes.map((p) => p.proc.exited));
-            throw toolFailure ?? error;
         }
         finally {
             progress.stop();
@@ -74142,1172 +74144,12 @@ class StreamLogger {
     }
 }
 
-// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
-var lib_io = __nccwpck_require__(8701);
-// EXTERNAL MODULE: external "crypto"
-var external_crypto_ = __nccwpck_require__(6982);
-// EXTERNAL MODULE: external "fs"
-var external_fs_ = __nccwpck_require__(9896);
-// EXTERNAL MODULE: ./node_modules/semver/index.js
-var node_modules_semver = __nccwpck_require__(2088);
-// EXTERNAL MODULE: external "os"
-var external_os_ = __nccwpck_require__(857);
-// EXTERNAL MODULE: external "child_process"
-var external_child_process_ = __nccwpck_require__(5317);
-;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/manifest.js
-var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-// Internal object for testability (allows mocking in ESM)
-const _internal = {
-    readLinuxVersionFile() {
-        const lsbReleaseFile = '/etc/lsb-release';
-        const osReleaseFile = '/etc/os-release';
-        let contents = '';
-        if (external_fs_.existsSync(lsbReleaseFile)) {
-            contents = external_fs_.readFileSync(lsbReleaseFile).toString();
-        }
-        else if (external_fs_.existsSync(osReleaseFile)) {
-            contents = external_fs_.readFileSync(osReleaseFile).toString();
-        }
-        return contents;
-    }
-};
-function _findMatch(versionSpec, stable, candidates, archFilter) {
-    return __awaiter(this, void 0, void 0, function* () {
-        const platFilter = os.platform();
-        let result;
-        let match;
-        let file;
-        for (const candidate of candidates) {
-            const version = candidate.version;
-            debug(`check ${version} satisfies ${versionSpec}`);
-            if (semver.satisfies(version, versionSpec) &&
-                (!stable || candidate.stable === stable)) {
-                file = candidate.files.find(item => {
-                    debug(`${item.arch}===${archFilter} && ${item.platform}===${platFilter}`);
-                    let chk = item.arch === archFilter && item.platform === platFilter;
-                    if (chk && item.platform_version) {
-                        const osVersion = _getOsVersion();
-                        if (osVersion === item.platform_version) {
-                            chk = true;
-                        }
-                        else {
-                            chk = semver.satisfies(osVersion, item.platform_version);
-                        }
-                    }
-                    return chk;
-                });
-                if (file) {
-                    debug(`matched ${candidate.version}`);
-                    match = candidate;
-                    break;
-                }
-            }
-        }
-        if (match && file) {
-            // clone since we're mutating the file list to be only the file that matches
-            result = Object.assign({}, match);
-            result.files = [file];
-        }
-        return result;
-    });
-}
-function _getOsVersion() {
-    // TODO: add windows and other linux, arm variants
-    // right now filtering on version is only an ubuntu and macos scenario for tools we build for hosted (python)
-    const plat = os.platform();
-    let version = '';
-    if (plat === 'darwin') {
-        version = cp.execSync('sw_vers -productVersion').toString();
-    }
-    else if (plat === 'linux') {
-        // lsb_release process not in some containers, readfile
-        // Run cat /etc/lsb-release
-        // DISTRIB_ID=Ubuntu
-        // DISTRIB_RELEASE=18.04
-        // DISTRIB_CODENAME=bionic
-        // DISTRIB_DESCRIPTION="Ubuntu 18.04.4 LTS"
-        const lsbContents = _internal.readLinuxVersionFile();
-        if (lsbContents) {
-            const lines = lsbContents.split('\n');
-            for (const line of lines) {
-                const parts = line.split('=');
-                if (parts.length === 2 &&
-                    (parts[0].trim() === 'VERSION_ID' ||
-                        parts[0].trim() === 'DISTRIB_RELEASE')) {
-                    version = parts[1].trim().replace(/^"/, '').replace(/"$/, '');
-                    break;
-                }
-            }
-        }
-    }
-    return version;
-}
-// Alias for backwards compatibility
-function _readLinuxVersionFile() {
-    return _internal.readLinuxVersionFile();
-}
-//# sourceMappingURL=manifest.js.map
-// EXTERNAL MODULE: external "path"
-var external_path_ = __nccwpck_require__(6928);
-// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
-var lib = __nccwpck_require__(4942);
-// EXTERNAL MODULE: external "stream"
-var external_stream_ = __nccwpck_require__(2203);
-// EXTERNAL MODULE: external "util"
-var external_util_ = __nccwpck_require__(9023);
-// EXTERNAL MODULE: external "assert"
-var external_assert_ = __nccwpck_require__(2613);
-// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 2 modules
-var lib_exec = __nccwpck_require__(5260);
-;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/retry-helper.js
-var retry_helper_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-/**
- * Internal class for retries
- */
-class retry_helper_RetryHelper {
-    constructor(maxAttempts, minSeconds, maxSeconds) {
-        if (maxAttempts < 1) {
-            throw new Error('max attempts should be greater than or equal to 1');
-        }
-        this.maxAttempts = maxAttempts;
-        this.minSeconds = Math.floor(minSeconds);
-        this.maxSeconds = Math.floor(maxSeconds);
-        if (this.minSeconds > this.maxSeconds) {
-            throw new Error('min seconds should be less than or equal to max seconds');
-        }
-    }
-    execute(action, isRetryable) {
-        return retry_helper_awaiter(this, void 0, void 0, function* () {
-            let attempt = 1;
-            while (attempt < this.maxAttempts) {
-                // Try
-                try {
-                    return yield action();
-                }
-                catch (err) {
-                    if (isRetryable && !isRetryable(err)) {
-                        throw err;
-                    }
-                    core.info(err.message);
-                }
-                // Sleep
-                const seconds = this.getSleepAmount();
-                core.info(`Waiting ${seconds} seconds before trying again`);
-                yield this.sleep(seconds);
-                attempt++;
-            }
-            // Last attempt
-            return yield action();
-        });
-    }
-    getSleepAmount() {
-        return (Math.floor(Math.random() * (this.maxSeconds - this.minSeconds + 1)) +
-            this.minSeconds);
-    }
-    sleep(seconds) {
-        return retry_helper_awaiter(this, void 0, void 0, function* () {
-            return new Promise(resolve => setTimeout(resolve, seconds * 1000));
-        });
-    }
-}
-//# sourceMappingURL=retry-helper.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js
-var tool_cache_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-class HTTPError extends Error {
-    constructor(httpStatusCode) {
-        super(`Unexpected HTTP response: ${httpStatusCode}`);
-        this.httpStatusCode = httpStatusCode;
-        Object.setPrototypeOf(this, new.target.prototype);
-    }
-}
-const IS_WINDOWS = process.platform === 'win32';
-const IS_MAC = process.platform === 'darwin';
-const userAgent = 'actions/tool-cache';
-/**
- * Download a tool from an url and stream it into a file
- *
- * @param url       url of tool to download
- * @param dest      path to download tool
- * @param auth      authorization header
- * @param headers   other headers
- * @returns         path to downloaded tool
- */
-function downloadTool(url, dest, auth, headers) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        dest = dest || path.join(_getTempDirectory(), crypto.randomUUID());
-        yield io.mkdirP(path.dirname(dest));
-        core.debug(`Downloading ${url}`);
-        core.debug(`Destination ${dest}`);
-        const maxAttempts = 3;
-        const minSeconds = _getGlobal('TEST_DOWNLOAD_TOOL_RETRY_MIN_SECONDS', 10);
-        const maxSeconds = _getGlobal('TEST_DOWNLOAD_TOOL_RETRY_MAX_SECONDS', 20);
-        const retryHelper = new RetryHelper(maxAttempts, minSeconds, maxSeconds);
-        return yield retryHelper.execute(() => tool_cache_awaiter(this, void 0, void 0, function* () {
-            return yield downloadToolAttempt(url, dest || '', auth, headers);
-        }), (err) => {
-            if (err instanceof HTTPError && err.httpStatusCode) {
-                // Don't retry anything less than 500, except 408 Request Timeout and 429 Too Many Requests
-                if (err.httpStatusCode < 500 &&
-                    err.httpStatusCode !== 408 &&
-                    err.httpStatusCode !== 429) {
-                    return false;
-                }
-            }
-            // Otherwise retry
-            return true;
-        });
-    });
-}
-function downloadToolAttempt(url, dest, auth, headers) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        if (fs.existsSync(dest)) {
-            throw new Error(`Destination file path ${dest} already exists`);
-        }
-        // Get the response headers
-        const http = new httpm.HttpClient(userAgent, [], {
-            allowRetries: false
-        });
-        if (auth) {
-            core.debug('set auth');
-            if (headers === undefined) {
-                headers = {};
-            }
-            headers.authorization = auth;
-        }
-        const response = yield http.get(url, headers);
-        if (response.message.statusCode !== 200) {
-            const err = new HTTPError(response.message.statusCode);
-            core.debug(`Failed to download from "${url}". Code(${response.message.statusCode}) Message(${response.message.statusMessage})`);
-            throw err;
-        }
-        // Download the response body
-        const pipeline = util.promisify(stream.pipeline);
-        const responseMessageFactory = _getGlobal('TEST_DOWNLOAD_TOOL_RESPONSE_MESSAGE_FACTORY', () => response.message);
-        const readStream = responseMessageFactory();
-        let succeeded = false;
-        try {
-            yield pipeline(readStream, fs.createWriteStream(dest));
-            core.debug('download complete');
-            succeeded = true;
-            return dest;
-        }
-        finally {
-            // Error, delete dest before retry
-            if (!succeeded) {
-                core.debug('download failed');
-                try {
-                    yield io.rmRF(dest);
-                }
-                catch (err) {
-                    core.debug(`Failed to delete '${dest}'. ${err.message}`);
-                }
-            }
-        }
-    });
-}
-/**
- * Extract a .7z file
- *
- * @param file     path to the .7z file
- * @param dest     destination directory. Optional.
- * @param _7zPath  path to 7zr.exe. Optional, for long path support. Most .7z archives do not have this
- * problem. If your .7z archive contains very long paths, you can pass the path to 7zr.exe which will
- * gracefully handle long paths. By default 7zdec.exe is used because it is a very small program and is
- * bundled with the tool lib. However it does not support long paths. 7zr.exe is the reduced command line
- * interface, it is smaller than the full command line interface, and it does support long paths. At the
- * time of this writing, it is freely available from the LZMA SDK that is available on the 7zip website.
- * Be sure to check the current license agreement. If 7zr.exe is bundled with your action, then the path
- * to 7zr.exe can be pass to this function.
- * @returns        path to the destination directory
- */
-function extract7z(file, dest, _7zPath) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        ok(IS_WINDOWS, 'extract7z() not supported on current OS');
-        ok(file, 'parameter "file" is required');
-        dest = yield _createExtractFolder(dest);
-        const originalCwd = process.cwd();
-        process.chdir(dest);
-        if (_7zPath) {
-            try {
-                const logLevel = core.isDebug() ? '-bb1' : '-bb0';
-                const args = [
-                    'x', // eXtract files with full paths
-                    logLevel, // -bb[0-3] : set output log level
-                    '-bd', // disable progress indicator
-                    '-sccUTF-8', // set charset for for console input/output
-                    file
-                ];
-                const options = {
-                    silent: true
-                };
-                yield exec(`"${_7zPath}"`, args, options);
-            }
-            finally {
-                process.chdir(originalCwd);
-            }
-        }
-        else {
-            const escapedScript = path
-                .join(__dirname, '..', 'scripts', 'Invoke-7zdec.ps1')
-                .replace(/'/g, "''")
-                .replace(/"|\n|\r/g, ''); // double-up single quotes, remove double quotes and newlines
-            const escapedFile = file.replace(/'/g, "''").replace(/"|\n|\r/g, '');
-            const escapedTarget = dest.replace(/'/g, "''").replace(/"|\n|\r/g, '');
-            const command = `& '${escapedScript}' -Source '${escapedFile}' -Target '${escapedTarget}'`;
-            const args = [
-                '-NoLogo',
-                '-Sta',
-                '-NoProfile',
-                '-NonInteractive',
-                '-ExecutionPolicy',
-                'Unrestricted',
-                '-Command',
-                command
-            ];
-            const options = {
-                silent: true
-            };
-            try {
-                const powershellPath = yield io.which('powershell', true);
-                yield exec(`"${powershellPath}"`, args, options);
-            }
-            finally {
-                process.chdir(originalCwd);
-            }
-        }
-        return dest;
-    });
-}
-/**
- * Extract a compressed tar archive
- *
- * @param file     path to the tar
- * @param dest     destination directory. Optional.
- * @param flags    flags for the tar command to use for extraction. Defaults to 'xz' (extracting gzipped tars). Optional.
- * @returns        path to the destination directory
- */
-function extractTar(file_1, dest_1) {
-    return tool_cache_awaiter(this, arguments, void 0, function* (file, dest, flags = 'xz') {
-        if (!file) {
-            throw new Error("parameter 'file' is required");
-        }
-        // Create dest
-        dest = yield _createExtractFolder(dest);
-        // Determine whether GNU tar
-        core.debug('Checking tar --version');
-        let versionOutput = '';
-        yield exec('tar --version', [], {
-            ignoreReturnCode: true,
-            silent: true,
-            listeners: {
-                stdout: (data) => (versionOutput += data.toString()),
-                stderr: (data) => (versionOutput += data.toString())
-            }
-        });
-        core.debug(versionOutput.trim());
-        const isGnuTar = versionOutput.toUpperCase().includes('GNU TAR');
-        // Initialize args
-        let args;
-        if (flags instanceof Array) {
-            args = flags;
-        }
-        else {
-            args = [flags];
-        }
-        if (core.isDebug() && !flags.includes('v')) {
-            args.push('-v');
-        }
-        let destArg = dest;
-        let fileArg = file;
-        if (IS_WINDOWS && isGnuTar) {
-            args.push('--force-local');
-            destArg = dest.replace(/\\/g, '/');
-            // Technically only the dest needs to have `/` but for aesthetic consistency
-            // convert slashes in the file arg too.
-            fileArg = file.replace(/\\/g, '/');
-        }
-        if (isGnuTar) {
-            // Suppress warnings when using GNU tar to extract archives created by BSD tar
-            args.push('--warning=no-unknown-keyword');
-            args.push('--overwrite');
-        }
-        args.push('-C', destArg, '-f', fileArg);
-        yield exec(`tar`, args);
-        return dest;
-    });
-}
-/**
- * Extract a xar compatible archive
- *
- * @param file     path to the archive
- * @param dest     destination directory. Optional.
- * @param flags    flags for the xar. Optional.
- * @returns        path to the destination directory
- */
-function extractXar(file_1, dest_1) {
-    return tool_cache_awaiter(this, arguments, void 0, function* (file, dest, flags = []) {
-        ok(IS_MAC, 'extractXar() not supported on current OS');
-        ok(file, 'parameter "file" is required');
-        dest = yield _createExtractFolder(dest);
-        let args;
-        if (flags instanceof Array) {
-            args = flags;
-        }
-        else {
-            args = [flags];
-        }
-        args.push('-x', '-C', dest, '-f', file);
-        if (core.isDebug()) {
-            args.push('-v');
-        }
-        const xarPath = yield io.which('xar', true);
-        yield exec(`"${xarPath}"`, _unique(args));
-        return dest;
-    });
-}
-/**
- * Extract a zip
- *
- * @param file     path to the zip
- * @param dest     destination directory. Optional.
- * @returns        path to the destination directory
- */
-function extractZip(file, dest) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        if (!file) {
-            throw new Error("parameter 'file' is required");
-        }
-        dest = yield _createExtractFolder(dest);
-        if (IS_WINDOWS) {
-            yield extractZipWin(file, dest);
-        }
-        else {
-            yield extractZipNix(file, dest);
-        }
-        return dest;
-    });
-}
-function extractZipWin(file, dest) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        // build the powershell command
-        const escapedFile = file.replace(/'/g, "''").replace(/"|\n|\r/g, ''); // double-up single quotes, remove double quotes and newlines
-        const escapedDest = dest.replace(/'/g, "''").replace(/"|\n|\r/g, '');
-        const pwshPath = yield io.which('pwsh', false);
-        //To match the file overwrite behavior on nix systems, we use the overwrite = true flag for ExtractToDirectory
-        //and the -Force flag for Expand-Archive as a fallback
-        if (pwshPath) {
-            //attempt to use pwsh with ExtractToDirectory, if this fails attempt Expand-Archive
-            const pwshCommand = [
-                `$ErrorActionPreference = 'Stop' ;`,
-                `try { Add-Type -AssemblyName System.IO.Compression.ZipFile } catch { } ;`,
-                `try { [System.IO.Compression.ZipFile]::ExtractToDirectory('${escapedFile}', '${escapedDest}', $true) }`,
-                `catch { if (($_.Exception.GetType().FullName -eq 'System.Management.Automation.MethodException') -or ($_.Exception.GetType().FullName -eq 'System.Management.Automation.RuntimeException') ){ Expand-Archive -LiteralPath '${escapedFile}' -DestinationPath '${escapedDest}' -Force } else { throw $_ } } ;`
-            ].join(' ');
-            const args = [
-                '-NoLogo',
-                '-NoProfile',
-                '-NonInteractive',
-                '-ExecutionPolicy',
-                'Unrestricted',
-                '-Command',
-                pwshCommand
-            ];
-            core.debug(`Using pwsh at path: ${pwshPath}`);
-            yield exec(`"${pwshPath}"`, args);
-        }
-        else {
-            const powershellCommand = [
-                `$ErrorActionPreference = 'Stop' ;`,
-                `try { Add-Type -AssemblyName System.IO.Compression.FileSystem } catch { } ;`,
-                `if ((Get-Command -Name Expand-Archive -Module Microsoft.PowerShell.Archive -ErrorAction Ignore)) { Expand-Archive -LiteralPath '${escapedFile}' -DestinationPath '${escapedDest}' -Force }`,
-                `else {[System.IO.Compression.ZipFile]::ExtractToDirectory('${escapedFile}', '${escapedDest}', $true) }`
-            ].join(' ');
-            const args = [
-                '-NoLogo',
-                '-Sta',
-                '-NoProfile',
-                '-NonInteractive',
-                '-ExecutionPolicy',
-                'Unrestricted',
-                '-Command',
-                powershellCommand
-            ];
-            const powershellPath = yield io.which('powershell', true);
-            core.debug(`Using powershell at path: ${powershellPath}`);
-            yield exec(`"${powershellPath}"`, args);
-        }
-    });
-}
-function extractZipNix(file, dest) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        const unzipPath = yield io.which('unzip', true);
-        const args = [file];
-        if (!core.isDebug()) {
-            args.unshift('-q');
-        }
-        args.unshift('-o'); //overwrite with -o, otherwise a prompt is shown which freezes the run
-        yield exec(`"${unzipPath}"`, args, { cwd: dest });
-    });
-}
-/**
- * Caches a directory and installs it into the tool cacheDir
- *
- * @param sourceDir    the directory to cache into tools
- * @param tool          tool name
- * @param version       version of the tool.  semver format
- * @param arch          architecture of the tool.  Optional.  Defaults to machine architecture
- */
-function cacheDir(sourceDir, tool, version, arch) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        version = node_modules_semver.clean(version) || version;
-        arch = arch || external_os_.arch();
-        lib_core/* debug */.Yz(`Caching tool ${tool} ${version} ${arch}`);
-        lib_core/* debug */.Yz(`source dir: ${sourceDir}`);
-        if (!external_fs_.statSync(sourceDir).isDirectory()) {
-            throw new Error('sourceDir is not a directory');
-        }
-        // Create the tool dir
-        const destPath = yield _createToolPath(tool, version, arch);
-        // copy each child item. do not move. move can fail on Windows
-        // due to anti-virus software having an open handle on a file.
-        for (const itemName of external_fs_.readdirSync(sourceDir)) {
-            const s = external_path_.join(sourceDir, itemName);
-            yield lib_io.cp(s, destPath, { recursive: true });
-        }
-        // write .complete
-        _completeToolPath(tool, version, arch);
-        return destPath;
-    });
-}
-/**
- * Caches a downloaded file (GUID) and installs it
- * into the tool cache with a given targetName
- *
- * @param sourceFile    the file to cache into tools.  Typically a result of downloadTool which is a guid.
- * @param targetFile    the name of the file name in the tools directory
- * @param tool          tool name
- * @param version       version of the tool.  semver format
- * @param arch          architecture of the tool.  Optional.  Defaults to machine architecture
- */
-function cacheFile(sourceFile, targetFile, tool, version, arch) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        version = semver.clean(version) || version;
-        arch = arch || os.arch();
-        core.debug(`Caching tool ${tool} ${version} ${arch}`);
-        core.debug(`source file: ${sourceFile}`);
-        if (!fs.statSync(sourceFile).isFile()) {
-            throw new Error('sourceFile is not a file');
-        }
-        // create the tool dir
-        const destFolder = yield _createToolPath(tool, version, arch);
-        // copy instead of move. move can fail on Windows due to
-        // anti-virus software having an open handle on a file.
-        const destPath = path.join(destFolder, targetFile);
-        core.debug(`destination file ${destPath}`);
-        yield io.cp(sourceFile, destPath);
-        // write .complete
-        _completeToolPath(tool, version, arch);
-        return destFolder;
-    });
-}
-/**
- * Finds the path to a tool version in the local installed tool cache
- *
- * @param toolName      name of the tool
- * @param versionSpec   version of the tool
- * @param arch          optional arch.  defaults to arch of computer
- */
-function find(toolName, versionSpec, arch) {
-    if (!toolName) {
-        throw new Error('toolName parameter is required');
-    }
-    if (!versionSpec) {
-        throw new Error('versionSpec parameter is required');
-    }
-    arch = arch || external_os_.arch();
-    // attempt to resolve an explicit version
-    if (!isExplicitVersion(versionSpec)) {
-        const localVersions = findAllVersions(toolName, arch);
-        const match = evaluateVersions(localVersions, versionSpec);
-        versionSpec = match;
-    }
-    // check for the explicit version in the cache
-    let toolPath = '';
-    if (versionSpec) {
-        versionSpec = node_modules_semver.clean(versionSpec) || '';
-        const cachePath = external_path_.join(_getCacheDirectory(), toolName, versionSpec, arch);
-        lib_core/* debug */.Yz(`checking cache: ${cachePath}`);
-        if (external_fs_.existsSync(cachePath) && external_fs_.existsSync(`${cachePath}.complete`)) {
-            lib_core/* debug */.Yz(`Found tool in cache ${toolName} ${versionSpec} ${arch}`);
-            toolPath = cachePath;
-        }
-        else {
-            lib_core/* debug */.Yz('not found');
-        }
-    }
-    return toolPath;
-}
-/**
- * Finds the paths to all versions of a tool that are installed in the local tool cache
- *
- * @param toolName  name of the tool
- * @param arch      optional arch.  defaults to arch of computer
- */
-function findAllVersions(toolName, arch) {
-    const versions = [];
-    arch = arch || external_os_.arch();
-    const toolPath = external_path_.join(_getCacheDirectory(), toolName);
-    if (external_fs_.existsSync(toolPath)) {
-        const children = external_fs_.readdirSync(toolPath);
-        for (const child of children) {
-            if (isExplicitVersion(child)) {
-                const fullPath = external_path_.join(toolPath, child, arch || '');
-                if (external_fs_.existsSync(fullPath) && external_fs_.existsSync(`${fullPath}.complete`)) {
-                    versions.push(child);
-                }
-            }
-        }
-    }
-    return versions;
-}
-function getManifestFromRepo(owner_1, repo_1, auth_1) {
-    return tool_cache_awaiter(this, arguments, void 0, function* (owner, repo, auth, branch = 'master') {
-        let releases = [];
-        const treeUrl = `https://api.github.com/repos/${owner}/${repo}/git/trees/${branch}`;
-        const http = new httpm.HttpClient('tool-cache');
-        const headers = {};
-        if (auth) {
-            core.debug('set auth');
-            headers.authorization = auth;
-        }
-        const response = yield http.getJson(treeUrl, headers);
-        if (!response.result) {
-            return releases;
-        }
-        let manifestUrl = '';
-        for (const item of response.result.tree) {
-            if (item.path === 'versions-manifest.json') {
-                manifestUrl = item.url;
-                break;
-            }
-        }
-        headers['accept'] = 'application/vnd.github.VERSION.raw';
-        let versionsRaw = yield (yield http.get(manifestUrl, headers)).readBody();
-        if (versionsRaw) {
-            // shouldn't be needed but protects against invalid json saved with BOM
-            versionsRaw = versionsRaw.replace(/^\uFEFF/, '');
-            try {
-                releases = JSON.parse(versionsRaw);
-            }
-            catch (_a) {
-                core.debug('Invalid json');
-            }
-        }
-        return releases;
-    });
-}
-function findFromManifest(versionSpec_1, stable_1, manifest_1) {
-    return tool_cache_awaiter(this, arguments, void 0, function* (versionSpec, stable, manifest, archFilter = os.arch()) {
-        // wrap the internal impl
-        const match = yield mm._findMatch(versionSpec, stable, manifest, archFilter);
-        return match;
-    });
-}
-function _createExtractFolder(dest) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        if (!dest) {
-            // create a temp dir
-            dest = path.join(_getTempDirectory(), crypto.randomUUID());
-        }
-        yield io.mkdirP(dest);
-        return dest;
-    });
-}
-function _createToolPath(tool, version, arch) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        const folderPath = external_path_.join(_getCacheDirectory(), tool, node_modules_semver.clean(version) || version, arch || '');
-        lib_core/* debug */.Yz(`destination ${folderPath}`);
-        const markerPath = `${folderPath}.complete`;
-        yield lib_io/* rmRF */.Yz(folderPath);
-        yield lib_io/* rmRF */.Yz(markerPath);
-        yield lib_io/* mkdirP */.U$(folderPath);
-        return folderPath;
-    });
-}
-function _completeToolPath(tool, version, arch) {
-    const folderPath = external_path_.join(_getCacheDirectory(), tool, node_modules_semver.clean(version) || version, arch || '');
-    const markerPath = `${folderPath}.complete`;
-    external_fs_.writeFileSync(markerPath, '');
-    lib_core/* debug */.Yz('finished caching tool');
-}
-/**
- * Check if version string is explicit
- *
- * @param versionSpec      version string to check
- */
-function isExplicitVersion(versionSpec) {
-    const c = node_modules_semver.clean(versionSpec) || '';
-    lib_core/* debug */.Yz(`isExplicit: ${c}`);
-    const valid = node_modules_semver.valid(c) != null;
-    lib_core/* debug */.Yz(`explicit? ${valid}`);
-    return valid;
-}
-/**
- * Get the highest satisfiying semantic version in `versions` which satisfies `versionSpec`
- *
- * @param versions        array of versions to evaluate
- * @param versionSpec     semantic version spec to satisfy
- */
-function evaluateVersions(versions, versionSpec) {
-    let version = '';
-    lib_core/* debug */.Yz(`evaluating ${versions.length} versions`);
-    versions = versions.sort((a, b) => {
-        if (node_modules_semver.gt(a, b)) {
-            return 1;
-        }
-        return -1;
-    });
-    for (let i = versions.length - 1; i >= 0; i--) {
-        const potential = versions[i];
-        const satisfied = node_modules_semver.satisfies(potential, versionSpec);
-        if (satisfied) {
-            version = potential;
-            break;
-        }
-    }
-    if (version) {
-        lib_core/* debug */.Yz(`matched: ${version}`);
-    }
-    else {
-        lib_core/* debug */.Yz('match not found');
-    }
-    return version;
-}
-/**
- * Gets RUNNER_TOOL_CACHE
- */
-function _getCacheDirectory() {
-    const cacheDirectory = process.env['RUNNER_TOOL_CACHE'] || '';
-    (0,external_assert_.ok)(cacheDirectory, 'Expected RUNNER_TOOL_CACHE to be defined');
-    return cacheDirectory;
-}
-/**
- * Gets RUNNER_TEMP
- */
-function _getTempDirectory() {
-    const tempDirectory = process.env['RUNNER_TEMP'] || '';
-    ok(tempDirectory, 'Expected RUNNER_TEMP to be defined');
-    return tempDirectory;
-}
-/**
- * Gets a global variable
- */
-function _getGlobal(key, defaultValue) {
-    /* eslint-disable @typescript-eslint/no-explicit-any */
-    const value = global[key];
-    /* eslint-enable @typescript-eslint/no-explicit-any */
-    return value !== undefined ? value : defaultValue;
-}
-/**
- * Returns an array of unique values.
- * @param values Values to make unique.
- */
-function _unique(values) {
-    return Array.from(new Set(values));
-}
-//# sourceMappingURL=tool-cache.js.map
-;// CONCATENATED MODULE: ./lib/postgres/process.js
-
-/**
- * Runs `argv` without a shell and collects its output. Never rejects for a non-zero exit; a
- * program that cannot be started yields code 127 with the reason in stderr.
- */
-function runCommand(argv, opts = {}) {
-    return new Promise((resolve) => {
-        const [file, ...args] = argv;
-        if (!file) {
-            resolve({ code: 127, stdout: '', stderr: 'no command given' });
-            return;
-        }
-        const child = (0,external_node_child_process_.spawn)(file, args, {
-            env: opts.env ?? process.env,
-            cwd: opts.cwd,
-            stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        const out = [];
-        const err = [];
-        let timedOut = false;
-        let settled = false;
-        const timer = opts.timeoutMs === undefined
-            ? undefined
-            : setTimeout(() => {
-                timedOut = true;
-                child.kill('SIGKILL');
-            }, opts.timeoutMs);
-        const finish = (result) => {
-            if (settled)
-                return;
-            settled = true;
-            if (timer)
-                clearTimeout(timer);
-            resolve(result);
-        };
-        child.stdout.on('data', (chunk) => out.push(chunk));
-        child.stderr.on('data', (chunk) => err.push(chunk));
-        child.on('error', (error) => {
-            finish({ code: 127, stdout: '', stderr: `${file}: ${error.message}` });
-        });
-        child.on('close', (code) => {
-            const stderr = Buffer.concat(err).toString('utf8');
-            finish({
-                code: timedOut ? -1 : (code ?? -1),
-                stdout: Buffer.concat(out).toString('utf8'),
-                stderr: timedOut ? `${stderr}\n${file}: timed out after ${opts.timeoutMs} ms` : stderr,
-            });
-        });
-    });
-}
-/** The last `lines` non-empty lines of a text, for error messages. */
-function tail(text, lines = 20) {
-    return text
-        .split('\n')
-        .filter((line) => line.trim() !== '')
-        .slice(-lines)
-        .join('\n');
-}
-
-;// CONCATENATED MODULE: ./lib/postgres/tools.js
-
-
-
-
-
-
-/** The name under which client bin dirs are kept in the runner's tool cache. */
-const CLIENT_TOOL_CACHE_NAME = 'postgresql-client';
-const VERSION_TOKEN = String.raw `(\d+)(?:\.(\d+))?(?:\.(\d+))?((?:devel|(?:alpha|beta|rc)\d*))?`;
-const VERSION_PATTERNS = [
-    // pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1), postgres (PostgreSQL) 18beta1
-    new RegExp(String.raw `\(PostgreSQL\)\s+${VERSION_TOKEN}`),
-    // SELECT version(): PostgreSQL 16.4 on x86_64-pc-linux-gnu, compiled by ...
-    new RegExp(String.raw `^\s*PostgreSQL\s+${VERSION_TOKEN}`),
-    // a bare version: 9.6.24, 17.2, 18beta1
-    new RegExp(String.raw `^\s*${VERSION_TOKEN}\s*$`),
-    // other packagings: pg_dump (EnterpriseDB) 15.2.0, psql (Homebrew PostgreSQL) 17.2
-    new RegExp(String.raw `^\s*\S+\s+\([^)]*\)\s+${VERSION_TOKEN}(?:\s|$)`),
-];
-/**
- * The version printed by `pg_dump --version` and friends, `SELECT version()` or a bare version
- * string. Releases before 10 have a two-part major (9.6); their `major` is the first part.
- */
-function parseToolVersion(output) {
-    const firstLine = output.split('\n').find((line) => line.trim() !== '') ?? '';
-    for (const pattern of VERSION_PATTERNS) {
-        const m = pattern.exec(firstLine);
-        if (!m)
-            continue;
-        const major = Number(m[1]);
-        if (!Number.isSafeInteger(major) || major < 6 || major > 999)
-            return undefined;
-        const numeric = [m[1], m[2], m[3]].filter((part) => part !== undefined);
-        return { version: numeric.join('.') + (m[4] ?? ''), major };
-    }
-    return undefined;
-}
-/** The major of a `server_version_num` (150018 → 15, 90624 → 9 for 9.6.24). */
-function majorFromVersionNum(num) {
-    if (!Number.isSafeInteger(num) || num < 10000) {
-        throw new Error(`not a PostgreSQL server_version_num: ${num}`);
-    }
-    return Math.floor(num / 10000);
-}
-/** Orders versions like '9.6.24', '15.18', '18beta1' (a pre-release sorts before its release). */
-function compareVersions(a, b) {
-    const parse = (v) => {
-        const m = /^(\d+)(?:\.(\d+))?(?:\.(\d+))?(devel|alpha|beta|rc)?(\d*)/.exec(v);
-        if (!m)
-            return [0];
-        const stage = { devel: 0, alpha: 1, beta: 2, rc: 3 }[m[4] ?? ''] ?? 4;
-        return [Number(m[1]), Number(m[2] ?? 0), Number(m[3] ?? 0), stage, Number(m[5] || 0)];
-    };
-    const pa = parse(a);
-    const pb = parse(b);
-    for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-        const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-        if (d !== 0)
-            return d;
-    }
-    return 0;
-}
-/**
- * The `postgres-version` input: `auto` (or empty) picks client tools matching the server;
- * a major such as `16` demands exactly that major.
- */
-function resolvePostgresVersionInput(value) {
-    const v = value.trim().toLowerCase();
-    if (v === '' || v === 'auto')
-        return 'auto';
-    if (/^\d+$/.test(v)) {
-        const major = Number(v);
-        if (major >= 10 && major <= 99)
-            return major;
-    }
-    throw new errors/* ConfigurationError */.j(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
-}
-function majorDirs(parent, pattern, suffix) {
-    return (0,promises_.readdir)(parent)
-        .then((names) => names
-        .map((name) => ({ name, m: pattern.exec(name) }))
-        .filter((e) => e.m !== null)
-        .sort((a, b) => Number(b.m[1]) - Number(a.m[1]))
-        .map((e) => external_node_path_.join(parent, e.name, suffix)))
-        .catch(() => []);
-}
-/** Bin dirs cached under RUNNER_TOOL_CACHE for `toolName`, newest first (none without it). */
-function toolCacheDirs(toolName = CLIENT_TOOL_CACHE_NAME) {
-    if (!process.env.RUNNER_TOOL_CACHE)
-        return [];
-    return findAllVersions(toolName)
-        .sort((a, b) => compareVersions(b, a))
-        .map((version) => find(toolName, version))
-        .filter((dir) => dir !== '');
-}
-/** The default dirs searched before PATH, in order. */
-async function defaultSearchDirs() {
-    return [
-        ...(await majorDirs('/usr/lib/postgresql', /^(\d+)$/, 'bin')),
-        '/usr/local/pgsql/bin',
-        ...(await majorDirs('/opt/homebrew/opt', /^postgresql@(\d+)$/, 'bin')),
-        ...(await majorDirs('/usr/local/opt', /^postgresql@(\d+)$/, 'bin')),
-        '/opt/homebrew/opt/libpq/bin',
-        ...toolCacheDirs(),
-    ];
-}
-async function searchDirs(search, extra = []) {
-    const pathEntries = (search.pathEnv ?? process.env.PATH ?? '')
-        .split(external_node_path_.delimiter)
-        .filter((entry) => entry !== '' && external_node_path_.isAbsolute(entry));
-    const dirs = [...extra, ...(search.searchDirs ?? (await defaultSearchDirs())), ...pathEntries];
-    return [...new Set(dirs)];
-}
-async function isExecutableFile(file) {
-    try {
-        const info = await (0,promises_.stat)(file);
-        if (!info.isFile())
-            return false;
-        await (0,promises_.access)(file, external_node_fs_.constants.X_OK);
-        return true;
-    }
-    catch {
-        return false;
-    }
-}
-/** Debian's /usr/bin/pg_dump is postgresql-common's pg_wrapper, which picks a major on its own. */
-async function isPgWrapper(real) {
-    if (external_node_path_.basename(real) === 'pg_wrapper' || real.includes('/postgresql-common/'))
-        return true;
-    let handle;
-    try {
-        handle = await (0,promises_.open)(real, 'r');
-        const head = Buffer.alloc(4096);
-        const { bytesRead } = await handle.read(head, 0, head.length, 0);
-        const text = head.subarray(0, bytesRead).toString('latin1');
-        return text.startsWith('#!') && /PgCommon|pg_wrapper/.test(text);
-    }
-    catch {
-        return false;
-    }
-    finally {
-        await handle?.close();
-    }
-}
-const versionCache = new Map();
-/** The version a program reports with `--version`, cached per file identity. */
-async function probeVersion(file) {
-    let key;
-    try {
-        const info = await (0,promises_.stat)(file);
-        key = `${file}:${info.size}:${info.mtimeMs}:${info.ino}`;
-    }
-    catch {
-        return undefined;
-    }
-    if (versionCache.has(key))
-        return versionCache.get(key);
-    const result = await runCommand([file, '--version'], { timeoutMs: 15000 });
-    const parsed = result.code === 0 ? parseToolVersion(result.stdout) : undefined;
-    versionCache.set(key, parsed);
-    return parsed;
-}
-async function listCandidates(program, dirs, logger) {
-    const seen = new Set();
-    const found = [];
-    for (const dir of dirs) {
-        const file = external_node_path_.join(dir, program);
-        if (!(await isExecutableFile(file)))
-            continue;
-        let real;
-        try {
-            real = await (0,promises_.realpath)(file);
-        }
-        catch {
-            continue;
-        }
-        if (seen.has(real))
-            continue;
-        seen.add(real);
-        if (await isPgWrapper(real)) {
-            logger.debug(`Skipping ${file}: it is postgresql-common's pg_wrapper (${real})`);
-            continue;
-        }
-        const parsed = await probeVersion(real);
-        if (!parsed) {
-            logger.debug(`Skipping ${real}: '${program} --version' did not print a PostgreSQL version`);
-            continue;
-        }
-        found.push({ path: real, ...parsed });
-    }
-    // Newest first; the sort is stable, so equal versions keep the search order.
-    return found.sort((a, b) => compareVersions(b.version, a.version));
-}
-/** Every pg_dump found (absolute, realpath'd, pg_wrapper skipped), newest first. */
-async function listClientCandidates(search) {
-    return listCandidates('pg_dump', await searchDirs(search), search.logger);
-}
-/** Every postgres server program found, newest first. */
-async function listServerCandidates(search) {
-    return listCandidates('postgres', await searchDirs(search, search.extraBinDirs), search.logger);
-}
-function describeWant(minMajor, maxMajor) {
-    if (maxMajor === minMajor)
-        return `major ${minMajor}`;
-    if (maxMajor === undefined)
-        return `major ${minMajor} or newer`;
-    return `major ${minMajor} to ${maxMajor}`;
-}
-/** Checks that `programs` sit beside `main` and report its major; returns their paths. */
-async function siblings(main, programs, logger) {
-    const dir = external_node_path_.dirname(main.path);
-    const paths = {};
-    for (const program of programs) {
-        const file = external_node_path_.join(dir, program);
-        if (!(await isExecutableFile(file))) {
-            logger.debug(`Skipping ${dir}: it has ${external_node_path_.basename(main.path)} but no ${program}`);
-            return undefined;
-        }
-        const version = await probeVersion(file);
-        if (version?.major !== main.major) {
-            logger.debug(`Skipping ${dir}: ${program} reports ${version?.version ?? 'no version'}, ` +
-                `${external_node_path_.basename(main.path)} reports ${main.version}`);
-            return undefined;
-        }
-        paths[program] = file;
-    }
-    return paths;
-}
-/**
- * The newest client set (pg_dump, pg_restore, pg_dumpall, psql from one bin dir) with
- * major ≥ `minMajor` (and ≤ `options.maxMajor` when given). A newer pg_dump dumps older
- * servers, so the newest available wins.
- */
-async function findClientTools(minMajor, search, options = {}) {
-    const { logger } = search;
-    const candidates = await listClientCandidates(search);
-    const want = describeWant(minMajor, options.maxMajor);
-    for (const c of candidates) {
-        if (c.major < minMajor || (options.maxMajor !== undefined && c.major > options.maxMajor)) {
-            logger.debug(`Not using pg_dump ${c.version} at ${c.path}: need ${want}`);
-            continue;
-        }
-        const others = await siblings(c, ['pg_restore', 'pg_dumpall', 'psql'], logger);
-        if (!others)
-            continue;
-        const reason = candidates.length > 1
-            ? `the newest of ${candidates.length} pg_dump versions found that fits ${want}`
-            : `the only pg_dump found, and it fits ${want}`;
-        logger.info(`Using pg_dump ${c.version} at ${c.path} (${reason})`);
-        return {
-            binDir: external_node_path_.dirname(c.path),
-            version: c.version,
-            major: c.major,
-            pgDump: c.path,
-            pgRestore: others.pg_restore,
-            pgDumpall: others.pg_dumpall,
-            psql: others.psql,
-        };
-    }
-    logger.debug(`No complete PostgreSQL client set of ${want} found`);
-    return undefined;
-}
-/** The newest server (postgres, initdb, pg_ctl from one bin dir) with major ≥ `minMajor`. */
-async function findServerBinaries(minMajor, search) {
-    const { logger } = search;
-    for (const c of await listServerCandidates(search)) {
-        if (c.major < minMajor) {
-            logger.debug(`Not using postgres ${c.version} at ${c.path}: need ${minMajor} or newer`);
-            continue;
-        }
-        const others = await siblings(c, ['initdb', 'pg_ctl'], logger);
-        if (!others)
-            continue;
-        logger.info(`Using PostgreSQL server ${c.version} at ${external_node_path_.dirname(c.path)}`);
-        return {
-            binDir: external_node_path_.dirname(c.path),
-            version: c.version,
-            major: c.major,
-            initdb: others.initdb,
-            pgCtl: others.pg_ctl,
-            postgres: c.path,
-        };
-    }
-    logger.debug(`No PostgreSQL server of major ${minMajor} or newer found`);
-    return undefined;
-}
-
+// EXTERNAL MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js + 2 modules
+var tool_cache = __nccwpck_require__(9805);
+// EXTERNAL MODULE: ./lib/postgres/process.js
+var postgres_process = __nccwpck_require__(5654);
+// EXTERNAL MODULE: ./lib/postgres/tools.js
+var postgres_tools = __nccwpck_require__(936);
 ;// CONCATENATED MODULE: ./lib/postgres/install.js
 
 
@@ -75318,7 +74160,7 @@ async function findServerBinaries(minMajor, search) {
 
 
 /** The real runner: spawns the program, 20 minutes at most. */
-const defaultRunner = (argv, opts) => runCommand(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
+const defaultRunner = (argv, opts) => (0,postgres_process/* runCommand */.d)(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
 /** postgresql-common (Debian and Ubuntu) ships the repository key here. */
 const PGDG_KEYRING = '/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc';
 const PGDG_SOURCES_LIST = '/etc/apt/sources.list.d/pgdg.list';
@@ -75443,7 +74285,7 @@ async function installRepositoryFiles(plan, opts) {
             await (0,promises_.writeFile)(staged, f.content, { mode: 0o644 });
             const r = await runner(['sudo', '-n', 'install', '-D', '-m', '0644', staged, f.dest]);
             if (r.code !== 0)
-                throw new Error(`could not write ${f.dest}: ${tail(r.stderr, 5)}`);
+                throw new Error(`could not write ${f.dest}: ${(0,postgres_process/* tail */.R)(r.stderr, 5)}`);
         }
     }
     finally {
@@ -75521,7 +74363,7 @@ async function cacheClientTools(tools, logger) {
     if (!process.env.RUNNER_TOOL_CACHE)
         return undefined;
     try {
-        const dir = await cacheDir(tools.binDir, CLIENT_TOOL_CACHE_NAME, toolCacheVersion(tools.version));
+        const dir = await tool_cache/* cacheDir */.e8(tools.binDir, postgres_tools/* CLIENT_TOOL_CACHE_NAME */.CZ, toolCacheVersion(tools.version));
         logger.info(`Cached the PostgreSQL ${tools.version} client tools in ${dir}`);
         return dir;
     }
@@ -75546,7 +74388,7 @@ async function ensureClientTools(opts) {
         (process.platform === 'linux' ? await (0,promises_.readFile)('/etc/os-release', 'utf8').catch(() => '') : '');
     const codename = debianCodename(osRelease);
     const fail = async (reason, server = false, major = target) => {
-        const found = await listClientCandidates({ ...opts.search, logger: quiet(logger) });
+        const found = await (0,postgres_tools/* listClientCandidates */.CI)({ ...opts.search, logger: quiet(logger) });
         const plan = pgdgAptPlan(major, {
             server,
             codename: codename ?? '$(lsb_release -cs)',
@@ -75571,8 +74413,8 @@ async function ensureClientTools(opts) {
             `pg_dump ${exact} refuses to dump a newer server. Use 'auto' or ${opts.serverMajor} or newer.`, false, opts.serverMajor);
     }
     const lookFor = async (search) => {
-        const tools = await findClientTools(target, search, { maxMajor: exact });
-        const server = !opts.needServer || (await findServerBinaries(target, search)) !== undefined;
+        const tools = await (0,postgres_tools/* findClientTools */.Mt)(target, search, { maxMajor: exact });
+        const server = !opts.needServer || (await (0,postgres_tools/* findServerBinaries */.Q5)(target, search)) !== undefined;
         return { tools, server };
     };
     const first = await lookFor(opts.search);
@@ -75635,13 +74477,13 @@ async function ensureClientTools(opts) {
             logger.info(`$ ${argv.join(' ')}`);
             const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
             if (r.code !== 0) {
-                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${tail(r.stderr || r.stdout, 15)}`, needServerPackage);
+                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,postgres_process/* tail */.R)(r.stderr || r.stdout, 15)}`, needServerPackage);
             }
         }
         const installedDir = `/usr/lib/postgresql/${target}/bin`;
         const again = await lookFor({
             ...opts.search,
-            searchDirs: [installedDir, ...(opts.search.searchDirs ?? (await defaultSearchDirs()))],
+            searchDirs: [installedDir, ...(opts.search.searchDirs ?? (await (0,postgres_tools/* defaultSearchDirs */.Wj)()))],
         });
         if (!again.tools || !again.server) {
             return fail(`${reason}\nInstalled ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`, needServerPackage);
@@ -76032,7 +74874,7 @@ async function reportToIssue(r) {
     const token = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.GithubToken);
     if (!token)
         return undefined;
-    lib_core/* setSecret */.Pq(token);
+    core/* setSecret */.Pq(token);
     if (!(0,inputs/* booleanInput */.tE)(names/* Inputs */.G.Issue, true))
         return undefined;
     const repository = r.env.GITHUB_REPOSITORY;
@@ -76120,7 +74962,7 @@ async function runBackupAction() {
     const databaseUrl = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.DatabaseUrl);
     (0,runtime/* maskConnectionString */.Oi)(databaseUrl);
     if (env.PGPASSWORD)
-        lib_core/* setSecret */.Pq(env.PGPASSWORD);
+        core/* setSecret */.Pq(env.PGPASSWORD);
     const passphrase = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.EncryptionPassphrase);
     (0,runtime/* maskSecret */.$l)(passphrase);
     const recipients = parseRecipients((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.EncryptionRecipients) ?? '');
@@ -76148,7 +74990,7 @@ async function runBackupAction() {
         sizeChangeThreshold: (0,inputs/* numberInput */.QR)(names/* Inputs */.G.SizeChangeThreshold, 20),
         git: (0,runtime/* gitContext */.cw)(env),
     };
-    const postgresVersion = resolvePostgresVersionInput((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.PostgresVersion) ?? 'auto');
+    const postgresVersion = (0,postgres_tools/* resolvePostgresVersionInput */.Iz)((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.PostgresVersion) ?? 'auto');
     const storage = (0,runtime/* storageFromInputs */.xr)(logger);
     try {
         const result = await runBackup(options, {
@@ -76167,14 +75009,14 @@ async function runBackupAction() {
         });
         for (const w of result.warnings)
             logger.warning(w);
-        lib_core/* setOutput */.uH(names/* Outputs */.t.BackupId, result.manifest.id);
-        lib_core/* setOutput */.uH(names/* Outputs */.t.ManifestKey, storage.location(result.manifestKey));
-        lib_core/* setOutput */.uH(names/* Outputs */.t.ObjectKey, storage.location(result.objectKey));
-        lib_core/* setOutput */.uH(names/* Outputs */.t.Bytes, String(result.bytes));
-        lib_core/* setOutput */.uH(names/* Outputs */.t.Sha256, result.sha256);
-        lib_core/* setOutput */.uH(names/* Outputs */.t.DurationSeconds, result.durationSeconds.toFixed(1));
-        lib_core/* setOutput */.uH(names/* Outputs */.t.SizeChangePercent, result.sizeChangePercent === undefined ? '' : String(result.sizeChangePercent));
-        await lib_core/* summary */.z.addRaw(backupSummary(result, storage.location(result.objectKey))).write();
+        core/* setOutput */.uH(names/* Outputs */.t.BackupId, result.manifest.id);
+        core/* setOutput */.uH(names/* Outputs */.t.ManifestKey, storage.location(result.manifestKey));
+        core/* setOutput */.uH(names/* Outputs */.t.ObjectKey, storage.location(result.objectKey));
+        core/* setOutput */.uH(names/* Outputs */.t.Bytes, String(result.bytes));
+        core/* setOutput */.uH(names/* Outputs */.t.Sha256, result.sha256);
+        core/* setOutput */.uH(names/* Outputs */.t.DurationSeconds, result.durationSeconds.toFixed(1));
+        core/* setOutput */.uH(names/* Outputs */.t.SizeChangePercent, result.sizeChangePercent === undefined ? '' : String(result.sizeChangePercent));
+        await core/* summary */.z.addRaw(backupSummary(result, storage.location(result.objectKey))).write();
     }
     catch (error) {
         if (error instanceof ToolVersionError) {
@@ -76200,7 +75042,7 @@ async function runBackupAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2139);
+/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8422);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7745);
 
 
@@ -77491,7 +76333,6 @@ function errorMessage(error) {
 __nccwpck_require__.d(__webpack_exports__, {
   gf: () => (/* binding */ childEnv),
   Ng: () => (/* binding */ connect),
-  Do: () => (/* binding */ databaseName),
   If: () => (/* binding */ describeConnection),
   HH: () => (/* binding */ parseConnectionString),
   v4: () => (/* binding */ quoteIdent),
@@ -77500,7 +76341,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   zA: () => (/* binding */ transactionPoolerHint)
 });
 
-// UNUSED EXPORTS: connectionError, connectionFromEnv, connectionUrl, libpqEnv, quoteLiteral
+// UNUSED EXPORTS: connectionError, connectionFromEnv, connectionUrl, databaseName, libpqEnv, quoteLiteral
 
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
@@ -77530,7 +76371,10 @@ const defaults = lib.defaults
 
 // EXTERNAL MODULE: ./lib/core/errors.js
 var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/postgres/tools.js
+var tools = __nccwpck_require__(936);
 ;// CONCATENATED MODULE: ./lib/postgres/connection.js
+
 
 
 
@@ -77861,7 +76705,7 @@ async function serverInfo(client) {
     return {
         version: r.rows[0].v.split(' ')[0],
         versionNum,
-        major: Math.floor(versionNum / 10000),
+        major: (0,tools/* majorFromVersionNum */.qj)(versionNum),
         database: r.rows[0].db,
     };
 }
@@ -77872,6 +76716,385 @@ function quoteIdent(name) {
 /** Quotes a string literal for SQL. */
 function quoteLiteral(value) {
     return `'${value.replace(/'/g, "''")}'`;
+}
+
+
+/***/ }),
+
+/***/ 5654:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   R: () => (/* binding */ tail),
+/* harmony export */   d: () => (/* binding */ runCommand)
+/* harmony export */ });
+/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
+
+/**
+ * Runs `argv` without a shell and collects its output. Never rejects for a non-zero exit; a
+ * program that cannot be started yields code 127 with the reason in stderr.
+ */
+function runCommand(argv, opts = {}) {
+    return new Promise((resolve) => {
+        const [file, ...args] = argv;
+        if (!file) {
+            resolve({ code: 127, stdout: '', stderr: 'no command given' });
+            return;
+        }
+        const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(file, args, {
+            env: opts.env ?? process.env,
+            cwd: opts.cwd,
+            stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        const out = [];
+        const err = [];
+        let timedOut = false;
+        let settled = false;
+        const timer = opts.timeoutMs === undefined
+            ? undefined
+            : setTimeout(() => {
+                timedOut = true;
+                child.kill('SIGKILL');
+            }, opts.timeoutMs);
+        const finish = (result) => {
+            if (settled)
+                return;
+            settled = true;
+            if (timer)
+                clearTimeout(timer);
+            resolve(result);
+        };
+        child.stdout.on('data', (chunk) => out.push(chunk));
+        child.stderr.on('data', (chunk) => err.push(chunk));
+        child.on('error', (error) => {
+            finish({ code: 127, stdout: '', stderr: `${file}: ${error.message}` });
+        });
+        child.on('close', (code) => {
+            const stderr = Buffer.concat(err).toString('utf8');
+            finish({
+                code: timedOut ? -1 : (code ?? -1),
+                stdout: Buffer.concat(out).toString('utf8'),
+                stderr: timedOut ? `${stderr}\n${file}: timed out after ${opts.timeoutMs} ms` : stderr,
+            });
+        });
+    });
+}
+/** The last `lines` non-empty lines of a text, for error messages. */
+function tail(text, lines = 20) {
+    return text
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .slice(-lines)
+        .join('\n');
+}
+
+
+/***/ }),
+
+/***/ 936:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   CI: () => (/* binding */ listClientCandidates),
+/* harmony export */   CZ: () => (/* binding */ CLIENT_TOOL_CACHE_NAME),
+/* harmony export */   Iz: () => (/* binding */ resolvePostgresVersionInput),
+/* harmony export */   Mt: () => (/* binding */ findClientTools),
+/* harmony export */   Q5: () => (/* binding */ findServerBinaries),
+/* harmony export */   Wj: () => (/* binding */ defaultSearchDirs),
+/* harmony export */   qj: () => (/* binding */ majorFromVersionNum)
+/* harmony export */ });
+/* unused harmony exports parseToolVersion, compareVersions, toolCacheDirs, probeVersion, listServerCandidates */
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3024);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1455);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
+/* harmony import */ var _actions_tool_cache__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(9805);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3828);
+/* harmony import */ var _process_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(5654);
+
+
+
+
+
+
+/** The name under which client bin dirs are kept in the runner's tool cache. */
+const CLIENT_TOOL_CACHE_NAME = 'postgresql-client';
+const VERSION_TOKEN = String.raw `(\d+)(?:\.(\d+))?(?:\.(\d+))?((?:devel|(?:alpha|beta|rc)\d*))?`;
+const VERSION_PATTERNS = [
+    // pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1), postgres (PostgreSQL) 18beta1
+    new RegExp(String.raw `\(PostgreSQL\)\s+${VERSION_TOKEN}`),
+    // SELECT version(): PostgreSQL 16.4 on x86_64-pc-linux-gnu, compiled by ...
+    new RegExp(String.raw `^\s*PostgreSQL\s+${VERSION_TOKEN}`),
+    // a bare version: 9.6.24, 17.2, 18beta1
+    new RegExp(String.raw `^\s*${VERSION_TOKEN}\s*$`),
+    // other packagings: pg_dump (EnterpriseDB) 15.2.0, psql (Homebrew PostgreSQL) 17.2
+    new RegExp(String.raw `^\s*\S+\s+\([^)]*\)\s+${VERSION_TOKEN}(?:\s|$)`),
+];
+/**
+ * The version printed by `pg_dump --version` and friends, `SELECT version()` or a bare version
+ * string. Releases before 10 have a two-part major (9.6); their `major` is the first part.
+ */
+function parseToolVersion(output) {
+    const firstLine = output.split('\n').find((line) => line.trim() !== '') ?? '';
+    for (const pattern of VERSION_PATTERNS) {
+        const m = pattern.exec(firstLine);
+        if (!m)
+            continue;
+        const major = Number(m[1]);
+        if (!Number.isSafeInteger(major) || major < 6 || major > 999)
+            return undefined;
+        const numeric = [m[1], m[2], m[3]].filter((part) => part !== undefined);
+        return { version: numeric.join('.') + (m[4] ?? ''), major };
+    }
+    return undefined;
+}
+/** The major of a `server_version_num` (150018 → 15, 90624 → 9 for 9.6.24). */
+function majorFromVersionNum(num) {
+    if (!Number.isSafeInteger(num) || num < 10000) {
+        throw new Error(`not a PostgreSQL server_version_num: ${num}`);
+    }
+    return Math.floor(num / 10000);
+}
+/** Orders versions like '9.6.24', '15.18', '18beta1' (a pre-release sorts before its release). */
+function compareVersions(a, b) {
+    const parse = (v) => {
+        const m = /^(\d+)(?:\.(\d+))?(?:\.(\d+))?(devel|alpha|beta|rc)?(\d*)/.exec(v);
+        if (!m)
+            return [0];
+        const stage = { devel: 0, alpha: 1, beta: 2, rc: 3 }[m[4] ?? ''] ?? 4;
+        return [Number(m[1]), Number(m[2] ?? 0), Number(m[3] ?? 0), stage, Number(m[5] || 0)];
+    };
+    const pa = parse(a);
+    const pb = parse(b);
+    for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+        const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+        if (d !== 0)
+            return d;
+    }
+    return 0;
+}
+/**
+ * The `postgres-version` input: `auto` (or empty) picks client tools matching the server;
+ * a major such as `16` demands exactly that major.
+ */
+function resolvePostgresVersionInput(value) {
+    const v = value.trim().toLowerCase();
+    if (v === '' || v === 'auto')
+        return 'auto';
+    if (/^\d+$/.test(v)) {
+        const major = Number(v);
+        if (major >= 10 && major <= 99)
+            return major;
+    }
+    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_4__/* .ConfigurationError */ .j(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
+}
+function majorDirs(parent, pattern, suffix) {
+    return (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readdir)(parent)
+        .then((names) => names
+        .map((name) => ({ name, m: pattern.exec(name) }))
+        .filter((e) => e.m !== null)
+        .sort((a, b) => Number(b.m[1]) - Number(a.m[1]))
+        .map((e) => node_path__WEBPACK_IMPORTED_MODULE_2__.join(parent, e.name, suffix)))
+        .catch(() => []);
+}
+/** Bin dirs cached under RUNNER_TOOL_CACHE for `toolName`, newest first (none without it). */
+function toolCacheDirs(toolName = CLIENT_TOOL_CACHE_NAME) {
+    if (!process.env.RUNNER_TOOL_CACHE)
+        return [];
+    return _actions_tool_cache__WEBPACK_IMPORTED_MODULE_3__/* .findAllVersions */ .iq(toolName)
+        .sort((a, b) => compareVersions(b, a))
+        .map((version) => _actions_tool_cache__WEBPACK_IMPORTED_MODULE_3__/* .find */ .I6(toolName, version))
+        .filter((dir) => dir !== '');
+}
+/** The default dirs searched before PATH, in order. */
+async function defaultSearchDirs() {
+    return [
+        ...(await majorDirs('/usr/lib/postgresql', /^(\d+)$/, 'bin')),
+        '/usr/local/pgsql/bin',
+        ...(await majorDirs('/opt/homebrew/opt', /^postgresql@(\d+)$/, 'bin')),
+        ...(await majorDirs('/usr/local/opt', /^postgresql@(\d+)$/, 'bin')),
+        '/opt/homebrew/opt/libpq/bin',
+        ...toolCacheDirs(),
+    ];
+}
+async function searchDirs(search, extra = []) {
+    const pathEntries = (search.pathEnv ?? process.env.PATH ?? '')
+        .split(node_path__WEBPACK_IMPORTED_MODULE_2__.delimiter)
+        .filter((entry) => entry !== '' && node_path__WEBPACK_IMPORTED_MODULE_2__.isAbsolute(entry));
+    const dirs = [...extra, ...(search.searchDirs ?? (await defaultSearchDirs())), ...pathEntries];
+    return [...new Set(dirs)];
+}
+async function isExecutableFile(file) {
+    try {
+        const info = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.stat)(file);
+        if (!info.isFile())
+            return false;
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.access)(file, node_fs__WEBPACK_IMPORTED_MODULE_0__.constants.X_OK);
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+/** Debian's /usr/bin/pg_dump is postgresql-common's pg_wrapper, which picks a major on its own. */
+async function isPgWrapper(real) {
+    if (node_path__WEBPACK_IMPORTED_MODULE_2__.basename(real) === 'pg_wrapper' || real.includes('/postgresql-common/'))
+        return true;
+    let handle;
+    try {
+        handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(real, 'r');
+        const head = Buffer.alloc(4096);
+        const { bytesRead } = await handle.read(head, 0, head.length, 0);
+        const text = head.subarray(0, bytesRead).toString('latin1');
+        return text.startsWith('#!') && /PgCommon|pg_wrapper/.test(text);
+    }
+    catch {
+        return false;
+    }
+    finally {
+        await handle?.close();
+    }
+}
+const versionCache = new Map();
+/** The version a program reports with `--version`, cached per file identity. */
+async function probeVersion(file) {
+    let key;
+    try {
+        const info = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.stat)(file);
+        key = `${file}:${info.size}:${info.mtimeMs}:${info.ino}`;
+    }
+    catch {
+        return undefined;
+    }
+    if (versionCache.has(key))
+        return versionCache.get(key);
+    const result = await (0,_process_js__WEBPACK_IMPORTED_MODULE_5__/* .runCommand */ .d)([file, '--version'], { timeoutMs: 15000 });
+    const parsed = result.code === 0 ? parseToolVersion(result.stdout) : undefined;
+    versionCache.set(key, parsed);
+    return parsed;
+}
+async function listCandidates(program, dirs, logger) {
+    const seen = new Set();
+    const found = [];
+    for (const dir of dirs) {
+        const file = node_path__WEBPACK_IMPORTED_MODULE_2__.join(dir, program);
+        if (!(await isExecutableFile(file)))
+            continue;
+        let real;
+        try {
+            real = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.realpath)(file);
+        }
+        catch {
+            continue;
+        }
+        if (seen.has(real))
+            continue;
+        seen.add(real);
+        if (await isPgWrapper(real)) {
+            logger.debug(`Skipping ${file}: it is postgresql-common's pg_wrapper (${real})`);
+            continue;
+        }
+        const parsed = await probeVersion(real);
+        if (!parsed) {
+            logger.debug(`Skipping ${real}: '${program} --version' did not print a PostgreSQL version`);
+            continue;
+        }
+        found.push({ path: real, ...parsed });
+    }
+    // Newest first; the sort is stable, so equal versions keep the search order.
+    return found.sort((a, b) => compareVersions(b.version, a.version));
+}
+/** Every pg_dump found (absolute, realpath'd, pg_wrapper skipped), newest first. */
+async function listClientCandidates(search) {
+    return listCandidates('pg_dump', await searchDirs(search), search.logger);
+}
+/** Every postgres server program found, newest first. */
+async function listServerCandidates(search) {
+    return listCandidates('postgres', await searchDirs(search, search.extraBinDirs), search.logger);
+}
+function describeWant(minMajor, maxMajor) {
+    if (maxMajor === minMajor)
+        return `major ${minMajor}`;
+    if (maxMajor === undefined)
+        return `major ${minMajor} or newer`;
+    return `major ${minMajor} to ${maxMajor}`;
+}
+/** Checks that `programs` sit beside `main` and report its major; returns their paths. */
+async function siblings(main, programs, logger) {
+    const dir = node_path__WEBPACK_IMPORTED_MODULE_2__.dirname(main.path);
+    const paths = {};
+    for (const program of programs) {
+        const file = node_path__WEBPACK_IMPORTED_MODULE_2__.join(dir, program);
+        if (!(await isExecutableFile(file))) {
+            logger.debug(`Skipping ${dir}: it has ${node_path__WEBPACK_IMPORTED_MODULE_2__.basename(main.path)} but no ${program}`);
+            return undefined;
+        }
+        const version = await probeVersion(file);
+        if (version?.major !== main.major) {
+            logger.debug(`Skipping ${dir}: ${program} reports ${version?.version ?? 'no version'}, ` +
+                `${node_path__WEBPACK_IMPORTED_MODULE_2__.basename(main.path)} reports ${main.version}`);
+            return undefined;
+        }
+        paths[program] = file;
+    }
+    return paths;
+}
+/**
+ * The newest client set (pg_dump, pg_restore, pg_dumpall, psql from one bin dir) with
+ * major ≥ `minMajor` (and ≤ `options.maxMajor` when given). A newer pg_dump dumps older
+ * servers, so the newest available wins.
+ */
+async function findClientTools(minMajor, search, options = {}) {
+    const { logger } = search;
+    const candidates = await listClientCandidates(search);
+    const want = describeWant(minMajor, options.maxMajor);
+    for (const c of candidates) {
+        if (c.major < minMajor || (options.maxMajor !== undefined && c.major > options.maxMajor)) {
+            logger.debug(`Not using pg_dump ${c.version} at ${c.path}: need ${want}`);
+            continue;
+        }
+        const others = await siblings(c, ['pg_restore', 'pg_dumpall', 'psql'], logger);
+        if (!others)
+            continue;
+        const reason = candidates.length > 1
+            ? `the newest of ${candidates.length} pg_dump versions found that fits ${want}`
+            : `the only pg_dump found, and it fits ${want}`;
+        logger.info(`Using pg_dump ${c.version} at ${c.path} (${reason})`);
+        return {
+            binDir: node_path__WEBPACK_IMPORTED_MODULE_2__.dirname(c.path),
+            version: c.version,
+            major: c.major,
+            pgDump: c.path,
+            pgRestore: others.pg_restore,
+            pgDumpall: others.pg_dumpall,
+            psql: others.psql,
+        };
+    }
+    logger.debug(`No complete PostgreSQL client set of ${want} found`);
+    return undefined;
+}
+/** The newest server (postgres, initdb, pg_ctl from one bin dir) with major ≥ `minMajor`. */
+async function findServerBinaries(minMajor, search) {
+    const { logger } = search;
+    for (const c of await listServerCandidates(search)) {
+        if (c.major < minMajor) {
+            logger.debug(`Not using postgres ${c.version} at ${c.path}: need ${minMajor} or newer`);
+            continue;
+        }
+        const others = await siblings(c, ['initdb', 'pg_ctl'], logger);
+        if (!others)
+            continue;
+        logger.info(`Using PostgreSQL server ${c.version} at ${node_path__WEBPACK_IMPORTED_MODULE_2__.dirname(c.path)}`);
+        return {
+            binDir: node_path__WEBPACK_IMPORTED_MODULE_2__.dirname(c.path),
+            version: c.version,
+            major: c.major,
+            initdb: others.initdb,
+            pgCtl: others.pg_ctl,
+            postgres: c.path,
+        };
+    }
+    logger.debug(`No PostgreSQL server of major ${minMajor} or newer found`);
+    return undefined;
 }
 
 
@@ -80909,6 +80132,842 @@ function copyFile(srcFile, destFile, force) {
     });
 }
 //# sourceMappingURL=io.js.map
+
+/***/ }),
+
+/***/ 9805:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  e8: () => (/* binding */ cacheDir),
+  I6: () => (/* binding */ find),
+  iq: () => (/* binding */ findAllVersions)
+});
+
+// UNUSED EXPORTS: HTTPError, cacheFile, downloadTool, evaluateVersions, extract7z, extractTar, extractXar, extractZip, findFromManifest, getManifestFromRepo, isExplicitVersion
+
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
+var lib_core = __nccwpck_require__(6058);
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
+var lib_io = __nccwpck_require__(8701);
+// EXTERNAL MODULE: external "crypto"
+var external_crypto_ = __nccwpck_require__(6982);
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __nccwpck_require__(9896);
+// EXTERNAL MODULE: ./node_modules/semver/index.js
+var node_modules_semver = __nccwpck_require__(2088);
+// EXTERNAL MODULE: external "os"
+var external_os_ = __nccwpck_require__(857);
+// EXTERNAL MODULE: external "child_process"
+var external_child_process_ = __nccwpck_require__(5317);
+;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/manifest.js
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+// Internal object for testability (allows mocking in ESM)
+const _internal = {
+    readLinuxVersionFile() {
+        const lsbReleaseFile = '/etc/lsb-release';
+        const osReleaseFile = '/etc/os-release';
+        let contents = '';
+        if (external_fs_.existsSync(lsbReleaseFile)) {
+            contents = external_fs_.readFileSync(lsbReleaseFile).toString();
+        }
+        else if (external_fs_.existsSync(osReleaseFile)) {
+            contents = external_fs_.readFileSync(osReleaseFile).toString();
+        }
+        return contents;
+    }
+};
+function _findMatch(versionSpec, stable, candidates, archFilter) {
+    return __awaiter(this, void 0, void 0, function* () {
+        const platFilter = os.platform();
+        let result;
+        let match;
+        let file;
+        for (const candidate of candidates) {
+            const version = candidate.version;
+            debug(`check ${version} satisfies ${versionSpec}`);
+            if (semver.satisfies(version, versionSpec) &&
+                (!stable || candidate.stable === stable)) {
+                file = candidate.files.find(item => {
+                    debug(`${item.arch}===${archFilter} && ${item.platform}===${platFilter}`);
+                    let chk = item.arch === archFilter && item.platform === platFilter;
+                    if (chk && item.platform_version) {
+                        const osVersion = _getOsVersion();
+                        if (osVersion === item.platform_version) {
+                            chk = true;
+                        }
+                        else {
+                            chk = semver.satisfies(osVersion, item.platform_version);
+                        }
+                    }
+                    return chk;
+                });
+                if (file) {
+                    debug(`matched ${candidate.version}`);
+                    match = candidate;
+                    break;
+                }
+            }
+        }
+        if (match && file) {
+            // clone since we're mutating the file list to be only the file that matches
+            result = Object.assign({}, match);
+            result.files = [file];
+        }
+        return result;
+    });
+}
+function _getOsVersion() {
+    // TODO: add windows and other linux, arm variants
+    // right now filtering on version is only an ubuntu and macos scenario for tools we build for hosted (python)
+    const plat = os.platform();
+    let version = '';
+    if (plat === 'darwin') {
+        version = cp.execSync('sw_vers -productVersion').toString();
+    }
+    else if (plat === 'linux') {
+        // lsb_release process not in some containers, readfile
+        // Run cat /etc/lsb-release
+        // DISTRIB_ID=Ubuntu
+        // DISTRIB_RELEASE=18.04
+        // DISTRIB_CODENAME=bionic
+        // DISTRIB_DESCRIPTION="Ubuntu 18.04.4 LTS"
+        const lsbContents = _internal.readLinuxVersionFile();
+        if (lsbContents) {
+            const lines = lsbContents.split('\n');
+            for (const line of lines) {
+                const parts = line.split('=');
+                if (parts.length === 2 &&
+                    (parts[0].trim() === 'VERSION_ID' ||
+                        parts[0].trim() === 'DISTRIB_RELEASE')) {
+                    version = parts[1].trim().replace(/^"/, '').replace(/"$/, '');
+                    break;
+                }
+            }
+        }
+    }
+    return version;
+}
+// Alias for backwards compatibility
+function _readLinuxVersionFile() {
+    return _internal.readLinuxVersionFile();
+}
+//# sourceMappingURL=manifest.js.map
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
+// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
+var lib = __nccwpck_require__(4942);
+// EXTERNAL MODULE: external "stream"
+var external_stream_ = __nccwpck_require__(2203);
+// EXTERNAL MODULE: external "util"
+var external_util_ = __nccwpck_require__(9023);
+// EXTERNAL MODULE: external "assert"
+var external_assert_ = __nccwpck_require__(2613);
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 2 modules
+var lib_exec = __nccwpck_require__(5260);
+;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/retry-helper.js
+var retry_helper_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+/**
+ * Internal class for retries
+ */
+class retry_helper_RetryHelper {
+    constructor(maxAttempts, minSeconds, maxSeconds) {
+        if (maxAttempts < 1) {
+            throw new Error('max attempts should be greater than or equal to 1');
+        }
+        this.maxAttempts = maxAttempts;
+        this.minSeconds = Math.floor(minSeconds);
+        this.maxSeconds = Math.floor(maxSeconds);
+        if (this.minSeconds > this.maxSeconds) {
+            throw new Error('min seconds should be less than or equal to max seconds');
+        }
+    }
+    execute(action, isRetryable) {
+        return retry_helper_awaiter(this, void 0, void 0, function* () {
+            let attempt = 1;
+            while (attempt < this.maxAttempts) {
+                // Try
+                try {
+                    return yield action();
+                }
+                catch (err) {
+                    if (isRetryable && !isRetryable(err)) {
+                        throw err;
+                    }
+                    core.info(err.message);
+                }
+                // Sleep
+                const seconds = this.getSleepAmount();
+                core.info(`Waiting ${seconds} seconds before trying again`);
+                yield this.sleep(seconds);
+                attempt++;
+            }
+            // Last attempt
+            return yield action();
+        });
+    }
+    getSleepAmount() {
+        return (Math.floor(Math.random() * (this.maxSeconds - this.minSeconds + 1)) +
+            this.minSeconds);
+    }
+    sleep(seconds) {
+        return retry_helper_awaiter(this, void 0, void 0, function* () {
+            return new Promise(resolve => setTimeout(resolve, seconds * 1000));
+        });
+    }
+}
+//# sourceMappingURL=retry-helper.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js
+var tool_cache_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+class HTTPError extends Error {
+    constructor(httpStatusCode) {
+        super(`Unexpected HTTP response: ${httpStatusCode}`);
+        this.httpStatusCode = httpStatusCode;
+        Object.setPrototypeOf(this, new.target.prototype);
+    }
+}
+const IS_WINDOWS = process.platform === 'win32';
+const IS_MAC = process.platform === 'darwin';
+const userAgent = 'actions/tool-cache';
+/**
+ * Download a tool from an url and stream it into a file
+ *
+ * @param url       url of tool to download
+ * @param dest      path to download tool
+ * @param auth      authorization header
+ * @param headers   other headers
+ * @returns         path to downloaded tool
+ */
+function downloadTool(url, dest, auth, headers) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        dest = dest || path.join(_getTempDirectory(), crypto.randomUUID());
+        yield io.mkdirP(path.dirname(dest));
+        core.debug(`Downloading ${url}`);
+        core.debug(`Destination ${dest}`);
+        const maxAttempts = 3;
+        const minSeconds = _getGlobal('TEST_DOWNLOAD_TOOL_RETRY_MIN_SECONDS', 10);
+        const maxSeconds = _getGlobal('TEST_DOWNLOAD_TOOL_RETRY_MAX_SECONDS', 20);
+        const retryHelper = new RetryHelper(maxAttempts, minSeconds, maxSeconds);
+        return yield retryHelper.execute(() => tool_cache_awaiter(this, void 0, void 0, function* () {
+            return yield downloadToolAttempt(url, dest || '', auth, headers);
+        }), (err) => {
+            if (err instanceof HTTPError && err.httpStatusCode) {
+                // Don't retry anything less than 500, except 408 Request Timeout and 429 Too Many Requests
+                if (err.httpStatusCode < 500 &&
+                    err.httpStatusCode !== 408 &&
+                    err.httpStatusCode !== 429) {
+                    return false;
+                }
+            }
+            // Otherwise retry
+            return true;
+        });
+    });
+}
+function downloadToolAttempt(url, dest, auth, headers) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        if (fs.existsSync(dest)) {
+            throw new Error(`Destination file path ${dest} already exists`);
+        }
+        // Get the response headers
+        const http = new httpm.HttpClient(userAgent, [], {
+            allowRetries: false
+        });
+        if (auth) {
+            core.debug('set auth');
+            if (headers === undefined) {
+                headers = {};
+            }
+            headers.authorization = auth;
+        }
+        const response = yield http.get(url, headers);
+        if (response.message.statusCode !== 200) {
+            const err = new HTTPError(response.message.statusCode);
+            core.debug(`Failed to download from "${url}". Code(${response.message.statusCode}) Message(${response.message.statusMessage})`);
+            throw err;
+        }
+        // Download the response body
+        const pipeline = util.promisify(stream.pipeline);
+        const responseMessageFactory = _getGlobal('TEST_DOWNLOAD_TOOL_RESPONSE_MESSAGE_FACTORY', () => response.message);
+        const readStream = responseMessageFactory();
+        let succeeded = false;
+        try {
+            yield pipeline(readStream, fs.createWriteStream(dest));
+            core.debug('download complete');
+            succeeded = true;
+            return dest;
+        }
+        finally {
+            // Error, delete dest before retry
+            if (!succeeded) {
+                core.debug('download failed');
+                try {
+                    yield io.rmRF(dest);
+                }
+                catch (err) {
+                    core.debug(`Failed to delete '${dest}'. ${err.message}`);
+                }
+            }
+        }
+    });
+}
+/**
+ * Extract a .7z file
+ *
+ * @param file     path to the .7z file
+ * @param dest     destination directory. Optional.
+ * @param _7zPath  path to 7zr.exe. Optional, for long path support. Most .7z archives do not have this
+ * problem. If your .7z archive contains very long paths, you can pass the path to 7zr.exe which will
+ * gracefully handle long paths. By default 7zdec.exe is used because it is a very small program and is
+ * bundled with the tool lib. However it does not support long paths. 7zr.exe is the reduced command line
+ * interface, it is smaller than the full command line interface, and it does support long paths. At the
+ * time of this writing, it is freely available from the LZMA SDK that is available on the 7zip website.
+ * Be sure to check the current license agreement. If 7zr.exe is bundled with your action, then the path
+ * to 7zr.exe can be pass to this function.
+ * @returns        path to the destination directory
+ */
+function extract7z(file, dest, _7zPath) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        ok(IS_WINDOWS, 'extract7z() not supported on current OS');
+        ok(file, 'parameter "file" is required');
+        dest = yield _createExtractFolder(dest);
+        const originalCwd = process.cwd();
+        process.chdir(dest);
+        if (_7zPath) {
+            try {
+                const logLevel = core.isDebug() ? '-bb1' : '-bb0';
+                const args = [
+                    'x', // eXtract files with full paths
+                    logLevel, // -bb[0-3] : set output log level
+                    '-bd', // disable progress indicator
+                    '-sccUTF-8', // set charset for for console input/output
+                    file
+                ];
+                const options = {
+                    silent: true
+                };
+                yield exec(`"${_7zPath}"`, args, options);
+            }
+            finally {
+                process.chdir(originalCwd);
+            }
+        }
+        else {
+            const escapedScript = path
+                .join(__dirname, '..', 'scripts', 'Invoke-7zdec.ps1')
+                .replace(/'/g, "''")
+                .replace(/"|\n|\r/g, ''); // double-up single quotes, remove double quotes and newlines
+            const escapedFile = file.replace(/'/g, "''").replace(/"|\n|\r/g, '');
+            const escapedTarget = dest.replace(/'/g, "''").replace(/"|\n|\r/g, '');
+            const command = `& '${escapedScript}' -Source '${escapedFile}' -Target '${escapedTarget}'`;
+            const args = [
+                '-NoLogo',
+                '-Sta',
+                '-NoProfile',
+                '-NonInteractive',
+                '-ExecutionPolicy',
+                'Unrestricted',
+                '-Command',
+                command
+            ];
+            const options = {
+                silent: true
+            };
+            try {
+                const powershellPath = yield io.which('powershell', true);
+                yield exec(`"${powershellPath}"`, args, options);
+            }
+            finally {
+                process.chdir(originalCwd);
+            }
+        }
+        return dest;
+    });
+}
+/**
+ * Extract a compressed tar archive
+ *
+ * @param file     path to the tar
+ * @param dest     destination directory. Optional.
+ * @param flags    flags for the tar command to use for extraction. Defaults to 'xz' (extracting gzipped tars). Optional.
+ * @returns        path to the destination directory
+ */
+function extractTar(file_1, dest_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (file, dest, flags = 'xz') {
+        if (!file) {
+            throw new Error("parameter 'file' is required");
+        }
+        // Create dest
+        dest = yield _createExtractFolder(dest);
+        // Determine whether GNU tar
+        core.debug('Checking tar --version');
+        let versionOutput = '';
+        yield exec('tar --version', [], {
+            ignoreReturnCode: true,
+            silent: true,
+            listeners: {
+                stdout: (data) => (versionOutput += data.toString()),
+                stderr: (data) => (versionOutput += data.toString())
+            }
+        });
+        core.debug(versionOutput.trim());
+        const isGnuTar = versionOutput.toUpperCase().includes('GNU TAR');
+        // Initialize args
+        let args;
+        if (flags instanceof Array) {
+            args = flags;
+        }
+        else {
+            args = [flags];
+        }
+        if (core.isDebug() && !flags.includes('v')) {
+            args.push('-v');
+        }
+        let destArg = dest;
+        let fileArg = file;
+        if (IS_WINDOWS && isGnuTar) {
+            args.push('--force-local');
+            destArg = dest.replace(/\\/g, '/');
+            // Technically only the dest needs to have `/` but for aesthetic consistency
+            // convert slashes in the file arg too.
+            fileArg = file.replace(/\\/g, '/');
+        }
+        if (isGnuTar) {
+            // Suppress warnings when using GNU tar to extract archives created by BSD tar
+            args.push('--warning=no-unknown-keyword');
+            args.push('--overwrite');
+        }
+        args.push('-C', destArg, '-f', fileArg);
+        yield exec(`tar`, args);
+        return dest;
+    });
+}
+/**
+ * Extract a xar compatible archive
+ *
+ * @param file     path to the archive
+ * @param dest     destination directory. Optional.
+ * @param flags    flags for the xar. Optional.
+ * @returns        path to the destination directory
+ */
+function extractXar(file_1, dest_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (file, dest, flags = []) {
+        ok(IS_MAC, 'extractXar() not supported on current OS');
+        ok(file, 'parameter "file" is required');
+        dest = yield _createExtractFolder(dest);
+        let args;
+        if (flags instanceof Array) {
+            args = flags;
+        }
+        else {
+            args = [flags];
+        }
+        args.push('-x', '-C', dest, '-f', file);
+        if (core.isDebug()) {
+            args.push('-v');
+        }
+        const xarPath = yield io.which('xar', true);
+        yield exec(`"${xarPath}"`, _unique(args));
+        return dest;
+    });
+}
+/**
+ * Extract a zip
+ *
+ * @param file     path to the zip
+ * @param dest     destination directory. Optional.
+ * @returns        path to the destination directory
+ */
+function extractZip(file, dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        if (!file) {
+            throw new Error("parameter 'file' is required");
+        }
+        dest = yield _createExtractFolder(dest);
+        if (IS_WINDOWS) {
+            yield extractZipWin(file, dest);
+        }
+        else {
+            yield extractZipNix(file, dest);
+        }
+        return dest;
+    });
+}
+function extractZipWin(file, dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        // build the powershell command
+        const escapedFile = file.replace(/'/g, "''").replace(/"|\n|\r/g, ''); // double-up single quotes, remove double quotes and newlines
+        const escapedDest = dest.replace(/'/g, "''").replace(/"|\n|\r/g, '');
+        const pwshPath = yield io.which('pwsh', false);
+        //To match the file overwrite behavior on nix systems, we use the overwrite = true flag for ExtractToDirectory
+        //and the -Force flag for Expand-Archive as a fallback
+        if (pwshPath) {
+            //attempt to use pwsh with ExtractToDirectory, if this fails attempt Expand-Archive
+            const pwshCommand = [
+                `$ErrorActionPreference = 'Stop' ;`,
+                `try { Add-Type -AssemblyName System.IO.Compression.ZipFile } catch { } ;`,
+                `try { [System.IO.Compression.ZipFile]::ExtractToDirectory('${escapedFile}', '${escapedDest}', $true) }`,
+                `catch { if (($_.Exception.GetType().FullName -eq 'System.Management.Automation.MethodException') -or ($_.Exception.GetType().FullName -eq 'System.Management.Automation.RuntimeException') ){ Expand-Archive -LiteralPath '${escapedFile}' -DestinationPath '${escapedDest}' -Force } else { throw $_ } } ;`
+            ].join(' ');
+            const args = [
+                '-NoLogo',
+                '-NoProfile',
+                '-NonInteractive',
+                '-ExecutionPolicy',
+                'Unrestricted',
+                '-Command',
+                pwshCommand
+            ];
+            core.debug(`Using pwsh at path: ${pwshPath}`);
+            yield exec(`"${pwshPath}"`, args);
+        }
+        else {
+            const powershellCommand = [
+                `$ErrorActionPreference = 'Stop' ;`,
+                `try { Add-Type -AssemblyName System.IO.Compression.FileSystem } catch { } ;`,
+                `if ((Get-Command -Name Expand-Archive -Module Microsoft.PowerShell.Archive -ErrorAction Ignore)) { Expand-Archive -LiteralPath '${escapedFile}' -DestinationPath '${escapedDest}' -Force }`,
+                `else {[System.IO.Compression.ZipFile]::ExtractToDirectory('${escapedFile}', '${escapedDest}', $true) }`
+            ].join(' ');
+            const args = [
+                '-NoLogo',
+                '-Sta',
+                '-NoProfile',
+                '-NonInteractive',
+                '-ExecutionPolicy',
+                'Unrestricted',
+                '-Command',
+                powershellCommand
+            ];
+            const powershellPath = yield io.which('powershell', true);
+            core.debug(`Using powershell at path: ${powershellPath}`);
+            yield exec(`"${powershellPath}"`, args);
+        }
+    });
+}
+function extractZipNix(file, dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        const unzipPath = yield io.which('unzip', true);
+        const args = [file];
+        if (!core.isDebug()) {
+            args.unshift('-q');
+        }
+        args.unshift('-o'); //overwrite with -o, otherwise a prompt is shown which freezes the run
+        yield exec(`"${unzipPath}"`, args, { cwd: dest });
+    });
+}
+/**
+ * Caches a directory and installs it into the tool cacheDir
+ *
+ * @param sourceDir    the directory to cache into tools
+ * @param tool          tool name
+ * @param version       version of the tool.  semver format
+ * @param arch          architecture of the tool.  Optional.  Defaults to machine architecture
+ */
+function cacheDir(sourceDir, tool, version, arch) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        version = node_modules_semver.clean(version) || version;
+        arch = arch || external_os_.arch();
+        lib_core/* debug */.Yz(`Caching tool ${tool} ${version} ${arch}`);
+        lib_core/* debug */.Yz(`source dir: ${sourceDir}`);
+        if (!external_fs_.statSync(sourceDir).isDirectory()) {
+            throw new Error('sourceDir is not a directory');
+        }
+        // Create the tool dir
+        const destPath = yield _createToolPath(tool, version, arch);
+        // copy each child item. do not move. move can fail on Windows
+        // due to anti-virus software having an open handle on a file.
+        for (const itemName of external_fs_.readdirSync(sourceDir)) {
+            const s = external_path_.join(sourceDir, itemName);
+            yield lib_io.cp(s, destPath, { recursive: true });
+        }
+        // write .complete
+        _completeToolPath(tool, version, arch);
+        return destPath;
+    });
+}
+/**
+ * Caches a downloaded file (GUID) and installs it
+ * into the tool cache with a given targetName
+ *
+ * @param sourceFile    the file to cache into tools.  Typically a result of downloadTool which is a guid.
+ * @param targetFile    the name of the file name in the tools directory
+ * @param tool          tool name
+ * @param version       version of the tool.  semver format
+ * @param arch          architecture of the tool.  Optional.  Defaults to machine architecture
+ */
+function cacheFile(sourceFile, targetFile, tool, version, arch) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        version = semver.clean(version) || version;
+        arch = arch || os.arch();
+        core.debug(`Caching tool ${tool} ${version} ${arch}`);
+        core.debug(`source file: ${sourceFile}`);
+        if (!fs.statSync(sourceFile).isFile()) {
+            throw new Error('sourceFile is not a file');
+        }
+        // create the tool dir
+        const destFolder = yield _createToolPath(tool, version, arch);
+        // copy instead of move. move can fail on Windows due to
+        // anti-virus software having an open handle on a file.
+        const destPath = path.join(destFolder, targetFile);
+        core.debug(`destination file ${destPath}`);
+        yield io.cp(sourceFile, destPath);
+        // write .complete
+        _completeToolPath(tool, version, arch);
+        return destFolder;
+    });
+}
+/**
+ * Finds the path to a tool version in the local installed tool cache
+ *
+ * @param toolName      name of the tool
+ * @param versionSpec   version of the tool
+ * @param arch          optional arch.  defaults to arch of computer
+ */
+function find(toolName, versionSpec, arch) {
+    if (!toolName) {
+        throw new Error('toolName parameter is required');
+    }
+    if (!versionSpec) {
+        throw new Error('versionSpec parameter is required');
+    }
+    arch = arch || external_os_.arch();
+    // attempt to resolve an explicit version
+    if (!isExplicitVersion(versionSpec)) {
+        const localVersions = findAllVersions(toolName, arch);
+        const match = evaluateVersions(localVersions, versionSpec);
+        versionSpec = match;
+    }
+    // check for the explicit version in the cache
+    let toolPath = '';
+    if (versionSpec) {
+        versionSpec = node_modules_semver.clean(versionSpec) || '';
+        const cachePath = external_path_.join(_getCacheDirectory(), toolName, versionSpec, arch);
+        lib_core/* debug */.Yz(`checking cache: ${cachePath}`);
+        if (external_fs_.existsSync(cachePath) && external_fs_.existsSync(`${cachePath}.complete`)) {
+            lib_core/* debug */.Yz(`Found tool in cache ${toolName} ${versionSpec} ${arch}`);
+            toolPath = cachePath;
+        }
+        else {
+            lib_core/* debug */.Yz('not found');
+        }
+    }
+    return toolPath;
+}
+/**
+ * Finds the paths to all versions of a tool that are installed in the local tool cache
+ *
+ * @param toolName  name of the tool
+ * @param arch      optional arch.  defaults to arch of computer
+ */
+function findAllVersions(toolName, arch) {
+    const versions = [];
+    arch = arch || external_os_.arch();
+    const toolPath = external_path_.join(_getCacheDirectory(), toolName);
+    if (external_fs_.existsSync(toolPath)) {
+        const children = external_fs_.readdirSync(toolPath);
+        for (const child of children) {
+            if (isExplicitVersion(child)) {
+                const fullPath = external_path_.join(toolPath, child, arch || '');
+                if (external_fs_.existsSync(fullPath) && external_fs_.existsSync(`${fullPath}.complete`)) {
+                    versions.push(child);
+                }
+            }
+        }
+    }
+    return versions;
+}
+function getManifestFromRepo(owner_1, repo_1, auth_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (owner, repo, auth, branch = 'master') {
+        let releases = [];
+        const treeUrl = `https://api.github.com/repos/${owner}/${repo}/git/trees/${branch}`;
+        const http = new httpm.HttpClient('tool-cache');
+        const headers = {};
+        if (auth) {
+            core.debug('set auth');
+            headers.authorization = auth;
+        }
+        const response = yield http.getJson(treeUrl, headers);
+        if (!response.result) {
+            return releases;
+        }
+        let manifestUrl = '';
+        for (const item of response.result.tree) {
+            if (item.path === 'versions-manifest.json') {
+                manifestUrl = item.url;
+                break;
+            }
+        }
+        headers['accept'] = 'application/vnd.github.VERSION.raw';
+        let versionsRaw = yield (yield http.get(manifestUrl, headers)).readBody();
+        if (versionsRaw) {
+            // shouldn't be needed but protects against invalid json saved with BOM
+            versionsRaw = versionsRaw.replace(/^\uFEFF/, '');
+            try {
+                releases = JSON.parse(versionsRaw);
+            }
+            catch (_a) {
+                core.debug('Invalid json');
+            }
+        }
+        return releases;
+    });
+}
+function findFromManifest(versionSpec_1, stable_1, manifest_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (versionSpec, stable, manifest, archFilter = os.arch()) {
+        // wrap the internal impl
+        const match = yield mm._findMatch(versionSpec, stable, manifest, archFilter);
+        return match;
+    });
+}
+function _createExtractFolder(dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        if (!dest) {
+            // create a temp dir
+            dest = path.join(_getTempDirectory(), crypto.randomUUID());
+        }
+        yield io.mkdirP(dest);
+        return dest;
+    });
+}
+function _createToolPath(tool, version, arch) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        const folderPath = external_path_.join(_getCacheDirectory(), tool, node_modules_semver.clean(version) || version, arch || '');
+        lib_core/* debug */.Yz(`destination ${folderPath}`);
+        const markerPath = `${folderPath}.complete`;
+        yield lib_io/* rmRF */.Yz(folderPath);
+        yield lib_io/* rmRF */.Yz(markerPath);
+        yield lib_io/* mkdirP */.U$(folderPath);
+        return folderPath;
+    });
+}
+function _completeToolPath(tool, version, arch) {
+    const folderPath = external_path_.join(_getCacheDirectory(), tool, node_modules_semver.clean(version) || version, arch || '');
+    const markerPath = `${folderPath}.complete`;
+    external_fs_.writeFileSync(markerPath, '');
+    lib_core/* debug */.Yz('finished caching tool');
+}
+/**
+ * Check if version string is explicit
+ *
+ * @param versionSpec      version string to check
+ */
+function isExplicitVersion(versionSpec) {
+    const c = node_modules_semver.clean(versionSpec) || '';
+    lib_core/* debug */.Yz(`isExplicit: ${c}`);
+    const valid = node_modules_semver.valid(c) != null;
+    lib_core/* debug */.Yz(`explicit? ${valid}`);
+    return valid;
+}
+/**
+ * Get the highest satisfiying semantic version in `versions` which satisfies `versionSpec`
+ *
+ * @param versions        array of versions to evaluate
+ * @param versionSpec     semantic version spec to satisfy
+ */
+function evaluateVersions(versions, versionSpec) {
+    let version = '';
+    lib_core/* debug */.Yz(`evaluating ${versions.length} versions`);
+    versions = versions.sort((a, b) => {
+        if (node_modules_semver.gt(a, b)) {
+            return 1;
+        }
+        return -1;
+    });
+    for (let i = versions.length - 1; i >= 0; i--) {
+        const potential = versions[i];
+        const satisfied = node_modules_semver.satisfies(potential, versionSpec);
+        if (satisfied) {
+            version = potential;
+            break;
+        }
+    }
+    if (version) {
+        lib_core/* debug */.Yz(`matched: ${version}`);
+    }
+    else {
+        lib_core/* debug */.Yz('match not found');
+    }
+    return version;
+}
+/**
+ * Gets RUNNER_TOOL_CACHE
+ */
+function _getCacheDirectory() {
+    const cacheDirectory = process.env['RUNNER_TOOL_CACHE'] || '';
+    (0,external_assert_.ok)(cacheDirectory, 'Expected RUNNER_TOOL_CACHE to be defined');
+    return cacheDirectory;
+}
+/**
+ * Gets RUNNER_TEMP
+ */
+function _getTempDirectory() {
+    const tempDirectory = process.env['RUNNER_TEMP'] || '';
+    ok(tempDirectory, 'Expected RUNNER_TEMP to be defined');
+    return tempDirectory;
+}
+/**
+ * Gets a global variable
+ */
+function _getGlobal(key, defaultValue) {
+    /* eslint-disable @typescript-eslint/no-explicit-any */
+    const value = global[key];
+    /* eslint-enable @typescript-eslint/no-explicit-any */
+    return value !== undefined ? value : defaultValue;
+}
+/**
+ * Returns an array of unique values.
+ * @param values Values to make unique.
+ */
+function _unique(values) {
+    return Array.from(new Set(values));
+}
+//# sourceMappingURL=tool-cache.js.map
 
 /***/ })
 

@@ -477,25 +477,30 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
         error ? reject(error) : resolve(),
       );
     });
-    piped.catch(() => undefined);
     try {
-      const [stored] = await Promise.all([
+      const [storing, streaming] = await Promise.allSettled([
         deps.storage.putStream(a.objectKey, body, { sizeHint: a.sizeEstimate }),
         piped,
       ]);
+      if (storing.status === 'rejected' || streaming.status === 'rejected') {
+        // A tool that failed on its own is the cause; otherwise the store's own report (which
+        // names the endpoint), rather than the pipe's echo of it.
+        for (const p of processes) p.proc.kill();
+        await Promise.all(processes.map((p) => p.proc.exited));
+        throw (
+          toolFailure ??
+          (storing.status === 'rejected'
+            ? storing.reason
+            : (streaming as PromiseRejectedResult).reason)
+        );
+      }
       progress.report();
-      if (stored.bytes !== hash.bytes) {
+      if (storing.value.bytes !== hash.bytes) {
         throw new Error(
-          `Stored ${stored.bytes} bytes but the dump produced ${hash.bytes}; the upload is incomplete.`,
+          `Stored ${storing.value.bytes} bytes but the dump produced ${hash.bytes}; the upload is incomplete.`,
         );
       }
       return { bytes: hash.bytes, sha256: hash.digest() };
-    } catch (error) {
-      // A tool that failed on its own is the cause, not the storage library's report of the
-      // aborted body; a store that failed first is the cause of the tools being stopped.
-      for (const p of processes) p.proc.kill();
-      await Promise.all(processes.map((p) => p.proc.exited));
-      throw toolFailure ?? error;
     } finally {
       progress.stop();
     }
