@@ -119,7 +119,9 @@ describe.each(['s3', 'local'] as const)('backup bundle against %s storage', (kin
 
   it('dumps the directory format in parallel, streamed as a tar, with the roles beside it', async () => {
     await withClient(sourceUrl, (c) =>
-      c.query(`DO $$ BEGIN CREATE ROLE app_reader NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`),
+      c.query(
+        `DO $$ BEGIN CREATE ROLE app_reader NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
+      ),
     );
     const run = await runBundle(
       'backup',

@@ -1,6 +1,7 @@
 import { MemoryLogger } from '../../src/core/logger.js';
 import { startScratchCluster, type ScratchCluster } from '../../src/postgres/cluster.js';
 import { runBundle } from '../support/bundle.js';
+import { startFakeGitHub } from '../support/fake-github.js';
 import { embeddedServer } from '../support/embedded.js';
 import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
 import { restoreByHand } from '../support/restore-by-hand.js';
@@ -78,5 +79,44 @@ describe('backup across server majors', () => {
       for await (const o of store.storage.list(`pg${major}/`)) keys.push(o.key);
       expect(keys).toEqual([]);
     });
+  });
+
+  it('opens a GitHub issue when a version mismatch stops the backup, with github-token set', async () => {
+    const cluster = await startScratchCluster({
+      server: embeddedServer(17),
+      logger: new MemoryLogger(),
+    });
+    const github = await startFakeGitHub();
+    try {
+      const inputs = {
+        'database-url': cluster.url('postgres'),
+        storage: store.location,
+        name: 'newer',
+        'github-token': github.token,
+      };
+      const env = {
+        GITHUB_API_URL: github.url,
+        GITHUB_REPOSITORY: github.repository,
+        GITHUB_SERVER_URL: 'https://github.com',
+        GITHUB_RUN_ID: '4242',
+      };
+      const first = await runBundle('backup', inputs, env);
+      expect(first.code).toBe(1);
+      expect(github.issues).toHaveLength(1);
+      const issue = github.issues[0];
+      expect(issue.title).toBe('Backup failed: newer (PostgreSQL client version)');
+      expect(issue.body).toContain('postgresql-client-17');
+      expect(issue.body).toContain('/actions/runs/4242');
+      expect(issue.labels).toEqual(['backup-failure']);
+      const second = await runBundle('backup', inputs, env);
+      expect(second.code).toBe(1);
+      expect(github.issues).toHaveLength(1);
+      expect(github.comments).toHaveLength(1);
+      expect(github.contractViolations).toEqual([]);
+      expect(first.everything + second.everything).not.toContain(github.token);
+    } finally {
+      await github.stop();
+      await cluster.stop();
+    }
   });
 });
