@@ -5,6 +5,7 @@ import type { Manifest } from '../catalog/manifest.js';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
 import { quoteIdent } from '../postgres/connection.js';
 import { listTables } from '../postgres/inventory.js';
+import type { ArchiveConstraint } from './pg-restore.js';
 
 /** One line of a verification report. */
 export interface CheckResult {
@@ -32,6 +33,7 @@ export async function compareTables(
   client: pg.Client,
   manifest: Manifest,
 ): Promise<{ result: CheckResult; comparison: TableComparison[] }> {
+  const started = Date.now();
   const restored = await listTables(client, {
     schemas: manifest.options?.schemas ?? [],
     excludeSchemas: manifest.options?.excludeSchemas ?? [],
@@ -91,43 +93,71 @@ export async function compareTables(
         : estimate && missing.length === 0 && extra.length === 0
           ? `${manifest.tables.length} tables present; row counts are planner estimates in the manifest, so differences are not failures`
           : problems.join('. '),
+    seconds: (Date.now() - started) / 1000,
   };
   return { result, comparison };
 }
 
 /**
- * Constraints were re-created valid (pg_restore validates foreign keys, unique and check
- * constraints as it creates them) and no sequence is behind the maximum of the column it feeds.
+ * Constraints were re-created valid: pg_restore validates foreign keys, unique and check
+ * constraints as it creates them (with --exit-on-error a violation fails the restore), and every
+ * constraint the archive lists (`expected`, from `pg_restore --list`) must exist afterwards.
+ * Constraints marked NOT VALID are reported, not failed: pg_dump keeps that state from the source.
+ * No sequence may be behind the maximum of the column it feeds.
  */
-export async function constraintsAndSequences(client: pg.Client): Promise<CheckResult[]> {
-  const constraints = await client.query<{ kind: string; n: string; invalid: string }>(`
-    SELECT c.contype AS kind, count(*)::text AS n, count(*) FILTER (WHERE NOT c.convalidated)::text AS invalid
-      FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
-     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.contype IN ('f', 'u', 'c', 'p')
-     GROUP BY c.contype`);
+export async function constraintsAndSequences(
+  client: pg.Client,
+  expected?: ArchiveConstraint[],
+): Promise<CheckResult[]> {
+  const started = Date.now();
+  const constraints = await client.query<{
+    kind: string;
+    schema: string;
+    table: string;
+    name: string;
+    validated: boolean;
+  }>(`
+    SELECT c.contype AS kind, n.nspname AS schema, t.relname AS table, c.conname AS name,
+           c.convalidated AS validated
+      FROM pg_constraint c
+      JOIN pg_namespace n ON n.oid = c.connamespace
+      JOIN pg_class t ON t.oid = c.conrelid
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+       AND c.contype IN ('f', 'u', 'c', 'p', 'x')`);
   const counts: Record<string, number> = {};
-  let invalid = 0;
+  const present = new Set<string>();
+  const notValid: string[] = [];
   for (const r of constraints.rows) {
-    counts[r.kind] = Number(r.n);
-    invalid += Number(r.invalid);
+    counts[r.kind] = (counts[r.kind] ?? 0) + 1;
+    present.add(`${r.schema}.${r.table}.${r.name}`);
+    if (!r.validated) notValid.push(`${r.schema}.${r.table}.${r.name}`);
   }
-  const invalidList =
-    invalid > 0
-      ? (
-          await client.query<{ name: string }>(`
-            SELECT n.nspname || '.' || c.conname AS name FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
-             WHERE NOT c.convalidated AND n.nspname NOT IN ('pg_catalog', 'information_schema')`)
-        ).rows.map((r) => r.name)
-      : [];
+  const missing = (expected ?? [])
+    .map((c) => `${c.schema}.${c.table}.${c.name}`)
+    .filter((c) => !present.has(c));
+  const summary =
+    `${counts.p ?? 0} primary keys, ${counts.u ?? 0} unique, ${counts.f ?? 0} foreign keys, ` +
+    `${counts.c ?? 0} check constraints${counts.x ? `, ${counts.x} exclusion constraints` : ''}`;
+  const notes: string[] = [];
+  if (expected) {
+    notes.push(`all ${expected.length} constraints the archive lists exist`);
+  }
+  if (notValid.length > 0) {
+    notes.push(
+      `NOT VALID as in the source database (pg_dump keeps that state; their existing rows were not checked): ${notValid.join(', ')}`,
+    );
+  }
   const constraintResult: CheckResult = {
     name: 'Constraints',
-    status: invalid === 0 ? 'passed' : 'failed',
+    status: missing.length === 0 ? 'passed' : 'failed',
     detail:
-      invalid === 0
-        ? `${counts.p ?? 0} primary keys, ${counts.u ?? 0} unique, ${counts.f ?? 0} foreign keys, ${counts.c ?? 0} check constraints re-created and validated by the restore`
-        : `not validated: ${invalidList.join(', ')}`,
+      missing.length === 0
+        ? `${summary} re-created; the restore validated each one against the restored rows${notes.length ? `; ${notes.join('; ')}` : ''}`
+        : `missing after the restore although the archive lists them: ${missing.join(', ')}`,
+    seconds: (Date.now() - started) / 1000,
   };
 
+  const sequencesStarted = Date.now();
   const sequences = await client.query<{ seq: string; tbl: string; col: string }>(`
     SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS seq,
            quote_ident(tn.nspname) || '.' || quote_ident(t.relname) AS tbl,
@@ -146,7 +176,7 @@ export async function constraintsAndSequences(client: pg.Client): Promise<CheckR
               (SELECT max(${s.col})::text FROM ${s.tbl}) AS max`,
     );
     const { last, called, max } = r.rows[0];
-    if (max === null || last === null) continue;
+    if (max === null || last === null || !/^-?\d+$/.test(max)) continue;
     const next = BigInt(last) + (called ? 1n : 0n);
     if (next <= BigInt(max))
       behind.push(`${s.seq} would hand out ${next}, but ${s.tbl}.${s.col} already holds ${max}`);
@@ -156,8 +186,9 @@ export async function constraintsAndSequences(client: pg.Client): Promise<CheckR
     status: behind.length === 0 ? 'passed' : 'failed',
     detail:
       behind.length === 0
-        ? `${sequences.rows.length} sequences ahead of the columns they feed`
-        : behind.join('; '),
+        ? `${sequences.rows.length} sequences ahead of the maximum of the columns they feed`
+        : `behind their column's maximum (the next insert would collide): ${behind.join('; ')}`,
+    seconds: (Date.now() - sequencesStarted) / 1000,
   };
   return [constraintResult, sequenceResult];
 }
@@ -255,9 +286,13 @@ export function parseChecks(input: string | undefined, workspace: string): UserC
   return splitSql(input).map((sql) => ({ name: shorten(stripComments(sql)), sql }));
 }
 
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
 function shorten(sql: string): string {
   const oneLine = sql.replace(/\s+/g, ' ').trim();
-  return oneLine.length > 60 ? `${oneLine.slice(0, 57)}...` : oneLine;
+  return oneLine.length > 80 ? `${oneLine.slice(0, 77)}...` : oneLine;
 }
 
 /** Runs each check in a read-only transaction; failing rows (at most 20) are reported. */
@@ -278,7 +313,7 @@ export async function runUserChecks(
         detail:
           rows.length === 0
             ? 'no rows'
-            : `${rows.length} failing row(s): ${JSON.stringify(rows.slice(0, 3))}`,
+            : `${rows.length} failing row(s): ${clip(JSON.stringify(rows.slice(0, 3)), 500)}`,
         rows: rows.length ? rows.slice(0, 20) : undefined,
         seconds: (Date.now() - started) / 1000,
       });

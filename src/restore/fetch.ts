@@ -44,15 +44,34 @@ export interface FetchResult {
 export function checkIntegrity(entry: ObjectEntry, hash: HashCounter): void {
   if (hash.bytes !== entry.bytes) {
     throw new IntegrityError(
-      `${entry.key} is ${hash.bytes} bytes but the manifest says ${entry.bytes}: the object is ${hash.bytes < entry.bytes ? 'truncated' : 'longer than what was backed up'}.`,
+      `${entry.key} is ${hash.bytes} bytes but the manifest says ${entry.bytes}: ${
+        hash.bytes < entry.bytes
+          ? 'the object is truncated, or was replaced by another one'
+          : 'the object was replaced by another one, or data was appended to it'
+      } after the backup.`,
     );
   }
   const digest = hash.digest();
   if (digest !== entry.sha256) {
     throw new IntegrityError(
-      `${entry.key} has SHA-256 ${digest} but the manifest says ${entry.sha256}: the object was changed or corrupted after the backup.`,
+      `${entry.key} has SHA-256 ${digest} but the manifest says ${entry.sha256}: the object was changed, corrupted or replaced after the backup.`,
     );
   }
+}
+
+/** Reads a whole object through a SHA-256 and byte count, and checks both against its entry. */
+export async function checkObject(
+  storage: Storage,
+  entry: ObjectEntry,
+): Promise<{ bytes: number; sha256: string }> {
+  const hash = new HashCounter();
+  await pipeline(
+    await storage.getStream(entry.key),
+    hash,
+    new Writable({ write: (_c, _e, cb) => cb() }),
+  );
+  checkIntegrity(entry, hash);
+  return { bytes: hash.bytes, sha256: hash.digest() };
 }
 
 function decryptOptions(manifest: Manifest, decryption: Decryption | undefined): AgeDecryptOptions {
@@ -121,11 +140,20 @@ async function hashWhileDecoding(
       decodeError = error;
     },
   );
-  for await (const chunk of source.pipe(hash)) {
-    if (decodeError) continue;
-    if (!decode.write(chunk as Buffer)) {
-      await Promise.race([once(decode, 'drain'), settled]);
+  // pipe() does not forward errors: a failing download must end the loop (and the decoding).
+  source.once('error', (error: Error) => hash.destroy(error));
+  try {
+    for await (const chunk of source.pipe(hash)) {
+      if (decodeError) continue;
+      if (!decode.write(chunk as Buffer)) {
+        // A decoding failure destroys `decode` with its error; `settled` reports it instead.
+        await Promise.race([once(decode, 'drain').catch(() => undefined), settled]);
+      }
     }
+  } catch (error) {
+    decode.destroy();
+    await settled;
+    throw error;
   }
   if (!decodeError) decode.end();
   await settled;
@@ -146,6 +174,11 @@ export async function fetchArchive(options: {
   dir: string;
   logger: Logger;
   progressIntervalMs?: number;
+  /**
+   * Called once the object's size and SHA-256 were found to match the manifest, before any
+   * decryption or decompression error is thrown: an error after it is the decoding's own.
+   */
+  onIntegrityChecked?: (object: { bytes: number; sha256: string }) => void;
 }): Promise<FetchResult> {
   const { storage, manifest, logger } = options;
   const entry = dumpObject(manifest);
@@ -179,8 +212,8 @@ export async function fetchArchive(options: {
     const decodeError = await hashWhileDecoding(source, hash, input, decoded);
     if (decodeError) for (const p of processes) p.proc.kill();
     checkIntegrity(entry, hash);
+    options.onIntegrityChecked?.({ bytes: hash.bytes, sha256: hash.digest() });
     if (decodeError) throw decodeError;
-    checkIntegrity(entry, hash);
     for (const p of processes) {
       const exit = await p.proc.exited;
       if (exit.code !== 0) throw new Error(describeExit(p.tool, exit));
@@ -191,4 +224,39 @@ export async function fetchArchive(options: {
     progress.stop();
     for (const p of processes) p.proc.kill();
   }
+}
+
+/**
+ * Fetches a backup's roles script (`globals.sql[.age]`), checked against the manifest and
+ * decrypted, into `dir`. Undefined when the backup has none.
+ */
+export async function fetchGlobals(options: {
+  storage: Storage;
+  manifest: Manifest;
+  decryption?: Decryption;
+  dir: string;
+}): Promise<string | undefined> {
+  const entry = options.manifest.objects.find((o) => o.role === 'globals');
+  if (!entry) return undefined;
+  await mkdir(options.dir, { recursive: true });
+  const file = path.join(options.dir, 'globals.sql');
+  const hash = new HashCounter();
+  const stages: NodeJS.ReadWriteStream[] = options.manifest.encryption
+    ? [createDecryptStream(decryptOptions(options.manifest, options.decryption))]
+    : [];
+  const input = new PassThrough();
+  const decoded = pipeline([
+    input,
+    ...stages,
+    createWriteStream(file, { mode: 0o600 }),
+  ] as unknown as NodeJS.ReadWriteStream[]);
+  const decodeError = await hashWhileDecoding(
+    await options.storage.getStream(entry.key),
+    hash,
+    input,
+    decoded,
+  );
+  checkIntegrity(entry, hash);
+  if (decodeError) throw decodeError;
+  return file;
 }

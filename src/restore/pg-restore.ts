@@ -17,19 +17,61 @@ export interface PgRestoreOptions {
   logger: Logger;
 }
 
+/** A constraint the archive creates as its own entry (primary key, unique, foreign key, check). */
+export interface ArchiveConstraint {
+  kind: 'CONSTRAINT' | 'FK CONSTRAINT' | 'CHECK CONSTRAINT';
+  schema: string;
+  table: string;
+  name: string;
+}
+
+/** What `pg_restore --list` found in an archive. */
+export interface ArchiveListing {
+  /** Entries in the table of contents. */
+  entries: number;
+  /** Entries that carry a table's rows. */
+  tableData: number;
+  /**
+   * Constraints created as entries of their own. Names containing spaces cannot be told apart
+   * in the listing and are left out.
+   */
+  constraints: ArchiveConstraint[];
+}
+
+const CONSTRAINT_LINE = /^\d+;\s+\d+\s+\d+\s+(FK CONSTRAINT|CHECK CONSTRAINT|CONSTRAINT)\s+(.+)$/;
+
+/** Reads the text `pg_restore --list` prints. */
+export function parseArchiveListing(text: string): ArchiveListing {
+  const lines = text.split('\n').filter((l) => /^\d+;/.test(l));
+  const constraints: ArchiveConstraint[] = [];
+  for (const line of lines) {
+    const m = CONSTRAINT_LINE.exec(line.trimEnd());
+    if (!m) continue;
+    const parts = m[2].split(' ');
+    if (parts.length !== 3 && parts.length !== 4) continue;
+    constraints.push({
+      kind: m[1] as ArchiveConstraint['kind'],
+      schema: parts[0],
+      table: parts[1],
+      name: parts[2],
+    });
+  }
+  return {
+    entries: lines.length,
+    tableData: lines.filter((l) => /^\d+;\s+\d+\s+\d+\s+TABLE DATA\s/.test(l)).length,
+    constraints,
+  };
+}
+
 /** Lists the archive's table of contents (`pg_restore --list`): proves the archive is readable. */
-export async function listArchive(
-  pgRestore: string,
-  archivePath: string,
-): Promise<{ entries: number }> {
+export async function listArchive(pgRestore: string, archivePath: string): Promise<ArchiveListing> {
   const r = await runProcess(pgRestore, ['--list', archivePath]);
   if (r.code !== 0) {
     throw new Error(
       describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }),
     );
   }
-  const entries = r.stdout.split('\n').filter((l) => /^\d+;/.test(l)).length;
-  return { entries };
+  return parseArchiveListing(r.stdout);
 }
 
 /** Runs pg_restore with --exit-on-error; its own error text is the error when it fails. */

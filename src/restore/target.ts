@@ -11,6 +11,12 @@ import {
 } from '../postgres/connection.js';
 import { findServerBinaries, type ServerBinaries } from '../postgres/tools.js';
 
+/** Connection errors name the input they came from: here, target-url. */
+function targetError(error: unknown): unknown {
+  if (!(error instanceof ConfigurationError)) return error;
+  return new ConfigurationError(error.message.replace(/\bdatabase-url\b/g, 'target-url'));
+}
+
 /** Where a backup is restored, and how to clean up afterwards. */
 export interface RestoreTarget {
   connection: ConnectionInfo;
@@ -100,7 +106,9 @@ export async function givenTarget(options: {
   } finally {
     await admin?.end().catch(() => undefined);
   }
-  const client = await connect(info, database);
+  const client = await connect(info, database).catch((error: unknown) => {
+    throw targetError(error);
+  });
   let version: { v: string; n: string };
   try {
     version = (

@@ -1,0 +1,165 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as core from '@actions/core';
+import { isBackupId } from '../catalog/keys.js';
+import { parseDuration } from '../core/duration.js';
+import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { systemClock, type Logger } from '../core/logger.js';
+import { findOnPath } from '../core/process.js';
+import { parseIdentities } from '../crypto/age.js';
+import { resolvePostgresVersionInput } from '../postgres/tools.js';
+import { parseChecks } from '../restore/checks.js';
+import {
+  failureIssueBody,
+  failureMessage,
+  recoveryIssueBody,
+  verifyJson,
+  verifyMarkdown,
+} from '../verify/report.js';
+import { verifyToolResolvers } from '../verify/tools.js';
+import { runVerify, type VerifyOptions } from '../verify/verify.js';
+import { booleanInput, optionalInput } from './inputs.js';
+import { reportToIssue } from './issue-report.js';
+import { Inputs, Outputs } from './names.js';
+import {
+  actionLogger,
+  gitContext,
+  maskConnectionString,
+  maskSecret,
+  storageFromInputs,
+} from './runtime.js';
+
+/** File names of the report inside its folder (the folder is what the artifact holds). */
+export const REPORT_JSON = 'verify-report.json';
+export const REPORT_MARKDOWN = 'verify-report.md';
+
+/**
+ * Uploads the report files as a workflow artifact. Outside the runner (no ACTIONS_RUNTIME_TOKEN
+ * or ACTIONS_RESULTS_URL) and on any upload error this warns and carries on: the report is a
+ * by-product, the verification's result does not depend on it.
+ */
+export async function uploadReportArtifact(o: {
+  name: string;
+  files: string[];
+  rootDir: string;
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+}): Promise<boolean> {
+  const missing = ['ACTIONS_RUNTIME_TOKEN', 'ACTIONS_RESULTS_URL'].filter((v) => !o.env[v]);
+  if (missing.length > 0) {
+    o.logger.warning(
+      `report-artifact is '${o.name}', but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not set ` +
+        `(they exist only inside a GitHub Actions job), so the report was not uploaded. It is at ${o.rootDir}.`,
+    );
+    return false;
+  }
+  try {
+    const { DefaultArtifactClient } = await import('@actions/artifact');
+    const result = await new DefaultArtifactClient().uploadArtifact(o.name, o.files, o.rootDir);
+    o.logger.info(
+      `Uploaded the report as artifact '${o.name}'${result.id ? ` (id ${result.id})` : ''}`,
+    );
+    return true;
+  } catch (error) {
+    o.logger.warning(
+      `Could not upload the report as artifact '${o.name}': ${errorMessage(error)}. It is at ${o.rootDir}.`,
+    );
+    return false;
+  }
+}
+
+export async function runVerifyAction(): Promise<void> {
+  const env = process.env;
+  const logger = actionLogger;
+  const identityText = optionalInput(Inputs.EncryptionIdentity);
+  maskSecret(identityText);
+  const passphrase = optionalInput(Inputs.EncryptionPassphrase);
+  maskSecret(passphrase);
+  const targetUrl = optionalInput(Inputs.TargetUrl);
+  maskConnectionString(targetUrl);
+  if (env.PGPASSWORD) core.setSecret(env.PGPASSWORD);
+
+  const identities = parseIdentities(identityText ?? '');
+  const backupId = optionalInput(Inputs.BackupId)?.trim();
+  if (backupId !== undefined && !isBackupId(backupId)) {
+    throw new ConfigurationError(
+      `Input '${Inputs.BackupId}' must look like 20261121T051500Z-3f9a1c (or be empty for the newest backup), got '${backupId}'.`,
+    );
+  }
+  const restore = booleanInput(Inputs.Restore, true);
+  const maxAgeText = optionalInput(Inputs.MaxAge);
+  const workspace = env.GITHUB_WORKSPACE ?? process.cwd();
+  const checks = parseChecks(optionalInput(Inputs.Checks), workspace);
+  const postgresVersion = resolvePostgresVersionInput(
+    optionalInput(Inputs.PostgresVersion) ?? 'auto',
+  );
+  const artifactName = optionalInput(Inputs.ReportArtifact)?.trim();
+  if (!restore && targetUrl) {
+    logger.warning(`target-url is ignored: restore is false, so nothing is restored.`);
+  }
+  if (!restore && checks.length > 0) {
+    logger.warning(
+      `The ${checks.length} SQL check(s) of the checks input do not run: restore is false, so there is no database to run them on.`,
+    );
+  }
+  const options: VerifyOptions = {
+    name: optionalInput(Inputs.Name)?.trim(),
+    backupId,
+    decryption: identities.length > 0 || passphrase ? { identities, passphrase } : undefined,
+    restore,
+    targetUrl: restore ? targetUrl : undefined,
+    checks,
+    maxAgeSeconds: maxAgeText === undefined ? undefined : parseDuration(maxAgeText, Inputs.MaxAge),
+    git: gitContext(env),
+  };
+  const storage = storageFromInputs(logger);
+  const tmpDir = env.RUNNER_TEMP || undefined;
+
+  const report = await runVerify(options, {
+    storage,
+    logger,
+    clock: systemClock,
+    env,
+    zstdPath: findOnPath('zstd', env.PATH),
+    tmpDir,
+    ...verifyToolResolvers({ postgresVersion, install: true, logger }),
+  });
+
+  const markdown = verifyMarkdown(report);
+  const reportDir = await mkdtemp(path.join(tmpDir ?? workspace, 'pg-backup-verify-'));
+  const jsonPath = path.join(reportDir, REPORT_JSON);
+  const markdownPath = path.join(reportDir, REPORT_MARKDOWN);
+  await writeFile(jsonPath, verifyJson(report));
+  await writeFile(markdownPath, markdown);
+  logger.info(`Wrote the report to ${jsonPath} and ${markdownPath}`);
+
+  core.setOutput(Outputs.Status, report.status);
+  core.setOutput(Outputs.BackupId, report.backup?.id ?? '');
+  core.setOutput(Outputs.ReportPath, jsonPath);
+  core.setOutput(Outputs.Failures, String(report.failures.length));
+  await core.summary.addRaw(markdown).write();
+
+  if (artifactName) {
+    await uploadReportArtifact({
+      name: artifactName,
+      files: [jsonPath, markdownPath],
+      rootDir: reportDir,
+      env,
+      logger,
+    });
+  }
+
+  const failed = report.status === 'failed';
+  const issueNumber = await reportToIssue({
+    env,
+    logger,
+    marker: `verify:${report.name}`,
+    title: `Backup verification failed: ${report.name}`,
+    defaultLabel: 'backup-verification',
+    failed,
+    body: failed ? failureIssueBody(report) : recoveryIssueBody(report),
+  });
+  core.setOutput(Outputs.IssueNumber, issueNumber === undefined ? '' : String(issueNumber));
+
+  if (failed) core.setFailed(failureMessage(report));
+}
