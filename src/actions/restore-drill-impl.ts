@@ -1,0 +1,262 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as core from '@actions/core';
+import { compactTime } from '../catalog/keys.js';
+import { parseDuration } from '../core/duration.js';
+import { errorMessage } from '../core/errors.js';
+import { systemClock, type Logger } from '../core/logger.js';
+import { findOnPath } from '../core/process.js';
+import { parseIdentities } from '../crypto/age.js';
+import { removeLeftovers } from '../drill/cleanup.js';
+import {
+  runDrill,
+  runRestore,
+  type DrillDeps,
+  type DrillOptions,
+  type DrillResult,
+} from '../drill/drill.js';
+import { drillSummary } from '../drill/summary.js';
+import { ensureClientTools } from '../postgres/install.js';
+import { resolvePostgresVersionInput } from '../postgres/tools.js';
+import { parseChecks } from '../restore/checks.js';
+import { resolveName } from '../verify/verify.js';
+import { booleanInput, choiceInput, integerInput, optionalInput } from './inputs.js';
+import { reportToIssue } from './issue-report.js';
+import { Inputs, Outputs } from './names.js';
+import {
+  actionLogger,
+  gitContext,
+  maskConnectionString,
+  maskSecret,
+  mayInstallTools,
+  storageFromInputs,
+} from './runtime.js';
+
+/** State shared with the `post:` step of the same action. */
+const State = {
+  IsPost: 'isPost',
+  Folders: 'temporaryFolders',
+} as const;
+
+function durationInput(name: string): number | undefined {
+  const text = optionalInput(name);
+  return text === undefined ? undefined : parseDuration(text, name);
+}
+
+/** The `post:` step: removes a scratch server and files a killed or cancelled main step left. */
+async function runPostStep(logger: Logger): Promise<void> {
+  let folders: string[];
+  try {
+    folders = JSON.parse(core.getState(State.Folders) || '[]') as string[];
+  } catch {
+    folders = [];
+  }
+  const removed = await removeLeftovers(folders, logger);
+  if (removed.length === 0) logger.info('Nothing left behind to clean up.');
+}
+
+function setOutputs(result: DrillResult, reportPath: string): void {
+  const phase = (name: string): string => {
+    const s = result.phases.find((p) => p.name === name)?.seconds;
+    return s === undefined ? '' : s.toFixed(1);
+  };
+  core.setOutput(Outputs.Status, result.status);
+  core.setOutput(Outputs.BackupId, result.manifest.id);
+  core.setOutput(
+    Outputs.RtoSeconds,
+    result.rtoSeconds === undefined ? '' : result.rtoSeconds.toFixed(1),
+  );
+  core.setOutput(Outputs.RpoSeconds, result.rpoSeconds.toFixed(0));
+  core.setOutput(Outputs.DownloadSeconds, phase('download'));
+  core.setOutput(Outputs.DecryptSeconds, phase('decrypt'));
+  core.setOutput(Outputs.RestoreSeconds, phase('restore'));
+  core.setOutput(Outputs.ChecksSeconds, phase('checks'));
+  core.setOutput(Outputs.SmokeSeconds, phase('smoke'));
+  core.setOutput(Outputs.ReportPath, reportPath);
+}
+
+/** Writes the report (Markdown and JSON) and uploads both as an artifact when asked to. */
+async function writeReport(
+  result: DrillResult,
+  markdown: string,
+  folder: string,
+  artifact: string | undefined,
+  logger: Logger,
+): Promise<string> {
+  await mkdir(folder, { recursive: true });
+  const base = path.join(folder, `${result.mode}-${result.name}-${compactTime(result.startedAt)}`);
+  const jsonPath = `${base}.json`;
+  const { manifest, history, ...rest } = result;
+  const json = {
+    ...rest,
+    backupId: manifest.id,
+    backup: {
+      kind: manifest.kind,
+      startedAt: manifest.startedAt,
+      finishedAt: manifest.finishedAt,
+      sourceVersion: manifest.source.serverVersion,
+    },
+    previousDrills: history.length,
+  };
+  await writeFile(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
+  await writeFile(`${base}.md`, markdown);
+  if (artifact) {
+    try {
+      const { DefaultArtifactClient } = await import('@actions/artifact');
+      await new DefaultArtifactClient().uploadArtifact(artifact, [jsonPath, `${base}.md`], folder, {
+        retentionDays: 90,
+      });
+      logger.info(`Uploaded the report as artifact '${artifact}'`);
+    } catch (error) {
+      logger.warning(`Could not upload the report artifact '${artifact}': ${errorMessage(error)}`);
+    }
+  }
+  return jsonPath;
+}
+
+export async function runRestoreDrillAction(): Promise<void> {
+  const logger = actionLogger;
+  if (core.getState(State.IsPost) === 'true') return runPostStep(logger);
+  core.saveState(State.IsPost, 'true');
+
+  const env = process.env;
+  const targetUrl = optionalInput(Inputs.TargetUrl);
+  maskConnectionString(targetUrl);
+  if (env.PGPASSWORD) core.setSecret(env.PGPASSWORD);
+  const identityText = optionalInput(Inputs.EncryptionIdentity);
+  maskSecret(identityText);
+  const passphrase = optionalInput(Inputs.EncryptionPassphrase);
+  maskSecret(passphrase);
+
+  const workspace = env.GITHUB_WORKSPACE || process.cwd();
+  const mode = choiceInput(Inputs.Mode, ['drill', 'restore'] as const, 'drill');
+  const identities = parseIdentities(identityText ?? '');
+  const options: DrillOptions = {
+    name: optionalInput(Inputs.Name),
+    backupId: optionalInput(Inputs.BackupId),
+    decryption: identities.length > 0 || passphrase ? { identities, passphrase } : undefined,
+    jobs: integerInput(Inputs.Jobs, 2, 1, 64),
+    rtoTargetSeconds: durationInput(Inputs.RtoTarget),
+    rpoTargetSeconds: durationInput(Inputs.RpoTarget),
+    smokeCommand: optionalInput(Inputs.SmokeCommand),
+    checks: parseChecks(optionalInput(Inputs.Checks), workspace),
+    targetUrl,
+    postgresVersion: resolvePostgresVersionInput(optionalInput(Inputs.PostgresVersion) ?? 'auto'),
+    git: gitContext(env),
+  };
+  const confirm = optionalInput(Inputs.Confirm);
+  const terminateConnections = booleanInput(Inputs.TerminateConnections, false);
+  const safetyBackup = booleanInput(Inputs.SafetyBackup, true);
+  const artifact = optionalInput(Inputs.ReportArtifact);
+  const storage = storageFromInputs(logger);
+
+  const temp = env.RUNNER_TEMP || os.tmpdir();
+  const workDir = mkdtempSync(path.join(temp, 'restore-drill-'));
+  const folders: string[] = [workDir];
+  core.saveState(State.Folders, JSON.stringify(folders));
+  // A cancelled job stops this process with a signal: exit, so the scratch server's exit hook
+  // and this one run; the post: step removes anything they could not.
+  const removeWorkDir = (): void => rmSync(workDir, { recursive: true, force: true });
+  process.on('exit', removeWorkDir);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    logger.warning(`Received ${signal}: stopping, and removing the scratch server and files`);
+    process.exit(1);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const postgresVersion = options.postgresVersion;
+  const deps: DrillDeps = {
+    storage,
+    logger,
+    clock: systemClock,
+    env,
+    zstdPath: findOnPath('zstd', env.PATH),
+    resolveTools: (request) =>
+      ensureClientTools({
+        serverMajor: request.major,
+        serverVersion: request.version,
+        postgresVersion,
+        install: mayInstallTools(env),
+        needServer: request.needServer,
+        search: { logger },
+      }),
+    workDir,
+    workspace,
+    onTemporaryFolder: (dir) => {
+      folders.push(dir);
+      core.saveState(State.Folders, JSON.stringify(folders));
+    },
+  };
+
+  const name = await resolveName(storage, options.name);
+  options.name = name;
+  const marker = `drill:${name}`;
+  let result: DrillResult;
+  try {
+    result =
+      mode === 'restore'
+        ? await runRestore(
+            {
+              ...options,
+              targetUrl: targetUrl ?? '',
+              confirm,
+              terminateConnections,
+              safetyBackup,
+            },
+            deps,
+          )
+        : await runDrill(options, deps);
+  } catch (error) {
+    if (mode === 'drill') {
+      await reportToIssue({
+        env,
+        logger,
+        marker,
+        title: `Restore drill failed: ${name}`,
+        defaultLabel: 'restore-drill',
+        failed: true,
+        body: `The restore drill of \`${name}\` could not run.\n\n${errorMessage(error)}`,
+      });
+    }
+    throw error;
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    removeWorkDir();
+  }
+
+  const markdown = drillSummary(result);
+  const reportPath = await writeReport(result, markdown, temp, artifact, logger);
+  setOutputs(result, reportPath);
+  await core.summary.addRaw(markdown).write();
+  if (mode === 'drill') {
+    const issue = await reportToIssue({
+      env,
+      logger,
+      marker,
+      title: `Restore drill failed: ${name}`,
+      defaultLabel: 'restore-drill',
+      failed: result.status === 'failed',
+      body: markdown,
+    });
+    if (issue !== undefined) core.setOutput(Outputs.IssueNumber, String(issue));
+  }
+  if (result.status === 'failed') {
+    const failures = [
+      ...(result.error ? [result.error] : []),
+      ...result.phases
+        .filter(
+          (p) => p.status === 'failed' && p.name !== 'checks' && !result.error?.includes(p.detail),
+        )
+        .map((p) => `${p.label}: ${p.detail}`),
+      ...result.checks.filter((c) => c.status === 'failed').map((c) => `${c.name}: ${c.detail}`),
+    ];
+    core.setOutput(Outputs.Failures, failures.join('\n'));
+    throw new Error(
+      `${mode === 'restore' ? 'Restore' : 'Restore drill'} of ${name} failed:\n${failures.map((f) => `- ${f}`).join('\n')}`,
+    );
+  }
+}

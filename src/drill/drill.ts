@@ -1,0 +1,756 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { runBackup } from '../backup/backup.js';
+import {
+  appendVerificationRecord,
+  completeBackups,
+  listCatalog,
+  selectBackup,
+} from '../catalog/catalog.js';
+import {
+  MANIFEST_SCHEMA_VERSION,
+  dumpObject,
+  type GitContext,
+  type Manifest,
+  type VerificationRecord,
+} from '../catalog/manifest.js';
+import { verificationKey } from '../catalog/keys.js';
+import { formatDuration } from '../core/duration.js';
+import { ConfigurationError, errorMessage } from '../core/errors.js';
+import type { Clock, Logger } from '../core/logger.js';
+import { formatBytes, rate } from '../core/streams.js';
+import {
+  connect,
+  databaseName,
+  describeConnection,
+  parseConnectionString,
+} from '../postgres/connection.js';
+import { parseToolVersion, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
+import {
+  compareTables,
+  constraintsAndSequences,
+  runUserChecks,
+  type CheckResult,
+  type TableComparison,
+  type UserCheck,
+} from '../restore/checks.js';
+import type { Decryption } from '../restore/fetch.js';
+import { decodeFile, downloadObject } from '../restore/phased.js';
+import { listArchive, runPgRestore } from '../restore/pg-restore.js';
+import { archiveRoles, planOwnership } from '../restore/roles.js';
+import {
+  givenTarget,
+  scratchServer,
+  scratchTarget,
+  type RestoreTarget,
+} from '../restore/target.js';
+import type { Storage } from '../storage/storage.js';
+import { resolveName } from '../verify/verify.js';
+import { recentDrills } from './history.js';
+import { emptyTarget } from './replace.js';
+import { otherSessions, terminateSessions } from './sessions.js';
+import { runSmokeCommand } from './smoke.js';
+
+/** S3 storage classes whose objects cannot be read before a restore request thawed them. */
+export const ARCHIVE_STORAGE_CLASSES: readonly string[] = ['GLACIER', 'DEEP_ARCHIVE'];
+
+export interface DrillOptions {
+  /** Catalog name; default: the only name in the store. */
+  name?: string;
+  /** Default: the newest complete backup (other than a pre-restore safety backup). */
+  backupId?: string;
+  decryption?: Decryption;
+  /** Parallel pg_restore jobs. */
+  jobs: number;
+  rtoTargetSeconds?: number;
+  rpoTargetSeconds?: number;
+  /** Run with `bash -c` after the restore, with DATABASE_URL and PG* set; its exit code decides. */
+  smokeCommand?: string;
+  checks: UserCheck[];
+  /**
+   * Restore into this database instead of a scratch server: created (and dropped afterwards)
+   * when it does not exist, refused when it holds tables.
+   */
+  targetUrl?: string;
+  /** `auto`, or the PostgreSQL major of the client tools (and the least major of a scratch server). */
+  postgresVersion: 'auto' | number;
+  git: GitContext;
+}
+
+export interface RestoreOptions extends DrillOptions {
+  /** The database to replace with the backup. */
+  targetUrl: string;
+  /** Must equal the target database's name, or nothing is done. */
+  confirm?: string;
+  /** Terminate other sessions connected to the target; otherwise their presence is refused. */
+  terminateConnections: boolean;
+  /** Back up the target (kind pre-restore, same storage and name) before replacing it. */
+  safetyBackup: boolean;
+}
+
+/** What the drill needs of the client tools. */
+export interface ToolRequest {
+  /** pg_restore (and pg_dump for the safety backup) of at least this major. */
+  major: number;
+  /** The version that asks for it, for messages. */
+  version: string;
+  /** Server binaries of that major or newer are needed too (a scratch target). */
+  needServer: boolean;
+}
+
+export interface DrillDeps {
+  storage: Storage;
+  logger: Logger;
+  clock: Clock;
+  env: NodeJS.ProcessEnv;
+  /** Absolute path of `zstd`, when installed. */
+  zstdPath?: string;
+  resolveTools(request: ToolRequest): Promise<ClientTools>;
+  /** Server binaries for a scratch target; default: the newest installed of at least `minMajor`. */
+  findServer?(minMajor: number): Promise<ServerBinaries>;
+  /** A folder the drill may fill with the downloaded object and archive (removed afterwards). */
+  workDir: string;
+  /** Working directory of the smoke command. */
+  workspace: string;
+  progressIntervalMs?: number;
+  /**
+   * Called with each folder the run creates (download folder, scratch cluster), before it is
+   * filled, so a later step can remove it when this process is killed before its cleanup.
+   */
+  onTemporaryFolder?(dir: string): void;
+}
+
+export type PhaseName = 'download' | 'decrypt' | 'restore' | 'checks' | 'smoke';
+
+export interface Phase {
+  name: PhaseName;
+  label: string;
+  status: 'passed' | 'failed' | 'skipped';
+  seconds?: number;
+  detail: string;
+}
+
+export interface DrillResult {
+  mode: 'drill' | 'restore';
+  status: 'passed' | 'failed';
+  name: string;
+  manifest: Manifest;
+  startedAt: Date;
+  finishedAt: Date;
+  phases: Phase[];
+  /** Download start to a restored, analysed, checked (and smoke-tested) database; undefined when it never got there. */
+  rtoSeconds?: number;
+  /** Age of the backup's snapshot (its start) when the drill started. */
+  rpoSeconds: number;
+  rtoTargetSeconds?: number;
+  rpoTargetSeconds?: number;
+  /** Every check with its outcome, including the RTO and RPO targets. */
+  checks: CheckResult[];
+  comparison: TableComparison[];
+  /** What stopped the drill before its end, when something did. */
+  error?: string;
+  warnings: string[];
+  target?: { describe: string; serverVersion: string; scratch: boolean };
+  /** The pg_restore version used. */
+  pgRestoreVersion?: string;
+  safetyBackup?: { id: string; location: string };
+  /** Earlier drills and restores of the name, oldest first (this one not included). */
+  history: VerificationRecord[];
+  /** Key of this run's record under verifications/, when it was stored. */
+  recordKey?: string;
+}
+
+/** A timed drill: restore a backup into a throwaway target, check it, measure RTO and RPO. */
+export function runDrill(options: DrillOptions, deps: DrillDeps): Promise<DrillResult> {
+  return execute('drill', options, deps);
+}
+
+/**
+ * The real restore: replaces the target database's contents with the backup, after checking
+ * `confirm` against the database name, refusing or terminating other sessions, and taking a
+ * safety backup of the target first. What the backup covers is emptied in one transaction
+ * (see emptyTarget), then pg_restore rebuilds it.
+ */
+export function runRestore(options: RestoreOptions, deps: DrillDeps): Promise<DrillResult> {
+  return execute('restore', options, deps);
+}
+
+/** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
+export function majorOf(version: string): number {
+  return parseToolVersion(version)?.major ?? 0;
+}
+
+/** The given backup, or the newest complete one that is not a pre-restore safety backup. */
+export async function pickBackup(
+  storage: Storage,
+  name: string,
+  backupId: string | undefined,
+): Promise<Manifest> {
+  if (backupId) return selectBackup(storage, name, backupId);
+  const complete = completeBackups(await listCatalog(storage, name));
+  return complete.find((m) => m.kind !== 'pre-restore') ?? selectBackup(storage, name);
+}
+
+/** Why the backup's object cannot be read right now (missing, or in an archive class), if so. */
+export async function unrestorableReason(
+  storage: Storage,
+  manifest: Manifest,
+): Promise<string | undefined> {
+  const entry = dumpObject(manifest);
+  const head = await storage.head(entry.key);
+  if (!head) {
+    return `Backup ${manifest.id} is not restorable: its manifest lists ${storage.location(entry.key)}, and that object is missing.`;
+  }
+  const storageClass = head.storageClass?.toUpperCase();
+  if (storageClass && ARCHIVE_STORAGE_CLASSES.includes(storageClass)) {
+    const thaw = storageClass === 'DEEP_ARCHIVE' ? 'up to 12 hours (48 with bulk)' : '3 to 5 hours';
+    return (
+      `Backup ${manifest.id} is not restorable without a restore request: ${storage.location(entry.key)} is in the ${storageClass} storage class. ` +
+      `Request a temporary copy first (aws s3api restore-object --key ... --restore-request Days=2), which takes ${thaw}, and count that time in the RTO; ` +
+      `or drill a backup still in an instant-access class (backup-id), and keep the newest backups out of archive classes in the bucket's lifecycle rules.`
+    );
+  }
+  return undefined;
+}
+
+function checkDecodable(manifest: Manifest, decryption: Decryption | undefined, zstd?: string) {
+  if (manifest.encryption && !decryption?.identities.length && !decryption?.passphrase) {
+    const how = manifest.encryption.passphrase
+      ? 'a passphrase'
+      : `recipients ${manifest.encryption.recipients.join(', ')}`;
+    throw new ConfigurationError(
+      `Backup ${manifest.id} is encrypted with age (${how}): set encryption-identity (the age secret key) or encryption-passphrase.`,
+    );
+  }
+  if (manifest.compression.method === 'zstd' && !zstd) {
+    throw new ConfigurationError(
+      `Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`,
+    );
+  }
+}
+
+const PHASE_LABELS: Record<PhaseName, string> = {
+  download: 'Download',
+  decrypt: 'Decrypt and decompress',
+  restore: 'Restore and ANALYZE',
+  checks: 'Checks',
+  smoke: 'Smoke command',
+};
+
+class PhaseFailure extends Error {}
+
+async function execute(
+  mode: 'drill' | 'restore',
+  options: DrillOptions | RestoreOptions,
+  deps: DrillDeps,
+): Promise<DrillResult> {
+  const { storage, logger, clock } = deps;
+  const startedAt = clock.now();
+  const restore = mode === 'restore' ? (options as RestoreOptions) : undefined;
+
+  // The confirmation comes before anything is read or touched.
+  if (restore) {
+    if (!restore.targetUrl) {
+      throw new ConfigurationError(
+        `mode 'restore' replaces the database given by target-url, and target-url is empty.`,
+      );
+    }
+    const info = parseConnectionString(restore.targetUrl, 'target-url');
+    const database = databaseName(info);
+    if (restore.confirm !== database) {
+      throw new ConfigurationError(
+        `Refusing to restore into ${describeConnection(info)}: confirm must be the target database's name, '${database}'` +
+          (restore.confirm ? `, got '${restore.confirm}'` : ', and it is empty') +
+          '. Nothing was changed.',
+      );
+    }
+  }
+
+  const name = await resolveName(storage, options.name);
+  const manifest = await pickBackup(storage, name, options.backupId);
+  const rpoSeconds = Math.max(0, (startedAt.getTime() - Date.parse(manifest.startedAt)) / 1000);
+  logger.info(
+    `${mode === 'restore' ? 'Restoring' : 'Drilling'} backup ${manifest.id} of ${name} (${manifest.kind}, taken ${manifest.startedAt}, PostgreSQL ${manifest.source.serverVersion}); its age is ${formatDuration(rpoSeconds)}`,
+  );
+  const result: DrillResult = {
+    mode,
+    status: 'passed',
+    name,
+    manifest,
+    startedAt,
+    finishedAt: startedAt,
+    phases: (Object.keys(PHASE_LABELS) as PhaseName[]).map((p) => ({
+      name: p,
+      label: PHASE_LABELS[p],
+      status: 'skipped',
+      detail: p === 'smoke' && !options.smokeCommand ? 'no smoke-command given' : 'not reached',
+    })),
+    rpoSeconds,
+    rtoTargetSeconds: options.rtoTargetSeconds,
+    rpoTargetSeconds: options.rpoTargetSeconds,
+    checks: [],
+    comparison: [],
+    warnings: [],
+    history: [],
+  };
+  const history = recentDrills(storage, name).catch((error: unknown) => {
+    logger.warning(`Could not read the earlier drills: ${errorMessage(error)}`);
+    return [];
+  });
+
+  const unrestorable = await unrestorableReason(storage, manifest);
+  if (unrestorable) {
+    result.error = unrestorable;
+    return finish(result, options, deps, await history);
+  }
+  checkDecodable(manifest, options.decryption, deps.zstdPath);
+
+  const sourceMajor = majorOf(manifest.source.serverVersion);
+  const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
+  let target: RestoreTarget | undefined;
+  let workDir: string | undefined;
+  try {
+    let tools: ClientTools;
+    if (options.targetUrl) {
+      target = await givenTarget({
+        url: options.targetUrl,
+        logger,
+        allowNonEmpty: Boolean(restore),
+        dropCreatedOnCleanup: !restore,
+      });
+      tools = await deps.resolveTools({
+        major: Math.max(dumpMajor, restore?.safetyBackup ? target.serverMajor : 0),
+        version: manifest.tools.pgDumpVersion,
+        needServer: false,
+      });
+    } else {
+      tools = await deps.resolveTools({
+        major: dumpMajor,
+        version: manifest.tools.pgDumpVersion,
+        needServer: true,
+      });
+      const minServer =
+        options.postgresVersion === 'auto'
+          ? sourceMajor
+          : Math.max(options.postgresVersion, sourceMajor);
+      const server = deps.findServer
+        ? await deps.findServer(minServer)
+        : await scratchServer(minServer, logger);
+      target = await scratchTarget({ server, logger, database: 'restore_drill' });
+      if (target.scratch) deps.onTemporaryFolder?.(path.dirname(target.scratch.dataDir));
+    }
+    result.pgRestoreVersion = tools.version;
+    result.target = {
+      describe: target.describe,
+      serverVersion: target.serverVersion,
+      scratch: Boolean(target.scratch),
+    };
+    if (target.serverMajor < sourceMajor) {
+      result.warnings.push(
+        `The target runs PostgreSQL ${target.serverVersion}, older than the backup's source (${manifest.source.serverVersion}): ` +
+          `objects and syntax the older server lacks make the restore fail. Restore into PostgreSQL ${sourceMajor} or newer.`,
+      );
+    } else if (target.serverMajor > sourceMajor) {
+      logger.info(
+        `Upgrade rehearsal: PostgreSQL ${manifest.source.serverVersion} → ${target.serverVersion}`,
+      );
+    }
+    for (const w of result.warnings) logger.warning(w);
+
+    if (restore) {
+      const sessions = await withClient(target, (c) => otherSessions(c, target!.database));
+      if (sessions > 0 && !restore.terminateConnections) {
+        throw new ConfigurationError(
+          `Refusing to restore into ${target.describe}: ${sessions} other session(s) are connected to it. ` +
+            `Stop the application first, or set terminate-connections: true to end them. Nothing was changed.`,
+        );
+      }
+      if (restore.safetyBackup) {
+        const objects = await withClient(target, userObjects);
+        if (objects > 0) {
+          result.safetyBackup = await takeSafetyBackup(
+            restore,
+            deps,
+            target,
+            name,
+            manifest,
+            tools,
+          );
+        } else {
+          logger.info(
+            `${target.describe} holds no tables, views or sequences: no safety backup needed`,
+          );
+        }
+      }
+    }
+
+    workDir = await mkdtemp(path.join(deps.workDir, 'drill-'));
+    deps.onTemporaryFolder?.(workDir);
+    await runPhases(result, options, deps, target, tools, workDir);
+  } finally {
+    if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+    if (target) {
+      await target
+        .cleanup()
+        .catch((error: unknown) =>
+          logger.warning(`Could not clean up ${target!.describe}: ${errorMessage(error)}`),
+        );
+    }
+  }
+  return finish(result, options, deps, await history);
+}
+
+async function withClient<T>(
+  target: RestoreTarget,
+  fn: (client: Awaited<ReturnType<typeof connect>>) => Promise<T>,
+): Promise<T> {
+  const client = await connect(target.connection, target.database);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Tables, views and sequences outside the system schemas. */
+async function userObjects(client: Awaited<ReturnType<typeof connect>>): Promise<number> {
+  const r = await client.query<{ n: string }>(
+    `SELECT count(*)::text AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+        AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`,
+  );
+  return Number(r.rows[0].n);
+}
+
+async function takeSafetyBackup(
+  options: RestoreOptions,
+  deps: DrillDeps,
+  target: RestoreTarget,
+  name: string,
+  manifest: Manifest,
+  tools: ClientTools,
+): Promise<{ id: string; location: string }> {
+  return deps.logger.group(`Safety backup of ${target.describe} (kind pre-restore)`, async () => {
+    const encryption = manifest.encryption
+      ? {
+          recipients: manifest.encryption.recipients,
+          passphrase: manifest.encryption.passphrase ? options.decryption?.passphrase : undefined,
+        }
+      : undefined;
+    const backup = await runBackup(
+      {
+        connection: target.connection,
+        name,
+        format: 'custom',
+        jobs: 1,
+        compression: { method: 'auto' },
+        selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
+        globals: false,
+        encryption:
+          encryption && (encryption.recipients.length > 0 || encryption.passphrase)
+            ? encryption
+            : undefined,
+        kind: 'pre-restore',
+        labels: { 'restore-of': manifest.id },
+        rowCounts: 'exact',
+        sizeChangeThreshold: Number.POSITIVE_INFINITY,
+        git: options.git,
+      },
+      {
+        storage: deps.storage,
+        logger: deps.logger,
+        clock: deps.clock,
+        env: deps.env,
+        zstdPath: deps.zstdPath,
+        resolveTools: () => Promise.resolve(tools),
+        progressIntervalMs: deps.progressIntervalMs,
+        tmpDir: deps.workDir,
+      },
+    );
+    for (const w of backup.warnings) deps.logger.warning(w);
+    deps.logger.info(
+      `Safety backup ${backup.manifest.id} stored: restore it (backup-id: ${backup.manifest.id}) to undo this restore.`,
+    );
+    return { id: backup.manifest.id, location: deps.storage.location(backup.manifestKey) };
+  });
+}
+
+async function runPhases(
+  result: DrillResult,
+  options: DrillOptions | RestoreOptions,
+  deps: DrillDeps,
+  target: RestoreTarget,
+  tools: ClientTools,
+  workDir: string,
+): Promise<void> {
+  const { logger } = deps;
+  const manifest = result.manifest;
+  const restore = result.mode === 'restore' ? (options as RestoreOptions) : undefined;
+  const phase = (name: PhaseName): Phase => result.phases.find((p) => p.name === name)!;
+  /** Runs and times a phase; a failed download, decrypt or restore ends the run, later ones do not. */
+  const timed = async <T>(
+    name: PhaseName,
+    fn: () => Promise<{ value: T; detail: string }>,
+  ): Promise<T | undefined> => {
+    const p = phase(name);
+    const phaseStart = performance.now();
+    try {
+      const { value, detail } = await logger.group(p.label, fn);
+      p.status = 'passed';
+      p.detail = detail;
+      return value;
+    } catch (error) {
+      p.status = 'failed';
+      p.detail = errorMessage(error);
+      if (name === 'checks' || name === 'smoke') return undefined;
+      result.error = `${p.label} failed: ${errorMessage(error)}`;
+      throw new PhaseFailure(p.detail, { cause: error });
+    } finally {
+      p.seconds = (performance.now() - phaseStart) / 1000;
+    }
+  };
+
+  const started = performance.now();
+  try {
+    const downloaded = await timed('download', async () => {
+      const downloadStart = performance.now();
+      const d = await downloadObject({
+        storage: deps.storage,
+        manifest,
+        dir: workDir,
+        logger,
+        progressIntervalMs: deps.progressIntervalMs,
+      });
+      const seconds = (performance.now() - downloadStart) / 1000;
+      return {
+        value: d,
+        detail: `${formatBytes(d.bytes)} at ${rate(d.bytes, seconds)}; size and SHA-256 match the manifest`,
+      };
+    });
+
+    const archive = await timed('decrypt', async () => {
+      const a = await decodeFile({
+        manifest,
+        file: downloaded!.path,
+        decryption: options.decryption,
+        tools: { zstdPath: deps.zstdPath },
+        dir: workDir,
+        logger,
+        progressIntervalMs: deps.progressIntervalMs,
+      });
+      const steps = [
+        manifest.encryption ? 'age' : undefined,
+        ['zstd', 'gzip'].includes(manifest.compression.method)
+          ? manifest.compression.method
+          : undefined,
+        manifest.format === 'directory' ? 'tar' : undefined,
+      ].filter(Boolean);
+      return {
+        value: a,
+        detail: steps.length
+          ? `${steps.join(' → ')} into a ${manifest.format}-format archive`
+          : 'nothing to decrypt or decompress',
+      };
+    });
+
+    let listing: Awaited<ReturnType<typeof listArchive>> | undefined;
+    await timed('restore', async () => {
+      listing = await listArchive(tools.pgRestore, archive!.archivePath);
+      const roles = await archiveRoles(tools.pgRestore, archive!.archivePath);
+      const ownership = await withClient(target, (c) => planOwnership(c, roles));
+      if (!ownership.keep) {
+        const why = [
+          ownership.missing.length ? `missing roles: ${ownership.missing.join(', ')}` : '',
+          ownership.notMember.length
+            ? `the restoring user cannot own objects as: ${ownership.notMember.join(', ')}`
+            : '',
+        ]
+          .filter(Boolean)
+          .join('; ');
+        const message = `Restoring without owners and grants (--no-owner --no-acl): ${why}.`;
+        if (restore) result.warnings.push(message);
+        logger.info(message);
+      }
+      if (restore) {
+        await withClient(target, async (c) => {
+          const sessions = await otherSessions(c, target.database);
+          if (sessions === 0) return;
+          if (!restore.terminateConnections) {
+            throw new Error(
+              `${sessions} session(s) connected to ${target.database} since the start; set terminate-connections: true or stop them. The database was not changed.`,
+            );
+          }
+          const t = await terminateSessions(c, target.database);
+          logger.info(`Terminated ${t.terminated} other session(s) of ${target.database}`);
+          if (t.remaining > 0) {
+            throw new Error(
+              `${t.remaining} session(s) of ${target.database} could not be terminated (the restoring user needs pg_signal_backend or to own them). The database was not changed.`,
+            );
+          }
+        });
+        await withClient(target, (c) => emptyTarget(c, manifest, logger));
+      }
+      await runPgRestore({
+        pgRestore: tools.pgRestore,
+        archivePath: archive!.archivePath,
+        connection: target.connection,
+        database: target.database,
+        jobs: options.jobs,
+        clean: false,
+        keepOwnership: ownership.keep,
+        env: deps.env,
+        logger,
+      });
+      await withClient(target, (c) => c.query('ANALYZE'));
+      return {
+        value: undefined,
+        detail: `pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${ownership.keep ? ', owners and grants kept' : ', --no-owner --no-acl'}; ANALYZE`,
+      };
+    });
+    await rm(archive!.archivePath, { recursive: true, force: true });
+
+    await timed('checks', async () => {
+      const checks = await withClient(target, async (client) => {
+        const tables = await compareTables(client, manifest);
+        result.comparison = tables.comparison;
+        return [
+          tables.result,
+          ...(await constraintsAndSequences(client, listing?.constraints)),
+          ...(await runUserChecks(client, options.checks)),
+        ];
+      });
+      result.checks.push(...checks);
+      const failed = checks.filter((c) => c.status === 'failed');
+      if (failed.length > 0) {
+        throw new Error(
+          `${failed.length} of ${checks.length} failed: ${failed.map((c) => c.name).join(', ')}`,
+        );
+      }
+      return { value: undefined, detail: `${checks.length} passed` };
+    });
+
+    if (options.smokeCommand) {
+      const command = options.smokeCommand;
+      await timed('smoke', async () => {
+        const smoke = await runSmokeCommand({
+          command,
+          cwd: deps.workspace,
+          env: deps.env,
+          connection: target.connection,
+          database: target.database,
+          logger,
+        });
+        if (smoke.exitCode !== 0) {
+          throw new Error(
+            `the smoke command ${smoke.signal ? `was killed by ${smoke.signal}` : `exited with code ${smoke.exitCode}`}; its output is in the log group '${PHASE_LABELS.smoke}'`,
+          );
+        }
+        return { value: undefined, detail: 'exited with code 0' };
+      });
+    }
+    result.rtoSeconds = (performance.now() - started) / 1000;
+  } catch (error) {
+    if (!(error instanceof PhaseFailure)) throw error;
+  }
+}
+
+async function finish(
+  result: DrillResult,
+  options: DrillOptions,
+  deps: DrillDeps,
+  history: VerificationRecord[],
+): Promise<DrillResult> {
+  const { logger } = deps;
+  result.history = history;
+  if (result.rtoSeconds !== undefined) {
+    const target = options.rtoTargetSeconds;
+    result.checks.push({
+      name: 'Recovery time (RTO)',
+      status: target === undefined || result.rtoSeconds <= target ? 'passed' : 'failed',
+      detail:
+        target === undefined
+          ? `${formatDuration(result.rtoSeconds)} (no rto-target set)`
+          : `${formatDuration(result.rtoSeconds)} against a target of ${formatDuration(target)}`,
+    });
+  } else {
+    result.checks.push({
+      name: 'Recovery time (RTO)',
+      status: 'failed',
+      detail: `not recovered: ${result.error ?? 'the drill stopped'}`,
+    });
+  }
+  const rpoTarget = options.rpoTargetSeconds;
+  result.checks.push({
+    name: 'Backup age (RPO)',
+    status: rpoTarget === undefined || result.rpoSeconds <= rpoTarget ? 'passed' : 'failed',
+    detail:
+      rpoTarget === undefined
+        ? `${formatDuration(result.rpoSeconds)} (no rpo-target set)`
+        : `${formatDuration(result.rpoSeconds)} against a target of ${formatDuration(rpoTarget)}`,
+  });
+  result.status =
+    result.error ||
+    result.phases.some((p) => p.status === 'failed') ||
+    result.checks.some((c) => c.status === 'failed')
+      ? 'failed'
+      : 'passed';
+  result.finishedAt = deps.clock.now();
+
+  const timings: Record<string, number> = {};
+  for (const p of result.phases) if (p.seconds !== undefined) timings[p.name] = round(p.seconds);
+  const record: VerificationRecord = {
+    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    backupId: result.manifest.id,
+    name: result.name,
+    type: result.mode,
+    status: result.status,
+    startedAt: result.startedAt.toISOString(),
+    finishedAt: result.finishedAt.toISOString(),
+    checks: [
+      ...result.phases
+        .filter((p) => p.status === 'failed')
+        .map((p) => ({ name: p.label, status: p.status, detail: p.detail })),
+      ...result.checks.map((c) => ({ name: c.name, status: c.status, detail: c.detail })),
+    ],
+    timings,
+    rtoSeconds: result.rtoSeconds === undefined ? undefined : round(result.rtoSeconds),
+    rpoSeconds: round(result.rpoSeconds),
+    rtoTargetSeconds: options.rtoTargetSeconds,
+    rpoTargetSeconds: options.rpoTargetSeconds,
+    git: options.git,
+  };
+  try {
+    result.recordKey = await appendRecord(deps, record);
+  } catch (error) {
+    logger.warning(
+      `Could not store the drill record under verifications/ (${errorMessage(error)}); the trend will miss this run.`,
+    );
+  }
+  const rto = result.rtoSeconds === undefined ? 'not reached' : formatDuration(result.rtoSeconds);
+  logger.info(
+    `${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${formatDuration(result.rpoSeconds)}`,
+  );
+  return result;
+}
+
+/**
+ * Appends the record. Record keys carry the finish time to the second, so a second run on the
+ * same backup within that second finds its key taken: it is then recorded a second later.
+ */
+async function appendRecord(deps: DrillDeps, record: VerificationRecord): Promise<string> {
+  try {
+    return await appendVerificationRecord(deps.storage, record);
+  } catch (error) {
+    const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
+    if (!(await deps.storage.head(key).catch(() => undefined))) throw error;
+    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 10));
+    const later = new Date(
+      Math.max(deps.clock.now().getTime(), Date.parse(record.finishedAt) + 1000),
+    );
+    return appendVerificationRecord(deps.storage, { ...record, finishedAt: later.toISOString() });
+  }
+}
+
+function round(seconds: number): number {
+  return Math.round(seconds * 1000) / 1000;
+}

@@ -1,0 +1,141 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { dumpObject, type Manifest } from '../catalog/manifest.js';
+import type { Logger } from '../core/logger.js';
+import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
+import { HashCounter, Progress } from '../core/streams.js';
+import type { Storage } from '../storage/storage.js';
+import {
+  checkIntegrity,
+  decodeStages,
+  type Decryption,
+  type DecodeTools,
+  type FetchResult,
+} from './fetch.js';
+
+/**
+ * The restore pipeline of fetch.ts cut in two, so each half can be timed: `downloadObject`
+ * stores the raw object (checked against the manifest's size and SHA-256) as a local file,
+ * and `decodeFile` turns that file into a restorable archive (age, then decompression, then
+ * `tar -x` for the directory format). The raw file is removed once it is decoded, so at most
+ * the object and its decoded archive are on disk at the same time.
+ */
+
+export interface DownloadedObject {
+  path: string;
+  bytes: number;
+  sha256: string;
+}
+
+/** Downloads the dump object to `dir`; an object that does not match its manifest is an IntegrityError. */
+export async function downloadObject(options: {
+  storage: Storage;
+  manifest: Manifest;
+  dir: string;
+  logger: Logger;
+  progressIntervalMs?: number;
+}): Promise<DownloadedObject> {
+  const entry = dumpObject(options.manifest);
+  await mkdir(options.dir, { recursive: true });
+  const file = path.join(options.dir, path.basename(entry.key));
+  const hash = new HashCounter();
+  const progress = new Progress(
+    options.logger,
+    'Downloaded',
+    () => hash.bytes,
+    options.progressIntervalMs ?? 5000,
+  );
+  try {
+    const source = await options.storage.getStream(entry.key);
+    await pipeline(source, hash, createWriteStream(file));
+    progress.report();
+    checkIntegrity(entry, hash);
+    return { path: file, bytes: hash.bytes, sha256: hash.digest() };
+  } catch (error) {
+    await rm(file, { force: true });
+    throw error;
+  } finally {
+    progress.stop();
+  }
+}
+
+/**
+ * Decodes a downloaded object into `dir/archive.pgc` (custom format) or `dir/archive/`
+ * (directory format). An object that needs no decoding is renamed, not copied.
+ */
+export async function decodeFile(options: {
+  manifest: Manifest;
+  file: string;
+  decryption?: Decryption;
+  tools: DecodeTools;
+  dir: string;
+  logger: Logger;
+  progressIntervalMs?: number;
+}): Promise<FetchResult> {
+  const { manifest, logger } = options;
+  const entry = dumpObject(manifest);
+  const { stages, processes } = decodeStages(manifest, options.decryption, options.tools);
+  const all: { tool: string; proc: RunningProcess }[] = [...processes];
+  try {
+    let archivePath: string;
+    let sink: Writable;
+    if (manifest.format === 'directory') {
+      archivePath = path.join(options.dir, 'archive');
+      await mkdir(archivePath, { recursive: true });
+      const tar = startProcess('tar', ['-x', '-f', '-', '-C', archivePath], {
+        stdio: ['pipe', 'ignore', 'pipe'],
+      });
+      all.push({ tool: 'tar -x', proc: tar });
+      sink = tar.child.stdin as Writable;
+    } else {
+      archivePath = path.join(options.dir, 'archive.pgc');
+      if (stages.length === 0) {
+        await rename(options.file, archivePath);
+        return { archivePath, format: 'custom', bytes: entry.bytes, sha256: entry.sha256 };
+      }
+      sink = createWriteStream(archivePath);
+    }
+    const read = new HashCounter();
+    const progress = new Progress(
+      logger,
+      'Decoded',
+      () => read.bytes,
+      options.progressIntervalMs ?? 5000,
+    );
+    try {
+      await pipeline([
+        createReadStream(options.file, { highWaterMark: 1 << 20 }),
+        read,
+        ...stages,
+        sink,
+      ] as unknown as NodeJS.ReadWriteStream[]);
+      for (const p of all) {
+        const exit = await p.proc.exited;
+        if (exit.code !== 0) throw new Error(describeExit(p.tool, exit));
+      }
+      progress.report();
+    } finally {
+      progress.stop();
+    }
+    await rm(options.file, { force: true });
+    return { archivePath, format: manifest.format, bytes: entry.bytes, sha256: entry.sha256 };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE') {
+      // A tool that died explains the broken pipe better than the pipe does.
+      for (const p of all) p.proc.kill();
+      for (const p of all) {
+        const exit = await p.proc.exited;
+        if (exit.code !== 0 && exit.signal !== 'SIGTERM') {
+          throw new Error(describeExit(p.tool, exit), { cause: error });
+        }
+      }
+    }
+    throw error;
+  } finally {
+    for (const p of all) p.proc.kill();
+  }
+}
