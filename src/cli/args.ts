@@ -1,0 +1,392 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigurationError, errorMessage } from '../core/errors.js';
+
+/**
+ * The CLI's options. Every option `--some-name` can also be set with the environment variable
+ * `PGBACKUP_SOME_NAME`; a flag wins over the variable. A few widely used variables are read
+ * too (`aliases`). Secrets are never flags, where `ps` and the shell history would show them:
+ * they come from the environment or from a file.
+ */
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  help: string;
+  /** Environment variables read after PGBACKUP_<NAME>, in order. */
+  aliases?: string[];
+  /** Environment only (PGBACKUP_<NAME> and aliases), never a flag. */
+  envOnly?: boolean;
+  /** Shown in the help as the value's placeholder. */
+  value?: string;
+}
+
+const storage: Record<string, OptionSpec> = {
+  storage: {
+    type: 'string',
+    value: 'LOCATION',
+    help: 's3://bucket/prefix or a folder (required)',
+  },
+  name: { type: 'string', value: 'NAME', help: 'catalog name (default: the only one in storage)' },
+  's3-endpoint': {
+    type: 'string',
+    value: 'URL',
+    help: 'S3-compatible endpoint (R2, B2, MinIO, ...)',
+  },
+  's3-region': { type: 'string', value: 'REGION', help: 'bucket region (default: AWS_REGION)' },
+  's3-force-path-style': { type: 'boolean', help: 'address the bucket in the URL path' },
+};
+
+const decryption: Record<string, OptionSpec> = {
+  'encryption-identity-file': {
+    type: 'string',
+    value: 'FILE',
+    aliases: ['AGE_IDENTITY_FILE'],
+    help: 'age identity file (age-keygen output)',
+  },
+  'encryption-identity': {
+    type: 'string',
+    envOnly: true,
+    aliases: ['AGE_IDENTITY'],
+    help: 'the age identity itself (AGE-SECRET-KEY-1...)',
+  },
+  'encryption-passphrase-file': {
+    type: 'string',
+    value: 'FILE',
+    help: 'file holding the age passphrase',
+  },
+  'encryption-passphrase': {
+    type: 'string',
+    envOnly: true,
+    aliases: ['AGE_PASSPHRASE'],
+    help: 'the age passphrase itself',
+  },
+};
+
+const output: Record<string, OptionSpec> = {
+  json: { type: 'boolean', help: 'print the result as JSON on stdout' },
+  verbose: { type: 'boolean', help: 'more detail on stderr' },
+  help: { type: 'boolean', help: 'this help' },
+};
+
+const restoreCommon: Record<string, OptionSpec> = {
+  'backup-id': { type: 'string', value: 'ID', help: 'backup to use (default: the newest)' },
+  jobs: { type: 'string', value: 'N', help: 'parallel pg_restore jobs (default 2)' },
+  checks: { type: 'string', value: 'SQL|FILE', help: 'SQL assertions (pass when no rows)' },
+  'postgres-version': {
+    type: 'string',
+    value: 'auto|N',
+    help: 'client tools (and least scratch server) major',
+  },
+};
+
+const drillOnly: Record<string, OptionSpec> = {
+  'rto-target': { type: 'string', value: 'DURATION', help: 'fail when recovery takes longer' },
+  'rpo-target': { type: 'string', value: 'DURATION', help: 'fail when the backup is older' },
+  'smoke-command': {
+    type: 'string',
+    value: 'CMD',
+    help: 'run with DATABASE_URL/PG* of the restored database',
+  },
+};
+
+export interface CommandSpec {
+  summary: string;
+  usage: string;
+  options: Record<string, OptionSpec>;
+}
+
+export const COMMANDS: Record<string, CommandSpec> = {
+  list: {
+    summary: 'list the backups of the catalog, with their last verification',
+    usage: 'pg-backup list --storage LOCATION [--name NAME]',
+    options: { ...storage, ...output },
+  },
+  backup: {
+    summary: 'back up a database (pg_dump, zstd, age) to the storage',
+    usage: 'pg-backup backup --storage LOCATION --database-url URL [options]',
+    options: {
+      ...storage,
+      'database-url': {
+        type: 'string',
+        value: 'URL',
+        aliases: ['DATABASE_URL'],
+        help: 'database to back up (default: PG* variables)',
+      },
+      format: { type: 'string', value: 'custom|directory', help: 'archive format' },
+      jobs: { type: 'string', value: 'N', help: 'parallel pg_dump jobs (directory format)' },
+      compression: { type: 'string', value: 'auto|zstd[:N]|gzip[:N]|none', help: 'compression' },
+      schemas: { type: 'string', value: 'LIST', help: 'only these schemas' },
+      'exclude-schemas': { type: 'string', value: 'LIST', help: 'leave out these schemas' },
+      'exclude-table-data': { type: 'string', value: 'LIST', help: 'tables dumped without rows' },
+      globals: { type: 'boolean', help: 'also dump roles (pg_dumpall --roles-only)' },
+      'encryption-recipients': {
+        type: 'string',
+        value: 'AGE1...',
+        aliases: ['AGE_RECIPIENTS'],
+        help: 'age public keys to encrypt to',
+      },
+      'encryption-passphrase-file': decryption['encryption-passphrase-file'],
+      'encryption-passphrase': decryption['encryption-passphrase'],
+      kind: {
+        type: 'string',
+        value: 'KIND',
+        help: 'scheduled|pre-migration|manual (default manual)',
+      },
+      labels: { type: 'string', value: 'K=V,...', help: 'labels recorded in the manifest' },
+      'keep-until': { type: 'string', value: 'DATE|DURATION', help: 'pin against pruning' },
+      'row-counts': { type: 'string', value: 'exact|estimate|off', help: 'table row counts' },
+      'postgres-version': restoreCommon['postgres-version'],
+      ...output,
+    },
+  },
+  verify: {
+    summary: 'prove a backup is intact and restores (into a scratch server)',
+    usage: 'pg-backup verify --storage LOCATION [--backup-id ID] [options]',
+    options: {
+      ...storage,
+      ...decryption,
+      ...restoreCommon,
+      'no-restore': { type: 'boolean', help: 'check the stored object only, do not restore' },
+      'target-url': {
+        type: 'string',
+        value: 'URL',
+        help: 'an empty or new database to restore into',
+      },
+      'max-age': {
+        type: 'string',
+        value: 'DURATION',
+        help: 'fail when the newest backup is older',
+      },
+      ...output,
+    },
+  },
+  drill: {
+    summary: 'timed restore into a scratch server (RTO, RPO, checks, smoke command)',
+    usage: 'pg-backup drill --storage LOCATION [--rto-target 30m] [--rpo-target 26h] [options]',
+    options: {
+      ...storage,
+      ...decryption,
+      ...restoreCommon,
+      ...drillOnly,
+      'target-url': {
+        type: 'string',
+        value: 'URL',
+        help: 'an empty or new database instead of a scratch server',
+      },
+      ...output,
+    },
+  },
+  restore: {
+    summary: 'replace the contents of a database with a backup (the real restore)',
+    usage: 'pg-backup restore --storage LOCATION --target-url URL [--confirm DBNAME] [options]',
+    options: {
+      ...storage,
+      ...decryption,
+      ...restoreCommon,
+      ...drillOnly,
+      'target-url': {
+        type: 'string',
+        value: 'URL',
+        aliases: ['DATABASE_URL'],
+        help: 'the database to replace (default: DATABASE_URL, then PG* variables)',
+      },
+      confirm: { type: 'string', value: 'DBNAME', help: 'the target database name (else asked)' },
+      'terminate-connections': { type: 'boolean', help: 'end other sessions of the target' },
+      'no-safety-backup': { type: 'boolean', help: 'skip the pre-restore backup of the target' },
+      ...output,
+    },
+  },
+  prune: {
+    summary: 'apply a retention policy, never losing the last good backup',
+    usage: 'pg-backup prune --storage LOCATION --name NAME|* --keep-daily 30 [options]',
+    options: {
+      ...storage,
+      'keep-last': { type: 'string', value: 'N', help: 'keep the newest N' },
+      'keep-hourly': { type: 'string', value: 'N', help: 'keep the last of each of N hours' },
+      'keep-daily': { type: 'string', value: 'N', help: 'keep the last of each of N days' },
+      'keep-weekly': { type: 'string', value: 'N', help: 'keep the last of each of N weeks' },
+      'keep-monthly': { type: 'string', value: 'N', help: 'keep the last of each of N months' },
+      'keep-yearly': { type: 'string', value: 'N', help: 'keep the last of each of N years' },
+      'keep-within': { type: 'string', value: 'DURATION', help: 'keep everything this young' },
+      'keep-kind': { type: 'string', value: 'KIND=DURATION', help: 'keep a kind for a time' },
+      timezone: { type: 'string', value: 'TZ', help: 'calendar of the daily/weekly rules' },
+      'dry-run': { type: 'boolean', help: 'plan and report only' },
+      'delete-incomplete-after': {
+        type: 'string',
+        value: 'DURATION|never',
+        help: 'grace period of uploads without a manifest (default 24h)',
+      },
+      'max-delete': {
+        type: 'string',
+        value: 'N|N%',
+        help: 'refuse larger deletions (default 50%)',
+      },
+      'bypass-governance-retention': {
+        type: 'boolean',
+        help: 'delete under Object Lock governance mode',
+      },
+      ...output,
+    },
+  },
+};
+
+/** The environment variable of an option: `--rto-target` → `PGBACKUP_RTO_TARGET`. */
+export function envName(option: string): string {
+  return `PGBACKUP_${option.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** Options of one command line, resolved from flags, then the environment. */
+export class ParsedOptions {
+  constructor(
+    readonly command: string,
+    private readonly values: Record<string, string | boolean | undefined>,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  private spec(name: string): OptionSpec {
+    const spec = COMMANDS[this.command].options[name];
+    if (!spec) throw new Error(`option --${name} is not defined for ${this.command}`);
+    return spec;
+  }
+
+  /** A string option: the flag, else PGBACKUP_<NAME>, else its aliases; '' counts as unset. */
+  string(name: string): string | undefined {
+    const spec = this.spec(name);
+    const flag = this.values[name];
+    if (typeof flag === 'string' && flag !== '') return flag;
+    for (const variable of [envName(name), ...(spec.aliases ?? [])]) {
+      const value = this.env[variable];
+      if (value !== undefined && value !== '') return value;
+    }
+    return undefined;
+  }
+
+  required(name: string): string {
+    const value = this.string(name);
+    if (value === undefined) {
+      throw new ConfigurationError(
+        `${this.command} needs --${name} (or the environment variable ${envName(name)}).`,
+      );
+    }
+    return value;
+  }
+
+  /** A boolean option: the flag, else PGBACKUP_<NAME> (true or false). */
+  boolean(name: string): boolean {
+    this.spec(name);
+    if (this.values[name] === true) return true;
+    const value = this.env[envName(name)];
+    if (value === undefined || value === '') return false;
+    if (['true', 'True', 'TRUE', '1'].includes(value)) return true;
+    if (['false', 'False', 'FALSE', '0'].includes(value)) return false;
+    throw new ConfigurationError(`${envName(name)} must be true or false, got '${value}'.`);
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const text = this.string(name);
+    if (text === undefined) return fallback;
+    const n = Number(text.trim());
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new ConfigurationError(
+        `--${name} must be a whole number from ${min} to ${max}, got '${text}'.`,
+      );
+    }
+    return n;
+  }
+
+  /** A secret: from its file option (`--<name>-file`), else from the environment. */
+  secret(name: string): string | undefined {
+    const fileOption = `${name}-file`;
+    const file = COMMANDS[this.command].options[fileOption] ? this.string(fileOption) : undefined;
+    if (file !== undefined) {
+      try {
+        return readFileSync(file, 'utf8').trim();
+      } catch (error) {
+        throw new ConfigurationError(`Cannot read --${fileOption} ${file}: ${errorMessage(error)}`);
+      }
+    }
+    return this.string(name);
+  }
+}
+
+/** Parses `argv` (without node and the script): the command, then its options. */
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): ParsedOptions {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    throw new UsageRequest(undefined);
+  }
+  const spec = COMMANDS[command];
+  if (!spec) {
+    throw new ConfigurationError(
+      `Unknown command '${command}'. Commands: ${Object.keys(COMMANDS).join(', ')}. Try pg-backup --help.`,
+    );
+  }
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
+  for (const [name, o] of Object.entries(spec.options)) {
+    if (!o.envOnly) options[name] = { type: o.type };
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false }));
+  } catch (error) {
+    const secret = Object.entries(spec.options).find(
+      ([name, o]) => o.envOnly && rest.some((a) => a === `--${name}` || a.startsWith(`--${name}=`)),
+    );
+    if (secret) {
+      throw new ConfigurationError(
+        `--${secret[0]} is not a flag, so the secret does not show in ps or the shell history: set ${envName(secret[0])}${secret[1].aliases ? ` (or ${secret[1].aliases.join(', ')})` : ''}, or use --${secret[0]}-file.`,
+      );
+    }
+    throw new ConfigurationError(`${errorMessage(error)}. Try pg-backup ${command} --help.`);
+  }
+  if (values.help === true) throw new UsageRequest(command);
+  return new ParsedOptions(command, values, env);
+}
+
+/** `--help` was asked for (of one command, or of all). */
+export class UsageRequest extends Error {
+  constructor(readonly command: string | undefined) {
+    super('usage');
+    this.name = 'UsageRequest';
+  }
+}
+
+/** The help text of a command, or of the whole CLI. */
+export function usage(command?: string): string {
+  if (!command) {
+    const lines = [
+      'pg-backup: PostgreSQL backups to S3 or a folder, verified, drilled and restored.',
+      '',
+      'Usage: pg-backup <command> [options]',
+      '',
+      'Commands:',
+      ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`),
+      '',
+      'Every option --some-name can be set as PGBACKUP_SOME_NAME in the environment.',
+      'Secrets come from the environment or files: DATABASE_URL, AGE_IDENTITY or',
+      '--encryption-identity-file, AGE_PASSPHRASE or --encryption-passphrase-file;',
+      'S3 credentials from the AWS environment or profile, as the aws CLI finds them.',
+      '',
+      'Exit codes: 0 ok, 1 failed (verification, drill, restore, backup), 2 usage or configuration.',
+      'Run pg-backup <command> --help for the options of a command.',
+    ];
+    return `${lines.join('\n')}\n`;
+  }
+  const spec = COMMANDS[command];
+  const lines = [
+    `pg-backup ${command}: ${spec.summary}`,
+    '',
+    `Usage: ${spec.usage}`,
+    '',
+    'Options:',
+  ];
+  for (const [name, o] of Object.entries(spec.options)) {
+    const flag = o.envOnly
+      ? `(env) ${envName(name)}`
+      : `--${name}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`;
+    const env = o.envOnly
+      ? (o.aliases ?? []).join(', ')
+      : [envName(name), ...(o.aliases ?? [])].join(', ');
+    lines.push(`  ${flag.padEnd(38)} ${o.help}${env && name !== 'help' ? ` [${env}]` : ''}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,105 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { envName, parseCommandLine } from '../../src/cli/args.js';
+import { asFlags, main } from '../../src/cli/main.js';
+
+function capture(): { stream: PassThrough; text: () => string } {
+  const stream = new PassThrough();
+  let text = '';
+  stream.setEncoding('utf8').on('data', (c: string) => (text += c));
+  return { stream, text: () => text };
+}
+
+describe('CLI options', () => {
+  it('reads a flag first, then PGBACKUP_<NAME>, then the aliases', () => {
+    expect(envName('rto-target')).toBe('PGBACKUP_RTO_TARGET');
+    const env = { PGBACKUP_STORAGE: 's3://env/prefix', DATABASE_URL: 'postgresql://a@b/c' };
+    const fromEnv = parseCommandLine(['restore'], env);
+    expect(fromEnv.string('storage')).toBe('s3://env/prefix');
+    expect(fromEnv.string('target-url')).toBe('postgresql://a@b/c');
+    const fromFlag = parseCommandLine(['restore', '--storage', './here', '--target-url=x'], {
+      ...env,
+      PGBACKUP_TARGET_URL: 'y',
+    });
+    expect(fromFlag.string('storage')).toBe('./here');
+    expect(fromFlag.string('target-url')).toBe('x');
+    expect(
+      parseCommandLine(['restore'], { ...env, PGBACKUP_TARGET_URL: 'y' }).string('target-url'),
+    ).toBe('y');
+  });
+
+  it('takes booleans as flags or true/false variables, and secrets only from the environment or files', () => {
+    expect(
+      parseCommandLine(['restore', '--terminate-connections'], {}).boolean('terminate-connections'),
+    ).toBe(true);
+    expect(
+      parseCommandLine(['restore'], { PGBACKUP_TERMINATE_CONNECTIONS: 'true' }).boolean(
+        'terminate-connections',
+      ),
+    ).toBe(true);
+    expect(() =>
+      parseCommandLine(['restore'], { PGBACKUP_TERMINATE_CONNECTIONS: 'yes' }).boolean(
+        'terminate-connections',
+      ),
+    ).toThrow("PGBACKUP_TERMINATE_CONNECTIONS must be true or false, got 'yes'.");
+    expect(
+      parseCommandLine(['drill'], { AGE_IDENTITY: 'AGE-SECRET-KEY-1Z' }).secret(
+        'encryption-identity',
+      ),
+    ).toBe('AGE-SECRET-KEY-1Z');
+    expect(() => parseCommandLine(['drill', '--encryption-passphrase=hunter2'], {})).toThrow(
+      /not a flag.*AGE_PASSPHRASE/,
+    );
+  });
+
+  it('speaks of flags where the core names action inputs', () => {
+    expect(asFlags("Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got 'x'.")).toBe(
+      "--backup-id must look like 20261121T051500Z-3f9a1c, got 'x'.",
+    );
+    expect(asFlags('Input rto-target must be a number with a unit')).toBe(
+      '--rto-target must be a number with a unit',
+    );
+    expect(
+      asFlags('Stop the application first, or set terminate-connections: true to end them.'),
+    ).toBe('Stop the application first, or pass --terminate-connections to end them.');
+  });
+});
+
+describe('pg-backup restore on a terminal', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cli-tty-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const run = async (answer: string): Promise<{ code: number; stderr: string }> => {
+    const stdin = Object.assign(new PassThrough(), { isTTY: true });
+    const stdout = capture();
+    const stderr = capture();
+    const done = main(
+      ['restore', '--storage', dir, '--target-url', 'postgresql://app@db.example.com:5432/shop'],
+      { stdin, stdout: stdout.stream, stderr: stderr.stream, env: {}, cwd: dir },
+    );
+    stdin.write(`${answer}\n`);
+    const code = await done;
+    return { code, stderr: stderr.text() };
+  };
+
+  it('asks for the database name and refuses another answer, changing nothing', async () => {
+    const wrong = await run('production');
+    expect(wrong.stderr).toContain(
+      "This replaces everything in database 'shop' (app@db.example.com:5432/shop)",
+    );
+    expect(wrong.stderr).toContain('Type the database name to continue:');
+    expect(wrong.stderr).toContain(
+      "--confirm must be the target database's name, 'shop', got 'production'",
+    );
+    expect(wrong.code).toBe(2);
+  });
+
+  it('goes on with the right name (here, to an empty catalog)', async () => {
+    const right = await run('shop');
+    expect(right.stderr).not.toContain('confirm must be');
+    expect(right.stderr).toContain('No backups in local folder');
+    expect(right.code).toBe(2);
+  });
+});

@@ -1,0 +1,228 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { completeBackups, listCatalog } from '../../src/catalog/catalog.js';
+import { generateIdentity } from '../../src/crypto/age.js';
+import { node24, repoRoot, runBundle } from '../support/bundle.js';
+import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
+import { createDatabase, loadSample, rowCounts, withClient } from '../support/sample.js';
+
+const PASSWORD = 'source-secret-pw';
+const CLI = path.join(repoRoot, 'dist/cli/index.js');
+
+interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node dist/cli/index.js <args>` under Node 24, without a terminal on stdin. */
+function runCli(args: string[], env: Record<string, string>): Promise<CliRun> {
+  const base: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!/^(PG|PGBACKUP_|GITHUB_|INPUT_|AGE_|DATABASE_URL)/.test(k)) base[k] = v;
+  }
+  const child = spawn(node24, [CLI, ...args], {
+    env: { ...base, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+function storeEnv(store: TestStore): Record<string, string> {
+  const env: Record<string, string> = { ...store.env, PGBACKUP_STORAGE: store.location };
+  if (store.kind === 's3') {
+    env.PGBACKUP_S3_ENDPOINT = store.inputs['s3-endpoint'];
+    env.PGBACKUP_S3_REGION = store.inputs['s3-region'];
+    env.PGBACKUP_S3_FORCE_PATH_STYLE = 'true';
+  }
+  return env;
+}
+
+describe('the pg-backup CLI without a catalog', () => {
+  it('prints help, and exits 2 on usage errors', async () => {
+    const help = await runCli(['--help'], {});
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Usage: pg-backup <command>');
+    expect((await runCli(['frobnicate'], {})).code).toBe(2);
+    const unknown = await runCli(['list', '--storage', '/tmp', '--colour'], {});
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("Unknown option '--colour'");
+    const noStorage = await runCli(['list'], {});
+    expect(noStorage.code).toBe(2);
+    expect(noStorage.stderr).toContain('--storage (or the environment variable PGBACKUP_STORAGE)');
+    const secretFlag = await runCli(['drill', '--encryption-identity', 'AGE-SECRET-KEY-1X'], {});
+    expect(secretFlag.code).toBe(2);
+    expect(secretFlag.stderr).toContain('AGE_IDENTITY');
+    expect(secretFlag.stderr).not.toContain('AGE-SECRET-KEY-1X');
+  });
+});
+
+describe.each(['s3', 'local'] as const)('the pg-backup CLI against %s storage', (kind) => {
+  let store: TestStore;
+  let env: Record<string, string>;
+  let sourceDb: string;
+  let sourceUrl: string;
+  let backupId: string;
+  const key = generateIdentity();
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'cli-test-'));
+
+  beforeAll(async () => {
+    store = await makeStore(kind);
+    env = storeEnv(store);
+    sourceDb = uniqueName('clisrc').replace(/-/g, '_');
+    sourceUrl = await createDatabase(sharedPostgresUrl(), sourceDb);
+    await loadSample(sourceUrl);
+    const backup = await runBundle(
+      'backup',
+      {
+        'database-url': sourceUrl,
+        storage: store.location,
+        name: 'shop',
+        'encryption-recipients': key.recipient,
+        ...store.inputs,
+      },
+      store.env,
+    );
+    expect(backup.code).toBe(0);
+    backupId = backup.outputs['backup-id'];
+  });
+
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('backs up (DATABASE_URL from the environment) and lists the catalog', async () => {
+    const backup = await runCli(
+      ['backup', '--name', 'shop', '--encryption-recipients', key.recipient],
+      { ...env, DATABASE_URL: sourceUrl },
+    );
+    expect(backup.stderr).not.toContain('error:');
+    expect(backup.code).toBe(0);
+    const manualId = backup.stdout.trim();
+    expect(manualId).toMatch(/^\d{8}T\d{6}Z-[0-9a-f]{6}$/);
+
+    const list = await runCli(['list'], env);
+    expect(list.code).toBe(0);
+    const lines = list.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(
+      /^NAME\s+ID\s+KIND\s+FINISHED \(UTC\)\s+SIZE\s+ENCRYPTED\s+LAST CHECK$/,
+    );
+    expect(lines.find((l) => l.includes(backupId))).toMatch(
+      /shop\s+\S+\s+scheduled\s+.+\s+age\s+-$/,
+    );
+    expect(lines.find((l) => l.includes(manualId))).toMatch(/\smanual\s/);
+
+    const json = await runCli(['list', '--json'], env);
+    const entries = JSON.parse(json.stdout) as { id: string; encrypted: boolean; bytes: number }[];
+    expect(entries.map((e) => e.id)).toEqual([backupId, manualId]);
+    expect(entries.every((e) => e.encrypted && e.bytes > 1000)).toBe(true);
+    for (const run of [backup, list, json]) {
+      expect(run.stdout + run.stderr).not.toContain(PASSWORD);
+    }
+  });
+
+  it('drills a backup (exit 0), fails a drill over its targets (exit 1), and list shows both', async () => {
+    const keyFile = path.join(tmp, 'key.txt');
+    writeFileSync(keyFile, `# created: today\n${key.identity}\n`, { mode: 0o600 });
+    const drill = await runCli(
+      [
+        'drill',
+        '--backup-id',
+        backupId,
+        '--encryption-identity-file',
+        keyFile,
+        '--rto-target',
+        '10m',
+        '--smoke-command',
+        'psql -X -At -c "select count(*) from app.customers"',
+      ],
+      env,
+    );
+    expect(drill.stderr).not.toContain('error:');
+    expect(drill.code).toBe(0);
+    expect(drill.stdout).toContain(`drill passed: shop ${backupId}`);
+    expect(drill.stderr).toContain('== Smoke command\n500\n');
+
+    const db = uniqueName('clidrill').replace(/-/g, '_');
+    const target = new URL(sharedPostgresUrl());
+    target.pathname = `/${db}`;
+    const late = await runCli(['drill', '--backup-id', backupId, '--rpo-target', '1s', '--json'], {
+      ...env,
+      AGE_IDENTITY: key.identity,
+      PGBACKUP_TARGET_URL: target.toString(),
+    });
+    expect(late.code).toBe(1);
+    const result = JSON.parse(late.stdout) as {
+      status: string;
+      checks: { name: string; status: string }[];
+    };
+    expect(result.status).toBe('failed');
+    expect(result.checks.find((c) => c.name === 'Backup age (RPO)')?.status).toBe('failed');
+
+    const list = await runCli(['list', '--name', 'shop'], env);
+    expect(list.stdout.split('\n').find((l) => l.includes(backupId))).toMatch(
+      /failed \(drill \d{4}-\d\d-\d\d \d\d:\d\d\)$/,
+    );
+    for (const run of [drill, late, list]) {
+      expect(run.stdout + run.stderr).not.toContain(PASSWORD);
+      expect(run.stdout + run.stderr).not.toContain(key.identity);
+    }
+  });
+
+  it('verifies a backup and plans a prune', async () => {
+    const verify = await runCli(['verify', '--backup-id', backupId], {
+      ...env,
+      AGE_IDENTITY: key.identity,
+    });
+    expect(verify.stderr).not.toContain('error:');
+    expect(verify.code).toBe(0);
+    expect(verify.stdout).toContain(`verify passed: shop ${backupId}`);
+    const noKey = await runCli(['verify', '--backup-id', backupId], env);
+    expect(noKey.code).toBe(1);
+    expect(noKey.stdout).toMatch(/FAIL Decryption and decompression: .*encryption-identity/);
+    const prune = await runCli(['prune', '--name', 'shop', '--keep-last', '1', '--dry-run'], env);
+    expect(prune.stderr).not.toContain('error:');
+    expect(prune.code).toBe(0);
+    expect(prune.stdout).toMatch(/would keep \d+, would delete \d+/);
+  });
+
+  it('restores only with the database name confirmed, then matches the backup', async () => {
+    await withClient(sourceUrl, async (c) => {
+      await c.query("UPDATE app.customers SET name = 'CHANGED' WHERE id = 7");
+      await c.query('TRUNCATE audit.events');
+    });
+    const restoreEnv = { ...env, AGE_IDENTITY: key.identity, DATABASE_URL: sourceUrl };
+    const unconfirmed = await runCli(['restore', '--backup-id', backupId], restoreEnv);
+    expect(unconfirmed.code).toBe(2);
+    expect(unconfirmed.stderr).toContain(`pass --confirm ${sourceDb}`);
+    const name = await withClient(sourceUrl, (c) =>
+      c.query<{ name: string }>('SELECT name FROM app.customers WHERE id = 7'),
+    );
+    expect(name.rows[0].name).toBe('CHANGED');
+
+    const restore = await runCli(
+      ['restore', '--backup-id', backupId, '--confirm', sourceDb, '--no-safety-backup'],
+      restoreEnv,
+    );
+    expect(restore.stderr).not.toContain('error:');
+    expect(restore.code).toBe(0);
+    expect(restore.stdout).toContain(`restore passed: shop ${backupId}`);
+    const manifest = completeBackups(await listCatalog(store.storage, 'shop')).find(
+      (m) => m.id === backupId,
+    )!;
+    const counts = await rowCounts(sourceUrl);
+    for (const t of manifest.tables) expect(counts[`${t.schema}.${t.name}`]).toBe(t.rows);
+    const restored = await withClient(sourceUrl, (c) =>
+      c.query<{ name: string }>('SELECT name FROM app.customers WHERE id = 7'),
+    );
+    expect(restored.rows[0].name).toBe('Customer 7');
+    for (const run of [unconfirmed, restore]) {
+      expect(run.stdout + run.stderr).not.toContain(PASSWORD);
+      expect(run.stdout + run.stderr).not.toContain(key.identity);
+    }
+  });
+});
