@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+
 /** Key layout of the catalog inside a store. Every key is relative to the store's prefix. */
 
 export function backupsPrefix(name: string): string {
@@ -16,8 +18,18 @@ export function verificationsPrefix(name: string, id?: string): string {
   return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
 }
 
-export function verificationKey(name: string, id: string, at: Date): string {
-  return `${verificationsPrefix(name, id)}${compactTime(at)}.json`;
+/**
+ * `<name>/verifications/<id>/20261121T051500.123Z-9f1c2a.json`: the finish time to the
+ * millisecond plus a random suffix, so records sort by time and two runs never share a key.
+ */
+export function verificationKey(
+  name: string,
+  id: string,
+  at: Date,
+  random: () => string = () => randomBytes(3).toString('hex'),
+): string {
+  const time = at.toISOString().replace(/[-:]/g, '');
+  return `${verificationsPrefix(name, id)}${time}-${random()}.json`;
 }
 
 /** `20261121T051500Z` */

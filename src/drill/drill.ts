@@ -14,7 +14,6 @@ import {
   type Manifest,
   type VerificationRecord,
 } from '../catalog/manifest.js';
-import { verificationKey } from '../catalog/keys.js';
 import { formatDuration } from '../core/duration.js';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
@@ -720,7 +719,7 @@ async function finish(
     git: options.git,
   };
   try {
-    result.recordKey = await appendRecord(deps, record);
+    result.recordKey = await appendVerificationRecord(deps.storage, record);
   } catch (error) {
     logger.warning(
       `Could not store the drill record under verifications/ (${errorMessage(error)}); the trend will miss this run.`,
@@ -731,24 +730,6 @@ async function finish(
     `${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${formatDuration(result.rpoSeconds)}`,
   );
   return result;
-}
-
-/**
- * Appends the record. Record keys carry the finish time to the second, so a second run on the
- * same backup within that second finds its key taken: it is then recorded a second later.
- */
-async function appendRecord(deps: DrillDeps, record: VerificationRecord): Promise<string> {
-  try {
-    return await appendVerificationRecord(deps.storage, record);
-  } catch (error) {
-    const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
-    if (!(await deps.storage.head(key).catch(() => undefined))) throw error;
-    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 10));
-    const later = new Date(
-      Math.max(deps.clock.now().getTime(), Date.parse(record.finishedAt) + 1000),
-    );
-    return appendVerificationRecord(deps.storage, { ...record, finishedAt: later.toISOString() });
-  }
 }
 
 function round(seconds: number): number {

@@ -54,7 +54,6 @@ import {
   scratchTarget,
   type RestoreTarget,
 } from '../restore/target.js';
-import { KeyExistsError } from '../storage/local.js';
 import type { Storage } from '../storage/storage.js';
 
 /** The names of the report's lines, in the order the checks run. */
@@ -398,7 +397,7 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
         git: options.git,
       };
       try {
-        recordKey = await appendRecord(storage, clock, verification);
+        recordKey = await appendVerificationRecord(storage, verification);
         logger.info(`Recorded the verification at ${storage.location(recordKey)}`);
       } catch (error) {
         const message = `Could not record the verification under ${name}/verifications/ (prune will not see it): ${errorMessage(error)}`;
@@ -450,26 +449,6 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
     recordKey,
     warnings: run.warnings,
   };
-}
-
-/**
- * Appends the record; record keys have a resolution of one second, so when another
- * verification of the same backup took the key, the record moves to the next free second.
- */
-async function appendRecord(
-  storage: Storage,
-  clock: Clock,
-  verification: VerificationRecord,
-): Promise<string> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await appendVerificationRecord(storage, verification);
-    } catch (error) {
-      if (!(error instanceof KeyExistsError) || attempt >= 5) throw error;
-      const next = new Date(verification.finishedAt).getTime() + 1000;
-      verification.finishedAt = new Date(Math.max(next, clock.now().getTime())).toISOString();
-    }
-  }
 }
 
 function ageSeconds(manifest: Manifest, now: Date): number {

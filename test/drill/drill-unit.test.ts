@@ -120,7 +120,8 @@ describe('a backup in an archive storage class', () => {
       expect(result.rtoSeconds).toBeUndefined();
       expect(result.rpoSeconds).toBe(24 * 3600 - 15 * 60);
       // The failed drill is on record, so the trend shows it.
-      const key = verificationKey('shop', ID, new Date('2026-11-21T05:00:00.000Z'));
+      const key = result.recordKey!;
+      expect(key).toMatch(/^shop\/verifications\/.+\/20261121T050000\.000Z-[0-9a-f]{6}\.json$/);
       const record = JSON.parse(storage.objects.get(key)!.data.toString()) as VerificationRecord;
       expect(record.type).toBe('drill');
       expect(record.status).toBe('failed');
@@ -139,8 +140,9 @@ describe('a backup in an archive storage class', () => {
     const logger = new MemoryLogger();
     const second = await runDrill(options, deps(storage, logger));
     expect(logger.lines.filter((l) => l.startsWith('warning:'))).toEqual([]);
-    expect(first.recordKey).toBe(verificationKey('shop', ID, new Date('2026-11-21T05:00:00Z')));
-    expect(second.recordKey).toBe(verificationKey('shop', ID, new Date('2026-11-21T05:00:01Z')));
+    expect(first.recordKey).toMatch(/\/20261121T050000\.000Z-[0-9a-f]{6}\.json$/);
+    expect(second.recordKey).toMatch(/\/20261121T050000\.000Z-[0-9a-f]{6}\.json$/);
+    expect(second.recordKey).not.toBe(first.recordKey);
     expect(second.history.map((r) => r.finishedAt)).toEqual(['2026-11-21T05:00:00.000Z']);
   });
 

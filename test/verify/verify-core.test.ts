@@ -144,7 +144,9 @@ describe('runVerify', () => {
     expect(logger.lines.some((l) => l.startsWith('group: Restore'))).toBe(true);
     const records = await listVerifications(store.storage, 'dir', manifest.id);
     expect(records.map((r) => [r.type, r.status])).toEqual([['verify', 'passed']]);
-    expect(report.recordKey).toMatch(/^dir\/verifications\/\S+\/\d{8}T\d{6}Z\.json$/);
+    expect(report.recordKey).toMatch(
+      /^dir\/verifications\/\S+\/\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}\.json$/,
+    );
   });
 
   it('decrypts a passphrase backup, and reports a missing key as a setup problem', async () => {
