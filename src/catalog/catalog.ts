@@ -64,18 +64,8 @@ export function parseManifest(data: Buffer | string, where: string): Manifest {
  * One listing pass; manifests are fetched only for folders that have one.
  */
 export async function listCatalog(storage: Storage, name: string): Promise<CatalogEntry[]> {
-  const prefix = backupsPrefix(name);
-  const byId = new Map<string, StoredObject[]>();
-  for await (const object of storage.list(prefix)) {
-    const rest = object.key.slice(prefix.length);
-    const slash = rest.indexOf('/');
-    if (slash <= 0) continue;
-    const id = rest.slice(0, slash);
-    if (!isBackupId(id)) continue;
-    let list = byId.get(id);
-    if (!list) byId.set(id, (list = []));
-    list.push(object);
-  }
+  const byId = await groupByFolder(storage, backupsPrefix(name));
+  for (const id of byId.keys()) if (!isBackupId(id)) byId.delete(id);
   const entries: CatalogEntry[] = [];
   const ids = [...byId.keys()].sort();
   const manifests = await mapLimit(ids, 8, async (id) => {
@@ -94,6 +84,24 @@ export async function listCatalog(storage: Storage, name: string): Promise<Catal
     });
   });
   return entries;
+}
+
+/** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
+export async function groupByFolder(
+  storage: Storage,
+  prefix: string,
+): Promise<Map<string, StoredObject[]>> {
+  const byFolder = new Map<string, StoredObject[]>();
+  for await (const object of storage.list(prefix)) {
+    const rest = object.key.slice(prefix.length);
+    const slash = rest.indexOf('/');
+    if (slash <= 0) continue;
+    const folder = rest.slice(0, slash);
+    let list = byFolder.get(folder);
+    if (!list) byFolder.set(folder, (list = []));
+    list.push(object);
+  }
+  return byFolder;
 }
 
 /** Complete backups (with manifest), newest finish time first. */

@@ -5,7 +5,7 @@
  * the same backups, and a backup is kept when any rule or protection keeps it.
  */
 
-import { parseDuration, parseDurationOrForever } from '../core/duration.js';
+import { compactDuration, parseDuration, parseDurationOrForever } from '../core/duration.js';
 import { ConfigurationError } from '../core/errors.js';
 import { BACKUP_KINDS } from './manifest.js';
 
@@ -303,25 +303,6 @@ function periodLabel(period: Period, local: LocalTime): string {
     case 'yearly':
       return pad(local.year, 4);
   }
-}
-
-/** A duration as the policy would be written: `7d`, `1h30m`, `90m`, `1.5s`. */
-function compactDuration(seconds: number): string {
-  if (seconds <= 0) return '0s';
-  let rest = seconds;
-  let text = '';
-  for (const [unit, size] of [
-    ['d', 86400],
-    ['h', 3600],
-    ['m', 60],
-  ] as const) {
-    const whole = Math.floor(rest / size);
-    if (whole > 0) text += `${whole}${unit}`;
-    rest -= whole * size;
-  }
-  const secs = Math.round(rest * 1000) / 1000;
-  if (secs > 0) text += `${secs}s`;
-  return text || '0s';
 }
 
 /** `2027-01-01` when the moment is midnight UTC, else `2027-01-01 12:30 UTC`. */

@@ -179,3 +179,22 @@ export function parseKeepUntil(text: string, now: Date, inputName: string): Date
   }
   return until;
 }
+
+/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
+export function compactDuration(seconds: number): string {
+  if (seconds <= 0) return '0s';
+  let rest = seconds;
+  let text = '';
+  for (const [unit, size] of [
+    ['d', 86400],
+    ['h', 3600],
+    ['m', 60],
+  ] as const) {
+    const whole = Math.floor(rest / size);
+    if (whole > 0) text += `${whole}${unit}`;
+    rest -= whole * size;
+  }
+  const secs = Math.round(rest * 1000) / 1000;
+  if (secs > 0) text += `${secs}s`;
+  return text || '0s';
+}

@@ -1,28 +1,13 @@
-import { readFileSync } from 'node:fs';
 import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { processAlive } from '../core/process.js';
 
 /** Whether `pid` is a postgres process (where /proc tells; elsewhere, trusted). */
 async function isPostgres(pid: number): Promise<boolean> {
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
   return cmdline === undefined || /postgres/.test(cmdline);
-}
-
-/** Whether `pid` runs; a zombie (exited, not reaped yet) counts as gone. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
-  }
 }
 
 /**
@@ -37,12 +22,13 @@ export async function removeLeftovers(dirs: string[], logger: Logger): Promise<s
     const pidFile = path.join(dir, 'data', 'postmaster.pid');
     const pidText = await readFile(pidFile, 'utf8').catch(() => undefined);
     const pid = pidText ? Number(pidText.split('\n')[0]) : NaN;
-    if (Number.isInteger(pid) && pid > 0 && alive(pid) && (await isPostgres(pid))) {
+    if (Number.isInteger(pid) && pid > 0 && processAlive(pid) && (await isPostgres(pid))) {
       logger.info(`Stopping the scratch PostgreSQL (pid ${pid}) left in ${dir}`);
       try {
         process.kill(pid, 'SIGQUIT');
-        for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-        if (alive(pid)) process.kill(pid, 'SIGKILL');
+        for (let i = 0; i < 100 && processAlive(pid); i++)
+          await new Promise((r) => setTimeout(r, 100));
+        if (processAlive(pid)) process.kill(pid, 'SIGKILL');
       } catch (error) {
         logger.warning(`Could not stop pid ${pid}: ${errorMessage(error)}`);
       }

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { constants as fsConstants, readFileSync, rmSync } from 'node:fs';
+import { constants as fsConstants, rmSync } from 'node:fs';
 import {
   access,
   appendFile,
@@ -16,6 +16,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../core/logger.js';
+import { processAlive } from '../core/process.js';
 import { runCommand, tail } from './process.js';
 import type { ServerBinaries } from './tools.js';
 
@@ -191,21 +192,6 @@ function serverEnv(): NodeJS.ProcessEnv {
   }
   env.LC_ALL = 'C';
   return env;
-}
-
-/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
-  }
 }
 
 async function waitGone(pid: number, ms: number): Promise<boolean> {

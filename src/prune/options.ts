@@ -65,21 +65,3 @@ export function parseDeleteIncompleteAfter(
   }
   return seconds;
 }
-
-/** A duration as the inputs write it: `1d`, `1h30m`, `15s`. */
-export function compactDuration(seconds: number): string {
-  let rest = seconds;
-  let text = '';
-  for (const [unit, size] of [
-    ['d', 86400],
-    ['h', 3600],
-    ['m', 60],
-  ] as const) {
-    const whole = Math.floor(rest / size);
-    if (whole > 0) text += `${whole}${unit}`;
-    rest -= whole * size;
-  }
-  const secs = Math.round(rest * 1000) / 1000;
-  if (secs > 0) text += `${secs}s`;
-  return text || '0s';
-}

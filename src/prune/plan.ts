@@ -1,7 +1,7 @@
 /** The prune plan as a JSON document (the `plan-path` output) and the policy in words. */
 
 import type { MaxDelete, RetentionPolicy } from '../catalog/retention.js';
-import { compactDuration as compact } from './options.js';
+import { compactDuration as compact } from '../core/duration.js';
 import type { PruneReport } from './prune.js';
 
 export const PLAN_SCHEMA_VERSION = 1;

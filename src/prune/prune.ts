@@ -12,6 +12,7 @@
  */
 
 import {
+  groupByFolder,
   listCatalog,
   listNames,
   listVerifications,
@@ -24,12 +25,12 @@ import {
   type MaxDelete,
   type RetentionPolicy,
 } from '../catalog/retention.js';
-import { formatDuration } from '../core/duration.js';
+import { compactDuration, formatDuration } from '../core/duration.js';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { formatBytes } from '../core/streams.js';
 import type { Storage, StoredObject } from '../storage/storage.js';
-import { ALL_NAMES, compactDuration } from './options.js';
+import { ALL_NAMES } from './options.js';
 
 export interface PruneOptions {
   /** Catalog names, each pruned on its own, or `*` for every name under the store's prefix. */
@@ -176,24 +177,6 @@ function explanation(decision: 'keep' | 'delete', reasons: string[]): string {
   return `${decision === 'keep' ? 'kept' : 'delete'}: ${reasons.join(', ')}`;
 }
 
-async function verificationObjects(
-  storage: Storage,
-  name: string,
-): Promise<Map<string, StoredObject[]>> {
-  const prefix = verificationsPrefix(name);
-  const byId = new Map<string, StoredObject[]>();
-  for await (const object of storage.list(prefix)) {
-    const rest = object.key.slice(prefix.length);
-    const slash = rest.indexOf('/');
-    if (slash <= 0) continue;
-    const id = rest.slice(0, slash);
-    let list = byId.get(id);
-    if (!list) byId.set(id, (list = []));
-    list.push(object);
-  }
-  return byId;
-}
-
 /** The catalog view the planner needs, from a complete entry. Times come from the manifest. */
 function catalogBackup(
   storage: Storage,
@@ -242,7 +225,7 @@ async function planName(
 ): Promise<NamePlan> {
   const { storage, logger } = deps;
   const entries = await listCatalog(storage, name);
-  const recordObjects = await verificationObjects(storage, name);
+  const recordObjects = await groupByFolder(storage, verificationsPrefix(name));
   const lastStatus = new Map<string, 'passed' | 'failed'>();
   if (recordObjects.size > 0) {
     // Oldest first: the last record of each backup decides.

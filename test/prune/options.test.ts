@@ -1,9 +1,6 @@
+import { compactDuration } from '../../src/core/duration.js';
 import { ConfigurationError } from '../../src/core/errors.js';
-import {
-  compactDuration,
-  parseDeleteIncompleteAfter,
-  parsePruneNames,
-} from '../../src/prune/options.js';
+import { parseDeleteIncompleteAfter, parsePruneNames } from '../../src/prune/options.js';
 import { maxDeleteText, policyText } from '../../src/prune/plan.js';
 
 describe('parsePruneNames', () => {
