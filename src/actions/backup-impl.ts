@@ -8,7 +8,7 @@ import { systemClock } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
 import { parseRecipients } from '../crypto/age.js';
 import { resolveConnection } from '../postgres/connection.js';
-import { ensureClientTools, ToolVersionError } from '../postgres/install.js';
+import { clientToolResolver, ToolVersionError } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import {
   booleanInput,
@@ -26,7 +26,6 @@ import {
   gitContext,
   maskConnectionString,
   maskSecret,
-  mayInstallTools,
   storageFromInputs,
 } from './runtime.js';
 
@@ -97,6 +96,7 @@ export async function runBackupAction(): Promise<void> {
     optionalInput(Inputs.PostgresVersion) ?? 'auto',
   );
   const storage = storageFromInputs(logger);
+  const tools = clientToolResolver(postgresVersion, env, logger);
 
   try {
     const result = await runBackup(options, {
@@ -105,14 +105,7 @@ export async function runBackupAction(): Promise<void> {
       clock: systemClock,
       env,
       zstdPath: findOnPath('zstd', env.PATH),
-      resolveTools: (server) =>
-        ensureClientTools({
-          serverMajor: server.major,
-          serverVersion: server.version,
-          postgresVersion,
-          install: mayInstallTools(env),
-          search: { logger },
-        }),
+      resolveTools: (server) => tools(server.major, server.version),
     });
     for (const w of result.warnings) logger.warning(w);
     core.setOutput(Outputs.BackupId, result.manifest.id);

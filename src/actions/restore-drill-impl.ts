@@ -18,7 +18,7 @@ import {
   type DrillResult,
 } from '../drill/drill.js';
 import { drillSummary } from '../drill/summary.js';
-import { ensureClientTools } from '../postgres/install.js';
+import { clientToolResolver } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import { parseChecks } from '../restore/checks.js';
 import { resolveName } from '../verify/verify.js';
@@ -30,7 +30,6 @@ import {
   gitContext,
   maskConnectionString,
   maskSecret,
-  mayInstallTools,
   storageFromInputs,
 } from './runtime.js';
 
@@ -175,14 +174,11 @@ export async function runRestoreDrillAction(): Promise<void> {
     env,
     zstdPath: findOnPath('zstd', env.PATH),
     resolveTools: (request) =>
-      ensureClientTools({
-        serverMajor: request.major,
-        serverVersion: request.version,
-        postgresVersion,
-        install: mayInstallTools(env),
-        needServer: request.needServer,
-        search: { logger },
-      }),
+      clientToolResolver(postgresVersion, env, logger)(
+        request.major,
+        request.version,
+        request.needServer,
+      ),
     workDir,
     workspace,
     onTemporaryFolder: (dir) => {

@@ -61,14 +61,6 @@ export function maskSecret(value: string | undefined): void {
   for (const line of value.split(/\r?\n/)) if (line.trim()) core.setSecret(line.trim());
 }
 
-/**
- * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
- * is true): a self-hosted machine gets the exact command to run instead of a changed system.
- */
-export function mayInstallTools(env: NodeJS.ProcessEnv): boolean {
-  return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
-}
-
 /** The S3 settings from the storage inputs shared by every action. */
 export function s3SettingsFromInputs(): S3Settings {
   const endpoint = optionalInput(Inputs.S3Endpoint);

@@ -1,3 +1,4 @@
+import { mayInstallTools } from '../postgres/install.js';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as core from '@actions/core';
@@ -122,7 +123,7 @@ export async function runVerifyAction(): Promise<void> {
     env,
     zstdPath: findOnPath('zstd', env.PATH),
     tmpDir,
-    ...verifyToolResolvers({ postgresVersion, install: true, logger }),
+    ...verifyToolResolvers({ postgresVersion, install: mayInstallTools(env), logger }),
   });
 
   const markdown = verifyMarkdown(report);

@@ -22,7 +22,6 @@ import {
 import { drillText } from '../drill/summary.js';
 import { parseCompression } from '../actions/backup-impl.js';
 import { splitList } from '../actions/inputs.js';
-import { mayInstallTools } from '../actions/runtime.js';
 import {
   connectionUrl,
   databaseName,
@@ -30,7 +29,7 @@ import {
   parseConnectionString,
   resolveConnection,
 } from '../postgres/connection.js';
-import { ensureClientTools } from '../postgres/install.js';
+import { clientToolResolver } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import { parseDeleteIncompleteAfter, parsePruneNames } from '../prune/options.js';
 import { pruneFailure, runPrune } from '../prune/prune.js';
@@ -216,13 +215,7 @@ export async function backupCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
       env,
       zstdPath: findOnPath('zstd', env.PATH),
       resolveTools: (server) =>
-        ensureClientTools({
-          serverMajor: server.major,
-          serverVersion: server.version,
-          postgresVersion,
-          install: mayInstallTools(env),
-          search: { logger: io.logger },
-        }),
+        clientToolResolver(postgresVersion, env, io.logger)(server.major, server.version),
     },
   );
   for (const w of result.warnings) io.logger.warning(w);
@@ -257,14 +250,11 @@ function restoreDeps(o: ParsedOptions, io: CliIo, storage: Storage, workDir: str
     env: io.env,
     zstdPath: findOnPath('zstd', io.env.PATH),
     resolveTools: (request) =>
-      ensureClientTools({
-        serverMajor: request.major,
-        serverVersion: request.version,
-        postgresVersion,
-        install: mayInstallTools(io.env),
-        needServer: request.needServer,
-        search: { logger: io.logger },
-      }),
+      clientToolResolver(postgresVersion, io.env, io.logger)(
+        request.major,
+        request.version,
+        request.needServer,
+      ),
     workDir,
     workspace: io.cwd,
   };
@@ -415,14 +405,11 @@ export async function verifyCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
         zstdPath: findOnPath('zstd', io.env.PATH),
         tmpDir: dir,
         resolveTools: (minMajor, pgDumpVersion) =>
-          ensureClientTools({
-            serverMajor: minMajor,
-            serverVersion: pgDumpVersion,
-            postgresVersion,
-            install: mayInstallTools(io.env),
-            needServer: !o.boolean('no-restore') && !o.string('target-url'),
-            search: { logger: io.logger },
-          }),
+          clientToolResolver(postgresVersion, io.env, io.logger)(
+            minMajor,
+            pgDumpVersion,
+            !o.boolean('no-restore') && !o.string('target-url'),
+          ),
       },
     ),
   );

@@ -466,3 +466,31 @@ function quiet(logger: Logger): Logger {
     group: (name, fn) => logger.group(name, fn),
   };
 }
+
+/**
+ * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
+ * is true): a self-hosted machine gets the exact command to run instead of a changed system.
+ */
+export function mayInstallTools(env: NodeJS.ProcessEnv): boolean {
+  return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
+}
+
+/**
+ * The client tools for a server (or an archive's pg_dump) of `major`/`version`, found or, where
+ * `mayInstallTools` allows, installed: what every action and the CLI hand their cores.
+ */
+export function clientToolResolver(
+  postgresVersion: 'auto' | number,
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+): (major: number, version: string, needServer?: boolean) => Promise<ClientTools> {
+  return (major, version, needServer = false) =>
+    ensureClientTools({
+      serverMajor: major,
+      serverVersion: version,
+      postgresVersion,
+      install: mayInstallTools(env),
+      needServer,
+      search: { logger },
+    });
+}
