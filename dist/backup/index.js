@@ -72112,6 +72112,7 @@ var external_node_stream_ = __nccwpck_require__(7075);
 // EXTERNAL MODULE: ./lib/core/errors.js
 var errors = __nccwpck_require__(3828);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
+
 /** Key layout of the catalog inside a store. Every key is relative to the store's prefix. */
 function backupsPrefix(name) {
     return `${name}/backups/`;
@@ -72125,8 +72126,13 @@ function manifestKey(name, id) {
 function keys_verificationsPrefix(name, id) {
     return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
 }
-function keys_verificationKey(name, id, at) {
-    return `${keys_verificationsPrefix(name, id)}${compactTime(at)}.json`;
+/**
+ * `<name>/verifications/<id>/20261121T051500.123Z-9f1c2a.json`: the finish time to the
+ * millisecond plus a random suffix, so records sort by time and two runs never share a key.
+ */
+function keys_verificationKey(name, id, at, random = () => randomBytes(3).toString('hex')) {
+    const time = at.toISOString().replace(/[-:]/g, '');
+    return `${keys_verificationsPrefix(name, id)}${time}-${random()}.json`;
 }
 /** `20261121T051500Z` */
 function compactTime(at) {
@@ -72218,21 +72224,10 @@ function parseManifest(data, where) {
  * One listing pass; manifests are fetched only for folders that have one.
  */
 async function listCatalog(storage, name) {
-    const prefix = backupsPrefix(name);
-    const byId = new Map();
-    for await (const object of storage.list(prefix)) {
-        const rest = object.key.slice(prefix.length);
-        const slash = rest.indexOf('/');
-        if (slash <= 0)
-            continue;
-        const id = rest.slice(0, slash);
+    const byId = await groupByFolder(storage, backupsPrefix(name));
+    for (const id of byId.keys())
         if (!keys_isBackupId(id))
-            continue;
-        let list = byId.get(id);
-        if (!list)
-            byId.set(id, (list = []));
-        list.push(object);
-    }
+            byId.delete(id);
     const entries = [];
     const ids = [...byId.keys()].sort();
     const manifests = await mapLimit(ids, 8, async (id) => {
@@ -72251,6 +72246,22 @@ async function listCatalog(storage, name) {
         });
     });
     return entries;
+}
+/** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
+async function groupByFolder(storage, prefix) {
+    const byFolder = new Map();
+    for await (const object of storage.list(prefix)) {
+        const rest = object.key.slice(prefix.length);
+        const slash = rest.indexOf('/');
+        if (slash <= 0)
+            continue;
+        const folder = rest.slice(0, slash);
+        let list = byFolder.get(folder);
+        if (!list)
+            byFolder.set(folder, (list = []));
+        list.push(object);
+    }
+    return byFolder;
 }
 /** Complete backups (with manifest), newest finish time first. */
 function completeBackups(entries) {
@@ -73303,6 +73314,22 @@ function findOnPath(name, pathEnv = process.env.PATH ?? '') {
     }
     return undefined;
 }
+/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
+function processAlive(pid) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (error) {
+        return error.code === 'EPERM';
+    }
+    try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    }
+    catch {
+        return true;
+    }
+}
 
 ;// CONCATENATED MODULE: ./lib/core/streams.js
 
@@ -74089,6 +74116,27 @@ function parseKeepUntil(text, now, inputName) {
     }
     return until;
 }
+/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
+function compactDuration(seconds) {
+    if (seconds <= 0)
+        return '0s';
+    let rest = seconds;
+    let text = '';
+    for (const [unit, size] of [
+        ['d', 86400],
+        ['h', 3600],
+        ['m', 60],
+    ]) {
+        const whole = Math.floor(rest / size);
+        if (whole > 0)
+            text += `${whole}${unit}`;
+        rest -= whole * size;
+    }
+    const secs = Math.round(rest * 1000) / 1000;
+    if (secs > 0)
+        text += `${secs}s`;
+    return text || '0s';
+}
 
 ;// CONCATENATED MODULE: ./lib/core/logger.js
 const systemClock = { now: () => new Date() };
@@ -74513,6 +74561,27 @@ function quiet(logger) {
         error: (m) => logger.error(m),
         group: (name, fn) => logger.group(name, fn),
     };
+}
+/**
+ * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
+ * is true): a self-hosted machine gets the exact command to run instead of a changed system.
+ */
+function mayInstallTools(env) {
+    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
+}
+/**
+ * The client tools for a server (or an archive's pg_dump) of `major`/`version`, found or, where
+ * `mayInstallTools` allows, installed: what every action and the CLI hand their cores.
+ */
+function clientToolResolver(postgresVersion, env, logger) {
+    return (major, version, needServer = false) => ensureClientTools({
+        serverMajor: major,
+        serverVersion: version,
+        postgresVersion,
+        install: mayInstallTools(env),
+        needServer,
+        search: { logger },
+    });
 }
 
 // EXTERNAL MODULE: ./lib/actions/inputs.js
@@ -74992,6 +75061,7 @@ async function runBackupAction() {
     };
     const postgresVersion = (0,postgres_tools/* resolvePostgresVersionInput */.Iz)((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.PostgresVersion) ?? 'auto');
     const storage = (0,runtime/* storageFromInputs */.xr)(logger);
+    const tools = clientToolResolver(postgresVersion, env, logger);
     try {
         const result = await runBackup(options, {
             storage,
@@ -74999,13 +75069,7 @@ async function runBackupAction() {
             clock: systemClock,
             env,
             zstdPath: findOnPath('zstd', env.PATH),
-            resolveTools: (server) => ensureClientTools({
-                serverMajor: server.major,
-                serverVersion: server.version,
-                postgresVersion,
-                install: (0,runtime/* mayInstallTools */.yo)(env),
-                search: { logger },
-            }),
+            resolveTools: (server) => tools(server.major, server.version),
         });
         for (const w of result.warnings)
             logger.warning(w);
@@ -75246,7 +75310,6 @@ __nccwpck_require__.d(__webpack_exports__, {
   cw: () => (/* binding */ gitContext),
   Oi: () => (/* binding */ maskConnectionString),
   $l: () => (/* binding */ maskSecret),
-  yo: () => (/* binding */ mayInstallTools),
   Cs: () => (/* binding */ runAction),
   xr: () => (/* binding */ storageFromInputs)
 });
@@ -76260,13 +76323,6 @@ function maskSecret(value) {
     for (const line of value.split(/\r?\n/))
         if (line.trim())
             core/* setSecret */.Pq(line.trim());
-}
-/**
- * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
- * is true): a self-hosted machine gets the exact command to run instead of a changed system.
- */
-function mayInstallTools(env) {
-    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
 }
 /** The S3 settings from the storage inputs shared by every action. */
 function s3SettingsFromInputs() {

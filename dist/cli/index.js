@@ -72556,6 +72556,7 @@ var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
+
 /** Key layout of the catalog inside a store. Every key is relative to the store's prefix. */
 function backupsPrefix(name) {
     return `${name}/backups/`;
@@ -72569,8 +72570,13 @@ function manifestKey(name, id) {
 function verificationsPrefix(name, id) {
     return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
 }
-function verificationKey(name, id, at) {
-    return `${verificationsPrefix(name, id)}${compactTime(at)}.json`;
+/**
+ * `<name>/verifications/<id>/20261121T051500.123Z-9f1c2a.json`: the finish time to the
+ * millisecond plus a random suffix, so records sort by time and two runs never share a key.
+ */
+function verificationKey(name, id, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
+    const time = at.toISOString().replace(/[-:]/g, '');
+    return `${verificationsPrefix(name, id)}${time}-${random()}.json`;
 }
 /** `20261121T051500Z` */
 function compactTime(at) {
@@ -72662,21 +72668,10 @@ function parseManifest(data, where) {
  * One listing pass; manifests are fetched only for folders that have one.
  */
 async function listCatalog(storage, name) {
-    const prefix = backupsPrefix(name);
-    const byId = new Map();
-    for await (const object of storage.list(prefix)) {
-        const rest = object.key.slice(prefix.length);
-        const slash = rest.indexOf('/');
-        if (slash <= 0)
-            continue;
-        const id = rest.slice(0, slash);
+    const byId = await groupByFolder(storage, backupsPrefix(name));
+    for (const id of byId.keys())
         if (!isBackupId(id))
-            continue;
-        let list = byId.get(id);
-        if (!list)
-            byId.set(id, (list = []));
-        list.push(object);
-    }
+            byId.delete(id);
     const entries = [];
     const ids = [...byId.keys()].sort();
     const manifests = await mapLimit(ids, 8, async (id) => {
@@ -72695,6 +72690,22 @@ async function listCatalog(storage, name) {
         });
     });
     return entries;
+}
+/** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
+async function groupByFolder(storage, prefix) {
+    const byFolder = new Map();
+    for await (const object of storage.list(prefix)) {
+        const rest = object.key.slice(prefix.length);
+        const slash = rest.indexOf('/');
+        if (slash <= 0)
+            continue;
+        const folder = rest.slice(0, slash);
+        let list = byFolder.get(folder);
+        if (!list)
+            byFolder.set(folder, (list = []));
+        list.push(object);
+    }
+    return byFolder;
 }
 /** Complete backups (with manifest), newest finish time first. */
 function completeBackups(entries) {
@@ -73744,6 +73755,22 @@ function process_findOnPath(name, pathEnv = process.env.PATH ?? '') {
         }
     }
     return undefined;
+}
+/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
+function processAlive(pid) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (error) {
+        return error.code === 'EPERM';
+    }
+    try {
+        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    }
+    catch {
+        return true;
+    }
 }
 
 ;// CONCATENATED MODULE: ./lib/core/streams.js
@@ -78916,6 +78943,27 @@ function duration_parseKeepUntil(text, now, inputName) {
     }
     return until;
 }
+/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
+function compactDuration(seconds) {
+    if (seconds <= 0)
+        return '0s';
+    let rest = seconds;
+    let text = '';
+    for (const [unit, size] of [
+        ['d', 86400],
+        ['h', 3600],
+        ['m', 60],
+    ]) {
+        const whole = Math.floor(rest / size);
+        if (whole > 0)
+            text += `${whole}${unit}`;
+        rest -= whole * size;
+    }
+    const secs = Math.round(rest * 1000) / 1000;
+    if (secs > 0)
+        text += `${secs}s`;
+    return text || '0s';
+}
 
 ;// CONCATENATED MODULE: ./lib/catalog/retention.js
 /**
@@ -79128,27 +79176,6 @@ function periodLabel(period, local) {
         case 'yearly':
             return pad(local.year, 4);
     }
-}
-/** A duration as the policy would be written: `7d`, `1h30m`, `90m`, `1.5s`. */
-function compactDuration(seconds) {
-    if (seconds <= 0)
-        return '0s';
-    let rest = seconds;
-    let text = '';
-    for (const [unit, size] of [
-        ['d', 86400],
-        ['h', 3600],
-        ['m', 60],
-    ]) {
-        const whole = Math.floor(rest / size);
-        if (whole > 0)
-            text += `${whole}${unit}`;
-        rest -= whole * size;
-    }
-    const secs = Math.round(rest * 1000) / 1000;
-    if (secs > 0)
-        text += `${secs}s`;
-    return text || '0s';
 }
 /** `2027-01-01` when the moment is midnight UTC, else `2027-01-01 12:30 UTC`. */
 function formatInstant(at) {
@@ -80107,6 +80134,7 @@ var external_node_net_ = __nccwpck_require__(7030);
 
 
 
+
 const SPEED_SETTINGS = {
     fsync: 'off',
     synchronous_commit: 'off',
@@ -80230,22 +80258,6 @@ function serverEnv() {
     }
     env.LC_ALL = 'C';
     return env;
-}
-/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
-function processAlive(pid) {
-    try {
-        process.kill(pid, 0);
-    }
-    catch (error) {
-        return error.code === 'EPERM';
-    }
-    try {
-        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-    }
-    catch {
-        return true;
-    }
 }
 async function waitGone(pid, ms) {
     const deadline = Date.now() + ms;
@@ -80539,283 +80551,7 @@ async function givenTarget(options) {
     };
 }
 
-;// CONCATENATED MODULE: ./lib/storage/storage.js
-class NotFoundError extends Error {
-    key;
-    constructor(key) {
-        super(`No object at ${key}`);
-        this.key = key;
-        this.name = 'NotFoundError';
-    }
-}
-
-;// CONCATENATED MODULE: ./lib/storage/local.js
-
-
-
-
-/** A write with `ifNoneMatch` found an object already at the key. */
-class KeyExistsError extends Error {
-    key;
-    constructor(key) {
-        super(`An object already exists at ${key}`);
-        this.key = key;
-        this.name = 'KeyExistsError';
-    }
-}
-/** Names of files being written; never listed, never visible under a key. */
-const PARTIAL = /^\..+\.partial-[0-9a-f]{16}$/;
-function errnoCode(error) {
-    return typeof error === 'object' && error !== null && 'code' in error
-        ? String(error.code)
-        : undefined;
-}
-/**
- * A folder as a store: each key is a file under the root. Writes go to a hidden temporary
- * sibling that is fsynced and renamed onto the key, so a crash never leaves a partial file
- * under a key's name. When a body fails or the disk does, the temporary file is removed and
- * the body is destroyed so its producer stops.
- */
-class LocalStorage {
-    logger;
-    root;
-    description;
-    constructor(rootPath, logger) {
-        this.logger = logger;
-        this.root = (0,external_node_path_.resolve)(rootPath);
-        this.description = `local folder ${this.root}`;
-    }
-    location(key) {
-        return this.pathOf(key);
-    }
-    pathOf(key) {
-        const segments = key.split('/');
-        if (key === '' ||
-            key.includes('\0') ||
-            segments.some((segment) => segment === '' || segment === '.' || segment === '..')) {
-            throw new Error(`Invalid storage key '${key}': keys are relative paths with non-empty segments and no '.' or '..'.`);
-        }
-        const path = (0,external_node_path_.join)(this.root, ...segments);
-        if (!path.startsWith(this.root + external_node_path_.sep)) {
-            throw new Error(`Invalid storage key '${key}': it leaves the folder ${this.root}.`);
-        }
-        return path;
-    }
-    tempPathFor(path) {
-        return (0,external_node_path_.join)((0,external_node_path_.dirname)(path), `.${(0,external_node_path_.basename)(path)}.partial-${(0,external_node_crypto_.randomBytes)(8).toString('hex')}`);
-    }
-    async putStream(key, body, options = {}) {
-        let bodyError;
-        const onBodyError = (error) => {
-            bodyError ??= error;
-        };
-        body.on('error', onBodyError);
-        let path;
-        let temp;
-        let bytes = 0;
-        try {
-            path = this.pathOf(key);
-            await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true });
-            temp = this.tempPathFor(path);
-            const handle = await (0,promises_.open)(temp, 'wx', 0o644);
-            try {
-                for await (const chunk of body) {
-                    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-                    let offset = 0;
-                    while (offset < buffer.length) {
-                        const { bytesWritten } = await handle.write(buffer, offset);
-                        offset += bytesWritten;
-                    }
-                    bytes += buffer.length;
-                    options.onProgress?.(bytes);
-                }
-                if (bodyError !== undefined)
-                    throw bodyError;
-                await handle.sync();
-            }
-            finally {
-                await handle.close();
-            }
-            await (0,promises_.rename)(temp, path);
-            temp = undefined;
-            await this.syncDirectory((0,external_node_path_.dirname)(path));
-            return { bytes };
-        }
-        catch (error) {
-            if (!body.destroyed)
-                body.destroy();
-            if (temp !== undefined)
-                await (0,promises_.unlink)(temp).catch(() => undefined);
-            throw bodyError ?? error;
-        }
-        finally {
-            body.off('error', onBodyError);
-        }
-    }
-    async putBytes(key, data, options = {}) {
-        const path = this.pathOf(key);
-        await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true });
-        const temp = this.tempPathFor(path);
-        try {
-            const handle = await (0,promises_.open)(temp, 'wx', 0o644);
-            try {
-                await handle.writeFile(data);
-                await handle.sync();
-            }
-            finally {
-                await handle.close();
-            }
-            if (options.ifNoneMatch) {
-                try {
-                    await (0,promises_.link)(temp, path);
-                }
-                catch (error) {
-                    if (errnoCode(error) === 'EEXIST')
-                        throw new KeyExistsError(key);
-                    throw error;
-                }
-                await (0,promises_.unlink)(temp);
-            }
-            else {
-                await (0,promises_.rename)(temp, path);
-            }
-            await this.syncDirectory((0,external_node_path_.dirname)(path));
-        }
-        catch (error) {
-            await (0,promises_.unlink)(temp).catch(() => undefined);
-            throw error;
-        }
-    }
-    async syncDirectory(path) {
-        try {
-            const handle = await (0,promises_.open)(path, 'r');
-            try {
-                await handle.sync();
-            }
-            finally {
-                await handle.close();
-            }
-        }
-        catch (error) {
-            this.logger.debug(`Could not fsync the folder ${path}: ${String(error)}`);
-        }
-    }
-    async getStream(key) {
-        const path = this.pathOf(key);
-        try {
-            const handle = await (0,promises_.open)(path, 'r');
-            if (!(await handle.stat()).isFile()) {
-                await handle.close();
-                throw new NotFoundError(key);
-            }
-            return handle.createReadStream();
-        }
-        catch (error) {
-            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
-                throw new NotFoundError(key);
-            }
-            throw error;
-        }
-    }
-    async getBytes(key) {
-        try {
-            return await (0,promises_.readFile)(this.pathOf(key));
-        }
-        catch (error) {
-            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? ''))
-                return undefined;
-            throw error;
-        }
-    }
-    async head(key) {
-        try {
-            const info = await (0,promises_.stat)(this.pathOf(key));
-            if (!info.isFile())
-                return undefined;
-            return { key, size: info.size, lastModified: info.mtime };
-        }
-        catch (error) {
-            if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
-                return undefined;
-            throw error;
-        }
-    }
-    async *list(prefix) {
-        const slash = prefix.lastIndexOf('/');
-        const folderKey = slash === -1 ? '' : prefix.slice(0, slash);
-        const start = folderKey === '' ? this.root : this.pathOf(folderKey);
-        const keys = [];
-        const walk = async (folder, keyPrefix) => {
-            let entries;
-            try {
-                entries = await (0,promises_.readdir)(folder, { withFileTypes: true });
-            }
-            catch (error) {
-                if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
-                    return;
-                throw error;
-            }
-            for (const entry of entries) {
-                const key = keyPrefix + entry.name;
-                if (entry.isDirectory()) {
-                    if ((key + '/').startsWith(prefix) || prefix.startsWith(key + '/')) {
-                        await walk((0,external_node_path_.join)(folder, entry.name), key + '/');
-                    }
-                }
-                else if (entry.isFile() && !PARTIAL.test(entry.name) && key.startsWith(prefix)) {
-                    keys.push(key);
-                }
-            }
-        };
-        await walk(start, folderKey === '' ? '' : folderKey + '/');
-        keys.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-        for (const key of keys) {
-            const object = await this.head(key);
-            if (object !== undefined)
-                yield object;
-        }
-    }
-    async delete(keys) {
-        const deleted = [];
-        const folders = new Set();
-        for (const key of new Set(keys)) {
-            const path = this.pathOf(key);
-            try {
-                await (0,promises_.unlink)(path);
-            }
-            catch (error) {
-                if (!['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? '')) {
-                    throw new Error(`Could not delete ${path}: ${String(error)}`, { cause: error });
-                }
-            }
-            deleted.push(key);
-            folders.add((0,external_node_path_.dirname)(path));
-        }
-        const deepestFirst = [...folders].sort((a, b) => b.length - a.length);
-        for (const folder of deepestFirst)
-            await this.removeEmptyFolders(folder);
-        return { deleted, locked: [] };
-    }
-    /** Removes `folder` and its parents while they are empty, never the root itself. */
-    async removeEmptyFolders(folder) {
-        for (let current = folder; current.startsWith(this.root + external_node_path_.sep); current = (0,external_node_path_.dirname)(current)) {
-            try {
-                await (0,promises_.rmdir)(current);
-            }
-            catch (error) {
-                if (errnoCode(error) === 'ENOENT')
-                    continue;
-                return;
-            }
-        }
-    }
-    async describe() {
-        return {};
-    }
-}
-
 ;// CONCATENATED MODULE: ./lib/verify/verify.js
-
 
 
 
@@ -81038,7 +80774,7 @@ async function runVerify(options, deps) {
                 git: options.git,
             };
             try {
-                recordKey = await appendRecord(storage, clock, verification);
+                recordKey = await appendVerificationRecord(storage, verification);
                 logger.info(`Recorded the verification at ${storage.location(recordKey)}`);
             }
             catch (error) {
@@ -81089,23 +80825,6 @@ async function runVerify(options, deps) {
         recordKey,
         warnings: run.warnings,
     };
-}
-/**
- * Appends the record; record keys have a resolution of one second, so when another
- * verification of the same backup took the key, the record moves to the next free second.
- */
-async function appendRecord(storage, clock, verification) {
-    for (let attempt = 1;; attempt++) {
-        try {
-            return await appendVerificationRecord(storage, verification);
-        }
-        catch (error) {
-            if (!(error instanceof KeyExistsError) || attempt >= 5)
-                throw error;
-            const next = new Date(verification.finishedAt).getTime() + 1000;
-            verification.finishedAt = new Date(Math.max(next, clock.now().getTime())).toISOString();
-        }
-    }
 }
 function ageSeconds(manifest, now) {
     return Math.max(0, (now.getTime() - new Date(manifest.finishedAt).getTime()) / 1000);
@@ -81643,7 +81362,6 @@ async function runSmokeCommand(o) {
 
 
 
-
 /** S3 storage classes whose objects cannot be read before a restore request thawed them. */
 const ARCHIVE_STORAGE_CLASSES = ['GLACIER', 'DEEP_ARCHIVE'];
 /** A timed drill: restore a backup into a throwaway target, check it, measure RTO and RPO. */
@@ -82118,7 +81836,7 @@ async function finish(result, options, deps, history) {
         git: options.git,
     };
     try {
-        result.recordKey = await drill_appendRecord(deps, record);
+        result.recordKey = await appendVerificationRecord(deps.storage, record);
     }
     catch (error) {
         logger.warning(`Could not store the drill record under verifications/ (${errors_errorMessage(error)}); the trend will miss this run.`);
@@ -82126,23 +81844,6 @@ async function finish(result, options, deps, history) {
     const rto = result.rtoSeconds === undefined ? 'not reached' : formatDuration(result.rtoSeconds);
     logger.info(`${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${formatDuration(result.rpoSeconds)}`);
     return result;
-}
-/**
- * Appends the record. Record keys carry the finish time to the second, so a second run on the
- * same backup within that second finds its key taken: it is then recorded a second later.
- */
-async function drill_appendRecord(deps, record) {
-    try {
-        return await appendVerificationRecord(deps.storage, record);
-    }
-    catch (error) {
-        const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
-        if (!(await deps.storage.head(key).catch(() => undefined)))
-            throw error;
-        await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 10));
-        const later = new Date(Math.max(deps.clock.now().getTime(), Date.parse(record.finishedAt) + 1000));
-        return appendVerificationRecord(deps.storage, { ...record, finishedAt: later.toISOString() });
-    }
 }
 function round(seconds) {
     return Math.round(seconds * 1000) / 1000;
@@ -82553,7 +82254,7 @@ async function cacheClientTools(tools, logger) {
  * allowed on Debian/Ubuntu, installs postgresql-client-<N> with apt (adding the PostgreSQL
  * apt repository when the package is not offered yet) and searches again.
  */
-async function install_ensureClientTools(opts) {
+async function ensureClientTools(opts) {
     const { logger } = opts.search;
     const runner = opts.runner ?? defaultRunner;
     const exact = opts.postgresVersion === 'auto' ? undefined : opts.postgresVersion;
@@ -82688,6 +82389,27 @@ function quiet(logger) {
         error: (m) => logger.error(m),
         group: (name, fn) => logger.group(name, fn),
     };
+}
+/**
+ * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
+ * is true): a self-hosted machine gets the exact command to run instead of a changed system.
+ */
+function mayInstallTools(env) {
+    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
+}
+/**
+ * The client tools for a server (or an archive's pg_dump) of `major`/`version`, found or, where
+ * `mayInstallTools` allows, installed: what every action and the CLI hand their cores.
+ */
+function install_clientToolResolver(postgresVersion, env, logger) {
+    return (major, version, needServer = false) => ensureClientTools({
+        serverMajor: major,
+        serverVersion: version,
+        postgresVersion,
+        install: mayInstallTools(env),
+        needServer,
+        search: { logger },
+    });
 }
 
 ;// CONCATENATED MODULE: ./lib/actions/inputs.js
@@ -83169,6 +82891,281 @@ async function issue_report_reportToIssue(r) {
 
 // EXTERNAL MODULE: external "node:url"
 var external_node_url_ = __nccwpck_require__(3136);
+;// CONCATENATED MODULE: ./lib/storage/storage.js
+class NotFoundError extends Error {
+    key;
+    constructor(key) {
+        super(`No object at ${key}`);
+        this.key = key;
+        this.name = 'NotFoundError';
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/storage/local.js
+
+
+
+
+/** A write with `ifNoneMatch` found an object already at the key. */
+class KeyExistsError extends Error {
+    key;
+    constructor(key) {
+        super(`An object already exists at ${key}`);
+        this.key = key;
+        this.name = 'KeyExistsError';
+    }
+}
+/** Names of files being written; never listed, never visible under a key. */
+const PARTIAL = /^\..+\.partial-[0-9a-f]{16}$/;
+function errnoCode(error) {
+    return typeof error === 'object' && error !== null && 'code' in error
+        ? String(error.code)
+        : undefined;
+}
+/**
+ * A folder as a store: each key is a file under the root. Writes go to a hidden temporary
+ * sibling that is fsynced and renamed onto the key, so a crash never leaves a partial file
+ * under a key's name. When a body fails or the disk does, the temporary file is removed and
+ * the body is destroyed so its producer stops.
+ */
+class LocalStorage {
+    logger;
+    root;
+    description;
+    constructor(rootPath, logger) {
+        this.logger = logger;
+        this.root = (0,external_node_path_.resolve)(rootPath);
+        this.description = `local folder ${this.root}`;
+    }
+    location(key) {
+        return this.pathOf(key);
+    }
+    pathOf(key) {
+        const segments = key.split('/');
+        if (key === '' ||
+            key.includes('\0') ||
+            segments.some((segment) => segment === '' || segment === '.' || segment === '..')) {
+            throw new Error(`Invalid storage key '${key}': keys are relative paths with non-empty segments and no '.' or '..'.`);
+        }
+        const path = (0,external_node_path_.join)(this.root, ...segments);
+        if (!path.startsWith(this.root + external_node_path_.sep)) {
+            throw new Error(`Invalid storage key '${key}': it leaves the folder ${this.root}.`);
+        }
+        return path;
+    }
+    tempPathFor(path) {
+        return (0,external_node_path_.join)((0,external_node_path_.dirname)(path), `.${(0,external_node_path_.basename)(path)}.partial-${(0,external_node_crypto_.randomBytes)(8).toString('hex')}`);
+    }
+    async putStream(key, body, options = {}) {
+        let bodyError;
+        const onBodyError = (error) => {
+            bodyError ??= error;
+        };
+        body.on('error', onBodyError);
+        let path;
+        let temp;
+        let bytes = 0;
+        try {
+            path = this.pathOf(key);
+            await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true });
+            temp = this.tempPathFor(path);
+            const handle = await (0,promises_.open)(temp, 'wx', 0o644);
+            try {
+                for await (const chunk of body) {
+                    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+                    let offset = 0;
+                    while (offset < buffer.length) {
+                        const { bytesWritten } = await handle.write(buffer, offset);
+                        offset += bytesWritten;
+                    }
+                    bytes += buffer.length;
+                    options.onProgress?.(bytes);
+                }
+                if (bodyError !== undefined)
+                    throw bodyError;
+                await handle.sync();
+            }
+            finally {
+                await handle.close();
+            }
+            await (0,promises_.rename)(temp, path);
+            temp = undefined;
+            await this.syncDirectory((0,external_node_path_.dirname)(path));
+            return { bytes };
+        }
+        catch (error) {
+            if (!body.destroyed)
+                body.destroy();
+            if (temp !== undefined)
+                await (0,promises_.unlink)(temp).catch(() => undefined);
+            throw bodyError ?? error;
+        }
+        finally {
+            body.off('error', onBodyError);
+        }
+    }
+    async putBytes(key, data, options = {}) {
+        const path = this.pathOf(key);
+        await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true });
+        const temp = this.tempPathFor(path);
+        try {
+            const handle = await (0,promises_.open)(temp, 'wx', 0o644);
+            try {
+                await handle.writeFile(data);
+                await handle.sync();
+            }
+            finally {
+                await handle.close();
+            }
+            if (options.ifNoneMatch) {
+                try {
+                    await (0,promises_.link)(temp, path);
+                }
+                catch (error) {
+                    if (errnoCode(error) === 'EEXIST')
+                        throw new KeyExistsError(key);
+                    throw error;
+                }
+                await (0,promises_.unlink)(temp);
+            }
+            else {
+                await (0,promises_.rename)(temp, path);
+            }
+            await this.syncDirectory((0,external_node_path_.dirname)(path));
+        }
+        catch (error) {
+            await (0,promises_.unlink)(temp).catch(() => undefined);
+            throw error;
+        }
+    }
+    async syncDirectory(path) {
+        try {
+            const handle = await (0,promises_.open)(path, 'r');
+            try {
+                await handle.sync();
+            }
+            finally {
+                await handle.close();
+            }
+        }
+        catch (error) {
+            this.logger.debug(`Could not fsync the folder ${path}: ${String(error)}`);
+        }
+    }
+    async getStream(key) {
+        const path = this.pathOf(key);
+        try {
+            const handle = await (0,promises_.open)(path, 'r');
+            if (!(await handle.stat()).isFile()) {
+                await handle.close();
+                throw new NotFoundError(key);
+            }
+            return handle.createReadStream();
+        }
+        catch (error) {
+            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
+                throw new NotFoundError(key);
+            }
+            throw error;
+        }
+    }
+    async getBytes(key) {
+        try {
+            return await (0,promises_.readFile)(this.pathOf(key));
+        }
+        catch (error) {
+            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? ''))
+                return undefined;
+            throw error;
+        }
+    }
+    async head(key) {
+        try {
+            const info = await (0,promises_.stat)(this.pathOf(key));
+            if (!info.isFile())
+                return undefined;
+            return { key, size: info.size, lastModified: info.mtime };
+        }
+        catch (error) {
+            if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
+                return undefined;
+            throw error;
+        }
+    }
+    async *list(prefix) {
+        const slash = prefix.lastIndexOf('/');
+        const folderKey = slash === -1 ? '' : prefix.slice(0, slash);
+        const start = folderKey === '' ? this.root : this.pathOf(folderKey);
+        const keys = [];
+        const walk = async (folder, keyPrefix) => {
+            let entries;
+            try {
+                entries = await (0,promises_.readdir)(folder, { withFileTypes: true });
+            }
+            catch (error) {
+                if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
+                    return;
+                throw error;
+            }
+            for (const entry of entries) {
+                const key = keyPrefix + entry.name;
+                if (entry.isDirectory()) {
+                    if ((key + '/').startsWith(prefix) || prefix.startsWith(key + '/')) {
+                        await walk((0,external_node_path_.join)(folder, entry.name), key + '/');
+                    }
+                }
+                else if (entry.isFile() && !PARTIAL.test(entry.name) && key.startsWith(prefix)) {
+                    keys.push(key);
+                }
+            }
+        };
+        await walk(start, folderKey === '' ? '' : folderKey + '/');
+        keys.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+        for (const key of keys) {
+            const object = await this.head(key);
+            if (object !== undefined)
+                yield object;
+        }
+    }
+    async delete(keys) {
+        const deleted = [];
+        const folders = new Set();
+        for (const key of new Set(keys)) {
+            const path = this.pathOf(key);
+            try {
+                await (0,promises_.unlink)(path);
+            }
+            catch (error) {
+                if (!['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? '')) {
+                    throw new Error(`Could not delete ${path}: ${String(error)}`, { cause: error });
+                }
+            }
+            deleted.push(key);
+            folders.add((0,external_node_path_.dirname)(path));
+        }
+        const deepestFirst = [...folders].sort((a, b) => b.length - a.length);
+        for (const folder of deepestFirst)
+            await this.removeEmptyFolders(folder);
+        return { deleted, locked: [] };
+    }
+    /** Removes `folder` and its parents while they are empty, never the root itself. */
+    async removeEmptyFolders(folder) {
+        for (let current = folder; current.startsWith(this.root + external_node_path_.sep); current = (0,external_node_path_.dirname)(current)) {
+            try {
+                await (0,promises_.rmdir)(current);
+            }
+            catch (error) {
+                if (errnoCode(error) === 'ENOENT')
+                    continue;
+                return;
+            }
+        }
+    }
+    async describe() {
+        return {};
+    }
+}
+
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
 var dist_cjs = __nccwpck_require__(3711);
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/lib-storage/dist-cjs/index.js
@@ -83882,13 +83879,6 @@ function runtime_maskSecret(value) {
         if (line.trim())
             core.setSecret(line.trim());
 }
-/**
- * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
- * is true): a self-hosted machine gets the exact command to run instead of a changed system.
- */
-function runtime_mayInstallTools(env) {
-    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
-}
 /** The S3 settings from the storage inputs shared by every action. */
 function s3SettingsFromInputs() {
     const endpoint = optionalInput(Inputs.S3Endpoint);
@@ -83993,6 +83983,7 @@ async function runBackupAction() {
     };
     const postgresVersion = resolvePostgresVersionInput(optionalInput(Inputs.PostgresVersion) ?? 'auto');
     const storage = storageFromInputs(logger);
+    const tools = clientToolResolver(postgresVersion, env, logger);
     try {
         const result = await runBackup(options, {
             storage,
@@ -84000,13 +83991,7 @@ async function runBackupAction() {
             clock: systemClock,
             env,
             zstdPath: findOnPath('zstd', env.PATH),
-            resolveTools: (server) => ensureClientTools({
-                serverMajor: server.major,
-                serverVersion: server.version,
-                postgresVersion,
-                install: mayInstallTools(env),
-                search: { logger },
-            }),
+            resolveTools: (server) => tools(server.major, server.version),
         });
         for (const w of result.warnings)
             logger.warning(w);
@@ -84089,25 +84074,6 @@ function parseDeleteIncompleteAfter(text, inputName = 'delete-incomplete-after')
     }
     return seconds;
 }
-/** A duration as the inputs write it: `1d`, `1h30m`, `15s`. */
-function options_compactDuration(seconds) {
-    let rest = seconds;
-    let text = '';
-    for (const [unit, size] of [
-        ['d', 86400],
-        ['h', 3600],
-        ['m', 60],
-    ]) {
-        const whole = Math.floor(rest / size);
-        if (whole > 0)
-            text += `${whole}${unit}`;
-        rest -= whole * size;
-    }
-    const secs = Math.round(rest * 1000) / 1000;
-    if (secs > 0)
-        text += `${secs}s`;
-    return text || '0s';
-}
 
 ;// CONCATENATED MODULE: ./lib/prune/prune.js
 /**
@@ -84137,22 +84103,6 @@ function sumSizes(objects) {
 }
 function explanation(decision, reasons) {
     return `${decision === 'keep' ? 'kept' : 'delete'}: ${reasons.join(', ')}`;
-}
-async function verificationObjects(storage, name) {
-    const prefix = verificationsPrefix(name);
-    const byId = new Map();
-    for await (const object of storage.list(prefix)) {
-        const rest = object.key.slice(prefix.length);
-        const slash = rest.indexOf('/');
-        if (slash <= 0)
-            continue;
-        const id = rest.slice(0, slash);
-        let list = byId.get(id);
-        if (!list)
-            byId.set(id, (list = []));
-        list.push(object);
-    }
-    return byId;
 }
 /** The catalog view the planner needs, from a complete entry. Times come from the manifest. */
 function catalogBackup(storage, entry, lastVerification, logger) {
@@ -84190,7 +84140,7 @@ function catalogBackup(storage, entry, lastVerification, logger) {
 async function planName(name, options, deps, now) {
     const { storage, logger } = deps;
     const entries = await listCatalog(storage, name);
-    const recordObjects = await verificationObjects(storage, name);
+    const recordObjects = await groupByFolder(storage, verificationsPrefix(name));
     const lastStatus = new Map();
     if (recordObjects.size > 0) {
         // Oldest first: the last record of each backup decides.
@@ -84229,7 +84179,7 @@ async function planName(name, options, deps, now) {
         return item;
     });
     const grace = options.deleteIncompleteAfterSeconds;
-    const graceText = grace === undefined ? 'never' : options_compactDuration(grace);
+    const graceText = grace === undefined ? 'never' : compactDuration(grace);
     const incompleteObjects = new Map();
     const incomplete = entries
         .filter((e) => e.manifest === undefined)
@@ -84567,7 +84517,6 @@ function pruneFailure(report) {
 
 
 
-
 function openStore(o, io) {
     return open_openStorage(o.required('storage'), {
         endpoint: o.string('s3-endpoint'),
@@ -84713,13 +84662,7 @@ async function backupCommand(o, io) {
         clock: logger_systemClock,
         env,
         zstdPath: process_findOnPath('zstd', env.PATH),
-        resolveTools: (server) => install_ensureClientTools({
-            serverMajor: server.major,
-            serverVersion: server.version,
-            postgresVersion,
-            install: runtime_mayInstallTools(env),
-            search: { logger: io.logger },
-        }),
+        resolveTools: (server) => install_clientToolResolver(postgresVersion, env, io.logger)(server.major, server.version),
     });
     for (const w of result.warnings)
         io.logger.warning(w);
@@ -84746,14 +84689,7 @@ function restoreDeps(o, io, storage, workDir) {
         clock: logger_systemClock,
         env: io.env,
         zstdPath: process_findOnPath('zstd', io.env.PATH),
-        resolveTools: (request) => install_ensureClientTools({
-            serverMajor: request.major,
-            serverVersion: request.version,
-            postgresVersion,
-            install: runtime_mayInstallTools(io.env),
-            needServer: request.needServer,
-            search: { logger: io.logger },
-        }),
+        resolveTools: (request) => install_clientToolResolver(postgresVersion, io.env, io.logger)(request.major, request.version, request.needServer),
         workDir,
         workspace: io.cwd,
     };
@@ -84870,14 +84806,7 @@ async function verifyCommand(o, io) {
         env: io.env,
         zstdPath: process_findOnPath('zstd', io.env.PATH),
         tmpDir: dir,
-        resolveTools: (minMajor, pgDumpVersion) => install_ensureClientTools({
-            serverMajor: minMajor,
-            serverVersion: pgDumpVersion,
-            postgresVersion,
-            install: runtime_mayInstallTools(io.env),
-            needServer: !o.boolean('no-restore') && !o.string('target-url'),
-            search: { logger: io.logger },
-        }),
+        resolveTools: (minMajor, pgDumpVersion) => install_clientToolResolver(postgresVersion, io.env, io.logger)(minMajor, pgDumpVersion, !o.boolean('no-restore') && !o.string('target-url')),
     }));
     if (o.boolean('json')) {
         print(io, JSON.stringify(report, null, 2));

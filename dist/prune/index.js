@@ -72281,7 +72281,10 @@ var external_node_os_ = __nccwpck_require__(8161);
 var external_node_path_ = __nccwpck_require__(6760);
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
 var core = __nccwpck_require__(6058);
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
+
 /** Key layout of the catalog inside a store. Every key is relative to the store's prefix. */
 function backupsPrefix(name) {
     return `${name}/backups/`;
@@ -72295,8 +72298,13 @@ function manifestKey(name, id) {
 function verificationsPrefix(name, id) {
     return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
 }
-function keys_verificationKey(name, id, at) {
-    return `${verificationsPrefix(name, id)}${compactTime(at)}.json`;
+/**
+ * `<name>/verifications/<id>/20261121T051500.123Z-9f1c2a.json`: the finish time to the
+ * millisecond plus a random suffix, so records sort by time and two runs never share a key.
+ */
+function keys_verificationKey(name, id, at, random = () => randomBytes(3).toString('hex')) {
+    const time = at.toISOString().replace(/[-:]/g, '');
+    return `${verificationsPrefix(name, id)}${time}-${random()}.json`;
 }
 /** `20261121T051500Z` */
 function compactTime(at) {
@@ -72492,6 +72500,27 @@ function parseKeepUntil(text, now, inputName) {
             'give a later date or a positive duration.');
     }
     return until;
+}
+/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
+function compactDuration(seconds) {
+    if (seconds <= 0)
+        return '0s';
+    let rest = seconds;
+    let text = '';
+    for (const [unit, size] of [
+        ['d', 86400],
+        ['h', 3600],
+        ['m', 60],
+    ]) {
+        const whole = Math.floor(rest / size);
+        if (whole > 0)
+            text += `${whole}${unit}`;
+        rest -= whole * size;
+    }
+    const secs = Math.round(rest * 1000) / 1000;
+    if (secs > 0)
+        text += `${secs}s`;
+    return text || '0s';
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
@@ -72726,27 +72755,6 @@ function periodLabel(period, local) {
         case 'yearly':
             return pad(local.year, 4);
     }
-}
-/** A duration as the policy would be written: `7d`, `1h30m`, `90m`, `1.5s`. */
-function compactDuration(seconds) {
-    if (seconds <= 0)
-        return '0s';
-    let rest = seconds;
-    let text = '';
-    for (const [unit, size] of [
-        ['d', 86400],
-        ['h', 3600],
-        ['m', 60],
-    ]) {
-        const whole = Math.floor(rest / size);
-        if (whole > 0)
-            text += `${whole}${unit}`;
-        rest -= whole * size;
-    }
-    const secs = Math.round(rest * 1000) / 1000;
-    if (secs > 0)
-        text += `${secs}s`;
-    return text || '0s';
 }
 /** `2027-01-01` when the moment is midnight UTC, else `2027-01-01 12:30 UTC`. */
 function formatInstant(at) {
@@ -73046,25 +73054,6 @@ function parseDeleteIncompleteAfter(text, inputName = 'delete-incomplete-after')
     }
     return seconds;
 }
-/** A duration as the inputs write it: `1d`, `1h30m`, `15s`. */
-function options_compactDuration(seconds) {
-    let rest = seconds;
-    let text = '';
-    for (const [unit, size] of [
-        ['d', 86400],
-        ['h', 3600],
-        ['m', 60],
-    ]) {
-        const whole = Math.floor(rest / size);
-        if (whole > 0)
-            text += `${whole}${unit}`;
-        rest -= whole * size;
-    }
-    const secs = Math.round(rest * 1000) / 1000;
-    if (secs > 0)
-        text += `${secs}s`;
-    return text || '0s';
-}
 
 ;// CONCATENATED MODULE: ./lib/prune/plan.js
 /** The prune plan as a JSON document (the `plan-path` output) and the policy in words. */
@@ -73085,9 +73074,9 @@ function policyText(policy) {
         if (value !== undefined)
             parts.push(`${input} ${value}`);
     if (policy.keepWithinSeconds !== undefined) {
-        parts.push(`keep-within ${options_compactDuration(policy.keepWithinSeconds)}`);
+        parts.push(`keep-within ${compactDuration(policy.keepWithinSeconds)}`);
     }
-    const kinds = Object.entries(policy.keepKind ?? {}).map(([kind, span]) => `${kind}=${span === 'forever' ? 'forever' : options_compactDuration(span)}`);
+    const kinds = Object.entries(policy.keepKind ?? {}).map(([kind, span]) => `${kind}=${span === 'forever' ? 'forever' : compactDuration(span)}`);
     if (kinds.length > 0)
         parts.push(`keep-kind ${kinds.join(' ')}`);
     return parts.join(', ');
@@ -73104,7 +73093,7 @@ function maxDeleteText(maxDelete) {
     return parts.length > 0 ? parts.join(' and ') : 'no limit';
 }
 function incompleteAfterText(seconds) {
-    return seconds === undefined ? 'never' : options_compactDuration(seconds);
+    return seconds === undefined ? 'never' : compactDuration(seconds);
 }
 /**
  * The plan document: every backup of every name with its decision, reasons and outcome, the
@@ -73176,21 +73165,10 @@ function parseManifest(data, where) {
  * One listing pass; manifests are fetched only for folders that have one.
  */
 async function listCatalog(storage, name) {
-    const prefix = backupsPrefix(name);
-    const byId = new Map();
-    for await (const object of storage.list(prefix)) {
-        const rest = object.key.slice(prefix.length);
-        const slash = rest.indexOf('/');
-        if (slash <= 0)
-            continue;
-        const id = rest.slice(0, slash);
+    const byId = await groupByFolder(storage, backupsPrefix(name));
+    for (const id of byId.keys())
         if (!keys_isBackupId(id))
-            continue;
-        let list = byId.get(id);
-        if (!list)
-            byId.set(id, (list = []));
-        list.push(object);
-    }
+            byId.delete(id);
     const entries = [];
     const ids = [...byId.keys()].sort();
     const manifests = await mapLimit(ids, 8, async (id) => {
@@ -73209,6 +73187,22 @@ async function listCatalog(storage, name) {
         });
     });
     return entries;
+}
+/** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
+async function groupByFolder(storage, prefix) {
+    const byFolder = new Map();
+    for await (const object of storage.list(prefix)) {
+        const rest = object.key.slice(prefix.length);
+        const slash = rest.indexOf('/');
+        if (slash <= 0)
+            continue;
+        const folder = rest.slice(0, slash);
+        let list = byFolder.get(folder);
+        if (!list)
+            byFolder.set(folder, (list = []));
+        list.push(object);
+    }
+    return byFolder;
 }
 /** Complete backups (with manifest), newest finish time first. */
 function completeBackups(entries) {
@@ -73292,8 +73286,6 @@ async function appendVerificationRecord(storage, record) {
     return key;
 }
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./lib/core/streams.js
@@ -73407,22 +73399,6 @@ function sumSizes(objects) {
 function explanation(decision, reasons) {
     return `${decision === 'keep' ? 'kept' : 'delete'}: ${reasons.join(', ')}`;
 }
-async function verificationObjects(storage, name) {
-    const prefix = verificationsPrefix(name);
-    const byId = new Map();
-    for await (const object of storage.list(prefix)) {
-        const rest = object.key.slice(prefix.length);
-        const slash = rest.indexOf('/');
-        if (slash <= 0)
-            continue;
-        const id = rest.slice(0, slash);
-        let list = byId.get(id);
-        if (!list)
-            byId.set(id, (list = []));
-        list.push(object);
-    }
-    return byId;
-}
 /** The catalog view the planner needs, from a complete entry. Times come from the manifest. */
 function catalogBackup(storage, entry, lastVerification, logger) {
     const manifest = entry.manifest;
@@ -73459,7 +73435,7 @@ function catalogBackup(storage, entry, lastVerification, logger) {
 async function planName(name, options, deps, now) {
     const { storage, logger } = deps;
     const entries = await listCatalog(storage, name);
-    const recordObjects = await verificationObjects(storage, name);
+    const recordObjects = await groupByFolder(storage, verificationsPrefix(name));
     const lastStatus = new Map();
     if (recordObjects.size > 0) {
         // Oldest first: the last record of each backup decides.
@@ -73498,7 +73474,7 @@ async function planName(name, options, deps, now) {
         return item;
     });
     const grace = options.deleteIncompleteAfterSeconds;
-    const graceText = grace === undefined ? 'never' : options_compactDuration(grace);
+    const graceText = grace === undefined ? 'never' : compactDuration(grace);
     const incompleteObjects = new Map();
     const incomplete = entries
         .filter((e) => e.manifest === undefined)
@@ -74057,7 +74033,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   xr: () => (/* binding */ storageFromInputs)
 });
 
-// UNUSED EXPORTS: gitContext, maskConnectionString, maskSecret, mayInstallTools, s3SettingsFromInputs
+// UNUSED EXPORTS: gitContext, maskConnectionString, maskSecret, s3SettingsFromInputs
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
 var lib_core = __nccwpck_require__(6058);
@@ -76604,13 +76580,6 @@ function maskSecret(value) {
     for (const line of value.split(/\r?\n/))
         if (line.trim())
             core.setSecret(line.trim());
-}
-/**
- * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
- * is true): a self-hosted machine gets the exact command to run instead of a changed system.
- */
-function mayInstallTools(env) {
-    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
 }
 /** The S3 settings from the storage inputs shared by every action. */
 function s3SettingsFromInputs() {

@@ -72333,7 +72333,10 @@ var external_node_os_ = __nccwpck_require__(48161);
 var external_node_path_ = __nccwpck_require__(76760);
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
 var core = __nccwpck_require__(33838);
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(77598);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
+
 /** Key layout of the catalog inside a store. Every key is relative to the store's prefix. */
 function backupsPrefix(name) {
     return `${name}/backups/`;
@@ -72347,8 +72350,13 @@ function keys_manifestKey(name, id) {
 function keys_verificationsPrefix(name, id) {
     return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
 }
-function verificationKey(name, id, at) {
-    return `${keys_verificationsPrefix(name, id)}${compactTime(at)}.json`;
+/**
+ * `<name>/verifications/<id>/20261121T051500.123Z-9f1c2a.json`: the finish time to the
+ * millisecond plus a random suffix, so records sort by time and two runs never share a key.
+ */
+function verificationKey(name, id, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
+    const time = at.toISOString().replace(/[-:]/g, '');
+    return `${keys_verificationsPrefix(name, id)}${time}-${random()}.json`;
 }
 /** `20261121T051500Z` */
 function compactTime(at) {
@@ -72545,6 +72553,27 @@ function parseKeepUntil(text, now, inputName) {
     }
     return until;
 }
+/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
+function compactDuration(seconds) {
+    if (seconds <= 0)
+        return '0s';
+    let rest = seconds;
+    let text = '';
+    for (const [unit, size] of [
+        ['d', 86400],
+        ['h', 3600],
+        ['m', 60],
+    ]) {
+        const whole = Math.floor(rest / size);
+        if (whole > 0)
+            text += `${whole}${unit}`;
+        rest -= whole * size;
+    }
+    const secs = Math.round(rest * 1000) / 1000;
+    if (secs > 0)
+        text += `${secs}s`;
+    return text || '0s';
+}
 
 ;// CONCATENATED MODULE: ./lib/core/logger.js
 const systemClock = { now: () => new Date() };
@@ -72695,9 +72724,23 @@ function findOnPath(name, pathEnv = process.env.PATH ?? '') {
     }
     return undefined;
 }
+/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
+function processAlive(pid) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (error) {
+        return error.code === 'EPERM';
+    }
+    try {
+        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    }
+    catch {
+        return true;
+    }
+}
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(77598);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(57075);
 ;// CONCATENATED MODULE: ./lib/crypto/bech32.js
@@ -73582,22 +73625,6 @@ async function isPostgres(pid) {
     const cmdline = await (0,promises_.readFile)(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
     return cmdline === undefined || /postgres/.test(cmdline);
 }
-/** Whether `pid` runs; a zombie (exited, not reaped yet) counts as gone. */
-function alive(pid) {
-    try {
-        process.kill(pid, 0);
-    }
-    catch (error) {
-        return error.code === 'EPERM';
-    }
-    try {
-        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-    }
-    catch {
-        return true;
-    }
-}
 /**
  * Removes what a drill left behind when its process was killed before its own cleanup ran
  * (the `post:` step of the action): a scratch PostgreSQL still running in one of `dirs` is
@@ -73611,13 +73638,13 @@ async function removeLeftovers(dirs, logger) {
         const pidFile = external_node_path_.join(dir, 'data', 'postmaster.pid');
         const pidText = await (0,promises_.readFile)(pidFile, 'utf8').catch(() => undefined);
         const pid = pidText ? Number(pidText.split('\n')[0]) : NaN;
-        if (Number.isInteger(pid) && pid > 0 && alive(pid) && (await isPostgres(pid))) {
+        if (Number.isInteger(pid) && pid > 0 && processAlive(pid) && (await isPostgres(pid))) {
             logger.info(`Stopping the scratch PostgreSQL (pid ${pid}) left in ${dir}`);
             try {
                 process.kill(pid, 'SIGQUIT');
-                for (let i = 0; i < 100 && alive(pid); i++)
+                for (let i = 0; i < 100 && processAlive(pid); i++)
                     await new Promise((r) => setTimeout(r, 100));
-                if (alive(pid))
+                if (processAlive(pid))
                     process.kill(pid, 'SIGKILL');
             }
             catch (error) {
@@ -73698,21 +73725,10 @@ function parseManifest(data, where) {
  * One listing pass; manifests are fetched only for folders that have one.
  */
 async function catalog_listCatalog(storage, name) {
-    const prefix = backupsPrefix(name);
-    const byId = new Map();
-    for await (const object of storage.list(prefix)) {
-        const rest = object.key.slice(prefix.length);
-        const slash = rest.indexOf('/');
-        if (slash <= 0)
-            continue;
-        const id = rest.slice(0, slash);
+    const byId = await groupByFolder(storage, backupsPrefix(name));
+    for (const id of byId.keys())
         if (!isBackupId(id))
-            continue;
-        let list = byId.get(id);
-        if (!list)
-            byId.set(id, (list = []));
-        list.push(object);
-    }
+            byId.delete(id);
     const entries = [];
     const ids = [...byId.keys()].sort();
     const manifests = await mapLimit(ids, 8, async (id) => {
@@ -73731,6 +73747,22 @@ async function catalog_listCatalog(storage, name) {
         });
     });
     return entries;
+}
+/** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
+async function groupByFolder(storage, prefix) {
+    const byFolder = new Map();
+    for await (const object of storage.list(prefix)) {
+        const rest = object.key.slice(prefix.length);
+        const slash = rest.indexOf('/');
+        if (slash <= 0)
+            continue;
+        const folder = rest.slice(0, slash);
+        let list = byFolder.get(folder);
+        if (!list)
+            byFolder.set(folder, (list = []));
+        list.push(object);
+    }
+    return byFolder;
 }
 /** Complete backups (with manifest), newest finish time first. */
 function catalog_completeBackups(entries) {
@@ -75129,6 +75161,7 @@ var postgres_process = __nccwpck_require__(5654);
 
 
 
+
 const SPEED_SETTINGS = {
     fsync: 'off',
     synchronous_commit: 'off',
@@ -75252,22 +75285,6 @@ function serverEnv() {
     }
     env.LC_ALL = 'C';
     return env;
-}
-/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
-function processAlive(pid) {
-    try {
-        process.kill(pid, 0);
-    }
-    catch (error) {
-        return error.code === 'EPERM';
-    }
-    try {
-        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-    }
-    catch {
-        return true;
-    }
 }
 async function waitGone(pid, ms) {
     const deadline = Date.now() + ms;
@@ -75561,10 +75578,7 @@ async function target_givenTarget(options) {
     };
 }
 
-// EXTERNAL MODULE: ./lib/storage/local.js
-var local = __nccwpck_require__(53114);
 ;// CONCATENATED MODULE: ./lib/verify/verify.js
-
 
 
 
@@ -75787,7 +75801,7 @@ async function runVerify(options, deps) {
                 git: options.git,
             };
             try {
-                recordKey = await appendRecord(storage, clock, verification);
+                recordKey = await appendVerificationRecord(storage, verification);
                 logger.info(`Recorded the verification at ${storage.location(recordKey)}`);
             }
             catch (error) {
@@ -75838,23 +75852,6 @@ async function runVerify(options, deps) {
         recordKey,
         warnings: run.warnings,
     };
-}
-/**
- * Appends the record; record keys have a resolution of one second, so when another
- * verification of the same backup took the key, the record moves to the next free second.
- */
-async function appendRecord(storage, clock, verification) {
-    for (let attempt = 1;; attempt++) {
-        try {
-            return await appendVerificationRecord(storage, verification);
-        }
-        catch (error) {
-            if (!(error instanceof KeyExistsError) || attempt >= 5)
-                throw error;
-            const next = new Date(verification.finishedAt).getTime() + 1000;
-            verification.finishedAt = new Date(Math.max(next, clock.now().getTime())).toISOString();
-        }
-    }
 }
 function ageSeconds(manifest, now) {
     return Math.max(0, (now.getTime() - new Date(manifest.finishedAt).getTime()) / 1000);
@@ -76392,7 +76389,6 @@ async function runSmokeCommand(o) {
 
 
 
-
 /** S3 storage classes whose objects cannot be read before a restore request thawed them. */
 const ARCHIVE_STORAGE_CLASSES = ['GLACIER', 'DEEP_ARCHIVE'];
 /** A timed drill: restore a backup into a throwaway target, check it, measure RTO and RPO. */
@@ -76867,7 +76863,7 @@ async function finish(result, options, deps, history) {
         git: options.git,
     };
     try {
-        result.recordKey = await drill_appendRecord(deps, record);
+        result.recordKey = await catalog_appendVerificationRecord(deps.storage, record);
     }
     catch (error) {
         logger.warning(`Could not store the drill record under verifications/ (${(0,errors/* errorMessage */.g)(error)}); the trend will miss this run.`);
@@ -76875,23 +76871,6 @@ async function finish(result, options, deps, history) {
     const rto = result.rtoSeconds === undefined ? 'not reached' : duration_formatDuration(result.rtoSeconds);
     logger.info(`${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${duration_formatDuration(result.rpoSeconds)}`);
     return result;
-}
-/**
- * Appends the record. Record keys carry the finish time to the second, so a second run on the
- * same backup within that second finds its key taken: it is then recorded a second later.
- */
-async function drill_appendRecord(deps, record) {
-    try {
-        return await catalog_appendVerificationRecord(deps.storage, record);
-    }
-    catch (error) {
-        const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
-        if (!(await deps.storage.head(key).catch(() => undefined)))
-            throw error;
-        await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 10));
-        const later = new Date(Math.max(deps.clock.now().getTime(), Date.parse(record.finishedAt) + 1000));
-        return catalog_appendVerificationRecord(deps.storage, { ...record, finishedAt: later.toISOString() });
-    }
 }
 function round(seconds) {
     return Math.round(seconds * 1000) / 1000;
@@ -77413,6 +77392,27 @@ function quiet(logger) {
         group: (name, fn) => logger.group(name, fn),
     };
 }
+/**
+ * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
+ * is true): a self-hosted machine gets the exact command to run instead of a changed system.
+ */
+function mayInstallTools(env) {
+    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
+}
+/**
+ * The client tools for a server (or an archive's pg_dump) of `major`/`version`, found or, where
+ * `mayInstallTools` allows, installed: what every action and the CLI hand their cores.
+ */
+function clientToolResolver(postgresVersion, env, logger) {
+    return (major, version, needServer = false) => ensureClientTools({
+        serverMajor: major,
+        serverVersion: version,
+        postgresVersion,
+        install: mayInstallTools(env),
+        needServer,
+        search: { logger },
+    });
+}
 
 // EXTERNAL MODULE: ./lib/actions/inputs.js
 var inputs = __nccwpck_require__(39922);
@@ -77814,8 +77814,8 @@ async function reportToIssue(r) {
     }
 }
 
-// EXTERNAL MODULE: ./lib/actions/runtime.js + 2 modules
-var runtime = __nccwpck_require__(97684);
+// EXTERNAL MODULE: ./lib/actions/runtime.js + 4 modules
+var runtime = __nccwpck_require__(87745);
 ;// CONCATENATED MODULE: ./lib/actions/restore-drill-impl.js
 
 
@@ -77966,14 +77966,7 @@ async function runRestoreDrillAction() {
         clock: systemClock,
         env,
         zstdPath: findOnPath('zstd', env.PATH),
-        resolveTools: (request) => ensureClientTools({
-            serverMajor: request.major,
-            serverVersion: request.version,
-            postgresVersion,
-            install: (0,runtime/* mayInstallTools */.yo)(env),
-            needServer: request.needServer,
-            search: { logger },
-        }),
+        resolveTools: (request) => clientToolResolver(postgresVersion, env, logger)(request.major, request.version, request.needServer),
         workDir,
         workspace,
         onTemporaryFolder: (dir) => {
@@ -78054,7 +78047,7 @@ async function runRestoreDrillAction() {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(950);
-/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(97684);
+/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(87745);
 
 
 await (0,_runtime_js__WEBPACK_IMPORTED_MODULE_1__/* .runAction */ .Cs)(_restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__/* .runRestoreDrillAction */ .n);
@@ -78064,7 +78057,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 97684:
+/***/ 87745:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -78074,7 +78067,6 @@ __nccwpck_require__.d(__webpack_exports__, {
   cw: () => (/* binding */ gitContext),
   Oi: () => (/* binding */ maskConnectionString),
   $l: () => (/* binding */ maskSecret),
-  yo: () => (/* binding */ mayInstallTools),
   Cs: () => (/* binding */ runAction),
   xr: () => (/* binding */ storageFromInputs)
 });
@@ -78087,18 +78079,293 @@ var core = __nccwpck_require__(33838);
 var errors = __nccwpck_require__(3828);
 // EXTERNAL MODULE: external "node:url"
 var external_node_url_ = __nccwpck_require__(73136);
-// EXTERNAL MODULE: ./lib/storage/local.js
-var local = __nccwpck_require__(53114);
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(77598);
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(51455);
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(76760);
+;// CONCATENATED MODULE: ./lib/storage/storage.js
+class NotFoundError extends Error {
+    key;
+    constructor(key) {
+        super(`No object at ${key}`);
+        this.key = key;
+        this.name = 'NotFoundError';
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/storage/local.js
+
+
+
+
+/** A write with `ifNoneMatch` found an object already at the key. */
+class KeyExistsError extends Error {
+    key;
+    constructor(key) {
+        super(`An object already exists at ${key}`);
+        this.key = key;
+        this.name = 'KeyExistsError';
+    }
+}
+/** Names of files being written; never listed, never visible under a key. */
+const PARTIAL = /^\..+\.partial-[0-9a-f]{16}$/;
+function errnoCode(error) {
+    return typeof error === 'object' && error !== null && 'code' in error
+        ? String(error.code)
+        : undefined;
+}
+/**
+ * A folder as a store: each key is a file under the root. Writes go to a hidden temporary
+ * sibling that is fsynced and renamed onto the key, so a crash never leaves a partial file
+ * under a key's name. When a body fails or the disk does, the temporary file is removed and
+ * the body is destroyed so its producer stops.
+ */
+class LocalStorage {
+    logger;
+    root;
+    description;
+    constructor(rootPath, logger) {
+        this.logger = logger;
+        this.root = (0,external_node_path_.resolve)(rootPath);
+        this.description = `local folder ${this.root}`;
+    }
+    location(key) {
+        return this.pathOf(key);
+    }
+    pathOf(key) {
+        const segments = key.split('/');
+        if (key === '' ||
+            key.includes('\0') ||
+            segments.some((segment) => segment === '' || segment === '.' || segment === '..')) {
+            throw new Error(`Invalid storage key '${key}': keys are relative paths with non-empty segments and no '.' or '..'.`);
+        }
+        const path = (0,external_node_path_.join)(this.root, ...segments);
+        if (!path.startsWith(this.root + external_node_path_.sep)) {
+            throw new Error(`Invalid storage key '${key}': it leaves the folder ${this.root}.`);
+        }
+        return path;
+    }
+    tempPathFor(path) {
+        return (0,external_node_path_.join)((0,external_node_path_.dirname)(path), `.${(0,external_node_path_.basename)(path)}.partial-${(0,external_node_crypto_.randomBytes)(8).toString('hex')}`);
+    }
+    async putStream(key, body, options = {}) {
+        let bodyError;
+        const onBodyError = (error) => {
+            bodyError ??= error;
+        };
+        body.on('error', onBodyError);
+        let path;
+        let temp;
+        let bytes = 0;
+        try {
+            path = this.pathOf(key);
+            await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true });
+            temp = this.tempPathFor(path);
+            const handle = await (0,promises_.open)(temp, 'wx', 0o644);
+            try {
+                for await (const chunk of body) {
+                    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+                    let offset = 0;
+                    while (offset < buffer.length) {
+                        const { bytesWritten } = await handle.write(buffer, offset);
+                        offset += bytesWritten;
+                    }
+                    bytes += buffer.length;
+                    options.onProgress?.(bytes);
+                }
+                if (bodyError !== undefined)
+                    throw bodyError;
+                await handle.sync();
+            }
+            finally {
+                await handle.close();
+            }
+            await (0,promises_.rename)(temp, path);
+            temp = undefined;
+            await this.syncDirectory((0,external_node_path_.dirname)(path));
+            return { bytes };
+        }
+        catch (error) {
+            if (!body.destroyed)
+                body.destroy();
+            if (temp !== undefined)
+                await (0,promises_.unlink)(temp).catch(() => undefined);
+            throw bodyError ?? error;
+        }
+        finally {
+            body.off('error', onBodyError);
+        }
+    }
+    async putBytes(key, data, options = {}) {
+        const path = this.pathOf(key);
+        await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true });
+        const temp = this.tempPathFor(path);
+        try {
+            const handle = await (0,promises_.open)(temp, 'wx', 0o644);
+            try {
+                await handle.writeFile(data);
+                await handle.sync();
+            }
+            finally {
+                await handle.close();
+            }
+            if (options.ifNoneMatch) {
+                try {
+                    await (0,promises_.link)(temp, path);
+                }
+                catch (error) {
+                    if (errnoCode(error) === 'EEXIST')
+                        throw new KeyExistsError(key);
+                    throw error;
+                }
+                await (0,promises_.unlink)(temp);
+            }
+            else {
+                await (0,promises_.rename)(temp, path);
+            }
+            await this.syncDirectory((0,external_node_path_.dirname)(path));
+        }
+        catch (error) {
+            await (0,promises_.unlink)(temp).catch(() => undefined);
+            throw error;
+        }
+    }
+    async syncDirectory(path) {
+        try {
+            const handle = await (0,promises_.open)(path, 'r');
+            try {
+                await handle.sync();
+            }
+            finally {
+                await handle.close();
+            }
+        }
+        catch (error) {
+            this.logger.debug(`Could not fsync the folder ${path}: ${String(error)}`);
+        }
+    }
+    async getStream(key) {
+        const path = this.pathOf(key);
+        try {
+            const handle = await (0,promises_.open)(path, 'r');
+            if (!(await handle.stat()).isFile()) {
+                await handle.close();
+                throw new NotFoundError(key);
+            }
+            return handle.createReadStream();
+        }
+        catch (error) {
+            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
+                throw new NotFoundError(key);
+            }
+            throw error;
+        }
+    }
+    async getBytes(key) {
+        try {
+            return await (0,promises_.readFile)(this.pathOf(key));
+        }
+        catch (error) {
+            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? ''))
+                return undefined;
+            throw error;
+        }
+    }
+    async head(key) {
+        try {
+            const info = await (0,promises_.stat)(this.pathOf(key));
+            if (!info.isFile())
+                return undefined;
+            return { key, size: info.size, lastModified: info.mtime };
+        }
+        catch (error) {
+            if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
+                return undefined;
+            throw error;
+        }
+    }
+    async *list(prefix) {
+        const slash = prefix.lastIndexOf('/');
+        const folderKey = slash === -1 ? '' : prefix.slice(0, slash);
+        const start = folderKey === '' ? this.root : this.pathOf(folderKey);
+        const keys = [];
+        const walk = async (folder, keyPrefix) => {
+            let entries;
+            try {
+                entries = await (0,promises_.readdir)(folder, { withFileTypes: true });
+            }
+            catch (error) {
+                if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
+                    return;
+                throw error;
+            }
+            for (const entry of entries) {
+                const key = keyPrefix + entry.name;
+                if (entry.isDirectory()) {
+                    if ((key + '/').startsWith(prefix) || prefix.startsWith(key + '/')) {
+                        await walk((0,external_node_path_.join)(folder, entry.name), key + '/');
+                    }
+                }
+                else if (entry.isFile() && !PARTIAL.test(entry.name) && key.startsWith(prefix)) {
+                    keys.push(key);
+                }
+            }
+        };
+        await walk(start, folderKey === '' ? '' : folderKey + '/');
+        keys.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+        for (const key of keys) {
+            const object = await this.head(key);
+            if (object !== undefined)
+                yield object;
+        }
+    }
+    async delete(keys) {
+        const deleted = [];
+        const folders = new Set();
+        for (const key of new Set(keys)) {
+            const path = this.pathOf(key);
+            try {
+                await (0,promises_.unlink)(path);
+            }
+            catch (error) {
+                if (!['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? '')) {
+                    throw new Error(`Could not delete ${path}: ${String(error)}`, { cause: error });
+                }
+            }
+            deleted.push(key);
+            folders.add((0,external_node_path_.dirname)(path));
+        }
+        const deepestFirst = [...folders].sort((a, b) => b.length - a.length);
+        for (const folder of deepestFirst)
+            await this.removeEmptyFolders(folder);
+        return { deleted, locked: [] };
+    }
+    /** Removes `folder` and its parents while they are empty, never the root itself. */
+    async removeEmptyFolders(folder) {
+        for (let current = folder; current.startsWith(this.root + external_node_path_.sep); current = (0,external_node_path_.dirname)(current)) {
+            try {
+                await (0,promises_.rmdir)(current);
+            }
+            catch (error) {
+                if (errnoCode(error) === 'ENOENT')
+                    continue;
+                return;
+            }
+        }
+    }
+    async describe() {
+        return {};
+    }
+}
+
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(57075);
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
 var dist_cjs = __nccwpck_require__(53711);
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/lib-storage/dist-cjs/index.js
 var lib_storage_dist_cjs = __nccwpck_require__(22358);
-// EXTERNAL MODULE: ./lib/storage/storage.js
-var storage = __nccwpck_require__(72500);
 ;// CONCATENATED MODULE: ./lib/storage/s3.js
 
 
@@ -78303,7 +78570,7 @@ class S3Storage {
     }
     /** Turns an SDK error into one a person can act on; never includes credentials. */
     translate(error, action, key) {
-        if (error instanceof errors/* ConfigurationError */.j || error instanceof storage/* NotFoundError */.m)
+        if (error instanceof errors/* ConfigurationError */.j || error instanceof NotFoundError)
             return error;
         const code = codeOf(error);
         const status = statusOf(error);
@@ -78497,7 +78764,7 @@ class S3Storage {
         const body = typeof data === 'string' ? Buffer.from(data) : data;
         const conditional = options.ifNoneMatch === true && !this.conditionalPutUnsupported;
         if (options.ifNoneMatch && !conditional && (await this.head(key)) !== undefined) {
-            throw new local/* KeyExistsError */.G(key);
+            throw new KeyExistsError(key);
         }
         try {
             await this.client.send(new dist_cjs.PutObjectCommand({
@@ -78511,7 +78778,7 @@ class S3Storage {
         }
         catch (error) {
             if (conditional && (codeOf(error) === 'PreconditionFailed' || statusOf(error) === 412)) {
-                throw new local/* KeyExistsError */.G(key);
+                throw new KeyExistsError(key);
             }
             if (conditional && (codeOf(error) === 'NotImplemented' || statusOf(error) === 501)) {
                 // Some S3-compatible stores (Swift s3api among them) refuse If-None-Match on PUT:
@@ -78533,7 +78800,7 @@ class S3Storage {
         }
         catch (error) {
             if (isNotFound(error))
-                throw new storage/* NotFoundError */.m(key);
+                throw new NotFoundError(key);
             throw this.translate(error, 'read', key);
         }
     }
@@ -78745,7 +79012,7 @@ function openStorage(location, s3, logger) {
     const parsed = parseStorageLocation(location);
     if (parsed.type === 's3')
         return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
-    return new local/* LocalStorage */.D(parsed.path, logger);
+    return new LocalStorage(parsed.path, logger);
 }
 
 // EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
@@ -78813,13 +79080,6 @@ function maskSecret(value) {
     for (const line of value.split(/\r?\n/))
         if (line.trim())
             core/* setSecret */.Pq(line.trim());
-}
-/**
- * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
- * is true): a self-hosted machine gets the exact command to run instead of a changed system.
- */
-function mayInstallTools(env) {
-    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
 }
 /** The S3 settings from the storage inputs shared by every action. */
 function s3SettingsFromInputs() {
@@ -79651,302 +79911,6 @@ async function findServerBinaries(minMajor, search) {
     }
     logger.debug(`No PostgreSQL server of major ${minMajor} or newer found`);
     return undefined;
-}
-
-
-/***/ }),
-
-/***/ 53114:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   D: () => (/* binding */ LocalStorage),
-/* harmony export */   G: () => (/* binding */ KeyExistsError)
-/* harmony export */ });
-/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(77598);
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(51455);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(76760);
-/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(72500);
-
-
-
-
-/** A write with `ifNoneMatch` found an object already at the key. */
-class KeyExistsError extends Error {
-    key;
-    constructor(key) {
-        super(`An object already exists at ${key}`);
-        this.key = key;
-        this.name = 'KeyExistsError';
-    }
-}
-/** Names of files being written; never listed, never visible under a key. */
-const PARTIAL = /^\..+\.partial-[0-9a-f]{16}$/;
-function errnoCode(error) {
-    return typeof error === 'object' && error !== null && 'code' in error
-        ? String(error.code)
-        : undefined;
-}
-/**
- * A folder as a store: each key is a file under the root. Writes go to a hidden temporary
- * sibling that is fsynced and renamed onto the key, so a crash never leaves a partial file
- * under a key's name. When a body fails or the disk does, the temporary file is removed and
- * the body is destroyed so its producer stops.
- */
-class LocalStorage {
-    logger;
-    root;
-    description;
-    constructor(rootPath, logger) {
-        this.logger = logger;
-        this.root = (0,node_path__WEBPACK_IMPORTED_MODULE_2__.resolve)(rootPath);
-        this.description = `local folder ${this.root}`;
-    }
-    location(key) {
-        return this.pathOf(key);
-    }
-    pathOf(key) {
-        const segments = key.split('/');
-        if (key === '' ||
-            key.includes('\0') ||
-            segments.some((segment) => segment === '' || segment === '.' || segment === '..')) {
-            throw new Error(`Invalid storage key '${key}': keys are relative paths with non-empty segments and no '.' or '..'.`);
-        }
-        const path = (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(this.root, ...segments);
-        if (!path.startsWith(this.root + node_path__WEBPACK_IMPORTED_MODULE_2__.sep)) {
-            throw new Error(`Invalid storage key '${key}': it leaves the folder ${this.root}.`);
-        }
-        return path;
-    }
-    tempPathFor(path) {
-        return (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), `.${(0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path)}.partial-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(8).toString('hex')}`);
-    }
-    async putStream(key, body, options = {}) {
-        let bodyError;
-        const onBodyError = (error) => {
-            bodyError ??= error;
-        };
-        body.on('error', onBodyError);
-        let path;
-        let temp;
-        let bytes = 0;
-        try {
-            path = this.pathOf(key);
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
-            temp = this.tempPathFor(path);
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
-            try {
-                for await (const chunk of body) {
-                    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-                    let offset = 0;
-                    while (offset < buffer.length) {
-                        const { bytesWritten } = await handle.write(buffer, offset);
-                        offset += bytesWritten;
-                    }
-                    bytes += buffer.length;
-                    options.onProgress?.(bytes);
-                }
-                if (bodyError !== undefined)
-                    throw bodyError;
-                await handle.sync();
-            }
-            finally {
-                await handle.close();
-            }
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(temp, path);
-            temp = undefined;
-            await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path));
-            return { bytes };
-        }
-        catch (error) {
-            if (!body.destroyed)
-                body.destroy();
-            if (temp !== undefined)
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(temp).catch(() => undefined);
-            throw bodyError ?? error;
-        }
-        finally {
-            body.off('error', onBodyError);
-        }
-    }
-    async putBytes(key, data, options = {}) {
-        const path = this.pathOf(key);
-        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
-        const temp = this.tempPathFor(path);
-        try {
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
-            try {
-                await handle.writeFile(data);
-                await handle.sync();
-            }
-            finally {
-                await handle.close();
-            }
-            if (options.ifNoneMatch) {
-                try {
-                    await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.link)(temp, path);
-                }
-                catch (error) {
-                    if (errnoCode(error) === 'EEXIST')
-                        throw new KeyExistsError(key);
-                    throw error;
-                }
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(temp);
-            }
-            else {
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(temp, path);
-            }
-            await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path));
-        }
-        catch (error) {
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(temp).catch(() => undefined);
-            throw error;
-        }
-    }
-    async syncDirectory(path) {
-        try {
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
-            try {
-                await handle.sync();
-            }
-            finally {
-                await handle.close();
-            }
-        }
-        catch (error) {
-            this.logger.debug(`Could not fsync the folder ${path}: ${String(error)}`);
-        }
-    }
-    async getStream(key) {
-        const path = this.pathOf(key);
-        try {
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
-            if (!(await handle.stat()).isFile()) {
-                await handle.close();
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_3__/* .NotFoundError */ .m(key);
-            }
-            return handle.createReadStream();
-        }
-        catch (error) {
-            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_3__/* .NotFoundError */ .m(key);
-            }
-            throw error;
-        }
-    }
-    async getBytes(key) {
-        try {
-            return await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readFile)(this.pathOf(key));
-        }
-        catch (error) {
-            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? ''))
-                return undefined;
-            throw error;
-        }
-    }
-    async head(key) {
-        try {
-            const info = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.stat)(this.pathOf(key));
-            if (!info.isFile())
-                return undefined;
-            return { key, size: info.size, lastModified: info.mtime };
-        }
-        catch (error) {
-            if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
-                return undefined;
-            throw error;
-        }
-    }
-    async *list(prefix) {
-        const slash = prefix.lastIndexOf('/');
-        const folderKey = slash === -1 ? '' : prefix.slice(0, slash);
-        const start = folderKey === '' ? this.root : this.pathOf(folderKey);
-        const keys = [];
-        const walk = async (folder, keyPrefix) => {
-            let entries;
-            try {
-                entries = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readdir)(folder, { withFileTypes: true });
-            }
-            catch (error) {
-                if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
-                    return;
-                throw error;
-            }
-            for (const entry of entries) {
-                const key = keyPrefix + entry.name;
-                if (entry.isDirectory()) {
-                    if ((key + '/').startsWith(prefix) || prefix.startsWith(key + '/')) {
-                        await walk((0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(folder, entry.name), key + '/');
-                    }
-                }
-                else if (entry.isFile() && !PARTIAL.test(entry.name) && key.startsWith(prefix)) {
-                    keys.push(key);
-                }
-            }
-        };
-        await walk(start, folderKey === '' ? '' : folderKey + '/');
-        keys.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-        for (const key of keys) {
-            const object = await this.head(key);
-            if (object !== undefined)
-                yield object;
-        }
-    }
-    async delete(keys) {
-        const deleted = [];
-        const folders = new Set();
-        for (const key of new Set(keys)) {
-            const path = this.pathOf(key);
-            try {
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(path);
-            }
-            catch (error) {
-                if (!['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? '')) {
-                    throw new Error(`Could not delete ${path}: ${String(error)}`, { cause: error });
-                }
-            }
-            deleted.push(key);
-            folders.add((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path));
-        }
-        const deepestFirst = [...folders].sort((a, b) => b.length - a.length);
-        for (const folder of deepestFirst)
-            await this.removeEmptyFolders(folder);
-        return { deleted, locked: [] };
-    }
-    /** Removes `folder` and its parents while they are empty, never the root itself. */
-    async removeEmptyFolders(folder) {
-        for (let current = folder; current.startsWith(this.root + node_path__WEBPACK_IMPORTED_MODULE_2__.sep); current = (0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(current)) {
-            try {
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rmdir)(current);
-            }
-            catch (error) {
-                if (errnoCode(error) === 'ENOENT')
-                    continue;
-                return;
-            }
-        }
-    }
-    async describe() {
-        return {};
-    }
-}
-
-
-/***/ }),
-
-/***/ 72500:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   m: () => (/* binding */ NotFoundError)
-/* harmony export */ });
-class NotFoundError extends Error {
-    key;
-    constructor(key) {
-        super(`No object at ${key}`);
-        this.key = key;
-        this.name = 'NotFoundError';
-    }
 }
 
 

@@ -72312,7 +72312,7 @@ const Outputs = {
 
 /***/ }),
 
-/***/ 97684:
+/***/ 87745:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -72326,7 +72326,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   xr: () => (/* binding */ storageFromInputs)
 });
 
-// UNUSED EXPORTS: mayInstallTools, s3SettingsFromInputs
+// UNUSED EXPORTS: s3SettingsFromInputs
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
 var core = __nccwpck_require__(33838);
@@ -72334,18 +72334,293 @@ var core = __nccwpck_require__(33838);
 var errors = __nccwpck_require__(3828);
 // EXTERNAL MODULE: external "node:url"
 var external_node_url_ = __nccwpck_require__(73136);
-// EXTERNAL MODULE: ./lib/storage/local.js
-var local = __nccwpck_require__(53114);
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(77598);
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(51455);
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(76760);
+;// CONCATENATED MODULE: ./lib/storage/storage.js
+class NotFoundError extends Error {
+    key;
+    constructor(key) {
+        super(`No object at ${key}`);
+        this.key = key;
+        this.name = 'NotFoundError';
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/storage/local.js
+
+
+
+
+/** A write with `ifNoneMatch` found an object already at the key. */
+class KeyExistsError extends Error {
+    key;
+    constructor(key) {
+        super(`An object already exists at ${key}`);
+        this.key = key;
+        this.name = 'KeyExistsError';
+    }
+}
+/** Names of files being written; never listed, never visible under a key. */
+const PARTIAL = /^\..+\.partial-[0-9a-f]{16}$/;
+function errnoCode(error) {
+    return typeof error === 'object' && error !== null && 'code' in error
+        ? String(error.code)
+        : undefined;
+}
+/**
+ * A folder as a store: each key is a file under the root. Writes go to a hidden temporary
+ * sibling that is fsynced and renamed onto the key, so a crash never leaves a partial file
+ * under a key's name. When a body fails or the disk does, the temporary file is removed and
+ * the body is destroyed so its producer stops.
+ */
+class LocalStorage {
+    logger;
+    root;
+    description;
+    constructor(rootPath, logger) {
+        this.logger = logger;
+        this.root = (0,external_node_path_.resolve)(rootPath);
+        this.description = `local folder ${this.root}`;
+    }
+    location(key) {
+        return this.pathOf(key);
+    }
+    pathOf(key) {
+        const segments = key.split('/');
+        if (key === '' ||
+            key.includes('\0') ||
+            segments.some((segment) => segment === '' || segment === '.' || segment === '..')) {
+            throw new Error(`Invalid storage key '${key}': keys are relative paths with non-empty segments and no '.' or '..'.`);
+        }
+        const path = (0,external_node_path_.join)(this.root, ...segments);
+        if (!path.startsWith(this.root + external_node_path_.sep)) {
+            throw new Error(`Invalid storage key '${key}': it leaves the folder ${this.root}.`);
+        }
+        return path;
+    }
+    tempPathFor(path) {
+        return (0,external_node_path_.join)((0,external_node_path_.dirname)(path), `.${(0,external_node_path_.basename)(path)}.partial-${(0,external_node_crypto_.randomBytes)(8).toString('hex')}`);
+    }
+    async putStream(key, body, options = {}) {
+        let bodyError;
+        const onBodyError = (error) => {
+            bodyError ??= error;
+        };
+        body.on('error', onBodyError);
+        let path;
+        let temp;
+        let bytes = 0;
+        try {
+            path = this.pathOf(key);
+            await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true });
+            temp = this.tempPathFor(path);
+            const handle = await (0,promises_.open)(temp, 'wx', 0o644);
+            try {
+                for await (const chunk of body) {
+                    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+                    let offset = 0;
+                    while (offset < buffer.length) {
+                        const { bytesWritten } = await handle.write(buffer, offset);
+                        offset += bytesWritten;
+                    }
+                    bytes += buffer.length;
+                    options.onProgress?.(bytes);
+                }
+                if (bodyError !== undefined)
+                    throw bodyError;
+                await handle.sync();
+            }
+            finally {
+                await handle.close();
+            }
+            await (0,promises_.rename)(temp, path);
+            temp = undefined;
+            await this.syncDirectory((0,external_node_path_.dirname)(path));
+            return { bytes };
+        }
+        catch (error) {
+            if (!body.destroyed)
+                body.destroy();
+            if (temp !== undefined)
+                await (0,promises_.unlink)(temp).catch(() => undefined);
+            throw bodyError ?? error;
+        }
+        finally {
+            body.off('error', onBodyError);
+        }
+    }
+    async putBytes(key, data, options = {}) {
+        const path = this.pathOf(key);
+        await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true });
+        const temp = this.tempPathFor(path);
+        try {
+            const handle = await (0,promises_.open)(temp, 'wx', 0o644);
+            try {
+                await handle.writeFile(data);
+                await handle.sync();
+            }
+            finally {
+                await handle.close();
+            }
+            if (options.ifNoneMatch) {
+                try {
+                    await (0,promises_.link)(temp, path);
+                }
+                catch (error) {
+                    if (errnoCode(error) === 'EEXIST')
+                        throw new KeyExistsError(key);
+                    throw error;
+                }
+                await (0,promises_.unlink)(temp);
+            }
+            else {
+                await (0,promises_.rename)(temp, path);
+            }
+            await this.syncDirectory((0,external_node_path_.dirname)(path));
+        }
+        catch (error) {
+            await (0,promises_.unlink)(temp).catch(() => undefined);
+            throw error;
+        }
+    }
+    async syncDirectory(path) {
+        try {
+            const handle = await (0,promises_.open)(path, 'r');
+            try {
+                await handle.sync();
+            }
+            finally {
+                await handle.close();
+            }
+        }
+        catch (error) {
+            this.logger.debug(`Could not fsync the folder ${path}: ${String(error)}`);
+        }
+    }
+    async getStream(key) {
+        const path = this.pathOf(key);
+        try {
+            const handle = await (0,promises_.open)(path, 'r');
+            if (!(await handle.stat()).isFile()) {
+                await handle.close();
+                throw new NotFoundError(key);
+            }
+            return handle.createReadStream();
+        }
+        catch (error) {
+            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
+                throw new NotFoundError(key);
+            }
+            throw error;
+        }
+    }
+    async getBytes(key) {
+        try {
+            return await (0,promises_.readFile)(this.pathOf(key));
+        }
+        catch (error) {
+            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? ''))
+                return undefined;
+            throw error;
+        }
+    }
+    async head(key) {
+        try {
+            const info = await (0,promises_.stat)(this.pathOf(key));
+            if (!info.isFile())
+                return undefined;
+            return { key, size: info.size, lastModified: info.mtime };
+        }
+        catch (error) {
+            if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
+                return undefined;
+            throw error;
+        }
+    }
+    async *list(prefix) {
+        const slash = prefix.lastIndexOf('/');
+        const folderKey = slash === -1 ? '' : prefix.slice(0, slash);
+        const start = folderKey === '' ? this.root : this.pathOf(folderKey);
+        const keys = [];
+        const walk = async (folder, keyPrefix) => {
+            let entries;
+            try {
+                entries = await (0,promises_.readdir)(folder, { withFileTypes: true });
+            }
+            catch (error) {
+                if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
+                    return;
+                throw error;
+            }
+            for (const entry of entries) {
+                const key = keyPrefix + entry.name;
+                if (entry.isDirectory()) {
+                    if ((key + '/').startsWith(prefix) || prefix.startsWith(key + '/')) {
+                        await walk((0,external_node_path_.join)(folder, entry.name), key + '/');
+                    }
+                }
+                else if (entry.isFile() && !PARTIAL.test(entry.name) && key.startsWith(prefix)) {
+                    keys.push(key);
+                }
+            }
+        };
+        await walk(start, folderKey === '' ? '' : folderKey + '/');
+        keys.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+        for (const key of keys) {
+            const object = await this.head(key);
+            if (object !== undefined)
+                yield object;
+        }
+    }
+    async delete(keys) {
+        const deleted = [];
+        const folders = new Set();
+        for (const key of new Set(keys)) {
+            const path = this.pathOf(key);
+            try {
+                await (0,promises_.unlink)(path);
+            }
+            catch (error) {
+                if (!['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? '')) {
+                    throw new Error(`Could not delete ${path}: ${String(error)}`, { cause: error });
+                }
+            }
+            deleted.push(key);
+            folders.add((0,external_node_path_.dirname)(path));
+        }
+        const deepestFirst = [...folders].sort((a, b) => b.length - a.length);
+        for (const folder of deepestFirst)
+            await this.removeEmptyFolders(folder);
+        return { deleted, locked: [] };
+    }
+    /** Removes `folder` and its parents while they are empty, never the root itself. */
+    async removeEmptyFolders(folder) {
+        for (let current = folder; current.startsWith(this.root + external_node_path_.sep); current = (0,external_node_path_.dirname)(current)) {
+            try {
+                await (0,promises_.rmdir)(current);
+            }
+            catch (error) {
+                if (errnoCode(error) === 'ENOENT')
+                    continue;
+                return;
+            }
+        }
+    }
+    async describe() {
+        return {};
+    }
+}
+
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(57075);
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
 var dist_cjs = __nccwpck_require__(53711);
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/lib-storage/dist-cjs/index.js
 var lib_storage_dist_cjs = __nccwpck_require__(22358);
-// EXTERNAL MODULE: ./lib/storage/storage.js
-var storage = __nccwpck_require__(72500);
 ;// CONCATENATED MODULE: ./lib/storage/s3.js
 
 
@@ -72550,7 +72825,7 @@ class S3Storage {
     }
     /** Turns an SDK error into one a person can act on; never includes credentials. */
     translate(error, action, key) {
-        if (error instanceof errors/* ConfigurationError */.j || error instanceof storage/* NotFoundError */.m)
+        if (error instanceof errors/* ConfigurationError */.j || error instanceof NotFoundError)
             return error;
         const code = codeOf(error);
         const status = statusOf(error);
@@ -72744,7 +73019,7 @@ class S3Storage {
         const body = typeof data === 'string' ? Buffer.from(data) : data;
         const conditional = options.ifNoneMatch === true && !this.conditionalPutUnsupported;
         if (options.ifNoneMatch && !conditional && (await this.head(key)) !== undefined) {
-            throw new local/* KeyExistsError */.G(key);
+            throw new KeyExistsError(key);
         }
         try {
             await this.client.send(new dist_cjs.PutObjectCommand({
@@ -72758,7 +73033,7 @@ class S3Storage {
         }
         catch (error) {
             if (conditional && (codeOf(error) === 'PreconditionFailed' || statusOf(error) === 412)) {
-                throw new local/* KeyExistsError */.G(key);
+                throw new KeyExistsError(key);
             }
             if (conditional && (codeOf(error) === 'NotImplemented' || statusOf(error) === 501)) {
                 // Some S3-compatible stores (Swift s3api among them) refuse If-None-Match on PUT:
@@ -72780,7 +73055,7 @@ class S3Storage {
         }
         catch (error) {
             if (isNotFound(error))
-                throw new storage/* NotFoundError */.m(key);
+                throw new NotFoundError(key);
             throw this.translate(error, 'read', key);
         }
     }
@@ -72992,7 +73267,7 @@ function openStorage(location, s3, logger) {
     const parsed = parseStorageLocation(location);
     if (parsed.type === 's3')
         return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
-    return new local/* LocalStorage */.D(parsed.path, logger);
+    return new LocalStorage(parsed.path, logger);
 }
 
 // EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
@@ -73061,13 +73336,6 @@ function maskSecret(value) {
         if (line.trim())
             core/* setSecret */.Pq(line.trim());
 }
-/**
- * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
- * is true): a self-hosted machine gets the exact command to run instead of a changed system.
- */
-function mayInstallTools(env) {
-    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
-}
 /** The S3 settings from the storage inputs shared by every action. */
 function s3SettingsFromInputs() {
     const endpoint = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3Endpoint);
@@ -73111,13 +73379,414 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // UNUSED EXPORTS: REPORT_JSON, REPORT_MARKDOWN, uploadReportArtifact
 
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(73024);
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(51455);
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(48161);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(76760);
+// EXTERNAL MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js + 2 modules
+var tool_cache = __nccwpck_require__(59805);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/postgres/process.js
+var postgres_process = __nccwpck_require__(5654);
+// EXTERNAL MODULE: ./lib/postgres/tools.js
+var postgres_tools = __nccwpck_require__(70936);
+;// CONCATENATED MODULE: ./lib/postgres/install.js
+
+
+
+
+
+
+
+
+/** The real runner: spawns the program, 20 minutes at most. */
+const defaultRunner = (argv, opts) => (0,postgres_process/* runCommand */.d)(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
+/** postgresql-common (Debian and Ubuntu) ships the repository key here. */
+const PGDG_KEYRING = '/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc';
+const PGDG_SOURCES_LIST = '/etc/apt/sources.list.d/pgdg.list';
+const PGDG_KEY_URL = 'https://www.postgresql.org/media/keys/ACCC4CF8.asc';
+const PGDG_REPO_URL = 'https://apt.postgresql.org/pub/repos/apt';
+/**
+ * The plan for PostgreSQL `major` from apt.postgresql.org on a Debian/Ubuntu release
+ * `codename`; `server` adds the server package, `root: false` prefixes sudo.
+ */
+function pgdgAptPlan(major, opts) {
+    const sudo = opts.root ? [] : ['sudo'];
+    const repository = opts.repository ?? true;
+    const packages = aptPackages(major, opts.server);
+    return {
+        keyringPath: PGDG_KEYRING,
+        sourcesListPath: PGDG_SOURCES_LIST,
+        sourcesLine: `deb [signed-by=${PGDG_KEYRING}] ${PGDG_REPO_URL} ${opts.codename}-pgdg main`,
+        keyUrl: PGDG_KEY_URL,
+        repository,
+        packages,
+        // The runner's package lists may be stale even when no repository is added.
+        commands: [
+            [...sudo, 'apt-get', 'update'],
+            [...sudo, 'apt-get', 'install', '-y', ...packages],
+        ],
+    };
+}
+function shellQuote(arg) {
+    return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+/** The shell lines a user can paste to do what the plan does, repository setup included. */
+function fixCommand(plan) {
+    const sudo = plan.commands[plan.commands.length - 1]?.[0] === 'sudo' ? 'sudo ' : '';
+    const lines = [];
+    if (plan.repository) {
+        // A codename given as $(...) must reach the shell unquoted-by-single-quotes.
+        const line = plan.sourcesLine.includes('$(')
+            ? `"${plan.sourcesLine}"`
+            : shellQuote(plan.sourcesLine);
+        lines.push(`${sudo}install -d ${external_node_path_.dirname(plan.keyringPath)}`, `[ -e ${plan.keyringPath} ] || ${sudo}curl -fsSL -o ${plan.keyringPath} ${plan.keyUrl}`, `echo ${line} | ${sudo}tee ${plan.sourcesListPath}`);
+    }
+    for (const argv of plan.commands)
+        lines.push(argv.map(shellQuote).join(' '));
+    return lines.join('\n');
+}
+/** Downloads the repository key; the network boundary of the installation. */
+async function downloadKey(url) {
+    const response = await fetch(url, { signal: AbortSignal.timeout(30000) });
+    if (!response.ok)
+        throw new Error(`downloading ${url} failed: HTTP ${response.status}`);
+    return response.text();
+}
+function asRoot(rootDir, file) {
+    return external_node_path_.join(rootDir, file);
+}
+async function exists(file) {
+    try {
+        await (0,promises_.access)(file, external_node_fs_.constants.F_OK);
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+/** Whether an apt source under `rootDir` already points at apt.postgresql.org. */
+async function pgdgConfigured(rootDir = '/') {
+    const files = [asRoot(rootDir, '/etc/apt/sources.list')];
+    const partsDir = asRoot(rootDir, '/etc/apt/sources.list.d');
+    try {
+        for (const name of await (0,promises_.readdir)(partsDir)) {
+            if (name.endsWith('.list') || name.endsWith('.sources'))
+                files.push(external_node_path_.join(partsDir, name));
+        }
+    }
+    catch {
+        // no sources.list.d
+    }
+    for (const file of files) {
+        const text = await (0,promises_.readFile)(file, 'utf8').catch(() => '');
+        if (text
+            .split('\n')
+            .some((l) => !l.trim().startsWith('#') && l.includes('apt.postgresql.org/pub/repos/apt'))) {
+            return true;
+        }
+    }
+    return false;
+}
+/**
+ * Writes the plan's keyring (downloaded only when missing) and sources list under `rootDir`.
+ * Root writes directly; otherwise the files are staged in a temp dir and put in place with
+ * `sudo -n install`.
+ */
+async function installRepositoryFiles(plan, opts) {
+    const rootDir = opts.rootDir ?? '/';
+    const runner = opts.runner ?? defaultRunner;
+    const keyring = asRoot(rootDir, plan.keyringPath);
+    const sources = asRoot(rootDir, plan.sourcesListPath);
+    const files = [];
+    if (await exists(keyring)) {
+        opts.logger.info(`Using the repository key already at ${plan.keyringPath}`);
+    }
+    else {
+        opts.logger.info(`Downloading the repository key from ${plan.keyUrl}`);
+        const key = await (opts.fetchKey ?? downloadKey)(plan.keyUrl);
+        if (!key.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) {
+            throw new Error(`${plan.keyUrl} did not return a PGP public key`);
+        }
+        files.push({ dest: keyring, content: key });
+    }
+    files.push({ dest: sources, content: `${plan.sourcesLine}\n` });
+    if (opts.root) {
+        for (const f of files) {
+            await (0,promises_.mkdir)(external_node_path_.dirname(f.dest), { recursive: true });
+            await (0,promises_.writeFile)(f.dest, f.content, { mode: 0o644 });
+        }
+        return;
+    }
+    const staging = await (0,promises_.mkdtemp)(external_node_path_.join(external_node_os_.tmpdir(), 'pgdg-'));
+    try {
+        for (const [i, f] of files.entries()) {
+            const staged = external_node_path_.join(staging, String(i));
+            await (0,promises_.writeFile)(staged, f.content, { mode: 0o644 });
+            const r = await runner(['sudo', '-n', 'install', '-D', '-m', '0644', staged, f.dest]);
+            if (r.code !== 0)
+                throw new Error(`could not write ${f.dest}: ${(0,postgres_process/* tail */.R)(r.stderr, 5)}`);
+        }
+    }
+    finally {
+        await (0,promises_.rm)(staging, { recursive: true, force: true });
+    }
+}
+/** The fields of an /etc/os-release text. */
+function parseOsRelease(text) {
+    const fields = {};
+    for (const line of text.split('\n')) {
+        const m = /^\s*([A-Z0-9_]+)=(.*)$/.exec(line);
+        if (!m)
+            continue;
+        let value = m[2].trim();
+        if (/^(["']).*\1$/.test(value))
+            value = value.slice(1, -1);
+        fields[m[1]] = value.replace(/\\(["$`\\])/g, '$1');
+    }
+    return fields;
+}
+/** The apt codename to use when the OS is Debian, Ubuntu or a derivative; else undefined. */
+function debianCodename(osRelease) {
+    const f = parseOsRelease(osRelease);
+    const family = [f.ID ?? '', ...(f.ID_LIKE ?? '').split(/\s+/)];
+    if (!family.some((id) => id === 'debian' || id === 'ubuntu'))
+        return undefined;
+    const codename = f.UBUNTU_CODENAME || f.VERSION_CODENAME;
+    return codename && /^[a-z]+$/.test(codename) ? codename : undefined;
+}
+function isRoot() {
+    return process.getuid?.() === 0;
+}
+async function onPath(program) {
+    for (const dir of (process.env.PATH ?? '').split(external_node_path_.delimiter)) {
+        if (!dir)
+            continue;
+        try {
+            await (0,promises_.access)(external_node_path_.join(dir, program), external_node_fs_.constants.X_OK);
+            return true;
+        }
+        catch {
+            // not here
+        }
+    }
+    return false;
+}
+/** Whether apt already offers `pkg` (so no repository has to be added). */
+async function aptHasCandidate(pkg, runner) {
+    const r = await runner(['apt-cache', 'policy', pkg], { env: { ...process.env, LC_ALL: 'C' } });
+    const m = /Candidate:\s*(\S+)/.exec(r.stdout);
+    return r.code === 0 && m !== null && m[1] !== '(none)';
+}
+/** The client tools cannot run against the server, and could not be fixed here. */
+class ToolVersionError extends errors/* ConfigurationError */.j {
+    serverVersion;
+    found;
+    fix;
+    constructor(message, serverVersion, found, fix) {
+        super(message);
+        this.serverVersion = serverVersion;
+        this.found = found;
+        this.fix = fix;
+        this.name = 'ToolVersionError';
+    }
+}
+/** A semver for the tool cache: '17.2' → '17.2.0', '18beta1' → '18.0.0-beta1'. */
+function toolCacheVersion(version) {
+    const m = /^(\d+)(?:\.(\d+))?(?:\.(\d+))?([a-z]+\d*)?$/.exec(version);
+    if (!m)
+        return version;
+    return `${m[1]}.${m[2] ?? 0}.${m[3] ?? 0}${m[4] ? `-${m[4]}` : ''}`;
+}
+/** Copies the client bin dir into RUNNER_TOOL_CACHE (when set); returns the cached dir. */
+async function cacheClientTools(tools, logger) {
+    if (!process.env.RUNNER_TOOL_CACHE)
+        return undefined;
+    try {
+        const dir = await tool_cache/* cacheDir */.e8(tools.binDir, postgres_tools/* CLIENT_TOOL_CACHE_NAME */.CZ, toolCacheVersion(tools.version));
+        logger.info(`Cached the PostgreSQL ${tools.version} client tools in ${dir}`);
+        return dir;
+    }
+    catch (error) {
+        logger.warning(`Could not cache the client tools: ${(0,errors/* errorMessage */.g)(error)}`);
+        return undefined;
+    }
+}
+/**
+ * Client tools able to dump a server of `serverMajor`: the newest found with major ≥ the
+ * server's, or exactly `postgresVersion` when one is given. When none fits and `install` is
+ * allowed on Debian/Ubuntu, installs postgresql-client-<N> with apt (adding the PostgreSQL
+ * apt repository when the package is not offered yet) and searches again.
+ */
+async function ensureClientTools(opts) {
+    const { logger } = opts.search;
+    const runner = opts.runner ?? defaultRunner;
+    const exact = opts.postgresVersion === 'auto' ? undefined : opts.postgresVersion;
+    const target = exact ?? opts.serverMajor;
+    const want = exact === undefined ? `${target} or newer` : `${target}`;
+    const osRelease = opts.osRelease ??
+        (process.platform === 'linux' ? await (0,promises_.readFile)('/etc/os-release', 'utf8').catch(() => '') : '');
+    const codename = debianCodename(osRelease);
+    const fail = async (reason, server = false, major = target) => {
+        const found = await (0,postgres_tools/* listClientCandidates */.CI)({ ...opts.search, logger: quiet(logger) });
+        const plan = pgdgAptPlan(major, {
+            server,
+            codename: codename ?? '$(lsb_release -cs)',
+            root: false,
+            repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
+        });
+        const foundLines = found.length
+            ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
+            : '  (none)';
+        const fix = fixCommand(plan);
+        const message = [
+            reason,
+            `pg_dump versions found on this machine:`,
+            foundLines,
+            `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
+            fix.replace(/^/gm, '  '),
+        ].join('\n');
+        throw new ToolVersionError(message, opts.serverVersion, found, fix);
+    };
+    if (exact !== undefined && exact < opts.serverMajor) {
+        return fail(`postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
+            `pg_dump ${exact} refuses to dump a newer server. Use 'auto' or ${opts.serverMajor} or newer.`, false, opts.serverMajor);
+    }
+    const lookFor = async (search) => {
+        const tools = await (0,postgres_tools/* findClientTools */.Mt)(target, search, { maxMajor: exact });
+        const server = !opts.needServer || (await (0,postgres_tools/* findServerBinaries */.Q5)(target, search)) !== undefined;
+        return { tools, server };
+    };
+    const first = await lookFor(opts.search);
+    if (first.tools && first.server)
+        return first.tools;
+    const missing = first.tools
+        ? `no PostgreSQL server binaries of major ${want} were found (needed to restore into a scratch server)`
+        : `no pg_dump of major ${want} was found`;
+    const reason = exact === undefined
+        ? `The server runs PostgreSQL ${opts.serverVersion}, and ${missing}; ` +
+            `a pg_dump older than the server refuses to dump it.`
+        : `postgres-version is ${exact} (server: PostgreSQL ${opts.serverVersion}), but ${missing}.`;
+    const needServerPackage = !first.server;
+    if (!opts.install) {
+        return fail(`${reason}\nAutomatic installation is disabled.`, needServerPackage);
+    }
+    if (!codename) {
+        const fields = parseOsRelease(osRelease);
+        const name = fields.PRETTY_NAME ?? fields.NAME ?? process.platform;
+        return fail(`${reason}\nAutomatic installation works only on Debian or Ubuntu with apt; this is ${name}.`, needServerPackage);
+    }
+    if (!(await onPath('apt-get'))) {
+        return fail(`${reason}\nAutomatic installation needs apt-get, which is not on PATH.`, needServerPackage);
+    }
+    const root = isRoot();
+    if (!root && !(await onPath('sudo'))) {
+        return fail(`${reason}\nAutomatic installation needs root or sudo; this process is not root and sudo is missing.`, needServerPackage);
+    }
+    const available = await hasAll(aptPackages(target, needServerPackage), runner);
+    const configured = !available && (await pgdgConfigured(opts.aptRoot));
+    const plan = pgdgAptPlan(target, {
+        server: needServerPackage,
+        codename,
+        root,
+        repository: !available,
+    });
+    return logger.group(`Installing ${plan.packages.join(', ')}`, async () => {
+        if (plan.repository) {
+            if (configured) {
+                logger.info('The PostgreSQL apt repository is already configured');
+            }
+            else {
+                logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
+                try {
+                    await installRepositoryFiles(plan, {
+                        rootDir: opts.aptRoot,
+                        root,
+                        logger,
+                        runner,
+                        fetchKey: opts.fetchKey,
+                    });
+                }
+                catch (error) {
+                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.g)(error)}`, needServerPackage);
+                }
+            }
+        }
+        for (const argv of plan.commands) {
+            const run = argv[0] === 'sudo' ? ['sudo', '-n', ...argv.slice(1)] : argv;
+            logger.info(`$ ${argv.join(' ')}`);
+            const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+            if (r.code !== 0) {
+                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,postgres_process/* tail */.R)(r.stderr || r.stdout, 15)}`, needServerPackage);
+            }
+        }
+        const installedDir = `/usr/lib/postgresql/${target}/bin`;
+        const again = await lookFor({
+            ...opts.search,
+            searchDirs: [installedDir, ...(opts.search.searchDirs ?? (await (0,postgres_tools/* defaultSearchDirs */.Wj)()))],
+        });
+        if (!again.tools || !again.server) {
+            return fail(`${reason}\nInstalled ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`, needServerPackage);
+        }
+        await cacheClientTools(again.tools, logger);
+        return again.tools;
+    });
+}
+function aptPackages(major, server) {
+    return [`postgresql-client-${major}`, ...(server ? [`postgresql-${major}`] : [])];
+}
+async function hasAll(packages, runner) {
+    if (!(await onPath('apt-cache')))
+        return false;
+    for (const pkg of packages) {
+        if (!(await aptHasCandidate(pkg, runner)))
+            return false;
+    }
+    return true;
+}
+/** The logger with info demoted to debug, for searches repeated only to describe them. */
+function quiet(logger) {
+    return {
+        debug: (m) => logger.debug(m),
+        info: (m) => logger.debug(m),
+        warning: (m) => logger.warning(m),
+        error: (m) => logger.error(m),
+        group: (name, fn) => logger.group(name, fn),
+    };
+}
+/**
+ * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
+ * is true): a self-hosted machine gets the exact command to run instead of a changed system.
+ */
+function mayInstallTools(env) {
+    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
+}
+/**
+ * The client tools for a server (or an archive's pg_dump) of `major`/`version`, found or, where
+ * `mayInstallTools` allows, installed: what every action and the CLI hand their cores.
+ */
+function clientToolResolver(postgresVersion, env, logger) {
+    return (major, version, needServer = false) => ensureClientTools({
+        serverMajor: major,
+        serverVersion: version,
+        postgresVersion,
+        install: mayInstallTools(env),
+        needServer,
+        search: { logger },
+    });
+}
+
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
 var core = __nccwpck_require__(33838);
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(77598);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
+
 /** Key layout of the catalog inside a store. Every key is relative to the store's prefix. */
 function backupsPrefix(name) {
     return `${name}/backups/`;
@@ -73131,8 +73800,13 @@ function manifestKey(name, id) {
 function keys_verificationsPrefix(name, id) {
     return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
 }
-function verificationKey(name, id, at) {
-    return `${keys_verificationsPrefix(name, id)}${compactTime(at)}.json`;
+/**
+ * `<name>/verifications/<id>/20261121T051500.123Z-9f1c2a.json`: the finish time to the
+ * millisecond plus a random suffix, so records sort by time and two runs never share a key.
+ */
+function verificationKey(name, id, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
+    const time = at.toISOString().replace(/[-:]/g, '');
+    return `${keys_verificationsPrefix(name, id)}${time}-${random()}.json`;
 }
 /** `20261121T051500Z` */
 function compactTime(at) {
@@ -73162,8 +73836,6 @@ function isCatalogName(name) {
     return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name);
 }
 
-// EXTERNAL MODULE: ./lib/core/errors.js
-var errors = __nccwpck_require__(3828);
 ;// CONCATENATED MODULE: ./lib/core/duration.js
 /** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
 
@@ -73329,6 +74001,27 @@ function parseKeepUntil(text, now, inputName) {
     }
     return until;
 }
+/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
+function compactDuration(seconds) {
+    if (seconds <= 0)
+        return '0s';
+    let rest = seconds;
+    let text = '';
+    for (const [unit, size] of [
+        ['d', 86400],
+        ['h', 3600],
+        ['m', 60],
+    ]) {
+        const whole = Math.floor(rest / size);
+        if (whole > 0)
+            text += `${whole}${unit}`;
+        rest -= whole * size;
+    }
+    const secs = Math.round(rest * 1000) / 1000;
+    if (secs > 0)
+        text += `${secs}s`;
+    return text || '0s';
+}
 
 ;// CONCATENATED MODULE: ./lib/core/logger.js
 const systemClock = { now: () => new Date() };
@@ -73386,8 +74079,6 @@ class StreamLogger {
 
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(31421);
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(73024);
 ;// CONCATENATED MODULE: ./lib/core/process.js
 
 
@@ -73481,9 +74172,23 @@ function findOnPath(name, pathEnv = process.env.PATH ?? '') {
     }
     return undefined;
 }
+/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
+function processAlive(pid) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (error) {
+        return error.code === 'EPERM';
+    }
+    try {
+        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    }
+    catch {
+        return true;
+    }
+}
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(77598);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(57075);
 ;// CONCATENATED MODULE: ./lib/crypto/bech32.js
@@ -74358,8 +75063,6 @@ function createDecryptStream(options) {
     return new AgeDecryptStream(decryptConfig(options));
 }
 
-// EXTERNAL MODULE: ./lib/postgres/tools.js
-var postgres_tools = __nccwpck_require__(70936);
 // EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
 var connection = __nccwpck_require__(49722);
 ;// CONCATENATED MODULE: ./lib/postgres/inventory.js
@@ -74983,380 +75686,10 @@ function failureMessage(report) {
     return `Backup verification of ${report.name}${which} failed: ${report.failures.join('; ')}`;
 }
 
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(48161);
-// EXTERNAL MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js + 2 modules
-var tool_cache = __nccwpck_require__(59805);
-// EXTERNAL MODULE: ./lib/postgres/process.js
-var postgres_process = __nccwpck_require__(5654);
-;// CONCATENATED MODULE: ./lib/postgres/install.js
-
-
-
-
-
-
-
-
-/** The real runner: spawns the program, 20 minutes at most. */
-const defaultRunner = (argv, opts) => (0,postgres_process/* runCommand */.d)(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
-/** postgresql-common (Debian and Ubuntu) ships the repository key here. */
-const PGDG_KEYRING = '/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc';
-const PGDG_SOURCES_LIST = '/etc/apt/sources.list.d/pgdg.list';
-const PGDG_KEY_URL = 'https://www.postgresql.org/media/keys/ACCC4CF8.asc';
-const PGDG_REPO_URL = 'https://apt.postgresql.org/pub/repos/apt';
-/**
- * The plan for PostgreSQL `major` from apt.postgresql.org on a Debian/Ubuntu release
- * `codename`; `server` adds the server package, `root: false` prefixes sudo.
- */
-function pgdgAptPlan(major, opts) {
-    const sudo = opts.root ? [] : ['sudo'];
-    const repository = opts.repository ?? true;
-    const packages = aptPackages(major, opts.server);
-    return {
-        keyringPath: PGDG_KEYRING,
-        sourcesListPath: PGDG_SOURCES_LIST,
-        sourcesLine: `deb [signed-by=${PGDG_KEYRING}] ${PGDG_REPO_URL} ${opts.codename}-pgdg main`,
-        keyUrl: PGDG_KEY_URL,
-        repository,
-        packages,
-        // The runner's package lists may be stale even when no repository is added.
-        commands: [
-            [...sudo, 'apt-get', 'update'],
-            [...sudo, 'apt-get', 'install', '-y', ...packages],
-        ],
-    };
-}
-function shellQuote(arg) {
-    return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
-}
-/** The shell lines a user can paste to do what the plan does, repository setup included. */
-function fixCommand(plan) {
-    const sudo = plan.commands[plan.commands.length - 1]?.[0] === 'sudo' ? 'sudo ' : '';
-    const lines = [];
-    if (plan.repository) {
-        // A codename given as $(...) must reach the shell unquoted-by-single-quotes.
-        const line = plan.sourcesLine.includes('$(')
-            ? `"${plan.sourcesLine}"`
-            : shellQuote(plan.sourcesLine);
-        lines.push(`${sudo}install -d ${external_node_path_.dirname(plan.keyringPath)}`, `[ -e ${plan.keyringPath} ] || ${sudo}curl -fsSL -o ${plan.keyringPath} ${plan.keyUrl}`, `echo ${line} | ${sudo}tee ${plan.sourcesListPath}`);
-    }
-    for (const argv of plan.commands)
-        lines.push(argv.map(shellQuote).join(' '));
-    return lines.join('\n');
-}
-/** Downloads the repository key; the network boundary of the installation. */
-async function downloadKey(url) {
-    const response = await fetch(url, { signal: AbortSignal.timeout(30000) });
-    if (!response.ok)
-        throw new Error(`downloading ${url} failed: HTTP ${response.status}`);
-    return response.text();
-}
-function asRoot(rootDir, file) {
-    return external_node_path_.join(rootDir, file);
-}
-async function exists(file) {
-    try {
-        await (0,promises_.access)(file, external_node_fs_.constants.F_OK);
-        return true;
-    }
-    catch {
-        return false;
-    }
-}
-/** Whether an apt source under `rootDir` already points at apt.postgresql.org. */
-async function pgdgConfigured(rootDir = '/') {
-    const files = [asRoot(rootDir, '/etc/apt/sources.list')];
-    const partsDir = asRoot(rootDir, '/etc/apt/sources.list.d');
-    try {
-        for (const name of await (0,promises_.readdir)(partsDir)) {
-            if (name.endsWith('.list') || name.endsWith('.sources'))
-                files.push(external_node_path_.join(partsDir, name));
-        }
-    }
-    catch {
-        // no sources.list.d
-    }
-    for (const file of files) {
-        const text = await (0,promises_.readFile)(file, 'utf8').catch(() => '');
-        if (text
-            .split('\n')
-            .some((l) => !l.trim().startsWith('#') && l.includes('apt.postgresql.org/pub/repos/apt'))) {
-            return true;
-        }
-    }
-    return false;
-}
-/**
- * Writes the plan's keyring (downloaded only when missing) and sources list under `rootDir`.
- * Root writes directly; otherwise the files are staged in a temp dir and put in place with
- * `sudo -n install`.
- */
-async function installRepositoryFiles(plan, opts) {
-    const rootDir = opts.rootDir ?? '/';
-    const runner = opts.runner ?? defaultRunner;
-    const keyring = asRoot(rootDir, plan.keyringPath);
-    const sources = asRoot(rootDir, plan.sourcesListPath);
-    const files = [];
-    if (await exists(keyring)) {
-        opts.logger.info(`Using the repository key already at ${plan.keyringPath}`);
-    }
-    else {
-        opts.logger.info(`Downloading the repository key from ${plan.keyUrl}`);
-        const key = await (opts.fetchKey ?? downloadKey)(plan.keyUrl);
-        if (!key.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) {
-            throw new Error(`${plan.keyUrl} did not return a PGP public key`);
-        }
-        files.push({ dest: keyring, content: key });
-    }
-    files.push({ dest: sources, content: `${plan.sourcesLine}\n` });
-    if (opts.root) {
-        for (const f of files) {
-            await (0,promises_.mkdir)(external_node_path_.dirname(f.dest), { recursive: true });
-            await (0,promises_.writeFile)(f.dest, f.content, { mode: 0o644 });
-        }
-        return;
-    }
-    const staging = await (0,promises_.mkdtemp)(external_node_path_.join(external_node_os_.tmpdir(), 'pgdg-'));
-    try {
-        for (const [i, f] of files.entries()) {
-            const staged = external_node_path_.join(staging, String(i));
-            await (0,promises_.writeFile)(staged, f.content, { mode: 0o644 });
-            const r = await runner(['sudo', '-n', 'install', '-D', '-m', '0644', staged, f.dest]);
-            if (r.code !== 0)
-                throw new Error(`could not write ${f.dest}: ${(0,postgres_process/* tail */.R)(r.stderr, 5)}`);
-        }
-    }
-    finally {
-        await (0,promises_.rm)(staging, { recursive: true, force: true });
-    }
-}
-/** The fields of an /etc/os-release text. */
-function parseOsRelease(text) {
-    const fields = {};
-    for (const line of text.split('\n')) {
-        const m = /^\s*([A-Z0-9_]+)=(.*)$/.exec(line);
-        if (!m)
-            continue;
-        let value = m[2].trim();
-        if (/^(["']).*\1$/.test(value))
-            value = value.slice(1, -1);
-        fields[m[1]] = value.replace(/\\(["$`\\])/g, '$1');
-    }
-    return fields;
-}
-/** The apt codename to use when the OS is Debian, Ubuntu or a derivative; else undefined. */
-function debianCodename(osRelease) {
-    const f = parseOsRelease(osRelease);
-    const family = [f.ID ?? '', ...(f.ID_LIKE ?? '').split(/\s+/)];
-    if (!family.some((id) => id === 'debian' || id === 'ubuntu'))
-        return undefined;
-    const codename = f.UBUNTU_CODENAME || f.VERSION_CODENAME;
-    return codename && /^[a-z]+$/.test(codename) ? codename : undefined;
-}
-function isRoot() {
-    return process.getuid?.() === 0;
-}
-async function onPath(program) {
-    for (const dir of (process.env.PATH ?? '').split(external_node_path_.delimiter)) {
-        if (!dir)
-            continue;
-        try {
-            await (0,promises_.access)(external_node_path_.join(dir, program), external_node_fs_.constants.X_OK);
-            return true;
-        }
-        catch {
-            // not here
-        }
-    }
-    return false;
-}
-/** Whether apt already offers `pkg` (so no repository has to be added). */
-async function aptHasCandidate(pkg, runner) {
-    const r = await runner(['apt-cache', 'policy', pkg], { env: { ...process.env, LC_ALL: 'C' } });
-    const m = /Candidate:\s*(\S+)/.exec(r.stdout);
-    return r.code === 0 && m !== null && m[1] !== '(none)';
-}
-/** The client tools cannot run against the server, and could not be fixed here. */
-class ToolVersionError extends errors/* ConfigurationError */.j {
-    serverVersion;
-    found;
-    fix;
-    constructor(message, serverVersion, found, fix) {
-        super(message);
-        this.serverVersion = serverVersion;
-        this.found = found;
-        this.fix = fix;
-        this.name = 'ToolVersionError';
-    }
-}
-/** A semver for the tool cache: '17.2' → '17.2.0', '18beta1' → '18.0.0-beta1'. */
-function toolCacheVersion(version) {
-    const m = /^(\d+)(?:\.(\d+))?(?:\.(\d+))?([a-z]+\d*)?$/.exec(version);
-    if (!m)
-        return version;
-    return `${m[1]}.${m[2] ?? 0}.${m[3] ?? 0}${m[4] ? `-${m[4]}` : ''}`;
-}
-/** Copies the client bin dir into RUNNER_TOOL_CACHE (when set); returns the cached dir. */
-async function cacheClientTools(tools, logger) {
-    if (!process.env.RUNNER_TOOL_CACHE)
-        return undefined;
-    try {
-        const dir = await tool_cache/* cacheDir */.e8(tools.binDir, postgres_tools/* CLIENT_TOOL_CACHE_NAME */.CZ, toolCacheVersion(tools.version));
-        logger.info(`Cached the PostgreSQL ${tools.version} client tools in ${dir}`);
-        return dir;
-    }
-    catch (error) {
-        logger.warning(`Could not cache the client tools: ${(0,errors/* errorMessage */.g)(error)}`);
-        return undefined;
-    }
-}
-/**
- * Client tools able to dump a server of `serverMajor`: the newest found with major ≥ the
- * server's, or exactly `postgresVersion` when one is given. When none fits and `install` is
- * allowed on Debian/Ubuntu, installs postgresql-client-<N> with apt (adding the PostgreSQL
- * apt repository when the package is not offered yet) and searches again.
- */
-async function ensureClientTools(opts) {
-    const { logger } = opts.search;
-    const runner = opts.runner ?? defaultRunner;
-    const exact = opts.postgresVersion === 'auto' ? undefined : opts.postgresVersion;
-    const target = exact ?? opts.serverMajor;
-    const want = exact === undefined ? `${target} or newer` : `${target}`;
-    const osRelease = opts.osRelease ??
-        (process.platform === 'linux' ? await (0,promises_.readFile)('/etc/os-release', 'utf8').catch(() => '') : '');
-    const codename = debianCodename(osRelease);
-    const fail = async (reason, server = false, major = target) => {
-        const found = await (0,postgres_tools/* listClientCandidates */.CI)({ ...opts.search, logger: quiet(logger) });
-        const plan = pgdgAptPlan(major, {
-            server,
-            codename: codename ?? '$(lsb_release -cs)',
-            root: false,
-            repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
-        });
-        const foundLines = found.length
-            ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
-            : '  (none)';
-        const fix = fixCommand(plan);
-        const message = [
-            reason,
-            `pg_dump versions found on this machine:`,
-            foundLines,
-            `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
-            fix.replace(/^/gm, '  '),
-        ].join('\n');
-        throw new ToolVersionError(message, opts.serverVersion, found, fix);
-    };
-    if (exact !== undefined && exact < opts.serverMajor) {
-        return fail(`postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
-            `pg_dump ${exact} refuses to dump a newer server. Use 'auto' or ${opts.serverMajor} or newer.`, false, opts.serverMajor);
-    }
-    const lookFor = async (search) => {
-        const tools = await (0,postgres_tools/* findClientTools */.Mt)(target, search, { maxMajor: exact });
-        const server = !opts.needServer || (await (0,postgres_tools/* findServerBinaries */.Q5)(target, search)) !== undefined;
-        return { tools, server };
-    };
-    const first = await lookFor(opts.search);
-    if (first.tools && first.server)
-        return first.tools;
-    const missing = first.tools
-        ? `no PostgreSQL server binaries of major ${want} were found (needed to restore into a scratch server)`
-        : `no pg_dump of major ${want} was found`;
-    const reason = exact === undefined
-        ? `The server runs PostgreSQL ${opts.serverVersion}, and ${missing}; ` +
-            `a pg_dump older than the server refuses to dump it.`
-        : `postgres-version is ${exact} (server: PostgreSQL ${opts.serverVersion}), but ${missing}.`;
-    const needServerPackage = !first.server;
-    if (!opts.install) {
-        return fail(`${reason}\nAutomatic installation is disabled.`, needServerPackage);
-    }
-    if (!codename) {
-        const fields = parseOsRelease(osRelease);
-        const name = fields.PRETTY_NAME ?? fields.NAME ?? process.platform;
-        return fail(`${reason}\nAutomatic installation works only on Debian or Ubuntu with apt; this is ${name}.`, needServerPackage);
-    }
-    if (!(await onPath('apt-get'))) {
-        return fail(`${reason}\nAutomatic installation needs apt-get, which is not on PATH.`, needServerPackage);
-    }
-    const root = isRoot();
-    if (!root && !(await onPath('sudo'))) {
-        return fail(`${reason}\nAutomatic installation needs root or sudo; this process is not root and sudo is missing.`, needServerPackage);
-    }
-    const available = await hasAll(aptPackages(target, needServerPackage), runner);
-    const configured = !available && (await pgdgConfigured(opts.aptRoot));
-    const plan = pgdgAptPlan(target, {
-        server: needServerPackage,
-        codename,
-        root,
-        repository: !available,
-    });
-    return logger.group(`Installing ${plan.packages.join(', ')}`, async () => {
-        if (plan.repository) {
-            if (configured) {
-                logger.info('The PostgreSQL apt repository is already configured');
-            }
-            else {
-                logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
-                try {
-                    await installRepositoryFiles(plan, {
-                        rootDir: opts.aptRoot,
-                        root,
-                        logger,
-                        runner,
-                        fetchKey: opts.fetchKey,
-                    });
-                }
-                catch (error) {
-                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.g)(error)}`, needServerPackage);
-                }
-            }
-        }
-        for (const argv of plan.commands) {
-            const run = argv[0] === 'sudo' ? ['sudo', '-n', ...argv.slice(1)] : argv;
-            logger.info(`$ ${argv.join(' ')}`);
-            const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-            if (r.code !== 0) {
-                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,postgres_process/* tail */.R)(r.stderr || r.stdout, 15)}`, needServerPackage);
-            }
-        }
-        const installedDir = `/usr/lib/postgresql/${target}/bin`;
-        const again = await lookFor({
-            ...opts.search,
-            searchDirs: [installedDir, ...(opts.search.searchDirs ?? (await (0,postgres_tools/* defaultSearchDirs */.Wj)()))],
-        });
-        if (!again.tools || !again.server) {
-            return fail(`${reason}\nInstalled ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`, needServerPackage);
-        }
-        await cacheClientTools(again.tools, logger);
-        return again.tools;
-    });
-}
-function aptPackages(major, server) {
-    return [`postgresql-client-${major}`, ...(server ? [`postgresql-${major}`] : [])];
-}
-async function hasAll(packages, runner) {
-    if (!(await onPath('apt-cache')))
-        return false;
-    for (const pkg of packages) {
-        if (!(await aptHasCandidate(pkg, runner)))
-            return false;
-    }
-    return true;
-}
-/** The logger with info demoted to debug, for searches repeated only to describe them. */
-function quiet(logger) {
-    return {
-        debug: (m) => logger.debug(m),
-        info: (m) => logger.debug(m),
-        warning: (m) => logger.warning(m),
-        error: (m) => logger.error(m),
-        group: (name, fn) => logger.group(name, fn),
-    };
-}
-
 // EXTERNAL MODULE: external "node:net"
 var external_node_net_ = __nccwpck_require__(77030);
 ;// CONCATENATED MODULE: ./lib/postgres/cluster.js
+
 
 
 
@@ -75487,22 +75820,6 @@ function serverEnv() {
     }
     env.LC_ALL = 'C';
     return env;
-}
-/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
-function processAlive(pid) {
-    try {
-        process.kill(pid, 0);
-    }
-    catch (error) {
-        return error.code === 'EPERM';
-    }
-    try {
-        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-    }
-    catch {
-        return true;
-    }
 }
 async function waitGone(pid, ms) {
     const deadline = Date.now() + ms;
@@ -75897,21 +76214,10 @@ function parseManifest(data, where) {
  * One listing pass; manifests are fetched only for folders that have one.
  */
 async function listCatalog(storage, name) {
-    const prefix = backupsPrefix(name);
-    const byId = new Map();
-    for await (const object of storage.list(prefix)) {
-        const rest = object.key.slice(prefix.length);
-        const slash = rest.indexOf('/');
-        if (slash <= 0)
-            continue;
-        const id = rest.slice(0, slash);
+    const byId = await groupByFolder(storage, backupsPrefix(name));
+    for (const id of byId.keys())
         if (!isBackupId(id))
-            continue;
-        let list = byId.get(id);
-        if (!list)
-            byId.set(id, (list = []));
-        list.push(object);
-    }
+            byId.delete(id);
     const entries = [];
     const ids = [...byId.keys()].sort();
     const manifests = await mapLimit(ids, 8, async (id) => {
@@ -75930,6 +76236,22 @@ async function listCatalog(storage, name) {
         });
     });
     return entries;
+}
+/** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
+async function groupByFolder(storage, prefix) {
+    const byFolder = new Map();
+    for await (const object of storage.list(prefix)) {
+        const rest = object.key.slice(prefix.length);
+        const slash = rest.indexOf('/');
+        if (slash <= 0)
+            continue;
+        const folder = rest.slice(0, slash);
+        let list = byFolder.get(folder);
+        if (!list)
+            byFolder.set(folder, (list = []));
+        list.push(object);
+    }
+    return byFolder;
 }
 /** Complete backups (with manifest), newest finish time first. */
 function completeBackups(entries) {
@@ -76277,10 +76599,7 @@ async function applyGlobals(o) {
         o.logger.warning(`Roles: ${e}`);
 }
 
-// EXTERNAL MODULE: ./lib/storage/local.js
-var local = __nccwpck_require__(53114);
 ;// CONCATENATED MODULE: ./lib/verify/verify.js
-
 
 
 
@@ -76503,7 +76822,7 @@ async function runVerify(options, deps) {
                 git: options.git,
             };
             try {
-                recordKey = await appendRecord(storage, clock, verification);
+                recordKey = await appendVerificationRecord(storage, verification);
                 logger.info(`Recorded the verification at ${storage.location(recordKey)}`);
             }
             catch (error) {
@@ -76554,23 +76873,6 @@ async function runVerify(options, deps) {
         recordKey,
         warnings: run.warnings,
     };
-}
-/**
- * Appends the record; record keys have a resolution of one second, so when another
- * verification of the same backup took the key, the record moves to the next free second.
- */
-async function appendRecord(storage, clock, verification) {
-    for (let attempt = 1;; attempt++) {
-        try {
-            return await appendVerificationRecord(storage, verification);
-        }
-        catch (error) {
-            if (!(error instanceof local/* KeyExistsError */.G) || attempt >= 5)
-                throw error;
-            const next = new Date(verification.finishedAt).getTime() + 1000;
-            verification.finishedAt = new Date(Math.max(next, clock.now().getTime())).toISOString();
-        }
-    }
 }
 function ageSeconds(manifest, now) {
     return Math.max(0, (now.getTime() - new Date(manifest.finishedAt).getTime()) / 1000);
@@ -77279,9 +77581,10 @@ async function reportToIssue(r) {
     }
 }
 
-// EXTERNAL MODULE: ./lib/actions/runtime.js + 2 modules
-var runtime = __nccwpck_require__(97684);
+// EXTERNAL MODULE: ./lib/actions/runtime.js + 4 modules
+var runtime = __nccwpck_require__(87745);
 ;// CONCATENATED MODULE: ./lib/actions/verify-impl.js
+
 
 
 
@@ -77373,7 +77676,7 @@ async function runVerifyAction() {
         env,
         zstdPath: findOnPath('zstd', env.PATH),
         tmpDir,
-        ...verifyToolResolvers({ postgresVersion, install: true, logger }),
+        ...verifyToolResolvers({ postgresVersion, install: mayInstallTools(env), logger }),
     });
     const markdown = verifyMarkdown(report);
     const reportDir = await (0,promises_.mkdtemp)(external_node_path_.join(tmpDir ?? workspace, 'pg-backup-verify-'));
@@ -77419,7 +77722,7 @@ async function runVerifyAction() {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _verify_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8502);
-/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(97684);
+/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(87745);
 
 
 await (0,_runtime_js__WEBPACK_IMPORTED_MODULE_1__/* .runAction */ .Cs)(_verify_impl_js__WEBPACK_IMPORTED_MODULE_0__/* .runVerifyAction */ .l8);
@@ -78222,302 +78525,6 @@ async function findServerBinaries(minMajor, search) {
     }
     logger.debug(`No PostgreSQL server of major ${minMajor} or newer found`);
     return undefined;
-}
-
-
-/***/ }),
-
-/***/ 53114:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   D: () => (/* binding */ LocalStorage),
-/* harmony export */   G: () => (/* binding */ KeyExistsError)
-/* harmony export */ });
-/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(77598);
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(51455);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(76760);
-/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(72500);
-
-
-
-
-/** A write with `ifNoneMatch` found an object already at the key. */
-class KeyExistsError extends Error {
-    key;
-    constructor(key) {
-        super(`An object already exists at ${key}`);
-        this.key = key;
-        this.name = 'KeyExistsError';
-    }
-}
-/** Names of files being written; never listed, never visible under a key. */
-const PARTIAL = /^\..+\.partial-[0-9a-f]{16}$/;
-function errnoCode(error) {
-    return typeof error === 'object' && error !== null && 'code' in error
-        ? String(error.code)
-        : undefined;
-}
-/**
- * A folder as a store: each key is a file under the root. Writes go to a hidden temporary
- * sibling that is fsynced and renamed onto the key, so a crash never leaves a partial file
- * under a key's name. When a body fails or the disk does, the temporary file is removed and
- * the body is destroyed so its producer stops.
- */
-class LocalStorage {
-    logger;
-    root;
-    description;
-    constructor(rootPath, logger) {
-        this.logger = logger;
-        this.root = (0,node_path__WEBPACK_IMPORTED_MODULE_2__.resolve)(rootPath);
-        this.description = `local folder ${this.root}`;
-    }
-    location(key) {
-        return this.pathOf(key);
-    }
-    pathOf(key) {
-        const segments = key.split('/');
-        if (key === '' ||
-            key.includes('\0') ||
-            segments.some((segment) => segment === '' || segment === '.' || segment === '..')) {
-            throw new Error(`Invalid storage key '${key}': keys are relative paths with non-empty segments and no '.' or '..'.`);
-        }
-        const path = (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(this.root, ...segments);
-        if (!path.startsWith(this.root + node_path__WEBPACK_IMPORTED_MODULE_2__.sep)) {
-            throw new Error(`Invalid storage key '${key}': it leaves the folder ${this.root}.`);
-        }
-        return path;
-    }
-    tempPathFor(path) {
-        return (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), `.${(0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path)}.partial-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(8).toString('hex')}`);
-    }
-    async putStream(key, body, options = {}) {
-        let bodyError;
-        const onBodyError = (error) => {
-            bodyError ??= error;
-        };
-        body.on('error', onBodyError);
-        let path;
-        let temp;
-        let bytes = 0;
-        try {
-            path = this.pathOf(key);
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
-            temp = this.tempPathFor(path);
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
-            try {
-                for await (const chunk of body) {
-                    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-                    let offset = 0;
-                    while (offset < buffer.length) {
-                        const { bytesWritten } = await handle.write(buffer, offset);
-                        offset += bytesWritten;
-                    }
-                    bytes += buffer.length;
-                    options.onProgress?.(bytes);
-                }
-                if (bodyError !== undefined)
-                    throw bodyError;
-                await handle.sync();
-            }
-            finally {
-                await handle.close();
-            }
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(temp, path);
-            temp = undefined;
-            await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path));
-            return { bytes };
-        }
-        catch (error) {
-            if (!body.destroyed)
-                body.destroy();
-            if (temp !== undefined)
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(temp).catch(() => undefined);
-            throw bodyError ?? error;
-        }
-        finally {
-            body.off('error', onBodyError);
-        }
-    }
-    async putBytes(key, data, options = {}) {
-        const path = this.pathOf(key);
-        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
-        const temp = this.tempPathFor(path);
-        try {
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
-            try {
-                await handle.writeFile(data);
-                await handle.sync();
-            }
-            finally {
-                await handle.close();
-            }
-            if (options.ifNoneMatch) {
-                try {
-                    await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.link)(temp, path);
-                }
-                catch (error) {
-                    if (errnoCode(error) === 'EEXIST')
-                        throw new KeyExistsError(key);
-                    throw error;
-                }
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(temp);
-            }
-            else {
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(temp, path);
-            }
-            await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path));
-        }
-        catch (error) {
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(temp).catch(() => undefined);
-            throw error;
-        }
-    }
-    async syncDirectory(path) {
-        try {
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
-            try {
-                await handle.sync();
-            }
-            finally {
-                await handle.close();
-            }
-        }
-        catch (error) {
-            this.logger.debug(`Could not fsync the folder ${path}: ${String(error)}`);
-        }
-    }
-    async getStream(key) {
-        const path = this.pathOf(key);
-        try {
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
-            if (!(await handle.stat()).isFile()) {
-                await handle.close();
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_3__/* .NotFoundError */ .m(key);
-            }
-            return handle.createReadStream();
-        }
-        catch (error) {
-            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_3__/* .NotFoundError */ .m(key);
-            }
-            throw error;
-        }
-    }
-    async getBytes(key) {
-        try {
-            return await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readFile)(this.pathOf(key));
-        }
-        catch (error) {
-            if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? ''))
-                return undefined;
-            throw error;
-        }
-    }
-    async head(key) {
-        try {
-            const info = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.stat)(this.pathOf(key));
-            if (!info.isFile())
-                return undefined;
-            return { key, size: info.size, lastModified: info.mtime };
-        }
-        catch (error) {
-            if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
-                return undefined;
-            throw error;
-        }
-    }
-    async *list(prefix) {
-        const slash = prefix.lastIndexOf('/');
-        const folderKey = slash === -1 ? '' : prefix.slice(0, slash);
-        const start = folderKey === '' ? this.root : this.pathOf(folderKey);
-        const keys = [];
-        const walk = async (folder, keyPrefix) => {
-            let entries;
-            try {
-                entries = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readdir)(folder, { withFileTypes: true });
-            }
-            catch (error) {
-                if (['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? ''))
-                    return;
-                throw error;
-            }
-            for (const entry of entries) {
-                const key = keyPrefix + entry.name;
-                if (entry.isDirectory()) {
-                    if ((key + '/').startsWith(prefix) || prefix.startsWith(key + '/')) {
-                        await walk((0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(folder, entry.name), key + '/');
-                    }
-                }
-                else if (entry.isFile() && !PARTIAL.test(entry.name) && key.startsWith(prefix)) {
-                    keys.push(key);
-                }
-            }
-        };
-        await walk(start, folderKey === '' ? '' : folderKey + '/');
-        keys.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-        for (const key of keys) {
-            const object = await this.head(key);
-            if (object !== undefined)
-                yield object;
-        }
-    }
-    async delete(keys) {
-        const deleted = [];
-        const folders = new Set();
-        for (const key of new Set(keys)) {
-            const path = this.pathOf(key);
-            try {
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(path);
-            }
-            catch (error) {
-                if (!['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? '')) {
-                    throw new Error(`Could not delete ${path}: ${String(error)}`, { cause: error });
-                }
-            }
-            deleted.push(key);
-            folders.add((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path));
-        }
-        const deepestFirst = [...folders].sort((a, b) => b.length - a.length);
-        for (const folder of deepestFirst)
-            await this.removeEmptyFolders(folder);
-        return { deleted, locked: [] };
-    }
-    /** Removes `folder` and its parents while they are empty, never the root itself. */
-    async removeEmptyFolders(folder) {
-        for (let current = folder; current.startsWith(this.root + node_path__WEBPACK_IMPORTED_MODULE_2__.sep); current = (0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(current)) {
-            try {
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rmdir)(current);
-            }
-            catch (error) {
-                if (errnoCode(error) === 'ENOENT')
-                    continue;
-                return;
-            }
-        }
-    }
-    async describe() {
-        return {};
-    }
-}
-
-
-/***/ }),
-
-/***/ 72500:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   m: () => (/* binding */ NotFoundError)
-/* harmony export */ });
-class NotFoundError extends Error {
-    key;
-    constructor(key) {
-        super(`No object at ${key}`);
-        this.key = key;
-        this.name = 'NotFoundError';
-    }
 }
 
 
