@@ -95,13 +95,7 @@ function runAction(action, inputs) {
   });
   const log = (r.stdout ?? '')
     .split('\n')
-    .filter(
-      (l) =>
-        l &&
-        !l.startsWith('::add-mask::') &&
-        !l.startsWith('::debug::') &&
-        !/^::(end)?group::?$/.test(l),
-    )
+    .filter((l) => l && !/^::(add-mask|debug|save-state|endgroup)\b/.test(l))
     .map((l) => l.replace(/^::group::/, '> ').replace(/^::(warning|error)::/, '$1: '))
     .join('\n');
   console.log(log);

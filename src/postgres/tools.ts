@@ -309,9 +309,11 @@ export async function findClientTools(
     if (!others) continue;
     const reason =
       candidates.length > 1
-        ? `the newest of ${candidates.length} pg_dump versions found that fits ${want}`
-        : `the only pg_dump found, and it fits ${want}`;
-    logger.info(`Using pg_dump ${c.version} at ${c.path} (${reason})`);
+        ? `the newest of ${candidates.length} client versions found that fits ${want}`
+        : `the only client version found, and it fits ${want}`;
+    logger.info(
+      `Using the PostgreSQL ${c.version} client tools in ${path.dirname(c.path)} (pg_dump, pg_restore, psql: ${reason})`,
+    );
     return {
       binDir: path.dirname(c.path),
       version: c.version,

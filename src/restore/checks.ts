@@ -158,16 +158,28 @@ export async function constraintsAndSequences(
   };
 
   const sequencesStarted = Date.now();
+  // A sequence feeds a column when the column owns it (serial, identity) or when the column's
+  // default calls nextval() on it (sequences created on their own, as many schemas do).
   const sequences = await client.query<{ seq: string; tbl: string; col: string }>(`
-    SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS seq,
+    SELECT DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS seq,
            quote_ident(tn.nspname) || '.' || quote_ident(t.relname) AS tbl,
            quote_ident(a.attname) AS col
       FROM pg_class s
       JOIN pg_namespace sn ON sn.oid = s.relnamespace
-      JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-      JOIN pg_class t ON t.oid = d.refobjid
+      JOIN (
+        SELECT d.objid AS seqid, d.refobjid AS relid, d.refobjsubid AS attnum
+          FROM pg_depend d
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.deptype IN ('a', 'i')
+        UNION
+        SELECT d.refobjid, ad.adrelid, ad.adnum
+          FROM pg_attrdef ad
+          JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                          AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
+      ) feeds ON feeds.seqid = s.oid
+      JOIN pg_class t ON t.oid = feeds.relid
       JOIN pg_namespace tn ON tn.oid = t.relnamespace
-      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = feeds.attnum
      WHERE s.relkind = 'S' AND t.relkind IN ('r', 'p')`);
   const behind: string[] = [];
   for (const s of sequences.rows) {

@@ -250,7 +250,7 @@ describe('ensureClientTools', () => {
     });
     expect(tools).toMatchObject({ major: 15, pgDump: MACHINE_PG_DUMP, binDir: MACHINE_BIN_DIR });
     expect(s.logger.lines.join('\n')).toMatch(
-      /Using pg_dump 15\.\d+ at \/usr\/lib\/postgresql\/15\/bin\/pg_dump/,
+      /Using the PostgreSQL 15\.\d+ client tools in \/usr\/lib\/postgresql\/15\/bin /,
     );
   });
 

@@ -140,7 +140,7 @@ describe('client tool search', () => {
     });
     expect(tools?.version).toMatch(/^15\.\d+$/);
     expect(logger.lines.join('\n')).toContain(
-      `Using pg_dump ${tools?.version} at ${MACHINE_PG_DUMP}`,
+      `Using the PostgreSQL ${tools?.version} client tools in ${MACHINE_BIN_DIR}`,
     );
   });
 

@@ -414,6 +414,12 @@ describe('restoring and checking what the restored database holds', () => {
           'ALTER TABLE public.documents ADD CONSTRAINT title_short CHECK (length(title) < 3) NOT VALID',
         );
         await c.query("SELECT setval('public.documents_id_seq', 5)");
+        // A sequence that feeds a column only through its default, as Pagila's do.
+        await c.query('CREATE SEQUENCE public.ticket_seq');
+        await c.query(
+          "CREATE TABLE public.tickets (id int DEFAULT nextval('public.ticket_seq') PRIMARY KEY)",
+        );
+        await c.query('INSERT INTO public.tickets VALUES (1), (2), (3)');
       });
       const client = await connect(target.connection, target.database);
       try {
@@ -435,6 +441,9 @@ describe('restoring and checking what the restored database holds', () => {
         expect(sequences.status).toBe('failed');
         expect(sequences.detail).toMatch(
           /public\.documents_id_seq would hand out 6, but public\.documents\.id already holds 199/,
+        );
+        expect(sequences.detail).toMatch(
+          /public\.ticket_seq would hand out 1, but public\.tickets\.id already holds 3/,
         );
 
         // A NOT VALID constraint is the source's state, reported but not failed.
