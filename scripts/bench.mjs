@@ -112,7 +112,16 @@ const WORDS =
     ' ',
   );
 
-async function grow(url, rows) {
+/**
+ * Adds one half of the data: event rows whose notes are sentences of random words (moderately
+ * compressible), and shop tables (customers, orders, page visits) with realistic values.
+ */
+async function grow(url, half) {
+  const rows = Math.round((1_300_000 * GB) / 2);
+  const shop = (n) => [Math.round(n * GB * half) + 1, Math.round(n * GB * (half + 1))];
+  const [cFrom, cTo] = shop(40_000);
+  const [oFrom, oTo] = shop(200_000);
+  const [eFrom, eTo] = shop(600_000);
   execFileSync(
     client.psql,
     [
@@ -129,14 +138,37 @@ async function grow(url, rows) {
            now() - (random() * interval '730 days'),
            (ARRAY['view','click','purchase','refund','signup','login'])[1 + (random() * 5)::int],
            round((random() * 1000)::numeric, 2),
-           (SELECT string_agg(w[1 + (random() * ${WORDS.length - 1})::int], ' ') FROM generate_series(1, 8 + (g % 12)))
+           (SELECT string_agg(w[1 + (random() * ${WORDS.length - 1})::int + i * 0], ' ') FROM generate_series(1, 8 + (g % 12)) AS s(i))
              || ' ' || md5(g::text),
            jsonb_build_object('ip', '10.' || (g % 250) || '.' || (g % 199) || '.' || (g % 97),
                               'agent', (ARRAY['Mozilla/5.0 (X11; Linux x86_64)','Mozilla/5.0 (Macintosh)','curl/8.5.0'])[1 + g % 3],
                               'items', jsonb_build_array(g % 17, g % 31, g % 7), 'ref', substr(md5((g * 3)::text), 1, 12))
       FROM generate_series(1, ${rows}) g,
-           LATERAL (SELECT ARRAY[${WORDS.map((w) => `'${w}'`).join(',')}] AS w) words;
-    ANALYZE events;`,
+           LATERAL (SELECT ARRAY[${WORDS.map((w) => `'${w}'`).join(',')}] AS w) words;`,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const vars = {
+    c_from: cFrom,
+    c_to: cTo,
+    o_from: oFrom,
+    o_to: oTo,
+    e_from: eFrom,
+    e_to: eTo,
+    customers: cTo,
+  };
+  execFileSync(
+    client.psql,
+    [
+      '-X',
+      '-q',
+      '-v',
+      'ON_ERROR_STOP=1',
+      ...Object.entries(vars).flatMap(([k, v]) => ['-v', `${k}=${v}`]),
+      '-d',
+      url,
+      '-f',
+      path.join(root, 'scripts/bench-shop-data.sql'),
     ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
@@ -166,7 +198,16 @@ try {
       amount numeric(12,2), note text, payload jsonb NOT NULL);
     CREATE INDEX ON events (user_id); CREATE INDEX ON events (created_at);`,
   ]);
-  const rowsPerGb = 2_600_000;
+  execFileSync(client.psql, [
+    '-X',
+    '-q',
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-d',
+    url,
+    '-f',
+    path.join(root, 'scripts/bench-shop-schema.sql'),
+  ]);
   const size = () =>
     Number(
       execFileSync(client.psql, [
@@ -181,7 +222,7 @@ try {
         .trim(),
     );
   console.log('\nBuilding the database ...');
-  await grow(url, Math.round((rowsPerGb * GB) / 2));
+  await grow(url, 0);
   const halfSize = size();
   console.log(`  ${(halfSize / 1e9).toFixed(2)} GB`);
 
@@ -200,7 +241,7 @@ try {
     bytes: Number(half.outputs.bytes),
     rssMiB: half.rssMiB,
   });
-  await grow(url, Math.round((rowsPerGb * GB) / 2));
+  await grow(url, 1);
   const fullSize = size();
   console.log(`\nSide by side on the ${(fullSize / 1e9).toFixed(2)} GB database:`);
   const dumpFile = path.join(work, 'plain.pgc');

@@ -81430,8 +81430,8 @@ function checkDecodable(manifest, decryption, zstd) {
 const PHASE_LABELS = {
     download: 'Download',
     decrypt: 'Decrypt and decompress',
-    restore: 'Restore and ANALYZE',
-    checks: 'Checks',
+    restore: 'Restore',
+    checks: 'ANALYZE and checks',
     smoke: 'Smoke command',
 };
 class PhaseFailure extends Error {
@@ -81739,15 +81739,16 @@ async function runPhases(result, options, deps, target, tools, workDir) {
                 env: deps.env,
                 logger,
             });
-            await withClient(target, (c) => c.query('ANALYZE'));
             return {
                 value: undefined,
-                detail: `pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${ownership.keep ? ', owners and grants kept' : ', --no-owner --no-acl'}; ANALYZE`,
+                detail: `pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${ownership.keep ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
             };
         });
         await (0,promises_.rm)(archive.archivePath, { recursive: true, force: true });
         await timed('checks', async () => {
             const checks = await withClient(target, async (client) => {
+                // Statistics first, so the database is ready for traffic, not just loaded.
+                await client.query('ANALYZE');
                 const tables = await compareTables(client, manifest);
                 result.comparison = tables.comparison;
                 return [
@@ -81761,7 +81762,7 @@ async function runPhases(result, options, deps, target, tools, workDir) {
             if (failed.length > 0) {
                 throw new Error(`${failed.length} of ${checks.length} failed: ${failed.map((c) => c.name).join(', ')}`);
             }
-            return { value: undefined, detail: `${checks.length} passed` };
+            return { value: undefined, detail: `ANALYZE; ${checks.length} passed` };
         });
         if (options.smokeCommand) {
             const command = options.smokeCommand;

@@ -72314,7 +72314,7 @@ const Outputs = {
 
 /***/ }),
 
-/***/ 950:
+/***/ 2264:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -76457,8 +76457,8 @@ function checkDecodable(manifest, decryption, zstd) {
 const PHASE_LABELS = {
     download: 'Download',
     decrypt: 'Decrypt and decompress',
-    restore: 'Restore and ANALYZE',
-    checks: 'Checks',
+    restore: 'Restore',
+    checks: 'ANALYZE and checks',
     smoke: 'Smoke command',
 };
 class PhaseFailure extends Error {
@@ -76766,15 +76766,16 @@ async function runPhases(result, options, deps, target, tools, workDir) {
                 env: deps.env,
                 logger,
             });
-            await withClient(target, (c) => c.query('ANALYZE'));
             return {
                 value: undefined,
-                detail: `pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${ownership.keep ? ', owners and grants kept' : ', --no-owner --no-acl'}; ANALYZE`,
+                detail: `pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${ownership.keep ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
             };
         });
         await (0,promises_.rm)(archive.archivePath, { recursive: true, force: true });
         await timed('checks', async () => {
             const checks = await withClient(target, async (client) => {
+                // Statistics first, so the database is ready for traffic, not just loaded.
+                await client.query('ANALYZE');
                 const tables = await checks_compareTables(client, manifest);
                 result.comparison = tables.comparison;
                 return [
@@ -76788,7 +76789,7 @@ async function runPhases(result, options, deps, target, tools, workDir) {
             if (failed.length > 0) {
                 throw new Error(`${failed.length} of ${checks.length} failed: ${failed.map((c) => c.name).join(', ')}`);
             }
-            return { value: undefined, detail: `${checks.length} passed` };
+            return { value: undefined, detail: `ANALYZE; ${checks.length} passed` };
         });
         if (options.smokeCommand) {
             const command = options.smokeCommand;
@@ -77426,6 +77427,32 @@ function clientToolResolver(postgresVersion, env, logger) {
     });
 }
 
+;// CONCATENATED MODULE: ./lib/report/artifact.js
+
+/**
+ * Uploads the report files as a workflow artifact. Outside the runner (no ACTIONS_RUNTIME_TOKEN
+ * or ACTIONS_RESULTS_URL) and on any upload error this warns and carries on: the report is a
+ * by-product, the result of the verification or drill does not depend on it.
+ */
+async function uploadReportArtifact(o) {
+    const missing = ['ACTIONS_RUNTIME_TOKEN', 'ACTIONS_RESULTS_URL'].filter((v) => !o.env[v]);
+    if (missing.length > 0) {
+        o.logger.warning(`report-artifact is '${o.name}', but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not set ` +
+            `(they exist only inside a GitHub Actions job), so the report was not uploaded. It is at ${o.rootDir}.`);
+        return false;
+    }
+    try {
+        const { DefaultArtifactClient } = await __nccwpck_require__.e(/* import() */ 584).then(__nccwpck_require__.bind(__nccwpck_require__, 20584));
+        const result = await new DefaultArtifactClient().uploadArtifact(o.name, o.files, o.rootDir);
+        o.logger.info(`Uploaded the report as artifact '${o.name}'${result.id ? ` (id ${result.id})` : ''}`);
+        return true;
+    }
+    catch (error) {
+        o.logger.warning(`Could not upload the report as artifact '${o.name}': ${(0,errors/* errorMessage */.g)(error)}. It is at ${o.rootDir}.`);
+        return false;
+    }
+}
+
 // EXTERNAL MODULE: ./lib/actions/inputs.js
 var inputs = __nccwpck_require__(39922);
 ;// CONCATENATED MODULE: ./lib/report/github.js
@@ -77851,6 +77878,7 @@ var runtime = __nccwpck_require__(87745);
 
 
 
+
 /** State shared with the `post:` step of the same action. */
 const State = {
     IsPost: 'isPost',
@@ -77909,16 +77937,13 @@ async function writeReport(result, markdown, folder, artifact, logger) {
     await (0,promises_.writeFile)(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
     await (0,promises_.writeFile)(`${base}.md`, markdown);
     if (artifact) {
-        try {
-            const { DefaultArtifactClient } = await __nccwpck_require__.e(/* import() */ 584).then(__nccwpck_require__.bind(__nccwpck_require__, 20584));
-            await new DefaultArtifactClient().uploadArtifact(artifact, [jsonPath, `${base}.md`], folder, {
-                retentionDays: 90,
-            });
-            logger.info(`Uploaded the report as artifact '${artifact}'`);
-        }
-        catch (error) {
-            logger.warning(`Could not upload the report artifact '${artifact}': ${(0,errors/* errorMessage */.g)(error)}`);
-        }
+        await uploadReportArtifact({
+            name: artifact,
+            files: [jsonPath, `${base}.md`],
+            rootDir: folder,
+            env: process.env,
+            logger,
+        });
     }
     return jsonPath;
 }
@@ -78058,7 +78083,7 @@ async function runRestoreDrillAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(950);
+/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2264);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(87745);
 
 

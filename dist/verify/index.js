@@ -73368,7 +73368,7 @@ async function runAction(body) {
 
 /***/ }),
 
-/***/ 8502:
+/***/ 96836:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -73377,410 +73377,12 @@ __nccwpck_require__.d(__webpack_exports__, {
   l8: () => (/* binding */ runVerifyAction)
 });
 
-// UNUSED EXPORTS: REPORT_JSON, REPORT_MARKDOWN, uploadReportArtifact
+// UNUSED EXPORTS: REPORT_JSON, REPORT_MARKDOWN
 
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(73024);
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(51455);
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(48161);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(76760);
-// EXTERNAL MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js + 2 modules
-var tool_cache = __nccwpck_require__(59805);
-// EXTERNAL MODULE: ./lib/core/errors.js
-var errors = __nccwpck_require__(3828);
-// EXTERNAL MODULE: ./lib/postgres/process.js
-var postgres_process = __nccwpck_require__(5654);
-// EXTERNAL MODULE: ./lib/postgres/tools.js
-var postgres_tools = __nccwpck_require__(70936);
-;// CONCATENATED MODULE: ./lib/postgres/install.js
-
-
-
-
-
-
-
-
-/** The real runner: spawns the program, 20 minutes at most. */
-const defaultRunner = (argv, opts) => (0,postgres_process/* runCommand */.d)(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
-/** postgresql-common (Debian and Ubuntu) ships the repository key here. */
-const PGDG_KEYRING = '/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc';
-const PGDG_SOURCES_LIST = '/etc/apt/sources.list.d/pgdg.list';
-const PGDG_KEY_URL = 'https://www.postgresql.org/media/keys/ACCC4CF8.asc';
-const PGDG_REPO_URL = 'https://apt.postgresql.org/pub/repos/apt';
-/**
- * The plan for PostgreSQL `major` from apt.postgresql.org on a Debian/Ubuntu release
- * `codename`; `server` adds the server package, `root: false` prefixes sudo.
- */
-function pgdgAptPlan(major, opts) {
-    const sudo = opts.root ? [] : ['sudo'];
-    const repository = opts.repository ?? true;
-    const packages = aptPackages(major, opts.server);
-    return {
-        keyringPath: PGDG_KEYRING,
-        sourcesListPath: PGDG_SOURCES_LIST,
-        sourcesLine: `deb [signed-by=${PGDG_KEYRING}] ${PGDG_REPO_URL} ${opts.codename}-pgdg main`,
-        keyUrl: PGDG_KEY_URL,
-        repository,
-        packages,
-        // The runner's package lists may be stale even when no repository is added.
-        commands: [
-            [...sudo, 'apt-get', 'update'],
-            [...sudo, 'apt-get', 'install', '-y', ...packages],
-        ],
-    };
-}
-function shellQuote(arg) {
-    return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
-}
-/** The shell lines a user can paste to do what the plan does, repository setup included. */
-function fixCommand(plan) {
-    const sudo = plan.commands[plan.commands.length - 1]?.[0] === 'sudo' ? 'sudo ' : '';
-    const lines = [];
-    if (plan.repository) {
-        // A codename given as $(...) must reach the shell unquoted-by-single-quotes.
-        const line = plan.sourcesLine.includes('$(')
-            ? `"${plan.sourcesLine}"`
-            : shellQuote(plan.sourcesLine);
-        lines.push(`${sudo}install -d ${external_node_path_.dirname(plan.keyringPath)}`, `[ -e ${plan.keyringPath} ] || ${sudo}curl -fsSL -o ${plan.keyringPath} ${plan.keyUrl}`, `echo ${line} | ${sudo}tee ${plan.sourcesListPath}`);
-    }
-    for (const argv of plan.commands)
-        lines.push(argv.map(shellQuote).join(' '));
-    return lines.join('\n');
-}
-/** Downloads the repository key; the network boundary of the installation. */
-async function downloadKey(url) {
-    const response = await fetch(url, { signal: AbortSignal.timeout(30000) });
-    if (!response.ok)
-        throw new Error(`downloading ${url} failed: HTTP ${response.status}`);
-    return response.text();
-}
-function asRoot(rootDir, file) {
-    return external_node_path_.join(rootDir, file);
-}
-async function exists(file) {
-    try {
-        await (0,promises_.access)(file, external_node_fs_.constants.F_OK);
-        return true;
-    }
-    catch {
-        return false;
-    }
-}
-/** Whether an apt source under `rootDir` already points at apt.postgresql.org. */
-async function pgdgConfigured(rootDir = '/') {
-    const files = [asRoot(rootDir, '/etc/apt/sources.list')];
-    const partsDir = asRoot(rootDir, '/etc/apt/sources.list.d');
-    try {
-        for (const name of await (0,promises_.readdir)(partsDir)) {
-            if (name.endsWith('.list') || name.endsWith('.sources'))
-                files.push(external_node_path_.join(partsDir, name));
-        }
-    }
-    catch {
-        // no sources.list.d
-    }
-    for (const file of files) {
-        const text = await (0,promises_.readFile)(file, 'utf8').catch(() => '');
-        if (text
-            .split('\n')
-            .some((l) => !l.trim().startsWith('#') && l.includes('apt.postgresql.org/pub/repos/apt'))) {
-            return true;
-        }
-    }
-    return false;
-}
-/**
- * Writes the plan's keyring (downloaded only when missing) and sources list under `rootDir`.
- * Root writes directly; otherwise the files are staged in a temp dir and put in place with
- * `sudo -n install`.
- */
-async function installRepositoryFiles(plan, opts) {
-    const rootDir = opts.rootDir ?? '/';
-    const runner = opts.runner ?? defaultRunner;
-    const keyring = asRoot(rootDir, plan.keyringPath);
-    const sources = asRoot(rootDir, plan.sourcesListPath);
-    const files = [];
-    if (await exists(keyring)) {
-        opts.logger.info(`Using the repository key already at ${plan.keyringPath}`);
-    }
-    else {
-        opts.logger.info(`Downloading the repository key from ${plan.keyUrl}`);
-        const key = await (opts.fetchKey ?? downloadKey)(plan.keyUrl);
-        if (!key.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) {
-            throw new Error(`${plan.keyUrl} did not return a PGP public key`);
-        }
-        files.push({ dest: keyring, content: key });
-    }
-    files.push({ dest: sources, content: `${plan.sourcesLine}\n` });
-    if (opts.root) {
-        for (const f of files) {
-            await (0,promises_.mkdir)(external_node_path_.dirname(f.dest), { recursive: true });
-            await (0,promises_.writeFile)(f.dest, f.content, { mode: 0o644 });
-        }
-        return;
-    }
-    const staging = await (0,promises_.mkdtemp)(external_node_path_.join(external_node_os_.tmpdir(), 'pgdg-'));
-    try {
-        for (const [i, f] of files.entries()) {
-            const staged = external_node_path_.join(staging, String(i));
-            await (0,promises_.writeFile)(staged, f.content, { mode: 0o644 });
-            const r = await runner(['sudo', '-n', 'install', '-D', '-m', '0644', staged, f.dest]);
-            if (r.code !== 0)
-                throw new Error(`could not write ${f.dest}: ${(0,postgres_process/* tail */.R)(r.stderr, 5)}`);
-        }
-    }
-    finally {
-        await (0,promises_.rm)(staging, { recursive: true, force: true });
-    }
-}
-/** The fields of an /etc/os-release text. */
-function parseOsRelease(text) {
-    const fields = {};
-    for (const line of text.split('\n')) {
-        const m = /^\s*([A-Z0-9_]+)=(.*)$/.exec(line);
-        if (!m)
-            continue;
-        let value = m[2].trim();
-        if (/^(["']).*\1$/.test(value))
-            value = value.slice(1, -1);
-        fields[m[1]] = value.replace(/\\(["$`\\])/g, '$1');
-    }
-    return fields;
-}
-/** The apt codename to use when the OS is Debian, Ubuntu or a derivative; else undefined. */
-function debianCodename(osRelease) {
-    const f = parseOsRelease(osRelease);
-    const family = [f.ID ?? '', ...(f.ID_LIKE ?? '').split(/\s+/)];
-    if (!family.some((id) => id === 'debian' || id === 'ubuntu'))
-        return undefined;
-    const codename = f.UBUNTU_CODENAME || f.VERSION_CODENAME;
-    return codename && /^[a-z]+$/.test(codename) ? codename : undefined;
-}
-function isRoot() {
-    return process.getuid?.() === 0;
-}
-async function onPath(program) {
-    for (const dir of (process.env.PATH ?? '').split(external_node_path_.delimiter)) {
-        if (!dir)
-            continue;
-        try {
-            await (0,promises_.access)(external_node_path_.join(dir, program), external_node_fs_.constants.X_OK);
-            return true;
-        }
-        catch {
-            // not here
-        }
-    }
-    return false;
-}
-/** Whether apt already offers `pkg` (so no repository has to be added). */
-async function aptHasCandidate(pkg, runner) {
-    const r = await runner(['apt-cache', 'policy', pkg], { env: { ...process.env, LC_ALL: 'C' } });
-    const m = /Candidate:\s*(\S+)/.exec(r.stdout);
-    return r.code === 0 && m !== null && m[1] !== '(none)';
-}
-/** The client tools cannot run against the server, and could not be fixed here. */
-class ToolVersionError extends errors/* ConfigurationError */.j {
-    serverVersion;
-    found;
-    fix;
-    constructor(message, serverVersion, found, fix) {
-        super(message);
-        this.serverVersion = serverVersion;
-        this.found = found;
-        this.fix = fix;
-        this.name = 'ToolVersionError';
-    }
-}
-/** A semver for the tool cache: '17.2' → '17.2.0', '18beta1' → '18.0.0-beta1'. */
-function toolCacheVersion(version) {
-    const m = /^(\d+)(?:\.(\d+))?(?:\.(\d+))?([a-z]+\d*)?$/.exec(version);
-    if (!m)
-        return version;
-    return `${m[1]}.${m[2] ?? 0}.${m[3] ?? 0}${m[4] ? `-${m[4]}` : ''}`;
-}
-/** Copies the client bin dir into RUNNER_TOOL_CACHE (when set); returns the cached dir. */
-async function cacheClientTools(tools, logger) {
-    if (!process.env.RUNNER_TOOL_CACHE)
-        return undefined;
-    try {
-        const dir = await tool_cache/* cacheDir */.e8(tools.binDir, postgres_tools/* CLIENT_TOOL_CACHE_NAME */.CZ, toolCacheVersion(tools.version));
-        logger.info(`Cached the PostgreSQL ${tools.version} client tools in ${dir}`);
-        return dir;
-    }
-    catch (error) {
-        logger.warning(`Could not cache the client tools: ${(0,errors/* errorMessage */.g)(error)}`);
-        return undefined;
-    }
-}
-/**
- * Client tools able to dump a server of `serverMajor`: the newest found with major ≥ the
- * server's, or exactly `postgresVersion` when one is given. When none fits and `install` is
- * allowed on Debian/Ubuntu, installs postgresql-client-<N> with apt (adding the PostgreSQL
- * apt repository when the package is not offered yet) and searches again.
- */
-async function ensureClientTools(opts) {
-    const { logger } = opts.search;
-    const runner = opts.runner ?? defaultRunner;
-    const exact = opts.postgresVersion === 'auto' ? undefined : opts.postgresVersion;
-    const target = exact ?? opts.serverMajor;
-    const want = exact === undefined ? `${target} or newer` : `${target}`;
-    const osRelease = opts.osRelease ??
-        (process.platform === 'linux' ? await (0,promises_.readFile)('/etc/os-release', 'utf8').catch(() => '') : '');
-    const codename = debianCodename(osRelease);
-    const fail = async (reason, server = false, major = target) => {
-        const found = await (0,postgres_tools/* listClientCandidates */.CI)({ ...opts.search, logger: quiet(logger) });
-        const plan = pgdgAptPlan(major, {
-            server,
-            codename: codename ?? '$(lsb_release -cs)',
-            root: false,
-            repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
-        });
-        const foundLines = found.length
-            ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
-            : '  (none)';
-        const fix = fixCommand(plan);
-        const message = [
-            reason,
-            `pg_dump versions found on this machine:`,
-            foundLines,
-            `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
-            fix.replace(/^/gm, '  '),
-        ].join('\n');
-        throw new ToolVersionError(message, opts.serverVersion, found, fix);
-    };
-    if (exact !== undefined && exact < opts.serverMajor) {
-        return fail(`postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
-            `pg_dump ${exact} refuses to dump a newer server. Use 'auto' or ${opts.serverMajor} or newer.`, false, opts.serverMajor);
-    }
-    const lookFor = async (search) => {
-        const tools = await (0,postgres_tools/* findClientTools */.Mt)(target, search, { maxMajor: exact });
-        const server = !opts.needServer || (await (0,postgres_tools/* findServerBinaries */.Q5)(target, search)) !== undefined;
-        return { tools, server };
-    };
-    const first = await lookFor(opts.search);
-    if (first.tools && first.server)
-        return first.tools;
-    const missing = first.tools
-        ? `no PostgreSQL server binaries of major ${want} were found (needed to restore into a scratch server)`
-        : `no pg_dump of major ${want} was found`;
-    const reason = exact === undefined
-        ? `The server runs PostgreSQL ${opts.serverVersion}, and ${missing}; ` +
-            `a pg_dump older than the server refuses to dump it.`
-        : `postgres-version is ${exact} (server: PostgreSQL ${opts.serverVersion}), but ${missing}.`;
-    const needServerPackage = !first.server;
-    if (!opts.install) {
-        return fail(`${reason}\nAutomatic installation is disabled.`, needServerPackage);
-    }
-    if (!codename) {
-        const fields = parseOsRelease(osRelease);
-        const name = fields.PRETTY_NAME ?? fields.NAME ?? process.platform;
-        return fail(`${reason}\nAutomatic installation works only on Debian or Ubuntu with apt; this is ${name}.`, needServerPackage);
-    }
-    if (!(await onPath('apt-get'))) {
-        return fail(`${reason}\nAutomatic installation needs apt-get, which is not on PATH.`, needServerPackage);
-    }
-    const root = isRoot();
-    if (!root && !(await onPath('sudo'))) {
-        return fail(`${reason}\nAutomatic installation needs root or sudo; this process is not root and sudo is missing.`, needServerPackage);
-    }
-    const available = await hasAll(aptPackages(target, needServerPackage), runner);
-    const configured = !available && (await pgdgConfigured(opts.aptRoot));
-    const plan = pgdgAptPlan(target, {
-        server: needServerPackage,
-        codename,
-        root,
-        repository: !available,
-    });
-    return logger.group(`Installing ${plan.packages.join(', ')}`, async () => {
-        if (plan.repository) {
-            if (configured) {
-                logger.info('The PostgreSQL apt repository is already configured');
-            }
-            else {
-                logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
-                try {
-                    await installRepositoryFiles(plan, {
-                        rootDir: opts.aptRoot,
-                        root,
-                        logger,
-                        runner,
-                        fetchKey: opts.fetchKey,
-                    });
-                }
-                catch (error) {
-                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.g)(error)}`, needServerPackage);
-                }
-            }
-        }
-        for (const argv of plan.commands) {
-            const run = argv[0] === 'sudo' ? ['sudo', '-n', ...argv.slice(1)] : argv;
-            logger.info(`$ ${argv.join(' ')}`);
-            const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-            if (r.code !== 0) {
-                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,postgres_process/* tail */.R)(r.stderr || r.stdout, 15)}`, needServerPackage);
-            }
-        }
-        const installedDir = `/usr/lib/postgresql/${target}/bin`;
-        const again = await lookFor({
-            ...opts.search,
-            searchDirs: [installedDir, ...(opts.search.searchDirs ?? (await (0,postgres_tools/* defaultSearchDirs */.Wj)()))],
-        });
-        if (!again.tools || !again.server) {
-            return fail(`${reason}\nInstalled ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`, needServerPackage);
-        }
-        await cacheClientTools(again.tools, logger);
-        return again.tools;
-    });
-}
-function aptPackages(major, server) {
-    return [`postgresql-client-${major}`, ...(server ? [`postgresql-${major}`] : [])];
-}
-async function hasAll(packages, runner) {
-    if (!(await onPath('apt-cache')))
-        return false;
-    for (const pkg of packages) {
-        if (!(await aptHasCandidate(pkg, runner)))
-            return false;
-    }
-    return true;
-}
-/** The logger with info demoted to debug, for searches repeated only to describe them. */
-function quiet(logger) {
-    return {
-        debug: (m) => logger.debug(m),
-        info: (m) => logger.debug(m),
-        warning: (m) => logger.warning(m),
-        error: (m) => logger.error(m),
-        group: (name, fn) => logger.group(name, fn),
-    };
-}
-/**
- * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
- * is true): a self-hosted machine gets the exact command to run instead of a changed system.
- */
-function mayInstallTools(env) {
-    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
-}
-/**
- * The client tools for a server (or an archive's pg_dump) of `major`/`version`, found or, where
- * `mayInstallTools` allows, installed: what every action and the CLI hand their cores.
- */
-function clientToolResolver(postgresVersion, env, logger) {
-    return (major, version, needServer = false) => ensureClientTools({
-        serverMajor: major,
-        serverVersion: version,
-        postgresVersion,
-        install: mayInstallTools(env),
-        needServer,
-        search: { logger },
-    });
-}
-
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
 var core = __nccwpck_require__(33838);
 // EXTERNAL MODULE: external "node:crypto"
@@ -73836,6 +73438,8 @@ function isCatalogName(name) {
     return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name);
 }
 
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
 ;// CONCATENATED MODULE: ./lib/core/duration.js
 /** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
 
@@ -74079,6 +73683,8 @@ class StreamLogger {
 
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(31421);
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(73024);
 ;// CONCATENATED MODULE: ./lib/core/process.js
 
 
@@ -75061,6 +74667,426 @@ class AgeDecryptStream extends external_node_stream_.Transform {
 /** A stream that turns a binary age file into its plaintext; failures are AgeError. */
 function createDecryptStream(options) {
     return new AgeDecryptStream(decryptConfig(options));
+}
+
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(48161);
+// EXTERNAL MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js + 2 modules
+var tool_cache = __nccwpck_require__(59805);
+// EXTERNAL MODULE: ./lib/postgres/process.js
+var postgres_process = __nccwpck_require__(5654);
+// EXTERNAL MODULE: ./lib/postgres/tools.js
+var postgres_tools = __nccwpck_require__(70936);
+;// CONCATENATED MODULE: ./lib/postgres/install.js
+
+
+
+
+
+
+
+
+/** The real runner: spawns the program, 20 minutes at most. */
+const defaultRunner = (argv, opts) => (0,postgres_process/* runCommand */.d)(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
+/** postgresql-common (Debian and Ubuntu) ships the repository key here. */
+const PGDG_KEYRING = '/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc';
+const PGDG_SOURCES_LIST = '/etc/apt/sources.list.d/pgdg.list';
+const PGDG_KEY_URL = 'https://www.postgresql.org/media/keys/ACCC4CF8.asc';
+const PGDG_REPO_URL = 'https://apt.postgresql.org/pub/repos/apt';
+/**
+ * The plan for PostgreSQL `major` from apt.postgresql.org on a Debian/Ubuntu release
+ * `codename`; `server` adds the server package, `root: false` prefixes sudo.
+ */
+function pgdgAptPlan(major, opts) {
+    const sudo = opts.root ? [] : ['sudo'];
+    const repository = opts.repository ?? true;
+    const packages = aptPackages(major, opts.server);
+    return {
+        keyringPath: PGDG_KEYRING,
+        sourcesListPath: PGDG_SOURCES_LIST,
+        sourcesLine: `deb [signed-by=${PGDG_KEYRING}] ${PGDG_REPO_URL} ${opts.codename}-pgdg main`,
+        keyUrl: PGDG_KEY_URL,
+        repository,
+        packages,
+        // The runner's package lists may be stale even when no repository is added.
+        commands: [
+            [...sudo, 'apt-get', 'update'],
+            [...sudo, 'apt-get', 'install', '-y', ...packages],
+        ],
+    };
+}
+function shellQuote(arg) {
+    return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+/** The shell lines a user can paste to do what the plan does, repository setup included. */
+function fixCommand(plan) {
+    const sudo = plan.commands[plan.commands.length - 1]?.[0] === 'sudo' ? 'sudo ' : '';
+    const lines = [];
+    if (plan.repository) {
+        // A codename given as $(...) must reach the shell unquoted-by-single-quotes.
+        const line = plan.sourcesLine.includes('$(')
+            ? `"${plan.sourcesLine}"`
+            : shellQuote(plan.sourcesLine);
+        lines.push(`${sudo}install -d ${external_node_path_.dirname(plan.keyringPath)}`, `[ -e ${plan.keyringPath} ] || ${sudo}curl -fsSL -o ${plan.keyringPath} ${plan.keyUrl}`, `echo ${line} | ${sudo}tee ${plan.sourcesListPath}`);
+    }
+    for (const argv of plan.commands)
+        lines.push(argv.map(shellQuote).join(' '));
+    return lines.join('\n');
+}
+/** Downloads the repository key; the network boundary of the installation. */
+async function downloadKey(url) {
+    const response = await fetch(url, { signal: AbortSignal.timeout(30000) });
+    if (!response.ok)
+        throw new Error(`downloading ${url} failed: HTTP ${response.status}`);
+    return response.text();
+}
+function asRoot(rootDir, file) {
+    return external_node_path_.join(rootDir, file);
+}
+async function exists(file) {
+    try {
+        await (0,promises_.access)(file, external_node_fs_.constants.F_OK);
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+/** Whether an apt source under `rootDir` already points at apt.postgresql.org. */
+async function pgdgConfigured(rootDir = '/') {
+    const files = [asRoot(rootDir, '/etc/apt/sources.list')];
+    const partsDir = asRoot(rootDir, '/etc/apt/sources.list.d');
+    try {
+        for (const name of await (0,promises_.readdir)(partsDir)) {
+            if (name.endsWith('.list') || name.endsWith('.sources'))
+                files.push(external_node_path_.join(partsDir, name));
+        }
+    }
+    catch {
+        // no sources.list.d
+    }
+    for (const file of files) {
+        const text = await (0,promises_.readFile)(file, 'utf8').catch(() => '');
+        if (text
+            .split('\n')
+            .some((l) => !l.trim().startsWith('#') && l.includes('apt.postgresql.org/pub/repos/apt'))) {
+            return true;
+        }
+    }
+    return false;
+}
+/**
+ * Writes the plan's keyring (downloaded only when missing) and sources list under `rootDir`.
+ * Root writes directly; otherwise the files are staged in a temp dir and put in place with
+ * `sudo -n install`.
+ */
+async function installRepositoryFiles(plan, opts) {
+    const rootDir = opts.rootDir ?? '/';
+    const runner = opts.runner ?? defaultRunner;
+    const keyring = asRoot(rootDir, plan.keyringPath);
+    const sources = asRoot(rootDir, plan.sourcesListPath);
+    const files = [];
+    if (await exists(keyring)) {
+        opts.logger.info(`Using the repository key already at ${plan.keyringPath}`);
+    }
+    else {
+        opts.logger.info(`Downloading the repository key from ${plan.keyUrl}`);
+        const key = await (opts.fetchKey ?? downloadKey)(plan.keyUrl);
+        if (!key.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) {
+            throw new Error(`${plan.keyUrl} did not return a PGP public key`);
+        }
+        files.push({ dest: keyring, content: key });
+    }
+    files.push({ dest: sources, content: `${plan.sourcesLine}\n` });
+    if (opts.root) {
+        for (const f of files) {
+            await (0,promises_.mkdir)(external_node_path_.dirname(f.dest), { recursive: true });
+            await (0,promises_.writeFile)(f.dest, f.content, { mode: 0o644 });
+        }
+        return;
+    }
+    const staging = await (0,promises_.mkdtemp)(external_node_path_.join(external_node_os_.tmpdir(), 'pgdg-'));
+    try {
+        for (const [i, f] of files.entries()) {
+            const staged = external_node_path_.join(staging, String(i));
+            await (0,promises_.writeFile)(staged, f.content, { mode: 0o644 });
+            const r = await runner(['sudo', '-n', 'install', '-D', '-m', '0644', staged, f.dest]);
+            if (r.code !== 0)
+                throw new Error(`could not write ${f.dest}: ${(0,postgres_process/* tail */.R)(r.stderr, 5)}`);
+        }
+    }
+    finally {
+        await (0,promises_.rm)(staging, { recursive: true, force: true });
+    }
+}
+/** The fields of an /etc/os-release text. */
+function parseOsRelease(text) {
+    const fields = {};
+    for (const line of text.split('\n')) {
+        const m = /^\s*([A-Z0-9_]+)=(.*)$/.exec(line);
+        if (!m)
+            continue;
+        let value = m[2].trim();
+        if (/^(["']).*\1$/.test(value))
+            value = value.slice(1, -1);
+        fields[m[1]] = value.replace(/\\(["$`\\])/g, '$1');
+    }
+    return fields;
+}
+/** The apt codename to use when the OS is Debian, Ubuntu or a derivative; else undefined. */
+function debianCodename(osRelease) {
+    const f = parseOsRelease(osRelease);
+    const family = [f.ID ?? '', ...(f.ID_LIKE ?? '').split(/\s+/)];
+    if (!family.some((id) => id === 'debian' || id === 'ubuntu'))
+        return undefined;
+    const codename = f.UBUNTU_CODENAME || f.VERSION_CODENAME;
+    return codename && /^[a-z]+$/.test(codename) ? codename : undefined;
+}
+function isRoot() {
+    return process.getuid?.() === 0;
+}
+async function onPath(program) {
+    for (const dir of (process.env.PATH ?? '').split(external_node_path_.delimiter)) {
+        if (!dir)
+            continue;
+        try {
+            await (0,promises_.access)(external_node_path_.join(dir, program), external_node_fs_.constants.X_OK);
+            return true;
+        }
+        catch {
+            // not here
+        }
+    }
+    return false;
+}
+/** Whether apt already offers `pkg` (so no repository has to be added). */
+async function aptHasCandidate(pkg, runner) {
+    const r = await runner(['apt-cache', 'policy', pkg], { env: { ...process.env, LC_ALL: 'C' } });
+    const m = /Candidate:\s*(\S+)/.exec(r.stdout);
+    return r.code === 0 && m !== null && m[1] !== '(none)';
+}
+/** The client tools cannot run against the server, and could not be fixed here. */
+class ToolVersionError extends errors/* ConfigurationError */.j {
+    serverVersion;
+    found;
+    fix;
+    constructor(message, serverVersion, found, fix) {
+        super(message);
+        this.serverVersion = serverVersion;
+        this.found = found;
+        this.fix = fix;
+        this.name = 'ToolVersionError';
+    }
+}
+/** A semver for the tool cache: '17.2' → '17.2.0', '18beta1' → '18.0.0-beta1'. */
+function toolCacheVersion(version) {
+    const m = /^(\d+)(?:\.(\d+))?(?:\.(\d+))?([a-z]+\d*)?$/.exec(version);
+    if (!m)
+        return version;
+    return `${m[1]}.${m[2] ?? 0}.${m[3] ?? 0}${m[4] ? `-${m[4]}` : ''}`;
+}
+/** Copies the client bin dir into RUNNER_TOOL_CACHE (when set); returns the cached dir. */
+async function cacheClientTools(tools, logger) {
+    if (!process.env.RUNNER_TOOL_CACHE)
+        return undefined;
+    try {
+        const dir = await tool_cache/* cacheDir */.e8(tools.binDir, postgres_tools/* CLIENT_TOOL_CACHE_NAME */.CZ, toolCacheVersion(tools.version));
+        logger.info(`Cached the PostgreSQL ${tools.version} client tools in ${dir}`);
+        return dir;
+    }
+    catch (error) {
+        logger.warning(`Could not cache the client tools: ${(0,errors/* errorMessage */.g)(error)}`);
+        return undefined;
+    }
+}
+/**
+ * Client tools able to dump a server of `serverMajor`: the newest found with major ≥ the
+ * server's, or exactly `postgresVersion` when one is given. When none fits and `install` is
+ * allowed on Debian/Ubuntu, installs postgresql-client-<N> with apt (adding the PostgreSQL
+ * apt repository when the package is not offered yet) and searches again.
+ */
+async function ensureClientTools(opts) {
+    const { logger } = opts.search;
+    const runner = opts.runner ?? defaultRunner;
+    const exact = opts.postgresVersion === 'auto' ? undefined : opts.postgresVersion;
+    const target = exact ?? opts.serverMajor;
+    const want = exact === undefined ? `${target} or newer` : `${target}`;
+    const osRelease = opts.osRelease ??
+        (process.platform === 'linux' ? await (0,promises_.readFile)('/etc/os-release', 'utf8').catch(() => '') : '');
+    const codename = debianCodename(osRelease);
+    const fail = async (reason, server = false, major = target) => {
+        const found = await (0,postgres_tools/* listClientCandidates */.CI)({ ...opts.search, logger: quiet(logger) });
+        const plan = pgdgAptPlan(major, {
+            server,
+            codename: codename ?? '$(lsb_release -cs)',
+            root: false,
+            repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
+        });
+        const foundLines = found.length
+            ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
+            : '  (none)';
+        const fix = fixCommand(plan);
+        const message = [
+            reason,
+            `pg_dump versions found on this machine:`,
+            foundLines,
+            `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
+            fix.replace(/^/gm, '  '),
+        ].join('\n');
+        throw new ToolVersionError(message, opts.serverVersion, found, fix);
+    };
+    if (exact !== undefined && exact < opts.serverMajor) {
+        return fail(`postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
+            `pg_dump ${exact} refuses to dump a newer server. Use 'auto' or ${opts.serverMajor} or newer.`, false, opts.serverMajor);
+    }
+    const lookFor = async (search) => {
+        const tools = await (0,postgres_tools/* findClientTools */.Mt)(target, search, { maxMajor: exact });
+        const server = !opts.needServer || (await (0,postgres_tools/* findServerBinaries */.Q5)(target, search)) !== undefined;
+        return { tools, server };
+    };
+    const first = await lookFor(opts.search);
+    if (first.tools && first.server)
+        return first.tools;
+    const missing = first.tools
+        ? `no PostgreSQL server binaries of major ${want} were found (needed to restore into a scratch server)`
+        : `no pg_dump of major ${want} was found`;
+    const reason = exact === undefined
+        ? `The server runs PostgreSQL ${opts.serverVersion}, and ${missing}; ` +
+            `a pg_dump older than the server refuses to dump it.`
+        : `postgres-version is ${exact} (server: PostgreSQL ${opts.serverVersion}), but ${missing}.`;
+    const needServerPackage = !first.server;
+    if (!opts.install) {
+        return fail(`${reason}\nAutomatic installation is disabled.`, needServerPackage);
+    }
+    if (!codename) {
+        const fields = parseOsRelease(osRelease);
+        const name = fields.PRETTY_NAME ?? fields.NAME ?? process.platform;
+        return fail(`${reason}\nAutomatic installation works only on Debian or Ubuntu with apt; this is ${name}.`, needServerPackage);
+    }
+    if (!(await onPath('apt-get'))) {
+        return fail(`${reason}\nAutomatic installation needs apt-get, which is not on PATH.`, needServerPackage);
+    }
+    const root = isRoot();
+    if (!root && !(await onPath('sudo'))) {
+        return fail(`${reason}\nAutomatic installation needs root or sudo; this process is not root and sudo is missing.`, needServerPackage);
+    }
+    const available = await hasAll(aptPackages(target, needServerPackage), runner);
+    const configured = !available && (await pgdgConfigured(opts.aptRoot));
+    const plan = pgdgAptPlan(target, {
+        server: needServerPackage,
+        codename,
+        root,
+        repository: !available,
+    });
+    return logger.group(`Installing ${plan.packages.join(', ')}`, async () => {
+        if (plan.repository) {
+            if (configured) {
+                logger.info('The PostgreSQL apt repository is already configured');
+            }
+            else {
+                logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
+                try {
+                    await installRepositoryFiles(plan, {
+                        rootDir: opts.aptRoot,
+                        root,
+                        logger,
+                        runner,
+                        fetchKey: opts.fetchKey,
+                    });
+                }
+                catch (error) {
+                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.g)(error)}`, needServerPackage);
+                }
+            }
+        }
+        for (const argv of plan.commands) {
+            const run = argv[0] === 'sudo' ? ['sudo', '-n', ...argv.slice(1)] : argv;
+            logger.info(`$ ${argv.join(' ')}`);
+            const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+            if (r.code !== 0) {
+                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,postgres_process/* tail */.R)(r.stderr || r.stdout, 15)}`, needServerPackage);
+            }
+        }
+        const installedDir = `/usr/lib/postgresql/${target}/bin`;
+        const again = await lookFor({
+            ...opts.search,
+            searchDirs: [installedDir, ...(opts.search.searchDirs ?? (await (0,postgres_tools/* defaultSearchDirs */.Wj)()))],
+        });
+        if (!again.tools || !again.server) {
+            return fail(`${reason}\nInstalled ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`, needServerPackage);
+        }
+        await cacheClientTools(again.tools, logger);
+        return again.tools;
+    });
+}
+function aptPackages(major, server) {
+    return [`postgresql-client-${major}`, ...(server ? [`postgresql-${major}`] : [])];
+}
+async function hasAll(packages, runner) {
+    if (!(await onPath('apt-cache')))
+        return false;
+    for (const pkg of packages) {
+        if (!(await aptHasCandidate(pkg, runner)))
+            return false;
+    }
+    return true;
+}
+/** The logger with info demoted to debug, for searches repeated only to describe them. */
+function quiet(logger) {
+    return {
+        debug: (m) => logger.debug(m),
+        info: (m) => logger.debug(m),
+        warning: (m) => logger.warning(m),
+        error: (m) => logger.error(m),
+        group: (name, fn) => logger.group(name, fn),
+    };
+}
+/**
+ * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
+ * is true): a self-hosted machine gets the exact command to run instead of a changed system.
+ */
+function mayInstallTools(env) {
+    return env.RUNNER_ENVIRONMENT === 'github-hosted' || env.PG_BACKUP_INSTALL_TOOLS === 'true';
+}
+/**
+ * The client tools for a server (or an archive's pg_dump) of `major`/`version`, found or, where
+ * `mayInstallTools` allows, installed: what every action and the CLI hand their cores.
+ */
+function clientToolResolver(postgresVersion, env, logger) {
+    return (major, version, needServer = false) => ensureClientTools({
+        serverMajor: major,
+        serverVersion: version,
+        postgresVersion,
+        install: mayInstallTools(env),
+        needServer,
+        search: { logger },
+    });
+}
+
+;// CONCATENATED MODULE: ./lib/report/artifact.js
+
+/**
+ * Uploads the report files as a workflow artifact. Outside the runner (no ACTIONS_RUNTIME_TOKEN
+ * or ACTIONS_RESULTS_URL) and on any upload error this warns and carries on: the report is a
+ * by-product, the result of the verification or drill does not depend on it.
+ */
+async function uploadReportArtifact(o) {
+    const missing = ['ACTIONS_RUNTIME_TOKEN', 'ACTIONS_RESULTS_URL'].filter((v) => !o.env[v]);
+    if (missing.length > 0) {
+        o.logger.warning(`report-artifact is '${o.name}', but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not set ` +
+            `(they exist only inside a GitHub Actions job), so the report was not uploaded. It is at ${o.rootDir}.`);
+        return false;
+    }
+    try {
+        const { DefaultArtifactClient } = await __nccwpck_require__.e(/* import() */ 584).then(__nccwpck_require__.bind(__nccwpck_require__, 20584));
+        const result = await new DefaultArtifactClient().uploadArtifact(o.name, o.files, o.rootDir);
+        o.logger.info(`Uploaded the report as artifact '${o.name}'${result.id ? ` (id ${result.id})` : ''}`);
+        return true;
+    }
+    catch (error) {
+        o.logger.warning(`Could not upload the report as artifact '${o.name}': ${(0,errors/* errorMessage */.g)(error)}. It is at ${o.rootDir}.`);
+        return false;
+    }
 }
 
 // EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
@@ -77615,32 +77641,10 @@ var runtime = __nccwpck_require__(87745);
 
 
 
+
 /** File names of the report inside its folder (the folder is what the artifact holds). */
 const REPORT_JSON = 'verify-report.json';
 const REPORT_MARKDOWN = 'verify-report.md';
-/**
- * Uploads the report files as a workflow artifact. Outside the runner (no ACTIONS_RUNTIME_TOKEN
- * or ACTIONS_RESULTS_URL) and on any upload error this warns and carries on: the report is a
- * by-product, the verification's result does not depend on it.
- */
-async function uploadReportArtifact(o) {
-    const missing = ['ACTIONS_RUNTIME_TOKEN', 'ACTIONS_RESULTS_URL'].filter((v) => !o.env[v]);
-    if (missing.length > 0) {
-        o.logger.warning(`report-artifact is '${o.name}', but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not set ` +
-            `(they exist only inside a GitHub Actions job), so the report was not uploaded. It is at ${o.rootDir}.`);
-        return false;
-    }
-    try {
-        const { DefaultArtifactClient } = await __nccwpck_require__.e(/* import() */ 584).then(__nccwpck_require__.bind(__nccwpck_require__, 20584));
-        const result = await new DefaultArtifactClient().uploadArtifact(o.name, o.files, o.rootDir);
-        o.logger.info(`Uploaded the report as artifact '${o.name}'${result.id ? ` (id ${result.id})` : ''}`);
-        return true;
-    }
-    catch (error) {
-        o.logger.warning(`Could not upload the report as artifact '${o.name}': ${(0,errors/* errorMessage */.g)(error)}. It is at ${o.rootDir}.`);
-        return false;
-    }
-}
 async function runVerifyAction() {
     const env = process.env;
     const logger = runtime/* actionLogger */.v0;
@@ -77733,7 +77737,7 @@ async function runVerifyAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _verify_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8502);
+/* harmony import */ var _verify_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(96836);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(87745);
 
 

@@ -21,6 +21,7 @@ import { drillSummary } from '../drill/summary.js';
 import { clientToolResolver } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import { parseChecks } from '../restore/checks.js';
+import { uploadReportArtifact } from '../report/artifact.js';
 import { resolveName } from '../verify/verify.js';
 import { booleanInput, choiceInput, integerInput, optionalInput } from './inputs.js';
 import { reportToIssue } from './issue-report.js';
@@ -102,15 +103,13 @@ async function writeReport(
   await writeFile(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
   await writeFile(`${base}.md`, markdown);
   if (artifact) {
-    try {
-      const { DefaultArtifactClient } = await import('@actions/artifact');
-      await new DefaultArtifactClient().uploadArtifact(artifact, [jsonPath, `${base}.md`], folder, {
-        retentionDays: 90,
-      });
-      logger.info(`Uploaded the report as artifact '${artifact}'`);
-    } catch (error) {
-      logger.warning(`Could not upload the report artifact '${artifact}': ${errorMessage(error)}`);
-    }
+    await uploadReportArtifact({
+      name: artifact,
+      files: [jsonPath, `${base}.md`],
+      rootDir: folder,
+      env: process.env,
+      logger,
+    });
   }
   return jsonPath;
 }

@@ -1,14 +1,15 @@
-import { mayInstallTools } from '../postgres/install.js';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as core from '@actions/core';
 import { isBackupId } from '../catalog/keys.js';
 import { parseDuration } from '../core/duration.js';
-import { ConfigurationError, errorMessage } from '../core/errors.js';
-import { systemClock, type Logger } from '../core/logger.js';
+import { ConfigurationError } from '../core/errors.js';
+import { systemClock } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
 import { parseIdentities } from '../crypto/age.js';
+import { mayInstallTools } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
+import { uploadReportArtifact } from '../report/artifact.js';
 import { parseChecks } from '../restore/checks.js';
 import {
   failureIssueBody,
@@ -33,41 +34,6 @@ import {
 /** File names of the report inside its folder (the folder is what the artifact holds). */
 export const REPORT_JSON = 'verify-report.json';
 export const REPORT_MARKDOWN = 'verify-report.md';
-
-/**
- * Uploads the report files as a workflow artifact. Outside the runner (no ACTIONS_RUNTIME_TOKEN
- * or ACTIONS_RESULTS_URL) and on any upload error this warns and carries on: the report is a
- * by-product, the verification's result does not depend on it.
- */
-export async function uploadReportArtifact(o: {
-  name: string;
-  files: string[];
-  rootDir: string;
-  env: NodeJS.ProcessEnv;
-  logger: Logger;
-}): Promise<boolean> {
-  const missing = ['ACTIONS_RUNTIME_TOKEN', 'ACTIONS_RESULTS_URL'].filter((v) => !o.env[v]);
-  if (missing.length > 0) {
-    o.logger.warning(
-      `report-artifact is '${o.name}', but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not set ` +
-        `(they exist only inside a GitHub Actions job), so the report was not uploaded. It is at ${o.rootDir}.`,
-    );
-    return false;
-  }
-  try {
-    const { DefaultArtifactClient } = await import('@actions/artifact');
-    const result = await new DefaultArtifactClient().uploadArtifact(o.name, o.files, o.rootDir);
-    o.logger.info(
-      `Uploaded the report as artifact '${o.name}'${result.id ? ` (id ${result.id})` : ''}`,
-    );
-    return true;
-  } catch (error) {
-    o.logger.warning(
-      `Could not upload the report as artifact '${o.name}': ${errorMessage(error)}. It is at ${o.rootDir}.`,
-    );
-    return false;
-  }
-}
 
 export async function runVerifyAction(): Promise<void> {
   const env = process.env;

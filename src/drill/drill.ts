@@ -231,8 +231,8 @@ function checkDecodable(manifest: Manifest, decryption: Decryption | undefined, 
 const PHASE_LABELS: Record<PhaseName, string> = {
   download: 'Download',
   decrypt: 'Decrypt and decompress',
-  restore: 'Restore and ANALYZE',
-  checks: 'Checks',
+  restore: 'Restore',
+  checks: 'ANALYZE and checks',
   smoke: 'Smoke command',
 };
 
@@ -600,16 +600,17 @@ async function runPhases(
         env: deps.env,
         logger,
       });
-      await withClient(target, (c) => c.query('ANALYZE'));
       return {
         value: undefined,
-        detail: `pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${ownership.keep ? ', owners and grants kept' : ', --no-owner --no-acl'}; ANALYZE`,
+        detail: `pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${ownership.keep ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
       };
     });
     await rm(archive!.archivePath, { recursive: true, force: true });
 
     await timed('checks', async () => {
       const checks = await withClient(target, async (client) => {
+        // Statistics first, so the database is ready for traffic, not just loaded.
+        await client.query('ANALYZE');
         const tables = await compareTables(client, manifest);
         result.comparison = tables.comparison;
         return [
@@ -625,7 +626,7 @@ async function runPhases(
           `${failed.length} of ${checks.length} failed: ${failed.map((c) => c.name).join(', ')}`,
         );
       }
-      return { value: undefined, detail: `${checks.length} passed` };
+      return { value: undefined, detail: `ANALYZE; ${checks.length} passed` };
     });
 
     if (options.smokeCommand) {
