@@ -30,7 +30,12 @@ function postgresBinDirs() {
 }
 
 if (!existsSync(path.join(root, 'node_modules', '.package-lock.json'))) {
-  run('npm', ['ci', '--no-audit', '--no-fund']);
+  try {
+    run('npm', ['ci', '--no-audit', '--no-fund']);
+  } catch {
+    // A registry mirror without other platforms' optional packages makes npm ci refuse the lock.
+    run('npm', ['install', '--no-audit', '--no-fund']);
+  }
 }
 
 const wanted = [];

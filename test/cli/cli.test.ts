@@ -4,8 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { completeBackups, listCatalog } from '../../src/catalog/catalog.js';
 import { generateIdentity } from '../../src/crypto/age.js';
-import { node24, repoRoot, runBundle } from '../support/bundle.js';
-import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
+import { node24, repoRoot } from '../support/bundle.js';
+import {
+  backupWithBundle,
+  makeStore,
+  sharedPostgresUrl,
+  type TestStore,
+  uniqueName,
+} from '../support/env.js';
 import { createDatabase, loadSample, rowCounts, withClient } from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
@@ -78,17 +84,7 @@ describe.each(['s3', 'local'] as const)('the pg-backup CLI against %s storage', 
     sourceDb = uniqueName('clisrc').replace(/-/g, '_');
     sourceUrl = await createDatabase(sharedPostgresUrl(), sourceDb);
     await loadSample(sourceUrl);
-    const backup = await runBundle(
-      'backup',
-      {
-        'database-url': sourceUrl,
-        storage: store.location,
-        name: 'shop',
-        'encryption-recipients': key.recipient,
-        ...store.inputs,
-      },
-      store.env,
-    );
+    const backup = await backupWithBundle(store, sourceUrl, 'shop', key.recipient);
     expect(backup.code).toBe(0);
     backupId = backup.outputs['backup-id'];
   });

@@ -7,7 +7,13 @@ import { completeBackups, listCatalog, listVerifications } from '../../src/catal
 import { generateIdentity } from '../../src/crypto/age.js';
 import { runBundle, type BundleRun } from '../support/bundle.js';
 import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
-import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
+import {
+  backupWithBundle,
+  makeStore,
+  sharedPostgresUrl,
+  type TestStore,
+  uniqueName,
+} from '../support/env.js';
 import { createDatabase, loadSample, rowCounts, withClient } from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
@@ -68,17 +74,7 @@ describe.each(['s3', 'local'] as const)('restore-drill bundle against %s storage
     sourceDb = uniqueName('drillsrc').replace(/-/g, '_');
     sourceUrl = await createDatabase(sharedPostgresUrl(), sourceDb);
     await loadSample(sourceUrl);
-    const backup = await runBundle(
-      'backup',
-      {
-        'database-url': sourceUrl,
-        storage: store.location,
-        name: 'shop',
-        'encryption-recipients': key.recipient,
-        ...store.inputs,
-      },
-      store.env,
-    );
+    const backup = await backupWithBundle(store, sourceUrl, 'shop', key.recipient);
     expect(backup.code).toBe(0);
     backupId = backup.outputs['backup-id'];
   });

@@ -3,7 +3,7 @@ import { generateIdentity } from '../../src/crypto/age.js';
 import { startScratchCluster, type ScratchCluster } from '../../src/postgres/cluster.js';
 import { runBundle } from '../support/bundle.js';
 import { embeddedServer } from '../support/embedded.js';
-import { makeStore, sharedPostgresUrl, uniqueName } from '../support/env.js';
+import { backupWithBundle, makeStore, sharedPostgresUrl, uniqueName } from '../support/env.js';
 import { createDatabase, loadSample, rowCounts, withClient } from '../support/sample.js';
 
 const OLD_PASSWORD = 'old-server-secret';
@@ -31,17 +31,7 @@ describe('upgrade rehearsal: a PostgreSQL 14 backup restores into 15', () => {
     'backs up with pg_dump 15 and drills into a newer server (%s)',
     async (kind) => {
       const store = await makeStore(kind);
-      const backup = await runBundle(
-        'backup',
-        {
-          'database-url': sourceUrl,
-          storage: store.location,
-          name: 'legacy',
-          'encryption-recipients': key.recipient,
-          ...store.inputs,
-        },
-        store.env,
-      );
+      const backup = await backupWithBundle(store, sourceUrl, 'legacy', key.recipient);
       expect(backup.code).toBe(0);
 
       // Into a scratch server: the newest installed one of at least 14, here 15.

@@ -16,7 +16,13 @@ import {
 import { generateIdentity } from '../../src/crypto/age.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { runBundle, type BundleRun } from '../support/bundle.js';
-import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
+import {
+  backupWithBundle,
+  makeStore,
+  sharedPostgresUrl,
+  type TestStore,
+  uniqueName,
+} from '../support/env.js';
 import { createDatabase, withClient } from '../support/sample.js';
 import {
   DAY,
@@ -130,17 +136,7 @@ describe.each(['s3', 'local'] as const)('prune bundle against %s storage', (kind
     );
     realIds = [];
     for (let i = 0; i < 2; i++) {
-      const run = await runBundle(
-        'backup',
-        {
-          'database-url': sourceUrl,
-          storage: store.location,
-          name: 'shop',
-          'encryption-recipients': key.recipient,
-          ...store.inputs,
-        },
-        store.env,
-      );
+      const run = await backupWithBundle(store, sourceUrl, 'shop', key.recipient);
       expect(run.code).toBe(0);
       realIds.push(run.outputs['backup-id']);
     }

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
 import { MemoryLogger } from '../../src/core/logger.js';
+import { runBundle, type BundleRun } from './bundle.js';
 import { LocalStorage } from '../../src/storage/local.js';
 import { S3Storage } from '../../src/storage/s3.js';
 import type { S3Settings } from '../../src/storage/open.js';
@@ -97,4 +98,24 @@ export async function makeStore(kind: 's3' | 'local', prefix = 'backups'): Promi
     inputs: { 's3-endpoint': s.endpoint, 's3-region': s.region, 's3-force-path-style': 'true' },
     env: s3Env(),
   };
+}
+
+/** Backs up `databaseUrl` into the store through the real backup bundle, encrypted to `recipient`. */
+export function backupWithBundle(
+  store: TestStore,
+  databaseUrl: string,
+  name: string,
+  recipient: string,
+): Promise<BundleRun> {
+  return runBundle(
+    'backup',
+    {
+      'database-url': databaseUrl,
+      storage: store.location,
+      name,
+      'encryption-recipients': recipient,
+      ...store.inputs,
+    },
+    store.env,
+  );
 }

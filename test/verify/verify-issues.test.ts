@@ -1,6 +1,12 @@
 import { generateIdentity } from '../../src/crypto/age.js';
 import { runBundle } from '../support/bundle.js';
-import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
+import {
+  backupWithBundle,
+  makeStore,
+  sharedPostgresUrl,
+  type TestStore,
+  uniqueName,
+} from '../support/env.js';
 import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
 import { createDatabase, loadSample } from '../support/sample.js';
 
@@ -22,17 +28,7 @@ describe.each(['s3', 'local'] as const)('verify issue lifecycle against %s stora
 
   beforeAll(async () => {
     store = await makeStore(kind);
-    const run = await runBundle(
-      'backup',
-      {
-        'database-url': sourceUrl,
-        storage: store.location,
-        name: 'shop',
-        'encryption-recipients': key.recipient,
-        ...store.inputs,
-      },
-      store.env,
-    );
+    const run = await backupWithBundle(store, sourceUrl, 'shop', key.recipient);
     if (run.code !== 0) throw new Error(`backup failed:\n${run.stdout}\n${run.stderr}`);
     backupId = run.outputs['backup-id'];
     fake = await startFakeGitHub();
