@@ -75165,6 +75165,9 @@ async function countRows(client, schema, table) {
  */
 async function exportSnapshot(client) {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    // The row counts run beside the dump: one process each, so parallel scan workers do not take
+    // the cores pg_dump's own server process needs.
+    await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
     const r = await client.query('SELECT pg_export_snapshot() AS id');
     return r.rows[0].id;
 }
