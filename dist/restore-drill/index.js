@@ -73318,8 +73318,10 @@ class AgeEncryptStream extends external_node_stream_.Transform {
         this.counter++;
         const body = cipher.update(plaintext);
         cipher.final();
-        // One buffer per chunk: a separate 16-byte tag buffer would cost the consumer a write each.
-        this.push(Buffer.concat([body, cipher.getAuthTag()], body.length + TAG_SIZE));
+        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
+        // every byte once more and double the garbage the collector has to catch up with.
+        this.push(body);
+        this.push(cipher.getAuthTag());
     }
     _transform(chunk, _encoding, callback) {
         try {
