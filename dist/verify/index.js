@@ -72906,7 +72906,7 @@ class S3Storage {
                 ContentType: options.contentType ?? 'application/octet-stream',
             },
             partSize: partSizeFor(options.sizeHint, this.settings.partSize),
-            queueSize: this.settings.queueSize ?? 4,
+            queueSize: this.settings.queueSize ?? 2,
             leavePartsOnError: false,
         });
         if (options.onProgress) {

@@ -36,7 +36,7 @@ export interface S3Settings {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** Multipart part size in bytes (default 8 MiB, at least 5 MiB). */
   partSize?: number;
-  /** Parts uploaded at once (default 4). Memory in use is about partSize × queueSize. */
+  /** Parts uploaded at once (default 2). Memory in use is about partSize × queueSize. */
   queueSize?: number;
 }
 
@@ -366,7 +366,7 @@ export class S3Storage implements Storage {
         ContentType: options.contentType ?? 'application/octet-stream',
       },
       partSize: partSizeFor(options.sizeHint, this.settings.partSize),
-      queueSize: this.settings.queueSize ?? 4,
+      queueSize: this.settings.queueSize ?? 2,
       leavePartsOnError: false,
     });
     if (options.onProgress) {
