@@ -72158,7 +72158,7 @@ function backupIdTime(id) {
     return new Date(`${t.slice(0, 4)}-${t.slice(4, 6)}-${t.slice(6, 8)}T${t.slice(9, 11)}:${t.slice(11, 13)}:${t.slice(13, 15)}Z`);
 }
 /** A catalog name must be one safe path segment. */
-function isCatalogName(name) {
+function keys_isCatalogName(name) {
     return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name);
 }
 
@@ -72343,6 +72343,25 @@ async function appendVerificationRecord(storage, record) {
     const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
     await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
     return key;
+}
+/**
+ * The catalog name to verify: the one given, or the only one in the store. Several names, or
+ * none, is a ConfigurationError that lists what exists.
+ */
+async function resolveName(storage, name) {
+    if (name) {
+        if (!isCatalogName(name)) {
+            throw new ConfigurationError(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+        }
+        return name;
+    }
+    const names = await listNames(storage);
+    if (names.length === 1)
+        return names[0];
+    if (names.length === 0) {
+        throw new ConfigurationError(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
+    }
+    throw new ConfigurationError(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
 }
 
 ;// CONCATENATED MODULE: ./lib/crypto/bech32.js
@@ -73593,7 +73612,7 @@ async function runBackup(options, deps) {
         const server = await (0,connection/* serverInfo */.CR)(client);
         logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
         const name = options.name ?? server.database;
-        if (!isCatalogName(name)) {
+        if (!keys_isCatalogName(name)) {
             throw new errors/* ConfigurationError */.j(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
         const tools = await deps.resolveTools(server);

@@ -72788,6 +72788,25 @@ async function appendVerificationRecord(storage, record) {
     await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
     return key;
 }
+/**
+ * The catalog name to verify: the one given, or the only one in the store. Several names, or
+ * none, is a ConfigurationError that lists what exists.
+ */
+async function resolveName(storage, name) {
+    if (name) {
+        if (!isCatalogName(name)) {
+            throw new errors_ConfigurationError(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+        }
+        return name;
+    }
+    const names = await listNames(storage);
+    if (names.length === 1)
+        return names[0];
+    if (names.length === 0) {
+        throw new errors_ConfigurationError(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
+    }
+    throw new errors_ConfigurationError(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
+}
 
 ;// CONCATENATED MODULE: ./lib/crypto/bech32.js
 /**
@@ -80568,588 +80587,6 @@ async function givenTarget(options) {
     };
 }
 
-;// CONCATENATED MODULE: ./lib/verify/verify.js
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-/** The names of the report's lines, in the order the checks run. */
-const CheckNames = {
-    Manifest: 'Manifest and checksum',
-    Decryption: 'Decryption and decompression',
-    Archive: 'Archive readable (pg_restore --list)',
-    Restore: 'Restore',
-    Tables: 'Tables and row counts',
-    Constraints: 'Constraints',
-    Sequences: 'Sequences',
-    UserChecks: 'SQL checks',
-    Freshness: 'Freshness (max-age)',
-};
-/**
- * The catalog name to verify: the one given, or the only one in the store. Several names, or
- * none, is a ConfigurationError that lists what exists.
- */
-async function resolveName(storage, name) {
-    if (name) {
-        if (!isCatalogName(name)) {
-            throw new errors_ConfigurationError(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
-        }
-        return name;
-    }
-    const names = await listNames(storage);
-    if (names.length === 1)
-        return names[0];
-    if (names.length === 0) {
-        throw new errors_ConfigurationError(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
-    }
-    throw new errors_ConfigurationError(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
-}
-function majorOf(version, fallback) {
-    return parseToolVersion(version)?.major ?? fallback;
-}
-function defaultJobs() {
-    const cpus = typeof external_node_os_.availableParallelism === 'function' ? external_node_os_.availableParallelism() : 1;
-    return Math.max(1, Math.min(4, cpus));
-}
-function describeCompression(manifest) {
-    const c = manifest.compression;
-    switch (c.method) {
-        case 'zstd':
-        case 'gzip':
-            return `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
-        case 'pg_dump-gzip':
-        case 'pg_dump-zstd':
-            return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
-        default:
-            return 'none';
-    }
-}
-function describeEncryption(manifest) {
-    const e = manifest.encryption;
-    if (!e)
-        return 'none';
-    const parts = [];
-    if (e.recipients.length > 0) {
-        parts.push(`${e.recipients.length} recipient${e.recipients.length > 1 ? 's' : ''}`);
-    }
-    if (e.passphrase)
-        parts.push('passphrase');
-    return `age (${parts.join(', ')})`;
-}
-/** The last lines of a long tool error, so a report line stays readable. */
-function lastLines(text, lines = 12) {
-    const all = text.trim().split('\n');
-    return all.length > lines
-        ? `${all[0]}\n…\n${all.slice(-(lines - 1)).join('\n')}`
-        : all.join('\n');
-}
-function record(run, result) {
-    run.checks.push(result);
-    const icon = result.status === 'passed' ? '✅' : result.status === 'failed' ? '❌' : '➖';
-    run.deps.logger.info(`${icon} ${result.name}: ${result.status} (${result.detail})`);
-}
-function failed(run, name, error, started, detail) {
-    if (error instanceof errors_ConfigurationError)
-        run.setupProblem = true;
-    record(run, {
-        name,
-        status: 'failed',
-        detail: detail ?? lastLines(errors_errorMessage(error)),
-        seconds: (Date.now() - started) / 1000,
-    });
-}
-/**
- * Proves a backup is intact and restores: the object against its manifest (size and SHA-256),
- * decryption, `pg_restore --list`, a restore into a scratch database, the tables and row counts,
- * constraints and sequences, the user's SQL checks, and the freshness gate. A failing step
- * marks the later ones skipped, except the freshness gate, which always runs. Appends a
- * verification record under `verifications/` (never touching the backup's own objects).
- *
- * Failures are report lines, not exceptions (a store that cannot be read fails the first check);
- * only a catalog name that cannot be resolved, or a temp folder that cannot be made, throws.
- */
-async function runVerify(options, deps) {
-    const { storage, logger, clock } = deps;
-    const startedAt = clock.now();
-    const t0 = Date.now();
-    const name = await resolveName(storage, options.name);
-    const needCatalog = !options.backupId || options.maxAgeSeconds !== undefined;
-    let entries;
-    let catalogError;
-    if (needCatalog) {
-        try {
-            entries = await listCatalog(storage, name);
-        }
-        catch (error) {
-            catalogError = error;
-        }
-    }
-    const workDir = await (0,promises_.mkdtemp)(external_node_path_.join(deps.tmpDir ?? external_node_os_.tmpdir(), 'pg-verify-'));
-    const run = {
-        options,
-        deps,
-        name,
-        checks: [],
-        warnings: [],
-        setupProblem: false,
-        skipReason: '',
-        tables: [],
-        workDir,
-    };
-    const manifestStarted = Date.now();
-    let manifest;
-    try {
-        if (options.backupId) {
-            manifest = await selectBackup(storage, name, options.backupId);
-        }
-        else if (catalogError !== undefined) {
-            throw catalogError;
-        }
-        else {
-            manifest = completeBackups(entries ?? [])[0];
-            if (!manifest) {
-                const incomplete = entries?.length ?? 0;
-                throw new Error(`No complete backup of '${name}' in ${storage.description}: ` +
-                    (incomplete > 0
-                        ? `${incomplete} upload(s) without a manifest, which never completed.`
-                        : 'there are no backups of that name (check the storage and name inputs).'));
-            }
-        }
-        logger.info(`Verifying backup ${manifest.id} of ${name} (${storage.description})`);
-    }
-    catch (error) {
-        failed(run, CheckNames.Manifest, error, manifestStarted);
-        run.skipReason = 'there is no backup manifest to check against';
-    }
-    const planned = [
-        CheckNames.Manifest,
-        CheckNames.Decryption,
-        CheckNames.Archive,
-        CheckNames.Restore,
-        CheckNames.Tables,
-        CheckNames.Constraints,
-        CheckNames.Sequences,
-        CheckNames.UserChecks,
-    ];
-    try {
-        if (manifest)
-            await checkBackup(run, manifest, manifestStarted);
-    }
-    finally {
-        if (run.target) {
-            await run.target
-                .cleanup()
-                .catch((error) => logger.warning(`Could not clean up ${run.target?.describe}: ${errors_errorMessage(error)}`));
-        }
-        await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
-    }
-    const ran = new Set(run.checks.map((c) => c.name));
-    const userChecksRan = run.checks.some((c) => c.name.startsWith('Check: '));
-    for (const checkName of planned) {
-        if (ran.has(checkName) || (checkName === CheckNames.UserChecks && userChecksRan))
-            continue;
-        record(run, { name: checkName, status: 'skipped', detail: run.skipReason });
-    }
-    const backupChecks = [...run.checks];
-    let freshness;
-    if (options.maxAgeSeconds !== undefined) {
-        freshness = freshnessGate(run, options.maxAgeSeconds, entries, catalogError, manifest);
-    }
-    const finishedAt = clock.now();
-    const failures = run.checks
-        .filter((c) => c.status === 'failed')
-        .map((c) => `${c.name}: ${c.detail.split('\n')[0]}`);
-    const status = failures.length === 0 ? 'passed' : 'failed';
-    let recordKey;
-    if (manifest && options.record !== false) {
-        if (run.setupProblem) {
-            logger.info('No verification record was written: a check failed because of the setup (an input or a missing tool), not because of the backup.');
-        }
-        else {
-            const verification = {
-                schemaVersion: MANIFEST_SCHEMA_VERSION,
-                backupId: manifest.id,
-                name,
-                type: 'verify',
-                status: backupChecks.some((c) => c.status === 'failed') ? 'failed' : 'passed',
-                startedAt: startedAt.toISOString(),
-                finishedAt: finishedAt.toISOString(),
-                checks: backupChecks.map((c) => ({ name: c.name, status: c.status, detail: c.detail })),
-                timings: timings(backupChecks),
-                git: options.git,
-            };
-            try {
-                recordKey = await appendVerificationRecord(storage, verification);
-                logger.info(`Recorded the verification at ${storage.location(recordKey)}`);
-            }
-            catch (error) {
-                const message = `Could not record the verification under ${name}/verifications/ (prune will not see it): ${errors_errorMessage(error)}`;
-                logger.warning(message);
-                run.warnings.push(message);
-            }
-        }
-    }
-    const dump = manifest ? dumpObject(manifest) : undefined;
-    return {
-        status,
-        name,
-        storage: storage.description,
-        backup: manifest && dump
-            ? {
-                id: manifest.id,
-                kind: manifest.kind,
-                finishedAt: manifest.finishedAt,
-                ageSeconds: ageSeconds(manifest, finishedAt),
-                bytes: dump.bytes,
-                totalBytes: totalBytes(manifest),
-                format: manifest.format,
-                compression: describeCompression(manifest),
-                encryption: describeEncryption(manifest),
-                sourceVersion: manifest.source.serverVersion,
-                pgDumpVersion: manifest.tools.pgDumpVersion,
-                objectLocation: storage.location(dump.key),
-                manifestLocation: storage.location(manifestKey(name, manifest.id)),
-            }
-            : undefined,
-        restore: options.restore,
-        target: run.target
-            ? {
-                description: run.target.describe,
-                serverVersion: run.target.serverVersion,
-                scratch: run.target.scratch !== undefined,
-            }
-            : undefined,
-        pgRestoreVersion: run.pgRestoreVersion,
-        checks: run.checks,
-        tables: run.tables,
-        freshness,
-        failures,
-        startedAt: startedAt.toISOString(),
-        finishedAt: finishedAt.toISOString(),
-        durationSeconds: (Date.now() - t0) / 1000,
-        recordKey,
-        warnings: run.warnings,
-    };
-}
-function ageSeconds(manifest, now) {
-    return Math.max(0, (now.getTime() - new Date(manifest.finishedAt).getTime()) / 1000);
-}
-function timings(checks) {
-    const out = {};
-    for (const c of checks)
-        if (c.seconds !== undefined)
-            out[c.name] = Math.round(c.seconds * 10) / 10;
-    return out;
-}
-/** Checks 1 to 7, in order; returns at the first pipeline step that fails. */
-async function checkBackup(run, manifest, started) {
-    const { options, deps } = run;
-    const { storage, logger } = deps;
-    const entry = dumpObject(manifest);
-    // 1 and 2: the object against its manifest, then decryption and decompression, in one pass.
-    const decryption = options.decryption;
-    const hasKey = Boolean(decryption && (decryption.identities.length > 0 || decryption.passphrase));
-    if (manifest.encryption && !hasKey) {
-        const ok = await logger.group(`Check ${storage.location(entry.key)}`, async () => {
-            try {
-                const object = await checkObject(storage, entry);
-                record(run, {
-                    name: CheckNames.Manifest,
-                    status: 'passed',
-                    detail: integrityDetail(entry.key, object),
-                    seconds: (Date.now() - started) / 1000,
-                });
-                return true;
-            }
-            catch (error) {
-                failed(run, CheckNames.Manifest, error, started);
-                run.skipReason = skipReasonFor(error);
-                return false;
-            }
-        });
-        if (!ok)
-            return;
-        const recipients = manifest.encryption.recipients;
-        failed(run, CheckNames.Decryption, new errors_ConfigurationError(`Backup ${manifest.id} is encrypted with age (${manifest.encryption.passphrase ? 'a passphrase' : `recipients ${recipients.join(', ')}`}), and no key was given: ` +
-            'set encryption-identity (the age secret key, AGE-SECRET-KEY-1...) or encryption-passphrase.'), Date.now());
-        run.skipReason = 'the backup could not be decrypted';
-        return;
-    }
-    let fetched;
-    let integrityAt;
-    const fetchError = await logger.group(`Download and check ${storage.location(entry.key)}`, async () => {
-        try {
-            fetched = await fetchArchive({
-                storage,
-                manifest,
-                decryption,
-                tools: { zstdPath: deps.zstdPath },
-                dir: run.workDir,
-                logger,
-                progressIntervalMs: deps.progressIntervalMs,
-                onIntegrityChecked: (object) => {
-                    integrityAt = Date.now();
-                    record(run, {
-                        name: CheckNames.Manifest,
-                        status: 'passed',
-                        detail: integrityDetail(entry.key, object),
-                        seconds: (integrityAt - started) / 1000,
-                    });
-                },
-            });
-            return undefined;
-        }
-        catch (error) {
-            return error;
-        }
-    });
-    if (integrityAt === undefined) {
-        failed(run, CheckNames.Manifest, fetchError, started);
-        run.skipReason = skipReasonFor(fetchError);
-        return;
-    }
-    if (fetchError !== undefined || !fetched) {
-        const detail = fetchError instanceof AgeError && manifest.encryption
-            ? decryptionFailure(fetchError, manifest)
-            : undefined;
-        failed(run, CheckNames.Decryption, fetchError, integrityAt, detail);
-        run.skipReason = manifest.encryption
-            ? 'the backup could not be decrypted and decompressed'
-            : 'the backup could not be decompressed';
-        return;
-    }
-    const archiveBytes = await archiveSize(fetched);
-    record(run, {
-        name: CheckNames.Decryption,
-        status: 'passed',
-        detail: [
-            manifest.encryption
-                ? `decrypted with the given age ${decryption?.identities.length ? 'identity' : 'passphrase'}`
-                : 'not encrypted',
-            manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
-                ? `decompressed ${manifest.compression.method}`
-                : `compression: ${describeCompression(manifest)}`,
-            `${manifest.format} archive of ${streams_formatBytes(archiveBytes)}`,
-        ].join('; '),
-        seconds: (Date.now() - integrityAt) / 1000,
-    });
-    // 3: pg_restore reads the archive.
-    const archivePath = fetched.archivePath;
-    const listStarted = Date.now();
-    const listed = await listWithTools(run, manifest, archivePath).catch((error) => {
-        failed(run, CheckNames.Archive, error, listStarted);
-        run.skipReason = 'pg_restore could not read the archive';
-        return undefined;
-    });
-    if (!listed)
-        return;
-    const { tools, listing } = listed;
-    record(run, {
-        name: CheckNames.Archive,
-        status: 'passed',
-        detail: `pg_restore ${tools.version} lists ${listing.entries} entries (${listing.tableData} with table data)`,
-        seconds: (Date.now() - listStarted) / 1000,
-    });
-    if (!options.restore) {
-        run.skipReason = 'restore is false: only the stored object was checked';
-        return;
-    }
-    // 4: restore into a scratch database, roles first, then ANALYZE.
-    const restoreStarted = Date.now();
-    let client;
-    try {
-        const ok = await logger.group('Restore', async () => {
-            try {
-                const source = sourceMajor(manifest);
-                const target = await prepareTarget(run, source).catch((error) => {
-                    // No place to restore into says nothing about the backup.
-                    run.setupProblem = true;
-                    throw error;
-                });
-                run.target = target;
-                if (target.serverMajor < source) {
-                    const message = `The target server runs PostgreSQL ${target.serverVersion}, older than the source (${manifest.source.serverVersion}); the restore may fail on features the older server lacks.`;
-                    logger.warning(message);
-                    run.warnings.push(message);
-                }
-                let roles = '';
-                if (manifest.globals) {
-                    const file = await fetchGlobals({ storage, manifest, decryption, dir: run.workDir });
-                    if (file) {
-                        await applyGlobals({
-                            psql: tools.psql,
-                            file,
-                            connection: target.connection,
-                            env: deps.env,
-                            logger,
-                        });
-                        roles = 'roles from globals applied first; ';
-                    }
-                }
-                const jobs = options.jobs ?? defaultJobs();
-                logger.info(`pg_restore ${tools.version} --exit-on-error --no-owner --no-acl --jobs=${jobs} into ${target.describe}`);
-                await runPgRestore({
-                    pgRestore: tools.pgRestore,
-                    archivePath,
-                    connection: target.connection,
-                    database: target.database,
-                    jobs,
-                    env: deps.env,
-                    logger,
-                });
-                client = await connect(target.connection, target.database);
-                await client.query('ANALYZE');
-                const seconds = (Date.now() - restoreStarted) / 1000;
-                record(run, {
-                    name: CheckNames.Restore,
-                    status: 'passed',
-                    detail: `${roles}restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
-                        `with pg_restore --exit-on-error --no-owner --no-acl in ${formatDuration(seconds)}, then ANALYZE`,
-                    seconds,
-                });
-                return true;
-            }
-            catch (error) {
-                failed(run, CheckNames.Restore, error, restoreStarted);
-                run.skipReason = 'the restore failed';
-                return false;
-            }
-        });
-        if (!ok || !client)
-            return;
-        const db = client;
-        // 5 to 7: what the restored database holds.
-        await logger.group('Checks', async () => {
-            let checkStarted = Date.now();
-            try {
-                const { result, comparison } = await compareTables(db, manifest);
-                run.tables = comparison;
-                record(run, result);
-            }
-            catch (error) {
-                failed(run, CheckNames.Tables, error, checkStarted);
-            }
-            checkStarted = Date.now();
-            try {
-                for (const result of await constraintsAndSequences(db, listing.constraints)) {
-                    record(run, result);
-                }
-            }
-            catch (error) {
-                failed(run, CheckNames.Constraints, error, checkStarted);
-                failed(run, CheckNames.Sequences, error, checkStarted);
-            }
-            if (options.checks.length === 0) {
-                record(run, {
-                    name: CheckNames.UserChecks,
-                    status: 'skipped',
-                    detail: 'none given (the checks input)',
-                });
-            }
-            else {
-                for (const result of await runUserChecks(db, options.checks))
-                    record(run, result);
-            }
-        });
-    }
-    finally {
-        await client?.end().catch(() => undefined);
-    }
-}
-async function prepareTarget(run, sourceMajor) {
-    const { logger } = run.deps;
-    if (run.options.targetUrl)
-        return givenTarget({ url: run.options.targetUrl, logger });
-    const resolveServer = run.deps.resolveServer ?? ((m) => scratchServer(m, logger));
-    return scratchTarget({ server: await resolveServer(sourceMajor), logger });
-}
-async function listWithTools(run, manifest, archivePath) {
-    const pgDumpMajor = majorOf(manifest.tools.pgDumpVersion, sourceMajor(manifest));
-    const tools = await run.deps.resolveTools(pgDumpMajor, manifest.tools.pgDumpVersion);
-    run.pgRestoreVersion = tools.version;
-    return { tools, listing: await listArchive(tools.pgRestore, archivePath) };
-}
-function sourceMajor(manifest) {
-    return Math.floor(manifest.source.serverVersionNum / 10000);
-}
-async function archiveSize(fetched) {
-    if (fetched.format === 'custom')
-        return (await (0,promises_.stat)(fetched.archivePath)).size;
-    return fetched.bytes;
-}
-function integrityDetail(key, object) {
-    return `the manifest parses; ${external_node_path_.posix.basename(key)} is ${streams_formatBytes(object.bytes)} with SHA-256 ${object.sha256.slice(0, 16)}…, as the manifest records`;
-}
-function skipReasonFor(error) {
-    return error instanceof IntegrityError
-        ? 'the stored object does not match its manifest'
-        : 'the stored object could not be read';
-}
-function decryptionFailure(error, manifest) {
-    const e = manifest.encryption;
-    const to = e
-        ? [
-            ...(e.recipients.length ? [`recipients ${e.recipients.join(', ')}`] : []),
-            ...(e.passphrase ? ['a passphrase'] : []),
-        ].join(' and ')
-        : '';
-    return (`Decryption failed: ${error.message}. The backup is encrypted to ${to}; ` +
-        `encryption-identity must hold the secret key (AGE-SECRET-KEY-1...) of one of these recipients` +
-        (e?.passphrase ? ', or encryption-passphrase the passphrase.' : '.'));
-}
-function freshnessGate(run, maxAgeSeconds, entries, catalogError, verified) {
-    const { storage, clock } = run.deps;
-    const started = Date.now();
-    const result = { maxAgeSeconds, isVerifiedBackup: false };
-    if (catalogError !== undefined || !entries) {
-        failed(run, CheckNames.Freshness, catalogError, started);
-        return result;
-    }
-    const newest = completeBackups(entries)[0];
-    const limit = formatDuration(maxAgeSeconds);
-    if (!newest) {
-        record(run, {
-            name: CheckNames.Freshness,
-            status: 'failed',
-            detail: `no complete backup of '${run.name}' in ${storage.description}, so none is within max-age ${limit}`,
-            seconds: (Date.now() - started) / 1000,
-        });
-        return result;
-    }
-    const age = ageSeconds(newest, clock.now());
-    result.newestId = newest.id;
-    result.newestFinishedAt = newest.finishedAt;
-    result.ageSeconds = age;
-    result.isVerifiedBackup = verified?.id === newest.id;
-    const which = result.isVerifiedBackup
-        ? ' (the backup verified here)'
-        : verified
-            ? ` (not the backup verified here, ${verified.id})`
-            : '';
-    const fresh = age <= maxAgeSeconds;
-    record(run, {
-        name: CheckNames.Freshness,
-        status: fresh ? 'passed' : 'failed',
-        detail: fresh
-            ? `the newest complete backup, ${newest.id}${which}, finished ${formatDuration(age)} ago, within max-age ${limit}`
-            : `the newest complete backup, ${newest.id}${which}, finished ${formatDuration(age)} ago (${newest.finishedAt}), older than max-age ${limit}: no backup has completed since`,
-        seconds: (Date.now() - started) / 1000,
-    });
-    return result;
-}
-
 ;// CONCATENATED MODULE: ./lib/drill/history.js
 
 
@@ -81378,7 +80815,6 @@ async function runSmokeCommand(o) {
 
 
 
-
 /** S3 storage classes whose objects cannot be read before a restore request thawed them. */
 const ARCHIVE_STORAGE_CLASSES = ['GLACIER', 'DEEP_ARCHIVE'];
 /** A timed drill: restore a backup into a throwaway target, check it, measure RTO and RPO. */
@@ -81395,7 +80831,7 @@ function runRestore(options, deps) {
     return execute('restore', options, deps);
 }
 /** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
-function drill_majorOf(version) {
+function majorOf(version) {
     return parseToolVersion(version)?.major ?? 0;
 }
 /** The given backup, or the newest complete one that is not a pre-restore safety backup. */
@@ -81493,8 +80929,8 @@ async function execute(mode, options, deps) {
         return finish(result, options, deps, await history);
     }
     checkDecodable(manifest, options.decryption, deps.zstdPath);
-    const sourceMajor = drill_majorOf(manifest.source.serverVersion);
-    const dumpMajor = Math.max(drill_majorOf(manifest.tools.pgDumpVersion), sourceMajor);
+    const sourceMajor = majorOf(manifest.source.serverVersion);
+    const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
     let target;
     let workDir;
     try {
@@ -84506,6 +83942,569 @@ function pruneFailure(report) {
         return new errors_ConfigurationError(`Prune refused, nothing was deleted in any name: ${report.refused.join('; ')}.`);
     }
     return undefined;
+}
+
+;// CONCATENATED MODULE: ./lib/verify/verify.js
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** The names of the report's lines, in the order the checks run. */
+const CheckNames = {
+    Manifest: 'Manifest and checksum',
+    Decryption: 'Decryption and decompression',
+    Archive: 'Archive readable (pg_restore --list)',
+    Restore: 'Restore',
+    Tables: 'Tables and row counts',
+    Constraints: 'Constraints',
+    Sequences: 'Sequences',
+    UserChecks: 'SQL checks',
+    Freshness: 'Freshness (max-age)',
+};
+function verify_majorOf(version, fallback) {
+    return parseToolVersion(version)?.major ?? fallback;
+}
+function defaultJobs() {
+    const cpus = typeof external_node_os_.availableParallelism === 'function' ? external_node_os_.availableParallelism() : 1;
+    return Math.max(1, Math.min(4, cpus));
+}
+function describeCompression(manifest) {
+    const c = manifest.compression;
+    switch (c.method) {
+        case 'zstd':
+        case 'gzip':
+            return `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
+        case 'pg_dump-gzip':
+        case 'pg_dump-zstd':
+            return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
+        default:
+            return 'none';
+    }
+}
+function describeEncryption(manifest) {
+    const e = manifest.encryption;
+    if (!e)
+        return 'none';
+    const parts = [];
+    if (e.recipients.length > 0) {
+        parts.push(`${e.recipients.length} recipient${e.recipients.length > 1 ? 's' : ''}`);
+    }
+    if (e.passphrase)
+        parts.push('passphrase');
+    return `age (${parts.join(', ')})`;
+}
+/** The last lines of a long tool error, so a report line stays readable. */
+function lastLines(text, lines = 12) {
+    const all = text.trim().split('\n');
+    return all.length > lines
+        ? `${all[0]}\n…\n${all.slice(-(lines - 1)).join('\n')}`
+        : all.join('\n');
+}
+function record(run, result) {
+    run.checks.push(result);
+    const icon = result.status === 'passed' ? '✅' : result.status === 'failed' ? '❌' : '➖';
+    run.deps.logger.info(`${icon} ${result.name}: ${result.status} (${result.detail})`);
+}
+function failed(run, name, error, started, detail) {
+    if (error instanceof errors_ConfigurationError)
+        run.setupProblem = true;
+    record(run, {
+        name,
+        status: 'failed',
+        detail: detail ?? lastLines(errors_errorMessage(error)),
+        seconds: (Date.now() - started) / 1000,
+    });
+}
+/**
+ * Proves a backup is intact and restores: the object against its manifest (size and SHA-256),
+ * decryption, `pg_restore --list`, a restore into a scratch database, the tables and row counts,
+ * constraints and sequences, the user's SQL checks, and the freshness gate. A failing step
+ * marks the later ones skipped, except the freshness gate, which always runs. Appends a
+ * verification record under `verifications/` (never touching the backup's own objects).
+ *
+ * Failures are report lines, not exceptions (a store that cannot be read fails the first check);
+ * only a catalog name that cannot be resolved, or a temp folder that cannot be made, throws.
+ */
+async function runVerify(options, deps) {
+    const { storage, logger, clock } = deps;
+    const startedAt = clock.now();
+    const t0 = Date.now();
+    const name = await resolveName(storage, options.name);
+    const needCatalog = !options.backupId || options.maxAgeSeconds !== undefined;
+    let entries;
+    let catalogError;
+    if (needCatalog) {
+        try {
+            entries = await listCatalog(storage, name);
+        }
+        catch (error) {
+            catalogError = error;
+        }
+    }
+    const workDir = await (0,promises_.mkdtemp)(external_node_path_.join(deps.tmpDir ?? external_node_os_.tmpdir(), 'pg-verify-'));
+    const run = {
+        options,
+        deps,
+        name,
+        checks: [],
+        warnings: [],
+        setupProblem: false,
+        skipReason: '',
+        tables: [],
+        workDir,
+    };
+    const manifestStarted = Date.now();
+    let manifest;
+    try {
+        if (options.backupId) {
+            manifest = await selectBackup(storage, name, options.backupId);
+        }
+        else if (catalogError !== undefined) {
+            throw catalogError;
+        }
+        else {
+            manifest = completeBackups(entries ?? [])[0];
+            if (!manifest) {
+                const incomplete = entries?.length ?? 0;
+                throw new Error(`No complete backup of '${name}' in ${storage.description}: ` +
+                    (incomplete > 0
+                        ? `${incomplete} upload(s) without a manifest, which never completed.`
+                        : 'there are no backups of that name (check the storage and name inputs).'));
+            }
+        }
+        logger.info(`Verifying backup ${manifest.id} of ${name} (${storage.description})`);
+    }
+    catch (error) {
+        failed(run, CheckNames.Manifest, error, manifestStarted);
+        run.skipReason = 'there is no backup manifest to check against';
+    }
+    const planned = [
+        CheckNames.Manifest,
+        CheckNames.Decryption,
+        CheckNames.Archive,
+        CheckNames.Restore,
+        CheckNames.Tables,
+        CheckNames.Constraints,
+        CheckNames.Sequences,
+        CheckNames.UserChecks,
+    ];
+    try {
+        if (manifest)
+            await checkBackup(run, manifest, manifestStarted);
+    }
+    finally {
+        if (run.target) {
+            await run.target
+                .cleanup()
+                .catch((error) => logger.warning(`Could not clean up ${run.target?.describe}: ${errors_errorMessage(error)}`));
+        }
+        await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+    const ran = new Set(run.checks.map((c) => c.name));
+    const userChecksRan = run.checks.some((c) => c.name.startsWith('Check: '));
+    for (const checkName of planned) {
+        if (ran.has(checkName) || (checkName === CheckNames.UserChecks && userChecksRan))
+            continue;
+        record(run, { name: checkName, status: 'skipped', detail: run.skipReason });
+    }
+    const backupChecks = [...run.checks];
+    let freshness;
+    if (options.maxAgeSeconds !== undefined) {
+        freshness = freshnessGate(run, options.maxAgeSeconds, entries, catalogError, manifest);
+    }
+    const finishedAt = clock.now();
+    const failures = run.checks
+        .filter((c) => c.status === 'failed')
+        .map((c) => `${c.name}: ${c.detail.split('\n')[0]}`);
+    const status = failures.length === 0 ? 'passed' : 'failed';
+    let recordKey;
+    if (manifest && options.record !== false) {
+        if (run.setupProblem) {
+            logger.info('No verification record was written: a check failed because of the setup (an input or a missing tool), not because of the backup.');
+        }
+        else {
+            const verification = {
+                schemaVersion: MANIFEST_SCHEMA_VERSION,
+                backupId: manifest.id,
+                name,
+                type: 'verify',
+                status: backupChecks.some((c) => c.status === 'failed') ? 'failed' : 'passed',
+                startedAt: startedAt.toISOString(),
+                finishedAt: finishedAt.toISOString(),
+                checks: backupChecks.map((c) => ({ name: c.name, status: c.status, detail: c.detail })),
+                timings: timings(backupChecks),
+                git: options.git,
+            };
+            try {
+                recordKey = await appendVerificationRecord(storage, verification);
+                logger.info(`Recorded the verification at ${storage.location(recordKey)}`);
+            }
+            catch (error) {
+                const message = `Could not record the verification under ${name}/verifications/ (prune will not see it): ${errors_errorMessage(error)}`;
+                logger.warning(message);
+                run.warnings.push(message);
+            }
+        }
+    }
+    const dump = manifest ? dumpObject(manifest) : undefined;
+    return {
+        status,
+        name,
+        storage: storage.description,
+        backup: manifest && dump
+            ? {
+                id: manifest.id,
+                kind: manifest.kind,
+                finishedAt: manifest.finishedAt,
+                ageSeconds: ageSeconds(manifest, finishedAt),
+                bytes: dump.bytes,
+                totalBytes: totalBytes(manifest),
+                format: manifest.format,
+                compression: describeCompression(manifest),
+                encryption: describeEncryption(manifest),
+                sourceVersion: manifest.source.serverVersion,
+                pgDumpVersion: manifest.tools.pgDumpVersion,
+                objectLocation: storage.location(dump.key),
+                manifestLocation: storage.location(manifestKey(name, manifest.id)),
+            }
+            : undefined,
+        restore: options.restore,
+        target: run.target
+            ? {
+                description: run.target.describe,
+                serverVersion: run.target.serverVersion,
+                scratch: run.target.scratch !== undefined,
+            }
+            : undefined,
+        pgRestoreVersion: run.pgRestoreVersion,
+        checks: run.checks,
+        tables: run.tables,
+        freshness,
+        failures,
+        startedAt: startedAt.toISOString(),
+        finishedAt: finishedAt.toISOString(),
+        durationSeconds: (Date.now() - t0) / 1000,
+        recordKey,
+        warnings: run.warnings,
+    };
+}
+function ageSeconds(manifest, now) {
+    return Math.max(0, (now.getTime() - new Date(manifest.finishedAt).getTime()) / 1000);
+}
+function timings(checks) {
+    const out = {};
+    for (const c of checks)
+        if (c.seconds !== undefined)
+            out[c.name] = Math.round(c.seconds * 10) / 10;
+    return out;
+}
+/** Checks 1 to 7, in order; returns at the first pipeline step that fails. */
+async function checkBackup(run, manifest, started) {
+    const { options, deps } = run;
+    const { storage, logger } = deps;
+    const entry = dumpObject(manifest);
+    // 1 and 2: the object against its manifest, then decryption and decompression, in one pass.
+    const decryption = options.decryption;
+    const hasKey = Boolean(decryption && (decryption.identities.length > 0 || decryption.passphrase));
+    if (manifest.encryption && !hasKey) {
+        const ok = await logger.group(`Check ${storage.location(entry.key)}`, async () => {
+            try {
+                const object = await checkObject(storage, entry);
+                record(run, {
+                    name: CheckNames.Manifest,
+                    status: 'passed',
+                    detail: integrityDetail(entry.key, object),
+                    seconds: (Date.now() - started) / 1000,
+                });
+                return true;
+            }
+            catch (error) {
+                failed(run, CheckNames.Manifest, error, started);
+                run.skipReason = skipReasonFor(error);
+                return false;
+            }
+        });
+        if (!ok)
+            return;
+        const recipients = manifest.encryption.recipients;
+        failed(run, CheckNames.Decryption, new errors_ConfigurationError(`Backup ${manifest.id} is encrypted with age (${manifest.encryption.passphrase ? 'a passphrase' : `recipients ${recipients.join(', ')}`}), and no key was given: ` +
+            'set encryption-identity (the age secret key, AGE-SECRET-KEY-1...) or encryption-passphrase.'), Date.now());
+        run.skipReason = 'the backup could not be decrypted';
+        return;
+    }
+    let fetched;
+    let integrityAt;
+    const fetchError = await logger.group(`Download and check ${storage.location(entry.key)}`, async () => {
+        try {
+            fetched = await fetchArchive({
+                storage,
+                manifest,
+                decryption,
+                tools: { zstdPath: deps.zstdPath },
+                dir: run.workDir,
+                logger,
+                progressIntervalMs: deps.progressIntervalMs,
+                onIntegrityChecked: (object) => {
+                    integrityAt = Date.now();
+                    record(run, {
+                        name: CheckNames.Manifest,
+                        status: 'passed',
+                        detail: integrityDetail(entry.key, object),
+                        seconds: (integrityAt - started) / 1000,
+                    });
+                },
+            });
+            return undefined;
+        }
+        catch (error) {
+            return error;
+        }
+    });
+    if (integrityAt === undefined) {
+        failed(run, CheckNames.Manifest, fetchError, started);
+        run.skipReason = skipReasonFor(fetchError);
+        return;
+    }
+    if (fetchError !== undefined || !fetched) {
+        const detail = fetchError instanceof AgeError && manifest.encryption
+            ? decryptionFailure(fetchError, manifest)
+            : undefined;
+        failed(run, CheckNames.Decryption, fetchError, integrityAt, detail);
+        run.skipReason = manifest.encryption
+            ? 'the backup could not be decrypted and decompressed'
+            : 'the backup could not be decompressed';
+        return;
+    }
+    const archiveBytes = await archiveSize(fetched);
+    record(run, {
+        name: CheckNames.Decryption,
+        status: 'passed',
+        detail: [
+            manifest.encryption
+                ? `decrypted with the given age ${decryption?.identities.length ? 'identity' : 'passphrase'}`
+                : 'not encrypted',
+            manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
+                ? `decompressed ${manifest.compression.method}`
+                : `compression: ${describeCompression(manifest)}`,
+            `${manifest.format} archive of ${streams_formatBytes(archiveBytes)}`,
+        ].join('; '),
+        seconds: (Date.now() - integrityAt) / 1000,
+    });
+    // 3: pg_restore reads the archive.
+    const archivePath = fetched.archivePath;
+    const listStarted = Date.now();
+    const listed = await listWithTools(run, manifest, archivePath).catch((error) => {
+        failed(run, CheckNames.Archive, error, listStarted);
+        run.skipReason = 'pg_restore could not read the archive';
+        return undefined;
+    });
+    if (!listed)
+        return;
+    const { tools, listing } = listed;
+    record(run, {
+        name: CheckNames.Archive,
+        status: 'passed',
+        detail: `pg_restore ${tools.version} lists ${listing.entries} entries (${listing.tableData} with table data)`,
+        seconds: (Date.now() - listStarted) / 1000,
+    });
+    if (!options.restore) {
+        run.skipReason = 'restore is false: only the stored object was checked';
+        return;
+    }
+    // 4: restore into a scratch database, roles first, then ANALYZE.
+    const restoreStarted = Date.now();
+    let client;
+    try {
+        const ok = await logger.group('Restore', async () => {
+            try {
+                const source = sourceMajor(manifest);
+                const target = await prepareTarget(run, source).catch((error) => {
+                    // No place to restore into says nothing about the backup.
+                    run.setupProblem = true;
+                    throw error;
+                });
+                run.target = target;
+                if (target.serverMajor < source) {
+                    const message = `The target server runs PostgreSQL ${target.serverVersion}, older than the source (${manifest.source.serverVersion}); the restore may fail on features the older server lacks.`;
+                    logger.warning(message);
+                    run.warnings.push(message);
+                }
+                let roles = '';
+                if (manifest.globals) {
+                    const file = await fetchGlobals({ storage, manifest, decryption, dir: run.workDir });
+                    if (file) {
+                        await applyGlobals({
+                            psql: tools.psql,
+                            file,
+                            connection: target.connection,
+                            env: deps.env,
+                            logger,
+                        });
+                        roles = 'roles from globals applied first; ';
+                    }
+                }
+                const jobs = options.jobs ?? defaultJobs();
+                logger.info(`pg_restore ${tools.version} --exit-on-error --no-owner --no-acl --jobs=${jobs} into ${target.describe}`);
+                await runPgRestore({
+                    pgRestore: tools.pgRestore,
+                    archivePath,
+                    connection: target.connection,
+                    database: target.database,
+                    jobs,
+                    env: deps.env,
+                    logger,
+                });
+                client = await connect(target.connection, target.database);
+                await client.query('ANALYZE');
+                const seconds = (Date.now() - restoreStarted) / 1000;
+                record(run, {
+                    name: CheckNames.Restore,
+                    status: 'passed',
+                    detail: `${roles}restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
+                        `with pg_restore --exit-on-error --no-owner --no-acl in ${formatDuration(seconds)}, then ANALYZE`,
+                    seconds,
+                });
+                return true;
+            }
+            catch (error) {
+                failed(run, CheckNames.Restore, error, restoreStarted);
+                run.skipReason = 'the restore failed';
+                return false;
+            }
+        });
+        if (!ok || !client)
+            return;
+        const db = client;
+        // 5 to 7: what the restored database holds.
+        await logger.group('Checks', async () => {
+            let checkStarted = Date.now();
+            try {
+                const { result, comparison } = await compareTables(db, manifest);
+                run.tables = comparison;
+                record(run, result);
+            }
+            catch (error) {
+                failed(run, CheckNames.Tables, error, checkStarted);
+            }
+            checkStarted = Date.now();
+            try {
+                for (const result of await constraintsAndSequences(db, listing.constraints)) {
+                    record(run, result);
+                }
+            }
+            catch (error) {
+                failed(run, CheckNames.Constraints, error, checkStarted);
+                failed(run, CheckNames.Sequences, error, checkStarted);
+            }
+            if (options.checks.length === 0) {
+                record(run, {
+                    name: CheckNames.UserChecks,
+                    status: 'skipped',
+                    detail: 'none given (the checks input)',
+                });
+            }
+            else {
+                for (const result of await runUserChecks(db, options.checks))
+                    record(run, result);
+            }
+        });
+    }
+    finally {
+        await client?.end().catch(() => undefined);
+    }
+}
+async function prepareTarget(run, sourceMajor) {
+    const { logger } = run.deps;
+    if (run.options.targetUrl)
+        return givenTarget({ url: run.options.targetUrl, logger });
+    const resolveServer = run.deps.resolveServer ?? ((m) => scratchServer(m, logger));
+    return scratchTarget({ server: await resolveServer(sourceMajor), logger });
+}
+async function listWithTools(run, manifest, archivePath) {
+    const pgDumpMajor = verify_majorOf(manifest.tools.pgDumpVersion, sourceMajor(manifest));
+    const tools = await run.deps.resolveTools(pgDumpMajor, manifest.tools.pgDumpVersion);
+    run.pgRestoreVersion = tools.version;
+    return { tools, listing: await listArchive(tools.pgRestore, archivePath) };
+}
+function sourceMajor(manifest) {
+    return Math.floor(manifest.source.serverVersionNum / 10000);
+}
+async function archiveSize(fetched) {
+    if (fetched.format === 'custom')
+        return (await (0,promises_.stat)(fetched.archivePath)).size;
+    return fetched.bytes;
+}
+function integrityDetail(key, object) {
+    return `the manifest parses; ${external_node_path_.posix.basename(key)} is ${streams_formatBytes(object.bytes)} with SHA-256 ${object.sha256.slice(0, 16)}…, as the manifest records`;
+}
+function skipReasonFor(error) {
+    return error instanceof IntegrityError
+        ? 'the stored object does not match its manifest'
+        : 'the stored object could not be read';
+}
+function decryptionFailure(error, manifest) {
+    const e = manifest.encryption;
+    const to = e
+        ? [
+            ...(e.recipients.length ? [`recipients ${e.recipients.join(', ')}`] : []),
+            ...(e.passphrase ? ['a passphrase'] : []),
+        ].join(' and ')
+        : '';
+    return (`Decryption failed: ${error.message}. The backup is encrypted to ${to}; ` +
+        `encryption-identity must hold the secret key (AGE-SECRET-KEY-1...) of one of these recipients` +
+        (e?.passphrase ? ', or encryption-passphrase the passphrase.' : '.'));
+}
+function freshnessGate(run, maxAgeSeconds, entries, catalogError, verified) {
+    const { storage, clock } = run.deps;
+    const started = Date.now();
+    const result = { maxAgeSeconds, isVerifiedBackup: false };
+    if (catalogError !== undefined || !entries) {
+        failed(run, CheckNames.Freshness, catalogError, started);
+        return result;
+    }
+    const newest = completeBackups(entries)[0];
+    const limit = formatDuration(maxAgeSeconds);
+    if (!newest) {
+        record(run, {
+            name: CheckNames.Freshness,
+            status: 'failed',
+            detail: `no complete backup of '${run.name}' in ${storage.description}, so none is within max-age ${limit}`,
+            seconds: (Date.now() - started) / 1000,
+        });
+        return result;
+    }
+    const age = ageSeconds(newest, clock.now());
+    result.newestId = newest.id;
+    result.newestFinishedAt = newest.finishedAt;
+    result.ageSeconds = age;
+    result.isVerifiedBackup = verified?.id === newest.id;
+    const which = result.isVerifiedBackup
+        ? ' (the backup verified here)'
+        : verified
+            ? ` (not the backup verified here, ${verified.id})`
+            : '';
+    const fresh = age <= maxAgeSeconds;
+    record(run, {
+        name: CheckNames.Freshness,
+        status: fresh ? 'passed' : 'failed',
+        detail: fresh
+            ? `the newest complete backup, ${newest.id}${which}, finished ${formatDuration(age)} ago, within max-age ${limit}`
+            : `the newest complete backup, ${newest.id}${which}, finished ${formatDuration(age)} ago (${newest.finishedAt}), older than max-age ${limit}: no backup has completed since`,
+        seconds: (Date.now() - started) / 1000,
+    });
+    return result;
 }
 
 ;// CONCATENATED MODULE: ./lib/cli/commands.js

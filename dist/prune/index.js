@@ -72281,6 +72281,8 @@ var external_node_os_ = __nccwpck_require__(8161);
 var external_node_path_ = __nccwpck_require__(6760);
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
 var core = __nccwpck_require__(6058);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var core_errors = __nccwpck_require__(3828);
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
@@ -72334,8 +72336,208 @@ function isCatalogName(name) {
     return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name);
 }
 
-// EXTERNAL MODULE: ./lib/core/errors.js
-var core_errors = __nccwpck_require__(3828);
+;// CONCATENATED MODULE: ./lib/catalog/manifest.js
+/** The manifest schema: written last, its presence marks a backup complete. */
+const MANIFEST_SCHEMA_VERSION = 1;
+const BACKUP_KINDS = [
+    'scheduled',
+    'pre-migration',
+    'manual',
+    'pre-restore',
+];
+/** The dump object's entry. */
+function dumpObject(manifest) {
+    const entry = manifest.objects.find((o) => o.role === 'dump');
+    if (!entry)
+        throw new Error(`Manifest of ${manifest.id} lists no dump object`);
+    return entry;
+}
+/** Total bytes of every object of a backup. */
+function totalBytes(manifest) {
+    return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
+}
+
+;// CONCATENATED MODULE: ./lib/catalog/catalog.js
+
+
+
+/** Reads and checks one manifest; a manifest that does not parse is an error, not a missing backup. */
+async function readManifest(storage, name, id) {
+    const key = manifestKey(name, id);
+    const data = await storage.getBytes(key);
+    if (!data)
+        return undefined;
+    return parseManifest(data, storage.location(key));
+}
+function parseManifest(data, where) {
+    let parsed;
+    try {
+        parsed = JSON.parse(data.toString());
+    }
+    catch (error) {
+        throw new Error(`The manifest ${where} is not valid JSON: ${error.message}`, {
+            cause: error,
+        });
+    }
+    const m = parsed;
+    if (typeof m !== 'object' ||
+        m === null ||
+        typeof m.id !== 'string' ||
+        typeof m.name !== 'string' ||
+        !Array.isArray(m.objects) ||
+        typeof m.finishedAt !== 'string') {
+        throw new Error(`The manifest ${where} lacks required fields (id, name, objects, finishedAt).`);
+    }
+    if (typeof m.schemaVersion !== 'number' || m.schemaVersion > MANIFEST_SCHEMA_VERSION) {
+        throw new Error(`The manifest ${where} has schema version ${String(m.schemaVersion)}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`);
+    }
+    return m;
+}
+/**
+ * Every backup folder of a name, oldest id first, with manifests read for the complete ones.
+ * One listing pass; manifests are fetched only for folders that have one.
+ */
+async function listCatalog(storage, name) {
+    const byId = await groupByFolder(storage, backupsPrefix(name));
+    for (const id of byId.keys())
+        if (!keys_isBackupId(id))
+            byId.delete(id);
+    const entries = [];
+    const ids = [...byId.keys()].sort();
+    const manifests = await mapLimit(ids, 8, async (id) => {
+        const objects = byId.get(id) ?? [];
+        const hasManifest = objects.some((o) => o.key === manifestKey(name, id));
+        return hasManifest ? readManifest(storage, name, id) : undefined;
+    });
+    ids.forEach((id, i) => {
+        const objects = byId.get(id) ?? [];
+        entries.push({
+            id,
+            name,
+            objects,
+            manifest: manifests[i],
+            lastModified: new Date(Math.max(...objects.map((o) => o.lastModified.getTime()))),
+        });
+    });
+    return entries;
+}
+/** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
+async function groupByFolder(storage, prefix) {
+    const byFolder = new Map();
+    for await (const object of storage.list(prefix)) {
+        const rest = object.key.slice(prefix.length);
+        const slash = rest.indexOf('/');
+        if (slash <= 0)
+            continue;
+        const folder = rest.slice(0, slash);
+        let list = byFolder.get(folder);
+        if (!list)
+            byFolder.set(folder, (list = []));
+        list.push(object);
+    }
+    return byFolder;
+}
+/** Complete backups (with manifest), newest finish time first. */
+function completeBackups(entries) {
+    return entries
+        .flatMap((e) => (e.manifest ? [e.manifest] : []))
+        .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt) || b.id.localeCompare(a.id));
+}
+/**
+ * The backup to work on: the given id, or the newest complete one. A missing id or an empty
+ * catalog is a ConfigurationError that says what exists.
+ */
+async function selectBackup(storage, name, backupId) {
+    if (backupId) {
+        if (!isBackupId(backupId)) {
+            throw new ConfigurationError(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
+        }
+        const manifest = await readManifest(storage, name, backupId);
+        if (!manifest) {
+            throw new ConfigurationError(`Backup '${backupId}' of '${name}' has no manifest in ${storage.description}: it does not exist or its upload never completed.`);
+        }
+        return manifest;
+    }
+    const complete = completeBackups(await listCatalog(storage, name));
+    if (complete.length === 0) {
+        throw new ConfigurationError(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
+    }
+    return complete[0];
+}
+/** Catalog names under the store's prefix (the first path segment of keys that have backups/). */
+async function listNames(storage) {
+    const names = new Set();
+    for await (const object of storage.list('')) {
+        const m = /^([^/]+)\/backups\//.exec(object.key);
+        if (m)
+            names.add(m[1]);
+    }
+    return [...names].sort();
+}
+/** Verification records of a name (optionally one backup), oldest first. */
+async function listVerifications(storage, name, backupId) {
+    const keys = [];
+    for await (const object of storage.list(verificationsPrefix(name, backupId))) {
+        if (object.key.endsWith('.json'))
+            keys.push(object.key);
+    }
+    const records = await mapLimit(keys, 8, async (key) => {
+        const data = await storage.getBytes(key);
+        if (!data)
+            return undefined;
+        try {
+            return JSON.parse(data.toString());
+        }
+        catch {
+            return undefined;
+        }
+    });
+    return records
+        .filter((r) => r !== undefined)
+        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+}
+/** Runs `fn` over items with at most `limit` in flight, keeping order. */
+async function mapLimit(items, limit, fn) {
+    const results = new Array(items.length);
+    let next = 0;
+    const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+        while (next < items.length) {
+            const i = next++;
+            results[i] = await fn(items[i], i);
+        }
+    });
+    await Promise.all(workers);
+    return results;
+}
+/**
+ * Appends a verification or drill result under `verifications/<backup-id>/<time>.json`. Never
+ * rewrites anything: a record that exists already is an error.
+ */
+async function appendVerificationRecord(storage, record) {
+    const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
+    await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
+    return key;
+}
+/**
+ * The catalog name to verify: the one given, or the only one in the store. Several names, or
+ * none, is a ConfigurationError that lists what exists.
+ */
+async function resolveName(storage, name) {
+    if (name) {
+        if (!isCatalogName(name)) {
+            throw new core_errors/* ConfigurationError */.j(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+        }
+        return name;
+    }
+    const names = await listNames(storage);
+    if (names.length === 1)
+        return names[0];
+    if (names.length === 0) {
+        throw new core_errors/* ConfigurationError */.j(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
+    }
+    throw new core_errors/* ConfigurationError */.j(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
+}
+
 ;// CONCATENATED MODULE: ./lib/core/duration.js
 /** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
 
@@ -72521,27 +72723,6 @@ function compactDuration(seconds) {
     if (secs > 0)
         text += `${secs}s`;
     return text || '0s';
-}
-
-;// CONCATENATED MODULE: ./lib/catalog/manifest.js
-/** The manifest schema: written last, its presence marks a backup complete. */
-const MANIFEST_SCHEMA_VERSION = 1;
-const BACKUP_KINDS = [
-    'scheduled',
-    'pre-migration',
-    'manual',
-    'pre-restore',
-];
-/** The dump object's entry. */
-function dumpObject(manifest) {
-    const entry = manifest.objects.find((o) => o.role === 'dump');
-    if (!entry)
-        throw new Error(`Manifest of ${manifest.id} lists no dump object`);
-    return entry;
-}
-/** Total bytes of every object of a backup. */
-function totalBytes(manifest) {
-    return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/retention.js
@@ -73122,168 +73303,6 @@ function planDocument(report) {
         lockedObjects: report.locked,
         names: report.names,
     };
-}
-
-;// CONCATENATED MODULE: ./lib/catalog/catalog.js
-
-
-
-/** Reads and checks one manifest; a manifest that does not parse is an error, not a missing backup. */
-async function readManifest(storage, name, id) {
-    const key = manifestKey(name, id);
-    const data = await storage.getBytes(key);
-    if (!data)
-        return undefined;
-    return parseManifest(data, storage.location(key));
-}
-function parseManifest(data, where) {
-    let parsed;
-    try {
-        parsed = JSON.parse(data.toString());
-    }
-    catch (error) {
-        throw new Error(`The manifest ${where} is not valid JSON: ${error.message}`, {
-            cause: error,
-        });
-    }
-    const m = parsed;
-    if (typeof m !== 'object' ||
-        m === null ||
-        typeof m.id !== 'string' ||
-        typeof m.name !== 'string' ||
-        !Array.isArray(m.objects) ||
-        typeof m.finishedAt !== 'string') {
-        throw new Error(`The manifest ${where} lacks required fields (id, name, objects, finishedAt).`);
-    }
-    if (typeof m.schemaVersion !== 'number' || m.schemaVersion > MANIFEST_SCHEMA_VERSION) {
-        throw new Error(`The manifest ${where} has schema version ${String(m.schemaVersion)}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`);
-    }
-    return m;
-}
-/**
- * Every backup folder of a name, oldest id first, with manifests read for the complete ones.
- * One listing pass; manifests are fetched only for folders that have one.
- */
-async function listCatalog(storage, name) {
-    const byId = await groupByFolder(storage, backupsPrefix(name));
-    for (const id of byId.keys())
-        if (!keys_isBackupId(id))
-            byId.delete(id);
-    const entries = [];
-    const ids = [...byId.keys()].sort();
-    const manifests = await mapLimit(ids, 8, async (id) => {
-        const objects = byId.get(id) ?? [];
-        const hasManifest = objects.some((o) => o.key === manifestKey(name, id));
-        return hasManifest ? readManifest(storage, name, id) : undefined;
-    });
-    ids.forEach((id, i) => {
-        const objects = byId.get(id) ?? [];
-        entries.push({
-            id,
-            name,
-            objects,
-            manifest: manifests[i],
-            lastModified: new Date(Math.max(...objects.map((o) => o.lastModified.getTime()))),
-        });
-    });
-    return entries;
-}
-/** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
-async function groupByFolder(storage, prefix) {
-    const byFolder = new Map();
-    for await (const object of storage.list(prefix)) {
-        const rest = object.key.slice(prefix.length);
-        const slash = rest.indexOf('/');
-        if (slash <= 0)
-            continue;
-        const folder = rest.slice(0, slash);
-        let list = byFolder.get(folder);
-        if (!list)
-            byFolder.set(folder, (list = []));
-        list.push(object);
-    }
-    return byFolder;
-}
-/** Complete backups (with manifest), newest finish time first. */
-function completeBackups(entries) {
-    return entries
-        .flatMap((e) => (e.manifest ? [e.manifest] : []))
-        .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt) || b.id.localeCompare(a.id));
-}
-/**
- * The backup to work on: the given id, or the newest complete one. A missing id or an empty
- * catalog is a ConfigurationError that says what exists.
- */
-async function selectBackup(storage, name, backupId) {
-    if (backupId) {
-        if (!isBackupId(backupId)) {
-            throw new ConfigurationError(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
-        }
-        const manifest = await readManifest(storage, name, backupId);
-        if (!manifest) {
-            throw new ConfigurationError(`Backup '${backupId}' of '${name}' has no manifest in ${storage.description}: it does not exist or its upload never completed.`);
-        }
-        return manifest;
-    }
-    const complete = completeBackups(await listCatalog(storage, name));
-    if (complete.length === 0) {
-        throw new ConfigurationError(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
-    }
-    return complete[0];
-}
-/** Catalog names under the store's prefix (the first path segment of keys that have backups/). */
-async function listNames(storage) {
-    const names = new Set();
-    for await (const object of storage.list('')) {
-        const m = /^([^/]+)\/backups\//.exec(object.key);
-        if (m)
-            names.add(m[1]);
-    }
-    return [...names].sort();
-}
-/** Verification records of a name (optionally one backup), oldest first. */
-async function listVerifications(storage, name, backupId) {
-    const keys = [];
-    for await (const object of storage.list(verificationsPrefix(name, backupId))) {
-        if (object.key.endsWith('.json'))
-            keys.push(object.key);
-    }
-    const records = await mapLimit(keys, 8, async (key) => {
-        const data = await storage.getBytes(key);
-        if (!data)
-            return undefined;
-        try {
-            return JSON.parse(data.toString());
-        }
-        catch {
-            return undefined;
-        }
-    });
-    return records
-        .filter((r) => r !== undefined)
-        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
-}
-/** Runs `fn` over items with at most `limit` in flight, keeping order. */
-async function mapLimit(items, limit, fn) {
-    const results = new Array(items.length);
-    let next = 0;
-    const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-        while (next < items.length) {
-            const i = next++;
-            results[i] = await fn(items[i], i);
-        }
-    });
-    await Promise.all(workers);
-    return results;
-}
-/**
- * Appends a verification or drill result under `verifications/<backup-id>/<time>.json`. Never
- * rewrites anything: a record that exists already is an error.
- */
-async function appendVerificationRecord(storage, record) {
-    const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
-    await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
-    return key;
 }
 
 // EXTERNAL MODULE: external "node:stream"
@@ -73964,6 +73983,7 @@ var runtime = __nccwpck_require__(3399);
 
 
 
+
 /** The folder for the plan file: the runner's temp folder, else the workspace, else the OS temp. */
 function planFolder(env) {
     return env.RUNNER_TEMP || env.GITHUB_WORKSPACE || external_node_os_.tmpdir();
@@ -73971,7 +73991,6 @@ function planFolder(env) {
 async function runPruneAction() {
     const env = process.env;
     const logger = runtime/* actionLogger */.v0;
-    const names = parsePruneNames((0,inputs/* requiredInput */.YF)(actions_names/* Inputs */.G.Name), actions_names/* Inputs */.G.Name);
     const policy = parseRetentionPolicy({
         keepLast: (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.KeepLast),
         keepHourly: (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.KeepHourly),
@@ -73988,6 +74007,10 @@ async function runPruneAction() {
     const dryRun = (0,inputs/* booleanInput */.tE)(actions_names/* Inputs */.G.DryRun, false);
     const bypassGovernanceRetention = (0,inputs/* booleanInput */.tE)(actions_names/* Inputs */.G.BypassGovernanceRetention, false);
     const storage = (0,runtime/* storageFromInputs */.xr)(logger);
+    const nameInput = (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.Name);
+    const names = nameInput
+        ? parsePruneNames(nameInput, actions_names/* Inputs */.G.Name)
+        : [await resolveName(storage, undefined)];
     const report = await runPrune({ names, policy, maxDelete, deleteIncompleteAfterSeconds, dryRun, bypassGovernanceRetention }, { storage, logger, clock: systemClock });
     const folder = planFolder(env);
     await (0,promises_.mkdir)(folder, { recursive: true });

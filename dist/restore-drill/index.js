@@ -72314,7 +72314,7 @@ const Outputs = {
 
 /***/ }),
 
-/***/ 2264:
+/***/ 12272:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -72333,6 +72333,8 @@ var external_node_os_ = __nccwpck_require__(48161);
 var external_node_path_ = __nccwpck_require__(76760);
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
 var core = __nccwpck_require__(33838);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(77598);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
@@ -72344,7 +72346,7 @@ function backupsPrefix(name) {
 function backupPrefix(name, id) {
     return `${name}/backups/${id}/`;
 }
-function keys_manifestKey(name, id) {
+function manifestKey(name, id) {
     return `${backupPrefix(name, id)}manifest.json`;
 }
 function keys_verificationsPrefix(name, id) {
@@ -72386,8 +72388,208 @@ function isCatalogName(name) {
     return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name);
 }
 
-// EXTERNAL MODULE: ./lib/core/errors.js
-var errors = __nccwpck_require__(3828);
+;// CONCATENATED MODULE: ./lib/catalog/manifest.js
+/** The manifest schema: written last, its presence marks a backup complete. */
+const MANIFEST_SCHEMA_VERSION = 1;
+const BACKUP_KINDS = (/* unused pure expression or super */ null && ([
+    'scheduled',
+    'pre-migration',
+    'manual',
+    'pre-restore',
+]));
+/** The dump object's entry. */
+function manifest_dumpObject(manifest) {
+    const entry = manifest.objects.find((o) => o.role === 'dump');
+    if (!entry)
+        throw new Error(`Manifest of ${manifest.id} lists no dump object`);
+    return entry;
+}
+/** Total bytes of every object of a backup. */
+function totalBytes(manifest) {
+    return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
+}
+
+;// CONCATENATED MODULE: ./lib/catalog/catalog.js
+
+
+
+/** Reads and checks one manifest; a manifest that does not parse is an error, not a missing backup. */
+async function readManifest(storage, name, id) {
+    const key = manifestKey(name, id);
+    const data = await storage.getBytes(key);
+    if (!data)
+        return undefined;
+    return parseManifest(data, storage.location(key));
+}
+function parseManifest(data, where) {
+    let parsed;
+    try {
+        parsed = JSON.parse(data.toString());
+    }
+    catch (error) {
+        throw new Error(`The manifest ${where} is not valid JSON: ${error.message}`, {
+            cause: error,
+        });
+    }
+    const m = parsed;
+    if (typeof m !== 'object' ||
+        m === null ||
+        typeof m.id !== 'string' ||
+        typeof m.name !== 'string' ||
+        !Array.isArray(m.objects) ||
+        typeof m.finishedAt !== 'string') {
+        throw new Error(`The manifest ${where} lacks required fields (id, name, objects, finishedAt).`);
+    }
+    if (typeof m.schemaVersion !== 'number' || m.schemaVersion > MANIFEST_SCHEMA_VERSION) {
+        throw new Error(`The manifest ${where} has schema version ${String(m.schemaVersion)}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`);
+    }
+    return m;
+}
+/**
+ * Every backup folder of a name, oldest id first, with manifests read for the complete ones.
+ * One listing pass; manifests are fetched only for folders that have one.
+ */
+async function listCatalog(storage, name) {
+    const byId = await groupByFolder(storage, backupsPrefix(name));
+    for (const id of byId.keys())
+        if (!isBackupId(id))
+            byId.delete(id);
+    const entries = [];
+    const ids = [...byId.keys()].sort();
+    const manifests = await mapLimit(ids, 8, async (id) => {
+        const objects = byId.get(id) ?? [];
+        const hasManifest = objects.some((o) => o.key === manifestKey(name, id));
+        return hasManifest ? readManifest(storage, name, id) : undefined;
+    });
+    ids.forEach((id, i) => {
+        const objects = byId.get(id) ?? [];
+        entries.push({
+            id,
+            name,
+            objects,
+            manifest: manifests[i],
+            lastModified: new Date(Math.max(...objects.map((o) => o.lastModified.getTime()))),
+        });
+    });
+    return entries;
+}
+/** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
+async function groupByFolder(storage, prefix) {
+    const byFolder = new Map();
+    for await (const object of storage.list(prefix)) {
+        const rest = object.key.slice(prefix.length);
+        const slash = rest.indexOf('/');
+        if (slash <= 0)
+            continue;
+        const folder = rest.slice(0, slash);
+        let list = byFolder.get(folder);
+        if (!list)
+            byFolder.set(folder, (list = []));
+        list.push(object);
+    }
+    return byFolder;
+}
+/** Complete backups (with manifest), newest finish time first. */
+function completeBackups(entries) {
+    return entries
+        .flatMap((e) => (e.manifest ? [e.manifest] : []))
+        .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt) || b.id.localeCompare(a.id));
+}
+/**
+ * The backup to work on: the given id, or the newest complete one. A missing id or an empty
+ * catalog is a ConfigurationError that says what exists.
+ */
+async function selectBackup(storage, name, backupId) {
+    if (backupId) {
+        if (!isBackupId(backupId)) {
+            throw new errors/* ConfigurationError */.j(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
+        }
+        const manifest = await readManifest(storage, name, backupId);
+        if (!manifest) {
+            throw new errors/* ConfigurationError */.j(`Backup '${backupId}' of '${name}' has no manifest in ${storage.description}: it does not exist or its upload never completed.`);
+        }
+        return manifest;
+    }
+    const complete = completeBackups(await listCatalog(storage, name));
+    if (complete.length === 0) {
+        throw new errors/* ConfigurationError */.j(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
+    }
+    return complete[0];
+}
+/** Catalog names under the store's prefix (the first path segment of keys that have backups/). */
+async function listNames(storage) {
+    const names = new Set();
+    for await (const object of storage.list('')) {
+        const m = /^([^/]+)\/backups\//.exec(object.key);
+        if (m)
+            names.add(m[1]);
+    }
+    return [...names].sort();
+}
+/** Verification records of a name (optionally one backup), oldest first. */
+async function listVerifications(storage, name, backupId) {
+    const keys = [];
+    for await (const object of storage.list(verificationsPrefix(name, backupId))) {
+        if (object.key.endsWith('.json'))
+            keys.push(object.key);
+    }
+    const records = await mapLimit(keys, 8, async (key) => {
+        const data = await storage.getBytes(key);
+        if (!data)
+            return undefined;
+        try {
+            return JSON.parse(data.toString());
+        }
+        catch {
+            return undefined;
+        }
+    });
+    return records
+        .filter((r) => r !== undefined)
+        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+}
+/** Runs `fn` over items with at most `limit` in flight, keeping order. */
+async function mapLimit(items, limit, fn) {
+    const results = new Array(items.length);
+    let next = 0;
+    const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+        while (next < items.length) {
+            const i = next++;
+            results[i] = await fn(items[i], i);
+        }
+    });
+    await Promise.all(workers);
+    return results;
+}
+/**
+ * Appends a verification or drill result under `verifications/<backup-id>/<time>.json`. Never
+ * rewrites anything: a record that exists already is an error.
+ */
+async function appendVerificationRecord(storage, record) {
+    const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
+    await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
+    return key;
+}
+/**
+ * The catalog name to verify: the one given, or the only one in the store. Several names, or
+ * none, is a ConfigurationError that lists what exists.
+ */
+async function resolveName(storage, name) {
+    if (name) {
+        if (!isCatalogName(name)) {
+            throw new errors/* ConfigurationError */.j(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+        }
+        return name;
+    }
+    const names = await listNames(storage);
+    if (names.length === 1)
+        return names[0];
+    if (names.length === 0) {
+        throw new errors/* ConfigurationError */.j(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
+    }
+    throw new errors/* ConfigurationError */.j(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
+}
+
 ;// CONCATENATED MODULE: ./lib/core/duration.js
 /** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
 
@@ -72460,11 +72662,11 @@ function pad2(n) {
  * A duration for people: `0s`, `4.2s` and `45s` below a minute, `5m 03s` below an hour,
  * `1h 05m` and `26h 00m` below two days, `2d 03h` from two days on. Rounds to the shown unit.
  */
-function duration_formatDuration(seconds) {
+function formatDuration(seconds) {
     if (Number.isNaN(seconds))
         return 'NaN';
     if (seconds < 0)
-        return `-${duration_formatDuration(-seconds)}`;
+        return `-${formatDuration(-seconds)}`;
     if (!Number.isFinite(seconds))
         return '∞';
     if (seconds < 10) {
@@ -72856,7 +73058,7 @@ function bech32Decode(text) {
 
 
 /** Every failure to decrypt an age file. Messages name the cause and never contain key material. */
-class age_AgeError extends Error {
+class AgeError extends Error {
     constructor(message) {
         super(message);
         this.name = 'AgeError';
@@ -73105,7 +73307,7 @@ function isArgument(text) {
     return text.length > 0 && /^[\x21-\x7e]+$/.test(text);
 }
 function malformed(line, reason) {
-    return new age_AgeError(`the age header is malformed (line ${line}): ${reason}`);
+    return new AgeError(`the age header is malformed (line ${line}): ${reason}`);
 }
 /** Parses a complete header (intro line through the MAC line, excluding the final newline). */
 function parseHeader(text) {
@@ -73165,16 +73367,16 @@ function classifyBadStart(data, final) {
             .subarray(0, end < 0 ? Math.min(data.length, 64) : Math.min(end, 64))
             .toString('latin1')
             .replace(/[^\x20-\x7e]/g, '?');
-        return new age_AgeError(`unsupported age format version: the file starts with "${line}"`);
+        return new AgeError(`unsupported age format version: the file starts with "${line}"`);
     }
     if (starts(ARMOR_BEGIN)) {
         if (data.length >= ARMOR_BEGIN.length) {
-            return new age_AgeError('the input is an ASCII-armored age file; only the binary age format is supported');
+            return new AgeError('the input is an ASCII-armored age file; only the binary age format is supported');
         }
         if (!final)
             return null;
     }
-    return new age_AgeError('the input is not an age encrypted file (it does not start with "age-encryption.org/v1")');
+    return new AgeError('the input is not an age encrypted file (it does not start with "age-encryption.org/v1")');
 }
 // ---------------------------------------------------------------------------------------------
 // Buffering
@@ -73227,7 +73429,7 @@ class ByteQueue {
 }
 function chunkNonce(nonce, counter, last) {
     if (counter >= MAX_CHUNKS)
-        throw new age_AgeError('the age payload has too many chunks');
+        throw new AgeError('the age payload has too many chunks');
     nonce.fill(0);
     nonce.writeUIntBE(counter, 5, 6);
     nonce[11] = last ? 1 : 0;
@@ -73397,7 +73599,7 @@ class AgeDecryptStream extends external_node_stream_.Transform {
             return;
         }
         const headerEnd = this.collectHeader(chunk);
-        if (headerEnd instanceof age_AgeError) {
+        if (headerEnd instanceof AgeError) {
             callback(headerEnd);
             return;
         }
@@ -73417,13 +73619,13 @@ class AgeDecryptStream extends external_node_stream_.Transform {
         try {
             if (this.state === 'header') {
                 if (this.headerBuffer.length === 0) {
-                    throw new age_AgeError('the input is empty: it is not an age encrypted file');
+                    throw new AgeError('the input is empty: it is not an age encrypted file');
                 }
                 throw (this.checkStart(true) ??
-                    new age_AgeError('the age file is truncated: it ends inside the header'));
+                    new AgeError('the age file is truncated: it ends inside the header'));
             }
             if (this.state === 'nonce') {
-                throw new age_AgeError('the age file is truncated: it ends before the payload nonce');
+                throw new AgeError('the age file is truncated: it ends before the payload nonce');
             }
             this.finishPayload();
             callback();
@@ -73472,14 +73674,14 @@ class AgeDecryptStream extends external_node_stream_.Transform {
             if (end >= 0)
                 return end + 1;
             if (data.length - marker > 128) {
-                return new age_AgeError('the age header is malformed: invalid closing (MAC) line');
+                return new AgeError('the age header is malformed: invalid closing (MAC) line');
             }
         }
         else {
             this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
         }
         if (data.length > MAX_HEADER_SIZE) {
-            return new age_AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`);
+            return new AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`);
         }
         return -1;
     }
@@ -73489,7 +73691,7 @@ class AgeDecryptStream extends external_node_stream_.Transform {
         let fileKey;
         if (scryptStanzas.length > 0) {
             if (stanzas.length !== 1) {
-                throw new age_AgeError('the age header is malformed: a passphrase (scrypt) stanza must be the only stanza');
+                throw new AgeError('the age header is malformed: a passphrase (scrypt) stanza must be the only stanza');
             }
             fileKey = await this.unwrapScrypt(scryptStanzas[0]);
         }
@@ -73498,29 +73700,29 @@ class AgeDecryptStream extends external_node_stream_.Transform {
         }
         const expected = headerMac(fileKey, header.subarray(0, macInputLength));
         if (!external_node_crypto_.timingSafeEqual(expected, mac)) {
-            throw new age_AgeError('the age header MAC does not match: the header was modified (tampered with or corrupted)');
+            throw new AgeError('the age header MAC does not match: the header was modified (tampered with or corrupted)');
         }
         this.fileKey = fileKey;
     }
     async unwrapScrypt(stanza) {
         if (this.passphrase === undefined) {
-            throw new age_AgeError('this backup is encrypted with a passphrase, but no passphrase was given to decrypt it');
+            throw new AgeError('this backup is encrypted with a passphrase, but no passphrase was given to decrypt it');
         }
         const salt = stanza.args.length === 2 ? b64Decode(stanza.args[0]) : null;
         if (!salt || salt.length !== 16 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
-            throw new age_AgeError('the age header is malformed: invalid passphrase (scrypt) stanza');
+            throw new AgeError('the age header is malformed: invalid passphrase (scrypt) stanza');
         }
         if (!/^[1-9][0-9]?$/.test(stanza.args[1])) {
-            throw new age_AgeError('the age header is malformed: invalid scrypt work factor');
+            throw new AgeError('the age header is malformed: invalid scrypt work factor');
         }
         const workFactor = Number(stanza.args[1]);
         if (workFactor > MAX_SCRYPT_WORK_FACTOR) {
-            throw new age_AgeError(`the scrypt work factor of this file (${workFactor}) is above the limit of ${MAX_SCRYPT_WORK_FACTOR}`);
+            throw new AgeError(`the scrypt work factor of this file (${workFactor}) is above the limit of ${MAX_SCRYPT_WORK_FACTOR}`);
         }
         const key = await scryptKey(this.passphrase, salt, workFactor);
         const fileKey = aeadOpen(key, ZERO_NONCE, stanza.body);
         if (!fileKey)
-            throw new age_AgeError('the passphrase is wrong: it does not decrypt this backup');
+            throw new AgeError('the passphrase is wrong: it does not decrypt this backup');
         return fileKey;
     }
     unwrapX25519(stanzas) {
@@ -73528,7 +73730,7 @@ class AgeDecryptStream extends external_node_stream_.Transform {
         const parsed = x25519Stanzas.map((stanza) => {
             const share = stanza.args.length === 1 ? b64Decode(stanza.args[0]) : null;
             if (!share || share.length !== 32 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
-                throw new age_AgeError('the age header is malformed: invalid X25519 stanza');
+                throw new AgeError('the age header is malformed: invalid X25519 stanza');
             }
             return { share, shareKey: x25519PublicKey(share), body: stanza.body };
         });
@@ -73536,7 +73738,7 @@ class AgeDecryptStream extends external_node_stream_.Transform {
             for (const stanza of parsed) {
                 const shared = x25519(identity.privateKey, stanza.shareKey);
                 if (!shared)
-                    throw new age_AgeError('the age header is malformed: invalid X25519 share');
+                    throw new AgeError('the age header is malformed: invalid X25519 share');
                 const wrapKey = hkdf(shared, Buffer.concat([stanza.share, identity.publicKey]), X25519_LABEL);
                 const fileKey = aeadOpen(wrapKey, ZERO_NONCE, stanza.body);
                 if (fileKey)
@@ -73544,9 +73746,9 @@ class AgeDecryptStream extends external_node_stream_.Transform {
             }
         }
         if (this.identities.length === 0) {
-            throw new age_AgeError('this backup is encrypted to age public keys, not with a passphrase: give its age identity');
+            throw new AgeError('this backup is encrypted to age public keys, not with a passphrase: give its age identity');
         }
-        throw new age_AgeError('the age identity given does not match any recipient of this backup');
+        throw new AgeError('the age identity given does not match any recipient of this backup');
     }
     consume(data, callback) {
         try {
@@ -73578,9 +73780,9 @@ class AgeDecryptStream extends external_node_stream_.Transform {
         const plaintext = this.open(sealed, false);
         if (!plaintext) {
             if (this.open(sealed, true)) {
-                throw new age_AgeError(`the age file has trailing data after the final chunk (chunk ${this.counter})`);
+                throw new AgeError(`the age file has trailing data after the final chunk (chunk ${this.counter})`);
             }
-            throw new age_AgeError(`payload chunk ${this.counter} failed authentication: the backup data is corrupted`);
+            throw new AgeError(`payload chunk ${this.counter} failed authentication: the backup data is corrupted`);
         }
         this.counter++;
         this.push(plaintext);
@@ -73589,24 +73791,24 @@ class AgeDecryptStream extends external_node_stream_.Transform {
     finishPayload() {
         const rest = this.pending.length;
         if (rest === 0) {
-            throw new age_AgeError(this.counter === 0
+            throw new AgeError(this.counter === 0
                 ? 'the age file is truncated: it has no payload'
                 : `the age file is truncated: it ends after chunk ${this.counter - 1} without the final chunk`);
         }
         if (rest < TAG_SIZE) {
-            throw new age_AgeError(`the age file is truncated: chunk ${this.counter} is incomplete`);
+            throw new AgeError(`the age file is truncated: chunk ${this.counter} is incomplete`);
         }
         const sealed = this.pending.take(rest, this.scratch);
         const plaintext = this.open(sealed, true);
         if (!plaintext) {
             if (rest === ENCRYPTED_CHUNK_SIZE && this.open(sealed, false)) {
-                throw new age_AgeError(`the age file is truncated: it ends after chunk ${this.counter} without the final chunk`);
+                throw new AgeError(`the age file is truncated: it ends after chunk ${this.counter} without the final chunk`);
             }
-            throw new age_AgeError(`the final payload chunk (chunk ${this.counter}) failed authentication: ` +
+            throw new AgeError(`the final payload chunk (chunk ${this.counter}) failed authentication: ` +
                 'the backup data is corrupted or the file is truncated');
         }
         if (plaintext.length === 0 && this.counter > 0) {
-            throw new age_AgeError(`the age payload is malformed: the final chunk ${this.counter} is empty`);
+            throw new AgeError(`the age payload is malformed: the final chunk ${this.counter} is empty`);
         }
         this.counter++;
         this.push(plaintext);
@@ -73665,189 +73867,6 @@ async function removeLeftovers(dirs, logger) {
     return removed;
 }
 
-;// CONCATENATED MODULE: ./lib/catalog/manifest.js
-/** The manifest schema: written last, its presence marks a backup complete. */
-const manifest_MANIFEST_SCHEMA_VERSION = 1;
-const BACKUP_KINDS = (/* unused pure expression or super */ null && ([
-    'scheduled',
-    'pre-migration',
-    'manual',
-    'pre-restore',
-]));
-/** The dump object's entry. */
-function manifest_dumpObject(manifest) {
-    const entry = manifest.objects.find((o) => o.role === 'dump');
-    if (!entry)
-        throw new Error(`Manifest of ${manifest.id} lists no dump object`);
-    return entry;
-}
-/** Total bytes of every object of a backup. */
-function manifest_totalBytes(manifest) {
-    return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
-}
-
-;// CONCATENATED MODULE: ./lib/catalog/catalog.js
-
-
-
-/** Reads and checks one manifest; a manifest that does not parse is an error, not a missing backup. */
-async function readManifest(storage, name, id) {
-    const key = keys_manifestKey(name, id);
-    const data = await storage.getBytes(key);
-    if (!data)
-        return undefined;
-    return parseManifest(data, storage.location(key));
-}
-function parseManifest(data, where) {
-    let parsed;
-    try {
-        parsed = JSON.parse(data.toString());
-    }
-    catch (error) {
-        throw new Error(`The manifest ${where} is not valid JSON: ${error.message}`, {
-            cause: error,
-        });
-    }
-    const m = parsed;
-    if (typeof m !== 'object' ||
-        m === null ||
-        typeof m.id !== 'string' ||
-        typeof m.name !== 'string' ||
-        !Array.isArray(m.objects) ||
-        typeof m.finishedAt !== 'string') {
-        throw new Error(`The manifest ${where} lacks required fields (id, name, objects, finishedAt).`);
-    }
-    if (typeof m.schemaVersion !== 'number' || m.schemaVersion > manifest_MANIFEST_SCHEMA_VERSION) {
-        throw new Error(`The manifest ${where} has schema version ${String(m.schemaVersion)}; this version reads up to ${manifest_MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`);
-    }
-    return m;
-}
-/**
- * Every backup folder of a name, oldest id first, with manifests read for the complete ones.
- * One listing pass; manifests are fetched only for folders that have one.
- */
-async function catalog_listCatalog(storage, name) {
-    const byId = await groupByFolder(storage, backupsPrefix(name));
-    for (const id of byId.keys())
-        if (!isBackupId(id))
-            byId.delete(id);
-    const entries = [];
-    const ids = [...byId.keys()].sort();
-    const manifests = await mapLimit(ids, 8, async (id) => {
-        const objects = byId.get(id) ?? [];
-        const hasManifest = objects.some((o) => o.key === keys_manifestKey(name, id));
-        return hasManifest ? readManifest(storage, name, id) : undefined;
-    });
-    ids.forEach((id, i) => {
-        const objects = byId.get(id) ?? [];
-        entries.push({
-            id,
-            name,
-            objects,
-            manifest: manifests[i],
-            lastModified: new Date(Math.max(...objects.map((o) => o.lastModified.getTime()))),
-        });
-    });
-    return entries;
-}
-/** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
-async function groupByFolder(storage, prefix) {
-    const byFolder = new Map();
-    for await (const object of storage.list(prefix)) {
-        const rest = object.key.slice(prefix.length);
-        const slash = rest.indexOf('/');
-        if (slash <= 0)
-            continue;
-        const folder = rest.slice(0, slash);
-        let list = byFolder.get(folder);
-        if (!list)
-            byFolder.set(folder, (list = []));
-        list.push(object);
-    }
-    return byFolder;
-}
-/** Complete backups (with manifest), newest finish time first. */
-function catalog_completeBackups(entries) {
-    return entries
-        .flatMap((e) => (e.manifest ? [e.manifest] : []))
-        .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt) || b.id.localeCompare(a.id));
-}
-/**
- * The backup to work on: the given id, or the newest complete one. A missing id or an empty
- * catalog is a ConfigurationError that says what exists.
- */
-async function catalog_selectBackup(storage, name, backupId) {
-    if (backupId) {
-        if (!isBackupId(backupId)) {
-            throw new errors/* ConfigurationError */.j(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
-        }
-        const manifest = await readManifest(storage, name, backupId);
-        if (!manifest) {
-            throw new errors/* ConfigurationError */.j(`Backup '${backupId}' of '${name}' has no manifest in ${storage.description}: it does not exist or its upload never completed.`);
-        }
-        return manifest;
-    }
-    const complete = catalog_completeBackups(await catalog_listCatalog(storage, name));
-    if (complete.length === 0) {
-        throw new errors/* ConfigurationError */.j(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
-    }
-    return complete[0];
-}
-/** Catalog names under the store's prefix (the first path segment of keys that have backups/). */
-async function listNames(storage) {
-    const names = new Set();
-    for await (const object of storage.list('')) {
-        const m = /^([^/]+)\/backups\//.exec(object.key);
-        if (m)
-            names.add(m[1]);
-    }
-    return [...names].sort();
-}
-/** Verification records of a name (optionally one backup), oldest first. */
-async function listVerifications(storage, name, backupId) {
-    const keys = [];
-    for await (const object of storage.list(verificationsPrefix(name, backupId))) {
-        if (object.key.endsWith('.json'))
-            keys.push(object.key);
-    }
-    const records = await mapLimit(keys, 8, async (key) => {
-        const data = await storage.getBytes(key);
-        if (!data)
-            return undefined;
-        try {
-            return JSON.parse(data.toString());
-        }
-        catch {
-            return undefined;
-        }
-    });
-    return records
-        .filter((r) => r !== undefined)
-        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
-}
-/** Runs `fn` over items with at most `limit` in flight, keeping order. */
-async function mapLimit(items, limit, fn) {
-    const results = new Array(items.length);
-    let next = 0;
-    const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-        while (next < items.length) {
-            const i = next++;
-            results[i] = await fn(items[i], i);
-        }
-    });
-    await Promise.all(workers);
-    return results;
-}
-/**
- * Appends a verification or drill result under `verifications/<backup-id>/<time>.json`. Never
- * rewrites anything: a record that exists already is an error.
- */
-async function catalog_appendVerificationRecord(storage, record) {
-    const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
-    await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
-    return key;
-}
-
 ;// CONCATENATED MODULE: ./lib/core/streams.js
 
 
@@ -73885,7 +73904,7 @@ class EndGate extends external_node_stream_.Transform {
         this.check().then(() => callback(), (error) => callback(error));
     }
 }
-function streams_formatBytes(bytes) {
+function formatBytes(bytes) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
     let value = bytes;
     let unit = 0;
@@ -73921,7 +73940,7 @@ class streams_Progress {
     report() {
         const seconds = this.elapsedSeconds();
         const b = this.bytes();
-        this.logger.info(`${this.label}: ${streams_formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
+        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
     }
     stop() {
         if (this.timer)
@@ -74117,7 +74136,7 @@ async function runBackup(options, deps) {
         if (!encrypted) {
             warnings.push(`Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`);
         }
-        const previous = catalog_completeBackups(await catalog_listCatalog(storage, name))[0];
+        const previous = completeBackups(await listCatalog(storage, name))[0];
         const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
         const prefix = backupPrefix(name, id);
         const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;
@@ -74167,13 +74186,13 @@ async function runBackup(options, deps) {
                 previousInfo = { id: previous.id, bytes: prevBytes, changePercent: sizeChangePercent };
                 if (Math.abs(sizeChangePercent) > options.sizeChangeThreshold) {
                     warnings.push(`Backup size changed by ${sizeChangePercent > 0 ? '+' : ''}${sizeChangePercent}% against the previous backup ${previous.id} ` +
-                        `(${streams_formatBytes(prevBytes)} → ${streams_formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`);
+                        `(${formatBytes(prevBytes)} → ${formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`);
                 }
             }
         }
         const finished = clock.now();
         const manifest = {
-            schemaVersion: manifest_MANIFEST_SCHEMA_VERSION,
+            schemaVersion: MANIFEST_SCHEMA_VERSION,
             id,
             name,
             kind: options.kind,
@@ -74208,11 +74227,11 @@ async function runBackup(options, deps) {
                 excludeTableData: options.selection.excludeTableData,
             },
         };
-        const mKey = keys_manifestKey(name, id);
+        const mKey = manifestKey(name, id);
         await storage.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true });
         stored.length = 0;
         const durationSeconds = (Date.now() - t0) / 1000;
-        logger.info(`Backup ${id} complete: ${streams_formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (${rate(dump.bytes, durationSeconds)})`);
+        logger.info(`Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (${rate(dump.bytes, durationSeconds)})`);
         return {
             manifest,
             manifestKey: mKey,
@@ -74408,7 +74427,7 @@ var postgres_tools = __nccwpck_require__(70936);
  * Every table the manifest lists exists in the restored database with the same row count;
  * tables missing or extra are named, counts that differ are shown side by side.
  */
-async function checks_compareTables(client, manifest) {
+async function compareTables(client, manifest) {
     const started = Date.now();
     const restored = await listTables(client, {
         schemas: manifest.options?.schemas ?? [],
@@ -74478,7 +74497,7 @@ async function checks_compareTables(client, manifest) {
  * Constraints marked NOT VALID are reported, not failed: pg_dump keeps that state from the source.
  * No sequence may be behind the maximum of the column it feeds.
  */
-async function checks_constraintsAndSequences(client, expected) {
+async function constraintsAndSequences(client, expected) {
     const started = Date.now();
     const constraints = await client.query(`
     SELECT c.contype AS kind, n.nspname AS schema, t.relname AS table, c.conname AS name,
@@ -74655,7 +74674,7 @@ function shorten(sql) {
     return oneLine.length > 80 ? `${oneLine.slice(0, 77)}...` : oneLine;
 }
 /** Runs each check in a read-only transaction; failing rows (at most 20) are reported. */
-async function checks_runUserChecks(client, checks) {
+async function runUserChecks(client, checks) {
     const results = [];
     for (const check of checks) {
         const started = Date.now();
@@ -74708,7 +74727,7 @@ var external_node_zlib_ = __nccwpck_require__(38522);
 
 
 /** The object did not match its manifest: its size or SHA-256 differ. */
-class fetch_IntegrityError extends Error {
+class IntegrityError extends Error {
     constructor(message) {
         super(message);
         this.name = 'IntegrityError';
@@ -74717,17 +74736,17 @@ class fetch_IntegrityError extends Error {
 /** Checks that a stored object is the one its manifest describes; call once the stream ended. */
 function checkIntegrity(entry, hash) {
     if (hash.bytes !== entry.bytes) {
-        throw new fetch_IntegrityError(`${entry.key} is ${hash.bytes} bytes but the manifest says ${entry.bytes}: ${hash.bytes < entry.bytes
+        throw new IntegrityError(`${entry.key} is ${hash.bytes} bytes but the manifest says ${entry.bytes}: ${hash.bytes < entry.bytes
             ? 'the object is truncated, or was replaced by another one'
             : 'the object was replaced by another one, or data was appended to it'} after the backup.`);
     }
     const digest = hash.digest();
     if (digest !== entry.sha256) {
-        throw new fetch_IntegrityError(`${entry.key} has SHA-256 ${digest} but the manifest says ${entry.sha256}: the object was changed, corrupted or replaced after the backup.`);
+        throw new IntegrityError(`${entry.key} has SHA-256 ${digest} but the manifest says ${entry.sha256}: the object was changed, corrupted or replaced after the backup.`);
     }
 }
 /** Reads a whole object through a SHA-256 and byte count, and checks both against its entry. */
-async function fetch_checkObject(storage, entry) {
+async function checkObject(storage, entry) {
     const hash = new HashCounter();
     await pipeline(await storage.getStream(entry.key), hash, new Writable({ write: (_c, _e, cb) => cb() }));
     checkIntegrity(entry, hash);
@@ -74810,7 +74829,7 @@ async function hashWhileDecoding(source, hash, decode, decoded) {
  * for the directory format). An object that does not match its manifest is an IntegrityError,
  * even when decryption or decompression failed first because of the damage.
  */
-async function fetch_fetchArchive(options) {
+async function fetchArchive(options) {
     const { storage, manifest, logger } = options;
     const entry = dumpObject(manifest);
     await mkdir(options.dir, { recursive: true });
@@ -74862,7 +74881,7 @@ async function fetch_fetchArchive(options) {
  * Fetches a backup's roles script (`globals.sql[.age]`), checked against the manifest and
  * decrypted, into `dir`. Undefined when the backup has none.
  */
-async function fetch_fetchGlobals(options) {
+async function fetchGlobals(options) {
     const entry = options.manifest.objects.find((o) => o.role === 'globals');
     if (!entry)
         return undefined;
@@ -75017,7 +75036,7 @@ function parseArchiveListing(text) {
     };
 }
 /** Lists the archive's table of contents (`pg_restore --list`): proves the archive is readable. */
-async function pg_restore_listArchive(pgRestore, archivePath) {
+async function listArchive(pgRestore, archivePath) {
     const r = await process_runProcess(pgRestore, ['--list', archivePath]);
     if (r.code !== 0) {
         throw new Error(process_describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
@@ -75025,7 +75044,7 @@ async function pg_restore_listArchive(pgRestore, archivePath) {
     return parseArchiveListing(r.stdout);
 }
 /** Runs pg_restore with --exit-on-error; its own error text is the error when it fails. */
-async function pg_restore_runPgRestore(o) {
+async function runPgRestore(o) {
     const args = ['--no-password', '--exit-on-error', `--dbname=${o.database}`];
     if (!o.keepOwnership)
         args.push('--no-owner', '--no-acl');
@@ -75044,7 +75063,7 @@ async function pg_restore_runPgRestore(o) {
         throw new Error(process_describeExit('pg_restore', exit));
 }
 /** Applies a roles script (globals.sql) with psql, tolerating roles that already exist. */
-async function pg_restore_applyGlobals(o) {
+async function applyGlobals(o) {
     const r = await runProcess(o.psql, ['-X', '-q', '--no-password', '-d', 'postgres', '-f', o.file], {
         env: childEnv(o.env, o.connection, 'postgres'),
     });
@@ -75496,7 +75515,7 @@ function targetError(error) {
     return new errors/* ConfigurationError */.j(error.message.replace(/\bdatabase-url\b/g, 'target-url'));
 }
 /** The newest installed server of at least `minMajor`; a ConfigurationError that says what to install otherwise. */
-async function target_scratchServer(minMajor, logger, extraBinDirs) {
+async function scratchServer(minMajor, logger, extraBinDirs) {
     const server = await (0,postgres_tools/* findServerBinaries */.Q5)(minMajor, { logger, extraBinDirs });
     if (!server) {
         throw new errors/* ConfigurationError */.j(`No PostgreSQL server ${minMajor} or newer is installed to restore into (the backup comes from PostgreSQL ${minMajor}). ` +
@@ -75506,7 +75525,7 @@ async function target_scratchServer(minMajor, logger, extraBinDirs) {
     return server;
 }
 /** Starts a throwaway cluster and a database in it to restore into. */
-async function target_scratchTarget(options) {
+async function scratchTarget(options) {
     const cluster = await startScratchCluster({ server: options.server, logger: options.logger });
     const database = options.database ?? 'restore_check';
     try {
@@ -75538,7 +75557,7 @@ async function target_scratchTarget(options) {
  * A database given by `target-url`. When it does not exist, it is created (and dropped again
  * by `cleanup`); when it exists it must be empty, unless `allowNonEmpty` (the real restore).
  */
-async function target_givenTarget(options) {
+async function givenTarget(options) {
     const info = (0,connection/* parseConnectionString */.HH)(options.url, 'target-url');
     const database = (0,connection/* databaseName */.Do)(info);
     let created = false;
@@ -75593,588 +75612,6 @@ async function target_givenTarget(options) {
         },
         describe: (0,connection/* describeConnection */.If)(info, database),
     };
-}
-
-;// CONCATENATED MODULE: ./lib/verify/verify.js
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-/** The names of the report's lines, in the order the checks run. */
-const CheckNames = {
-    Manifest: 'Manifest and checksum',
-    Decryption: 'Decryption and decompression',
-    Archive: 'Archive readable (pg_restore --list)',
-    Restore: 'Restore',
-    Tables: 'Tables and row counts',
-    Constraints: 'Constraints',
-    Sequences: 'Sequences',
-    UserChecks: 'SQL checks',
-    Freshness: 'Freshness (max-age)',
-};
-/**
- * The catalog name to verify: the one given, or the only one in the store. Several names, or
- * none, is a ConfigurationError that lists what exists.
- */
-async function resolveName(storage, name) {
-    if (name) {
-        if (!isCatalogName(name)) {
-            throw new errors/* ConfigurationError */.j(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
-        }
-        return name;
-    }
-    const names = await listNames(storage);
-    if (names.length === 1)
-        return names[0];
-    if (names.length === 0) {
-        throw new errors/* ConfigurationError */.j(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
-    }
-    throw new errors/* ConfigurationError */.j(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
-}
-function majorOf(version, fallback) {
-    return parseToolVersion(version)?.major ?? fallback;
-}
-function defaultJobs() {
-    const cpus = typeof os.availableParallelism === 'function' ? os.availableParallelism() : 1;
-    return Math.max(1, Math.min(4, cpus));
-}
-function describeCompression(manifest) {
-    const c = manifest.compression;
-    switch (c.method) {
-        case 'zstd':
-        case 'gzip':
-            return `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
-        case 'pg_dump-gzip':
-        case 'pg_dump-zstd':
-            return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
-        default:
-            return 'none';
-    }
-}
-function describeEncryption(manifest) {
-    const e = manifest.encryption;
-    if (!e)
-        return 'none';
-    const parts = [];
-    if (e.recipients.length > 0) {
-        parts.push(`${e.recipients.length} recipient${e.recipients.length > 1 ? 's' : ''}`);
-    }
-    if (e.passphrase)
-        parts.push('passphrase');
-    return `age (${parts.join(', ')})`;
-}
-/** The last lines of a long tool error, so a report line stays readable. */
-function lastLines(text, lines = 12) {
-    const all = text.trim().split('\n');
-    return all.length > lines
-        ? `${all[0]}\n…\n${all.slice(-(lines - 1)).join('\n')}`
-        : all.join('\n');
-}
-function record(run, result) {
-    run.checks.push(result);
-    const icon = result.status === 'passed' ? '✅' : result.status === 'failed' ? '❌' : '➖';
-    run.deps.logger.info(`${icon} ${result.name}: ${result.status} (${result.detail})`);
-}
-function failed(run, name, error, started, detail) {
-    if (error instanceof ConfigurationError)
-        run.setupProblem = true;
-    record(run, {
-        name,
-        status: 'failed',
-        detail: detail ?? lastLines(errorMessage(error)),
-        seconds: (Date.now() - started) / 1000,
-    });
-}
-/**
- * Proves a backup is intact and restores: the object against its manifest (size and SHA-256),
- * decryption, `pg_restore --list`, a restore into a scratch database, the tables and row counts,
- * constraints and sequences, the user's SQL checks, and the freshness gate. A failing step
- * marks the later ones skipped, except the freshness gate, which always runs. Appends a
- * verification record under `verifications/` (never touching the backup's own objects).
- *
- * Failures are report lines, not exceptions (a store that cannot be read fails the first check);
- * only a catalog name that cannot be resolved, or a temp folder that cannot be made, throws.
- */
-async function runVerify(options, deps) {
-    const { storage, logger, clock } = deps;
-    const startedAt = clock.now();
-    const t0 = Date.now();
-    const name = await resolveName(storage, options.name);
-    const needCatalog = !options.backupId || options.maxAgeSeconds !== undefined;
-    let entries;
-    let catalogError;
-    if (needCatalog) {
-        try {
-            entries = await listCatalog(storage, name);
-        }
-        catch (error) {
-            catalogError = error;
-        }
-    }
-    const workDir = await mkdtemp(path.join(deps.tmpDir ?? os.tmpdir(), 'pg-verify-'));
-    const run = {
-        options,
-        deps,
-        name,
-        checks: [],
-        warnings: [],
-        setupProblem: false,
-        skipReason: '',
-        tables: [],
-        workDir,
-    };
-    const manifestStarted = Date.now();
-    let manifest;
-    try {
-        if (options.backupId) {
-            manifest = await selectBackup(storage, name, options.backupId);
-        }
-        else if (catalogError !== undefined) {
-            throw catalogError;
-        }
-        else {
-            manifest = completeBackups(entries ?? [])[0];
-            if (!manifest) {
-                const incomplete = entries?.length ?? 0;
-                throw new Error(`No complete backup of '${name}' in ${storage.description}: ` +
-                    (incomplete > 0
-                        ? `${incomplete} upload(s) without a manifest, which never completed.`
-                        : 'there are no backups of that name (check the storage and name inputs).'));
-            }
-        }
-        logger.info(`Verifying backup ${manifest.id} of ${name} (${storage.description})`);
-    }
-    catch (error) {
-        failed(run, CheckNames.Manifest, error, manifestStarted);
-        run.skipReason = 'there is no backup manifest to check against';
-    }
-    const planned = [
-        CheckNames.Manifest,
-        CheckNames.Decryption,
-        CheckNames.Archive,
-        CheckNames.Restore,
-        CheckNames.Tables,
-        CheckNames.Constraints,
-        CheckNames.Sequences,
-        CheckNames.UserChecks,
-    ];
-    try {
-        if (manifest)
-            await checkBackup(run, manifest, manifestStarted);
-    }
-    finally {
-        if (run.target) {
-            await run.target
-                .cleanup()
-                .catch((error) => logger.warning(`Could not clean up ${run.target?.describe}: ${errorMessage(error)}`));
-        }
-        await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
-    }
-    const ran = new Set(run.checks.map((c) => c.name));
-    const userChecksRan = run.checks.some((c) => c.name.startsWith('Check: '));
-    for (const checkName of planned) {
-        if (ran.has(checkName) || (checkName === CheckNames.UserChecks && userChecksRan))
-            continue;
-        record(run, { name: checkName, status: 'skipped', detail: run.skipReason });
-    }
-    const backupChecks = [...run.checks];
-    let freshness;
-    if (options.maxAgeSeconds !== undefined) {
-        freshness = freshnessGate(run, options.maxAgeSeconds, entries, catalogError, manifest);
-    }
-    const finishedAt = clock.now();
-    const failures = run.checks
-        .filter((c) => c.status === 'failed')
-        .map((c) => `${c.name}: ${c.detail.split('\n')[0]}`);
-    const status = failures.length === 0 ? 'passed' : 'failed';
-    let recordKey;
-    if (manifest && options.record !== false) {
-        if (run.setupProblem) {
-            logger.info('No verification record was written: a check failed because of the setup (an input or a missing tool), not because of the backup.');
-        }
-        else {
-            const verification = {
-                schemaVersion: MANIFEST_SCHEMA_VERSION,
-                backupId: manifest.id,
-                name,
-                type: 'verify',
-                status: backupChecks.some((c) => c.status === 'failed') ? 'failed' : 'passed',
-                startedAt: startedAt.toISOString(),
-                finishedAt: finishedAt.toISOString(),
-                checks: backupChecks.map((c) => ({ name: c.name, status: c.status, detail: c.detail })),
-                timings: timings(backupChecks),
-                git: options.git,
-            };
-            try {
-                recordKey = await appendVerificationRecord(storage, verification);
-                logger.info(`Recorded the verification at ${storage.location(recordKey)}`);
-            }
-            catch (error) {
-                const message = `Could not record the verification under ${name}/verifications/ (prune will not see it): ${errorMessage(error)}`;
-                logger.warning(message);
-                run.warnings.push(message);
-            }
-        }
-    }
-    const dump = manifest ? dumpObject(manifest) : undefined;
-    return {
-        status,
-        name,
-        storage: storage.description,
-        backup: manifest && dump
-            ? {
-                id: manifest.id,
-                kind: manifest.kind,
-                finishedAt: manifest.finishedAt,
-                ageSeconds: ageSeconds(manifest, finishedAt),
-                bytes: dump.bytes,
-                totalBytes: totalBytes(manifest),
-                format: manifest.format,
-                compression: describeCompression(manifest),
-                encryption: describeEncryption(manifest),
-                sourceVersion: manifest.source.serverVersion,
-                pgDumpVersion: manifest.tools.pgDumpVersion,
-                objectLocation: storage.location(dump.key),
-                manifestLocation: storage.location(manifestKey(name, manifest.id)),
-            }
-            : undefined,
-        restore: options.restore,
-        target: run.target
-            ? {
-                description: run.target.describe,
-                serverVersion: run.target.serverVersion,
-                scratch: run.target.scratch !== undefined,
-            }
-            : undefined,
-        pgRestoreVersion: run.pgRestoreVersion,
-        checks: run.checks,
-        tables: run.tables,
-        freshness,
-        failures,
-        startedAt: startedAt.toISOString(),
-        finishedAt: finishedAt.toISOString(),
-        durationSeconds: (Date.now() - t0) / 1000,
-        recordKey,
-        warnings: run.warnings,
-    };
-}
-function ageSeconds(manifest, now) {
-    return Math.max(0, (now.getTime() - new Date(manifest.finishedAt).getTime()) / 1000);
-}
-function timings(checks) {
-    const out = {};
-    for (const c of checks)
-        if (c.seconds !== undefined)
-            out[c.name] = Math.round(c.seconds * 10) / 10;
-    return out;
-}
-/** Checks 1 to 7, in order; returns at the first pipeline step that fails. */
-async function checkBackup(run, manifest, started) {
-    const { options, deps } = run;
-    const { storage, logger } = deps;
-    const entry = dumpObject(manifest);
-    // 1 and 2: the object against its manifest, then decryption and decompression, in one pass.
-    const decryption = options.decryption;
-    const hasKey = Boolean(decryption && (decryption.identities.length > 0 || decryption.passphrase));
-    if (manifest.encryption && !hasKey) {
-        const ok = await logger.group(`Check ${storage.location(entry.key)}`, async () => {
-            try {
-                const object = await checkObject(storage, entry);
-                record(run, {
-                    name: CheckNames.Manifest,
-                    status: 'passed',
-                    detail: integrityDetail(entry.key, object),
-                    seconds: (Date.now() - started) / 1000,
-                });
-                return true;
-            }
-            catch (error) {
-                failed(run, CheckNames.Manifest, error, started);
-                run.skipReason = skipReasonFor(error);
-                return false;
-            }
-        });
-        if (!ok)
-            return;
-        const recipients = manifest.encryption.recipients;
-        failed(run, CheckNames.Decryption, new ConfigurationError(`Backup ${manifest.id} is encrypted with age (${manifest.encryption.passphrase ? 'a passphrase' : `recipients ${recipients.join(', ')}`}), and no key was given: ` +
-            'set encryption-identity (the age secret key, AGE-SECRET-KEY-1...) or encryption-passphrase.'), Date.now());
-        run.skipReason = 'the backup could not be decrypted';
-        return;
-    }
-    let fetched;
-    let integrityAt;
-    const fetchError = await logger.group(`Download and check ${storage.location(entry.key)}`, async () => {
-        try {
-            fetched = await fetchArchive({
-                storage,
-                manifest,
-                decryption,
-                tools: { zstdPath: deps.zstdPath },
-                dir: run.workDir,
-                logger,
-                progressIntervalMs: deps.progressIntervalMs,
-                onIntegrityChecked: (object) => {
-                    integrityAt = Date.now();
-                    record(run, {
-                        name: CheckNames.Manifest,
-                        status: 'passed',
-                        detail: integrityDetail(entry.key, object),
-                        seconds: (integrityAt - started) / 1000,
-                    });
-                },
-            });
-            return undefined;
-        }
-        catch (error) {
-            return error;
-        }
-    });
-    if (integrityAt === undefined) {
-        failed(run, CheckNames.Manifest, fetchError, started);
-        run.skipReason = skipReasonFor(fetchError);
-        return;
-    }
-    if (fetchError !== undefined || !fetched) {
-        const detail = fetchError instanceof AgeError && manifest.encryption
-            ? decryptionFailure(fetchError, manifest)
-            : undefined;
-        failed(run, CheckNames.Decryption, fetchError, integrityAt, detail);
-        run.skipReason = manifest.encryption
-            ? 'the backup could not be decrypted and decompressed'
-            : 'the backup could not be decompressed';
-        return;
-    }
-    const archiveBytes = await archiveSize(fetched);
-    record(run, {
-        name: CheckNames.Decryption,
-        status: 'passed',
-        detail: [
-            manifest.encryption
-                ? `decrypted with the given age ${decryption?.identities.length ? 'identity' : 'passphrase'}`
-                : 'not encrypted',
-            manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
-                ? `decompressed ${manifest.compression.method}`
-                : `compression: ${describeCompression(manifest)}`,
-            `${manifest.format} archive of ${formatBytes(archiveBytes)}`,
-        ].join('; '),
-        seconds: (Date.now() - integrityAt) / 1000,
-    });
-    // 3: pg_restore reads the archive.
-    const archivePath = fetched.archivePath;
-    const listStarted = Date.now();
-    const listed = await listWithTools(run, manifest, archivePath).catch((error) => {
-        failed(run, CheckNames.Archive, error, listStarted);
-        run.skipReason = 'pg_restore could not read the archive';
-        return undefined;
-    });
-    if (!listed)
-        return;
-    const { tools, listing } = listed;
-    record(run, {
-        name: CheckNames.Archive,
-        status: 'passed',
-        detail: `pg_restore ${tools.version} lists ${listing.entries} entries (${listing.tableData} with table data)`,
-        seconds: (Date.now() - listStarted) / 1000,
-    });
-    if (!options.restore) {
-        run.skipReason = 'restore is false: only the stored object was checked';
-        return;
-    }
-    // 4: restore into a scratch database, roles first, then ANALYZE.
-    const restoreStarted = Date.now();
-    let client;
-    try {
-        const ok = await logger.group('Restore', async () => {
-            try {
-                const source = sourceMajor(manifest);
-                const target = await prepareTarget(run, source).catch((error) => {
-                    // No place to restore into says nothing about the backup.
-                    run.setupProblem = true;
-                    throw error;
-                });
-                run.target = target;
-                if (target.serverMajor < source) {
-                    const message = `The target server runs PostgreSQL ${target.serverVersion}, older than the source (${manifest.source.serverVersion}); the restore may fail on features the older server lacks.`;
-                    logger.warning(message);
-                    run.warnings.push(message);
-                }
-                let roles = '';
-                if (manifest.globals) {
-                    const file = await fetchGlobals({ storage, manifest, decryption, dir: run.workDir });
-                    if (file) {
-                        await applyGlobals({
-                            psql: tools.psql,
-                            file,
-                            connection: target.connection,
-                            env: deps.env,
-                            logger,
-                        });
-                        roles = 'roles from globals applied first; ';
-                    }
-                }
-                const jobs = options.jobs ?? defaultJobs();
-                logger.info(`pg_restore ${tools.version} --exit-on-error --no-owner --no-acl --jobs=${jobs} into ${target.describe}`);
-                await runPgRestore({
-                    pgRestore: tools.pgRestore,
-                    archivePath,
-                    connection: target.connection,
-                    database: target.database,
-                    jobs,
-                    env: deps.env,
-                    logger,
-                });
-                client = await connect(target.connection, target.database);
-                await client.query('ANALYZE');
-                const seconds = (Date.now() - restoreStarted) / 1000;
-                record(run, {
-                    name: CheckNames.Restore,
-                    status: 'passed',
-                    detail: `${roles}restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
-                        `with pg_restore --exit-on-error --no-owner --no-acl in ${formatDuration(seconds)}, then ANALYZE`,
-                    seconds,
-                });
-                return true;
-            }
-            catch (error) {
-                failed(run, CheckNames.Restore, error, restoreStarted);
-                run.skipReason = 'the restore failed';
-                return false;
-            }
-        });
-        if (!ok || !client)
-            return;
-        const db = client;
-        // 5 to 7: what the restored database holds.
-        await logger.group('Checks', async () => {
-            let checkStarted = Date.now();
-            try {
-                const { result, comparison } = await compareTables(db, manifest);
-                run.tables = comparison;
-                record(run, result);
-            }
-            catch (error) {
-                failed(run, CheckNames.Tables, error, checkStarted);
-            }
-            checkStarted = Date.now();
-            try {
-                for (const result of await constraintsAndSequences(db, listing.constraints)) {
-                    record(run, result);
-                }
-            }
-            catch (error) {
-                failed(run, CheckNames.Constraints, error, checkStarted);
-                failed(run, CheckNames.Sequences, error, checkStarted);
-            }
-            if (options.checks.length === 0) {
-                record(run, {
-                    name: CheckNames.UserChecks,
-                    status: 'skipped',
-                    detail: 'none given (the checks input)',
-                });
-            }
-            else {
-                for (const result of await runUserChecks(db, options.checks))
-                    record(run, result);
-            }
-        });
-    }
-    finally {
-        await client?.end().catch(() => undefined);
-    }
-}
-async function prepareTarget(run, sourceMajor) {
-    const { logger } = run.deps;
-    if (run.options.targetUrl)
-        return givenTarget({ url: run.options.targetUrl, logger });
-    const resolveServer = run.deps.resolveServer ?? ((m) => scratchServer(m, logger));
-    return scratchTarget({ server: await resolveServer(sourceMajor), logger });
-}
-async function listWithTools(run, manifest, archivePath) {
-    const pgDumpMajor = majorOf(manifest.tools.pgDumpVersion, sourceMajor(manifest));
-    const tools = await run.deps.resolveTools(pgDumpMajor, manifest.tools.pgDumpVersion);
-    run.pgRestoreVersion = tools.version;
-    return { tools, listing: await listArchive(tools.pgRestore, archivePath) };
-}
-function sourceMajor(manifest) {
-    return Math.floor(manifest.source.serverVersionNum / 10000);
-}
-async function archiveSize(fetched) {
-    if (fetched.format === 'custom')
-        return (await stat(fetched.archivePath)).size;
-    return fetched.bytes;
-}
-function integrityDetail(key, object) {
-    return `the manifest parses; ${path.posix.basename(key)} is ${formatBytes(object.bytes)} with SHA-256 ${object.sha256.slice(0, 16)}…, as the manifest records`;
-}
-function skipReasonFor(error) {
-    return error instanceof IntegrityError
-        ? 'the stored object does not match its manifest'
-        : 'the stored object could not be read';
-}
-function decryptionFailure(error, manifest) {
-    const e = manifest.encryption;
-    const to = e
-        ? [
-            ...(e.recipients.length ? [`recipients ${e.recipients.join(', ')}`] : []),
-            ...(e.passphrase ? ['a passphrase'] : []),
-        ].join(' and ')
-        : '';
-    return (`Decryption failed: ${error.message}. The backup is encrypted to ${to}; ` +
-        `encryption-identity must hold the secret key (AGE-SECRET-KEY-1...) of one of these recipients` +
-        (e?.passphrase ? ', or encryption-passphrase the passphrase.' : '.'));
-}
-function freshnessGate(run, maxAgeSeconds, entries, catalogError, verified) {
-    const { storage, clock } = run.deps;
-    const started = Date.now();
-    const result = { maxAgeSeconds, isVerifiedBackup: false };
-    if (catalogError !== undefined || !entries) {
-        failed(run, CheckNames.Freshness, catalogError, started);
-        return result;
-    }
-    const newest = completeBackups(entries)[0];
-    const limit = formatDuration(maxAgeSeconds);
-    if (!newest) {
-        record(run, {
-            name: CheckNames.Freshness,
-            status: 'failed',
-            detail: `no complete backup of '${run.name}' in ${storage.description}, so none is within max-age ${limit}`,
-            seconds: (Date.now() - started) / 1000,
-        });
-        return result;
-    }
-    const age = ageSeconds(newest, clock.now());
-    result.newestId = newest.id;
-    result.newestFinishedAt = newest.finishedAt;
-    result.ageSeconds = age;
-    result.isVerifiedBackup = verified?.id === newest.id;
-    const which = result.isVerifiedBackup
-        ? ' (the backup verified here)'
-        : verified
-            ? ` (not the backup verified here, ${verified.id})`
-            : '';
-    const fresh = age <= maxAgeSeconds;
-    record(run, {
-        name: CheckNames.Freshness,
-        status: fresh ? 'passed' : 'failed',
-        detail: fresh
-            ? `the newest complete backup, ${newest.id}${which}, finished ${formatDuration(age)} ago, within max-age ${limit}`
-            : `the newest complete backup, ${newest.id}${which}, finished ${formatDuration(age)} ago (${newest.finishedAt}), older than max-age ${limit}: no backup has completed since`,
-        seconds: (Date.now() - started) / 1000,
-    });
-    return result;
 }
 
 ;// CONCATENATED MODULE: ./lib/drill/history.js
@@ -76405,7 +75842,6 @@ async function runSmokeCommand(o) {
 
 
 
-
 /** S3 storage classes whose objects cannot be read before a restore request thawed them. */
 const ARCHIVE_STORAGE_CLASSES = ['GLACIER', 'DEEP_ARCHIVE'];
 /** A timed drill: restore a backup into a throwaway target, check it, measure RTO and RPO. */
@@ -76422,15 +75858,15 @@ function runRestore(options, deps) {
     return execute('restore', options, deps);
 }
 /** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
-function drill_majorOf(version) {
+function majorOf(version) {
     return (0,postgres_tools/* parseToolVersion */.mR)(version)?.major ?? 0;
 }
 /** The given backup, or the newest complete one that is not a pre-restore safety backup. */
 async function pickBackup(storage, name, backupId) {
     if (backupId)
-        return catalog_selectBackup(storage, name, backupId);
-    const complete = catalog_completeBackups(await catalog_listCatalog(storage, name));
-    return complete.find((m) => m.kind !== 'pre-restore') ?? catalog_selectBackup(storage, name);
+        return selectBackup(storage, name, backupId);
+    const complete = completeBackups(await listCatalog(storage, name));
+    return complete.find((m) => m.kind !== 'pre-restore') ?? selectBackup(storage, name);
 }
 /** Why the backup's object cannot be read right now (missing, or in an archive class), if so. */
 async function unrestorableReason(storage, manifest) {
@@ -76488,7 +75924,7 @@ async function execute(mode, options, deps) {
     const name = await resolveName(storage, options.name);
     const manifest = await pickBackup(storage, name, options.backupId);
     const rpoSeconds = Math.max(0, (startedAt.getTime() - Date.parse(manifest.startedAt)) / 1000);
-    logger.info(`${mode === 'restore' ? 'Restoring' : 'Drilling'} backup ${manifest.id} of ${name} (${manifest.kind}, taken ${manifest.startedAt}, PostgreSQL ${manifest.source.serverVersion}); its age is ${duration_formatDuration(rpoSeconds)}`);
+    logger.info(`${mode === 'restore' ? 'Restoring' : 'Drilling'} backup ${manifest.id} of ${name} (${manifest.kind}, taken ${manifest.startedAt}, PostgreSQL ${manifest.source.serverVersion}); its age is ${formatDuration(rpoSeconds)}`);
     const result = {
         mode,
         status: 'passed',
@@ -76520,14 +75956,14 @@ async function execute(mode, options, deps) {
         return finish(result, options, deps, await history);
     }
     checkDecodable(manifest, options.decryption, deps.zstdPath);
-    const sourceMajor = drill_majorOf(manifest.source.serverVersion);
-    const dumpMajor = Math.max(drill_majorOf(manifest.tools.pgDumpVersion), sourceMajor);
+    const sourceMajor = majorOf(manifest.source.serverVersion);
+    const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
     let target;
     let workDir;
     try {
         let tools;
         if (options.targetUrl) {
-            target = await target_givenTarget({
+            target = await givenTarget({
                 url: options.targetUrl,
                 logger,
                 allowNonEmpty: Boolean(restore),
@@ -76550,8 +75986,8 @@ async function execute(mode, options, deps) {
                 : Math.max(options.postgresVersion, sourceMajor);
             const server = deps.findServer
                 ? await deps.findServer(minServer)
-                : await target_scratchServer(minServer, logger);
-            target = await target_scratchTarget({ server, logger, database: 'restore_drill' });
+                : await scratchServer(minServer, logger);
+            target = await scratchTarget({ server, logger, database: 'restore_drill' });
             if (target.scratch)
                 deps.onTemporaryFolder?.(external_node_path_.dirname(target.scratch.dataDir));
         }
@@ -76698,7 +76134,7 @@ async function runPhases(result, options, deps, target, tools, workDir) {
             const seconds = (performance.now() - downloadStart) / 1000;
             return {
                 value: d,
-                detail: `${streams_formatBytes(d.bytes)} at ${rate(d.bytes, seconds)}; size and SHA-256 match the manifest`,
+                detail: `${formatBytes(d.bytes)} at ${rate(d.bytes, seconds)}; size and SHA-256 match the manifest`,
             };
         });
         const archive = await timed('decrypt', async () => {
@@ -76727,7 +76163,7 @@ async function runPhases(result, options, deps, target, tools, workDir) {
         });
         let listing;
         await timed('restore', async () => {
-            listing = await pg_restore_listArchive(tools.pgRestore, archive.archivePath);
+            listing = await listArchive(tools.pgRestore, archive.archivePath);
             const roles = await archiveRoles(tools.pgRestore, archive.archivePath);
             const ownership = await withClient(target, (c) => planOwnership(c, roles));
             if (!ownership.keep) {
@@ -76760,7 +76196,7 @@ async function runPhases(result, options, deps, target, tools, workDir) {
                 });
                 await withClient(target, (c) => emptyTarget(c, manifest, logger));
             }
-            await pg_restore_runPgRestore({
+            await runPgRestore({
                 pgRestore: tools.pgRestore,
                 archivePath: archive.archivePath,
                 connection: target.connection,
@@ -76781,12 +76217,12 @@ async function runPhases(result, options, deps, target, tools, workDir) {
             const checks = await withClient(target, async (client) => {
                 // Statistics first, so the database is ready for traffic, not just loaded.
                 await client.query('ANALYZE');
-                const tables = await checks_compareTables(client, manifest);
+                const tables = await compareTables(client, manifest);
                 result.comparison = tables.comparison;
                 return [
                     tables.result,
-                    ...(await checks_constraintsAndSequences(client, listing?.constraints)),
-                    ...(await checks_runUserChecks(client, options.checks)),
+                    ...(await constraintsAndSequences(client, listing?.constraints)),
+                    ...(await runUserChecks(client, options.checks)),
                 ];
             });
             result.checks.push(...checks);
@@ -76829,8 +76265,8 @@ async function finish(result, options, deps, history) {
             name: 'Recovery time (RTO)',
             status: target === undefined || result.rtoSeconds <= target ? 'passed' : 'failed',
             detail: target === undefined
-                ? `${duration_formatDuration(result.rtoSeconds)} (no rto-target set)`
-                : `${duration_formatDuration(result.rtoSeconds)} against a target of ${duration_formatDuration(target)}`,
+                ? `${formatDuration(result.rtoSeconds)} (no rto-target set)`
+                : `${formatDuration(result.rtoSeconds)} against a target of ${formatDuration(target)}`,
         });
     }
     else {
@@ -76845,8 +76281,8 @@ async function finish(result, options, deps, history) {
         name: 'Backup age (RPO)',
         status: rpoTarget === undefined || result.rpoSeconds <= rpoTarget ? 'passed' : 'failed',
         detail: rpoTarget === undefined
-            ? `${duration_formatDuration(result.rpoSeconds)} (no rpo-target set)`
-            : `${duration_formatDuration(result.rpoSeconds)} against a target of ${duration_formatDuration(rpoTarget)}`,
+            ? `${formatDuration(result.rpoSeconds)} (no rpo-target set)`
+            : `${formatDuration(result.rpoSeconds)} against a target of ${formatDuration(rpoTarget)}`,
     });
     result.status =
         result.error ||
@@ -76860,7 +76296,7 @@ async function finish(result, options, deps, history) {
         if (p.seconds !== undefined)
             timings[p.name] = round(p.seconds);
     const record = {
-        schemaVersion: manifest_MANIFEST_SCHEMA_VERSION,
+        schemaVersion: MANIFEST_SCHEMA_VERSION,
         backupId: result.manifest.id,
         name: result.name,
         type: result.mode,
@@ -76881,13 +76317,13 @@ async function finish(result, options, deps, history) {
         git: options.git,
     };
     try {
-        result.recordKey = await catalog_appendVerificationRecord(deps.storage, record);
+        result.recordKey = await appendVerificationRecord(deps.storage, record);
     }
     catch (error) {
         logger.warning(`Could not store the drill record under verifications/ (${(0,errors/* errorMessage */.g)(error)}); the trend will miss this run.`);
     }
-    const rto = result.rtoSeconds === undefined ? 'not reached' : duration_formatDuration(result.rtoSeconds);
-    logger.info(`${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${duration_formatDuration(result.rpoSeconds)}`);
+    const rto = result.rtoSeconds === undefined ? 'not reached' : formatDuration(result.rtoSeconds);
+    logger.info(`${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${formatDuration(result.rpoSeconds)}`);
     return result;
 }
 function round(seconds) {
@@ -76922,7 +76358,7 @@ function statusIcon(status) {
 
 
 function seconds(value) {
-    return value === undefined ? '-' : duration_formatDuration(value);
+    return value === undefined ? '-' : formatDuration(value);
 }
 function title(result) {
     const what = result.mode === 'restore' ? 'Restore' : 'Restore drill';
@@ -78088,7 +77524,7 @@ async function runRestoreDrillAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2264);
+/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(12272);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(87745);
 
 

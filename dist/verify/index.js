@@ -76377,6 +76377,25 @@ async function appendVerificationRecord(storage, record) {
     await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
     return key;
 }
+/**
+ * The catalog name to verify: the one given, or the only one in the store. Several names, or
+ * none, is a ConfigurationError that lists what exists.
+ */
+async function resolveName(storage, name) {
+    if (name) {
+        if (!isCatalogName(name)) {
+            throw new errors/* ConfigurationError */.j(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+        }
+        return name;
+    }
+    const names = await listNames(storage);
+    if (names.length === 1)
+        return names[0];
+    if (names.length === 0) {
+        throw new errors/* ConfigurationError */.j(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
+    }
+    throw new errors/* ConfigurationError */.j(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
+}
 
 // EXTERNAL MODULE: external "node:events"
 var external_node_events_ = __nccwpck_require__(78474);
@@ -76671,25 +76690,6 @@ const CheckNames = {
     UserChecks: 'SQL checks',
     Freshness: 'Freshness (max-age)',
 };
-/**
- * The catalog name to verify: the one given, or the only one in the store. Several names, or
- * none, is a ConfigurationError that lists what exists.
- */
-async function resolveName(storage, name) {
-    if (name) {
-        if (!isCatalogName(name)) {
-            throw new errors/* ConfigurationError */.j(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
-        }
-        return name;
-    }
-    const names = await listNames(storage);
-    if (names.length === 1)
-        return names[0];
-    if (names.length === 0) {
-        throw new errors/* ConfigurationError */.j(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
-    }
-    throw new errors/* ConfigurationError */.j(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
-}
 function majorOf(version, fallback) {
     return (0,postgres_tools/* parseToolVersion */.mR)(version)?.major ?? fallback;
 }

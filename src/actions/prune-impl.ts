@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as core from '@actions/core';
+import { resolveName } from '../catalog/catalog.js';
 import { compactTime } from '../catalog/keys.js';
 import { parseMaxDelete, parseRetentionPolicy } from '../catalog/retention.js';
 import { systemClock } from '../core/logger.js';
@@ -9,7 +10,7 @@ import { parseDeleteIncompleteAfter, parsePruneNames } from '../prune/options.js
 import { planDocument } from '../prune/plan.js';
 import { pruneFailure, runPrune } from '../prune/prune.js';
 import { pruneSummary } from '../prune/summary.js';
-import { booleanInput, optionalInput, requiredInput } from './inputs.js';
+import { booleanInput, optionalInput } from './inputs.js';
 import { Inputs, Outputs } from './names.js';
 import { actionLogger, storageFromInputs } from './runtime.js';
 
@@ -21,7 +22,6 @@ function planFolder(env: NodeJS.ProcessEnv): string {
 export async function runPruneAction(): Promise<void> {
   const env = process.env;
   const logger = actionLogger;
-  const names = parsePruneNames(requiredInput(Inputs.Name), Inputs.Name);
   const policy = parseRetentionPolicy({
     keepLast: optionalInput(Inputs.KeepLast),
     keepHourly: optionalInput(Inputs.KeepHourly),
@@ -41,6 +41,10 @@ export async function runPruneAction(): Promise<void> {
   const dryRun = booleanInput(Inputs.DryRun, false);
   const bypassGovernanceRetention = booleanInput(Inputs.BypassGovernanceRetention, false);
   const storage = storageFromInputs(logger);
+  const nameInput = optionalInput(Inputs.Name);
+  const names = nameInput
+    ? parsePruneNames(nameInput, Inputs.Name)
+    : [await resolveName(storage, undefined)];
 
   const report = await runPrune(
     { names, policy, maxDelete, deleteIncompleteAfterSeconds, dryRun, bypassGovernanceRetention },

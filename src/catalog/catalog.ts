@@ -3,6 +3,7 @@ import { ConfigurationError } from '../core/errors.js';
 import {
   backupsPrefix,
   isBackupId,
+  isCatalogName,
   manifestKey,
   verificationKey,
   verificationsPrefix,
@@ -206,4 +207,29 @@ export async function appendVerificationRecord(
   const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
   await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
   return key;
+}
+
+/**
+ * The catalog name to verify: the one given, or the only one in the store. Several names, or
+ * none, is a ConfigurationError that lists what exists.
+ */
+export async function resolveName(storage: Storage, name: string | undefined): Promise<string> {
+  if (name) {
+    if (!isCatalogName(name)) {
+      throw new ConfigurationError(
+        `Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`,
+      );
+    }
+    return name;
+  }
+  const names = await listNames(storage);
+  if (names.length === 1) return names[0];
+  if (names.length === 0) {
+    throw new ConfigurationError(
+      `No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`,
+    );
+  }
+  throw new ConfigurationError(
+    `${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`,
+  );
 }

@@ -6,6 +6,7 @@ import {
   completeBackups,
   listCatalog,
   selectBackup,
+  resolveName,
 } from '../catalog/catalog.js';
 import {
   MANIFEST_SCHEMA_VERSION,
@@ -44,7 +45,6 @@ import {
   type RestoreTarget,
 } from '../restore/target.js';
 import type { Storage } from '../storage/storage.js';
-import { resolveName } from '../verify/verify.js';
 import { recentDrills } from './history.js';
 import { emptyTarget } from './replace.js';
 import { otherSessions, terminateSessions } from './sessions.js';

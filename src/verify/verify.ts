@@ -6,11 +6,11 @@ import {
   appendVerificationRecord,
   completeBackups,
   listCatalog,
-  listNames,
+  resolveName,
   selectBackup,
   type CatalogEntry,
 } from '../catalog/catalog.js';
-import { isCatalogName, manifestKey } from '../catalog/keys.js';
+import { manifestKey } from '../catalog/keys.js';
 import {
   MANIFEST_SCHEMA_VERSION,
   dumpObject,
@@ -170,31 +170,6 @@ export interface VerifyReport {
   /** Key of the verification record appended, when one was. */
   recordKey?: string;
   warnings: string[];
-}
-
-/**
- * The catalog name to verify: the one given, or the only one in the store. Several names, or
- * none, is a ConfigurationError that lists what exists.
- */
-export async function resolveName(storage: Storage, name: string | undefined): Promise<string> {
-  if (name) {
-    if (!isCatalogName(name)) {
-      throw new ConfigurationError(
-        `Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`,
-      );
-    }
-    return name;
-  }
-  const names = await listNames(storage);
-  if (names.length === 1) return names[0];
-  if (names.length === 0) {
-    throw new ConfigurationError(
-      `No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`,
-    );
-  }
-  throw new ConfigurationError(
-    `${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`,
-  );
 }
 
 function majorOf(version: string, fallback: number): number {

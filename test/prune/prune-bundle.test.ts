@@ -345,3 +345,22 @@ describe.each(['s3', 'local'] as const)('prune bundle against %s storage', (kind
     expect(none.stdout).toContain('::error::Set at least one of keep-last');
   });
 });
+
+describe('prune without a name', () => {
+  it('prunes the only name in the store, and does not guess among several', async () => {
+    const store = await makeStore('local');
+    const now = Date.now();
+    await writeSynthetics(
+      store.storage,
+      [0, 1, 2, 3].map((d) => ({ name: 'solo', finishedAt: new Date(now - d * DAY - HOUR) })),
+    );
+    const run = await runBundle('prune', { storage: store.location, 'keep-last': '2' });
+    expect(run.code).toBe(0);
+    expect(run.outputs.kept).toBe('2');
+    expect(run.outputs.deleted).toBe('2');
+    await writeSynthetics(store.storage, [{ name: 'other', finishedAt: new Date(now - HOUR) }]);
+    const several = await runBundle('prune', { storage: store.location, 'keep-last': '2' });
+    expect(several.code).toBe(1);
+    expect(several.stdout).toMatch(/several databases \(other, solo\): set the name input/);
+  });
+});

@@ -78,18 +78,25 @@ describe('workflows', () => {
     expect(workflowErrors(file, content)).toEqual([]);
   });
 
-  it('every workflow in the README and docs is valid, and every input it gives exists', () => {
+  it('every workflow in the README is valid, gives every required input, and only inputs that exist', () => {
     const docs = [path.join(repoRoot, 'README.md')];
     const docsDir = path.join(repoRoot, 'docs');
     if (existsSync(docsDir)) {
       for (const f of readdirSync(docsDir)) if (f.endsWith('.md')) docs.push(path.join(docsDir, f));
     }
     const inputsOf = new Map<string, Set<string>>();
+    const requiredOf = new Map<string, string[]>();
     for (const name of actions) {
       const meta = parseYaml(
         readFileSync(path.join(actionsDir, name, 'action.yml'), 'utf8'),
       ) as ActionYaml;
       inputsOf.set(name, new Set(Object.keys(meta.inputs ?? {})));
+      requiredOf.set(
+        name,
+        Object.entries(meta.inputs ?? {})
+          .filter(([, def]) => def.required)
+          .map(([input]) => input),
+      );
     }
     let checked = 0;
     for (const doc of docs.filter(existsSync)) {
@@ -105,6 +112,14 @@ describe('workflows', () => {
           for (const step of job.steps ?? []) {
             const action = /\/actions\/([a-z-]+)@/.exec(step.uses ?? '')?.[1];
             if (!action || !inputsOf.has(action)) continue;
+            for (const input of requiredOf.get(action)!) {
+              expect([doc, action, input, input in (step.with ?? {})]).toEqual([
+                doc,
+                action,
+                input,
+                true,
+              ]);
+            }
             for (const input of Object.keys(step.with ?? {})) {
               expect([doc, action, input, inputsOf.get(action)!.has(input)]).toEqual([
                 doc,

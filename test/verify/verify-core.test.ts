@@ -9,8 +9,8 @@ import { findClientTools, type ClientTools } from '../../src/postgres/tools.js';
 import type { CheckResult, TableComparison } from '../../src/restore/checks.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { failureIssueBody, failureMessage, verifyMarkdown } from '../../src/verify/report.js';
+import { resolveName } from '../../src/catalog/catalog.js';
 import {
-  resolveName,
   runVerify,
   type VerifyDeps,
   type VerifyOptions,
