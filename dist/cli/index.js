@@ -81233,14 +81233,7 @@ async function finish(result, options, deps, history) {
     const { logger } = deps;
     result.history = history;
     if (result.rtoSeconds !== undefined) {
-        const target = options.rtoTargetSeconds;
-        result.checks.push({
-            name: 'Recovery time (RTO)',
-            status: target === undefined || result.rtoSeconds <= target ? 'passed' : 'failed',
-            detail: target === undefined
-                ? `${formatDuration(result.rtoSeconds)} (no rto-target set)`
-                : `${formatDuration(result.rtoSeconds)} against a target of ${formatDuration(target)}`,
-        });
+        result.checks.push(targetCheck('Recovery time (RTO)', result.rtoSeconds, options.rtoTargetSeconds, 'rto-target'));
     }
     else {
         result.checks.push({
@@ -81249,14 +81242,7 @@ async function finish(result, options, deps, history) {
             detail: `not recovered: ${result.error ?? 'the drill stopped'}`,
         });
     }
-    const rpoTarget = options.rpoTargetSeconds;
-    result.checks.push({
-        name: 'Backup age (RPO)',
-        status: rpoTarget === undefined || result.rpoSeconds <= rpoTarget ? 'passed' : 'failed',
-        detail: rpoTarget === undefined
-            ? `${formatDuration(result.rpoSeconds)} (no rpo-target set)`
-            : `${formatDuration(result.rpoSeconds)} against a target of ${formatDuration(rpoTarget)}`,
-    });
+    result.checks.push(targetCheck('Backup age (RPO)', result.rpoSeconds, options.rpoTargetSeconds, 'rpo-target'));
     result.status =
         result.error ||
             result.phases.some((p) => p.status === 'failed') ||
@@ -81298,6 +81284,16 @@ async function finish(result, options, deps, history) {
     const rto = result.rtoSeconds === undefined ? 'not reached' : formatDuration(result.rtoSeconds);
     logger.info(`${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${formatDuration(result.rpoSeconds)}`);
     return result;
+}
+/** A measured time against its target (none set: passes, and says so). */
+function targetCheck(name, seconds, target, input) {
+    return {
+        name,
+        status: target === undefined || seconds <= target ? 'passed' : 'failed',
+        detail: target === undefined
+            ? `${formatDuration(seconds)} (no ${input} set)`
+            : `${formatDuration(seconds)} against a target of ${formatDuration(target)}`,
+    };
 }
 function round(seconds) {
     return Math.round(seconds * 1000) / 1000;

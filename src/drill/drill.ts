@@ -663,15 +663,9 @@ async function finish(
   const { logger } = deps;
   result.history = history;
   if (result.rtoSeconds !== undefined) {
-    const target = options.rtoTargetSeconds;
-    result.checks.push({
-      name: 'Recovery time (RTO)',
-      status: target === undefined || result.rtoSeconds <= target ? 'passed' : 'failed',
-      detail:
-        target === undefined
-          ? `${formatDuration(result.rtoSeconds)} (no rto-target set)`
-          : `${formatDuration(result.rtoSeconds)} against a target of ${formatDuration(target)}`,
-    });
+    result.checks.push(
+      targetCheck('Recovery time (RTO)', result.rtoSeconds, options.rtoTargetSeconds, 'rto-target'),
+    );
   } else {
     result.checks.push({
       name: 'Recovery time (RTO)',
@@ -679,15 +673,9 @@ async function finish(
       detail: `not recovered: ${result.error ?? 'the drill stopped'}`,
     });
   }
-  const rpoTarget = options.rpoTargetSeconds;
-  result.checks.push({
-    name: 'Backup age (RPO)',
-    status: rpoTarget === undefined || result.rpoSeconds <= rpoTarget ? 'passed' : 'failed',
-    detail:
-      rpoTarget === undefined
-        ? `${formatDuration(result.rpoSeconds)} (no rpo-target set)`
-        : `${formatDuration(result.rpoSeconds)} against a target of ${formatDuration(rpoTarget)}`,
-  });
+  result.checks.push(
+    targetCheck('Backup age (RPO)', result.rpoSeconds, options.rpoTargetSeconds, 'rpo-target'),
+  );
   result.status =
     result.error ||
     result.phases.some((p) => p.status === 'failed') ||
@@ -731,6 +719,23 @@ async function finish(
     `${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${formatDuration(result.rpoSeconds)}`,
   );
   return result;
+}
+
+/** A measured time against its target (none set: passes, and says so). */
+function targetCheck(
+  name: string,
+  seconds: number,
+  target: number | undefined,
+  input: string,
+): CheckResult {
+  return {
+    name,
+    status: target === undefined || seconds <= target ? 'passed' : 'failed',
+    detail:
+      target === undefined
+        ? `${formatDuration(seconds)} (no ${input} set)`
+        : `${formatDuration(seconds)} against a target of ${formatDuration(target)}`,
+  };
 }
 
 function round(seconds: number): number {
