@@ -13,7 +13,7 @@ export default {
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   globalSetup: '<rootDir>/.tmp/setup/test/support/global-setup.js',
   globalTeardown: '<rootDir>/.tmp/setup/test/support/global-teardown.js',
-  testTimeout: 120000,
+  testTimeout: 240000,
   maxWorkers: 2,
   reporters: ['default', '<rootDir>/test/support/count-reporter.cjs'],
 };
