@@ -66,13 +66,31 @@ export function startProcess(
   return { child, exited, kill };
 }
 
-/** Runs a tool to completion and collects its output. */
+/** What a finished child process left behind. */
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions extends SpawnOptions {
+  /** Written to the child's stdin, which is then closed. */
+  input?: string;
+  /** Kills the child with SIGKILL after this many milliseconds (code is then -1). */
+  timeoutMs?: number;
+}
+
+/**
+ * Runs a tool to completion and collects its output, without a shell. Never rejects: a
+ * program that cannot be started yields code 127 with the reason in stderr; one killed by a
+ * signal or the timeout yields -1.
+ */
 export async function runProcess(
   command: string,
   args: string[],
-  options: SpawnOptions & { input?: string } = {},
-): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
-  const { input, ...spawnOptions } = options;
+  options: RunOptions = {},
+): Promise<CommandResult & { signal: NodeJS.Signals | null }> {
+  const { input, timeoutMs, ...spawnOptions } = options;
   const child = spawn(command, args, {
     ...spawnOptions,
     stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
@@ -82,12 +100,50 @@ export async function runProcess(
   child.stdout?.setEncoding('utf8').on('data', (c: string) => (stdout += c));
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   if (input !== undefined) child.stdin?.end(input);
+  let timedOut = false;
+  const timer =
+    timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          child.kill('SIGKILL');
+        }, timeoutMs);
   return new Promise((resolve) => {
+    let settled = false;
+    const finish = (result: CommandResult & { signal: NodeJS.Signals | null }): void => {
+      if (settled) return;
+      settled = true;
+      if (timer) clearTimeout(timer);
+      resolve(result);
+    };
     child.on('error', (error) =>
-      resolve({ code: 127, signal: null, stdout, stderr: stderr + error.message }),
+      finish({ code: 127, signal: null, stdout, stderr: `${stderr}${command}: ${error.message}` }),
     );
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.on('close', (code, signal) =>
+      finish({
+        code: timedOut ? -1 : (code ?? -1),
+        signal,
+        stdout,
+        stderr: timedOut ? `${stderr}\n${command}: timed out after ${timeoutMs} ms` : stderr,
+      }),
+    );
   });
+}
+
+/** `runProcess` with the program and its arguments in one array. */
+export function runCommand(argv: string[], options: RunOptions = {}): Promise<CommandResult> {
+  const [command, ...args] = argv;
+  if (!command) return Promise.resolve({ code: 127, stdout: '', stderr: 'no command given' });
+  return runProcess(command, args, options);
+}
+
+/** The last `lines` non-empty lines of a text, for error messages. */
+export function tail(text: string, lines = 20): string {
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .slice(-lines)
+    .join('\n');
 }
 
 /** Describes an abnormal exit: `pg_dump exited with code 1: <stderr>`. */

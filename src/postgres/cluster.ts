@@ -16,8 +16,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../core/logger.js';
-import { processAlive } from '../core/process.js';
-import { runCommand, tail } from './process.js';
+import { processAlive, runCommand, tail } from '../core/process.js';
 import type { ServerBinaries } from './tools.js';
 
 /** A throwaway PostgreSQL server on 127.0.0.1, all of whose files live in one temp folder. */

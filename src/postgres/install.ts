@@ -5,7 +5,7 @@ import path from 'node:path';
 import * as tc from '@actions/tool-cache';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { runCommand, tail } from './process.js';
+import { runCommand, tail } from '../core/process.js';
 import {
   CLIENT_TOOL_CACHE_NAME,
   type ClientTools,

@@ -4,7 +4,7 @@ import path from 'node:path';
 import * as tc from '@actions/tool-cache';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { runCommand } from './process.js';
+import { runCommand } from '../core/process.js';
 
 /** One PostgreSQL program found on the machine, by absolute (realpath'd) path. */
 export interface PgBinary {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { MemoryLogger } from '../../src/core/logger.js';
 import { startScratchCluster, type ScratchCluster } from '../../src/postgres/cluster.js';
 import { ensureClientTools, ToolVersionError } from '../../src/postgres/install.js';
-import { runCommand } from '../../src/postgres/process.js';
+import { runCommand } from '../../src/core/process.js';
 import { majorFromVersionNum, type ServerBinaries } from '../../src/postgres/tools.js';
 import {
   EMBEDDED_MAJORS,

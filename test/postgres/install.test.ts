@@ -24,7 +24,7 @@ import {
   ToolVersionError,
   toolCacheVersion,
 } from '../../src/postgres/install.js';
-import { runCommand } from '../../src/postgres/process.js';
+import { runCommand } from '../../src/core/process.js';
 import { embeddedServer, MACHINE_BIN_DIR } from '../support/embedded.js';
 
 const MACHINE_PG_DUMP = path.join(MACHINE_BIN_DIR, 'pg_dump');
