@@ -160,22 +160,38 @@ export async function listVerifications(
   name: string,
   backupId?: string,
 ): Promise<VerificationRecord[]> {
+  const keys = await verificationKeys(storage, name, backupId);
+  const records = await mapLimit(keys, 8, (key) => readVerificationRecord(storage, key));
+  return records
+    .filter((r): r is VerificationRecord => r !== undefined)
+    .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+}
+
+/** The keys of the verification records of a name (optionally one backup). */
+export async function verificationKeys(
+  storage: Storage,
+  name: string,
+  backupId?: string,
+): Promise<string[]> {
   const keys: string[] = [];
   for await (const object of storage.list(verificationsPrefix(name, backupId))) {
     if (object.key.endsWith('.json')) keys.push(object.key);
   }
-  const records = await mapLimit(keys, 8, async (key) => {
-    const data = await storage.getBytes(key);
-    if (!data) return undefined;
-    try {
-      return JSON.parse(data.toString()) as VerificationRecord;
-    } catch {
-      return undefined;
-    }
-  });
-  return records
-    .filter((r): r is VerificationRecord => r !== undefined)
-    .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+  return keys;
+}
+
+/** One verification record; undefined when it is gone or does not parse. */
+export async function readVerificationRecord(
+  storage: Storage,
+  key: string,
+): Promise<VerificationRecord | undefined> {
+  const data = await storage.getBytes(key);
+  if (!data) return undefined;
+  try {
+    return JSON.parse(data.toString()) as VerificationRecord;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Runs `fn` over items with at most `limit` in flight, keeping order. */

@@ -1,6 +1,5 @@
 import path from 'node:path';
-import { mapLimit } from '../catalog/catalog.js';
-import { verificationsPrefix } from '../catalog/keys.js';
+import { mapLimit, readVerificationRecord, verificationKeys } from '../catalog/catalog.js';
 import type { VerificationRecord } from '../catalog/manifest.js';
 import type { Storage } from '../storage/storage.js';
 
@@ -18,22 +17,13 @@ export async function recentDrills(
   name: string,
   limit = 10,
 ): Promise<VerificationRecord[]> {
-  const keys: string[] = [];
-  for await (const object of storage.list(verificationsPrefix(name))) {
-    if (object.key.endsWith('.json')) keys.push(object.key);
-  }
+  const keys = await verificationKeys(storage, name);
   keys.sort((a, b) => path.posix.basename(b).localeCompare(path.posix.basename(a)));
   const found: VerificationRecord[] = [];
   for (let i = 0; i < keys.length && i < MAX_READS && found.length < limit; i += BATCH) {
-    const records = await mapLimit(keys.slice(i, i + BATCH), 8, async (key) => {
-      const data = await storage.getBytes(key);
-      if (!data) return undefined;
-      try {
-        return JSON.parse(data.toString()) as VerificationRecord;
-      } catch {
-        return undefined;
-      }
-    });
+    const records = await mapLimit(keys.slice(i, i + BATCH), 8, (key) =>
+      readVerificationRecord(storage, key),
+    );
     for (const r of records) {
       if (r && (r.type === 'drill' || r.type === 'restore') && found.length < limit) found.push(r);
     }
