@@ -1,5 +1,6 @@
 import * as core from '@actions/core';
 import { ConfigurationError } from '../core/errors.js';
+import { splitList } from '../core/lists.js';
 
 /** Reads an input; `''` becomes undefined. */
 export function optionalInput(name: string): string | undefined {
@@ -52,13 +53,6 @@ export function numberInput(name: string, fallback: number, min = 0): number {
 /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
 export function listInput(name: string): string[] {
   return splitList(optionalInput(name) ?? '');
-}
-
-export function splitList(text: string): string[] {
-  return text
-    .split(/[\n,]/)
-    .map((s) => s.replace(/#.*$/, '').trim())
-    .filter((s) => s !== '');
 }
 
 export function choiceInput<T extends string>(name: string, choices: readonly T[], fallback: T): T {

@@ -109,6 +109,35 @@ export interface CompressionPlan {
   external?: { command: string; args: string[]; suffix: string };
 }
 
+/** `auto`, `none`, `zstd[:level]`, `gzip[:level]`. */
+export function parseCompression(value: string | undefined): CompressionChoice {
+  const text = (value ?? 'auto').trim();
+  const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
+  if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
+    throw new ConfigurationError(
+      `Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`,
+    );
+  }
+  const level = m[2] === undefined ? undefined : Number(m[2]);
+  if (m[1] === 'zstd') {
+    if (level !== undefined && (level < 1 || level > 19)) {
+      throw new ConfigurationError(
+        `Input 'compression': zstd levels go from 1 to 19, got ${level}.`,
+      );
+    }
+    return { method: 'zstd', level };
+  }
+  if (m[1] === 'gzip') {
+    if (level !== undefined && (level < 0 || level > 9)) {
+      throw new ConfigurationError(
+        `Input 'compression': gzip levels go from 0 to 9, got ${level}.`,
+      );
+    }
+    return { method: 'gzip', level };
+  }
+  return { method: m[1] as 'auto' | 'none' };
+}
+
 export function planCompression(
   choice: CompressionChoice,
   pgDumpMajor: number,

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { runBackup } from '../backup/backup.js';
+import { parseCompression, runBackup } from '../backup/backup.js';
 import { listCatalog, listNames, listVerifications } from '../catalog/catalog.js';
 import { BACKUP_KINDS, totalBytes, type BackupKind } from '../catalog/manifest.js';
 import { parseMaxDelete, parseRetentionPolicy } from '../catalog/retention.js';
@@ -20,8 +20,7 @@ import {
   type DrillResult,
 } from '../drill/drill.js';
 import { drillText } from '../drill/summary.js';
-import { parseCompression } from '../actions/backup-impl.js';
-import { splitList } from '../actions/inputs.js';
+import { splitList } from '../core/lists.js';
 import {
   connectionUrl,
   databaseName,

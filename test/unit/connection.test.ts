@@ -1,5 +1,9 @@
-import { dumpObjectName, pgDumpArgs, planCompression } from '../../src/backup/backup.js';
-import { parseCompression } from '../../src/actions/backup-impl.js';
+import {
+  dumpObjectName,
+  parseCompression,
+  pgDumpArgs,
+  planCompression,
+} from '../../src/backup/backup.js';
 import { ConfigurationError } from '../../src/core/errors.js';
 import {
   childEnv,
