@@ -6,9 +6,9 @@ import { manifestKey } from '../../src/catalog/keys.js';
 import type { Manifest } from '../../src/catalog/manifest.js';
 import { generateIdentity } from '../../src/crypto/age.js';
 import { runBundle } from '../support/bundle.js';
-import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
+import { makeStore, type TestStore } from '../support/env.js';
 import { restoreByHand } from '../support/restore-by-hand.js';
-import { createDatabase, loadSample, rowCounts, withClient } from '../support/sample.js';
+import { loadSample, newDatabase, rowCounts, withClient } from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
 
@@ -19,7 +19,7 @@ describe.each(['s3', 'local'] as const)('backup bundle against %s storage', (kin
 
   beforeAll(async () => {
     store = await makeStore(kind);
-    sourceUrl = await createDatabase(sharedPostgresUrl(), uniqueName('src').replace(/-/g, '_'));
+    sourceUrl = await newDatabase('src');
     await loadSample(sourceUrl);
   });
 
@@ -59,10 +59,7 @@ describe.each(['s3', 'local'] as const)('backup bundle against %s storage', (kin
     expect(manifest.source.serverVersion).toMatch(/^15\./);
     expect(manifest.objects[0].sha256).toBe(run.outputs.sha256);
 
-    const target = await createDatabase(
-      sharedPostgresUrl(),
-      uniqueName('byhand').replace(/-/g, '_'),
-    );
+    const target = await newDatabase('byhand');
     const dumpKey = manifest.objects[0].key;
     const { sha256 } = await restoreByHand({
       storage: store.storage,
@@ -147,7 +144,7 @@ describe.each(['s3', 'local'] as const)('backup bundle against %s storage', (kin
     expect(manifest.globals).toBe(true);
     const globals = manifest.objects.find((o) => o.role === 'globals');
     expect(globals?.key).toMatch(/globals\.sql\.age$/);
-    const target = await createDatabase(sharedPostgresUrl(), uniqueName('dir').replace(/-/g, '_'));
+    const target = await newDatabase('dir');
     await restoreByHand({
       storage: store.storage,
       objectKey: manifest.objects[0].key,

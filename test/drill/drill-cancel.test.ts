@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { generateIdentity } from '../../src/crypto/age.js';
 import { node24, repoRoot, runBundle } from '../support/bundle.js';
-import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
-import { createDatabase, loadSample } from '../support/sample.js';
+import { makeStore, type TestStore } from '../support/env.js';
+import { loadSample, newDatabase } from '../support/sample.js';
 
 function portAccepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -39,10 +39,7 @@ describe.each(['s3', 'local'] as const)('a cancelled drill (%s storage)', (kind)
 
   beforeAll(async () => {
     store = await makeStore(kind);
-    const source = await createDatabase(
-      sharedPostgresUrl(),
-      uniqueName('cancel').replace(/-/g, '_'),
-    );
+    const source = await newDatabase('cancel');
     await loadSample(source);
     const backup = await runBundle(
       'backup',

@@ -4,7 +4,13 @@ import { startScratchCluster, type ScratchCluster } from '../../src/postgres/clu
 import { runBundle } from '../support/bundle.js';
 import { embeddedServer } from '../support/embedded.js';
 import { backupWithBundle, makeStore, sharedPostgresUrl, uniqueName } from '../support/env.js';
-import { createDatabase, loadSample, rowCounts, withClient } from '../support/sample.js';
+import {
+  createDatabase,
+  loadSample,
+  newDatabase,
+  rowCounts,
+  withClient,
+} from '../support/sample.js';
 
 const OLD_PASSWORD = 'old-server-secret';
 
@@ -79,10 +85,7 @@ describe('upgrade rehearsal: a PostgreSQL 14 backup restores into 15', () => {
     'warns when the target server is older than the backup source (%s)',
     async (kind) => {
       const store = await makeStore(kind);
-      const source = await createDatabase(
-        sharedPostgresUrl(),
-        uniqueName('new').replace(/-/g, '_'),
-      );
+      const source = await newDatabase('new');
       await withClient(source, (c) =>
         c.query('CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 10) g'),
       );

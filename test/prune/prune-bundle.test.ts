@@ -16,14 +16,8 @@ import {
 import { generateIdentity } from '../../src/crypto/age.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { runBundle, type BundleRun } from '../support/bundle.js';
-import {
-  backupWithBundle,
-  makeStore,
-  sharedPostgresUrl,
-  type TestStore,
-  uniqueName,
-} from '../support/env.js';
-import { createDatabase, withClient } from '../support/sample.js';
+import { backupWithBundle, makeStore, type TestStore } from '../support/env.js';
+import { newDatabase, withClient } from '../support/sample.js';
 import {
   DAY,
   HOUR,
@@ -124,10 +118,7 @@ describe.each(['s3', 'local'] as const)('prune bundle against %s storage', (kind
     oldIncomplete = await writeIncomplete(storage, 'shop', new Date(Date.now() - 3 * DAY));
     oldWrittenAt = Date.now();
 
-    const sourceUrl = await createDatabase(
-      sharedPostgresUrl(),
-      uniqueName('prunesrc').replace(/-/g, '_'),
-    );
+    const sourceUrl = await newDatabase('prunesrc');
     await withClient(sourceUrl, (c) =>
       c.query(
         'CREATE TABLE items (id int PRIMARY KEY, label text); ' +

@@ -1,7 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { parseToolVersion, type ServerBinaries } from '../../src/postgres/tools.js';
+import { MemoryLogger } from '../../src/core/logger.js';
+import {
+  findClientTools,
+  parseToolVersion,
+  type ClientTools,
+  type ServerBinaries,
+} from '../../src/postgres/tools.js';
 
 /** The repository root (jest runs with it as the working directory). */
 const repoRoot = path.resolve(process.cwd());
@@ -43,4 +49,11 @@ export function embeddedServer(major: EmbeddedMajor): ServerBinaries {
 /** The machine's PostgreSQL 15 server. */
 export function machineServer(): ServerBinaries {
   return serverIn(MACHINE_BIN_DIR);
+}
+
+/** The machine's PostgreSQL 15 client tools (pg_dump, pg_restore, psql). */
+export async function machineClientTools(): Promise<ClientTools> {
+  const tools = await findClientTools(15, { logger: new MemoryLogger() });
+  if (!tools) throw new Error('PostgreSQL 15 client tools are missing');
+  return tools;
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { runProcess } from '../../src/core/process.js';
 import type { Storage } from '../../src/storage/storage.js';
-import { PG15_BIN } from './sample.js';
+import { MACHINE_BIN_DIR } from './embedded.js';
 
 /**
  * Restores a backup with standard tools alone, as the README tells a person to on the day
@@ -46,7 +46,7 @@ export async function restoreByHand(options: {
       if (r.code !== 0) throw new Error(`tar -x failed: ${r.stderr}`);
       file = out;
     }
-    const r = await runProcess(path.join(PG15_BIN, 'pg_restore'), [
+    const r = await runProcess(path.join(MACHINE_BIN_DIR, 'pg_restore'), [
       '--no-owner',
       '--no-acl',
       '--exit-on-error',

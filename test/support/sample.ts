@@ -3,9 +3,9 @@ import path from 'node:path';
 import pg from 'pg';
 import { runProcess } from '../../src/core/process.js';
 import { repoRoot } from './bundle.js';
+import { MACHINE_BIN_DIR } from './embedded.js';
+import { sharedPostgresUrl, uniqueName } from './env.js';
 
-/** The PostgreSQL 15 client tools of this machine. */
-export const PG15_BIN = '/usr/lib/postgresql/15/bin';
 export const PAGILA_DIR = path.join(repoRoot, 'test/fixtures/pagila');
 
 /**
@@ -80,6 +80,11 @@ export async function createDatabase(serverUrl: string, name: string): Promise<s
   return url.toString();
 }
 
+/** A new, empty database with a unique name in the shared test server; its URL. */
+export function newDatabase(prefix: string): Promise<string> {
+  return createDatabase(sharedPostgresUrl(), uniqueName(prefix).replace(/-/g, '_'));
+}
+
 export async function loadSample(databaseUrl: string): Promise<void> {
   await withClient(databaseUrl, (c) => c.query(SAMPLE_SQL));
 }
@@ -88,7 +93,7 @@ export async function loadSample(databaseUrl: string): Promise<void> {
 export async function loadPagila(databaseUrl: string): Promise<void> {
   for (const file of ['pagila-schema.sql', 'pagila-data.sql']) {
     const r = await runProcess(
-      path.join(PG15_BIN, 'psql'),
+      path.join(MACHINE_BIN_DIR, 'psql'),
       ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', databaseUrl, '-f', path.join(PAGILA_DIR, file)],
       {},
     );

@@ -11,7 +11,7 @@ import { MemoryLogger, systemClock } from '../../src/core/logger.js';
 import { findOnPath } from '../../src/core/process.js';
 import { AgeError, generateIdentity } from '../../src/crypto/age.js';
 import { connect, parseConnectionString } from '../../src/postgres/connection.js';
-import { findClientTools, type ClientTools } from '../../src/postgres/tools.js';
+import { type ClientTools } from '../../src/postgres/tools.js';
 import {
   compareTables,
   constraintsAndSequences,
@@ -33,9 +33,9 @@ import {
 } from '../../src/restore/pg-restore.js';
 import { givenTarget, scratchTarget } from '../../src/restore/target.js';
 import type { Storage } from '../../src/storage/storage.js';
-import { machineServer } from '../support/embedded.js';
+import { machineClientTools, machineServer } from '../support/embedded.js';
 import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
-import { createDatabase, loadSample, rowCounts, withClient } from '../support/sample.js';
+import { loadSample, newDatabase, rowCounts, withClient } from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
 const zstdPath = findOnPath('zstd');
@@ -44,10 +44,8 @@ let tools: ClientTools;
 let sourceUrl: string;
 
 beforeAll(async () => {
-  const found = await findClientTools(15, { logger: new MemoryLogger() });
-  if (!found) throw new Error('PostgreSQL 15 client tools are missing');
-  tools = found;
-  sourceUrl = await createDatabase(sharedPostgresUrl(), uniqueName('helpers').replace(/-/g, '_'));
+  tools = await machineClientTools();
+  sourceUrl = await newDatabase('helpers');
   await loadSample(sourceUrl);
 });
 
@@ -392,7 +390,7 @@ describe('restoring and checking what the restored database holds', () => {
 
   it('names missing, extra and differing tables, missing constraints and lagging sequences', async () => {
     const logger = new MemoryLogger();
-    const url = await createDatabase(sharedPostgresUrl(), uniqueName('broken').replace(/-/g, '_'));
+    const url = await newDatabase('broken');
     const target = await givenTarget({ url, logger });
     try {
       await runPgRestore({

@@ -8,7 +8,7 @@ import { generateIdentity } from '../../src/crypto/age.js';
 import type { VerifyReport } from '../../src/verify/verify.js';
 import { runBundle, type BundleRun } from '../support/bundle.js';
 import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
-import { createDatabase, loadPagila, loadSample, readPagilaTableNames } from '../support/sample.js';
+import { loadPagila, loadSample, newDatabase, readPagilaTableNames } from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
 
@@ -16,9 +16,9 @@ let sourceUrl: string;
 let pagilaUrl: string;
 
 beforeAll(async () => {
-  sourceUrl = await createDatabase(sharedPostgresUrl(), uniqueName('vsrc').replace(/-/g, '_'));
+  sourceUrl = await newDatabase('vsrc');
   await loadSample(sourceUrl);
-  pagilaUrl = await createDatabase(sharedPostgresUrl(), uniqueName('vpagila').replace(/-/g, '_'));
+  pagilaUrl = await newDatabase('vpagila');
   await loadPagila(pagilaUrl);
 });
 

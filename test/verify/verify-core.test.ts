@@ -5,7 +5,7 @@ import { ConfigurationError } from '../../src/core/errors.js';
 import { MemoryLogger, systemClock, type Clock } from '../../src/core/logger.js';
 import { findOnPath } from '../../src/core/process.js';
 import { parseConnectionString } from '../../src/postgres/connection.js';
-import { findClientTools, type ClientTools } from '../../src/postgres/tools.js';
+import { type ClientTools } from '../../src/postgres/tools.js';
 import type { CheckResult, TableComparison } from '../../src/restore/checks.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { failureIssueBody, failureMessage, verifyMarkdown } from '../../src/verify/report.js';
@@ -16,19 +16,17 @@ import {
   type VerifyOptions,
   type VerifyReport,
 } from '../../src/verify/verify.js';
-import { machineServer } from '../support/embedded.js';
-import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
-import { createDatabase, loadSample, withClient } from '../support/sample.js';
+import { machineClientTools, machineServer } from '../support/embedded.js';
+import { makeStore, type TestStore } from '../support/env.js';
+import { loadSample, newDatabase, withClient } from '../support/sample.js';
 
 const zstdPath = findOnPath('zstd');
 let tools: ClientTools;
 let sourceUrl: string;
 
 beforeAll(async () => {
-  const found = await findClientTools(15, { logger: new MemoryLogger() });
-  if (!found) throw new Error('PostgreSQL 15 client tools are missing');
-  tools = found;
-  sourceUrl = await createDatabase(sharedPostgresUrl(), uniqueName('vcore').replace(/-/g, '_'));
+  tools = await machineClientTools();
+  sourceUrl = await newDatabase('vcore');
   await loadSample(sourceUrl);
 });
 
@@ -222,7 +220,7 @@ describe('runVerify', () => {
 
   it('skips the checks after a restore that fails, with pg_restore saying why', async () => {
     await backup(store.storage, 'refused', { compression: { method: 'none' } });
-    const url = await createDatabase(sharedPostgresUrl(), uniqueName('refuse').replace(/-/g, '_'));
+    const url = await newDatabase('refuse');
     // A real fault the restore cannot get past: the target rejects every DDL command.
     await withClient(url, async (c) => {
       await c.query(`CREATE FUNCTION no_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$

@@ -1,21 +1,15 @@
 import { generateIdentity } from '../../src/crypto/age.js';
 import { runBundle } from '../support/bundle.js';
-import {
-  backupWithBundle,
-  makeStore,
-  sharedPostgresUrl,
-  type TestStore,
-  uniqueName,
-} from '../support/env.js';
+import { backupWithBundle, makeStore, type TestStore } from '../support/env.js';
 import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
-import { createDatabase, loadSample } from '../support/sample.js';
+import { loadSample, newDatabase } from '../support/sample.js';
 
 const RUN_ID = '4242';
 
 let sourceUrl: string;
 
 beforeAll(async () => {
-  sourceUrl = await createDatabase(sharedPostgresUrl(), uniqueName('visrc').replace(/-/g, '_'));
+  sourceUrl = await newDatabase('visrc');
   await loadSample(sourceUrl);
 });
 
