@@ -72086,7 +72086,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util/types")
 
 /***/ }),
 
-/***/ 8422:
+/***/ 1008:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -72094,8 +72094,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util/types")
 __nccwpck_require__.d(__webpack_exports__, {
   E: () => (/* binding */ runBackupAction)
 });
-
-// UNUSED EXPORTS: parseCompression
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
 var core = __nccwpck_require__(6058);
@@ -72302,25 +72300,32 @@ async function listNames(storage) {
 }
 /** Verification records of a name (optionally one backup), oldest first. */
 async function listVerifications(storage, name, backupId) {
+    const keys = await verificationKeys(storage, name, backupId);
+    const records = await mapLimit(keys, 8, (key) => readVerificationRecord(storage, key));
+    return records
+        .filter((r) => r !== undefined)
+        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+}
+/** The keys of the verification records of a name (optionally one backup). */
+async function verificationKeys(storage, name, backupId) {
     const keys = [];
     for await (const object of storage.list(verificationsPrefix(name, backupId))) {
         if (object.key.endsWith('.json'))
             keys.push(object.key);
     }
-    const records = await mapLimit(keys, 8, async (key) => {
-        const data = await storage.getBytes(key);
-        if (!data)
-            return undefined;
-        try {
-            return JSON.parse(data.toString());
-        }
-        catch {
-            return undefined;
-        }
-    });
-    return records
-        .filter((r) => r !== undefined)
-        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+    return keys;
+}
+/** One verification record; undefined when it is gone or does not parse. */
+async function readVerificationRecord(storage, key) {
+    const data = await storage.getBytes(key);
+    if (!data)
+        return undefined;
+    try {
+        return JSON.parse(data.toString());
+    }
+    catch {
+        return undefined;
+    }
 }
 /** Runs `fn` over items with at most `limit` in flight, keeping order. */
 async function mapLimit(items, limit, fn) {
@@ -73238,120 +73243,8 @@ function createDecryptStream(options) {
     return new AgeDecryptStream(decryptConfig(options));
 }
 
-// EXTERNAL MODULE: external "node:child_process"
-var external_node_child_process_ = __nccwpck_require__(1421);
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(3024);
-;// CONCATENATED MODULE: ./lib/core/process.js
-
-
-
-const STDERR_TAIL = 16 * 1024;
-/**
- * Starts a tool, keeping the last 16 KiB of its stderr for error messages. `onStderrLine`
- * sees each line as it comes (for logs).
- */
-function startProcess(command, args, options = {}) {
-    const { onStderrLine, ...spawnOptions } = options;
-    const child = (0,external_node_child_process_.spawn)(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
-    let tail = '';
-    let pending = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk) => {
-        tail = (tail + chunk).slice(-STDERR_TAIL);
-        if (onStderrLine) {
-            pending += chunk;
-            const lines = pending.split('\n');
-            pending = lines.pop() ?? '';
-            for (const line of lines)
-                if (line.trim())
-                    onStderrLine(line);
-        }
-    });
-    const exited = new Promise((resolve) => {
-        let spawnError;
-        child.on('error', (error) => {
-            spawnError = error;
-            tail += `${tail ? '\n' : ''}${error.message}`;
-            resolve({ code: 127, signal: null, stderr: tail });
-        });
-        child.on('close', (code, signal) => {
-            if (spawnError)
-                return;
-            if (onStderrLine && pending.trim())
-                onStderrLine(pending);
-            resolve({ code, signal, stderr: tail });
-        });
-    });
-    const kill = () => {
-        if (child.exitCode !== null || child.signalCode !== null)
-            return;
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => {
-            if (child.exitCode === null && child.signalCode === null)
-                child.kill('SIGKILL');
-        }, 5000);
-        timer.unref();
-    };
-    return { child, exited, kill };
-}
-/** Runs a tool to completion and collects its output. */
-async function runProcess(command, args, options = {}) {
-    const { input, ...spawnOptions } = options;
-    const child = spawn(command, args, {
-        ...spawnOptions,
-        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (c) => (stdout += c));
-    child.stderr?.setEncoding('utf8').on('data', (c) => (stderr += c));
-    if (input !== undefined)
-        child.stdin?.end(input);
-    return new Promise((resolve) => {
-        child.on('error', (error) => resolve({ code: 127, signal: null, stdout, stderr: stderr + error.message }));
-        child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    });
-}
-/** Describes an abnormal exit: `pg_dump exited with code 1: <stderr>`. */
-function describeExit(tool, exit) {
-    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    const text = exit.stderr.trim();
-    return text ? `${tool} ${how}: ${text}` : `${tool} ${how}`;
-}
-/** The absolute path of an executable found on PATH, or undefined. */
-function findOnPath(name, pathEnv = process.env.PATH ?? '') {
-    for (const dir of pathEnv.split(external_node_path_.delimiter)) {
-        if (!dir)
-            continue;
-        const candidate = external_node_path_.join(dir, name);
-        try {
-            (0,external_node_fs_.accessSync)(candidate, external_node_fs_.constants.X_OK);
-            return candidate;
-        }
-        catch {
-            // not here
-        }
-    }
-    return undefined;
-}
-/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
-function processAlive(pid) {
-    try {
-        process.kill(pid, 0);
-    }
-    catch (error) {
-        return error.code === 'EPERM';
-    }
-    try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-    }
-    catch {
-        return true;
-    }
-}
-
+// EXTERNAL MODULE: ./lib/core/process.js
+var core_process = __nccwpck_require__(9566);
 ;// CONCATENATED MODULE: ./lib/core/streams.js
 
 
@@ -73532,6 +73425,28 @@ async function exportSnapshot(client) {
 
 
 
+/** `auto`, `none`, `zstd[:level]`, `gzip[:level]`. */
+function parseCompression(value) {
+    const text = (value ?? 'auto').trim();
+    const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
+    if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
+        throw new errors/* ConfigurationError */.j(`Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
+    }
+    const level = m[2] === undefined ? undefined : Number(m[2]);
+    if (m[1] === 'zstd') {
+        if (level !== undefined && (level < 1 || level > 19)) {
+            throw new errors/* ConfigurationError */.j(`Input 'compression': zstd levels go from 1 to 19, got ${level}.`);
+        }
+        return { method: 'zstd', level };
+    }
+    if (m[1] === 'gzip') {
+        if (level !== undefined && (level < 0 || level > 9)) {
+            throw new errors/* ConfigurationError */.j(`Input 'compression': gzip levels go from 0 to 9, got ${level}.`);
+        }
+        return { method: 'gzip', level };
+    }
+    return { method: m[1] };
+}
 function planCompression(choice, pgDumpMajor, zstdPath) {
     switch (choice.method) {
         case 'none':
@@ -73772,7 +73687,7 @@ async function streamDump(a) {
     try {
         let source;
         if (options.format === 'custom') {
-            const dump = startProcess(tools.pgDump, pgDumpArgs({
+            const dump = (0,core_process/* startProcess */.kp)(tools.pgDump, pgDumpArgs({
                 format: 'custom',
                 compress: plan.pgDumpCompress,
                 snapshot: a.snapshot,
@@ -73786,7 +73701,7 @@ async function streamDump(a) {
             // A directory dump is written by parallel workers to a folder, then streamed as a tar.
             tmp = await (0,promises_.mkdtemp)(external_node_path_.join(deps.tmpDir ?? external_node_os_.tmpdir(), 'pg-backup-dir-'));
             const outputDir = external_node_path_.join(tmp, 'dump');
-            const dump = startProcess(tools.pgDump, pgDumpArgs({
+            const dump = (0,core_process/* startProcess */.kp)(tools.pgDump, pgDumpArgs({
                 format: 'directory',
                 compress: plan.pgDumpCompress,
                 snapshot: a.snapshot,
@@ -73797,14 +73712,14 @@ async function streamDump(a) {
             await deps.logger.group('pg_dump (directory format)', async () => {
                 const exit = await dump.exited;
                 if (exit.code !== 0)
-                    throw new Error(describeExit('pg_dump', exit));
+                    throw new Error((0,core_process/* describeExit */.KE)('pg_dump', exit));
             });
-            const tar = startProcess('tar', ['-C', outputDir, '-cf', '-', '.'], { env: deps.env });
+            const tar = (0,core_process/* startProcess */.kp)('tar', ['-C', outputDir, '-cf', '-', '.'], { env: deps.env });
             processes.push({ tool: 'tar', proc: tar });
             source = tar.child.stdout;
         }
         if (plan.external) {
-            const compressor = startProcess(plan.external.command, plan.external.args, {
+            const compressor = (0,core_process/* startProcess */.kp)(plan.external.command, plan.external.args, {
                 stdio: [source, 'pipe', 'pipe'],
                 env: deps.env,
             });
@@ -73826,7 +73741,7 @@ async function streamDump(a) {
             if (failed.length === 0)
                 return;
             const cause = failed.find(({ exit }) => exit.signal !== 'SIGPIPE') ?? failed[0];
-            toolFailure = new Error(describeExit(cause.tool, cause.exit));
+            toolFailure = new Error((0,core_process/* describeExit */.KE)(cause.tool, cause.exit));
             throw toolFailure;
         };
         const hash = new HashCounter();
@@ -73874,7 +73789,7 @@ async function streamDump(a) {
 }
 async function dumpGlobals(options, deps, tools, key) {
     const env = (0,connection/* childEnv */.gf)(deps.env, options.connection);
-    const proc = startProcess(tools.pgDumpall, ['--no-password', '--roles-only', '--no-role-passwords'], {
+    const proc = (0,core_process/* startProcess */.kp)(tools.pgDumpall, ['--no-password', '--roles-only', '--no-role-passwords'], {
         env,
     });
     const chunks = [];
@@ -73882,7 +73797,7 @@ async function dumpGlobals(options, deps, tools, key) {
         chunks.push(chunk);
     const exit = await proc.exited;
     if (exit.code !== 0) {
-        deps.logger.warning(describeExit('pg_dumpall --roles-only', exit));
+        deps.logger.warning((0,core_process/* describeExit */.KE)('pg_dumpall --roles-only', exit));
         return undefined;
     }
     const hash = new HashCounter();
@@ -74216,10 +74131,10 @@ class StreamLogger {
     }
 }
 
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
 // EXTERNAL MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js + 2 modules
 var tool_cache = __nccwpck_require__(9805);
-// EXTERNAL MODULE: ./lib/postgres/process.js
-var postgres_process = __nccwpck_require__(5654);
 // EXTERNAL MODULE: ./lib/postgres/tools.js
 var postgres_tools = __nccwpck_require__(936);
 ;// CONCATENATED MODULE: ./lib/postgres/install.js
@@ -74232,7 +74147,7 @@ var postgres_tools = __nccwpck_require__(936);
 
 
 /** The real runner: spawns the program, 20 minutes at most. */
-const defaultRunner = (argv, opts) => (0,postgres_process/* runCommand */.d)(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
+const defaultRunner = (argv, opts) => (0,core_process/* runCommand */.d1)(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
 /** postgresql-common (Debian and Ubuntu) ships the repository key here. */
 const PGDG_KEYRING = '/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc';
 const PGDG_SOURCES_LIST = '/etc/apt/sources.list.d/pgdg.list';
@@ -74357,7 +74272,7 @@ async function installRepositoryFiles(plan, opts) {
             await (0,promises_.writeFile)(staged, f.content, { mode: 0o644 });
             const r = await runner(['sudo', '-n', 'install', '-D', '-m', '0644', staged, f.dest]);
             if (r.code !== 0)
-                throw new Error(`could not write ${f.dest}: ${(0,postgres_process/* tail */.R)(r.stderr, 5)}`);
+                throw new Error(`could not write ${f.dest}: ${(0,core_process/* tail */.RT)(r.stderr, 5)}`);
         }
     }
     finally {
@@ -74549,7 +74464,7 @@ async function ensureClientTools(opts) {
             logger.info(`$ ${argv.join(' ')}`);
             const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
             if (r.code !== 0) {
-                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,postgres_process/* tail */.R)(r.stderr || r.stdout, 15)}`, needServerPackage);
+                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,core_process/* tail */.RT)(r.stderr || r.stdout, 15)}`, needServerPackage);
             }
         }
         const installedDir = `/usr/lib/postgresql/${target}/bin`;
@@ -74608,8 +74523,8 @@ function clientToolResolver(postgresVersion, env, logger) {
     });
 }
 
-// EXTERNAL MODULE: ./lib/actions/inputs.js
-var inputs = __nccwpck_require__(9922);
+// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
+var inputs = __nccwpck_require__(9784);
 // EXTERNAL MODULE: ./lib/actions/names.js
 var names = __nccwpck_require__(8763);
 ;// CONCATENATED MODULE: ./lib/report/github.js
@@ -75026,29 +74941,6 @@ var runtime = __nccwpck_require__(7745);
 
 
 
-
-/** `auto`, `none`, `zstd[:level]`, `gzip[:level]`. */
-function parseCompression(value) {
-    const text = (value ?? 'auto').trim();
-    const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
-    if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
-        throw new errors/* ConfigurationError */.j(`Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
-    }
-    const level = m[2] === undefined ? undefined : Number(m[2]);
-    if (m[1] === 'zstd') {
-        if (level !== undefined && (level < 1 || level > 19)) {
-            throw new errors/* ConfigurationError */.j(`Input 'compression': zstd levels go from 1 to 19, got ${level}.`);
-        }
-        return { method: 'zstd', level };
-    }
-    if (m[1] === 'gzip') {
-        if (level !== undefined && (level < 0 || level > 9)) {
-            throw new errors/* ConfigurationError */.j(`Input 'compression': gzip levels go from 0 to 9, got ${level}.`);
-        }
-        return { method: 'gzip', level };
-    }
-    return { method: m[1] };
-}
 async function runBackupAction() {
     const env = process.env;
     const logger = runtime/* actionLogger */.v0;
@@ -75092,7 +74984,7 @@ async function runBackupAction() {
             logger,
             clock: systemClock,
             env,
-            zstdPath: findOnPath('zstd', env.PATH),
+            zstdPath: (0,core_process/* findOnPath */.aY)('zstd', env.PATH),
             resolveTools: (server) => tools(server.major, server.version),
         });
         for (const w of result.warnings)
@@ -75130,7 +75022,7 @@ async function runBackupAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8422);
+/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1008);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7745);
 
 
@@ -75141,33 +75033,48 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 9922:
+/***/ 9784:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   $A: () => (/* binding */ integerInput),
-/* harmony export */   $m: () => (/* binding */ optionalInput),
-/* harmony export */   QR: () => (/* binding */ numberInput),
-/* harmony export */   YF: () => (/* binding */ requiredInput),
-/* harmony export */   Yu: () => (/* binding */ labelsInput),
-/* harmony export */   dt: () => (/* binding */ listInput),
-/* harmony export */   ij: () => (/* binding */ choiceInput),
-/* harmony export */   tE: () => (/* binding */ booleanInput)
-/* harmony export */ });
-/* unused harmony export splitList */
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
-/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  tE: () => (/* binding */ booleanInput),
+  ij: () => (/* binding */ choiceInput),
+  $A: () => (/* binding */ integerInput),
+  Yu: () => (/* binding */ labelsInput),
+  dt: () => (/* binding */ listInput),
+  QR: () => (/* binding */ numberInput),
+  $m: () => (/* binding */ optionalInput),
+  YF: () => (/* binding */ requiredInput)
+});
+
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
+var core = __nccwpck_require__(6058);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+;// CONCATENATED MODULE: ./lib/core/lists.js
+/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+function splitList(text) {
+    return text
+        .split(/[\n,]/)
+        .map((s) => s.replace(/#.*$/, '').trim())
+        .filter((s) => s !== '');
+}
+
+;// CONCATENATED MODULE: ./lib/actions/inputs.js
+
 
 
 /** Reads an input; `''` becomes undefined. */
 function optionalInput(name) {
-    const value = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4(name);
+    const value = core/* getInput */.V4(name);
     return value === '' ? undefined : value;
 }
 function requiredInput(name) {
     const value = optionalInput(name);
     if (value === undefined)
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input required and not supplied: ${name}`);
+        throw new errors/* ConfigurationError */.j(`Input required and not supplied: ${name}`);
     return value;
 }
 /** Strict booleans, as the YAML 1.2 core schema spells them; anything else is an error. */
@@ -75179,7 +75086,7 @@ function booleanInput(name, fallback) {
         return true;
     if (['false', 'False', 'FALSE'].includes(value))
         return false;
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input '${name}' must be true or false, got '${value}'.`);
+    throw new errors/* ConfigurationError */.j(`Input '${name}' must be true or false, got '${value}'.`);
 }
 function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
     const value = optionalInput(name);
@@ -75187,7 +75094,7 @@ function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
         return fallback;
     const n = Number(value.trim());
     if (!Number.isInteger(n) || n < min || n > max) {
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input '${name}' must be a whole number from ${min} to ${max}, got '${value}'.`);
+        throw new errors/* ConfigurationError */.j(`Input '${name}' must be a whole number from ${min} to ${max}, got '${value}'.`);
     }
     return n;
 }
@@ -75197,7 +75104,7 @@ function numberInput(name, fallback, min = 0) {
         return fallback;
     const n = Number(value.trim().replace(/%$/, ''));
     if (!Number.isFinite(n) || n < min) {
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input '${name}' must be a number ≥ ${min}, got '${value}'.`);
+        throw new errors/* ConfigurationError */.j(`Input '${name}' must be a number ≥ ${min}, got '${value}'.`);
     }
     return n;
 }
@@ -75205,19 +75112,13 @@ function numberInput(name, fallback, min = 0) {
 function listInput(name) {
     return splitList(optionalInput(name) ?? '');
 }
-function splitList(text) {
-    return text
-        .split(/[\n,]/)
-        .map((s) => s.replace(/#.*$/, '').trim())
-        .filter((s) => s !== '');
-}
 function choiceInput(name, choices, fallback) {
     const value = optionalInput(name);
     if (value === undefined)
         return fallback;
     if (choices.includes(value))
         return value;
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
+    throw new errors/* ConfigurationError */.j(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
 }
 /** `key=value` pairs (newline or comma separated). */
 function labelsInput(name) {
@@ -75225,7 +75126,7 @@ function labelsInput(name) {
     for (const item of listInput(name)) {
         const eq = item.indexOf('=');
         if (eq <= 0) {
-            throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input '${name}' takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
+            throw new errors/* ConfigurationError */.j(`Input '${name}' takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
         }
         labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
     }
@@ -76311,8 +76212,8 @@ function openStorage(location, s3, logger) {
 
 // EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
 var connection = __nccwpck_require__(9722);
-// EXTERNAL MODULE: ./lib/actions/inputs.js
-var inputs = __nccwpck_require__(9922);
+// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
+var inputs = __nccwpck_require__(9784);
 // EXTERNAL MODULE: ./lib/actions/names.js
 var names = __nccwpck_require__(8763);
 ;// CONCATENATED MODULE: ./lib/actions/runtime.js
@@ -76427,6 +76328,172 @@ class ConfigurationError extends Error {
 /** The message of any thrown value. */
 function errorMessage(error) {
     return error instanceof Error ? error.message : String(error);
+}
+
+
+/***/ }),
+
+/***/ 9566:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   KE: () => (/* binding */ describeExit),
+/* harmony export */   RT: () => (/* binding */ tail),
+/* harmony export */   aY: () => (/* binding */ findOnPath),
+/* harmony export */   d1: () => (/* binding */ runCommand),
+/* harmony export */   kp: () => (/* binding */ startProcess)
+/* harmony export */ });
+/* unused harmony exports runProcess, processAlive */
+/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3024);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
+
+
+
+const STDERR_TAIL = 16 * 1024;
+/**
+ * Starts a tool, keeping the last 16 KiB of its stderr for error messages. `onStderrLine`
+ * sees each line as it comes (for logs).
+ */
+function startProcess(command, args, options = {}) {
+    const { onStderrLine, ...spawnOptions } = options;
+    const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
+    let tail = '';
+    let pending = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk) => {
+        tail = (tail + chunk).slice(-STDERR_TAIL);
+        if (onStderrLine) {
+            pending += chunk;
+            const lines = pending.split('\n');
+            pending = lines.pop() ?? '';
+            for (const line of lines)
+                if (line.trim())
+                    onStderrLine(line);
+        }
+    });
+    const exited = new Promise((resolve) => {
+        let spawnError;
+        child.on('error', (error) => {
+            spawnError = error;
+            tail += `${tail ? '\n' : ''}${error.message}`;
+            resolve({ code: 127, signal: null, stderr: tail });
+        });
+        child.on('close', (code, signal) => {
+            if (spawnError)
+                return;
+            if (onStderrLine && pending.trim())
+                onStderrLine(pending);
+            resolve({ code, signal, stderr: tail });
+        });
+    });
+    const kill = () => {
+        if (child.exitCode !== null || child.signalCode !== null)
+            return;
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => {
+            if (child.exitCode === null && child.signalCode === null)
+                child.kill('SIGKILL');
+        }, 5000);
+        timer.unref();
+    };
+    return { child, exited, kill };
+}
+/**
+ * Runs a tool to completion and collects its output, without a shell. Never rejects: a
+ * program that cannot be started yields code 127 with the reason in stderr; one killed by a
+ * signal or the timeout yields -1.
+ */
+async function runProcess(command, args, options = {}) {
+    const { input, timeoutMs, ...spawnOptions } = options;
+    const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(command, args, {
+        ...spawnOptions,
+        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (c) => (stdout += c));
+    child.stderr?.setEncoding('utf8').on('data', (c) => (stderr += c));
+    if (input !== undefined)
+        child.stdin?.end(input);
+    let timedOut = false;
+    const timer = timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+        }, timeoutMs);
+    return new Promise((resolve) => {
+        let settled = false;
+        const finish = (result) => {
+            if (settled)
+                return;
+            settled = true;
+            if (timer)
+                clearTimeout(timer);
+            resolve(result);
+        };
+        child.on('error', (error) => finish({ code: 127, signal: null, stdout, stderr: `${stderr}${command}: ${error.message}` }));
+        child.on('close', (code, signal) => finish({
+            code: timedOut ? -1 : (code ?? -1),
+            signal,
+            stdout,
+            stderr: timedOut ? `${stderr}\n${command}: timed out after ${timeoutMs} ms` : stderr,
+        }));
+    });
+}
+/** `runProcess` with the program and its arguments in one array. */
+function runCommand(argv, options = {}) {
+    const [command, ...args] = argv;
+    if (!command)
+        return Promise.resolve({ code: 127, stdout: '', stderr: 'no command given' });
+    return runProcess(command, args, options);
+}
+/** The last `lines` non-empty lines of a text, for error messages. */
+function tail(text, lines = 20) {
+    return text
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .slice(-lines)
+        .join('\n');
+}
+/** Describes an abnormal exit: `pg_dump exited with code 1: <stderr>`. */
+function describeExit(tool, exit) {
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    const text = exit.stderr.trim();
+    return text ? `${tool} ${how}: ${text}` : `${tool} ${how}`;
+}
+/** The absolute path of an executable found on PATH, or undefined. */
+function findOnPath(name, pathEnv = process.env.PATH ?? '') {
+    for (const dir of pathEnv.split(node_path__WEBPACK_IMPORTED_MODULE_2__.delimiter)) {
+        if (!dir)
+            continue;
+        const candidate = node_path__WEBPACK_IMPORTED_MODULE_2__.join(dir, name);
+        try {
+            (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.accessSync)(candidate, node_fs__WEBPACK_IMPORTED_MODULE_1__.constants.X_OK);
+            return candidate;
+        }
+        catch {
+            // not here
+        }
+    }
+    return undefined;
+}
+/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
+function processAlive(pid) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (error) {
+        return error.code === 'EPERM';
+    }
+    try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    }
+    catch {
+        return true;
+    }
 }
 
 
@@ -76828,76 +76895,6 @@ function quoteLiteral(value) {
 
 /***/ }),
 
-/***/ 5654:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   R: () => (/* binding */ tail),
-/* harmony export */   d: () => (/* binding */ runCommand)
-/* harmony export */ });
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
-
-/**
- * Runs `argv` without a shell and collects its output. Never rejects for a non-zero exit; a
- * program that cannot be started yields code 127 with the reason in stderr.
- */
-function runCommand(argv, opts = {}) {
-    return new Promise((resolve) => {
-        const [file, ...args] = argv;
-        if (!file) {
-            resolve({ code: 127, stdout: '', stderr: 'no command given' });
-            return;
-        }
-        const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(file, args, {
-            env: opts.env ?? process.env,
-            cwd: opts.cwd,
-            stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        const out = [];
-        const err = [];
-        let timedOut = false;
-        let settled = false;
-        const timer = opts.timeoutMs === undefined
-            ? undefined
-            : setTimeout(() => {
-                timedOut = true;
-                child.kill('SIGKILL');
-            }, opts.timeoutMs);
-        const finish = (result) => {
-            if (settled)
-                return;
-            settled = true;
-            if (timer)
-                clearTimeout(timer);
-            resolve(result);
-        };
-        child.stdout.on('data', (chunk) => out.push(chunk));
-        child.stderr.on('data', (chunk) => err.push(chunk));
-        child.on('error', (error) => {
-            finish({ code: 127, stdout: '', stderr: `${file}: ${error.message}` });
-        });
-        child.on('close', (code) => {
-            const stderr = Buffer.concat(err).toString('utf8');
-            finish({
-                code: timedOut ? -1 : (code ?? -1),
-                stdout: Buffer.concat(out).toString('utf8'),
-                stderr: timedOut ? `${stderr}\n${file}: timed out after ${opts.timeoutMs} ms` : stderr,
-            });
-        });
-    });
-}
-/** The last `lines` non-empty lines of a text, for error messages. */
-function tail(text, lines = 20) {
-    return text
-        .split('\n')
-        .filter((line) => line.trim() !== '')
-        .slice(-lines)
-        .join('\n');
-}
-
-
-/***/ }),
-
 /***/ 936:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
@@ -76916,7 +76913,7 @@ function tail(text, lines = 20) {
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
 /* harmony import */ var _actions_tool_cache__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(9805);
 /* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3828);
-/* harmony import */ var _process_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(5654);
+/* harmony import */ var _core_process_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(9566);
 
 
 
@@ -77074,7 +77071,7 @@ async function probeVersion(file) {
     }
     if (versionCache.has(key))
         return versionCache.get(key);
-    const result = await (0,_process_js__WEBPACK_IMPORTED_MODULE_5__/* .runCommand */ .d)([file, '--version'], { timeoutMs: 15000 });
+    const result = await (0,_core_process_js__WEBPACK_IMPORTED_MODULE_5__/* .runCommand */ .d1)([file, '--version'], { timeoutMs: 15000 });
     const parsed = result.code === 0 ? parseToolVersion(result.stdout) : undefined;
     versionCache.set(key, parsed);
     return parsed;

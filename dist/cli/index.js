@@ -72077,7 +72077,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util/types")
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5047);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1042);
 
 const code = await (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .main */ .i)(process.argv.slice(2), {
     stdout: process.stdout,
@@ -72097,7 +72097,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5047:
+/***/ 1042:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -72113,19 +72113,19 @@ __nccwpck_require__.d(__webpack_exports__, {
  * An error the user can fix: a bad input, a missing permission, a missing tool.
  * Entrypoints report these as they are; anything else is reported as a bug.
  */
-class errors_ConfigurationError extends Error {
+class ConfigurationError extends Error {
     constructor(message) {
         super(message);
         this.name = 'ConfigurationError';
     }
 }
 /** The message of any thrown value. */
-function errors_errorMessage(error) {
+function errorMessage(error) {
     return error instanceof Error ? error.message : String(error);
 }
 
 ;// CONCATENATED MODULE: ./lib/core/logger.js
-const logger_systemClock = { now: () => new Date() };
+const systemClock = { now: () => new Date() };
 /** A logger that keeps the lines it was given, for tests and for reports. */
 class MemoryLogger {
     lines = [];
@@ -72420,7 +72420,7 @@ class ParsedOptions {
     required(name) {
         const value = this.string(name);
         if (value === undefined) {
-            throw new errors_ConfigurationError(`${this.command} needs --${name} (or the environment variable ${envName(name)}).`);
+            throw new ConfigurationError(`${this.command} needs --${name} (or the environment variable ${envName(name)}).`);
         }
         return value;
     }
@@ -72436,7 +72436,7 @@ class ParsedOptions {
             return true;
         if (['false', 'False', 'FALSE', '0'].includes(value))
             return false;
-        throw new errors_ConfigurationError(`${envName(name)} must be true or false, got '${value}'.`);
+        throw new ConfigurationError(`${envName(name)} must be true or false, got '${value}'.`);
     }
     integer(name, fallback, min, max) {
         const text = this.string(name);
@@ -72444,7 +72444,7 @@ class ParsedOptions {
             return fallback;
         const n = Number(text.trim());
         if (!Number.isInteger(n) || n < min || n > max) {
-            throw new errors_ConfigurationError(`--${name} must be a whole number from ${min} to ${max}, got '${text}'.`);
+            throw new ConfigurationError(`--${name} must be a whole number from ${min} to ${max}, got '${text}'.`);
         }
         return n;
     }
@@ -72457,7 +72457,7 @@ class ParsedOptions {
                 return (0,external_node_fs_.readFileSync)(file, 'utf8').trim();
             }
             catch (error) {
-                throw new errors_ConfigurationError(`Cannot read --${fileOption} ${file}: ${errors_errorMessage(error)}`);
+                throw new ConfigurationError(`Cannot read --${fileOption} ${file}: ${errorMessage(error)}`);
             }
         }
         return this.string(name);
@@ -72471,7 +72471,7 @@ function parseCommandLine(argv, env) {
     }
     const spec = COMMANDS[command];
     if (!spec) {
-        throw new errors_ConfigurationError(`Unknown command '${command}'. Commands: ${Object.keys(COMMANDS).join(', ')}. Try pg-backup --help.`);
+        throw new ConfigurationError(`Unknown command '${command}'. Commands: ${Object.keys(COMMANDS).join(', ')}. Try pg-backup --help.`);
     }
     const options = {};
     for (const [name, o] of Object.entries(spec.options)) {
@@ -72485,9 +72485,9 @@ function parseCommandLine(argv, env) {
     catch (error) {
         const secret = Object.entries(spec.options).find(([name, o]) => o.envOnly && rest.some((a) => a === `--${name}` || a.startsWith(`--${name}=`)));
         if (secret) {
-            throw new errors_ConfigurationError(`--${secret[0]} is not a flag, so the secret does not show in ps or the shell history: set ${envName(secret[0])}${secret[1].aliases ? ` (or ${secret[1].aliases.join(', ')})` : ''}, or use --${secret[0]}-file.`);
+            throw new ConfigurationError(`--${secret[0]} is not a flag, so the secret does not show in ps or the shell history: set ${envName(secret[0])}${secret[1].aliases ? ` (or ${secret[1].aliases.join(', ')})` : ''}, or use --${secret[0]}-file.`);
         }
-        throw new errors_ConfigurationError(`${errors_errorMessage(error)}. Try pg-backup ${command} --help.`);
+        throw new ConfigurationError(`${errorMessage(error)}. Try pg-backup ${command} --help.`);
     }
     if (values.help === true)
         throw new UsageRequest(command);
@@ -72609,7 +72609,7 @@ function isCatalogName(name) {
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
 /** The manifest schema: written last, its presence marks a backup complete. */
 const MANIFEST_SCHEMA_VERSION = 1;
-const manifest_BACKUP_KINDS = [
+const BACKUP_KINDS = [
     'scheduled',
     'pre-migration',
     'manual',
@@ -72720,17 +72720,17 @@ function completeBackups(entries) {
 async function selectBackup(storage, name, backupId) {
     if (backupId) {
         if (!isBackupId(backupId)) {
-            throw new errors_ConfigurationError(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
+            throw new ConfigurationError(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
         }
         const manifest = await readManifest(storage, name, backupId);
         if (!manifest) {
-            throw new errors_ConfigurationError(`Backup '${backupId}' of '${name}' has no manifest in ${storage.description}: it does not exist or its upload never completed.`);
+            throw new ConfigurationError(`Backup '${backupId}' of '${name}' has no manifest in ${storage.description}: it does not exist or its upload never completed.`);
         }
         return manifest;
     }
     const complete = completeBackups(await listCatalog(storage, name));
     if (complete.length === 0) {
-        throw new errors_ConfigurationError(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
+        throw new ConfigurationError(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
     }
     return complete[0];
 }
@@ -72746,25 +72746,32 @@ async function listNames(storage) {
 }
 /** Verification records of a name (optionally one backup), oldest first. */
 async function listVerifications(storage, name, backupId) {
+    const keys = await verificationKeys(storage, name, backupId);
+    const records = await mapLimit(keys, 8, (key) => readVerificationRecord(storage, key));
+    return records
+        .filter((r) => r !== undefined)
+        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+}
+/** The keys of the verification records of a name (optionally one backup). */
+async function verificationKeys(storage, name, backupId) {
     const keys = [];
     for await (const object of storage.list(verificationsPrefix(name, backupId))) {
         if (object.key.endsWith('.json'))
             keys.push(object.key);
     }
-    const records = await mapLimit(keys, 8, async (key) => {
-        const data = await storage.getBytes(key);
-        if (!data)
-            return undefined;
-        try {
-            return JSON.parse(data.toString());
-        }
-        catch {
-            return undefined;
-        }
-    });
-    return records
-        .filter((r) => r !== undefined)
-        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+    return keys;
+}
+/** One verification record; undefined when it is gone or does not parse. */
+async function readVerificationRecord(storage, key) {
+    const data = await storage.getBytes(key);
+    if (!data)
+        return undefined;
+    try {
+        return JSON.parse(data.toString());
+    }
+    catch {
+        return undefined;
+    }
 }
 /** Runs `fn` over items with at most `limit` in flight, keeping order. */
 async function mapLimit(items, limit, fn) {
@@ -72795,7 +72802,7 @@ async function appendVerificationRecord(storage, record) {
 async function resolveName(storage, name) {
     if (name) {
         if (!isCatalogName(name)) {
-            throw new errors_ConfigurationError(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+            throw new ConfigurationError(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
         return name;
     }
@@ -72803,9 +72810,9 @@ async function resolveName(storage, name) {
     if (names.length === 1)
         return names[0];
     if (names.length === 0) {
-        throw new errors_ConfigurationError(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
+        throw new ConfigurationError(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
     }
-    throw new errors_ConfigurationError(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
+    throw new ConfigurationError(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
 }
 
 ;// CONCATENATED MODULE: ./lib/crypto/bech32.js
@@ -73085,14 +73092,14 @@ function identityProblem(value) {
 function recipientKey(recipient) {
     const raw = decodeRecipient(recipient.trim());
     if (!raw) {
-        throw new errors_ConfigurationError(`invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`);
+        throw new ConfigurationError(`invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`);
     }
     return raw;
 }
 function identitySecret(identity, where) {
     const raw = decodeIdentity(identity.trim());
     if (!raw) {
-        throw new errors_ConfigurationError(`invalid age identity ${where}: ${identityProblem(identity.trim())}`);
+        throw new ConfigurationError(`invalid age identity ${where}: ${identityProblem(identity.trim())}`);
     }
     return raw;
 }
@@ -73113,7 +73120,7 @@ function identityToRecipient(identity) {
  * Recipients from text: one `age1...` per line or several separated by commas; lines starting with
  * '#' and blank lines are ignored; duplicates are dropped. May return an empty list.
  */
-function age_parseRecipients(text) {
+function parseRecipients(text) {
     const out = [];
     const lines = text.split(/\r?\n/);
     for (let i = 0; i < lines.length; i++) {
@@ -73125,7 +73132,7 @@ function age_parseRecipients(text) {
             if (value === '')
                 continue;
             if (!decodeRecipient(value)) {
-                throw new errors_ConfigurationError(`age recipients, line ${i + 1}: invalid recipient ${shownRecipient(value)}: ${recipientProblem(value)}`);
+                throw new ConfigurationError(`age recipients, line ${i + 1}: invalid recipient ${shownRecipient(value)}: ${recipientProblem(value)}`);
             }
             if (!out.includes(value))
                 out.push(value);
@@ -73146,7 +73153,7 @@ function parseIdentities(text) {
         if (line === '' || line.startsWith('#'))
             continue;
         if (!decodeIdentity(line)) {
-            throw new errors_ConfigurationError(`age identities, line ${i + 1}: ${identityProblem(line)}`);
+            throw new ConfigurationError(`age identities, line ${i + 1}: ${identityProblem(line)}`);
         }
         if (!out.includes(line))
             out.push(line);
@@ -73303,18 +73310,18 @@ function encryptConfig(options) {
     const recipients = options.recipients ?? [];
     const passphrase = options.passphrase;
     if (passphrase !== undefined && recipients.length > 0) {
-        throw new errors_ConfigurationError('age files can have either public-key recipients or one passphrase, not both: ' +
+        throw new ConfigurationError('age files can have either public-key recipients or one passphrase, not both: ' +
             'give only age recipients or only a passphrase');
     }
     if (passphrase === undefined && recipients.length === 0) {
-        throw new errors_ConfigurationError('age encryption needs at least one recipient or a passphrase');
+        throw new ConfigurationError('age encryption needs at least one recipient or a passphrase');
     }
     if (passphrase !== undefined && passphrase.length === 0) {
-        throw new errors_ConfigurationError('the age passphrase is empty');
+        throw new ConfigurationError('the age passphrase is empty');
     }
     const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
     if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
-        throw new errors_ConfigurationError(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
+        throw new ConfigurationError(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
     }
     return { recipientKeys: recipients.map(recipientKey), passphrase, workFactor };
 }
@@ -73357,7 +73364,7 @@ class AgeEncryptStream extends external_node_stream_.Transform {
             const share = rawPublicKey(ephemeral.publicKey);
             const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
             if (!shared)
-                throw new errors_ConfigurationError('an age recipient is an invalid X25519 point');
+                throw new ConfigurationError('an age recipient is an invalid X25519 point');
             const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
             stanzas.push({
                 type: 'X25519',
@@ -73421,10 +73428,10 @@ function createEncryptStream(options) {
 function decryptConfig(options) {
     const identities = options.identities ?? [];
     if (identities.length === 0 && options.passphrase === undefined) {
-        throw new errors_ConfigurationError('age decryption needs an identity or a passphrase');
+        throw new ConfigurationError('age decryption needs an identity or a passphrase');
     }
     if (options.passphrase !== undefined && options.passphrase.length === 0) {
-        throw new errors_ConfigurationError('the age passphrase is empty');
+        throw new ConfigurationError('the age passphrase is empty');
     }
     return {
         identities: identities.map((identity, i) => {
@@ -73737,9 +73744,13 @@ function startProcess(command, args, options = {}) {
     };
     return { child, exited, kill };
 }
-/** Runs a tool to completion and collects its output. */
+/**
+ * Runs a tool to completion and collects its output, without a shell. Never rejects: a
+ * program that cannot be started yields code 127 with the reason in stderr; one killed by a
+ * signal or the timeout yields -1.
+ */
 async function runProcess(command, args, options = {}) {
-    const { input, ...spawnOptions } = options;
+    const { input, timeoutMs, ...spawnOptions } = options;
     const child = (0,external_node_child_process_.spawn)(command, args, {
         ...spawnOptions,
         stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
@@ -73750,10 +73761,46 @@ async function runProcess(command, args, options = {}) {
     child.stderr?.setEncoding('utf8').on('data', (c) => (stderr += c));
     if (input !== undefined)
         child.stdin?.end(input);
+    let timedOut = false;
+    const timer = timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+        }, timeoutMs);
     return new Promise((resolve) => {
-        child.on('error', (error) => resolve({ code: 127, signal: null, stdout, stderr: stderr + error.message }));
-        child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+        let settled = false;
+        const finish = (result) => {
+            if (settled)
+                return;
+            settled = true;
+            if (timer)
+                clearTimeout(timer);
+            resolve(result);
+        };
+        child.on('error', (error) => finish({ code: 127, signal: null, stdout, stderr: `${stderr}${command}: ${error.message}` }));
+        child.on('close', (code, signal) => finish({
+            code: timedOut ? -1 : (code ?? -1),
+            signal,
+            stdout,
+            stderr: timedOut ? `${stderr}\n${command}: timed out after ${timeoutMs} ms` : stderr,
+        }));
     });
+}
+/** `runProcess` with the program and its arguments in one array. */
+function runCommand(argv, options = {}) {
+    const [command, ...args] = argv;
+    if (!command)
+        return Promise.resolve({ code: 127, stdout: '', stderr: 'no command given' });
+    return runProcess(command, args, options);
+}
+/** The last `lines` non-empty lines of a text, for error messages. */
+function tail(text, lines = 20) {
+    return text
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .slice(-lines)
+        .join('\n');
 }
 /** Describes an abnormal exit: `pg_dump exited with code 1: <stderr>`. */
 function describeExit(tool, exit) {
@@ -73762,7 +73809,7 @@ function describeExit(tool, exit) {
     return text ? `${tool} ${how}: ${text}` : `${tool} ${how}`;
 }
 /** The absolute path of an executable found on PATH, or undefined. */
-function process_findOnPath(name, pathEnv = process.env.PATH ?? '') {
+function findOnPath(name, pathEnv = process.env.PATH ?? '') {
     for (const dir of pathEnv.split(external_node_path_.delimiter)) {
         if (!dir)
             continue;
@@ -73831,7 +73878,7 @@ class EndGate extends external_node_stream_.Transform {
         this.check().then(() => callback(), (error) => callback(error));
     }
 }
-function streams_formatBytes(bytes) {
+function formatBytes(bytes) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
     let value = bytes;
     let unit = 0;
@@ -73842,7 +73889,7 @@ function streams_formatBytes(bytes) {
     return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
 }
 /** MB/s (decimal megabytes, as tools print rates). */
-function streams_rate(bytes, seconds) {
+function rate(bytes, seconds) {
     return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
 }
 /** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
@@ -73867,7 +73914,7 @@ class Progress {
     report() {
         const seconds = this.elapsedSeconds();
         const b = this.bytes();
-        this.logger.info(`${this.label}: ${streams_formatBytes(b)}, ${streams_rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
+        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
     }
     stop() {
         if (this.timer)
@@ -76735,7 +76782,7 @@ function core_debug(message) {
  * @param properties optional properties to add to the annotation.
  */
 function error(message, properties = {}) {
-    command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+    issueCommand('error', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
  * Adds a warning issue
@@ -76743,7 +76790,7 @@ function error(message, properties = {}) {
  * @param properties optional properties to add to the annotation.
  */
 function warning(message, properties = {}) {
-    command_issueCommand('warning', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+    issueCommand('warning', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
  * Adds a notice issue
@@ -76758,7 +76805,7 @@ function notice(message, properties = {}) {
  * @param message info message
  */
 function info(message) {
-    process.stdout.write(message + external_os_namespaceObject.EOL);
+    process.stdout.write(message + os.EOL);
 }
 /**
  * Begin an output group.
@@ -76768,13 +76815,13 @@ function info(message) {
  * @param name The name of the output group
  */
 function startGroup(name) {
-    command_issue('group', name);
+    issue('group', name);
 }
 /**
  * End an output group.
  */
 function endGroup() {
-    command_issue('endgroup');
+    issue('endgroup');
 }
 /**
  * Wrap an asynchronous function call in a group.
@@ -77645,66 +77692,6 @@ function _unique(values) {
     return Array.from(new Set(values));
 }
 //# sourceMappingURL=tool-cache.js.map
-;// CONCATENATED MODULE: ./lib/postgres/process.js
-
-/**
- * Runs `argv` without a shell and collects its output. Never rejects for a non-zero exit; a
- * program that cannot be started yields code 127 with the reason in stderr.
- */
-function runCommand(argv, opts = {}) {
-    return new Promise((resolve) => {
-        const [file, ...args] = argv;
-        if (!file) {
-            resolve({ code: 127, stdout: '', stderr: 'no command given' });
-            return;
-        }
-        const child = (0,external_node_child_process_.spawn)(file, args, {
-            env: opts.env ?? process.env,
-            cwd: opts.cwd,
-            stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        const out = [];
-        const err = [];
-        let timedOut = false;
-        let settled = false;
-        const timer = opts.timeoutMs === undefined
-            ? undefined
-            : setTimeout(() => {
-                timedOut = true;
-                child.kill('SIGKILL');
-            }, opts.timeoutMs);
-        const finish = (result) => {
-            if (settled)
-                return;
-            settled = true;
-            if (timer)
-                clearTimeout(timer);
-            resolve(result);
-        };
-        child.stdout.on('data', (chunk) => out.push(chunk));
-        child.stderr.on('data', (chunk) => err.push(chunk));
-        child.on('error', (error) => {
-            finish({ code: 127, stdout: '', stderr: `${file}: ${error.message}` });
-        });
-        child.on('close', (code) => {
-            const stderr = Buffer.concat(err).toString('utf8');
-            finish({
-                code: timedOut ? -1 : (code ?? -1),
-                stdout: Buffer.concat(out).toString('utf8'),
-                stderr: timedOut ? `${stderr}\n${file}: timed out after ${opts.timeoutMs} ms` : stderr,
-            });
-        });
-    });
-}
-/** The last `lines` non-empty lines of a text, for error messages. */
-function tail(text, lines = 20) {
-    return text
-        .split('\n')
-        .filter((line) => line.trim() !== '')
-        .slice(-lines)
-        .join('\n');
-}
-
 ;// CONCATENATED MODULE: ./lib/postgres/tools.js
 
 
@@ -77772,7 +77759,7 @@ function compareVersions(a, b) {
  * The `postgres-version` input: `auto` (or empty) picks client tools matching the server;
  * a major such as `16` demands exactly that major.
  */
-function tools_resolvePostgresVersionInput(value) {
+function resolvePostgresVersionInput(value) {
     const v = value.trim().toLowerCase();
     if (v === '' || v === 'auto')
         return 'auto';
@@ -77781,7 +77768,7 @@ function tools_resolvePostgresVersionInput(value) {
         if (major >= 10 && major <= 99)
             return major;
     }
-    throw new errors_ConfigurationError(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
+    throw new ConfigurationError(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
 }
 function majorDirs(parent, pattern, suffix) {
     return (0,promises_.readdir)(parent)
@@ -78018,7 +78005,7 @@ const ENV_FOR_PARAM = {
     service: 'PGSERVICE',
 };
 /** The input text never appears in an error: it may carry a password. */
-function connection_parseConnectionString(text, inputName = 'database-url') {
+function parseConnectionString(text, inputName = 'database-url') {
     const trimmed = text.trim();
     const raw = {};
     if (/^postgres(ql)?:\/\//i.test(trimmed)) {
@@ -78027,7 +78014,7 @@ function connection_parseConnectionString(text, inputName = 'database-url') {
             url = new URL(trimmed);
         }
         catch {
-            throw new errors_ConfigurationError(`Input '${inputName}' is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
+            throw new ConfigurationError(`Input '${inputName}' is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
                 `Expected postgresql://user:password@host:5432/dbname?sslmode=require; percent-encode special characters in the password.`);
         }
         if (url.hostname)
@@ -78064,7 +78051,7 @@ function parseKeyValue(text, out, inputName) {
         while (i < n && /\s/.test(text[i]))
             i++;
         if (!key || text[i] !== '=') {
-            throw new errors_ConfigurationError(`Input '${inputName}' is neither a postgres:// URL nor a libpq key=value string ` +
+            throw new ConfigurationError(`Input '${inputName}' is neither a postgres:// URL nor a libpq key=value string ` +
                 `(the value is not shown because it may contain a password). Expected e.g. "host=db.example.com port=5432 dbname=app user=backup".`);
         }
         i++;
@@ -78079,7 +78066,7 @@ function parseKeyValue(text, out, inputName) {
                 value += text[i++];
             }
             if (text[i] !== "'") {
-                throw new errors_ConfigurationError(`Input '${inputName}' has an unterminated quoted value.`);
+                throw new ConfigurationError(`Input '${inputName}' has an unterminated quoted value.`);
             }
             i++;
         }
@@ -78101,7 +78088,7 @@ function fromParams(raw) {
     }
     const port = raw.port ? Number(raw.port) : undefined;
     if (port !== undefined && (!Number.isInteger(port) || port <= 0 || port > 65535)) {
-        throw new errors_ConfigurationError(`The connection's port must be a number from 1 to 65535, got '${raw.port}'.`);
+        throw new ConfigurationError(`The connection's port must be a number from 1 to 65535, got '${raw.port}'.`);
     }
     return {
         host: raw.host || undefined,
@@ -78124,9 +78111,9 @@ function connectionFromEnv(env) {
     return fromParams(raw);
 }
 /** The connection from `database-url`, or the PG* environment when it is empty. */
-function connection_resolveConnection(databaseUrl, env) {
+function resolveConnection(databaseUrl, env) {
     return databaseUrl && databaseUrl.trim() !== ''
-        ? withEnvDefaults(connection_parseConnectionString(databaseUrl), env)
+        ? withEnvDefaults(parseConnectionString(databaseUrl), env)
         : connectionFromEnv(env);
 }
 function withEnvDefaults(info, env) {
@@ -78247,7 +78234,7 @@ function sslFor(info) {
                 : { rejectUnauthorized: true, ca };
         }
         default:
-            throw new errors_ConfigurationError(`sslmode '${mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
+            throw new ConfigurationError(`sslmode '${mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
     }
 }
 /** Opens a client connection with the same parameters the child tools get. */
@@ -78287,7 +78274,7 @@ async function connect(info, database) {
                 return await attempt({ rejectUnauthorized: false });
             }
             catch (error) {
-                if (/does not support SSL/i.test(errors_errorMessage(error)))
+                if (/does not support SSL/i.test(errorMessage(error)))
                     return await attempt(false);
                 throw error;
             }
@@ -78302,20 +78289,20 @@ async function connect(info, database) {
 function connectionError(error, info, database) {
     const where = describeConnection(info, database);
     const code = error.code;
-    let message = errors_errorMessage(error);
+    let message = errorMessage(error);
     if (info.password)
         message = message.split(info.password).join('***');
     if (code === '28P01' || code === '28000') {
-        return new errors_ConfigurationError(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
+        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
     }
     if (code === '3D000') {
-        return new errors_ConfigurationError(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
+        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
     }
     if (code === 'ECONNREFUSED' ||
         code === 'ENOTFOUND' ||
         code === 'ETIMEDOUT' ||
         code === 'EHOSTUNREACH') {
-        return new errors_ConfigurationError(`Cannot connect to ${where}: ${message}. Is the server reachable from this runner?`);
+        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Is the server reachable from this runner?`);
     }
     return new Error(`Cannot connect to ${where}: ${message}`);
 }
@@ -78434,6 +78421,28 @@ async function exportSnapshot(client) {
 
 
 
+/** `auto`, `none`, `zstd[:level]`, `gzip[:level]`. */
+function parseCompression(value) {
+    const text = (value ?? 'auto').trim();
+    const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
+    if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
+        throw new ConfigurationError(`Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
+    }
+    const level = m[2] === undefined ? undefined : Number(m[2]);
+    if (m[1] === 'zstd') {
+        if (level !== undefined && (level < 1 || level > 19)) {
+            throw new ConfigurationError(`Input 'compression': zstd levels go from 1 to 19, got ${level}.`);
+        }
+        return { method: 'zstd', level };
+    }
+    if (m[1] === 'gzip') {
+        if (level !== undefined && (level < 0 || level > 9)) {
+            throw new ConfigurationError(`Input 'compression': gzip levels go from 0 to 9, got ${level}.`);
+        }
+        return { method: 'gzip', level };
+    }
+    return { method: m[1] };
+}
 function planCompression(choice, pgDumpMajor, zstdPath) {
     switch (choice.method) {
         case 'none':
@@ -78449,7 +78458,7 @@ function planCompression(choice, pgDumpMajor, zstdPath) {
             if (pgDumpMajor >= 16) {
                 return { info: { method: 'pg_dump-zstd', level }, pgDumpCompress: `zstd:${level}` };
             }
-            throw new errors_ConfigurationError(`Input 'compression' is 'zstd' but the zstd command is not installed and pg_dump ${pgDumpMajor} has no zstd support. ` +
+            throw new ConfigurationError(`Input 'compression' is 'zstd' but the zstd command is not installed and pg_dump ${pgDumpMajor} has no zstd support. ` +
                 `Install it (sudo apt-get install -y zstd) or use compression 'auto' or 'gzip'.`);
         }
         case 'auto':
@@ -78498,14 +78507,14 @@ function defaultSuffix() {
  * manifest, written last. On any failure the upload is aborted, what was stored is removed, no
  * manifest is written, and the error says what failed (pg_dump's own text when it was pg_dump).
  */
-async function backup_runBackup(options, deps) {
+async function runBackup(options, deps) {
     const { storage, logger, clock } = deps;
     const started = clock.now();
     const t0 = Date.now();
     const warnings = [];
     const pooler = transactionPoolerHint(options.connection);
     if (pooler)
-        throw new errors_ConfigurationError(pooler);
+        throw new ConfigurationError(pooler);
     logger.info(`Connecting to ${describeConnection(options.connection)}`);
     const client = await connect(options.connection);
     const stored = [];
@@ -78515,7 +78524,7 @@ async function backup_runBackup(options, deps) {
         logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
         const name = options.name ?? server.database;
         if (!isCatalogName(name)) {
-            throw new errors_ConfigurationError(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+            throw new ConfigurationError(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
         const tools = await deps.resolveTools(server);
         const plan = planCompression(options.compression, tools.major, deps.zstdPath);
@@ -78573,7 +78582,7 @@ async function backup_runBackup(options, deps) {
                 previousInfo = { id: previous.id, bytes: prevBytes, changePercent: sizeChangePercent };
                 if (Math.abs(sizeChangePercent) > options.sizeChangeThreshold) {
                     warnings.push(`Backup size changed by ${sizeChangePercent > 0 ? '+' : ''}${sizeChangePercent}% against the previous backup ${previous.id} ` +
-                        `(${streams_formatBytes(prevBytes)} → ${streams_formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`);
+                        `(${formatBytes(prevBytes)} → ${formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`);
                 }
             }
         }
@@ -78618,7 +78627,7 @@ async function backup_runBackup(options, deps) {
         await storage.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true });
         stored.length = 0;
         const durationSeconds = (Date.now() - t0) / 1000;
-        logger.info(`Backup ${id} complete: ${streams_formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (${streams_rate(dump.bytes, durationSeconds)})`);
+        logger.info(`Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (${rate(dump.bytes, durationSeconds)})`);
         return {
             manifest,
             manifestKey: mKey,
@@ -78641,7 +78650,7 @@ async function backup_runBackup(options, deps) {
             // half-written is left (prune would otherwise collect them after its grace period).
             await storage
                 .delete(stored)
-                .catch((error) => logger.warning(`Could not remove the partial backup objects ${stored.join(', ')}: ${errors_errorMessage(error)}`));
+                .catch((error) => logger.warning(`Could not remove the partial backup objects ${stored.join(', ')}: ${errorMessage(error)}`));
         }
     }
 }
@@ -78822,7 +78831,7 @@ function quoted(text) {
 }
 function durationError(text, inputName, extraForms = '') {
     const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
-    return new errors_ConfigurationError(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
+    return new ConfigurationError(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
 }
 /**
  * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
@@ -78862,7 +78871,7 @@ function parseDurationOrForever(text, inputName) {
         return parseDuration(text, inputName);
     }
     catch (error) {
-        if (error instanceof errors_ConfigurationError)
+        if (error instanceof ConfigurationError)
             throw durationError(text, inputName, '"forever" or ');
         throw error;
     }
@@ -78940,13 +78949,13 @@ function parseIsoInstant(text) {
  * or a duration counted from `now` (`90d`). The moment must be after `now`: a pin that has
  * already ended is almost always a typo. Throws a ConfigurationError otherwise.
  */
-function duration_parseKeepUntil(text, now, inputName) {
+function parseKeepUntil(text, now, inputName) {
     const trimmed = text.trim();
     let until;
     if (/^\d{4}-/.test(trimmed)) {
         until = parseIsoInstant(trimmed);
         if (until === undefined) {
-            throw new errors_ConfigurationError(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
+            throw new ConfigurationError(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
                 `(2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`);
         }
     }
@@ -78955,14 +78964,14 @@ function duration_parseKeepUntil(text, now, inputName) {
             until = new Date(now.getTime() + parseDuration(trimmed, inputName) * 1000);
         }
         catch (error) {
-            if (!(error instanceof errors_ConfigurationError))
+            if (!(error instanceof ConfigurationError))
                 throw error;
-            throw new errors_ConfigurationError(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
+            throw new ConfigurationError(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
                 `(2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); got ${quoted(text)}.`);
         }
     }
     if (!(until.getTime() > now.getTime())) {
-        throw new errors_ConfigurationError(`Input ${inputName} is ${quoted(text)}, which is not after now (${now.toISOString()}); ` +
+        throw new ConfigurationError(`Input ${inputName} is ${quoted(text)}, which is not after now (${now.toISOString()}); ` +
             'give a later date or a positive duration.');
     }
     return until;
@@ -79019,7 +79028,7 @@ function parseCount(text, inputName) {
     const trimmed = text.trim();
     const value = Number(trimmed);
     if (!/^\d+$/.test(trimmed) || !Number.isSafeInteger(value)) {
-        throw new errors_ConfigurationError(`Input ${inputName} must be a whole number of backups, 0 or more; got ${retention_quoted(text)}.`);
+        throw new ConfigurationError(`Input ${inputName} must be a whole number of backups, 0 or more; got ${retention_quoted(text)}.`);
     }
     return value;
 }
@@ -79046,7 +79055,7 @@ function checkTimezone(timezone, inputName) {
         localFormatter(timezone);
     }
     catch {
-        throw new errors_ConfigurationError(`Input ${inputName} must be an IANA time zone such as UTC, Europe/Berlin or ` +
+        throw new ConfigurationError(`Input ${inputName} must be an IANA time zone such as UTC, Europe/Berlin or ` +
             `America/New_York; got ${retention_quoted(timezone)}.`);
     }
 }
@@ -79059,15 +79068,15 @@ function parseKeepKind(text) {
         const eq = item.indexOf('=');
         const kind = eq < 0 ? item : item.slice(0, eq).trim();
         if (eq < 0 || kind === '') {
-            throw new errors_ConfigurationError(`Input keep-kind must list kind=duration pairs such as "pre-migration=90d, ` +
+            throw new ConfigurationError(`Input keep-kind must list kind=duration pairs such as "pre-migration=90d, ` +
                 `manual=forever"; got ${retention_quoted(item)}.`);
         }
-        if (!manifest_BACKUP_KINDS.includes(kind)) {
-            throw new errors_ConfigurationError(`Input keep-kind names the unknown kind ${retention_quoted(kind)}; known kinds are ` +
-                `${manifest_BACKUP_KINDS.join(', ')}.`);
+        if (!BACKUP_KINDS.includes(kind)) {
+            throw new ConfigurationError(`Input keep-kind names the unknown kind ${retention_quoted(kind)}; known kinds are ` +
+                `${BACKUP_KINDS.join(', ')}.`);
         }
         if (Object.hasOwn(result, kind)) {
-            throw new errors_ConfigurationError(`Input keep-kind names the kind ${kind} more than once.`);
+            throw new ConfigurationError(`Input keep-kind names the kind ${kind} more than once.`);
         }
         result[kind] = parseDurationOrForever(item.slice(eq + 1), `keep-kind (${kind})`);
     }
@@ -79105,7 +79114,7 @@ function parseRetentionPolicy(inputs) {
         policy.keepWithinSeconds !== undefined ||
         policy.keepKind !== undefined;
     if (!hasRule) {
-        throw new errors_ConfigurationError(`Set at least one of ${RULE_INPUT_NAMES.join(', ')} to a value above zero; ` +
+        throw new ConfigurationError(`Set at least one of ${RULE_INPUT_NAMES.join(', ')} to a value above zero; ` +
             'without a rule every backup but the newest would be deleted.');
     }
     return policy;
@@ -79125,7 +79134,7 @@ function parseMaxDelete(text) {
     else if (/^\d+$/.test(trimmed) && Number.isSafeInteger(Number(trimmed))) {
         return { count: Number(trimmed) };
     }
-    throw new errors_ConfigurationError('Input max-delete must be a percentage of the backups from 0% to 100% (such as 50%) or a ' +
+    throw new ConfigurationError('Input max-delete must be a percentage of the backups from 0% to 100% (such as 50%) or a ' +
         `whole number of backups (such as 10); got ${retention_quoted(text)}.`);
 }
 /** A function giving the wall-clock year, month, day and hour of an instant in `timezone`. */
@@ -79212,16 +79221,16 @@ function checkPolicy(policy) {
     for (const [key, inputName] of COUNT_INPUTS) {
         const value = policy[key];
         if (value !== undefined && !(Number.isInteger(value) && value >= 0)) {
-            throw new errors_ConfigurationError(`${inputName} must be a whole number, 0 or more; got ${value}.`);
+            throw new ConfigurationError(`${inputName} must be a whole number, 0 or more; got ${value}.`);
         }
     }
     const within = policy.keepWithinSeconds;
     if (within !== undefined && !(Number.isFinite(within) && within >= 0)) {
-        throw new errors_ConfigurationError(`keep-within must be a duration of 0 or more; got ${within}.`);
+        throw new ConfigurationError(`keep-within must be a duration of 0 or more; got ${within}.`);
     }
     for (const [kind, value] of Object.entries(policy.keepKind ?? {})) {
         if (value !== 'forever' && !(Number.isFinite(value) && value >= 0)) {
-            throw new errors_ConfigurationError(`keep-kind ${kind} must be a duration or forever; got ${value}.`);
+            throw new ConfigurationError(`keep-kind ${kind} must be a duration or forever; got ${value}.`);
         }
     }
     checkTimezone(policy.timezone, 'timezone');
@@ -79229,10 +79238,10 @@ function checkPolicy(policy) {
 function checkMaxDelete(maxDelete) {
     const { fraction, count } = maxDelete;
     if (fraction !== undefined && !(fraction >= 0 && fraction <= 1)) {
-        throw new errors_ConfigurationError(`max-delete fraction must be between 0 and 1; got ${fraction}.`);
+        throw new ConfigurationError(`max-delete fraction must be between 0 and 1; got ${fraction}.`);
     }
     if (count !== undefined && !(Number.isInteger(count) && count >= 0)) {
-        throw new errors_ConfigurationError(`max-delete count must be a whole number; got ${count}.`);
+        throw new ConfigurationError(`max-delete count must be a whole number; got ${count}.`);
     }
 }
 /** A percentage for a message, with a decimal when rounding would hide the difference. */
@@ -79630,7 +79639,7 @@ function parseChecks(input, workspace) {
         return lines.flatMap((file) => {
             const full = external_node_path_.resolve(workspace, file);
             if (!(0,external_node_fs_.existsSync)(full)) {
-                throw new errors_ConfigurationError(`Input 'checks' names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`);
+                throw new ConfigurationError(`Input 'checks' names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`);
             }
             const statements = splitSql((0,external_node_fs_.readFileSync)(full, 'utf8'));
             return statements.map((sql, i) => ({
@@ -79671,7 +79680,7 @@ async function runUserChecks(client, checks) {
             results.push({
                 name: `Check: ${check.name}`,
                 status: 'failed',
-                detail: `the query failed: ${errors_errorMessage(error)}`,
+                detail: `the query failed: ${errorMessage(error)}`,
                 seconds: (Date.now() - started) / 1000,
             });
         }
@@ -79729,7 +79738,7 @@ async function checkObject(storage, entry) {
 }
 function decryptOptions(manifest, decryption) {
     if (!decryption || (decryption.identities.length === 0 && !decryption.passphrase)) {
-        throw new errors_ConfigurationError(`Backup ${manifest.id} is encrypted with age (${manifest.encryption?.passphrase ? 'a passphrase' : `recipients ${manifest.encryption?.recipients.join(', ')}`}): ` +
+        throw new ConfigurationError(`Backup ${manifest.id} is encrypted with age (${manifest.encryption?.passphrase ? 'a passphrase' : `recipients ${manifest.encryption?.recipients.join(', ')}`}): ` +
             `set encryption-identity (the age secret key) or encryption-passphrase.`);
     }
     return { identities: decryption.identities, passphrase: decryption.passphrase };
@@ -79746,7 +79755,7 @@ function decodeStages(manifest, decryption, tools) {
         stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
     if (manifest.compression.method === 'zstd') {
         if (!tools.zstdPath) {
-            throw new errors_ConfigurationError(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
+            throw new ConfigurationError(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
         }
         const proc = startProcess(tools.zstdPath, ['-d', '-q', '-c'], {
             stdio: ['pipe', 'pipe', 'pipe'],
@@ -80170,7 +80179,6 @@ var external_node_net_ = __nccwpck_require__(7030);
 
 
 
-
 const SPEED_SETTINGS = {
     fsync: 'off',
     synchronous_commit: 'off',
@@ -80483,15 +80491,15 @@ async function startScratchCluster(opts) {
 
 /** Connection errors name the input they came from: here, target-url. */
 function targetError(error) {
-    if (!(error instanceof errors_ConfigurationError))
+    if (!(error instanceof ConfigurationError))
         return error;
-    return new errors_ConfigurationError(error.message.replace(/\bdatabase-url\b/g, 'target-url'));
+    return new ConfigurationError(error.message.replace(/\bdatabase-url\b/g, 'target-url'));
 }
 /** The newest installed server of at least `minMajor`; a ConfigurationError that says what to install otherwise. */
 async function scratchServer(minMajor, logger, extraBinDirs) {
     const server = await findServerBinaries(minMajor, { logger, extraBinDirs });
     if (!server) {
-        throw new errors_ConfigurationError(`No PostgreSQL server ${minMajor} or newer is installed to restore into (the backup comes from PostgreSQL ${minMajor}). ` +
+        throw new ConfigurationError(`No PostgreSQL server ${minMajor} or newer is installed to restore into (the backup comes from PostgreSQL ${minMajor}). ` +
             `Install one (sudo apt-get install -y postgresql-${minMajor}; GitHub's Ubuntu runners have one preinstalled) ` +
             `or give target-url, e.g. a services: postgres container.`);
     }
@@ -80502,7 +80510,7 @@ async function scratchTarget(options) {
     const cluster = await startScratchCluster({ server: options.server, logger: options.logger });
     const database = options.database ?? 'restore_check';
     try {
-        const info = connection_parseConnectionString(cluster.url('postgres'));
+        const info = parseConnectionString(cluster.url('postgres'));
         const client = await connect(info);
         try {
             await client.query(`CREATE DATABASE ${quoteIdent(database)}`);
@@ -80531,7 +80539,7 @@ async function scratchTarget(options) {
  * by `cleanup`); when it exists it must be empty, unless `allowNonEmpty` (the real restore).
  */
 async function givenTarget(options) {
-    const info = connection_parseConnectionString(options.url, 'target-url');
+    const info = parseConnectionString(options.url, 'target-url');
     const database = databaseName(info);
     let created = false;
     const admin = await connect(info, 'postgres').catch(() => undefined);
@@ -80559,7 +80567,7 @@ async function givenTarget(options) {
           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
             AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`);
             if (Number(objects.rows[0].n) > 0) {
-                throw new errors_ConfigurationError(`The target database ${describeConnection(info, database)} is not empty (${objects.rows[0].n} tables, views or sequences). ` +
+                throw new ConfigurationError(`The target database ${describeConnection(info, database)} is not empty (${objects.rows[0].n} tables, views or sequences). ` +
                     `A verification restores only into an empty database or one it creates: point target-url at a new database name, or leave target-url empty for a throwaway server.`);
             }
         }
@@ -80590,7 +80598,6 @@ async function givenTarget(options) {
 ;// CONCATENATED MODULE: ./lib/drill/history.js
 
 
-
 const BATCH = 16;
 /** Records read at most while looking for past drills among (many more) verifications. */
 const MAX_READS = 400;
@@ -80600,25 +80607,11 @@ const MAX_READS = 400;
  * catalog with years of daily verifications costs a listing, not a read of every record.
  */
 async function recentDrills(storage, name, limit = 10) {
-    const keys = [];
-    for await (const object of storage.list(verificationsPrefix(name))) {
-        if (object.key.endsWith('.json'))
-            keys.push(object.key);
-    }
+    const keys = await verificationKeys(storage, name);
     keys.sort((a, b) => external_node_path_.posix.basename(b).localeCompare(external_node_path_.posix.basename(a)));
     const found = [];
     for (let i = 0; i < keys.length && i < MAX_READS && found.length < limit; i += BATCH) {
-        const records = await mapLimit(keys.slice(i, i + BATCH), 8, async (key) => {
-            const data = await storage.getBytes(key);
-            if (!data)
-                return undefined;
-            try {
-                return JSON.parse(data.toString());
-            }
-            catch {
-                return undefined;
-            }
-        });
+        const records = await mapLimit(keys.slice(i, i + BATCH), 8, (key) => readVerificationRecord(storage, key));
         for (const r of records) {
             if (r && (r.type === 'drill' || r.type === 'restore') && found.length < limit)
                 found.push(r);
@@ -80862,10 +80855,10 @@ function checkDecodable(manifest, decryption, zstd) {
         const how = manifest.encryption.passphrase
             ? 'a passphrase'
             : `recipients ${manifest.encryption.recipients.join(', ')}`;
-        throw new errors_ConfigurationError(`Backup ${manifest.id} is encrypted with age (${how}): set encryption-identity (the age secret key) or encryption-passphrase.`);
+        throw new ConfigurationError(`Backup ${manifest.id} is encrypted with age (${how}): set encryption-identity (the age secret key) or encryption-passphrase.`);
     }
     if (manifest.compression.method === 'zstd' && !zstd) {
-        throw new errors_ConfigurationError(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
+        throw new ConfigurationError(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
     }
 }
 const PHASE_LABELS = {
@@ -80884,12 +80877,12 @@ async function execute(mode, options, deps) {
     // The confirmation comes before anything is read or touched.
     if (restore) {
         if (!restore.targetUrl) {
-            throw new errors_ConfigurationError(`mode 'restore' replaces the database given by target-url, and target-url is empty.`);
+            throw new ConfigurationError(`mode 'restore' replaces the database given by target-url, and target-url is empty.`);
         }
-        const info = connection_parseConnectionString(restore.targetUrl, 'target-url');
+        const info = parseConnectionString(restore.targetUrl, 'target-url');
         const database = databaseName(info);
         if (restore.confirm !== database) {
-            throw new errors_ConfigurationError(`Refusing to restore into ${describeConnection(info)}: confirm must be the target database's name, '${database}'` +
+            throw new ConfigurationError(`Refusing to restore into ${describeConnection(info)}: confirm must be the target database's name, '${database}'` +
                 (restore.confirm ? `, got '${restore.confirm}'` : ', and it is empty') +
                 '. Nothing was changed.');
         }
@@ -80920,7 +80913,7 @@ async function execute(mode, options, deps) {
         history: [],
     };
     const history = recentDrills(storage, name).catch((error) => {
-        logger.warning(`Could not read the earlier drills: ${errors_errorMessage(error)}`);
+        logger.warning(`Could not read the earlier drills: ${errorMessage(error)}`);
         return [];
     });
     const unrestorable = await unrestorableReason(storage, manifest);
@@ -80982,7 +80975,7 @@ async function execute(mode, options, deps) {
         if (restore) {
             const sessions = await withClient(target, (c) => otherSessions(c, target.database));
             if (sessions > 0 && !restore.terminateConnections) {
-                throw new errors_ConfigurationError(`Refusing to restore into ${target.describe}: ${sessions} other session(s) are connected to it. ` +
+                throw new ConfigurationError(`Refusing to restore into ${target.describe}: ${sessions} other session(s) are connected to it. ` +
                     `Stop the application first, or set terminate-connections: true to end them. Nothing was changed.`);
             }
             if (restore.safetyBackup) {
@@ -81005,7 +80998,7 @@ async function execute(mode, options, deps) {
         if (target) {
             await target
                 .cleanup()
-                .catch((error) => logger.warning(`Could not clean up ${target.describe}: ${errors_errorMessage(error)}`));
+                .catch((error) => logger.warning(`Could not clean up ${target.describe}: ${errorMessage(error)}`));
         }
     }
     return finish(result, options, deps, await history);
@@ -81034,7 +81027,7 @@ async function takeSafetyBackup(options, deps, target, name, manifest, tools) {
                 passphrase: manifest.encryption.passphrase ? options.decryption?.passphrase : undefined,
             }
             : undefined;
-        const backup = await backup_runBackup({
+        const backup = await runBackup({
             connection: target.connection,
             name,
             format: 'custom',
@@ -81083,10 +81076,10 @@ async function runPhases(result, options, deps, target, tools, workDir) {
         }
         catch (error) {
             p.status = 'failed';
-            p.detail = errors_errorMessage(error);
+            p.detail = errorMessage(error);
             if (name === 'checks' || name === 'smoke')
                 return undefined;
-            result.error = `${p.label} failed: ${errors_errorMessage(error)}`;
+            result.error = `${p.label} failed: ${errorMessage(error)}`;
             throw new PhaseFailure(p.detail, { cause: error });
         }
         finally {
@@ -81107,7 +81100,7 @@ async function runPhases(result, options, deps, target, tools, workDir) {
             const seconds = (performance.now() - downloadStart) / 1000;
             return {
                 value: d,
-                detail: `${streams_formatBytes(d.bytes)} at ${streams_rate(d.bytes, seconds)}; size and SHA-256 match the manifest`,
+                detail: `${formatBytes(d.bytes)} at ${rate(d.bytes, seconds)}; size and SHA-256 match the manifest`,
             };
         });
         const archive = await timed('decrypt', async () => {
@@ -81279,7 +81272,7 @@ async function finish(result, options, deps, history) {
         result.recordKey = await appendVerificationRecord(deps.storage, record);
     }
     catch (error) {
-        logger.warning(`Could not store the drill record under verifications/ (${errors_errorMessage(error)}); the trend will miss this run.`);
+        logger.warning(`Could not store the drill record under verifications/ (${errorMessage(error)}); the trend will miss this run.`);
     }
     const rto = result.rtoSeconds === undefined ? 'not reached' : formatDuration(result.rtoSeconds);
     logger.info(`${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${formatDuration(result.rpoSeconds)}`);
@@ -81425,55 +81418,13 @@ function drillText(result) {
     return `${lines.join('\n')}\n`;
 }
 
-;// CONCATENATED MODULE: ./lib/backup/summary.js
-
-
-/** The backup's job summary: id, size, duration, throughput, change, and the largest tables. */
-function summary_backupSummary(result, location) {
-    const m = result.manifest;
-    const enc = m.encryption
-        ? `age, ${m.encryption.recipients.length} recipient(s)${m.encryption.passphrase ? ' + passphrase' : ''}`
-        : 'none (unencrypted)';
-    const change = result.sizeChangePercent === undefined
-        ? 'first backup of this name'
-        : `${result.sizeChangePercent > 0 ? '+' : ''}${result.sizeChangePercent}% against ${m.previous?.id} (${formatBytes(m.previous?.bytes ?? 0)})`;
-    const largest = [...m.tables].sort((a, b) => b.bytes - a.bytes).slice(0, 10);
-    const rows = m.tables.reduce((n, t) => n + (t.rows ?? 0), 0);
-    let md = `## Backup of \`${m.name}\`: ${m.id}\n\n`;
-    md += facts([
-        ['Backup id', `\`${m.id}\``],
-        ['Kind', m.kind],
-        ['Stored at', `\`${location}\``],
-        ['Size', formatBytes(result.bytes)],
-        ['Duration', `${result.durationSeconds.toFixed(1)} s`],
-        ['Throughput', rate(result.bytes, result.durationSeconds)],
-        ['Change', change],
-        ['Server', `PostgreSQL ${m.source.serverVersion} (pg_dump ${m.tools.pgDumpVersion})`],
-        [
-            'Format',
-            `${m.format}, compression ${m.compression.method}${m.compression.level !== undefined ? `:${m.compression.level}` : ''}`,
-        ],
-        ['Encryption', enc],
-        ['SHA-256', `\`${result.sha256}\``],
-        [
-            'Tables',
-            `${m.tables.length} (${m.rowCounts === 'off' ? 'rows not counted' : `${rows.toLocaleString('en-US')} rows, ${m.rowCounts}`})`,
-        ],
-        ['Globals', m.globals ? 'roles dumped' : undefined],
-        ['Pinned until', m.keepUntil],
-    ]);
-    if (result.warnings.length > 0) {
-        md += `\n### Warnings\n\n${result.warnings.map((w) => `- ⚠️ ${w}`).join('\n')}\n`;
-    }
-    if (largest.length > 0) {
-        md += `\n### Largest tables\n\n`;
-        md += table(['Table', 'Rows', 'Size'], largest.map((t) => [
-            `${t.schema}.${t.name}`,
-            t.rows === null ? '-' : t.rows.toLocaleString('en-US'),
-            formatBytes(t.bytes),
-        ]));
-    }
-    return md;
+;// CONCATENATED MODULE: ./lib/core/lists.js
+/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+function splitList(text) {
+    return text
+        .split(/[\n,]/)
+        .map((s) => s.replace(/#.*$/, '').trim())
+        .filter((s) => s !== '');
 }
 
 ;// CONCATENATED MODULE: ./lib/postgres/install.js
@@ -81665,7 +81616,7 @@ async function aptHasCandidate(pkg, runner) {
     return r.code === 0 && m !== null && m[1] !== '(none)';
 }
 /** The client tools cannot run against the server, and could not be fixed here. */
-class install_ToolVersionError extends errors_ConfigurationError {
+class ToolVersionError extends ConfigurationError {
     serverVersion;
     found;
     fix;
@@ -81694,7 +81645,7 @@ async function cacheClientTools(tools, logger) {
         return dir;
     }
     catch (error) {
-        logger.warning(`Could not cache the client tools: ${errors_errorMessage(error)}`);
+        logger.warning(`Could not cache the client tools: ${errorMessage(error)}`);
         return undefined;
     }
 }
@@ -81732,7 +81683,7 @@ async function ensureClientTools(opts) {
             `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
             fix.replace(/^/gm, '  '),
         ].join('\n');
-        throw new install_ToolVersionError(message, opts.serverVersion, found, fix);
+        throw new ToolVersionError(message, opts.serverVersion, found, fix);
     };
     if (exact !== undefined && exact < opts.serverMajor) {
         return fail(`postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
@@ -81794,7 +81745,7 @@ async function ensureClientTools(opts) {
                     });
                 }
                 catch (error) {
-                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${errors_errorMessage(error)}`, needServerPackage);
+                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${errorMessage(error)}`, needServerPackage);
                 }
             }
         }
@@ -81851,7 +81802,7 @@ function mayInstallTools(env) {
  * The client tools for a server (or an archive's pg_dump) of `major`/`version`, found or, where
  * `mayInstallTools` allows, installed: what every action and the CLI hand their cores.
  */
-function install_clientToolResolver(postgresVersion, env, logger) {
+function clientToolResolver(postgresVersion, env, logger) {
     return (major, version, needServer = false) => ensureClientTools({
         serverMajor: major,
         serverVersion: version,
@@ -81862,481 +81813,473 @@ function install_clientToolResolver(postgresVersion, env, logger) {
     });
 }
 
-;// CONCATENATED MODULE: ./lib/actions/inputs.js
+;// CONCATENATED MODULE: ./lib/prune/options.js
+/** Parsing of the prune inputs that the retention planner does not own (names, grace period). */
 
 
-/** Reads an input; `''` becomes undefined. */
-function inputs_optionalInput(name) {
-    const value = core.getInput(name);
-    return value === '' ? undefined : value;
+
+/** Every catalog name under the store's prefix. */
+const ALL_NAMES = '*';
+function options_quoted(text) {
+    return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
 }
-function inputs_requiredInput(name) {
-    const value = inputs_optionalInput(name);
-    if (value === undefined)
-        throw new ConfigurationError(`Input required and not supplied: ${name}`);
-    return value;
-}
-/** Strict booleans, as the YAML 1.2 core schema spells them; anything else is an error. */
-function inputs_booleanInput(name, fallback) {
-    const value = inputs_optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    if (['true', 'True', 'TRUE'].includes(value))
-        return true;
-    if (['false', 'False', 'FALSE'].includes(value))
-        return false;
-    throw new ConfigurationError(`Input '${name}' must be true or false, got '${value}'.`);
-}
-function inputs_integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
-    const value = inputs_optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    const n = Number(value.trim());
-    if (!Number.isInteger(n) || n < min || n > max) {
-        throw new ConfigurationError(`Input '${name}' must be a whole number from ${min} to ${max}, got '${value}'.`);
-    }
-    return n;
-}
-function inputs_numberInput(name, fallback, min = 0) {
-    const value = inputs_optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    const n = Number(value.trim().replace(/%$/, ''));
-    if (!Number.isFinite(n) || n < min) {
-        throw new ConfigurationError(`Input '${name}' must be a number ≥ ${min}, got '${value}'.`);
-    }
-    return n;
-}
-/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
-function inputs_listInput(name) {
-    return splitList(inputs_optionalInput(name) ?? '');
-}
-function splitList(text) {
-    return text
+/**
+ * The `name` input: one catalog name, several (newline or comma separated), or `*` alone for
+ * every name under the prefix. Duplicates are dropped; `#` starts a comment.
+ */
+function parsePruneNames(text, inputName = 'name') {
+    const items = text
         .split(/[\n,]/)
         .map((s) => s.replace(/#.*$/, '').trim())
         .filter((s) => s !== '');
+    if (items.length === 0) {
+        throw new ConfigurationError(`Input ${inputName} must name the backups to prune: a catalog name such as shop, ` +
+            'several names one per line, or * for every name under the storage prefix.');
+    }
+    if (items.includes(ALL_NAMES)) {
+        if (items.length > 1) {
+            throw new ConfigurationError(`Input ${inputName} mixes * with other names (${items.filter((n) => n !== ALL_NAMES).join(', ')}); ` +
+                'use * alone for every name, or list the names.');
+        }
+        return ALL_NAMES;
+    }
+    for (const item of items) {
+        if (!isCatalogName(item)) {
+            throw new ConfigurationError(`Input ${inputName} holds ${options_quoted(item)}, which is not a catalog name: names are one ` +
+                'path segment of letters, digits, ".", "_" and "-" (such as shop or billing-prod).');
+        }
+    }
+    return [...new Set(items)];
 }
-function inputs_choiceInput(name, choices, fallback) {
-    const value = inputs_optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    if (choices.includes(value))
-        return value;
-    throw new ConfigurationError(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
-}
-/** `key=value` pairs (newline or comma separated). */
-function inputs_labelsInput(name) {
-    const labels = {};
-    for (const item of inputs_listInput(name)) {
-        const eq = item.indexOf('=');
-        if (eq <= 0) {
-            throw new ConfigurationError(`Input '${name}' takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
-        }
-        labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
-    }
-    return labels;
-}
-
-;// CONCATENATED MODULE: ./lib/actions/names.js
-/** Every input and output name of the actions, in one place. `action.yml` files use the same strings. */
-const names_Inputs = {
-    DatabaseUrl: 'database-url',
-    Storage: 'storage',
-    Name: 'name',
-    S3Endpoint: 's3-endpoint',
-    S3Region: 's3-region',
-    S3ForcePathStyle: 's3-force-path-style',
-    Format: 'format',
-    Jobs: 'jobs',
-    Compression: 'compression',
-    Schemas: 'schemas',
-    ExcludeSchemas: 'exclude-schemas',
-    ExcludeTableData: 'exclude-table-data',
-    Globals: 'globals',
-    EncryptionRecipients: 'encryption-recipients',
-    EncryptionPassphrase: 'encryption-passphrase',
-    EncryptionIdentity: 'encryption-identity',
-    Kind: 'kind',
-    Labels: 'labels',
-    KeepUntil: 'keep-until',
-    RowCounts: 'row-counts',
-    SizeChangeThreshold: 'size-change-threshold',
-    PostgresVersion: 'postgres-version',
-    GithubToken: 'github-token',
-    Issue: 'issue',
-    IssueLabels: 'issue-labels',
-    ReportArtifact: 'report-artifact',
-    BackupId: 'backup-id',
-    Restore: 'restore',
-    TargetUrl: 'target-url',
-    Checks: 'checks',
-    MaxAge: 'max-age',
-    RtoTarget: 'rto-target',
-    RpoTarget: 'rpo-target',
-    SmokeCommand: 'smoke-command',
-    Mode: 'mode',
-    Confirm: 'confirm',
-    TerminateConnections: 'terminate-connections',
-    SafetyBackup: 'safety-backup',
-    KeepLast: 'keep-last',
-    KeepHourly: 'keep-hourly',
-    KeepDaily: 'keep-daily',
-    KeepWeekly: 'keep-weekly',
-    KeepMonthly: 'keep-monthly',
-    KeepYearly: 'keep-yearly',
-    KeepWithin: 'keep-within',
-    KeepKind: 'keep-kind',
-    Timezone: 'timezone',
-    DryRun: 'dry-run',
-    DeleteIncompleteAfter: 'delete-incomplete-after',
-    MaxDelete: 'max-delete',
-    BypassGovernanceRetention: 'bypass-governance-retention',
-};
-const names_Outputs = {
-    BackupId: 'backup-id',
-    ManifestKey: 'manifest-key',
-    ObjectKey: 'object-key',
-    Bytes: 'bytes',
-    Sha256: 'sha256',
-    DurationSeconds: 'duration-seconds',
-    SizeChangePercent: 'size-change-percent',
-    Status: 'status',
-    ReportPath: 'report-path',
-    IssueNumber: 'issue-number',
-    Failures: 'failures',
-    RtoSeconds: 'rto-seconds',
-    RpoSeconds: 'rpo-seconds',
-    DownloadSeconds: 'download-seconds',
-    DecryptSeconds: 'decrypt-seconds',
-    RestoreSeconds: 'restore-seconds',
-    ChecksSeconds: 'checks-seconds',
-    SmokeSeconds: 'smoke-seconds',
-    Kept: 'kept',
-    Deleted: 'deleted',
-    PlanPath: 'plan-path',
-    FreedBytes: 'freed-bytes',
-};
-
-;// CONCATENATED MODULE: ./lib/report/github.js
-
-/** The web address of the current workflow run, when the run id is known. */
-function runUrl(ctx) {
-    if (!ctx.runId)
-        return undefined;
-    const base = ctx.serverUrl.replace(/\/+$/, '');
-    return `${base}/${ctx.repository}/actions/runs/${encodeURIComponent(ctx.runId)}`;
-}
-/** A GitHub REST call that failed for a reason other than configuration. */
-class GitHubApiError extends Error {
-    status;
-    endpoint;
-    alreadyExists;
-    constructor(status, endpoint, message, 
-    /** A 422 whose errors say the resource already exists. */
-    alreadyExists = false) {
-        super(message);
-        this.status = status;
-        this.endpoint = endpoint;
-        this.alreadyExists = alreadyExists;
-        this.name = 'GitHubApiError';
-    }
-}
-/** The token may not write issues or labels: the workflow lacks `permissions: issues: write`. */
-class github_GitHubPermissionError extends errors_ConfigurationError {
-    status;
-    endpoint;
-    constructor(status, endpoint, detail) {
-        super(`GitHub refused ${endpoint} (${status}${detail ? `: ${detail}` : ''}). ` +
-            'The workflow token may not write issues in this repository' +
-            (status === 404 ? ' (GitHub answers 404 when the token lacks the permission). ' : '. ') +
-            'Add `issues: write` under `permissions:` in the workflow, for example:\n' +
-            '  permissions:\n' +
-            '    contents: read\n' +
-            '    issues: write');
-        this.status = status;
-        this.endpoint = endpoint;
-        this.name = 'GitHubPermissionError';
-    }
-}
-const USER_AGENT = 'pg-backup-actions';
-const REPOSITORY = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
-/** A small GitHub REST client over the global `fetch`, for the issue endpoints. */
-class github_GitHubApi {
-    ctx;
-    logger;
-    owner;
-    repo;
-    base;
-    retryDelaysMs;
-    maxPages;
-    constructor(ctx, logger, options = {}) {
-        this.ctx = ctx;
-        this.logger = logger;
-        if (!REPOSITORY.test(ctx.repository)) {
-            throw new ConfigurationError(`The repository must be "owner/repo", got ${JSON.stringify(ctx.repository)}.`);
-        }
-        if (!ctx.token) {
-            throw new ConfigurationError('No GitHub token was given; pass `github-token: ${{ github.token }}` to report issues.');
-        }
-        let base;
-        try {
-            base = new URL(ctx.apiUrl);
-        }
-        catch {
-            throw new ConfigurationError(`The GitHub API URL is not a URL: ${JSON.stringify(ctx.apiUrl)}.`);
-        }
-        if (!base.pathname.endsWith('/'))
-            base.pathname += '/';
-        this.base = base;
-        [this.owner, this.repo] = ctx.repository.split('/');
-        this.retryDelaysMs = options.retryDelaysMs ?? [1000, 3000];
-        this.maxPages = options.maxPages ?? 1000;
-    }
-    /** The web address of the current workflow run, when known. */
-    runUrl() {
-        return runUrl(this.ctx);
-    }
-    /** `/repos/{owner}/{repo}` with both parts encoded. */
-    get repoPath() {
-        return `/repos/${encodeURIComponent(this.owner)}/${encodeURIComponent(this.repo)}`;
-    }
-    /** One REST call; resolves with the parsed JSON answer of a 2xx status. */
-    async request(method, path, body) {
-        const response = await this.send(method, path, body);
-        return parseJson(response.text, `${method} ${path}`);
-    }
-    /** All open issues (pull requests left out) that carry every one of `labels`. */
-    async listOpenIssues(labels) {
-        const query = new URLSearchParams({ state: 'open', per_page: '100', page: '1' });
-        if (labels.length > 0)
-            query.set('labels', labels.join(','));
-        let path = `${this.repoPath}/issues?${query.toString()}`;
-        const issues = [];
-        for (let page = 1; path; page++) {
-            if (page > this.maxPages) {
-                throw new GitHubApiError(0, `GET ${this.repoPath}/issues`, 'Too many pages of open issues.');
-            }
-            const response = await this.send('GET', path);
-            const items = parseJson(response.text, `GET ${path}`);
-            if (!Array.isArray(items)) {
-                throw new GitHubApiError(response.status, `GET ${path}`, 'Expected a list of issues.');
-            }
-            for (const item of items)
-                if (item.pull_request === undefined)
-                    issues.push(item);
-            path = this.nextPage(response.headers.get('link'));
-        }
-        return issues;
-    }
-    async createIssue(issue) {
-        return this.request('POST', `${this.repoPath}/issues`, issue);
-    }
-    async createComment(issueNumber, body) {
-        return this.request('POST', `${this.repoPath}/issues/${issueNumber}/comments`, {
-            body,
-        });
-    }
-    async updateIssue(issueNumber, update) {
-        return this.request('PATCH', `${this.repoPath}/issues/${issueNumber}`, update);
-    }
-    /** Closes an issue with the given reason. */
-    async closeIssue(issueNumber, reason, duplicateOf) {
-        const update = { state: 'closed', state_reason: reason };
-        if (reason === 'duplicate' && duplicateOf)
-            update.duplicate_issue_id = duplicateOf.id;
-        return this.updateIssue(issueNumber, update);
-    }
-    /** Creates the label unless it exists; returns whether it was created. */
-    async ensureLabel(name, color = 'b60205', description) {
-        const path = `${this.repoPath}/labels`;
-        const body = { name, color };
-        if (description !== undefined)
-            body.description = description;
-        try {
-            await this.send('POST', path, body);
-            this.logger.info(`Created the label "${name}".`);
-            return true;
-        }
-        catch (error) {
-            if (error instanceof GitHubApiError && error.status === 422 && error.alreadyExists) {
-                this.logger.debug(`The label "${name}" exists.`);
-                return false;
-            }
-            throw error;
-        }
-    }
-    /** The `rel="next"` link as a path relative to the API base, if it points at the same API. */
-    nextPage(link) {
-        if (!link)
-            return undefined;
-        for (const part of link.split(',')) {
-            const match = /<([^>]+)>\s*;\s*rel="?([^";]+)"?/.exec(part.trim());
-            if (!match || !match[2].split(/\s+/).includes('next'))
-                continue;
-            const next = new URL(match[1], this.base);
-            if (next.origin !== this.base.origin || !next.pathname.startsWith(this.base.pathname)) {
-                throw new GitHubApiError(0, 'GET issues', 'The next-page link points away from the API.');
-            }
-            return `/${next.pathname.slice(this.base.pathname.length)}${next.search}`;
-        }
-        return undefined;
-    }
-    async send(method, path, body) {
-        const endpoint = `${method} ${endpointPath(path)}`;
-        const url = new URL(path.replace(/^\/+/, ''), this.base);
-        const headers = {
-            Authorization: `Bearer ${this.ctx.token}`,
-            Accept: 'application/vnd.github+json',
-            'X-GitHub-Api-Version': '2022-11-28',
-            'User-Agent': USER_AGENT,
-        };
-        const init = { method, headers };
-        if (body !== undefined) {
-            headers['Content-Type'] = 'application/json';
-            init.body = JSON.stringify(body);
-        }
-        for (let attempt = 0;; attempt++) {
-            let response;
-            try {
-                const res = await fetch(url, init);
-                response = { status: res.status, headers: res.headers, text: await res.text() };
-            }
-            catch (error) {
-                const reason = this.redact(error instanceof Error ? causeMessage(error) : String(error));
-                if (attempt < this.retryDelaysMs.length) {
-                    this.logger.warning(`${endpoint} failed (${reason}); retrying.`);
-                    await sleep(this.retryDelaysMs[attempt]);
-                    continue;
-                }
-                throw new GitHubApiError(0, endpoint, `${endpoint} failed: ${reason}`);
-            }
-            this.logger.debug(`${endpoint} → ${response.status}`);
-            if (response.status >= 200 && response.status < 300)
-                return response;
-            if (response.status >= 500 && attempt < this.retryDelaysMs.length) {
-                this.logger.warning(`${endpoint} answered ${response.status}; retrying.`);
-                await sleep(this.retryDelaysMs[attempt]);
-                continue;
-            }
-            throw this.failure(endpoint, response);
-        }
-    }
-    failure(endpoint, response) {
-        const { status } = response;
-        const info = errorInfo(response.text);
-        const detail = this.redact(info.message);
-        if (status === 401) {
-            return new ConfigurationError(`GitHub rejected the token for ${endpoint} (401${detail ? `: ${detail}` : ''}). ` +
-                'Pass a valid token, for example `github-token: ${{ github.token }}`.');
-        }
-        const rateLimited = status === 429 || /rate limit/i.test(detail);
-        if ((status === 403 || status === 404) && !rateLimited) {
-            return new github_GitHubPermissionError(status, endpoint, detail);
-        }
-        if (status === 410) {
-            return new ConfigurationError(`GitHub answered ${endpoint} with 410 (${detail || 'Gone'}): issues are disabled in ` +
-                `${this.ctx.repository}. Enable them in the repository settings.`);
-        }
-        return new GitHubApiError(status, endpoint, `GitHub answered ${endpoint} with ${status}${detail ? `: ${detail}` : ''}`, info.codes.includes('already_exists'));
-    }
-    /** Removes the token from text that came back from the network. */
-    redact(text) {
-        return this.ctx.token ? text.split(this.ctx.token).join('***') : text;
-    }
-}
-function endpointPath(path) {
-    const query = path.indexOf('?');
-    return query === -1 ? path : path.slice(0, query);
-}
-function parseJson(text, endpoint) {
-    if (text === '')
-        return undefined;
-    try {
-        return JSON.parse(text);
-    }
-    catch {
-        throw new GitHubApiError(0, endpoint, `${endpoint} answered with something that is not JSON.`);
-    }
-}
-function errorInfo(text) {
-    try {
-        const parsed = JSON.parse(text);
-        const message = typeof parsed.message === 'string' ? parsed.message : '';
-        const codes = Array.isArray(parsed.errors)
-            ? parsed.errors
-                .map((e) => (e && typeof e === 'object' ? e.code : e))
-                .filter((c) => typeof c === 'string')
-            : [];
-        return { message, codes };
-    }
-    catch {
-        return { message: '', codes: [] };
-    }
-}
-function causeMessage(error) {
-    const cause = error.cause;
-    return cause instanceof Error ? `${error.message}: ${cause.message}` : error.message;
-}
-function sleep(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-;// CONCATENATED MODULE: ./lib/actions/issue-report.js
-
-
-
-
-
-
 /**
- * Opens, comments on or closes the issue for a watched job, when `github-token` is given and
- * `issue` is not false. Reporting never changes the step's result: a missing `issues: write`
- * permission is a warning that names the permission to add.
+ * The `delete-incomplete-after` input: a duration above zero (`24h`, `3d`), or `never` to keep
+ * data without a manifest forever. Zero is refused: it would delete uploads still in progress.
+ * Returns seconds, or undefined for `never`.
  */
-async function issue_report_reportToIssue(r) {
-    const token = optionalInput(Inputs.GithubToken);
-    if (!token)
+function parseDeleteIncompleteAfter(text, inputName = 'delete-incomplete-after') {
+    if (text.trim().toLowerCase() === 'never')
         return undefined;
-    core.setSecret(token);
-    if (!booleanInput(Inputs.Issue, true))
-        return undefined;
-    const repository = r.env.GITHUB_REPOSITORY;
-    if (!repository) {
-        r.logger.warning('GITHUB_REPOSITORY is not set, so no issue can be reported.');
-        return undefined;
+    const seconds = parseDuration(text, inputName);
+    if (!(seconds > 0)) {
+        throw new ConfigurationError(`Input ${inputName} must be longer than zero (such as 24h), or never; got ${options_quoted(text)}. ` +
+            'Data without a manifest younger than this may be an upload still in progress.');
     }
-    const labels = listInput(Inputs.IssueLabels);
-    const api = new GitHubApi({
-        token,
-        repository,
-        apiUrl: r.env.GITHUB_API_URL ?? 'https://api.github.com',
-        serverUrl: r.env.GITHUB_SERVER_URL ?? 'https://github.com',
-        runId: r.env.GITHUB_RUN_ID,
-        runAttempt: r.env.GITHUB_RUN_ATTEMPT,
-        workflow: r.env.GITHUB_WORKFLOW,
-    }, r.logger);
-    const lifecycle = {
-        api,
-        labels: labels.length > 0 ? labels : [r.defaultLabel],
-        marker: r.marker,
-        title: r.title,
-        logger: r.logger,
+    return seconds;
+}
+
+;// CONCATENATED MODULE: ./lib/prune/prune.js
+/**
+ * The prune core: applies a retention policy to each catalog name, never losing the last good
+ * backup. Every name is planned before anything is deleted; when any plan is refused (it would
+ * delete every backup, or more than max-delete), nothing is deleted anywhere.
+ *
+ * Deletion order: the manifests of the doomed backups go first, in one batched request, then
+ * (in a second batched request) their data objects and verification records, together with old
+ * incomplete uploads and orphaned verification records. A run interrupted between the two
+ * leaves data without a manifest, which is an incomplete upload that a later run removes, and
+ * never a manifest that points at missing data. A manifest kept by Object Lock keeps its whole
+ * backup.
+ */
+
+
+
+
+
+
+
+function newest(objects) {
+    return new Date(Math.max(0, ...objects.map((o) => o.lastModified.getTime())));
+}
+function sumSizes(objects) {
+    return objects.reduce((n, o) => n + o.size, 0);
+}
+function explanation(decision, reasons) {
+    return `${decision === 'keep' ? 'kept' : 'delete'}: ${reasons.join(', ')}`;
+}
+/** The catalog view the planner needs, from a complete entry. Times come from the manifest. */
+function catalogBackup(storage, entry, lastVerification, logger) {
+    const manifest = entry.manifest;
+    if (!manifest)
+        throw new Error(`catalogBackup: ${entry.id} has no manifest`);
+    const where = storage.location(manifestKey(entry.name, entry.id));
+    const finishedAt = new Date(manifest.finishedAt);
+    if (Number.isNaN(finishedAt.getTime())) {
+        throw new Error(`The manifest ${where} has an invalid finishedAt ${JSON.stringify(manifest.finishedAt)}; ` +
+            'prune orders backups by it and stops before deleting anything.');
+    }
+    const backup = {
+        id: entry.id,
+        name: entry.name,
+        finishedAt,
+        kind: manifest.kind,
+        bytes: sumSizes(entry.objects),
     };
-    try {
-        if (r.failed)
-            return (await reportFailure(lifecycle, r.body)).issueNumber;
-        return (await reportSuccess(lifecycle, r.body)).issueNumber;
-    }
-    catch (error) {
-        if (error instanceof GitHubPermissionError || error instanceof ConfigurationError) {
-            r.logger.warning(errorMessage(error));
+    if (manifest.keepUntil !== undefined) {
+        const until = new Date(manifest.keepUntil);
+        if (Number.isNaN(until.getTime())) {
+            logger.warning(`The manifest ${where} has an unreadable keepUntil ${JSON.stringify(manifest.keepUntil)}; ` +
+                'the backup is kept as if pinned forever.');
+            backup.keepUntil = new Date(8.64e15);
         }
         else {
-            r.logger.warning(`Could not update the GitHub issue: ${errorMessage(error)}`);
+            backup.keepUntil = until;
         }
+    }
+    if (lastVerification !== undefined)
+        backup.lastVerification = lastVerification;
+    return backup;
+}
+async function planName(name, options, deps, now) {
+    const { storage, logger } = deps;
+    const entries = await listCatalog(storage, name);
+    const recordObjects = await groupByFolder(storage, verificationsPrefix(name));
+    const lastStatus = new Map();
+    if (recordObjects.size > 0) {
+        // Oldest first: the last record of each backup decides.
+        for (const record of await listVerifications(storage, name)) {
+            if (record.status === 'passed' || record.status === 'failed') {
+                lastStatus.set(record.backupId, record.status);
+            }
+        }
+    }
+    const complete = entries.filter((e) => e.manifest !== undefined);
+    const byId = new Map(complete.map((e) => [e.id, e]));
+    const backups = complete.map((e) => catalogBackup(storage, e, lastStatus.get(e.id), logger));
+    const plan = planRetention(backups, options.policy, now, { maxDelete: options.maxDelete });
+    const backupObjects = new Map();
+    const pruned = plan.entries.map((entry) => {
+        const objects = byId.get(entry.backup.id)?.objects ?? [];
+        if (entry.decision === 'delete')
+            backupObjects.set(entry.backup.id, objects);
+        const item = {
+            id: entry.backup.id,
+            finishedAt: entry.backup.finishedAt.toISOString(),
+            kind: entry.backup.kind,
+            bytes: entry.backup.bytes,
+            objects: objects.length,
+            decision: entry.decision,
+            reasons: entry.reasons,
+            explanation: explanation(entry.decision, entry.reasons),
+            outcome: entry.decision === 'keep' ? 'kept' : 'not-deleted',
+        };
+        const keepUntil = byId.get(entry.backup.id)?.manifest?.keepUntil;
+        if (keepUntil !== undefined)
+            item.keepUntil = keepUntil;
+        if (entry.backup.lastVerification !== undefined) {
+            item.lastVerification = entry.backup.lastVerification;
+        }
+        return item;
+    });
+    const grace = options.deleteIncompleteAfterSeconds;
+    const graceText = grace === undefined ? 'never' : compactDuration(grace);
+    const incompleteObjects = new Map();
+    const incomplete = entries
+        .filter((e) => e.manifest === undefined)
+        .map((e) => {
+        const ageSeconds = Math.max(0, (now.getTime() - e.lastModified.getTime()) / 1000);
+        const old = grace !== undefined && ageSeconds > grace;
+        if (old)
+            incompleteObjects.set(e.id, [...e.objects, ...(recordObjects.get(e.id) ?? [])]);
+        return {
+            id: e.id,
+            lastModified: e.lastModified.toISOString(),
+            ageSeconds: Math.round(ageSeconds),
+            bytes: sumSizes(e.objects) + sumSizes(recordObjects.get(e.id) ?? []),
+            objects: e.objects.length,
+            records: recordObjects.get(e.id)?.length ?? 0,
+            decision: old ? 'delete' : 'leave',
+            why: old
+                ? `no manifest, last written ${formatDuration(ageSeconds)} ago (more than ${graceText})`
+                : grace === undefined
+                    ? 'no manifest; delete-incomplete-after is never'
+                    : `no manifest, last written ${formatDuration(ageSeconds)} ago (less than ${graceText}): an upload may be in progress`,
+            outcome: 'left',
+        };
+    });
+    const folders = new Set(entries.map((e) => e.id));
+    const orphanedRecords = [];
+    for (const [backupId, objects] of recordObjects) {
+        if (folders.has(backupId))
+            continue;
+        const lastModified = newest(objects);
+        const old = grace !== undefined && (now.getTime() - lastModified.getTime()) / 1000 > grace;
+        orphanedRecords.push({
+            backupId,
+            lastModified: lastModified.toISOString(),
+            bytes: sumSizes(objects),
+            records: objects.length,
+            decision: old ? 'delete' : 'leave',
+            outcome: 'left',
+        });
+    }
+    const result = {
+        name,
+        backups: pruned,
+        incomplete,
+        orphanedRecords,
+        kept: pruned.length,
+        deleted: 0,
+        freedBytes: 0,
+    };
+    if (plan.refused !== undefined)
+        result.refused = plan.refused;
+    const leaving = incomplete.filter((u) => u.decision === 'leave').length;
+    logger.info(`${name}: ${pruned.length} complete backup(s); the policy keeps ${plan.keep} and deletes ` +
+        `${plan.delete}; ${incomplete.length - leaving} incomplete upload(s) to remove, ${leaving} to leave` +
+        (orphanedRecords.length > 0
+            ? `; ${orphanedRecords.length} backup id(s) with verification records but no backup`
+            : ''));
+    if (plan.refused !== undefined)
+        logger.info(`${name}: refused: ${plan.refused}`);
+    return { result, backupObjects, records: recordObjects, incompleteObjects };
+}
+/**
+ * Deletes keys in one call (the store batches them) and returns the keys Object Lock kept, with
+ * the store's reason. Every other key is gone: the store throws for any other failure.
+ */
+async function deleteKeys(storage, keys, bypassGovernanceRetention) {
+    if (keys.length === 0)
+        return new Map();
+    const result = await storage.delete(keys, { bypassGovernanceRetention });
+    return new Map(result.locked.map((l) => [l.key, l.reason]));
+}
+async function executePlans(plans, options, deps, errors) {
+    const { storage, logger } = deps;
+    const sizes = new Map();
+    const doomed = [];
+    for (const plan of plans) {
+        for (const item of plan.result.backups) {
+            if (item.decision !== 'delete')
+                continue;
+            doomed.push({ plan, item });
+            for (const o of plan.backupObjects.get(item.id) ?? [])
+                sizes.set(o.key, o.size);
+        }
+    }
+    // Step 1: manifests. A backup whose manifest Object Lock keeps stays whole.
+    const manifestKeys = doomed.map(({ plan, item }) => manifestKey(plan.result.name, item.id));
+    let first;
+    try {
+        first = await deleteKeys(storage, manifestKeys, options.bypassGovernanceRetention);
+    }
+    catch (error) {
+        errors.push(`Deleting the manifests of ${doomed.length} backup(s) failed: ${errorMessage(error)}. ` +
+            'Their data was not touched; a backup whose manifest did go is now an incomplete upload ' +
+            'that a later run removes.');
+        return;
+    }
+    const gone = [];
+    for (const d of doomed) {
+        const key = manifestKey(d.plan.result.name, d.item.id);
+        const reason = first.get(key);
+        if (reason !== undefined) {
+            d.item.outcome = 'kept-locked';
+            d.item.locked = [{ key, reason }];
+        }
+        else {
+            d.item.outcome = 'deleted';
+            d.plan.result.freedBytes += sizes.get(key) ?? 0;
+            gone.push(d);
+        }
+    }
+    // Step 2: everything else, in one batched request.
+    const owners = new Map();
+    for (const { plan, item } of gone) {
+        const name = plan.result.name;
+        for (const o of plan.backupObjects.get(item.id) ?? []) {
+            if (o.key !== manifestKey(name, item.id))
+                owners.set(o.key, { type: 'backup', item });
+        }
+        for (const o of plan.records.get(item.id) ?? []) {
+            owners.set(o.key, { type: 'backup', item });
+            sizes.set(o.key, o.size);
+        }
+    }
+    const ownerPlan = new Map();
+    for (const { plan, item } of gone)
+        ownerPlan.set(item, plan);
+    for (const plan of plans) {
+        for (const item of plan.result.incomplete) {
+            if (item.decision !== 'delete')
+                continue;
+            ownerPlan.set(item, plan);
+            for (const o of plan.incompleteObjects.get(item.id) ?? []) {
+                owners.set(o.key, { type: 'incomplete', item });
+                sizes.set(o.key, o.size);
+            }
+        }
+        for (const item of plan.result.orphanedRecords) {
+            if (item.decision !== 'delete')
+                continue;
+            ownerPlan.set(item, plan);
+            for (const o of plan.records.get(item.backupId) ?? []) {
+                owners.set(o.key, { type: 'records', item });
+                sizes.set(o.key, o.size);
+            }
+        }
+    }
+    const keys = [...owners.keys()];
+    logger.info(`Deleted ${gone.length} manifest(s); deleting ${keys.length} more object(s) ` +
+        '(backup data, verification records, incomplete uploads).');
+    let second;
+    try {
+        second = await deleteKeys(storage, keys, options.bypassGovernanceRetention);
+    }
+    catch (error) {
+        errors.push(`Deleting ${keys.length} object(s) failed after ${gone.length} manifest(s) were deleted: ` +
+            `${errorMessage(error)}. What is left is data without a manifest, which a later run ` +
+            'removes as incomplete uploads.');
+        for (const [, owner] of owners)
+            if (owner.type !== 'backup')
+                owner.item.outcome = 'not-deleted';
+        return;
+    }
+    for (const [key, owner] of owners) {
+        const reason = second.get(key);
+        if (reason !== undefined) {
+            (owner.item.locked ??= []).push({ key, reason });
+            if (owner.type !== 'backup')
+                owner.item.outcome = 'kept-locked';
+        }
+        else {
+            if (owner.type !== 'backup' && owner.item.outcome !== 'kept-locked') {
+                owner.item.outcome = 'deleted';
+            }
+            const plan = ownerPlan.get(owner.item);
+            if (plan)
+                plan.result.freedBytes += sizes.get(key) ?? 0;
+        }
+    }
+}
+/** Counts and leftover outcomes once the run's fate is known (dry run, refused, failed). */
+function settle(plan, mode) {
+    const r = plan.result;
+    if (mode !== 'done') {
+        for (const item of r.backups) {
+            if (item.decision === 'delete')
+                item.outcome = mode === 'dry-run' ? 'would-delete' : 'not-deleted';
+        }
+        for (const item of [...r.incomplete, ...r.orphanedRecords]) {
+            if (item.decision === 'delete')
+                item.outcome = mode === 'dry-run' ? 'would-delete' : 'not-deleted';
+        }
+        if (mode === 'dry-run') {
+            r.freedBytes =
+                r.backups
+                    .filter((b) => b.decision === 'delete')
+                    .reduce((n, b) => n + b.bytes + sumSizes(plan.records.get(b.id) ?? []), 0) +
+                    r.incomplete.filter((u) => u.decision === 'delete').reduce((n, u) => n + u.bytes, 0) +
+                    r.orphanedRecords.filter((o) => o.decision === 'delete').reduce((n, o) => n + o.bytes, 0);
+        }
+    }
+    for (const item of [...r.incomplete, ...r.orphanedRecords]) {
+        if (item.decision === 'delete' && item.outcome === 'left')
+            item.outcome = 'not-deleted';
+    }
+    r.deleted = r.backups.filter((b) => b.outcome === 'deleted' || b.outcome === 'would-delete').length;
+    r.kept = r.backups.length - r.deleted;
+}
+async function versioningOf(deps) {
+    if (!deps.storage.describe)
+        return undefined;
+    try {
+        return (await deps.storage.describe()).versioning;
+    }
+    catch (error) {
+        deps.logger.debug(`Could not read the bucket's versioning: ${errorMessage(error)}`);
         return undefined;
     }
+}
+/**
+ * Prunes the catalog names of a store by the policy. Plans every name first; deletes only when
+ * no plan is refused and this is not a dry run. Never throws for a refused plan or a failed
+ * delete: both are in the report (`refused`, `errors`), see {@link pruneFailure}. Throws for an
+ * invalid name, and for listing or manifest errors, before anything is deleted.
+ */
+async function runPrune(options, deps) {
+    const { storage, logger } = deps;
+    const now = deps.clock.now();
+    if (options.names !== ALL_NAMES) {
+        for (const name of options.names) {
+            if (!isCatalogName(name)) {
+                throw new ConfigurationError(`${JSON.stringify(name)} is not a catalog name: names are one path segment of ` +
+                    'letters, digits, ".", "_" and "-".');
+            }
+        }
+    }
+    const names = options.names === ALL_NAMES ? await listNames(storage) : [...new Set(options.names)];
+    if (options.names === ALL_NAMES && names.length === 0) {
+        logger.warning(`No catalog names under ${storage.description}; nothing to prune.`);
+    }
+    const plans = [];
+    await logger.group(`Planning ${names.length} name(s) in ${storage.description}`, async () => {
+        for (const name of names) {
+            const plan = await planName(name, options, deps, now);
+            const r = plan.result;
+            if (r.backups.length === 0 && r.incomplete.length === 0 && r.orphanedRecords.length === 0) {
+                logger.warning(`No backups of ${name} in ${storage.description}; check the name and storage inputs.`);
+            }
+            plans.push(plan);
+        }
+    });
+    const refused = plans.flatMap((p) => p.result.refused === undefined ? [] : [`${p.result.name}: ${p.result.refused}`]);
+    const errors = [];
+    if (refused.length > 0) {
+        for (const plan of plans)
+            settle(plan, 'refused');
+    }
+    else if (options.dryRun) {
+        for (const plan of plans)
+            settle(plan, 'dry-run');
+    }
+    else {
+        await logger.group('Deleting', () => executePlans(plans, options, deps, errors));
+        for (const plan of plans)
+            settle(plan, 'done');
+    }
+    const results = plans.map((p) => p.result);
+    const report = {
+        storage: storage.description,
+        now: now.toISOString(),
+        dryRun: options.dryRun,
+        policy: options.policy,
+        bypassGovernanceRetention: options.bypassGovernanceRetention,
+        names: results,
+        kept: results.reduce((n, r) => n + r.kept, 0),
+        deleted: results.reduce((n, r) => n + r.deleted, 0),
+        freedBytes: results.reduce((n, r) => n + r.freedBytes, 0),
+        locked: results.reduce((n, r) => n +
+            [...r.backups, ...r.incomplete, ...r.orphanedRecords].reduce((m, item) => m + (item.locked?.length ?? 0), 0), 0),
+        refused,
+        errors,
+    };
+    if (options.maxDelete !== undefined)
+        report.maxDelete = options.maxDelete;
+    if (options.deleteIncompleteAfterSeconds !== undefined) {
+        report.deleteIncompleteAfterSeconds = options.deleteIncompleteAfterSeconds;
+    }
+    const versioning = await versioningOf(deps);
+    if (versioning !== undefined)
+        report.versioning = versioning;
+    const verb = options.dryRun ? 'would delete' : 'deleted';
+    logger.info(`Prune ${refused.length > 0 ? 'refused, nothing deleted' : 'done'}: kept ${report.kept}, ` +
+        `${verb} ${report.deleted} backup(s), ${options.dryRun ? 'would free' : 'freed'} ` +
+        `${formatBytes(report.freedBytes)}` +
+        (report.locked > 0 ? `; ${report.locked} object(s) kept by Object Lock` : ''));
+    return report;
+}
+/**
+ * The error that should fail the step or command, or undefined when the run succeeded: a
+ * failed delete is an Error, a refused plan a ConfigurationError (raise max-delete or change
+ * the policy). Object Lock keeping objects is not a failure.
+ */
+function pruneFailure(report) {
+    if (report.errors.length > 0)
+        return new Error(report.errors.join('\n'));
+    if (report.refused.length > 0) {
+        return new ConfigurationError(`Prune refused, nothing was deleted in any name: ${report.refused.join('; ')}.`);
+    }
+    return undefined;
 }
 
 // EXTERNAL MODULE: external "node:url"
@@ -82812,10 +82755,10 @@ class S3Storage {
                 url = new URL(settings.endpoint);
             }
             catch {
-                throw new errors_ConfigurationError(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' is not a URL; give one like https://s3.example.com or http://127.0.0.1:9000.`);
+                throw new ConfigurationError(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' is not a URL; give one like https://s3.example.com or http://127.0.0.1:9000.`);
             }
             if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-                throw new errors_ConfigurationError(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' must start with https:// or http://.`);
+                throw new ConfigurationError(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' must start with https:// or http://.`);
             }
             this.endpointLabel = safeEndpoint(settings.endpoint);
             config.endpoint = settings.endpoint;
@@ -82851,7 +82794,7 @@ class S3Storage {
     }
     /** Turns an SDK error into one a person can act on; never includes credentials. */
     translate(error, action, key) {
-        if (error instanceof errors_ConfigurationError || error instanceof NotFoundError)
+        if (error instanceof ConfigurationError || error instanceof NotFoundError)
             return error;
         const code = codeOf(error);
         const status = statusOf(error);
@@ -82862,19 +82805,19 @@ class S3Storage {
             return new Error(`Cannot reach the S3 endpoint ${this.endpointLabel} while ${VERB[action]} ${target}: ${network}${message && message !== network ? ` (${message})` : ''}`, { cause: error });
         }
         if (code === 'NoSuchBucket') {
-            return new errors_ConfigurationError(`Bucket '${this.bucket}' does not exist (endpoint ${this.endpointLabel}). Create it, or correct the bucket in the storage location.`);
+            return new ConfigurationError(`Bucket '${this.bucket}' does not exist (endpoint ${this.endpointLabel}). Create it, or correct the bucket in the storage location.`);
         }
         if (code === 'CredentialsProviderError') {
-            return new errors_ConfigurationError(`No AWS credentials were found for bucket '${this.bucket}'. Provide them through the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), a profile, or OIDC with aws-actions/configure-aws-credentials.`);
+            return new ConfigurationError(`No AWS credentials were found for bucket '${this.bucket}'. Provide them through the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), a profile, or OIDC with aws-actions/configure-aws-credentials.`);
         }
         if (code === 'InvalidAccessKeyId') {
-            return new errors_ConfigurationError(`The access key ID is not known to the endpoint ${this.endpointLabel} (InvalidAccessKeyId) while ${VERB[action]} ${target}. Check the credentials for bucket '${this.bucket}'.`);
+            return new ConfigurationError(`The access key ID is not known to the endpoint ${this.endpointLabel} (InvalidAccessKeyId) while ${VERB[action]} ${target}. Check the credentials for bucket '${this.bucket}'.`);
         }
         if (code === 'SignatureDoesNotMatch') {
-            return new errors_ConfigurationError(`The secret access key does not match the access key ID (SignatureDoesNotMatch) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials for bucket '${this.bucket}'.`);
+            return new ConfigurationError(`The secret access key does not match the access key ID (SignatureDoesNotMatch) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials for bucket '${this.bucket}'.`);
         }
         if (code === 'AccessDenied' || code === 'Forbidden' || status === 403) {
-            return new errors_ConfigurationError(`Access denied (${code}) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials and that they grant ${PERMISSION[action]} on bucket '${this.bucket}'.`);
+            return new ConfigurationError(`Access denied (${code}) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials and that they grant ${PERMISSION[action]} on bucket '${this.bucket}'.`);
         }
         const message = error instanceof Error ? error.message : String(error);
         return new Error(`S3 failed while ${VERB[action]} ${target} (endpoint ${this.endpointLabel}): ${code}${status ? ` [HTTP ${status}]` : ''}: ${message}`, { cause: error });
@@ -83233,7 +83176,7 @@ function quotable(location) {
     return location.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
 }
 function invalid(location, why) {
-    return new errors_ConfigurationError(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
+    return new ConfigurationError(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
 }
 /**
  * Reads a storage location: `s3://bucket[/prefix]`, `file:///abs/path`, `/abs/path`,
@@ -83289,682 +83232,11 @@ function parseStorageLocation(location) {
     throw invalid(location, `it has no scheme; for a bucket write s3://${text}, for a folder write ./${text}`);
 }
 /** Opens the store a location names. */
-function open_openStorage(location, s3, logger) {
+function openStorage(location, s3, logger) {
     const parsed = parseStorageLocation(location);
     if (parsed.type === 's3')
         return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
     return new LocalStorage(parsed.path, logger);
-}
-
-;// CONCATENATED MODULE: ./lib/actions/runtime.js
-
-
-
-
-
-
-/** A Logger backed by @actions/core: annotations for warnings, folded groups. */
-const runtime_actionLogger = {
-    debug: (m) => core_debug(m),
-    info: (m) => info(m),
-    warning: (m) => warning(m),
-    error: (m) => error(m),
-    group: (name, fn) => group(name, fn),
-};
-/** Git and run context of the workflow run, for manifests and reports. */
-function runtime_gitContext(env) {
-    let prNumber;
-    const ref = env.GITHUB_REF ?? '';
-    const m = /^refs\/pull\/(\d+)\//.exec(ref);
-    if (m)
-        prNumber = Number(m[1]);
-    const context = {
-        repository: env.GITHUB_REPOSITORY,
-        sha: env.GITHUB_SHA,
-        ref: env.GITHUB_REF,
-        runId: env.GITHUB_RUN_ID,
-        runAttempt: env.GITHUB_RUN_ATTEMPT,
-        workflow: env.GITHUB_WORKFLOW,
-        prNumber,
-        actor: env.GITHUB_ACTOR,
-        serverUrl: env.GITHUB_SERVER_URL,
-    };
-    return Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined && v !== ''));
-}
-/** Masks a connection string and its password (raw and percent-encoded) in every later log line. */
-function runtime_maskConnectionString(value) {
-    if (!value)
-        return;
-    core.setSecret(value);
-    try {
-        const info = parseConnectionString(value);
-        if (info.password) {
-            core.setSecret(info.password);
-            core.setSecret(encodeURIComponent(info.password));
-        }
-    }
-    catch {
-        // An unparsable string is masked whole above; parsing reports the error later.
-    }
-}
-/** Masks a secret input value and each of its lines. */
-function runtime_maskSecret(value) {
-    if (!value)
-        return;
-    core.setSecret(value);
-    for (const line of value.split(/\r?\n/))
-        if (line.trim())
-            core.setSecret(line.trim());
-}
-/** The S3 settings from the storage inputs shared by every action. */
-function s3SettingsFromInputs() {
-    const endpoint = optionalInput(Inputs.S3Endpoint);
-    const forcePathStyle = optionalInput(Inputs.S3ForcePathStyle)
-        ? booleanInput(Inputs.S3ForcePathStyle, false)
-        : undefined;
-    return { endpoint, region: optionalInput(Inputs.S3Region), forcePathStyle };
-}
-function runtime_storageFromInputs(logger) {
-    return openStorage(requiredInput(Inputs.Storage), s3SettingsFromInputs(), logger);
-}
-/**
- * Runs an action's body: a ConfigurationError fails the step with its message as it is; any
- * other error is reported as a failure with its message, and the stack at debug level. The
- * process exits explicitly so retrying HTTP sockets cannot keep it alive.
- */
-async function runAction(body) {
-    try {
-        await body();
-    }
-    catch (error) {
-        if (!(error instanceof ConfigurationError) && error instanceof Error && error.stack) {
-            core.debug(error.stack);
-        }
-        core.setFailed(errorMessage(error));
-    }
-    process.exit(process.exitCode ?? 0);
-}
-
-;// CONCATENATED MODULE: ./lib/actions/backup-impl.js
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-/** `auto`, `none`, `zstd[:level]`, `gzip[:level]`. */
-function parseCompression(value) {
-    const text = (value ?? 'auto').trim();
-    const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
-    if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
-        throw new errors_ConfigurationError(`Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
-    }
-    const level = m[2] === undefined ? undefined : Number(m[2]);
-    if (m[1] === 'zstd') {
-        if (level !== undefined && (level < 1 || level > 19)) {
-            throw new errors_ConfigurationError(`Input 'compression': zstd levels go from 1 to 19, got ${level}.`);
-        }
-        return { method: 'zstd', level };
-    }
-    if (m[1] === 'gzip') {
-        if (level !== undefined && (level < 0 || level > 9)) {
-            throw new errors_ConfigurationError(`Input 'compression': gzip levels go from 0 to 9, got ${level}.`);
-        }
-        return { method: 'gzip', level };
-    }
-    return { method: m[1] };
-}
-async function runBackupAction() {
-    const env = process.env;
-    const logger = actionLogger;
-    const databaseUrl = optionalInput(Inputs.DatabaseUrl);
-    maskConnectionString(databaseUrl);
-    if (env.PGPASSWORD)
-        core.setSecret(env.PGPASSWORD);
-    const passphrase = optionalInput(Inputs.EncryptionPassphrase);
-    maskSecret(passphrase);
-    const recipients = parseRecipients(optionalInput(Inputs.EncryptionRecipients) ?? '');
-    const kind = choiceInput(Inputs.Kind, BACKUP_KINDS, 'scheduled');
-    const keepUntilText = optionalInput(Inputs.KeepUntil);
-    const options = {
-        connection: resolveConnection(databaseUrl, env),
-        name: optionalInput(Inputs.Name),
-        format: choiceInput(Inputs.Format, ['custom', 'directory'], 'custom'),
-        jobs: integerInput(Inputs.Jobs, 2, 1, 64),
-        compression: parseCompression(optionalInput(Inputs.Compression)),
-        selection: {
-            schemas: listInput(Inputs.Schemas),
-            excludeSchemas: listInput(Inputs.ExcludeSchemas),
-            excludeTableData: listInput(Inputs.ExcludeTableData),
-        },
-        globals: booleanInput(Inputs.Globals, false),
-        encryption: recipients.length > 0 || passphrase ? { recipients, passphrase } : undefined,
-        kind,
-        labels: labelsInput(Inputs.Labels),
-        keepUntil: keepUntilText
-            ? parseKeepUntil(keepUntilText, systemClock.now(), Inputs.KeepUntil)
-            : undefined,
-        rowCounts: choiceInput(Inputs.RowCounts, ['exact', 'estimate', 'off'], 'exact'),
-        sizeChangeThreshold: numberInput(Inputs.SizeChangeThreshold, 20),
-        git: gitContext(env),
-    };
-    const postgresVersion = resolvePostgresVersionInput(optionalInput(Inputs.PostgresVersion) ?? 'auto');
-    const storage = storageFromInputs(logger);
-    const tools = clientToolResolver(postgresVersion, env, logger);
-    try {
-        const result = await runBackup(options, {
-            storage,
-            logger,
-            clock: systemClock,
-            env,
-            zstdPath: findOnPath('zstd', env.PATH),
-            resolveTools: (server) => tools(server.major, server.version),
-        });
-        for (const w of result.warnings)
-            logger.warning(w);
-        core.setOutput(Outputs.BackupId, result.manifest.id);
-        core.setOutput(Outputs.ManifestKey, storage.location(result.manifestKey));
-        core.setOutput(Outputs.ObjectKey, storage.location(result.objectKey));
-        core.setOutput(Outputs.Bytes, String(result.bytes));
-        core.setOutput(Outputs.Sha256, result.sha256);
-        core.setOutput(Outputs.DurationSeconds, result.durationSeconds.toFixed(1));
-        core.setOutput(Outputs.SizeChangePercent, result.sizeChangePercent === undefined ? '' : String(result.sizeChangePercent));
-        await core.summary.addRaw(backupSummary(result, storage.location(result.objectKey))).write();
-    }
-    catch (error) {
-        if (error instanceof ToolVersionError) {
-            // A backup that stopped is as urgent as one that does not restore.
-            await reportToIssue({
-                env,
-                logger,
-                marker: `backup:${options.name ?? 'database'}`,
-                title: `Backup failed: ${options.name ?? 'database'} (PostgreSQL client version)`,
-                defaultLabel: 'backup-failure',
-                failed: true,
-                body: `The nightly backup stopped because no suitable pg_dump is available.\n\n${error.message}`,
-            });
-        }
-        throw error;
-    }
-}
-
-;// CONCATENATED MODULE: ./lib/prune/options.js
-/** Parsing of the prune inputs that the retention planner does not own (names, grace period). */
-
-
-
-/** Every catalog name under the store's prefix. */
-const ALL_NAMES = '*';
-function options_quoted(text) {
-    return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
-}
-/**
- * The `name` input: one catalog name, several (newline or comma separated), or `*` alone for
- * every name under the prefix. Duplicates are dropped; `#` starts a comment.
- */
-function parsePruneNames(text, inputName = 'name') {
-    const items = text
-        .split(/[\n,]/)
-        .map((s) => s.replace(/#.*$/, '').trim())
-        .filter((s) => s !== '');
-    if (items.length === 0) {
-        throw new errors_ConfigurationError(`Input ${inputName} must name the backups to prune: a catalog name such as shop, ` +
-            'several names one per line, or * for every name under the storage prefix.');
-    }
-    if (items.includes(ALL_NAMES)) {
-        if (items.length > 1) {
-            throw new errors_ConfigurationError(`Input ${inputName} mixes * with other names (${items.filter((n) => n !== ALL_NAMES).join(', ')}); ` +
-                'use * alone for every name, or list the names.');
-        }
-        return ALL_NAMES;
-    }
-    for (const item of items) {
-        if (!isCatalogName(item)) {
-            throw new errors_ConfigurationError(`Input ${inputName} holds ${options_quoted(item)}, which is not a catalog name: names are one ` +
-                'path segment of letters, digits, ".", "_" and "-" (such as shop or billing-prod).');
-        }
-    }
-    return [...new Set(items)];
-}
-/**
- * The `delete-incomplete-after` input: a duration above zero (`24h`, `3d`), or `never` to keep
- * data without a manifest forever. Zero is refused: it would delete uploads still in progress.
- * Returns seconds, or undefined for `never`.
- */
-function parseDeleteIncompleteAfter(text, inputName = 'delete-incomplete-after') {
-    if (text.trim().toLowerCase() === 'never')
-        return undefined;
-    const seconds = parseDuration(text, inputName);
-    if (!(seconds > 0)) {
-        throw new errors_ConfigurationError(`Input ${inputName} must be longer than zero (such as 24h), or never; got ${options_quoted(text)}. ` +
-            'Data without a manifest younger than this may be an upload still in progress.');
-    }
-    return seconds;
-}
-
-;// CONCATENATED MODULE: ./lib/prune/prune.js
-/**
- * The prune core: applies a retention policy to each catalog name, never losing the last good
- * backup. Every name is planned before anything is deleted; when any plan is refused (it would
- * delete every backup, or more than max-delete), nothing is deleted anywhere.
- *
- * Deletion order: the manifests of the doomed backups go first, in one batched request, then
- * (in a second batched request) their data objects and verification records, together with old
- * incomplete uploads and orphaned verification records. A run interrupted between the two
- * leaves data without a manifest, which is an incomplete upload that a later run removes, and
- * never a manifest that points at missing data. A manifest kept by Object Lock keeps its whole
- * backup.
- */
-
-
-
-
-
-
-
-function newest(objects) {
-    return new Date(Math.max(0, ...objects.map((o) => o.lastModified.getTime())));
-}
-function sumSizes(objects) {
-    return objects.reduce((n, o) => n + o.size, 0);
-}
-function explanation(decision, reasons) {
-    return `${decision === 'keep' ? 'kept' : 'delete'}: ${reasons.join(', ')}`;
-}
-/** The catalog view the planner needs, from a complete entry. Times come from the manifest. */
-function catalogBackup(storage, entry, lastVerification, logger) {
-    const manifest = entry.manifest;
-    if (!manifest)
-        throw new Error(`catalogBackup: ${entry.id} has no manifest`);
-    const where = storage.location(manifestKey(entry.name, entry.id));
-    const finishedAt = new Date(manifest.finishedAt);
-    if (Number.isNaN(finishedAt.getTime())) {
-        throw new Error(`The manifest ${where} has an invalid finishedAt ${JSON.stringify(manifest.finishedAt)}; ` +
-            'prune orders backups by it and stops before deleting anything.');
-    }
-    const backup = {
-        id: entry.id,
-        name: entry.name,
-        finishedAt,
-        kind: manifest.kind,
-        bytes: sumSizes(entry.objects),
-    };
-    if (manifest.keepUntil !== undefined) {
-        const until = new Date(manifest.keepUntil);
-        if (Number.isNaN(until.getTime())) {
-            logger.warning(`The manifest ${where} has an unreadable keepUntil ${JSON.stringify(manifest.keepUntil)}; ` +
-                'the backup is kept as if pinned forever.');
-            backup.keepUntil = new Date(8.64e15);
-        }
-        else {
-            backup.keepUntil = until;
-        }
-    }
-    if (lastVerification !== undefined)
-        backup.lastVerification = lastVerification;
-    return backup;
-}
-async function planName(name, options, deps, now) {
-    const { storage, logger } = deps;
-    const entries = await listCatalog(storage, name);
-    const recordObjects = await groupByFolder(storage, verificationsPrefix(name));
-    const lastStatus = new Map();
-    if (recordObjects.size > 0) {
-        // Oldest first: the last record of each backup decides.
-        for (const record of await listVerifications(storage, name)) {
-            if (record.status === 'passed' || record.status === 'failed') {
-                lastStatus.set(record.backupId, record.status);
-            }
-        }
-    }
-    const complete = entries.filter((e) => e.manifest !== undefined);
-    const byId = new Map(complete.map((e) => [e.id, e]));
-    const backups = complete.map((e) => catalogBackup(storage, e, lastStatus.get(e.id), logger));
-    const plan = planRetention(backups, options.policy, now, { maxDelete: options.maxDelete });
-    const backupObjects = new Map();
-    const pruned = plan.entries.map((entry) => {
-        const objects = byId.get(entry.backup.id)?.objects ?? [];
-        if (entry.decision === 'delete')
-            backupObjects.set(entry.backup.id, objects);
-        const item = {
-            id: entry.backup.id,
-            finishedAt: entry.backup.finishedAt.toISOString(),
-            kind: entry.backup.kind,
-            bytes: entry.backup.bytes,
-            objects: objects.length,
-            decision: entry.decision,
-            reasons: entry.reasons,
-            explanation: explanation(entry.decision, entry.reasons),
-            outcome: entry.decision === 'keep' ? 'kept' : 'not-deleted',
-        };
-        const keepUntil = byId.get(entry.backup.id)?.manifest?.keepUntil;
-        if (keepUntil !== undefined)
-            item.keepUntil = keepUntil;
-        if (entry.backup.lastVerification !== undefined) {
-            item.lastVerification = entry.backup.lastVerification;
-        }
-        return item;
-    });
-    const grace = options.deleteIncompleteAfterSeconds;
-    const graceText = grace === undefined ? 'never' : compactDuration(grace);
-    const incompleteObjects = new Map();
-    const incomplete = entries
-        .filter((e) => e.manifest === undefined)
-        .map((e) => {
-        const ageSeconds = Math.max(0, (now.getTime() - e.lastModified.getTime()) / 1000);
-        const old = grace !== undefined && ageSeconds > grace;
-        if (old)
-            incompleteObjects.set(e.id, [...e.objects, ...(recordObjects.get(e.id) ?? [])]);
-        return {
-            id: e.id,
-            lastModified: e.lastModified.toISOString(),
-            ageSeconds: Math.round(ageSeconds),
-            bytes: sumSizes(e.objects) + sumSizes(recordObjects.get(e.id) ?? []),
-            objects: e.objects.length,
-            records: recordObjects.get(e.id)?.length ?? 0,
-            decision: old ? 'delete' : 'leave',
-            why: old
-                ? `no manifest, last written ${formatDuration(ageSeconds)} ago (more than ${graceText})`
-                : grace === undefined
-                    ? 'no manifest; delete-incomplete-after is never'
-                    : `no manifest, last written ${formatDuration(ageSeconds)} ago (less than ${graceText}): an upload may be in progress`,
-            outcome: 'left',
-        };
-    });
-    const folders = new Set(entries.map((e) => e.id));
-    const orphanedRecords = [];
-    for (const [backupId, objects] of recordObjects) {
-        if (folders.has(backupId))
-            continue;
-        const lastModified = newest(objects);
-        const old = grace !== undefined && (now.getTime() - lastModified.getTime()) / 1000 > grace;
-        orphanedRecords.push({
-            backupId,
-            lastModified: lastModified.toISOString(),
-            bytes: sumSizes(objects),
-            records: objects.length,
-            decision: old ? 'delete' : 'leave',
-            outcome: 'left',
-        });
-    }
-    const result = {
-        name,
-        backups: pruned,
-        incomplete,
-        orphanedRecords,
-        kept: pruned.length,
-        deleted: 0,
-        freedBytes: 0,
-    };
-    if (plan.refused !== undefined)
-        result.refused = plan.refused;
-    const leaving = incomplete.filter((u) => u.decision === 'leave').length;
-    logger.info(`${name}: ${pruned.length} complete backup(s); the policy keeps ${plan.keep} and deletes ` +
-        `${plan.delete}; ${incomplete.length - leaving} incomplete upload(s) to remove, ${leaving} to leave` +
-        (orphanedRecords.length > 0
-            ? `; ${orphanedRecords.length} backup id(s) with verification records but no backup`
-            : ''));
-    if (plan.refused !== undefined)
-        logger.info(`${name}: refused: ${plan.refused}`);
-    return { result, backupObjects, records: recordObjects, incompleteObjects };
-}
-/**
- * Deletes keys in one call (the store batches them) and returns the keys Object Lock kept, with
- * the store's reason. Every other key is gone: the store throws for any other failure.
- */
-async function deleteKeys(storage, keys, bypassGovernanceRetention) {
-    if (keys.length === 0)
-        return new Map();
-    const result = await storage.delete(keys, { bypassGovernanceRetention });
-    return new Map(result.locked.map((l) => [l.key, l.reason]));
-}
-async function executePlans(plans, options, deps, errors) {
-    const { storage, logger } = deps;
-    const sizes = new Map();
-    const doomed = [];
-    for (const plan of plans) {
-        for (const item of plan.result.backups) {
-            if (item.decision !== 'delete')
-                continue;
-            doomed.push({ plan, item });
-            for (const o of plan.backupObjects.get(item.id) ?? [])
-                sizes.set(o.key, o.size);
-        }
-    }
-    // Step 1: manifests. A backup whose manifest Object Lock keeps stays whole.
-    const manifestKeys = doomed.map(({ plan, item }) => manifestKey(plan.result.name, item.id));
-    let first;
-    try {
-        first = await deleteKeys(storage, manifestKeys, options.bypassGovernanceRetention);
-    }
-    catch (error) {
-        errors.push(`Deleting the manifests of ${doomed.length} backup(s) failed: ${errors_errorMessage(error)}. ` +
-            'Their data was not touched; a backup whose manifest did go is now an incomplete upload ' +
-            'that a later run removes.');
-        return;
-    }
-    const gone = [];
-    for (const d of doomed) {
-        const key = manifestKey(d.plan.result.name, d.item.id);
-        const reason = first.get(key);
-        if (reason !== undefined) {
-            d.item.outcome = 'kept-locked';
-            d.item.locked = [{ key, reason }];
-        }
-        else {
-            d.item.outcome = 'deleted';
-            d.plan.result.freedBytes += sizes.get(key) ?? 0;
-            gone.push(d);
-        }
-    }
-    // Step 2: everything else, in one batched request.
-    const owners = new Map();
-    for (const { plan, item } of gone) {
-        const name = plan.result.name;
-        for (const o of plan.backupObjects.get(item.id) ?? []) {
-            if (o.key !== manifestKey(name, item.id))
-                owners.set(o.key, { type: 'backup', item });
-        }
-        for (const o of plan.records.get(item.id) ?? []) {
-            owners.set(o.key, { type: 'backup', item });
-            sizes.set(o.key, o.size);
-        }
-    }
-    const ownerPlan = new Map();
-    for (const { plan, item } of gone)
-        ownerPlan.set(item, plan);
-    for (const plan of plans) {
-        for (const item of plan.result.incomplete) {
-            if (item.decision !== 'delete')
-                continue;
-            ownerPlan.set(item, plan);
-            for (const o of plan.incompleteObjects.get(item.id) ?? []) {
-                owners.set(o.key, { type: 'incomplete', item });
-                sizes.set(o.key, o.size);
-            }
-        }
-        for (const item of plan.result.orphanedRecords) {
-            if (item.decision !== 'delete')
-                continue;
-            ownerPlan.set(item, plan);
-            for (const o of plan.records.get(item.backupId) ?? []) {
-                owners.set(o.key, { type: 'records', item });
-                sizes.set(o.key, o.size);
-            }
-        }
-    }
-    const keys = [...owners.keys()];
-    logger.info(`Deleted ${gone.length} manifest(s); deleting ${keys.length} more object(s) ` +
-        '(backup data, verification records, incomplete uploads).');
-    let second;
-    try {
-        second = await deleteKeys(storage, keys, options.bypassGovernanceRetention);
-    }
-    catch (error) {
-        errors.push(`Deleting ${keys.length} object(s) failed after ${gone.length} manifest(s) were deleted: ` +
-            `${errors_errorMessage(error)}. What is left is data without a manifest, which a later run ` +
-            'removes as incomplete uploads.');
-        for (const [, owner] of owners)
-            if (owner.type !== 'backup')
-                owner.item.outcome = 'not-deleted';
-        return;
-    }
-    for (const [key, owner] of owners) {
-        const reason = second.get(key);
-        if (reason !== undefined) {
-            (owner.item.locked ??= []).push({ key, reason });
-            if (owner.type !== 'backup')
-                owner.item.outcome = 'kept-locked';
-        }
-        else {
-            if (owner.type !== 'backup' && owner.item.outcome !== 'kept-locked') {
-                owner.item.outcome = 'deleted';
-            }
-            const plan = ownerPlan.get(owner.item);
-            if (plan)
-                plan.result.freedBytes += sizes.get(key) ?? 0;
-        }
-    }
-}
-/** Counts and leftover outcomes once the run's fate is known (dry run, refused, failed). */
-function settle(plan, mode) {
-    const r = plan.result;
-    if (mode !== 'done') {
-        for (const item of r.backups) {
-            if (item.decision === 'delete')
-                item.outcome = mode === 'dry-run' ? 'would-delete' : 'not-deleted';
-        }
-        for (const item of [...r.incomplete, ...r.orphanedRecords]) {
-            if (item.decision === 'delete')
-                item.outcome = mode === 'dry-run' ? 'would-delete' : 'not-deleted';
-        }
-        if (mode === 'dry-run') {
-            r.freedBytes =
-                r.backups
-                    .filter((b) => b.decision === 'delete')
-                    .reduce((n, b) => n + b.bytes + sumSizes(plan.records.get(b.id) ?? []), 0) +
-                    r.incomplete.filter((u) => u.decision === 'delete').reduce((n, u) => n + u.bytes, 0) +
-                    r.orphanedRecords.filter((o) => o.decision === 'delete').reduce((n, o) => n + o.bytes, 0);
-        }
-    }
-    for (const item of [...r.incomplete, ...r.orphanedRecords]) {
-        if (item.decision === 'delete' && item.outcome === 'left')
-            item.outcome = 'not-deleted';
-    }
-    r.deleted = r.backups.filter((b) => b.outcome === 'deleted' || b.outcome === 'would-delete').length;
-    r.kept = r.backups.length - r.deleted;
-}
-async function versioningOf(deps) {
-    if (!deps.storage.describe)
-        return undefined;
-    try {
-        return (await deps.storage.describe()).versioning;
-    }
-    catch (error) {
-        deps.logger.debug(`Could not read the bucket's versioning: ${errors_errorMessage(error)}`);
-        return undefined;
-    }
-}
-/**
- * Prunes the catalog names of a store by the policy. Plans every name first; deletes only when
- * no plan is refused and this is not a dry run. Never throws for a refused plan or a failed
- * delete: both are in the report (`refused`, `errors`), see {@link pruneFailure}. Throws for an
- * invalid name, and for listing or manifest errors, before anything is deleted.
- */
-async function runPrune(options, deps) {
-    const { storage, logger } = deps;
-    const now = deps.clock.now();
-    if (options.names !== ALL_NAMES) {
-        for (const name of options.names) {
-            if (!isCatalogName(name)) {
-                throw new errors_ConfigurationError(`${JSON.stringify(name)} is not a catalog name: names are one path segment of ` +
-                    'letters, digits, ".", "_" and "-".');
-            }
-        }
-    }
-    const names = options.names === ALL_NAMES ? await listNames(storage) : [...new Set(options.names)];
-    if (options.names === ALL_NAMES && names.length === 0) {
-        logger.warning(`No catalog names under ${storage.description}; nothing to prune.`);
-    }
-    const plans = [];
-    await logger.group(`Planning ${names.length} name(s) in ${storage.description}`, async () => {
-        for (const name of names) {
-            const plan = await planName(name, options, deps, now);
-            const r = plan.result;
-            if (r.backups.length === 0 && r.incomplete.length === 0 && r.orphanedRecords.length === 0) {
-                logger.warning(`No backups of ${name} in ${storage.description}; check the name and storage inputs.`);
-            }
-            plans.push(plan);
-        }
-    });
-    const refused = plans.flatMap((p) => p.result.refused === undefined ? [] : [`${p.result.name}: ${p.result.refused}`]);
-    const errors = [];
-    if (refused.length > 0) {
-        for (const plan of plans)
-            settle(plan, 'refused');
-    }
-    else if (options.dryRun) {
-        for (const plan of plans)
-            settle(plan, 'dry-run');
-    }
-    else {
-        await logger.group('Deleting', () => executePlans(plans, options, deps, errors));
-        for (const plan of plans)
-            settle(plan, 'done');
-    }
-    const results = plans.map((p) => p.result);
-    const report = {
-        storage: storage.description,
-        now: now.toISOString(),
-        dryRun: options.dryRun,
-        policy: options.policy,
-        bypassGovernanceRetention: options.bypassGovernanceRetention,
-        names: results,
-        kept: results.reduce((n, r) => n + r.kept, 0),
-        deleted: results.reduce((n, r) => n + r.deleted, 0),
-        freedBytes: results.reduce((n, r) => n + r.freedBytes, 0),
-        locked: results.reduce((n, r) => n +
-            [...r.backups, ...r.incomplete, ...r.orphanedRecords].reduce((m, item) => m + (item.locked?.length ?? 0), 0), 0),
-        refused,
-        errors,
-    };
-    if (options.maxDelete !== undefined)
-        report.maxDelete = options.maxDelete;
-    if (options.deleteIncompleteAfterSeconds !== undefined) {
-        report.deleteIncompleteAfterSeconds = options.deleteIncompleteAfterSeconds;
-    }
-    const versioning = await versioningOf(deps);
-    if (versioning !== undefined)
-        report.versioning = versioning;
-    const verb = options.dryRun ? 'would delete' : 'deleted';
-    logger.info(`Prune ${refused.length > 0 ? 'refused, nothing deleted' : 'done'}: kept ${report.kept}, ` +
-        `${verb} ${report.deleted} backup(s), ${options.dryRun ? 'would free' : 'freed'} ` +
-        `${streams_formatBytes(report.freedBytes)}` +
-        (report.locked > 0 ? `; ${report.locked} object(s) kept by Object Lock` : ''));
-    return report;
-}
-/**
- * The error that should fail the step or command, or undefined when the run succeeded: a
- * failed delete is an Error, a refused plan a ConfigurationError (raise max-delete or change
- * the policy). Object Lock keeping objects is not a failure.
- */
-function pruneFailure(report) {
-    if (report.errors.length > 0)
-        return new Error(report.errors.join('\n'));
-    if (report.refused.length > 0) {
-        return new errors_ConfigurationError(`Prune refused, nothing was deleted in any name: ${report.refused.join('; ')}.`);
-    }
-    return undefined;
 }
 
 ;// CONCATENATED MODULE: ./lib/verify/verify.js
@@ -84041,12 +83313,12 @@ function record(run, result) {
     run.deps.logger.info(`${icon} ${result.name}: ${result.status} (${result.detail})`);
 }
 function failed(run, name, error, started, detail) {
-    if (error instanceof errors_ConfigurationError)
+    if (error instanceof ConfigurationError)
         run.setupProblem = true;
     record(run, {
         name,
         status: 'failed',
-        detail: detail ?? lastLines(errors_errorMessage(error)),
+        detail: detail ?? lastLines(errorMessage(error)),
         seconds: (Date.now() - started) / 1000,
     });
 }
@@ -84131,7 +83403,7 @@ async function runVerify(options, deps) {
         if (run.target) {
             await run.target
                 .cleanup()
-                .catch((error) => logger.warning(`Could not clean up ${run.target?.describe}: ${errors_errorMessage(error)}`));
+                .catch((error) => logger.warning(`Could not clean up ${run.target?.describe}: ${errorMessage(error)}`));
         }
         await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
     }
@@ -84175,7 +83447,7 @@ async function runVerify(options, deps) {
                 logger.info(`Recorded the verification at ${storage.location(recordKey)}`);
             }
             catch (error) {
-                const message = `Could not record the verification under ${name}/verifications/ (prune will not see it): ${errors_errorMessage(error)}`;
+                const message = `Could not record the verification under ${name}/verifications/ (prune will not see it): ${errorMessage(error)}`;
                 logger.warning(message);
                 run.warnings.push(message);
             }
@@ -84262,7 +83534,7 @@ async function checkBackup(run, manifest, started) {
         if (!ok)
             return;
         const recipients = manifest.encryption.recipients;
-        failed(run, CheckNames.Decryption, new errors_ConfigurationError(`Backup ${manifest.id} is encrypted with age (${manifest.encryption.passphrase ? 'a passphrase' : `recipients ${recipients.join(', ')}`}), and no key was given: ` +
+        failed(run, CheckNames.Decryption, new ConfigurationError(`Backup ${manifest.id} is encrypted with age (${manifest.encryption.passphrase ? 'a passphrase' : `recipients ${recipients.join(', ')}`}), and no key was given: ` +
             'set encryption-identity (the age secret key, AGE-SECRET-KEY-1...) or encryption-passphrase.'), Date.now());
         run.skipReason = 'the backup could not be decrypted';
         return;
@@ -84321,7 +83593,7 @@ async function checkBackup(run, manifest, started) {
             manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
                 ? `decompressed ${manifest.compression.method}`
                 : `compression: ${describeCompression(manifest)}`,
-            `${manifest.format} archive of ${streams_formatBytes(archiveBytes)}`,
+            `${manifest.format} archive of ${formatBytes(archiveBytes)}`,
         ].join('; '),
         seconds: (Date.now() - integrityAt) / 1000,
     });
@@ -84470,7 +83742,7 @@ async function archiveSize(fetched) {
     return fetched.bytes;
 }
 function integrityDetail(key, object) {
-    return `the manifest parses; ${external_node_path_.posix.basename(key)} is ${streams_formatBytes(object.bytes)} with SHA-256 ${object.sha256.slice(0, 16)}…, as the manifest records`;
+    return `the manifest parses; ${external_node_path_.posix.basename(key)} is ${formatBytes(object.bytes)} with SHA-256 ${object.sha256.slice(0, 16)}…, as the manifest records`;
 }
 function skipReasonFor(error) {
     return error instanceof IntegrityError
@@ -84556,9 +83828,8 @@ function freshnessGate(run, maxAgeSeconds, entries, catalogError, verified) {
 
 
 
-
 function openStore(o, io) {
-    return open_openStorage(o.required('storage'), {
+    return openStorage(o.required('storage'), {
         endpoint: o.string('s3-endpoint'),
         region: o.string('s3-region'),
         forcePathStyle: o.boolean('s3-force-path-style') ? true : undefined,
@@ -84594,7 +83865,7 @@ async function listCommand(o, io) {
     const given = o.string('name');
     const names = given ? [given] : await listNames(storage);
     if (names.length === 0) {
-        throw new errors_ConfigurationError(`No backups in ${storage.description}.`);
+        throw new ConfigurationError(`No backups in ${storage.description}.`);
     }
     const all = [];
     const rows = [
@@ -84623,7 +83894,7 @@ async function listCommand(o, io) {
                 e.id,
                 m ? m.kind : 'incomplete',
                 m ? m.finishedAt.slice(0, 19).replace('T', ' ') : '-',
-                streams_formatBytes(bytes),
+                formatBytes(bytes),
                 m ? (m.encryption ? 'age' : 'no') : '-',
                 checkText,
             ]);
@@ -84651,32 +83922,32 @@ async function listCommand(o, io) {
 /** `backup`: runBackup with the backup action's options. */
 async function backupCommand(o, io) {
     const env = io.env;
-    const recipients = age_parseRecipients(o.string('encryption-recipients') ?? '');
+    const recipients = parseRecipients(o.string('encryption-recipients') ?? '');
     const passphrase = o.secret('encryption-passphrase');
     const kind = (o.string('kind') ?? 'manual');
-    if (!manifest_BACKUP_KINDS.includes(kind)) {
-        throw new errors_ConfigurationError(`--kind must be one of ${manifest_BACKUP_KINDS.join(', ')}, got '${kind}'.`);
+    if (!BACKUP_KINDS.includes(kind)) {
+        throw new ConfigurationError(`--kind must be one of ${BACKUP_KINDS.join(', ')}, got '${kind}'.`);
     }
     const format = o.string('format') ?? 'custom';
     if (format !== 'custom' && format !== 'directory') {
-        throw new errors_ConfigurationError(`--format must be custom or directory, got '${format}'.`);
+        throw new ConfigurationError(`--format must be custom or directory, got '${format}'.`);
     }
     const rowCounts = o.string('row-counts') ?? 'exact';
     if (rowCounts !== 'exact' && rowCounts !== 'estimate' && rowCounts !== 'off') {
-        throw new errors_ConfigurationError(`--row-counts must be exact, estimate or off, got '${rowCounts}'.`);
+        throw new ConfigurationError(`--row-counts must be exact, estimate or off, got '${rowCounts}'.`);
     }
     const labels = {};
     for (const item of splitList(o.string('labels') ?? '')) {
         const eq = item.indexOf('=');
         if (eq <= 0)
-            throw new errors_ConfigurationError(`--labels takes key=value pairs, got '${item}'.`);
+            throw new ConfigurationError(`--labels takes key=value pairs, got '${item}'.`);
         labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
     }
     const keepUntil = o.string('keep-until');
-    const postgresVersion = tools_resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
+    const postgresVersion = resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
     const storage = openStore(o, io);
-    const result = await backup_runBackup({
-        connection: connection_resolveConnection(o.string('database-url'), env),
+    const result = await runBackup({
+        connection: resolveConnection(o.string('database-url'), env),
         name: o.string('name'),
         format,
         jobs: o.integer('jobs', 2, 1, 64),
@@ -84691,7 +83962,7 @@ async function backupCommand(o, io) {
         kind,
         labels,
         keepUntil: keepUntil
-            ? duration_parseKeepUntil(keepUntil, logger_systemClock.now(), '--keep-until')
+            ? parseKeepUntil(keepUntil, systemClock.now(), '--keep-until')
             : undefined,
         rowCounts,
         sizeChangeThreshold: 20,
@@ -84699,10 +83970,10 @@ async function backupCommand(o, io) {
     }, {
         storage,
         logger: io.logger,
-        clock: logger_systemClock,
+        clock: systemClock,
         env,
-        zstdPath: process_findOnPath('zstd', env.PATH),
-        resolveTools: (server) => install_clientToolResolver(postgresVersion, env, io.logger)(server.major, server.version),
+        zstdPath: findOnPath('zstd', env.PATH),
+        resolveTools: (server) => clientToolResolver(postgresVersion, env, io.logger)(server.major, server.version),
     });
     for (const w of result.warnings)
         io.logger.warning(w);
@@ -84722,14 +83993,14 @@ async function backupCommand(o, io) {
     return 0;
 }
 function restoreDeps(o, io, storage, workDir) {
-    const postgresVersion = tools_resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
+    const postgresVersion = resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
     return {
         storage,
         logger: io.logger,
-        clock: logger_systemClock,
+        clock: systemClock,
         env: io.env,
-        zstdPath: process_findOnPath('zstd', io.env.PATH),
-        resolveTools: (request) => install_clientToolResolver(postgresVersion, io.env, io.logger)(request.major, request.version, request.needServer),
+        zstdPath: findOnPath('zstd', io.env.PATH),
+        resolveTools: (request) => clientToolResolver(postgresVersion, io.env, io.logger)(request.major, request.version, request.needServer),
         workDir,
         workspace: io.cwd,
     };
@@ -84745,7 +84016,7 @@ function drillOptions(o, io) {
         smokeCommand: o.string('smoke-command'),
         checks: checksOf(o, io.cwd),
         targetUrl: o.string('target-url'),
-        postgresVersion: tools_resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto'),
+        postgresVersion: resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto'),
         git: {},
     };
 }
@@ -84789,7 +84060,7 @@ async function drillCommand(o, io) {
 /** Asks for the database name on a terminal; refuses without one. */
 async function confirmInteractively(io, database, where, backupId) {
     if (!io.stdin.isTTY) {
-        throw new errors_ConfigurationError(`Refusing to restore into ${where} without confirmation: pass --confirm ${database} (no terminal to ask on). Nothing was changed.`);
+        throw new ConfigurationError(`Refusing to restore into ${where} without confirmation: pass --confirm ${database} (no terminal to ask on). Nothing was changed.`);
     }
     const rl = (0,promises_namespaceObject.createInterface)({ input: io.stdin, output: io.stderr });
     try {
@@ -84806,10 +84077,10 @@ async function restoreCommand(o, io) {
     const options = drillOptions(o, io);
     const given = o.string('target-url');
     const info = given
-        ? connection_parseConnectionString(given, 'target-url')
-        : connection_resolveConnection(undefined, io.env);
+        ? parseConnectionString(given, 'target-url')
+        : resolveConnection(undefined, io.env);
     if (!given && !info.host && !info.database) {
-        throw new errors_ConfigurationError('restore needs the database to replace: --target-url URL (or DATABASE_URL, or PGHOST/PGDATABASE...).');
+        throw new ConfigurationError('restore needs the database to replace: --target-url URL (or DATABASE_URL, or PGHOST/PGDATABASE...).');
     }
     const targetUrl = given ?? connectionUrl(info);
     const database = databaseName(info);
@@ -84826,7 +84097,7 @@ async function restoreCommand(o, io) {
 }
 /** `verify`: runVerify, as the verify action does. */
 async function verifyCommand(o, io) {
-    const postgresVersion = tools_resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
+    const postgresVersion = resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
     const storage = openStore(o, io);
     const maxAge = durationOption(o, 'max-age');
     const report = await withWorkDir((dir) => runVerify({
@@ -84842,11 +84113,11 @@ async function verifyCommand(o, io) {
     }, {
         storage,
         logger: io.logger,
-        clock: logger_systemClock,
+        clock: systemClock,
         env: io.env,
-        zstdPath: process_findOnPath('zstd', io.env.PATH),
+        zstdPath: findOnPath('zstd', io.env.PATH),
         tmpDir: dir,
-        resolveTools: (minMajor, pgDumpVersion) => install_clientToolResolver(postgresVersion, io.env, io.logger)(minMajor, pgDumpVersion, !o.boolean('no-restore') && !o.string('target-url')),
+        resolveTools: (minMajor, pgDumpVersion) => clientToolResolver(postgresVersion, io.env, io.logger)(minMajor, pgDumpVersion, !o.boolean('no-restore') && !o.string('target-url')),
     }));
     if (o.boolean('json')) {
         print(io, JSON.stringify(report, null, 2));
@@ -84885,7 +84156,7 @@ async function pruneCommand(o, io) {
         deleteIncompleteAfterSeconds: parseDeleteIncompleteAfter(o.string('delete-incomplete-after') ?? '24h', '--delete-incomplete-after'),
         dryRun: o.boolean('dry-run'),
         bypassGovernanceRetention: o.boolean('bypass-governance-retention'),
-    }, { storage, logger: io.logger, clock: logger_systemClock });
+    }, { storage, logger: io.logger, clock: systemClock });
     if (o.boolean('json')) {
         print(io, JSON.stringify(report, null, 2));
     }
@@ -84898,7 +84169,7 @@ async function pruneCommand(o, io) {
             if (n.refused)
                 lines.push(`${n.name}: refused: ${n.refused}`);
         }
-        lines.push(`${report.dryRun ? 'would keep' : 'kept'} ${report.kept}, ${report.dryRun ? 'would delete' : 'deleted'} ${report.deleted}, ${streams_formatBytes(report.freedBytes)}`);
+        lines.push(`${report.dryRun ? 'would keep' : 'kept'} ${report.kept}, ${report.dryRun ? 'would delete' : 'deleted'} ${report.deleted}, ${formatBytes(report.freedBytes)}`);
         print(io, lines.join('\n'));
     }
     const failure = pruneFailure(report);
@@ -84946,11 +84217,11 @@ async function main(argv, io) {
             io.stdout.write(usage(error.command));
             return 0;
         }
-        if (error instanceof errors_ConfigurationError) {
+        if (error instanceof ConfigurationError) {
             io.stderr.write(`error: ${asFlags(error.message)}\n`);
             return 2;
         }
-        io.stderr.write(`error: ${errors_errorMessage(error)}\n`);
+        io.stderr.write(`error: ${errorMessage(error)}\n`);
         if (verbose && error instanceof Error && error.stack)
             io.stderr.write(`${error.stack}\n`);
         return 1;

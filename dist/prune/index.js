@@ -72094,9 +72094,10 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util/types")
 /* harmony export */   YF: () => (/* binding */ requiredInput),
 /* harmony export */   tE: () => (/* binding */ booleanInput)
 /* harmony export */ });
-/* unused harmony exports integerInput, numberInput, listInput, splitList, choiceInput, labelsInput */
+/* unused harmony exports integerInput, numberInput, listInput, choiceInput, labelsInput */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
 /* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+
 
 
 /** Reads an input; `''` becomes undefined. */
@@ -72144,12 +72145,6 @@ function numberInput(name, fallback, min = 0) {
 /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
 function listInput(name) {
     return splitList(optionalInput(name) ?? '');
-}
-function splitList(text) {
-    return text
-        .split(/[\n,]/)
-        .map((s) => s.replace(/#.*$/, '').trim())
-        .filter((s) => s !== '');
 }
 function choiceInput(name, choices, fallback) {
     const value = optionalInput(name);
@@ -72476,25 +72471,32 @@ async function listNames(storage) {
 }
 /** Verification records of a name (optionally one backup), oldest first. */
 async function listVerifications(storage, name, backupId) {
+    const keys = await verificationKeys(storage, name, backupId);
+    const records = await mapLimit(keys, 8, (key) => readVerificationRecord(storage, key));
+    return records
+        .filter((r) => r !== undefined)
+        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+}
+/** The keys of the verification records of a name (optionally one backup). */
+async function verificationKeys(storage, name, backupId) {
     const keys = [];
     for await (const object of storage.list(verificationsPrefix(name, backupId))) {
         if (object.key.endsWith('.json'))
             keys.push(object.key);
     }
-    const records = await mapLimit(keys, 8, async (key) => {
-        const data = await storage.getBytes(key);
-        if (!data)
-            return undefined;
-        try {
-            return JSON.parse(data.toString());
-        }
-        catch {
-            return undefined;
-        }
-    });
-    return records
-        .filter((r) => r !== undefined)
-        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+    return keys;
+}
+/** One verification record; undefined when it is gone or does not parse. */
+async function readVerificationRecord(storage, key) {
+    const data = await storage.getBytes(key);
+    if (!data)
+        return undefined;
+    try {
+        return JSON.parse(data.toString());
+    }
+    catch {
+        return undefined;
+    }
 }
 /** Runs `fn` over items with at most `limit` in flight, keeping order. */
 async function mapLimit(items, limit, fn) {
@@ -73967,7 +73969,7 @@ var inputs = __nccwpck_require__(9922);
 // EXTERNAL MODULE: ./lib/actions/names.js
 var actions_names = __nccwpck_require__(8763);
 // EXTERNAL MODULE: ./lib/actions/runtime.js + 11 modules
-var runtime = __nccwpck_require__(3399);
+var runtime = __nccwpck_require__(6814);
 ;// CONCATENATED MODULE: ./lib/actions/prune-impl.js
 
 
@@ -74035,7 +74037,7 @@ async function runPruneAction() {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _prune_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(953);
-/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3399);
+/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6814);
 
 
 await (0,_runtime_js__WEBPACK_IMPORTED_MODULE_1__/* .runAction */ .Cs)(_prune_impl_js__WEBPACK_IMPORTED_MODULE_0__/* .runPruneAction */ .q);
@@ -74045,7 +74047,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 3399:
+/***/ 6814:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -75873,34 +75875,85 @@ function _unique(values) {
 //# sourceMappingURL=tool-cache.js.map
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(1421);
-;// CONCATENATED MODULE: ./lib/postgres/process.js
+;// CONCATENATED MODULE: ./lib/core/process.js
 
+
+
+const STDERR_TAIL = (/* unused pure expression or super */ null && (16 * 1024));
 /**
- * Runs `argv` without a shell and collects its output. Never rejects for a non-zero exit; a
- * program that cannot be started yields code 127 with the reason in stderr.
+ * Starts a tool, keeping the last 16 KiB of its stderr for error messages. `onStderrLine`
+ * sees each line as it comes (for logs).
  */
-function process_runCommand(argv, opts = {}) {
-    return new Promise((resolve) => {
-        const [file, ...args] = argv;
-        if (!file) {
-            resolve({ code: 127, stdout: '', stderr: 'no command given' });
-            return;
+function startProcess(command, args, options = {}) {
+    const { onStderrLine, ...spawnOptions } = options;
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
+    let tail = '';
+    let pending = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk) => {
+        tail = (tail + chunk).slice(-STDERR_TAIL);
+        if (onStderrLine) {
+            pending += chunk;
+            const lines = pending.split('\n');
+            pending = lines.pop() ?? '';
+            for (const line of lines)
+                if (line.trim())
+                    onStderrLine(line);
         }
-        const child = spawn(file, args, {
-            env: opts.env ?? process.env,
-            cwd: opts.cwd,
-            stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise((resolve) => {
+        let spawnError;
+        child.on('error', (error) => {
+            spawnError = error;
+            tail += `${tail ? '\n' : ''}${error.message}`;
+            resolve({ code: 127, signal: null, stderr: tail });
         });
-        const out = [];
-        const err = [];
-        let timedOut = false;
-        let settled = false;
-        const timer = opts.timeoutMs === undefined
-            ? undefined
-            : setTimeout(() => {
-                timedOut = true;
+        child.on('close', (code, signal) => {
+            if (spawnError)
+                return;
+            if (onStderrLine && pending.trim())
+                onStderrLine(pending);
+            resolve({ code, signal, stderr: tail });
+        });
+    });
+    const kill = () => {
+        if (child.exitCode !== null || child.signalCode !== null)
+            return;
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => {
+            if (child.exitCode === null && child.signalCode === null)
                 child.kill('SIGKILL');
-            }, opts.timeoutMs);
+        }, 5000);
+        timer.unref();
+    };
+    return { child, exited, kill };
+}
+/**
+ * Runs a tool to completion and collects its output, without a shell. Never rejects: a
+ * program that cannot be started yields code 127 with the reason in stderr; one killed by a
+ * signal or the timeout yields -1.
+ */
+async function runProcess(command, args, options = {}) {
+    const { input, timeoutMs, ...spawnOptions } = options;
+    const child = spawn(command, args, {
+        ...spawnOptions,
+        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (c) => (stdout += c));
+    child.stderr?.setEncoding('utf8').on('data', (c) => (stderr += c));
+    if (input !== undefined)
+        child.stdin?.end(input);
+    let timedOut = false;
+    const timer = timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+        }, timeoutMs);
+    return new Promise((resolve) => {
+        let settled = false;
         const finish = (result) => {
             if (settled)
                 return;
@@ -75909,20 +75962,21 @@ function process_runCommand(argv, opts = {}) {
                 clearTimeout(timer);
             resolve(result);
         };
-        child.stdout.on('data', (chunk) => out.push(chunk));
-        child.stderr.on('data', (chunk) => err.push(chunk));
-        child.on('error', (error) => {
-            finish({ code: 127, stdout: '', stderr: `${file}: ${error.message}` });
-        });
-        child.on('close', (code) => {
-            const stderr = Buffer.concat(err).toString('utf8');
-            finish({
-                code: timedOut ? -1 : (code ?? -1),
-                stdout: Buffer.concat(out).toString('utf8'),
-                stderr: timedOut ? `${stderr}\n${file}: timed out after ${opts.timeoutMs} ms` : stderr,
-            });
-        });
+        child.on('error', (error) => finish({ code: 127, signal: null, stdout, stderr: `${stderr}${command}: ${error.message}` }));
+        child.on('close', (code, signal) => finish({
+            code: timedOut ? -1 : (code ?? -1),
+            signal,
+            stdout,
+            stderr: timedOut ? `${stderr}\n${command}: timed out after ${timeoutMs} ms` : stderr,
+        }));
     });
+}
+/** `runProcess` with the program and its arguments in one array. */
+function process_runCommand(argv, options = {}) {
+    const [command, ...args] = argv;
+    if (!command)
+        return Promise.resolve({ code: 127, stdout: '', stderr: 'no command given' });
+    return runProcess(command, args, options);
 }
 /** The last `lines` non-empty lines of a text, for error messages. */
 function tail(text, lines = 20) {
@@ -75931,6 +75985,44 @@ function tail(text, lines = 20) {
         .filter((line) => line.trim() !== '')
         .slice(-lines)
         .join('\n');
+}
+/** Describes an abnormal exit: `pg_dump exited with code 1: <stderr>`. */
+function describeExit(tool, exit) {
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    const text = exit.stderr.trim();
+    return text ? `${tool} ${how}: ${text}` : `${tool} ${how}`;
+}
+/** The absolute path of an executable found on PATH, or undefined. */
+function findOnPath(name, pathEnv = process.env.PATH ?? '') {
+    for (const dir of pathEnv.split(path.delimiter)) {
+        if (!dir)
+            continue;
+        const candidate = path.join(dir, name);
+        try {
+            accessSync(candidate, constants.X_OK);
+            return candidate;
+        }
+        catch {
+            // not here
+        }
+    }
+    return undefined;
+}
+/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
+function processAlive(pid) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (error) {
+        return error.code === 'EPERM';
+    }
+    try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    }
+    catch {
+        return true;
+    }
 }
 
 ;// CONCATENATED MODULE: ./lib/postgres/tools.js

@@ -72133,31 +72133,48 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("zlib");
 
 /***/ }),
 
-/***/ 39922:
+/***/ 19784:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   $A: () => (/* binding */ integerInput),
-/* harmony export */   $m: () => (/* binding */ optionalInput),
-/* harmony export */   YF: () => (/* binding */ requiredInput),
-/* harmony export */   dt: () => (/* binding */ listInput),
-/* harmony export */   ij: () => (/* binding */ choiceInput),
-/* harmony export */   tE: () => (/* binding */ booleanInput)
-/* harmony export */ });
-/* unused harmony exports numberInput, splitList, labelsInput */
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(33838);
-/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  tE: () => (/* binding */ booleanInput),
+  ij: () => (/* binding */ choiceInput),
+  $A: () => (/* binding */ integerInput),
+  dt: () => (/* binding */ listInput),
+  $m: () => (/* binding */ optionalInput),
+  YF: () => (/* binding */ requiredInput)
+});
+
+// UNUSED EXPORTS: labelsInput, numberInput
+
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
+var core = __nccwpck_require__(33838);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+;// CONCATENATED MODULE: ./lib/core/lists.js
+/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+function splitList(text) {
+    return text
+        .split(/[\n,]/)
+        .map((s) => s.replace(/#.*$/, '').trim())
+        .filter((s) => s !== '');
+}
+
+;// CONCATENATED MODULE: ./lib/actions/inputs.js
+
 
 
 /** Reads an input; `''` becomes undefined. */
 function optionalInput(name) {
-    const value = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4(name);
+    const value = core/* getInput */.V4(name);
     return value === '' ? undefined : value;
 }
 function requiredInput(name) {
     const value = optionalInput(name);
     if (value === undefined)
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input required and not supplied: ${name}`);
+        throw new errors/* ConfigurationError */.j(`Input required and not supplied: ${name}`);
     return value;
 }
 /** Strict booleans, as the YAML 1.2 core schema spells them; anything else is an error. */
@@ -72169,7 +72186,7 @@ function booleanInput(name, fallback) {
         return true;
     if (['false', 'False', 'FALSE'].includes(value))
         return false;
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input '${name}' must be true or false, got '${value}'.`);
+    throw new errors/* ConfigurationError */.j(`Input '${name}' must be true or false, got '${value}'.`);
 }
 function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
     const value = optionalInput(name);
@@ -72177,7 +72194,7 @@ function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
         return fallback;
     const n = Number(value.trim());
     if (!Number.isInteger(n) || n < min || n > max) {
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input '${name}' must be a whole number from ${min} to ${max}, got '${value}'.`);
+        throw new errors/* ConfigurationError */.j(`Input '${name}' must be a whole number from ${min} to ${max}, got '${value}'.`);
     }
     return n;
 }
@@ -72195,19 +72212,13 @@ function numberInput(name, fallback, min = 0) {
 function listInput(name) {
     return splitList(optionalInput(name) ?? '');
 }
-function splitList(text) {
-    return text
-        .split(/[\n,]/)
-        .map((s) => s.replace(/#.*$/, '').trim())
-        .filter((s) => s !== '');
-}
 function choiceInput(name, choices, fallback) {
     const value = optionalInput(name);
     if (value === undefined)
         return fallback;
     if (choices.includes(value))
         return value;
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
+    throw new errors/* ConfigurationError */.j(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
 }
 /** `key=value` pairs (newline or comma separated). */
 function labelsInput(name) {
@@ -72314,7 +72325,7 @@ const Outputs = {
 
 /***/ }),
 
-/***/ 12272:
+/***/ 28118:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -72349,7 +72360,7 @@ function backupPrefix(name, id) {
 function manifestKey(name, id) {
     return `${backupPrefix(name, id)}manifest.json`;
 }
-function keys_verificationsPrefix(name, id) {
+function verificationsPrefix(name, id) {
     return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
 }
 /**
@@ -72358,7 +72369,7 @@ function keys_verificationsPrefix(name, id) {
  */
 function verificationKey(name, id, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
     const time = at.toISOString().replace(/[-:]/g, '');
-    return `${keys_verificationsPrefix(name, id)}${time}-${random()}.json`;
+    return `${verificationsPrefix(name, id)}${time}-${random()}.json`;
 }
 /** `20261121T051500Z` */
 function compactTime(at) {
@@ -72528,25 +72539,32 @@ async function listNames(storage) {
 }
 /** Verification records of a name (optionally one backup), oldest first. */
 async function listVerifications(storage, name, backupId) {
+    const keys = await verificationKeys(storage, name, backupId);
+    const records = await mapLimit(keys, 8, (key) => readVerificationRecord(storage, key));
+    return records
+        .filter((r) => r !== undefined)
+        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+}
+/** The keys of the verification records of a name (optionally one backup). */
+async function verificationKeys(storage, name, backupId) {
     const keys = [];
     for await (const object of storage.list(verificationsPrefix(name, backupId))) {
         if (object.key.endsWith('.json'))
             keys.push(object.key);
     }
-    const records = await mapLimit(keys, 8, async (key) => {
-        const data = await storage.getBytes(key);
-        if (!data)
-            return undefined;
-        try {
-            return JSON.parse(data.toString());
-        }
-        catch {
-            return undefined;
-        }
-    });
-    return records
-        .filter((r) => r !== undefined)
-        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+    return keys;
+}
+/** One verification record; undefined when it is gone or does not parse. */
+async function readVerificationRecord(storage, key) {
+    const data = await storage.getBytes(key);
+    if (!data)
+        return undefined;
+    try {
+        return JSON.parse(data.toString());
+    }
+    catch {
+        return undefined;
+    }
 }
 /** Runs `fn` over items with at most `limit` in flight, keeping order. */
 async function mapLimit(items, limit, fn) {
@@ -72831,118 +72849,8 @@ class StreamLogger {
     }
 }
 
-// EXTERNAL MODULE: external "node:child_process"
-var external_node_child_process_ = __nccwpck_require__(31421);
-;// CONCATENATED MODULE: ./lib/core/process.js
-
-
-
-const STDERR_TAIL = 16 * 1024;
-/**
- * Starts a tool, keeping the last 16 KiB of its stderr for error messages. `onStderrLine`
- * sees each line as it comes (for logs).
- */
-function process_startProcess(command, args, options = {}) {
-    const { onStderrLine, ...spawnOptions } = options;
-    const child = (0,external_node_child_process_.spawn)(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
-    let tail = '';
-    let pending = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk) => {
-        tail = (tail + chunk).slice(-STDERR_TAIL);
-        if (onStderrLine) {
-            pending += chunk;
-            const lines = pending.split('\n');
-            pending = lines.pop() ?? '';
-            for (const line of lines)
-                if (line.trim())
-                    onStderrLine(line);
-        }
-    });
-    const exited = new Promise((resolve) => {
-        let spawnError;
-        child.on('error', (error) => {
-            spawnError = error;
-            tail += `${tail ? '\n' : ''}${error.message}`;
-            resolve({ code: 127, signal: null, stderr: tail });
-        });
-        child.on('close', (code, signal) => {
-            if (spawnError)
-                return;
-            if (onStderrLine && pending.trim())
-                onStderrLine(pending);
-            resolve({ code, signal, stderr: tail });
-        });
-    });
-    const kill = () => {
-        if (child.exitCode !== null || child.signalCode !== null)
-            return;
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => {
-            if (child.exitCode === null && child.signalCode === null)
-                child.kill('SIGKILL');
-        }, 5000);
-        timer.unref();
-    };
-    return { child, exited, kill };
-}
-/** Runs a tool to completion and collects its output. */
-async function process_runProcess(command, args, options = {}) {
-    const { input, ...spawnOptions } = options;
-    const child = (0,external_node_child_process_.spawn)(command, args, {
-        ...spawnOptions,
-        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (c) => (stdout += c));
-    child.stderr?.setEncoding('utf8').on('data', (c) => (stderr += c));
-    if (input !== undefined)
-        child.stdin?.end(input);
-    return new Promise((resolve) => {
-        child.on('error', (error) => resolve({ code: 127, signal: null, stdout, stderr: stderr + error.message }));
-        child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    });
-}
-/** Describes an abnormal exit: `pg_dump exited with code 1: <stderr>`. */
-function process_describeExit(tool, exit) {
-    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    const text = exit.stderr.trim();
-    return text ? `${tool} ${how}: ${text}` : `${tool} ${how}`;
-}
-/** The absolute path of an executable found on PATH, or undefined. */
-function findOnPath(name, pathEnv = process.env.PATH ?? '') {
-    for (const dir of pathEnv.split(external_node_path_.delimiter)) {
-        if (!dir)
-            continue;
-        const candidate = external_node_path_.join(dir, name);
-        try {
-            (0,external_node_fs_.accessSync)(candidate, external_node_fs_.constants.X_OK);
-            return candidate;
-        }
-        catch {
-            // not here
-        }
-    }
-    return undefined;
-}
-/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
-function processAlive(pid) {
-    try {
-        process.kill(pid, 0);
-    }
-    catch (error) {
-        return error.code === 'EPERM';
-    }
-    try {
-        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-    }
-    catch {
-        return true;
-    }
-}
-
+// EXTERNAL MODULE: ./lib/core/process.js
+var core_process = __nccwpck_require__(29566);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(57075);
 ;// CONCATENATED MODULE: ./lib/crypto/bech32.js
@@ -73842,13 +73750,13 @@ async function removeLeftovers(dirs, logger) {
         const pidFile = external_node_path_.join(dir, 'data', 'postmaster.pid');
         const pidText = await (0,promises_.readFile)(pidFile, 'utf8').catch(() => undefined);
         const pid = pidText ? Number(pidText.split('\n')[0]) : NaN;
-        if (Number.isInteger(pid) && pid > 0 && processAlive(pid) && (await isPostgres(pid))) {
+        if (Number.isInteger(pid) && pid > 0 && (0,core_process/* processAlive */.FN)(pid) && (await isPostgres(pid))) {
             logger.info(`Stopping the scratch PostgreSQL (pid ${pid}) left in ${dir}`);
             try {
                 process.kill(pid, 'SIGQUIT');
-                for (let i = 0; i < 100 && processAlive(pid); i++)
+                for (let i = 0; i < 100 && (0,core_process/* processAlive */.FN)(pid); i++)
                     await new Promise((r) => setTimeout(r, 100));
-                if (processAlive(pid))
+                if ((0,core_process/* processAlive */.FN)(pid))
                     process.kill(pid, 'SIGKILL');
             }
             catch (error) {
@@ -74047,6 +73955,28 @@ async function exportSnapshot(client) {
 
 
 
+/** `auto`, `none`, `zstd[:level]`, `gzip[:level]`. */
+function parseCompression(value) {
+    const text = (value ?? 'auto').trim();
+    const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
+    if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
+        throw new ConfigurationError(`Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
+    }
+    const level = m[2] === undefined ? undefined : Number(m[2]);
+    if (m[1] === 'zstd') {
+        if (level !== undefined && (level < 1 || level > 19)) {
+            throw new ConfigurationError(`Input 'compression': zstd levels go from 1 to 19, got ${level}.`);
+        }
+        return { method: 'zstd', level };
+    }
+    if (m[1] === 'gzip') {
+        if (level !== undefined && (level < 0 || level > 9)) {
+            throw new ConfigurationError(`Input 'compression': gzip levels go from 0 to 9, got ${level}.`);
+        }
+        return { method: 'gzip', level };
+    }
+    return { method: m[1] };
+}
 function planCompression(choice, pgDumpMajor, zstdPath) {
     switch (choice.method) {
         case 'none':
@@ -74287,7 +74217,7 @@ async function streamDump(a) {
     try {
         let source;
         if (options.format === 'custom') {
-            const dump = process_startProcess(tools.pgDump, pgDumpArgs({
+            const dump = (0,core_process/* startProcess */.kp)(tools.pgDump, pgDumpArgs({
                 format: 'custom',
                 compress: plan.pgDumpCompress,
                 snapshot: a.snapshot,
@@ -74301,7 +74231,7 @@ async function streamDump(a) {
             // A directory dump is written by parallel workers to a folder, then streamed as a tar.
             tmp = await (0,promises_.mkdtemp)(external_node_path_.join(deps.tmpDir ?? external_node_os_.tmpdir(), 'pg-backup-dir-'));
             const outputDir = external_node_path_.join(tmp, 'dump');
-            const dump = process_startProcess(tools.pgDump, pgDumpArgs({
+            const dump = (0,core_process/* startProcess */.kp)(tools.pgDump, pgDumpArgs({
                 format: 'directory',
                 compress: plan.pgDumpCompress,
                 snapshot: a.snapshot,
@@ -74312,14 +74242,14 @@ async function streamDump(a) {
             await deps.logger.group('pg_dump (directory format)', async () => {
                 const exit = await dump.exited;
                 if (exit.code !== 0)
-                    throw new Error(process_describeExit('pg_dump', exit));
+                    throw new Error((0,core_process/* describeExit */.KE)('pg_dump', exit));
             });
-            const tar = process_startProcess('tar', ['-C', outputDir, '-cf', '-', '.'], { env: deps.env });
+            const tar = (0,core_process/* startProcess */.kp)('tar', ['-C', outputDir, '-cf', '-', '.'], { env: deps.env });
             processes.push({ tool: 'tar', proc: tar });
             source = tar.child.stdout;
         }
         if (plan.external) {
-            const compressor = process_startProcess(plan.external.command, plan.external.args, {
+            const compressor = (0,core_process/* startProcess */.kp)(plan.external.command, plan.external.args, {
                 stdio: [source, 'pipe', 'pipe'],
                 env: deps.env,
             });
@@ -74341,7 +74271,7 @@ async function streamDump(a) {
             if (failed.length === 0)
                 return;
             const cause = failed.find(({ exit }) => exit.signal !== 'SIGPIPE') ?? failed[0];
-            toolFailure = new Error(process_describeExit(cause.tool, cause.exit));
+            toolFailure = new Error((0,core_process/* describeExit */.KE)(cause.tool, cause.exit));
             throw toolFailure;
         };
         const hash = new streams_HashCounter();
@@ -74389,7 +74319,7 @@ async function streamDump(a) {
 }
 async function dumpGlobals(options, deps, tools, key) {
     const env = (0,connection/* childEnv */.gf)(deps.env, options.connection);
-    const proc = process_startProcess(tools.pgDumpall, ['--no-password', '--roles-only', '--no-role-passwords'], {
+    const proc = (0,core_process/* startProcess */.kp)(tools.pgDumpall, ['--no-password', '--roles-only', '--no-role-passwords'], {
         env,
     });
     const chunks = [];
@@ -74397,7 +74327,7 @@ async function dumpGlobals(options, deps, tools, key) {
         chunks.push(chunk);
     const exit = await proc.exited;
     if (exit.code !== 0) {
-        deps.logger.warning(process_describeExit('pg_dumpall --roles-only', exit));
+        deps.logger.warning((0,core_process/* describeExit */.KE)('pg_dumpall --roles-only', exit));
         return undefined;
     }
     const hash = new streams_HashCounter();
@@ -74773,7 +74703,7 @@ function decodeStages(manifest, decryption, tools) {
         if (!tools.zstdPath) {
             throw new errors/* ConfigurationError */.j(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
         }
-        const proc = process_startProcess(tools.zstdPath, ['-d', '-q', '-c'], {
+        const proc = (0,core_process/* startProcess */.kp)(tools.zstdPath, ['-d', '-q', '-c'], {
             stdio: ['pipe', 'pipe', 'pipe'],
         });
         processes.push({ tool: 'zstd -d', proc });
@@ -74950,7 +74880,7 @@ async function decodeFile(options) {
         if (manifest.format === 'directory') {
             archivePath = external_node_path_.join(options.dir, 'archive');
             await (0,promises_.mkdir)(archivePath, { recursive: true });
-            const tar = process_startProcess('tar', ['-x', '-f', '-', '-C', archivePath], {
+            const tar = (0,core_process/* startProcess */.kp)('tar', ['-x', '-f', '-', '-C', archivePath], {
                 stdio: ['pipe', 'ignore', 'pipe'],
             });
             all.push({ tool: 'tar -x', proc: tar });
@@ -74976,7 +74906,7 @@ async function decodeFile(options) {
             for (const p of all) {
                 const exit = await p.proc.exited;
                 if (exit.code !== 0)
-                    throw new Error(process_describeExit(p.tool, exit));
+                    throw new Error((0,core_process/* describeExit */.KE)(p.tool, exit));
             }
             progress.report();
         }
@@ -74995,7 +74925,7 @@ async function decodeFile(options) {
             for (const p of all) {
                 const exit = await p.proc.exited;
                 if (exit.code !== 0 && exit.signal !== 'SIGTERM') {
-                    throw new Error(process_describeExit(p.tool, exit), { cause: error });
+                    throw new Error((0,core_process/* describeExit */.KE)(p.tool, exit), { cause: error });
                 }
             }
         }
@@ -75037,9 +74967,9 @@ function parseArchiveListing(text) {
 }
 /** Lists the archive's table of contents (`pg_restore --list`): proves the archive is readable. */
 async function listArchive(pgRestore, archivePath) {
-    const r = await process_runProcess(pgRestore, ['--list', archivePath]);
+    const r = await (0,core_process/* runProcess */.R3)(pgRestore, ['--list', archivePath]);
     if (r.code !== 0) {
-        throw new Error(process_describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
+        throw new Error((0,core_process/* describeExit */.KE)('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
     }
     return parseArchiveListing(r.stdout);
 }
@@ -75053,14 +74983,14 @@ async function runPgRestore(o) {
     if (o.jobs > 1)
         args.push(`--jobs=${o.jobs}`);
     args.push(o.archivePath);
-    const proc = process_startProcess(o.pgRestore, args, {
+    const proc = (0,core_process/* startProcess */.kp)(o.pgRestore, args, {
         env: (0,connection/* childEnv */.gf)(o.env, o.connection, o.database),
         stdio: ['ignore', 'ignore', 'pipe'],
         onStderrLine: (line) => o.logger.debug(line),
     });
     const exit = await proc.exited;
     if (exit.code !== 0)
-        throw new Error(process_describeExit('pg_restore', exit));
+        throw new Error((0,core_process/* describeExit */.KE)('pg_restore', exit));
 }
 /** Applies a roles script (globals.sql) with psql, tolerating roles that already exist. */
 async function applyGlobals(o) {
@@ -75148,7 +75078,7 @@ function rolesInLine(line) {
  * but role names) and collects the roles it names.
  */
 async function archiveRoles(pgRestore, archivePath) {
-    const proc = process_startProcess(pgRestore, ['--schema-only', '--file=-', archivePath], {
+    const proc = (0,core_process/* startProcess */.kp)(pgRestore, ['--schema-only', '--file=-', archivePath], {
         stdio: ['ignore', 'pipe', 'pipe'],
     });
     const owners = new Set();
@@ -75163,7 +75093,7 @@ async function archiveRoles(pgRestore, archivePath) {
     }
     const exit = await proc.exited;
     if (exit.code !== 0)
-        throw new Error(process_describeExit('pg_restore --schema-only', exit));
+        throw new Error((0,core_process/* describeExit */.KE)('pg_restore --schema-only', exit));
     return { owners: [...owners].sort(), grantees: [...grantees].sort() };
 }
 /**
@@ -75185,12 +75115,11 @@ async function planOwnership(client, roles) {
     return { keep: missing.length === 0 && notMember.length === 0, missing, notMember };
 }
 
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(31421);
 // EXTERNAL MODULE: external "node:net"
 var external_node_net_ = __nccwpck_require__(77030);
-// EXTERNAL MODULE: ./lib/postgres/process.js
-var postgres_process = __nccwpck_require__(5654);
 ;// CONCATENATED MODULE: ./lib/postgres/cluster.js
-
 
 
 
@@ -75289,7 +75218,7 @@ const helpCache = new Map();
 function initdbHelp(initdb) {
     let help = helpCache.get(initdb);
     if (!help) {
-        help = (0,postgres_process/* runCommand */.d)([initdb, '--help'], { timeoutMs: 15000 }).then((r) => r.stdout);
+        help = (0,core_process/* runCommand */.d1)([initdb, '--help'], { timeoutMs: 15000 }).then((r) => r.stdout);
         helpCache.set(initdb, help);
     }
     return help;
@@ -75325,15 +75254,15 @@ function serverEnv() {
 async function waitGone(pid, ms) {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
-        if (!processAlive(pid))
+        if (!(0,core_process/* processAlive */.FN)(pid))
             return true;
         await new Promise((r) => setTimeout(r, 50));
     }
-    return !processAlive(pid);
+    return !(0,core_process/* processAlive */.FN)(pid);
 }
 async function readLogTail(logFile) {
     const text = await (0,promises_.readFile)(logFile, 'utf8').catch(() => '');
-    return (0,postgres_process/* tail */.R)(text, 30) || '(the server log is empty)';
+    return (0,core_process/* tail */.RT)(text, 30) || '(the server log is empty)';
 }
 /**
  * Creates and starts a throwaway cluster: initdb into a fresh temp folder, listening on
@@ -75383,14 +75312,14 @@ async function startScratchCluster(opts) {
             ...(help.includes('--no-sync') ? ['--no-sync'] : []),
             ...(help.includes('--no-instructions') ? ['--no-instructions'] : []),
         ];
-        const init = await (0,postgres_process/* runCommand */.d)([...prefix, ...initdbArgs], {
+        const init = await (0,core_process/* runCommand */.d1)([...prefix, ...initdbArgs], {
             env,
             cwd: baseDir,
             timeoutMs: 120000,
         });
         await (0,promises_.rm)(pwFile, { force: true });
         if (init.code !== 0) {
-            throw new Error(`initdb (PostgreSQL ${server.version}) failed with exit ${init.code}:\n${(0,postgres_process/* tail */.R)(init.stderr || init.stdout)}`);
+            throw new Error(`initdb (PostgreSQL ${server.version}) failed with exit ${init.code}:\n${(0,core_process/* tail */.RT)(init.stderr || init.stdout)}`);
         }
         // Unix socket paths are limited to about 107 bytes; without room, TCP only.
         const socketDirs = `${sockDir}/.s.PGSQL.65535`.length < 100 ? sockDir : '';
@@ -75410,7 +75339,7 @@ async function startScratchCluster(opts) {
                 .join(''), { mode: 0o644 });
             if (runAs)
                 await (0,promises_.chown)(confFile, runAs.uid, runAs.gid);
-            const start = await (0,postgres_process/* runCommand */.d)([...prefix, server.pgCtl, 'start', '-w', '-t', '60', '-D', dataDir, '-l', logFile], { env, cwd: baseDir, timeoutMs: 90000 });
+            const start = await (0,core_process/* runCommand */.d1)([...prefix, server.pgCtl, 'start', '-w', '-t', '60', '-D', dataDir, '-l', logFile], { env, cwd: baseDir, timeoutMs: 90000 });
             if (start.code === 0)
                 break;
             const log = await readLogTail(logFile);
@@ -75421,7 +75350,7 @@ async function startScratchCluster(opts) {
                 continue;
             }
             throw new Error(`pg_ctl start (PostgreSQL ${server.version}, port ${port}) failed with exit ${start.code}:\n` +
-                `${(0,postgres_process/* tail */.R)(start.stderr || start.stdout, 5)}\nServer log:\n${log}`);
+                `${(0,core_process/* tail */.RT)(start.stderr || start.stdout, 5)}\nServer log:\n${log}`);
         }
         const pidText = await (0,promises_.readFile)(external_node_path_.join(dataDir, 'postmaster.pid'), 'utf8');
         const pid = Number(pidText.split('\n')[0]);
@@ -75439,7 +75368,7 @@ async function startScratchCluster(opts) {
                     '-D',
                     dataDir,
                 ], { env, cwd: external_node_os_.tmpdir(), stdio: 'ignore', timeout: 15000 });
-                if (processAlive(pid)) {
+                if ((0,core_process/* processAlive */.FN)(pid)) {
                     try {
                         process.kill(pid, 'SIGKILL');
                     }
@@ -75483,15 +75412,15 @@ async function startScratchCluster(opts) {
                 PGDATABASE: database,
             }),
             stop: () => finish(async () => {
-                const r = await (0,postgres_process/* runCommand */.d)([...prefix, server.pgCtl, 'stop', '-m', 'fast', '-w', '-t', '30', '-D', dataDir], { env, cwd: external_node_os_.tmpdir(), timeoutMs: 45000 });
-                if (r.code !== 0 && processAlive(pid)) {
-                    logger.warning(`pg_ctl stop failed (${(0,postgres_process/* tail */.R)(r.stderr, 3)}); killing the scratch server`);
+                const r = await (0,core_process/* runCommand */.d1)([...prefix, server.pgCtl, 'stop', '-m', 'fast', '-w', '-t', '30', '-D', dataDir], { env, cwd: external_node_os_.tmpdir(), timeoutMs: 45000 });
+                if (r.code !== 0 && (0,core_process/* processAlive */.FN)(pid)) {
+                    logger.warning(`pg_ctl stop failed (${(0,core_process/* tail */.RT)(r.stderr, 3)}); killing the scratch server`);
                     process.kill(pid, 'SIGKILL');
                 }
                 await waitGone(pid, 10000);
             }),
             kill: () => finish(async () => {
-                if (processAlive(pid))
+                if ((0,core_process/* processAlive */.FN)(pid))
                     process.kill(pid, 'SIGKILL');
                 await waitGone(pid, 10000);
             }),
@@ -75617,7 +75546,6 @@ async function givenTarget(options) {
 ;// CONCATENATED MODULE: ./lib/drill/history.js
 
 
-
 const BATCH = 16;
 /** Records read at most while looking for past drills among (many more) verifications. */
 const MAX_READS = 400;
@@ -75627,25 +75555,11 @@ const MAX_READS = 400;
  * catalog with years of daily verifications costs a listing, not a read of every record.
  */
 async function recentDrills(storage, name, limit = 10) {
-    const keys = [];
-    for await (const object of storage.list(keys_verificationsPrefix(name))) {
-        if (object.key.endsWith('.json'))
-            keys.push(object.key);
-    }
+    const keys = await verificationKeys(storage, name);
     keys.sort((a, b) => external_node_path_.posix.basename(b).localeCompare(external_node_path_.posix.basename(a)));
     const found = [];
     for (let i = 0; i < keys.length && i < MAX_READS && found.length < limit; i += BATCH) {
-        const records = await mapLimit(keys.slice(i, i + BATCH), 8, async (key) => {
-            const data = await storage.getBytes(key);
-            if (!data)
-                return undefined;
-            try {
-                return JSON.parse(data.toString());
-            }
-            catch {
-                return undefined;
-            }
-        });
+        const records = await mapLimit(keys.slice(i, i + BATCH), 8, (key) => readVerificationRecord(storage, key));
         for (const r of records) {
             if (r && (r.type === 'drill' || r.type === 'restore') && found.length < limit)
                 found.push(r);
@@ -76488,7 +76402,7 @@ var tool_cache = __nccwpck_require__(59805);
 
 
 /** The real runner: spawns the program, 20 minutes at most. */
-const defaultRunner = (argv, opts) => (0,postgres_process/* runCommand */.d)(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
+const defaultRunner = (argv, opts) => (0,core_process/* runCommand */.d1)(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
 /** postgresql-common (Debian and Ubuntu) ships the repository key here. */
 const PGDG_KEYRING = '/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc';
 const PGDG_SOURCES_LIST = '/etc/apt/sources.list.d/pgdg.list';
@@ -76613,7 +76527,7 @@ async function installRepositoryFiles(plan, opts) {
             await (0,promises_.writeFile)(staged, f.content, { mode: 0o644 });
             const r = await runner(['sudo', '-n', 'install', '-D', '-m', '0644', staged, f.dest]);
             if (r.code !== 0)
-                throw new Error(`could not write ${f.dest}: ${(0,postgres_process/* tail */.R)(r.stderr, 5)}`);
+                throw new Error(`could not write ${f.dest}: ${(0,core_process/* tail */.RT)(r.stderr, 5)}`);
         }
     }
     finally {
@@ -76805,7 +76719,7 @@ async function ensureClientTools(opts) {
             logger.info(`$ ${argv.join(' ')}`);
             const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
             if (r.code !== 0) {
-                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,postgres_process/* tail */.R)(r.stderr || r.stdout, 15)}`, needServerPackage);
+                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,core_process/* tail */.RT)(r.stderr || r.stdout, 15)}`, needServerPackage);
             }
         }
         const installedDir = `/usr/lib/postgresql/${target}/bin`;
@@ -76890,8 +76804,8 @@ async function uploadReportArtifact(o) {
     }
 }
 
-// EXTERNAL MODULE: ./lib/actions/inputs.js
-var inputs = __nccwpck_require__(39922);
+// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
+var inputs = __nccwpck_require__(19784);
 ;// CONCATENATED MODULE: ./lib/report/github.js
 
 /** The web address of the current workflow run, when the run id is known. */
@@ -77439,7 +77353,7 @@ async function runRestoreDrillAction() {
         logger,
         clock: systemClock,
         env,
-        zstdPath: findOnPath('zstd', env.PATH),
+        zstdPath: (0,core_process/* findOnPath */.aY)('zstd', env.PATH),
         resolveTools: (request) => clientToolResolver(postgresVersion, env, logger)(request.major, request.version, request.needServer),
         workDir,
         workspace,
@@ -77520,7 +77434,7 @@ async function runRestoreDrillAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(12272);
+/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(28118);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(87745);
 
 
@@ -78518,8 +78432,8 @@ function openStorage(location, s3, logger) {
 
 // EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
 var connection = __nccwpck_require__(49722);
-// EXTERNAL MODULE: ./lib/actions/inputs.js
-var inputs = __nccwpck_require__(39922);
+// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
+var inputs = __nccwpck_require__(19784);
 // EXTERNAL MODULE: ./lib/actions/names.js
 var names = __nccwpck_require__(48763);
 ;// CONCATENATED MODULE: ./lib/actions/runtime.js
@@ -78634,6 +78548,173 @@ class ConfigurationError extends Error {
 /** The message of any thrown value. */
 function errorMessage(error) {
     return error instanceof Error ? error.message : String(error);
+}
+
+
+/***/ }),
+
+/***/ 29566:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   FN: () => (/* binding */ processAlive),
+/* harmony export */   KE: () => (/* binding */ describeExit),
+/* harmony export */   R3: () => (/* binding */ runProcess),
+/* harmony export */   RT: () => (/* binding */ tail),
+/* harmony export */   aY: () => (/* binding */ findOnPath),
+/* harmony export */   d1: () => (/* binding */ runCommand),
+/* harmony export */   kp: () => (/* binding */ startProcess)
+/* harmony export */ });
+/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(31421);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(73024);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(76760);
+
+
+
+const STDERR_TAIL = 16 * 1024;
+/**
+ * Starts a tool, keeping the last 16 KiB of its stderr for error messages. `onStderrLine`
+ * sees each line as it comes (for logs).
+ */
+function startProcess(command, args, options = {}) {
+    const { onStderrLine, ...spawnOptions } = options;
+    const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
+    let tail = '';
+    let pending = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk) => {
+        tail = (tail + chunk).slice(-STDERR_TAIL);
+        if (onStderrLine) {
+            pending += chunk;
+            const lines = pending.split('\n');
+            pending = lines.pop() ?? '';
+            for (const line of lines)
+                if (line.trim())
+                    onStderrLine(line);
+        }
+    });
+    const exited = new Promise((resolve) => {
+        let spawnError;
+        child.on('error', (error) => {
+            spawnError = error;
+            tail += `${tail ? '\n' : ''}${error.message}`;
+            resolve({ code: 127, signal: null, stderr: tail });
+        });
+        child.on('close', (code, signal) => {
+            if (spawnError)
+                return;
+            if (onStderrLine && pending.trim())
+                onStderrLine(pending);
+            resolve({ code, signal, stderr: tail });
+        });
+    });
+    const kill = () => {
+        if (child.exitCode !== null || child.signalCode !== null)
+            return;
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => {
+            if (child.exitCode === null && child.signalCode === null)
+                child.kill('SIGKILL');
+        }, 5000);
+        timer.unref();
+    };
+    return { child, exited, kill };
+}
+/**
+ * Runs a tool to completion and collects its output, without a shell. Never rejects: a
+ * program that cannot be started yields code 127 with the reason in stderr; one killed by a
+ * signal or the timeout yields -1.
+ */
+async function runProcess(command, args, options = {}) {
+    const { input, timeoutMs, ...spawnOptions } = options;
+    const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(command, args, {
+        ...spawnOptions,
+        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (c) => (stdout += c));
+    child.stderr?.setEncoding('utf8').on('data', (c) => (stderr += c));
+    if (input !== undefined)
+        child.stdin?.end(input);
+    let timedOut = false;
+    const timer = timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+        }, timeoutMs);
+    return new Promise((resolve) => {
+        let settled = false;
+        const finish = (result) => {
+            if (settled)
+                return;
+            settled = true;
+            if (timer)
+                clearTimeout(timer);
+            resolve(result);
+        };
+        child.on('error', (error) => finish({ code: 127, signal: null, stdout, stderr: `${stderr}${command}: ${error.message}` }));
+        child.on('close', (code, signal) => finish({
+            code: timedOut ? -1 : (code ?? -1),
+            signal,
+            stdout,
+            stderr: timedOut ? `${stderr}\n${command}: timed out after ${timeoutMs} ms` : stderr,
+        }));
+    });
+}
+/** `runProcess` with the program and its arguments in one array. */
+function runCommand(argv, options = {}) {
+    const [command, ...args] = argv;
+    if (!command)
+        return Promise.resolve({ code: 127, stdout: '', stderr: 'no command given' });
+    return runProcess(command, args, options);
+}
+/** The last `lines` non-empty lines of a text, for error messages. */
+function tail(text, lines = 20) {
+    return text
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .slice(-lines)
+        .join('\n');
+}
+/** Describes an abnormal exit: `pg_dump exited with code 1: <stderr>`. */
+function describeExit(tool, exit) {
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    const text = exit.stderr.trim();
+    return text ? `${tool} ${how}: ${text}` : `${tool} ${how}`;
+}
+/** The absolute path of an executable found on PATH, or undefined. */
+function findOnPath(name, pathEnv = process.env.PATH ?? '') {
+    for (const dir of pathEnv.split(node_path__WEBPACK_IMPORTED_MODULE_2__.delimiter)) {
+        if (!dir)
+            continue;
+        const candidate = node_path__WEBPACK_IMPORTED_MODULE_2__.join(dir, name);
+        try {
+            (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.accessSync)(candidate, node_fs__WEBPACK_IMPORTED_MODULE_1__.constants.X_OK);
+            return candidate;
+        }
+        catch {
+            // not here
+        }
+    }
+    return undefined;
+}
+/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
+function processAlive(pid) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (error) {
+        return error.code === 'EPERM';
+    }
+    try {
+        const stat = (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.readFileSync)(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    }
+    catch {
+        return true;
+    }
 }
 
 
@@ -79037,76 +79118,6 @@ function quoteLiteral(value) {
 
 /***/ }),
 
-/***/ 5654:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   R: () => (/* binding */ tail),
-/* harmony export */   d: () => (/* binding */ runCommand)
-/* harmony export */ });
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(31421);
-
-/**
- * Runs `argv` without a shell and collects its output. Never rejects for a non-zero exit; a
- * program that cannot be started yields code 127 with the reason in stderr.
- */
-function runCommand(argv, opts = {}) {
-    return new Promise((resolve) => {
-        const [file, ...args] = argv;
-        if (!file) {
-            resolve({ code: 127, stdout: '', stderr: 'no command given' });
-            return;
-        }
-        const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(file, args, {
-            env: opts.env ?? process.env,
-            cwd: opts.cwd,
-            stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        const out = [];
-        const err = [];
-        let timedOut = false;
-        let settled = false;
-        const timer = opts.timeoutMs === undefined
-            ? undefined
-            : setTimeout(() => {
-                timedOut = true;
-                child.kill('SIGKILL');
-            }, opts.timeoutMs);
-        const finish = (result) => {
-            if (settled)
-                return;
-            settled = true;
-            if (timer)
-                clearTimeout(timer);
-            resolve(result);
-        };
-        child.stdout.on('data', (chunk) => out.push(chunk));
-        child.stderr.on('data', (chunk) => err.push(chunk));
-        child.on('error', (error) => {
-            finish({ code: 127, stdout: '', stderr: `${file}: ${error.message}` });
-        });
-        child.on('close', (code) => {
-            const stderr = Buffer.concat(err).toString('utf8');
-            finish({
-                code: timedOut ? -1 : (code ?? -1),
-                stdout: Buffer.concat(out).toString('utf8'),
-                stderr: timedOut ? `${stderr}\n${file}: timed out after ${opts.timeoutMs} ms` : stderr,
-            });
-        });
-    });
-}
-/** The last `lines` non-empty lines of a text, for error messages. */
-function tail(text, lines = 20) {
-    return text
-        .split('\n')
-        .filter((line) => line.trim() !== '')
-        .slice(-lines)
-        .join('\n');
-}
-
-
-/***/ }),
-
 /***/ 70936:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
@@ -79126,7 +79137,7 @@ function tail(text, lines = 20) {
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(76760);
 /* harmony import */ var _actions_tool_cache__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(59805);
 /* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3828);
-/* harmony import */ var _process_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(5654);
+/* harmony import */ var _core_process_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(29566);
 
 
 
@@ -79284,7 +79295,7 @@ async function probeVersion(file) {
     }
     if (versionCache.has(key))
         return versionCache.get(key);
-    const result = await (0,_process_js__WEBPACK_IMPORTED_MODULE_5__/* .runCommand */ .d)([file, '--version'], { timeoutMs: 15000 });
+    const result = await (0,_core_process_js__WEBPACK_IMPORTED_MODULE_5__/* .runCommand */ .d1)([file, '--version'], { timeoutMs: 15000 });
     const parsed = result.code === 0 ? parseToolVersion(result.stdout) : undefined;
     versionCache.set(key, parsed);
     return parsed;

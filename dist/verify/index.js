@@ -72133,29 +72133,46 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("zlib");
 
 /***/ }),
 
-/***/ 39922:
+/***/ 19784:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   $m: () => (/* binding */ optionalInput),
-/* harmony export */   YF: () => (/* binding */ requiredInput),
-/* harmony export */   dt: () => (/* binding */ listInput),
-/* harmony export */   tE: () => (/* binding */ booleanInput)
-/* harmony export */ });
-/* unused harmony exports integerInput, numberInput, splitList, choiceInput, labelsInput */
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(33838);
-/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  tE: () => (/* binding */ booleanInput),
+  dt: () => (/* binding */ listInput),
+  $m: () => (/* binding */ optionalInput),
+  YF: () => (/* binding */ requiredInput)
+});
+
+// UNUSED EXPORTS: choiceInput, integerInput, labelsInput, numberInput
+
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
+var core = __nccwpck_require__(33838);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+;// CONCATENATED MODULE: ./lib/core/lists.js
+/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+function splitList(text) {
+    return text
+        .split(/[\n,]/)
+        .map((s) => s.replace(/#.*$/, '').trim())
+        .filter((s) => s !== '');
+}
+
+;// CONCATENATED MODULE: ./lib/actions/inputs.js
+
 
 
 /** Reads an input; `''` becomes undefined. */
 function optionalInput(name) {
-    const value = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4(name);
+    const value = core/* getInput */.V4(name);
     return value === '' ? undefined : value;
 }
 function requiredInput(name) {
     const value = optionalInput(name);
     if (value === undefined)
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input required and not supplied: ${name}`);
+        throw new errors/* ConfigurationError */.j(`Input required and not supplied: ${name}`);
     return value;
 }
 /** Strict booleans, as the YAML 1.2 core schema spells them; anything else is an error. */
@@ -72167,7 +72184,7 @@ function booleanInput(name, fallback) {
         return true;
     if (['false', 'False', 'FALSE'].includes(value))
         return false;
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input '${name}' must be true or false, got '${value}'.`);
+    throw new errors/* ConfigurationError */.j(`Input '${name}' must be true or false, got '${value}'.`);
 }
 function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
     const value = optionalInput(name);
@@ -72192,12 +72209,6 @@ function numberInput(name, fallback, min = 0) {
 /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
 function listInput(name) {
     return splitList(optionalInput(name) ?? '');
-}
-function splitList(text) {
-    return text
-        .split(/[\n,]/)
-        .map((s) => s.replace(/#.*$/, '').trim())
-        .filter((s) => s !== '');
 }
 function choiceInput(name, choices, fallback) {
     const value = optionalInput(name);
@@ -73299,8 +73310,8 @@ function openStorage(location, s3, logger) {
 
 // EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
 var connection = __nccwpck_require__(49722);
-// EXTERNAL MODULE: ./lib/actions/inputs.js
-var inputs = __nccwpck_require__(39922);
+// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
+var inputs = __nccwpck_require__(19784);
 // EXTERNAL MODULE: ./lib/actions/names.js
 var names = __nccwpck_require__(48763);
 ;// CONCATENATED MODULE: ./lib/actions/runtime.js
@@ -73395,7 +73406,7 @@ async function runAction(body) {
 
 /***/ }),
 
-/***/ 96836:
+/***/ 92662:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -73708,120 +73719,8 @@ class StreamLogger {
     }
 }
 
-// EXTERNAL MODULE: external "node:child_process"
-var external_node_child_process_ = __nccwpck_require__(31421);
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(73024);
-;// CONCATENATED MODULE: ./lib/core/process.js
-
-
-
-const STDERR_TAIL = 16 * 1024;
-/**
- * Starts a tool, keeping the last 16 KiB of its stderr for error messages. `onStderrLine`
- * sees each line as it comes (for logs).
- */
-function startProcess(command, args, options = {}) {
-    const { onStderrLine, ...spawnOptions } = options;
-    const child = (0,external_node_child_process_.spawn)(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
-    let tail = '';
-    let pending = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk) => {
-        tail = (tail + chunk).slice(-STDERR_TAIL);
-        if (onStderrLine) {
-            pending += chunk;
-            const lines = pending.split('\n');
-            pending = lines.pop() ?? '';
-            for (const line of lines)
-                if (line.trim())
-                    onStderrLine(line);
-        }
-    });
-    const exited = new Promise((resolve) => {
-        let spawnError;
-        child.on('error', (error) => {
-            spawnError = error;
-            tail += `${tail ? '\n' : ''}${error.message}`;
-            resolve({ code: 127, signal: null, stderr: tail });
-        });
-        child.on('close', (code, signal) => {
-            if (spawnError)
-                return;
-            if (onStderrLine && pending.trim())
-                onStderrLine(pending);
-            resolve({ code, signal, stderr: tail });
-        });
-    });
-    const kill = () => {
-        if (child.exitCode !== null || child.signalCode !== null)
-            return;
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => {
-            if (child.exitCode === null && child.signalCode === null)
-                child.kill('SIGKILL');
-        }, 5000);
-        timer.unref();
-    };
-    return { child, exited, kill };
-}
-/** Runs a tool to completion and collects its output. */
-async function runProcess(command, args, options = {}) {
-    const { input, ...spawnOptions } = options;
-    const child = (0,external_node_child_process_.spawn)(command, args, {
-        ...spawnOptions,
-        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (c) => (stdout += c));
-    child.stderr?.setEncoding('utf8').on('data', (c) => (stderr += c));
-    if (input !== undefined)
-        child.stdin?.end(input);
-    return new Promise((resolve) => {
-        child.on('error', (error) => resolve({ code: 127, signal: null, stdout, stderr: stderr + error.message }));
-        child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    });
-}
-/** Describes an abnormal exit: `pg_dump exited with code 1: <stderr>`. */
-function describeExit(tool, exit) {
-    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    const text = exit.stderr.trim();
-    return text ? `${tool} ${how}: ${text}` : `${tool} ${how}`;
-}
-/** The absolute path of an executable found on PATH, or undefined. */
-function findOnPath(name, pathEnv = process.env.PATH ?? '') {
-    for (const dir of pathEnv.split(external_node_path_.delimiter)) {
-        if (!dir)
-            continue;
-        const candidate = external_node_path_.join(dir, name);
-        try {
-            (0,external_node_fs_.accessSync)(candidate, external_node_fs_.constants.X_OK);
-            return candidate;
-        }
-        catch {
-            // not here
-        }
-    }
-    return undefined;
-}
-/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
-function processAlive(pid) {
-    try {
-        process.kill(pid, 0);
-    }
-    catch (error) {
-        return error.code === 'EPERM';
-    }
-    try {
-        const stat = (0,external_node_fs_.readFileSync)(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-    }
-    catch {
-        return true;
-    }
-}
-
+// EXTERNAL MODULE: ./lib/core/process.js
+var core_process = __nccwpck_require__(29566);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(57075);
 ;// CONCATENATED MODULE: ./lib/crypto/bech32.js
@@ -74698,12 +74597,12 @@ function createDecryptStream(options) {
     return new AgeDecryptStream(decryptConfig(options));
 }
 
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(73024);
 // EXTERNAL MODULE: external "node:os"
 var external_node_os_ = __nccwpck_require__(48161);
 // EXTERNAL MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js + 2 modules
 var tool_cache = __nccwpck_require__(59805);
-// EXTERNAL MODULE: ./lib/postgres/process.js
-var postgres_process = __nccwpck_require__(5654);
 // EXTERNAL MODULE: ./lib/postgres/tools.js
 var postgres_tools = __nccwpck_require__(70936);
 ;// CONCATENATED MODULE: ./lib/postgres/install.js
@@ -74716,7 +74615,7 @@ var postgres_tools = __nccwpck_require__(70936);
 
 
 /** The real runner: spawns the program, 20 minutes at most. */
-const defaultRunner = (argv, opts) => (0,postgres_process/* runCommand */.d)(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
+const defaultRunner = (argv, opts) => (0,core_process/* runCommand */.d1)(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
 /** postgresql-common (Debian and Ubuntu) ships the repository key here. */
 const PGDG_KEYRING = '/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc';
 const PGDG_SOURCES_LIST = '/etc/apt/sources.list.d/pgdg.list';
@@ -74841,7 +74740,7 @@ async function installRepositoryFiles(plan, opts) {
             await (0,promises_.writeFile)(staged, f.content, { mode: 0o644 });
             const r = await runner(['sudo', '-n', 'install', '-D', '-m', '0644', staged, f.dest]);
             if (r.code !== 0)
-                throw new Error(`could not write ${f.dest}: ${(0,postgres_process/* tail */.R)(r.stderr, 5)}`);
+                throw new Error(`could not write ${f.dest}: ${(0,core_process/* tail */.RT)(r.stderr, 5)}`);
         }
     }
     finally {
@@ -75033,7 +74932,7 @@ async function ensureClientTools(opts) {
             logger.info(`$ ${argv.join(' ')}`);
             const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
             if (r.code !== 0) {
-                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,postgres_process/* tail */.R)(r.stderr || r.stdout, 15)}`, needServerPackage);
+                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,core_process/* tail */.RT)(r.stderr || r.stdout, 15)}`, needServerPackage);
             }
         }
         const installedDir = `/usr/lib/postgresql/${target}/bin`;
@@ -75756,10 +75655,11 @@ function failureMessage(report) {
     return `Backup verification of ${report.name}${which} failed: ${report.failures.join('; ')}`;
 }
 
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(31421);
 // EXTERNAL MODULE: external "node:net"
 var external_node_net_ = __nccwpck_require__(77030);
 ;// CONCATENATED MODULE: ./lib/postgres/cluster.js
-
 
 
 
@@ -75858,7 +75758,7 @@ const helpCache = new Map();
 function initdbHelp(initdb) {
     let help = helpCache.get(initdb);
     if (!help) {
-        help = (0,postgres_process/* runCommand */.d)([initdb, '--help'], { timeoutMs: 15000 }).then((r) => r.stdout);
+        help = (0,core_process/* runCommand */.d1)([initdb, '--help'], { timeoutMs: 15000 }).then((r) => r.stdout);
         helpCache.set(initdb, help);
     }
     return help;
@@ -75894,15 +75794,15 @@ function serverEnv() {
 async function waitGone(pid, ms) {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
-        if (!processAlive(pid))
+        if (!(0,core_process/* processAlive */.FN)(pid))
             return true;
         await new Promise((r) => setTimeout(r, 50));
     }
-    return !processAlive(pid);
+    return !(0,core_process/* processAlive */.FN)(pid);
 }
 async function readLogTail(logFile) {
     const text = await (0,promises_.readFile)(logFile, 'utf8').catch(() => '');
-    return (0,postgres_process/* tail */.R)(text, 30) || '(the server log is empty)';
+    return (0,core_process/* tail */.RT)(text, 30) || '(the server log is empty)';
 }
 /**
  * Creates and starts a throwaway cluster: initdb into a fresh temp folder, listening on
@@ -75952,14 +75852,14 @@ async function startScratchCluster(opts) {
             ...(help.includes('--no-sync') ? ['--no-sync'] : []),
             ...(help.includes('--no-instructions') ? ['--no-instructions'] : []),
         ];
-        const init = await (0,postgres_process/* runCommand */.d)([...prefix, ...initdbArgs], {
+        const init = await (0,core_process/* runCommand */.d1)([...prefix, ...initdbArgs], {
             env,
             cwd: baseDir,
             timeoutMs: 120000,
         });
         await (0,promises_.rm)(pwFile, { force: true });
         if (init.code !== 0) {
-            throw new Error(`initdb (PostgreSQL ${server.version}) failed with exit ${init.code}:\n${(0,postgres_process/* tail */.R)(init.stderr || init.stdout)}`);
+            throw new Error(`initdb (PostgreSQL ${server.version}) failed with exit ${init.code}:\n${(0,core_process/* tail */.RT)(init.stderr || init.stdout)}`);
         }
         // Unix socket paths are limited to about 107 bytes; without room, TCP only.
         const socketDirs = `${sockDir}/.s.PGSQL.65535`.length < 100 ? sockDir : '';
@@ -75979,7 +75879,7 @@ async function startScratchCluster(opts) {
                 .join(''), { mode: 0o644 });
             if (runAs)
                 await (0,promises_.chown)(confFile, runAs.uid, runAs.gid);
-            const start = await (0,postgres_process/* runCommand */.d)([...prefix, server.pgCtl, 'start', '-w', '-t', '60', '-D', dataDir, '-l', logFile], { env, cwd: baseDir, timeoutMs: 90000 });
+            const start = await (0,core_process/* runCommand */.d1)([...prefix, server.pgCtl, 'start', '-w', '-t', '60', '-D', dataDir, '-l', logFile], { env, cwd: baseDir, timeoutMs: 90000 });
             if (start.code === 0)
                 break;
             const log = await readLogTail(logFile);
@@ -75990,7 +75890,7 @@ async function startScratchCluster(opts) {
                 continue;
             }
             throw new Error(`pg_ctl start (PostgreSQL ${server.version}, port ${port}) failed with exit ${start.code}:\n` +
-                `${(0,postgres_process/* tail */.R)(start.stderr || start.stdout, 5)}\nServer log:\n${log}`);
+                `${(0,core_process/* tail */.RT)(start.stderr || start.stdout, 5)}\nServer log:\n${log}`);
         }
         const pidText = await (0,promises_.readFile)(external_node_path_.join(dataDir, 'postmaster.pid'), 'utf8');
         const pid = Number(pidText.split('\n')[0]);
@@ -76008,7 +75908,7 @@ async function startScratchCluster(opts) {
                     '-D',
                     dataDir,
                 ], { env, cwd: external_node_os_.tmpdir(), stdio: 'ignore', timeout: 15000 });
-                if (processAlive(pid)) {
+                if ((0,core_process/* processAlive */.FN)(pid)) {
                     try {
                         process.kill(pid, 'SIGKILL');
                     }
@@ -76052,15 +75952,15 @@ async function startScratchCluster(opts) {
                 PGDATABASE: database,
             }),
             stop: () => finish(async () => {
-                const r = await (0,postgres_process/* runCommand */.d)([...prefix, server.pgCtl, 'stop', '-m', 'fast', '-w', '-t', '30', '-D', dataDir], { env, cwd: external_node_os_.tmpdir(), timeoutMs: 45000 });
-                if (r.code !== 0 && processAlive(pid)) {
-                    logger.warning(`pg_ctl stop failed (${(0,postgres_process/* tail */.R)(r.stderr, 3)}); killing the scratch server`);
+                const r = await (0,core_process/* runCommand */.d1)([...prefix, server.pgCtl, 'stop', '-m', 'fast', '-w', '-t', '30', '-D', dataDir], { env, cwd: external_node_os_.tmpdir(), timeoutMs: 45000 });
+                if (r.code !== 0 && (0,core_process/* processAlive */.FN)(pid)) {
+                    logger.warning(`pg_ctl stop failed (${(0,core_process/* tail */.RT)(r.stderr, 3)}); killing the scratch server`);
                     process.kill(pid, 'SIGKILL');
                 }
                 await waitGone(pid, 10000);
             }),
             kill: () => finish(async () => {
-                if (processAlive(pid))
+                if ((0,core_process/* processAlive */.FN)(pid))
                     process.kill(pid, 'SIGKILL');
                 await waitGone(pid, 10000);
             }),
@@ -76362,25 +76262,32 @@ async function listNames(storage) {
 }
 /** Verification records of a name (optionally one backup), oldest first. */
 async function listVerifications(storage, name, backupId) {
+    const keys = await verificationKeys(storage, name, backupId);
+    const records = await mapLimit(keys, 8, (key) => readVerificationRecord(storage, key));
+    return records
+        .filter((r) => r !== undefined)
+        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+}
+/** The keys of the verification records of a name (optionally one backup). */
+async function verificationKeys(storage, name, backupId) {
     const keys = [];
     for await (const object of storage.list(verificationsPrefix(name, backupId))) {
         if (object.key.endsWith('.json'))
             keys.push(object.key);
     }
-    const records = await mapLimit(keys, 8, async (key) => {
-        const data = await storage.getBytes(key);
-        if (!data)
-            return undefined;
-        try {
-            return JSON.parse(data.toString());
-        }
-        catch {
-            return undefined;
-        }
-    });
-    return records
-        .filter((r) => r !== undefined)
-        .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+    return keys;
+}
+/** One verification record; undefined when it is gone or does not parse. */
+async function readVerificationRecord(storage, key) {
+    const data = await storage.getBytes(key);
+    if (!data)
+        return undefined;
+    try {
+        return JSON.parse(data.toString());
+    }
+    catch {
+        return undefined;
+    }
 }
 /** Runs `fn` over items with at most `limit` in flight, keeping order. */
 async function mapLimit(items, limit, fn) {
@@ -76490,7 +76397,7 @@ function decodeStages(manifest, decryption, tools) {
         if (!tools.zstdPath) {
             throw new errors/* ConfigurationError */.j(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
         }
-        const proc = startProcess(tools.zstdPath, ['-d', '-q', '-c'], {
+        const proc = (0,core_process/* startProcess */.kp)(tools.zstdPath, ['-d', '-q', '-c'], {
             stdio: ['pipe', 'pipe', 'pipe'],
         });
         processes.push({ tool: 'zstd -d', proc });
@@ -76557,7 +76464,7 @@ async function fetchArchive(options) {
     if (manifest.format === 'directory') {
         archivePath = external_node_path_.join(options.dir, 'archive');
         await (0,promises_.mkdir)(archivePath, { recursive: true });
-        const tar = startProcess('tar', ['-x', '-f', '-', '-C', archivePath], {
+        const tar = (0,core_process/* startProcess */.kp)('tar', ['-x', '-f', '-', '-C', archivePath], {
             stdio: ['pipe', 'ignore', 'pipe'],
         });
         processes.push({ tool: 'tar -x', proc: tar });
@@ -76583,7 +76490,7 @@ async function fetchArchive(options) {
         for (const p of processes) {
             const exit = await p.proc.exited;
             if (exit.code !== 0)
-                throw new Error(describeExit(p.tool, exit));
+                throw new Error((0,core_process/* describeExit */.KE)(p.tool, exit));
         }
         progress.report();
         return { archivePath, format: manifest.format, bytes: hash.bytes, sha256: hash.digest() };
@@ -76651,9 +76558,9 @@ function parseArchiveListing(text) {
 }
 /** Lists the archive's table of contents (`pg_restore --list`): proves the archive is readable. */
 async function listArchive(pgRestore, archivePath) {
-    const r = await runProcess(pgRestore, ['--list', archivePath]);
+    const r = await (0,core_process/* runProcess */.R3)(pgRestore, ['--list', archivePath]);
     if (r.code !== 0) {
-        throw new Error(describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
+        throw new Error((0,core_process/* describeExit */.KE)('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
     }
     return parseArchiveListing(r.stdout);
 }
@@ -76667,22 +76574,22 @@ async function runPgRestore(o) {
     if (o.jobs > 1)
         args.push(`--jobs=${o.jobs}`);
     args.push(o.archivePath);
-    const proc = startProcess(o.pgRestore, args, {
+    const proc = (0,core_process/* startProcess */.kp)(o.pgRestore, args, {
         env: (0,connection/* childEnv */.gf)(o.env, o.connection, o.database),
         stdio: ['ignore', 'ignore', 'pipe'],
         onStderrLine: (line) => o.logger.debug(line),
     });
     const exit = await proc.exited;
     if (exit.code !== 0)
-        throw new Error(describeExit('pg_restore', exit));
+        throw new Error((0,core_process/* describeExit */.KE)('pg_restore', exit));
 }
 /** Applies a roles script (globals.sql) with psql, tolerating roles that already exist. */
 async function applyGlobals(o) {
-    const r = await runProcess(o.psql, ['-X', '-q', '--no-password', '-d', 'postgres', '-f', o.file], {
+    const r = await (0,core_process/* runProcess */.R3)(o.psql, ['-X', '-q', '--no-password', '-d', 'postgres', '-f', o.file], {
         env: (0,connection/* childEnv */.gf)(o.env, o.connection, 'postgres'),
     });
     if (r.code !== 0)
-        throw new Error(describeExit('psql (roles)', { code: r.code, signal: r.signal, stderr: r.stderr }));
+        throw new Error((0,core_process/* describeExit */.KE)('psql (roles)', { code: r.code, signal: r.signal, stderr: r.stderr }));
     const errors = r.stderr.split('\n').filter((l) => /ERROR/.test(l) && !/already exists/.test(l));
     for (const e of errors)
         o.logger.warning(`Roles: ${e}`);
@@ -77251,8 +77158,8 @@ function freshnessGate(run, maxAgeSeconds, entries, catalogError, verified) {
     return result;
 }
 
-// EXTERNAL MODULE: ./lib/actions/inputs.js
-var inputs = __nccwpck_require__(39922);
+// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
+var inputs = __nccwpck_require__(19784);
 ;// CONCATENATED MODULE: ./lib/report/github.js
 
 /** The web address of the current workflow run, when the run id is known. */
@@ -77722,7 +77629,7 @@ async function runVerifyAction() {
         logger,
         clock: systemClock,
         env,
-        zstdPath: findOnPath('zstd', env.PATH),
+        zstdPath: (0,core_process/* findOnPath */.aY)('zstd', env.PATH),
         tmpDir,
         ...verifyToolResolvers({ postgresVersion, install: mayInstallTools(env), logger }),
     });
@@ -77769,7 +77676,7 @@ async function runVerifyAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _verify_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(96836);
+/* harmony import */ var _verify_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(92662);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(87745);
 
 
@@ -77800,6 +77707,173 @@ class ConfigurationError extends Error {
 /** The message of any thrown value. */
 function errorMessage(error) {
     return error instanceof Error ? error.message : String(error);
+}
+
+
+/***/ }),
+
+/***/ 29566:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   FN: () => (/* binding */ processAlive),
+/* harmony export */   KE: () => (/* binding */ describeExit),
+/* harmony export */   R3: () => (/* binding */ runProcess),
+/* harmony export */   RT: () => (/* binding */ tail),
+/* harmony export */   aY: () => (/* binding */ findOnPath),
+/* harmony export */   d1: () => (/* binding */ runCommand),
+/* harmony export */   kp: () => (/* binding */ startProcess)
+/* harmony export */ });
+/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(31421);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(73024);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(76760);
+
+
+
+const STDERR_TAIL = 16 * 1024;
+/**
+ * Starts a tool, keeping the last 16 KiB of its stderr for error messages. `onStderrLine`
+ * sees each line as it comes (for logs).
+ */
+function startProcess(command, args, options = {}) {
+    const { onStderrLine, ...spawnOptions } = options;
+    const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
+    let tail = '';
+    let pending = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk) => {
+        tail = (tail + chunk).slice(-STDERR_TAIL);
+        if (onStderrLine) {
+            pending += chunk;
+            const lines = pending.split('\n');
+            pending = lines.pop() ?? '';
+            for (const line of lines)
+                if (line.trim())
+                    onStderrLine(line);
+        }
+    });
+    const exited = new Promise((resolve) => {
+        let spawnError;
+        child.on('error', (error) => {
+            spawnError = error;
+            tail += `${tail ? '\n' : ''}${error.message}`;
+            resolve({ code: 127, signal: null, stderr: tail });
+        });
+        child.on('close', (code, signal) => {
+            if (spawnError)
+                return;
+            if (onStderrLine && pending.trim())
+                onStderrLine(pending);
+            resolve({ code, signal, stderr: tail });
+        });
+    });
+    const kill = () => {
+        if (child.exitCode !== null || child.signalCode !== null)
+            return;
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => {
+            if (child.exitCode === null && child.signalCode === null)
+                child.kill('SIGKILL');
+        }, 5000);
+        timer.unref();
+    };
+    return { child, exited, kill };
+}
+/**
+ * Runs a tool to completion and collects its output, without a shell. Never rejects: a
+ * program that cannot be started yields code 127 with the reason in stderr; one killed by a
+ * signal or the timeout yields -1.
+ */
+async function runProcess(command, args, options = {}) {
+    const { input, timeoutMs, ...spawnOptions } = options;
+    const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(command, args, {
+        ...spawnOptions,
+        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (c) => (stdout += c));
+    child.stderr?.setEncoding('utf8').on('data', (c) => (stderr += c));
+    if (input !== undefined)
+        child.stdin?.end(input);
+    let timedOut = false;
+    const timer = timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+        }, timeoutMs);
+    return new Promise((resolve) => {
+        let settled = false;
+        const finish = (result) => {
+            if (settled)
+                return;
+            settled = true;
+            if (timer)
+                clearTimeout(timer);
+            resolve(result);
+        };
+        child.on('error', (error) => finish({ code: 127, signal: null, stdout, stderr: `${stderr}${command}: ${error.message}` }));
+        child.on('close', (code, signal) => finish({
+            code: timedOut ? -1 : (code ?? -1),
+            signal,
+            stdout,
+            stderr: timedOut ? `${stderr}\n${command}: timed out after ${timeoutMs} ms` : stderr,
+        }));
+    });
+}
+/** `runProcess` with the program and its arguments in one array. */
+function runCommand(argv, options = {}) {
+    const [command, ...args] = argv;
+    if (!command)
+        return Promise.resolve({ code: 127, stdout: '', stderr: 'no command given' });
+    return runProcess(command, args, options);
+}
+/** The last `lines` non-empty lines of a text, for error messages. */
+function tail(text, lines = 20) {
+    return text
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .slice(-lines)
+        .join('\n');
+}
+/** Describes an abnormal exit: `pg_dump exited with code 1: <stderr>`. */
+function describeExit(tool, exit) {
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    const text = exit.stderr.trim();
+    return text ? `${tool} ${how}: ${text}` : `${tool} ${how}`;
+}
+/** The absolute path of an executable found on PATH, or undefined. */
+function findOnPath(name, pathEnv = process.env.PATH ?? '') {
+    for (const dir of pathEnv.split(node_path__WEBPACK_IMPORTED_MODULE_2__.delimiter)) {
+        if (!dir)
+            continue;
+        const candidate = node_path__WEBPACK_IMPORTED_MODULE_2__.join(dir, name);
+        try {
+            (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.accessSync)(candidate, node_fs__WEBPACK_IMPORTED_MODULE_1__.constants.X_OK);
+            return candidate;
+        }
+        catch {
+            // not here
+        }
+    }
+    return undefined;
+}
+/** Whether `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone. */
+function processAlive(pid) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (error) {
+        return error.code === 'EPERM';
+    }
+    try {
+        const stat = (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.readFileSync)(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    }
+    catch {
+        return true;
+    }
 }
 
 
@@ -78199,76 +78273,6 @@ function quoteLiteral(value) {
 
 /***/ }),
 
-/***/ 5654:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   R: () => (/* binding */ tail),
-/* harmony export */   d: () => (/* binding */ runCommand)
-/* harmony export */ });
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(31421);
-
-/**
- * Runs `argv` without a shell and collects its output. Never rejects for a non-zero exit; a
- * program that cannot be started yields code 127 with the reason in stderr.
- */
-function runCommand(argv, opts = {}) {
-    return new Promise((resolve) => {
-        const [file, ...args] = argv;
-        if (!file) {
-            resolve({ code: 127, stdout: '', stderr: 'no command given' });
-            return;
-        }
-        const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)(file, args, {
-            env: opts.env ?? process.env,
-            cwd: opts.cwd,
-            stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        const out = [];
-        const err = [];
-        let timedOut = false;
-        let settled = false;
-        const timer = opts.timeoutMs === undefined
-            ? undefined
-            : setTimeout(() => {
-                timedOut = true;
-                child.kill('SIGKILL');
-            }, opts.timeoutMs);
-        const finish = (result) => {
-            if (settled)
-                return;
-            settled = true;
-            if (timer)
-                clearTimeout(timer);
-            resolve(result);
-        };
-        child.stdout.on('data', (chunk) => out.push(chunk));
-        child.stderr.on('data', (chunk) => err.push(chunk));
-        child.on('error', (error) => {
-            finish({ code: 127, stdout: '', stderr: `${file}: ${error.message}` });
-        });
-        child.on('close', (code) => {
-            const stderr = Buffer.concat(err).toString('utf8');
-            finish({
-                code: timedOut ? -1 : (code ?? -1),
-                stdout: Buffer.concat(out).toString('utf8'),
-                stderr: timedOut ? `${stderr}\n${file}: timed out after ${opts.timeoutMs} ms` : stderr,
-            });
-        });
-    });
-}
-/** The last `lines` non-empty lines of a text, for error messages. */
-function tail(text, lines = 20) {
-    return text
-        .split('\n')
-        .filter((line) => line.trim() !== '')
-        .slice(-lines)
-        .join('\n');
-}
-
-
-/***/ }),
-
 /***/ 70936:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
@@ -78287,7 +78291,7 @@ function tail(text, lines = 20) {
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(76760);
 /* harmony import */ var _actions_tool_cache__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(59805);
 /* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3828);
-/* harmony import */ var _process_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(5654);
+/* harmony import */ var _core_process_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(29566);
 
 
 
@@ -78445,7 +78449,7 @@ async function probeVersion(file) {
     }
     if (versionCache.has(key))
         return versionCache.get(key);
-    const result = await (0,_process_js__WEBPACK_IMPORTED_MODULE_5__/* .runCommand */ .d)([file, '--version'], { timeoutMs: 15000 });
+    const result = await (0,_core_process_js__WEBPACK_IMPORTED_MODULE_5__/* .runCommand */ .d1)([file, '--version'], { timeoutMs: 15000 });
     const parsed = result.code === 0 ? parseToolVersion(result.stdout) : undefined;
     versionCache.set(key, parsed);
     return parsed;
