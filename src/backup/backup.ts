@@ -19,7 +19,7 @@ import { createEncryptStream } from '../crypto/age.js';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
-import { EndGate, HashCounter, Progress, formatBytes, rate } from '../core/streams.js';
+import { HashCounter, Progress, formatBytes, rate } from '../core/streams.js';
 import {
   childEnv,
   connect,
@@ -490,11 +490,11 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
       toolFailure = new Error(describeExit(cause.tool, cause.exit));
       throw toolFailure;
     };
-    const hash = new HashCounter();
-    const body = new PassThrough({ highWaterMark: 1 << 20 });
+    // The hash stage is the body the store reads: every stage is one more hop per chunk.
+    const hash = new HashCounter({ beforeEnd: checkTools, highWaterMark: 1 << 20 });
     const stages: NodeJS.ReadWriteStream[] = [];
     if (options.encryption) stages.push(createEncryptStream(options.encryption));
-    stages.push(hash, new EndGate(checkTools));
+    stages.push(hash);
     const progress = new Progress(
       deps.logger,
       'Uploaded',
@@ -502,13 +502,13 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
       deps.progressIntervalMs ?? 5000,
     );
     const piped = new Promise<void>((resolve, reject) => {
-      pipeline([source, ...stages, body] as unknown as NodeJS.ReadWriteStream[], (error) =>
+      pipeline([source, ...stages] as unknown as NodeJS.ReadWriteStream[], (error) =>
         error ? reject(error) : resolve(),
       );
     });
     try {
       const [storing, streaming] = await Promise.allSettled([
-        deps.storage.putStream(a.objectKey, body, { sizeHint: a.sizeEstimate }),
+        deps.storage.putStream(a.objectKey, hash, { sizeHint: a.sizeEstimate }),
         piped,
       ]);
       if (storing.status === 'rejected' || streaming.status === 'rejected') {

@@ -2,11 +2,28 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Logger } from './logger.js';
 
+export interface HashCounterOptions {
+  /**
+   * Holds back the end of the stream until it resolves, and fails the stream when it rejects.
+   * A backup body ends only once pg_dump (and every tool in the pipe) exited cleanly, so a
+   * dump that died cannot be stored as a complete, shorter object.
+   */
+  beforeEnd?: () => Promise<void>;
+  /** Bytes buffered for the reader before the writer waits (default 16 KiB). */
+  highWaterMark?: number;
+}
+
 /** Passes bytes through while computing their SHA-256 and count. */
 export class HashCounter extends Transform {
   private readonly hash: Hash = createHash('sha256');
+  private readonly beforeEnd: (() => Promise<void>) | undefined;
   bytes = 0;
   private digestValue?: string;
+
+  constructor(options: HashCounterOptions = {}) {
+    super({ readableHighWaterMark: options.highWaterMark });
+    this.beforeEnd = options.beforeEnd;
+  }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
     this.hash.update(chunk);
@@ -14,30 +31,18 @@ export class HashCounter extends Transform {
     callback(null, chunk);
   }
 
+  override _flush(callback: TransformCallback): void {
+    if (!this.beforeEnd) return callback();
+    this.beforeEnd().then(
+      () => callback(),
+      (error: Error) => callback(error),
+    );
+  }
+
   /** The hex digest; valid once the stream has ended. */
   digest(): string {
     this.digestValue ??= this.hash.digest('hex');
     return this.digestValue;
-  }
-}
-
-/**
- * Holds back the end of a stream until `check` resolves, and fails the stream when it rejects.
- * The backup body ends only once pg_dump (and every tool in the pipe) exited cleanly, so a
- * dump that died cannot be stored as a complete, shorter object.
- */
-export class EndGate extends Transform {
-  constructor(private readonly check: () => Promise<void>) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
-    callback(null, chunk);
-  }
-  override _flush(callback: TransformCallback): void {
-    this.check().then(
-      () => callback(),
-      (error: Error) => callback(error),
-    );
   }
 }
 

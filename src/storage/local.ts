@@ -12,7 +12,8 @@ import {
   type FileHandle,
 } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../core/logger.js';
 import {
   NotFoundError,
@@ -39,7 +40,7 @@ function errnoCode(error: unknown): string | undefined {
     : undefined;
 }
 
-/** How much a stream upload gathers before it writes. */
+/** How much a stream upload buffers while a write is in flight. */
 const WRITE_BATCH = 1 << 20;
 
 /** Writes every byte of `buffers` at the handle's position, across short writes. */
@@ -118,28 +119,21 @@ export class LocalStorage implements Storage {
       temp = this.tempPathFor(path);
       const handle = await open(temp, 'wx', 0o644);
       try {
-        // Chunks are gathered and written 1 MiB at a time with writev: one system call and
-        // one round trip to the I/O thread per MiB, not per (often small) chunk.
-        let batch: Buffer[] = [];
-        let batched = 0;
-        const flush = async (): Promise<void> => {
-          const buffers = batch;
-          batch = [];
-          batched = 0;
-          await writeAll(handle, buffers);
-        };
-        for await (const chunk of body) {
-          const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-          batch.push(buffer);
-          batched += buffer.length;
-          bytes += buffer.length;
-          if (batched >= WRITE_BATCH) {
-            await flush();
-            options.onProgress?.(bytes);
-          }
-        }
-        await flush();
-        options.onProgress?.(bytes);
+        // A sink whose writev receives the chunks that arrived while the previous write was
+        // in flight, as they are: one system call per batch, and no copy into a larger buffer
+        // (iterating the body would concatenate what it buffered).
+        const sink = new Writable({
+          highWaterMark: WRITE_BATCH,
+          writev: (chunks, callback) => {
+            const buffers = chunks.map(({ chunk }) => chunk as Buffer);
+            writeAll(handle, buffers).then(() => {
+              for (const b of buffers) bytes += b.length;
+              options.onProgress?.(bytes);
+              callback();
+            }, callback);
+          },
+        });
+        await pipeline(body, sink);
         if (bodyError !== undefined) throw bodyError;
         await handle.sync();
       } finally {

@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetBucketVersioningCommand,
@@ -11,12 +14,13 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { KeyExistsError } from './local.js';
+import { PartWriter } from './parts.js';
 import {
   NotFoundError,
   type DeleteOptions,
@@ -45,6 +49,8 @@ export const DEFAULT_PART_SIZE = 8 * MIB;
 const MIN_PART_SIZE = 5 * MIB;
 const MAX_PART_SIZE = 5 * 1024 * MIB;
 const DELETE_BATCH = 1000;
+/** Parts sent at once by default while the next one fills. */
+const DEFAULT_PARTS_IN_FLIGHT = 2;
 
 /**
  * The part size for a multipart upload: the configured size (8 MiB by default), raised for a
@@ -317,73 +323,96 @@ export class S3Storage implements Storage {
     options: PutStreamOptions = {},
   ): Promise<{ bytes: number }> {
     const fullKey = this.fullKey(key);
-    let bytes = 0;
+    const contentType = options.contentType ?? 'application/octet-stream';
     let bodyError: unknown;
-    let storeError: unknown;
-    let storeReason: Error | undefined;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        bytes += chunk.length;
-        callback(null, chunk);
+    const onBodyError = (error: unknown): void => {
+      if (error !== writer.storeError) bodyError ??= error;
+    };
+    const etags: string[] = [];
+    // In-flight part requests are cancelled when the upload fails.
+    const abort = new AbortController();
+    let uploadId: string | undefined;
+    let finalSent = false;
+    const writer = new PartWriter({
+      partSize: partSizeFor(options.sizeHint, this.settings.partSize),
+      inFlight: this.settings.queueSize ?? DEFAULT_PARTS_IN_FLIGHT,
+      onProgress: options.onProgress,
+      begin: async () => {
+        const created = await this.client.send(
+          new CreateMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: fullKey,
+            ContentType: contentType,
+          }),
+          { abortSignal: abort.signal },
+        );
+        if (!created.UploadId) throw new Error('the store returned no upload id');
+        uploadId = created.UploadId;
+      },
+      sendPart: async (partNumber, data) => {
+        const sent = await this.client.send(
+          new UploadPartCommand({
+            Bucket: this.bucket,
+            Key: fullKey,
+            UploadId: uploadId,
+            PartNumber: partNumber,
+            Body: data,
+            ContentLength: data.length,
+          }),
+          { abortSignal: abort.signal },
+        );
+        if (!sent.ETag) throw new Error(`the store returned no ETag for part ${partNumber}`);
+        etags[partNumber - 1] = sent.ETag;
       },
     });
-    const onBodyError = (error: unknown): void => {
-      if (error === storeReason) return;
-      bodyError ??= error;
-      counter.destroy(error instanceof Error ? error : new Error(String(error)));
-    };
     body.on('error', onBodyError);
-    // The upload reads the error from the stream's state; it may not be listening yet.
-    counter.on('error', () => undefined);
-    body.pipe(counter);
-
-    const onStoreError = (error: unknown): void => {
-      if (storeError !== undefined || bodyError !== undefined) return;
-      storeError = error;
-      storeReason = error instanceof Error ? error : new Error(String(error));
-      counter.destroy(storeReason);
-      body.unpipe(counter);
-      if (!body.destroyed) body.destroy(storeReason);
-    };
-    const send = this.client.send.bind(this.client);
-    const watched = Object.create(this.client) as S3Client;
-    watched.send = (async (...args: Parameters<typeof send>) => {
-      try {
-        return await send(...args);
-      } catch (error) {
-        onStoreError(error);
-        throw error;
-      }
-    }) as typeof send;
 
     const previousETag = await this.currentETag(fullKey);
-    const upload = new Upload({
-      client: watched,
-      params: {
-        Bucket: this.bucket,
-        Key: fullKey,
-        Body: counter,
-        ContentType: options.contentType ?? 'application/octet-stream',
-      },
-      partSize: partSizeFor(options.sizeHint, this.settings.partSize),
-      queueSize: this.settings.queueSize ?? 2,
-      leavePartsOnError: false,
-    });
-    if (options.onProgress) {
-      const onProgress = options.onProgress;
-      upload.on('httpUploadProgress', (progress) => onProgress(progress.loaded ?? 0));
-    }
-    let completed = false;
     try {
-      await upload.done();
-      completed = true;
+      await pipeline(body, writer);
       if (bodyError !== undefined) throw bodyError;
-      return { bytes };
+      finalSent = true;
+      if (writer.single !== undefined) {
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: fullKey,
+            Body: writer.single,
+            ContentLength: writer.single.length,
+            ContentType: contentType,
+          }),
+        );
+        options.onProgress?.(writer.bytes);
+      } else {
+        await this.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: fullKey,
+            UploadId: uploadId,
+            MultipartUpload: {
+              Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })),
+            },
+          }),
+        );
+      }
+      return { bytes: writer.bytes };
     } catch (error) {
-      const cause = bodyError ?? storeError ?? error;
+      const cause = bodyError ?? writer.storeError ?? error;
+      abort.abort();
       if (!body.destroyed) body.destroy();
-      const mayHaveWritten = completed || bodyError === undefined;
-      await this.cleanUpFailedUpload(key, fullKey, previousETag, mayHaveWritten);
+      await writer.settle();
+      if (uploadId !== undefined) {
+        await this.client
+          .send(
+            new AbortMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key: fullKey,
+              UploadId: uploadId,
+            }),
+          )
+          .catch(() => undefined);
+      }
+      await this.cleanUpFailedUpload(key, fullKey, previousETag, finalSent);
       if (bodyError !== undefined) throw bodyError;
       throw this.translate(cause, 'write', key);
     } finally {

@@ -1,7 +1,7 @@
 /** S3-only behaviour of S3Storage, against OpenStack Swift with s3api on loopback. */
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { ConfigurationError } from '../../src/core/errors.js';
 import { MemoryLogger } from '../../src/core/logger.js';
 import { S3Storage, partSizeFor, type S3Settings } from '../../src/storage/s3.js';
@@ -94,6 +94,30 @@ describe('S3Storage against Swift s3api', () => {
     } finally {
       unversioned.destroy();
       versioned.destroy();
+    }
+  });
+
+  it('stores bodies that end on a part boundary, one part or several, byte-identical', async () => {
+    const storage = open(plain, 'parts', { partSize: 5 * MIB });
+    try {
+      for (const size of [5 * MIB, 10 * MIB, 10 * MIB + 1]) {
+        const data = randomBytes(size);
+        const chunks: Buffer[] = [];
+        for (let at = 0; at < size; at += 300_000) chunks.push(data.subarray(at, at + 300_000));
+        const progress: number[] = [];
+        const result = await storage.putStream(`b${size}.bin`, Readable.from(chunks), {
+          onProgress: (bytes) => progress.push(bytes),
+        });
+        expect(result.bytes).toBe(size);
+        expect(progress[progress.length - 1]).toBe(size);
+        expect(Buffer.compare((await storage.getBytes(`b${size}.bin`)) as Buffer, data)).toBe(0);
+      }
+      const uploads = await storage.client.send(
+        new ListMultipartUploadsCommand({ Bucket: plain, Prefix: 'parts/' }),
+      );
+      expect(uploads.Uploads ?? []).toEqual([]);
+    } finally {
+      storage.destroy();
     }
   });
 
