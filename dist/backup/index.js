@@ -71537,7 +71537,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util/types")
 
 /***/ }),
 
-/***/ 1008:
+/***/ 4615:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -72330,83 +72330,126 @@ function encryptConfig(options) {
     }
     return { recipientKeys: recipients.map(recipientKey), passphrase, workFactor };
 }
-class AgeEncryptStream extends external_node_stream_.Transform {
-    recipientKeys;
-    passphrase;
-    workFactor;
-    header = null;
-    payloadKey = null;
-    pending = new ByteQueue();
-    scratch = Buffer.allocUnsafe(CHUNK_SIZE);
+/** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
+async function encryptionKeys(config) {
+    const fileKey = external_node_crypto_.randomBytes(FILE_KEY_SIZE);
+    const stanzas = [];
+    if (config.passphrase !== undefined) {
+        const salt = external_node_crypto_.randomBytes(16);
+        const key = await scryptKey(config.passphrase, salt, config.workFactor);
+        stanzas.push({
+            type: 'scrypt',
+            args: [b64Encode(salt), String(config.workFactor)],
+            body: aeadSeal(key, ZERO_NONCE, fileKey),
+        });
+    }
+    for (const recipient of config.recipientKeys) {
+        const ephemeral = external_node_crypto_.generateKeyPairSync('x25519');
+        const share = rawPublicKey(ephemeral.publicKey);
+        const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
+        if (!shared)
+            throw new errors/* ConfigurationError */.j('an age recipient is an invalid X25519 point');
+        const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
+        stanzas.push({
+            type: 'X25519',
+            args: [b64Encode(share)],
+            body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
+        });
+    }
+    const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
+    const mac = headerMac(fileKey, upToDashes);
+    const nonce = external_node_crypto_.randomBytes(NONCE_SIZE);
+    return {
+        header: Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]),
+        payloadKey: external_node_crypto_.createSecretKey(hkdf(fileKey, nonce, 'payload')),
+    };
+}
+/**
+ * Encrypts one age file, fed synchronously. Input is copied into a single 64 KiB chunk buffer
+ * and never referenced once `update` returns, so callers may reuse their buffers at once;
+ * each sealed chunk comes out as new buffers (ciphertext, then tag).
+ */
+class AgeEncryptor {
+    payloadKey;
+    header;
+    chunk = Buffer.allocUnsafe(CHUNK_SIZE);
+    filled = 0;
     nonce = Buffer.alloc(12);
     counter = 0;
+    constructor(header, payloadKey) {
+        this.payloadKey = payloadKey;
+        this.header = header;
+    }
+    /** Rejects with a ConfigurationError (never echoing a secret) for invalid options. */
+    static async create(options) {
+        return AgeEncryptor.fromConfig(encryptConfig(options));
+    }
+    static async fromConfig(config) {
+        const { header, payloadKey } = await encryptionKeys(config);
+        return new AgeEncryptor(header, payloadKey);
+    }
+    /** Encrypts `data`; returns what is ready to be written (possibly nothing). */
+    update(data) {
+        const out = this.takeHeader();
+        let offset = 0;
+        while (offset < data.length) {
+            // A full chunk is sealed only once more data follows: the last chunk is marked as last.
+            if (this.filled === CHUNK_SIZE)
+                this.seal(false, out);
+            const n = data.copy(this.chunk, this.filled, offset);
+            this.filled += n;
+            offset += n;
+        }
+        return out;
+    }
+    /** Seals the last chunk; nothing may be encrypted afterwards. */
+    final() {
+        const out = this.takeHeader();
+        this.seal(true, out);
+        return out;
+    }
+    takeHeader() {
+        if (!this.header)
+            return [];
+        const out = [this.header];
+        this.header = null;
+        return out;
+    }
+    seal(last, out) {
+        const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
+        this.counter++;
+        const body = cipher.update(this.chunk.subarray(0, this.filled));
+        cipher.final();
+        this.filled = 0;
+        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
+        // every byte once more and double the garbage the collector has to catch up with.
+        out.push(body, cipher.getAuthTag());
+    }
+}
+class AgeEncryptStream extends external_node_stream_.Transform {
+    config;
+    encryptor;
     constructor(config) {
         super({
             readableHighWaterMark: STREAM_HIGH_WATER_MARK,
             writableHighWaterMark: STREAM_HIGH_WATER_MARK,
         });
-        this.recipientKeys = config.recipientKeys;
-        this.passphrase = config.passphrase;
-        this.workFactor = config.workFactor;
+        this.config = config;
     }
     _construct(callback) {
-        this.buildHeader().then(() => callback(), (err) => callback(err instanceof Error ? err : new Error(String(err))));
-    }
-    async buildHeader() {
-        const fileKey = external_node_crypto_.randomBytes(FILE_KEY_SIZE);
-        const stanzas = [];
-        if (this.passphrase !== undefined) {
-            const salt = external_node_crypto_.randomBytes(16);
-            const key = await scryptKey(this.passphrase, salt, this.workFactor);
-            stanzas.push({
-                type: 'scrypt',
-                args: [b64Encode(salt), String(this.workFactor)],
-                body: aeadSeal(key, ZERO_NONCE, fileKey),
-            });
+        if (this.config instanceof AgeEncryptor) {
+            this.encryptor = this.config;
+            return callback();
         }
-        for (const recipient of this.recipientKeys) {
-            const ephemeral = external_node_crypto_.generateKeyPairSync('x25519');
-            const share = rawPublicKey(ephemeral.publicKey);
-            const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
-            if (!shared)
-                throw new errors/* ConfigurationError */.j('an age recipient is an invalid X25519 point');
-            const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
-            stanzas.push({
-                type: 'X25519',
-                args: [b64Encode(share)],
-                body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
-            });
-        }
-        const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
-        const mac = headerMac(fileKey, upToDashes);
-        const nonce = external_node_crypto_.randomBytes(NONCE_SIZE);
-        this.header = Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]);
-        this.payloadKey = external_node_crypto_.createSecretKey(hkdf(fileKey, nonce, 'payload'));
-    }
-    emitHeader() {
-        if (this.header) {
-            this.push(this.header);
-            this.header = null;
-        }
-    }
-    sealChunk(plaintext, last) {
-        const key = this.payloadKey;
-        const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', key, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
-        this.counter++;
-        const body = cipher.update(plaintext);
-        cipher.final();
-        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
-        // every byte once more and double the garbage the collector has to catch up with.
-        this.push(body);
-        this.push(cipher.getAuthTag());
+        AgeEncryptor.fromConfig(this.config).then((encryptor) => {
+            this.encryptor = encryptor;
+            callback();
+        }, (err) => callback(err instanceof Error ? err : new Error(String(err))));
     }
     _transform(chunk, _encoding, callback) {
         try {
-            this.emitHeader();
-            this.pending.push(chunk);
-            while (this.pending.length > CHUNK_SIZE) {
-                this.sealChunk(this.pending.take(CHUNK_SIZE, this.scratch), false);
-            }
+            for (const b of this.encryptor.update(chunk))
+                this.push(b);
             callback();
         }
         catch (err) {
@@ -72415,9 +72458,8 @@ class AgeEncryptStream extends external_node_stream_.Transform {
     }
     _flush(callback) {
         try {
-            this.emitHeader();
-            const rest = this.pending.length;
-            this.sealChunk(rest > 0 ? this.pending.take(rest, this.scratch) : Buffer.alloc(0), true);
+            for (const b of this.encryptor.final())
+                this.push(b);
             callback();
         }
         catch (err) {
@@ -72428,6 +72470,10 @@ class AgeEncryptStream extends external_node_stream_.Transform {
 /** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
 function createEncryptStream(options) {
     return new AgeEncryptStream(encryptConfig(options));
+}
+/** A stream that encrypts through an encryptor that has not been used yet. */
+function encryptingStream(encryptor) {
+    return new AgeEncryptStream(encryptor);
 }
 /** Validates decryption options; throws ConfigurationError (never echoing a secret). */
 function decryptConfig(options) {
@@ -72694,6 +72740,117 @@ function createDecryptStream(options) {
     return new AgeDecryptStream(decryptConfig(options));
 }
 
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+;// CONCATENATED MODULE: ./lib/core/fifo.js
+
+
+
+
+
+/** Bytes asked for per read: a pipe holds 64 KiB by default. */
+const READ_SIZE = 64 * 1024;
+/**
+ * A named pipe for a child process's output. A child's stdout as a Node stream arrives in a
+ * new 64 KiB buffer per read, and that garbage is what fills the memory of a long backup; read
+ * from a named pipe, the output lands in one buffer that is reused, when a processor (the
+ * encryption) copies what it needs before the next read.
+ *
+ * Use: `create`, give `writeFd` to the child as its stdout, call `closeWriteEnd` once it is
+ * spawned, read `reader()`, and `dispose` at the end. The reader ends when every writer closed
+ * (the child exited, however it exited).
+ */
+class Fifo {
+    dir;
+    writeFd;
+    handle;
+    writeFdOpen = true;
+    constructor(dir, writeFd, handle) {
+        this.dir = dir;
+        this.writeFd = writeFd;
+        this.handle = handle;
+    }
+    /**
+     * A new named pipe in a private folder under `parent`; undefined where there is no `mkfifo`
+     * on the PATH of `env`.
+     */
+    static async create(parent, env = process.env) {
+        const dir = await (0,promises_.mkdtemp)(external_node_path_.join(parent, 'pg-backup-pipe-'));
+        const file = external_node_path_.join(dir, 'out');
+        try {
+            await new Promise((resolve, reject) => (0,external_node_child_process_.execFile)('mkfifo', ['-m', '600', file], { env }, (error) => error ? reject(error) : resolve()));
+            // Opened for writing first, so that opening it for reading does not wait for a writer.
+            const writeFd = (0,external_node_fs_.openSync)(file, external_node_fs_.constants.O_RDWR);
+            try {
+                return new Fifo(dir, writeFd, await (0,promises_.open)(file, 'r'));
+            }
+            catch (error) {
+                (0,external_node_fs_.closeSync)(writeFd);
+                throw error;
+            }
+        }
+        catch {
+            await (0,promises_.rm)(dir, { recursive: true, force: true });
+            return undefined;
+        }
+    }
+    /** Lets go of this process's write end, so the reader sees the end when the child exits. */
+    closeWriteEnd() {
+        if (!this.writeFdOpen)
+            return;
+        this.writeFdOpen = false;
+        (0,external_node_fs_.closeSync)(this.writeFd);
+    }
+    /** The pipe's content as a stream, through `processor` when given. */
+    reader(processor) {
+        return new FifoReader(this.handle, processor);
+    }
+    async dispose() {
+        this.closeWriteEnd();
+        await this.handle.close().catch(() => undefined);
+        await (0,promises_.rm)(this.dir, { recursive: true, force: true });
+    }
+}
+class FifoReader extends external_node_stream_.Readable {
+    handle;
+    processor;
+    /** Reused for every read when a processor copies what it needs; else one buffer per read. */
+    shared;
+    constructor(handle, processor) {
+        super({ highWaterMark: 1 << 20 });
+        this.handle = handle;
+        this.processor = processor;
+        this.shared = processor ? Buffer.allocUnsafeSlow(READ_SIZE) : undefined;
+    }
+    _read() {
+        this.fill().catch((error) => this.destroy(error instanceof Error ? error : new Error(String(error))));
+    }
+    /** Reads until there is something to push (the processor may hold back a partial chunk). */
+    async fill() {
+        for (;;) {
+            const buffer = this.shared ?? Buffer.allocUnsafe(READ_SIZE);
+            const { bytesRead } = await this.handle.read(buffer, 0, buffer.length, null);
+            if (this.destroyed)
+                return;
+            if (bytesRead === 0) {
+                for (const b of this.processor?.final() ?? [])
+                    this.push(b);
+                this.push(null);
+                return;
+            }
+            const data = buffer.subarray(0, bytesRead);
+            const out = this.processor ? this.processor.update(data) : [data];
+            if (out.length > 0) {
+                for (const b of out)
+                    this.push(b);
+                return;
+            }
+        }
+    }
+}
+
 // EXTERNAL MODULE: ./lib/core/process.js
 var core_process = __nccwpck_require__(9566);
 ;// CONCATENATED MODULE: ./lib/core/streams.js
@@ -72854,6 +73011,7 @@ async function exportSnapshot(client) {
 }
 
 ;// CONCATENATED MODULE: ./lib/backup/backup.js
+
 
 
 
@@ -73126,7 +73284,12 @@ async function streamDump(a) {
     const { options, deps, tools, plan } = a;
     const env = (0,connection/* childEnv */.gf)(deps.env, options.connection);
     const processes = [];
+    const tmpRoot = deps.tmpDir ?? external_node_os_.tmpdir();
     let tmp;
+    // The last tool in the pipe writes into a named pipe where there is one (see Fifo), else
+    // into an ordinary pipe read as a stream.
+    const fifo = deps.namedPipe === false ? undefined : await Fifo.create(tmpRoot, deps.env);
+    const lastStdout = fifo ? fifo.writeFd : 'pipe';
     try {
         let source;
         if (options.format === 'custom') {
@@ -73136,13 +73299,13 @@ async function streamDump(a) {
                 snapshot: a.snapshot,
                 selection: options.selection,
                 jobs: 1,
-            }), { env });
+            }), { env, stdio: ['ignore', plan.external ? 'pipe' : lastStdout, 'pipe'] });
             processes.push({ tool: 'pg_dump', proc: dump });
-            source = dump.child.stdout;
+            source = dump.child.stdout ?? undefined;
         }
         else {
             // A directory dump is written by parallel workers to a folder, then streamed as a tar.
-            tmp = await (0,promises_.mkdtemp)(external_node_path_.join(deps.tmpDir ?? external_node_os_.tmpdir(), 'pg-backup-dir-'));
+            tmp = await (0,promises_.mkdtemp)(external_node_path_.join(tmpRoot, 'pg-backup-dir-'));
             const outputDir = external_node_path_.join(tmp, 'dump');
             const dump = (0,core_process/* startProcess */.kp)(tools.pgDump, pgDumpArgs({
                 format: 'directory',
@@ -73157,20 +73320,34 @@ async function streamDump(a) {
                 if (exit.code !== 0)
                     throw new Error((0,core_process/* describeExit */.KE)('pg_dump', exit));
             });
-            const tar = (0,core_process/* startProcess */.kp)('tar', ['-C', outputDir, '-cf', '-', '.'], { env: deps.env });
+            const tar = (0,core_process/* startProcess */.kp)('tar', ['-C', outputDir, '-cf', '-', '.'], {
+                env: deps.env,
+                stdio: ['ignore', plan.external ? 'pipe' : lastStdout, 'pipe'],
+            });
             processes.push({ tool: 'tar', proc: tar });
-            source = tar.child.stdout;
+            source = tar.child.stdout ?? undefined;
         }
         if (plan.external) {
             const compressor = (0,core_process/* startProcess */.kp)(plan.external.command, plan.external.args, {
-                stdio: [source, 'pipe', 'pipe'],
+                stdio: [source, lastStdout, 'pipe'],
                 env: deps.env,
             });
             processes.push({ tool: external_node_path_.basename(plan.external.command), proc: compressor });
             // The compressor reads the pipe directly; this process lets go of its end so the
             // producer's 'close' can fire and a dying compressor breaks the producer's pipe.
-            source.destroy();
-            source = compressor.child.stdout;
+            source?.destroy();
+            source = compressor.child.stdout ?? undefined;
+        }
+        fifo?.closeWriteEnd();
+        const encryptor = options.encryption
+            ? await AgeEncryptor.create(options.encryption)
+            : undefined;
+        const stages = [];
+        if (fifo) {
+            source = fifo.reader(encryptor);
+        }
+        else if (encryptor) {
+            stages.push(encryptingStream(encryptor));
         }
         // The body ends only when every tool exited 0. The first failure in pipe order that is not
         // a broken pipe is the cause: pg_dump's own message wins over a compressor that lost its
@@ -73189,9 +73366,6 @@ async function streamDump(a) {
         };
         // The hash stage is the body the store reads: every stage is one more hop per chunk.
         const hash = new HashCounter({ beforeEnd: checkTools, highWaterMark: 1 << 20 });
-        const stages = [];
-        if (options.encryption)
-            stages.push(createEncryptStream(options.encryption));
         stages.push(hash);
         const progress = new Progress(deps.logger, 'Uploaded', () => hash.bytes, deps.progressIntervalMs ?? 5000);
         const piped = new Promise((resolve, reject) => {
@@ -73226,6 +73400,7 @@ async function streamDump(a) {
     finally {
         for (const p of processes)
             p.proc.kill();
+        await fifo?.dispose();
         if (tmp)
             await (0,promises_.rm)(tmp, { recursive: true, force: true });
     }
@@ -73574,8 +73749,6 @@ class StreamLogger {
     }
 }
 
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(3024);
 // EXTERNAL MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js + 2 modules
 var tool_cache = __nccwpck_require__(9805);
 // EXTERNAL MODULE: ./lib/postgres/tools.js
@@ -74465,7 +74638,7 @@ async function runBackupAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1008);
+/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4615);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3027);
 
 

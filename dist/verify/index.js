@@ -73413,7 +73413,7 @@ function bech32_bech32Encode(hrp, data) {
  * Decodes a Bech32 string. The returned `hrp` is lowercase. Throws a plain Error whose message never
  * contains the input (callers decode secrets with it).
  */
-function bech32_bech32Decode(text) {
+function bech32Decode(text) {
     if (text.length < 8)
         throw new Error('too short');
     const lower = text.toLowerCase();
@@ -73576,7 +73576,7 @@ function decodeRecipient(recipient) {
 }
 function decodeIdentity(identity) {
     try {
-        const { hrp, data } = bech32_bech32Decode(identity);
+        const { hrp, data } = bech32Decode(identity);
         return hrp === IDENTITY_HRP.toLowerCase() && data.length === 32 ? data : null;
     }
     catch {
@@ -73615,7 +73615,7 @@ function identityProblem(value) {
 function recipientKey(recipient) {
     const raw = decodeRecipient(recipient.trim());
     if (!raw) {
-        throw new ConfigurationError(`invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`);
+        throw new errors/* ConfigurationError */.j(`invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`);
     }
     return raw;
 }
@@ -73833,98 +73833,141 @@ function encryptConfig(options) {
     const recipients = options.recipients ?? [];
     const passphrase = options.passphrase;
     if (passphrase !== undefined && recipients.length > 0) {
-        throw new ConfigurationError('age files can have either public-key recipients or one passphrase, not both: ' +
+        throw new errors/* ConfigurationError */.j('age files can have either public-key recipients or one passphrase, not both: ' +
             'give only age recipients or only a passphrase');
     }
     if (passphrase === undefined && recipients.length === 0) {
-        throw new ConfigurationError('age encryption needs at least one recipient or a passphrase');
+        throw new errors/* ConfigurationError */.j('age encryption needs at least one recipient or a passphrase');
     }
     if (passphrase !== undefined && passphrase.length === 0) {
-        throw new ConfigurationError('the age passphrase is empty');
+        throw new errors/* ConfigurationError */.j('the age passphrase is empty');
     }
     const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
     if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
-        throw new ConfigurationError(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
+        throw new errors/* ConfigurationError */.j(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
     }
     return { recipientKeys: recipients.map(recipientKey), passphrase, workFactor };
 }
-class AgeEncryptStream extends external_node_stream_.Transform {
-    recipientKeys;
-    passphrase;
-    workFactor;
-    header = null;
-    payloadKey = null;
-    pending = new ByteQueue();
-    scratch = Buffer.allocUnsafe(CHUNK_SIZE);
+/** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
+async function encryptionKeys(config) {
+    const fileKey = external_node_crypto_.randomBytes(FILE_KEY_SIZE);
+    const stanzas = [];
+    if (config.passphrase !== undefined) {
+        const salt = external_node_crypto_.randomBytes(16);
+        const key = await scryptKey(config.passphrase, salt, config.workFactor);
+        stanzas.push({
+            type: 'scrypt',
+            args: [b64Encode(salt), String(config.workFactor)],
+            body: aeadSeal(key, ZERO_NONCE, fileKey),
+        });
+    }
+    for (const recipient of config.recipientKeys) {
+        const ephemeral = external_node_crypto_.generateKeyPairSync('x25519');
+        const share = rawPublicKey(ephemeral.publicKey);
+        const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
+        if (!shared)
+            throw new errors/* ConfigurationError */.j('an age recipient is an invalid X25519 point');
+        const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
+        stanzas.push({
+            type: 'X25519',
+            args: [b64Encode(share)],
+            body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
+        });
+    }
+    const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
+    const mac = headerMac(fileKey, upToDashes);
+    const nonce = external_node_crypto_.randomBytes(NONCE_SIZE);
+    return {
+        header: Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]),
+        payloadKey: external_node_crypto_.createSecretKey(hkdf(fileKey, nonce, 'payload')),
+    };
+}
+/**
+ * Encrypts one age file, fed synchronously. Input is copied into a single 64 KiB chunk buffer
+ * and never referenced once `update` returns, so callers may reuse their buffers at once;
+ * each sealed chunk comes out as new buffers (ciphertext, then tag).
+ */
+class AgeEncryptor {
+    payloadKey;
+    header;
+    chunk = Buffer.allocUnsafe(CHUNK_SIZE);
+    filled = 0;
     nonce = Buffer.alloc(12);
     counter = 0;
+    constructor(header, payloadKey) {
+        this.payloadKey = payloadKey;
+        this.header = header;
+    }
+    /** Rejects with a ConfigurationError (never echoing a secret) for invalid options. */
+    static async create(options) {
+        return AgeEncryptor.fromConfig(encryptConfig(options));
+    }
+    static async fromConfig(config) {
+        const { header, payloadKey } = await encryptionKeys(config);
+        return new AgeEncryptor(header, payloadKey);
+    }
+    /** Encrypts `data`; returns what is ready to be written (possibly nothing). */
+    update(data) {
+        const out = this.takeHeader();
+        let offset = 0;
+        while (offset < data.length) {
+            // A full chunk is sealed only once more data follows: the last chunk is marked as last.
+            if (this.filled === CHUNK_SIZE)
+                this.seal(false, out);
+            const n = data.copy(this.chunk, this.filled, offset);
+            this.filled += n;
+            offset += n;
+        }
+        return out;
+    }
+    /** Seals the last chunk; nothing may be encrypted afterwards. */
+    final() {
+        const out = this.takeHeader();
+        this.seal(true, out);
+        return out;
+    }
+    takeHeader() {
+        if (!this.header)
+            return [];
+        const out = [this.header];
+        this.header = null;
+        return out;
+    }
+    seal(last, out) {
+        const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
+        this.counter++;
+        const body = cipher.update(this.chunk.subarray(0, this.filled));
+        cipher.final();
+        this.filled = 0;
+        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
+        // every byte once more and double the garbage the collector has to catch up with.
+        out.push(body, cipher.getAuthTag());
+    }
+}
+class AgeEncryptStream extends external_node_stream_.Transform {
+    config;
+    encryptor;
     constructor(config) {
         super({
             readableHighWaterMark: STREAM_HIGH_WATER_MARK,
             writableHighWaterMark: STREAM_HIGH_WATER_MARK,
         });
-        this.recipientKeys = config.recipientKeys;
-        this.passphrase = config.passphrase;
-        this.workFactor = config.workFactor;
+        this.config = config;
     }
     _construct(callback) {
-        this.buildHeader().then(() => callback(), (err) => callback(err instanceof Error ? err : new Error(String(err))));
-    }
-    async buildHeader() {
-        const fileKey = external_node_crypto_.randomBytes(FILE_KEY_SIZE);
-        const stanzas = [];
-        if (this.passphrase !== undefined) {
-            const salt = external_node_crypto_.randomBytes(16);
-            const key = await scryptKey(this.passphrase, salt, this.workFactor);
-            stanzas.push({
-                type: 'scrypt',
-                args: [b64Encode(salt), String(this.workFactor)],
-                body: aeadSeal(key, ZERO_NONCE, fileKey),
-            });
+        if (this.config instanceof AgeEncryptor) {
+            this.encryptor = this.config;
+            return callback();
         }
-        for (const recipient of this.recipientKeys) {
-            const ephemeral = external_node_crypto_.generateKeyPairSync('x25519');
-            const share = rawPublicKey(ephemeral.publicKey);
-            const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
-            if (!shared)
-                throw new errors/* ConfigurationError */.j('an age recipient is an invalid X25519 point');
-            const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
-            stanzas.push({
-                type: 'X25519',
-                args: [b64Encode(share)],
-                body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
-            });
-        }
-        const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
-        const mac = headerMac(fileKey, upToDashes);
-        const nonce = external_node_crypto_.randomBytes(NONCE_SIZE);
-        this.header = Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]);
-        this.payloadKey = external_node_crypto_.createSecretKey(hkdf(fileKey, nonce, 'payload'));
-    }
-    emitHeader() {
-        if (this.header) {
-            this.push(this.header);
-            this.header = null;
-        }
-    }
-    sealChunk(plaintext, last) {
-        const key = this.payloadKey;
-        const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', key, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
-        this.counter++;
-        const body = cipher.update(plaintext);
-        cipher.final();
-        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
-        // every byte once more and double the garbage the collector has to catch up with.
-        this.push(body);
-        this.push(cipher.getAuthTag());
+        AgeEncryptor.fromConfig(this.config).then((encryptor) => {
+            this.encryptor = encryptor;
+            callback();
+        }, (err) => callback(err instanceof Error ? err : new Error(String(err))));
     }
     _transform(chunk, _encoding, callback) {
         try {
-            this.emitHeader();
-            this.pending.push(chunk);
-            while (this.pending.length > CHUNK_SIZE) {
-                this.sealChunk(this.pending.take(CHUNK_SIZE, this.scratch), false);
-            }
+            for (const b of this.encryptor.update(chunk))
+                this.push(b);
             callback();
         }
         catch (err) {
@@ -73933,9 +73976,8 @@ class AgeEncryptStream extends external_node_stream_.Transform {
     }
     _flush(callback) {
         try {
-            this.emitHeader();
-            const rest = this.pending.length;
-            this.sealChunk(rest > 0 ? this.pending.take(rest, this.scratch) : Buffer.alloc(0), true);
+            for (const b of this.encryptor.final())
+                this.push(b);
             callback();
         }
         catch (err) {
@@ -73946,6 +73988,10 @@ class AgeEncryptStream extends external_node_stream_.Transform {
 /** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
 function createEncryptStream(options) {
     return new AgeEncryptStream(encryptConfig(options));
+}
+/** A stream that encrypts through an encryptor that has not been used yet. */
+function encryptingStream(encryptor) {
+    return new AgeEncryptStream(encryptor);
 }
 /** Validates decryption options; throws ConfigurationError (never echoing a secret). */
 function decryptConfig(options) {

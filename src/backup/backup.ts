@@ -15,9 +15,10 @@ import {
   type ObjectEntry,
   type TableInventoryEntry,
 } from '../catalog/manifest.js';
-import { createEncryptStream } from '../crypto/age.js';
+import { AgeEncryptor, createEncryptStream, encryptingStream } from '../crypto/age.js';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
+import { Fifo } from '../core/fifo.js';
 import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
 import { HashCounter, Progress, formatBytes, rate } from '../core/streams.js';
 import {
@@ -82,8 +83,10 @@ export interface BackupDeps {
   env: NodeJS.ProcessEnv;
   progressIntervalMs?: number;
   randomSuffix?: () => string;
-  /** Folder for the directory format's dump; default: the OS temp folder. */
+  /** Folder for the directory format's dump and the named pipe; default: the OS temp folder. */
   tmpDir?: string;
+  /** Read the last tool's output through a named pipe where possible (default true). */
+  namedPipe?: boolean;
 }
 
 export interface BackupResult {
@@ -423,9 +426,14 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
   const { options, deps, tools, plan } = a;
   const env = childEnv(deps.env, options.connection);
   const processes: { tool: string; proc: RunningProcess }[] = [];
+  const tmpRoot = deps.tmpDir ?? os.tmpdir();
   let tmp: string | undefined;
+  // The last tool in the pipe writes into a named pipe where there is one (see Fifo), else
+  // into an ordinary pipe read as a stream.
+  const fifo = deps.namedPipe === false ? undefined : await Fifo.create(tmpRoot, deps.env);
+  const lastStdout = fifo ? fifo.writeFd : 'pipe';
   try {
-    let source: Readable;
+    let source: Readable | undefined;
     if (options.format === 'custom') {
       const dump = startProcess(
         tools.pgDump,
@@ -436,13 +444,13 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
           selection: options.selection,
           jobs: 1,
         }),
-        { env },
+        { env, stdio: ['ignore', plan.external ? 'pipe' : lastStdout, 'pipe'] },
       );
       processes.push({ tool: 'pg_dump', proc: dump });
-      source = dump.child.stdout as Readable;
+      source = dump.child.stdout ?? undefined;
     } else {
       // A directory dump is written by parallel workers to a folder, then streamed as a tar.
-      tmp = await mkdtemp(path.join(deps.tmpDir ?? os.tmpdir(), 'pg-backup-dir-'));
+      tmp = await mkdtemp(path.join(tmpRoot, 'pg-backup-dir-'));
       const outputDir = path.join(tmp, 'dump');
       const dump = startProcess(
         tools.pgDump,
@@ -460,20 +468,34 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
         const exit = await dump.exited;
         if (exit.code !== 0) throw new Error(describeExit('pg_dump', exit));
       });
-      const tar = startProcess('tar', ['-C', outputDir, '-cf', '-', '.'], { env: deps.env });
+      const tar = startProcess('tar', ['-C', outputDir, '-cf', '-', '.'], {
+        env: deps.env,
+        stdio: ['ignore', plan.external ? 'pipe' : lastStdout, 'pipe'],
+      });
       processes.push({ tool: 'tar', proc: tar });
-      source = tar.child.stdout as Readable;
+      source = tar.child.stdout ?? undefined;
     }
     if (plan.external) {
       const compressor = startProcess(plan.external.command, plan.external.args, {
-        stdio: [source, 'pipe', 'pipe'],
+        stdio: [source as Readable, lastStdout, 'pipe'],
         env: deps.env,
       });
       processes.push({ tool: path.basename(plan.external.command), proc: compressor });
       // The compressor reads the pipe directly; this process lets go of its end so the
       // producer's 'close' can fire and a dying compressor breaks the producer's pipe.
-      source.destroy();
-      source = compressor.child.stdout as Readable;
+      source?.destroy();
+      source = compressor.child.stdout ?? undefined;
+    }
+    fifo?.closeWriteEnd();
+
+    const encryptor = options.encryption
+      ? await AgeEncryptor.create(options.encryption)
+      : undefined;
+    const stages: NodeJS.ReadWriteStream[] = [];
+    if (fifo) {
+      source = fifo.reader(encryptor);
+    } else if (encryptor) {
+      stages.push(encryptingStream(encryptor));
     }
 
     // The body ends only when every tool exited 0. The first failure in pipe order that is not
@@ -492,8 +514,6 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
     };
     // The hash stage is the body the store reads: every stage is one more hop per chunk.
     const hash = new HashCounter({ beforeEnd: checkTools, highWaterMark: 1 << 20 });
-    const stages: NodeJS.ReadWriteStream[] = [];
-    if (options.encryption) stages.push(createEncryptStream(options.encryption));
     stages.push(hash);
     const progress = new Progress(
       deps.logger,
@@ -502,7 +522,7 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
       deps.progressIntervalMs ?? 5000,
     );
     const piped = new Promise<void>((resolve, reject) => {
-      pipeline([source, ...stages] as unknown as NodeJS.ReadWriteStream[], (error) =>
+      pipeline([source as Readable, ...stages] as unknown as NodeJS.ReadWriteStream[], (error) =>
         error ? reject(error) : resolve(),
       );
     });
@@ -535,6 +555,7 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
     }
   } finally {
     for (const p of processes) p.proc.kill();
+    await fifo?.dispose();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   }
 }

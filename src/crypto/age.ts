@@ -482,96 +482,143 @@ function encryptConfig(options: AgeEncryptOptions): EncryptConfig {
   return { recipientKeys: recipients.map(recipientKey), passphrase, workFactor };
 }
 
-class AgeEncryptStream extends Transform {
-  private readonly recipientKeys: Buffer[];
-  private readonly passphrase: string | undefined;
-  private readonly workFactor: number;
-  private header: Buffer | null = null;
-  private payloadKey: crypto.KeyObject | null = null;
-  private readonly pending = new ByteQueue();
-  private readonly scratch = Buffer.allocUnsafe(CHUNK_SIZE);
+/** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
+async function encryptionKeys(
+  config: EncryptConfig,
+): Promise<{ header: Buffer; payloadKey: crypto.KeyObject }> {
+  const fileKey = crypto.randomBytes(FILE_KEY_SIZE);
+  const stanzas: Stanza[] = [];
+  if (config.passphrase !== undefined) {
+    const salt = crypto.randomBytes(16);
+    const key = await scryptKey(config.passphrase, salt, config.workFactor);
+    stanzas.push({
+      type: 'scrypt',
+      args: [b64Encode(salt), String(config.workFactor)],
+      body: aeadSeal(key, ZERO_NONCE, fileKey),
+    });
+  }
+  for (const recipient of config.recipientKeys) {
+    const ephemeral = crypto.generateKeyPairSync('x25519');
+    const share = rawPublicKey(ephemeral.publicKey);
+    const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
+    if (!shared) throw new ConfigurationError('an age recipient is an invalid X25519 point');
+    const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
+    stanzas.push({
+      type: 'X25519',
+      args: [b64Encode(share)],
+      body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
+    });
+  }
+  const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
+  const mac = headerMac(fileKey, upToDashes);
+  const nonce = crypto.randomBytes(NONCE_SIZE);
+  return {
+    header: Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]),
+    payloadKey: crypto.createSecretKey(hkdf(fileKey, nonce, 'payload')),
+  };
+}
+
+/**
+ * Encrypts one age file, fed synchronously. Input is copied into a single 64 KiB chunk buffer
+ * and never referenced once `update` returns, so callers may reuse their buffers at once;
+ * each sealed chunk comes out as new buffers (ciphertext, then tag).
+ */
+export class AgeEncryptor {
+  private header: Buffer | null;
+  private readonly chunk = Buffer.allocUnsafe(CHUNK_SIZE);
+  private filled = 0;
   private readonly nonce = Buffer.alloc(12);
   private counter = 0;
 
-  constructor(config: EncryptConfig) {
-    super({
-      readableHighWaterMark: STREAM_HIGH_WATER_MARK,
-      writableHighWaterMark: STREAM_HIGH_WATER_MARK,
-    });
-    this.recipientKeys = config.recipientKeys;
-    this.passphrase = config.passphrase;
-    this.workFactor = config.workFactor;
+  private constructor(
+    header: Buffer,
+    private readonly payloadKey: crypto.KeyObject,
+  ) {
+    this.header = header;
   }
 
-  override _construct(callback: (error?: Error | null) => void): void {
-    this.buildHeader().then(
-      () => callback(),
-      (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
-    );
+  /** Rejects with a ConfigurationError (never echoing a secret) for invalid options. */
+  static async create(options: AgeEncryptOptions): Promise<AgeEncryptor> {
+    return AgeEncryptor.fromConfig(encryptConfig(options));
   }
 
-  private async buildHeader(): Promise<void> {
-    const fileKey = crypto.randomBytes(FILE_KEY_SIZE);
-    const stanzas: Stanza[] = [];
-    if (this.passphrase !== undefined) {
-      const salt = crypto.randomBytes(16);
-      const key = await scryptKey(this.passphrase, salt, this.workFactor);
-      stanzas.push({
-        type: 'scrypt',
-        args: [b64Encode(salt), String(this.workFactor)],
-        body: aeadSeal(key, ZERO_NONCE, fileKey),
-      });
+  static async fromConfig(config: EncryptConfig): Promise<AgeEncryptor> {
+    const { header, payloadKey } = await encryptionKeys(config);
+    return new AgeEncryptor(header, payloadKey);
+  }
+
+  /** Encrypts `data`; returns what is ready to be written (possibly nothing). */
+  update(data: Buffer): Buffer[] {
+    const out = this.takeHeader();
+    let offset = 0;
+    while (offset < data.length) {
+      // A full chunk is sealed only once more data follows: the last chunk is marked as last.
+      if (this.filled === CHUNK_SIZE) this.seal(false, out);
+      const n = data.copy(this.chunk, this.filled, offset);
+      this.filled += n;
+      offset += n;
     }
-    for (const recipient of this.recipientKeys) {
-      const ephemeral = crypto.generateKeyPairSync('x25519');
-      const share = rawPublicKey(ephemeral.publicKey);
-      const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
-      if (!shared) throw new ConfigurationError('an age recipient is an invalid X25519 point');
-      const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
-      stanzas.push({
-        type: 'X25519',
-        args: [b64Encode(share)],
-        body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
-      });
-    }
-    const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
-    const mac = headerMac(fileKey, upToDashes);
-    const nonce = crypto.randomBytes(NONCE_SIZE);
-    this.header = Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]);
-    this.payloadKey = crypto.createSecretKey(hkdf(fileKey, nonce, 'payload'));
+    return out;
   }
 
-  private emitHeader(): void {
-    if (this.header) {
-      this.push(this.header);
-      this.header = null;
-    }
+  /** Seals the last chunk; nothing may be encrypted afterwards. */
+  final(): Buffer[] {
+    const out = this.takeHeader();
+    this.seal(true, out);
+    return out;
   }
 
-  private sealChunk(plaintext: Buffer, last: boolean): void {
-    const key = this.payloadKey as crypto.KeyObject;
+  private takeHeader(): Buffer[] {
+    if (!this.header) return [];
+    const out = [this.header];
+    this.header = null;
+    return out;
+  }
+
+  private seal(last: boolean, out: Buffer[]): void {
     const cipher = crypto.createCipheriv(
       'chacha20-poly1305',
-      key,
+      this.payloadKey,
       chunkNonce(this.nonce, this.counter, last),
       { authTagLength: TAG_SIZE },
     );
     this.counter++;
-    const body = cipher.update(plaintext);
+    const body = cipher.update(this.chunk.subarray(0, this.filled));
     cipher.final();
+    this.filled = 0;
     // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
     // every byte once more and double the garbage the collector has to catch up with.
-    this.push(body);
-    this.push(cipher.getAuthTag());
+    out.push(body, cipher.getAuthTag());
+  }
+}
+
+class AgeEncryptStream extends Transform {
+  private encryptor: AgeEncryptor | undefined;
+
+  constructor(private readonly config: EncryptConfig | AgeEncryptor) {
+    super({
+      readableHighWaterMark: STREAM_HIGH_WATER_MARK,
+      writableHighWaterMark: STREAM_HIGH_WATER_MARK,
+    });
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    if (this.config instanceof AgeEncryptor) {
+      this.encryptor = this.config;
+      return callback();
+    }
+    AgeEncryptor.fromConfig(this.config).then(
+      (encryptor) => {
+        this.encryptor = encryptor;
+        callback();
+      },
+      (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
+    );
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     try {
-      this.emitHeader();
-      this.pending.push(chunk);
-      while (this.pending.length > CHUNK_SIZE) {
-        this.sealChunk(this.pending.take(CHUNK_SIZE, this.scratch), false);
-      }
+      for (const b of (this.encryptor as AgeEncryptor).update(chunk)) this.push(b);
       callback();
     } catch (err) {
       callback(err as Error);
@@ -580,9 +627,7 @@ class AgeEncryptStream extends Transform {
 
   override _flush(callback: TransformCallback): void {
     try {
-      this.emitHeader();
-      const rest = this.pending.length;
-      this.sealChunk(rest > 0 ? this.pending.take(rest, this.scratch) : Buffer.alloc(0), true);
+      for (const b of (this.encryptor as AgeEncryptor).final()) this.push(b);
       callback();
     } catch (err) {
       callback(err as Error);
@@ -593,6 +638,11 @@ class AgeEncryptStream extends Transform {
 /** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
 export function createEncryptStream(options: AgeEncryptOptions): Transform {
   return new AgeEncryptStream(encryptConfig(options));
+}
+
+/** A stream that encrypts through an encryptor that has not been used yet. */
+export function encryptingStream(encryptor: AgeEncryptor): Transform {
+  return new AgeEncryptStream(encryptor);
 }
 
 // ---------------------------------------------------------------------------------------------

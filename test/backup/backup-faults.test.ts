@@ -1,4 +1,10 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { runBackup, type BackupOptions } from '../../src/backup/backup.js';
+import { createDecryptStream, generateIdentity } from '../../src/crypto/age.js';
 import { MemoryLogger, systemClock } from '../../src/core/logger.js';
 import { findOnPath, runProcess } from '../../src/core/process.js';
 import { parseConnectionString } from '../../src/postgres/connection.js';
@@ -10,6 +16,12 @@ import { machineClientTools } from '../support/embedded.js';
 import { makeStore, uniqueName, type TestStore } from '../support/env.js';
 import { loadSample, newDatabase, withClient } from '../support/sample.js';
 import { startSwift } from '../support/swift.js';
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
 
 async function keysOf(storage: Storage): Promise<string[]> {
   const keys: string[] = [];
@@ -106,36 +118,92 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
     expect(run.everything).not.toContain('pooler-secret');
   });
 
-  it('aborts the upload and writes no manifest when pg_dump is killed mid-stream', async () => {
-    const url = await bigDatabase();
-    const tools = await machineClientTools();
-    const logger = new MemoryLogger();
-    const pending = runBackup(baseOptions(url, 'killed'), {
-      storage: store.storage,
-      logger,
-      clock: systemClock,
-      env: process.env,
-      resolveTools: async () => tools,
-      progressIntervalMs: 0,
-    });
-    // Find our pg_dump (a child of this test process) once it streams, and kill it.
-    let killed = false;
-    for (let i = 0; i < 400 && !killed; i++) {
-      const r = await runProcess('pgrep', ['-P', String(process.pid), '-x', 'pg_dump']);
-      const pid = r.stdout.trim().split('\n')[0];
-      if (pid) {
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        process.kill(Number(pid), 'SIGKILL');
-        killed = true;
-      } else {
-        await new Promise((resolve) => setTimeout(resolve, 25));
+  it.each([
+    ['a named pipe', true],
+    ['a stream', false],
+  ])(
+    'aborts the upload and writes no manifest when pg_dump is killed mid-stream (read through %s)',
+    async (_how, namedPipe) => {
+      const url = await bigDatabase();
+      const tools = await machineClientTools();
+      const logger = new MemoryLogger();
+      const name = `killed-${namedPipe ? 'fifo' : 'stream'}`;
+      const pending = runBackup(
+        { ...baseOptions(url, name), encryption: { recipients: [generateIdentity().recipient] } },
+        {
+          namedPipe,
+          storage: store.storage,
+          logger,
+          clock: systemClock,
+          env: process.env,
+          resolveTools: async () => tools,
+          progressIntervalMs: 0,
+        },
+      );
+      // Find our pg_dump (a child of this test process) once it streams, and kill it.
+      let killed = false;
+      for (let i = 0; i < 400 && !killed; i++) {
+        const r = await runProcess('pgrep', ['-P', String(process.pid), '-x', 'pg_dump']);
+        const pid = r.stdout.trim().split('\n')[0];
+        if (pid) {
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          process.kill(Number(pid), 'SIGKILL');
+          killed = true;
+        } else {
+          await new Promise((resolve) => setTimeout(resolve, 25));
+        }
       }
-    }
-    expect(killed).toBe(true);
-    await expect(pending).rejects.toThrow(/pg_dump was killed by SIGKILL/);
-    const left = (await keysOf(store.storage)).filter((k) => k.startsWith('killed/'));
-    expect(left).toEqual([]);
-  });
+      expect(killed).toBe(true);
+      await expect(pending).rejects.toThrow(/pg_dump was killed by SIGKILL/);
+      const left = (await keysOf(store.storage)).filter((k) => k.startsWith(`${name}/`));
+      expect(left).toEqual([]);
+    },
+  );
+  it.each([
+    ['a named pipe', true],
+    ['a stream', false],
+  ])(
+    'stores an encrypted, compressed archive that decrypts and reads in full (read through %s)',
+    async (_how, namedPipe) => {
+      const key = generateIdentity();
+      const tools = await machineClientTools();
+      const name = `paths-${namedPipe ? 'fifo' : 'stream'}`;
+      const result = await runBackup(
+        {
+          ...baseOptions(sourceUrl, name),
+          compression: { method: 'zstd', level: 3 },
+          encryption: { recipients: [key.recipient] },
+        },
+        {
+          namedPipe,
+          storage: store.storage,
+          logger: new MemoryLogger(),
+          clock: systemClock,
+          env: process.env,
+          resolveTools: async () => tools,
+          zstdPath: (await findOnPath('zstd')) ?? undefined,
+        },
+      );
+      const stored = await readAll(await store.storage.getStream(result.objectKey));
+      expect(stored.length).toBe(result.bytes);
+      expect(createHash('sha256').update(stored).digest('hex')).toBe(result.sha256);
+      const archive = await readAll(
+        Readable.from([stored]).pipe(createDecryptStream({ identities: [key.identity] })),
+      );
+      const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'paths-')), 'dump.pgc.zst');
+      writeFileSync(file, archive);
+      // The whole archive, data included, read back as SQL by zstd and pg_restore.
+      const listed = await runProcess('bash', [
+        '-o',
+        'pipefail',
+        '-c',
+        `zstd -d -q -c "${file}" | "${tools.pgRestore}" -f -`,
+      ]);
+      rmSync(path.dirname(file), { recursive: true, force: true });
+      expect({ code: listed.code, stderr: listed.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(listed.stdout).toContain('COPY public.');
+    },
+  );
 });
 
 describe('backup faults of the S3 store', () => {

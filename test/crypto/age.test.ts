@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { inspect } from 'node:util';
 import { ConfigurationError } from '../../src/core/errors.js';
 import {
+  AgeEncryptor,
   AgeError,
   createDecryptStream,
   createEncryptStream,
@@ -255,6 +256,30 @@ describe('our encryption, decrypted by the age CLI', () => {
     const refused = await run('age', ['-d', '-i', carolKey, file]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/no identity matched/);
+  });
+});
+
+describe('AgeEncryptor, fed synchronously from a reused buffer', () => {
+  it('keeps no reference to its input: the CLI decrypts what was fed, not what the buffer later held', async () => {
+    const plaintext = crypto.randomBytes(5 * CHUNK + 1234);
+    const encryptor = await AgeEncryptor.create({ recipients: [alice.recipient] });
+    const reused = Buffer.alloc(10_000);
+    const out: Buffer[] = [];
+    for (let at = 0; at < plaintext.length; at += reused.length) {
+      const n = plaintext.copy(reused, 0, at, at + reused.length);
+      out.push(...encryptor.update(reused.subarray(0, n)));
+      reused.fill(0xee);
+    }
+    out.push(...encryptor.final());
+    const file = write('reused.age', Buffer.concat(out));
+    const keyFile = write('alice.key', `${alice.identity}\n`);
+    expect((await runOk('age', ['-d', '-i', keyFile, file])).equals(plaintext)).toBe(true);
+  });
+
+  it('rejects invalid options with a ConfigurationError', async () => {
+    await expect(AgeEncryptor.create({ recipients: ['age1nope'] })).rejects.toBeInstanceOf(
+      ConfigurationError,
+    );
   });
 });
 
