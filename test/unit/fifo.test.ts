@@ -4,7 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Fifo, type ChunkProcessor } from '../../src/core/fifo.js';
 
 let dir: string;
@@ -69,6 +70,31 @@ describe('Fifo', () => {
     expect(processor.finals).toBe(1);
     expect(data.subarray(0, content.length).equals(content)).toBe(true);
     expect(data.subarray(content.length).toString()).toBe('END');
+  });
+
+  it('stops reading while the consumer is slow and goes on when it catches up', async () => {
+    const fifo = (await Fifo.create(dir)) as Fifo;
+    try {
+      const child = spawn('bash', ['-c', 'head -c 12000000 /dev/zero'], {
+        stdio: ['ignore', fifo.writeFd, 'inherit'],
+      });
+      const exited = new Promise((resolve) => child.once('close', resolve));
+      fifo.closeWriteEnd();
+      const reader = fifo.reader(copyingProcessor());
+      let bytes = 0;
+      const slow = new Writable({
+        highWaterMark: 1024,
+        write(chunk: Buffer, _encoding, callback) {
+          bytes += chunk.length;
+          setTimeout(callback, 1);
+        },
+      });
+      await pipeline(reader, slow);
+      expect(bytes).toBe(12_000_000 + 'END'.length);
+      await exited;
+    } finally {
+      await fifo.dispose();
+    }
   });
 
   it('ends when the child dies mid-output, leaving the verdict to its exit status', async () => {
