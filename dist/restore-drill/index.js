@@ -75846,6 +75846,7 @@ async function finish(result, options, deps, history) {
     };
     try {
         result.recordKey = await appendVerificationRecord(deps.storage, record);
+        result.record = record;
     }
     catch (error) {
         logger.warning(`Could not store the drill record under verifications/ (${(0,errors/* errorMessage */.g)(error)}); the trend will miss this run.`);
@@ -75972,26 +75973,12 @@ function drillSummary(result) {
                 ? `All ${result.comparison.length} tables restored with the row counts of the manifest.\n`
                 : table(['Table', 'Manifest', 'Restored', ''], shown.slice(0, 50).map((c) => [c.table, c.expected ?? '-', c.actual ?? '-', c.status]));
     }
-    const trend = [...result.history, ...(result.recordKey ? [recordOf(result)] : [])].slice(-10);
+    const trend = [...result.history, ...(result.record ? [result.record] : [])].slice(-10);
     if (trend.length > 0) {
         md += `\n### Recent drills\n\n`;
         md += table(['Finished', 'Type', 'Backup', 'RTO', 'RPO', 'Result'], historyRows(trend));
     }
     return md;
-}
-function recordOf(result) {
-    return {
-        schemaVersion: 1,
-        backupId: result.manifest.id,
-        name: result.name,
-        type: result.mode,
-        status: result.status,
-        startedAt: result.startedAt.toISOString(),
-        finishedAt: result.finishedAt.toISOString(),
-        checks: [],
-        rtoSeconds: result.rtoSeconds,
-        rpoSeconds: result.rpoSeconds,
-    };
 }
 /** The result as plain text for a terminal. */
 function drillText(result) {
@@ -77425,7 +77412,7 @@ class PartWriter extends external_node_stream_.Writable {
     /** Whether `begin` was called (a multipart upload exists and must be completed or aborted). */
     started = false;
     options;
-    buffers = [];
+    allocated = 0;
     free = [];
     sending = new Set();
     current;
@@ -77488,13 +77475,13 @@ class PartWriter extends external_node_stream_.Writable {
         let buffer = this.free.pop();
         if (buffer === undefined) {
             buffer = Buffer.allocUnsafeSlow(this.options.partSize);
-            this.buffers.push(buffer);
+            this.allocated++;
         }
         this.current = buffer;
     }
     /** How many part buffers were allocated. */
     get bufferCount() {
-        return this.buffers.length;
+        return this.allocated;
     }
     /** Sends a part once fewer than `inFlight` parts are being sent. */
     async sendWhenRoom(buffer, length) {

@@ -72140,7 +72140,7 @@ class PartWriter extends external_node_stream_.Writable {
     /** Whether `begin` was called (a multipart upload exists and must be completed or aborted). */
     started = false;
     options;
-    buffers = [];
+    allocated = 0;
     free = [];
     sending = new Set();
     current;
@@ -72203,13 +72203,13 @@ class PartWriter extends external_node_stream_.Writable {
         let buffer = this.free.pop();
         if (buffer === undefined) {
             buffer = Buffer.allocUnsafeSlow(this.options.partSize);
-            this.buffers.push(buffer);
+            this.allocated++;
         }
         this.current = buffer;
     }
     /** How many part buffers were allocated. */
     get bufferCount() {
-        return this.buffers.length;
+        return this.allocated;
     }
     /** Sends a part once fewer than `inFlight` parts are being sent. */
     async sendWhenRoom(buffer, length) {

@@ -157,6 +157,8 @@ export interface DrillResult {
   history: VerificationRecord[];
   /** Key of this run's record under verifications/, when it was stored. */
   recordKey?: string;
+  /** The record stored under recordKey, as the trend shows it. */
+  record?: VerificationRecord;
 }
 
 /** A timed drill: restore a backup into a throwaway target, check it, measure RTO and RPO. */
@@ -709,6 +711,7 @@ async function finish(
   };
   try {
     result.recordKey = await appendVerificationRecord(deps.storage, record);
+    result.record = record;
   } catch (error) {
     logger.warning(
       `Could not store the drill record under verifications/ (${errorMessage(error)}); the trend will miss this run.`,

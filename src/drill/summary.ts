@@ -93,27 +93,12 @@ export function drillSummary(result: DrillResult): string {
           );
   }
 
-  const trend = [...result.history, ...(result.recordKey ? [recordOf(result)] : [])].slice(-10);
+  const trend = [...result.history, ...(result.record ? [result.record] : [])].slice(-10);
   if (trend.length > 0) {
     md += `\n### Recent drills\n\n`;
     md += table(['Finished', 'Type', 'Backup', 'RTO', 'RPO', 'Result'], historyRows(trend));
   }
   return md;
-}
-
-function recordOf(result: DrillResult): VerificationRecord {
-  return {
-    schemaVersion: 1,
-    backupId: result.manifest.id,
-    name: result.name,
-    type: result.mode,
-    status: result.status,
-    startedAt: result.startedAt.toISOString(),
-    finishedAt: result.finishedAt.toISOString(),
-    checks: [],
-    rtoSeconds: result.rtoSeconds,
-    rpoSeconds: result.rpoSeconds,
-  };
 }
 
 /** The result as plain text for a terminal. */

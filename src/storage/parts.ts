@@ -32,7 +32,7 @@ export class PartWriter extends Writable {
   /** Whether `begin` was called (a multipart upload exists and must be completed or aborted). */
   started = false;
   private readonly options: PartWriterOptions;
-  private readonly buffers: Buffer[] = [];
+  private allocated = 0;
   private readonly free: Buffer[] = [];
   private readonly sending = new Set<Promise<void>>();
   private current: Buffer | undefined;
@@ -105,14 +105,14 @@ export class PartWriter extends Writable {
     let buffer = this.free.pop();
     if (buffer === undefined) {
       buffer = Buffer.allocUnsafeSlow(this.options.partSize);
-      this.buffers.push(buffer);
+      this.allocated++;
     }
     this.current = buffer;
   }
 
   /** How many part buffers were allocated. */
   get bufferCount(): number {
-    return this.buffers.length;
+    return this.allocated;
   }
 
   /** Sends a part once fewer than `inFlight` parts are being sent. */

@@ -3,25 +3,19 @@ import { Readable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { buffer } from 'node:stream/consumers';
 import { runBackup, type BackupOptions } from '../../src/backup/backup.js';
 import { createDecryptStream, generateIdentity } from '../../src/crypto/age.js';
 import { MemoryLogger, systemClock } from '../../src/core/logger.js';
 import { findOnPath, runProcess } from '../../src/core/process.js';
-import { parseConnectionString } from '../../src/postgres/connection.js';
 
 import { S3Storage } from '../../src/storage/s3.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { runBundle } from '../support/bundle.js';
 import { machineClientTools } from '../support/embedded.js';
-import { makeStore, uniqueName, type TestStore } from '../support/env.js';
+import { makeStore, testBackupOptions, uniqueName, type TestStore } from '../support/env.js';
 import { loadSample, newDatabase, withClient } from '../support/sample.js';
 import { startSwift } from '../support/swift.js';
-
-async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 async function keysOf(storage: Storage): Promise<string[]> {
   const keys: string[] = [];
@@ -30,20 +24,11 @@ async function keysOf(storage: Storage): Promise<string[]> {
 }
 
 function baseOptions(url: string, name: string): BackupOptions {
-  return {
-    connection: parseConnectionString(url),
-    name,
-    format: 'custom',
-    jobs: 1,
+  return testBackupOptions(url, name, {
     compression: { method: 'none' },
-    selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
-    globals: false,
-    kind: 'scheduled',
-    labels: {},
     rowCounts: 'off',
     sizeChangeThreshold: 20,
-    git: {},
-  };
+  });
 }
 
 /** A database big enough that a dump runs for a few seconds (incompressible-ish text). */
@@ -184,10 +169,10 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
           zstdPath: (await findOnPath('zstd')) ?? undefined,
         },
       );
-      const stored = await readAll(await store.storage.getStream(result.objectKey));
+      const stored = await buffer(await store.storage.getStream(result.objectKey));
       expect(stored.length).toBe(result.bytes);
       expect(createHash('sha256').update(stored).digest('hex')).toBe(result.sha256);
-      const archive = await readAll(
+      const archive = await buffer(
         Readable.from([stored]).pipe(createDecryptStream({ identities: [key.identity] })),
       );
       const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'paths-')), 'dump.pgc.zst');

@@ -3,7 +3,9 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
+import type { BackupOptions } from '../../src/backup/backup.js';
 import { MemoryLogger } from '../../src/core/logger.js';
+import { parseConnectionString } from '../../src/postgres/connection.js';
 import { runBundle, type BundleRun } from './bundle.js';
 import { LocalStorage } from '../../src/storage/local.js';
 import { S3Storage } from '../../src/storage/s3.js';
@@ -118,4 +120,27 @@ export function backupWithBundle(
     },
     store.env,
   );
+}
+
+/** Options for runBackup in tests: a custom-format dump of `url` under `name`, then overrides. */
+export function testBackupOptions(
+  url: string,
+  name: string,
+  overrides: Partial<BackupOptions> = {},
+): BackupOptions {
+  return {
+    connection: parseConnectionString(url),
+    name,
+    format: 'custom',
+    jobs: 1,
+    compression: { method: 'auto' },
+    selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
+    globals: false,
+    kind: 'scheduled',
+    labels: {},
+    rowCounts: 'exact',
+    sizeChangeThreshold: 1000,
+    git: {},
+    ...overrides,
+  };
 }

@@ -4,8 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable, type Readable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { buffer } from 'node:stream/consumers';
 import { Fifo, type ChunkProcessor } from '../../src/core/fifo.js';
 
 let dir: string;
@@ -13,12 +14,6 @@ beforeAll(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'fifo-test-'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 /** Copies what it is given and counts calls; reverses nothing, so the output equals the input. */
 function copyingProcessor(): ChunkProcessor & { finals: number } {
@@ -45,7 +40,7 @@ async function outputOf(
     const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
       child.on('close', (code, signal) => resolve([code, signal])),
     );
-    const data = await readAll(fifo.reader(processor));
+    const data = await buffer(fifo.reader(processor));
     const [code, signal] = await exited;
     return { data, code, signal };
   } finally {

@@ -10,7 +10,7 @@ import { ConfigurationError } from '../../src/core/errors.js';
 import { MemoryLogger, systemClock } from '../../src/core/logger.js';
 import { findOnPath } from '../../src/core/process.js';
 import { AgeError, generateIdentity } from '../../src/crypto/age.js';
-import { connect, parseConnectionString } from '../../src/postgres/connection.js';
+import { connect } from '../../src/postgres/connection.js';
 import { type ClientTools } from '../../src/postgres/tools.js';
 import {
   compareTables,
@@ -34,7 +34,13 @@ import {
 import { givenTarget, scratchTarget } from '../../src/restore/target.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { machineClientTools, machineServer } from '../support/embedded.js';
-import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
+import {
+  makeStore,
+  testBackupOptions,
+  sharedPostgresUrl,
+  uniqueName,
+  type TestStore,
+} from '../support/env.js';
 import { loadSample, newDatabase, rowCounts, withClient } from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
@@ -50,21 +56,7 @@ beforeAll(async () => {
 });
 
 function backupOptions(name: string, overrides: Partial<BackupOptions> = {}): BackupOptions {
-  return {
-    connection: parseConnectionString(sourceUrl),
-    name,
-    format: 'custom',
-    jobs: 1,
-    compression: { method: 'auto' },
-    selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
-    globals: false,
-    kind: 'manual',
-    labels: {},
-    rowCounts: 'exact',
-    sizeChangeThreshold: 1000,
-    git: {},
-    ...overrides,
-  };
+  return testBackupOptions(sourceUrl, name, { kind: 'manual', ...overrides });
 }
 
 async function backup(

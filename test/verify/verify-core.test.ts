@@ -4,7 +4,6 @@ import type { Manifest } from '../../src/catalog/manifest.js';
 import { ConfigurationError } from '../../src/core/errors.js';
 import { MemoryLogger, systemClock, type Clock } from '../../src/core/logger.js';
 import { findOnPath } from '../../src/core/process.js';
-import { parseConnectionString } from '../../src/postgres/connection.js';
 import { type ClientTools } from '../../src/postgres/tools.js';
 import type { CheckResult, TableComparison } from '../../src/restore/checks.js';
 import type { Storage } from '../../src/storage/storage.js';
@@ -17,7 +16,7 @@ import {
   type VerifyReport,
 } from '../../src/verify/verify.js';
 import { machineClientTools, machineServer } from '../support/embedded.js';
-import { makeStore, type TestStore } from '../support/env.js';
+import { makeStore, testBackupOptions, type TestStore } from '../support/env.js';
 import { loadSample, newDatabase, withClient } from '../support/sample.js';
 
 const zstdPath = findOnPath('zstd');
@@ -35,32 +34,15 @@ async function backup(
   name: string,
   overrides: Partial<BackupOptions> = {},
 ): Promise<Manifest> {
-  const result = await runBackup(
-    {
-      connection: parseConnectionString(sourceUrl),
-      name,
-      format: 'custom',
-      jobs: 2,
-      compression: { method: 'auto' },
-      selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
-      globals: false,
-      kind: 'scheduled',
-      labels: {},
-      rowCounts: 'exact',
-      sizeChangeThreshold: 1000,
-      git: {},
-      ...overrides,
-    },
-    {
-      storage,
-      logger: new MemoryLogger(),
-      clock: systemClock,
-      env: process.env,
-      zstdPath,
-      resolveTools: async () => tools,
-      progressIntervalMs: 0,
-    },
-  );
+  const result = await runBackup(testBackupOptions(sourceUrl, name, { jobs: 2, ...overrides }), {
+    storage,
+    logger: new MemoryLogger(),
+    clock: systemClock,
+    env: process.env,
+    zstdPath,
+    resolveTools: async () => tools,
+    progressIntervalMs: 0,
+  });
   return result.manifest;
 }
 
