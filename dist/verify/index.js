@@ -78156,20 +78156,25 @@ function describeWant(minMajor, maxMajor) {
 /** Checks that `programs` sit beside `main` and report its major; returns their paths. */
 async function siblings(main, programs, logger) {
     const dir = node_path__WEBPACK_IMPORTED_MODULE_2__.dirname(main.path);
-    const paths = {};
-    for (const program of programs) {
+    // Probed side by side: each probe starts a process, and this runs before every dump.
+    const probes = await Promise.all(programs.map(async (program) => {
         const file = node_path__WEBPACK_IMPORTED_MODULE_2__.join(dir, program);
-        if (!(await isExecutableFile(file))) {
-            logger.debug(`Skipping ${dir}: it has ${node_path__WEBPACK_IMPORTED_MODULE_2__.basename(main.path)} but no ${program}`);
+        if (!(await isExecutableFile(file)))
+            return { program, file, missing: true };
+        return { program, file, missing: false, version: await probeVersion(file) };
+    }));
+    const paths = {};
+    for (const probe of probes) {
+        if (probe.missing) {
+            logger.debug(`Skipping ${dir}: it has ${node_path__WEBPACK_IMPORTED_MODULE_2__.basename(main.path)} but no ${probe.program}`);
             return undefined;
         }
-        const version = await probeVersion(file);
-        if (version?.major !== main.major) {
-            logger.debug(`Skipping ${dir}: ${program} reports ${version?.version ?? 'no version'}, ` +
+        if (probe.version?.major !== main.major) {
+            logger.debug(`Skipping ${dir}: ${probe.program} reports ${probe.version?.version ?? 'no version'}, ` +
                 `${node_path__WEBPACK_IMPORTED_MODULE_2__.basename(main.path)} reports ${main.version}`);
             return undefined;
         }
-        paths[program] = file;
+        paths[probe.program] = probe.file;
     }
     return paths;
 }

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
-import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net, { type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 
@@ -25,11 +26,12 @@ export interface ChunkProcessor {
  */
 export class Fifo {
   private writeFdOpen = true;
+  private fifoReader: FifoReader | undefined;
 
   private constructor(
     private readonly dir: string,
     readonly writeFd: number,
-    private readonly handle: FileHandle,
+    private readonly readFd: number,
   ) {}
 
   /**
@@ -51,7 +53,7 @@ export class Fifo {
       // Opened for writing first, so that opening it for reading does not wait for a writer.
       const writeFd = openSync(file, constants.O_RDWR);
       try {
-        return new Fifo(dir, writeFd, await open(file, 'r'));
+        return new Fifo(dir, writeFd, openSync(file, constants.O_RDONLY | constants.O_NONBLOCK));
       } catch (error) {
         closeSync(writeFd);
         throw error;
@@ -69,53 +71,90 @@ export class Fifo {
     closeSync(this.writeFd);
   }
 
-  /** The pipe's content as a stream, through `processor` when given. */
+  /** The pipe's content as a stream, through `processor` when given; call once. */
   reader(processor?: ChunkProcessor): Readable {
-    return new FifoReader(this.handle, processor);
+    if (this.fifoReader) throw new Error('Fifo.reader may be called once.');
+    this.fifoReader = new FifoReader(this.readFd, processor);
+    return this.fifoReader;
   }
 
   async dispose(): Promise<void> {
     this.closeWriteEnd();
-    await this.handle.close().catch(() => undefined);
+    if (this.fifoReader) await this.fifoReader.close();
+    else closeSync(this.readFd);
     await rm(this.dir, { recursive: true, force: true });
   }
 }
 
+/**
+ * Reads the pipe in the event loop, as a socket does (non-blocking reads when the pipe is
+ * readable), rather than with one thread-pool request per read: each read lands in the shared
+ * buffer and goes through the processor at once. Reading stops while the consumer is full and
+ * starts again when it asks for more.
+ */
 class FifoReader extends Readable {
-  /** Reused for every read when a processor copies what it needs; else one buffer per read. */
-  private readonly shared: Buffer | undefined;
+  private readonly socket: net.Socket;
 
-  constructor(
-    private readonly handle: FileHandle,
-    private readonly processor: ChunkProcessor | undefined,
-  ) {
+  constructor(fd: number, processor: ChunkProcessor | undefined) {
     super({ highWaterMark: 1 << 20 });
-    this.shared = processor ? Buffer.allocUnsafeSlow(READ_SIZE) : undefined;
+    const shared = processor ? Buffer.allocUnsafeSlow(READ_SIZE) : undefined;
+    const onread: OnReadOpts = {
+      // Without a processor every read keeps its own buffer, since it is pushed as it is.
+      buffer: shared ?? (() => Buffer.allocUnsafe(READ_SIZE)),
+      callback: (bytes, buffer) =>
+        this.passOn(processor, Buffer.from(buffer.buffer, buffer.byteOffset, bytes)),
+    };
+    const options: SocketConstructorOpts & { onread: OnReadOpts } = {
+      fd,
+      readable: true,
+      writable: false,
+      onread,
+    };
+    this.socket = new net.Socket(options);
+    this.socket.on('end', () => {
+      if (this.destroyed) return;
+      try {
+        for (const b of processor?.final() ?? []) this.push(b);
+        this.push(null);
+      } catch (error) {
+        this.destroy(asError(error));
+      }
+    });
+    this.socket.on('error', (error) => this.destroy(error));
+  }
+
+  /** Passes one read on; false stops reading until `_read` asks for more. */
+  private passOn(processor: ChunkProcessor | undefined, data: Buffer): boolean {
+    if (this.destroyed) return false;
+    try {
+      let wantsMore = true;
+      for (const b of processor ? processor.update(data) : [data]) wantsMore = this.push(b);
+      return wantsMore;
+    } catch (error) {
+      this.destroy(asError(error));
+      return false;
+    }
   }
 
   override _read(): void {
-    this.fill().catch((error: unknown) =>
-      this.destroy(error instanceof Error ? error : new Error(String(error))),
-    );
+    this.socket.resume();
   }
 
-  /** Reads until there is something to push (the processor may hold back a partial chunk). */
-  private async fill(): Promise<void> {
-    for (;;) {
-      const buffer = this.shared ?? Buffer.allocUnsafe(READ_SIZE);
-      const { bytesRead } = await this.handle.read(buffer, 0, buffer.length, null);
-      if (this.destroyed) return;
-      if (bytesRead === 0) {
-        for (const b of this.processor?.final() ?? []) this.push(b);
-        this.push(null);
-        return;
-      }
-      const data = buffer.subarray(0, bytesRead);
-      const out = this.processor ? this.processor.update(data) : [data];
-      if (out.length > 0) {
-        for (const b of out) this.push(b);
-        return;
-      }
-    }
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.socket.destroy();
+    callback(error);
   }
+
+  /** Closes the read end (the socket owns the descriptor). */
+  async close(): Promise<void> {
+    if (this.socket.closed) return;
+    await new Promise<void>((resolve) => {
+      this.socket.once('close', () => resolve());
+      this.socket.destroy();
+    });
+  }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }

@@ -267,22 +267,28 @@ async function siblings(
   logger: Logger,
 ): Promise<Record<string, string> | undefined> {
   const dir = path.dirname(main.path);
+  // Probed side by side: each probe starts a process, and this runs before every dump.
+  const probes = await Promise.all(
+    programs.map(async (program) => {
+      const file = path.join(dir, program);
+      if (!(await isExecutableFile(file))) return { program, file, missing: true as const };
+      return { program, file, missing: false as const, version: await probeVersion(file) };
+    }),
+  );
   const paths: Record<string, string> = {};
-  for (const program of programs) {
-    const file = path.join(dir, program);
-    if (!(await isExecutableFile(file))) {
-      logger.debug(`Skipping ${dir}: it has ${path.basename(main.path)} but no ${program}`);
+  for (const probe of probes) {
+    if (probe.missing) {
+      logger.debug(`Skipping ${dir}: it has ${path.basename(main.path)} but no ${probe.program}`);
       return undefined;
     }
-    const version = await probeVersion(file);
-    if (version?.major !== main.major) {
+    if (probe.version?.major !== main.major) {
       logger.debug(
-        `Skipping ${dir}: ${program} reports ${version?.version ?? 'no version'}, ` +
+        `Skipping ${dir}: ${probe.program} reports ${probe.version?.version ?? 'no version'}, ` +
           `${path.basename(main.path)} reports ${main.version}`,
       );
       return undefined;
     }
-    paths[program] = file;
+    paths[probe.program] = probe.file;
   }
   return paths;
 }
