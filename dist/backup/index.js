@@ -72097,7 +72097,7 @@ function identityProblem(value) {
 function recipientKey(recipient) {
     const raw = decodeRecipient(recipient.trim());
     if (!raw) {
-        throw new errors/* ConfigurationError */.j(`invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`);
+        throw new errors/* ConfigurationError */.j1(`invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`);
     }
     return raw;
 }
@@ -72137,7 +72137,7 @@ function parseRecipients(text) {
             if (value === '')
                 continue;
             if (!decodeRecipient(value)) {
-                throw new errors/* ConfigurationError */.j(`age recipients, line ${i + 1}: invalid recipient ${shownRecipient(value)}: ${recipientProblem(value)}`);
+                throw new errors/* ConfigurationError */.j1(`age recipients, line ${i + 1}: invalid recipient ${shownRecipient(value)}: ${recipientProblem(value)}`);
             }
             if (!out.includes(value))
                 out.push(value);
@@ -72315,18 +72315,18 @@ function encryptConfig(options) {
     const recipients = options.recipients ?? [];
     const passphrase = options.passphrase;
     if (passphrase !== undefined && recipients.length > 0) {
-        throw new errors/* ConfigurationError */.j('age files can have either public-key recipients or one passphrase, not both: ' +
+        throw new errors/* ConfigurationError */.j1('age files can have either public-key recipients or one passphrase, not both: ' +
             'give only age recipients or only a passphrase');
     }
     if (passphrase === undefined && recipients.length === 0) {
-        throw new errors/* ConfigurationError */.j('age encryption needs at least one recipient or a passphrase');
+        throw new errors/* ConfigurationError */.j1('age encryption needs at least one recipient or a passphrase');
     }
     if (passphrase !== undefined && passphrase.length === 0) {
-        throw new errors/* ConfigurationError */.j('the age passphrase is empty');
+        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
     }
     const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
     if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
-        throw new errors/* ConfigurationError */.j(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
+        throw new errors/* ConfigurationError */.j1(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
     }
     return { recipientKeys: recipients.map(recipientKey), passphrase, workFactor };
 }
@@ -72348,7 +72348,7 @@ async function encryptionKeys(config) {
         const share = rawPublicKey(ephemeral.publicKey);
         const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
         if (!shared)
-            throw new errors/* ConfigurationError */.j('an age recipient is an invalid X25519 point');
+            throw new errors/* ConfigurationError */.j1('an age recipient is an invalid X25519 point');
         const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
         stanzas.push({
             type: 'X25519',
@@ -72444,7 +72444,7 @@ class AgeEncryptStream extends external_node_stream_.Transform {
         AgeEncryptor.fromConfig(this.config).then((encryptor) => {
             this.encryptor = encryptor;
             callback();
-        }, (err) => callback(err instanceof Error ? err : new Error(String(err))));
+        }, (err) => callback((0,errors/* asError */.zR)(err)));
     }
     _transform(chunk, _encoding, callback) {
         try {
@@ -72534,7 +72534,7 @@ class AgeDecryptStream extends external_node_stream_.Transform {
         this.unwrap(header.subarray(0, headerEnd)).then(() => {
             this.state = 'nonce';
             this.consume(header.subarray(headerEnd), callback);
-        }, (err) => callback(err instanceof Error ? err : new Error(String(err))));
+        }, (err) => callback((0,errors/* asError */.zR)(err)));
     }
     _flush(callback) {
         try {
@@ -72753,6 +72753,7 @@ var external_node_net_ = __nccwpck_require__(7030);
 
 
 
+
 /** Bytes asked for per read: a pipe holds 64 KiB by default. */
 const READ_SIZE = 64 * 1024;
 /**
@@ -72855,7 +72856,7 @@ class FifoReader extends external_node_stream_.Readable {
                 this.push(null);
             }
             catch (error) {
-                this.destroy(asError(error));
+                this.destroy((0,errors/* asError */.zR)(error));
             }
         });
         this.socket.on('error', (error) => this.destroy(error));
@@ -72871,7 +72872,7 @@ class FifoReader extends external_node_stream_.Readable {
             return wantsMore;
         }
         catch (error) {
-            this.destroy(asError(error));
+            this.destroy((0,errors/* asError */.zR)(error));
             return false;
         }
     }
@@ -72891,9 +72892,6 @@ class FifoReader extends external_node_stream_.Readable {
             this.socket.destroy();
         });
     }
-}
-function asError(error) {
-    return error instanceof Error ? error : new Error(String(error));
 }
 
 // EXTERNAL MODULE: ./lib/core/process.js
@@ -73076,18 +73074,18 @@ function parseCompression(value) {
     const text = (value ?? 'auto').trim();
     const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
     if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
-        throw new errors/* ConfigurationError */.j(`Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
+        throw new errors/* ConfigurationError */.j1(`Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
     }
     const level = m[2] === undefined ? undefined : Number(m[2]);
     if (m[1] === 'zstd') {
         if (level !== undefined && (level < 1 || level > 19)) {
-            throw new errors/* ConfigurationError */.j(`Input 'compression': zstd levels go from 1 to 19, got ${level}.`);
+            throw new errors/* ConfigurationError */.j1(`Input 'compression': zstd levels go from 1 to 19, got ${level}.`);
         }
         return { method: 'zstd', level };
     }
     if (m[1] === 'gzip') {
         if (level !== undefined && (level < 0 || level > 9)) {
-            throw new errors/* ConfigurationError */.j(`Input 'compression': gzip levels go from 0 to 9, got ${level}.`);
+            throw new errors/* ConfigurationError */.j1(`Input 'compression': gzip levels go from 0 to 9, got ${level}.`);
         }
         return { method: 'gzip', level };
     }
@@ -73110,7 +73108,7 @@ function planCompression(choice, pgDumpMajor, zstdPath) {
             if (pgDumpMajor >= 16) {
                 return { info: { method: 'pg_dump-zstd', level }, pgDumpCompress: `zstd:${level}` };
             }
-            throw new errors/* ConfigurationError */.j(`Input 'compression' is 'zstd' but the zstd command is not installed and pg_dump ${pgDumpMajor} has no zstd support. ` +
+            throw new errors/* ConfigurationError */.j1(`Input 'compression' is 'zstd' but the zstd command is not installed and pg_dump ${pgDumpMajor} has no zstd support. ` +
                 `Install it (sudo apt-get install -y zstd) or use compression 'auto' or 'gzip'.`);
         }
         case 'auto':
@@ -73168,7 +73166,7 @@ async function runBackup(options, deps) {
     const warnings = [];
     const pooler = (0,connection/* transactionPoolerHint */.zA)(options.connection);
     if (pooler)
-        throw new errors/* ConfigurationError */.j(pooler);
+        throw new errors/* ConfigurationError */.j1(pooler);
     logger.info(`Connecting to ${(0,connection/* describeConnection */.If)(options.connection)}`);
     const client = await (0,connection/* connect */.Ng)(options.connection);
     const stored = [];
@@ -73178,7 +73176,7 @@ async function runBackup(options, deps) {
         logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
         const name = options.name ?? server.database;
         if (!keys_isCatalogName(name)) {
-            throw new errors/* ConfigurationError */.j(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+            throw new errors/* ConfigurationError */.j1(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
         const tools = await deps.resolveTools(server);
         const plan = planCompression(options.compression, tools.major, deps.zstdPath);
@@ -73304,7 +73302,7 @@ async function runBackup(options, deps) {
             // half-written is left (prune would otherwise collect them after its grace period).
             await storage
                 .delete(stored)
-                .catch((error) => logger.warning(`Could not remove the partial backup objects ${stored.join(', ')}: ${(0,errors/* errorMessage */.g)(error)}`));
+                .catch((error) => logger.warning(`Could not remove the partial backup objects ${stored.join(', ')}: ${(0,errors/* errorMessage */.gJ)(error)}`));
         }
     }
 }
@@ -73577,7 +73575,7 @@ function quoted(text) {
 }
 function durationError(text, inputName, extraForms = '') {
     const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
-    return new errors/* ConfigurationError */.j(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
+    return new errors/* ConfigurationError */.j1(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
 }
 /**
  * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
@@ -73701,7 +73699,7 @@ function parseKeepUntil(text, now, inputName) {
     if (/^\d{4}-/.test(trimmed)) {
         until = parseIsoInstant(trimmed);
         if (until === undefined) {
-            throw new errors/* ConfigurationError */.j(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
+            throw new errors/* ConfigurationError */.j1(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
                 `(2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`);
         }
     }
@@ -73710,14 +73708,14 @@ function parseKeepUntil(text, now, inputName) {
             until = new Date(now.getTime() + parseDuration(trimmed, inputName) * 1000);
         }
         catch (error) {
-            if (!(error instanceof errors/* ConfigurationError */.j))
+            if (!(error instanceof errors/* ConfigurationError */.j1))
                 throw error;
-            throw new errors/* ConfigurationError */.j(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
+            throw new errors/* ConfigurationError */.j1(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
                 `(2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); got ${quoted(text)}.`);
         }
     }
     if (!(until.getTime() > now.getTime())) {
-        throw new errors/* ConfigurationError */.j(`Input ${inputName} is ${quoted(text)}, which is not after now (${now.toISOString()}); ` +
+        throw new errors/* ConfigurationError */.j1(`Input ${inputName} is ${quoted(text)}, which is not after now (${now.toISOString()}); ` +
             'give a later date or a positive duration.');
     }
     return until;
@@ -73991,7 +73989,7 @@ async function aptHasCandidate(pkg, runner) {
     return r.code === 0 && m !== null && m[1] !== '(none)';
 }
 /** The client tools cannot run against the server, and could not be fixed here. */
-class ToolVersionError extends errors/* ConfigurationError */.j {
+class ToolVersionError extends errors/* ConfigurationError */.j1 {
     serverVersion;
     found;
     fix;
@@ -74020,7 +74018,7 @@ async function cacheClientTools(tools, logger) {
         return dir;
     }
     catch (error) {
-        logger.warning(`Could not cache the client tools: ${(0,errors/* errorMessage */.g)(error)}`);
+        logger.warning(`Could not cache the client tools: ${(0,errors/* errorMessage */.gJ)(error)}`);
         return undefined;
     }
 }
@@ -74120,7 +74118,7 @@ async function ensureClientTools(opts) {
                     });
                 }
                 catch (error) {
-                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.g)(error)}`, needServerPackage);
+                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.gJ)(error)}`, needServerPackage);
                 }
             }
         }
@@ -74217,7 +74215,7 @@ class GitHubApiError extends Error {
     }
 }
 /** The token may not write issues or labels: the workflow lacks `permissions: issues: write`. */
-class GitHubPermissionError extends errors/* ConfigurationError */.j {
+class GitHubPermissionError extends errors/* ConfigurationError */.j1 {
     status;
     endpoint;
     constructor(status, endpoint, detail) {
@@ -74248,17 +74246,17 @@ class GitHubApi {
         this.ctx = ctx;
         this.logger = logger;
         if (!REPOSITORY.test(ctx.repository)) {
-            throw new errors/* ConfigurationError */.j(`The repository must be "owner/repo", got ${JSON.stringify(ctx.repository)}.`);
+            throw new errors/* ConfigurationError */.j1(`The repository must be "owner/repo", got ${JSON.stringify(ctx.repository)}.`);
         }
         if (!ctx.token) {
-            throw new errors/* ConfigurationError */.j('No GitHub token was given; pass `github-token: ${{ github.token }}` to report issues.');
+            throw new errors/* ConfigurationError */.j1('No GitHub token was given; pass `github-token: ${{ github.token }}` to report issues.');
         }
         let base;
         try {
             base = new URL(ctx.apiUrl);
         }
         catch {
-            throw new errors/* ConfigurationError */.j(`The GitHub API URL is not a URL: ${JSON.stringify(ctx.apiUrl)}.`);
+            throw new errors/* ConfigurationError */.j1(`The GitHub API URL is not a URL: ${JSON.stringify(ctx.apiUrl)}.`);
         }
         if (!base.pathname.endsWith('/'))
             base.pathname += '/';
@@ -74401,7 +74399,7 @@ class GitHubApi {
         const info = errorInfo(response.text);
         const detail = this.redact(info.message);
         if (status === 401) {
-            return new errors/* ConfigurationError */.j(`GitHub rejected the token for ${endpoint} (401${detail ? `: ${detail}` : ''}). ` +
+            return new errors/* ConfigurationError */.j1(`GitHub rejected the token for ${endpoint} (401${detail ? `: ${detail}` : ''}). ` +
                 'Pass a valid token, for example `github-token: ${{ github.token }}`.');
         }
         const rateLimited = status === 429 || /rate limit/i.test(detail);
@@ -74409,7 +74407,7 @@ class GitHubApi {
             return new GitHubPermissionError(status, endpoint, detail);
         }
         if (status === 410) {
-            return new errors/* ConfigurationError */.j(`GitHub answered ${endpoint} with 410 (${detail || 'Gone'}): issues are disabled in ` +
+            return new errors/* ConfigurationError */.j1(`GitHub answered ${endpoint} with 410 (${detail || 'Gone'}): issues are disabled in ` +
                 `${this.ctx.repository}. Enable them in the repository settings.`);
         }
         return new GitHubApiError(status, endpoint, `GitHub answered ${endpoint} with ${status}${detail ? `: ${detail}` : ''}`, info.codes.includes('already_exists'));
@@ -74578,11 +74576,11 @@ async function reportToIssue(r) {
         return (await reportSuccess(lifecycle, r.body)).issueNumber;
     }
     catch (error) {
-        if (error instanceof GitHubPermissionError || error instanceof errors/* ConfigurationError */.j) {
-            r.logger.warning((0,errors/* errorMessage */.g)(error));
+        if (error instanceof GitHubPermissionError || error instanceof errors/* ConfigurationError */.j1) {
+            r.logger.warning((0,errors/* errorMessage */.gJ)(error));
         }
         else {
-            r.logger.warning(`Could not update the GitHub issue: ${(0,errors/* errorMessage */.g)(error)}`);
+            r.logger.warning(`Could not update the GitHub issue: ${(0,errors/* errorMessage */.gJ)(error)}`);
         }
         return undefined;
     }
@@ -74739,7 +74737,7 @@ function optionalInput(name) {
 function requiredInput(name) {
     const value = optionalInput(name);
     if (value === undefined)
-        throw new errors/* ConfigurationError */.j(`Input required and not supplied: ${name}`);
+        throw new errors/* ConfigurationError */.j1(`Input required and not supplied: ${name}`);
     return value;
 }
 /** Strict booleans, as the YAML 1.2 core schema spells them; anything else is an error. */
@@ -74751,7 +74749,7 @@ function booleanInput(name, fallback) {
         return true;
     if (['false', 'False', 'FALSE'].includes(value))
         return false;
-    throw new errors/* ConfigurationError */.j(`Input '${name}' must be true or false, got '${value}'.`);
+    throw new errors/* ConfigurationError */.j1(`Input '${name}' must be true or false, got '${value}'.`);
 }
 function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
     const value = optionalInput(name);
@@ -74759,7 +74757,7 @@ function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
         return fallback;
     const n = Number(value.trim());
     if (!Number.isInteger(n) || n < min || n > max) {
-        throw new errors/* ConfigurationError */.j(`Input '${name}' must be a whole number from ${min} to ${max}, got '${value}'.`);
+        throw new errors/* ConfigurationError */.j1(`Input '${name}' must be a whole number from ${min} to ${max}, got '${value}'.`);
     }
     return n;
 }
@@ -74769,7 +74767,7 @@ function numberInput(name, fallback, min = 0) {
         return fallback;
     const n = Number(value.trim().replace(/%$/, ''));
     if (!Number.isFinite(n) || n < min) {
-        throw new errors/* ConfigurationError */.j(`Input '${name}' must be a number ≥ ${min}, got '${value}'.`);
+        throw new errors/* ConfigurationError */.j1(`Input '${name}' must be a number ≥ ${min}, got '${value}'.`);
     }
     return n;
 }
@@ -74783,7 +74781,7 @@ function choiceInput(name, choices, fallback) {
         return fallback;
     if (choices.includes(value))
         return value;
-    throw new errors/* ConfigurationError */.j(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
+    throw new errors/* ConfigurationError */.j1(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
 }
 /** `key=value` pairs (newline or comma separated). */
 function labelsInput(name) {
@@ -74791,7 +74789,7 @@ function labelsInput(name) {
     for (const item of listInput(name)) {
         const eq = item.indexOf('=');
         if (eq <= 0) {
-            throw new errors/* ConfigurationError */.j(`Input '${name}' takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
+            throw new errors/* ConfigurationError */.j1(`Input '${name}' takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
         }
         labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
     }
@@ -75224,6 +75222,7 @@ class LocalStorage {
 var dist_cjs = __nccwpck_require__(3711);
 ;// CONCATENATED MODULE: ./lib/storage/parts.js
 
+
 /**
  * A sink that cuts a stream into parts for a multipart upload. Part buffers are allocated
  * once and reused (at most `inFlight + 1` of them), so the memory in use stays at
@@ -75337,7 +75336,7 @@ class PartWriter extends external_node_stream_.Writable {
         sent.then(() => this.sending.delete(sent), () => this.sending.delete(sent));
     }
     storeFailed(error) {
-        const reason = error instanceof Error ? error : new Error(String(error));
+        const reason = (0,errors/* asError */.zR)(error);
         this.storeError ??= reason;
         this.failure ??= reason;
         return reason;
@@ -75529,10 +75528,10 @@ class S3Storage {
                 url = new URL(settings.endpoint);
             }
             catch {
-                throw new errors/* ConfigurationError */.j(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' is not a URL; give one like https://s3.example.com or http://127.0.0.1:9000.`);
+                throw new errors/* ConfigurationError */.j1(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' is not a URL; give one like https://s3.example.com or http://127.0.0.1:9000.`);
             }
             if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-                throw new errors/* ConfigurationError */.j(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' must start with https:// or http://.`);
+                throw new errors/* ConfigurationError */.j1(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' must start with https:// or http://.`);
             }
             this.endpointLabel = safeEndpoint(settings.endpoint);
             config.endpoint = settings.endpoint;
@@ -75568,7 +75567,7 @@ class S3Storage {
     }
     /** Turns an SDK error into one a person can act on; never includes credentials. */
     translate(error, action, key) {
-        if (error instanceof errors/* ConfigurationError */.j || error instanceof NotFoundError)
+        if (error instanceof errors/* ConfigurationError */.j1 || error instanceof NotFoundError)
             return error;
         const code = codeOf(error);
         const status = statusOf(error);
@@ -75579,19 +75578,19 @@ class S3Storage {
             return new Error(`Cannot reach the S3 endpoint ${this.endpointLabel} while ${VERB[action]} ${target}: ${network}${message && message !== network ? ` (${message})` : ''}`, { cause: error });
         }
         if (code === 'NoSuchBucket') {
-            return new errors/* ConfigurationError */.j(`Bucket '${this.bucket}' does not exist (endpoint ${this.endpointLabel}). Create it, or correct the bucket in the storage location.`);
+            return new errors/* ConfigurationError */.j1(`Bucket '${this.bucket}' does not exist (endpoint ${this.endpointLabel}). Create it, or correct the bucket in the storage location.`);
         }
         if (code === 'CredentialsProviderError') {
-            return new errors/* ConfigurationError */.j(`No AWS credentials were found for bucket '${this.bucket}'. Provide them through the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), a profile, or OIDC with aws-actions/configure-aws-credentials.`);
+            return new errors/* ConfigurationError */.j1(`No AWS credentials were found for bucket '${this.bucket}'. Provide them through the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), a profile, or OIDC with aws-actions/configure-aws-credentials.`);
         }
         if (code === 'InvalidAccessKeyId') {
-            return new errors/* ConfigurationError */.j(`The access key ID is not known to the endpoint ${this.endpointLabel} (InvalidAccessKeyId) while ${VERB[action]} ${target}. Check the credentials for bucket '${this.bucket}'.`);
+            return new errors/* ConfigurationError */.j1(`The access key ID is not known to the endpoint ${this.endpointLabel} (InvalidAccessKeyId) while ${VERB[action]} ${target}. Check the credentials for bucket '${this.bucket}'.`);
         }
         if (code === 'SignatureDoesNotMatch') {
-            return new errors/* ConfigurationError */.j(`The secret access key does not match the access key ID (SignatureDoesNotMatch) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials for bucket '${this.bucket}'.`);
+            return new errors/* ConfigurationError */.j1(`The secret access key does not match the access key ID (SignatureDoesNotMatch) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials for bucket '${this.bucket}'.`);
         }
         if (code === 'AccessDenied' || code === 'Forbidden' || status === 403) {
-            return new errors/* ConfigurationError */.j(`Access denied (${code}) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials and that they grant ${PERMISSION[action]} on bucket '${this.bucket}'.`);
+            return new errors/* ConfigurationError */.j1(`Access denied (${code}) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials and that they grant ${PERMISSION[action]} on bucket '${this.bucket}'.`);
         }
         const message = error instanceof Error ? error.message : String(error);
         return new Error(`S3 failed while ${VERB[action]} ${target} (endpoint ${this.endpointLabel}): ${code}${status ? ` [HTTP ${status}]` : ''}: ${message}`, { cause: error });
@@ -75962,7 +75961,7 @@ function quotable(location) {
     return location.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
 }
 function invalid(location, why) {
-    return new errors/* ConfigurationError */.j(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
+    return new errors/* ConfigurationError */.j1(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
 }
 /**
  * Reads a storage location: `s3://bucket[/prefix]`, `file:///abs/path`, `/abs/path`,
@@ -76112,10 +76111,10 @@ async function runAction(body) {
         await body();
     }
     catch (error) {
-        if (!(error instanceof errors/* ConfigurationError */.j) && error instanceof Error && error.stack) {
+        if (!(error instanceof errors/* ConfigurationError */.j1) && error instanceof Error && error.stack) {
             core/* debug */.Yz(error.stack);
         }
-        core/* setFailed */.C1((0,errors/* errorMessage */.g)(error));
+        core/* setFailed */.C1((0,errors/* errorMessage */.gJ)(error));
     }
     process.exit(process.exitCode ?? 0);
 }
@@ -76127,8 +76126,9 @@ async function runAction(body) {
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   g: () => (/* binding */ errorMessage),
-/* harmony export */   j: () => (/* binding */ ConfigurationError)
+/* harmony export */   gJ: () => (/* binding */ errorMessage),
+/* harmony export */   j1: () => (/* binding */ ConfigurationError),
+/* harmony export */   zR: () => (/* binding */ asError)
 /* harmony export */ });
 /**
  * An error the user can fix: a bad input, a missing permission, a missing tool.
@@ -76139,6 +76139,10 @@ class ConfigurationError extends Error {
         super(message);
         this.name = 'ConfigurationError';
     }
+}
+/** `error` as an Error: thrown non-Error values are wrapped with their text. */
+function asError(error) {
+    return error instanceof Error ? error : new Error(String(error));
 }
 /** The message of any thrown value. */
 function errorMessage(error) {
@@ -76396,7 +76400,7 @@ function parseConnectionString(text, inputName = 'database-url') {
             url = new URL(trimmed);
         }
         catch {
-            throw new errors/* ConfigurationError */.j(`Input '${inputName}' is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
+            throw new errors/* ConfigurationError */.j1(`Input '${inputName}' is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
                 `Expected postgresql://user:password@host:5432/dbname?sslmode=require; percent-encode special characters in the password.`);
         }
         if (url.hostname)
@@ -76433,7 +76437,7 @@ function parseKeyValue(text, out, inputName) {
         while (i < n && /\s/.test(text[i]))
             i++;
         if (!key || text[i] !== '=') {
-            throw new errors/* ConfigurationError */.j(`Input '${inputName}' is neither a postgres:// URL nor a libpq key=value string ` +
+            throw new errors/* ConfigurationError */.j1(`Input '${inputName}' is neither a postgres:// URL nor a libpq key=value string ` +
                 `(the value is not shown because it may contain a password). Expected e.g. "host=db.example.com port=5432 dbname=app user=backup".`);
         }
         i++;
@@ -76448,7 +76452,7 @@ function parseKeyValue(text, out, inputName) {
                 value += text[i++];
             }
             if (text[i] !== "'") {
-                throw new errors/* ConfigurationError */.j(`Input '${inputName}' has an unterminated quoted value.`);
+                throw new errors/* ConfigurationError */.j1(`Input '${inputName}' has an unterminated quoted value.`);
             }
             i++;
         }
@@ -76470,7 +76474,7 @@ function fromParams(raw) {
     }
     const port = raw.port ? Number(raw.port) : undefined;
     if (port !== undefined && (!Number.isInteger(port) || port <= 0 || port > 65535)) {
-        throw new errors/* ConfigurationError */.j(`The connection's port must be a number from 1 to 65535, got '${raw.port}'.`);
+        throw new errors/* ConfigurationError */.j1(`The connection's port must be a number from 1 to 65535, got '${raw.port}'.`);
     }
     return {
         host: raw.host || undefined,
@@ -76616,7 +76620,7 @@ function sslFor(info) {
                 : { rejectUnauthorized: true, ca };
         }
         default:
-            throw new errors/* ConfigurationError */.j(`sslmode '${mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
+            throw new errors/* ConfigurationError */.j1(`sslmode '${mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
     }
 }
 /** Opens a client connection with the same parameters the child tools get. */
@@ -76656,7 +76660,7 @@ async function connect(info, database) {
                 return await attempt({ rejectUnauthorized: false });
             }
             catch (error) {
-                if (/does not support SSL/i.test((0,errors/* errorMessage */.g)(error)))
+                if (/does not support SSL/i.test((0,errors/* errorMessage */.gJ)(error)))
                     return await attempt(false);
                 throw error;
             }
@@ -76671,20 +76675,20 @@ async function connect(info, database) {
 function connectionError(error, info, database) {
     const where = describeConnection(info, database);
     const code = error.code;
-    let message = (0,errors/* errorMessage */.g)(error);
+    let message = (0,errors/* errorMessage */.gJ)(error);
     if (info.password)
         message = message.split(info.password).join('***');
     if (code === '28P01' || code === '28000') {
-        return new errors/* ConfigurationError */.j(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
+        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
     }
     if (code === '3D000') {
-        return new errors/* ConfigurationError */.j(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
+        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
     }
     if (code === 'ECONNREFUSED' ||
         code === 'ENOTFOUND' ||
         code === 'ETIMEDOUT' ||
         code === 'EHOSTUNREACH') {
-        return new errors/* ConfigurationError */.j(`Cannot connect to ${where}: ${message}. Is the server reachable from this runner?`);
+        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Is the server reachable from this runner?`);
     }
     return new Error(`Cannot connect to ${where}: ${message}`);
 }
@@ -76804,7 +76808,7 @@ function resolvePostgresVersionInput(value) {
         if (major >= 10 && major <= 99)
             return major;
     }
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_4__/* .ConfigurationError */ .j(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
+    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_4__/* .ConfigurationError */ .j1(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
 }
 function majorDirs(parent, pattern, suffix) {
     return (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readdir)(parent)

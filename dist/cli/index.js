@@ -71570,6 +71570,10 @@ class ConfigurationError extends Error {
         this.name = 'ConfigurationError';
     }
 }
+/** `error` as an Error: thrown non-Error values are wrapped with their text. */
+function asError(error) {
+    return error instanceof Error ? error : new Error(String(error));
+}
 /** The message of any thrown value. */
 function errorMessage(error) {
     return error instanceof Error ? error.message : String(error);
@@ -72890,7 +72894,7 @@ class AgeEncryptStream extends external_node_stream_.Transform {
         AgeEncryptor.fromConfig(this.config).then((encryptor) => {
             this.encryptor = encryptor;
             callback();
-        }, (err) => callback(err instanceof Error ? err : new Error(String(err))));
+        }, (err) => callback(asError(err)));
     }
     _transform(chunk, _encoding, callback) {
         try {
@@ -72980,7 +72984,7 @@ class AgeDecryptStream extends external_node_stream_.Transform {
         this.unwrap(header.subarray(0, headerEnd)).then(() => {
             this.state = 'nonce';
             this.consume(header.subarray(headerEnd), callback);
-        }, (err) => callback(err instanceof Error ? err : new Error(String(err))));
+        }, (err) => callback(asError(err)));
     }
     _flush(callback) {
         try {
@@ -73197,6 +73201,7 @@ var external_node_net_ = __nccwpck_require__(7030);
 
 
 
+
 /** Bytes asked for per read: a pipe holds 64 KiB by default. */
 const READ_SIZE = 64 * 1024;
 /**
@@ -73335,9 +73340,6 @@ class FifoReader extends external_node_stream_.Readable {
             this.socket.destroy();
         });
     }
-}
-function asError(error) {
-    return error instanceof Error ? error : new Error(String(error));
 }
 
 ;// CONCATENATED MODULE: ./lib/core/process.js
@@ -82239,6 +82241,7 @@ class LocalStorage {
 var dist_cjs = __nccwpck_require__(3711);
 ;// CONCATENATED MODULE: ./lib/storage/parts.js
 
+
 /**
  * A sink that cuts a stream into parts for a multipart upload. Part buffers are allocated
  * once and reused (at most `inFlight + 1` of them), so the memory in use stays at
@@ -82352,7 +82355,7 @@ class PartWriter extends external_node_stream_.Writable {
         sent.then(() => this.sending.delete(sent), () => this.sending.delete(sent));
     }
     storeFailed(error) {
-        const reason = error instanceof Error ? error : new Error(String(error));
+        const reason = asError(error);
         this.storeError ??= reason;
         this.failure ??= reason;
         return reason;

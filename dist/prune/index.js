@@ -71559,7 +71559,7 @@ function optionalInput(name) {
 function requiredInput(name) {
     const value = optionalInput(name);
     if (value === undefined)
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input required and not supplied: ${name}`);
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j1(`Input required and not supplied: ${name}`);
     return value;
 }
 /** Strict booleans, as the YAML 1.2 core schema spells them; anything else is an error. */
@@ -71571,7 +71571,7 @@ function booleanInput(name, fallback) {
         return true;
     if (['false', 'False', 'FALSE'].includes(value))
         return false;
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j(`Input '${name}' must be true or false, got '${value}'.`);
+    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j1(`Input '${name}' must be true or false, got '${value}'.`);
 }
 function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
     const value = optionalInput(name);
@@ -71978,7 +71978,7 @@ async function appendVerificationRecord(storage, record) {
 async function resolveName(storage, name) {
     if (name) {
         if (!isCatalogName(name)) {
-            throw new core_errors/* ConfigurationError */.j(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+            throw new core_errors/* ConfigurationError */.j1(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
         return name;
     }
@@ -71986,9 +71986,9 @@ async function resolveName(storage, name) {
     if (names.length === 1)
         return names[0];
     if (names.length === 0) {
-        throw new core_errors/* ConfigurationError */.j(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
+        throw new core_errors/* ConfigurationError */.j1(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
     }
-    throw new core_errors/* ConfigurationError */.j(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
+    throw new core_errors/* ConfigurationError */.j1(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
 }
 
 ;// CONCATENATED MODULE: ./lib/core/duration.js
@@ -72011,7 +72011,7 @@ function quoted(text) {
 }
 function durationError(text, inputName, extraForms = '') {
     const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
-    return new core_errors/* ConfigurationError */.j(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
+    return new core_errors/* ConfigurationError */.j1(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
 }
 /**
  * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
@@ -72051,7 +72051,7 @@ function parseDurationOrForever(text, inputName) {
         return parseDuration(text, inputName);
     }
     catch (error) {
-        if (error instanceof core_errors/* ConfigurationError */.j)
+        if (error instanceof core_errors/* ConfigurationError */.j1)
             throw durationError(text, inputName, '"forever" or ');
         throw error;
     }
@@ -72208,7 +72208,7 @@ function parseCount(text, inputName) {
     const trimmed = text.trim();
     const value = Number(trimmed);
     if (!/^\d+$/.test(trimmed) || !Number.isSafeInteger(value)) {
-        throw new core_errors/* ConfigurationError */.j(`Input ${inputName} must be a whole number of backups, 0 or more; got ${retention_quoted(text)}.`);
+        throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} must be a whole number of backups, 0 or more; got ${retention_quoted(text)}.`);
     }
     return value;
 }
@@ -72235,7 +72235,7 @@ function checkTimezone(timezone, inputName) {
         localFormatter(timezone);
     }
     catch {
-        throw new core_errors/* ConfigurationError */.j(`Input ${inputName} must be an IANA time zone such as UTC, Europe/Berlin or ` +
+        throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} must be an IANA time zone such as UTC, Europe/Berlin or ` +
             `America/New_York; got ${retention_quoted(timezone)}.`);
     }
 }
@@ -72248,15 +72248,15 @@ function parseKeepKind(text) {
         const eq = item.indexOf('=');
         const kind = eq < 0 ? item : item.slice(0, eq).trim();
         if (eq < 0 || kind === '') {
-            throw new core_errors/* ConfigurationError */.j(`Input keep-kind must list kind=duration pairs such as "pre-migration=90d, ` +
+            throw new core_errors/* ConfigurationError */.j1(`Input keep-kind must list kind=duration pairs such as "pre-migration=90d, ` +
                 `manual=forever"; got ${retention_quoted(item)}.`);
         }
         if (!BACKUP_KINDS.includes(kind)) {
-            throw new core_errors/* ConfigurationError */.j(`Input keep-kind names the unknown kind ${retention_quoted(kind)}; known kinds are ` +
+            throw new core_errors/* ConfigurationError */.j1(`Input keep-kind names the unknown kind ${retention_quoted(kind)}; known kinds are ` +
                 `${BACKUP_KINDS.join(', ')}.`);
         }
         if (Object.hasOwn(result, kind)) {
-            throw new core_errors/* ConfigurationError */.j(`Input keep-kind names the kind ${kind} more than once.`);
+            throw new core_errors/* ConfigurationError */.j1(`Input keep-kind names the kind ${kind} more than once.`);
         }
         result[kind] = parseDurationOrForever(item.slice(eq + 1), `keep-kind (${kind})`);
     }
@@ -72294,7 +72294,7 @@ function parseRetentionPolicy(inputs) {
         policy.keepWithinSeconds !== undefined ||
         policy.keepKind !== undefined;
     if (!hasRule) {
-        throw new core_errors/* ConfigurationError */.j(`Set at least one of ${RULE_INPUT_NAMES.join(', ')} to a value above zero; ` +
+        throw new core_errors/* ConfigurationError */.j1(`Set at least one of ${RULE_INPUT_NAMES.join(', ')} to a value above zero; ` +
             'without a rule every backup but the newest would be deleted.');
     }
     return policy;
@@ -72314,7 +72314,7 @@ function parseMaxDelete(text) {
     else if (/^\d+$/.test(trimmed) && Number.isSafeInteger(Number(trimmed))) {
         return { count: Number(trimmed) };
     }
-    throw new core_errors/* ConfigurationError */.j('Input max-delete must be a percentage of the backups from 0% to 100% (such as 50%) or a ' +
+    throw new core_errors/* ConfigurationError */.j1('Input max-delete must be a percentage of the backups from 0% to 100% (such as 50%) or a ' +
         `whole number of backups (such as 10); got ${retention_quoted(text)}.`);
 }
 /** A function giving the wall-clock year, month, day and hour of an instant in `timezone`. */
@@ -72401,16 +72401,16 @@ function checkPolicy(policy) {
     for (const [key, inputName] of COUNT_INPUTS) {
         const value = policy[key];
         if (value !== undefined && !(Number.isInteger(value) && value >= 0)) {
-            throw new core_errors/* ConfigurationError */.j(`${inputName} must be a whole number, 0 or more; got ${value}.`);
+            throw new core_errors/* ConfigurationError */.j1(`${inputName} must be a whole number, 0 or more; got ${value}.`);
         }
     }
     const within = policy.keepWithinSeconds;
     if (within !== undefined && !(Number.isFinite(within) && within >= 0)) {
-        throw new core_errors/* ConfigurationError */.j(`keep-within must be a duration of 0 or more; got ${within}.`);
+        throw new core_errors/* ConfigurationError */.j1(`keep-within must be a duration of 0 or more; got ${within}.`);
     }
     for (const [kind, value] of Object.entries(policy.keepKind ?? {})) {
         if (value !== 'forever' && !(Number.isFinite(value) && value >= 0)) {
-            throw new core_errors/* ConfigurationError */.j(`keep-kind ${kind} must be a duration or forever; got ${value}.`);
+            throw new core_errors/* ConfigurationError */.j1(`keep-kind ${kind} must be a duration or forever; got ${value}.`);
         }
     }
     checkTimezone(policy.timezone, 'timezone');
@@ -72418,10 +72418,10 @@ function checkPolicy(policy) {
 function checkMaxDelete(maxDelete) {
     const { fraction, count } = maxDelete;
     if (fraction !== undefined && !(fraction >= 0 && fraction <= 1)) {
-        throw new core_errors/* ConfigurationError */.j(`max-delete fraction must be between 0 and 1; got ${fraction}.`);
+        throw new core_errors/* ConfigurationError */.j1(`max-delete fraction must be between 0 and 1; got ${fraction}.`);
     }
     if (count !== undefined && !(Number.isInteger(count) && count >= 0)) {
-        throw new core_errors/* ConfigurationError */.j(`max-delete count must be a whole number; got ${count}.`);
+        throw new core_errors/* ConfigurationError */.j1(`max-delete count must be a whole number; got ${count}.`);
     }
 }
 /** A percentage for a message, with a decimal when rounding would hide the difference. */
@@ -72655,19 +72655,19 @@ function parsePruneNames(text, inputName = 'name') {
         .map((s) => s.replace(/#.*$/, '').trim())
         .filter((s) => s !== '');
     if (items.length === 0) {
-        throw new core_errors/* ConfigurationError */.j(`Input ${inputName} must name the backups to prune: a catalog name such as shop, ` +
+        throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} must name the backups to prune: a catalog name such as shop, ` +
             'several names one per line, or * for every name under the storage prefix.');
     }
     if (items.includes(ALL_NAMES)) {
         if (items.length > 1) {
-            throw new core_errors/* ConfigurationError */.j(`Input ${inputName} mixes * with other names (${items.filter((n) => n !== ALL_NAMES).join(', ')}); ` +
+            throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} mixes * with other names (${items.filter((n) => n !== ALL_NAMES).join(', ')}); ` +
                 'use * alone for every name, or list the names.');
         }
         return ALL_NAMES;
     }
     for (const item of items) {
         if (!isCatalogName(item)) {
-            throw new core_errors/* ConfigurationError */.j(`Input ${inputName} holds ${options_quoted(item)}, which is not a catalog name: names are one ` +
+            throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} holds ${options_quoted(item)}, which is not a catalog name: names are one ` +
                 'path segment of letters, digits, ".", "_" and "-" (such as shop or billing-prod).');
         }
     }
@@ -72683,7 +72683,7 @@ function parseDeleteIncompleteAfter(text, inputName = 'delete-incomplete-after')
         return undefined;
     const seconds = parseDuration(text, inputName);
     if (!(seconds > 0)) {
-        throw new core_errors/* ConfigurationError */.j(`Input ${inputName} must be longer than zero (such as 24h), or never; got ${options_quoted(text)}. ` +
+        throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} must be longer than zero (such as 24h), or never; got ${options_quoted(text)}. ` +
             'Data without a manifest younger than this may be an upload still in progress.');
     }
     return seconds;
@@ -73030,7 +73030,7 @@ async function executePlans(plans, options, deps, errors) {
         first = await deleteKeys(storage, manifestKeys, options.bypassGovernanceRetention);
     }
     catch (error) {
-        errors.push(`Deleting the manifests of ${doomed.length} backup(s) failed: ${(0,core_errors/* errorMessage */.g)(error)}. ` +
+        errors.push(`Deleting the manifests of ${doomed.length} backup(s) failed: ${(0,core_errors/* errorMessage */.gJ)(error)}. ` +
             'Their data was not touched; a backup whose manifest did go is now an incomplete upload ' +
             'that a later run removes.');
         return;
@@ -73094,7 +73094,7 @@ async function executePlans(plans, options, deps, errors) {
     }
     catch (error) {
         errors.push(`Deleting ${keys.length} object(s) failed after ${gone.length} manifest(s) were deleted: ` +
-            `${(0,core_errors/* errorMessage */.g)(error)}. What is left is data without a manifest, which a later run ` +
+            `${(0,core_errors/* errorMessage */.gJ)(error)}. What is left is data without a manifest, which a later run ` +
             'removes as incomplete uploads.');
         for (const [, owner] of owners)
             if (owner.type !== 'backup')
@@ -73153,7 +73153,7 @@ async function versioningOf(deps) {
         return (await deps.storage.describe()).versioning;
     }
     catch (error) {
-        deps.logger.debug(`Could not read the bucket's versioning: ${(0,core_errors/* errorMessage */.g)(error)}`);
+        deps.logger.debug(`Could not read the bucket's versioning: ${(0,core_errors/* errorMessage */.gJ)(error)}`);
         return undefined;
     }
 }
@@ -73169,7 +73169,7 @@ async function runPrune(options, deps) {
     if (options.names !== ALL_NAMES) {
         for (const name of options.names) {
             if (!isCatalogName(name)) {
-                throw new core_errors/* ConfigurationError */.j(`${JSON.stringify(name)} is not a catalog name: names are one path segment of ` +
+                throw new core_errors/* ConfigurationError */.j1(`${JSON.stringify(name)} is not a catalog name: names are one path segment of ` +
                     'letters, digits, ".", "_" and "-".');
             }
         }
@@ -73244,7 +73244,7 @@ function pruneFailure(report) {
     if (report.errors.length > 0)
         return new Error(report.errors.join('\n'));
     if (report.refused.length > 0) {
-        return new core_errors/* ConfigurationError */.j(`Prune refused, nothing was deleted in any name: ${report.refused.join('; ')}.`);
+        return new core_errors/* ConfigurationError */.j1(`Prune refused, nothing was deleted in any name: ${report.refused.join('; ')}.`);
     }
     return undefined;
 }
@@ -73821,6 +73821,7 @@ class LocalStorage {
 var dist_cjs = __nccwpck_require__(3711);
 ;// CONCATENATED MODULE: ./lib/storage/parts.js
 
+
 /**
  * A sink that cuts a stream into parts for a multipart upload. Part buffers are allocated
  * once and reused (at most `inFlight + 1` of them), so the memory in use stays at
@@ -73934,7 +73935,7 @@ class PartWriter extends external_node_stream_.Writable {
         sent.then(() => this.sending.delete(sent), () => this.sending.delete(sent));
     }
     storeFailed(error) {
-        const reason = error instanceof Error ? error : new Error(String(error));
+        const reason = (0,errors/* asError */.zR)(error);
         this.storeError ??= reason;
         this.failure ??= reason;
         return reason;
@@ -74126,10 +74127,10 @@ class S3Storage {
                 url = new URL(settings.endpoint);
             }
             catch {
-                throw new errors/* ConfigurationError */.j(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' is not a URL; give one like https://s3.example.com or http://127.0.0.1:9000.`);
+                throw new errors/* ConfigurationError */.j1(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' is not a URL; give one like https://s3.example.com or http://127.0.0.1:9000.`);
             }
             if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-                throw new errors/* ConfigurationError */.j(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' must start with https:// or http://.`);
+                throw new errors/* ConfigurationError */.j1(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' must start with https:// or http://.`);
             }
             this.endpointLabel = safeEndpoint(settings.endpoint);
             config.endpoint = settings.endpoint;
@@ -74165,7 +74166,7 @@ class S3Storage {
     }
     /** Turns an SDK error into one a person can act on; never includes credentials. */
     translate(error, action, key) {
-        if (error instanceof errors/* ConfigurationError */.j || error instanceof NotFoundError)
+        if (error instanceof errors/* ConfigurationError */.j1 || error instanceof NotFoundError)
             return error;
         const code = codeOf(error);
         const status = statusOf(error);
@@ -74176,19 +74177,19 @@ class S3Storage {
             return new Error(`Cannot reach the S3 endpoint ${this.endpointLabel} while ${VERB[action]} ${target}: ${network}${message && message !== network ? ` (${message})` : ''}`, { cause: error });
         }
         if (code === 'NoSuchBucket') {
-            return new errors/* ConfigurationError */.j(`Bucket '${this.bucket}' does not exist (endpoint ${this.endpointLabel}). Create it, or correct the bucket in the storage location.`);
+            return new errors/* ConfigurationError */.j1(`Bucket '${this.bucket}' does not exist (endpoint ${this.endpointLabel}). Create it, or correct the bucket in the storage location.`);
         }
         if (code === 'CredentialsProviderError') {
-            return new errors/* ConfigurationError */.j(`No AWS credentials were found for bucket '${this.bucket}'. Provide them through the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), a profile, or OIDC with aws-actions/configure-aws-credentials.`);
+            return new errors/* ConfigurationError */.j1(`No AWS credentials were found for bucket '${this.bucket}'. Provide them through the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), a profile, or OIDC with aws-actions/configure-aws-credentials.`);
         }
         if (code === 'InvalidAccessKeyId') {
-            return new errors/* ConfigurationError */.j(`The access key ID is not known to the endpoint ${this.endpointLabel} (InvalidAccessKeyId) while ${VERB[action]} ${target}. Check the credentials for bucket '${this.bucket}'.`);
+            return new errors/* ConfigurationError */.j1(`The access key ID is not known to the endpoint ${this.endpointLabel} (InvalidAccessKeyId) while ${VERB[action]} ${target}. Check the credentials for bucket '${this.bucket}'.`);
         }
         if (code === 'SignatureDoesNotMatch') {
-            return new errors/* ConfigurationError */.j(`The secret access key does not match the access key ID (SignatureDoesNotMatch) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials for bucket '${this.bucket}'.`);
+            return new errors/* ConfigurationError */.j1(`The secret access key does not match the access key ID (SignatureDoesNotMatch) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials for bucket '${this.bucket}'.`);
         }
         if (code === 'AccessDenied' || code === 'Forbidden' || status === 403) {
-            return new errors/* ConfigurationError */.j(`Access denied (${code}) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials and that they grant ${PERMISSION[action]} on bucket '${this.bucket}'.`);
+            return new errors/* ConfigurationError */.j1(`Access denied (${code}) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials and that they grant ${PERMISSION[action]} on bucket '${this.bucket}'.`);
         }
         const message = error instanceof Error ? error.message : String(error);
         return new Error(`S3 failed while ${VERB[action]} ${target} (endpoint ${this.endpointLabel}): ${code}${status ? ` [HTTP ${status}]` : ''}: ${message}`, { cause: error });
@@ -74559,7 +74560,7 @@ function quotable(location) {
     return location.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
 }
 function invalid(location, why) {
-    return new errors/* ConfigurationError */.j(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
+    return new errors/* ConfigurationError */.j1(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
 }
 /**
  * Reads a storage location: `s3://bucket[/prefix]`, `file:///abs/path`, `/abs/path`,
@@ -76342,10 +76343,10 @@ async function runAction(body) {
         await body();
     }
     catch (error) {
-        if (!(error instanceof errors/* ConfigurationError */.j) && error instanceof Error && error.stack) {
+        if (!(error instanceof errors/* ConfigurationError */.j1) && error instanceof Error && error.stack) {
             lib_core/* debug */.Yz(error.stack);
         }
-        lib_core/* setFailed */.C1((0,errors/* errorMessage */.g)(error));
+        lib_core/* setFailed */.C1((0,errors/* errorMessage */.gJ)(error));
     }
     process.exit(process.exitCode ?? 0);
 }
@@ -76357,8 +76358,9 @@ async function runAction(body) {
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   g: () => (/* binding */ errorMessage),
-/* harmony export */   j: () => (/* binding */ ConfigurationError)
+/* harmony export */   gJ: () => (/* binding */ errorMessage),
+/* harmony export */   j1: () => (/* binding */ ConfigurationError),
+/* harmony export */   zR: () => (/* binding */ asError)
 /* harmony export */ });
 /**
  * An error the user can fix: a bad input, a missing permission, a missing tool.
@@ -76369,6 +76371,10 @@ class ConfigurationError extends Error {
         super(message);
         this.name = 'ConfigurationError';
     }
+}
+/** `error` as an Error: thrown non-Error values are wrapped with their text. */
+function asError(error) {
+    return error instanceof Error ? error : new Error(String(error));
 }
 /** The message of any thrown value. */
 function errorMessage(error) {

@@ -71637,7 +71637,7 @@ function optionalInput(name) {
 function requiredInput(name) {
     const value = optionalInput(name);
     if (value === undefined)
-        throw new errors/* ConfigurationError */.j(`Input required and not supplied: ${name}`);
+        throw new errors/* ConfigurationError */.j1(`Input required and not supplied: ${name}`);
     return value;
 }
 /** Strict booleans, as the YAML 1.2 core schema spells them; anything else is an error. */
@@ -71649,7 +71649,7 @@ function booleanInput(name, fallback) {
         return true;
     if (['false', 'False', 'FALSE'].includes(value))
         return false;
-    throw new errors/* ConfigurationError */.j(`Input '${name}' must be true or false, got '${value}'.`);
+    throw new errors/* ConfigurationError */.j1(`Input '${name}' must be true or false, got '${value}'.`);
 }
 function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
     const value = optionalInput(name);
@@ -72122,6 +72122,7 @@ class LocalStorage {
 var dist_cjs = __nccwpck_require__(53711);
 ;// CONCATENATED MODULE: ./lib/storage/parts.js
 
+
 /**
  * A sink that cuts a stream into parts for a multipart upload. Part buffers are allocated
  * once and reused (at most `inFlight + 1` of them), so the memory in use stays at
@@ -72235,7 +72236,7 @@ class PartWriter extends external_node_stream_.Writable {
         sent.then(() => this.sending.delete(sent), () => this.sending.delete(sent));
     }
     storeFailed(error) {
-        const reason = error instanceof Error ? error : new Error(String(error));
+        const reason = (0,errors/* asError */.zR)(error);
         this.storeError ??= reason;
         this.failure ??= reason;
         return reason;
@@ -72427,10 +72428,10 @@ class S3Storage {
                 url = new URL(settings.endpoint);
             }
             catch {
-                throw new errors/* ConfigurationError */.j(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' is not a URL; give one like https://s3.example.com or http://127.0.0.1:9000.`);
+                throw new errors/* ConfigurationError */.j1(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' is not a URL; give one like https://s3.example.com or http://127.0.0.1:9000.`);
             }
             if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-                throw new errors/* ConfigurationError */.j(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' must start with https:// or http://.`);
+                throw new errors/* ConfigurationError */.j1(`The S3 endpoint '${safeEndpoint(settings.endpoint)}' must start with https:// or http://.`);
             }
             this.endpointLabel = safeEndpoint(settings.endpoint);
             config.endpoint = settings.endpoint;
@@ -72466,7 +72467,7 @@ class S3Storage {
     }
     /** Turns an SDK error into one a person can act on; never includes credentials. */
     translate(error, action, key) {
-        if (error instanceof errors/* ConfigurationError */.j || error instanceof NotFoundError)
+        if (error instanceof errors/* ConfigurationError */.j1 || error instanceof NotFoundError)
             return error;
         const code = codeOf(error);
         const status = statusOf(error);
@@ -72477,19 +72478,19 @@ class S3Storage {
             return new Error(`Cannot reach the S3 endpoint ${this.endpointLabel} while ${VERB[action]} ${target}: ${network}${message && message !== network ? ` (${message})` : ''}`, { cause: error });
         }
         if (code === 'NoSuchBucket') {
-            return new errors/* ConfigurationError */.j(`Bucket '${this.bucket}' does not exist (endpoint ${this.endpointLabel}). Create it, or correct the bucket in the storage location.`);
+            return new errors/* ConfigurationError */.j1(`Bucket '${this.bucket}' does not exist (endpoint ${this.endpointLabel}). Create it, or correct the bucket in the storage location.`);
         }
         if (code === 'CredentialsProviderError') {
-            return new errors/* ConfigurationError */.j(`No AWS credentials were found for bucket '${this.bucket}'. Provide them through the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), a profile, or OIDC with aws-actions/configure-aws-credentials.`);
+            return new errors/* ConfigurationError */.j1(`No AWS credentials were found for bucket '${this.bucket}'. Provide them through the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), a profile, or OIDC with aws-actions/configure-aws-credentials.`);
         }
         if (code === 'InvalidAccessKeyId') {
-            return new errors/* ConfigurationError */.j(`The access key ID is not known to the endpoint ${this.endpointLabel} (InvalidAccessKeyId) while ${VERB[action]} ${target}. Check the credentials for bucket '${this.bucket}'.`);
+            return new errors/* ConfigurationError */.j1(`The access key ID is not known to the endpoint ${this.endpointLabel} (InvalidAccessKeyId) while ${VERB[action]} ${target}. Check the credentials for bucket '${this.bucket}'.`);
         }
         if (code === 'SignatureDoesNotMatch') {
-            return new errors/* ConfigurationError */.j(`The secret access key does not match the access key ID (SignatureDoesNotMatch) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials for bucket '${this.bucket}'.`);
+            return new errors/* ConfigurationError */.j1(`The secret access key does not match the access key ID (SignatureDoesNotMatch) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials for bucket '${this.bucket}'.`);
         }
         if (code === 'AccessDenied' || code === 'Forbidden' || status === 403) {
-            return new errors/* ConfigurationError */.j(`Access denied (${code}) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials and that they grant ${PERMISSION[action]} on bucket '${this.bucket}'.`);
+            return new errors/* ConfigurationError */.j1(`Access denied (${code}) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials and that they grant ${PERMISSION[action]} on bucket '${this.bucket}'.`);
         }
         const message = error instanceof Error ? error.message : String(error);
         return new Error(`S3 failed while ${VERB[action]} ${target} (endpoint ${this.endpointLabel}): ${code}${status ? ` [HTTP ${status}]` : ''}: ${message}`, { cause: error });
@@ -72860,7 +72861,7 @@ function quotable(location) {
     return location.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
 }
 function invalid(location, why) {
-    return new errors/* ConfigurationError */.j(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
+    return new errors/* ConfigurationError */.j1(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
 }
 /**
  * Reads a storage location: `s3://bucket[/prefix]`, `file:///abs/path`, `/abs/path`,
@@ -73010,10 +73011,10 @@ async function runAction(body) {
         await body();
     }
     catch (error) {
-        if (!(error instanceof errors/* ConfigurationError */.j) && error instanceof Error && error.stack) {
+        if (!(error instanceof errors/* ConfigurationError */.j1) && error instanceof Error && error.stack) {
             core/* debug */.Yz(error.stack);
         }
-        core/* setFailed */.C1((0,errors/* errorMessage */.g)(error));
+        core/* setFailed */.C1((0,errors/* errorMessage */.gJ)(error));
     }
     process.exit(process.exitCode ?? 0);
 }
@@ -73113,7 +73114,7 @@ function quoted(text) {
 }
 function durationError(text, inputName, extraForms = '') {
     const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
-    return new errors/* ConfigurationError */.j(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
+    return new errors/* ConfigurationError */.j1(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
 }
 /**
  * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
@@ -73615,14 +73616,14 @@ function identityProblem(value) {
 function recipientKey(recipient) {
     const raw = decodeRecipient(recipient.trim());
     if (!raw) {
-        throw new errors/* ConfigurationError */.j(`invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`);
+        throw new errors/* ConfigurationError */.j1(`invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`);
     }
     return raw;
 }
 function identitySecret(identity, where) {
     const raw = decodeIdentity(identity.trim());
     if (!raw) {
-        throw new errors/* ConfigurationError */.j(`invalid age identity ${where}: ${identityProblem(identity.trim())}`);
+        throw new errors/* ConfigurationError */.j1(`invalid age identity ${where}: ${identityProblem(identity.trim())}`);
     }
     return raw;
 }
@@ -73676,7 +73677,7 @@ function parseIdentities(text) {
         if (line === '' || line.startsWith('#'))
             continue;
         if (!decodeIdentity(line)) {
-            throw new errors/* ConfigurationError */.j(`age identities, line ${i + 1}: ${identityProblem(line)}`);
+            throw new errors/* ConfigurationError */.j1(`age identities, line ${i + 1}: ${identityProblem(line)}`);
         }
         if (!out.includes(line))
             out.push(line);
@@ -73833,18 +73834,18 @@ function encryptConfig(options) {
     const recipients = options.recipients ?? [];
     const passphrase = options.passphrase;
     if (passphrase !== undefined && recipients.length > 0) {
-        throw new errors/* ConfigurationError */.j('age files can have either public-key recipients or one passphrase, not both: ' +
+        throw new errors/* ConfigurationError */.j1('age files can have either public-key recipients or one passphrase, not both: ' +
             'give only age recipients or only a passphrase');
     }
     if (passphrase === undefined && recipients.length === 0) {
-        throw new errors/* ConfigurationError */.j('age encryption needs at least one recipient or a passphrase');
+        throw new errors/* ConfigurationError */.j1('age encryption needs at least one recipient or a passphrase');
     }
     if (passphrase !== undefined && passphrase.length === 0) {
-        throw new errors/* ConfigurationError */.j('the age passphrase is empty');
+        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
     }
     const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
     if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
-        throw new errors/* ConfigurationError */.j(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
+        throw new errors/* ConfigurationError */.j1(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
     }
     return { recipientKeys: recipients.map(recipientKey), passphrase, workFactor };
 }
@@ -73866,7 +73867,7 @@ async function encryptionKeys(config) {
         const share = rawPublicKey(ephemeral.publicKey);
         const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
         if (!shared)
-            throw new errors/* ConfigurationError */.j('an age recipient is an invalid X25519 point');
+            throw new errors/* ConfigurationError */.j1('an age recipient is an invalid X25519 point');
         const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
         stanzas.push({
             type: 'X25519',
@@ -73962,7 +73963,7 @@ class AgeEncryptStream extends external_node_stream_.Transform {
         AgeEncryptor.fromConfig(this.config).then((encryptor) => {
             this.encryptor = encryptor;
             callback();
-        }, (err) => callback(err instanceof Error ? err : new Error(String(err))));
+        }, (err) => callback((0,errors/* asError */.zR)(err)));
     }
     _transform(chunk, _encoding, callback) {
         try {
@@ -73997,10 +73998,10 @@ function encryptingStream(encryptor) {
 function decryptConfig(options) {
     const identities = options.identities ?? [];
     if (identities.length === 0 && options.passphrase === undefined) {
-        throw new errors/* ConfigurationError */.j('age decryption needs an identity or a passphrase');
+        throw new errors/* ConfigurationError */.j1('age decryption needs an identity or a passphrase');
     }
     if (options.passphrase !== undefined && options.passphrase.length === 0) {
-        throw new errors/* ConfigurationError */.j('the age passphrase is empty');
+        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
     }
     return {
         identities: identities.map((identity, i) => {
@@ -74052,7 +74053,7 @@ class AgeDecryptStream extends external_node_stream_.Transform {
         this.unwrap(header.subarray(0, headerEnd)).then(() => {
             this.state = 'nonce';
             this.consume(header.subarray(headerEnd), callback);
-        }, (err) => callback(err instanceof Error ? err : new Error(String(err))));
+        }, (err) => callback((0,errors/* asError */.zR)(err)));
     }
     _flush(callback) {
         try {
@@ -74455,7 +74456,7 @@ async function aptHasCandidate(pkg, runner) {
     return r.code === 0 && m !== null && m[1] !== '(none)';
 }
 /** The client tools cannot run against the server, and could not be fixed here. */
-class ToolVersionError extends errors/* ConfigurationError */.j {
+class ToolVersionError extends errors/* ConfigurationError */.j1 {
     serverVersion;
     found;
     fix;
@@ -74484,7 +74485,7 @@ async function cacheClientTools(tools, logger) {
         return dir;
     }
     catch (error) {
-        logger.warning(`Could not cache the client tools: ${(0,errors/* errorMessage */.g)(error)}`);
+        logger.warning(`Could not cache the client tools: ${(0,errors/* errorMessage */.gJ)(error)}`);
         return undefined;
     }
 }
@@ -74584,7 +74585,7 @@ async function ensureClientTools(opts) {
                     });
                 }
                 catch (error) {
-                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.g)(error)}`, needServerPackage);
+                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.gJ)(error)}`, needServerPackage);
                 }
             }
         }
@@ -74673,7 +74674,7 @@ async function uploadReportArtifact(o) {
         return true;
     }
     catch (error) {
-        o.logger.warning(`Could not upload the report as artifact '${o.name}': ${(0,errors/* errorMessage */.g)(error)}. It is at ${o.rootDir}.`);
+        o.logger.warning(`Could not upload the report as artifact '${o.name}': ${(0,errors/* errorMessage */.gJ)(error)}. It is at ${o.rootDir}.`);
         return false;
     }
 }
@@ -74999,7 +75000,7 @@ function parseChecks(input, workspace) {
         return lines.flatMap((file) => {
             const full = external_node_path_.resolve(workspace, file);
             if (!(0,external_node_fs_.existsSync)(full)) {
-                throw new errors/* ConfigurationError */.j(`Input 'checks' names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`);
+                throw new errors/* ConfigurationError */.j1(`Input 'checks' names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`);
             }
             const statements = splitSql((0,external_node_fs_.readFileSync)(full, 'utf8'));
             return statements.map((sql, i) => ({
@@ -75040,7 +75041,7 @@ async function runUserChecks(client, checks) {
             results.push({
                 name: `Check: ${check.name}`,
                 status: 'failed',
-                detail: `the query failed: ${(0,errors/* errorMessage */.g)(error)}`,
+                detail: `the query failed: ${(0,errors/* errorMessage */.gJ)(error)}`,
                 seconds: (Date.now() - started) / 1000,
             });
         }
@@ -75632,15 +75633,15 @@ async function startScratchCluster(opts) {
 
 /** Connection errors name the input they came from: here, target-url. */
 function targetError(error) {
-    if (!(error instanceof errors/* ConfigurationError */.j))
+    if (!(error instanceof errors/* ConfigurationError */.j1))
         return error;
-    return new errors/* ConfigurationError */.j(error.message.replace(/\bdatabase-url\b/g, 'target-url'));
+    return new errors/* ConfigurationError */.j1(error.message.replace(/\bdatabase-url\b/g, 'target-url'));
 }
 /** The newest installed server of at least `minMajor`; a ConfigurationError that says what to install otherwise. */
 async function scratchServer(minMajor, logger, extraBinDirs) {
     const server = await (0,postgres_tools/* findServerBinaries */.Q5)(minMajor, { logger, extraBinDirs });
     if (!server) {
-        throw new errors/* ConfigurationError */.j(`No PostgreSQL server ${minMajor} or newer is installed to restore into (the backup comes from PostgreSQL ${minMajor}). ` +
+        throw new errors/* ConfigurationError */.j1(`No PostgreSQL server ${minMajor} or newer is installed to restore into (the backup comes from PostgreSQL ${minMajor}). ` +
             `Install one (sudo apt-get install -y postgresql-${minMajor}; GitHub's Ubuntu runners have one preinstalled) ` +
             `or give target-url, e.g. a services: postgres container.`);
     }
@@ -75708,7 +75709,7 @@ async function givenTarget(options) {
           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
             AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`);
             if (Number(objects.rows[0].n) > 0) {
-                throw new errors/* ConfigurationError */.j(`The target database ${(0,connection/* describeConnection */.If)(info, database)} is not empty (${objects.rows[0].n} tables, views or sequences). ` +
+                throw new errors/* ConfigurationError */.j1(`The target database ${(0,connection/* describeConnection */.If)(info, database)} is not empty (${objects.rows[0].n} tables, views or sequences). ` +
                     `A verification restores only into an empty database or one it creates: point target-url at a new database name, or leave target-url empty for a throwaway server.`);
             }
         }
@@ -75889,17 +75890,17 @@ function completeBackups(entries) {
 async function selectBackup(storage, name, backupId) {
     if (backupId) {
         if (!isBackupId(backupId)) {
-            throw new errors/* ConfigurationError */.j(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
+            throw new errors/* ConfigurationError */.j1(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
         }
         const manifest = await readManifest(storage, name, backupId);
         if (!manifest) {
-            throw new errors/* ConfigurationError */.j(`Backup '${backupId}' of '${name}' has no manifest in ${storage.description}: it does not exist or its upload never completed.`);
+            throw new errors/* ConfigurationError */.j1(`Backup '${backupId}' of '${name}' has no manifest in ${storage.description}: it does not exist or its upload never completed.`);
         }
         return manifest;
     }
     const complete = completeBackups(await listCatalog(storage, name));
     if (complete.length === 0) {
-        throw new errors/* ConfigurationError */.j(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
+        throw new errors/* ConfigurationError */.j1(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
     }
     return complete[0];
 }
@@ -75971,7 +75972,7 @@ async function appendVerificationRecord(storage, record) {
 async function resolveName(storage, name) {
     if (name) {
         if (!isCatalogName(name)) {
-            throw new errors/* ConfigurationError */.j(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+            throw new errors/* ConfigurationError */.j1(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
         return name;
     }
@@ -75979,9 +75980,9 @@ async function resolveName(storage, name) {
     if (names.length === 1)
         return names[0];
     if (names.length === 0) {
-        throw new errors/* ConfigurationError */.j(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
+        throw new errors/* ConfigurationError */.j1(`No backups in ${storage.description}: check the storage input (and s3-endpoint/s3-region), or set name to the backup's catalog name.`);
     }
-    throw new errors/* ConfigurationError */.j(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
+    throw new errors/* ConfigurationError */.j1(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
 }
 
 // EXTERNAL MODULE: external "node:events"
@@ -76031,7 +76032,7 @@ async function checkObject(storage, entry) {
 }
 function decryptOptions(manifest, decryption) {
     if (!decryption || (decryption.identities.length === 0 && !decryption.passphrase)) {
-        throw new errors/* ConfigurationError */.j(`Backup ${manifest.id} is encrypted with age (${manifest.encryption?.passphrase ? 'a passphrase' : `recipients ${manifest.encryption?.recipients.join(', ')}`}): ` +
+        throw new errors/* ConfigurationError */.j1(`Backup ${manifest.id} is encrypted with age (${manifest.encryption?.passphrase ? 'a passphrase' : `recipients ${manifest.encryption?.recipients.join(', ')}`}): ` +
             `set encryption-identity (the age secret key) or encryption-passphrase.`);
     }
     return { identities: decryption.identities, passphrase: decryption.passphrase };
@@ -76048,7 +76049,7 @@ function decodeStages(manifest, decryption, tools) {
         stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
     if (manifest.compression.method === 'zstd') {
         if (!tools.zstdPath) {
-            throw new errors/* ConfigurationError */.j(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
+            throw new errors/* ConfigurationError */.j1(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
         }
         const proc = (0,core_process/* startProcess */.kp)(tools.zstdPath, ['-d', '-q', '-c'], {
             stdio: ['pipe', 'pipe', 'pipe'],
@@ -76322,12 +76323,12 @@ function record(run, result) {
     run.deps.logger.info(`${icon} ${result.name}: ${result.status} (${result.detail})`);
 }
 function failed(run, name, error, started, detail) {
-    if (error instanceof errors/* ConfigurationError */.j)
+    if (error instanceof errors/* ConfigurationError */.j1)
         run.setupProblem = true;
     record(run, {
         name,
         status: 'failed',
-        detail: detail ?? lastLines((0,errors/* errorMessage */.g)(error)),
+        detail: detail ?? lastLines((0,errors/* errorMessage */.gJ)(error)),
         seconds: (Date.now() - started) / 1000,
     });
 }
@@ -76412,7 +76413,7 @@ async function runVerify(options, deps) {
         if (run.target) {
             await run.target
                 .cleanup()
-                .catch((error) => logger.warning(`Could not clean up ${run.target?.describe}: ${(0,errors/* errorMessage */.g)(error)}`));
+                .catch((error) => logger.warning(`Could not clean up ${run.target?.describe}: ${(0,errors/* errorMessage */.gJ)(error)}`));
         }
         await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
     }
@@ -76456,7 +76457,7 @@ async function runVerify(options, deps) {
                 logger.info(`Recorded the verification at ${storage.location(recordKey)}`);
             }
             catch (error) {
-                const message = `Could not record the verification under ${name}/verifications/ (prune will not see it): ${(0,errors/* errorMessage */.g)(error)}`;
+                const message = `Could not record the verification under ${name}/verifications/ (prune will not see it): ${(0,errors/* errorMessage */.gJ)(error)}`;
                 logger.warning(message);
                 run.warnings.push(message);
             }
@@ -76543,7 +76544,7 @@ async function checkBackup(run, manifest, started) {
         if (!ok)
             return;
         const recipients = manifest.encryption.recipients;
-        failed(run, CheckNames.Decryption, new errors/* ConfigurationError */.j(`Backup ${manifest.id} is encrypted with age (${manifest.encryption.passphrase ? 'a passphrase' : `recipients ${recipients.join(', ')}`}), and no key was given: ` +
+        failed(run, CheckNames.Decryption, new errors/* ConfigurationError */.j1(`Backup ${manifest.id} is encrypted with age (${manifest.encryption.passphrase ? 'a passphrase' : `recipients ${recipients.join(', ')}`}), and no key was given: ` +
             'set encryption-identity (the age secret key, AGE-SECRET-KEY-1...) or encryption-passphrase.'), Date.now());
         run.skipReason = 'the backup could not be decrypted';
         return;
@@ -76838,7 +76839,7 @@ class GitHubApiError extends Error {
     }
 }
 /** The token may not write issues or labels: the workflow lacks `permissions: issues: write`. */
-class GitHubPermissionError extends errors/* ConfigurationError */.j {
+class GitHubPermissionError extends errors/* ConfigurationError */.j1 {
     status;
     endpoint;
     constructor(status, endpoint, detail) {
@@ -76869,17 +76870,17 @@ class GitHubApi {
         this.ctx = ctx;
         this.logger = logger;
         if (!REPOSITORY.test(ctx.repository)) {
-            throw new errors/* ConfigurationError */.j(`The repository must be "owner/repo", got ${JSON.stringify(ctx.repository)}.`);
+            throw new errors/* ConfigurationError */.j1(`The repository must be "owner/repo", got ${JSON.stringify(ctx.repository)}.`);
         }
         if (!ctx.token) {
-            throw new errors/* ConfigurationError */.j('No GitHub token was given; pass `github-token: ${{ github.token }}` to report issues.');
+            throw new errors/* ConfigurationError */.j1('No GitHub token was given; pass `github-token: ${{ github.token }}` to report issues.');
         }
         let base;
         try {
             base = new URL(ctx.apiUrl);
         }
         catch {
-            throw new errors/* ConfigurationError */.j(`The GitHub API URL is not a URL: ${JSON.stringify(ctx.apiUrl)}.`);
+            throw new errors/* ConfigurationError */.j1(`The GitHub API URL is not a URL: ${JSON.stringify(ctx.apiUrl)}.`);
         }
         if (!base.pathname.endsWith('/'))
             base.pathname += '/';
@@ -77022,7 +77023,7 @@ class GitHubApi {
         const info = errorInfo(response.text);
         const detail = this.redact(info.message);
         if (status === 401) {
-            return new errors/* ConfigurationError */.j(`GitHub rejected the token for ${endpoint} (401${detail ? `: ${detail}` : ''}). ` +
+            return new errors/* ConfigurationError */.j1(`GitHub rejected the token for ${endpoint} (401${detail ? `: ${detail}` : ''}). ` +
                 'Pass a valid token, for example `github-token: ${{ github.token }}`.');
         }
         const rateLimited = status === 429 || /rate limit/i.test(detail);
@@ -77030,7 +77031,7 @@ class GitHubApi {
             return new GitHubPermissionError(status, endpoint, detail);
         }
         if (status === 410) {
-            return new errors/* ConfigurationError */.j(`GitHub answered ${endpoint} with 410 (${detail || 'Gone'}): issues are disabled in ` +
+            return new errors/* ConfigurationError */.j1(`GitHub answered ${endpoint} with 410 (${detail || 'Gone'}): issues are disabled in ` +
                 `${this.ctx.repository}. Enable them in the repository settings.`);
         }
         return new GitHubApiError(status, endpoint, `GitHub answered ${endpoint} with ${status}${detail ? `: ${detail}` : ''}`, info.codes.includes('already_exists'));
@@ -77201,11 +77202,11 @@ async function reportToIssue(r) {
         return (await reportSuccess(lifecycle, r.body)).issueNumber;
     }
     catch (error) {
-        if (error instanceof GitHubPermissionError || error instanceof errors/* ConfigurationError */.j) {
-            r.logger.warning((0,errors/* errorMessage */.g)(error));
+        if (error instanceof GitHubPermissionError || error instanceof errors/* ConfigurationError */.j1) {
+            r.logger.warning((0,errors/* errorMessage */.gJ)(error));
         }
         else {
-            r.logger.warning(`Could not update the GitHub issue: ${(0,errors/* errorMessage */.g)(error)}`);
+            r.logger.warning(`Could not update the GitHub issue: ${(0,errors/* errorMessage */.gJ)(error)}`);
         }
         return undefined;
     }
@@ -77251,7 +77252,7 @@ async function runVerifyAction() {
     const identities = parseIdentities(identityText ?? '');
     const backupId = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.BackupId)?.trim();
     if (backupId !== undefined && !isBackupId(backupId)) {
-        throw new errors/* ConfigurationError */.j(`Input '${names/* Inputs */.G.BackupId}' must look like 20261121T051500Z-3f9a1c (or be empty for the newest backup), got '${backupId}'.`);
+        throw new errors/* ConfigurationError */.j1(`Input '${names/* Inputs */.G.BackupId}' must look like 20261121T051500Z-3f9a1c (or be empty for the newest backup), got '${backupId}'.`);
     }
     const restore = (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.Restore, true);
     const maxAgeText = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.MaxAge);
@@ -77344,8 +77345,9 @@ __webpack_async_result__();
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   g: () => (/* binding */ errorMessage),
-/* harmony export */   j: () => (/* binding */ ConfigurationError)
+/* harmony export */   gJ: () => (/* binding */ errorMessage),
+/* harmony export */   j1: () => (/* binding */ ConfigurationError),
+/* harmony export */   zR: () => (/* binding */ asError)
 /* harmony export */ });
 /**
  * An error the user can fix: a bad input, a missing permission, a missing tool.
@@ -77356,6 +77358,10 @@ class ConfigurationError extends Error {
         super(message);
         this.name = 'ConfigurationError';
     }
+}
+/** `error` as an Error: thrown non-Error values are wrapped with their text. */
+function asError(error) {
+    return error instanceof Error ? error : new Error(String(error));
 }
 /** The message of any thrown value. */
 function errorMessage(error) {
@@ -77612,7 +77618,7 @@ function parseConnectionString(text, inputName = 'database-url') {
             url = new URL(trimmed);
         }
         catch {
-            throw new errors/* ConfigurationError */.j(`Input '${inputName}' is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
+            throw new errors/* ConfigurationError */.j1(`Input '${inputName}' is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
                 `Expected postgresql://user:password@host:5432/dbname?sslmode=require; percent-encode special characters in the password.`);
         }
         if (url.hostname)
@@ -77649,7 +77655,7 @@ function parseKeyValue(text, out, inputName) {
         while (i < n && /\s/.test(text[i]))
             i++;
         if (!key || text[i] !== '=') {
-            throw new errors/* ConfigurationError */.j(`Input '${inputName}' is neither a postgres:// URL nor a libpq key=value string ` +
+            throw new errors/* ConfigurationError */.j1(`Input '${inputName}' is neither a postgres:// URL nor a libpq key=value string ` +
                 `(the value is not shown because it may contain a password). Expected e.g. "host=db.example.com port=5432 dbname=app user=backup".`);
         }
         i++;
@@ -77664,7 +77670,7 @@ function parseKeyValue(text, out, inputName) {
                 value += text[i++];
             }
             if (text[i] !== "'") {
-                throw new errors/* ConfigurationError */.j(`Input '${inputName}' has an unterminated quoted value.`);
+                throw new errors/* ConfigurationError */.j1(`Input '${inputName}' has an unterminated quoted value.`);
             }
             i++;
         }
@@ -77686,7 +77692,7 @@ function fromParams(raw) {
     }
     const port = raw.port ? Number(raw.port) : undefined;
     if (port !== undefined && (!Number.isInteger(port) || port <= 0 || port > 65535)) {
-        throw new errors/* ConfigurationError */.j(`The connection's port must be a number from 1 to 65535, got '${raw.port}'.`);
+        throw new errors/* ConfigurationError */.j1(`The connection's port must be a number from 1 to 65535, got '${raw.port}'.`);
     }
     return {
         host: raw.host || undefined,
@@ -77832,7 +77838,7 @@ function sslFor(info) {
                 : { rejectUnauthorized: true, ca };
         }
         default:
-            throw new errors/* ConfigurationError */.j(`sslmode '${mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
+            throw new errors/* ConfigurationError */.j1(`sslmode '${mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
     }
 }
 /** Opens a client connection with the same parameters the child tools get. */
@@ -77872,7 +77878,7 @@ async function connect(info, database) {
                 return await attempt({ rejectUnauthorized: false });
             }
             catch (error) {
-                if (/does not support SSL/i.test((0,errors/* errorMessage */.g)(error)))
+                if (/does not support SSL/i.test((0,errors/* errorMessage */.gJ)(error)))
                     return await attempt(false);
                 throw error;
             }
@@ -77887,20 +77893,20 @@ async function connect(info, database) {
 function connectionError(error, info, database) {
     const where = describeConnection(info, database);
     const code = error.code;
-    let message = (0,errors/* errorMessage */.g)(error);
+    let message = (0,errors/* errorMessage */.gJ)(error);
     if (info.password)
         message = message.split(info.password).join('***');
     if (code === '28P01' || code === '28000') {
-        return new errors/* ConfigurationError */.j(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
+        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
     }
     if (code === '3D000') {
-        return new errors/* ConfigurationError */.j(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
+        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
     }
     if (code === 'ECONNREFUSED' ||
         code === 'ENOTFOUND' ||
         code === 'ETIMEDOUT' ||
         code === 'EHOSTUNREACH') {
-        return new errors/* ConfigurationError */.j(`Cannot connect to ${where}: ${message}. Is the server reachable from this runner?`);
+        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Is the server reachable from this runner?`);
     }
     return new Error(`Cannot connect to ${where}: ${message}`);
 }
@@ -78020,7 +78026,7 @@ function resolvePostgresVersionInput(value) {
         if (major >= 10 && major <= 99)
             return major;
     }
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_4__/* .ConfigurationError */ .j(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
+    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_4__/* .ConfigurationError */ .j1(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
 }
 function majorDirs(parent, pattern, suffix) {
     return (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readdir)(parent)

@@ -9,6 +9,11 @@ export class ConfigurationError extends Error {
   }
 }
 
+/** `error` as an Error: thrown non-Error values are wrapped with their text. */
+export function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
 /** The message of any thrown value. */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

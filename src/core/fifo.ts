@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net, { type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { asError } from './errors.js';
 
 /** Bytes asked for per read: a pipe holds 64 KiB by default. */
 const READ_SIZE = 64 * 1024;
@@ -153,8 +154,4 @@ class FifoReader extends Readable {
       this.socket.destroy();
     });
   }
-}
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }

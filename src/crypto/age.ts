@@ -5,7 +5,7 @@
  */
 import crypto from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { ConfigurationError } from '../core/errors.js';
+import { asError, ConfigurationError } from '../core/errors.js';
 import { bech32Decode, bech32Encode } from './bech32.js';
 
 /** Every failure to decrypt an age file. Messages name the cause and never contain key material. */
@@ -612,7 +612,7 @@ class AgeEncryptStream extends Transform {
         this.encryptor = encryptor;
         callback();
       },
-      (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
+      (err: unknown) => callback(asError(err)),
     );
   }
 
@@ -724,7 +724,7 @@ class AgeDecryptStream extends Transform {
         this.state = 'nonce';
         this.consume(header.subarray(headerEnd), callback);
       },
-      (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
+      (err: unknown) => callback(asError(err)),
     );
   }
 

@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import { asError } from '../core/errors.js';
 
 /** Sends one part; resolves once the store holds it. */
 export type SendPart = (partNumber: number, data: Buffer) => Promise<void>;
@@ -146,7 +147,7 @@ export class PartWriter extends Writable {
   }
 
   private storeFailed(error: unknown): Error {
-    const reason = error instanceof Error ? error : new Error(String(error));
+    const reason = asError(error);
     this.storeError ??= reason;
     this.failure ??= reason;
     return reason;
