@@ -78,6 +78,22 @@ function timeShell(script, env) {
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
 
+/**
+ * Runs psql on `url`, stopping at the first error, with `args` after the connection; returns its
+ * output (`-At`: unaligned, tuples only).
+ */
+function psql(url, ...args) {
+  return execFileSync(
+    client.psql,
+    ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', url, ...args],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
+    .toString()
+    .trim();
+}
+
 /** Runs a bundle with INPUT_* variables; returns wall time, outputs and the process's peak RSS. */
 async function runBundle(action, inputs, env = {}) {
   const dir = mkdtempSync(path.join(work, `run-${action}-`));
@@ -131,17 +147,10 @@ async function grow(url, half) {
   const [cFrom, cTo] = shop(40_000);
   const [oFrom, oTo] = shop(200_000);
   const [eFrom, eTo] = shop(600_000);
-  execFileSync(
-    client.psql,
-    [
-      '-X',
-      '-q',
-      '-v',
-      'ON_ERROR_STOP=1',
-      '-d',
-      url,
-      '-c',
-      `
+  psql(
+    url,
+    '-c',
+    `
     INSERT INTO events (user_id, created_at, kind, amount, note, payload)
     SELECT (random() * 200000)::int,
            now() - (random() * interval '730 days'),
@@ -154,8 +163,6 @@ async function grow(url, half) {
                               'items', jsonb_build_array(g % 17, g % 31, g % 7), 'ref', substr(md5((g * 3)::text), 1, 12))
       FROM generate_series(1, ${rows}) g,
            LATERAL (SELECT ARRAY[${WORDS.map((w) => `'${w}'`).join(',')}] AS w) words;`,
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const vars = {
     c_from: cFrom,
@@ -166,20 +173,11 @@ async function grow(url, half) {
     e_to: eTo,
     customers: cTo,
   };
-  execFileSync(
-    client.psql,
-    [
-      '-X',
-      '-q',
-      '-v',
-      'ON_ERROR_STOP=1',
-      ...Object.entries(vars).flatMap(([k, v]) => ['-v', `${k}=${v}`]),
-      '-d',
-      url,
-      '-f',
-      path.join(root, 'scripts/bench-shop-data.sql'),
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+  psql(
+    url,
+    ...Object.entries(vars).flatMap(([k, v]) => ['-v', `${k}=${v}`]),
+    '-f',
+    path.join(root, 'scripts/bench-shop-data.sql'),
   );
 }
 
@@ -194,42 +192,18 @@ const cluster = await startScratchCluster({
 let swift;
 try {
   const adminUrl = cluster.url('postgres');
-  execFileSync(client.psql, ['-X', '-q', '-d', adminUrl, '-c', 'CREATE DATABASE bench']);
+  psql(adminUrl, '-c', 'CREATE DATABASE bench');
   const url = cluster.url('bench');
-  execFileSync(client.psql, [
-    '-X',
-    '-q',
-    '-d',
+  psql(
     url,
     '-c',
     `CREATE TABLE events (
       id bigserial PRIMARY KEY, user_id int NOT NULL, created_at timestamptz NOT NULL, kind text NOT NULL,
       amount numeric(12,2), note text, payload jsonb NOT NULL);
     CREATE INDEX ON events (user_id); CREATE INDEX ON events (created_at);`,
-  ]);
-  execFileSync(client.psql, [
-    '-X',
-    '-q',
-    '-v',
-    'ON_ERROR_STOP=1',
-    '-d',
-    url,
-    '-f',
-    path.join(root, 'scripts/bench-shop-schema.sql'),
-  ]);
-  const size = () =>
-    Number(
-      execFileSync(client.psql, [
-        '-X',
-        '-At',
-        '-d',
-        url,
-        '-c',
-        'SELECT pg_database_size(current_database())',
-      ])
-        .toString()
-        .trim(),
-    );
+  );
+  psql(url, '-f', path.join(root, 'scripts/bench-shop-schema.sql'));
+  const size = () => Number(psql(url, '-c', 'SELECT pg_database_size(current_database())'));
   console.log('\nBuilding the database ...');
   await grow(url, 0);
   const halfSize = size();
@@ -395,7 +369,7 @@ try {
     `age -d -i "${keyFile}" "${objectPath}" | zstd -d -q -c > "${archive}"`,
   ]);
   const restoreDb = 'plain_restore';
-  execFileSync(client.psql, ['-X', '-q', '-d', adminUrl, '-c', `CREATE DATABASE ${restoreDb}`]);
+  psql(adminUrl, '-c', `CREATE DATABASE ${restoreDb}`);
   const plainRestore = timeShell(
     `"${client.pgRestore}" --no-owner --no-acl --exit-on-error -d "${cluster.url(restoreDb)}" "${archive}"`,
     env,

@@ -73069,6 +73069,26 @@ async function exportSnapshot(client) {
 
 
 
+/**
+ * A whole database as a custom-format dump with the action's defaults (compression auto, exact
+ * row counts, no roles, no encryption, kind scheduled); callers spread their own choices over it.
+ */
+function wholeDatabaseBackup(connection, name) {
+    return {
+        connection,
+        name,
+        format: 'custom',
+        jobs: 1,
+        compression: { method: 'auto' },
+        selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
+        globals: false,
+        kind: 'scheduled',
+        labels: {},
+        rowCounts: 'exact',
+        sizeChangeThreshold: 20,
+        git: {},
+    };
+}
 /** `auto`, `none`, `zstd[:level]`, `gzip[:level]`. */
 function parseCompression(value) {
     const text = (value ?? 'auto').trim();

@@ -78070,6 +78070,26 @@ async function exportSnapshot(client) {
 
 
 
+/**
+ * A whole database as a custom-format dump with the action's defaults (compression auto, exact
+ * row counts, no roles, no encryption, kind scheduled); callers spread their own choices over it.
+ */
+function wholeDatabaseBackup(connection, name) {
+    return {
+        connection,
+        name,
+        format: 'custom',
+        jobs: 1,
+        compression: { method: 'auto' },
+        selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
+        globals: false,
+        kind: 'scheduled',
+        labels: {},
+        rowCounts: 'exact',
+        sizeChangeThreshold: 20,
+        git: {},
+    };
+}
 /** `auto`, `none`, `zstd[:level]`, `gzip[:level]`. */
 function parseCompression(value) {
     const text = (value ?? 'auto').trim();
@@ -80696,19 +80716,12 @@ async function takeSafetyBackup(options, deps, target, name, manifest, tools) {
             }
             : undefined;
         const backup = await runBackup({
-            connection: target.connection,
-            name,
-            format: 'custom',
-            jobs: 1,
-            compression: { method: 'auto' },
-            selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
-            globals: false,
+            ...wholeDatabaseBackup(target.connection, name),
             encryption: encryption && (encryption.recipients.length > 0 || encryption.passphrase)
                 ? encryption
                 : undefined,
             kind: 'pre-restore',
             labels: { 'restore-of': manifest.id },
-            rowCounts: 'exact',
             sizeChangeThreshold: Number.POSITIVE_INFINITY,
             git: options.git,
         }, {

@@ -71,6 +71,27 @@ export interface BackupOptions {
   git: GitContext;
 }
 
+/**
+ * A whole database as a custom-format dump with the action's defaults (compression auto, exact
+ * row counts, no roles, no encryption, kind scheduled); callers spread their own choices over it.
+ */
+export function wholeDatabaseBackup(connection: ConnectionInfo, name: string): BackupOptions {
+  return {
+    connection,
+    name,
+    format: 'custom',
+    jobs: 1,
+    compression: { method: 'auto' },
+    selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
+    globals: false,
+    kind: 'scheduled',
+    labels: {},
+    rowCounts: 'exact',
+    sizeChangeThreshold: 20,
+    git: {},
+  };
+}
+
 export interface BackupDeps {
   storage: Storage;
   logger: Logger;

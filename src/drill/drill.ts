@@ -1,6 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { runBackup } from '../backup/backup.js';
+import { runBackup, wholeDatabaseBackup } from '../backup/backup.js';
 import {
   appendVerificationRecord,
   completeBackups,
@@ -440,20 +440,13 @@ async function takeSafetyBackup(
       : undefined;
     const backup = await runBackup(
       {
-        connection: target.connection,
-        name,
-        format: 'custom',
-        jobs: 1,
-        compression: { method: 'auto' },
-        selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
-        globals: false,
+        ...wholeDatabaseBackup(target.connection, name),
         encryption:
           encryption && (encryption.recipients.length > 0 || encryption.passphrase)
             ? encryption
             : undefined,
         kind: 'pre-restore',
         labels: { 'restore-of': manifest.id },
-        rowCounts: 'exact',
         sizeChangeThreshold: Number.POSITIVE_INFINITY,
         git: options.git,
       },

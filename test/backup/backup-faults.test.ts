@@ -6,15 +6,21 @@ import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { runBackup, type BackupOptions } from '../../src/backup/backup.js';
 import { createDecryptStream, generateIdentity } from '../../src/crypto/age.js';
-import { MemoryLogger, systemClock } from '../../src/core/logger.js';
+import { MemoryLogger } from '../../src/core/logger.js';
 import { findOnPath, runProcess } from '../../src/core/process.js';
 
 import { S3Storage } from '../../src/storage/s3.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { runBundle } from '../support/bundle.js';
 import { machineClientTools } from '../support/embedded.js';
-import { makeStore, testBackupOptions, uniqueName, type TestStore } from '../support/env.js';
-import { loadSample, newDatabase, withClient } from '../support/sample.js';
+import {
+  makeStore,
+  testBackupDeps,
+  testBackupOptions,
+  uniqueName,
+  type TestStore,
+} from '../support/env.js';
+import { loadSample, newDatabase, urlOfDatabase, withClient } from '../support/sample.js';
 import { startSwift } from '../support/swift.js';
 
 async function keysOf(storage: Storage): Promise<string[]> {
@@ -72,11 +78,14 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
   });
 
   it('fails on an unknown database and stores nothing', async () => {
-    const url = new URL(sourceUrl);
-    url.pathname = '/no_such_database';
     const run = await runBundle(
       'backup',
-      { 'database-url': url.toString(), storage: store.location, name: 'nodb', ...store.inputs },
+      {
+        'database-url': urlOfDatabase(sourceUrl, 'no_such_database'),
+        storage: store.location,
+        name: 'nodb',
+        ...store.inputs,
+      },
       store.env,
     );
     expect(run.code).toBe(1);
@@ -115,15 +124,7 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
       const name = `killed-${namedPipe ? 'fifo' : 'stream'}`;
       const pending = runBackup(
         { ...baseOptions(url, name), encryption: { recipients: [generateIdentity().recipient] } },
-        {
-          namedPipe,
-          storage: store.storage,
-          logger,
-          clock: systemClock,
-          env: process.env,
-          resolveTools: async () => tools,
-          progressIntervalMs: 0,
-        },
+        testBackupDeps(store.storage, tools, { namedPipe, logger }),
       );
       // Find our pg_dump (a child of this test process) once it streams, and kill it.
       let killed = false;
@@ -159,15 +160,10 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
           compression: { method: 'zstd', level: 3 },
           encryption: { recipients: [key.recipient] },
         },
-        {
+        testBackupDeps(store.storage, tools, {
           namedPipe,
-          storage: store.storage,
-          logger: new MemoryLogger(),
-          clock: systemClock,
-          env: process.env,
-          resolveTools: async () => tools,
           zstdPath: (await findOnPath('zstd')) ?? undefined,
-        },
+        }),
       );
       const stored = await buffer(await store.storage.getStream(result.objectKey));
       expect(stored.length).toBe(result.bytes);
@@ -233,14 +229,7 @@ describe('backup faults of the S3 store', () => {
         });
       const started = Date.now();
       await expect(
-        runBackup(baseOptions(url, 'stopped'), {
-          storage: watched,
-          logger: new MemoryLogger(),
-          clock: systemClock,
-          env: process.env,
-          resolveTools: async () => tools,
-          progressIntervalMs: 0,
-        }),
+        runBackup(baseOptions(url, 'stopped'), testBackupDeps(watched, tools)),
       ).rejects.toThrow(new RegExp(swift.endpoint.replace(/[.:/]/g, '\\$&')));
       expect(Date.now() - started).toBeLessThan(90_000);
       await stopping;

@@ -12,7 +12,13 @@ import {
   type TestStore,
   uniqueName,
 } from '../support/env.js';
-import { createDatabase, loadSample, rowCounts, withClient } from '../support/sample.js';
+import {
+  createDatabase,
+  loadSample,
+  rowCounts,
+  urlOfDatabase,
+  withClient,
+} from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
 const CLI = path.join(repoRoot, 'dist/cli/index.js');
@@ -144,12 +150,10 @@ describe.each(['s3', 'local'] as const)('the pg-backup CLI against %s storage', 
     expect(drill.stderr).toContain('== Smoke command\n500\n');
 
     const db = uniqueName('clidrill').replace(/-/g, '_');
-    const target = new URL(sharedPostgresUrl());
-    target.pathname = `/${db}`;
     const late = await runCli(['drill', '--backup-id', backupId, '--rpo-target', '1s', '--json'], {
       ...env,
       AGE_IDENTITY: key.identity,
-      PGBACKUP_TARGET_URL: target.toString(),
+      PGBACKUP_TARGET_URL: urlOfDatabase(sharedPostgresUrl(), db),
     });
     expect(late.code).toBe(1);
     const result = JSON.parse(late.stdout) as {

@@ -14,14 +14,18 @@ import {
   type TestStore,
   uniqueName,
 } from '../support/env.js';
-import { createDatabase, loadSample, rowCounts, withClient } from '../support/sample.js';
+import {
+  createDatabase,
+  loadSample,
+  rowCounts,
+  urlOfDatabase,
+  withClient,
+} from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
 
 function databaseUrl(name: string): string {
-  const url = new URL(sharedPostgresUrl());
-  url.pathname = `/${name}`;
-  return url.toString();
+  return urlOfDatabase(sharedPostgresUrl(), name);
 }
 
 async function databaseExists(name: string): Promise<boolean> {

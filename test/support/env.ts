@@ -3,8 +3,13 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
-import type { BackupOptions } from '../../src/backup/backup.js';
-import { MemoryLogger } from '../../src/core/logger.js';
+import {
+  wholeDatabaseBackup,
+  type BackupDeps,
+  type BackupOptions,
+} from '../../src/backup/backup.js';
+import { MemoryLogger, systemClock } from '../../src/core/logger.js';
+import type { ClientTools } from '../../src/postgres/tools.js';
 import { parseConnectionString } from '../../src/postgres/connection.js';
 import { runBundle, type BundleRun } from './bundle.js';
 import { LocalStorage } from '../../src/storage/local.js';
@@ -129,18 +134,25 @@ export function testBackupOptions(
   overrides: Partial<BackupOptions> = {},
 ): BackupOptions {
   return {
-    connection: parseConnectionString(url),
-    name,
-    format: 'custom',
-    jobs: 1,
-    compression: { method: 'auto' },
-    selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
-    globals: false,
-    kind: 'scheduled',
-    labels: {},
-    rowCounts: 'exact',
+    ...wholeDatabaseBackup(parseConnectionString(url), name),
     sizeChangeThreshold: 1000,
-    git: {},
+    ...overrides,
+  };
+}
+
+/** Deps for runBackup in tests: these client tools, a quiet logger, no progress lines; then overrides. */
+export function testBackupDeps(
+  storage: Storage,
+  tools: ClientTools,
+  overrides: Partial<BackupDeps> = {},
+): BackupDeps {
+  return {
+    storage,
+    logger: new MemoryLogger(),
+    clock: systemClock,
+    env: process.env,
+    resolveTools: async () => tools,
+    progressIntervalMs: 0,
     ...overrides,
   };
 }

@@ -75,6 +75,11 @@ export async function createDatabase(serverUrl: string, name: string): Promise<s
     await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     await c.query(`CREATE DATABASE "${name}"`);
   });
+  return urlOfDatabase(serverUrl, name);
+}
+
+/** The URL of database `name` on the server of `serverUrl` (same user, password and host). */
+export function urlOfDatabase(serverUrl: string, name: string): string {
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();

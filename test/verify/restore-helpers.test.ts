@@ -7,7 +7,7 @@ import { manifestKey } from '../../src/catalog/keys.js';
 import type { Manifest } from '../../src/catalog/manifest.js';
 import { readManifest } from '../../src/catalog/catalog.js';
 import { ConfigurationError } from '../../src/core/errors.js';
-import { MemoryLogger, systemClock } from '../../src/core/logger.js';
+import { MemoryLogger } from '../../src/core/logger.js';
 import { findOnPath } from '../../src/core/process.js';
 import { AgeError, generateIdentity } from '../../src/crypto/age.js';
 import { connect } from '../../src/postgres/connection.js';
@@ -36,12 +36,19 @@ import type { Storage } from '../../src/storage/storage.js';
 import { machineClientTools, machineServer } from '../support/embedded.js';
 import {
   makeStore,
+  testBackupDeps,
   testBackupOptions,
   sharedPostgresUrl,
   uniqueName,
   type TestStore,
 } from '../support/env.js';
-import { loadSample, newDatabase, rowCounts, withClient } from '../support/sample.js';
+import {
+  loadSample,
+  newDatabase,
+  rowCounts,
+  urlOfDatabase,
+  withClient,
+} from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
 const zstdPath = findOnPath('zstd');
@@ -64,15 +71,10 @@ async function backup(
   name: string,
   overrides: Partial<BackupOptions> = {},
 ): Promise<Manifest> {
-  const result = await runBackup(backupOptions(name, overrides), {
-    storage,
-    logger: new MemoryLogger(),
-    clock: systemClock,
-    env: process.env,
-    zstdPath,
-    resolveTools: async () => tools,
-    progressIntervalMs: 0,
-  });
+  const result = await runBackup(
+    backupOptions(name, overrides),
+    testBackupDeps(storage, tools, { zstdPath }),
+  );
   return result.manifest;
 }
 
@@ -471,10 +473,8 @@ describe('restoring and checking what the restored database holds', () => {
 
   it('creates a missing target database and drops it afterwards; refuses a non-empty one', async () => {
     const logger = new MemoryLogger();
-    const server = new URL(sharedPostgresUrl());
     const name = uniqueName('fresh').replace(/-/g, '_');
-    server.pathname = `/${name}`;
-    const target = await givenTarget({ url: server.toString(), logger });
+    const target = await givenTarget({ url: urlOfDatabase(sharedPostgresUrl(), name), logger });
     expect(logger.lines).toContain(`Created database ${name} to restore into`);
     expect(target.serverMajor).toBe(15);
     expect(target.describe).not.toContain(PASSWORD);

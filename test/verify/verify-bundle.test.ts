@@ -8,7 +8,13 @@ import { generateIdentity } from '../../src/crypto/age.js';
 import type { VerifyReport } from '../../src/verify/verify.js';
 import { runBundle, type BundleRun } from '../support/bundle.js';
 import { makeStore, sharedPostgresUrl, uniqueName, type TestStore } from '../support/env.js';
-import { loadPagila, loadSample, newDatabase, readPagilaTableNames } from '../support/sample.js';
+import {
+  loadPagila,
+  loadSample,
+  newDatabase,
+  readPagilaTableNames,
+  urlOfDatabase,
+} from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
 
@@ -24,9 +30,7 @@ beforeAll(async () => {
 
 /** A database URL on the shared server that does not exist yet (verify creates and drops it). */
 function freshTargetUrl(): string {
-  const url = new URL(sharedPostgresUrl());
-  url.pathname = `/${uniqueName('vtarget').replace(/-/g, '_')}`;
-  return url.toString();
+  return urlOfDatabase(sharedPostgresUrl(), uniqueName('vtarget').replace(/-/g, '_'));
 }
 
 function expectNoSecrets(run: BundleRun, ...secrets: string[]): void {

@@ -16,7 +16,7 @@ import {
   type VerifyReport,
 } from '../../src/verify/verify.js';
 import { machineClientTools, machineServer } from '../support/embedded.js';
-import { makeStore, testBackupOptions, type TestStore } from '../support/env.js';
+import { makeStore, testBackupDeps, testBackupOptions, type TestStore } from '../support/env.js';
 import { loadSample, newDatabase, withClient } from '../support/sample.js';
 
 const zstdPath = findOnPath('zstd');
@@ -34,15 +34,10 @@ async function backup(
   name: string,
   overrides: Partial<BackupOptions> = {},
 ): Promise<Manifest> {
-  const result = await runBackup(testBackupOptions(sourceUrl, name, { jobs: 2, ...overrides }), {
-    storage,
-    logger: new MemoryLogger(),
-    clock: systemClock,
-    env: process.env,
-    zstdPath,
-    resolveTools: async () => tools,
-    progressIntervalMs: 0,
-  });
+  const result = await runBackup(
+    testBackupOptions(sourceUrl, name, { jobs: 2, ...overrides }),
+    testBackupDeps(storage, tools, { zstdPath }),
+  );
   return result.manifest;
 }
 
