@@ -71563,13 +71563,13 @@ var errors = __nccwpck_require__(3828);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
 
 /** Key layout of the catalog inside a store. Every key is relative to the store's prefix. */
-function backupsPrefix(name) {
+function keys_backupsPrefix(name) {
     return `${name}/backups/`;
 }
 function backupPrefix(name, id) {
     return `${name}/backups/${id}/`;
 }
-function manifestKey(name, id) {
+function keys_manifestKey(name, id) {
     return `${backupPrefix(name, id)}manifest.json`;
 }
 function keys_verificationsPrefix(name, id) {
@@ -71638,7 +71638,7 @@ function totalBytes(manifest) {
 
 /** Reads and checks one manifest; a manifest that does not parse is an error, not a missing backup. */
 async function readManifest(storage, name, id) {
-    const key = manifestKey(name, id);
+    const key = keys_manifestKey(name, id);
     const data = await storage.getBytes(key);
     if (!data)
         return undefined;
@@ -71675,7 +71675,7 @@ function parseManifest(data, where) {
 async function listCatalog(storage, name) {
     const byId = await groupByFolder(storage, backupsPrefix(name));
     for (const id of byId.keys())
-        if (!keys_isBackupId(id))
+        if (!isBackupId(id))
             byId.delete(id);
     const entries = [];
     const ids = [...byId.keys()].sort();
@@ -71717,6 +71717,27 @@ function completeBackups(entries) {
     return entries
         .flatMap((e) => (e.manifest ? [e.manifest] : []))
         .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt) || b.id.localeCompare(a.id));
+}
+/**
+ * The complete backup of a name whose manifest was stored last (ties: the greater id), or
+ * undefined when there is none. One listing pass and, unless that backup is pruned in between,
+ * one manifest read: a backup needs its predecessor, not the whole catalog.
+ */
+async function lastStoredBackup(storage, name) {
+    const byId = await groupByFolder(storage, keys_backupsPrefix(name));
+    const stored = [...byId]
+        .flatMap(([id, objects]) => {
+        const key = keys_manifestKey(name, id);
+        const manifest = keys_isBackupId(id) ? objects.find((o) => o.key === key) : undefined;
+        return manifest ? [{ id, at: manifest.lastModified.getTime() }] : [];
+    })
+        .sort((a, b) => b.at - a.at || b.id.localeCompare(a.id));
+    for (const { id } of stored) {
+        const manifest = await readManifest(storage, name, id);
+        if (manifest)
+            return manifest;
+    }
+    return undefined;
 }
 /**
  * The backup to work on: the given id, or the newest complete one. A missing id or an empty
@@ -73204,7 +73225,7 @@ async function runBackup(options, deps) {
         if (!encrypted) {
             warnings.push(`Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`);
         }
-        const previous = completeBackups(await listCatalog(storage, name))[0];
+        const previous = await lastStoredBackup(storage, name);
         const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
         const prefix = backupPrefix(name, id);
         const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;
@@ -73295,7 +73316,7 @@ async function runBackup(options, deps) {
                 excludeTableData: options.selection.excludeTableData,
             },
         };
-        const mKey = manifestKey(name, id);
+        const mKey = keys_manifestKey(name, id);
         await storage.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true });
         stored.length = 0;
         const durationSeconds = (Date.now() - t0) / 1000;

@@ -71734,13 +71734,13 @@ var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
 
 /** Key layout of the catalog inside a store. Every key is relative to the store's prefix. */
-function backupsPrefix(name) {
+function keys_backupsPrefix(name) {
     return `${name}/backups/`;
 }
 function backupPrefix(name, id) {
     return `${name}/backups/${id}/`;
 }
-function manifestKey(name, id) {
+function keys_manifestKey(name, id) {
     return `${backupPrefix(name, id)}manifest.json`;
 }
 function verificationsPrefix(name, id) {
@@ -71809,7 +71809,7 @@ function totalBytes(manifest) {
 
 /** Reads and checks one manifest; a manifest that does not parse is an error, not a missing backup. */
 async function readManifest(storage, name, id) {
-    const key = manifestKey(name, id);
+    const key = keys_manifestKey(name, id);
     const data = await storage.getBytes(key);
     if (!data)
         return undefined;
@@ -71844,7 +71844,7 @@ function parseManifest(data, where) {
  * One listing pass; manifests are fetched only for folders that have one.
  */
 async function listCatalog(storage, name) {
-    const byId = await groupByFolder(storage, backupsPrefix(name));
+    const byId = await groupByFolder(storage, keys_backupsPrefix(name));
     for (const id of byId.keys())
         if (!keys_isBackupId(id))
             byId.delete(id);
@@ -71852,7 +71852,7 @@ async function listCatalog(storage, name) {
     const ids = [...byId.keys()].sort();
     const manifests = await mapLimit(ids, 8, async (id) => {
         const objects = byId.get(id) ?? [];
-        const hasManifest = objects.some((o) => o.key === manifestKey(name, id));
+        const hasManifest = objects.some((o) => o.key === keys_manifestKey(name, id));
         return hasManifest ? readManifest(storage, name, id) : undefined;
     });
     ids.forEach((id, i) => {
@@ -71888,6 +71888,27 @@ function completeBackups(entries) {
     return entries
         .flatMap((e) => (e.manifest ? [e.manifest] : []))
         .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt) || b.id.localeCompare(a.id));
+}
+/**
+ * The complete backup of a name whose manifest was stored last (ties: the greater id), or
+ * undefined when there is none. One listing pass and, unless that backup is pruned in between,
+ * one manifest read: a backup needs its predecessor, not the whole catalog.
+ */
+async function lastStoredBackup(storage, name) {
+    const byId = await groupByFolder(storage, backupsPrefix(name));
+    const stored = [...byId]
+        .flatMap(([id, objects]) => {
+        const key = manifestKey(name, id);
+        const manifest = isBackupId(id) ? objects.find((o) => o.key === key) : undefined;
+        return manifest ? [{ id, at: manifest.lastModified.getTime() }] : [];
+    })
+        .sort((a, b) => b.at - a.at || b.id.localeCompare(a.id));
+    for (const { id } of stored) {
+        const manifest = await readManifest(storage, name, id);
+        if (manifest)
+            return manifest;
+    }
+    return undefined;
 }
 /**
  * The backup to work on: the given id, or the newest complete one. A missing id or an empty
@@ -72868,7 +72889,7 @@ function catalogBackup(storage, entry, lastVerification, logger) {
     const manifest = entry.manifest;
     if (!manifest)
         throw new Error(`catalogBackup: ${entry.id} has no manifest`);
-    const where = storage.location(manifestKey(entry.name, entry.id));
+    const where = storage.location(keys_manifestKey(entry.name, entry.id));
     const finishedAt = new Date(manifest.finishedAt);
     if (Number.isNaN(finishedAt.getTime())) {
         throw new Error(`The manifest ${where} has an invalid finishedAt ${JSON.stringify(manifest.finishedAt)}; ` +
@@ -73024,7 +73045,7 @@ async function executePlans(plans, options, deps, errors) {
         }
     }
     // Step 1: manifests. A backup whose manifest Object Lock keeps stays whole.
-    const manifestKeys = doomed.map(({ plan, item }) => manifestKey(plan.result.name, item.id));
+    const manifestKeys = doomed.map(({ plan, item }) => keys_manifestKey(plan.result.name, item.id));
     let first;
     try {
         first = await deleteKeys(storage, manifestKeys, options.bypassGovernanceRetention);
@@ -73037,7 +73058,7 @@ async function executePlans(plans, options, deps, errors) {
     }
     const gone = [];
     for (const d of doomed) {
-        const key = manifestKey(d.plan.result.name, d.item.id);
+        const key = keys_manifestKey(d.plan.result.name, d.item.id);
         const reason = first.get(key);
         if (reason !== undefined) {
             d.item.outcome = 'kept-locked';
@@ -73054,7 +73075,7 @@ async function executePlans(plans, options, deps, errors) {
     for (const { plan, item } of gone) {
         const name = plan.result.name;
         for (const o of plan.backupObjects.get(item.id) ?? []) {
-            if (o.key !== manifestKey(name, item.id))
+            if (o.key !== keys_manifestKey(name, item.id))
                 owners.set(o.key, { type: 'backup', item });
         }
         for (const o of plan.records.get(item.id) ?? []) {

@@ -71972,6 +71972,27 @@ function completeBackups(entries) {
         .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt) || b.id.localeCompare(a.id));
 }
 /**
+ * The complete backup of a name whose manifest was stored last (ties: the greater id), or
+ * undefined when there is none. One listing pass and, unless that backup is pruned in between,
+ * one manifest read: a backup needs its predecessor, not the whole catalog.
+ */
+async function lastStoredBackup(storage, name) {
+    const byId = await groupByFolder(storage, backupsPrefix(name));
+    const stored = [...byId]
+        .flatMap(([id, objects]) => {
+        const key = manifestKey(name, id);
+        const manifest = isBackupId(id) ? objects.find((o) => o.key === key) : undefined;
+        return manifest ? [{ id, at: manifest.lastModified.getTime() }] : [];
+    })
+        .sort((a, b) => b.at - a.at || b.id.localeCompare(a.id));
+    for (const { id } of stored) {
+        const manifest = await readManifest(storage, name, id);
+        if (manifest)
+            return manifest;
+    }
+    return undefined;
+}
+/**
  * The backup to work on: the given id, or the newest complete one. A missing id or an empty
  * catalog is a ConfigurationError that says what exists.
  */
@@ -73746,7 +73767,7 @@ async function runBackup(options, deps) {
         if (!encrypted) {
             warnings.push(`Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`);
         }
-        const previous = completeBackups(await listCatalog(storage, name))[0];
+        const previous = await lastStoredBackup(storage, name);
         const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
         const prefix = backupPrefix(name, id);
         const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;

@@ -73044,13 +73044,13 @@ var external_node_crypto_ = __nccwpck_require__(77598);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
 
 /** Key layout of the catalog inside a store. Every key is relative to the store's prefix. */
-function backupsPrefix(name) {
+function keys_backupsPrefix(name) {
     return `${name}/backups/`;
 }
 function backupPrefix(name, id) {
     return `${name}/backups/${id}/`;
 }
-function manifestKey(name, id) {
+function keys_manifestKey(name, id) {
     return `${backupPrefix(name, id)}manifest.json`;
 }
 function keys_verificationsPrefix(name, id) {
@@ -73076,7 +73076,7 @@ const ID_PATTERN = /^(\d{8}T\d{6}Z)-([0-9a-f]{6})$/;
 function newBackupId(at, random) {
     return `${compactTime(at)}-${random()}`;
 }
-function isBackupId(id) {
+function keys_isBackupId(id) {
     return ID_PATTERN.test(id);
 }
 /** The time encoded in a backup id. */
@@ -75803,7 +75803,7 @@ function totalBytes(manifest) {
 
 /** Reads and checks one manifest; a manifest that does not parse is an error, not a missing backup. */
 async function readManifest(storage, name, id) {
-    const key = manifestKey(name, id);
+    const key = keys_manifestKey(name, id);
     const data = await storage.getBytes(key);
     if (!data)
         return undefined;
@@ -75838,15 +75838,15 @@ function parseManifest(data, where) {
  * One listing pass; manifests are fetched only for folders that have one.
  */
 async function listCatalog(storage, name) {
-    const byId = await groupByFolder(storage, backupsPrefix(name));
+    const byId = await groupByFolder(storage, keys_backupsPrefix(name));
     for (const id of byId.keys())
-        if (!isBackupId(id))
+        if (!keys_isBackupId(id))
             byId.delete(id);
     const entries = [];
     const ids = [...byId.keys()].sort();
     const manifests = await mapLimit(ids, 8, async (id) => {
         const objects = byId.get(id) ?? [];
-        const hasManifest = objects.some((o) => o.key === manifestKey(name, id));
+        const hasManifest = objects.some((o) => o.key === keys_manifestKey(name, id));
         return hasManifest ? readManifest(storage, name, id) : undefined;
     });
     ids.forEach((id, i) => {
@@ -75884,12 +75884,33 @@ function completeBackups(entries) {
         .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt) || b.id.localeCompare(a.id));
 }
 /**
+ * The complete backup of a name whose manifest was stored last (ties: the greater id), or
+ * undefined when there is none. One listing pass and, unless that backup is pruned in between,
+ * one manifest read: a backup needs its predecessor, not the whole catalog.
+ */
+async function lastStoredBackup(storage, name) {
+    const byId = await groupByFolder(storage, backupsPrefix(name));
+    const stored = [...byId]
+        .flatMap(([id, objects]) => {
+        const key = manifestKey(name, id);
+        const manifest = isBackupId(id) ? objects.find((o) => o.key === key) : undefined;
+        return manifest ? [{ id, at: manifest.lastModified.getTime() }] : [];
+    })
+        .sort((a, b) => b.at - a.at || b.id.localeCompare(a.id));
+    for (const { id } of stored) {
+        const manifest = await readManifest(storage, name, id);
+        if (manifest)
+            return manifest;
+    }
+    return undefined;
+}
+/**
  * The backup to work on: the given id, or the newest complete one. A missing id or an empty
  * catalog is a ConfigurationError that says what exists.
  */
 async function selectBackup(storage, name, backupId) {
     if (backupId) {
-        if (!isBackupId(backupId)) {
+        if (!keys_isBackupId(backupId)) {
             throw new errors/* ConfigurationError */.j1(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
         }
         const manifest = await readManifest(storage, name, backupId);
@@ -76482,7 +76503,7 @@ async function runVerify(options, deps) {
                 sourceVersion: manifest.source.serverVersion,
                 pgDumpVersion: manifest.tools.pgDumpVersion,
                 objectLocation: storage.location(dump.key),
-                manifestLocation: storage.location(manifestKey(name, manifest.id)),
+                manifestLocation: storage.location(keys_manifestKey(name, manifest.id)),
             }
             : undefined,
         restore: options.restore,
@@ -77251,7 +77272,7 @@ async function runVerifyAction() {
         core/* setSecret */.Pq(env.PGPASSWORD);
     const identities = parseIdentities(identityText ?? '');
     const backupId = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.BackupId)?.trim();
-    if (backupId !== undefined && !isBackupId(backupId)) {
+    if (backupId !== undefined && !keys_isBackupId(backupId)) {
         throw new errors/* ConfigurationError */.j1(`Input '${names/* Inputs */.G.BackupId}' must look like 20261121T051500Z-3f9a1c (or be empty for the newest backup), got '${backupId}'.`);
     }
     const restore = (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.Restore, true);

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable, pipeline } from 'node:stream';
 import type pg from 'pg';
-import { completeBackups, listCatalog } from '../catalog/catalog.js';
+import { lastStoredBackup } from '../catalog/catalog.js';
 import { backupPrefix, isCatalogName, manifestKey, newBackupId } from '../catalog/keys.js';
 import {
   MANIFEST_SCHEMA_VERSION,
@@ -278,7 +278,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
       );
     }
 
-    const previous = completeBackups(await listCatalog(storage, name))[0];
+    const previous = await lastStoredBackup(storage, name);
     const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
     const prefix = backupPrefix(name, id);
     const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;

@@ -113,6 +113,30 @@ export function completeBackups(entries: CatalogEntry[]): Manifest[] {
 }
 
 /**
+ * The complete backup of a name whose manifest was stored last (ties: the greater id), or
+ * undefined when there is none. One listing pass and, unless that backup is pruned in between,
+ * one manifest read: a backup needs its predecessor, not the whole catalog.
+ */
+export async function lastStoredBackup(
+  storage: Storage,
+  name: string,
+): Promise<Manifest | undefined> {
+  const byId = await groupByFolder(storage, backupsPrefix(name));
+  const stored = [...byId]
+    .flatMap(([id, objects]) => {
+      const key = manifestKey(name, id);
+      const manifest = isBackupId(id) ? objects.find((o) => o.key === key) : undefined;
+      return manifest ? [{ id, at: manifest.lastModified.getTime() }] : [];
+    })
+    .sort((a, b) => b.at - a.at || b.id.localeCompare(a.id));
+  for (const { id } of stored) {
+    const manifest = await readManifest(storage, name, id);
+    if (manifest) return manifest;
+  }
+  return undefined;
+}
+
+/**
  * The backup to work on: the given id, or the newest complete one. A missing id or an empty
  * catalog is a ConfigurationError that says what exists.
  */
