@@ -6,11 +6,11 @@
 // (shared machines are noisy), and it asserts nothing.
 import { execFileSync, spawn } from 'node:child_process';
 import {
-  createWriteStream,
   createReadStream,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -18,7 +18,6 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -35,7 +34,8 @@ for (const project of ['tsconfig.build.json', 'tsconfig.setup.json']) {
 const lib = (p) => import(path.join(root, 'lib', p));
 const { startScratchCluster } = await lib('postgres/cluster.js');
 const { findClientTools, findServerBinaries } = await lib('postgres/tools.js');
-const { generateIdentity, createEncryptStream } = await lib('crypto/age.js');
+const { generateIdentity, AgeEncryptor } = await lib('crypto/age.js');
+const { READ_SIZE: FIFO_READ_SIZE } = await lib('core/fifo.js');
 const { MemoryLogger } = await lib('core/logger.js');
 const { planRetention } = await lib('catalog/retention.js');
 const { S3Storage } = await lib('storage/s3.js');
@@ -94,16 +94,19 @@ function psql(url, ...args) {
     .trim();
 }
 
-/** Runs a bundle with INPUT_* variables; returns wall time, outputs and the process's peak RSS. */
+/**
+ * Runs a bundle with INPUT_* variables; returns wall time, outputs, and the process's peak RSS and
+ * CPU time.
+ */
 async function runBundle(action, inputs, env = {}) {
   const dir = mkdtempSync(path.join(work, `run-${action}-`));
   const output = path.join(dir, 'output');
   const summary = path.join(dir, 'summary');
   writeFileSync(output, '');
   writeFileSync(summary, '');
-  const rssFile = path.join(dir, 'rss');
+  const usageFile = path.join(dir, 'usage');
   const hook =
-    `data:text/javascript,process.on('exit',()=>require('fs').writeFileSync(${JSON.stringify(rssFile)},String(process.resourceUsage().maxRSS)))`.replace(
+    `data:text/javascript,process.on('exit',()=>require('fs').writeFileSync(${JSON.stringify(usageFile)},JSON.stringify(process.resourceUsage())))`.replace(
       "require('fs')",
       "process.getBuiltinModule('fs')",
     );
@@ -128,8 +131,29 @@ async function runBundle(action, inputs, env = {}) {
   const outputs = {};
   for (const m of readFileSync(output, 'utf8').matchAll(/^([^<\n]+)<<(\S+)\n([\s\S]*?)\n\2$/gm))
     outputs[m[1]] = m[3];
-  const rssMiB = existsSync(rssFile) ? Number(readFileSync(rssFile, 'utf8')) / 1024 : undefined;
-  return { seconds, outputs, rssMiB, stdout };
+  const usage = existsSync(usageFile) ? JSON.parse(readFileSync(usageFile, 'utf8')) : undefined;
+  const rssMiB = usage ? usage.maxRSS / 1024 : undefined;
+  const cpuSeconds = usage ? (usage.userCPUTime + usage.systemCPUTime) / 1e6 : undefined;
+  return { seconds, outputs, rssMiB, cpuSeconds, stdout };
+}
+
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+
+/** CPU seconds used so far by the processes whose command line contains `marker`. */
+function cpuSecondsOf(marker) {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker)) continue;
+      // Fields after the command name, which is in parentheses: utime and stime are 14 and 15.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return ticks / CLOCK_TICKS;
 }
 
 const WORDS =
@@ -232,6 +256,13 @@ try {
   const zlib = timeShell(`${pgDump} -Fc > "${dumpFile}"`, env);
   const zlibBytes = statSync(dumpFile).size;
   row('pg_dump -Fc > file (default zlib)', zlib, { bytes: zlibBytes });
+  // The same archive through zstd -3: how zstd and zlib compare on this data, whatever the
+  // level the backup uses.
+  const zstd3File = path.join(work, 'plain3.pgc.zst');
+  const zstd3 = timeShell(`${pgDump} -Fc -Z0 | zstd -T0 -3 -q -c > "${zstd3File}"`, env);
+  const zstd3Bytes = statSync(zstd3File).size;
+  row('pg_dump -Fc -Z0 | zstd -T0 -3 > file', zstd3, { bytes: zstd3Bytes });
+  rmSync(zstd3File);
   const gzFile = path.join(work, 'plain.sql.gz');
   const seedsDump = timeShell(`"${client.pgDump}" -d "${url}" | gzip > "${gzFile}"`, env);
 
@@ -293,7 +324,9 @@ try {
       'encryption-recipients': key.recipient,
     });
     round.local = full.seconds;
+    round.localCpu = full.cpuSeconds;
     if (s3Env) {
+      const serverCpu = cpuSecondsOf(swift.baseDir);
       s3Row = await runBundle(
         'backup',
         {
@@ -306,6 +339,8 @@ try {
         s3Env,
       );
       round.s3 = s3Row.seconds;
+      round.s3Cpu = s3Row.cpuSeconds;
+      round.s3ServerCpu = cpuSecondsOf(swift.baseDir) - serverCpu;
     }
     rounds.push(round);
   }
@@ -334,6 +369,18 @@ try {
     const ratios = rounds.map((round) => round[k] / round.raw);
     return `${median(ratios).toFixed(2)} (rounds ${spread(ratios)})`;
   };
+  console.log('  CPU seconds (medians):');
+  row('  the action process, backup to the local store', median(of('localCpu')), {
+    range: spread(of('localCpu')),
+  });
+  if (s3Row) {
+    row('  the action process, backup to the S3 server', median(of('s3Cpu')), {
+      range: spread(of('s3Cpu')),
+    });
+    row('  the S3 server (Swift) during the backup to it', median(of('s3ServerCpu')), {
+      range: spread(of('s3ServerCpu')),
+    });
+  }
   if (seedsUpload !== undefined)
     row('runbook: pg_dump | gzip > file, then upload the file', seedsDump + seedsUpload);
   else row('runbook: pg_dump | gzip > file (upload not measured)', seedsDump);
@@ -379,18 +426,34 @@ try {
   console.log('\nEncryption throughput (512 MB through age):');
   const blob = path.join(work, 'blob');
   execFileSync('bash', ['-c', `head -c 512000000 /dev/urandom > "${blob}"`]);
-  const t = process.hrtime.bigint();
-  await pipeline(
-    createReadStream(blob),
-    createEncryptStream({ recipients: [key.recipient] }),
-    createWriteStream('/dev/null'),
-  );
-  const ours = Number(process.hrtime.bigint() - t) / 1e9;
-  row('age encryption in this project (node:crypto)', ours, { bytes: 512e6 });
-  const cli = existsSync('/usr/bin/age')
-    ? timeShell(`age -r ${key.recipient} < "${blob}" > /dev/null`)
-    : undefined;
-  if (cli !== undefined) row('age CLI', cli, { bytes: 512e6 });
+  // As the backup encrypts: the bytes are in memory (the buffer the named pipe is read into)
+  // and go to the encryptor slice by slice; the age CLI reads the same file from the page cache.
+  const plain = readFileSync(blob);
+  const encryptOnce = async () => {
+    const encryptor = await AgeEncryptor.create({ recipients: [key.recipient] });
+    const t = process.hrtime.bigint();
+    for (let offset = 0; offset < plain.length; offset += FIFO_READ_SIZE)
+      encryptor.update(plain.subarray(offset, offset + FIFO_READ_SIZE));
+    encryptor.final();
+    return Number(process.hrtime.bigint() - t) / 1e9;
+  };
+  const cliOnce = () => timeShell(`age -r ${key.recipient} < "${blob}" > /dev/null`);
+  const ourTimes = [];
+  const cliTimes = [];
+  const hasCli = existsSync('/usr/bin/age');
+  for (let r = 0; r < 3; r++) {
+    ourTimes.push(await encryptOnce());
+    if (hasCli) cliTimes.push(cliOnce());
+  }
+  console.log('  (medians of 3 turns)');
+  const ours = median(ourTimes);
+  row('age encryption in this project (node:crypto)', ours, {
+    bytes: plain.length,
+    range: spread(ourTimes),
+  });
+  const cli = hasCli ? median(cliTimes) : undefined;
+  if (cli !== undefined)
+    row('age CLI, file to /dev/null', cli, { bytes: plain.length, range: spread(cliTimes) });
 
   console.log('\nRetention planning:');
   const backups = Array.from({ length: 10_000 }, (_, i) => ({
@@ -426,6 +489,9 @@ try {
     );
   console.log(
     `  backup object / pg_dump -Fc object (size)            ${ratio(Number(full.outputs.bytes), zlibBytes)}  [<= 1.00]`,
+  );
+  console.log(
+    `  pg_dump -Fc -Z0 | zstd -3 object / pg_dump -Fc object ${ratio(zstd3Bytes, zlibBytes)}  (this data's zstd against zlib)`,
   );
   console.log(
     `  pg_dump -Fc (default) / backup to local (speed-up)   ${ratio(zlib, median(of('local')))}`,

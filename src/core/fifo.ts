@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { asError } from './errors.js';
 
 /** Bytes asked for per read: a pipe holds 64 KiB by default. */
-const READ_SIZE = 64 * 1024;
+export const READ_SIZE = 64 * 1024;
 
 /** A synchronous step applied to what is read; it must not keep references to its input. */
 export interface ChunkProcessor {
