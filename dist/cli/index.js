@@ -79455,36 +79455,54 @@ function decryptOptions(manifest, decryption) {
     return { identities: decryption.identities, passphrase: decryption.passphrase };
 }
 /**
- * The transforms that turn the stored bytes into a pg_restore archive stream: age decryption,
- * then decompression. External decompressors run as processes; `processes` lists them so the
- * caller can check their exits.
+ * Opens the way from the stored bytes to a restorable archive in `dir`: age decryption here,
+ * then decompression, then the archive file (custom format) or `tar -x` (directory format).
+ * zstd writes straight into the file or into tar, so the decompressed archive, several times
+ * the object's size, never passes through this process. The archive file is readable by its
+ * owner only: it holds the data in the clear.
  */
-function decodeStages(manifest, decryption, tools) {
+async function openDecoder(manifest, decryption, tools, dir) {
     const stages = [];
     const processes = [];
     if (manifest.encryption)
         stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
-    if (manifest.compression.method === 'zstd') {
-        if (!tools.zstdPath) {
-            throw new ConfigurationError(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
-        }
+    const zstd = manifest.compression.method === 'zstd';
+    if (zstd && !tools.zstdPath) {
+        throw new ConfigurationError(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
+    }
+    if (manifest.compression.method === 'gzip')
+        stages.push((0,external_node_zlib_.createGunzip)());
+    const startZstd = (stdout) => {
         const proc = startProcess(tools.zstdPath, ['-d', '-q', '-c'], {
-            stdio: ['pipe', 'pipe', 'pipe'],
+            stdio: ['pipe', stdout, 'pipe'],
         });
         processes.push({ tool: 'zstd -d', proc });
-        stages.push(duplexOf(proc));
+        return proc;
+    };
+    if (manifest.format === 'directory') {
+        const archivePath = external_node_path_.join(dir, 'archive');
+        await (0,promises_.mkdir)(archivePath, { recursive: true });
+        const zstdProc = zstd ? startZstd('pipe') : undefined;
+        const tar = startProcess('tar', ['-x', '-f', '-', '-C', archivePath], {
+            stdio: [zstdProc ? zstdProc.child.stdout : 'pipe', 'ignore', 'pipe'],
+        });
+        processes.push({ tool: 'tar -x', proc: tar });
+        // tar reads zstd's output itself; this process lets go of its end of that pipe.
+        zstdProc?.child.stdout?.destroy();
+        return { archivePath, stages, sink: (zstdProc ?? tar).child.stdin, processes };
     }
-    else if (manifest.compression.method === 'gzip') {
-        stages.push((0,external_node_zlib_.createGunzip)());
+    const archivePath = external_node_path_.join(dir, 'archive.pgc');
+    if (!zstd) {
+        const sink = (0,external_node_fs_.createWriteStream)(archivePath, { mode: 0o600 });
+        return { archivePath, stages, sink, processes };
     }
-    return { stages, processes };
-}
-/** A child process's stdin/stdout as one duplex stage. */
-function duplexOf(proc) {
-    return external_node_stream_.Duplex.from({
-        writable: proc.child.stdin,
-        readable: proc.child.stdout,
-    });
+    const file = await (0,promises_.open)(archivePath, 'w', 0o600);
+    try {
+        return { archivePath, stages, sink: startZstd(file.fd).child.stdin, processes };
+    }
+    finally {
+        await file.close();
+    }
 }
 /**
  * Feeds `source` through `hash` into `decode`, and keeps hashing to the end even when decoding
@@ -79529,22 +79547,7 @@ async function fetchArchive(options) {
     const entry = dumpObject(manifest);
     await (0,promises_.mkdir)(options.dir, { recursive: true });
     const hash = new HashCounter();
-    const { stages, processes } = decodeStages(manifest, options.decryption, options.tools);
-    let sink;
-    let archivePath;
-    if (manifest.format === 'directory') {
-        archivePath = external_node_path_.join(options.dir, 'archive');
-        await (0,promises_.mkdir)(archivePath, { recursive: true });
-        const tar = startProcess('tar', ['-x', '-f', '-', '-C', archivePath], {
-            stdio: ['pipe', 'ignore', 'pipe'],
-        });
-        processes.push({ tool: 'tar -x', proc: tar });
-        sink = tar.child.stdin;
-    }
-    else {
-        archivePath = external_node_path_.join(options.dir, 'archive.pgc');
-        sink = (0,external_node_fs_.createWriteStream)(archivePath);
-    }
+    const { archivePath, stages, sink, processes } = await openDecoder(manifest, options.decryption, options.tools, options.dir);
     const progress = new Progress(logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
     try {
         const source = await storage.getStream(entry.key);
@@ -79617,7 +79620,7 @@ async function downloadObject(options) {
     const progress = new Progress(options.logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
     try {
         const source = await options.storage.getStream(entry.key);
-        await (0,external_node_stream_promises_namespaceObject.pipeline)(source, hash, (0,external_node_fs_.createWriteStream)(file));
+        await (0,external_node_stream_promises_namespaceObject.pipeline)(source, hash, (0,external_node_fs_.createWriteStream)(file, { mode: 0o600 }));
         progress.report();
         checkIntegrity(entry, hash);
         return { path: file, bytes: hash.bytes, sha256: hash.digest() };
@@ -79637,36 +79640,23 @@ async function downloadObject(options) {
 async function decodeFile(options) {
     const { manifest, logger } = options;
     const entry = dumpObject(manifest);
-    const { stages, processes } = decodeStages(manifest, options.decryption, options.tools);
-    const all = [...processes];
+    const encoded = manifest.encryption !== null || ['zstd', 'gzip'].includes(manifest.compression.method);
+    if (manifest.format === 'custom' && !encoded) {
+        const archivePath = external_node_path_.join(options.dir, 'archive.pgc');
+        await (0,promises_.rename)(options.file, archivePath);
+        return { archivePath, format: 'custom', bytes: entry.bytes, sha256: entry.sha256 };
+    }
+    const all = [];
     try {
-        let archivePath;
-        let sink;
-        if (manifest.format === 'directory') {
-            archivePath = external_node_path_.join(options.dir, 'archive');
-            await (0,promises_.mkdir)(archivePath, { recursive: true });
-            const tar = startProcess('tar', ['-x', '-f', '-', '-C', archivePath], {
-                stdio: ['pipe', 'ignore', 'pipe'],
-            });
-            all.push({ tool: 'tar -x', proc: tar });
-            sink = tar.child.stdin;
-        }
-        else {
-            archivePath = external_node_path_.join(options.dir, 'archive.pgc');
-            if (stages.length === 0) {
-                await (0,promises_.rename)(options.file, archivePath);
-                return { archivePath, format: 'custom', bytes: entry.bytes, sha256: entry.sha256 };
-            }
-            sink = (0,external_node_fs_.createWriteStream)(archivePath);
-        }
-        const read = new HashCounter();
-        const progress = new Progress(logger, 'Decoded', () => read.bytes, options.progressIntervalMs ?? 5000);
+        const decoder = await openDecoder(manifest, options.decryption, options.tools, options.dir);
+        all.push(...decoder.processes);
+        const source = (0,external_node_fs_.createReadStream)(options.file, { highWaterMark: 1 << 20 });
+        const progress = new Progress(logger, 'Decoded', () => source.bytesRead, options.progressIntervalMs ?? 5000);
         try {
             await (0,external_node_stream_promises_namespaceObject.pipeline)([
-                (0,external_node_fs_.createReadStream)(options.file, { highWaterMark: 1 << 20 }),
-                read,
-                ...stages,
-                sink,
+                source,
+                ...decoder.stages,
+                decoder.sink,
             ]);
             for (const p of all) {
                 const exit = await p.proc.exited;
@@ -79679,7 +79669,12 @@ async function decodeFile(options) {
             progress.stop();
         }
         await (0,promises_.rm)(options.file, { force: true });
-        return { archivePath, format: manifest.format, bytes: entry.bytes, sha256: entry.sha256 };
+        return {
+            archivePath: decoder.archivePath,
+            format: manifest.format,
+            bytes: entry.bytes,
+            sha256: entry.sha256,
+        };
     }
     catch (error) {
         const code = error.code;

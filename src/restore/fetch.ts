@@ -1,8 +1,8 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
-import { Duplex, PassThrough, Readable, Writable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { dumpObject, type Manifest, type ObjectEntry } from '../catalog/manifest.js';
@@ -84,42 +84,72 @@ function decryptOptions(manifest: Manifest, decryption: Decryption | undefined):
   return { identities: decryption.identities, passphrase: decryption.passphrase };
 }
 
+/** What a stored dump object is decoded through, and where the restorable archive lands. */
+export interface Decoder {
+  /** The restorable archive: a custom-format file, or a directory-format folder. */
+  archivePath: string;
+  /** Transforms run in this process, in order (age decryption, gunzip). */
+  stages: NodeJS.ReadWriteStream[];
+  /** Where the bytes leave this process: a decompressor's or tar's stdin, or the archive file. */
+  sink: Writable;
+  /** External tools in the pipe, for their exits. */
+  processes: { tool: string; proc: RunningProcess }[];
+}
+
 /**
- * The transforms that turn the stored bytes into a pg_restore archive stream: age decryption,
- * then decompression. External decompressors run as processes; `processes` lists them so the
- * caller can check their exits.
+ * Opens the way from the stored bytes to a restorable archive in `dir`: age decryption here,
+ * then decompression, then the archive file (custom format) or `tar -x` (directory format).
+ * zstd writes straight into the file or into tar, so the decompressed archive, several times
+ * the object's size, never passes through this process. The archive file is readable by its
+ * owner only: it holds the data in the clear.
  */
-export function decodeStages(
+export async function openDecoder(
   manifest: Manifest,
   decryption: Decryption | undefined,
   tools: DecodeTools,
-): { stages: NodeJS.ReadWriteStream[]; processes: { tool: string; proc: RunningProcess }[] } {
+  dir: string,
+): Promise<Decoder> {
   const stages: NodeJS.ReadWriteStream[] = [];
   const processes: { tool: string; proc: RunningProcess }[] = [];
   if (manifest.encryption) stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
-  if (manifest.compression.method === 'zstd') {
-    if (!tools.zstdPath) {
-      throw new ConfigurationError(
-        `Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`,
-      );
-    }
-    const proc = startProcess(tools.zstdPath, ['-d', '-q', '-c'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
+  const zstd = manifest.compression.method === 'zstd';
+  if (zstd && !tools.zstdPath) {
+    throw new ConfigurationError(
+      `Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`,
+    );
+  }
+  if (manifest.compression.method === 'gzip') stages.push(createGunzip());
+  const startZstd = (stdout: number | 'pipe'): RunningProcess => {
+    const proc = startProcess(tools.zstdPath as string, ['-d', '-q', '-c'], {
+      stdio: ['pipe', stdout, 'pipe'],
     });
     processes.push({ tool: 'zstd -d', proc });
-    stages.push(duplexOf(proc));
-  } else if (manifest.compression.method === 'gzip') {
-    stages.push(createGunzip());
-  }
-  return { stages, processes };
-}
+    return proc;
+  };
 
-/** A child process's stdin/stdout as one duplex stage. */
-function duplexOf(proc: RunningProcess): NodeJS.ReadWriteStream {
-  return Duplex.from({
-    writable: proc.child.stdin as Writable,
-    readable: proc.child.stdout as Readable,
-  }) as unknown as NodeJS.ReadWriteStream;
+  if (manifest.format === 'directory') {
+    const archivePath = path.join(dir, 'archive');
+    await mkdir(archivePath, { recursive: true });
+    const zstdProc = zstd ? startZstd('pipe') : undefined;
+    const tar = startProcess('tar', ['-x', '-f', '-', '-C', archivePath], {
+      stdio: [zstdProc ? (zstdProc.child.stdout as Readable) : 'pipe', 'ignore', 'pipe'],
+    });
+    processes.push({ tool: 'tar -x', proc: tar });
+    // tar reads zstd's output itself; this process lets go of its end of that pipe.
+    zstdProc?.child.stdout?.destroy();
+    return { archivePath, stages, sink: (zstdProc ?? tar).child.stdin as Writable, processes };
+  }
+  const archivePath = path.join(dir, 'archive.pgc');
+  if (!zstd) {
+    const sink = createWriteStream(archivePath, { mode: 0o600 });
+    return { archivePath, stages, sink, processes };
+  }
+  const file = await open(archivePath, 'w', 0o600);
+  try {
+    return { archivePath, stages, sink: startZstd(file.fd).child.stdin as Writable, processes };
+  } finally {
+    await file.close();
+  }
 }
 
 /**
@@ -184,21 +214,12 @@ export async function fetchArchive(options: {
   const entry = dumpObject(manifest);
   await mkdir(options.dir, { recursive: true });
   const hash = new HashCounter();
-  const { stages, processes } = decodeStages(manifest, options.decryption, options.tools);
-  let sink: Writable;
-  let archivePath: string;
-  if (manifest.format === 'directory') {
-    archivePath = path.join(options.dir, 'archive');
-    await mkdir(archivePath, { recursive: true });
-    const tar = startProcess('tar', ['-x', '-f', '-', '-C', archivePath], {
-      stdio: ['pipe', 'ignore', 'pipe'],
-    });
-    processes.push({ tool: 'tar -x', proc: tar });
-    sink = tar.child.stdin as Writable;
-  } else {
-    archivePath = path.join(options.dir, 'archive.pgc');
-    sink = createWriteStream(archivePath);
-  }
+  const { archivePath, stages, sink, processes } = await openDecoder(
+    manifest,
+    options.decryption,
+    options.tools,
+    options.dir,
+  );
   const progress = new Progress(
     logger,
     'Downloaded',

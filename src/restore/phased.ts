@@ -1,16 +1,15 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { dumpObject, type Manifest } from '../catalog/manifest.js';
 import type { Logger } from '../core/logger.js';
-import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
+import { describeExit, type RunningProcess } from '../core/process.js';
 import { HashCounter, Progress } from '../core/streams.js';
 import type { Storage } from '../storage/storage.js';
 import {
   checkIntegrity,
-  decodeStages,
+  openDecoder,
   type Decryption,
   type DecodeTools,
   type FetchResult,
@@ -50,7 +49,7 @@ export async function downloadObject(options: {
   );
   try {
     const source = await options.storage.getStream(entry.key);
-    await pipeline(source, hash, createWriteStream(file));
+    await pipeline(source, hash, createWriteStream(file, { mode: 0o600 }));
     progress.report();
     checkIntegrity(entry, hash);
     return { path: file, bytes: hash.bytes, sha256: hash.digest() };
@@ -77,40 +76,29 @@ export async function decodeFile(options: {
 }): Promise<FetchResult> {
   const { manifest, logger } = options;
   const entry = dumpObject(manifest);
-  const { stages, processes } = decodeStages(manifest, options.decryption, options.tools);
-  const all: { tool: string; proc: RunningProcess }[] = [...processes];
+  const encoded =
+    manifest.encryption !== null || ['zstd', 'gzip'].includes(manifest.compression.method);
+  if (manifest.format === 'custom' && !encoded) {
+    const archivePath = path.join(options.dir, 'archive.pgc');
+    await rename(options.file, archivePath);
+    return { archivePath, format: 'custom', bytes: entry.bytes, sha256: entry.sha256 };
+  }
+  const all: { tool: string; proc: RunningProcess }[] = [];
   try {
-    let archivePath: string;
-    let sink: Writable;
-    if (manifest.format === 'directory') {
-      archivePath = path.join(options.dir, 'archive');
-      await mkdir(archivePath, { recursive: true });
-      const tar = startProcess('tar', ['-x', '-f', '-', '-C', archivePath], {
-        stdio: ['pipe', 'ignore', 'pipe'],
-      });
-      all.push({ tool: 'tar -x', proc: tar });
-      sink = tar.child.stdin as Writable;
-    } else {
-      archivePath = path.join(options.dir, 'archive.pgc');
-      if (stages.length === 0) {
-        await rename(options.file, archivePath);
-        return { archivePath, format: 'custom', bytes: entry.bytes, sha256: entry.sha256 };
-      }
-      sink = createWriteStream(archivePath);
-    }
-    const read = new HashCounter();
+    const decoder = await openDecoder(manifest, options.decryption, options.tools, options.dir);
+    all.push(...decoder.processes);
+    const source = createReadStream(options.file, { highWaterMark: 1 << 20 });
     const progress = new Progress(
       logger,
       'Decoded',
-      () => read.bytes,
+      () => source.bytesRead,
       options.progressIntervalMs ?? 5000,
     );
     try {
       await pipeline([
-        createReadStream(options.file, { highWaterMark: 1 << 20 }),
-        read,
-        ...stages,
-        sink,
+        source,
+        ...decoder.stages,
+        decoder.sink,
       ] as unknown as NodeJS.ReadWriteStream[]);
       for (const p of all) {
         const exit = await p.proc.exited;
@@ -121,7 +109,12 @@ export async function decodeFile(options: {
       progress.stop();
     }
     await rm(options.file, { force: true });
-    return { archivePath, format: manifest.format, bytes: entry.bytes, sha256: entry.sha256 };
+    return {
+      archivePath: decoder.archivePath,
+      format: manifest.format,
+      bytes: entry.bytes,
+      sha256: entry.sha256,
+    };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE') {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -199,6 +199,8 @@ describe.each(['s3', 'local'] as const)('fetching backups from %s storage', (kin
         onIntegrityChecked: (o) => checked.push(o),
       });
       expect(result.sha256).toBe(encrypted.objects[0].sha256);
+      // The decoded archive holds the data in the clear: its owner alone reads it.
+      expect(statSync(result.archivePath).mode & 0o777).toBe(0o600);
       expect(checked).toEqual([{ bytes: encrypted.objects[0].bytes, sha256: result.sha256 }]);
       const listing = await listArchive(tools.pgRestore, result.archivePath);
       expect(listing.tableData).toBeGreaterThanOrEqual(5);
