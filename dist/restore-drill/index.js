@@ -74593,7 +74593,7 @@ async function downloadObject(options) {
 async function decodeFile(options) {
     const { manifest, logger } = options;
     const entry = manifest_dumpObject(manifest);
-    const encoded = manifest.encryption !== null || ['zstd', 'gzip'].includes(manifest.compression.method);
+    const encoded = Boolean(manifest.encryption) || ['zstd', 'gzip'].includes(manifest.compression.method);
     if (manifest.format === 'custom' && !encoded) {
         const archivePath = external_node_path_.join(options.dir, 'archive.pgc');
         await (0,promises_.rename)(options.file, archivePath);

@@ -77,7 +77,7 @@ export async function decodeFile(options: {
   const { manifest, logger } = options;
   const entry = dumpObject(manifest);
   const encoded =
-    manifest.encryption !== null || ['zstd', 'gzip'].includes(manifest.compression.method);
+    Boolean(manifest.encryption) || ['zstd', 'gzip'].includes(manifest.compression.method);
   if (manifest.format === 'custom' && !encoded) {
     const archivePath = path.join(options.dir, 'archive.pgc');
     await rename(options.file, archivePath);
