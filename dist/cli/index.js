@@ -79402,10 +79402,10 @@ async function runUserChecks(client, checks) {
     return results;
 }
 
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 // EXTERNAL MODULE: external "node:events"
 var external_node_events_ = __nccwpck_require__(8474);
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
 ;// CONCATENATED MODULE: ./lib/restore/fetch.js
@@ -79455,6 +79455,19 @@ function decryptOptions(manifest, decryption) {
     return { identities: decryption.identities, passphrase: decryption.passphrase };
 }
 /**
+ * What turns a stored dump object into the archive pg_restore reads, in order: age, the
+ * decompressor outside the archive, tar for the directory format. Empty when the object is the
+ * archive itself.
+ */
+function decodeSteps(manifest) {
+    const { method } = manifest.compression;
+    return [
+        ...(manifest.encryption ? ['age'] : []),
+        ...(method === 'zstd' || method === 'gzip' ? [method] : []),
+        ...(manifest.format === 'directory' ? ['tar'] : []),
+    ];
+}
+/**
  * Opens the way from the stored bytes to a restorable archive in `dir`: age decryption here,
  * then decompression, then the archive file (custom format) or `tar -x` (directory format).
  * zstd writes straight into the file or into tar, so the decompressed archive, several times
@@ -79462,15 +79475,16 @@ function decryptOptions(manifest, decryption) {
  * owner only: it holds the data in the clear.
  */
 async function openDecoder(manifest, decryption, tools, dir) {
+    const steps = decodeSteps(manifest);
     const stages = [];
     const processes = [];
-    if (manifest.encryption)
+    if (steps.includes('age'))
         stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
-    const zstd = manifest.compression.method === 'zstd';
+    const zstd = steps.includes('zstd');
     if (zstd && !tools.zstdPath) {
         throw new ConfigurationError(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
     }
-    if (manifest.compression.method === 'gzip')
+    if (steps.includes('gzip'))
         stages.push((0,external_node_zlib_.createGunzip)());
     const startZstd = (stdout) => {
         const proc = startProcess(tools.zstdPath, ['-d', '-q', '-c'], {
@@ -79479,7 +79493,7 @@ async function openDecoder(manifest, decryption, tools, dir) {
         processes.push({ tool: 'zstd -d', proc });
         return proc;
     };
-    if (manifest.format === 'directory') {
+    if (steps.includes('tar')) {
         const archivePath = external_node_path_.join(dir, 'archive');
         await (0,promises_.mkdir)(archivePath, { recursive: true });
         const zstdProc = zstd ? startZstd('pipe') : undefined;
@@ -79640,8 +79654,7 @@ async function downloadObject(options) {
 async function decodeFile(options) {
     const { manifest, logger } = options;
     const entry = dumpObject(manifest);
-    const encoded = Boolean(manifest.encryption) || ['zstd', 'gzip'].includes(manifest.compression.method);
-    if (manifest.format === 'custom' && !encoded) {
+    if (decodeSteps(manifest).length === 0) {
         const archivePath = external_node_path_.join(options.dir, 'archive.pgc');
         await (0,promises_.rename)(options.file, archivePath);
         return { archivePath, format: 'custom', bytes: entry.bytes, sha256: entry.sha256 };
@@ -80512,6 +80525,7 @@ async function runSmokeCommand(o) {
 
 
 
+
 /** S3 storage classes whose objects cannot be read before a restore request thawed them. */
 const ARCHIVE_STORAGE_CLASSES = ['GLACIER', 'DEEP_ARCHIVE'];
 /** A timed drill: restore a backup into a throwaway target, check it, measure RTO and RPO. */
@@ -80810,13 +80824,7 @@ async function runPhases(result, options, deps, target, tools, workDir) {
                 logger,
                 progressIntervalMs: deps.progressIntervalMs,
             });
-            const steps = [
-                manifest.encryption ? 'age' : undefined,
-                ['zstd', 'gzip'].includes(manifest.compression.method)
-                    ? manifest.compression.method
-                    : undefined,
-                manifest.format === 'directory' ? 'tar' : undefined,
-            ].filter(Boolean);
+            const steps = decodeSteps(manifest);
             return {
                 value: a,
                 detail: steps.length

@@ -76059,6 +76059,19 @@ function decryptOptions(manifest, decryption) {
     return { identities: decryption.identities, passphrase: decryption.passphrase };
 }
 /**
+ * What turns a stored dump object into the archive pg_restore reads, in order: age, the
+ * decompressor outside the archive, tar for the directory format. Empty when the object is the
+ * archive itself.
+ */
+function decodeSteps(manifest) {
+    const { method } = manifest.compression;
+    return [
+        ...(manifest.encryption ? ['age'] : []),
+        ...(method === 'zstd' || method === 'gzip' ? [method] : []),
+        ...(manifest.format === 'directory' ? ['tar'] : []),
+    ];
+}
+/**
  * Opens the way from the stored bytes to a restorable archive in `dir`: age decryption here,
  * then decompression, then the archive file (custom format) or `tar -x` (directory format).
  * zstd writes straight into the file or into tar, so the decompressed archive, several times
@@ -76066,15 +76079,16 @@ function decryptOptions(manifest, decryption) {
  * owner only: it holds the data in the clear.
  */
 async function openDecoder(manifest, decryption, tools, dir) {
+    const steps = decodeSteps(manifest);
     const stages = [];
     const processes = [];
-    if (manifest.encryption)
+    if (steps.includes('age'))
         stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
-    const zstd = manifest.compression.method === 'zstd';
+    const zstd = steps.includes('zstd');
     if (zstd && !tools.zstdPath) {
         throw new errors/* ConfigurationError */.j1(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
     }
-    if (manifest.compression.method === 'gzip')
+    if (steps.includes('gzip'))
         stages.push((0,external_node_zlib_.createGunzip)());
     const startZstd = (stdout) => {
         const proc = (0,core_process/* startProcess */.kp)(tools.zstdPath, ['-d', '-q', '-c'], {
@@ -76083,7 +76097,7 @@ async function openDecoder(manifest, decryption, tools, dir) {
         processes.push({ tool: 'zstd -d', proc });
         return proc;
     };
-    if (manifest.format === 'directory') {
+    if (steps.includes('tar')) {
         const archivePath = external_node_path_.join(dir, 'archive');
         await (0,promises_.mkdir)(archivePath, { recursive: true });
         const zstdProc = zstd ? startZstd('pipe') : undefined;

@@ -34,7 +34,7 @@ import {
   type TableComparison,
   type UserCheck,
 } from '../restore/checks.js';
-import type { Decryption } from '../restore/fetch.js';
+import { decodeSteps, type Decryption } from '../restore/fetch.js';
 import { decodeFile, downloadObject } from '../restore/phased.js';
 import { listArchive, runPgRestore } from '../restore/pg-restore.js';
 import { archiveRoles, planOwnership } from '../restore/roles.js';
@@ -532,13 +532,7 @@ async function runPhases(
         logger,
         progressIntervalMs: deps.progressIntervalMs,
       });
-      const steps = [
-        manifest.encryption ? 'age' : undefined,
-        ['zstd', 'gzip'].includes(manifest.compression.method)
-          ? manifest.compression.method
-          : undefined,
-        manifest.format === 'directory' ? 'tar' : undefined,
-      ].filter(Boolean);
+      const steps = decodeSteps(manifest);
       return {
         value: a,
         detail: steps.length

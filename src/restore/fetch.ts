@@ -84,6 +84,20 @@ function decryptOptions(manifest: Manifest, decryption: Decryption | undefined):
   return { identities: decryption.identities, passphrase: decryption.passphrase };
 }
 
+/**
+ * What turns a stored dump object into the archive pg_restore reads, in order: age, the
+ * decompressor outside the archive, tar for the directory format. Empty when the object is the
+ * archive itself.
+ */
+export function decodeSteps(manifest: Manifest): ('age' | 'zstd' | 'gzip' | 'tar')[] {
+  const { method } = manifest.compression;
+  return [
+    ...(manifest.encryption ? (['age'] as const) : []),
+    ...(method === 'zstd' || method === 'gzip' ? [method] : []),
+    ...(manifest.format === 'directory' ? (['tar'] as const) : []),
+  ];
+}
+
 /** What a stored dump object is decoded through, and where the restorable archive lands. */
 export interface Decoder {
   /** The restorable archive: a custom-format file, or a directory-format folder. */
@@ -109,16 +123,17 @@ export async function openDecoder(
   tools: DecodeTools,
   dir: string,
 ): Promise<Decoder> {
+  const steps = decodeSteps(manifest);
   const stages: NodeJS.ReadWriteStream[] = [];
   const processes: { tool: string; proc: RunningProcess }[] = [];
-  if (manifest.encryption) stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
-  const zstd = manifest.compression.method === 'zstd';
+  if (steps.includes('age')) stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
+  const zstd = steps.includes('zstd');
   if (zstd && !tools.zstdPath) {
     throw new ConfigurationError(
       `Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`,
     );
   }
-  if (manifest.compression.method === 'gzip') stages.push(createGunzip());
+  if (steps.includes('gzip')) stages.push(createGunzip());
   const startZstd = (stdout: number | 'pipe'): RunningProcess => {
     const proc = startProcess(tools.zstdPath as string, ['-d', '-q', '-c'], {
       stdio: ['pipe', stdout, 'pipe'],
@@ -127,7 +142,7 @@ export async function openDecoder(
     return proc;
   };
 
-  if (manifest.format === 'directory') {
+  if (steps.includes('tar')) {
     const archivePath = path.join(dir, 'archive');
     await mkdir(archivePath, { recursive: true });
     const zstdProc = zstd ? startZstd('pipe') : undefined;

@@ -9,6 +9,7 @@ import { HashCounter, Progress } from '../core/streams.js';
 import type { Storage } from '../storage/storage.js';
 import {
   checkIntegrity,
+  decodeSteps,
   openDecoder,
   type Decryption,
   type DecodeTools,
@@ -76,9 +77,7 @@ export async function decodeFile(options: {
 }): Promise<FetchResult> {
   const { manifest, logger } = options;
   const entry = dumpObject(manifest);
-  const encoded =
-    Boolean(manifest.encryption) || ['zstd', 'gzip'].includes(manifest.compression.method);
-  if (manifest.format === 'custom' && !encoded) {
+  if (decodeSteps(manifest).length === 0) {
     const archivePath = path.join(options.dir, 'archive.pgc');
     await rename(options.file, archivePath);
     return { archivePath, format: 'custom', bytes: entry.bytes, sha256: entry.sha256 };

@@ -22,6 +22,7 @@ import {
 import {
   IntegrityError,
   checkObject,
+  decodeSteps,
   fetchArchive,
   fetchGlobals,
 } from '../../src/restore/fetch.js';
@@ -99,6 +100,22 @@ function failingAfter(storage: Storage, bytes: number): Storage {
 }
 
 describe('pure helpers', () => {
+  it('names the steps from a stored object to the archive, none when it is the archive', () => {
+    const of = (m: Pick<Manifest, 'format' | 'compression' | 'encryption'>) =>
+      decodeSteps(m as Manifest);
+    const age = { scheme: 'age' as const, recipients: ['age1x'], passphrase: false };
+    expect(
+      of({ format: 'custom', compression: { method: 'zstd', level: 1 }, encryption: age }),
+    ).toEqual(['age', 'zstd']);
+    expect(
+      of({ format: 'directory', compression: { method: 'gzip', level: 6 }, encryption: null }),
+    ).toEqual(['gzip', 'tar']);
+    expect(
+      of({ format: 'custom', compression: { method: 'pg_dump-gzip', level: 6 }, encryption: null }),
+    ).toEqual([]);
+    expect(of({ format: 'custom', compression: { method: 'none' }, encryption: null })).toEqual([]);
+  });
+
   it('reads constraints and table data from a pg_restore --list text', () => {
     const listing = parseArchiveListing(
       [
