@@ -72094,13 +72094,20 @@ async function readManifest(storage, name, id) {
         return undefined;
     return parseManifest(data, storage.location(key));
 }
+/** A manifest that exists but cannot be read: not JSON, missing fields, or a newer schema. */
+class ManifestError extends Error {
+    constructor(message, options) {
+        super(message, options);
+        this.name = 'ManifestError';
+    }
+}
 function parseManifest(data, where) {
     let parsed;
     try {
         parsed = JSON.parse(data.toString());
     }
     catch (error) {
-        throw new Error(`The manifest ${where} is not valid JSON: ${error.message}`, {
+        throw new ManifestError(`The manifest ${where} is not valid JSON: ${error.message}`, {
             cause: error,
         });
     }
@@ -72111,10 +72118,10 @@ function parseManifest(data, where) {
         typeof m.name !== 'string' ||
         !Array.isArray(m.objects) ||
         typeof m.finishedAt !== 'string') {
-        throw new Error(`The manifest ${where} lacks required fields (id, name, objects, finishedAt).`);
+        throw new ManifestError(`The manifest ${where} lacks required fields (id, name, objects, finishedAt).`);
     }
     if (typeof m.schemaVersion !== 'number' || m.schemaVersion > MANIFEST_SCHEMA_VERSION) {
-        throw new Error(`The manifest ${where} has schema version ${String(m.schemaVersion)}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`);
+        throw new ManifestError(`The manifest ${where} has schema version ${String(m.schemaVersion)}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`);
     }
     return m;
 }
@@ -78197,6 +78204,22 @@ function defaultSuffix() {
     return (0,external_node_crypto_.randomBytes)(3).toString('hex');
 }
 /**
+ * The backup stored last under `name`, for the size comparison. A manifest that cannot be read
+ * is that backup's problem (verify reports it), not a reason to skip tonight's backup: it becomes
+ * a warning and the comparison is left out.
+ */
+async function previousBackup(storage, name, warnings) {
+    try {
+        return await lastStoredBackup(storage, name);
+    }
+    catch (error) {
+        if (!(error instanceof ManifestError))
+            throw error;
+        warnings.push(`The size change against the previous backup of '${name}' is left out: ${error.message}`);
+        return undefined;
+    }
+}
+/**
  * Backs up one database: pg_dump → (zstd) → (age) → SHA-256 → storage, streamed, then the
  * manifest, written last. On any failure the upload is aborted, what was stored is removed, no
  * manifest is written, and the error says what failed (pg_dump's own text when it was pg_dump).
@@ -78226,7 +78249,7 @@ async function runBackup(options, deps) {
         if (!encrypted) {
             warnings.push(`Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`);
         }
-        const previous = await lastStoredBackup(storage, name);
+        const previous = await previousBackup(storage, name, warnings);
         const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
         const prefix = backupPrefix(name, id);
         const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;

@@ -75809,13 +75809,20 @@ async function readManifest(storage, name, id) {
         return undefined;
     return parseManifest(data, storage.location(key));
 }
+/** A manifest that exists but cannot be read: not JSON, missing fields, or a newer schema. */
+class ManifestError extends Error {
+    constructor(message, options) {
+        super(message, options);
+        this.name = 'ManifestError';
+    }
+}
 function parseManifest(data, where) {
     let parsed;
     try {
         parsed = JSON.parse(data.toString());
     }
     catch (error) {
-        throw new Error(`The manifest ${where} is not valid JSON: ${error.message}`, {
+        throw new ManifestError(`The manifest ${where} is not valid JSON: ${error.message}`, {
             cause: error,
         });
     }
@@ -75826,10 +75833,10 @@ function parseManifest(data, where) {
         typeof m.name !== 'string' ||
         !Array.isArray(m.objects) ||
         typeof m.finishedAt !== 'string') {
-        throw new Error(`The manifest ${where} lacks required fields (id, name, objects, finishedAt).`);
+        throw new ManifestError(`The manifest ${where} lacks required fields (id, name, objects, finishedAt).`);
     }
     if (typeof m.schemaVersion !== 'number' || m.schemaVersion > MANIFEST_SCHEMA_VERSION) {
-        throw new Error(`The manifest ${where} has schema version ${String(m.schemaVersion)}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`);
+        throw new ManifestError(`The manifest ${where} has schema version ${String(m.schemaVersion)}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`);
     }
     return m;
 }

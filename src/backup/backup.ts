@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable, pipeline } from 'node:stream';
 import type pg from 'pg';
-import { lastStoredBackup } from '../catalog/catalog.js';
+import { ManifestError, lastStoredBackup } from '../catalog/catalog.js';
 import { backupPrefix, isCatalogName, manifestKey, newBackupId } from '../catalog/keys.js';
 import {
   MANIFEST_SCHEMA_VERSION,
@@ -243,6 +243,27 @@ function defaultSuffix(): string {
 }
 
 /**
+ * The backup stored last under `name`, for the size comparison. A manifest that cannot be read
+ * is that backup's problem (verify reports it), not a reason to skip tonight's backup: it becomes
+ * a warning and the comparison is left out.
+ */
+async function previousBackup(
+  storage: Storage,
+  name: string,
+  warnings: string[],
+): Promise<Manifest | undefined> {
+  try {
+    return await lastStoredBackup(storage, name);
+  } catch (error) {
+    if (!(error instanceof ManifestError)) throw error;
+    warnings.push(
+      `The size change against the previous backup of '${name}' is left out: ${(error as Error).message}`,
+    );
+    return undefined;
+  }
+}
+
+/**
  * Backs up one database: pg_dump → (zstd) → (age) → SHA-256 → storage, streamed, then the
  * manifest, written last. On any failure the upload is aborted, what was stored is removed, no
  * manifest is written, and the error says what failed (pg_dump's own text when it was pg_dump).
@@ -278,7 +299,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
       );
     }
 
-    const previous = await lastStoredBackup(storage, name);
+    const previous = await previousBackup(storage, name, warnings);
     const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
     const prefix = backupPrefix(name, id);
     const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;

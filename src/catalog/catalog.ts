@@ -32,14 +32,25 @@ export async function readManifest(
   return parseManifest(data, storage.location(key));
 }
 
+/** A manifest that exists but cannot be read: not JSON, missing fields, or a newer schema. */
+export class ManifestError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ManifestError';
+  }
+}
+
 export function parseManifest(data: Buffer | string, where: string): Manifest {
   let parsed: unknown;
   try {
     parsed = JSON.parse(data.toString());
   } catch (error) {
-    throw new Error(`The manifest ${where} is not valid JSON: ${(error as Error).message}`, {
-      cause: error,
-    });
+    throw new ManifestError(
+      `The manifest ${where} is not valid JSON: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
   }
   const m = parsed as Partial<Manifest>;
   if (
@@ -50,10 +61,12 @@ export function parseManifest(data: Buffer | string, where: string): Manifest {
     !Array.isArray(m.objects) ||
     typeof m.finishedAt !== 'string'
   ) {
-    throw new Error(`The manifest ${where} lacks required fields (id, name, objects, finishedAt).`);
+    throw new ManifestError(
+      `The manifest ${where} lacks required fields (id, name, objects, finishedAt).`,
+    );
   }
   if (typeof m.schemaVersion !== 'number' || m.schemaVersion > MANIFEST_SCHEMA_VERSION) {
-    throw new Error(
+    throw new ManifestError(
       `The manifest ${where} has schema version ${String(m.schemaVersion)}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`,
     );
   }

@@ -114,6 +114,34 @@ describe.each(['s3', 'local'] as const)('backup bundle against %s storage', (kin
     expect(second.summary).toContain(first.outputs['backup-id']);
   });
 
+  it("still backs up when the previous backup's manifest is damaged, and says so", async () => {
+    const inputs = {
+      'database-url': sourceUrl,
+      storage: store.location,
+      name: 'damaged',
+      'encryption-recipients': key.recipient,
+      ...store.inputs,
+    };
+    const first = await runBundle('backup', inputs, store.env);
+    expect(first.code).toBe(0);
+    const damagedKey = manifestKey('damaged', first.outputs['backup-id']);
+    await store.storage.putBytes(damagedKey, '{"schemaVersion": 1, "id": "');
+
+    const second = await runBundle('backup', inputs, store.env);
+    expect(second.stderr + second.stdout).not.toContain('::error');
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain(
+      `::warning::The size change against the previous backup of 'damaged' is left out: The manifest ${store.storage.location(damagedKey)} is not valid JSON`,
+    );
+    expect(second.outputs['size-change-percent']).toBe('');
+    const written = await store.storage.getBytes(
+      manifestKey('damaged', second.outputs['backup-id']),
+    );
+    const manifest = JSON.parse(written!.toString()) as Manifest;
+    expect(manifest.id).toBe(second.outputs['backup-id']);
+    expect(manifest.previous).toBeUndefined();
+  });
+
   it('dumps the directory format in parallel, streamed as a tar, with the roles beside it', async () => {
     await withClient(sourceUrl, (c) =>
       c.query(

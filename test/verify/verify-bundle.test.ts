@@ -78,7 +78,7 @@ describe.each(['s3', 'local'] as const)('verify bundle against %s storage', (kin
     store = await makeStore(kind);
     runnerTemp = mkdtempSync(path.join(os.tmpdir(), 'verify-runner-temp-'));
     // Backups to damage, one per case, and the one kept intact.
-    for (const name of ['flip', 'trunc', 'swap', 'counts', 'shop']) await backup(name);
+    for (const name of ['flip', 'trunc', 'swap', 'counts', 'mangled', 'shop']) await backup(name);
   });
 
   afterAll(() => rmSync(runnerTemp, { recursive: true, force: true }));
@@ -288,6 +288,18 @@ describe.each(['s3', 'local'] as const)('verify bundle against %s storage', (kin
       run.summary.indexOf('| app.orders_2025 |'),
     );
     expectNoSecrets(run, key.identity);
+  });
+
+  it('fails on a damaged manifest, naming it', async () => {
+    const damagedKey = manifestKey('mangled', ids.mangled);
+    const data = (await store.storage.getBytes(damagedKey))!;
+    await store.storage.putBytes(damagedKey, data.subarray(0, data.length / 2));
+    const run = await verify({ name: 'mangled', 'encryption-identity': key.identity });
+    expect(run.code).toBe(1);
+    expect(run.outputs.status).toBe('failed');
+    expect(run.stdout).toContain(
+      `Manifest and checksum: The manifest ${store.storage.location(damagedKey)} is not valid JSON`,
+    );
   });
 
   it('fails with a wrong age key, naming the recipients it does not match', async () => {
