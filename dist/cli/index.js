@@ -72127,7 +72127,9 @@ function parseManifest(data, where) {
 }
 /**
  * Every backup folder of a name, oldest id first, with manifests read for the complete ones.
- * One listing pass; manifests are fetched only for folders that have one.
+ * One listing pass; manifests are fetched only for folders that have one. A manifest that is
+ * there but cannot be read marks its entry `damaged` instead of failing the listing: each
+ * caller decides what a damaged backup means for it.
  */
 async function listCatalog(storage, name) {
     const byId = await groupByFolder(storage, backupsPrefix(name));
@@ -72139,7 +72141,16 @@ async function listCatalog(storage, name) {
     const manifests = await mapLimit(ids, 8, async (id) => {
         const objects = byId.get(id) ?? [];
         const hasManifest = objects.some((o) => o.key === manifestKey(name, id));
-        return hasManifest ? readManifest(storage, name, id) : undefined;
+        if (!hasManifest)
+            return {};
+        try {
+            return { manifest: await readManifest(storage, name, id) };
+        }
+        catch (error) {
+            if (error instanceof ManifestError)
+                return { damaged: error.message };
+            throw error;
+        }
     });
     ids.forEach((id, i) => {
         const objects = byId.get(id) ?? [];
@@ -72147,11 +72158,22 @@ async function listCatalog(storage, name) {
             id,
             name,
             objects,
-            manifest: manifests[i],
+            ...manifests[i],
             lastModified: new Date(Math.max(...objects.map((o) => o.lastModified.getTime()))),
         });
     });
     return entries;
+}
+/**
+ * Throws the first damaged manifest's error: for the callers that must not go on past one
+ * (verify's alarm, prune's deletions).
+ */
+function assertReadable(entries) {
+    const damaged = entries.filter((e) => e.damaged !== undefined);
+    if (damaged.length === 0)
+        return;
+    const more = damaged.length > 1 ? ` (and ${damaged.length - 1} more damaged manifest(s))` : '';
+    throw new ManifestError(`${damaged[0].damaged}${more}`);
 }
 /** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
 async function groupByFolder(storage, prefix) {
@@ -72211,8 +72233,10 @@ async function selectBackup(storage, name, backupId) {
         }
         return manifest;
     }
-    const complete = completeBackups(await listCatalog(storage, name));
+    const entries = await listCatalog(storage, name);
+    const complete = completeBackups(entries);
     if (complete.length === 0) {
+        assertReadable(entries);
         throw new ConfigurationError(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
     }
     return complete[0];
@@ -80568,12 +80592,37 @@ function runRestore(options, deps) {
 function majorOf(version) {
     return parseToolVersion(version)?.major ?? 0;
 }
-/** The given backup, or the newest complete one that is not a pre-restore safety backup. */
+/**
+ * The given backup, or the newest complete one that is not a pre-restore safety backup. A
+ * damaged manifest elsewhere in the catalog does not stop a restore: each one becomes a warning,
+ * and one newer than the backup picked says that the restore goes further back because of it.
+ */
 async function pickBackup(storage, name, backupId) {
     if (backupId)
-        return selectBackup(storage, name, backupId);
-    const complete = completeBackups(await listCatalog(storage, name));
-    return complete.find((m) => m.kind !== 'pre-restore') ?? selectBackup(storage, name);
+        return { manifest: await selectBackup(storage, name, backupId), warnings: [] };
+    const entries = await listCatalog(storage, name);
+    const complete = completeBackups(entries);
+    const manifest = complete.find((m) => m.kind !== 'pre-restore') ??
+        complete[0] ??
+        (await selectBackup(storage, name));
+    const warnings = entries.flatMap((e) => e.damaged === undefined
+        ? []
+        : [
+            startedLater(e, manifest)
+                ? `Backup ${e.id} of '${name}' is newer than ${manifest.id}, the one used here, but its manifest cannot be read, so it was passed over: ${e.damaged}`
+                : `Backup ${e.id} of '${name}' has a manifest that cannot be read: ${e.damaged}`,
+        ]);
+    return { manifest, warnings };
+}
+/**
+ * Whether a catalog entry's backup started after `manifest`'s: ids carry the start to the
+ * second, and within one second the entry's objects written after that backup finished decide.
+ */
+function startedLater(entry, manifest) {
+    const start = (id) => id.slice(0, 16);
+    if (start(entry.id) !== start(manifest.id))
+        return start(entry.id) > start(manifest.id);
+    return entry.lastModified.getTime() > Date.parse(manifest.finishedAt);
 }
 /** Why the backup's object cannot be read right now (missing, or in an archive class), if so. */
 async function unrestorableReason(storage, manifest) {
@@ -80629,7 +80678,9 @@ async function execute(mode, options, deps) {
         }
     }
     const name = await resolveName(storage, options.name);
-    const manifest = await pickBackup(storage, name, options.backupId);
+    const { manifest, warnings: pickWarnings } = await pickBackup(storage, name, options.backupId);
+    for (const w of pickWarnings)
+        logger.warning(w);
     const rpoSeconds = Math.max(0, (startedAt.getTime() - Date.parse(manifest.startedAt)) / 1000);
     logger.info(`${mode === 'restore' ? 'Restoring' : 'Drilling'} backup ${manifest.id} of ${name} (${manifest.kind}, taken ${manifest.startedAt}, PostgreSQL ${manifest.source.serverVersion}); its age is ${formatDuration(rpoSeconds)}`);
     const result = {
@@ -80650,7 +80701,7 @@ async function execute(mode, options, deps) {
         rpoTargetSeconds: options.rpoTargetSeconds,
         checks: [],
         comparison: [],
-        warnings: [],
+        warnings: pickWarnings,
         history: [],
     };
     const history = recentDrills(storage, name).catch((error) => {
@@ -80705,14 +80756,14 @@ async function execute(mode, options, deps) {
             scratch: Boolean(target.scratch),
         };
         if (target.serverMajor < sourceMajor) {
-            result.warnings.push(`The target runs PostgreSQL ${target.serverVersion}, older than the backup's source (${manifest.source.serverVersion}): ` +
-                `objects and syntax the older server lacks make the restore fail. Restore into PostgreSQL ${sourceMajor} or newer.`);
+            const warning = `The target runs PostgreSQL ${target.serverVersion}, older than the backup's source (${manifest.source.serverVersion}): ` +
+                `objects and syntax the older server lacks make the restore fail. Restore into PostgreSQL ${sourceMajor} or newer.`;
+            result.warnings.push(warning);
+            logger.warning(warning);
         }
         else if (target.serverMajor > sourceMajor) {
             logger.info(`Upgrade rehearsal: PostgreSQL ${manifest.source.serverVersion} → ${target.serverVersion}`);
         }
-        for (const w of result.warnings)
-            logger.warning(w);
         if (restore) {
             const sessions = await withClient(target, (c) => otherSessions(c, target.database));
             if (sessions > 0 && !restore.terminateConnections) {
@@ -81647,6 +81698,13 @@ function catalogBackup(storage, entry, lastVerification, logger) {
 async function planName(name, options, deps, now) {
     const { storage, logger } = deps;
     const entries = await listCatalog(storage, name);
+    try {
+        assertReadable(entries);
+    }
+    catch (error) {
+        // A folder whose manifest cannot be read would otherwise look like an unfinished upload.
+        throw new ManifestError(`Nothing was pruned: ${errorMessage(error).replace(/\.$/, '')}. Prune stops until that manifest is repaired or the backup is removed by hand.`, { cause: error });
+    }
     const recordObjects = await groupByFolder(storage, verificationsPrefix(name));
     const lastStatus = new Map();
     if (recordObjects.size > 0) {
@@ -83207,6 +83265,7 @@ async function runVerify(options, deps) {
     if (needCatalog) {
         try {
             entries = await listCatalog(storage, name);
+            assertReadable(entries);
         }
         catch (error) {
             catalogError = error;
@@ -83756,7 +83815,7 @@ async function listCommand(o, io) {
             rows.push([
                 name,
                 e.id,
-                m ? m.kind : 'incomplete',
+                m ? m.kind : e.damaged !== undefined ? 'damaged' : 'incomplete',
                 m ? m.finishedAt.slice(0, 19).replace('T', ' ') : '-',
                 formatBytes(bytes),
                 m ? (m.encryption ? 'age' : 'no') : '-',
@@ -83766,6 +83825,7 @@ async function listCommand(o, io) {
                 name,
                 id: e.id,
                 complete: Boolean(m),
+                damaged: e.damaged,
                 kind: m?.kind,
                 finishedAt: m?.finishedAt,
                 bytes,

@@ -71848,7 +71848,9 @@ function parseManifest(data, where) {
 }
 /**
  * Every backup folder of a name, oldest id first, with manifests read for the complete ones.
- * One listing pass; manifests are fetched only for folders that have one.
+ * One listing pass; manifests are fetched only for folders that have one. A manifest that is
+ * there but cannot be read marks its entry `damaged` instead of failing the listing: each
+ * caller decides what a damaged backup means for it.
  */
 async function listCatalog(storage, name) {
     const byId = await groupByFolder(storage, keys_backupsPrefix(name));
@@ -71860,7 +71862,16 @@ async function listCatalog(storage, name) {
     const manifests = await mapLimit(ids, 8, async (id) => {
         const objects = byId.get(id) ?? [];
         const hasManifest = objects.some((o) => o.key === keys_manifestKey(name, id));
-        return hasManifest ? readManifest(storage, name, id) : undefined;
+        if (!hasManifest)
+            return {};
+        try {
+            return { manifest: await readManifest(storage, name, id) };
+        }
+        catch (error) {
+            if (error instanceof ManifestError)
+                return { damaged: error.message };
+            throw error;
+        }
     });
     ids.forEach((id, i) => {
         const objects = byId.get(id) ?? [];
@@ -71868,11 +71879,22 @@ async function listCatalog(storage, name) {
             id,
             name,
             objects,
-            manifest: manifests[i],
+            ...manifests[i],
             lastModified: new Date(Math.max(...objects.map((o) => o.lastModified.getTime()))),
         });
     });
     return entries;
+}
+/**
+ * Throws the first damaged manifest's error: for the callers that must not go on past one
+ * (verify's alarm, prune's deletions).
+ */
+function assertReadable(entries) {
+    const damaged = entries.filter((e) => e.damaged !== undefined);
+    if (damaged.length === 0)
+        return;
+    const more = damaged.length > 1 ? ` (and ${damaged.length - 1} more damaged manifest(s))` : '';
+    throw new ManifestError(`${damaged[0].damaged}${more}`);
 }
 /** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
 async function groupByFolder(storage, prefix) {
@@ -71932,8 +71954,10 @@ async function selectBackup(storage, name, backupId) {
         }
         return manifest;
     }
-    const complete = completeBackups(await listCatalog(storage, name));
+    const entries = await listCatalog(storage, name);
+    const complete = completeBackups(entries);
     if (complete.length === 0) {
+        assertReadable(entries);
         throw new ConfigurationError(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
     }
     return complete[0];
@@ -72927,6 +72951,13 @@ function catalogBackup(storage, entry, lastVerification, logger) {
 async function planName(name, options, deps, now) {
     const { storage, logger } = deps;
     const entries = await listCatalog(storage, name);
+    try {
+        assertReadable(entries);
+    }
+    catch (error) {
+        // A folder whose manifest cannot be read would otherwise look like an unfinished upload.
+        throw new ManifestError(`Nothing was pruned: ${(0,core_errors/* errorMessage */.gJ)(error).replace(/\.$/, '')}. Prune stops until that manifest is repaired or the backup is removed by hand.`, { cause: error });
+    }
     const recordObjects = await groupByFolder(storage, verificationsPrefix(name));
     const lastStatus = new Map();
     if (recordObjects.size > 0) {

@@ -16,6 +16,8 @@ export interface CatalogEntry {
   name: string;
   objects: StoredObject[];
   manifest?: Manifest;
+  /** Why the manifest that is there cannot be read (a ManifestError's message), if so. */
+  damaged?: string;
   /** Newest modification time among its objects (for the grace period of incomplete uploads). */
   lastModified: Date;
 }
@@ -75,7 +77,9 @@ export function parseManifest(data: Buffer | string, where: string): Manifest {
 
 /**
  * Every backup folder of a name, oldest id first, with manifests read for the complete ones.
- * One listing pass; manifests are fetched only for folders that have one.
+ * One listing pass; manifests are fetched only for folders that have one. A manifest that is
+ * there but cannot be read marks its entry `damaged` instead of failing the listing: each
+ * caller decides what a damaged backup means for it.
  */
 export async function listCatalog(storage: Storage, name: string): Promise<CatalogEntry[]> {
   const byId = await groupByFolder(storage, backupsPrefix(name));
@@ -85,7 +89,13 @@ export async function listCatalog(storage: Storage, name: string): Promise<Catal
   const manifests = await mapLimit(ids, 8, async (id) => {
     const objects = byId.get(id) ?? [];
     const hasManifest = objects.some((o) => o.key === manifestKey(name, id));
-    return hasManifest ? readManifest(storage, name, id) : undefined;
+    if (!hasManifest) return {};
+    try {
+      return { manifest: await readManifest(storage, name, id) };
+    } catch (error) {
+      if (error instanceof ManifestError) return { damaged: error.message };
+      throw error;
+    }
   });
   ids.forEach((id, i) => {
     const objects = byId.get(id) ?? [];
@@ -93,11 +103,22 @@ export async function listCatalog(storage: Storage, name: string): Promise<Catal
       id,
       name,
       objects,
-      manifest: manifests[i],
+      ...manifests[i],
       lastModified: new Date(Math.max(...objects.map((o) => o.lastModified.getTime()))),
     });
   });
   return entries;
+}
+
+/**
+ * Throws the first damaged manifest's error: for the callers that must not go on past one
+ * (verify's alarm, prune's deletions).
+ */
+export function assertReadable(entries: CatalogEntry[]): void {
+  const damaged = entries.filter((e) => e.damaged !== undefined);
+  if (damaged.length === 0) return;
+  const more = damaged.length > 1 ? ` (and ${damaged.length - 1} more damaged manifest(s))` : '';
+  throw new ManifestError(`${damaged[0].damaged}${more}`);
 }
 
 /** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
@@ -172,8 +193,10 @@ export async function selectBackup(
     }
     return manifest;
   }
-  const complete = completeBackups(await listCatalog(storage, name));
+  const entries = await listCatalog(storage, name);
+  const complete = completeBackups(entries);
   if (complete.length === 0) {
+    assertReadable(entries);
     throw new ConfigurationError(
       `No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`,
     );

@@ -128,7 +128,7 @@ export async function listCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode
       rows.push([
         name,
         e.id,
-        m ? m.kind : 'incomplete',
+        m ? m.kind : e.damaged !== undefined ? 'damaged' : 'incomplete',
         m ? m.finishedAt.slice(0, 19).replace('T', ' ') : '-',
         formatBytes(bytes),
         m ? (m.encryption ? 'age' : 'no') : '-',
@@ -138,6 +138,7 @@ export async function listCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode
         name,
         id: e.id,
         complete: Boolean(m),
+        damaged: e.damaged,
         kind: m?.kind,
         finishedAt: m?.finishedAt,
         bytes,

@@ -5,6 +5,7 @@ import {
   appendVerificationRecord,
   completeBackups,
   listCatalog,
+  type CatalogEntry,
   selectBackup,
   resolveName,
 } from '../catalog/catalog.js';
@@ -181,15 +182,43 @@ export function majorOf(version: string): number {
   return parseToolVersion(version)?.major ?? 0;
 }
 
-/** The given backup, or the newest complete one that is not a pre-restore safety backup. */
+/**
+ * The given backup, or the newest complete one that is not a pre-restore safety backup. A
+ * damaged manifest elsewhere in the catalog does not stop a restore: each one becomes a warning,
+ * and one newer than the backup picked says that the restore goes further back because of it.
+ */
 export async function pickBackup(
   storage: Storage,
   name: string,
   backupId: string | undefined,
-): Promise<Manifest> {
-  if (backupId) return selectBackup(storage, name, backupId);
-  const complete = completeBackups(await listCatalog(storage, name));
-  return complete.find((m) => m.kind !== 'pre-restore') ?? selectBackup(storage, name);
+): Promise<{ manifest: Manifest; warnings: string[] }> {
+  if (backupId) return { manifest: await selectBackup(storage, name, backupId), warnings: [] };
+  const entries = await listCatalog(storage, name);
+  const complete = completeBackups(entries);
+  const manifest =
+    complete.find((m) => m.kind !== 'pre-restore') ??
+    complete[0] ??
+    (await selectBackup(storage, name));
+  const warnings = entries.flatMap((e) =>
+    e.damaged === undefined
+      ? []
+      : [
+          startedLater(e, manifest)
+            ? `Backup ${e.id} of '${name}' is newer than ${manifest.id}, the one used here, but its manifest cannot be read, so it was passed over: ${e.damaged}`
+            : `Backup ${e.id} of '${name}' has a manifest that cannot be read: ${e.damaged}`,
+        ],
+  );
+  return { manifest, warnings };
+}
+
+/**
+ * Whether a catalog entry's backup started after `manifest`'s: ids carry the start to the
+ * second, and within one second the entry's objects written after that backup finished decide.
+ */
+function startedLater(entry: CatalogEntry, manifest: Manifest): boolean {
+  const start = (id: string): string => id.slice(0, 16);
+  if (start(entry.id) !== start(manifest.id)) return start(entry.id) > start(manifest.id);
+  return entry.lastModified.getTime() > Date.parse(manifest.finishedAt);
 }
 
 /** Why the backup's object cannot be read right now (missing, or in an archive class), if so. */
@@ -268,7 +297,8 @@ async function execute(
   }
 
   const name = await resolveName(storage, options.name);
-  const manifest = await pickBackup(storage, name, options.backupId);
+  const { manifest, warnings: pickWarnings } = await pickBackup(storage, name, options.backupId);
+  for (const w of pickWarnings) logger.warning(w);
   const rpoSeconds = Math.max(0, (startedAt.getTime() - Date.parse(manifest.startedAt)) / 1000);
   logger.info(
     `${mode === 'restore' ? 'Restoring' : 'Drilling'} backup ${manifest.id} of ${name} (${manifest.kind}, taken ${manifest.startedAt}, PostgreSQL ${manifest.source.serverVersion}); its age is ${formatDuration(rpoSeconds)}`,
@@ -291,7 +321,7 @@ async function execute(
     rpoTargetSeconds: options.rpoTargetSeconds,
     checks: [],
     comparison: [],
-    warnings: [],
+    warnings: pickWarnings,
     history: [],
   };
   const history = recentDrills(storage, name).catch((error: unknown) => {
@@ -347,16 +377,16 @@ async function execute(
       scratch: Boolean(target.scratch),
     };
     if (target.serverMajor < sourceMajor) {
-      result.warnings.push(
+      const warning =
         `The target runs PostgreSQL ${target.serverVersion}, older than the backup's source (${manifest.source.serverVersion}): ` +
-          `objects and syntax the older server lacks make the restore fail. Restore into PostgreSQL ${sourceMajor} or newer.`,
-      );
+        `objects and syntax the older server lacks make the restore fail. Restore into PostgreSQL ${sourceMajor} or newer.`;
+      result.warnings.push(warning);
+      logger.warning(warning);
     } else if (target.serverMajor > sourceMajor) {
       logger.info(
         `Upgrade rehearsal: PostgreSQL ${manifest.source.serverVersion} → ${target.serverVersion}`,
       );
     }
-    for (const w of result.warnings) logger.warning(w);
 
     if (restore) {
       const sessions = await withClient(target, (c) => otherSessions(c, target!.database));

@@ -13,6 +13,8 @@
 
 import {
   groupByFolder,
+  ManifestError,
+  assertReadable,
   listCatalog,
   listNames,
   listVerifications,
@@ -225,6 +227,15 @@ async function planName(
 ): Promise<NamePlan> {
   const { storage, logger } = deps;
   const entries = await listCatalog(storage, name);
+  try {
+    assertReadable(entries);
+  } catch (error) {
+    // A folder whose manifest cannot be read would otherwise look like an unfinished upload.
+    throw new ManifestError(
+      `Nothing was pruned: ${errorMessage(error).replace(/\.$/, '')}. Prune stops until that manifest is repaired or the backup is removed by hand.`,
+      { cause: error },
+    );
+  }
   const recordObjects = await groupByFolder(storage, verificationsPrefix(name));
   const lastStatus = new Map<string, 'passed' | 'failed'>();
   if (recordObjects.size > 0) {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import {
   appendVerificationRecord,
+  assertReadable,
   completeBackups,
   listCatalog,
   resolveName,
@@ -268,6 +269,7 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
   if (needCatalog) {
     try {
       entries = await listCatalog(storage, name);
+      assertReadable(entries);
     } catch (error) {
       catalogError = error;
     }

@@ -1,9 +1,16 @@
 /**
- * The catalog lookup a backup makes before it dumps (its predecessor, for the size change),
- * against both stores.
+ * The catalog lookups against both stores: the one a backup makes before it dumps (its
+ * predecessor, for the size change), and the listing with a damaged manifest in it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { lastStoredBackup } from '../../src/catalog/catalog.js';
+import {
+  ManifestError,
+  assertReadable,
+  completeBackups,
+  lastStoredBackup,
+  listCatalog,
+  selectBackup,
+} from '../../src/catalog/catalog.js';
 import { backupPrefix, manifestKey, newBackupId } from '../../src/catalog/keys.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { makeStore, type TestStore } from '../support/env.js';
@@ -67,3 +74,39 @@ describe.each(['s3', 'local'] as const)('lastStoredBackup against %s storage', (
     expect(reads).toEqual([]);
   });
 });
+
+describe.each(['s3', 'local'] as const)(
+  'a damaged manifest in the catalog (%s storage)',
+  (kind) => {
+    it('marks its backup damaged, not incomplete, and the others stay readable', async () => {
+      const { storage } = await makeStore(kind);
+      const now = Date.now();
+      const older = await writeSynthetic(storage, { name: 'db', finishedAt: new Date(now - DAY) });
+      const newer = await writeSynthetic(storage, { name: 'db', finishedAt: new Date(now) });
+      const key = manifestKey('db', newer.id);
+      await storage.putBytes(key, JSON.stringify({ schemaVersion: 1, id: newer.id }));
+
+      const entries = await listCatalog(storage, 'db');
+      expect(entries.map((e) => [e.id, Boolean(e.manifest), e.damaged])).toEqual([
+        [older.id, true, undefined],
+        [
+          newer.id,
+          false,
+          `The manifest ${storage.location(key)} lacks required fields (id, name, objects, finishedAt).`,
+        ],
+      ]);
+      expect(completeBackups(entries).map((m) => m.id)).toEqual([older.id]);
+      expect((await selectBackup(storage, 'db')).id).toBe(older.id);
+      expect(() => assertReadable(entries)).toThrow(ManifestError);
+      expect(() => assertReadable(entries)).toThrow(`The manifest ${storage.location(key)} lacks`);
+      expect(() => assertReadable(entries.slice(0, 1))).not.toThrow();
+      await expect(selectBackup(storage, 'db', newer.id)).rejects.toThrow(ManifestError);
+
+      // With no readable backup left, the damage is the answer, not "no complete backup".
+      await storage.putBytes(manifestKey('db', older.id), 'not json');
+      await expect(selectBackup(storage, 'db')).rejects.toThrow(
+        `The manifest ${storage.location(manifestKey('db', older.id))} is not valid JSON`,
+      );
+    });
+  },
+);

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { completeBackups, listCatalog } from '../../src/catalog/catalog.js';
+import { manifestKey } from '../../src/catalog/keys.js';
 import { generateIdentity } from '../../src/crypto/age.js';
 import { node24, repoRoot } from '../support/bundle.js';
 import {
@@ -19,6 +20,7 @@ import {
   urlOfDatabase,
   withClient,
 } from '../support/sample.js';
+import { writeSynthetic } from '../prune/synthetic.js';
 
 const PASSWORD = 'source-secret-pw';
 const CLI = path.join(repoRoot, 'dist/cli/index.js');
@@ -124,6 +126,28 @@ describe.each(['s3', 'local'] as const)('the pg-backup CLI against %s storage', 
     expect(entries.every((e) => e.encrypted && e.bytes > 1000)).toBe(true);
     for (const run of [backup, list, json]) {
       expect(run.stdout + run.stderr).not.toContain(PASSWORD);
+    }
+
+    // A backup whose manifest cannot be read is listed as damaged, not as an unfinished upload.
+    const cracked = await writeSynthetic(store.storage, {
+      name: 'cracked',
+      finishedAt: new Date(),
+    });
+    await store.storage.putBytes(manifestKey('cracked', cracked.id), 'not json');
+    try {
+      const damaged = await runCli(['list', '--name', 'cracked'], env);
+      expect(damaged.code).toBe(0);
+      expect(damaged.stdout).toMatch(new RegExp(`\\ncracked\\s+${cracked.id}\\s+damaged\\s+-\\s`));
+      const damagedJson = await runCli(['list', '--name', 'cracked', '--json'], env);
+      expect(JSON.parse(damagedJson.stdout)).toEqual([
+        expect.objectContaining({
+          id: cracked.id,
+          complete: false,
+          damaged: expect.stringContaining('is not valid JSON') as unknown,
+        }),
+      ]);
+    } finally {
+      await store.storage.delete(cracked.keys);
     }
   });
 

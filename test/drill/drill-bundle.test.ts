@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { completeBackups, listCatalog, listVerifications } from '../../src/catalog/catalog.js';
+import { manifestKey } from '../../src/catalog/keys.js';
 import { generateIdentity } from '../../src/crypto/age.js';
 import { runBundle, type BundleRun } from '../support/bundle.js';
 import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
@@ -227,6 +228,31 @@ describe.each(['s3', 'local'] as const)('restore-drill bundle against %s storage
     expect(again.code).toBe(0);
     expect(github.issues.find((i) => i.number === issue.number)?.state).toBe('closed');
     expectNoSecrets(again, [PASSWORD, key.identity, github.token]);
+  });
+
+  it('passes over a newer backup whose manifest is damaged, restoring the one before, and says so', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const backup = await backupWithBundle(store, sourceUrl, 'cracked', key.recipient);
+      expect(backup.code).toBe(0);
+      ids.push(backup.outputs['backup-id']);
+    }
+    const damagedKey = manifestKey('cracked', ids[1]);
+    const data = (await store.storage.getBytes(damagedKey))!;
+    await store.storage.putBytes(damagedKey, data.subarray(0, 100));
+
+    const db = uniqueName('drillcracked').replace(/-/g, '_');
+    const run = await runBundle(
+      'restore-drill',
+      { ...common(), name: 'cracked', 'target-url': databaseUrl(db) },
+      store.env,
+    );
+    expect(run.stdout).not.toContain('::error::');
+    expect(run.code).toBe(0);
+    expect(run.outputs['backup-id']).toBe(ids[0]);
+    const warning = `Backup ${ids[1]} of 'cracked' is newer than ${ids[0]}, the one used here, but its manifest cannot be read, so it was passed over: The manifest ${store.storage.location(damagedKey)} is not valid JSON`;
+    expect(run.stdout).toContain(`::warning::${warning}`);
+    expect(run.summary).toContain(warning);
   });
 
   it('drills a directory-format backup and an unencrypted one compressed by pg_dump', async () => {

@@ -570,6 +570,24 @@ describe.each(['s3', 'local'] as const)('prune core against %s storage', (kind) 
     }
   });
 
+  it('deletes nothing, unfinished uploads included, while a manifest cannot be read', async () => {
+    const at = (days: number) => new Date(now.getTime() - days * DAY);
+    const [oldest] = await writeSynthetics(storage, [
+      { name: 'shop', finishedAt: at(30) },
+      { name: 'shop', finishedAt: at(20) },
+      { name: 'shop', finishedAt: at(1) },
+    ]);
+    await writeIncomplete(storage, 'shop', at(5));
+    // Cut short: without its manifest the folder would look like an unfinished upload.
+    await storage.putBytes(manifestKey('shop', oldest.id), '{"schemaVersion": 1, "id": ');
+    const before = await allKeys(storage);
+
+    await expect(runPrune(options({}), deps())).rejects.toThrow(
+      `Nothing was pruned: The manifest ${storage.location(manifestKey('shop', oldest.id))} is not valid JSON`,
+    );
+    expect(await allKeys(storage)).toEqual(before);
+  });
+
   it('rejects a name that is not a catalog name before touching anything', async () => {
     await expect(runPrune(options({ names: ['../etc'] }), deps())).rejects.toThrow(
       /"\.\.\/etc" is not a catalog name/,
