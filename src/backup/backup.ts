@@ -257,7 +257,7 @@ async function previousBackup(
   } catch (error) {
     if (!(error instanceof ManifestError)) throw error;
     warnings.push(
-      `The size change against the previous backup of '${name}' is left out: ${(error as Error).message}`,
+      `The size change against the previous backup of '${name}' is left out: ${error.message}`,
     );
     return undefined;
   }
