@@ -290,10 +290,11 @@ describe.each(['s3', 'local'] as const)('verify bundle against %s storage', (kin
     expectNoSecrets(run, key.identity);
   });
 
-  it('fails on a damaged manifest, naming it', async () => {
+  it('fails on a damaged manifest, naming it, even when a newer backup is intact', async () => {
     const damagedKey = manifestKey('mangled', ids.mangled);
     const data = (await store.storage.getBytes(damagedKey))!;
     await store.storage.putBytes(damagedKey, data.subarray(0, data.length / 2));
+    await backup('mangled');
     const run = await verify({ name: 'mangled', 'encryption-identity': key.identity });
     expect(run.code).toBe(1);
     expect(run.outputs.status).toBe('failed');
