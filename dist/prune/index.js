@@ -71828,7 +71828,7 @@ function parseManifest(data, where) {
         parsed = JSON.parse(data.toString());
     }
     catch (error) {
-        throw new ManifestError(`The manifest ${where} is not valid JSON: ${error.message}`, {
+        throw new ManifestError(`The manifest ${where} is not valid JSON: ${(0,core_errors/* errorMessage */.gJ)(error)}`, {
             cause: error,
         });
     }
@@ -71885,16 +71885,30 @@ async function listCatalog(storage, name) {
     });
     return entries;
 }
-/**
- * Throws the first damaged manifest's error: for the callers that must not go on past one
- * (verify's alarm, prune's deletions).
- */
-function assertReadable(entries) {
+/** The first damaged manifest's reason, with how many more there are; undefined when none is. */
+function damagedReason(entries) {
     const damaged = entries.filter((e) => e.damaged !== undefined);
     if (damaged.length === 0)
-        return;
+        return undefined;
     const more = damaged.length > 1 ? ` (and ${damaged.length - 1} more damaged manifest(s))` : '';
-    throw new ManifestError(`${damaged[0].damaged}${more}`);
+    return `${damaged[0].damaged}${more}`;
+}
+/** Throws damagedReason as a ManifestError: for verify, which must not go on past one. */
+function assertReadable(entries) {
+    const reason = damagedReason(entries);
+    if (reason !== undefined)
+        throw new ManifestError(reason);
+}
+/**
+ * The complete backups of a listing, newest first, or the reason there are none: a damaged
+ * manifest when there is one, else a ConfigurationError saying the catalog has no complete backup.
+ */
+function requireComplete(entries, storage, name) {
+    const complete = completeBackups(entries);
+    if (complete.length > 0)
+        return complete;
+    assertReadable(entries);
+    throw new ConfigurationError(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
 }
 /** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
 async function groupByFolder(storage, prefix) {
@@ -71954,13 +71968,7 @@ async function selectBackup(storage, name, backupId) {
         }
         return manifest;
     }
-    const entries = await listCatalog(storage, name);
-    const complete = completeBackups(entries);
-    if (complete.length === 0) {
-        assertReadable(entries);
-        throw new ConfigurationError(`No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`);
-    }
-    return complete[0];
+    return requireComplete(await listCatalog(storage, name), storage, name)[0];
 }
 /** Catalog names under the store's prefix (the first path segment of keys that have backups/). */
 async function listNames(storage) {
@@ -72951,12 +72959,10 @@ function catalogBackup(storage, entry, lastVerification, logger) {
 async function planName(name, options, deps, now) {
     const { storage, logger } = deps;
     const entries = await listCatalog(storage, name);
-    try {
-        assertReadable(entries);
-    }
-    catch (error) {
-        // A folder whose manifest cannot be read would otherwise look like an unfinished upload.
-        throw new ManifestError(`Nothing was pruned: ${(0,core_errors/* errorMessage */.gJ)(error).replace(/\.$/, '')}. Prune stops until that manifest is repaired or the backup is removed by hand.`, { cause: error });
+    // A folder whose manifest cannot be read would otherwise look like an unfinished upload.
+    const damaged = damagedReason(entries);
+    if (damaged !== undefined) {
+        throw new ManifestError(`Nothing was pruned: ${damaged.replace(/\.$/, '')}. Prune stops until that manifest is repaired or the backup is removed by hand.`);
     }
     const recordObjects = await groupByFolder(storage, verificationsPrefix(name));
     const lastStatus = new Map();

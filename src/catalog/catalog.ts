@@ -1,5 +1,5 @@
 import type { Storage, StoredObject } from '../storage/storage.js';
-import { ConfigurationError } from '../core/errors.js';
+import { ConfigurationError, errorMessage } from '../core/errors.js';
 import {
   backupsPrefix,
   isBackupId,
@@ -47,12 +47,9 @@ export function parseManifest(data: Buffer | string, where: string): Manifest {
   try {
     parsed = JSON.parse(data.toString());
   } catch (error) {
-    throw new ManifestError(
-      `The manifest ${where} is not valid JSON: ${(error as Error).message}`,
-      {
-        cause: error,
-      },
-    );
+    throw new ManifestError(`The manifest ${where} is not valid JSON: ${errorMessage(error)}`, {
+      cause: error,
+    });
   }
   const m = parsed as Partial<Manifest>;
   if (
@@ -110,15 +107,35 @@ export async function listCatalog(storage: Storage, name: string): Promise<Catal
   return entries;
 }
 
-/**
- * Throws the first damaged manifest's error: for the callers that must not go on past one
- * (verify's alarm, prune's deletions).
- */
-export function assertReadable(entries: CatalogEntry[]): void {
+/** The first damaged manifest's reason, with how many more there are; undefined when none is. */
+export function damagedReason(entries: CatalogEntry[]): string | undefined {
   const damaged = entries.filter((e) => e.damaged !== undefined);
-  if (damaged.length === 0) return;
+  if (damaged.length === 0) return undefined;
   const more = damaged.length > 1 ? ` (and ${damaged.length - 1} more damaged manifest(s))` : '';
-  throw new ManifestError(`${damaged[0].damaged}${more}`);
+  return `${damaged[0].damaged}${more}`;
+}
+
+/** Throws damagedReason as a ManifestError: for verify, which must not go on past one. */
+export function assertReadable(entries: CatalogEntry[]): void {
+  const reason = damagedReason(entries);
+  if (reason !== undefined) throw new ManifestError(reason);
+}
+
+/**
+ * The complete backups of a listing, newest first, or the reason there are none: a damaged
+ * manifest when there is one, else a ConfigurationError saying the catalog has no complete backup.
+ */
+export function requireComplete(
+  entries: CatalogEntry[],
+  storage: Storage,
+  name: string,
+): Manifest[] {
+  const complete = completeBackups(entries);
+  if (complete.length > 0) return complete;
+  assertReadable(entries);
+  throw new ConfigurationError(
+    `No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`,
+  );
 }
 
 /** The objects under `prefix`, grouped by the folder right below it (a backup id). One listing pass. */
@@ -193,15 +210,7 @@ export async function selectBackup(
     }
     return manifest;
   }
-  const entries = await listCatalog(storage, name);
-  const complete = completeBackups(entries);
-  if (complete.length === 0) {
-    assertReadable(entries);
-    throw new ConfigurationError(
-      `No complete backup of '${name}' in ${storage.description}. Check the storage and name inputs.`,
-    );
-  }
-  return complete[0];
+  return requireComplete(await listCatalog(storage, name), storage, name)[0];
 }
 
 /** Catalog names under the store's prefix (the first path segment of keys that have backups/). */

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { runBackup, wholeDatabaseBackup } from '../backup/backup.js';
 import {
   appendVerificationRecord,
-  completeBackups,
   listCatalog,
+  requireComplete,
   type CatalogEntry,
   selectBackup,
   resolveName,
@@ -194,11 +194,8 @@ export async function pickBackup(
 ): Promise<{ manifest: Manifest; warnings: string[] }> {
   if (backupId) return { manifest: await selectBackup(storage, name, backupId), warnings: [] };
   const entries = await listCatalog(storage, name);
-  const complete = completeBackups(entries);
-  const manifest =
-    complete.find((m) => m.kind !== 'pre-restore') ??
-    complete[0] ??
-    (await selectBackup(storage, name));
+  const complete = requireComplete(entries, storage, name);
+  const manifest = complete.find((m) => m.kind !== 'pre-restore') ?? complete[0];
   const warnings = entries.flatMap((e) =>
     e.damaged === undefined
       ? []

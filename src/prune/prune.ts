@@ -14,7 +14,7 @@
 import {
   groupByFolder,
   ManifestError,
-  assertReadable,
+  damagedReason,
   listCatalog,
   listNames,
   listVerifications,
@@ -227,13 +227,11 @@ async function planName(
 ): Promise<NamePlan> {
   const { storage, logger } = deps;
   const entries = await listCatalog(storage, name);
-  try {
-    assertReadable(entries);
-  } catch (error) {
-    // A folder whose manifest cannot be read would otherwise look like an unfinished upload.
+  // A folder whose manifest cannot be read would otherwise look like an unfinished upload.
+  const damaged = damagedReason(entries);
+  if (damaged !== undefined) {
     throw new ManifestError(
-      `Nothing was pruned: ${errorMessage(error).replace(/\.$/, '')}. Prune stops until that manifest is repaired or the backup is removed by hand.`,
-      { cause: error },
+      `Nothing was pruned: ${damaged.replace(/\.$/, '')}. Prune stops until that manifest is repaired or the backup is removed by hand.`,
     );
   }
   const recordObjects = await groupByFolder(storage, verificationsPrefix(name));
