@@ -42,6 +42,7 @@ const { S3Storage } = await lib('storage/s3.js');
 const { AUTO_ZSTD_LEVEL } = await lib('backup/backup.js');
 
 const GB = Number(process.env.BENCH_GB ?? '1');
+const CORES = os.cpus().length;
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? '5'));
 const quiet = new MemoryLogger();
 const client = await findClientTools(10, { logger: quiet });
@@ -226,7 +227,7 @@ async function grow(url, half) {
 }
 
 console.log(
-  `Benchmark on ${os.cpus().length} cores, PostgreSQL ${server.version}, pg_dump ${client.version}, ${GB} GB target`,
+  `Benchmark on ${CORES} cores, PostgreSQL ${server.version}, pg_dump ${client.version}, ${GB} GB target`,
 );
 const cluster = await startScratchCluster({
   server,
@@ -376,60 +377,45 @@ try {
   }
   const of = (k) => rounds.map((round) => round[k]);
   const spread = (values) => `${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)}`;
-  console.log(`  (medians of ${ROUNDS} rounds; each round runs the next lines once, in turn)`);
-  const raw = median(of('raw'));
-  row('pg_dump -Fc -Z0 > /dev/null (the physical limit)', raw, { range: spread(of('raw')) });
-  row(`pg_dump -Fc -Z0 | zstd -T0 -${AUTO_ZSTD_LEVEL} > file`, median(of('zstd')), {
-    bytes: statSync(zstdFile).size,
-    range: spread(of('zstd')),
-  });
-  row('backup action, encrypted, to the local store', median(of('local')), {
-    bytes: Number(full.outputs.bytes),
-    rssMiB: full.rssMiB,
-    range: spread(of('local')),
-  });
-  if (s3Row)
-    row('backup action, encrypted, to the S3 server (Swift)', median(of('s3')), {
-      bytes: Number(s3Row.outputs.bytes),
-      rssMiB: s3Row.rssMiB,
-      range: spread(of('s3')),
-    });
-  /** A target ratio: the median of the rounds' own ratios, and their range. */
-  const roundRatio = (k) => {
-    const ratios = rounds.map((round) => round[k] / round.raw);
+  /** A line of the rounds' median for `k`, with their range. */
+  const medianRow = (what, k, extra = {}) =>
+    row(what, median(of(k)), { ...extra, range: spread(of(k)) });
+  /** A ratio computed in each round: its median, and the rounds' range. */
+  const perRound = (ratioOf) => {
+    const ratios = rounds.map(ratioOf);
     return `${median(ratios).toFixed(2)} (rounds ${spread(ratios)})`;
   };
-  console.log('  CPU seconds (medians):');
-  row('  the action process, backup to the local store', median(of('localCpu')), {
-    range: spread(of('localCpu')),
+  console.log(`  (medians of ${ROUNDS} rounds; each round runs the next lines once, in turn)`);
+  medianRow('pg_dump -Fc -Z0 > /dev/null (the physical limit)', 'raw');
+  medianRow(`pg_dump -Fc -Z0 | zstd -T0 -${AUTO_ZSTD_LEVEL} > file`, 'zstd', {
+    bytes: statSync(zstdFile).size,
   });
-  if (s3Row) {
-    row('  the action process, backup to the S3 server', median(of('s3Cpu')), {
-      range: spread(of('s3Cpu')),
-    });
-    row('  the S3 server (Swift) during the backup to it', median(of('s3ServerCpu')), {
-      range: spread(of('s3ServerCpu')),
-    });
-  }
-  // Everything on the machine, the PostgreSQL server included: what the two cores had to do.
-  row('  the machine (every process), during the limit', median(of('rawBusy')), {
-    range: spread(of('rawBusy')),
-  });
-  row('  the machine, during the backup to the local store', median(of('localBusy')), {
-    range: spread(of('localBusy')),
+  medianRow('backup action, encrypted, to the local store', 'local', {
+    bytes: Number(full.outputs.bytes),
+    rssMiB: full.rssMiB,
   });
   if (s3Row)
-    row('  the machine, during the backup to the S3 server', median(of('s3Busy')), {
-      range: spread(of('s3Busy')),
+    medianRow('backup action, encrypted, to the S3 server (Swift)', 's3', {
+      bytes: Number(s3Row.outputs.bytes),
+      rssMiB: s3Row.rssMiB,
     });
+  console.log('  CPU seconds (medians):');
+  medianRow('  the action process, backup to the local store', 'localCpu');
+  if (s3Row) {
+    medianRow('  the action process, backup to the S3 server', 's3Cpu');
+    medianRow('  the S3 server (Swift) during the backup to it', 's3ServerCpu');
+  }
+  // Everything on the machine, the PostgreSQL server included: what the cores had to do.
+  medianRow('  the machine (every process), during the limit', 'rawBusy');
+  medianRow('  the machine, during the backup to the local store', 'localBusy');
+  if (s3Row) medianRow('  the machine, during the backup to the S3 server', 's3Busy');
+  /** A target ratio: a backup's time against the limit of its round. */
+  const roundRatio = (k) => perRound((round) => round[k] / round.raw);
   /**
    * The share of the machine's CPU in 1.2 × the limit that a backup used: near 1, the target can
    * only be met with every core busy from the first moment to the last.
    */
-  const budgetShare = (k) => {
-    const shares = rounds.map((round) => round[`${k}Busy`] / (1.2 * round.raw * os.cpus().length));
-    return `${median(shares).toFixed(2)} (rounds ${spread(shares)})`;
-  };
+  const budgetShare = (k) => perRound((round) => round[`${k}Busy`] / (1.2 * round.raw * CORES));
   if (seedsUpload !== undefined)
     row('runbook: pg_dump | gzip > file, then upload the file', seedsDump + seedsUpload);
   else row('runbook: pg_dump | gzip > file (upload not measured)', seedsDump);
@@ -529,39 +515,35 @@ try {
 
   console.log('\nRatios (targets in brackets):');
   const ratio = (a, b) => (a / b).toFixed(2);
-  console.log(
-    `  backup to local / pg_dump -Fc -Z0 > /dev/null        ${roundRatio('local')}  [<= 1.20]`,
+  /** One ratio per line, the values in one column. */
+  const ratioLine = (what, value, note = '') =>
+    console.log(`  ${what.padEnd(52)} ${value}${note ? `  ${note}` : ''}`);
+  ratioLine('backup to local / pg_dump -Fc -Z0 > /dev/null', roundRatio('local'), '[<= 1.20]');
+  if (s3Row) ratioLine('backup to S3 / pg_dump -Fc -Z0 > /dev/null', roundRatio('s3'), '[<= 1.20]');
+  ratioLine(`machine CPU, to local / ${CORES} cores × 1.2 × the limit`, budgetShare('local'));
+  if (s3Row) ratioLine(`machine CPU, to S3 / ${CORES} cores × 1.2 × the limit`, budgetShare('s3'));
+  ratioLine(
+    'backup object / pg_dump -Fc object (size)',
+    ratio(Number(full.outputs.bytes), zlibBytes),
+    '[<= 1.00]',
   );
-  if (s3Row)
-    console.log(
-      `  backup to S3 / pg_dump -Fc -Z0 > /dev/null           ${roundRatio('s3')}  [<= 1.20]`,
-    );
-  console.log(
-    `  ${`machine CPU, to local / ${os.cpus().length} cores × 1.2 × the limit`.padEnd(53)}${budgetShare('local')}`,
+  ratioLine(
+    'pg_dump -Fc -Z0 | zstd -3 object / pg_dump -Fc object',
+    ratio(zstd3Bytes, zlibBytes),
+    "(this data's zstd against zlib)",
   );
-  if (s3Row)
-    console.log(
-      `  ${`machine CPU, to S3 / ${os.cpus().length} cores × 1.2 × the limit`.padEnd(53)}${budgetShare('s3')}`,
-    );
-  console.log(
-    `  backup object / pg_dump -Fc object (size)            ${ratio(Number(full.outputs.bytes), zlibBytes)}  [<= 1.00]`,
-  );
-  console.log(
-    `  pg_dump -Fc -Z0 | zstd -3 object / pg_dump -Fc object ${ratio(zstd3Bytes, zlibBytes)}  (this data's zstd against zlib)`,
-  );
-  console.log(
-    `  pg_dump -Fc (default) / backup to local (speed-up)   ${ratio(zlib, median(of('local')))}`,
-  );
+  ratioLine('pg_dump -Fc (default) / backup to local (speed-up)', ratio(zlib, median(of('local'))));
   console.log(
     `  peak RSS: ${half.rssMiB?.toFixed(0)} MiB at ${(halfSize / 1e9).toFixed(2)} GB, ${full.rssMiB?.toFixed(0)} MiB at ${(fullSize / 1e9).toFixed(2)} GB  [<= 200 MiB, flat]`,
   );
   if (!drill.error && drill.outputs['restore-seconds']) {
-    console.log(
-      `  drill restore phase / plain pg_restore               ${ratio(Number(drill.outputs['restore-seconds']), plainRestore)}  [<= 1.10]`,
+    ratioLine(
+      'drill restore phase / plain pg_restore',
+      ratio(Number(drill.outputs['restore-seconds']), plainRestore),
+      '[<= 1.10]',
     );
   }
-  if (cli !== undefined)
-    console.log(`  age in this project / age CLI (time)                 ${ratio(ours, cli)}`);
+  if (cli !== undefined) ratioLine('age in this project / age CLI (time)', ratio(ours, cli));
   mkdirSync(path.join(root, '.tmp'), { recursive: true });
   writeFileSync(path.join(root, '.tmp', 'bench-results.json'), JSON.stringify(results, null, 2));
 } finally {

@@ -2,7 +2,6 @@ import { runBackup, type BackupOptions } from '../../src/backup/backup.js';
 import { generateIdentity } from '../../src/crypto/age.js';
 import { MemoryLogger } from '../../src/core/logger.js';
 import { findOnPath, runProcess } from '../../src/core/process.js';
-
 import { S3Storage } from '../../src/storage/s3.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { runBundle } from '../support/bundle.js';
