@@ -72823,6 +72823,7 @@ var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./lib/core/streams.js
 
 
+
 /** Passes bytes through while computing their SHA-256 and count. */
 class HashCounter extends external_node_stream_.Transform {
     hash = (0,external_node_crypto_.createHash)('sha256');
@@ -72892,6 +72893,31 @@ class Progress {
             clearInterval(this.timer);
         this.timer = undefined;
     }
+}
+/** A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. */
+function processingStream(processor) {
+    return new Transform({
+        transform(chunk, _encoding, callback) {
+            try {
+                for (const b of processor.update(chunk))
+                    this.push(b);
+                callback();
+            }
+            catch (error) {
+                callback(asError(error));
+            }
+        },
+        flush(callback) {
+            try {
+                for (const b of processor.final())
+                    this.push(b);
+                callback();
+            }
+            catch (error) {
+                callback(asError(error));
+            }
+        },
+    });
 }
 
 ;// CONCATENATED MODULE: ./lib/prune/prune.js

@@ -75055,6 +75055,7 @@ async function runUserChecks(client, checks) {
 ;// CONCATENATED MODULE: ./lib/core/streams.js
 
 
+
 /** Passes bytes through while computing their SHA-256 and count. */
 class HashCounter extends external_node_stream_.Transform {
     hash = (0,external_node_crypto_.createHash)('sha256');
@@ -75124,6 +75125,31 @@ class Progress {
             clearInterval(this.timer);
         this.timer = undefined;
     }
+}
+/** A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. */
+function processingStream(processor) {
+    return new Transform({
+        transform(chunk, _encoding, callback) {
+            try {
+                for (const b of processor.update(chunk))
+                    this.push(b);
+                callback();
+            }
+            catch (error) {
+                callback(asError(error));
+            }
+        },
+        flush(callback) {
+            try {
+                for (const b of processor.final())
+                    this.push(b);
+                callback();
+            }
+            catch (error) {
+                callback(asError(error));
+            }
+        },
+    });
 }
 
 ;// CONCATENATED MODULE: ./lib/report/markdown.js

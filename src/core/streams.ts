@@ -1,5 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { asError } from './errors.js';
+import type { ChunkProcessor } from './fifo.js';
 import type { Logger } from './logger.js';
 
 export interface HashCounterOptions {
@@ -91,4 +93,26 @@ export class Progress {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
+}
+
+/** A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. */
+export function processingStream(processor: ChunkProcessor): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      try {
+        for (const b of processor.update(chunk)) this.push(b);
+        callback();
+      } catch (error) {
+        callback(asError(error));
+      }
+    },
+    flush(callback) {
+      try {
+        for (const b of processor.final()) this.push(b);
+        callback();
+      } catch (error) {
+        callback(asError(error));
+      }
+    },
+  });
 }

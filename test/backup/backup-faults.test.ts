@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { runBackup, type BackupOptions } from '../../src/backup/backup.js';
 import { generateIdentity } from '../../src/crypto/age.js';
 import { MemoryLogger } from '../../src/core/logger.js';
@@ -154,6 +157,7 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
       const key = generateIdentity();
       const tools = await machineClientTools();
       const name = `paths-${namedPipe ? 'fifo' : 'stream'}`;
+      const logger = new MemoryLogger();
       const result = await runBackup(
         {
           ...baseOptions(sourceUrl, name),
@@ -162,13 +166,17 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
         },
         testBackupDeps(store.storage, tools, {
           namedPipe,
+          logger,
           zstdPath: (await findOnPath('zstd')) ?? undefined,
         }),
+      );
+      expect(logger.lines).toContainEqual(
+        expect.stringMatching(/^Archive data: [\d,]+ chunks from pg_dump written as \d+\.$/),
       );
       expect((await store.storage.head(result.objectKey))?.size).toBe(result.bytes);
       // age -d, zstd -d and pg_restore into a fresh database: every row, data included.
       const target = await newDatabase(name);
-      const { sha256 } = await restoreByHand({
+      const { sha256, dataChunks } = await restoreByHand({
         storage: store.storage,
         objectKey: result.objectKey,
         identity: key.identity,
@@ -176,8 +184,42 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
       });
       expect(sha256).toBe(result.sha256);
       expect(await rowCounts(target)).toEqual(await rowCounts(sourceUrl));
+      // Coalesced: a chunk per table of this size, where pg_dump wrote one per row.
+      expect(dataChunks).toBeLessThan(20);
     },
   );
+
+  it('stores nothing when pg_dump exits 0 but its archive is cut short', async () => {
+    // A pg_dump whose archive ends early although it reports success: the fault a naive pipe
+    // stores as a complete backup.
+    const tools = await machineClientTools();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'cut-dump-'));
+    const wrapper = path.join(dir, 'pg_dump');
+    writeFileSync(wrapper, `#!/bin/sh\n"${tools.pgDump}" "$@" | head -c 30000\n`, { mode: 0o755 });
+    const name = 'cut-short';
+    try {
+      await expect(
+        runBackup(
+          {
+            ...baseOptions(sourceUrl, name),
+            compression: { method: 'zstd', level: 1 },
+          },
+          testBackupDeps(
+            store.storage,
+            { ...tools, pgDump: wrapper },
+            {
+              zstdPath: (await findOnPath('zstd')) ?? undefined,
+            },
+          ),
+        ),
+      ).rejects.toThrow(
+        /pg_dump's archive could not be read near byte \d+: the archive ends inside/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect((await keysOf(store.storage)).filter((k) => k.startsWith(`${name}/`))).toEqual([]);
+  });
 });
 
 describe('backup faults of the S3 store', () => {

@@ -4,20 +4,21 @@ import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { runProcess } from '../../src/core/process.js';
+import { ArchiveCoalescer } from '../../src/postgres/archive.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { MACHINE_BIN_DIR } from './embedded.js';
 
 /**
  * Restores a backup with standard tools alone, as the README tells a person to on the day
  * nothing else works: download, `age -d`, `zstd -d`, `pg_restore` (or `tar -x` first for the
- * directory format).
+ * directory format). For a custom-format archive, also counts its data chunks.
  */
 export async function restoreByHand(options: {
   storage: Storage;
   objectKey: string;
   identity?: string;
   targetUrl: string;
-}): Promise<{ sha256: string }> {
+}): Promise<{ sha256: string; dataChunks?: number }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'by-hand-'));
   try {
     let file = path.join(dir, path.basename(options.objectKey));
@@ -37,7 +38,8 @@ export async function restoreByHand(options: {
       if (r.code !== 0) throw new Error(`zstd -d failed: ${r.stderr}`);
       file = out;
     }
-    if (file.endsWith('.tar')) {
+    const directoryFormat = file.endsWith('.tar');
+    if (directoryFormat) {
       const out = path.join(dir, 'dumpdir');
       const r = await runProcess('sh', [
         '-c',
@@ -55,7 +57,11 @@ export async function restoreByHand(options: {
       file,
     ]);
     if (r.code !== 0) throw new Error(`pg_restore failed: ${r.stderr}`);
-    return { sha256 };
+    if (directoryFormat) return { sha256 };
+    const reader = new ArchiveCoalescer();
+    reader.update(readFileSync(file));
+    reader.final();
+    return { sha256, dataChunks: reader.chunksIn };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -110,7 +110,7 @@ describe('backup options', () => {
   it('compresses outside pg_dump with parallel zstd when it is installed, inside otherwise', () => {
     const auto = planCompression({ method: 'auto' }, 15, '/usr/bin/zstd');
     expect(auto.pgDumpCompress).toBe('0');
-    expect(auto.external?.args).toEqual(['-1', '-T0', '-q', '-c']);
+    expect(auto.external?.args).toEqual(['-1', '--zstd=hlog=16', '-T0', '-q', '-c']);
     expect(auto.info).toEqual({ method: 'zstd', level: 1 });
     expect(dumpObjectName('custom', auto, true)).toBe('dump.pgc.zst.age');
     const fallback = planCompression({ method: 'auto' }, 15, undefined);
