@@ -73942,16 +73942,17 @@ async function streamDump(a) {
     let tmp;
     // The last tool in the pipe writes into a named pipe where there is one (see Fifo), else
     // into an ordinary pipe read as a stream.
-    const fifo = deps.namedPipe === false ? undefined : await Fifo.create(tmpRoot, deps.env);
-    const lastStdout = fifo ? fifo.writeFd : 'pipe';
     // An uncompressed custom archive on its way to a compressor is read here, to write its
     // per-row chunks as large ones (see ArchiveCoalescer), through a named pipe of its own.
     const coalescer = options.format === 'custom' && plan.external ? new ArchiveCoalescer() : undefined;
-    let dumpFifo;
+    const namedPipe = deps.namedPipe !== false;
+    const [fifo, dumpFifo] = await Promise.all([
+        namedPipe ? Fifo.create(tmpRoot, deps.env) : undefined,
+        namedPipe && coalescer ? Fifo.create(tmpRoot, deps.env) : undefined,
+    ]);
+    const lastStdout = fifo ? fifo.writeFd : 'pipe';
     let feeding;
     try {
-        if (coalescer && fifo)
-            dumpFifo = await Fifo.create(tmpRoot, deps.env);
         let source;
         if (options.format === 'custom') {
             const dump = (0,core_process/* startProcess */.kp)(tools.pgDump, pgDumpArgs({
