@@ -73674,9 +73674,8 @@ function parseCompression(value) {
 const AUTO_ZSTD_LEVEL = 1;
 /**
  * zstd's match-finder table for 'auto', as a power of two: level 1 picks 2^14 entries for large
- * input, and 2^16 find enough more matches in table data to write about 1.5 % less for about 12 %
- * more of zstd's CPU time.
- * Restore needs nothing for it.
+ * input, and 2^16 find enough more matches in table data to write about 1.5 % less for about
+ * 12 % more of zstd's CPU time. Restore needs nothing for it.
  */
 const AUTO_ZSTD_HASH_LOG = 16;
 function planCompression(choice, pgDumpMajor, zstdPath) {
@@ -73940,11 +73939,11 @@ async function streamDump(a) {
     const processes = [];
     const tmpRoot = deps.tmpDir ?? external_node_os_.tmpdir();
     let tmp;
-    // The last tool in the pipe writes into a named pipe where there is one (see Fifo), else
-    // into an ordinary pipe read as a stream.
     // An uncompressed custom archive on its way to a compressor is read here, to write its
     // per-row chunks as large ones (see ArchiveCoalescer), through a named pipe of its own.
     const coalescer = options.format === 'custom' && plan.external ? new ArchiveCoalescer() : undefined;
+    // The last tool in the pipe writes into a named pipe where there is one (see Fifo), else
+    // into an ordinary pipe read as a stream.
     const namedPipe = deps.namedPipe !== false;
     const [fifo, dumpFifo] = await Promise.all([
         namedPipe ? Fifo.create(tmpRoot, deps.env) : undefined,
