@@ -78482,7 +78482,7 @@ class ArchiveCoalescer {
             this.position += want;
             if (this.state === State.BlockStart) {
                 const type = field[at];
-                const id = this.readInt(field, at + 1);
+                const id = readInt(field, at + 1, this.intSize);
                 if (type !== BLK_DATA && type !== BLK_BLOBS) {
                     throw this.error(`a data block of unknown type ${type}`);
                 }
@@ -78493,7 +78493,7 @@ class ArchiveCoalescer {
                 this.state = this.inBlobs ? State.BlobOid : State.ChunkLength;
                 continue;
             }
-            const value = this.readInt(field, at);
+            const value = readInt(field, at, this.intSize);
             if (this.state === State.BlobOid) {
                 this.copyField(field, at, want);
                 this.state = value === 0 ? State.BlockStart : State.ChunkLength;
@@ -78513,15 +78513,6 @@ class ArchiveCoalescer {
             this.copyField(field, at, want);
             this.state = this.inBlobs ? State.BlobOid : State.BlockStart;
         }
-    }
-    readInt(buffer, at) {
-        let value = 0;
-        let scale = 1;
-        for (let i = 0; i < this.intSize; i++) {
-            value += buffer[at + 1 + i] * scale;
-            scale *= 256;
-        }
-        return buffer[at] === 0 ? value : -value;
     }
     copyField(field, at, length) {
         this.reserve(length);
@@ -78566,6 +78557,16 @@ class ArchiveCoalescer {
         this.emitted = upTo;
     }
 }
+/** An int as pg_dump writes it: a sign byte, then `intSize` bytes, least significant first. */
+function readInt(buffer, at, intSize) {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < intSize; i++) {
+        value += buffer[at + 1 + i] * scale;
+        scale *= 256;
+    }
+    return buffer[at] === 0 ? value : -value;
+}
 /** A cursor over the head bytes that throws NEED_MORE where they end mid-item. */
 class HeadReader {
     buffer;
@@ -78593,15 +78594,9 @@ class HeadReader {
     }
     int() {
         this.need(1 + this.intSize);
-        let value = 0;
-        let scale = 1;
-        for (let i = 0; i < this.intSize; i++) {
-            value += this.buffer[this.at + 1 + i] * scale;
-            scale *= 256;
-        }
-        const negative = this.buffer[this.at] !== 0;
+        const value = readInt(this.buffer, this.at, this.intSize);
         this.at += 1 + this.intSize;
-        return negative ? -value : value;
+        return value;
     }
     /** A string, or undefined for the missing string (length -1). */
     string() {

@@ -361,7 +361,7 @@ export class ArchiveCoalescer implements ChunkProcessor {
       this.position += want;
       if (this.state === State.BlockStart) {
         const type = field[at];
-        const id = this.readInt(field, at + 1);
+        const id = readInt(field, at + 1, this.intSize);
         if (type !== BLK_DATA && type !== BLK_BLOBS) {
           throw this.error(`a data block of unknown type ${type}`);
         }
@@ -371,7 +371,7 @@ export class ArchiveCoalescer implements ChunkProcessor {
         this.state = this.inBlobs ? State.BlobOid : State.ChunkLength;
         continue;
       }
-      const value = this.readInt(field, at);
+      const value = readInt(field, at, this.intSize);
       if (this.state === State.BlobOid) {
         this.copyField(field, at, want);
         this.state = value === 0 ? State.BlockStart : State.ChunkLength;
@@ -390,16 +390,6 @@ export class ArchiveCoalescer implements ChunkProcessor {
       this.copyField(field, at, want);
       this.state = this.inBlobs ? State.BlobOid : State.BlockStart;
     }
-  }
-
-  private readInt(buffer: Buffer, at: number): number {
-    let value = 0;
-    let scale = 1;
-    for (let i = 0; i < this.intSize; i++) {
-      value += buffer[at + 1 + i] * scale;
-      scale *= 256;
-    }
-    return buffer[at] === 0 ? value : -value;
   }
 
   private copyField(field: Buffer, at: number, length: number): void {
@@ -447,6 +437,17 @@ export class ArchiveCoalescer implements ChunkProcessor {
   }
 }
 
+/** An int as pg_dump writes it: a sign byte, then `intSize` bytes, least significant first. */
+function readInt(buffer: Buffer, at: number, intSize: number): number {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < intSize; i++) {
+    value += buffer[at + 1 + i] * scale;
+    scale *= 256;
+  }
+  return buffer[at] === 0 ? value : -value;
+}
+
 /** A cursor over the head bytes that throws NEED_MORE where they end mid-item. */
 class HeadReader {
   intSize = 4;
@@ -475,15 +476,9 @@ class HeadReader {
 
   int(): number {
     this.need(1 + this.intSize);
-    let value = 0;
-    let scale = 1;
-    for (let i = 0; i < this.intSize; i++) {
-      value += this.buffer[this.at + 1 + i] * scale;
-      scale *= 256;
-    }
-    const negative = this.buffer[this.at] !== 0;
+    const value = readInt(this.buffer, this.at, this.intSize);
     this.at += 1 + this.intSize;
-    return negative ? -value : value;
+    return value;
   }
 
   /** A string, or undefined for the missing string (length -1). */
