@@ -71880,6 +71880,114 @@ async function resolveName(storage, name) {
     throw new ConfigurationError(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
 }
 
+;// CONCATENATED MODULE: ./lib/core/streams.js
+
+
+
+/** Passes bytes through while computing their SHA-256 and count. */
+class HashCounter extends external_node_stream_.Transform {
+    hash = (0,external_node_crypto_.createHash)('sha256');
+    beforeEnd;
+    bytes = 0;
+    digestValue;
+    constructor(options = {}) {
+        super({ readableHighWaterMark: options.highWaterMark });
+        this.beforeEnd = options.beforeEnd;
+    }
+    _transform(chunk, _enc, callback) {
+        this.hash.update(chunk);
+        this.bytes += chunk.length;
+        callback(null, chunk);
+    }
+    _flush(callback) {
+        if (!this.beforeEnd)
+            return callback();
+        this.beforeEnd().then(() => callback(), (error) => callback(error));
+    }
+    /** The hex digest; valid once the stream has ended. */
+    digest() {
+        this.digestValue ??= this.hash.digest('hex');
+        return this.digestValue;
+    }
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+/** MB/s (decimal megabytes, as tools print rates). */
+function rate(bytes, seconds) {
+    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
+}
+/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
+class Progress {
+    logger;
+    label;
+    bytes;
+    timer;
+    started = Date.now();
+    constructor(logger, label, bytes, intervalMs = 5000) {
+        this.logger = logger;
+        this.label = label;
+        this.bytes = bytes;
+        if (intervalMs > 0) {
+            this.timer = setInterval(() => this.report(), intervalMs);
+            this.timer.unref();
+        }
+    }
+    elapsedSeconds() {
+        return (Date.now() - this.started) / 1000;
+    }
+    report() {
+        const seconds = this.elapsedSeconds();
+        const b = this.bytes();
+        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
+    }
+    stop() {
+        if (this.timer)
+            clearInterval(this.timer);
+        this.timer = undefined;
+    }
+}
+/**
+ * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
+ * processor still being made (a promise) is awaited before the first chunk.
+ */
+function processingStream(processor, highWaterMark) {
+    let ready;
+    const pass = (stream, step, callback) => {
+        try {
+            for (const b of step())
+                stream.push(b);
+            callback();
+        }
+        catch (error) {
+            callback((0,errors/* asError */.zR)(error));
+        }
+    };
+    return new external_node_stream_.Transform({
+        readableHighWaterMark: highWaterMark,
+        writableHighWaterMark: highWaterMark,
+        construct(callback) {
+            Promise.resolve(processor).then((made) => {
+                ready = made;
+                callback();
+            }, (error) => callback((0,errors/* asError */.zR)(error)));
+        },
+        transform(chunk, _encoding, callback) {
+            pass(this, () => ready.update(chunk), callback);
+        },
+        flush(callback) {
+            pass(this, () => ready.final(), callback);
+        },
+    });
+}
+
 ;// CONCATENATED MODULE: ./lib/crypto/bech32.js
 /**
  * Bech32 (BIP 173) as age uses it for its keys: the original Bech32 checksum (not Bech32m) and no
@@ -71988,6 +72096,7 @@ function bech32_bech32Decode(text) {
  * only: X25519 and scrypt recipients, HKDF-SHA256, HMAC-SHA256 and the ChaCha20-Poly1305 STREAM
  * payload in 64 KiB chunks. Output is the binary format; files interoperate with the `age` CLI.
  */
+
 
 
 
@@ -72486,54 +72595,13 @@ class AgeEncryptor {
         out.push(body, cipher.getAuthTag());
     }
 }
-class AgeEncryptStream extends external_node_stream_.Transform {
-    config;
-    encryptor;
-    constructor(config) {
-        super({
-            readableHighWaterMark: STREAM_HIGH_WATER_MARK,
-            writableHighWaterMark: STREAM_HIGH_WATER_MARK,
-        });
-        this.config = config;
-    }
-    _construct(callback) {
-        if (this.config instanceof AgeEncryptor) {
-            this.encryptor = this.config;
-            return callback();
-        }
-        AgeEncryptor.fromConfig(this.config).then((encryptor) => {
-            this.encryptor = encryptor;
-            callback();
-        }, (err) => callback((0,errors/* asError */.zR)(err)));
-    }
-    _transform(chunk, _encoding, callback) {
-        try {
-            for (const b of this.encryptor.update(chunk))
-                this.push(b);
-            callback();
-        }
-        catch (err) {
-            callback(err);
-        }
-    }
-    _flush(callback) {
-        try {
-            for (const b of this.encryptor.final())
-                this.push(b);
-            callback();
-        }
-        catch (err) {
-            callback(err);
-        }
-    }
-}
 /** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
 function createEncryptStream(options) {
-    return new AgeEncryptStream(encryptConfig(options));
+    return processingStream(AgeEncryptor.fromConfig(encryptConfig(options)), STREAM_HIGH_WATER_MARK);
 }
 /** A stream that encrypts through an encryptor that has not been used yet. */
 function encryptingStream(encryptor) {
-    return new AgeEncryptStream(encryptor);
+    return processingStream(encryptor, STREAM_HIGH_WATER_MARK);
 }
 /** Validates decryption options; throws ConfigurationError (never echoing a secret). */
 function decryptConfig(options) {
@@ -72956,106 +73024,6 @@ class FifoReader extends external_node_stream_.Readable {
 
 // EXTERNAL MODULE: ./lib/core/process.js
 var core_process = __nccwpck_require__(9566);
-;// CONCATENATED MODULE: ./lib/core/streams.js
-
-
-
-/** Passes bytes through while computing their SHA-256 and count. */
-class HashCounter extends external_node_stream_.Transform {
-    hash = (0,external_node_crypto_.createHash)('sha256');
-    beforeEnd;
-    bytes = 0;
-    digestValue;
-    constructor(options = {}) {
-        super({ readableHighWaterMark: options.highWaterMark });
-        this.beforeEnd = options.beforeEnd;
-    }
-    _transform(chunk, _enc, callback) {
-        this.hash.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        if (!this.beforeEnd)
-            return callback();
-        this.beforeEnd().then(() => callback(), (error) => callback(error));
-    }
-    /** The hex digest; valid once the stream has ended. */
-    digest() {
-        this.digestValue ??= this.hash.digest('hex');
-        return this.digestValue;
-    }
-}
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
-}
-/** MB/s (decimal megabytes, as tools print rates). */
-function rate(bytes, seconds) {
-    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
-}
-/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
-class Progress {
-    logger;
-    label;
-    bytes;
-    timer;
-    started = Date.now();
-    constructor(logger, label, bytes, intervalMs = 5000) {
-        this.logger = logger;
-        this.label = label;
-        this.bytes = bytes;
-        if (intervalMs > 0) {
-            this.timer = setInterval(() => this.report(), intervalMs);
-            this.timer.unref();
-        }
-    }
-    elapsedSeconds() {
-        return (Date.now() - this.started) / 1000;
-    }
-    report() {
-        const seconds = this.elapsedSeconds();
-        const b = this.bytes();
-        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
-    }
-    stop() {
-        if (this.timer)
-            clearInterval(this.timer);
-        this.timer = undefined;
-    }
-}
-/** A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. */
-function processingStream(processor) {
-    return new external_node_stream_.Transform({
-        transform(chunk, _encoding, callback) {
-            try {
-                for (const b of processor.update(chunk))
-                    this.push(b);
-                callback();
-            }
-            catch (error) {
-                callback((0,errors/* asError */.zR)(error));
-            }
-        },
-        flush(callback) {
-            try {
-                for (const b of processor.final())
-                    this.push(b);
-                callback();
-            }
-            catch (error) {
-                callback((0,errors/* asError */.zR)(error));
-            }
-        },
-    });
-}
-
 // EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
 var connection = __nccwpck_require__(9722);
 ;// CONCATENATED MODULE: ./lib/postgres/inventory.js
@@ -73385,9 +73353,9 @@ class ArchiveCoalescer {
         }
         for (let i = 0; i < 7; i++)
             r.int(); // creation time
-        r.string(); // database name
-        r.string(); // server version
-        r.string(); // pg_dump version
+        r.skipString(); // database name
+        r.skipString(); // server version
+        r.skipString(); // pg_dump version
         const count = r.int();
         if (count < 0)
             throw this.error('a negative number of entries');
@@ -73400,23 +73368,23 @@ class ArchiveCoalescer {
         r.intSize = this.intSize;
         const dumpId = r.int();
         const hasData = r.int() !== 0;
-        r.string(); // catalog table OID
-        r.string(); // OID
+        r.skipString(); // catalog table OID
+        r.skipString(); // OID
         const tag = r.string() ?? '';
         const desc = r.string() ?? '';
         r.int(); // section
-        r.string(); // definition
-        r.string(); // drop statement
-        r.string(); // COPY statement
-        r.string(); // schema
-        r.string(); // tablespace
+        r.skipString(); // definition
+        r.skipString(); // drop statement
+        r.skipString(); // COPY statement
+        r.skipString(); // schema
+        r.skipString(); // tablespace
         if (this.archiveVersion >= K_VERS_1_14)
-            r.string(); // table access method
+            r.skipString(); // table access method
         if (this.archiveVersion >= K_VERS_1_16)
             r.int(); // relation kind
-        r.string(); // owner
-        r.string(); // "false": the former WITH OIDS
-        while (r.string() !== undefined)
+        r.skipString(); // owner
+        r.skipString(); // "false": the former WITH OIDS
+        while (r.skipString())
             ; // dependencies, ended by a missing string
         const flagAt = r.at;
         const flag = r.byte();
@@ -73603,6 +73571,14 @@ class HeadReader {
         if (length < 0)
             return undefined;
         return this.bytes(length).toString('utf8');
+    }
+    /** Passes over a string without decoding it; false for the missing string. */
+    skipString() {
+        const length = this.int();
+        if (length < 0)
+            return false;
+        this.bytes(length);
+        return true;
     }
 }
 

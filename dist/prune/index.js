@@ -72894,28 +72894,36 @@ class Progress {
         this.timer = undefined;
     }
 }
-/** A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. */
-function processingStream(processor) {
+/**
+ * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
+ * processor still being made (a promise) is awaited before the first chunk.
+ */
+function processingStream(processor, highWaterMark) {
+    let ready;
+    const pass = (stream, step, callback) => {
+        try {
+            for (const b of step())
+                stream.push(b);
+            callback();
+        }
+        catch (error) {
+            callback(asError(error));
+        }
+    };
     return new Transform({
-        transform(chunk, _encoding, callback) {
-            try {
-                for (const b of processor.update(chunk))
-                    this.push(b);
+        readableHighWaterMark: highWaterMark,
+        writableHighWaterMark: highWaterMark,
+        construct(callback) {
+            Promise.resolve(processor).then((made) => {
+                ready = made;
                 callback();
-            }
-            catch (error) {
-                callback(asError(error));
-            }
+            }, (error) => callback(asError(error)));
+        },
+        transform(chunk, _encoding, callback) {
+            pass(this, () => ready.update(chunk), callback);
         },
         flush(callback) {
-            try {
-                for (const b of processor.final())
-                    this.push(b);
-                callback();
-            }
-            catch (error) {
-                callback(asError(error));
-            }
+            pass(this, () => ready.final(), callback);
         },
     });
 }

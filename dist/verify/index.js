@@ -73339,6 +73339,114 @@ class StreamLogger {
 var core_process = __nccwpck_require__(29566);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(57075);
+;// CONCATENATED MODULE: ./lib/core/streams.js
+
+
+
+/** Passes bytes through while computing their SHA-256 and count. */
+class HashCounter extends external_node_stream_.Transform {
+    hash = (0,external_node_crypto_.createHash)('sha256');
+    beforeEnd;
+    bytes = 0;
+    digestValue;
+    constructor(options = {}) {
+        super({ readableHighWaterMark: options.highWaterMark });
+        this.beforeEnd = options.beforeEnd;
+    }
+    _transform(chunk, _enc, callback) {
+        this.hash.update(chunk);
+        this.bytes += chunk.length;
+        callback(null, chunk);
+    }
+    _flush(callback) {
+        if (!this.beforeEnd)
+            return callback();
+        this.beforeEnd().then(() => callback(), (error) => callback(error));
+    }
+    /** The hex digest; valid once the stream has ended. */
+    digest() {
+        this.digestValue ??= this.hash.digest('hex');
+        return this.digestValue;
+    }
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+/** MB/s (decimal megabytes, as tools print rates). */
+function rate(bytes, seconds) {
+    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
+}
+/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
+class Progress {
+    logger;
+    label;
+    bytes;
+    timer;
+    started = Date.now();
+    constructor(logger, label, bytes, intervalMs = 5000) {
+        this.logger = logger;
+        this.label = label;
+        this.bytes = bytes;
+        if (intervalMs > 0) {
+            this.timer = setInterval(() => this.report(), intervalMs);
+            this.timer.unref();
+        }
+    }
+    elapsedSeconds() {
+        return (Date.now() - this.started) / 1000;
+    }
+    report() {
+        const seconds = this.elapsedSeconds();
+        const b = this.bytes();
+        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
+    }
+    stop() {
+        if (this.timer)
+            clearInterval(this.timer);
+        this.timer = undefined;
+    }
+}
+/**
+ * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
+ * processor still being made (a promise) is awaited before the first chunk.
+ */
+function streams_processingStream(processor, highWaterMark) {
+    let ready;
+    const pass = (stream, step, callback) => {
+        try {
+            for (const b of step())
+                stream.push(b);
+            callback();
+        }
+        catch (error) {
+            callback(asError(error));
+        }
+    };
+    return new Transform({
+        readableHighWaterMark: highWaterMark,
+        writableHighWaterMark: highWaterMark,
+        construct(callback) {
+            Promise.resolve(processor).then((made) => {
+                ready = made;
+                callback();
+            }, (error) => callback(asError(error)));
+        },
+        transform(chunk, _encoding, callback) {
+            pass(this, () => ready.update(chunk), callback);
+        },
+        flush(callback) {
+            pass(this, () => ready.final(), callback);
+        },
+    });
+}
+
 ;// CONCATENATED MODULE: ./lib/crypto/bech32.js
 /**
  * Bech32 (BIP 173) as age uses it for its keys: the original Bech32 checksum (not Bech32m) and no
@@ -73414,7 +73522,7 @@ function bech32_bech32Encode(hrp, data) {
  * Decodes a Bech32 string. The returned `hrp` is lowercase. Throws a plain Error whose message never
  * contains the input (callers decode secrets with it).
  */
-function bech32Decode(text) {
+function bech32_bech32Decode(text) {
     if (text.length < 8)
         throw new Error('too short');
     const lower = text.toLowerCase();
@@ -73447,6 +73555,7 @@ function bech32Decode(text) {
  * only: X25519 and scrypt recipients, HKDF-SHA256, HMAC-SHA256 and the ChaCha20-Poly1305 STREAM
  * payload in 64 KiB chunks. Output is the binary format; files interoperate with the `age` CLI.
  */
+
 
 
 
@@ -73491,7 +73600,7 @@ function hkdf(ikm, salt, info) {
     return Buffer.from(external_node_crypto_.hkdfSync('sha256', ikm, salt, info, 32));
 }
 function aeadSeal(key, nonce, plaintext) {
-    const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', key, nonce, {
+    const cipher = crypto.createCipheriv('chacha20-poly1305', key, nonce, {
         authTagLength: TAG_SIZE,
     });
     const body = cipher.update(plaintext);
@@ -73577,7 +73686,7 @@ function decodeRecipient(recipient) {
 }
 function decodeIdentity(identity) {
     try {
-        const { hrp, data } = bech32Decode(identity);
+        const { hrp, data } = bech32_bech32Decode(identity);
         return hrp === IDENTITY_HRP.toLowerCase() && data.length === 32 ? data : null;
     }
     catch {
@@ -73616,7 +73725,7 @@ function identityProblem(value) {
 function recipientKey(recipient) {
     const raw = decodeRecipient(recipient.trim());
     if (!raw) {
-        throw new errors/* ConfigurationError */.j1(`invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`);
+        throw new ConfigurationError(`invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`);
     }
     return raw;
 }
@@ -73834,27 +73943,27 @@ function encryptConfig(options) {
     const recipients = options.recipients ?? [];
     const passphrase = options.passphrase;
     if (passphrase !== undefined && recipients.length > 0) {
-        throw new errors/* ConfigurationError */.j1('age files can have either public-key recipients or one passphrase, not both: ' +
+        throw new ConfigurationError('age files can have either public-key recipients or one passphrase, not both: ' +
             'give only age recipients or only a passphrase');
     }
     if (passphrase === undefined && recipients.length === 0) {
-        throw new errors/* ConfigurationError */.j1('age encryption needs at least one recipient or a passphrase');
+        throw new ConfigurationError('age encryption needs at least one recipient or a passphrase');
     }
     if (passphrase !== undefined && passphrase.length === 0) {
-        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
+        throw new ConfigurationError('the age passphrase is empty');
     }
     const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
     if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
-        throw new errors/* ConfigurationError */.j1(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
+        throw new ConfigurationError(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
     }
     return { recipientKeys: recipients.map(recipientKey), passphrase, workFactor };
 }
 /** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
 async function encryptionKeys(config) {
-    const fileKey = external_node_crypto_.randomBytes(FILE_KEY_SIZE);
+    const fileKey = crypto.randomBytes(FILE_KEY_SIZE);
     const stanzas = [];
     if (config.passphrase !== undefined) {
-        const salt = external_node_crypto_.randomBytes(16);
+        const salt = crypto.randomBytes(16);
         const key = await scryptKey(config.passphrase, salt, config.workFactor);
         stanzas.push({
             type: 'scrypt',
@@ -73863,11 +73972,11 @@ async function encryptionKeys(config) {
         });
     }
     for (const recipient of config.recipientKeys) {
-        const ephemeral = external_node_crypto_.generateKeyPairSync('x25519');
+        const ephemeral = crypto.generateKeyPairSync('x25519');
         const share = rawPublicKey(ephemeral.publicKey);
         const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
         if (!shared)
-            throw new errors/* ConfigurationError */.j1('an age recipient is an invalid X25519 point');
+            throw new ConfigurationError('an age recipient is an invalid X25519 point');
         const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
         stanzas.push({
             type: 'X25519',
@@ -73877,10 +73986,10 @@ async function encryptionKeys(config) {
     }
     const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
     const mac = headerMac(fileKey, upToDashes);
-    const nonce = external_node_crypto_.randomBytes(NONCE_SIZE);
+    const nonce = crypto.randomBytes(NONCE_SIZE);
     return {
         header: Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]),
-        payloadKey: external_node_crypto_.createSecretKey(hkdf(fileKey, nonce, 'payload')),
+        payloadKey: crypto.createSecretKey(hkdf(fileKey, nonce, 'payload')),
     };
 }
 /**
@@ -73935,7 +74044,7 @@ class AgeEncryptor {
         return out;
     }
     seal(last, out) {
-        const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
+        const cipher = crypto.createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
         this.counter++;
         const body = cipher.update(this.chunk.subarray(0, this.filled));
         cipher.final();
@@ -73945,54 +74054,13 @@ class AgeEncryptor {
         out.push(body, cipher.getAuthTag());
     }
 }
-class AgeEncryptStream extends external_node_stream_.Transform {
-    config;
-    encryptor;
-    constructor(config) {
-        super({
-            readableHighWaterMark: STREAM_HIGH_WATER_MARK,
-            writableHighWaterMark: STREAM_HIGH_WATER_MARK,
-        });
-        this.config = config;
-    }
-    _construct(callback) {
-        if (this.config instanceof AgeEncryptor) {
-            this.encryptor = this.config;
-            return callback();
-        }
-        AgeEncryptor.fromConfig(this.config).then((encryptor) => {
-            this.encryptor = encryptor;
-            callback();
-        }, (err) => callback((0,errors/* asError */.zR)(err)));
-    }
-    _transform(chunk, _encoding, callback) {
-        try {
-            for (const b of this.encryptor.update(chunk))
-                this.push(b);
-            callback();
-        }
-        catch (err) {
-            callback(err);
-        }
-    }
-    _flush(callback) {
-        try {
-            for (const b of this.encryptor.final())
-                this.push(b);
-            callback();
-        }
-        catch (err) {
-            callback(err);
-        }
-    }
-}
 /** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
 function createEncryptStream(options) {
-    return new AgeEncryptStream(encryptConfig(options));
+    return processingStream(AgeEncryptor.fromConfig(encryptConfig(options)), STREAM_HIGH_WATER_MARK);
 }
 /** A stream that encrypts through an encryptor that has not been used yet. */
 function encryptingStream(encryptor) {
-    return new AgeEncryptStream(encryptor);
+    return processingStream(encryptor, STREAM_HIGH_WATER_MARK);
 }
 /** Validates decryption options; throws ConfigurationError (never echoing a secret). */
 function decryptConfig(options) {
@@ -75050,106 +75118,6 @@ async function runUserChecks(client, checks) {
         }
     }
     return results;
-}
-
-;// CONCATENATED MODULE: ./lib/core/streams.js
-
-
-
-/** Passes bytes through while computing their SHA-256 and count. */
-class HashCounter extends external_node_stream_.Transform {
-    hash = (0,external_node_crypto_.createHash)('sha256');
-    beforeEnd;
-    bytes = 0;
-    digestValue;
-    constructor(options = {}) {
-        super({ readableHighWaterMark: options.highWaterMark });
-        this.beforeEnd = options.beforeEnd;
-    }
-    _transform(chunk, _enc, callback) {
-        this.hash.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        if (!this.beforeEnd)
-            return callback();
-        this.beforeEnd().then(() => callback(), (error) => callback(error));
-    }
-    /** The hex digest; valid once the stream has ended. */
-    digest() {
-        this.digestValue ??= this.hash.digest('hex');
-        return this.digestValue;
-    }
-}
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
-}
-/** MB/s (decimal megabytes, as tools print rates). */
-function rate(bytes, seconds) {
-    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
-}
-/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
-class Progress {
-    logger;
-    label;
-    bytes;
-    timer;
-    started = Date.now();
-    constructor(logger, label, bytes, intervalMs = 5000) {
-        this.logger = logger;
-        this.label = label;
-        this.bytes = bytes;
-        if (intervalMs > 0) {
-            this.timer = setInterval(() => this.report(), intervalMs);
-            this.timer.unref();
-        }
-    }
-    elapsedSeconds() {
-        return (Date.now() - this.started) / 1000;
-    }
-    report() {
-        const seconds = this.elapsedSeconds();
-        const b = this.bytes();
-        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
-    }
-    stop() {
-        if (this.timer)
-            clearInterval(this.timer);
-        this.timer = undefined;
-    }
-}
-/** A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. */
-function processingStream(processor) {
-    return new Transform({
-        transform(chunk, _encoding, callback) {
-            try {
-                for (const b of processor.update(chunk))
-                    this.push(b);
-                callback();
-            }
-            catch (error) {
-                callback(asError(error));
-            }
-        },
-        flush(callback) {
-            try {
-                for (const b of processor.final())
-                    this.push(b);
-                callback();
-            }
-            catch (error) {
-                callback(asError(error));
-            }
-        },
-    });
 }
 
 ;// CONCATENATED MODULE: ./lib/report/markdown.js

@@ -95,24 +95,40 @@ export class Progress {
   }
 }
 
-/** A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. */
-export function processingStream(processor: ChunkProcessor): Transform {
+/**
+ * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
+ * processor still being made (a promise) is awaited before the first chunk.
+ */
+export function processingStream(
+  processor: ChunkProcessor | Promise<ChunkProcessor>,
+  highWaterMark?: number,
+): Transform {
+  let ready: ChunkProcessor | undefined;
+  const pass = (stream: Transform, step: () => Buffer[], callback: TransformCallback): void => {
+    try {
+      for (const b of step()) stream.push(b);
+      callback();
+    } catch (error) {
+      callback(asError(error));
+    }
+  };
   return new Transform({
+    readableHighWaterMark: highWaterMark,
+    writableHighWaterMark: highWaterMark,
+    construct(callback) {
+      Promise.resolve(processor).then(
+        (made) => {
+          ready = made;
+          callback();
+        },
+        (error: unknown) => callback(asError(error)),
+      );
+    },
     transform(chunk: Buffer, _encoding, callback) {
-      try {
-        for (const b of processor.update(chunk)) this.push(b);
-        callback();
-      } catch (error) {
-        callback(asError(error));
-      }
+      pass(this, () => (ready as ChunkProcessor).update(chunk), callback);
     },
     flush(callback) {
-      try {
-        for (const b of processor.final()) this.push(b);
-        callback();
-      } catch (error) {
-        callback(asError(error));
-      }
+      pass(this, () => (ready as ChunkProcessor).final(), callback);
     },
   });
 }

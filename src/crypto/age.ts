@@ -6,6 +6,7 @@
 import crypto from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { asError, ConfigurationError } from '../core/errors.js';
+import { processingStream } from '../core/streams.js';
 import { bech32Decode, bech32Encode } from './bech32.js';
 
 /** Every failure to decrypt an age file. Messages name the cause and never contain key material. */
@@ -592,57 +593,14 @@ export class AgeEncryptor {
   }
 }
 
-class AgeEncryptStream extends Transform {
-  private encryptor: AgeEncryptor | undefined;
-
-  constructor(private readonly config: EncryptConfig | AgeEncryptor) {
-    super({
-      readableHighWaterMark: STREAM_HIGH_WATER_MARK,
-      writableHighWaterMark: STREAM_HIGH_WATER_MARK,
-    });
-  }
-
-  override _construct(callback: (error?: Error | null) => void): void {
-    if (this.config instanceof AgeEncryptor) {
-      this.encryptor = this.config;
-      return callback();
-    }
-    AgeEncryptor.fromConfig(this.config).then(
-      (encryptor) => {
-        this.encryptor = encryptor;
-        callback();
-      },
-      (err: unknown) => callback(asError(err)),
-    );
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    try {
-      for (const b of (this.encryptor as AgeEncryptor).update(chunk)) this.push(b);
-      callback();
-    } catch (err) {
-      callback(err as Error);
-    }
-  }
-
-  override _flush(callback: TransformCallback): void {
-    try {
-      for (const b of (this.encryptor as AgeEncryptor).final()) this.push(b);
-      callback();
-    } catch (err) {
-      callback(err as Error);
-    }
-  }
-}
-
 /** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
 export function createEncryptStream(options: AgeEncryptOptions): Transform {
-  return new AgeEncryptStream(encryptConfig(options));
+  return processingStream(AgeEncryptor.fromConfig(encryptConfig(options)), STREAM_HIGH_WATER_MARK);
 }
 
 /** A stream that encrypts through an encryptor that has not been used yet. */
 export function encryptingStream(encryptor: AgeEncryptor): Transform {
-  return new AgeEncryptStream(encryptor);
+  return processingStream(encryptor, STREAM_HIGH_WATER_MARK);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -268,9 +268,9 @@ export class ArchiveCoalescer implements ChunkProcessor {
       return 0;
     }
     for (let i = 0; i < 7; i++) r.int(); // creation time
-    r.string(); // database name
-    r.string(); // server version
-    r.string(); // pg_dump version
+    r.skipString(); // database name
+    r.skipString(); // server version
+    r.skipString(); // pg_dump version
     const count = r.int();
     if (count < 0) throw this.error('a negative number of entries');
     this.entriesLeft = count;
@@ -283,21 +283,21 @@ export class ArchiveCoalescer implements ChunkProcessor {
     r.intSize = this.intSize;
     const dumpId = r.int();
     const hasData = r.int() !== 0;
-    r.string(); // catalog table OID
-    r.string(); // OID
+    r.skipString(); // catalog table OID
+    r.skipString(); // OID
     const tag = r.string() ?? '';
     const desc = r.string() ?? '';
     r.int(); // section
-    r.string(); // definition
-    r.string(); // drop statement
-    r.string(); // COPY statement
-    r.string(); // schema
-    r.string(); // tablespace
-    if (this.archiveVersion >= K_VERS_1_14) r.string(); // table access method
+    r.skipString(); // definition
+    r.skipString(); // drop statement
+    r.skipString(); // COPY statement
+    r.skipString(); // schema
+    r.skipString(); // tablespace
+    if (this.archiveVersion >= K_VERS_1_14) r.skipString(); // table access method
     if (this.archiveVersion >= K_VERS_1_16) r.int(); // relation kind
-    r.string(); // owner
-    r.string(); // "false": the former WITH OIDS
-    while (r.string() !== undefined); // dependencies, ended by a missing string
+    r.skipString(); // owner
+    r.skipString(); // "false": the former WITH OIDS
+    while (r.skipString()); // dependencies, ended by a missing string
     const flagAt = r.at;
     const flag = r.byte();
     r.bytes(this.offSize);
@@ -486,5 +486,13 @@ class HeadReader {
     const length = this.int();
     if (length < 0) return undefined;
     return this.bytes(length).toString('utf8');
+  }
+
+  /** Passes over a string without decoding it; false for the missing string. */
+  skipString(): boolean {
+    const length = this.int();
+    if (length < 0) return false;
+    this.bytes(length);
+    return true;
   }
 }
