@@ -78130,6 +78130,8 @@ const K_VERS_1_14 = version(1, 14);
 const K_VERS_1_15 = version(1, 15);
 /** pg_dump 17 and 18: each entry also records the relation kind. */
 const K_VERS_1_16 = version(1, 16);
+/** The line pg_dump ends a table's COPY data with (pg_dump.c, dumpTableData_copy). */
+const COPY_END = Buffer.from('\\.\n\n\n', 'latin1');
 /** Largest chunk written: pg_restore reads a chunk into one buffer of its size. */
 const COALESCED_CHUNK_SIZE = 1 << 20;
 /** Released slabs kept for reuse. */
@@ -78190,6 +78192,14 @@ class ArchiveCoalescer {
     fieldLength = 0;
     chunkLeft = 0;
     inBlobs = false;
+    blockId = 0;
+    chunksInBlock = 0;
+    /** How much of the open chunk matched COPY_END so far; -1 once it cannot. */
+    endMatched = -1;
+    lastChunkEndsCopy = false;
+    /** Each data block read to its end: its chunks less a closing COPY_END, by dump id. */
+    blockRows = new Map();
+    tables;
     // Output: a slab filled from `emitted` to `end`; an open chunk's header sits at `chunkAt`.
     // Parts of slabs handed out and not yet released are counted per slab; free slabs wait in
     // `spare`.
@@ -78376,8 +78386,8 @@ class ArchiveCoalescer {
         r.int(); // section
         r.skipString(); // definition
         r.skipString(); // drop statement
-        r.skipString(); // COPY statement
-        r.skipString(); // schema
+        const copy = (r.string() ?? '') !== '';
+        const namespace = r.string() ?? '';
         r.skipString(); // tablespace
         if (this.archiveVersion >= K_VERS_1_14)
             r.skipString(); // table access method
@@ -78397,7 +78407,7 @@ class ArchiveCoalescer {
             this.head[flagAt] = K_OFFSET_POS_NOT_SET;
             this.head.fill(0, flagAt + 1, flagAt + 1 + this.offSize);
         }
-        this.entries.push({ dumpId, hasData, desc, tag });
+        this.entries.push({ dumpId, hasData, desc, tag, namespace, copy });
         if (hasData)
             this.dataIds.add(dumpId);
         return r.at;
@@ -78417,14 +78427,18 @@ class ArchiveCoalescer {
                 }
                 const room = Math.min(this.slab.length - this.end, this.chunkSize - (this.end - this.chunkAt - intBytes));
                 const take = Math.min(this.chunkLeft, n - p, room);
+                if (this.endMatched >= 0)
+                    this.matchCopyEnd(data, p, take);
                 data.copy(this.slab, this.end, p, p + take);
                 this.end += take;
                 p += take;
                 this.chunkLeft -= take;
                 if (take === room)
                     this.closeChunk();
-                if (this.chunkLeft === 0)
+                if (this.chunkLeft === 0) {
+                    this.lastChunkEndsCopy = this.endMatched === COPY_END.length;
                     this.state = State.ChunkLength;
+                }
                 continue;
             }
             // A fixed-size field: a block header (type byte and dump id) or an int.
@@ -78457,6 +78471,9 @@ class ArchiveCoalescer {
                 if (!this.dataIds.has(id))
                     throw this.error(`a data block for unknown entry ${id}`);
                 this.copyField(field, at, want);
+                this.blockId = id;
+                this.chunksInBlock = 0;
+                this.lastChunkEndsCopy = false;
                 this.inBlobs = type === BLK_BLOBS;
                 this.state = this.inBlobs ? State.BlobOid : State.ChunkLength;
                 continue;
@@ -78471,6 +78488,8 @@ class ArchiveCoalescer {
                 throw this.error(`a chunk of negative length ${value}`);
             if (value > 0) {
                 this.chunksIn++;
+                this.chunksInBlock++;
+                this.endMatched = value === COPY_END.length && !this.inBlobs ? 0 : -1;
                 this.chunkLeft = value;
                 this.position += value;
                 this.state = State.ChunkData;
@@ -78479,8 +78498,38 @@ class ArchiveCoalescer {
             // The end of a table's data or of one large object.
             this.closeChunk();
             this.copyField(field, at, want);
+            if (!this.inBlobs) {
+                this.blockRows.set(this.blockId, this.chunksInBlock - (this.lastChunkEndsCopy ? 1 : 0));
+                this.tables = undefined;
+            }
             this.state = this.inBlobs ? State.BlobOid : State.BlockStart;
         }
+    }
+    /** Compares the next `length` bytes of the open chunk with COPY_END. */
+    matchCopyEnd(data, at, length) {
+        const from = this.endMatched;
+        const same = data.compare(COPY_END, from, from + length, at, at + length) === 0;
+        this.endMatched = same ? from + length : -1;
+    }
+    /**
+     * The rows of a table's data in the archive, once its data block was read to the end;
+     * undefined when the archive has no such block, or holds the data as INSERT statements.
+     * pg_dump writes every row that COPY sends as a chunk of its own (the protocol sends one
+     * message per row, and a row's text holds no newline but its last byte), then a `\.` line
+     * that is no row; so a block's chunks, less that line, are the table's rows in the dump's
+     * snapshot, counted as they pass.
+     */
+    rowsOf(schema, table) {
+        if (!this.tables) {
+            this.tables = new Map();
+            for (const e of this.entries) {
+                const rows = this.blockRows.get(e.dumpId);
+                if (e.desc === 'TABLE DATA' && e.copy && rows !== undefined) {
+                    this.tables.set(`${e.namespace}\0${e.tag}`, rows);
+                }
+            }
+        }
+        return this.tables.get(`${schema}\0${table}`);
     }
     copyField(field, at, length) {
         this.reserve(length);
@@ -78771,8 +78820,14 @@ async function runBackup(options, deps) {
         const tables = await listTables(client, options.selection);
         const sizeEstimate = await databaseSize(client);
         const objects = [];
-        const counting = countTables(client, tables, options.rowCounts);
-        counting.catch(() => undefined);
+        // An uncompressed custom archive on its way to a compressor passes through this process
+        // (see ArchiveCoalescer), which counts each table's rows on the way: exact counts in the
+        // dump's snapshot without scanning every table a second time. Otherwise the tables are
+        // counted beside the dump, in the same snapshot.
+        const coalescer = options.format === 'custom' && plan.external ? new ArchiveCoalescer() : undefined;
+        const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
+        const counting = rowsFromDump ? undefined : countTables(client, tables, options.rowCounts);
+        counting?.catch(() => undefined);
         const dump = await logger.group(`Dump ${name} to ${storage.location(objectKey)}`, async () => {
             const result = await streamDump({
                 options,
@@ -78782,12 +78837,13 @@ async function runBackup(options, deps) {
                 snapshot,
                 objectKey,
                 sizeEstimate,
+                coalescer,
             });
             stored.push(objectKey);
             return result;
         });
         objects.push({ key: objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 });
-        const inventory = await counting;
+        const inventory = (await counting) ?? (await countDumpedRows(client, tables, coalescer, logger));
         await client.query('COMMIT');
         snapshotOpen = false;
         let globals = false;
@@ -78888,14 +78944,18 @@ async function databaseSize(client) {
     const r = await client.query('SELECT pg_database_size(current_database())::text AS n');
     return Number(r.rows[0].n);
 }
-async function countTables(client, tables, mode) {
+/**
+ * The manifest's tables with their rows: for `exact`, the rows `counted` knows (those the dump
+ * carried), else `count(*)` in the client's snapshot.
+ */
+async function countTables(client, tables, mode, counted) {
     const out = [];
     for (const t of tables) {
         let rows = null;
         if (t.dataExcluded)
             rows = 0;
         else if (mode === 'exact')
-            rows = await countRows(client, t.schema, t.name);
+            rows = counted?.(t) ?? (await countRows(client, t.schema, t.name));
         else if (mode === 'estimate')
             rows = t.estimate;
         const entry = { schema: t.schema, name: t.name, rows, bytes: t.bytes };
@@ -78905,17 +78965,32 @@ async function countTables(client, tables, mode) {
     }
     return out;
 }
+/**
+ * Exact row counts from what the coalescer counted in pg_dump's output, and `count(*)` in the
+ * dump's snapshot for any table it did not see as COPY rows.
+ */
+async function countDumpedRows(client, tables, coalescer, logger) {
+    let seen = 0;
+    const inventory = await countTables(client, tables, 'exact', (t) => {
+        const rows = coalescer?.rowsOf(t.schema, t.name);
+        if (rows !== undefined)
+            seen++;
+        return rows;
+    });
+    const counted = tables.filter((t) => !t.dataExcluded).length - seen;
+    logger.info(`Row counts: ${seen} ${seen === 1 ? 'table' : 'tables'} counted in pg_dump's output as it passed` +
+        (counted > 0 ? `, ${counted} by count(*) in the dump's snapshot.` : '.'));
+    return inventory;
+}
 async function streamDump(a) {
-    const { options, deps, tools, plan } = a;
+    const { options, deps, tools, plan, coalescer } = a;
     const env = childEnv(deps.env, options.connection);
     const processes = [];
     const tmpRoot = deps.tmpDir ?? external_node_os_.tmpdir();
     let tmp;
-    // An uncompressed custom archive on its way to a compressor is read here, to write its
-    // per-row chunks as large ones (see ArchiveCoalescer), through a named pipe of its own.
-    const coalescer = options.format === 'custom' && plan.external ? new ArchiveCoalescer() : undefined;
-    // The last tool in the pipe writes into a named pipe where there is one (see Fifo), else
-    // into an ordinary pipe read as a stream.
+    // The coalescer reads pg_dump's archive through a named pipe of its own. The last tool in
+    // the pipe writes into a named pipe where there is one (see Fifo), else into an ordinary pipe
+    // read as a stream.
     const namedPipe = deps.namedPipe !== false;
     const [fifo, dumpFifo] = await Promise.all([
         namedPipe ? Fifo.create(tmpRoot, deps.env) : undefined,

@@ -322,8 +322,15 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
     const sizeEstimate = await databaseSize(client);
 
     const objects: ObjectEntry[] = [];
-    const counting = countTables(client, tables, options.rowCounts);
-    counting.catch(() => undefined);
+    // An uncompressed custom archive on its way to a compressor passes through this process
+    // (see ArchiveCoalescer), which counts each table's rows on the way: exact counts in the
+    // dump's snapshot without scanning every table a second time. Otherwise the tables are
+    // counted beside the dump, in the same snapshot.
+    const coalescer =
+      options.format === 'custom' && plan.external ? new ArchiveCoalescer() : undefined;
+    const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
+    const counting = rowsFromDump ? undefined : countTables(client, tables, options.rowCounts);
+    counting?.catch(() => undefined);
     const dump = await logger.group(`Dump ${name} to ${storage.location(objectKey)}`, async () => {
       const result = await streamDump({
         options,
@@ -333,12 +340,14 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
         snapshot,
         objectKey,
         sizeEstimate,
+        coalescer,
       });
       stored.push(objectKey);
       return result;
     });
     objects.push({ key: objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 });
-    const inventory = await counting;
+    const inventory =
+      (await counting) ?? (await countDumpedRows(client, tables, coalescer, logger));
     await client.query('COMMIT');
     snapshotOpen = false;
 
@@ -453,22 +462,51 @@ async function databaseSize(client: pg.Client): Promise<number> {
   return Number(r.rows[0].n);
 }
 
+/**
+ * The manifest's tables with their rows: for `exact`, the rows `counted` knows (those the dump
+ * carried), else `count(*)` in the client's snapshot.
+ */
 async function countTables(
   client: pg.Client,
   tables: Awaited<ReturnType<typeof listTables>>,
   mode: 'exact' | 'estimate' | 'off',
+  counted?: (table: { schema: string; name: string }) => number | undefined,
 ): Promise<TableInventoryEntry[]> {
   const out: TableInventoryEntry[] = [];
   for (const t of tables) {
     let rows: number | null = null;
     if (t.dataExcluded) rows = 0;
-    else if (mode === 'exact') rows = await countRows(client, t.schema, t.name);
+    else if (mode === 'exact') rows = counted?.(t) ?? (await countRows(client, t.schema, t.name));
     else if (mode === 'estimate') rows = t.estimate;
     const entry: TableInventoryEntry = { schema: t.schema, name: t.name, rows, bytes: t.bytes };
     if (t.dataExcluded) entry.dataExcluded = true;
     out.push(entry);
   }
   return out;
+}
+
+/**
+ * Exact row counts from what the coalescer counted in pg_dump's output, and `count(*)` in the
+ * dump's snapshot for any table it did not see as COPY rows.
+ */
+async function countDumpedRows(
+  client: pg.Client,
+  tables: Awaited<ReturnType<typeof listTables>>,
+  coalescer: ArchiveCoalescer | undefined,
+  logger: Logger,
+): Promise<TableInventoryEntry[]> {
+  let seen = 0;
+  const inventory = await countTables(client, tables, 'exact', (t) => {
+    const rows = coalescer?.rowsOf(t.schema, t.name);
+    if (rows !== undefined) seen++;
+    return rows;
+  });
+  const counted = tables.filter((t) => !t.dataExcluded).length - seen;
+  logger.info(
+    `Row counts: ${seen} ${seen === 1 ? 'table' : 'tables'} counted in pg_dump's output as it passed` +
+      (counted > 0 ? `, ${counted} by count(*) in the dump's snapshot.` : '.'),
+  );
+  return inventory;
 }
 
 interface StreamDumpArgs {
@@ -479,20 +517,18 @@ interface StreamDumpArgs {
   snapshot: string;
   objectKey: string;
   sizeEstimate: number;
+  coalescer: ArchiveCoalescer | undefined;
 }
 
 async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: string }> {
-  const { options, deps, tools, plan } = a;
+  const { options, deps, tools, plan, coalescer } = a;
   const env = childEnv(deps.env, options.connection);
   const processes: { tool: string; proc: RunningProcess }[] = [];
   const tmpRoot = deps.tmpDir ?? os.tmpdir();
   let tmp: string | undefined;
-  // An uncompressed custom archive on its way to a compressor is read here, to write its
-  // per-row chunks as large ones (see ArchiveCoalescer), through a named pipe of its own.
-  const coalescer =
-    options.format === 'custom' && plan.external ? new ArchiveCoalescer() : undefined;
-  // The last tool in the pipe writes into a named pipe where there is one (see Fifo), else
-  // into an ordinary pipe read as a stream.
+  // The coalescer reads pg_dump's archive through a named pipe of its own. The last tool in
+  // the pipe writes into a named pipe where there is one (see Fifo), else into an ordinary pipe
+  // read as a stream.
   const namedPipe = deps.namedPipe !== false;
   const [fifo, dumpFifo] = await Promise.all([
     namedPipe ? Fifo.create(tmpRoot, deps.env) : undefined,

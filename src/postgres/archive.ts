@@ -23,6 +23,9 @@ const K_VERS_1_15 = version(1, 15);
 /** pg_dump 17 and 18: each entry also records the relation kind. */
 const K_VERS_1_16 = version(1, 16);
 
+/** The line pg_dump ends a table's COPY data with (pg_dump.c, dumpTableData_copy). */
+const COPY_END = Buffer.from('\\.\n\n\n', 'latin1');
+
 /** Largest chunk written: pg_restore reads a chunk into one buffer of its size. */
 export const COALESCED_CHUNK_SIZE = 1 << 20;
 /** Released slabs kept for reuse. */
@@ -35,7 +38,12 @@ export interface ArchiveTocEntry {
   hasData: boolean;
   /** The object's type, such as `TABLE DATA` or `BLOBS`. */
   desc: string;
+  /** The object's name (for table data, the table's). */
   tag: string;
+  /** The object's schema, empty for objects outside one. */
+  namespace: string;
+  /** Whether the data is COPY rows (a COPY statement comes with it), not INSERT statements. */
+  copy: boolean;
 }
 
 enum State {
@@ -77,7 +85,6 @@ export class ArchiveCoalescer implements ChunkProcessor {
   unchangedBecause: string | undefined;
   /** Bytes of the header and table of contents, once read (the data blocks start there). */
   headBytes: number | undefined;
-
   private state = State.Head;
   private intSize = 4;
   private offSize = 8;
@@ -97,6 +104,14 @@ export class ArchiveCoalescer implements ChunkProcessor {
   private fieldLength = 0;
   private chunkLeft = 0;
   private inBlobs = false;
+  private blockId = 0;
+  private chunksInBlock = 0;
+  /** How much of the open chunk matched COPY_END so far; -1 once it cannot. */
+  private endMatched = -1;
+  private lastChunkEndsCopy = false;
+  /** Each data block read to its end: its chunks less a closing COPY_END, by dump id. */
+  private readonly blockRows = new Map<number, number>();
+  private tables: Map<string, number> | undefined;
 
   // Output: a slab filled from `emitted` to `end`; an open chunk's header sits at `chunkAt`.
   // Parts of slabs handed out and not yet released are counted per slab; free slabs wait in
@@ -290,8 +305,8 @@ export class ArchiveCoalescer implements ChunkProcessor {
     r.int(); // section
     r.skipString(); // definition
     r.skipString(); // drop statement
-    r.skipString(); // COPY statement
-    r.skipString(); // schema
+    const copy = (r.string() ?? '') !== '';
+    const namespace = r.string() ?? '';
     r.skipString(); // tablespace
     if (this.archiveVersion >= K_VERS_1_14) r.skipString(); // table access method
     if (this.archiveVersion >= K_VERS_1_16) r.int(); // relation kind
@@ -308,7 +323,7 @@ export class ArchiveCoalescer implements ChunkProcessor {
       this.head[flagAt] = K_OFFSET_POS_NOT_SET;
       this.head.fill(0, flagAt + 1, flagAt + 1 + this.offSize);
     }
-    this.entries.push({ dumpId, hasData, desc, tag });
+    this.entries.push({ dumpId, hasData, desc, tag, namespace, copy });
     if (hasData) this.dataIds.add(dumpId);
     return r.at;
   }
@@ -332,12 +347,16 @@ export class ArchiveCoalescer implements ChunkProcessor {
           this.chunkSize - (this.end - this.chunkAt - intBytes),
         );
         const take = Math.min(this.chunkLeft, n - p, room);
+        if (this.endMatched >= 0) this.matchCopyEnd(data, p, take);
         data.copy(this.slab, this.end, p, p + take);
         this.end += take;
         p += take;
         this.chunkLeft -= take;
         if (take === room) this.closeChunk();
-        if (this.chunkLeft === 0) this.state = State.ChunkLength;
+        if (this.chunkLeft === 0) {
+          this.lastChunkEndsCopy = this.endMatched === COPY_END.length;
+          this.state = State.ChunkLength;
+        }
         continue;
       }
       // A fixed-size field: a block header (type byte and dump id) or an int.
@@ -367,6 +386,9 @@ export class ArchiveCoalescer implements ChunkProcessor {
         }
         if (!this.dataIds.has(id)) throw this.error(`a data block for unknown entry ${id}`);
         this.copyField(field, at, want);
+        this.blockId = id;
+        this.chunksInBlock = 0;
+        this.lastChunkEndsCopy = false;
         this.inBlobs = type === BLK_BLOBS;
         this.state = this.inBlobs ? State.BlobOid : State.ChunkLength;
         continue;
@@ -380,6 +402,8 @@ export class ArchiveCoalescer implements ChunkProcessor {
       if (value < 0) throw this.error(`a chunk of negative length ${value}`);
       if (value > 0) {
         this.chunksIn++;
+        this.chunksInBlock++;
+        this.endMatched = value === COPY_END.length && !this.inBlobs ? 0 : -1;
         this.chunkLeft = value;
         this.position += value;
         this.state = State.ChunkData;
@@ -388,8 +412,40 @@ export class ArchiveCoalescer implements ChunkProcessor {
       // The end of a table's data or of one large object.
       this.closeChunk();
       this.copyField(field, at, want);
+      if (!this.inBlobs) {
+        this.blockRows.set(this.blockId, this.chunksInBlock - (this.lastChunkEndsCopy ? 1 : 0));
+        this.tables = undefined;
+      }
       this.state = this.inBlobs ? State.BlobOid : State.BlockStart;
     }
+  }
+
+  /** Compares the next `length` bytes of the open chunk with COPY_END. */
+  private matchCopyEnd(data: Buffer, at: number, length: number): void {
+    const from = this.endMatched;
+    const same = data.compare(COPY_END, from, from + length, at, at + length) === 0;
+    this.endMatched = same ? from + length : -1;
+  }
+
+  /**
+   * The rows of a table's data in the archive, once its data block was read to the end;
+   * undefined when the archive has no such block, or holds the data as INSERT statements.
+   * pg_dump writes every row that COPY sends as a chunk of its own (the protocol sends one
+   * message per row, and a row's text holds no newline but its last byte), then a `\.` line
+   * that is no row; so a block's chunks, less that line, are the table's rows in the dump's
+   * snapshot, counted as they pass.
+   */
+  rowsOf(schema: string, table: string): number | undefined {
+    if (!this.tables) {
+      this.tables = new Map();
+      for (const e of this.entries) {
+        const rows = this.blockRows.get(e.dumpId);
+        if (e.desc === 'TABLE DATA' && e.copy && rows !== undefined) {
+          this.tables.set(`${e.namespace}\0${e.tag}`, rows);
+        }
+      }
+    }
+    return this.tables.get(`${schema}\0${table}`);
   }
 
   private copyField(field: Buffer, at: number, length: number): void {

@@ -165,6 +165,76 @@ describe('ArchiveCoalescer on pg_dump 15 archives (format 1.14)', () => {
     expect(await restoredSql(output)).toBe(await restoredSql(archive));
   });
 
+  it("counts each table's rows in the dump as they pass", async () => {
+    const tables = await withClient(url, async (c) => {
+      const r = await c.query<{ schema: string; name: string }>(`
+        SELECT n.nspname AS schema, c.relname AS name
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'r' AND n.nspname IN ('app', 'audit', 'public')`);
+      const counted: { schema: string; name: string; rows: number }[] = [];
+      for (const t of r.rows) {
+        const n = await c.query<{ n: string }>(
+          `SELECT count(*)::text AS n FROM ONLY "${t.schema}"."${t.name}"`,
+        );
+        counted.push({ ...t, rows: Number(n.rows[0].n) });
+      }
+      return counted;
+    });
+    expect(tables.map((t) => t.name)).toEqual(
+      expect.arrayContaining(['customers', 'orders_2025', 'orders_2026', 'events', 'empty_table']),
+    );
+    for (const maxPiece of [64 * 1024, 1]) {
+      const { coalescer } = coalesce(archive, { maxPiece });
+      for (const t of tables) expect(coalescer.rowsOf(t.schema, t.name)).toBe(t.rows);
+      // A partitioned table's rows are its partitions'; it has no data of its own.
+      expect(coalescer.rowsOf('app', 'orders')).toBeUndefined();
+      expect(coalescer.rowsOf('app', 'missing')).toBeUndefined();
+    }
+  });
+
+  it('counts rows whatever they hold, in tables whose names need quoting', async () => {
+    const odd = await newDatabase('archive_rows');
+    // Values that look like COPY's own end line or hold the line breaks COPY escapes; names
+    // with a dot, quotes and a space, and one table name in two schemas.
+    await withClient(odd, (c) =>
+      c.query(String.raw`
+        CREATE SCHEMA "odd.schema";
+        CREATE TABLE "odd.schema"."t ""q""" (v text, w text);
+        CREATE TABLE public."t ""q""" (v text);
+        INSERT INTO "odd.schema"."t ""q""" VALUES
+          ('\.', NULL), (E'\\.\n\n\n', ''), (E'a\nb', E'\\'), ('.', '\.'), (NULL, NULL);
+        INSERT INTO public."t ""q""" SELECT repeat('x', g) FROM generate_series(1, 999) g;
+        INSERT INTO public."t ""q""" VALUES (E'\\.\n\n');
+        CREATE TABLE public.lines (v text);
+        INSERT INTO public.lines VALUES (E'\\.\n\n\n');
+        CREATE TABLE public.five (v text);
+        INSERT INTO public.five VALUES ('abcd'), ('wxyz');`),
+    );
+    const dumped = await dumpToPipe(odd);
+    // The same archive without the end lines, as a pg_dump that writes none would give it: the
+    // last row of public.five is as long as that line, and is counted.
+    const endLine = Buffer.concat([Buffer.from([0, 5, 0, 0, 0]), Buffer.from('\\.\n\n\n')]);
+    const parts: Buffer[] = [];
+    let from = 0;
+    for (let at = dumped.indexOf(endLine); at >= 0; at = dumped.indexOf(endLine, from)) {
+      parts.push(dumped.subarray(from, at));
+      from = at + endLine.length;
+    }
+    parts.push(dumped.subarray(from));
+    const unended = Buffer.concat(parts);
+    expect(unended.length).toBe(dumped.length - 4 * endLine.length);
+    for (const archive of [dumped, unended]) {
+      for (const maxPiece of [64 * 1024, 3, 1]) {
+        const { coalescer } = coalesce(archive, { maxPiece, chunkSize: 4 });
+        expect(coalescer.rowsOf('odd.schema', 't "q"')).toBe(5);
+        expect(coalescer.rowsOf('public', 't "q"')).toBe(1000);
+        expect(coalescer.rowsOf('public', 'lines')).toBe(1);
+        expect(coalescer.rowsOf('public', 'five')).toBe(2);
+      }
+    }
+    expect(await restoredSql(unended)).toContain('wxyz');
+  });
+
   it('gives the same result whatever the reads, down to single bytes, and with small chunks', async () => {
     const whole = coalesce(archive, { maxPiece: archive.length }).output;
     expect(coalesce(archive, { maxPiece: 1 }).output.equals(whole)).toBe(true);
@@ -251,6 +321,9 @@ describe('ArchiveCoalescer on a pg_dump 18 archive (format 1.16)', () => {
       expect.arrayContaining(['TABLE DATA items', 'TABLE DATA wide', 'TABLE DATA empty_table']),
     );
     expect(data.filter((e) => e.desc === 'BLOBS')).toHaveLength(1);
+    // Its table data is INSERT statements, which are not one chunk per row: no count is given.
+    expect(data.find((e) => e.tag === 'items')?.copy).toBe(false);
+    expect(coalescer.rowsOf('public', 'items')).toBeUndefined();
     expect(coalescer.chunksIn).toBeGreaterThan(240);
     expect(coalescer.chunksOut).toBeLessThan(10);
     const before = dataBlocks(archive, coalescer.headBytes as number);
