@@ -82712,6 +82712,11 @@ function errnoCode(error) {
 }
 /** How much a stream upload buffers while a write is in flight. */
 const WRITE_BATCH = 1 << 20;
+/**
+ * Bytes a stream upload writes between the flushes to disk it starts as it goes, so that the
+ * fsync before the rename has little left to write.
+ */
+const FLUSH_EVERY = 16 << 20;
 /** Writes every byte of `buffers` at the handle's position, across short writes. */
 async function writeAll(handle, buffers) {
     let rest = buffers.filter((b) => b.length > 0);
@@ -82773,6 +82778,22 @@ class LocalStorage {
             await (0,promises_.mkdir)((0,external_node_path_.dirname)(path), { recursive: true });
             temp = this.tempPathFor(path);
             const handle = await (0,promises_.open)(temp, 'wx', 0o644);
+            // One flush at a time runs beside the writes; its failure fails the upload (the final
+            // fsync need not report a write error again once a flush did).
+            let flushing;
+            let flushedAt = 0;
+            let flushError;
+            const flush = () => {
+                if (flushing || bytes - flushedAt < FLUSH_EVERY)
+                    return;
+                flushedAt = bytes;
+                flushing = handle.datasync().then(() => {
+                    flushing = undefined;
+                    flush();
+                }, (error) => {
+                    flushError ??= error;
+                });
+            };
             try {
                 // A sink whose writev receives the chunks that arrived while the previous write was
                 // in flight, as they are: one system call per batch, and no copy into a larger buffer
@@ -82785,16 +82806,21 @@ class LocalStorage {
                             for (const b of buffers)
                                 bytes += b.length;
                             options.onProgress?.(bytes);
-                            callback();
+                            flush();
+                            callback(flushError);
                         }, callback);
                     },
                 });
                 await (0,external_node_stream_promises_namespaceObject.pipeline)(body, sink);
                 if (bodyError !== undefined)
                     throw bodyError;
+                await flushing;
+                if (flushError !== undefined)
+                    throw flushError;
                 await handle.sync();
             }
             finally {
+                await flushing;
                 await handle.close();
             }
             await (0,promises_.rename)(temp, path);

@@ -42,6 +42,11 @@ function errnoCode(error: unknown): string | undefined {
 
 /** How much a stream upload buffers while a write is in flight. */
 const WRITE_BATCH = 1 << 20;
+/**
+ * Bytes a stream upload writes between the flushes to disk it starts as it goes, so that the
+ * fsync before the rename has little left to write.
+ */
+const FLUSH_EVERY = 16 << 20;
 
 /** Writes every byte of `buffers` at the handle's position, across short writes. */
 async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
@@ -118,6 +123,24 @@ export class LocalStorage implements Storage {
       await mkdir(dirname(path), { recursive: true });
       temp = this.tempPathFor(path);
       const handle = await open(temp, 'wx', 0o644);
+      // One flush at a time runs beside the writes; its failure fails the upload (the final
+      // fsync need not report a write error again once a flush did).
+      let flushing: Promise<void> | undefined;
+      let flushedAt = 0;
+      let flushError: unknown;
+      const flush = (): void => {
+        if (flushing || bytes - flushedAt < FLUSH_EVERY) return;
+        flushedAt = bytes;
+        flushing = handle.datasync().then(
+          () => {
+            flushing = undefined;
+            flush();
+          },
+          (error: unknown) => {
+            flushError ??= error;
+          },
+        );
+      };
       try {
         // A sink whose writev receives the chunks that arrived while the previous write was
         // in flight, as they are: one system call per batch, and no copy into a larger buffer
@@ -129,14 +152,18 @@ export class LocalStorage implements Storage {
             writeAll(handle, buffers).then(() => {
               for (const b of buffers) bytes += b.length;
               options.onProgress?.(bytes);
-              callback();
+              flush();
+              callback(flushError as Error | undefined);
             }, callback);
           },
         });
         await pipeline(body, sink);
         if (bodyError !== undefined) throw bodyError;
+        await flushing;
+        if (flushError !== undefined) throw flushError;
         await handle.sync();
       } finally {
+        await flushing;
         await handle.close();
       }
       await rename(temp, path);

@@ -3,10 +3,11 @@
  * with s3api on loopback) and against a local folder.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, mkdir, open, readdir, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { jest } from '@jest/globals';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { MemoryLogger } from '../../src/core/logger.js';
 import { KeyExistsError, LocalStorage } from '../../src/storage/local.js';
@@ -301,5 +302,37 @@ describe('LocalStorage specifics', () => {
     await storage.delete(['db/backups/1/manifest.json']);
     expect(await readdir(join(root, 'store/db/backups'))).toEqual(['2']);
     expect(await readdir(join(root, 'store'))).toEqual(['db']);
+  });
+
+  it('flushes a long stream to disk as it writes, and fails when a flush does', async () => {
+    const storage = new LocalStorage(join(root, 'flush'), new MemoryLogger());
+    // FileHandle's class is not exported; its prototype is reached through an open handle.
+    const probe = await open(join(root, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as FileHandle;
+    await probe.close();
+    const original = proto.datasync;
+    const datasync = jest.spyOn(proto, 'datasync');
+    try {
+      const { body, hash } = randomBody(40 * MB);
+      await storage.putStream('db/long', body);
+      expect((await sha256(await storage.getStream('db/long'))).hash).toBe(hash);
+      // 40 MB in batches of about 1 MiB: a flush after each 16 MiB, each awaited before the next.
+      expect(datasync.mock.calls.length).toBeGreaterThanOrEqual(2);
+
+      // A disk error is a fault that cannot be made on demand here: the second flush reports one.
+      datasync.mockClear();
+      datasync
+        .mockImplementationOnce(original)
+        .mockImplementationOnce(() =>
+          Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })),
+        );
+      await expect(storage.putStream('db/failed', randomBody(40 * MB).body)).rejects.toThrow(
+        'EIO: i/o error, fdatasync',
+      );
+      expect(await storage.head('db/failed')).toBeUndefined();
+      expect(await readdir(join(root, 'flush/db'))).toEqual(['long']);
+    } finally {
+      datasync.mockRestore();
+    }
   });
 });
