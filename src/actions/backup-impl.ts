@@ -65,7 +65,7 @@ export async function runBackupAction(): Promise<void> {
   const postgresVersion = resolvePostgresVersionInput(
     optionalInput(Inputs.PostgresVersion) ?? 'auto',
   );
-  const storage = storageFromInputs(logger);
+  const storage = await storageFromInputs(logger);
   const tools = clientToolResolver(postgresVersion, env, logger);
 
   try {

@@ -40,7 +40,7 @@ export async function runPruneAction(): Promise<void> {
   );
   const dryRun = booleanInput(Inputs.DryRun, false);
   const bypassGovernanceRetention = booleanInput(Inputs.BypassGovernanceRetention, false);
-  const storage = storageFromInputs(logger);
+  const storage = await storageFromInputs(logger);
   const nameInput = optionalInput(Inputs.Name);
   const names = nameInput
     ? parsePruneNames(nameInput, Inputs.Name)

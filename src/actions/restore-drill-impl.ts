@@ -148,7 +148,7 @@ export async function runRestoreDrillAction(): Promise<void> {
   const terminateConnections = booleanInput(Inputs.TerminateConnections, false);
   const safetyBackup = booleanInput(Inputs.SafetyBackup, true);
   const artifact = optionalInput(Inputs.ReportArtifact);
-  const storage = storageFromInputs(logger);
+  const storage = await storageFromInputs(logger);
 
   const temp = env.RUNNER_TEMP || os.tmpdir();
   const workDir = mkdtempSync(path.join(temp, 'restore-drill-'));

@@ -70,7 +70,7 @@ export function s3SettingsFromInputs(): S3Settings {
   return { endpoint, region: optionalInput(Inputs.S3Region), forcePathStyle };
 }
 
-export function storageFromInputs(logger: Logger): Storage {
+export function storageFromInputs(logger: Logger): Promise<Storage> {
   return openStorage(requiredInput(Inputs.Storage), s3SettingsFromInputs(), logger);
 }
 

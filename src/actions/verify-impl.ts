@@ -79,7 +79,7 @@ export async function runVerifyAction(): Promise<void> {
     maxAgeSeconds: maxAgeText === undefined ? undefined : parseDuration(maxAgeText, Inputs.MaxAge),
     git: gitContext(env),
   };
-  const storage = storageFromInputs(logger);
+  const storage = await storageFromInputs(logger);
   const tmpDir = env.RUNNER_TEMP || undefined;
 
   const report = await runVerify(options, {

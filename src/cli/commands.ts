@@ -52,7 +52,7 @@ export interface CliIo {
 /** 0: done; 1: the backup, verification, drill or restore failed. */
 export type ExitCode = 0 | 1;
 
-function openStore(o: ParsedOptions, io: CliIo): Storage {
+function openStore(o: ParsedOptions, io: CliIo): Promise<Storage> {
   return openStorage(
     o.required('storage'),
     {
@@ -97,7 +97,7 @@ function column(rows: string[][]): string {
 
 /** `list`: every backup of each name, newest last, with its last verification or drill. */
 export async function listCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
-  const storage = openStore(o, io);
+  const storage = await openStore(o, io);
   const given = o.string('name');
   const names = given ? [given] : await listNames(storage);
   if (names.length === 0) {
@@ -184,7 +184,7 @@ export async function backupCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
   }
   const keepUntil = o.string('keep-until');
   const postgresVersion = resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
-  const storage = openStore(o, io);
+  const storage = await openStore(o, io);
   const result = await runBackup(
     {
       connection: resolveConnection(o.string('database-url'), env),
@@ -313,7 +313,7 @@ function reportDrill(o: ParsedOptions, io: CliIo, result: DrillResult): ExitCode
 /** `drill`: the timed restore drill into a scratch server (or an empty target). */
 export async function drillCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
   const options = drillOptions(o, io);
-  const storage = openStore(o, io);
+  const storage = await openStore(o, io);
   return withWorkDir(async (dir) =>
     reportDrill(o, io, await runDrill(options, restoreDeps(o, io, storage, dir))),
   );
@@ -360,7 +360,7 @@ export async function restoreCommand(o: ParsedOptions, io: CliIo): Promise<ExitC
   const confirm =
     o.string('confirm') ??
     (await confirmInteractively(io, database, describeConnection(info), options.backupId));
-  const storage = openStore(o, io);
+  const storage = await openStore(o, io);
   return withWorkDir(async (dir) =>
     reportDrill(
       o,
@@ -382,7 +382,7 @@ export async function restoreCommand(o: ParsedOptions, io: CliIo): Promise<ExitC
 /** `verify`: runVerify, as the verify action does. */
 export async function verifyCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
   const postgresVersion = resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
-  const storage = openStore(o, io);
+  const storage = await openStore(o, io);
   const maxAge = durationOption(o, 'max-age');
   const report = await withWorkDir((dir) =>
     runVerify(
@@ -441,7 +441,7 @@ export async function pruneCommand(o: ParsedOptions, io: CliIo): Promise<ExitCod
     keepKind: o.string('keep-kind'),
     timezone: o.string('timezone'),
   });
-  const storage = openStore(o, io);
+  const storage = await openStore(o, io);
   const report = await runPrune(
     {
       names,

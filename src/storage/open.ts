@@ -2,11 +2,11 @@ import { fileURLToPath } from 'node:url';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { LocalStorage } from './local.js';
-import { S3Storage, type S3Settings } from './s3.js';
+import type { S3Settings } from './s3.js';
 import type { Storage } from './storage.js';
 
 export { KeyExistsError, LocalStorage } from './local.js';
-export { S3Storage, partSizeFor, type S3Settings } from './s3.js';
+export type { S3Settings } from './s3.js';
 
 export type StorageLocation =
   { type: 's3'; bucket: string; prefix: string } | { type: 'local'; path: string };
@@ -86,9 +86,19 @@ export function parseStorageLocation(location: string): StorageLocation {
   );
 }
 
-/** Opens the store a location names. */
-export function openStorage(location: string, s3: S3Settings, logger: Logger): Storage {
+/**
+ * Opens the store a location names. The S3 module (and the AWS SDK with it) is loaded only for
+ * an S3 location: a backup to a folder starts without compiling it.
+ */
+export async function openStorage(
+  location: string,
+  s3: S3Settings,
+  logger: Logger,
+): Promise<Storage> {
   const parsed = parseStorageLocation(location);
-  if (parsed.type === 's3') return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
+  if (parsed.type === 's3') {
+    const { S3Storage } = await import('./s3.js');
+    return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
+  }
   return new LocalStorage(parsed.path, logger);
 }

@@ -70,8 +70,8 @@ describe('parseStorageLocation', () => {
 describe('openStorage', () => {
   const logger = new MemoryLogger();
 
-  it('opens a bucket with the given settings', () => {
-    const storage = openStorage(
+  it('opens a bucket with the given settings', async () => {
+    const storage = await openStorage(
       's3://bucket-1/team',
       { endpoint: 'http://127.0.0.1:9', region: 'eu-west-1' },
       logger,
@@ -82,11 +82,11 @@ describe('openStorage', () => {
     (storage as S3Storage).destroy();
   });
 
-  it('describes AWS by region and keeps endpoint passwords out of the description', () => {
-    const aws = openStorage('s3://bucket-1', { region: 'eu-central-1' }, logger);
+  it('describes AWS by region and keeps endpoint passwords out of the description', async () => {
+    const aws = await openStorage('s3://bucket-1', { region: 'eu-central-1' }, logger);
     expect(aws.description).toBe('s3://bucket-1 (AWS S3 in eu-central-1)');
     (aws as S3Storage).destroy();
-    const custom = openStorage(
+    const custom = await openStorage(
       's3://bucket-1',
       { endpoint: 'http://user:pw-123@127.0.0.1:9' },
       logger,
@@ -95,17 +95,17 @@ describe('openStorage', () => {
     (custom as S3Storage).destroy();
   });
 
-  it('refuses an endpoint that is not an http(s) URL', () => {
-    expect(() => openStorage('s3://bucket-1', { endpoint: 'minio:9000' }, logger)).toThrow(
+  it('refuses an endpoint that is not an http(s) URL', async () => {
+    await expect(openStorage('s3://bucket-1', { endpoint: 'minio:9000' }, logger)).rejects.toThrow(
       ConfigurationError,
     );
-    expect(() => openStorage('s3://bucket-1', { endpoint: 'not a url' }, logger)).toThrow(
+    await expect(openStorage('s3://bucket-1', { endpoint: 'not a url' }, logger)).rejects.toThrow(
       /not a URL/,
     );
   });
 
-  it('opens a folder, resolving a relative path', () => {
-    const storage = openStorage('./some/folder', {}, logger);
+  it('opens a folder, resolving a relative path', async () => {
+    const storage = await openStorage('./some/folder', {}, logger);
     expect(storage).toBeInstanceOf(LocalStorage);
     expect(storage.location('a/b')).toBe(resolve('some/folder/a/b'));
     expect(storage.description).toBe(`local folder ${resolve('some/folder')}`);
