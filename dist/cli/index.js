@@ -45787,13 +45787,17 @@ async function runBackup(options, deps) {
         if (!isCatalogName(name)) {
             throw new core_errors/* ConfigurationError */.j1(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
+        // The previous backup (for the size change) is looked up while the tools are found and the
+        // snapshot is taken: on a bucket with a long history the listing takes a while.
+        const previousWarnings = [];
+        const lookup = previousBackup(storage, name, previousWarnings);
+        lookup.catch(() => undefined);
         const tools = await deps.resolveTools(server);
         const plan = planCompression(options.compression, tools.major, deps.zstdPath);
         const encrypted = Boolean(options.encryption);
         if (!encrypted) {
             warnings.push(`Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`);
         }
-        const previous = await previousBackup(storage, name, warnings);
         const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
         const prefix = backupPrefix(name, id);
         const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;
@@ -45801,6 +45805,8 @@ async function runBackup(options, deps) {
         snapshotOpen = true;
         const tables = await listTables(client, options.selection);
         const sizeEstimate = await databaseSize(client);
+        const previous = await lookup;
+        warnings.push(...previousWarnings);
         const objects = [];
         // An uncompressed custom archive on its way to a compressor passes through this process
         // (see ArchiveCoalescer), which counts each table's rows on the way: exact counts in the

@@ -302,6 +302,11 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
         `Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`,
       );
     }
+    // The previous backup (for the size change) is looked up while the tools are found and the
+    // snapshot is taken: on a bucket with a long history the listing takes a while.
+    const previousWarnings: string[] = [];
+    const lookup = previousBackup(storage, name, previousWarnings);
+    lookup.catch(() => undefined);
     const tools = await deps.resolveTools(server);
     const plan = planCompression(options.compression, tools.major, deps.zstdPath);
     const encrypted = Boolean(options.encryption);
@@ -311,7 +316,6 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
       );
     }
 
-    const previous = await previousBackup(storage, name, warnings);
     const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
     const prefix = backupPrefix(name, id);
     const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;
@@ -320,6 +324,8 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
     snapshotOpen = true;
     const tables = await listTables(client, options.selection);
     const sizeEstimate = await databaseSize(client);
+    const previous = await lookup;
+    warnings.push(...previousWarnings);
 
     const objects: ObjectEntry[] = [];
     // An uncompressed custom archive on its way to a compressor passes through this process
