@@ -40028,33 +40028,88 @@ var core_process = __nccwpck_require__(9566);
 var connection = __nccwpck_require__(9722);
 ;// CONCATENATED MODULE: ./lib/postgres/inventory.js
 
-/** pg_dump-style pattern (`*`, `?`) to a RegExp over a whole name. */
-function patternToRegExp(pattern) {
-    const escaped = pattern
-        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-        .replace(/\*/g, '.*')
-        .replace(/\?/g, '.');
-    return new RegExp(`^${escaped}$`);
-}
-function matchesAny(patterns, schema, table) {
-    return patterns.some((p) => {
-        if (table === undefined)
-            return patternToRegExp(p).test(schema);
-        const dot = p.indexOf('.');
-        return dot >= 0
-            ? patternToRegExp(p.slice(0, dot)).test(schema) &&
-                patternToRegExp(p.slice(dot + 1)).test(table)
-            : patternToRegExp(p).test(table);
+
+/** Characters a regular expression gives a meaning to, escaped inside double quotes. */
+const REGEX_SPECIAL = '|*+?()[]{}.^\\';
+/**
+ * A pg_dump pattern as a test per dot-separated part, by psql's rules (processSQLNamePattern in
+ * PostgreSQL's fe_utils), so that the manifest and a restore select what pg_dump did: outside
+ * double quotes letters fold to lower case, `*` is any run of characters, `?` any one, `.`
+ * separates the parts, and other regular-expression characters keep their meaning; inside double
+ * quotes every character stands for itself (`""` for a quote). `$` always stands for itself.
+ * Each part matches a whole name; an empty part matches any.
+ */
+function namePatternParts(pattern) {
+    const parts = [];
+    let part = '';
+    let quoted = false;
+    for (let i = 0; i < pattern.length; i++) {
+        const ch = pattern[i];
+        if (ch === '"') {
+            if (quoted && pattern[i + 1] === '"') {
+                part += '"';
+                i++;
+            }
+            else {
+                quoted = !quoted;
+            }
+        }
+        else if (!quoted && ch >= 'A' && ch <= 'Z')
+            part += ch.toLowerCase();
+        else if (!quoted && ch === '*')
+            part += '.*';
+        else if (!quoted && ch === '?')
+            part += '.';
+        else if (!quoted && ch === '.') {
+            parts.push(part);
+            part = '';
+        }
+        else if (ch === '$')
+            part += '\\$';
+        else if (quoted && REGEX_SPECIAL.includes(ch))
+            part += `\\${ch}`;
+        else
+            part += ch;
+    }
+    parts.push(part);
+    return parts.map((source) => {
+        if (source === '')
+            return () => true;
+        let re;
+        try {
+            re = new RegExp(`^(?:${source})$`);
+        }
+        catch (error) {
+            throw new errors/* ConfigurationError */.j1(`'${pattern}' is not a valid pg_dump pattern: ${error instanceof Error ? error.message : String(error)}`);
+        }
+        return (name) => re.test(name);
     });
+}
+/** Whether a schema pattern (`schema` or `database.schema`) matches `schema`. */
+function schemaMatches(pattern, schema) {
+    const parts = namePatternParts(pattern);
+    return parts[parts.length - 1](schema);
+}
+/**
+ * Whether a table pattern matches: `table` (a table visible in the default search path, as
+ * pg_dump looks it up), `schema.table` or `database.schema.table`.
+ */
+function tableMatches(pattern, schema, table, visible) {
+    const parts = namePatternParts(pattern);
+    if (parts.length === 1)
+        return visible && parts[0](table);
+    return parts[parts.length - 2](schema) && parts[parts.length - 1](table);
 }
 /** Whether a table of `schema` is part of the dump. */
 function schemaIncluded(selection, schema) {
-    if (selection.schemas.length > 0 && !matchesAny(selection.schemas, schema))
+    if (selection.schemas.length > 0 && !selection.schemas.some((p) => schemaMatches(p, schema))) {
         return false;
-    return !matchesAny(selection.excludeSchemas, schema);
+    }
+    return !selection.excludeSchemas.some((p) => schemaMatches(p, schema));
 }
-function tableDataExcluded(selection, schema, table) {
-    return matchesAny(selection.excludeTableData, schema, table);
+/** Whether pg_dump leaves a table's rows out (`--exclude-table-data`). */
+function tableDataExcluded(selection, table) {
+    return selection.excludeTableData.some((p) => tableMatches(p, table.schema, table.name, table.visible));
 }
 /**
  * The user tables the dump carries (ordinary tables and partitions; not partitioned parents,
@@ -40065,7 +40120,8 @@ async function listTables(client, selection) {
     const result = await client.query(`
     SELECT n.nspname AS schema, c.relname AS name,
            pg_total_relation_size(c.oid)::text AS bytes,
-           GREATEST(c.reltuples, 0)::bigint::text AS estimate
+           GREATEST(c.reltuples, 0)::bigint::text AS estimate,
+           pg_catalog.pg_table_is_visible(c.oid) AS visible
       FROM pg_class c
       JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind = 'r'
@@ -40078,7 +40134,7 @@ async function listTables(client, selection) {
     return result.rows
         .filter((r) => schemaIncluded(selection, r.schema))
         .map((r) => {
-        const dataExcluded = tableDataExcluded(selection, r.schema, r.name);
+        const dataExcluded = tableDataExcluded(selection, r);
         return {
             schema: r.schema,
             name: r.name,
