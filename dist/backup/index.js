@@ -40881,10 +40881,10 @@ async function runBackup(options, deps) {
         const previous = await lookup;
         warnings.push(...previousWarnings);
         const objects = [];
-        // An uncompressed custom archive on its way to a compressor passes through this process
-        // (see ArchiveCoalescer), which counts each table's rows on the way: exact counts in the
-        // dump's snapshot without scanning every table a second time. Otherwise the tables are
-        // counted beside the dump, in the same snapshot.
+        // An uncompressed custom archive on its way to a compressor passes through this process,
+        // which merges its per-row chunks (see ArchiveCoalescer) and so counts each table's rows on
+        // the way: exact counts in the dump's snapshot without scanning every table a second time.
+        // Otherwise the tables are counted beside the dump, in the same snapshot.
         const coalescer = options.format === 'custom' && plan.external ? new ArchiveCoalescer() : undefined;
         const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
         const counting = rowsFromDump ? undefined : countTables(client, tables, options.rowCounts);
@@ -43878,15 +43878,21 @@ class LocalStorage {
             let flushedAt = 0;
             let flushError;
             const flush = () => {
-                if (flushing || bytes - flushedAt < FLUSH_EVERY)
+                if (flushing || flushError !== undefined || bytes - flushedAt < FLUSH_EVERY)
                     return;
                 flushedAt = bytes;
                 flushing = handle.datasync().then(() => {
                     flushing = undefined;
                     flush();
                 }, (error) => {
-                    flushError ??= error;
+                    flushError = error;
+                    flushing = undefined;
                 });
+            };
+            // A flush that ends may start the next one.
+            const flushed = async () => {
+                while (flushing)
+                    await flushing;
             };
             try {
                 // A sink whose writev receives the chunks that arrived while the previous write was
@@ -43908,13 +43914,13 @@ class LocalStorage {
                 await (0,node_stream_promises__WEBPACK_IMPORTED_MODULE_4__.pipeline)(body, sink);
                 if (bodyError !== undefined)
                     throw bodyError;
-                await flushing;
+                await flushed();
                 if (flushError !== undefined)
                     throw flushError;
                 await handle.sync();
             }
             finally {
-                await flushing;
+                await flushed();
                 await handle.close();
             }
             await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(temp, path);

@@ -44443,15 +44443,21 @@ class LocalStorage {
             let flushedAt = 0;
             let flushError;
             const flush = () => {
-                if (flushing || bytes - flushedAt < FLUSH_EVERY)
+                if (flushing || flushError !== undefined || bytes - flushedAt < FLUSH_EVERY)
                     return;
                 flushedAt = bytes;
                 flushing = handle.datasync().then(() => {
                     flushing = undefined;
                     flush();
                 }, (error) => {
-                    flushError ??= error;
+                    flushError = error;
+                    flushing = undefined;
                 });
+            };
+            // A flush that ends may start the next one.
+            const flushed = async () => {
+                while (flushing)
+                    await flushing;
             };
             try {
                 // A sink whose writev receives the chunks that arrived while the previous write was
@@ -44473,13 +44479,13 @@ class LocalStorage {
                 await (0,node_stream_promises__WEBPACK_IMPORTED_MODULE_4__.pipeline)(body, sink);
                 if (bodyError !== undefined)
                     throw bodyError;
-                await flushing;
+                await flushed();
                 if (flushError !== undefined)
                     throw flushError;
                 await handle.sync();
             }
             finally {
-                await flushing;
+                await flushed();
                 await handle.close();
             }
             await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(temp, path);

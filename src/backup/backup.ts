@@ -328,10 +328,10 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
     warnings.push(...previousWarnings);
 
     const objects: ObjectEntry[] = [];
-    // An uncompressed custom archive on its way to a compressor passes through this process
-    // (see ArchiveCoalescer), which counts each table's rows on the way: exact counts in the
-    // dump's snapshot without scanning every table a second time. Otherwise the tables are
-    // counted beside the dump, in the same snapshot.
+    // An uncompressed custom archive on its way to a compressor passes through this process,
+    // which merges its per-row chunks (see ArchiveCoalescer) and so counts each table's rows on
+    // the way: exact counts in the dump's snapshot without scanning every table a second time.
+    // Otherwise the tables are counted beside the dump, in the same snapshot.
     const coalescer =
       options.format === 'custom' && plan.external ? new ArchiveCoalescer() : undefined;
     const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';

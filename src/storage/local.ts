@@ -129,7 +129,7 @@ export class LocalStorage implements Storage {
       let flushedAt = 0;
       let flushError: unknown;
       const flush = (): void => {
-        if (flushing || bytes - flushedAt < FLUSH_EVERY) return;
+        if (flushing || flushError !== undefined || bytes - flushedAt < FLUSH_EVERY) return;
         flushedAt = bytes;
         flushing = handle.datasync().then(
           () => {
@@ -137,9 +137,14 @@ export class LocalStorage implements Storage {
             flush();
           },
           (error: unknown) => {
-            flushError ??= error;
+            flushError = error;
+            flushing = undefined;
           },
         );
+      };
+      // A flush that ends may start the next one.
+      const flushed = async (): Promise<void> => {
+        while (flushing) await flushing;
       };
       try {
         // A sink whose writev receives the chunks that arrived while the previous write was
@@ -159,11 +164,11 @@ export class LocalStorage implements Storage {
         });
         await pipeline(body, sink);
         if (bodyError !== undefined) throw bodyError;
-        await flushing;
+        await flushed();
         if (flushError !== undefined) throw flushError;
         await handle.sync();
       } finally {
-        await flushing;
+        await flushed();
         await handle.close();
       }
       await rename(temp, path);
