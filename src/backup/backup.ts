@@ -20,7 +20,14 @@ import { ConfigurationError, asError, errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { Fifo } from '../core/fifo.js';
 import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
-import { HashCounter, Progress, formatBytes, processingStream, rate } from '../core/streams.js';
+import {
+  HashCounter,
+  Progress,
+  formatBytes,
+  formatCount,
+  processingStream,
+  rate,
+} from '../core/streams.js';
 import {
   childEnv,
   connect,
@@ -696,8 +703,7 @@ function describeCoalescing(coalescer: ArchiveCoalescer): string {
   if (coalescer.unchangedBecause) {
     return `Archive passed to the compressor unchanged: ${coalescer.unchangedBecause}.`;
   }
-  const n = (value: number): string => value.toLocaleString('en-US');
-  return `Archive data: ${n(coalescer.chunksIn)} chunks from pg_dump written as ${n(coalescer.chunksOut)}.`;
+  return `Archive data: ${formatCount(coalescer.chunksIn)} chunks from pg_dump written as ${formatCount(coalescer.chunksOut)}.`;
 }
 
 /**

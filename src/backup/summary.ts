@@ -1,4 +1,4 @@
-import { formatBytes, rate } from '../core/streams.js';
+import { formatBytes, formatCount, rate } from '../core/streams.js';
 import { facts, table } from '../report/markdown.js';
 import type { BackupResult } from './backup.js';
 
@@ -32,7 +32,7 @@ export function backupSummary(result: BackupResult, location: string): string {
     ['SHA-256', `\`${result.sha256}\``],
     [
       'Tables',
-      `${m.tables.length} (${m.rowCounts === 'off' ? 'rows not counted' : `${rows.toLocaleString('en-US')} rows, ${m.rowCounts}`})`,
+      `${m.tables.length} (${m.rowCounts === 'off' ? 'rows not counted' : `${formatCount(rows)} rows, ${m.rowCounts}`})`,
     ],
     ['Globals', m.globals ? 'roles dumped' : undefined],
     ['Pinned until', m.keepUntil],
@@ -46,7 +46,7 @@ export function backupSummary(result: BackupResult, location: string): string {
       ['Table', 'Rows', 'Size'],
       largest.map((t) => [
         `${t.schema}.${t.name}`,
-        t.rows === null ? '-' : t.rows.toLocaleString('en-US'),
+        t.rows === null ? '-' : formatCount(t.rows),
         formatBytes(t.bytes),
       ]),
     );
