@@ -1,11 +1,11 @@
 /** ArchiveCoalescer on archives written by real pg_dump binaries. */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ArchiveCoalescer } from '../../src/postgres/archive.js';
 import { repoRoot } from '../support/bundle.js';
 import { MACHINE_BIN_DIR } from '../support/embedded.js';
+import { runToBuffer as run } from '../support/run.js';
 import { loadSample, newDatabase, withClient } from '../support/sample.js';
 
 let dir: string;
@@ -13,20 +13,6 @@ beforeAll(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'archive-test-'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function run(command: string, args: string[]): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`${command}: ${err}`)),
-    );
-  });
-}
 
 /** pg_dump's archive as written to a pipe, as the backup reads it. */
 function dumpToPipe(url: string, compress = '0'): Promise<Buffer> {

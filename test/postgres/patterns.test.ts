@@ -3,7 +3,6 @@
  * the schemas a real restore replaces must select exactly what pg_dump did: these tests run
  * the machine's pg_dump with each selection and compare its table of contents with ours.
  */
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
 import { pgDumpArgs } from '../../src/backup/backup.js';
@@ -17,6 +16,7 @@ import {
   type DumpSelection,
 } from '../../src/postgres/inventory.js';
 import { MACHINE_BIN_DIR } from '../support/embedded.js';
+import { runToBuffer } from '../support/run.js';
 import { newDatabase, withClient } from '../support/sample.js';
 
 const none: DumpSelection = { schemas: [], excludeSchemas: [], excludeTableData: [] };
@@ -89,19 +89,7 @@ function pgDump(url: string, selection: DumpSelection): Promise<Buffer> {
   const args = pgDumpArgs({ format: 'custom', compress: '0', selection, jobs: 1 }).concat(
     `--dbname=${url}`,
   );
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(MACHINE_BIN_DIR, 'pg_dump'), args, {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`pg_dump: ${err}`)),
-    );
-  });
+  return runToBuffer(path.join(MACHINE_BIN_DIR, 'pg_dump'), args);
 }
 
 describe('selections against the machine pg_dump', () => {
