@@ -45179,6 +45179,8 @@ const K_VERS_1_15 = version(1, 15);
 const K_VERS_1_16 = version(1, 16);
 /** The line pg_dump ends a table's COPY data with (pg_dump.c, dumpTableData_copy). */
 const COPY_END = Buffer.from('\\.\n\n\n', 'latin1');
+/** Chunks at the start of each table's data checked to hold one row each (see rowsOf). */
+const ROW_CHECKS = 16;
 /** Largest chunk written: pg_restore reads a chunk into one buffer of its size. */
 const COALESCED_CHUNK_SIZE = 1 << 20;
 /** Released slabs kept for reuse. */
@@ -45244,6 +45246,9 @@ class ArchiveCoalescer {
     /** How much of the open chunk matched COPY_END so far; -1 once it cannot. */
     endMatched = -1;
     lastChunkEndsCopy = false;
+    chunkLength = 0;
+    /** Whether the block's chunks checked so far each held one row. */
+    oneRowPerChunk = true;
     /** Each data block read to its end: its chunks less a closing COPY_END, by dump id. */
     blockRows = new Map();
     tables;
@@ -45476,6 +45481,9 @@ class ArchiveCoalescer {
                 const take = Math.min(this.chunkLeft, n - p, room);
                 if (this.endMatched >= 0)
                     this.matchCopyEnd(data, p, take);
+                else if (this.chunksInBlock <= ROW_CHECKS && this.oneRowPerChunk && !this.inBlobs) {
+                    this.checkRow(data, p, take);
+                }
                 data.copy(this.slab, this.end, p, p + take);
                 this.end += take;
                 p += take;
@@ -45521,6 +45529,7 @@ class ArchiveCoalescer {
                 this.blockId = id;
                 this.chunksInBlock = 0;
                 this.lastChunkEndsCopy = false;
+                this.oneRowPerChunk = true;
                 this.inBlobs = type === BLK_BLOBS;
                 this.state = this.inBlobs ? State.BlobOid : State.ChunkLength;
                 continue;
@@ -45537,6 +45546,7 @@ class ArchiveCoalescer {
                 this.chunksIn++;
                 this.chunksInBlock++;
                 this.endMatched = value === COPY_END.length && !this.inBlobs ? 0 : -1;
+                this.chunkLength = value;
                 this.chunkLeft = value;
                 this.position += value;
                 this.state = State.ChunkData;
@@ -45545,11 +45555,24 @@ class ArchiveCoalescer {
             // The end of a table's data or of one large object.
             this.closeChunk();
             this.copyField(field, at, want);
-            if (!this.inBlobs) {
+            if (!this.inBlobs && this.oneRowPerChunk) {
                 this.blockRows.set(this.blockId, this.chunksInBlock - (this.lastChunkEndsCopy ? 1 : 0));
                 this.tables = undefined;
             }
             this.state = this.inBlobs ? State.BlobOid : State.BlockStart;
+        }
+    }
+    /**
+     * Checks the next `length` bytes of the open chunk for what a COPY row holds: one newline,
+     * its last byte.
+     */
+    checkRow(data, at, length) {
+        const offset = this.chunkLength - this.chunkLeft;
+        const newline = data.subarray(at, at + length).indexOf(10);
+        const ends = offset + length === this.chunkLength;
+        if ((newline >= 0 && offset + newline !== this.chunkLength - 1) ||
+            (ends && data[at + length - 1] !== 10)) {
+            this.oneRowPerChunk = false;
         }
     }
     /** Compares the next `length` bytes of the open chunk with COPY_END. */
@@ -45564,7 +45587,9 @@ class ArchiveCoalescer {
      * pg_dump writes every row that COPY sends as a chunk of its own (the protocol sends one
      * message per row, and a row's text holds no newline but its last byte), then a `\.` line
      * that is no row; so a block's chunks, less that line, are the table's rows in the dump's
-     * snapshot, counted as they pass.
+     * snapshot, counted as they pass. The first chunks of each block are checked to be one row
+     * each: a block whose chunks hold several rows (a pg_dump that buffered them, or an archive
+     * already merged) gives no count rather than a wrong one.
      */
     rowsOf(schema, table) {
         if (!this.tables) {

@@ -26,6 +26,9 @@ const K_VERS_1_16 = version(1, 16);
 /** The line pg_dump ends a table's COPY data with (pg_dump.c, dumpTableData_copy). */
 const COPY_END = Buffer.from('\\.\n\n\n', 'latin1');
 
+/** Chunks at the start of each table's data checked to hold one row each (see rowsOf). */
+const ROW_CHECKS = 16;
+
 /** Largest chunk written: pg_restore reads a chunk into one buffer of its size. */
 export const COALESCED_CHUNK_SIZE = 1 << 20;
 /** Released slabs kept for reuse. */
@@ -109,6 +112,9 @@ export class ArchiveCoalescer implements ChunkProcessor {
   /** How much of the open chunk matched COPY_END so far; -1 once it cannot. */
   private endMatched = -1;
   private lastChunkEndsCopy = false;
+  private chunkLength = 0;
+  /** Whether the block's chunks checked so far each held one row. */
+  private oneRowPerChunk = true;
   /** Each data block read to its end: its chunks less a closing COPY_END, by dump id. */
   private readonly blockRows = new Map<number, number>();
   private tables: Map<string, number> | undefined;
@@ -348,6 +354,9 @@ export class ArchiveCoalescer implements ChunkProcessor {
         );
         const take = Math.min(this.chunkLeft, n - p, room);
         if (this.endMatched >= 0) this.matchCopyEnd(data, p, take);
+        else if (this.chunksInBlock <= ROW_CHECKS && this.oneRowPerChunk && !this.inBlobs) {
+          this.checkRow(data, p, take);
+        }
         data.copy(this.slab, this.end, p, p + take);
         this.end += take;
         p += take;
@@ -389,6 +398,7 @@ export class ArchiveCoalescer implements ChunkProcessor {
         this.blockId = id;
         this.chunksInBlock = 0;
         this.lastChunkEndsCopy = false;
+        this.oneRowPerChunk = true;
         this.inBlobs = type === BLK_BLOBS;
         this.state = this.inBlobs ? State.BlobOid : State.ChunkLength;
         continue;
@@ -404,6 +414,7 @@ export class ArchiveCoalescer implements ChunkProcessor {
         this.chunksIn++;
         this.chunksInBlock++;
         this.endMatched = value === COPY_END.length && !this.inBlobs ? 0 : -1;
+        this.chunkLength = value;
         this.chunkLeft = value;
         this.position += value;
         this.state = State.ChunkData;
@@ -412,11 +423,27 @@ export class ArchiveCoalescer implements ChunkProcessor {
       // The end of a table's data or of one large object.
       this.closeChunk();
       this.copyField(field, at, want);
-      if (!this.inBlobs) {
+      if (!this.inBlobs && this.oneRowPerChunk) {
         this.blockRows.set(this.blockId, this.chunksInBlock - (this.lastChunkEndsCopy ? 1 : 0));
         this.tables = undefined;
       }
       this.state = this.inBlobs ? State.BlobOid : State.BlockStart;
+    }
+  }
+
+  /**
+   * Checks the next `length` bytes of the open chunk for what a COPY row holds: one newline,
+   * its last byte.
+   */
+  private checkRow(data: Buffer, at: number, length: number): void {
+    const offset = this.chunkLength - this.chunkLeft;
+    const newline = data.subarray(at, at + length).indexOf(10);
+    const ends = offset + length === this.chunkLength;
+    if (
+      (newline >= 0 && offset + newline !== this.chunkLength - 1) ||
+      (ends && data[at + length - 1] !== 10)
+    ) {
+      this.oneRowPerChunk = false;
     }
   }
 
@@ -433,7 +460,9 @@ export class ArchiveCoalescer implements ChunkProcessor {
    * pg_dump writes every row that COPY sends as a chunk of its own (the protocol sends one
    * message per row, and a row's text holds no newline but its last byte), then a `\.` line
    * that is no row; so a block's chunks, less that line, are the table's rows in the dump's
-   * snapshot, counted as they pass.
+   * snapshot, counted as they pass. The first chunks of each block are checked to be one row
+   * each: a block whose chunks hold several rows (a pg_dump that buffered them, or an archive
+   * already merged) gives no count rather than a wrong one.
    */
   rowsOf(schema: string, table: string): number | undefined {
     if (!this.tables) {

@@ -176,6 +176,14 @@ describe('ArchiveCoalescer on pg_dump 15 archives (format 1.14)', () => {
       expect(coalescer.rowsOf('app', 'orders')).toBeUndefined();
       expect(coalescer.rowsOf('app', 'missing')).toBeUndefined();
     }
+    // Chunks of several rows, or of parts of rows, are not taken for rows: an archive already
+    // merged, whole or in 100-byte chunks, gives no count but for an empty table.
+    for (const chunkSize of [undefined, 100]) {
+      const merged = coalesce(coalesce(archive, { chunkSize }).output).coalescer;
+      for (const t of tables) {
+        expect(merged.rowsOf(t.schema, t.name)).toBe(t.rows === 0 ? 0 : undefined);
+      }
+    }
   });
 
   it('counts rows whatever they hold, in tables whose names need quoting', async () => {
