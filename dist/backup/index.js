@@ -40094,9 +40094,19 @@ function namePatternParts(pattern) {
         return (name) => re.test(name);
     });
 }
+/** Patterns compiled once: every table of a listing is tested against each. */
+const compiledPatterns = new Map();
+function compiled(pattern) {
+    let parts = compiledPatterns.get(pattern);
+    if (!parts) {
+        parts = namePatternParts(pattern);
+        compiledPatterns.set(pattern, parts);
+    }
+    return parts;
+}
 /** Whether a schema pattern (`schema` or `database.schema`) matches `schema`. */
 function schemaMatches(pattern, schema) {
-    const parts = namePatternParts(pattern);
+    const parts = compiled(pattern);
     return parts[parts.length - 1](schema);
 }
 /**
@@ -40104,7 +40114,7 @@ function schemaMatches(pattern, schema) {
  * pg_dump looks it up), `schema.table` or `database.schema.table`.
  */
 function tableMatches(pattern, schema, table, visible) {
-    const parts = namePatternParts(pattern);
+    const parts = compiled(pattern);
     if (parts.length === 1)
         return visible && parts[0](table);
     return parts[parts.length - 2](schema) && parts[parts.length - 1](table);
@@ -40224,6 +40234,7 @@ const NEED_MORE = Symbol('need more');
  * pg_restore reads chunks of any length, so the result restores with the standard tools alone,
  * and it is what pg_dump writes to a pipe: data positions in the table of contents stay unset
  * (an archive written to a file has them set; they are unset here, since the data moves).
+ * On the way it counts each table's rows (see rowsOf).
  *
  * Versions 1.12 to 1.16 of the format are read (pg_dump 9.0 to 18). Any other version, a
  * compressed archive or anything that is not a custom-format archive passes unchanged. A known
@@ -40244,7 +40255,8 @@ class ArchiveCoalescer {
     state = State.Head;
     intSize = 4;
     offSize = 8;
-    dataIds = new Set();
+    /** The entries that have a data block, by dump id. */
+    dataEntries = new Map();
     /** Bytes read so far (for messages). */
     position = 0;
     // Header and table of contents: what arrived and is not yet passed on.
@@ -40258,7 +40270,8 @@ class ArchiveCoalescer {
     fieldLength = 0;
     chunkLeft = 0;
     inBlobs = false;
-    blockId = 0;
+    /** The table whose COPY rows the open block holds (see tableKey); undefined for other data. */
+    copyTable;
     chunksInBlock = 0;
     /** How much of the open chunk matched COPY_END so far; -1 once it cannot. */
     endMatched = -1;
@@ -40266,9 +40279,8 @@ class ArchiveCoalescer {
     chunkLength = 0;
     /** Whether the block's chunks checked so far each held one row. */
     oneRowPerChunk = true;
-    /** Each data block read to its end: its chunks less a closing COPY_END, by dump id. */
-    blockRows = new Map();
-    tables;
+    /** Rows of each table whose data block was read to its end, one row per chunk (see rowsOf). */
+    tableRows = new Map();
     // Output: a slab filled from `emitted` to `end`; an open chunk's header sits at `chunkAt`.
     // Parts of slabs handed out and not yet released are counted per slab; free slabs wait in
     // `spare`.
@@ -40476,9 +40488,10 @@ class ArchiveCoalescer {
             this.head[flagAt] = K_OFFSET_POS_NOT_SET;
             this.head.fill(0, flagAt + 1, flagAt + 1 + this.offSize);
         }
-        this.entries.push({ dumpId, hasData, desc, tag, namespace, copy });
+        const entry = { dumpId, hasData, desc, tag, namespace, copy };
+        this.entries.push(entry);
         if (hasData)
-            this.dataIds.add(dumpId);
+            this.dataEntries.set(dumpId, entry);
         return r.at;
     }
     // ---- data blocks ----
@@ -40498,7 +40511,7 @@ class ArchiveCoalescer {
                 const take = Math.min(this.chunkLeft, n - p, room);
                 if (this.endMatched >= 0)
                     this.matchCopyEnd(data, p, take);
-                else if (this.chunksInBlock <= ROW_CHECKS && this.oneRowPerChunk && !this.inBlobs) {
+                else if (this.copyTable && this.chunksInBlock <= ROW_CHECKS && this.oneRowPerChunk) {
                     this.checkRow(data, p, take);
                 }
                 data.copy(this.slab, this.end, p, p + take);
@@ -40540,10 +40553,14 @@ class ArchiveCoalescer {
                 if (type !== BLK_DATA && type !== BLK_BLOBS) {
                     throw this.error(`a data block of unknown type ${type}`);
                 }
-                if (!this.dataIds.has(id))
+                const entry = this.dataEntries.get(id);
+                if (!entry)
                     throw this.error(`a data block for unknown entry ${id}`);
                 this.copyField(field, at, want);
-                this.blockId = id;
+                this.copyTable =
+                    type === BLK_DATA && entry.desc === 'TABLE DATA' && entry.copy
+                        ? tableKey(entry.namespace, entry.tag)
+                        : undefined;
                 this.chunksInBlock = 0;
                 this.lastChunkEndsCopy = false;
                 this.oneRowPerChunk = true;
@@ -40562,7 +40579,7 @@ class ArchiveCoalescer {
             if (value > 0) {
                 this.chunksIn++;
                 this.chunksInBlock++;
-                this.endMatched = value === COPY_END.length && !this.inBlobs ? 0 : -1;
+                this.endMatched = this.copyTable && value === COPY_END.length ? 0 : -1;
                 this.chunkLength = value;
                 this.chunkLeft = value;
                 this.position += value;
@@ -40572,9 +40589,8 @@ class ArchiveCoalescer {
             // The end of a table's data or of one large object.
             this.closeChunk();
             this.copyField(field, at, want);
-            if (!this.inBlobs && this.oneRowPerChunk) {
-                this.blockRows.set(this.blockId, this.chunksInBlock - (this.lastChunkEndsCopy ? 1 : 0));
-                this.tables = undefined;
+            if (this.copyTable && this.oneRowPerChunk) {
+                this.tableRows.set(this.copyTable, this.chunksInBlock - (this.lastChunkEndsCopy ? 1 : 0));
             }
             this.state = this.inBlobs ? State.BlobOid : State.BlockStart;
         }
@@ -40609,16 +40625,7 @@ class ArchiveCoalescer {
      * already merged) gives no count rather than a wrong one.
      */
     rowsOf(schema, table) {
-        if (!this.tables) {
-            this.tables = new Map();
-            for (const e of this.entries) {
-                const rows = this.blockRows.get(e.dumpId);
-                if (e.desc === 'TABLE DATA' && e.copy && rows !== undefined) {
-                    this.tables.set(`${e.namespace}\0${e.tag}`, rows);
-                }
-            }
-        }
-        return this.tables.get(`${schema}\0${table}`);
+        return this.tableRows.get(tableKey(schema, table));
     }
     copyField(field, at, length) {
         this.reserve(length);
@@ -40662,6 +40669,10 @@ class ArchiveCoalescer {
         }
         this.emitted = upTo;
     }
+}
+/** A table's key in the row counts (names hold no NUL). */
+function tableKey(schema, table) {
+    return `${schema}\0${table}`;
 }
 /** An int as pg_dump writes it: a sign byte, then `intSize` bytes, least significant first. */
 function readInt(buffer, at, intSize) {

@@ -40777,9 +40777,19 @@ function namePatternParts(pattern) {
         return (name) => re.test(name);
     });
 }
+/** Patterns compiled once: every table of a listing is tested against each. */
+const compiledPatterns = new Map();
+function compiled(pattern) {
+    let parts = compiledPatterns.get(pattern);
+    if (!parts) {
+        parts = namePatternParts(pattern);
+        compiledPatterns.set(pattern, parts);
+    }
+    return parts;
+}
 /** Whether a schema pattern (`schema` or `database.schema`) matches `schema`. */
 function schemaMatches(pattern, schema) {
-    const parts = namePatternParts(pattern);
+    const parts = compiled(pattern);
     return parts[parts.length - 1](schema);
 }
 /**
@@ -40787,7 +40797,7 @@ function schemaMatches(pattern, schema) {
  * pg_dump looks it up), `schema.table` or `database.schema.table`.
  */
 function tableMatches(pattern, schema, table, visible) {
-    const parts = namePatternParts(pattern);
+    const parts = compiled(pattern);
     if (parts.length === 1)
         return visible && parts[0](table);
     return parts[parts.length - 2](schema) && parts[parts.length - 1](table);

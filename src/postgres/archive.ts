@@ -72,6 +72,7 @@ const NEED_MORE = Symbol('need more');
  * pg_restore reads chunks of any length, so the result restores with the standard tools alone,
  * and it is what pg_dump writes to a pipe: data positions in the table of contents stay unset
  * (an archive written to a file has them set; they are unset here, since the data moves).
+ * On the way it counts each table's rows (see rowsOf).
  *
  * Versions 1.12 to 1.16 of the format are read (pg_dump 9.0 to 18). Any other version, a
  * compressed archive or anything that is not a custom-format archive passes unchanged. A known
@@ -88,10 +89,12 @@ export class ArchiveCoalescer implements ChunkProcessor {
   unchangedBecause: string | undefined;
   /** Bytes of the header and table of contents, once read (the data blocks start there). */
   headBytes: number | undefined;
+
   private state = State.Head;
   private intSize = 4;
   private offSize = 8;
-  private readonly dataIds = new Set<number>();
+  /** The entries that have a data block, by dump id. */
+  private readonly dataEntries = new Map<number, ArchiveTocEntry>();
   /** Bytes read so far (for messages). */
   private position = 0;
 
@@ -107,7 +110,8 @@ export class ArchiveCoalescer implements ChunkProcessor {
   private fieldLength = 0;
   private chunkLeft = 0;
   private inBlobs = false;
-  private blockId = 0;
+  /** The table whose COPY rows the open block holds (see tableKey); undefined for other data. */
+  private copyTable: string | undefined;
   private chunksInBlock = 0;
   /** How much of the open chunk matched COPY_END so far; -1 once it cannot. */
   private endMatched = -1;
@@ -115,9 +119,8 @@ export class ArchiveCoalescer implements ChunkProcessor {
   private chunkLength = 0;
   /** Whether the block's chunks checked so far each held one row. */
   private oneRowPerChunk = true;
-  /** Each data block read to its end: its chunks less a closing COPY_END, by dump id. */
-  private readonly blockRows = new Map<number, number>();
-  private tables: Map<string, number> | undefined;
+  /** Rows of each table whose data block was read to its end, one row per chunk (see rowsOf). */
+  private readonly tableRows = new Map<string, number>();
 
   // Output: a slab filled from `emitted` to `end`; an open chunk's header sits at `chunkAt`.
   // Parts of slabs handed out and not yet released are counted per slab; free slabs wait in
@@ -329,8 +332,9 @@ export class ArchiveCoalescer implements ChunkProcessor {
       this.head[flagAt] = K_OFFSET_POS_NOT_SET;
       this.head.fill(0, flagAt + 1, flagAt + 1 + this.offSize);
     }
-    this.entries.push({ dumpId, hasData, desc, tag, namespace, copy });
-    if (hasData) this.dataIds.add(dumpId);
+    const entry = { dumpId, hasData, desc, tag, namespace, copy };
+    this.entries.push(entry);
+    if (hasData) this.dataEntries.set(dumpId, entry);
     return r.at;
   }
 
@@ -354,7 +358,7 @@ export class ArchiveCoalescer implements ChunkProcessor {
         );
         const take = Math.min(this.chunkLeft, n - p, room);
         if (this.endMatched >= 0) this.matchCopyEnd(data, p, take);
-        else if (this.chunksInBlock <= ROW_CHECKS && this.oneRowPerChunk && !this.inBlobs) {
+        else if (this.copyTable && this.chunksInBlock <= ROW_CHECKS && this.oneRowPerChunk) {
           this.checkRow(data, p, take);
         }
         data.copy(this.slab, this.end, p, p + take);
@@ -393,9 +397,13 @@ export class ArchiveCoalescer implements ChunkProcessor {
         if (type !== BLK_DATA && type !== BLK_BLOBS) {
           throw this.error(`a data block of unknown type ${type}`);
         }
-        if (!this.dataIds.has(id)) throw this.error(`a data block for unknown entry ${id}`);
+        const entry = this.dataEntries.get(id);
+        if (!entry) throw this.error(`a data block for unknown entry ${id}`);
         this.copyField(field, at, want);
-        this.blockId = id;
+        this.copyTable =
+          type === BLK_DATA && entry.desc === 'TABLE DATA' && entry.copy
+            ? tableKey(entry.namespace, entry.tag)
+            : undefined;
         this.chunksInBlock = 0;
         this.lastChunkEndsCopy = false;
         this.oneRowPerChunk = true;
@@ -413,7 +421,7 @@ export class ArchiveCoalescer implements ChunkProcessor {
       if (value > 0) {
         this.chunksIn++;
         this.chunksInBlock++;
-        this.endMatched = value === COPY_END.length && !this.inBlobs ? 0 : -1;
+        this.endMatched = this.copyTable && value === COPY_END.length ? 0 : -1;
         this.chunkLength = value;
         this.chunkLeft = value;
         this.position += value;
@@ -423,9 +431,8 @@ export class ArchiveCoalescer implements ChunkProcessor {
       // The end of a table's data or of one large object.
       this.closeChunk();
       this.copyField(field, at, want);
-      if (!this.inBlobs && this.oneRowPerChunk) {
-        this.blockRows.set(this.blockId, this.chunksInBlock - (this.lastChunkEndsCopy ? 1 : 0));
-        this.tables = undefined;
+      if (this.copyTable && this.oneRowPerChunk) {
+        this.tableRows.set(this.copyTable, this.chunksInBlock - (this.lastChunkEndsCopy ? 1 : 0));
       }
       this.state = this.inBlobs ? State.BlobOid : State.BlockStart;
     }
@@ -465,16 +472,7 @@ export class ArchiveCoalescer implements ChunkProcessor {
    * already merged) gives no count rather than a wrong one.
    */
   rowsOf(schema: string, table: string): number | undefined {
-    if (!this.tables) {
-      this.tables = new Map();
-      for (const e of this.entries) {
-        const rows = this.blockRows.get(e.dumpId);
-        if (e.desc === 'TABLE DATA' && e.copy && rows !== undefined) {
-          this.tables.set(`${e.namespace}\0${e.tag}`, rows);
-        }
-      }
-    }
-    return this.tables.get(`${schema}\0${table}`);
+    return this.tableRows.get(tableKey(schema, table));
   }
 
   private copyField(field: Buffer, at: number, length: number): void {
@@ -520,6 +518,11 @@ export class ArchiveCoalescer implements ChunkProcessor {
     }
     this.emitted = upTo;
   }
+}
+
+/** A table's key in the row counts (names hold no NUL). */
+function tableKey(schema: string, table: string): string {
+  return `${schema}\0${table}`;
 }
 
 /** An int as pg_dump writes it: a sign byte, then `intSize` bytes, least significant first. */

@@ -59,9 +59,21 @@ export function namePatternParts(pattern: string): ((name: string) => boolean)[]
   });
 }
 
+/** Patterns compiled once: every table of a listing is tested against each. */
+const compiledPatterns = new Map<string, ((name: string) => boolean)[]>();
+
+function compiled(pattern: string): ((name: string) => boolean)[] {
+  let parts = compiledPatterns.get(pattern);
+  if (!parts) {
+    parts = namePatternParts(pattern);
+    compiledPatterns.set(pattern, parts);
+  }
+  return parts;
+}
+
 /** Whether a schema pattern (`schema` or `database.schema`) matches `schema`. */
 function schemaMatches(pattern: string, schema: string): boolean {
-  const parts = namePatternParts(pattern);
+  const parts = compiled(pattern);
   return parts[parts.length - 1](schema);
 }
 
@@ -70,7 +82,7 @@ function schemaMatches(pattern: string, schema: string): boolean {
  * pg_dump looks it up), `schema.table` or `database.schema.table`.
  */
 function tableMatches(pattern: string, schema: string, table: string, visible: boolean): boolean {
-  const parts = namePatternParts(pattern);
+  const parts = compiled(pattern);
   if (parts.length === 1) return visible && parts[0](table);
   return parts[parts.length - 2](schema) && parts[parts.length - 1](table);
 }

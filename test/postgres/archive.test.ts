@@ -6,7 +6,7 @@ import { ArchiveCoalescer } from '../../src/postgres/archive.js';
 import { repoRoot } from '../support/bundle.js';
 import { MACHINE_BIN_DIR } from '../support/embedded.js';
 import { runToBuffer as run } from '../support/run.js';
-import { loadSample, newDatabase, withClient } from '../support/sample.js';
+import { loadSample, newDatabase, rowCounts, withClient } from '../support/sample.js';
 
 let dir: string;
 beforeAll(() => {
@@ -152,19 +152,10 @@ describe('ArchiveCoalescer on pg_dump 15 archives (format 1.14)', () => {
   });
 
   it("counts each table's rows in the dump as they pass", async () => {
-    const tables = await withClient(url, async (c) => {
-      const r = await c.query<{ schema: string; name: string }>(`
-        SELECT n.nspname AS schema, c.relname AS name
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind = 'r' AND n.nspname IN ('app', 'audit', 'public')`);
-      const counted: { schema: string; name: string; rows: number }[] = [];
-      for (const t of r.rows) {
-        const n = await c.query<{ n: string }>(
-          `SELECT count(*)::text AS n FROM ONLY "${t.schema}"."${t.name}"`,
-        );
-        counted.push({ ...t, rows: Number(n.rows[0].n) });
-      }
-      return counted;
+    // Names in this database hold no dot.
+    const tables = Object.entries(await rowCounts(url)).map(([qualified, rows]) => {
+      const [schema, name] = qualified.split('.');
+      return { schema, name, rows };
     });
     expect(tables.map((t) => t.name)).toEqual(
       expect.arrayContaining(['customers', 'orders_2025', 'orders_2026', 'events', 'empty_table']),
