@@ -45077,41 +45077,28 @@ function namePatternParts(pattern) {
         return (name) => re.test(name);
     });
 }
-/** Patterns compiled once: every table of a listing is tested against each. */
-const compiledPatterns = new Map();
-function compiled(pattern) {
-    let parts = compiledPatterns.get(pattern);
-    if (!parts) {
-        parts = namePatternParts(pattern);
-        compiledPatterns.set(pattern, parts);
-    }
-    return parts;
-}
-/** Whether a schema pattern (`schema` or `database.schema`) matches `schema`. */
-function schemaMatches(pattern, schema) {
-    const parts = compiled(pattern);
+/** Whether a schema pattern's parts (`schema` or `database.schema`) match `schema`. */
+function schemaMatches(parts, schema) {
     return parts[parts.length - 1](schema);
 }
 /**
- * Whether a table pattern matches: `table` (a table visible in the default search path, as
- * pg_dump looks it up), `schema.table` or `database.schema.table`.
+ * Whether a table pattern's parts match: `table` (a table visible in the default search path,
+ * as pg_dump looks it up), `schema.table` or `database.schema.table`.
  */
-function tableMatches(pattern, schema, table, visible) {
-    const parts = compiled(pattern);
+function tableMatches(parts, table) {
     if (parts.length === 1)
-        return visible && parts[0](table);
-    return parts[parts.length - 2](schema) && parts[parts.length - 1](table);
+        return table.visible && parts[0](table.name);
+    return parts[parts.length - 2](table.schema) && parts[parts.length - 1](table.name);
 }
-/** Whether a table of `schema` is part of the dump. */
-function schemaIncluded(selection, schema) {
-    if (selection.schemas.length > 0 && !selection.schemas.some((p) => schemaMatches(p, schema))) {
-        return false;
-    }
-    return !selection.excludeSchemas.some((p) => schemaMatches(p, schema));
-}
-/** Whether pg_dump leaves a table's rows out (`--exclude-table-data`). */
-function tableDataExcluded(selection, table) {
-    return selection.excludeTableData.some((p) => tableMatches(p, table.schema, table.name, table.visible));
+function selectionMatcher(selection) {
+    const schemas = selection.schemas.map(namePatternParts);
+    const excludeSchemas = selection.excludeSchemas.map(namePatternParts);
+    const excludeTableData = selection.excludeTableData.map(namePatternParts);
+    return {
+        schemaIncluded: (schema) => (schemas.length === 0 || schemas.some((parts) => schemaMatches(parts, schema))) &&
+            !excludeSchemas.some((parts) => schemaMatches(parts, schema)),
+        tableDataExcluded: (table) => excludeTableData.some((parts) => tableMatches(parts, table)),
+    };
 }
 /**
  * The user tables the dump carries (ordinary tables and partitions; not partitioned parents,
@@ -45133,10 +45120,11 @@ async function listTables(client, selection) {
        AND NOT EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
      ORDER BY n.nspname, c.relname`);
+    const matcher = selectionMatcher(selection);
     return result.rows
-        .filter((r) => schemaIncluded(selection, r.schema))
+        .filter((r) => matcher.schemaIncluded(r.schema))
         .map((r) => {
-        const dataExcluded = tableDataExcluded(selection, r);
+        const dataExcluded = matcher.tableDataExcluded(r);
         return {
             schema: r.schema,
             name: r.name,
@@ -46066,9 +46054,9 @@ async function countDumpedRows(client, tables, coalescer, logger) {
             seen++;
         return rows;
     });
-    const counted = tables.filter((t) => !t.dataExcluded).length - seen;
+    const byCountStar = tables.filter((t) => !t.dataExcluded).length - seen;
     logger.info(`Row counts: ${seen} ${seen === 1 ? 'table' : 'tables'} counted in pg_dump's output as it passed` +
-        (counted > 0 ? `, ${counted} by count(*) in the dump's snapshot.` : '.'));
+        (byCountStar > 0 ? `, ${byCountStar} by count(*) in the dump's snapshot.` : '.'));
     return inventory;
 }
 async function streamDump(a) {
@@ -48123,7 +48111,8 @@ async function emptyTarget(client, manifest, logger) {
         const found = await client.query(`SELECT nspname AS name FROM pg_namespace
         WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
         ORDER BY 1`);
-        const schemas = found.rows.map((r) => r.name).filter((s) => schemaIncluded(selection, s));
+        const matcher = selectionMatcher(selection);
+        const schemas = found.rows.map((r) => r.name).filter((s) => matcher.schemaIncluded(s));
         for (const schema of schemas) {
             if (schema === 'public')
                 continue;

@@ -514,10 +514,10 @@ async function countDumpedRows(
     if (rows !== undefined) seen++;
     return rows;
   });
-  const counted = tables.filter((t) => !t.dataExcluded).length - seen;
+  const byCountStar = tables.filter((t) => !t.dataExcluded).length - seen;
   logger.info(
     `Row counts: ${seen} ${seen === 1 ? 'table' : 'tables'} counted in pg_dump's output as it passed` +
-      (counted > 0 ? `, ${counted} by count(*) in the dump's snapshot.` : '.'),
+      (byCountStar > 0 ? `, ${byCountStar} by count(*) in the dump's snapshot.` : '.'),
   );
   return inventory;
 }

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Manifest } from '../catalog/manifest.js';
 import type { Logger } from '../core/logger.js';
 import { quoteIdent, quoteLiteral } from '../postgres/connection.js';
-import { schemaIncluded } from '../postgres/inventory.js';
+import { selectionMatcher } from '../postgres/inventory.js';
 
 export interface EmptiedTarget {
   /** Schemas dropped (public is re-created empty with its owner, grants and comment). */
@@ -42,7 +42,8 @@ export async function emptyTarget(
         WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
         ORDER BY 1`,
     );
-    const schemas = found.rows.map((r) => r.name).filter((s) => schemaIncluded(selection, s));
+    const matcher = selectionMatcher(selection);
+    const schemas = found.rows.map((r) => r.name).filter((s) => matcher.schemaIncluded(s));
     for (const schema of schemas) {
       if (schema === 'public') continue;
       await client.query(`DROP SCHEMA ${quoteIdent(schema)} CASCADE`);

@@ -10,6 +10,9 @@ export interface DumpSelection {
   excludeTableData: string[];
 }
 
+/** A test of one dot-separated part of a pattern against a name. */
+type NameTest = (name: string) => boolean;
+
 /** Characters a regular expression gives a meaning to, escaped inside double quotes. */
 const REGEX_SPECIAL = '|*+?()[]{}.^\\';
 
@@ -21,7 +24,7 @@ const REGEX_SPECIAL = '|*+?()[]{}.^\\';
  * quotes every character stands for itself (`""` for a quote). `$` always stands for itself.
  * Each part matches a whole name; an empty part matches any.
  */
-export function namePatternParts(pattern: string): ((name: string) => boolean)[] {
+export function namePatternParts(pattern: string): NameTest[] {
   const parts: string[] = [];
   let part = '';
   let quoted = false;
@@ -59,50 +62,41 @@ export function namePatternParts(pattern: string): ((name: string) => boolean)[]
   });
 }
 
-/** Patterns compiled once: every table of a listing is tested against each. */
-const compiledPatterns = new Map<string, ((name: string) => boolean)[]>();
-
-function compiled(pattern: string): ((name: string) => boolean)[] {
-  let parts = compiledPatterns.get(pattern);
-  if (!parts) {
-    parts = namePatternParts(pattern);
-    compiledPatterns.set(pattern, parts);
-  }
-  return parts;
-}
-
-/** Whether a schema pattern (`schema` or `database.schema`) matches `schema`. */
-function schemaMatches(pattern: string, schema: string): boolean {
-  const parts = compiled(pattern);
+/** Whether a schema pattern's parts (`schema` or `database.schema`) match `schema`. */
+function schemaMatches(parts: NameTest[], schema: string): boolean {
   return parts[parts.length - 1](schema);
 }
 
 /**
- * Whether a table pattern matches: `table` (a table visible in the default search path, as
- * pg_dump looks it up), `schema.table` or `database.schema.table`.
+ * Whether a table pattern's parts match: `table` (a table visible in the default search path,
+ * as pg_dump looks it up), `schema.table` or `database.schema.table`.
  */
-function tableMatches(pattern: string, schema: string, table: string, visible: boolean): boolean {
-  const parts = compiled(pattern);
-  if (parts.length === 1) return visible && parts[0](table);
-  return parts[parts.length - 2](schema) && parts[parts.length - 1](table);
-}
-
-/** Whether a table of `schema` is part of the dump. */
-export function schemaIncluded(selection: DumpSelection, schema: string): boolean {
-  if (selection.schemas.length > 0 && !selection.schemas.some((p) => schemaMatches(p, schema))) {
-    return false;
-  }
-  return !selection.excludeSchemas.some((p) => schemaMatches(p, schema));
-}
-
-/** Whether pg_dump leaves a table's rows out (`--exclude-table-data`). */
-export function tableDataExcluded(
-  selection: DumpSelection,
+function tableMatches(
+  parts: NameTest[],
   table: { schema: string; name: string; visible: boolean },
 ): boolean {
-  return selection.excludeTableData.some((p) =>
-    tableMatches(p, table.schema, table.name, table.visible),
-  );
+  if (parts.length === 1) return table.visible && parts[0](table.name);
+  return parts[parts.length - 2](table.schema) && parts[parts.length - 1](table.name);
+}
+
+/** A dump selection's patterns, compiled once to test every schema and table of a listing. */
+export interface SelectionMatcher {
+  /** Whether a table of `schema` is part of the dump. */
+  schemaIncluded(schema: string): boolean;
+  /** Whether pg_dump leaves a table's rows out (`--exclude-table-data`). */
+  tableDataExcluded(table: { schema: string; name: string; visible: boolean }): boolean;
+}
+
+export function selectionMatcher(selection: DumpSelection): SelectionMatcher {
+  const schemas = selection.schemas.map(namePatternParts);
+  const excludeSchemas = selection.excludeSchemas.map(namePatternParts);
+  const excludeTableData = selection.excludeTableData.map(namePatternParts);
+  return {
+    schemaIncluded: (schema) =>
+      (schemas.length === 0 || schemas.some((parts) => schemaMatches(parts, schema))) &&
+      !excludeSchemas.some((parts) => schemaMatches(parts, schema)),
+    tableDataExcluded: (table) => excludeTableData.some((parts) => tableMatches(parts, table)),
+  };
 }
 
 interface TableRow {
@@ -136,10 +130,11 @@ export async function listTables(
        AND NOT EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
      ORDER BY n.nspname, c.relname`);
+  const matcher = selectionMatcher(selection);
   return result.rows
-    .filter((r) => schemaIncluded(selection, r.schema))
+    .filter((r) => matcher.schemaIncluded(r.schema))
     .map((r) => {
-      const dataExcluded = tableDataExcluded(selection, r);
+      const dataExcluded = matcher.tableDataExcluded(r);
       return {
         schema: r.schema,
         name: r.name,

@@ -11,8 +11,7 @@ import { ArchiveCoalescer } from '../../src/postgres/archive.js';
 import {
   listTables,
   namePatternParts,
-  schemaIncluded,
-  tableDataExcluded,
+  selectionMatcher,
   type DumpSelection,
 } from '../../src/postgres/inventory.js';
 import { MACHINE_BIN_DIR } from '../support/embedded.js';
@@ -54,17 +53,17 @@ describe('pg_dump patterns', () => {
       name,
       visible,
     });
-    const sel = (s: Partial<DumpSelection>): DumpSelection => ({ ...none, ...s });
-    expect(schemaIncluded(sel({ schemas: ['APP'] }), 'app')).toBe(true);
-    expect(schemaIncluded(sel({ schemas: ['APP'] }), 'audit')).toBe(false);
-    expect(schemaIncluded(sel({ excludeSchemas: ['Audit'] }), 'audit')).toBe(false);
-    expect(schemaIncluded(sel({ excludeSchemas: ['mixed'] }), 'Mixed')).toBe(true);
-    expect(schemaIncluded(sel({ schemas: ['shop.app'] }), 'app')).toBe(true);
+    const sel = (s: Partial<DumpSelection>) => selectionMatcher({ ...none, ...s });
+    expect(sel({ schemas: ['APP'] }).schemaIncluded('app')).toBe(true);
+    expect(sel({ schemas: ['APP'] }).schemaIncluded('audit')).toBe(false);
+    expect(sel({ excludeSchemas: ['Audit'] }).schemaIncluded('audit')).toBe(false);
+    expect(sel({ excludeSchemas: ['mixed'] }).schemaIncluded('Mixed')).toBe(true);
+    expect(sel({ schemas: ['shop.app'] }).schemaIncluded('app')).toBe(true);
     const data = sel({ excludeTableData: ['App.Customers', 'T1'] });
-    expect(tableDataExcluded(data, t('app', 'customers'))).toBe(true);
-    expect(tableDataExcluded(data, t('public', 't1'))).toBe(true);
+    expect(data.tableDataExcluded(t('app', 'customers'))).toBe(true);
+    expect(data.tableDataExcluded(t('public', 't1'))).toBe(true);
     // An unqualified table pattern names tables on the search path only.
-    expect(tableDataExcluded(data, t('app', 't1'))).toBe(false);
+    expect(data.tableDataExcluded(t('app', 't1'))).toBe(false);
   });
 });
 
