@@ -7,21 +7,21 @@ import type { ChunkProcessor } from '../core/fifo.js';
  * type byte, the entry's dump id, then chunks (an int length and that many bytes) ended by a
  * zero length; a large-object block holds, per object, its OID and such chunks, ended by OID 0.
  */
-const FORMAT_CUSTOM = 1;
-const BLK_DATA = 1;
-const BLK_BLOBS = 3;
-const K_OFFSET_POS_NOT_SET = 1;
-const K_OFFSET_POS_SET = 2;
-const K_OFFSET_NO_DATA = 3;
+export const FORMAT_CUSTOM = 1;
+export const BLK_DATA = 1;
+export const BLK_BLOBS = 3;
+export const K_OFFSET_POS_NOT_SET = 1;
+export const K_OFFSET_POS_SET = 2;
+export const K_OFFSET_NO_DATA = 3;
 
-const version = (major: number, minor: number): number => (major << 16) | (minor << 8);
+export const version = (major: number, minor: number): number => (major << 16) | (minor << 8);
 /** 1.12 is pg_dump 9.0's format; 1.14 adds the table access method (pg_dump 12). */
-const K_VERS_1_12 = version(1, 12);
-const K_VERS_1_14 = version(1, 14);
+export const K_VERS_1_12 = version(1, 12);
+export const K_VERS_1_14 = version(1, 14);
 /** pg_dump 16: the header names the compression algorithm in a byte instead of a level. */
-const K_VERS_1_15 = version(1, 15);
+export const K_VERS_1_15 = version(1, 15);
 /** pg_dump 17 and 18: each entry also records the relation kind. */
-const K_VERS_1_16 = version(1, 16);
+export const K_VERS_1_16 = version(1, 16);
 
 /** The line pg_dump ends a table's COPY data with (pg_dump.c, dumpTableData_copy). */
 const COPY_END = Buffer.from('\\.\n\n\n', 'latin1');
@@ -59,7 +59,7 @@ enum State {
 }
 
 /** Thrown inside the table-of-contents reader when the bytes so far end mid-item. */
-const NEED_MORE = Symbol('need more');
+export const NEED_MORE = Symbol('need more');
 
 /**
  * Rewrites an uncompressed custom-format archive as it streams, with the same header, table of
@@ -526,7 +526,7 @@ function tableKey(schema: string, table: string): string {
 }
 
 /** An int as pg_dump writes it: a sign byte, then `intSize` bytes, least significant first. */
-function readInt(buffer: Buffer, at: number, intSize: number): number {
+export function readInt(buffer: Buffer, at: number, intSize: number): number {
   let value = 0;
   let scale = 1;
   for (let i = 0; i < intSize; i++) {
@@ -537,7 +537,7 @@ function readInt(buffer: Buffer, at: number, intSize: number): number {
 }
 
 /** A cursor over the head bytes that throws NEED_MORE where they end mid-item. */
-class HeadReader {
+export class HeadReader {
   intSize = 4;
 
   constructor(

@@ -11,6 +11,7 @@ import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
 import { HashCounter, Progress } from '../core/streams.js';
+import { fillDataOffsets } from '../postgres/offsets.js';
 import type { Storage } from '../storage/storage.js';
 
 /** The object did not match its manifest: its size or SHA-256 differ. */
@@ -255,11 +256,26 @@ export async function fetchArchive(options: {
       if (exit.code !== 0) throw new Error(describeExit(p.tool, exit));
     }
     progress.report();
-    return { archivePath, format: manifest.format, bytes: hash.bytes, sha256: hash.digest() };
+    return withDataOffsets({
+      archivePath,
+      format: manifest.format,
+      bytes: hash.bytes,
+      sha256: hash.digest(),
+    });
   } finally {
     progress.stop();
     for (const p of processes) p.proc.kill();
   }
+}
+
+/**
+ * A custom-format archive written through a pipe has no data offsets in its table of contents;
+ * they are filled in once it is on disk, so `pg_restore -j` seeks to each table's data as in a
+ * file pg_dump wrote itself, instead of each job reading the archive from its start.
+ */
+export async function withDataOffsets(result: FetchResult): Promise<FetchResult> {
+  if (result.format === 'custom') await fillDataOffsets(result.archivePath);
+  return result;
 }
 
 /**

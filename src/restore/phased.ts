@@ -13,6 +13,7 @@ import {
   openDecoder,
   type Decryption,
   type DecodeTools,
+  withDataOffsets,
   type FetchResult,
 } from './fetch.js';
 
@@ -80,7 +81,12 @@ export async function decodeFile(options: {
   if (decodeSteps(manifest).length === 0) {
     const archivePath = path.join(options.dir, 'archive.pgc');
     await rename(options.file, archivePath);
-    return { archivePath, format: 'custom', bytes: entry.bytes, sha256: entry.sha256 };
+    return withDataOffsets({
+      archivePath,
+      format: 'custom',
+      bytes: entry.bytes,
+      sha256: entry.sha256,
+    });
   }
   const all: { tool: string; proc: RunningProcess }[] = [];
   try {
@@ -108,12 +114,12 @@ export async function decodeFile(options: {
       progress.stop();
     }
     await rm(options.file, { force: true });
-    return {
+    return withDataOffsets({
       archivePath: decoder.archivePath,
       format: manifest.format,
       bytes: entry.bytes,
       sha256: entry.sha256,
-    };
+    });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE') {
