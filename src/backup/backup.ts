@@ -41,8 +41,10 @@ import {
   countRows,
   exportSnapshot,
   listTables,
+  selectionMatcher,
   type DumpSelection,
 } from '../postgres/inventory.js';
+import { extensionConfigTables, readSourceState } from '../postgres/source-state.js';
 import { ArchiveCoalescer } from '../postgres/archive.js';
 import type { ClientTools } from '../postgres/tools.js';
 import type { Storage } from '../storage/storage.js';
@@ -125,7 +127,11 @@ export interface BackupResult {
   bytes: number;
   sha256: string;
   durationSeconds: number;
+  /** Seconds the dump stream took, from pg_dump's start to the stored object: the throughput's clock. */
+  dumpSeconds: number;
   sizeChangePercent?: number;
+  /** Why the size was not compared with the previous backup's (another format or compression). */
+  sizeChangeSkipped?: string;
   /** Warnings worth an annotation (unencrypted, size change, globals skipped). */
   warnings: string[];
   serverVersion: string;
@@ -330,6 +336,9 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
     const snapshot = await exportSnapshot(client);
     snapshotOpen = true;
     const tables = await listTables(client, options.selection);
+    // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
+    // read, later, is never behind this one.
+    const sourceState = await readSourceState(client, options.selection);
     const sizeEstimate = await databaseSize(client);
     const previous = await lookup;
     warnings.push(...previousWarnings);
@@ -359,8 +368,10 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
       return result;
     });
     objects.push({ key: objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 });
-    const inventory =
-      (await counting) ?? (await countDumpedRows(client, tables, coalescer, logger));
+    const inventory = [
+      ...((await counting) ?? (await countDumpedRows(client, tables, coalescer, logger))),
+      ...(await extensionTableInventory(client, options)),
+    ];
     await client.query('COMMIT');
     snapshotOpen = false;
 
@@ -381,7 +392,12 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
 
     let sizeChangePercent: number | undefined;
     let previousInfo: Manifest['previous'];
-    if (previous) {
+    const notComparable = previous
+      ? whySizeNotComparable(previous, options.format, plan.info)
+      : undefined;
+    if (previous && notComparable) {
+      logger.info(`Size change against ${previous.id} not compared: ${notComparable}`);
+    } else if (previous) {
       const prevBytes = previous.objects.find((o) => o.role === 'dump')?.bytes ?? 0;
       if (prevBytes > 0) {
         sizeChangePercent = Math.round(((dump.bytes - prevBytes) / prevBytes) * 1000) / 10;
@@ -422,6 +438,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
       objects,
       rowCounts: options.rowCounts,
       tables: inventory,
+      sourceState,
       globals,
       git: options.git,
       keepUntil: options.keepUntil?.toISOString(),
@@ -437,7 +454,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
     stored.length = 0;
     const durationSeconds = (Date.now() - t0) / 1000;
     logger.info(
-      `Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (${rate(dump.bytes, durationSeconds)})`,
+      `Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (the dump streamed at ${rate(dump.bytes, dump.seconds)})`,
     );
     return {
       manifest,
@@ -446,7 +463,9 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
       bytes: dump.bytes,
       sha256: dump.sha256,
       durationSeconds,
+      dumpSeconds: dump.seconds,
       sizeChangePercent,
+      sizeChangeSkipped: notComparable,
       warnings,
       serverVersion: server.version,
       pgDumpVersion: tools.version,
@@ -466,6 +485,29 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
         );
     }
   }
+}
+
+/**
+ * Why the previous backup's size says nothing about this one's, when it does not: another format
+ * or compression changes the object's size with the data unchanged.
+ */
+function whySizeNotComparable(
+  previous: Manifest,
+  format: Manifest['format'],
+  compression: Manifest['compression'],
+): string | undefined {
+  if (previous.format !== format) {
+    return `it is a ${previous.format}-format archive and this one ${format}-format`;
+  }
+  if (
+    previous.compression.method !== compression.method ||
+    previous.compression.level !== compression.level
+  ) {
+    const show = (c: Manifest['compression']): string =>
+      `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
+    return `it was compressed with ${show(previous.compression)} and this one with ${show(compression)}`;
+  }
+  return undefined;
 }
 
 async function databaseSize(client: pg.Client): Promise<number> {
@@ -494,6 +536,26 @@ async function countTables(
     const entry: TableInventoryEntry = { schema: t.schema, name: t.name, rows, bytes: t.bytes };
     if (t.dataExcluded) entry.dataExcluded = true;
     out.push(entry);
+  }
+  return out;
+}
+
+/**
+ * Extension configuration tables whose rows pg_dump carries (a whole-database dump carries the
+ * extensions), counted whole in the dump's snapshot: after a restore with the same extension
+ * version the table holds the extension's own rows and the dumped ones, as the source did.
+ */
+async function extensionTableInventory(
+  client: pg.Client,
+  options: BackupOptions,
+): Promise<TableInventoryEntry[]> {
+  if (options.selection.schemas.length > 0) return [];
+  const matcher = selectionMatcher(options.selection);
+  const out: TableInventoryEntry[] = [];
+  for (const t of await extensionConfigTables(client)) {
+    if (!matcher.schemaIncluded(t.schema)) continue;
+    const rows = options.rowCounts === 'exact' ? await countRows(client, t.schema, t.name) : null;
+    out.push({ schema: t.schema, name: t.name, rows, bytes: t.bytes, extension: t.extension });
   }
   return out;
 }
@@ -533,7 +595,10 @@ interface StreamDumpArgs {
   coalescer: ArchiveCoalescer | undefined;
 }
 
-async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: string }> {
+/** The dump object: its size, SHA-256, and the seconds the stream took (the progress lines' clock). */
+async function streamDump(
+  a: StreamDumpArgs,
+): Promise<{ bytes: number; sha256: string; seconds: number }> {
   const { options, deps, tools, plan, coalescer } = a;
   const env = childEnv(deps.env, options.connection);
   const processes: { tool: string; proc: RunningProcess }[] = [];
@@ -687,7 +752,7 @@ async function streamDump(a: StreamDumpArgs): Promise<{ bytes: number; sha256: s
           `Stored ${storing.value.bytes} bytes but the dump produced ${hash.bytes}; the upload is incomplete.`,
         );
       }
-      return { bytes: hash.bytes, sha256: hash.digest() };
+      return { bytes: hash.bytes, sha256: hash.digest(), seconds: progress.elapsedSeconds() };
     } finally {
       progress.stop();
     }

@@ -1,3 +1,4 @@
+import { describeEncryption } from '../catalog/manifest.js';
 import { formatBytes, formatCount, rate } from '../core/streams.js';
 import { facts, table } from '../report/markdown.js';
 import type { BackupResult } from './backup.js';
@@ -5,13 +6,13 @@ import type { BackupResult } from './backup.js';
 /** The backup's job summary: id, size, duration, throughput, change, and the largest tables. */
 export function backupSummary(result: BackupResult, location: string): string {
   const m = result.manifest;
-  const enc = m.encryption
-    ? `age, ${m.encryption.recipients.length} recipient(s)${m.encryption.passphrase ? ' + passphrase' : ''}`
-    : 'none (unencrypted)';
+  const enc = m.encryption ? describeEncryption(m.encryption) : 'none (unencrypted)';
   const change =
-    result.sizeChangePercent === undefined
-      ? 'first backup of this name'
-      : `${result.sizeChangePercent > 0 ? '+' : ''}${result.sizeChangePercent}% against ${m.previous?.id} (${formatBytes(m.previous?.bytes ?? 0)})`;
+    result.sizeChangeSkipped !== undefined
+      ? `not compared with ${m.previous?.id ?? 'the previous backup'}: ${result.sizeChangeSkipped}`
+      : result.sizeChangePercent === undefined
+        ? 'first backup of this name'
+        : `${result.sizeChangePercent > 0 ? '+' : ''}${result.sizeChangePercent}% against ${m.previous?.id} (${formatBytes(m.previous?.bytes ?? 0)})`;
   const largest = [...m.tables].sort((a, b) => b.bytes - a.bytes).slice(0, 10);
   const rows = m.tables.reduce((n, t) => n + (t.rows ?? 0), 0);
   let md = `## Backup of \`${m.name}\`: ${m.id}\n\n`;
@@ -21,7 +22,7 @@ export function backupSummary(result: BackupResult, location: string): string {
     ['Stored at', `\`${location}\``],
     ['Size', formatBytes(result.bytes)],
     ['Duration', `${result.durationSeconds.toFixed(1)} s`],
-    ['Throughput', rate(result.bytes, result.durationSeconds)],
+    ['Throughput', `${rate(result.bytes, result.dumpSeconds)} (the dump stream)`],
     ['Change', change],
     ['Server', `PostgreSQL ${m.source.serverVersion} (pg_dump ${m.tools.pgDumpVersion})`],
     [

@@ -1,6 +1,11 @@
 /** The manifest schema: written last, its presence marks a backup complete. */
+import type { SourceState } from '../postgres/source-state.js';
 
-export const MANIFEST_SCHEMA_VERSION = 1;
+/**
+ * 2: the source's state from the dump's snapshot (`sourceState`) and extension configuration
+ * tables in `tables`. Manifests of version 1 are checked the way they were before.
+ */
+export const MANIFEST_SCHEMA_VERSION = 2;
 
 export type BackupKind = 'scheduled' | 'pre-migration' | 'manual' | 'pre-restore';
 export const BACKUP_KINDS: readonly BackupKind[] = [
@@ -45,6 +50,11 @@ export interface TableInventoryEntry {
   bytes: number;
   /** The table's data was left out (`exclude-table-data`): it restores empty. */
   dataExcluded?: boolean;
+  /**
+   * An extension's configuration table: the count is the whole table's (the rows the extension
+   * makes plus those the dump carries), as a restore with the same extension version holds them.
+   */
+  extension?: string;
 }
 
 export interface GitContext {
@@ -93,6 +103,8 @@ export interface Manifest {
     /** Percent change of the dump size against the previous backup. */
     changePercent: number;
   };
+  /** The source's state in the dump's snapshot, which the restore checks compare against. */
+  sourceState?: SourceState;
   /** Options that shaped the dump, for the record. */
   options: {
     schemas: string[];
@@ -132,4 +144,13 @@ export function dumpObject(manifest: Manifest): ObjectEntry {
 /** Total bytes of every object of a backup. */
 export function totalBytes(manifest: Manifest): number {
   return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
+}
+
+/** `age (2 recipients, passphrase)`: how a backup is encrypted, in words. */
+export function describeEncryption(encryption: EncryptionInfo): string {
+  const parts: string[] = [];
+  const n = encryption.recipients.length;
+  if (n > 0) parts.push(`${n} recipient${n > 1 ? 's' : ''}`);
+  if (encryption.passphrase) parts.push('passphrase');
+  return `age (${parts.join(', ')})`;
 }

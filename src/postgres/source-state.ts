@@ -1,0 +1,244 @@
+import type pg from 'pg';
+import { quoteIdent } from './connection.js';
+import { selectionMatcher, type DumpSelection } from './inventory.js';
+
+/**
+ * What the restore checks compare against: the source database's state, read in the dump's own
+ * snapshot (the transaction that exported it), so "restored equals source" is checked item by
+ * item instead of guessed from the restored copy alone.
+ */
+export interface SourceState {
+  /** Table and domain constraints of the selected schemas (not those of extension members). */
+  constraints: SourceConstraint[];
+  /** Sequences of the selected schemas and of extensions, with their values. */
+  sequences: SourceSequence[];
+  /** Tables with row-level security enabled or forced, or with policies. */
+  rowSecurity: SourceRowSecurity[];
+  policies: SourcePolicy[];
+  extensions: { name: string; version: string; schema: string }[];
+  /** Large objects the dump carries (whole-database dumps only; else null). */
+  largeObjects: number | null;
+  /**
+   * `ALTER DATABASE … SET` (role null) and `ALTER ROLE … IN DATABASE … SET`: pg_dump writes
+   * them only with --create, so a restore re-applies them from here.
+   */
+  settings: { role: string | null; setting: string }[];
+}
+
+export interface SourceConstraint {
+  schema: string;
+  /** The table or domain the constraint belongs to. */
+  on: string;
+  onKind: 'table' | 'domain';
+  name: string;
+  /** pg_constraint.contype: p, u, f, c, x, t. */
+  type: string;
+  validated: boolean;
+}
+
+export interface SourceSequence {
+  schema: string;
+  name: string;
+  /** bigint as text. */
+  lastValue: string;
+  isCalled: boolean;
+  /** Whether it counts down (a negative increment). */
+  descending: boolean;
+  /** The extension it belongs to: pg_dump does not carry such a sequence's value. */
+  extension?: string;
+}
+
+export interface SourceRowSecurity {
+  schema: string;
+  table: string;
+  enabled: boolean;
+  forced: boolean;
+}
+
+export interface SourcePolicy {
+  schema: string;
+  table: string;
+  name: string;
+  command: string;
+  permissive: boolean;
+  roles: string[];
+  using: string | null;
+  check: string | null;
+}
+
+const USER_SCHEMA = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`;
+const NOT_EXTENSION_MEMBER = (classid: string, oid: string): string =>
+  `NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${classid}'::regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
+
+/** Reads the source's state in the client's transaction (the dump's snapshot). */
+export async function readSourceState(
+  client: pg.Client,
+  selection: DumpSelection,
+): Promise<SourceState> {
+  const matcher = selectionMatcher(selection);
+  const inSelection = <T extends { schema: string }>(rows: T[]): T[] =>
+    rows.filter((r) => matcher.schemaIncluded(r.schema));
+  const wholeDatabase = selection.schemas.length === 0;
+  return {
+    constraints: inSelection(await readConstraints(client)),
+    sequences: (await readSequences(client)).filter(
+      (s) => s.extension !== undefined || matcher.schemaIncluded(s.schema),
+    ),
+    rowSecurity: inSelection(await readRowSecurity(client)),
+    policies: inSelection(await readPolicies(client)),
+    extensions: await readExtensions(client),
+    largeObjects: wholeDatabase ? await countLargeObjects(client) : null,
+    settings: await readSettings(client),
+  };
+}
+
+export async function readConstraints(client: pg.Client): Promise<SourceConstraint[]> {
+  // Constraints cloned onto partitions from their parent's (conparentid) are made by the parent's
+  // constraint, under names the server picks; NOT NULL constraints (PostgreSQL 18) are columns'.
+  const r = await client.query<SourceConstraint>(`
+    SELECT n.nspname AS schema, COALESCE(t.relname, ty.typname) AS "on",
+           CASE WHEN c.contypid <> 0 THEN 'domain' ELSE 'table' END AS "onKind",
+           c.conname AS name, c.contype::text AS type, c.convalidated AS validated
+      FROM pg_constraint c
+      JOIN pg_namespace n ON n.oid = c.connamespace
+      LEFT JOIN pg_class t ON t.oid = c.conrelid AND c.conrelid <> 0
+      LEFT JOIN pg_type ty ON ty.oid = c.contypid AND c.contypid <> 0
+     WHERE ${USER_SCHEMA}
+       AND c.contype IN ('p', 'u', 'f', 'c', 'x', 't')
+       AND c.conparentid = 0
+       AND (t.oid IS NOT NULL OR ty.oid IS NOT NULL)
+       AND (t.oid IS NULL OR ${NOT_EXTENSION_MEMBER('pg_class', 't.oid')})
+       AND (ty.oid IS NULL OR ${NOT_EXTENSION_MEMBER('pg_type', 'ty.oid')})
+     ORDER BY 1, 2, 4`);
+  return r.rows;
+}
+
+interface SequenceRow {
+  oid: string;
+  schema: string;
+  name: string;
+  descending: boolean;
+  extension: string | null;
+  readable: boolean;
+}
+
+export async function readSequences(client: pg.Client): Promise<SourceSequence[]> {
+  const r = await client.query<SequenceRow>(`
+    SELECT c.oid::text AS oid, n.nspname AS schema, c.relname AS name, s.seqincrement < 0 AS descending,
+           (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+               AND d.refclassid = 'pg_extension'::regclass LIMIT 1) AS extension,
+           has_sequence_privilege(c.oid, 'SELECT') AS readable
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_sequence s ON s.seqrelid = c.oid
+     WHERE c.relkind = 'S' AND ${USER_SCHEMA}
+     ORDER BY 2, 3`);
+  const readable = r.rows.filter((s) => s.readable);
+  const values = new Map<string, { last: string; called: boolean }>();
+  // One statement per 200 sequences: a database with thousands of them needs no thousand round trips.
+  for (let i = 0; i < readable.length; i += 200) {
+    const batch = readable.slice(i, i + 200);
+    const union = batch
+      .map(
+        (s) =>
+          `SELECT ${s.oid}::text AS oid, last_value::text AS last, is_called AS called FROM ${quoteIdent(s.schema)}.${quoteIdent(s.name)}`,
+      )
+      .join(' UNION ALL ');
+    const v = await client.query<{ oid: string; last: string; called: boolean }>(union);
+    for (const row of v.rows) values.set(row.oid, { last: row.last, called: row.called });
+  }
+  return readable.flatMap((s) => {
+    const v = values.get(s.oid);
+    if (!v) return [];
+    return [
+      {
+        schema: s.schema,
+        name: s.name,
+        lastValue: v.last,
+        isCalled: v.called,
+        descending: s.descending,
+        ...(s.extension ? { extension: s.extension } : {}),
+      },
+    ];
+  });
+}
+
+export async function readRowSecurity(client: pg.Client): Promise<SourceRowSecurity[]> {
+  const r = await client.query<SourceRowSecurity>(`
+    SELECT n.nspname AS schema, c.relname AS table, c.relrowsecurity AS enabled,
+           c.relforcerowsecurity AS forced
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND ${USER_SCHEMA}
+       AND (c.relrowsecurity OR c.relforcerowsecurity
+            OR EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))
+       AND ${NOT_EXTENSION_MEMBER('pg_class', 'c.oid')}
+     ORDER BY 1, 2`);
+  return r.rows;
+}
+
+export async function readPolicies(client: pg.Client): Promise<SourcePolicy[]> {
+  const r = await client.query<SourcePolicy>(`
+    SELECT n.nspname AS schema, c.relname AS table, p.polname AS name,
+           CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                         WHEN 'd' THEN 'DELETE' ELSE 'ALL' END AS command,
+           p.polpermissive AS permissive,
+           ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END
+                   FROM unnest(p.polroles) AS r ORDER BY 1) AS roles,
+           pg_get_expr(p.polqual, p.polrelid) AS using,
+           pg_get_expr(p.polwithcheck, p.polrelid) AS check
+      FROM pg_policy p
+      JOIN pg_class c ON c.oid = p.polrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE ${USER_SCHEMA} AND ${NOT_EXTENSION_MEMBER('pg_class', 'c.oid')}
+     ORDER BY 1, 2, 3`);
+  return r.rows;
+}
+
+export async function readExtensions(
+  client: pg.Client,
+): Promise<{ name: string; version: string; schema: string }[]> {
+  const r = await client.query<{ name: string; version: string; schema: string }>(
+    `SELECT e.extname AS name, e.extversion AS version, n.nspname AS schema
+       FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+      WHERE e.extname <> 'plpgsql' ORDER BY 1`,
+  );
+  return r.rows;
+}
+
+export async function countLargeObjects(client: pg.Client): Promise<number> {
+  const r = await client.query<{ n: string }>(
+    'SELECT count(*)::text AS n FROM pg_largeobject_metadata',
+  );
+  return Number(r.rows[0].n);
+}
+
+/** The settings of the current database, for every role (null: the database's own). */
+export async function readSettings(
+  client: pg.Client,
+): Promise<{ role: string | null; setting: string }[]> {
+  const r = await client.query<{ role: string | null; setting: string }>(
+    `SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END AS role,
+            unnest(s.setconfig) AS setting
+       FROM pg_db_role_setting s
+      WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY 1 NULLS FIRST, 2`,
+  );
+  return r.rows;
+}
+
+/** Row counts of extension configuration tables whose data pg_dump carries. */
+export async function extensionConfigTables(
+  client: pg.Client,
+): Promise<{ schema: string; name: string; extension: string; bytes: number }[]> {
+  const r = await client.query<{ schema: string; name: string; extension: string; bytes: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name, e.extname AS extension,
+            pg_total_relation_size(c.oid)::text AS bytes
+       FROM pg_extension e
+       CROSS JOIN LATERAL unnest(e.extconfig) AS cfg(oid)
+       JOIN pg_class c ON c.oid = cfg.oid AND c.relkind = 'r'
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+      ORDER BY 1, 2`,
+  );
+  return r.rows.map((row) => ({ ...row, bytes: Number(row.bytes) }));
+}
