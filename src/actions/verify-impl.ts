@@ -20,7 +20,7 @@ import {
 } from '../verify/report.js';
 import { verifyToolResolvers } from '../verify/tools.js';
 import { runVerify, type VerifyOptions } from '../verify/verify.js';
-import { booleanInput, optionalInput } from './inputs.js';
+import { booleanInput, integerInput, optionalInput } from './inputs.js';
 import { reportToIssue } from './issue-report.js';
 import { Inputs, Outputs } from './names.js';
 import {
@@ -77,6 +77,7 @@ export async function runVerifyAction(): Promise<void> {
     targetUrl: restore ? targetUrl : undefined,
     checks,
     maxAgeSeconds: maxAgeText === undefined ? undefined : parseDuration(maxAgeText, Inputs.MaxAge),
+    jobs: integerInput(Inputs.Jobs, 2, 1, 64),
     git: gitContext(env),
   };
   const storage = await storageFromInputs(logger);

@@ -27,18 +27,20 @@ import {
   parseConnectionString,
 } from '../postgres/connection.js';
 import { parseToolVersion, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
+import type { CheckResult, TableComparison, UserCheck } from '../restore/checks.js';
 import {
-  compareTables,
-  constraintsAndSequences,
-  runUserChecks,
-  type CheckResult,
-  type TableComparison,
-  type UserCheck,
-} from '../restore/checks.js';
+  afterRestore,
+  checkRestored,
+  createRoles,
+  dropRoles,
+  extensionTables,
+  preflight,
+  requireExtensions,
+} from '../restore/pipeline.js';
 import { decodeSteps, type Decryption } from '../restore/fetch.js';
 import { decodeFile, downloadObject } from '../restore/phased.js';
-import { listArchive, runPgRestore } from '../restore/pg-restore.js';
-import { archiveRoles, planOwnership } from '../restore/roles.js';
+import { listArchive, runPgRestore, type ArchiveListing } from '../restore/pg-restore.js';
+import { planOwnership } from '../restore/roles.js';
 import {
   givenTarget,
   scratchServer,
@@ -337,6 +339,7 @@ async function execute(
   const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
   let target: RestoreTarget | undefined;
   let workDir: string | undefined;
+  const createdRoles: string[] = [];
   try {
     let tools: ClientTools;
     if (options.targetUrl) {
@@ -414,12 +417,17 @@ async function execute(
 
     workDir = await mkdtemp(path.join(deps.workDir, 'drill-'));
     deps.onTemporaryFolder?.(workDir);
-    await runPhases(result, options, deps, target, tools, workDir);
+    await runPhases(result, options, deps, target, tools, workDir, createdRoles);
   } finally {
     if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
     if (target) {
       await target
         .cleanup()
+        .then(() => (target!.scratch ? [] : dropRoles(target!, createdRoles)))
+        .then((left) => {
+          if (left.length)
+            logger.warning(`Could not drop the role(s) this run created: ${left.join(', ')}`);
+        })
         .catch((error: unknown) =>
           logger.warning(`Could not clean up ${target!.describe}: ${errorMessage(error)}`),
         );
@@ -503,6 +511,7 @@ async function runPhases(
   target: RestoreTarget,
   tools: ClientTools,
   workDir: string,
+  createdRoles: string[],
 ): Promise<void> {
   const { logger } = deps;
   const manifest = result.manifest;
@@ -568,23 +577,44 @@ async function runPhases(
       };
     });
 
-    let listing: Awaited<ReturnType<typeof listArchive>> | undefined;
+    let listing: ArchiveListing | undefined;
+    let notApplied: string[] = [];
     await timed('restore', async () => {
       listing = await listArchive(tools.pgRestore, archive!.archivePath);
-      const roles = await archiveRoles(tools.pgRestore, archive!.archivePath);
-      const ownership = await withClient(target, (c) => planOwnership(c, roles));
-      if (!ownership.keep) {
-        const why = [
-          ownership.missing.length ? `missing roles: ${ownership.missing.join(', ')}` : '',
-          ownership.notMember.length
-            ? `the restoring user cannot own objects as: ${ownership.notMember.join(', ')}`
-            : '',
-        ]
-          .filter(Boolean)
-          .join('; ');
-        const message = `Restoring without owners and grants (--no-owner --no-acl): ${why}.`;
-        if (restore) result.warnings.push(message);
-        logger.info(message);
+      const found = await withClient(target, (c) =>
+        preflight({
+          client: c,
+          pgRestore: tools.pgRestore,
+          archivePath: archive!.archivePath,
+          listing: listing!,
+          manifest,
+        }),
+      );
+      requireExtensions(found, target);
+      let keepOwnership = true;
+      if (found.missingRoles.length > 0 && target.owned) {
+        const created = await withClient(target, (c) =>
+          createRoles(c, found.missingRoles, target.user),
+        );
+        logger.info(`Created the role(s) the archive names as NOLOGIN: ${created.join(', ')}`);
+        createdRoles.push(...created);
+      } else {
+        const roles = { owners: found.roles, grantees: [] };
+        const ownership = await withClient(target, (c) => planOwnership(c, roles));
+        keepOwnership = ownership.keep;
+        if (!ownership.keep) {
+          const why = [
+            ownership.missing.length ? `missing roles: ${ownership.missing.join(', ')}` : '',
+            ownership.notMember.length
+              ? `the restoring user cannot own objects as: ${ownership.notMember.join(', ')}`
+              : '',
+          ]
+            .filter(Boolean)
+            .join('; ');
+          const message = `Restoring without owners and grants (--no-owner --no-acl): ${why}.`;
+          if (restore) result.warnings.push(message);
+          logger.info(message);
+        }
       }
       if (restore) {
         await withClient(target, async (c) => {
@@ -612,37 +642,41 @@ async function runPhases(
         database: target.database,
         jobs: options.jobs,
         clean: false,
-        keepOwnership: ownership.keep,
+        keepOwnership,
+        serialData: extensionTables(manifest),
         env: deps.env,
         logger,
       });
       return {
         value: undefined,
-        detail: `pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${ownership.keep ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
+        detail: `pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
       };
     });
     await rm(archive!.archivePath, { recursive: true, force: true });
 
     await timed('checks', async () => {
-      const checks = await withClient(target, async (client) => {
-        // Statistics first, so the database is ready for traffic, not just loaded.
-        await client.query('ANALYZE');
-        const tables = await compareTables(client, manifest);
-        result.comparison = tables.comparison;
-        return [
-          tables.result,
-          ...(await constraintsAndSequences(client, listing?.constraints)),
-          ...(await runUserChecks(client, options.checks)),
-        ];
+      const checked = await withClient(target, async (client) => {
+        // Statistics and the settings pg_dump leaves behind first, so the database is ready
+        // for traffic, not just loaded.
+        notApplied = await afterRestore(client, target.database, manifest);
+        return checkRestored({
+          client,
+          manifest,
+          listing: listing!,
+          checks: options.checks,
+          notApplied,
+        });
       });
+      result.comparison = checked.comparison;
+      const checks = checked.checks;
       result.checks.push(...checks);
       const failed = checks.filter((c) => c.status === 'failed');
       if (failed.length > 0) {
         throw new Error(
-          `${failed.length} of ${checks.length} failed: ${failed.map((c) => c.name).join(', ')}`,
+          `the restore completed; ${failed.length} of ${checks.length} checks failed: ${failed.map((c) => c.name).join(', ')}`,
         );
       }
-      return { value: undefined, detail: `ANALYZE; ${checks.length} passed` };
+      return { value: undefined, detail: `ANALYZE; ${checks.length} checks passed` };
     });
 
     if (options.smokeCommand) {

@@ -1,3 +1,5 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Logger } from '../core/logger.js';
 import { describeExit, runProcess, startProcess } from '../core/process.js';
 import { childEnv, type ConnectionInfo } from '../postgres/connection.js';
@@ -13,6 +15,13 @@ export interface PgRestoreOptions {
   clean?: boolean;
   /** Restore from a roles-aware source: keep owners and grants. Default: --no-owner --no-acl. */
   keepOwnership?: boolean;
+  /**
+   * Tables whose data loads in one session, in the archive's order, before the other tables'
+   * data: extensions' configuration tables, which the extension's own foreign keys tie together
+   * before any data is loaded (pg_dump orders them, but their entries do not depend on each
+   * other, so parallel jobs load them at once).
+   */
+  serialData?: { schema: string; name: string }[];
   env: NodeJS.ProcessEnv;
   logger: Logger;
 }
@@ -36,6 +45,10 @@ export interface ArchiveListing {
    * in the listing and are left out.
    */
   constraints: ArchiveConstraint[];
+  /** Extensions the archive creates (`CREATE EXTENSION`). */
+  extensions: string[];
+  /** Whether the archive carries large objects. */
+  largeObjects: boolean;
 }
 
 const CONSTRAINT_LINE = /^\d+;\s+\d+\s+\d+\s+(FK CONSTRAINT|CHECK CONSTRAINT|CONSTRAINT)\s+(.+)$/;
@@ -56,10 +69,16 @@ export function parseArchiveListing(text: string): ArchiveListing {
       name: parts[2],
     });
   }
+  const extensions = lines.flatMap((l) => {
+    const m = /^\d+;\s+\d+\s+\d+\s+EXTENSION\s+-\s+(\S+)/.exec(l);
+    return m ? [m[1]] : [];
+  });
   return {
     entries: lines.length,
     tableData: lines.filter((l) => /^\d+;\s+\d+\s+\d+\s+TABLE DATA\s/.test(l)).length,
     constraints,
+    extensions,
+    largeObjects: lines.some((l) => /^\d+;\s+\d+\s+\d+\s+(BLOB|BLOBS|LARGE OBJECT)\s/.test(l)),
   };
 }
 
@@ -74,30 +93,111 @@ export async function listArchive(pgRestore: string, archivePath: string): Promi
   return parseArchiveListing(r.stdout);
 }
 
-/** Runs pg_restore with --exit-on-error; its own error text is the error when it fails. */
-export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
-  const args = ['--no-password', '--exit-on-error', `--dbname=${o.database}`];
-  if (!o.keepOwnership) args.push('--no-owner', '--no-acl');
-  if (o.clean) args.push('--clean', '--if-exists');
-  if (o.jobs > 1) args.push(`--jobs=${o.jobs}`);
-  args.push(o.archivePath);
-  const proc = startProcess(o.pgRestore, args, {
-    env: childEnv(o.env, o.connection, o.database),
-    stdio: ['ignore', 'ignore', 'pipe'],
-    onStderrLine: (line) => o.logger.debug(line),
-  });
-  const exit = await proc.exited;
-  if (exit.code !== 0) throw new Error(describeExit('pg_restore', exit));
+/** pg_restore failed (not a check after it): its own error text is the message. */
+export class PgRestoreError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PgRestoreError';
+  }
 }
 
-/** Applies a roles script (globals.sql) with psql, tolerating roles that already exist. */
+/**
+ * Runs pg_restore with --exit-on-error; its own error text is the error when it fails.
+ *
+ * With more than one job, the sections run one after the other (pre-data, then data with the
+ * jobs, then post-data with the jobs): in one parallel run pg_restore may add a post-data entry
+ * whose dependencies do not name the data it constrains, such as a NOT VALID domain constraint,
+ * before that data is loaded, and the load then fails on rows the source holds.
+ */
+export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
+  const base = ['--no-password', '--exit-on-error', `--dbname=${o.database}`];
+  if (!o.keepOwnership) base.push('--no-owner', '--no-acl');
+  if (o.clean) base.push('--clean', '--if-exists');
+  const runs = o.jobs > 1 ? await sectionRuns(o) : [[]];
+  for (const extra of runs) {
+    const proc = startProcess(o.pgRestore, [...base, ...extra, o.archivePath], {
+      env: childEnv(o.env, o.connection, o.database),
+      stdio: ['ignore', 'ignore', 'pipe'],
+      onStderrLine: (line) => o.logger.debug(line),
+    });
+    const exit = await proc.exited;
+    if (exit.code !== 0) throw new PgRestoreError(describeExit('pg_restore', exit));
+  }
+}
+
+/** The pg_restore runs of a parallel restore, section by section (see runPgRestore). */
+async function sectionRuns(o: PgRestoreOptions): Promise<string[][]> {
+  const jobs = `--jobs=${o.jobs}`;
+  const data = [['--section=data', jobs]];
+  const serial = (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
+  if (serial.length > 0) {
+    const listed = await runProcess(o.pgRestore, ['--list', o.archivePath]);
+    if (listed.code !== 0) {
+      throw new PgRestoreError(
+        describeExit('pg_restore --list', {
+          code: listed.code,
+          signal: listed.signal,
+          stderr: listed.stderr,
+        }),
+      );
+    }
+    const lines = listed.stdout.split('\n');
+    const isSerial = (line: string): boolean => serial.some((entry) => line.includes(entry));
+    if (lines.some(isSerial)) {
+      const dir = path.dirname(o.archivePath);
+      const first = path.join(dir, 'restore-serial.list');
+      const rest = path.join(dir, 'restore-rest.list');
+      await writeFile(first, lines.map((l) => (isSerial(l) ? l : `;${l}`)).join('\n'));
+      await writeFile(rest, lines.map((l) => (isSerial(l) ? `;${l}` : l)).join('\n'));
+      data.splice(
+        0,
+        1,
+        ['--section=data', `--use-list=${first}`],
+        ['--section=data', `--use-list=${rest}`, jobs],
+      );
+    }
+  }
+  return [['--section=pre-data'], ...data, ['--section=post-data', jobs]];
+}
+
+/**
+ * Leaves out of a roles script (pg_dumpall --roles-only) every statement about `role`, the
+ * role the restore connects as: the source's `ALTER ROLE postgres WITH NOSUPERUSER` must not
+ * take the superuser away from a server whose superuser has the same name.
+ */
+export function withoutRole(script: string, role: string): { script: string; skipped: string[] } {
+  const names = [role, `"${role.replace(/"/g, '""')}"`];
+  const skipped: string[] = [];
+  const lines = script.split('\n').filter((line) => {
+    const about = /^(?:CREATE|ALTER|COMMENT ON|DROP) ROLE ("(?:[^"]|"")*"|[^\s;]+)/.exec(line);
+    const name = about?.[1];
+    if (name !== undefined && names.includes(name)) {
+      skipped.push(line);
+      return false;
+    }
+    return true;
+  });
+  return { script: lines.join('\n'), skipped };
+}
+
+/**
+ * Applies a roles script (globals.sql) with psql, tolerating roles that already exist. Nothing
+ * about the connecting role is applied (see withoutRole); the roles the script created are
+ * returned, so a run that owns the server can remove them.
+ */
 export async function applyGlobals(o: {
   psql: string;
   file: string;
   connection: ConnectionInfo;
+  /** The role the restore connects as. */
+  user: string;
   env: NodeJS.ProcessEnv;
   logger: Logger;
-}): Promise<void> {
+}): Promise<{ skipped: string[] }> {
+  const { script, skipped } = withoutRole(await readFile(o.file, 'utf8'), o.user);
+  for (const line of skipped)
+    o.logger.info(`Roles: left out, it is about the connecting role ${o.user}: ${line}`);
+  await writeFile(o.file, script, { mode: 0o600 });
   const r = await runProcess(
     o.psql,
     ['-X', '-q', '--no-password', '-d', 'postgres', '-f', o.file],
@@ -111,4 +211,5 @@ export async function applyGlobals(o: {
     );
   const errors = r.stderr.split('\n').filter((l) => /ERROR/.test(l) && !/already exists/.test(l));
   for (const e of errors) o.logger.warning(`Roles: ${e}`);
+  return { skipped };
 }

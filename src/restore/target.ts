@@ -26,6 +26,13 @@ export interface RestoreTarget {
   serverMajor: number;
   /** A throwaway cluster this run started, when there is one. */
   scratch?: ScratchCluster;
+  /**
+   * The run made this server or database and removes it afterwards (a scratch cluster, or a
+   * database created on target-url): it may create roles there, and drop them again.
+   */
+  owned: boolean;
+  /** The role the run connects as. */
+  user: string;
   /** Drops what this run created (the scratch cluster, or a database it created). */
   cleanup(): Promise<void>;
   describe: string;
@@ -71,6 +78,8 @@ export async function scratchTarget(options: {
       serverVersion: cluster.version,
       serverMajor: cluster.major,
       scratch: cluster,
+      owned: true,
+      user: cluster.user,
       cleanup: () => cluster.stop(),
       describe: `scratch PostgreSQL ${cluster.version} (127.0.0.1:${cluster.port}/${database})`,
     };
@@ -109,11 +118,11 @@ export async function givenTarget(options: {
   const client = await connect(info, database).catch((error: unknown) => {
     throw targetError(error);
   });
-  let version: { v: string; n: string };
+  let version: { v: string; n: string; user: string };
   try {
     version = (
-      await client.query<{ v: string; n: string }>(
-        "SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n",
+      await client.query<{ v: string; n: string; user: string }>(
+        "SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, current_user AS user",
       )
     ).rows[0];
     if (!created && !options.allowNonEmpty) {
@@ -137,6 +146,8 @@ export async function givenTarget(options: {
     database,
     serverVersion: version.v.split(' ')[0],
     serverMajor: Math.floor(Number(version.n) / 10000),
+    owned: created && options.dropCreatedOnCleanup !== false,
+    user: version.user,
     cleanup: async () => {
       if (!created || options.dropCreatedOnCleanup === false) return;
       const c = await connect(info, 'postgres');

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
@@ -14,6 +14,7 @@ import {
 import { manifestKey } from '../catalog/keys.js';
 import {
   MANIFEST_SCHEMA_VERSION,
+  describeEncryption,
   dumpObject,
   totalBytes,
   type GitContext,
@@ -27,14 +28,18 @@ import { formatBytes } from '../core/streams.js';
 import { AgeError } from '../crypto/age.js';
 import { connect } from '../postgres/connection.js';
 import { parseToolVersion, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
+import type { CheckResult, TableComparison, UserCheck } from '../restore/checks.js';
 import {
-  compareTables,
-  constraintsAndSequences,
-  runUserChecks,
-  type CheckResult,
-  type TableComparison,
-  type UserCheck,
-} from '../restore/checks.js';
+  afterRestore,
+  checkRestored,
+  createRoles,
+  dropRoles,
+  extensionTables,
+  logCheck,
+  preflight,
+  requireExtensions,
+} from '../restore/pipeline.js';
+import { StateCheckNames } from '../restore/source-checks.js';
 import {
   IntegrityError,
   checkObject,
@@ -62,10 +67,15 @@ export const CheckNames = {
   Manifest: 'Manifest and checksum',
   Decryption: 'Decryption and decompression',
   Archive: 'Archive readable (pg_restore --list)',
+  Preflight: 'Preflight (target, extensions, roles)',
   Restore: 'Restore',
   Tables: 'Tables and row counts',
-  Constraints: 'Constraints',
-  Sequences: 'Sequences',
+  Constraints: StateCheckNames.Constraints,
+  Sequences: StateCheckNames.Sequences,
+  RowSecurity: StateCheckNames.RowSecurity,
+  Extensions: StateCheckNames.Extensions,
+  LargeObjects: StateCheckNames.LargeObjects,
+  Settings: StateCheckNames.Settings,
   UserChecks: 'SQL checks',
   Freshness: 'Freshness (max-age)',
 } as const;
@@ -88,7 +98,7 @@ export interface VerifyOptions {
   checks: UserCheck[];
   /** The freshness gate: fail when the newest complete backup of `name` is older (seconds). */
   maxAgeSeconds?: number;
-  /** Parallel pg_restore jobs; default: the CPU count, at most 4. */
+  /** Parallel pg_restore jobs; default 2, as the drill's. */
   jobs?: number;
   /** Git and run context recorded with the verification. */
   git?: GitContext;
@@ -177,11 +187,6 @@ function majorOf(version: string, fallback: number): number {
   return parseToolVersion(version)?.major ?? fallback;
 }
 
-function defaultJobs(): number {
-  const cpus = typeof os.availableParallelism === 'function' ? os.availableParallelism() : 1;
-  return Math.max(1, Math.min(4, cpus));
-}
-
 function describeCompression(manifest: Manifest): string {
   const c = manifest.compression;
   switch (c.method) {
@@ -194,17 +199,6 @@ function describeCompression(manifest: Manifest): string {
     default:
       return 'none';
   }
-}
-
-function describeEncryption(manifest: Manifest): string {
-  const e = manifest.encryption;
-  if (!e) return 'none';
-  const parts: string[] = [];
-  if (e.recipients.length > 0) {
-    parts.push(`${e.recipients.length} recipient${e.recipients.length > 1 ? 's' : ''}`);
-  }
-  if (e.passphrase) parts.push('passphrase');
-  return `age (${parts.join(', ')})`;
 }
 
 /** The last lines of a long tool error, so a report line stays readable. */
@@ -227,14 +221,15 @@ interface Run {
   skipReason: string;
   tables: TableComparison[];
   target?: RestoreTarget;
+  /** Roles this run created on the target (the archive's, or from globals), dropped afterwards. */
+  createdRoles: string[];
   pgRestoreVersion?: string;
   workDir: string;
 }
 
 function record(run: Run, result: CheckResult): void {
   run.checks.push(result);
-  const icon = result.status === 'passed' ? '✅' : result.status === 'failed' ? '❌' : '➖';
-  run.deps.logger.info(`${icon} ${result.name}: ${result.status} (${result.detail})`);
+  logCheck(run.deps.logger, result);
 }
 
 function failed(run: Run, name: string, error: unknown, started: number, detail?: string): void {
@@ -285,6 +280,7 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
     setupProblem: false,
     skipReason: '',
     tables: [],
+    createdRoles: [],
     workDir,
   };
 
@@ -296,7 +292,7 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
     } else if (catalogError !== undefined) {
       throw catalogError;
     } else {
-      manifest = completeBackups(entries ?? [])[0];
+      manifest = newestRegularBackup(entries ?? []);
       if (!manifest) {
         const incomplete = entries?.length ?? 0;
         throw new Error(
@@ -317,22 +313,25 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
     CheckNames.Manifest,
     CheckNames.Decryption,
     CheckNames.Archive,
+    CheckNames.Preflight,
     CheckNames.Restore,
     CheckNames.Tables,
     CheckNames.Constraints,
     CheckNames.Sequences,
+    ...(manifest?.sourceState
+      ? [
+          CheckNames.RowSecurity,
+          CheckNames.Extensions,
+          CheckNames.LargeObjects,
+          CheckNames.Settings,
+        ]
+      : []),
     CheckNames.UserChecks,
   ];
   try {
     if (manifest) await checkBackup(run, manifest, manifestStarted);
   } finally {
-    if (run.target) {
-      await run.target
-        .cleanup()
-        .catch((error: unknown) =>
-          logger.warning(`Could not clean up ${run.target?.describe}: ${errorMessage(error)}`),
-        );
-    }
+    if (run.target) await cleanupTarget(run, run.target);
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }
   const ran = new Set(run.checks.map((c) => c.name));
@@ -400,7 +399,7 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
             totalBytes: totalBytes(manifest),
             format: manifest.format,
             compression: describeCompression(manifest),
-            encryption: describeEncryption(manifest),
+            encryption: manifest.encryption ? describeEncryption(manifest.encryption) : 'none',
             sourceVersion: manifest.source.serverVersion,
             pgDumpVersion: manifest.tools.pgDumpVersion,
             objectLocation: storage.location(dump.key),
@@ -426,6 +425,14 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
     recordKey,
     warnings: run.warnings,
   };
+}
+
+/**
+ * The newest complete backup other than a pre-restore safety backup (a copy of a target taken
+ * before a restore replaced it, not of the database the catalog name stands for).
+ */
+function newestRegularBackup(entries: CatalogEntry[]): Manifest | undefined {
+  return completeBackups(entries).find((m) => m.kind !== 'pre-restore');
 }
 
 function ageSeconds(manifest: Manifest, now: Date): number {
@@ -564,90 +571,30 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
     return;
   }
 
-  // 4: restore into a scratch database, roles first, then ANALYZE.
-  const restoreStarted = Date.now();
+  // 4 and 5: what the archive needs against the target, then the restore and what pg_dump
+  // leaves behind.
   let client: pg.Client | undefined;
   try {
-    const ok = await logger.group('Restore', async () => {
-      try {
-        const source = sourceMajor(manifest);
-        const target = await prepareTarget(run, source).catch((error: unknown) => {
-          // No place to restore into says nothing about the backup.
-          run.setupProblem = true;
-          throw error;
-        });
-        run.target = target;
-        if (target.serverMajor < source) {
-          const message = `The target server runs PostgreSQL ${target.serverVersion}, older than the source (${manifest.source.serverVersion}); the restore may fail on features the older server lacks.`;
-          logger.warning(message);
-          run.warnings.push(message);
-        }
-        let roles = '';
-        if (manifest.globals) {
-          const file = await fetchGlobals({ storage, manifest, decryption, dir: run.workDir });
-          if (file) {
-            await applyGlobals({
-              psql: tools.psql,
-              file,
-              connection: target.connection,
-              env: deps.env,
-              logger,
-            });
-            roles = 'roles from globals applied first; ';
-          }
-        }
-        const jobs = options.jobs ?? defaultJobs();
-        logger.info(
-          `pg_restore ${tools.version} --exit-on-error --no-owner --no-acl --jobs=${jobs} into ${target.describe}`,
-        );
-        await runPgRestore({
-          pgRestore: tools.pgRestore,
-          archivePath,
-          connection: target.connection,
-          database: target.database,
-          jobs,
-          env: deps.env,
-          logger,
-        });
-        client = await connect(target.connection, target.database);
-        await client.query('ANALYZE');
-        const seconds = (Date.now() - restoreStarted) / 1000;
-        record(run, {
-          name: CheckNames.Restore,
-          status: 'passed',
-          detail:
-            `${roles}restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
-            `with pg_restore --exit-on-error --no-owner --no-acl in ${formatDuration(seconds)}, then ANALYZE`,
-          seconds,
-        });
-        return true;
-      } catch (error) {
-        failed(run, CheckNames.Restore, error, restoreStarted);
-        run.skipReason = 'the restore failed';
-        return false;
-      }
-    });
-    if (!ok || !client) return;
+    const restored = await restoreStep(run, manifest, tools, listing, archivePath);
+    if (!restored) return;
+    client = restored.client;
     const db = client;
 
-    // 5 to 7: what the restored database holds.
+    // 6 on: what the restored database holds, against the source.
     await logger.group('Checks', async () => {
-      let checkStarted = Date.now();
+      const checkStarted = Date.now();
       try {
-        const { result, comparison } = await compareTables(db, manifest);
-        run.tables = comparison;
-        record(run, result);
+        const result = await checkRestored({
+          client: db,
+          manifest,
+          listing,
+          checks: options.checks,
+          notApplied: restored.notApplied,
+        });
+        run.tables = result.comparison;
+        for (const check of result.checks) record(run, check);
       } catch (error) {
         failed(run, CheckNames.Tables, error, checkStarted);
-      }
-      checkStarted = Date.now();
-      try {
-        for (const result of await constraintsAndSequences(db, listing.constraints)) {
-          record(run, result);
-        }
-      } catch (error) {
-        failed(run, CheckNames.Constraints, error, checkStarted);
-        failed(run, CheckNames.Sequences, error, checkStarted);
       }
       if (options.checks.length === 0) {
         record(run, {
@@ -655,12 +602,165 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
           status: 'skipped',
           detail: 'none given (the checks input)',
         });
-      } else {
-        for (const result of await runUserChecks(db, options.checks)) record(run, result);
       }
     });
   } finally {
     await client?.end().catch(() => undefined);
+  }
+}
+
+/**
+ * The preflight and the restore: a target (a scratch server, or target-url), the archive's
+ * extensions and roles against it (every missing extension named at once, before pg_restore
+ * starts; the roles created where the run owns the server or database), roles from globals,
+ * pg_restore, then ANALYZE and the settings and sequence values pg_dump leaves behind. Returns
+ * the connected client, or undefined after recording the failure.
+ */
+async function restoreStep(
+  run: Run,
+  manifest: Manifest,
+  tools: ClientTools,
+  listing: ArchiveListing,
+  archivePath: string,
+): Promise<{ client: pg.Client; notApplied: string[] } | undefined> {
+  const { options, deps } = run;
+  const { storage, logger } = deps;
+  const preflightStarted = Date.now();
+  let restoreStarted = Date.now();
+  let stage: 'target' | 'preflight' | 'restore' = 'target';
+  return logger.group('Restore', async () => {
+    let client: pg.Client | undefined;
+    try {
+      const source = sourceMajor(manifest);
+      const target = await prepareTarget(run, source).catch((error: unknown) => {
+        // No place to restore into says nothing about the backup.
+        run.setupProblem = true;
+        throw error;
+      });
+      run.target = target;
+      stage = 'preflight';
+      if (target.serverMajor < source) {
+        const message = `The target server runs PostgreSQL ${target.serverVersion}, older than the source (${manifest.source.serverVersion}); the restore may fail on features the older server lacks.`;
+        logger.warning(message);
+        run.warnings.push(message);
+      }
+      client = await connect(target.connection, target.database);
+      const found = await preflight({
+        client,
+        pgRestore: tools.pgRestore,
+        archivePath,
+        listing,
+        manifest,
+      });
+      requireExtensions(found, target);
+      let roles = '';
+      if (found.missingRoles.length > 0 && target.owned) {
+        run.createdRoles.push(...(await createRoles(client, found.missingRoles, target.user)));
+        roles = `created ${found.missingRoles.length} role(s) the archive names as NOLOGIN: ${found.missingRoles.join(', ')}`;
+      }
+      if (manifest.globals) {
+        const file = await fetchGlobals({
+          storage,
+          manifest,
+          decryption: options.decryption,
+          dir: run.workDir,
+        });
+        if (file) {
+          const before = await roleNames(client);
+          await applyGlobals({
+            psql: tools.psql,
+            file,
+            connection: target.connection,
+            user: target.user,
+            env: deps.env,
+            logger,
+          });
+          const after = await roleNames(client);
+          run.createdRoles.push(...after.filter((r) => !before.includes(r)));
+          roles = `roles from globals applied first${roles ? `; ${roles}` : ''}`;
+        }
+      }
+      const keepOwnership = found.missingRoles.length === 0 || target.owned;
+      record(run, {
+        name: CheckNames.Preflight,
+        status: 'passed',
+        detail:
+          `the archive's ${listing.extensions.length} extension(s) can be installed on ${target.describe}` +
+          `; ${found.roles.length} role(s) named` +
+          (roles
+            ? `; ${roles}`
+            : found.missingRoles.length
+              ? `; missing: ${found.missingRoles.join(', ')} (owners and grants left out)`
+              : ', all present'),
+        seconds: (Date.now() - preflightStarted) / 1000,
+      });
+      stage = 'restore';
+      restoreStarted = Date.now();
+      const jobs = options.jobs ?? 2;
+      const flags = keepOwnership ? '' : ' --no-owner --no-acl';
+      logger.info(
+        `pg_restore ${tools.version} --exit-on-error${flags} --jobs=${jobs} into ${target.describe}`,
+      );
+      await runPgRestore({
+        pgRestore: tools.pgRestore,
+        archivePath,
+        connection: target.connection,
+        database: target.database,
+        jobs,
+        keepOwnership,
+        serialData: extensionTables(manifest),
+        env: deps.env,
+        logger,
+      });
+      const notApplied = await afterRestore(client, target.database, manifest);
+      const seconds = (Date.now() - restoreStarted) / 1000;
+      record(run, {
+        name: CheckNames.Restore,
+        status: 'passed',
+        detail:
+          `restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
+          `with pg_restore --exit-on-error${flags}${jobs > 1 ? ` and ${jobs} jobs` : ''} in ${formatDuration(seconds)}, then ANALYZE` +
+          (manifest.sourceState ? " and the source database's settings" : ''),
+        seconds,
+      });
+      return { client, notApplied };
+    } catch (error) {
+      await client?.end().catch(() => undefined);
+      if (stage !== 'restore') {
+        failed(run, CheckNames.Preflight, error, preflightStarted);
+        run.skipReason =
+          stage === 'target'
+            ? 'there is no target to restore into'
+            : 'the target lacks what the archive needs';
+      } else {
+        failed(run, CheckNames.Restore, error, restoreStarted);
+        run.skipReason = 'pg_restore failed';
+      }
+      return undefined;
+    }
+  });
+}
+
+async function roleNames(client: pg.Client): Promise<string[]> {
+  const r = await client.query<{ name: string }>('SELECT rolname AS name FROM pg_roles');
+  return r.rows.map((x) => x.name);
+}
+
+/** Removes the scratch server or the database the run created, then the roles it created. */
+async function cleanupTarget(run: Run, target: RestoreTarget): Promise<void> {
+  const { logger } = run.deps;
+  try {
+    await target.cleanup();
+    if (!target.scratch) {
+      const left = await dropRoles(target, run.createdRoles);
+      if (left.length > 0) {
+        const message = `Could not drop the role(s) this verification created on ${target.describe}: ${left.join(', ')}`;
+        logger.warning(message);
+        run.warnings.push(message);
+      }
+    }
+  } catch (error) {
+    logger.warning(`Could not clean up ${target.describe}: ${errorMessage(error)}`);
   }
 }
 
@@ -686,9 +786,12 @@ function sourceMajor(manifest: Manifest): number {
   return Math.floor(manifest.source.serverVersionNum / 10000);
 }
 
+/** The decoded archive's size: the file, or the files of a directory-format archive. */
 async function archiveSize(fetched: FetchResult): Promise<number> {
   if (fetched.format === 'custom') return (await stat(fetched.archivePath)).size;
-  return fetched.bytes;
+  const files = await readdir(fetched.archivePath);
+  const sizes = await Promise.all(files.map((f) => stat(path.join(fetched.archivePath, f))));
+  return sizes.reduce((sum, st) => sum + st.size, 0);
 }
 
 function integrityDetail(key: string, object: { bytes: number; sha256: string }): string {
@@ -730,7 +833,7 @@ function freshnessGate(
     failed(run, CheckNames.Freshness, catalogError, started);
     return result;
   }
-  const newest = completeBackups(entries)[0];
+  const newest = newestRegularBackup(entries);
   const limit = formatDuration(maxAgeSeconds);
   if (!newest) {
     record(run, {

@@ -105,16 +105,22 @@ describe('runVerify', () => {
       ['Manifest and checksum', 'passed'],
       ['Decryption and decompression', 'passed'],
       ['Archive readable (pg_restore --list)', 'passed'],
+      ['Preflight (target, extensions, roles)', 'passed'],
       ['Restore', 'passed'],
       ['Tables and row counts', 'passed'],
       ['Constraints', 'passed'],
       ['Sequences', 'passed'],
+      ['Row security and policies', 'passed'],
+      ['Extensions', 'passed'],
+      ['Large objects', 'passed'],
+      ['Database settings', 'passed'],
       ['SQL checks', 'skipped'],
     ]);
     expect(report.status).toBe('passed');
     expect(report.backup?.id).toBe(manifest.id);
     expect(report.checks[1].detail).toMatch(/^not encrypted; compression: gzip inside the archive/);
-    expect(report.checks[3].detail).toMatch(/^roles from globals applied first; restored into/);
+    expect(report.checks[3].detail).toMatch(/; roles from globals applied first$/);
+    expect(report.checks[4].detail).toMatch(/^restored into /);
     expect(report.target?.scratch).toBe(true);
     expect(logger.lines.some((l) => l.startsWith('group: Restore'))).toBe(true);
     const records = await listVerifications(store.storage, 'dir', manifest.id);
@@ -211,16 +217,22 @@ describe('runVerify', () => {
       deps(store.storage),
     );
     expect(statuses(report).slice(3)).toEqual([
+      ['Preflight (target, extensions, roles)', 'passed'],
       ['Restore', 'failed'],
       ['Tables and row counts', 'skipped'],
       ['Constraints', 'skipped'],
       ['Sequences', 'skipped'],
+      ['Row security and policies', 'skipped'],
+      ['Extensions', 'skipped'],
+      ['Large objects', 'skipped'],
+      ['Database settings', 'skipped'],
       ['SQL checks', 'skipped'],
     ]);
-    expect(report.checks[3].detail).toMatch(
+    expect(report.checks[3].detail).toMatch(/1 role\(s\) named, all present/);
+    expect(report.checks[4].detail).toMatch(
       /pg_restore exited with code 1: .*DDL is frozen on this server/s,
     );
-    expect(report.checks[4].detail).toBe('the restore failed');
+    expect(report.checks[5].detail).toBe('pg_restore failed');
     expect(report.failures).toHaveLength(1);
   });
 });

@@ -1,0 +1,182 @@
+import type pg from 'pg';
+import type { Manifest } from '../catalog/manifest.js';
+import { ConfigurationError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { connect, quoteIdent } from '../postgres/connection.js';
+import {
+  compareTables,
+  legacyConstraintsAndSequences,
+  runUserChecks,
+  type CheckResult,
+  type TableComparison,
+  type UserCheck,
+} from './checks.js';
+import type { ArchiveListing } from './pg-restore.js';
+import { archiveRoles } from './roles.js';
+import { compareWithSource, reapplySourceState } from './source-checks.js';
+import type { RestoreTarget } from './target.js';
+
+/**
+ * The steps verify, the drill and the real restore share, around pg_restore: the preflight of
+ * what the archive needs against the target, the roles a target the run owns is given, what is
+ * re-applied after the restore, and the checks against the source's recorded state. Verify words
+ * their results as check lines, the drill as timed phases.
+ */
+
+/** What the archive needs of the target, and what the target lacks. */
+export interface Preflight {
+  /** Extensions the archive creates that the target server cannot install. */
+  missingExtensions: string[];
+  /** Roles the archive names (owners, grantees, policies, settings) that the target lacks. */
+  missingRoles: string[];
+  /** Roles the archive names. */
+  roles: string[];
+}
+
+/** Extensions of Supabase's platform: a target lacking them is not a Supabase image. */
+const SUPABASE_EXTENSIONS = ['pg_graphql', 'pg_net', 'pgsodium', 'supabase_vault', 'pgjwt'];
+
+/**
+ * Reads what the archive needs (its extensions, and the roles its DDL, policies and settings
+ * name) and compares it with the target, before anything is restored.
+ */
+export async function preflight(options: {
+  client: pg.Client;
+  pgRestore: string;
+  archivePath: string;
+  listing: ArchiveListing;
+  manifest: Manifest;
+}): Promise<Preflight> {
+  const { client, manifest } = options;
+  const fromDdl = await archiveRoles(options.pgRestore, options.archivePath);
+  const state = manifest.sourceState;
+  const roles = new Set([...fromDdl.owners, ...fromDdl.grantees]);
+  for (const p of state?.policies ?? []) for (const r of p.roles) if (r !== 'public') roles.add(r);
+  for (const s of state?.settings ?? []) if (s.role) roles.add(s.role);
+  const extensions = new Set(options.listing.extensions);
+  const available = await client.query<{ name: string }>(
+    'SELECT name FROM pg_available_extensions WHERE name = ANY($1::text[])',
+    [[...extensions]],
+  );
+  const present = await client.query<{ name: string }>(
+    'SELECT rolname AS name FROM pg_roles WHERE rolname = ANY($1::text[])',
+    [[...roles]],
+  );
+  const have = new Set(available.rows.map((r) => r.name));
+  const haveRoles = new Set(present.rows.map((r) => r.name));
+  return {
+    missingExtensions: [...extensions].filter((e) => !have.has(e)).sort(),
+    missingRoles: [...roles].filter((r) => !haveRoles.has(r)).sort(),
+    roles: [...roles].sort(),
+  };
+}
+
+/**
+ * Fails, before anything is restored, with everything the target lacks and how to give it: a
+ * server of the platform's own image as a `services:` container, and target-url.
+ */
+export function requireExtensions(found: Preflight, target: RestoreTarget): void {
+  if (found.missingExtensions.length === 0) return;
+  const supabase = found.missingExtensions.some((e) => SUPABASE_EXTENSIONS.includes(e));
+  const lines = [
+    `The backup needs extensions that ${target.describe} cannot install: ${found.missingExtensions.join(', ')}.`,
+  ];
+  if (found.missingRoles.length > 0) {
+    lines.push(`It also names roles the server lacks: ${found.missingRoles.join(', ')}.`);
+  }
+  lines.push(
+    supabase
+      ? "These are Supabase platform extensions: restore into the platform itself, a services: container of the supabase/postgres image at the project's version, and give it as target-url:"
+      : 'Restore into a server that has them, e.g. a services: container of the image your database runs on, and give it as target-url:',
+    '',
+    '    services:',
+    '      postgres:',
+    `        image: ${supabase ? "supabase/postgres:15.8.1.085   # the project's version" : 'postgis/postgis:15-3.4   # an image with the extensions'}`,
+    '        env: { POSTGRES_PASSWORD: scratch }',
+    "        ports: ['5432:5432']",
+    '    …',
+    `        target-url: postgresql://${supabase ? 'supabase_admin' : 'postgres'}:scratch@localhost:5432/restore_check`,
+    '',
+    'Nothing was restored; this says nothing about the backup itself.',
+  );
+  throw new ConfigurationError(lines.join('\n'));
+}
+
+/**
+ * Creates the roles the archive names that the target lacks, as NOLOGIN roles with no
+ * privileges, so owners, grants, policies and `aclitem` data restore as they were. Only on a
+ * server or database this run owns; returns the roles created, which `dropRoles` removes.
+ */
+export async function createRoles(
+  client: pg.Client,
+  names: string[],
+  superuser: string,
+): Promise<string[]> {
+  const created: string[] = [];
+  for (const name of names) {
+    if (name === superuser) continue;
+    await client.query(`CREATE ROLE ${quoteIdent(name)} NOLOGIN`);
+    created.push(name);
+  }
+  return created;
+}
+
+/** Drops roles a run created, once the database holding their objects is gone. */
+export async function dropRoles(target: RestoreTarget, names: string[]): Promise<string[]> {
+  if (names.length === 0) return [];
+  const client = await connect(target.connection, 'postgres');
+  const left: string[] = [];
+  try {
+    for (const name of names) {
+      await client.query(`DROP ROLE IF EXISTS ${quoteIdent(name)}`).catch(() => left.push(name));
+    }
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  return left;
+}
+
+/** The extension configuration tables whose data the archive carries (see runPgRestore). */
+export function extensionTables(manifest: Manifest): { schema: string; name: string }[] {
+  return manifest.tables.filter((t) => t.extension !== undefined);
+}
+
+/** After pg_restore: statistics, then what pg_dump leaves behind. Returns what was not re-applied. */
+export async function afterRestore(
+  client: pg.Client,
+  database: string,
+  manifest: Manifest,
+): Promise<string[]> {
+  await client.query('ANALYZE');
+  if (!manifest.sourceState) return [];
+  return reapplySourceState(client, database, manifest.sourceState);
+}
+
+/**
+ * Every check of a restored database: tables and row counts, then the source's recorded state
+ * item by item (or, for a manifest without it, the checks of its time, labelled so), then the
+ * user's SQL checks.
+ */
+export async function checkRestored(options: {
+  client: pg.Client;
+  manifest: Manifest;
+  listing: ArchiveListing;
+  checks: UserCheck[];
+  notApplied: string[];
+}): Promise<{ checks: CheckResult[]; comparison: TableComparison[] }> {
+  const { client, manifest } = options;
+  const tables = await compareTables(client, manifest);
+  const state = manifest.sourceState
+    ? await compareWithSource(client, manifest, manifest.sourceState, options.notApplied)
+    : await legacyConstraintsAndSequences(client, options.listing.constraints);
+  return {
+    checks: [tables.result, ...state, ...(await runUserChecks(client, options.checks))],
+    comparison: tables.comparison,
+  };
+}
+
+/** A logger line for a check result, the same in every report. */
+export function logCheck(logger: Logger, result: CheckResult): void {
+  const icon = result.status === 'passed' ? '✅' : result.status === 'failed' ? '❌' : '➖';
+  logger.info(`${icon} ${result.name}: ${result.status} (${result.detail})`);
+}
