@@ -1,0 +1,1286 @@
+/**
+ * Restoring a backup of a database that lives on a managed platform (Supabase) back onto that
+ * platform.
+ *
+ * A whole-database `pg_dump -Fc` of a Supabase project holds two things: the application (its
+ * schemas, and what it hangs on the platform's tables: triggers on auth.users, policies on
+ * storage.objects, tables in the realtime publication) and the platform itself (auth, storage,
+ * realtime, vault... made by the image and by the services' own migrations). A new project
+ * already holds the platform, owned by roles the `postgres` user is not, so a plain pg_restore
+ * fails (`must be owner of schema auth`) and objects pg_dump writes twice (Vault's view and
+ * trigger function, made by `CREATE EXTENSION supabase_vault` and dumped again) collide.
+ *
+ * Supabase's own route (https://supabase.com/docs/guides/platform/migrating-within-supabase/backup-restore,
+ * supabase/cli apps/cli-go/pkg/migration/{dump.go,scripts/dump_schema.sh,scripts/dump_data.sh})
+ * dumps the application's schemas without the platform's, then the data of everything but the
+ * services' bookkeeping, and loads that data with `SET session_replication_role = replica`. The
+ * plan here does the same with one archive: `planPlatformRestore` comments out of the archive's
+ * table of contents what the target owns, keeping the platform tables' rows and the whole
+ * application; `replicaRoleEnv` loads it with no trigger firing.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type pg from 'pg';
+import { describeExit, runProcess } from '../core/process.js';
+import { quoteIdent } from '../postgres/connection.js';
+
+// ---------------------------------------------------------------------------------------------
+// What Supabase's platform is
+
+/**
+ * The schemas a Supabase project's platform owns: supabase/cli's `InternalSchemas`
+ * (apps/cli-go/pkg/migration/dump.go, the schemas `supabase db dump` leaves out of a schema
+ * dump: "initialised by supabase/postgres image" and "owned by extensions"), without
+ * PostgreSQL's own information_schema and pg_*. A trailing `*` matches any suffix.
+ */
+export const SUPABASE_PLATFORM_SCHEMAS: readonly string[] = [
+  '_analytics',
+  '_realtime',
+  '_supavisor',
+  'auth',
+  'etl',
+  'extensions',
+  'pgbouncer',
+  'realtime',
+  'storage',
+  'supabase_functions',
+  'supabase_migrations',
+  'cron',
+  'dbdev',
+  'graphql',
+  'graphql_public',
+  'net',
+  'pgmq',
+  'pgsodium',
+  'pgsodium_masks',
+  'pgtle',
+  'repack',
+  'tiger',
+  'tiger_data',
+  'timescaledb_*',
+  '_timescaledb_*',
+  'topology',
+  'vault',
+];
+
+/**
+ * Platform schemas whose rows a restore into a project leaves alone: supabase/cli's
+ * `excludedSchemas` for `db dump --data-only` (same file: "Data dump includes auth, storage,
+ * etc. for migrating to new project"), with three differences: `vault` and `pgsodium` are
+ * restored here (Vault's secrets are the application's, and `vault.secrets.key_id` refers to
+ * `pgsodium.key`), and so is `supabase_migrations` (the application's migration history, which
+ * must match the application schema the restore brings back).
+ */
+export const SUPABASE_DATA_LEFT_OUT_SCHEMAS: readonly string[] = [
+  'graphql',
+  'graphql_public',
+  'pgsodium_masks',
+  'pgtle',
+  'repack',
+  'tiger',
+  'tiger_data',
+  'timescaledb_*',
+  '_timescaledb_*',
+  'topology',
+  'etl',
+  'extensions',
+  'pgbouncer',
+  'realtime',
+  '_analytics',
+  '_realtime',
+  '_supavisor',
+];
+
+/**
+ * Platform tables whose rows the target's own services own: the migration history of each
+ * service. supabase/cli's scripts/dump_data.sh excludes the first three (`--exclude-table`);
+ * realtime's lies in a schema whose data is left out anyway.
+ */
+export const SUPABASE_BOOKKEEPING_TABLES: readonly string[] = [
+  'auth.schema_migrations',
+  'storage.migrations',
+  'supabase_functions.migrations',
+  'realtime.schema_migrations',
+];
+
+/** The schemas that, with the role supabase_admin, make a database a Supabase one. */
+const SUPABASE_MARKER_SCHEMAS = ['auth', 'storage', 'extensions'];
+
+/** Created by the Supabase CLI as `postgres` on first use; restored whole where it is absent. */
+const CLI_SCHEMA = 'supabase_migrations';
+
+function matchesAny(name: string, patterns: readonly string[]): boolean {
+  return patterns.some((p) => (p.endsWith('*') ? name.startsWith(p.slice(0, -1)) : name === p));
+}
+
+/** Whether a schema is one of the platform's (SUPABASE_PLATFORM_SCHEMAS). */
+export function isPlatformSchema(name: string): boolean {
+  return matchesAny(name, SUPABASE_PLATFORM_SCHEMAS);
+}
+
+export interface PlatformInfo {
+  name: 'supabase';
+  /** The platform schemas the database holds. */
+  managedSchemas: string[];
+  /** Every extension installed in the database. */
+  extensions: { name: string; version: string }[];
+}
+
+/**
+ * Recognises a Supabase database from its catalog: the role supabase_admin and the schemas
+ * auth, storage and extensions (supabase_migrations and the others are listed when present).
+ */
+export async function detectPlatform(client: pg.Client): Promise<PlatformInfo | undefined> {
+  const r = await client.query<{ admin: boolean; schemas: string[] }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'supabase_admin') AS admin,
+            ARRAY(SELECT nspname::text FROM pg_catalog.pg_namespace ORDER BY 1) AS schemas`,
+  );
+  const row = r.rows[0];
+  if (!row?.admin || !SUPABASE_MARKER_SCHEMAS.every((s) => row.schemas.includes(s))) {
+    return undefined;
+  }
+  const ext = await client.query<{ name: string; version: string }>(
+    `SELECT extname::text AS name, extversion AS version FROM pg_catalog.pg_extension ORDER BY 1`,
+  );
+  return {
+    name: 'supabase',
+    managedSchemas: row.schemas.filter(isPlatformSchema),
+    extensions: ext.rows,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The archive's table of contents
+
+/** One entry of `pg_restore --list`: `dumpId; catalog oid DESC NAMESPACE TAG OWNER`. */
+export interface TocEntry {
+  /** The line as pg_restore printed it. */
+  line: string;
+  dumpId: number;
+  desc: string;
+  /** The schema, undefined for `-` (database-level objects). */
+  namespace: string | undefined;
+  tag: string;
+  /** Empty for entries without one (extensions). */
+  owner: string;
+}
+
+/** pg_dump's entry kinds (its `desc`), longest first so `TABLE DATA` wins over `TABLE`. */
+const DESCS = [
+  'ACCESS METHOD',
+  'ACL',
+  'AGGREGATE',
+  'BLOB',
+  'BLOB METADATA',
+  'BLOBS',
+  'CAST',
+  'CHECK CONSTRAINT',
+  'COLLATION',
+  'COMMENT',
+  'CONSTRAINT',
+  'CONVERSION',
+  'DATABASE',
+  'DATABASE PROPERTIES',
+  'DEFAULT',
+  'DEFAULT ACL',
+  'DOMAIN',
+  'ENCODING',
+  'EVENT TRIGGER',
+  'EXTENSION',
+  'FK CONSTRAINT',
+  'FOREIGN DATA WRAPPER',
+  'FOREIGN SERVER',
+  'FOREIGN TABLE',
+  'FUNCTION',
+  'INDEX',
+  'INDEX ATTACH',
+  'LARGE OBJECT',
+  'MATERIALIZED VIEW',
+  'MATERIALIZED VIEW DATA',
+  'OPERATOR',
+  'OPERATOR CLASS',
+  'OPERATOR FAMILY',
+  'POLICY',
+  'PROCEDURAL LANGUAGE',
+  'PROCEDURE',
+  'PUBLICATION',
+  'PUBLICATION TABLE',
+  'PUBLICATION TABLES IN SCHEMA',
+  'ROW SECURITY',
+  'RULE',
+  'SCHEMA',
+  'SEARCHPATH',
+  'SECURITY LABEL',
+  'SEQUENCE',
+  'SEQUENCE OWNED BY',
+  'SEQUENCE SET',
+  'SERVER',
+  'SHELL TYPE',
+  'STATISTICS',
+  'STATISTICS DATA',
+  'STDSTRINGS',
+  'SUBSCRIPTION',
+  'SUBSCRIPTION TABLE',
+  'TABLE',
+  'TABLE ATTACH',
+  'TABLE DATA',
+  'TEXT SEARCH CONFIGURATION',
+  'TEXT SEARCH DICTIONARY',
+  'TEXT SEARCH PARSER',
+  'TEXT SEARCH TEMPLATE',
+  'TRANSFORM',
+  'TRIGGER',
+  'TYPE',
+  'USER MAPPING',
+  'VIEW',
+].sort((a, b) => b.length - a.length);
+
+const ENTRY_LINE = /^(\d+);\s+\d+\s+\d+\s+(.*)$/;
+
+/** The entries of `pg_restore --list` text (lines starting with `;` are not entries). */
+export function parseToc(listing: string): TocEntry[] {
+  const entries: TocEntry[] = [];
+  for (const raw of listing.split('\n')) {
+    const line = raw.replace(/\r$/, '');
+    const m = ENTRY_LINE.exec(line);
+    if (!m) continue;
+    const rest = m[2];
+    const desc = DESCS.find((d) => rest.startsWith(`${d} `));
+    if (!desc) continue;
+    const after = rest.slice(desc.length + 1);
+    const space = after.indexOf(' ');
+    const ns = space < 0 ? after : after.slice(0, space);
+    const tagOwner = space < 0 ? '' : after.slice(space + 1);
+    const last = tagOwner.lastIndexOf(' ');
+    entries.push({
+      line,
+      dumpId: Number(m[1]),
+      desc,
+      namespace: ns === '-' ? undefined : ns,
+      tag: last < 0 ? tagOwner : tagOwner.slice(0, last),
+      owner: last < 0 ? '' : tagOwner.slice(last + 1),
+    });
+  }
+  return entries;
+}
+
+/** Splits `first rest...` at the first space (a table's constraint, trigger, policy...). */
+function splitFirst(tag: string): [string, string] {
+  const i = tag.indexOf(' ');
+  return i < 0 ? [tag, ''] : [tag.slice(0, i), tag.slice(i + 1)];
+}
+
+/** Reads one identifier, quoted or not, from the start of `text`: [name, rest]. */
+function readIdent(text: string): [string, string] {
+  if (text.startsWith('"')) {
+    let i = 1;
+    let name = '';
+    while (i < text.length) {
+      if (text[i] === '"') {
+        if (text[i + 1] === '"') {
+          name += '"';
+          i += 2;
+          continue;
+        }
+        return [name, text.slice(i + 1)];
+      }
+      name += text[i];
+      i++;
+    }
+    return [name, ''];
+  }
+  const m = /^[^\s.(]*/.exec(text);
+  const name = m ? m[0] : '';
+  return [name, text.slice(name.length)];
+}
+
+/** Splits `schema.name` (either quoted) at its dot: [schema, name]. */
+function splitQualified(text: string): [string | undefined, string] {
+  const [first, rest] = readIdent(text.trim());
+  if (!rest.startsWith('.')) return [undefined, first];
+  return [first, readIdent(rest.slice(1))[0]];
+}
+
+/** The key of the object a creating entry makes, comparable with the target's catalog. */
+function objectKey(e: TocEntry): string | undefined {
+  const ns = e.namespace ?? '';
+  switch (e.desc) {
+    case 'SCHEMA':
+      return `schema:${e.tag}`;
+    case 'TABLE':
+    case 'VIEW':
+    case 'MATERIALIZED VIEW':
+    case 'SEQUENCE':
+    case 'INDEX':
+    case 'FOREIGN TABLE':
+      return `rel:${ns}.${e.tag}`;
+    case 'TYPE':
+    case 'DOMAIN':
+    case 'SHELL TYPE':
+      return `type:${ns}.${e.tag}`;
+    case 'FUNCTION':
+    case 'PROCEDURE':
+    case 'AGGREGATE':
+      return `func:${ns}.${e.tag}`;
+    case 'CONSTRAINT':
+    case 'FK CONSTRAINT':
+    case 'CHECK CONSTRAINT': {
+      const [table, name] = splitFirst(e.tag);
+      return `con:${ns}.${table} ${name}`;
+    }
+    case 'TRIGGER':
+    case 'POLICY':
+    case 'RULE':
+    case 'DEFAULT': {
+      const [table, name] = splitFirst(e.tag);
+      const kinds: Record<string, string> = {
+        TRIGGER: 'trg',
+        POLICY: 'pol',
+        RULE: 'rule',
+        DEFAULT: 'default',
+      };
+      const kind = kinds[e.desc];
+      return `${kind}:${ns}.${table} ${name}`;
+    }
+    case 'ROW SECURITY':
+      return `rls:${ns}.${e.tag}`;
+    case 'TABLE ATTACH':
+    case 'INDEX ATTACH':
+      return `attach:${ns}.${e.tag}`;
+    case 'SEQUENCE OWNED BY':
+      return `owned:${ns}.${e.tag}`;
+    case 'EXTENSION':
+      return `ext:${e.tag}`;
+    case 'EVENT TRIGGER':
+      return `evt:${e.tag}`;
+    case 'PUBLICATION':
+      return `pub:${e.tag}`;
+    case 'PUBLICATION TABLE': {
+      const [pub, table] = splitFirst(e.tag);
+      return `pubtab:${pub} ${ns}.${table}`;
+    }
+    case 'PUBLICATION TABLES IN SCHEMA':
+      return `pubns:${splitFirst(e.tag)[0]} ${ns}`;
+    case 'PROCEDURAL LANGUAGE':
+      return `lang:${e.tag}`;
+    case 'FOREIGN DATA WRAPPER':
+      return `fdw:${e.tag}`;
+    case 'SERVER':
+    case 'FOREIGN SERVER':
+      return `srv:${e.tag}`;
+    case 'COLLATION':
+      return `coll:${ns}.${e.tag}`;
+    case 'TEXT SEARCH CONFIGURATION':
+      return `tscfg:${ns}.${e.tag}`;
+    case 'TEXT SEARCH DICTIONARY':
+      return `tsdict:${ns}.${e.tag}`;
+    case 'STATISTICS':
+      return `stat:${ns}.${e.tag}`;
+    case 'CONVERSION':
+      return `conv:${ns}.${e.tag}`;
+    default:
+      return undefined;
+  }
+}
+
+/** The keys under which COMMENT / ACL / SECURITY LABEL entries find a creating entry. */
+function followKeys(e: TocEntry): string[] {
+  const key = objectKey(e);
+  if (!key) return [];
+  if (key.startsWith('func:')) {
+    // ACL tags name the arguments (`f(a integer)`), FUNCTION tags only their types: by name.
+    return [key, `funcname:${e.namespace ?? ''}.${e.tag.slice(0, e.tag.indexOf('('))}`];
+  }
+  return [key];
+}
+
+/** The object a COMMENT / ACL / SECURITY LABEL entry is about, by the keys of `followKeys`. */
+function followedKey(e: TocEntry): string | undefined {
+  const ns = e.namespace ?? '';
+  const tag = e.tag;
+  const kinds = [
+    'MATERIALIZED VIEW',
+    'FOREIGN DATA WRAPPER',
+    'FOREIGN TABLE',
+    'EVENT TRIGGER',
+    'LARGE OBJECT',
+    'PUBLICATION',
+    'EXTENSION',
+    'SCHEMA',
+    'TRIGGER',
+    'POLICY',
+    'RULE',
+    'CONSTRAINT',
+    'SERVER',
+    'LANGUAGE',
+    'TABLE',
+    'VIEW',
+    'SEQUENCE',
+    'INDEX',
+    'COLUMN',
+    'FUNCTION',
+    'PROCEDURE',
+    'AGGREGATE',
+    'TYPE',
+    'DOMAIN',
+    'DATABASE',
+  ];
+  const kind = kinds.find((k) => tag.startsWith(`${k} `));
+  if (!kind) return undefined;
+  const [name, rest] = readIdent(tag.slice(kind.length + 1));
+  const onTable = (): string => readIdent(rest.replace(/^ ON /, ''))[0];
+  switch (kind) {
+    case 'SCHEMA':
+      return `schema:${name}`;
+    case 'EXTENSION':
+      return `ext:${name}`;
+    case 'EVENT TRIGGER':
+      return `evt:${name}`;
+    case 'PUBLICATION':
+      return `pub:${name}`;
+    case 'FOREIGN DATA WRAPPER':
+      return `fdw:${name}`;
+    case 'SERVER':
+      return `srv:${name}`;
+    case 'LANGUAGE':
+      return `lang:${name}`;
+    case 'TRIGGER':
+      return `trg:${ns}.${onTable()} ${name}`;
+    case 'POLICY':
+      return `pol:${ns}.${onTable()} ${name}`;
+    case 'RULE':
+      return `rule:${ns}.${onTable()} ${name}`;
+    case 'CONSTRAINT':
+      return `con:${ns}.${onTable()} ${name}`;
+    case 'TABLE':
+    case 'VIEW':
+    case 'MATERIALIZED VIEW':
+    case 'SEQUENCE':
+    case 'INDEX':
+    case 'FOREIGN TABLE':
+    case 'COLUMN':
+      return `rel:${ns}.${name}`;
+    case 'FUNCTION':
+    case 'PROCEDURE':
+    case 'AGGREGATE':
+      return `funcname:${ns}.${name}`;
+    case 'TYPE':
+    case 'DOMAIN':
+      return `type:${ns}.${name}`;
+    default:
+      return undefined;
+  }
+}
+
+const FOLLOWERS = new Set(['COMMENT', 'ACL', 'SECURITY LABEL']);
+/** Entries pg_restore follows with ALTER ... OWNER TO (without --no-owner). */
+const OWNED_DESCS = new Set([
+  'AGGREGATE',
+  'COLLATION',
+  'CONVERSION',
+  'DOMAIN',
+  'EVENT TRIGGER',
+  'FOREIGN DATA WRAPPER',
+  'FOREIGN TABLE',
+  'FUNCTION',
+  'MATERIALIZED VIEW',
+  'OPERATOR',
+  'OPERATOR CLASS',
+  'OPERATOR FAMILY',
+  'PROCEDURAL LANGUAGE',
+  'PROCEDURE',
+  'PUBLICATION',
+  'SCHEMA',
+  'SEQUENCE',
+  'SERVER',
+  'STATISTICS',
+  'TABLE',
+  'TEXT SEARCH CONFIGURATION',
+  'TEXT SEARCH DICTIONARY',
+  'TYPE',
+  'VIEW',
+]);
+const DATA_DESCS = new Set(['TABLE DATA', 'SEQUENCE SET', 'MATERIALIZED VIEW DATA']);
+const LARGE_OBJECT_DESCS = new Set(['BLOB', 'BLOBS', 'BLOB METADATA', 'LARGE OBJECT']);
+const DATABASE_DESCS = new Set([
+  'DATABASE',
+  'DATABASE PROPERTIES',
+  'ENCODING',
+  'STDSTRINGS',
+  'SEARCHPATH',
+]);
+
+// ---------------------------------------------------------------------------------------------
+// The target
+
+interface TargetCatalog {
+  role: string;
+  superuser: boolean;
+  /** Keys of the objects the target holds (see objectKey). */
+  keys: Set<string>;
+  roles: Set<string>;
+  /** Roles the restoring role is a member of (for ALTER DEFAULT PRIVILEGES FOR ROLE). */
+  memberOf: Set<string>;
+  extensions: Map<string, { version: string; schema: string }>;
+  /** Extension by the schema it is installed in (to say which one made an object). */
+  extensionBySchema: Map<string, string>;
+  /** Extensions the server can install, and whether they are trusted. */
+  available: Map<string, { trusted: boolean }>;
+  canCreateInDatabase: boolean;
+  schemaOwners: Map<string, string>;
+  /** `schema.table` → the tables whose foreign keys refer to it. */
+  referencedBy: Map<string, Set<string>>;
+}
+
+async function loadTargetCatalog(client: pg.Client): Promise<TargetCatalog> {
+  const saved = (await client.query<{ p: string }>(`SELECT current_setting('search_path') AS p`))
+    .rows[0].p;
+  // pg_dump names argument types with an empty search_path: qualified unless in pg_catalog.
+  await client.query(`SELECT pg_catalog.set_config('search_path', '', false)`);
+  try {
+    const q = async <T extends pg.QueryResultRow>(sql: string): Promise<T[]> =>
+      (await client.query<T>(sql)).rows;
+    const keys = new Set<string>();
+    const add = (rows: { k: string }[]): void => rows.forEach((r) => keys.add(r.k));
+
+    const me = (
+      await q<{ role: string; superuser: boolean; create: boolean; pubns: boolean }>(
+        `SELECT current_user::text AS role,
+                (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser,
+                has_database_privilege(current_database(), 'CREATE') AS create,
+                to_regclass('pg_catalog.pg_publication_namespace') IS NOT NULL AS pubns`,
+      )
+    )[0];
+    const schemas = await q<{ name: string; owner: string }>(
+      `SELECT nspname::text AS name, pg_get_userbyid(nspowner)::text AS owner
+         FROM pg_catalog.pg_namespace`,
+    );
+    schemas.forEach((s) => keys.add(`schema:${s.name}`));
+    add(
+      await q(`SELECT 'rel:' || n.nspname || '.' || c.relname AS k
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`),
+    );
+    add(
+      await q(`SELECT 'type:' || n.nspname || '.' || t.typname AS k
+                 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+                WHERE t.typtype <> 'c'
+                   OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'`),
+    );
+    const funcs = await q<{ k: string; name: string }>(
+      `SELECT 'func:' || n.nspname || '.' || p.proname || '(' ||
+              coalesce((SELECT string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
+                          FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)), '') || ')' AS k,
+              'funcname:' || n.nspname || '.' || p.proname AS name
+         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`,
+    );
+    funcs.forEach((f) => {
+      keys.add(f.k);
+      keys.add(f.name);
+    });
+    add(
+      await q(`SELECT 'con:' || n.nspname || '.' || coalesce(c.relname, t.typname) || ' ' || k.conname AS k
+                 FROM pg_catalog.pg_constraint k
+                 JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
+                 LEFT JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+                 LEFT JOIN pg_catalog.pg_type t ON t.oid = k.contypid`),
+    );
+    add(
+      await q(`SELECT 'trg:' || n.nspname || '.' || c.relname || ' ' || g.tgname AS k
+                 FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE NOT g.tgisinternal`),
+    );
+    add(
+      await q(`SELECT 'pol:' || n.nspname || '.' || c.relname || ' ' || p.polname AS k
+                 FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`),
+    );
+    add(
+      await q(`SELECT 'rule:' || n.nspname || '.' || c.relname || ' ' || r.rulename AS k
+                 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE r.rulename <> '_RETURN'`),
+    );
+    add(
+      await q(`SELECT 'default:' || n.nspname || '.' || c.relname || ' ' || a.attname AS k
+                 FROM pg_catalog.pg_attrdef d
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                 JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`),
+    );
+    add(
+      await q(`SELECT kind || n.nspname || '.' || c.relname AS k
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+                 LATERAL (VALUES ('rls:', c.relrowsecurity OR c.relforcerowsecurity),
+                                 ('attach:', c.relispartition),
+                                 ('owned:', c.relkind = 'S' AND EXISTS (
+                                    SELECT 1 FROM pg_catalog.pg_depend d
+                                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                                       AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')))) v(kind, yes)
+                WHERE yes`),
+    );
+    const exts = await q<{ name: string; version: string; schema: string }>(
+      `SELECT e.extname::text AS name, e.extversion AS version, n.nspname::text AS schema
+         FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace`,
+    );
+    exts.forEach((e) => keys.add(`ext:${e.name}`));
+    add(await q(`SELECT 'evt:' || evtname AS k FROM pg_catalog.pg_event_trigger`));
+    add(await q(`SELECT 'pub:' || pubname AS k FROM pg_catalog.pg_publication`));
+    add(
+      await q(`SELECT 'pubtab:' || p.pubname || ' ' || n.nspname || '.' || c.relname AS k
+                 FROM pg_catalog.pg_publication_rel r
+                 JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid
+                 JOIN pg_catalog.pg_class c ON c.oid = r.prrelid
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`),
+    );
+    if (me.pubns) {
+      add(
+        await q(`SELECT 'pubns:' || p.pubname || ' ' || n.nspname AS k
+                   FROM pg_catalog.pg_publication_namespace r
+                   JOIN pg_catalog.pg_publication p ON p.oid = r.pnpubid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = r.pnnspid`),
+      );
+    }
+    add(await q(`SELECT 'lang:' || lanname AS k FROM pg_catalog.pg_language`));
+    add(await q(`SELECT 'fdw:' || fdwname AS k FROM pg_catalog.pg_foreign_data_wrapper`));
+    add(await q(`SELECT 'srv:' || srvname AS k FROM pg_catalog.pg_foreign_server`));
+    add(
+      await q(`SELECT 'coll:' || n.nspname || '.' || c.collname AS k FROM pg_catalog.pg_collation c
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+               UNION ALL
+               SELECT 'tscfg:' || n.nspname || '.' || c.cfgname FROM pg_catalog.pg_ts_config c
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+               UNION ALL
+               SELECT 'tsdict:' || n.nspname || '.' || d.dictname FROM pg_catalog.pg_ts_dict d
+                 JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
+               UNION ALL
+               SELECT 'stat:' || n.nspname || '.' || s.stxname FROM pg_catalog.pg_statistic_ext s
+                 JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+               UNION ALL
+               SELECT 'conv:' || n.nspname || '.' || c.conname FROM pg_catalog.pg_conversion c
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace`),
+    );
+    const roles = await q<{ name: string; member: boolean }>(
+      `SELECT rolname::text AS name, pg_has_role(current_user, oid, 'MEMBER') AS member
+         FROM pg_catalog.pg_roles`,
+    );
+    const available = await q<{ name: string; trusted: boolean }>(
+      `SELECT name::text AS name, bool_or(trusted) AS trusted
+         FROM pg_catalog.pg_available_extension_versions GROUP BY name`,
+    );
+    const fks = await q<{ referencing: string; referenced: string }>(
+      `SELECT cn.nspname || '.' || c.relname AS referencing, fn.nspname || '.' || f.relname AS referenced
+         FROM pg_catalog.pg_constraint k
+         JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+         JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+         JOIN pg_catalog.pg_class f ON f.oid = k.confrelid
+         JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
+        WHERE k.contype = 'f'`,
+    );
+    const referencedBy = new Map<string, Set<string>>();
+    for (const fk of fks) {
+      const set = referencedBy.get(fk.referenced) ?? new Set<string>();
+      set.add(fk.referencing);
+      referencedBy.set(fk.referenced, set);
+    }
+    return {
+      role: me.role,
+      superuser: me.superuser,
+      keys,
+      roles: new Set(roles.map((r) => r.name)),
+      memberOf: new Set(roles.filter((r) => r.member).map((r) => r.name)),
+      extensions: new Map(exts.map((e) => [e.name, { version: e.version, schema: e.schema }])),
+      extensionBySchema: extensionSchemas(exts),
+      available: new Map(available.map((a) => [a.name, { trusted: a.trusted }])),
+      canCreateInDatabase: me.create,
+      schemaOwners: new Map(schemas.map((s) => [s.name, s.owner])),
+      referencedBy,
+    };
+  } finally {
+    await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [saved]);
+  }
+}
+
+/**
+ * Schemas that hold exactly one extension and nothing shared (vault, pgsodium, graphql), by
+ * extension: what else is in them on a database the restore did not touch, CREATE EXTENSION
+ * (or what it ran) made. `extensions`, `public` and `pg_catalog` hold many.
+ */
+function extensionSchemas(exts: { name: string; schema: string }[]): Map<string, string> {
+  const count = new Map<string, number>();
+  for (const e of exts) count.set(e.schema, (count.get(e.schema) ?? 0) + 1);
+  return new Map(
+    exts
+      .filter((e) => count.get(e.schema) === 1)
+      .filter((e) => !['pg_catalog', 'public', 'extensions'].includes(e.schema))
+      .map((e) => [e.schema, e.name]),
+  );
+}
+
+/** Of `tables` (`schema.table`), those holding at least one row (or that cannot be read). */
+async function tablesWithRows(client: pg.Client, tables: string[]): Promise<Set<string>> {
+  const found = new Set<string>();
+  for (let i = 0; i < tables.length; i += 50) {
+    const chunk = tables.slice(i, i + 50);
+    const sql = chunk
+      .map((t, j) => {
+        const q = qualify(t);
+        return `SELECT ${j} AS i, CASE WHEN has_table_privilege(${literal(q)}, 'SELECT')
+                       THEN EXISTS (SELECT 1 FROM ONLY ${q}) ELSE true END AS rows`;
+      })
+      .join(' UNION ALL ');
+    const r = await client.query<{ i: number; rows: boolean }>(sql);
+    for (const row of r.rows) if (row.rows) found.add(chunk[row.i]);
+  }
+  return found;
+}
+
+function qualify(table: string): string {
+  const dot = table.indexOf('.');
+  return `${quoteIdent(table.slice(0, dot))}.${quoteIdent(table.slice(dot + 1))}`;
+}
+
+function literal(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Definitions read from the archive (optional)
+
+/** Where the archive is, to read the definitions of a few entries (`pg_restore -f - -L`). */
+export interface ArchiveAccess {
+  pgRestore: string;
+  path: string;
+}
+
+interface Definitions {
+  /** `schema.table trigger` → the schema of the function the trigger runs. */
+  triggerFunctionSchema: Map<string, string>;
+  /** `schema.table constraint` → the table the foreign key refers to (`schema.table`). */
+  foreignKeyTarget: Map<string, string>;
+}
+
+async function readDefinitions(archive: ArchiveAccess, entries: TocEntry[]): Promise<Definitions> {
+  const out: Definitions = { triggerFunctionSchema: new Map(), foreignKeyTarget: new Map() };
+  if (entries.length === 0) return out;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'platform-toc-'));
+  try {
+    const list = path.join(dir, 'list');
+    await writeFile(list, `${entries.map((e) => e.line).join('\n')}\n`);
+    const r = await runProcess(archive.pgRestore, ['-f', '-', '-L', list, archive.path]);
+    if (r.code !== 0) {
+      throw new Error(
+        describeExit('pg_restore -f - (reading definitions)', {
+          code: r.code,
+          signal: r.signal,
+          stderr: r.stderr,
+        }),
+      );
+    }
+    // Each entry's SQL follows its header: `-- Name: TAG; Type: DESC; Schema: NS; Owner: ...`.
+    const parts = r.stdout.split(/^-- Name: /m).slice(1);
+    for (const part of parts) {
+      const head = /^(.*); Type: ([^;]+); Schema: ([^;]+);/.exec(part);
+      if (!head) continue;
+      const [, tag, desc, ns] = head;
+      const [table, name] = splitFirst(tag);
+      const key = `${ns}.${table} ${name}`;
+      if (desc === 'TRIGGER') {
+        const m = /EXECUTE (?:FUNCTION|PROCEDURE) ((?:"(?:[^"]|"")*"|[^\s."(]+)\.)?/.exec(part);
+        const schema = m?.[1] ? readIdent(m[1])[0] : undefined;
+        if (schema) out.triggerFunctionSchema.set(key, schema);
+      } else if (desc === 'FK CONSTRAINT') {
+        const m = /REFERENCES ((?:"(?:[^"]|"")*"|[^\s."(]+)\.(?:"(?:[^"]|"")*"|[^\s."(]+))/.exec(
+          part,
+        );
+        if (m) {
+          const [schema, rel] = splitQualified(m[1]);
+          if (schema) out.foreignKeyTarget.set(key, `${schema}.${rel}`);
+        }
+      }
+    }
+    return out;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plan
+
+export interface PlatformRestorePlan {
+  /** The listing with the left-out entries commented out (`;`), for `pg_restore -L`. */
+  listFile: string;
+  /** Every entry commented out, as pg_restore listed it, and why. */
+  leftOut: { entry: string; why: string }[];
+  /** Platform tables (`schema.table`) whose rows the restore brings. */
+  dataOnly: string[];
+  /** Of those, the ones holding rows on the target now: empty them first (`truncateStatement`). */
+  truncate: string[];
+  /**
+   * What the archive relies on that the target lacks (`schema x`, `extension x`, `table x`,
+   * `role x`, rows a foreign key needs): while not empty, the target is not a Supabase project
+   * (or image) this archive restores into.
+   */
+  missingOnTarget: string[];
+  /**
+   * Objects of the application's schemas the archive creates that the target already holds: the
+   * restore stops on them. Empty the application's schemas first.
+   */
+  conflicts: string[];
+}
+
+export type PlatformRestoreMode = 'project' | 'scratch';
+
+export interface PlatformRestoreInput {
+  /** The text of `pg_restore --list`. */
+  listing: string;
+  /** The platform, as `detectPlatform` found it on the target. */
+  platform: PlatformInfo;
+  /** Connected to the target database as the role the restore runs as. */
+  target: pg.Client;
+  /**
+   * `project` (default): the target is a Supabase project (or a supabase/postgres database whose
+   * platform schemas are its own); the platform's objects are the target's and only their rows
+   * are restored. `scratch`: a new database on a supabase/postgres server, restored by its
+   * superuser after `planScratchPreparation`; the archive brings the platform's schemas too, and
+   * only what the target already holds (what CREATE EXTENSION made) is left out.
+   */
+  mode?: PlatformRestoreMode;
+  /**
+   * The archive, to read a few definitions: the function each trigger on a platform table runs
+   * (the application's or the platform's) and the table each foreign key of the application
+   * refers to (platform rows the archive lacks).
+   */
+  archive?: ArchiveAccess;
+}
+
+interface Decision {
+  keep: boolean;
+  why?: string;
+  /** Whether the entry's COMMENT / ACL / SECURITY LABEL entries are restored. */
+  followers: boolean;
+}
+
+const keep = (followers = true): Decision => ({ keep: true, followers });
+const out = (why: string, followers = false): Decision => ({ keep: false, why, followers });
+
+function entryName(e: TocEntry): string {
+  return e.namespace ? `${e.namespace}.${e.tag}` : e.tag;
+}
+
+/**
+ * Plans the restore of an archive of a Supabase database: which entries of its table of
+ * contents pg_restore restores (`listFile`), which platform tables get their rows and which of
+ * those to empty first. Restore with `pg_restore --exit-on-error -L listFile` in the environment
+ * of `replicaRoleEnv`, after `truncateStatement(plan)`.
+ */
+export async function planPlatformRestore(
+  input: PlatformRestoreInput,
+): Promise<PlatformRestorePlan> {
+  const mode = input.mode ?? 'project';
+  const entries = parseToc(input.listing);
+  const target = await loadTargetCatalog(input.target);
+  const has = (key: string | undefined): boolean => key !== undefined && target.keys.has(key);
+  const missing = new Set<string>();
+  const conflicts: string[] = [];
+
+  const managed = new Set(input.platform.managedSchemas);
+  // supabase_migrations is the CLI's, made as postgres: where absent, the archive brings it.
+  const platformSchema = (ns: string | undefined): boolean =>
+    ns !== undefined &&
+    (managed.has(ns) || isPlatformSchema(ns)) &&
+    !(ns === CLI_SCHEMA && !target.keys.has(`schema:${ns}`));
+
+  const definitionEntries = entries.filter(
+    (e) =>
+      (e.desc === 'TRIGGER' && platformSchema(e.namespace)) ||
+      (e.desc === 'FK CONSTRAINT' && !platformSchema(e.namespace)),
+  );
+  const defs =
+    input.archive && mode === 'project'
+      ? await readDefinitions(input.archive, definitionEntries)
+      : undefined;
+
+  const madeBy = (e: TocEntry): string => {
+    const ext = e.namespace ? target.extensionBySchema.get(e.namespace) : undefined;
+    return ext
+      ? `already on the target, where CREATE EXTENSION ${ext} made it (pg_dump writes it again as an entry of its own)`
+      : 'already on the target';
+  };
+  const extensionDecision = (e: TocEntry): Decision => {
+    const found = target.extensions.get(e.tag);
+    if (found) {
+      return out(
+        `extension ${e.tag} ${found.version} is already on the target (schema ${found.schema}): the target's`,
+      );
+    }
+    const avail = target.available.get(e.tag);
+    if (!avail) {
+      missing.add(`extension ${e.tag} (not available on the target server)`);
+      return out(`extension ${e.tag} is not available on the target server`);
+    }
+    if (!target.superuser && !(avail.trusted && target.canCreateInDatabase)) {
+      missing.add(
+        `extension ${e.tag} (enable it on the target first: ${target.role} cannot create it)`,
+      );
+      return out(`extension ${e.tag} is not on the target and ${target.role} cannot create it`);
+    }
+    return keep();
+  };
+
+  const decide = (e: TocEntry): Decision => {
+    if (DATABASE_DESCS.has(e.desc) || LARGE_OBJECT_DESCS.has(e.desc)) return keep();
+    const key = objectKey(e);
+    if (mode === 'scratch') {
+      if (e.desc === 'EXTENSION') {
+        return has(key) ? out(madeBy(e), true) : extensionDecision(e);
+      }
+      if (DATA_DESCS.has(e.desc) || e.desc === 'DEFAULT ACL') return keep();
+      return has(key) ? out(madeBy(e), true) : keep();
+    }
+
+    // A Supabase project: the platform's objects are the target's.
+    if (e.desc === 'DEFAULT ACL') {
+      if (platformSchema(e.namespace)) {
+        return out(`default privileges in the platform's schema ${e.namespace}: the target's`);
+      }
+      if (target.superuser || target.memberOf.has(e.owner)) return keep();
+      return out(
+        `default privileges of ${e.owner}: ${target.role} is not a member of ${e.owner}, ` +
+          `so the target's stay`,
+      );
+    }
+    if (e.desc === 'PUBLICATION TABLE' || e.desc === 'PUBLICATION TABLES IN SCHEMA') {
+      return has(key) ? out('already in the publication on the target') : keep();
+    }
+    if (e.namespace === undefined) {
+      switch (e.desc) {
+        case 'SCHEMA': {
+          if (platformSchema(e.tag)) {
+            if (has(key)) return out(`the platform's schema ${e.tag}: the target's`);
+            missing.add(`schema ${e.tag}`);
+            return out(`the platform's schema ${e.tag} is not on the target`);
+          }
+          if (!has(key)) return keep();
+          const owner = target.schemaOwners.get(e.tag);
+          return out(
+            `schema ${e.tag} is already on the target (owner ${owner}` +
+              (owner === e.owner ? '' : `, not ${e.owner} as in the archive: left as it is`) +
+              `): its comment and privileges are restored`,
+            true,
+          );
+        }
+        case 'EXTENSION':
+          return extensionDecision(e);
+        case 'EVENT TRIGGER':
+          return out(
+            has(key)
+              ? `event trigger ${e.tag} is already on the target: the platform's`
+              : `event trigger ${e.tag}: the platform's (they need a superuser); not on the target, not created`,
+          );
+        case 'PUBLICATION':
+          return has(key) ? out(`publication ${e.tag} is already on the target`) : keep();
+        default:
+          return has(key) ? out('already on the target') : keep();
+      }
+    }
+    if (platformSchema(e.namespace)) {
+      const ns = e.namespace;
+      if (e.desc === 'TABLE DATA' || e.desc === 'SEQUENCE SET') {
+        const name = `${ns}.${e.tag}`;
+        if (SUPABASE_BOOKKEEPING_TABLES.includes(name)) {
+          return out(
+            `the migration history of the target's own service: the target's rows stay ` +
+              `(supabase db dump --data-only leaves it out too)`,
+          );
+        }
+        if (matchesAny(ns, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
+          return out(
+            `rows of the platform's schema ${ns}, which the target's services keep ` +
+              `(supabase db dump --data-only leaves this schema out)`,
+          );
+        }
+        if (!has(`rel:${name}`)) {
+          missing.add(`${e.desc === 'TABLE DATA' ? 'table' : 'sequence'} ${name}`);
+          return out(`${name} is not on the target: its rows cannot be restored`);
+        }
+        return keep();
+      }
+      if (e.desc === 'MATERIALIZED VIEW DATA') {
+        return out(`the platform's materialized view ${entryName(e)}: the target's`);
+      }
+      if (e.desc === 'TRIGGER' || e.desc === 'POLICY' || e.desc === 'RULE') {
+        const what = e.desc.toLowerCase();
+        if (has(key)) return out(`${what} already on the target`);
+        const [table] = splitFirst(e.tag);
+        if (!has(`rel:${ns}.${table}`)) {
+          return out(`${what} on ${ns}.${table}, which is not on the target`);
+        }
+        if (e.desc === 'TRIGGER' && defs) {
+          const fnSchema = defs.triggerFunctionSchema.get(`${ns}.${e.tag}`);
+          if (fnSchema !== undefined && platformSchema(fnSchema)) {
+            return out(
+              `a platform trigger (it runs a function of ${fnSchema}) the target lacks: ` +
+                `the platform versions differ; not created`,
+            );
+          }
+        }
+        // The application's: its trigger on auth.users, its policies on storage.objects.
+        return keep();
+      }
+      return has(key)
+        ? out(`${madeBy(e)}: the platform's schema ${ns} is the target's`)
+        : out(
+            `not on the target: the platform's schema ${ns} is the target's, and the restore ` +
+              `creates nothing in it (the source's platform version differs, or something was added there)`,
+          );
+    }
+    // The application's schemas.
+    if (!DATA_DESCS.has(e.desc) && has(key)) {
+      conflicts.push(`${e.desc} ${entryName(e)}`);
+    }
+    return keep();
+  };
+
+  // First pass: the entries that make objects; then COMMENT / ACL / SECURITY LABEL follow them.
+  const decisions = new Map<number, Decision>();
+  const byKey = new Map<string, Decision>();
+  for (const e of entries) {
+    if (FOLLOWERS.has(e.desc)) continue;
+    const d = decide(e);
+    decisions.set(e.dumpId, d);
+    for (const k of followKeys(e)) {
+      const prev = byKey.get(k);
+      // Overloaded functions share their name key: followed when any of them is kept.
+      if (!prev || (!prev.followers && d.followers)) byKey.set(k, d);
+    }
+  }
+  for (const e of entries) {
+    if (!FOLLOWERS.has(e.desc)) continue;
+    if (mode === 'scratch') {
+      decisions.set(e.dumpId, keep());
+      continue;
+    }
+    const fk = followedKey(e);
+    const followed = fk === undefined ? undefined : byKey.get(fk);
+    if (followed) {
+      decisions.set(
+        e.dumpId,
+        followed.followers ? keep() : out(`on an object the restore leaves out (${fk})`),
+      );
+      continue;
+    }
+    // About an object with no entry of its own (an extension's member, schema public...).
+    if (platformSchema(e.namespace)) {
+      decisions.set(e.dumpId, out(`on an object of the platform's schema ${e.namespace}`));
+    } else if (e.namespace === undefined && fk?.startsWith('schema:')) {
+      const schema = fk.slice('schema:'.length);
+      decisions.set(
+        e.dumpId,
+        platformSchema(schema) ? out(`on the platform's schema ${schema}: the target's`) : keep(),
+      );
+    } else if (e.namespace === undefined && fk?.startsWith('ext:')) {
+      decisions.set(
+        e.dumpId,
+        has(fk) ? out(`on extension ${fk.slice(4)}, which is the target's`) : keep(),
+      );
+    } else if (e.namespace === undefined && fk?.startsWith('evt:')) {
+      decisions.set(e.dumpId, out(`on event trigger ${fk.slice(4)}: the platform's`));
+    } else {
+      decisions.set(e.dumpId, keep());
+    }
+  }
+
+  // Platform tables whose rows come back, and which of them to empty first.
+  const dataOnly: string[] = [];
+  for (const e of entries) {
+    if (e.desc !== 'TABLE DATA' || !decisions.get(e.dumpId)?.keep) continue;
+    if (e.namespace !== undefined && isPlatformSchema(e.namespace)) {
+      dataOnly.push(`${e.namespace}.${e.tag}`);
+    }
+  }
+  const present = dataOnly.filter((t) => has(`rel:${t}`));
+  const withRows = await tablesWithRows(input.target, present);
+  const truncate = new Set(present.filter((t) => withRows.has(t)));
+  // TRUNCATE refuses a table other tables refer to unless they go too: add the referring
+  // platform tables whose rows the restore brings anyway (anything else makes TRUNCATE fail).
+  const restoredHere = new Set(present);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const t of [...truncate]) {
+      for (const r of target.referencedBy.get(t) ?? []) {
+        if (restoredHere.has(r) && !truncate.has(r)) {
+          truncate.add(r);
+          grew = true;
+        }
+      }
+    }
+  }
+
+  // Roles that own what the restore keeps, and owners the restoring role cannot give away.
+  const cannotOwn = new Map<string, string[]>();
+  for (const e of entries) {
+    if (!decisions.get(e.dumpId)?.keep || e.owner === '') continue;
+    if (!target.roles.has(e.owner)) missing.add(`role ${e.owner}`);
+    else if (OWNED_DESCS.has(e.desc) && !target.superuser && !target.memberOf.has(e.owner)) {
+      cannotOwn.set(e.owner, [...(cannotOwn.get(e.owner) ?? []), `${e.desc} ${entryName(e)}`]);
+    }
+  }
+  for (const [owner, what] of cannotOwn) {
+    missing.add(
+      `membership in role ${owner}: ${target.role} cannot make it the owner of ` +
+        `${what.slice(0, 3).join(', ')}${what.length > 3 ? ` and ${what.length - 3} more` : ''}`,
+    );
+  }
+
+  // Foreign keys of the application to platform rows the archive does not bring.
+  if (defs) {
+    const dataKept = new Set(
+      entries
+        .filter((e) => e.desc === 'TABLE DATA' && decisions.get(e.dumpId)?.keep)
+        .map((e) => `${e.namespace}.${e.tag}`),
+    );
+    const needed = new Map<string, string[]>();
+    for (const e of definitionEntries) {
+      if (e.desc !== 'FK CONSTRAINT' || !decisions.get(e.dumpId)?.keep) continue;
+      const refTable = defs.foreignKeyTarget.get(`${e.namespace}.${e.tag}`);
+      if (!refTable || dataKept.has(refTable)) continue;
+      const [schema] = splitQualified(refTable);
+      if (schema === undefined || !platformSchema(schema)) continue;
+      const [table, constraint] = splitFirst(e.tag);
+      needed.set(refTable, [
+        ...(needed.get(refTable) ?? []),
+        `${constraint} of ${e.namespace}.${table}`,
+      ]);
+    }
+    const populated = await tablesWithRows(
+      input.target,
+      [...needed.keys()].filter((t) => has(`rel:${t}`)),
+    );
+    for (const [table, constraints] of needed) {
+      if (populated.has(table)) continue;
+      missing.add(
+        `rows of ${table}: ${constraints.join(', ')} refer to them and the archive does not ` +
+          `hold them (restore them first, or restore a whole-database backup)`,
+      );
+    }
+  }
+
+  const leftOut: PlatformRestorePlan['leftOut'] = [];
+  const leftOutIds = new Set<number>();
+  for (const e of entries) {
+    const d = decisions.get(e.dumpId);
+    if (d && !d.keep) {
+      leftOut.push({ entry: e.line, why: d.why ?? 'left out' });
+      leftOutIds.add(e.dumpId);
+    }
+  }
+  const listFile = input.listing
+    .split('\n')
+    .map((line) => {
+      const m = ENTRY_LINE.exec(line.replace(/\r$/, ''));
+      return m && leftOutIds.has(Number(m[1])) ? `;${line}` : line;
+    })
+    .join('\n');
+
+  return {
+    listFile,
+    leftOut,
+    dataOnly,
+    truncate: [...truncate].sort(),
+    missingOnTarget: [...missing].sort(),
+    conflicts,
+  };
+}
+
+/**
+ * For a new database on a supabase/postgres server (a service container), restored by its
+ * superuser: the list of the archive's schemas and extensions to create first (those the
+ * database lacks). Creating the extensions makes what they make (Vault's view and trigger
+ * function), so that `planPlatformRestore({ mode: 'scratch' })` then sees those and leaves out
+ * the archive's second copy. `missingOnTarget` names what the server lacks for the whole
+ * archive: extensions it cannot install and roles owning the archive's objects (the image
+ * lacks the realtime and webhooks services' roles); `conflicts`, what the database already
+ * holds (it must be new).
+ *
+ * Why a new database and not the image's own `postgres` one: the image's auth and storage
+ * schemas are its bootstrap versions (auth.users without the columns GoTrue adds, no
+ * auth.identities, no supabase_functions) and no service in a CI container migrates them, so
+ * a project's rows do not fit there. Supabase restores a downloaded backup into its image the
+ * same way: without the image's migrations, which the backup holds (supabase/postgres#1254).
+ */
+export async function planScratchPreparation(input: {
+  listing: string;
+  target: pg.Client;
+}): Promise<{
+  listFile: string;
+  kept: string[];
+  missingOnTarget: string[];
+  /** What the database already holds (it must be new: everything in it is taken as made here). */
+  conflicts: string[];
+}> {
+  const entries = parseToc(input.listing);
+  const target = await loadTargetCatalog(input.target);
+  const held = await input.target.query<{ what: string }>(
+    `SELECT 'schema ' || nspname AS what FROM pg_catalog.pg_namespace
+      WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
+     UNION ALL
+     SELECT 'relation public.' || relname FROM pg_catalog.pg_class
+      WHERE relnamespace = 'public'::regnamespace
+     UNION ALL
+     SELECT 'function public.' || proname FROM pg_catalog.pg_proc
+      WHERE pronamespace = 'public'::regnamespace
+     UNION ALL
+     SELECT 'extension ' || extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'
+     ORDER BY 1`,
+  );
+  const missing = new Set<string>();
+  const keepIds = new Set<number>();
+  for (const e of entries) {
+    if (e.owner !== '' && !target.roles.has(e.owner)) missing.add(`role ${e.owner}`);
+    if (e.desc === 'SCHEMA' && !target.keys.has(`schema:${e.tag}`)) keepIds.add(e.dumpId);
+    if (e.desc === 'EXTENSION' && !target.extensions.has(e.tag)) {
+      if (target.available.has(e.tag)) keepIds.add(e.dumpId);
+      else missing.add(`extension ${e.tag} (not available on the target server)`);
+    }
+  }
+  const listFile = input.listing
+    .split('\n')
+    .map((line) => {
+      const m = ENTRY_LINE.exec(line.replace(/\r$/, ''));
+      return m && !keepIds.has(Number(m[1])) ? `;${line}` : line;
+    })
+    .join('\n');
+  return {
+    listFile,
+    kept: entries.filter((e) => keepIds.has(e.dumpId)).map((e) => e.line),
+    missingOnTarget: [...missing].sort(),
+    conflicts: held.rows.map((r) => r.what),
+  };
+}
+
+/** The statement that empties `plan.truncate` (one TRUNCATE, as foreign keys demand), if any. */
+export function truncateStatement(plan: Pick<PlatformRestorePlan, 'truncate'>): string | undefined {
+  if (plan.truncate.length === 0) return undefined;
+  return `TRUNCATE TABLE ${plan.truncate.map((t) => `ONLY ${qualify(t)}`).join(', ')}`;
+}
+
+/** The libpq option that makes a session load rows with no trigger (and no FK check) firing. */
+export const REPLICA_ROLE_OPTION = '-c session_replication_role=replica';
+
+/**
+ * The environment for pg_restore that loads with `session_replication_role = replica`, as
+ * Supabase's restore guide does (`SET session_replication_role = replica` before data.sql):
+ * Vault's encrypting trigger and the application's triggers do not process restored rows again.
+ * libpq passes it as a startup option (PGOPTIONS), which needs the role to be allowed to set it:
+ * a superuser, or (PostgreSQL 15+) `GRANT SET ON PARAMETER session_replication_role`.
+ */
+export function replicaRoleEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const current = env.PGOPTIONS?.trim();
+  return {
+    ...env,
+    PGOPTIONS: current ? `${current} ${REPLICA_ROLE_OPTION}` : REPLICA_ROLE_OPTION,
+  };
+}
