@@ -43,6 +43,14 @@ const dirs = postgresBinDirs();
 if (!dirs.some((d) => existsSync(path.join(d, 'pg_dump')))) wanted.push('postgresql-client');
 if (!dirs.some((d) => existsSync(path.join(d, 'initdb'))) && !demoOnly) wanted.push('postgresql');
 if (!has('zstd')) wanted.push('zstd');
+// The PostGIS application test restores postgis, postgis_raster and postgis_topology.
+for (const dir of dirs.filter((d) => existsSync(path.join(d, 'initdb')))) {
+  const major = path.basename(path.dirname(dir));
+  const control = `/usr/share/postgresql/${major}/extension/postgis.control`;
+  if (!demoOnly && !existsSync(control)) {
+    wanted.push(`postgresql-${major}-postgis-3`, `postgresql-${major}-postgis-3-scripts`);
+  }
+}
 if (!demoOnly) {
   if (!has('age')) wanted.push('age');
   if (!existsSync('/usr/bin/swift-proxy-server')) {
