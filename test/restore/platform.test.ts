@@ -1,3 +1,4 @@
+import { detectPlatform } from '../../src/postgres/platform.js';
 /**
  * Restoring a Supabase project's pg_dump archive onto Supabase: into a new project as
  * `postgres`, again over it, into a supabase/postgres service container, and an app-only
@@ -9,7 +10,6 @@ import path from 'node:path';
 import { runProcess } from '../../src/core/process.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
 import {
-  detectPlatform,
   planPlatformRestore,
   planScratchPreparation,
   replicaRoleEnv,
