@@ -44,7 +44,12 @@ import {
   selectionMatcher,
   type DumpSelection,
 } from '../postgres/inventory.js';
-import { extensionConfigTables, readSourceState } from '../postgres/source-state.js';
+import { detectPlatform, type PlatformInfo } from '../postgres/platform.js';
+import {
+  dependenciesOutside,
+  extensionConfigTables,
+  readSourceState,
+} from '../postgres/source-state.js';
 import { ArchiveCoalescer } from '../postgres/archive.js';
 import type { ClientTools } from '../postgres/tools.js';
 import type { Storage } from '../storage/storage.js';
@@ -339,6 +344,8 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
     // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
     // read, later, is never behind this one.
     const sourceState = await readSourceState(client, options.selection);
+    const platform = await detectPlatform(client);
+    warnings.push(...(await platformWarnings(client, options, platform)));
     const sizeEstimate = await databaseSize(client);
     const previous = await lookup;
     warnings.push(...previousWarnings);
@@ -439,6 +446,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
       rowCounts: options.rowCounts,
       tables: inventory,
       sourceState,
+      platform,
       globals,
       git: options.git,
       keepUntil: options.keepUntil?.toISOString(),
@@ -538,6 +546,31 @@ async function countTables(
     out.push(entry);
   }
   return out;
+}
+
+/**
+ * What a user should know before relying on this backup: a Supabase project's catalog name left
+ * to default (every project's database is called postgres), and what a backup of selected
+ * schemas relies on outside them.
+ */
+async function platformWarnings(
+  client: pg.Client,
+  options: BackupOptions,
+  platform: PlatformInfo | undefined,
+): Promise<string[]> {
+  const warnings: string[] = [];
+  if (platform && options.name === undefined) {
+    warnings.push(
+      `This is a Supabase project, whose database is always called postgres: set name (for example the project's name) so that the backups of several projects do not share the catalog name 'postgres'.`,
+    );
+  }
+  const outside = await dependenciesOutside(client, options.selection);
+  if (outside.length > 0) {
+    warnings.push(
+      `The backup covers selected schemas, and relies on what is outside them; a restore needs a target that has it: ${outside.join('; ')}.`,
+    );
+  }
+  return warnings;
 }
 
 /**

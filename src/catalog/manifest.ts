@@ -1,4 +1,5 @@
 /** The manifest schema: written last, its presence marks a backup complete. */
+import type { PlatformInfo } from '../postgres/platform.js';
 import type { SourceState } from '../postgres/source-state.js';
 
 /**
@@ -105,6 +106,8 @@ export interface Manifest {
   };
   /** The source's state in the dump's snapshot, which the restore checks compare against. */
   sourceState?: SourceState;
+  /** The managed platform the source runs on (Supabase), when it is one. */
+  platform?: PlatformInfo;
   /** Options that shaped the dump, for the record. */
   options: {
     schemas: string[];

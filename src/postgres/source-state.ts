@@ -177,7 +177,28 @@ export async function readRowSecurity(client: pg.Client): Promise<SourceRowSecur
   return r.rows;
 }
 
+/**
+ * Runs `read` with only pg_catalog on the search path, as pg_dump does, so expressions come out
+ * schema-qualified whatever the connecting role's own search path is; the path is put back
+ * afterwards (also inside the dump's snapshot transaction, which must stay open).
+ */
+async function withCatalogSearchPath<T>(client: pg.Client, read: () => Promise<T>): Promise<T> {
+  const saved = await client.query<{ path: string }>(
+    "SELECT current_setting('search_path') AS path",
+  );
+  await client.query("SELECT set_config('search_path', 'pg_catalog', false)");
+  try {
+    return await read();
+  } finally {
+    await client.query("SELECT set_config('search_path', $1, false)", [saved.rows[0].path]);
+  }
+}
+
 export async function readPolicies(client: pg.Client): Promise<SourcePolicy[]> {
+  return withCatalogSearchPath(client, () => queryPolicies(client));
+}
+
+async function queryPolicies(client: pg.Client): Promise<SourcePolicy[]> {
   const r = await client.query<SourcePolicy>(`
     SELECT n.nspname AS schema, c.relname AS table, p.polname AS name,
            CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
@@ -241,4 +262,53 @@ export async function extensionConfigTables(
       ORDER BY 1, 2`,
   );
   return r.rows.map((row) => ({ ...row, bytes: Number(row.bytes) }));
+}
+
+/**
+ * What a backup of selected schemas relies on outside them, which a restore must find in the
+ * target: foreign keys to other schemas' tables, column defaults calling other schemas'
+ * functions, triggers on other schemas' tables running a selected function (left out of the
+ * dump with their table), and the roles the selected schemas' policies name.
+ */
+export async function dependenciesOutside(
+  client: pg.Client,
+  selection: DumpSelection,
+): Promise<string[]> {
+  if (selection.schemas.length === 0 && selection.excludeSchemas.length === 0) return [];
+  const matcher = selectionMatcher(selection);
+  const r = await client.query<{ kind: string; inside: string; outside: string; what: string }>(`
+    SELECT 'fk' AS kind, sn.nspname AS inside, tn.nspname AS outside,
+           format('foreign key %s on %I.%I references %I.%I', c.conname, sn.nspname, s.relname, tn.nspname, t.relname) AS what
+      FROM pg_constraint c
+      JOIN pg_class s ON s.oid = c.conrelid JOIN pg_namespace sn ON sn.oid = s.relnamespace
+      JOIN pg_class t ON t.oid = c.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+     WHERE c.contype = 'f'
+    UNION ALL
+    SELECT 'default', n.nspname, pn.nspname,
+           format('default of %I.%I.%I calls %I.%I()', n.nspname, cl.relname, a.attname, pn.nspname, p.proname)
+      FROM pg_attrdef ad
+      JOIN pg_class cl ON cl.oid = ad.adrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+      JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+      JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                      AND d.refclassid = 'pg_proc'::regclass
+      JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+     WHERE pn.nspname <> 'pg_catalog'
+    UNION ALL
+    SELECT 'trigger', pn.nspname, tn.nspname,
+           format('trigger %s on %I.%I runs %I.%I(), and is not in the backup', tg.tgname, tn.nspname, t.relname, pn.nspname, p.proname)
+      FROM pg_trigger tg
+      JOIN pg_class t ON t.oid = tg.tgrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+      JOIN pg_proc p ON p.oid = tg.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+     WHERE NOT tg.tgisinternal`);
+  const found = r.rows
+    .filter((x) => matcher.schemaIncluded(x.inside) && !matcher.schemaIncluded(x.outside))
+    .map((x) => x.what);
+  const roles = new Set(
+    (await readPolicies(client))
+      .filter((p) => matcher.schemaIncluded(p.schema))
+      .flatMap((p) => p.roles)
+      .filter((role) => role !== 'public'),
+  );
+  if (roles.size > 0) found.push(`policies name the roles ${[...roles].sort().join(', ')}`);
+  return found;
 }
