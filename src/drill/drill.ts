@@ -21,6 +21,7 @@ import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { formatBytes, rate } from '../core/streams.js';
 import {
+  childEnv,
   connect,
   databaseName,
   describeConnection,
@@ -34,8 +35,11 @@ import {
   createRoles,
   dropRoles,
   extensionTables,
+  platformDetail,
+  platformRoute,
   preflight,
   requireExtensions,
+  type PlatformRoute,
 } from '../restore/pipeline.js';
 import { decodeSteps, type Decryption } from '../restore/fetch.js';
 import { decodeFile, downloadObject } from '../restore/phased.js';
@@ -579,6 +583,7 @@ async function runPhases(
 
     let listing: ArchiveListing | undefined;
     let notApplied: string[] = [];
+    let route: PlatformRoute | undefined;
     await timed('restore', async () => {
       listing = await listArchive(tools.pgRestore, archive!.archivePath);
       const found = await withClient(target, (c) =>
@@ -616,6 +621,26 @@ async function runPhases(
           logger.info(message);
         }
       }
+      route = await withClient(target, (c) =>
+        platformRoute({
+          client: c,
+          manifest,
+          pgRestore: tools.pgRestore,
+          archivePath: archive!.archivePath,
+          workDir,
+          owned: target.owned,
+          restoreEnv: childEnv(deps.env, target.connection, target.database),
+          logger,
+        }),
+      );
+      if (route && route.conflicts.length > 0 && !restore) {
+        throw new ConfigurationError(
+          `The target database ${target.describe} already holds application objects (${route.conflicts.slice(0, 5).join(', ')}): a drill restores into a new database. Name one that does not exist in target-url.`,
+        );
+      }
+      for (const line of route?.leftOut ?? []) {
+        logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+      }
       if (restore) {
         await withClient(target, async (c) => {
           const sessions = await otherSessions(c, target.database);
@@ -635,6 +660,12 @@ async function runPhases(
         });
         await withClient(target, (c) => emptyTarget(c, manifest, logger));
       }
+      const before = route?.before ?? [];
+      if (before.length > 0) {
+        await withClient(target, async (c) => {
+          for (const statement of before) await c.query(statement);
+        });
+      }
       await runPgRestore({
         pgRestore: tools.pgRestore,
         archivePath: archive!.archivePath,
@@ -644,12 +675,14 @@ async function runPhases(
         clean: false,
         keepOwnership,
         serialData: extensionTables(manifest),
+        listFile: route?.listFile,
+        sessionOptions: route?.sessionOptions,
         env: deps.env,
         logger,
       });
       return {
         value: undefined,
-        detail: `pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
+        detail: `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
       };
     });
     await rm(archive!.archivePath, { recursive: true, force: true });
@@ -665,6 +698,7 @@ async function runPhases(
           listing: listing!,
           checks: options.checks,
           notApplied,
+          notRestored: route?.notRestored,
         });
       });
       result.comparison = checked.comparison;

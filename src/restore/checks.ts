@@ -22,7 +22,8 @@ export interface TableComparison {
   table: string;
   expected: number | null;
   actual: number | null;
-  status: 'same' | 'differs' | 'missing' | 'extra' | 'not counted';
+  /** `platform`: the target platform's rows, which the restore left as they were (not compared). */
+  status: 'same' | 'differs' | 'missing' | 'extra' | 'not counted' | 'platform';
 }
 
 /**
@@ -32,6 +33,7 @@ export interface TableComparison {
 export async function compareTables(
   client: pg.Client,
   manifest: Manifest,
+  notRestored: ReadonlySet<string> = new Set(),
 ): Promise<{ result: CheckResult; comparison: TableComparison[] }> {
   const started = Date.now();
   const restored = await listTables(client, {
@@ -60,7 +62,9 @@ export async function compareTables(
     const table = `${t.schema}.${t.name}`;
     expectedNames.add(table);
     const actual = actualByName.get(table);
-    if (actual === undefined) {
+    if (notRestored.has(table)) {
+      comparison.push({ table, expected: t.rows, actual: actual ?? null, status: 'platform' });
+    } else if (actual === undefined) {
       comparison.push({ table, expected: t.rows, actual: null, status: 'missing' });
     } else if (t.rows === null) {
       comparison.push({ table, expected: null, actual, status: 'not counted' });
@@ -89,6 +93,10 @@ export async function compareTables(
     );
   }
   const estimate = manifest.rowCounts === 'estimate';
+  const platform = comparison.filter((c) => c.status === 'platform').length;
+  const kept = platform
+    ? `; ${platform} platform table(s) keep the target's rows (the platform's bookkeeping and short-lived data, which the backup does not replace)`
+    : '';
   const result: CheckResult = {
     name: 'Tables and row counts',
     status:
@@ -97,7 +105,7 @@ export async function compareTables(
         : 'failed',
     detail:
       problems.length === 0
-        ? `${manifest.tables.length} tables, every row count matches the manifest${manifest.rowCounts === 'off' ? ' (row counts were not taken: existence only)' : ''}`
+        ? `${manifest.tables.length - platform} tables, every row count matches the manifest${manifest.rowCounts === 'off' ? ' (row counts were not taken: existence only)' : ''}${kept}`
         : estimate && missing.length === 0 && extra.length === 0
           ? `${manifest.tables.length} tables present; row counts are planner estimates in the manifest, so differences are not failures`
           : problems.join('. '),

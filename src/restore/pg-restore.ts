@@ -22,6 +22,10 @@ export interface PgRestoreOptions {
    * other, so parallel jobs load them at once).
    */
   serialData?: { schema: string; name: string }[];
+  /** Restore only the entries of this list (`--use-list`, as `pg_restore --list` writes it). */
+  listFile?: string;
+  /** libpq's PGOPTIONS for the restoring sessions, e.g. `-c session_replication_role=replica`. */
+  sessionOptions?: string;
   env: NodeJS.ProcessEnv;
   logger: Logger;
 }
@@ -113,10 +117,13 @@ export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
   const base = ['--no-password', '--exit-on-error', `--dbname=${o.database}`];
   if (!o.keepOwnership) base.push('--no-owner', '--no-acl');
   if (o.clean) base.push('--clean', '--if-exists');
+  if (o.listFile) base.push(`--use-list=${o.listFile}`);
+  const env = childEnv(o.env, o.connection, o.database);
+  if (o.sessionOptions) env.PGOPTIONS = o.sessionOptions;
   const runs = o.jobs > 1 ? await sectionRuns(o) : [[]];
   for (const extra of runs) {
     const proc = startProcess(o.pgRestore, [...base, ...extra, o.archivePath], {
-      env: childEnv(o.env, o.connection, o.database),
+      env,
       stdio: ['ignore', 'ignore', 'pipe'],
       onStderrLine: (line) => o.logger.debug(line),
     });
@@ -129,7 +136,10 @@ export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
 async function sectionRuns(o: PgRestoreOptions): Promise<string[][]> {
   const jobs = `--jobs=${o.jobs}`;
   const data = [['--section=data', jobs]];
-  const serial = (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
+  // A given list (a platform's route) is the restore's own: it is not split further.
+  const serial = o.listFile
+    ? []
+    : (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
   if (serial.length > 0) {
     const listed = await runProcess(o.pgRestore, ['--list', o.archivePath]);
     if (listed.code !== 0) {

@@ -1,8 +1,19 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type pg from 'pg';
 import type { Manifest } from '../catalog/manifest.js';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { describeExit, runProcess } from '../core/process.js';
 import { connect, quoteIdent } from '../postgres/connection.js';
+import { detectPlatform } from '../postgres/platform.js';
+import {
+  planPlatformRestore,
+  planScratchPreparation,
+  REPLICA_ROLE_OPTION,
+  truncateStatement,
+  type PlatformRestoreMode,
+} from './platform.js';
 import {
   compareTables,
   legacyConstraintsAndSequences,
@@ -78,12 +89,13 @@ export async function preflight(options: {
 export function requireExtensions(found: Preflight, target: RestoreTarget): void {
   if (found.missingExtensions.length === 0) return;
   const supabase = found.missingExtensions.some((e) => SUPABASE_EXTENSIONS.includes(e));
+  // Everything missing on the first line: a report line keeps the first and the last lines.
   const lines = [
-    `The backup needs extensions that ${target.describe} cannot install: ${found.missingExtensions.join(', ')}.`,
+    `The backup needs extensions that ${target.describe} cannot install: ${found.missingExtensions.join(', ')}` +
+      (found.missingRoles.length > 0
+        ? `; it also names roles the server lacks: ${found.missingRoles.join(', ')}.`
+        : '.'),
   ];
-  if (found.missingRoles.length > 0) {
-    lines.push(`It also names roles the server lacks: ${found.missingRoles.join(', ')}.`);
-  }
   lines.push(
     supabase
       ? "These are Supabase platform extensions: restore into the platform itself, a services: container of the supabase/postgres image at the project's version, and give it as target-url:"
@@ -163,11 +175,20 @@ export async function checkRestored(options: {
   listing: ArchiveListing;
   checks: UserCheck[];
   notApplied: string[];
+  /** Tables and sequences (`schema.name`) whose rows the restore left to the target's platform. */
+  notRestored?: ReadonlySet<string>;
 }): Promise<{ checks: CheckResult[]; comparison: TableComparison[] }> {
   const { client, manifest } = options;
-  const tables = await compareTables(client, manifest);
+  const notRestored = options.notRestored ?? new Set<string>();
+  const tables = await compareTables(client, manifest, notRestored);
   const state = manifest.sourceState
-    ? await compareWithSource(client, manifest, manifest.sourceState, options.notApplied)
+    ? await compareWithSource(
+        client,
+        manifest,
+        manifest.sourceState,
+        options.notApplied,
+        notRestored,
+      )
     : await legacyConstraintsAndSequences(client, options.listing.constraints);
   return {
     checks: [tables.result, ...state, ...(await runUserChecks(client, options.checks))],
@@ -179,4 +200,155 @@ export async function checkRestored(options: {
 export function logCheck(logger: Logger, result: CheckResult): void {
   const icon = result.status === 'passed' ? '✅' : result.status === 'failed' ? '❌' : '➖';
   logger.info(`${icon} ${result.name}: ${result.status} (${result.detail})`);
+}
+
+/**
+ * How a restore of a platform's database (Supabase) goes, decided before pg_restore starts:
+ * the platform's schemas are the target's and only their rows come from the backup, loaded
+ * with session_replication_role = replica (Supabase's own route; see restore/platform.ts).
+ */
+export interface PlatformRoute {
+  /** The pg_restore list (`--use-list`) of what is restored. */
+  listFile: string;
+  /** libpq's PGOPTIONS for pg_restore: session_replication_role = replica, so no trigger fires. */
+  sessionOptions: string;
+  /** Statements that run first: emptying the platform tables whose rows the backup brings. */
+  before: string[];
+  /** Every entry of the archive left out, and why. */
+  leftOut: { entry: string; why: string }[];
+  /** Tables and sequences (`schema.name`) whose rows stay the target platform's. */
+  notRestored: Set<string>;
+  /** Application objects the target already holds: a restore into it must empty them first. */
+  conflicts: string[];
+  /** `project` (a Supabase project) or `scratch` (a new database on a supabase/postgres server). */
+  mode: PlatformRestoreMode;
+}
+
+/**
+ * For a backup of a platform's database: a new database on the platform's server (a
+ * supabase/postgres service container) is given the archive's schemas and extensions first,
+ * as the platform makes them; a project keeps its own. Then the plan of what is restored.
+ * Undefined for a backup of a plain database. Throws a ConfigurationError, before anything
+ * of the application is restored, when the target is not the platform.
+ */
+export async function platformRoute(o: {
+  client: pg.Client;
+  manifest: Manifest;
+  pgRestore: string;
+  archivePath: string;
+  workDir: string;
+  /** The run made the database (it may prepare it as a new platform database). */
+  owned: boolean;
+  /** pg_restore's environment, connected to the target (childEnv). */
+  restoreEnv: NodeJS.ProcessEnv;
+  logger: Logger;
+}): Promise<PlatformRoute | undefined> {
+  if (!o.manifest.platform) return undefined;
+  const listing = await listText(o.pgRestore, o.archivePath);
+  let platform = await detectPlatform(o.client);
+  let mode: PlatformRestoreMode = 'project';
+  if (!platform) {
+    if (!o.owned) throw notThePlatform(o.manifest.platform.name);
+    const prep = await planScratchPreparation({ listing, target: o.client });
+    const missing = prep.missingOnTarget.filter((m) => !m.startsWith('role '));
+    if (missing.length > 0 || prep.conflicts.length > 0) {
+      throw notThePlatform(o.manifest.platform.name, [...missing, ...prep.conflicts]);
+    }
+    const prepFile = path.join(o.workDir, 'platform-prepare.list');
+    await writeFile(prepFile, prep.listFile);
+    o.logger.info(
+      `A new database on the platform's server: its schemas and extensions first, as the platform makes them (${prep.kept.length} entries)`,
+    );
+    await restoreList(o.pgRestore, o.archivePath, prepFile, o.restoreEnv);
+    platform = await detectPlatform(o.client);
+    if (!platform) throw notThePlatform(o.manifest.platform.name);
+    mode = 'scratch';
+  }
+  const plan = await planPlatformRestore({
+    listing,
+    platform,
+    target: o.client,
+    mode,
+    archive: { pgRestore: o.pgRestore, path: o.archivePath },
+  });
+  if (plan.missingOnTarget.length > 0) {
+    throw notThePlatform(o.manifest.platform.name, plan.missingOnTarget);
+  }
+  const listFile = path.join(o.workDir, 'platform-restore.list');
+  await writeFile(listFile, plan.listFile);
+  const notRestored = new Set(
+    plan.leftOut.flatMap((l) => {
+      const m = /^\d+;\s+\d+\s+\d+\s+(?:TABLE DATA|SEQUENCE SET) (\S+) (\S+) /.exec(l.entry);
+      return m ? [`${m[1]}.${m[2]}`] : [];
+    }),
+  );
+  const truncate = truncateStatement(plan);
+  return {
+    listFile,
+    sessionOptions: REPLICA_ROLE_OPTION,
+    before: truncate ? [truncate] : [],
+    leftOut: plan.leftOut,
+    notRestored,
+    conflicts: plan.conflicts,
+    mode,
+  };
+}
+
+function notThePlatform(name: string, lacking: string[] = []): ConfigurationError {
+  const label = name === 'supabase' ? 'Supabase' : name;
+  return new ConfigurationError(
+    `The backup is of a ${label} project, and the target is neither a ${label} project nor a new database on a ${label} server` +
+      (lacking.length ? `: it lacks ${lacking.join(', ')}` : '') +
+      `. Restore into the platform itself: a services: container of the supabase/postgres image at the project's version, with target-url naming a new database on it (connect as supabase_admin), or a project. Nothing was restored.`,
+  );
+}
+
+async function listText(pgRestore: string, archivePath: string): Promise<string> {
+  const r = await runProcess(pgRestore, ['--list', archivePath]);
+  if (r.code !== 0) {
+    throw new Error(
+      describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }),
+    );
+  }
+  return r.stdout;
+}
+
+async function restoreList(
+  pgRestore: string,
+  archivePath: string,
+  listFile: string,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  const r = await runProcess(
+    pgRestore,
+    [
+      '--no-password',
+      '--exit-on-error',
+      `--use-list=${listFile}`,
+      `--dbname=${env.PGDATABASE ?? ''}`,
+      archivePath,
+    ],
+    { env },
+  );
+  if (r.code !== 0) {
+    throw new Error(
+      describeExit('pg_restore', { code: r.code, signal: r.signal, stderr: r.stderr }),
+    );
+  }
+}
+
+/** The route in a report line: which platform, and what the restore left to it. */
+export function platformDetail(route: PlatformRoute): string {
+  const where =
+    route.mode === 'scratch'
+      ? "a new database on the Supabase server, given the archive's schemas and extensions first"
+      : 'a Supabase project, whose platform schemas are its own';
+  const data = route.notRestored.size
+    ? `; ${route.notRestored.size} platform table(s) and sequence(s) keep the target's rows`
+    : '';
+  return (
+    `Supabase's route into ${where}: data loaded with session_replication_role = replica; ` +
+    `${route.leftOut.length} archive entr${route.leftOut.length === 1 ? 'y' : 'ies'} left to the platform (listed in the log)` +
+    data
+  );
 }

@@ -152,6 +152,7 @@ export async function compareWithSource(
   manifest: Manifest,
   state: SourceState,
   notApplied: string[] = [],
+  notRestored: ReadonlySet<string> = new Set(),
 ): Promise<CheckResult[]> {
   const matcher = selectionMatcher({
     schemas: manifest.options?.schemas ?? [],
@@ -167,7 +168,7 @@ export async function compareWithSource(
     ),
     await timed(StateCheckNames.Sequences, async () =>
       compareSequences(
-        state.sequences,
+        state.sequences.filter((s) => !notRestored.has(sequenceName(s))),
         (await readSequences(client)).filter(
           (s) => s.extension !== undefined || matcher.schemaIncluded(s.schema),
         ),

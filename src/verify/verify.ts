@@ -26,7 +26,7 @@ import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { formatBytes } from '../core/streams.js';
 import { AgeError } from '../crypto/age.js';
-import { connect } from '../postgres/connection.js';
+import { childEnv, connect } from '../postgres/connection.js';
 import { parseToolVersion, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
 import type { CheckResult, TableComparison, UserCheck } from '../restore/checks.js';
 import {
@@ -36,6 +36,8 @@ import {
   dropRoles,
   extensionTables,
   logCheck,
+  platformDetail,
+  platformRoute,
   preflight,
   requireExtensions,
 } from '../restore/pipeline.js';
@@ -590,6 +592,7 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
           listing,
           checks: options.checks,
           notApplied: restored.notApplied,
+          notRestored: restored.notRestored,
         });
         run.tables = result.comparison;
         for (const check of result.checks) record(run, check);
@@ -622,7 +625,7 @@ async function restoreStep(
   tools: ClientTools,
   listing: ArchiveListing,
   archivePath: string,
-): Promise<{ client: pg.Client; notApplied: string[] } | undefined> {
+): Promise<{ client: pg.Client; notApplied: string[]; notRestored?: Set<string> } | undefined> {
   const { options, deps } = run;
   const { storage, logger } = deps;
   const preflightStarted = Date.now();
@@ -680,12 +683,32 @@ async function restoreStep(
           roles = `roles from globals applied first${roles ? `; ${roles}` : ''}`;
         }
       }
+      const route = await platformRoute({
+        client,
+        manifest,
+        pgRestore: tools.pgRestore,
+        archivePath,
+        workDir: run.workDir,
+        owned: target.owned,
+        restoreEnv: childEnv(deps.env, target.connection, target.database),
+        logger,
+      });
+      if (route && route.conflicts.length > 0) {
+        throw new ConfigurationError(
+          `The target database ${target.describe} already holds application objects (${route.conflicts.slice(0, 5).join(', ')}${route.conflicts.length > 5 ? ', …' : ''}): a verification restores into a new database. Name one that does not exist in target-url.`,
+        );
+      }
+      for (const line of route?.leftOut ?? []) {
+        logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+      }
+      for (const statement of route?.before ?? []) await client.query(statement);
       const keepOwnership = found.missingRoles.length === 0 || target.owned;
       record(run, {
         name: CheckNames.Preflight,
         status: 'passed',
         detail:
           `the archive's ${listing.extensions.length} extension(s) can be installed on ${target.describe}` +
+          (route ? `; ${platformDetail(route)}` : '') +
           `; ${found.roles.length} role(s) named` +
           (roles
             ? `; ${roles}`
@@ -709,6 +732,8 @@ async function restoreStep(
         jobs,
         keepOwnership,
         serialData: extensionTables(manifest),
+        listFile: route?.listFile,
+        sessionOptions: route?.sessionOptions,
         env: deps.env,
         logger,
       });
@@ -723,7 +748,7 @@ async function restoreStep(
           (manifest.sourceState ? " and the source database's settings" : ''),
         seconds,
       });
-      return { client, notApplied };
+      return { client, notApplied, notRestored: route?.notRestored };
     } catch (error) {
       await client?.end().catch(() => undefined);
       if (stage !== 'restore') {
