@@ -250,8 +250,15 @@ export async function runRestoreDrillAction(): Promise<void> {
       ...result.checks.filter((c) => c.status === 'failed').map((c) => `${c.name}: ${c.detail}`),
     ];
     core.setOutput(Outputs.Failures, failures.join('\n'));
+    const what =
+      mode !== 'restore'
+        ? `Restore drill of ${name} failed`
+        : result.targetState === 'restored'
+          ? `Restore of ${name} completed, and checks after it failed`
+          : `Restore of ${name} failed`;
     throw new Error(
-      `${mode === 'restore' ? 'Restore' : 'Restore drill'} of ${name} failed:\n${failures.map((f) => `- ${f}`).join('\n')}`,
+      `${what}:\n${failures.map((f) => `- ${f}`).join('\n')}` +
+        (result.targetStateText ? `\n${result.targetStateText}` : ''),
     );
   }
 }

@@ -1,5 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type pg from 'pg';
 import { runBackup, wholeDatabaseBackup } from '../backup/backup.js';
 import {
   appendVerificationRecord,
@@ -38,6 +39,7 @@ import {
   platformDetail,
   platformRoute,
   preflight,
+  replaceTarget,
   requireExtensions,
   type PlatformRoute,
 } from '../restore/pipeline.js';
@@ -53,7 +55,6 @@ import {
 } from '../restore/target.js';
 import type { Storage } from '../storage/storage.js';
 import { recentDrills } from './history.js';
-import { emptyTarget } from './replace.js';
 import { otherSessions, terminateSessions } from './sessions.js';
 import { runSmokeCommand } from './smoke.js';
 
@@ -160,6 +161,13 @@ export interface DrillResult {
   /** The pg_restore version used. */
   pgRestoreVersion?: string;
   safetyBackup?: { id: string; location: string };
+  /**
+   * The real restore's target afterwards: `unchanged` (nothing was committed) or `restored`
+   * (the backup's data, whatever the checks after it say). Undefined for a drill.
+   */
+  targetState?: 'unchanged' | 'restored';
+  /** The target's state in words, at every outcome of a real restore. */
+  targetStateText?: string;
   /** Earlier drills and restores of the name, oldest first (this one not included). */
   history: VerificationRecord[];
   /** Key of this run's record under verifications/, when it was stored. */
@@ -326,6 +334,7 @@ async function execute(
     comparison: [],
     warnings: pickWarnings,
     history: [],
+    targetState: restore ? 'unchanged' : undefined,
   };
   const history = recentDrills(storage, name).catch((error: unknown) => {
     logger.warning(`Could not read the earlier drills: ${errorMessage(error)}`);
@@ -508,6 +517,32 @@ async function takeSafetyBackup(
   });
 }
 
+/**
+ * Other sessions of the target stop a real restore unless terminate-connections ends them (the
+ * first check, at the start, refused them already; this one catches sessions opened since).
+ */
+async function endOtherSessions(
+  client: pg.Client,
+  target: RestoreTarget,
+  restore: RestoreOptions,
+  logger: Logger,
+): Promise<void> {
+  const sessions = await otherSessions(client, target.database);
+  if (sessions === 0) return;
+  if (!restore.terminateConnections) {
+    throw new Error(
+      `${sessions} session(s) connected to ${target.database} since the start; set terminate-connections: true or stop them. The database was not changed.`,
+    );
+  }
+  const t = await terminateSessions(client, target.database);
+  logger.info(`Terminated ${t.terminated} other session(s) of ${target.database}`);
+  if (t.remaining > 0) {
+    throw new Error(
+      `${t.remaining} session(s) of ${target.database} could not be terminated (the restoring user needs pg_signal_backend or to own them). The database was not changed.`,
+    );
+  }
+}
+
 async function runPhases(
   result: DrillResult,
   options: DrillOptions | RestoreOptions,
@@ -621,6 +656,35 @@ async function runPhases(
           logger.info(message);
         }
       }
+      if (restore) {
+        await withClient(target, (c) => endOtherSessions(c, target, restore, logger));
+        const replaced = await withClient(target, (c) =>
+          replaceTarget({
+            client: c,
+            target,
+            manifest,
+            pgRestore: tools.pgRestore,
+            psql: tools.psql,
+            archivePath: archive!.archivePath,
+            keepOwnership,
+            workDir,
+            env: deps.env,
+            logger,
+          }),
+        );
+        route = replaced.route;
+        result.targetState = 'restored';
+        const emptied = replaced.plan.summary;
+        return {
+          value: undefined,
+          detail:
+            `${route ? `${platformDetail(route)}; ` : ''}emptied (${emptied.schemas.length} schema(s)` +
+            `${emptied.extensions.length ? `, ${emptied.extensions.length} extension(s)` : ''}` +
+            `${emptied.other.length ? `, ${emptied.other.length} other database-level object(s)` : ''}` +
+            `${emptied.largeObjects ? `, ${emptied.largeObjects} large object(s)` : ''}) and restored with pg_restore ${tools.version} in one transaction` +
+            `${keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
+        };
+      }
       route = await withClient(target, (c) =>
         platformRoute({
           client: c,
@@ -633,32 +697,13 @@ async function runPhases(
           logger,
         }),
       );
-      if (route && route.conflicts.length > 0 && !restore) {
+      if (route && route.conflicts.length > 0) {
         throw new ConfigurationError(
           `The target database ${target.describe} already holds application objects (${route.conflicts.slice(0, 5).join(', ')}): a drill restores into a new database. Name one that does not exist in target-url.`,
         );
       }
       for (const line of route?.leftOut ?? []) {
         logger.info(`Left to the platform: ${line.entry} (${line.why})`);
-      }
-      if (restore) {
-        await withClient(target, async (c) => {
-          const sessions = await otherSessions(c, target.database);
-          if (sessions === 0) return;
-          if (!restore.terminateConnections) {
-            throw new Error(
-              `${sessions} session(s) connected to ${target.database} since the start; set terminate-connections: true or stop them. The database was not changed.`,
-            );
-          }
-          const t = await terminateSessions(c, target.database);
-          logger.info(`Terminated ${t.terminated} other session(s) of ${target.database}`);
-          if (t.remaining > 0) {
-            throw new Error(
-              `${t.remaining} session(s) of ${target.database} could not be terminated (the restoring user needs pg_signal_backend or to own them). The database was not changed.`,
-            );
-          }
-        });
-        await withClient(target, (c) => emptyTarget(c, manifest, logger));
       }
       const before = route?.before ?? [];
       if (before.length > 0) {
@@ -682,7 +727,7 @@ async function runPhases(
       });
       return {
         value: undefined,
-        detail: `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
+        detail: `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
       };
     });
     await rm(archive!.archivePath, { recursive: true, force: true });
@@ -799,11 +844,31 @@ async function finish(
       `Could not store the drill record under verifications/ (${errorMessage(error)}); the trend will miss this run.`,
     );
   }
+  if (result.targetState) {
+    result.targetStateText = describeTargetState(result);
+    logger.info(result.targetStateText);
+  }
   const rto = result.rtoSeconds === undefined ? 'not reached' : formatDuration(result.rtoSeconds);
   logger.info(
     `${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${formatDuration(result.rpoSeconds)}`,
   );
   return result;
+}
+
+/** What a real restore left the target as, in one sentence, with the way back when there is one. */
+function describeTargetState(result: DrillResult): string {
+  const undo = result.safetyBackup
+    ? ` To undo, restore the safety backup: mode: restore with backup-id: ${result.safetyBackup.id} (CLI: pg-backup restore --backup-id ${result.safetyBackup.id}), with the same target-url and confirm.`
+    : '';
+  if (result.targetState !== 'restored') {
+    return `The target is unchanged: the restore committed nothing.${result.safetyBackup ? ` The safety backup ${result.safetyBackup.id} was stored anyway.` : ''}`;
+  }
+  const failed = result.checks.filter(
+    (c) => c.status === 'failed' && !c.name.startsWith('Recovery'),
+  );
+  return failed.length === 0
+    ? `The target is restored from backup ${result.manifest.id}, and every check passed.${undo}`
+    : `The target is restored from backup ${result.manifest.id} (the data is the backup's); check(s) failed after the restore: ${failed.map((c) => c.name).join(', ')}.${undo}`;
 }
 
 /** A measured time against its target (none set: passes, and says so). */

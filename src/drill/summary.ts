@@ -37,6 +37,7 @@ export function drillSummary(result: DrillResult): string {
         : `PostgreSQL ${m.source.serverVersion}`,
     ],
     ['pg_restore', result.pgRestoreVersion],
+    ['The target', result.targetStateText],
     [
       'Safety backup',
       result.safetyBackup
@@ -109,6 +110,7 @@ export function drillText(result: DrillResult): string {
   ];
   if (result.target) lines.push(`  target      ${result.target.describe}`);
   if (result.safetyBackup) lines.push(`  safety      ${result.safetyBackup.id} (pre-restore)`);
+  if (result.targetStateText) lines.push(`  the target  ${result.targetStateText}`);
   for (const p of result.phases) {
     lines.push(`  ${p.name.padEnd(11)} ${seconds(p.seconds).padEnd(9)} ${p.status}: ${p.detail}`);
   }

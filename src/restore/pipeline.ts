@@ -5,8 +5,13 @@ import type { Manifest } from '../catalog/manifest.js';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { describeExit, runProcess } from '../core/process.js';
-import { connect, quoteIdent } from '../postgres/connection.js';
-import { detectPlatform } from '../postgres/platform.js';
+import { childEnv, connect, quoteIdent } from '../postgres/connection.js';
+import {
+  SUPABASE_DATA_LEFT_OUT_SCHEMAS,
+  detectPlatform,
+  isPlatformSchema,
+  matchesAny,
+} from '../postgres/platform.js';
 import {
   planPlatformRestore,
   planScratchPreparation,
@@ -23,6 +28,12 @@ import {
   type UserCheck,
 } from './checks.js';
 import type { ArchiveListing } from './pg-restore.js';
+import {
+  planReplacement,
+  readArchiveContents,
+  restoreAtomically,
+  type ReplacementPlan,
+} from './replace.js';
 import { archiveRoles } from './roles.js';
 import { compareWithSource, reapplySourceState } from './source-checks.js';
 import type { RestoreTarget } from './target.js';
@@ -282,6 +293,15 @@ export async function platformRoute(o: {
       return m ? [`${m[1]}.${m[2]}`] : [];
     }),
   );
+  if (mode === 'project') {
+    // The platform's own sequences in schemas whose rows stay the project's (graphql's schema
+    // version, which its event trigger advances on every DDL) are the project's too.
+    for (const seq of o.manifest.sourceState?.sequences ?? []) {
+      if (matchesAny(seq.schema, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
+        notRestored.add(`${seq.schema}.${seq.name}`);
+      }
+    }
+  }
   const truncate = truncateStatement(plan);
   return {
     listFile,
@@ -351,4 +371,129 @@ export function platformDetail(route: PlatformRoute): string {
     `${route.leftOut.length} archive entr${route.leftOut.length === 1 ? 'y' : 'ies'} left to the platform (listed in the log)` +
     data
   );
+}
+
+/** What a real restore emptied and restored, and what the emptying reached beyond the backup. */
+export interface Replacement {
+  plan: ReplacementPlan;
+  route?: PlatformRoute;
+}
+
+/**
+ * The real restore, all or nothing: empties what the backup covers and restores it in one
+ * transaction of one session (restoreAtomically), so whatever fails the target is as it was.
+ * A backup of selected schemas whose emptying would reach objects outside them (a trigger on
+ * another schema's table running one of its functions) is refused before anything changes,
+ * with the list. For a platform's project, only the application's schemas are emptied; the
+ * platform's route is planned against the target as the emptying leaves it (in a transaction
+ * rolled back), and its rows load with session_replication_role = replica.
+ */
+export async function replaceTarget(o: {
+  client: pg.Client;
+  target: RestoreTarget;
+  manifest: Manifest;
+  pgRestore: string;
+  psql: string;
+  archivePath: string;
+  keepOwnership: boolean;
+  workDir: string;
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+}): Promise<Replacement> {
+  const { client, manifest, logger } = o;
+  const restoreEnv = childEnv(o.env, o.target.connection, o.target.database);
+  const contents = await readArchiveContents({
+    pgRestore: o.pgRestore,
+    archivePath: o.archivePath,
+    env: restoreEnv,
+  });
+  const selection = replacedSelection(manifest, contents.entries);
+  const first = await planReplacement(client, { selection, archive: contents });
+  const partial = (manifest.options?.schemas ?? []).length > 0;
+  if (partial && first.outside.length > 0) {
+    throw new ConfigurationError(
+      `Refusing to restore: emptying the schemas this backup covers (${first.summary.schemas.join(', ')}) would also remove what depends on them outside it, which the backup does not bring back: ${first.outside.join('; ')}. ` +
+        'Drop or move those objects first, or restore a backup of the whole database. Nothing was changed.',
+    );
+  }
+  for (const o2 of first.outside) {
+    logger.info(`Emptying also removes ${o2}; the backup of the whole database brings it back`);
+  }
+  let route: PlatformRoute | undefined;
+  let plan = first;
+  if (manifest.platform) {
+    await client.query('BEGIN');
+    try {
+      for (const statement of first.statements) await client.query(statement);
+      route = await platformRoute({
+        client,
+        manifest,
+        pgRestore: o.pgRestore,
+        archivePath: o.archivePath,
+        workDir: o.workDir,
+        owned: false,
+        restoreEnv,
+        logger,
+      });
+    } finally {
+      await client.query('ROLLBACK');
+    }
+    if (route) {
+      for (const line of route.leftOut) {
+        logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+      }
+      const listed = await readArchiveContents({
+        pgRestore: o.pgRestore,
+        archivePath: o.archivePath,
+        listFile: route.listFile,
+        env: restoreEnv,
+      });
+      const second = await planReplacement(client, { selection, archive: listed });
+      plan = {
+        ...second,
+        statements: [
+          ...second.statements,
+          ...route.before,
+          'SET session_replication_role = replica',
+        ],
+      };
+    }
+  }
+  await restoreAtomically({
+    pgRestore: o.pgRestore,
+    psql: o.psql,
+    archivePath: o.archivePath,
+    connection: o.target.connection,
+    database: o.target.database,
+    env: o.env,
+    logger,
+    plan,
+    keepOwnership: o.keepOwnership,
+    listFile: route?.listFile,
+  });
+  return { plan, route };
+}
+
+/**
+ * The schemas a real restore empties: those of the backup's selection; for a platform's project
+ * the application's schemas the archive holds (public always), never the platform's.
+ */
+function replacedSelection(
+  manifest: Manifest,
+  entries: { text: string }[],
+): { schemas: string[]; excludeSchemas: string[] } {
+  const schemas = manifest.options?.schemas ?? [];
+  const excludeSchemas = manifest.options?.excludeSchemas ?? [];
+  if (!manifest.platform) return { schemas, excludeSchemas };
+  if (schemas.length > 0) {
+    return { schemas, excludeSchemas: [...excludeSchemas, ...manifest.platform.managedSchemas] };
+  }
+  const archived = entries.flatMap((e) => {
+    const m = /^SCHEMA - (\S+) /.exec(e.text);
+    return m ? [m[1]] : [];
+  });
+  const application = [...new Set(['public', ...archived])].filter(
+    (s) => !isPlatformSchema(s) && !excludeSchemas.includes(s),
+  );
+  return { schemas: application.map((s) => `"${s.replace(/"/g, '""')}"`), excludeSchemas: [] };
 }

@@ -113,9 +113,40 @@ describe.each(['s3', 'local'] as const)('backup bundle against %s storage', (kin
       store.env,
     );
     expect(second.code).toBe(0);
-    expect(Number(second.outputs['size-change-percent'])).toBeGreaterThan(5);
-    expect(second.stdout).toMatch(/::warning::Backup size changed by \+/);
-    expect(second.summary).toContain(first.outputs['backup-id']);
+    // Another compression changes the size with the data unchanged: not compared, and said so.
+    expect(second.outputs['size-change-percent']).toBe('');
+    expect(second.stdout).toContain(
+      `Size change against ${first.outputs['backup-id']} not compared: it was compressed with gzip and this one with none`,
+    );
+    expect(second.summary).toMatch(
+      /not compared with the previous backup: it was compressed with gzip/,
+    );
+    // The same compression with more data: compared, and past the threshold.
+    await withClient(sourceUrl, (c) =>
+      c.query(
+        `CREATE TABLE public.bulk AS SELECT g, md5(g::text) AS h FROM generate_series(1, 20000) g`,
+      ),
+    );
+    try {
+      const third = await runBundle(
+        'backup',
+        {
+          'database-url': sourceUrl,
+          storage: store.location,
+          name: 'plain',
+          compression: 'none',
+          'size-change-threshold': '5',
+          ...store.inputs,
+        },
+        store.env,
+      );
+      expect(third.code).toBe(0);
+      expect(Number(third.outputs['size-change-percent'])).toBeGreaterThan(5);
+      expect(third.stdout).toMatch(/::warning::Backup size changed by \+/);
+      expect(third.summary).toContain(second.outputs['backup-id']);
+    } finally {
+      await withClient(sourceUrl, (c) => c.query('DROP TABLE public.bulk'));
+    }
   });
 
   it("still backs up when the previous backup's manifest is damaged, and says so", async () => {

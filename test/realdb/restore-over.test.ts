@@ -1,0 +1,157 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runBackup } from '../../src/backup/backup.js';
+import { MemoryLogger, systemClock } from '../../src/core/logger.js';
+import { findOnPath } from '../../src/core/process.js';
+import { runRestore, type DrillDeps, type RestoreOptions } from '../../src/drill/drill.js';
+import type { ClientTools } from '../../src/postgres/tools.js';
+import { machineClientTools } from '../support/embedded.js';
+import { makeStore, testBackupDeps, testBackupOptions, type TestStore } from '../support/env.js';
+import {
+  schemaSnapshot,
+  startRegressionSource,
+  tableFingerprints,
+  type RegressionSource,
+} from '../support/regress.js';
+import { urlOfDatabase, withClient } from '../support/sample.js';
+import { startSupabase, supabaseFingerprint, type SupabaseServer } from '../support/supabase.js';
+
+// The real restore over an existing database, on databases nobody here designed: PostgreSQL's
+// regression database over a copy of itself (transforms, FDWs, access methods live at database
+// level), its undo, and a Supabase project restored as the postgres role.
+
+const zstdPath = findOnPath('zstd');
+let tools: ClientTools;
+let dir: string;
+
+beforeAll(async () => {
+  tools = await machineClientTools();
+  dir = mkdtempSync(path.join(os.tmpdir(), 'restore-over-'));
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function deps(store: TestStore): DrillDeps {
+  return {
+    storage: store.storage,
+    logger: new MemoryLogger(),
+    clock: systemClock,
+    env: process.env,
+    zstdPath,
+    resolveTools: async () => tools,
+    workDir: dir,
+    workspace: dir,
+    progressIntervalMs: 0,
+  };
+}
+
+function restoreOptions(url: string, overrides: Partial<RestoreOptions> = {}): RestoreOptions {
+  return {
+    targetUrl: url,
+    confirm: new URL(url).pathname.slice(1),
+    terminateConnections: true,
+    safetyBackup: false,
+    jobs: 2,
+    checks: [],
+    postgresVersion: 'auto',
+    git: {},
+    ...overrides,
+  };
+}
+
+const tablesOnly = (m: Map<string, { rows: number; md5: string; relkind: string }>): string[] =>
+  [...m].filter(([, f]) => f.relkind === 'r').map(([t, f]) => `${t} ${f.rows} ${f.md5}`);
+
+describe("PostgreSQL's regression database restored over a copy of itself", () => {
+  let source: RegressionSource;
+  let store: TestStore;
+  let copyUrl: string;
+
+  beforeAll(async () => {
+    source = await startRegressionSource();
+    store = await makeStore('local');
+    await runBackup(
+      testBackupOptions(source.url, 'regression'),
+      testBackupDeps(store.storage, tools, { zstdPath }),
+    );
+    copyUrl = urlOfDatabase(source.url, 'regression_copy');
+    await withClient(urlOfDatabase(source.url, 'postgres'), (c) =>
+      c.query('CREATE DATABASE regression_copy TEMPLATE regression'),
+    );
+  }, 1_200_000);
+
+  afterAll(async () => {
+    await source?.stop();
+  });
+
+  it('passes twice in a row, with the data equal to the source', async () => {
+    const expected = tablesOnly(await tableFingerprints(source.url));
+    for (let round = 0; round < 2; round++) {
+      const result = await runRestore(restoreOptions(copyUrl), deps(store));
+      expect(result.error).toBeUndefined();
+      expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);
+      expect(result.targetState).toBe('restored');
+      expect(result.targetStateText).toMatch(
+        /^The target is restored from backup .*every check passed/,
+      );
+      expect(tablesOnly(await tableFingerprints(copyUrl))).toEqual(expected);
+    }
+  }, 1_200_000);
+
+  it('is undone by the command it prints, back to the target as it was', async () => {
+    await withClient(copyUrl, (c) =>
+      c.query(`CREATE TABLE public.made_after_the_backup (id int); INSERT INTO public.made_after_the_backup VALUES (1), (2);
+               DELETE FROM public.tenk1 WHERE unique1 < 100`),
+    );
+    const before = await schemaSnapshot(copyUrl);
+    const beforeData = tablesOnly(await tableFingerprints(copyUrl));
+    const result = await runRestore(restoreOptions(copyUrl, { safetyBackup: true }), deps(store));
+    expect(result.status).toBe('passed');
+    const undo = /backup-id: (\S+) \(CLI: pg-backup restore --backup-id \1\)/.exec(
+      result.targetStateText ?? '',
+    );
+    expect(undo).not.toBeNull();
+    // As printed: mode restore, that backup-id, the same target-url and confirm.
+    const undone = await runRestore(restoreOptions(copyUrl, { backupId: undo![1] }), deps(store));
+    expect(undone.checks.filter((c) => c.status === 'failed')).toEqual([]);
+    expect(await schemaSnapshot(copyUrl)).toEqual(before);
+    expect(tablesOnly(await tableFingerprints(copyUrl))).toEqual(beforeData);
+  }, 1_200_000);
+});
+
+describe('a Supabase project restored as the postgres role', () => {
+  let source: SupabaseServer;
+  let target: SupabaseServer;
+  let store: TestStore;
+
+  beforeAll(async () => {
+    [source, target] = await Promise.all([
+      startSupabase({ kind: 'project', app: true }),
+      startSupabase({ kind: 'project' }),
+    ]);
+    store = await makeStore('local');
+    await runBackup(
+      testBackupOptions(source.postgresUrl(), 'project'),
+      testBackupDeps(store.storage, tools, { zstdPath }),
+    );
+  }, 600_000);
+
+  afterAll(async () => {
+    await Promise.all([source?.stop(), target?.stop()]);
+  });
+
+  it('restores into a new project and again over it, identical to the source', async () => {
+    const expected = await supabaseFingerprint(source.adminUrl());
+    for (let round = 0; round < 2; round++) {
+      const result = await runRestore(
+        restoreOptions(target.postgresUrl(), { safetyBackup: round === 1 }),
+        deps(store),
+      );
+      expect(result.error).toBeUndefined();
+      expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);
+      // Vault's secrets decrypt to the source's values: not encrypted a second time.
+      expect(await supabaseFingerprint(target.adminUrl())).toEqual(expected);
+    }
+  }, 600_000);
+});
