@@ -8,6 +8,7 @@ import { ManifestError, lastStoredBackup } from '../catalog/catalog.js';
 import { backupPrefix, isCatalogName, manifestKey, newBackupId } from '../catalog/keys.js';
 import {
   MANIFEST_SCHEMA_VERSION,
+  describeCompression,
   type BackupKind,
   type CompressionInfo,
   type GitContext,
@@ -511,9 +512,7 @@ function whySizeNotComparable(
     previous.compression.method !== compression.method ||
     previous.compression.level !== compression.level
   ) {
-    const show = (c: Manifest['compression']): string =>
-      `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
-    return `it was compressed with ${show(previous.compression)} and this one with ${show(compression)}`;
+    return `it was compressed with ${describeCompression(previous.compression)} and this one with ${describeCompression(compression)}`;
   }
   return undefined;
 }

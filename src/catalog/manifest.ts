@@ -157,3 +157,17 @@ export function describeEncryption(encryption: EncryptionInfo): string {
   if (encryption.passphrase) parts.push('passphrase');
   return `age (${parts.join(', ')})`;
 }
+
+/** `zstd level 3`, `gzip inside the archive (pg_dump)`, `none`: how a dump was compressed. */
+export function describeCompression(c: CompressionInfo): string {
+  switch (c.method) {
+    case 'zstd':
+    case 'gzip':
+      return `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
+    case 'pg_dump-gzip':
+    case 'pg_dump-zstd':
+      return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
+    default:
+      return 'none';
+  }
+}

@@ -14,6 +14,7 @@ import {
 import { manifestKey } from '../catalog/keys.js';
 import {
   MANIFEST_SCHEMA_VERSION,
+  describeCompression,
   describeEncryption,
   dumpObject,
   totalBytes,
@@ -187,20 +188,6 @@ export interface VerifyReport {
 
 function majorOf(version: string, fallback: number): number {
   return parseToolVersion(version)?.major ?? fallback;
-}
-
-function describeCompression(manifest: Manifest): string {
-  const c = manifest.compression;
-  switch (c.method) {
-    case 'zstd':
-    case 'gzip':
-      return `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
-    case 'pg_dump-gzip':
-    case 'pg_dump-zstd':
-      return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
-    default:
-      return 'none';
-  }
 }
 
 /** The last lines of a long tool error, so a report line stays readable. */
@@ -400,7 +387,7 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
             bytes: dump.bytes,
             totalBytes: totalBytes(manifest),
             format: manifest.format,
-            compression: describeCompression(manifest),
+            compression: describeCompression(manifest.compression),
             encryption: manifest.encryption ? describeEncryption(manifest.encryption) : 'none',
             sourceVersion: manifest.source.serverVersion,
             pgDumpVersion: manifest.tools.pgDumpVersion,
@@ -545,7 +532,7 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
         : 'not encrypted',
       manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
         ? `decompressed ${manifest.compression.method}`
-        : `compression: ${describeCompression(manifest)}`,
+        : `compression: ${describeCompression(manifest.compression)}`,
       `${manifest.format} archive of ${formatBytes(archiveBytes)}`,
     ].join('; '),
     seconds: (Date.now() - integrityAt) / 1000,

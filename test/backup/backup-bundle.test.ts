@@ -116,10 +116,10 @@ describe.each(['s3', 'local'] as const)('backup bundle against %s storage', (kin
     // Another compression changes the size with the data unchanged: not compared, and said so.
     expect(second.outputs['size-change-percent']).toBe('');
     expect(second.stdout).toContain(
-      `Size change against ${first.outputs['backup-id']} not compared: it was compressed with gzip and this one with none`,
+      `Size change against ${first.outputs['backup-id']} not compared: it was compressed with gzip inside the archive (pg_dump) and this one with none`,
     );
     expect(second.summary).toMatch(
-      /not compared with the previous backup: it was compressed with gzip/,
+      /not compared with the previous backup: it was compressed with gzip inside the archive/,
     );
     // The same compression with more data: compared, and past the threshold.
     await withClient(sourceUrl, (c) =>
