@@ -457,6 +457,32 @@ try {
     env,
   );
   row('plain pg_restore of the same archive', plainRestore);
+  // The real restore (one transaction, over the full copy just restored) against the parallel
+  // pg_restore a runbook uses into an empty database.
+  const parallelDb = 'parallel_restore';
+  psql(adminUrl, '-c', `CREATE DATABASE ${parallelDb}`);
+  const parallelRestore = timeShell(
+    `"${client.pgRestore}" --no-owner --no-acl --exit-on-error -j 2 -d "${cluster.url(parallelDb)}" "${archive}"`,
+    env,
+  );
+  row('plain pg_restore -j 2 into an empty database', parallelRestore);
+  const realRestore = await runBundle('restore-drill', {
+    storage: store,
+    name: 'full',
+    'encryption-identity': key.identity,
+    mode: 'restore',
+    'target-url': cluster.url(restoreDb),
+    confirm: restoreDb,
+    'safety-backup': 'false',
+  }).catch((e) => ({ error: e }));
+  if (realRestore.error) {
+    console.log(`  real restore failed: ${realRestore.error.message.slice(0, 500)}`);
+  } else {
+    row(
+      'real restore phase (one transaction, over a full copy)',
+      Number(realRestore.outputs['restore-seconds']),
+    );
+  }
 
   console.log('\nEncryption throughput (512 MB through age):');
   const blob = path.join(work, 'blob');
@@ -541,6 +567,13 @@ try {
       'drill restore phase / plain pg_restore',
       ratio(Number(drill.outputs['restore-seconds']), plainRestore),
       '[<= 1.10]',
+    );
+  }
+  if (!realRestore.error && realRestore.outputs['restore-seconds']) {
+    ratioLine(
+      'real restore phase (atomic, over a full copy) / pg_restore -j 2 into an empty database',
+      ratio(Number(realRestore.outputs['restore-seconds']), parallelRestore),
+      '(the cost of all or nothing)',
     );
   }
   if (cli !== undefined) ratioLine('age in this project / age CLI (time)', ratio(ours, cli));
