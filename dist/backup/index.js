@@ -2440,7 +2440,7 @@ const TypeOverrides = __nccwpck_require__(365)
 const ConnectionParameters = __nccwpck_require__(646)
 const Query = __nccwpck_require__(4473)
 const defaults = __nccwpck_require__(8995)
-const Connection = __nccwpck_require__(9809)
+const Connection = __nccwpck_require__(2190)
 const crypto = __nccwpck_require__(4150)
 
 const activeQueryDeprecationNotice = nodeUtils.deprecate(
@@ -3472,7 +3472,7 @@ module.exports = ConnectionParameters
 
 /***/ }),
 
-/***/ 9809:
+/***/ 2190:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -4331,7 +4331,7 @@ module.exports.__defineSetter__('parseInt8', function (val) {
 
 const Client = __nccwpck_require__(5042)
 const defaults = __nccwpck_require__(8995)
-const Connection = __nccwpck_require__(9809)
+const Connection = __nccwpck_require__(2190)
 const Result = __nccwpck_require__(6424)
 const utils = __nccwpck_require__(9652)
 const Pool = __nccwpck_require__(7558)
@@ -38537,7 +38537,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util/types")
 
 /***/ }),
 
-/***/ 248:
+/***/ 9809:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -38612,8 +38612,11 @@ function keys_isCatalogName(name) {
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
-/** The manifest schema: written last, its presence marks a backup complete. */
-const MANIFEST_SCHEMA_VERSION = 1;
+/**
+ * 2: the source's state from the dump's snapshot (`sourceState`) and extension configuration
+ * tables in `tables`. Manifests of version 1 are checked the way they were before.
+ */
+const MANIFEST_SCHEMA_VERSION = 2;
 const BACKUP_KINDS = [
     'scheduled',
     'pre-migration',
@@ -38630,6 +38633,29 @@ function dumpObject(manifest) {
 /** Total bytes of every object of a backup. */
 function totalBytes(manifest) {
     return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
+}
+/** `age (2 recipients, passphrase)`: how a backup is encrypted, in words. */
+function describeEncryption(encryption) {
+    const parts = [];
+    const n = encryption.recipients.length;
+    if (n > 0)
+        parts.push(`${n} recipient${n > 1 ? 's' : ''}`);
+    if (encryption.passphrase)
+        parts.push('passphrase');
+    return `age (${parts.join(', ')})`;
+}
+/** `zstd level 3`, `gzip inside the archive (pg_dump)`, `none`: how a dump was compressed. */
+function describeCompression(c) {
+    switch (c.method) {
+        case 'zstd':
+        case 'gzip':
+            return `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
+        case 'pg_dump-gzip':
+        case 'pg_dump-zstd':
+            return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
+        default:
+            return 'none';
+    }
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/catalog.js
@@ -40170,6 +40196,317 @@ async function exportSnapshot(client) {
     return r.rows[0].id;
 }
 
+;// CONCATENATED MODULE: ./lib/postgres/platform.js
+/**
+ * What Supabase's platform is, as its catalog shows it. The restore's route for it is in
+ * src/restore/platform.ts.
+ */
+/**
+ * The schemas a Supabase project's platform owns: supabase/cli's `InternalSchemas`
+ * (apps/cli-go/pkg/migration/dump.go, the schemas `supabase db dump` leaves out of a schema
+ * dump: "initialised by supabase/postgres image" and "owned by extensions"), without
+ * PostgreSQL's own information_schema and pg_*. A trailing `*` matches any suffix.
+ */
+const SUPABASE_PLATFORM_SCHEMAS = [
+    '_analytics',
+    '_realtime',
+    '_supavisor',
+    'auth',
+    'etl',
+    'extensions',
+    'pgbouncer',
+    'realtime',
+    'storage',
+    'supabase_functions',
+    'supabase_migrations',
+    'cron',
+    'dbdev',
+    'graphql',
+    'graphql_public',
+    'net',
+    'pgmq',
+    'pgsodium',
+    'pgsodium_masks',
+    'pgtle',
+    'repack',
+    'tiger',
+    'tiger_data',
+    'timescaledb_*',
+    '_timescaledb_*',
+    'topology',
+    'vault',
+];
+/**
+ * Platform schemas whose rows a restore into a project leaves alone: supabase/cli's
+ * `excludedSchemas` for `db dump --data-only` (same file: "Data dump includes auth, storage,
+ * etc. for migrating to new project"), with three differences: `vault` and `pgsodium` are
+ * restored here (Vault's secrets are the application's, and `vault.secrets.key_id` refers to
+ * `pgsodium.key`), and so is `supabase_migrations` (the application's migration history, which
+ * must match the application schema the restore brings back).
+ */
+const SUPABASE_DATA_LEFT_OUT_SCHEMAS = (/* unused pure expression or super */ null && ([
+    'graphql',
+    'graphql_public',
+    'pgsodium_masks',
+    'pgtle',
+    'repack',
+    'tiger',
+    'tiger_data',
+    'timescaledb_*',
+    '_timescaledb_*',
+    'topology',
+    'etl',
+    'extensions',
+    'pgbouncer',
+    'realtime',
+    '_analytics',
+    '_realtime',
+    '_supavisor',
+]));
+/**
+ * Platform tables whose rows the target's own services own: the migration history of each
+ * service. supabase/cli's scripts/dump_data.sh excludes the first three (`--exclude-table`);
+ * realtime's lies in a schema whose data is left out anyway.
+ */
+const SUPABASE_BOOKKEEPING_TABLES = (/* unused pure expression or super */ null && ([
+    'auth.schema_migrations',
+    'storage.migrations',
+    'supabase_functions.migrations',
+    'realtime.schema_migrations',
+]));
+/** The schemas that, with the role supabase_admin, make a database a Supabase one. */
+const SUPABASE_MARKER_SCHEMAS = ['auth', 'storage', 'extensions'];
+/** Created by the Supabase CLI as `postgres` on first use; restored whole where it is absent. */
+const CLI_SCHEMA = 'supabase_migrations';
+function matchesAny(name, patterns) {
+    return patterns.some((p) => (p.endsWith('*') ? name.startsWith(p.slice(0, -1)) : name === p));
+}
+/** Whether a schema is one of the platform's (SUPABASE_PLATFORM_SCHEMAS). */
+function isPlatformSchema(name) {
+    return matchesAny(name, SUPABASE_PLATFORM_SCHEMAS);
+}
+/**
+ * Recognises a Supabase database from its catalog: the role supabase_admin and the schemas
+ * auth, storage and extensions (supabase_migrations and the others are listed when present).
+ */
+async function detectPlatform(client) {
+    const r = await client.query(`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'supabase_admin') AS admin,
+            ARRAY(SELECT nspname::text FROM pg_catalog.pg_namespace ORDER BY 1) AS schemas`);
+    const row = r.rows[0];
+    if (!row?.admin || !SUPABASE_MARKER_SCHEMAS.every((s) => row.schemas.includes(s))) {
+        return undefined;
+    }
+    const ext = await client.query(`SELECT extname::text AS name, extversion AS version FROM pg_catalog.pg_extension ORDER BY 1`);
+    return {
+        name: 'supabase',
+        managedSchemas: row.schemas.filter(isPlatformSchema),
+        extensions: ext.rows,
+    };
+}
+
+;// CONCATENATED MODULE: ./lib/postgres/source-state.js
+
+
+const USER_SCHEMA = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`;
+const NOT_EXTENSION_MEMBER = (classid, oid) => `NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${classid}'::regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
+/** Reads the source's state in the client's transaction (the dump's snapshot). */
+async function readSourceState(client, selection) {
+    const matcher = selectionMatcher(selection);
+    const inSelection = (rows) => rows.filter((r) => matcher.schemaIncluded(r.schema));
+    const wholeDatabase = selection.schemas.length === 0;
+    return {
+        constraints: inSelection(await readConstraints(client)),
+        sequences: (await readSequences(client)).filter((s) => s.extension !== undefined || matcher.schemaIncluded(s.schema)),
+        rowSecurity: inSelection(await readRowSecurity(client)),
+        policies: inSelection(await readPolicies(client)),
+        extensions: await readExtensions(client),
+        largeObjects: wholeDatabase ? await countLargeObjects(client) : null,
+        settings: await readSettings(client),
+    };
+}
+async function readConstraints(client) {
+    // Constraints cloned onto partitions from their parent's (conparentid) are made by the parent's
+    // constraint, under names the server picks; NOT NULL constraints (PostgreSQL 18) are columns'.
+    const r = await client.query(`
+    SELECT n.nspname AS schema, COALESCE(t.relname, ty.typname) AS "on",
+           CASE WHEN c.contypid <> 0 THEN 'domain' ELSE 'table' END AS "onKind",
+           c.conname AS name, c.contype::text AS type, c.convalidated AS validated
+      FROM pg_constraint c
+      JOIN pg_namespace n ON n.oid = c.connamespace
+      LEFT JOIN pg_class t ON t.oid = c.conrelid AND c.conrelid <> 0
+      LEFT JOIN pg_type ty ON ty.oid = c.contypid AND c.contypid <> 0
+     WHERE ${USER_SCHEMA}
+       AND c.contype IN ('p', 'u', 'f', 'c', 'x', 't')
+       AND c.conparentid = 0
+       AND (t.oid IS NOT NULL OR ty.oid IS NOT NULL)
+       AND (t.oid IS NULL OR ${NOT_EXTENSION_MEMBER('pg_class', 't.oid')})
+       AND (ty.oid IS NULL OR ${NOT_EXTENSION_MEMBER('pg_type', 'ty.oid')})
+     ORDER BY 1, 2, 4`);
+    return r.rows;
+}
+async function readSequences(client) {
+    const r = await client.query(`
+    SELECT c.oid::text AS oid, n.nspname AS schema, c.relname AS name, s.seqincrement < 0 AS descending,
+           (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+               AND d.refclassid = 'pg_extension'::regclass LIMIT 1) AS extension,
+           has_sequence_privilege(c.oid, 'SELECT') AS readable
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_sequence s ON s.seqrelid = c.oid
+     WHERE c.relkind = 'S' AND ${USER_SCHEMA}
+     ORDER BY 2, 3`);
+    const readable = r.rows.filter((s) => s.readable);
+    const values = new Map();
+    // One statement per 200 sequences: a database with thousands of them needs no thousand round trips.
+    for (let i = 0; i < readable.length; i += 200) {
+        const batch = readable.slice(i, i + 200);
+        const union = batch
+            .map((s) => `SELECT ${s.oid}::text AS oid, last_value::text AS last, is_called AS called FROM ${(0,connection/* quoteIdent */.v4)(s.schema)}.${(0,connection/* quoteIdent */.v4)(s.name)}`)
+            .join(' UNION ALL ');
+        const v = await client.query(union);
+        for (const row of v.rows)
+            values.set(row.oid, { last: row.last, called: row.called });
+    }
+    return readable.flatMap((s) => {
+        const v = values.get(s.oid);
+        if (!v)
+            return [];
+        return [
+            {
+                schema: s.schema,
+                name: s.name,
+                lastValue: v.last,
+                isCalled: v.called,
+                descending: s.descending,
+                ...(s.extension ? { extension: s.extension } : {}),
+            },
+        ];
+    });
+}
+async function readRowSecurity(client) {
+    const r = await client.query(`
+    SELECT n.nspname AS schema, c.relname AS table, c.relrowsecurity AS enabled,
+           c.relforcerowsecurity AS forced
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND ${USER_SCHEMA}
+       AND (c.relrowsecurity OR c.relforcerowsecurity
+            OR EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))
+       AND ${NOT_EXTENSION_MEMBER('pg_class', 'c.oid')}
+     ORDER BY 1, 2`);
+    return r.rows;
+}
+/**
+ * Runs `read` with only pg_catalog on the search path, as pg_dump does, so expressions come out
+ * schema-qualified whatever the connecting role's own search path is; the path is put back
+ * afterwards (also inside the dump's snapshot transaction, which must stay open).
+ */
+async function withCatalogSearchPath(client, read) {
+    const saved = await client.query("SELECT current_setting('search_path') AS path");
+    await client.query("SELECT set_config('search_path', 'pg_catalog', false)");
+    try {
+        return await read();
+    }
+    finally {
+        await client.query("SELECT set_config('search_path', $1, false)", [saved.rows[0].path]);
+    }
+}
+async function readPolicies(client) {
+    return withCatalogSearchPath(client, () => queryPolicies(client));
+}
+async function queryPolicies(client) {
+    const r = await client.query(`
+    SELECT n.nspname AS schema, c.relname AS table, p.polname AS name,
+           CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                         WHEN 'd' THEN 'DELETE' ELSE 'ALL' END AS command,
+           p.polpermissive AS permissive,
+           ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END
+                   FROM unnest(p.polroles) AS r ORDER BY 1) AS roles,
+           pg_get_expr(p.polqual, p.polrelid) AS using,
+           pg_get_expr(p.polwithcheck, p.polrelid) AS check
+      FROM pg_policy p
+      JOIN pg_class c ON c.oid = p.polrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE ${USER_SCHEMA} AND ${NOT_EXTENSION_MEMBER('pg_class', 'c.oid')}
+     ORDER BY 1, 2, 3`);
+    return r.rows;
+}
+async function readExtensions(client) {
+    const r = await client.query(`SELECT e.extname AS name, e.extversion AS version, n.nspname AS schema
+       FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+      WHERE e.extname <> 'plpgsql' ORDER BY 1`);
+    return r.rows;
+}
+async function countLargeObjects(client) {
+    const r = await client.query('SELECT count(*)::text AS n FROM pg_largeobject_metadata');
+    return Number(r.rows[0].n);
+}
+/** The settings of the current database, for every role (null: the database's own). */
+async function readSettings(client) {
+    const r = await client.query(`SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END AS role,
+            unnest(s.setconfig) AS setting
+       FROM pg_db_role_setting s
+      WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY 1 NULLS FIRST, 2`);
+    return r.rows;
+}
+/** Row counts of extension configuration tables whose data pg_dump carries. */
+async function extensionConfigTables(client) {
+    const r = await client.query(`SELECT n.nspname AS schema, c.relname AS name, e.extname AS extension,
+            pg_total_relation_size(c.oid)::text AS bytes
+       FROM pg_extension e
+       CROSS JOIN LATERAL unnest(e.extconfig) AS cfg(oid)
+       JOIN pg_class c ON c.oid = cfg.oid AND c.relkind = 'r'
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+      ORDER BY 1, 2`);
+    return r.rows.map((row) => ({ ...row, bytes: Number(row.bytes) }));
+}
+/**
+ * What a backup of selected schemas relies on outside them, which a restore must find in the
+ * target: foreign keys to other schemas' tables, column defaults calling other schemas'
+ * functions, triggers on other schemas' tables running a selected function (left out of the
+ * dump with their table), and the roles the selected schemas' policies name.
+ */
+async function dependenciesOutside(client, selection) {
+    if (selection.schemas.length === 0 && selection.excludeSchemas.length === 0)
+        return [];
+    const matcher = selectionMatcher(selection);
+    const r = await client.query(`
+    SELECT 'fk' AS kind, sn.nspname AS inside, tn.nspname AS outside,
+           format('foreign key %s on %I.%I references %I.%I', c.conname, sn.nspname, s.relname, tn.nspname, t.relname) AS what
+      FROM pg_constraint c
+      JOIN pg_class s ON s.oid = c.conrelid JOIN pg_namespace sn ON sn.oid = s.relnamespace
+      JOIN pg_class t ON t.oid = c.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+     WHERE c.contype = 'f'
+    UNION ALL
+    SELECT 'default', n.nspname, pn.nspname,
+           format('default of %I.%I.%I calls %I.%I()', n.nspname, cl.relname, a.attname, pn.nspname, p.proname)
+      FROM pg_attrdef ad
+      JOIN pg_class cl ON cl.oid = ad.adrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+      JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+      JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                      AND d.refclassid = 'pg_proc'::regclass
+      JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+     WHERE pn.nspname <> 'pg_catalog'
+    UNION ALL
+    SELECT 'trigger', pn.nspname, tn.nspname,
+           format('trigger %s on %I.%I runs %I.%I(), and is not in the backup', tg.tgname, tn.nspname, t.relname, pn.nspname, p.proname)
+      FROM pg_trigger tg
+      JOIN pg_class t ON t.oid = tg.tgrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+      JOIN pg_proc p ON p.oid = tg.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+     WHERE NOT tg.tgisinternal`);
+    const found = r.rows
+        .filter((x) => matcher.schemaIncluded(x.inside) && !matcher.schemaIncluded(x.outside))
+        .map((x) => x.what);
+    const roles = new Set((await readPolicies(client))
+        .filter((p) => matcher.schemaIncluded(p.schema))
+        .flatMap((p) => p.roles)
+        .filter((role) => role !== 'public'));
+    if (roles.size > 0)
+        found.push(`policies name the roles ${[...roles].sort().join(', ')}`);
+    return found;
+}
+
 ;// CONCATENATED MODULE: ./lib/postgres/archive.js
 /*
  * pg_dump's custom format (pg_backup_archiver.c, pg_backup_custom.c): a header, a table of
@@ -40737,6 +41074,8 @@ class HeadReader {
 
 
 
+
+
 /**
  * A whole database as a custom-format dump with the action's defaults (compression auto, exact
  * row counts, no roles, no encryption, kind scheduled); callers spread their own choices over it.
@@ -40910,6 +41249,11 @@ async function runBackup(options, deps) {
         const snapshot = await exportSnapshot(client);
         snapshotOpen = true;
         const tables = await listTables(client, options.selection);
+        // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
+        // read, later, is never behind this one.
+        const sourceState = await readSourceState(client, options.selection);
+        const platform = await detectPlatform(client);
+        warnings.push(...(await platformWarnings(client, options, platform)));
         const sizeEstimate = await databaseSize(client);
         const previous = await lookup;
         warnings.push(...previousWarnings);
@@ -40937,7 +41281,10 @@ async function runBackup(options, deps) {
             return result;
         });
         objects.push({ key: objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 });
-        const inventory = (await counting) ?? (await countDumpedRows(client, tables, coalescer, logger));
+        const inventory = [
+            ...((await counting) ?? (await countDumpedRows(client, tables, coalescer, logger))),
+            ...(await extensionTableInventory(client, options)),
+        ];
         await client.query('COMMIT');
         snapshotOpen = false;
         let globals = false;
@@ -40955,7 +41302,13 @@ async function runBackup(options, deps) {
         }
         let sizeChangePercent;
         let previousInfo;
-        if (previous) {
+        const notComparable = previous
+            ? whySizeNotComparable(previous, options.format, plan.info)
+            : undefined;
+        if (previous && notComparable) {
+            logger.info(`Size change against ${previous.id} not compared: ${notComparable}`);
+        }
+        else if (previous) {
             const prevBytes = previous.objects.find((o) => o.role === 'dump')?.bytes ?? 0;
             if (prevBytes > 0) {
                 sizeChangePercent = Math.round(((dump.bytes - prevBytes) / prevBytes) * 1000) / 10;
@@ -40993,6 +41346,8 @@ async function runBackup(options, deps) {
             objects,
             rowCounts: options.rowCounts,
             tables: inventory,
+            sourceState,
+            platform,
             globals,
             git: options.git,
             keepUntil: options.keepUntil?.toISOString(),
@@ -41007,7 +41362,7 @@ async function runBackup(options, deps) {
         await storage.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true });
         stored.length = 0;
         const durationSeconds = (Date.now() - t0) / 1000;
-        logger.info(`Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (${rate(dump.bytes, durationSeconds)})`);
+        logger.info(`Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (the dump streamed at ${rate(dump.bytes, dump.seconds)})`);
         return {
             manifest,
             manifestKey: mKey,
@@ -41015,7 +41370,9 @@ async function runBackup(options, deps) {
             bytes: dump.bytes,
             sha256: dump.sha256,
             durationSeconds,
+            dumpSeconds: dump.seconds,
             sizeChangePercent,
+            sizeChangeSkipped: notComparable,
             warnings,
             serverVersion: server.version,
             pgDumpVersion: tools.version,
@@ -41033,6 +41390,20 @@ async function runBackup(options, deps) {
                 .catch((error) => logger.warning(`Could not remove the partial backup objects ${stored.join(', ')}: ${(0,errors/* errorMessage */.gJ)(error)}`));
         }
     }
+}
+/**
+ * Why the previous backup's size says nothing about this one's, when it does not: another format
+ * or compression changes the object's size with the data unchanged.
+ */
+function whySizeNotComparable(previous, format, compression) {
+    if (previous.format !== format) {
+        return `it is a ${previous.format}-format archive and this one ${format}-format`;
+    }
+    if (previous.compression.method !== compression.method ||
+        previous.compression.level !== compression.level) {
+        return `it was compressed with ${describeCompression(previous.compression)} and this one with ${describeCompression(compression)}`;
+    }
+    return undefined;
 }
 async function databaseSize(client) {
     const r = await client.query('SELECT pg_database_size(current_database())::text AS n');
@@ -41060,6 +41431,40 @@ async function countTables(client, tables, mode, counted) {
     return out;
 }
 /**
+ * What a user should know before relying on this backup: a Supabase project's catalog name left
+ * to default (every project's database is called postgres), and what a backup of selected
+ * schemas relies on outside them.
+ */
+async function platformWarnings(client, options, platform) {
+    const warnings = [];
+    if (platform && options.name === undefined) {
+        warnings.push(`This is a Supabase project, whose database is always called postgres: set name (for example the project's name) so that the backups of several projects do not share the catalog name 'postgres'.`);
+    }
+    const outside = await dependenciesOutside(client, options.selection);
+    if (outside.length > 0) {
+        warnings.push(`The backup covers selected schemas, and relies on what is outside them; a restore needs a target that has it: ${outside.join('; ')}.`);
+    }
+    return warnings;
+}
+/**
+ * Extension configuration tables whose rows pg_dump carries (a whole-database dump carries the
+ * extensions), counted whole in the dump's snapshot: after a restore with the same extension
+ * version the table holds the extension's own rows and the dumped ones, as the source did.
+ */
+async function extensionTableInventory(client, options) {
+    if (options.selection.schemas.length > 0)
+        return [];
+    const matcher = selectionMatcher(options.selection);
+    const out = [];
+    for (const t of await extensionConfigTables(client)) {
+        if (!matcher.schemaIncluded(t.schema))
+            continue;
+        const rows = options.rowCounts === 'exact' ? await countRows(client, t.schema, t.name) : null;
+        out.push({ schema: t.schema, name: t.name, rows, bytes: t.bytes, extension: t.extension });
+    }
+    return out;
+}
+/**
  * Exact row counts from what the coalescer counted in pg_dump's output, and `count(*)` in the
  * dump's snapshot for any table it did not see as COPY rows.
  */
@@ -41076,6 +41481,7 @@ async function countDumpedRows(client, tables, coalescer, logger) {
         (byCountStar > 0 ? `, ${byCountStar} by count(*) in the dump's snapshot.` : '.'));
     return inventory;
 }
+/** The dump object: its size, SHA-256, and the seconds the stream took (the progress lines' clock). */
 async function streamDump(a) {
     const { options, deps, tools, plan, coalescer } = a;
     const env = (0,connection/* childEnv */.gf)(deps.env, options.connection);
@@ -41214,7 +41620,7 @@ async function streamDump(a) {
             if (storing.value.bytes !== hash.bytes) {
                 throw new Error(`Stored ${storing.value.bytes} bytes but the dump produced ${hash.bytes}; the upload is incomplete.`);
             }
-            return { bytes: hash.bytes, sha256: hash.digest() };
+            return { bytes: hash.bytes, sha256: hash.digest(), seconds: progress.elapsedSeconds() };
         }
         finally {
             progress.stop();
@@ -41313,15 +41719,16 @@ function statusIcon(status) {
 ;// CONCATENATED MODULE: ./lib/backup/summary.js
 
 
+
 /** The backup's job summary: id, size, duration, throughput, change, and the largest tables. */
 function backupSummary(result, location) {
     const m = result.manifest;
-    const enc = m.encryption
-        ? `age, ${m.encryption.recipients.length} recipient(s)${m.encryption.passphrase ? ' + passphrase' : ''}`
-        : 'none (unencrypted)';
-    const change = result.sizeChangePercent === undefined
-        ? 'first backup of this name'
-        : `${result.sizeChangePercent > 0 ? '+' : ''}${result.sizeChangePercent}% against ${m.previous?.id} (${formatBytes(m.previous?.bytes ?? 0)})`;
+    const enc = m.encryption ? describeEncryption(m.encryption) : 'none (unencrypted)';
+    const change = result.sizeChangeSkipped !== undefined
+        ? `not compared with ${m.previous?.id ?? 'the previous backup'}: ${result.sizeChangeSkipped}`
+        : result.sizeChangePercent === undefined
+            ? 'first backup of this name'
+            : `${result.sizeChangePercent > 0 ? '+' : ''}${result.sizeChangePercent}% against ${m.previous?.id} (${formatBytes(m.previous?.bytes ?? 0)})`;
     const largest = [...m.tables].sort((a, b) => b.bytes - a.bytes).slice(0, 10);
     const rows = m.tables.reduce((n, t) => n + (t.rows ?? 0), 0);
     let md = `## Backup of \`${m.name}\`: ${m.id}\n\n`;
@@ -41331,7 +41738,7 @@ function backupSummary(result, location) {
         ['Stored at', `\`${location}\``],
         ['Size', formatBytes(result.bytes)],
         ['Duration', `${result.durationSeconds.toFixed(1)} s`],
-        ['Throughput', rate(result.bytes, result.durationSeconds)],
+        ['Throughput', `${rate(result.bytes, result.dumpSeconds)} (the dump stream)`],
         ['Change', change],
         ['Server', `PostgreSQL ${m.source.serverVersion} (pg_dump ${m.tools.pgDumpVersion})`],
         [
@@ -42491,7 +42898,7 @@ async function runBackupAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(248);
+/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9809);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(355);
 
 

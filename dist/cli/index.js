@@ -38528,7 +38528,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util/types")
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7406);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4789);
 
 const code = await (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .main */ .i)(process.argv.slice(2), {
     stdout: process.stdout,
@@ -38548,7 +38548,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7406:
+/***/ 4789:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -39044,8 +39044,11 @@ function isCatalogName(name) {
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
-/** The manifest schema: written last, its presence marks a backup complete. */
-const MANIFEST_SCHEMA_VERSION = 1;
+/**
+ * 2: the source's state from the dump's snapshot (`sourceState`) and extension configuration
+ * tables in `tables`. Manifests of version 1 are checked the way they were before.
+ */
+const MANIFEST_SCHEMA_VERSION = 2;
 const BACKUP_KINDS = [
     'scheduled',
     'pre-migration',
@@ -39062,6 +39065,29 @@ function dumpObject(manifest) {
 /** Total bytes of every object of a backup. */
 function totalBytes(manifest) {
     return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
+}
+/** `age (2 recipients, passphrase)`: how a backup is encrypted, in words. */
+function describeEncryption(encryption) {
+    const parts = [];
+    const n = encryption.recipients.length;
+    if (n > 0)
+        parts.push(`${n} recipient${n > 1 ? 's' : ''}`);
+    if (encryption.passphrase)
+        parts.push('passphrase');
+    return `age (${parts.join(', ')})`;
+}
+/** `zstd level 3`, `gzip inside the archive (pg_dump)`, `none`: how a dump was compressed. */
+function describeCompression(c) {
+    switch (c.method) {
+        case 'zstd':
+        case 'gzip':
+            return `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
+        case 'pg_dump-gzip':
+        case 'pg_dump-zstd':
+            return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
+        default:
+            return 'none';
+    }
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/catalog.js
@@ -45153,6 +45179,317 @@ async function exportSnapshot(client) {
     return r.rows[0].id;
 }
 
+;// CONCATENATED MODULE: ./lib/postgres/platform.js
+/**
+ * What Supabase's platform is, as its catalog shows it. The restore's route for it is in
+ * src/restore/platform.ts.
+ */
+/**
+ * The schemas a Supabase project's platform owns: supabase/cli's `InternalSchemas`
+ * (apps/cli-go/pkg/migration/dump.go, the schemas `supabase db dump` leaves out of a schema
+ * dump: "initialised by supabase/postgres image" and "owned by extensions"), without
+ * PostgreSQL's own information_schema and pg_*. A trailing `*` matches any suffix.
+ */
+const SUPABASE_PLATFORM_SCHEMAS = [
+    '_analytics',
+    '_realtime',
+    '_supavisor',
+    'auth',
+    'etl',
+    'extensions',
+    'pgbouncer',
+    'realtime',
+    'storage',
+    'supabase_functions',
+    'supabase_migrations',
+    'cron',
+    'dbdev',
+    'graphql',
+    'graphql_public',
+    'net',
+    'pgmq',
+    'pgsodium',
+    'pgsodium_masks',
+    'pgtle',
+    'repack',
+    'tiger',
+    'tiger_data',
+    'timescaledb_*',
+    '_timescaledb_*',
+    'topology',
+    'vault',
+];
+/**
+ * Platform schemas whose rows a restore into a project leaves alone: supabase/cli's
+ * `excludedSchemas` for `db dump --data-only` (same file: "Data dump includes auth, storage,
+ * etc. for migrating to new project"), with three differences: `vault` and `pgsodium` are
+ * restored here (Vault's secrets are the application's, and `vault.secrets.key_id` refers to
+ * `pgsodium.key`), and so is `supabase_migrations` (the application's migration history, which
+ * must match the application schema the restore brings back).
+ */
+const SUPABASE_DATA_LEFT_OUT_SCHEMAS = [
+    'graphql',
+    'graphql_public',
+    'pgsodium_masks',
+    'pgtle',
+    'repack',
+    'tiger',
+    'tiger_data',
+    'timescaledb_*',
+    '_timescaledb_*',
+    'topology',
+    'etl',
+    'extensions',
+    'pgbouncer',
+    'realtime',
+    '_analytics',
+    '_realtime',
+    '_supavisor',
+];
+/**
+ * Platform tables whose rows the target's own services own: the migration history of each
+ * service. supabase/cli's scripts/dump_data.sh excludes the first three (`--exclude-table`);
+ * realtime's lies in a schema whose data is left out anyway.
+ */
+const SUPABASE_BOOKKEEPING_TABLES = [
+    'auth.schema_migrations',
+    'storage.migrations',
+    'supabase_functions.migrations',
+    'realtime.schema_migrations',
+];
+/** The schemas that, with the role supabase_admin, make a database a Supabase one. */
+const SUPABASE_MARKER_SCHEMAS = ['auth', 'storage', 'extensions'];
+/** Created by the Supabase CLI as `postgres` on first use; restored whole where it is absent. */
+const CLI_SCHEMA = 'supabase_migrations';
+function matchesAny(name, patterns) {
+    return patterns.some((p) => (p.endsWith('*') ? name.startsWith(p.slice(0, -1)) : name === p));
+}
+/** Whether a schema is one of the platform's (SUPABASE_PLATFORM_SCHEMAS). */
+function isPlatformSchema(name) {
+    return matchesAny(name, SUPABASE_PLATFORM_SCHEMAS);
+}
+/**
+ * Recognises a Supabase database from its catalog: the role supabase_admin and the schemas
+ * auth, storage and extensions (supabase_migrations and the others are listed when present).
+ */
+async function detectPlatform(client) {
+    const r = await client.query(`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'supabase_admin') AS admin,
+            ARRAY(SELECT nspname::text FROM pg_catalog.pg_namespace ORDER BY 1) AS schemas`);
+    const row = r.rows[0];
+    if (!row?.admin || !SUPABASE_MARKER_SCHEMAS.every((s) => row.schemas.includes(s))) {
+        return undefined;
+    }
+    const ext = await client.query(`SELECT extname::text AS name, extversion AS version FROM pg_catalog.pg_extension ORDER BY 1`);
+    return {
+        name: 'supabase',
+        managedSchemas: row.schemas.filter(isPlatformSchema),
+        extensions: ext.rows,
+    };
+}
+
+;// CONCATENATED MODULE: ./lib/postgres/source-state.js
+
+
+const USER_SCHEMA = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`;
+const NOT_EXTENSION_MEMBER = (classid, oid) => `NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${classid}'::regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
+/** Reads the source's state in the client's transaction (the dump's snapshot). */
+async function readSourceState(client, selection) {
+    const matcher = selectionMatcher(selection);
+    const inSelection = (rows) => rows.filter((r) => matcher.schemaIncluded(r.schema));
+    const wholeDatabase = selection.schemas.length === 0;
+    return {
+        constraints: inSelection(await readConstraints(client)),
+        sequences: (await readSequences(client)).filter((s) => s.extension !== undefined || matcher.schemaIncluded(s.schema)),
+        rowSecurity: inSelection(await readRowSecurity(client)),
+        policies: inSelection(await readPolicies(client)),
+        extensions: await readExtensions(client),
+        largeObjects: wholeDatabase ? await countLargeObjects(client) : null,
+        settings: await readSettings(client),
+    };
+}
+async function readConstraints(client) {
+    // Constraints cloned onto partitions from their parent's (conparentid) are made by the parent's
+    // constraint, under names the server picks; NOT NULL constraints (PostgreSQL 18) are columns'.
+    const r = await client.query(`
+    SELECT n.nspname AS schema, COALESCE(t.relname, ty.typname) AS "on",
+           CASE WHEN c.contypid <> 0 THEN 'domain' ELSE 'table' END AS "onKind",
+           c.conname AS name, c.contype::text AS type, c.convalidated AS validated
+      FROM pg_constraint c
+      JOIN pg_namespace n ON n.oid = c.connamespace
+      LEFT JOIN pg_class t ON t.oid = c.conrelid AND c.conrelid <> 0
+      LEFT JOIN pg_type ty ON ty.oid = c.contypid AND c.contypid <> 0
+     WHERE ${USER_SCHEMA}
+       AND c.contype IN ('p', 'u', 'f', 'c', 'x', 't')
+       AND c.conparentid = 0
+       AND (t.oid IS NOT NULL OR ty.oid IS NOT NULL)
+       AND (t.oid IS NULL OR ${NOT_EXTENSION_MEMBER('pg_class', 't.oid')})
+       AND (ty.oid IS NULL OR ${NOT_EXTENSION_MEMBER('pg_type', 'ty.oid')})
+     ORDER BY 1, 2, 4`);
+    return r.rows;
+}
+async function readSequences(client) {
+    const r = await client.query(`
+    SELECT c.oid::text AS oid, n.nspname AS schema, c.relname AS name, s.seqincrement < 0 AS descending,
+           (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+               AND d.refclassid = 'pg_extension'::regclass LIMIT 1) AS extension,
+           has_sequence_privilege(c.oid, 'SELECT') AS readable
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_sequence s ON s.seqrelid = c.oid
+     WHERE c.relkind = 'S' AND ${USER_SCHEMA}
+     ORDER BY 2, 3`);
+    const readable = r.rows.filter((s) => s.readable);
+    const values = new Map();
+    // One statement per 200 sequences: a database with thousands of them needs no thousand round trips.
+    for (let i = 0; i < readable.length; i += 200) {
+        const batch = readable.slice(i, i + 200);
+        const union = batch
+            .map((s) => `SELECT ${s.oid}::text AS oid, last_value::text AS last, is_called AS called FROM ${quoteIdent(s.schema)}.${quoteIdent(s.name)}`)
+            .join(' UNION ALL ');
+        const v = await client.query(union);
+        for (const row of v.rows)
+            values.set(row.oid, { last: row.last, called: row.called });
+    }
+    return readable.flatMap((s) => {
+        const v = values.get(s.oid);
+        if (!v)
+            return [];
+        return [
+            {
+                schema: s.schema,
+                name: s.name,
+                lastValue: v.last,
+                isCalled: v.called,
+                descending: s.descending,
+                ...(s.extension ? { extension: s.extension } : {}),
+            },
+        ];
+    });
+}
+async function readRowSecurity(client) {
+    const r = await client.query(`
+    SELECT n.nspname AS schema, c.relname AS table, c.relrowsecurity AS enabled,
+           c.relforcerowsecurity AS forced
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND ${USER_SCHEMA}
+       AND (c.relrowsecurity OR c.relforcerowsecurity
+            OR EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))
+       AND ${NOT_EXTENSION_MEMBER('pg_class', 'c.oid')}
+     ORDER BY 1, 2`);
+    return r.rows;
+}
+/**
+ * Runs `read` with only pg_catalog on the search path, as pg_dump does, so expressions come out
+ * schema-qualified whatever the connecting role's own search path is; the path is put back
+ * afterwards (also inside the dump's snapshot transaction, which must stay open).
+ */
+async function withCatalogSearchPath(client, read) {
+    const saved = await client.query("SELECT current_setting('search_path') AS path");
+    await client.query("SELECT set_config('search_path', 'pg_catalog', false)");
+    try {
+        return await read();
+    }
+    finally {
+        await client.query("SELECT set_config('search_path', $1, false)", [saved.rows[0].path]);
+    }
+}
+async function readPolicies(client) {
+    return withCatalogSearchPath(client, () => queryPolicies(client));
+}
+async function queryPolicies(client) {
+    const r = await client.query(`
+    SELECT n.nspname AS schema, c.relname AS table, p.polname AS name,
+           CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                         WHEN 'd' THEN 'DELETE' ELSE 'ALL' END AS command,
+           p.polpermissive AS permissive,
+           ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END
+                   FROM unnest(p.polroles) AS r ORDER BY 1) AS roles,
+           pg_get_expr(p.polqual, p.polrelid) AS using,
+           pg_get_expr(p.polwithcheck, p.polrelid) AS check
+      FROM pg_policy p
+      JOIN pg_class c ON c.oid = p.polrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE ${USER_SCHEMA} AND ${NOT_EXTENSION_MEMBER('pg_class', 'c.oid')}
+     ORDER BY 1, 2, 3`);
+    return r.rows;
+}
+async function readExtensions(client) {
+    const r = await client.query(`SELECT e.extname AS name, e.extversion AS version, n.nspname AS schema
+       FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+      WHERE e.extname <> 'plpgsql' ORDER BY 1`);
+    return r.rows;
+}
+async function countLargeObjects(client) {
+    const r = await client.query('SELECT count(*)::text AS n FROM pg_largeobject_metadata');
+    return Number(r.rows[0].n);
+}
+/** The settings of the current database, for every role (null: the database's own). */
+async function readSettings(client) {
+    const r = await client.query(`SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END AS role,
+            unnest(s.setconfig) AS setting
+       FROM pg_db_role_setting s
+      WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY 1 NULLS FIRST, 2`);
+    return r.rows;
+}
+/** Row counts of extension configuration tables whose data pg_dump carries. */
+async function extensionConfigTables(client) {
+    const r = await client.query(`SELECT n.nspname AS schema, c.relname AS name, e.extname AS extension,
+            pg_total_relation_size(c.oid)::text AS bytes
+       FROM pg_extension e
+       CROSS JOIN LATERAL unnest(e.extconfig) AS cfg(oid)
+       JOIN pg_class c ON c.oid = cfg.oid AND c.relkind = 'r'
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+      ORDER BY 1, 2`);
+    return r.rows.map((row) => ({ ...row, bytes: Number(row.bytes) }));
+}
+/**
+ * What a backup of selected schemas relies on outside them, which a restore must find in the
+ * target: foreign keys to other schemas' tables, column defaults calling other schemas'
+ * functions, triggers on other schemas' tables running a selected function (left out of the
+ * dump with their table), and the roles the selected schemas' policies name.
+ */
+async function dependenciesOutside(client, selection) {
+    if (selection.schemas.length === 0 && selection.excludeSchemas.length === 0)
+        return [];
+    const matcher = selectionMatcher(selection);
+    const r = await client.query(`
+    SELECT 'fk' AS kind, sn.nspname AS inside, tn.nspname AS outside,
+           format('foreign key %s on %I.%I references %I.%I', c.conname, sn.nspname, s.relname, tn.nspname, t.relname) AS what
+      FROM pg_constraint c
+      JOIN pg_class s ON s.oid = c.conrelid JOIN pg_namespace sn ON sn.oid = s.relnamespace
+      JOIN pg_class t ON t.oid = c.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+     WHERE c.contype = 'f'
+    UNION ALL
+    SELECT 'default', n.nspname, pn.nspname,
+           format('default of %I.%I.%I calls %I.%I()', n.nspname, cl.relname, a.attname, pn.nspname, p.proname)
+      FROM pg_attrdef ad
+      JOIN pg_class cl ON cl.oid = ad.adrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+      JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+      JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                      AND d.refclassid = 'pg_proc'::regclass
+      JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+     WHERE pn.nspname <> 'pg_catalog'
+    UNION ALL
+    SELECT 'trigger', pn.nspname, tn.nspname,
+           format('trigger %s on %I.%I runs %I.%I(), and is not in the backup', tg.tgname, tn.nspname, t.relname, pn.nspname, p.proname)
+      FROM pg_trigger tg
+      JOIN pg_class t ON t.oid = tg.tgrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+      JOIN pg_proc p ON p.oid = tg.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+     WHERE NOT tg.tgisinternal`);
+    const found = r.rows
+        .filter((x) => matcher.schemaIncluded(x.inside) && !matcher.schemaIncluded(x.outside))
+        .map((x) => x.what);
+    const roles = new Set((await readPolicies(client))
+        .filter((p) => matcher.schemaIncluded(p.schema))
+        .flatMap((p) => p.roles)
+        .filter((role) => role !== 'public'));
+    if (roles.size > 0)
+        found.push(`policies name the roles ${[...roles].sort().join(', ')}`);
+    return found;
+}
+
 ;// CONCATENATED MODULE: ./lib/postgres/archive.js
 /*
  * pg_dump's custom format (pg_backup_archiver.c, pg_backup_custom.c): a header, a table of
@@ -45720,6 +46057,8 @@ class HeadReader {
 
 
 
+
+
 /**
  * A whole database as a custom-format dump with the action's defaults (compression auto, exact
  * row counts, no roles, no encryption, kind scheduled); callers spread their own choices over it.
@@ -45893,6 +46232,11 @@ async function runBackup(options, deps) {
         const snapshot = await exportSnapshot(client);
         snapshotOpen = true;
         const tables = await listTables(client, options.selection);
+        // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
+        // read, later, is never behind this one.
+        const sourceState = await readSourceState(client, options.selection);
+        const platform = await detectPlatform(client);
+        warnings.push(...(await platformWarnings(client, options, platform)));
         const sizeEstimate = await databaseSize(client);
         const previous = await lookup;
         warnings.push(...previousWarnings);
@@ -45920,7 +46264,10 @@ async function runBackup(options, deps) {
             return result;
         });
         objects.push({ key: objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 });
-        const inventory = (await counting) ?? (await countDumpedRows(client, tables, coalescer, logger));
+        const inventory = [
+            ...((await counting) ?? (await countDumpedRows(client, tables, coalescer, logger))),
+            ...(await extensionTableInventory(client, options)),
+        ];
         await client.query('COMMIT');
         snapshotOpen = false;
         let globals = false;
@@ -45938,7 +46285,13 @@ async function runBackup(options, deps) {
         }
         let sizeChangePercent;
         let previousInfo;
-        if (previous) {
+        const notComparable = previous
+            ? whySizeNotComparable(previous, options.format, plan.info)
+            : undefined;
+        if (previous && notComparable) {
+            logger.info(`Size change against ${previous.id} not compared: ${notComparable}`);
+        }
+        else if (previous) {
             const prevBytes = previous.objects.find((o) => o.role === 'dump')?.bytes ?? 0;
             if (prevBytes > 0) {
                 sizeChangePercent = Math.round(((dump.bytes - prevBytes) / prevBytes) * 1000) / 10;
@@ -45976,6 +46329,8 @@ async function runBackup(options, deps) {
             objects,
             rowCounts: options.rowCounts,
             tables: inventory,
+            sourceState,
+            platform,
             globals,
             git: options.git,
             keepUntil: options.keepUntil?.toISOString(),
@@ -45990,7 +46345,7 @@ async function runBackup(options, deps) {
         await storage.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true });
         stored.length = 0;
         const durationSeconds = (Date.now() - t0) / 1000;
-        logger.info(`Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (${rate(dump.bytes, durationSeconds)})`);
+        logger.info(`Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (the dump streamed at ${rate(dump.bytes, dump.seconds)})`);
         return {
             manifest,
             manifestKey: mKey,
@@ -45998,7 +46353,9 @@ async function runBackup(options, deps) {
             bytes: dump.bytes,
             sha256: dump.sha256,
             durationSeconds,
+            dumpSeconds: dump.seconds,
             sizeChangePercent,
+            sizeChangeSkipped: notComparable,
             warnings,
             serverVersion: server.version,
             pgDumpVersion: tools.version,
@@ -46016,6 +46373,20 @@ async function runBackup(options, deps) {
                 .catch((error) => logger.warning(`Could not remove the partial backup objects ${stored.join(', ')}: ${(0,core_errors/* errorMessage */.gJ)(error)}`));
         }
     }
+}
+/**
+ * Why the previous backup's size says nothing about this one's, when it does not: another format
+ * or compression changes the object's size with the data unchanged.
+ */
+function whySizeNotComparable(previous, format, compression) {
+    if (previous.format !== format) {
+        return `it is a ${previous.format}-format archive and this one ${format}-format`;
+    }
+    if (previous.compression.method !== compression.method ||
+        previous.compression.level !== compression.level) {
+        return `it was compressed with ${describeCompression(previous.compression)} and this one with ${describeCompression(compression)}`;
+    }
+    return undefined;
 }
 async function databaseSize(client) {
     const r = await client.query('SELECT pg_database_size(current_database())::text AS n');
@@ -46043,6 +46414,40 @@ async function countTables(client, tables, mode, counted) {
     return out;
 }
 /**
+ * What a user should know before relying on this backup: a Supabase project's catalog name left
+ * to default (every project's database is called postgres), and what a backup of selected
+ * schemas relies on outside them.
+ */
+async function platformWarnings(client, options, platform) {
+    const warnings = [];
+    if (platform && options.name === undefined) {
+        warnings.push(`This is a Supabase project, whose database is always called postgres: set name (for example the project's name) so that the backups of several projects do not share the catalog name 'postgres'.`);
+    }
+    const outside = await dependenciesOutside(client, options.selection);
+    if (outside.length > 0) {
+        warnings.push(`The backup covers selected schemas, and relies on what is outside them; a restore needs a target that has it: ${outside.join('; ')}.`);
+    }
+    return warnings;
+}
+/**
+ * Extension configuration tables whose rows pg_dump carries (a whole-database dump carries the
+ * extensions), counted whole in the dump's snapshot: after a restore with the same extension
+ * version the table holds the extension's own rows and the dumped ones, as the source did.
+ */
+async function extensionTableInventory(client, options) {
+    if (options.selection.schemas.length > 0)
+        return [];
+    const matcher = selectionMatcher(options.selection);
+    const out = [];
+    for (const t of await extensionConfigTables(client)) {
+        if (!matcher.schemaIncluded(t.schema))
+            continue;
+        const rows = options.rowCounts === 'exact' ? await countRows(client, t.schema, t.name) : null;
+        out.push({ schema: t.schema, name: t.name, rows, bytes: t.bytes, extension: t.extension });
+    }
+    return out;
+}
+/**
  * Exact row counts from what the coalescer counted in pg_dump's output, and `count(*)` in the
  * dump's snapshot for any table it did not see as COPY rows.
  */
@@ -46059,6 +46464,7 @@ async function countDumpedRows(client, tables, coalescer, logger) {
         (byCountStar > 0 ? `, ${byCountStar} by count(*) in the dump's snapshot.` : '.'));
     return inventory;
 }
+/** The dump object: its size, SHA-256, and the seconds the stream took (the progress lines' clock). */
 async function streamDump(a) {
     const { options, deps, tools, plan, coalescer } = a;
     const env = childEnv(deps.env, options.connection);
@@ -46197,7 +46603,7 @@ async function streamDump(a) {
             if (storing.value.bytes !== hash.bytes) {
                 throw new Error(`Stored ${storing.value.bytes} bytes but the dump produced ${hash.bytes}; the upload is incomplete.`);
             }
-            return { bytes: hash.bytes, sha256: hash.digest() };
+            return { bytes: hash.bytes, sha256: hash.digest(), seconds: progress.elapsedSeconds() };
         }
         finally {
             progress.stop();
@@ -46859,6 +47265,963 @@ function planRetention(backups, policy, now, options) {
     return plan;
 }
 
+;// CONCATENATED MODULE: ./lib/restore/platform.js
+/**
+ * Restoring a backup of a database that lives on a managed platform (Supabase) back onto that
+ * platform.
+ *
+ * A whole-database `pg_dump -Fc` of a Supabase project holds two things: the application (its
+ * schemas, and what it hangs on the platform's tables: triggers on auth.users, policies on
+ * storage.objects, tables in the realtime publication) and the platform itself (auth, storage,
+ * realtime, vault... made by the image and by the services' own migrations). A new project
+ * already holds the platform, owned by roles the `postgres` user is not, so a plain pg_restore
+ * fails (`must be owner of schema auth`) and objects pg_dump writes twice (Vault's view and
+ * trigger function, made by `CREATE EXTENSION supabase_vault` and dumped again) collide.
+ *
+ * Supabase's own route (https://supabase.com/docs/guides/platform/migrating-within-supabase/backup-restore,
+ * supabase/cli apps/cli-go/pkg/migration/{dump.go,scripts/dump_schema.sh,scripts/dump_data.sh})
+ * dumps the application's schemas without the platform's, then the data of everything but the
+ * services' bookkeeping, and loads that data with `SET session_replication_role = replica`. The
+ * plan here does the same with one archive: `planPlatformRestore` comments out of the archive's
+ * table of contents what the target owns, keeping the platform tables' rows and the whole
+ * application; `replicaRoleEnv` loads it with no trigger firing.
+ */
+
+
+
+
+
+
+/** pg_dump's entry kinds (its `desc`), longest first so `TABLE DATA` wins over `TABLE`. */
+const DESCS = [
+    'ACCESS METHOD',
+    'ACL',
+    'AGGREGATE',
+    'BLOB',
+    'BLOB METADATA',
+    'BLOBS',
+    'CAST',
+    'CHECK CONSTRAINT',
+    'COLLATION',
+    'COMMENT',
+    'CONSTRAINT',
+    'CONVERSION',
+    'DATABASE',
+    'DATABASE PROPERTIES',
+    'DEFAULT',
+    'DEFAULT ACL',
+    'DOMAIN',
+    'ENCODING',
+    'EVENT TRIGGER',
+    'EXTENSION',
+    'FK CONSTRAINT',
+    'FOREIGN DATA WRAPPER',
+    'FOREIGN SERVER',
+    'FOREIGN TABLE',
+    'FUNCTION',
+    'INDEX',
+    'INDEX ATTACH',
+    'LARGE OBJECT',
+    'MATERIALIZED VIEW',
+    'MATERIALIZED VIEW DATA',
+    'OPERATOR',
+    'OPERATOR CLASS',
+    'OPERATOR FAMILY',
+    'POLICY',
+    'PROCEDURAL LANGUAGE',
+    'PROCEDURE',
+    'PUBLICATION',
+    'PUBLICATION TABLE',
+    'PUBLICATION TABLES IN SCHEMA',
+    'ROW SECURITY',
+    'RULE',
+    'SCHEMA',
+    'SEARCHPATH',
+    'SECURITY LABEL',
+    'SEQUENCE',
+    'SEQUENCE OWNED BY',
+    'SEQUENCE SET',
+    'SERVER',
+    'SHELL TYPE',
+    'STATISTICS',
+    'STATISTICS DATA',
+    'STDSTRINGS',
+    'SUBSCRIPTION',
+    'SUBSCRIPTION TABLE',
+    'TABLE',
+    'TABLE ATTACH',
+    'TABLE DATA',
+    'TEXT SEARCH CONFIGURATION',
+    'TEXT SEARCH DICTIONARY',
+    'TEXT SEARCH PARSER',
+    'TEXT SEARCH TEMPLATE',
+    'TRANSFORM',
+    'TRIGGER',
+    'TYPE',
+    'USER MAPPING',
+    'VIEW',
+].sort((a, b) => b.length - a.length);
+const ENTRY_LINE = /^(\d+);\s+\d+\s+\d+\s+(.*)$/;
+/** The entries of `pg_restore --list` text (lines starting with `;` are not entries). */
+function parseToc(listing) {
+    const entries = [];
+    for (const raw of listing.split('\n')) {
+        const line = raw.replace(/\r$/, '');
+        const m = ENTRY_LINE.exec(line);
+        if (!m)
+            continue;
+        const rest = m[2];
+        const desc = DESCS.find((d) => rest.startsWith(`${d} `));
+        if (!desc)
+            continue;
+        const after = rest.slice(desc.length + 1);
+        const space = after.indexOf(' ');
+        const ns = space < 0 ? after : after.slice(0, space);
+        const tagOwner = space < 0 ? '' : after.slice(space + 1);
+        const last = tagOwner.lastIndexOf(' ');
+        entries.push({
+            line,
+            dumpId: Number(m[1]),
+            desc,
+            namespace: ns === '-' ? undefined : ns,
+            tag: last < 0 ? tagOwner : tagOwner.slice(0, last),
+            owner: last < 0 ? '' : tagOwner.slice(last + 1),
+        });
+    }
+    return entries;
+}
+/** Splits `first rest...` at the first space (a table's constraint, trigger, policy...). */
+function splitFirst(tag) {
+    const i = tag.indexOf(' ');
+    return i < 0 ? [tag, ''] : [tag.slice(0, i), tag.slice(i + 1)];
+}
+/** Reads one identifier, quoted or not, from the start of `text`: [name, rest]. */
+function readIdent(text) {
+    if (text.startsWith('"')) {
+        let i = 1;
+        let name = '';
+        while (i < text.length) {
+            if (text[i] === '"') {
+                if (text[i + 1] === '"') {
+                    name += '"';
+                    i += 2;
+                    continue;
+                }
+                return [name, text.slice(i + 1)];
+            }
+            name += text[i];
+            i++;
+        }
+        return [name, ''];
+    }
+    const m = /^[^\s.(]*/.exec(text);
+    const name = m ? m[0] : '';
+    return [name, text.slice(name.length)];
+}
+/** Splits `schema.name` (either quoted) at its dot: [schema, name]. */
+function splitQualified(text) {
+    const [first, rest] = readIdent(text.trim());
+    if (!rest.startsWith('.'))
+        return [undefined, first];
+    return [first, readIdent(rest.slice(1))[0]];
+}
+/** The key of the object a creating entry makes, comparable with the target's catalog. */
+function objectKey(e) {
+    const ns = e.namespace ?? '';
+    switch (e.desc) {
+        case 'SCHEMA':
+            return `schema:${e.tag}`;
+        case 'TABLE':
+        case 'VIEW':
+        case 'MATERIALIZED VIEW':
+        case 'SEQUENCE':
+        case 'INDEX':
+        case 'FOREIGN TABLE':
+            return `rel:${ns}.${e.tag}`;
+        case 'TYPE':
+        case 'DOMAIN':
+        case 'SHELL TYPE':
+            return `type:${ns}.${e.tag}`;
+        case 'FUNCTION':
+        case 'PROCEDURE':
+        case 'AGGREGATE':
+            return `func:${ns}.${e.tag}`;
+        case 'CONSTRAINT':
+        case 'FK CONSTRAINT':
+        case 'CHECK CONSTRAINT': {
+            const [table, name] = splitFirst(e.tag);
+            return `con:${ns}.${table} ${name}`;
+        }
+        case 'TRIGGER':
+        case 'POLICY':
+        case 'RULE':
+        case 'DEFAULT': {
+            const [table, name] = splitFirst(e.tag);
+            const kinds = {
+                TRIGGER: 'trg',
+                POLICY: 'pol',
+                RULE: 'rule',
+                DEFAULT: 'default',
+            };
+            const kind = kinds[e.desc];
+            return `${kind}:${ns}.${table} ${name}`;
+        }
+        case 'ROW SECURITY':
+            return `rls:${ns}.${e.tag}`;
+        case 'TABLE ATTACH':
+        case 'INDEX ATTACH':
+            return `attach:${ns}.${e.tag}`;
+        case 'SEQUENCE OWNED BY':
+            return `owned:${ns}.${e.tag}`;
+        case 'EXTENSION':
+            return `ext:${e.tag}`;
+        case 'EVENT TRIGGER':
+            return `evt:${e.tag}`;
+        case 'PUBLICATION':
+            return `pub:${e.tag}`;
+        case 'PUBLICATION TABLE': {
+            const [pub, table] = splitFirst(e.tag);
+            return `pubtab:${pub} ${ns}.${table}`;
+        }
+        case 'PUBLICATION TABLES IN SCHEMA':
+            return `pubns:${splitFirst(e.tag)[0]} ${ns}`;
+        case 'PROCEDURAL LANGUAGE':
+            return `lang:${e.tag}`;
+        case 'FOREIGN DATA WRAPPER':
+            return `fdw:${e.tag}`;
+        case 'SERVER':
+        case 'FOREIGN SERVER':
+            return `srv:${e.tag}`;
+        case 'COLLATION':
+            return `coll:${ns}.${e.tag}`;
+        case 'TEXT SEARCH CONFIGURATION':
+            return `tscfg:${ns}.${e.tag}`;
+        case 'TEXT SEARCH DICTIONARY':
+            return `tsdict:${ns}.${e.tag}`;
+        case 'STATISTICS':
+            return `stat:${ns}.${e.tag}`;
+        case 'CONVERSION':
+            return `conv:${ns}.${e.tag}`;
+        default:
+            return undefined;
+    }
+}
+/** The keys under which COMMENT / ACL / SECURITY LABEL entries find a creating entry. */
+function followKeys(e) {
+    const key = objectKey(e);
+    if (!key)
+        return [];
+    if (key.startsWith('func:')) {
+        // ACL tags name the arguments (`f(a integer)`), FUNCTION tags only their types: by name.
+        return [key, `funcname:${e.namespace ?? ''}.${e.tag.slice(0, e.tag.indexOf('('))}`];
+    }
+    return [key];
+}
+/** The object a COMMENT / ACL / SECURITY LABEL entry is about, by the keys of `followKeys`. */
+function followedKey(e) {
+    const ns = e.namespace ?? '';
+    const tag = e.tag;
+    const kinds = [
+        'MATERIALIZED VIEW',
+        'FOREIGN DATA WRAPPER',
+        'FOREIGN TABLE',
+        'EVENT TRIGGER',
+        'LARGE OBJECT',
+        'PUBLICATION',
+        'EXTENSION',
+        'SCHEMA',
+        'TRIGGER',
+        'POLICY',
+        'RULE',
+        'CONSTRAINT',
+        'SERVER',
+        'LANGUAGE',
+        'TABLE',
+        'VIEW',
+        'SEQUENCE',
+        'INDEX',
+        'COLUMN',
+        'FUNCTION',
+        'PROCEDURE',
+        'AGGREGATE',
+        'TYPE',
+        'DOMAIN',
+        'DATABASE',
+    ];
+    const kind = kinds.find((k) => tag.startsWith(`${k} `));
+    if (!kind)
+        return undefined;
+    const [name, rest] = readIdent(tag.slice(kind.length + 1));
+    const onTable = () => readIdent(rest.replace(/^ ON /, ''))[0];
+    switch (kind) {
+        case 'SCHEMA':
+            return `schema:${name}`;
+        case 'EXTENSION':
+            return `ext:${name}`;
+        case 'EVENT TRIGGER':
+            return `evt:${name}`;
+        case 'PUBLICATION':
+            return `pub:${name}`;
+        case 'FOREIGN DATA WRAPPER':
+            return `fdw:${name}`;
+        case 'SERVER':
+            return `srv:${name}`;
+        case 'LANGUAGE':
+            return `lang:${name}`;
+        case 'TRIGGER':
+            return `trg:${ns}.${onTable()} ${name}`;
+        case 'POLICY':
+            return `pol:${ns}.${onTable()} ${name}`;
+        case 'RULE':
+            return `rule:${ns}.${onTable()} ${name}`;
+        case 'CONSTRAINT':
+            return `con:${ns}.${onTable()} ${name}`;
+        case 'TABLE':
+        case 'VIEW':
+        case 'MATERIALIZED VIEW':
+        case 'SEQUENCE':
+        case 'INDEX':
+        case 'FOREIGN TABLE':
+        case 'COLUMN':
+            return `rel:${ns}.${name}`;
+        case 'FUNCTION':
+        case 'PROCEDURE':
+        case 'AGGREGATE':
+            return `funcname:${ns}.${name}`;
+        case 'TYPE':
+        case 'DOMAIN':
+            return `type:${ns}.${name}`;
+        default:
+            return undefined;
+    }
+}
+const FOLLOWERS = new Set(['COMMENT', 'ACL', 'SECURITY LABEL']);
+/** Entries pg_restore follows with ALTER ... OWNER TO (without --no-owner). */
+const OWNED_DESCS = new Set([
+    'AGGREGATE',
+    'COLLATION',
+    'CONVERSION',
+    'DOMAIN',
+    'EVENT TRIGGER',
+    'FOREIGN DATA WRAPPER',
+    'FOREIGN TABLE',
+    'FUNCTION',
+    'MATERIALIZED VIEW',
+    'OPERATOR',
+    'OPERATOR CLASS',
+    'OPERATOR FAMILY',
+    'PROCEDURAL LANGUAGE',
+    'PROCEDURE',
+    'PUBLICATION',
+    'SCHEMA',
+    'SEQUENCE',
+    'SERVER',
+    'STATISTICS',
+    'TABLE',
+    'TEXT SEARCH CONFIGURATION',
+    'TEXT SEARCH DICTIONARY',
+    'TYPE',
+    'VIEW',
+]);
+const DATA_DESCS = new Set(['TABLE DATA', 'SEQUENCE SET', 'MATERIALIZED VIEW DATA']);
+const LARGE_OBJECT_DESCS = new Set(['BLOB', 'BLOBS', 'BLOB METADATA', 'LARGE OBJECT']);
+const DATABASE_DESCS = new Set([
+    'DATABASE',
+    'DATABASE PROPERTIES',
+    'ENCODING',
+    'STDSTRINGS',
+    'SEARCHPATH',
+]);
+async function loadTargetCatalog(client) {
+    const saved = (await client.query(`SELECT current_setting('search_path') AS p`))
+        .rows[0].p;
+    // pg_dump names argument types with an empty search_path: qualified unless in pg_catalog.
+    await client.query(`SELECT pg_catalog.set_config('search_path', '', false)`);
+    try {
+        const q = async (sql) => (await client.query(sql)).rows;
+        const keys = new Set();
+        const add = (rows) => rows.forEach((r) => keys.add(r.k));
+        const me = (await q(`SELECT current_user::text AS role,
+                (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser,
+                has_database_privilege(current_database(), 'CREATE') AS create,
+                to_regclass('pg_catalog.pg_publication_namespace') IS NOT NULL AS pubns`))[0];
+        const schemas = await q(`SELECT nspname::text AS name, pg_get_userbyid(nspowner)::text AS owner
+         FROM pg_catalog.pg_namespace`);
+        schemas.forEach((s) => keys.add(`schema:${s.name}`));
+        add(await q(`SELECT 'rel:' || n.nspname || '.' || c.relname AS k
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
+        add(await q(`SELECT 'type:' || n.nspname || '.' || t.typname AS k
+                 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+                WHERE t.typtype <> 'c'
+                   OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'`));
+        const funcs = await q(`SELECT 'func:' || n.nspname || '.' || p.proname || '(' ||
+              coalesce((SELECT string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
+                          FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)), '') || ')' AS k,
+              'funcname:' || n.nspname || '.' || p.proname AS name
+         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`);
+        funcs.forEach((f) => {
+            keys.add(f.k);
+            keys.add(f.name);
+        });
+        add(await q(`SELECT 'con:' || n.nspname || '.' || coalesce(c.relname, t.typname) || ' ' || k.conname AS k
+                 FROM pg_catalog.pg_constraint k
+                 JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
+                 LEFT JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+                 LEFT JOIN pg_catalog.pg_type t ON t.oid = k.contypid`));
+        add(await q(`SELECT 'trg:' || n.nspname || '.' || c.relname || ' ' || g.tgname AS k
+                 FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE NOT g.tgisinternal`));
+        add(await q(`SELECT 'pol:' || n.nspname || '.' || c.relname || ' ' || p.polname AS k
+                 FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
+        add(await q(`SELECT 'rule:' || n.nspname || '.' || c.relname || ' ' || r.rulename AS k
+                 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE r.rulename <> '_RETURN'`));
+        add(await q(`SELECT 'default:' || n.nspname || '.' || c.relname || ' ' || a.attname AS k
+                 FROM pg_catalog.pg_attrdef d
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                 JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
+        add(await q(`SELECT kind || n.nspname || '.' || c.relname AS k
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+                 LATERAL (VALUES ('rls:', c.relrowsecurity OR c.relforcerowsecurity),
+                                 ('attach:', c.relispartition),
+                                 ('owned:', c.relkind = 'S' AND EXISTS (
+                                    SELECT 1 FROM pg_catalog.pg_depend d
+                                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                                       AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')))) v(kind, yes)
+                WHERE yes`));
+        const exts = await q(`SELECT e.extname::text AS name, e.extversion AS version, n.nspname::text AS schema
+         FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace`);
+        exts.forEach((e) => keys.add(`ext:${e.name}`));
+        add(await q(`SELECT 'evt:' || evtname AS k FROM pg_catalog.pg_event_trigger`));
+        add(await q(`SELECT 'pub:' || pubname AS k FROM pg_catalog.pg_publication`));
+        add(await q(`SELECT 'pubtab:' || p.pubname || ' ' || n.nspname || '.' || c.relname AS k
+                 FROM pg_catalog.pg_publication_rel r
+                 JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid
+                 JOIN pg_catalog.pg_class c ON c.oid = r.prrelid
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
+        if (me.pubns) {
+            add(await q(`SELECT 'pubns:' || p.pubname || ' ' || n.nspname AS k
+                   FROM pg_catalog.pg_publication_namespace r
+                   JOIN pg_catalog.pg_publication p ON p.oid = r.pnpubid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = r.pnnspid`));
+        }
+        add(await q(`SELECT 'lang:' || lanname AS k FROM pg_catalog.pg_language`));
+        add(await q(`SELECT 'fdw:' || fdwname AS k FROM pg_catalog.pg_foreign_data_wrapper`));
+        add(await q(`SELECT 'srv:' || srvname AS k FROM pg_catalog.pg_foreign_server`));
+        add(await q(`SELECT 'coll:' || n.nspname || '.' || c.collname AS k FROM pg_catalog.pg_collation c
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+               UNION ALL
+               SELECT 'tscfg:' || n.nspname || '.' || c.cfgname FROM pg_catalog.pg_ts_config c
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+               UNION ALL
+               SELECT 'tsdict:' || n.nspname || '.' || d.dictname FROM pg_catalog.pg_ts_dict d
+                 JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
+               UNION ALL
+               SELECT 'stat:' || n.nspname || '.' || s.stxname FROM pg_catalog.pg_statistic_ext s
+                 JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+               UNION ALL
+               SELECT 'conv:' || n.nspname || '.' || c.conname FROM pg_catalog.pg_conversion c
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace`));
+        const roles = await q(`SELECT rolname::text AS name, pg_has_role(current_user, oid, 'MEMBER') AS member
+         FROM pg_catalog.pg_roles`);
+        const available = await q(`SELECT name::text AS name, bool_or(trusted) AS trusted
+         FROM pg_catalog.pg_available_extension_versions GROUP BY name`);
+        const fks = await q(`SELECT cn.nspname || '.' || c.relname AS referencing, fn.nspname || '.' || f.relname AS referenced
+         FROM pg_catalog.pg_constraint k
+         JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+         JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+         JOIN pg_catalog.pg_class f ON f.oid = k.confrelid
+         JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
+        WHERE k.contype = 'f'`);
+        const referencedBy = new Map();
+        for (const fk of fks) {
+            const set = referencedBy.get(fk.referenced) ?? new Set();
+            set.add(fk.referencing);
+            referencedBy.set(fk.referenced, set);
+        }
+        return {
+            role: me.role,
+            superuser: me.superuser,
+            keys,
+            roles: new Set(roles.map((r) => r.name)),
+            memberOf: new Set(roles.filter((r) => r.member).map((r) => r.name)),
+            extensions: new Map(exts.map((e) => [e.name, { version: e.version, schema: e.schema }])),
+            extensionBySchema: extensionSchemas(exts),
+            available: new Map(available.map((a) => [a.name, { trusted: a.trusted }])),
+            canCreateInDatabase: me.create,
+            schemaOwners: new Map(schemas.map((s) => [s.name, s.owner])),
+            referencedBy,
+        };
+    }
+    finally {
+        await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [saved]);
+    }
+}
+/**
+ * Schemas that hold exactly one extension and nothing shared (vault, pgsodium, graphql), by
+ * extension: what else is in them on a database the restore did not touch, CREATE EXTENSION
+ * (or what it ran) made. `extensions`, `public` and `pg_catalog` hold many.
+ */
+function extensionSchemas(exts) {
+    const count = new Map();
+    for (const e of exts)
+        count.set(e.schema, (count.get(e.schema) ?? 0) + 1);
+    return new Map(exts
+        .filter((e) => count.get(e.schema) === 1)
+        .filter((e) => !['pg_catalog', 'public', 'extensions'].includes(e.schema))
+        .map((e) => [e.schema, e.name]));
+}
+/** Of `tables` (`schema.table`), those holding at least one row (or that cannot be read). */
+async function tablesWithRows(client, tables) {
+    const found = new Set();
+    for (let i = 0; i < tables.length; i += 50) {
+        const chunk = tables.slice(i, i + 50);
+        const sql = chunk
+            .map((t, j) => {
+            const q = qualify(t);
+            return `SELECT ${j} AS i, CASE WHEN has_table_privilege(${literal(q)}, 'SELECT')
+                       THEN EXISTS (SELECT 1 FROM ONLY ${q}) ELSE true END AS rows`;
+        })
+            .join(' UNION ALL ');
+        const r = await client.query(sql);
+        for (const row of r.rows)
+            if (row.rows)
+                found.add(chunk[row.i]);
+    }
+    return found;
+}
+function qualify(table) {
+    const dot = table.indexOf('.');
+    return `${quoteIdent(table.slice(0, dot))}.${quoteIdent(table.slice(dot + 1))}`;
+}
+function literal(value) {
+    return `'${value.replace(/'/g, "''")}'`;
+}
+async function readDefinitions(archive, entries) {
+    const out = { triggerFunctionSchema: new Map(), foreignKeyTarget: new Map() };
+    if (entries.length === 0)
+        return out;
+    const dir = await (0,promises_.mkdtemp)(external_node_path_.join(external_node_os_.tmpdir(), 'platform-toc-'));
+    try {
+        const list = external_node_path_.join(dir, 'list');
+        await (0,promises_.writeFile)(list, `${entries.map((e) => e.line).join('\n')}\n`);
+        const r = await runProcess(archive.pgRestore, ['-f', '-', '-L', list, archive.path]);
+        if (r.code !== 0) {
+            throw new Error(describeExit('pg_restore -f - (reading definitions)', {
+                code: r.code,
+                signal: r.signal,
+                stderr: r.stderr,
+            }));
+        }
+        // Each entry's SQL follows its header: `-- Name: TAG; Type: DESC; Schema: NS; Owner: ...`.
+        const parts = r.stdout.split(/^-- Name: /m).slice(1);
+        for (const part of parts) {
+            const head = /^(.*); Type: ([^;]+); Schema: ([^;]+);/.exec(part);
+            if (!head)
+                continue;
+            const [, tag, desc, ns] = head;
+            const [table, name] = splitFirst(tag);
+            const key = `${ns}.${table} ${name}`;
+            if (desc === 'TRIGGER') {
+                const m = /EXECUTE (?:FUNCTION|PROCEDURE) ((?:"(?:[^"]|"")*"|[^\s."(]+)\.)?/.exec(part);
+                const schema = m?.[1] ? readIdent(m[1])[0] : undefined;
+                if (schema)
+                    out.triggerFunctionSchema.set(key, schema);
+            }
+            else if (desc === 'FK CONSTRAINT') {
+                const m = /REFERENCES ((?:"(?:[^"]|"")*"|[^\s."(]+)\.(?:"(?:[^"]|"")*"|[^\s."(]+))/.exec(part);
+                if (m) {
+                    const [schema, rel] = splitQualified(m[1]);
+                    if (schema)
+                        out.foreignKeyTarget.set(key, `${schema}.${rel}`);
+                }
+            }
+        }
+        return out;
+    }
+    finally {
+        await (0,promises_.rm)(dir, { recursive: true, force: true });
+    }
+}
+const keep = (followers = true) => ({ keep: true, followers });
+const out = (why, followers = false) => ({ keep: false, why, followers });
+function entryName(e) {
+    return e.namespace ? `${e.namespace}.${e.tag}` : e.tag;
+}
+/**
+ * Plans the restore of an archive of a Supabase database: which entries of its table of
+ * contents pg_restore restores (`listFile`), which platform tables get their rows and which of
+ * those to empty first. Restore with `pg_restore --exit-on-error -L listFile` in the environment
+ * of `replicaRoleEnv`, after `truncateStatement(plan)`.
+ */
+async function planPlatformRestore(input) {
+    const mode = input.mode ?? 'project';
+    const entries = parseToc(input.listing);
+    const target = await loadTargetCatalog(input.target);
+    const has = (key) => key !== undefined && target.keys.has(key);
+    const missing = new Set();
+    const conflicts = [];
+    const managed = new Set(input.platform.managedSchemas);
+    // supabase_migrations is the CLI's, made as postgres: where absent, the archive brings it.
+    const platformSchema = (ns) => ns !== undefined &&
+        (managed.has(ns) || isPlatformSchema(ns)) &&
+        !(ns === CLI_SCHEMA && !target.keys.has(`schema:${ns}`));
+    const definitionEntries = entries.filter((e) => (e.desc === 'TRIGGER' && platformSchema(e.namespace)) ||
+        (e.desc === 'FK CONSTRAINT' && !platformSchema(e.namespace)));
+    const defs = input.archive && mode === 'project'
+        ? await readDefinitions(input.archive, definitionEntries)
+        : undefined;
+    const madeBy = (e) => {
+        const ext = e.namespace ? target.extensionBySchema.get(e.namespace) : undefined;
+        return ext
+            ? `already on the target, where CREATE EXTENSION ${ext} made it (pg_dump writes it again as an entry of its own)`
+            : 'already on the target';
+    };
+    const extensionDecision = (e) => {
+        const found = target.extensions.get(e.tag);
+        if (found) {
+            return out(`extension ${e.tag} ${found.version} is already on the target (schema ${found.schema}): the target's`);
+        }
+        const avail = target.available.get(e.tag);
+        if (!avail) {
+            missing.add(`extension ${e.tag} (not available on the target server)`);
+            return out(`extension ${e.tag} is not available on the target server`);
+        }
+        if (!target.superuser && !(avail.trusted && target.canCreateInDatabase)) {
+            missing.add(`extension ${e.tag} (enable it on the target first: ${target.role} cannot create it)`);
+            return out(`extension ${e.tag} is not on the target and ${target.role} cannot create it`);
+        }
+        return keep();
+    };
+    const decide = (e) => {
+        if (DATABASE_DESCS.has(e.desc) || LARGE_OBJECT_DESCS.has(e.desc))
+            return keep();
+        const key = objectKey(e);
+        if (mode === 'scratch') {
+            if (e.desc === 'EXTENSION') {
+                return has(key) ? out(madeBy(e), true) : extensionDecision(e);
+            }
+            if (DATA_DESCS.has(e.desc) || e.desc === 'DEFAULT ACL')
+                return keep();
+            return has(key) ? out(madeBy(e), true) : keep();
+        }
+        // A Supabase project: the platform's objects are the target's.
+        if (e.desc === 'DEFAULT ACL') {
+            if (platformSchema(e.namespace)) {
+                return out(`default privileges in the platform's schema ${e.namespace}: the target's`);
+            }
+            if (target.superuser || target.memberOf.has(e.owner))
+                return keep();
+            return out(`default privileges of ${e.owner}: ${target.role} is not a member of ${e.owner}, ` +
+                `so the target's stay`);
+        }
+        if (e.desc === 'PUBLICATION TABLE' || e.desc === 'PUBLICATION TABLES IN SCHEMA') {
+            return has(key) ? out('already in the publication on the target') : keep();
+        }
+        if (e.namespace === undefined) {
+            switch (e.desc) {
+                case 'SCHEMA': {
+                    if (platformSchema(e.tag)) {
+                        if (has(key))
+                            return out(`the platform's schema ${e.tag}: the target's`);
+                        missing.add(`schema ${e.tag}`);
+                        return out(`the platform's schema ${e.tag} is not on the target`);
+                    }
+                    if (!has(key))
+                        return keep();
+                    const owner = target.schemaOwners.get(e.tag);
+                    return out(`schema ${e.tag} is already on the target (owner ${owner}` +
+                        (owner === e.owner ? '' : `, not ${e.owner} as in the archive: left as it is`) +
+                        `): its comment and privileges are restored`, true);
+                }
+                case 'EXTENSION':
+                    return extensionDecision(e);
+                case 'EVENT TRIGGER':
+                    return out(has(key)
+                        ? `event trigger ${e.tag} is already on the target: the platform's`
+                        : `event trigger ${e.tag}: the platform's (they need a superuser); not on the target, not created`);
+                case 'PUBLICATION':
+                    return has(key) ? out(`publication ${e.tag} is already on the target`) : keep();
+                default:
+                    return has(key) ? out('already on the target') : keep();
+            }
+        }
+        if (platformSchema(e.namespace)) {
+            const ns = e.namespace;
+            if (e.desc === 'TABLE DATA' || e.desc === 'SEQUENCE SET') {
+                const name = `${ns}.${e.tag}`;
+                if (SUPABASE_BOOKKEEPING_TABLES.includes(name)) {
+                    return out(`the migration history of the target's own service: the target's rows stay ` +
+                        `(supabase db dump --data-only leaves it out too)`);
+                }
+                if (matchesAny(ns, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
+                    return out(`rows of the platform's schema ${ns}, which the target's services keep ` +
+                        `(supabase db dump --data-only leaves this schema out)`);
+                }
+                if (!has(`rel:${name}`)) {
+                    missing.add(`${e.desc === 'TABLE DATA' ? 'table' : 'sequence'} ${name}`);
+                    return out(`${name} is not on the target: its rows cannot be restored`);
+                }
+                return keep();
+            }
+            if (e.desc === 'MATERIALIZED VIEW DATA') {
+                return out(`the platform's materialized view ${entryName(e)}: the target's`);
+            }
+            if (e.desc === 'TRIGGER' || e.desc === 'POLICY' || e.desc === 'RULE') {
+                const what = e.desc.toLowerCase();
+                if (has(key))
+                    return out(`${what} already on the target`);
+                const [table] = splitFirst(e.tag);
+                if (!has(`rel:${ns}.${table}`)) {
+                    return out(`${what} on ${ns}.${table}, which is not on the target`);
+                }
+                if (e.desc === 'TRIGGER' && defs) {
+                    const fnSchema = defs.triggerFunctionSchema.get(`${ns}.${e.tag}`);
+                    if (fnSchema !== undefined && platformSchema(fnSchema)) {
+                        return out(`a platform trigger (it runs a function of ${fnSchema}) the target lacks: ` +
+                            `the platform versions differ; not created`);
+                    }
+                }
+                // The application's: its trigger on auth.users, its policies on storage.objects.
+                return keep();
+            }
+            return has(key)
+                ? out(`${madeBy(e)}: the platform's schema ${ns} is the target's`)
+                : out(`not on the target: the platform's schema ${ns} is the target's, and the restore ` +
+                    `creates nothing in it (the source's platform version differs, or something was added there)`);
+        }
+        // The application's schemas.
+        if (!DATA_DESCS.has(e.desc) && has(key)) {
+            conflicts.push(`${e.desc} ${entryName(e)}`);
+        }
+        return keep();
+    };
+    // First pass: the entries that make objects; then COMMENT / ACL / SECURITY LABEL follow them.
+    const decisions = new Map();
+    const byKey = new Map();
+    for (const e of entries) {
+        if (FOLLOWERS.has(e.desc))
+            continue;
+        const d = decide(e);
+        decisions.set(e.dumpId, d);
+        for (const k of followKeys(e)) {
+            const prev = byKey.get(k);
+            // Overloaded functions share their name key: followed when any of them is kept.
+            if (!prev || (!prev.followers && d.followers))
+                byKey.set(k, d);
+        }
+    }
+    for (const e of entries) {
+        if (!FOLLOWERS.has(e.desc))
+            continue;
+        if (mode === 'scratch') {
+            decisions.set(e.dumpId, keep());
+            continue;
+        }
+        const fk = followedKey(e);
+        const followed = fk === undefined ? undefined : byKey.get(fk);
+        if (followed) {
+            decisions.set(e.dumpId, followed.followers ? keep() : out(`on an object the restore leaves out (${fk})`));
+            continue;
+        }
+        // About an object with no entry of its own (an extension's member, schema public...).
+        if (platformSchema(e.namespace)) {
+            decisions.set(e.dumpId, out(`on an object of the platform's schema ${e.namespace}`));
+        }
+        else if (e.namespace === undefined && fk?.startsWith('schema:')) {
+            const schema = fk.slice('schema:'.length);
+            decisions.set(e.dumpId, platformSchema(schema) ? out(`on the platform's schema ${schema}: the target's`) : keep());
+        }
+        else if (e.namespace === undefined && fk?.startsWith('ext:')) {
+            decisions.set(e.dumpId, has(fk) ? out(`on extension ${fk.slice(4)}, which is the target's`) : keep());
+        }
+        else if (e.namespace === undefined && fk?.startsWith('evt:')) {
+            decisions.set(e.dumpId, out(`on event trigger ${fk.slice(4)}: the platform's`));
+        }
+        else {
+            decisions.set(e.dumpId, keep());
+        }
+    }
+    // Platform tables whose rows come back, and which of them to empty first.
+    const dataOnly = [];
+    for (const e of entries) {
+        if (e.desc !== 'TABLE DATA' || !decisions.get(e.dumpId)?.keep)
+            continue;
+        if (e.namespace !== undefined && isPlatformSchema(e.namespace)) {
+            dataOnly.push(`${e.namespace}.${e.tag}`);
+        }
+    }
+    const present = dataOnly.filter((t) => has(`rel:${t}`));
+    const withRows = await tablesWithRows(input.target, present);
+    const truncate = new Set(present.filter((t) => withRows.has(t)));
+    // TRUNCATE refuses a table other tables refer to unless they go too: add the referring
+    // platform tables whose rows the restore brings anyway (anything else makes TRUNCATE fail).
+    const restoredHere = new Set(present);
+    for (let grew = true; grew;) {
+        grew = false;
+        for (const t of [...truncate]) {
+            for (const r of target.referencedBy.get(t) ?? []) {
+                if (restoredHere.has(r) && !truncate.has(r)) {
+                    truncate.add(r);
+                    grew = true;
+                }
+            }
+        }
+    }
+    // Roles that own what the restore keeps, and owners the restoring role cannot give away.
+    const cannotOwn = new Map();
+    for (const e of entries) {
+        if (!decisions.get(e.dumpId)?.keep || e.owner === '')
+            continue;
+        if (!target.roles.has(e.owner))
+            missing.add(`role ${e.owner}`);
+        else if (OWNED_DESCS.has(e.desc) && !target.superuser && !target.memberOf.has(e.owner)) {
+            cannotOwn.set(e.owner, [...(cannotOwn.get(e.owner) ?? []), `${e.desc} ${entryName(e)}`]);
+        }
+    }
+    for (const [owner, what] of cannotOwn) {
+        missing.add(`membership in role ${owner}: ${target.role} cannot make it the owner of ` +
+            `${what.slice(0, 3).join(', ')}${what.length > 3 ? ` and ${what.length - 3} more` : ''}`);
+    }
+    // Foreign keys of the application to platform rows the archive does not bring.
+    if (defs) {
+        const dataKept = new Set(entries
+            .filter((e) => e.desc === 'TABLE DATA' && decisions.get(e.dumpId)?.keep)
+            .map((e) => `${e.namespace}.${e.tag}`));
+        const needed = new Map();
+        for (const e of definitionEntries) {
+            if (e.desc !== 'FK CONSTRAINT' || !decisions.get(e.dumpId)?.keep)
+                continue;
+            const refTable = defs.foreignKeyTarget.get(`${e.namespace}.${e.tag}`);
+            if (!refTable || dataKept.has(refTable))
+                continue;
+            const [schema] = splitQualified(refTable);
+            if (schema === undefined || !platformSchema(schema))
+                continue;
+            const [table, constraint] = splitFirst(e.tag);
+            needed.set(refTable, [
+                ...(needed.get(refTable) ?? []),
+                `${constraint} of ${e.namespace}.${table}`,
+            ]);
+        }
+        const populated = await tablesWithRows(input.target, [...needed.keys()].filter((t) => has(`rel:${t}`)));
+        for (const [table, constraints] of needed) {
+            if (populated.has(table))
+                continue;
+            missing.add(`rows of ${table}: ${constraints.join(', ')} refer to them and the archive does not ` +
+                `hold them (restore them first, or restore a whole-database backup)`);
+        }
+    }
+    const leftOut = [];
+    const leftOutIds = new Set();
+    for (const e of entries) {
+        const d = decisions.get(e.dumpId);
+        if (d && !d.keep) {
+            leftOut.push({ entry: e.line, why: d.why ?? 'left out' });
+            leftOutIds.add(e.dumpId);
+        }
+    }
+    const listFile = input.listing
+        .split('\n')
+        .map((line) => {
+        const m = ENTRY_LINE.exec(line.replace(/\r$/, ''));
+        return m && leftOutIds.has(Number(m[1])) ? `;${line}` : line;
+    })
+        .join('\n');
+    return {
+        listFile,
+        leftOut,
+        dataOnly,
+        truncate: [...truncate].sort(),
+        missingOnTarget: [...missing].sort(),
+        conflicts,
+    };
+}
+/**
+ * For a new database on a supabase/postgres server (a service container), restored by its
+ * superuser: the list of the archive's schemas and extensions to create first (those the
+ * database lacks). Creating the extensions makes what they make (Vault's view and trigger
+ * function), so that `planPlatformRestore({ mode: 'scratch' })` then sees those and leaves out
+ * the archive's second copy. `missingOnTarget` names what the server lacks for the whole
+ * archive: extensions it cannot install and roles owning the archive's objects (the image
+ * lacks the realtime and webhooks services' roles); `conflicts`, what the database already
+ * holds (it must be new).
+ *
+ * Why a new database and not the image's own `postgres` one: the image's auth and storage
+ * schemas are its bootstrap versions (auth.users without the columns GoTrue adds, no
+ * auth.identities, no supabase_functions) and no service in a CI container migrates them, so
+ * a project's rows do not fit there. Supabase restores a downloaded backup into its image the
+ * same way: without the image's migrations, which the backup holds (supabase/postgres#1254).
+ */
+async function planScratchPreparation(input) {
+    const entries = parseToc(input.listing);
+    const target = await loadTargetCatalog(input.target);
+    const held = await input.target.query(`SELECT 'schema ' || nspname AS what FROM pg_catalog.pg_namespace
+      WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
+     UNION ALL
+     SELECT 'relation public.' || relname FROM pg_catalog.pg_class
+      WHERE relnamespace = 'public'::regnamespace
+     UNION ALL
+     SELECT 'function public.' || proname FROM pg_catalog.pg_proc
+      WHERE pronamespace = 'public'::regnamespace
+     UNION ALL
+     SELECT 'extension ' || extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'
+     ORDER BY 1`);
+    const missing = new Set();
+    const keepIds = new Set();
+    for (const e of entries) {
+        if (e.owner !== '' && !target.roles.has(e.owner))
+            missing.add(`role ${e.owner}`);
+        if (e.desc === 'SCHEMA' && !target.keys.has(`schema:${e.tag}`))
+            keepIds.add(e.dumpId);
+        if (e.desc === 'EXTENSION' && !target.extensions.has(e.tag)) {
+            if (target.available.has(e.tag))
+                keepIds.add(e.dumpId);
+            else
+                missing.add(`extension ${e.tag} (not available on the target server)`);
+        }
+    }
+    const listFile = input.listing
+        .split('\n')
+        .map((line) => {
+        const m = ENTRY_LINE.exec(line.replace(/\r$/, ''));
+        return m && !keepIds.has(Number(m[1])) ? `;${line}` : line;
+    })
+        .join('\n');
+    return {
+        listFile,
+        kept: entries.filter((e) => keepIds.has(e.dumpId)).map((e) => e.line),
+        missingOnTarget: [...missing].sort(),
+        conflicts: held.rows.map((r) => r.what),
+    };
+}
+/** The statement that empties `plan.truncate` (one TRUNCATE, as foreign keys demand), if any. */
+function truncateStatement(plan) {
+    if (plan.truncate.length === 0)
+        return undefined;
+    return `TRUNCATE TABLE ${plan.truncate.map((t) => `ONLY ${qualify(t)}`).join(', ')}`;
+}
+/** The libpq option that makes a session load rows with no trigger (and no FK check) firing. */
+const REPLICA_ROLE_OPTION = '-c session_replication_role=replica';
+/**
+ * The environment for pg_restore that loads with `session_replication_role = replica`, as
+ * Supabase's restore guide does (`SET session_replication_role = replica` before data.sql):
+ * Vault's encrypting trigger and the application's triggers do not process restored rows again.
+ * libpq passes it as a startup option (PGOPTIONS), which needs the role to be allowed to set it:
+ * a superuser, or (PostgreSQL 15+) `GRANT SET ON PARAMETER session_replication_role`.
+ */
+function replicaRoleEnv(env = {}) {
+    const current = env.PGOPTIONS?.trim();
+    return {
+        ...env,
+        PGOPTIONS: current ? `${current} ${REPLICA_ROLE_OPTION}` : REPLICA_ROLE_OPTION,
+    };
+}
+
 ;// CONCATENATED MODULE: ./lib/restore/checks.js
 
 
@@ -46869,7 +48232,7 @@ function planRetention(backups, policy, now, options) {
  * Every table the manifest lists exists in the restored database with the same row count;
  * tables missing or extra are named, counts that differ are shown side by side.
  */
-async function compareTables(client, manifest) {
+async function compareTables(client, manifest, notRestored = new Set()) {
     const started = Date.now();
     const restored = await listTables(client, {
         schemas: manifest.options?.schemas ?? [],
@@ -46878,8 +48241,15 @@ async function compareTables(client, manifest) {
     });
     const actualByName = new Map();
     for (const t of restored) {
-        const r = await client.query(`SELECT count(*)::text AS n FROM ONLY ${quoteIdent(t.schema)}.${quoteIdent(t.name)}`);
-        actualByName.set(`${t.schema}.${t.name}`, Number(r.rows[0].n));
+        actualByName.set(`${t.schema}.${t.name}`, await countRows(client, t.schema, t.name));
+    }
+    // Extension configuration tables are the extension's, so listTables leaves them out: the
+    // manifest names those whose rows the dump carried.
+    for (const t of manifest.tables.filter((x) => x.extension !== undefined)) {
+        const exists = await client.query('SELECT to_regclass($1) IS NOT NULL AS found', [`${quoteIdent(t.schema)}.${quoteIdent(t.name)}`]);
+        if (exists.rows[0].found) {
+            actualByName.set(`${t.schema}.${t.name}`, await countRows(client, t.schema, t.name));
+        }
     }
     const comparison = [];
     const expectedNames = new Set();
@@ -46887,7 +48257,10 @@ async function compareTables(client, manifest) {
         const table = `${t.schema}.${t.name}`;
         expectedNames.add(table);
         const actual = actualByName.get(table);
-        if (actual === undefined) {
+        if (notRestored.has(table)) {
+            comparison.push({ table, expected: t.rows, actual: actual ?? null, status: 'platform' });
+        }
+        else if (actual === undefined) {
             comparison.push({ table, expected: t.rows, actual: null, status: 'missing' });
         }
         else if (t.rows === null) {
@@ -46918,13 +48291,17 @@ async function compareTables(client, manifest) {
         problems.push(`row counts differ: ${differs.map((d) => `${d.table} ${d.expected} in the manifest, ${d.actual} restored`).join('; ')}`);
     }
     const estimate = manifest.rowCounts === 'estimate';
+    const platform = comparison.filter((c) => c.status === 'platform').length;
+    const kept = platform
+        ? `; ${platform} platform table(s) keep the target's rows (the platform's bookkeeping and short-lived data, which the backup does not replace)`
+        : '';
     const result = {
         name: 'Tables and row counts',
         status: problems.length === 0 || (estimate && missing.length === 0 && extra.length === 0)
             ? 'passed'
             : 'failed',
         detail: problems.length === 0
-            ? `${manifest.tables.length} tables, every row count matches the manifest${manifest.rowCounts === 'off' ? ' (row counts were not taken: existence only)' : ''}`
+            ? `${manifest.tables.length - platform} tables, every row count matches the manifest${manifest.rowCounts === 'off' ? ' (row counts were not taken: existence only)' : ''}${kept}`
             : estimate && missing.length === 0 && extra.length === 0
                 ? `${manifest.tables.length} tables present; row counts are planner estimates in the manifest, so differences are not failures`
                 : problems.join('. '),
@@ -46933,22 +48310,25 @@ async function compareTables(client, manifest) {
     return { result, comparison };
 }
 /**
- * Constraints were re-created valid: pg_restore validates foreign keys, unique and check
- * constraints as it creates them (with --exit-on-error a violation fails the restore), and every
- * constraint the archive lists (`expected`, from `pg_restore --list`) must exist afterwards.
- * Constraints marked NOT VALID are reported, not failed: pg_dump keeps that state from the source.
- * No sequence may be behind the maximum of the column it feeds.
+ * The checks of a manifest written before the source's state was recorded (schema version 1):
+ * every constraint the archive lists (`expected`, from `pg_restore --list`) must exist after the
+ * restore (table and domain constraints alike); sequences behind the maximum of the column they
+ * feed are noted, not failed, since the source may hold them so (rows inserted with explicit
+ * values).
  */
-async function constraintsAndSequences(client, expected) {
+async function legacyConstraintsAndSequences(client, expected) {
     const started = Date.now();
+    const legacy = 'manifest of schema version 1, checked against the archive alone';
     const constraints = await client.query(`
-    SELECT c.contype AS kind, n.nspname AS schema, t.relname AS table, c.conname AS name,
-           c.convalidated AS validated
+    SELECT c.contype AS kind, n.nspname AS schema, COALESCE(t.relname, ty.typname) AS table,
+           c.conname AS name, c.convalidated AS validated
       FROM pg_constraint c
       JOIN pg_namespace n ON n.oid = c.connamespace
-      JOIN pg_class t ON t.oid = c.conrelid
+      LEFT JOIN pg_class t ON t.oid = c.conrelid AND c.conrelid <> 0
+      LEFT JOIN pg_type ty ON ty.oid = c.contypid AND c.contypid <> 0
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-       AND c.contype IN ('f', 'u', 'c', 'p', 'x')`);
+       AND c.contype IN ('f', 'u', 'c', 'p', 'x')
+       AND (t.oid IS NOT NULL OR ty.oid IS NOT NULL)`);
     const counts = {};
     const present = new Set();
     const notValid = [];
@@ -46974,8 +48354,8 @@ async function constraintsAndSequences(client, expected) {
         name: 'Constraints',
         status: missing.length === 0 ? 'passed' : 'failed',
         detail: missing.length === 0
-            ? `${summary} re-created; the restore validated each one against the restored rows${notes.length ? `; ${notes.join('; ')}` : ''}`
-            : `missing after the restore although the archive lists them: ${missing.join(', ')}`,
+            ? `${summary} re-created; the restore validated each one against the restored rows${notes.length ? `; ${notes.join('; ')}` : ''} (${legacy})`
+            : `missing after the restore although the archive lists them: ${missing.join(', ')} (${legacy})`,
         seconds: (Date.now() - started) / 1000,
     };
     const sequencesStarted = Date.now();
@@ -47015,10 +48395,11 @@ async function constraintsAndSequences(client, expected) {
     }
     const sequenceResult = {
         name: 'Sequences',
-        status: behind.length === 0 ? 'passed' : 'failed',
-        detail: behind.length === 0
+        status: 'passed',
+        detail: (behind.length === 0
             ? `${sequences.rows.length} sequences ahead of the maximum of the columns they feed`
-            : `behind their column's maximum (the next insert would collide): ${behind.join('; ')}`,
+            : `note: behind their column's maximum, which the source may hold too (rows inserted with explicit values): ${behind.join('; ')}`) +
+            ` (${legacy}; its sequence values were not recorded)`,
         seconds: (Date.now() - sequencesStarted) / 1000,
     };
     return [constraintResult, sequenceResult];
@@ -47149,13 +48530,1934 @@ async function runUserChecks(client, checks) {
     return results;
 }
 
-// EXTERNAL MODULE: external "node:events"
-var external_node_events_ = __nccwpck_require__(8474);
 // EXTERNAL MODULE: external "node:stream/promises"
 var external_node_stream_promises_ = __nccwpck_require__(6466);
+;// CONCATENATED MODULE: external "node:timers/promises"
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+;// CONCATENATED MODULE: ./lib/restore/replace.js
+
+
+
+
+
+
+
+
+/** The application_name of the restoring session, unless the connection names its own. */
+const RESTORE_APPLICATION_NAME = 'pg-backup-actions restore';
+const LOCK_TIMEOUT = '60s';
+/** Oids below this are the server's own (FirstNormalObjectId). */
+const FIRST_NORMAL_OID = 16384;
+// ---------------------------------------------------------------------------------------------
+// The archive
+const replace_ENTRY_LINE = /^(\d+);\s+(\d+)\s+(\d+)\s+(.*)$/;
+/** Reads the text of `pg_restore --list` (or a list file: lines starting with ';' are left out). */
+function parseArchiveEntries(text) {
+    const entries = [];
+    for (const line of text.split('\n')) {
+        const m = replace_ENTRY_LINE.exec(line.replace(/\r$/, ''));
+        if (!m)
+            continue;
+        entries.push({ dumpId: Number(m[1]), catalog: Number(m[2]), oid: Number(m[3]), text: m[4] });
+    }
+    return entries;
+}
+/** `TAG OWNER` of the entries of a database-level kind (`EXTENSION`, `SERVER`...). */
+function entriesOf(entries, desc) {
+    const prefix = `${desc} - `;
+    return entries.filter((e) => e.text.startsWith(prefix)).map((e) => e.text.slice(prefix.length));
+}
+/** Whether `TAG OWNER` (the owner may be empty) is the entry of an object tagged `tag`. */
+function hasTag(rests, tag) {
+    return rests.some((rest) => {
+        if (!rest.startsWith(`${tag} `) && rest !== tag)
+            return false;
+        return !rest.slice(tag.length + 1).includes(' ');
+    });
+}
+/** The large objects the archive carries, as oid ranges: `BLOB - 16400` (to 16), `BLOB METADATA - 16400..16500` (17+). */
+function largeObjectRanges(entries) {
+    const ranges = [];
+    for (const e of entries) {
+        const m = /^BLOB(?: METADATA)? - (\d+)(?:\.\.(\d+))?(?: |$)/.exec(e.text);
+        if (m)
+            ranges.push([Number(m[1]), Number(m[2] ?? m[1])]);
+    }
+    ranges.sort((a, b) => a[0] - b[0]);
+    const merged = [];
+    for (const r of ranges) {
+        const last = merged[merged.length - 1];
+        if (last && r[0] <= last[1] + 1)
+            last[1] = Math.max(last[1], r[1]);
+        else
+            merged.push([r[0], r[1]]);
+    }
+    return merged;
+}
+/**
+ * Statement by statement, the heads (first words) of the SQL psql would run and the psql
+ * meta-commands it would obey, skipping comments, quoted text, dollar-quoted bodies and COPY data.
+ */
+function sqlStatementHeads(sql) {
+    const heads = [];
+    const meta = [];
+    let head = '';
+    const isIdent = (c) => c !== undefined && /[A-Za-z0-9_$]/.test(c);
+    const endStatement = () => {
+        const h = head.replace(/\s+/g, ' ').trim();
+        if (h)
+            heads.push(h);
+        head = '';
+    };
+    const append = (text) => {
+        if (head.length < 200)
+            head += text;
+    };
+    let i = 0;
+    const n = sql.length;
+    while (i < n) {
+        const c = sql[i];
+        if (c === '-' && sql[i + 1] === '-') {
+            const nl = sql.indexOf('\n', i);
+            i = nl < 0 ? n : nl;
+            append(' ');
+        }
+        else if (c === '/' && sql[i + 1] === '*') {
+            let depth = 1;
+            i += 2;
+            while (i < n && depth > 0) {
+                if (sql[i] === '/' && sql[i + 1] === '*') {
+                    depth++;
+                    i += 2;
+                }
+                else if (sql[i] === '*' && sql[i + 1] === '/') {
+                    depth--;
+                    i += 2;
+                }
+                else
+                    i++;
+            }
+            append(' ');
+        }
+        else if (c === "'") {
+            const escapes = (sql[i - 1] === 'E' || sql[i - 1] === 'e') && !isIdent(sql[i - 2]);
+            let j = i + 1;
+            while (j < n) {
+                if (escapes && sql[j] === '\\')
+                    j += 2;
+                else if (sql[j] === "'" && sql[j + 1] === "'")
+                    j += 2;
+                else if (sql[j] === "'")
+                    break;
+                else
+                    j++;
+            }
+            append("''");
+            i = j + 1;
+        }
+        else if (c === '"') {
+            let j = i + 1;
+            while (j < n) {
+                if (sql[j] === '"' && sql[j + 1] === '"')
+                    j += 2;
+                else if (sql[j] === '"')
+                    break;
+                else
+                    j++;
+            }
+            append(sql.slice(i, Math.min(j + 1, i + 100)));
+            i = j + 1;
+        }
+        else if (c === '$' && !isIdent(sql[i - 1])) {
+            const tag = /^\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i, i + 80));
+            if (!tag) {
+                append(c);
+                i++;
+                continue;
+            }
+            const close = sql.indexOf(tag[0], i + tag[0].length);
+            append('$$');
+            i = close < 0 ? n : close + tag[0].length;
+        }
+        else if (c === ';') {
+            const copyFromStdin = /^COPY\b[\s\S]*\bFROM\s+stdin\b/i.test(head.trim());
+            endStatement();
+            i++;
+            if (copyFromStdin) {
+                // The rows follow, from the next line up to a line \.; psql reads them as data.
+                let at = sql.indexOf('\n', i);
+                at = at < 0 ? n : at + 1;
+                while (at < n) {
+                    const next = sql.indexOf('\n', at);
+                    const line = sql.slice(at, next < 0 ? n : next).replace(/\r$/, '');
+                    at = next < 0 ? n : next + 1;
+                    if (line === '\\.')
+                        break;
+                }
+                i = at;
+            }
+        }
+        else if (c === '\\') {
+            const nl = sql.indexOf('\n', i);
+            const line = sql.slice(i, nl < 0 ? n : nl).trim();
+            meta.push(line.split(/\s+/)[0]);
+            i = nl < 0 ? n : nl;
+        }
+        else {
+            append(c);
+            i++;
+        }
+    }
+    endStatement();
+    return { sql: heads, meta };
+}
+/** Statements that cannot run, or must not run, inside the one transaction of the restore. */
+const NON_TRANSACTIONAL = [
+    /^(BEGIN|START TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE TRANSACTION)\b/i,
+    /^(CREATE|DROP) DATABASE\b/i,
+    /^ALTER DATABASE\b.*\bSET TABLESPACE\b/i,
+    /^(CREATE|DROP) TABLESPACE\b/i,
+    /^CREATE (UNIQUE )?INDEX CONCURRENTLY\b/i,
+    /^DROP INDEX CONCURRENTLY\b/i,
+    /^REINDEX\b.*\bCONCURRENTLY\b/i,
+    /^REFRESH MATERIALIZED VIEW CONCURRENTLY\b/i,
+    /^ALTER SYSTEM\b/i,
+    /^(VACUUM|CLUSTER|CHECKPOINT|DISCARD)\b/i,
+    /^DROP SUBSCRIPTION\b/i,
+];
+/** The meta-commands pg_dump's SQL carries (since 17.6, 16.10, 15.14, 14.19, 13.22); psql runs them in place. */
+const HARMLESS_META = new Set(['\\restrict', '\\unrestrict']);
+/** The statements of `sql` that would break the restore's single transaction. */
+function nonTransactionalStatements(sql) {
+    return nonTransactionalIn(sqlStatementHeads(sql));
+}
+function nonTransactionalIn({ sql: heads, meta }) {
+    const found = heads.filter((h) => NON_TRANSACTIONAL.some((re) => re.test(h)));
+    found.push(...heads.filter((h) => /^CREATE SUBSCRIPTION\b/i.test(h) && !/connect\s*=\s*false/i.test(h)));
+    found.push(...meta.filter((m) => !HARMLESS_META.has(m)).map((m) => `psql meta-command ${m}`));
+    return [...new Set(found.map((h) => (h.length > 120 ? `${h.slice(0, 117)}...` : h)))];
+}
+/** The SQL of the archive's definitions, no data (`pg_restore --schema-only --file=-`). */
+async function definitionsSql(o) {
+    const args = ['--schema-only', '--file=-'];
+    if (o.listFile)
+        args.push(`--use-list=${o.listFile}`);
+    args.push(o.archivePath);
+    const r = await runProcess(o.pgRestore, args, {
+        env: childEnv(o.env ?? process.env, { params: {} }),
+    });
+    if (r.code !== 0) {
+        throw new Error(describeExit('pg_restore --schema-only', {
+            code: r.code,
+            signal: r.signal,
+            stderr: r.stderr,
+        }));
+    }
+    return sqlStatementHeads(r.stdout);
+}
+/**
+ * Reads what the replacement needs from the archive: its table of contents (or the list
+ * file's entries), and from the SQL of its definitions (no data), whether it creates schema
+ * public and whether anything in it cannot run in a transaction.
+ */
+async function readArchiveContents(o) {
+    let listing;
+    if (o.listFile) {
+        listing = await (0,promises_.readFile)(o.listFile, 'utf8');
+    }
+    else {
+        const r = await runProcess(o.pgRestore, ['--list', o.archivePath], {
+            env: childEnv(o.env ?? process.env, { params: {} }),
+        });
+        if (r.code !== 0) {
+            throw new Error(describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
+        }
+        listing = r.stdout;
+    }
+    const heads = await definitionsSql(o);
+    return {
+        entries: parseArchiveEntries(listing),
+        // Not the listing's `SCHEMA - public` entry: pg_dump also lists public to set its owner or
+        // with --clean, and writes "-- *not* creating schema, since initdb creates it" for it.
+        createsPublic: heads.sql.some((h) => /^CREATE SCHEMA "?public"?$/.test(h)),
+        nonTransactional: nonTransactionalIn(heads),
+    };
+}
+/**
+ * The database-level objects of the target a whole-database archive may create again, each
+ * with the tag pg_dump gives its archive entry (formatted as pg_dump formats it: search_path
+ * empty) and the statement that drops it. Built-in objects and extension members are left out.
+ */
+const DB_OBJECTS_SQL = `
+SELECT * FROM (
+  SELECT 'EXTENSION' AS kind, 'pg_extension'::regclass::oid AS classid, e.oid, e.extname::text AS tag,
+         NULL::text AS alt, 'DROP EXTENSION IF EXISTS ' || quote_ident(e.extname) || ' CASCADE' AS statement
+    FROM pg_extension e
+  UNION ALL
+  SELECT 'TRANSFORM', 'pg_transform'::regclass::oid, t.oid,
+         'TRANSFORM FOR ' || format_type(t.trftype, NULL) || ' LANGUAGE ' || quote_ident(l.lanname),
+         'TRANSFORM FOR ' || format_type(t.trftype, NULL) || ' LANGUAGE ' || l.lanname,
+         'DROP TRANSFORM IF EXISTS FOR ' || format_type(t.trftype, NULL) || ' LANGUAGE ' || quote_ident(l.lanname) || ' CASCADE'
+    FROM pg_transform t JOIN pg_language l ON l.oid = t.trflang
+  UNION ALL
+  SELECT 'CAST', 'pg_cast'::regclass::oid, c.oid,
+         'CAST (' || format_type(c.castsource, NULL) || ' AS ' || format_type(c.casttarget, NULL) || ')', NULL,
+         'DROP CAST IF EXISTS (' || format_type(c.castsource, NULL) || ' AS ' || format_type(c.casttarget, NULL) || ') CASCADE'
+    FROM pg_cast c
+  UNION ALL
+  SELECT 'ACCESS METHOD', 'pg_am'::regclass::oid, a.oid, a.amname::text, NULL,
+         'DROP ACCESS METHOD IF EXISTS ' || quote_ident(a.amname) || ' CASCADE'
+    FROM pg_am a
+  UNION ALL
+  SELECT 'FOREIGN DATA WRAPPER', 'pg_foreign_data_wrapper'::regclass::oid, w.oid, w.fdwname::text, NULL,
+         'DROP FOREIGN DATA WRAPPER IF EXISTS ' || quote_ident(w.fdwname) || ' CASCADE'
+    FROM pg_foreign_data_wrapper w
+  UNION ALL
+  SELECT 'SERVER', 'pg_foreign_server'::regclass::oid, s.oid, s.srvname::text, NULL,
+         'DROP SERVER IF EXISTS ' || quote_ident(s.srvname) || ' CASCADE'
+    FROM pg_foreign_server s
+  UNION ALL
+  SELECT 'USER MAPPING', 'pg_user_mapping'::regclass::oid, m.umid,
+         'USER MAPPING ' || m.usename || ' SERVER ' || m.srvname, NULL,
+         'DROP USER MAPPING IF EXISTS FOR ' || CASE WHEN m.umuser = 0 THEN 'PUBLIC' ELSE quote_ident(m.usename) END
+           || ' SERVER ' || quote_ident(m.srvname)
+    FROM pg_user_mappings m
+  UNION ALL
+  SELECT 'EVENT TRIGGER', 'pg_event_trigger'::regclass::oid, t.oid, t.evtname::text, NULL,
+         'DROP EVENT TRIGGER IF EXISTS ' || quote_ident(t.evtname)
+    FROM pg_event_trigger t
+  UNION ALL
+  SELECT 'PUBLICATION', 'pg_publication'::regclass::oid, p.oid, p.pubname::text, NULL,
+         'DROP PUBLICATION IF EXISTS ' || quote_ident(p.pubname)
+    FROM pg_publication p
+  UNION ALL
+  SELECT 'PROCEDURAL LANGUAGE', 'pg_language'::regclass::oid, l.oid, l.lanname::text, NULL,
+         'DROP LANGUAGE IF EXISTS ' || quote_ident(l.lanname) || ' CASCADE'
+    FROM pg_language l WHERE l.lanispl
+  UNION ALL
+  SELECT 'SUBSCRIPTION', 'pg_subscription'::regclass::oid, s.oid, s.subname::text, NULL, ''
+    FROM pg_subscription s WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+) o
+WHERE o.oid >= ${FIRST_NORMAL_OID}
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                   WHERE d.classid = o.classid AND d.objid = o.oid AND d.deptype = 'e')
+`;
+/** Order of the drops (event triggers first: they would fire on every other statement). */
+const DROP_ORDER = [
+    'EVENT TRIGGER',
+    'SCHEMA',
+    'PUBLICATION',
+    'EXTENSION',
+    'TRANSFORM',
+    'CAST',
+    'USER MAPPING',
+    'SERVER',
+    'FOREIGN DATA WRAPPER',
+    'ACCESS METHOD',
+    'PROCEDURAL LANGUAGE',
+];
+/**
+ * For each reached object `r`: the schema it belongs to (through its table, operator family or
+ * the like for the objects that hang on one) as `nsp`, NULL for database-level objects.
+ */
+const OBJECT_SCHEMA_SQL = `
+    CASE r.classid
+      WHEN 'pg_namespace'::regclass THEN r.objid
+      WHEN 'pg_class'::regclass THEN (SELECT relnamespace FROM pg_class WHERE oid = r.objid)
+      WHEN 'pg_type'::regclass THEN (SELECT typnamespace FROM pg_type WHERE oid = r.objid)
+      WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_proc WHERE oid = r.objid)
+      WHEN 'pg_constraint'::regclass THEN (SELECT connamespace FROM pg_constraint WHERE oid = r.objid)
+      WHEN 'pg_trigger'::regclass THEN (SELECT c.relnamespace FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.oid = r.objid)
+      WHEN 'pg_rewrite'::regclass THEN (SELECT c.relnamespace FROM pg_rewrite w JOIN pg_class c ON c.oid = w.ev_class WHERE w.oid = r.objid)
+      WHEN 'pg_attrdef'::regclass THEN (SELECT c.relnamespace FROM pg_attrdef a JOIN pg_class c ON c.oid = a.adrelid WHERE a.oid = r.objid)
+      WHEN 'pg_policy'::regclass THEN (SELECT c.relnamespace FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE p.oid = r.objid)
+      WHEN 'pg_statistic_ext'::regclass THEN (SELECT stxnamespace FROM pg_statistic_ext WHERE oid = r.objid)
+      WHEN 'pg_operator'::regclass THEN (SELECT oprnamespace FROM pg_operator WHERE oid = r.objid)
+      WHEN 'pg_opclass'::regclass THEN (SELECT opcnamespace FROM pg_opclass WHERE oid = r.objid)
+      WHEN 'pg_opfamily'::regclass THEN (SELECT opfnamespace FROM pg_opfamily WHERE oid = r.objid)
+      WHEN 'pg_amop'::regclass THEN (SELECT f.opfnamespace FROM pg_amop a JOIN pg_opfamily f ON f.oid = a.amopfamily WHERE a.oid = r.objid)
+      WHEN 'pg_amproc'::regclass THEN (SELECT f.opfnamespace FROM pg_amproc a JOIN pg_opfamily f ON f.oid = a.amprocfamily WHERE a.oid = r.objid)
+      WHEN 'pg_collation'::regclass THEN (SELECT collnamespace FROM pg_collation WHERE oid = r.objid)
+      WHEN 'pg_conversion'::regclass THEN (SELECT connamespace FROM pg_conversion WHERE oid = r.objid)
+      WHEN 'pg_ts_config'::regclass THEN (SELECT cfgnamespace FROM pg_ts_config WHERE oid = r.objid)
+      WHEN 'pg_ts_dict'::regclass THEN (SELECT dictnamespace FROM pg_ts_dict WHERE oid = r.objid)
+      WHEN 'pg_ts_parser'::regclass THEN (SELECT prsnamespace FROM pg_ts_parser WHERE oid = r.objid)
+      WHEN 'pg_ts_template'::regclass THEN (SELECT tmplnamespace FROM pg_ts_template WHERE oid = r.objid)
+      WHEN 'pg_default_acl'::regclass THEN (SELECT NULLIF(defaclnamespace, 0) FROM pg_default_acl WHERE oid = r.objid)
+    END`;
+/**
+ * For each reached object `r`: the object it hangs on, if any (an index's, trigger's, rule's,
+ * default's, policy's or constraint's table, a domain constraint's type, a publication's
+ * membership's publication, a user mapping's server).
+ */
+function objectOwnerSql(serverVersion) {
+    const cases = [
+        ['pg_class', 'pg_class', 'SELECT indrelid FROM pg_index WHERE indexrelid = r.objid'],
+        [
+            'pg_constraint',
+            'pg_class',
+            'SELECT NULLIF(conrelid, 0) FROM pg_constraint WHERE oid = r.objid',
+        ],
+        [
+            'pg_constraint',
+            'pg_type',
+            'SELECT NULLIF(contypid, 0) FROM pg_constraint WHERE oid = r.objid',
+        ],
+        ['pg_trigger', 'pg_class', 'SELECT tgrelid FROM pg_trigger WHERE oid = r.objid'],
+        ['pg_rewrite', 'pg_class', 'SELECT ev_class FROM pg_rewrite WHERE oid = r.objid'],
+        ['pg_attrdef', 'pg_class', 'SELECT adrelid FROM pg_attrdef WHERE oid = r.objid'],
+        ['pg_policy', 'pg_class', 'SELECT polrelid FROM pg_policy WHERE oid = r.objid'],
+        ['pg_statistic_ext', 'pg_class', 'SELECT stxrelid FROM pg_statistic_ext WHERE oid = r.objid'],
+        [
+            'pg_publication_rel',
+            'pg_publication',
+            'SELECT prpubid FROM pg_publication_rel WHERE oid = r.objid',
+        ],
+        [
+            'pg_user_mapping',
+            'pg_foreign_server',
+            'SELECT srvid FROM pg_user_mappings WHERE umid = r.objid',
+        ],
+    ];
+    if (serverVersion >= 150000) {
+        cases.push([
+            'pg_publication_namespace',
+            'pg_publication',
+            'SELECT pnpubid FROM pg_publication_namespace WHERE oid = r.objid',
+        ]);
+    }
+    return cases
+        .map(([catalog, ownerCatalog, query]) => `SELECT '${ownerCatalog}'::regclass::oid AS classid, (${query}) AS objid
+          WHERE r.classid = '${catalog}'::regclass`)
+        .join('\n      UNION ALL ');
+}
+/**
+ * Everything dropping the roots with CASCADE removes, as PostgreSQL's dependency walk does: the
+ * objects that depend on a removed one (a column's dependents only when that column goes), and
+ * the object a removed one is an internal part or an extension member of (removing a view's
+ * rule removes the view; removing an extension's member removes the extension). Of those, the
+ * ones outside the dropped schemas and roots, described; parts of a listed object are left out
+ * (a view's columns and rule, a table's triggers, an extension's members).
+ * $1, $2: the roots' catalogs and oids; $3: the dropped schemas; $4: the dropped extensions.
+ */
+function outsideSql(serverVersion) {
+    return `
+WITH RECURSIVE
+roots(classid, objid) AS (SELECT * FROM unnest($1::oid[], $2::oid[])),
+reached(classid, objid, objsubid) AS (
+  SELECT classid, objid, 0 FROM roots
+  UNION
+  SELECT x.classid, x.objid, x.objsubid FROM reached r CROSS JOIN LATERAL (
+    SELECT d.classid, d.objid, d.objsubid FROM pg_depend d
+     WHERE d.refclassid = r.classid AND d.refobjid = r.objid
+       AND (r.objsubid = 0 OR d.refobjsubid = r.objsubid) AND d.deptype <> 'p'
+    UNION ALL
+    SELECT d.refclassid, d.refobjid, d.refobjsubid FROM pg_depend d
+     WHERE d.classid = r.classid AND d.objid = r.objid
+       AND (r.objsubid = 0 OR d.objsubid = r.objsubid) AND d.deptype IN ('i', 'e')
+  ) x
+),
+placed AS (
+  SELECT r.classid, r.objid, r.objsubid, ${OBJECT_SCHEMA_SQL} AS nsp,
+         ow.classid AS owner_classid, ow.objid AS owner_objid
+    FROM reached r
+    LEFT JOIN LATERAL (
+      ${objectOwnerSql(serverVersion)}
+    ) ow ON ow.objid IS NOT NULL
+)
+SELECT DISTINCT pg_describe_object(p.classid, p.objid, p.objsubid) AS what
+  FROM placed p
+ WHERE NOT EXISTS (SELECT 1 FROM roots o WHERE o.classid = p.classid AND o.objid = p.objid)
+   AND (p.nsp IS NULL OR NOT (p.nsp = ANY ($3::oid[]) OR p.nsp = 'pg_toast'::regnamespace))
+   -- members of a dropped extension come back with it
+   AND NOT EXISTS (SELECT 1 FROM pg_depend m
+                    WHERE m.classid = p.classid AND m.objid = p.objid AND m.deptype = 'e'
+                      AND m.refclassid = 'pg_extension'::regclass AND m.refobjid = ANY ($4::oid[]))
+   -- a column of a listed table or view
+   AND NOT (p.objsubid <> 0 AND EXISTS (SELECT 1 FROM reached q
+                                         WHERE q.classid = p.classid AND q.objid = p.objid AND q.objsubid = 0))
+   -- a part of a listed object: a view's rule, a row type, an extension's member
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d JOIN reached q
+                      ON q.classid = d.refclassid AND q.objid = d.refobjid
+                     AND (q.objsubid = 0 OR q.objsubid = d.refobjsubid)
+                    WHERE d.classid = p.classid AND d.objid = p.objid AND d.deptype IN ('i', 'e')
+                      AND (p.objsubid = 0 OR d.objsubid = p.objsubid)
+                      AND NOT (d.refclassid = p.classid AND d.refobjid = p.objid))
+   -- hangs on a listed or dropped object: a table's trigger, index or constraint, a publication's table
+   AND NOT EXISTS (SELECT 1 FROM reached q
+                    WHERE q.classid = p.owner_classid AND q.objid = p.owner_objid AND q.objsubid = 0)
+ ORDER BY 1`;
+}
+/**
+ * Computes, without changing anything, the SQL that empties exactly what a backup covers in the
+ * target: the schemas its selection includes (pg_dump's pattern rules; a whole-database backup
+ * has no `schemas`) and, for a whole-database backup, the database-level objects the archive
+ * creates that the target already has: extensions, transforms, casts, access methods,
+ * foreign-data wrappers, servers and user mappings, event triggers, publications, procedural
+ * languages and large objects. Built-in objects and extension members (dropped with their
+ * extension) are left alone. The statements use IF EXISTS and CASCADE, so an object a previous
+ * statement removed is skipped; `outside` lists what the CASCADEs would reach beyond that.
+ */
+async function planReplacement(client, input) {
+    const { selection, archive } = input;
+    if (archive.nonTransactional.length > 0)
+        throw nonTransactionalError(archive.nonTransactional);
+    const wholeDatabase = selection.schemas.length === 0;
+    const matcher = selectionMatcher({ ...selection, excludeTableData: [] });
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+        // Names come out as pg_dump writes them: qualified unless in pg_catalog.
+        await client.query(`SET LOCAL search_path = ''`);
+        const version = await client.query(`SELECT current_setting('server_version_num') AS v`);
+        const serverVersion = Number(version.rows[0].v);
+        const found = await client.query(`SELECT 'pg_namespace'::regclass::oid AS classid, n.oid, n.nspname AS name,
+              EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                         AND d.objid = n.oid AND d.deptype = 'e') AS member
+         FROM pg_namespace n
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+        ORDER BY n.nspname`);
+        // A schema an extension created goes with its extension, not on its own.
+        const schemas = found.rows.filter((s) => !s.member && matcher.schemaIncluded(s.name));
+        const dropped = [];
+        const statements = [];
+        for (const s of schemas) {
+            statements.push({
+                kind: 'SCHEMA',
+                sql: `DROP SCHEMA IF EXISTS ${quoteIdent(s.name)} CASCADE`,
+            });
+        }
+        const publicSchema = schemas.find((s) => s.name === 'public');
+        if (publicSchema && !archive.createsPublic) {
+            // pg_dump creates public only when it is selected by name; otherwise it is re-created
+            // empty as it was (owner, grants, comment), and the archive's COMMENT and GRANTs apply.
+            const p = await publicSchemaOf(client);
+            statements.push(...recreatePublic(p).map((sql) => ({ kind: 'SCHEMA', sql })));
+        }
+        if (wholeDatabase) {
+            const objects = await client.query(`SELECT o.kind, o.classid, o.oid, o.tag, o.alt, o.statement,
+                pg_describe_object(o.classid, o.oid, 0) AS description
+           FROM (${DB_OBJECTS_SQL}) o ORDER BY o.kind, o.tag`);
+            for (const o of objects.rows) {
+                const rests = entriesOf(archive.entries, o.kind);
+                if (!hasTag(rests, o.tag) && !(o.alt !== null && hasTag(rests, o.alt)))
+                    continue;
+                if (o.kind === 'SUBSCRIPTION') {
+                    throw new core_errors/* ConfigurationError */.j1(`The target already has subscription ${quoteIdent(o.tag)}, which the backup creates. ` +
+                        `A subscription cannot be dropped inside the restore's transaction (DROP SUBSCRIPTION also drops its replication slot on the publisher): ` +
+                        `drop it first, or restore with a list file that leaves the subscription out. The database was not changed.`);
+                }
+                dropped.push({ kind: o.kind, object: o });
+                statements.push({ kind: o.kind, sql: o.statement });
+            }
+        }
+        // Large objects the archive carries, whatever its selection (pg_dump -b adds them to a
+        // dump of some schemas): lo_create would find them there.
+        let largeObjects = 0;
+        let loStatement;
+        const ranges = largeObjectRanges(archive.entries);
+        if (ranges.length > 0) {
+            const lo = ranges.map((r) => r[0]);
+            const hi = ranges.map((r) => r[1]);
+            const count = await client.query(`SELECT count(*)::text AS n FROM pg_largeobject_metadata m
+           JOIN unnest($1::oid[], $2::oid[]) r(lo, hi) ON m.oid BETWEEN r.lo AND r.hi`, [lo, hi]);
+            largeObjects = Number(count.rows[0].n);
+            if (largeObjects > 0) {
+                loStatement =
+                    `SELECT count(pg_catalog.lo_unlink(m.oid)) FROM pg_catalog.pg_largeobject_metadata m ` +
+                        `JOIN ROWS FROM (pg_catalog.unnest('{${lo.join(',')}}'::pg_catalog.oid[]), pg_catalog.unnest('{${hi.join(',')}}'::pg_catalog.oid[])) r(lo, hi) ` +
+                        `ON m.oid BETWEEN r.lo AND r.hi`;
+            }
+        }
+        const roots = [
+            ...schemas.map((s) => ({ classid: s.classid, oid: s.oid })),
+            ...dropped.map((d) => ({ classid: d.object.classid, oid: d.object.oid })),
+        ];
+        const outside = await client.query(outsideSql(serverVersion), [
+            roots.map((r) => r.classid),
+            roots.map((r) => r.oid),
+            schemas.map((s) => s.oid),
+            dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.oid),
+        ]);
+        await client.query('COMMIT');
+        const ordered = DROP_ORDER.flatMap((kind) => statements.filter((s) => s.kind === kind).map((s) => s.sql));
+        if (loStatement)
+            ordered.push(loStatement);
+        return {
+            statements: ordered,
+            summary: {
+                schemas: schemas.map((s) => s.name),
+                extensions: dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.tag),
+                other: DROP_ORDER.flatMap((kind) => dropped
+                    .filter((d) => d.kind === kind && kind !== 'EXTENSION')
+                    .map((d) => d.object.description)),
+                largeObjects,
+            },
+            outside: outside.rows.map((r) => r.what),
+        };
+    }
+    catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+    }
+}
+async function publicSchemaOf(client) {
+    const r = await client.query(`SELECT pg_get_userbyid(nspowner) AS owner, obj_description(oid, 'pg_namespace') AS comment
+       FROM pg_namespace WHERE nspname = 'public'`);
+    const grants = await client.query(`SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS grantee,
+            a.privilege_type AS privilege, a.is_grantable AS grantable
+       FROM pg_namespace n, aclexplode(n.nspacl) a
+      WHERE n.nspname = 'public' AND a.grantee <> n.nspowner`);
+    return { owner: r.rows[0].owner, comment: r.rows[0].comment, grants: grants.rows };
+}
+/** Creates public again as it was, after its DROP: owner, grants, comment. */
+function recreatePublic(p) {
+    const out = [`CREATE SCHEMA public AUTHORIZATION ${quoteIdent(p.owner)}`];
+    // A fresh schema grants nothing to others; the old grants come back one by one.
+    for (const g of p.grants) {
+        out.push(`GRANT ${g.privilege} ON SCHEMA public TO ${g.grantee === null ? 'PUBLIC' : quoteIdent(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
+    }
+    if (p.comment !== null)
+        out.push(`COMMENT ON SCHEMA public IS ${quoteLiteral(p.comment)}`);
+    return out;
+}
+function nonTransactionalError(statements) {
+    return new core_errors/* ConfigurationError */.j1(`The archive's SQL holds statements that cannot run inside the restore's single transaction: ` +
+        `${statements.join('; ')}. The database was not changed.`);
+}
+// ---------------------------------------------------------------------------------------------
+// The restore
+const FINAL_COMMIT = Buffer.from('\nCOMMIT;\n');
+/** pg_restore writes at most a short footer after its COMMIT; more than this is not the end. */
+const MAX_WITHHELD = 1 << 20;
+/** Whether every line from `start` is blank, a comment or a psql meta-command (`\unrestrict`). */
+function onlyFooter(buf, start) {
+    let at = start;
+    while (at < buf.length) {
+        const c = buf[at];
+        if (c !== 0x0a && c !== 0x0d && c !== 0x2d /* - */ && c !== 0x5c /* \ */)
+            return false;
+        const nl = buf.indexOf(0x0a, at);
+        if (nl < 0)
+            return true;
+        at = nl + 1;
+    }
+    return true;
+}
+/**
+ * Passes pg_restore's SQL through, but withholds its final `COMMIT;` (and the footer after it)
+ * until pg_restore is known to have exited with 0: the caller sends it then, or never.
+ */
+class CommitWithholder extends external_node_stream_.Transform {
+    pending = Buffer.alloc(0);
+    /** After the input ended: what was withheld, beginning with the final COMMIT when there was one. */
+    withheld = Buffer.alloc(0);
+    constructor() {
+        // Fewer, larger hops through the event loop: gigabytes go through here.
+        super({ highWaterMark: 1 << 20 });
+    }
+    /** Whether the input ended with pg_restore's COMMIT (and only its footer after it). */
+    get endsWithCommit() {
+        return (this.withheld.subarray(0, FINAL_COMMIT.length).equals(FINAL_COMMIT) &&
+            onlyFooter(this.withheld, FINAL_COMMIT.length));
+    }
+    _transform(chunk, _encoding, done) {
+        const buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+        const cut = this.cutPoint(buf);
+        if (cut > 0)
+            this.push(buf.subarray(0, cut));
+        this.pending = Buffer.from(buf.subarray(cut));
+        done();
+    }
+    _flush(done) {
+        this.withheld = this.pending;
+        this.pending = Buffer.alloc(0);
+        done();
+    }
+    cutPoint(buf) {
+        const commit = buf.lastIndexOf(FINAL_COMMIT);
+        if (commit >= 0 &&
+            buf.length - commit <= MAX_WITHHELD &&
+            onlyFooter(buf, commit + FINAL_COMMIT.length)) {
+            return commit;
+        }
+        // A COMMIT line may be split between this chunk and the next.
+        for (let k = Math.min(FINAL_COMMIT.length - 1, buf.length); k > 0; k--) {
+            if (buf.subarray(buf.length - k).equals(FINAL_COMMIT.subarray(0, k)))
+                return buf.length - k;
+        }
+        return buf.length;
+    }
+}
+function buildPreamble(plan) {
+    const parts = [
+        'BEGIN;',
+        // Which session and transaction this is: a failed restore makes sure the session is gone,
+        // and a connection lost during the COMMIT is settled by asking the server how it ended.
+        `SELECT pg_catalog.pg_backend_pid() || ' ' || pg_catalog.date_part('epoch', backend_start) || ' ' || pg_catalog.txid_current() FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid();`,
+        // Waiting for locks is bounded while the target is emptied; pg_restore's own SETs then
+        // lift the timeouts for the restore proper (SET lock_timeout = 0, statement_timeout = 0).
+        `SET LOCAL lock_timeout = '${LOCK_TIMEOUT}';`,
+        'SET LOCAL statement_timeout = 0;',
+        'SET LOCAL idle_in_transaction_session_timeout = 0;',
+        `SELECT pg_catalog.set_config(name, '0', true) FROM pg_catalog.pg_settings WHERE name = 'transaction_timeout';`,
+        'SET LOCAL client_min_messages = warning;',
+    ];
+    const ranges = [];
+    let line = parts.length + 1;
+    for (const sql of plan.statements) {
+        const n = sql.split('\n').length;
+        ranges.push({ from: line, to: line + n - 1, sql });
+        parts.push(`${sql};`);
+        line += n;
+    }
+    return {
+        text: `${parts.join('\n')}\n`,
+        lines: line - 1,
+        statementAt: (l) => ranges.find((r) => l >= r.from && l <= r.to)?.sql,
+    };
+}
+/** psql's error as it printed it, with where it stopped in terms of the plan or pg_restore's SQL. */
+function psqlFailure(exit, preamble) {
+    const lines = exit.stderr.split('\n').filter((l) => l.trim() !== '' && !isBeginWarning(l));
+    const first = lines.findIndex((l) => /\b(ERROR|FATAL|PANIC):|psql: error:|^psql:.*error/.test(l));
+    const text = (first >= 0 ? lines.slice(first, first + 12) : lines.slice(-12)).join('\n');
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    const at = /^psql:<stdin>:(\d+):/m.exec(text);
+    let where = '';
+    if (at) {
+        const line = Number(at[1]);
+        const statement = preamble.statementAt(line);
+        where =
+            line <= preamble.lines
+                ? statement
+                    ? ` while emptying the target, at: ${statement}`
+                    : ' while starting the transaction'
+                : ` at line ${line - preamble.lines} of pg_restore's SQL`;
+    }
+    return `psql ${how}${where}: ${text || '(no error text)'}`;
+}
+function isBeginWarning(line) {
+    return /WARNING:\s+there is already a transaction in progress/.test(line);
+}
+function scrub(text, password) {
+    return password ? text.split(password).join('***') : text;
+}
+/**
+ * Replaces the target's contents with the archive in ONE transaction of ONE session: psql reads
+ * `BEGIN`, the plan's statements, then pg_restore's SQL as pg_restore writes it (`--file=-`,
+ * streamed, never on disk). Whatever fails — pg_restore's error or death, psql's, the server
+ * ending the session, a full disk — nothing is committed and the target stays exactly as it was.
+ *
+ * Why not `psql --single-transaction`: psql commits when its input ends without an error, and
+ * the input also ends when pg_restore dies midway, so a partial restore would be committed.
+ * Instead pg_restore runs with `--single-transaction` itself (without it, its SQL wraps the large
+ * objects' data in a BEGIN/COMMIT of its own, which would commit everything before them), and its
+ * final `COMMIT;` is withheld from psql until pg_restore has exited with 0; on any failure psql
+ * is killed before it sees it, and the session is terminated so that the rollback is complete
+ * when this returns.
+ */
+async function restoreAtomically(o) {
+    const { logger } = o;
+    const password = o.connection.password;
+    // Refused before anything runs; the SQL checked is the archive's definitions (its data is
+    // COPY rows and large objects' lo_open/lowrite/lo_close, which pg_restore writes itself).
+    const refused = nonTransactionalIn(await definitionsSql(o));
+    if (refused.length > 0)
+        throw nonTransactionalError(refused);
+    const preamble = buildPreamble(o.plan);
+    const psqlEnv = childEnv(o.env, o.connection, o.database);
+    if (!o.connection.params.application_name)
+        psqlEnv.PGAPPNAME = RESTORE_APPLICATION_NAME;
+    const psql = startProcess(o.psql, ['-X', '-q', '-A', '-t', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
+        env: psqlEnv,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        onStderrLine: (line) => {
+            if (!isBeginWarning(line))
+                logger.debug(scrub(line, password));
+        },
+    });
+    let session;
+    let stdoutHead = '';
+    psql.child.stdout?.setEncoding('utf8');
+    psql.child.stdout?.on('data', (chunk) => {
+        if (session || stdoutHead.length > 200)
+            return;
+        stdoutHead += chunk;
+        const m = /^(\d+) ([\d.]+) (\d+)\n/.exec(stdoutHead);
+        if (m)
+            session = { pid: Number(m[1]), start: Number(m[2]), xid: m[3] };
+    });
+    const stdin = psql.child.stdin;
+    if (!stdin)
+        throw new Error('psql has no standard input');
+    stdin.on('error', () => undefined); // EPIPE when psql stops early; its exit tells why.
+    stdin.write(preamble.text);
+    const restoreArgs = ['--single-transaction', '--file=-'];
+    if (!o.keepOwnership)
+        restoreArgs.push('--no-owner', '--no-acl');
+    if (o.listFile)
+        restoreArgs.push(`--use-list=${o.listFile}`);
+    restoreArgs.push(o.archivePath);
+    const pgRestore = startProcess(o.pgRestore, restoreArgs, {
+        env: childEnv(o.env, { params: {} }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+        onStderrLine: (line) => logger.debug(`pg_restore: ${line}`),
+    });
+    const withholder = new CommitWithholder();
+    const restoreOut = pgRestore.child.stdout;
+    if (!restoreOut)
+        throw new Error('pg_restore has no standard output');
+    restoreOut.pipe(withholder).pipe(stdin, { end: false });
+    const outcome = await Promise.race([
+        Promise.all([
+            pgRestore.exited,
+            (0,external_node_stream_promises_.finished)(withholder).then(() => undefined, (error) => error ?? new Error('stream failed')),
+        ]).then(([exit, streamError]) => ({ kind: 'restore-ended', exit, streamError })),
+        psql.exited.then((exit) => ({ kind: 'psql-ended', exit })),
+    ]);
+    const abandon = async () => {
+        restoreOut.unpipe(withholder);
+        withholder.unpipe(stdin);
+        restoreOut.destroy();
+        pgRestore.child.kill('SIGKILL');
+        psql.child.kill('SIGKILL');
+        await Promise.all([pgRestore.exited, psql.exited]);
+        // The COMMIT was never sent: the transaction can only have been rolled back.
+        await endSession(o.connection, o.database, session, logger);
+    };
+    if (outcome.kind === 'psql-ended') {
+        // psql stops before the COMMIT only on an error (ON_ERROR_STOP) or a lost connection.
+        await abandon();
+        throw new Error(scrub(`${psqlFailure(outcome.exit, preamble)}\nNothing was committed: the target is as it was.`, password));
+    }
+    const { exit, streamError } = outcome;
+    if (exit.code !== 0 || streamError || !withholder.endsWithCommit) {
+        await abandon();
+        const why = exit.code !== 0
+            ? describeExit('pg_restore', exit)
+            : streamError
+                ? `reading pg_restore's output failed: ${(0,core_errors/* errorMessage */.gJ)(streamError)}`
+                : `pg_restore's SQL did not end with its COMMIT`;
+        throw new Error(scrub(`${why}\nNothing was committed: the target is as it was.`, password));
+    }
+    // pg_restore finished: psql may now see the COMMIT.
+    stdin.end(withholder.withheld);
+    const psqlExit = await psql.exited;
+    if (psqlExit.code !== 0) {
+        // An SQL error stops psql before the COMMIT or is the COMMIT's own; a connection lost
+        // while the COMMIT was under way leaves the outcome to the server, so it is asked.
+        const status = await endSession(o.connection, o.database, session, logger);
+        const failure = psqlFailure(psqlExit, preamble);
+        if (status === 'committed') {
+            logger.warning(scrub(`${failure}\nBut the transaction was committed: the restore is complete.`, password));
+        }
+        else {
+            const outcome = status === 'aborted'
+                ? 'Nothing was committed: the target is as it was.'
+                : `The COMMIT was sent and the server ${status ? `reports the transaction ${status}` : 'could not be asked whether it went through'}: check the target.`;
+            throw new Error(scrub(`${failure}\n${outcome}`, password));
+        }
+    }
+    logger.info(`Replaced the target in one transaction: dropped schema(s) ${o.plan.summary.schemas.join(', ') || '(none)'}` +
+        (o.plan.summary.extensions.length
+            ? `, extension(s) ${o.plan.summary.extensions.join(', ')}`
+            : '') +
+        (o.plan.summary.other.length ? `, ${o.plan.summary.other.join(', ')}` : '') +
+        (o.plan.summary.largeObjects ? `, ${o.plan.summary.largeObjects} large object(s)` : '') +
+        `; then restored the archive and committed`);
+}
+/**
+ * Makes sure the abandoned restoring session is gone (a backend busy with a long statement
+ * only notices its client's death when it next talks to it), then asks how its transaction
+ * ended: `committed`, `aborted`, or undefined when the server cannot be asked (nor the session
+ * known: then psql never got to run a statement).
+ */
+async function endSession(connection, database, session, logger) {
+    if (!session)
+        return 'aborted';
+    let client;
+    try {
+        client = await connect(connection, database);
+    }
+    catch (error) {
+        logger.debug(`Could not connect to end the restoring session: ${(0,core_errors/* errorMessage */.gJ)(error)}`);
+        return undefined;
+    }
+    try {
+        let gone = false;
+        for (let i = 0; i < 600 && !gone; i++) {
+            const r = await client.query(`SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE pid = $1 AND abs(date_part('epoch', backend_start) - $2::float8) < 0.001`, [session.pid, session.start]);
+            gone = r.rows.length === 0;
+            if (!gone)
+                await (0,external_node_timers_promises_namespaceObject.setTimeout)(100);
+        }
+        if (!gone)
+            logger.warning(`The restoring session (pid ${session.pid}) is still there after 60 s`);
+        const status = await client.query('SELECT txid_status($1::bigint) AS status', [session.xid]);
+        return status.rows[0].status ?? undefined;
+    }
+    catch (error) {
+        logger.debug(`Could not end the restoring session: ${(0,core_errors/* errorMessage */.gJ)(error)}`);
+        return undefined;
+    }
+    finally {
+        await client.end().catch(() => undefined);
+    }
+}
+
+;// CONCATENATED MODULE: external "node:readline"
+const external_node_readline_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:readline");
+;// CONCATENATED MODULE: ./lib/restore/roles.js
+
+
+/** Splits `a, "B c", PUBLIC` into role names, unquoting; the PUBLIC pseudo-role is left out. */
+function parseRoleList(text) {
+    const out = [];
+    let i = 0;
+    while (i < text.length) {
+        const ch = text[i];
+        if (ch === ' ' || ch === ',') {
+            i++;
+            continue;
+        }
+        if (ch === '"') {
+            let name = '';
+            i++;
+            while (i < text.length) {
+                if (text[i] === '"' && text[i + 1] === '"') {
+                    name += '"';
+                    i += 2;
+                }
+                else if (text[i] === '"') {
+                    i++;
+                    break;
+                }
+                else {
+                    name += text[i++];
+                }
+            }
+            out.push(name);
+            continue;
+        }
+        let word = '';
+        while (i < text.length && text[i] !== ',' && text[i] !== ' ')
+            word += text[i++];
+        if (word !== 'PUBLIC' && word !== 'CURRENT_USER' && word !== 'SESSION_USER')
+            out.push(word);
+    }
+    return out;
+}
+/** The roles one line of pg_restore's SQL output names, by role in the statement. */
+function rolesInLine(line) {
+    const owners = [];
+    const grantees = [];
+    const owner = /^ALTER .* OWNER TO (.+);$/.exec(line);
+    if (owner)
+        owners.push(...parseRoleList(owner[1]));
+    const session = /^SET SESSION AUTHORIZATION (.+);$/.exec(line);
+    if (session)
+        owners.push(...parseRoleList(session[1].replace(/^'(.*)'$/, '"$1"')));
+    const forRole = /^ALTER DEFAULT PRIVILEGES FOR ROLE (\S+) /.exec(line);
+    if (forRole)
+        owners.push(...parseRoleList(forRole[1]));
+    const grant = /(?:^| )GRANT .+;$/.test(line) ? line.lastIndexOf(' TO ') : -1;
+    if (grant > 0) {
+        const list = line
+            .slice(grant + 4, -1)
+            .replace(/ WITH GRANT OPTION$/, '')
+            .replace(/ GRANTED BY .+$/, '');
+        grantees.push(...parseRoleList(list));
+    }
+    const revoke = /(?:^| )REVOKE .+;$/.test(line) ? line.lastIndexOf(' FROM ') : -1;
+    if (revoke > 0) {
+        grantees.push(...parseRoleList(line.slice(revoke + 6, -1).replace(/ CASCADE$/, '')));
+    }
+    return { owners, grantees };
+}
+/**
+ * Reads the archive's schema as SQL (`pg_restore --schema-only -f -`, streamed, nothing kept
+ * but role names) and collects the roles it names.
+ */
+async function archiveRoles(pgRestore, archivePath) {
+    const proc = startProcess(pgRestore, ['--schema-only', '--file=-', archivePath], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const owners = new Set();
+    const grantees = new Set();
+    const lines = (0,external_node_readline_namespaceObject.createInterface)({ input: proc.child.stdout, crlfDelay: Infinity });
+    for await (const line of lines) {
+        const found = rolesInLine(line);
+        for (const o of found.owners)
+            owners.add(o);
+        for (const g of found.grantees)
+            grantees.add(g);
+    }
+    const exit = await proc.exited;
+    if (exit.code !== 0)
+        throw new Error(describeExit('pg_restore --schema-only', exit));
+    return { owners: [...owners].sort(), grantees: [...grantees].sort() };
+}
+/**
+ * Owners and grants can be restored as they were when every role the archive names exists on
+ * the target and the restoring user may hand objects to each owner; otherwise the restore
+ * runs with --no-owner --no-acl, as a scratch restore does.
+ */
+async function planOwnership(client, roles) {
+    const names = [...new Set([...roles.owners, ...roles.grantees])];
+    if (names.length === 0)
+        return { keep: true, missing: [], notMember: [] };
+    const r = await client.query(`SELECT n.name, r.rolname IS NOT NULL AS present,
+            COALESCE(pg_has_role(r.oid, 'MEMBER'), false) AS member
+       FROM unnest($1::text[]) AS n(name) LEFT JOIN pg_roles r ON r.rolname = n.name`, [names]);
+    const missing = r.rows.filter((x) => !x.present).map((x) => x.name);
+    const notMember = r.rows
+        .filter((x) => x.present && !x.member && roles.owners.includes(x.name))
+        .map((x) => x.name);
+    return { keep: missing.length === 0 && notMember.length === 0, missing, notMember };
+}
+
+;// CONCATENATED MODULE: ./lib/restore/source-checks.js
+
+
+
+
+/** The names of the checks that compare the restored database with the source's state. */
+const StateCheckNames = {
+    Constraints: 'Constraints',
+    Sequences: 'Sequences',
+    RowSecurity: 'Row security and policies',
+    Extensions: 'Extensions',
+    LargeObjects: 'Large objects',
+    Settings: 'Database settings',
+};
+const CONSTRAINT_KINDS = {
+    p: 'primary keys',
+    u: 'unique',
+    f: 'foreign keys',
+    c: 'check',
+    x: 'exclusion',
+    t: 'constraint triggers',
+};
+/**
+ * Re-applies what pg_dump leaves behind, as far as the restoring role may: the database's
+ * settings (`ALTER DATABASE … SET`, `ALTER ROLE … IN DATABASE … SET`) and the values of
+ * sequences that belong to extensions. Returns what could not be re-applied, each with why.
+ */
+async function reapplySourceState(client, database, state) {
+    const notApplied = [];
+    for (const s of state.settings) {
+        const statement = alterSettingStatement(database, s.role, s.setting);
+        const what = `${s.role ? `ALTER ROLE ${s.role} IN DATABASE` : 'ALTER DATABASE'} … SET ${s.setting}`;
+        if (!statement) {
+            notApplied.push(`${what} (the setting cannot be read)`);
+            continue;
+        }
+        await attempt(client, statement, (error) => notApplied.push(`${what}: ${error}`));
+    }
+    for (const seq of state.sequences.filter((s) => s.extension !== undefined)) {
+        const name = `${quoteIdent(seq.schema)}.${quoteIdent(seq.name)}`;
+        await attempt(client, `SELECT pg_catalog.setval(${quoteLiteral(name)}, ${seq.lastValue}, ${seq.isCalled})`, (error) => notApplied.push(`the value of ${seq.schema}.${seq.name} (${seq.extension}): ${error}`));
+    }
+    return notApplied;
+}
+/** Runs a statement in a savepoint-free way: a failure is handed to `onError`, not thrown. */
+async function attempt(client, sql, onError) {
+    try {
+        await client.query(sql);
+    }
+    catch (error) {
+        onError((0,core_errors/* errorMessage */.gJ)(error));
+    }
+}
+/** Settings whose value is a list of names, which pg_dump quotes one by one (GUC_LIST_QUOTE). */
+const LIST_SETTINGS = new Set([
+    'local_preload_libraries',
+    'search_path',
+    'session_preload_libraries',
+    'shared_preload_libraries',
+    'temp_tablespaces',
+    'unix_socket_directories',
+]);
+/**
+ * `ALTER DATABASE db SET name TO value` for one `name=value` of pg_db_role_setting, quoting a
+ * list setting element by element as pg_dump's makeAlterConfigCommand does.
+ */
+function alterSettingStatement(database, role, setting) {
+    const eq = setting.indexOf('=');
+    if (eq <= 0)
+        return undefined;
+    const name = setting.slice(0, eq);
+    const value = setting.slice(eq + 1);
+    const values = LIST_SETTINGS.has(name.toLowerCase())
+        ? splitSettingList(value).map(quoteLiteral).join(', ')
+        : quoteLiteral(value);
+    const head = role
+        ? `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${quoteIdent(database)}`
+        : `ALTER DATABASE ${quoteIdent(database)}`;
+    return `${head} SET ${quoteIdent(name)} TO ${values === '' ? "''" : values}`;
+}
+/** Splits `"$user", public, "My Schema"` into its elements, unquoting double-quoted ones. */
+function splitSettingList(value) {
+    const out = [];
+    let i = 0;
+    while (i < value.length) {
+        while (value[i] === ' ' || value[i] === ',')
+            i++;
+        if (i >= value.length)
+            break;
+        let element = '';
+        if (value[i] === '"') {
+            i++;
+            while (i < value.length) {
+                if (value[i] === '"' && value[i + 1] === '"') {
+                    element += '"';
+                    i += 2;
+                }
+                else if (value[i] === '"') {
+                    i++;
+                    break;
+                }
+                else
+                    element += value[i++];
+            }
+        }
+        else {
+            while (i < value.length && value[i] !== ',')
+                element += value[i++];
+            element = element.trim();
+        }
+        out.push(element);
+    }
+    return out;
+}
+/**
+ * Compares the restored database with the source's state recorded in the manifest, item by
+ * item: constraints, sequences, row security and policies, extensions, large objects and the
+ * database's settings. `notApplied` names what reapplySourceState could not re-apply.
+ */
+async function compareWithSource(client, manifest, state, notApplied = [], notRestored = new Set()) {
+    const matcher = selectionMatcher({
+        schemas: manifest.options?.schemas ?? [],
+        excludeSchemas: manifest.options?.excludeSchemas ?? [],
+        excludeTableData: [],
+    });
+    const selected = (rows) => rows.filter((r) => matcher.schemaIncluded(r.schema));
+    const wholeDatabase = (manifest.options?.schemas ?? []).length === 0;
+    return [
+        await timed(StateCheckNames.Constraints, async () => compareConstraints(state.constraints, selected(await readConstraints(client)))),
+        await timed(StateCheckNames.Sequences, async () => compareSequences(state.sequences.filter((s) => !notRestored.has(sequenceName(s))), (await readSequences(client)).filter((s) => s.extension !== undefined || matcher.schemaIncluded(s.schema)))),
+        await timed(StateCheckNames.RowSecurity, async () => compareRowSecurity(state, selected(await readRowSecurity(client)), selected(await readPolicies(client)))),
+        await timed(StateCheckNames.Extensions, async () => wholeDatabase
+            ? compareExtensions(state.extensions, await readExtensions(client))
+            : {
+                status: 'skipped',
+                detail: 'a backup of selected schemas carries no extensions: the target provides them',
+            }),
+        await timed(StateCheckNames.LargeObjects, async () => state.largeObjects === null
+            ? { status: 'skipped', detail: 'a backup of selected schemas carries no large objects' }
+            : compareCount('large objects', state.largeObjects, await countLargeObjects(client))),
+        await timed(StateCheckNames.Settings, async () => compareSettings(state.settings, await readSettings(client), notApplied)),
+    ];
+}
+async function timed(name, run) {
+    const started = Date.now();
+    try {
+        return { name, ...(await run()), seconds: (Date.now() - started) / 1000 };
+    }
+    catch (error) {
+        return {
+            name,
+            status: 'failed',
+            detail: `the check could not run: ${(0,core_errors/* errorMessage */.gJ)(error)}`,
+            seconds: (Date.now() - started) / 1000,
+        };
+    }
+}
+const constraintKey = (c) => `${c.schema}.${c.on}.${c.name}`;
+function compareConstraints(source, restored) {
+    const byKey = new Map(restored.map((c) => [`${c.onKind}:${constraintKey(c)}`, c]));
+    const missing = [];
+    const differs = [];
+    const counts = {};
+    let notValid = 0;
+    for (const c of source) {
+        const r = byKey.get(`${c.onKind}:${constraintKey(c)}`);
+        const label = `${constraintKey(c)}${c.onKind === 'domain' ? ' (domain)' : ''}`;
+        if (!r) {
+            missing.push(label);
+            continue;
+        }
+        byKey.delete(`${c.onKind}:${constraintKey(c)}`);
+        counts[c.type] = (counts[c.type] ?? 0) + 1;
+        if (!c.validated)
+            notValid++;
+        if (r.type !== c.type)
+            differs.push(`${label} is of type ${r.type}, ${c.type} in the source`);
+        else if (r.validated !== c.validated) {
+            differs.push(`${label} is ${r.validated ? 'validated' : 'NOT VALID'}, ${c.validated ? 'validated' : 'NOT VALID'} in the source`);
+        }
+    }
+    const problems = [
+        ...(missing.length ? [`missing after the restore: ${missing.join(', ')}`] : []),
+        ...differs,
+    ];
+    if (problems.length > 0)
+        return { status: 'failed', detail: problems.join('; ') };
+    const kinds = Object.entries(CONSTRAINT_KINDS)
+        .filter(([k]) => counts[k])
+        .map(([k, label]) => `${counts[k]} ${label}`)
+        .join(', ');
+    const extra = [...byKey.values()].map(constraintKey);
+    return {
+        status: 'passed',
+        detail: `all ${source.length} constraints of the source restored as they were${kinds ? ` (${kinds})` : ''}` +
+            (notValid ? `; ${notValid} NOT VALID in the source and restored NOT VALID` : '') +
+            (extra.length ? `; not in the source: ${extra.join(', ')}` : ''),
+    };
+}
+const sequenceName = (s) => `${s.schema}.${s.name}`;
+/**
+ * A sequence's value is read outside the snapshot, before pg_dump reads its own, so a restored
+ * value ahead of the recorded one (a source that used the sequence during the dump) is the
+ * source's later state, not a fault.
+ */
+function compareSequences(source, restored) {
+    const byName = new Map(restored.map((s) => [sequenceName(s), s]));
+    const missing = [];
+    const behind = [];
+    const ahead = [];
+    for (const s of source) {
+        const r = byName.get(sequenceName(s));
+        if (!r) {
+            missing.push(sequenceName(s));
+            continue;
+        }
+        const order = compareSequencePosition(r, s);
+        if (order < 0) {
+            behind.push(`${sequenceName(s)} restored at ${describeSequence(r)}, the source was at ${describeSequence(s)}`);
+        }
+        else if (order > 0)
+            ahead.push(sequenceName(s));
+    }
+    const problems = [
+        ...(missing.length ? [`missing after the restore: ${missing.join(', ')}`] : []),
+        ...(behind.length ? [`behind the source: ${behind.join('; ')}`] : []),
+    ];
+    if (problems.length > 0)
+        return { status: 'failed', detail: problems.join('; ') };
+    const own = source.filter((s) => s.extension !== undefined).length;
+    return {
+        status: 'passed',
+        detail: `all ${source.length} sequences at the source's values` +
+            (own ? ` (${own} of them belong to extensions and were set after the restore)` : '') +
+            (ahead.length
+                ? `; ahead of the value read at the snapshot, as pg_dump read them later: ${ahead.join(', ')}`
+                : ''),
+    };
+}
+function describeSequence(s) {
+    return `${s.lastValue}${s.isCalled ? '' : ' (not yet used)'}`;
+}
+/** Negative when `a` would hand out a value the sequence already handed out at `b`. */
+function compareSequencePosition(a, b) {
+    const next = (s) => BigInt(s.lastValue) + (s.isCalled ? (s.descending ? -1n : 1n) : 0n);
+    const diff = next(a) - next(b);
+    const signed = a.descending ? -diff : diff;
+    return signed === 0n ? 0 : signed > 0n ? 1 : -1;
+}
+const policyKey = (p) => `${p.schema}.${p.table}.${p.name}`;
+function compareRowSecurity(state, restoredFlags, restoredPolicies) {
+    const problems = [];
+    const flags = new Map(restoredFlags.map((f) => [`${f.schema}.${f.table}`, f]));
+    for (const f of state.rowSecurity) {
+        const r = flags.get(`${f.schema}.${f.table}`);
+        const want = `${f.enabled ? 'enabled' : 'disabled'}${f.forced ? ', forced' : ''}`;
+        const got = r
+            ? `${r.enabled ? 'enabled' : 'disabled'}${r.forced ? ', forced' : ''}`
+            : 'disabled';
+        if (want !== got)
+            problems.push(`${f.schema}.${f.table}: row security ${got}, ${want} in the source`);
+    }
+    const policies = new Map(restoredPolicies.map((p) => [policyKey(p), p]));
+    const missing = [];
+    for (const p of state.policies) {
+        const r = policies.get(policyKey(p));
+        if (!r) {
+            missing.push(policyKey(p));
+            continue;
+        }
+        const differences = ['command', 'permissive', 'using', 'check'].filter((k) => r[k] !== p[k]);
+        if (r.roles.join(',') !== p.roles.join(','))
+            differences.push('roles');
+        if (differences.length)
+            problems.push(`policy ${policyKey(p)} differs in ${differences.join(', ')}`);
+    }
+    if (missing.length)
+        problems.unshift(`policies missing after the restore: ${missing.join(', ')}`);
+    if (problems.length)
+        return { status: 'failed', detail: problems.join('; ') };
+    const enabled = state.rowSecurity.filter((f) => f.enabled).length;
+    return {
+        status: 'passed',
+        detail: state.policies.length === 0 && enabled === 0
+            ? 'no table of the source uses row security'
+            : `${enabled} tables with row security and all ${state.policies.length} policies as in the source (commands, roles, expressions)`,
+    };
+}
+function compareExtensions(source, restored) {
+    const byName = new Map(restored.map((e) => [e.name, e]));
+    const missing = source.filter((e) => !byName.has(e.name)).map((e) => e.name);
+    if (missing.length)
+        return { status: 'failed', detail: `missing after the restore: ${missing.join(', ')}` };
+    const versions = source
+        .filter((e) => byName.get(e.name)?.version !== e.version)
+        .map((e) => `${e.name} ${byName.get(e.name)?.version} (the source has ${e.version})`);
+    return {
+        status: 'passed',
+        detail: source.length === 0
+            ? 'the source has no extensions besides plpgsql'
+            : `all ${source.length} extensions of the source installed` +
+                (versions.length
+                    ? `; other versions than the source's: ${versions.join(', ')}`
+                    : ", at the source's versions"),
+    };
+}
+function compareCount(what, source, restored) {
+    return restored === source
+        ? { status: 'passed', detail: `${source} ${what}, as in the source` }
+        : { status: 'failed', detail: `${restored} ${what} restored, ${source} in the source` };
+}
+function compareSettings(source, restored, notApplied) {
+    const key = (s) => `${s.role ?? ''}\u0000${s.setting}`;
+    const have = new Set(restored.map(key));
+    const missing = source.filter((s) => !have.has(key(s)));
+    const unexplained = missing.filter((s) => !notApplied.some((n) => n.includes(`SET ${s.setting}`)));
+    const describe = (s) => `${s.setting}${s.role ? ` for role ${s.role}` : ''}`;
+    if (unexplained.length) {
+        return {
+            status: 'failed',
+            detail: `not set on the restored database: ${unexplained.map(describe).join(', ')}`,
+        };
+    }
+    if (source.length === 0)
+        return { status: 'passed', detail: 'the source database sets nothing' };
+    return {
+        status: 'passed',
+        detail: `${source.length - missing.length} of ${source.length} settings of the source database re-applied after the restore` +
+            (notApplied.length ? `; not re-applied: ${notApplied.join('; ')}` : ''),
+    };
+}
+
+;// CONCATENATED MODULE: ./lib/restore/pipeline.js
+
+
+
+
+
+
+
+
+
+
+
+/** Extensions of Supabase's platform: a target lacking them is not a Supabase image. */
+const SUPABASE_EXTENSIONS = ['pg_graphql', 'pg_net', 'pgsodium', 'supabase_vault', 'pgjwt'];
+/**
+ * Reads what the archive needs (its extensions, and the roles its DDL, policies and settings
+ * name) and compares it with the target, before anything is restored.
+ */
+async function preflight(options) {
+    const { client, manifest } = options;
+    const fromDdl = await archiveRoles(options.pgRestore, options.archivePath);
+    const state = manifest.sourceState;
+    const roles = new Set([...fromDdl.owners, ...fromDdl.grantees]);
+    for (const p of state?.policies ?? [])
+        for (const r of p.roles)
+            if (r !== 'public')
+                roles.add(r);
+    for (const s of state?.settings ?? [])
+        if (s.role)
+            roles.add(s.role);
+    const extensions = new Set(options.listing.extensions);
+    const available = await client.query('SELECT name FROM pg_available_extensions WHERE name = ANY($1::text[])', [[...extensions]]);
+    const present = await client.query('SELECT rolname AS name FROM pg_roles WHERE rolname = ANY($1::text[])', [[...roles]]);
+    const have = new Set(available.rows.map((r) => r.name));
+    const haveRoles = new Set(present.rows.map((r) => r.name));
+    return {
+        missingExtensions: [...extensions].filter((e) => !have.has(e)).sort(),
+        missingRoles: [...roles].filter((r) => !haveRoles.has(r)).sort(),
+        roles: [...roles].sort(),
+    };
+}
+/**
+ * Fails, before anything is restored, with everything the target lacks and how to give it: a
+ * server of the platform's own image as a `services:` container, and target-url.
+ */
+function requireExtensions(found, target) {
+    if (found.missingExtensions.length === 0)
+        return;
+    const supabase = found.missingExtensions.some((e) => SUPABASE_EXTENSIONS.includes(e));
+    // Everything missing on the first line: a report line keeps the first and the last lines.
+    const lines = [
+        `The backup needs extensions that ${target.describe} cannot install: ${found.missingExtensions.join(', ')}` +
+            (found.missingRoles.length > 0
+                ? `; it also names roles the server lacks: ${found.missingRoles.join(', ')}.`
+                : '.'),
+    ];
+    lines.push(supabase
+        ? "These are Supabase platform extensions: restore into the platform itself, a services: container of the supabase/postgres image at the project's version, and give it as target-url:"
+        : 'Restore into a server that has them, e.g. a services: container of the image your database runs on, and give it as target-url:', '', '    services:', '      postgres:', `        image: ${supabase ? "supabase/postgres:15.8.1.085   # the project's version" : 'postgis/postgis:15-3.4   # an image with the extensions'}`, '        env: { POSTGRES_PASSWORD: scratch }', "        ports: ['5432:5432']", '    …', `        target-url: postgresql://${supabase ? 'supabase_admin' : 'postgres'}:scratch@localhost:5432/restore_check`, '', 'Nothing was restored; this says nothing about the backup itself.');
+    throw new core_errors/* ConfigurationError */.j1(lines.join('\n'));
+}
+/**
+ * Creates the roles the archive names that the target lacks, as NOLOGIN roles with no
+ * privileges, so owners, grants, policies and `aclitem` data restore as they were. Only on a
+ * server or database this run owns; returns the roles created, which `dropRoles` removes.
+ */
+async function createRoles(client, names, superuser) {
+    const created = [];
+    for (const name of names) {
+        if (name === superuser)
+            continue;
+        await client.query(`CREATE ROLE ${quoteIdent(name)} NOLOGIN`);
+        created.push(name);
+    }
+    return created;
+}
+/** Drops roles a run created, once the database holding their objects is gone. */
+async function dropRoles(target, names) {
+    if (names.length === 0)
+        return [];
+    const client = await connect(target.connection, 'postgres');
+    const left = [];
+    try {
+        for (const name of names) {
+            await client.query(`DROP ROLE IF EXISTS ${quoteIdent(name)}`).catch(() => left.push(name));
+        }
+    }
+    finally {
+        await client.end().catch(() => undefined);
+    }
+    return left;
+}
+/** The extension configuration tables whose data the archive carries (see runPgRestore). */
+function extensionTables(manifest) {
+    return manifest.tables.filter((t) => t.extension !== undefined);
+}
+/** After pg_restore: statistics, then what pg_dump leaves behind. Returns what was not re-applied. */
+async function afterRestore(client, database, manifest) {
+    await client.query('ANALYZE');
+    if (!manifest.sourceState)
+        return [];
+    return reapplySourceState(client, database, manifest.sourceState);
+}
+/**
+ * Every check of a restored database: tables and row counts, then the source's recorded state
+ * item by item (or, for a manifest without it, the checks of its time, labelled so), then the
+ * user's SQL checks.
+ */
+async function checkRestored(options) {
+    const { client, manifest } = options;
+    const notRestored = options.notRestored ?? new Set();
+    const tables = await compareTables(client, manifest, notRestored);
+    const state = manifest.sourceState
+        ? await compareWithSource(client, manifest, manifest.sourceState, options.notApplied, notRestored)
+        : await legacyConstraintsAndSequences(client, options.listing.constraints);
+    return {
+        checks: [tables.result, ...state, ...(await runUserChecks(client, options.checks))],
+        comparison: tables.comparison,
+    };
+}
+/** A logger line for a check result, the same in every report. */
+function logCheck(logger, result) {
+    const icon = result.status === 'passed' ? '✅' : result.status === 'failed' ? '❌' : '➖';
+    logger.info(`${icon} ${result.name}: ${result.status} (${result.detail})`);
+}
+/**
+ * For a backup of a platform's database: a new database on the platform's server (a
+ * supabase/postgres service container) is given the archive's schemas and extensions first,
+ * as the platform makes them; a project keeps its own. Then the plan of what is restored.
+ * Undefined for a backup of a plain database. Throws a ConfigurationError, before anything
+ * of the application is restored, when the target is not the platform.
+ */
+async function platformRoute(o) {
+    if (!o.manifest.platform)
+        return undefined;
+    const listing = await listText(o.pgRestore, o.archivePath);
+    let platform = await detectPlatform(o.client);
+    let mode = 'project';
+    if (!platform) {
+        if (!o.owned)
+            throw notThePlatform(o.manifest.platform.name);
+        const prep = await planScratchPreparation({ listing, target: o.client });
+        const missing = prep.missingOnTarget.filter((m) => !m.startsWith('role '));
+        if (missing.length > 0 || prep.conflicts.length > 0) {
+            throw notThePlatform(o.manifest.platform.name, [...missing, ...prep.conflicts]);
+        }
+        const prepFile = external_node_path_.join(o.workDir, 'platform-prepare.list');
+        await (0,promises_.writeFile)(prepFile, prep.listFile);
+        o.logger.info(`A new database on the platform's server: its schemas and extensions first, as the platform makes them (${prep.kept.length} entries)`);
+        await restoreList(o.pgRestore, o.archivePath, prepFile, o.restoreEnv);
+        platform = await detectPlatform(o.client);
+        if (!platform)
+            throw notThePlatform(o.manifest.platform.name);
+        mode = 'scratch';
+    }
+    const plan = await planPlatformRestore({
+        listing,
+        platform,
+        target: o.client,
+        mode,
+        archive: { pgRestore: o.pgRestore, path: o.archivePath },
+    });
+    if (plan.missingOnTarget.length > 0) {
+        throw notThePlatform(o.manifest.platform.name, plan.missingOnTarget);
+    }
+    const listFile = external_node_path_.join(o.workDir, 'platform-restore.list');
+    await (0,promises_.writeFile)(listFile, plan.listFile);
+    const notRestored = new Set(plan.leftOut.flatMap((l) => {
+        const m = /^\d+;\s+\d+\s+\d+\s+(?:TABLE DATA|SEQUENCE SET) (\S+) (\S+) /.exec(l.entry);
+        return m ? [`${m[1]}.${m[2]}`] : [];
+    }));
+    if (mode === 'project') {
+        // The platform's own sequences in schemas whose rows stay the project's (graphql's schema
+        // version, which its event trigger advances on every DDL) are the project's too.
+        for (const seq of o.manifest.sourceState?.sequences ?? []) {
+            if (matchesAny(seq.schema, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
+                notRestored.add(`${seq.schema}.${seq.name}`);
+            }
+        }
+    }
+    const truncate = truncateStatement(plan);
+    return {
+        listFile,
+        sessionOptions: REPLICA_ROLE_OPTION,
+        before: truncate ? [truncate] : [],
+        leftOut: plan.leftOut,
+        notRestored,
+        conflicts: plan.conflicts,
+        mode,
+    };
+}
+function notThePlatform(name, lacking = []) {
+    const label = name === 'supabase' ? 'Supabase' : name;
+    return new core_errors/* ConfigurationError */.j1(`The backup is of a ${label} project, and the target is neither a ${label} project nor a new database on a ${label} server` +
+        (lacking.length ? `: it lacks ${lacking.join(', ')}` : '') +
+        `. Restore into the platform itself: a services: container of the supabase/postgres image at the project's version, with target-url naming a new database on it (connect as supabase_admin), or a project. Nothing was restored.`);
+}
+async function listText(pgRestore, archivePath) {
+    const r = await runProcess(pgRestore, ['--list', archivePath]);
+    if (r.code !== 0) {
+        throw new Error(describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
+    }
+    return r.stdout;
+}
+async function restoreList(pgRestore, archivePath, listFile, env) {
+    const r = await runProcess(pgRestore, [
+        '--no-password',
+        '--exit-on-error',
+        `--use-list=${listFile}`,
+        `--dbname=${env.PGDATABASE ?? ''}`,
+        archivePath,
+    ], { env });
+    if (r.code !== 0) {
+        throw new Error(describeExit('pg_restore', { code: r.code, signal: r.signal, stderr: r.stderr }));
+    }
+}
+/** The route in a report line: which platform, and what the restore left to it. */
+function platformDetail(route) {
+    const where = route.mode === 'scratch'
+        ? "a new database on the Supabase server, given the archive's schemas and extensions first"
+        : 'a Supabase project, whose platform schemas are its own';
+    const data = route.notRestored.size
+        ? `; ${route.notRestored.size} platform table(s) and sequence(s) keep the target's rows`
+        : '';
+    return (`Supabase's route into ${where}: data loaded with session_replication_role = replica; ` +
+        `${route.leftOut.length} archive entr${route.leftOut.length === 1 ? 'y' : 'ies'} left to the platform (listed in the log)` +
+        data);
+}
+/**
+ * The real restore, all or nothing: empties what the backup covers and restores it in one
+ * transaction of one session (restoreAtomically), so whatever fails the target is as it was.
+ * A backup of selected schemas whose emptying would reach objects outside them (a trigger on
+ * another schema's table running one of its functions) is refused before anything changes,
+ * with the list. For a platform's project, only the application's schemas are emptied; the
+ * platform's route is planned against the target as the emptying leaves it (in a transaction
+ * rolled back), and its rows load with session_replication_role = replica.
+ */
+async function replaceTarget(o) {
+    const { client, manifest, logger } = o;
+    const restoreEnv = childEnv(o.env, o.target.connection, o.target.database);
+    const contents = await readArchiveContents({
+        pgRestore: o.pgRestore,
+        archivePath: o.archivePath,
+        env: restoreEnv,
+    });
+    const selection = replacedSelection(manifest, contents.entries);
+    const first = await planReplacement(client, { selection, archive: contents });
+    const partial = (manifest.options?.schemas ?? []).length > 0;
+    if (partial && first.outside.length > 0) {
+        throw new core_errors/* ConfigurationError */.j1(`Refusing to restore: emptying the schemas this backup covers (${first.summary.schemas.join(', ')}) would also remove what depends on them outside it, which the backup does not bring back: ${first.outside.join('; ')}. ` +
+            'Drop or move those objects first, or restore a backup of the whole database. Nothing was changed.');
+    }
+    for (const o2 of first.outside) {
+        logger.info(`Emptying also removes ${o2}; the backup of the whole database brings it back`);
+    }
+    let route;
+    let plan = first;
+    if (manifest.platform) {
+        await client.query('BEGIN');
+        try {
+            for (const statement of first.statements)
+                await client.query(statement);
+            route = await platformRoute({
+                client,
+                manifest,
+                pgRestore: o.pgRestore,
+                archivePath: o.archivePath,
+                workDir: o.workDir,
+                owned: false,
+                restoreEnv,
+                logger,
+            });
+        }
+        finally {
+            await client.query('ROLLBACK');
+        }
+        if (route) {
+            for (const line of route.leftOut) {
+                logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+            }
+            const listed = await readArchiveContents({
+                pgRestore: o.pgRestore,
+                archivePath: o.archivePath,
+                listFile: route.listFile,
+                env: restoreEnv,
+            });
+            const second = await planReplacement(client, { selection, archive: listed });
+            plan = {
+                ...second,
+                statements: [
+                    ...second.statements,
+                    ...route.before,
+                    'SET session_replication_role = replica',
+                ],
+            };
+        }
+    }
+    await restoreAtomically({
+        pgRestore: o.pgRestore,
+        psql: o.psql,
+        archivePath: o.archivePath,
+        connection: o.target.connection,
+        database: o.target.database,
+        env: o.env,
+        logger,
+        plan,
+        keepOwnership: o.keepOwnership,
+        listFile: route?.listFile,
+    });
+    return { plan, route };
+}
+/**
+ * The schemas a real restore empties: those of the backup's selection; for a platform's project
+ * the application's schemas the archive holds (public always), never the platform's.
+ */
+function replacedSelection(manifest, entries) {
+    const schemas = manifest.options?.schemas ?? [];
+    const excludeSchemas = manifest.options?.excludeSchemas ?? [];
+    if (!manifest.platform)
+        return { schemas, excludeSchemas };
+    if (schemas.length > 0) {
+        return { schemas, excludeSchemas: [...excludeSchemas, ...manifest.platform.managedSchemas] };
+    }
+    const archived = entries.flatMap((e) => {
+        const m = /^SCHEMA - (\S+) /.exec(e.text);
+        return m ? [m[1]] : [];
+    });
+    const application = [...new Set(['public', ...archived])].filter((s) => !isPlatformSchema(s) && !excludeSchemas.includes(s));
+    return { schemas: application.map((s) => `"${s.replace(/"/g, '""')}"`), excludeSchemas: [] };
+}
+
+// EXTERNAL MODULE: external "node:events"
+var external_node_events_ = __nccwpck_require__(8474);
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
+;// CONCATENATED MODULE: ./lib/postgres/offsets.js
+
+
+/** First read of the head; it grows fourfold while the table of contents goes on. */
+const FIRST_HEAD_READ = 64 * 1024;
+/** Reads of the data area: block headers are read, chunk payloads are skipped. */
+const MIN_READ = 16 * 1024;
+const MAX_READ = 1024 * 1024;
+/**
+ * Sets the data position of each table-of-contents entry of the custom-format archive at
+ * `file` whose position is unset (as pg_dump leaves it when writing to a pipe) to where its data
+ * block starts, in place. It reads the header, the table of contents, then only each block's
+ * header and the lengths of its chunks, seeking over their bytes. Positions already set are
+ * checked; entries without data, and unset ones whose block is missing, are left as they are.
+ * Nothing is written unless the whole archive reads as the format says; an archive that does
+ * not (cut short, not a custom-format archive, a version other than 1.12 to 1.16) is refused
+ * with an error.
+ */
+async function fillDataOffsets(file) {
+    const handle = await (0,promises_.open)(file, 'r+');
+    try {
+        const size = (await handle.stat()).size;
+        const { head, bytes } = await readHead(handle, size, file);
+        const blocks = await findBlocks(handle, size, head, file);
+        let filled = 0;
+        let from = Infinity;
+        let to = 0;
+        for (const field of head.fields) {
+            const block = blocks.get(field.dumpId);
+            if (field.state === K_OFFSET_POS_SET) {
+                if (block !== field.offset) {
+                    throw new Error(`${file}: entry ${field.dumpId} says its data is at byte ${field.offset}, ` +
+                        (block === undefined ? 'where no data block is' : `but its block is at ${block}`));
+                }
+                continue;
+            }
+            if (field.state !== K_OFFSET_POS_NOT_SET || block === undefined)
+                continue;
+            writeOffset(bytes, field.at, block, head.offSize, file);
+            from = Math.min(from, field.at);
+            to = Math.max(to, field.at + 1 + head.offSize);
+            filled++;
+        }
+        if (filled > 0) {
+            const { bytesWritten } = await handle.write(bytes, from, to - from, from);
+            if (bytesWritten !== to - from) {
+                throw new Error(`${file}: wrote ${bytesWritten} of ${to - from} bytes of data positions`);
+            }
+        }
+        return { entries: head.fields.length, filled };
+    }
+    finally {
+        await handle.close();
+    }
+}
+/** Reads the header and table of contents, with more of the file while they go on. */
+async function readHead(handle, size, file) {
+    for (let want = FIRST_HEAD_READ;; want *= 4) {
+        const length = Math.min(want, size);
+        const bytes = Buffer.alloc(length);
+        await readFully(handle, bytes, 0, length, 0, file);
+        const head = parseHeadSoFar(bytes, length, file);
+        if (head)
+            return { head, bytes };
+        if (length === size) {
+            throw new Error(`${file}: the archive ends inside its header or table of contents`);
+        }
+    }
+}
+/** The header and table of contents if `bytes[0..length]` holds them whole. */
+function parseHeadSoFar(bytes, length, file) {
+    try {
+        return parseHead(bytes, length, file);
+    }
+    catch (error) {
+        if (error === NEED_MORE)
+            return undefined;
+        throw error;
+    }
+}
+/** The header and table of contents in `bytes[0..length]`; throws NEED_MORE if they go on. */
+function parseHead(bytes, length, file) {
+    const start = bytes.subarray(0, Math.min(5, length)).toString('latin1');
+    if (length === 0 || !'PGDMP'.startsWith(start)) {
+        throw new Error(`${file} is not a pg_dump archive (it does not start with PGDMP)`);
+    }
+    const r = new HeadReader(bytes, length, 0);
+    r.bytes(5);
+    const major = r.byte();
+    const minor = r.byte();
+    const revision = r.byte();
+    const archiveVersion = version(major, minor) | revision;
+    const intSize = r.byte();
+    const offSize = r.byte();
+    const format = r.byte();
+    if (format !== FORMAT_CUSTOM) {
+        throw new Error(`${file} is not a custom-format archive (its format is ${format})`);
+    }
+    if (revision !== 0 ||
+        archiveVersion < K_VERS_1_12 ||
+        archiveVersion > K_VERS_1_16 ||
+        intSize < 1 ||
+        intSize > 6 ||
+        offSize < 1 ||
+        offSize > 8) {
+        throw new Error(`${file}: archive version ${major}.${minor}.${revision} (int size ${intSize}, offset ` +
+            `size ${offSize}) is not one this reads`);
+    }
+    r.intSize = intSize;
+    if (archiveVersion >= K_VERS_1_15)
+        r.byte(); // compression algorithm
+    else
+        r.int(); // compression level
+    for (let i = 0; i < 7; i++)
+        r.int(); // creation time
+    r.skipString(); // database name
+    r.skipString(); // server version
+    r.skipString(); // pg_dump version
+    const count = r.int();
+    if (count < 0)
+        throw new Error(`${file}: a negative number of entries (${count})`);
+    const fields = [];
+    for (let i = 0; i < count; i++) {
+        const dumpId = r.int();
+        const hasData = r.int() !== 0;
+        r.skipString(); // catalog table OID
+        r.skipString(); // OID
+        r.skipString(); // tag
+        r.skipString(); // desc
+        r.int(); // section
+        r.skipString(); // definition
+        r.skipString(); // drop statement
+        r.skipString(); // COPY statement
+        r.skipString(); // namespace
+        r.skipString(); // tablespace
+        if (archiveVersion >= K_VERS_1_14)
+            r.skipString(); // table access method
+        if (archiveVersion >= K_VERS_1_16)
+            r.int(); // relation kind
+        r.skipString(); // owner
+        r.skipString(); // "false": the former WITH OIDS
+        while (r.skipString())
+            ; // dependencies, ended by a missing string
+        const at = r.at;
+        const state = r.byte();
+        const offsetBytes = r.bytes(offSize);
+        if (state !== K_OFFSET_POS_NOT_SET &&
+            state !== K_OFFSET_POS_SET &&
+            state !== K_OFFSET_NO_DATA) {
+            throw new Error(`${file}: entry ${dumpId} has a data position marked ${state}`);
+        }
+        let offset = 0;
+        for (let b = offSize - 1; b >= 0; b--)
+            offset = offset * 256 + offsetBytes[b];
+        fields.push({ dumpId, hasData, state, offset, at });
+    }
+    return { intSize, offSize, length: r.at, fields };
+}
+/** Writes state POS_SET and `offset` into the field at `at`, as pg_dump's WriteOffset does. */
+function writeOffset(bytes, at, offset, offSize, file) {
+    if (offset >= 256 ** offSize) {
+        throw new Error(`${file}: offset ${offset} does not fit the archive's ${offSize} bytes`);
+    }
+    bytes[at] = K_OFFSET_POS_SET;
+    let rest = offset;
+    for (let b = 0; b < offSize; b++) {
+        bytes[at + 1 + b] = rest % 256;
+        rest = Math.floor(rest / 256);
+    }
+}
+/**
+ * Where each data block starts, by dump id: reads block headers, large-object OIDs and chunk
+ * lengths through a window of the file, seeking over chunk bytes (as pg_restore's _skipData).
+ */
+async function findBlocks(handle, size, head, file) {
+    const withData = new Set(head.fields.filter((f) => f.hasData).map((f) => f.dumpId));
+    const window = new Window(handle, size, file);
+    const intBytes = 1 + head.intSize;
+    const intSize = head.intSize;
+    const blocks = new Map();
+    let p = head.length;
+    /** Passes over one object's chunks starting at p, up to and past the zero length. */
+    const skipChunks = async () => {
+        for (;;) {
+            // Awaits only when the window runs out: pg_dump writes a chunk per row, millions of them.
+            if (p + intBytes > window.end)
+                await window.load(p, intBytes);
+            const length = readInt(window.bytes, p - window.start, intSize);
+            p += intBytes;
+            if (length === 0)
+                return;
+            if (length < 0)
+                throw window.error(p - intBytes, `a chunk of negative length ${length}`);
+            p += length;
+            if (p > size)
+                throw window.error(p - length, 'the archive ends inside a chunk');
+        }
+    };
+    while (p < size) {
+        const blockAt = p;
+        if (p + 1 + intBytes > window.end)
+            await window.load(p, 1 + intBytes);
+        const type = window.bytes[p - window.start];
+        const id = readInt(window.bytes, p - window.start + 1, intSize);
+        p += 1 + intBytes;
+        if (type !== BLK_DATA && type !== BLK_BLOBS) {
+            throw window.error(blockAt, `a data block of unknown type ${type}`);
+        }
+        if (!withData.has(id))
+            throw window.error(blockAt, `a data block for unknown entry ${id}`);
+        if (blocks.has(id))
+            throw window.error(blockAt, `a second data block for entry ${id}`);
+        blocks.set(id, blockAt);
+        if (type === BLK_DATA) {
+            await skipChunks();
+            continue;
+        }
+        for (;;) {
+            if (p + intBytes > window.end)
+                await window.load(p, intBytes);
+            const oid = readInt(window.bytes, p - window.start, intSize);
+            p += intBytes;
+            if (oid === 0)
+                break;
+            await skipChunks();
+        }
+    }
+    return blocks;
+}
+/**
+ * A window of the file for reading small fields at increasing positions. After a jump over
+ * chunk bytes it reads little (the next header is all that is wanted); while reads follow on
+ * from each other (many small chunks), each reads twice as much as the one before.
+ */
+class Window {
+    handle;
+    size;
+    file;
+    bytes = Buffer.allocUnsafe(MAX_READ);
+    start = 0;
+    end = 0;
+    readSize = MIN_READ;
+    constructor(handle, size, file) {
+        this.handle = handle;
+        this.size = size;
+        this.file = file;
+    }
+    /** Makes bytes [at, at + count) readable at bytes[at - start]. */
+    async load(at, count) {
+        if (at + count > this.size)
+            throw this.error(at, 'the archive ends inside a data block');
+        const followsOn = at - this.end < this.readSize;
+        this.readSize = followsOn ? Math.min(2 * this.readSize, MAX_READ) : MIN_READ;
+        const length = Math.min(this.readSize, this.size - at);
+        await readFully(this.handle, this.bytes, 0, length, at, this.file);
+        this.start = at;
+        this.end = at + length;
+    }
+    error(at, what) {
+        return new Error(`${this.file}: the archive could not be read at byte ${at}: ${what}`);
+    }
+}
+/** Reads exactly `length` bytes (FileHandle.read may return fewer). */
+async function readFully(handle, into, offset, length, position, file) {
+    for (let done = 0; done < length;) {
+        const { bytesRead } = await handle.read(into, offset + done, length - done, position + done);
+        if (bytesRead === 0)
+            throw new Error(`${file}: the file ended while being read`);
+        done += bytesRead;
+    }
+}
+
 ;// CONCATENATED MODULE: ./lib/restore/fetch.js
+
 
 
 
@@ -47328,13 +50630,28 @@ async function fetchArchive(options) {
                 throw new Error(describeExit(p.tool, exit));
         }
         progress.report();
-        return { archivePath, format: manifest.format, bytes: hash.bytes, sha256: hash.digest() };
+        return withDataOffsets({
+            archivePath,
+            format: manifest.format,
+            bytes: hash.bytes,
+            sha256: hash.digest(),
+        });
     }
     finally {
         progress.stop();
         for (const p of processes)
             p.proc.kill();
     }
+}
+/**
+ * A custom-format archive written through a pipe has no data offsets in its table of contents;
+ * they are filled in once it is on disk, so `pg_restore -j` seeks to each table's data as in a
+ * file pg_dump wrote itself, instead of each job reading the archive from its start.
+ */
+async function withDataOffsets(result) {
+    if (result.format === 'custom')
+        await fillDataOffsets(result.archivePath);
+    return result;
 }
 /**
  * Fetches a backup's roles script (`globals.sql[.age]`), checked against the manifest and
@@ -47404,7 +50721,12 @@ async function decodeFile(options) {
     if (decodeSteps(manifest).length === 0) {
         const archivePath = external_node_path_.join(options.dir, 'archive.pgc');
         await (0,promises_.rename)(options.file, archivePath);
-        return { archivePath, format: 'custom', bytes: entry.bytes, sha256: entry.sha256 };
+        return withDataOffsets({
+            archivePath,
+            format: 'custom',
+            bytes: entry.bytes,
+            sha256: entry.sha256,
+        });
     }
     const all = [];
     try {
@@ -47429,12 +50751,12 @@ async function decodeFile(options) {
             progress.stop();
         }
         await (0,promises_.rm)(options.file, { force: true });
-        return {
+        return withDataOffsets({
             archivePath: decoder.archivePath,
             format: manifest.format,
             bytes: entry.bytes,
             sha256: entry.sha256,
-        };
+        });
     }
     catch (error) {
         const code = error.code;
@@ -47460,6 +50782,8 @@ async function decodeFile(options) {
 ;// CONCATENATED MODULE: ./lib/restore/pg-restore.js
 
 
+
+
 const CONSTRAINT_LINE = /^\d+;\s+\d+\s+\d+\s+(FK CONSTRAINT|CHECK CONSTRAINT|CONSTRAINT)\s+(.+)$/;
 /** Reads the text `pg_restore --list` prints. */
 function parseArchiveListing(text) {
@@ -47479,10 +50803,16 @@ function parseArchiveListing(text) {
             name: parts[2],
         });
     }
+    const extensions = lines.flatMap((l) => {
+        const m = /^\d+;\s+\d+\s+\d+\s+EXTENSION\s+-\s+(\S+)/.exec(l);
+        return m ? [m[1]] : [];
+    });
     return {
         entries: lines.length,
         tableData: lines.filter((l) => /^\d+;\s+\d+\s+\d+\s+TABLE DATA\s/.test(l)).length,
         constraints,
+        extensions,
+        largeObjects: lines.some((l) => /^\d+;\s+\d+\s+\d+\s+(BLOB|BLOBS|LARGE OBJECT)\s/.test(l)),
     };
 }
 /** Lists the archive's table of contents (`pg_restore --list`): proves the archive is readable. */
@@ -47493,27 +50823,103 @@ async function listArchive(pgRestore, archivePath) {
     }
     return parseArchiveListing(r.stdout);
 }
-/** Runs pg_restore with --exit-on-error; its own error text is the error when it fails. */
-async function runPgRestore(o) {
-    const args = ['--no-password', '--exit-on-error', `--dbname=${o.database}`];
-    if (!o.keepOwnership)
-        args.push('--no-owner', '--no-acl');
-    if (o.clean)
-        args.push('--clean', '--if-exists');
-    if (o.jobs > 1)
-        args.push(`--jobs=${o.jobs}`);
-    args.push(o.archivePath);
-    const proc = startProcess(o.pgRestore, args, {
-        env: childEnv(o.env, o.connection, o.database),
-        stdio: ['ignore', 'ignore', 'pipe'],
-        onStderrLine: (line) => o.logger.debug(line),
-    });
-    const exit = await proc.exited;
-    if (exit.code !== 0)
-        throw new Error(describeExit('pg_restore', exit));
+/** pg_restore failed (not a check after it): its own error text is the message. */
+class PgRestoreError extends Error {
+    constructor(message) {
+        super(message);
+        this.name = 'PgRestoreError';
+    }
 }
-/** Applies a roles script (globals.sql) with psql, tolerating roles that already exist. */
+/**
+ * Runs pg_restore with --exit-on-error; its own error text is the error when it fails.
+ *
+ * With more than one job, the sections run one after the other (pre-data, then data with the
+ * jobs, then post-data with the jobs): in one parallel run pg_restore may add a post-data entry
+ * whose dependencies do not name the data it constrains, such as a NOT VALID domain constraint,
+ * before that data is loaded, and the load then fails on rows the source holds.
+ */
+async function runPgRestore(o) {
+    const base = ['--no-password', '--exit-on-error', `--dbname=${o.database}`];
+    if (!o.keepOwnership)
+        base.push('--no-owner', '--no-acl');
+    if (o.clean)
+        base.push('--clean', '--if-exists');
+    if (o.listFile)
+        base.push(`--use-list=${o.listFile}`);
+    const env = childEnv(o.env, o.connection, o.database);
+    if (o.sessionOptions)
+        env.PGOPTIONS = o.sessionOptions;
+    const runs = o.jobs > 1 ? await sectionRuns(o) : [[]];
+    for (const extra of runs) {
+        const proc = startProcess(o.pgRestore, [...base, ...extra, o.archivePath], {
+            env,
+            stdio: ['ignore', 'ignore', 'pipe'],
+            onStderrLine: (line) => o.logger.debug(line),
+        });
+        const exit = await proc.exited;
+        if (exit.code !== 0)
+            throw new PgRestoreError(describeExit('pg_restore', exit));
+    }
+}
+/** The pg_restore runs of a parallel restore, section by section (see runPgRestore). */
+async function sectionRuns(o) {
+    const jobs = `--jobs=${o.jobs}`;
+    const data = [['--section=data', jobs]];
+    // A given list (a platform's route) is the restore's own: it is not split further.
+    const serial = o.listFile
+        ? []
+        : (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
+    if (serial.length > 0) {
+        const listed = await runProcess(o.pgRestore, ['--list', o.archivePath]);
+        if (listed.code !== 0) {
+            throw new PgRestoreError(describeExit('pg_restore --list', {
+                code: listed.code,
+                signal: listed.signal,
+                stderr: listed.stderr,
+            }));
+        }
+        const lines = listed.stdout.split('\n');
+        const isSerial = (line) => serial.some((entry) => line.includes(entry));
+        if (lines.some(isSerial)) {
+            const dir = external_node_path_.dirname(o.archivePath);
+            const first = external_node_path_.join(dir, 'restore-serial.list');
+            const rest = external_node_path_.join(dir, 'restore-rest.list');
+            await (0,promises_.writeFile)(first, lines.map((l) => (isSerial(l) ? l : `;${l}`)).join('\n'));
+            await (0,promises_.writeFile)(rest, lines.map((l) => (isSerial(l) ? `;${l}` : l)).join('\n'));
+            data.splice(0, 1, ['--section=data', `--use-list=${first}`], ['--section=data', `--use-list=${rest}`, jobs]);
+        }
+    }
+    return [['--section=pre-data'], ...data, ['--section=post-data', jobs]];
+}
+/**
+ * Leaves out of a roles script (pg_dumpall --roles-only) every statement about `role`, the
+ * role the restore connects as: the source's `ALTER ROLE postgres WITH NOSUPERUSER` must not
+ * take the superuser away from a server whose superuser has the same name.
+ */
+function withoutRole(script, role) {
+    const names = [role, `"${role.replace(/"/g, '""')}"`];
+    const skipped = [];
+    const lines = script.split('\n').filter((line) => {
+        const about = /^(?:CREATE|ALTER|COMMENT ON|DROP) ROLE ("(?:[^"]|"")*"|[^\s;]+)/.exec(line);
+        const name = about?.[1];
+        if (name !== undefined && names.includes(name)) {
+            skipped.push(line);
+            return false;
+        }
+        return true;
+    });
+    return { script: lines.join('\n'), skipped };
+}
+/**
+ * Applies a roles script (globals.sql) with psql, tolerating roles that already exist. Nothing
+ * about the connecting role is applied (see withoutRole); the roles the script created are
+ * returned, so a run that owns the server can remove them.
+ */
 async function applyGlobals(o) {
+    const { script, skipped } = withoutRole(await (0,promises_.readFile)(o.file, 'utf8'), o.user);
+    for (const line of skipped)
+        o.logger.info(`Roles: left out, it is about the connecting role ${o.user}: ${line}`);
+    await (0,promises_.writeFile)(o.file, script, { mode: 0o600 });
     const r = await runProcess(o.psql, ['-X', '-q', '--no-password', '-d', 'postgres', '-f', o.file], {
         env: childEnv(o.env, o.connection, 'postgres'),
     });
@@ -47522,117 +50928,7 @@ async function applyGlobals(o) {
     const errors = r.stderr.split('\n').filter((l) => /ERROR/.test(l) && !/already exists/.test(l));
     for (const e of errors)
         o.logger.warning(`Roles: ${e}`);
-}
-
-;// CONCATENATED MODULE: external "node:readline"
-const external_node_readline_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:readline");
-;// CONCATENATED MODULE: ./lib/restore/roles.js
-
-
-/** Splits `a, "B c", PUBLIC` into role names, unquoting; the PUBLIC pseudo-role is left out. */
-function parseRoleList(text) {
-    const out = [];
-    let i = 0;
-    while (i < text.length) {
-        const ch = text[i];
-        if (ch === ' ' || ch === ',') {
-            i++;
-            continue;
-        }
-        if (ch === '"') {
-            let name = '';
-            i++;
-            while (i < text.length) {
-                if (text[i] === '"' && text[i + 1] === '"') {
-                    name += '"';
-                    i += 2;
-                }
-                else if (text[i] === '"') {
-                    i++;
-                    break;
-                }
-                else {
-                    name += text[i++];
-                }
-            }
-            out.push(name);
-            continue;
-        }
-        let word = '';
-        while (i < text.length && text[i] !== ',' && text[i] !== ' ')
-            word += text[i++];
-        if (word !== 'PUBLIC' && word !== 'CURRENT_USER' && word !== 'SESSION_USER')
-            out.push(word);
-    }
-    return out;
-}
-/** The roles one line of pg_restore's SQL output names, by role in the statement. */
-function rolesInLine(line) {
-    const owners = [];
-    const grantees = [];
-    const owner = /^ALTER .* OWNER TO (.+);$/.exec(line);
-    if (owner)
-        owners.push(...parseRoleList(owner[1]));
-    const session = /^SET SESSION AUTHORIZATION (.+);$/.exec(line);
-    if (session)
-        owners.push(...parseRoleList(session[1].replace(/^'(.*)'$/, '"$1"')));
-    const forRole = /^ALTER DEFAULT PRIVILEGES FOR ROLE (\S+) /.exec(line);
-    if (forRole)
-        owners.push(...parseRoleList(forRole[1]));
-    const grant = /(?:^| )GRANT .+;$/.test(line) ? line.lastIndexOf(' TO ') : -1;
-    if (grant > 0) {
-        const list = line
-            .slice(grant + 4, -1)
-            .replace(/ WITH GRANT OPTION$/, '')
-            .replace(/ GRANTED BY .+$/, '');
-        grantees.push(...parseRoleList(list));
-    }
-    const revoke = /(?:^| )REVOKE .+;$/.test(line) ? line.lastIndexOf(' FROM ') : -1;
-    if (revoke > 0) {
-        grantees.push(...parseRoleList(line.slice(revoke + 6, -1).replace(/ CASCADE$/, '')));
-    }
-    return { owners, grantees };
-}
-/**
- * Reads the archive's schema as SQL (`pg_restore --schema-only -f -`, streamed, nothing kept
- * but role names) and collects the roles it names.
- */
-async function archiveRoles(pgRestore, archivePath) {
-    const proc = startProcess(pgRestore, ['--schema-only', '--file=-', archivePath], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const owners = new Set();
-    const grantees = new Set();
-    const lines = (0,external_node_readline_namespaceObject.createInterface)({ input: proc.child.stdout, crlfDelay: Infinity });
-    for await (const line of lines) {
-        const found = rolesInLine(line);
-        for (const o of found.owners)
-            owners.add(o);
-        for (const g of found.grantees)
-            grantees.add(g);
-    }
-    const exit = await proc.exited;
-    if (exit.code !== 0)
-        throw new Error(describeExit('pg_restore --schema-only', exit));
-    return { owners: [...owners].sort(), grantees: [...grantees].sort() };
-}
-/**
- * Owners and grants can be restored as they were when every role the archive names exists on
- * the target and the restoring user may hand objects to each owner; otherwise the restore
- * runs with --no-owner --no-acl, as a scratch restore does.
- */
-async function planOwnership(client, roles) {
-    const names = [...new Set([...roles.owners, ...roles.grantees])];
-    if (names.length === 0)
-        return { keep: true, missing: [], notMember: [] };
-    const r = await client.query(`SELECT n.name, r.rolname IS NOT NULL AS present,
-            COALESCE(pg_has_role(r.oid, 'MEMBER'), false) AS member
-       FROM unnest($1::text[]) AS n(name) LEFT JOIN pg_roles r ON r.rolname = n.name`, [names]);
-    const missing = r.rows.filter((x) => !x.present).map((x) => x.name);
-    const notMember = r.rows
-        .filter((x) => x.present && !x.member && roles.owners.includes(x.name))
-        .map((x) => x.name);
-    return { keep: missing.length === 0 && notMember.length === 0, missing, notMember };
+    return { skipped };
 }
 
 ;// CONCATENATED MODULE: ./lib/postgres/cluster.js
@@ -47989,6 +51285,8 @@ async function scratchTarget(options) {
             serverVersion: cluster.version,
             serverMajor: cluster.major,
             scratch: cluster,
+            owned: true,
+            user: cluster.user,
             cleanup: () => cluster.stop(),
             describe: `scratch PostgreSQL ${cluster.version} (127.0.0.1:${cluster.port}/${database})`,
         };
@@ -48025,7 +51323,7 @@ async function givenTarget(options) {
     });
     let version;
     try {
-        version = (await client.query("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n")).rows[0];
+        version = (await client.query("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, current_user AS user")).rows[0];
         if (!created && !options.allowNonEmpty) {
             const objects = await client.query(`SELECT count(*)::text AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
@@ -48044,6 +51342,8 @@ async function givenTarget(options) {
         database,
         serverVersion: version.v.split(' ')[0],
         serverMajor: Math.floor(Number(version.n) / 10000),
+        owned: created && options.dropCreatedOnCleanup !== false,
+        user: version.user,
         cleanup: async () => {
             if (!created || options.dropCreatedOnCleanup === false)
                 return;
@@ -48082,90 +51382,6 @@ async function recentDrills(storage, name, limit = 10) {
         }
     }
     return found.sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
-}
-
-;// CONCATENATED MODULE: ./lib/drill/replace.js
-
-
-/**
- * Empties what the backup covers in the target, in one transaction, so pg_restore rebuilds it
- * exactly: every schema the backup's selection includes is dropped with CASCADE (public is
- * re-created with its owner, grants and comment); for a whole-database backup also the large
- * objects, publications and event triggers. Schemas outside the selection are not touched.
- * A failure rolls everything back: the target is then unchanged.
- *
- * This is what `pg_restore --clean --if-exists` means to do, without its failures: it cannot
- * drop a partition's inherited primary key ("cannot drop inherited constraint"), and it fails
- * on objects created after the backup that depend on restored ones.
- */
-async function emptyTarget(client, manifest, logger) {
-    const selection = {
-        schemas: manifest.options?.schemas ?? [],
-        excludeSchemas: manifest.options?.excludeSchemas ?? [],
-        excludeTableData: [],
-    };
-    const wholeDatabase = selection.schemas.length === 0;
-    await client.query('BEGIN');
-    try {
-        await client.query("SET LOCAL lock_timeout = '60s'");
-        const found = await client.query(`SELECT nspname AS name FROM pg_namespace
-        WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
-        ORDER BY 1`);
-        const matcher = selectionMatcher(selection);
-        const schemas = found.rows.map((r) => r.name).filter((s) => matcher.schemaIncluded(s));
-        for (const schema of schemas) {
-            if (schema === 'public')
-                continue;
-            await client.query(`DROP SCHEMA ${quoteIdent(schema)} CASCADE`);
-        }
-        if (schemas.includes('public'))
-            await recreatePublic(client);
-        let largeObjects = 0;
-        let publications = 0;
-        let eventTriggers = 0;
-        if (wholeDatabase) {
-            const lo = await client.query(`SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE pg_has_role(lomowner, 'MEMBER')`);
-            largeObjects = lo.rowCount ?? 0;
-            const pubs = await client.query(`SELECT pubname AS name FROM pg_publication WHERE pg_has_role(pubowner, 'MEMBER')`);
-            for (const p of pubs.rows)
-                await client.query(`DROP PUBLICATION ${quoteIdent(p.name)}`);
-            publications = pubs.rows.length;
-            const triggers = await client.query(`SELECT evtname AS name FROM pg_event_trigger WHERE pg_has_role(evtowner, 'MEMBER')`);
-            for (const t of triggers.rows) {
-                await client.query(`DROP EVENT TRIGGER ${quoteIdent(t.name)}`);
-            }
-            eventTriggers = triggers.rows.length;
-        }
-        await client.query('COMMIT');
-        logger.info(`Emptied the target: dropped schema(s) ${schemas.join(', ') || '(none)'}` +
-            (schemas.includes('public') ? ' (public re-created empty)' : '') +
-            (largeObjects ? `, ${largeObjects} large object(s)` : '') +
-            (publications ? `, ${publications} publication(s)` : '') +
-            (eventTriggers ? `, ${eventTriggers} event trigger(s)` : ''));
-        return { schemas, largeObjects, publications, eventTriggers };
-    }
-    catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-    }
-}
-/** Drops public with everything in it and creates it again as it was: owner, grants, comment. */
-async function recreatePublic(client) {
-    const r = await client.query(`SELECT pg_get_userbyid(nspowner) AS owner, obj_description(oid, 'pg_namespace') AS comment
-       FROM pg_namespace WHERE nspname = 'public'`);
-    const grants = await client.query(`SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS grantee,
-            a.privilege_type AS privilege, a.is_grantable AS grantable
-       FROM pg_namespace n, aclexplode(n.nspacl) a
-      WHERE n.nspname = 'public' AND a.grantee <> n.nspowner`);
-    const { owner, comment } = r.rows[0];
-    await client.query('DROP SCHEMA public CASCADE');
-    await client.query(`CREATE SCHEMA public AUTHORIZATION ${quoteIdent(owner)}`);
-    // A fresh schema grants nothing to others; the old grants come back one by one.
-    for (const g of grants.rows) {
-        await client.query(`GRANT ${g.privilege} ON SCHEMA public TO ${g.grantee === null ? 'PUBLIC' : quoteIdent(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
-    }
-    if (comment !== null)
-        await client.query(`COMMENT ON SCHEMA public IS ${quoteLiteral(comment)}`);
 }
 
 ;// CONCATENATED MODULE: ./lib/drill/sessions.js
@@ -48254,7 +51470,6 @@ async function runSmokeCommand(o) {
 }
 
 ;// CONCATENATED MODULE: ./lib/drill/drill.js
-
 
 
 
@@ -48402,6 +51617,7 @@ async function execute(mode, options, deps) {
         comparison: [],
         warnings: pickWarnings,
         history: [],
+        targetState: restore ? 'unchanged' : undefined,
     };
     const history = recentDrills(storage, name).catch((error) => {
         logger.warning(`Could not read the earlier drills: ${(0,core_errors/* errorMessage */.gJ)(error)}`);
@@ -48417,6 +51633,7 @@ async function execute(mode, options, deps) {
     const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
     let target;
     let workDir;
+    const createdRoles = [];
     try {
         let tools;
         if (options.targetUrl) {
@@ -48481,7 +51698,7 @@ async function execute(mode, options, deps) {
         }
         workDir = await (0,promises_.mkdtemp)(external_node_path_.join(deps.workDir, 'drill-'));
         deps.onTemporaryFolder?.(workDir);
-        await runPhases(result, options, deps, target, tools, workDir);
+        await runPhases(result, options, deps, target, tools, workDir, createdRoles);
     }
     finally {
         if (workDir)
@@ -48489,6 +51706,11 @@ async function execute(mode, options, deps) {
         if (target) {
             await target
                 .cleanup()
+                .then(() => (target.scratch ? [] : dropRoles(target, createdRoles)))
+                .then((left) => {
+                if (left.length)
+                    logger.warning(`Could not drop the role(s) this run created: ${left.join(', ')}`);
+            })
                 .catch((error) => logger.warning(`Could not clean up ${target.describe}: ${(0,core_errors/* errorMessage */.gJ)(error)}`));
         }
     }
@@ -48543,7 +51765,24 @@ async function takeSafetyBackup(options, deps, target, name, manifest, tools) {
         return { id: backup.manifest.id, location: deps.storage.location(backup.manifestKey) };
     });
 }
-async function runPhases(result, options, deps, target, tools, workDir) {
+/**
+ * Other sessions of the target stop a real restore unless terminate-connections ends them (the
+ * first check, at the start, refused them already; this one catches sessions opened since).
+ */
+async function endOtherSessions(client, target, restore, logger) {
+    const sessions = await otherSessions(client, target.database);
+    if (sessions === 0)
+        return;
+    if (!restore.terminateConnections) {
+        throw new Error(`${sessions} session(s) connected to ${target.database} since the start; set terminate-connections: true or stop them. The database was not changed.`);
+    }
+    const t = await terminateSessions(client, target.database);
+    logger.info(`Terminated ${t.terminated} other session(s) of ${target.database}`);
+    if (t.remaining > 0) {
+        throw new Error(`${t.remaining} session(s) of ${target.database} could not be terminated (the restoring user needs pg_signal_backend or to own them). The database was not changed.`);
+    }
+}
+async function runPhases(result, options, deps, target, tools, workDir, createdRoles) {
     const { logger } = deps;
     const manifest = result.manifest;
     const restore = result.mode === 'restore' ? options : undefined;
@@ -48606,39 +51845,91 @@ async function runPhases(result, options, deps, target, tools, workDir) {
             };
         });
         let listing;
+        let notApplied = [];
+        let route;
         await timed('restore', async () => {
             listing = await listArchive(tools.pgRestore, archive.archivePath);
-            const roles = await archiveRoles(tools.pgRestore, archive.archivePath);
-            const ownership = await withClient(target, (c) => planOwnership(c, roles));
-            if (!ownership.keep) {
-                const why = [
-                    ownership.missing.length ? `missing roles: ${ownership.missing.join(', ')}` : '',
-                    ownership.notMember.length
-                        ? `the restoring user cannot own objects as: ${ownership.notMember.join(', ')}`
-                        : '',
-                ]
-                    .filter(Boolean)
-                    .join('; ');
-                const message = `Restoring without owners and grants (--no-owner --no-acl): ${why}.`;
-                if (restore)
-                    result.warnings.push(message);
-                logger.info(message);
+            const found = await withClient(target, (c) => preflight({
+                client: c,
+                pgRestore: tools.pgRestore,
+                archivePath: archive.archivePath,
+                listing: listing,
+                manifest,
+            }));
+            requireExtensions(found, target);
+            let keepOwnership = true;
+            if (found.missingRoles.length > 0 && target.owned) {
+                const created = await withClient(target, (c) => createRoles(c, found.missingRoles, target.user));
+                logger.info(`Created the role(s) the archive names as NOLOGIN: ${created.join(', ')}`);
+                createdRoles.push(...created);
+            }
+            else {
+                const roles = { owners: found.roles, grantees: [] };
+                const ownership = await withClient(target, (c) => planOwnership(c, roles));
+                keepOwnership = ownership.keep;
+                if (!ownership.keep) {
+                    const why = [
+                        ownership.missing.length ? `missing roles: ${ownership.missing.join(', ')}` : '',
+                        ownership.notMember.length
+                            ? `the restoring user cannot own objects as: ${ownership.notMember.join(', ')}`
+                            : '',
+                    ]
+                        .filter(Boolean)
+                        .join('; ');
+                    const message = `Restoring without owners and grants (--no-owner --no-acl): ${why}.`;
+                    if (restore)
+                        result.warnings.push(message);
+                    logger.info(message);
+                }
             }
             if (restore) {
+                await withClient(target, (c) => endOtherSessions(c, target, restore, logger));
+                const replaced = await withClient(target, (c) => replaceTarget({
+                    client: c,
+                    target,
+                    manifest,
+                    pgRestore: tools.pgRestore,
+                    psql: tools.psql,
+                    archivePath: archive.archivePath,
+                    keepOwnership,
+                    workDir,
+                    env: deps.env,
+                    logger,
+                }));
+                route = replaced.route;
+                result.targetState = 'restored';
+                const emptied = replaced.plan.summary;
+                return {
+                    value: undefined,
+                    detail: `${route ? `${platformDetail(route)}; ` : ''}emptied (${emptied.schemas.length} schema(s)` +
+                        `${emptied.extensions.length ? `, ${emptied.extensions.length} extension(s)` : ''}` +
+                        `${emptied.other.length ? `, ${emptied.other.length} other database-level object(s)` : ''}` +
+                        `${emptied.largeObjects ? `, ${emptied.largeObjects} large object(s)` : ''}) and restored with pg_restore ${tools.version} in one transaction` +
+                        `${keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
+                };
+            }
+            route = await withClient(target, (c) => platformRoute({
+                client: c,
+                manifest,
+                pgRestore: tools.pgRestore,
+                archivePath: archive.archivePath,
+                workDir,
+                owned: target.owned,
+                restoreEnv: childEnv(deps.env, target.connection, target.database),
+                logger,
+            }));
+            if (route && route.conflicts.length > 0) {
+                throw new core_errors/* ConfigurationError */.j1(`The target database ${target.describe} already holds application objects (${route.conflicts.slice(0, 5).join(', ')}): a drill restores into a new database. Name one that does not exist in target-url.`);
+            }
+            for (const line of route?.leftOut ?? []) {
+                logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+            }
+            const before = route?.before ?? [];
+            if (before.length > 0) {
                 await withClient(target, async (c) => {
-                    const sessions = await otherSessions(c, target.database);
-                    if (sessions === 0)
-                        return;
-                    if (!restore.terminateConnections) {
-                        throw new Error(`${sessions} session(s) connected to ${target.database} since the start; set terminate-connections: true or stop them. The database was not changed.`);
-                    }
-                    const t = await terminateSessions(c, target.database);
-                    logger.info(`Terminated ${t.terminated} other session(s) of ${target.database}`);
-                    if (t.remaining > 0) {
-                        throw new Error(`${t.remaining} session(s) of ${target.database} could not be terminated (the restoring user needs pg_signal_backend or to own them). The database was not changed.`);
-                    }
+                    for (const statement of before)
+                        await c.query(statement);
                 });
-                await withClient(target, (c) => emptyTarget(c, manifest, logger));
             }
             await runPgRestore({
                 pgRestore: tools.pgRestore,
@@ -48647,34 +51938,41 @@ async function runPhases(result, options, deps, target, tools, workDir) {
                 database: target.database,
                 jobs: options.jobs,
                 clean: false,
-                keepOwnership: ownership.keep,
+                keepOwnership,
+                serialData: extensionTables(manifest),
+                listFile: route?.listFile,
+                sessionOptions: route?.sessionOptions,
                 env: deps.env,
                 logger,
             });
             return {
                 value: undefined,
-                detail: `pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${restore ? ' into the emptied target' : ''}${ownership.keep ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
+                detail: `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
             };
         });
         await (0,promises_.rm)(archive.archivePath, { recursive: true, force: true });
         await timed('checks', async () => {
-            const checks = await withClient(target, async (client) => {
-                // Statistics first, so the database is ready for traffic, not just loaded.
-                await client.query('ANALYZE');
-                const tables = await compareTables(client, manifest);
-                result.comparison = tables.comparison;
-                return [
-                    tables.result,
-                    ...(await constraintsAndSequences(client, listing?.constraints)),
-                    ...(await runUserChecks(client, options.checks)),
-                ];
+            const checked = await withClient(target, async (client) => {
+                // Statistics and the settings pg_dump leaves behind first, so the database is ready
+                // for traffic, not just loaded.
+                notApplied = await afterRestore(client, target.database, manifest);
+                return checkRestored({
+                    client,
+                    manifest,
+                    listing: listing,
+                    checks: options.checks,
+                    notApplied,
+                    notRestored: route?.notRestored,
+                });
             });
+            result.comparison = checked.comparison;
+            const checks = checked.checks;
             result.checks.push(...checks);
             const failed = checks.filter((c) => c.status === 'failed');
             if (failed.length > 0) {
-                throw new Error(`${failed.length} of ${checks.length} failed: ${failed.map((c) => c.name).join(', ')}`);
+                throw new Error(`the restore completed; ${failed.length} of ${checks.length} checks failed: ${failed.map((c) => c.name).join(', ')}`);
             }
-            return { value: undefined, detail: `ANALYZE; ${checks.length} passed` };
+            return { value: undefined, detail: `ANALYZE; ${checks.length} checks passed` };
         });
         if (options.smokeCommand) {
             const command = options.smokeCommand;
@@ -48753,9 +52051,26 @@ async function finish(result, options, deps, history) {
     catch (error) {
         logger.warning(`Could not store the drill record under verifications/ (${(0,core_errors/* errorMessage */.gJ)(error)}); the trend will miss this run.`);
     }
+    if (result.targetState) {
+        result.targetStateText = describeTargetState(result);
+        logger.info(result.targetStateText);
+    }
     const rto = result.rtoSeconds === undefined ? 'not reached' : formatDuration(result.rtoSeconds);
     logger.info(`${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${formatDuration(result.rpoSeconds)}`);
     return result;
+}
+/** What a real restore left the target as, in one sentence, with the way back when there is one. */
+function describeTargetState(result) {
+    const undo = result.safetyBackup
+        ? ` To undo, restore the safety backup: mode: restore with backup-id: ${result.safetyBackup.id} (CLI: pg-backup restore --backup-id ${result.safetyBackup.id}), with the same target-url and confirm.`
+        : '';
+    if (result.targetState !== 'restored') {
+        return `The target is unchanged: the restore committed nothing.${result.safetyBackup ? ` The safety backup ${result.safetyBackup.id} was stored anyway.` : ''}`;
+    }
+    const failed = result.checks.filter((c) => c.status === 'failed' && !c.name.startsWith('Recovery'));
+    return failed.length === 0
+        ? `The target is restored from backup ${result.manifest.id}, and every check passed.${undo}`
+        : `The target is restored from backup ${result.manifest.id} (the data is the backup's); check(s) failed after the restore: ${failed.map((c) => c.name).join(', ')}.${undo}`;
 }
 /** A measured time against its target (none set: passes, and says so). */
 function targetCheck(name, seconds, target, input) {
@@ -48805,6 +52120,7 @@ function drillSummary(result) {
                 : `PostgreSQL ${m.source.serverVersion}`,
         ],
         ['pg_restore', result.pgRestoreVersion],
+        ['The target', result.targetStateText],
         [
             'Safety backup',
             result.safetyBackup
@@ -48868,6 +52184,8 @@ function drillText(result) {
         lines.push(`  target      ${result.target.describe}`);
     if (result.safetyBackup)
         lines.push(`  safety      ${result.safetyBackup.id} (pre-restore)`);
+    if (result.targetStateText)
+        lines.push(`  the target  ${result.targetStateText}`);
     for (const p of result.phases) {
         lines.push(`  ${p.name.padEnd(11)} ${seconds(p.seconds).padEnd(9)} ${p.status}: ${p.detail}`);
     }
@@ -49852,49 +53170,26 @@ async function openStorage(location, s3, logger) {
 
 
 
+
 /** The names of the report's lines, in the order the checks run. */
 const CheckNames = {
     Manifest: 'Manifest and checksum',
     Decryption: 'Decryption and decompression',
     Archive: 'Archive readable (pg_restore --list)',
+    Preflight: 'Preflight (target, extensions, roles)',
     Restore: 'Restore',
     Tables: 'Tables and row counts',
-    Constraints: 'Constraints',
-    Sequences: 'Sequences',
+    Constraints: StateCheckNames.Constraints,
+    Sequences: StateCheckNames.Sequences,
+    RowSecurity: StateCheckNames.RowSecurity,
+    Extensions: StateCheckNames.Extensions,
+    LargeObjects: StateCheckNames.LargeObjects,
+    Settings: StateCheckNames.Settings,
     UserChecks: 'SQL checks',
     Freshness: 'Freshness (max-age)',
 };
 function verify_majorOf(version, fallback) {
     return parseToolVersion(version)?.major ?? fallback;
-}
-function defaultJobs() {
-    const cpus = typeof external_node_os_.availableParallelism === 'function' ? external_node_os_.availableParallelism() : 1;
-    return Math.max(1, Math.min(4, cpus));
-}
-function describeCompression(manifest) {
-    const c = manifest.compression;
-    switch (c.method) {
-        case 'zstd':
-        case 'gzip':
-            return `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
-        case 'pg_dump-gzip':
-        case 'pg_dump-zstd':
-            return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
-        default:
-            return 'none';
-    }
-}
-function describeEncryption(manifest) {
-    const e = manifest.encryption;
-    if (!e)
-        return 'none';
-    const parts = [];
-    if (e.recipients.length > 0) {
-        parts.push(`${e.recipients.length} recipient${e.recipients.length > 1 ? 's' : ''}`);
-    }
-    if (e.passphrase)
-        parts.push('passphrase');
-    return `age (${parts.join(', ')})`;
 }
 /** The last lines of a long tool error, so a report line stays readable. */
 function lastLines(text, lines = 12) {
@@ -49905,8 +53200,7 @@ function lastLines(text, lines = 12) {
 }
 function record(run, result) {
     run.checks.push(result);
-    const icon = result.status === 'passed' ? '✅' : result.status === 'failed' ? '❌' : '➖';
-    run.deps.logger.info(`${icon} ${result.name}: ${result.status} (${result.detail})`);
+    logCheck(run.deps.logger, result);
 }
 function failed(run, name, error, started, detail) {
     if (error instanceof core_errors/* ConfigurationError */.j1)
@@ -49955,6 +53249,7 @@ async function runVerify(options, deps) {
         setupProblem: false,
         skipReason: '',
         tables: [],
+        createdRoles: [],
         workDir,
     };
     const manifestStarted = Date.now();
@@ -49967,7 +53262,7 @@ async function runVerify(options, deps) {
             throw catalogError;
         }
         else {
-            manifest = completeBackups(entries ?? [])[0];
+            manifest = newestRegularBackup(entries ?? []);
             if (!manifest) {
                 const incomplete = entries?.length ?? 0;
                 throw new Error(`No complete backup of '${name}' in ${storage.description}: ` +
@@ -49986,10 +53281,19 @@ async function runVerify(options, deps) {
         CheckNames.Manifest,
         CheckNames.Decryption,
         CheckNames.Archive,
+        CheckNames.Preflight,
         CheckNames.Restore,
         CheckNames.Tables,
         CheckNames.Constraints,
         CheckNames.Sequences,
+        ...(manifest?.sourceState
+            ? [
+                CheckNames.RowSecurity,
+                CheckNames.Extensions,
+                CheckNames.LargeObjects,
+                CheckNames.Settings,
+            ]
+            : []),
         CheckNames.UserChecks,
     ];
     try {
@@ -49997,11 +53301,8 @@ async function runVerify(options, deps) {
             await checkBackup(run, manifest, manifestStarted);
     }
     finally {
-        if (run.target) {
-            await run.target
-                .cleanup()
-                .catch((error) => logger.warning(`Could not clean up ${run.target?.describe}: ${(0,core_errors/* errorMessage */.gJ)(error)}`));
-        }
+        if (run.target)
+            await cleanupTarget(run, run.target);
         await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
     }
     const ran = new Set(run.checks.map((c) => c.name));
@@ -50064,8 +53365,8 @@ async function runVerify(options, deps) {
                 bytes: dump.bytes,
                 totalBytes: totalBytes(manifest),
                 format: manifest.format,
-                compression: describeCompression(manifest),
-                encryption: describeEncryption(manifest),
+                compression: describeCompression(manifest.compression),
+                encryption: manifest.encryption ? describeEncryption(manifest.encryption) : 'none',
                 sourceVersion: manifest.source.serverVersion,
                 pgDumpVersion: manifest.tools.pgDumpVersion,
                 objectLocation: storage.location(dump.key),
@@ -50091,6 +53392,13 @@ async function runVerify(options, deps) {
         recordKey,
         warnings: run.warnings,
     };
+}
+/**
+ * The newest complete backup other than a pre-restore safety backup (a copy of a target taken
+ * before a restore replaced it, not of the database the catalog name stands for).
+ */
+function newestRegularBackup(entries) {
+    return completeBackups(entries).find((m) => m.kind !== 'pre-restore');
 }
 function ageSeconds(manifest, now) {
     return Math.max(0, (now.getTime() - new Date(manifest.finishedAt).getTime()) / 1000);
@@ -50189,7 +53497,7 @@ async function checkBackup(run, manifest, started) {
                 : 'not encrypted',
             manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
                 ? `decompressed ${manifest.compression.method}`
-                : `compression: ${describeCompression(manifest)}`,
+                : `compression: ${describeCompression(manifest.compression)}`,
             `${manifest.format} archive of ${formatBytes(archiveBytes)}`,
         ].join('; '),
         seconds: (Date.now() - integrityAt) / 1000,
@@ -50215,90 +53523,33 @@ async function checkBackup(run, manifest, started) {
         run.skipReason = 'restore is false: only the stored object was checked';
         return;
     }
-    // 4: restore into a scratch database, roles first, then ANALYZE.
-    const restoreStarted = Date.now();
+    // 4 and 5: what the archive needs against the target, then the restore and what pg_dump
+    // leaves behind.
     let client;
     try {
-        const ok = await logger.group('Restore', async () => {
-            try {
-                const source = sourceMajor(manifest);
-                const target = await prepareTarget(run, source).catch((error) => {
-                    // No place to restore into says nothing about the backup.
-                    run.setupProblem = true;
-                    throw error;
-                });
-                run.target = target;
-                if (target.serverMajor < source) {
-                    const message = `The target server runs PostgreSQL ${target.serverVersion}, older than the source (${manifest.source.serverVersion}); the restore may fail on features the older server lacks.`;
-                    logger.warning(message);
-                    run.warnings.push(message);
-                }
-                let roles = '';
-                if (manifest.globals) {
-                    const file = await fetchGlobals({ storage, manifest, decryption, dir: run.workDir });
-                    if (file) {
-                        await applyGlobals({
-                            psql: tools.psql,
-                            file,
-                            connection: target.connection,
-                            env: deps.env,
-                            logger,
-                        });
-                        roles = 'roles from globals applied first; ';
-                    }
-                }
-                const jobs = options.jobs ?? defaultJobs();
-                logger.info(`pg_restore ${tools.version} --exit-on-error --no-owner --no-acl --jobs=${jobs} into ${target.describe}`);
-                await runPgRestore({
-                    pgRestore: tools.pgRestore,
-                    archivePath,
-                    connection: target.connection,
-                    database: target.database,
-                    jobs,
-                    env: deps.env,
-                    logger,
-                });
-                client = await connect(target.connection, target.database);
-                await client.query('ANALYZE');
-                const seconds = (Date.now() - restoreStarted) / 1000;
-                record(run, {
-                    name: CheckNames.Restore,
-                    status: 'passed',
-                    detail: `${roles}restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
-                        `with pg_restore --exit-on-error --no-owner --no-acl in ${formatDuration(seconds)}, then ANALYZE`,
-                    seconds,
-                });
-                return true;
-            }
-            catch (error) {
-                failed(run, CheckNames.Restore, error, restoreStarted);
-                run.skipReason = 'the restore failed';
-                return false;
-            }
-        });
-        if (!ok || !client)
+        const restored = await restoreStep(run, manifest, tools, listing, archivePath);
+        if (!restored)
             return;
+        client = restored.client;
         const db = client;
-        // 5 to 7: what the restored database holds.
+        // 6 on: what the restored database holds, against the source.
         await logger.group('Checks', async () => {
-            let checkStarted = Date.now();
+            const checkStarted = Date.now();
             try {
-                const { result, comparison } = await compareTables(db, manifest);
-                run.tables = comparison;
-                record(run, result);
+                const result = await checkRestored({
+                    client: db,
+                    manifest,
+                    listing,
+                    checks: options.checks,
+                    notApplied: restored.notApplied,
+                    notRestored: restored.notRestored,
+                });
+                run.tables = result.comparison;
+                for (const check of result.checks)
+                    record(run, check);
             }
             catch (error) {
                 failed(run, CheckNames.Tables, error, checkStarted);
-            }
-            checkStarted = Date.now();
-            try {
-                for (const result of await constraintsAndSequences(db, listing.constraints)) {
-                    record(run, result);
-                }
-            }
-            catch (error) {
-                failed(run, CheckNames.Constraints, error, checkStarted);
-                failed(run, CheckNames.Sequences, error, checkStarted);
             }
             if (options.checks.length === 0) {
                 record(run, {
@@ -50307,14 +53558,176 @@ async function checkBackup(run, manifest, started) {
                     detail: 'none given (the checks input)',
                 });
             }
-            else {
-                for (const result of await runUserChecks(db, options.checks))
-                    record(run, result);
-            }
         });
     }
     finally {
         await client?.end().catch(() => undefined);
+    }
+}
+/**
+ * The preflight and the restore: a target (a scratch server, or target-url), the archive's
+ * extensions and roles against it (every missing extension named at once, before pg_restore
+ * starts; the roles created where the run owns the server or database), roles from globals,
+ * pg_restore, then ANALYZE and the settings and sequence values pg_dump leaves behind. Returns
+ * the connected client, or undefined after recording the failure.
+ */
+async function restoreStep(run, manifest, tools, listing, archivePath) {
+    const { options, deps } = run;
+    const { storage, logger } = deps;
+    const preflightStarted = Date.now();
+    let restoreStarted = Date.now();
+    let stage = 'target';
+    return logger.group('Restore', async () => {
+        let client;
+        try {
+            const source = sourceMajor(manifest);
+            const target = await prepareTarget(run, source).catch((error) => {
+                // No place to restore into says nothing about the backup.
+                run.setupProblem = true;
+                throw error;
+            });
+            run.target = target;
+            stage = 'preflight';
+            if (target.serverMajor < source) {
+                const message = `The target server runs PostgreSQL ${target.serverVersion}, older than the source (${manifest.source.serverVersion}); the restore may fail on features the older server lacks.`;
+                logger.warning(message);
+                run.warnings.push(message);
+            }
+            client = await connect(target.connection, target.database);
+            const found = await preflight({
+                client,
+                pgRestore: tools.pgRestore,
+                archivePath,
+                listing,
+                manifest,
+            });
+            requireExtensions(found, target);
+            let roles = '';
+            if (found.missingRoles.length > 0 && target.owned) {
+                run.createdRoles.push(...(await createRoles(client, found.missingRoles, target.user)));
+                roles = `created ${found.missingRoles.length} role(s) the archive names as NOLOGIN: ${found.missingRoles.join(', ')}`;
+            }
+            if (manifest.globals) {
+                const file = await fetchGlobals({
+                    storage,
+                    manifest,
+                    decryption: options.decryption,
+                    dir: run.workDir,
+                });
+                if (file) {
+                    const before = await roleNames(client);
+                    await applyGlobals({
+                        psql: tools.psql,
+                        file,
+                        connection: target.connection,
+                        user: target.user,
+                        env: deps.env,
+                        logger,
+                    });
+                    const after = await roleNames(client);
+                    run.createdRoles.push(...after.filter((r) => !before.includes(r)));
+                    roles = `roles from globals applied first${roles ? `; ${roles}` : ''}`;
+                }
+            }
+            const route = await platformRoute({
+                client,
+                manifest,
+                pgRestore: tools.pgRestore,
+                archivePath,
+                workDir: run.workDir,
+                owned: target.owned,
+                restoreEnv: childEnv(deps.env, target.connection, target.database),
+                logger,
+            });
+            if (route && route.conflicts.length > 0) {
+                throw new core_errors/* ConfigurationError */.j1(`The target database ${target.describe} already holds application objects (${route.conflicts.slice(0, 5).join(', ')}${route.conflicts.length > 5 ? ', …' : ''}): a verification restores into a new database. Name one that does not exist in target-url.`);
+            }
+            for (const line of route?.leftOut ?? []) {
+                logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+            }
+            for (const statement of route?.before ?? [])
+                await client.query(statement);
+            const keepOwnership = found.missingRoles.length === 0 || target.owned;
+            record(run, {
+                name: CheckNames.Preflight,
+                status: 'passed',
+                detail: `the archive's ${listing.extensions.length} extension(s) can be installed on ${target.describe}` +
+                    (route ? `; ${platformDetail(route)}` : '') +
+                    `; ${found.roles.length} role(s) named` +
+                    (roles
+                        ? `; ${roles}`
+                        : found.missingRoles.length
+                            ? `; missing: ${found.missingRoles.join(', ')} (owners and grants left out)`
+                            : ', all present'),
+                seconds: (Date.now() - preflightStarted) / 1000,
+            });
+            stage = 'restore';
+            restoreStarted = Date.now();
+            const jobs = options.jobs ?? 2;
+            const flags = keepOwnership ? '' : ' --no-owner --no-acl';
+            logger.info(`pg_restore ${tools.version} --exit-on-error${flags} --jobs=${jobs} into ${target.describe}`);
+            await runPgRestore({
+                pgRestore: tools.pgRestore,
+                archivePath,
+                connection: target.connection,
+                database: target.database,
+                jobs,
+                keepOwnership,
+                serialData: extensionTables(manifest),
+                listFile: route?.listFile,
+                sessionOptions: route?.sessionOptions,
+                env: deps.env,
+                logger,
+            });
+            const notApplied = await afterRestore(client, target.database, manifest);
+            const seconds = (Date.now() - restoreStarted) / 1000;
+            record(run, {
+                name: CheckNames.Restore,
+                status: 'passed',
+                detail: `restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
+                    `with pg_restore --exit-on-error${flags}${jobs > 1 ? ` and ${jobs} jobs` : ''} in ${formatDuration(seconds)}, then ANALYZE` +
+                    (manifest.sourceState ? " and the source database's settings" : ''),
+                seconds,
+            });
+            return { client, notApplied, notRestored: route?.notRestored };
+        }
+        catch (error) {
+            await client?.end().catch(() => undefined);
+            if (stage !== 'restore') {
+                failed(run, CheckNames.Preflight, error, preflightStarted);
+                run.skipReason =
+                    stage === 'target'
+                        ? 'there is no target to restore into'
+                        : 'the target lacks what the archive needs';
+            }
+            else {
+                failed(run, CheckNames.Restore, error, restoreStarted);
+                run.skipReason = 'pg_restore failed';
+            }
+            return undefined;
+        }
+    });
+}
+async function roleNames(client) {
+    const r = await client.query('SELECT rolname AS name FROM pg_roles');
+    return r.rows.map((x) => x.name);
+}
+/** Removes the scratch server or the database the run created, then the roles it created. */
+async function cleanupTarget(run, target) {
+    const { logger } = run.deps;
+    try {
+        await target.cleanup();
+        if (!target.scratch) {
+            const left = await dropRoles(target, run.createdRoles);
+            if (left.length > 0) {
+                const message = `Could not drop the role(s) this verification created on ${target.describe}: ${left.join(', ')}`;
+                logger.warning(message);
+                run.warnings.push(message);
+            }
+        }
+    }
+    catch (error) {
+        logger.warning(`Could not clean up ${target.describe}: ${(0,core_errors/* errorMessage */.gJ)(error)}`);
     }
 }
 async function prepareTarget(run, sourceMajor) {
@@ -50333,10 +53746,13 @@ async function listWithTools(run, manifest, archivePath) {
 function sourceMajor(manifest) {
     return Math.floor(manifest.source.serverVersionNum / 10000);
 }
+/** The decoded archive's size: the file, or the files of a directory-format archive. */
 async function archiveSize(fetched) {
     if (fetched.format === 'custom')
         return (await (0,promises_.stat)(fetched.archivePath)).size;
-    return fetched.bytes;
+    const files = await (0,promises_.readdir)(fetched.archivePath);
+    const sizes = await Promise.all(files.map((f) => (0,promises_.stat)(external_node_path_.join(fetched.archivePath, f))));
+    return sizes.reduce((sum, st) => sum + st.size, 0);
 }
 function integrityDetail(key, object) {
     return `the manifest parses; ${external_node_path_.posix.basename(key)} is ${formatBytes(object.bytes)} with SHA-256 ${object.sha256.slice(0, 16)}…, as the manifest records`;
@@ -50366,7 +53782,7 @@ function freshnessGate(run, maxAgeSeconds, entries, catalogError, verified) {
         failed(run, CheckNames.Freshness, catalogError, started);
         return result;
     }
-    const newest = completeBackups(entries)[0];
+    const newest = newestRegularBackup(entries);
     const limit = formatDuration(maxAgeSeconds);
     if (!newest) {
         record(run, {

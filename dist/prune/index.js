@@ -38783,8 +38783,11 @@ function isCatalogName(name) {
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
-/** The manifest schema: written last, its presence marks a backup complete. */
-const MANIFEST_SCHEMA_VERSION = 1;
+/**
+ * 2: the source's state from the dump's snapshot (`sourceState`) and extension configuration
+ * tables in `tables`. Manifests of version 1 are checked the way they were before.
+ */
+const MANIFEST_SCHEMA_VERSION = 2;
 const BACKUP_KINDS = [
     'scheduled',
     'pre-migration',
@@ -38801,6 +38804,29 @@ function dumpObject(manifest) {
 /** Total bytes of every object of a backup. */
 function totalBytes(manifest) {
     return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
+}
+/** `age (2 recipients, passphrase)`: how a backup is encrypted, in words. */
+function describeEncryption(encryption) {
+    const parts = [];
+    const n = encryption.recipients.length;
+    if (n > 0)
+        parts.push(`${n} recipient${n > 1 ? 's' : ''}`);
+    if (encryption.passphrase)
+        parts.push('passphrase');
+    return `age (${parts.join(', ')})`;
+}
+/** `zstd level 3`, `gzip inside the archive (pg_dump)`, `none`: how a dump was compressed. */
+function describeCompression(c) {
+    switch (c.method) {
+        case 'zstd':
+        case 'gzip':
+            return `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
+        case 'pg_dump-gzip':
+        case 'pg_dump-zstd':
+            return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
+        default:
+            return 'none';
+    }
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/catalog.js
