@@ -1,7 +1,7 @@
 /**
  * A Supabase-shaped PostgreSQL 15 for tests: the machine's PostgreSQL with the fixture's
  * extension files added, loaded with the platform side of a Supabase project
- * (/work/shared/fixtures/supabase, see its README), optionally with an application on top.
+ * (../shared/fixtures/supabase beside the repository, see its README), optionally with an application on top.
  *
  * Layout under <repo>/.tmp/supabase-pg/:
  * - server-<key>/usr/...: a copy of the machine's PostgreSQL 15 keeping the Debian layout
@@ -43,7 +43,7 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../
 
 /** The fixture folder (image.sql.gz, project.sql.gz, ext/). */
 export const SUPABASE_FIXTURE_DIR =
-  process.env.SUPABASE_FIXTURE_DIR ?? '/work/shared/fixtures/supabase';
+  process.env.SUPABASE_FIXTURE_DIR ?? path.join(repoRoot, '..', 'shared', 'fixtures', 'supabase');
 /** Where the server copy and the loaded data folders are cached. */
 export const SUPABASE_CACHE_DIR = path.join(repoRoot, '.tmp', 'supabase-pg');
 /** The password of every role in the fixture. */
