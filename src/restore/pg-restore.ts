@@ -86,15 +86,20 @@ export function parseArchiveListing(text: string): ArchiveListing {
   };
 }
 
-/** Lists the archive's table of contents (`pg_restore --list`): proves the archive is readable. */
-export async function listArchive(pgRestore: string, archivePath: string): Promise<ArchiveListing> {
+/** The text of the archive's table of contents, as `pg_restore --list` prints it. */
+export async function listArchiveText(pgRestore: string, archivePath: string): Promise<string> {
   const r = await runProcess(pgRestore, ['--list', archivePath]);
   if (r.code !== 0) {
-    throw new Error(
+    throw new PgRestoreError(
       describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }),
     );
   }
-  return parseArchiveListing(r.stdout);
+  return r.stdout;
+}
+
+/** Lists the archive's table of contents (`pg_restore --list`): proves the archive is readable. */
+export async function listArchive(pgRestore: string, archivePath: string): Promise<ArchiveListing> {
+  return parseArchiveListing(await listArchiveText(pgRestore, archivePath));
 }
 
 /** pg_restore failed (not a check after it): its own error text is the message. */
@@ -141,17 +146,7 @@ async function sectionRuns(o: PgRestoreOptions): Promise<string[][]> {
     ? []
     : (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
   if (serial.length > 0) {
-    const listed = await runProcess(o.pgRestore, ['--list', o.archivePath]);
-    if (listed.code !== 0) {
-      throw new PgRestoreError(
-        describeExit('pg_restore --list', {
-          code: listed.code,
-          signal: listed.signal,
-          stderr: listed.stderr,
-        }),
-      );
-    }
-    const lines = listed.stdout.split('\n');
+    const lines = (await listArchiveText(o.pgRestore, o.archivePath)).split('\n');
     const isSerial = (line: string): boolean => serial.some((entry) => line.includes(entry));
     if (lines.some(isSerial)) {
       const dir = path.dirname(o.archivePath);

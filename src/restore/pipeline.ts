@@ -27,7 +27,7 @@ import {
   type TableComparison,
   type UserCheck,
 } from './checks.js';
-import type { ArchiveListing } from './pg-restore.js';
+import { listArchiveText, type ArchiveListing } from './pg-restore.js';
 import {
   planReplacement,
   readArchiveContents,
@@ -255,7 +255,7 @@ export async function platformRoute(o: {
   logger: Logger;
 }): Promise<PlatformRoute | undefined> {
   if (!o.manifest.platform) return undefined;
-  const listing = await listText(o.pgRestore, o.archivePath);
+  const listing = await listArchiveText(o.pgRestore, o.archivePath);
   let platform = await detectPlatform(o.client);
   let mode: PlatformRestoreMode = 'project';
   if (!platform) {
@@ -321,16 +321,6 @@ function notThePlatform(name: string, lacking: string[] = []): ConfigurationErro
       (lacking.length ? `: it lacks ${lacking.join(', ')}` : '') +
       `. Restore into the platform itself: a services: container of the supabase/postgres image at the project's version, with target-url naming a new database on it (connect as supabase_admin), or a project. Nothing was restored.`,
   );
-}
-
-async function listText(pgRestore: string, archivePath: string): Promise<string> {
-  const r = await runProcess(pgRestore, ['--list', archivePath]);
-  if (r.code !== 0) {
-    throw new Error(
-      describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }),
-    );
-  }
-  return r.stdout;
 }
 
 async function restoreList(
