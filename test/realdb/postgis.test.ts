@@ -2,14 +2,20 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runBackup } from '../../src/backup/backup.js';
-import { MemoryLogger, systemClock } from '../../src/core/logger.js';
 import { findOnPath } from '../../src/core/process.js';
 import { runRestore } from '../../src/drill/drill.js';
 import { connect, parseConnectionString } from '../../src/postgres/connection.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
 import { runVerify } from '../../src/verify/verify.js';
-import { machineClientTools, machineServer } from '../support/embedded.js';
-import { makeStore, testBackupDeps, testBackupOptions, type TestStore } from '../support/env.js';
+import { machineClientTools } from '../support/embedded.js';
+import {
+  makeStore,
+  testBackupDeps,
+  testBackupOptions,
+  testDrillDeps,
+  testVerifyDeps,
+  type TestStore,
+} from '../support/env.js';
 import { newDatabase, urlOfDatabase, withClient } from '../support/sample.js';
 import { sharedPostgresUrl } from '../support/env.js';
 
@@ -74,16 +80,7 @@ describe('a PostGIS application database', () => {
     for (let i = 0; i < 3; i++) {
       const report = await runVerify(
         { restore: true, checks: [] },
-        {
-          storage: store.storage,
-          logger: new MemoryLogger(),
-          clock: systemClock,
-          env: process.env,
-          zstdPath,
-          progressIntervalMs: 0,
-          resolveTools: async () => tools,
-          resolveServer: async () => machineServer(),
-        },
+        testVerifyDeps(store.storage, tools),
       );
       expect(report.failures).toEqual([]);
       const counts = report.tables.filter((t) => t.table.startsWith('topology.'));
@@ -113,17 +110,7 @@ describe('a PostGIS application database', () => {
           postgresVersion: 'auto',
           git: {},
         },
-        {
-          storage: store.storage,
-          logger: new MemoryLogger(),
-          clock: systemClock,
-          env: process.env,
-          zstdPath,
-          resolveTools: async () => tools,
-          workDir: dir,
-          workspace: dir,
-          progressIntervalMs: 0,
-        },
+        testDrillDeps(store.storage, tools, dir),
       );
       expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);
       expect(result.status).toBe('passed');

@@ -1,12 +1,19 @@
 import { runBackup } from '../../src/backup/backup.js';
 import type { Manifest } from '../../src/catalog/manifest.js';
-import { MemoryLogger, systemClock } from '../../src/core/logger.js';
+import { MemoryLogger } from '../../src/core/logger.js';
 import { findOnPath } from '../../src/core/process.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
 import { runDrill } from '../../src/drill/drill.js';
-import { runVerify, type VerifyDeps } from '../../src/verify/verify.js';
-import { machineClientTools, machineServer } from '../support/embedded.js';
-import { makeStore, testBackupDeps, testBackupOptions, type TestStore } from '../support/env.js';
+import { runVerify } from '../../src/verify/verify.js';
+import { machineClientTools } from '../support/embedded.js';
+import {
+  makeStore,
+  testBackupDeps,
+  testBackupOptions,
+  testDrillDeps,
+  testVerifyDeps,
+  type TestStore,
+} from '../support/env.js';
 import {
   startRegressionSource,
   tableFingerprints,
@@ -46,19 +53,6 @@ afterAll(async () => {
   await source?.stop();
 });
 
-function verifyDeps(logger = new MemoryLogger()): VerifyDeps {
-  return {
-    storage: store.storage,
-    logger,
-    clock: systemClock,
-    env: process.env,
-    zstdPath,
-    progressIntervalMs: 0,
-    resolveTools: async () => tools,
-    resolveServer: async () => machineServer(),
-  };
-}
-
 describe("PostgreSQL's regression database", () => {
   it('records the source state the checks compare against', () => {
     const state = manifest.sourceState!;
@@ -73,7 +67,10 @@ describe("PostgreSQL's regression database", () => {
     // Twice here (each is a whole restore of the database); the README's figure of 5 of 5 comes
     // from the same test run by hand with more repetitions.
     for (let i = 0; i < 2; i++) {
-      const report = await runVerify({ restore: true, checks: [] }, verifyDeps());
+      const report = await runVerify(
+        { restore: true, checks: [] },
+        testVerifyDeps(store.storage, tools),
+      );
       const failed = report.checks.filter((c) => c.status !== 'passed');
       expect(failed.map((c) => `${c.name}: ${c.detail}`)).toEqual([
         'SQL checks: none given (the checks input)',
@@ -87,18 +84,7 @@ describe("PostgreSQL's regression database", () => {
     try {
       const result = await runDrill(
         { jobs: 2, checks: [], postgresVersion: 'auto', git: {} },
-        {
-          storage: store.storage,
-          logger: new MemoryLogger(),
-          clock: systemClock,
-          env: process.env,
-          zstdPath,
-          resolveTools: async () => tools,
-          findServer: async () => machineServer(),
-          workDir: dir,
-          workspace: dir,
-          progressIntervalMs: 0,
-        },
+        testDrillDeps(store.storage, tools, dir),
       );
       expect(result.error).toBeUndefined();
       expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);

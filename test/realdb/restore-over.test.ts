@@ -2,12 +2,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runBackup } from '../../src/backup/backup.js';
-import { MemoryLogger, systemClock } from '../../src/core/logger.js';
 import { findOnPath } from '../../src/core/process.js';
-import { runRestore, type DrillDeps, type RestoreOptions } from '../../src/drill/drill.js';
+import { runRestore, type RestoreOptions } from '../../src/drill/drill.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
 import { machineClientTools } from '../support/embedded.js';
-import { makeStore, testBackupDeps, testBackupOptions, type TestStore } from '../support/env.js';
+import {
+  makeStore,
+  testBackupDeps,
+  testBackupOptions,
+  testDrillDeps,
+  type TestStore,
+} from '../support/env.js';
 import {
   schemaSnapshot,
   startRegressionSource,
@@ -31,20 +36,6 @@ beforeAll(async () => {
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function deps(store: TestStore): DrillDeps {
-  return {
-    storage: store.storage,
-    logger: new MemoryLogger(),
-    clock: systemClock,
-    env: process.env,
-    zstdPath,
-    resolveTools: async () => tools,
-    workDir: dir,
-    workspace: dir,
-    progressIntervalMs: 0,
-  };
-}
 
 function restoreOptions(url: string, overrides: Partial<RestoreOptions> = {}): RestoreOptions {
   return {
@@ -88,7 +79,10 @@ describe("PostgreSQL's regression database restored over a copy of itself", () =
   it('passes twice in a row, with the data equal to the source', async () => {
     const expected = tablesOnly(await tableFingerprints(source.url));
     for (let round = 0; round < 2; round++) {
-      const result = await runRestore(restoreOptions(copyUrl), deps(store));
+      const result = await runRestore(
+        restoreOptions(copyUrl),
+        testDrillDeps(store.storage, tools, dir),
+      );
       expect(result.error).toBeUndefined();
       expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);
       expect(result.targetState).toBe('restored');
@@ -106,14 +100,20 @@ describe("PostgreSQL's regression database restored over a copy of itself", () =
     );
     const before = await schemaSnapshot(copyUrl);
     const beforeData = tablesOnly(await tableFingerprints(copyUrl));
-    const result = await runRestore(restoreOptions(copyUrl, { safetyBackup: true }), deps(store));
+    const result = await runRestore(
+      restoreOptions(copyUrl, { safetyBackup: true }),
+      testDrillDeps(store.storage, tools, dir),
+    );
     expect(result.status).toBe('passed');
     const undo = /backup-id: (\S+) \(CLI: pg-backup restore --backup-id \1\)/.exec(
       result.targetStateText ?? '',
     );
     expect(undo).not.toBeNull();
     // As printed: mode restore, that backup-id, the same target-url and confirm.
-    const undone = await runRestore(restoreOptions(copyUrl, { backupId: undo![1] }), deps(store));
+    const undone = await runRestore(
+      restoreOptions(copyUrl, { backupId: undo![1] }),
+      testDrillDeps(store.storage, tools, dir),
+    );
     expect(undone.checks.filter((c) => c.status === 'failed')).toEqual([]);
     expect(await schemaSnapshot(copyUrl)).toEqual(before);
     expect(tablesOnly(await tableFingerprints(copyUrl))).toEqual(beforeData);
@@ -146,7 +146,7 @@ describe('a Supabase project restored as the postgres role', () => {
     for (let round = 0; round < 2; round++) {
       const result = await runRestore(
         restoreOptions(target.postgresUrl(), { safetyBackup: round === 1 }),
-        deps(store),
+        testDrillDeps(store.storage, tools, dir),
       );
       expect(result.error).toBeUndefined();
       expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);

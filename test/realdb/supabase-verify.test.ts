@@ -3,13 +3,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { runBackup, type BackupResult } from '../../src/backup/backup.js';
 import { listVerifications } from '../../src/catalog/catalog.js';
-import { MemoryLogger, systemClock } from '../../src/core/logger.js';
 import { findOnPath } from '../../src/core/process.js';
 import { runDrill } from '../../src/drill/drill.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
-import { runVerify, type VerifyDeps } from '../../src/verify/verify.js';
-import { machineClientTools, machineServer } from '../support/embedded.js';
-import { makeStore, testBackupDeps, testBackupOptions, type TestStore } from '../support/env.js';
+import { runVerify } from '../../src/verify/verify.js';
+import { machineClientTools } from '../support/embedded.js';
+import {
+  makeStore,
+  testBackupDeps,
+  testBackupOptions,
+  testDrillDeps,
+  testVerifyDeps,
+  type TestStore,
+} from '../support/env.js';
 import { startSupabase, type SupabaseServer } from '../support/supabase.js';
 
 // A Supabase project with an application on top, backed up as Supabase users connect (the
@@ -42,19 +48,6 @@ afterAll(async () => {
   await Promise.all([source?.stop(), image?.stop()]);
 });
 
-function deps(): VerifyDeps {
-  return {
-    storage: store.storage,
-    logger: new MemoryLogger(),
-    clock: systemClock,
-    env: process.env,
-    zstdPath,
-    progressIntervalMs: 0,
-    resolveTools: async () => tools,
-    resolveServer: async () => machineServer(),
-  };
-}
-
 describe('a Supabase project', () => {
   it('is recorded as one, with a word about the catalog name every project shares', () => {
     expect(backup.manifest.name).toBe('postgres');
@@ -67,7 +60,10 @@ describe('a Supabase project', () => {
   });
 
   it('fails on a plain scratch server before restoring, naming everything it lacks', async () => {
-    const report = await runVerify({ restore: true, checks: [] }, deps());
+    const report = await runVerify(
+      { restore: true, checks: [] },
+      testVerifyDeps(store.storage, tools),
+    );
     expect(report.status).toBe('failed');
     const preflight = report.checks.find((c) => c.name.startsWith('Preflight'))!;
     expect(preflight.status).toBe('failed');
@@ -89,7 +85,7 @@ describe('a Supabase project', () => {
   it('verifies into a supabase/postgres-like service server with every check passing', async () => {
     const report = await runVerify(
       { restore: true, checks: [], targetUrl: image.adminUrl('restore_check') },
-      deps(),
+      testVerifyDeps(store.storage, tools),
     );
     expect(report.failures).toEqual([]);
     expect(report.checks.map((c) => [c.name, c.status])).toEqual(
@@ -122,17 +118,7 @@ describe('a Supabase project', () => {
           git: {},
           targetUrl: image.adminUrl('drill_check'),
         },
-        {
-          storage: store.storage,
-          logger: new MemoryLogger(),
-          clock: systemClock,
-          env: process.env,
-          zstdPath,
-          resolveTools: async () => tools,
-          workDir: dir,
-          workspace: dir,
-          progressIntervalMs: 0,
-        },
+        testDrillDeps(store.storage, tools, dir),
       );
       expect(result.error).toBeUndefined();
       expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);

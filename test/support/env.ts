@@ -9,6 +9,10 @@ import {
   type BackupOptions,
 } from '../../src/backup/backup.js';
 import { MemoryLogger, systemClock } from '../../src/core/logger.js';
+import { findOnPath } from '../../src/core/process.js';
+import type { DrillDeps } from '../../src/drill/drill.js';
+import type { VerifyDeps } from '../../src/verify/verify.js';
+import { machineServer } from './embedded.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
 import { parseConnectionString } from '../../src/postgres/connection.js';
 import { runBundle, type BundleRun } from './bundle.js';
@@ -152,6 +156,47 @@ export function testBackupDeps(
     clock: systemClock,
     env: process.env,
     resolveTools: async () => tools,
+    progressIntervalMs: 0,
+    ...overrides,
+  };
+}
+
+/** Deps for runVerify in tests: these client tools, the machine's server, no progress lines. */
+export function testVerifyDeps(
+  storage: Storage,
+  tools: ClientTools,
+  overrides: Partial<VerifyDeps> = {},
+): VerifyDeps {
+  return {
+    storage,
+    logger: new MemoryLogger(),
+    clock: systemClock,
+    env: process.env,
+    zstdPath: findOnPath('zstd'),
+    progressIntervalMs: 0,
+    resolveTools: async () => tools,
+    resolveServer: async () => machineServer(),
+    ...overrides,
+  };
+}
+
+/** Deps for runDrill and runRestore in tests, working in `dir`. */
+export function testDrillDeps(
+  storage: Storage,
+  tools: ClientTools,
+  dir: string,
+  overrides: Partial<DrillDeps> = {},
+): DrillDeps {
+  return {
+    storage,
+    logger: new MemoryLogger(),
+    clock: systemClock,
+    env: process.env,
+    zstdPath: findOnPath('zstd'),
+    resolveTools: async () => tools,
+    findServer: async () => machineServer(),
+    workDir: dir,
+    workspace: dir,
     progressIntervalMs: 0,
     ...overrides,
   };
