@@ -43494,6 +43494,154 @@ async function runUserChecks(client, checks) {
     return results;
 }
 
+;// CONCATENATED MODULE: ./lib/restore/pg-restore.js
+
+
+
+
+const CONSTRAINT_LINE = /^\d+;\s+\d+\s+\d+\s+(FK CONSTRAINT|CHECK CONSTRAINT|CONSTRAINT)\s+(.+)$/;
+/** Reads the text `pg_restore --list` prints. */
+function parseArchiveListing(text) {
+    const lines = text.split('\n').filter((l) => /^\d+;/.test(l));
+    const constraints = [];
+    for (const line of lines) {
+        const m = CONSTRAINT_LINE.exec(line.trimEnd());
+        if (!m)
+            continue;
+        const parts = m[2].split(' ');
+        if (parts.length !== 3 && parts.length !== 4)
+            continue;
+        constraints.push({
+            kind: m[1],
+            schema: parts[0],
+            table: parts[1],
+            name: parts[2],
+        });
+    }
+    const extensions = lines.flatMap((l) => {
+        const m = /^\d+;\s+\d+\s+\d+\s+EXTENSION\s+-\s+(\S+)/.exec(l);
+        return m ? [m[1]] : [];
+    });
+    return {
+        entries: lines.length,
+        tableData: lines.filter((l) => /^\d+;\s+\d+\s+\d+\s+TABLE DATA\s/.test(l)).length,
+        constraints,
+        extensions,
+        largeObjects: lines.some((l) => /^\d+;\s+\d+\s+\d+\s+(BLOB|BLOBS|LARGE OBJECT)\s/.test(l)),
+    };
+}
+/** The text of the archive's table of contents, as `pg_restore --list` prints it. */
+async function listArchiveText(pgRestore, archivePath) {
+    const r = await (0,core_process/* runProcess */.R3)(pgRestore, ['--list', archivePath]);
+    if (r.code !== 0) {
+        throw new PgRestoreError((0,core_process/* describeExit */.KE)('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
+    }
+    return r.stdout;
+}
+/** Lists the archive's table of contents (`pg_restore --list`): proves the archive is readable. */
+async function listArchive(pgRestore, archivePath) {
+    return parseArchiveListing(await listArchiveText(pgRestore, archivePath));
+}
+/** pg_restore failed (not a check after it): its own error text is the message. */
+class PgRestoreError extends Error {
+    constructor(message) {
+        super(message);
+        this.name = 'PgRestoreError';
+    }
+}
+/**
+ * Runs pg_restore with --exit-on-error; its own error text is the error when it fails.
+ *
+ * With more than one job, the sections run one after the other (pre-data, then data with the
+ * jobs, then post-data with the jobs): in one parallel run pg_restore may add a post-data entry
+ * whose dependencies do not name the data it constrains, such as a NOT VALID domain constraint,
+ * before that data is loaded, and the load then fails on rows the source holds.
+ */
+async function runPgRestore(o) {
+    const base = ['--no-password', '--exit-on-error', `--dbname=${o.database}`];
+    if (!o.keepOwnership)
+        base.push('--no-owner', '--no-acl');
+    if (o.clean)
+        base.push('--clean', '--if-exists');
+    if (o.listFile)
+        base.push(`--use-list=${o.listFile}`);
+    const env = (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database);
+    if (o.sessionOptions)
+        env.PGOPTIONS = o.sessionOptions;
+    const runs = o.jobs > 1 ? await sectionRuns(o) : [[]];
+    for (const extra of runs) {
+        const proc = (0,core_process/* startProcess */.kp)(o.pgRestore, [...base, ...extra, o.archivePath], {
+            env,
+            stdio: ['ignore', 'ignore', 'pipe'],
+            onStderrLine: (line) => o.logger.debug(line),
+        });
+        const exit = await proc.exited;
+        if (exit.code !== 0)
+            throw new PgRestoreError((0,core_process/* describeExit */.KE)('pg_restore', exit));
+    }
+}
+/** The pg_restore runs of a parallel restore, section by section (see runPgRestore). */
+async function sectionRuns(o) {
+    const jobs = `--jobs=${o.jobs}`;
+    const data = [['--section=data', jobs]];
+    // A given list (a platform's route) is the restore's own: it is not split further.
+    const serial = o.listFile
+        ? []
+        : (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
+    if (serial.length > 0) {
+        const lines = (await listArchiveText(o.pgRestore, o.archivePath)).split('\n');
+        const isSerial = (line) => serial.some((entry) => line.includes(entry));
+        if (lines.some(isSerial)) {
+            const dir = external_node_path_.dirname(o.archivePath);
+            const first = external_node_path_.join(dir, 'restore-serial.list');
+            const rest = external_node_path_.join(dir, 'restore-rest.list');
+            await (0,promises_.writeFile)(first, lines.map((l) => (isSerial(l) ? l : `;${l}`)).join('\n'));
+            await (0,promises_.writeFile)(rest, lines.map((l) => (isSerial(l) ? `;${l}` : l)).join('\n'));
+            data.splice(0, 1, ['--section=data', `--use-list=${first}`], ['--section=data', `--use-list=${rest}`, jobs]);
+        }
+    }
+    return [['--section=pre-data'], ...data, ['--section=post-data', jobs]];
+}
+/**
+ * Leaves out of a roles script (pg_dumpall --roles-only) every statement about `role`, the
+ * role the restore connects as: the source's `ALTER ROLE postgres WITH NOSUPERUSER` must not
+ * take the superuser away from a server whose superuser has the same name.
+ */
+function withoutRole(script, role) {
+    const names = [role, `"${role.replace(/"/g, '""')}"`];
+    const skipped = [];
+    const lines = script.split('\n').filter((line) => {
+        const about = /^(?:CREATE|ALTER|COMMENT ON|DROP) ROLE ("(?:[^"]|"")*"|[^\s;]+)/.exec(line);
+        const name = about?.[1];
+        if (name !== undefined && names.includes(name)) {
+            skipped.push(line);
+            return false;
+        }
+        return true;
+    });
+    return { script: lines.join('\n'), skipped };
+}
+/**
+ * Applies a roles script (globals.sql) with psql, tolerating roles that already exist. Nothing
+ * about the connecting role is applied (see withoutRole); the roles the script created are
+ * returned, so a run that owns the server can remove them.
+ */
+async function applyGlobals(o) {
+    const { script, skipped } = withoutRole(await readFile(o.file, 'utf8'), o.user);
+    for (const line of skipped)
+        o.logger.info(`Roles: left out, it is about the connecting role ${o.user}: ${line}`);
+    await writeFile(o.file, script, { mode: 0o600 });
+    const r = await runProcess(o.psql, ['-X', '-q', '--no-password', '-d', 'postgres', '-f', o.file], {
+        env: childEnv(o.env, o.connection, 'postgres'),
+    });
+    if (r.code !== 0)
+        throw new Error(describeExit('psql (roles)', { code: r.code, signal: r.signal, stderr: r.stderr }));
+    const errors = r.stderr.split('\n').filter((l) => /ERROR/.test(l) && !/already exists/.test(l));
+    for (const e of errors)
+        o.logger.warning(`Roles: ${e}`);
+    return { skipped };
+}
+
 // EXTERNAL MODULE: external "node:stream/promises"
 var external_node_stream_promises_ = __nccwpck_require__(46466);
 ;// CONCATENATED MODULE: external "node:timers/promises"
@@ -44825,6 +44973,7 @@ function compareSettings(source, restored, notApplied) {
 
 
 
+
 /** Extensions of Supabase's platform: a target lacking them is not a Supabase image. */
 const SUPABASE_EXTENSIONS = ['pg_graphql', 'pg_net', 'pgsodium', 'supabase_vault', 'pgjwt'];
 /**
@@ -44948,7 +45097,7 @@ function logCheck(logger, result) {
 async function platformRoute(o) {
     if (!o.manifest.platform)
         return undefined;
-    const listing = await listText(o.pgRestore, o.archivePath);
+    const listing = await listArchiveText(o.pgRestore, o.archivePath);
     let platform = await detectPlatform(o.client);
     let mode = 'project';
     if (!platform) {
@@ -45009,13 +45158,6 @@ function notThePlatform(name, lacking = []) {
     return new errors/* ConfigurationError */.j1(`The backup is of a ${label} project, and the target is neither a ${label} project nor a new database on a ${label} server` +
         (lacking.length ? `: it lacks ${lacking.join(', ')}` : '') +
         `. Restore into the platform itself: a services: container of the supabase/postgres image at the project's version, with target-url naming a new database on it (connect as supabase_admin), or a project. Nothing was restored.`);
-}
-async function listText(pgRestore, archivePath) {
-    const r = await (0,core_process/* runProcess */.R3)(pgRestore, ['--list', archivePath]);
-    if (r.code !== 0) {
-        throw new Error((0,core_process/* describeExit */.KE)('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
-    }
-    return r.stdout;
 }
 async function restoreList(pgRestore, archivePath, listFile, env) {
     const r = await (0,core_process/* runProcess */.R3)(pgRestore, [
@@ -45741,158 +45883,6 @@ async function decodeFile(options) {
         for (const p of all)
             p.proc.kill();
     }
-}
-
-;// CONCATENATED MODULE: ./lib/restore/pg-restore.js
-
-
-
-
-const CONSTRAINT_LINE = /^\d+;\s+\d+\s+\d+\s+(FK CONSTRAINT|CHECK CONSTRAINT|CONSTRAINT)\s+(.+)$/;
-/** Reads the text `pg_restore --list` prints. */
-function parseArchiveListing(text) {
-    const lines = text.split('\n').filter((l) => /^\d+;/.test(l));
-    const constraints = [];
-    for (const line of lines) {
-        const m = CONSTRAINT_LINE.exec(line.trimEnd());
-        if (!m)
-            continue;
-        const parts = m[2].split(' ');
-        if (parts.length !== 3 && parts.length !== 4)
-            continue;
-        constraints.push({
-            kind: m[1],
-            schema: parts[0],
-            table: parts[1],
-            name: parts[2],
-        });
-    }
-    const extensions = lines.flatMap((l) => {
-        const m = /^\d+;\s+\d+\s+\d+\s+EXTENSION\s+-\s+(\S+)/.exec(l);
-        return m ? [m[1]] : [];
-    });
-    return {
-        entries: lines.length,
-        tableData: lines.filter((l) => /^\d+;\s+\d+\s+\d+\s+TABLE DATA\s/.test(l)).length,
-        constraints,
-        extensions,
-        largeObjects: lines.some((l) => /^\d+;\s+\d+\s+\d+\s+(BLOB|BLOBS|LARGE OBJECT)\s/.test(l)),
-    };
-}
-/** Lists the archive's table of contents (`pg_restore --list`): proves the archive is readable. */
-async function listArchive(pgRestore, archivePath) {
-    const r = await (0,core_process/* runProcess */.R3)(pgRestore, ['--list', archivePath]);
-    if (r.code !== 0) {
-        throw new Error((0,core_process/* describeExit */.KE)('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
-    }
-    return parseArchiveListing(r.stdout);
-}
-/** pg_restore failed (not a check after it): its own error text is the message. */
-class PgRestoreError extends Error {
-    constructor(message) {
-        super(message);
-        this.name = 'PgRestoreError';
-    }
-}
-/**
- * Runs pg_restore with --exit-on-error; its own error text is the error when it fails.
- *
- * With more than one job, the sections run one after the other (pre-data, then data with the
- * jobs, then post-data with the jobs): in one parallel run pg_restore may add a post-data entry
- * whose dependencies do not name the data it constrains, such as a NOT VALID domain constraint,
- * before that data is loaded, and the load then fails on rows the source holds.
- */
-async function runPgRestore(o) {
-    const base = ['--no-password', '--exit-on-error', `--dbname=${o.database}`];
-    if (!o.keepOwnership)
-        base.push('--no-owner', '--no-acl');
-    if (o.clean)
-        base.push('--clean', '--if-exists');
-    if (o.listFile)
-        base.push(`--use-list=${o.listFile}`);
-    const env = (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database);
-    if (o.sessionOptions)
-        env.PGOPTIONS = o.sessionOptions;
-    const runs = o.jobs > 1 ? await sectionRuns(o) : [[]];
-    for (const extra of runs) {
-        const proc = (0,core_process/* startProcess */.kp)(o.pgRestore, [...base, ...extra, o.archivePath], {
-            env,
-            stdio: ['ignore', 'ignore', 'pipe'],
-            onStderrLine: (line) => o.logger.debug(line),
-        });
-        const exit = await proc.exited;
-        if (exit.code !== 0)
-            throw new PgRestoreError((0,core_process/* describeExit */.KE)('pg_restore', exit));
-    }
-}
-/** The pg_restore runs of a parallel restore, section by section (see runPgRestore). */
-async function sectionRuns(o) {
-    const jobs = `--jobs=${o.jobs}`;
-    const data = [['--section=data', jobs]];
-    // A given list (a platform's route) is the restore's own: it is not split further.
-    const serial = o.listFile
-        ? []
-        : (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
-    if (serial.length > 0) {
-        const listed = await (0,core_process/* runProcess */.R3)(o.pgRestore, ['--list', o.archivePath]);
-        if (listed.code !== 0) {
-            throw new PgRestoreError((0,core_process/* describeExit */.KE)('pg_restore --list', {
-                code: listed.code,
-                signal: listed.signal,
-                stderr: listed.stderr,
-            }));
-        }
-        const lines = listed.stdout.split('\n');
-        const isSerial = (line) => serial.some((entry) => line.includes(entry));
-        if (lines.some(isSerial)) {
-            const dir = external_node_path_.dirname(o.archivePath);
-            const first = external_node_path_.join(dir, 'restore-serial.list');
-            const rest = external_node_path_.join(dir, 'restore-rest.list');
-            await (0,promises_.writeFile)(first, lines.map((l) => (isSerial(l) ? l : `;${l}`)).join('\n'));
-            await (0,promises_.writeFile)(rest, lines.map((l) => (isSerial(l) ? `;${l}` : l)).join('\n'));
-            data.splice(0, 1, ['--section=data', `--use-list=${first}`], ['--section=data', `--use-list=${rest}`, jobs]);
-        }
-    }
-    return [['--section=pre-data'], ...data, ['--section=post-data', jobs]];
-}
-/**
- * Leaves out of a roles script (pg_dumpall --roles-only) every statement about `role`, the
- * role the restore connects as: the source's `ALTER ROLE postgres WITH NOSUPERUSER` must not
- * take the superuser away from a server whose superuser has the same name.
- */
-function withoutRole(script, role) {
-    const names = [role, `"${role.replace(/"/g, '""')}"`];
-    const skipped = [];
-    const lines = script.split('\n').filter((line) => {
-        const about = /^(?:CREATE|ALTER|COMMENT ON|DROP) ROLE ("(?:[^"]|"")*"|[^\s;]+)/.exec(line);
-        const name = about?.[1];
-        if (name !== undefined && names.includes(name)) {
-            skipped.push(line);
-            return false;
-        }
-        return true;
-    });
-    return { script: lines.join('\n'), skipped };
-}
-/**
- * Applies a roles script (globals.sql) with psql, tolerating roles that already exist. Nothing
- * about the connecting role is applied (see withoutRole); the roles the script created are
- * returned, so a run that owns the server can remove them.
- */
-async function applyGlobals(o) {
-    const { script, skipped } = withoutRole(await readFile(o.file, 'utf8'), o.user);
-    for (const line of skipped)
-        o.logger.info(`Roles: left out, it is about the connecting role ${o.user}: ${line}`);
-    await writeFile(o.file, script, { mode: 0o600 });
-    const r = await runProcess(o.psql, ['-X', '-q', '--no-password', '-d', 'postgres', '-f', o.file], {
-        env: childEnv(o.env, o.connection, 'postgres'),
-    });
-    if (r.code !== 0)
-        throw new Error(describeExit('psql (roles)', { code: r.code, signal: r.signal, stderr: r.stderr }));
-    const errors = r.stderr.split('\n').filter((l) => /ERROR/.test(l) && !/already exists/.test(l));
-    for (const e of errors)
-        o.logger.warning(`Roles: ${e}`);
-    return { skipped };
 }
 
 ;// CONCATENATED MODULE: ./lib/postgres/cluster.js
