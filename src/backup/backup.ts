@@ -45,7 +45,11 @@ import {
   selectionMatcher,
   type DumpSelection,
 } from '../postgres/inventory.js';
-import { detectPlatform, type PlatformInfo } from '../postgres/platform.js';
+import {
+  SUPABASE_CONTENT_TABLES,
+  detectPlatform,
+  type PlatformInfo,
+} from '../postgres/platform.js';
 import {
   dependenciesOutside,
   extensionConfigTables,
@@ -344,8 +348,12 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
     const tables = await listTables(client, options.selection);
     // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
     // read, later, is never behind this one.
-    const sourceState = await readSourceState(client, options.selection);
     const platform = await detectPlatform(client);
+    const sourceState = await readSourceState(
+      client,
+      options.selection,
+      platform ? SUPABASE_CONTENT_TABLES : [],
+    );
     warnings.push(...(await platformWarnings(client, options, platform)));
     const sizeEstimate = await databaseSize(client);
     const previous = await lookup;

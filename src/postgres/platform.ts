@@ -126,3 +126,16 @@ export async function detectPlatform(client: pg.Client): Promise<PlatformInfo | 
     extensions: ext.rows,
   };
 }
+
+/**
+ * The platform tables whose rows a restore must bring back exactly: the project's users, their
+ * identities, its files and its Vault secrets (stored encrypted: equal rows decrypt to equal
+ * values under the same project key). Their fingerprints go into the manifest.
+ */
+export const SUPABASE_CONTENT_TABLES: readonly string[] = [
+  'auth.users',
+  'auth.identities',
+  'storage.buckets',
+  'storage.objects',
+  'vault.secrets',
+];

@@ -23,6 +23,20 @@ export interface SourceState {
    * them only with --create, so a restore re-applies them from here.
    */
   settings: { role: string | null; setting: string }[];
+  /**
+   * Row fingerprints of the tables a platform keeps its users, files and secrets in (Supabase's
+   * auth.users, storage.objects, vault.secrets, …): a restore that changed a row (a trigger
+   * re-encrypting a secret) shows, though the counts match. Absent for a plain database.
+   */
+  contents?: TableContent[];
+}
+
+/** A table's rows in one figure: their count and the MD5 of their sorted JSON text. */
+export interface TableContent {
+  /** `schema.table`. */
+  table: string;
+  rows: number;
+  md5: string;
 }
 
 export interface SourceConstraint {
@@ -74,6 +88,7 @@ const NOT_EXTENSION_MEMBER = (classid: string, oid: string): string =>
 export async function readSourceState(
   client: pg.Client,
   selection: DumpSelection,
+  contentTables: readonly string[] = [],
 ): Promise<SourceState> {
   const matcher = selectionMatcher(selection);
   const inSelection = <T extends { schema: string }>(rows: T[]): T[] =>
@@ -89,7 +104,46 @@ export async function readSourceState(
     extensions: await readExtensions(client),
     largeObjects: wholeDatabase ? await countLargeObjects(client) : null,
     settings: await readSettings(client),
+    ...(contentTables.length > 0
+      ? {
+          contents: await readContents(
+            client,
+            contentTables.filter((t) => matcher.schemaIncluded(t.split('.')[0])),
+          ),
+        }
+      : {}),
   };
+}
+
+/**
+ * The fingerprints of those of `tables` (`schema.table`) that exist and the role may read.
+ * Values are rendered with fixed settings (UTC, ISO dates, full float digits, hex bytea), so
+ * the same rows give the same figure on any server.
+ */
+export async function readContents(
+  client: pg.Client,
+  tables: readonly string[],
+): Promise<TableContent[]> {
+  return withSettings(client, STABLE_OUTPUT, async () => {
+    const out: TableContent[] = [];
+    for (const table of tables) {
+      const [schema, name] = table.split('.');
+      const qualified = `${quoteIdent(schema)}.${quoteIdent(name)}`;
+      const readable = await client.query<{ ok: boolean }>(
+        `SELECT to_regclass($1) IS NOT NULL AND has_table_privilege($1, 'SELECT') AS ok`,
+        [qualified],
+      );
+      if (!readable.rows[0].ok) continue;
+      const row = 'to_jsonb(t)::text';
+      const r = await client.query<{ rows: string; md5: string }>(
+        `SELECT count(*)::text AS rows,
+                md5(coalesce(string_agg(${row}, E'\\n' ORDER BY ${row} COLLATE "C"), '')) AS md5
+           FROM ONLY ${qualified} t`,
+      );
+      out.push({ table, rows: Number(r.rows[0].rows), md5: r.rows[0].md5 });
+    }
+    return out;
+  });
 }
 
 export async function readConstraints(client: pg.Client): Promise<SourceConstraint[]> {
@@ -177,25 +231,45 @@ export async function readRowSecurity(client: pg.Client): Promise<SourceRowSecur
   return r.rows;
 }
 
+/** Settings under which definitions and values print the same on any server and session. */
+const STABLE_OUTPUT: Record<string, string> = {
+  search_path: 'pg_catalog',
+  TimeZone: 'UTC',
+  DateStyle: 'ISO, YMD',
+  IntervalStyle: 'postgres',
+  extra_float_digits: '3',
+  bytea_output: 'hex',
+};
+
 /**
- * Runs `read` with only pg_catalog on the search path, as pg_dump does, so expressions come out
- * schema-qualified whatever the connecting role's own search path is; the path is put back
- * afterwards (also inside the dump's snapshot transaction, which must stay open).
+ * Runs `read` under `settings`, then puts the session's own values back (also inside the dump's
+ * snapshot transaction, which must stay open). With only pg_catalog on the search path,
+ * expressions come out schema-qualified, as pg_dump writes them.
  */
-async function withCatalogSearchPath<T>(client: pg.Client, read: () => Promise<T>): Promise<T> {
-  const saved = await client.query<{ path: string }>(
-    "SELECT current_setting('search_path') AS path",
+async function withSettings<T>(
+  client: pg.Client,
+  settings: Record<string, string>,
+  read: () => Promise<T>,
+): Promise<T> {
+  const names = Object.keys(settings);
+  const saved = await client.query<{ name: string; value: string }>(
+    'SELECT n AS name, current_setting(n) AS value FROM unnest($1::text[]) AS n',
+    [names],
   );
-  await client.query("SELECT set_config('search_path', 'pg_catalog', false)");
+  for (const name of names) {
+    await client.query('SELECT set_config($1, $2, false)', [name, settings[name]]);
+  }
   try {
     return await read();
   } finally {
-    await client.query("SELECT set_config('search_path', $1, false)", [saved.rows[0].path]);
+    for (const { name, value } of saved.rows) {
+      await client.query('SELECT set_config($1, $2, false)', [name, value]);
+    }
   }
 }
 
 export async function readPolicies(client: pg.Client): Promise<SourcePolicy[]> {
-  return withCatalogSearchPath(client, () => queryPolicies(client));
+  return withSettings(client, { search_path: 'pg_catalog' }, () => queryPolicies(client));
 }
 
 async function queryPolicies(client: pg.Client): Promise<SourcePolicy[]> {

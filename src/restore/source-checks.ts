@@ -6,6 +6,7 @@ import { selectionMatcher } from '../postgres/inventory.js';
 import {
   countLargeObjects,
   readConstraints,
+  readContents,
   readExtensions,
   readPolicies,
   readRowSecurity,
@@ -15,6 +16,7 @@ import {
   type SourcePolicy,
   type SourceSequence,
   type SourceState,
+  type TableContent,
 } from '../postgres/source-state.js';
 import type { CheckResult } from './checks.js';
 
@@ -26,6 +28,7 @@ export const StateCheckNames = {
   Extensions: 'Extensions',
   LargeObjects: 'Large objects',
   Settings: 'Database settings',
+  Contents: 'Platform rows (users, files, secrets)',
 } as const;
 
 const CONSTRAINT_KINDS: Record<string, string> = {
@@ -197,7 +200,40 @@ export async function compareWithSource(
     await timed(StateCheckNames.Settings, async () =>
       compareSettings(state.settings, await readSettings(client), notApplied),
     ),
+    ...(state.contents && state.contents.length > 0
+      ? [
+          await timed(StateCheckNames.Contents, async () =>
+            compareContents(
+              state.contents!,
+              await readContents(
+                client,
+                state.contents!.map((c) => c.table),
+              ),
+            ),
+          ),
+        ]
+      : []),
   ];
+}
+
+/**
+ * The platform tables' rows, figure against figure: the same count with other rows (a secret
+ * encrypted a second time by a trigger during the load) fails.
+ */
+export function compareContents(source: TableContent[], restored: TableContent[]): Outcome {
+  const byTable = new Map(restored.map((c) => [c.table, c]));
+  const problems = source.flatMap((c) => {
+    const r = byTable.get(c.table);
+    if (!r) return [`${c.table} cannot be read on the target`];
+    if (r.rows !== c.rows) return [`${c.table} holds ${r.rows} rows, ${c.rows} in the source`];
+    if (r.md5 !== c.md5) return [`${c.table} holds ${c.rows} rows as the source, but other values`];
+    return [];
+  });
+  if (problems.length > 0) return { status: 'failed', detail: problems.join('; ') };
+  return {
+    status: 'passed',
+    detail: `every row of ${source.map((c) => c.table).join(', ')} equals the source's (encrypted secrets byte for byte, so they decrypt to the source's values under the same project key)`,
+  };
 }
 
 type Outcome = Pick<CheckResult, 'status' | 'detail'>;

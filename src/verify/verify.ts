@@ -79,6 +79,7 @@ export const CheckNames = {
   Extensions: StateCheckNames.Extensions,
   LargeObjects: StateCheckNames.LargeObjects,
   Settings: StateCheckNames.Settings,
+  Contents: StateCheckNames.Contents,
   UserChecks: 'SQL checks',
   Freshness: 'Freshness (max-age)',
 } as const;
@@ -313,6 +314,7 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
           CheckNames.Extensions,
           CheckNames.LargeObjects,
           CheckNames.Settings,
+          ...(manifest.sourceState.contents?.length ? [CheckNames.Contents] : []),
         ]
       : []),
     CheckNames.UserChecks,

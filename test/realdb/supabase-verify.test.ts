@@ -57,6 +57,17 @@ describe('a Supabase project', () => {
     );
     expect(backup.warnings).toContainEqual(expect.stringMatching(/Supabase project.*set name/));
     expect(backup.manifest.sourceState?.policies.length).toBeGreaterThanOrEqual(10);
+    expect(backup.manifest.sourceState?.contents?.map((c) => c.table)).toEqual([
+      'auth.users',
+      'auth.identities',
+      'storage.buckets',
+      'storage.objects',
+      'vault.secrets',
+    ]);
+    // Fingerprints, never the secrets themselves.
+    expect(JSON.stringify(backup.manifest)).not.toMatch(
+      /sk_test_4eC39HqLyjWDarjtT1zdp7dc|whsec_0123456789abcdef|sbpass/,
+    );
   });
 
   it('fails on a plain scratch server before restoring, naming everything it lacks', async () => {
@@ -96,6 +107,7 @@ describe('a Supabase project', () => {
         ['Sequences', 'passed'],
         ['Row security and policies', 'passed'],
         ['Extensions', 'passed'],
+        ['Platform rows (users, files, secrets)', 'passed'],
       ]),
     );
     const preflight = report.checks.find((c) => c.name.startsWith('Preflight'))!;

@@ -2,6 +2,7 @@ import type { SourceConstraint, SourceSequence } from '../../src/postgres/source
 import {
   alterSettingStatement,
   compareConstraints,
+  compareContents,
   compareSequences,
   compareSettings,
   splitSettingList,
@@ -120,5 +121,21 @@ describe('constraints against the source', () => {
     const extra = compareConstraints([], [constraint({ name: 'added' })]);
     expect(extra.status).toBe('passed');
     expect(extra.detail).toMatch(/not in the source: public\.t\.added/);
+  });
+});
+
+describe('platform rows against the source', () => {
+  const secrets = { table: 'vault.secrets', rows: 2, md5: 'a'.repeat(32) };
+
+  it('fails the same count of rows with other values: a secret encrypted a second time', () => {
+    const twice = compareContents([secrets], [{ ...secrets, md5: 'b'.repeat(32) }]);
+    expect(twice).toEqual({
+      status: 'failed',
+      detail: 'vault.secrets holds 2 rows as the source, but other values',
+    });
+    expect(compareContents([secrets], []).detail).toBe(
+      'vault.secrets cannot be read on the target',
+    );
+    expect(compareContents([secrets], [secrets]).status).toBe('passed');
   });
 });
