@@ -40838,6 +40838,18 @@ async function detectPlatform(client) {
         extensions: ext.rows,
     };
 }
+/**
+ * The platform tables whose rows a restore must bring back exactly: the project's users, their
+ * identities, its files and its Vault secrets (stored encrypted: equal rows decrypt to equal
+ * values under the same project key). Their fingerprints go into the manifest.
+ */
+const SUPABASE_CONTENT_TABLES = [
+    'auth.users',
+    'auth.identities',
+    'storage.buckets',
+    'storage.objects',
+    'vault.secrets',
+];
 
 ;// CONCATENATED MODULE: ./lib/postgres/source-state.js
 
@@ -40845,7 +40857,7 @@ async function detectPlatform(client) {
 const USER_SCHEMA = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`;
 const NOT_EXTENSION_MEMBER = (classid, oid) => `NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${classid}'::regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
 /** Reads the source's state in the client's transaction (the dump's snapshot). */
-async function readSourceState(client, selection) {
+async function readSourceState(client, selection, contentTables = []) {
     const matcher = selectionMatcher(selection);
     const inSelection = (rows) => rows.filter((r) => matcher.schemaIncluded(r.schema));
     const wholeDatabase = selection.schemas.length === 0;
@@ -40857,7 +40869,35 @@ async function readSourceState(client, selection) {
         extensions: await readExtensions(client),
         largeObjects: wholeDatabase ? await countLargeObjects(client) : null,
         settings: await readSettings(client),
+        ...(contentTables.length > 0
+            ? {
+                contents: await readContents(client, contentTables.filter((t) => matcher.schemaIncluded(t.split('.')[0]))),
+            }
+            : {}),
     };
+}
+/**
+ * The fingerprints of those of `tables` (`schema.table`) that exist and the role may read.
+ * Values are rendered with fixed settings (UTC, ISO dates, full float digits, hex bytea), so
+ * the same rows give the same figure on any server.
+ */
+async function readContents(client, tables) {
+    return withSettings(client, STABLE_OUTPUT, async () => {
+        const out = [];
+        for (const table of tables) {
+            const [schema, name] = table.split('.');
+            const qualified = `${(0,postgres_connection/* quoteIdent */.v4)(schema)}.${(0,postgres_connection/* quoteIdent */.v4)(name)}`;
+            const readable = await client.query(`SELECT to_regclass($1) IS NOT NULL AND has_table_privilege($1, 'SELECT') AS ok`, [qualified]);
+            if (!readable.rows[0].ok)
+                continue;
+            const row = 'to_jsonb(t)::text';
+            const r = await client.query(`SELECT count(*)::text AS rows,
+                md5(coalesce(string_agg(${row}, E'\\n' ORDER BY ${row} COLLATE "C"), '')) AS md5
+           FROM ONLY ${qualified} t`);
+            out.push({ table, rows: Number(r.rows[0].rows), md5: r.rows[0].md5 });
+        }
+        return out;
+    });
 }
 async function readConstraints(client) {
     // Constraints cloned onto partitions from their parent's (conparentid) are made by the parent's
@@ -40931,23 +40971,37 @@ async function readRowSecurity(client) {
      ORDER BY 1, 2`);
     return r.rows;
 }
+/** Settings under which definitions and values print the same on any server and session. */
+const STABLE_OUTPUT = {
+    search_path: 'pg_catalog',
+    TimeZone: 'UTC',
+    DateStyle: 'ISO, YMD',
+    IntervalStyle: 'postgres',
+    extra_float_digits: '3',
+    bytea_output: 'hex',
+};
 /**
- * Runs `read` with only pg_catalog on the search path, as pg_dump does, so expressions come out
- * schema-qualified whatever the connecting role's own search path is; the path is put back
- * afterwards (also inside the dump's snapshot transaction, which must stay open).
+ * Runs `read` under `settings`, then puts the session's own values back (also inside the dump's
+ * snapshot transaction, which must stay open). With only pg_catalog on the search path,
+ * expressions come out schema-qualified, as pg_dump writes them.
  */
-async function withCatalogSearchPath(client, read) {
-    const saved = await client.query("SELECT current_setting('search_path') AS path");
-    await client.query("SELECT set_config('search_path', 'pg_catalog', false)");
+async function withSettings(client, settings, read) {
+    const names = Object.keys(settings);
+    const saved = await client.query('SELECT n AS name, current_setting(n) AS value FROM unnest($1::text[]) AS n', [names]);
+    for (const name of names) {
+        await client.query('SELECT set_config($1, $2, false)', [name, settings[name]]);
+    }
     try {
         return await read();
     }
     finally {
-        await client.query("SELECT set_config('search_path', $1, false)", [saved.rows[0].path]);
+        for (const { name, value } of saved.rows) {
+            await client.query('SELECT set_config($1, $2, false)', [name, value]);
+        }
     }
 }
 async function readPolicies(client) {
-    return withCatalogSearchPath(client, () => queryPolicies(client));
+    return withSettings(client, { search_path: 'pg_catalog' }, () => queryPolicies(client));
 }
 async function queryPolicies(client) {
     const r = await client.query(`
@@ -41786,8 +41840,8 @@ async function runBackup(options, deps) {
         const tables = await listTables(client, options.selection);
         // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
         // read, later, is never behind this one.
-        const sourceState = await readSourceState(client, options.selection);
         const platform = await detectPlatform(client);
+        const sourceState = await readSourceState(client, options.selection, platform ? SUPABASE_CONTENT_TABLES : []);
         warnings.push(...(await platformWarnings(client, options, platform)));
         const sizeEstimate = await databaseSize(client);
         const previous = await lookup;
@@ -44642,6 +44696,7 @@ const StateCheckNames = {
     Extensions: 'Extensions',
     LargeObjects: 'Large objects',
     Settings: 'Database settings',
+    Contents: 'Platform rows (users, files, secrets)',
 };
 const CONSTRAINT_KINDS = {
     p: 'primary keys',
@@ -44770,7 +44825,35 @@ async function compareWithSource(client, manifest, state, notApplied = [], notRe
             ? { status: 'skipped', detail: 'a backup of selected schemas carries no large objects' }
             : compareCount('large objects', state.largeObjects, await countLargeObjects(client))),
         await timed(StateCheckNames.Settings, async () => compareSettings(state.settings, await readSettings(client), notApplied)),
+        ...(state.contents && state.contents.length > 0
+            ? [
+                await timed(StateCheckNames.Contents, async () => compareContents(state.contents, await readContents(client, state.contents.map((c) => c.table)))),
+            ]
+            : []),
     ];
+}
+/**
+ * The platform tables' rows, figure against figure: the same count with other rows (a secret
+ * encrypted a second time by a trigger during the load) fails.
+ */
+function compareContents(source, restored) {
+    const byTable = new Map(restored.map((c) => [c.table, c]));
+    const problems = source.flatMap((c) => {
+        const r = byTable.get(c.table);
+        if (!r)
+            return [`${c.table} cannot be read on the target`];
+        if (r.rows !== c.rows)
+            return [`${c.table} holds ${r.rows} rows, ${c.rows} in the source`];
+        if (r.md5 !== c.md5)
+            return [`${c.table} holds ${c.rows} rows as the source, but other values`];
+        return [];
+    });
+    if (problems.length > 0)
+        return { status: 'failed', detail: problems.join('; ') };
+    return {
+        status: 'passed',
+        detail: `every row of ${source.map((c) => c.table).join(', ')} equals the source's (encrypted secrets byte for byte, so they decrypt to the source's values under the same project key)`,
+    };
 }
 async function timed(name, run) {
     const started = Date.now();
