@@ -143,6 +143,7 @@ describe('a Supabase project restored as the postgres role', () => {
 
   it('restores into a new project and again over it, identical to the source', async () => {
     const expected = await supabaseFingerprint(source.adminUrl());
+    let safety: string | undefined;
     for (let round = 0; round < 2; round++) {
       const result = await runRestore(
         restoreOptions(target.postgresUrl(), { safetyBackup: round === 1 }),
@@ -152,6 +153,19 @@ describe('a Supabase project restored as the postgres role', () => {
       expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);
       // Vault's secrets decrypt to the source's values: not encrypted a second time.
       expect(await supabaseFingerprint(target.adminUrl())).toEqual(expected);
+      safety = result.safetyBackup?.id;
     }
+    // The pre-restore safety backup, taken as postgres, restores into the same project as
+    // postgres: the undo the summary prints works on Supabase too.
+    await withClient(target.adminUrl(), (c) =>
+      c.query("UPDATE public.profiles SET full_name = 'changed after the backup'"),
+    );
+    expect(safety).toBeDefined();
+    const undo = await runRestore(
+      restoreOptions(target.postgresUrl(), { backupId: safety }),
+      testDrillDeps(store.storage, tools, dir),
+    );
+    expect(undo.checks.filter((c) => c.status === 'failed')).toEqual([]);
+    expect(await supabaseFingerprint(target.adminUrl())).toEqual(expected);
   }, 600_000);
 });
