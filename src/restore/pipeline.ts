@@ -400,17 +400,29 @@ export async function replaceTarget(o: {
   const selection = replacedSelection(manifest, contents.entries);
   const first = await planReplacement(client, { selection, archive: contents });
   const partial = (manifest.options?.schemas ?? []).length > 0;
-  if (partial && first.outside.length > 0) {
+  const recreated = new Set(first.recreate.map((r) => r.what));
+  const lost = first.outside.filter((what) => !recreated.has(what));
+  if (partial && lost.length > 0) {
     throw new ConfigurationError(
-      `Refusing to restore: emptying the schemas this backup covers (${first.summary.schemas.join(', ')}) would also remove what depends on them outside it, which the backup does not bring back: ${first.outside.join('; ')}. ` +
+      `Refusing to restore: emptying the schemas this backup covers (${first.summary.schemas.join(', ')}) would also remove what depends on them outside it, which the backup does not bring back: ${lost.join('; ')}. ` +
         'Drop or move those objects first, or restore a backup of the whole database. Nothing was changed.',
     );
   }
-  for (const o2 of first.outside) {
-    logger.info(`Emptying also removes ${o2}; the backup of the whole database brings it back`);
+  for (const r of first.recreate) {
+    logger.info(
+      `Emptying removes ${r.what}, outside the backup: re-created after the restore, as it was`,
+    );
+  }
+  if (!partial) {
+    for (const what of lost) {
+      logger.info(`Emptying also removes ${what}; the backup of the whole database brings it back`);
+    }
   }
   let route: PlatformRoute | undefined;
-  let plan = first;
+  // A backup of the whole database brings back what its emptying removes.
+  const keepRecreate = (p: ReplacementPlan): ReplacementPlan =>
+    partial ? p : { ...p, recreate: [] };
+  let plan = keepRecreate(first);
   if (manifest.platform) {
     await client.query('BEGIN');
     try {
@@ -440,7 +452,7 @@ export async function replaceTarget(o: {
       });
       const second = await planReplacement(client, { selection, archive: listed });
       plan = {
-        ...second,
+        ...keepRecreate(second),
         statements: [
           ...second.statements,
           ...route.before,

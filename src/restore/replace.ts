@@ -54,6 +54,13 @@ export interface ReplacementPlan {
    * foreign key to it...): the restore does not bring them back.
    */
   outside: string[];
+  /**
+   * Of `outside`, what the restore re-creates from the target's own definition once the backup
+   * is restored, in the same transaction: triggers on tables outside the backup that run one of
+   * its functions (a trigger on auth.users running a function in public), and the backup's
+   * tables' places in publications it does not carry (supabase_realtime).
+   */
+  recreate: { what: string; sql: string }[];
 }
 
 export interface ReplacementInput {
@@ -482,6 +489,26 @@ function objectOwnerSql(serverVersion: number): string {
  * (a view's columns and rule, a table's triggers, an extension's members).
  * $1, $2: the roots' catalogs and oids; $3: the dropped schemas; $4: the dropped extensions.
  */
+/**
+ * `ALTER PUBLICATION … ADD TABLE …` for the publication membership `p.objid`, with its column
+ * list and row filter (PostgreSQL 15+), as pg_dump writes one.
+ */
+function publicationTableSql(serverVersion: number): string {
+  const extras =
+    serverVersion >= 150000
+      ? `|| COALESCE(' (' || (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                                FROM pg_attribute a
+                               WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs)) || ')', '')
+         || COALESCE(' WHERE (' || pg_get_expr(pr.prqual, pr.prrelid) || ')', '')`
+      : '';
+  return `SELECT format('ALTER PUBLICATION %I ADD TABLE ONLY %I.%I', pb.pubname, n.nspname, c.relname) ${extras}
+            FROM pg_publication_rel pr
+            JOIN pg_publication pb ON pb.oid = pr.prpubid
+            JOIN pg_class c ON c.oid = pr.prrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE pr.oid = p.objid`;
+}
+
 function outsideSql(serverVersion: number): string {
   return `
 WITH RECURSIVE
@@ -507,7 +534,12 @@ placed AS (
       ${objectOwnerSql(serverVersion)}
     ) ow ON ow.objid IS NOT NULL
 )
-SELECT DISTINCT pg_describe_object(p.classid, p.objid, p.objsubid) AS what
+SELECT DISTINCT pg_describe_object(p.classid, p.objid, p.objsubid) AS what,
+       CASE WHEN p.classid = 'pg_trigger'::regclass AND p.objsubid = 0
+            THEN pg_get_triggerdef(p.objid)
+            WHEN p.classid = 'pg_publication_rel'::regclass
+            THEN (${publicationTableSql(serverVersion)})
+       END AS definition
   FROM placed p
  WHERE NOT EXISTS (SELECT 1 FROM roots o WHERE o.classid = p.classid AND o.objid = p.objid)
    AND (p.nsp IS NULL OR NOT (p.nsp = ANY ($3::oid[]) OR p.nsp = 'pg_toast'::regnamespace))
@@ -642,12 +674,15 @@ export async function planReplacement(
       ...schemas.map((s) => ({ classid: s.classid, oid: s.oid })),
       ...dropped.map((d) => ({ classid: d.object.classid, oid: d.object.oid })),
     ];
-    const outside = await client.query<{ what: string }>(outsideSql(serverVersion), [
-      roots.map((r) => r.classid),
-      roots.map((r) => r.oid),
-      schemas.map((s) => s.oid),
-      dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.oid),
-    ]);
+    const outside = await client.query<{ what: string; definition: string | null }>(
+      outsideSql(serverVersion),
+      [
+        roots.map((r) => r.classid),
+        roots.map((r) => r.oid),
+        schemas.map((s) => s.oid),
+        dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.oid),
+      ],
+    );
     await client.query('COMMIT');
 
     const ordered = DROP_ORDER.flatMap((kind) =>
@@ -667,6 +702,9 @@ export async function planReplacement(
         largeObjects,
       },
       outside: outside.rows.map((r) => r.what),
+      recreate: outside.rows.flatMap((r) =>
+        r.definition ? [{ what: r.what, sql: r.definition }] : [],
+      ),
     };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -967,8 +1005,10 @@ export async function restoreAtomically(o: {
           : `pg_restore's SQL did not end with its COMMIT`;
     throw new Error(scrub(`${why}\nNothing was committed: the target is as it was.`, password));
   }
-  // pg_restore finished: psql may now see the COMMIT.
-  stdin.end(withholder.withheld);
+  // pg_restore finished: what the emptying removed outside the backup is re-created, then psql
+  // may see the COMMIT.
+  const epilogue = o.plan.recreate.map((r) => `${r.sql};\n`).join('');
+  stdin.end(Buffer.concat([Buffer.from(epilogue), withholder.withheld]));
   const psqlExit = await psql.exited;
   if (psqlExit.code !== 0) {
     // An SQL error stops psql before the COMMIT or is the COMMIT's own; a connection lost

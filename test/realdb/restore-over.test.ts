@@ -168,4 +168,44 @@ describe('a Supabase project restored as the postgres role', () => {
     expect(undo.checks.filter((c) => c.status === 'failed')).toEqual([]);
     expect(await supabaseFingerprint(target.adminUrl())).toEqual(expected);
   }, 600_000);
+
+  it('restores an app-only backup (schemas: public) over the project, keeping its trigger on auth.users', async () => {
+    const appOnly = await runBackup(
+      testBackupOptions(source.postgresUrl(), 'app', {
+        selection: { schemas: ['public'], excludeSchemas: [], excludeTableData: [] },
+      }),
+      testBackupDeps(store.storage, tools, { zstdPath }),
+    );
+    // What it relies on outside public, said at backup time.
+    const relies = appOnly.warnings.find((w) => w.includes('relies on what is outside them'));
+    expect(relies).toMatch(
+      /foreign key profiles_id_fkey on public\.profiles references auth\.users/,
+    );
+    expect(relies).toMatch(
+      /trigger on_auth_user_created on auth\.users runs public\.handle_new_user\(\)/,
+    );
+    expect(relies).toMatch(/policies name the roles .*authenticated/);
+
+    const expected = await supabaseFingerprint(source.adminUrl());
+    await withClient(target.adminUrl(), (c) =>
+      c.query("UPDATE public.todos SET task = 'changed after the backup'"),
+    );
+    const result = await runRestore(
+      restoreOptions(target.postgresUrl(), { name: 'app' }),
+      testDrillDeps(store.storage, tools, dir),
+    );
+    expect(result.error).toBeUndefined();
+    expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);
+    expect(await supabaseFingerprint(target.adminUrl())).toEqual(expected);
+    const trigger = await withClient(target.adminUrl(), (c) =>
+      c.query(`SELECT 1 FROM pg_trigger WHERE tgname = 'on_auth_user_created'`),
+    );
+    expect(trigger.rowCount).toBe(1);
+    const realtime = await withClient(target.adminUrl(), (c) =>
+      c.query(
+        `SELECT 1 FROM pg_publication_tables WHERE pubname = 'supabase_realtime' AND tablename = 'todos'`,
+      ),
+    );
+    expect(realtime.rowCount).toBe(1);
+  }, 600_000);
 });

@@ -536,12 +536,24 @@ describe('a backup of some schemas', () => {
       'view auth.profile_names',
     ]);
 
-    // What the plan said is what happens: the restore brings public back, not those.
+    // Of those, the trigger is re-created after the restore from the target's own definition.
+    expect(p.recreate).toEqual([
+      {
+        what: 'trigger on_auth_user_created on table auth.users',
+        sql: expect.stringMatching(
+          /^CREATE TRIGGER on_auth_user_created AFTER INSERT ON auth\.users FOR EACH ROW EXECUTE FUNCTION public\.handle_new_user\(\)$/,
+        ),
+      },
+    ]);
+
+    // What the plan said is what happens: the restore brings public back and the trigger, not
+    // the others.
     const before = await snapshot(url);
     await restore(url, archive, p);
     const after = await snapshot(url);
     expect(after.data).toEqual(before.data);
-    expect(after.schema).not.toMatch(/on_auth_user_created|profile_names|sessions_profile_id_fkey/);
+    expect(after.schema).toMatch(/CREATE TRIGGER on_auth_user_created AFTER INSERT ON auth\.users/);
+    expect(after.schema).not.toMatch(/profile_names|sessions_profile_id_fkey/);
     expect(after.schema).not.toMatch(/DEFAULT public\.new_token\(\)/);
     expect(after.schema).toMatch(/CREATE FUNCTION public\.handle_new_user\(\)/);
   });
