@@ -49142,6 +49142,24 @@ function objectOwnerSql(serverVersion) {
  * (a view's columns and rule, a table's triggers, an extension's members).
  * $1, $2: the roots' catalogs and oids; $3: the dropped schemas; $4: the dropped extensions.
  */
+/**
+ * `ALTER PUBLICATION … ADD TABLE …` for the publication membership `p.objid`, with its column
+ * list and row filter (PostgreSQL 15+), as pg_dump writes one.
+ */
+function publicationTableSql(serverVersion) {
+    const extras = serverVersion >= 150000
+        ? `|| COALESCE(' (' || (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                                FROM pg_attribute a
+                               WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs)) || ')', '')
+         || COALESCE(' WHERE (' || pg_get_expr(pr.prqual, pr.prrelid) || ')', '')`
+        : '';
+    return `SELECT format('ALTER PUBLICATION %I ADD TABLE ONLY %I.%I', pb.pubname, n.nspname, c.relname) ${extras}
+            FROM pg_publication_rel pr
+            JOIN pg_publication pb ON pb.oid = pr.prpubid
+            JOIN pg_class c ON c.oid = pr.prrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE pr.oid = p.objid`;
+}
 function outsideSql(serverVersion) {
     return `
 WITH RECURSIVE
@@ -49167,7 +49185,12 @@ placed AS (
       ${objectOwnerSql(serverVersion)}
     ) ow ON ow.objid IS NOT NULL
 )
-SELECT DISTINCT pg_describe_object(p.classid, p.objid, p.objsubid) AS what
+SELECT DISTINCT pg_describe_object(p.classid, p.objid, p.objsubid) AS what,
+       CASE WHEN p.classid = 'pg_trigger'::regclass AND p.objsubid = 0
+            THEN pg_get_triggerdef(p.objid)
+            WHEN p.classid = 'pg_publication_rel'::regclass
+            THEN (${publicationTableSql(serverVersion)})
+       END AS definition
   FROM placed p
  WHERE NOT EXISTS (SELECT 1 FROM roots o WHERE o.classid = p.classid AND o.objid = p.objid)
    AND (p.nsp IS NULL OR NOT (p.nsp = ANY ($3::oid[]) OR p.nsp = 'pg_toast'::regnamespace))
@@ -49295,6 +49318,7 @@ async function planReplacement(client, input) {
                 largeObjects,
             },
             outside: outside.rows.map((r) => r.what),
+            recreate: outside.rows.flatMap((r) => r.definition ? [{ what: r.what, sql: r.definition }] : []),
         };
     }
     catch (error) {
@@ -49542,8 +49566,10 @@ async function restoreAtomically(o) {
                 : `pg_restore's SQL did not end with its COMMIT`;
         throw new Error(scrub(`${why}\nNothing was committed: the target is as it was.`, password));
     }
-    // pg_restore finished: psql may now see the COMMIT.
-    stdin.end(withholder.withheld);
+    // pg_restore finished: what the emptying removed outside the backup is re-created, then psql
+    // may see the COMMIT.
+    const epilogue = o.plan.recreate.map((r) => `${r.sql};\n`).join('');
+    stdin.end(Buffer.concat([Buffer.from(epilogue), withholder.withheld]));
     const psqlExit = await psql.exited;
     if (psqlExit.code !== 0) {
         // An SQL error stops psql before the COMMIT or is the COMMIT's own; a connection lost
@@ -50322,15 +50348,24 @@ async function replaceTarget(o) {
     const selection = replacedSelection(manifest, contents.entries);
     const first = await planReplacement(client, { selection, archive: contents });
     const partial = (manifest.options?.schemas ?? []).length > 0;
-    if (partial && first.outside.length > 0) {
-        throw new core_errors/* ConfigurationError */.j1(`Refusing to restore: emptying the schemas this backup covers (${first.summary.schemas.join(', ')}) would also remove what depends on them outside it, which the backup does not bring back: ${first.outside.join('; ')}. ` +
+    const recreated = new Set(first.recreate.map((r) => r.what));
+    const lost = first.outside.filter((what) => !recreated.has(what));
+    if (partial && lost.length > 0) {
+        throw new core_errors/* ConfigurationError */.j1(`Refusing to restore: emptying the schemas this backup covers (${first.summary.schemas.join(', ')}) would also remove what depends on them outside it, which the backup does not bring back: ${lost.join('; ')}. ` +
             'Drop or move those objects first, or restore a backup of the whole database. Nothing was changed.');
     }
-    for (const o2 of first.outside) {
-        logger.info(`Emptying also removes ${o2}; the backup of the whole database brings it back`);
+    for (const r of first.recreate) {
+        logger.info(`Emptying removes ${r.what}, outside the backup: re-created after the restore, as it was`);
+    }
+    if (!partial) {
+        for (const what of lost) {
+            logger.info(`Emptying also removes ${what}; the backup of the whole database brings it back`);
+        }
     }
     let route;
-    let plan = first;
+    // A backup of the whole database brings back what its emptying removes.
+    const keepRecreate = (p) => partial ? p : { ...p, recreate: [] };
+    let plan = keepRecreate(first);
     if (manifest.platform) {
         await client.query('BEGIN');
         try {
@@ -50362,7 +50397,7 @@ async function replaceTarget(o) {
             });
             const second = await planReplacement(client, { selection, archive: listed });
             plan = {
-                ...second,
+                ...keepRecreate(second),
                 statements: [
                     ...second.statements,
                     ...route.before,
