@@ -53,6 +53,7 @@ import {
 import {
   dependenciesOutside,
   extensionConfigTables,
+  readContents,
   readSourceState,
 } from '../postgres/source-state.js';
 import { ArchiveCoalescer } from '../postgres/archive.js';
@@ -349,11 +350,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
     // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
     // read, later, is never behind this one.
     const platform = await detectPlatform(client);
-    const sourceState = await readSourceState(
-      client,
-      options.selection,
-      platform ? SUPABASE_CONTENT_TABLES : [],
-    );
+    const sourceState = await readSourceState(client, options.selection);
     warnings.push(...(await platformWarnings(client, options, platform)));
     const sizeEstimate = await databaseSize(client);
     const previous = await lookup;
@@ -369,6 +366,15 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
     const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
     const counting = rowsFromDump ? undefined : countTables(client, tables, options.rowCounts);
     counting?.catch(() => undefined);
+    // The platform's users, files and secrets are fingerprinted beside the dump, in its snapshot.
+    const matcher = selectionMatcher(options.selection);
+    const contents = platform
+      ? readContents(
+          client,
+          SUPABASE_CONTENT_TABLES.filter((t) => matcher.schemaIncluded(t.split('.')[0])),
+        )
+      : undefined;
+    contents?.catch(() => undefined);
     const dump = await logger.group(`Dump ${name} to ${storage.location(objectKey)}`, async () => {
       const result = await streamDump({
         options,
@@ -388,6 +394,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
       ...((await counting) ?? (await countDumpedRows(client, tables, coalescer, logger))),
       ...(await extensionTableInventory(client, options)),
     ];
+    if (contents) sourceState.contents = await contents;
     await client.query('COMMIT');
     snapshotOpen = false;
 
