@@ -45305,7 +45305,7 @@ const SUPABASE_CONTENT_TABLES = [
 const USER_SCHEMA = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`;
 const NOT_EXTENSION_MEMBER = (classid, oid) => `NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${classid}'::regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
 /** Reads the source's state in the client's transaction (the dump's snapshot). */
-async function readSourceState(client, selection, contentTables = []) {
+async function readSourceState(client, selection) {
     const matcher = selectionMatcher(selection);
     const inSelection = (rows) => rows.filter((r) => matcher.schemaIncluded(r.schema));
     const wholeDatabase = selection.schemas.length === 0;
@@ -45317,11 +45317,6 @@ async function readSourceState(client, selection, contentTables = []) {
         extensions: await readExtensions(client),
         largeObjects: wholeDatabase ? await countLargeObjects(client) : null,
         settings: await readSettings(client),
-        ...(contentTables.length > 0
-            ? {
-                contents: await readContents(client, contentTables.filter((t) => matcher.schemaIncluded(t.split('.')[0]))),
-            }
-            : {}),
     };
 }
 /**
@@ -45338,9 +45333,11 @@ async function readContents(client, tables) {
             const readable = await client.query(`SELECT to_regclass($1) IS NOT NULL AND has_table_privilege($1, 'SELECT') AS ok`, [qualified]);
             if (!readable.rows[0].ok)
                 continue;
-            const row = 'to_jsonb(t)::text';
+            // The MD5 of each row's JSON, sorted and hashed again: 32 bytes a row in memory, whatever
+            // the rows hold.
+            const row = 'md5(to_jsonb(t)::text)';
             const r = await client.query(`SELECT count(*)::text AS rows,
-                md5(coalesce(string_agg(${row}, E'\\n' ORDER BY ${row} COLLATE "C"), '')) AS md5
+                md5(coalesce(string_agg(${row}, '' ORDER BY ${row} COLLATE "C"), '')) AS md5
            FROM ONLY ${qualified} t`);
             out.push({ table, rows: Number(r.rows[0].rows), md5: r.rows[0].md5 });
         }
@@ -46289,7 +46286,7 @@ async function runBackup(options, deps) {
         // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
         // read, later, is never behind this one.
         const platform = await detectPlatform(client);
-        const sourceState = await readSourceState(client, options.selection, platform ? SUPABASE_CONTENT_TABLES : []);
+        const sourceState = await readSourceState(client, options.selection);
         warnings.push(...(await platformWarnings(client, options, platform)));
         const sizeEstimate = await databaseSize(client);
         const previous = await lookup;
@@ -46303,6 +46300,12 @@ async function runBackup(options, deps) {
         const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
         const counting = rowsFromDump ? undefined : countTables(client, tables, options.rowCounts);
         counting?.catch(() => undefined);
+        // The platform's users, files and secrets are fingerprinted beside the dump, in its snapshot.
+        const matcher = selectionMatcher(options.selection);
+        const contents = platform
+            ? readContents(client, SUPABASE_CONTENT_TABLES.filter((t) => matcher.schemaIncluded(t.split('.')[0])))
+            : undefined;
+        contents?.catch(() => undefined);
         const dump = await logger.group(`Dump ${name} to ${storage.location(objectKey)}`, async () => {
             const result = await streamDump({
                 options,
@@ -46322,6 +46325,8 @@ async function runBackup(options, deps) {
             ...((await counting) ?? (await countDumpedRows(client, tables, coalescer, logger))),
             ...(await extensionTableInventory(client, options)),
         ];
+        if (contents)
+            sourceState.contents = await contents;
         await client.query('COMMIT');
         snapshotOpen = false;
         let globals = false;
