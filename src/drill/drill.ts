@@ -41,6 +41,7 @@ import {
   preflight,
   replaceTarget,
   requireExtensions,
+  routeKeepsOwnership,
   type PlatformRoute,
 } from '../restore/pipeline.js';
 import { decodeSteps, type Decryption } from '../restore/fetch.js';
@@ -639,7 +640,10 @@ async function runPhases(
         logger.info(`Created the role(s) the archive names as NOLOGIN: ${created.join(', ')}`);
         createdRoles.push(...created);
       } else {
-        const roles = { owners: found.roles, grantees: [] };
+        const roles = {
+          owners: found.owners,
+          grantees: found.roles.filter((r) => !found.owners.includes(r)),
+        };
         const ownership = await withClient(target, (c) => planOwnership(c, roles));
         keepOwnership = ownership.keep;
         if (!ownership.keep) {
@@ -673,6 +677,7 @@ async function runPhases(
           }),
         );
         route = replaced.route;
+        keepOwnership = replaced.keepOwnership;
         result.targetState = 'restored';
         const emptied = replaced.plan.summary;
         return {
@@ -704,6 +709,10 @@ async function runPhases(
       }
       for (const line of route?.leftOut ?? []) {
         logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+      }
+      const routed = route;
+      if (routed && !keepOwnership) {
+        keepOwnership = await withClient(target, (c) => routeKeepsOwnership(c, routed, logger));
       }
       const before = route?.before ?? [];
       if (before.length > 0) {

@@ -13,6 +13,7 @@ import {
   matchesAny,
 } from '../postgres/platform.js';
 import {
+  parseToc,
   planPlatformRestore,
   planScratchPreparation,
   REPLICA_ROLE_OPTION,
@@ -34,7 +35,7 @@ import {
   restoreAtomically,
   type ReplacementPlan,
 } from './replace.js';
-import { archiveRoles } from './roles.js';
+import { archiveRoles, planOwnership } from './roles.js';
 import { compareWithSource, reapplySourceState } from './source-checks.js';
 import type { RestoreTarget } from './target.js';
 
@@ -53,6 +54,8 @@ export interface Preflight {
   missingRoles: string[];
   /** Roles the archive names. */
   roles: string[];
+  /** Of those, the roles that own objects in the archive. */
+  owners: string[];
 }
 
 /** Extensions of Supabase's platform: a target lacking them is not a Supabase image. */
@@ -90,6 +93,7 @@ export async function preflight(options: {
     missingExtensions: [...extensions].filter((e) => !have.has(e)).sort(),
     missingRoles: [...roles].filter((r) => !haveRoles.has(r)).sort(),
     roles: [...roles].sort(),
+    owners: fromDdl.owners,
   };
 }
 
@@ -233,6 +237,8 @@ export interface PlatformRoute {
   conflicts: string[];
   /** `project` (a Supabase project) or `scratch` (a new database on a supabase/postgres server). */
   mode: PlatformRestoreMode;
+  /** The roles owning what the route restores (the platform's own objects left out). */
+  owners: string[];
 }
 
 /**
@@ -311,7 +317,48 @@ export async function platformRoute(o: {
     notRestored,
     conflicts: plan.conflicts,
     mode,
+    // The owners of what the restore creates: rows, sequence values, comments and grants are
+    // loaded into objects, not owned by the entry's role.
+    owners: [
+      ...new Set(
+        parseToc(plan.listFile)
+          .filter((e) => !NOT_OWNED.includes(e.desc))
+          .map((e) => e.owner),
+      ),
+    ]
+      .filter(Boolean)
+      .sort(),
   };
+}
+
+/** Entries of an archive that create no object of their own, so set no owner. */
+const NOT_OWNED = ['TABLE DATA', 'SEQUENCE SET', 'BLOBS', 'COMMENT', 'ACL', 'SECURITY LABEL'];
+
+/**
+ * Whether a restore along a platform's route keeps owners and grants: the roles owning what it
+ * restores decide, not the platform's own (supabase_admin owns objects the route leaves to the
+ * target, and postgres is no member of it).
+ */
+export async function routeKeepsOwnership(
+  client: pg.Client,
+  route: PlatformRoute,
+  logger: Logger,
+): Promise<boolean> {
+  const plan = await planOwnership(client, { owners: route.owners, grantees: [] });
+  if (!plan.keep) {
+    logger.info(
+      `Restoring without owners and grants (--no-owner --no-acl): ` +
+        [
+          plan.missing.length ? `missing roles: ${plan.missing.join(', ')}` : '',
+          plan.notMember.length
+            ? `the restoring user cannot own objects as: ${plan.notMember.join(', ')}`
+            : '',
+        ]
+          .filter(Boolean)
+          .join('; '),
+    );
+  }
+  return plan.keep;
 }
 
 function notThePlatform(name: string, lacking: string[] = []): ConfigurationError {
@@ -367,6 +414,8 @@ export function platformDetail(route: PlatformRoute): string {
 export interface Replacement {
   plan: ReplacementPlan;
   route?: PlatformRoute;
+  /** Whether owners and grants were restored as the archive has them. */
+  keepOwnership: boolean;
 }
 
 /**
@@ -461,6 +510,7 @@ export async function replaceTarget(o: {
       };
     }
   }
+  const keepOwnership = route ? await routeKeepsOwnership(client, route, logger) : o.keepOwnership;
   await restoreAtomically({
     pgRestore: o.pgRestore,
     psql: o.psql,
@@ -470,10 +520,10 @@ export async function replaceTarget(o: {
     env: o.env,
     logger,
     plan,
-    keepOwnership: o.keepOwnership,
+    keepOwnership,
     listFile: route?.listFile,
   });
-  return { plan, route };
+  return { plan, route, keepOwnership };
 }
 
 /**

@@ -120,6 +120,20 @@ describe("PostgreSQL's regression database restored over a copy of itself", () =
   }, 1_200_000);
 });
 
+/** Who may do what on the tables of public, and who owns them. */
+async function publicGrants(url: string): Promise<string[]> {
+  const r = await withClient(url, (c) =>
+    c.query<{ line: string }>(
+      `SELECT format('%s %s %s', table_name, grantee, privilege_type) AS line
+         FROM information_schema.role_table_grants WHERE table_schema = 'public'
+       UNION ALL
+       SELECT format('%s owned by %s', tablename, tableowner) FROM pg_tables WHERE schemaname = 'public'
+        ORDER BY 1`,
+    ),
+  );
+  return r.rows.map((x) => x.line);
+}
+
 describe('a Supabase project restored as the postgres role', () => {
   let source: SupabaseServer;
   let target: SupabaseServer;
@@ -151,8 +165,13 @@ describe('a Supabase project restored as the postgres role', () => {
       );
       expect(result.error).toBeUndefined();
       expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);
+      expect(result.phases.find((p) => p.name === 'restore')?.detail).toMatch(
+        /in one transaction, owners and grants kept$/,
+      );
       // Vault's secrets decrypt to the source's values: not encrypted a second time.
       expect(await supabaseFingerprint(target.adminUrl())).toEqual(expected);
+      // The API roles' grants came back with the tables (PostgREST serves nothing without them).
+      expect(await publicGrants(target.adminUrl())).toEqual(await publicGrants(source.adminUrl()));
       safety = result.safetyBackup?.id;
     }
     // The pre-restore safety backup, taken as postgres, restores into the same project as
