@@ -50151,6 +50151,7 @@ async function preflight(options) {
         missingExtensions: [...extensions].filter((e) => !have.has(e)).sort(),
         missingRoles: [...roles].filter((r) => !haveRoles.has(r)).sort(),
         roles: [...roles].sort(),
+        owners: fromDdl.owners,
     };
 }
 /**
@@ -50301,7 +50302,38 @@ async function platformRoute(o) {
         notRestored,
         conflicts: plan.conflicts,
         mode,
+        // The owners of what the restore creates: rows, sequence values, comments and grants are
+        // loaded into objects, not owned by the entry's role.
+        owners: [
+            ...new Set(parseToc(plan.listFile)
+                .filter((e) => !NOT_OWNED.includes(e.desc))
+                .map((e) => e.owner)),
+        ]
+            .filter(Boolean)
+            .sort(),
     };
+}
+/** Entries of an archive that create no object of their own, so set no owner. */
+const NOT_OWNED = ['TABLE DATA', 'SEQUENCE SET', 'BLOBS', 'COMMENT', 'ACL', 'SECURITY LABEL'];
+/**
+ * Whether a restore along a platform's route keeps owners and grants: the roles owning what it
+ * restores decide, not the platform's own (supabase_admin owns objects the route leaves to the
+ * target, and postgres is no member of it).
+ */
+async function routeKeepsOwnership(client, route, logger) {
+    const plan = await planOwnership(client, { owners: route.owners, grantees: [] });
+    if (!plan.keep) {
+        logger.info(`Restoring without owners and grants (--no-owner --no-acl): ` +
+            [
+                plan.missing.length ? `missing roles: ${plan.missing.join(', ')}` : '',
+                plan.notMember.length
+                    ? `the restoring user cannot own objects as: ${plan.notMember.join(', ')}`
+                    : '',
+            ]
+                .filter(Boolean)
+                .join('; '));
+    }
+    return plan.keep;
 }
 function notThePlatform(name, lacking = []) {
     const label = name === 'supabase' ? 'Supabase' : name;
@@ -50411,6 +50443,7 @@ async function replaceTarget(o) {
             };
         }
     }
+    const keepOwnership = route ? await routeKeepsOwnership(client, route, logger) : o.keepOwnership;
     await restoreAtomically({
         pgRestore: o.pgRestore,
         psql: o.psql,
@@ -50420,10 +50453,10 @@ async function replaceTarget(o) {
         env: o.env,
         logger,
         plan,
-        keepOwnership: o.keepOwnership,
+        keepOwnership,
         listFile: route?.listFile,
     });
-    return { plan, route };
+    return { plan, route, keepOwnership };
 }
 /**
  * The schemas a real restore empties: those of the backup's selection; for a platform's project
@@ -51977,7 +52010,10 @@ async function runPhases(result, options, deps, target, tools, workDir, createdR
                 createdRoles.push(...created);
             }
             else {
-                const roles = { owners: found.roles, grantees: [] };
+                const roles = {
+                    owners: found.owners,
+                    grantees: found.roles.filter((r) => !found.owners.includes(r)),
+                };
                 const ownership = await withClient(target, (c) => planOwnership(c, roles));
                 keepOwnership = ownership.keep;
                 if (!ownership.keep) {
@@ -52010,6 +52046,7 @@ async function runPhases(result, options, deps, target, tools, workDir, createdR
                     logger,
                 }));
                 route = replaced.route;
+                keepOwnership = replaced.keepOwnership;
                 result.targetState = 'restored';
                 const emptied = replaced.plan.summary;
                 return {
@@ -52036,6 +52073,10 @@ async function runPhases(result, options, deps, target, tools, workDir, createdR
             }
             for (const line of route?.leftOut ?? []) {
                 logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+            }
+            const routed = route;
+            if (routed && !keepOwnership) {
+                keepOwnership = await withClient(target, (c) => routeKeepsOwnership(c, routed, logger));
             }
             const before = route?.before ?? [];
             if (before.length > 0) {

@@ -44335,7 +44335,7 @@ async function archiveRoles(pgRestore, archivePath) {
  * the target and the restoring user may hand objects to each owner; otherwise the restore
  * runs with --no-owner --no-acl, as a scratch restore does.
  */
-async function planOwnership(client, roles) {
+async function roles_planOwnership(client, roles) {
     const names = [...new Set([...roles.owners, ...roles.grantees])];
     if (names.length === 0)
         return { keep: true, missing: [], notMember: [] };
@@ -44992,6 +44992,7 @@ async function preflight(options) {
         missingExtensions: [...extensions].filter((e) => !have.has(e)).sort(),
         missingRoles: [...roles].filter((r) => !haveRoles.has(r)).sort(),
         roles: [...roles].sort(),
+        owners: fromDdl.owners,
     };
 }
 /**
@@ -45142,7 +45143,38 @@ async function platformRoute(o) {
         notRestored,
         conflicts: plan.conflicts,
         mode,
+        // The owners of what the restore creates: rows, sequence values, comments and grants are
+        // loaded into objects, not owned by the entry's role.
+        owners: [
+            ...new Set(parseToc(plan.listFile)
+                .filter((e) => !NOT_OWNED.includes(e.desc))
+                .map((e) => e.owner)),
+        ]
+            .filter(Boolean)
+            .sort(),
     };
+}
+/** Entries of an archive that create no object of their own, so set no owner. */
+const NOT_OWNED = ['TABLE DATA', 'SEQUENCE SET', 'BLOBS', 'COMMENT', 'ACL', 'SECURITY LABEL'];
+/**
+ * Whether a restore along a platform's route keeps owners and grants: the roles owning what it
+ * restores decide, not the platform's own (supabase_admin owns objects the route leaves to the
+ * target, and postgres is no member of it).
+ */
+async function routeKeepsOwnership(client, route, logger) {
+    const plan = await planOwnership(client, { owners: route.owners, grantees: [] });
+    if (!plan.keep) {
+        logger.info(`Restoring without owners and grants (--no-owner --no-acl): ` +
+            [
+                plan.missing.length ? `missing roles: ${plan.missing.join(', ')}` : '',
+                plan.notMember.length
+                    ? `the restoring user cannot own objects as: ${plan.notMember.join(', ')}`
+                    : '',
+            ]
+                .filter(Boolean)
+                .join('; '));
+    }
+    return plan.keep;
 }
 function notThePlatform(name, lacking = []) {
     const label = name === 'supabase' ? 'Supabase' : name;
@@ -45252,6 +45284,7 @@ async function replaceTarget(o) {
             };
         }
     }
+    const keepOwnership = route ? await routeKeepsOwnership(client, route, logger) : o.keepOwnership;
     await restoreAtomically({
         pgRestore: o.pgRestore,
         psql: o.psql,
@@ -45261,10 +45294,10 @@ async function replaceTarget(o) {
         env: o.env,
         logger,
         plan,
-        keepOwnership: o.keepOwnership,
+        keepOwnership,
         listFile: route?.listFile,
     });
-    return { plan, route };
+    return { plan, route, keepOwnership };
 }
 /**
  * The schemas a real restore empties: those of the backup's selection; for a platform's project
