@@ -22,7 +22,6 @@ import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { formatBytes, rate } from '../core/streams.js';
 import {
-  childEnv,
   connect,
   databaseName,
   describeConnection,
@@ -698,7 +697,8 @@ async function runPhases(
           archivePath: archive!.archivePath,
           workDir,
           owned: target.owned,
-          restoreEnv: childEnv(deps.env, target.connection, target.database),
+          target,
+          env: deps.env,
           logger,
         }),
       );

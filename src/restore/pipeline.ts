@@ -4,7 +4,6 @@ import type pg from 'pg';
 import type { Manifest } from '../catalog/manifest.js';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { describeExit, runProcess } from '../core/process.js';
 import { childEnv, connect, quoteIdent } from '../postgres/connection.js';
 import {
   SUPABASE_DATA_LEFT_OUT_SCHEMAS,
@@ -28,7 +27,7 @@ import {
   type TableComparison,
   type UserCheck,
 } from './checks.js';
-import { listArchiveText, type ArchiveListing } from './pg-restore.js';
+import { listArchiveText, runPgRestore, type ArchiveListing } from './pg-restore.js';
 import {
   planReplacement,
   readArchiveContents,
@@ -256,8 +255,10 @@ export async function platformRoute(o: {
   workDir: string;
   /** The run made the database (it may prepare it as a new platform database). */
   owned: boolean;
-  /** pg_restore's environment, connected to the target (childEnv). */
-  restoreEnv: NodeJS.ProcessEnv;
+  /** The target, where a new platform database is given its schemas and extensions. */
+  target: RestoreTarget;
+  /** Environment the PostgreSQL tools inherit (PG* variables are replaced by the target's). */
+  env: NodeJS.ProcessEnv;
   logger: Logger;
 }): Promise<PlatformRoute | undefined> {
   if (!o.manifest.platform) return undefined;
@@ -276,7 +277,17 @@ export async function platformRoute(o: {
     o.logger.info(
       `A new database on the platform's server: its schemas and extensions first, as the platform makes them (${prep.kept.length} entries)`,
     );
-    await restoreList(o.pgRestore, o.archivePath, prepFile, o.restoreEnv);
+    await runPgRestore({
+      pgRestore: o.pgRestore,
+      archivePath: o.archivePath,
+      connection: o.target.connection,
+      database: o.target.database,
+      jobs: 1,
+      keepOwnership: true,
+      listFile: prepFile,
+      env: o.env,
+      logger: o.logger,
+    });
     platform = await detectPlatform(o.client);
     if (!platform) throw notThePlatform(o.manifest.platform.name);
     mode = 'scratch';
@@ -370,30 +381,6 @@ function notThePlatform(name: string, lacking: string[] = []): ConfigurationErro
   );
 }
 
-async function restoreList(
-  pgRestore: string,
-  archivePath: string,
-  listFile: string,
-  env: NodeJS.ProcessEnv,
-): Promise<void> {
-  const r = await runProcess(
-    pgRestore,
-    [
-      '--no-password',
-      '--exit-on-error',
-      `--use-list=${listFile}`,
-      `--dbname=${env.PGDATABASE ?? ''}`,
-      archivePath,
-    ],
-    { env },
-  );
-  if (r.code !== 0) {
-    throw new Error(
-      describeExit('pg_restore', { code: r.code, signal: r.signal, stderr: r.stderr }),
-    );
-  }
-}
-
 /** The route in a report line: which platform, and what the restore left to it. */
 export function platformDetail(route: PlatformRoute): string {
   const where =
@@ -483,7 +470,8 @@ export async function replaceTarget(o: {
         archivePath: o.archivePath,
         workDir: o.workDir,
         owned: false,
-        restoreEnv,
+        target: o.target,
+        env: o.env,
         logger,
       });
     } finally {

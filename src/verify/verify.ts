@@ -27,7 +27,7 @@ import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { formatBytes } from '../core/streams.js';
 import { AgeError } from '../crypto/age.js';
-import { childEnv, connect } from '../postgres/connection.js';
+import { connect } from '../postgres/connection.js';
 import { parseToolVersion, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
 import type { CheckResult, TableComparison, UserCheck } from '../restore/checks.js';
 import {
@@ -679,7 +679,8 @@ async function restoreStep(
         archivePath,
         workDir: run.workDir,
         owned: target.owned,
-        restoreEnv: childEnv(deps.env, target.connection, target.database),
+        target,
+        env: deps.env,
         logger,
       });
       if (route && route.conflicts.length > 0) {
