@@ -50123,7 +50123,6 @@ function compareSettings(source, restored, notApplied) {
 
 
 
-
 /** Extensions of Supabase's platform: a target lacking them is not a Supabase image. */
 const SUPABASE_EXTENSIONS = ['pg_graphql', 'pg_net', 'pgsodium', 'supabase_vault', 'pgjwt'];
 /**
@@ -50262,7 +50261,17 @@ async function platformRoute(o) {
         const prepFile = external_node_path_.join(o.workDir, 'platform-prepare.list');
         await (0,promises_.writeFile)(prepFile, prep.listFile);
         o.logger.info(`A new database on the platform's server: its schemas and extensions first, as the platform makes them (${prep.kept.length} entries)`);
-        await restoreList(o.pgRestore, o.archivePath, prepFile, o.restoreEnv);
+        await runPgRestore({
+            pgRestore: o.pgRestore,
+            archivePath: o.archivePath,
+            connection: o.target.connection,
+            database: o.target.database,
+            jobs: 1,
+            keepOwnership: true,
+            listFile: prepFile,
+            env: o.env,
+            logger: o.logger,
+        });
         platform = await detectPlatform(o.client);
         if (!platform)
             throw notThePlatform(o.manifest.platform.name);
@@ -50341,18 +50350,6 @@ function notThePlatform(name, lacking = []) {
         (lacking.length ? `: it lacks ${lacking.join(', ')}` : '') +
         `. Restore into the platform itself: a services: container of the supabase/postgres image at the project's version, with target-url naming a new database on it (connect as supabase_admin), or a project. Nothing was restored.`);
 }
-async function restoreList(pgRestore, archivePath, listFile, env) {
-    const r = await runProcess(pgRestore, [
-        '--no-password',
-        '--exit-on-error',
-        `--use-list=${listFile}`,
-        `--dbname=${env.PGDATABASE ?? ''}`,
-        archivePath,
-    ], { env });
-    if (r.code !== 0) {
-        throw new Error(describeExit('pg_restore', { code: r.code, signal: r.signal, stderr: r.stderr }));
-    }
-}
 /** The route in a report line: which platform, and what the restore left to it. */
 function platformDetail(route) {
     const where = route.mode === 'scratch'
@@ -50415,7 +50412,8 @@ async function replaceTarget(o) {
                 archivePath: o.archivePath,
                 workDir: o.workDir,
                 owned: false,
-                restoreEnv,
+                target: o.target,
+                env: o.env,
                 logger,
             });
         }
@@ -52065,7 +52063,8 @@ async function runPhases(result, options, deps, target, tools, workDir, createdR
                 archivePath: archive.archivePath,
                 workDir,
                 owned: target.owned,
-                restoreEnv: childEnv(deps.env, target.connection, target.database),
+                target,
+                env: deps.env,
                 logger,
             }));
             if (route && route.conflicts.length > 0) {
@@ -53792,7 +53791,8 @@ async function restoreStep(run, manifest, tools, listing, archivePath) {
                 archivePath,
                 workDir: run.workDir,
                 owned: target.owned,
-                restoreEnv: childEnv(deps.env, target.connection, target.database),
+                target,
+                env: deps.env,
                 logger,
             });
             if (route && route.conflicts.length > 0) {
