@@ -5,6 +5,7 @@ import type { Manifest } from '../catalog/manifest.js';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { childEnv, connect, quoteIdent } from '../postgres/connection.js';
+import type { ClientTools } from '../postgres/tools.js';
 import {
   SUPABASE_DATA_LEFT_OUT_SCHEMAS,
   detectPlatform,
@@ -27,7 +28,7 @@ import {
   type TableComparison,
   type UserCheck,
 } from './checks.js';
-import { listArchiveText, runPgRestore, type ArchiveListing } from './pg-restore.js';
+import { applyGlobals, listArchiveText, runPgRestore, type ArchiveListing } from './pg-restore.js';
 import {
   planReplacement,
   readArchiveContents,
@@ -536,4 +537,259 @@ function replacedSelection(
     (s) => !isPlatformSchema(s) && !excludeSchemas.includes(s),
   );
   return { schemas: application.map((s) => `"${s.replace(/"/g, '""')}"`), excludeSchemas: [] };
+}
+
+/** A restore into a target: the same steps for verify, the drill and the real restore. */
+export interface RestoreJob {
+  target: RestoreTarget;
+  manifest: Manifest;
+  tools: Pick<ClientTools, 'pgRestore' | 'psql' | 'version'>;
+  archivePath: string;
+  listing: ArchiveListing;
+  workDir: string;
+  jobs: number;
+  /** `new`: into a database the run made (verify, the drill); `replace`: the real restore. */
+  into: 'new' | 'replace';
+  /** Roles this run creates on the target are added here, so the caller can drop them. */
+  createdRoles: string[];
+  /** The backup's globals as a psql file, applied before a restore into a new database. */
+  globals?: () => Promise<string | undefined>;
+  /** Runs just before a real restore touches the target (other sessions are ended there). */
+  beforeReplace?: (client: pg.Client) => Promise<void>;
+  /** Called once a real restore has committed: from then on the target holds the backup. */
+  onReplaced?: () => void;
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+}
+
+/** What the preflight found and decided; nothing of the application is restored yet. */
+export interface PreparedRestore {
+  found: Preflight;
+  keepOwnership: boolean;
+  /** Why owners and grants are left out, when they are. */
+  ownershipNote?: string;
+  /** A platform's route into a new database (a real restore plans its own, after emptying). */
+  route?: PlatformRoute;
+  /** One report line: what the target has, and what the run gave it. */
+  detail: string;
+}
+
+/** A completed restore. */
+export interface RestoreOutcome {
+  route?: PlatformRoute;
+  keepOwnership: boolean;
+  /** What a real restore emptied. */
+  replaced?: ReplacementPlan;
+  /** What pg_dump leaves behind that could not be re-applied. */
+  notApplied: string[];
+  /** One report line: how the archive was restored. */
+  detail: string;
+}
+
+/**
+ * Everything checkable before the restore: the archive's extensions and roles against the
+ * target (all missing ones named at once), roles given to a target the run owns, whether owners
+ * and grants can be kept, and a platform's route into a new database.
+ */
+export async function prepareRestore(job: RestoreJob, client: pg.Client): Promise<PreparedRestore> {
+  const found = await preflight({
+    client,
+    pgRestore: job.tools.pgRestore,
+    archivePath: job.archivePath,
+    listing: job.listing,
+    manifest: job.manifest,
+  });
+  requireExtensions(found, job.target);
+  const given = await provideRoles(job, client, found);
+  const ownership = await ownershipKept(job, client, found);
+  let keepOwnership = ownership.keep;
+  const route = job.into === 'new' ? await newDatabaseRoute(job, client) : undefined;
+  if (route && !keepOwnership) keepOwnership = await routeKeepsOwnership(client, route, job.logger);
+  const detail = [
+    `the archive's ${job.listing.extensions.length} extension(s) can be installed on ${job.target.describe}`,
+    ...(route ? [platformDetail(route)] : []),
+    `${found.roles.length} role(s) named` +
+      (given
+        ? `; ${given}`
+        : found.missingRoles.length
+          ? `; missing: ${found.missingRoles.join(', ')}`
+          : ', all present'),
+    keepOwnership ? 'owners and grants kept' : 'owners and grants left out (--no-owner --no-acl)',
+  ].join('; ');
+  return {
+    found,
+    keepOwnership,
+    ownershipNote: keepOwnership ? undefined : ownership.why,
+    route,
+    detail,
+  };
+}
+
+/**
+ * The restore itself: into a new database with pg_restore (a platform's route first), or, for
+ * the real restore, emptying and restoring in one transaction; then ANALYZE and what pg_dump
+ * leaves behind.
+ */
+export async function performRestore(
+  job: RestoreJob,
+  client: pg.Client,
+  prepared: PreparedRestore,
+): Promise<RestoreOutcome> {
+  const restored =
+    job.into === 'replace'
+      ? await replaceInTarget(job, client, prepared)
+      : await restoreIntoNew(job, client, prepared);
+  const notApplied = await afterRestore(client, job.target.database, job.manifest);
+  return { ...restored, notApplied };
+}
+
+/** Creates the roles a target the run owns lacks, then applies the backup's globals. */
+async function provideRoles(job: RestoreJob, client: pg.Client, found: Preflight): Promise<string> {
+  const done: string[] = [];
+  if (found.missingRoles.length > 0 && job.target.owned) {
+    const created = await createRoles(client, found.missingRoles, job.target.user);
+    job.createdRoles.push(...created);
+    done.push(
+      `created ${created.length} role(s) the archive names as NOLOGIN: ${created.join(', ')}`,
+    );
+  }
+  const file = job.into === 'new' ? await job.globals?.() : undefined;
+  if (file) {
+    const before = await roleNames(client);
+    await applyGlobals({
+      psql: job.tools.psql,
+      file,
+      connection: job.target.connection,
+      user: job.target.user,
+      env: job.env,
+      logger: job.logger,
+    });
+    job.createdRoles.push(...(await roleNames(client)).filter((r) => !before.includes(r)));
+    done.unshift('roles from globals applied first');
+  }
+  return done.join('; ');
+}
+
+async function roleNames(client: pg.Client): Promise<string[]> {
+  const r = await client.query<{ name: string }>('SELECT rolname AS name FROM pg_roles');
+  return r.rows.map((x) => x.name);
+}
+
+/**
+ * Owners and grants are kept when every role exists and the restoring user may act as each
+ * owner; otherwise the reason, which the log and a real restore's warnings carry.
+ */
+async function ownershipKept(
+  job: RestoreJob,
+  client: pg.Client,
+  found: Preflight,
+): Promise<{ keep: boolean; why?: string }> {
+  const plan = await planOwnership(client, {
+    owners: found.owners,
+    grantees: found.roles.filter((r) => !found.owners.includes(r)),
+  });
+  if (plan.keep) return { keep: true };
+  const reasons = [
+    plan.missing.length ? `missing roles: ${plan.missing.join(', ')}` : '',
+    plan.notMember.length
+      ? `the restoring user cannot own objects as: ${plan.notMember.join(', ')}`
+      : '',
+  ].filter(Boolean);
+  const why = `Restoring without owners and grants (--no-owner --no-acl): ${reasons.join('; ')}.`;
+  job.logger.info(why);
+  return { keep: false, why };
+}
+
+/** A platform's route into a new database, refused when the database holds the application. */
+async function newDatabaseRoute(
+  job: RestoreJob,
+  client: pg.Client,
+): Promise<PlatformRoute | undefined> {
+  const route = await platformRoute({
+    client,
+    manifest: job.manifest,
+    pgRestore: job.tools.pgRestore,
+    archivePath: job.archivePath,
+    workDir: job.workDir,
+    owned: job.target.owned,
+    target: job.target,
+    env: job.env,
+    logger: job.logger,
+  });
+  if (route && route.conflicts.length > 0) {
+    const shown =
+      route.conflicts.slice(0, 5).join(', ') + (route.conflicts.length > 5 ? ', …' : '');
+    throw new ConfigurationError(
+      `The target database ${job.target.describe} already holds application objects (${shown}): verify and the drill restore into a new database. Name one that does not exist in target-url.`,
+    );
+  }
+  for (const line of route?.leftOut ?? []) {
+    job.logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+  }
+  return route;
+}
+
+async function restoreIntoNew(
+  job: RestoreJob,
+  client: pg.Client,
+  prepared: PreparedRestore,
+): Promise<Omit<RestoreOutcome, 'notApplied'>> {
+  const { route, keepOwnership } = prepared;
+  for (const statement of route?.before ?? []) await client.query(statement);
+  const flags = keepOwnership ? '' : ' --no-owner --no-acl';
+  job.logger.info(
+    `pg_restore ${job.tools.version} --exit-on-error${flags} --jobs=${job.jobs} into ${job.target.describe}`,
+  );
+  await runPgRestore({
+    pgRestore: job.tools.pgRestore,
+    archivePath: job.archivePath,
+    connection: job.target.connection,
+    database: job.target.database,
+    jobs: job.jobs,
+    keepOwnership,
+    serialData: extensionTables(job.manifest),
+    listFile: route?.listFile,
+    sessionOptions: route?.sessionOptions,
+    env: job.env,
+    logger: job.logger,
+  });
+  const detail =
+    `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${job.tools.version} --exit-on-error${flags}` +
+    `${job.jobs > 1 ? ` with ${job.jobs} jobs` : ''}, then ANALYZE` +
+    (job.manifest.sourceState ? " and the source database's settings" : '');
+  return { route, keepOwnership, detail };
+}
+
+async function replaceInTarget(
+  job: RestoreJob,
+  client: pg.Client,
+  prepared: PreparedRestore,
+): Promise<Omit<RestoreOutcome, 'notApplied'>> {
+  await job.beforeReplace?.(client);
+  const replaced = await replaceTarget({
+    client,
+    target: job.target,
+    manifest: job.manifest,
+    pgRestore: job.tools.pgRestore,
+    psql: job.tools.psql,
+    archivePath: job.archivePath,
+    keepOwnership: prepared.keepOwnership,
+    workDir: job.workDir,
+    env: job.env,
+    logger: job.logger,
+  });
+  job.onReplaced?.();
+  const emptied = replaced.plan.summary;
+  const detail =
+    `${replaced.route ? `${platformDetail(replaced.route)}; ` : ''}emptied (${emptied.schemas.length} schema(s)` +
+    `${emptied.extensions.length ? `, ${emptied.extensions.length} extension(s)` : ''}` +
+    `${emptied.other.length ? `, ${emptied.other.length} other database-level object(s)` : ''}` +
+    `${emptied.largeObjects ? `, ${emptied.largeObjects} large object(s)` : ''}) and restored with pg_restore ${job.tools.version} in one transaction` +
+    `${replaced.keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`;
+  return {
+    route: replaced.route,
+    keepOwnership: replaced.keepOwnership,
+    replaced: replaced.plan,
+    detail,
+  };
 }
