@@ -50,6 +50,7 @@ import type { Storage } from '../storage/storage.js';
 import { recentDrills } from './history.js';
 import { otherSessions, terminateSessions } from './sessions.js';
 import { runSmokeCommand } from './smoke.js';
+import { rehearseUndo } from './undo.js';
 
 /** S3 storage classes whose objects cannot be read before a restore request thawed them. */
 export const ARCHIVE_STORAGE_CLASSES: readonly string[] = ['GLACIER', 'DEEP_ARCHIVE'];
@@ -154,6 +155,8 @@ export interface DrillResult {
   /** The pg_restore version used. */
   pgRestoreVersion?: string;
   safetyBackup?: { id: string; location: string };
+  /** How the safety backup's restore over the target was proved before the restore started. */
+  undoRehearsal?: string;
   /**
    * The real restore's target afterwards: `unchanged` (nothing was committed) or `restored`
    * (the backup's data, whatever the checks after it say). Undefined for a drill.
@@ -405,6 +408,19 @@ async function execute(
       if (restore.safetyBackup) {
         const objects = await withClient(target, userObjects);
         if (objects > 0) {
+          result.undoRehearsal = await logger.group('Undo rehearsal', () =>
+            rehearseUndo({
+              target: target!,
+              tools,
+              name,
+              workDir: deps.workDir,
+              zstdPath: deps.zstdPath,
+              env: deps.env,
+              clock: deps.clock,
+              logger,
+            }),
+          );
+          logger.info(`Undo: ${result.undoRehearsal}`);
           result.safetyBackup = await takeSafetyBackup(
             restore,
             deps,
@@ -770,7 +786,7 @@ async function finish(
 /** What a real restore left the target as, in one sentence, with the way back when there is one. */
 function describeTargetState(result: DrillResult): string {
   const undo = result.safetyBackup
-    ? ` To undo, restore the safety backup: mode: restore with backup-id: ${result.safetyBackup.id} (CLI: pg-backup restore --backup-id ${result.safetyBackup.id}), with the same target-url and confirm.`
+    ? ` To undo, restore the safety backup: mode: restore with backup-id: ${result.safetyBackup.id} (CLI: pg-backup restore --backup-id ${result.safetyBackup.id}), with the same target-url and confirm${result.undoRehearsal ? ' (rehearsed before the restore)' : ''}.`
     : '';
   if (result.targetState !== 'restored') {
     return `The target is unchanged: the restore committed nothing.${result.safetyBackup ? ` The safety backup ${result.safetyBackup.id} was stored anyway.` : ''}`;

@@ -426,6 +426,8 @@ export async function replaceTarget(o: {
   workDir: string;
   env: NodeJS.ProcessEnv;
   logger: Logger;
+  /** Everything, then a rollback: proves the replacement would succeed, changing nothing. */
+  rehearsal?: boolean;
 }): Promise<Replacement> {
   const { client, manifest, logger } = o;
   const restoreEnv = childEnv(o.env, o.target.connection, o.target.database);
@@ -511,6 +513,7 @@ export async function replaceTarget(o: {
     plan,
     keepOwnership,
     listFile: route?.listFile,
+    rehearsal: o.rehearsal,
   });
   return { plan, route, keepOwnership };
 }
@@ -556,6 +559,8 @@ export interface RestoreJob {
   globals?: () => Promise<string | undefined>;
   /** Runs just before a real restore touches the target (other sessions are ended there). */
   beforeReplace?: (client: pg.Client) => Promise<void>;
+  /** A real restore run to its end and rolled back: proves it would succeed, changing nothing. */
+  rehearsal?: boolean;
   /** Called once a real restore has committed: from then on the target holds the backup. */
   onReplaced?: () => void;
   env: NodeJS.ProcessEnv;
@@ -639,6 +644,7 @@ export async function performRestore(
     job.into === 'replace'
       ? await replaceInTarget(job, client, prepared)
       : await restoreIntoNew(job, client, prepared);
+  if (job.rehearsal) return { ...restored, notApplied: [] };
   const notApplied = await afterRestore(client, job.target.database, job.manifest);
   return { ...restored, notApplied };
 }
@@ -777,8 +783,9 @@ async function replaceInTarget(
     workDir: job.workDir,
     env: job.env,
     logger: job.logger,
+    rehearsal: job.rehearsal,
   });
-  job.onReplaced?.();
+  if (!job.rehearsal) job.onReplaced?.();
   const emptied = replaced.plan.summary;
   const detail =
     `${replaced.route ? `${platformDetail(replaced.route)}; ` : ''}emptied (${emptied.schemas.length} schema(s)` +
