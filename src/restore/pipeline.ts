@@ -37,6 +37,7 @@ import {
 } from './replace.js';
 import { archiveRoles, planOwnership } from './roles.js';
 import { compareWithSource, reapplySourceState } from './source-checks.js';
+import { measureServerSpace, requireServerSpace } from './space.js';
 import type { RestoreTarget } from './target.js';
 
 /**
@@ -608,6 +609,13 @@ export async function prepareRestore(job: RestoreJob, client: pg.Client): Promis
   const given = await provideRoles(job, client, found);
   const ownership = await ownershipKept(job, client, found);
   let keepOwnership = ownership.keep;
+  const space =
+    job.into === 'replace'
+      ? requireServerSpace(
+          await measureServerSpace(client, job.target.connection, job.manifest),
+          job.target.describe,
+        )
+      : undefined;
   const route = job.into === 'new' ? await newDatabaseRoute(job, client) : undefined;
   if (route && !keepOwnership) keepOwnership = await routeKeepsOwnership(client, route, job.logger);
   const detail = [
@@ -620,6 +628,7 @@ export async function prepareRestore(job: RestoreJob, client: pg.Client): Promis
           ? `; missing: ${found.missingRoles.join(', ')}`
           : ', all present'),
     keepOwnership ? 'owners and grants kept' : 'owners and grants left out (--no-owner --no-acl)',
+    ...(space ? [space] : []),
   ].join('; ');
   return {
     found,

@@ -118,7 +118,17 @@ describe('the undo of a real restore', () => {
                DROP SCHEMA locked CASCADE;
                GRANT CREATE ON DATABASE ${new URL(adminUrl).pathname.slice(1)} TO ${role}`),
     );
-    const result = await runRestore(restoreOptions(), testDrillDeps(store.storage, tools, dir));
+    const logger = new MemoryLogger();
+    const result = await runRestore(
+      restoreOptions(),
+      testDrillDeps(store.storage, tools, dir, { logger }),
+    );
+    // The role may not read data_directory: the space needed is said, the free space is not.
+    expect(logger.lines).toContainEqual(
+      expect.stringMatching(
+        /^Preflight: .*; the restore needs about .*; the server's free space cannot be seen from here/,
+      ),
+    );
     expect(result.error).toBeUndefined();
     expect(result.status).toBe('passed');
     expect(result.undoRehearsal).toMatch(
