@@ -672,6 +672,7 @@ async function runPhases(
           checks: options.checks,
           notApplied: outcome!.notApplied,
           notRestored: outcome!.route?.notRestored,
+          unvalidated: outcome!.route?.unvalidated,
         });
       });
       result.comparison = checked.comparison;

@@ -4,11 +4,13 @@ import type pg from 'pg';
 import type { Manifest } from '../catalog/manifest.js';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { runProcess } from '../core/process.js';
 import { childEnv, connect, quoteIdent } from '../postgres/connection.js';
 import type { ClientTools } from '../postgres/tools.js';
 import {
   SUPABASE_DATA_LEFT_OUT_SCHEMAS,
   detectPlatform,
+  type PlatformInfo,
   isPlatformSchema,
   matchesAny,
 } from '../postgres/platform.js';
@@ -193,6 +195,8 @@ export async function checkRestored(options: {
   notApplied: string[];
   /** Tables and sequences (`schema.name`) whose rows the restore left to the target's platform. */
   notRestored?: ReadonlySet<string>;
+  /** Foreign keys (`schema.table.constraint`) restored NOT VALID: their rows are not in the backup. */
+  unvalidated?: ReadonlySet<string>;
 }): Promise<{ checks: CheckResult[]; comparison: TableComparison[] }> {
   const { client, manifest } = options;
   const notRestored = options.notRestored ?? new Set<string>();
@@ -204,6 +208,7 @@ export async function checkRestored(options: {
         manifest.sourceState,
         options.notApplied,
         notRestored,
+        options.unvalidated,
       )
     : await legacyConstraintsAndSequences(client, options.listing.constraints);
   return {
@@ -230,6 +235,10 @@ export interface PlatformRoute {
   sessionOptions: string;
   /** Statements that run first: emptying the platform tables whose rows the backup brings. */
   before: string[];
+  /** Statements that run after pg_restore: foreign keys to rows the backup lacks, NOT VALID. */
+  after: string[];
+  /** Those foreign keys (`schema.table.constraint`): the checks expect them NOT VALID. */
+  unvalidated: Set<string>;
   /** Every entry of the archive left out, and why. */
   leftOut: { entry: string; why: string }[];
   /** Tables and sequences (`schema.name`) whose rows stay the target platform's. */
@@ -253,6 +262,8 @@ export async function platformRoute(o: {
   client: pg.Client;
   manifest: Manifest;
   pgRestore: string;
+  /** pg_dump, for a new database scaffolded from the server's own project. */
+  pgDump: string;
   archivePath: string;
   workDir: string;
   /** The run made the database (it may prepare it as a new platform database). */
@@ -269,30 +280,15 @@ export async function platformRoute(o: {
   let mode: PlatformRestoreMode = 'project';
   if (!platform) {
     if (!o.owned) throw notThePlatform(o.manifest.platform.name);
-    const prep = await planScratchPreparation({ listing, target: o.client });
-    const missing = prep.missingOnTarget.filter((m) => !m.startsWith('role '));
-    if (missing.length > 0 || prep.conflicts.length > 0) {
-      throw notThePlatform(o.manifest.platform.name, [...missing, ...prep.conflicts]);
+    if ((o.manifest.options?.schemas ?? []).length > 0) {
+      // The application's schemas alone: the platform's come from the server's own project.
+      platform = await scaffoldFromServer(o);
+    } else {
+      await preparePlatformDatabase(o, o.archivePath, listing);
+      platform = await detectPlatform(o.client);
+      mode = 'scratch';
     }
-    const prepFile = path.join(o.workDir, 'platform-prepare.list');
-    await writeFile(prepFile, prep.listFile);
-    o.logger.info(
-      `A new database on the platform's server: its schemas and extensions first, as the platform makes them (${prep.kept.length} entries)`,
-    );
-    await runPgRestore({
-      pgRestore: o.pgRestore,
-      archivePath: o.archivePath,
-      connection: o.target.connection,
-      database: o.target.database,
-      jobs: 1,
-      keepOwnership: true,
-      listFile: prepFile,
-      env: o.env,
-      logger: o.logger,
-    });
-    platform = await detectPlatform(o.client);
     if (!platform) throw notThePlatform(o.manifest.platform.name);
-    mode = 'scratch';
   }
   const plan = await planPlatformRestore({
     listing,
@@ -300,6 +296,7 @@ export async function platformRoute(o: {
     target: o.client,
     mode,
     archive: { pgRestore: o.pgRestore, path: o.archivePath },
+    unvalidated: o.owned,
   });
   if (plan.missingOnTarget.length > 0) {
     throw notThePlatform(o.manifest.platform.name, plan.missingOnTarget);
@@ -326,6 +323,8 @@ export async function platformRoute(o: {
     listFile,
     sessionOptions: REPLICA_ROLE_OPTION,
     before: truncate ? [truncate] : [],
+    after: plan.unvalidated.statements,
+    unvalidated: new Set(plan.unvalidated.constraints),
     leftOut: plan.leftOut,
     notRestored,
     conflicts: plan.conflicts,
@@ -343,6 +342,114 @@ export async function platformRoute(o: {
       .sort(),
   };
 }
+
+type RouteInput = Parameters<typeof platformRoute>[0];
+
+/**
+ * A new database on the platform's server is given the archive's schemas and extensions first,
+ * as the platform makes them (CREATE EXTENSION, not the extension's dumped members).
+ */
+async function preparePlatformDatabase(
+  o: RouteInput,
+  archivePath: string,
+  listing: string,
+): Promise<void> {
+  const name = o.manifest.platform?.name ?? 'supabase';
+  const prep = await planScratchPreparation({ listing, target: o.client });
+  const missing = prep.missingOnTarget.filter((m) => !m.startsWith('role '));
+  if (missing.length > 0 || prep.conflicts.length > 0) {
+    throw notThePlatform(name, [...missing, ...prep.conflicts]);
+  }
+  const prepFile = path.join(o.workDir, 'platform-prepare.list');
+  await writeFile(prepFile, prep.listFile);
+  o.logger.info(
+    `A new database on the platform's server: its schemas and extensions first, as the platform makes them (${prep.kept.length} entries)`,
+  );
+  await runPgRestore({
+    pgRestore: o.pgRestore,
+    archivePath,
+    connection: o.target.connection,
+    database: o.target.database,
+    jobs: 1,
+    keepOwnership: true,
+    listFile: prepFile,
+    env: o.env,
+    logger: o.logger,
+  });
+}
+
+/**
+ * For a backup of the application's schemas only (its foreign keys, policies and defaults name
+ * auth.users, auth.uid(), extensions.*): a new database on the platform's server is scaffolded
+ * from the server's own project database, the platform's definitions without any rows, as a
+ * new project holds them. The application's schemas of that database are left out.
+ */
+async function scaffoldFromServer(o: RouteInput): Promise<PlatformInfo | undefined> {
+  const name = o.manifest.platform?.name ?? 'supabase';
+  const project = await connect(o.target.connection, PLATFORM_PROJECT_DATABASE);
+  let schemas: string[];
+  try {
+    const platform = await detectPlatform(project);
+    if (!platform) throw notThePlatform(name);
+    const all = await project.query<{ name: string }>(
+      `SELECT nspname AS name FROM pg_catalog.pg_namespace
+        WHERE nspname <> 'information_schema' AND nspname NOT LIKE 'pg\\_%'`,
+    );
+    schemas = all.rows.map((r) => r.name).filter((s) => !isPlatformSchema(s));
+  } finally {
+    await project.end().catch(() => undefined);
+  }
+  const file = path.join(o.workDir, 'platform-scaffold.pgc');
+  const dump = await runProcess(
+    o.pgDump,
+    [
+      '--no-password',
+      '--format=custom',
+      '--schema-only',
+      `--file=${file}`,
+      ...schemas.map((s) => `--exclude-schema=${s}`),
+    ],
+    { env: childEnv(o.env, o.target.connection, PLATFORM_PROJECT_DATABASE) },
+  );
+  if (dump.code !== 0) {
+    throw new Error(
+      `pg_dump of the server's ${PLATFORM_PROJECT_DATABASE} database failed: ${dump.stderr.trim()}`,
+    );
+  }
+  o.logger.info(
+    `A backup of the application's schemas only: the new database is scaffolded from the server's own ${PLATFORM_PROJECT_DATABASE} database (the platform's definitions, no rows)`,
+  );
+  const listing = await listArchiveText(o.pgRestore, file);
+  await preparePlatformDatabase(o, file, listing);
+  const platform = await detectPlatform(o.client);
+  if (!platform) return undefined;
+  const plan = await planPlatformRestore({
+    listing,
+    platform,
+    target: o.client,
+    mode: 'scratch',
+    archive: { pgRestore: o.pgRestore, path: file },
+  });
+  if (plan.missingOnTarget.length > 0) throw notThePlatform(name, plan.missingOnTarget);
+  const listFile = path.join(o.workDir, 'platform-scaffold.list');
+  await writeFile(listFile, plan.listFile);
+  await runPgRestore({
+    pgRestore: o.pgRestore,
+    archivePath: file,
+    connection: o.target.connection,
+    database: o.target.database,
+    jobs: 1,
+    keepOwnership: true,
+    listFile,
+    sessionOptions: REPLICA_ROLE_OPTION,
+    env: o.env,
+    logger: o.logger,
+  });
+  return detectPlatform(o.client);
+}
+
+/** The database a platform's server keeps its own project in (Supabase: postgres). */
+const PLATFORM_PROJECT_DATABASE = 'postgres';
 
 /** Entries of an archive that create no object of their own, so set no owner. */
 const NOT_OWNED = ['TABLE DATA', 'SEQUENCE SET', 'BLOBS', 'COMMENT', 'ACL', 'SECURITY LABEL'];
@@ -420,6 +527,7 @@ export async function replaceTarget(o: {
   client: pg.Client;
   target: RestoreTarget;
   manifest: Manifest;
+  pgDump: string;
   pgRestore: string;
   psql: string;
   archivePath: string;
@@ -470,6 +578,7 @@ export async function replaceTarget(o: {
       route = await platformRoute({
         client,
         manifest,
+        pgDump: o.pgDump,
         pgRestore: o.pgRestore,
         archivePath: o.archivePath,
         workDir: o.workDir,
@@ -547,7 +656,7 @@ function replacedSelection(
 export interface RestoreJob {
   target: RestoreTarget;
   manifest: Manifest;
-  tools: Pick<ClientTools, 'pgRestore' | 'psql' | 'version'>;
+  tools: Pick<ClientTools, 'pgDump' | 'pgRestore' | 'psql' | 'version'>;
   archivePath: string;
   listing: ArchiveListing;
   workDir: string;
@@ -723,6 +832,7 @@ async function newDatabaseRoute(
   const route = await platformRoute({
     client,
     manifest: job.manifest,
+    pgDump: job.tools.pgDump,
     pgRestore: job.tools.pgRestore,
     archivePath: job.archivePath,
     workDir: job.workDir,
@@ -768,6 +878,7 @@ async function restoreIntoNew(
     env: job.env,
     logger: job.logger,
   });
+  for (const statement of route?.after ?? []) await client.query(statement);
   const detail =
     `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${job.tools.version} --exit-on-error${flags}` +
     `${job.jobs > 1 ? ` with ${job.jobs} jobs` : ''}, then ANALYZE` +
@@ -785,6 +896,7 @@ async function replaceInTarget(
     client,
     target: job.target,
     manifest: job.manifest,
+    pgDump: job.tools.pgDump,
     pgRestore: job.tools.pgRestore,
     psql: job.tools.psql,
     archivePath: job.archivePath,

@@ -574,6 +574,7 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
           checks: options.checks,
           notApplied: restored.outcome.notApplied,
           notRestored: restored.outcome.route?.notRestored,
+          unvalidated: restored.outcome.route?.unvalidated,
         });
         run.tables = result.comparison;
         for (const check of result.checks) record(run, check);
