@@ -56,8 +56,10 @@ const FILE_KEY_SIZE = 16;
 const NONCE_SIZE = 16;
 const COLUMNS_PER_LINE = 64;
 const BYTES_PER_LINE = (COLUMNS_PER_LINE / 4) * 3;
-/** Headers larger than this are rejected instead of buffered (about 5,000 X25519 recipients). */
+/** Headers larger than this are rejected instead of buffered (about 10,000 X25519 recipients). */
 const MAX_HEADER_SIZE = 1024 * 1024;
+/** Longer than any valid MAC line (48 bytes): a stray "\n---" is not waited on forever. */
+const MAX_MAC_LINE = 128;
 const X25519_LABEL = 'age-encryption.org/v1/X25519';
 const SCRYPT_LABEL = 'age-encryption.org/v1/scrypt';
 const IDENTITY_HRP = 'AGE-SECRET-KEY-';
@@ -758,19 +760,21 @@ class AgeDecryptStream extends Transform {
     if (bad) return bad;
     if (data.length < INTRO_BYTES.length) return -1;
     const marker = data.indexOf(MAC_LINE_MARKER, this.markerSearchFrom);
-    if (marker >= 0) {
-      const end = data.indexOf(0x0a, marker + 1);
-      if (end >= 0) return end + 1;
-      if (data.length - marker > 128) {
-        return new AgeError('the age header is malformed: invalid closing (MAC) line', 'header');
-      }
-    } else {
-      this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
-    }
-    if (data.length > MAX_HEADER_SIZE) {
+    if (marker < 0) this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
+    const newline = marker >= 0 ? data.indexOf(0x0a, marker + 1) : -1;
+    // The input length at which each outcome is known when bytes come one at a time: the size
+    // limit passed, the header's end, a MAC line too long. The earliest within the input wins,
+    // so the outcome does not depend on how the input was split into writes.
+    const tooLarge = MAX_HEADER_SIZE + 1;
+    const complete = newline >= 0 ? newline + 1 : Infinity;
+    const macTooLong = marker >= 0 ? marker + MAX_MAC_LINE + 1 : Infinity;
+    const first = Math.min(tooLarge, complete, macTooLong);
+    if (first > data.length) return -1;
+    if (first === tooLarge) {
       return new AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`, 'header');
     }
-    return -1;
+    if (first === complete) return complete;
+    return new AgeError('the age header is malformed: invalid closing (MAC) line', 'header');
   }
 
   private async unwrap(header: Buffer): Promise<void> {

@@ -654,6 +654,92 @@ describe('header parsing against the spec', () => {
   });
 });
 
+describe('the 1 MiB header limit, however the input is split into writes', () => {
+  const LIMIT = 1024 * 1024;
+  /** The intro line, the X25519 stanza and the MAC line of craftAgeFile's header. */
+  const FIXED = 22 + 98 + 48;
+
+  /** A file whose header (through the MAC line's newline) is `size` bytes. */
+  function fileWithHeader(size: number, plaintext: Buffer): Buffer {
+    let extra = size - FIXED;
+    let stanzas = '';
+    // Unknown stanzas with an empty body, "-> g <argument>\n\n": 1,007 bytes each, the last
+    // one cut to what remains.
+    while (extra > 0) {
+      const n = extra >= 1007 + 8 || extra <= 1007 ? Math.min(extra, 1007) : extra - 8;
+      stanzas += `-> g ${'a'.repeat(n - 7)}\n\n`;
+      extra -= n;
+    }
+    const file = craftAgeFile(alice.recipient, stanzas, plaintext);
+    expect(headerLength(file)).toBe(size);
+    return file;
+  }
+
+  /** Splits `data` at every one of `sizes` in turn. */
+  function cut(data: Buffer, sizes: number[]): Buffer[] {
+    const out: Buffer[] = [];
+    for (let at = 0, i = 0; at < data.length; i++) {
+      const n = sizes[i % sizes.length];
+      out.push(data.subarray(at, at + n));
+      at += n;
+    }
+    return out;
+  }
+
+  const splits = (file: Buffer): Record<string, Buffer[]> => ({
+    'one write': [file],
+    'one-byte writes': cut(file, [1]),
+    'writes of 1 to 5,000 bytes': cut(file, [1, 4999, 17, 3000, 64, 2]),
+    'a write ending at the limit': cut(file, [LIMIT, file.length]),
+    'a write ending just past the limit': cut(file, [LIMIT + 1, file.length]),
+  });
+
+  it('accepts a header of exactly 1 MiB in every split', async () => {
+    const plaintext = crypto.randomBytes(CHUNK + 5);
+    const file = fileWithHeader(LIMIT, plaintext);
+    for (const [split, input] of Object.entries(splits(file))) {
+      const out = await through(createDecryptStream({ identities: [alice.identity] }), input);
+      expect([split, out.equals(plaintext)]).toEqual([split, true]);
+    }
+  });
+
+  it('rejects a header one byte over in every split', async () => {
+    const file = fileWithHeader(LIMIT + 1, crypto.randomBytes(100));
+    for (const [split, input] of Object.entries(splits(file))) {
+      let caught: unknown;
+      const out: Buffer[] = [];
+      await pipeline(
+        Readable.from(input),
+        createDecryptStream({ identities: [alice.identity] }),
+        async (source: AsyncIterable<Buffer>) => {
+          for await (const chunk of source) out.push(chunk);
+        },
+      ).catch((error: unknown) => (caught = error));
+      expect([split, (caught as Error | undefined)?.message]).toEqual([
+        split,
+        `the age header is larger than ${LIMIT} bytes`,
+      ]);
+      expect(out).toHaveLength(0);
+    }
+  });
+
+  it('rejects a closing line that does not end the same way in every split', async () => {
+    const file = craftAgeFile(alice.recipient, '', Buffer.from('x'));
+    const at = headerLength(file) - 1;
+    const long = Buffer.concat([file.subarray(0, at), Buffer.alloc(200, 'A'), file.subarray(at)]);
+    for (const [split, input] of Object.entries(splits(long))) {
+      let caught: unknown;
+      await through(createDecryptStream({ identities: [alice.identity] }), input).catch(
+        (error: unknown) => (caught = error),
+      );
+      expect([split, (caught as Error | undefined)?.message]).toEqual([
+        split,
+        'the age header is malformed: invalid closing (MAC) line',
+      ]);
+    }
+  });
+});
+
 describe('streaming', () => {
   it('pipes 64 MiB through encrypt and decrypt with bounded buffering', async () => {
     const total = 64 * 1024 * 1024;
