@@ -187,56 +187,62 @@ function decodeIdentity(identity: string): Buffer | null {
   }
 }
 
+/**
+ * Whether a value may be a secret key, however mistyped: `AGE-SECRET-KEY-1…`, `AGE_SECRET_KEY_1…`,
+ * `age secret key 1…`, or an age plugin identity. Only to word the error better: no error
+ * message shows a recipient or identity value of any kind.
+ */
+function mayBeSecretKey(value: string): boolean {
+  const letters = value.toUpperCase().replace(/[^A-Z0-9]/g, '');
+  return letters.includes('SECRETKEY') || letters.startsWith('AGEPLUGIN');
+}
+
+/** What is wrong with a recipient value, in words that never include the value. */
 function recipientProblem(value: string): string {
-  if (/^ssh-/.test(value)) {
+  if (mayBeSecretKey(value)) {
+    return (
+      'this looks like an age secret key (identity), not a recipient: give its public key ' +
+      '(age1..., as age-keygen -y prints it), and rotate the secret key if it was exposed'
+    );
+  }
+  if (/^(ssh-|ecdsa-)/i.test(value)) {
     return 'SSH keys are not supported, only age X25519 recipients (age1...)';
   }
   if (/^age1pq1/i.test(value)) return 'post-quantum hybrid recipients are not supported';
   if (/^age1[a-z0-9]+1/.test(value)) return 'age plugin recipients are not supported';
-  if (looksSecret(value)) {
-    return 'this is a secret identity, not a recipient; give its public key (age1...)';
+  if (/^age1/i.test(value)) {
+    return 'not a valid age X25519 recipient: a character is wrong, missing or extra (its checksum does not match)';
   }
-  return 'not a valid age X25519 recipient (age1...)';
+  return 'not an age X25519 recipient (age1...)';
 }
 
-/** Values that look like secret keys: recipient errors must not echo them. */
-function looksSecret(value: string): boolean {
-  return /AGE-(SECRET-KEY|PLUGIN)-/i.test(value);
-}
-
-/** A recipient value as error messages show it: quoted, unless it may be a secret. */
-function shownRecipient(value: string): string {
-  return looksSecret(value) ? '(value not shown)' : `"${value}"`;
-}
-
+/** What is wrong with an identity value, in words that never include the value. */
 function identityProblem(value: string): string {
   if (/^age1/i.test(value)) return 'this is a public key (recipient), not an identity';
   if (/^AGE-SECRET-KEY-PQ-/i.test(value)) {
     return 'post-quantum hybrid identities are not supported';
   }
   if (/^AGE-PLUGIN-/i.test(value)) return 'age plugin identities are not supported';
-  if (/^-----BEGIN/.test(value) || /^ssh-/.test(value)) {
+  if (/^-----BEGIN/.test(value) || /^(ssh-|ecdsa-)/i.test(value)) {
     return 'SSH keys are not supported, only age X25519 identities';
   }
   return 'not a valid age X25519 identity (AGE-SECRET-KEY-1...)';
 }
 
-function recipientKey(recipient: string): Buffer {
-  const raw = decodeRecipient(recipient.trim());
+function recipientKey(recipient: string, index: number): Buffer {
+  const value = recipient.trim();
+  const raw = decodeRecipient(value);
   if (!raw) {
-    throw new ConfigurationError(
-      `invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`,
-    );
+    throw new ConfigurationError(`age recipient ${index + 1}: ${recipientProblem(value)}`);
   }
   return raw;
 }
 
 function identitySecret(identity: string, where: string): Buffer {
-  const raw = decodeIdentity(identity.trim());
+  const value = identity.trim();
+  const raw = decodeIdentity(value);
   if (!raw) {
-    throw new ConfigurationError(
-      `invalid age identity ${where}: ${identityProblem(identity.trim())}`,
-    );
+    throw new ConfigurationError(`invalid age identity ${where}: ${identityProblem(value)}`);
   }
   return raw;
 }
@@ -256,28 +262,53 @@ export function identityToRecipient(identity: string): string {
   return bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret)));
 }
 
+/** The items of a recipients text, with where each one is (1-based). */
+function recipientItems(text: string): { value: string; line: number; item?: number }[] {
+  const out: { value: string; line: number; item?: number }[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const items = line
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
+    items.forEach((value, j) =>
+      out.push({ value, line: i + 1, item: items.length > 1 ? j + 1 : undefined }),
+    );
+  });
+  return out;
+}
+
 /**
  * Recipients from text: one `age1...` per line or several separated by commas; lines starting with
- * '#' and blank lines are ignored; duplicates are dropped. May return an empty list.
+ * '#' and blank lines are ignored; duplicates are dropped. May return an empty list. Errors name
+ * the line (and the item on a line of several) and what is wrong, never the value: a secret key
+ * pasted here by mistake must not reach a log.
  */
 export function parseRecipients(text: string): string[] {
   const out: string[] = [];
-  const lines = text.split(/\r?\n/);
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trim();
-    if (line === '' || line.startsWith('#')) continue;
-    for (const item of line.split(',')) {
-      const value = item.trim();
-      if (value === '') continue;
-      if (!decodeRecipient(value)) {
-        throw new ConfigurationError(
-          `age recipients, line ${i + 1}: invalid recipient ${shownRecipient(value)}: ${recipientProblem(value)}`,
-        );
-      }
-      if (!out.includes(value)) out.push(value);
+  for (const { value, line, item } of recipientItems(text)) {
+    if (!decodeRecipient(value)) {
+      const where = item === undefined ? `line ${line}` : `line ${line}, item ${item}`;
+      throw new ConfigurationError(`age recipients, ${where}: ${recipientProblem(value)}`);
     }
+    if (!out.includes(value)) out.push(value);
   }
   return out;
+}
+
+/**
+ * The values of a recipients text that are not recipients, each whole and each of its words of
+ * 20 characters or more: front doors mask them in their logs, as they may be secret keys.
+ */
+export function invalidRecipientValues(text: string): string[] {
+  const out = new Set<string>();
+  for (const { value } of recipientItems(text)) {
+    if (decodeRecipient(value)) continue;
+    out.add(value);
+    for (const word of value.split(/\s+/)) if (word.length >= 20) out.add(word);
+  }
+  return [...out];
 }
 
 /**
@@ -499,7 +530,7 @@ function encryptConfig(options: AgeEncryptOptions): EncryptConfig {
       `the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`,
     );
   }
-  return { recipientKeys: recipients.map(recipientKey), passphrase, workFactor };
+  return { recipientKeys: recipients.map((r, i) => recipientKey(r, i)), passphrase, workFactor };
 }
 
 /** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */

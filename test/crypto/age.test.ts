@@ -14,11 +14,13 @@ import {
   createEncryptStream,
   generateIdentity,
   identityToRecipient,
+  invalidRecipientValues,
   parseIdentities,
   parseRecipients,
   type AgeDecryptOptions,
   type AgeEncryptOptions,
 } from '../../src/crypto/age.js';
+import { mistypedSecretKeys, showsKey } from '../support/mistyped-keys.js';
 
 const CHUNK = 65536;
 const SEALED_CHUNK = CHUNK + 16;
@@ -813,34 +815,71 @@ describe('parseRecipients and parseIdentities', () => {
     expect(parseRecipients('')).toEqual([]);
   });
 
-  it('rejects a bad recipient naming the line and the value', () => {
+  it('rejects a bad recipient naming its line and item, never the value', () => {
     const bad = `${alice.recipient.slice(0, -1)}${alice.recipient.endsWith('q') ? 'p' : 'q'}`;
-    expect(() => parseRecipients(`# keys\n${alice.recipient}\n${bad}\n`)).toThrow(
-      ConfigurationError,
-    );
-    expect(() => parseRecipients(`# keys\n${alice.recipient}\n${bad}\n`)).toThrow(
-      `age recipients, line 3: invalid recipient "${bad}"`,
-    );
-    expect(() => parseRecipients('ssh-ed25519 AAAA')).toThrow(/SSH keys are not supported/);
-    // A secret pasted where a recipient belongs is not echoed.
-    for (const attempt of [
-      () => parseRecipients(`${alice.recipient}\n${alice.identity}`),
-      () => createEncryptStream({ recipients: [alice.identity] }),
-    ]) {
+    const problem = (text: string): string => {
       let caught: unknown;
       try {
-        attempt();
+        parseRecipients(text);
       } catch (err) {
         caught = err;
       }
       observedErrors.push(caught);
       expect(caught).toBeInstanceOf(ConfigurationError);
-      expect((caught as Error).message).toMatch(/this is a secret identity, not a recipient/);
-      expect((caught as Error).message).not.toContain(alice.identity);
-    }
-    expect(() => parseRecipients(`${alice.recipient},nope`)).toThrow(
-      /line 1: invalid recipient "nope"/,
+      return (caught as Error).message;
+    };
+    expect(problem(`# keys\n${alice.recipient}\n${bad}\n`)).toBe(
+      'age recipients, line 3: not a valid age X25519 recipient: a character is wrong, missing or extra (its checksum does not match)',
     );
+    expect(problem(`${alice.recipient},nope`)).toBe(
+      'age recipients, line 1, item 2: not an age X25519 recipient (age1...)',
+    );
+    expect(problem('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG')).toBe(
+      'age recipients, line 1: SSH keys are not supported, only age X25519 recipients (age1...)',
+    );
+    expect(problem(`${bad}`)).not.toContain(bad.slice(4, 12));
+  });
+
+  it('never shows a secret key typed into the recipients, however it is spelled', () => {
+    for (const [spelling, value] of Object.entries(mistypedSecretKeys(alice.identity))) {
+      for (const [where, attempt] of [
+        ['line 2', () => parseRecipients(`# keys\n${value}\n${bob.recipient}`)],
+        ['line 1, item 2', () => parseRecipients(`${bob.recipient}, ${value}`)],
+        ['age recipient 2', () => createEncryptStream({ recipients: [bob.recipient, value] })],
+      ] as const) {
+        let caught: unknown;
+        try {
+          attempt();
+        } catch (err) {
+          caught = err;
+        }
+        observedErrors.push(caught);
+        expect([spelling, caught]).toEqual([spelling, expect.any(ConfigurationError)]);
+        const message = (caught as Error).message;
+        expect([spelling, message]).toEqual([spelling, expect.stringContaining(where)]);
+        expect([spelling, showsKey(message, alice.identity)]).toEqual([spelling, false]);
+        if (spelling !== 'without its prefix') {
+          expect([spelling, message]).toEqual([
+            spelling,
+            expect.stringContaining(
+              'this looks like an age secret key (identity), not a recipient',
+            ),
+          ]);
+        }
+      }
+    }
+  });
+
+  it('lists what to mask in a recipients text: what is not a recipient', () => {
+    const spelled = mistypedSecretKeys(alice.identity)['with spaces'];
+    const text = `# team keys, rotated\n${bob.recipient}\n${carol.recipient}, ${spelled}\n`;
+    const masked = invalidRecipientValues(text);
+    expect(masked).toContain(spelled);
+    expect(masked).toContain(spelled.split(' ')[1]);
+    expect(masked).toContain(spelled.split(' ')[2]);
+    expect(masked.join('\n')).not.toContain(bob.recipient);
+    expect(masked.join('\n')).not.toContain('rotated');
+    expect(invalidRecipientValues(`${bob.recipient}\n# note`)).toEqual([]);
   });
 
   it('reads the age-keygen file format', async () => {
@@ -877,6 +916,25 @@ describe('parseRecipients and parseIdentities', () => {
     expect(() => createDecryptStream({ identities: ['AGE-SECRET-KEY-1NOPE'] })).toThrow(
       'invalid age identity number 1: not a valid age X25519 identity (AGE-SECRET-KEY-1...)',
     );
+    for (const [spelling, value] of Object.entries(mistypedSecretKeys(alice.identity))) {
+      if (spelling === 'as age-keygen writes it' || spelling === 'in lower case') continue;
+      for (const [where, attempt] of [
+        ['line 2', () => parseIdentities(`# created: now\n${value}\n`)],
+        ['number 1', () => createDecryptStream({ identities: [value] })],
+      ] as const) {
+        let caught: unknown;
+        try {
+          attempt();
+        } catch (err) {
+          caught = err;
+        }
+        observedErrors.push(caught);
+        expect([spelling, caught]).toEqual([spelling, expect.any(ConfigurationError)]);
+        const message = (caught as Error).message;
+        expect([spelling, message]).toEqual([spelling, expect.stringContaining(where)]);
+        expect([spelling, showsKey(message, alice.identity)]).toEqual([spelling, false]);
+      }
+    }
   });
 });
 
