@@ -4,6 +4,7 @@ import path from 'node:path';
 import { runProcess } from '../../src/core/process.js';
 import { manifestKey } from '../../src/catalog/keys.js';
 import type { Manifest } from '../../src/catalog/manifest.js';
+import { manifestSchemaProblem } from '../../src/catalog/manifest-schema.js';
 import { generateIdentity } from '../../src/crypto/age.js';
 import { runBundle } from '../support/bundle.js';
 import { mistypedSecretKeys, showsKey } from '../support/mistyped-keys.js';
@@ -73,6 +74,7 @@ describe.each(['s3', 'local'] as const)('backup bundle against %s storage', (kin
     const manifestData = await store.storage.getBytes(manifestKey('shop', id));
     expect(manifestData).toBeDefined();
     const manifest = JSON.parse(manifestData!.toString()) as Manifest;
+    expect(manifestSchemaProblem(manifest)).toBeUndefined();
     expect(manifest.compression.method).toBe('zstd');
     expect(manifest.encryption).toEqual({
       scheme: 'age',
