@@ -13,7 +13,7 @@ function validator(): ValidateFunction {
 }
 
 /** One schema error in words: the JSON pointer of the field and what is wrong with it. */
-function describe(error: ErrorObject): string {
+function inWords(error: ErrorObject): string {
   const at = error.instancePath || '/';
   switch (error.keyword) {
     case 'required': {
@@ -43,7 +43,7 @@ export function manifestSchemaProblem(value: unknown): string | undefined {
   const check = validator();
   if (check(value)) return undefined;
   const errors = check.errors ?? [];
-  const first = errors[0] ? describe(errors[0]) : 'it does not match the manifest schema';
+  const first = errors[0] ? inWords(errors[0]) : 'it does not match the manifest schema';
   const more = errors.length > 1 ? ` (and ${errors.length - 1} more problem(s))` : '';
   return `${first}${more}`;
 }
