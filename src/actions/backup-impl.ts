@@ -5,7 +5,7 @@ import { BACKUP_KINDS, type BackupKind } from '../catalog/manifest.js';
 import { parseKeepUntil } from '../core/duration.js';
 import { systemClock } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
-import { parseRecipients } from '../crypto/age.js';
+import { invalidRecipientValues, parseRecipients } from '../crypto/age.js';
 import { resolveConnection } from '../postgres/connection.js';
 import { clientToolResolver, ToolVersionError } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
@@ -37,7 +37,10 @@ export async function runBackupAction(): Promise<void> {
   const passphrase = optionalInput(Inputs.EncryptionPassphrase);
   maskSecret(passphrase);
 
-  const recipients = parseRecipients(optionalInput(Inputs.EncryptionRecipients) ?? '');
+  const recipientsText = optionalInput(Inputs.EncryptionRecipients) ?? '';
+  // What is not a recipient may be a secret key typed here by mistake: masked before any log.
+  for (const value of invalidRecipientValues(recipientsText)) core.setSecret(value);
+  const recipients = parseRecipients(recipientsText);
   const kind = choiceInput<BackupKind>(Inputs.Kind, BACKUP_KINDS, 'scheduled');
   const keepUntilText = optionalInput(Inputs.KeepUntil);
   const options: BackupOptions = {

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { runBackup, type BackupResult } from '../../src/backup/backup.js';
 import { listVerifications } from '../../src/catalog/catalog.js';
+import { manifestSchemaProblem } from '../../src/catalog/manifest-schema.js';
 import { findOnPath } from '../../src/core/process.js';
 import { runDrill, runRestore } from '../../src/drill/drill.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
@@ -53,6 +54,7 @@ describe('a Supabase project', () => {
   it('is recorded as one, with a word about the catalog name every project shares', () => {
     expect(backup.manifest.name).toBe('postgres');
     expect(backup.manifest.platform?.name).toBe('supabase');
+    expect(manifestSchemaProblem(backup.manifest)).toBeUndefined();
     expect(backup.manifest.platform?.managedSchemas).toEqual(
       expect.arrayContaining(['auth', 'storage', 'vault', 'extensions']),
     );
