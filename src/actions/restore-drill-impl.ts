@@ -19,6 +19,7 @@ import {
   type DrillResult,
 } from '../drill/drill.js';
 import { drillSummary } from '../drill/summary.js';
+import { extensionInstaller } from '../postgres/extensions.js';
 import { clientToolResolver } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import { parseChecks } from '../restore/checks.js';
@@ -178,6 +179,7 @@ export async function runRestoreDrillAction(): Promise<void> {
         request.version,
         request.needServer,
       ),
+    installExtensions: extensionInstaller(env, logger),
     workDir,
     workspace,
     onTemporaryFolder: (dir) => {

@@ -7,6 +7,7 @@ import { ConfigurationError } from '../core/errors.js';
 import { systemClock } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
 import { parseIdentities } from '../crypto/age.js';
+import { extensionInstaller } from '../postgres/extensions.js';
 import { mayInstallTools } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import { uploadReportArtifact } from '../report/artifact.js';
@@ -91,6 +92,7 @@ export async function runVerifyAction(): Promise<void> {
     zstdPath: findOnPath('zstd', env.PATH),
     tmpDir,
     ...verifyToolResolvers({ postgresVersion, install: mayInstallTools(env), logger }),
+    installExtensions: extensionInstaller(env, logger),
   });
 
   const markdown = verifyMarkdown(report);

@@ -107,6 +107,8 @@ export interface DrillDeps {
   /** Absolute path of `zstd`, when installed. */
   zstdPath?: string;
   resolveTools(request: ToolRequest): Promise<ClientTools>;
+  /** Installs extensions the scratch server lacks; see RestoreJob. */
+  installExtensions?: (names: string[], major: number) => Promise<string>;
   /** Server binaries for a scratch target; default: the newest installed of at least `minMajor`. */
   findServer?(minMajor: number): Promise<ServerBinaries>;
   /** A folder the drill may fill with the downloaded object and archive (removed afterwards). */
@@ -646,6 +648,7 @@ async function runPhases(
             decryption: options.decryption,
             dir: workDir,
           }),
+        installExtensions: deps.installExtensions,
         beforeReplace: restore ? (c) => endOtherSessions(c, target, restore, logger) : undefined,
         onReplaced: () => {
           result.targetState = 'restored';

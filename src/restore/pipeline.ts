@@ -104,7 +104,7 @@ export async function preflight(options: {
  * Fails, before anything is restored, with everything the target lacks and how to give it: a
  * server of the platform's own image as a `services:` container, and target-url.
  */
-export function requireExtensions(found: Preflight, target: RestoreTarget): void {
+export function requireExtensions(found: Preflight, target: RestoreTarget, tried?: string): void {
   if (found.missingExtensions.length === 0) return;
   const supabase = found.missingExtensions.some((e) => SUPABASE_EXTENSIONS.includes(e));
   // Everything missing on the first line: a report line keeps the first and the last lines.
@@ -114,6 +114,7 @@ export function requireExtensions(found: Preflight, target: RestoreTarget): void
         ? `; it also names roles the server lacks: ${found.missingRoles.join(', ')}.`
         : '.'),
   ];
+  if (tried) lines.push(`Extensions of the scratch server: ${tried}.`);
   lines.push(
     supabase
       ? "These are Supabase platform extensions: restore into the platform itself, a services: container of the supabase/postgres image at the project's version, and give it as target-url:"
@@ -667,6 +668,11 @@ export interface RestoreJob {
   createdRoles: string[];
   /** The backup's globals as a psql file, applied before a restore into a new database. */
   globals?: () => Promise<string | undefined>;
+  /**
+   * Installs extensions a scratch server lacks (apt, where the run may change the machine);
+   * returns one line saying what it did.
+   */
+  installExtensions?: (names: string[], major: number) => Promise<string>;
   /** Runs just before a real restore touches the target (other sessions are ended there). */
   beforeReplace?: (client: pg.Client) => Promise<void>;
   /** A real restore run to its end and rolled back: proves it would succeed, changing nothing. */
@@ -707,14 +713,21 @@ export interface RestoreOutcome {
  * and grants can be kept, and a platform's route into a new database.
  */
 export async function prepareRestore(job: RestoreJob, client: pg.Client): Promise<PreparedRestore> {
-  const found = await preflight({
-    client,
-    pgRestore: job.tools.pgRestore,
-    archivePath: job.archivePath,
-    listing: job.listing,
-    manifest: job.manifest,
-  });
-  requireExtensions(found, job.target);
+  const read = (): Promise<Preflight> =>
+    preflight({
+      client,
+      pgRestore: job.tools.pgRestore,
+      archivePath: job.archivePath,
+      listing: job.listing,
+      manifest: job.manifest,
+    });
+  let found = await read();
+  let installed: string | undefined;
+  if (found.missingExtensions.length > 0 && job.target.scratch && job.installExtensions) {
+    installed = await job.installExtensions(found.missingExtensions, job.target.serverMajor);
+    found = await read();
+  }
+  requireExtensions(found, job.target, installed);
   const given = await provideRoles(job, client, found);
   const ownership = await ownershipKept(job, client, found);
   let keepOwnership = ownership.keep;
@@ -728,7 +741,8 @@ export async function prepareRestore(job: RestoreJob, client: pg.Client): Promis
   const route = job.into === 'new' ? await newDatabaseRoute(job, client) : undefined;
   if (route && !keepOwnership) keepOwnership = await routeKeepsOwnership(client, route, job.logger);
   const detail = [
-    `the archive's ${job.listing.extensions.length} extension(s) can be installed on ${job.target.describe}`,
+    `the archive's ${job.listing.extensions.length} extension(s) can be installed on ${job.target.describe}` +
+      (installed ? ` (${installed})` : ''),
     ...(route ? [platformDetail(route)] : []),
     `${found.roles.length} role(s) named` +
       (given

@@ -120,6 +120,8 @@ export interface VerifyDeps {
   resolveServer?(minMajor: number): Promise<ServerBinaries>;
   /** Absolute path of `zstd`, needed for zstd-compressed backups. */
   zstdPath?: string;
+  /** Installs extensions the scratch server lacks; see RestoreJob. */
+  installExtensions?: (names: string[], major: number) => Promise<string>;
   /** Where the archive is written while it is checked; default: the OS temp folder. */
   tmpDir?: string;
   progressIntervalMs?: number;
@@ -640,6 +642,7 @@ async function restoreStep(
         createdRoles: run.createdRoles,
         globals: () =>
           fetchGlobals({ storage, manifest, decryption: options.decryption, dir: run.workDir }),
+        installExtensions: deps.installExtensions,
         env: deps.env,
         logger,
       };
