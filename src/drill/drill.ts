@@ -37,15 +37,16 @@ import {
   type RestoreJob,
   type RestoreOutcome,
 } from '../restore/pipeline.js';
-import { decodeSteps, fetchGlobals, type Decryption } from '../restore/fetch.js';
+import {
+  decodeSteps,
+  fetchGlobals,
+  missingKeyError,
+  missingZstdError,
+  type Decryption,
+} from '../restore/fetch.js';
 import { decodeFile, downloadObject } from '../restore/phased.js';
 import { listArchive, type ArchiveListing } from '../restore/pg-restore.js';
-import {
-  givenTarget,
-  scratchServer,
-  scratchTarget,
-  type RestoreTarget,
-} from '../restore/target.js';
+import { openTarget, type RestoreTarget } from '../restore/target.js';
 import type { Storage } from '../storage/storage.js';
 import { recentDrills } from './history.js';
 import { otherSessions, terminateSessions } from './sessions.js';
@@ -253,19 +254,8 @@ export async function unrestorableReason(
 }
 
 function checkDecodable(manifest: Manifest, decryption: Decryption | undefined, zstd?: string) {
-  if (manifest.encryption && !decryption?.identities.length && !decryption?.passphrase) {
-    const how = manifest.encryption.passphrase
-      ? 'a passphrase'
-      : `recipients ${manifest.encryption.recipients.join(', ')}`;
-    throw new ConfigurationError(
-      `Backup ${manifest.id} is encrypted with age (${how}): set encryption-identity (the age secret key) or encryption-passphrase.`,
-    );
-  }
-  if (manifest.compression.method === 'zstd' && !zstd) {
-    throw new ConfigurationError(
-      `Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`,
-    );
-  }
+  const error = missingKeyError(manifest, decryption) ?? missingZstdError(manifest, zstd);
+  if (error) throw error;
 }
 
 const PHASE_LABELS: Record<PhaseName, string> = {
@@ -352,35 +342,31 @@ async function execute(
   let workDir: string | undefined;
   const createdRoles: string[] = [];
   try {
-    let tools: ClientTools;
-    if (options.targetUrl) {
-      target = await givenTarget({
-        url: options.targetUrl,
-        logger,
-        allowNonEmpty: Boolean(restore),
-        dropCreatedOnCleanup: !restore,
-      });
-      tools = await deps.resolveTools({
-        major: Math.max(dumpMajor, restore?.safetyBackup ? target.serverMajor : 0),
-        version: manifest.tools.pgDumpVersion,
-        needServer: false,
-      });
-    } else {
-      tools = await deps.resolveTools({
-        major: dumpMajor,
-        version: manifest.tools.pgDumpVersion,
-        needServer: true,
-      });
-      const minServer =
+    // A scratch server's tools come first: resolving them may install the server.
+    let tools: ClientTools | undefined = options.targetUrl
+      ? undefined
+      : await deps.resolveTools({
+          major: dumpMajor,
+          version: manifest.tools.pgDumpVersion,
+          needServer: true,
+        });
+    target = await openTarget({
+      targetUrl: options.targetUrl,
+      minMajor:
         options.postgresVersion === 'auto'
           ? sourceMajor
-          : Math.max(options.postgresVersion, sourceMajor);
-      const server = deps.findServer
-        ? await deps.findServer(minServer)
-        : await scratchServer(minServer, logger);
-      target = await scratchTarget({ server, logger, database: 'restore_drill' });
-      if (target.scratch) deps.onTemporaryFolder?.(path.dirname(target.scratch.dataDir));
-    }
+          : Math.max(options.postgresVersion, sourceMajor),
+      findServer: deps.findServer,
+      database: 'restore_drill',
+      replace: Boolean(restore),
+      logger,
+    });
+    if (target.scratch) deps.onTemporaryFolder?.(path.dirname(target.scratch.dataDir));
+    tools ??= await deps.resolveTools({
+      major: Math.max(dumpMajor, restore?.safetyBackup ? target.serverMajor : 0),
+      version: manifest.tools.pgDumpVersion,
+      needServer: false,
+    });
     result.pgRestoreVersion = tools.version;
     result.target = {
       describe: target.describe,

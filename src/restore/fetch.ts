@@ -99,6 +99,34 @@ export function decodeSteps(manifest: Manifest): ('age' | 'zstd' | 'gzip' | 'tar
   ];
 }
 
+/** An encrypted backup and no key to decrypt it with: what to set, in one sentence. */
+export function missingKeyError(
+  manifest: Manifest,
+  decryption: Decryption | undefined,
+): ConfigurationError | undefined {
+  if (!manifest.encryption || decryption?.identities.length || decryption?.passphrase) {
+    return undefined;
+  }
+  const how = manifest.encryption.passphrase
+    ? 'a passphrase'
+    : `recipients ${manifest.encryption.recipients.join(', ')}`;
+  return new ConfigurationError(
+    `Backup ${manifest.id} is encrypted with age (${how}), and no key was given: ` +
+      'set encryption-identity (the age secret key, AGE-SECRET-KEY-1...) or encryption-passphrase.',
+  );
+}
+
+/** A zstd-compressed backup on a machine without zstd: how to install it. */
+export function missingZstdError(
+  manifest: Manifest,
+  zstdPath: string | undefined,
+): ConfigurationError | undefined {
+  if (manifest.compression.method !== 'zstd' || zstdPath) return undefined;
+  return new ConfigurationError(
+    `Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`,
+  );
+}
+
 /** What a stored dump object is decoded through, and where the restorable archive lands. */
 export interface Decoder {
   /** The restorable archive: a custom-format file, or a directory-format folder. */
@@ -129,11 +157,8 @@ export async function openDecoder(
   const processes: { tool: string; proc: RunningProcess }[] = [];
   if (steps.includes('age')) stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
   const zstd = steps.includes('zstd');
-  if (zstd && !tools.zstdPath) {
-    throw new ConfigurationError(
-      `Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`,
-    );
-  }
+  const noZstd = missingZstdError(manifest, tools.zstdPath);
+  if (noZstd) throw noZstd;
   if (steps.includes('gzip')) stages.push(createGunzip());
   const startZstd = (stdout: number | 'pipe'): RunningProcess => {
     const proc = startProcess(tools.zstdPath as string, ['-d', '-q', '-c'], {

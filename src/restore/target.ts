@@ -160,3 +160,33 @@ export async function givenTarget(options: {
     describe: describeConnection(info, database),
   };
 }
+
+/**
+ * The target of verify, the drill and the real restore: target-url when given (a real restore
+ * may find it holding data and never drops it), else a scratch server of at least `minMajor`
+ * with a new database.
+ */
+export async function openTarget(o: {
+  targetUrl?: string;
+  minMajor: number;
+  /** Server binaries for the scratch server; default: the newest installed. */
+  findServer?: (minMajor: number) => Promise<ServerBinaries>;
+  /** The scratch server's database. */
+  database?: string;
+  /** A real restore into target-url. */
+  replace?: boolean;
+  logger: Logger;
+}): Promise<RestoreTarget> {
+  if (o.targetUrl) {
+    return givenTarget({
+      url: o.targetUrl,
+      logger: o.logger,
+      allowNonEmpty: Boolean(o.replace),
+      dropCreatedOnCleanup: !o.replace,
+    });
+  }
+  const server = o.findServer
+    ? await o.findServer(o.minMajor)
+    : await scratchServer(o.minMajor, o.logger);
+  return scratchTarget({ server, logger: o.logger, database: o.database });
+}

@@ -14,7 +14,7 @@ export function verifyToolResolvers(o: {
   postgresVersion: 'auto' | number;
   install: boolean;
   logger: Logger;
-}): Pick<VerifyDeps, 'resolveTools' | 'resolveServer'> {
+}): Pick<VerifyDeps, 'resolveTools' | 'findServer'> {
   const search = { logger: o.logger };
   return {
     resolveTools: (minMajor, pgDumpVersion) =>
@@ -25,7 +25,7 @@ export function verifyToolResolvers(o: {
         install: o.install,
         search,
       }),
-    resolveServer: async (minMajor) => {
+    findServer: async (minMajor) => {
       const found = await findServerBinaries(minMajor, search);
       if (found) return found;
       if (o.install) {

@@ -45,16 +45,12 @@ import {
   checkObject,
   fetchArchive,
   fetchGlobals,
+  missingKeyError,
   type Decryption,
   type FetchResult,
 } from '../restore/fetch.js';
 import { listArchive, type ArchiveListing } from '../restore/pg-restore.js';
-import {
-  givenTarget,
-  scratchServer,
-  scratchTarget,
-  type RestoreTarget,
-} from '../restore/target.js';
+import { openTarget, type RestoreTarget } from '../restore/target.js';
 import type { Storage } from '../storage/storage.js';
 
 /** The names of the report's lines, in the order the checks run. */
@@ -117,7 +113,7 @@ export interface VerifyDeps {
    * Server binaries of major `minMajor` or newer (the source server's) for the throwaway
    * cluster. Default: the newest installed one.
    */
-  resolveServer?(minMajor: number): Promise<ServerBinaries>;
+  findServer?(minMajor: number): Promise<ServerBinaries>;
   /** Absolute path of `zstd`, needed for zstd-compressed backups. */
   zstdPath?: string;
   /** Installs extensions the scratch server lacks; see RestoreJob. */
@@ -439,8 +435,8 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
 
   // 1 and 2: the object against its manifest, then decryption and decompression, in one pass.
   const decryption = options.decryption;
-  const hasKey = Boolean(decryption && (decryption.identities.length > 0 || decryption.passphrase));
-  if (manifest.encryption && !hasKey) {
+  const noKey = missingKeyError(manifest, decryption);
+  if (noKey) {
     const ok = await logger.group(`Check ${storage.location(entry.key)}`, async () => {
       try {
         const object = await checkObject(storage, entry);
@@ -458,16 +454,7 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
       }
     });
     if (!ok) return;
-    const recipients = manifest.encryption.recipients;
-    failed(
-      run,
-      CheckNames.Decryption,
-      new ConfigurationError(
-        `Backup ${manifest.id} is encrypted with age (${manifest.encryption.passphrase ? 'a passphrase' : `recipients ${recipients.join(', ')}`}), and no key was given: ` +
-          'set encryption-identity (the age secret key, AGE-SECRET-KEY-1...) or encryption-passphrase.',
-      ),
-      Date.now(),
-    );
+    failed(run, CheckNames.Decryption, noKey, Date.now());
     run.skipReason = 'the backup could not be decrypted';
     return;
   }
@@ -701,11 +688,13 @@ async function cleanupTarget(run: Run, target: RestoreTarget): Promise<void> {
   }
 }
 
-async function prepareTarget(run: Run, sourceMajor: number): Promise<RestoreTarget> {
-  const { logger } = run.deps;
-  if (run.options.targetUrl) return givenTarget({ url: run.options.targetUrl, logger });
-  const resolveServer = run.deps.resolveServer ?? ((m: number) => scratchServer(m, logger));
-  return scratchTarget({ server: await resolveServer(sourceMajor), logger });
+function prepareTarget(run: Run, sourceMajor: number): Promise<RestoreTarget> {
+  return openTarget({
+    targetUrl: run.options.targetUrl,
+    minMajor: sourceMajor,
+    findServer: run.deps.findServer,
+    logger: run.deps.logger,
+  });
 }
 
 async function listWithTools(

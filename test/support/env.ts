@@ -175,7 +175,7 @@ export function testVerifyDeps(
     zstdPath: findOnPath('zstd'),
     progressIntervalMs: 0,
     resolveTools: async () => tools,
-    resolveServer: async () => machineServer(),
+    findServer: async () => machineServer(),
     ...overrides,
   };
 }

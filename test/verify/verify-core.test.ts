@@ -67,7 +67,7 @@ function deps(
       expect(minMajor).toBe(15);
       return tools;
     },
-    resolveServer: async (minMajor) => {
+    findServer: async (minMajor) => {
       expect(minMajor).toBe(15);
       return machineServer();
     },
