@@ -17,6 +17,7 @@ export const unitTests = [
   'test/drill/drill-unit.test.ts',
   'test/prune/options.test.ts',
   'test/storage/location.test.ts',
+  'test/storage/s3-archive.test.ts',
 ];
 
 export default {
