@@ -43,6 +43,7 @@ const { S3Storage } = await lib('storage/s3.js');
 const { AUTO_ZSTD_LEVEL } = await lib('backup/backup.js');
 
 const GB = Number(process.env.BENCH_GB ?? '1');
+const LOAD_AT_START = os.loadavg()[0];
 const CORES = os.cpus().length;
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? '5'));
 const quiet = new MemoryLogger();
@@ -277,7 +278,7 @@ try {
   const pgDump = `"${client.pgDump}" -d "${url}"`;
   const zlib = timeShell(`${pgDump} -Fc > "${dumpFile}"`, env);
   const zlibBytes = statSync(dumpFile).size;
-  row('pg_dump -Fc > file (default zlib)', zlib, { bytes: zlibBytes });
+  console.log(`  pg_dump -Fc > file (default zlib): ${zlib.toFixed(2)} s before the rounds`);
   // The same archive through zstd -3: how zstd and zlib compare on this data, whatever the
   // level the backup uses.
   const zstd3File = path.join(work, 'plain3.pgc.zst');
@@ -403,15 +404,15 @@ try {
       rssMiB: s3Row.rssMiB,
     });
   console.log('  CPU seconds (medians):');
-  medianRow('  the action process, backup to the local store', 'localCpu');
+  medianRow('  CPU time: the action process, backup to the local store', 'localCpu');
   if (s3Row) {
-    medianRow('  the action process, backup to the S3 server', 's3Cpu');
-    medianRow('  the S3 server (Swift) during the backup to it', 's3ServerCpu');
+    medianRow('  CPU time: the action process, backup to the S3 server', 's3Cpu');
+    medianRow('  CPU time: the S3 server (Swift) during the backup to it', 's3ServerCpu');
   }
   // Everything on the machine, the PostgreSQL server included: what the cores had to do.
-  medianRow('  the machine (every process), during the limit', 'rawBusy');
-  medianRow('  the machine, during the backup to the local store', 'localBusy');
-  if (s3Row) medianRow('  the machine, during the backup to the S3 server', 's3Busy');
+  medianRow('  CPU time: the machine (every process), during the limit', 'rawBusy');
+  medianRow('  CPU time: the machine, during the backup to the local store', 'localBusy');
+  if (s3Row) medianRow('  CPU time: the machine, during the backup to the S3 server', 's3Busy');
   /** A target ratio: a backup's time against the limit of its round. */
   const roundRatio = (k) => perRound((round) => round[k] / round.raw);
   /**
@@ -445,7 +446,13 @@ try {
   for (let r = 0; r < ROUNDS && !restoreFailure; r++) {
     const round = {};
     for (const db of [restoreDb, parallelDb]) {
-      psql(adminUrl, '-c', `DROP DATABASE IF EXISTS ${db}`);
+      psql(
+        adminUrl,
+        '-c',
+        'SET client_min_messages = warning',
+        '-c',
+        `DROP DATABASE IF EXISTS ${db}`,
+      );
       psql(adminUrl, '-c', `CREATE DATABASE ${db}`);
     }
     drill = await runBundle('restore-drill', {
@@ -677,7 +684,7 @@ function writeBenchmarkPage(run) {
     '| --- | --- |',
     `| Date | ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} |`,
     `| Commit | \`${commitDescription()}\` |`,
-    `| Machine | ${cpus.length} CPUs (${cell(models)}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, Linux ${os.release()}, load average ${os.loadavg()[0].toFixed(2)} at the end |`,
+    `| Machine | ${cpus.length} CPUs (${cell(models)}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, Linux ${os.release()}, load average ${LOAD_AT_START.toFixed(2)} at the start and ${os.loadavg()[0].toFixed(2)} at the end |`,
     `| PostgreSQL | server ${server.version}, pg_dump ${client.version}, on the same machine |`,
     `| Node.js | ${execFileSync(nodeBin, ['--version']).toString().trim()} (the bundles), ${process.version} (the script) |`,
     `| Settings | \`BENCH_GB=${GB}\` (a ${(run.fullSize / 1e9).toFixed(2)} GB database, ${(run.halfSize / 1e9).toFixed(2)} GB for the first memory reading), \`BENCH_ROUNDS=${run.rounds}\` |`,
