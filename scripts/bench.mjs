@@ -2,8 +2,9 @@
 // about 1 GB by default, BENCH_GB to change it) and measures, side by side in one run, the
 // backup against plain pg_dump pipelines (BENCH_ROUNDS interleaved rounds, 5 by default, and
 // their medians), the action's peak memory as the database doubles, the restore against plain
-// pg_restore, age throughput, and retention planning. It prints ratios; it is not a test
-// (shared machines are noisy), and it asserts nothing.
+// pg_restore, age throughput, and retention planning. It prints ratios and writes them, with
+// the date, the commit and the machine, to docs/benchmark.md; every ratio is the median of the
+// rounds' own ratios. It is not a test (shared machines are noisy), and it asserts nothing.
 import { execFileSync, spawn } from 'node:child_process';
 import {
   createReadStream,
@@ -42,6 +43,7 @@ const { S3Storage } = await lib('storage/s3.js');
 const { AUTO_ZSTD_LEVEL } = await lib('backup/backup.js');
 
 const GB = Number(process.env.BENCH_GB ?? '1');
+const LOAD_AT_START = os.loadavg()[0];
 const CORES = os.cpus().length;
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? '5'));
 const quiet = new MemoryLogger();
@@ -276,7 +278,7 @@ try {
   const pgDump = `"${client.pgDump}" -d "${url}"`;
   const zlib = timeShell(`${pgDump} -Fc > "${dumpFile}"`, env);
   const zlibBytes = statSync(dumpFile).size;
-  row('pg_dump -Fc > file (default zlib)', zlib, { bytes: zlibBytes });
+  console.log(`  pg_dump -Fc > file (default zlib): ${zlib.toFixed(2)} s before the rounds`);
   // The same archive through zstd -3: how zstd and zlib compare on this data, whatever the
   // level the backup uses.
   const zstd3File = path.join(work, 'plain3.pgc.zst');
@@ -332,6 +334,7 @@ try {
   let s3Row;
   for (let r = 0; r < ROUNDS; r++) {
     const round = {};
+    round.zlib = timeShell(`${pgDump} -Fc > "${dumpFile}"`, env);
     const limit = await withMachineCpu(() => timeShell(`${pgDump} -Fc -Z0 > /dev/null`, env));
     round.raw = limit.result;
     round.rawBusy = limit.busy;
@@ -381,11 +384,12 @@ try {
   const medianRow = (what, k, extra = {}) =>
     row(what, median(of(k)), { ...extra, range: spread(of(k)) });
   /** A ratio computed in each round: its median, and the rounds' range. */
-  const perRound = (ratioOf) => {
-    const ratios = rounds.map(ratioOf);
-    return `${median(ratios).toFixed(2)} (rounds ${spread(ratios)})`;
+  const perRound = (ratioOf, over = rounds) => {
+    const ratios = over.map(ratioOf);
+    return { median: median(ratios), range: spread(ratios) };
   };
   console.log(`  (medians of ${ROUNDS} rounds; each round runs the next lines once, in turn)`);
+  medianRow('pg_dump -Fc > file (default zlib)', 'zlib', { bytes: zlibBytes });
   medianRow('pg_dump -Fc -Z0 > /dev/null (the physical limit)', 'raw');
   medianRow(`pg_dump -Fc -Z0 | zstd -T0 -${AUTO_ZSTD_LEVEL} > file`, 'zstd', {
     bytes: statSync(zstdFile).size,
@@ -400,15 +404,15 @@ try {
       rssMiB: s3Row.rssMiB,
     });
   console.log('  CPU seconds (medians):');
-  medianRow('  the action process, backup to the local store', 'localCpu');
+  medianRow('  CPU time: the action process, backup to the local store', 'localCpu');
   if (s3Row) {
-    medianRow('  the action process, backup to the S3 server', 's3Cpu');
-    medianRow('  the S3 server (Swift) during the backup to it', 's3ServerCpu');
+    medianRow('  CPU time: the action process, backup to the S3 server', 's3Cpu');
+    medianRow('  CPU time: the S3 server (Swift) during the backup to it', 's3ServerCpu');
   }
   // Everything on the machine, the PostgreSQL server included: what the cores had to do.
-  medianRow('  the machine (every process), during the limit', 'rawBusy');
-  medianRow('  the machine, during the backup to the local store', 'localBusy');
-  if (s3Row) medianRow('  the machine, during the backup to the S3 server', 's3Busy');
+  medianRow('  CPU time: the machine (every process), during the limit', 'rawBusy');
+  medianRow('  CPU time: the machine, during the backup to the local store', 'localBusy');
+  if (s3Row) medianRow('  CPU time: the machine, during the backup to the S3 server', 's3Busy');
   /** A target ratio: a backup's time against the limit of its round. */
   const roundRatio = (k) => perRound((round) => round[k] / round.raw);
   /**
@@ -421,24 +425,8 @@ try {
   else row('runbook: pg_dump | gzip > file (upload not measured)', seedsDump);
 
   console.log(
-    '\nRestore: drill phases, and pg_restore in the drill against plain pg_restore of the same file',
+    `\nRestore: drill phases, and pg_restore in the drill against plain pg_restore of the same file (${ROUNDS} rounds)`,
   );
-  const drill = await runBundle('restore-drill', {
-    storage: store,
-    name: 'full',
-    'encryption-identity': key.identity,
-    'rto-target': '2h',
-    'rpo-target': '24h',
-  }).catch((e) => ({ error: e }));
-  if (drill.error) {
-    console.log(`  restore-drill failed: ${drill.error.message.slice(0, 500)}`);
-  } else {
-    for (const phase of ['download', 'decrypt', 'restore', 'checks', 'smoke']) {
-      const v = drill.outputs[`${phase}-seconds`];
-      if (v) row(`drill phase: ${phase}`, Number(v));
-    }
-    row('drill total (RTO)', Number(drill.outputs['rto-seconds'] ?? drill.seconds));
-  }
   // The same archive the drill restores, decoded by hand (age -d, zstd -d), restored by plain pg_restore.
   const keyFile = path.join(work, 'identity.txt');
   writeFileSync(keyFile, `${key.identity}\n`, { mode: 0o600 });
@@ -451,37 +439,78 @@ try {
     `age -d -i "${keyFile}" "${objectPath}" | zstd -d -q -c > "${archive}"`,
   ]);
   const restoreDb = 'plain_restore';
-  psql(adminUrl, '-c', `CREATE DATABASE ${restoreDb}`);
-  const plainRestore = timeShell(
-    `"${client.pgRestore}" --no-owner --no-acl --exit-on-error -d "${cluster.url(restoreDb)}" "${archive}"`,
-    env,
-  );
-  row('plain pg_restore of the same archive', plainRestore);
-  // The real restore (one transaction, over the full copy just restored) against the parallel
-  // pg_restore a runbook uses into an empty database.
   const parallelDb = 'parallel_restore';
-  psql(adminUrl, '-c', `CREATE DATABASE ${parallelDb}`);
-  const parallelRestore = timeShell(
-    `"${client.pgRestore}" --no-owner --no-acl --exit-on-error -j 2 -d "${cluster.url(parallelDb)}" "${archive}"`,
-    env,
-  );
-  row('plain pg_restore -j 2 into an empty database', parallelRestore);
-  const realRestore = await runBundle('restore-drill', {
-    storage: store,
-    name: 'full',
-    'encryption-identity': key.identity,
-    mode: 'restore',
-    'target-url': cluster.url(restoreDb),
-    confirm: restoreDb,
-    'safety-backup': 'false',
-  }).catch((e) => ({ error: e }));
-  if (realRestore.error) {
-    console.log(`  real restore failed: ${realRestore.error.message.slice(0, 500)}`);
-  } else {
-    row(
-      'real restore phase (one transaction, over a full copy)',
-      Number(realRestore.outputs['restore-seconds']),
+  const restoreRounds = [];
+  let drill;
+  let restoreFailure;
+  for (let r = 0; r < ROUNDS && !restoreFailure; r++) {
+    const round = {};
+    for (const db of [restoreDb, parallelDb]) {
+      psql(
+        adminUrl,
+        '-c',
+        'SET client_min_messages = warning',
+        '-c',
+        `DROP DATABASE IF EXISTS ${db}`,
+      );
+      psql(adminUrl, '-c', `CREATE DATABASE ${db}`);
+    }
+    drill = await runBundle('restore-drill', {
+      storage: store,
+      name: 'full',
+      'encryption-identity': key.identity,
+      'rto-target': '2h',
+      'rpo-target': '24h',
+    }).catch((e) => ({ error: e }));
+    if (drill.error) {
+      restoreFailure = `restore-drill failed: ${drill.error.message.slice(0, 500)}`;
+      break;
+    }
+    for (const phase of ['download', 'decrypt', 'restore', 'checks', 'smoke']) {
+      const v = drill.outputs[`${phase}-seconds`];
+      if (v) round[`drill-${phase}`] = Number(v);
+    }
+    round.rto = Number(drill.outputs['rto-seconds'] ?? drill.seconds);
+    round.plainRestore = timeShell(
+      `"${client.pgRestore}" --no-owner --no-acl --exit-on-error -d "${cluster.url(restoreDb)}" "${archive}"`,
+      env,
     );
+    round.parallelRestore = timeShell(
+      `"${client.pgRestore}" --no-owner --no-acl --exit-on-error -j 2 -d "${cluster.url(parallelDb)}" "${archive}"`,
+      env,
+    );
+    // The real restore (one transaction, over the full copy just restored) against the parallel
+    // pg_restore a runbook uses into an empty database.
+    const realRestore = await runBundle('restore-drill', {
+      storage: store,
+      name: 'full',
+      'encryption-identity': key.identity,
+      mode: 'restore',
+      'target-url': cluster.url(restoreDb),
+      confirm: restoreDb,
+      'safety-backup': 'false',
+    }).catch((e) => ({ error: e }));
+    if (realRestore.error) {
+      restoreFailure = `real restore failed: ${realRestore.error.message.slice(0, 500)}`;
+      break;
+    }
+    round.realRestore = Number(realRestore.outputs['restore-seconds']);
+    restoreRounds.push(round);
+  }
+  if (restoreFailure) console.log(`  ${restoreFailure}`);
+  const restoreOf = (k) => restoreRounds.map((round) => round[k]).filter((v) => v !== undefined);
+  const restoreRow = (what, k) => {
+    const values = restoreOf(k);
+    if (values.length) row(what, median(values), { range: spread(values) });
+  };
+  if (restoreRounds.length) {
+    console.log(`  (medians of ${restoreRounds.length} rounds)`);
+    for (const phase of ['download', 'decrypt', 'restore', 'checks', 'smoke'])
+      restoreRow(`drill phase: ${phase}`, `drill-${phase}`);
+    restoreRow('drill total (RTO)', 'rto');
+    restoreRow('plain pg_restore of the same archive', 'plainRestore');
+    restoreRow('plain pg_restore -j 2 into an empty database', 'parallelRestore');
+    restoreRow('real restore phase (one transaction, over a full copy)', 'realRestore');
   }
 
   console.log('\nEncryption throughput (512 MB through age):');
@@ -539,48 +568,164 @@ try {
   );
   row('plan 10,000 backups under the classic tiers', Number(process.hrtime.bigint() - tp) / 1e9);
 
-  console.log('\nRatios (targets in brackets):');
-  const ratio = (a, b) => (a / b).toFixed(2);
-  /** One ratio per line, the values in one column. */
-  const ratioLine = (what, value, note = '') =>
-    console.log(`  ${what.padEnd(52)} ${value}${note ? `  ${note}` : ''}`);
-  ratioLine('backup to local / pg_dump -Fc -Z0 > /dev/null', roundRatio('local'), '[<= 1.20]');
-  if (s3Row) ratioLine('backup to S3 / pg_dump -Fc -Z0 > /dev/null', roundRatio('s3'), '[<= 1.20]');
-  ratioLine(`machine CPU, to local / ${CORES} cores × 1.2 × the limit`, budgetShare('local'));
-  if (s3Row) ratioLine(`machine CPU, to S3 / ${CORES} cores × 1.2 × the limit`, budgetShare('s3'));
-  ratioLine(
-    'backup object / pg_dump -Fc object (size)',
-    ratio(Number(full.outputs.bytes), zlibBytes),
-    '[<= 1.00]',
+  /** Every ratio: the median of the rounds' own ratios, their range, and the target. */
+  const ratios = [];
+  const addRatio = (what, value, target = '') => ratios.push({ what, ...value, target });
+  addRatio(
+    'backup to the local store / the limit (`pg_dump -Fc -Z0 > /dev/null`)',
+    roundRatio('local'),
+    '≤ 1.20',
   );
-  ratioLine(
-    'pg_dump -Fc -Z0 | zstd -3 object / pg_dump -Fc object',
-    ratio(zstd3Bytes, zlibBytes),
-    "(this data's zstd against zlib)",
+  if (s3Row) addRatio('backup to the S3 server / the limit', roundRatio('s3'), '≤ 1.20');
+  addRatio(
+    `machine CPU during the backup to the local store / (${CORES} cores × 1.2 × the limit)`,
+    budgetShare('local'),
   );
-  ratioLine('pg_dump -Fc (default) / backup to local (speed-up)', ratio(zlib, median(of('local'))));
-  console.log(
-    `  peak RSS: ${half.rssMiB?.toFixed(0)} MiB at ${(halfSize / 1e9).toFixed(2)} GB, ${full.rssMiB?.toFixed(0)} MiB at ${(fullSize / 1e9).toFixed(2)} GB  [<= 200 MiB, flat]`,
-  );
-  if (!drill.error && drill.outputs['restore-seconds']) {
-    ratioLine(
-      'drill restore phase / plain pg_restore',
-      ratio(Number(drill.outputs['restore-seconds']), plainRestore),
-      '[<= 1.10]',
+  if (s3Row)
+    addRatio(
+      `machine CPU during the backup to the S3 server / (${CORES} cores × 1.2 × the limit)`,
+      budgetShare('s3'),
     );
-  }
-  if (!realRestore.error && realRestore.outputs['restore-seconds']) {
-    ratioLine(
-      'real restore phase (atomic, over a full copy) / pg_restore -j 2 into an empty database',
-      ratio(Number(realRestore.outputs['restore-seconds']), parallelRestore),
-      '(the cost of all or nothing)',
+  addRatio(
+    '`pg_dump -Fc` (zlib) time / backup to the local store time (speed-up)',
+    perRound((round) => round.zlib / round.local),
+  );
+  const sizes = (a, b) => ({ median: a / b, range: 'same every round' });
+  addRatio(
+    'backup object size / `pg_dump -Fc` object size',
+    sizes(Number(full.outputs.bytes), zlibBytes),
+    '≤ 1.00',
+  );
+  addRatio(
+    '`pg_dump -Fc -Z0 | zstd -3` size / `pg_dump -Fc` size (zstd against zlib on this data)',
+    sizes(zstd3Bytes, zlibBytes),
+  );
+  if (restoreRounds.some((round) => round['drill-restore'] !== undefined))
+    addRatio(
+      'drill restore phase / plain `pg_restore` of the same archive',
+      perRound((round) => round['drill-restore'] / round.plainRestore, restoreRounds),
+      '≤ 1.10',
     );
-  }
-  if (cli !== undefined) ratioLine('age in this project / age CLI (time)', ratio(ours, cli));
+  if (restoreRounds.length)
+    addRatio(
+      'real restore phase (atomic, over a full copy) / `pg_restore -j 2` into an empty database',
+      perRound((round) => round.realRestore / round.parallelRestore, restoreRounds),
+      'the cost of all or nothing',
+    );
+  const ageTurns = cli === undefined ? [] : ourTimes.map((t, i) => ({ ours: t, cli: cliTimes[i] }));
+  if (ageTurns.length)
+    addRatio(
+      'age encryption in this project / the `age` CLI (time)',
+      perRound((t) => t.ours / t.cli, ageTurns),
+    );
+
+  console.log("\nRatios (medians of the rounds' own ratios; targets in brackets):");
+  for (const r of ratios)
+    console.log(
+      `  ${r.what.replace(/`/g, '').padEnd(60)} ${r.median.toFixed(2)} (${r.range})${r.target ? `  [${r.target}]` : ''}`,
+    );
+  const rss = `${half.rssMiB?.toFixed(0)} MiB at ${(halfSize / 1e9).toFixed(2)} GB, ${full.rssMiB?.toFixed(0)} MiB at ${(fullSize / 1e9).toFixed(2)} GB`;
+  console.log(`  peak RSS of the backup action: ${rss}  [≤ 200 MiB, flat]`);
+
   mkdirSync(path.join(root, '.tmp'), { recursive: true });
   writeFileSync(path.join(root, '.tmp', 'bench-results.json'), JSON.stringify(results, null, 2));
+  writeBenchmarkPage({
+    ratios,
+    rss,
+    halfSize,
+    fullSize,
+    rounds: ROUNDS,
+    restoreRounds: restoreRounds.length,
+    restoreFailure,
+    s3: Boolean(s3Row),
+  });
 } finally {
   await swift?.stop();
   await cluster.stop();
   rmSync(work, { recursive: true, force: true });
+}
+
+/** The commit the benchmark ran on, marked when the working tree had changes. */
+function commitDescription() {
+  try {
+    const git = (...args) =>
+      execFileSync('git', args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] })
+        .toString()
+        .trim();
+    const head = git('rev-parse', '--short=12', 'HEAD');
+    const dirty = git('status', '--porcelain', '--untracked-files=no', '--', 'src', 'scripts');
+    return dirty ? `${head} (with uncommitted changes to src/ or scripts/)` : head;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
+}
+
+/** Writes docs/benchmark.md: when, on what, with which settings, and every median and ratio. */
+function writeBenchmarkPage(run) {
+  const cpus = os.cpus();
+  const models = [...new Set(cpus.map((c) => c.model.trim()))].join(', ');
+  const cell = (text) => String(text).replace(/\|/g, '\\|');
+  const measured = results.map((r) => {
+    const size = r.bytes !== undefined ? `${(r.bytes / 1e6).toFixed(0)} MB` : '';
+    const memory = r.rssMiB !== undefined ? `${r.rssMiB.toFixed(0)} MiB` : '';
+    const spread = r.range !== undefined ? `${r.range} s` : 'one run';
+    return `| ${cell(r.what.trim())} | ${r.seconds.toFixed(2)} s | ${spread} | ${size} | ${memory} |`;
+  });
+  const page = [
+    '# Benchmark',
+    '',
+    'Written by `npm run bench` (`scripts/bench.mjs`); run it again to replace this page. It',
+    'measures side by side, in one run, the backup action against plain `pg_dump` pipelines on a',
+    'database of mixed data (event rows with free text and jsonb; shop tables: customers,',
+    'orders, page visits; with indexes), the restore against plain `pg_restore`, age encryption',
+    'and retention planning.',
+    '',
+    '| | |',
+    '| --- | --- |',
+    `| Date | ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} |`,
+    `| Commit | \`${commitDescription()}\` |`,
+    `| Machine | ${cpus.length} CPUs (${cell(models)}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, Linux ${os.release()}, load average ${LOAD_AT_START.toFixed(2)} at the start and ${os.loadavg()[0].toFixed(2)} at the end |`,
+    `| PostgreSQL | server ${server.version}, pg_dump ${client.version}, on the same machine |`,
+    `| Node.js | ${execFileSync(nodeBin, ['--version']).toString().trim()} (the bundles), ${process.version} (the script) |`,
+    `| Settings | \`BENCH_GB=${GB}\` (a ${(run.fullSize / 1e9).toFixed(2)} GB database, ${(run.halfSize / 1e9).toFixed(2)} GB for the first memory reading), \`BENCH_ROUNDS=${run.rounds}\` |`,
+    `| S3 server | ${run.s3 ? 'OpenStack Swift with s3api, on the same machine' : 'not available in this run (start it with `npm run pretest` first)'} |`,
+    '',
+    'The limit (`pg_dump -Fc -Z0 > /dev/null`), `pg_dump -Fc`, the bare compression pipeline and',
+    'the backup action take turns in each round, so the ratios of a round compare runs made',
+    "seconds apart. Every ratio below is the **median of the rounds' own ratios**, with the",
+    "rounds' range; every time is the median of its rounds. Nothing is a best run.",
+    '',
+    '## Ratios',
+    '',
+    '| ratio | median | rounds | target |',
+    '| --- | --- | --- | --- |',
+    ...run.ratios.map(
+      (r) => `| ${cell(r.what)} | ${r.median.toFixed(2)} | ${r.range} | ${cell(r.target)} |`,
+    ),
+    `| peak RSS of the backup action as the database doubles | ${run.rss} | one run each | ≤ 200 MiB, flat |`,
+    '',
+    '## Measurements',
+    '',
+    `Times are medians over ${run.rounds} rounds for the backup lines and over ${run.restoreRounds} for the restore lines, 3 turns for age; "one run" marks a line measured once.`,
+    '',
+    '| measured | time | rounds | size | peak RSS |',
+    '| --- | --- | --- | --- | --- |',
+    ...measured,
+    '',
+    ...(run.restoreFailure ? [`The restore rounds stopped: ${cell(run.restoreFailure)}`, ''] : []),
+    'A shared or busy machine moves every figure; the ratios, measured within rounds, move less',
+    'than the times. Where the time goes in the pipeline is described in',
+    '[pipeline.md](pipeline.md).',
+    '',
+  ].join('\n');
+  const file = path.join(root, 'docs', 'benchmark.md');
+  writeFileSync(file, page);
+  execFileSync(
+    process.execPath,
+    [path.join(root, 'node_modules/prettier/bin/prettier.cjs'), '--write', file],
+    {
+      stdio: 'ignore',
+    },
+  );
+  console.log(`\nWritten to ${path.relative(root, file)}.`);
 }

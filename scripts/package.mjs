@@ -1,5 +1,7 @@
 // Builds one ncc bundle per action (and the CLI) into dist/<name>/index.js, with licenses.txt
 // beside it naming every package bundled into any of its files.
+// dist/sources.sha256 is the fingerprint of the sources built (scripts/fingerprint.mjs), which
+// the tests that run dist/ check before they run it.
 // `--check` builds into a temporary folder and fails when dist/ differs from it.
 import { execFileSync } from 'node:child_process';
 import {
@@ -14,6 +16,7 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FINGERPRINT_FILE, sourcesFingerprint } from './fingerprint.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const check = process.argv.includes('--check');
@@ -100,6 +103,7 @@ try {
     const stats = JSON.parse(readFileSync(statsFile, 'utf8'));
     writeFileSync(path.join(out, name, 'licenses.txt'), renderLicenses(bundledPackages(stats)));
   }
+  writeFileSync(path.join(out, FINGERPRINT_FILE), `${sourcesFingerprint(root)}\n`);
 } finally {
   rmSync(statsDir, { recursive: true, force: true });
 }

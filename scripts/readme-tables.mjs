@@ -1,14 +1,14 @@
-// Writes each action's inputs and outputs tables into README.md, between
-// `<!-- inputs:<action> -->` and `<!-- /inputs:<action> -->`, from its action.yml, so the
-// README cannot drift from the metadata. `--check` fails when README.md is not current.
-import { readFileSync, writeFileSync } from 'node:fs';
+// Writes each action's inputs and outputs tables into its reference, actions/<action>/README.md,
+// between `<!-- inputs:<action> -->` and `<!-- /inputs:<action> -->`, from its action.yml, so
+// the reference cannot drift from the metadata. `--check` fails when a reference is not
+// current or has no such place for its tables.
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as prettier from 'prettier';
 import { parse } from 'yaml';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const readmePath = path.join(root, 'README.md');
 const cell = (s) =>
   String(s ?? '')
     .replace(/\|/g, '\\|')
@@ -40,15 +40,32 @@ export function render(readme) {
   );
 }
 
-const current = readFileSync(readmePath, 'utf8');
-const options = await prettier.resolveConfig(readmePath);
-const next = await prettier.format(render(current), { ...options, filepath: readmePath });
-if (process.argv.includes('--check')) {
-  if (next !== current) {
-    console.error('README.md inputs tables are not current: run node scripts/readme-tables.mjs');
-    process.exit(1);
+const check = process.argv.includes('--check');
+const actions = readdirSync(path.join(root, 'actions')).filter((name) =>
+  existsSync(path.join(root, 'actions', name, 'action.yml')),
+);
+let stale = 0;
+for (const action of actions) {
+  const readmePath = path.join(root, 'actions', action, 'README.md');
+  const relative = path.relative(root, readmePath);
+  const current = existsSync(readmePath) ? readFileSync(readmePath, 'utf8') : '';
+  if (!current.includes(`<!-- inputs:${action} -->`)) {
+    console.error(`${relative} has no <!-- inputs:${action} --> line for the inputs tables.`);
+    stale++;
+    continue;
   }
-} else if (next !== current) {
-  writeFileSync(readmePath, next);
-  console.log('README.md tables updated');
+  const options = await prettier.resolveConfig(readmePath);
+  const next = await prettier.format(render(current), { ...options, filepath: readmePath });
+  if (next === current) continue;
+  if (check) {
+    console.error(`${relative}: the inputs tables are not current.`);
+    stale++;
+  } else {
+    writeFileSync(readmePath, next);
+    console.log(`${relative}: tables updated`);
+  }
+}
+if (stale > 0) {
+  if (check) console.error('Run `npm run readme` to regenerate them from action.yml.');
+  process.exit(1);
 }

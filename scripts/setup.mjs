@@ -30,12 +30,7 @@ function postgresBinDirs() {
 }
 
 if (!existsSync(path.join(root, 'node_modules', '.package-lock.json'))) {
-  try {
-    run('npm', ['ci', '--no-audit', '--no-fund']);
-  } catch {
-    // A registry mirror without other platforms' optional packages makes npm ci refuse the lock.
-    run('npm', ['install', '--no-audit', '--no-fund']);
-  }
+  run('npm', ['ci', '--no-audit', '--no-fund']);
 }
 
 const wanted = [];

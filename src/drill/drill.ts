@@ -242,8 +242,15 @@ export async function unrestorableReason(
     return `Backup ${manifest.id} is not restorable: its manifest lists ${storage.location(entry.key)}, and that object is missing.`;
   }
   const storageClass = head.storageClass?.toUpperCase();
-  if (storageClass && ARCHIVE_STORAGE_CLASSES.includes(storageClass)) {
+  // A completed restore request leaves the class as it was; its temporary copy is readable.
+  if (storageClass && ARCHIVE_STORAGE_CLASSES.includes(storageClass) && head.restored !== true) {
     const thaw = storageClass === 'DEEP_ARCHIVE' ? 'up to 12 hours (48 with bulk)' : '3 to 5 hours';
+    if (head.restored === false) {
+      return (
+        `Backup ${manifest.id} is not restorable yet: ${storage.location(entry.key)} is in the ${storageClass} storage class, and its restore request is still in progress (${thaw} from the request). ` +
+        `Run the drill again once it has completed, and count that time in the RTO.`
+      );
+    }
     return (
       `Backup ${manifest.id} is not restorable without a restore request: ${storage.location(entry.key)} is in the ${storageClass} storage class. ` +
       `Request a temporary copy first (aws s3api restore-object --key ... --restore-request Days=2), which takes ${thaw}, and count that time in the RTO; ` +

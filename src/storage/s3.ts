@@ -148,6 +148,16 @@ function statusOf(error: unknown): number | undefined {
     : undefined;
 }
 
+/**
+ * What S3's `x-amz-restore` header says of an archived object: `ongoing-request="false"` once
+ * the temporary copy is readable, `"true"` while the restore request runs.
+ */
+export function restoredCopy(header: string | undefined): boolean | undefined {
+  if (!header) return undefined;
+  const ongoing = /ongoing-request="(true|false)"/.exec(header);
+  return ongoing ? ongoing[1] === 'false' : undefined;
+}
+
 function isNotFound(error: unknown): boolean {
   const code = codeOf(error);
   return (
@@ -303,6 +313,20 @@ export class S3Storage implements Storage {
     if (code === 'SignatureDoesNotMatch') {
       return new ConfigurationError(
         `The secret access key does not match the access key ID (SignatureDoesNotMatch) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials for bucket '${this.bucket}'.`,
+      );
+    }
+    if (code === 'InvalidObjectState' && key !== undefined) {
+      // S3 answers 403 for an object it keeps in an archive class: not a permission problem.
+      const e = error as { StorageClass?: string; AccessTier?: string };
+      const where = e.AccessTier
+        ? `the Intelligent-Tiering ${e.AccessTier} tier`
+        : e.StorageClass
+          ? `the ${e.StorageClass} storage class`
+          : 'an archive storage class or tier';
+      return new ConfigurationError(
+        `${target} is in ${where} and cannot be read until a restore request makes it readable (InvalidObjectState). ` +
+          `Request one with aws s3api restore-object --bucket ${this.bucket} --key ${this.fullKey(key)} --restore-request '{"Days":2}' ` +
+          `(for an Intelligent-Tiering tier, --restore-request '{}'), wait for it (3 to 5 hours from GLACIER, up to 12 from DEEP_ARCHIVE with the Standard tier), and run again.`,
       );
     }
     if (code === 'AccessDenied' || code === 'Forbidden' || status === 403) {
@@ -589,6 +613,7 @@ export class S3Storage implements Storage {
         lastModified: response.LastModified ?? new Date(0),
         // S3 omits the header for STANDARD objects.
         storageClass: response.StorageClass ?? 'STANDARD',
+        restored: restoredCopy(response.Restore),
       };
     } catch (error) {
       if (isNotFound(error)) return undefined;

@@ -7,6 +7,12 @@ export interface StoredObject {
   lastModified: Date;
   /** S3 storage class when the store reports one (STANDARD, GLACIER, DEEP_ARCHIVE, ...). */
   storageClass?: string;
+  /**
+   * For an object in an archive class: true when a restore request has completed and its
+   * temporary copy can be read, false while one is in progress. Undefined when the store reports
+   * no restore request (HEAD only; listings never say).
+   */
+  restored?: boolean;
 }
 
 export interface PutStreamOptions {

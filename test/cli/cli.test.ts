@@ -5,7 +5,7 @@ import path from 'node:path';
 import { completeBackups, listCatalog } from '../../src/catalog/catalog.js';
 import { manifestKey } from '../../src/catalog/keys.js';
 import { generateIdentity } from '../../src/crypto/age.js';
-import { node24, repoRoot } from '../support/bundle.js';
+import { bundlePath, node24 } from '../support/bundle.js';
 import {
   backupWithBundle,
   makeStore,
@@ -23,7 +23,6 @@ import {
 import { writeSynthetic } from '../prune/synthetic.js';
 
 const PASSWORD = 'source-secret-pw';
-const CLI = path.join(repoRoot, 'dist/cli/index.js');
 
 interface CliRun {
   code: number | null;
@@ -37,7 +36,7 @@ function runCli(args: string[], env: Record<string, string>): Promise<CliRun> {
   for (const [k, v] of Object.entries(process.env)) {
     if (!/^(PG|PGBACKUP_|GITHUB_|INPUT_|AGE_|DATABASE_URL)/.test(k)) base[k] = v;
   }
-  const child = spawn(node24, [CLI, ...args], {
+  const child = spawn(node24, [bundlePath('cli'), ...args], {
     env: { ...base, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

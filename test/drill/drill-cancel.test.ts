@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { generateIdentity } from '../../src/crypto/age.js';
-import { node24, repoRoot, runBundle } from '../support/bundle.js';
+import { bundlePath, node24, runBundle } from '../support/bundle.js';
 import { makeStore, type TestStore } from '../support/env.js';
 import { loadSample, newDatabase } from '../support/sample.js';
 
@@ -65,7 +65,7 @@ describe.each(['s3', 'local'] as const)('a cancelled drill (%s storage)', (kind)
     };
     const env: NodeJS.ProcessEnv = { ...process.env, ...store.env, RUNNER_TEMP: runnerTemp };
     for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
-    const child = spawn(node24, [path.join(repoRoot, 'dist/restore-drill/index.js')], {
+    const child = spawn(node24, [bundlePath('restore-drill')], {
       env,
       cwd: runnerTemp,
       stdio: ['ignore', 'pipe', 'pipe'],

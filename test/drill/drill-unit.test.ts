@@ -11,13 +11,16 @@ import type { Storage, StoredObject } from '../../src/storage/storage.js';
 /** A store in memory whose objects carry a storage class, as S3 reports it. */
 class FakeStorage implements Storage {
   readonly description = 'fake store';
-  readonly objects = new Map<string, { data: Buffer; storageClass: string; at: Date }>();
+  readonly objects = new Map<
+    string,
+    { data: Buffer; storageClass: string; at: Date; restored?: boolean }
+  >();
   reads: string[] = [];
   location(key: string): string {
     return `s3://fake/${key}`;
   }
-  put(key: string, data: string | Buffer, storageClass = 'STANDARD'): void {
-    this.objects.set(key, { data: Buffer.from(data), storageClass, at: new Date() });
+  put(key: string, data: string | Buffer, storageClass = 'STANDARD', restored?: boolean): void {
+    this.objects.set(key, { data: Buffer.from(data), storageClass, at: new Date(), restored });
   }
   async putStream(): Promise<{ bytes: number }> {
     throw new Error('not used');
@@ -41,7 +44,15 @@ class FakeStorage implements Storage {
   }
   async head(key: string): Promise<StoredObject | undefined> {
     const o = this.objects.get(key);
-    return o && { key, size: o.data.length, lastModified: o.at, storageClass: o.storageClass };
+    return (
+      o && {
+        key,
+        size: o.data.length,
+        lastModified: o.at,
+        storageClass: o.storageClass,
+        restored: o.restored,
+      }
+    );
   }
   async *list(prefix: string): AsyncIterable<StoredObject> {
     for (const key of [...this.objects.keys()].sort()) {
@@ -155,6 +166,19 @@ describe('a backup in an archive storage class', () => {
     }
     storage.objects.delete(m.objects[0].key);
     expect(await unrestorableReason(storage, m)).toContain('that object is missing');
+  });
+
+  it('is restorable once a restore request has completed, and says so while one runs', async () => {
+    const storage = new FakeStorage();
+    const m = manifest();
+    storage.put(m.objects[0].key, 'bytes', 'DEEP_ARCHIVE', false);
+    const running = await unrestorableReason(storage, m);
+    expect(running).toContain('its restore request is still in progress');
+    expect(running).toContain('DEEP_ARCHIVE');
+    storage.put(m.objects[0].key, 'bytes', 'DEEP_ARCHIVE', true);
+    expect(await unrestorableReason(storage, m)).toBeUndefined();
+    storage.put(m.objects[0].key, 'bytes', 'GLACIER', true);
+    expect(await unrestorableReason(storage, m)).toBeUndefined();
   });
 });
 

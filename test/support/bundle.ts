@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +20,34 @@ export interface BundleRun {
    * `::add-mask::` commands are left out: the runner consumes them and never shows them.
    */
   everything: string;
+}
+
+let staleDist: string | undefined;
+let distChecked = false;
+
+/**
+ * The path of `dist/<name>/index.js`, once dist/ is known to be built from the working tree's
+ * sources (scripts/fingerprint.mjs compares dist/sources.sha256 with them): a test of a stale
+ * bundle would test other code than the sources it sits beside.
+ */
+export function bundlePath(name: string): string {
+  if (!distChecked) {
+    try {
+      execFileSync(process.execPath, [path.join(repoRoot, 'scripts/fingerprint.mjs'), '--check'], {
+        cwd: repoRoot,
+        stdio: ['ignore', 'ignore', 'pipe'],
+        encoding: 'utf8',
+      });
+    } catch (error) {
+      const stderr = (error as { stderr?: string }).stderr?.trim();
+      staleDist = stderr || String(error);
+    }
+    distChecked = true;
+  }
+  if (staleDist) throw new Error(`Not running the stale dist/${name} bundle. ${staleDist}`);
+  const bundle = path.join(repoRoot, 'dist', name, 'index.js');
+  if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run package`);
+  return bundle;
 }
 
 /** Parses a GITHUB_OUTPUT file (`name<<delimiter` blocks and `name=value` lines). */
@@ -53,8 +81,7 @@ export async function runBundle(
   env: NodeJS.ProcessEnv = {},
   options: { timeoutMs?: number; cwd?: string } = {},
 ): Promise<BundleRun> {
-  const bundle = path.join(repoRoot, 'dist', action, 'index.js');
-  if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run package`);
+  const bundle = bundlePath(action);
   const dir = mkdtempSync(path.join(os.tmpdir(), `run-${action}-`));
   const outputFile = path.join(dir, 'output');
   const summaryFile = path.join(dir, 'summary');
