@@ -29,6 +29,7 @@ export const Inputs = {
   BackupId: 'backup-id',
   Restore: 'restore',
   TargetUrl: 'target-url',
+  WorkDir: 'work-dir',
   Checks: 'checks',
   MaxAge: 'max-age',
   RtoTarget: 'rto-target',

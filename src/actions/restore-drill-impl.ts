@@ -151,7 +151,7 @@ export async function runRestoreDrillAction(): Promise<void> {
   const artifact = optionalInput(Inputs.ReportArtifact);
   const storage = await storageFromInputs(logger);
 
-  const temp = env.RUNNER_TEMP || os.tmpdir();
+  const temp = optionalInput(Inputs.WorkDir) ?? (env.RUNNER_TEMP || os.tmpdir());
   const workDir = mkdtempSync(path.join(temp, 'restore-drill-'));
   const folders: string[] = [workDir];
   core.saveState(State.Folders, JSON.stringify(folders));

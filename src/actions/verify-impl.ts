@@ -82,7 +82,7 @@ export async function runVerifyAction(): Promise<void> {
     git: gitContext(env),
   };
   const storage = await storageFromInputs(logger);
-  const tmpDir = env.RUNNER_TEMP || undefined;
+  const tmpDir = optionalInput(Inputs.WorkDir) ?? (env.RUNNER_TEMP || undefined);
 
   const report = await runVerify(options, {
     storage,

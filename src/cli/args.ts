@@ -71,6 +71,11 @@ const restoreCommon: Record<string, OptionSpec> = {
   'backup-id': { type: 'string', value: 'ID', help: 'backup to use (default: the newest)' },
   jobs: { type: 'string', value: 'N', help: 'parallel pg_restore jobs (default 2)' },
   checks: { type: 'string', value: 'SQL|FILE', help: 'SQL assertions (pass when no rows)' },
+  'work-dir': {
+    type: 'string',
+    value: 'DIR',
+    help: 'where the download, archive and scratch server go (default: the temp folder)',
+  },
   'postgres-version': {
     type: 'string',
     value: 'auto|N',

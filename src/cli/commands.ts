@@ -279,8 +279,11 @@ function drillOptions(o: ParsedOptions, io: CliIo): DrillOptions {
 }
 
 /** A temp folder removed on every way out, a signal included (the scratch server has its own hook). */
-async function withWorkDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pg-backup-'));
+async function withWorkDir<T>(
+  parent: string | undefined,
+  fn: (dir: string) => Promise<T>,
+): Promise<T> {
+  const dir = mkdtempSync(path.join(parent ?? os.tmpdir(), 'pg-backup-'));
   const remove = (): void => rmSync(dir, { recursive: true, force: true });
   const onSignal = (signal: NodeJS.Signals): void => {
     process.stderr.write(`\n${signal}: stopping, removing the scratch server and files\n`);
@@ -316,7 +319,7 @@ function reportDrill(o: ParsedOptions, io: CliIo, result: DrillResult): ExitCode
 export async function drillCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
   const options = drillOptions(o, io);
   const storage = await openStore(o, io);
-  return withWorkDir(async (dir) =>
+  return withWorkDir(o.string('work-dir'), async (dir) =>
     reportDrill(o, io, await runDrill(options, restoreDeps(o, io, storage, dir))),
   );
 }
@@ -363,7 +366,7 @@ export async function restoreCommand(o: ParsedOptions, io: CliIo): Promise<ExitC
     o.string('confirm') ??
     (await confirmInteractively(io, database, describeConnection(info), options.backupId));
   const storage = await openStore(o, io);
-  return withWorkDir(async (dir) =>
+  return withWorkDir(o.string('work-dir'), async (dir) =>
     reportDrill(
       o,
       io,
@@ -386,7 +389,7 @@ export async function verifyCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
   const postgresVersion = resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
   const storage = await openStore(o, io);
   const maxAge = durationOption(o, 'max-age');
-  const report = await withWorkDir((dir) =>
+  const report = await withWorkDir(o.string('work-dir'), (dir) =>
     runVerify(
       {
         name: o.string('name'),

@@ -46,6 +46,7 @@ import {
 } from '../restore/fetch.js';
 import { decodeFile, downloadObject } from '../restore/phased.js';
 import { listArchive, type ArchiveListing } from '../restore/pg-restore.js';
+import { requireWorkDisk, workDiskNeed } from '../restore/disk.js';
 import { openTarget, type RestoreTarget } from '../restore/target.js';
 import type { Storage } from '../storage/storage.js';
 import { recentDrills } from './history.js';
@@ -112,7 +113,10 @@ export interface DrillDeps {
   installExtensions?: (names: string[], major: number) => Promise<string>;
   /** Server binaries for a scratch target; default: the newest installed of at least `minMajor`. */
   findServer?(minMajor: number): Promise<ServerBinaries>;
-  /** A folder the drill may fill with the downloaded object and archive (removed afterwards). */
+  /**
+   * The work folder: the downloaded object, the archive and a scratch server's data directory
+   * go there (each removed afterwards).
+   */
   workDir: string;
   /** Working directory of the smoke command. */
   workspace: string;
@@ -342,6 +346,11 @@ async function execute(
     return finish(result, options, deps, await history);
   }
   checkDecodable(manifest, options.decryption, deps.zstdPath);
+  const disk = await requireWorkDisk(
+    workDiskNeed(manifest, { downloads: true, scratch: !options.targetUrl }),
+    deps.workDir,
+  );
+  logger.info(`Work folder: ${disk}`);
 
   const sourceMajor = majorOf(manifest.source.serverVersion);
   const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
@@ -366,6 +375,7 @@ async function execute(
       findServer: deps.findServer,
       database: 'restore_drill',
       replace: Boolean(restore),
+      workDir: deps.workDir,
       logger,
     });
     if (target.scratch) deps.onTemporaryFolder?.(path.dirname(target.scratch.dataDir));

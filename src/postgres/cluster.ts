@@ -48,6 +48,8 @@ export interface ScratchClusterOptions {
   port?: number;
   /** postgresql.conf settings, applied after the built-in ones. */
   settings?: Record<string, string>;
+  /** The folder the cluster's own folder goes in (its data directory); default: the OS temp folder. */
+  parentDir?: string;
 }
 
 /** How to run a program as the unprivileged owner of the cluster (root only). */
@@ -223,7 +225,7 @@ export async function startScratchCluster(opts: ScratchClusterOptions): Promise<
   const prefix = runAs?.prefix ?? [];
   const env = serverEnv();
 
-  const baseDir = await mkdtemp(path.join(os.tmpdir(), 'pg-scratch-'));
+  const baseDir = await mkdtemp(path.join(opts.parentDir ?? os.tmpdir(), 'pg-scratch-'));
   const dataDir = path.join(baseDir, 'data');
   const sockDir = path.join(baseDir, 's');
   const logFile = path.join(baseDir, 'postgres.log');

@@ -60,8 +60,14 @@ export async function scratchTarget(options: {
   server: ServerBinaries;
   logger: Logger;
   database?: string;
+  /** Where the cluster's data directory goes; default: the OS temp folder. */
+  parentDir?: string;
 }): Promise<RestoreTarget> {
-  const cluster = await startScratchCluster({ server: options.server, logger: options.logger });
+  const cluster = await startScratchCluster({
+    server: options.server,
+    logger: options.logger,
+    parentDir: options.parentDir,
+  });
   const database = options.database ?? 'restore_check';
   try {
     const info = parseConnectionString(cluster.url('postgres'));
@@ -175,6 +181,8 @@ export async function openTarget(o: {
   database?: string;
   /** A real restore into target-url. */
   replace?: boolean;
+  /** The work folder: a scratch server's data directory goes there. */
+  workDir?: string;
   logger: Logger;
 }): Promise<RestoreTarget> {
   if (o.targetUrl) {
@@ -188,5 +196,5 @@ export async function openTarget(o: {
   const server = o.findServer
     ? await o.findServer(o.minMajor)
     : await scratchServer(o.minMajor, o.logger);
-  return scratchTarget({ server, logger: o.logger, database: o.database });
+  return scratchTarget({ server, logger: o.logger, database: o.database, parentDir: o.workDir });
 }

@@ -50,6 +50,7 @@ import {
   type FetchResult,
 } from '../restore/fetch.js';
 import { listArchive, type ArchiveListing } from '../restore/pg-restore.js';
+import { requireWorkDisk, workDiskNeed } from '../restore/disk.js';
 import { openTarget, type RestoreTarget } from '../restore/target.js';
 import type { Storage } from '../storage/storage.js';
 
@@ -118,7 +119,10 @@ export interface VerifyDeps {
   zstdPath?: string;
   /** Installs extensions the scratch server lacks; see RestoreJob. */
   installExtensions?: (names: string[], major: number) => Promise<string>;
-  /** Where the archive is written while it is checked; default: the OS temp folder. */
+  /**
+   * The work folder: the decoded archive and a scratch server's data directory go there;
+   * default: the OS temp folder.
+   */
   tmpDir?: string;
   progressIntervalMs?: number;
 }
@@ -459,6 +463,17 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
     return;
   }
 
+  const disk = await requireWorkDisk(
+    workDiskNeed(manifest, { downloads: false, scratch: options.restore && !options.targetUrl }),
+    run.workDir,
+  ).catch((error: unknown) => {
+    failed(run, CheckNames.Decryption, error, Date.now());
+    run.skipReason = 'there is not enough disk in the work folder';
+    return undefined;
+  });
+  if (!disk) return;
+  logger.info(`Work folder: ${disk}`);
+
   let fetched: FetchResult | undefined;
   let integrityAt: number | undefined;
   const fetchError = await logger.group(
@@ -693,6 +708,7 @@ function prepareTarget(run: Run, sourceMajor: number): Promise<RestoreTarget> {
     targetUrl: run.options.targetUrl,
     minMajor: sourceMajor,
     findServer: run.deps.findServer,
+    workDir: run.workDir,
     logger: run.deps.logger,
   });
 }
