@@ -11,7 +11,7 @@ __webpack_require__.d(__webpack_exports__, {
   S3Storage: () => (/* binding */ S3Storage)
 });
 
-// UNUSED EXPORTS: DEFAULT_PART_SIZE, addContentMd5Middleware, partSizeFor
+// UNUSED EXPORTS: DEFAULT_PART_SIZE, addContentMd5Middleware, partSizeFor, restoredCopy
 
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __webpack_require__(77598);
@@ -262,6 +262,16 @@ function statusOf(error) {
         ? error.$metadata?.httpStatusCode
         : undefined;
 }
+/**
+ * What S3's `x-amz-restore` header says of an archived object: `ongoing-request="false"` once
+ * the temporary copy is readable, `"true"` while the restore request runs.
+ */
+function restoredCopy(header) {
+    if (!header)
+        return undefined;
+    const ongoing = /ongoing-request="(true|false)"/.exec(header);
+    return ongoing ? ongoing[1] === 'false' : undefined;
+}
 function isNotFound(error) {
     const code = codeOf(error);
     return (code === 'NoSuchKey' ||
@@ -395,6 +405,18 @@ class S3Storage {
         }
         if (code === 'SignatureDoesNotMatch') {
             return new errors/* ConfigurationError */.j1(`The secret access key does not match the access key ID (SignatureDoesNotMatch) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials for bucket '${this.bucket}'.`);
+        }
+        if (code === 'InvalidObjectState' && key !== undefined) {
+            // S3 answers 403 for an object it keeps in an archive class: not a permission problem.
+            const e = error;
+            const where = e.AccessTier
+                ? `the Intelligent-Tiering ${e.AccessTier} tier`
+                : e.StorageClass
+                    ? `the ${e.StorageClass} storage class`
+                    : 'an archive storage class or tier';
+            return new errors/* ConfigurationError */.j1(`${target} is in ${where} and cannot be read until a restore request makes it readable (InvalidObjectState). ` +
+                `Request one with aws s3api restore-object --bucket ${this.bucket} --key ${this.fullKey(key)} --restore-request '{"Days":2}' ` +
+                `(for an Intelligent-Tiering tier, --restore-request '{}'), wait for it (3 to 5 hours from GLACIER, up to 12 from DEEP_ARCHIVE with the Standard tier), and run again.`);
         }
         if (code === 'AccessDenied' || code === 'Forbidden' || status === 403) {
             return new errors/* ConfigurationError */.j1(`Access denied (${code}) while ${VERB[action]} ${target} at ${this.endpointLabel}. Check the credentials and that they grant ${PERMISSION[action]} on bucket '${this.bucket}'.`);
@@ -642,6 +664,7 @@ class S3Storage {
                 lastModified: response.LastModified ?? new Date(0),
                 // S3 omits the header for STANDARD objects.
                 storageClass: response.StorageClass ?? 'STANDARD',
+                restored: restoredCopy(response.Restore),
             };
         }
         catch (error) {
