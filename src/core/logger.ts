@@ -15,6 +15,20 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => new Date() };
 
+/**
+ * The logger with info lines demoted to debug, for steps whose details only the debug log needs;
+ * `everything` also demotes warnings and folds no groups (a step inside another step's group).
+ */
+export function quieter(logger: Logger, everything = false): Logger {
+  return {
+    debug: (m) => logger.debug(m),
+    info: (m) => logger.debug(m),
+    warning: (m) => (everything ? logger.debug(m) : logger.warning(m)),
+    error: (m) => logger.error(m),
+    group: (name, fn) => (everything ? fn() : logger.group(name, fn)),
+  };
+}
+
 /** A logger that keeps the lines it was given, for tests and for reports. */
 export class MemoryLogger implements Logger {
   readonly lines: string[] = [];

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { runBackup, wholeDatabaseBackup } from '../backup/backup.js';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
-import type { Clock, Logger } from '../core/logger.js';
+import { quieter, type Clock, type Logger } from '../core/logger.js';
 import { connect } from '../postgres/connection.js';
 import type { ClientTools } from '../postgres/tools.js';
 import { fetchArchive } from '../restore/fetch.js';
@@ -29,7 +29,8 @@ export async function rehearseUndo(o: {
   logger: Logger;
 }): Promise<string> {
   const dir = await mkdtemp(path.join(o.workDir, 'undo-'));
-  const quiet = quietLogger(o.logger);
+  // The rehearsal's own steps go to the debug log: the safety backup says the same things.
+  const quiet = quieter(o.logger, true);
   try {
     const storage = new LocalStorage(path.join(dir, 'store'), quiet);
     const backup = await runBackup(
@@ -88,15 +89,4 @@ export async function rehearseUndo(o: {
   } finally {
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
-}
-
-/** The rehearsal's own steps go to the debug log: the safety backup says the same things. */
-function quietLogger(logger: Logger): Logger {
-  return {
-    debug: (m) => logger.debug(m),
-    info: (m) => logger.debug(m),
-    warning: (m) => logger.debug(m),
-    error: (m) => logger.error(m),
-    group: (_name, fn) => fn(),
-  };
 }

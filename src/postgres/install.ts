@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tc from '@actions/tool-cache';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
+import { quieter, type Logger } from '../core/logger.js';
 import { runCommand, tail } from '../core/process.js';
 import {
   CLIENT_TOOL_CACHE_NAME,
@@ -314,7 +314,7 @@ export async function ensureClientTools(opts: EnsureClientToolsOptions): Promise
   const codename = debianCodename(osRelease);
 
   const fail = async (reason: string, server = false, major = target): Promise<never> => {
-    const found = await listClientCandidates({ ...opts.search, logger: quiet(logger) });
+    const found = await listClientCandidates({ ...opts.search, logger: quieter(logger) });
     const plan = pgdgAptPlan(major, {
       server,
       codename: codename ?? '$(lsb_release -cs)',
@@ -455,17 +455,6 @@ async function hasAll(packages: string[], runner: CommandRunner): Promise<boolea
     if (!(await aptHasCandidate(pkg, runner))) return false;
   }
   return true;
-}
-
-/** The logger with info demoted to debug, for searches repeated only to describe them. */
-function quiet(logger: Logger): Logger {
-  return {
-    debug: (m) => logger.debug(m),
-    info: (m) => logger.debug(m),
-    warning: (m) => logger.warning(m),
-    error: (m) => logger.error(m),
-    group: (name, fn) => logger.group(name, fn),
-  };
 }
 
 /**

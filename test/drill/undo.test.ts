@@ -13,6 +13,7 @@ import {
   testBackupDeps,
   testBackupOptions,
   testDrillDeps,
+  testRestoreOptions,
   uniqueName,
   type TestStore,
 } from '../support/env.js';
@@ -68,19 +69,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function restoreOptions(overrides: Partial<RestoreOptions> = {}): RestoreOptions {
-  return {
-    targetUrl: appUrl,
-    confirm: new URL(appUrl).pathname.slice(1),
-    terminateConnections: true,
-    safetyBackup: true,
-    jobs: 2,
-    checks: [],
-    postgresVersion: 'auto',
-    git: {},
-    ...overrides,
-  };
-}
+const restoreOptions = (overrides: Partial<RestoreOptions> = {}): RestoreOptions =>
+  testRestoreOptions(appUrl, { safetyBackup: true, ...overrides });
 
 const itemCount = (): Promise<number> =>
   withClient(adminUrl, async (c) =>

@@ -12,12 +12,13 @@ import {
   makeStore,
   testBackupDeps,
   testBackupOptions,
+  sharedPostgresUrl,
   testDrillDeps,
+  testRestoreOptions,
   testVerifyDeps,
   type TestStore,
 } from '../support/env.js';
 import { newDatabase, urlOfDatabase, withClient } from '../support/sample.js';
-import { sharedPostgresUrl } from '../support/env.js';
 
 // An application database as teams build them on PostGIS: postgis with postgis_raster and
 // postgis_topology (a topology, a TopoGeometry layer: the extension's configuration tables tied
@@ -100,16 +101,7 @@ describe('a PostGIS application database', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'gis-restore-'));
     try {
       const result = await runRestore(
-        {
-          targetUrl: url,
-          confirm: name,
-          terminateConnections: false,
-          safetyBackup: false,
-          jobs: 2,
-          checks: [],
-          postgresVersion: 'auto',
-          git: {},
-        },
+        testRestoreOptions(url, { confirm: name, terminateConnections: false }),
         testDrillDeps(store.storage, tools, dir),
       );
       expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { runBackup } from '../../src/backup/backup.js';
 import { findOnPath } from '../../src/core/process.js';
-import { runRestore, type RestoreOptions } from '../../src/drill/drill.js';
+import { runRestore } from '../../src/drill/drill.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
 import { machineClientTools } from '../support/embedded.js';
 import {
@@ -11,6 +11,7 @@ import {
   testBackupDeps,
   testBackupOptions,
   testDrillDeps,
+  testRestoreOptions,
   type TestStore,
 } from '../support/env.js';
 import {
@@ -36,20 +37,6 @@ beforeAll(async () => {
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function restoreOptions(url: string, overrides: Partial<RestoreOptions> = {}): RestoreOptions {
-  return {
-    targetUrl: url,
-    confirm: new URL(url).pathname.slice(1),
-    terminateConnections: true,
-    safetyBackup: false,
-    jobs: 2,
-    checks: [],
-    postgresVersion: 'auto',
-    git: {},
-    ...overrides,
-  };
-}
 
 const tablesOnly = (m: Map<string, { rows: number; md5: string; relkind: string }>): string[] =>
   [...m].filter(([, f]) => f.relkind === 'r').map(([t, f]) => `${t} ${f.rows} ${f.md5}`);
@@ -80,7 +67,7 @@ describe("PostgreSQL's regression database restored over a copy of itself", () =
     const expected = tablesOnly(await tableFingerprints(source.url));
     for (let round = 0; round < 2; round++) {
       const result = await runRestore(
-        restoreOptions(copyUrl),
+        testRestoreOptions(copyUrl),
         testDrillDeps(store.storage, tools, dir),
       );
       expect(result.error).toBeUndefined();
@@ -101,7 +88,7 @@ describe("PostgreSQL's regression database restored over a copy of itself", () =
     const before = await schemaSnapshot(copyUrl);
     const beforeData = tablesOnly(await tableFingerprints(copyUrl));
     const result = await runRestore(
-      restoreOptions(copyUrl, { safetyBackup: true }),
+      testRestoreOptions(copyUrl, { safetyBackup: true }),
       testDrillDeps(store.storage, tools, dir),
     );
     expect(result.status).toBe('passed');
@@ -112,7 +99,7 @@ describe("PostgreSQL's regression database restored over a copy of itself", () =
     expect(undo).not.toBeNull();
     // As printed: mode restore, that backup-id, the same target-url and confirm.
     const undone = await runRestore(
-      restoreOptions(copyUrl, { backupId: undo![1] }),
+      testRestoreOptions(copyUrl, { backupId: undo![1] }),
       testDrillDeps(store.storage, tools, dir),
     );
     expect(undone.checks.filter((c) => c.status === 'failed')).toEqual([]);
@@ -161,7 +148,7 @@ describe('a Supabase project restored as the postgres role', () => {
     let safety: string | undefined;
     for (let round = 0; round < 2; round++) {
       const result = await runRestore(
-        restoreOptions(target.postgresUrl(), { safetyBackup: round === 1 }),
+        testRestoreOptions(target.postgresUrl(), { safetyBackup: round === 1 }),
         testDrillDeps(store.storage, tools, dir),
       );
       expect(result.error).toBeUndefined();
@@ -184,7 +171,7 @@ describe('a Supabase project restored as the postgres role', () => {
     );
     expect(safety).toBeDefined();
     const undo = await runRestore(
-      restoreOptions(target.postgresUrl(), { backupId: safety }),
+      testRestoreOptions(target.postgresUrl(), { backupId: safety }),
       testDrillDeps(store.storage, tools, dir),
     );
     expect(undo.checks.filter((c) => c.status === 'failed')).toEqual([]);
@@ -213,7 +200,7 @@ describe('a Supabase project restored as the postgres role', () => {
       c.query("UPDATE public.todos SET task = 'changed after the backup'"),
     );
     const result = await runRestore(
-      restoreOptions(target.postgresUrl(), { name: 'app' }),
+      testRestoreOptions(target.postgresUrl(), { name: 'app' }),
       testDrillDeps(store.storage, tools, dir),
     );
     expect(result.error).toBeUndefined();

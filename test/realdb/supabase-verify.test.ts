@@ -14,6 +14,7 @@ import {
   testBackupDeps,
   testBackupOptions,
   testDrillDeps,
+  testRestoreOptions,
   testVerifyDeps,
   type TestStore,
 } from '../support/env.js';
@@ -218,17 +219,7 @@ describe('an app-only backup of a Supabase project (schemas: public)', () => {
     const before = await publicObjects();
     try {
       const error = await runRestore(
-        {
-          name: 'app-only',
-          targetUrl: url,
-          confirm: 'postgres',
-          terminateConnections: true,
-          safetyBackup: false,
-          jobs: 2,
-          checks: [],
-          postgresVersion: 'auto',
-          git: {},
-        },
+        testRestoreOptions(url, { name: 'app-only' }),
         testDrillDeps(store.storage, tools, dir),
       ).then(
         (r) => new Error(r.error ?? 'restored'),

@@ -10,7 +10,7 @@ import {
 } from '../../src/backup/backup.js';
 import { MemoryLogger, systemClock } from '../../src/core/logger.js';
 import { findOnPath } from '../../src/core/process.js';
-import type { DrillDeps } from '../../src/drill/drill.js';
+import type { DrillDeps, RestoreOptions } from '../../src/drill/drill.js';
 import type { VerifyDeps } from '../../src/verify/verify.js';
 import { machineServer } from './embedded.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
@@ -198,6 +198,27 @@ export function testDrillDeps(
     workDir: dir,
     workspace: dir,
     progressIntervalMs: 0,
+    ...overrides,
+  };
+}
+
+/**
+ * Options of a real restore into `url` (confirm: its database), as a test gives them: other
+ * sessions ended, no safety backup, two jobs; then overrides.
+ */
+export function testRestoreOptions(
+  url: string,
+  overrides: Partial<RestoreOptions> = {},
+): RestoreOptions {
+  return {
+    targetUrl: url,
+    confirm: new URL(url).pathname.slice(1),
+    terminateConnections: true,
+    safetyBackup: false,
+    jobs: 2,
+    checks: [],
+    postgresVersion: 'auto',
+    git: {},
     ...overrides,
   };
 }
