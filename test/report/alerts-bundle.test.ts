@@ -165,6 +165,27 @@ describe('alerts of the four actions', () => {
     );
   });
 
+  it('verify: a backup older than max-age alone is a warning; the step still fails', async () => {
+    const stale = await run('verify', {
+      restore: 'false',
+      'encryption-identity': key.identity,
+      'max-age': '1s',
+    });
+    expect(stale.code).toBe(1);
+    expect(stale.outputs.status).toBe('failed');
+    const last = messages('verify').at(-1)!;
+    expect(last.event).toBe('warning');
+    expect(last.message).toMatch(
+      /^Freshness \(max-age\): the newest complete backup, .* older than max-age 1s/,
+    );
+    expect(messages('verify').filter((n) => n.event === 'failure')).toHaveLength(2);
+    expect(issueTitled('Backup verification failed: shop').state).toBe('closed');
+    expect(issueTitled('Backup verification warning: shop').labels).toEqual([
+      'backup-verification',
+      'warning',
+    ]);
+  });
+
   it('restore-drill: a wrong key fails twice, a drill that passes recovers', async () => {
     await cycle(
       'restore-drill',
