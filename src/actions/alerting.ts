@@ -2,7 +2,12 @@ import * as core from '@actions/core';
 import { errorMessage } from '../core/errors.js';
 import { systemClock, type Logger } from '../core/logger.js';
 import type { Storage } from '../storage/storage.js';
-import { reportOutcome, type AlertResult, type JobOutcome } from '../report/alerts.js';
+import {
+  reportOutcome,
+  type AlertResult,
+  type IssueTarget,
+  type JobOutcome,
+} from '../report/alerts.js';
 import { GitHubApi, runUrl, type GitHubContext } from '../report/github.js';
 import {
   fetchPoster,
@@ -95,7 +100,7 @@ export async function sendAlerts(
   if (!issue && settings.targets.length === 0) return undefined;
   try {
     const context = githubContext(env, settings.token ?? '');
-    let issues;
+    let issues: IssueTarget | undefined;
     if (issue) {
       if (!context.repository) {
         logger.warning('GITHUB_REPOSITORY is not set, so no issue can be reported.');

@@ -128,59 +128,50 @@ export async function runRestoreDrillAction(): Promise<void> {
   const env = process.env;
   const alerts = readAlertSettings('restore-drill');
   const mode = choiceInput(Inputs.Mode, ['drill', 'restore'] as const, 'drill');
-  const subject: { name: string; storage?: Storage; reported: boolean } = {
+  const subject: { name: string; storage?: Storage } = {
     name: optionalInput(Inputs.Name) ?? 'database',
-    reported: false,
+  };
+  let reported = false;
+  // A real restore is watched by whoever started it: only drills alert.
+  const alert: DrillAlert = async (outcome) => {
+    reported = true;
+    if (mode !== 'drill') return undefined;
+    return sendAlerts(
+      { action: 'restore-drill', name: subject.name, ...outcome },
+      {
+        settings: alerts,
+        env,
+        logger,
+        storage: subject.storage,
+        names: isCatalogName(subject.name) ? [subject.name] : [],
+        title: `Restore drill failed: ${subject.name}`,
+        warningTitle: `Restore drill warning: ${subject.name}`,
+      },
+    );
   };
   try {
-    await drillOrRestore(subject, async (outcome) => {
-      subject.reported = true;
-      if (mode !== 'drill') return undefined;
-      return sendAlerts(
-        { action: 'restore-drill', name: subject.name, ...outcome },
-        {
-          settings: alerts,
-          env,
-          logger,
-          storage: subject.storage,
-          names: isCatalogName(subject.name) ? [subject.name] : [],
-          title: `Restore drill failed: ${subject.name}`,
-          warningTitle: `Restore drill warning: ${subject.name}`,
-        },
-      );
-    });
+    await drillOrRestore(subject, alert);
   } catch (error) {
-    if (mode === 'drill' && !subject.reported) {
-      await sendAlerts(
-        {
-          action: 'restore-drill',
-          name: subject.name,
-          status: 'failed',
-          message: errorMessage(error),
-          warnings: [],
-          nextStep: DRILL_NEXT_STEP,
-        },
-        {
-          settings: alerts,
-          env,
-          logger,
-          storage: subject.storage,
-          names: isCatalogName(subject.name) ? [subject.name] : [],
-          title: `Restore drill failed: ${subject.name}`,
-          warningTitle: `Restore drill warning: ${subject.name}`,
-        },
-      );
+    if (!reported) {
+      await alert({
+        status: 'failed',
+        message: errorMessage(error),
+        warnings: [],
+        nextStep: DRILL_NEXT_STEP,
+      });
     }
     throw error;
   }
 }
 
+type DrillAlert = (
+  outcome: Omit<JobOutcome, 'action' | 'name'>,
+) => Promise<{ issueNumber?: number } | undefined>;
+
 /** Runs the drill (or the restore) of the inputs; `alert` tells the outcome of a run that ran. */
 async function drillOrRestore(
   subject: { name: string; storage?: Storage },
-  alert: (
-    outcome: Omit<JobOutcome, 'action' | 'name'>,
-  ) => Promise<{ issueNumber?: number } | undefined>,
+  alert: DrillAlert,
 ): Promise<void> {
   const logger = actionLogger;
 
