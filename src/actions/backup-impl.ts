@@ -7,7 +7,7 @@ import type { JobOutcome } from '../report/alerts.js';
 import { parseKeepUntil } from '../core/duration.js';
 import { systemClock } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
-import { parseRecipients } from '../crypto/age.js';
+import { invalidRecipientValues, parseRecipients } from '../crypto/age.js';
 import { errorMessage } from '../core/errors.js';
 import { formatBytes } from '../core/streams.js';
 import type { Storage } from '../storage/storage.js';
@@ -41,6 +41,9 @@ export async function runBackupAction(): Promise<void> {
   if (env.PGPASSWORD) core.setSecret(env.PGPASSWORD);
   const passphrase = optionalInput(Inputs.EncryptionPassphrase);
   maskSecret(passphrase);
+  // What is not a recipient may be a secret key typed here by mistake: masked before any log.
+  const recipientsText = optionalInput(Inputs.EncryptionRecipients) ?? '';
+  for (const value of invalidRecipientValues(recipientsText)) core.setSecret(value);
   const alerts = readAlertSettings('backup-failure');
 
   let name = optionalInput(Inputs.Name) ?? 'database';

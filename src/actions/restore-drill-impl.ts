@@ -22,6 +22,7 @@ import {
   type DrillResult,
 } from '../drill/drill.js';
 import { drillSummary } from '../drill/summary.js';
+import { extensionInstaller } from '../postgres/extensions.js';
 import { clientToolResolver } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import { parseChecks } from '../restore/checks.js';
@@ -235,6 +236,7 @@ async function drillOrRestore(
         request.version,
         request.needServer,
       ),
+    installExtensions: extensionInstaller(env, logger),
     workDir,
     workspace,
     onTemporaryFolder: (dir) => {

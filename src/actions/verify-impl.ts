@@ -10,6 +10,7 @@ import type { Storage } from '../storage/storage.js';
 import { systemClock } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
 import { parseIdentities } from '../crypto/age.js';
+import { extensionInstaller } from '../postgres/extensions.js';
 import { mayInstallTools } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import { uploadReportArtifact } from '../report/artifact.js';
@@ -141,6 +142,7 @@ async function verifyFromInputs(
     zstdPath: findOnPath('zstd', env.PATH),
     tmpDir,
     ...verifyToolResolvers({ postgresVersion, install: mayInstallTools(env), logger }),
+    installExtensions: extensionInstaller(env, logger),
   });
 }
 

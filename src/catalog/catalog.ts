@@ -9,6 +9,7 @@ import {
   verificationsPrefix,
 } from './keys.js';
 import { MANIFEST_SCHEMA_VERSION, type Manifest, type VerificationRecord } from './manifest.js';
+import { manifestSchemaProblem } from './manifest-schema.js';
 
 /** A backup folder as found in storage: complete when its manifest exists. */
 export interface CatalogEntry {
@@ -34,7 +35,7 @@ export async function readManifest(
   return parseManifest(data, storage.location(key));
 }
 
-/** A manifest that exists but cannot be read: not JSON, missing fields, or a newer schema. */
+/** A manifest that exists but cannot be read: not JSON, not as its schema says, or a newer schema. */
 export class ManifestError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
@@ -51,25 +52,17 @@ export function parseManifest(data: Buffer | string, where: string): Manifest {
       cause: error,
     });
   }
-  const m = parsed as Partial<Manifest>;
-  if (
-    typeof m !== 'object' ||
-    m === null ||
-    typeof m.id !== 'string' ||
-    typeof m.name !== 'string' ||
-    !Array.isArray(m.objects) ||
-    typeof m.finishedAt !== 'string'
-  ) {
+  const version = (parsed as { schemaVersion?: unknown } | null)?.schemaVersion;
+  if (typeof version === 'number' && version > MANIFEST_SCHEMA_VERSION) {
     throw new ManifestError(
-      `The manifest ${where} lacks required fields (id, name, objects, finishedAt).`,
+      `The manifest ${where} has schema version ${version}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`,
     );
   }
-  if (typeof m.schemaVersion !== 'number' || m.schemaVersion > MANIFEST_SCHEMA_VERSION) {
-    throw new ManifestError(
-      `The manifest ${where} has schema version ${String(m.schemaVersion)}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`,
-    );
+  const problem = manifestSchemaProblem(parsed);
+  if (problem !== undefined) {
+    throw new ManifestError(`The manifest ${where} is damaged: ${problem}.`);
   }
-  return m as Manifest;
+  return parsed as Manifest;
 }
 
 /**

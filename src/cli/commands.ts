@@ -28,6 +28,7 @@ import {
   parseConnectionString,
   resolveConnection,
 } from '../postgres/connection.js';
+import { extensionInstaller } from '../postgres/extensions.js';
 import { clientToolResolver } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import { parseDeleteIncompleteAfter, parsePruneNames } from '../prune/options.js';
@@ -255,6 +256,7 @@ function restoreDeps(o: ParsedOptions, io: CliIo, storage: Storage, workDir: str
         request.version,
         request.needServer,
       ),
+    installExtensions: extensionInstaller(io.env, io.logger),
     workDir,
     workspace: io.cwd,
   };
@@ -410,6 +412,7 @@ export async function verifyCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
             pgDumpVersion,
             !o.boolean('no-restore') && !o.string('target-url'),
           ),
+        installExtensions: extensionInstaller(io.env, io.logger),
       },
     ),
   );

@@ -9,9 +9,20 @@ import { asError, ConfigurationError } from '../core/errors.js';
 import { processingStream } from '../core/streams.js';
 import { bech32Decode, bech32Encode } from './bech32.js';
 
+/**
+ * What failed, in the terms of the age test vectors (C2SP/CCTV): the header does not parse (or
+ * the file is not binary age v1), no stanza unwraps with the keys given, the header MAC does not
+ * match, or the payload does not decrypt to its end. `unsupported`: a valid age file in a form
+ * this implementation does not read (ASCII armor).
+ */
+export type AgeFailure = 'header' | 'no match' | 'hmac' | 'payload' | 'unsupported';
+
 /** Every failure to decrypt an age file. Messages name the cause and never contain key material. */
 export class AgeError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly failure: AgeFailure,
+  ) {
     super(message);
     this.name = 'AgeError';
   }
@@ -45,8 +56,10 @@ const FILE_KEY_SIZE = 16;
 const NONCE_SIZE = 16;
 const COLUMNS_PER_LINE = 64;
 const BYTES_PER_LINE = (COLUMNS_PER_LINE / 4) * 3;
-/** Headers larger than this are rejected instead of buffered (about 5,000 X25519 recipients). */
+/** Headers larger than this are rejected instead of buffered (about 10,000 X25519 recipients). */
 const MAX_HEADER_SIZE = 1024 * 1024;
+/** Longer than any valid MAC line (48 bytes): a stray "\n---" is not waited on forever. */
+const MAX_MAC_LINE = 128;
 const X25519_LABEL = 'age-encryption.org/v1/X25519';
 const SCRYPT_LABEL = 'age-encryption.org/v1/scrypt';
 const IDENTITY_HRP = 'AGE-SECRET-KEY-';
@@ -174,52 +187,62 @@ function decodeIdentity(identity: string): Buffer | null {
   }
 }
 
+/**
+ * Whether a value may be a secret key, however mistyped: `AGE-SECRET-KEY-1…`, `AGE_SECRET_KEY_1…`,
+ * `age secret key 1…`, or an age plugin identity. Only to word the error better: no error
+ * message shows a recipient or identity value of any kind.
+ */
+function mayBeSecretKey(value: string): boolean {
+  const letters = value.toUpperCase().replace(/[^A-Z0-9]/g, '');
+  return letters.includes('SECRETKEY') || letters.startsWith('AGEPLUGIN');
+}
+
+/** What is wrong with a recipient value, in words that never include the value. */
 function recipientProblem(value: string): string {
-  if (/^ssh-/.test(value)) {
+  if (mayBeSecretKey(value)) {
+    return (
+      'this looks like an age secret key (identity), not a recipient: give its public key ' +
+      '(age1..., as age-keygen -y prints it), and rotate the secret key if it was exposed'
+    );
+  }
+  if (/^(ssh-|ecdsa-)/i.test(value)) {
     return 'SSH keys are not supported, only age X25519 recipients (age1...)';
   }
+  if (/^age1pq1/i.test(value)) return 'post-quantum hybrid recipients are not supported';
   if (/^age1[a-z0-9]+1/.test(value)) return 'age plugin recipients are not supported';
-  if (looksSecret(value)) {
-    return 'this is a secret identity, not a recipient; give its public key (age1...)';
+  if (/^age1/i.test(value)) {
+    return 'not a valid age X25519 recipient: a character is wrong, missing or extra (its checksum does not match)';
   }
-  return 'not a valid age X25519 recipient (age1...)';
+  return 'not an age X25519 recipient (age1...)';
 }
 
-/** Values that look like secret keys: recipient errors must not echo them. */
-function looksSecret(value: string): boolean {
-  return /AGE-(SECRET-KEY|PLUGIN)-/i.test(value);
-}
-
-/** A recipient value as error messages show it: quoted, unless it may be a secret. */
-function shownRecipient(value: string): string {
-  return looksSecret(value) ? '(value not shown)' : `"${value}"`;
-}
-
+/** What is wrong with an identity value, in words that never include the value. */
 function identityProblem(value: string): string {
   if (/^age1/i.test(value)) return 'this is a public key (recipient), not an identity';
+  if (/^AGE-SECRET-KEY-PQ-/i.test(value)) {
+    return 'post-quantum hybrid identities are not supported';
+  }
   if (/^AGE-PLUGIN-/i.test(value)) return 'age plugin identities are not supported';
-  if (/^-----BEGIN/.test(value) || /^ssh-/.test(value)) {
+  if (/^-----BEGIN/.test(value) || /^(ssh-|ecdsa-)/i.test(value)) {
     return 'SSH keys are not supported, only age X25519 identities';
   }
   return 'not a valid age X25519 identity (AGE-SECRET-KEY-1...)';
 }
 
-function recipientKey(recipient: string): Buffer {
-  const raw = decodeRecipient(recipient.trim());
+function recipientKey(recipient: string, index: number): Buffer {
+  const value = recipient.trim();
+  const raw = decodeRecipient(value);
   if (!raw) {
-    throw new ConfigurationError(
-      `invalid age recipient ${shownRecipient(recipient)}: ${recipientProblem(recipient.trim())}`,
-    );
+    throw new ConfigurationError(`age recipient ${index + 1}: ${recipientProblem(value)}`);
   }
   return raw;
 }
 
 function identitySecret(identity: string, where: string): Buffer {
-  const raw = decodeIdentity(identity.trim());
+  const value = identity.trim();
+  const raw = decodeIdentity(value);
   if (!raw) {
-    throw new ConfigurationError(
-      `invalid age identity ${where}: ${identityProblem(identity.trim())}`,
-    );
+    throw new ConfigurationError(`invalid age identity ${where}: ${identityProblem(value)}`);
   }
   return raw;
 }
@@ -239,28 +262,53 @@ export function identityToRecipient(identity: string): string {
   return bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret)));
 }
 
+/** The items of a recipients text, with where each one is (1-based). */
+function recipientItems(text: string): { value: string; line: number; item?: number }[] {
+  const out: { value: string; line: number; item?: number }[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const items = line
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
+    items.forEach((value, j) =>
+      out.push({ value, line: i + 1, item: items.length > 1 ? j + 1 : undefined }),
+    );
+  });
+  return out;
+}
+
 /**
  * Recipients from text: one `age1...` per line or several separated by commas; lines starting with
- * '#' and blank lines are ignored; duplicates are dropped. May return an empty list.
+ * '#' and blank lines are ignored; duplicates are dropped. May return an empty list. Errors name
+ * the line (and the item on a line of several) and what is wrong, never the value: a secret key
+ * pasted here by mistake must not reach a log.
  */
 export function parseRecipients(text: string): string[] {
   const out: string[] = [];
-  const lines = text.split(/\r?\n/);
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trim();
-    if (line === '' || line.startsWith('#')) continue;
-    for (const item of line.split(',')) {
-      const value = item.trim();
-      if (value === '') continue;
-      if (!decodeRecipient(value)) {
-        throw new ConfigurationError(
-          `age recipients, line ${i + 1}: invalid recipient ${shownRecipient(value)}: ${recipientProblem(value)}`,
-        );
-      }
-      if (!out.includes(value)) out.push(value);
+  for (const { value, line, item } of recipientItems(text)) {
+    if (!decodeRecipient(value)) {
+      const where = item === undefined ? `line ${line}` : `line ${line}, item ${item}`;
+      throw new ConfigurationError(`age recipients, ${where}: ${recipientProblem(value)}`);
     }
+    if (!out.includes(value)) out.push(value);
   }
   return out;
+}
+
+/**
+ * The values of a recipients text that are not recipients, each whole and each of its words of
+ * 20 characters or more: front doors mask them in their logs, as they may be secret keys.
+ */
+export function invalidRecipientValues(text: string): string[] {
+  const out = new Set<string>();
+  for (const { value } of recipientItems(text)) {
+    if (decodeRecipient(value)) continue;
+    out.add(value);
+    for (const word of value.split(/\s+/)) if (word.length >= 20) out.add(word);
+  }
+  return [...out];
 }
 
 /**
@@ -312,7 +360,7 @@ function isArgument(text: string): boolean {
 }
 
 function malformed(line: number, reason: string): AgeError {
-  return new AgeError(`the age header is malformed (line ${line}): ${reason}`);
+  return new AgeError(`the age header is malformed (line ${line}): ${reason}`, 'header');
 }
 
 /** Parses a complete header (intro line through the MAC line, excluding the final newline). */
@@ -374,18 +422,20 @@ function classifyBadStart(data: Buffer, final: boolean): AgeError | null {
       .subarray(0, end < 0 ? Math.min(data.length, 64) : Math.min(end, 64))
       .toString('latin1')
       .replace(/[^\x20-\x7e]/g, '?');
-    return new AgeError(`unsupported age format version: the file starts with "${line}"`);
+    return new AgeError(`unsupported age format version: the file starts with "${line}"`, 'header');
   }
   if (starts(ARMOR_BEGIN)) {
     if (data.length >= ARMOR_BEGIN.length) {
       return new AgeError(
         'the input is an ASCII-armored age file; only the binary age format is supported',
+        'unsupported',
       );
     }
     if (!final) return null;
   }
   return new AgeError(
     'the input is not an age encrypted file (it does not start with "age-encryption.org/v1")',
+    'header',
   );
 }
 
@@ -442,7 +492,7 @@ class ByteQueue {
 }
 
 function chunkNonce(nonce: Buffer, counter: number, last: boolean): Buffer {
-  if (counter >= MAX_CHUNKS) throw new AgeError('the age payload has too many chunks');
+  if (counter >= MAX_CHUNKS) throw new AgeError('the age payload has too many chunks', 'payload');
   nonce.fill(0);
   nonce.writeUIntBE(counter, 5, 6);
   nonce[11] = last ? 1 : 0;
@@ -480,7 +530,7 @@ function encryptConfig(options: AgeEncryptOptions): EncryptConfig {
       `the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`,
     );
   }
-  return { recipientKeys: recipients.map(recipientKey), passphrase, workFactor };
+  return { recipientKeys: recipients.map((r, i) => recipientKey(r, i)), passphrase, workFactor };
 }
 
 /** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
@@ -690,15 +740,15 @@ class AgeDecryptStream extends Transform {
     try {
       if (this.state === 'header') {
         if (this.headerBuffer.length === 0) {
-          throw new AgeError('the input is empty: it is not an age encrypted file');
+          throw new AgeError('the input is empty: it is not an age encrypted file', 'header');
         }
         throw (
           this.checkStart(true) ??
-          new AgeError('the age file is truncated: it ends inside the header')
+          new AgeError('the age file is truncated: it ends inside the header', 'header')
         );
       }
       if (this.state === 'nonce') {
-        throw new AgeError('the age file is truncated: it ends before the payload nonce');
+        throw new AgeError('the age file is truncated: it ends before the payload nonce', 'header');
       }
       this.finishPayload();
       callback();
@@ -741,19 +791,21 @@ class AgeDecryptStream extends Transform {
     if (bad) return bad;
     if (data.length < INTRO_BYTES.length) return -1;
     const marker = data.indexOf(MAC_LINE_MARKER, this.markerSearchFrom);
-    if (marker >= 0) {
-      const end = data.indexOf(0x0a, marker + 1);
-      if (end >= 0) return end + 1;
-      if (data.length - marker > 128) {
-        return new AgeError('the age header is malformed: invalid closing (MAC) line');
-      }
-    } else {
-      this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
+    if (marker < 0) this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
+    const newline = marker >= 0 ? data.indexOf(0x0a, marker + 1) : -1;
+    // The input length at which each outcome is known when bytes come one at a time: the size
+    // limit passed, the header's end, a MAC line too long. The earliest within the input wins,
+    // so the outcome does not depend on how the input was split into writes.
+    const tooLarge = MAX_HEADER_SIZE + 1;
+    const complete = newline >= 0 ? newline + 1 : Infinity;
+    const macTooLong = marker >= 0 ? marker + MAX_MAC_LINE + 1 : Infinity;
+    const first = Math.min(tooLarge, complete, macTooLong);
+    if (first > data.length) return -1;
+    if (first === tooLarge) {
+      return new AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`, 'header');
     }
-    if (data.length > MAX_HEADER_SIZE) {
-      return new AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`);
-    }
-    return -1;
+    if (first === complete) return complete;
+    return new AgeError('the age header is malformed: invalid closing (MAC) line', 'header');
   }
 
   private async unwrap(header: Buffer): Promise<void> {
@@ -766,6 +818,7 @@ class AgeDecryptStream extends Transform {
       if (stanzas.length !== 1) {
         throw new AgeError(
           'the age header is malformed: a passphrase (scrypt) stanza must be the only stanza',
+          'header',
         );
       }
       fileKey = await this.unwrapScrypt(scryptStanzas[0]);
@@ -776,6 +829,7 @@ class AgeDecryptStream extends Transform {
     if (!crypto.timingSafeEqual(expected, mac)) {
       throw new AgeError(
         'the age header MAC does not match: the header was modified (tampered with or corrupted)',
+        'hmac',
       );
     }
     this.fileKey = fileKey;
@@ -785,24 +839,31 @@ class AgeDecryptStream extends Transform {
     if (this.passphrase === undefined) {
       throw new AgeError(
         'this backup is encrypted with a passphrase, but no passphrase was given to decrypt it',
+        'no match',
       );
     }
     const salt = stanza.args.length === 2 ? b64Decode(stanza.args[0]) : null;
     if (!salt || salt.length !== 16 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
-      throw new AgeError('the age header is malformed: invalid passphrase (scrypt) stanza');
+      throw new AgeError(
+        'the age header is malformed: invalid passphrase (scrypt) stanza',
+        'header',
+      );
     }
     if (!/^[1-9][0-9]?$/.test(stanza.args[1])) {
-      throw new AgeError('the age header is malformed: invalid scrypt work factor');
+      throw new AgeError('the age header is malformed: invalid scrypt work factor', 'header');
     }
     const workFactor = Number(stanza.args[1]);
     if (workFactor > MAX_SCRYPT_WORK_FACTOR) {
       throw new AgeError(
         `the scrypt work factor of this file (${workFactor}) is above the limit of ${MAX_SCRYPT_WORK_FACTOR}`,
+        'header',
       );
     }
     const key = await scryptKey(this.passphrase, salt, workFactor);
     const fileKey = aeadOpen(key, ZERO_NONCE, stanza.body);
-    if (!fileKey) throw new AgeError('the passphrase is wrong: it does not decrypt this backup');
+    if (!fileKey) {
+      throw new AgeError('the passphrase is wrong: it does not decrypt this backup', 'no match');
+    }
     return fileKey;
   }
 
@@ -811,14 +872,16 @@ class AgeDecryptStream extends Transform {
     const parsed = x25519Stanzas.map((stanza) => {
       const share = stanza.args.length === 1 ? b64Decode(stanza.args[0]) : null;
       if (!share || share.length !== 32 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
-        throw new AgeError('the age header is malformed: invalid X25519 stanza');
+        throw new AgeError('the age header is malformed: invalid X25519 stanza', 'header');
       }
       return { share, shareKey: x25519PublicKey(share), body: stanza.body };
     });
     for (const identity of this.identities) {
       for (const stanza of parsed) {
         const shared = x25519(identity.privateKey, stanza.shareKey);
-        if (!shared) throw new AgeError('the age header is malformed: invalid X25519 share');
+        if (!shared) {
+          throw new AgeError('the age header is malformed: invalid X25519 share', 'header');
+        }
         const wrapKey = hkdf(
           shared,
           Buffer.concat([stanza.share, identity.publicKey]),
@@ -831,9 +894,13 @@ class AgeDecryptStream extends Transform {
     if (this.identities.length === 0) {
       throw new AgeError(
         'this backup is encrypted to age public keys, not with a passphrase: give its age identity',
+        'no match',
       );
     }
-    throw new AgeError('the age identity given does not match any recipient of this backup');
+    throw new AgeError(
+      'the age identity given does not match any recipient of this backup',
+      'no match',
+    );
   }
 
   private consume(data: Buffer, callback: TransformCallback): void {
@@ -866,17 +933,25 @@ class AgeDecryptStream extends Transform {
     );
   }
 
-  /** A full chunk with more data after it. */
+  /**
+   * A full chunk with more data after it. Like the reference implementation, a chunk that
+   * authenticates is released before a failure that follows it: the plaintext a failed file
+   * releases is what the age test vectors expect.
+   */
   private openMiddleChunk(sealed: Buffer): void {
     const plaintext = this.open(sealed, false);
     if (!plaintext) {
-      if (this.open(sealed, true)) {
+      const final = this.open(sealed, true);
+      if (final) {
+        this.push(final);
         throw new AgeError(
           `the age file has trailing data after the final chunk (chunk ${this.counter})`,
+          'payload',
         );
       }
       throw new AgeError(
         `payload chunk ${this.counter} failed authentication: the backup data is corrupted`,
+        'payload',
       );
     }
     this.counter++;
@@ -891,26 +966,37 @@ class AgeDecryptStream extends Transform {
         this.counter === 0
           ? 'the age file is truncated: it has no payload'
           : `the age file is truncated: it ends after chunk ${this.counter - 1} without the final chunk`,
+        'payload',
       );
     }
     if (rest < TAG_SIZE) {
-      throw new AgeError(`the age file is truncated: chunk ${this.counter} is incomplete`);
+      throw new AgeError(
+        `the age file is truncated: chunk ${this.counter} is incomplete`,
+        'payload',
+      );
     }
     const sealed = this.pending.take(rest, this.scratch);
     const plaintext = this.open(sealed, true);
     if (!plaintext) {
-      if (rest === ENCRYPTED_CHUNK_SIZE && this.open(sealed, false)) {
+      const middle = rest === ENCRYPTED_CHUNK_SIZE ? this.open(sealed, false) : null;
+      if (middle) {
+        this.push(middle);
         throw new AgeError(
           `the age file is truncated: it ends after chunk ${this.counter} without the final chunk`,
+          'payload',
         );
       }
       throw new AgeError(
         `the final payload chunk (chunk ${this.counter}) failed authentication: ` +
           'the backup data is corrupted or the file is truncated',
+        'payload',
       );
     }
     if (plaintext.length === 0 && this.counter > 0) {
-      throw new AgeError(`the age payload is malformed: the final chunk ${this.counter} is empty`);
+      throw new AgeError(
+        `the age payload is malformed: the final chunk ${this.counter} is empty`,
+        'payload',
+      );
     }
     this.counter++;
     this.push(plaintext);

@@ -30,23 +30,16 @@ import {
 import { parseToolVersion, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
 import type { CheckResult, TableComparison, UserCheck } from '../restore/checks.js';
 import {
-  afterRestore,
   checkRestored,
-  createRoles,
   dropRoles,
-  extensionTables,
-  platformDetail,
-  platformRoute,
-  preflight,
-  replaceTarget,
-  requireExtensions,
-  routeKeepsOwnership,
-  type PlatformRoute,
+  performRestore,
+  prepareRestore,
+  type RestoreJob,
+  type RestoreOutcome,
 } from '../restore/pipeline.js';
-import { decodeSteps, type Decryption } from '../restore/fetch.js';
+import { decodeSteps, fetchGlobals, type Decryption } from '../restore/fetch.js';
 import { decodeFile, downloadObject } from '../restore/phased.js';
-import { listArchive, runPgRestore, type ArchiveListing } from '../restore/pg-restore.js';
-import { planOwnership } from '../restore/roles.js';
+import { listArchive, type ArchiveListing } from '../restore/pg-restore.js';
 import {
   givenTarget,
   scratchServer,
@@ -57,6 +50,7 @@ import type { Storage } from '../storage/storage.js';
 import { recentDrills } from './history.js';
 import { otherSessions, terminateSessions } from './sessions.js';
 import { runSmokeCommand } from './smoke.js';
+import { rehearseUndo } from './undo.js';
 
 /** S3 storage classes whose objects cannot be read before a restore request thawed them. */
 export const ARCHIVE_STORAGE_CLASSES: readonly string[] = ['GLACIER', 'DEEP_ARCHIVE'];
@@ -113,6 +107,8 @@ export interface DrillDeps {
   /** Absolute path of `zstd`, when installed. */
   zstdPath?: string;
   resolveTools(request: ToolRequest): Promise<ClientTools>;
+  /** Installs extensions the scratch server lacks; see RestoreJob. */
+  installExtensions?: (names: string[], major: number) => Promise<string>;
   /** Server binaries for a scratch target; default: the newest installed of at least `minMajor`. */
   findServer?(minMajor: number): Promise<ServerBinaries>;
   /** A folder the drill may fill with the downloaded object and archive (removed afterwards). */
@@ -161,6 +157,8 @@ export interface DrillResult {
   /** The pg_restore version used. */
   pgRestoreVersion?: string;
   safetyBackup?: { id: string; location: string };
+  /** How the safety backup's restore over the target was proved before the restore started. */
+  undoRehearsal?: string;
   /**
    * The real restore's target afterwards: `unchanged` (nothing was committed) or `restored`
    * (the backup's data, whatever the checks after it say). Undefined for a drill.
@@ -412,6 +410,19 @@ async function execute(
       if (restore.safetyBackup) {
         const objects = await withClient(target, userObjects);
         if (objects > 0) {
+          result.undoRehearsal = await logger.group('Undo rehearsal', () =>
+            rehearseUndo({
+              target: target!,
+              tools,
+              name,
+              workDir: deps.workDir,
+              zstdPath: deps.zstdPath,
+              env: deps.env,
+              clock: deps.clock,
+              logger,
+            }),
+          );
+          logger.info(`Undo: ${result.undoRehearsal}`);
           result.safetyBackup = await takeSafetyBackup(
             restore,
             deps,
@@ -617,142 +628,54 @@ async function runPhases(
     });
 
     let listing: ArchiveListing | undefined;
-    let notApplied: string[] = [];
-    let route: PlatformRoute | undefined;
+    let outcome: RestoreOutcome | undefined;
     await timed('restore', async () => {
       listing = await listArchive(tools.pgRestore, archive!.archivePath);
-      const found = await withClient(target, (c) =>
-        preflight({
-          client: c,
-          pgRestore: tools.pgRestore,
-          archivePath: archive!.archivePath,
-          listing: listing!,
-          manifest,
-        }),
-      );
-      requireExtensions(found, target);
-      let keepOwnership = true;
-      if (found.missingRoles.length > 0 && target.owned) {
-        const created = await withClient(target, (c) =>
-          createRoles(c, found.missingRoles, target.user),
-        );
-        logger.info(`Created the role(s) the archive names as NOLOGIN: ${created.join(', ')}`);
-        createdRoles.push(...created);
-      } else {
-        const roles = {
-          owners: found.owners,
-          grantees: found.roles.filter((r) => !found.owners.includes(r)),
-        };
-        const ownership = await withClient(target, (c) => planOwnership(c, roles));
-        keepOwnership = ownership.keep;
-        if (!ownership.keep) {
-          const why = [
-            ownership.missing.length ? `missing roles: ${ownership.missing.join(', ')}` : '',
-            ownership.notMember.length
-              ? `the restoring user cannot own objects as: ${ownership.notMember.join(', ')}`
-              : '',
-          ]
-            .filter(Boolean)
-            .join('; ');
-          const message = `Restoring without owners and grants (--no-owner --no-acl): ${why}.`;
-          if (restore) result.warnings.push(message);
-          logger.info(message);
-        }
-      }
-      if (restore) {
-        await withClient(target, (c) => endOtherSessions(c, target, restore, logger));
-        const replaced = await withClient(target, (c) =>
-          replaceTarget({
-            client: c,
-            target,
-            manifest,
-            pgRestore: tools.pgRestore,
-            psql: tools.psql,
-            archivePath: archive!.archivePath,
-            keepOwnership,
-            workDir,
-            env: deps.env,
-            logger,
-          }),
-        );
-        route = replaced.route;
-        keepOwnership = replaced.keepOwnership;
-        result.targetState = 'restored';
-        const emptied = replaced.plan.summary;
-        return {
-          value: undefined,
-          detail:
-            `${route ? `${platformDetail(route)}; ` : ''}emptied (${emptied.schemas.length} schema(s)` +
-            `${emptied.extensions.length ? `, ${emptied.extensions.length} extension(s)` : ''}` +
-            `${emptied.other.length ? `, ${emptied.other.length} other database-level object(s)` : ''}` +
-            `${emptied.largeObjects ? `, ${emptied.largeObjects} large object(s)` : ''}) and restored with pg_restore ${tools.version} in one transaction` +
-            `${keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
-        };
-      }
-      route = await withClient(target, (c) =>
-        platformRoute({
-          client: c,
-          manifest,
-          pgRestore: tools.pgRestore,
-          archivePath: archive!.archivePath,
-          workDir,
-          owned: target.owned,
-          target,
-          env: deps.env,
-          logger,
-        }),
-      );
-      if (route && route.conflicts.length > 0) {
-        throw new ConfigurationError(
-          `The target database ${target.describe} already holds application objects (${route.conflicts.slice(0, 5).join(', ')}): a drill restores into a new database. Name one that does not exist in target-url.`,
-        );
-      }
-      for (const line of route?.leftOut ?? []) {
-        logger.info(`Left to the platform: ${line.entry} (${line.why})`);
-      }
-      const routed = route;
-      if (routed && !keepOwnership) {
-        keepOwnership = await withClient(target, (c) => routeKeepsOwnership(c, routed, logger));
-      }
-      const before = route?.before ?? [];
-      if (before.length > 0) {
-        await withClient(target, async (c) => {
-          for (const statement of before) await c.query(statement);
-        });
-      }
-      await runPgRestore({
-        pgRestore: tools.pgRestore,
+      const job: RestoreJob = {
+        target,
+        manifest,
+        tools,
         archivePath: archive!.archivePath,
-        connection: target.connection,
-        database: target.database,
+        listing,
+        workDir,
         jobs: options.jobs,
-        clean: false,
-        keepOwnership,
-        serialData: extensionTables(manifest),
-        listFile: route?.listFile,
-        sessionOptions: route?.sessionOptions,
+        into: restore ? 'replace' : 'new',
+        createdRoles,
+        globals: () =>
+          fetchGlobals({
+            storage: deps.storage,
+            manifest,
+            decryption: options.decryption,
+            dir: workDir,
+          }),
+        installExtensions: deps.installExtensions,
+        beforeReplace: restore ? (c) => endOtherSessions(c, target, restore, logger) : undefined,
+        onReplaced: () => {
+          result.targetState = 'restored';
+        },
         env: deps.env,
         logger,
-      });
-      return {
-        value: undefined,
-        detail: `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${tools.version}${options.jobs > 1 ? ` with ${options.jobs} jobs` : ''}${keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`,
       };
+      outcome = await withClient(target, async (c) => {
+        const prepared = await prepareRestore(job, c);
+        if (restore && prepared.ownershipNote) result.warnings.push(prepared.ownershipNote);
+        logger.info(`Preflight: ${prepared.detail}`);
+        return performRestore(job, c, prepared);
+      });
+      return { value: undefined, detail: outcome.detail };
     });
     await rm(archive!.archivePath, { recursive: true, force: true });
 
     await timed('checks', async () => {
       const checked = await withClient(target, async (client) => {
-        // Statistics and the settings pg_dump leaves behind first, so the database is ready
-        // for traffic, not just loaded.
-        notApplied = await afterRestore(client, target.database, manifest);
         return checkRestored({
           client,
           manifest,
           listing: listing!,
           checks: options.checks,
-          notApplied,
-          notRestored: route?.notRestored,
+          notApplied: outcome!.notApplied,
+          notRestored: outcome!.route?.notRestored,
+          unvalidated: outcome!.route?.unvalidated,
         });
       });
       result.comparison = checked.comparison;
@@ -764,7 +687,7 @@ async function runPhases(
           `the restore completed; ${failed.length} of ${checks.length} checks failed: ${failed.map((c) => c.name).join(', ')}`,
         );
       }
-      return { value: undefined, detail: `ANALYZE; ${checks.length} checks passed` };
+      return { value: undefined, detail: `${checks.length} checks passed` };
     });
 
     if (options.smokeCommand) {
@@ -867,7 +790,7 @@ async function finish(
 /** What a real restore left the target as, in one sentence, with the way back when there is one. */
 function describeTargetState(result: DrillResult): string {
   const undo = result.safetyBackup
-    ? ` To undo, restore the safety backup: mode: restore with backup-id: ${result.safetyBackup.id} (CLI: pg-backup restore --backup-id ${result.safetyBackup.id}), with the same target-url and confirm.`
+    ? ` To undo, restore the safety backup: mode: restore with backup-id: ${result.safetyBackup.id} (CLI: pg-backup restore --backup-id ${result.safetyBackup.id}), with the same target-url and confirm${result.undoRehearsal ? ' (rehearsed before the restore)' : ''}.`
     : '';
   if (result.targetState !== 'restored') {
     return `The target is unchanged: the restore committed nothing.${result.safetyBackup ? ` The safety backup ${result.safetyBackup.id} was stored anyway.` : ''}`;

@@ -41,7 +41,8 @@ export function drillSummary(result: DrillResult): string {
     [
       'Safety backup',
       result.safetyBackup
-        ? `\`${result.safetyBackup.id}\` (kind pre-restore): restore it to undo`
+        ? `\`${result.safetyBackup.id}\` (kind pre-restore): restore it to undo` +
+          (result.undoRehearsal ? `; ${result.undoRehearsal}` : '')
         : undefined,
     ],
     ['Stopped by', result.error],

@@ -215,7 +215,8 @@ export function debianCodename(osRelease: string): string | undefined {
   return codename && /^[a-z]+$/.test(codename) ? codename : undefined;
 }
 
-function isRoot(): boolean {
+/** Whether this process runs as root (apt needs no sudo then). */
+export function isRoot(): boolean {
   return process.getuid?.() === 0;
 }
 

@@ -4,10 +4,13 @@ import type pg from 'pg';
 import type { Manifest } from '../catalog/manifest.js';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { runProcess } from '../core/process.js';
 import { childEnv, connect, quoteIdent } from '../postgres/connection.js';
+import type { ClientTools } from '../postgres/tools.js';
 import {
   SUPABASE_DATA_LEFT_OUT_SCHEMAS,
   detectPlatform,
+  type PlatformInfo,
   isPlatformSchema,
   matchesAny,
 } from '../postgres/platform.js';
@@ -27,7 +30,7 @@ import {
   type TableComparison,
   type UserCheck,
 } from './checks.js';
-import { listArchiveText, runPgRestore, type ArchiveListing } from './pg-restore.js';
+import { applyGlobals, listArchiveText, runPgRestore, type ArchiveListing } from './pg-restore.js';
 import {
   planReplacement,
   readArchiveContents,
@@ -36,6 +39,7 @@ import {
 } from './replace.js';
 import { archiveRoles, planOwnership } from './roles.js';
 import { compareWithSource, reapplySourceState } from './source-checks.js';
+import { measureServerSpace, requireServerSpace } from './space.js';
 import type { RestoreTarget } from './target.js';
 
 /**
@@ -100,7 +104,7 @@ export async function preflight(options: {
  * Fails, before anything is restored, with everything the target lacks and how to give it: a
  * server of the platform's own image as a `services:` container, and target-url.
  */
-export function requireExtensions(found: Preflight, target: RestoreTarget): void {
+export function requireExtensions(found: Preflight, target: RestoreTarget, tried?: string): void {
   if (found.missingExtensions.length === 0) return;
   const supabase = found.missingExtensions.some((e) => SUPABASE_EXTENSIONS.includes(e));
   // Everything missing on the first line: a report line keeps the first and the last lines.
@@ -110,6 +114,7 @@ export function requireExtensions(found: Preflight, target: RestoreTarget): void
         ? `; it also names roles the server lacks: ${found.missingRoles.join(', ')}.`
         : '.'),
   ];
+  if (tried) lines.push(`Extensions of the scratch server: ${tried}.`);
   lines.push(
     supabase
       ? "These are Supabase platform extensions: restore into the platform itself, a services: container of the supabase/postgres image at the project's version, and give it as target-url:"
@@ -191,6 +196,8 @@ export async function checkRestored(options: {
   notApplied: string[];
   /** Tables and sequences (`schema.name`) whose rows the restore left to the target's platform. */
   notRestored?: ReadonlySet<string>;
+  /** Foreign keys (`schema.table.constraint`) restored NOT VALID: their rows are not in the backup. */
+  unvalidated?: ReadonlySet<string>;
 }): Promise<{ checks: CheckResult[]; comparison: TableComparison[] }> {
   const { client, manifest } = options;
   const notRestored = options.notRestored ?? new Set<string>();
@@ -202,6 +209,7 @@ export async function checkRestored(options: {
         manifest.sourceState,
         options.notApplied,
         notRestored,
+        options.unvalidated,
       )
     : await legacyConstraintsAndSequences(client, options.listing.constraints);
   return {
@@ -228,6 +236,10 @@ export interface PlatformRoute {
   sessionOptions: string;
   /** Statements that run first: emptying the platform tables whose rows the backup brings. */
   before: string[];
+  /** Statements that run after pg_restore: foreign keys to rows the backup lacks, NOT VALID. */
+  after: string[];
+  /** Those foreign keys (`schema.table.constraint`): the checks expect them NOT VALID. */
+  unvalidated: Set<string>;
   /** Every entry of the archive left out, and why. */
   leftOut: { entry: string; why: string }[];
   /** Tables and sequences (`schema.name`) whose rows stay the target platform's. */
@@ -251,6 +263,8 @@ export async function platformRoute(o: {
   client: pg.Client;
   manifest: Manifest;
   pgRestore: string;
+  /** pg_dump, for a new database scaffolded from the server's own project. */
+  pgDump: string;
   archivePath: string;
   workDir: string;
   /** The run made the database (it may prepare it as a new platform database). */
@@ -267,30 +281,15 @@ export async function platformRoute(o: {
   let mode: PlatformRestoreMode = 'project';
   if (!platform) {
     if (!o.owned) throw notThePlatform(o.manifest.platform.name);
-    const prep = await planScratchPreparation({ listing, target: o.client });
-    const missing = prep.missingOnTarget.filter((m) => !m.startsWith('role '));
-    if (missing.length > 0 || prep.conflicts.length > 0) {
-      throw notThePlatform(o.manifest.platform.name, [...missing, ...prep.conflicts]);
+    if ((o.manifest.options?.schemas ?? []).length > 0) {
+      // The application's schemas alone: the platform's come from the server's own project.
+      platform = await scaffoldFromServer(o);
+    } else {
+      await preparePlatformDatabase(o, o.archivePath, listing);
+      platform = await detectPlatform(o.client);
+      mode = 'scratch';
     }
-    const prepFile = path.join(o.workDir, 'platform-prepare.list');
-    await writeFile(prepFile, prep.listFile);
-    o.logger.info(
-      `A new database on the platform's server: its schemas and extensions first, as the platform makes them (${prep.kept.length} entries)`,
-    );
-    await runPgRestore({
-      pgRestore: o.pgRestore,
-      archivePath: o.archivePath,
-      connection: o.target.connection,
-      database: o.target.database,
-      jobs: 1,
-      keepOwnership: true,
-      listFile: prepFile,
-      env: o.env,
-      logger: o.logger,
-    });
-    platform = await detectPlatform(o.client);
     if (!platform) throw notThePlatform(o.manifest.platform.name);
-    mode = 'scratch';
   }
   const plan = await planPlatformRestore({
     listing,
@@ -298,6 +297,7 @@ export async function platformRoute(o: {
     target: o.client,
     mode,
     archive: { pgRestore: o.pgRestore, path: o.archivePath },
+    unvalidated: o.owned,
   });
   if (plan.missingOnTarget.length > 0) {
     throw notThePlatform(o.manifest.platform.name, plan.missingOnTarget);
@@ -324,6 +324,8 @@ export async function platformRoute(o: {
     listFile,
     sessionOptions: REPLICA_ROLE_OPTION,
     before: truncate ? [truncate] : [],
+    after: plan.unvalidated.statements,
+    unvalidated: new Set(plan.unvalidated.constraints),
     leftOut: plan.leftOut,
     notRestored,
     conflicts: plan.conflicts,
@@ -341,6 +343,114 @@ export async function platformRoute(o: {
       .sort(),
   };
 }
+
+type RouteInput = Parameters<typeof platformRoute>[0];
+
+/**
+ * A new database on the platform's server is given the archive's schemas and extensions first,
+ * as the platform makes them (CREATE EXTENSION, not the extension's dumped members).
+ */
+async function preparePlatformDatabase(
+  o: RouteInput,
+  archivePath: string,
+  listing: string,
+): Promise<void> {
+  const name = o.manifest.platform?.name ?? 'supabase';
+  const prep = await planScratchPreparation({ listing, target: o.client });
+  const missing = prep.missingOnTarget.filter((m) => !m.startsWith('role '));
+  if (missing.length > 0 || prep.conflicts.length > 0) {
+    throw notThePlatform(name, [...missing, ...prep.conflicts]);
+  }
+  const prepFile = path.join(o.workDir, 'platform-prepare.list');
+  await writeFile(prepFile, prep.listFile);
+  o.logger.info(
+    `A new database on the platform's server: its schemas and extensions first, as the platform makes them (${prep.kept.length} entries)`,
+  );
+  await runPgRestore({
+    pgRestore: o.pgRestore,
+    archivePath,
+    connection: o.target.connection,
+    database: o.target.database,
+    jobs: 1,
+    keepOwnership: true,
+    listFile: prepFile,
+    env: o.env,
+    logger: o.logger,
+  });
+}
+
+/**
+ * For a backup of the application's schemas only (its foreign keys, policies and defaults name
+ * auth.users, auth.uid(), extensions.*): a new database on the platform's server is scaffolded
+ * from the server's own project database, the platform's definitions without any rows, as a
+ * new project holds them. The application's schemas of that database are left out.
+ */
+async function scaffoldFromServer(o: RouteInput): Promise<PlatformInfo | undefined> {
+  const name = o.manifest.platform?.name ?? 'supabase';
+  const project = await connect(o.target.connection, PLATFORM_PROJECT_DATABASE);
+  let schemas: string[];
+  try {
+    const platform = await detectPlatform(project);
+    if (!platform) throw notThePlatform(name);
+    const all = await project.query<{ name: string }>(
+      `SELECT nspname AS name FROM pg_catalog.pg_namespace
+        WHERE nspname <> 'information_schema' AND nspname NOT LIKE 'pg\\_%'`,
+    );
+    schemas = all.rows.map((r) => r.name).filter((s) => !isPlatformSchema(s));
+  } finally {
+    await project.end().catch(() => undefined);
+  }
+  const file = path.join(o.workDir, 'platform-scaffold.pgc');
+  const dump = await runProcess(
+    o.pgDump,
+    [
+      '--no-password',
+      '--format=custom',
+      '--schema-only',
+      `--file=${file}`,
+      ...schemas.map((s) => `--exclude-schema=${s}`),
+    ],
+    { env: childEnv(o.env, o.target.connection, PLATFORM_PROJECT_DATABASE) },
+  );
+  if (dump.code !== 0) {
+    throw new Error(
+      `pg_dump of the server's ${PLATFORM_PROJECT_DATABASE} database failed: ${dump.stderr.trim()}`,
+    );
+  }
+  o.logger.info(
+    `A backup of the application's schemas only: the new database is scaffolded from the server's own ${PLATFORM_PROJECT_DATABASE} database (the platform's definitions, no rows)`,
+  );
+  const listing = await listArchiveText(o.pgRestore, file);
+  await preparePlatformDatabase(o, file, listing);
+  const platform = await detectPlatform(o.client);
+  if (!platform) return undefined;
+  const plan = await planPlatformRestore({
+    listing,
+    platform,
+    target: o.client,
+    mode: 'scratch',
+    archive: { pgRestore: o.pgRestore, path: file },
+  });
+  if (plan.missingOnTarget.length > 0) throw notThePlatform(name, plan.missingOnTarget);
+  const listFile = path.join(o.workDir, 'platform-scaffold.list');
+  await writeFile(listFile, plan.listFile);
+  await runPgRestore({
+    pgRestore: o.pgRestore,
+    archivePath: file,
+    connection: o.target.connection,
+    database: o.target.database,
+    jobs: 1,
+    keepOwnership: true,
+    listFile,
+    sessionOptions: REPLICA_ROLE_OPTION,
+    env: o.env,
+    logger: o.logger,
+  });
+  return detectPlatform(o.client);
+}
+
+/** The database a platform's server keeps its own project in (Supabase: postgres). */
+const PLATFORM_PROJECT_DATABASE = 'postgres';
 
 /** Entries of an archive that create no object of their own, so set no owner. */
 const NOT_OWNED = ['TABLE DATA', 'SEQUENCE SET', 'BLOBS', 'COMMENT', 'ACL', 'SECURITY LABEL'];
@@ -418,6 +528,7 @@ export async function replaceTarget(o: {
   client: pg.Client;
   target: RestoreTarget;
   manifest: Manifest;
+  pgDump: string;
   pgRestore: string;
   psql: string;
   archivePath: string;
@@ -425,6 +536,8 @@ export async function replaceTarget(o: {
   workDir: string;
   env: NodeJS.ProcessEnv;
   logger: Logger;
+  /** Everything, then a rollback: proves the replacement would succeed, changing nothing. */
+  rehearsal?: boolean;
 }): Promise<Replacement> {
   const { client, manifest, logger } = o;
   const restoreEnv = childEnv(o.env, o.target.connection, o.target.database);
@@ -466,6 +579,7 @@ export async function replaceTarget(o: {
       route = await platformRoute({
         client,
         manifest,
+        pgDump: o.pgDump,
         pgRestore: o.pgRestore,
         archivePath: o.archivePath,
         workDir: o.workDir,
@@ -510,6 +624,7 @@ export async function replaceTarget(o: {
     plan,
     keepOwnership,
     listFile: route?.listFile,
+    rehearsal: o.rehearsal,
   });
   return { plan, route, keepOwnership };
 }
@@ -536,4 +651,287 @@ function replacedSelection(
     (s) => !isPlatformSchema(s) && !excludeSchemas.includes(s),
   );
   return { schemas: application.map((s) => `"${s.replace(/"/g, '""')}"`), excludeSchemas: [] };
+}
+
+/** A restore into a target: the same steps for verify, the drill and the real restore. */
+export interface RestoreJob {
+  target: RestoreTarget;
+  manifest: Manifest;
+  tools: Pick<ClientTools, 'pgDump' | 'pgRestore' | 'psql' | 'version'>;
+  archivePath: string;
+  listing: ArchiveListing;
+  workDir: string;
+  jobs: number;
+  /** `new`: into a database the run made (verify, the drill); `replace`: the real restore. */
+  into: 'new' | 'replace';
+  /** Roles this run creates on the target are added here, so the caller can drop them. */
+  createdRoles: string[];
+  /** The backup's globals as a psql file, applied before a restore into a new database. */
+  globals?: () => Promise<string | undefined>;
+  /**
+   * Installs extensions a scratch server lacks (apt, where the run may change the machine);
+   * returns one line saying what it did.
+   */
+  installExtensions?: (names: string[], major: number) => Promise<string>;
+  /** Runs just before a real restore touches the target (other sessions are ended there). */
+  beforeReplace?: (client: pg.Client) => Promise<void>;
+  /** A real restore run to its end and rolled back: proves it would succeed, changing nothing. */
+  rehearsal?: boolean;
+  /** Called once a real restore has committed: from then on the target holds the backup. */
+  onReplaced?: () => void;
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+}
+
+/** What the preflight found and decided; nothing of the application is restored yet. */
+export interface PreparedRestore {
+  found: Preflight;
+  keepOwnership: boolean;
+  /** Why owners and grants are left out, when they are. */
+  ownershipNote?: string;
+  /** A platform's route into a new database (a real restore plans its own, after emptying). */
+  route?: PlatformRoute;
+  /** One report line: what the target has, and what the run gave it. */
+  detail: string;
+}
+
+/** A completed restore. */
+export interface RestoreOutcome {
+  route?: PlatformRoute;
+  keepOwnership: boolean;
+  /** What a real restore emptied. */
+  replaced?: ReplacementPlan;
+  /** What pg_dump leaves behind that could not be re-applied. */
+  notApplied: string[];
+  /** One report line: how the archive was restored. */
+  detail: string;
+}
+
+/**
+ * Everything checkable before the restore: the archive's extensions and roles against the
+ * target (all missing ones named at once), roles given to a target the run owns, whether owners
+ * and grants can be kept, and a platform's route into a new database.
+ */
+export async function prepareRestore(job: RestoreJob, client: pg.Client): Promise<PreparedRestore> {
+  const read = (): Promise<Preflight> =>
+    preflight({
+      client,
+      pgRestore: job.tools.pgRestore,
+      archivePath: job.archivePath,
+      listing: job.listing,
+      manifest: job.manifest,
+    });
+  let found = await read();
+  let installed: string | undefined;
+  if (found.missingExtensions.length > 0 && job.target.scratch && job.installExtensions) {
+    installed = await job.installExtensions(found.missingExtensions, job.target.serverMajor);
+    found = await read();
+  }
+  requireExtensions(found, job.target, installed);
+  const given = await provideRoles(job, client, found);
+  const ownership = await ownershipKept(job, client, found);
+  let keepOwnership = ownership.keep;
+  const space =
+    job.into === 'replace'
+      ? requireServerSpace(
+          await measureServerSpace(client, job.target.connection, job.manifest),
+          job.target.describe,
+        )
+      : undefined;
+  const route = job.into === 'new' ? await newDatabaseRoute(job, client) : undefined;
+  if (route && !keepOwnership) keepOwnership = await routeKeepsOwnership(client, route, job.logger);
+  const detail = [
+    `the archive's ${job.listing.extensions.length} extension(s) can be installed on ${job.target.describe}` +
+      (installed ? ` (${installed})` : ''),
+    ...(route ? [platformDetail(route)] : []),
+    `${found.roles.length} role(s) named` +
+      (given
+        ? `; ${given}`
+        : found.missingRoles.length
+          ? `; missing: ${found.missingRoles.join(', ')}`
+          : ', all present'),
+    keepOwnership ? 'owners and grants kept' : 'owners and grants left out (--no-owner --no-acl)',
+    ...(space ? [space] : []),
+  ].join('; ');
+  return {
+    found,
+    keepOwnership,
+    ownershipNote: keepOwnership ? undefined : ownership.why,
+    route,
+    detail,
+  };
+}
+
+/**
+ * The restore itself: into a new database with pg_restore (a platform's route first), or, for
+ * the real restore, emptying and restoring in one transaction; then ANALYZE and what pg_dump
+ * leaves behind.
+ */
+export async function performRestore(
+  job: RestoreJob,
+  client: pg.Client,
+  prepared: PreparedRestore,
+): Promise<RestoreOutcome> {
+  const restored =
+    job.into === 'replace'
+      ? await replaceInTarget(job, client, prepared)
+      : await restoreIntoNew(job, client, prepared);
+  if (job.rehearsal) return { ...restored, notApplied: [] };
+  const notApplied = await afterRestore(client, job.target.database, job.manifest);
+  return { ...restored, notApplied };
+}
+
+/** Creates the roles a target the run owns lacks, then applies the backup's globals. */
+async function provideRoles(job: RestoreJob, client: pg.Client, found: Preflight): Promise<string> {
+  const done: string[] = [];
+  if (found.missingRoles.length > 0 && job.target.owned) {
+    const created = await createRoles(client, found.missingRoles, job.target.user);
+    job.createdRoles.push(...created);
+    done.push(
+      `created ${created.length} role(s) the archive names as NOLOGIN: ${created.join(', ')}`,
+    );
+  }
+  const file = job.into === 'new' ? await job.globals?.() : undefined;
+  if (file) {
+    const before = await roleNames(client);
+    await applyGlobals({
+      psql: job.tools.psql,
+      file,
+      connection: job.target.connection,
+      user: job.target.user,
+      env: job.env,
+      logger: job.logger,
+    });
+    job.createdRoles.push(...(await roleNames(client)).filter((r) => !before.includes(r)));
+    done.unshift('roles from globals applied first');
+  }
+  return done.join('; ');
+}
+
+async function roleNames(client: pg.Client): Promise<string[]> {
+  const r = await client.query<{ name: string }>('SELECT rolname AS name FROM pg_roles');
+  return r.rows.map((x) => x.name);
+}
+
+/**
+ * Owners and grants are kept when every role exists and the restoring user may act as each
+ * owner; otherwise the reason, which the log and a real restore's warnings carry.
+ */
+async function ownershipKept(
+  job: RestoreJob,
+  client: pg.Client,
+  found: Preflight,
+): Promise<{ keep: boolean; why?: string }> {
+  const plan = await planOwnership(client, {
+    owners: found.owners,
+    grantees: found.roles.filter((r) => !found.owners.includes(r)),
+  });
+  if (plan.keep) return { keep: true };
+  const reasons = [
+    plan.missing.length ? `missing roles: ${plan.missing.join(', ')}` : '',
+    plan.notMember.length
+      ? `the restoring user cannot own objects as: ${plan.notMember.join(', ')}`
+      : '',
+  ].filter(Boolean);
+  const why = `Restoring without owners and grants (--no-owner --no-acl): ${reasons.join('; ')}.`;
+  job.logger.info(why);
+  return { keep: false, why };
+}
+
+/** A platform's route into a new database, refused when the database holds the application. */
+async function newDatabaseRoute(
+  job: RestoreJob,
+  client: pg.Client,
+): Promise<PlatformRoute | undefined> {
+  const route = await platformRoute({
+    client,
+    manifest: job.manifest,
+    pgDump: job.tools.pgDump,
+    pgRestore: job.tools.pgRestore,
+    archivePath: job.archivePath,
+    workDir: job.workDir,
+    owned: job.target.owned,
+    target: job.target,
+    env: job.env,
+    logger: job.logger,
+  });
+  if (route && route.conflicts.length > 0) {
+    const shown =
+      route.conflicts.slice(0, 5).join(', ') + (route.conflicts.length > 5 ? ', …' : '');
+    throw new ConfigurationError(
+      `The target database ${job.target.describe} already holds application objects (${shown}): verify and the drill restore into a new database. Name one that does not exist in target-url.`,
+    );
+  }
+  for (const line of route?.leftOut ?? []) {
+    job.logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+  }
+  return route;
+}
+
+async function restoreIntoNew(
+  job: RestoreJob,
+  client: pg.Client,
+  prepared: PreparedRestore,
+): Promise<Omit<RestoreOutcome, 'notApplied'>> {
+  const { route, keepOwnership } = prepared;
+  for (const statement of route?.before ?? []) await client.query(statement);
+  const flags = keepOwnership ? '' : ' --no-owner --no-acl';
+  job.logger.info(
+    `pg_restore ${job.tools.version} --exit-on-error${flags} --jobs=${job.jobs} into ${job.target.describe}`,
+  );
+  await runPgRestore({
+    pgRestore: job.tools.pgRestore,
+    archivePath: job.archivePath,
+    connection: job.target.connection,
+    database: job.target.database,
+    jobs: job.jobs,
+    keepOwnership,
+    serialData: extensionTables(job.manifest),
+    listFile: route?.listFile,
+    sessionOptions: route?.sessionOptions,
+    env: job.env,
+    logger: job.logger,
+  });
+  for (const statement of route?.after ?? []) await client.query(statement);
+  const detail =
+    `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${job.tools.version} --exit-on-error${flags}` +
+    `${job.jobs > 1 ? ` with ${job.jobs} jobs` : ''}, then ANALYZE` +
+    (job.manifest.sourceState ? " and the source database's settings" : '');
+  return { route, keepOwnership, detail };
+}
+
+async function replaceInTarget(
+  job: RestoreJob,
+  client: pg.Client,
+  prepared: PreparedRestore,
+): Promise<Omit<RestoreOutcome, 'notApplied'>> {
+  await job.beforeReplace?.(client);
+  const replaced = await replaceTarget({
+    client,
+    target: job.target,
+    manifest: job.manifest,
+    pgDump: job.tools.pgDump,
+    pgRestore: job.tools.pgRestore,
+    psql: job.tools.psql,
+    archivePath: job.archivePath,
+    keepOwnership: prepared.keepOwnership,
+    workDir: job.workDir,
+    env: job.env,
+    logger: job.logger,
+    rehearsal: job.rehearsal,
+  });
+  if (!job.rehearsal) job.onReplaced?.();
+  const emptied = replaced.plan.summary;
+  const detail =
+    `${replaced.route ? `${platformDetail(replaced.route)}; ` : ''}emptied (${emptied.schemas.length} schema(s)` +
+    `${emptied.extensions.length ? `, ${emptied.extensions.length} extension(s)` : ''}` +
+    `${emptied.other.length ? `, ${emptied.other.length} other database-level object(s)` : ''}` +
+    `${emptied.largeObjects ? `, ${emptied.largeObjects} large object(s)` : ''}) and restored with pg_restore ${job.tools.version} in one transaction` +
+    `${replaced.keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`;
+  return {
+    route: replaced.route,
+    keepOwnership: replaced.keepOwnership,
+    replaced: replaced.plan,
+    detail,
+  };
 }

@@ -642,10 +642,16 @@ interface Definitions {
   triggerFunctionSchema: Map<string, string>;
   /** `schema.table constraint` → the table the foreign key refers to (`schema.table`). */
   foreignKeyTarget: Map<string, string>;
+  /** `schema.table constraint` → the foreign key's statement (`ALTER TABLE … ADD CONSTRAINT …`). */
+  foreignKeySql: Map<string, string>;
 }
 
 async function readDefinitions(archive: ArchiveAccess, entries: TocEntry[]): Promise<Definitions> {
-  const out: Definitions = { triggerFunctionSchema: new Map(), foreignKeyTarget: new Map() };
+  const out: Definitions = {
+    triggerFunctionSchema: new Map(),
+    foreignKeyTarget: new Map(),
+    foreignKeySql: new Map(),
+  };
   if (entries.length === 0) return out;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'platform-toc-'));
   try {
@@ -681,6 +687,8 @@ async function readDefinitions(archive: ArchiveAccess, entries: TocEntry[]): Pro
           const [schema, rel] = splitQualified(m[1]);
           if (schema) out.foreignKeyTarget.set(key, `${schema}.${rel}`);
         }
+        const statement = /^ALTER TABLE[\s\S]*?;$/m.exec(part);
+        if (statement) out.foreignKeySql.set(key, statement[0]);
       }
     }
     return out;
@@ -712,6 +720,11 @@ export interface PlatformRestorePlan {
    * restore stops on them. Empty the application's schemas first.
    */
   conflicts: string[];
+  /**
+   * With `unvalidated`: the foreign keys to platform rows the archive lacks, left out of the
+   * list (`schema.table.constraint`), and their statements, NOT VALID, to run after the restore.
+   */
+  unvalidated: { constraints: string[]; statements: string[] };
 }
 
 export type PlatformRestoreMode = 'project' | 'scratch';
@@ -737,6 +750,11 @@ export interface PlatformRestoreInput {
    * refers to (platform rows the archive lacks).
    */
   archive?: ArchiveAccess;
+  /**
+   * A new database a verification made: a foreign key to platform rows the archive lacks (an
+   * app-only backup's users) is added NOT VALID after the restore instead of refusing it.
+   */
+  unvalidated?: boolean;
 }
 
 interface Decision {
@@ -1019,33 +1037,48 @@ export async function planPlatformRestore(
   }
 
   // Foreign keys of the application to platform rows the archive does not bring.
+  const unvalidated: PlatformRestorePlan['unvalidated'] = { constraints: [], statements: [] };
   if (defs) {
     const dataKept = new Set(
       entries
         .filter((e) => e.desc === 'TABLE DATA' && decisions.get(e.dumpId)?.keep)
         .map((e) => `${e.namespace}.${e.tag}`),
     );
-    const needed = new Map<string, string[]>();
+    const needed = new Map<string, TocEntry[]>();
     for (const e of definitionEntries) {
       if (e.desc !== 'FK CONSTRAINT' || !decisions.get(e.dumpId)?.keep) continue;
       const refTable = defs.foreignKeyTarget.get(`${e.namespace}.${e.tag}`);
       if (!refTable || dataKept.has(refTable)) continue;
       const [schema] = splitQualified(refTable);
       if (schema === undefined || !platformSchema(schema)) continue;
-      const [table, constraint] = splitFirst(e.tag);
-      needed.set(refTable, [
-        ...(needed.get(refTable) ?? []),
-        `${constraint} of ${e.namespace}.${table}`,
-      ]);
+      needed.set(refTable, [...(needed.get(refTable) ?? []), e]);
     }
     const populated = await tablesWithRows(
       input.target,
       [...needed.keys()].filter((t) => has(`rel:${t}`)),
     );
-    for (const [table, constraints] of needed) {
+    for (const [table, fks] of needed) {
       if (populated.has(table)) continue;
+      if (input.unvalidated) {
+        for (const e of fks) {
+          const [on, constraint] = splitFirst(e.tag);
+          const statement = defs.foreignKeySql.get(`${e.namespace}.${e.tag}`);
+          if (!statement) continue;
+          decisions.set(
+            e.dumpId,
+            out(`refers to rows of ${table} the backup does not hold: added NOT VALID afterwards`),
+          );
+          unvalidated.constraints.push(`${e.namespace}.${on}.${constraint}`);
+          unvalidated.statements.push(`${statement.replace(/;$/, '')} NOT VALID`);
+        }
+        continue;
+      }
+      const named = fks.map((e) => {
+        const [on, constraint] = splitFirst(e.tag);
+        return `${constraint} of ${e.namespace}.${on}`;
+      });
       missing.add(
-        `rows of ${table}: ${constraints.join(', ')} refer to them and the archive does not ` +
+        `rows of ${table}: ${named.join(', ')} refer to them and the archive does not ` +
           `hold them (restore them first, or restore a whole-database backup)`,
       );
     }
@@ -1075,6 +1108,7 @@ export async function planPlatformRestore(
     truncate: [...truncate].sort(),
     missingOnTarget: [...missing].sort(),
     conflicts,
+    unvalidated,
   };
 }
 

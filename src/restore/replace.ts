@@ -909,6 +909,8 @@ export async function restoreAtomically(o: {
   plan: ReplacementPlan;
   keepOwnership: boolean;
   listFile?: string;
+  /** Run everything, then roll back instead of committing: proves the restore would succeed. */
+  rehearsal?: boolean;
 }): Promise<void> {
   const { logger } = o;
   const password = o.connection.password;
@@ -1008,14 +1010,15 @@ export async function restoreAtomically(o: {
   // pg_restore finished: what the emptying removed outside the backup is re-created, then psql
   // may see the COMMIT.
   const epilogue = o.plan.recreate.map((r) => `${r.sql};\n`).join('');
-  stdin.end(Buffer.concat([Buffer.from(epilogue), withholder.withheld]));
+  const ending = o.rehearsal ? Buffer.from('ROLLBACK;\n') : withholder.withheld;
+  stdin.end(Buffer.concat([Buffer.from(epilogue), ending]));
   const psqlExit = await psql.exited;
   if (psqlExit.code !== 0) {
     // An SQL error stops psql before the COMMIT or is the COMMIT's own; a connection lost
     // while the COMMIT was under way leaves the outcome to the server, so it is asked.
     const status = await endSession(o.connection, o.database, session, logger);
     const failure = psqlFailure(psqlExit, preamble);
-    if (status === 'committed') {
+    if (status === 'committed' && !o.rehearsal) {
       logger.warning(
         scrub(`${failure}\nBut the transaction was committed: the restore is complete.`, password),
       );
@@ -1028,13 +1031,13 @@ export async function restoreAtomically(o: {
     }
   }
   logger.info(
-    `Replaced the target in one transaction: dropped schema(s) ${o.plan.summary.schemas.join(', ') || '(none)'}` +
+    `${o.rehearsal ? 'Rehearsed, then rolled back: ' : ''}Replaced the target in one transaction: dropped schema(s) ${o.plan.summary.schemas.join(', ') || '(none)'}` +
       (o.plan.summary.extensions.length
         ? `, extension(s) ${o.plan.summary.extensions.join(', ')}`
         : '') +
       (o.plan.summary.other.length ? `, ${o.plan.summary.other.join(', ')}` : '') +
       (o.plan.summary.largeObjects ? `, ${o.plan.summary.largeObjects} large object(s)` : '') +
-      `; then restored the archive and committed`,
+      `; then restored the archive and ${o.rehearsal ? 'rolled back' : 'committed'}`,
   );
 }
 

@@ -156,6 +156,7 @@ export async function compareWithSource(
   state: SourceState,
   notApplied: string[] = [],
   notRestored: ReadonlySet<string> = new Set(),
+  unvalidated: ReadonlySet<string> = new Set(),
 ): Promise<CheckResult[]> {
   const matcher = selectionMatcher({
     schemas: manifest.options?.schemas ?? [],
@@ -165,16 +166,17 @@ export async function compareWithSource(
   const selected = <T extends { schema: string }>(rows: T[]): T[] =>
     rows.filter((r) => matcher.schemaIncluded(r.schema));
   const wholeDatabase = (manifest.options?.schemas ?? []).length === 0;
+  // Extensions' sequences come with a whole-database backup; with selected schemas, the target's.
+  const carried = (s: SourceSequence): boolean =>
+    s.extension !== undefined ? wholeDatabase : matcher.schemaIncluded(s.schema);
   return [
     await timed(StateCheckNames.Constraints, async () =>
-      compareConstraints(state.constraints, selected(await readConstraints(client))),
+      compareConstraints(state.constraints, selected(await readConstraints(client)), unvalidated),
     ),
     await timed(StateCheckNames.Sequences, async () =>
       compareSequences(
-        state.sequences.filter((s) => !notRestored.has(sequenceName(s))),
-        (await readSequences(client)).filter(
-          (s) => s.extension !== undefined || matcher.schemaIncluded(s.schema),
-        ),
+        state.sequences.filter((s) => carried(s) && !notRestored.has(sequenceName(s))),
+        (await readSequences(client)).filter(carried),
       ),
     ),
     await timed(StateCheckNames.RowSecurity, async () =>
@@ -257,12 +259,14 @@ const constraintKey = (c: SourceConstraint): string => `${c.schema}.${c.on}.${c.
 export function compareConstraints(
   source: SourceConstraint[],
   restored: SourceConstraint[],
+  unvalidated: ReadonlySet<string> = new Set(),
 ): Outcome {
   const byKey = new Map(restored.map((c) => [`${c.onKind}:${constraintKey(c)}`, c]));
   const missing: string[] = [];
   const differs: string[] = [];
   const counts: Record<string, number> = {};
   let notValid = 0;
+  const outside: string[] = [];
   for (const c of source) {
     const r = byKey.get(`${c.onKind}:${constraintKey(c)}`);
     const label = `${constraintKey(c)}${c.onKind === 'domain' ? ' (domain)' : ''}`;
@@ -274,6 +278,7 @@ export function compareConstraints(
     counts[c.type] = (counts[c.type] ?? 0) + 1;
     if (!c.validated) notValid++;
     if (r.type !== c.type) differs.push(`${label} is of type ${r.type}, ${c.type} in the source`);
+    else if (c.validated && !r.validated && unvalidated.has(constraintKey(c))) outside.push(label);
     else if (r.validated !== c.validated) {
       differs.push(
         `${label} is ${r.validated ? 'validated' : 'NOT VALID'}, ${c.validated ? 'validated' : 'NOT VALID'} in the source`,
@@ -295,6 +300,9 @@ export function compareConstraints(
     detail:
       `all ${source.length} constraints of the source restored as they were${kinds ? ` (${kinds})` : ''}` +
       (notValid ? `; ${notValid} NOT VALID in the source and restored NOT VALID` : '') +
+      (outside.length
+        ? `; ${outside.length} foreign key(s) restored NOT VALID, as the rows they refer to are not in the backup: ${outside.join(', ')}`
+        : '') +
       (extra.length ? `; not in the source: ${extra.join(', ')}` : ''),
   };
 }

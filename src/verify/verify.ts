@@ -31,16 +31,13 @@ import { connect } from '../postgres/connection.js';
 import { parseToolVersion, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
 import type { CheckResult, TableComparison, UserCheck } from '../restore/checks.js';
 import {
-  afterRestore,
   checkRestored,
-  createRoles,
   dropRoles,
-  extensionTables,
   logCheck,
-  platformDetail,
-  platformRoute,
-  preflight,
-  requireExtensions,
+  performRestore,
+  prepareRestore,
+  type RestoreJob,
+  type RestoreOutcome,
 } from '../restore/pipeline.js';
 import { StateCheckNames } from '../restore/source-checks.js';
 import {
@@ -51,12 +48,7 @@ import {
   type Decryption,
   type FetchResult,
 } from '../restore/fetch.js';
-import {
-  applyGlobals,
-  listArchive,
-  runPgRestore,
-  type ArchiveListing,
-} from '../restore/pg-restore.js';
+import { listArchive, type ArchiveListing } from '../restore/pg-restore.js';
 import {
   givenTarget,
   scratchServer,
@@ -128,6 +120,8 @@ export interface VerifyDeps {
   resolveServer?(minMajor: number): Promise<ServerBinaries>;
   /** Absolute path of `zstd`, needed for zstd-compressed backups. */
   zstdPath?: string;
+  /** Installs extensions the scratch server lacks; see RestoreJob. */
+  installExtensions?: (names: string[], major: number) => Promise<string>;
   /** Where the archive is written while it is checked; default: the OS temp folder. */
   tmpDir?: string;
   progressIntervalMs?: number;
@@ -580,8 +574,9 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
           manifest,
           listing,
           checks: options.checks,
-          notApplied: restored.notApplied,
-          notRestored: restored.notRestored,
+          notApplied: restored.outcome.notApplied,
+          notRestored: restored.outcome.route?.notRestored,
+          unvalidated: restored.outcome.route?.unvalidated,
         });
         run.tables = result.comparison;
         for (const check of result.checks) record(run, check);
@@ -602,11 +597,9 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
 }
 
 /**
- * The preflight and the restore: a target (a scratch server, or target-url), the archive's
- * extensions and roles against it (every missing extension named at once, before pg_restore
- * starts; the roles created where the run owns the server or database), roles from globals,
- * pg_restore, then ANALYZE and the settings and sequence values pg_dump leaves behind. Returns
- * the connected client, or undefined after recording the failure.
+ * The preflight and the restore (restore/pipeline.ts, as the drill and the real restore run
+ * them), worded as two check lines. Returns the connected client, or undefined after recording
+ * the failure.
  */
 async function restoreStep(
   run: Run,
@@ -614,7 +607,7 @@ async function restoreStep(
   tools: ClientTools,
   listing: ArchiveListing,
   archivePath: string,
-): Promise<{ client: pg.Client; notApplied: string[]; notRestored?: Set<string> } | undefined> {
+): Promise<{ client: pg.Client; outcome: RestoreOutcome } | undefined> {
   const { options, deps } = run;
   const { storage, logger } = deps;
   const preflightStarted = Date.now();
@@ -637,108 +630,42 @@ async function restoreStep(
         run.warnings.push(message);
       }
       client = await connect(target.connection, target.database);
-      const found = await preflight({
-        client,
-        pgRestore: tools.pgRestore,
+      const job: RestoreJob = {
+        target,
+        manifest,
+        tools,
         archivePath,
         listing,
-        manifest,
-      });
-      requireExtensions(found, target);
-      let roles = '';
-      if (found.missingRoles.length > 0 && target.owned) {
-        run.createdRoles.push(...(await createRoles(client, found.missingRoles, target.user)));
-        roles = `created ${found.missingRoles.length} role(s) the archive names as NOLOGIN: ${found.missingRoles.join(', ')}`;
-      }
-      if (manifest.globals) {
-        const file = await fetchGlobals({
-          storage,
-          manifest,
-          decryption: options.decryption,
-          dir: run.workDir,
-        });
-        if (file) {
-          const before = await roleNames(client);
-          await applyGlobals({
-            psql: tools.psql,
-            file,
-            connection: target.connection,
-            user: target.user,
-            env: deps.env,
-            logger,
-          });
-          const after = await roleNames(client);
-          run.createdRoles.push(...after.filter((r) => !before.includes(r)));
-          roles = `roles from globals applied first${roles ? `; ${roles}` : ''}`;
-        }
-      }
-      const route = await platformRoute({
-        client,
-        manifest,
-        pgRestore: tools.pgRestore,
-        archivePath,
         workDir: run.workDir,
-        owned: target.owned,
-        target,
+        jobs: options.jobs ?? 2,
+        into: 'new',
+        createdRoles: run.createdRoles,
+        globals: () =>
+          fetchGlobals({ storage, manifest, decryption: options.decryption, dir: run.workDir }),
+        installExtensions: deps.installExtensions,
         env: deps.env,
         logger,
-      });
-      if (route && route.conflicts.length > 0) {
-        throw new ConfigurationError(
-          `The target database ${target.describe} already holds application objects (${route.conflicts.slice(0, 5).join(', ')}${route.conflicts.length > 5 ? ', …' : ''}): a verification restores into a new database. Name one that does not exist in target-url.`,
-        );
-      }
-      for (const line of route?.leftOut ?? []) {
-        logger.info(`Left to the platform: ${line.entry} (${line.why})`);
-      }
-      for (const statement of route?.before ?? []) await client.query(statement);
-      const keepOwnership = found.missingRoles.length === 0 || target.owned;
+      };
+      const prepared = await prepareRestore(job, client);
       record(run, {
         name: CheckNames.Preflight,
         status: 'passed',
-        detail:
-          `the archive's ${listing.extensions.length} extension(s) can be installed on ${target.describe}` +
-          (route ? `; ${platformDetail(route)}` : '') +
-          `; ${found.roles.length} role(s) named` +
-          (roles
-            ? `; ${roles}`
-            : found.missingRoles.length
-              ? `; missing: ${found.missingRoles.join(', ')} (owners and grants left out)`
-              : ', all present'),
+        detail: prepared.detail,
         seconds: (Date.now() - preflightStarted) / 1000,
       });
       stage = 'restore';
       restoreStarted = Date.now();
-      const jobs = options.jobs ?? 2;
-      const flags = keepOwnership ? '' : ' --no-owner --no-acl';
-      logger.info(
-        `pg_restore ${tools.version} --exit-on-error${flags} --jobs=${jobs} into ${target.describe}`,
-      );
-      await runPgRestore({
-        pgRestore: tools.pgRestore,
-        archivePath,
-        connection: target.connection,
-        database: target.database,
-        jobs,
-        keepOwnership,
-        serialData: extensionTables(manifest),
-        listFile: route?.listFile,
-        sessionOptions: route?.sessionOptions,
-        env: deps.env,
-        logger,
-      });
-      const notApplied = await afterRestore(client, target.database, manifest);
+      const outcome = await performRestore(job, client, prepared);
       const seconds = (Date.now() - restoreStarted) / 1000;
       record(run, {
         name: CheckNames.Restore,
         status: 'passed',
         detail:
           `restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
-          `with pg_restore --exit-on-error${flags}${jobs > 1 ? ` and ${jobs} jobs` : ''} in ${formatDuration(seconds)}, then ANALYZE` +
-          (manifest.sourceState ? " and the source database's settings" : ''),
+          `in ${formatDuration(seconds)}: ${outcome.detail}`,
         seconds,
       });
-      return { client, notApplied, notRestored: route?.notRestored };
+      return { client, outcome };
     } catch (error) {
       await client?.end().catch(() => undefined);
       if (stage !== 'restore') {
@@ -754,11 +681,6 @@ async function restoreStep(
       return undefined;
     }
   });
-}
-
-async function roleNames(client: pg.Client): Promise<string[]> {
-  const r = await client.query<{ name: string }>('SELECT rolname AS name FROM pg_roles');
-  return r.rows.map((x) => x.name);
 }
 
 /** Removes the scratch server or the database the run created, then the roles it created. */

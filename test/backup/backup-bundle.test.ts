@@ -4,13 +4,38 @@ import path from 'node:path';
 import { runProcess } from '../../src/core/process.js';
 import { manifestKey } from '../../src/catalog/keys.js';
 import type { Manifest } from '../../src/catalog/manifest.js';
+import { manifestSchemaProblem } from '../../src/catalog/manifest-schema.js';
 import { generateIdentity } from '../../src/crypto/age.js';
 import { runBundle } from '../support/bundle.js';
+import { mistypedSecretKeys, showsKey } from '../support/mistyped-keys.js';
 import { makeStore, type TestStore } from '../support/env.js';
 import { restoreByHand } from '../support/restore-by-hand.js';
 import { loadSample, newDatabase, rowCounts, withClient } from '../support/sample.js';
 
 const PASSWORD = 'source-secret-pw';
+
+describe('backup bundle given a secret key as a recipient', () => {
+  const folder = mkdtempSync(path.join(os.tmpdir(), 'backup-mistyped-'));
+  afterAll(() => rmSync(folder, { recursive: true, force: true }));
+  const secret = generateIdentity();
+  const team = generateIdentity();
+
+  it.each(Object.entries(mistypedSecretKeys(secret.identity)))(
+    'fails naming the line, masks the value and never prints it: %s',
+    async (_spelling, value) => {
+      const run = await runBundle('backup', {
+        storage: folder,
+        name: 'shop',
+        'encryption-recipients': `${team.recipient}\n${value}`,
+      });
+      expect(run.code).toBe(1);
+      expect(run.stdout).toMatch(/::error::age recipients, line 2: /);
+      expect(showsKey(run.everything, secret.identity)).toBe(false);
+      expect(run.stdout).toContain(`::add-mask::${value.trim()}`);
+      expect(run.stdout).not.toContain(`::add-mask::${team.recipient}`);
+    },
+  );
+});
 
 describe.each(['s3', 'local'] as const)('backup bundle against %s storage', (kind) => {
   let store: TestStore;
@@ -49,6 +74,7 @@ describe.each(['s3', 'local'] as const)('backup bundle against %s storage', (kin
     const manifestData = await store.storage.getBytes(manifestKey('shop', id));
     expect(manifestData).toBeDefined();
     const manifest = JSON.parse(manifestData!.toString()) as Manifest;
+    expect(manifestSchemaProblem(manifest)).toBeUndefined();
     expect(manifest.compression.method).toBe('zstd');
     expect(manifest.encryption).toEqual({
       scheme: 'age',

@@ -92,13 +92,15 @@ describe.each(['s3', 'local'] as const)(
         [
           newer.id,
           false,
-          `The manifest ${storage.location(key)} lacks required fields (id, name, objects, finishedAt).`,
+          `The manifest ${storage.location(key)} is damaged: /name is missing (and 15 more problem(s)).`,
         ],
       ]);
       expect(completeBackups(entries).map((m) => m.id)).toEqual([older.id]);
       expect((await selectBackup(storage, 'db')).id).toBe(older.id);
       expect(() => assertReadable(entries)).toThrow(ManifestError);
-      expect(() => assertReadable(entries)).toThrow(`The manifest ${storage.location(key)} lacks`);
+      expect(() => assertReadable(entries)).toThrow(
+        `The manifest ${storage.location(key)} is damaged`,
+      );
       expect(() => assertReadable(entries.slice(0, 1))).not.toThrow();
       await expect(selectBackup(storage, 'db', newer.id)).rejects.toThrow(ManifestError);
 

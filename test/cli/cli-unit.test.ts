@@ -4,6 +4,8 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { envName, parseCommandLine } from '../../src/cli/args.js';
 import { asFlags, main } from '../../src/cli/main.js';
+import { generateIdentity } from '../../src/crypto/age.js';
+import { mistypedSecretKeys, showsKey } from '../support/mistyped-keys.js';
 
 function capture(): { stream: PassThrough; text: () => string } {
   const stream = new PassThrough();
@@ -102,4 +104,32 @@ describe('pg-backup restore on a terminal', () => {
     expect(right.stderr).toContain('No backups in local folder');
     expect(right.code).toBe(2);
   });
+});
+
+describe('pg-backup backup given a secret key as a recipient', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cli-mistyped-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const secret = generateIdentity();
+  const team = generateIdentity();
+
+  it.each(Object.entries(mistypedSecretKeys(secret.identity)))(
+    'stops naming the line, never printing the value: %s',
+    async (_spelling, value) => {
+      const stdout = capture();
+      const stderr = capture();
+      const code = await main(
+        ['backup', '--storage', dir, '--encryption-recipients', `${team.recipient},${value}`],
+        {
+          stdin: new PassThrough(),
+          stdout: stdout.stream,
+          stderr: stderr.stream,
+          env: { PGHOST: '/nonexistent' },
+          cwd: dir,
+        },
+      );
+      expect(code).toBe(2);
+      expect(stderr.text()).toMatch(/^error: age recipients, line 1, item 2: /);
+      expect(showsKey(stdout.text() + stderr.text(), secret.identity)).toBe(false);
+    },
+  );
 });

@@ -14,11 +14,13 @@ import {
   createEncryptStream,
   generateIdentity,
   identityToRecipient,
+  invalidRecipientValues,
   parseIdentities,
   parseRecipients,
   type AgeDecryptOptions,
   type AgeEncryptOptions,
 } from '../../src/crypto/age.js';
+import { mistypedSecretKeys, showsKey } from '../support/mistyped-keys.js';
 
 const CHUNK = 65536;
 const SEALED_CHUNK = CHUNK + 16;
@@ -654,6 +656,92 @@ describe('header parsing against the spec', () => {
   });
 });
 
+describe('the 1 MiB header limit, however the input is split into writes', () => {
+  const LIMIT = 1024 * 1024;
+  /** The intro line, the X25519 stanza and the MAC line of craftAgeFile's header. */
+  const FIXED = 22 + 98 + 48;
+
+  /** A file whose header (through the MAC line's newline) is `size` bytes. */
+  function fileWithHeader(size: number, plaintext: Buffer): Buffer {
+    let extra = size - FIXED;
+    let stanzas = '';
+    // Unknown stanzas with an empty body, "-> g <argument>\n\n": 1,007 bytes each, the last
+    // one cut to what remains.
+    while (extra > 0) {
+      const n = extra >= 1007 + 8 || extra <= 1007 ? Math.min(extra, 1007) : extra - 8;
+      stanzas += `-> g ${'a'.repeat(n - 7)}\n\n`;
+      extra -= n;
+    }
+    const file = craftAgeFile(alice.recipient, stanzas, plaintext);
+    expect(headerLength(file)).toBe(size);
+    return file;
+  }
+
+  /** Splits `data` at every one of `sizes` in turn. */
+  function cut(data: Buffer, sizes: number[]): Buffer[] {
+    const out: Buffer[] = [];
+    for (let at = 0, i = 0; at < data.length; i++) {
+      const n = sizes[i % sizes.length];
+      out.push(data.subarray(at, at + n));
+      at += n;
+    }
+    return out;
+  }
+
+  const splits = (file: Buffer): Record<string, Buffer[]> => ({
+    'one write': [file],
+    'one-byte writes': cut(file, [1]),
+    'writes of 1 to 5,000 bytes': cut(file, [1, 4999, 17, 3000, 64, 2]),
+    'a write ending at the limit': cut(file, [LIMIT, file.length]),
+    'a write ending just past the limit': cut(file, [LIMIT + 1, file.length]),
+  });
+
+  it('accepts a header of exactly 1 MiB in every split', async () => {
+    const plaintext = crypto.randomBytes(CHUNK + 5);
+    const file = fileWithHeader(LIMIT, plaintext);
+    for (const [split, input] of Object.entries(splits(file))) {
+      const out = await through(createDecryptStream({ identities: [alice.identity] }), input);
+      expect([split, out.equals(plaintext)]).toEqual([split, true]);
+    }
+  });
+
+  it('rejects a header one byte over in every split', async () => {
+    const file = fileWithHeader(LIMIT + 1, crypto.randomBytes(100));
+    for (const [split, input] of Object.entries(splits(file))) {
+      let caught: unknown;
+      const out: Buffer[] = [];
+      await pipeline(
+        Readable.from(input),
+        createDecryptStream({ identities: [alice.identity] }),
+        async (source: AsyncIterable<Buffer>) => {
+          for await (const chunk of source) out.push(chunk);
+        },
+      ).catch((error: unknown) => (caught = error));
+      expect([split, (caught as Error | undefined)?.message]).toEqual([
+        split,
+        `the age header is larger than ${LIMIT} bytes`,
+      ]);
+      expect(out).toHaveLength(0);
+    }
+  });
+
+  it('rejects a closing line that does not end the same way in every split', async () => {
+    const file = craftAgeFile(alice.recipient, '', Buffer.from('x'));
+    const at = headerLength(file) - 1;
+    const long = Buffer.concat([file.subarray(0, at), Buffer.alloc(200, 'A'), file.subarray(at)]);
+    for (const [split, input] of Object.entries(splits(long))) {
+      let caught: unknown;
+      await through(createDecryptStream({ identities: [alice.identity] }), input).catch(
+        (error: unknown) => (caught = error),
+      );
+      expect([split, (caught as Error | undefined)?.message]).toEqual([
+        split,
+        'the age header is malformed: invalid closing (MAC) line',
+      ]);
+    }
+  });
+});
+
 describe('streaming', () => {
   it('pipes 64 MiB through encrypt and decrypt with bounded buffering', async () => {
     const total = 64 * 1024 * 1024;
@@ -727,34 +815,71 @@ describe('parseRecipients and parseIdentities', () => {
     expect(parseRecipients('')).toEqual([]);
   });
 
-  it('rejects a bad recipient naming the line and the value', () => {
+  it('rejects a bad recipient naming its line and item, never the value', () => {
     const bad = `${alice.recipient.slice(0, -1)}${alice.recipient.endsWith('q') ? 'p' : 'q'}`;
-    expect(() => parseRecipients(`# keys\n${alice.recipient}\n${bad}\n`)).toThrow(
-      ConfigurationError,
-    );
-    expect(() => parseRecipients(`# keys\n${alice.recipient}\n${bad}\n`)).toThrow(
-      `age recipients, line 3: invalid recipient "${bad}"`,
-    );
-    expect(() => parseRecipients('ssh-ed25519 AAAA')).toThrow(/SSH keys are not supported/);
-    // A secret pasted where a recipient belongs is not echoed.
-    for (const attempt of [
-      () => parseRecipients(`${alice.recipient}\n${alice.identity}`),
-      () => createEncryptStream({ recipients: [alice.identity] }),
-    ]) {
+    const problem = (text: string): string => {
       let caught: unknown;
       try {
-        attempt();
+        parseRecipients(text);
       } catch (err) {
         caught = err;
       }
       observedErrors.push(caught);
       expect(caught).toBeInstanceOf(ConfigurationError);
-      expect((caught as Error).message).toMatch(/this is a secret identity, not a recipient/);
-      expect((caught as Error).message).not.toContain(alice.identity);
-    }
-    expect(() => parseRecipients(`${alice.recipient},nope`)).toThrow(
-      /line 1: invalid recipient "nope"/,
+      return (caught as Error).message;
+    };
+    expect(problem(`# keys\n${alice.recipient}\n${bad}\n`)).toBe(
+      'age recipients, line 3: not a valid age X25519 recipient: a character is wrong, missing or extra (its checksum does not match)',
     );
+    expect(problem(`${alice.recipient},nope`)).toBe(
+      'age recipients, line 1, item 2: not an age X25519 recipient (age1...)',
+    );
+    expect(problem('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG')).toBe(
+      'age recipients, line 1: SSH keys are not supported, only age X25519 recipients (age1...)',
+    );
+    expect(problem(`${bad}`)).not.toContain(bad.slice(4, 12));
+  });
+
+  it('never shows a secret key typed into the recipients, however it is spelled', () => {
+    for (const [spelling, value] of Object.entries(mistypedSecretKeys(alice.identity))) {
+      for (const [where, attempt] of [
+        ['line 2', () => parseRecipients(`# keys\n${value}\n${bob.recipient}`)],
+        ['line 1, item 2', () => parseRecipients(`${bob.recipient}, ${value}`)],
+        ['age recipient 2', () => createEncryptStream({ recipients: [bob.recipient, value] })],
+      ] as const) {
+        let caught: unknown;
+        try {
+          attempt();
+        } catch (err) {
+          caught = err;
+        }
+        observedErrors.push(caught);
+        expect([spelling, caught]).toEqual([spelling, expect.any(ConfigurationError)]);
+        const message = (caught as Error).message;
+        expect([spelling, message]).toEqual([spelling, expect.stringContaining(where)]);
+        expect([spelling, showsKey(message, alice.identity)]).toEqual([spelling, false]);
+        if (spelling !== 'without its prefix') {
+          expect([spelling, message]).toEqual([
+            spelling,
+            expect.stringContaining(
+              'this looks like an age secret key (identity), not a recipient',
+            ),
+          ]);
+        }
+      }
+    }
+  });
+
+  it('lists what to mask in a recipients text: what is not a recipient', () => {
+    const spelled = mistypedSecretKeys(alice.identity)['with spaces'];
+    const text = `# team keys, rotated\n${bob.recipient}\n${carol.recipient}, ${spelled}\n`;
+    const masked = invalidRecipientValues(text);
+    expect(masked).toContain(spelled);
+    expect(masked).toContain(spelled.split(' ')[1]);
+    expect(masked).toContain(spelled.split(' ')[2]);
+    expect(masked.join('\n')).not.toContain(bob.recipient);
+    expect(masked.join('\n')).not.toContain('rotated');
+    expect(invalidRecipientValues(`${bob.recipient}\n# note`)).toEqual([]);
   });
 
   it('reads the age-keygen file format', async () => {
@@ -791,6 +916,25 @@ describe('parseRecipients and parseIdentities', () => {
     expect(() => createDecryptStream({ identities: ['AGE-SECRET-KEY-1NOPE'] })).toThrow(
       'invalid age identity number 1: not a valid age X25519 identity (AGE-SECRET-KEY-1...)',
     );
+    for (const [spelling, value] of Object.entries(mistypedSecretKeys(alice.identity))) {
+      if (spelling === 'as age-keygen writes it' || spelling === 'in lower case') continue;
+      for (const [where, attempt] of [
+        ['line 2', () => parseIdentities(`# created: now\n${value}\n`)],
+        ['number 1', () => createDecryptStream({ identities: [value] })],
+      ] as const) {
+        let caught: unknown;
+        try {
+          attempt();
+        } catch (err) {
+          caught = err;
+        }
+        observedErrors.push(caught);
+        expect([spelling, caught]).toEqual([spelling, expect.any(ConfigurationError)]);
+        const message = (caught as Error).message;
+        expect([spelling, message]).toEqual([spelling, expect.stringContaining(where)]);
+        expect([spelling, showsKey(message, alice.identity)]).toEqual([spelling, false]);
+      }
+    }
   });
 });
 

@@ -70,7 +70,7 @@ function manifest(): Manifest {
     compression: { method: 'zstd', level: 3 },
     encryption: null,
     objects: [
-      { key: `shop/backups/${ID}/dump.pgc.zst`, role: 'dump', bytes: 5, sha256: 'x'.repeat(64) },
+      { key: `shop/backups/${ID}/dump.pgc.zst`, role: 'dump', bytes: 5, sha256: 'ab'.repeat(32) },
     ],
     rowCounts: 'exact',
     tables: [],

@@ -105,6 +105,7 @@ describe("PostgreSQL's regression database restored over a copy of itself", () =
       testDrillDeps(store.storage, tools, dir),
     );
     expect(result.status).toBe('passed');
+    expect(result.undoRehearsal).toMatch(/was rehearsed/);
     const undo = /backup-id: (\S+) \(CLI: pg-backup restore --backup-id \1\)/.exec(
       result.targetStateText ?? '',
     );
@@ -173,6 +174,8 @@ describe('a Supabase project restored as the postgres role', () => {
       // The API roles' grants came back with the tables (PostgREST serves nothing without them).
       expect(await publicGrants(target.adminUrl())).toEqual(await publicGrants(source.adminUrl()));
       safety = result.safetyBackup?.id;
+      // The undo was rehearsed as postgres before the second restore touched the project.
+      if (round === 1) expect(result.undoRehearsal).toMatch(/ as postgres was rehearsed/);
     }
     // The pre-restore safety backup, taken as postgres, restores into the same project as
     // postgres: the undo the summary prints works on Supabase too.

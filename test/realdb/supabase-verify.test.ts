@@ -3,8 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { runBackup, type BackupResult } from '../../src/backup/backup.js';
 import { listVerifications } from '../../src/catalog/catalog.js';
+import { manifestSchemaProblem } from '../../src/catalog/manifest-schema.js';
 import { findOnPath } from '../../src/core/process.js';
-import { runDrill } from '../../src/drill/drill.js';
+import { runDrill, runRestore } from '../../src/drill/drill.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
 import { runVerify } from '../../src/verify/verify.js';
 import { machineClientTools } from '../support/embedded.js';
@@ -16,6 +17,7 @@ import {
   testVerifyDeps,
   type TestStore,
 } from '../support/env.js';
+import { withClient } from '../support/sample.js';
 import { startSupabase, type SupabaseServer } from '../support/supabase.js';
 
 // A Supabase project with an application on top, backed up as Supabase users connect (the
@@ -52,6 +54,7 @@ describe('a Supabase project', () => {
   it('is recorded as one, with a word about the catalog name every project shares', () => {
     expect(backup.manifest.name).toBe('postgres');
     expect(backup.manifest.platform?.name).toBe('supabase');
+    expect(manifestSchemaProblem(backup.manifest)).toBeUndefined();
     expect(backup.manifest.platform?.managedSchemas).toEqual(
       expect.arrayContaining(['auth', 'storage', 'vault', 'extensions']),
     );
@@ -135,6 +138,106 @@ describe('a Supabase project', () => {
       expect(result.error).toBeUndefined();
       expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);
       expect(result.status).toBe('passed');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 600_000);
+});
+
+describe('an app-only backup of a Supabase project (schemas: public)', () => {
+  let appOnly: BackupResult | undefined;
+
+  beforeAll(async () => {
+    appOnly = await runBackup(
+      testBackupOptions(source.postgresUrl(), 'app-only', {
+        selection: { schemas: ['public'], excludeSchemas: [], excludeTableData: [] },
+      }),
+      testBackupDeps(store.storage, tools, { zstdPath }),
+    );
+  }, 600_000);
+
+  it('verifies into a new database on a supabase/postgres-like server', async () => {
+    const report = await runVerify(
+      { name: 'app-only', restore: true, checks: [], targetUrl: image.adminUrl('restore_app') },
+      testVerifyDeps(store.storage, tools),
+    );
+    expect(appOnly?.manifest.options?.schemas).toEqual(['public']);
+    expect(report.failures).toEqual([]);
+    expect(report.status).toBe('passed');
+    const detail = (name: string): string | undefined =>
+      report.checks.find((c) => c.name === name)?.detail;
+    // The new database is scaffolded from the server's own project: auth.users exists, empty.
+    expect(detail('Preflight (target, extensions, roles)')).toMatch(
+      /Supabase's route into a Supabase project/,
+    );
+    // The foreign key to auth.users is there, NOT VALID: the backup holds no users, and says so.
+    expect(detail('Constraints')).toMatch(
+      /1 foreign key\(s\) restored NOT VALID, as the rows they refer to are not in the backup: public\.profiles\.profiles_id_fkey$/,
+    );
+    // RLS policies naming auth.uid() and the API roles restored as in the source.
+    expect(detail('Row security and policies')).toMatch(/all \d+ policies as in the source/);
+    expect(report.tables.map((t) => [t.table, t.status])).toEqual(
+      expect.arrayContaining([['public.profiles', 'same']]),
+    );
+  }, 600_000);
+
+  it('drills into a new database the same way', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'supabase-app-drill-'));
+    try {
+      const result = await runDrill(
+        {
+          name: 'app-only',
+          jobs: 2,
+          checks: [],
+          postgresVersion: 'auto',
+          git: {},
+          targetUrl: image.adminUrl('drill_app'),
+        },
+        testDrillDeps(store.storage, tools, dir),
+      );
+      expect(result.error).toBeUndefined();
+      expect(result.checks.filter((c) => c.status === 'failed')).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 600_000);
+
+  it('is refused, before anything changes, as a real restore into a project without its users', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'supabase-app-restore-'));
+    const url = image.postgresUrl('postgres');
+    const publicObjects = (): Promise<number> =>
+      withClient(image.adminUrl('postgres'), async (c) =>
+        Number(
+          (
+            await c.query(
+              "SELECT count(*) AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace",
+            )
+          ).rows[0].n,
+        ),
+      );
+    const before = await publicObjects();
+    try {
+      const error = await runRestore(
+        {
+          name: 'app-only',
+          targetUrl: url,
+          confirm: 'postgres',
+          terminateConnections: true,
+          safetyBackup: false,
+          jobs: 2,
+          checks: [],
+          postgresVersion: 'auto',
+          git: {},
+        },
+        testDrillDeps(store.storage, tools, dir),
+      ).then(
+        (r) => new Error(r.error ?? 'restored'),
+        (e: unknown) => e as Error,
+      );
+      expect(error.message).toMatch(
+        /lacks rows of auth\.users: profiles_id_fkey of public\.profiles refer to them and the archive does not hold them/,
+      );
+      expect(await publicObjects()).toBe(before);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

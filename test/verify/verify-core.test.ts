@@ -1,4 +1,8 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { runBackup, type BackupOptions } from '../../src/backup/backup.js';
+import { runDrill } from '../../src/drill/drill.js';
 import { listVerifications } from '../../src/catalog/catalog.js';
 import type { Manifest } from '../../src/catalog/manifest.js';
 import { ConfigurationError } from '../../src/core/errors.js';
@@ -16,7 +20,13 @@ import {
   type VerifyReport,
 } from '../../src/verify/verify.js';
 import { machineClientTools, machineServer } from '../support/embedded.js';
-import { makeStore, testBackupDeps, testBackupOptions, type TestStore } from '../support/env.js';
+import {
+  makeStore,
+  testBackupDeps,
+  testBackupOptions,
+  testDrillDeps,
+  type TestStore,
+} from '../support/env.js';
 import { loadSample, newDatabase, withClient } from '../support/sample.js';
 
 const zstdPath = findOnPath('zstd');
@@ -119,7 +129,9 @@ describe('runVerify', () => {
     expect(report.status).toBe('passed');
     expect(report.backup?.id).toBe(manifest.id);
     expect(report.checks[1].detail).toMatch(/^not encrypted; compression: gzip inside the archive/);
-    expect(report.checks[3].detail).toMatch(/; roles from globals applied first$/);
+    expect(report.checks[3].detail).toMatch(
+      /; roles from globals applied first; owners and grants kept$/,
+    );
     expect(report.checks[4].detail).toMatch(/^restored into /);
     expect(report.target?.scratch).toBe(true);
     expect(logger.lines.some((l) => l.startsWith('group: Restore'))).toBe(true);
@@ -128,6 +140,37 @@ describe('runVerify', () => {
     expect(report.recordKey).toMatch(
       /^dir\/verifications\/\S+\/\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}\.json$/,
     );
+  });
+
+  it('drills the same backup through the same preflight and restore steps', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'vcore-drill-'));
+    try {
+      const logger = new MemoryLogger();
+      const result = await runDrill(
+        {
+          name: 'dir',
+          jobs: 2,
+          checks: [],
+          postgresVersion: 'auto',
+          git: {},
+          rtoTargetSeconds: 1800,
+        },
+        testDrillDeps(store.storage, tools, dir, { logger }),
+      );
+      expect(result.error).toBeUndefined();
+      expect(result.status).toBe('passed');
+      // The globals' roles are given before the restore, as verify gives them.
+      expect(logger.lines).toContainEqual(
+        expect.stringMatching(
+          /^Preflight: the archive's 0 extension\(s\) can be installed on .*; 1 role\(s\) named; roles from globals applied first; owners and grants kept$/,
+        ),
+      );
+      const restored = result.phases.find((p) => p.name === 'restore');
+      expect(restored?.detail).toMatch(/--exit-on-error with 2 jobs, then ANALYZE/);
+      expect(result.checks.map((c) => c.status)).not.toContain('failed');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('decrypts a passphrase backup, and reports a missing key as a setup problem', async () => {
