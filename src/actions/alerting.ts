@@ -4,6 +4,7 @@ import { systemClock, type Logger } from '../core/logger.js';
 import type { Storage } from '../storage/storage.js';
 import {
   reportOutcome,
+  type AlertDeps,
   type AlertResult,
   type IssueTarget,
   type JobOutcome,
@@ -113,7 +114,7 @@ export async function sendAlerts(
         };
       }
     }
-    return await reportOutcome(outcome, {
+    const deps: AlertDeps = {
       logger,
       clock: systemClock,
       history: r.storage && r.names.length > 0 ? { storage: r.storage, names: r.names } : undefined,
@@ -124,7 +125,8 @@ export async function sendAlerts(
           : undefined,
       runUrl: runUrl(context),
       repository: context.repository || undefined,
-    });
+    };
+    return await logger.group('Alerts', () => reportOutcome(outcome, deps));
   } catch (error) {
     logger.warning(`Could not send the alerts of this run: ${errorMessage(error)}`);
     return undefined;
