@@ -2,12 +2,17 @@ import * as core from '@actions/core';
 import { parseCompression, runBackup, type BackupOptions } from '../backup/backup.js';
 import { backupSummary } from '../backup/summary.js';
 import { BACKUP_KINDS, type BackupKind } from '../catalog/manifest.js';
+import { isCatalogName } from '../catalog/keys.js';
+import type { JobOutcome } from '../report/alerts.js';
 import { parseKeepUntil } from '../core/duration.js';
 import { systemClock } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
 import { invalidRecipientValues, parseRecipients } from '../crypto/age.js';
-import { resolveConnection } from '../postgres/connection.js';
-import { clientToolResolver, ToolVersionError } from '../postgres/install.js';
+import { errorMessage } from '../core/errors.js';
+import { formatBytes } from '../core/streams.js';
+import type { Storage } from '../storage/storage.js';
+import { databaseName, resolveConnection } from '../postgres/connection.js';
+import { clientToolResolver } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import {
   booleanInput,
@@ -19,7 +24,7 @@ import {
   optionalInput,
 } from './inputs.js';
 import { Inputs, Outputs } from './names.js';
-import { reportToIssue } from './issue-report.js';
+import { readAlertSettings, sendAlerts } from './alerting.js';
 import {
   actionLogger,
   gitContext,
@@ -36,14 +41,85 @@ export async function runBackupAction(): Promise<void> {
   if (env.PGPASSWORD) core.setSecret(env.PGPASSWORD);
   const passphrase = optionalInput(Inputs.EncryptionPassphrase);
   maskSecret(passphrase);
-
-  const recipientsText = optionalInput(Inputs.EncryptionRecipients) ?? '';
   // What is not a recipient may be a secret key typed here by mistake: masked before any log.
+  const recipientsText = optionalInput(Inputs.EncryptionRecipients) ?? '';
   for (const value of invalidRecipientValues(recipientsText)) core.setSecret(value);
-  const recipients = parseRecipients(recipientsText);
+  const alerts = readAlertSettings('backup-failure');
+
+  let name = optionalInput(Inputs.Name) ?? 'database';
+  let storage: Storage | undefined;
+  const alert = (outcome: Omit<JobOutcome, 'action' | 'name'>): Promise<unknown> =>
+    sendAlerts(
+      { action: 'backup', name, ...outcome },
+      {
+        settings: alerts,
+        env,
+        logger,
+        storage,
+        names: isCatalogName(name) ? [name] : [],
+        title: `Backup failed: ${name}`,
+        warningTitle: `Backup warning: ${name}`,
+      },
+    );
+  try {
+    const options = backupOptions(env, databaseUrl, passphrase);
+    name = options.name ?? databaseName(options.connection);
+    const postgresVersion = resolvePostgresVersionInput(
+      optionalInput(Inputs.PostgresVersion) ?? 'auto',
+    );
+    storage = await storageFromInputs(logger);
+    const tools = clientToolResolver(postgresVersion, env, logger);
+    const result = await runBackup(options, {
+      storage,
+      logger,
+      clock: systemClock,
+      env,
+      zstdPath: findOnPath('zstd', env.PATH),
+      resolveTools: (server) => tools(server.major, server.version),
+    });
+    name = result.manifest.name;
+    for (const w of result.warnings) logger.warning(w);
+    core.setOutput(Outputs.BackupId, result.manifest.id);
+    core.setOutput(Outputs.ManifestKey, storage.location(result.manifestKey));
+    core.setOutput(Outputs.ObjectKey, storage.location(result.objectKey));
+    core.setOutput(Outputs.Bytes, String(result.bytes));
+    core.setOutput(Outputs.Sha256, result.sha256);
+    core.setOutput(Outputs.DurationSeconds, result.durationSeconds.toFixed(1));
+    core.setOutput(
+      Outputs.SizeChangePercent,
+      result.sizeChangePercent === undefined ? '' : String(result.sizeChangePercent),
+    );
+    await core.summary.addRaw(backupSummary(result, storage.location(result.objectKey))).write();
+    await alert({
+      status: 'passed',
+      message: `Backup ${result.manifest.id} stored (${formatBytes(result.bytes)}).`,
+      backupId: result.manifest.id,
+      warnings: result.sizeWarning ? [result.sizeWarning] : [],
+    });
+  } catch (error) {
+    await alert({
+      status: 'failed',
+      message: errorMessage(error),
+      warnings: [],
+      nextStep:
+        'Fix the cause above (a changed password or host: update the database-url secret; ' +
+        'a refused upload: the storage credentials and bucket policy) and re-run the workflow. ' +
+        'Until a backup succeeds, the newest backup in the catalog is the last good one.',
+    });
+    throw error;
+  }
+}
+
+/** The backup's options from the inputs; a bad input is a ConfigurationError. */
+function backupOptions(
+  env: NodeJS.ProcessEnv,
+  databaseUrl: string | undefined,
+  passphrase: string | undefined,
+): BackupOptions {
+  const recipients = parseRecipients(optionalInput(Inputs.EncryptionRecipients) ?? '');
   const kind = choiceInput<BackupKind>(Inputs.Kind, BACKUP_KINDS, 'scheduled');
   const keepUntilText = optionalInput(Inputs.KeepUntil);
-  const options: BackupOptions = {
+  return {
     connection: resolveConnection(databaseUrl, env),
     name: optionalInput(Inputs.Name),
     format: choiceInput(Inputs.Format, ['custom', 'directory'] as const, 'custom'),
@@ -65,46 +141,4 @@ export async function runBackupAction(): Promise<void> {
     sizeChangeThreshold: numberInput(Inputs.SizeChangeThreshold, 20),
     git: gitContext(env),
   };
-  const postgresVersion = resolvePostgresVersionInput(
-    optionalInput(Inputs.PostgresVersion) ?? 'auto',
-  );
-  const storage = await storageFromInputs(logger);
-  const tools = clientToolResolver(postgresVersion, env, logger);
-
-  try {
-    const result = await runBackup(options, {
-      storage,
-      logger,
-      clock: systemClock,
-      env,
-      zstdPath: findOnPath('zstd', env.PATH),
-      resolveTools: (server) => tools(server.major, server.version),
-    });
-    for (const w of result.warnings) logger.warning(w);
-    core.setOutput(Outputs.BackupId, result.manifest.id);
-    core.setOutput(Outputs.ManifestKey, storage.location(result.manifestKey));
-    core.setOutput(Outputs.ObjectKey, storage.location(result.objectKey));
-    core.setOutput(Outputs.Bytes, String(result.bytes));
-    core.setOutput(Outputs.Sha256, result.sha256);
-    core.setOutput(Outputs.DurationSeconds, result.durationSeconds.toFixed(1));
-    core.setOutput(
-      Outputs.SizeChangePercent,
-      result.sizeChangePercent === undefined ? '' : String(result.sizeChangePercent),
-    );
-    await core.summary.addRaw(backupSummary(result, storage.location(result.objectKey))).write();
-  } catch (error) {
-    if (error instanceof ToolVersionError) {
-      // A backup that stopped is as urgent as one that does not restore.
-      await reportToIssue({
-        env,
-        logger,
-        marker: `backup:${options.name ?? 'database'}`,
-        title: `Backup failed: ${options.name ?? 'database'} (PostgreSQL client version)`,
-        defaultLabel: 'backup-failure',
-        failed: true,
-        body: `The nightly backup stopped because no suitable pg_dump is available.\n\n${error.message}`,
-      });
-    }
-    throw error;
-  }
 }

@@ -25,6 +25,8 @@ export const Inputs = {
   GithubToken: 'github-token',
   Issue: 'issue',
   IssueLabels: 'issue-labels',
+  Notify: 'notify',
+  NotifyOn: 'notify-on',
   ReportArtifact: 'report-artifact',
   BackupId: 'backup-id',
   Restore: 'restore',

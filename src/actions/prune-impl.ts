@@ -6,11 +6,17 @@ import { resolveName } from '../catalog/catalog.js';
 import { compactTime } from '../catalog/keys.js';
 import { parseMaxDelete, parseRetentionPolicy } from '../catalog/retention.js';
 import { systemClock } from '../core/logger.js';
-import { parseDeleteIncompleteAfter, parsePruneNames } from '../prune/options.js';
+import { ALL_NAMES, parseDeleteIncompleteAfter, parsePruneNames } from '../prune/options.js';
 import { planDocument } from '../prune/plan.js';
-import { pruneFailure, runPrune } from '../prune/prune.js';
+import { pruneFailure, runPrune, type PruneReport } from '../prune/prune.js';
 import { pruneSummary } from '../prune/summary.js';
 import { booleanInput, optionalInput } from './inputs.js';
+import { readAlertSettings, sendAlerts } from './alerting.js';
+import { errorMessage } from '../core/errors.js';
+import { formatBytes } from '../core/streams.js';
+import { isCatalogName } from '../catalog/keys.js';
+import type { JobOutcome } from '../report/alerts.js';
+import type { Storage } from '../storage/storage.js';
 import { Inputs, Outputs } from './names.js';
 import { actionLogger, storageFromInputs } from './runtime.js';
 
@@ -19,8 +25,74 @@ function planFolder(env: NodeJS.ProcessEnv): string {
   return env.RUNNER_TEMP || env.GITHUB_WORKSPACE || os.tmpdir();
 }
 
+/** What a prune alert is about: `label` names the issue; run records go under `names`. */
+interface PruneSubject {
+  label: string;
+  names: string[];
+  storage?: Storage;
+}
+
+const PRUNE_NEXT_STEP =
+  'Nothing is deleted while prune fails. Read the reason above: a refusal by max-delete means ' +
+  'the policy would delete more than allowed (check the policy and the catalog, then raise ' +
+  'max-delete for one run if it is right); fix the cause and re-run the workflow.';
+
 export async function runPruneAction(): Promise<void> {
   const env = process.env;
+  const logger = actionLogger;
+  const alerts = readAlertSettings('backup-prune');
+  const listed = (optionalInput(Inputs.Name) ?? '')
+    .split(/[\n,]/)
+    .map((n) => n.replace(/#.*$/, '').trim())
+    .filter((n) => n !== '');
+  const subject: PruneSubject = {
+    label: listed.length > 0 ? listed.join(', ') : 'database',
+    names: listed.filter(isCatalogName),
+  };
+  const alert = (outcome: Omit<JobOutcome, 'action' | 'name'>): Promise<unknown> => {
+    const name = subject.label;
+    return sendAlerts(
+      { action: 'prune', name, ...outcome },
+      {
+        settings: alerts,
+        env,
+        logger,
+        storage: subject.storage,
+        names: subject.names,
+        title: `Prune failed: ${name}`,
+        warningTitle: `Prune warning: ${name}`,
+      },
+    );
+  };
+  let report: PruneReport;
+  try {
+    report = await prune(env, subject);
+  } catch (error) {
+    await alert({
+      status: 'failed',
+      message: errorMessage(error),
+      warnings: [],
+      nextStep: PRUNE_NEXT_STEP,
+    });
+    throw error;
+  }
+  const failure = pruneFailure(report);
+  await alert(
+    failure
+      ? { status: 'failed', message: failure.message, warnings: [], nextStep: PRUNE_NEXT_STEP }
+      : {
+          status: 'passed',
+          message:
+            `${report.dryRun ? 'Dry run: would delete' : 'Deleted'} ${report.deleted} backup(s), ` +
+            `kept ${report.kept}, ${formatBytes(report.freedBytes)} freed.`,
+          warnings: [],
+        },
+  );
+  if (failure) throw failure;
+}
+
+/** Plans and applies the retention policy of the inputs; writes the plan, outputs and summary. */
+async function prune(env: NodeJS.ProcessEnv, subject: PruneSubject): Promise<PruneReport> {
   const logger = actionLogger;
   const policy = parseRetentionPolicy({
     keepLast: optionalInput(Inputs.KeepLast),
@@ -41,15 +113,23 @@ export async function runPruneAction(): Promise<void> {
   const dryRun = booleanInput(Inputs.DryRun, false);
   const bypassGovernanceRetention = booleanInput(Inputs.BypassGovernanceRetention, false);
   const storage = await storageFromInputs(logger);
+  subject.storage = storage;
   const nameInput = optionalInput(Inputs.Name);
   const names = nameInput
     ? parsePruneNames(nameInput, Inputs.Name)
     : [await resolveName(storage, undefined)];
+  if (names === ALL_NAMES) {
+    subject.names = [];
+  } else {
+    subject.names = names;
+    if (!nameInput) subject.label = names.join(', ');
+  }
 
   const report = await runPrune(
     { names, policy, maxDelete, deleteIncompleteAfterSeconds, dryRun, bypassGovernanceRetention },
     { storage, logger, clock: systemClock },
   );
+  subject.names = report.names.map((n) => n.name);
 
   const folder = planFolder(env);
   await mkdir(folder, { recursive: true });
@@ -62,7 +142,5 @@ export async function runPruneAction(): Promise<void> {
   core.setOutput(Outputs.PlanPath, planPath);
   core.setOutput(Outputs.FreedBytes, String(report.freedBytes));
   await core.summary.addRaw(pruneSummary(report, planPath)).write();
-
-  const failure = pruneFailure(report);
-  if (failure) throw failure;
+  return report;
 }

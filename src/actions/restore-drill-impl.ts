@@ -4,6 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import * as core from '@actions/core';
 import { resolveName } from '../catalog/catalog.js';
+import { isCatalogName } from '../catalog/keys.js';
+import type { JobOutcome } from '../report/alerts.js';
+import type { Storage } from '../storage/storage.js';
 import { compactTime } from '../catalog/keys.js';
 import { parseDuration } from '../core/duration.js';
 import { errorMessage } from '../core/errors.js';
@@ -25,7 +28,7 @@ import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import { parseChecks } from '../restore/checks.js';
 import { uploadReportArtifact } from '../report/artifact.js';
 import { booleanInput, choiceInput, integerInput, optionalInput } from './inputs.js';
-import { reportToIssue } from './issue-report.js';
+import { readAlertSettings, sendAlerts } from './alerting.js';
 import { Inputs, Outputs } from './names.js';
 import {
   actionLogger,
@@ -115,10 +118,63 @@ async function writeReport(
   return jsonPath;
 }
 
+const DRILL_NEXT_STEP =
+  'Read the drill report: fix the phase or check that failed (or the target it missed) and ' +
+  'run the drill again with workflow_dispatch; a backup that does not restore needs a new backup.';
+
 export async function runRestoreDrillAction(): Promise<void> {
   const logger = actionLogger;
   if (core.getState(State.IsPost) === 'true') return runPostStep(logger);
   core.saveState(State.IsPost, 'true');
+  const env = process.env;
+  const alerts = readAlertSettings('restore-drill');
+  const mode = choiceInput(Inputs.Mode, ['drill', 'restore'] as const, 'drill');
+  const subject: { name: string; storage?: Storage } = {
+    name: optionalInput(Inputs.Name) ?? 'database',
+  };
+  let reported = false;
+  // A real restore is watched by whoever started it: only drills alert.
+  const alert: DrillAlert = async (outcome) => {
+    reported = true;
+    if (mode !== 'drill') return undefined;
+    return sendAlerts(
+      { action: 'restore-drill', name: subject.name, ...outcome },
+      {
+        settings: alerts,
+        env,
+        logger,
+        storage: subject.storage,
+        names: isCatalogName(subject.name) ? [subject.name] : [],
+        title: `Restore drill failed: ${subject.name}`,
+        warningTitle: `Restore drill warning: ${subject.name}`,
+      },
+    );
+  };
+  try {
+    await drillOrRestore(subject, alert);
+  } catch (error) {
+    if (!reported) {
+      await alert({
+        status: 'failed',
+        message: errorMessage(error),
+        warnings: [],
+        nextStep: DRILL_NEXT_STEP,
+      });
+    }
+    throw error;
+  }
+}
+
+type DrillAlert = (
+  outcome: Omit<JobOutcome, 'action' | 'name'>,
+) => Promise<{ issueNumber?: number } | undefined>;
+
+/** Runs the drill (or the restore) of the inputs; `alert` tells the outcome of a run that ran. */
+async function drillOrRestore(
+  subject: { name: string; storage?: Storage },
+  alert: DrillAlert,
+): Promise<void> {
+  const logger = actionLogger;
 
   const env = process.env;
   const targetUrl = optionalInput(Inputs.TargetUrl);
@@ -150,6 +206,7 @@ export async function runRestoreDrillAction(): Promise<void> {
   const safetyBackup = booleanInput(Inputs.SafetyBackup, true);
   const artifact = optionalInput(Inputs.ReportArtifact);
   const storage = await storageFromInputs(logger);
+  subject.storage = storage;
 
   const temp = optionalInput(Inputs.WorkDir) ?? (env.RUNNER_TEMP || os.tmpdir());
   const workDir = mkdtempSync(path.join(temp, 'restore-drill-'));
@@ -190,7 +247,7 @@ export async function runRestoreDrillAction(): Promise<void> {
 
   const name = await resolveName(storage, options.name);
   options.name = name;
-  const marker = `drill:${name}`;
+  subject.name = name;
   let result: DrillResult;
   try {
     result =
@@ -207,17 +264,12 @@ export async function runRestoreDrillAction(): Promise<void> {
           )
         : await runDrill(options, deps);
   } catch (error) {
-    if (mode === 'drill') {
-      await reportToIssue({
-        env,
-        logger,
-        marker,
-        title: `Restore drill failed: ${name}`,
-        defaultLabel: 'restore-drill',
-        failed: true,
-        body: `The restore drill of \`${name}\` could not run.\n\n${errorMessage(error)}`,
-      });
-    }
+    await alert({
+      status: 'failed',
+      message: errorMessage(error),
+      warnings: [],
+      nextStep: DRILL_NEXT_STEP,
+    });
     throw error;
   } finally {
     process.removeListener('SIGINT', onSignal);
@@ -229,28 +281,32 @@ export async function runRestoreDrillAction(): Promise<void> {
   const reportPath = await writeReport(result, markdown, temp, artifact, logger);
   setOutputs(result, reportPath);
   await core.summary.addRaw(markdown).write();
-  if (mode === 'drill') {
-    const issue = await reportToIssue({
-      env,
-      logger,
-      marker,
-      title: `Restore drill failed: ${name}`,
-      defaultLabel: 'restore-drill',
-      failed: result.status === 'failed',
-      body: markdown,
-    });
-    if (issue !== undefined) core.setOutput(Outputs.IssueNumber, String(issue));
+  const failures = [
+    ...(result.error ? [result.error] : []),
+    ...result.phases
+      .filter(
+        (p) => p.status === 'failed' && p.name !== 'checks' && !result.error?.includes(p.detail),
+      )
+      .map((p) => `${p.label}: ${p.detail}`),
+    ...result.checks.filter((c) => c.status === 'failed').map((c) => `${c.name}: ${c.detail}`),
+  ];
+  const alerted = await alert({
+    status: result.status,
+    message:
+      result.status === 'failed'
+        ? failures.join('; ')
+        : `Backup ${result.manifest.id} restored` +
+          (result.rtoSeconds === undefined ? '' : ` in ${result.rtoSeconds.toFixed(0)} s`) +
+          '.',
+    details: markdown,
+    backupId: result.manifest.id,
+    warnings: [],
+    nextStep: DRILL_NEXT_STEP,
+  });
+  if (alerted?.issueNumber !== undefined) {
+    core.setOutput(Outputs.IssueNumber, String(alerted.issueNumber));
   }
   if (result.status === 'failed') {
-    const failures = [
-      ...(result.error ? [result.error] : []),
-      ...result.phases
-        .filter(
-          (p) => p.status === 'failed' && p.name !== 'checks' && !result.error?.includes(p.detail),
-        )
-        .map((p) => `${p.label}: ${p.detail}`),
-      ...result.checks.filter((c) => c.status === 'failed').map((c) => `${c.name}: ${c.detail}`),
-    ];
     core.setOutput(Outputs.Failures, failures.join('\n'));
     const what =
       mode !== 'restore'

@@ -3,7 +3,10 @@ import path from 'node:path';
 import * as core from '@actions/core';
 import { isBackupId } from '../catalog/keys.js';
 import { parseDuration } from '../core/duration.js';
-import { ConfigurationError } from '../core/errors.js';
+import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { isCatalogName } from '../catalog/keys.js';
+import type { JobOutcome } from '../report/alerts.js';
+import type { Storage } from '../storage/storage.js';
 import { systemClock } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
 import { parseIdentities } from '../crypto/age.js';
@@ -20,9 +23,9 @@ import {
   verifyMarkdown,
 } from '../verify/report.js';
 import { verifyToolResolvers } from '../verify/tools.js';
-import { runVerify, type VerifyOptions } from '../verify/verify.js';
+import { CheckNames, runVerify, type VerifyOptions, type VerifyReport } from '../verify/verify.js';
 import { booleanInput, integerInput, optionalInput } from './inputs.js';
-import { reportToIssue } from './issue-report.js';
+import { readAlertSettings, sendAlerts } from './alerting.js';
 import { Inputs, Outputs } from './names.js';
 import {
   actionLogger,
@@ -46,7 +49,54 @@ export async function runVerifyAction(): Promise<void> {
   const targetUrl = optionalInput(Inputs.TargetUrl);
   maskConnectionString(targetUrl);
   if (env.PGPASSWORD) core.setSecret(env.PGPASSWORD);
+  const alerts = readAlertSettings('backup-verification');
 
+  let name = optionalInput(Inputs.Name)?.trim() ?? 'database';
+  let storage: Storage | undefined;
+  const alert = (outcome: Omit<JobOutcome, 'action' | 'name'>) =>
+    sendAlerts(
+      { action: 'verify', name, ...outcome },
+      {
+        settings: alerts,
+        env,
+        logger,
+        storage,
+        names: isCatalogName(name) ? [name] : [],
+        title: `Backup verification failed: ${name}`,
+        warningTitle: `Backup verification warning: ${name}`,
+      },
+    );
+  let report: VerifyReport;
+  try {
+    report = await verifyFromInputs(env, identityText, passphrase, targetUrl, (opened) => {
+      storage = opened;
+    });
+  } catch (error) {
+    await alert({
+      status: 'failed',
+      message: errorMessage(error),
+      warnings: [],
+      nextStep: VERIFY_NEXT_STEP,
+    });
+    throw error;
+  }
+  name = report.name;
+  await finishVerify(report, env, alert);
+}
+
+const VERIFY_NEXT_STEP =
+  "Open the run's report: fix what a check names, or take a new backup if this one cannot be " +
+  'restored; until a verification passes, restore from the last backup that did.';
+
+/** Reads the inputs and runs the verification; throws when it cannot run at all. */
+async function verifyFromInputs(
+  env: NodeJS.ProcessEnv,
+  identityText: string | undefined,
+  passphrase: string | undefined,
+  targetUrl: string | undefined,
+  onStorage: (storage: Storage) => void,
+): Promise<VerifyReport> {
+  const logger = actionLogger;
   const identities = parseIdentities(identityText ?? '');
   const backupId = optionalInput(Inputs.BackupId)?.trim();
   if (backupId !== undefined && !isBackupId(backupId)) {
@@ -61,7 +111,6 @@ export async function runVerifyAction(): Promise<void> {
   const postgresVersion = resolvePostgresVersionInput(
     optionalInput(Inputs.PostgresVersion) ?? 'auto',
   );
-  const artifactName = optionalInput(Inputs.ReportArtifact)?.trim();
   if (!restore && targetUrl) {
     logger.warning(`target-url is ignored: restore is false, so nothing is restored.`);
   }
@@ -82,9 +131,10 @@ export async function runVerifyAction(): Promise<void> {
     git: gitContext(env),
   };
   const storage = await storageFromInputs(logger);
+  onStorage(storage);
   const tmpDir = optionalInput(Inputs.WorkDir) ?? (env.RUNNER_TEMP || undefined);
 
-  const report = await runVerify(options, {
+  return runVerify(options, {
     storage,
     logger,
     clock: systemClock,
@@ -94,6 +144,20 @@ export async function runVerifyAction(): Promise<void> {
     ...verifyToolResolvers({ postgresVersion, install: mayInstallTools(env), logger }),
     installExtensions: extensionInstaller(env, logger),
   });
+}
+
+/** Writes the report, outputs and summary, alerts, and fails the step when the report failed. */
+async function finishVerify(
+  report: VerifyReport,
+  env: NodeJS.ProcessEnv,
+  alert: (
+    outcome: Omit<JobOutcome, 'action' | 'name'>,
+  ) => Promise<{ issueNumber?: number } | undefined>,
+): Promise<void> {
+  const logger = actionLogger;
+  const tmpDir = env.RUNNER_TEMP || undefined;
+  const workspace = env.GITHUB_WORKSPACE ?? process.cwd();
+  const artifactName = optionalInput(Inputs.ReportArtifact)?.trim();
 
   const markdown = verifyMarkdown(report);
   const reportDir = await mkdtemp(path.join(tmpDir ?? workspace, 'pg-backup-verify-'));
@@ -120,16 +184,24 @@ export async function runVerifyAction(): Promise<void> {
   }
 
   const failed = report.status === 'failed';
-  const issueNumber = await reportToIssue({
-    env,
-    logger,
-    marker: `verify:${report.name}`,
-    title: `Backup verification failed: ${report.name}`,
-    defaultLabel: 'backup-verification',
-    failed,
-    body: failed ? failureIssueBody(report) : recoveryIssueBody(report),
+  const failedChecks = report.checks.filter((c) => c.status === 'failed');
+  // A stale backup alone is a warning to the watchers; the step still fails, as max-age says.
+  const staleOnly = failed && failedChecks.every((c) => c.name === CheckNames.Freshness);
+  const alerted = await alert({
+    status: failed && !staleOnly ? 'failed' : 'passed',
+    message: failed && !staleOnly ? report.failures.join('; ') : passedLine(report),
+    details: failed && !staleOnly ? failureIssueBody(report) : recoveryIssueBody(report),
+    backupId: report.backup?.id,
+    warnings: staleOnly ? failedChecks.map((c) => `${c.name}: ${c.detail}`) : [],
+    nextStep: VERIFY_NEXT_STEP,
   });
+  const issueNumber = alerted?.issueNumber;
   core.setOutput(Outputs.IssueNumber, issueNumber === undefined ? '' : String(issueNumber));
 
   if (failed) core.setFailed(failureMessage(report));
+}
+
+function passedLine(report: VerifyReport): string {
+  const which = report.backup ? `Backup ${report.backup.id}` : 'The backup';
+  return `${which} verified: ${report.checks.filter((c) => c.status === 'passed').length} checks passed.`;
 }

@@ -145,6 +145,8 @@ export interface BackupResult {
   sizeChangeSkipped?: string;
   /** Warnings worth an annotation (unencrypted, size change, globals skipped). */
   warnings: string[];
+  /** The size change over size-change-threshold, worded; also among `warnings`. */
+  sizeWarning?: string;
   serverVersion: string;
   pgDumpVersion: string;
 }
@@ -414,6 +416,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
     }
 
     let sizeChangePercent: number | undefined;
+    let sizeWarning: string | undefined;
     let previousInfo: Manifest['previous'];
     const notComparable = previous
       ? whySizeNotComparable(previous, options.format, plan.info)
@@ -426,10 +429,10 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
         sizeChangePercent = Math.round(((dump.bytes - prevBytes) / prevBytes) * 1000) / 10;
         previousInfo = { id: previous.id, bytes: prevBytes, changePercent: sizeChangePercent };
         if (Math.abs(sizeChangePercent) > options.sizeChangeThreshold) {
-          warnings.push(
+          sizeWarning =
             `Backup size changed by ${sizeChangePercent > 0 ? '+' : ''}${sizeChangePercent}% against the previous backup ${previous.id} ` +
-              `(${formatBytes(prevBytes)} → ${formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`,
-          );
+            `(${formatBytes(prevBytes)} → ${formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`;
+          warnings.push(sizeWarning);
         }
       }
     }
@@ -491,6 +494,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
       sizeChangePercent,
       sizeChangeSkipped: notComparable,
       warnings,
+      sizeWarning,
       serverVersion: server.version,
       pgDumpVersion: tools.version,
     };

@@ -65,3 +65,19 @@ export function backupIdTime(id: string): Date | undefined {
 export function isCatalogName(name: string): boolean {
   return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name);
 }
+
+/** `<name>/runs/<action>/`: the outcome of each run of an action (see `runs.ts`). */
+export function runsPrefix(name: string, action: string): string {
+  return `${name}/runs/${action}/`;
+}
+
+/** `<name>/runs/<action>/20261121T051500.123Z-9f1c2a.json`, sortable by time like verification keys. */
+export function runKey(
+  name: string,
+  action: string,
+  at: Date,
+  random: () => string = () => randomBytes(3).toString('hex'),
+): string {
+  const time = at.toISOString().replace(/[-:]/g, '');
+  return `${runsPrefix(name, action)}${time}-${random()}.json`;
+}

@@ -1,3 +1,6 @@
+import { getOctokit } from '@actions/github';
+import { retry } from '@octokit/plugin-retry';
+import { throttling } from '@octokit/plugin-throttling';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 
@@ -21,8 +24,6 @@ export function runUrl(ctx: GitHubContext): string | undefined {
   const base = ctx.serverUrl.replace(/\/+$/, '');
   return `${base}/${ctx.repository}/actions/runs/${encodeURIComponent(ctx.runId)}`;
 }
-
-export type HttpMethod = 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
 
 /** The fields of a GitHub issue this project reads. */
 export interface GitHubIssue {
@@ -96,28 +97,39 @@ export class GitHubPermissionError extends ConfigurationError {
 }
 
 export interface GitHubApiOptions {
-  /** Waits before the retries of a 5xx answer or a network failure; its length is the retry count. */
-  retryDelaysMs?: number[];
-  /** Upper bound on the pages read by one listing. */
-  maxPages?: number;
-}
-
-interface RawResponse {
-  status: number;
-  headers: Headers;
-  text: string;
+  /**
+   * The unit of the retry plugin's waits: retry n waits n² units (1 s, 4 s, 9 s by default).
+   * Tests shorten it.
+   */
+  retryAfterBaseMs?: number;
+  /** Retries of a 5xx answer or a network failure. */
+  retries?: number;
 }
 
 const USER_AGENT = 'pg-backup-actions';
+const API_VERSION = '2022-11-28';
 const REPOSITORY = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
+/** Rate-limit waits accepted before giving up: reporting must not hold a job for an hour. */
+const RATE_LIMIT_RETRIES = 2;
+const RATE_LIMIT_MAX_WAIT_SECONDS = 120;
 
-/** A small GitHub REST client over the global `fetch`, for the issue endpoints. */
+type Octokit = ReturnType<typeof getOctokit>;
+
+/** The error shape of `@octokit/request-error`, read structurally. */
+interface OctokitRequestError {
+  status: number;
+  message: string;
+  response?: { data?: unknown; headers?: Record<string, string | number | undefined> };
+}
+
+/**
+ * GitHub's issue endpoints over Octokit (`@actions/github`), with GitHub's recommended request
+ * throttling and retries of 5xx answers and network failures with growing waits.
+ */
 export class GitHubApi {
   private readonly owner: string;
   private readonly repo: string;
-  private readonly base: URL;
-  private readonly retryDelaysMs: number[];
-  private readonly maxPages: number;
+  private readonly octokit: Octokit;
 
   constructor(
     private readonly ctx: GitHubContext,
@@ -142,11 +154,52 @@ export class GitHubApi {
         `The GitHub API URL is not a URL: ${JSON.stringify(ctx.apiUrl)}.`,
       );
     }
-    if (!base.pathname.endsWith('/')) base.pathname += '/';
-    this.base = base;
     [this.owner, this.repo] = ctx.repository.split('/') as [string, string];
-    this.retryDelaysMs = options.retryDelaysMs ?? [1000, 3000];
-    this.maxPages = options.maxPages ?? 1000;
+    const onLimit =
+      (kind: string) =>
+      (
+        retryAfter: number,
+        request: { method: string; url: string },
+        _o: unknown,
+        count: number,
+      ) => {
+        const retrying = count < RATE_LIMIT_RETRIES && retryAfter <= RATE_LIMIT_MAX_WAIT_SECONDS;
+        this.logger.warning(
+          `GitHub's ${kind} rate limit stopped ${request.method} ${endpointPath(request.url)}` +
+            (retrying ? `; retrying in ${retryAfter} s.` : '; giving up.'),
+        );
+        return retrying;
+      };
+    this.octokit = getOctokit(
+      ctx.token,
+      {
+        baseUrl: base.toString().replace(/\/+$/, ''),
+        userAgent: USER_AGENT,
+        log: {
+          debug: (m: string) => this.logger.debug(this.redact(m)),
+          info: (m: string) => this.logger.debug(this.redact(m)),
+          warn: (m: string) => this.logger.warning(this.redact(m)),
+          error: (m: string) => this.logger.warning(this.redact(m)),
+        },
+        retry: {
+          retries: options.retries ?? 3,
+          retryAfterBaseValue: options.retryAfterBaseMs ?? 1000,
+        },
+        throttle: {
+          onRateLimit: onLimit('primary'),
+          onSecondaryRateLimit: onLimit('secondary'),
+        },
+      },
+      retry,
+      throttling,
+    );
+    this.octokit.hook.before('request', (request) => {
+      request.headers.accept = 'application/vnd.github+json';
+      request.headers['x-github-api-version'] = API_VERSION;
+    });
+    this.octokit.hook.after('request', (response, request) => {
+      this.logger.debug(`${request.method} ${endpointPath(request.url)} → ${response.status}`);
+    });
   }
 
   /** The web address of the current workflow run, when known. */
@@ -154,40 +207,22 @@ export class GitHubApi {
     return runUrl(this.ctx);
   }
 
-  /** `/repos/{owner}/{repo}` with both parts encoded. */
-  get repoPath(): string {
-    return `/repos/${encodeURIComponent(this.owner)}/${encodeURIComponent(this.repo)}`;
-  }
-
-  /** One REST call; resolves with the parsed JSON answer of a 2xx status. */
-  async request<T>(method: HttpMethod, path: string, body?: unknown): Promise<T> {
-    const response = await this.send(method, path, body);
-    return parseJson<T>(response.text, `${method} ${path}`);
+  private get repoParams(): { owner: string; repo: string } {
+    return { owner: this.owner, repo: this.repo };
   }
 
   /** All open issues (pull requests left out) that carry every one of `labels`. */
   async listOpenIssues(labels: string[]): Promise<GitHubIssue[]> {
-    const query = new URLSearchParams({ state: 'open', per_page: '100', page: '1' });
-    if (labels.length > 0) query.set('labels', labels.join(','));
-    let path: string | undefined = `${this.repoPath}/issues?${query.toString()}`;
-    const issues: GitHubIssue[] = [];
-    for (let page = 1; path; page++) {
-      if (page > this.maxPages) {
-        throw new GitHubApiError(
-          0,
-          `GET ${this.repoPath}/issues`,
-          'Too many pages of open issues.',
-        );
-      }
-      const response = await this.send('GET', path);
-      const items = parseJson<GitHubIssue[]>(response.text, `GET ${path}`);
-      if (!Array.isArray(items)) {
-        throw new GitHubApiError(response.status, `GET ${path}`, 'Expected a list of issues.');
-      }
-      for (const item of items) if (item.pull_request === undefined) issues.push(item);
-      path = this.nextPage(response.headers.get('link'));
-    }
-    return issues;
+    const endpoint = `GET /repos/${this.ctx.repository}/issues`;
+    const items = await this.call(endpoint, () =>
+      this.octokit.paginate(this.octokit.rest.issues.listForRepo, {
+        ...this.repoParams,
+        state: 'open',
+        per_page: 100,
+        ...(labels.length > 0 ? { labels: labels.join(',') } : {}),
+      }),
+    );
+    return (items as GitHubIssue[]).filter((item) => item.pull_request === undefined);
   }
 
   async createIssue(issue: {
@@ -195,17 +230,31 @@ export class GitHubApi {
     body: string;
     labels: string[];
   }): Promise<GitHubIssue> {
-    return this.request<GitHubIssue>('POST', `${this.repoPath}/issues`, issue);
+    const endpoint = `POST /repos/${this.ctx.repository}/issues`;
+    const response = await this.call(endpoint, () =>
+      this.octokit.rest.issues.create({ ...this.repoParams, ...issue }),
+    );
+    return response.data as GitHubIssue;
   }
 
   async createComment(issueNumber: number, body: string): Promise<GitHubComment> {
-    return this.request<GitHubComment>('POST', `${this.repoPath}/issues/${issueNumber}/comments`, {
-      body,
-    });
+    const endpoint = `POST /repos/${this.ctx.repository}/issues/${issueNumber}/comments`;
+    const response = await this.call(endpoint, () =>
+      this.octokit.rest.issues.createComment({
+        ...this.repoParams,
+        issue_number: issueNumber,
+        body,
+      }),
+    );
+    return response.data as GitHubComment;
   }
 
   async updateIssue(issueNumber: number, update: UpdateIssue): Promise<GitHubIssue> {
-    return this.request<GitHubIssue>('PATCH', `${this.repoPath}/issues/${issueNumber}`, update);
+    const endpoint = `PATCH /repos/${this.ctx.repository}/issues/${issueNumber}`;
+    const response = await this.call(endpoint, () =>
+      this.octokit.rest.issues.update({ ...this.repoParams, issue_number: issueNumber, ...update }),
+    );
+    return response.data as GitHubIssue;
   }
 
   /** Closes an issue with the given reason. */
@@ -221,11 +270,16 @@ export class GitHubApi {
 
   /** Creates the label unless it exists; returns whether it was created. */
   async ensureLabel(name: string, color = 'b60205', description?: string): Promise<boolean> {
-    const path = `${this.repoPath}/labels`;
-    const body: { name: string; color: string; description?: string } = { name, color };
-    if (description !== undefined) body.description = description;
+    const endpoint = `POST /repos/${this.ctx.repository}/labels`;
     try {
-      await this.send('POST', path, body);
+      await this.call(endpoint, () =>
+        this.octokit.rest.issues.createLabel({
+          ...this.repoParams,
+          name,
+          color,
+          ...(description !== undefined ? { description } : {}),
+        }),
+      );
       this.logger.info(`Created the label "${name}".`);
       return true;
     } catch (error) {
@@ -237,63 +291,30 @@ export class GitHubApi {
     }
   }
 
-  /** The `rel="next"` link as a path relative to the API base, if it points at the same API. */
-  private nextPage(link: string | null): string | undefined {
-    if (!link) return undefined;
-    for (const part of link.split(',')) {
-      const match = /<([^>]+)>\s*;\s*rel="?([^";]+)"?/.exec(part.trim());
-      if (!match || !match[2]!.split(/\s+/).includes('next')) continue;
-      const next = new URL(match[1]!, this.base);
-      if (next.origin !== this.base.origin || !next.pathname.startsWith(this.base.pathname)) {
-        throw new GitHubApiError(0, 'GET issues', 'The next-page link points away from the API.');
-      }
-      return `/${next.pathname.slice(this.base.pathname.length)}${next.search}`;
-    }
-    return undefined;
-  }
-
-  private async send(method: HttpMethod, path: string, body?: unknown): Promise<RawResponse> {
-    const endpoint = `${method} ${endpointPath(path)}`;
-    const url = new URL(path.replace(/^\/+/, ''), this.base);
-    const headers: Record<string, string> = {
-      Authorization: `Bearer ${this.ctx.token}`,
-      Accept: 'application/vnd.github+json',
-      'X-GitHub-Api-Version': '2022-11-28',
-      'User-Agent': USER_AGENT,
-    };
-    const init: RequestInit = { method, headers };
-    if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    for (let attempt = 0; ; attempt++) {
-      let response: RawResponse;
-      try {
-        const res = await fetch(url, init);
-        response = { status: res.status, headers: res.headers, text: await res.text() };
-      } catch (error) {
-        const reason = this.redact(error instanceof Error ? causeMessage(error) : String(error));
-        if (attempt < this.retryDelaysMs.length) {
-          this.logger.warning(`${endpoint} failed (${reason}); retrying.`);
-          await sleep(this.retryDelaysMs[attempt]!);
-          continue;
-        }
-        throw new GitHubApiError(0, endpoint, `${endpoint} failed: ${reason}`);
-      }
-      this.logger.debug(`${endpoint} → ${response.status}`);
-      if (response.status >= 200 && response.status < 300) return response;
-      if (response.status >= 500 && attempt < this.retryDelaysMs.length) {
-        this.logger.warning(`${endpoint} answered ${response.status}; retrying.`);
-        await sleep(this.retryDelaysMs[attempt]!);
-        continue;
-      }
-      throw this.failure(endpoint, response);
+  /** Runs one Octokit call and turns its failure into this module's errors. */
+  private async call<T>(endpoint: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw this.failure(endpoint, error);
     }
   }
 
-  private failure(endpoint: string, response: RawResponse): Error {
-    const { status } = response;
-    const info = errorInfo(response.text);
+  private failure(endpoint: string, error: unknown): Error {
+    if (!isRequestError(error)) {
+      const text = error instanceof Error ? causeMessage(error) : String(error);
+      return new GitHubApiError(0, endpoint, `${endpoint} failed: ${this.redact(text)}`);
+    }
+    const { status } = error;
+    const info = errorInfo(error.response?.data);
+    if (!error.response) {
+      // No answer at all: the request itself failed (after the retries).
+      return new GitHubApiError(
+        0,
+        endpoint,
+        `${endpoint} failed: ${this.redact(causeMessage(error as unknown as Error))}`,
+      );
+    }
     const detail = this.redact(info.message);
     if (status === 401) {
       return new ConfigurationError(
@@ -325,40 +346,37 @@ export class GitHubApi {
   }
 }
 
-function endpointPath(path: string): string {
-  const query = path.indexOf('?');
-  return query === -1 ? path : path.slice(0, query);
+function isRequestError(error: unknown): error is OctokitRequestError {
+  return (
+    error instanceof Error &&
+    typeof (error as { status?: unknown }).status === 'number' &&
+    'request' in error
+  );
 }
 
-function parseJson<T>(text: string, endpoint: string): T {
-  if (text === '') return undefined as T;
+function endpointPath(url: string): string {
+  const query = url.indexOf('?');
+  const path = query === -1 ? url : url.slice(0, query);
   try {
-    return JSON.parse(text) as T;
+    return new URL(path).pathname;
   } catch {
-    throw new GitHubApiError(0, endpoint, `${endpoint} answered with something that is not JSON.`);
+    return path;
   }
 }
 
-function errorInfo(text: string): { message: string; codes: string[] } {
-  try {
-    const parsed = JSON.parse(text) as { message?: unknown; errors?: unknown };
-    const message = typeof parsed.message === 'string' ? parsed.message : '';
-    const codes = Array.isArray(parsed.errors)
-      ? parsed.errors
-          .map((e: unknown) => (e && typeof e === 'object' ? (e as { code?: unknown }).code : e))
-          .filter((c): c is string => typeof c === 'string')
-      : [];
-    return { message, codes };
-  } catch {
-    return { message: '', codes: [] };
-  }
+function errorInfo(data: unknown): { message: string; codes: string[] } {
+  if (!data || typeof data !== 'object') return { message: '', codes: [] };
+  const parsed = data as { message?: unknown; errors?: unknown };
+  const message = typeof parsed.message === 'string' ? parsed.message : '';
+  const codes = Array.isArray(parsed.errors)
+    ? parsed.errors
+        .map((e: unknown) => (e && typeof e === 'object' ? (e as { code?: unknown }).code : e))
+        .filter((c): c is string => typeof c === 'string')
+    : [];
+  return { message, codes };
 }
 
 function causeMessage(error: Error): string {
   const cause = (error as { cause?: unknown }).cause;
   return cause instanceof Error ? `${error.message}: ${cause.message}` : error.message;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

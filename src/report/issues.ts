@@ -29,7 +29,7 @@ export function markerComment(marker: string): string {
 export async function reportFailure(
   l: IssueLifecycle,
   body: string,
-): Promise<{ issueNumber: number; action: 'opened' | 'commented' }> {
+): Promise<{ issueNumber: number; issueUrl: string; action: 'opened' | 'commented' }> {
   const tag = markerComment(l.marker);
   const text = withRunLink(l, body);
   const open = await findOpen(l, tag);
@@ -37,7 +37,7 @@ export async function reportFailure(
     const kept = await collapseDuplicates(l, open);
     await l.api.createComment(kept.number, text);
     l.logger.info(`Commented on issue #${kept.number}: ${kept.html_url}`);
-    return { issueNumber: kept.number, action: 'commented' };
+    return { issueNumber: kept.number, issueUrl: kept.html_url, action: 'commented' };
   }
 
   for (const label of l.labels) await l.api.ensureLabel(label);
@@ -52,17 +52,19 @@ export async function reportFailure(
   const after = await findOpen(l, tag);
   if (!after.some((issue) => issue.number === created.number)) after.push(created);
   const kept = await collapseDuplicates(l, after);
-  if (kept.number === created.number) return { issueNumber: created.number, action: 'opened' };
+  if (kept.number === created.number) {
+    return { issueNumber: created.number, issueUrl: created.html_url, action: 'opened' };
+  }
   await l.api.createComment(kept.number, text);
   l.logger.info(`Issue #${kept.number} was opened first; commented there instead.`);
-  return { issueNumber: kept.number, action: 'commented' };
+  return { issueNumber: kept.number, issueUrl: kept.html_url, action: 'commented' };
 }
 
 /** Comments `body` ("passed again") on the open issue for the marker and closes it, if any. */
 export async function reportSuccess(
   l: IssueLifecycle,
   body: string,
-): Promise<{ issueNumber?: number; action: 'closed' | 'none' }> {
+): Promise<{ issueNumber?: number; issueUrl?: string; action: 'closed' | 'none' }> {
   const open = await findOpen(l, markerComment(l.marker));
   if (open.length === 0) {
     l.logger.debug(`No open issue for ${l.marker}.`);
@@ -74,7 +76,7 @@ export async function reportSuccess(
     await l.api.closeIssue(issue.number, 'completed');
     l.logger.info(`Closed issue #${issue.number}: ${issue.html_url}`);
   }
-  return { issueNumber: open[0]!.number, action: 'closed' };
+  return { issueNumber: open[0]!.number, issueUrl: open[0]!.html_url, action: 'closed' };
 }
 
 /** Open issues with the first label whose body carries the marker, lowest number first. */

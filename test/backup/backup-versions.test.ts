@@ -101,7 +101,7 @@ describe('backup across server majors', () => {
       expect(first.code).toBe(1);
       expect(github.issues).toHaveLength(1);
       const issue = github.issues[0];
-      expect(issue.title).toBe('Backup failed: newer (PostgreSQL client version)');
+      expect(issue.title).toBe('Backup failed: newer');
       expect(issue.body).toContain('postgresql-client-17');
       expect(issue.body).toContain('/actions/runs/4242');
       expect(issue.labels).toEqual(['backup-failure']);

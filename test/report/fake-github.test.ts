@@ -136,6 +136,15 @@ describe('fake GitHub', () => {
     });
     expect(res.status).toBe(401);
     expect(res.json).toMatchObject({ message: 'Bad credentials' });
+    // Octokit sends the `token` scheme; GitHub takes either.
+    const tokenScheme = await call(fake, 'GET', `${repo}/issues`, undefined, {
+      Authorization: `token ${fake.token}`,
+    });
+    expect(tokenScheme.status).toBe(200);
+    const wrongScheme = await call(fake, 'GET', `${repo}/issues`, undefined, {
+      Authorization: `Basic ${fake.token}`,
+    });
+    expect(wrongScheme.status).toBe(401);
     expect(fake.contractViolations).toEqual([]);
   });
 

@@ -779,7 +779,9 @@ export async function startFakeGitHub(
     );
     const reply = await (async (): Promise<Reply> => {
       if (checked.reply) return checked.reply;
-      if (req.headers.authorization !== `Bearer ${token}`) return basicError(401);
+      // GitHub takes the token after either scheme: `Bearer` or `token` (Octokit's choice).
+      const auth = req.headers.authorization ?? '';
+      if (auth !== `Bearer ${token}` && auth !== `token ${token}`) return basicError(401);
       await park(method, path);
       const failure = failures.findIndex((f) => !f.match || f.match(method, path));
       if (failure !== -1) {
