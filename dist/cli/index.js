@@ -46561,6 +46561,19 @@ __nccwpck_require__.d(__webpack_exports__, {
 var core_errors = __nccwpck_require__(3828);
 ;// CONCATENATED MODULE: ./lib/core/logger.js
 const systemClock = { now: () => new Date() };
+/**
+ * The logger with info lines demoted to debug, for steps whose details only the debug log needs;
+ * `everything` also demotes warnings and folds no groups (a step inside another step's group).
+ */
+function quieter(logger, everything = false) {
+    return {
+        debug: (m) => logger.debug(m),
+        info: (m) => logger.debug(m),
+        warning: (m) => (everything ? logger.debug(m) : logger.warning(m)),
+        error: (m) => logger.error(m),
+        group: (name, fn) => (everything ? fn() : logger.group(name, fn)),
+    };
+}
 /** A logger that keeps the lines it was given, for tests and for reports. */
 class MemoryLogger {
     lines = [];
@@ -47044,6 +47057,15 @@ function backupIdTime(id) {
 /** A catalog name must be one safe path segment. */
 function isCatalogName(name) {
     return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name);
+}
+/** `<name>/runs/<action>/`: the outcome of each run of an action (see `runs.ts`). */
+function runsPrefix(name, action) {
+    return `${name}/runs/${action}/`;
+}
+/** `<name>/runs/<action>/20261121T051500.123Z-9f1c2a.json`, sortable by time like verification keys. */
+function runKey(name, action, at, random = () => randomBytes(3).toString('hex')) {
+    const time = at.toISOString().replace(/[-:]/g, '');
+    return `${runsPrefix(name, action)}${time}-${random()}.json`;
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
@@ -54451,6 +54473,7 @@ async function runBackup(options, deps) {
             }
         }
         let sizeChangePercent;
+        let sizeWarning;
         let previousInfo;
         const notComparable = previous
             ? whySizeNotComparable(previous, options.format, plan.info)
@@ -54464,8 +54487,10 @@ async function runBackup(options, deps) {
                 sizeChangePercent = Math.round(((dump.bytes - prevBytes) / prevBytes) * 1000) / 10;
                 previousInfo = { id: previous.id, bytes: prevBytes, changePercent: sizeChangePercent };
                 if (Math.abs(sizeChangePercent) > options.sizeChangeThreshold) {
-                    warnings.push(`Backup size changed by ${sizeChangePercent > 0 ? '+' : ''}${sizeChangePercent}% against the previous backup ${previous.id} ` +
-                        `(${formatBytes(prevBytes)} → ${formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`);
+                    sizeWarning =
+                        `Backup size changed by ${sizeChangePercent > 0 ? '+' : ''}${sizeChangePercent}% against the previous backup ${previous.id} ` +
+                            `(${formatBytes(prevBytes)} → ${formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`;
+                    warnings.push(sizeWarning);
                 }
             }
         }
@@ -54524,6 +54549,7 @@ async function runBackup(options, deps) {
             sizeChangePercent,
             sizeChangeSkipped: notComparable,
             warnings,
+            sizeWarning,
             serverVersion: server.version,
             pgDumpVersion: tools.version,
         };
@@ -60172,6 +60198,7 @@ var local = __nccwpck_require__(3114);
 
 
 
+
 /**
  * Proves, before a real restore touches the target, that its safety backup would restore over
  * it as the same role: a backup of the target taken by the same machinery with every table's
@@ -60181,7 +60208,8 @@ var local = __nccwpck_require__(3114);
  */
 async function rehearseUndo(o) {
     const dir = await (0,promises_.mkdtemp)(external_node_path_.join(o.workDir, 'undo-'));
-    const quiet = quietLogger(o.logger);
+    // The rehearsal's own steps go to the debug log: the safety backup says the same things.
+    const quiet = quieter(o.logger, true);
     try {
         const storage = new local/* LocalStorage */.D(external_node_path_.join(dir, 'store'), quiet);
         const backup = await runBackup({
@@ -60238,16 +60266,6 @@ async function rehearseUndo(o) {
     finally {
         await (0,promises_.rm)(dir, { recursive: true, force: true }).catch(() => undefined);
     }
-}
-/** The rehearsal's own steps go to the debug log: the safety backup says the same things. */
-function quietLogger(logger) {
-    return {
-        debug: (m) => logger.debug(m),
-        info: (m) => logger.debug(m),
-        warning: (m) => logger.debug(m),
-        error: (m) => logger.error(m),
-        group: (_name, fn) => fn(),
-    };
 }
 
 ;// CONCATENATED MODULE: ./lib/drill/drill.js
@@ -60939,6 +60957,7 @@ function splitList(text) {
 
 
 
+
 /** The real runner: spawns the program, 20 minutes at most. */
 const defaultRunner = (argv, opts) => runCommand(argv, { env: opts?.env, timeoutMs: 20 * 60 * 1000 });
 /** postgresql-common (Debian and Ubuntu) ships the repository key here. */
@@ -61169,7 +61188,7 @@ async function ensureClientTools(opts) {
         (process.platform === 'linux' ? await (0,promises_.readFile)('/etc/os-release', 'utf8').catch(() => '') : '');
     const codename = debianCodename(osRelease);
     const fail = async (reason, server = false, major = target) => {
-        const found = await listClientCandidates({ ...opts.search, logger: quiet(logger) });
+        const found = await listClientCandidates({ ...opts.search, logger: quieter(logger) });
         const plan = pgdgAptPlan(major, {
             server,
             codename: codename ?? '$(lsb_release -cs)',
@@ -61284,16 +61303,6 @@ async function hasAll(packages, runner) {
             return false;
     }
     return true;
-}
-/** The logger with info demoted to debug, for searches repeated only to describe them. */
-function quiet(logger) {
-    return {
-        debug: (m) => logger.debug(m),
-        info: (m) => logger.debug(m),
-        warning: (m) => logger.warning(m),
-        error: (m) => logger.error(m),
-        group: (name, fn) => logger.group(name, fn),
-    };
 }
 /**
  * Tools are installed with apt only on GitHub-hosted runners (or when PG_BACKUP_INSTALL_TOOLS
