@@ -271,7 +271,9 @@ export async function fetchArchive(options: {
     const source = await storage.getStream(entry.key);
     const input = new PassThrough({ highWaterMark: 1 << 20 });
     const decoded = pipeline([input, ...stages, sink] as unknown as NodeJS.ReadWriteStream[]);
-    const decodeError = await hashWhileDecoding(source, hash, input, decoded);
+    const decodeError = await hashWhileDecoding(source, hash, input, decoded).then(async (error) =>
+      error && !(await benignBrokenPipe(error, processes)) ? error : undefined,
+    );
     if (decodeError) for (const p of processes) p.proc.kill();
     checkIntegrity(entry, hash);
     options.onIntegrityChecked?.({ bytes: hash.bytes, sha256: hash.digest() });
@@ -291,6 +293,23 @@ export async function fetchArchive(options: {
     progress.stop();
     for (const p of processes) p.proc.kill();
   }
+}
+
+/**
+ * A broken pipe into a tool that then exited 0 is the tool having read all it needed (tar
+ * stops at its end-of-archive blocks, and a pipe can close before its writer sees 'finish'):
+ * the decoding is complete. Any other error, or a tool that failed, is not.
+ */
+export async function benignBrokenPipe(
+  error: unknown,
+  processes: { proc: RunningProcess }[],
+): Promise<boolean> {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (processes.length === 0 || (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE')) {
+    return false;
+  }
+  const exits = await Promise.all(processes.map((p) => p.proc.exited));
+  return exits.every((exit) => exit.code === 0);
 }
 
 /**

@@ -8,6 +8,7 @@ import { describeExit, type RunningProcess } from '../core/process.js';
 import { HashCounter, Progress } from '../core/streams.js';
 import type { Storage } from '../storage/storage.js';
 import {
+  benignBrokenPipe,
   checkIntegrity,
   decodeSteps,
   openDecoder,
@@ -104,7 +105,9 @@ export async function decodeFile(options: {
         source,
         ...decoder.stages,
         decoder.sink,
-      ] as unknown as NodeJS.ReadWriteStream[]);
+      ] as unknown as NodeJS.ReadWriteStream[]).catch(async (error: unknown) => {
+        if (!(await benignBrokenPipe(error, all))) throw error;
+      });
       for (const p of all) {
         const exit = await p.proc.exited;
         if (exit.code !== 0) throw new Error(describeExit(p.tool, exit));

@@ -197,14 +197,19 @@ describe.each(['s3', 'local'] as const)('verify bundle against %s storage', (kin
     expect(report.checks[3].detail).toBe('restore is false: only the stored object was checked');
     expect(run.summary).toContain('nothing: restore is false (object checks only)');
 
-    // The control: in the same environment a restore cannot get a server.
+    // The control: in the same environment a restore needs a server, and this one is not there.
     const control = await verify(
-      { name: 'shop', 'encryption-identity': key.identity, 'max-age': '1h' },
+      {
+        name: 'shop',
+        'encryption-identity': key.identity,
+        'max-age': '1h',
+        'target-url': 'postgresql://nobody@127.0.0.1:1/restore_check',
+      },
       { TMPDIR: '/nonexistent/tmp', PGHOST: '/nonexistent/socket', PGPORT: '1' },
     );
     expect(control.code).toBe(1);
     expect(control.stdout).toMatch(
-      /::error::.*Preflight \(target, extensions, roles\): ENOENT.*\/nonexistent\/tmp\/pg-scratch-/,
+      /::error::.*Preflight \(target, extensions, roles\): .*(ECONNREFUSED|127\.0\.0\.1:1)/,
     );
     // Not the backup's fault: no failed record for prune to see.
     const controlReport = JSON.parse(

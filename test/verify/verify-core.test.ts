@@ -111,6 +111,8 @@ describe('runVerify', () => {
     });
     const logger = new MemoryLogger();
     const report = await runVerify(options({ name: 'dir' }), deps(store.storage, logger));
+    // The failures first: their details say why.
+    expect(report.failures).toEqual([]);
     expect(statuses(report)).toEqual([
       ['Manifest and checksum', 'passed'],
       ['Decryption and decompression', 'passed'],
