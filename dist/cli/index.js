@@ -59419,7 +59419,7 @@ async function fetchArchive(options) {
         const source = await storage.getStream(entry.key);
         const input = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
         const decoded = (0,external_node_stream_promises_.pipeline)([input, ...stages, sink]);
-        const decodeError = await hashWhileDecoding(source, hash, input, decoded);
+        const decodeError = await hashWhileDecoding(source, hash, input, decoded).then(async (error) => error && !(await benignBrokenPipe(error, processes)) ? error : undefined);
         if (decodeError)
             for (const p of processes)
                 p.proc.kill();
@@ -59445,6 +59445,19 @@ async function fetchArchive(options) {
         for (const p of processes)
             p.proc.kill();
     }
+}
+/**
+ * A broken pipe into a tool that then exited 0 is the tool having read all it needed (tar
+ * stops at its end-of-archive blocks, and a pipe can close before its writer sees 'finish'):
+ * the decoding is complete. Any other error, or a tool that failed, is not.
+ */
+async function benignBrokenPipe(error, processes) {
+    const code = error?.code;
+    if (processes.length === 0 || (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE')) {
+        return false;
+    }
+    const exits = await Promise.all(processes.map((p) => p.proc.exited));
+    return exits.every((exit) => exit.code === 0);
 }
 /**
  * A custom-format archive written through a pipe has no data offsets in its table of contents;
@@ -59542,7 +59555,10 @@ async function decodeFile(options) {
                 source,
                 ...decoder.stages,
                 decoder.sink,
-            ]);
+            ]).catch(async (error) => {
+                if (!(await benignBrokenPipe(error, all)))
+                    throw error;
+            });
             for (const p of all) {
                 const exit = await p.proc.exited;
                 if (exit.code !== 0)
