@@ -263,14 +263,6 @@ async function drillOrRestore(
             deps,
           )
         : await runDrill(options, deps);
-  } catch (error) {
-    await alert({
-      status: 'failed',
-      message: errorMessage(error),
-      warnings: [],
-      nextStep: DRILL_NEXT_STEP,
-    });
-    throw error;
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);

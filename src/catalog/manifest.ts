@@ -145,6 +145,11 @@ export function dumpObject(manifest: Manifest): ObjectEntry {
 }
 
 /** Total bytes of every object of a backup. */
+/** The restored tables' size with their indexes, as the source held them (data left out: 0). */
+export function restoredTableBytes(manifest: Manifest): number {
+  return manifest.tables.reduce((sum, t) => sum + (t.dataExcluded ? 0 : t.bytes), 0);
+}
+
 export function totalBytes(manifest: Manifest): number {
   return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
 }

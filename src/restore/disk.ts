@@ -1,6 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import type { Manifest } from '../catalog/manifest.js';
-import { dumpObject } from '../catalog/manifest.js';
+import { dumpObject, restoredTableBytes } from '../catalog/manifest.js';
 import { ConfigurationError } from '../core/errors.js';
 import { formatBytes } from '../core/streams.js';
 
@@ -22,10 +22,9 @@ export function workDiskNeed(
   manifest: Manifest,
   o: { downloads: boolean; scratch: boolean },
 ): WorkDiskNeed {
-  const database = manifest.tables.reduce((sum, t) => sum + (t.dataExcluded ? 0 : t.bytes), 0);
   return {
     object: o.downloads ? dumpObject(manifest).bytes : 0,
-    database: o.scratch ? database : 0,
+    database: o.scratch ? restoredTableBytes(manifest) : 0,
   };
 }
 
@@ -56,7 +55,8 @@ export async function requireWorkDisk(
   return `${formatBytes(free)} free in ${dir}; needs at least ${formatBytes(total)} (${what})`;
 }
 
-async function diskFree(dir: string): Promise<number> {
+/** Free bytes for an unprivileged user on the filesystem holding `dir`. */
+export async function diskFree(dir: string): Promise<number> {
   const s = await statfs(dir);
   return s.bavail * s.bsize;
 }

@@ -1,9 +1,9 @@
-import { statfs } from 'node:fs/promises';
 import type pg from 'pg';
-import type { Manifest } from '../catalog/manifest.js';
+import { restoredTableBytes, type Manifest } from '../catalog/manifest.js';
 import { ConfigurationError } from '../core/errors.js';
 import { formatBytes } from '../core/streams.js';
 import type { ConnectionInfo } from '../postgres/connection.js';
+import { diskFree } from './disk.js';
 
 /** The disk a real restore needs on the server, and what is free where it can be seen. */
 export interface ServerSpace {
@@ -29,7 +29,7 @@ export async function measureServerSpace(
   manifest: Manifest,
   freeBytes: (dir: string) => Promise<number> = diskFree,
 ): Promise<ServerSpace> {
-  const needed = manifest.tables.reduce((sum, t) => sum + (t.dataExcluded ? 0 : t.bytes), 0);
+  const needed = restoredTableBytes(manifest);
   if (!isLocal(connection)) return { needed };
   const dir = await client
     .query<{ dir: string }>("SELECT current_setting('data_directory') AS dir")
@@ -53,11 +53,6 @@ export function requireServerSpace(space: ServerSpace, describe: string): string
     );
   }
   return `the restore needs ${need}; ${formatBytes(space.free)} is free at ${space.where}`;
-}
-
-async function diskFree(dir: string): Promise<number> {
-  const s = await statfs(dir);
-  return s.bavail * s.bsize;
 }
 
 function isLocal(connection: ConnectionInfo): boolean {
