@@ -49200,6 +49200,10 @@ function dumpObject(manifest) {
     return entry;
 }
 /** Total bytes of every object of a backup. */
+/** The restored tables' size with their indexes, as the source held them (data left out: 0). */
+function restoredTableBytes(manifest) {
+    return manifest.tables.reduce((sum, t) => sum + (t.dataExcluded ? 0 : t.bytes), 0);
+}
 function totalBytes(manifest) {
     return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
 }

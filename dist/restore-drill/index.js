@@ -49260,6 +49260,10 @@ function dumpObject(manifest) {
     return entry;
 }
 /** Total bytes of every object of a backup. */
+/** The restored tables' size with their indexes, as the source held them (data left out: 0). */
+function restoredTableBytes(manifest) {
+    return manifest.tables.reduce((sum, t) => sum + (t.dataExcluded ? 0 : t.bytes), 0);
+}
 function totalBytes(manifest) {
     return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
 }
@@ -55610,7 +55614,51 @@ function compareSettings(source, restored, notApplied) {
     };
 }
 
+;// CONCATENATED MODULE: ./lib/restore/disk.js
+
+
+
+
+/**
+ * The disk a run needs in its work folder, from the manifest: the downloaded object (the drill
+ * keeps it until it is decoded) and a scratch server's restored database (the source's tables
+ * with their indexes). The decoded archive comes on top; its size is not recorded, so it is
+ * left out and the figure is a floor.
+ */
+function workDiskNeed(manifest, o) {
+    return {
+        object: o.downloads ? dumpObject(manifest).bytes : 0,
+        database: o.scratch ? restoredTableBytes(manifest) : 0,
+    };
+}
+/**
+ * Fails before anything is downloaded when the work folder cannot hold what the run writes
+ * there, with how much it needs, how much is free, and where it looked; otherwise one line.
+ */
+async function requireWorkDisk(need, dir, freeBytes = diskFree) {
+    const total = need.object + need.database;
+    const free = await freeBytes(dir);
+    const parts = [
+        ...(need.object ? [`the object ${formatBytes(need.object)}`] : []),
+        ...(need.database ? [`the restored database about ${formatBytes(need.database)}`] : []),
+    ];
+    const what = `${parts.join(' and ') || 'nothing measurable'}, plus the decoded archive`;
+    if (total > free) {
+        throw new errors/* ConfigurationError */.j1(`Not enough disk in the work folder ${dir}: the run needs at least ${formatBytes(total)} ` +
+            `(${what}), and ${formatBytes(free)} is free. Nothing was downloaded. Give a work-dir ` +
+            'on a larger disk (on GitHub-hosted runners, `df -h` shows whether /mnt is one), or ' +
+            'target-url for a server with its own disk.');
+    }
+    return `${formatBytes(free)} free in ${dir}; needs at least ${formatBytes(total)} (${what})`;
+}
+/** Free bytes for an unprivileged user on the filesystem holding `dir`. */
+async function diskFree(dir) {
+    const s = await (0,promises_.statfs)(dir);
+    return s.bavail * s.bsize;
+}
+
 ;// CONCATENATED MODULE: ./lib/restore/space.js
+
 
 
 
@@ -55622,7 +55670,7 @@ const MARGIN = 1.1;
  * machine and the role may read `data_directory`; a managed server's disk is not visible.
  */
 async function measureServerSpace(client, connection, manifest, freeBytes = diskFree) {
-    const needed = manifest.tables.reduce((sum, t) => sum + (t.dataExcluded ? 0 : t.bytes), 0);
+    const needed = restoredTableBytes(manifest);
     if (!isLocal(connection))
         return { needed };
     const dir = await client
@@ -55645,10 +55693,6 @@ function requireServerSpace(space, describe) {
             'Free or add disk space first. Nothing was changed.');
     }
     return `the restore needs ${need}; ${formatBytes(space.free)} is free at ${space.where}`;
-}
-async function diskFree(dir) {
-    const s = await (0,promises_.statfs)(dir);
-    return s.bavail * s.bsize;
 }
 function isLocal(connection) {
     const host = connection.host ?? connection.params.host ?? '';
@@ -56931,49 +56975,6 @@ async function decodeFile(options) {
         for (const p of all)
             p.proc.kill();
     }
-}
-
-;// CONCATENATED MODULE: ./lib/restore/disk.js
-
-
-
-
-/**
- * The disk a run needs in its work folder, from the manifest: the downloaded object (the drill
- * keeps it until it is decoded) and a scratch server's restored database (the source's tables
- * with their indexes). The decoded archive comes on top; its size is not recorded, so it is
- * left out and the figure is a floor.
- */
-function workDiskNeed(manifest, o) {
-    const database = manifest.tables.reduce((sum, t) => sum + (t.dataExcluded ? 0 : t.bytes), 0);
-    return {
-        object: o.downloads ? dumpObject(manifest).bytes : 0,
-        database: o.scratch ? database : 0,
-    };
-}
-/**
- * Fails before anything is downloaded when the work folder cannot hold what the run writes
- * there, with how much it needs, how much is free, and where it looked; otherwise one line.
- */
-async function requireWorkDisk(need, dir, freeBytes = disk_diskFree) {
-    const total = need.object + need.database;
-    const free = await freeBytes(dir);
-    const parts = [
-        ...(need.object ? [`the object ${formatBytes(need.object)}`] : []),
-        ...(need.database ? [`the restored database about ${formatBytes(need.database)}`] : []),
-    ];
-    const what = `${parts.join(' and ') || 'nothing measurable'}, plus the decoded archive`;
-    if (total > free) {
-        throw new errors/* ConfigurationError */.j1(`Not enough disk in the work folder ${dir}: the run needs at least ${formatBytes(total)} ` +
-            `(${what}), and ${formatBytes(free)} is free. Nothing was downloaded. Give a work-dir ` +
-            'on a larger disk (on GitHub-hosted runners, `df -h` shows whether /mnt is one), or ' +
-            'target-url for a server with its own disk.');
-    }
-    return `${formatBytes(free)} free in ${dir}; needs at least ${formatBytes(total)} (${what})`;
-}
-async function disk_diskFree(dir) {
-    const s = await (0,promises_.statfs)(dir);
-    return s.bavail * s.bsize;
 }
 
 ;// CONCATENATED MODULE: ./lib/postgres/cluster.js
@@ -60200,15 +60201,6 @@ async function drillOrRestore(subject, alert) {
                     safetyBackup,
                 }, deps)
                 : await runDrill(options, deps);
-    }
-    catch (error) {
-        await alert({
-            status: 'failed',
-            message: (0,errors/* errorMessage */.gJ)(error),
-            warnings: [],
-            nextStep: DRILL_NEXT_STEP,
-        });
-        throw error;
     }
     finally {
         process.removeListener('SIGINT', onSignal);
