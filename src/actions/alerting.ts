@@ -17,7 +17,7 @@ import {
   type NotifyOn,
   type NotifyTarget,
 } from '../report/notify.js';
-import { booleanInput, listInput, optionalInput } from './inputs.js';
+import { inputs, optionalInput } from './inputs.js';
 import { Inputs } from './names.js';
 
 /** The alert inputs every action shares, read and masked before anything else runs. */
@@ -52,10 +52,10 @@ export function readAlertSettings(defaultLabel: string): AlertSettings {
       // parseNotifyTargets says which entry is not a URL.
     }
   }
-  const labels = listInput(Inputs.IssueLabels);
+  const labels = inputs.list(Inputs.IssueLabels);
   return {
     token,
-    issue: booleanInput(Inputs.Issue, true),
+    issue: inputs.boolean(Inputs.Issue, true),
     labels: labels.length > 0 ? labels : [defaultLabel],
     targets: parseNotifyTargets(lines, Inputs.Notify),
     notifyOn: parseNotifyOn(optionalInput(Inputs.NotifyOn), Inputs.NotifyOn),

@@ -1,49 +1,26 @@
 import * as core from '@actions/core';
-import { parseCompression, runBackup, type BackupOptions } from '../backup/backup.js';
+import { runBackup } from '../backup/backup.js';
 import { backupSummary } from '../backup/summary.js';
-import { BACKUP_KINDS, type BackupKind } from '../catalog/manifest.js';
 import { isCatalogName } from '../catalog/keys.js';
 import type { JobOutcome } from '../report/alerts.js';
-import { parseKeepUntil } from '../core/duration.js';
 import { systemClock } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
-import { invalidRecipientValues, parseRecipients } from '../crypto/age.js';
 import { errorMessage } from '../core/errors.js';
 import { formatBytes } from '../core/streams.js';
+import { backupOptions } from '../options/backup.js';
+import { postgresVersionOption, storageOption } from '../options/shared.js';
 import type { Storage } from '../storage/storage.js';
-import { databaseName, resolveConnection } from '../postgres/connection.js';
+import { databaseName } from '../postgres/connection.js';
 import { clientToolResolver } from '../postgres/install.js';
-import { resolvePostgresVersionInput } from '../postgres/tools.js';
-import {
-  booleanInput,
-  choiceInput,
-  integerInput,
-  labelsInput,
-  listInput,
-  numberInput,
-  optionalInput,
-} from './inputs.js';
+import { actionFrontDoor, inputs, optionalInput } from './inputs.js';
 import { Inputs, Outputs } from './names.js';
 import { readAlertSettings, sendAlerts } from './alerting.js';
-import {
-  actionLogger,
-  gitContext,
-  maskConnectionString,
-  maskSecret,
-  storageFromInputs,
-} from './runtime.js';
+import { actionLogger, maskSecretInputs } from './runtime.js';
 
 export async function runBackupAction(): Promise<void> {
   const env = process.env;
   const logger = actionLogger;
-  const databaseUrl = optionalInput(Inputs.DatabaseUrl);
-  maskConnectionString(databaseUrl);
-  if (env.PGPASSWORD) core.setSecret(env.PGPASSWORD);
-  const passphrase = optionalInput(Inputs.EncryptionPassphrase);
-  maskSecret(passphrase);
-  // What is not a recipient may be a secret key typed here by mistake: masked before any log.
-  const recipientsText = optionalInput(Inputs.EncryptionRecipients) ?? '';
-  for (const value of invalidRecipientValues(recipientsText)) core.setSecret(value);
+  maskSecretInputs(env);
   const alerts = readAlertSettings('backup-failure');
 
   let name = optionalInput(Inputs.Name) ?? 'database';
@@ -62,12 +39,10 @@ export async function runBackupAction(): Promise<void> {
       },
     );
   try {
-    const options = backupOptions(env, databaseUrl, passphrase);
+    const options = backupOptions(inputs, actionFrontDoor(env), 'scheduled');
     name = options.name ?? databaseName(options.connection);
-    const postgresVersion = resolvePostgresVersionInput(
-      optionalInput(Inputs.PostgresVersion) ?? 'auto',
-    );
-    storage = await storageFromInputs(logger);
+    const postgresVersion = postgresVersionOption(inputs);
+    storage = await storageOption(inputs, logger);
     const tools = clientToolResolver(postgresVersion, env, logger);
     const result = await runBackup(options, {
       storage,
@@ -108,37 +83,4 @@ export async function runBackupAction(): Promise<void> {
     });
     throw error;
   }
-}
-
-/** The backup's options from the inputs; a bad input is a ConfigurationError. */
-function backupOptions(
-  env: NodeJS.ProcessEnv,
-  databaseUrl: string | undefined,
-  passphrase: string | undefined,
-): BackupOptions {
-  const recipients = parseRecipients(optionalInput(Inputs.EncryptionRecipients) ?? '');
-  const kind = choiceInput<BackupKind>(Inputs.Kind, BACKUP_KINDS, 'scheduled');
-  const keepUntilText = optionalInput(Inputs.KeepUntil);
-  return {
-    connection: resolveConnection(databaseUrl, env),
-    name: optionalInput(Inputs.Name),
-    format: choiceInput(Inputs.Format, ['custom', 'directory'] as const, 'custom'),
-    jobs: integerInput(Inputs.Jobs, 2, 1, 64),
-    compression: parseCompression(optionalInput(Inputs.Compression)),
-    selection: {
-      schemas: listInput(Inputs.Schemas),
-      excludeSchemas: listInput(Inputs.ExcludeSchemas),
-      excludeTableData: listInput(Inputs.ExcludeTableData),
-    },
-    globals: booleanInput(Inputs.Globals, false),
-    encryption: recipients.length > 0 || passphrase ? { recipients, passphrase } : undefined,
-    kind,
-    labels: labelsInput(Inputs.Labels),
-    keepUntil: keepUntilText
-      ? parseKeepUntil(keepUntilText, systemClock.now(), Inputs.KeepUntil)
-      : undefined,
-    rowCounts: choiceInput(Inputs.RowCounts, ['exact', 'estimate', 'off'] as const, 'exact'),
-    sizeChangeThreshold: numberInput(Inputs.SizeChangeThreshold, 20),
-    git: gitContext(env),
-  };
 }

@@ -4,13 +4,14 @@ import path from 'node:path';
 import * as core from '@actions/core';
 import { resolveName } from '../catalog/catalog.js';
 import { compactTime } from '../catalog/keys.js';
-import { parseMaxDelete, parseRetentionPolicy } from '../catalog/retention.js';
 import { systemClock } from '../core/logger.js';
-import { ALL_NAMES, parseDeleteIncompleteAfter, parsePruneNames } from '../prune/options.js';
+import { pruneOptions } from '../options/prune.js';
+import { storageOption } from '../options/shared.js';
+import { ALL_NAMES } from '../prune/options.js';
 import { planDocument } from '../prune/plan.js';
 import { pruneFailure, runPrune, type PruneReport } from '../prune/prune.js';
 import { pruneSummary } from '../prune/summary.js';
-import { booleanInput, optionalInput } from './inputs.js';
+import { inputs, optionalInput } from './inputs.js';
 import { readAlertSettings, sendAlerts } from './alerting.js';
 import { errorMessage } from '../core/errors.js';
 import { formatBytes } from '../core/streams.js';
@@ -18,7 +19,7 @@ import { isCatalogName } from '../catalog/keys.js';
 import type { JobOutcome } from '../report/alerts.js';
 import type { Storage } from '../storage/storage.js';
 import { Inputs, Outputs } from './names.js';
-import { actionLogger, storageFromInputs } from './runtime.js';
+import { actionLogger } from './runtime.js';
 
 /** The folder for the plan file: the runner's temp folder, else the workspace, else the OS temp. */
 function planFolder(env: NodeJS.ProcessEnv): string {
@@ -94,41 +95,18 @@ export async function runPruneAction(): Promise<void> {
 /** Plans and applies the retention policy of the inputs; writes the plan, outputs and summary. */
 async function prune(env: NodeJS.ProcessEnv, subject: PruneSubject): Promise<PruneReport> {
   const logger = actionLogger;
-  const policy = parseRetentionPolicy({
-    keepLast: optionalInput(Inputs.KeepLast),
-    keepHourly: optionalInput(Inputs.KeepHourly),
-    keepDaily: optionalInput(Inputs.KeepDaily),
-    keepWeekly: optionalInput(Inputs.KeepWeekly),
-    keepMonthly: optionalInput(Inputs.KeepMonthly),
-    keepYearly: optionalInput(Inputs.KeepYearly),
-    keepWithin: optionalInput(Inputs.KeepWithin),
-    keepKind: optionalInput(Inputs.KeepKind),
-    timezone: optionalInput(Inputs.Timezone),
-  });
-  const maxDelete = parseMaxDelete(optionalInput(Inputs.MaxDelete) ?? '50%');
-  const deleteIncompleteAfterSeconds = parseDeleteIncompleteAfter(
-    optionalInput(Inputs.DeleteIncompleteAfter) ?? '24h',
-    Inputs.DeleteIncompleteAfter,
-  );
-  const dryRun = booleanInput(Inputs.DryRun, false);
-  const bypassGovernanceRetention = booleanInput(Inputs.BypassGovernanceRetention, false);
-  const storage = await storageFromInputs(logger);
+  const options = pruneOptions(inputs);
+  const storage = await storageOption(inputs, logger);
   subject.storage = storage;
-  const nameInput = optionalInput(Inputs.Name);
-  const names = nameInput
-    ? parsePruneNames(nameInput, Inputs.Name)
-    : [await resolveName(storage, undefined)];
+  const names = options.names ?? [await resolveName(storage, undefined)];
   if (names === ALL_NAMES) {
     subject.names = [];
   } else {
-    subject.names = names;
-    if (!nameInput) subject.label = names.join(', ');
+    subject.names = [...names];
+    if (!options.names) subject.label = names.join(', ');
   }
 
-  const report = await runPrune(
-    { names, policy, maxDelete, deleteIncompleteAfterSeconds, dryRun, bypassGovernanceRetention },
-    { storage, logger, clock: systemClock },
-  );
+  const report = await runPrune({ ...options, names }, { storage, logger, clock: systemClock });
   subject.names = report.names.map((n) => n.name);
 
   const folder = planFolder(env);

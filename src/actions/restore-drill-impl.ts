@@ -1,6 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import * as core from '@actions/core';
 import { resolveName } from '../catalog/catalog.js';
@@ -8,46 +7,27 @@ import { isCatalogName } from '../catalog/keys.js';
 import type { JobOutcome } from '../report/alerts.js';
 import type { Storage } from '../storage/storage.js';
 import { compactTime } from '../catalog/keys.js';
-import { parseDuration } from '../core/duration.js';
 import { errorMessage } from '../core/errors.js';
 import { systemClock, type Logger } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
-import { parseIdentities } from '../crypto/age.js';
 import { removeLeftovers } from '../drill/cleanup.js';
-import {
-  runDrill,
-  runRestore,
-  type DrillDeps,
-  type DrillOptions,
-  type DrillResult,
-} from '../drill/drill.js';
+import { runDrill, runRestore, type DrillDeps, type DrillResult } from '../drill/drill.js';
 import { drillSummary } from '../drill/summary.js';
+import { drillOptions, restoreOptions, workDirOption } from '../options/restore.js';
+import { storageOption } from '../options/shared.js';
 import { extensionInstaller } from '../postgres/extensions.js';
 import { clientToolResolver } from '../postgres/install.js';
-import { resolvePostgresVersionInput } from '../postgres/tools.js';
-import { parseChecks } from '../restore/checks.js';
 import { uploadReportArtifact } from '../report/artifact.js';
-import { booleanInput, choiceInput, integerInput, optionalInput } from './inputs.js';
+import { actionFrontDoor, inputs, optionalInput } from './inputs.js';
 import { readAlertSettings, sendAlerts } from './alerting.js';
 import { Inputs, Outputs } from './names.js';
-import {
-  actionLogger,
-  gitContext,
-  maskConnectionString,
-  maskSecret,
-  storageFromInputs,
-} from './runtime.js';
+import { actionLogger, maskSecretInputs } from './runtime.js';
 
 /** State shared with the `post:` step of the same action. */
 const State = {
   IsPost: 'isPost',
   Folders: 'temporaryFolders',
 } as const;
-
-function durationInput(name: string): number | undefined {
-  const text = optionalInput(name);
-  return text === undefined ? undefined : parseDuration(text, name);
-}
 
 /** The `post:` step: removes a scratch server and files a killed or cancelled main step left. */
 async function runPostStep(logger: Logger): Promise<void> {
@@ -127,8 +107,9 @@ export async function runRestoreDrillAction(): Promise<void> {
   if (core.getState(State.IsPost) === 'true') return runPostStep(logger);
   core.saveState(State.IsPost, 'true');
   const env = process.env;
+  maskSecretInputs(env);
   const alerts = readAlertSettings('restore-drill');
-  const mode = choiceInput(Inputs.Mode, ['drill', 'restore'] as const, 'drill');
+  const mode = inputs.choice(Inputs.Mode, MODES, 'drill');
   const subject: { name: string; storage?: Storage } = {
     name: optionalInput(Inputs.Name) ?? 'database',
   };
@@ -151,7 +132,7 @@ export async function runRestoreDrillAction(): Promise<void> {
     );
   };
   try {
-    await drillOrRestore(subject, alert);
+    await drillOrRestore(mode, subject, alert);
   } catch (error) {
     if (!reported) {
       await alert({
@@ -165,50 +146,32 @@ export async function runRestoreDrillAction(): Promise<void> {
   }
 }
 
+const MODES = ['drill', 'restore'] as const;
+type Mode = (typeof MODES)[number];
+
 type DrillAlert = (
   outcome: Omit<JobOutcome, 'action' | 'name'>,
 ) => Promise<{ issueNumber?: number } | undefined>;
 
 /** Runs the drill (or the restore) of the inputs; `alert` tells the outcome of a run that ran. */
 async function drillOrRestore(
+  mode: Mode,
   subject: { name: string; storage?: Storage },
   alert: DrillAlert,
 ): Promise<void> {
   const logger = actionLogger;
-
   const env = process.env;
-  const targetUrl = optionalInput(Inputs.TargetUrl);
-  maskConnectionString(targetUrl);
-  if (env.PGPASSWORD) core.setSecret(env.PGPASSWORD);
-  const identityText = optionalInput(Inputs.EncryptionIdentity);
-  maskSecret(identityText);
-  const passphrase = optionalInput(Inputs.EncryptionPassphrase);
-  maskSecret(passphrase);
-
-  const workspace = env.GITHUB_WORKSPACE || process.cwd();
-  const mode = choiceInput(Inputs.Mode, ['drill', 'restore'] as const, 'drill');
-  const identities = parseIdentities(identityText ?? '');
-  const options: DrillOptions = {
-    name: optionalInput(Inputs.Name),
-    backupId: optionalInput(Inputs.BackupId),
-    decryption: identities.length > 0 || passphrase ? { identities, passphrase } : undefined,
-    jobs: integerInput(Inputs.Jobs, 2, 1, 64),
-    rtoTargetSeconds: durationInput(Inputs.RtoTarget),
-    rpoTargetSeconds: durationInput(Inputs.RpoTarget),
-    smokeCommand: optionalInput(Inputs.SmokeCommand),
-    checks: parseChecks(optionalInput(Inputs.Checks), workspace),
-    targetUrl,
-    postgresVersion: resolvePostgresVersionInput(optionalInput(Inputs.PostgresVersion) ?? 'auto'),
-    git: gitContext(env),
-  };
-  const confirm = optionalInput(Inputs.Confirm);
-  const terminateConnections = booleanInput(Inputs.TerminateConnections, false);
-  const safetyBackup = booleanInput(Inputs.SafetyBackup, true);
+  const door = actionFrontDoor(env);
+  const job =
+    mode === 'restore'
+      ? ({ mode, options: restoreOptions(inputs, door) } as const)
+      : ({ mode, options: drillOptions(inputs, door) } as const);
+  const { options } = job;
   const artifact = optionalInput(Inputs.ReportArtifact);
-  const storage = await storageFromInputs(logger);
+  const storage = await storageOption(inputs, logger);
   subject.storage = storage;
 
-  const temp = optionalInput(Inputs.WorkDir) ?? (env.RUNNER_TEMP || os.tmpdir());
+  const temp = workDirOption(inputs, door);
   const workDir = mkdtempSync(path.join(temp, 'restore-drill-'));
   const folders: string[] = [workDir];
   core.saveState(State.Folders, JSON.stringify(folders));
@@ -238,7 +201,7 @@ async function drillOrRestore(
       ),
     installExtensions: extensionInstaller(env, logger),
     workDir,
-    workspace,
+    workspace: door.workspace,
     onTemporaryFolder: (dir) => {
       folders.push(dir);
       core.saveState(State.Folders, JSON.stringify(folders));
@@ -251,18 +214,9 @@ async function drillOrRestore(
   let result: DrillResult;
   try {
     result =
-      mode === 'restore'
-        ? await runRestore(
-            {
-              ...options,
-              targetUrl: targetUrl ?? '',
-              confirm,
-              terminateConnections,
-              safetyBackup,
-            },
-            deps,
-          )
-        : await runDrill(options, deps);
+      job.mode === 'restore'
+        ? await runRestore(job.options, deps)
+        : await runDrill(job.options, deps);
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);

@@ -1,11 +1,9 @@
 import * as core from '@actions/core';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { GitContext } from '../catalog/manifest.js';
-import { openStorage, type S3Settings } from '../storage/open.js';
-import type { Storage } from '../storage/storage.js';
+import { invalidRecipientValues } from '../crypto/age.js';
 import { parseConnectionString } from '../postgres/connection.js';
-import { booleanInput, optionalInput, requiredInput } from './inputs.js';
+import { optionalInput } from './inputs.js';
 import { Inputs } from './names.js';
 
 /** A Logger backed by @actions/core: annotations for warnings, folded groups. */
@@ -17,30 +15,8 @@ export const actionLogger: Logger = {
   group: (name, fn) => core.group(name, fn),
 };
 
-/** Git and run context of the workflow run, for manifests and reports. */
-export function gitContext(env: NodeJS.ProcessEnv): GitContext {
-  let prNumber: number | undefined;
-  const ref = env.GITHUB_REF ?? '';
-  const m = /^refs\/pull\/(\d+)\//.exec(ref);
-  if (m) prNumber = Number(m[1]);
-  const context: GitContext = {
-    repository: env.GITHUB_REPOSITORY,
-    sha: env.GITHUB_SHA,
-    ref: env.GITHUB_REF,
-    runId: env.GITHUB_RUN_ID,
-    runAttempt: env.GITHUB_RUN_ATTEMPT,
-    workflow: env.GITHUB_WORKFLOW,
-    prNumber,
-    actor: env.GITHUB_ACTOR,
-    serverUrl: env.GITHUB_SERVER_URL,
-  };
-  return Object.fromEntries(
-    Object.entries(context).filter(([, v]) => v !== undefined && v !== ''),
-  ) as GitContext;
-}
-
 /** Masks a connection string and its password (raw and percent-encoded) in every later log line. */
-export function maskConnectionString(value: string | undefined): void {
+function maskConnectionString(value: string | undefined): void {
   if (!value) return;
   core.setSecret(value);
   try {
@@ -55,23 +31,26 @@ export function maskConnectionString(value: string | undefined): void {
 }
 
 /** Masks a secret input value and each of its lines. */
-export function maskSecret(value: string | undefined): void {
+function maskSecret(value: string | undefined): void {
   if (!value) return;
   core.setSecret(value);
   for (const line of value.split(/\r?\n/)) if (line.trim()) core.setSecret(line.trim());
 }
 
-/** The S3 settings from the storage inputs shared by every action. */
-export function s3SettingsFromInputs(): S3Settings {
-  const endpoint = optionalInput(Inputs.S3Endpoint);
-  const forcePathStyle = optionalInput(Inputs.S3ForcePathStyle)
-    ? booleanInput(Inputs.S3ForcePathStyle, false)
-    : undefined;
-  return { endpoint, region: optionalInput(Inputs.S3Region), forcePathStyle };
-}
-
-export function storageFromInputs(logger: Logger): Promise<Storage> {
-  return openStorage(requiredInput(Inputs.Storage), s3SettingsFromInputs(), logger);
+/**
+ * Masks every secret an action may be given, before anything is logged: the connection strings
+ * and their passwords, the age identities and passphrase, PGPASSWORD, and any value of
+ * encryption-recipients that is not a recipient (a secret key typed there by mistake).
+ */
+export function maskSecretInputs(env: NodeJS.ProcessEnv): void {
+  maskConnectionString(optionalInput(Inputs.DatabaseUrl));
+  maskConnectionString(optionalInput(Inputs.TargetUrl));
+  maskSecret(optionalInput(Inputs.EncryptionIdentity));
+  maskSecret(optionalInput(Inputs.EncryptionPassphrase));
+  for (const value of invalidRecipientValues(optionalInput(Inputs.EncryptionRecipients) ?? '')) {
+    core.setSecret(value);
+  }
+  if (env.PGPASSWORD) core.setSecret(env.PGPASSWORD);
 }
 
 /**

@@ -1,20 +1,17 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as core from '@actions/core';
-import { isBackupId } from '../catalog/keys.js';
-import { parseDuration } from '../core/duration.js';
-import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { errorMessage } from '../core/errors.js';
 import { isCatalogName } from '../catalog/keys.js';
 import type { JobOutcome } from '../report/alerts.js';
 import type { Storage } from '../storage/storage.js';
 import { systemClock } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
-import { parseIdentities } from '../crypto/age.js';
+import { verifyOptions, workDirOption } from '../options/restore.js';
+import { postgresVersionOption, storageOption } from '../options/shared.js';
 import { extensionInstaller } from '../postgres/extensions.js';
 import { mayInstallTools } from '../postgres/install.js';
-import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import { uploadReportArtifact } from '../report/artifact.js';
-import { parseChecks } from '../restore/checks.js';
 import {
   failureIssueBody,
   failureMessage,
@@ -23,17 +20,11 @@ import {
   verifyMarkdown,
 } from '../verify/report.js';
 import { verifyToolResolvers } from '../verify/tools.js';
-import { CheckNames, runVerify, type VerifyOptions, type VerifyReport } from '../verify/verify.js';
-import { booleanInput, integerInput, optionalInput } from './inputs.js';
+import { CheckNames, runVerify, type VerifyReport } from '../verify/verify.js';
+import { actionFrontDoor, inputs, optionalInput } from './inputs.js';
 import { readAlertSettings, sendAlerts } from './alerting.js';
 import { Inputs, Outputs } from './names.js';
-import {
-  actionLogger,
-  gitContext,
-  maskConnectionString,
-  maskSecret,
-  storageFromInputs,
-} from './runtime.js';
+import { actionLogger, maskSecretInputs } from './runtime.js';
 
 /** File names of the report inside its folder (the folder is what the artifact holds). */
 export const REPORT_JSON = 'verify-report.json';
@@ -42,13 +33,7 @@ export const REPORT_MARKDOWN = 'verify-report.md';
 export async function runVerifyAction(): Promise<void> {
   const env = process.env;
   const logger = actionLogger;
-  const identityText = optionalInput(Inputs.EncryptionIdentity);
-  maskSecret(identityText);
-  const passphrase = optionalInput(Inputs.EncryptionPassphrase);
-  maskSecret(passphrase);
-  const targetUrl = optionalInput(Inputs.TargetUrl);
-  maskConnectionString(targetUrl);
-  if (env.PGPASSWORD) core.setSecret(env.PGPASSWORD);
+  maskSecretInputs(env);
   const alerts = readAlertSettings('backup-verification');
 
   let name = optionalInput(Inputs.Name)?.trim() ?? 'database';
@@ -68,7 +53,7 @@ export async function runVerifyAction(): Promise<void> {
     );
   let report: VerifyReport;
   try {
-    report = await verifyFromInputs(env, identityText, passphrase, targetUrl, (opened) => {
+    report = await verifyFromInputs(env, (opened) => {
       storage = opened;
     });
   } catch (error) {
@@ -91,56 +76,21 @@ const VERIFY_NEXT_STEP =
 /** Reads the inputs and runs the verification; throws when it cannot run at all. */
 async function verifyFromInputs(
   env: NodeJS.ProcessEnv,
-  identityText: string | undefined,
-  passphrase: string | undefined,
-  targetUrl: string | undefined,
   onStorage: (storage: Storage) => void,
 ): Promise<VerifyReport> {
   const logger = actionLogger;
-  const identities = parseIdentities(identityText ?? '');
-  const backupId = optionalInput(Inputs.BackupId)?.trim();
-  if (backupId !== undefined && !isBackupId(backupId)) {
-    throw new ConfigurationError(
-      `Input '${Inputs.BackupId}' must look like 20261121T051500Z-3f9a1c (or be empty for the newest backup), got '${backupId}'.`,
-    );
-  }
-  const restore = booleanInput(Inputs.Restore, true);
-  const maxAgeText = optionalInput(Inputs.MaxAge);
-  const workspace = env.GITHUB_WORKSPACE ?? process.cwd();
-  const checks = parseChecks(optionalInput(Inputs.Checks), workspace);
-  const postgresVersion = resolvePostgresVersionInput(
-    optionalInput(Inputs.PostgresVersion) ?? 'auto',
-  );
-  if (!restore && targetUrl) {
-    logger.warning(`target-url is ignored: restore is false, so nothing is restored.`);
-  }
-  if (!restore && checks.length > 0) {
-    logger.warning(
-      `The ${checks.length} SQL check(s) of the checks input do not run: restore is false, so there is no database to run them on.`,
-    );
-  }
-  const options: VerifyOptions = {
-    name: optionalInput(Inputs.Name)?.trim(),
-    backupId,
-    decryption: identities.length > 0 || passphrase ? { identities, passphrase } : undefined,
-    restore,
-    targetUrl: restore ? targetUrl : undefined,
-    checks,
-    maxAgeSeconds: maxAgeText === undefined ? undefined : parseDuration(maxAgeText, Inputs.MaxAge),
-    jobs: integerInput(Inputs.Jobs, 2, 1, 64),
-    git: gitContext(env),
-  };
-  const storage = await storageFromInputs(logger);
+  const door = actionFrontDoor(env);
+  const options = verifyOptions(inputs, door, logger);
+  const postgresVersion = postgresVersionOption(inputs);
+  const storage = await storageOption(inputs, logger);
   onStorage(storage);
-  const tmpDir = optionalInput(Inputs.WorkDir) ?? (env.RUNNER_TEMP || undefined);
-
   return runVerify(options, {
     storage,
     logger,
     clock: systemClock,
     env,
     zstdPath: findOnPath('zstd', env.PATH),
-    tmpDir,
+    tmpDir: workDirOption(inputs, door),
     ...verifyToolResolvers({ postgresVersion, install: mayInstallTools(env), logger }),
     installExtensions: extensionInstaller(env, logger),
   });

@@ -17,7 +17,7 @@ import {
   type TableInventoryEntry,
 } from '../catalog/manifest.js';
 import { AgeEncryptor, createEncryptStream, encryptingStream } from '../crypto/age.js';
-import { ConfigurationError, asError, errorMessage } from '../core/errors.js';
+import { ConfigurationError, OptionError, asError, errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { Fifo } from '../core/fifo.js';
 import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
@@ -165,23 +165,27 @@ export function parseCompression(value: string | undefined): CompressionChoice {
   const text = (value ?? 'auto').trim();
   const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
   if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
-    throw new ConfigurationError(
-      `Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`,
+    throw new OptionError(
+      'compression',
+      (w) =>
+        `${w.option('compression')} must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`,
     );
   }
   const level = m[2] === undefined ? undefined : Number(m[2]);
   if (m[1] === 'zstd') {
     if (level !== undefined && (level < 1 || level > 19)) {
-      throw new ConfigurationError(
-        `Input 'compression': zstd levels go from 1 to 19, got ${level}.`,
+      throw new OptionError(
+        'compression',
+        (w) => `${w.option('compression')}: zstd levels go from 1 to 19, got ${level}.`,
       );
     }
     return { method: 'zstd', level };
   }
   if (m[1] === 'gzip') {
     if (level !== undefined && (level < 0 || level > 9)) {
-      throw new ConfigurationError(
-        `Input 'compression': gzip levels go from 0 to 9, got ${level}.`,
+      throw new OptionError(
+        'compression',
+        (w) => `${w.option('compression')}: gzip levels go from 0 to 9, got ${level}.`,
       );
     }
     return { method: 'gzip', level };

@@ -1,5 +1,5 @@
 import type { Storage, StoredObject } from '../storage/storage.js';
-import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { ConfigurationError, errorMessage, OptionError } from '../core/errors.js';
 import {
   backupsPrefix,
   isBackupId,
@@ -191,8 +191,10 @@ export async function selectBackup(
 ): Promise<Manifest> {
   if (backupId) {
     if (!isBackupId(backupId)) {
-      throw new ConfigurationError(
-        `Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`,
+      throw new OptionError(
+        'backup-id',
+        (w) =>
+          `${w.option('backup-id')} must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`,
       );
     }
     const manifest = await readManifest(storage, name, backupId);
@@ -294,8 +296,10 @@ export async function appendVerificationRecord(
 export async function resolveName(storage: Storage, name: string | undefined): Promise<string> {
   if (name) {
     if (!isCatalogName(name)) {
-      throw new ConfigurationError(
-        `Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`,
+      throw new OptionError(
+        'name',
+        (w) =>
+          `${w.option('name')} must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`,
       );
     }
     return name;

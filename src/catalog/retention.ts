@@ -6,7 +6,7 @@
  */
 
 import { compactDuration, parseDuration, parseDurationOrForever } from '../core/duration.js';
-import { ConfigurationError } from '../core/errors.js';
+import { ConfigurationError, OptionError } from '../core/errors.js';
 import { BACKUP_KINDS } from './manifest.js';
 
 export interface RetentionPolicy {
@@ -87,8 +87,10 @@ function parseCount(text: string, inputName: string): number {
   const trimmed = text.trim();
   const value = Number(trimmed);
   if (!/^\d+$/.test(trimmed) || !Number.isSafeInteger(value)) {
-    throw new ConfigurationError(
-      `Input ${inputName} must be a whole number of backups, 0 or more; got ${quoted(text)}.`,
+    throw new OptionError(
+      inputName,
+      (w) =>
+        `${w.option(inputName)} must be a whole number of backups, 0 or more; got ${quoted(text)}.`,
     );
   }
   return value;
@@ -118,9 +120,25 @@ function checkTimezone(timezone: string, inputName: string): void {
   try {
     localFormatter(timezone);
   } catch {
-    throw new ConfigurationError(
-      `Input ${inputName} must be an IANA time zone such as UTC, Europe/Berlin or ` +
+    throw new OptionError(
+      inputName,
+      (w) =>
+        `${w.option(inputName)} must be an IANA time zone such as UTC, Europe/Berlin or ` +
         `America/New_York; got ${quoted(timezone)}.`,
+    );
+  }
+}
+
+function keepKindDuration(kind: string, text: string): number | 'forever' {
+  try {
+    return parseDurationOrForever(text, 'keep-kind');
+  } catch (error) {
+    if (!(error instanceof OptionError)) throw error;
+    throw new OptionError(
+      'keep-kind',
+      (w) =>
+        `${w.option('keep-kind')} gives the kind ${kind} ${quoted(text.trim())}, which is neither ` +
+        'forever nor a duration such as 90d, 26h or 1y.',
     );
   }
 }
@@ -133,21 +151,28 @@ function parseKeepKind(text: string): Record<string, number | 'forever'> {
     const eq = item.indexOf('=');
     const kind = eq < 0 ? item : item.slice(0, eq).trim();
     if (eq < 0 || kind === '') {
-      throw new ConfigurationError(
-        `Input keep-kind must list kind=duration pairs such as "pre-migration=90d, ` +
+      throw new OptionError(
+        'keep-kind',
+        (w) =>
+          `${w.option('keep-kind')} must list kind=duration pairs such as "pre-migration=90d, ` +
           `manual=forever"; got ${quoted(item)}.`,
       );
     }
     if (!(BACKUP_KINDS as readonly string[]).includes(kind)) {
-      throw new ConfigurationError(
-        `Input keep-kind names the unknown kind ${quoted(kind)}; known kinds are ` +
+      throw new OptionError(
+        'keep-kind',
+        (w) =>
+          `${w.option('keep-kind')} names the unknown kind ${quoted(kind)}; known kinds are ` +
           `${BACKUP_KINDS.join(', ')}.`,
       );
     }
     if (Object.hasOwn(result, kind)) {
-      throw new ConfigurationError(`Input keep-kind names the kind ${kind} more than once.`);
+      throw new OptionError(
+        'keep-kind',
+        (w) => `${w.option('keep-kind')} names the kind ${kind} more than once.`,
+      );
     }
-    result[kind] = parseDurationOrForever(item.slice(eq + 1), `keep-kind (${kind})`);
+    result[kind] = keepKindDuration(kind, item.slice(eq + 1));
   }
   return result;
 }
@@ -191,9 +216,11 @@ export function parseRetentionPolicy(inputs: {
     policy.keepWithinSeconds !== undefined ||
     policy.keepKind !== undefined;
   if (!hasRule) {
-    throw new ConfigurationError(
-      `Set at least one of ${RULE_INPUT_NAMES.join(', ')} to a value above zero; ` +
-        'without a rule every backup but the newest would be deleted.',
+    throw new OptionError(
+      'keep-last',
+      (w) =>
+        `Set at least one of ${RULE_INPUT_NAMES.map((k) => w.option(k)).join(', ')} to a value ` +
+        'above zero; without a rule every backup but the newest would be deleted.',
     );
   }
   return policy;
@@ -212,9 +239,11 @@ export function parseMaxDelete(text: string): MaxDelete {
   } else if (/^\d+$/.test(trimmed) && Number.isSafeInteger(Number(trimmed))) {
     return { count: Number(trimmed) };
   }
-  throw new ConfigurationError(
-    'Input max-delete must be a percentage of the backups from 0% to 100% (such as 50%) or a ' +
-      `whole number of backups (such as 10); got ${quoted(text)}.`,
+  throw new OptionError(
+    'max-delete',
+    (w) =>
+      `${w.option('max-delete')} must be a percentage of the backups from 0% to 100% (such as ` +
+      `50%) or a whole number of backups (such as 10); got ${quoted(text)}.`,
   );
 }
 

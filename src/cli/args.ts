@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { ConfigurationError, errorMessage, type Wording } from '../core/errors.js';
+import { OptionReader, parseBoolean } from '../options/reader.js';
 
 /**
  * The CLI's options. Every option `--some-name` can also be set with the environment variable
@@ -275,15 +276,22 @@ export class ParsedOptions {
     return value;
   }
 
-  /** A boolean option: the flag, else PGBACKUP_<NAME> (true or false). */
+  /** Whether this command has the option. */
+  has(name: string): boolean {
+    return COMMANDS[this.command].options[name] !== undefined;
+  }
+
+  /** A boolean option: the flag, else PGBACKUP_<NAME> (true or false, as the actions take them). */
   boolean(name: string): boolean {
     this.spec(name);
     if (this.values[name] === true) return true;
     const value = this.env[envName(name)];
     if (value === undefined || value === '') return false;
-    if (['true', 'True', 'TRUE', '1'].includes(value)) return true;
-    if (['false', 'False', 'FALSE', '0'].includes(value)) return false;
-    throw new ConfigurationError(`${envName(name)} must be true or false, got '${value}'.`);
+    const parsed = parseBoolean(value);
+    if (parsed === undefined) {
+      throw new ConfigurationError(`${envName(name)} must be true or false, got '${value}'.`);
+    }
+    return parsed;
   }
 
   integer(name: string, fallback: number, min: number, max: number): number {
@@ -312,6 +320,50 @@ export class ParsedOptions {
     return this.string(name);
   }
 }
+
+/** Boolean inputs of the actions that are on by default: the CLI has a flag to turn them off. */
+const NEGATED: Record<string, string> = {
+  restore: 'no-restore',
+  'safety-backup': 'no-safety-backup',
+};
+
+/**
+ * The command line as the option builders read it, keyed by the actions' input names: a
+ * boolean flag is `true`, a `--no-` flag sets its input to `false`, and an option the command
+ * does not have is unset.
+ */
+export function optionReader(o: ParsedOptions): OptionReader {
+  const value = (key: string): string | undefined => {
+    const negated = NEGATED[key];
+    if (negated !== undefined && o.has(negated)) return o.boolean(negated) ? 'false' : undefined;
+    if (!o.has(key)) return undefined;
+    if (COMMANDS[o.command].options[key].type === 'boolean') {
+      return o.boolean(key) ? 'true' : undefined;
+    }
+    return o.string(key);
+  };
+  return new OptionReader({ value, secret: (key) => (o.has(key) ? o.secret(key) : undefined) });
+}
+
+/** The option of every command with this name. */
+function anySpec(key: string): OptionSpec | undefined {
+  for (const command of Object.values(COMMANDS)) {
+    if (command.options[key]) return command.options[key];
+  }
+  return undefined;
+}
+
+/** How the CLI names options in messages: flags, or the variables and files of secrets. */
+export const flagWording: Wording = {
+  option: (key) => {
+    if (NEGATED[key] !== undefined) return `--${NEGATED[key]}`;
+    const spec = anySpec(key);
+    if (!spec?.envOnly) return `--${key}`;
+    const variable = spec.aliases?.[0] ?? envName(key);
+    return anySpec(`${key}-file`) ? `${variable} or --${key}-file` : variable;
+  },
+  enable: (key) => `pass --${key}`,
+};
 
 /** Parses `argv` (without node and the script): the command, then its options. */
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): ParsedOptions {

@@ -1,26 +1,20 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { parseCompression, runBackup } from '../backup/backup.js';
+import { runBackup } from '../backup/backup.js';
 import { listCatalog, listNames, listVerifications } from '../catalog/catalog.js';
-import { BACKUP_KINDS, totalBytes, type BackupKind } from '../catalog/manifest.js';
-import { parseMaxDelete, parseRetentionPolicy } from '../catalog/retention.js';
-import { parseDuration, parseKeepUntil } from '../core/duration.js';
-import { ConfigurationError } from '../core/errors.js';
+import { totalBytes } from '../catalog/manifest.js';
+import { ConfigurationError, OptionError } from '../core/errors.js';
 import { systemClock, type Logger } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
 import { formatBytes } from '../core/streams.js';
-import { parseIdentities, parseRecipients } from '../crypto/age.js';
-import {
-  runDrill,
-  runRestore,
-  type DrillDeps,
-  type DrillOptions,
-  type DrillResult,
-} from '../drill/drill.js';
+import { runDrill, runRestore, type DrillDeps, type DrillResult } from '../drill/drill.js';
 import { drillText } from '../drill/summary.js';
-import { splitList } from '../core/lists.js';
+import { backupOptions } from '../options/backup.js';
+import { pruneOptions } from '../options/prune.js';
+import type { FrontDoor } from '../options/reader.js';
+import { drillOptions, restoreOptions, verifyOptions, workDirOption } from '../options/restore.js';
+import { gitContext, postgresVersionOption, storageOption } from '../options/shared.js';
 import {
   connectionUrl,
   databaseName,
@@ -30,15 +24,10 @@ import {
 } from '../postgres/connection.js';
 import { extensionInstaller } from '../postgres/extensions.js';
 import { clientToolResolver } from '../postgres/install.js';
-import { resolvePostgresVersionInput } from '../postgres/tools.js';
-import { parseDeleteIncompleteAfter, parsePruneNames } from '../prune/options.js';
 import { pruneFailure, runPrune } from '../prune/prune.js';
-import { parseChecks, type UserCheck } from '../restore/checks.js';
-import type { Decryption } from '../restore/fetch.js';
-import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/storage.js';
 import { runVerify } from '../verify/verify.js';
-import type { ParsedOptions } from './args.js';
+import { flagWording, optionReader, type ParsedOptions } from './args.js';
 
 /** Where a command writes: results on stdout, the log on stderr. */
 export interface CliIo {
@@ -53,31 +42,19 @@ export interface CliIo {
 /** 0: done; 1: the backup, verification, drill or restore failed. */
 export type ExitCode = 0 | 1;
 
+/** Where a command runs: the terminal's environment and folder. */
+function cliFrontDoor(io: CliIo): FrontDoor {
+  return {
+    env: io.env,
+    workspace: io.cwd,
+    git: gitContext(io.env),
+    now: systemClock.now(),
+    wording: flagWording,
+  };
+}
+
 function openStore(o: ParsedOptions, io: CliIo): Promise<Storage> {
-  return openStorage(
-    o.required('storage'),
-    {
-      endpoint: o.string('s3-endpoint'),
-      region: o.string('s3-region'),
-      forcePathStyle: o.boolean('s3-force-path-style') ? true : undefined,
-    },
-    io.logger,
-  );
-}
-
-function decryptionOf(o: ParsedOptions): Decryption | undefined {
-  const identities = parseIdentities(o.secret('encryption-identity') ?? '');
-  const passphrase = o.secret('encryption-passphrase');
-  return identities.length > 0 || passphrase ? { identities, passphrase } : undefined;
-}
-
-function durationOption(o: ParsedOptions, name: string): number | undefined {
-  const text = o.string(name);
-  return text === undefined ? undefined : parseDuration(text, `--${name}`);
-}
-
-function checksOf(o: ParsedOptions, cwd: string): UserCheck[] {
-  return parseChecks(o.string('checks'), cwd);
+  return storageOption(optionReader(o), io.logger);
 }
 
 function print(io: CliIo, text: string): void {
@@ -159,66 +136,19 @@ export async function listCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode
 /** `backup`: runBackup with the backup action's options. */
 export async function backupCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
   const env = io.env;
-  const recipients = parseRecipients(o.string('encryption-recipients') ?? '');
-  const passphrase = o.secret('encryption-passphrase');
-  const kind = (o.string('kind') ?? 'manual') as BackupKind;
-  if (!BACKUP_KINDS.includes(kind)) {
-    throw new ConfigurationError(
-      `--kind must be one of ${BACKUP_KINDS.join(', ')}, got '${kind}'.`,
-    );
-  }
-  const format = o.string('format') ?? 'custom';
-  if (format !== 'custom' && format !== 'directory') {
-    throw new ConfigurationError(`--format must be custom or directory, got '${format}'.`);
-  }
-  const rowCounts = o.string('row-counts') ?? 'exact';
-  if (rowCounts !== 'exact' && rowCounts !== 'estimate' && rowCounts !== 'off') {
-    throw new ConfigurationError(
-      `--row-counts must be exact, estimate or off, got '${rowCounts}'.`,
-    );
-  }
-  const labels: Record<string, string> = {};
-  for (const item of splitList(o.string('labels') ?? '')) {
-    const eq = item.indexOf('=');
-    if (eq <= 0) throw new ConfigurationError(`--labels takes key=value pairs, got '${item}'.`);
-    labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
-  }
-  const keepUntil = o.string('keep-until');
-  const postgresVersion = resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
+  const read = optionReader(o);
+  const options = backupOptions(read, cliFrontDoor(io), 'manual');
+  const postgresVersion = postgresVersionOption(read);
   const storage = await openStore(o, io);
-  const result = await runBackup(
-    {
-      connection: resolveConnection(o.string('database-url'), env),
-      name: o.string('name'),
-      format,
-      jobs: o.integer('jobs', 2, 1, 64),
-      compression: parseCompression(o.string('compression')),
-      selection: {
-        schemas: splitList(o.string('schemas') ?? ''),
-        excludeSchemas: splitList(o.string('exclude-schemas') ?? ''),
-        excludeTableData: splitList(o.string('exclude-table-data') ?? ''),
-      },
-      globals: o.boolean('globals'),
-      encryption: recipients.length > 0 || passphrase ? { recipients, passphrase } : undefined,
-      kind,
-      labels,
-      keepUntil: keepUntil
-        ? parseKeepUntil(keepUntil, systemClock.now(), '--keep-until')
-        : undefined,
-      rowCounts,
-      sizeChangeThreshold: 20,
-      git: {},
-    },
-    {
-      storage,
-      logger: io.logger,
-      clock: systemClock,
-      env,
-      zstdPath: findOnPath('zstd', env.PATH),
-      resolveTools: (server) =>
-        clientToolResolver(postgresVersion, env, io.logger)(server.major, server.version),
-    },
-  );
+  const result = await runBackup(options, {
+    storage,
+    logger: io.logger,
+    clock: systemClock,
+    env,
+    zstdPath: findOnPath('zstd', env.PATH),
+    resolveTools: (server) =>
+      clientToolResolver(postgresVersion, env, io.logger)(server.major, server.version),
+  });
   for (const w of result.warnings) io.logger.warning(w);
   if (o.boolean('json')) {
     print(
@@ -243,7 +173,7 @@ export async function backupCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
 }
 
 function restoreDeps(o: ParsedOptions, io: CliIo, storage: Storage, workDir: string): DrillDeps {
-  const postgresVersion = resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
+  const postgresVersion = postgresVersionOption(optionReader(o));
   return {
     storage,
     logger: io.logger,
@@ -262,28 +192,9 @@ function restoreDeps(o: ParsedOptions, io: CliIo, storage: Storage, workDir: str
   };
 }
 
-function drillOptions(o: ParsedOptions, io: CliIo): DrillOptions {
-  return {
-    name: o.string('name'),
-    backupId: o.string('backup-id'),
-    decryption: decryptionOf(o),
-    jobs: o.integer('jobs', 2, 1, 64),
-    rtoTargetSeconds: durationOption(o, 'rto-target'),
-    rpoTargetSeconds: durationOption(o, 'rpo-target'),
-    smokeCommand: o.string('smoke-command'),
-    checks: checksOf(o, io.cwd),
-    targetUrl: o.string('target-url'),
-    postgresVersion: resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto'),
-    git: {},
-  };
-}
-
 /** A temp folder removed on every way out, a signal included (the scratch server has its own hook). */
-async function withWorkDir<T>(
-  parent: string | undefined,
-  fn: (dir: string) => Promise<T>,
-): Promise<T> {
-  const dir = mkdtempSync(path.join(parent ?? os.tmpdir(), 'pg-backup-'));
+async function withWorkDir<T>(parent: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(path.join(parent, 'pg-backup-'));
   const remove = (): void => rmSync(dir, { recursive: true, force: true });
   const onSignal = (signal: NodeJS.Signals): void => {
     process.stderr.write(`\n${signal}: stopping, removing the scratch server and files\n`);
@@ -317,9 +228,11 @@ function reportDrill(o: ParsedOptions, io: CliIo, result: DrillResult): ExitCode
 
 /** `drill`: the timed restore drill into a scratch server (or an empty target). */
 export async function drillCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
-  const options = drillOptions(o, io);
+  const read = optionReader(o);
+  const door = cliFrontDoor(io);
+  const options = drillOptions(read, door);
   const storage = await openStore(o, io);
-  return withWorkDir(o.string('work-dir'), async (dir) =>
+  return withWorkDir(workDirOption(read, door), async (dir) =>
     reportDrill(o, io, await runDrill(options, restoreDeps(o, io, storage, dir))),
   );
 }
@@ -350,8 +263,10 @@ async function confirmInteractively(
 
 /** `restore`: the real restore into --target-url (else DATABASE_URL, else PG* variables). */
 export async function restoreCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
-  const options = drillOptions(o, io);
-  const given = o.string('target-url');
+  const read = optionReader(o);
+  const door = cliFrontDoor(io);
+  const options = restoreOptions(read, door);
+  const given = options.targetUrl || undefined;
   const info = given
     ? parseConnectionString(given, 'target-url')
     : resolveConnection(undefined, io.env);
@@ -363,61 +278,41 @@ export async function restoreCommand(o: ParsedOptions, io: CliIo): Promise<ExitC
   const targetUrl = given ?? connectionUrl(info);
   const database = databaseName(info);
   const confirm =
-    o.string('confirm') ??
+    options.confirm ??
     (await confirmInteractively(io, database, describeConnection(info), options.backupId));
   const storage = await openStore(o, io);
-  return withWorkDir(o.string('work-dir'), async (dir) =>
+  return withWorkDir(workDirOption(read, door), async (dir) =>
     reportDrill(
       o,
       io,
-      await runRestore(
-        {
-          ...options,
-          targetUrl,
-          confirm,
-          terminateConnections: o.boolean('terminate-connections'),
-          safetyBackup: !o.boolean('no-safety-backup'),
-        },
-        restoreDeps(o, io, storage, dir),
-      ),
+      await runRestore({ ...options, targetUrl, confirm }, restoreDeps(o, io, storage, dir)),
     ),
   );
 }
 
 /** `verify`: runVerify, as the verify action does. */
 export async function verifyCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
-  const postgresVersion = resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
+  const read = optionReader(o);
+  const door = cliFrontDoor(io);
+  const options = verifyOptions(read, door, io.logger);
+  const postgresVersion = postgresVersionOption(read);
   const storage = await openStore(o, io);
-  const maxAge = durationOption(o, 'max-age');
-  const report = await withWorkDir(o.string('work-dir'), (dir) =>
-    runVerify(
-      {
-        name: o.string('name'),
-        backupId: o.string('backup-id'),
-        decryption: decryptionOf(o),
-        restore: !o.boolean('no-restore'),
-        targetUrl: o.string('target-url'),
-        checks: checksOf(o, io.cwd),
-        maxAgeSeconds: maxAge,
-        jobs: o.string('jobs') === undefined ? undefined : o.integer('jobs', 2, 1, 64),
-        git: {},
-      },
-      {
-        storage,
-        logger: io.logger,
-        clock: systemClock,
-        env: io.env,
-        zstdPath: findOnPath('zstd', io.env.PATH),
-        tmpDir: dir,
-        resolveTools: (minMajor, pgDumpVersion) =>
-          clientToolResolver(postgresVersion, io.env, io.logger)(
-            minMajor,
-            pgDumpVersion,
-            !o.boolean('no-restore') && !o.string('target-url'),
-          ),
-        installExtensions: extensionInstaller(io.env, io.logger),
-      },
-    ),
+  const report = await withWorkDir(workDirOption(read, door), (dir) =>
+    runVerify(options, {
+      storage,
+      logger: io.logger,
+      clock: systemClock,
+      env: io.env,
+      zstdPath: findOnPath('zstd', io.env.PATH),
+      tmpDir: dir,
+      resolveTools: (minMajor, pgDumpVersion) =>
+        clientToolResolver(postgresVersion, io.env, io.logger)(
+          minMajor,
+          pgDumpVersion,
+          options.restore && !options.targetUrl,
+        ),
+      installExtensions: extensionInstaller(io.env, io.logger),
+    }),
   );
   if (o.boolean('json')) {
     print(io, JSON.stringify(report, null, 2));
@@ -435,31 +330,13 @@ export async function verifyCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
 
 /** `prune`: runPrune, as the prune action does. */
 export async function pruneCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
-  const names = parsePruneNames(o.required('name'), '--name');
-  const policy = parseRetentionPolicy({
-    keepLast: o.string('keep-last'),
-    keepHourly: o.string('keep-hourly'),
-    keepDaily: o.string('keep-daily'),
-    keepWeekly: o.string('keep-weekly'),
-    keepMonthly: o.string('keep-monthly'),
-    keepYearly: o.string('keep-yearly'),
-    keepWithin: o.string('keep-within'),
-    keepKind: o.string('keep-kind'),
-    timezone: o.string('timezone'),
-  });
+  const { names, ...options } = pruneOptions(optionReader(o));
+  if (names === undefined) {
+    throw new OptionError('name', (w) => `${w.option('name')} is required: a name, a list, or *.`);
+  }
   const storage = await openStore(o, io);
   const report = await runPrune(
-    {
-      names,
-      policy,
-      maxDelete: parseMaxDelete(o.string('max-delete') ?? '50%'),
-      deleteIncompleteAfterSeconds: parseDeleteIncompleteAfter(
-        o.string('delete-incomplete-after') ?? '24h',
-        '--delete-incomplete-after',
-      ),
-      dryRun: o.boolean('dry-run'),
-      bypassGovernanceRetention: o.boolean('bypass-governance-retention'),
-    },
+    { ...options, names },
     { storage, logger: io.logger, clock: systemClock },
   );
   if (o.boolean('json')) {

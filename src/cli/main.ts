@@ -1,6 +1,6 @@
-import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { ConfigurationError, errorMessage, OptionError } from '../core/errors.js';
 import { StreamLogger } from '../core/logger.js';
-import { COMMANDS, UsageRequest, parseCommandLine, usage } from './args.js';
+import { COMMANDS, UsageRequest, flagWording, parseCommandLine, usage } from './args.js';
 import {
   backupCommand,
   drillCommand,
@@ -22,19 +22,6 @@ const RUN: Record<keyof typeof COMMANDS, (o: ParsedOptions, io: CliIo) => Promis
   prune: pruneCommand,
 };
 
-/** Messages of the core name action inputs; on a terminal they are flags. */
-export function asFlags(message: string): string {
-  return message
-    .replace(/\b[Ii]nput '([a-z0-9-]+)'/g, '--$1')
-    .replace(/\b[Ii]nput ([a-z][a-z0-9-]+)\b/g, '--$1')
-    .replace(
-      /\bset (encryption-identity|encryption-passphrase)\b/g,
-      'set AGE_IDENTITY or --$1-file',
-    )
-    .replace(/\bset ([a-z]+(?:-[a-z]+)+): true\b/g, 'pass --$1')
-    .replace(/(^|[^-])\bconfirm must be\b/g, '$1--confirm must be');
-}
-
 /**
  * Runs one command line. Exit codes: 0 done, 1 a backup, verification, drill or restore
  * failed, 2 the command line or the configuration is wrong (the message says how).
@@ -54,8 +41,12 @@ export async function main(
       io.stdout.write(usage(error.command));
       return 0;
     }
+    if (error instanceof OptionError) {
+      io.stderr.write(`error: ${error.worded(flagWording)}\n`);
+      return 2;
+    }
     if (error instanceof ConfigurationError) {
-      io.stderr.write(`error: ${asFlags(error.message)}\n`);
+      io.stderr.write(`error: ${error.message}\n`);
       return 2;
     }
     io.stderr.write(`error: ${errorMessage(error)}\n`);

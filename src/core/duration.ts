@@ -1,6 +1,6 @@
 /** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
 
-import { ConfigurationError } from './errors.js';
+import { ConfigurationError, OptionError } from './errors.js';
 
 const UNIT_SECONDS: Readonly<Record<string, number>> = {
   s: 1,
@@ -22,17 +22,18 @@ function quoted(text: string): string {
   return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
 }
 
-function durationError(text: string, inputName: string, extraForms = ''): ConfigurationError {
+function durationError(text: string, key: string, extraForms = ''): OptionError {
   const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
-  return new ConfigurationError(
-    `Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`,
+  return new OptionError(
+    key,
+    (w) => `${w.option(key)} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`,
   );
 }
 
 /**
  * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
  * units s, m, h, d, w (7 days) or y (365 days), each unit at most once: `90d`, `1h30m`,
- * `1h 30m`, `1.5h`. Surrounding whitespace is ignored. Throws a ConfigurationError naming
+ * `1h 30m`, `1.5h`. Surrounding whitespace is ignored. Throws an OptionError naming
  * the input and quoting the value otherwise.
  */
 export function parseDuration(text: string, inputName: string): number {
@@ -155,9 +156,11 @@ export function parseKeepUntil(text: string, now: Date, inputName: string): Date
   if (/^\d{4}-/.test(trimmed)) {
     until = parseIsoInstant(trimmed);
     if (until === undefined) {
-      throw new ConfigurationError(
-        `Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
-          `(2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`,
+      throw new OptionError(
+        inputName,
+        (w) =>
+          `${w.option(inputName)} must be an ISO date (2027-01-31), an ISO date-time with a ` +
+          `zone (2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`,
       );
     }
   } else {
@@ -165,16 +168,21 @@ export function parseKeepUntil(text: string, now: Date, inputName: string): Date
       until = new Date(now.getTime() + parseDuration(trimmed, inputName) * 1000);
     } catch (error) {
       if (!(error instanceof ConfigurationError)) throw error;
-      throw new ConfigurationError(
-        `Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
-          `(2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); got ${quoted(text)}.`,
+      throw new OptionError(
+        inputName,
+        (w) =>
+          `${w.option(inputName)} must be an ISO date (2027-01-31), an ISO date-time with a ` +
+          `zone (2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); ` +
+          `got ${quoted(text)}.`,
       );
     }
   }
   if (!(until.getTime() > now.getTime())) {
-    throw new ConfigurationError(
-      `Input ${inputName} is ${quoted(text)}, which is not after now (${now.toISOString()}); ` +
-        'give a later date or a positive duration.',
+    throw new OptionError(
+      inputName,
+      (w) =>
+        `${w.option(inputName)} is ${quoted(text)}, which is not after now ` +
+        `(${now.toISOString()}); give a later date or a positive duration.`,
     );
   }
   return until;

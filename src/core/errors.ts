@@ -18,3 +18,41 @@ export function asError(error: unknown): Error {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/** How a front door names its options in messages. */
+export interface Wording {
+  /** An option as its user sets it: `input 'jobs'` in a workflow, `--jobs` on the command line. */
+  option(key: string): string;
+  /** How to turn a boolean option on: `set dry-run: true`, `pass --dry-run`. */
+  enable(key: string): string;
+}
+
+/** The actions' wording: workflow inputs. */
+export const inputWording: Wording = {
+  option: (key) => `input '${key}'`,
+  enable: (key) => `set ${key}: true`,
+};
+
+/**
+ * A ConfigurationError about one option. The message is written once, as a function of the
+ * wording, so each front door names the option as its user sets it; `message` holds the
+ * actions' wording.
+ */
+export class OptionError extends ConfigurationError {
+  constructor(
+    readonly key: string,
+    private readonly words: (wording: Wording) => string,
+  ) {
+    super(sentence(words(inputWording)));
+    this.name = 'OptionError';
+  }
+
+  /** The message in a front door's wording. */
+  worded(wording: Wording): string {
+    return sentence(this.words(wording));
+  }
+}
+
+function sentence(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}

@@ -18,7 +18,7 @@ import {
   type VerificationRecord,
 } from '../catalog/manifest.js';
 import { formatDuration } from '../core/duration.js';
-import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { errorMessage, OptionError } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { formatBytes, rate } from '../core/streams.js';
 import {
@@ -291,15 +291,19 @@ async function execute(
   // The confirmation comes before anything is read or touched.
   if (restore) {
     if (!restore.targetUrl) {
-      throw new ConfigurationError(
-        `mode 'restore' replaces the database given by target-url, and target-url is empty.`,
+      throw new OptionError(
+        'target-url',
+        (w) =>
+          `A restore replaces the database given by ${w.option('target-url')}, and it is empty.`,
       );
     }
     const info = parseConnectionString(restore.targetUrl, 'target-url');
     const database = databaseName(info);
     if (restore.confirm !== database) {
-      throw new ConfigurationError(
-        `Refusing to restore into ${describeConnection(info)}: confirm must be the target database's name, '${database}'` +
+      throw new OptionError(
+        'confirm',
+        (w) =>
+          `Refusing to restore into ${describeConnection(info)}: ${w.option('confirm')} must be the target database's name, '${database}'` +
           (restore.confirm ? `, got '${restore.confirm}'` : ', and it is empty') +
           '. Nothing was changed.',
       );
@@ -405,9 +409,12 @@ async function execute(
     if (restore) {
       const sessions = await withClient(target, (c) => otherSessions(c, target!.database));
       if (sessions > 0 && !restore.terminateConnections) {
-        throw new ConfigurationError(
-          `Refusing to restore into ${target.describe}: ${sessions} other session(s) are connected to it. ` +
-            `Stop the application first, or set terminate-connections: true to end them. Nothing was changed.`,
+        const where = target.describe;
+        throw new OptionError(
+          'terminate-connections',
+          (w) =>
+            `Refusing to restore into ${where}: ${sessions} other session(s) are connected to it. ` +
+            `Stop the application first, or ${w.enable('terminate-connections')} to end them. Nothing was changed.`,
         );
       }
       if (restore.safetyBackup) {

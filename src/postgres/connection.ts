@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { ConfigurationError, errorMessage, OptionError } from '../core/errors.js';
 import { majorFromVersionNum } from './tools.js';
 
 /**
@@ -47,8 +47,10 @@ export function parseConnectionString(text: string, inputName = 'database-url'):
     try {
       url = new URL(trimmed);
     } catch {
-      throw new ConfigurationError(
-        `Input '${inputName}' is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
+      throw new OptionError(
+        inputName,
+        (w) =>
+          `${w.option(inputName)} is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
           `Expected postgresql://user:password@host:5432/dbname?sslmode=require; percent-encode special characters in the password.`,
       );
     }
@@ -76,8 +78,10 @@ function parseKeyValue(text: string, out: Record<string, string>, inputName: str
     const key = text.slice(keyStart, i);
     while (i < n && /\s/.test(text[i])) i++;
     if (!key || text[i] !== '=') {
-      throw new ConfigurationError(
-        `Input '${inputName}' is neither a postgres:// URL nor a libpq key=value string ` +
+      throw new OptionError(
+        inputName,
+        (w) =>
+          `${w.option(inputName)} is neither a postgres:// URL nor a libpq key=value string ` +
           `(the value is not shown because it may contain a password). Expected e.g. "host=db.example.com port=5432 dbname=app user=backup".`,
       );
     }
@@ -91,7 +95,10 @@ function parseKeyValue(text: string, out: Record<string, string>, inputName: str
         value += text[i++];
       }
       if (text[i] !== "'") {
-        throw new ConfigurationError(`Input '${inputName}' has an unterminated quoted value.`);
+        throw new OptionError(
+          inputName,
+          (w) => `${w.option(inputName)} has an unterminated quoted value.`,
+        );
       }
       i++;
     } else {

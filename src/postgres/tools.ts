@@ -2,7 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, open, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as tc from '@actions/tool-cache';
-import { ConfigurationError } from '../core/errors.js';
+import { OptionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { runCommand } from '../core/process.js';
 
@@ -114,8 +114,10 @@ export function resolvePostgresVersionInput(value: string): 'auto' | number {
     const major = Number(v);
     if (major >= 10 && major <= 99) return major;
   }
-  throw new ConfigurationError(
-    `postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`,
+  throw new OptionError(
+    'postgres-version',
+    (w) =>
+      `${w.option('postgres-version')} must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'.`,
   );
 }
 

@@ -2,7 +2,7 @@
 
 import { isCatalogName } from '../catalog/keys.js';
 import { parseDuration } from '../core/duration.js';
-import { ConfigurationError } from '../core/errors.js';
+import { OptionError } from '../core/errors.js';
 
 /** Every catalog name under the store's prefix. */
 export const ALL_NAMES = '*';
@@ -21,15 +21,19 @@ export function parsePruneNames(text: string, inputName = 'name'): string[] | ty
     .map((s) => s.replace(/#.*$/, '').trim())
     .filter((s) => s !== '');
   if (items.length === 0) {
-    throw new ConfigurationError(
-      `Input ${inputName} must name the backups to prune: a catalog name such as shop, ` +
+    throw new OptionError(
+      inputName,
+      (w) =>
+        `${w.option(inputName)} must name the backups to prune: a catalog name such as shop, ` +
         'several names one per line, or * for every name under the storage prefix.',
     );
   }
   if (items.includes(ALL_NAMES)) {
     if (items.length > 1) {
-      throw new ConfigurationError(
-        `Input ${inputName} mixes * with other names (${items.filter((n) => n !== ALL_NAMES).join(', ')}); ` +
+      throw new OptionError(
+        inputName,
+        (w) =>
+          `${w.option(inputName)} mixes * with other names (${items.filter((n) => n !== ALL_NAMES).join(', ')}); ` +
           'use * alone for every name, or list the names.',
       );
     }
@@ -37,8 +41,10 @@ export function parsePruneNames(text: string, inputName = 'name'): string[] | ty
   }
   for (const item of items) {
     if (!isCatalogName(item)) {
-      throw new ConfigurationError(
-        `Input ${inputName} holds ${quoted(item)}, which is not a catalog name: names are one ` +
+      throw new OptionError(
+        inputName,
+        (w) =>
+          `${w.option(inputName)} holds ${quoted(item)}, which is not a catalog name: names are one ` +
           'path segment of letters, digits, ".", "_" and "-" (such as shop or billing-prod).',
       );
     }
@@ -58,8 +64,10 @@ export function parseDeleteIncompleteAfter(
   if (text.trim().toLowerCase() === 'never') return undefined;
   const seconds = parseDuration(text, inputName);
   if (!(seconds > 0)) {
-    throw new ConfigurationError(
-      `Input ${inputName} must be longer than zero (such as 24h), or never; got ${quoted(text)}. ` +
+    throw new OptionError(
+      inputName,
+      (w) =>
+        `${w.option(inputName)} must be longer than zero (such as 24h), or never; got ${quoted(text)}. ` +
         'Data without a manifest younger than this may be an upload still in progress.',
     );
   }

@@ -1,4 +1,4 @@
-import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { errorMessage, OptionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ActionName } from '../catalog/runs.js';
 
@@ -44,8 +44,10 @@ export function parseNotifyOn(text: string | undefined, input: string): NotifyOn
     .join(',');
   const found = NOTIFY_ON.find((choice) => choice === normalized);
   if (!found) {
-    throw new ConfigurationError(
-      `Input '${input}' must be one of ${NOTIFY_ON.map((c) => `'${c}'`).join(', ')}, got '${text}'.`,
+    throw new OptionError(
+      input,
+      (w) =>
+        `${w.option(input)} must be one of ${NOTIFY_ON.map((c) => `'${c}'`).join(', ')}, got '${text}'.`,
     );
   }
   return found;
@@ -73,14 +75,18 @@ export function parseNotifyTargets(urls: string[], input: string): NotifyTarget[
     try {
       url = new URL(text);
     } catch {
-      throw new ConfigurationError(
-        `Input '${input}': entry ${i + 1} is not a URL (the value is not shown: it is a secret).`,
+      throw new OptionError(
+        input,
+        (w) =>
+          `${w.option(input)}: entry ${i + 1} is not a URL (the value is not shown: it is a secret).`,
       );
     }
     const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
-      throw new ConfigurationError(
-        `Input '${input}': entry ${i + 1} must be an https:// URL, got a ${url.protocol} URL.`,
+      throw new OptionError(
+        input,
+        (w) =>
+          `${w.option(input)}: entry ${i + 1} must be an https:// URL, got a ${url.protocol} URL.`,
       );
     }
     const kind = url.hostname === 'hooks.slack.com' ? 'slack' : 'webhook';

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
 import type { Manifest } from '../catalog/manifest.js';
-import { ConfigurationError, errorMessage } from '../core/errors.js';
+import { errorMessage, OptionError } from '../core/errors.js';
 import { quoteIdent } from '../postgres/connection.js';
 import { countRows, listTables } from '../postgres/inventory.js';
 import type { ArchiveConstraint } from './pg-restore.js';
@@ -304,8 +304,10 @@ export function parseChecks(input: string | undefined, workspace: string): UserC
     return lines.flatMap((file) => {
       const full = path.resolve(workspace, file);
       if (!existsSync(full)) {
-        throw new ConfigurationError(
-          `Input 'checks' names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`,
+        throw new OptionError(
+          'checks',
+          (w) =>
+            `${w.option('checks')} names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`,
         );
       }
       const statements = splitSql(readFileSync(full, 'utf8'));

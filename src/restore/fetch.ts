@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { dumpObject, type Manifest, type ObjectEntry } from '../catalog/manifest.js';
 import { createDecryptStream, type AgeDecryptOptions } from '../crypto/age.js';
-import { ConfigurationError } from '../core/errors.js';
+import { ConfigurationError, OptionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
 import { HashCounter, Progress } from '../core/streams.js';
@@ -76,13 +76,9 @@ export async function checkObject(
 }
 
 function decryptOptions(manifest: Manifest, decryption: Decryption | undefined): AgeDecryptOptions {
-  if (!decryption || (decryption.identities.length === 0 && !decryption.passphrase)) {
-    throw new ConfigurationError(
-      `Backup ${manifest.id} is encrypted with age (${manifest.encryption?.passphrase ? 'a passphrase' : `recipients ${manifest.encryption?.recipients.join(', ')}`}): ` +
-        `set encryption-identity (the age secret key) or encryption-passphrase.`,
-    );
-  }
-  return { identities: decryption.identities, passphrase: decryption.passphrase };
+  const missing = missingKeyError(manifest, decryption);
+  if (missing) throw missing;
+  return { identities: decryption?.identities ?? [], passphrase: decryption?.passphrase };
 }
 
 /**
@@ -103,16 +99,19 @@ export function decodeSteps(manifest: Manifest): ('age' | 'zstd' | 'gzip' | 'tar
 export function missingKeyError(
   manifest: Manifest,
   decryption: Decryption | undefined,
-): ConfigurationError | undefined {
+): OptionError | undefined {
   if (!manifest.encryption || decryption?.identities.length || decryption?.passphrase) {
     return undefined;
   }
   const how = manifest.encryption.passphrase
     ? 'a passphrase'
     : `recipients ${manifest.encryption.recipients.join(', ')}`;
-  return new ConfigurationError(
-    `Backup ${manifest.id} is encrypted with age (${how}), and no key was given: ` +
-      'set encryption-identity (the age secret key, AGE-SECRET-KEY-1...) or encryption-passphrase.',
+  return new OptionError(
+    'encryption-identity',
+    (w) =>
+      `Backup ${manifest.id} is encrypted with age (${how}), and no key was given: ` +
+      `set ${w.option('encryption-identity')} (the age secret key, AGE-SECRET-KEY-1...) or ` +
+      `${w.option('encryption-passphrase')}.`,
   );
 }
 

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { envName, parseCommandLine } from '../../src/cli/args.js';
-import { asFlags, main } from '../../src/cli/main.js';
+import { main } from '../../src/cli/main.js';
 import { generateIdentity } from '../../src/crypto/age.js';
 import { mistypedSecretKeys, showsKey } from '../support/mistyped-keys.js';
 
@@ -56,16 +56,15 @@ describe('CLI options', () => {
     );
   });
 
-  it('speaks of flags where the core names action inputs', () => {
-    expect(asFlags("Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got 'x'.")).toBe(
-      "--backup-id must look like 20261121T051500Z-3f9a1c, got 'x'.",
+  it("reads the actions' boolean spellings only, in flags' variables too", () => {
+    for (const value of ['1', '0', 'yes']) {
+      expect(() =>
+        parseCommandLine(['prune'], { PGBACKUP_DRY_RUN: value }).boolean('dry-run'),
+      ).toThrow(`PGBACKUP_DRY_RUN must be true or false, got '${value}'.`);
+    }
+    expect(parseCommandLine(['prune'], { PGBACKUP_DRY_RUN: 'FALSE' }).boolean('dry-run')).toBe(
+      false,
     );
-    expect(asFlags('Input rto-target must be a number with a unit')).toBe(
-      '--rto-target must be a number with a unit',
-    );
-    expect(
-      asFlags('Stop the application first, or set terminate-connections: true to end them.'),
-    ).toBe('Stop the application first, or pass --terminate-connections to end them.');
   });
 });
 

@@ -317,7 +317,7 @@ describe.each(['s3', 'local'] as const)('restore-drill bundle against %s storage
       );
       expect(wrong.code).toBe(1);
       expect(wrong.stdout).toContain(
-        `confirm must be the target database's name, '${sourceDb}', got 'production'. Nothing was changed.`,
+        `input 'confirm' must be the target database's name, '${sourceDb}', got 'production'. Nothing was changed.`,
       );
       const session = new pg.Client({ connectionString: sourceUrl });
       await session.connect();

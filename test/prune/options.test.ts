@@ -18,7 +18,7 @@ describe('parsePruneNames', () => {
     expect(() => parsePruneNames(' \n# nothing\n')).toThrow(ConfigurationError);
     expect(() => parsePruneNames('*\nshop')).toThrow('mixes * with other names (shop)');
     expect(() => parsePruneNames('shop/../etc')).toThrow(
-      'Input name holds "shop/../etc", which is not a catalog name',
+      `Input 'name' holds "shop/../etc", which is not a catalog name`,
     );
   });
 });
@@ -32,10 +32,10 @@ describe('parseDeleteIncompleteAfter', () => {
 
   it('refuses zero, which would delete uploads in progress, and nonsense', () => {
     expect(() => parseDeleteIncompleteAfter('0s')).toThrow(
-      'Input delete-incomplete-after must be longer than zero',
+      "Input 'delete-incomplete-after' must be longer than zero",
     );
     expect(() => parseDeleteIncompleteAfter('soon')).toThrow(
-      'Input delete-incomplete-after must be',
+      "Input 'delete-incomplete-after' must be",
     );
   });
 });

@@ -331,7 +331,7 @@ describe.each(['s3', 'local'] as const)('prune bundle against %s storage', (kind
   it('fails with a message naming the input for a bad policy', async () => {
     const run = await prune({ name: 'shop', 'keep-daily': 'thirty' });
     expect(run.code).not.toBe(0);
-    expect(run.stdout).toContain('::error::Input keep-daily must be a whole number of backups');
+    expect(run.stdout).toContain("::error::Input 'keep-daily' must be a whole number of backups");
     const none = await prune({ name: 'shop' });
     expect(none.stdout).toContain('::error::Set at least one of keep-last');
   });

@@ -271,7 +271,7 @@ describe.each(['s3', 'local'] as const)('fetching backups from %s storage', (kin
           dir,
           logger: new MemoryLogger(),
         }),
-      ).rejects.toThrow(/set encryption-identity/);
+      ).rejects.toThrow(/set input 'encryption-identity'/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -197,7 +197,7 @@ describe('runVerify', () => {
     ]);
     expect(noKey.failures).toEqual([
       expect.stringMatching(
-        /^Decryption and decompression: Backup \S+ is encrypted with age \(a passphrase\), and no key was given: set encryption-identity/,
+        /^Decryption and decompression: Backup \S+ is encrypted with age \(a passphrase\), and no key was given: set input 'encryption-identity'/,
       ),
     ]);
     // A missing key says nothing about the backup: no failed record for prune to see.
