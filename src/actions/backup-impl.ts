@@ -1,5 +1,10 @@
 import * as core from '@actions/core';
-import { parseCompression, runBackup, type BackupOptions } from '../backup/backup.js';
+import {
+  DestinationsError,
+  parseCompression,
+  runBackup,
+  type BackupOptions,
+} from '../backup/backup.js';
 import { backupSummary } from '../backup/summary.js';
 import { BACKUP_KINDS, type BackupKind } from '../catalog/manifest.js';
 import { isCatalogName } from '../catalog/keys.js';
@@ -10,6 +15,7 @@ import { findOnPath } from '../core/process.js';
 import { invalidRecipientValues, parseRecipients } from '../crypto/age.js';
 import { errorMessage } from '../core/errors.js';
 import { formatBytes } from '../core/streams.js';
+import { openDestinations, readDestinations } from '../storage/destinations.js';
 import type { Storage } from '../storage/storage.js';
 import { databaseName, resolveConnection } from '../postgres/connection.js';
 import { clientToolResolver } from '../postgres/install.js';
@@ -25,13 +31,7 @@ import {
 } from './inputs.js';
 import { Inputs, Outputs } from './names.js';
 import { readAlertSettings, sendAlerts } from './alerting.js';
-import {
-  actionLogger,
-  gitContext,
-  maskConnectionString,
-  maskSecret,
-  storageFromInputs,
-} from './runtime.js';
+import { actionLogger, gitContext, maskConnectionString, maskSecret } from './runtime.js';
 
 export async function runBackupAction(): Promise<void> {
   const env = process.env;
@@ -62,15 +62,23 @@ export async function runBackupAction(): Promise<void> {
       },
     );
   try {
-    const options = backupOptions(env, databaseUrl, passphrase);
+    // Per-destination credentials come from the environment, masked before anything is logged.
+    const plan = readDestinations(optionalInput, env, (secret) => core.setSecret(secret));
+    const options = {
+      ...backupOptions(env, databaseUrl, passphrase),
+      destinationsRequired: plan.required,
+    };
     name = options.name ?? databaseName(options.connection);
     const postgresVersion = resolvePostgresVersionInput(
       optionalInput(Inputs.PostgresVersion) ?? 'auto',
     );
-    storage = await storageFromInputs(logger);
+    const stores = await openDestinations(plan.destinations, logger);
+    const [first, ...copies] = stores;
+    storage = first;
     const tools = clientToolResolver(postgresVersion, env, logger);
     const result = await runBackup(options, {
       storage,
+      copies,
       logger,
       clock: systemClock,
       env,
@@ -79,6 +87,8 @@ export async function runBackupAction(): Promise<void> {
     });
     name = result.manifest.name;
     for (const w of result.warnings) logger.warning(w);
+    // The outputs name the first destination that holds the backup.
+    storage = stores[result.copies.findIndex((c) => c.status === 'stored')] ?? first;
     core.setOutput(Outputs.BackupId, result.manifest.id);
     core.setOutput(Outputs.ManifestKey, storage.location(result.manifestKey));
     core.setOutput(Outputs.ObjectKey, storage.location(result.objectKey));
@@ -89,7 +99,7 @@ export async function runBackupAction(): Promise<void> {
       Outputs.SizeChangePercent,
       result.sizeChangePercent === undefined ? '' : String(result.sizeChangePercent),
     );
-    await core.summary.addRaw(backupSummary(result, storage.location(result.objectKey))).write();
+    await core.summary.addRaw(backupSummary(result)).write();
     await alert({
       status: 'passed',
       message: `Backup ${result.manifest.id} stored (${formatBytes(result.bytes)}).`,
@@ -97,6 +107,9 @@ export async function runBackupAction(): Promise<void> {
       warnings: result.sizeWarning ? [result.sizeWarning] : [],
     });
   } catch (error) {
+    if (error instanceof DestinationsError) {
+      await core.summary.addRaw(backupSummary(error.result)).write();
+    }
     await alert({
       status: 'failed',
       message: errorMessage(error),

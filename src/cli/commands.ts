@@ -35,6 +35,7 @@ import { parseDeleteIncompleteAfter, parsePruneNames } from '../prune/options.js
 import { pruneFailure, runPrune } from '../prune/prune.js';
 import { parseChecks, type UserCheck } from '../restore/checks.js';
 import type { Decryption } from '../restore/fetch.js';
+import { openDestinations, readDestinations } from '../storage/destinations.js';
 import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/storage.js';
 import { runVerify } from '../verify/verify.js';
@@ -185,7 +186,14 @@ export async function backupCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
   }
   const keepUntil = o.string('keep-until');
   const postgresVersion = resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
-  const storage = await openStore(o, io);
+  // The CLI logs no secrets, so there is nothing to mask: the terminal is the user's own.
+  const plan = readDestinations(
+    (name) =>
+      name === 's3-force-path-style' ? (o.boolean(name) ? 'true' : undefined) : o.string(name),
+    env,
+    () => undefined,
+  );
+  const [storage, ...copies] = await openDestinations(plan.destinations, io.logger);
   const result = await runBackup(
     {
       connection: resolveConnection(o.string('database-url'), env),
@@ -208,9 +216,11 @@ export async function backupCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
       rowCounts,
       sizeChangeThreshold: 20,
       git: {},
+      destinationsRequired: plan.required,
     },
     {
       storage,
+      copies,
       logger: io.logger,
       clock: systemClock,
       env,
