@@ -34,6 +34,7 @@ import {
   maskSecret,
   storageFromInputs,
 } from './runtime.js';
+import { openDestinations, readCopies } from '../storage/destinations.js';
 
 /** File names of the report inside its folder (the folder is what the artifact holds). */
 export const REPORT_JSON = 'verify-report.json';
@@ -132,10 +133,12 @@ async function verifyFromInputs(
   };
   const storage = await storageFromInputs(logger);
   onStorage(storage);
+  const copies = readCopies(optionalInput, env, (secret) => core.setSecret(secret));
   const tmpDir = optionalInput(Inputs.WorkDir) ?? (env.RUNNER_TEMP || undefined);
 
   return runVerify(options, {
     storage,
+    copies: await openDestinations(copies, logger),
     logger,
     clock: systemClock,
     env,
