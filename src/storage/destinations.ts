@@ -45,6 +45,13 @@ export function readDestinations(
   const lines = (read('storage') ?? '').split(/\r?\n/).filter((line) => line.trim() !== '');
   if (lines.length === 0) throw new ConfigurationError("Input 'storage' is required.");
   const destinations = lines.map((line) => parseDestinationLine(line, shared, env, mask));
+  const locations = destinations.map((d) => d.location);
+  const twice = locations.find((location, i) => locations.indexOf(location) !== i);
+  if (twice !== undefined) {
+    throw new ConfigurationError(
+      `Input 'storage' names ${twice} twice; each line must be another destination.`,
+    );
+  }
   return {
     destinations,
     required: requiredCount(read('destinations-required'), destinations.length),

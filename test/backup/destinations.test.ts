@@ -356,5 +356,8 @@ describe('storage lines', () => {
       /'destinations-required' must be a whole number from 1 to 2 \(the storage lines\), got '3'/,
     );
     expect(read('\n')).toThrow(/'storage' is required/);
+    expect(read('s3://one/x\ns3://one/x region=auto')).toThrow(
+      /Input 'storage' names s3:\/\/one\/x twice/,
+    );
   });
 });
