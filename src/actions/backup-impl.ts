@@ -1,5 +1,5 @@
 import * as core from '@actions/core';
-import { runBackup } from '../backup/backup.js';
+import { DestinationsError, runBackup } from '../backup/backup.js';
 import { backupSummary } from '../backup/summary.js';
 import { isCatalogName } from '../catalog/keys.js';
 import type { JobOutcome } from '../report/alerts.js';
@@ -8,7 +8,8 @@ import { findOnPath } from '../core/process.js';
 import { errorMessage } from '../core/errors.js';
 import { formatBytes } from '../core/streams.js';
 import { backupOptions } from '../options/backup.js';
-import { postgresVersionOption, storageOption } from '../options/shared.js';
+import { postgresVersionOption } from '../options/shared.js';
+import { openDestinations, readDestinations } from '../storage/destinations.js';
 import type { Storage } from '../storage/storage.js';
 import { databaseName } from '../postgres/connection.js';
 import { clientToolResolver } from '../postgres/install.js';
@@ -39,13 +40,25 @@ export async function runBackupAction(): Promise<void> {
       },
     );
   try {
-    const options = backupOptions(inputs, actionFrontDoor(env), 'scheduled');
+    // Per-destination credentials come from the environment, masked before anything is logged.
+    const plan = readDestinations(
+      (key) => inputs.string(key),
+      env,
+      (secret) => core.setSecret(secret),
+    );
+    const options = {
+      ...backupOptions(inputs, actionFrontDoor(env), 'scheduled'),
+      destinationsRequired: plan.required,
+    };
     name = options.name ?? databaseName(options.connection);
     const postgresVersion = postgresVersionOption(inputs);
-    storage = await storageOption(inputs, logger);
+    const stores = await openDestinations(plan.destinations, logger);
+    const [first, ...copies] = stores;
+    storage = first;
     const tools = clientToolResolver(postgresVersion, env, logger);
     const result = await runBackup(options, {
       storage,
+      copies,
       logger,
       clock: systemClock,
       env,
@@ -54,6 +67,8 @@ export async function runBackupAction(): Promise<void> {
     });
     name = result.manifest.name;
     for (const w of result.warnings) logger.warning(w);
+    // The outputs name the first destination that holds the backup.
+    storage = stores[result.copies.findIndex((c) => c.status === 'stored')] ?? first;
     core.setOutput(Outputs.BackupId, result.manifest.id);
     core.setOutput(Outputs.ManifestKey, storage.location(result.manifestKey));
     core.setOutput(Outputs.ObjectKey, storage.location(result.objectKey));
@@ -64,7 +79,7 @@ export async function runBackupAction(): Promise<void> {
       Outputs.SizeChangePercent,
       result.sizeChangePercent === undefined ? '' : String(result.sizeChangePercent),
     );
-    await core.summary.addRaw(backupSummary(result, storage.location(result.objectKey))).write();
+    await core.summary.addRaw(backupSummary(result)).write();
     await alert({
       status: 'passed',
       message: `Backup ${result.manifest.id} stored (${formatBytes(result.bytes)}).`,
@@ -72,6 +87,9 @@ export async function runBackupAction(): Promise<void> {
       warnings: result.sizeWarning ? [result.sizeWarning] : [],
     });
   } catch (error) {
+    if (error instanceof DestinationsError) {
+      await core.summary.addRaw(backupSummary(error.result)).write();
+    }
     await alert({
       status: 'failed',
       message: errorMessage(error),

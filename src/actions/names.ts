@@ -6,6 +6,8 @@ export const Inputs = {
   S3Endpoint: 's3-endpoint',
   S3Region: 's3-region',
   S3ForcePathStyle: 's3-force-path-style',
+  DestinationsRequired: 'destinations-required',
+  Copies: 'copies',
   Format: 'format',
   Jobs: 'jobs',
   Compression: 'compression',

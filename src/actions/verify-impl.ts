@@ -25,6 +25,7 @@ import { actionFrontDoor, inputs, optionalInput } from './inputs.js';
 import { readAlertSettings, sendAlerts } from './alerting.js';
 import { Inputs, Outputs } from './names.js';
 import { actionLogger, maskSecretInputs } from './runtime.js';
+import { openDestinations, readCopies } from '../storage/destinations.js';
 
 /** File names of the report inside its folder (the folder is what the artifact holds). */
 export const REPORT_JSON = 'verify-report.json';
@@ -84,8 +85,14 @@ async function verifyFromInputs(
   const postgresVersion = postgresVersionOption(inputs);
   const storage = await storageOption(inputs, logger);
   onStorage(storage);
+  const copies = readCopies(
+    (key) => inputs.string(key),
+    env,
+    (secret) => core.setSecret(secret),
+  );
   return runVerify(options, {
     storage,
+    copies: await openDestinations(copies, logger),
     logger,
     clock: systemClock,
     env,

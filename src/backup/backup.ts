@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough, Readable, Writable, pipeline } from 'node:stream';
+import { Readable, Writable, pipeline } from 'node:stream';
 import type pg from 'pg';
 import { ManifestError, lastStoredBackup } from '../catalog/catalog.js';
 import { backupPrefix, isCatalogName, manifestKey, newBackupId } from '../catalog/keys.js';
@@ -17,7 +17,7 @@ import {
   type TableInventoryEntry,
 } from '../catalog/manifest.js';
 import { AgeEncryptor, createEncryptStream, encryptingStream } from '../crypto/age.js';
-import { ConfigurationError, OptionError, asError, errorMessage } from '../core/errors.js';
+import { ConfigurationError, OptionError } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { Fifo } from '../core/fifo.js';
 import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
@@ -55,10 +55,13 @@ import {
   extensionConfigTables,
   readContents,
   readSourceState,
+  type SourceState,
 } from '../postgres/source-state.js';
 import { ArchiveCoalescer } from '../postgres/archive.js';
 import type { ClientTools } from '../postgres/tools.js';
+import { FanOut, type FanOutResult } from '../storage/fanout.js';
 import type { Storage } from '../storage/storage.js';
+import { BackupCopies, type CopyReport } from './copies.js';
 
 /** The compression asked for: `auto` picks the fastest that keeps the object small. */
 export type CompressionChoice =
@@ -90,6 +93,8 @@ export interface BackupOptions {
   /** Percent; a larger change against the previous backup raises a warning. */
   sizeChangeThreshold: number;
   git: GitContext;
+  /** How many destinations must hold a complete copy for the run to pass; default: all. */
+  destinationsRequired?: number;
 }
 
 /**
@@ -114,7 +119,10 @@ export function wholeDatabaseBackup(connection: ConnectionInfo, name: string): B
 }
 
 export interface BackupDeps {
+  /** The first destination: the previous backup (for the size change) is read from it. */
   storage: Storage;
+  /** More destinations, written at the same time as `storage`, each with its own manifest. */
+  copies?: Storage[];
   logger: Logger;
   clock: Clock;
   /** Picks pg_dump & co. for the server (installing them when allowed). */
@@ -149,6 +157,8 @@ export interface BackupResult {
   sizeWarning?: string;
   serverVersion: string;
   pgDumpVersion: string;
+  /** Per destination: where the dump is and whether the copy is complete. */
+  copies: CopyReport[];
 }
 
 /** What restore must undo, decided before the dump starts. */
@@ -305,218 +315,362 @@ async function previousBackup(
   }
 }
 
+/** Raised when fewer destinations than required hold a complete copy; the others are reported. */
+export class DestinationsError extends Error {
+  constructor(
+    message: string,
+    /** The run as it ended: the complete copies hold the backup and its manifest. */
+    readonly result: BackupResult,
+  ) {
+    super(message);
+    this.name = 'DestinationsError';
+  }
+}
+
+/** The database session of a backup: its snapshot stays open until the dump is done. */
+interface Session {
+  client: pg.Client;
+  snapshotOpen: boolean;
+}
+
+/** What is known of the source and the backup before the dump starts, in the dump's snapshot. */
+interface DumpSource {
+  server: ServerInfo;
+  name: string;
+  id: string;
+  objectKey: string;
+  tools: ClientTools;
+  plan: CompressionPlan;
+  snapshot: string;
+  tables: Awaited<ReturnType<typeof listTables>>;
+  platform: PlatformInfo | undefined;
+  sourceState: SourceState;
+  sizeEstimate: number;
+  previous: Manifest | undefined;
+}
+
+/** The dump as every destination received it, with the tables' inventory. */
+interface StoredDump {
+  bytes: number;
+  sha256: string;
+  seconds: number;
+  inventory: TableInventoryEntry[];
+}
+
 /**
- * Backs up one database: pg_dump → (zstd) → (age) → SHA-256 → storage, streamed, then the
- * manifest, written last. On any failure the upload is aborted, what was stored is removed, no
- * manifest is written, and the error says what failed (pg_dump's own text when it was pg_dump).
+ * Backs up one database: pg_dump → (zstd) → (age) → SHA-256 → every destination at once,
+ * streamed, then each destination's manifest, written last. A destination that fails loses what
+ * it stored and the others go on; the run fails with DestinationsError when fewer than
+ * `destinationsRequired` copies are complete. On any other failure every upload is aborted,
+ * what was stored is removed, no manifest is written, and the error says what failed
+ * (pg_dump's own text when it was pg_dump).
  */
 export async function runBackup(options: BackupOptions, deps: BackupDeps): Promise<BackupResult> {
-  const { storage, logger, clock } = deps;
-  const started = clock.now();
   const t0 = Date.now();
-  const warnings: string[] = [];
-
+  const started = deps.clock.now();
   const pooler = transactionPoolerHint(options.connection);
   if (pooler) throw new ConfigurationError(pooler);
-
-  logger.info(`Connecting to ${describeConnection(options.connection)}`);
-  const client = await connect(options.connection);
-  const stored: string[] = [];
-  let snapshotOpen = false;
+  deps.logger.info(`Connecting to ${describeConnection(options.connection)}`);
+  const session: Session = { client: await connect(options.connection), snapshotOpen: false };
+  const copies = new BackupCopies([deps.storage, ...(deps.copies ?? [])], deps.logger);
+  const warnings: string[] = [];
   try {
-    const server = await serverInfo(client);
-    logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
-    const name = options.name ?? server.database;
-    if (!isCatalogName(name)) {
-      throw new ConfigurationError(
-        `Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`,
-      );
-    }
-    // The previous backup (for the size change) is looked up while the tools are found and the
-    // snapshot is taken: on a bucket with a long history the listing takes a while.
-    const previousWarnings: string[] = [];
-    const lookup = previousBackup(storage, name, previousWarnings);
-    lookup.catch(() => undefined);
-    const tools = await deps.resolveTools(server);
-    const plan = planCompression(options.compression, tools.major, deps.zstdPath);
-    const encrypted = Boolean(options.encryption);
-    if (!encrypted) {
-      warnings.push(
-        `Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`,
-      );
-    }
-
-    const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
-    const prefix = backupPrefix(name, id);
-    const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;
-
-    const snapshot = await exportSnapshot(client);
-    snapshotOpen = true;
-    const tables = await listTables(client, options.selection);
-    // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
-    // read, later, is never behind this one.
-    const platform = await detectPlatform(client);
-    const sourceState = await readSourceState(client, options.selection);
-    warnings.push(...(await platformWarnings(client, options, platform)));
-    const sizeEstimate = await databaseSize(client);
-    const previous = await lookup;
-    warnings.push(...previousWarnings);
-
-    const objects: ObjectEntry[] = [];
-    // An uncompressed custom archive on its way to a compressor passes through this process,
-    // which merges its per-row chunks (see ArchiveCoalescer) and so counts each table's rows on
-    // the way: exact counts in the dump's snapshot without scanning every table a second time.
-    // Otherwise the tables are counted beside the dump, in the same snapshot.
-    const coalescer =
-      options.format === 'custom' && plan.external ? new ArchiveCoalescer() : undefined;
-    const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
-    const counting = rowsFromDump ? undefined : countTables(client, tables, options.rowCounts);
-    counting?.catch(() => undefined);
-    // The platform's users, files and secrets are fingerprinted beside the dump, in its snapshot.
-    const matcher = selectionMatcher(options.selection);
-    const contents = platform
-      ? readContents(
-          client,
-          SUPABASE_CONTENT_TABLES.filter((t) => matcher.schemaIncluded(t.split('.')[0])),
-        )
-      : undefined;
-    contents?.catch(() => undefined);
-    const dump = await logger.group(`Dump ${name} to ${storage.location(objectKey)}`, async () => {
-      const result = await streamDump({
-        options,
-        deps,
-        tools,
-        plan,
-        snapshot,
-        objectKey,
-        sizeEstimate,
-        coalescer,
-      });
-      stored.push(objectKey);
-      return result;
-    });
-    objects.push({ key: objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 });
-    const inventory = [
-      ...((await counting) ?? (await countDumpedRows(client, tables, coalescer, logger))),
-      ...(await extensionTableInventory(client, options)),
+    const source = await prepareSource(session, options, deps, started, warnings);
+    const dump = await dumpInSnapshot(session, source, options, deps, copies);
+    const objects: ObjectEntry[] = [
+      { key: source.objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 },
     ];
-    if (contents) sourceState.contents = await contents;
-    await client.query('COMMIT');
-    snapshotOpen = false;
-
-    let globals = false;
-    if (options.globals) {
-      const globalsKey = `${prefix}globals.sql${encrypted ? '.age' : ''}`;
-      const g = await dumpGlobals(options, deps, tools, globalsKey);
-      if (g) {
-        stored.push(globalsKey);
-        objects.push({ key: globalsKey, role: 'globals', bytes: g.bytes, sha256: g.sha256 });
-        globals = true;
-      } else {
-        warnings.push(
-          `Roles were not dumped: pg_dumpall --roles-only failed on this server (managed services may forbid it). The database backup itself is complete.`,
-        );
-      }
-    }
-
-    let sizeChangePercent: number | undefined;
-    let sizeWarning: string | undefined;
-    let previousInfo: Manifest['previous'];
-    const notComparable = previous
-      ? whySizeNotComparable(previous, options.format, plan.info)
+    const globals = options.globals
+      ? await storeGlobals(source, options, deps, copies, warnings)
       : undefined;
-    if (previous && notComparable) {
-      logger.info(`Size change against ${previous.id} not compared: ${notComparable}`);
-    } else if (previous) {
-      const prevBytes = previous.objects.find((o) => o.role === 'dump')?.bytes ?? 0;
-      if (prevBytes > 0) {
-        sizeChangePercent = Math.round(((dump.bytes - prevBytes) / prevBytes) * 1000) / 10;
-        previousInfo = { id: previous.id, bytes: prevBytes, changePercent: sizeChangePercent };
-        if (Math.abs(sizeChangePercent) > options.sizeChangeThreshold) {
-          sizeWarning =
-            `Backup size changed by ${sizeChangePercent > 0 ? '+' : ''}${sizeChangePercent}% against the previous backup ${previous.id} ` +
-            `(${formatBytes(prevBytes)} → ${formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`;
-          warnings.push(sizeWarning);
-        }
-      }
-    }
-
-    const finished = clock.now();
-    const manifest: Manifest = {
-      schemaVersion: MANIFEST_SCHEMA_VERSION,
-      id,
-      name,
-      kind: options.kind,
-      labels: options.labels,
-      startedAt: started.toISOString(),
-      finishedAt: finished.toISOString(),
-      source: {
-        database: server.database,
-        serverVersion: server.version,
-        serverVersionNum: server.versionNum,
-      },
-      tools: { pgDumpVersion: tools.version, pgDumpPath: tools.pgDump },
-      format: options.format,
-      compression: plan.info,
-      encryption: options.encryption
-        ? {
-            scheme: 'age',
-            recipients: options.encryption.recipients,
-            passphrase: Boolean(options.encryption.passphrase),
-          }
-        : null,
+    if (globals) objects.push(globals);
+    const size = compareSize(source.previous, dump.bytes, options, source.plan, deps.logger);
+    if (size.warning) warnings.push(size.warning);
+    const manifest = buildManifest(options, source, {
+      started,
+      finished: deps.clock.now(),
       objects,
-      rowCounts: options.rowCounts,
-      tables: inventory,
-      sourceState,
-      platform,
-      globals,
-      git: options.git,
-      keepUntil: options.keepUntil?.toISOString(),
-      previous: previousInfo,
-      options: {
-        schemas: options.selection.schemas,
-        excludeSchemas: options.selection.excludeSchemas,
-        excludeTableData: options.selection.excludeTableData,
-      },
-    };
-    const mKey = manifestKey(name, id);
-    await storage.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true });
-    stored.length = 0;
-    const durationSeconds = (Date.now() - t0) / 1000;
-    logger.info(
-      `Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (the dump streamed at ${rate(dump.bytes, dump.seconds)})`,
+      inventory: dump.inventory,
+      previous: size.previous,
+    });
+    const mKey = manifestKey(source.name, source.id);
+    await copies.writeEach(
+      mKey,
+      (s) => s.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true }),
+      true,
     );
-    return {
+    const result: BackupResult = {
       manifest,
       manifestKey: mKey,
-      objectKey,
+      objectKey: source.objectKey,
       bytes: dump.bytes,
       sha256: dump.sha256,
-      durationSeconds,
+      durationSeconds: (Date.now() - t0) / 1000,
       dumpSeconds: dump.seconds,
-      sizeChangePercent,
-      sizeChangeSkipped: notComparable,
+      sizeChangePercent: size.changePercent,
+      sizeChangeSkipped: size.notComparable,
       warnings,
-      sizeWarning,
-      serverVersion: server.version,
-      pgDumpVersion: tools.version,
+      sizeWarning: size.warning,
+      serverVersion: source.server.version,
+      pgDumpVersion: source.tools.version,
+      copies: copies.report(source.objectKey),
     };
+    checkCopies(copies, result, options.destinationsRequired);
+    deps.logger.info(
+      `Backup ${source.id} complete: ${formatBytes(dump.bytes)} in ${result.durationSeconds.toFixed(1)}s (the dump streamed at ${rate(dump.bytes, dump.seconds)})`,
+    );
+    return result;
   } finally {
-    if (snapshotOpen) await client.query('ROLLBACK').catch(() => undefined);
-    await client.end().catch(() => undefined);
-    if (stored.length > 0) {
-      // Objects of a backup that failed after they were stored: remove them, so nothing
-      // half-written is left (prune would otherwise collect them after its grace period).
-      await storage
-        .delete(stored)
-        .catch((error: unknown) =>
-          logger.warning(
-            `Could not remove the partial backup objects ${stored.join(', ')}: ${errorMessage(error)}`,
-          ),
-        );
-    }
+    if (session.snapshotOpen) await session.client.query('ROLLBACK').catch(() => undefined);
+    await session.client.end().catch(() => undefined);
+    await copies.removeIncomplete();
   }
+}
+
+/**
+ * Connects the backup to its source: the server, the catalog name, the tools and compression,
+ * the backup's id, and the snapshot the dump reads, with what the manifest records of it.
+ */
+async function prepareSource(
+  session: Session,
+  options: BackupOptions,
+  deps: BackupDeps,
+  started: Date,
+  warnings: string[],
+): Promise<DumpSource> {
+  const { client } = session;
+  const server = await serverInfo(client);
+  deps.logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
+  const name = options.name ?? server.database;
+  if (!isCatalogName(name)) {
+    throw new ConfigurationError(
+      `Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`,
+    );
+  }
+  // The previous backup (for the size change) is looked up while the tools are found and the
+  // snapshot is taken: on a bucket with a long history the listing takes a while.
+  const previousWarnings: string[] = [];
+  const lookup = previousBackup(deps.storage, name, previousWarnings);
+  lookup.catch(() => undefined);
+  const tools = await deps.resolveTools(server);
+  const plan = planCompression(options.compression, tools.major, deps.zstdPath);
+  if (!options.encryption) {
+    warnings.push(
+      `Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`,
+    );
+  }
+  const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
+  const objectKey = `${backupPrefix(name, id)}${dumpObjectName(options.format, plan, Boolean(options.encryption))}`;
+
+  const snapshot = await exportSnapshot(client);
+  session.snapshotOpen = true;
+  const tables = await listTables(client, options.selection);
+  // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
+  // read, later, is never behind this one.
+  const platform = await detectPlatform(client);
+  const sourceState = await readSourceState(client, options.selection);
+  warnings.push(...(await platformWarnings(client, options, platform)));
+  const sizeEstimate = await databaseSize(client);
+  const previous = await lookup;
+  warnings.push(...previousWarnings);
+  return {
+    server,
+    name,
+    id,
+    objectKey,
+    tools,
+    plan,
+    snapshot,
+    tables,
+    platform,
+    sourceState,
+    sizeEstimate,
+    previous,
+  };
+}
+
+/**
+ * Streams the dump to every destination and takes the tables' inventory and the platform's
+ * fingerprints in the same snapshot, which is closed afterwards.
+ */
+async function dumpInSnapshot(
+  session: Session,
+  source: DumpSource,
+  options: BackupOptions,
+  deps: BackupDeps,
+  copies: BackupCopies,
+): Promise<StoredDump> {
+  const { client } = session;
+  // An uncompressed custom archive on its way to a compressor passes through this process,
+  // which merges its per-row chunks (see ArchiveCoalescer) and so counts each table's rows on
+  // the way: exact counts in the dump's snapshot without scanning every table a second time.
+  // Otherwise the tables are counted beside the dump, in the same snapshot.
+  const coalescer =
+    options.format === 'custom' && source.plan.external ? new ArchiveCoalescer() : undefined;
+  const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
+  const counting = rowsFromDump ? undefined : countTables(client, source.tables, options.rowCounts);
+  counting?.catch(() => undefined);
+  // The platform's users, files and secrets are fingerprinted beside the dump, in its snapshot.
+  const matcher = selectionMatcher(options.selection);
+  const contents = source.platform
+    ? readContents(
+        client,
+        SUPABASE_CONTENT_TABLES.filter((t) => matcher.schemaIncluded(t.split('.')[0])),
+      )
+    : undefined;
+  contents?.catch(() => undefined);
+  const where = copies.stores.map((s) => s.location(source.objectKey)).join(', ');
+  const dump = await deps.logger.group(`Dump ${source.name} to ${where}`, async () => {
+    const stores = copies.live;
+    const streamed = await streamDump({ options, deps, source, stores, coalescer });
+    await copies.recordUploads(stores, source.objectKey, streamed.results, streamed.bytes);
+    copies.assertAnyLive();
+    return streamed;
+  });
+  const inventory = [
+    ...((await counting) ?? (await countDumpedRows(client, source.tables, coalescer, deps.logger))),
+    ...(await extensionTableInventory(client, options)),
+  ];
+  if (contents) source.sourceState.contents = await contents;
+  await client.query('COMMIT');
+  session.snapshotOpen = false;
+  return { bytes: dump.bytes, sha256: dump.sha256, seconds: dump.seconds, inventory };
+}
+
+/**
+ * The roles (pg_dumpall --roles-only) on every destination still writing; the manifest's entry,
+ * or undefined with a warning when the server forbids the dump.
+ */
+async function storeGlobals(
+  source: DumpSource,
+  options: BackupOptions,
+  deps: BackupDeps,
+  copies: BackupCopies,
+  warnings: string[],
+): Promise<ObjectEntry | undefined> {
+  const key = `${backupPrefix(source.name, source.id)}globals.sql${options.encryption ? '.age' : ''}`;
+  const globals = await dumpGlobals(options, deps, source.tools);
+  if (!globals) {
+    warnings.push(
+      `Roles were not dumped: pg_dumpall --roles-only failed on this server (managed services may forbid it). The database backup itself is complete.`,
+    );
+    return undefined;
+  }
+  await copies.writeEach(key, (s) => s.putBytes(key, globals.data));
+  copies.assertAnyLive();
+  return { key, role: 'globals', bytes: globals.data.length, sha256: globals.sha256 };
+}
+
+/** The size change against the previous backup, when the two are comparable. */
+function compareSize(
+  previous: Manifest | undefined,
+  bytes: number,
+  options: BackupOptions,
+  plan: CompressionPlan,
+  logger: Logger,
+): {
+  changePercent?: number;
+  warning?: string;
+  previous?: Manifest['previous'];
+  notComparable?: string;
+} {
+  if (!previous) return {};
+  const notComparable = whySizeNotComparable(previous, options.format, plan.info);
+  if (notComparable) {
+    logger.info(`Size change against ${previous.id} not compared: ${notComparable}`);
+    return { notComparable };
+  }
+  const prevBytes = previous.objects.find((o) => o.role === 'dump')?.bytes ?? 0;
+  if (prevBytes <= 0) return {};
+  const changePercent = Math.round(((bytes - prevBytes) / prevBytes) * 1000) / 10;
+  const info = { id: previous.id, bytes: prevBytes, changePercent };
+  if (Math.abs(changePercent) <= options.sizeChangeThreshold) {
+    return { changePercent, previous: info };
+  }
+  const warning =
+    `Backup size changed by ${changePercent > 0 ? '+' : ''}${changePercent}% against the previous backup ${previous.id} ` +
+    `(${formatBytes(prevBytes)} → ${formatBytes(bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`;
+  return { changePercent, warning, previous: info };
+}
+
+/** The manifest every destination receives, written last. */
+function buildManifest(
+  options: BackupOptions,
+  source: DumpSource,
+  run: {
+    started: Date;
+    finished: Date;
+    objects: ObjectEntry[];
+    inventory: TableInventoryEntry[];
+    previous: Manifest['previous'];
+  },
+): Manifest {
+  return {
+    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    id: source.id,
+    name: source.name,
+    kind: options.kind,
+    labels: options.labels,
+    startedAt: run.started.toISOString(),
+    finishedAt: run.finished.toISOString(),
+    source: {
+      database: source.server.database,
+      serverVersion: source.server.version,
+      serverVersionNum: source.server.versionNum,
+    },
+    tools: { pgDumpVersion: source.tools.version, pgDumpPath: source.tools.pgDump },
+    format: options.format,
+    compression: source.plan.info,
+    encryption: options.encryption
+      ? {
+          scheme: 'age',
+          recipients: options.encryption.recipients,
+          passphrase: Boolean(options.encryption.passphrase),
+        }
+      : null,
+    objects: run.objects,
+    rowCounts: options.rowCounts,
+    tables: run.inventory,
+    sourceState: source.sourceState,
+    platform: source.platform,
+    globals: run.objects.some((o) => o.role === 'globals'),
+    git: options.git,
+    keepUntil: options.keepUntil?.toISOString(),
+    previous: run.previous,
+    options: {
+      schemas: options.selection.schemas,
+      excludeSchemas: options.selection.excludeSchemas,
+      excludeTableData: options.selection.excludeTableData,
+    },
+  };
+}
+
+/**
+ * Fails the run when fewer copies than required are complete: with one destination, with that
+ * destination's own error; else with DestinationsError. A failed copy the run can do without
+ * becomes a warning.
+ */
+function checkCopies(
+  copies: BackupCopies,
+  result: BackupResult,
+  required: number | undefined,
+): void {
+  const total = result.copies.length;
+  const failed = result.copies.filter((c) => c.status === 'failed');
+  if (failed.length === 0) return;
+  if (total === 1) throw copies.firstError ?? new Error('The backup did not finish.');
+  const needed = required ?? total;
+  const stored = total - failed.length;
+  const list = failed.map((c) => `${c.storage}: ${c.error}`).join('; ');
+  if (stored < needed) {
+    throw new DestinationsError(
+      `${stored} of ${total} destinations hold backup ${result.manifest.id}, ${needed} required. Failed: ${list}`,
+      result,
+    );
+  }
+  result.warnings.push(
+    `${stored} of ${total} destinations hold backup ${result.manifest.id} (destinations-required ${needed}). Failed: ${list}`,
+  );
 }
 
 /**
@@ -642,181 +796,262 @@ async function countDumpedRows(
 interface StreamDumpArgs {
   options: BackupOptions;
   deps: BackupDeps;
-  tools: ClientTools;
-  plan: CompressionPlan;
-  snapshot: string;
-  objectKey: string;
-  sizeEstimate: number;
+  source: DumpSource;
+  /** The destinations to write to, all at once. */
+  stores: Storage[];
   coalescer: ArchiveCoalescer | undefined;
 }
 
-/** The dump object: its size, SHA-256, and the seconds the stream took (the progress lines' clock). */
-async function streamDump(
-  a: StreamDumpArgs,
-): Promise<{ bytes: number; sha256: string; seconds: number }> {
-  const { options, deps, tools, plan, coalescer } = a;
-  const env = childEnv(deps.env, options.connection);
-  const processes: { tool: string; proc: RunningProcess }[] = [];
-  const tmpRoot = deps.tmpDir ?? os.tmpdir();
-  let tmp: string | undefined;
-  // The coalescer reads pg_dump's archive through a named pipe of its own. The last tool in
-  // the pipe writes into a named pipe where there is one (see Fifo), else into an ordinary pipe
-  // read as a stream.
-  const namedPipe = deps.namedPipe !== false;
-  const [fifo, dumpFifo] = await Promise.all([
-    namedPipe ? Fifo.create(tmpRoot, deps.env) : undefined,
-    namedPipe && coalescer ? Fifo.create(tmpRoot, deps.env) : undefined,
-  ]);
-  const lastStdout = fifo ? fifo.writeFd : 'pipe';
-  let feeding: Promise<void> | undefined;
-  try {
-    let source: Readable | undefined;
-    if (options.format === 'custom') {
-      const dump = startProcess(
-        tools.pgDump,
-        pgDumpArgs({
-          format: 'custom',
-          compress: plan.pgDumpCompress,
-          snapshot: a.snapshot,
-          selection: options.selection,
-          jobs: 1,
-        }),
-        {
-          env,
-          stdio: ['ignore', dumpFifo?.writeFd ?? (plan.external ? 'pipe' : lastStdout), 'pipe'],
-        },
-      );
-      processes.push({ tool: 'pg_dump', proc: dump });
-      dumpFifo?.closeWriteEnd();
-      source = dumpFifo?.reader(coalescer) ?? dump.child.stdout ?? undefined;
-      if (coalescer && !dumpFifo) source = source?.pipe(processingStream(coalescer));
-    } else {
-      // A directory dump is written by parallel workers to a folder, then streamed as a tar.
-      tmp = await mkdtemp(path.join(tmpRoot, 'pg-backup-dir-'));
-      const outputDir = path.join(tmp, 'dump');
-      const dump = startProcess(
-        tools.pgDump,
-        pgDumpArgs({
-          format: 'directory',
-          compress: plan.pgDumpCompress,
-          snapshot: a.snapshot,
-          selection: options.selection,
-          jobs: options.jobs,
-          outputDir,
-        }),
-        { env },
-      );
-      await deps.logger.group('pg_dump (directory format)', async () => {
-        const exit = await dump.exited;
-        if (exit.code !== 0) throw new Error(describeExit('pg_dump', exit));
-      });
-      const tar = startProcess('tar', ['-C', outputDir, '-cf', '-', '.'], {
-        env: deps.env,
-        stdio: ['ignore', plan.external ? 'pipe' : lastStdout, 'pipe'],
-      });
-      processes.push({ tool: 'tar', proc: tar });
-      source = tar.child.stdout ?? undefined;
-    }
-    if (plan.external) {
-      const compressor = startProcess(plan.external.command, plan.external.args, {
-        stdio: [coalescer ? 'pipe' : (source as Readable), lastStdout, 'pipe'],
-        env: deps.env,
-      });
-      processes.push({ tool: path.basename(plan.external.command), proc: compressor });
-      if (coalescer) {
-        const input = releasingWriter(compressor.child.stdin as Writable, coalescer);
-        feeding = new Promise<void>((resolve, reject) =>
-          pipeline(source as Readable, input, (error) => (error ? reject(error) : resolve())),
-        );
-        // Its failure is judged with the tools' exits (checkTools), never left unhandled.
-        feeding.catch(() => undefined);
-      } else {
-        // The compressor reads the pipe directly; this process lets go of its end so the
-        // producer's 'close' can fire and a dying compressor breaks the producer's pipe.
-        source?.destroy();
-      }
-      source = compressor.child.stdout ?? undefined;
-    }
-    fifo?.closeWriteEnd();
+/** The dump's size, SHA-256 and the seconds the stream took; what each store did with it. */
+interface StreamedDump {
+  bytes: number;
+  sha256: string;
+  seconds: number;
+  /** One per store, in the order given. */
+  results: FanOutResult[];
+}
 
-    const encryptor = options.encryption
-      ? await AgeEncryptor.create(options.encryption)
+/** The named pipes the tools write into (see Fifo); none when named pipes are off. */
+interface Pipes {
+  /** The last tool's output. */
+  fifo?: Fifo;
+  /** pg_dump's archive on its way to the coalescer. */
+  dumpFifo?: Fifo;
+}
+
+/** The tools producing the dump, in pipe order, and what they need cleaned up. */
+interface ToolChain {
+  processes: { tool: string; proc: RunningProcess }[];
+  /** The coalescer feeding the compressor, when it does. */
+  feeding?: Promise<void>;
+  /** The directory format's dump folder. */
+  tmp?: string;
+}
+
+/**
+ * Runs the tools (pg_dump, tar, zstd) and streams their output, encrypted, to every store at
+ * once. Throws when the tools failed (their own message) or when no store took the dump.
+ */
+async function streamDump(a: StreamDumpArgs): Promise<StreamedDump> {
+  const pipes = await openPipes(a.deps, a.coalescer);
+  const chain: ToolChain = { processes: [] };
+  try {
+    let source =
+      a.options.format === 'custom'
+        ? startCustomDump(a, pipes, chain)
+        : await startDirectoryDump(a, pipes, chain);
+    if (a.source.plan.external) source = startCompressor(a, pipes, chain, source);
+    pipes.fifo?.closeWriteEnd();
+    const encryptor = a.options.encryption
+      ? await AgeEncryptor.create(a.options.encryption)
       : undefined;
     const stages: NodeJS.ReadWriteStream[] = [];
-    if (fifo) {
-      source = fifo.reader(encryptor);
-    } else if (encryptor) {
-      stages.push(encryptingStream(encryptor));
-    }
+    if (pipes.fifo) source = pipes.fifo.reader(encryptor);
+    else if (encryptor) stages.push(encryptingStream(encryptor));
+    return await uploadToAll(a, chain, source as Readable, stages);
+  } finally {
+    for (const p of chain.processes) p.proc.kill();
+    await pipes.dumpFifo?.dispose();
+    await pipes.fifo?.dispose();
+    if (chain.tmp) await rm(chain.tmp, { recursive: true, force: true });
+  }
+}
 
-    // The body ends only when every tool exited 0. The first failure in pipe order that is not
-    // a broken pipe is the cause: pg_dump's own message wins over a compressor that lost its
-    // input, and a compressor that died wins over the SIGPIPE it caused upstream.
-    let toolFailure: Error | undefined;
-    const checkTools = async (): Promise<void> => {
-      const exits = await Promise.all(processes.map((p) => p.proc.exited));
-      const failed = exits
-        .map((exit, i) => ({ exit, tool: processes[i].tool }))
-        .filter(({ exit }) => exit.code !== 0 || exit.signal);
-      if (failed.length > 0) {
-        const cause = failed.find(({ exit }) => exit.signal !== 'SIGPIPE') ?? failed[0];
-        toolFailure = new Error(describeExit(cause.tool, cause.exit));
-        throw toolFailure;
-      }
-      // The tools exited 0; the archive must also have read as a whole on its way through.
-      await feeding?.catch((error: unknown) => {
-        toolFailure = asError(error);
-        throw toolFailure;
-      });
-    };
-    // The hash stage is the body the store reads: every stage is one more hop per chunk.
-    const hash = new HashCounter({ beforeEnd: checkTools, highWaterMark: 1 << 20 });
-    stages.push(hash);
-    const progress = new Progress(
-      deps.logger,
-      'Uploaded',
-      () => hash.bytes,
-      deps.progressIntervalMs ?? 5000,
+/**
+ * The coalescer reads pg_dump's archive through a named pipe of its own. The last tool in the
+ * pipe writes into a named pipe where there is one (see Fifo), else into an ordinary pipe read
+ * as a stream.
+ */
+async function openPipes(
+  deps: BackupDeps,
+  coalescer: ArchiveCoalescer | undefined,
+): Promise<Pipes> {
+  if (deps.namedPipe === false) return {};
+  const tmpRoot = deps.tmpDir ?? os.tmpdir();
+  const [fifo, dumpFifo] = await Promise.all([
+    Fifo.create(tmpRoot, deps.env),
+    coalescer ? Fifo.create(tmpRoot, deps.env) : undefined,
+  ]);
+  return { fifo, dumpFifo };
+}
+
+/** Where the last tool writes: its named pipe, else a pipe read as a stream. */
+function lastStdout(pipes: Pipes): number | 'pipe' {
+  return pipes.fifo ? pipes.fifo.writeFd : 'pipe';
+}
+
+/** Where pg_dump or tar writes: the coalescer's pipe, the compressor's, or the last tool's. */
+function producerStdout(pipes: Pipes, plan: CompressionPlan): number | 'pipe' {
+  if (pipes.dumpFifo) return pipes.dumpFifo.writeFd;
+  if (plan.external) return 'pipe';
+  return lastStdout(pipes);
+}
+
+/** pg_dump writing a custom archive; its output as a stream (through the coalescer, if any). */
+function startCustomDump(a: StreamDumpArgs, pipes: Pipes, chain: ToolChain): Readable | undefined {
+  const { options, source, coalescer } = a;
+  const dump = startProcess(
+    source.tools.pgDump,
+    pgDumpArgs({
+      format: 'custom',
+      compress: source.plan.pgDumpCompress,
+      snapshot: source.snapshot,
+      selection: options.selection,
+      jobs: 1,
+    }),
+    {
+      env: childEnv(a.deps.env, options.connection),
+      stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
+    },
+  );
+  chain.processes.push({ tool: 'pg_dump', proc: dump });
+  if (pipes.dumpFifo) {
+    pipes.dumpFifo.closeWriteEnd();
+    return pipes.dumpFifo.reader(coalescer);
+  }
+  const stdout = dump.child.stdout ?? undefined;
+  return coalescer ? stdout?.pipe(processingStream(coalescer)) : stdout;
+}
+
+/** A directory dump, written by parallel workers to a folder, then streamed as a tar. */
+async function startDirectoryDump(
+  a: StreamDumpArgs,
+  pipes: Pipes,
+  chain: ToolChain,
+): Promise<Readable | undefined> {
+  const { options, deps, source } = a;
+  chain.tmp = await mkdtemp(path.join(deps.tmpDir ?? os.tmpdir(), 'pg-backup-dir-'));
+  const outputDir = path.join(chain.tmp, 'dump');
+  const dump = startProcess(
+    source.tools.pgDump,
+    pgDumpArgs({
+      format: 'directory',
+      compress: source.plan.pgDumpCompress,
+      snapshot: source.snapshot,
+      selection: options.selection,
+      jobs: options.jobs,
+      outputDir,
+    }),
+    { env: childEnv(deps.env, options.connection) },
+  );
+  await deps.logger.group('pg_dump (directory format)', async () => {
+    const exit = await dump.exited;
+    if (exit.code !== 0) throw new Error(describeExit('pg_dump', exit));
+  });
+  const tar = startProcess('tar', ['-C', outputDir, '-cf', '-', '.'], {
+    env: deps.env,
+    stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
+  });
+  chain.processes.push({ tool: 'tar', proc: tar });
+  return tar.child.stdout ?? undefined;
+}
+
+/** The external compressor reading the producer's output; its own output as a stream. */
+function startCompressor(
+  a: StreamDumpArgs,
+  pipes: Pipes,
+  chain: ToolChain,
+  input: Readable | undefined,
+): Readable | undefined {
+  const external = a.source.plan.external as NonNullable<CompressionPlan['external']>;
+  const { coalescer } = a;
+  const compressor = startProcess(external.command, external.args, {
+    stdio: [coalescer ? 'pipe' : (input as Readable), lastStdout(pipes), 'pipe'],
+    env: a.deps.env,
+  });
+  chain.processes.push({ tool: path.basename(external.command), proc: compressor });
+  if (coalescer) {
+    const stdin = releasingWriter(compressor.child.stdin as Writable, coalescer);
+    chain.feeding = new Promise<void>((resolve, reject) =>
+      pipeline(input as Readable, stdin, (error) => (error ? reject(error) : resolve())),
     );
-    const piped = new Promise<void>((resolve, reject) => {
-      pipeline([source as Readable, ...stages] as unknown as NodeJS.ReadWriteStream[], (error) =>
-        error ? reject(error) : resolve(),
+    // Its failure is judged with the tools' exits (toolsSucceeded), never left unhandled.
+    chain.feeding.catch(() => undefined);
+  } else {
+    // The compressor reads the pipe directly; this process lets go of its end so the
+    // producer's 'close' can fire and a dying compressor breaks the producer's pipe.
+    input?.destroy();
+  }
+  return compressor.child.stdout ?? undefined;
+}
+
+/**
+ * Resolves once every tool exited 0 and the archive read whole on its way through; else rejects
+ * with the cause. The first failure in pipe order that is not a broken pipe is the cause:
+ * pg_dump's own message wins over a compressor that lost its input, and a compressor that died
+ * wins over the SIGPIPE it caused upstream.
+ */
+async function toolsSucceeded(chain: ToolChain): Promise<void> {
+  const exits = await Promise.all(chain.processes.map((p) => p.proc.exited));
+  const failed = exits
+    .map((exit, i) => ({ exit, tool: chain.processes[i].tool }))
+    .filter(({ exit }) => exit.code !== 0 || exit.signal);
+  if (failed.length > 0) {
+    const cause = failed.find(({ exit }) => exit.signal !== 'SIGPIPE') ?? failed[0];
+    throw new Error(describeExit(cause.tool, cause.exit));
+  }
+  await chain.feeding;
+}
+
+/**
+ * Streams the tools' output through the hash to every store at once. The stores complete their
+ * uploads only once the tools succeeded (the fan-out's commit), so a dump cut short is never
+ * stored as complete.
+ */
+async function uploadToAll(
+  a: StreamDumpArgs,
+  chain: ToolChain,
+  source: Readable,
+  stages: NodeJS.ReadWriteStream[],
+): Promise<StreamedDump> {
+  const tools = toolsSucceeded(chain);
+  tools.catch(() => undefined);
+  // The hash stage is what the stores read: every stage is one more hop per chunk.
+  const hash = new HashCounter({ highWaterMark: 1 << 20 });
+  const fanOut = new FanOut(a.stores, a.source.objectKey, tools, {
+    sizeHint: a.source.sizeEstimate,
+  });
+  const progress = new Progress(
+    a.deps.logger,
+    'Uploaded',
+    () => hash.bytes,
+    a.deps.progressIntervalMs ?? 5000,
+  );
+  try {
+    const streaming = await new Promise<Error | undefined>((resolve) => {
+      pipeline([source, ...stages, hash, fanOut] as unknown as NodeJS.ReadWriteStream[], (error) =>
+        resolve(error ?? undefined),
       );
     });
-    try {
-      const [storing, streaming] = await Promise.allSettled([
-        deps.storage.putStream(a.objectKey, hash, { sizeHint: a.sizeEstimate }),
-        piped,
-      ]);
-      if (storing.status === 'rejected' || streaming.status === 'rejected') {
-        // A tool that failed on its own is the cause; otherwise the store's own report (which
-        // names the endpoint), rather than the pipe's echo of it.
-        for (const p of processes) p.proc.kill();
-        await Promise.all(processes.map((p) => p.proc.exited));
-        throw (
-          toolFailure ??
-          (storing.status === 'rejected'
-            ? storing.reason
-            : (streaming as PromiseRejectedResult).reason)
-        );
-      }
-      progress.report();
-      if (coalescer) deps.logger.info(describeCoalescing(coalescer));
-      if (storing.value.bytes !== hash.bytes) {
-        throw new Error(
-          `Stored ${storing.value.bytes} bytes but the dump produced ${hash.bytes}; the upload is incomplete.`,
-        );
-      }
-      return { bytes: hash.bytes, sha256: hash.digest(), seconds: progress.elapsedSeconds() };
-    } finally {
-      progress.stop();
+    const results = await fanOut.results;
+    if (streaming !== undefined || results.every((r) => !r.ok)) {
+      for (const p of chain.processes) p.proc.kill();
+      await Promise.all(chain.processes.map((p) => p.proc.exited));
+      // A tool that failed on its own is the cause; otherwise the stores' own reports (which
+      // name the endpoints), rather than the pipe's echo of them.
+      throw fanOut.commitError ?? storesFailure(a.stores, results) ?? streaming;
     }
+    progress.report();
+    if (a.coalescer) a.deps.logger.info(describeCoalescing(a.coalescer));
+    return {
+      bytes: hash.bytes,
+      sha256: hash.digest(),
+      seconds: progress.elapsedSeconds(),
+      results,
+    };
   } finally {
-    for (const p of processes) p.proc.kill();
-    await dumpFifo?.dispose();
-    await fifo?.dispose();
-    if (tmp) await rm(tmp, { recursive: true, force: true });
+    progress.stop();
   }
+}
+
+/** The stores' errors when every store failed: the one store's own, or each named. */
+function storesFailure(stores: Storage[], results: FanOutResult[]): Error | undefined {
+  const errors = results.flatMap((r) => (r.ok ? [] : [r.error]));
+  if (errors.length < results.length || errors.length === 0) return undefined;
+  if (errors.length === 1) return errors[0];
+  return new Error(
+    `Every destination failed: ${errors.map((e, i) => `${stores[i].description}: ${e.message}`).join('; ')}`,
+  );
 }
 
 function describeCoalescing(coalescer: ArchiveCoalescer): string {
@@ -850,19 +1085,17 @@ function releasingWriter(stdin: Writable, coalescer: ArchiveCoalescer): Writable
   });
 }
 
+/** The roles as the object stores hold them (encrypted when the backup is); undefined when pg_dumpall failed. */
 async function dumpGlobals(
   options: BackupOptions,
   deps: BackupDeps,
   tools: ClientTools,
-  key: string,
-): Promise<{ bytes: number; sha256: string } | undefined> {
+): Promise<{ data: Buffer; sha256: string } | undefined> {
   const env = childEnv(deps.env, options.connection);
   const proc = startProcess(
     tools.pgDumpall,
     ['--no-password', '--roles-only', '--no-role-passwords'],
-    {
-      env,
-    },
+    { env },
   );
   const chunks: Buffer[] = [];
   for await (const chunk of proc.child.stdout as Readable) chunks.push(chunk as Buffer);
@@ -874,18 +1107,23 @@ async function dumpGlobals(
   const hash = new HashCounter();
   const stages: NodeJS.ReadWriteStream[] = [];
   if (options.encryption) stages.push(createEncryptStream(options.encryption));
-  const body = new PassThrough();
-  const piped = new Promise<void>((resolve, reject) =>
+  const out: Buffer[] = [];
+  const collect = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      out.push(chunk);
+      callback();
+    },
+  });
+  await new Promise<void>((resolve, reject) =>
     pipeline(
       [
         Readable.from([Buffer.concat(chunks)]),
         ...stages,
         hash,
-        body,
+        collect,
       ] as unknown as NodeJS.ReadWriteStream[],
       (e) => (e ? reject(e) : resolve()),
     ),
   );
-  await Promise.all([deps.storage.putStream(key, body), piped]);
-  return { bytes: hash.bytes, sha256: hash.digest() };
+  return { data: Buffer.concat(out), sha256: hash.digest() };
 }

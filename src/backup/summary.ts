@@ -3,8 +3,11 @@ import { formatBytes, formatCount, rate } from '../core/streams.js';
 import { facts, table } from '../report/markdown.js';
 import type { BackupResult } from './backup.js';
 
-/** The backup's job summary: id, size, duration, throughput, change, and the largest tables. */
-export function backupSummary(result: BackupResult, location: string): string {
+/**
+ * The backup's job summary: id, size, duration, throughput, change, what each destination holds
+ * (when there are several), and the largest tables.
+ */
+export function backupSummary(result: BackupResult): string {
   const m = result.manifest;
   const enc = m.encryption ? describeEncryption(m.encryption) : 'none (unencrypted)';
   const change =
@@ -19,7 +22,7 @@ export function backupSummary(result: BackupResult, location: string): string {
   md += facts([
     ['Backup id', `\`${m.id}\``],
     ['Kind', m.kind],
-    ['Stored at', `\`${location}\``],
+    ['Stored at', result.copies.length === 1 ? `\`${result.copies[0].location}\`` : undefined],
     ['Size', formatBytes(result.bytes)],
     ['Duration', `${result.durationSeconds.toFixed(1)} s`],
     ['Throughput', `${rate(result.bytes, result.dumpSeconds)} (the dump stream)`],
@@ -38,6 +41,7 @@ export function backupSummary(result: BackupResult, location: string): string {
     ['Globals', m.globals ? 'roles dumped' : undefined],
     ['Pinned until', m.keepUntil],
   ]);
+  if (result.copies.length > 1) md += `\n### Destinations\n\n${destinationsTable(result)}`;
   if (result.warnings.length > 0) {
     md += `\n### Warnings\n\n${result.warnings.map((w) => `- ⚠️ ${w}`).join('\n')}\n`;
   }
@@ -53,4 +57,16 @@ export function backupSummary(result: BackupResult, location: string): string {
     );
   }
   return md;
+}
+
+/** Per destination: the dump's location, its bytes and SHA-256 when the copy is complete. */
+export function destinationsTable(result: BackupResult): string {
+  return table(
+    ['Destination', 'Status', 'Size', 'SHA-256'],
+    result.copies.map((c) =>
+      c.status === 'stored'
+        ? [`\`${c.location}\``, '✅ stored', formatBytes(result.bytes), `\`${result.sha256}\``]
+        : [`\`${c.location}\``, `❌ failed: ${c.error ?? ''}`, '-', '-'],
+    ),
+  );
 }

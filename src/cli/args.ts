@@ -111,6 +111,11 @@ export const COMMANDS: Record<string, CommandSpec> = {
     usage: 'pg-backup backup --storage LOCATION --database-url URL [options]',
     options: {
       ...storage,
+      'destinations-required': {
+        type: 'string',
+        value: 'N',
+        help: 'with several storage lines: how many must succeed (default: all)',
+      },
       'database-url': {
         type: 'string',
         value: 'URL',

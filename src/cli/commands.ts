@@ -25,6 +25,7 @@ import {
 import { extensionInstaller } from '../postgres/extensions.js';
 import { clientToolResolver } from '../postgres/install.js';
 import { pruneFailure, runPrune } from '../prune/prune.js';
+import { openDestinations, readDestinations } from '../storage/destinations.js';
 import type { Storage } from '../storage/storage.js';
 import { runVerify } from '../verify/verify.js';
 import { flagWording, optionReader, type ParsedOptions } from './args.js';
@@ -137,11 +138,21 @@ export async function listCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode
 export async function backupCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
   const env = io.env;
   const read = optionReader(o);
-  const options = backupOptions(read, cliFrontDoor(io), 'manual');
+  // The CLI logs no secrets, so there is nothing to mask: the terminal is the user's own.
+  const plan = readDestinations(
+    (key) => read.string(key),
+    env,
+    () => undefined,
+  );
+  const options = {
+    ...backupOptions(read, cliFrontDoor(io), 'manual'),
+    destinationsRequired: plan.required,
+  };
   const postgresVersion = postgresVersionOption(read);
-  const storage = await openStore(o, io);
+  const [storage, ...copies] = await openDestinations(plan.destinations, io.logger);
   const result = await runBackup(options, {
     storage,
+    copies,
     logger: io.logger,
     clock: systemClock,
     env,

@@ -52,6 +52,7 @@ import {
 import { listArchive, type ArchiveListing } from '../restore/pg-restore.js';
 import { requireWorkDisk, workDiskNeed } from '../restore/disk.js';
 import { openTarget, type RestoreTarget } from '../restore/target.js';
+import { checkCopies } from './copies.js';
 import type { Storage } from '../storage/storage.js';
 
 /** The names of the report's lines, in the order the checks run. */
@@ -125,6 +126,8 @@ export interface VerifyDeps {
    */
   tmpDir?: string;
   progressIntervalMs?: number;
+  /** Other destinations that must hold the same backup (the `copies` check). */
+  copies?: Storage[];
 }
 
 /** The backup a verification looked at. */
@@ -319,6 +322,7 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
     if (run.target) await cleanupTarget(run, run.target);
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }
+  if (manifest && deps.copies?.length) record(run, await checkCopies(manifest, deps.copies));
   const ran = new Set(run.checks.map((c) => c.name));
   const userChecksRan = run.checks.some((c) => c.name.startsWith('Check: '));
   for (const checkName of planned) {

@@ -22,6 +22,12 @@ export interface SwiftServer {
   stop(): Promise<void>;
 }
 
+/** A second account on every Swift started here: buckets of its own, keys of its own. */
+export const SECOND_ACCOUNT = {
+  accessKeyId: 'second:keeper',
+  secretAccessKey: 'second-account-key-7f3a91',
+};
+
 const PYTHON = '/usr/bin/python3';
 /**
  * How long the four servers get to answer their health checks. About 3 s on an idle machine
@@ -146,6 +152,7 @@ function proxyConf(base: string, port: number, user: string, memcachedPort: numb
     '[filter:tempauth]',
     'use = egg:swift#tempauth',
     'user_test_tester = testing .admin',
+    `user_${SECOND_ACCOUNT.accessKeyId.replace(':', '_')} = ${SECOND_ACCOUNT.secretAccessKey} .admin`,
     '',
     '[filter:s3api]',
     'use = egg:swift#s3api',
