@@ -27,7 +27,7 @@ import {
   describeConnection,
   parseConnectionString,
 } from '../postgres/connection.js';
-import { parseToolVersion, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
+import { majorOf, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
 import type { CheckResult, TableComparison, UserCheck } from '../restore/checks.js';
 import {
   checkRestored,
@@ -192,11 +192,6 @@ export function runDrill(options: DrillOptions, deps: DrillDeps): Promise<DrillR
  */
 export function runRestore(options: RestoreOptions, deps: DrillDeps): Promise<DrillResult> {
   return execute('restore', options, deps);
-}
-
-/** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
-export function majorOf(version: string): number {
-  return parseToolVersion(version)?.major ?? 0;
 }
 
 /**

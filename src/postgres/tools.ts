@@ -78,6 +78,11 @@ export function parseToolVersion(output: string): { version: string; major: numb
   return undefined;
 }
 
+/** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
+export function majorOf(version: string, fallback = 0): number {
+  return parseToolVersion(version)?.major ?? fallback;
+}
+
 /** The major of a `server_version_num` (150018 → 15, 90624 → 9 for 9.6.24). */
 export function majorFromVersionNum(num: number): number {
   if (!Number.isSafeInteger(num) || num < 10000) {

@@ -28,7 +28,7 @@ import type { Clock, Logger } from '../core/logger.js';
 import { formatBytes } from '../core/streams.js';
 import { AgeError } from '../crypto/age.js';
 import { connect } from '../postgres/connection.js';
-import { parseToolVersion, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
+import { majorOf, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
 import type { CheckResult, TableComparison, UserCheck } from '../restore/checks.js';
 import {
   checkRestored,
@@ -179,10 +179,6 @@ export interface VerifyReport {
   /** Key of the verification record appended, when one was. */
   recordKey?: string;
   warnings: string[];
-}
-
-function majorOf(version: string, fallback: number): number {
-  return parseToolVersion(version)?.major ?? fallback;
 }
 
 /** The last lines of a long tool error, so a report line stays readable. */
