@@ -68,14 +68,13 @@ export async function runBackupAction(): Promise<void> {
       optionalInput(Inputs.PostgresVersion) ?? 'auto',
     );
     storage = await storageFromInputs(logger);
-    const tools = clientToolResolver(postgresVersion, env, logger);
     const result = await runBackup(options, {
       storage,
       logger,
       clock: systemClock,
       env,
       zstdPath: findOnPath('zstd', env.PATH),
-      resolveTools: (server) => tools(server.major, server.version),
+      resolveTools: clientToolResolver(postgresVersion, env, logger),
     });
     name = result.manifest.name;
     for (const w of result.warnings) logger.warning(w);

@@ -36,7 +36,6 @@ import {
   serverInfo,
   transactionPoolerHint,
   type ConnectionInfo,
-  type ServerInfo,
 } from '../postgres/connection.js';
 import {
   countRows,
@@ -57,7 +56,7 @@ import {
   readSourceState,
 } from '../postgres/source-state.js';
 import { ArchiveCoalescer } from '../postgres/archive.js';
-import type { ClientTools } from '../postgres/tools.js';
+import type { ClientTools, ToolResolver } from '../postgres/tools.js';
 import type { Storage } from '../storage/storage.js';
 
 /** The compression asked for: `auto` picks the fastest that keeps the object small. */
@@ -118,7 +117,7 @@ export interface BackupDeps {
   logger: Logger;
   clock: Clock;
   /** Picks pg_dump & co. for the server (installing them when allowed). */
-  resolveTools(server: ServerInfo): Promise<ClientTools>;
+  resolveTools: ToolResolver;
   /** Absolute path of `zstd`, or undefined when it is not installed. */
   zstdPath?: string;
   /** Environment the tools inherit (PG* variables are replaced by the connection's). */
@@ -333,7 +332,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
     const previousWarnings: string[] = [];
     const lookup = previousBackup(storage, name, previousWarnings);
     lookup.catch(() => undefined);
-    const tools = await deps.resolveTools(server);
+    const tools = await deps.resolveTools({ major: server.major, version: server.version });
     const plan = planCompression(options.compression, tools.major, deps.zstdPath);
     const encrypted = Boolean(options.encryption);
     if (!encrypted) {

@@ -215,8 +215,7 @@ export async function backupCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
       clock: systemClock,
       env,
       zstdPath: findOnPath('zstd', env.PATH),
-      resolveTools: (server) =>
-        clientToolResolver(postgresVersion, env, io.logger)(server.major, server.version),
+      resolveTools: clientToolResolver(postgresVersion, env, io.logger),
     },
   );
   for (const w of result.warnings) io.logger.warning(w);
@@ -250,12 +249,7 @@ function restoreDeps(o: ParsedOptions, io: CliIo, storage: Storage, workDir: str
     clock: systemClock,
     env: io.env,
     zstdPath: findOnPath('zstd', io.env.PATH),
-    resolveTools: (request) =>
-      clientToolResolver(postgresVersion, io.env, io.logger)(
-        request.major,
-        request.version,
-        request.needServer,
-      ),
+    resolveTools: clientToolResolver(postgresVersion, io.env, io.logger),
     installExtensions: extensionInstaller(io.env, io.logger),
     workDir,
     workspace: io.cwd,
@@ -389,6 +383,7 @@ export async function verifyCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
   const postgresVersion = resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto');
   const storage = await openStore(o, io);
   const maxAge = durationOption(o, 'max-age');
+  const resolveTools = clientToolResolver(postgresVersion, io.env, io.logger);
   const report = await withWorkDir(o.string('work-dir'), (dir) =>
     runVerify(
       {
@@ -409,12 +404,11 @@ export async function verifyCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
         env: io.env,
         zstdPath: findOnPath('zstd', io.env.PATH),
         tmpDir: dir,
-        resolveTools: (minMajor, pgDumpVersion) =>
-          clientToolResolver(postgresVersion, io.env, io.logger)(
-            minMajor,
-            pgDumpVersion,
-            !o.boolean('no-restore') && !o.string('target-url'),
-          ),
+        resolveTools: (request) =>
+          resolveTools({
+            ...request,
+            needServer: !o.boolean('no-restore') && !o.string('target-url'),
+          }),
         installExtensions: extensionInstaller(io.env, io.logger),
       },
     ),

@@ -14,6 +14,7 @@ import {
   findServerBinaries,
   listClientCandidates,
   type PgBinary,
+  type ToolResolver,
   type ToolSearch,
 } from './tools.js';
 
@@ -508,8 +509,8 @@ export function clientToolResolver(
   postgresVersion: 'auto' | number,
   env: NodeJS.ProcessEnv,
   logger: Logger,
-): (major: number, version: string, needServer?: boolean) => Promise<ClientTools> {
-  return (major, version, needServer = false) =>
+): ToolResolver {
+  return ({ major, version, needServer = false }) =>
     ensureClientTools({
       serverMajor: major,
       serverVersion: version,
