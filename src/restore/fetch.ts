@@ -6,7 +6,7 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { dumpObject, type Manifest, type ObjectEntry } from '../catalog/manifest.js';
-import { createDecryptStream, type AgeDecryptOptions } from '../crypto/age.js';
+import { createDecryptStream, type Decryption } from '../crypto/age.js';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
@@ -22,10 +22,8 @@ export class IntegrityError extends Error {
   }
 }
 
-export interface Decryption {
-  identities: string[];
-  passphrase?: string;
-}
+/** The keys a restore decrypts with: the age module's own type. */
+export type { Decryption };
 
 /** Tools that undo what backup did, when they are outside Node. */
 export interface DecodeTools {
@@ -75,7 +73,7 @@ export async function checkObject(
   return { bytes: hash.bytes, sha256: hash.digest() };
 }
 
-function decryptOptions(manifest: Manifest, decryption: Decryption | undefined): AgeDecryptOptions {
+function decryptOptions(manifest: Manifest, decryption: Decryption | undefined): Decryption {
   if (!decryption || (decryption.identities.length === 0 && !decryption.passphrase)) {
     throw new ConfigurationError(
       `Backup ${manifest.id} is encrypted with age (${manifest.encryption?.passphrase ? 'a passphrase' : `recipients ${manifest.encryption?.recipients.join(', ')}`}): ` +
