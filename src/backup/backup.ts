@@ -11,6 +11,7 @@ import {
   describeCompression,
   type BackupKind,
   type CompressionInfo,
+  type DumpFormat,
   type GitContext,
   type Manifest,
   type ObjectEntry,
@@ -75,7 +76,7 @@ export interface BackupOptions {
   connection: ConnectionInfo;
   /** Catalog name; default: the database name. */
   name?: string;
-  format: 'custom' | 'directory';
+  format: DumpFormat;
   /** Parallel dump jobs (directory format). */
   jobs: number;
   compression: CompressionChoice;
@@ -246,7 +247,7 @@ function externalZstd(zstdPath: string, level: number, tuning: string[] = []): C
 
 /** Object file name of the dump: dump.pgc[.zst][.age] or dump.tar[.zst][.age]. */
 export function dumpObjectName(
-  format: 'custom' | 'directory',
+  format: DumpFormat,
   plan: CompressionPlan,
   encrypted: boolean,
 ): string {
@@ -255,7 +256,7 @@ export function dumpObjectName(
 
 /** pg_dump's arguments for the selection (connection parameters travel in the environment). */
 export function pgDumpArgs(options: {
-  format: 'custom' | 'directory';
+  format: DumpFormat;
   compress: string;
   snapshot?: string;
   selection: DumpSelection;

@@ -5,7 +5,12 @@ import { once } from 'node:events';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { dumpObject, type Manifest, type ObjectEntry } from '../catalog/manifest.js';
+import {
+  dumpObject,
+  type DumpFormat,
+  type Manifest,
+  type ObjectEntry,
+} from '../catalog/manifest.js';
 import { createDecryptStream, type Decryption } from '../crypto/age.js';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -34,7 +39,7 @@ export interface DecodeTools {
 export interface FetchResult {
   /** The restorable archive: a custom-format file, or a directory-format folder. */
   archivePath: string;
-  format: 'custom' | 'directory';
+  format: DumpFormat;
   bytes: number;
   sha256: string;
 }
