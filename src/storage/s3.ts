@@ -23,6 +23,7 @@ import { KeyExistsError } from './local.js';
 import { PartWriter } from './parts.js';
 import {
   NotFoundError,
+  type BucketVersioning,
   type DeleteOptions,
   type DeleteResult,
   type PutStreamOptions,
@@ -176,14 +177,14 @@ function lockReason(code: string, message: string): string | undefined {
   return undefined;
 }
 
-type Action = 'write' | 'read' | 'list' | 'delete' | 'describe';
+type Action = 'write' | 'read' | 'list' | 'delete' | 'versioning';
 
 const PERMISSION: Record<Action, string> = {
   write: 's3:PutObject',
   read: 's3:GetObject',
   list: 's3:ListBucket',
   delete: 's3:DeleteObject',
-  describe: 's3:GetBucketVersioning',
+  versioning: 's3:GetBucketVersioning',
 };
 
 const VERB: Record<Action, string> = {
@@ -191,7 +192,7 @@ const VERB: Record<Action, string> = {
   read: 'reading',
   list: 'listing',
   delete: 'deleting',
-  describe: 'reading the versioning of',
+  versioning: 'reading the versioning of',
 };
 
 /** The endpoint URL without any user:password part, for messages. */
@@ -743,22 +744,22 @@ export class S3Storage implements Storage {
     return result;
   }
 
-  async describe(): Promise<{ versioning?: 'Enabled' | 'Suspended' | 'Off' }> {
+  async versioning(): Promise<BucketVersioning | undefined> {
     try {
       const response = await this.client.send(
         new GetBucketVersioningCommand({ Bucket: this.bucket }),
       );
       if (response.Status === 'Enabled' || response.Status === 'Suspended') {
-        return { versioning: response.Status };
+        return response.Status;
       }
-      return { versioning: 'Off' };
+      return 'Off';
     } catch (error) {
       const code = codeOf(error);
       if (code === 'AccessDenied' || code === 'NotImplemented' || statusOf(error) === 501) {
         this.logger.debug(`GetBucketVersioning on ${this.bucket}: ${code}`);
-        return {};
+        return undefined;
       }
-      throw this.translate(error, 'describe');
+      throw this.translate(error, 'versioning');
     }
   }
 
