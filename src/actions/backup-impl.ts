@@ -55,7 +55,6 @@ export async function runBackupAction(): Promise<void> {
     const stores = await openDestinations(plan.destinations, logger);
     const [first, ...copies] = stores;
     storage = first;
-    const tools = clientToolResolver(postgresVersion, env, logger);
     const result = await runBackup(options, {
       storage,
       copies,
@@ -63,7 +62,7 @@ export async function runBackupAction(): Promise<void> {
       clock: systemClock,
       env,
       zstdPath: findOnPath('zstd', env.PATH),
-      resolveTools: (server) => tools(server.major, server.version),
+      resolveTools: clientToolResolver(postgresVersion, env, logger),
     });
     name = result.manifest.name;
     for (const w of result.warnings) logger.warning(w);

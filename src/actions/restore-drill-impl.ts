@@ -193,12 +193,7 @@ async function drillOrRestore(
     clock: systemClock,
     env,
     zstdPath: findOnPath('zstd', env.PATH),
-    resolveTools: (request) =>
-      clientToolResolver(postgresVersion, env, logger)(
-        request.major,
-        request.version,
-        request.needServer,
-      ),
+    resolveTools: clientToolResolver(postgresVersion, env, logger),
     installExtensions: extensionInstaller(env, logger),
     workDir,
     workspace: door.workspace,

@@ -11,6 +11,7 @@ import {
   describeCompression,
   type BackupKind,
   type CompressionInfo,
+  type DumpFormat,
   type GitContext,
   type Manifest,
   type ObjectEntry,
@@ -58,7 +59,7 @@ import {
   type SourceState,
 } from '../postgres/source-state.js';
 import { ArchiveCoalescer } from '../postgres/archive.js';
-import type { ClientTools } from '../postgres/tools.js';
+import type { ClientTools, ToolResolver } from '../postgres/tools.js';
 import { FanOut, type FanOutResult } from '../storage/fanout.js';
 import type { Storage } from '../storage/storage.js';
 import { BackupCopies, type CopyReport } from './copies.js';
@@ -79,7 +80,7 @@ export interface BackupOptions {
   connection: ConnectionInfo;
   /** Catalog name; default: the database name. */
   name?: string;
-  format: 'custom' | 'directory';
+  format: DumpFormat;
   /** Parallel dump jobs (directory format). */
   jobs: number;
   compression: CompressionChoice;
@@ -126,7 +127,7 @@ export interface BackupDeps {
   logger: Logger;
   clock: Clock;
   /** Picks pg_dump & co. for the server (installing them when allowed). */
-  resolveTools(server: ServerInfo): Promise<ClientTools>;
+  resolveTools: ToolResolver;
   /** Absolute path of `zstd`, or undefined when it is not installed. */
   zstdPath?: string;
   /** Environment the tools inherit (PG* variables are replaced by the connection's). */
@@ -261,7 +262,7 @@ function externalZstd(zstdPath: string, level: number, tuning: string[] = []): C
 
 /** Object file name of the dump: dump.pgc[.zst][.age] or dump.tar[.zst][.age]. */
 export function dumpObjectName(
-  format: 'custom' | 'directory',
+  format: DumpFormat,
   plan: CompressionPlan,
   encrypted: boolean,
 ): string {
@@ -270,7 +271,7 @@ export function dumpObjectName(
 
 /** pg_dump's arguments for the selection (connection parameters travel in the environment). */
 export function pgDumpArgs(options: {
-  format: 'custom' | 'directory';
+  format: DumpFormat;
   compress: string;
   snapshot?: string;
   selection: DumpSelection;
@@ -452,7 +453,7 @@ async function prepareSource(
   const previousWarnings: string[] = [];
   const lookup = previousBackup(deps.storage, name, previousWarnings);
   lookup.catch(() => undefined);
-  const tools = await deps.resolveTools(server);
+  const tools = await deps.resolveTools({ major: server.major, version: server.version });
   const plan = planCompression(options.compression, tools.major, deps.zstdPath);
   if (!options.encryption) {
     warnings.push(

@@ -157,8 +157,7 @@ export async function backupCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
     clock: systemClock,
     env,
     zstdPath: findOnPath('zstd', env.PATH),
-    resolveTools: (server) =>
-      clientToolResolver(postgresVersion, env, io.logger)(server.major, server.version),
+    resolveTools: clientToolResolver(postgresVersion, env, io.logger),
   });
   for (const w of result.warnings) io.logger.warning(w);
   if (o.boolean('json')) {
@@ -191,12 +190,7 @@ function restoreDeps(o: ParsedOptions, io: CliIo, storage: Storage, workDir: str
     clock: systemClock,
     env: io.env,
     zstdPath: findOnPath('zstd', io.env.PATH),
-    resolveTools: (request) =>
-      clientToolResolver(postgresVersion, io.env, io.logger)(
-        request.major,
-        request.version,
-        request.needServer,
-      ),
+    resolveTools: clientToolResolver(postgresVersion, io.env, io.logger),
     installExtensions: extensionInstaller(io.env, io.logger),
     workDir,
     workspace: io.cwd,
@@ -316,12 +310,15 @@ export async function verifyCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
       env: io.env,
       zstdPath: findOnPath('zstd', io.env.PATH),
       tmpDir: dir,
-      resolveTools: (minMajor, pgDumpVersion) =>
-        clientToolResolver(postgresVersion, io.env, io.logger)(
-          minMajor,
-          pgDumpVersion,
-          options.restore && !options.targetUrl,
-        ),
+      resolveTools: (request) =>
+        clientToolResolver(
+          postgresVersion,
+          io.env,
+          io.logger,
+        )({
+          ...request,
+          needServer: options.restore && !options.targetUrl,
+        }),
       installExtensions: extensionInstaller(io.env, io.logger),
     }),
   );

@@ -37,7 +37,8 @@ export interface AgeEncryptOptions {
   scryptWorkFactor?: number;
 }
 
-export interface AgeDecryptOptions {
+/** The keys that open an age file: X25519 identities, a passphrase, or both. */
+export interface Decryption {
   /** X25519 identities (`AGE-SECRET-KEY-1...`). */
   identities: string[];
   /** Passphrase for files encrypted with scrypt. */
@@ -667,7 +668,7 @@ interface DecryptConfig {
 }
 
 /** Validates decryption options; throws ConfigurationError (never echoing a secret). */
-function decryptConfig(options: AgeDecryptOptions): DecryptConfig {
+function decryptConfig(options: Decryption): DecryptConfig {
   const identities = options.identities ?? [];
   if (identities.length === 0 && options.passphrase === undefined) {
     throw new ConfigurationError('age decryption needs an identity or a passphrase');
@@ -1004,6 +1005,6 @@ class AgeDecryptStream extends Transform {
 }
 
 /** A stream that turns a binary age file into its plaintext; failures are AgeError. */
-export function createDecryptStream(options: AgeDecryptOptions): Transform {
+export function createDecryptStream(options: Decryption): Transform {
   return new AgeDecryptStream(decryptConfig(options));
 }

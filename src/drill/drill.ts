@@ -27,7 +27,12 @@ import {
   describeConnection,
   parseConnectionString,
 } from '../postgres/connection.js';
-import { parseToolVersion, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
+import {
+  majorOf,
+  type ClientTools,
+  type ServerBinaries,
+  type ToolResolver,
+} from '../postgres/tools.js';
 import type { CheckResult, TableComparison, UserCheck } from '../restore/checks.js';
 import {
   checkRestored,
@@ -92,15 +97,6 @@ export interface RestoreOptions extends DrillOptions {
 }
 
 /** What the drill needs of the client tools. */
-export interface ToolRequest {
-  /** pg_restore (and pg_dump for the safety backup) of at least this major. */
-  major: number;
-  /** The version that asks for it, for messages. */
-  version: string;
-  /** Server binaries of that major or newer are needed too (a scratch target). */
-  needServer: boolean;
-}
-
 export interface DrillDeps {
   storage: Storage;
   logger: Logger;
@@ -108,7 +104,7 @@ export interface DrillDeps {
   env: NodeJS.ProcessEnv;
   /** Absolute path of `zstd`, when installed. */
   zstdPath?: string;
-  resolveTools(request: ToolRequest): Promise<ClientTools>;
+  resolveTools: ToolResolver;
   /** Installs extensions the scratch server lacks; see RestoreJob. */
   installExtensions?: (names: string[], major: number) => Promise<string>;
   /** Server binaries for a scratch target; default: the newest installed of at least `minMajor`. */
@@ -192,11 +188,6 @@ export function runDrill(options: DrillOptions, deps: DrillDeps): Promise<DrillR
  */
 export function runRestore(options: RestoreOptions, deps: DrillDeps): Promise<DrillResult> {
   return execute('restore', options, deps);
-}
-
-/** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
-export function majorOf(version: string): number {
-  return parseToolVersion(version)?.major ?? 0;
 }
 
 /**

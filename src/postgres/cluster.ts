@@ -209,195 +209,278 @@ async function readLogTail(logFile: string): Promise<string> {
   return tail(text, 30) || '(the server log is empty)';
 }
 
+/** The files of one scratch cluster, all inside `baseDir`. */
+interface ClusterFiles {
+  baseDir: string;
+  dataDir: string;
+  sockDir: string;
+  logFile: string;
+  pwFile: string;
+}
+
+/** How the server programs run: as whom (`prefix`, root only) and in which environment. */
+interface ServerRunner {
+  server: ServerBinaries;
+  runAs: RunAs | undefined;
+  prefix: string[];
+  env: NodeJS.ProcessEnv;
+}
+
 /**
  * Creates and starts a throwaway cluster: initdb into a fresh temp folder, listening on
  * 127.0.0.1 only with its socket dir and log inside that folder, durability off for speed.
  * As root, initdb and pg_ctl run as `postgres` (or `nobody`), which owns the folder.
  */
 export async function startScratchCluster(opts: ScratchClusterOptions): Promise<ScratchCluster> {
-  const { server, logger } = opts;
   const superuser = opts.superuser ?? 'postgres';
   if (opts.password !== undefined && (opts.password === '' || /[\r\n]/.test(opts.password))) {
     // initdb reads the password as the first line of a file.
     throw new Error('the scratch cluster password must be non-empty and a single line');
   }
   const runAs = isRoot() ? await unprivilegedUser() : undefined;
-  const prefix = runAs?.prefix ?? [];
-  const env = serverEnv();
-
+  const runner: ServerRunner = {
+    server: opts.server,
+    runAs,
+    prefix: runAs?.prefix ?? [],
+    env: serverEnv(),
+  };
   const baseDir = await mkdtemp(path.join(opts.parentDir ?? os.tmpdir(), 'pg-scratch-'));
-  const dataDir = path.join(baseDir, 'data');
-  const sockDir = path.join(baseDir, 's');
-  const logFile = path.join(baseDir, 'postgres.log');
-  const pwFile = path.join(baseDir, 'pwfile');
-  const cleanup = (): Promise<void> => rm(baseDir, { recursive: true, force: true });
-
+  const files: ClusterFiles = {
+    baseDir,
+    dataDir: path.join(baseDir, 'data'),
+    sockDir: path.join(baseDir, 's'),
+    logFile: path.join(baseDir, 'postgres.log'),
+    pwFile: path.join(baseDir, 'pwfile'),
+  };
   try {
-    await mkdir(sockDir, { mode: 0o700 });
-    if (opts.password !== undefined) {
-      await writeFile(pwFile, `${opts.password}\n`, { mode: 0o600 });
-    }
-    if (runAs) {
-      await ensureTraversable(path.dirname(baseDir), logger);
-      await ensureTraversable(path.dirname(server.binDir), logger);
-      for (const p of [baseDir, sockDir, ...(opts.password !== undefined ? [pwFile] : [])]) {
-        await chown(p, runAs.uid, runAs.gid);
-      }
-    }
-
-    const help = await initdbHelp(server.initdb);
-    const initdbArgs = [
-      server.initdb,
-      '-D',
-      dataDir,
-      '-U',
-      superuser,
-      '--encoding=UTF8',
-      '--locale=C',
-      ...(opts.password !== undefined
-        ? ['--auth=scram-sha-256', `--pwfile=${pwFile}`]
-        : ['--auth=trust']),
-      ...(help.includes('--no-sync') ? ['--no-sync'] : []),
-      ...(help.includes('--no-instructions') ? ['--no-instructions'] : []),
-    ];
-    const init = await runCommand([...prefix, ...initdbArgs], {
-      env,
-      cwd: baseDir,
-      timeoutMs: 120000,
-    });
-    await rm(pwFile, { force: true });
-    if (init.code !== 0) {
-      throw new Error(
-        `initdb (PostgreSQL ${server.version}) failed with exit ${init.code}:\n${tail(init.stderr || init.stdout)}`,
-      );
-    }
-
-    // Unix socket paths are limited to about 107 bytes; without room, TCP only.
-    const socketDirs = `${sockDir}/.s.PGSQL.65535`.length < 100 ? sockDir : '';
-    await appendFile(path.join(dataDir, 'postgresql.conf'), "\ninclude 'scratch.conf'\n");
-    const confFile = path.join(dataDir, 'scratch.conf');
-
-    let port = opts.port ?? (await freePort());
-    for (let attempt = 1; ; attempt++) {
-      const settings: Record<string, string> = {
-        listen_addresses: '127.0.0.1',
-        port: String(port),
-        unix_socket_directories: socketDirs,
-        ...SPEED_SETTINGS,
-        ...opts.settings,
-      };
-      await writeFile(
-        confFile,
-        Object.entries(settings)
-          .map(([k, v]) => `${k} = ${confValue(v)}\n`)
-          .join(''),
-        { mode: 0o644 },
-      );
-      if (runAs) await chown(confFile, runAs.uid, runAs.gid);
-      const start = await runCommand(
-        [...prefix, server.pgCtl, 'start', '-w', '-t', '60', '-D', dataDir, '-l', logFile],
-        { env, cwd: baseDir, timeoutMs: 90000 },
-      );
-      if (start.code === 0) break;
-      const log = await readLogTail(logFile);
-      const portTaken =
-        /could not bind|Address already in use|could not create any TCP\/IP sockets/.test(log);
-      if (portTaken && opts.port === undefined && attempt < 5) {
-        logger.debug(`Port ${port} was taken; retrying the scratch server on another port`);
-        port = await freePort();
-        continue;
-      }
-      throw new Error(
-        `pg_ctl start (PostgreSQL ${server.version}, port ${port}) failed with exit ${start.code}:\n` +
-          `${tail(start.stderr || start.stdout, 5)}\nServer log:\n${log}`,
-      );
-    }
-
-    const pidText = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8');
+    await prepareClusterFolder(opts, runner, files);
+    await runInitdb(opts, runner, files, superuser);
+    const port = await startServer(opts, runner, files);
+    const pidText = await readFile(path.join(files.dataDir, 'postmaster.pid'), 'utf8');
     const pid = Number(pidText.split('\n')[0]);
-    logger.debug(`Started scratch PostgreSQL ${server.version} on 127.0.0.1:${port} (pid ${pid})`);
-
-    let finished: Promise<void> | undefined;
-    const handle = {
-      stopSync(): void {
-        spawnSync(
-          prefix[0] ?? server.pgCtl,
-          [
-            ...prefix.slice(1),
-            ...(prefix.length ? [server.pgCtl] : []),
-            'stop',
-            '-m',
-            'immediate',
-            '-w',
-            '-D',
-            dataDir,
-          ],
-          { env, cwd: os.tmpdir(), stdio: 'ignore', timeout: 15000 },
-        );
-        if (processAlive(pid)) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-        rmSync(baseDir, { recursive: true, force: true });
-        live.delete(handle);
-      },
-    };
-    live.add(handle);
-    installExitHook();
-
-    const finish = (how: () => Promise<void>): Promise<void> => {
-      finished ??= (async () => {
-        try {
-          await how();
-        } finally {
-          await cleanup();
-          live.delete(handle);
-        }
-      })();
-      return finished;
-    };
-
-    const credentials = opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}`;
-    return {
-      host: '127.0.0.1',
-      port,
-      user: superuser,
-      password: opts.password,
-      dataDir,
-      version: server.version,
-      major: server.major,
-      url: (database = 'postgres') =>
-        `postgresql://${encodeURIComponent(superuser)}${credentials}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
-      env: (database = 'postgres') => ({
-        PGHOST: '127.0.0.1',
-        PGPORT: String(port),
-        PGUSER: superuser,
-        ...(opts.password === undefined ? {} : { PGPASSWORD: opts.password }),
-        PGDATABASE: database,
-      }),
-      stop: () =>
-        finish(async () => {
-          const r = await runCommand(
-            [...prefix, server.pgCtl, 'stop', '-m', 'fast', '-w', '-t', '30', '-D', dataDir],
-            { env, cwd: os.tmpdir(), timeoutMs: 45000 },
-          );
-          if (r.code !== 0 && processAlive(pid)) {
-            logger.warning(`pg_ctl stop failed (${tail(r.stderr, 3)}); killing the scratch server`);
-            process.kill(pid, 'SIGKILL');
-          }
-          await waitGone(pid, 10000);
-        }),
-      kill: () =>
-        finish(async () => {
-          if (processAlive(pid)) process.kill(pid, 'SIGKILL');
-          await waitGone(pid, 10000);
-        }),
-    };
+    opts.logger.debug(
+      `Started scratch PostgreSQL ${opts.server.version} on 127.0.0.1:${port} (pid ${pid})`,
+    );
+    return clusterHandle(opts, runner, files, { superuser, port, pid });
   } catch (error) {
-    await cleanup();
+    await rm(baseDir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** The socket folder and password file, owned by the server's user when running as root. */
+async function prepareClusterFolder(
+  opts: ScratchClusterOptions,
+  { runAs, server }: ServerRunner,
+  files: ClusterFiles,
+): Promise<void> {
+  await mkdir(files.sockDir, { mode: 0o700 });
+  if (opts.password !== undefined) {
+    await writeFile(files.pwFile, `${opts.password}\n`, { mode: 0o600 });
+  }
+  if (runAs) {
+    await ensureTraversable(path.dirname(files.baseDir), opts.logger);
+    await ensureTraversable(path.dirname(server.binDir), opts.logger);
+    const owned = [files.baseDir, files.sockDir];
+    if (opts.password !== undefined) owned.push(files.pwFile);
+    for (const p of owned) await chown(p, runAs.uid, runAs.gid);
+  }
+}
+
+async function runInitdb(
+  opts: ScratchClusterOptions,
+  { server, prefix, env }: ServerRunner,
+  files: ClusterFiles,
+  superuser: string,
+): Promise<void> {
+  const help = await initdbHelp(server.initdb);
+  const initdbArgs = [
+    server.initdb,
+    '-D',
+    files.dataDir,
+    '-U',
+    superuser,
+    '--encoding=UTF8',
+    '--locale=C',
+    ...(opts.password !== undefined
+      ? ['--auth=scram-sha-256', `--pwfile=${files.pwFile}`]
+      : ['--auth=trust']),
+    ...(help.includes('--no-sync') ? ['--no-sync'] : []),
+    ...(help.includes('--no-instructions') ? ['--no-instructions'] : []),
+  ];
+  const init = await runCommand([...prefix, ...initdbArgs], {
+    env,
+    cwd: files.baseDir,
+    timeoutMs: 120000,
+  });
+  await rm(files.pwFile, { force: true });
+  if (init.code !== 0) {
+    throw new Error(
+      `initdb (PostgreSQL ${server.version}) failed with exit ${init.code}:\n${tail(init.stderr || init.stdout)}`,
+    );
+  }
+}
+
+/** Configures and starts the server; returns its port (another free one when taken). */
+async function startServer(
+  opts: ScratchClusterOptions,
+  runner: ServerRunner,
+  files: ClusterFiles,
+): Promise<number> {
+  const { server, prefix, env } = runner;
+  // Unix socket paths are limited to about 107 bytes; without room, TCP only.
+  const socketDirs = `${files.sockDir}/.s.PGSQL.65535`.length < 100 ? files.sockDir : '';
+  await appendFile(path.join(files.dataDir, 'postgresql.conf'), "\ninclude 'scratch.conf'\n");
+
+  let port = opts.port ?? (await freePort());
+  for (let attempt = 1; ; attempt++) {
+    await writeScratchConf(runner, files, {
+      listen_addresses: '127.0.0.1',
+      port: String(port),
+      unix_socket_directories: socketDirs,
+      ...SPEED_SETTINGS,
+      ...opts.settings,
+    });
+    const start = await runCommand(
+      [
+        ...prefix,
+        server.pgCtl,
+        'start',
+        '-w',
+        '-t',
+        '60',
+        '-D',
+        files.dataDir,
+        '-l',
+        files.logFile,
+      ],
+      { env, cwd: files.baseDir, timeoutMs: 90000 },
+    );
+    if (start.code === 0) return port;
+    const log = await readLogTail(files.logFile);
+    const portTaken =
+      /could not bind|Address already in use|could not create any TCP\/IP sockets/.test(log);
+    if (portTaken && opts.port === undefined && attempt < 5) {
+      opts.logger.debug(`Port ${port} was taken; retrying the scratch server on another port`);
+      port = await freePort();
+      continue;
+    }
+    throw new Error(
+      `pg_ctl start (PostgreSQL ${server.version}, port ${port}) failed with exit ${start.code}:\n` +
+        `${tail(start.stderr || start.stdout, 5)}\nServer log:\n${log}`,
+    );
+  }
+}
+
+async function writeScratchConf(
+  { runAs }: ServerRunner,
+  files: ClusterFiles,
+  settings: Record<string, string>,
+): Promise<void> {
+  const confFile = path.join(files.dataDir, 'scratch.conf');
+  await writeFile(
+    confFile,
+    Object.entries(settings)
+      .map(([k, v]) => `${k} = ${confValue(v)}\n`)
+      .join(''),
+    { mode: 0o644 },
+  );
+  if (runAs) await chown(confFile, runAs.uid, runAs.gid);
+}
+
+/** The running cluster: its addresses, and stops that also remove its files (and at exit). */
+function clusterHandle(
+  opts: ScratchClusterOptions,
+  runner: ServerRunner,
+  files: ClusterFiles,
+  started: { superuser: string; port: number; pid: number },
+): ScratchCluster {
+  const { server, logger } = opts;
+  const { prefix, env } = runner;
+  const { superuser, port, pid } = started;
+  const handle = { stopSync: (): void => stopSync(runner, files, pid, handle) };
+  live.add(handle);
+  installExitHook();
+
+  let finished: Promise<void> | undefined;
+  const finish = (how: () => Promise<void>): Promise<void> => {
+    finished ??= (async () => {
+      try {
+        await how();
+      } finally {
+        await rm(files.baseDir, { recursive: true, force: true });
+        live.delete(handle);
+      }
+    })();
+    return finished;
+  };
+
+  const credentials = opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}`;
+  return {
+    host: '127.0.0.1',
+    port,
+    user: superuser,
+    password: opts.password,
+    dataDir: files.dataDir,
+    version: server.version,
+    major: server.major,
+    url: (database = 'postgres') =>
+      `postgresql://${encodeURIComponent(superuser)}${credentials}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
+    env: (database = 'postgres') => ({
+      PGHOST: '127.0.0.1',
+      PGPORT: String(port),
+      PGUSER: superuser,
+      ...(opts.password === undefined ? {} : { PGPASSWORD: opts.password }),
+      PGDATABASE: database,
+    }),
+    stop: () =>
+      finish(async () => {
+        const r = await runCommand(
+          [...prefix, server.pgCtl, 'stop', '-m', 'fast', '-w', '-t', '30', '-D', files.dataDir],
+          { env, cwd: os.tmpdir(), timeoutMs: 45000 },
+        );
+        if (r.code !== 0 && processAlive(pid)) {
+          logger.warning(`pg_ctl stop failed (${tail(r.stderr, 3)}); killing the scratch server`);
+          process.kill(pid, 'SIGKILL');
+        }
+        await waitGone(pid, 10000);
+      }),
+    kill: () =>
+      finish(async () => {
+        if (processAlive(pid)) process.kill(pid, 'SIGKILL');
+        await waitGone(pid, 10000);
+      }),
+  };
+}
+
+/** At process exit (no awaiting there): immediate shutdown, SIGKILL if need be, files removed. */
+function stopSync(
+  { server, prefix, env }: ServerRunner,
+  files: ClusterFiles,
+  pid: number,
+  handle: { stopSync(): void },
+): void {
+  spawnSync(
+    prefix[0] ?? server.pgCtl,
+    [
+      ...prefix.slice(1),
+      ...(prefix.length ? [server.pgCtl] : []),
+      'stop',
+      '-m',
+      'immediate',
+      '-w',
+      '-D',
+      files.dataDir,
+    ],
+    { env, cwd: os.tmpdir(), stdio: 'ignore', timeout: 15000 },
+  );
+  if (processAlive(pid)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  rmSync(files.baseDir, { recursive: true, force: true });
+  live.delete(handle);
 }

@@ -14,6 +14,7 @@ import {
   findServerBinaries,
   listClientCandidates,
   type PgBinary,
+  type ToolResolver,
   type ToolSearch,
 } from './tools.js';
 
@@ -296,6 +297,20 @@ export interface EnsureClientToolsOptions {
   fetchKey?: (url: string) => Promise<string>;
 }
 
+/** What `ensureClientTools` looks for, and on which machine. */
+interface ToolNeed {
+  opts: EnsureClientToolsOptions;
+  logger: Logger;
+  runner: CommandRunner;
+  /** The major `postgres-version` asks for exactly, if any. */
+  exact: number | undefined;
+  /** The major looked for: `exact`, else the server's (or newer). */
+  target: number;
+  osRelease: string;
+  /** The Debian or Ubuntu release, when this is one. */
+  codename: string | undefined;
+}
+
 /**
  * Client tools able to dump a server of `serverMajor`: the newest found with major ≥ the
  * server's, or exactly `postgresVersion` when one is given. When none fits and `install` is
@@ -303,119 +318,142 @@ export interface EnsureClientToolsOptions {
  * apt repository when the package is not offered yet) and searches again.
  */
 export async function ensureClientTools(opts: EnsureClientToolsOptions): Promise<ClientTools> {
-  const { logger } = opts.search;
-  const runner = opts.runner ?? defaultRunner;
   const exact = opts.postgresVersion === 'auto' ? undefined : opts.postgresVersion;
-  const target = exact ?? opts.serverMajor;
-  const want = exact === undefined ? `${target} or newer` : `${target}`;
   const osRelease =
     opts.osRelease ??
     (process.platform === 'linux' ? await readFile('/etc/os-release', 'utf8').catch(() => '') : '');
-  const codename = debianCodename(osRelease);
-
-  const fail = async (reason: string, server = false, major = target): Promise<never> => {
-    const found = await listClientCandidates({ ...opts.search, logger: quieter(logger) });
-    const plan = pgdgAptPlan(major, {
-      server,
-      codename: codename ?? '$(lsb_release -cs)',
-      root: false,
-      repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
-    });
-    const foundLines = found.length
-      ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
-      : '  (none)';
-    const fix = fixCommand(plan);
-    const message = [
-      reason,
-      `pg_dump versions found on this machine:`,
-      foundLines,
-      `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
-      fix.replace(/^/gm, '  '),
-    ].join('\n');
-    throw new ToolVersionError(message, opts.serverVersion, found, fix);
+  const need: ToolNeed = {
+    opts,
+    logger: opts.search.logger,
+    runner: opts.runner ?? defaultRunner,
+    exact,
+    target: exact ?? opts.serverMajor,
+    osRelease,
+    codename: debianCodename(osRelease),
   };
 
   if (exact !== undefined && exact < opts.serverMajor) {
-    return fail(
+    return failTools(
+      need,
       `postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
         `pg_dump ${exact} refuses to dump a newer server. Use 'auto' or ${opts.serverMajor} or newer.`,
       false,
       opts.serverMajor,
     );
   }
-
-  const lookFor = async (search: ToolSearch): Promise<{ tools?: ClientTools; server: boolean }> => {
-    const tools = await findClientTools(target, search, { maxMajor: exact });
-    const server = !opts.needServer || (await findServerBinaries(target, search)) !== undefined;
-    return { tools, server };
-  };
-
-  const first = await lookFor(opts.search);
+  const first = await lookForTools(need, opts.search);
   if (first.tools && first.server) return first.tools;
 
-  const missing = first.tools
+  const reason = notFoundReason(need, first.tools !== undefined);
+  const needServerPackage = !first.server;
+  const refusal = await whyNotInstall(need);
+  if (refusal !== undefined) return failTools(need, `${reason}\n${refusal}`, needServerPackage);
+  return installWithApt(need, reason, needServerPackage);
+}
+
+/** Throws the ToolVersionError for `reason`: the pg_dumps found, and the command that fixes it. */
+async function failTools(
+  need: ToolNeed,
+  reason: string,
+  server = false,
+  major = need.target,
+): Promise<never> {
+  const { opts, codename, runner } = need;
+  const found = await listClientCandidates({ ...opts.search, logger: quieter(need.logger) });
+  const plan = pgdgAptPlan(major, {
+    server,
+    codename: codename ?? '$(lsb_release -cs)',
+    root: false,
+    repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
+  });
+  const foundLines = found.length
+    ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
+    : '  (none)';
+  const fix = fixCommand(plan);
+  const message = [
+    reason,
+    `pg_dump versions found on this machine:`,
+    foundLines,
+    `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
+    fix.replace(/^/gm, '  '),
+  ].join('\n');
+  throw new ToolVersionError(message, opts.serverVersion, found, fix);
+}
+
+/** The client tools of the wanted major, and whether the server binaries are there if needed. */
+async function lookForTools(
+  need: ToolNeed,
+  search: ToolSearch,
+): Promise<{ tools?: ClientTools; server: boolean }> {
+  const tools = await findClientTools(need.target, search, { maxMajor: need.exact });
+  const server =
+    !need.opts.needServer || (await findServerBinaries(need.target, search)) !== undefined;
+  return { tools, server };
+}
+
+function notFoundReason(need: ToolNeed, clientFound: boolean): string {
+  const { exact, target, opts } = need;
+  const want = exact === undefined ? `${target} or newer` : `${target}`;
+  const missing = clientFound
     ? `no PostgreSQL server binaries of major ${want} were found (needed to restore into a scratch server)`
     : `no pg_dump of major ${want} was found`;
-  const reason =
-    exact === undefined
-      ? `The server runs PostgreSQL ${opts.serverVersion}, and ${missing}; ` +
+  return exact === undefined
+    ? `The server runs PostgreSQL ${opts.serverVersion}, and ${missing}; ` +
         `a pg_dump older than the server refuses to dump it.`
-      : `postgres-version is ${exact} (server: PostgreSQL ${opts.serverVersion}), but ${missing}.`;
-  const needServerPackage = !first.server;
+    : `postgres-version is ${exact} (server: PostgreSQL ${opts.serverVersion}), but ${missing}.`;
+}
 
-  if (!opts.install) {
-    return fail(`${reason}\nAutomatic installation is disabled.`, needServerPackage);
-  }
-  if (!codename) {
-    const fields = parseOsRelease(osRelease);
+/** Why the tools cannot be installed here, if they cannot. */
+async function whyNotInstall(need: ToolNeed): Promise<string | undefined> {
+  if (!need.opts.install) return 'Automatic installation is disabled.';
+  if (!need.codename) {
+    const fields = parseOsRelease(need.osRelease);
     const name = fields.PRETTY_NAME ?? fields.NAME ?? process.platform;
-    return fail(
-      `${reason}\nAutomatic installation works only on Debian or Ubuntu with apt; this is ${name}.`,
-      needServerPackage,
-    );
+    return `Automatic installation works only on Debian or Ubuntu with apt; this is ${name}.`;
   }
   if (!(await onPath('apt-get'))) {
-    return fail(
-      `${reason}\nAutomatic installation needs apt-get, which is not on PATH.`,
-      needServerPackage,
-    );
+    return 'Automatic installation needs apt-get, which is not on PATH.';
   }
-  const root = isRoot();
-  if (!root && !(await onPath('sudo'))) {
-    return fail(
-      `${reason}\nAutomatic installation needs root or sudo; this process is not root and sudo is missing.`,
-      needServerPackage,
-    );
+  if (!isRoot() && !(await onPath('sudo'))) {
+    return 'Automatic installation needs root or sudo; this process is not root and sudo is missing.';
   }
+  return undefined;
+}
 
+/** Installs the packages with apt (adding the repository when needed), then looks again. */
+async function installWithApt(
+  need: ToolNeed,
+  reason: string,
+  needServerPackage: boolean,
+): Promise<ClientTools> {
+  const { opts, logger, runner, target } = need;
+  const root = isRoot();
   const available = await hasAll(aptPackages(target, needServerPackage), runner);
   const configured = !available && (await pgdgConfigured(opts.aptRoot));
   const plan = pgdgAptPlan(target, {
     server: needServerPackage,
-    codename,
+    // whyNotInstall refused any machine without one.
+    codename: need.codename ?? '',
     root,
     repository: !available,
   });
+  const fail = (why: string): Promise<never> =>
+    failTools(need, `${reason}\n${why}`, needServerPackage);
   return logger.group(`Installing ${plan.packages.join(', ')}`, async () => {
-    if (plan.repository) {
-      if (configured) {
-        logger.info('The PostgreSQL apt repository is already configured');
-      } else {
-        logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
-        try {
-          await installRepositoryFiles(plan, {
-            rootDir: opts.aptRoot,
-            root,
-            logger,
-            runner,
-            fetchKey: opts.fetchKey,
-          });
-        } catch (error) {
-          return fail(
-            `${reason}\nAdding the PostgreSQL apt repository failed: ${errorMessage(error)}`,
-            needServerPackage,
-          );
-        }
+    if (plan.repository && configured) {
+      logger.info('The PostgreSQL apt repository is already configured');
+    } else if (plan.repository) {
+      logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
+      try {
+        await installRepositoryFiles(plan, {
+          rootDir: opts.aptRoot,
+          root,
+          logger,
+          runner,
+          fetchKey: opts.fetchKey,
+        });
+      } catch (error) {
+        return fail(`Adding the PostgreSQL apt repository failed: ${errorMessage(error)}`);
       }
     }
     for (const argv of plan.commands) {
@@ -424,20 +462,18 @@ export async function ensureClientTools(opts: EnsureClientToolsOptions): Promise
       const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
       if (r.code !== 0) {
         return fail(
-          `${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${tail(r.stderr || r.stdout, 15)}`,
-          needServerPackage,
+          `'${argv.join(' ')}' failed (exit ${r.code}):\n${tail(r.stderr || r.stdout, 15)}`,
         );
       }
     }
     const installedDir = `/usr/lib/postgresql/${target}/bin`;
-    const again = await lookFor({
+    const again = await lookForTools(need, {
       ...opts.search,
       searchDirs: [installedDir, ...(opts.search.searchDirs ?? (await defaultSearchDirs()))],
     });
     if (!again.tools || !again.server) {
       return fail(
-        `${reason}\nInstalled ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`,
-        needServerPackage,
+        `Installed ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`,
       );
     }
     await cacheClientTools(again.tools, logger);
@@ -473,8 +509,8 @@ export function clientToolResolver(
   postgresVersion: 'auto' | number,
   env: NodeJS.ProcessEnv,
   logger: Logger,
-): (major: number, version: string, needServer?: boolean) => Promise<ClientTools> {
-  return (major, version, needServer = false) =>
+): ToolResolver {
+  return ({ major, version, needServer = false }) =>
     ensureClientTools({
       serverMajor: major,
       serverVersion: version,

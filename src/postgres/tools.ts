@@ -78,6 +78,24 @@ export function parseToolVersion(output: string): { version: string; major: numb
   return undefined;
 }
 
+/** What a core asks for when it needs PostgreSQL programs (see ToolResolver). */
+export interface ToolRequest {
+  /** pg_dump, pg_restore and psql of at least this major. */
+  major: number;
+  /** The version that asks for it (the server's, or the archive's pg_dump), for messages. */
+  version: string;
+  /** Server binaries of that major or newer are needed too (a scratch target). */
+  needServer?: boolean;
+}
+
+/** Finds the client tools a request asks for (installing them where that is allowed). */
+export type ToolResolver = (request: ToolRequest) => Promise<ClientTools>;
+
+/** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
+export function majorOf(version: string, fallback = 0): number {
+  return parseToolVersion(version)?.major ?? fallback;
+}
+
 /** The major of a `server_version_num` (150018 → 15, 90624 → 9 for 9.6.24). */
 export function majorFromVersionNum(num: number): number {
   if (!Number.isSafeInteger(num) || num < 10000) {

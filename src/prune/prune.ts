@@ -496,9 +496,9 @@ function settle(plan: NamePlan, mode: 'dry-run' | 'refused' | 'done'): void {
 }
 
 async function versioningOf(deps: PruneDeps): Promise<PruneReport['versioning']> {
-  if (!deps.storage.describe) return undefined;
+  if (!deps.storage.versioning) return undefined;
   try {
-    return (await deps.storage.describe()).versioning;
+    return await deps.storage.versioning();
   } catch (error) {
     deps.logger.debug(`Could not read the bucket's versioning: ${errorMessage(error)}`);
     return undefined;

@@ -114,6 +114,8 @@ export async function compareTables(
   return { result, comparison };
 }
 
+const LEGACY = 'manifest of schema version 1, checked against the archive alone';
+
 /**
  * The checks of a manifest written before the source's state was recorded (schema version 1):
  * every constraint the archive lists (`expected`, from `pg_restore --list`) must exist after the
@@ -125,8 +127,15 @@ export async function legacyConstraintsAndSequences(
   client: pg.Client,
   expected?: ArchiveConstraint[],
 ): Promise<CheckResult[]> {
+  return [await legacyConstraints(client, expected), await legacySequences(client)];
+}
+
+/** Every constraint the archive lists exists after the restore. */
+async function legacyConstraints(
+  client: pg.Client,
+  expected: ArchiveConstraint[] | undefined,
+): Promise<CheckResult> {
   const started = Date.now();
-  const legacy = 'manifest of schema version 1, checked against the archive alone';
   const constraints = await client.query<{
     kind: string;
     schema: string;
@@ -166,17 +175,20 @@ export async function legacyConstraintsAndSequences(
       `NOT VALID as in the source database (pg_dump keeps that state; their existing rows were not checked): ${notValid.join(', ')}`,
     );
   }
-  const constraintResult: CheckResult = {
+  return {
     name: 'Constraints',
     status: missing.length === 0 ? 'passed' : 'failed',
     detail:
       missing.length === 0
-        ? `${summary} re-created; the restore validated each one against the restored rows${notes.length ? `; ${notes.join('; ')}` : ''} (${legacy})`
-        : `missing after the restore although the archive lists them: ${missing.join(', ')} (${legacy})`,
+        ? `${summary} re-created; the restore validated each one against the restored rows${notes.length ? `; ${notes.join('; ')}` : ''} (${LEGACY})`
+        : `missing after the restore although the archive lists them: ${missing.join(', ')} (${LEGACY})`,
     seconds: (Date.now() - started) / 1000,
   };
+}
 
-  const sequencesStarted = Date.now();
+/** Sequences behind the maximum of the column they feed (noted, not failed). */
+async function legacySequences(client: pg.Client): Promise<CheckResult> {
+  const started = Date.now();
   // A sequence feeds a column when the column owns it (serial, identity) or when the column's
   // default calls nextval() on it (sequences created on their own, as many schemas do).
   const sequences = await client.query<{ seq: string; tbl: string; col: string }>(`
@@ -212,17 +224,16 @@ export async function legacyConstraintsAndSequences(
     if (next <= BigInt(max))
       behind.push(`${s.seq} would hand out ${next}, but ${s.tbl}.${s.col} already holds ${max}`);
   }
-  const sequenceResult: CheckResult = {
+  return {
     name: 'Sequences',
     status: 'passed',
     detail:
       (behind.length === 0
         ? `${sequences.rows.length} sequences ahead of the maximum of the columns they feed`
         : `note: behind their column's maximum, which the source may hold too (rows inserted with explicit values): ${behind.join('; ')}`) +
-      ` (${legacy}; its sequence values were not recorded)`,
-    seconds: (Date.now() - sequencesStarted) / 1000,
+      ` (${LEGACY}; its sequence values were not recorded)`,
+    seconds: (Date.now() - started) / 1000,
   };
-  return [constraintResult, sequenceResult];
 }
 
 /** One SQL assertion: passes when the query returns no rows. */

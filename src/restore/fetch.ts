@@ -5,8 +5,13 @@ import { once } from 'node:events';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { dumpObject, type Manifest, type ObjectEntry } from '../catalog/manifest.js';
-import { createDecryptStream, type AgeDecryptOptions } from '../crypto/age.js';
+import {
+  dumpObject,
+  type DumpFormat,
+  type Manifest,
+  type ObjectEntry,
+} from '../catalog/manifest.js';
+import { createDecryptStream, type Decryption } from '../crypto/age.js';
 import { ConfigurationError, OptionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
@@ -22,10 +27,8 @@ export class IntegrityError extends Error {
   }
 }
 
-export interface Decryption {
-  identities: string[];
-  passphrase?: string;
-}
+/** The keys a restore decrypts with: the age module's own type. */
+export type { Decryption };
 
 /** Tools that undo what backup did, when they are outside Node. */
 export interface DecodeTools {
@@ -36,7 +39,7 @@ export interface DecodeTools {
 export interface FetchResult {
   /** The restorable archive: a custom-format file, or a directory-format folder. */
   archivePath: string;
-  format: 'custom' | 'directory';
+  format: DumpFormat;
   bytes: number;
   sha256: string;
 }
@@ -75,7 +78,7 @@ export async function checkObject(
   return { bytes: hash.bytes, sha256: hash.digest() };
 }
 
-function decryptOptions(manifest: Manifest, decryption: Decryption | undefined): AgeDecryptOptions {
+function decryptOptions(manifest: Manifest, decryption: Decryption | undefined): Decryption {
   const missing = missingKeyError(manifest, decryption);
   if (missing) throw missing;
   return { identities: decryption?.identities ?? [], passphrase: decryption?.passphrase };

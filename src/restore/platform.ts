@@ -416,17 +416,87 @@ interface TargetCatalog {
   referencedBy: Map<string, Set<string>>;
 }
 
-async function loadTargetCatalog(client: pg.Client): Promise<TargetCatalog> {
-  const saved = (await client.query<{ p: string }>(`SELECT current_setting('search_path') AS p`))
-    .rows[0].p;
-  // pg_dump names argument types with an empty search_path: qualified unless in pg_catalog.
-  await client.query(`SELECT pg_catalog.set_config('search_path', '', false)`);
-  try {
-    const q = async <T extends pg.QueryResultRow>(sql: string): Promise<T[]> =>
-      (await client.query<T>(sql)).rows;
-    const keys = new Set<string>();
-    const add = (rows: { k: string }[]): void => rows.forEach((r) => keys.add(r.k));
+type Query = <T extends pg.QueryResultRow>(sql: string) => Promise<T[]>;
 
+/** Queries each returning the keys (`k`, see objectKey) of one kind of object the target holds. */
+const OBJECT_KEY_QUERIES = [
+  `SELECT 'rel:' || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+  `SELECT 'type:' || n.nspname || '.' || t.typname AS k
+     FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+    WHERE t.typtype <> 'c'
+       OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'`,
+  `SELECT 'con:' || n.nspname || '.' || coalesce(c.relname, t.typname) || ' ' || k.conname AS k
+     FROM pg_catalog.pg_constraint k
+     JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
+     LEFT JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+     LEFT JOIN pg_catalog.pg_type t ON t.oid = k.contypid`,
+  `SELECT 'trg:' || n.nspname || '.' || c.relname || ' ' || g.tgname AS k
+     FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE NOT g.tgisinternal`,
+  `SELECT 'pol:' || n.nspname || '.' || c.relname || ' ' || p.polname AS k
+     FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+  `SELECT 'rule:' || n.nspname || '.' || c.relname || ' ' || r.rulename AS k
+     FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE r.rulename <> '_RETURN'`,
+  `SELECT 'default:' || n.nspname || '.' || c.relname || ' ' || a.attname AS k
+     FROM pg_catalog.pg_attrdef d
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+     JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+  `SELECT kind || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+     LATERAL (VALUES ('rls:', c.relrowsecurity OR c.relforcerowsecurity),
+                     ('attach:', c.relispartition),
+                     ('owned:', c.relkind = 'S' AND EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_depend d
+                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                           AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')))) v(kind, yes)
+    WHERE yes`,
+  `SELECT 'evt:' || evtname AS k FROM pg_catalog.pg_event_trigger`,
+  `SELECT 'pub:' || pubname AS k FROM pg_catalog.pg_publication`,
+  `SELECT 'pubtab:' || p.pubname || ' ' || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_publication_rel r
+     JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid
+     JOIN pg_catalog.pg_class c ON c.oid = r.prrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+  `SELECT 'lang:' || lanname AS k FROM pg_catalog.pg_language`,
+  `SELECT 'fdw:' || fdwname AS k FROM pg_catalog.pg_foreign_data_wrapper`,
+  `SELECT 'srv:' || srvname AS k FROM pg_catalog.pg_foreign_server`,
+  `SELECT 'coll:' || n.nspname || '.' || c.collname AS k FROM pg_catalog.pg_collation c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+   UNION ALL
+   SELECT 'tscfg:' || n.nspname || '.' || c.cfgname FROM pg_catalog.pg_ts_config c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+   UNION ALL
+   SELECT 'tsdict:' || n.nspname || '.' || d.dictname FROM pg_catalog.pg_ts_dict d
+     JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
+   UNION ALL
+   SELECT 'stat:' || n.nspname || '.' || s.stxname FROM pg_catalog.pg_statistic_ext s
+     JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+   UNION ALL
+   SELECT 'conv:' || n.nspname || '.' || c.conname FROM pg_catalog.pg_conversion c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace`,
+];
+/** The schemas of publications (`FOR TABLES IN SCHEMA`, PostgreSQL 15+). */
+const PUBLICATION_SCHEMA_KEYS = `SELECT 'pubns:' || p.pubname || ' ' || n.nspname AS k
+   FROM pg_catalog.pg_publication_namespace r
+   JOIN pg_catalog.pg_publication p ON p.oid = r.pnpubid
+   JOIN pg_catalog.pg_namespace n ON n.oid = r.pnnspid`;
+/** Functions by signature and by name (overloads share the name key). */
+const FUNCTION_KEYS = `SELECT 'func:' || n.nspname || '.' || p.proname || '(' ||
+        coalesce((SELECT string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
+                    FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)), '') || ')' AS k,
+        'funcname:' || n.nspname || '.' || p.proname AS name
+   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`;
+
+async function loadTargetCatalog(client: pg.Client): Promise<TargetCatalog> {
+  // pg_dump names argument types with an empty search_path: qualified unless in pg_catalog.
+  return withEmptySearchPath(client, async () => {
+    const q: Query = async (sql) => (await client.query(sql)).rows;
     const me = (
       await q<{ role: string; superuser: boolean; create: boolean; pubns: boolean }>(
         `SELECT current_user::text AS role,
@@ -439,111 +509,13 @@ async function loadTargetCatalog(client: pg.Client): Promise<TargetCatalog> {
       `SELECT nspname::text AS name, pg_get_userbyid(nspowner)::text AS owner
          FROM pg_catalog.pg_namespace`,
     );
-    schemas.forEach((s) => keys.add(`schema:${s.name}`));
-    add(
-      await q(`SELECT 'rel:' || n.nspname || '.' || c.relname AS k
-                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`),
-    );
-    add(
-      await q(`SELECT 'type:' || n.nspname || '.' || t.typname AS k
-                 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-                WHERE t.typtype <> 'c'
-                   OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'`),
-    );
-    const funcs = await q<{ k: string; name: string }>(
-      `SELECT 'func:' || n.nspname || '.' || p.proname || '(' ||
-              coalesce((SELECT string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
-                          FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)), '') || ')' AS k,
-              'funcname:' || n.nspname || '.' || p.proname AS name
-         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`,
-    );
-    funcs.forEach((f) => {
-      keys.add(f.k);
-      keys.add(f.name);
-    });
-    add(
-      await q(`SELECT 'con:' || n.nspname || '.' || coalesce(c.relname, t.typname) || ' ' || k.conname AS k
-                 FROM pg_catalog.pg_constraint k
-                 JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
-                 LEFT JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-                 LEFT JOIN pg_catalog.pg_type t ON t.oid = k.contypid`),
-    );
-    add(
-      await q(`SELECT 'trg:' || n.nspname || '.' || c.relname || ' ' || g.tgname AS k
-                 FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                WHERE NOT g.tgisinternal`),
-    );
-    add(
-      await q(`SELECT 'pol:' || n.nspname || '.' || c.relname || ' ' || p.polname AS k
-                 FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`),
-    );
-    add(
-      await q(`SELECT 'rule:' || n.nspname || '.' || c.relname || ' ' || r.rulename AS k
-                 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                WHERE r.rulename <> '_RETURN'`),
-    );
-    add(
-      await q(`SELECT 'default:' || n.nspname || '.' || c.relname || ' ' || a.attname AS k
-                 FROM pg_catalog.pg_attrdef d
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-                 JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`),
-    );
-    add(
-      await q(`SELECT kind || n.nspname || '.' || c.relname AS k
-                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
-                 LATERAL (VALUES ('rls:', c.relrowsecurity OR c.relforcerowsecurity),
-                                 ('attach:', c.relispartition),
-                                 ('owned:', c.relkind = 'S' AND EXISTS (
-                                    SELECT 1 FROM pg_catalog.pg_depend d
-                                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
-                                       AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')))) v(kind, yes)
-                WHERE yes`),
-    );
     const exts = await q<{ name: string; version: string; schema: string }>(
       `SELECT e.extname::text AS name, e.extversion AS version, n.nspname::text AS schema
          FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace`,
     );
+    const keys = await readObjectKeys(q, me.pubns);
+    schemas.forEach((s) => keys.add(`schema:${s.name}`));
     exts.forEach((e) => keys.add(`ext:${e.name}`));
-    add(await q(`SELECT 'evt:' || evtname AS k FROM pg_catalog.pg_event_trigger`));
-    add(await q(`SELECT 'pub:' || pubname AS k FROM pg_catalog.pg_publication`));
-    add(
-      await q(`SELECT 'pubtab:' || p.pubname || ' ' || n.nspname || '.' || c.relname AS k
-                 FROM pg_catalog.pg_publication_rel r
-                 JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid
-                 JOIN pg_catalog.pg_class c ON c.oid = r.prrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`),
-    );
-    if (me.pubns) {
-      add(
-        await q(`SELECT 'pubns:' || p.pubname || ' ' || n.nspname AS k
-                   FROM pg_catalog.pg_publication_namespace r
-                   JOIN pg_catalog.pg_publication p ON p.oid = r.pnpubid
-                   JOIN pg_catalog.pg_namespace n ON n.oid = r.pnnspid`),
-      );
-    }
-    add(await q(`SELECT 'lang:' || lanname AS k FROM pg_catalog.pg_language`));
-    add(await q(`SELECT 'fdw:' || fdwname AS k FROM pg_catalog.pg_foreign_data_wrapper`));
-    add(await q(`SELECT 'srv:' || srvname AS k FROM pg_catalog.pg_foreign_server`));
-    add(
-      await q(`SELECT 'coll:' || n.nspname || '.' || c.collname AS k FROM pg_catalog.pg_collation c
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
-               UNION ALL
-               SELECT 'tscfg:' || n.nspname || '.' || c.cfgname FROM pg_catalog.pg_ts_config c
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
-               UNION ALL
-               SELECT 'tsdict:' || n.nspname || '.' || d.dictname FROM pg_catalog.pg_ts_dict d
-                 JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
-               UNION ALL
-               SELECT 'stat:' || n.nspname || '.' || s.stxname FROM pg_catalog.pg_statistic_ext s
-                 JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
-               UNION ALL
-               SELECT 'conv:' || n.nspname || '.' || c.conname FROM pg_catalog.pg_conversion c
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace`),
-    );
     const roles = await q<{ name: string; member: boolean }>(
       `SELECT rolname::text AS name, pg_has_role(current_user, oid, 'MEMBER') AS member
          FROM pg_catalog.pg_roles`,
@@ -552,21 +524,6 @@ async function loadTargetCatalog(client: pg.Client): Promise<TargetCatalog> {
       `SELECT name::text AS name, bool_or(trusted) AS trusted
          FROM pg_catalog.pg_available_extension_versions GROUP BY name`,
     );
-    const fks = await q<{ referencing: string; referenced: string }>(
-      `SELECT cn.nspname || '.' || c.relname AS referencing, fn.nspname || '.' || f.relname AS referenced
-         FROM pg_catalog.pg_constraint k
-         JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-         JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
-         JOIN pg_catalog.pg_class f ON f.oid = k.confrelid
-         JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
-        WHERE k.contype = 'f'`,
-    );
-    const referencedBy = new Map<string, Set<string>>();
-    for (const fk of fks) {
-      const set = referencedBy.get(fk.referenced) ?? new Set<string>();
-      set.add(fk.referencing);
-      referencedBy.set(fk.referenced, set);
-    }
     return {
       role: me.role,
       superuser: me.superuser,
@@ -578,11 +535,57 @@ async function loadTargetCatalog(client: pg.Client): Promise<TargetCatalog> {
       available: new Map(available.map((a) => [a.name, { trusted: a.trusted }])),
       canCreateInDatabase: me.create,
       schemaOwners: new Map(schemas.map((s) => [s.name, s.owner])),
-      referencedBy,
+      referencedBy: await readReferencedBy(q),
     };
+  });
+}
+
+/** Runs `read` with the session's search_path empty, then puts the saved one back. */
+async function withEmptySearchPath<T>(client: pg.Client, read: () => Promise<T>): Promise<T> {
+  const saved = (await client.query<{ p: string }>(`SELECT current_setting('search_path') AS p`))
+    .rows[0].p;
+  await client.query(`SELECT pg_catalog.set_config('search_path', '', false)`);
+  try {
+    return await read();
   } finally {
     await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [saved]);
   }
+}
+
+/** The keys of the target's objects but its schemas and extensions (see objectKey). */
+async function readObjectKeys(q: Query, publicationSchemas: boolean): Promise<Set<string>> {
+  const keys = new Set<string>();
+  const queries = publicationSchemas
+    ? [...OBJECT_KEY_QUERIES, PUBLICATION_SCHEMA_KEYS]
+    : OBJECT_KEY_QUERIES;
+  for (const sql of queries) {
+    for (const row of await q<{ k: string }>(sql)) keys.add(row.k);
+  }
+  for (const f of await q<{ k: string; name: string }>(FUNCTION_KEYS)) {
+    keys.add(f.k);
+    keys.add(f.name);
+  }
+  return keys;
+}
+
+/** `schema.table` → the tables whose foreign keys refer to it. */
+async function readReferencedBy(q: Query): Promise<Map<string, Set<string>>> {
+  const fks = await q<{ referencing: string; referenced: string }>(
+    `SELECT cn.nspname || '.' || c.relname AS referencing, fn.nspname || '.' || f.relname AS referenced
+       FROM pg_catalog.pg_constraint k
+       JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+       JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+       JOIN pg_catalog.pg_class f ON f.oid = k.confrelid
+       JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
+      WHERE k.contype = 'f'`,
+  );
+  const referencedBy = new Map<string, Set<string>>();
+  for (const fk of fks) {
+    const set = referencedBy.get(fk.referenced) ?? new Set<string>();
+    set.add(fk.referencing);
+    referencedBy.set(fk.referenced, set);
+  }
+  return referencedBy;
 }
 
 /**
@@ -771,6 +774,25 @@ function entryName(e: TocEntry): string {
   return e.namespace ? `${e.namespace}.${e.tag}` : e.tag;
 }
 
+/** What deciding an archive's entries reads (the target) and gathers (what it lacks). */
+interface PlanContext {
+  mode: PlatformRestoreMode;
+  target: TargetCatalog;
+  /** Definitions read from the archive (project mode, when the archive was given). */
+  defs: Definitions | undefined;
+  /** Whether the target holds the object of this key (see objectKey). */
+  has: (key: string | undefined) => boolean;
+  /** Whether a schema is the platform's (its objects are the target's). */
+  platformSchema: (ns: string | undefined) => boolean;
+  /** What the archive relies on that the target lacks (see `missingOnTarget`). */
+  missing: Set<string>;
+  /** Objects of the application's schemas the target already holds. */
+  conflicts: string[];
+}
+
+/** Decisions by dumpId. */
+type Decisions = Map<number, Decision>;
+
 /**
  * Plans the restore of an archive of a Supabase database: which entries of its table of
  * contents pg_restore restores (`listFile`), which platform tables get their rows and which of
@@ -783,174 +805,68 @@ export async function planPlatformRestore(
   const mode = input.mode ?? 'project';
   const entries = parseToc(input.listing);
   const target = await loadTargetCatalog(input.target);
-  const has = (key: string | undefined): boolean => key !== undefined && target.keys.has(key);
-  const missing = new Set<string>();
-  const conflicts: string[] = [];
-
-  const managed = new Set(input.platform.managedSchemas);
-  // supabase_migrations is the CLI's, made as postgres: where absent, the archive brings it.
-  const platformSchema = (ns: string | undefined): boolean =>
-    ns !== undefined &&
-    (managed.has(ns) || isPlatformSchema(ns)) &&
-    !(ns === CLI_SCHEMA && !target.keys.has(`schema:${ns}`));
-
+  const platformSchema = platformSchemaOf(input.platform, target);
   const definitionEntries = entries.filter(
     (e) =>
       (e.desc === 'TRIGGER' && platformSchema(e.namespace)) ||
       (e.desc === 'FK CONSTRAINT' && !platformSchema(e.namespace)),
   );
-  const defs =
-    input.archive && mode === 'project'
-      ? await readDefinitions(input.archive, definitionEntries)
-      : undefined;
-
-  const madeBy = (e: TocEntry): string => {
-    const ext = e.namespace ? target.extensionBySchema.get(e.namespace) : undefined;
-    return ext
-      ? `already on the target, where CREATE EXTENSION ${ext} made it (pg_dump writes it again as an entry of its own)`
-      : 'already on the target';
-  };
-  const extensionDecision = (e: TocEntry): Decision => {
-    const found = target.extensions.get(e.tag);
-    if (found) {
-      return out(
-        `extension ${e.tag} ${found.version} is already on the target (schema ${found.schema}): the target's`,
-      );
-    }
-    const avail = target.available.get(e.tag);
-    if (!avail) {
-      missing.add(`extension ${e.tag} (not available on the target server)`);
-      return out(`extension ${e.tag} is not available on the target server`);
-    }
-    if (!target.superuser && !(avail.trusted && target.canCreateInDatabase)) {
-      missing.add(
-        `extension ${e.tag} (enable it on the target first: ${target.role} cannot create it)`,
-      );
-      return out(`extension ${e.tag} is not on the target and ${target.role} cannot create it`);
-    }
-    return keep();
+  const ctx: PlanContext = {
+    mode,
+    target,
+    defs:
+      input.archive && mode === 'project'
+        ? await readDefinitions(input.archive, definitionEntries)
+        : undefined,
+    has: (key) => key !== undefined && target.keys.has(key),
+    platformSchema,
+    missing: new Set(),
+    conflicts: [],
   };
 
-  const decide = (e: TocEntry): Decision => {
-    if (DATABASE_DESCS.has(e.desc) || LARGE_OBJECT_DESCS.has(e.desc)) return keep();
-    const key = objectKey(e);
-    if (mode === 'scratch') {
-      if (e.desc === 'EXTENSION') {
-        return has(key) ? out(madeBy(e), true) : extensionDecision(e);
-      }
-      if (DATA_DESCS.has(e.desc) || e.desc === 'DEFAULT ACL') return keep();
-      return has(key) ? out(madeBy(e), true) : keep();
-    }
+  const decisions = decideEntries(ctx, entries);
+  const { dataOnly, truncate } = await planPlatformRows(ctx, input.target, entries, decisions);
+  checkOwners(ctx, entries, decisions);
+  const unvalidated = await planForeignKeysToPlatformRows(
+    ctx,
+    input,
+    { entries, definitionEntries },
+    decisions,
+  );
+  const leftOut = leftOutEntries(entries, decisions);
+  const leftOutIds = new Set(leftOut.map((l) => l.dumpId));
 
-    // A Supabase project: the platform's objects are the target's.
-    if (e.desc === 'DEFAULT ACL') {
-      if (platformSchema(e.namespace)) {
-        return out(`default privileges in the platform's schema ${e.namespace}: the target's`);
-      }
-      if (target.superuser || target.memberOf.has(e.owner)) return keep();
-      return out(
-        `default privileges of ${e.owner}: ${target.role} is not a member of ${e.owner}, ` +
-          `so the target's stay`,
-      );
-    }
-    if (e.desc === 'PUBLICATION TABLE' || e.desc === 'PUBLICATION TABLES IN SCHEMA') {
-      return has(key) ? out('already in the publication on the target') : keep();
-    }
-    if (e.namespace === undefined) {
-      switch (e.desc) {
-        case 'SCHEMA': {
-          if (platformSchema(e.tag)) {
-            if (has(key)) return out(`the platform's schema ${e.tag}: the target's`);
-            missing.add(`schema ${e.tag}`);
-            return out(`the platform's schema ${e.tag} is not on the target`);
-          }
-          if (!has(key)) return keep();
-          const owner = target.schemaOwners.get(e.tag);
-          return out(
-            `schema ${e.tag} is already on the target (owner ${owner}` +
-              (owner === e.owner ? '' : `, not ${e.owner} as in the archive: left as it is`) +
-              `): its comment and privileges are restored`,
-            true,
-          );
-        }
-        case 'EXTENSION':
-          return extensionDecision(e);
-        case 'EVENT TRIGGER':
-          return out(
-            has(key)
-              ? `event trigger ${e.tag} is already on the target: the platform's`
-              : `event trigger ${e.tag}: the platform's (they need a superuser); not on the target, not created`,
-          );
-        case 'PUBLICATION':
-          return has(key) ? out(`publication ${e.tag} is already on the target`) : keep();
-        default:
-          return has(key) ? out('already on the target') : keep();
-      }
-    }
-    if (platformSchema(e.namespace)) {
-      const ns = e.namespace;
-      if (e.desc === 'TABLE DATA' || e.desc === 'SEQUENCE SET') {
-        const name = `${ns}.${e.tag}`;
-        if (SUPABASE_BOOKKEEPING_TABLES.includes(name)) {
-          return out(
-            `the migration history of the target's own service: the target's rows stay ` +
-              `(supabase db dump --data-only leaves it out too)`,
-          );
-        }
-        if (matchesAny(ns, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
-          return out(
-            `rows of the platform's schema ${ns}, which the target's services keep ` +
-              `(supabase db dump --data-only leaves this schema out)`,
-          );
-        }
-        if (!has(`rel:${name}`)) {
-          missing.add(`${e.desc === 'TABLE DATA' ? 'table' : 'sequence'} ${name}`);
-          return out(`${name} is not on the target: its rows cannot be restored`);
-        }
-        return keep();
-      }
-      if (e.desc === 'MATERIALIZED VIEW DATA') {
-        return out(`the platform's materialized view ${entryName(e)}: the target's`);
-      }
-      if (e.desc === 'TRIGGER' || e.desc === 'POLICY' || e.desc === 'RULE') {
-        const what = e.desc.toLowerCase();
-        if (has(key)) return out(`${what} already on the target`);
-        const [table] = splitFirst(e.tag);
-        if (!has(`rel:${ns}.${table}`)) {
-          return out(`${what} on ${ns}.${table}, which is not on the target`);
-        }
-        if (e.desc === 'TRIGGER' && defs) {
-          const fnSchema = defs.triggerFunctionSchema.get(`${ns}.${e.tag}`);
-          if (fnSchema !== undefined && platformSchema(fnSchema)) {
-            return out(
-              `a platform trigger (it runs a function of ${fnSchema}) the target lacks: ` +
-                `the platform versions differ; not created`,
-            );
-          }
-        }
-        // The application's: its trigger on auth.users, its policies on storage.objects.
-        return keep();
-      }
-      return has(key)
-        ? out(`${madeBy(e)}: the platform's schema ${ns} is the target's`)
-        : out(
-            `not on the target: the platform's schema ${ns} is the target's, and the restore ` +
-              `creates nothing in it (the source's platform version differs, or something was added there)`,
-          );
-    }
-    // The application's schemas.
-    if (!DATA_DESCS.has(e.desc) && has(key)) {
-      conflicts.push(`${e.desc} ${entryName(e)}`);
-    }
-    return keep();
+  return {
+    listFile: commentOut(input.listing, (dumpId) => leftOutIds.has(dumpId)),
+    leftOut: leftOut.map(({ entry, why }) => ({ entry, why })),
+    dataOnly,
+    truncate: [...truncate].sort(),
+    missingOnTarget: [...ctx.missing].sort(),
+    conflicts: ctx.conflicts,
+    unvalidated,
   };
+}
 
-  // First pass: the entries that make objects; then COMMENT / ACL / SECURITY LABEL follow them.
-  const decisions = new Map<number, Decision>();
+/** Whether a schema is the platform's: the target's managed schemas and the known ones. */
+function platformSchemaOf(
+  platform: PlatformInfo,
+  target: TargetCatalog,
+): (ns: string | undefined) => boolean {
+  const managed = new Set(platform.managedSchemas);
+  // supabase_migrations is the CLI's, made as postgres: where absent, the archive brings it.
+  return (ns) =>
+    ns !== undefined &&
+    (managed.has(ns) || isPlatformSchema(ns)) &&
+    !(ns === CLI_SCHEMA && !target.keys.has(`schema:${ns}`));
+}
+
+/** Every entry's decision: first the entries that make objects, then those that follow them. */
+function decideEntries(ctx: PlanContext, entries: TocEntry[]): Decisions {
+  const decisions: Decisions = new Map();
   const byKey = new Map<string, Decision>();
   for (const e of entries) {
     if (FOLLOWERS.has(e.desc)) continue;
-    const d = decide(e);
+    const d = decide(ctx, e);
     decisions.set(e.dumpId, d);
     for (const k of followKeys(e)) {
       const prev = byKey.get(k);
@@ -958,43 +874,217 @@ export async function planPlatformRestore(
       if (!prev || (!prev.followers && d.followers)) byKey.set(k, d);
     }
   }
+  // COMMENT / ACL / SECURITY LABEL follow the objects they are about.
   for (const e of entries) {
     if (!FOLLOWERS.has(e.desc)) continue;
-    if (mode === 'scratch') {
-      decisions.set(e.dumpId, keep());
-      continue;
+    decisions.set(e.dumpId, ctx.mode === 'scratch' ? keep() : decideFollower(ctx, e, byKey));
+  }
+  return decisions;
+}
+
+/** A creating entry's decision. */
+function decide(ctx: PlanContext, e: TocEntry): Decision {
+  if (DATABASE_DESCS.has(e.desc) || LARGE_OBJECT_DESCS.has(e.desc)) return keep();
+  const key = objectKey(e);
+  if (ctx.mode === 'scratch') {
+    if (e.desc === 'EXTENSION') {
+      return ctx.has(key) ? out(madeBy(ctx, e), true) : decideExtension(ctx, e);
     }
-    const fk = followedKey(e);
-    const followed = fk === undefined ? undefined : byKey.get(fk);
-    if (followed) {
-      decisions.set(
-        e.dumpId,
-        followed.followers ? keep() : out(`on an object the restore leaves out (${fk})`),
-      );
-      continue;
-    }
-    // About an object with no entry of its own (an extension's member, schema public...).
-    if (platformSchema(e.namespace)) {
-      decisions.set(e.dumpId, out(`on an object of the platform's schema ${e.namespace}`));
-    } else if (e.namespace === undefined && fk?.startsWith('schema:')) {
-      const schema = fk.slice('schema:'.length);
-      decisions.set(
-        e.dumpId,
-        platformSchema(schema) ? out(`on the platform's schema ${schema}: the target's`) : keep(),
-      );
-    } else if (e.namespace === undefined && fk?.startsWith('ext:')) {
-      decisions.set(
-        e.dumpId,
-        has(fk) ? out(`on extension ${fk.slice(4)}, which is the target's`) : keep(),
-      );
-    } else if (e.namespace === undefined && fk?.startsWith('evt:')) {
-      decisions.set(e.dumpId, out(`on event trigger ${fk.slice(4)}: the platform's`));
-    } else {
-      decisions.set(e.dumpId, keep());
-    }
+    if (DATA_DESCS.has(e.desc) || e.desc === 'DEFAULT ACL') return keep();
+    return ctx.has(key) ? out(madeBy(ctx, e), true) : keep();
   }
 
-  // Platform tables whose rows come back, and which of them to empty first.
+  // A Supabase project: the platform's objects are the target's.
+  if (e.desc === 'DEFAULT ACL') return decideDefaultAcl(ctx, e);
+  if (e.desc === 'PUBLICATION TABLE' || e.desc === 'PUBLICATION TABLES IN SCHEMA') {
+    return ctx.has(key) ? out('already in the publication on the target') : keep();
+  }
+  if (e.namespace === undefined) return decideDatabaseObject(ctx, e, key);
+  if (ctx.platformSchema(e.namespace)) return decideInPlatformSchema(ctx, e, e.namespace, key);
+  // The application's schemas.
+  if (!DATA_DESCS.has(e.desc) && ctx.has(key)) {
+    ctx.conflicts.push(`${e.desc} ${entryName(e)}`);
+  }
+  return keep();
+}
+
+function madeBy(ctx: PlanContext, e: TocEntry): string {
+  const ext = e.namespace ? ctx.target.extensionBySchema.get(e.namespace) : undefined;
+  return ext
+    ? `already on the target, where CREATE EXTENSION ${ext} made it (pg_dump writes it again as an entry of its own)`
+    : 'already on the target';
+}
+
+function decideExtension(ctx: PlanContext, e: TocEntry): Decision {
+  const { target } = ctx;
+  const found = target.extensions.get(e.tag);
+  if (found) {
+    return out(
+      `extension ${e.tag} ${found.version} is already on the target (schema ${found.schema}): the target's`,
+    );
+  }
+  const avail = target.available.get(e.tag);
+  if (!avail) {
+    ctx.missing.add(`extension ${e.tag} (not available on the target server)`);
+    return out(`extension ${e.tag} is not available on the target server`);
+  }
+  if (!target.superuser && !(avail.trusted && target.canCreateInDatabase)) {
+    ctx.missing.add(
+      `extension ${e.tag} (enable it on the target first: ${target.role} cannot create it)`,
+    );
+    return out(`extension ${e.tag} is not on the target and ${target.role} cannot create it`);
+  }
+  return keep();
+}
+
+function decideDefaultAcl(ctx: PlanContext, e: TocEntry): Decision {
+  const { target } = ctx;
+  if (ctx.platformSchema(e.namespace)) {
+    return out(`default privileges in the platform's schema ${e.namespace}: the target's`);
+  }
+  if (target.superuser || target.memberOf.has(e.owner)) return keep();
+  return out(
+    `default privileges of ${e.owner}: ${target.role} is not a member of ${e.owner}, ` +
+      `so the target's stay`,
+  );
+}
+
+/** An entry with no schema (a schema, an extension, an event trigger, a publication...). */
+function decideDatabaseObject(ctx: PlanContext, e: TocEntry, key: string | undefined): Decision {
+  switch (e.desc) {
+    case 'SCHEMA': {
+      if (ctx.platformSchema(e.tag)) {
+        if (ctx.has(key)) return out(`the platform's schema ${e.tag}: the target's`);
+        ctx.missing.add(`schema ${e.tag}`);
+        return out(`the platform's schema ${e.tag} is not on the target`);
+      }
+      if (!ctx.has(key)) return keep();
+      const owner = ctx.target.schemaOwners.get(e.tag);
+      return out(
+        `schema ${e.tag} is already on the target (owner ${owner}` +
+          (owner === e.owner ? '' : `, not ${e.owner} as in the archive: left as it is`) +
+          `): its comment and privileges are restored`,
+        true,
+      );
+    }
+    case 'EXTENSION':
+      return decideExtension(ctx, e);
+    case 'EVENT TRIGGER':
+      return out(
+        ctx.has(key)
+          ? `event trigger ${e.tag} is already on the target: the platform's`
+          : `event trigger ${e.tag}: the platform's (they need a superuser); not on the target, not created`,
+      );
+    case 'PUBLICATION':
+      return ctx.has(key) ? out(`publication ${e.tag} is already on the target`) : keep();
+    default:
+      return ctx.has(key) ? out('already on the target') : keep();
+  }
+}
+
+/** An entry in one of the platform's schemas: only rows, and the application's hooks, come back. */
+function decideInPlatformSchema(
+  ctx: PlanContext,
+  e: TocEntry,
+  ns: string,
+  key: string | undefined,
+): Decision {
+  if (e.desc === 'TABLE DATA' || e.desc === 'SEQUENCE SET') return decidePlatformRows(ctx, e, ns);
+  if (e.desc === 'MATERIALIZED VIEW DATA') {
+    return out(`the platform's materialized view ${entryName(e)}: the target's`);
+  }
+  if (e.desc === 'TRIGGER' || e.desc === 'POLICY' || e.desc === 'RULE') {
+    return decidePlatformTableHook(ctx, e, ns, key);
+  }
+  return ctx.has(key)
+    ? out(`${madeBy(ctx, e)}: the platform's schema ${ns} is the target's`)
+    : out(
+        `not on the target: the platform's schema ${ns} is the target's, and the restore ` +
+          `creates nothing in it (the source's platform version differs, or something was added there)`,
+      );
+}
+
+/** The rows of a platform table or sequence. */
+function decidePlatformRows(ctx: PlanContext, e: TocEntry, ns: string): Decision {
+  const name = `${ns}.${e.tag}`;
+  if (SUPABASE_BOOKKEEPING_TABLES.includes(name)) {
+    return out(
+      `the migration history of the target's own service: the target's rows stay ` +
+        `(supabase db dump --data-only leaves it out too)`,
+    );
+  }
+  if (matchesAny(ns, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
+    return out(
+      `rows of the platform's schema ${ns}, which the target's services keep ` +
+        `(supabase db dump --data-only leaves this schema out)`,
+    );
+  }
+  if (!ctx.has(`rel:${name}`)) {
+    ctx.missing.add(`${e.desc === 'TABLE DATA' ? 'table' : 'sequence'} ${name}`);
+    return out(`${name} is not on the target: its rows cannot be restored`);
+  }
+  return keep();
+}
+
+/** A trigger, policy or rule on a platform table. */
+function decidePlatformTableHook(
+  ctx: PlanContext,
+  e: TocEntry,
+  ns: string,
+  key: string | undefined,
+): Decision {
+  const what = e.desc.toLowerCase();
+  if (ctx.has(key)) return out(`${what} already on the target`);
+  const [table] = splitFirst(e.tag);
+  if (!ctx.has(`rel:${ns}.${table}`)) {
+    return out(`${what} on ${ns}.${table}, which is not on the target`);
+  }
+  if (e.desc === 'TRIGGER' && ctx.defs) {
+    const fnSchema = ctx.defs.triggerFunctionSchema.get(`${ns}.${e.tag}`);
+    if (fnSchema !== undefined && ctx.platformSchema(fnSchema)) {
+      return out(
+        `a platform trigger (it runs a function of ${fnSchema}) the target lacks: ` +
+          `the platform versions differ; not created`,
+      );
+    }
+  }
+  // The application's: its trigger on auth.users, its policies on storage.objects.
+  return keep();
+}
+
+/** A COMMENT / ACL / SECURITY LABEL entry, in project mode. */
+function decideFollower(ctx: PlanContext, e: TocEntry, byKey: Map<string, Decision>): Decision {
+  const fk = followedKey(e);
+  const followed = fk === undefined ? undefined : byKey.get(fk);
+  if (followed) {
+    return followed.followers ? keep() : out(`on an object the restore leaves out (${fk})`);
+  }
+  // About an object with no entry of its own (an extension's member, schema public...).
+  if (ctx.platformSchema(e.namespace)) {
+    return out(`on an object of the platform's schema ${e.namespace}`);
+  }
+  if (e.namespace === undefined && fk?.startsWith('schema:')) {
+    const schema = fk.slice('schema:'.length);
+    return ctx.platformSchema(schema)
+      ? out(`on the platform's schema ${schema}: the target's`)
+      : keep();
+  }
+  if (e.namespace === undefined && fk?.startsWith('ext:')) {
+    return ctx.has(fk) ? out(`on extension ${fk.slice(4)}, which is the target's`) : keep();
+  }
+  if (e.namespace === undefined && fk?.startsWith('evt:')) {
+    return out(`on event trigger ${fk.slice(4)}: the platform's`);
+  }
+  return keep();
+}
+
+/** Platform tables whose rows come back, and which of them to empty first. */
+async function planPlatformRows(
+  ctx: PlanContext,
+  client: pg.Client,
+  entries: TocEntry[],
+  decisions: Decisions,
+): Promise<{ dataOnly: string[]; truncate: Set<string> }> {
   const dataOnly: string[] = [];
   for (const e of entries) {
     if (e.desc !== 'TABLE DATA' || !decisions.get(e.dumpId)?.keep) continue;
@@ -1002,8 +1092,8 @@ export async function planPlatformRestore(
       dataOnly.push(`${e.namespace}.${e.tag}`);
     }
   }
-  const present = dataOnly.filter((t) => has(`rel:${t}`));
-  const withRows = await tablesWithRows(input.target, present);
+  const present = dataOnly.filter((t) => ctx.has(`rel:${t}`));
+  const withRows = await tablesWithRows(client, present);
   const truncate = new Set(present.filter((t) => withRows.has(t)));
   // TRUNCATE refuses a table other tables refer to unless they go too: add the referring
   // platform tables whose rows the restore brings anyway (anything else makes TRUNCATE fail).
@@ -1011,7 +1101,7 @@ export async function planPlatformRestore(
   for (let grew = true; grew;) {
     grew = false;
     for (const t of [...truncate]) {
-      for (const r of target.referencedBy.get(t) ?? []) {
+      for (const r of ctx.target.referencedBy.get(t) ?? []) {
         if (restoredHere.has(r) && !truncate.has(r)) {
           truncate.add(r);
           grew = true;
@@ -1019,97 +1109,120 @@ export async function planPlatformRestore(
       }
     }
   }
+  return { dataOnly, truncate };
+}
 
-  // Roles that own what the restore keeps, and owners the restoring role cannot give away.
+/** Roles that own what the restore keeps, and owners the restoring role cannot give away. */
+function checkOwners(ctx: PlanContext, entries: TocEntry[], decisions: Decisions): void {
+  const { target } = ctx;
   const cannotOwn = new Map<string, string[]>();
   for (const e of entries) {
     if (!decisions.get(e.dumpId)?.keep || e.owner === '') continue;
-    if (!target.roles.has(e.owner)) missing.add(`role ${e.owner}`);
+    if (!target.roles.has(e.owner)) ctx.missing.add(`role ${e.owner}`);
     else if (OWNED_DESCS.has(e.desc) && !target.superuser && !target.memberOf.has(e.owner)) {
       cannotOwn.set(e.owner, [...(cannotOwn.get(e.owner) ?? []), `${e.desc} ${entryName(e)}`]);
     }
   }
   for (const [owner, what] of cannotOwn) {
-    missing.add(
+    ctx.missing.add(
       `membership in role ${owner}: ${target.role} cannot make it the owner of ` +
         `${what.slice(0, 3).join(', ')}${what.length > 3 ? ` and ${what.length - 3} more` : ''}`,
     );
   }
+}
 
-  // Foreign keys of the application to platform rows the archive does not bring.
+/**
+ * Foreign keys of the application to platform rows the archive does not bring, where the
+ * target's table is empty: added NOT VALID afterwards (`input.unvalidated`), or missing.
+ */
+async function planForeignKeysToPlatformRows(
+  ctx: PlanContext,
+  input: PlatformRestoreInput,
+  toc: { entries: TocEntry[]; definitionEntries: TocEntry[] },
+  decisions: Decisions,
+): Promise<PlatformRestorePlan['unvalidated']> {
   const unvalidated: PlatformRestorePlan['unvalidated'] = { constraints: [], statements: [] };
-  if (defs) {
-    const dataKept = new Set(
-      entries
-        .filter((e) => e.desc === 'TABLE DATA' && decisions.get(e.dumpId)?.keep)
-        .map((e) => `${e.namespace}.${e.tag}`),
-    );
-    const needed = new Map<string, TocEntry[]>();
-    for (const e of definitionEntries) {
-      if (e.desc !== 'FK CONSTRAINT' || !decisions.get(e.dumpId)?.keep) continue;
-      const refTable = defs.foreignKeyTarget.get(`${e.namespace}.${e.tag}`);
-      if (!refTable || dataKept.has(refTable)) continue;
-      const [schema] = splitQualified(refTable);
-      if (schema === undefined || !platformSchema(schema)) continue;
-      needed.set(refTable, [...(needed.get(refTable) ?? []), e]);
-    }
-    const populated = await tablesWithRows(
-      input.target,
-      [...needed.keys()].filter((t) => has(`rel:${t}`)),
-    );
-    for (const [table, fks] of needed) {
-      if (populated.has(table)) continue;
-      if (input.unvalidated) {
-        for (const e of fks) {
-          const [on, constraint] = splitFirst(e.tag);
-          const statement = defs.foreignKeySql.get(`${e.namespace}.${e.tag}`);
-          if (!statement) continue;
-          decisions.set(
-            e.dumpId,
-            out(`refers to rows of ${table} the backup does not hold: added NOT VALID afterwards`),
-          );
-          unvalidated.constraints.push(`${e.namespace}.${on}.${constraint}`);
-          unvalidated.statements.push(`${statement.replace(/;$/, '')} NOT VALID`);
-        }
-        continue;
-      }
-      const named = fks.map((e) => {
+  const { defs } = ctx;
+  if (!defs) return unvalidated;
+  const needed = foreignKeysByPlatformTable(ctx, defs, toc, decisions);
+  const populated = await tablesWithRows(
+    input.target,
+    [...needed.keys()].filter((t) => ctx.has(`rel:${t}`)),
+  );
+  for (const [table, fks] of needed) {
+    if (populated.has(table)) continue;
+    if (input.unvalidated) {
+      for (const e of fks) {
         const [on, constraint] = splitFirst(e.tag);
-        return `${constraint} of ${e.namespace}.${on}`;
-      });
-      missing.add(
-        `rows of ${table}: ${named.join(', ')} refer to them and the archive does not ` +
-          `hold them (restore them first, or restore a whole-database backup)`,
-      );
+        const statement = defs.foreignKeySql.get(`${e.namespace}.${e.tag}`);
+        if (!statement) continue;
+        decisions.set(
+          e.dumpId,
+          out(`refers to rows of ${table} the backup does not hold: added NOT VALID afterwards`),
+        );
+        unvalidated.constraints.push(`${e.namespace}.${on}.${constraint}`);
+        unvalidated.statements.push(`${statement.replace(/;$/, '')} NOT VALID`);
+      }
+      continue;
     }
+    const named = fks.map((e) => {
+      const [on, constraint] = splitFirst(e.tag);
+      return `${constraint} of ${e.namespace}.${on}`;
+    });
+    ctx.missing.add(
+      `rows of ${table}: ${named.join(', ')} refer to them and the archive does not ` +
+        `hold them (restore them first, or restore a whole-database backup)`,
+    );
   }
+  return unvalidated;
+}
 
-  const leftOut: PlatformRestorePlan['leftOut'] = [];
-  const leftOutIds = new Set<number>();
+/** Kept foreign keys to platform tables whose rows the archive does not bring, by table. */
+function foreignKeysByPlatformTable(
+  ctx: PlanContext,
+  defs: Definitions,
+  toc: { entries: TocEntry[]; definitionEntries: TocEntry[] },
+  decisions: Decisions,
+): Map<string, TocEntry[]> {
+  const dataKept = new Set(
+    toc.entries
+      .filter((e) => e.desc === 'TABLE DATA' && decisions.get(e.dumpId)?.keep)
+      .map((e) => `${e.namespace}.${e.tag}`),
+  );
+  const needed = new Map<string, TocEntry[]>();
+  for (const e of toc.definitionEntries) {
+    if (e.desc !== 'FK CONSTRAINT' || !decisions.get(e.dumpId)?.keep) continue;
+    const refTable = defs.foreignKeyTarget.get(`${e.namespace}.${e.tag}`);
+    if (!refTable || dataKept.has(refTable)) continue;
+    const [schema] = splitQualified(refTable);
+    if (schema === undefined || !ctx.platformSchema(schema)) continue;
+    needed.set(refTable, [...(needed.get(refTable) ?? []), e]);
+  }
+  return needed;
+}
+
+/** The entries decided out, in the listing's order, and why. */
+function leftOutEntries(
+  entries: TocEntry[],
+  decisions: Decisions,
+): { dumpId: number; entry: string; why: string }[] {
+  const leftOut: { dumpId: number; entry: string; why: string }[] = [];
   for (const e of entries) {
     const d = decisions.get(e.dumpId);
-    if (d && !d.keep) {
-      leftOut.push({ entry: e.line, why: d.why ?? 'left out' });
-      leftOutIds.add(e.dumpId);
-    }
+    if (d && !d.keep) leftOut.push({ dumpId: e.dumpId, entry: e.line, why: d.why ?? 'left out' });
   }
-  const listFile = input.listing
+  return leftOut;
+}
+
+/** The listing with the entries `commented(dumpId)` says commented out (`;`), for `-L`. */
+function commentOut(listing: string, commented: (dumpId: number) => boolean): string {
+  return listing
     .split('\n')
     .map((line) => {
       const m = ENTRY_LINE.exec(line.replace(/\r$/, ''));
-      return m && leftOutIds.has(Number(m[1])) ? `;${line}` : line;
+      return m && commented(Number(m[1])) ? `;${line}` : line;
     })
     .join('\n');
-
-  return {
-    listFile,
-    leftOut,
-    dataOnly,
-    truncate: [...truncate].sort(),
-    missingOnTarget: [...missing].sort(),
-    conflicts,
-    unvalidated,
-  };
 }
 
 /**
@@ -1163,15 +1276,8 @@ export async function planScratchPreparation(input: {
       else missing.add(`extension ${e.tag} (not available on the target server)`);
     }
   }
-  const listFile = input.listing
-    .split('\n')
-    .map((line) => {
-      const m = ENTRY_LINE.exec(line.replace(/\r$/, ''));
-      return m && !keepIds.has(Number(m[1])) ? `;${line}` : line;
-    })
-    .join('\n');
   return {
-    listFile,
+    listFile: commentOut(input.listing, (dumpId) => !keepIds.has(dumpId)),
     kept: entries.filter((e) => keepIds.has(e.dumpId)).map((e) => e.line),
     missingOnTarget: [...missing].sort(),
     conflicts: held.rows.map((r) => r.what),

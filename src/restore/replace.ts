@@ -1,11 +1,17 @@
 import { readFile } from 'node:fs/promises';
-import { Transform, type TransformCallback } from 'node:stream';
+import { type Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { describeExit, runProcess, startProcess, type ProcessExit } from '../core/process.js';
+import {
+  describeExit,
+  runProcess,
+  startProcess,
+  type ProcessExit,
+  type RunningProcess,
+} from '../core/process.js';
 import {
   childEnv,
   connect,
@@ -13,7 +19,7 @@ import {
   quoteLiteral,
   type ConnectionInfo,
 } from '../postgres/connection.js';
-import { selectionMatcher } from '../postgres/inventory.js';
+import { selectionMatcher, type SelectionMatcher } from '../postgres/inventory.js';
 
 /** One line of `pg_restore --list`: `dumpId; tableoid oid DESC NAMESPACE TAG OWNER`. */
 export interface ArchiveEntry {
@@ -569,6 +575,20 @@ interface PublicSchema {
   grants: { grantee: string | null; privilege: string; grantable: boolean }[];
 }
 
+/** A schema of the target (`member`: an extension created it). */
+interface TargetSchema {
+  classid: number;
+  oid: number;
+  name: string;
+  member: boolean;
+}
+
+/** A DROP statement and the kind of object it drops (statements run in DROP_ORDER). */
+interface DropStatement {
+  kind: string;
+  sql: string;
+}
+
 /**
  * Computes, without changing anything, the SQL that empties exactly what a backup covers in the
  * target: the schemas its selection includes (pg_dump's pattern rules; a whole-database backup
@@ -596,99 +616,18 @@ export async function planReplacement(
     );
     const serverVersion = Number(version.rows[0].v);
 
-    const found = await client.query<{
-      classid: number;
-      oid: number;
-      name: string;
-      member: boolean;
-    }>(
-      `SELECT 'pg_namespace'::regclass::oid AS classid, n.oid, n.nspname AS name,
-              EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
-                         AND d.objid = n.oid AND d.deptype = 'e') AS member
-         FROM pg_namespace n
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-        ORDER BY n.nspname`,
-    );
-    // A schema an extension created goes with its extension, not on its own.
-    const schemas = found.rows.filter((s) => !s.member && matcher.schemaIncluded(s.name));
-    const dropped: { kind: string; object: DbObject }[] = [];
-    const statements: { kind: string; sql: string }[] = [];
-    for (const s of schemas) {
-      statements.push({
-        kind: 'SCHEMA',
-        sql: `DROP SCHEMA IF EXISTS ${quoteIdent(s.name)} CASCADE`,
-      });
-    }
-    const publicSchema = schemas.find((s) => s.name === 'public');
-    if (publicSchema && !archive.createsPublic) {
-      // pg_dump creates public only when it is selected by name; otherwise it is re-created
-      // empty as it was (owner, grants, comment), and the archive's COMMENT and GRANTs apply.
-      const p = await publicSchemaOf(client);
-      statements.push(...recreatePublic(p).map((sql) => ({ kind: 'SCHEMA', sql })));
-    }
-
-    if (wholeDatabase) {
-      const objects = await client.query<DbObject>(
-        `SELECT o.kind, o.classid, o.oid, o.tag, o.alt, o.statement,
-                pg_describe_object(o.classid, o.oid, 0) AS description
-           FROM (${DB_OBJECTS_SQL}) o ORDER BY o.kind, o.tag`,
-      );
-      for (const o of objects.rows) {
-        const rests = entriesOf(archive.entries, o.kind);
-        if (!hasTag(rests, o.tag) && !(o.alt !== null && hasTag(rests, o.alt))) continue;
-        if (o.kind === 'SUBSCRIPTION') {
-          throw new ConfigurationError(
-            `The target already has subscription ${quoteIdent(o.tag)}, which the backup creates. ` +
-              `A subscription cannot be dropped inside the restore's transaction (DROP SUBSCRIPTION also drops its replication slot on the publisher): ` +
-              `drop it first, or restore with a list file that leaves the subscription out. The database was not changed.`,
-          );
-        }
-        dropped.push({ kind: o.kind, object: o });
-        statements.push({ kind: o.kind, sql: o.statement });
-      }
-    }
-
-    // Large objects the archive carries, whatever its selection (pg_dump -b adds them to a
-    // dump of some schemas): lo_create would find them there.
-    let largeObjects = 0;
-    let loStatement: string | undefined;
-    const ranges = largeObjectRanges(archive.entries);
-    if (ranges.length > 0) {
-      const lo = ranges.map((r) => r[0]);
-      const hi = ranges.map((r) => r[1]);
-      const count = await client.query<{ n: string }>(
-        `SELECT count(*)::text AS n FROM pg_largeobject_metadata m
-           JOIN unnest($1::oid[], $2::oid[]) r(lo, hi) ON m.oid BETWEEN r.lo AND r.hi`,
-        [lo, hi],
-      );
-      largeObjects = Number(count.rows[0].n);
-      if (largeObjects > 0) {
-        loStatement =
-          `SELECT count(pg_catalog.lo_unlink(m.oid)) FROM pg_catalog.pg_largeobject_metadata m ` +
-          `JOIN ROWS FROM (pg_catalog.unnest('{${lo.join(',')}}'::pg_catalog.oid[]), pg_catalog.unnest('{${hi.join(',')}}'::pg_catalog.oid[])) r(lo, hi) ` +
-          `ON m.oid BETWEEN r.lo AND r.hi`;
-      }
-    }
-
-    const roots = [
-      ...schemas.map((s) => ({ classid: s.classid, oid: s.oid })),
-      ...dropped.map((d) => ({ classid: d.object.classid, oid: d.object.oid })),
-    ];
-    const outside = await client.query<{ what: string; definition: string | null }>(
-      outsideSql(serverVersion),
-      [
-        roots.map((r) => r.classid),
-        roots.map((r) => r.oid),
-        schemas.map((s) => s.oid),
-        dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.oid),
-      ],
-    );
+    const schemas = await selectedSchemas(client, matcher);
+    const statements = await schemaStatements(client, schemas, archive);
+    const dropped = wholeDatabase ? await databaseObjectsToDrop(client, archive) : [];
+    statements.push(...dropped.map((d) => ({ kind: d.kind, sql: d.object.statement })));
+    const largeObjects = await largeObjectsToUnlink(client, archive);
+    const outside = await cascadeReach(client, serverVersion, schemas, dropped);
     await client.query('COMMIT');
 
     const ordered = DROP_ORDER.flatMap((kind) =>
       statements.filter((s) => s.kind === kind).map((s) => s.sql),
     );
-    if (loStatement) ordered.push(loStatement);
+    if (largeObjects.statement) ordered.push(largeObjects.statement);
     return {
       statements: ordered,
       summary: {
@@ -699,17 +638,128 @@ export async function planReplacement(
             .filter((d) => d.kind === kind && kind !== 'EXTENSION')
             .map((d) => d.object.description),
         ),
-        largeObjects,
+        largeObjects: largeObjects.count,
       },
-      outside: outside.rows.map((r) => r.what),
-      recreate: outside.rows.flatMap((r) =>
-        r.definition ? [{ what: r.what, sql: r.definition }] : [],
-      ),
+      outside: outside.map((r) => r.what),
+      recreate: outside.flatMap((r) => (r.definition ? [{ what: r.what, sql: r.definition }] : [])),
     };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
   }
+}
+
+/** The target's schemas the selection includes (those an extension made go with it). */
+async function selectedSchemas(
+  client: pg.Client,
+  matcher: SelectionMatcher,
+): Promise<TargetSchema[]> {
+  const found = await client.query<TargetSchema>(
+    `SELECT 'pg_namespace'::regclass::oid AS classid, n.oid, n.nspname AS name,
+            EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                       AND d.objid = n.oid AND d.deptype = 'e') AS member
+       FROM pg_namespace n
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+      ORDER BY n.nspname`,
+  );
+  // A schema an extension created goes with its extension, not on its own.
+  return found.rows.filter((s) => !s.member && matcher.schemaIncluded(s.name));
+}
+
+/** DROP SCHEMA for each, and public re-created as it was when the archive does not create it. */
+async function schemaStatements(
+  client: pg.Client,
+  schemas: TargetSchema[],
+  archive: ReplacementInput['archive'],
+): Promise<DropStatement[]> {
+  const statements: DropStatement[] = schemas.map((s) => ({
+    kind: 'SCHEMA',
+    sql: `DROP SCHEMA IF EXISTS ${quoteIdent(s.name)} CASCADE`,
+  }));
+  if (schemas.some((s) => s.name === 'public') && !archive.createsPublic) {
+    // pg_dump creates public only when it is selected by name; otherwise it is re-created
+    // empty as it was (owner, grants, comment), and the archive's COMMENT and GRANTs apply.
+    const p = await publicSchemaOf(client);
+    statements.push(...recreatePublic(p).map((sql) => ({ kind: 'SCHEMA', sql })));
+  }
+  return statements;
+}
+
+/** The database-level objects the archive creates that the target already has. */
+async function databaseObjectsToDrop(
+  client: pg.Client,
+  archive: ReplacementInput['archive'],
+): Promise<{ kind: string; object: DbObject }[]> {
+  const dropped: { kind: string; object: DbObject }[] = [];
+  const objects = await client.query<DbObject>(
+    `SELECT o.kind, o.classid, o.oid, o.tag, o.alt, o.statement,
+            pg_describe_object(o.classid, o.oid, 0) AS description
+       FROM (${DB_OBJECTS_SQL}) o ORDER BY o.kind, o.tag`,
+  );
+  for (const o of objects.rows) {
+    const rests = entriesOf(archive.entries, o.kind);
+    if (!hasTag(rests, o.tag) && !(o.alt !== null && hasTag(rests, o.alt))) continue;
+    if (o.kind === 'SUBSCRIPTION') {
+      throw new ConfigurationError(
+        `The target already has subscription ${quoteIdent(o.tag)}, which the backup creates. ` +
+          `A subscription cannot be dropped inside the restore's transaction (DROP SUBSCRIPTION also drops its replication slot on the publisher): ` +
+          `drop it first, or restore with a list file that leaves the subscription out. The database was not changed.`,
+      );
+    }
+    dropped.push({ kind: o.kind, object: o });
+  }
+  return dropped;
+}
+
+/**
+ * Large objects the archive carries, whatever its selection (pg_dump -b adds them to a dump of
+ * some schemas), that the target holds: lo_create would find them there.
+ */
+async function largeObjectsToUnlink(
+  client: pg.Client,
+  archive: ReplacementInput['archive'],
+): Promise<{ count: number; statement?: string }> {
+  const ranges = largeObjectRanges(archive.entries);
+  if (ranges.length === 0) return { count: 0 };
+  const lo = ranges.map((r) => r[0]);
+  const hi = ranges.map((r) => r[1]);
+  const count = await client.query<{ n: string }>(
+    `SELECT count(*)::text AS n FROM pg_largeobject_metadata m
+       JOIN unnest($1::oid[], $2::oid[]) r(lo, hi) ON m.oid BETWEEN r.lo AND r.hi`,
+    [lo, hi],
+  );
+  const n = Number(count.rows[0].n);
+  if (n === 0) return { count: 0 };
+  return {
+    count: n,
+    statement:
+      `SELECT count(pg_catalog.lo_unlink(m.oid)) FROM pg_catalog.pg_largeobject_metadata m ` +
+      `JOIN ROWS FROM (pg_catalog.unnest('{${lo.join(',')}}'::pg_catalog.oid[]), pg_catalog.unnest('{${hi.join(',')}}'::pg_catalog.oid[])) r(lo, hi) ` +
+      `ON m.oid BETWEEN r.lo AND r.hi`,
+  };
+}
+
+/** What the CASCADEs would reach beyond the dropped schemas and objects (see outsideSql). */
+async function cascadeReach(
+  client: pg.Client,
+  serverVersion: number,
+  schemas: TargetSchema[],
+  dropped: { kind: string; object: DbObject }[],
+): Promise<{ what: string; definition: string | null }[]> {
+  const roots = [
+    ...schemas.map((s) => ({ classid: s.classid, oid: s.oid })),
+    ...dropped.map((d) => ({ classid: d.object.classid, oid: d.object.oid })),
+  ];
+  const outside = await client.query<{ what: string; definition: string | null }>(
+    outsideSql(serverVersion),
+    [
+      roots.map((r) => r.classid),
+      roots.map((r) => r.oid),
+      schemas.map((s) => s.oid),
+      dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.oid),
+    ],
+  );
+  return outside.rows;
 }
 
 async function publicSchemaOf(client: pg.Client): Promise<PublicSchema> {
@@ -884,6 +934,42 @@ function scrub(text: string, password: string | undefined): string {
   return password ? text.split(password).join('***') : text;
 }
 
+export interface AtomicRestoreOptions {
+  pgRestore: string;
+  psql: string;
+  archivePath: string;
+  connection: ConnectionInfo;
+  database: string;
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+  plan: ReplacementPlan;
+  keepOwnership: boolean;
+  listFile?: string;
+  /** Run everything, then roll back instead of committing: proves the restore would succeed. */
+  rehearsal?: boolean;
+}
+
+/** psql reading the restore's SQL on its standard input, and the session it reported. */
+interface RestoringPsql {
+  proc: RunningProcess;
+  stdin: Writable;
+  /** Known once psql has run the preamble's first statement. */
+  session(): Session | undefined;
+}
+
+/** pg_restore writing its SQL into psql, its final COMMIT held back. */
+interface StreamingRestore {
+  proc: RunningProcess;
+  out: Readable;
+  withholder: CommitWithholder;
+}
+
+type RestoreOutcome =
+  | { kind: 'restore-ended'; exit: ProcessExit; streamError?: unknown }
+  | { kind: 'psql-ended'; exit: ProcessExit };
+
+const NOTHING_COMMITTED = 'Nothing was committed: the target is as it was.';
+
 /**
  * Replaces the target's contents with the archive in ONE transaction of ONE session: psql reads
  * `BEGIN`, the plan's statements, then pg_restore's SQL as pg_restore writes it (`--file=-`,
@@ -898,21 +984,7 @@ function scrub(text: string, password: string | undefined): string {
  * is killed before it sees it, and the session is terminated so that the rollback is complete
  * when this returns.
  */
-export async function restoreAtomically(o: {
-  pgRestore: string;
-  psql: string;
-  archivePath: string;
-  connection: ConnectionInfo;
-  database: string;
-  env: NodeJS.ProcessEnv;
-  logger: Logger;
-  plan: ReplacementPlan;
-  keepOwnership: boolean;
-  listFile?: string;
-  /** Run everything, then roll back instead of committing: proves the restore would succeed. */
-  rehearsal?: boolean;
-}): Promise<void> {
-  const { logger } = o;
+export async function restoreAtomically(o: AtomicRestoreOptions): Promise<void> {
   const password = o.connection.password;
   // Refused before anything runs; the SQL checked is the archive's definitions (its data is
   // COPY rows and large objects' lo_open/lowrite/lo_close, which pg_restore writes itself).
@@ -920,123 +992,151 @@ export async function restoreAtomically(o: {
   if (refused.length > 0) throw nonTransactionalError(refused);
 
   const preamble = buildPreamble(o.plan);
-  const psqlEnv = childEnv(o.env, o.connection, o.database);
-  if (!o.connection.params.application_name) psqlEnv.PGAPPNAME = RESTORE_APPLICATION_NAME;
-  const psql = startProcess(
-    o.psql,
-    ['-X', '-q', '-A', '-t', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'],
-    {
-      env: psqlEnv,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      onStderrLine: (line) => {
-        if (!isBeginWarning(line)) logger.debug(scrub(line, password));
-      },
-    },
-  );
-  let session: Session | undefined;
-  let stdoutHead = '';
-  psql.child.stdout?.setEncoding('utf8');
-  psql.child.stdout?.on('data', (chunk: string) => {
-    if (session || stdoutHead.length > 200) return;
-    stdoutHead += chunk;
-    const m = /^(\d+) ([\d.]+) (\d+)\n/.exec(stdoutHead);
-    if (m) session = { pid: Number(m[1]), start: Number(m[2]), xid: m[3] };
-  });
-  const stdin = psql.child.stdin;
-  if (!stdin) throw new Error('psql has no standard input');
-  stdin.on('error', () => undefined); // EPIPE when psql stops early; its exit tells why.
-  stdin.write(preamble.text);
-
-  const restoreArgs = ['--single-transaction', '--file=-'];
-  if (!o.keepOwnership) restoreArgs.push('--no-owner', '--no-acl');
-  if (o.listFile) restoreArgs.push(`--use-list=${o.listFile}`);
-  restoreArgs.push(o.archivePath);
-  const pgRestore = startProcess(o.pgRestore, restoreArgs, {
-    env: childEnv(o.env, { params: {} }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-    onStderrLine: (line) => logger.debug(`pg_restore: ${line}`),
-  });
-  const withholder = new CommitWithholder();
-  const restoreOut = pgRestore.child.stdout;
-  if (!restoreOut) throw new Error('pg_restore has no standard output');
-  restoreOut.pipe(withholder).pipe(stdin, { end: false });
-
-  type Outcome =
-    | { kind: 'restore-ended'; exit: ProcessExit; streamError?: unknown }
-    | { kind: 'psql-ended'; exit: ProcessExit };
-  const outcome = await Promise.race<Outcome>([
-    Promise.all([
-      pgRestore.exited,
-      finished(withholder).then(
-        () => undefined,
-        (error: unknown) => error ?? new Error('stream failed'),
-      ),
-    ]).then(([exit, streamError]) => ({ kind: 'restore-ended', exit, streamError })),
-    psql.exited.then((exit) => ({ kind: 'psql-ended', exit })),
-  ]);
-
-  const abandon = async (): Promise<void> => {
-    restoreOut.unpipe(withholder);
-    withholder.unpipe(stdin);
-    restoreOut.destroy();
-    pgRestore.child.kill('SIGKILL');
-    psql.child.kill('SIGKILL');
-    await Promise.all([pgRestore.exited, psql.exited]);
-    // The COMMIT was never sent: the transaction can only have been rolled back.
-    await endSession(o.connection, o.database, session, logger);
-  };
+  const psql = startRestoringPsql(o);
+  psql.stdin.write(preamble.text);
+  const restore = startStreamingRestore(o, psql.stdin);
+  const outcome = await firstEnd(restore, psql);
 
   if (outcome.kind === 'psql-ended') {
     // psql stops before the COMMIT only on an error (ON_ERROR_STOP) or a lost connection.
-    await abandon();
+    await abandon(o, restore, psql);
     throw new Error(
-      scrub(
-        `${psqlFailure(outcome.exit, preamble)}\nNothing was committed: the target is as it was.`,
-        password,
-      ),
+      scrub(`${psqlFailure(outcome.exit, preamble)}\n${NOTHING_COMMITTED}`, password),
     );
   }
   const { exit, streamError } = outcome;
-  if (exit.code !== 0 || streamError || !withholder.endsWithCommit) {
-    await abandon();
+  if (exit.code !== 0 || streamError || !restore.withholder.endsWithCommit) {
+    await abandon(o, restore, psql);
     const why =
       exit.code !== 0
         ? describeExit('pg_restore', exit)
         : streamError
           ? `reading pg_restore's output failed: ${errorMessage(streamError)}`
           : `pg_restore's SQL did not end with its COMMIT`;
-    throw new Error(scrub(`${why}\nNothing was committed: the target is as it was.`, password));
+    throw new Error(scrub(`${why}\n${NOTHING_COMMITTED}`, password));
   }
-  // pg_restore finished: what the emptying removed outside the backup is re-created, then psql
-  // may see the COMMIT.
+  await commitRestore(o, restore, psql, preamble);
+  logReplaced(o);
+}
+
+function startRestoringPsql(o: AtomicRestoreOptions): RestoringPsql {
+  const password = o.connection.password;
+  const psqlEnv = childEnv(o.env, o.connection, o.database);
+  if (!o.connection.params.application_name) psqlEnv.PGAPPNAME = RESTORE_APPLICATION_NAME;
+  const proc = startProcess(
+    o.psql,
+    ['-X', '-q', '-A', '-t', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'],
+    {
+      env: psqlEnv,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      onStderrLine: (line) => {
+        if (!isBeginWarning(line)) o.logger.debug(scrub(line, password));
+      },
+    },
+  );
+  // The preamble's first statement prints the session's pid, start and transaction id.
+  let session: Session | undefined;
+  let stdoutHead = '';
+  proc.child.stdout?.setEncoding('utf8');
+  proc.child.stdout?.on('data', (chunk: string) => {
+    if (session || stdoutHead.length > 200) return;
+    stdoutHead += chunk;
+    const m = /^(\d+) ([\d.]+) (\d+)\n/.exec(stdoutHead);
+    if (m) session = { pid: Number(m[1]), start: Number(m[2]), xid: m[3] };
+  });
+  const stdin = proc.child.stdin;
+  if (!stdin) throw new Error('psql has no standard input');
+  stdin.on('error', () => undefined); // EPIPE when psql stops early; its exit tells why.
+  return { proc, stdin, session: () => session };
+}
+
+function startStreamingRestore(o: AtomicRestoreOptions, into: Writable): StreamingRestore {
+  const restoreArgs = ['--single-transaction', '--file=-'];
+  if (!o.keepOwnership) restoreArgs.push('--no-owner', '--no-acl');
+  if (o.listFile) restoreArgs.push(`--use-list=${o.listFile}`);
+  restoreArgs.push(o.archivePath);
+  const proc = startProcess(o.pgRestore, restoreArgs, {
+    env: childEnv(o.env, { params: {} }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    onStderrLine: (line) => o.logger.debug(`pg_restore: ${line}`),
+  });
+  const withholder = new CommitWithholder();
+  const out = proc.child.stdout;
+  if (!out) throw new Error('pg_restore has no standard output');
+  out.pipe(withholder).pipe(into, { end: false });
+  return { proc, out, withholder };
+}
+
+/** Whichever ends first: pg_restore (with its output read through), or psql. */
+function firstEnd(restore: StreamingRestore, psql: RestoringPsql): Promise<RestoreOutcome> {
+  return Promise.race<RestoreOutcome>([
+    Promise.all([
+      restore.proc.exited,
+      finished(restore.withholder).then(
+        () => undefined,
+        (error: unknown) => error ?? new Error('stream failed'),
+      ),
+    ]).then(([exit, streamError]) => ({ kind: 'restore-ended', exit, streamError })),
+    psql.proc.exited.then((exit) => ({ kind: 'psql-ended', exit })),
+  ]);
+}
+
+/** Kills both programs before psql sees a COMMIT, and makes sure the session is gone. */
+async function abandon(
+  o: AtomicRestoreOptions,
+  restore: StreamingRestore,
+  psql: RestoringPsql,
+): Promise<void> {
+  restore.out.unpipe(restore.withholder);
+  restore.withholder.unpipe(psql.stdin);
+  restore.out.destroy();
+  restore.proc.child.kill('SIGKILL');
+  psql.proc.child.kill('SIGKILL');
+  await Promise.all([restore.proc.exited, psql.proc.exited]);
+  // The COMMIT was never sent: the transaction can only have been rolled back.
+  await endSession(o.connection, o.database, psql.session(), o.logger);
+}
+
+/**
+ * pg_restore finished: what the emptying removed outside the backup is re-created, then psql
+ * may see the COMMIT (a ROLLBACK in a rehearsal).
+ */
+async function commitRestore(
+  o: AtomicRestoreOptions,
+  restore: StreamingRestore,
+  psql: RestoringPsql,
+  preamble: Preamble,
+): Promise<void> {
+  const password = o.connection.password;
   const epilogue = o.plan.recreate.map((r) => `${r.sql};\n`).join('');
-  const ending = o.rehearsal ? Buffer.from('ROLLBACK;\n') : withholder.withheld;
-  stdin.end(Buffer.concat([Buffer.from(epilogue), ending]));
-  const psqlExit = await psql.exited;
-  if (psqlExit.code !== 0) {
-    // An SQL error stops psql before the COMMIT or is the COMMIT's own; a connection lost
-    // while the COMMIT was under way leaves the outcome to the server, so it is asked.
-    const status = await endSession(o.connection, o.database, session, logger);
-    const failure = psqlFailure(psqlExit, preamble);
-    if (status === 'committed' && !o.rehearsal) {
-      logger.warning(
-        scrub(`${failure}\nBut the transaction was committed: the restore is complete.`, password),
-      );
-    } else {
-      const outcome =
-        status === 'aborted'
-          ? 'Nothing was committed: the target is as it was.'
-          : `The COMMIT was sent and the server ${status ? `reports the transaction ${status}` : 'could not be asked whether it went through'}: check the target.`;
-      throw new Error(scrub(`${failure}\n${outcome}`, password));
-    }
+  const ending = o.rehearsal ? Buffer.from('ROLLBACK;\n') : restore.withholder.withheld;
+  psql.stdin.end(Buffer.concat([Buffer.from(epilogue), ending]));
+  const psqlExit = await psql.proc.exited;
+  if (psqlExit.code === 0) return;
+  // An SQL error stops psql before the COMMIT or is the COMMIT's own; a connection lost
+  // while the COMMIT was under way leaves the outcome to the server, so it is asked.
+  const status = await endSession(o.connection, o.database, psql.session(), o.logger);
+  const failure = psqlFailure(psqlExit, preamble);
+  if (status === 'committed' && !o.rehearsal) {
+    o.logger.warning(
+      scrub(`${failure}\nBut the transaction was committed: the restore is complete.`, password),
+    );
+    return;
   }
-  logger.info(
-    `${o.rehearsal ? 'Rehearsed, then rolled back: ' : ''}Replaced the target in one transaction: dropped schema(s) ${o.plan.summary.schemas.join(', ') || '(none)'}` +
-      (o.plan.summary.extensions.length
-        ? `, extension(s) ${o.plan.summary.extensions.join(', ')}`
-        : '') +
-      (o.plan.summary.other.length ? `, ${o.plan.summary.other.join(', ')}` : '') +
-      (o.plan.summary.largeObjects ? `, ${o.plan.summary.largeObjects} large object(s)` : '') +
+  const outcome =
+    status === 'aborted'
+      ? NOTHING_COMMITTED
+      : `The COMMIT was sent and the server ${status ? `reports the transaction ${status}` : 'could not be asked whether it went through'}: check the target.`;
+  throw new Error(scrub(`${failure}\n${outcome}`, password));
+}
+
+function logReplaced(o: AtomicRestoreOptions): void {
+  const { summary } = o.plan;
+  o.logger.info(
+    `${o.rehearsal ? 'Rehearsed, then rolled back: ' : ''}Replaced the target in one transaction: dropped schema(s) ${summary.schemas.join(', ') || '(none)'}` +
+      (summary.extensions.length ? `, extension(s) ${summary.extensions.join(', ')}` : '') +
+      (summary.other.length ? `, ${summary.other.join(', ')}` : '') +
+      (summary.largeObjects ? `, ${summary.largeObjects} large object(s)` : '') +
       `; then restored the archive and ${o.rehearsal ? 'rolled back' : 'committed'}`,
   );
 }

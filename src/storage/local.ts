@@ -17,6 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../core/logger.js';
 import {
   NotFoundError,
+  type BucketVersioning,
   type DeleteResult,
   type PutStreamOptions,
   type Storage,
@@ -332,7 +333,7 @@ export class LocalStorage implements Storage {
     }
   }
 
-  async describe(): Promise<{ versioning?: 'Enabled' | 'Suspended' | 'Off' }> {
-    return {};
+  async versioning(): Promise<BucketVersioning | undefined> {
+    return undefined;
   }
 }

@@ -23,6 +23,7 @@ import { KeyExistsError } from './local.js';
 import { PartWriter } from './parts.js';
 import {
   NotFoundError,
+  type BucketVersioning,
   type DeleteOptions,
   type DeleteResult,
   type PutStreamOptions,
@@ -176,14 +177,14 @@ function lockReason(code: string, message: string): string | undefined {
   return undefined;
 }
 
-type Action = 'write' | 'read' | 'list' | 'delete' | 'describe';
+type Action = 'write' | 'read' | 'list' | 'delete' | 'versioning';
 
 const PERMISSION: Record<Action, string> = {
   write: 's3:PutObject',
   read: 's3:GetObject',
   list: 's3:ListBucket',
   delete: 's3:DeleteObject',
-  describe: 's3:GetBucketVersioning',
+  versioning: 's3:GetBucketVersioning',
 };
 
 const VERB: Record<Action, string> = {
@@ -191,7 +192,7 @@ const VERB: Record<Action, string> = {
   read: 'reading',
   list: 'listing',
   delete: 'deleting',
-  describe: 'reading the versioning of',
+  versioning: 'reading the versioning of',
 };
 
 /** The endpoint URL without any user:password part, for messages. */
@@ -204,6 +205,13 @@ function safeEndpoint(endpoint: string): string {
   } catch {
     return '(invalid endpoint)';
   }
+}
+
+/** A multipart upload under way: its id once begun, and the ETags of the parts sent. */
+interface MultipartUpload {
+  writer: PartWriter;
+  uploadId: string | undefined;
+  etags: string[];
 }
 
 /**
@@ -348,15 +356,51 @@ export class S3Storage implements Storage {
   ): Promise<{ bytes: number }> {
     const fullKey = this.fullKey(key);
     const contentType = options.contentType ?? 'application/octet-stream';
+    // In-flight part requests are cancelled when the upload fails.
+    const abort = new AbortController();
+    const upload = this.multipartUpload(fullKey, contentType, options, abort.signal);
+    const { writer } = upload;
     let bodyError: unknown;
     const onBodyError = (error: unknown): void => {
       if (error !== writer.storeError) bodyError ??= error;
     };
-    const etags: string[] = [];
-    // In-flight part requests are cancelled when the upload fails.
-    const abort = new AbortController();
-    let uploadId: string | undefined;
     let finalSent = false;
+    body.on('error', onBodyError);
+
+    const previousETag = await this.currentETag(fullKey);
+    try {
+      await pipeline(body, writer);
+      if (bodyError !== undefined) throw bodyError;
+      finalSent = true;
+      await this.completeUpload(fullKey, contentType, upload, options);
+      return { bytes: writer.bytes };
+    } catch (error) {
+      const cause = bodyError ?? writer.storeError ?? error;
+      abort.abort();
+      if (!body.destroyed) body.destroy();
+      await writer.settle();
+      await this.abortMultipartUpload(fullKey, upload.uploadId);
+      await this.cleanUpFailedUpload(key, fullKey, previousETag, finalSent);
+      if (bodyError !== undefined) throw bodyError;
+      throw this.translate(cause, 'write', key);
+    } finally {
+      body.off('error', onBodyError);
+      // Destroying the body emits its error again; keep it from going unhandled.
+      body.on('error', () => undefined);
+    }
+  }
+
+  /**
+   * The writer that cuts the body into parts and sends them as a multipart upload, begun with
+   * the first full part; a body smaller than one part is left in `writer.single`.
+   */
+  private multipartUpload(
+    fullKey: string,
+    contentType: string,
+    options: PutStreamOptions,
+    abortSignal: AbortSignal,
+  ): MultipartUpload {
+    const upload: Omit<MultipartUpload, 'writer'> = { uploadId: undefined, etags: [] };
     const writer = new PartWriter({
       partSize: partSizeFor(options.sizeHint, this.settings.partSize),
       inFlight: this.settings.queueSize ?? DEFAULT_PARTS_IN_FLIGHT,
@@ -368,82 +412,74 @@ export class S3Storage implements Storage {
             Key: fullKey,
             ContentType: contentType,
           }),
-          { abortSignal: abort.signal },
+          { abortSignal },
         );
         if (!created.UploadId) throw new Error('the store returned no upload id');
-        uploadId = created.UploadId;
+        upload.uploadId = created.UploadId;
       },
       sendPart: async (partNumber, data) => {
         const sent = await this.client.send(
           new UploadPartCommand({
             Bucket: this.bucket,
             Key: fullKey,
-            UploadId: uploadId,
+            UploadId: upload.uploadId,
             PartNumber: partNumber,
             Body: data,
             ContentLength: data.length,
           }),
-          { abortSignal: abort.signal },
+          { abortSignal },
         );
         if (!sent.ETag) throw new Error(`the store returned no ETag for part ${partNumber}`);
-        etags[partNumber - 1] = sent.ETag;
+        upload.etags[partNumber - 1] = sent.ETag;
       },
     });
-    body.on('error', onBodyError);
+    return Object.assign(upload, { writer });
+  }
 
-    const previousETag = await this.currentETag(fullKey);
-    try {
-      await pipeline(body, writer);
-      if (bodyError !== undefined) throw bodyError;
-      finalSent = true;
-      if (writer.single !== undefined) {
-        await this.client.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: fullKey,
-            Body: writer.single,
-            ContentLength: writer.single.length,
-            ContentType: contentType,
-          }),
-        );
-        options.onProgress?.(writer.bytes);
-      } else {
-        await this.client.send(
-          new CompleteMultipartUploadCommand({
-            Bucket: this.bucket,
-            Key: fullKey,
-            UploadId: uploadId,
-            MultipartUpload: {
-              Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })),
-            },
-          }),
-        );
-      }
-      return { bytes: writer.bytes };
-    } catch (error) {
-      const cause = bodyError ?? writer.storeError ?? error;
-      abort.abort();
-      if (!body.destroyed) body.destroy();
-      await writer.settle();
-      if (uploadId !== undefined) {
-        await this.client
-          .send(
-            new AbortMultipartUploadCommand({
-              Bucket: this.bucket,
-              Key: fullKey,
-              UploadId: uploadId,
-            }),
-          )
-          .catch(() => undefined);
-      }
-      await this.cleanUpFailedUpload(key, fullKey, previousETag, finalSent);
-      if (bodyError !== undefined) throw bodyError;
-      throw this.translate(cause, 'write', key);
-    } finally {
-      body.off('error', onBodyError);
-      // Destroying the body emits its error again; keep it from going unhandled.
-      body.on('error', () => undefined);
+  /** Makes the object visible: one PUT for a body smaller than a part, else the multipart's end. */
+  private async completeUpload(
+    fullKey: string,
+    contentType: string,
+    { writer, uploadId, etags }: MultipartUpload,
+    options: PutStreamOptions,
+  ): Promise<void> {
+    if (writer.single !== undefined) {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: fullKey,
+          Body: writer.single,
+          ContentLength: writer.single.length,
+          ContentType: contentType,
+        }),
+      );
+      options.onProgress?.(writer.bytes);
+      return;
     }
+    await this.client.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: fullKey,
+        UploadId: uploadId,
+        MultipartUpload: {
+          Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })),
+        },
+      }),
+    );
+  }
+
+  /** Drops the parts of a failed upload, if one was begun (best effort). */
+  private async abortMultipartUpload(fullKey: string, uploadId: string | undefined): Promise<void> {
+    if (uploadId === undefined) return;
+    await this.client
+      .send(
+        new AbortMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: fullKey,
+          UploadId: uploadId,
+        }),
+      )
+      .catch(() => undefined);
   }
 
   /** The ETag of the object at `fullKey` before a write, or undefined (missing or unreadable). */
@@ -708,22 +744,22 @@ export class S3Storage implements Storage {
     return result;
   }
 
-  async describe(): Promise<{ versioning?: 'Enabled' | 'Suspended' | 'Off' }> {
+  async versioning(): Promise<BucketVersioning | undefined> {
     try {
       const response = await this.client.send(
         new GetBucketVersioningCommand({ Bucket: this.bucket }),
       );
       if (response.Status === 'Enabled' || response.Status === 'Suspended') {
-        return { versioning: response.Status };
+        return response.Status;
       }
-      return { versioning: 'Off' };
+      return 'Off';
     } catch (error) {
       const code = codeOf(error);
       if (code === 'AccessDenied' || code === 'NotImplemented' || statusOf(error) === 501) {
         this.logger.debug(`GetBucketVersioning on ${this.bucket}: ${code}`);
-        return {};
+        return undefined;
       }
-      throw this.translate(error, 'describe');
+      throw this.translate(error, 'versioning');
     }
   }
 

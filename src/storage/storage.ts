@@ -39,6 +39,9 @@ export interface DeleteOptions {
  * A place backups live: an S3 bucket and prefix, or a local folder.
  * Keys are relative to the store's prefix and use `/` as separator.
  */
+/** A bucket's versioning state: `Off` when it was never enabled. */
+export type BucketVersioning = 'Enabled' | 'Suspended' | 'Off';
+
 export interface Storage {
   /** Where this store points, safe to log (no credentials). */
   readonly description: string;
@@ -62,8 +65,8 @@ export interface Storage {
   list(prefix: string): AsyncIterable<StoredObject>;
   /** Deletes keys (in batches of at most 1,000); a missing key counts as deleted. */
   delete(keys: string[], options?: DeleteOptions): Promise<DeleteResult>;
-  /** Storage-wide facts used in summaries (versioning), when the store can tell. */
-  describe?(): Promise<{ versioning?: 'Enabled' | 'Suspended' | 'Off' }>;
+  /** Whether the bucket keeps old versions (for summaries); undefined when it cannot tell. */
+  versioning?(): Promise<BucketVersioning | undefined>;
 }
 
 export class NotFoundError extends Error {

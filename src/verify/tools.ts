@@ -17,10 +17,10 @@ export function verifyToolResolvers(o: {
 }): Pick<VerifyDeps, 'resolveTools' | 'findServer'> {
   const search = { logger: o.logger };
   return {
-    resolveTools: (minMajor, pgDumpVersion) =>
+    resolveTools: ({ major, version }) =>
       ensureClientTools({
-        serverMajor: minMajor,
-        serverVersion: pgDumpVersion,
+        serverMajor: major,
+        serverVersion: version,
         postgresVersion: o.postgresVersion,
         install: o.install,
         search,

@@ -28,7 +28,12 @@ import type { Clock, Logger } from '../core/logger.js';
 import { formatBytes } from '../core/streams.js';
 import { AgeError } from '../crypto/age.js';
 import { connect } from '../postgres/connection.js';
-import { parseToolVersion, type ClientTools, type ServerBinaries } from '../postgres/tools.js';
+import {
+  majorOf,
+  type ClientTools,
+  type ServerBinaries,
+  type ToolResolver,
+} from '../postgres/tools.js';
 import type { CheckResult, TableComparison, UserCheck } from '../restore/checks.js';
 import {
   checkRestored,
@@ -107,10 +112,9 @@ export interface VerifyDeps {
   /** Environment the PostgreSQL tools inherit (PG* variables are replaced by the target's). */
   env: NodeJS.ProcessEnv;
   /**
-   * pg_restore and psql of major `minMajor` or newer (the major of the pg_dump that wrote the
-   * archive; older ones cannot read it).
+   * pg_restore and psql of the archive's pg_dump major or newer (older ones cannot read it).
    */
-  resolveTools(minMajor: number, pgDumpVersion: string): Promise<ClientTools>;
+  resolveTools: ToolResolver;
   /**
    * Server binaries of major `minMajor` or newer (the source server's) for the throwaway
    * cluster. Default: the newest installed one.
@@ -182,10 +186,6 @@ export interface VerifyReport {
   /** Key of the verification record appended, when one was. */
   recordKey?: string;
   warnings: string[];
-}
-
-function majorOf(version: string, fallback: number): number {
-  return parseToolVersion(version)?.major ?? fallback;
 }
 
 /** The last lines of a long tool error, so a report line stays readable. */
@@ -723,7 +723,10 @@ async function listWithTools(
   archivePath: string,
 ): Promise<{ tools: ClientTools; listing: ArchiveListing }> {
   const pgDumpMajor = majorOf(manifest.tools.pgDumpVersion, sourceMajor(manifest));
-  const tools = await run.deps.resolveTools(pgDumpMajor, manifest.tools.pgDumpVersion);
+  const tools = await run.deps.resolveTools({
+    major: pgDumpMajor,
+    version: manifest.tools.pgDumpVersion,
+  });
   run.pgRestoreVersion = tools.version;
   return { tools, listing: await listArchive(tools.pgRestore, archivePath) };
 }

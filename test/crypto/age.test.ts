@@ -17,7 +17,7 @@ import {
   invalidRecipientValues,
   parseIdentities,
   parseRecipients,
-  type AgeDecryptOptions,
+  type Decryption,
   type AgeEncryptOptions,
 } from '../../src/crypto/age.js';
 import { mistypedSecretKeys, showsKey } from '../support/mistyped-keys.js';
@@ -129,12 +129,12 @@ function encrypt(data: Buffer, options: AgeEncryptOptions, pieceSize = 100_000):
   return through(createEncryptStream(options), pieces(data, pieceSize));
 }
 
-function decrypt(data: Buffer, options: AgeDecryptOptions, pieceSize = 100_000): Promise<Buffer> {
+function decrypt(data: Buffer, options: Decryption, pieceSize = 100_000): Promise<Buffer> {
   return through(createDecryptStream(options), pieces(data, pieceSize));
 }
 
 /** Decrypts, expecting an AgeError; returns its message. */
-async function decryptError(data: Buffer, options: AgeDecryptOptions): Promise<string> {
+async function decryptError(data: Buffer, options: Decryption): Promise<string> {
   let caught: unknown;
   try {
     await decrypt(data, options);
@@ -369,7 +369,7 @@ describe('decryption failures', () => {
   let file: Buffer;
   let twoRecipients: Buffer;
   let passphraseFile: Buffer;
-  const aliceOnly: AgeDecryptOptions = { identities: [alice.identity] };
+  const aliceOnly: Decryption = { identities: [alice.identity] };
 
   beforeAll(async () => {
     file = await encrypt(plaintext, { recipients: [alice.recipient] });

@@ -16,7 +16,7 @@ import {
   AgeError,
   createDecryptStream,
   generateIdentity,
-  type AgeDecryptOptions,
+  type Decryption,
   type AgeFailure,
 } from '../../src/crypto/age.js';
 
@@ -79,7 +79,7 @@ interface Outcome {
 /** Feeds `file` in pieces of the given sizes (cycled) and collects what comes out. */
 async function decrypt(
   file: Buffer,
-  options: AgeDecryptOptions,
+  options: Decryption,
   pieces: number[] = [file.length || 1],
 ): Promise<Outcome> {
   const out: Buffer[] = [];
@@ -111,7 +111,7 @@ async function decrypt(
  * The vector's keys, X25519 ones only; a vector that gives none (it fails before a key matters)
  * gets an unrelated identity, as the API needs one key or a passphrase.
  */
-function supportedKeys(v: Vector): AgeDecryptOptions {
+function supportedKeys(v: Vector): Decryption {
   const identities = v.identities.filter((i) => !/^AGE-SECRET-KEY-PQ-/.test(i));
   const passphrase = v.passphrases[0];
   if (identities.length === 0 && passphrase === undefined) {

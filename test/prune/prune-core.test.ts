@@ -70,8 +70,8 @@ function withDelete(
     list: (prefix) => inner.list(prefix),
     delete: (keys, opts) => onDelete(keys, opts ?? {}),
   };
-  const describe = inner.describe?.bind(inner);
-  if (describe) storage.describe = () => describe();
+  const versioning = inner.versioning?.bind(inner);
+  if (versioning) storage.versioning = () => versioning();
   return storage;
 }
 

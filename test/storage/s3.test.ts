@@ -89,8 +89,8 @@ describe('S3Storage against Swift s3api', () => {
     const unversioned = open(plain);
     const versioned = open(versionedBucket);
     try {
-      expect(await unversioned.describe()).toEqual({ versioning: 'Off' });
-      expect(await versioned.describe()).toEqual({ versioning: 'Enabled' });
+      expect(await unversioned.versioning()).toBe('Off');
+      expect(await versioned.versioning()).toBe('Enabled');
     } finally {
       unversioned.destroy();
       versioned.destroy();

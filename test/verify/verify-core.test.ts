@@ -63,8 +63,8 @@ function deps(
     env: process.env,
     zstdPath,
     progressIntervalMs: 0,
-    resolveTools: async (minMajor) => {
-      expect(minMajor).toBe(15);
+    resolveTools: async ({ major }) => {
+      expect(major).toBe(15);
       return tools;
     },
     findServer: async (minMajor) => {
