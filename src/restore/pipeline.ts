@@ -30,6 +30,7 @@ import {
   type TableComparison,
   type UserCheck,
 } from './checks.js';
+import type { ArchiveFeed } from './fetch.js';
 import { applyGlobals, listArchiveText, runPgRestore, type ArchiveListing } from './pg-restore.js';
 import {
   planReplacement,
@@ -658,7 +659,10 @@ export interface RestoreJob {
   target: RestoreTarget;
   manifest: Manifest;
   tools: Pick<ClientTools, 'pgDump' | 'pgRestore' | 'psql' | 'version'>;
+  /** The archive; for the streamed plan, its table of contents alone (see feed). */
   archivePath: string;
+  /** The streamed plan: pg_restore reads the archive from storage, in one session (new databases only). */
+  feed?: ArchiveFeed;
   listing: ArchiveListing;
   workDir: string;
   jobs: number;
@@ -876,15 +880,18 @@ async function restoreIntoNew(
   const { route, keepOwnership } = prepared;
   for (const statement of route?.before ?? []) await client.query(statement);
   const flags = keepOwnership ? '' : ' --no-owner --no-acl';
+  const jobs = job.feed ? 1 : job.jobs;
+  const from = job.feed ? 'reading the archive as it streams from storage' : `--jobs=${jobs}`;
   job.logger.info(
-    `pg_restore ${job.tools.version} --exit-on-error${flags} --jobs=${job.jobs} into ${job.target.describe}`,
+    `pg_restore ${job.tools.version} --exit-on-error${flags} ${from} into ${job.target.describe}`,
   );
   await runPgRestore({
     pgRestore: job.tools.pgRestore,
     archivePath: job.archivePath,
+    feed: job.feed,
     connection: job.target.connection,
     database: job.target.database,
-    jobs: job.jobs,
+    jobs,
     keepOwnership,
     serialData: extensionTables(job.manifest),
     listFile: route?.listFile,
@@ -895,7 +902,7 @@ async function restoreIntoNew(
   for (const statement of route?.after ?? []) await client.query(statement);
   const detail =
     `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${job.tools.version} --exit-on-error${flags}` +
-    `${job.jobs > 1 ? ` with ${job.jobs} jobs` : ''}, then ANALYZE` +
+    `${job.feed ? ' reading the archive as it streamed' : jobs > 1 ? ` with ${jobs} jobs` : ''}, then ANALYZE` +
     (job.manifest.sourceState ? " and the source database's settings" : '');
   return { route, keepOwnership, detail };
 }
@@ -905,6 +912,9 @@ async function replaceInTarget(
   client: pg.Client,
   prepared: PreparedRestore,
 ): Promise<Omit<RestoreOutcome, 'notApplied'>> {
+  if (job.feed) {
+    throw new Error('A real restore reads its archive from disk: the streamed plan is not for it.');
+  }
   await job.beforeReplace?.(client);
   const replaced = await replaceTarget({
     client,
