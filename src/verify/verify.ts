@@ -50,7 +50,7 @@ import {
   type FetchResult,
 } from '../restore/fetch.js';
 import { listArchive, type ArchiveListing } from '../restore/pg-restore.js';
-import { requireWorkDisk, workDiskNeed } from '../restore/disk.js';
+import { chooseRestorePlan, workDiskNeed } from '../restore/disk.js';
 import { openTarget, type RestoreTarget } from '../restore/target.js';
 import type { Storage } from '../storage/storage.js';
 
@@ -463,16 +463,20 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
     return;
   }
 
-  const disk = await requireWorkDisk(
-    workDiskNeed(manifest, { downloads: false, scratch: options.restore && !options.targetUrl }),
-    run.workDir,
-  ).catch((error: unknown) => {
+  const disk = await chooseRestorePlan({
+    need: workDiskNeed(manifest, {
+      downloads: false,
+      scratch: options.restore && !options.targetUrl,
+    }),
+    choice: 'disk',
+    dir: run.workDir,
+  }).catch((error: unknown) => {
     failed(run, CheckNames.Decryption, error, Date.now());
     run.skipReason = 'there is not enough disk in the work folder';
     return undefined;
   });
   if (!disk) return;
-  logger.info(`Work folder: ${disk}`);
+  logger.info(`Restore plan: ${disk.name}: ${disk.why}`);
 
   let fetched: FetchResult | undefined;
   let integrityAt: number | undefined;
