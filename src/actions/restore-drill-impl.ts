@@ -26,6 +26,7 @@ import { extensionInstaller } from '../postgres/extensions.js';
 import { clientToolResolver } from '../postgres/install.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
 import { parseChecks } from '../restore/checks.js';
+import { RESTORE_PLAN_CHOICES } from '../restore/disk.js';
 import { uploadReportArtifact } from '../report/artifact.js';
 import { booleanInput, choiceInput, integerInput, optionalInput } from './inputs.js';
 import { readAlertSettings, sendAlerts } from './alerting.js';
@@ -200,6 +201,7 @@ async function drillOrRestore(
     targetUrl,
     postgresVersion: resolvePostgresVersionInput(optionalInput(Inputs.PostgresVersion) ?? 'auto'),
     git: gitContext(env),
+    restorePlan: choiceInput(Inputs.RestorePlan, RESTORE_PLAN_CHOICES, 'auto'),
   };
   const confirm = optionalInput(Inputs.Confirm);
   const terminateConnections = booleanInput(Inputs.TerminateConnections, false);

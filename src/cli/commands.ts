@@ -35,6 +35,7 @@ import { parseDeleteIncompleteAfter, parsePruneNames } from '../prune/options.js
 import { pruneFailure, runPrune } from '../prune/prune.js';
 import { parseChecks, type UserCheck } from '../restore/checks.js';
 import type { Decryption } from '../restore/fetch.js';
+import { RESTORE_PLAN_CHOICES, type RestorePlanChoice } from '../restore/disk.js';
 import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/storage.js';
 import { runVerify } from '../verify/verify.js';
@@ -275,7 +276,16 @@ function drillOptions(o: ParsedOptions, io: CliIo): DrillOptions {
     targetUrl: o.string('target-url'),
     postgresVersion: resolvePostgresVersionInput(o.string('postgres-version') ?? 'auto'),
     git: {},
+    restorePlan: restorePlanOf(o),
   };
+}
+
+function restorePlanOf(o: ParsedOptions): RestorePlanChoice {
+  const plan = o.string('restore-plan') ?? 'auto';
+  if (!RESTORE_PLAN_CHOICES.includes(plan as RestorePlanChoice)) {
+    throw new ConfigurationError(`--restore-plan must be auto, disk or stream, got '${plan}'.`);
+  }
+  return plan as RestorePlanChoice;
 }
 
 /** A temp folder removed on every way out, a signal included (the scratch server has its own hook). */

@@ -115,6 +115,8 @@ export function choosePlan(o: {
   free: number;
   dir: string;
   replace?: boolean;
+  /** The run can stream (false: verify, which restores from disk only). Default true. */
+  streams?: boolean;
 }): RestorePlan {
   const needs = planNeeds(o.need);
   const plan = (name: RestorePlanName, why: string): RestorePlan => {
@@ -135,7 +137,7 @@ export function choosePlan(o: {
       `restore-plan ${o.choice}; it needs about ${describe(o.need, o.choice)}, ${room}`,
     );
   }
-  if (needs.disk <= o.free) {
+  if (needs.disk <= o.free || o.streams === false) {
     return plan('disk', `it fits: about ${describe(o.need, 'disk')}, ${room}`);
   }
   return plan(
@@ -175,10 +177,11 @@ function notEnoughDisk(o: {
   dir: string;
   replace?: boolean;
   choice: RestorePlanChoice;
+  streams?: boolean;
 }): ConfigurationError {
   const asked = o.replace || o.choice === 'auto' ? 'disk' : o.choice;
   const needs =
-    o.choice === 'auto' && !o.replace
+    o.choice === 'auto' && !o.replace && o.streams !== false
       ? `the archive on disk needs ${describe(o.need, 'disk')}, and streamed it needs ${describe(o.need, 'stream')}`
       : `the ${asked === 'disk' ? 'archive on disk' : 'streamed restore'} needs ${describe(o.need, asked)}`;
   return new ConfigurationError(

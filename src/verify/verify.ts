@@ -468,7 +468,8 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
       downloads: false,
       scratch: options.restore && !options.targetUrl,
     }),
-    choice: 'disk',
+    choice: 'auto',
+    streams: false,
     dir: run.workDir,
   }).catch((error: unknown) => {
     failed(run, CheckNames.Decryption, error, Date.now());
