@@ -840,7 +840,7 @@ async function restorePhase(
     logger.info(`Restore plan: ${describePlanReport(result.restorePlan)}`);
     return {
       value: { listing, outcome },
-      detail: `${outcome.detail}; ${describePlanReport(result.restorePlan)}`,
+      detail: `${describePlanReport(result.restorePlan)}; ${outcome.detail}`,
     };
   });
   await rm(archive.archivePath, { recursive: true, force: true });

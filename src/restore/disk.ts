@@ -56,7 +56,7 @@ export interface RestorePlanReport {
   restoredBytes: number;
 }
 
-/** `stream (why); peak disk 1.2 GiB in the work folder, the restored database 1.1 GiB`. */
+/** `plan stream (why); peak disk used in the work folder 1.2 GiB, the restored database 1.1 GiB`. */
 export function describePlanReport(p: RestorePlanReport): string {
   return (
     `plan ${p.name} (${p.why}); peak disk used in the work folder ${formatBytes(p.peakDiskBytes)}, ` +

@@ -157,7 +157,7 @@ async function unmount(dir: string): Promise<void> {
     expect(result.restorePlan?.peakDiskBytes).toBeLessThanOrEqual(mib * 1024 * 1024);
     const restore = result.phases.find((p) => p.name === 'restore');
     expect(restore?.detail).toMatch(/reading the archive as it streamed/);
-    expect(restore?.detail).toMatch(/plan stream \(the archive on disk does not fit/);
+    expect(restore?.detail).toMatch(/^plan stream \(the archive on disk does not fit/);
     expect(restore?.detail).toMatch(
       /peak disk used in the work folder [\d.]+ MiB, the restored database [\d.]+ MiB/,
     );
