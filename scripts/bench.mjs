@@ -905,10 +905,12 @@ function writeScalePage(rows, notRun) {
     'into `pg_restore`; plain `pg_restore` from its input here reads `age -d | zstd -d` of the',
     'stored object on the same machine. Peak disk is sampled in the work folder and includes the',
     "scratch server's write-ahead log and empty cluster; the restored size is `pg_database_size`.",
+    'Every writer on the same filesystem counts too: on a shared machine the figure is an upper',
+    'bound.',
     '',
     ...(notRun.length
       ? [
-          `Not run: ${notRun.join(' and ')} GB. The machine this ran on is shared by several`,
+          `Not run: ${notRun.join(', ').replace(/, (?=[^,]*$)/, ' and ')} GB. The machine this ran on is shared by several`,
           'developers and has 2 cores and a shared disk; building and restoring those sizes',
           'takes hours there. Run `npm run bench -- --scale` on a machine of its own for them.',
           '',
