@@ -5,6 +5,7 @@
 // pg_restore, age throughput, and retention planning. It prints ratios and writes them, with
 // the date, the commit and the machine, to docs/benchmark.md; every ratio is the median of the
 // rounds' own ratios. It is not a test (shared machines are noisy), and it asserts nothing.
+// With --scale, it measures how the backup and the drill grow instead (see scaleBenchmark).
 import { execFileSync, spawn } from 'node:child_process';
 import {
   createReadStream,
@@ -188,9 +189,9 @@ const WORDS =
  * Adds one half of the data: event rows whose notes are sentences of random words (moderately
  * compressible), and shop tables (customers, orders, page visits) with realistic values.
  */
-async function grow(url, half) {
-  const rows = Math.round((1_300_000 * GB) / 2);
-  const shop = (n) => [Math.round(n * GB * half) + 1, Math.round(n * GB * (half + 1))];
+async function grow(url, half, gb = GB) {
+  const rows = Math.round((1_300_000 * gb) / 2);
+  const shop = (n) => [Math.round(n * gb * half) + 1, Math.round(n * gb * (half + 1))];
   const [cFrom, cTo] = shop(40_000);
   const [oFrom, oTo] = shop(200_000);
   const [eFrom, eTo] = shop(600_000);
@@ -226,6 +227,15 @@ async function grow(url, half) {
     '-f',
     path.join(root, 'scripts/bench-shop-data.sql'),
   );
+}
+
+if (process.argv.includes('--scale')) {
+  try {
+    await scaleBenchmark();
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  process.exit(0);
 }
 
 console.log(
@@ -726,6 +736,193 @@ function writeBenchmarkPage(run) {
     {
       stdio: 'ignore',
     },
+  );
+  console.log(`\nWritten to ${path.relative(root, file)}.`);
+}
+
+/**
+ * `npm run bench -- --scale`: how the backup and the drill grow with the database. For each
+ * size of BENCH_SCALE_GB (default 1,4,10), a fresh database of the same mixed data, then side by
+ * side: the backup (s/GB, peak RSS), the drill with each restore plan (s/GB, the restore phase,
+ * the peak disk of its work folder against the restored database), and plain pg_restore of the
+ * same archive, `-j 2` from a file and one session from its input. Writes
+ * docs/benchmark-scale.md. Not a test: it asserts nothing.
+ */
+async function scaleBenchmark() {
+  const sizes = (process.env.BENCH_SCALE_GB ?? '1,4,10').split(',').map(Number);
+  const notRun = [1, 4, 10].filter((gb) => !sizes.includes(gb));
+  console.log(
+    `Scale benchmark on ${CORES} cores, PostgreSQL ${server.version}: ${sizes.join(', ')} GB`,
+  );
+  const key = generateIdentity();
+  const rows = [];
+  for (const gb of sizes) rows.push(await scaleRow(gb, key));
+  writeScalePage(rows, notRun);
+}
+
+/** One size: build, back up, drill with each plan, and plain pg_restore of the same archive. */
+async function scaleRow(gb, key) {
+  const cluster = await startScratchCluster({
+    server,
+    logger: quiet,
+    settings: { shared_buffers: '256MB', max_wal_size: '4GB', checkpoint_timeout: '30min' },
+  });
+  const store = path.join(work, `store-${gb}`);
+  try {
+    const url = await buildDatabase(cluster, gb);
+    const bytes = Number(psql(url, '-c', 'SELECT pg_database_size(current_database())'));
+    const sizeGB = bytes / 1e9;
+    console.log(`\n${sizeGB.toFixed(2)} GB database:`);
+    const backup = await runBundle('backup', {
+      'database-url': url,
+      storage: store,
+      name: 'scale',
+      'encryption-recipients': key.recipient,
+    });
+    row(`backup (${sizeGB.toFixed(2)} GB)`, backup.seconds, {
+      bytes: Number(backup.outputs.bytes),
+      rssMiB: backup.rssMiB,
+    });
+    const plans = {};
+    for (const plan of ['disk', 'stream']) {
+      const drill = await runBundle('restore-drill', {
+        storage: store,
+        name: 'scale',
+        'encryption-identity': key.identity,
+        'restore-plan': plan,
+      });
+      const disk = peakDiskOf(drill.stdout);
+      plans[plan] = {
+        seconds: drill.seconds,
+        restore: Number(drill.outputs['restore-seconds']),
+        ...disk,
+      };
+      row(`drill, plan ${plan}`, drill.seconds, { rssMiB: drill.rssMiB });
+    }
+    const plain = plainRestores(cluster, store, key);
+    return { gb, sizeGB, backup, plans, plain };
+  } finally {
+    await cluster.stop();
+    rmSync(store, { recursive: true, force: true });
+  }
+}
+
+async function buildDatabase(cluster, gb) {
+  psql(cluster.url('postgres'), '-c', 'CREATE DATABASE bench');
+  const url = cluster.url('bench');
+  psql(
+    url,
+    '-c',
+    `CREATE TABLE events (
+      id bigserial PRIMARY KEY, user_id int NOT NULL, created_at timestamptz NOT NULL, kind text NOT NULL,
+      amount numeric(12,2), note text, payload jsonb NOT NULL);
+    CREATE INDEX ON events (user_id); CREATE INDEX ON events (created_at);`,
+  );
+  psql(url, '-f', path.join(root, 'scripts/bench-shop-schema.sql'));
+  console.log(`\nBuilding about ${gb} GB ...`);
+  await grow(url, 0, gb);
+  await grow(url, 1, gb);
+  return url;
+}
+
+/** `peak disk used in the work folder 1.2 GiB, the restored database 1.1 GiB` from the log. */
+function peakDiskOf(log) {
+  const units = { B: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
+  const m =
+    /peak disk used in the work folder ([\d.]+) (B|KiB|MiB|GiB|TiB), the restored database ([\d.]+) (B|KiB|MiB|GiB|TiB)/.exec(
+      log,
+    );
+  if (!m) return { peakDisk: NaN, restored: NaN };
+  return { peakDisk: Number(m[1]) * units[m[2]], restored: Number(m[3]) * units[m[4]] };
+}
+
+/** Plain pg_restore of the backup's own archive: -j 2 from a file, and from its input. */
+function plainRestores(cluster, store, key) {
+  const object = execFileSync('find', [store, '-name', 'dump.pgc*'], { encoding: 'utf8' })
+    .trim()
+    .split('\n')[0];
+  const identity = path.join(work, 'identity.txt');
+  writeFileSync(identity, key.identity, { mode: 0o600 });
+  const archive = path.join(work, 'scale.pgc');
+  const decode = `age -d -i "${identity}" "${object}"${object.includes('.zst') ? ' | zstd -d -q -c' : ''}`;
+  execFileSync('bash', ['-o', 'pipefail', '-c', `${decode} > "${archive}"`]);
+  const into = (name) => {
+    psql(cluster.url('postgres'), '-c', `CREATE DATABASE ${name}`);
+    return cluster.url(name);
+  };
+  const pgRestore = `"${client.pgRestore}" --no-owner --no-acl --exit-on-error`;
+  const fromFile = timeShell(`${pgRestore} -j 2 -d "${into('plain_file')}" "${archive}"`);
+  row('pg_restore -j 2 from a file', fromFile);
+  const fromInput = timeShell(`${decode} | ${pgRestore} -d "${into('plain_input')}"`);
+  row('age -d | zstd -d | pg_restore (its input)', fromInput);
+  rmSync(archive);
+  return { fromFile, fromInput };
+}
+
+/** Writes docs/benchmark-scale.md: when, on what, and the figures of every size side by side. */
+function writeScalePage(rows, notRun) {
+  const cpus = os.cpus();
+  const models = [...new Set(cpus.map((c) => c.model.trim()))].join(', ');
+  const perGB = (s, r) => (s / r.sizeGB).toFixed(1);
+  const mib = (b) => (Number.isNaN(b) ? 'n/a' : `${(b / 2 ** 20).toFixed(0)} MiB`);
+  const ratio = (a, b) => (Number.isNaN(a) || Number.isNaN(b) ? 'n/a' : (a / b).toFixed(2));
+  const page = [
+    '# Scale benchmark',
+    '',
+    'Written by `npm run bench -- --scale` (`scripts/bench.mjs`); run it again to replace this',
+    'page. For each size, a fresh database of the mixed data of [benchmark.md](benchmark.md) is',
+    'backed up (encrypted, zstd) to a local folder and drilled with each restore plan',
+    '([verification.md](verification.md#disk-the-work-folder-and-the-restore-plan)); the same',
+    'archive is then restored by plain `pg_restore`. One run per figure.',
+    '',
+    '| | |',
+    '| --- | --- |',
+    `| Date | ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} |`,
+    `| Commit | \`${commitDescription()}\` |`,
+    `| Machine | ${cpus.length} CPUs (${models.replace(/\|/g, '\\|')}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, Linux ${os.release()}, load average ${LOAD_AT_START.toFixed(2)} at the start and ${os.loadavg()[0].toFixed(2)} at the end |`,
+    `| PostgreSQL | server ${server.version}, pg_dump ${client.version}, on the same machine |`,
+    `| Sizes | \`BENCH_SCALE_GB=${rows.map((r) => r.gb).join(',')}\` |`,
+    '',
+    '| database | backup s/GB | backup peak RSS | drill s/GB, disk | drill s/GB, stream | restore phase, disk / `pg_restore -j 2` file | restore phase, stream / `pg_restore` input | peak disk / restored, disk | peak disk / restored, stream |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows
+      .map((r) =>
+        [
+          `${r.sizeGB.toFixed(2)} GB`,
+          perGB(r.backup.seconds, r),
+          `${r.backup.rssMiB?.toFixed(0)} MiB`,
+          perGB(r.plans.disk.seconds, r),
+          perGB(r.plans.stream.seconds, r),
+          `${r.plans.disk.restore.toFixed(1)} s / ${r.plain.fromFile.toFixed(1)} s`,
+          `${r.plans.stream.restore.toFixed(1)} s / ${r.plain.fromInput.toFixed(1)} s`,
+          `${mib(r.plans.disk.peakDisk)} / ${mib(r.plans.disk.restored)} (${ratio(r.plans.disk.peakDisk, r.plans.disk.restored)})`,
+          `${mib(r.plans.stream.peakDisk)} / ${mib(r.plans.stream.restored)} (${ratio(r.plans.stream.peakDisk, r.plans.stream.restored)})`,
+        ].join(' | '),
+      )
+      .map((line) => `| ${line} |`),
+    '',
+    'The restore phase of the streamed plan includes the download and decoding, which stream',
+    'into `pg_restore`; plain `pg_restore` from its input here reads `age -d | zstd -d` of the',
+    'stored object on the same machine. Peak disk is sampled in the work folder and includes the',
+    "scratch server's write-ahead log and empty cluster; the restored size is `pg_database_size`.",
+    'Every writer on the same filesystem counts too: on a shared machine the figure is an upper',
+    'bound.',
+    '',
+    ...(notRun.length
+      ? [
+          `Not run: ${notRun.join(', ').replace(/, (?=[^,]*$)/, ' and ')} GB. The machine this ran on is shared by several`,
+          'developers and has 2 cores and a shared disk; building and restoring those sizes',
+          'takes hours there. Run `npm run bench -- --scale` on a machine of its own for them.',
+          '',
+        ]
+      : []),
+  ].join('\n');
+  const file = path.join(root, 'docs', 'benchmark-scale.md');
+  writeFileSync(file, page);
+  execFileSync(
+    process.execPath,
+    [path.join(root, 'node_modules/prettier/bin/prettier.cjs'), '--write', file],
+    { stdio: 'ignore' },
   );
   console.log(`\nWritten to ${path.relative(root, file)}.`);
 }

@@ -34,6 +34,7 @@ export const Inputs = {
   Restore: 'restore',
   TargetUrl: 'target-url',
   WorkDir: 'work-dir',
+  RestorePlan: 'restore-plan',
   Checks: 'checks',
   MaxAge: 'max-age',
   RtoTarget: 'rto-target',

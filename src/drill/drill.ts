@@ -43,15 +43,27 @@ import {
   type RestoreOutcome,
 } from '../restore/pipeline.js';
 import {
+  archiveFeed,
   decodeSteps,
+  fetchArchive,
+  fetchArchiveHead,
   fetchGlobals,
   missingKeyError,
   missingZstdError,
+  type ArchiveFeed,
   type Decryption,
 } from '../restore/fetch.js';
 import { decodeFile, downloadObject } from '../restore/phased.js';
 import { listArchive, type ArchiveListing } from '../restore/pg-restore.js';
-import { requireWorkDisk, workDiskNeed } from '../restore/disk.js';
+import {
+  PeakDisk,
+  chooseRestorePlan,
+  describePlanReport,
+  workDiskNeed,
+  type RestorePlan,
+  type RestorePlanChoice,
+  type RestorePlanReport,
+} from '../restore/disk.js';
 import { openTarget, type RestoreTarget } from '../restore/target.js';
 import type { Storage } from '../storage/storage.js';
 import { recentDrills } from './history.js';
@@ -83,6 +95,8 @@ export interface DrillOptions {
   /** `auto`, or the PostgreSQL major of the client tools (and the least major of a scratch server). */
   postgresVersion: 'auto' | number;
   git: GitContext;
+  /** How the archive reaches pg_restore (see RestorePlanName); default `auto`, from the free space. */
+  restorePlan?: RestorePlanChoice;
 }
 
 export interface RestoreOptions extends DrillOptions {
@@ -157,6 +171,8 @@ export interface DrillResult {
   target?: { describe: string; serverVersion: string; scratch: boolean };
   /** The pg_restore version used. */
   pgRestoreVersion?: string;
+  /** The restore plan, why, and the disk it used; set once the restore completed. */
+  restorePlan?: RestorePlanReport;
   safetyBackup?: { id: string; location: string };
   /** How the safety backup's restore over the target was proved before the restore started. */
   undoRehearsal?: string;
@@ -275,40 +291,94 @@ async function execute(
   options: DrillOptions | RestoreOptions,
   deps: DrillDeps,
 ): Promise<DrillResult> {
-  const { storage, logger, clock } = deps;
-  const startedAt = clock.now();
+  const startedAt = deps.clock.now();
   const restore = mode === 'restore' ? (options as RestoreOptions) : undefined;
-
   // The confirmation comes before anything is read or touched.
-  if (restore) {
-    if (!restore.targetUrl) {
-      throw new OptionError(
-        'target-url',
-        (w) =>
-          `A restore replaces the database given by ${w.option('target-url')}, and it is empty.`,
-      );
-    }
-    const info = parseConnectionString(restore.targetUrl, 'target-url');
-    const database = databaseName(info);
-    if (restore.confirm !== database) {
-      throw new OptionError(
-        'confirm',
-        (w) =>
-          `Refusing to restore into ${describeConnection(info)}: ${w.option('confirm')} must be the target database's name, '${database}'` +
-          (restore.confirm ? `, got '${restore.confirm}'` : ', and it is empty') +
-          '. Nothing was changed.',
-      );
-    }
-  }
-
-  const name = await resolveName(storage, options.name);
-  const { manifest, warnings: pickWarnings } = await pickBackup(storage, name, options.backupId);
-  for (const w of pickWarnings) logger.warning(w);
-  const rpoSeconds = Math.max(0, (startedAt.getTime() - Date.parse(manifest.startedAt)) / 1000);
-  logger.info(
-    `${mode === 'restore' ? 'Restoring' : 'Drilling'} backup ${manifest.id} of ${name} (${manifest.kind}, taken ${manifest.startedAt}, PostgreSQL ${manifest.source.serverVersion}); its age is ${formatDuration(rpoSeconds)}`,
+  if (restore) requireConfirmation(restore);
+  const name = await resolveName(deps.storage, options.name);
+  const { manifest, warnings } = await pickBackup(deps.storage, name, options.backupId);
+  for (const w of warnings) deps.logger.warning(w);
+  const result = startResult(mode, options, name, manifest, startedAt, warnings);
+  deps.logger.info(
+    `${mode === 'restore' ? 'Restoring' : 'Drilling'} backup ${manifest.id} of ${name} (${manifest.kind}, taken ${manifest.startedAt}, PostgreSQL ${manifest.source.serverVersion}); its age is ${formatDuration(result.rpoSeconds)}`,
   );
-  const result: DrillResult = {
+  const history = recentDrills(deps.storage, name).catch((error: unknown) => {
+    deps.logger.warning(`Could not read the earlier drills: ${errorMessage(error)}`);
+    return [];
+  });
+  const unrestorable = await unrestorableReason(deps.storage, manifest);
+  if (unrestorable) {
+    result.error = unrestorable;
+    return finish(result, options, deps, await history);
+  }
+  checkDecodable(manifest, options.decryption, deps.zstdPath);
+  const plan = await chooseRestorePlan({
+    need: workDiskNeed(manifest, { downloads: true, scratch: !options.targetUrl }),
+    choice: options.restorePlan ?? 'auto',
+    dir: deps.workDir,
+    replace: Boolean(restore),
+  });
+  deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
+  const peakDisk = new PeakDisk(deps.workDir, plan.free);
+  const opened: { target?: RestoreTarget; workDir?: string; createdRoles: string[] } = {
+    createdRoles: [],
+  };
+  try {
+    const tools = await openDrillTarget(result, options, deps, opened);
+    const target = opened.target as RestoreTarget;
+    if (restore) await guardRealRestore(result, restore, deps, target, tools);
+    opened.workDir = await mkdtemp(path.join(deps.workDir, 'drill-'));
+    deps.onTemporaryFolder?.(opened.workDir);
+    const run: PhaseRun = {
+      result,
+      options,
+      deps,
+      target,
+      tools,
+      workDir: opened.workDir,
+      createdRoles: opened.createdRoles,
+      plan,
+      peakDisk,
+    };
+    await runPhases(run);
+  } finally {
+    peakDisk.stop();
+    await cleanUp(opened, deps.logger);
+  }
+  return finish(result, options, deps, await history);
+}
+
+/** A real restore names its target database in `confirm`, or nothing is done. */
+function requireConfirmation(restore: RestoreOptions): void {
+  if (!restore.targetUrl) {
+    throw new OptionError(
+      'target-url',
+      (w) => `A restore replaces the database given by ${w.option('target-url')}, and it is empty.`,
+    );
+  }
+  const info = parseConnectionString(restore.targetUrl, 'target-url');
+  const database = databaseName(info);
+  if (restore.confirm !== database) {
+    throw new OptionError(
+      'confirm',
+      (w) =>
+        `Refusing to restore into ${describeConnection(info)}: ${w.option('confirm')} must be the target database's name, '${database}'` +
+        (restore.confirm ? `, got '${restore.confirm}'` : ', and it is empty') +
+        '. Nothing was changed.',
+    );
+  }
+}
+
+function startResult(
+  mode: 'drill' | 'restore',
+  options: DrillOptions,
+  name: string,
+  manifest: Manifest,
+  startedAt: Date,
+  warnings: string[],
+): DrillResult {
+  const rpoSeconds = Math.max(0, (startedAt.getTime() - Date.parse(manifest.startedAt)) / 1000);
+  return {
     mode,
     status: 'passed',
     name,
@@ -326,139 +396,149 @@ async function execute(
     rpoTargetSeconds: options.rpoTargetSeconds,
     checks: [],
     comparison: [],
-    warnings: pickWarnings,
+    warnings,
     history: [],
-    targetState: restore ? 'unchanged' : undefined,
+    targetState: mode === 'restore' ? 'unchanged' : undefined,
   };
-  const history = recentDrills(storage, name).catch((error: unknown) => {
-    logger.warning(`Could not read the earlier drills: ${errorMessage(error)}`);
-    return [];
-  });
+}
 
-  const unrestorable = await unrestorableReason(storage, manifest);
-  if (unrestorable) {
-    result.error = unrestorable;
-    return finish(result, options, deps, await history);
-  }
-  checkDecodable(manifest, options.decryption, deps.zstdPath);
-  const disk = await requireWorkDisk(
-    workDiskNeed(manifest, { downloads: true, scratch: !options.targetUrl }),
-    deps.workDir,
-  );
-  logger.info(`Work folder: ${disk}`);
-
+/**
+ * The client tools and the target: a scratch server's tools come first (resolving them may
+ * install the server), then the target, then tools of at least the target's major for a safety
+ * backup. A target older or newer than the source is named.
+ */
+async function openDrillTarget(
+  result: DrillResult,
+  options: DrillOptions | RestoreOptions,
+  deps: DrillDeps,
+  opened: { target?: RestoreTarget },
+): Promise<ClientTools> {
+  const { manifest } = result;
+  const restore = result.mode === 'restore' ? (options as RestoreOptions) : undefined;
   const sourceMajor = majorOf(manifest.source.serverVersion);
   const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
-  let target: RestoreTarget | undefined;
-  let workDir: string | undefined;
-  const createdRoles: string[] = [];
-  try {
-    // A scratch server's tools come first: resolving them may install the server.
-    let tools: ClientTools | undefined = options.targetUrl
-      ? undefined
-      : await deps.resolveTools({
-          major: dumpMajor,
-          version: manifest.tools.pgDumpVersion,
-          needServer: true,
-        });
-    target = await openTarget({
-      targetUrl: options.targetUrl,
-      minMajor:
-        options.postgresVersion === 'auto'
-          ? sourceMajor
-          : Math.max(options.postgresVersion, sourceMajor),
-      findServer: deps.findServer,
-      database: 'restore_drill',
-      replace: Boolean(restore),
-      workDir: deps.workDir,
-      logger,
-    });
-    if (target.scratch) deps.onTemporaryFolder?.(path.dirname(target.scratch.dataDir));
-    tools ??= await deps.resolveTools({
-      major: Math.max(dumpMajor, restore?.safetyBackup ? target.serverMajor : 0),
-      version: manifest.tools.pgDumpVersion,
-      needServer: false,
-    });
-    result.pgRestoreVersion = tools.version;
-    result.target = {
-      describe: target.describe,
-      serverVersion: target.serverVersion,
-      scratch: Boolean(target.scratch),
-    };
-    if (target.serverMajor < sourceMajor) {
-      const warning =
-        `The target runs PostgreSQL ${target.serverVersion}, older than the backup's source (${manifest.source.serverVersion}): ` +
-        `objects and syntax the older server lacks make the restore fail. Restore into PostgreSQL ${sourceMajor} or newer.`;
-      result.warnings.push(warning);
-      logger.warning(warning);
-    } else if (target.serverMajor > sourceMajor) {
-      logger.info(
-        `Upgrade rehearsal: PostgreSQL ${manifest.source.serverVersion} → ${target.serverVersion}`,
-      );
-    }
+  let tools: ClientTools | undefined = options.targetUrl
+    ? undefined
+    : await deps.resolveTools({
+        major: dumpMajor,
+        version: manifest.tools.pgDumpVersion,
+        needServer: true,
+      });
+  const target = await openTarget({
+    targetUrl: options.targetUrl,
+    minMajor:
+      options.postgresVersion === 'auto'
+        ? sourceMajor
+        : Math.max(options.postgresVersion, sourceMajor),
+    findServer: deps.findServer,
+    database: 'restore_drill',
+    replace: Boolean(restore),
+    workDir: deps.workDir,
+    logger: deps.logger,
+  });
+  opened.target = target;
+  if (target.scratch) deps.onTemporaryFolder?.(path.dirname(target.scratch.dataDir));
+  tools ??= await deps.resolveTools({
+    major: Math.max(dumpMajor, restore?.safetyBackup ? target.serverMajor : 0),
+    version: manifest.tools.pgDumpVersion,
+    needServer: false,
+  });
+  result.pgRestoreVersion = tools.version;
+  result.target = {
+    describe: target.describe,
+    serverVersion: target.serverVersion,
+    scratch: Boolean(target.scratch),
+  };
+  noteVersions(result, target, sourceMajor, deps.logger);
+  return tools;
+}
 
-    if (restore) {
-      const sessions = await withClient(target, (c) => otherSessions(c, target!.database));
-      if (sessions > 0 && !restore.terminateConnections) {
-        const where = target.describe;
-        throw new OptionError(
-          'terminate-connections',
-          (w) =>
-            `Refusing to restore into ${where}: ${sessions} other session(s) are connected to it. ` +
-            `Stop the application first, or ${w.enable('terminate-connections')} to end them. Nothing was changed.`,
-        );
-      }
-      if (restore.safetyBackup) {
-        const objects = await withClient(target, userObjects);
-        if (objects > 0) {
-          result.undoRehearsal = await logger.group('Undo rehearsal', () =>
-            rehearseUndo({
-              target: target!,
-              tools,
-              name,
-              workDir: deps.workDir,
-              zstdPath: deps.zstdPath,
-              env: deps.env,
-              clock: deps.clock,
-              logger,
-            }),
-          );
-          logger.info(`Undo: ${result.undoRehearsal}`);
-          result.safetyBackup = await takeSafetyBackup(
-            restore,
-            deps,
-            target,
-            name,
-            manifest,
-            tools,
-          );
-        } else {
-          logger.info(
-            `${target.describe} holds no tables, views or sequences: no safety backup needed`,
-          );
-        }
-      }
-    }
-
-    workDir = await mkdtemp(path.join(deps.workDir, 'drill-'));
-    deps.onTemporaryFolder?.(workDir);
-    await runPhases(result, options, deps, target, tools, workDir, createdRoles);
-  } finally {
-    if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
-    if (target) {
-      await target
-        .cleanup()
-        .then(() => (target!.scratch ? [] : dropRoles(target!, createdRoles)))
-        .then((left) => {
-          if (left.length)
-            logger.warning(`Could not drop the role(s) this run created: ${left.join(', ')}`);
-        })
-        .catch((error: unknown) =>
-          logger.warning(`Could not clean up ${target!.describe}: ${errorMessage(error)}`),
-        );
-    }
+function noteVersions(
+  result: DrillResult,
+  target: RestoreTarget,
+  sourceMajor: number,
+  logger: Logger,
+): void {
+  const source = result.manifest.source.serverVersion;
+  if (target.serverMajor < sourceMajor) {
+    const warning =
+      `The target runs PostgreSQL ${target.serverVersion}, older than the backup's source (${source}): ` +
+      `objects and syntax the older server lacks make the restore fail. Restore into PostgreSQL ${sourceMajor} or newer.`;
+    result.warnings.push(warning);
+    logger.warning(warning);
+  } else if (target.serverMajor > sourceMajor) {
+    logger.info(`Upgrade rehearsal: PostgreSQL ${source} → ${target.serverVersion}`);
   }
-  return finish(result, options, deps, await history);
+}
+
+/**
+ * Before a real restore touches the target: other sessions refused (or ended later, with
+ * terminate-connections), then the undo rehearsed and the safety backup taken when asked for.
+ */
+async function guardRealRestore(
+  result: DrillResult,
+  restore: RestoreOptions,
+  deps: DrillDeps,
+  target: RestoreTarget,
+  tools: ClientTools,
+): Promise<void> {
+  const { logger } = deps;
+  const sessions = await withClient(target, (c) => otherSessions(c, target.database));
+  if (sessions > 0 && !restore.terminateConnections) {
+    throw new OptionError(
+      'terminate-connections',
+      (w) =>
+        `Refusing to restore into ${target.describe}: ${sessions} other session(s) are connected to it. ` +
+        `Stop the application first, or ${w.enable('terminate-connections')} to end them. Nothing was changed.`,
+    );
+  }
+  if (!restore.safetyBackup) return;
+  const objects = await withClient(target, userObjects);
+  if (objects === 0) {
+    logger.info(`${target.describe} holds no tables, views or sequences: no safety backup needed`);
+    return;
+  }
+  result.undoRehearsal = await logger.group('Undo rehearsal', () =>
+    rehearseUndo({
+      target,
+      tools,
+      name: result.name,
+      workDir: deps.workDir,
+      zstdPath: deps.zstdPath,
+      env: deps.env,
+      clock: deps.clock,
+      logger,
+    }),
+  );
+  logger.info(`Undo: ${result.undoRehearsal}`);
+  result.safetyBackup = await takeSafetyBackup(
+    restore,
+    deps,
+    target,
+    result.name,
+    result.manifest,
+    tools,
+  );
+}
+
+/** Removes the run's folder, then the target (a scratch server or a database it made) and its roles. */
+async function cleanUp(
+  opened: { target?: RestoreTarget; workDir?: string; createdRoles: string[] },
+  logger: Logger,
+): Promise<void> {
+  const { target, workDir, createdRoles } = opened;
+  if (workDir) await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+  if (!target) return;
+  await target
+    .cleanup()
+    .then(() => (target.scratch ? [] : dropRoles(target, createdRoles)))
+    .then((left) => {
+      if (left.length)
+        logger.warning(`Could not drop the role(s) this run created: ${left.join(', ')}`);
+    })
+    .catch((error: unknown) =>
+      logger.warning(`Could not clean up ${target.describe}: ${errorMessage(error)}`),
+    );
 }
 
 async function withClient<T>(
@@ -555,25 +635,29 @@ async function endOtherSessions(
   }
 }
 
-async function runPhases(
-  result: DrillResult,
-  options: DrillOptions | RestoreOptions,
-  deps: DrillDeps,
-  target: RestoreTarget,
-  tools: ClientTools,
-  workDir: string,
-  createdRoles: string[],
-): Promise<void> {
-  const { logger } = deps;
-  const manifest = result.manifest;
-  const restore = result.mode === 'restore' ? (options as RestoreOptions) : undefined;
-  const phase = (name: PhaseName): Phase => result.phases.find((p) => p.name === name)!;
-  /** Runs and times a phase; a failed download, decrypt or restore ends the run, later ones do not. */
-  const timed = async <T>(
-    name: PhaseName,
-    fn: () => Promise<{ value: T; detail: string }>,
-  ): Promise<T | undefined> => {
-    const p = phase(name);
+/** What the phases of one drill or real restore share. */
+interface PhaseRun {
+  result: DrillResult;
+  options: DrillOptions | RestoreOptions;
+  deps: DrillDeps;
+  target: RestoreTarget;
+  tools: ClientTools;
+  /** The run's own folder in the work folder: the object and the archive. */
+  workDir: string;
+  createdRoles: string[];
+  plan: RestorePlan;
+  peakDisk: PeakDisk;
+}
+
+/** Runs and times a phase; a failed download, decrypt or restore ends the run, later ones do not. */
+type Timed = <T>(
+  name: PhaseName,
+  fn: () => Promise<{ value: T; detail: string }>,
+) => Promise<T | undefined>;
+
+function phaseTimer(result: DrillResult, logger: Logger): Timed {
+  return async (name, fn) => {
+    const p = result.phases.find((x) => x.name === name) as Phase;
     const phaseStart = performance.now();
     try {
       const { value, detail } = await logger.group(p.label, fn);
@@ -590,130 +674,235 @@ async function runPhases(
       p.seconds = (performance.now() - phaseStart) / 1000;
     }
   };
+}
 
+/** The archive pg_restore reads: a file or folder, or (streamed) its table of contents and a feed. */
+interface DrillArchive {
+  archivePath: string;
+  feed?: ArchiveFeed;
+}
+
+async function runPhases(run: PhaseRun): Promise<void> {
+  const timed = phaseTimer(run.result, run.deps.logger);
   const started = performance.now();
   try {
-    const downloaded = await timed('download', async () => {
-      const downloadStart = performance.now();
-      const d = await downloadObject({
-        storage: deps.storage,
-        manifest,
-        dir: workDir,
-        logger,
-        progressIntervalMs: deps.progressIntervalMs,
-      });
-      const seconds = (performance.now() - downloadStart) / 1000;
-      return {
-        value: d,
-        detail: `${formatBytes(d.bytes)} at ${rate(d.bytes, seconds)}; size and SHA-256 match the manifest`,
-      };
-    });
-
-    const archive = await timed('decrypt', async () => {
-      const a = await decodeFile({
-        manifest,
-        file: downloaded!.path,
-        decryption: options.decryption,
-        tools: { zstdPath: deps.zstdPath },
-        dir: workDir,
-        logger,
-        progressIntervalMs: deps.progressIntervalMs,
-      });
-      const steps = decodeSteps(manifest);
-      return {
-        value: a,
-        detail: steps.length
-          ? `${steps.join(' → ')} into a ${manifest.format}-format archive`
-          : 'nothing to decrypt or decompress',
-      };
-    });
-
-    let listing: ArchiveListing | undefined;
-    let outcome: RestoreOutcome | undefined;
-    await timed('restore', async () => {
-      listing = await listArchive(tools.pgRestore, archive!.archivePath);
-      const job: RestoreJob = {
-        target,
-        manifest,
-        tools,
-        archivePath: archive!.archivePath,
-        listing,
-        workDir,
-        jobs: options.jobs,
-        into: restore ? 'replace' : 'new',
-        createdRoles,
-        globals: () =>
-          fetchGlobals({
-            storage: deps.storage,
-            manifest,
-            decryption: options.decryption,
-            dir: workDir,
-          }),
-        installExtensions: deps.installExtensions,
-        beforeReplace: restore ? (c) => endOtherSessions(c, target, restore, logger) : undefined,
-        onReplaced: () => {
-          result.targetState = 'restored';
-        },
-        env: deps.env,
-        logger,
-      };
-      outcome = await withClient(target, async (c) => {
-        const prepared = await prepareRestore(job, c);
-        if (restore && prepared.ownershipNote) result.warnings.push(prepared.ownershipNote);
-        logger.info(`Preflight: ${prepared.detail}`);
-        return performRestore(job, c, prepared);
-      });
-      return { value: undefined, detail: outcome.detail };
-    });
-    await rm(archive!.archivePath, { recursive: true, force: true });
-
-    await timed('checks', async () => {
-      const checked = await withClient(target, async (client) => {
-        return checkRestored({
-          client,
-          manifest,
-          listing: listing!,
-          checks: options.checks,
-          notApplied: outcome!.notApplied,
-          notRestored: outcome!.route?.notRestored,
-          unvalidated: outcome!.route?.unvalidated,
-        });
-      });
-      result.comparison = checked.comparison;
-      const checks = checked.checks;
-      result.checks.push(...checks);
-      const failed = checks.filter((c) => c.status === 'failed');
-      if (failed.length > 0) {
-        throw new Error(
-          `the restore completed; ${failed.length} of ${checks.length} checks failed: ${failed.map((c) => c.name).join(', ')}`,
-        );
-      }
-      return { value: undefined, detail: `${checks.length} checks passed` };
-    });
-
-    if (options.smokeCommand) {
-      const command = options.smokeCommand;
-      await timed('smoke', async () => {
-        const smoke = await runSmokeCommand({
-          command,
-          cwd: deps.workspace,
-          env: deps.env,
-          connection: target.connection,
-          database: target.database,
-          logger,
-        });
-        if (smoke.exitCode !== 0) {
-          throw new Error(
-            `the smoke command ${smoke.signal ? `was killed by ${smoke.signal}` : `exited with code ${smoke.exitCode}`}; its output is in the log group '${PHASE_LABELS.smoke}'`,
-          );
-        }
-        return { value: undefined, detail: 'exited with code 0' };
-      });
-    }
-    result.rtoSeconds = (performance.now() - started) / 1000;
+    const archive =
+      run.plan.name === 'stream' ? await streamPhases(run, timed) : await diskPhases(run, timed);
+    const restored = (await restorePhase(run, timed, archive)) as Restored;
+    await checksPhase(run, timed, restored);
+    if (run.options.smokeCommand) await smokePhase(run, timed, run.options.smokeCommand);
+    run.result.rtoSeconds = (performance.now() - started) / 1000;
   } catch (error) {
     if (!(error instanceof PhaseFailure)) throw error;
   }
+}
+
+/** The disk plan: the object downloaded, then decoded into an archive on disk. */
+async function diskPhases(run: PhaseRun, timed: Timed): Promise<DrillArchive> {
+  const { deps, result, workDir } = run;
+  const { manifest } = result;
+  const downloaded = await timed('download', async () => {
+    const downloadStart = performance.now();
+    const d = await downloadObject({
+      storage: deps.storage,
+      manifest,
+      dir: workDir,
+      logger: deps.logger,
+      progressIntervalMs: deps.progressIntervalMs,
+    });
+    const seconds = (performance.now() - downloadStart) / 1000;
+    return {
+      value: d,
+      detail: `${formatBytes(d.bytes)} at ${rate(d.bytes, seconds)}; size and SHA-256 match the manifest`,
+    };
+  });
+  return (await timed('decrypt', async () => {
+    const a = await decodeFile({
+      manifest,
+      file: downloaded!.path,
+      decryption: run.options.decryption,
+      tools: { zstdPath: deps.zstdPath },
+      dir: workDir,
+      logger: deps.logger,
+      progressIntervalMs: deps.progressIntervalMs,
+    });
+    const steps = decodeSteps(manifest);
+    return {
+      value: { archivePath: a.archivePath },
+      detail: steps.length
+        ? `${steps.join(' → ')} into a ${manifest.format}-format archive`
+        : 'nothing to decrypt or decompress',
+    };
+  })) as DrillArchive;
+}
+
+/**
+ * The streamed plan. A custom-format archive: only its table of contents is read first (the
+ * preflight needs it); the object streams into pg_restore in the restore phase, checked as it
+ * goes. A directory-format archive: the object streams into tar, whose per-table files stay as
+ * pg_dump compressed them, with no downloaded object beside them.
+ */
+async function streamPhases(run: PhaseRun, timed: Timed): Promise<DrillArchive> {
+  const { deps, result, options, workDir } = run;
+  const { manifest } = result;
+  const source = {
+    storage: deps.storage,
+    manifest,
+    decryption: options.decryption,
+    tools: { zstdPath: deps.zstdPath },
+    logger: deps.logger,
+    progressIntervalMs: deps.progressIntervalMs,
+  };
+  const steps = decodeSteps(manifest);
+  if (manifest.format === 'directory') {
+    const archive = await timed('download', async () => {
+      const a = await fetchArchive({ ...source, dir: workDir });
+      return {
+        value: { archivePath: a.archivePath },
+        detail: `${formatBytes(a.bytes)} streamed into the archive folder; size and SHA-256 match the manifest`,
+      };
+    });
+    await timed('decrypt', () =>
+      Promise.resolve({ value: undefined, detail: `${steps.join(' → ')} while downloading` }),
+    );
+    return archive as DrillArchive;
+  }
+  const head = await timed('download', async () => {
+    const h = await fetchArchiveHead({ ...source, dir: workDir });
+    return {
+      value: h,
+      detail: `the archive's table of contents (${formatBytes(h.bytes)}); the object streams into pg_restore in the restore phase, its size and SHA-256 checked as it goes`,
+    };
+  });
+  await timed('decrypt', () =>
+    Promise.resolve({
+      value: undefined,
+      detail: steps.length
+        ? `${steps.join(' → ')} as the object streams into pg_restore`
+        : 'nothing to decrypt or decompress',
+    }),
+  );
+  return { archivePath: head!.archivePath, feed: archiveFeed(source) };
+}
+
+interface Restored {
+  listing: ArchiveListing;
+  outcome: RestoreOutcome;
+}
+
+async function restorePhase(
+  run: PhaseRun,
+  timed: Timed,
+  archive: DrillArchive,
+): Promise<Restored | undefined> {
+  const { deps, result, options, target, tools, workDir } = run;
+  const { logger } = deps;
+  const restore = result.mode === 'restore' ? (options as RestoreOptions) : undefined;
+  const restored = await timed('restore', async () => {
+    const listing = await listArchive(tools.pgRestore, archive.archivePath);
+    const job: RestoreJob = {
+      target,
+      manifest: result.manifest,
+      tools,
+      archivePath: archive.archivePath,
+      feed: archive.feed,
+      listing,
+      workDir,
+      jobs: options.jobs,
+      into: restore ? 'replace' : 'new',
+      createdRoles: run.createdRoles,
+      globals: () =>
+        fetchGlobals({
+          storage: deps.storage,
+          manifest: result.manifest,
+          decryption: options.decryption,
+          dir: workDir,
+        }),
+      installExtensions: deps.installExtensions,
+      beforeReplace: restore ? (c) => endOtherSessions(c, target, restore, logger) : undefined,
+      onReplaced: () => {
+        result.targetState = 'restored';
+      },
+      env: deps.env,
+      logger,
+    };
+    const outcome = await withClient(target, async (c) => {
+      const prepared = await prepareRestore(job, c);
+      if (restore && prepared.ownershipNote) result.warnings.push(prepared.ownershipNote);
+      logger.info(`Preflight: ${prepared.detail}`);
+      return performRestore(job, c, prepared);
+    });
+    result.restorePlan = await planReport(run);
+    logger.info(`Restore plan: ${describePlanReport(result.restorePlan)}`);
+    return {
+      value: { listing, outcome },
+      detail: `${describePlanReport(result.restorePlan)}; ${outcome.detail}`,
+    };
+  });
+  await rm(archive.archivePath, { recursive: true, force: true });
+  return restored;
+}
+
+/** The plan, why, and the disk it used at its peak against the restored database's size. */
+async function planReport(run: PhaseRun): Promise<RestorePlanReport> {
+  const restoredBytes = await withClient(run.target, (c) =>
+    c
+      .query<{ bytes: string }>('SELECT pg_database_size(current_database())::text AS bytes')
+      .then((r) => Number(r.rows[0].bytes)),
+  );
+  return {
+    name: run.plan.name,
+    why: run.plan.why,
+    peakDiskBytes: await run.peakDisk.peak(),
+    restoredBytes,
+  };
+}
+
+async function checksPhase(run: PhaseRun, timed: Timed, restored: Restored): Promise<void> {
+  const { result, options, target } = run;
+  await timed('checks', async () => {
+    const checked = await withClient(target, (client) =>
+      checkRestored({
+        client,
+        manifest: result.manifest,
+        listing: restored.listing,
+        checks: options.checks,
+        notApplied: restored.outcome.notApplied,
+        notRestored: restored.outcome.route?.notRestored,
+        unvalidated: restored.outcome.route?.unvalidated,
+      }),
+    );
+    result.comparison = checked.comparison;
+    const checks = checked.checks;
+    result.checks.push(...checks);
+    const failed = checks.filter((c) => c.status === 'failed');
+    if (failed.length > 0) {
+      throw new Error(
+        `the restore completed; ${failed.length} of ${checks.length} checks failed: ${failed.map((c) => c.name).join(', ')}`,
+      );
+    }
+    return { value: undefined, detail: `${checks.length} checks passed` };
+  });
+}
+
+async function smokePhase(run: PhaseRun, timed: Timed, command: string): Promise<void> {
+  const { deps, target } = run;
+  await timed('smoke', async () => {
+    const smoke = await runSmokeCommand({
+      command,
+      cwd: deps.workspace,
+      env: deps.env,
+      connection: target.connection,
+      database: target.database,
+      logger: deps.logger,
+    });
+    if (smoke.exitCode !== 0) {
+      throw new Error(
+        `the smoke command ${smoke.signal ? `was killed by ${smoke.signal}` : `exited with code ${smoke.exitCode}`}; its output is in the log group '${PHASE_LABELS.smoke}'`,
+      );
+    }
+    return { value: undefined, detail: 'exited with code 0' };
+  });
 }
 
 async function finish(

@@ -5,6 +5,7 @@ import type { Logger } from '../core/logger.js';
 import { parseIdentities } from '../crypto/age.js';
 import type { DrillOptions, RestoreOptions } from '../drill/drill.js';
 import { parseChecks } from '../restore/checks.js';
+import { RESTORE_PLAN_CHOICES } from '../restore/disk.js';
 import type { Decryption } from '../restore/fetch.js';
 import type { VerifyOptions } from '../verify/verify.js';
 import type { FrontDoor, OptionReader } from './reader.js';
@@ -76,6 +77,7 @@ export function drillOptions(read: OptionReader, door: FrontDoor): DrillOptions 
     targetUrl: read.secret('target-url'),
     postgresVersion: postgresVersionOption(read),
     git: door.git,
+    restorePlan: read.choice('restore-plan', RESTORE_PLAN_CHOICES, 'auto'),
   };
 }
 

@@ -127,6 +127,14 @@ async function readHead(
   }
 }
 
+/**
+ * Bytes of a custom-format archive's header and table of contents, when `bytes[0..length]`
+ * holds them whole; undefined while they go on. Throws when the bytes are not such an archive.
+ */
+export function archiveHeadLength(bytes: Buffer, length: number, what: string): number | undefined {
+  return parseHeadSoFar(bytes, length, what)?.length;
+}
+
 /** The header and table of contents if `bytes[0..length]` holds them whole. */
 function parseHeadSoFar(bytes: Buffer, length: number, file: string): Head | undefined {
   try {

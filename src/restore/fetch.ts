@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import { PassThrough, Readable, Writable } from 'node:stream';
@@ -14,9 +14,14 @@ import {
 import { createDecryptStream, type Decryption } from '../crypto/age.js';
 import { ConfigurationError, OptionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { describeExit, startProcess, type RunningProcess } from '../core/process.js';
+import {
+  describeExit,
+  startProcess,
+  type ProcessExit,
+  type RunningProcess,
+} from '../core/process.js';
 import { HashCounter, Progress } from '../core/streams.js';
-import { fillDataOffsets } from '../postgres/offsets.js';
+import { archiveHeadLength, fillDataOffsets } from '../postgres/offsets.js';
 import type { Storage } from '../storage/storage.js';
 
 /** The object did not match its manifest: its size or SHA-256 differ. */
@@ -357,4 +362,178 @@ export async function fetchGlobals(options: {
   checkIntegrity(entry, hash);
   if (decodeError) throw decodeError;
   return file;
+}
+
+/** Decoding whose output comes back out: the streamed plan's way from storage to pg_restore. */
+interface DecodingPipe {
+  /** Where the stored bytes go in. */
+  input: PassThrough;
+  /** The decoded archive: zstd's stdout, or the end of the in-process stages. */
+  output: Readable;
+  /** Whether `output` is a tool's stdout, which another tool can read directly. */
+  toolOutput: boolean;
+  /** Settles when the in-process stages have passed everything on. */
+  decoded: Promise<void>;
+  processes: { tool: string; proc: RunningProcess }[];
+}
+
+/** Opens age decryption and decompression of a custom-format object, with the archive coming out. */
+function openDecodingPipe(
+  manifest: Manifest,
+  decryption: Decryption | undefined,
+  tools: DecodeTools,
+): DecodingPipe {
+  const steps = decodeSteps(manifest);
+  const noZstd = missingZstdError(manifest, tools.zstdPath);
+  if (noZstd) throw noZstd;
+  const stages: NodeJS.ReadWriteStream[] = [];
+  if (steps.includes('age')) stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
+  if (steps.includes('gzip')) stages.push(createGunzip());
+  const input = new PassThrough({ highWaterMark: 1 << 20 });
+  if (steps.includes('zstd')) {
+    const proc = startProcess(tools.zstdPath as string, ['-d', '-q', '-c'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const decoded = pipeline([input, ...stages, proc.child.stdin] as NodeJS.ReadWriteStream[]);
+    decoded.catch(() => undefined);
+    const output = proc.child.stdout as Readable;
+    return { input, output, toolOutput: true, decoded, processes: [{ tool: 'zstd -d', proc }] };
+  }
+  const output = new PassThrough({ highWaterMark: 1 << 20 });
+  const decoded = pipeline([input, ...stages, output] as NodeJS.ReadWriteStream[]);
+  decoded.catch(() => undefined);
+  return { input, output, toolOutput: false, decoded, processes: [] };
+}
+
+/**
+ * The streamed plan's first read: the custom-format archive's header and table of contents,
+ * decoded from the start of the stored object into `dir/archive-head.pgc`; the download stops
+ * there. `pg_restore --list` and the restore of entries without data read it as the archive
+ * (the data blocks are not in it). The object's size and SHA-256 are checked by the stream
+ * that follows (archiveFeed).
+ */
+export async function fetchArchiveHead(options: {
+  storage: Storage;
+  manifest: Manifest;
+  decryption?: Decryption;
+  tools: DecodeTools;
+  dir: string;
+}): Promise<{ archivePath: string; bytes: number }> {
+  const entry = dumpObject(options.manifest);
+  await mkdir(options.dir, { recursive: true });
+  const pipe = openDecodingPipe(options.manifest, options.decryption, options.tools);
+  const source = await options.storage.getStream(entry.key);
+  source.once('error', (error: Error) => pipe.input.destroy(error));
+  source.pipe(pipe.input);
+  try {
+    const head = await readHead(pipe.output, entry.key);
+    const archivePath = path.join(options.dir, 'archive-head.pgc');
+    await writeFile(archivePath, head, { mode: 0o600 });
+    return { archivePath, bytes: head.length };
+  } finally {
+    source.destroy();
+    pipe.input.destroy();
+    pipe.output.destroy();
+    for (const p of pipe.processes) p.proc.kill();
+  }
+}
+
+/** Reads a decoded archive until its header and table of contents are whole; returns them. */
+async function readHead(output: Readable, key: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let nextTry = 64 * 1024;
+  const whole = (): Buffer | undefined => {
+    const bytes = Buffer.concat(chunks);
+    const length = archiveHeadLength(bytes, bytes.length, key);
+    return length === undefined ? undefined : bytes.subarray(0, length);
+  };
+  for await (const chunk of output) {
+    chunks.push(chunk as Buffer);
+    total += (chunk as Buffer).length;
+    if (total < nextTry) continue;
+    // Parsed when the bytes read doubled, so a large table of contents costs linear time.
+    nextTry = total * 2;
+    const head = whole();
+    if (head) return head;
+  }
+  const head = whole();
+  if (!head) throw new Error(`${key}: the archive ends inside its table of contents`);
+  return head;
+}
+
+/**
+ * Runs a tool with the decoded archive on its standard input: `start` is given what to use as
+ * its stdin and starts it. Resolves with the tool's exit once the whole stored object was read
+ * and its size and SHA-256 matched the manifest.
+ */
+export type ArchiveFeed = (
+  start: (stdin: Readable | 'pipe') => RunningProcess,
+) => Promise<ProcessExit>;
+
+/**
+ * The streamed plan: storage → SHA-256 and size → age → decompression → a tool's stdin (for
+ * pg_restore), no archive on disk. The object's size and SHA-256 are checked as it streams; a
+ * mismatch is found only at its end, after the tool loaded what it read, so the IntegrityError
+ * says that what was restored must not be trusted.
+ */
+export function archiveFeed(options: {
+  storage: Storage;
+  manifest: Manifest;
+  decryption?: Decryption;
+  tools: DecodeTools;
+  logger: Logger;
+  progressIntervalMs?: number;
+}): ArchiveFeed {
+  return async (start) => {
+    const { manifest, logger } = options;
+    const entry = dumpObject(manifest);
+    const pipe = openDecodingPipe(manifest, options.decryption, options.tools);
+    const hash = new HashCounter();
+    const tool = start(pipe.toolOutput ? pipe.output : 'pipe');
+    const processes = [...pipe.processes, { tool: 'the restore', proc: tool }];
+    const delivered = pipe.toolOutput
+      ? pipe.decoded
+      : Promise.all([pipe.decoded, pipeline(pipe.output, tool.child.stdin as Writable)]).then(
+          () => undefined,
+        );
+    // The tool reads zstd's stdout itself; this process lets go of its end of that pipe.
+    if (pipe.toolOutput) pipe.output.destroy();
+    const progress = new Progress(
+      logger,
+      'Streamed',
+      () => hash.bytes,
+      options.progressIntervalMs ?? 5000,
+    );
+    try {
+      const source = await options.storage.getStream(entry.key);
+      const decodeError = await hashWhileDecoding(source, hash, pipe.input, delivered).then(
+        async (error) => (error && !(await benignBrokenPipe(error, processes)) ? error : undefined),
+      );
+      if (decodeError) for (const p of processes) p.proc.kill();
+      checkStreamedIntegrity(entry, hash);
+      if (decodeError) throw decodeError;
+      for (const p of pipe.processes) {
+        const exit = await p.proc.exited;
+        if (exit.code !== 0) throw new Error(describeExit(p.tool, exit));
+      }
+      progress.report();
+      return await tool.exited;
+    } finally {
+      progress.stop();
+      for (const p of processes) p.proc.kill();
+    }
+  };
+}
+
+/** checkIntegrity for an object that was restored as it streamed. */
+function checkStreamedIntegrity(entry: ObjectEntry, hash: HashCounter): void {
+  try {
+    checkIntegrity(entry, hash);
+  } catch (error) {
+    if (!(error instanceof IntegrityError)) throw error;
+    throw new IntegrityError(
+      `${error.message} The restore read the object as it streamed, so the restored data must not be trusted; the database it went into is discarded.`,
+    );
+  }
 }

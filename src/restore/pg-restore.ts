@@ -3,10 +3,16 @@ import path from 'node:path';
 import type { Logger } from '../core/logger.js';
 import { describeExit, runProcess, startProcess } from '../core/process.js';
 import { childEnv, type ConnectionInfo } from '../postgres/connection.js';
+import type { ArchiveFeed } from './fetch.js';
 
 export interface PgRestoreOptions {
   pgRestore: string;
   archivePath: string;
+  /**
+   * The streamed plan: pg_restore reads the archive from its stdin, fed from storage, in one
+   * session; `archivePath` and `jobs` are then not used.
+   */
+  feed?: ArchiveFeed;
   connection: ConnectionInfo;
   database: string;
   /** Parallel jobs (`-j`); archives on disk only. */
@@ -125,6 +131,17 @@ export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
   if (o.listFile) base.push(`--use-list=${o.listFile}`);
   const env = childEnv(o.env, o.connection, o.database);
   if (o.sessionOptions) env.PGOPTIONS = o.sessionOptions;
+  if (o.feed) {
+    const exit = await o.feed((stdin) =>
+      startProcess(o.pgRestore, base, {
+        env,
+        stdio: [stdin, 'ignore', 'pipe'],
+        onStderrLine: (line) => o.logger.debug(line),
+      }),
+    );
+    if (exit.code !== 0) throw new PgRestoreError(describeExit('pg_restore', exit));
+    return;
+  }
   const runs = o.jobs > 1 ? await sectionRuns(o) : [[]];
   for (const extra of runs) {
     const proc = startProcess(o.pgRestore, [...base, ...extra, o.archivePath], {

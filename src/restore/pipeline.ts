@@ -30,6 +30,7 @@ import {
   type TableComparison,
   type UserCheck,
 } from './checks.js';
+import type { ArchiveFeed } from './fetch.js';
 import { applyGlobals, listArchiveText, runPgRestore, type ArchiveListing } from './pg-restore.js';
 import {
   planReplacement,
@@ -507,6 +508,23 @@ export function platformDetail(route: PlatformRoute): string {
   );
 }
 
+/** What replaceTarget is given. */
+interface ReplaceOptions {
+  client: pg.Client;
+  target: RestoreTarget;
+  manifest: Manifest;
+  pgDump: string;
+  pgRestore: string;
+  psql: string;
+  archivePath: string;
+  keepOwnership: boolean;
+  workDir: string;
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+  /** Everything, then a rollback: proves the replacement would succeed, changing nothing. */
+  rehearsal?: boolean;
+}
+
 /** What a real restore emptied and restored, and what the emptying reached beyond the backup. */
 export interface Replacement {
   plan: ReplacementPlan;
@@ -524,21 +542,7 @@ export interface Replacement {
  * platform's route is planned against the target as the emptying leaves it (in a transaction
  * rolled back), and its rows load with session_replication_role = replica.
  */
-export async function replaceTarget(o: {
-  client: pg.Client;
-  target: RestoreTarget;
-  manifest: Manifest;
-  pgDump: string;
-  pgRestore: string;
-  psql: string;
-  archivePath: string;
-  keepOwnership: boolean;
-  workDir: string;
-  env: NodeJS.ProcessEnv;
-  logger: Logger;
-  /** Everything, then a rollback: proves the replacement would succeed, changing nothing. */
-  rehearsal?: boolean;
-}): Promise<Replacement> {
+export async function replaceTarget(o: ReplaceOptions): Promise<Replacement> {
   const { client, manifest, logger } = o;
   const restoreEnv = childEnv(o.env, o.target.connection, o.target.database);
   const contents = await readArchiveContents({
@@ -567,51 +571,12 @@ export async function replaceTarget(o: {
       logger.info(`Emptying also removes ${what}; the backup of the whole database brings it back`);
     }
   }
-  let route: PlatformRoute | undefined;
   // A backup of the whole database brings back what its emptying removes.
   const keepRecreate = (p: ReplacementPlan): ReplacementPlan =>
     partial ? p : { ...p, recreate: [] };
-  let plan = keepRecreate(first);
-  if (manifest.platform) {
-    await client.query('BEGIN');
-    try {
-      for (const statement of first.statements) await client.query(statement);
-      route = await platformRoute({
-        client,
-        manifest,
-        pgDump: o.pgDump,
-        pgRestore: o.pgRestore,
-        archivePath: o.archivePath,
-        workDir: o.workDir,
-        owned: false,
-        target: o.target,
-        env: o.env,
-        logger,
-      });
-    } finally {
-      await client.query('ROLLBACK');
-    }
-    if (route) {
-      for (const line of route.leftOut) {
-        logger.info(`Left to the platform: ${line.entry} (${line.why})`);
-      }
-      const listed = await readArchiveContents({
-        pgRestore: o.pgRestore,
-        archivePath: o.archivePath,
-        listFile: route.listFile,
-        env: restoreEnv,
-      });
-      const second = await planReplacement(client, { selection, archive: listed });
-      plan = {
-        ...keepRecreate(second),
-        statements: [
-          ...second.statements,
-          ...route.before,
-          'SET session_replication_role = replica',
-        ],
-      };
-    }
-  }
+  const { route, plan } = manifest.platform
+    ? await platformReplacement(o, first, selection, keepRecreate)
+    : { route: undefined, plan: keepRecreate(first) };
   const keepOwnership = route ? await routeKeepsOwnership(client, route, logger) : o.keepOwnership;
   await restoreAtomically({
     pgRestore: o.pgRestore,
@@ -627,6 +592,57 @@ export async function replaceTarget(o: {
     rehearsal: o.rehearsal,
   });
   return { plan, route, keepOwnership };
+}
+
+/**
+ * A platform's project: the route is planned against the target as the emptying leaves it (in
+ * a transaction rolled back), and the replacement re-planned for what the route restores.
+ */
+async function platformReplacement(
+  o: ReplaceOptions,
+  first: ReplacementPlan,
+  selection: { schemas: string[]; excludeSchemas: string[] },
+  keepRecreate: (p: ReplacementPlan) => ReplacementPlan,
+): Promise<{ route?: PlatformRoute; plan: ReplacementPlan }> {
+  const { client, manifest, logger } = o;
+  const restoreEnv = childEnv(o.env, o.target.connection, o.target.database);
+  let route: PlatformRoute | undefined;
+  let plan = keepRecreate(first);
+  await client.query('BEGIN');
+  try {
+    for (const statement of first.statements) await client.query(statement);
+    route = await platformRoute({
+      client,
+      manifest,
+      pgDump: o.pgDump,
+      pgRestore: o.pgRestore,
+      archivePath: o.archivePath,
+      workDir: o.workDir,
+      owned: false,
+      target: o.target,
+      env: o.env,
+      logger,
+    });
+  } finally {
+    await client.query('ROLLBACK');
+  }
+  if (route) {
+    for (const line of route.leftOut) {
+      logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+    }
+    const listed = await readArchiveContents({
+      pgRestore: o.pgRestore,
+      archivePath: o.archivePath,
+      listFile: route.listFile,
+      env: restoreEnv,
+    });
+    const second = await planReplacement(client, { selection, archive: listed });
+    plan = {
+      ...keepRecreate(second),
+      statements: [...second.statements, ...route.before, 'SET session_replication_role = replica'],
+    };
+  }
+  return { route, plan };
 }
 
 /**
@@ -658,7 +674,10 @@ export interface RestoreJob {
   target: RestoreTarget;
   manifest: Manifest;
   tools: Pick<ClientTools, 'pgDump' | 'pgRestore' | 'psql' | 'version'>;
+  /** The archive; for the streamed plan, its table of contents alone (see feed). */
   archivePath: string;
+  /** The streamed plan: pg_restore reads the archive from storage, in one session (new databases only). */
+  feed?: ArchiveFeed;
   listing: ArchiveListing;
   workDir: string;
   jobs: number;
@@ -876,15 +895,18 @@ async function restoreIntoNew(
   const { route, keepOwnership } = prepared;
   for (const statement of route?.before ?? []) await client.query(statement);
   const flags = keepOwnership ? '' : ' --no-owner --no-acl';
+  const jobs = job.feed ? 1 : job.jobs;
+  const from = job.feed ? 'reading the archive as it streams from storage' : `--jobs=${jobs}`;
   job.logger.info(
-    `pg_restore ${job.tools.version} --exit-on-error${flags} --jobs=${job.jobs} into ${job.target.describe}`,
+    `pg_restore ${job.tools.version} --exit-on-error${flags} ${from} into ${job.target.describe}`,
   );
   await runPgRestore({
     pgRestore: job.tools.pgRestore,
     archivePath: job.archivePath,
+    feed: job.feed,
     connection: job.target.connection,
     database: job.target.database,
-    jobs: job.jobs,
+    jobs,
     keepOwnership,
     serialData: extensionTables(job.manifest),
     listFile: route?.listFile,
@@ -895,7 +917,7 @@ async function restoreIntoNew(
   for (const statement of route?.after ?? []) await client.query(statement);
   const detail =
     `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${job.tools.version} --exit-on-error${flags}` +
-    `${job.jobs > 1 ? ` with ${job.jobs} jobs` : ''}, then ANALYZE` +
+    `${job.feed ? ' reading the archive as it streamed' : jobs > 1 ? ` with ${jobs} jobs` : ''}, then ANALYZE` +
     (job.manifest.sourceState ? " and the source database's settings" : '');
   return { route, keepOwnership, detail };
 }
@@ -905,6 +927,9 @@ async function replaceInTarget(
   client: pg.Client,
   prepared: PreparedRestore,
 ): Promise<Omit<RestoreOutcome, 'notApplied'>> {
+  if (job.feed) {
+    throw new Error('A real restore reads its archive from disk: the streamed plan is not for it.');
+  }
   await job.beforeReplace?.(client);
   const replaced = await replaceTarget({
     client,

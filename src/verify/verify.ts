@@ -55,7 +55,7 @@ import {
   type FetchResult,
 } from '../restore/fetch.js';
 import { listArchive, type ArchiveListing } from '../restore/pg-restore.js';
-import { requireWorkDisk, workDiskNeed } from '../restore/disk.js';
+import { chooseRestorePlan, workDiskNeed } from '../restore/disk.js';
 import { openTarget, type RestoreTarget } from '../restore/target.js';
 import { checkCopies } from './copies.js';
 import type { Storage } from '../storage/storage.js';
@@ -240,23 +240,10 @@ function failed(run: Run, name: string, error: unknown, started: number, detail?
  * only a catalog name that cannot be resolved, or a temp folder that cannot be made, throws.
  */
 export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promise<VerifyReport> {
-  const { storage, logger, clock } = deps;
-  const startedAt = clock.now();
+  const startedAt = deps.clock.now();
   const t0 = Date.now();
-  const name = await resolveName(storage, options.name);
-
-  const needCatalog = !options.backupId || options.maxAgeSeconds !== undefined;
-  let entries: CatalogEntry[] | undefined;
-  let catalogError: unknown;
-  if (needCatalog) {
-    try {
-      entries = await listCatalog(storage, name);
-      assertReadable(entries);
-    } catch (error) {
-      catalogError = error;
-    }
-  }
-
+  const name = await resolveName(deps.storage, options.name);
+  const catalog = await readCatalog(deps.storage, name, options);
   const workDir = await mkdtemp(path.join(deps.tmpDir ?? os.tmpdir(), 'pg-verify-'));
   const run: Run = {
     options,
@@ -270,33 +257,88 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
     createdRoles: [],
     workDir,
   };
-
   const manifestStarted = Date.now();
-  let manifest: Manifest | undefined;
+  const manifest = await findManifest(run, catalog);
   try {
-    if (options.backupId) {
-      manifest = await selectBackup(storage, name, options.backupId);
-    } else if (catalogError !== undefined) {
-      throw catalogError;
+    if (manifest) await checkBackup(run, manifest, manifestStarted);
+  } finally {
+    if (run.target) await cleanupTarget(run, run.target);
+    await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+  if (manifest && deps.copies?.length) record(run, await checkCopies(manifest, deps.copies));
+  skipNotRun(run, plannedChecks(manifest));
+  const backupChecks = [...run.checks];
+  const freshness =
+    options.maxAgeSeconds === undefined
+      ? undefined
+      : freshnessGate(run, options.maxAgeSeconds, catalog.entries, catalog.error, manifest);
+  const finishedAt = deps.clock.now();
+  const recordKey = manifest
+    ? await recordVerification(run, manifest, backupChecks, { startedAt, finishedAt })
+    : undefined;
+  return {
+    ...reportOf(run, manifest, finishedAt),
+    freshness,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationSeconds: (Date.now() - t0) / 1000,
+    recordKey,
+  };
+}
+
+/** The catalog, when the backup is not named or the freshness gate needs it; its error kept. */
+async function readCatalog(
+  storage: Storage,
+  name: string,
+  options: VerifyOptions,
+): Promise<{ entries?: CatalogEntry[]; error?: unknown }> {
+  if (options.backupId && options.maxAgeSeconds === undefined) return {};
+  try {
+    const entries = await listCatalog(storage, name);
+    assertReadable(entries);
+    return { entries };
+  } catch (error) {
+    return { error: error ?? new Error('the catalog could not be read') };
+  }
+}
+
+/** The manifest of the backup to verify; a failed first check when there is none. */
+async function findManifest(
+  run: Run,
+  catalog: { entries?: CatalogEntry[]; error?: unknown },
+): Promise<Manifest | undefined> {
+  const { storage, logger } = run.deps;
+  const started = Date.now();
+  try {
+    let manifest: Manifest | undefined;
+    if (run.options.backupId) {
+      manifest = await selectBackup(storage, run.name, run.options.backupId);
+    } else if (catalog.error !== undefined) {
+      throw catalog.error;
     } else {
-      manifest = newestRegularBackup(entries ?? []);
+      manifest = newestRegularBackup(catalog.entries ?? []);
       if (!manifest) {
-        const incomplete = entries?.length ?? 0;
+        const incomplete = catalog.entries?.length ?? 0;
         throw new Error(
-          `No complete backup of '${name}' in ${storage.description}: ` +
+          `No complete backup of '${run.name}' in ${storage.description}: ` +
             (incomplete > 0
               ? `${incomplete} upload(s) without a manifest, which never completed.`
               : 'there are no backups of that name (check the storage and name inputs).'),
         );
       }
     }
-    logger.info(`Verifying backup ${manifest.id} of ${name} (${storage.description})`);
+    logger.info(`Verifying backup ${manifest.id} of ${run.name} (${storage.description})`);
+    return manifest;
   } catch (error) {
-    failed(run, CheckNames.Manifest, error, manifestStarted);
+    failed(run, CheckNames.Manifest, error, started);
     run.skipReason = 'there is no backup manifest to check against';
+    return undefined;
   }
+}
 
-  const planned: string[] = [
+/** The checks a verification of `manifest` runs, in order (the user's SQL checks last). */
+function plannedChecks(manifest: Manifest | undefined): string[] {
+  return [
     CheckNames.Manifest,
     CheckNames.Decryption,
     CheckNames.Archive,
@@ -316,66 +358,71 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
       : []),
     CheckNames.UserChecks,
   ];
-  try {
-    if (manifest) await checkBackup(run, manifest, manifestStarted);
-  } finally {
-    if (run.target) await cleanupTarget(run, run.target);
-    await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
-  }
-  if (manifest && deps.copies?.length) record(run, await checkCopies(manifest, deps.copies));
+}
+
+/** Every planned check that did not run is recorded skipped, with the reason. */
+function skipNotRun(run: Run, planned: string[]): void {
   const ran = new Set(run.checks.map((c) => c.name));
   const userChecksRan = run.checks.some((c) => c.name.startsWith('Check: '));
   for (const checkName of planned) {
     if (ran.has(checkName) || (checkName === CheckNames.UserChecks && userChecksRan)) continue;
     record(run, { name: checkName, status: 'skipped', detail: run.skipReason });
   }
-  const backupChecks = [...run.checks];
+}
 
-  let freshness: FreshnessResult | undefined;
-  if (options.maxAgeSeconds !== undefined) {
-    freshness = freshnessGate(run, options.maxAgeSeconds, entries, catalogError, manifest);
+/** Appends the verification record, unless the setup (not the backup) failed a check. */
+async function recordVerification(
+  run: Run,
+  manifest: Manifest,
+  backupChecks: CheckResult[],
+  times: { startedAt: Date; finishedAt: Date },
+): Promise<string | undefined> {
+  const { storage, logger } = run.deps;
+  if (run.options.record === false) return undefined;
+  if (run.setupProblem) {
+    logger.info(
+      'No verification record was written: a check failed because of the setup (an input or a missing tool), not because of the backup.',
+    );
+    return undefined;
   }
+  const verification: VerificationRecord = {
+    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    backupId: manifest.id,
+    name: run.name,
+    type: 'verify',
+    status: backupChecks.some((c) => c.status === 'failed') ? 'failed' : 'passed',
+    startedAt: times.startedAt.toISOString(),
+    finishedAt: times.finishedAt.toISOString(),
+    checks: backupChecks.map((c) => ({ name: c.name, status: c.status, detail: c.detail })),
+    timings: timings(backupChecks),
+    git: run.options.git,
+  };
+  try {
+    const key = await appendVerificationRecord(storage, verification);
+    logger.info(`Recorded the verification at ${storage.location(key)}`);
+    return key;
+  } catch (error) {
+    const message = `Could not record the verification under ${run.name}/verifications/ (prune will not see it): ${errorMessage(error)}`;
+    logger.warning(message);
+    run.warnings.push(message);
+    return undefined;
+  }
+}
 
-  const finishedAt = clock.now();
+/** The report of a run, without its times, freshness and record. */
+function reportOf(
+  run: Run,
+  manifest: Manifest | undefined,
+  finishedAt: Date,
+): Omit<VerifyReport, 'freshness' | 'startedAt' | 'finishedAt' | 'durationSeconds' | 'recordKey'> {
+  const { storage } = run.deps;
   const failures = run.checks
     .filter((c) => c.status === 'failed')
     .map((c) => `${c.name}: ${c.detail.split('\n')[0]}`);
-  const status = failures.length === 0 ? 'passed' : 'failed';
-
-  let recordKey: string | undefined;
-  if (manifest && options.record !== false) {
-    if (run.setupProblem) {
-      logger.info(
-        'No verification record was written: a check failed because of the setup (an input or a missing tool), not because of the backup.',
-      );
-    } else {
-      const verification: VerificationRecord = {
-        schemaVersion: MANIFEST_SCHEMA_VERSION,
-        backupId: manifest.id,
-        name,
-        type: 'verify',
-        status: backupChecks.some((c) => c.status === 'failed') ? 'failed' : 'passed',
-        startedAt: startedAt.toISOString(),
-        finishedAt: finishedAt.toISOString(),
-        checks: backupChecks.map((c) => ({ name: c.name, status: c.status, detail: c.detail })),
-        timings: timings(backupChecks),
-        git: options.git,
-      };
-      try {
-        recordKey = await appendVerificationRecord(storage, verification);
-        logger.info(`Recorded the verification at ${storage.location(recordKey)}`);
-      } catch (error) {
-        const message = `Could not record the verification under ${name}/verifications/ (prune will not see it): ${errorMessage(error)}`;
-        logger.warning(message);
-        run.warnings.push(message);
-      }
-    }
-  }
-
   const dump = manifest ? dumpObject(manifest) : undefined;
   return {
-    status,
-    name,
+    status: failures.length === 0 ? 'passed' : 'failed',
+    name: run.name,
     storage: storage.description,
     backup:
       manifest && dump
@@ -392,10 +439,10 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
             sourceVersion: manifest.source.serverVersion,
             pgDumpVersion: manifest.tools.pgDumpVersion,
             objectLocation: storage.location(dump.key),
-            manifestLocation: storage.location(manifestKey(name, manifest.id)),
+            manifestLocation: storage.location(manifestKey(run.name, manifest.id)),
           }
         : undefined,
-    restore: options.restore,
+    restore: run.options.restore,
     target: run.target
       ? {
           description: run.target.describe,
@@ -406,12 +453,7 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
     pgRestoreVersion: run.pgRestoreVersion,
     checks: run.checks,
     tables: run.tables,
-    freshness,
     failures,
-    startedAt: startedAt.toISOString(),
-    finishedAt: finishedAt.toISOString(),
-    durationSeconds: (Date.now() - t0) / 1000,
-    recordKey,
     warnings: run.warnings,
   };
 }
@@ -437,47 +479,97 @@ function timings(checks: CheckResult[]): Record<string, number> {
 
 /** Checks 1 to 7, in order; returns at the first pipeline step that fails. */
 async function checkBackup(run: Run, manifest: Manifest, started: number): Promise<void> {
-  const { options, deps } = run;
-  const { storage, logger } = deps;
-  const entry = dumpObject(manifest);
-
   // 1 and 2: the object against its manifest, then decryption and decompression, in one pass.
-  const decryption = options.decryption;
-  const noKey = missingKeyError(manifest, decryption);
-  if (noKey) {
-    const ok = await logger.group(`Check ${storage.location(entry.key)}`, async () => {
-      try {
-        const object = await checkObject(storage, entry);
-        record(run, {
-          name: CheckNames.Manifest,
-          status: 'passed',
-          detail: integrityDetail(entry.key, object),
-          seconds: (Date.now() - started) / 1000,
-        });
-        return true;
-      } catch (error) {
-        failed(run, CheckNames.Manifest, error, started);
-        run.skipReason = skipReasonFor(error);
-        return false;
-      }
-    });
-    if (!ok) return;
-    failed(run, CheckNames.Decryption, noKey, Date.now());
-    run.skipReason = 'the backup could not be decrypted';
+  const noKey = missingKeyError(manifest, run.options.decryption);
+  if (noKey) return checkWithoutKey(run, manifest, noKey, started);
+  if (!(await requireDisk(run, manifest))) return;
+  const fetched = await fetchStep(run, manifest, started);
+  if (!fetched) return;
+  // 3: pg_restore reads the archive.
+  const listed = await listStep(run, manifest, fetched.archivePath);
+  if (!listed) return;
+  if (!run.options.restore) {
+    run.skipReason = 'restore is false: only the stored object was checked';
     return;
   }
+  // 4 and 5: what the archive needs against the target, then the restore and what pg_dump
+  // leaves behind; 6 on: what the restored database holds, against the source.
+  let client: pg.Client | undefined;
+  try {
+    const restored = await restoreStep(
+      run,
+      manifest,
+      listed.tools,
+      listed.listing,
+      fetched.archivePath,
+    );
+    if (!restored) return;
+    client = restored.client;
+    await checksStep(run, manifest, listed.listing, restored);
+  } finally {
+    await client?.end().catch(() => undefined);
+  }
+}
 
-  const disk = await requireWorkDisk(
-    workDiskNeed(manifest, { downloads: false, scratch: options.restore && !options.targetUrl }),
-    run.workDir,
-  ).catch((error: unknown) => {
+/** No key for an encrypted backup: the object is still checked against its manifest. */
+async function checkWithoutKey(
+  run: Run,
+  manifest: Manifest,
+  noKey: Error,
+  started: number,
+): Promise<void> {
+  const { storage, logger } = run.deps;
+  const entry = dumpObject(manifest);
+  const ok = await logger.group(`Check ${storage.location(entry.key)}`, async () => {
+    try {
+      const object = await checkObject(storage, entry);
+      record(run, {
+        name: CheckNames.Manifest,
+        status: 'passed',
+        detail: integrityDetail(entry.key, object),
+        seconds: (Date.now() - started) / 1000,
+      });
+      return true;
+    } catch (error) {
+      failed(run, CheckNames.Manifest, error, started);
+      run.skipReason = skipReasonFor(error);
+      return false;
+    }
+  });
+  if (!ok) return;
+  failed(run, CheckNames.Decryption, noKey, Date.now());
+  run.skipReason = 'the backup could not be decrypted';
+}
+
+/** Whether the work folder holds the decoded archive and the restored database (see disk.ts). */
+async function requireDisk(run: Run, manifest: Manifest): Promise<boolean> {
+  const { options } = run;
+  const plan = await chooseRestorePlan({
+    need: workDiskNeed(manifest, {
+      downloads: false,
+      scratch: options.restore && !options.targetUrl,
+    }),
+    choice: 'auto',
+    streams: false,
+    dir: run.workDir,
+  }).catch((error: unknown) => {
     failed(run, CheckNames.Decryption, error, Date.now());
     run.skipReason = 'there is not enough disk in the work folder';
     return undefined;
   });
-  if (!disk) return;
-  logger.info(`Work folder: ${disk}`);
+  if (plan) run.deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
+  return plan !== undefined;
+}
 
+/** Checks 1 and 2: the download checked against the manifest, decoded into the archive. */
+async function fetchStep(
+  run: Run,
+  manifest: Manifest,
+  started: number,
+): Promise<FetchResult | undefined> {
+  const { options, deps } = run;
+  const { storage, logger } = deps;
+  const entry = dumpObject(manifest);
   let fetched: FetchResult | undefined;
   let integrityAt: number | undefined;
   const fetchError = await logger.group(
@@ -487,7 +579,7 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
         fetched = await fetchArchive({
           storage,
           manifest,
-          decryption,
+          decryption: options.decryption,
           tools: { zstdPath: deps.zstdPath },
           dir: run.workDir,
           logger,
@@ -511,7 +603,7 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
   if (integrityAt === undefined) {
     failed(run, CheckNames.Manifest, fetchError, started);
     run.skipReason = skipReasonFor(fetchError);
-    return;
+    return undefined;
   }
   if (fetchError !== undefined || !fetched) {
     const detail =
@@ -522,8 +614,19 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
     run.skipReason = manifest.encryption
       ? 'the backup could not be decrypted and decompressed'
       : 'the backup could not be decompressed';
-    return;
+    return undefined;
   }
+  await recordDecoded(run, manifest, fetched, integrityAt);
+  return fetched;
+}
+
+async function recordDecoded(
+  run: Run,
+  manifest: Manifest,
+  fetched: FetchResult,
+  integrityAt: number,
+): Promise<void> {
+  const decryption = run.options.decryption;
   const archiveBytes = await archiveSize(fetched);
   record(run, {
     name: CheckNames.Decryption,
@@ -539,67 +642,63 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
     ].join('; '),
     seconds: (Date.now() - integrityAt) / 1000,
   });
+}
 
-  // 3: pg_restore reads the archive.
-  const archivePath = fetched.archivePath;
+/** Check 3: pg_restore lists the archive's table of contents. */
+async function listStep(
+  run: Run,
+  manifest: Manifest,
+  archivePath: string,
+): Promise<{ tools: ClientTools; listing: ArchiveListing } | undefined> {
   const listStarted = Date.now();
   const listed = await listWithTools(run, manifest, archivePath).catch((error: unknown) => {
     failed(run, CheckNames.Archive, error, listStarted);
     run.skipReason = 'pg_restore could not read the archive';
     return undefined;
   });
-  if (!listed) return;
-  const { tools, listing } = listed;
+  if (!listed) return undefined;
   record(run, {
     name: CheckNames.Archive,
     status: 'passed',
-    detail: `pg_restore ${tools.version} lists ${listing.entries} entries (${listing.tableData} with table data)`,
+    detail: `pg_restore ${listed.tools.version} lists ${listed.listing.entries} entries (${listed.listing.tableData} with table data)`,
     seconds: (Date.now() - listStarted) / 1000,
   });
+  return listed;
+}
 
-  if (!options.restore) {
-    run.skipReason = 'restore is false: only the stored object was checked';
-    return;
-  }
-
-  // 4 and 5: what the archive needs against the target, then the restore and what pg_dump
-  // leaves behind.
-  let client: pg.Client | undefined;
-  try {
-    const restored = await restoreStep(run, manifest, tools, listing, archivePath);
-    if (!restored) return;
-    client = restored.client;
-    const db = client;
-
-    // 6 on: what the restored database holds, against the source.
-    await logger.group('Checks', async () => {
-      const checkStarted = Date.now();
-      try {
-        const result = await checkRestored({
-          client: db,
-          manifest,
-          listing,
-          checks: options.checks,
-          notApplied: restored.outcome.notApplied,
-          notRestored: restored.outcome.route?.notRestored,
-          unvalidated: restored.outcome.route?.unvalidated,
-        });
-        run.tables = result.comparison;
-        for (const check of result.checks) record(run, check);
-      } catch (error) {
-        failed(run, CheckNames.Tables, error, checkStarted);
-      }
-      if (options.checks.length === 0) {
-        record(run, {
-          name: CheckNames.UserChecks,
-          status: 'skipped',
-          detail: 'none given (the checks input)',
-        });
-      }
-    });
-  } finally {
-    await client?.end().catch(() => undefined);
-  }
+/** Checks 6 on: the restored database against the source, then the user's SQL checks. */
+async function checksStep(
+  run: Run,
+  manifest: Manifest,
+  listing: ArchiveListing,
+  restored: { client: pg.Client; outcome: RestoreOutcome },
+): Promise<void> {
+  const { options, deps } = run;
+  await deps.logger.group('Checks', async () => {
+    const checkStarted = Date.now();
+    try {
+      const result = await checkRestored({
+        client: restored.client,
+        manifest,
+        listing,
+        checks: options.checks,
+        notApplied: restored.outcome.notApplied,
+        notRestored: restored.outcome.route?.notRestored,
+        unvalidated: restored.outcome.route?.unvalidated,
+      });
+      run.tables = result.comparison;
+      for (const check of result.checks) record(run, check);
+    } catch (error) {
+      failed(run, CheckNames.Tables, error, checkStarted);
+    }
+    if (options.checks.length === 0) {
+      record(run, {
+        name: CheckNames.UserChecks,
+        status: 'skipped',
+        detail: 'none given (the checks input)',
+      });
+    }
+  });
 }
 
 /**

@@ -2,9 +2,11 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runBackup } from '../../src/backup/backup.js';
+import { dumpObject, type Manifest } from '../../src/catalog/manifest.js';
 import { MemoryLogger } from '../../src/core/logger.js';
 import { findOnPath, runCommand } from '../../src/core/process.js';
 import { runDrill, type DrillOptions } from '../../src/drill/drill.js';
+import { planNeeds, workDiskNeed } from '../../src/restore/disk.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
 import { runVerify } from '../../src/verify/verify.js';
 import { machineClientTools } from '../support/embedded.js';
@@ -18,8 +20,9 @@ import {
 } from '../support/env.js';
 import { newDatabase, withClient } from '../support/sample.js';
 
-// Everything a drill or a verification writes goes in its work folder, and a folder too small
-// for the run fails before anything is downloaded. The folders are size-limited tmpfs mounts.
+// Everything a drill or a verification writes goes in its work folder; the restore plan is chosen
+// from its free space (the archive on disk, or streamed into pg_restore), and a folder too small
+// for either fails before anything is downloaded. The folders are size-limited tmpfs mounts.
 
 const drillOptions: DrillOptions = {
   jobs: 2,
@@ -44,6 +47,7 @@ async function unmount(dir: string): Promise<void> {
   let tools: ClientTools;
   let store: TestStore;
   let base: string;
+  let manifest: Manifest;
   const mounts: string[] = [];
 
   beforeAll(async () => {
@@ -56,10 +60,11 @@ async function unmount(dir: string): Promise<void> {
       c.query(`CREATE TABLE events (id bigint PRIMARY KEY, body text NOT NULL);
                INSERT INTO events SELECT g, md5(g::text) || repeat('x', 100) FROM generate_series(1, 200000) g`),
     );
-    await runBackup(
+    const backup = await runBackup(
       testBackupOptions(url, 'disk'),
       testBackupDeps(store.storage, tools, { zstdPath: findOnPath('zstd') }),
     );
+    manifest = backup.manifest;
   }, 600_000);
 
   afterAll(async () => {
@@ -75,11 +80,14 @@ async function unmount(dir: string): Promise<void> {
       () => undefined,
       (e: unknown) => e as Error,
     );
+    const size = '[\\d.]+ (KiB|MiB)';
     expect(error?.message).toMatch(
       new RegExp(
-        `^Not enough disk in the work folder ${small}: the run needs at least [\\d.]+ MiB ` +
-          '\\(the object [\\d.]+ (KiB|MiB) and the restored database about [\\d.]+ MiB, plus the decoded archive\\), ' +
-          'and [\\d.]+ MiB is free\\. Nothing was downloaded\\.',
+        `^Not enough disk in the work folder ${small}: ` +
+          `the archive on disk needs ${size} \\(the object ${size}; the decoded archive about ${size}, estimated from the tables; ` +
+          `the restored database with its write-ahead log about ${size}\\), ` +
+          `and streamed it needs ${size} \\(the restored database with its write-ahead log about ${size}\\); ` +
+          `${size} is free\\. Nothing was downloaded\\.`,
       ),
     );
     expect(readdirSync(small)).toEqual([]);
@@ -113,11 +121,81 @@ async function unmount(dir: string): Promise<void> {
     expect(result.status).toBe('passed');
     expect(logger.lines).toContainEqual(
       expect.stringMatching(
-        new RegExp(`^Work folder: [\\d.]+ MiB free in ${large}; needs at least`),
+        new RegExp(
+          `^Restore plan: disk: it fits: about [\\d.]+ MiB \\(.*\\), [\\d.]+ MiB free in ${large}$`,
+        ),
       ),
     );
+    expect(result.restorePlan?.name).toBe('disk');
     // The scratch server's data directory and the download folder were both in it.
     expect(folders.length).toBeGreaterThanOrEqual(2);
     for (const dir of folders) expect(dir.startsWith(`${large}/`)).toBe(true);
+  }, 600_000);
+
+  it('too small for the archive on disk, large enough streamed: the drill streams and says so', async () => {
+    const needs = planNeeds(workDiskNeed(manifest, { downloads: true, scratch: true }));
+    expect(needs.stream).toBeLessThan(needs.disk);
+    const medium = path.join(base, 'medium');
+    const mib = Math.floor((needs.stream + needs.disk) / 2 / 1024 / 1024);
+    await mountTmpfs(medium, `${mib}m`);
+    mounts.push(medium);
+    const logger = new MemoryLogger();
+    const result = await runDrill(
+      drillOptions,
+      testDrillDeps(store.storage, tools, medium, { logger }),
+    );
+    expect(result.error).toBeUndefined();
+    expect(result.status).toBe('passed');
+    expect(result.restorePlan?.name).toBe('stream');
+    expect(result.restorePlan?.why).toMatch(
+      new RegExp(
+        `^the archive on disk does not fit \\(about [\\d.]+ MiB .*\\), [\\d.]+ MiB free in ${medium}\\); streamed, it needs about [\\d.]+ MiB`,
+      ),
+    );
+    // What the run wrote at its peak stayed within the folder, and was measured.
+    expect(result.restorePlan?.peakDiskBytes).toBeGreaterThan(0);
+    expect(result.restorePlan?.peakDiskBytes).toBeLessThanOrEqual(mib * 1024 * 1024);
+    const restore = result.phases.find((p) => p.name === 'restore');
+    expect(restore?.detail).toMatch(/reading the archive as it streamed/);
+    expect(restore?.detail).toMatch(/^plan stream \(the archive on disk does not fit/);
+    expect(restore?.detail).toMatch(
+      /peak disk used in the work folder [\d.]+ MiB, the restored database [\d.]+ MiB/,
+    );
+    expect(result.checks.find((c) => c.name === 'Tables and row counts')?.status).toBe('passed');
+    expect(readdirSync(medium)).toEqual([]);
+  }, 600_000);
+
+  it('streamed, an object changed after the backup fails: the restored data must not be trusted', async () => {
+    const url = await newDatabase('disk_flip');
+    await withClient(url, (c) =>
+      c.query(`CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL);
+               INSERT INTO notes SELECT g, 'note ' || g || ' ' || repeat('x', 40) FROM generate_series(1, 5000) g`),
+    );
+    // Not compressed: one changed letter still restores, and only the SHA-256 tells.
+    const backup = await runBackup(
+      testBackupOptions(url, 'flip', { compression: { method: 'none' } }),
+      testBackupDeps(store.storage, tools),
+    );
+    const entry = dumpObject(backup.manifest);
+    const bytes = (await store.storage.getBytes(entry.key)) as Buffer;
+    const at = bytes.indexOf('note 2500 ');
+    expect(at).toBeGreaterThan(0);
+    bytes[at] = 'N'.charCodeAt(0);
+    await store.storage.putBytes(entry.key, bytes);
+
+    const work = mkdtempSync(path.join(base, 'flip-'));
+    const result = await runDrill(
+      { ...drillOptions, name: 'flip', restorePlan: 'stream' },
+      testDrillDeps(store.storage, tools, work),
+    );
+    expect(result.status).toBe('failed');
+    const restore = result.phases.find((p) => p.name === 'restore');
+    expect(restore?.status).toBe('failed');
+    expect(restore?.detail).toMatch(
+      /has SHA-256 [0-9a-f]{64} but the manifest says [0-9a-f]{64}: the object was changed, corrupted or replaced after the backup\. The restore read the object as it streamed, so the restored data must not be trusted; the database it went into is discarded\.$/,
+    );
+    expect(result.error).toMatch(/^Restore failed: .*must not be trusted/);
+    expect(result.restorePlan).toBeUndefined();
+    expect(readdirSync(work)).toEqual([]);
   }, 600_000);
 });

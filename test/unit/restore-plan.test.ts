@@ -1,0 +1,122 @@
+import type { Manifest } from '../../src/catalog/manifest.js';
+import { ConfigurationError } from '../../src/core/errors.js';
+import { choosePlan, planNeeds, workDiskNeed } from '../../src/restore/disk.js';
+
+// The restore plan chosen from the work folder's free space, from what the manifest says.
+
+const MiB = 1024 * 1024;
+
+function manifest(o: {
+  object: number;
+  tables: number;
+  method?: Manifest['compression']['method'];
+  format?: Manifest['format'];
+}): Manifest {
+  return {
+    format: o.format ?? 'custom',
+    compression: { method: o.method ?? 'zstd' },
+    objects: [{ key: 'db/backups/1/dump.pgc.zst', role: 'dump', bytes: o.object, sha256: 'x' }],
+    tables: [{ schema: 'public', name: 't', rows: 1, bytes: o.tables }],
+  } as Manifest;
+}
+
+const zstd = manifest({ object: 100 * MiB, tables: 1000 * MiB });
+const drill = workDiskNeed(zstd, { downloads: true, scratch: true });
+
+describe('what each plan needs', () => {
+  it('counts the archive (the tables stand for it when compressed whole), the WAL and a cluster', () => {
+    expect(drill).toEqual({
+      object: 100 * MiB,
+      archive: 1000 * MiB,
+      archiveEstimated: true,
+      database: 2000 * MiB + 48 * MiB,
+      format: 'custom',
+    });
+    expect(planNeeds(drill)).toEqual({ disk: 3048 * MiB, stream: 2048 * MiB });
+  });
+
+  it('takes the object as the archive when pg_dump compressed inside it', () => {
+    const inside = workDiskNeed(
+      manifest({ object: 300 * MiB, tables: 1000 * MiB, method: 'pg_dump-zstd' }),
+      {
+        downloads: false,
+        scratch: false,
+      },
+    );
+    expect(inside).toMatchObject({
+      object: 0,
+      archive: 300 * MiB,
+      archiveEstimated: false,
+      database: 0,
+    });
+  });
+
+  it('keeps a directory-format archive beside the database when it streams', () => {
+    const dir = workDiskNeed(
+      manifest({ object: 300 * MiB, tables: 1000 * MiB, method: 'none', format: 'directory' }),
+      {
+        downloads: true,
+        scratch: true,
+      },
+    );
+    expect(planNeeds(dir).stream).toBe(300 * MiB + 2048 * MiB);
+  });
+
+  it('caps the WAL at 1 GiB', () => {
+    const big = workDiskNeed(manifest({ object: MiB, tables: 10_000 * MiB }), {
+      downloads: false,
+      scratch: true,
+    });
+    expect(big.database).toBe(10_000 * MiB + 1024 * MiB + 48 * MiB);
+  });
+});
+
+describe('choosePlan', () => {
+  const choose = (free: number, extra: Partial<Parameters<typeof choosePlan>[0]> = {}) =>
+    choosePlan({ need: drill, choice: 'auto', free, dir: '/work', ...extra });
+
+  it('disk when it fits', () => {
+    const plan = choose(4000 * MiB);
+    expect(plan).toMatchObject({ name: 'disk', need: 3048 * MiB, free: 4000 * MiB, dir: '/work' });
+    expect(plan.why).toBe(
+      'it fits: about 3.0 GiB (the object 100 MiB; the decoded archive about 1000 MiB, estimated from the tables; ' +
+        'the restored database with its write-ahead log about 2.0 GiB), 3.9 GiB free in /work',
+    );
+  });
+
+  it('stream when only the restored database fits, saying why', () => {
+    const plan = choose(2500 * MiB);
+    expect(plan.name).toBe('stream');
+    expect(plan.why).toMatch(
+      /^the archive on disk does not fit \(about .* GiB .*\), .* GiB free in \/work\); streamed, it needs about 2.0 GiB \(the restored database with its write-ahead log about 2.0 GiB\)$/,
+    );
+  });
+
+  it('neither: a ConfigurationError with both needs, the free space and the folder', () => {
+    expect(() => choose(1000 * MiB)).toThrow(ConfigurationError);
+    expect(() => choose(1000 * MiB)).toThrow(
+      /^Not enough disk in the work folder \/work: the archive on disk needs 3\.0 GiB \(.*\), and streamed it needs 2\.0 GiB \(.*\); 1000 MiB is free\. Nothing was downloaded\./,
+    );
+  });
+
+  it('a plan asked for is checked alone', () => {
+    expect(choose(4000 * MiB, { choice: 'stream' }).name).toBe('stream');
+    expect(() => choose(2500 * MiB, { choice: 'disk' })).toThrow(
+      /^Not enough disk in the work folder \/work: the archive on disk needs 3\.0 GiB/,
+    );
+  });
+
+  it('a real restore reads from disk, and says so when stream was asked for', () => {
+    const plan = choose(4000 * MiB, { replace: true, choice: 'stream' });
+    expect(plan.name).toBe('disk');
+    expect(plan.why).toMatch(
+      /^a real restore reads the archive from disk: .*all or nothing \(restore-plan stream applies to verify and the drill\)$/,
+    );
+  });
+
+  it('a run that cannot stream needs the disk plan', () => {
+    expect(() => choose(2500 * MiB, { streams: false })).toThrow(
+      /^Not enough disk in the work folder \/work: the archive on disk needs 3\.0 GiB \(.*\); 2\.4 GiB is free\./,
+    );
+  });
+});
