@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as core from '@actions/core';
@@ -14,6 +14,11 @@ import { systemClock, type Logger } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
 import { parseIdentities } from '../crypto/age.js';
 import { removeLeftovers } from '../drill/cleanup.js';
+import { runExport } from '../extract/export.js';
+import { runExtract } from '../extract/extract.js';
+import { readExportOptions, readExtractOptions } from '../extract/options.js';
+import { exportSummary, extractSummary } from '../extract/summary.js';
+import type { Decryption } from '../restore/fetch.js';
 import {
   runDrill,
   runRestore,
@@ -128,7 +133,7 @@ export async function runRestoreDrillAction(): Promise<void> {
   core.saveState(State.IsPost, 'true');
   const env = process.env;
   const alerts = readAlertSettings('restore-drill');
-  const mode = choiceInput(Inputs.Mode, ['drill', 'restore'] as const, 'drill');
+  const mode = choiceInput(Inputs.Mode, MODES, 'drill');
   const subject: { name: string; storage?: Storage } = {
     name: optionalInput(Inputs.Name) ?? 'database',
   };
@@ -169,14 +174,11 @@ type DrillAlert = (
   outcome: Omit<JobOutcome, 'action' | 'name'>,
 ) => Promise<{ issueNumber?: number } | undefined>;
 
-/** Runs the drill (or the restore) of the inputs; `alert` tells the outcome of a run that ran. */
-async function drillOrRestore(
-  subject: { name: string; storage?: Storage },
-  alert: DrillAlert,
-): Promise<void> {
-  const logger = actionLogger;
+const MODES = ['drill', 'restore', 'extract', 'export'] as const;
+type Mode = (typeof MODES)[number];
 
-  const env = process.env;
+/** The secret inputs, masked before anything is logged. */
+function readSecrets(env: NodeJS.ProcessEnv): { targetUrl?: string; decryption?: Decryption } {
   const targetUrl = optionalInput(Inputs.TargetUrl);
   maskConnectionString(targetUrl);
   if (env.PGPASSWORD) core.setSecret(env.PGPASSWORD);
@@ -184,30 +186,23 @@ async function drillOrRestore(
   maskSecret(identityText);
   const passphrase = optionalInput(Inputs.EncryptionPassphrase);
   maskSecret(passphrase);
-
-  const workspace = env.GITHUB_WORKSPACE || process.cwd();
-  const mode = choiceInput(Inputs.Mode, ['drill', 'restore'] as const, 'drill');
   const identities = parseIdentities(identityText ?? '');
-  const options: DrillOptions = {
-    name: optionalInput(Inputs.Name),
-    backupId: optionalInput(Inputs.BackupId),
-    decryption: identities.length > 0 || passphrase ? { identities, passphrase } : undefined,
-    jobs: integerInput(Inputs.Jobs, 2, 1, 64),
-    rtoTargetSeconds: durationInput(Inputs.RtoTarget),
-    rpoTargetSeconds: durationInput(Inputs.RpoTarget),
-    smokeCommand: optionalInput(Inputs.SmokeCommand),
-    checks: parseChecks(optionalInput(Inputs.Checks), workspace),
+  return {
     targetUrl,
-    postgresVersion: resolvePostgresVersionInput(optionalInput(Inputs.PostgresVersion) ?? 'auto'),
-    git: gitContext(env),
+    decryption: identities.length > 0 || passphrase ? { identities, passphrase } : undefined,
   };
-  const confirm = optionalInput(Inputs.Confirm);
-  const terminateConnections = booleanInput(Inputs.TerminateConnections, false);
-  const safetyBackup = booleanInput(Inputs.SafetyBackup, true);
-  const artifact = optionalInput(Inputs.ReportArtifact);
-  const storage = await storageFromInputs(logger);
-  subject.storage = storage;
+}
 
+/** The work folder of this run, known to the post: step, and removed however the run ends. */
+interface RunFolder {
+  /** RUNNER_TEMP (or work-dir): the report goes there. */
+  temp: string;
+  workDir: string;
+  onTemporaryFolder(dir: string): void;
+  close(): void;
+}
+
+function openRunFolder(env: NodeJS.ProcessEnv, logger: Logger): RunFolder {
   const temp = optionalInput(Inputs.WorkDir) ?? (env.RUNNER_TEMP || os.tmpdir());
   const workDir = mkdtempSync(path.join(temp, 'restore-drill-'));
   const folders: string[] = [workDir];
@@ -222,9 +217,29 @@ async function drillOrRestore(
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  return {
+    temp,
+    workDir,
+    onTemporaryFolder: (dir) => {
+      folders.push(dir);
+      core.saveState(State.Folders, JSON.stringify(folders));
+    },
+    close: () => {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      removeWorkDir();
+    },
+  };
+}
 
-  const postgresVersion = options.postgresVersion;
-  const deps: DrillDeps = {
+function runDeps(
+  storage: Storage,
+  folder: RunFolder,
+  postgresVersion: 'auto' | number,
+  env: NodeJS.ProcessEnv,
+): DrillDeps {
+  const logger = actionLogger;
+  return {
     storage,
     logger,
     clock: systemClock,
@@ -237,14 +252,54 @@ async function drillOrRestore(
         request.needServer,
       ),
     installExtensions: extensionInstaller(env, logger),
-    workDir,
-    workspace,
-    onTemporaryFolder: (dir) => {
-      folders.push(dir);
-      core.saveState(State.Folders, JSON.stringify(folders));
-    },
+    workDir: folder.workDir,
+    workspace: env.GITHUB_WORKSPACE || process.cwd(),
+    onTemporaryFolder: folder.onTemporaryFolder,
   };
+}
 
+function drillOptions(
+  secrets: { targetUrl?: string; decryption?: Decryption },
+  env: NodeJS.ProcessEnv,
+): DrillOptions {
+  return {
+    name: optionalInput(Inputs.Name),
+    backupId: optionalInput(Inputs.BackupId),
+    decryption: secrets.decryption,
+    jobs: integerInput(Inputs.Jobs, 2, 1, 64),
+    rtoTargetSeconds: durationInput(Inputs.RtoTarget),
+    rpoTargetSeconds: durationInput(Inputs.RpoTarget),
+    smokeCommand: optionalInput(Inputs.SmokeCommand),
+    checks: parseChecks(optionalInput(Inputs.Checks), env.GITHUB_WORKSPACE || process.cwd()),
+    targetUrl: secrets.targetUrl,
+    postgresVersion: resolvePostgresVersionInput(optionalInput(Inputs.PostgresVersion) ?? 'auto'),
+    git: gitContext(env),
+  };
+}
+
+/** Runs the mode of the inputs; `alert` tells the outcome of a drill that ran. */
+async function drillOrRestore(
+  subject: { name: string; storage?: Storage },
+  alert: DrillAlert,
+): Promise<void> {
+  const env = process.env;
+  const mode = choiceInput(Inputs.Mode, MODES, 'drill');
+  const secrets = readSecrets(env);
+  if (mode === 'extract' || mode === 'export') {
+    return extractOrExport(mode, subject, secrets.decryption, env);
+  }
+  const options = drillOptions(secrets, env);
+  const restoreInputs = {
+    targetUrl: secrets.targetUrl ?? '',
+    confirm: optionalInput(Inputs.Confirm),
+    terminateConnections: booleanInput(Inputs.TerminateConnections, false),
+    safetyBackup: booleanInput(Inputs.SafetyBackup, true),
+  };
+  const artifact = optionalInput(Inputs.ReportArtifact);
+  const storage = await storageFromInputs(actionLogger);
+  subject.storage = storage;
+  const folder = openRunFolder(env, actionLogger);
+  const deps = runDeps(storage, folder, options.postgresVersion, env);
   const name = await resolveName(storage, options.name);
   options.name = name;
   subject.name = name;
@@ -252,25 +307,25 @@ async function drillOrRestore(
   try {
     result =
       mode === 'restore'
-        ? await runRestore(
-            {
-              ...options,
-              targetUrl: targetUrl ?? '',
-              confirm,
-              terminateConnections,
-              safetyBackup,
-            },
-            deps,
-          )
+        ? await runRestore({ ...options, ...restoreInputs }, deps)
         : await runDrill(options, deps);
   } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
-    removeWorkDir();
+    folder.close();
   }
+  await reportDrillResult(result, mode, folder.temp, artifact, alert);
+}
 
+/** The drill's (or restore's) summary, report, outputs and alert; a failure fails the step. */
+async function reportDrillResult(
+  result: DrillResult,
+  mode: Mode,
+  temp: string,
+  artifact: string | undefined,
+  alert: DrillAlert,
+): Promise<void> {
+  const name = result.name;
   const markdown = drillSummary(result);
-  const reportPath = await writeReport(result, markdown, temp, artifact, logger);
+  const reportPath = await writeReport(result, markdown, temp, artifact, actionLogger);
   setOutputs(result, reportPath);
   await core.summary.addRaw(markdown).write();
   const failures = [
@@ -311,4 +366,59 @@ async function drillOrRestore(
         (result.targetStateText ? `\n${result.targetStateText}` : ''),
     );
   }
+}
+
+/**
+ * Modes extract and export: tables of a backup into a side schema of target-url (compared
+ * with the live ones), or into files next to the backup in the catalog.
+ */
+async function extractOrExport(
+  mode: 'extract' | 'export',
+  subject: { name: string; storage?: Storage },
+  decryption: Decryption | undefined,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  const read = (key: string): string | undefined => optionalInput(key);
+  const options =
+    mode === 'extract' ? readExtractOptions(read, decryption) : readExportOptions(read, decryption);
+  const artifact = optionalInput(Inputs.ReportArtifact);
+  const storage = await storageFromInputs(actionLogger);
+  subject.storage = storage;
+  const folder = openRunFolder(env, actionLogger);
+  const deps = runDeps(storage, folder, options.postgresVersion, env);
+  const reportDir = path.join(folder.temp, `${mode}-${compactTime(systemClock.now())}`);
+  let markdown: string;
+  try {
+    if ('targetUrl' in options) {
+      const result = await runExtract(options, { ...deps, reportDir });
+      subject.name = result.name;
+      core.setOutput(Outputs.BackupId, result.manifest.id);
+      core.setOutput(Outputs.ExtractSchema, result.schema);
+      markdown = extractSummary(result);
+    } else {
+      const result = await runExport(options, { ...deps, destination: { storage } });
+      subject.name = result.exportManifest.name;
+      core.setOutput(Outputs.BackupId, result.manifest.id);
+      core.setOutput(Outputs.ExportManifest, result.location);
+      markdown = exportSummary(result);
+    }
+  } finally {
+    folder.close();
+  }
+  core.setOutput(Outputs.Status, 'passed');
+  await mkdir(reportDir, { recursive: true });
+  const summaryFile = path.join(reportDir, 'summary.md');
+  await writeFile(summaryFile, markdown);
+  core.setOutput(Outputs.ReportPath, summaryFile);
+  if (artifact) {
+    const files = (await readdir(reportDir)).map((f) => path.join(reportDir, f));
+    await uploadReportArtifact({
+      name: artifact,
+      files,
+      rootDir: reportDir,
+      env,
+      logger: actionLogger,
+    });
+  }
+  await core.summary.addRaw(markdown).write();
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { parseCompression, runBackup } from '../backup/backup.js';
 import { listCatalog, listNames, listVerifications } from '../catalog/catalog.js';
+import { compactTime } from '../catalog/keys.js';
 import { BACKUP_KINDS, totalBytes, type BackupKind } from '../catalog/manifest.js';
 import { parseMaxDelete, parseRetentionPolicy } from '../catalog/retention.js';
 import { parseDuration, parseKeepUntil } from '../core/duration.js';
@@ -12,6 +13,10 @@ import { systemClock, type Logger } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
 import { formatBytes } from '../core/streams.js';
 import { parseIdentities, parseRecipients } from '../crypto/age.js';
+import { runExport } from '../extract/export.js';
+import { runExtract } from '../extract/extract.js';
+import { readExportOptions, readExtractOptions, type ReadOption } from '../extract/options.js';
+import { exportText, extractText } from '../extract/summary.js';
 import {
   runDrill,
   runRestore,
@@ -35,10 +40,11 @@ import { parseDeleteIncompleteAfter, parsePruneNames } from '../prune/options.js
 import { pruneFailure, runPrune } from '../prune/prune.js';
 import { parseChecks, type UserCheck } from '../restore/checks.js';
 import type { Decryption } from '../restore/fetch.js';
+import { LocalStorage } from '../storage/local.js';
 import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/storage.js';
 import { runVerify } from '../verify/verify.js';
-import type { ParsedOptions } from './args.js';
+import { COMMANDS, type ParsedOptions } from './args.js';
 
 /** Where a command writes: results on stdout, the log on stderr. */
 export interface CliIo {
@@ -324,24 +330,19 @@ export async function drillCommand(o: ParsedOptions, io: CliIo): Promise<ExitCod
   );
 }
 
-/** Asks for the database name on a terminal; refuses without one. */
+/** Asks for the database name on a terminal, after saying what will happen; refuses without one. */
 async function confirmInteractively(
   io: CliIo,
-  database: string,
-  where: string,
-  backupId: string | undefined,
+  ask: { database: string; where: string; action: string },
 ): Promise<string> {
   if (!io.stdin.isTTY) {
     throw new ConfigurationError(
-      `Refusing to restore into ${where} without confirmation: pass --confirm ${database} (no terminal to ask on). Nothing was changed.`,
+      `Refusing to write into ${ask.where} without confirmation: pass --confirm ${ask.database} (no terminal to ask on). Nothing was changed.`,
     );
   }
   const rl = createInterface({ input: io.stdin, output: io.stderr });
   try {
-    io.stderr.write(
-      `\nThis replaces everything in database '${database}' (${where}) with ${backupId ? `backup ${backupId}` : 'the newest backup'}.\n` +
-        `A safety backup of it is taken first unless --no-safety-backup.\n`,
-    );
+    io.stderr.write(`\n${ask.action}\n`);
     return (await rl.question(`Type the database name to continue: `)).trim();
   } finally {
     rl.close();
@@ -364,7 +365,13 @@ export async function restoreCommand(o: ParsedOptions, io: CliIo): Promise<ExitC
   const database = databaseName(info);
   const confirm =
     o.string('confirm') ??
-    (await confirmInteractively(io, database, describeConnection(info), options.backupId));
+    (await confirmInteractively(io, {
+      database,
+      where: describeConnection(info),
+      action:
+        `This replaces everything in database '${database}' (${describeConnection(info)}) with ${options.backupId ? `backup ${options.backupId}` : 'the newest backup'}.\n` +
+        `A safety backup of it is taken first unless --no-safety-backup.`,
+    }));
   const storage = await openStore(o, io);
   return withWorkDir(o.string('work-dir'), async (dir) =>
     reportDrill(
@@ -382,6 +389,77 @@ export async function restoreCommand(o: ParsedOptions, io: CliIo): Promise<ExitC
       ),
     ),
   );
+}
+
+/**
+ * The extract and export options of a command line, through the one reader both front doors
+ * use; flags that say `no` (`--no-compare`) and answers given on the terminal fill in.
+ */
+function optionReader(o: ParsedOptions, given: Record<string, string | undefined>): ReadOption {
+  return (key) => {
+    if (key in given) return given[key];
+    const spec = COMMANDS[o.command].options[key];
+    if (!spec) return undefined;
+    if (spec.type === 'boolean') return o.boolean(key) ? 'true' : undefined;
+    return o.string(key);
+  };
+}
+
+/** `extract`: tables of a backup into a new schema of --target-url (else DATABASE_URL, PG*). */
+export async function extractCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
+  const given = o.string('target-url');
+  const info = given
+    ? parseConnectionString(given, 'target-url')
+    : resolveConnection(undefined, io.env);
+  if (!given && !info.host && !info.database) {
+    throw new ConfigurationError(
+      'extract needs the database to extract into: --target-url URL (or DATABASE_URL, or PGHOST/PGDATABASE...).',
+    );
+  }
+  const read = optionReader(o, {
+    'target-url': given ?? connectionUrl(info),
+    compare: o.boolean('no-compare') ? 'false' : undefined,
+  });
+  const options = readExtractOptions(read, decryptionOf(o));
+  options.confirm ??= await confirmInteractively(io, {
+    database: databaseName(info),
+    where: describeConnection(info),
+    action: `This creates a new schema in database '${databaseName(info)}' (${describeConnection(info)}) holding tables of ${options.backupId ? `backup ${options.backupId}` : 'the newest backup'}; nothing else in it changes.`,
+  });
+  const reportDir = path.resolve(
+    io.cwd,
+    o.string('output') ?? `extract-${compactTime(systemClock.now())}`,
+  );
+  const storage = await openStore(o, io);
+  const result = await withWorkDir(o.string('work-dir'), (dir) =>
+    runExtract(options, { ...restoreDeps(o, io, storage, dir), reportDir }),
+  );
+  if (o.boolean('json')) {
+    const { manifest, ...rest } = result;
+    print(io, JSON.stringify({ ...rest, backupId: manifest.id, reportDir }, null, 2));
+  } else {
+    print(io, extractText(result));
+  }
+  return 0;
+}
+
+/** `export`: tables of a backup as files, into --output or the catalog's exports folder. */
+export async function exportCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
+  const options = readExportOptions(optionReader(o, {}), decryptionOf(o));
+  const storage = await openStore(o, io);
+  const folder = o.string('output');
+  const destination = folder
+    ? { storage: new LocalStorage(path.resolve(io.cwd, folder), io.logger), prefix: '' }
+    : { storage };
+  const result = await withWorkDir(o.string('work-dir'), (dir) =>
+    runExport(options, { ...restoreDeps(o, io, storage, dir), destination }),
+  );
+  if (o.boolean('json')) {
+    print(io, JSON.stringify(result.exportManifest, null, 2));
+  } else {
+    print(io, exportText(result));
+  }
+  return 0;
 }
 
 /** `verify`: runVerify, as the verify action does. */
