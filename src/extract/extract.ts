@@ -136,9 +136,7 @@ async function moveIntoTarget(
   deps: ExtractRun,
 ): Promise<void> {
   const { scratch, tools } = copy;
-  const work = path.join(deps.workDir, `side-${schema}`);
-  await mkdir(work, { recursive: true, mode: 0o700 });
-  deps.onTemporaryFolder?.(work);
+  const work = copy.workDir;
   const scratchClient = await connect(scratch.connection, scratch.database);
   try {
     await buildSideSchema(scratchClient, copy.tables, schema, copy.manifest.id);

@@ -49,6 +49,8 @@ export interface ScratchCopy {
   tools: ClientTools;
   tables: ChosenTable[];
   warnings: string[];
+  /** The run's own folder (the archive, lists, scripts): removed by cleanup. */
+  workDir: string;
   /** Stops the scratch server and removes every file of the run. */
   cleanup(): Promise<void>;
 }
@@ -121,7 +123,7 @@ export async function restoreChosenTables(
     const opened = await openScratch(selection, deps, manifest);
     scratch = opened.scratch;
     const tables = await loadTables(selection, deps, manifest, opened, workDir);
-    return { name, manifest, scratch, tools: opened.tools, tables, warnings, cleanup };
+    return { name, manifest, scratch, tools: opened.tools, tables, warnings, workDir, cleanup };
   } catch (error) {
     await cleanup();
     throw error;
