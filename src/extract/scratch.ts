@@ -9,7 +9,7 @@ import type { ClientTools } from '../postgres/tools.js';
 import { majorOf, pickBackup, type DrillDeps } from '../drill/drill.js';
 import { requireWorkDisk, workDiskNeed } from '../restore/disk.js';
 import { fetchArchive, missingKeyError, missingZstdError } from '../restore/fetch.js';
-import { listArchiveText, runPgRestore } from '../restore/pg-restore.js';
+import { listArchiveText, parseArchiveListing, runPgRestore } from '../restore/pg-restore.js';
 import { openTarget, type RestoreTarget } from '../restore/target.js';
 import type { TableSelection } from './options.js';
 import { parseTablePattern } from './patterns.js';
@@ -27,6 +27,7 @@ export type ExtractDeps = Pick<
   | 'workDir'
   | 'progressIntervalMs'
   | 'onTemporaryFolder'
+  | 'installExtensions'
 >;
 
 /** A table of the backup chosen by the patterns (or as a partition of one chosen). */
@@ -178,7 +179,9 @@ async function loadTables(
       progressIntervalMs: deps.progressIntervalMs,
     }),
   );
-  const lines = (await listArchiveText(tools.pgRestore, fetched.archivePath)).split('\n');
+  const text = await listArchiveText(tools.pgRestore, fetched.archivePath);
+  const lines = text.split('\n');
+  await requireExtensions(scratch, parseArchiveListing(text).extensions, deps);
   const restore = async (list: string, file: string, jobs: number): Promise<void> => {
     const listFile = path.join(workDir, file);
     await writeFile(listFile, list);
@@ -213,6 +216,34 @@ async function loadTables(
     return tables;
   } finally {
     await client.end().catch(() => undefined);
+  }
+}
+
+/** The archive's extensions on the scratch server: installed where the run may, else an error naming them. */
+async function requireExtensions(
+  scratch: RestoreTarget,
+  needed: string[],
+  deps: ExtractDeps,
+): Promise<void> {
+  const missing = async (): Promise<string[]> => {
+    const client = await connect(scratch.connection, scratch.database);
+    try {
+      const r = await client.query<{ name: string }>('SELECT name FROM pg_available_extensions');
+      const available = new Set(r.rows.map((row) => row.name));
+      return needed.filter((name) => !available.has(name));
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+  let lacking = await missing();
+  if (lacking.length > 0 && deps.installExtensions) {
+    deps.logger.info(await deps.installExtensions(lacking, scratch.serverMajor));
+    lacking = await missing();
+  }
+  if (lacking.length > 0) {
+    throw new ConfigurationError(
+      `The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch PostgreSQL ${scratch.serverVersion} lacks: install them for PostgreSQL ${scratch.serverMajor} on this machine. Nothing was changed.`,
+    );
   }
 }
 
