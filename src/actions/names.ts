@@ -1,3 +1,5 @@
+import { EXTRACT_OPTION_KEYS } from '../extract/options.js';
+
 /** Every input and output name of the actions, in one place. `action.yml` files use the same strings. */
 export const Inputs = {
   DatabaseUrl: 'database-url',
@@ -57,6 +59,12 @@ export const Inputs = {
   DeleteIncompleteAfter: 'delete-incomplete-after',
   MaxDelete: 'max-delete',
   BypassGovernanceRetention: 'bypass-governance-retention',
+  Tables: EXTRACT_OPTION_KEYS.tables,
+  ExtractSchema: EXTRACT_OPTION_KEYS.extractSchema,
+  ReplaceExtractSchema: EXTRACT_OPTION_KEYS.replaceExtractSchema,
+  Compare: EXTRACT_OPTION_KEYS.compare,
+  CompareLimit: EXTRACT_OPTION_KEYS.compareLimit,
+  ExportFormat: EXTRACT_OPTION_KEYS.exportFormat,
 } as const;
 
 export const Outputs = {
@@ -82,4 +90,6 @@ export const Outputs = {
   Deleted: 'deleted',
   PlanPath: 'plan-path',
   FreedBytes: 'freed-bytes',
+  ExtractSchema: 'extract-schema',
+  ExportManifest: 'export-manifest',
 } as const;

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as core from '@actions/core';
 import { resolveName } from '../catalog/catalog.js';
@@ -11,9 +11,19 @@ import { errorMessage } from '../core/errors.js';
 import { systemClock, type Logger } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
 import { removeLeftovers } from '../drill/cleanup.js';
+import { runExport } from '../extract/export.js';
+import { runExtract } from '../extract/extract.js';
+import { readExportOptions, readExtractOptions } from '../extract/options.js';
+import { exportSummary, extractSummary } from '../extract/summary.js';
 import { runDrill, runRestore, type DrillDeps, type DrillResult } from '../drill/drill.js';
 import { drillSummary } from '../drill/summary.js';
-import { drillOptions, restoreOptions, workDirOption } from '../options/restore.js';
+import type { FrontDoor } from '../options/reader.js';
+import {
+  decryptionOption,
+  drillOptions,
+  restoreOptions,
+  workDirOption,
+} from '../options/restore.js';
 import { storageOption } from '../options/shared.js';
 import { extensionInstaller } from '../postgres/extensions.js';
 import { clientToolResolver } from '../postgres/install.js';
@@ -146,31 +156,23 @@ export async function runRestoreDrillAction(): Promise<void> {
   }
 }
 
-const MODES = ['drill', 'restore'] as const;
-type Mode = (typeof MODES)[number];
-
 type DrillAlert = (
   outcome: Omit<JobOutcome, 'action' | 'name'>,
 ) => Promise<{ issueNumber?: number } | undefined>;
 
-/** Runs the drill (or the restore) of the inputs; `alert` tells the outcome of a run that ran. */
-async function drillOrRestore(
-  mode: Mode,
-  subject: { name: string; storage?: Storage },
-  alert: DrillAlert,
-): Promise<void> {
-  const logger = actionLogger;
-  const env = process.env;
-  const door = actionFrontDoor(env);
-  const job =
-    mode === 'restore'
-      ? ({ mode, options: restoreOptions(inputs, door) } as const)
-      : ({ mode, options: drillOptions(inputs, door) } as const);
-  const { options } = job;
-  const artifact = optionalInput(Inputs.ReportArtifact);
-  const storage = await storageOption(inputs, logger);
-  subject.storage = storage;
+const MODES = ['drill', 'restore', 'extract', 'export'] as const;
+type Mode = (typeof MODES)[number];
 
+/** The work folder of this run, known to the post: step, and removed however the run ends. */
+interface RunFolder {
+  /** RUNNER_TEMP (or work-dir): the report goes there. */
+  temp: string;
+  workDir: string;
+  onTemporaryFolder(dir: string): void;
+  close(): void;
+}
+
+function openRunFolder(door: FrontDoor, logger: Logger): RunFolder {
   const temp = workDirOption(inputs, door);
   const workDir = mkdtempSync(path.join(temp, 'restore-drill-'));
   const folders: string[] = [workDir];
@@ -185,9 +187,30 @@ async function drillOrRestore(
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  return {
+    temp,
+    workDir,
+    onTemporaryFolder: (dir) => {
+      folders.push(dir);
+      core.saveState(State.Folders, JSON.stringify(folders));
+    },
+    close: () => {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      removeWorkDir();
+    },
+  };
+}
 
-  const postgresVersion = options.postgresVersion;
-  const deps: DrillDeps = {
+function runDeps(
+  storage: Storage,
+  folder: RunFolder,
+  postgresVersion: 'auto' | number,
+  door: FrontDoor,
+): DrillDeps {
+  const logger = actionLogger;
+  const { env } = door;
+  return {
     storage,
     logger,
     clock: systemClock,
@@ -195,14 +218,30 @@ async function drillOrRestore(
     zstdPath: findOnPath('zstd', env.PATH),
     resolveTools: clientToolResolver(postgresVersion, env, logger),
     installExtensions: extensionInstaller(env, logger),
-    workDir,
+    workDir: folder.workDir,
     workspace: door.workspace,
-    onTemporaryFolder: (dir) => {
-      folders.push(dir);
-      core.saveState(State.Folders, JSON.stringify(folders));
-    },
+    onTemporaryFolder: folder.onTemporaryFolder,
   };
+}
 
+/** Runs the mode of the inputs; `alert` tells the outcome of a drill that ran. */
+async function drillOrRestore(
+  mode: Mode,
+  subject: { name: string; storage?: Storage },
+  alert: DrillAlert,
+): Promise<void> {
+  const door = actionFrontDoor(process.env);
+  if (mode === 'extract' || mode === 'export') return extractOrExport(mode, subject, door);
+  const job =
+    mode === 'restore'
+      ? ({ mode, options: restoreOptions(inputs, door) } as const)
+      : ({ mode, options: drillOptions(inputs, door) } as const);
+  const { options } = job;
+  const artifact = optionalInput(Inputs.ReportArtifact);
+  const storage = await storageOption(inputs, actionLogger);
+  subject.storage = storage;
+  const folder = openRunFolder(door, actionLogger);
+  const deps = runDeps(storage, folder, options.postgresVersion, door);
   const name = await resolveName(storage, options.name);
   options.name = name;
   subject.name = name;
@@ -213,13 +252,22 @@ async function drillOrRestore(
         ? await runRestore(job.options, deps)
         : await runDrill(job.options, deps);
   } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
-    removeWorkDir();
+    folder.close();
   }
+  await reportDrillResult(result, mode, folder.temp, artifact, alert);
+}
 
+/** The drill's (or restore's) summary, report, outputs and alert; a failure fails the step. */
+async function reportDrillResult(
+  result: DrillResult,
+  mode: Mode,
+  temp: string,
+  artifact: string | undefined,
+  alert: DrillAlert,
+): Promise<void> {
+  const name = result.name;
   const markdown = drillSummary(result);
-  const reportPath = await writeReport(result, markdown, temp, artifact, logger);
+  const reportPath = await writeReport(result, markdown, temp, artifact, actionLogger);
   setOutputs(result, reportPath);
   await core.summary.addRaw(markdown).write();
   const failures = [
@@ -260,4 +308,60 @@ async function drillOrRestore(
         (result.targetStateText ? `\n${result.targetStateText}` : ''),
     );
   }
+}
+
+/**
+ * Modes extract and export: tables of a backup into a side schema of target-url (compared
+ * with the live ones), or into files next to the backup in the catalog.
+ */
+async function extractOrExport(
+  mode: 'extract' | 'export',
+  subject: { name: string; storage?: Storage },
+  door: FrontDoor,
+): Promise<void> {
+  const read = (key: string): string | undefined => inputs.string(key);
+  const decryption = decryptionOption(inputs);
+  const options =
+    mode === 'extract' ? readExtractOptions(read, decryption) : readExportOptions(read, decryption);
+  const artifact = optionalInput(Inputs.ReportArtifact);
+  const storage = await storageOption(inputs, actionLogger);
+  subject.storage = storage;
+  const folder = openRunFolder(door, actionLogger);
+  const deps = runDeps(storage, folder, options.postgresVersion, door);
+  const { env } = door;
+  const reportDir = path.join(folder.temp, `${mode}-${compactTime(systemClock.now())}`);
+  let markdown: string;
+  try {
+    if ('targetUrl' in options) {
+      const result = await runExtract(options, { ...deps, reportDir });
+      subject.name = result.name;
+      core.setOutput(Outputs.BackupId, result.manifest.id);
+      core.setOutput(Outputs.ExtractSchema, result.schema);
+      markdown = extractSummary(result);
+    } else {
+      const result = await runExport(options, { ...deps, destination: { storage } });
+      subject.name = result.exportManifest.name;
+      core.setOutput(Outputs.BackupId, result.manifest.id);
+      core.setOutput(Outputs.ExportManifest, result.location);
+      markdown = exportSummary(result);
+    }
+  } finally {
+    folder.close();
+  }
+  core.setOutput(Outputs.Status, 'passed');
+  await mkdir(reportDir, { recursive: true });
+  const summaryFile = path.join(reportDir, 'summary.md');
+  await writeFile(summaryFile, markdown);
+  core.setOutput(Outputs.ReportPath, summaryFile);
+  if (artifact) {
+    const files = (await readdir(reportDir)).map((f) => path.join(reportDir, f));
+    await uploadReportArtifact({
+      name: artifact,
+      files,
+      rootDir: reportDir,
+      env,
+      logger: actionLogger,
+    });
+  }
+  await core.summary.addRaw(markdown).write();
 }

@@ -81,3 +81,18 @@ export function runKey(
   const time = at.toISOString().replace(/[-:]/g, '');
   return `${runsPrefix(name, action)}${time}-${random()}.json`;
 }
+
+/** `<name>/exports/<backup-id>/`: tables of a backup exported as files (see extract/export.ts). */
+export function exportsPrefix(name: string, id: string): string {
+  return `${name}/exports/${id}/`;
+}
+
+/** `public.rental.csv.zst.age`: one exported table, compressed with zstd (and encrypted with age). */
+export function exportObjectName(
+  schema: string,
+  table: string,
+  format: 'csv' | 'jsonl',
+  encrypted: boolean,
+): string {
+  return `${schema}.${table}.${format}.zst${encrypted ? '.age' : ''}`;
+}

@@ -99,6 +99,18 @@ const drillOnly: Record<string, OptionSpec> = {
   },
 };
 
+const tableSelection: Record<string, OptionSpec> = {
+  tables: {
+    type: 'string',
+    value: 'LIST',
+    help: 'pg_dump -t patterns, comma separated (required)',
+  },
+  'backup-id': restoreCommon['backup-id'],
+  jobs: restoreCommon.jobs,
+  'work-dir': restoreCommon['work-dir'],
+  'postgres-version': restoreCommon['postgres-version'],
+};
+
 export interface CommandSpec {
   summary: string;
   usage: string;
@@ -208,6 +220,66 @@ export const COMMANDS: Record<string, CommandSpec> = {
       confirm: { type: 'string', value: 'DBNAME', help: 'the target database name (else asked)' },
       'terminate-connections': { type: 'boolean', help: 'end other sessions of the target' },
       'no-safety-backup': { type: 'boolean', help: 'skip the pre-restore backup of the target' },
+      ...output,
+    },
+  },
+  extract: {
+    summary: 'tables of a backup into a new schema beside the live ones, compared with them',
+    usage:
+      'pg-backup extract --storage LOCATION --tables LIST [--target-url URL] [--confirm DBNAME] [options]',
+    options: {
+      ...storage,
+      ...decryption,
+      ...tableSelection,
+      'target-url': {
+        type: 'string',
+        value: 'URL',
+        aliases: ['DATABASE_URL'],
+        help: 'the database to extract into (default: DATABASE_URL, then PG* variables)',
+      },
+      confirm: { type: 'string', value: 'DBNAME', help: 'the target database name (else asked)' },
+      'extract-schema': {
+        type: 'string',
+        value: 'SCHEMA',
+        help: 'the new schema (default: recovered_<backup id>)',
+      },
+      'replace-extract-schema': {
+        type: 'boolean',
+        help: 'replace that schema when an earlier extract made it',
+      },
+      'no-compare': { type: 'boolean', help: 'do not compare with the live tables' },
+      'compare-limit': {
+        type: 'string',
+        value: 'N',
+        help: 'rows per table in the comparison CSV (default 1000)',
+      },
+      output: {
+        type: 'string',
+        value: 'DIR',
+        help: 'folder of the comparison CSV files (default: ./extract-<time>)',
+      },
+      ...output,
+    },
+  },
+  export: {
+    summary: 'tables of a backup as CSV or JSON Lines files, zstd-compressed, age-encrypted',
+    usage: 'pg-backup export --storage LOCATION --tables LIST [--output DIR] [options]',
+    options: {
+      ...storage,
+      ...decryption,
+      ...tableSelection,
+      'export-format': { type: 'string', value: 'csv|jsonl', help: 'file format (default csv)' },
+      'encryption-recipients': {
+        type: 'string',
+        value: 'AGE1...',
+        aliases: ['AGE_RECIPIENTS'],
+        help: "age public keys (default: the backup's own)",
+      },
+      output: {
+        type: 'string',
+        value: 'DIR',
+        help: 'a local folder (default: <name>/exports/<backup-id>/ in the storage)',
+      },
       ...output,
     },
   },
@@ -333,6 +405,7 @@ export class ParsedOptions {
 
 /** Boolean inputs of the actions that are on by default: the CLI has a flag to turn them off. */
 const NEGATED: Record<string, string> = {
+  compare: 'no-compare',
   restore: 'no-restore',
   'safety-backup': 'no-safety-backup',
 };

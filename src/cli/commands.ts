@@ -3,17 +3,28 @@ import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { runBackup } from '../backup/backup.js';
 import { listCatalog, listNames, listVerifications } from '../catalog/catalog.js';
+import { compactTime } from '../catalog/keys.js';
 import { totalBytes } from '../catalog/manifest.js';
 import { ConfigurationError, OptionError } from '../core/errors.js';
 import { systemClock, type Logger } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
 import { formatBytes } from '../core/streams.js';
+import { runExport } from '../extract/export.js';
+import { runExtract } from '../extract/extract.js';
+import { readExportOptions, readExtractOptions } from '../extract/options.js';
+import { exportText, extractText } from '../extract/summary.js';
 import { runDrill, runRestore, type DrillDeps, type DrillResult } from '../drill/drill.js';
 import { drillText } from '../drill/summary.js';
 import { backupOptions } from '../options/backup.js';
 import { pruneOptions } from '../options/prune.js';
 import type { FrontDoor } from '../options/reader.js';
-import { drillOptions, restoreOptions, verifyOptions, workDirOption } from '../options/restore.js';
+import {
+  decryptionOption,
+  drillOptions,
+  restoreOptions,
+  verifyOptions,
+  workDirOption,
+} from '../options/restore.js';
 import { gitContext, postgresVersionOption, storageOption } from '../options/shared.js';
 import {
   connectionUrl,
@@ -26,6 +37,7 @@ import { extensionInstaller } from '../postgres/extensions.js';
 import { clientToolResolver } from '../postgres/install.js';
 import { pruneFailure, runPrune } from '../prune/prune.js';
 import { openDestinations, readDestinations } from '../storage/destinations.js';
+import { LocalStorage } from '../storage/local.js';
 import type { Storage } from '../storage/storage.js';
 import { runVerify } from '../verify/verify.js';
 import { flagWording, optionReader, type ParsedOptions } from './args.js';
@@ -242,24 +254,19 @@ export async function drillCommand(o: ParsedOptions, io: CliIo): Promise<ExitCod
   );
 }
 
-/** Asks for the database name on a terminal; refuses without one. */
+/** Asks for the database name on a terminal, after saying what will happen; refuses without one. */
 async function confirmInteractively(
   io: CliIo,
-  database: string,
-  where: string,
-  backupId: string | undefined,
+  ask: { database: string; where: string; action: string },
 ): Promise<string> {
   if (!io.stdin.isTTY) {
     throw new ConfigurationError(
-      `Refusing to restore into ${where} without confirmation: pass --confirm ${database} (no terminal to ask on). Nothing was changed.`,
+      `Refusing to write into ${ask.where} without confirmation: pass --confirm ${ask.database} (no terminal to ask on). Nothing was changed.`,
     );
   }
   const rl = createInterface({ input: io.stdin, output: io.stderr });
   try {
-    io.stderr.write(
-      `\nThis replaces everything in database '${database}' (${where}) with ${backupId ? `backup ${backupId}` : 'the newest backup'}.\n` +
-        `A safety backup of it is taken first unless --no-safety-backup.\n`,
-    );
+    io.stderr.write(`\n${ask.action}\n`);
     return (await rl.question(`Type the database name to continue: `)).trim();
   } finally {
     rl.close();
@@ -284,7 +291,13 @@ export async function restoreCommand(o: ParsedOptions, io: CliIo): Promise<ExitC
   const database = databaseName(info);
   const confirm =
     options.confirm ??
-    (await confirmInteractively(io, database, describeConnection(info), options.backupId));
+    (await confirmInteractively(io, {
+      database,
+      where: describeConnection(info),
+      action:
+        `This replaces everything in database '${database}' (${describeConnection(info)}) with ${options.backupId ? `backup ${options.backupId}` : 'the newest backup'}.\n` +
+        `A safety backup of it is taken first unless --no-safety-backup.`,
+    }));
   const storage = await openStore(o, io);
   return withWorkDir(workDirOption(read, door), async (dir) =>
     reportDrill(
@@ -293,6 +306,64 @@ export async function restoreCommand(o: ParsedOptions, io: CliIo): Promise<ExitC
       await runRestore({ ...options, targetUrl, confirm }, restoreDeps(o, io, storage, dir)),
     ),
   );
+}
+
+/** `extract`: tables of a backup into a new schema of --target-url (else DATABASE_URL, PG*). */
+export async function extractCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
+  const given = o.string('target-url');
+  const info = given
+    ? parseConnectionString(given, 'target-url')
+    : resolveConnection(undefined, io.env);
+  if (!given && !info.host && !info.database) {
+    throw new ConfigurationError(
+      'extract needs the database to extract into: --target-url URL (or DATABASE_URL, or PGHOST/PGDATABASE...).',
+    );
+  }
+  const reader = optionReader(o);
+  const targetUrl = given ?? connectionUrl(info);
+  const read = (key: string): string | undefined =>
+    key === 'target-url' ? targetUrl : reader.string(key);
+  const options = readExtractOptions(read, decryptionOption(reader));
+  options.confirm ??= await confirmInteractively(io, {
+    database: databaseName(info),
+    where: describeConnection(info),
+    action: `This creates a new schema in database '${databaseName(info)}' (${describeConnection(info)}) holding tables of ${options.backupId ? `backup ${options.backupId}` : 'the newest backup'}; nothing else in it changes.`,
+  });
+  const reportDir = path.resolve(
+    io.cwd,
+    o.string('output') ?? `extract-${compactTime(systemClock.now())}`,
+  );
+  const storage = await openStore(o, io);
+  const result = await withWorkDir(workDirOption(reader, cliFrontDoor(io)), (dir) =>
+    runExtract(options, { ...restoreDeps(o, io, storage, dir), reportDir }),
+  );
+  if (o.boolean('json')) {
+    const { manifest, ...rest } = result;
+    print(io, JSON.stringify({ ...rest, backupId: manifest.id, reportDir }, null, 2));
+  } else {
+    print(io, extractText(result));
+  }
+  return 0;
+}
+
+/** `export`: tables of a backup as files, into --output or the catalog's exports folder. */
+export async function exportCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
+  const reader = optionReader(o);
+  const options = readExportOptions((key) => reader.string(key), decryptionOption(reader));
+  const storage = await openStore(o, io);
+  const folder = o.string('output');
+  const destination = folder
+    ? { storage: new LocalStorage(path.resolve(io.cwd, folder), io.logger), prefix: '' }
+    : { storage };
+  const result = await withWorkDir(workDirOption(reader, cliFrontDoor(io)), (dir) =>
+    runExport(options, { ...restoreDeps(o, io, storage, dir), destination }),
+  );
+  if (o.boolean('json')) {
+    print(io, JSON.stringify(result.exportManifest, null, 2));
+  } else {
+    print(io, exportText(result));
+  }
+  return 0;
 }
 
 /** `verify`: runVerify, as the verify action does. */

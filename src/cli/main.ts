@@ -4,6 +4,8 @@ import { COMMANDS, UsageRequest, flagWording, parseCommandLine, usage } from './
 import {
   backupCommand,
   drillCommand,
+  exportCommand,
+  extractCommand,
   listCommand,
   pruneCommand,
   restoreCommand,
@@ -19,6 +21,8 @@ const RUN: Record<keyof typeof COMMANDS, (o: ParsedOptions, io: CliIo) => Promis
   verify: verifyCommand,
   drill: drillCommand,
   restore: restoreCommand,
+  extract: extractCommand,
+  export: exportCommand,
   prune: pruneCommand,
 };
 
