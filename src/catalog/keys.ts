@@ -81,3 +81,16 @@ export function runKey(
   const time = at.toISOString().replace(/[-:]/g, '');
   return `${runsPrefix(name, action)}${time}-${random()}.json`;
 }
+
+/** `<name>/files/`: the file backups of a catalog name, beside its database backups. */
+export function fileBackupsPrefix(name: string): string {
+  return `${name}/files/`;
+}
+
+export function fileBackupPrefix(name: string, id: string): string {
+  return `${fileBackupsPrefix(name)}${id}/`;
+}
+
+export function fileManifestKey(name: string, id: string): string {
+  return `${fileBackupPrefix(name, id)}manifest.json`;
+}
