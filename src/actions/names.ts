@@ -54,6 +54,13 @@ export const Inputs = {
   DeleteIncompleteAfter: 'delete-incomplete-after',
   MaxDelete: 'max-delete',
   BypassGovernanceRetention: 'bypass-governance-retention',
+  Source: 'source',
+  Target: 'target',
+  FilesS3Endpoint: 'files-s3-endpoint',
+  FilesS3Region: 'files-s3-region',
+  FilesS3ForcePathStyle: 'files-s3-force-path-style',
+  FilesS3AccessKeyId: 'files-s3-access-key-id',
+  FilesS3SecretAccessKey: 'files-s3-secret-access-key',
 } as const;
 
 export const Outputs = {
@@ -79,4 +86,10 @@ export const Outputs = {
   Deleted: 'deleted',
   PlanPath: 'plan-path',
   FreedBytes: 'freed-bytes',
+  Files: 'files',
+  FilesNew: 'files-new',
+  FilesChanged: 'files-changed',
+  FilesUnchanged: 'files-unchanged',
+  FilesDeleted: 'files-deleted',
+  BytesUploaded: 'bytes-uploaded',
 } as const;
