@@ -38,7 +38,9 @@ import type { Decryption } from '../restore/fetch.js';
 import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/storage.js';
 import { runVerify } from '../verify/verify.js';
-import type { ParsedOptions } from './args.js';
+import { runFilesJob } from '../files/job.js';
+import { parseFilesJob } from '../files/options.js';
+import { COMMANDS, type ParsedOptions } from './args.js';
 
 /** Where a command writes: results on stdout, the log on stderr. */
 export interface CliIo {
@@ -480,4 +482,28 @@ export async function pruneCommand(o: ParsedOptions, io: CliIo): Promise<ExitCod
   const failure = pruneFailure(report);
   if (failure) throw failure;
   return 0;
+}
+
+/** `files`: a file backup job, as the backup-files action runs it. */
+export async function filesCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
+  const read = (name: string): string | undefined =>
+    COMMANDS.files.options[name].type === 'boolean'
+      ? o.boolean(name)
+        ? 'true'
+        : undefined
+      : o.secret(name);
+  const outcome = await runFilesJob(parseFilesJob(read), {
+    logger: io.logger,
+    clock: systemClock,
+    workDir: o.string('work-dir'),
+  });
+  print(
+    io,
+    o.boolean('json')
+      ? JSON.stringify(outcome.result, null, 2)
+      : Object.entries(outcome.outputs)
+          .map(([name, value]) => `${name}: ${value}`)
+          .join('\n'),
+  );
+  return outcome.status === 'passed' ? 0 : 1;
 }

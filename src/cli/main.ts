@@ -4,6 +4,7 @@ import { COMMANDS, UsageRequest, parseCommandLine, usage } from './args.js';
 import {
   backupCommand,
   drillCommand,
+  filesCommand,
   listCommand,
   pruneCommand,
   restoreCommand,
@@ -20,6 +21,7 @@ const RUN: Record<keyof typeof COMMANDS, (o: ParsedOptions, io: CliIo) => Promis
   drill: drillCommand,
   restore: restoreCommand,
   prune: pruneCommand,
+  files: filesCommand,
 };
 
 /** Messages of the core name action inputs; on a terminal they are flags. */
