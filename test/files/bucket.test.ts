@@ -213,18 +213,18 @@ describe('incremental file backups of a Storage-like bucket', () => {
     expect(second.files).toHaveLength(2010);
   }, 900_000);
 
-  test('each point in time restores to exactly its files, into a folder and into a bucket prefix', async () => {
-    const folder = scratchFolder();
-    await restoreInto(first.id, folder);
-    expect(await contents(folder)).toEqual(hashes(state1));
-
-    const prefix = new S3Storage(storeBucket, 'restored', settings, logger);
-    await restoreInto(second.id, prefix);
-    expect(await contents(prefix)).toEqual(hashes(state2));
+  test('each point in time restores to exactly its files', async () => {
+    const one = scratchFolder();
+    await restoreInto(first.id, one);
+    expect(await contents(one)).toEqual(hashes(state1));
+    const two = scratchFolder();
+    await restoreInto(second.id, two);
+    expect(await contents(two)).toEqual(hashes(state2));
   }, 900_000);
 
   test('a restore refuses a target that is not empty', async () => {
     const prefix = new S3Storage(storeBucket, 'restored', settings, logger);
+    await prefix.putBytes('already-here.txt', 'x');
     await expect(restoreInto(second.id, prefix)).rejects.toThrow(/is not empty/);
   });
 
