@@ -25,6 +25,7 @@ const entries = {
   verify: 'lib/actions/verify.js',
   'restore-drill': 'lib/actions/restore-drill.js',
   prune: 'lib/actions/prune.js',
+  'backup-files': 'lib/actions/backup-files.js',
   cli: 'lib/cli.js',
 };
 

@@ -65,6 +65,13 @@ export const Inputs = {
   Compare: EXTRACT_OPTION_KEYS.compare,
   CompareLimit: EXTRACT_OPTION_KEYS.compareLimit,
   ExportFormat: EXTRACT_OPTION_KEYS.exportFormat,
+  Source: 'source',
+  Target: 'target',
+  FilesS3Endpoint: 'files-s3-endpoint',
+  FilesS3Region: 'files-s3-region',
+  FilesS3ForcePathStyle: 'files-s3-force-path-style',
+  FilesS3AccessKeyId: 'files-s3-access-key-id',
+  FilesS3SecretAccessKey: 'files-s3-secret-access-key',
 } as const;
 
 export const Outputs = {
@@ -92,4 +99,10 @@ export const Outputs = {
   FreedBytes: 'freed-bytes',
   ExtractSchema: 'extract-schema',
   ExportManifest: 'export-manifest',
+  Files: 'files',
+  FilesNew: 'files-new',
+  FilesChanged: 'files-changed',
+  FilesUnchanged: 'files-unchanged',
+  FilesDeleted: 'files-deleted',
+  BytesUploaded: 'bytes-uploaded',
 } as const;

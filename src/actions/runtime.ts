@@ -31,7 +31,7 @@ function maskConnectionString(value: string | undefined): void {
 }
 
 /** Masks a secret input value and each of its lines. */
-function maskSecret(value: string | undefined): void {
+export function maskSecret(value: string | undefined): void {
   if (!value) return;
   core.setSecret(value);
   for (const line of value.split(/\r?\n/)) if (line.trim()) core.setSecret(line.trim());

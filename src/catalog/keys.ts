@@ -96,3 +96,16 @@ export function exportObjectName(
 ): string {
   return `${schema}.${table}.${format}.zst${encrypted ? '.age' : ''}`;
 }
+
+/** `<name>/files/`: the file backups of a catalog name, beside its database backups. */
+export function fileBackupsPrefix(name: string): string {
+  return `${name}/files/`;
+}
+
+export function fileBackupPrefix(name: string, id: string): string {
+  return `${fileBackupsPrefix(name)}${id}/`;
+}
+
+export function fileManifestKey(name: string, id: string): string {
+  return `${fileBackupPrefix(name, id)}manifest.json`;
+}

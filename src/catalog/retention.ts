@@ -445,6 +445,20 @@ export function planRetention(
   if (options?.maxDelete) checkMaxDelete(options.maxDelete);
   const nowMs = now.getTime();
   if (Number.isNaN(nowMs)) throw new Error('planRetention: now is an invalid date');
+  checkBackups(backups);
+  const sorted = [...backups].sort(newestFirst);
+  const reasons: string[][] = sorted.map(() => []);
+  addProtections(sorted, reasons, nowMs);
+  // Rules see only the backups finished at or before now: `sorted` without its future-dated head.
+  const past = sorted.flatMap((b, i) => (b.finishedAt.getTime() <= nowMs ? [i] : []));
+  addLastAndWithin(sorted, past, reasons, policy, nowMs);
+  addPeriods(sorted, past, reasons, policy);
+  addKinds(sorted, past, reasons, policy, nowMs);
+  return decide(sorted, reasons, options?.maxDelete);
+}
+
+/** One name, unique ids, valid dates. */
+function checkBackups(backups: CatalogBackup[]): void {
   const names = new Set(backups.map((b) => b.name));
   if (names.size > 1) {
     throw new Error(
@@ -459,11 +473,10 @@ export function planRetention(
       throw new Error(`planRetention: backup ${b.id} has an invalid finishedAt`);
     }
   }
+}
 
-  const sorted = [...backups].sort(newestFirst);
-  const reasons: string[][] = sorted.map(() => []);
-
-  // Protections.
+/** Kept whatever the policy: in the future, the newest, the newest verified, pinned. */
+function addProtections(sorted: CatalogBackup[], reasons: string[][], nowMs: number): void {
   sorted.forEach((b, i) => {
     if (b.finishedAt.getTime() > nowMs) reasons[i].push(REASON_FUTURE);
   });
@@ -475,44 +488,60 @@ export function planRetention(
       reasons[i].push(`pinned until ${formatInstant(b.keepUntil)}`);
     }
   });
+}
 
-  // Rules see only the backups finished at or before now: `sorted` without its future-dated head.
-  const past: number[] = [];
-  sorted.forEach((b, i) => {
-    if (b.finishedAt.getTime() <= nowMs) past.push(i);
-  });
-
+function addLastAndWithin(
+  sorted: CatalogBackup[],
+  past: number[],
+  reasons: string[][],
+  policy: RetentionPolicy,
+  nowMs: number,
+): void {
   const keepLast = policy.keepLast ?? 0;
   for (const i of past.slice(0, keepLast)) reasons[i].push(`last ${keepLast}`);
-
   if (policy.keepWithinSeconds !== undefined && policy.keepWithinSeconds > 0) {
     const since = nowMs - policy.keepWithinSeconds * 1000;
     const label = `within ${compactDuration(policy.keepWithinSeconds)}`;
     for (const i of past) if (sorted[i].finishedAt.getTime() > since) reasons[i].push(label);
   }
+}
 
+/** Hourly to yearly: the newest backup of each of the last N periods that have one. */
+function addPeriods(
+  sorted: CatalogBackup[],
+  past: number[],
+  reasons: string[][],
+  policy: RetentionPolicy,
+): void {
   const periodRules = PERIOD_RULES.filter((r) => (policy[r.key] ?? 0) > 0);
-  if (periodRules.length > 0) {
-    const localTime = localTimeIn(policy.timezone);
-    const state = periodRules.map((r) => ({
-      period: r.period,
-      left: policy[r.key] ?? 0,
-      seen: new Set<string>(),
-    }));
-    for (const i of past) {
-      if (state.every((s) => s.left === 0)) break;
-      const local = localTime(sorted[i].finishedAt);
-      for (const s of state) {
-        if (s.left === 0) continue;
-        const label = periodLabel(s.period, local);
-        if (s.seen.has(label)) continue;
-        s.seen.add(label);
-        s.left -= 1;
-        reasons[i].push(`${s.period} ${label}`);
-      }
+  if (periodRules.length === 0) return;
+  const localTime = localTimeIn(policy.timezone);
+  const state = periodRules.map((r) => ({
+    period: r.period,
+    left: policy[r.key] ?? 0,
+    seen: new Set<string>(),
+  }));
+  for (const i of past) {
+    if (state.every((s) => s.left === 0)) break;
+    const local = localTime(sorted[i].finishedAt);
+    for (const s of state) {
+      if (s.left === 0) continue;
+      const label = periodLabel(s.period, local);
+      if (s.seen.has(label)) continue;
+      s.seen.add(label);
+      s.left -= 1;
+      reasons[i].push(`${s.period} ${label}`);
     }
   }
+}
 
+function addKinds(
+  sorted: CatalogBackup[],
+  past: number[],
+  reasons: string[][],
+  policy: RetentionPolicy,
+  nowMs: number,
+): void {
   const keepKind = policy.keepKind ?? {};
   for (const i of past) {
     const b = sorted[i];
@@ -525,7 +554,14 @@ export function planRetention(
       if (until > nowMs) reasons[i].push(`kind ${b.kind} until ${formatInstant(new Date(until))}`);
     }
   }
+}
 
+/** Keep what any reason keeps; refuse the plan when it breaks a safety limit. */
+function decide(
+  sorted: CatalogBackup[],
+  reasons: string[][],
+  maxDelete: MaxDelete | undefined,
+): RetentionPlan {
   const entries: PlanEntry[] = sorted.map((backup, i) =>
     reasons[i].length > 0
       ? { backup, decision: 'keep', reasons: reasons[i] }
@@ -534,7 +570,7 @@ export function planRetention(
   const deleting = entries.filter((e) => e.decision === 'delete').length;
   const plan: RetentionPlan = { entries, keep: entries.length - deleting, delete: deleting };
   const name = sorted[0]?.name ?? '';
-  const refused = refusal(deleting, entries.length, name, options?.maxDelete);
+  const refused = refusal(deleting, entries.length, name, maxDelete);
   if (refused !== undefined) plan.refused = refused;
   return plan;
 }

@@ -117,6 +117,61 @@ export interface CommandSpec {
   options: Record<string, OptionSpec>;
 }
 
+const filesOnly: Record<string, OptionSpec> = {
+  mode: {
+    type: 'string',
+    value: 'backup|restore|verify|prune',
+    help: 'what to do (default backup)',
+  },
+  source: { type: 'string', value: 'LOCATION', help: 'backup: s3://bucket[/prefix] or a folder' },
+  target: {
+    type: 'string',
+    value: 'LOCATION',
+    help: 'restore: an empty s3://bucket/prefix or folder',
+  },
+  'files-s3-endpoint': { type: 'string', value: 'URL', help: 'endpoint of the source or target' },
+  'files-s3-region': { type: 'string', value: 'REGION', help: 'region of the source or target' },
+  'files-s3-force-path-style': { type: 'boolean', help: 'source or target bucket in the path' },
+  'files-s3-access-key-id': { type: 'string', value: 'ID', help: 'source or target access key' },
+  'files-s3-secret-access-key': {
+    type: 'string',
+    envOnly: true,
+    help: 'secret of the source or target access key',
+  },
+  'encryption-recipients': {
+    type: 'string',
+    value: 'AGE1...',
+    aliases: ['AGE_RECIPIENTS'],
+    help: 'backup: age public keys to encrypt to',
+  },
+  kind: { type: 'string', value: 'KIND', help: 'backup: kind recorded in the manifest' },
+  'backup-id': {
+    type: 'string',
+    value: 'ID',
+    help: 'restore, verify: point in time (default: newest)',
+  },
+  restore: { type: 'boolean', help: 'verify: also restore into a scratch folder and compare' },
+  'work-dir': { type: 'string', value: 'DIR', help: 'verify: where the scratch folder goes' },
+  'keep-last': { type: 'string', value: 'N', help: 'prune: keep the newest N' },
+  'keep-daily': { type: 'string', value: 'N', help: 'prune: keep the last of each of N days' },
+  'keep-weekly': { type: 'string', value: 'N', help: 'prune: keep the last of each of N weeks' },
+  'keep-monthly': { type: 'string', value: 'N', help: 'prune: keep the last of each of N months' },
+  'keep-yearly': { type: 'string', value: 'N', help: 'prune: keep the last of each of N years' },
+  'keep-within': { type: 'string', value: 'DURATION', help: 'prune: keep everything this young' },
+  timezone: { type: 'string', value: 'TZ', help: 'prune: calendar of the daily/weekly rules' },
+  'dry-run': { type: 'boolean', help: 'prune: plan and report only' },
+  'delete-incomplete-after': {
+    type: 'string',
+    value: 'DURATION|never',
+    help: 'prune: grace period of folders without a manifest (default 24h)',
+  },
+  'max-delete': {
+    type: 'string',
+    value: 'N|N%',
+    help: 'prune: refuse larger deletions (default 50%)',
+  },
+};
+
 export const COMMANDS: Record<string, CommandSpec> = {
   list: {
     summary: 'list the backups of the catalog, with their last verification',
@@ -314,6 +369,12 @@ export const COMMANDS: Record<string, CommandSpec> = {
       },
       ...output,
     },
+  },
+  files: {
+    summary: 'back up, restore, verify or prune the files of a bucket or folder',
+    usage:
+      'pg-backup files --mode backup|restore|verify|prune --storage LOCATION [--source|--target LOCATION] [options]',
+    options: { ...storage, ...filesOnly, ...decryption, ...output },
   },
 };
 

@@ -40,6 +40,8 @@ import { openDestinations, readDestinations } from '../storage/destinations.js';
 import { LocalStorage } from '../storage/local.js';
 import type { Storage } from '../storage/storage.js';
 import { runVerify } from '../verify/verify.js';
+import { runFilesJob } from '../files/job.js';
+import { parseFilesJob } from '../files/options.js';
 import { flagWording, optionReader, type ParsedOptions } from './args.js';
 
 /** Where a command writes: results on stdout, the log on stderr. */
@@ -436,4 +438,24 @@ export async function pruneCommand(o: ParsedOptions, io: CliIo): Promise<ExitCod
   const failure = pruneFailure(report);
   if (failure) throw failure;
   return 0;
+}
+
+/** `files`: a file backup job, as the backup-files action runs it. */
+export async function filesCommand(o: ParsedOptions, io: CliIo): Promise<ExitCode> {
+  const reader = optionReader(o);
+  const read = (key: string): string | undefined => reader.string(key) ?? reader.secret(key);
+  const outcome = await runFilesJob(parseFilesJob(read, gitContext(io.env)), {
+    logger: io.logger,
+    clock: systemClock,
+    workDir: o.string('work-dir'),
+  });
+  print(
+    io,
+    o.boolean('json')
+      ? JSON.stringify(outcome.result, null, 2)
+      : Object.entries(outcome.outputs)
+          .map(([name, value]) => `${name}: ${value}`)
+          .join('\n'),
+  );
+  return outcome.status === 'passed' ? 0 : 1;
 }

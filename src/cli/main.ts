@@ -6,6 +6,7 @@ import {
   drillCommand,
   exportCommand,
   extractCommand,
+  filesCommand,
   listCommand,
   pruneCommand,
   restoreCommand,
@@ -24,6 +25,7 @@ const RUN: Record<keyof typeof COMMANDS, (o: ParsedOptions, io: CliIo) => Promis
   extract: extractCommand,
   export: exportCommand,
   prune: pruneCommand,
+  files: filesCommand,
 };
 
 /**

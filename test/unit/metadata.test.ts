@@ -30,8 +30,8 @@ const actions = readdirSync(actionsDir).filter((d) =>
 );
 
 describe('action metadata', () => {
-  it('has the four actions', () => {
-    expect(actions.sort()).toEqual(['backup', 'prune', 'restore-drill', 'verify']);
+  it('has the five actions', () => {
+    expect(actions.sort()).toEqual(['backup', 'backup-files', 'prune', 'restore-drill', 'verify']);
   });
 
   it.each(actions)(

@@ -1,0 +1,4 @@
+import { runBackupFilesAction } from './backup-files-impl.js';
+import { runAction } from './runtime.js';
+
+await runAction(runBackupFilesAction);

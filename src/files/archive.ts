@@ -1,0 +1,136 @@
+/**
+ * The archive of a file backup: a tar stream (tar-stream), compressed by the `zstd` tool and
+ * encrypted with age, so it also opens by hand: `age -d -i key files.tar.zst.age | zstd -d | tar x`.
+ */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { Duplex, Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { describeExit, startProcess } from '../core/process.js';
+import { HashCounter } from '../core/streams.js';
+import { AgeEncryptor, createDecryptStream, encryptingStream } from '../crypto/age.js';
+import type { EncryptionChoice } from '../backup/backup.js';
+import type { Storage } from '../storage/storage.js';
+
+/** A tool between two streams; `finished` rejects when it exited otherwise than 0. */
+interface ToolStage {
+  stream: Duplex;
+  finished(): Promise<void>;
+  kill(): void;
+}
+
+function toolStage(command: string, args: string[], label: string): ToolStage {
+  const proc = startProcess(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const { stdin, stdout } = proc.child;
+  if (!stdin || !stdout) throw new Error(`${label} started without pipes`);
+  return {
+    stream: Duplex.from({ writable: stdin, readable: stdout }),
+    finished: async () => {
+      const exit = await proc.exited;
+      if (exit.code !== 0) throw new Error(describeExit(label, exit));
+    },
+    kill: () => proc.kill(),
+  };
+}
+
+export interface ArchiveWriter {
+  /** The tar stream to add entries to. */
+  pack: tar.Pack;
+  /** Resolves with the stored object's size and SHA-256 once `pack` was finalized and stored. */
+  stored: Promise<{ bytes: number; sha256: string }>;
+}
+
+/** Streams a tar archive through zstd and age into `storage` at `key`; nothing is visible unless complete. */
+export async function writeArchive(
+  storage: Storage,
+  key: string,
+  options: { zstdPath: string; level: number; encryption?: EncryptionChoice },
+): Promise<ArchiveWriter> {
+  const encryptor = options.encryption ? await AgeEncryptor.create(options.encryption) : undefined;
+  const pack = tar.pack();
+  const zstd = toolStage(options.zstdPath, ['-q', '-c', `-${options.level}`, '-T0'], 'zstd');
+  const hash = new HashCounter({ beforeEnd: () => zstd.finished(), highWaterMark: 1 << 20 });
+  const stages: (Readable | Duplex | Transform)[] = [Readable.from(pack), zstd.stream];
+  if (encryptor) stages.push(encryptingStream(encryptor));
+  stages.push(hash);
+  const piped = pipeline(stages);
+  const stored = (async () => {
+    const [storing, streaming] = await Promise.allSettled([
+      storage.putStream(key, hash, { contentType: 'application/octet-stream' }),
+      piped,
+    ]);
+    if (storing.status === 'rejected' || streaming.status === 'rejected') {
+      zstd.kill();
+      throw storing.status === 'rejected'
+        ? storing.reason
+        : (streaming as PromiseRejectedResult).reason;
+    }
+    return { bytes: hash.bytes, sha256: hash.digest() };
+  })();
+  return { pack, stored };
+}
+
+/** Adds one entry of `size` bytes to the tar, returning the SHA-256 of what `body` gave. */
+export async function addEntry(
+  pack: tar.Pack,
+  entry: { name: string; size: number; mtime: Date },
+  body: Readable,
+): Promise<string> {
+  const hash = createHash('sha256');
+  let sink!: ReturnType<tar.Pack['entry']>;
+  const done = new Promise<void>((resolve, reject) => {
+    sink = pack.entry(
+      { name: entry.name, size: entry.size, mtime: entry.mtime, mode: 0o644, type: 'file' },
+      (error) => (error ? reject(error) : resolve()),
+    );
+  });
+  done.catch(() => undefined);
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    if (!sink.write(chunk)) await once(sink, 'drain');
+  }
+  sink.end(undefined);
+  await done;
+  return hash.digest('hex');
+}
+
+/**
+ * Reads an archive back: checks its SHA-256 and size on the way, decrypts and decompresses it,
+ * and hands each tar entry to `onEntry`, which must consume the entry's stream.
+ */
+export async function readArchive(
+  storage: Storage,
+  archive: { key: string; bytes: number; sha256: string; encrypted: boolean },
+  options: { zstdPath: string; identities: string[]; passphrase?: string },
+  onEntry: (name: string, body: Readable) => Promise<void>,
+): Promise<void> {
+  const zstd = toolStage(options.zstdPath, ['-q', '-d', '-c'], 'zstd -d');
+  const hash = new HashCounter();
+  const stages: (Readable | Duplex | Transform)[] = [await storage.getStream(archive.key), hash];
+  if (archive.encrypted) {
+    stages.push(
+      createDecryptStream({ identities: options.identities, passphrase: options.passphrase }),
+    );
+  }
+  stages.push(zstd.stream);
+  const extract = tar.extract();
+  const decoding = pipeline([...stages, extract as unknown as NodeJS.WritableStream]);
+  try {
+    const entries = (async () => {
+      for await (const entry of extract) {
+        await onEntry(entry.header.name, Readable.from(entry));
+      }
+    })();
+    await Promise.all([decoding, entries]);
+    await zstd.finished();
+  } catch (error) {
+    zstd.kill();
+    throw error;
+  }
+  if (hash.bytes !== archive.bytes || hash.digest() !== archive.sha256) {
+    throw new Error(
+      `The archive ${storage.location(archive.key)} does not match its manifest: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}.`,
+    );
+  }
+}
