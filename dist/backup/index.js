@@ -48906,7 +48906,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3544:
+/***/ 4158:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -48987,6 +48987,24 @@ function runsPrefix(name, action) {
 function runKey(name, action, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
     const time = at.toISOString().replace(/[-:]/g, '');
     return `${runsPrefix(name, action)}${time}-${random()}.json`;
+}
+/** `<name>/exports/<backup-id>/`: tables of a backup exported as files (see extract/export.ts). */
+function exportsPrefix(name, id) {
+    return `${name}/exports/${id}/`;
+}
+/** `public.rental.csv.zst.age`: one exported table, compressed with zstd (and encrypted with age). */
+function exportObjectName(schema, table, format, encrypted) {
+    return `${schema}.${table}.${format}.zst${encrypted ? '.age' : ''}`;
+}
+/** `<name>/files/`: the file backups of a catalog name, beside its database backups. */
+function fileBackupsPrefix(name) {
+    return `${name}/files/`;
+}
+function fileBackupPrefix(name, id) {
+    return `${fileBackupsPrefix(name)}${id}/`;
+}
+function fileManifestKey(name, id) {
+    return `${fileBackupPrefix(name, id)}manifest.json`;
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
@@ -49246,7 +49264,7 @@ async function lastStoredBackup(storage, name) {
 async function selectBackup(storage, name, backupId) {
     if (backupId) {
         if (!isBackupId(backupId)) {
-            throw new ConfigurationError(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
+            throw new OptionError('backup-id', (w) => `${w.option('backup-id')} must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
         }
         const manifest = await readManifest(storage, name, backupId);
         if (!manifest) {
@@ -49324,7 +49342,7 @@ async function appendVerificationRecord(storage, record) {
 async function resolveName(storage, name) {
     if (name) {
         if (!isCatalogName(name)) {
-            throw new ConfigurationError(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+            throw new OptionError('name', (w) => `${w.option('name')} must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
         return name;
     }
@@ -49337,1059 +49355,8 @@ async function resolveName(storage, name) {
     throw new ConfigurationError(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
 }
 
-;// CONCATENATED MODULE: ./lib/core/streams.js
-
-
-
-/** Passes bytes through while computing their SHA-256 and count. */
-class HashCounter extends external_node_stream_.Transform {
-    hash = (0,external_node_crypto_.createHash)('sha256');
-    beforeEnd;
-    bytes = 0;
-    digestValue;
-    constructor(options = {}) {
-        super({ readableHighWaterMark: options.highWaterMark });
-        this.beforeEnd = options.beforeEnd;
-    }
-    _transform(chunk, _enc, callback) {
-        this.hash.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        if (!this.beforeEnd)
-            return callback();
-        this.beforeEnd().then(() => callback(), (error) => callback(error));
-    }
-    /** The hex digest; valid once the stream has ended. */
-    digest() {
-        this.digestValue ??= this.hash.digest('hex');
-        return this.digestValue;
-    }
-}
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
-}
-/**
- * A whole number with commas between groups of three digits (1,234,567), as `en-US` prints it,
- * without `toLocaleString`: its first call loads ICU data, some 15 ms at the end of a backup.
- */
-function formatCount(value) {
-    const digits = String(Math.abs(Math.trunc(value)));
-    const grouped = digits.replace(/\B(?=(\d{3})+$)/g, ',');
-    return value < 0 ? `-${grouped}` : grouped;
-}
-/** MB/s (decimal megabytes, as tools print rates). */
-function rate(bytes, seconds) {
-    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
-}
-/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
-class Progress {
-    logger;
-    label;
-    bytes;
-    timer;
-    started = Date.now();
-    constructor(logger, label, bytes, intervalMs = 5000) {
-        this.logger = logger;
-        this.label = label;
-        this.bytes = bytes;
-        if (intervalMs > 0) {
-            this.timer = setInterval(() => this.report(), intervalMs);
-            this.timer.unref();
-        }
-    }
-    elapsedSeconds() {
-        return (Date.now() - this.started) / 1000;
-    }
-    report() {
-        const seconds = this.elapsedSeconds();
-        const b = this.bytes();
-        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
-    }
-    stop() {
-        if (this.timer)
-            clearInterval(this.timer);
-        this.timer = undefined;
-    }
-}
-/**
- * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
- * processor still being made (a promise) is awaited before the first chunk.
- */
-function processingStream(processor, highWaterMark) {
-    let ready;
-    const pass = (stream, step, callback) => {
-        try {
-            for (const b of step())
-                stream.push(b);
-            callback();
-        }
-        catch (error) {
-            callback((0,errors/* asError */.zR)(error));
-        }
-    };
-    return new external_node_stream_.Transform({
-        readableHighWaterMark: highWaterMark,
-        writableHighWaterMark: highWaterMark,
-        construct(callback) {
-            Promise.resolve(processor).then((made) => {
-                ready = made;
-                callback();
-            }, (error) => callback((0,errors/* asError */.zR)(error)));
-        },
-        transform(chunk, _encoding, callback) {
-            pass(this, () => ready.update(chunk), callback);
-        },
-        flush(callback) {
-            pass(this, () => ready.final(), callback);
-        },
-    });
-}
-
-;// CONCATENATED MODULE: ./lib/crypto/bech32.js
-/**
- * Bech32 (BIP 173) as age uses it for its keys: the original Bech32 checksum (not Bech32m) and no
- * 90-character length limit. Strings must be all lowercase or all uppercase.
- */
-const CHARSET = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
-const GENERATOR = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
-const CHARSET_INDEX = new Map([...CHARSET].map((c, i) => [c, i]));
-function polymod(values) {
-    let chk = 1;
-    for (const v of values) {
-        const top = chk >>> 25;
-        chk = (((chk & 0x1ffffff) << 5) ^ v) >>> 0;
-        for (let i = 0; i < 5; i++) {
-            if ((top >>> i) & 1)
-                chk = (chk ^ GENERATOR[i]) >>> 0;
-        }
-    }
-    return chk;
-}
-function hrpExpand(hrp) {
-    const out = [];
-    for (let i = 0; i < hrp.length; i++)
-        out.push(hrp.charCodeAt(i) >>> 5);
-    out.push(0);
-    for (let i = 0; i < hrp.length; i++)
-        out.push(hrp.charCodeAt(i) & 31);
-    return out;
-}
-function convertBits(data, from, to, pad) {
-    let acc = 0;
-    let bits = 0;
-    const out = [];
-    const maxv = (1 << to) - 1;
-    for (let i = 0; i < data.length; i++) {
-        const value = data[i];
-        if (value >>> from !== 0)
-            throw new Error('invalid data range');
-        acc = (acc << from) | value;
-        bits += from;
-        while (bits >= to) {
-            bits -= to;
-            out.push((acc >>> bits) & maxv);
-        }
-        acc &= (1 << bits) - 1;
-    }
-    if (pad) {
-        if (bits > 0)
-            out.push((acc << (to - bits)) & maxv);
-    }
-    else if (bits >= from) {
-        throw new Error('illegal zero padding');
-    }
-    else if (acc !== 0) {
-        throw new Error('non-zero padding');
-    }
-    return out;
-}
-/** Encodes bytes with the given human-readable part; the result has the case of `hrp`. */
-function bech32_bech32Encode(hrp, data) {
-    const lower = hrp.toLowerCase();
-    const upper = hrp === hrp.toUpperCase() && hrp !== lower;
-    const values = convertBits(data, 8, 5, true);
-    const mod = polymod([...hrpExpand(lower), ...values, 0, 0, 0, 0, 0, 0]) ^ 1;
-    let out = `${lower}1`;
-    for (const v of values)
-        out += CHARSET[v];
-    for (let i = 0; i < 6; i++)
-        out += CHARSET[(mod >>> (5 * (5 - i))) & 31];
-    return upper ? out.toUpperCase() : out;
-}
-/**
- * Decodes a Bech32 string. The returned `hrp` is lowercase. Throws a plain Error whose message never
- * contains the input (callers decode secrets with it).
- */
-function bech32_bech32Decode(text) {
-    if (text.length < 8)
-        throw new Error('too short');
-    const lower = text.toLowerCase();
-    if (text !== lower && text !== text.toUpperCase())
-        throw new Error('mixed case');
-    for (let i = 0; i < lower.length; i++) {
-        const c = lower.charCodeAt(i);
-        if (c < 33 || c > 126)
-            throw new Error('invalid character');
-    }
-    const sep = lower.lastIndexOf('1');
-    if (sep < 1 || sep + 7 > lower.length)
-        throw new Error('invalid separator position');
-    const hrp = lower.slice(0, sep);
-    const values = [];
-    for (const c of lower.slice(sep + 1)) {
-        const v = CHARSET_INDEX.get(c);
-        if (v === undefined)
-            throw new Error('invalid character');
-        values.push(v);
-    }
-    if (polymod([...hrpExpand(hrp), ...values]) !== 1)
-        throw new Error('invalid checksum');
-    return { hrp, data: Buffer.from(convertBits(values.slice(0, -6), 5, 8, false)) };
-}
-
-;// CONCATENATED MODULE: ./lib/crypto/age.js
-/**
- * The age v1 file format (https://age-encryption.org/v1) as Node streams, built on node:crypto
- * only: X25519 and scrypt recipients, HKDF-SHA256, HMAC-SHA256 and the ChaCha20-Poly1305 STREAM
- * payload in 64 KiB chunks. Output is the binary format; files interoperate with the `age` CLI.
- */
-
-
-
-
-
-/** Every failure to decrypt an age file. Messages name the cause and never contain key material. */
-class AgeError extends Error {
-    failure;
-    constructor(message, failure) {
-        super(message);
-        this.failure = failure;
-        this.name = 'AgeError';
-    }
-}
-const INTRO = 'age-encryption.org/v1\n';
-const INTRO_BYTES = Buffer.from(INTRO, 'latin1');
-const VERSION_PREFIX = Buffer.from('age-encryption.org/', 'latin1');
-const ARMOR_BEGIN = Buffer.from('-----BEGIN AGE ENCRYPTED FILE-----', 'latin1');
-const MAC_LINE_MARKER = Buffer.from('\n---', 'latin1');
-const CHUNK_SIZE = 64 * 1024;
-const TAG_SIZE = 16;
-const ENCRYPTED_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE;
-const FILE_KEY_SIZE = 16;
-const NONCE_SIZE = 16;
-const COLUMNS_PER_LINE = 64;
-const BYTES_PER_LINE = (COLUMNS_PER_LINE / 4) * 3;
-/** Headers larger than this are rejected instead of buffered (about 10,000 X25519 recipients). */
-const MAX_HEADER_SIZE = 1024 * 1024;
-/** Longer than any valid MAC line (48 bytes): a stray "\n---" is not waited on forever. */
-const MAX_MAC_LINE = 128;
-const X25519_LABEL = 'age-encryption.org/v1/X25519';
-const SCRYPT_LABEL = 'age-encryption.org/v1/scrypt';
-const IDENTITY_HRP = 'AGE-SECRET-KEY-';
-const RECIPIENT_HRP = 'age';
-const DEFAULT_SCRYPT_WORK_FACTOR = 18;
-/** The age CLI refuses to decrypt above this work factor by default; so do we. */
-const MAX_SCRYPT_WORK_FACTOR = 22;
-const STREAM_HIGH_WATER_MARK = 4 * ENCRYPTED_CHUNK_SIZE;
-const ZERO_NONCE = Buffer.alloc(12);
-const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
-/** 2^48 chunks of 64 KiB is far beyond any real file; the nonce counter is written in 6 bytes. */
-const MAX_CHUNKS = 2 ** 48;
-// ---------------------------------------------------------------------------------------------
-// Primitives
-function hkdf(ikm, salt, info) {
-    return Buffer.from(external_node_crypto_.hkdfSync('sha256', ikm, salt, info, 32));
-}
-function aeadSeal(key, nonce, plaintext) {
-    const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', key, nonce, {
-        authTagLength: TAG_SIZE,
-    });
-    const body = cipher.update(plaintext);
-    cipher.final();
-    return Buffer.concat([body, cipher.getAuthTag()]);
-}
-/** Decrypts `sealed` (ciphertext followed by the tag); null when authentication fails. */
-function aeadOpen(key, nonce, sealed) {
-    if (sealed.length < TAG_SIZE)
-        return null;
-    const decipher = external_node_crypto_.createDecipheriv('chacha20-poly1305', key, nonce, {
-        authTagLength: TAG_SIZE,
-    });
-    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_SIZE));
-    const out = decipher.update(sealed.subarray(0, sealed.length - TAG_SIZE));
-    try {
-        decipher.final();
-    }
-    catch {
-        return null;
-    }
-    return out;
-}
-function x25519PrivateKey(secret) {
-    return crypto.createPrivateKey({
-        key: Buffer.concat([PKCS8_X25519_PREFIX, secret]),
-        format: 'der',
-        type: 'pkcs8',
-    });
-}
-function x25519PublicKey(point) {
-    return external_node_crypto_.createPublicKey({
-        key: Buffer.concat([SPKI_X25519_PREFIX, point]),
-        format: 'der',
-        type: 'spki',
-    });
-}
-/** The raw 32-byte public key of a public or private X25519 key. */
-function rawPublicKey(key) {
-    const publicKey = key.type === 'private' ? external_node_crypto_.createPublicKey(key) : key;
-    const der = publicKey.export({ format: 'der', type: 'spki' });
-    return Buffer.from(der.subarray(der.length - 32));
-}
-/** X25519 shared secret, or null when it is all zeros (a low-order point). */
-function x25519(privateKey, publicKey) {
-    try {
-        const shared = external_node_crypto_.diffieHellman({ privateKey, publicKey });
-        return shared.every((b) => b === 0) ? null : shared;
-    }
-    catch {
-        return null;
-    }
-}
-function scryptKey(passphrase, salt, workFactor) {
-    const N = 2 ** workFactor;
-    const r = 8;
-    const p = 1;
-    const maxmem = 128 * r * (N + p + 2) + 1024 * 1024;
-    return new Promise((resolve, reject) => {
-        external_node_crypto_.scrypt(Buffer.from(passphrase, 'utf8'), Buffer.concat([Buffer.from(SCRYPT_LABEL, 'latin1'), salt]), 32, { N, r, p, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
-    });
-}
-function b64Encode(data) {
-    return data.toString('base64').replace(/=+$/, '');
-}
-/** Strict unpadded standard base64, as age requires (canonical, no padding, no whitespace). */
-function b64Decode(text) {
-    if (!/^[A-Za-z0-9+/]*$/.test(text) || text.length % 4 === 1)
-        return null;
-    const data = Buffer.from(text, 'base64');
-    return b64Encode(data) === text ? data : null;
-}
-// ---------------------------------------------------------------------------------------------
-// Keys
-function decodeRecipient(recipient) {
-    try {
-        const { hrp, data } = bech32_bech32Decode(recipient);
-        return hrp === RECIPIENT_HRP && data.length === 32 ? data : null;
-    }
-    catch {
-        return null;
-    }
-}
-function decodeIdentity(identity) {
-    try {
-        const { hrp, data } = bech32Decode(identity);
-        return hrp === IDENTITY_HRP.toLowerCase() && data.length === 32 ? data : null;
-    }
-    catch {
-        return null;
-    }
-}
-/**
- * Whether a value may be a secret key, however mistyped: `AGE-SECRET-KEY-1…`, `AGE_SECRET_KEY_1…`,
- * `age secret key 1…`, or an age plugin identity. Only to word the error better: no error
- * message shows a recipient or identity value of any kind.
- */
-function mayBeSecretKey(value) {
-    const letters = value.toUpperCase().replace(/[^A-Z0-9]/g, '');
-    return letters.includes('SECRETKEY') || letters.startsWith('AGEPLUGIN');
-}
-/** What is wrong with a recipient value, in words that never include the value. */
-function recipientProblem(value) {
-    if (mayBeSecretKey(value)) {
-        return ('this looks like an age secret key (identity), not a recipient: give its public key ' +
-            '(age1..., as age-keygen -y prints it), and rotate the secret key if it was exposed');
-    }
-    if (/^(ssh-|ecdsa-)/i.test(value)) {
-        return 'SSH keys are not supported, only age X25519 recipients (age1...)';
-    }
-    if (/^age1pq1/i.test(value))
-        return 'post-quantum hybrid recipients are not supported';
-    if (/^age1[a-z0-9]+1/.test(value))
-        return 'age plugin recipients are not supported';
-    if (/^age1/i.test(value)) {
-        return 'not a valid age X25519 recipient: a character is wrong, missing or extra (its checksum does not match)';
-    }
-    return 'not an age X25519 recipient (age1...)';
-}
-/** What is wrong with an identity value, in words that never include the value. */
-function identityProblem(value) {
-    if (/^age1/i.test(value))
-        return 'this is a public key (recipient), not an identity';
-    if (/^AGE-SECRET-KEY-PQ-/i.test(value)) {
-        return 'post-quantum hybrid identities are not supported';
-    }
-    if (/^AGE-PLUGIN-/i.test(value))
-        return 'age plugin identities are not supported';
-    if (/^-----BEGIN/.test(value) || /^(ssh-|ecdsa-)/i.test(value)) {
-        return 'SSH keys are not supported, only age X25519 identities';
-    }
-    return 'not a valid age X25519 identity (AGE-SECRET-KEY-1...)';
-}
-function recipientKey(recipient, index) {
-    const value = recipient.trim();
-    const raw = decodeRecipient(value);
-    if (!raw) {
-        throw new errors/* ConfigurationError */.j1(`age recipient ${index + 1}: ${recipientProblem(value)}`);
-    }
-    return raw;
-}
-function identitySecret(identity, where) {
-    const value = identity.trim();
-    const raw = decodeIdentity(value);
-    if (!raw) {
-        throw new ConfigurationError(`invalid age identity ${where}: ${identityProblem(value)}`);
-    }
-    return raw;
-}
-/** A new X25519 key pair in the age-keygen encodings. */
-function generateIdentity() {
-    const secret = crypto.randomBytes(32);
-    return {
-        identity: bech32Encode(IDENTITY_HRP, secret),
-        recipient: bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret))),
-    };
-}
-/** The recipient (public key) of an identity, as `age-keygen -y` prints it. */
-function identityToRecipient(identity) {
-    const secret = identitySecret(identity, 'given');
-    return bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret)));
-}
-/** The items of a recipients text, with where each one is (1-based). */
-function recipientItems(text) {
-    const out = [];
-    text.split(/\r?\n/).forEach((raw, i) => {
-        const line = raw.trim();
-        if (line === '' || line.startsWith('#'))
-            return;
-        const items = line
-            .split(',')
-            .map((item) => item.trim())
-            .filter((item) => item !== '');
-        items.forEach((value, j) => out.push({ value, line: i + 1, item: items.length > 1 ? j + 1 : undefined }));
-    });
-    return out;
-}
-/**
- * Recipients from text: one `age1...` per line or several separated by commas; lines starting with
- * '#' and blank lines are ignored; duplicates are dropped. May return an empty list. Errors name
- * the line (and the item on a line of several) and what is wrong, never the value: a secret key
- * pasted here by mistake must not reach a log.
- */
-function parseRecipients(text) {
-    const out = [];
-    for (const { value, line, item } of recipientItems(text)) {
-        if (!decodeRecipient(value)) {
-            const where = item === undefined ? `line ${line}` : `line ${line}, item ${item}`;
-            throw new errors/* ConfigurationError */.j1(`age recipients, ${where}: ${recipientProblem(value)}`);
-        }
-        if (!out.includes(value))
-            out.push(value);
-    }
-    return out;
-}
-/**
- * The values of a recipients text that are not recipients, each whole and each of its words of
- * 20 characters or more: front doors mask them in their logs, as they may be secret keys.
- */
-function invalidRecipientValues(text) {
-    const out = new Set();
-    for (const { value } of recipientItems(text)) {
-        if (decodeRecipient(value))
-            continue;
-        out.add(value);
-        for (const word of value.split(/\s+/))
-            if (word.length >= 20)
-                out.add(word);
-    }
-    return [...out];
-}
-/**
- * Identities from text in the age-keygen file format: `AGE-SECRET-KEY-1...` lines, with '#'
- * comment lines and blank lines ignored. Errors name the line number, never its content. May
- * return an empty list.
- */
-function parseIdentities(text) {
-    const out = [];
-    const lines = text.split(/\r?\n/);
-    for (let i = 0; i < lines.length; i++) {
-        const line = lines[i].trim();
-        if (line === '' || line.startsWith('#'))
-            continue;
-        if (!decodeIdentity(line)) {
-            throw new ConfigurationError(`age identities, line ${i + 1}: ${identityProblem(line)}`);
-        }
-        if (!out.includes(line))
-            out.push(line);
-    }
-    return out;
-}
-function formatStanza(stanza) {
-    let text = `-> ${[stanza.type, ...stanza.args].join(' ')}\n`;
-    const encoded = b64Encode(stanza.body);
-    for (let i = 0; i <= encoded.length; i += COLUMNS_PER_LINE) {
-        text += `${encoded.slice(i, i + COLUMNS_PER_LINE)}\n`;
-    }
-    return text;
-}
-function headerMac(fileKey, headerUpToDashes) {
-    return external_node_crypto_.createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
-        .update(headerUpToDashes)
-        .digest();
-}
-function isArgument(text) {
-    return text.length > 0 && /^[\x21-\x7e]+$/.test(text);
-}
-function malformed(line, reason) {
-    return new AgeError(`the age header is malformed (line ${line}): ${reason}`, 'header');
-}
-/** Parses a complete header (intro line through the MAC line, excluding the final newline). */
-function parseHeader(text) {
-    const lines = text.split('\n');
-    const stanzas = [];
-    let offset = lines[0].length + 1;
-    let i = 1;
-    while (i < lines.length) {
-        const line = lines[i];
-        if (line.startsWith('---')) {
-            const parts = line.split(' ');
-            const mac = parts.length === 2 && parts[0] === '---' ? b64Decode(parts[1]) : null;
-            if (!mac || mac.length !== 32 || i !== lines.length - 1) {
-                throw malformed(i + 1, 'invalid closing (MAC) line');
-            }
-            if (stanzas.length === 0)
-                throw malformed(i + 1, 'the header has no recipient stanza');
-            return { stanzas, mac, macInputLength: offset + 3 };
-        }
-        if (!line.startsWith('->'))
-            throw malformed(i + 1, 'unexpected line');
-        const parts = line.split(' ');
-        if (parts[0] !== '->' || parts.length < 2 || !parts.slice(1).every(isArgument)) {
-            throw malformed(i + 1, 'invalid stanza line');
-        }
-        offset += line.length + 1;
-        i++;
-        const chunks = [];
-        for (;;) {
-            if (i >= lines.length)
-                throw malformed(i, 'stanza body is not terminated');
-            const bodyLine = lines[i];
-            const decoded = b64Decode(bodyLine);
-            if (!decoded || bodyLine.length > COLUMNS_PER_LINE) {
-                throw malformed(i + 1, bodyLine.startsWith('-')
-                    ? 'stanza ended without a short body line'
-                    : 'invalid stanza body line');
-            }
-            chunks.push(decoded);
-            offset += bodyLine.length + 1;
-            i++;
-            if (decoded.length < BYTES_PER_LINE)
-                break;
-        }
-        stanzas.push({ type: parts[1], args: parts.slice(2), body: Buffer.concat(chunks) });
-    }
-    throw malformed(lines.length, 'missing closing (MAC) line');
-}
-/** Why a buffer that does not start with the age intro line is not readable; null to wait. */
-function classifyBadStart(data, final) {
-    const starts = (prefix) => data
-        .subarray(0, Math.min(data.length, prefix.length))
-        .equals(prefix.subarray(0, Math.min(data.length, prefix.length)));
-    if (data.length >= VERSION_PREFIX.length && starts(VERSION_PREFIX)) {
-        const end = data.indexOf(0x0a);
-        const line = data
-            .subarray(0, end < 0 ? Math.min(data.length, 64) : Math.min(end, 64))
-            .toString('latin1')
-            .replace(/[^\x20-\x7e]/g, '?');
-        return new AgeError(`unsupported age format version: the file starts with "${line}"`, 'header');
-    }
-    if (starts(ARMOR_BEGIN)) {
-        if (data.length >= ARMOR_BEGIN.length) {
-            return new AgeError('the input is an ASCII-armored age file; only the binary age format is supported', 'unsupported');
-        }
-        if (!final)
-            return null;
-    }
-    return new AgeError('the input is not an age encrypted file (it does not start with "age-encryption.org/v1")', 'header');
-}
-// ---------------------------------------------------------------------------------------------
-// Buffering
-/** A FIFO of buffers from which fixed-size pieces are taken without copying where possible. */
-class ByteQueue {
-    parts = [];
-    first = 0;
-    offset = 0;
-    length = 0;
-    push(data) {
-        if (data.length === 0)
-            return;
-        this.parts.push(data);
-        this.length += data.length;
-    }
-    /** Removes the first n bytes: a view when they lie in one buffer, else a copy in `scratch`. */
-    take(n, scratch) {
-        const head = this.parts[this.first];
-        if (head.length - this.offset >= n) {
-            const view = head.subarray(this.offset, this.offset + n);
-            this.advance(n);
-            return view;
-        }
-        let filled = 0;
-        while (filled < n) {
-            const part = this.parts[this.first];
-            const count = Math.min(part.length - this.offset, n - filled);
-            part.copy(scratch, filled, this.offset, this.offset + count);
-            filled += count;
-            this.advance(count);
-        }
-        return scratch.subarray(0, n);
-    }
-    advance(n) {
-        this.offset += n;
-        this.length -= n;
-        if (this.offset === this.parts[this.first].length) {
-            this.first++;
-            this.offset = 0;
-            if (this.first === this.parts.length) {
-                this.parts = [];
-                this.first = 0;
-            }
-            else if (this.first >= 1024) {
-                this.parts = this.parts.slice(this.first);
-                this.first = 0;
-            }
-        }
-    }
-}
-function chunkNonce(nonce, counter, last) {
-    if (counter >= MAX_CHUNKS)
-        throw new AgeError('the age payload has too many chunks', 'payload');
-    nonce.fill(0);
-    nonce.writeUIntBE(counter, 5, 6);
-    nonce[11] = last ? 1 : 0;
-    return nonce;
-}
-/** Validates encryption options; throws ConfigurationError before any stream exists. */
-function encryptConfig(options) {
-    const recipients = options.recipients ?? [];
-    const passphrase = options.passphrase;
-    if (passphrase !== undefined && recipients.length > 0) {
-        throw new errors/* ConfigurationError */.j1('age files can have either public-key recipients or one passphrase, not both: ' +
-            'give only age recipients or only a passphrase');
-    }
-    if (passphrase === undefined && recipients.length === 0) {
-        throw new errors/* ConfigurationError */.j1('age encryption needs at least one recipient or a passphrase');
-    }
-    if (passphrase !== undefined && passphrase.length === 0) {
-        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
-    }
-    const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
-    if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
-        throw new errors/* ConfigurationError */.j1(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
-    }
-    return { recipientKeys: recipients.map((r, i) => recipientKey(r, i)), passphrase, workFactor };
-}
-/** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
-async function encryptionKeys(config) {
-    const fileKey = external_node_crypto_.randomBytes(FILE_KEY_SIZE);
-    const stanzas = [];
-    if (config.passphrase !== undefined) {
-        const salt = external_node_crypto_.randomBytes(16);
-        const key = await scryptKey(config.passphrase, salt, config.workFactor);
-        stanzas.push({
-            type: 'scrypt',
-            args: [b64Encode(salt), String(config.workFactor)],
-            body: aeadSeal(key, ZERO_NONCE, fileKey),
-        });
-    }
-    for (const recipient of config.recipientKeys) {
-        const ephemeral = external_node_crypto_.generateKeyPairSync('x25519');
-        const share = rawPublicKey(ephemeral.publicKey);
-        const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
-        if (!shared)
-            throw new errors/* ConfigurationError */.j1('an age recipient is an invalid X25519 point');
-        const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
-        stanzas.push({
-            type: 'X25519',
-            args: [b64Encode(share)],
-            body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
-        });
-    }
-    const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
-    const mac = headerMac(fileKey, upToDashes);
-    const nonce = external_node_crypto_.randomBytes(NONCE_SIZE);
-    return {
-        header: Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]),
-        payloadKey: external_node_crypto_.createSecretKey(hkdf(fileKey, nonce, 'payload')),
-    };
-}
-/**
- * Encrypts one age file, fed synchronously. Input is copied into a single 64 KiB chunk buffer
- * and never referenced once `update` returns, so callers may reuse their buffers at once;
- * each sealed chunk comes out as new buffers (ciphertext, then tag).
- */
-class AgeEncryptor {
-    payloadKey;
-    header;
-    chunk = Buffer.allocUnsafe(CHUNK_SIZE);
-    filled = 0;
-    nonce = Buffer.alloc(12);
-    counter = 0;
-    constructor(header, payloadKey) {
-        this.payloadKey = payloadKey;
-        this.header = header;
-    }
-    /** Rejects with a ConfigurationError (never echoing a secret) for invalid options. */
-    static async create(options) {
-        return AgeEncryptor.fromConfig(encryptConfig(options));
-    }
-    static async fromConfig(config) {
-        const { header, payloadKey } = await encryptionKeys(config);
-        return new AgeEncryptor(header, payloadKey);
-    }
-    /** Encrypts `data`; returns what is ready to be written (possibly nothing). */
-    update(data) {
-        const out = this.takeHeader();
-        let offset = 0;
-        while (offset < data.length) {
-            // A full chunk is sealed only once more data follows: the last chunk is marked as last.
-            if (this.filled === CHUNK_SIZE)
-                this.seal(false, out);
-            const n = data.copy(this.chunk, this.filled, offset);
-            this.filled += n;
-            offset += n;
-        }
-        return out;
-    }
-    /** Seals the last chunk; nothing may be encrypted afterwards. */
-    final() {
-        const out = this.takeHeader();
-        this.seal(true, out);
-        return out;
-    }
-    takeHeader() {
-        if (!this.header)
-            return [];
-        const out = [this.header];
-        this.header = null;
-        return out;
-    }
-    seal(last, out) {
-        const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
-        this.counter++;
-        const body = cipher.update(this.chunk.subarray(0, this.filled));
-        cipher.final();
-        this.filled = 0;
-        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
-        // every byte once more and double the garbage the collector has to catch up with.
-        out.push(body, cipher.getAuthTag());
-    }
-}
-/** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
-function createEncryptStream(options) {
-    return processingStream(AgeEncryptor.fromConfig(encryptConfig(options)), STREAM_HIGH_WATER_MARK);
-}
-/** A stream that encrypts through an encryptor that has not been used yet. */
-function encryptingStream(encryptor) {
-    return processingStream(encryptor, STREAM_HIGH_WATER_MARK);
-}
-/** Validates decryption options; throws ConfigurationError (never echoing a secret). */
-function decryptConfig(options) {
-    const identities = options.identities ?? [];
-    if (identities.length === 0 && options.passphrase === undefined) {
-        throw new ConfigurationError('age decryption needs an identity or a passphrase');
-    }
-    if (options.passphrase !== undefined && options.passphrase.length === 0) {
-        throw new ConfigurationError('the age passphrase is empty');
-    }
-    return {
-        identities: identities.map((identity, i) => {
-            const privateKey = x25519PrivateKey(identitySecret(identity, `number ${i + 1}`));
-            return { privateKey, publicKey: rawPublicKey(privateKey) };
-        }),
-        passphrase: options.passphrase,
-    };
-}
-class AgeDecryptStream extends external_node_stream_.Transform {
-    identities;
-    passphrase;
-    state = 'header';
-    /** Header bytes so far: the first input chunk itself, then an owned buffer grown by doubling. */
-    headerStore = Buffer.alloc(0);
-    headerSize = 0;
-    markerSearchFrom = 0;
-    fileKey = null;
-    payloadKey = null;
-    pending = new ByteQueue();
-    scratch = Buffer.allocUnsafe(ENCRYPTED_CHUNK_SIZE);
-    nonce = Buffer.alloc(12);
-    counter = 0;
-    constructor(config) {
-        super({
-            readableHighWaterMark: STREAM_HIGH_WATER_MARK,
-            writableHighWaterMark: STREAM_HIGH_WATER_MARK,
-        });
-        this.identities = config.identities;
-        this.passphrase = config.passphrase;
-    }
-    _transform(chunk, _encoding, callback) {
-        if (this.state !== 'header') {
-            this.consume(chunk, callback);
-            return;
-        }
-        const headerEnd = this.collectHeader(chunk);
-        if (headerEnd instanceof AgeError) {
-            callback(headerEnd);
-            return;
-        }
-        if (headerEnd < 0) {
-            callback();
-            return;
-        }
-        const header = this.headerBuffer;
-        this.headerStore = Buffer.alloc(0);
-        this.headerSize = 0;
-        this.unwrap(header.subarray(0, headerEnd)).then(() => {
-            this.state = 'nonce';
-            this.consume(header.subarray(headerEnd), callback);
-        }, (err) => callback((0,errors/* asError */.zR)(err)));
-    }
-    _flush(callback) {
-        try {
-            if (this.state === 'header') {
-                if (this.headerBuffer.length === 0) {
-                    throw new AgeError('the input is empty: it is not an age encrypted file', 'header');
-                }
-                throw (this.checkStart(true) ??
-                    new AgeError('the age file is truncated: it ends inside the header', 'header'));
-            }
-            if (this.state === 'nonce') {
-                throw new AgeError('the age file is truncated: it ends before the payload nonce', 'header');
-            }
-            this.finishPayload();
-            callback();
-        }
-        catch (err) {
-            callback(err);
-        }
-    }
-    checkStart(final) {
-        const data = this.headerBuffer;
-        const n = Math.min(data.length, INTRO_BYTES.length);
-        if (data.subarray(0, n).equals(INTRO_BYTES.subarray(0, n)))
-            return null;
-        return classifyBadStart(data, final);
-    }
-    /** Adds header bytes; returns the header length once complete, -1 to wait, or an error. */
-    get headerBuffer() {
-        return this.headerStore.subarray(0, this.headerSize);
-    }
-    appendHeader(chunk) {
-        if (this.headerSize === 0) {
-            this.headerStore = chunk;
-        }
-        else {
-            const needed = this.headerSize + chunk.length;
-            if (needed > this.headerStore.length) {
-                const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.headerStore.length, 4096));
-                this.headerStore.copy(grown, 0, 0, this.headerSize);
-                this.headerStore = grown;
-            }
-            chunk.copy(this.headerStore, this.headerSize);
-        }
-        this.headerSize += chunk.length;
-    }
-    collectHeader(chunk) {
-        this.appendHeader(chunk);
-        const data = this.headerBuffer;
-        const bad = this.checkStart(false);
-        if (bad)
-            return bad;
-        if (data.length < INTRO_BYTES.length)
-            return -1;
-        const marker = data.indexOf(MAC_LINE_MARKER, this.markerSearchFrom);
-        if (marker < 0)
-            this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
-        const newline = marker >= 0 ? data.indexOf(0x0a, marker + 1) : -1;
-        // The input length at which each outcome is known when bytes come one at a time: the size
-        // limit passed, the header's end, a MAC line too long. The earliest within the input wins,
-        // so the outcome does not depend on how the input was split into writes.
-        const tooLarge = MAX_HEADER_SIZE + 1;
-        const complete = newline >= 0 ? newline + 1 : Infinity;
-        const macTooLong = marker >= 0 ? marker + MAX_MAC_LINE + 1 : Infinity;
-        const first = Math.min(tooLarge, complete, macTooLong);
-        if (first > data.length)
-            return -1;
-        if (first === tooLarge) {
-            return new AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`, 'header');
-        }
-        if (first === complete)
-            return complete;
-        return new AgeError('the age header is malformed: invalid closing (MAC) line', 'header');
-    }
-    async unwrap(header) {
-        const { stanzas, mac, macInputLength } = parseHeader(header.subarray(0, header.length - 1).toString('latin1'));
-        const scryptStanzas = stanzas.filter((s) => s.type === 'scrypt');
-        let fileKey;
-        if (scryptStanzas.length > 0) {
-            if (stanzas.length !== 1) {
-                throw new AgeError('the age header is malformed: a passphrase (scrypt) stanza must be the only stanza', 'header');
-            }
-            fileKey = await this.unwrapScrypt(scryptStanzas[0]);
-        }
-        else {
-            fileKey = this.unwrapX25519(stanzas);
-        }
-        const expected = headerMac(fileKey, header.subarray(0, macInputLength));
-        if (!external_node_crypto_.timingSafeEqual(expected, mac)) {
-            throw new AgeError('the age header MAC does not match: the header was modified (tampered with or corrupted)', 'hmac');
-        }
-        this.fileKey = fileKey;
-    }
-    async unwrapScrypt(stanza) {
-        if (this.passphrase === undefined) {
-            throw new AgeError('this backup is encrypted with a passphrase, but no passphrase was given to decrypt it', 'no match');
-        }
-        const salt = stanza.args.length === 2 ? b64Decode(stanza.args[0]) : null;
-        if (!salt || salt.length !== 16 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
-            throw new AgeError('the age header is malformed: invalid passphrase (scrypt) stanza', 'header');
-        }
-        if (!/^[1-9][0-9]?$/.test(stanza.args[1])) {
-            throw new AgeError('the age header is malformed: invalid scrypt work factor', 'header');
-        }
-        const workFactor = Number(stanza.args[1]);
-        if (workFactor > MAX_SCRYPT_WORK_FACTOR) {
-            throw new AgeError(`the scrypt work factor of this file (${workFactor}) is above the limit of ${MAX_SCRYPT_WORK_FACTOR}`, 'header');
-        }
-        const key = await scryptKey(this.passphrase, salt, workFactor);
-        const fileKey = aeadOpen(key, ZERO_NONCE, stanza.body);
-        if (!fileKey) {
-            throw new AgeError('the passphrase is wrong: it does not decrypt this backup', 'no match');
-        }
-        return fileKey;
-    }
-    unwrapX25519(stanzas) {
-        const x25519Stanzas = stanzas.filter((s) => s.type === 'X25519');
-        const parsed = x25519Stanzas.map((stanza) => {
-            const share = stanza.args.length === 1 ? b64Decode(stanza.args[0]) : null;
-            if (!share || share.length !== 32 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
-                throw new AgeError('the age header is malformed: invalid X25519 stanza', 'header');
-            }
-            return { share, shareKey: x25519PublicKey(share), body: stanza.body };
-        });
-        for (const identity of this.identities) {
-            for (const stanza of parsed) {
-                const shared = x25519(identity.privateKey, stanza.shareKey);
-                if (!shared) {
-                    throw new AgeError('the age header is malformed: invalid X25519 share', 'header');
-                }
-                const wrapKey = hkdf(shared, Buffer.concat([stanza.share, identity.publicKey]), X25519_LABEL);
-                const fileKey = aeadOpen(wrapKey, ZERO_NONCE, stanza.body);
-                if (fileKey)
-                    return fileKey;
-            }
-        }
-        if (this.identities.length === 0) {
-            throw new AgeError('this backup is encrypted to age public keys, not with a passphrase: give its age identity', 'no match');
-        }
-        throw new AgeError('the age identity given does not match any recipient of this backup', 'no match');
-    }
-    consume(data, callback) {
-        try {
-            this.pending.push(data);
-            if (this.state === 'nonce') {
-                if (this.pending.length < NONCE_SIZE) {
-                    callback();
-                    return;
-                }
-                const nonce = Buffer.from(this.pending.take(NONCE_SIZE, this.scratch));
-                this.payloadKey = external_node_crypto_.createSecretKey(hkdf(this.fileKey, nonce, 'payload'));
-                this.fileKey = null;
-                this.state = 'payload';
-            }
-            while (this.pending.length > ENCRYPTED_CHUNK_SIZE) {
-                this.openMiddleChunk(this.pending.take(ENCRYPTED_CHUNK_SIZE, this.scratch));
-            }
-            callback();
-        }
-        catch (err) {
-            callback(err);
-        }
-    }
-    open(sealed, last) {
-        return aeadOpen(this.payloadKey, chunkNonce(this.nonce, this.counter, last), sealed);
-    }
-    /**
-     * A full chunk with more data after it. Like the reference implementation, a chunk that
-     * authenticates is released before a failure that follows it: the plaintext a failed file
-     * releases is what the age test vectors expect.
-     */
-    openMiddleChunk(sealed) {
-        const plaintext = this.open(sealed, false);
-        if (!plaintext) {
-            const final = this.open(sealed, true);
-            if (final) {
-                this.push(final);
-                throw new AgeError(`the age file has trailing data after the final chunk (chunk ${this.counter})`, 'payload');
-            }
-            throw new AgeError(`payload chunk ${this.counter} failed authentication: the backup data is corrupted`, 'payload');
-        }
-        this.counter++;
-        this.push(plaintext);
-    }
-    /** The rest of the input, which must be exactly the final chunk. */
-    finishPayload() {
-        const rest = this.pending.length;
-        if (rest === 0) {
-            throw new AgeError(this.counter === 0
-                ? 'the age file is truncated: it has no payload'
-                : `the age file is truncated: it ends after chunk ${this.counter - 1} without the final chunk`, 'payload');
-        }
-        if (rest < TAG_SIZE) {
-            throw new AgeError(`the age file is truncated: chunk ${this.counter} is incomplete`, 'payload');
-        }
-        const sealed = this.pending.take(rest, this.scratch);
-        const plaintext = this.open(sealed, true);
-        if (!plaintext) {
-            const middle = rest === ENCRYPTED_CHUNK_SIZE ? this.open(sealed, false) : null;
-            if (middle) {
-                this.push(middle);
-                throw new AgeError(`the age file is truncated: it ends after chunk ${this.counter} without the final chunk`, 'payload');
-            }
-            throw new AgeError(`the final payload chunk (chunk ${this.counter}) failed authentication: ` +
-                'the backup data is corrupted or the file is truncated', 'payload');
-        }
-        if (plaintext.length === 0 && this.counter > 0) {
-            throw new AgeError(`the age payload is malformed: the final chunk ${this.counter} is empty`, 'payload');
-        }
-        this.counter++;
-        this.push(plaintext);
-    }
-}
-/** A stream that turns a binary age file into its plaintext; failures are AgeError. */
-function createDecryptStream(options) {
-    return new AgeDecryptStream(decryptConfig(options));
-}
-
+// EXTERNAL MODULE: ./lib/crypto/age.js + 1 modules
+var age = __nccwpck_require__(8432);
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(1421);
 // EXTERNAL MODULE: external "node:fs"
@@ -50546,6 +49513,8 @@ class FifoReader extends external_node_stream_.Readable {
 
 // EXTERNAL MODULE: ./lib/core/process.js
 var core_process = __nccwpck_require__(9566);
+// EXTERNAL MODULE: ./lib/core/streams.js
+var streams = __nccwpck_require__(8058);
 // EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
 var connection = __nccwpck_require__(9722);
 ;// CONCATENATED MODULE: ./lib/postgres/inventory.js
@@ -51595,7 +50564,199 @@ class HeadReader {
     }
 }
 
+;// CONCATENATED MODULE: ./lib/storage/fanout.js
+
+
+/**
+ * A sink that streams one body to several stores at once. Each chunk is handed by reference to
+ * every store still writing, and the next one is taken only when all of them took it: the
+ * slowest store sets the pace and no store buffers more than its own stream's high-water mark
+ * ahead. A store that fails drops out (its putStream aborts its own partial upload) and the
+ * others go on; the sink fails only when none is left.
+ *
+ * The bodies end only once `commit` resolves (the producers exited cleanly); when it rejects,
+ * every body is destroyed with its error, so no store completes an upload of a broken stream.
+ */
+class FanOut extends external_node_stream_.Writable {
+    commit;
+    /** One entry per store, in order, once the sink has finished or failed. */
+    results;
+    /** Why `commit` rejected, once it did: the reason no store completed its upload. */
+    commitError;
+    live = new Set();
+    constructor(stores, key, commit, options = {}) {
+        super({ highWaterMark: 1 << 20 });
+        this.commit = commit;
+        this.results = Promise.all(stores.map((store) => this.upload(store, key, options)));
+    }
+    async upload(store, key, options) {
+        const body = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
+        body.on('error', () => undefined);
+        this.live.add(body);
+        try {
+            const { bytes } = await store.putStream(key, body, options);
+            return { ok: true, bytes };
+        }
+        catch (error) {
+            return { ok: false, error: (0,errors/* asError */.zR)(error) };
+        }
+        finally {
+            this.drop(body);
+        }
+    }
+    drop(body) {
+        this.live.delete(body);
+        if (!body.destroyed)
+            body.destroy();
+        body.emit('dropped');
+    }
+    _write(chunk, _encoding, callback) {
+        if (this.live.size === 0)
+            return callback(new Error('every store failed'));
+        Promise.all([...this.live].map((body) => writeOrDrop(body, chunk))).then(() => callback());
+    }
+    _final(callback) {
+        this.commit.then(() => {
+            for (const body of this.live)
+                body.end();
+            callback();
+        }, (error) => {
+            this.commitError = (0,errors/* asError */.zR)(error);
+            for (const body of this.live)
+                body.destroy(this.commitError);
+            callback(this.commitError);
+        });
+    }
+    _destroy(error, callback) {
+        for (const body of this.live)
+            body.destroy(error ?? new Error('the body was cut off'));
+        callback(error);
+    }
+}
+/** Writes a chunk to a store's body; resolves once it has room again or the store dropped out. */
+function writeOrDrop(body, chunk) {
+    if (body.write(chunk))
+        return Promise.resolve();
+    return new Promise((resolve) => {
+        const done = () => {
+            body.off('drain', done);
+            body.off('dropped', done);
+            resolve();
+        };
+        body.on('drain', done);
+        body.on('dropped', done);
+    });
+}
+
+;// CONCATENATED MODULE: ./lib/backup/copies.js
+
+/**
+ * The copies of one backup, one per destination: which objects each holds, which failed and
+ * why. A copy that fails loses what it stored (nothing half-written is left looking complete);
+ * the others go on.
+ */
+class BackupCopies {
+    logger;
+    copies;
+    constructor(stores, logger) {
+        this.logger = logger;
+        this.copies = stores.map((storage) => ({ storage, stored: [], complete: false }));
+    }
+    /** Every destination's store, in order. */
+    get stores() {
+        return this.copies.map((c) => c.storage);
+    }
+    /** The stores still writing (none of their steps failed). */
+    get live() {
+        return this.copies.filter((c) => c.error === undefined).map((c) => c.storage);
+    }
+    /** Records the dump's upload to `stores` (in that order): stored, or failed with the cause. */
+    async recordUploads(stores, key, results, bytes) {
+        for (const [i, result] of results.entries()) {
+            const copy = this.copyOf(stores[i]);
+            if (!result.ok) {
+                await this.fail(copy, result.error);
+                continue;
+            }
+            copy.stored.push(key);
+            if (result.bytes !== bytes) {
+                await this.fail(copy, new Error(`Stored ${result.bytes} bytes but the dump produced ${bytes}; the upload is incomplete.`));
+            }
+        }
+    }
+    /**
+     * Writes `key` with `write` to every live copy at once; a copy whose write fails is failed.
+     * With `completes`, the write is the manifest: the copy is complete once it succeeded.
+     */
+    async writeEach(key, write, completes = false) {
+        const live = this.copies.filter((c) => c.error === undefined);
+        await Promise.all(live.map(async (copy) => {
+            try {
+                await write(copy.storage);
+                copy.stored.push(key);
+                copy.complete = completes;
+            }
+            catch (error) {
+                await this.fail(copy, error instanceof Error ? error : new Error((0,errors/* errorMessage */.gJ)(error)));
+            }
+        }));
+    }
+    /** Throws when no copy is still writing: the one destination's own error, or each named. */
+    assertAnyLive() {
+        if (this.live.length > 0)
+            return;
+        if (this.copies.length === 1 && this.copies[0].error)
+            throw this.copies[0].error;
+        const list = this.copies.map((c) => `${c.storage.description}: ${(0,errors/* errorMessage */.gJ)(c.error)}`);
+        throw new Error(`Every destination failed: ${list.join('; ')}`);
+    }
+    /** How many copies are complete (manifest written). */
+    get completeCount() {
+        return this.copies.filter((c) => c.complete).length;
+    }
+    /** The first failure, for a run with a single destination: its own error, as it was. */
+    get firstError() {
+        return this.copies.find((c) => c.error !== undefined)?.error;
+    }
+    /** Per destination: where the dump object is, and whether the copy is complete. */
+    report(objectKey) {
+        return this.copies.map((c) => ({
+            storage: c.storage.description,
+            location: c.storage.location(objectKey),
+            status: c.complete ? 'stored' : 'failed',
+            error: c.complete ? undefined : (0,errors/* errorMessage */.gJ)(c.error ?? 'the backup did not finish'),
+        }));
+    }
+    /** Removes the objects of every copy that is not complete (the run failed before its manifest). */
+    async removeIncomplete() {
+        await Promise.all(this.copies.filter((c) => !c.complete).map((c) => this.removeStored(c)));
+    }
+    copyOf(storage) {
+        const copy = this.copies.find((c) => c.storage === storage);
+        if (copy === undefined)
+            throw new Error(`${storage.description} is not a destination`);
+        return copy;
+    }
+    async fail(copy, error) {
+        copy.error ??= error;
+        if (this.copies.length > 1)
+            this.logger.warning(`The copy in ${copy.storage.description} failed: ${error.message}`);
+        await this.removeStored(copy);
+    }
+    /** Objects of a copy that failed after they were stored: removed, so nothing half-written is left. */
+    async removeStored(copy) {
+        if (copy.stored.length === 0)
+            return;
+        const keys = copy.stored.splice(0);
+        await copy.storage
+            .delete(keys)
+            .catch((error) => this.logger.warning(`Could not remove the partial backup objects ${keys.join(', ')} from ${copy.storage.description}: ${(0,errors/* errorMessage */.gJ)(error)}`));
+    }
+}
+
 ;// CONCATENATED MODULE: ./lib/backup/backup.js
+
+
 
 
 
@@ -51639,18 +50800,18 @@ function parseCompression(value) {
     const text = (value ?? 'auto').trim();
     const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
     if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
-        throw new errors/* ConfigurationError */.j1(`Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
+        throw new errors/* OptionError */.eR('compression', (w) => `${w.option('compression')} must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
     }
     const level = m[2] === undefined ? undefined : Number(m[2]);
     if (m[1] === 'zstd') {
         if (level !== undefined && (level < 1 || level > 19)) {
-            throw new errors/* ConfigurationError */.j1(`Input 'compression': zstd levels go from 1 to 19, got ${level}.`);
+            throw new errors/* OptionError */.eR('compression', (w) => `${w.option('compression')}: zstd levels go from 1 to 19, got ${level}.`);
         }
         return { method: 'zstd', level };
     }
     if (m[1] === 'gzip') {
         if (level !== undefined && (level < 0 || level > 9)) {
-            throw new errors/* ConfigurationError */.j1(`Input 'compression': gzip levels go from 0 to 9, got ${level}.`);
+            throw new errors/* OptionError */.eR('compression', (w) => `${w.option('compression')}: gzip levels go from 0 to 9, got ${level}.`);
         }
         return { method: 'gzip', level };
     }
@@ -51746,200 +50907,269 @@ async function previousBackup(storage, name, warnings) {
         return undefined;
     }
 }
+/** Raised when fewer destinations than required hold a complete copy; the others are reported. */
+class DestinationsError extends Error {
+    result;
+    constructor(message, 
+    /** The run as it ended: the complete copies hold the backup and its manifest. */
+    result) {
+        super(message);
+        this.result = result;
+        this.name = 'DestinationsError';
+    }
+}
 /**
- * Backs up one database: pg_dump → (zstd) → (age) → SHA-256 → storage, streamed, then the
- * manifest, written last. On any failure the upload is aborted, what was stored is removed, no
- * manifest is written, and the error says what failed (pg_dump's own text when it was pg_dump).
+ * Backs up one database: pg_dump → (zstd) → (age) → SHA-256 → every destination at once,
+ * streamed, then each destination's manifest, written last. A destination that fails loses what
+ * it stored and the others go on; the run fails with DestinationsError when fewer than
+ * `destinationsRequired` copies are complete. On any other failure every upload is aborted,
+ * what was stored is removed, no manifest is written, and the error says what failed
+ * (pg_dump's own text when it was pg_dump).
  */
 async function runBackup(options, deps) {
-    const { storage, logger, clock } = deps;
-    const started = clock.now();
     const t0 = Date.now();
-    const warnings = [];
+    const started = deps.clock.now();
     const pooler = (0,connection/* transactionPoolerHint */.zA)(options.connection);
     if (pooler)
         throw new errors/* ConfigurationError */.j1(pooler);
-    logger.info(`Connecting to ${(0,connection/* describeConnection */.If)(options.connection)}`);
-    const client = await (0,connection/* connect */.Ng)(options.connection);
-    const stored = [];
-    let snapshotOpen = false;
+    deps.logger.info(`Connecting to ${(0,connection/* describeConnection */.If)(options.connection)}`);
+    const session = { client: await (0,connection/* connect */.Ng)(options.connection), snapshotOpen: false };
+    const copies = new BackupCopies([deps.storage, ...(deps.copies ?? [])], deps.logger);
+    const warnings = [];
     try {
-        const server = await (0,connection/* serverInfo */.CR)(client);
-        logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
-        const name = options.name ?? server.database;
-        if (!keys_isCatalogName(name)) {
-            throw new errors/* ConfigurationError */.j1(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
-        }
-        // The previous backup (for the size change) is looked up while the tools are found and the
-        // snapshot is taken: on a bucket with a long history the listing takes a while.
-        const previousWarnings = [];
-        const lookup = previousBackup(storage, name, previousWarnings);
-        lookup.catch(() => undefined);
-        const tools = await deps.resolveTools(server);
-        const plan = planCompression(options.compression, tools.major, deps.zstdPath);
-        const encrypted = Boolean(options.encryption);
-        if (!encrypted) {
-            warnings.push(`Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`);
-        }
-        const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
-        const prefix = backupPrefix(name, id);
-        const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;
-        const snapshot = await exportSnapshot(client);
-        snapshotOpen = true;
-        const tables = await listTables(client, options.selection);
-        // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
-        // read, later, is never behind this one.
-        const platform = await detectPlatform(client);
-        const sourceState = await readSourceState(client, options.selection);
-        warnings.push(...(await platformWarnings(client, options, platform)));
-        const sizeEstimate = await databaseSize(client);
-        const previous = await lookup;
-        warnings.push(...previousWarnings);
-        const objects = [];
-        // An uncompressed custom archive on its way to a compressor passes through this process,
-        // which merges its per-row chunks (see ArchiveCoalescer) and so counts each table's rows on
-        // the way: exact counts in the dump's snapshot without scanning every table a second time.
-        // Otherwise the tables are counted beside the dump, in the same snapshot.
-        const coalescer = options.format === 'custom' && plan.external ? new ArchiveCoalescer() : undefined;
-        const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
-        const counting = rowsFromDump ? undefined : countTables(client, tables, options.rowCounts);
-        counting?.catch(() => undefined);
-        // The platform's users, files and secrets are fingerprinted beside the dump, in its snapshot.
-        const matcher = selectionMatcher(options.selection);
-        const contents = platform
-            ? readContents(client, SUPABASE_CONTENT_TABLES.filter((t) => matcher.schemaIncluded(t.split('.')[0])))
-            : undefined;
-        contents?.catch(() => undefined);
-        const dump = await logger.group(`Dump ${name} to ${storage.location(objectKey)}`, async () => {
-            const result = await streamDump({
-                options,
-                deps,
-                tools,
-                plan,
-                snapshot,
-                objectKey,
-                sizeEstimate,
-                coalescer,
-            });
-            stored.push(objectKey);
-            return result;
-        });
-        objects.push({ key: objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 });
-        const inventory = [
-            ...((await counting) ?? (await countDumpedRows(client, tables, coalescer, logger))),
-            ...(await extensionTableInventory(client, options)),
+        const source = await prepareSource(session, options, deps, started, warnings);
+        const dump = await dumpInSnapshot(session, source, options, deps, copies);
+        const objects = [
+            { key: source.objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 },
         ];
-        if (contents)
-            sourceState.contents = await contents;
-        await client.query('COMMIT');
-        snapshotOpen = false;
-        let globals = false;
-        if (options.globals) {
-            const globalsKey = `${prefix}globals.sql${encrypted ? '.age' : ''}`;
-            const g = await dumpGlobals(options, deps, tools, globalsKey);
-            if (g) {
-                stored.push(globalsKey);
-                objects.push({ key: globalsKey, role: 'globals', bytes: g.bytes, sha256: g.sha256 });
-                globals = true;
-            }
-            else {
-                warnings.push(`Roles were not dumped: pg_dumpall --roles-only failed on this server (managed services may forbid it). The database backup itself is complete.`);
-            }
-        }
-        let sizeChangePercent;
-        let sizeWarning;
-        let previousInfo;
-        const notComparable = previous
-            ? whySizeNotComparable(previous, options.format, plan.info)
+        const globals = options.globals
+            ? await storeGlobals(source, options, deps, copies, warnings)
             : undefined;
-        if (previous && notComparable) {
-            logger.info(`Size change against ${previous.id} not compared: ${notComparable}`);
-        }
-        else if (previous) {
-            const prevBytes = previous.objects.find((o) => o.role === 'dump')?.bytes ?? 0;
-            if (prevBytes > 0) {
-                sizeChangePercent = Math.round(((dump.bytes - prevBytes) / prevBytes) * 1000) / 10;
-                previousInfo = { id: previous.id, bytes: prevBytes, changePercent: sizeChangePercent };
-                if (Math.abs(sizeChangePercent) > options.sizeChangeThreshold) {
-                    sizeWarning =
-                        `Backup size changed by ${sizeChangePercent > 0 ? '+' : ''}${sizeChangePercent}% against the previous backup ${previous.id} ` +
-                            `(${formatBytes(prevBytes)} → ${formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`;
-                    warnings.push(sizeWarning);
-                }
-            }
-        }
-        const finished = clock.now();
-        const manifest = {
-            schemaVersion: MANIFEST_SCHEMA_VERSION,
-            id,
-            name,
-            kind: options.kind,
-            labels: options.labels,
-            startedAt: started.toISOString(),
-            finishedAt: finished.toISOString(),
-            source: {
-                database: server.database,
-                serverVersion: server.version,
-                serverVersionNum: server.versionNum,
-            },
-            tools: { pgDumpVersion: tools.version, pgDumpPath: tools.pgDump },
-            format: options.format,
-            compression: plan.info,
-            encryption: options.encryption
-                ? {
-                    scheme: 'age',
-                    recipients: options.encryption.recipients,
-                    passphrase: Boolean(options.encryption.passphrase),
-                }
-                : null,
+        if (globals)
+            objects.push(globals);
+        const size = compareSize(source.previous, dump.bytes, options, source.plan, deps.logger);
+        if (size.warning)
+            warnings.push(size.warning);
+        const manifest = buildManifest(options, source, {
+            started,
+            finished: deps.clock.now(),
             objects,
-            rowCounts: options.rowCounts,
-            tables: inventory,
-            sourceState,
-            platform,
-            globals,
-            git: options.git,
-            keepUntil: options.keepUntil?.toISOString(),
-            previous: previousInfo,
-            options: {
-                schemas: options.selection.schemas,
-                excludeSchemas: options.selection.excludeSchemas,
-                excludeTableData: options.selection.excludeTableData,
-            },
-        };
-        const mKey = keys_manifestKey(name, id);
-        await storage.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true });
-        stored.length = 0;
-        const durationSeconds = (Date.now() - t0) / 1000;
-        logger.info(`Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (the dump streamed at ${rate(dump.bytes, dump.seconds)})`);
-        return {
+            inventory: dump.inventory,
+            previous: size.previous,
+        });
+        const mKey = keys_manifestKey(source.name, source.id);
+        await copies.writeEach(mKey, (s) => s.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true }), true);
+        const result = {
             manifest,
             manifestKey: mKey,
-            objectKey,
+            objectKey: source.objectKey,
             bytes: dump.bytes,
             sha256: dump.sha256,
-            durationSeconds,
+            durationSeconds: (Date.now() - t0) / 1000,
             dumpSeconds: dump.seconds,
-            sizeChangePercent,
-            sizeChangeSkipped: notComparable,
+            sizeChangePercent: size.changePercent,
+            sizeChangeSkipped: size.notComparable,
             warnings,
-            sizeWarning,
-            serverVersion: server.version,
-            pgDumpVersion: tools.version,
+            sizeWarning: size.warning,
+            serverVersion: source.server.version,
+            pgDumpVersion: source.tools.version,
+            copies: copies.report(source.objectKey),
         };
+        checkCopies(copies, result, options.destinationsRequired);
+        deps.logger.info(`Backup ${source.id} complete: ${(0,streams/* formatBytes */.z3)(dump.bytes)} in ${result.durationSeconds.toFixed(1)}s (the dump streamed at ${(0,streams/* rate */.TS)(dump.bytes, dump.seconds)})`);
+        return result;
     }
     finally {
-        if (snapshotOpen)
-            await client.query('ROLLBACK').catch(() => undefined);
-        await client.end().catch(() => undefined);
-        if (stored.length > 0) {
-            // Objects of a backup that failed after they were stored: remove them, so nothing
-            // half-written is left (prune would otherwise collect them after its grace period).
-            await storage
-                .delete(stored)
-                .catch((error) => logger.warning(`Could not remove the partial backup objects ${stored.join(', ')}: ${(0,errors/* errorMessage */.gJ)(error)}`));
-        }
+        if (session.snapshotOpen)
+            await session.client.query('ROLLBACK').catch(() => undefined);
+        await session.client.end().catch(() => undefined);
+        await copies.removeIncomplete();
     }
+}
+/**
+ * Connects the backup to its source: the server, the catalog name, the tools and compression,
+ * the backup's id, and the snapshot the dump reads, with what the manifest records of it.
+ */
+async function prepareSource(session, options, deps, started, warnings) {
+    const { client } = session;
+    const server = await (0,connection/* serverInfo */.CR)(client);
+    deps.logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
+    const name = options.name ?? server.database;
+    if (!keys_isCatalogName(name)) {
+        throw new errors/* ConfigurationError */.j1(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+    }
+    // The previous backup (for the size change) is looked up while the tools are found and the
+    // snapshot is taken: on a bucket with a long history the listing takes a while.
+    const previousWarnings = [];
+    const lookup = previousBackup(deps.storage, name, previousWarnings);
+    lookup.catch(() => undefined);
+    const tools = await deps.resolveTools({ major: server.major, version: server.version });
+    const plan = planCompression(options.compression, tools.major, deps.zstdPath);
+    if (!options.encryption) {
+        warnings.push(`Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`);
+    }
+    const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
+    const objectKey = `${backupPrefix(name, id)}${dumpObjectName(options.format, plan, Boolean(options.encryption))}`;
+    const snapshot = await exportSnapshot(client);
+    session.snapshotOpen = true;
+    const tables = await listTables(client, options.selection);
+    // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
+    // read, later, is never behind this one.
+    const platform = await detectPlatform(client);
+    const sourceState = await readSourceState(client, options.selection);
+    warnings.push(...(await platformWarnings(client, options, platform)));
+    const sizeEstimate = await databaseSize(client);
+    const previous = await lookup;
+    warnings.push(...previousWarnings);
+    return {
+        server,
+        name,
+        id,
+        objectKey,
+        tools,
+        plan,
+        snapshot,
+        tables,
+        platform,
+        sourceState,
+        sizeEstimate,
+        previous,
+    };
+}
+/**
+ * Streams the dump to every destination and takes the tables' inventory and the platform's
+ * fingerprints in the same snapshot, which is closed afterwards.
+ */
+async function dumpInSnapshot(session, source, options, deps, copies) {
+    const { client } = session;
+    // An uncompressed custom archive on its way to a compressor passes through this process,
+    // which merges its per-row chunks (see ArchiveCoalescer) and so counts each table's rows on
+    // the way: exact counts in the dump's snapshot without scanning every table a second time.
+    // Otherwise the tables are counted beside the dump, in the same snapshot.
+    const coalescer = options.format === 'custom' && source.plan.external ? new ArchiveCoalescer() : undefined;
+    const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
+    const counting = rowsFromDump ? undefined : countTables(client, source.tables, options.rowCounts);
+    counting?.catch(() => undefined);
+    // The platform's users, files and secrets are fingerprinted beside the dump, in its snapshot.
+    const matcher = selectionMatcher(options.selection);
+    const contents = source.platform
+        ? readContents(client, SUPABASE_CONTENT_TABLES.filter((t) => matcher.schemaIncluded(t.split('.')[0])))
+        : undefined;
+    contents?.catch(() => undefined);
+    const where = copies.stores.map((s) => s.location(source.objectKey)).join(', ');
+    const dump = await deps.logger.group(`Dump ${source.name} to ${where}`, async () => {
+        const stores = copies.live;
+        const streamed = await streamDump({ options, deps, source, stores, coalescer });
+        await copies.recordUploads(stores, source.objectKey, streamed.results, streamed.bytes);
+        copies.assertAnyLive();
+        return streamed;
+    });
+    const inventory = [
+        ...((await counting) ?? (await countDumpedRows(client, source.tables, coalescer, deps.logger))),
+        ...(await extensionTableInventory(client, options)),
+    ];
+    if (contents)
+        source.sourceState.contents = await contents;
+    await client.query('COMMIT');
+    session.snapshotOpen = false;
+    return { bytes: dump.bytes, sha256: dump.sha256, seconds: dump.seconds, inventory };
+}
+/**
+ * The roles (pg_dumpall --roles-only) on every destination still writing; the manifest's entry,
+ * or undefined with a warning when the server forbids the dump.
+ */
+async function storeGlobals(source, options, deps, copies, warnings) {
+    const key = `${backupPrefix(source.name, source.id)}globals.sql${options.encryption ? '.age' : ''}`;
+    const globals = await dumpGlobals(options, deps, source.tools);
+    if (!globals) {
+        warnings.push(`Roles were not dumped: pg_dumpall --roles-only failed on this server (managed services may forbid it). The database backup itself is complete.`);
+        return undefined;
+    }
+    await copies.writeEach(key, (s) => s.putBytes(key, globals.data));
+    copies.assertAnyLive();
+    return { key, role: 'globals', bytes: globals.data.length, sha256: globals.sha256 };
+}
+/** The size change against the previous backup, when the two are comparable. */
+function compareSize(previous, bytes, options, plan, logger) {
+    if (!previous)
+        return {};
+    const notComparable = whySizeNotComparable(previous, options.format, plan.info);
+    if (notComparable) {
+        logger.info(`Size change against ${previous.id} not compared: ${notComparable}`);
+        return { notComparable };
+    }
+    const prevBytes = previous.objects.find((o) => o.role === 'dump')?.bytes ?? 0;
+    if (prevBytes <= 0)
+        return {};
+    const changePercent = Math.round(((bytes - prevBytes) / prevBytes) * 1000) / 10;
+    const info = { id: previous.id, bytes: prevBytes, changePercent };
+    if (Math.abs(changePercent) <= options.sizeChangeThreshold) {
+        return { changePercent, previous: info };
+    }
+    const warning = `Backup size changed by ${changePercent > 0 ? '+' : ''}${changePercent}% against the previous backup ${previous.id} ` +
+        `(${(0,streams/* formatBytes */.z3)(prevBytes)} → ${(0,streams/* formatBytes */.z3)(bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`;
+    return { changePercent, warning, previous: info };
+}
+/** The manifest every destination receives, written last. */
+function buildManifest(options, source, run) {
+    return {
+        schemaVersion: MANIFEST_SCHEMA_VERSION,
+        id: source.id,
+        name: source.name,
+        kind: options.kind,
+        labels: options.labels,
+        startedAt: run.started.toISOString(),
+        finishedAt: run.finished.toISOString(),
+        source: {
+            database: source.server.database,
+            serverVersion: source.server.version,
+            serverVersionNum: source.server.versionNum,
+        },
+        tools: { pgDumpVersion: source.tools.version, pgDumpPath: source.tools.pgDump },
+        format: options.format,
+        compression: source.plan.info,
+        encryption: options.encryption
+            ? {
+                scheme: 'age',
+                recipients: options.encryption.recipients,
+                passphrase: Boolean(options.encryption.passphrase),
+            }
+            : null,
+        objects: run.objects,
+        rowCounts: options.rowCounts,
+        tables: run.inventory,
+        sourceState: source.sourceState,
+        platform: source.platform,
+        globals: run.objects.some((o) => o.role === 'globals'),
+        git: options.git,
+        keepUntil: options.keepUntil?.toISOString(),
+        previous: run.previous,
+        options: {
+            schemas: options.selection.schemas,
+            excludeSchemas: options.selection.excludeSchemas,
+            excludeTableData: options.selection.excludeTableData,
+        },
+    };
+}
+/**
+ * Fails the run when fewer copies than required are complete: with one destination, with that
+ * destination's own error; else with DestinationsError. A failed copy the run can do without
+ * becomes a warning.
+ */
+function checkCopies(copies, result, required) {
+    const total = result.copies.length;
+    const failed = result.copies.filter((c) => c.status === 'failed');
+    if (failed.length === 0)
+        return;
+    if (total === 1)
+        throw copies.firstError ?? new Error('The backup did not finish.');
+    const needed = required ?? total;
+    const stored = total - failed.length;
+    const list = failed.map((c) => `${c.storage}: ${c.error}`).join('; ');
+    if (stored < needed) {
+        throw new DestinationsError(`${stored} of ${total} destinations hold backup ${result.manifest.id}, ${needed} required. Failed: ${list}`, result);
+    }
+    result.warnings.push(`${stored} of ${total} destinations hold backup ${result.manifest.id} (destinations-required ${needed}). Failed: ${list}`);
 }
 /**
  * Why the previous backup's size says nothing about this one's, when it does not: another format
@@ -52031,165 +51261,206 @@ async function countDumpedRows(client, tables, coalescer, logger) {
         (byCountStar > 0 ? `, ${byCountStar} by count(*) in the dump's snapshot.` : '.'));
     return inventory;
 }
-/** The dump object: its size, SHA-256, and the seconds the stream took (the progress lines' clock). */
+/**
+ * Runs the tools (pg_dump, tar, zstd) and streams their output, encrypted, to every store at
+ * once. Throws when the tools failed (their own message) or when no store took the dump.
+ */
 async function streamDump(a) {
-    const { options, deps, tools, plan, coalescer } = a;
-    const env = (0,connection/* childEnv */.gf)(deps.env, options.connection);
-    const processes = [];
-    const tmpRoot = deps.tmpDir ?? external_node_os_.tmpdir();
-    let tmp;
-    // The coalescer reads pg_dump's archive through a named pipe of its own. The last tool in
-    // the pipe writes into a named pipe where there is one (see Fifo), else into an ordinary pipe
-    // read as a stream.
-    const namedPipe = deps.namedPipe !== false;
-    const [fifo, dumpFifo] = await Promise.all([
-        namedPipe ? Fifo.create(tmpRoot, deps.env) : undefined,
-        namedPipe && coalescer ? Fifo.create(tmpRoot, deps.env) : undefined,
-    ]);
-    const lastStdout = fifo ? fifo.writeFd : 'pipe';
-    let feeding;
+    const pipes = await openPipes(a.deps, a.coalescer);
+    const chain = { processes: [] };
     try {
-        let source;
-        if (options.format === 'custom') {
-            const dump = (0,core_process/* startProcess */.kp)(tools.pgDump, pgDumpArgs({
-                format: 'custom',
-                compress: plan.pgDumpCompress,
-                snapshot: a.snapshot,
-                selection: options.selection,
-                jobs: 1,
-            }), {
-                env,
-                stdio: ['ignore', dumpFifo?.writeFd ?? (plan.external ? 'pipe' : lastStdout), 'pipe'],
-            });
-            processes.push({ tool: 'pg_dump', proc: dump });
-            dumpFifo?.closeWriteEnd();
-            source = dumpFifo?.reader(coalescer) ?? dump.child.stdout ?? undefined;
-            if (coalescer && !dumpFifo)
-                source = source?.pipe(processingStream(coalescer));
-        }
-        else {
-            // A directory dump is written by parallel workers to a folder, then streamed as a tar.
-            tmp = await (0,promises_.mkdtemp)(external_node_path_.join(tmpRoot, 'pg-backup-dir-'));
-            const outputDir = external_node_path_.join(tmp, 'dump');
-            const dump = (0,core_process/* startProcess */.kp)(tools.pgDump, pgDumpArgs({
-                format: 'directory',
-                compress: plan.pgDumpCompress,
-                snapshot: a.snapshot,
-                selection: options.selection,
-                jobs: options.jobs,
-                outputDir,
-            }), { env });
-            await deps.logger.group('pg_dump (directory format)', async () => {
-                const exit = await dump.exited;
-                if (exit.code !== 0)
-                    throw new Error((0,core_process/* describeExit */.KE)('pg_dump', exit));
-            });
-            const tar = (0,core_process/* startProcess */.kp)('tar', ['-C', outputDir, '-cf', '-', '.'], {
-                env: deps.env,
-                stdio: ['ignore', plan.external ? 'pipe' : lastStdout, 'pipe'],
-            });
-            processes.push({ tool: 'tar', proc: tar });
-            source = tar.child.stdout ?? undefined;
-        }
-        if (plan.external) {
-            const compressor = (0,core_process/* startProcess */.kp)(plan.external.command, plan.external.args, {
-                stdio: [coalescer ? 'pipe' : source, lastStdout, 'pipe'],
-                env: deps.env,
-            });
-            processes.push({ tool: external_node_path_.basename(plan.external.command), proc: compressor });
-            if (coalescer) {
-                const input = releasingWriter(compressor.child.stdin, coalescer);
-                feeding = new Promise((resolve, reject) => (0,external_node_stream_.pipeline)(source, input, (error) => (error ? reject(error) : resolve())));
-                // Its failure is judged with the tools' exits (checkTools), never left unhandled.
-                feeding.catch(() => undefined);
-            }
-            else {
-                // The compressor reads the pipe directly; this process lets go of its end so the
-                // producer's 'close' can fire and a dying compressor breaks the producer's pipe.
-                source?.destroy();
-            }
-            source = compressor.child.stdout ?? undefined;
-        }
-        fifo?.closeWriteEnd();
-        const encryptor = options.encryption
-            ? await AgeEncryptor.create(options.encryption)
+        let source = a.options.format === 'custom'
+            ? startCustomDump(a, pipes, chain)
+            : await startDirectoryDump(a, pipes, chain);
+        if (a.source.plan.external)
+            source = startCompressor(a, pipes, chain, source);
+        pipes.fifo?.closeWriteEnd();
+        const encryptor = a.options.encryption
+            ? await age/* AgeEncryptor */.kZ.create(a.options.encryption)
             : undefined;
         const stages = [];
-        if (fifo) {
-            source = fifo.reader(encryptor);
-        }
-        else if (encryptor) {
-            stages.push(encryptingStream(encryptor));
-        }
-        // The body ends only when every tool exited 0. The first failure in pipe order that is not
-        // a broken pipe is the cause: pg_dump's own message wins over a compressor that lost its
-        // input, and a compressor that died wins over the SIGPIPE it caused upstream.
-        let toolFailure;
-        const checkTools = async () => {
-            const exits = await Promise.all(processes.map((p) => p.proc.exited));
-            const failed = exits
-                .map((exit, i) => ({ exit, tool: processes[i].tool }))
-                .filter(({ exit }) => exit.code !== 0 || exit.signal);
-            if (failed.length > 0) {
-                const cause = failed.find(({ exit }) => exit.signal !== 'SIGPIPE') ?? failed[0];
-                toolFailure = new Error((0,core_process/* describeExit */.KE)(cause.tool, cause.exit));
-                throw toolFailure;
-            }
-            // The tools exited 0; the archive must also have read as a whole on its way through.
-            await feeding?.catch((error) => {
-                toolFailure = (0,errors/* asError */.zR)(error);
-                throw toolFailure;
-            });
-        };
-        // The hash stage is the body the store reads: every stage is one more hop per chunk.
-        const hash = new HashCounter({ beforeEnd: checkTools, highWaterMark: 1 << 20 });
-        stages.push(hash);
-        const progress = new Progress(deps.logger, 'Uploaded', () => hash.bytes, deps.progressIntervalMs ?? 5000);
-        const piped = new Promise((resolve, reject) => {
-            (0,external_node_stream_.pipeline)([source, ...stages], (error) => error ? reject(error) : resolve());
-        });
-        try {
-            const [storing, streaming] = await Promise.allSettled([
-                deps.storage.putStream(a.objectKey, hash, { sizeHint: a.sizeEstimate }),
-                piped,
-            ]);
-            if (storing.status === 'rejected' || streaming.status === 'rejected') {
-                // A tool that failed on its own is the cause; otherwise the store's own report (which
-                // names the endpoint), rather than the pipe's echo of it.
-                for (const p of processes)
-                    p.proc.kill();
-                await Promise.all(processes.map((p) => p.proc.exited));
-                throw (toolFailure ??
-                    (storing.status === 'rejected'
-                        ? storing.reason
-                        : streaming.reason));
-            }
-            progress.report();
-            if (coalescer)
-                deps.logger.info(describeCoalescing(coalescer));
-            if (storing.value.bytes !== hash.bytes) {
-                throw new Error(`Stored ${storing.value.bytes} bytes but the dump produced ${hash.bytes}; the upload is incomplete.`);
-            }
-            return { bytes: hash.bytes, sha256: hash.digest(), seconds: progress.elapsedSeconds() };
-        }
-        finally {
-            progress.stop();
-        }
+        if (pipes.fifo)
+            source = pipes.fifo.reader(encryptor);
+        else if (encryptor)
+            stages.push((0,age/* encryptingStream */.YK)(encryptor));
+        return await uploadToAll(a, chain, source, stages);
     }
     finally {
-        for (const p of processes)
+        for (const p of chain.processes)
             p.proc.kill();
-        await dumpFifo?.dispose();
-        await fifo?.dispose();
-        if (tmp)
-            await (0,promises_.rm)(tmp, { recursive: true, force: true });
+        await pipes.dumpFifo?.dispose();
+        await pipes.fifo?.dispose();
+        if (chain.tmp)
+            await (0,promises_.rm)(chain.tmp, { recursive: true, force: true });
     }
+}
+/**
+ * The coalescer reads pg_dump's archive through a named pipe of its own. The last tool in the
+ * pipe writes into a named pipe where there is one (see Fifo), else into an ordinary pipe read
+ * as a stream.
+ */
+async function openPipes(deps, coalescer) {
+    if (deps.namedPipe === false)
+        return {};
+    const tmpRoot = deps.tmpDir ?? external_node_os_.tmpdir();
+    const [fifo, dumpFifo] = await Promise.all([
+        Fifo.create(tmpRoot, deps.env),
+        coalescer ? Fifo.create(tmpRoot, deps.env) : undefined,
+    ]);
+    return { fifo, dumpFifo };
+}
+/** Where the last tool writes: its named pipe, else a pipe read as a stream. */
+function lastStdout(pipes) {
+    return pipes.fifo ? pipes.fifo.writeFd : 'pipe';
+}
+/** Where pg_dump or tar writes: the coalescer's pipe, the compressor's, or the last tool's. */
+function producerStdout(pipes, plan) {
+    if (pipes.dumpFifo)
+        return pipes.dumpFifo.writeFd;
+    if (plan.external)
+        return 'pipe';
+    return lastStdout(pipes);
+}
+/** pg_dump writing a custom archive; its output as a stream (through the coalescer, if any). */
+function startCustomDump(a, pipes, chain) {
+    const { options, source, coalescer } = a;
+    const dump = (0,core_process/* startProcess */.kp)(source.tools.pgDump, pgDumpArgs({
+        format: 'custom',
+        compress: source.plan.pgDumpCompress,
+        snapshot: source.snapshot,
+        selection: options.selection,
+        jobs: 1,
+    }), {
+        env: (0,connection/* childEnv */.gf)(a.deps.env, options.connection),
+        stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
+    });
+    chain.processes.push({ tool: 'pg_dump', proc: dump });
+    if (pipes.dumpFifo) {
+        pipes.dumpFifo.closeWriteEnd();
+        return pipes.dumpFifo.reader(coalescer);
+    }
+    const stdout = dump.child.stdout ?? undefined;
+    return coalescer ? stdout?.pipe((0,streams/* processingStream */.AK)(coalescer)) : stdout;
+}
+/** A directory dump, written by parallel workers to a folder, then streamed as a tar. */
+async function startDirectoryDump(a, pipes, chain) {
+    const { options, deps, source } = a;
+    chain.tmp = await (0,promises_.mkdtemp)(external_node_path_.join(deps.tmpDir ?? external_node_os_.tmpdir(), 'pg-backup-dir-'));
+    const outputDir = external_node_path_.join(chain.tmp, 'dump');
+    const dump = (0,core_process/* startProcess */.kp)(source.tools.pgDump, pgDumpArgs({
+        format: 'directory',
+        compress: source.plan.pgDumpCompress,
+        snapshot: source.snapshot,
+        selection: options.selection,
+        jobs: options.jobs,
+        outputDir,
+    }), { env: (0,connection/* childEnv */.gf)(deps.env, options.connection) });
+    await deps.logger.group('pg_dump (directory format)', async () => {
+        const exit = await dump.exited;
+        if (exit.code !== 0)
+            throw new Error((0,core_process/* describeExit */.KE)('pg_dump', exit));
+    });
+    const tar = (0,core_process/* startProcess */.kp)('tar', ['-C', outputDir, '-cf', '-', '.'], {
+        env: deps.env,
+        stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
+    });
+    chain.processes.push({ tool: 'tar', proc: tar });
+    return tar.child.stdout ?? undefined;
+}
+/** The external compressor reading the producer's output; its own output as a stream. */
+function startCompressor(a, pipes, chain, input) {
+    const external = a.source.plan.external;
+    const { coalescer } = a;
+    const compressor = (0,core_process/* startProcess */.kp)(external.command, external.args, {
+        stdio: [coalescer ? 'pipe' : input, lastStdout(pipes), 'pipe'],
+        env: a.deps.env,
+    });
+    chain.processes.push({ tool: external_node_path_.basename(external.command), proc: compressor });
+    if (coalescer) {
+        const stdin = releasingWriter(compressor.child.stdin, coalescer);
+        chain.feeding = new Promise((resolve, reject) => (0,external_node_stream_.pipeline)(input, stdin, (error) => (error ? reject(error) : resolve())));
+        // Its failure is judged with the tools' exits (toolsSucceeded), never left unhandled.
+        chain.feeding.catch(() => undefined);
+    }
+    else {
+        // The compressor reads the pipe directly; this process lets go of its end so the
+        // producer's 'close' can fire and a dying compressor breaks the producer's pipe.
+        input?.destroy();
+    }
+    return compressor.child.stdout ?? undefined;
+}
+/**
+ * Resolves once every tool exited 0 and the archive read whole on its way through; else rejects
+ * with the cause. The first failure in pipe order that is not a broken pipe is the cause:
+ * pg_dump's own message wins over a compressor that lost its input, and a compressor that died
+ * wins over the SIGPIPE it caused upstream.
+ */
+async function toolsSucceeded(chain) {
+    const exits = await Promise.all(chain.processes.map((p) => p.proc.exited));
+    const failed = exits
+        .map((exit, i) => ({ exit, tool: chain.processes[i].tool }))
+        .filter(({ exit }) => exit.code !== 0 || exit.signal);
+    if (failed.length > 0) {
+        const cause = failed.find(({ exit }) => exit.signal !== 'SIGPIPE') ?? failed[0];
+        throw new Error((0,core_process/* describeExit */.KE)(cause.tool, cause.exit));
+    }
+    await chain.feeding;
+}
+/**
+ * Streams the tools' output through the hash to every store at once. The stores complete their
+ * uploads only once the tools succeeded (the fan-out's commit), so a dump cut short is never
+ * stored as complete.
+ */
+async function uploadToAll(a, chain, source, stages) {
+    const tools = toolsSucceeded(chain);
+    tools.catch(() => undefined);
+    // The hash stage is what the stores read: every stage is one more hop per chunk.
+    const hash = new streams/* HashCounter */.Vf({ highWaterMark: 1 << 20 });
+    const fanOut = new FanOut(a.stores, a.source.objectKey, tools, {
+        sizeHint: a.source.sizeEstimate,
+    });
+    const progress = new streams/* Progress */.ke(a.deps.logger, 'Uploaded', () => hash.bytes, a.deps.progressIntervalMs ?? 5000);
+    try {
+        const streaming = await new Promise((resolve) => {
+            (0,external_node_stream_.pipeline)([source, ...stages, hash, fanOut], (error) => resolve(error ?? undefined));
+        });
+        const results = await fanOut.results;
+        if (streaming !== undefined || results.every((r) => !r.ok)) {
+            for (const p of chain.processes)
+                p.proc.kill();
+            await Promise.all(chain.processes.map((p) => p.proc.exited));
+            // A tool that failed on its own is the cause; otherwise the stores' own reports (which
+            // name the endpoints), rather than the pipe's echo of them.
+            throw fanOut.commitError ?? storesFailure(a.stores, results) ?? streaming;
+        }
+        progress.report();
+        if (a.coalescer)
+            a.deps.logger.info(describeCoalescing(a.coalescer));
+        return {
+            bytes: hash.bytes,
+            sha256: hash.digest(),
+            seconds: progress.elapsedSeconds(),
+            results,
+        };
+    }
+    finally {
+        progress.stop();
+    }
+}
+/** The stores' errors when every store failed: the one store's own, or each named. */
+function storesFailure(stores, results) {
+    const errors = results.flatMap((r) => (r.ok ? [] : [r.error]));
+    if (errors.length < results.length || errors.length === 0)
+        return undefined;
+    if (errors.length === 1)
+        return errors[0];
+    return new Error(`Every destination failed: ${errors.map((e, i) => `${stores[i].description}: ${e.message}`).join('; ')}`);
 }
 function describeCoalescing(coalescer) {
     if (coalescer.unchangedBecause) {
         return `Archive passed to the compressor unchanged: ${coalescer.unchangedBecause}.`;
     }
-    return `Archive data: ${formatCount(coalescer.chunksIn)} chunks from pg_dump written as ${formatCount(coalescer.chunksOut)}.`;
+    return `Archive data: ${(0,streams/* formatCount */.B4)(coalescer.chunksIn)} chunks from pg_dump written as ${(0,streams/* formatCount */.B4)(coalescer.chunksOut)}.`;
 }
 /**
  * Writes into a child's stdin, one buffer at a time, handing each back to the coalescer once
@@ -52214,11 +51485,10 @@ function releasingWriter(stdin, coalescer) {
         },
     });
 }
-async function dumpGlobals(options, deps, tools, key) {
+/** The roles as the object stores hold them (encrypted when the backup is); undefined when pg_dumpall failed. */
+async function dumpGlobals(options, deps, tools) {
     const env = (0,connection/* childEnv */.gf)(deps.env, options.connection);
-    const proc = (0,core_process/* startProcess */.kp)(tools.pgDumpall, ['--no-password', '--roles-only', '--no-role-passwords'], {
-        env,
-    });
+    const proc = (0,core_process/* startProcess */.kp)(tools.pgDumpall, ['--no-password', '--roles-only', '--no-role-passwords'], { env });
     const chunks = [];
     for await (const chunk of proc.child.stdout)
         chunks.push(chunk);
@@ -52227,19 +51497,24 @@ async function dumpGlobals(options, deps, tools, key) {
         deps.logger.warning((0,core_process/* describeExit */.KE)('pg_dumpall --roles-only', exit));
         return undefined;
     }
-    const hash = new HashCounter();
+    const hash = new streams/* HashCounter */.Vf();
     const stages = [];
     if (options.encryption)
-        stages.push(createEncryptStream(options.encryption));
-    const body = new external_node_stream_.PassThrough();
-    const piped = new Promise((resolve, reject) => (0,external_node_stream_.pipeline)([
+        stages.push((0,age/* createEncryptStream */.CV)(options.encryption));
+    const out = [];
+    const collect = new external_node_stream_.Writable({
+        write(chunk, _encoding, callback) {
+            out.push(chunk);
+            callback();
+        },
+    });
+    await new Promise((resolve, reject) => (0,external_node_stream_.pipeline)([
         external_node_stream_.Readable.from([Buffer.concat(chunks)]),
         ...stages,
         hash,
-        body,
+        collect,
     ], (e) => (e ? reject(e) : resolve())));
-    await Promise.all([deps.storage.putStream(key, body), piped]);
-    return { bytes: hash.bytes, sha256: hash.digest() };
+    return { data: Buffer.concat(out), sha256: hash.digest() };
 }
 
 ;// CONCATENATED MODULE: ./lib/report/markdown.js
@@ -52270,25 +51545,28 @@ function statusIcon(status) {
 
 
 
-/** The backup's job summary: id, size, duration, throughput, change, and the largest tables. */
-function backupSummary(result, location) {
+/**
+ * The backup's job summary: id, size, duration, throughput, change, what each destination holds
+ * (when there are several), and the largest tables.
+ */
+function backupSummary(result) {
     const m = result.manifest;
     const enc = m.encryption ? describeEncryption(m.encryption) : 'none (unencrypted)';
     const change = result.sizeChangeSkipped !== undefined
         ? `not compared with ${m.previous?.id ?? 'the previous backup'}: ${result.sizeChangeSkipped}`
         : result.sizeChangePercent === undefined
             ? 'first backup of this name'
-            : `${result.sizeChangePercent > 0 ? '+' : ''}${result.sizeChangePercent}% against ${m.previous?.id} (${formatBytes(m.previous?.bytes ?? 0)})`;
+            : `${result.sizeChangePercent > 0 ? '+' : ''}${result.sizeChangePercent}% against ${m.previous?.id} (${(0,streams/* formatBytes */.z3)(m.previous?.bytes ?? 0)})`;
     const largest = [...m.tables].sort((a, b) => b.bytes - a.bytes).slice(0, 10);
     const rows = m.tables.reduce((n, t) => n + (t.rows ?? 0), 0);
     let md = `## Backup of \`${m.name}\`: ${m.id}\n\n`;
     md += facts([
         ['Backup id', `\`${m.id}\``],
         ['Kind', m.kind],
-        ['Stored at', `\`${location}\``],
-        ['Size', formatBytes(result.bytes)],
+        ['Stored at', result.copies.length === 1 ? `\`${result.copies[0].location}\`` : undefined],
+        ['Size', (0,streams/* formatBytes */.z3)(result.bytes)],
         ['Duration', `${result.durationSeconds.toFixed(1)} s`],
-        ['Throughput', `${rate(result.bytes, result.dumpSeconds)} (the dump stream)`],
+        ['Throughput', `${(0,streams/* rate */.TS)(result.bytes, result.dumpSeconds)} (the dump stream)`],
         ['Change', change],
         ['Server', `PostgreSQL ${m.source.serverVersion} (pg_dump ${m.tools.pgDumpVersion})`],
         [
@@ -52299,11 +51577,13 @@ function backupSummary(result, location) {
         ['SHA-256', `\`${result.sha256}\``],
         [
             'Tables',
-            `${m.tables.length} (${m.rowCounts === 'off' ? 'rows not counted' : `${formatCount(rows)} rows, ${m.rowCounts}`})`,
+            `${m.tables.length} (${m.rowCounts === 'off' ? 'rows not counted' : `${(0,streams/* formatCount */.B4)(rows)} rows, ${m.rowCounts}`})`,
         ],
         ['Globals', m.globals ? 'roles dumped' : undefined],
         ['Pinned until', m.keepUntil],
     ]);
+    if (result.copies.length > 1)
+        md += `\n### Destinations\n\n${destinationsTable(result)}`;
     if (result.warnings.length > 0) {
         md += `\n### Warnings\n\n${result.warnings.map((w) => `- ⚠️ ${w}`).join('\n')}\n`;
     }
@@ -52311,265 +51591,174 @@ function backupSummary(result, location) {
         md += `\n### Largest tables\n\n`;
         md += table(['Table', 'Rows', 'Size'], largest.map((t) => [
             `${t.schema}.${t.name}`,
-            t.rows === null ? '-' : formatCount(t.rows),
-            formatBytes(t.bytes),
+            t.rows === null ? '-' : (0,streams/* formatCount */.B4)(t.rows),
+            (0,streams/* formatBytes */.z3)(t.bytes),
         ]));
     }
     return md;
 }
-
-;// CONCATENATED MODULE: ./lib/core/duration.js
-/** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
-
-const UNIT_SECONDS = {
-    s: 1,
-    m: 60,
-    h: 3600,
-    d: 86400,
-    w: 7 * 86400,
-    y: 365 * 86400,
-};
-const ACCEPTED_FORMS = 'a number with a unit such as 90d, 26h, 30m, 45s, 2w, 1y (365 days), 1h30m or 1.5h';
-/** One `<number><unit>` component, optionally followed by whitespace. */
-const COMPONENT = /(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*/y;
-/** The value as it appears in an error message: quoted, and cut short when long. */
-function quoted(text) {
-    return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
-}
-function durationError(text, inputName, extraForms = '') {
-    const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
-    return new errors/* ConfigurationError */.j1(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
-}
-/**
- * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
- * units s, m, h, d, w (7 days) or y (365 days), each unit at most once: `90d`, `1h30m`,
- * `1h 30m`, `1.5h`. Surrounding whitespace is ignored. Throws a ConfigurationError naming
- * the input and quoting the value otherwise.
- */
-function parseDuration(text, inputName) {
-    const trimmed = text.trim();
-    if (trimmed === '')
-        throw durationError(text, inputName);
-    const used = new Set();
-    let seconds = 0;
-    let position = 0;
-    while (position < trimmed.length) {
-        COMPONENT.lastIndex = position;
-        const match = COMPONENT.exec(trimmed);
-        if (!match)
-            throw durationError(text, inputName);
-        const unit = match[2];
-        const factor = UNIT_SECONDS[unit];
-        if (factor === undefined || used.has(unit))
-            throw durationError(text, inputName);
-        used.add(unit);
-        seconds += Number(match[1]) * factor;
-        position = COMPONENT.lastIndex;
-    }
-    if (!Number.isFinite(seconds))
-        throw durationError(text, inputName);
-    return seconds;
-}
-/** Like {@link parseDuration}, but also accepts `forever` (any case). */
-function parseDurationOrForever(text, inputName) {
-    if (text.trim().toLowerCase() === 'forever')
-        return 'forever';
-    try {
-        return parseDuration(text, inputName);
-    }
-    catch (error) {
-        if (error instanceof ConfigurationError)
-            throw durationError(text, inputName, '"forever" or ');
-        throw error;
-    }
-}
-function pad2(n) {
-    return String(n).padStart(2, '0');
-}
-/**
- * A duration for people: `0s`, `4.2s` and `45s` below a minute, `5m 03s` below an hour,
- * `1h 05m` and `26h 00m` below two days, `2d 03h` from two days on. Rounds to the shown unit.
- */
-function formatDuration(seconds) {
-    if (Number.isNaN(seconds))
-        return 'NaN';
-    if (seconds < 0)
-        return `-${formatDuration(-seconds)}`;
-    if (!Number.isFinite(seconds))
-        return '∞';
-    if (seconds < 10) {
-        const tenths = Math.round(seconds * 10) / 10;
-        if (tenths < 10)
-            return `${tenths}s`;
-    }
-    const whole = Math.round(seconds);
-    if (whole < 60)
-        return `${whole}s`;
-    if (whole < 3600)
-        return `${Math.floor(whole / 60)}m ${pad2(whole % 60)}s`;
-    const minutes = Math.round(seconds / 60);
-    if (minutes < 48 * 60)
-        return `${Math.floor(minutes / 60)}h ${pad2(minutes % 60)}m`;
-    const hours = Math.round(seconds / 3600);
-    return `${Math.floor(hours / 24)}d ${pad2(hours % 24)}h`;
-}
-const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
-const ISO_DATETIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$/;
-/** Milliseconds since the epoch of a UTC calendar time, or undefined when a field is out of range. */
-function utcTime(year, month, day, hour = 0, minute = 0, second = 0) {
-    if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
-        return undefined;
-    }
-    const date = new Date(0);
-    date.setUTCFullYear(year, month - 1, day);
-    date.setUTCHours(hour, minute, second, 0);
-    if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day)
-        return undefined;
-    return date.getTime();
-}
-function parseIsoInstant(text) {
-    const date = ISO_DATE.exec(text);
-    if (date) {
-        const time = utcTime(Number(date[1]), Number(date[2]), Number(date[3]));
-        return time === undefined ? undefined : new Date(time);
-    }
-    const dt = ISO_DATETIME.exec(text);
-    if (!dt)
-        return undefined;
-    const base = utcTime(Number(dt[1]), Number(dt[2]), Number(dt[3]), Number(dt[4]), Number(dt[5]), dt[6] === undefined ? 0 : Number(dt[6]));
-    if (base === undefined)
-        return undefined;
-    const millis = dt[7] === undefined ? 0 : Math.floor(Number(`0${dt[7]}`) * 1000);
-    let offsetMinutes = 0;
-    if (dt[8] === undefined) {
-        const hours = Number(dt[10]);
-        const minutes = Number(dt[11]);
-        if (hours > 23 || minutes > 59)
-            return undefined;
-        offsetMinutes = (dt[9] === '-' ? -1 : 1) * (hours * 60 + minutes);
-    }
-    return new Date(base + millis - offsetMinutes * 60_000);
-}
-/**
- * The moment a pin ends. Accepts an ISO date (`2027-01-31`, meaning 00:00 UTC at the start of
- * that day), an ISO date-time with a zone (`2027-01-31T12:00:00Z`, `2027-01-31T12:00+01:00`),
- * or a duration counted from `now` (`90d`). The moment must be after `now`: a pin that has
- * already ended is almost always a typo. Throws a ConfigurationError otherwise.
- */
-function parseKeepUntil(text, now, inputName) {
-    const trimmed = text.trim();
-    let until;
-    if (/^\d{4}-/.test(trimmed)) {
-        until = parseIsoInstant(trimmed);
-        if (until === undefined) {
-            throw new errors/* ConfigurationError */.j1(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
-                `(2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`);
-        }
-    }
-    else {
-        try {
-            until = new Date(now.getTime() + parseDuration(trimmed, inputName) * 1000);
-        }
-        catch (error) {
-            if (!(error instanceof errors/* ConfigurationError */.j1))
-                throw error;
-            throw new errors/* ConfigurationError */.j1(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
-                `(2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); got ${quoted(text)}.`);
-        }
-    }
-    if (!(until.getTime() > now.getTime())) {
-        throw new errors/* ConfigurationError */.j1(`Input ${inputName} is ${quoted(text)}, which is not after now (${now.toISOString()}); ` +
-            'give a later date or a positive duration.');
-    }
-    return until;
-}
-/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
-function compactDuration(seconds) {
-    if (seconds <= 0)
-        return '0s';
-    let rest = seconds;
-    let text = '';
-    for (const [unit, size] of [
-        ['d', 86400],
-        ['h', 3600],
-        ['m', 60],
-    ]) {
-        const whole = Math.floor(rest / size);
-        if (whole > 0)
-            text += `${whole}${unit}`;
-        rest -= whole * size;
-    }
-    const secs = Math.round(rest * 1000) / 1000;
-    if (secs > 0)
-        text += `${secs}s`;
-    return text || '0s';
+/** Per destination: the dump's location, its bytes and SHA-256 when the copy is complete. */
+function destinationsTable(result) {
+    return table(['Destination', 'Status', 'Size', 'SHA-256'], result.copies.map((c) => c.status === 'stored'
+        ? [`\`${c.location}\``, '✅ stored', (0,streams/* formatBytes */.z3)(result.bytes), `\`${result.sha256}\``]
+        : [`\`${c.location}\``, `❌ failed: ${c.error ?? ''}`, '-', '-']));
 }
 
-;// CONCATENATED MODULE: ./lib/core/logger.js
-const systemClock = { now: () => new Date() };
-/**
- * The logger with info lines demoted to debug, for steps whose details only the debug log needs;
- * `everything` also demotes warnings and folds no groups (a step inside another step's group).
- */
-function quieter(logger, everything = false) {
+// EXTERNAL MODULE: ./lib/core/logger.js
+var core_logger = __nccwpck_require__(5403);
+// EXTERNAL MODULE: ./lib/core/duration.js
+var duration = __nccwpck_require__(8415);
+;// CONCATENATED MODULE: ./lib/options/backup.js
+
+
+
+
+
+const FORMATS = ['custom', 'directory'];
+const ROW_COUNTS = ['exact', 'estimate', 'off'];
+/** The backup's options; `kind` is the front door's default kind (a workflow runs on schedule). */
+function backupOptions(read, door, kind) {
+    const recipients = (0,age/* parseRecipients */.q)(read.string('encryption-recipients') ?? '');
+    const passphrase = read.secret('encryption-passphrase');
+    const keepUntil = read.string('keep-until');
     return {
-        debug: (m) => logger.debug(m),
-        info: (m) => logger.debug(m),
-        warning: (m) => (everything ? logger.debug(m) : logger.warning(m)),
-        error: (m) => logger.error(m),
-        group: (name, fn) => (everything ? fn() : logger.group(name, fn)),
+        connection: (0,connection/* resolveConnection */.XC)(read.secret('database-url'), door.env),
+        name: read.trimmed('name'),
+        format: read.choice('format', FORMATS, 'custom'),
+        jobs: read.integer('jobs', 2, 1, 64),
+        compression: parseCompression(read.string('compression')),
+        selection: {
+            schemas: read.list('schemas'),
+            excludeSchemas: read.list('exclude-schemas'),
+            excludeTableData: read.list('exclude-table-data'),
+        },
+        globals: read.boolean('globals', false),
+        encryption: recipients.length > 0 || passphrase ? { recipients, passphrase } : undefined,
+        kind: read.choice('kind', BACKUP_KINDS, kind),
+        labels: read.labels('labels'),
+        keepUntil: keepUntil ? (0,duration/* parseKeepUntil */.fO)(keepUntil, door.now, 'keep-until') : undefined,
+        rowCounts: read.choice('row-counts', ROW_COUNTS, 'exact'),
+        sizeChangeThreshold: read.number('size-change-threshold', 20),
+        git: door.git,
     };
 }
-/** A logger that keeps the lines it was given, for tests and for reports. */
-class MemoryLogger {
-    lines = [];
-    debug(message) {
-        this.lines.push(`debug: ${message}`);
+
+// EXTERNAL MODULE: ./lib/options/shared.js
+var shared = __nccwpck_require__(4717);
+// EXTERNAL MODULE: ./lib/storage/open.js
+var storage_open = __nccwpck_require__(8669);
+;// CONCATENATED MODULE: ./lib/storage/destinations.js
+
+
+/** The per-line options: `endpoint=`, `region=`, `path-style=` and `credentials=`. */
+const LINE_OPTIONS = ['endpoint', 'region', 'path-style', 'credentials'];
+const CREDENTIALS_HINT = 'name an environment prefix instead (credentials=R2 reads R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY)';
+/**
+ * The destinations of `storage`, one per non-empty line: a location followed by optional
+ * `key=value` options (see docs/storage.md). A line's options override the shared `s3-endpoint`,
+ * `s3-region` and `s3-force-path-style` settings; `credentials=PREFIX` reads the keys from the
+ * environment, so no secret is ever part of the (logged) input. Every secret read is passed to
+ * `mask` before anything else happens.
+ */
+function readDestinations(read, env, mask) {
+    const shared = {
+        endpoint: read('s3-endpoint'),
+        region: read('s3-region'),
+        forcePathStyle: booleanSetting(read('s3-force-path-style'), 's3-force-path-style'),
+    };
+    const lines = (read('storage') ?? '').split(/\r?\n/).filter((line) => line.trim() !== '');
+    if (lines.length === 0) {
+        throw new errors/* OptionError */.eR('storage', (w) => `${w.option('storage')} is required.`);
     }
-    info(message) {
-        this.lines.push(message);
+    const destinations = lines.map((line) => parseDestinationLine(line, shared, env, mask));
+    const locations = destinations.map((d) => d.location);
+    const twice = locations.find((location, i) => locations.indexOf(location) !== i);
+    if (twice !== undefined) {
+        throw new errors/* OptionError */.eR('storage', (w) => `${w.option('storage')} names ${twice} twice; each line must be another destination.`);
     }
-    warning(message) {
-        this.lines.push(`warning: ${message}`);
-    }
-    error(message) {
-        this.lines.push(`error: ${message}`);
-    }
-    async group(name, fn) {
-        this.lines.push(`group: ${name}`);
-        try {
-            return await fn();
-        }
-        finally {
-            this.lines.push(`endgroup: ${name}`);
-        }
-    }
+    return {
+        destinations,
+        required: requiredCount(read('destinations-required'), destinations.length),
+    };
 }
-/** A logger that writes plain lines to a stream (the CLI's stderr). */
-class StreamLogger {
-    out;
-    verbose;
-    constructor(out, verbose = false) {
-        this.out = out;
-        this.verbose = verbose;
+/**
+ * The destinations of verify's `copies` setting, in the syntax of `storage` lines; none when it
+ * is not set.
+ */
+function readCopies(read, env, mask) {
+    const text = read('copies');
+    if (text === undefined || text.trim() === '')
+        return [];
+    return readDestinations((name) => (name === 'storage' ? text : read(name)), env, mask)
+        .destinations;
+}
+/** One line of `storage`: the location, then `key=value` options separated by spaces. */
+function parseDestinationLine(line, shared, env, mask) {
+    const words = line.trim().split(/\s+/);
+    const options = new Map();
+    // Options are the trailing key=value words, so a folder with spaces in its name still works.
+    while (words.length > 1 && /^[a-z-]+=/.test(words[words.length - 1])) {
+        const word = words.pop();
+        const key = word.slice(0, word.indexOf('='));
+        if (!LINE_OPTIONS.includes(key)) {
+            const hint = /secret|key|token|password/.test(key) ? `; ${CREDENTIALS_HINT}` : '';
+            throw new errors/* ConfigurationError */.j1(`Unknown option '${key}' in a storage line; the options are ${LINE_OPTIONS.join(', ')}${hint}.`);
+        }
+        options.set(key, word.slice(key.length + 1));
     }
-    debug(message) {
-        if (this.verbose)
-            this.out.write(`  ${message}\n`);
+    const location = words.join(' ');
+    (0,storage_open/* parseStorageLocation */.Q0)(location);
+    const s3 = {
+        endpoint: options.get('endpoint') ?? shared.endpoint,
+        region: options.get('region') ?? shared.region,
+        forcePathStyle: options.has('path-style')
+            ? booleanSetting(options.get('path-style'), 'path-style')
+            : shared.forcePathStyle,
+    };
+    const prefix = options.get('credentials');
+    if (prefix !== undefined)
+        s3.credentials = credentialsFrom(prefix, env, mask);
+    return { location, s3 };
+}
+/** `PREFIX_ACCESS_KEY_ID`, `PREFIX_SECRET_ACCESS_KEY` and `PREFIX_SESSION_TOKEN`, masked. */
+function credentialsFrom(prefix, env, mask) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(prefix)) {
+        throw new errors/* ConfigurationError */.j1(`The credentials option of a storage line takes an environment variable prefix (letters, digits, '_'), not a key: ${CREDENTIALS_HINT}.`);
     }
-    info(message) {
-        this.out.write(`${message}\n`);
+    const accessKeyId = env[`${prefix}_ACCESS_KEY_ID`];
+    const secretAccessKey = env[`${prefix}_SECRET_ACCESS_KEY`];
+    const sessionToken = env[`${prefix}_SESSION_TOKEN`] || undefined;
+    for (const secret of [accessKeyId, secretAccessKey, sessionToken])
+        if (secret)
+            mask(secret);
+    if (!accessKeyId || !secretAccessKey) {
+        throw new errors/* ConfigurationError */.j1(`credentials=${prefix} needs the environment variables ${prefix}_ACCESS_KEY_ID and ${prefix}_SECRET_ACCESS_KEY (set them from secrets in the step's env).`);
     }
-    warning(message) {
-        this.out.write(`warning: ${message}\n`);
+    return { accessKeyId, secretAccessKey, sessionToken };
+}
+function booleanSetting(value, name) {
+    if (value === undefined || value.trim() === '')
+        return undefined;
+    const text = value.trim().toLowerCase();
+    if (text === 'true')
+        return true;
+    if (text === 'false')
+        return false;
+    throw new errors/* OptionError */.eR(name, (w) => `${w.option(name)} must be true or false, got '${value}'.`);
+}
+/** `destinations-required`: how many destinations must hold a complete copy (default: all). */
+function requiredCount(value, total) {
+    if (value === undefined || value.trim() === '')
+        return total;
+    const n = Number(value.trim());
+    if (!Number.isInteger(n) || n < 1 || n > total) {
+        throw new errors/* OptionError */.eR('destinations-required', (w) => `${w.option('destinations-required')} must be a whole number from 1 to ${total} (the storage lines), got '${value}'.`);
     }
-    error(message) {
-        this.out.write(`error: ${message}\n`);
-    }
-    async group(name, fn) {
-        this.out.write(`== ${name}\n`);
-        return fn();
-    }
+    return n;
+}
+/** Opens every destination's store, in order. */
+function openDestinations(destinations, logger) {
+    return Promise.all(destinations.map((d) => (0,storage_open/* openStorage */.Gz)(d.location, d.s3, logger)));
 }
 
 // EXTERNAL MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js + 2 modules
@@ -52807,97 +51996,120 @@ async function cacheClientTools(tools, logger) {
  * apt repository when the package is not offered yet) and searches again.
  */
 async function ensureClientTools(opts) {
-    const { logger } = opts.search;
-    const runner = opts.runner ?? defaultRunner;
     const exact = opts.postgresVersion === 'auto' ? undefined : opts.postgresVersion;
-    const target = exact ?? opts.serverMajor;
-    const want = exact === undefined ? `${target} or newer` : `${target}`;
     const osRelease = opts.osRelease ??
         (process.platform === 'linux' ? await (0,promises_.readFile)('/etc/os-release', 'utf8').catch(() => '') : '');
-    const codename = debianCodename(osRelease);
-    const fail = async (reason, server = false, major = target) => {
-        const found = await (0,postgres_tools/* listClientCandidates */.CI)({ ...opts.search, logger: quieter(logger) });
-        const plan = pgdgAptPlan(major, {
-            server,
-            codename: codename ?? '$(lsb_release -cs)',
-            root: false,
-            repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
-        });
-        const foundLines = found.length
-            ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
-            : '  (none)';
-        const fix = fixCommand(plan);
-        const message = [
-            reason,
-            `pg_dump versions found on this machine:`,
-            foundLines,
-            `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
-            fix.replace(/^/gm, '  '),
-        ].join('\n');
-        throw new ToolVersionError(message, opts.serverVersion, found, fix);
+    const need = {
+        opts,
+        logger: opts.search.logger,
+        runner: opts.runner ?? defaultRunner,
+        exact,
+        target: exact ?? opts.serverMajor,
+        osRelease,
+        codename: debianCodename(osRelease),
     };
     if (exact !== undefined && exact < opts.serverMajor) {
-        return fail(`postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
+        return failTools(need, `postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
             `pg_dump ${exact} refuses to dump a newer server. Use 'auto' or ${opts.serverMajor} or newer.`, false, opts.serverMajor);
     }
-    const lookFor = async (search) => {
-        const tools = await (0,postgres_tools/* findClientTools */.Mt)(target, search, { maxMajor: exact });
-        const server = !opts.needServer || (await (0,postgres_tools/* findServerBinaries */.Q5)(target, search)) !== undefined;
-        return { tools, server };
-    };
-    const first = await lookFor(opts.search);
+    const first = await lookForTools(need, opts.search);
     if (first.tools && first.server)
         return first.tools;
-    const missing = first.tools
+    const reason = notFoundReason(need, first.tools !== undefined);
+    const needServerPackage = !first.server;
+    const refusal = await whyNotInstall(need);
+    if (refusal !== undefined)
+        return failTools(need, `${reason}\n${refusal}`, needServerPackage);
+    return installWithApt(need, reason, needServerPackage);
+}
+/** Throws the ToolVersionError for `reason`: the pg_dumps found, and the command that fixes it. */
+async function failTools(need, reason, server = false, major = need.target) {
+    const { opts, codename, runner } = need;
+    const found = await (0,postgres_tools/* listClientCandidates */.CI)({ ...opts.search, logger: (0,core_logger/* quieter */.sd)(need.logger) });
+    const plan = pgdgAptPlan(major, {
+        server,
+        codename: codename ?? '$(lsb_release -cs)',
+        root: false,
+        repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
+    });
+    const foundLines = found.length
+        ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
+        : '  (none)';
+    const fix = fixCommand(plan);
+    const message = [
+        reason,
+        `pg_dump versions found on this machine:`,
+        foundLines,
+        `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
+        fix.replace(/^/gm, '  '),
+    ].join('\n');
+    throw new ToolVersionError(message, opts.serverVersion, found, fix);
+}
+/** The client tools of the wanted major, and whether the server binaries are there if needed. */
+async function lookForTools(need, search) {
+    const tools = await (0,postgres_tools/* findClientTools */.Mt)(need.target, search, { maxMajor: need.exact });
+    const server = !need.opts.needServer || (await (0,postgres_tools/* findServerBinaries */.Q5)(need.target, search)) !== undefined;
+    return { tools, server };
+}
+function notFoundReason(need, clientFound) {
+    const { exact, target, opts } = need;
+    const want = exact === undefined ? `${target} or newer` : `${target}`;
+    const missing = clientFound
         ? `no PostgreSQL server binaries of major ${want} were found (needed to restore into a scratch server)`
         : `no pg_dump of major ${want} was found`;
-    const reason = exact === undefined
+    return exact === undefined
         ? `The server runs PostgreSQL ${opts.serverVersion}, and ${missing}; ` +
             `a pg_dump older than the server refuses to dump it.`
         : `postgres-version is ${exact} (server: PostgreSQL ${opts.serverVersion}), but ${missing}.`;
-    const needServerPackage = !first.server;
-    if (!opts.install) {
-        return fail(`${reason}\nAutomatic installation is disabled.`, needServerPackage);
-    }
-    if (!codename) {
-        const fields = parseOsRelease(osRelease);
+}
+/** Why the tools cannot be installed here, if they cannot. */
+async function whyNotInstall(need) {
+    if (!need.opts.install)
+        return 'Automatic installation is disabled.';
+    if (!need.codename) {
+        const fields = parseOsRelease(need.osRelease);
         const name = fields.PRETTY_NAME ?? fields.NAME ?? process.platform;
-        return fail(`${reason}\nAutomatic installation works only on Debian or Ubuntu with apt; this is ${name}.`, needServerPackage);
+        return `Automatic installation works only on Debian or Ubuntu with apt; this is ${name}.`;
     }
     if (!(await onPath('apt-get'))) {
-        return fail(`${reason}\nAutomatic installation needs apt-get, which is not on PATH.`, needServerPackage);
+        return 'Automatic installation needs apt-get, which is not on PATH.';
     }
+    if (!isRoot() && !(await onPath('sudo'))) {
+        return 'Automatic installation needs root or sudo; this process is not root and sudo is missing.';
+    }
+    return undefined;
+}
+/** Installs the packages with apt (adding the repository when needed), then looks again. */
+async function installWithApt(need, reason, needServerPackage) {
+    const { opts, logger, runner, target } = need;
     const root = isRoot();
-    if (!root && !(await onPath('sudo'))) {
-        return fail(`${reason}\nAutomatic installation needs root or sudo; this process is not root and sudo is missing.`, needServerPackage);
-    }
     const available = await hasAll(aptPackages(target, needServerPackage), runner);
     const configured = !available && (await pgdgConfigured(opts.aptRoot));
     const plan = pgdgAptPlan(target, {
         server: needServerPackage,
-        codename,
+        // whyNotInstall refused any machine without one.
+        codename: need.codename ?? '',
         root,
         repository: !available,
     });
+    const fail = (why) => failTools(need, `${reason}\n${why}`, needServerPackage);
     return logger.group(`Installing ${plan.packages.join(', ')}`, async () => {
-        if (plan.repository) {
-            if (configured) {
-                logger.info('The PostgreSQL apt repository is already configured');
+        if (plan.repository && configured) {
+            logger.info('The PostgreSQL apt repository is already configured');
+        }
+        else if (plan.repository) {
+            logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
+            try {
+                await installRepositoryFiles(plan, {
+                    rootDir: opts.aptRoot,
+                    root,
+                    logger,
+                    runner,
+                    fetchKey: opts.fetchKey,
+                });
             }
-            else {
-                logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
-                try {
-                    await installRepositoryFiles(plan, {
-                        rootDir: opts.aptRoot,
-                        root,
-                        logger,
-                        runner,
-                        fetchKey: opts.fetchKey,
-                    });
-                }
-                catch (error) {
-                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.gJ)(error)}`, needServerPackage);
-                }
+            catch (error) {
+                return fail(`Adding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.gJ)(error)}`);
             }
         }
         for (const argv of plan.commands) {
@@ -52905,16 +52117,16 @@ async function ensureClientTools(opts) {
             logger.info(`$ ${argv.join(' ')}`);
             const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
             if (r.code !== 0) {
-                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,core_process/* tail */.RT)(r.stderr || r.stdout, 15)}`, needServerPackage);
+                return fail(`'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,core_process/* tail */.RT)(r.stderr || r.stdout, 15)}`);
             }
         }
         const installedDir = `/usr/lib/postgresql/${target}/bin`;
-        const again = await lookFor({
+        const again = await lookForTools(need, {
             ...opts.search,
             searchDirs: [installedDir, ...(opts.search.searchDirs ?? (await (0,postgres_tools/* defaultSearchDirs */.Wj)()))],
         });
         if (!again.tools || !again.server) {
-            return fail(`${reason}\nInstalled ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`, needServerPackage);
+            return fail(`Installed ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`);
         }
         await cacheClientTools(again.tools, logger);
         return again.tools;
@@ -52944,7 +52156,7 @@ function mayInstallTools(env) {
  * `mayInstallTools` allows, installed: what every action and the CLI hand their cores.
  */
 function clientToolResolver(postgresVersion, env, logger) {
-    return (major, version, needServer = false) => ensureClientTools({
+    return ({ major, version, needServer = false }) => ensureClientTools({
         serverMajor: major,
         serverVersion: version,
         postgresVersion,
@@ -52954,10 +52166,10 @@ function clientToolResolver(postgresVersion, env, logger) {
     });
 }
 
-// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
-var inputs = __nccwpck_require__(9784);
-// EXTERNAL MODULE: ./lib/actions/names.js
-var names = __nccwpck_require__(8763);
+// EXTERNAL MODULE: ./lib/actions/inputs.js + 2 modules
+var inputs = __nccwpck_require__(5684);
+// EXTERNAL MODULE: ./lib/actions/names.js + 1 modules
+var names = __nccwpck_require__(9101);
 ;// CONCATENATED MODULE: ./lib/catalog/runs.js
 
 
@@ -58678,7 +57890,7 @@ function parseNotifyOn(text, input) {
         .join(',');
     const found = NOTIFY_ON.find((choice) => choice === normalized);
     if (!found) {
-        throw new errors/* ConfigurationError */.j1(`Input '${input}' must be one of ${NOTIFY_ON.map((c) => `'${c}'`).join(', ')}, got '${text}'.`);
+        throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)} must be one of ${NOTIFY_ON.map((c) => `'${c}'`).join(', ')}, got '${text}'.`);
     }
     return found;
 }
@@ -58698,11 +57910,11 @@ function parseNotifyTargets(urls, input) {
             url = new URL(text);
         }
         catch {
-            throw new errors/* ConfigurationError */.j1(`Input '${input}': entry ${i + 1} is not a URL (the value is not shown: it is a secret).`);
+            throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)}: entry ${i + 1} is not a URL (the value is not shown: it is a secret).`);
         }
         const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
         if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
-            throw new errors/* ConfigurationError */.j1(`Input '${input}': entry ${i + 1} must be an https:// URL, got a ${url.protocol} URL.`);
+            throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)}: entry ${i + 1} must be an https:// URL, got a ${url.protocol} URL.`);
         }
         const kind = url.hostname === 'hooks.slack.com' ? 'slack' : 'webhook';
         return { url: text, kind, label: `${kind === 'slack' ? 'Slack' : 'webhook'} #${i + 1}` };
@@ -59121,10 +58333,10 @@ function readAlertSettings(defaultLabel) {
             // parseNotifyTargets says which entry is not a URL.
         }
     }
-    const labels = (0,inputs/* listInput */.dt)(names/* Inputs */.G.IssueLabels);
+    const labels = inputs/* inputs */.QL.list(names/* Inputs */.G.IssueLabels);
     return {
         token,
-        issue: (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.Issue, true),
+        issue: inputs/* inputs */.QL.boolean(names/* Inputs */.G.Issue, true),
         labels: labels.length > 0 ? labels : [defaultLabel],
         targets: parseNotifyTargets(lines, names/* Inputs */.G.Notify),
         notifyOn: parseNotifyOn((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.NotifyOn), names/* Inputs */.G.NotifyOn),
@@ -59170,7 +58382,7 @@ async function sendAlerts(outcome, r) {
         }
         const deps = {
             logger,
-            clock: systemClock,
+            clock: core_logger/* systemClock */.ml,
             history: r.storage && r.names.length > 0 ? { storage: r.storage, names: r.names } : undefined,
             issues,
             notify: settings.targets.length > 0
@@ -59187,10 +58399,9 @@ async function sendAlerts(outcome, r) {
     }
 }
 
-// EXTERNAL MODULE: ./lib/actions/runtime.js + 1 modules
-var runtime = __nccwpck_require__(355);
+// EXTERNAL MODULE: ./lib/actions/runtime.js
+var runtime = __nccwpck_require__(8983);
 ;// CONCATENATED MODULE: ./lib/actions/backup-impl.js
-
 
 
 
@@ -59211,16 +58422,7 @@ var runtime = __nccwpck_require__(355);
 async function runBackupAction() {
     const env = process.env;
     const logger = runtime/* actionLogger */.v0;
-    const databaseUrl = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.DatabaseUrl);
-    (0,runtime/* maskConnectionString */.Oi)(databaseUrl);
-    if (env.PGPASSWORD)
-        core/* setSecret */.Pq(env.PGPASSWORD);
-    const passphrase = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.EncryptionPassphrase);
-    (0,runtime/* maskSecret */.$l)(passphrase);
-    // What is not a recipient may be a secret key typed here by mistake: masked before any log.
-    const recipientsText = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.EncryptionRecipients) ?? '';
-    for (const value of invalidRecipientValues(recipientsText))
-        core/* setSecret */.Pq(value);
+    (0,runtime/* maskSecretInputs */.q)(env);
     const alerts = readAlertSettings('backup-failure');
     let name = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Name) ?? 'database';
     let storage;
@@ -59234,22 +58436,31 @@ async function runBackupAction() {
         warningTitle: `Backup warning: ${name}`,
     });
     try {
-        const options = backupOptions(env, databaseUrl, passphrase);
+        // Per-destination credentials come from the environment, masked before anything is logged.
+        const plan = readDestinations((key) => inputs/* inputs */.QL.string(key), env, (secret) => core/* setSecret */.Pq(secret));
+        const options = {
+            ...backupOptions(inputs/* inputs */.QL, (0,inputs/* actionFrontDoor */.Is)(env), 'scheduled'),
+            destinationsRequired: plan.required,
+        };
         name = options.name ?? (0,connection/* databaseName */.Do)(options.connection);
-        const postgresVersion = (0,postgres_tools/* resolvePostgresVersionInput */.Iz)((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.PostgresVersion) ?? 'auto');
-        storage = await (0,runtime/* storageFromInputs */.xr)(logger);
-        const tools = clientToolResolver(postgresVersion, env, logger);
+        const postgresVersion = (0,shared/* postgresVersionOption */.vW)(inputs/* inputs */.QL);
+        const stores = await openDestinations(plan.destinations, logger);
+        const [first, ...copies] = stores;
+        storage = first;
         const result = await runBackup(options, {
             storage,
+            copies,
             logger,
-            clock: systemClock,
+            clock: core_logger/* systemClock */.ml,
             env,
             zstdPath: (0,core_process/* findOnPath */.aY)('zstd', env.PATH),
-            resolveTools: (server) => tools(server.major, server.version),
+            resolveTools: clientToolResolver(postgresVersion, env, logger),
         });
         name = result.manifest.name;
         for (const w of result.warnings)
             logger.warning(w);
+        // The outputs name the first destination that holds the backup.
+        storage = stores[result.copies.findIndex((c) => c.status === 'stored')] ?? first;
         core/* setOutput */.uH(names/* Outputs */.t.BackupId, result.manifest.id);
         core/* setOutput */.uH(names/* Outputs */.t.ManifestKey, storage.location(result.manifestKey));
         core/* setOutput */.uH(names/* Outputs */.t.ObjectKey, storage.location(result.objectKey));
@@ -59257,15 +58468,18 @@ async function runBackupAction() {
         core/* setOutput */.uH(names/* Outputs */.t.Sha256, result.sha256);
         core/* setOutput */.uH(names/* Outputs */.t.DurationSeconds, result.durationSeconds.toFixed(1));
         core/* setOutput */.uH(names/* Outputs */.t.SizeChangePercent, result.sizeChangePercent === undefined ? '' : String(result.sizeChangePercent));
-        await core/* summary */.z.addRaw(backupSummary(result, storage.location(result.objectKey))).write();
+        await core/* summary */.z.addRaw(backupSummary(result)).write();
         await alert({
             status: 'passed',
-            message: `Backup ${result.manifest.id} stored (${formatBytes(result.bytes)}).`,
+            message: `Backup ${result.manifest.id} stored (${(0,streams/* formatBytes */.z3)(result.bytes)}).`,
             backupId: result.manifest.id,
             warnings: result.sizeWarning ? [result.sizeWarning] : [],
         });
     }
     catch (error) {
+        if (error instanceof DestinationsError) {
+            await core/* summary */.z.addRaw(backupSummary(error.result)).write();
+        }
         await alert({
             status: 'failed',
             message: (0,errors/* errorMessage */.gJ)(error),
@@ -59277,34 +58491,6 @@ async function runBackupAction() {
         throw error;
     }
 }
-/** The backup's options from the inputs; a bad input is a ConfigurationError. */
-function backupOptions(env, databaseUrl, passphrase) {
-    const recipients = parseRecipients((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.EncryptionRecipients) ?? '');
-    const kind = (0,inputs/* choiceInput */.ij)(names/* Inputs */.G.Kind, BACKUP_KINDS, 'scheduled');
-    const keepUntilText = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.KeepUntil);
-    return {
-        connection: (0,connection/* resolveConnection */.XC)(databaseUrl, env),
-        name: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Name),
-        format: (0,inputs/* choiceInput */.ij)(names/* Inputs */.G.Format, ['custom', 'directory'], 'custom'),
-        jobs: (0,inputs/* integerInput */.$A)(names/* Inputs */.G.Jobs, 2, 1, 64),
-        compression: parseCompression((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Compression)),
-        selection: {
-            schemas: (0,inputs/* listInput */.dt)(names/* Inputs */.G.Schemas),
-            excludeSchemas: (0,inputs/* listInput */.dt)(names/* Inputs */.G.ExcludeSchemas),
-            excludeTableData: (0,inputs/* listInput */.dt)(names/* Inputs */.G.ExcludeTableData),
-        },
-        globals: (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.Globals, false),
-        encryption: recipients.length > 0 || passphrase ? { recipients, passphrase } : undefined,
-        kind,
-        labels: (0,inputs/* labelsInput */.Yu)(names/* Inputs */.G.Labels),
-        keepUntil: keepUntilText
-            ? parseKeepUntil(keepUntilText, systemClock.now(), names/* Inputs */.G.KeepUntil)
-            : undefined,
-        rowCounts: (0,inputs/* choiceInput */.ij)(names/* Inputs */.G.RowCounts, ['exact', 'estimate', 'off'], 'exact'),
-        sizeChangeThreshold: (0,inputs/* numberInput */.QR)(names/* Inputs */.G.SizeChangeThreshold, 20),
-        git: (0,runtime/* gitContext */.cw)(env),
-    };
-}
 
 
 /***/ }),
@@ -59313,8 +58499,8 @@ function backupOptions(env, databaseUrl, passphrase) {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3544);
-/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(355);
+/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4158);
+/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8983);
 
 
 await (0,_runtime_js__WEBPACK_IMPORTED_MODULE_1__/* .runAction */ .Cs)(_backup_impl_js__WEBPACK_IMPORTED_MODULE_0__/* .runBackupAction */ .E);
@@ -59324,26 +58510,25 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 9784:
+/***/ 5684:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  tE: () => (/* binding */ booleanInput),
-  ij: () => (/* binding */ choiceInput),
-  $A: () => (/* binding */ integerInput),
-  Yu: () => (/* binding */ labelsInput),
-  dt: () => (/* binding */ listInput),
-  QR: () => (/* binding */ numberInput),
-  $m: () => (/* binding */ optionalInput),
-  YF: () => (/* binding */ requiredInput)
+  Is: () => (/* binding */ actionFrontDoor),
+  QL: () => (/* binding */ inputs),
+  $m: () => (/* binding */ optionalInput)
 });
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
 var core = __nccwpck_require__(6058);
 // EXTERNAL MODULE: ./lib/core/errors.js
 var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/core/logger.js
+var logger = __nccwpck_require__(5403);
+// EXTERNAL MODULE: ./lib/core/duration.js
+var duration = __nccwpck_require__(8415);
 ;// CONCATENATED MODULE: ./lib/core/lists.js
 /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
 function splitList(text) {
@@ -59353,7 +58538,114 @@ function splitList(text) {
         .filter((s) => s !== '');
 }
 
+;// CONCATENATED MODULE: ./lib/options/reader.js
+
+
+
+const TRUE = ['true', 'True', 'TRUE'];
+const FALSE = ['false', 'False', 'FALSE'];
+/** A boolean as the YAML 1.2 core schema spells it, or undefined for anything else. */
+function parseBoolean(text) {
+    if (TRUE.includes(text))
+        return true;
+    if (FALSE.includes(text))
+        return false;
+    return undefined;
+}
+/**
+ * Typed options of one front door. Every bad value is an OptionError naming the key, which
+ * each front door words its own way.
+ */
+class OptionReader {
+    source;
+    constructor(source) {
+        this.source = source;
+    }
+    string(key) {
+        return this.source.value(key);
+    }
+    /** A string with surrounding whitespace removed; undefined when blank. */
+    trimmed(key) {
+        const value = this.source.value(key)?.trim();
+        return value === '' ? undefined : value;
+    }
+    required(key) {
+        const value = this.source.value(key);
+        if (value === undefined) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} is required and was not given.`);
+        }
+        return value;
+    }
+    secret(key) {
+        return this.source.secret(key);
+    }
+    boolean(key, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const parsed = parseBoolean(value);
+        if (parsed === undefined) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be true or false, got '${value}'.`);
+        }
+        return parsed;
+    }
+    integer(key, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim());
+        if (!Number.isInteger(n) || n < min || n > max) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a whole number from ${min} to ${max}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A number ≥ min; a trailing `%` is allowed. */
+    number(key, fallback, min = 0) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim().replace(/%$/, ''));
+        if (!Number.isFinite(n) || n < min) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a number ≥ ${min}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+    list(key) {
+        return splitList(this.source.value(key) ?? '');
+    }
+    choice(key, choices, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        if (choices.includes(value))
+            return value;
+        throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be one of ${choices.join(', ')}, got '${value}'.`);
+    }
+    /** `key=value` pairs (newline or comma separated). */
+    labels(key) {
+        const labels = {};
+        for (const item of this.list(key)) {
+            const eq = item.indexOf('=');
+            if (eq <= 0) {
+                throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
+            }
+            labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+        }
+        return labels;
+    }
+    /** A duration in seconds (`26h`, `1h30m`), or undefined when not given. */
+    duration(key) {
+        const value = this.source.value(key);
+        return value === undefined ? undefined : (0,duration/* parseDuration */.E9)(value, key);
+    }
+}
+
+// EXTERNAL MODULE: ./lib/options/shared.js
+var shared = __nccwpck_require__(4717);
 ;// CONCATENATED MODULE: ./lib/actions/inputs.js
+
+
 
 
 
@@ -59362,78 +58654,141 @@ function optionalInput(name) {
     const value = core/* getInput */.V4(name);
     return value === '' ? undefined : value;
 }
-function requiredInput(name) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        throw new errors/* ConfigurationError */.j1(`Input required and not supplied: ${name}`);
-    return value;
+/** The action's options: its workflow inputs (secrets are inputs too, masked by the caller). */
+const inputs = new OptionReader({ value: optionalInput, secret: optionalInput });
+/** Where an action runs: the runner's environment, workspace and workflow run. */
+function actionFrontDoor(env) {
+    return {
+        env,
+        workspace: env.GITHUB_WORKSPACE || process.cwd(),
+        git: (0,shared/* gitContext */.cw)(env),
+        now: logger/* systemClock */.ml.now(),
+        wording: errors/* inputWording */.LL,
+    };
 }
-/** Strict booleans, as the YAML 1.2 core schema spells them; anything else is an error. */
-function booleanInput(name, fallback) {
-    const value = optionalInput(name);
+
+
+/***/ }),
+
+/***/ 9101:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  G: () => (/* binding */ Inputs),
+  t: () => (/* binding */ Outputs)
+});
+
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/crypto/age.js + 1 modules
+var age = __nccwpck_require__(8432);
+// EXTERNAL MODULE: ./lib/postgres/tools.js
+var tools = __nccwpck_require__(936);
+;// CONCATENATED MODULE: ./lib/extract/options.js
+
+
+
+
+const EXTRACT_OPTION_KEYS = {
+    tables: 'tables',
+    targetUrl: 'target-url',
+    confirm: 'confirm',
+    extractSchema: 'extract-schema',
+    replaceExtractSchema: 'replace-extract-schema',
+    compare: 'compare',
+    compareLimit: 'compare-limit',
+    exportFormat: 'export-format',
+    recipients: 'encryption-recipients',
+    name: 'name',
+    backupId: 'backup-id',
+    jobs: 'jobs',
+    postgresVersion: 'postgres-version',
+};
+const K = (/* unused pure expression or super */ null && (EXTRACT_OPTION_KEYS));
+function booleanOption(read, key, fallback) {
+    const value = read(key);
     if (value === undefined)
         return fallback;
     if (['true', 'True', 'TRUE'].includes(value))
         return true;
     if (['false', 'False', 'FALSE'].includes(value))
         return false;
-    throw new errors/* ConfigurationError */.j1(`Input '${name}' must be true or false, got '${value}'.`);
+    throw new ConfigurationError(`Input '${key}' must be true or false, got '${value}'.`);
 }
-function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
-    const value = optionalInput(name);
+function integerOption(read, key, fallback, min, max) {
+    const value = read(key);
     if (value === undefined)
         return fallback;
     const n = Number(value.trim());
     if (!Number.isInteger(n) || n < min || n > max) {
-        throw new errors/* ConfigurationError */.j1(`Input '${name}' must be a whole number from ${min} to ${max}, got '${value}'.`);
+        throw new ConfigurationError(`Input '${key}' must be a whole number from ${min} to ${max}, got '${value}'.`);
     }
     return n;
 }
-function numberInput(name, fallback, min = 0) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    const n = Number(value.trim().replace(/%$/, ''));
-    if (!Number.isFinite(n) || n < min) {
-        throw new errors/* ConfigurationError */.j1(`Input '${name}' must be a number ≥ ${min}, got '${value}'.`);
+/** The backup and the tables, as extract and export read them. */
+function readTableSelection(read, decryption) {
+    const tables = splitList(read(K.tables) ?? '');
+    if (tables.length === 0) {
+        throw new ConfigurationError(`Input '${K.tables}' is empty: give the tables to bring back as pg_dump -t patterns, e.g. "public.orders, public.payment".`);
     }
-    return n;
+    return {
+        name: read(K.name),
+        backupId: read(K.backupId),
+        decryption,
+        tables,
+        jobs: integerOption(read, K.jobs, 2, 1, 64),
+        postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
+    };
 }
-/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
-function listInput(name) {
-    return splitList(optionalInput(name) ?? '');
-}
-function choiceInput(name, choices, fallback) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    if (choices.includes(value))
-        return value;
-    throw new errors/* ConfigurationError */.j1(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
-}
-/** `key=value` pairs (newline or comma separated). */
-function labelsInput(name) {
-    const labels = {};
-    for (const item of listInput(name)) {
-        const eq = item.indexOf('=');
-        if (eq <= 0) {
-            throw new errors/* ConfigurationError */.j1(`Input '${name}' takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
-        }
-        labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+/** The options of an extract. `target-url` is required here: the CLI fills it from DATABASE_URL. */
+function readExtractOptions(read, decryption) {
+    const targetUrl = read(K.targetUrl);
+    if (targetUrl === undefined) {
+        throw new ConfigurationError(`mode 'extract' writes the tables into a new schema of the database given by ${K.targetUrl}, and ${K.targetUrl} is empty.`);
     }
-    return labels;
+    const extractSchema = read(K.extractSchema);
+    if (extractSchema !== undefined)
+        checkSchemaName(extractSchema);
+    return {
+        ...readTableSelection(read, decryption),
+        targetUrl,
+        confirm: read(K.confirm),
+        extractSchema,
+        replaceExtractSchema: booleanOption(read, K.replaceExtractSchema, false),
+        compare: booleanOption(read, K.compare, true),
+        compareLimit: integerOption(read, K.compareLimit, 1000, 0, 1_000_000),
+    };
+}
+/** The options of an export. */
+function readExportOptions(read, decryption) {
+    const format = read(K.exportFormat) ?? 'csv';
+    if (format !== 'csv' && format !== 'jsonl') {
+        throw new ConfigurationError(`Input '${K.exportFormat}' must be one of csv, jsonl, got '${format}'.`);
+    }
+    return {
+        ...readTableSelection(read, decryption),
+        format,
+        recipients: parseRecipients(read(K.recipients) ?? ''),
+    };
+}
+/** The default extract schema of a backup: `recovered_20261121t051500z_3f9a1c`. */
+function defaultExtractSchema(backupId) {
+    return `recovered_${backupId.toLowerCase().replace(/[^a-z0-9]/g, '_')}`;
+}
+/** A schema name the extract may create: a plain identifier, not a system schema. */
+function checkSchemaName(schema) {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema) || /^pg_/.test(schema)) {
+        throw new ConfigurationError(`Input '${K.extractSchema}' must be a new schema's name in lower case (letters, digits, _; at most 63, not pg_...), got '${schema}'.`);
+    }
+    if (['public', 'information_schema'].includes(schema)) {
+        throw new ConfigurationError(`Input '${K.extractSchema}' cannot be '${schema}': the extract goes into a schema of its own.`);
+    }
 }
 
+;// CONCATENATED MODULE: ./lib/actions/names.js
 
-/***/ }),
-
-/***/ 8763:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   G: () => (/* binding */ Inputs),
-/* harmony export */   t: () => (/* binding */ Outputs)
-/* harmony export */ });
 /** Every input and output name of the actions, in one place. `action.yml` files use the same strings. */
 const Inputs = {
     DatabaseUrl: 'database-url',
@@ -59442,6 +58797,8 @@ const Inputs = {
     S3Endpoint: 's3-endpoint',
     S3Region: 's3-region',
     S3ForcePathStyle: 's3-force-path-style',
+    DestinationsRequired: 'destinations-required',
+    Copies: 'copies',
     Format: 'format',
     Jobs: 'jobs',
     Compression: 'compression',
@@ -59468,6 +58825,7 @@ const Inputs = {
     Restore: 'restore',
     TargetUrl: 'target-url',
     WorkDir: 'work-dir',
+    RestorePlan: 'restore-plan',
     Checks: 'checks',
     MaxAge: 'max-age',
     RtoTarget: 'rto-target',
@@ -59490,6 +58848,19 @@ const Inputs = {
     DeleteIncompleteAfter: 'delete-incomplete-after',
     MaxDelete: 'max-delete',
     BypassGovernanceRetention: 'bypass-governance-retention',
+    Tables: EXTRACT_OPTION_KEYS.tables,
+    ExtractSchema: EXTRACT_OPTION_KEYS.extractSchema,
+    ReplaceExtractSchema: EXTRACT_OPTION_KEYS.replaceExtractSchema,
+    Compare: EXTRACT_OPTION_KEYS.compare,
+    CompareLimit: EXTRACT_OPTION_KEYS.compareLimit,
+    ExportFormat: EXTRACT_OPTION_KEYS.exportFormat,
+    Source: 'source',
+    Target: 'target',
+    FilesS3Endpoint: 'files-s3-endpoint',
+    FilesS3Region: 'files-s3-region',
+    FilesS3ForcePathStyle: 'files-s3-force-path-style',
+    FilesS3AccessKeyId: 'files-s3-access-key-id',
+    FilesS3SecretAccessKey: 'files-s3-secret-access-key',
 };
 const Outputs = {
     BackupId: 'backup-id',
@@ -59514,121 +58885,34 @@ const Outputs = {
     Deleted: 'deleted',
     PlanPath: 'plan-path',
     FreedBytes: 'freed-bytes',
+    ExtractSchema: 'extract-schema',
+    ExportManifest: 'export-manifest',
+    Files: 'files',
+    FilesNew: 'files-new',
+    FilesChanged: 'files-changed',
+    FilesUnchanged: 'files-unchanged',
+    FilesDeleted: 'files-deleted',
+    BytesUploaded: 'bytes-uploaded',
 };
 
 
 /***/ }),
 
-/***/ 355:
+/***/ 8983:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  v0: () => (/* binding */ actionLogger),
-  cw: () => (/* binding */ gitContext),
-  Oi: () => (/* binding */ maskConnectionString),
-  $l: () => (/* binding */ maskSecret),
-  Cs: () => (/* binding */ runAction),
-  xr: () => (/* binding */ storageFromInputs)
-});
-
-// UNUSED EXPORTS: s3SettingsFromInputs
-
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
-var core = __nccwpck_require__(6058);
-// EXTERNAL MODULE: ./lib/core/errors.js
-var errors = __nccwpck_require__(3828);
-// EXTERNAL MODULE: external "node:url"
-var external_node_url_ = __nccwpck_require__(3136);
-// EXTERNAL MODULE: ./lib/storage/local.js
-var local = __nccwpck_require__(3114);
-;// CONCATENATED MODULE: ./lib/storage/open.js
-
-
-
-
-const EXAMPLES = 'Use s3://bucket or s3://bucket/prefix for S3, or a folder: /absolute/path, ./relative/path or file:///absolute/path.';
-/** The input as it may be quoted in a message: any user:password part is masked. */
-function quotable(location) {
-    return location.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
-}
-function invalid(location, why) {
-    return new errors/* ConfigurationError */.j1(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
-}
-/**
- * Reads a storage location: `s3://bucket[/prefix]`, `file:///abs/path`, `/abs/path`,
- * `./rel/path` or `../rel/path`. Relative paths stay relative (resolved when opened).
- */
-function parseStorageLocation(location) {
-    const text = location.trim();
-    if (text === '')
-        throw invalid(location, 'it is empty');
-    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
-    if (scheme === 's3') {
-        const rest = text.slice('s3://'.length);
-        const slash = rest.indexOf('/');
-        const authority = slash === -1 ? rest : rest.slice(0, slash);
-        const path = slash === -1 ? '' : rest.slice(slash + 1);
-        if (authority.includes('@')) {
-            throw invalid(location, 'credentials do not belong in the location; pass them as access key inputs or through the AWS environment');
-        }
-        if (authority === '')
-            throw invalid(location, 'the bucket name is missing');
-        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$/.test(authority)) {
-            throw invalid(location, `'${authority}' is not a valid bucket name (letters, digits, '.', '-' and '_', 3 to 255 characters)`);
-        }
-        if (/[?#]/.test(path))
-            throw invalid(location, "the prefix must not contain '?' or '#'");
-        const prefix = path.replace(/^\/+|\/+$/g, '');
-        if (prefix.split('/').some((segment) => segment === '.' || segment === '..')) {
-            throw invalid(location, "the prefix must not contain '.' or '..' segments");
-        }
-        if (prefix.includes('//'))
-            throw invalid(location, 'the prefix contains an empty segment (//)');
-        return { type: 's3', bucket: authority, prefix };
-    }
-    if (scheme === 'file') {
-        let path;
-        try {
-            path = (0,external_node_url_.fileURLToPath)(text);
-        }
-        catch (error) {
-            throw invalid(location, `it is not a local file URL (${error instanceof Error ? error.message : String(error)})`);
-        }
-        return { type: 'local', path };
-    }
-    if (scheme !== undefined) {
-        throw invalid(location, `the scheme '${scheme}://' is not supported`);
-    }
-    if (text.startsWith('/') || text === '.' || text === '..' || /^\.\.?\//.test(text)) {
-        return { type: 'local', path: text };
-    }
-    if (text.startsWith('~')) {
-        throw invalid(location, "'~' is not expanded; give the folder's absolute path");
-    }
-    throw invalid(location, `it has no scheme; for a bucket write s3://${text}, for a folder write ./${text}`);
-}
-/**
- * Opens the store a location names. The S3 module (and the AWS SDK with it) is loaded only for
- * an S3 location: a backup to a folder starts without compiling it.
- */
-async function openStorage(location, s3, logger) {
-    const parsed = parseStorageLocation(location);
-    if (parsed.type === 's3') {
-        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(444)]).then(__nccwpck_require__.bind(__nccwpck_require__, 3444));
-        return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
-    }
-    return new local/* LocalStorage */.D(parsed.path, logger);
-}
-
-// EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
-var connection = __nccwpck_require__(9722);
-// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
-var inputs = __nccwpck_require__(9784);
-// EXTERNAL MODULE: ./lib/actions/names.js
-var names = __nccwpck_require__(8763);
-;// CONCATENATED MODULE: ./lib/actions/runtime.js
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Cs: () => (/* binding */ runAction),
+/* harmony export */   q: () => (/* binding */ maskSecretInputs),
+/* harmony export */   v0: () => (/* binding */ actionLogger)
+/* harmony export */ });
+/* unused harmony export maskSecret */
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+/* harmony import */ var _crypto_age_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8432);
+/* harmony import */ var _postgres_connection_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(9722);
+/* harmony import */ var _inputs_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(5684);
+/* harmony import */ var _names_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(9101);
 
 
 
@@ -59637,42 +58921,22 @@ var names = __nccwpck_require__(8763);
 
 /** A Logger backed by @actions/core: annotations for warnings, folded groups. */
 const actionLogger = {
-    debug: (m) => core/* debug */.Yz(m),
-    info: (m) => core/* info */.pq(m),
-    warning: (m) => core/* warning */.$e(m),
-    error: (m) => core/* error */.z3(m),
-    group: (name, fn) => core/* group */.Os(name, fn),
+    debug: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .debug */ .Yz(m),
+    info: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(m),
+    warning: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(m),
+    error: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .error */ .z3(m),
+    group: (name, fn) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .group */ .Os(name, fn),
 };
-/** Git and run context of the workflow run, for manifests and reports. */
-function gitContext(env) {
-    let prNumber;
-    const ref = env.GITHUB_REF ?? '';
-    const m = /^refs\/pull\/(\d+)\//.exec(ref);
-    if (m)
-        prNumber = Number(m[1]);
-    const context = {
-        repository: env.GITHUB_REPOSITORY,
-        sha: env.GITHUB_SHA,
-        ref: env.GITHUB_REF,
-        runId: env.GITHUB_RUN_ID,
-        runAttempt: env.GITHUB_RUN_ATTEMPT,
-        workflow: env.GITHUB_WORKFLOW,
-        prNumber,
-        actor: env.GITHUB_ACTOR,
-        serverUrl: env.GITHUB_SERVER_URL,
-    };
-    return Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined && v !== ''));
-}
 /** Masks a connection string and its password (raw and percent-encoded) in every later log line. */
 function maskConnectionString(value) {
     if (!value)
         return;
-    core/* setSecret */.Pq(value);
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(value);
     try {
-        const info = (0,connection/* parseConnectionString */.HH)(value);
+        const info = (0,_postgres_connection_js__WEBPACK_IMPORTED_MODULE_3__/* .parseConnectionString */ .HH)(value);
         if (info.password) {
-            core/* setSecret */.Pq(info.password);
-            core/* setSecret */.Pq(encodeURIComponent(info.password));
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(info.password);
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(encodeURIComponent(info.password));
         }
     }
     catch {
@@ -59683,21 +58947,26 @@ function maskConnectionString(value) {
 function maskSecret(value) {
     if (!value)
         return;
-    core/* setSecret */.Pq(value);
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(value);
     for (const line of value.split(/\r?\n/))
         if (line.trim())
-            core/* setSecret */.Pq(line.trim());
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(line.trim());
 }
-/** The S3 settings from the storage inputs shared by every action. */
-function s3SettingsFromInputs() {
-    const endpoint = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3Endpoint);
-    const forcePathStyle = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3ForcePathStyle)
-        ? (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.S3ForcePathStyle, false)
-        : undefined;
-    return { endpoint, region: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3Region), forcePathStyle };
-}
-function storageFromInputs(logger) {
-    return openStorage((0,inputs/* requiredInput */.YF)(names/* Inputs */.G.Storage), s3SettingsFromInputs(), logger);
+/**
+ * Masks every secret an action may be given, before anything is logged: the connection strings
+ * and their passwords, the age identities and passphrase, PGPASSWORD, and any value of
+ * encryption-recipients that is not a recipient (a secret key typed there by mistake).
+ */
+function maskSecretInputs(env) {
+    maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.DatabaseUrl));
+    maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.TargetUrl));
+    maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionIdentity));
+    maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionPassphrase));
+    for (const value of (0,_crypto_age_js__WEBPACK_IMPORTED_MODULE_2__/* .invalidRecipientValues */ .tc)((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionRecipients) ?? '')) {
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(value);
+    }
+    if (env.PGPASSWORD)
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(env.PGPASSWORD);
 }
 /**
  * Runs an action's body: a ConfigurationError fails the step with its message as it is; any
@@ -59709,12 +58978,211 @@ async function runAction(body) {
         await body();
     }
     catch (error) {
-        if (!(error instanceof errors/* ConfigurationError */.j1) && error instanceof Error && error.stack) {
-            core/* debug */.Yz(error.stack);
+        if (!(error instanceof _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j1) && error instanceof Error && error.stack) {
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .debug */ .Yz(error.stack);
         }
-        core/* setFailed */.C1((0,errors/* errorMessage */.gJ)(error));
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setFailed */ .C1((0,_core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .errorMessage */ .gJ)(error));
     }
     process.exit(process.exitCode ?? 0);
+}
+
+
+/***/ }),
+
+/***/ 8415:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   E9: () => (/* binding */ parseDuration),
+/* harmony export */   fO: () => (/* binding */ parseKeepUntil)
+/* harmony export */ });
+/* unused harmony exports parseDurationOrForever, formatDuration, compactDuration */
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3828);
+/** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
+
+const UNIT_SECONDS = {
+    s: 1,
+    m: 60,
+    h: 3600,
+    d: 86400,
+    w: 7 * 86400,
+    y: 365 * 86400,
+};
+const ACCEPTED_FORMS = 'a number with a unit such as 90d, 26h, 30m, 45s, 2w, 1y (365 days), 1h30m or 1.5h';
+/** One `<number><unit>` component, optionally followed by whitespace. */
+const COMPONENT = /(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*/y;
+/** The value as it appears in an error message: quoted, and cut short when long. */
+function quoted(text) {
+    return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
+}
+function durationError(text, key, extraForms = '') {
+    const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
+    return new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .OptionError */ .eR(key, (w) => `${w.option(key)} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
+}
+/**
+ * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
+ * units s, m, h, d, w (7 days) or y (365 days), each unit at most once: `90d`, `1h30m`,
+ * `1h 30m`, `1.5h`. Surrounding whitespace is ignored. Throws an OptionError naming
+ * the input and quoting the value otherwise.
+ */
+function parseDuration(text, inputName) {
+    const trimmed = text.trim();
+    if (trimmed === '')
+        throw durationError(text, inputName);
+    const used = new Set();
+    let seconds = 0;
+    let position = 0;
+    while (position < trimmed.length) {
+        COMPONENT.lastIndex = position;
+        const match = COMPONENT.exec(trimmed);
+        if (!match)
+            throw durationError(text, inputName);
+        const unit = match[2];
+        const factor = UNIT_SECONDS[unit];
+        if (factor === undefined || used.has(unit))
+            throw durationError(text, inputName);
+        used.add(unit);
+        seconds += Number(match[1]) * factor;
+        position = COMPONENT.lastIndex;
+    }
+    if (!Number.isFinite(seconds))
+        throw durationError(text, inputName);
+    return seconds;
+}
+/** Like {@link parseDuration}, but also accepts `forever` (any case). */
+function parseDurationOrForever(text, inputName) {
+    if (text.trim().toLowerCase() === 'forever')
+        return 'forever';
+    try {
+        return parseDuration(text, inputName);
+    }
+    catch (error) {
+        if (error instanceof ConfigurationError)
+            throw durationError(text, inputName, '"forever" or ');
+        throw error;
+    }
+}
+function pad2(n) {
+    return String(n).padStart(2, '0');
+}
+/**
+ * A duration for people: `0s`, `4.2s` and `45s` below a minute, `5m 03s` below an hour,
+ * `1h 05m` and `26h 00m` below two days, `2d 03h` from two days on. Rounds to the shown unit.
+ */
+function formatDuration(seconds) {
+    if (Number.isNaN(seconds))
+        return 'NaN';
+    if (seconds < 0)
+        return `-${formatDuration(-seconds)}`;
+    if (!Number.isFinite(seconds))
+        return '∞';
+    if (seconds < 10) {
+        const tenths = Math.round(seconds * 10) / 10;
+        if (tenths < 10)
+            return `${tenths}s`;
+    }
+    const whole = Math.round(seconds);
+    if (whole < 60)
+        return `${whole}s`;
+    if (whole < 3600)
+        return `${Math.floor(whole / 60)}m ${pad2(whole % 60)}s`;
+    const minutes = Math.round(seconds / 60);
+    if (minutes < 48 * 60)
+        return `${Math.floor(minutes / 60)}h ${pad2(minutes % 60)}m`;
+    const hours = Math.round(seconds / 3600);
+    return `${Math.floor(hours / 24)}d ${pad2(hours % 24)}h`;
+}
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const ISO_DATETIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$/;
+/** Milliseconds since the epoch of a UTC calendar time, or undefined when a field is out of range. */
+function utcTime(year, month, day, hour = 0, minute = 0, second = 0) {
+    if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
+        return undefined;
+    }
+    const date = new Date(0);
+    date.setUTCFullYear(year, month - 1, day);
+    date.setUTCHours(hour, minute, second, 0);
+    if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day)
+        return undefined;
+    return date.getTime();
+}
+function parseIsoInstant(text) {
+    const date = ISO_DATE.exec(text);
+    if (date) {
+        const time = utcTime(Number(date[1]), Number(date[2]), Number(date[3]));
+        return time === undefined ? undefined : new Date(time);
+    }
+    const dt = ISO_DATETIME.exec(text);
+    if (!dt)
+        return undefined;
+    const base = utcTime(Number(dt[1]), Number(dt[2]), Number(dt[3]), Number(dt[4]), Number(dt[5]), dt[6] === undefined ? 0 : Number(dt[6]));
+    if (base === undefined)
+        return undefined;
+    const millis = dt[7] === undefined ? 0 : Math.floor(Number(`0${dt[7]}`) * 1000);
+    let offsetMinutes = 0;
+    if (dt[8] === undefined) {
+        const hours = Number(dt[10]);
+        const minutes = Number(dt[11]);
+        if (hours > 23 || minutes > 59)
+            return undefined;
+        offsetMinutes = (dt[9] === '-' ? -1 : 1) * (hours * 60 + minutes);
+    }
+    return new Date(base + millis - offsetMinutes * 60_000);
+}
+/**
+ * The moment a pin ends. Accepts an ISO date (`2027-01-31`, meaning 00:00 UTC at the start of
+ * that day), an ISO date-time with a zone (`2027-01-31T12:00:00Z`, `2027-01-31T12:00+01:00`),
+ * or a duration counted from `now` (`90d`). The moment must be after `now`: a pin that has
+ * already ended is almost always a typo. Throws a ConfigurationError otherwise.
+ */
+function parseKeepUntil(text, now, inputName) {
+    const trimmed = text.trim();
+    let until;
+    if (/^\d{4}-/.test(trimmed)) {
+        until = parseIsoInstant(trimmed);
+        if (until === undefined) {
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .OptionError */ .eR(inputName, (w) => `${w.option(inputName)} must be an ISO date (2027-01-31), an ISO date-time with a ` +
+                `zone (2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`);
+        }
+    }
+    else {
+        try {
+            until = new Date(now.getTime() + parseDuration(trimmed, inputName) * 1000);
+        }
+        catch (error) {
+            if (!(error instanceof _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1))
+                throw error;
+            throw new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .OptionError */ .eR(inputName, (w) => `${w.option(inputName)} must be an ISO date (2027-01-31), an ISO date-time with a ` +
+                `zone (2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); ` +
+                `got ${quoted(text)}.`);
+        }
+    }
+    if (!(until.getTime() > now.getTime())) {
+        throw new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .OptionError */ .eR(inputName, (w) => `${w.option(inputName)} is ${quoted(text)}, which is not after now ` +
+            `(${now.toISOString()}); give a later date or a positive duration.`);
+    }
+    return until;
+}
+/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
+function compactDuration(seconds) {
+    if (seconds <= 0)
+        return '0s';
+    let rest = seconds;
+    let text = '';
+    for (const [unit, size] of [
+        ['d', 86400],
+        ['h', 3600],
+        ['m', 60],
+    ]) {
+        const whole = Math.floor(rest / size);
+        if (whole > 0)
+            text += `${whole}${unit}`;
+        rest -= whole * size;
+    }
+    const secs = Math.round(rest * 1000) / 1000;
+    if (secs > 0)
+        text += `${secs}s`;
+    return text || '0s';
 }
 
 
@@ -59724,6 +59192,8 @@ async function runAction(body) {
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   LL: () => (/* binding */ inputWording),
+/* harmony export */   eR: () => (/* binding */ OptionError),
 /* harmony export */   gJ: () => (/* binding */ errorMessage),
 /* harmony export */   j1: () => (/* binding */ ConfigurationError),
 /* harmony export */   zR: () => (/* binding */ asError)
@@ -59745,6 +59215,110 @@ function asError(error) {
 /** The message of any thrown value. */
 function errorMessage(error) {
     return error instanceof Error ? error.message : String(error);
+}
+/** The actions' wording: workflow inputs. */
+const inputWording = {
+    option: (key) => `input '${key}'`,
+    enable: (key) => `set ${key}: true`,
+};
+/**
+ * A ConfigurationError about one option. The message is written once, as a function of the
+ * wording, so each front door names the option as its user sets it; `message` holds the
+ * actions' wording.
+ */
+class OptionError extends ConfigurationError {
+    key;
+    words;
+    constructor(key, words) {
+        super(sentence(words(inputWording)));
+        this.key = key;
+        this.words = words;
+        this.name = 'OptionError';
+    }
+    /** The message in a front door's wording. */
+    worded(wording) {
+        return sentence(this.words(wording));
+    }
+}
+function sentence(text) {
+    return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+
+/***/ }),
+
+/***/ 5403:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   ml: () => (/* binding */ systemClock),
+/* harmony export */   sd: () => (/* binding */ quieter)
+/* harmony export */ });
+/* unused harmony exports MemoryLogger, StreamLogger */
+const systemClock = { now: () => new Date() };
+/**
+ * The logger with info lines demoted to debug, for steps whose details only the debug log needs;
+ * `everything` also demotes warnings and folds no groups (a step inside another step's group).
+ */
+function quieter(logger, everything = false) {
+    return {
+        debug: (m) => logger.debug(m),
+        info: (m) => logger.debug(m),
+        warning: (m) => (everything ? logger.debug(m) : logger.warning(m)),
+        error: (m) => logger.error(m),
+        group: (name, fn) => (everything ? fn() : logger.group(name, fn)),
+    };
+}
+/** A logger that keeps the lines it was given, for tests and for reports. */
+class MemoryLogger {
+    lines = [];
+    debug(message) {
+        this.lines.push(`debug: ${message}`);
+    }
+    info(message) {
+        this.lines.push(message);
+    }
+    warning(message) {
+        this.lines.push(`warning: ${message}`);
+    }
+    error(message) {
+        this.lines.push(`error: ${message}`);
+    }
+    async group(name, fn) {
+        this.lines.push(`group: ${name}`);
+        try {
+            return await fn();
+        }
+        finally {
+            this.lines.push(`endgroup: ${name}`);
+        }
+    }
+}
+/** A logger that writes plain lines to a stream (the CLI's stderr). */
+class StreamLogger {
+    out;
+    verbose;
+    constructor(out, verbose = false) {
+        this.out = out;
+        this.verbose = verbose;
+    }
+    debug(message) {
+        if (this.verbose)
+            this.out.write(`  ${message}\n`);
+    }
+    info(message) {
+        this.out.write(`${message}\n`);
+    }
+    warning(message) {
+        this.out.write(`warning: ${message}\n`);
+    }
+    error(message) {
+        this.out.write(`error: ${message}\n`);
+    }
+    async group(name, fn) {
+        this.out.write(`== ${name}\n`);
+        return fn();
+    }
 }
 
 
@@ -59916,6 +59490,1155 @@ function processAlive(pid) {
 
 /***/ }),
 
+/***/ 8058:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   AK: () => (/* binding */ processingStream),
+/* harmony export */   B4: () => (/* binding */ formatCount),
+/* harmony export */   TS: () => (/* binding */ rate),
+/* harmony export */   Vf: () => (/* binding */ HashCounter),
+/* harmony export */   ke: () => (/* binding */ Progress),
+/* harmony export */   z3: () => (/* binding */ formatBytes)
+/* harmony export */ });
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7075);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3828);
+
+
+
+/** Passes bytes through while computing their SHA-256 and count. */
+class HashCounter extends node_stream__WEBPACK_IMPORTED_MODULE_1__.Transform {
+    hash = (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHash)('sha256');
+    beforeEnd;
+    bytes = 0;
+    digestValue;
+    constructor(options = {}) {
+        super({ readableHighWaterMark: options.highWaterMark });
+        this.beforeEnd = options.beforeEnd;
+    }
+    _transform(chunk, _enc, callback) {
+        this.hash.update(chunk);
+        this.bytes += chunk.length;
+        callback(null, chunk);
+    }
+    _flush(callback) {
+        if (!this.beforeEnd)
+            return callback();
+        this.beforeEnd().then(() => callback(), (error) => callback(error));
+    }
+    /** The hex digest; valid once the stream has ended. */
+    digest() {
+        this.digestValue ??= this.hash.digest('hex');
+        return this.digestValue;
+    }
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+/**
+ * A whole number with commas between groups of three digits (1,234,567), as `en-US` prints it,
+ * without `toLocaleString`: its first call loads ICU data, some 15 ms at the end of a backup.
+ */
+function formatCount(value) {
+    const digits = String(Math.abs(Math.trunc(value)));
+    const grouped = digits.replace(/\B(?=(\d{3})+$)/g, ',');
+    return value < 0 ? `-${grouped}` : grouped;
+}
+/** MB/s (decimal megabytes, as tools print rates). */
+function rate(bytes, seconds) {
+    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
+}
+/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
+class Progress {
+    logger;
+    label;
+    bytes;
+    timer;
+    started = Date.now();
+    constructor(logger, label, bytes, intervalMs = 5000) {
+        this.logger = logger;
+        this.label = label;
+        this.bytes = bytes;
+        if (intervalMs > 0) {
+            this.timer = setInterval(() => this.report(), intervalMs);
+            this.timer.unref();
+        }
+    }
+    elapsedSeconds() {
+        return (Date.now() - this.started) / 1000;
+    }
+    report() {
+        const seconds = this.elapsedSeconds();
+        const b = this.bytes();
+        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
+    }
+    stop() {
+        if (this.timer)
+            clearInterval(this.timer);
+        this.timer = undefined;
+    }
+}
+/**
+ * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
+ * processor still being made (a promise) is awaited before the first chunk.
+ */
+function processingStream(processor, highWaterMark) {
+    let ready;
+    const pass = (stream, step, callback) => {
+        try {
+            for (const b of step())
+                stream.push(b);
+            callback();
+        }
+        catch (error) {
+            callback((0,_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error));
+        }
+    };
+    return new node_stream__WEBPACK_IMPORTED_MODULE_1__.Transform({
+        readableHighWaterMark: highWaterMark,
+        writableHighWaterMark: highWaterMark,
+        construct(callback) {
+            Promise.resolve(processor).then((made) => {
+                ready = made;
+                callback();
+            }, (error) => callback((0,_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error)));
+        },
+        transform(chunk, _encoding, callback) {
+            pass(this, () => ready.update(chunk), callback);
+        },
+        flush(callback) {
+            pass(this, () => ready.final(), callback);
+        },
+    });
+}
+
+
+/***/ }),
+
+/***/ 8432:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  kZ: () => (/* binding */ AgeEncryptor),
+  CV: () => (/* binding */ createEncryptStream),
+  YK: () => (/* binding */ encryptingStream),
+  tc: () => (/* binding */ invalidRecipientValues),
+  q: () => (/* binding */ parseRecipients)
+});
+
+// UNUSED EXPORTS: AgeError, createDecryptStream, generateIdentity, identityToRecipient, parseIdentities
+
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/core/streams.js
+var streams = __nccwpck_require__(8058);
+;// CONCATENATED MODULE: ./lib/crypto/bech32.js
+/**
+ * Bech32 (BIP 173) as age uses it for its keys: the original Bech32 checksum (not Bech32m) and no
+ * 90-character length limit. Strings must be all lowercase or all uppercase.
+ */
+const CHARSET = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
+const GENERATOR = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
+const CHARSET_INDEX = new Map([...CHARSET].map((c, i) => [c, i]));
+function polymod(values) {
+    let chk = 1;
+    for (const v of values) {
+        const top = chk >>> 25;
+        chk = (((chk & 0x1ffffff) << 5) ^ v) >>> 0;
+        for (let i = 0; i < 5; i++) {
+            if ((top >>> i) & 1)
+                chk = (chk ^ GENERATOR[i]) >>> 0;
+        }
+    }
+    return chk;
+}
+function hrpExpand(hrp) {
+    const out = [];
+    for (let i = 0; i < hrp.length; i++)
+        out.push(hrp.charCodeAt(i) >>> 5);
+    out.push(0);
+    for (let i = 0; i < hrp.length; i++)
+        out.push(hrp.charCodeAt(i) & 31);
+    return out;
+}
+function convertBits(data, from, to, pad) {
+    let acc = 0;
+    let bits = 0;
+    const out = [];
+    const maxv = (1 << to) - 1;
+    for (let i = 0; i < data.length; i++) {
+        const value = data[i];
+        if (value >>> from !== 0)
+            throw new Error('invalid data range');
+        acc = (acc << from) | value;
+        bits += from;
+        while (bits >= to) {
+            bits -= to;
+            out.push((acc >>> bits) & maxv);
+        }
+        acc &= (1 << bits) - 1;
+    }
+    if (pad) {
+        if (bits > 0)
+            out.push((acc << (to - bits)) & maxv);
+    }
+    else if (bits >= from) {
+        throw new Error('illegal zero padding');
+    }
+    else if (acc !== 0) {
+        throw new Error('non-zero padding');
+    }
+    return out;
+}
+/** Encodes bytes with the given human-readable part; the result has the case of `hrp`. */
+function bech32_bech32Encode(hrp, data) {
+    const lower = hrp.toLowerCase();
+    const upper = hrp === hrp.toUpperCase() && hrp !== lower;
+    const values = convertBits(data, 8, 5, true);
+    const mod = polymod([...hrpExpand(lower), ...values, 0, 0, 0, 0, 0, 0]) ^ 1;
+    let out = `${lower}1`;
+    for (const v of values)
+        out += CHARSET[v];
+    for (let i = 0; i < 6; i++)
+        out += CHARSET[(mod >>> (5 * (5 - i))) & 31];
+    return upper ? out.toUpperCase() : out;
+}
+/**
+ * Decodes a Bech32 string. The returned `hrp` is lowercase. Throws a plain Error whose message never
+ * contains the input (callers decode secrets with it).
+ */
+function bech32_bech32Decode(text) {
+    if (text.length < 8)
+        throw new Error('too short');
+    const lower = text.toLowerCase();
+    if (text !== lower && text !== text.toUpperCase())
+        throw new Error('mixed case');
+    for (let i = 0; i < lower.length; i++) {
+        const c = lower.charCodeAt(i);
+        if (c < 33 || c > 126)
+            throw new Error('invalid character');
+    }
+    const sep = lower.lastIndexOf('1');
+    if (sep < 1 || sep + 7 > lower.length)
+        throw new Error('invalid separator position');
+    const hrp = lower.slice(0, sep);
+    const values = [];
+    for (const c of lower.slice(sep + 1)) {
+        const v = CHARSET_INDEX.get(c);
+        if (v === undefined)
+            throw new Error('invalid character');
+        values.push(v);
+    }
+    if (polymod([...hrpExpand(hrp), ...values]) !== 1)
+        throw new Error('invalid checksum');
+    return { hrp, data: Buffer.from(convertBits(values.slice(0, -6), 5, 8, false)) };
+}
+
+;// CONCATENATED MODULE: ./lib/crypto/age.js
+/**
+ * The age v1 file format (https://age-encryption.org/v1) as Node streams, built on node:crypto
+ * only: X25519 and scrypt recipients, HKDF-SHA256, HMAC-SHA256 and the ChaCha20-Poly1305 STREAM
+ * payload in 64 KiB chunks. Output is the binary format; files interoperate with the `age` CLI.
+ */
+
+
+
+
+
+/** Every failure to decrypt an age file. Messages name the cause and never contain key material. */
+class AgeError extends Error {
+    failure;
+    constructor(message, failure) {
+        super(message);
+        this.failure = failure;
+        this.name = 'AgeError';
+    }
+}
+const INTRO = 'age-encryption.org/v1\n';
+const INTRO_BYTES = Buffer.from(INTRO, 'latin1');
+const VERSION_PREFIX = Buffer.from('age-encryption.org/', 'latin1');
+const ARMOR_BEGIN = Buffer.from('-----BEGIN AGE ENCRYPTED FILE-----', 'latin1');
+const MAC_LINE_MARKER = Buffer.from('\n---', 'latin1');
+const CHUNK_SIZE = 64 * 1024;
+const TAG_SIZE = 16;
+const ENCRYPTED_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE;
+const FILE_KEY_SIZE = 16;
+const NONCE_SIZE = 16;
+const COLUMNS_PER_LINE = 64;
+const BYTES_PER_LINE = (COLUMNS_PER_LINE / 4) * 3;
+/** Headers larger than this are rejected instead of buffered (about 10,000 X25519 recipients). */
+const MAX_HEADER_SIZE = 1024 * 1024;
+/** Longer than any valid MAC line (48 bytes): a stray "\n---" is not waited on forever. */
+const MAX_MAC_LINE = 128;
+const X25519_LABEL = 'age-encryption.org/v1/X25519';
+const SCRYPT_LABEL = 'age-encryption.org/v1/scrypt';
+const IDENTITY_HRP = 'AGE-SECRET-KEY-';
+const RECIPIENT_HRP = 'age';
+const DEFAULT_SCRYPT_WORK_FACTOR = 18;
+/** The age CLI refuses to decrypt above this work factor by default; so do we. */
+const MAX_SCRYPT_WORK_FACTOR = 22;
+const STREAM_HIGH_WATER_MARK = 4 * ENCRYPTED_CHUNK_SIZE;
+const ZERO_NONCE = Buffer.alloc(12);
+const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+/** 2^48 chunks of 64 KiB is far beyond any real file; the nonce counter is written in 6 bytes. */
+const MAX_CHUNKS = 2 ** 48;
+// ---------------------------------------------------------------------------------------------
+// Primitives
+function hkdf(ikm, salt, info) {
+    return Buffer.from(external_node_crypto_.hkdfSync('sha256', ikm, salt, info, 32));
+}
+function aeadSeal(key, nonce, plaintext) {
+    const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', key, nonce, {
+        authTagLength: TAG_SIZE,
+    });
+    const body = cipher.update(plaintext);
+    cipher.final();
+    return Buffer.concat([body, cipher.getAuthTag()]);
+}
+/** Decrypts `sealed` (ciphertext followed by the tag); null when authentication fails. */
+function aeadOpen(key, nonce, sealed) {
+    if (sealed.length < TAG_SIZE)
+        return null;
+    const decipher = external_node_crypto_.createDecipheriv('chacha20-poly1305', key, nonce, {
+        authTagLength: TAG_SIZE,
+    });
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_SIZE));
+    const out = decipher.update(sealed.subarray(0, sealed.length - TAG_SIZE));
+    try {
+        decipher.final();
+    }
+    catch {
+        return null;
+    }
+    return out;
+}
+function x25519PrivateKey(secret) {
+    return crypto.createPrivateKey({
+        key: Buffer.concat([PKCS8_X25519_PREFIX, secret]),
+        format: 'der',
+        type: 'pkcs8',
+    });
+}
+function x25519PublicKey(point) {
+    return external_node_crypto_.createPublicKey({
+        key: Buffer.concat([SPKI_X25519_PREFIX, point]),
+        format: 'der',
+        type: 'spki',
+    });
+}
+/** The raw 32-byte public key of a public or private X25519 key. */
+function rawPublicKey(key) {
+    const publicKey = key.type === 'private' ? external_node_crypto_.createPublicKey(key) : key;
+    const der = publicKey.export({ format: 'der', type: 'spki' });
+    return Buffer.from(der.subarray(der.length - 32));
+}
+/** X25519 shared secret, or null when it is all zeros (a low-order point). */
+function x25519(privateKey, publicKey) {
+    try {
+        const shared = external_node_crypto_.diffieHellman({ privateKey, publicKey });
+        return shared.every((b) => b === 0) ? null : shared;
+    }
+    catch {
+        return null;
+    }
+}
+function scryptKey(passphrase, salt, workFactor) {
+    const N = 2 ** workFactor;
+    const r = 8;
+    const p = 1;
+    const maxmem = 128 * r * (N + p + 2) + 1024 * 1024;
+    return new Promise((resolve, reject) => {
+        external_node_crypto_.scrypt(Buffer.from(passphrase, 'utf8'), Buffer.concat([Buffer.from(SCRYPT_LABEL, 'latin1'), salt]), 32, { N, r, p, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
+    });
+}
+function b64Encode(data) {
+    return data.toString('base64').replace(/=+$/, '');
+}
+/** Strict unpadded standard base64, as age requires (canonical, no padding, no whitespace). */
+function b64Decode(text) {
+    if (!/^[A-Za-z0-9+/]*$/.test(text) || text.length % 4 === 1)
+        return null;
+    const data = Buffer.from(text, 'base64');
+    return b64Encode(data) === text ? data : null;
+}
+// ---------------------------------------------------------------------------------------------
+// Keys
+function decodeRecipient(recipient) {
+    try {
+        const { hrp, data } = bech32_bech32Decode(recipient);
+        return hrp === RECIPIENT_HRP && data.length === 32 ? data : null;
+    }
+    catch {
+        return null;
+    }
+}
+function decodeIdentity(identity) {
+    try {
+        const { hrp, data } = bech32Decode(identity);
+        return hrp === IDENTITY_HRP.toLowerCase() && data.length === 32 ? data : null;
+    }
+    catch {
+        return null;
+    }
+}
+/**
+ * Whether a value may be a secret key, however mistyped: `AGE-SECRET-KEY-1…`, `AGE_SECRET_KEY_1…`,
+ * `age secret key 1…`, or an age plugin identity. Only to word the error better: no error
+ * message shows a recipient or identity value of any kind.
+ */
+function mayBeSecretKey(value) {
+    const letters = value.toUpperCase().replace(/[^A-Z0-9]/g, '');
+    return letters.includes('SECRETKEY') || letters.startsWith('AGEPLUGIN');
+}
+/** What is wrong with a recipient value, in words that never include the value. */
+function recipientProblem(value) {
+    if (mayBeSecretKey(value)) {
+        return ('this looks like an age secret key (identity), not a recipient: give its public key ' +
+            '(age1..., as age-keygen -y prints it), and rotate the secret key if it was exposed');
+    }
+    if (/^(ssh-|ecdsa-)/i.test(value)) {
+        return 'SSH keys are not supported, only age X25519 recipients (age1...)';
+    }
+    if (/^age1pq1/i.test(value))
+        return 'post-quantum hybrid recipients are not supported';
+    if (/^age1[a-z0-9]+1/.test(value))
+        return 'age plugin recipients are not supported';
+    if (/^age1/i.test(value)) {
+        return 'not a valid age X25519 recipient: a character is wrong, missing or extra (its checksum does not match)';
+    }
+    return 'not an age X25519 recipient (age1...)';
+}
+/** What is wrong with an identity value, in words that never include the value. */
+function identityProblem(value) {
+    if (/^age1/i.test(value))
+        return 'this is a public key (recipient), not an identity';
+    if (/^AGE-SECRET-KEY-PQ-/i.test(value)) {
+        return 'post-quantum hybrid identities are not supported';
+    }
+    if (/^AGE-PLUGIN-/i.test(value))
+        return 'age plugin identities are not supported';
+    if (/^-----BEGIN/.test(value) || /^(ssh-|ecdsa-)/i.test(value)) {
+        return 'SSH keys are not supported, only age X25519 identities';
+    }
+    return 'not a valid age X25519 identity (AGE-SECRET-KEY-1...)';
+}
+function recipientKey(recipient, index) {
+    const value = recipient.trim();
+    const raw = decodeRecipient(value);
+    if (!raw) {
+        throw new errors/* ConfigurationError */.j1(`age recipient ${index + 1}: ${recipientProblem(value)}`);
+    }
+    return raw;
+}
+function identitySecret(identity, where) {
+    const value = identity.trim();
+    const raw = decodeIdentity(value);
+    if (!raw) {
+        throw new ConfigurationError(`invalid age identity ${where}: ${identityProblem(value)}`);
+    }
+    return raw;
+}
+/** A new X25519 key pair in the age-keygen encodings. */
+function generateIdentity() {
+    const secret = crypto.randomBytes(32);
+    return {
+        identity: bech32Encode(IDENTITY_HRP, secret),
+        recipient: bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret))),
+    };
+}
+/** The recipient (public key) of an identity, as `age-keygen -y` prints it. */
+function identityToRecipient(identity) {
+    const secret = identitySecret(identity, 'given');
+    return bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret)));
+}
+/** The items of a recipients text, with where each one is (1-based). */
+function recipientItems(text) {
+    const out = [];
+    text.split(/\r?\n/).forEach((raw, i) => {
+        const line = raw.trim();
+        if (line === '' || line.startsWith('#'))
+            return;
+        const items = line
+            .split(',')
+            .map((item) => item.trim())
+            .filter((item) => item !== '');
+        items.forEach((value, j) => out.push({ value, line: i + 1, item: items.length > 1 ? j + 1 : undefined }));
+    });
+    return out;
+}
+/**
+ * Recipients from text: one `age1...` per line or several separated by commas; lines starting with
+ * '#' and blank lines are ignored; duplicates are dropped. May return an empty list. Errors name
+ * the line (and the item on a line of several) and what is wrong, never the value: a secret key
+ * pasted here by mistake must not reach a log.
+ */
+function parseRecipients(text) {
+    const out = [];
+    for (const { value, line, item } of recipientItems(text)) {
+        if (!decodeRecipient(value)) {
+            const where = item === undefined ? `line ${line}` : `line ${line}, item ${item}`;
+            throw new errors/* ConfigurationError */.j1(`age recipients, ${where}: ${recipientProblem(value)}`);
+        }
+        if (!out.includes(value))
+            out.push(value);
+    }
+    return out;
+}
+/**
+ * The values of a recipients text that are not recipients, each whole and each of its words of
+ * 20 characters or more: front doors mask them in their logs, as they may be secret keys.
+ */
+function invalidRecipientValues(text) {
+    const out = new Set();
+    for (const { value } of recipientItems(text)) {
+        if (decodeRecipient(value))
+            continue;
+        out.add(value);
+        for (const word of value.split(/\s+/))
+            if (word.length >= 20)
+                out.add(word);
+    }
+    return [...out];
+}
+/**
+ * Identities from text in the age-keygen file format: `AGE-SECRET-KEY-1...` lines, with '#'
+ * comment lines and blank lines ignored. Errors name the line number, never its content. May
+ * return an empty list.
+ */
+function parseIdentities(text) {
+    const out = [];
+    const lines = text.split(/\r?\n/);
+    for (let i = 0; i < lines.length; i++) {
+        const line = lines[i].trim();
+        if (line === '' || line.startsWith('#'))
+            continue;
+        if (!decodeIdentity(line)) {
+            throw new ConfigurationError(`age identities, line ${i + 1}: ${identityProblem(line)}`);
+        }
+        if (!out.includes(line))
+            out.push(line);
+    }
+    return out;
+}
+function formatStanza(stanza) {
+    let text = `-> ${[stanza.type, ...stanza.args].join(' ')}\n`;
+    const encoded = b64Encode(stanza.body);
+    for (let i = 0; i <= encoded.length; i += COLUMNS_PER_LINE) {
+        text += `${encoded.slice(i, i + COLUMNS_PER_LINE)}\n`;
+    }
+    return text;
+}
+function headerMac(fileKey, headerUpToDashes) {
+    return external_node_crypto_.createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+        .update(headerUpToDashes)
+        .digest();
+}
+function isArgument(text) {
+    return text.length > 0 && /^[\x21-\x7e]+$/.test(text);
+}
+function malformed(line, reason) {
+    return new AgeError(`the age header is malformed (line ${line}): ${reason}`, 'header');
+}
+/** Parses a complete header (intro line through the MAC line, excluding the final newline). */
+function parseHeader(text) {
+    const lines = text.split('\n');
+    const stanzas = [];
+    let offset = lines[0].length + 1;
+    let i = 1;
+    while (i < lines.length) {
+        const line = lines[i];
+        if (line.startsWith('---')) {
+            const parts = line.split(' ');
+            const mac = parts.length === 2 && parts[0] === '---' ? b64Decode(parts[1]) : null;
+            if (!mac || mac.length !== 32 || i !== lines.length - 1) {
+                throw malformed(i + 1, 'invalid closing (MAC) line');
+            }
+            if (stanzas.length === 0)
+                throw malformed(i + 1, 'the header has no recipient stanza');
+            return { stanzas, mac, macInputLength: offset + 3 };
+        }
+        if (!line.startsWith('->'))
+            throw malformed(i + 1, 'unexpected line');
+        const parts = line.split(' ');
+        if (parts[0] !== '->' || parts.length < 2 || !parts.slice(1).every(isArgument)) {
+            throw malformed(i + 1, 'invalid stanza line');
+        }
+        offset += line.length + 1;
+        i++;
+        const chunks = [];
+        for (;;) {
+            if (i >= lines.length)
+                throw malformed(i, 'stanza body is not terminated');
+            const bodyLine = lines[i];
+            const decoded = b64Decode(bodyLine);
+            if (!decoded || bodyLine.length > COLUMNS_PER_LINE) {
+                throw malformed(i + 1, bodyLine.startsWith('-')
+                    ? 'stanza ended without a short body line'
+                    : 'invalid stanza body line');
+            }
+            chunks.push(decoded);
+            offset += bodyLine.length + 1;
+            i++;
+            if (decoded.length < BYTES_PER_LINE)
+                break;
+        }
+        stanzas.push({ type: parts[1], args: parts.slice(2), body: Buffer.concat(chunks) });
+    }
+    throw malformed(lines.length, 'missing closing (MAC) line');
+}
+/** Why a buffer that does not start with the age intro line is not readable; null to wait. */
+function classifyBadStart(data, final) {
+    const starts = (prefix) => data
+        .subarray(0, Math.min(data.length, prefix.length))
+        .equals(prefix.subarray(0, Math.min(data.length, prefix.length)));
+    if (data.length >= VERSION_PREFIX.length && starts(VERSION_PREFIX)) {
+        const end = data.indexOf(0x0a);
+        const line = data
+            .subarray(0, end < 0 ? Math.min(data.length, 64) : Math.min(end, 64))
+            .toString('latin1')
+            .replace(/[^\x20-\x7e]/g, '?');
+        return new AgeError(`unsupported age format version: the file starts with "${line}"`, 'header');
+    }
+    if (starts(ARMOR_BEGIN)) {
+        if (data.length >= ARMOR_BEGIN.length) {
+            return new AgeError('the input is an ASCII-armored age file; only the binary age format is supported', 'unsupported');
+        }
+        if (!final)
+            return null;
+    }
+    return new AgeError('the input is not an age encrypted file (it does not start with "age-encryption.org/v1")', 'header');
+}
+// ---------------------------------------------------------------------------------------------
+// Buffering
+/** A FIFO of buffers from which fixed-size pieces are taken without copying where possible. */
+class ByteQueue {
+    parts = [];
+    first = 0;
+    offset = 0;
+    length = 0;
+    push(data) {
+        if (data.length === 0)
+            return;
+        this.parts.push(data);
+        this.length += data.length;
+    }
+    /** Removes the first n bytes: a view when they lie in one buffer, else a copy in `scratch`. */
+    take(n, scratch) {
+        const head = this.parts[this.first];
+        if (head.length - this.offset >= n) {
+            const view = head.subarray(this.offset, this.offset + n);
+            this.advance(n);
+            return view;
+        }
+        let filled = 0;
+        while (filled < n) {
+            const part = this.parts[this.first];
+            const count = Math.min(part.length - this.offset, n - filled);
+            part.copy(scratch, filled, this.offset, this.offset + count);
+            filled += count;
+            this.advance(count);
+        }
+        return scratch.subarray(0, n);
+    }
+    advance(n) {
+        this.offset += n;
+        this.length -= n;
+        if (this.offset === this.parts[this.first].length) {
+            this.first++;
+            this.offset = 0;
+            if (this.first === this.parts.length) {
+                this.parts = [];
+                this.first = 0;
+            }
+            else if (this.first >= 1024) {
+                this.parts = this.parts.slice(this.first);
+                this.first = 0;
+            }
+        }
+    }
+}
+function chunkNonce(nonce, counter, last) {
+    if (counter >= MAX_CHUNKS)
+        throw new AgeError('the age payload has too many chunks', 'payload');
+    nonce.fill(0);
+    nonce.writeUIntBE(counter, 5, 6);
+    nonce[11] = last ? 1 : 0;
+    return nonce;
+}
+/** Validates encryption options; throws ConfigurationError before any stream exists. */
+function encryptConfig(options) {
+    const recipients = options.recipients ?? [];
+    const passphrase = options.passphrase;
+    if (passphrase !== undefined && recipients.length > 0) {
+        throw new errors/* ConfigurationError */.j1('age files can have either public-key recipients or one passphrase, not both: ' +
+            'give only age recipients or only a passphrase');
+    }
+    if (passphrase === undefined && recipients.length === 0) {
+        throw new errors/* ConfigurationError */.j1('age encryption needs at least one recipient or a passphrase');
+    }
+    if (passphrase !== undefined && passphrase.length === 0) {
+        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
+    }
+    const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
+    if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
+        throw new errors/* ConfigurationError */.j1(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
+    }
+    return { recipientKeys: recipients.map((r, i) => recipientKey(r, i)), passphrase, workFactor };
+}
+/** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
+async function encryptionKeys(config) {
+    const fileKey = external_node_crypto_.randomBytes(FILE_KEY_SIZE);
+    const stanzas = [];
+    if (config.passphrase !== undefined) {
+        const salt = external_node_crypto_.randomBytes(16);
+        const key = await scryptKey(config.passphrase, salt, config.workFactor);
+        stanzas.push({
+            type: 'scrypt',
+            args: [b64Encode(salt), String(config.workFactor)],
+            body: aeadSeal(key, ZERO_NONCE, fileKey),
+        });
+    }
+    for (const recipient of config.recipientKeys) {
+        const ephemeral = external_node_crypto_.generateKeyPairSync('x25519');
+        const share = rawPublicKey(ephemeral.publicKey);
+        const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
+        if (!shared)
+            throw new errors/* ConfigurationError */.j1('an age recipient is an invalid X25519 point');
+        const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
+        stanzas.push({
+            type: 'X25519',
+            args: [b64Encode(share)],
+            body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
+        });
+    }
+    const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
+    const mac = headerMac(fileKey, upToDashes);
+    const nonce = external_node_crypto_.randomBytes(NONCE_SIZE);
+    return {
+        header: Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]),
+        payloadKey: external_node_crypto_.createSecretKey(hkdf(fileKey, nonce, 'payload')),
+    };
+}
+/**
+ * Encrypts one age file, fed synchronously. Input is copied into a single 64 KiB chunk buffer
+ * and never referenced once `update` returns, so callers may reuse their buffers at once;
+ * each sealed chunk comes out as new buffers (ciphertext, then tag).
+ */
+class AgeEncryptor {
+    payloadKey;
+    header;
+    chunk = Buffer.allocUnsafe(CHUNK_SIZE);
+    filled = 0;
+    nonce = Buffer.alloc(12);
+    counter = 0;
+    constructor(header, payloadKey) {
+        this.payloadKey = payloadKey;
+        this.header = header;
+    }
+    /** Rejects with a ConfigurationError (never echoing a secret) for invalid options. */
+    static async create(options) {
+        return AgeEncryptor.fromConfig(encryptConfig(options));
+    }
+    static async fromConfig(config) {
+        const { header, payloadKey } = await encryptionKeys(config);
+        return new AgeEncryptor(header, payloadKey);
+    }
+    /** Encrypts `data`; returns what is ready to be written (possibly nothing). */
+    update(data) {
+        const out = this.takeHeader();
+        let offset = 0;
+        while (offset < data.length) {
+            // A full chunk is sealed only once more data follows: the last chunk is marked as last.
+            if (this.filled === CHUNK_SIZE)
+                this.seal(false, out);
+            const n = data.copy(this.chunk, this.filled, offset);
+            this.filled += n;
+            offset += n;
+        }
+        return out;
+    }
+    /** Seals the last chunk; nothing may be encrypted afterwards. */
+    final() {
+        const out = this.takeHeader();
+        this.seal(true, out);
+        return out;
+    }
+    takeHeader() {
+        if (!this.header)
+            return [];
+        const out = [this.header];
+        this.header = null;
+        return out;
+    }
+    seal(last, out) {
+        const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
+        this.counter++;
+        const body = cipher.update(this.chunk.subarray(0, this.filled));
+        cipher.final();
+        this.filled = 0;
+        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
+        // every byte once more and double the garbage the collector has to catch up with.
+        out.push(body, cipher.getAuthTag());
+    }
+}
+/** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
+function createEncryptStream(options) {
+    return (0,streams/* processingStream */.AK)(AgeEncryptor.fromConfig(encryptConfig(options)), STREAM_HIGH_WATER_MARK);
+}
+/** A stream that encrypts through an encryptor that has not been used yet. */
+function encryptingStream(encryptor) {
+    return (0,streams/* processingStream */.AK)(encryptor, STREAM_HIGH_WATER_MARK);
+}
+/** Validates decryption options; throws ConfigurationError (never echoing a secret). */
+function decryptConfig(options) {
+    const identities = options.identities ?? [];
+    if (identities.length === 0 && options.passphrase === undefined) {
+        throw new ConfigurationError('age decryption needs an identity or a passphrase');
+    }
+    if (options.passphrase !== undefined && options.passphrase.length === 0) {
+        throw new ConfigurationError('the age passphrase is empty');
+    }
+    return {
+        identities: identities.map((identity, i) => {
+            const privateKey = x25519PrivateKey(identitySecret(identity, `number ${i + 1}`));
+            return { privateKey, publicKey: rawPublicKey(privateKey) };
+        }),
+        passphrase: options.passphrase,
+    };
+}
+class AgeDecryptStream extends external_node_stream_.Transform {
+    identities;
+    passphrase;
+    state = 'header';
+    /** Header bytes so far: the first input chunk itself, then an owned buffer grown by doubling. */
+    headerStore = Buffer.alloc(0);
+    headerSize = 0;
+    markerSearchFrom = 0;
+    fileKey = null;
+    payloadKey = null;
+    pending = new ByteQueue();
+    scratch = Buffer.allocUnsafe(ENCRYPTED_CHUNK_SIZE);
+    nonce = Buffer.alloc(12);
+    counter = 0;
+    constructor(config) {
+        super({
+            readableHighWaterMark: STREAM_HIGH_WATER_MARK,
+            writableHighWaterMark: STREAM_HIGH_WATER_MARK,
+        });
+        this.identities = config.identities;
+        this.passphrase = config.passphrase;
+    }
+    _transform(chunk, _encoding, callback) {
+        if (this.state !== 'header') {
+            this.consume(chunk, callback);
+            return;
+        }
+        const headerEnd = this.collectHeader(chunk);
+        if (headerEnd instanceof AgeError) {
+            callback(headerEnd);
+            return;
+        }
+        if (headerEnd < 0) {
+            callback();
+            return;
+        }
+        const header = this.headerBuffer;
+        this.headerStore = Buffer.alloc(0);
+        this.headerSize = 0;
+        this.unwrap(header.subarray(0, headerEnd)).then(() => {
+            this.state = 'nonce';
+            this.consume(header.subarray(headerEnd), callback);
+        }, (err) => callback((0,errors/* asError */.zR)(err)));
+    }
+    _flush(callback) {
+        try {
+            if (this.state === 'header') {
+                if (this.headerBuffer.length === 0) {
+                    throw new AgeError('the input is empty: it is not an age encrypted file', 'header');
+                }
+                throw (this.checkStart(true) ??
+                    new AgeError('the age file is truncated: it ends inside the header', 'header'));
+            }
+            if (this.state === 'nonce') {
+                throw new AgeError('the age file is truncated: it ends before the payload nonce', 'header');
+            }
+            this.finishPayload();
+            callback();
+        }
+        catch (err) {
+            callback(err);
+        }
+    }
+    checkStart(final) {
+        const data = this.headerBuffer;
+        const n = Math.min(data.length, INTRO_BYTES.length);
+        if (data.subarray(0, n).equals(INTRO_BYTES.subarray(0, n)))
+            return null;
+        return classifyBadStart(data, final);
+    }
+    /** Adds header bytes; returns the header length once complete, -1 to wait, or an error. */
+    get headerBuffer() {
+        return this.headerStore.subarray(0, this.headerSize);
+    }
+    appendHeader(chunk) {
+        if (this.headerSize === 0) {
+            this.headerStore = chunk;
+        }
+        else {
+            const needed = this.headerSize + chunk.length;
+            if (needed > this.headerStore.length) {
+                const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.headerStore.length, 4096));
+                this.headerStore.copy(grown, 0, 0, this.headerSize);
+                this.headerStore = grown;
+            }
+            chunk.copy(this.headerStore, this.headerSize);
+        }
+        this.headerSize += chunk.length;
+    }
+    collectHeader(chunk) {
+        this.appendHeader(chunk);
+        const data = this.headerBuffer;
+        const bad = this.checkStart(false);
+        if (bad)
+            return bad;
+        if (data.length < INTRO_BYTES.length)
+            return -1;
+        const marker = data.indexOf(MAC_LINE_MARKER, this.markerSearchFrom);
+        if (marker < 0)
+            this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
+        const newline = marker >= 0 ? data.indexOf(0x0a, marker + 1) : -1;
+        // The input length at which each outcome is known when bytes come one at a time: the size
+        // limit passed, the header's end, a MAC line too long. The earliest within the input wins,
+        // so the outcome does not depend on how the input was split into writes.
+        const tooLarge = MAX_HEADER_SIZE + 1;
+        const complete = newline >= 0 ? newline + 1 : Infinity;
+        const macTooLong = marker >= 0 ? marker + MAX_MAC_LINE + 1 : Infinity;
+        const first = Math.min(tooLarge, complete, macTooLong);
+        if (first > data.length)
+            return -1;
+        if (first === tooLarge) {
+            return new AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`, 'header');
+        }
+        if (first === complete)
+            return complete;
+        return new AgeError('the age header is malformed: invalid closing (MAC) line', 'header');
+    }
+    async unwrap(header) {
+        const { stanzas, mac, macInputLength } = parseHeader(header.subarray(0, header.length - 1).toString('latin1'));
+        const scryptStanzas = stanzas.filter((s) => s.type === 'scrypt');
+        let fileKey;
+        if (scryptStanzas.length > 0) {
+            if (stanzas.length !== 1) {
+                throw new AgeError('the age header is malformed: a passphrase (scrypt) stanza must be the only stanza', 'header');
+            }
+            fileKey = await this.unwrapScrypt(scryptStanzas[0]);
+        }
+        else {
+            fileKey = this.unwrapX25519(stanzas);
+        }
+        const expected = headerMac(fileKey, header.subarray(0, macInputLength));
+        if (!external_node_crypto_.timingSafeEqual(expected, mac)) {
+            throw new AgeError('the age header MAC does not match: the header was modified (tampered with or corrupted)', 'hmac');
+        }
+        this.fileKey = fileKey;
+    }
+    async unwrapScrypt(stanza) {
+        if (this.passphrase === undefined) {
+            throw new AgeError('this backup is encrypted with a passphrase, but no passphrase was given to decrypt it', 'no match');
+        }
+        const salt = stanza.args.length === 2 ? b64Decode(stanza.args[0]) : null;
+        if (!salt || salt.length !== 16 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
+            throw new AgeError('the age header is malformed: invalid passphrase (scrypt) stanza', 'header');
+        }
+        if (!/^[1-9][0-9]?$/.test(stanza.args[1])) {
+            throw new AgeError('the age header is malformed: invalid scrypt work factor', 'header');
+        }
+        const workFactor = Number(stanza.args[1]);
+        if (workFactor > MAX_SCRYPT_WORK_FACTOR) {
+            throw new AgeError(`the scrypt work factor of this file (${workFactor}) is above the limit of ${MAX_SCRYPT_WORK_FACTOR}`, 'header');
+        }
+        const key = await scryptKey(this.passphrase, salt, workFactor);
+        const fileKey = aeadOpen(key, ZERO_NONCE, stanza.body);
+        if (!fileKey) {
+            throw new AgeError('the passphrase is wrong: it does not decrypt this backup', 'no match');
+        }
+        return fileKey;
+    }
+    unwrapX25519(stanzas) {
+        const x25519Stanzas = stanzas.filter((s) => s.type === 'X25519');
+        const parsed = x25519Stanzas.map((stanza) => {
+            const share = stanza.args.length === 1 ? b64Decode(stanza.args[0]) : null;
+            if (!share || share.length !== 32 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
+                throw new AgeError('the age header is malformed: invalid X25519 stanza', 'header');
+            }
+            return { share, shareKey: x25519PublicKey(share), body: stanza.body };
+        });
+        for (const identity of this.identities) {
+            for (const stanza of parsed) {
+                const shared = x25519(identity.privateKey, stanza.shareKey);
+                if (!shared) {
+                    throw new AgeError('the age header is malformed: invalid X25519 share', 'header');
+                }
+                const wrapKey = hkdf(shared, Buffer.concat([stanza.share, identity.publicKey]), X25519_LABEL);
+                const fileKey = aeadOpen(wrapKey, ZERO_NONCE, stanza.body);
+                if (fileKey)
+                    return fileKey;
+            }
+        }
+        if (this.identities.length === 0) {
+            throw new AgeError('this backup is encrypted to age public keys, not with a passphrase: give its age identity', 'no match');
+        }
+        throw new AgeError('the age identity given does not match any recipient of this backup', 'no match');
+    }
+    consume(data, callback) {
+        try {
+            this.pending.push(data);
+            if (this.state === 'nonce') {
+                if (this.pending.length < NONCE_SIZE) {
+                    callback();
+                    return;
+                }
+                const nonce = Buffer.from(this.pending.take(NONCE_SIZE, this.scratch));
+                this.payloadKey = external_node_crypto_.createSecretKey(hkdf(this.fileKey, nonce, 'payload'));
+                this.fileKey = null;
+                this.state = 'payload';
+            }
+            while (this.pending.length > ENCRYPTED_CHUNK_SIZE) {
+                this.openMiddleChunk(this.pending.take(ENCRYPTED_CHUNK_SIZE, this.scratch));
+            }
+            callback();
+        }
+        catch (err) {
+            callback(err);
+        }
+    }
+    open(sealed, last) {
+        return aeadOpen(this.payloadKey, chunkNonce(this.nonce, this.counter, last), sealed);
+    }
+    /**
+     * A full chunk with more data after it. Like the reference implementation, a chunk that
+     * authenticates is released before a failure that follows it: the plaintext a failed file
+     * releases is what the age test vectors expect.
+     */
+    openMiddleChunk(sealed) {
+        const plaintext = this.open(sealed, false);
+        if (!plaintext) {
+            const final = this.open(sealed, true);
+            if (final) {
+                this.push(final);
+                throw new AgeError(`the age file has trailing data after the final chunk (chunk ${this.counter})`, 'payload');
+            }
+            throw new AgeError(`payload chunk ${this.counter} failed authentication: the backup data is corrupted`, 'payload');
+        }
+        this.counter++;
+        this.push(plaintext);
+    }
+    /** The rest of the input, which must be exactly the final chunk. */
+    finishPayload() {
+        const rest = this.pending.length;
+        if (rest === 0) {
+            throw new AgeError(this.counter === 0
+                ? 'the age file is truncated: it has no payload'
+                : `the age file is truncated: it ends after chunk ${this.counter - 1} without the final chunk`, 'payload');
+        }
+        if (rest < TAG_SIZE) {
+            throw new AgeError(`the age file is truncated: chunk ${this.counter} is incomplete`, 'payload');
+        }
+        const sealed = this.pending.take(rest, this.scratch);
+        const plaintext = this.open(sealed, true);
+        if (!plaintext) {
+            const middle = rest === ENCRYPTED_CHUNK_SIZE ? this.open(sealed, false) : null;
+            if (middle) {
+                this.push(middle);
+                throw new AgeError(`the age file is truncated: it ends after chunk ${this.counter} without the final chunk`, 'payload');
+            }
+            throw new AgeError(`the final payload chunk (chunk ${this.counter}) failed authentication: ` +
+                'the backup data is corrupted or the file is truncated', 'payload');
+        }
+        if (plaintext.length === 0 && this.counter > 0) {
+            throw new AgeError(`the age payload is malformed: the final chunk ${this.counter} is empty`, 'payload');
+        }
+        this.counter++;
+        this.push(plaintext);
+    }
+}
+/** A stream that turns a binary age file into its plaintext; failures are AgeError. */
+function createDecryptStream(options) {
+    return new AgeDecryptStream(decryptConfig(options));
+}
+
+
+/***/ }),
+
+/***/ 4717:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   cw: () => (/* binding */ gitContext),
+/* harmony export */   vW: () => (/* binding */ postgresVersionOption)
+/* harmony export */ });
+/* unused harmony exports s3Settings, storageOption */
+/* harmony import */ var _postgres_tools_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(936);
+/* harmony import */ var _storage_open_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8669);
+
+
+/** The S3 settings shared by every command: endpoint, region, path-style addressing. */
+function s3Settings(read) {
+    return {
+        endpoint: read.string('s3-endpoint'),
+        region: read.string('s3-region'),
+        forcePathStyle: read.string('s3-force-path-style') === undefined
+            ? undefined
+            : read.boolean('s3-force-path-style', false),
+    };
+}
+/** Opens the store named by `storage`. */
+function storageOption(read, logger) {
+    return openStorage(read.required('storage'), s3Settings(read), logger);
+}
+/** `auto`, or the PostgreSQL major the client tools must have. */
+function postgresVersionOption(read) {
+    return (0,_postgres_tools_js__WEBPACK_IMPORTED_MODULE_0__/* .resolvePostgresVersionInput */ .Iz)(read.string('postgres-version') ?? 'auto');
+}
+/** Git and run context of the workflow run (none outside GitHub Actions), for manifests and reports. */
+function gitContext(env) {
+    let prNumber;
+    const ref = env.GITHUB_REF ?? '';
+    const m = /^refs\/pull\/(\d+)\//.exec(ref);
+    if (m)
+        prNumber = Number(m[1]);
+    const context = {
+        repository: env.GITHUB_REPOSITORY,
+        sha: env.GITHUB_SHA,
+        ref: env.GITHUB_REF,
+        runId: env.GITHUB_RUN_ID,
+        runAttempt: env.GITHUB_RUN_ATTEMPT,
+        workflow: env.GITHUB_WORKFLOW,
+        prNumber,
+        actor: env.GITHUB_ACTOR,
+        serverUrl: env.GITHUB_SERVER_URL,
+    };
+    return Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined && v !== ''));
+}
+
+
+/***/ }),
+
 /***/ 9722:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
@@ -59999,7 +60722,7 @@ function parseConnectionString(text, inputName = 'database-url') {
             url = new URL(trimmed);
         }
         catch {
-            throw new errors/* ConfigurationError */.j1(`Input '${inputName}' is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
+            throw new errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
                 `Expected postgresql://user:password@host:5432/dbname?sslmode=require; percent-encode special characters in the password.`);
         }
         if (url.hostname)
@@ -60036,7 +60759,7 @@ function parseKeyValue(text, out, inputName) {
         while (i < n && /\s/.test(text[i]))
             i++;
         if (!key || text[i] !== '=') {
-            throw new errors/* ConfigurationError */.j1(`Input '${inputName}' is neither a postgres:// URL nor a libpq key=value string ` +
+            throw new errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} is neither a postgres:// URL nor a libpq key=value string ` +
                 `(the value is not shown because it may contain a password). Expected e.g. "host=db.example.com port=5432 dbname=app user=backup".`);
         }
         i++;
@@ -60051,7 +60774,7 @@ function parseKeyValue(text, out, inputName) {
                 value += text[i++];
             }
             if (text[i] !== "'") {
-                throw new errors/* ConfigurationError */.j1(`Input '${inputName}' has an unterminated quoted value.`);
+                throw new errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} has an unterminated quoted value.`);
             }
             i++;
         }
@@ -60325,7 +61048,7 @@ function quoteLiteral(value) {
 /* harmony export */   Wj: () => (/* binding */ defaultSearchDirs),
 /* harmony export */   qj: () => (/* binding */ majorFromVersionNum)
 /* harmony export */ });
-/* unused harmony exports parseToolVersion, compareVersions, toolCacheDirs, probeVersion, listServerCandidates */
+/* unused harmony exports parseToolVersion, majorOf, compareVersions, toolCacheDirs, probeVersion, listServerCandidates */
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8262);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1455);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
@@ -60369,6 +61092,10 @@ function parseToolVersion(output) {
     }
     return undefined;
 }
+/** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
+function majorOf(version, fallback = 0) {
+    return parseToolVersion(version)?.major ?? fallback;
+}
 /** The major of a `server_version_num` (150018 → 15, 90624 → 9 for 9.6.24). */
 function majorFromVersionNum(num) {
     if (!Number.isSafeInteger(num) || num < 10000) {
@@ -60407,7 +61134,7 @@ function resolvePostgresVersionInput(value) {
         if (major >= 10 && major <= 99)
             return major;
     }
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_4__/* .ConfigurationError */ .j1(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
+    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_4__/* .OptionError */ .eR('postgres-version', (w) => `${w.option('postgres-version')} must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'.`);
 }
 function majorDirs(parent, pattern, suffix) {
     return (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readdir)(parent)
@@ -60954,9 +61681,100 @@ class LocalStorage {
             }
         }
     }
-    async describe() {
-        return {};
+    async versioning() {
+        return undefined;
     }
+}
+
+
+/***/ }),
+
+/***/ 8669:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Gz: () => (/* binding */ openStorage),
+/* harmony export */   Q0: () => (/* binding */ parseStorageLocation)
+/* harmony export */ });
+/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3136);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+/* harmony import */ var _local_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3114);
+
+
+
+
+const EXAMPLES = 'Use s3://bucket or s3://bucket/prefix for S3, or a folder: /absolute/path, ./relative/path or file:///absolute/path.';
+/** The input as it may be quoted in a message: any user:password part is masked. */
+function quotable(location) {
+    return location.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
+}
+function invalid(location, why) {
+    return new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j1(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
+}
+/**
+ * Reads a storage location: `s3://bucket[/prefix]`, `file:///abs/path`, `/abs/path`,
+ * `./rel/path` or `../rel/path`. Relative paths stay relative (resolved when opened).
+ */
+function parseStorageLocation(location) {
+    const text = location.trim();
+    if (text === '')
+        throw invalid(location, 'it is empty');
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
+    if (scheme === 's3') {
+        const rest = text.slice('s3://'.length);
+        const slash = rest.indexOf('/');
+        const authority = slash === -1 ? rest : rest.slice(0, slash);
+        const path = slash === -1 ? '' : rest.slice(slash + 1);
+        if (authority.includes('@')) {
+            throw invalid(location, 'credentials do not belong in the location; pass them as access key inputs or through the AWS environment');
+        }
+        if (authority === '')
+            throw invalid(location, 'the bucket name is missing');
+        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$/.test(authority)) {
+            throw invalid(location, `'${authority}' is not a valid bucket name (letters, digits, '.', '-' and '_', 3 to 255 characters)`);
+        }
+        if (/[?#]/.test(path))
+            throw invalid(location, "the prefix must not contain '?' or '#'");
+        const prefix = path.replace(/^\/+|\/+$/g, '');
+        if (prefix.split('/').some((segment) => segment === '.' || segment === '..')) {
+            throw invalid(location, "the prefix must not contain '.' or '..' segments");
+        }
+        if (prefix.includes('//'))
+            throw invalid(location, 'the prefix contains an empty segment (//)');
+        return { type: 's3', bucket: authority, prefix };
+    }
+    if (scheme === 'file') {
+        let path;
+        try {
+            path = (0,node_url__WEBPACK_IMPORTED_MODULE_0__.fileURLToPath)(text);
+        }
+        catch (error) {
+            throw invalid(location, `it is not a local file URL (${error instanceof Error ? error.message : String(error)})`);
+        }
+        return { type: 'local', path };
+    }
+    if (scheme !== undefined) {
+        throw invalid(location, `the scheme '${scheme}://' is not supported`);
+    }
+    if (text.startsWith('/') || text === '.' || text === '..' || /^\.\.?\//.test(text)) {
+        return { type: 'local', path: text };
+    }
+    if (text.startsWith('~')) {
+        throw invalid(location, "'~' is not expanded; give the folder's absolute path");
+    }
+    throw invalid(location, `it has no scheme; for a bucket write s3://${text}, for a folder write ./${text}`);
+}
+/**
+ * Opens the store a location names. The S3 module (and the AWS SDK with it) is loaded only for
+ * an S3 location: a backup to a folder starts without compiling it.
+ */
+async function openStorage(location, s3, logger) {
+    const parsed = parseStorageLocation(location);
+    if (parsed.type === 's3') {
+        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(444)]).then(__nccwpck_require__.bind(__nccwpck_require__, 3444));
+        return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
+    }
+    return new _local_js__WEBPACK_IMPORTED_MODULE_2__/* .LocalStorage */ .D(parsed.path, logger);
 }
 
 

@@ -292,14 +292,14 @@ const PERMISSION = {
     read: 's3:GetObject',
     list: 's3:ListBucket',
     delete: 's3:DeleteObject',
-    describe: 's3:GetBucketVersioning',
+    versioning: 's3:GetBucketVersioning',
 };
 const VERB = {
     write: 'writing',
     read: 'reading',
     list: 'listing',
     delete: 'deleting',
-    describe: 'reading the versioning of',
+    versioning: 'reading the versioning of',
 };
 /** The endpoint URL without any user:password part, for messages. */
 function safeEndpoint(endpoint) {
@@ -427,44 +427,16 @@ class S3Storage {
     async putStream(key, body, options = {}) {
         const fullKey = this.fullKey(key);
         const contentType = options.contentType ?? 'application/octet-stream';
+        // In-flight part requests are cancelled when the upload fails.
+        const abort = new AbortController();
+        const upload = this.multipartUpload(fullKey, contentType, options, abort.signal);
+        const { writer } = upload;
         let bodyError;
         const onBodyError = (error) => {
             if (error !== writer.storeError)
                 bodyError ??= error;
         };
-        const etags = [];
-        // In-flight part requests are cancelled when the upload fails.
-        const abort = new AbortController();
-        let uploadId;
         let finalSent = false;
-        const writer = new PartWriter({
-            partSize: partSizeFor(options.sizeHint, this.settings.partSize),
-            inFlight: this.settings.queueSize ?? DEFAULT_PARTS_IN_FLIGHT,
-            onProgress: options.onProgress,
-            begin: async () => {
-                const created = await this.client.send(new dist_cjs/* CreateMultipartUploadCommand */.nG4({
-                    Bucket: this.bucket,
-                    Key: fullKey,
-                    ContentType: contentType,
-                }), { abortSignal: abort.signal });
-                if (!created.UploadId)
-                    throw new Error('the store returned no upload id');
-                uploadId = created.UploadId;
-            },
-            sendPart: async (partNumber, data) => {
-                const sent = await this.client.send(new dist_cjs/* UploadPartCommand */.iVK({
-                    Bucket: this.bucket,
-                    Key: fullKey,
-                    UploadId: uploadId,
-                    PartNumber: partNumber,
-                    Body: data,
-                    ContentLength: data.length,
-                }), { abortSignal: abort.signal });
-                if (!sent.ETag)
-                    throw new Error(`the store returned no ETag for part ${partNumber}`);
-                etags[partNumber - 1] = sent.ETag;
-            },
-        });
         body.on('error', onBodyError);
         const previousETag = await this.currentETag(fullKey);
         try {
@@ -472,26 +444,7 @@ class S3Storage {
             if (bodyError !== undefined)
                 throw bodyError;
             finalSent = true;
-            if (writer.single !== undefined) {
-                await this.client.send(new dist_cjs/* PutObjectCommand */.wKZ({
-                    Bucket: this.bucket,
-                    Key: fullKey,
-                    Body: writer.single,
-                    ContentLength: writer.single.length,
-                    ContentType: contentType,
-                }));
-                options.onProgress?.(writer.bytes);
-            }
-            else {
-                await this.client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
-                    Bucket: this.bucket,
-                    Key: fullKey,
-                    UploadId: uploadId,
-                    MultipartUpload: {
-                        Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })),
-                    },
-                }));
-            }
+            await this.completeUpload(fullKey, contentType, upload, options);
             return { bytes: writer.bytes };
         }
         catch (error) {
@@ -500,15 +453,7 @@ class S3Storage {
             if (!body.destroyed)
                 body.destroy();
             await writer.settle();
-            if (uploadId !== undefined) {
-                await this.client
-                    .send(new dist_cjs/* AbortMultipartUploadCommand */.tfP({
-                    Bucket: this.bucket,
-                    Key: fullKey,
-                    UploadId: uploadId,
-                }))
-                    .catch(() => undefined);
-            }
+            await this.abortMultipartUpload(fullKey, upload.uploadId);
             await this.cleanUpFailedUpload(key, fullKey, previousETag, finalSent);
             if (bodyError !== undefined)
                 throw bodyError;
@@ -519,6 +464,76 @@ class S3Storage {
             // Destroying the body emits its error again; keep it from going unhandled.
             body.on('error', () => undefined);
         }
+    }
+    /**
+     * The writer that cuts the body into parts and sends them as a multipart upload, begun with
+     * the first full part; a body smaller than one part is left in `writer.single`.
+     */
+    multipartUpload(fullKey, contentType, options, abortSignal) {
+        const upload = { uploadId: undefined, etags: [] };
+        const writer = new PartWriter({
+            partSize: partSizeFor(options.sizeHint, this.settings.partSize),
+            inFlight: this.settings.queueSize ?? DEFAULT_PARTS_IN_FLIGHT,
+            onProgress: options.onProgress,
+            begin: async () => {
+                const created = await this.client.send(new dist_cjs/* CreateMultipartUploadCommand */.nG4({
+                    Bucket: this.bucket,
+                    Key: fullKey,
+                    ContentType: contentType,
+                }), { abortSignal });
+                if (!created.UploadId)
+                    throw new Error('the store returned no upload id');
+                upload.uploadId = created.UploadId;
+            },
+            sendPart: async (partNumber, data) => {
+                const sent = await this.client.send(new dist_cjs/* UploadPartCommand */.iVK({
+                    Bucket: this.bucket,
+                    Key: fullKey,
+                    UploadId: upload.uploadId,
+                    PartNumber: partNumber,
+                    Body: data,
+                    ContentLength: data.length,
+                }), { abortSignal });
+                if (!sent.ETag)
+                    throw new Error(`the store returned no ETag for part ${partNumber}`);
+                upload.etags[partNumber - 1] = sent.ETag;
+            },
+        });
+        return Object.assign(upload, { writer });
+    }
+    /** Makes the object visible: one PUT for a body smaller than a part, else the multipart's end. */
+    async completeUpload(fullKey, contentType, { writer, uploadId, etags }, options) {
+        if (writer.single !== undefined) {
+            await this.client.send(new dist_cjs/* PutObjectCommand */.wKZ({
+                Bucket: this.bucket,
+                Key: fullKey,
+                Body: writer.single,
+                ContentLength: writer.single.length,
+                ContentType: contentType,
+            }));
+            options.onProgress?.(writer.bytes);
+            return;
+        }
+        await this.client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
+            Bucket: this.bucket,
+            Key: fullKey,
+            UploadId: uploadId,
+            MultipartUpload: {
+                Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })),
+            },
+        }));
+    }
+    /** Drops the parts of a failed upload, if one was begun (best effort). */
+    async abortMultipartUpload(fullKey, uploadId) {
+        if (uploadId === undefined)
+            return;
+        await this.client
+            .send(new dist_cjs/* AbortMultipartUploadCommand */.tfP({
+            Bucket: this.bucket,
+            Key: fullKey,
+            UploadId: uploadId,
+        }))
+            .catch(() => undefined);
     }
     /** The ETag of the object at `fullKey` before a write, or undefined (missing or unreadable). */
     async currentETag(fullKey) {
@@ -755,21 +770,21 @@ class S3Storage {
         }
         return result;
     }
-    async describe() {
+    async versioning() {
         try {
             const response = await this.client.send(new dist_cjs/* GetBucketVersioningCommand */._rj({ Bucket: this.bucket }));
             if (response.Status === 'Enabled' || response.Status === 'Suspended') {
-                return { versioning: response.Status };
+                return response.Status;
             }
-            return { versioning: 'Off' };
+            return 'Off';
         }
         catch (error) {
             const code = codeOf(error);
             if (code === 'AccessDenied' || code === 'NotImplemented' || statusOf(error) === 501) {
                 this.logger.debug(`GetBucketVersioning on ${this.bucket}: ${code}`);
-                return {};
+                return undefined;
             }
-            throw this.translate(error, 'describe');
+            throw this.translate(error, 'versioning');
         }
     }
     /** Closes the client's sockets. */

@@ -48906,24 +48906,26 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9784:
+/***/ 5684:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  tE: () => (/* binding */ booleanInput),
-  dt: () => (/* binding */ listInput),
-  $m: () => (/* binding */ optionalInput),
-  YF: () => (/* binding */ requiredInput)
+  QL: () => (/* binding */ inputs),
+  $m: () => (/* binding */ optionalInput)
 });
 
-// UNUSED EXPORTS: choiceInput, integerInput, labelsInput, numberInput
+// UNUSED EXPORTS: actionFrontDoor
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
 var core = __nccwpck_require__(6058);
 // EXTERNAL MODULE: ./lib/core/errors.js
 var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/core/logger.js
+var logger = __nccwpck_require__(5403);
+// EXTERNAL MODULE: ./lib/core/duration.js
+var duration = __nccwpck_require__(8415);
 ;// CONCATENATED MODULE: ./lib/core/lists.js
 /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
 function splitList(text) {
@@ -48933,7 +48935,114 @@ function splitList(text) {
         .filter((s) => s !== '');
 }
 
+;// CONCATENATED MODULE: ./lib/options/reader.js
+
+
+
+const TRUE = ['true', 'True', 'TRUE'];
+const FALSE = ['false', 'False', 'FALSE'];
+/** A boolean as the YAML 1.2 core schema spells it, or undefined for anything else. */
+function parseBoolean(text) {
+    if (TRUE.includes(text))
+        return true;
+    if (FALSE.includes(text))
+        return false;
+    return undefined;
+}
+/**
+ * Typed options of one front door. Every bad value is an OptionError naming the key, which
+ * each front door words its own way.
+ */
+class OptionReader {
+    source;
+    constructor(source) {
+        this.source = source;
+    }
+    string(key) {
+        return this.source.value(key);
+    }
+    /** A string with surrounding whitespace removed; undefined when blank. */
+    trimmed(key) {
+        const value = this.source.value(key)?.trim();
+        return value === '' ? undefined : value;
+    }
+    required(key) {
+        const value = this.source.value(key);
+        if (value === undefined) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} is required and was not given.`);
+        }
+        return value;
+    }
+    secret(key) {
+        return this.source.secret(key);
+    }
+    boolean(key, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const parsed = parseBoolean(value);
+        if (parsed === undefined) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be true or false, got '${value}'.`);
+        }
+        return parsed;
+    }
+    integer(key, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim());
+        if (!Number.isInteger(n) || n < min || n > max) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a whole number from ${min} to ${max}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A number ≥ min; a trailing `%` is allowed. */
+    number(key, fallback, min = 0) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim().replace(/%$/, ''));
+        if (!Number.isFinite(n) || n < min) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a number ≥ ${min}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+    list(key) {
+        return splitList(this.source.value(key) ?? '');
+    }
+    choice(key, choices, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        if (choices.includes(value))
+            return value;
+        throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be one of ${choices.join(', ')}, got '${value}'.`);
+    }
+    /** `key=value` pairs (newline or comma separated). */
+    labels(key) {
+        const labels = {};
+        for (const item of this.list(key)) {
+            const eq = item.indexOf('=');
+            if (eq <= 0) {
+                throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
+            }
+            labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+        }
+        return labels;
+    }
+    /** A duration in seconds (`26h`, `1h30m`), or undefined when not given. */
+    duration(key) {
+        const value = this.source.value(key);
+        return value === undefined ? undefined : (0,duration/* parseDuration */.E9)(value, key);
+    }
+}
+
+// EXTERNAL MODULE: ./lib/options/shared.js + 1 modules
+var shared = __nccwpck_require__(308);
 ;// CONCATENATED MODULE: ./lib/actions/inputs.js
+
+
 
 
 
@@ -48942,78 +49051,141 @@ function optionalInput(name) {
     const value = core/* getInput */.V4(name);
     return value === '' ? undefined : value;
 }
-function requiredInput(name) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        throw new errors/* ConfigurationError */.j1(`Input required and not supplied: ${name}`);
-    return value;
+/** The action's options: its workflow inputs (secrets are inputs too, masked by the caller). */
+const inputs = new OptionReader({ value: optionalInput, secret: optionalInput });
+/** Where an action runs: the runner's environment, workspace and workflow run. */
+function actionFrontDoor(env) {
+    return {
+        env,
+        workspace: env.GITHUB_WORKSPACE || process.cwd(),
+        git: gitContext(env),
+        now: systemClock.now(),
+        wording: inputWording,
+    };
 }
-/** Strict booleans, as the YAML 1.2 core schema spells them; anything else is an error. */
-function booleanInput(name, fallback) {
-    const value = optionalInput(name);
+
+
+/***/ }),
+
+/***/ 9101:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  G: () => (/* binding */ Inputs),
+  t: () => (/* binding */ Outputs)
+});
+
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/crypto/age.js + 1 modules
+var age = __nccwpck_require__(8432);
+// EXTERNAL MODULE: ./lib/postgres/tools.js + 4 modules
+var tools = __nccwpck_require__(1357);
+;// CONCATENATED MODULE: ./lib/extract/options.js
+
+
+
+
+const EXTRACT_OPTION_KEYS = {
+    tables: 'tables',
+    targetUrl: 'target-url',
+    confirm: 'confirm',
+    extractSchema: 'extract-schema',
+    replaceExtractSchema: 'replace-extract-schema',
+    compare: 'compare',
+    compareLimit: 'compare-limit',
+    exportFormat: 'export-format',
+    recipients: 'encryption-recipients',
+    name: 'name',
+    backupId: 'backup-id',
+    jobs: 'jobs',
+    postgresVersion: 'postgres-version',
+};
+const K = (/* unused pure expression or super */ null && (EXTRACT_OPTION_KEYS));
+function booleanOption(read, key, fallback) {
+    const value = read(key);
     if (value === undefined)
         return fallback;
     if (['true', 'True', 'TRUE'].includes(value))
         return true;
     if (['false', 'False', 'FALSE'].includes(value))
         return false;
-    throw new errors/* ConfigurationError */.j1(`Input '${name}' must be true or false, got '${value}'.`);
+    throw new ConfigurationError(`Input '${key}' must be true or false, got '${value}'.`);
 }
-function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
-    const value = optionalInput(name);
+function integerOption(read, key, fallback, min, max) {
+    const value = read(key);
     if (value === undefined)
         return fallback;
     const n = Number(value.trim());
     if (!Number.isInteger(n) || n < min || n > max) {
-        throw new ConfigurationError(`Input '${name}' must be a whole number from ${min} to ${max}, got '${value}'.`);
+        throw new ConfigurationError(`Input '${key}' must be a whole number from ${min} to ${max}, got '${value}'.`);
     }
     return n;
 }
-function numberInput(name, fallback, min = 0) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    const n = Number(value.trim().replace(/%$/, ''));
-    if (!Number.isFinite(n) || n < min) {
-        throw new ConfigurationError(`Input '${name}' must be a number ≥ ${min}, got '${value}'.`);
+/** The backup and the tables, as extract and export read them. */
+function readTableSelection(read, decryption) {
+    const tables = splitList(read(K.tables) ?? '');
+    if (tables.length === 0) {
+        throw new ConfigurationError(`Input '${K.tables}' is empty: give the tables to bring back as pg_dump -t patterns, e.g. "public.orders, public.payment".`);
     }
-    return n;
+    return {
+        name: read(K.name),
+        backupId: read(K.backupId),
+        decryption,
+        tables,
+        jobs: integerOption(read, K.jobs, 2, 1, 64),
+        postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
+    };
 }
-/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
-function listInput(name) {
-    return splitList(optionalInput(name) ?? '');
-}
-function choiceInput(name, choices, fallback) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    if (choices.includes(value))
-        return value;
-    throw new ConfigurationError(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
-}
-/** `key=value` pairs (newline or comma separated). */
-function labelsInput(name) {
-    const labels = {};
-    for (const item of listInput(name)) {
-        const eq = item.indexOf('=');
-        if (eq <= 0) {
-            throw new ConfigurationError(`Input '${name}' takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
-        }
-        labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+/** The options of an extract. `target-url` is required here: the CLI fills it from DATABASE_URL. */
+function readExtractOptions(read, decryption) {
+    const targetUrl = read(K.targetUrl);
+    if (targetUrl === undefined) {
+        throw new ConfigurationError(`mode 'extract' writes the tables into a new schema of the database given by ${K.targetUrl}, and ${K.targetUrl} is empty.`);
     }
-    return labels;
+    const extractSchema = read(K.extractSchema);
+    if (extractSchema !== undefined)
+        checkSchemaName(extractSchema);
+    return {
+        ...readTableSelection(read, decryption),
+        targetUrl,
+        confirm: read(K.confirm),
+        extractSchema,
+        replaceExtractSchema: booleanOption(read, K.replaceExtractSchema, false),
+        compare: booleanOption(read, K.compare, true),
+        compareLimit: integerOption(read, K.compareLimit, 1000, 0, 1_000_000),
+    };
+}
+/** The options of an export. */
+function readExportOptions(read, decryption) {
+    const format = read(K.exportFormat) ?? 'csv';
+    if (format !== 'csv' && format !== 'jsonl') {
+        throw new ConfigurationError(`Input '${K.exportFormat}' must be one of csv, jsonl, got '${format}'.`);
+    }
+    return {
+        ...readTableSelection(read, decryption),
+        format,
+        recipients: parseRecipients(read(K.recipients) ?? ''),
+    };
+}
+/** The default extract schema of a backup: `recovered_20261121t051500z_3f9a1c`. */
+function defaultExtractSchema(backupId) {
+    return `recovered_${backupId.toLowerCase().replace(/[^a-z0-9]/g, '_')}`;
+}
+/** A schema name the extract may create: a plain identifier, not a system schema. */
+function checkSchemaName(schema) {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema) || /^pg_/.test(schema)) {
+        throw new ConfigurationError(`Input '${K.extractSchema}' must be a new schema's name in lower case (letters, digits, _; at most 63, not pg_...), got '${schema}'.`);
+    }
+    if (['public', 'information_schema'].includes(schema)) {
+        throw new ConfigurationError(`Input '${K.extractSchema}' cannot be '${schema}': the extract goes into a schema of its own.`);
+    }
 }
 
+;// CONCATENATED MODULE: ./lib/actions/names.js
 
-/***/ }),
-
-/***/ 8763:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   G: () => (/* binding */ Inputs),
-/* harmony export */   t: () => (/* binding */ Outputs)
-/* harmony export */ });
 /** Every input and output name of the actions, in one place. `action.yml` files use the same strings. */
 const Inputs = {
     DatabaseUrl: 'database-url',
@@ -49022,6 +49194,8 @@ const Inputs = {
     S3Endpoint: 's3-endpoint',
     S3Region: 's3-region',
     S3ForcePathStyle: 's3-force-path-style',
+    DestinationsRequired: 'destinations-required',
+    Copies: 'copies',
     Format: 'format',
     Jobs: 'jobs',
     Compression: 'compression',
@@ -49048,6 +49222,7 @@ const Inputs = {
     Restore: 'restore',
     TargetUrl: 'target-url',
     WorkDir: 'work-dir',
+    RestorePlan: 'restore-plan',
     Checks: 'checks',
     MaxAge: 'max-age',
     RtoTarget: 'rto-target',
@@ -49070,6 +49245,19 @@ const Inputs = {
     DeleteIncompleteAfter: 'delete-incomplete-after',
     MaxDelete: 'max-delete',
     BypassGovernanceRetention: 'bypass-governance-retention',
+    Tables: EXTRACT_OPTION_KEYS.tables,
+    ExtractSchema: EXTRACT_OPTION_KEYS.extractSchema,
+    ReplaceExtractSchema: EXTRACT_OPTION_KEYS.replaceExtractSchema,
+    Compare: EXTRACT_OPTION_KEYS.compare,
+    CompareLimit: EXTRACT_OPTION_KEYS.compareLimit,
+    ExportFormat: EXTRACT_OPTION_KEYS.exportFormat,
+    Source: 'source',
+    Target: 'target',
+    FilesS3Endpoint: 'files-s3-endpoint',
+    FilesS3Region: 'files-s3-region',
+    FilesS3ForcePathStyle: 'files-s3-force-path-style',
+    FilesS3AccessKeyId: 'files-s3-access-key-id',
+    FilesS3SecretAccessKey: 'files-s3-secret-access-key',
 };
 const Outputs = {
     BackupId: 'backup-id',
@@ -49094,12 +49282,20 @@ const Outputs = {
     Deleted: 'deleted',
     PlanPath: 'plan-path',
     FreedBytes: 'freed-bytes',
+    ExtractSchema: 'extract-schema',
+    ExportManifest: 'export-manifest',
+    Files: 'files',
+    FilesNew: 'files-new',
+    FilesChanged: 'files-changed',
+    FilesUnchanged: 'files-unchanged',
+    FilesDeleted: 'files-deleted',
+    BytesUploaded: 'bytes-uploaded',
 };
 
 
 /***/ }),
 
-/***/ 9934:
+/***/ 8481:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -49178,6 +49374,24 @@ function runsPrefix(name, action) {
 function runKey(name, action, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
     const time = at.toISOString().replace(/[-:]/g, '');
     return `${runsPrefix(name, action)}${time}-${random()}.json`;
+}
+/** `<name>/exports/<backup-id>/`: tables of a backup exported as files (see extract/export.ts). */
+function exportsPrefix(name, id) {
+    return `${name}/exports/${id}/`;
+}
+/** `public.rental.csv.zst.age`: one exported table, compressed with zstd (and encrypted with age). */
+function exportObjectName(schema, table, format, encrypted) {
+    return `${schema}.${table}.${format}.zst${encrypted ? '.age' : ''}`;
+}
+/** `<name>/files/`: the file backups of a catalog name, beside its database backups. */
+function fileBackupsPrefix(name) {
+    return `${name}/files/`;
+}
+function fileBackupPrefix(name, id) {
+    return `${fileBackupsPrefix(name)}${id}/`;
+}
+function fileManifestKey(name, id) {
+    return `${fileBackupPrefix(name, id)}manifest.json`;
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
@@ -49437,7 +49651,7 @@ async function lastStoredBackup(storage, name) {
 async function selectBackup(storage, name, backupId) {
     if (backupId) {
         if (!isBackupId(backupId)) {
-            throw new ConfigurationError(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
+            throw new OptionError('backup-id', (w) => `${w.option('backup-id')} must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
         }
         const manifest = await readManifest(storage, name, backupId);
         if (!manifest) {
@@ -49515,7 +49729,7 @@ async function appendVerificationRecord(storage, record) {
 async function resolveName(storage, name) {
     if (name) {
         if (!isCatalogName(name)) {
-            throw new core_errors/* ConfigurationError */.j1(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+            throw new core_errors/* OptionError */.eR('name', (w) => `${w.option('name')} must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
         return name;
     }
@@ -49528,193 +49742,10 @@ async function resolveName(storage, name) {
     throw new core_errors/* ConfigurationError */.j1(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
 }
 
-;// CONCATENATED MODULE: ./lib/core/duration.js
-/** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
-
-const UNIT_SECONDS = {
-    s: 1,
-    m: 60,
-    h: 3600,
-    d: 86400,
-    w: 7 * 86400,
-    y: 365 * 86400,
-};
-const ACCEPTED_FORMS = 'a number with a unit such as 90d, 26h, 30m, 45s, 2w, 1y (365 days), 1h30m or 1.5h';
-/** One `<number><unit>` component, optionally followed by whitespace. */
-const COMPONENT = /(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*/y;
-/** The value as it appears in an error message: quoted, and cut short when long. */
-function quoted(text) {
-    return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
-}
-function durationError(text, inputName, extraForms = '') {
-    const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
-    return new core_errors/* ConfigurationError */.j1(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
-}
-/**
- * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
- * units s, m, h, d, w (7 days) or y (365 days), each unit at most once: `90d`, `1h30m`,
- * `1h 30m`, `1.5h`. Surrounding whitespace is ignored. Throws a ConfigurationError naming
- * the input and quoting the value otherwise.
- */
-function parseDuration(text, inputName) {
-    const trimmed = text.trim();
-    if (trimmed === '')
-        throw durationError(text, inputName);
-    const used = new Set();
-    let seconds = 0;
-    let position = 0;
-    while (position < trimmed.length) {
-        COMPONENT.lastIndex = position;
-        const match = COMPONENT.exec(trimmed);
-        if (!match)
-            throw durationError(text, inputName);
-        const unit = match[2];
-        const factor = UNIT_SECONDS[unit];
-        if (factor === undefined || used.has(unit))
-            throw durationError(text, inputName);
-        used.add(unit);
-        seconds += Number(match[1]) * factor;
-        position = COMPONENT.lastIndex;
-    }
-    if (!Number.isFinite(seconds))
-        throw durationError(text, inputName);
-    return seconds;
-}
-/** Like {@link parseDuration}, but also accepts `forever` (any case). */
-function parseDurationOrForever(text, inputName) {
-    if (text.trim().toLowerCase() === 'forever')
-        return 'forever';
-    try {
-        return parseDuration(text, inputName);
-    }
-    catch (error) {
-        if (error instanceof core_errors/* ConfigurationError */.j1)
-            throw durationError(text, inputName, '"forever" or ');
-        throw error;
-    }
-}
-function pad2(n) {
-    return String(n).padStart(2, '0');
-}
-/**
- * A duration for people: `0s`, `4.2s` and `45s` below a minute, `5m 03s` below an hour,
- * `1h 05m` and `26h 00m` below two days, `2d 03h` from two days on. Rounds to the shown unit.
- */
-function formatDuration(seconds) {
-    if (Number.isNaN(seconds))
-        return 'NaN';
-    if (seconds < 0)
-        return `-${formatDuration(-seconds)}`;
-    if (!Number.isFinite(seconds))
-        return '∞';
-    if (seconds < 10) {
-        const tenths = Math.round(seconds * 10) / 10;
-        if (tenths < 10)
-            return `${tenths}s`;
-    }
-    const whole = Math.round(seconds);
-    if (whole < 60)
-        return `${whole}s`;
-    if (whole < 3600)
-        return `${Math.floor(whole / 60)}m ${pad2(whole % 60)}s`;
-    const minutes = Math.round(seconds / 60);
-    if (minutes < 48 * 60)
-        return `${Math.floor(minutes / 60)}h ${pad2(minutes % 60)}m`;
-    const hours = Math.round(seconds / 3600);
-    return `${Math.floor(hours / 24)}d ${pad2(hours % 24)}h`;
-}
-const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
-const ISO_DATETIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$/;
-/** Milliseconds since the epoch of a UTC calendar time, or undefined when a field is out of range. */
-function utcTime(year, month, day, hour = 0, minute = 0, second = 0) {
-    if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
-        return undefined;
-    }
-    const date = new Date(0);
-    date.setUTCFullYear(year, month - 1, day);
-    date.setUTCHours(hour, minute, second, 0);
-    if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day)
-        return undefined;
-    return date.getTime();
-}
-function parseIsoInstant(text) {
-    const date = ISO_DATE.exec(text);
-    if (date) {
-        const time = utcTime(Number(date[1]), Number(date[2]), Number(date[3]));
-        return time === undefined ? undefined : new Date(time);
-    }
-    const dt = ISO_DATETIME.exec(text);
-    if (!dt)
-        return undefined;
-    const base = utcTime(Number(dt[1]), Number(dt[2]), Number(dt[3]), Number(dt[4]), Number(dt[5]), dt[6] === undefined ? 0 : Number(dt[6]));
-    if (base === undefined)
-        return undefined;
-    const millis = dt[7] === undefined ? 0 : Math.floor(Number(`0${dt[7]}`) * 1000);
-    let offsetMinutes = 0;
-    if (dt[8] === undefined) {
-        const hours = Number(dt[10]);
-        const minutes = Number(dt[11]);
-        if (hours > 23 || minutes > 59)
-            return undefined;
-        offsetMinutes = (dt[9] === '-' ? -1 : 1) * (hours * 60 + minutes);
-    }
-    return new Date(base + millis - offsetMinutes * 60_000);
-}
-/**
- * The moment a pin ends. Accepts an ISO date (`2027-01-31`, meaning 00:00 UTC at the start of
- * that day), an ISO date-time with a zone (`2027-01-31T12:00:00Z`, `2027-01-31T12:00+01:00`),
- * or a duration counted from `now` (`90d`). The moment must be after `now`: a pin that has
- * already ended is almost always a typo. Throws a ConfigurationError otherwise.
- */
-function parseKeepUntil(text, now, inputName) {
-    const trimmed = text.trim();
-    let until;
-    if (/^\d{4}-/.test(trimmed)) {
-        until = parseIsoInstant(trimmed);
-        if (until === undefined) {
-            throw new ConfigurationError(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
-                `(2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`);
-        }
-    }
-    else {
-        try {
-            until = new Date(now.getTime() + parseDuration(trimmed, inputName) * 1000);
-        }
-        catch (error) {
-            if (!(error instanceof ConfigurationError))
-                throw error;
-            throw new ConfigurationError(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
-                `(2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); got ${quoted(text)}.`);
-        }
-    }
-    if (!(until.getTime() > now.getTime())) {
-        throw new ConfigurationError(`Input ${inputName} is ${quoted(text)}, which is not after now (${now.toISOString()}); ` +
-            'give a later date or a positive duration.');
-    }
-    return until;
-}
-/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
-function compactDuration(seconds) {
-    if (seconds <= 0)
-        return '0s';
-    let rest = seconds;
-    let text = '';
-    for (const [unit, size] of [
-        ['d', 86400],
-        ['h', 3600],
-        ['m', 60],
-    ]) {
-        const whole = Math.floor(rest / size);
-        if (whole > 0)
-            text += `${whole}${unit}`;
-        rest -= whole * size;
-    }
-    const secs = Math.round(rest * 1000) / 1000;
-    if (secs > 0)
-        text += `${secs}s`;
-    return text || '0s';
-}
-
+// EXTERNAL MODULE: ./lib/core/logger.js
+var core_logger = __nccwpck_require__(5403);
+// EXTERNAL MODULE: ./lib/core/duration.js
+var duration = __nccwpck_require__(8415);
 ;// CONCATENATED MODULE: ./lib/catalog/retention.js
 /**
  * The retention planner: which backups of one catalog name a policy keeps, and why.
@@ -49738,14 +49769,14 @@ const COUNT_INPUTS = [
     ['keepYearly', 'keep-yearly'],
 ];
 const RULE_INPUT_NAMES = [...COUNT_INPUTS.map(([, input]) => input), 'keep-within', 'keep-kind'];
-function retention_quoted(text) {
+function quoted(text) {
     return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
 }
 function parseCount(text, inputName) {
     const trimmed = text.trim();
     const value = Number(trimmed);
     if (!/^\d+$/.test(trimmed) || !Number.isSafeInteger(value)) {
-        throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} must be a whole number of backups, 0 or more; got ${retention_quoted(text)}.`);
+        throw new core_errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} must be a whole number of backups, 0 or more; got ${quoted(text)}.`);
     }
     return value;
 }
@@ -49772,8 +49803,19 @@ function checkTimezone(timezone, inputName) {
         localFormatter(timezone);
     }
     catch {
-        throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} must be an IANA time zone such as UTC, Europe/Berlin or ` +
-            `America/New_York; got ${retention_quoted(timezone)}.`);
+        throw new core_errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} must be an IANA time zone such as UTC, Europe/Berlin or ` +
+            `America/New_York; got ${quoted(timezone)}.`);
+    }
+}
+function keepKindDuration(kind, text) {
+    try {
+        return (0,duration/* parseDurationOrForever */.U5)(text, 'keep-kind');
+    }
+    catch (error) {
+        if (!(error instanceof core_errors/* OptionError */.eR))
+            throw error;
+        throw new core_errors/* OptionError */.eR('keep-kind', (w) => `${w.option('keep-kind')} gives the kind ${kind} ${quoted(text.trim())}, which is neither ` +
+            'forever nor a duration such as 90d, 26h or 1y.');
     }
 }
 function parseKeepKind(text) {
@@ -49785,17 +49827,17 @@ function parseKeepKind(text) {
         const eq = item.indexOf('=');
         const kind = eq < 0 ? item : item.slice(0, eq).trim();
         if (eq < 0 || kind === '') {
-            throw new core_errors/* ConfigurationError */.j1(`Input keep-kind must list kind=duration pairs such as "pre-migration=90d, ` +
-                `manual=forever"; got ${retention_quoted(item)}.`);
+            throw new core_errors/* OptionError */.eR('keep-kind', (w) => `${w.option('keep-kind')} must list kind=duration pairs such as "pre-migration=90d, ` +
+                `manual=forever"; got ${quoted(item)}.`);
         }
         if (!BACKUP_KINDS.includes(kind)) {
-            throw new core_errors/* ConfigurationError */.j1(`Input keep-kind names the unknown kind ${retention_quoted(kind)}; known kinds are ` +
+            throw new core_errors/* OptionError */.eR('keep-kind', (w) => `${w.option('keep-kind')} names the unknown kind ${quoted(kind)}; known kinds are ` +
                 `${BACKUP_KINDS.join(', ')}.`);
         }
         if (Object.hasOwn(result, kind)) {
-            throw new core_errors/* ConfigurationError */.j1(`Input keep-kind names the kind ${kind} more than once.`);
+            throw new core_errors/* OptionError */.eR('keep-kind', (w) => `${w.option('keep-kind')} names the kind ${kind} more than once.`);
         }
-        result[kind] = parseDurationOrForever(item.slice(eq + 1), `keep-kind (${kind})`);
+        result[kind] = keepKindDuration(kind, item.slice(eq + 1));
     }
     return result;
 }
@@ -49818,7 +49860,7 @@ function parseRetentionPolicy(inputs) {
             policy[key] = count;
     }
     if (inputs.keepWithin !== undefined && inputs.keepWithin.trim() !== '') {
-        const seconds = parseDuration(inputs.keepWithin, 'keep-within');
+        const seconds = (0,duration/* parseDuration */.E9)(inputs.keepWithin, 'keep-within');
         if (seconds > 0)
             policy.keepWithinSeconds = seconds;
     }
@@ -49831,8 +49873,8 @@ function parseRetentionPolicy(inputs) {
         policy.keepWithinSeconds !== undefined ||
         policy.keepKind !== undefined;
     if (!hasRule) {
-        throw new core_errors/* ConfigurationError */.j1(`Set at least one of ${RULE_INPUT_NAMES.join(', ')} to a value above zero; ` +
-            'without a rule every backup but the newest would be deleted.');
+        throw new core_errors/* OptionError */.eR('keep-last', (w) => `Set at least one of ${RULE_INPUT_NAMES.map((k) => w.option(k)).join(', ')} to a value ` +
+            'above zero; without a rule every backup but the newest would be deleted.');
     }
     return policy;
 }
@@ -49851,8 +49893,8 @@ function parseMaxDelete(text) {
     else if (/^\d+$/.test(trimmed) && Number.isSafeInteger(Number(trimmed))) {
         return { count: Number(trimmed) };
     }
-    throw new core_errors/* ConfigurationError */.j1('Input max-delete must be a percentage of the backups from 0% to 100% (such as 50%) or a ' +
-        `whole number of backups (such as 10); got ${retention_quoted(text)}.`);
+    throw new core_errors/* OptionError */.eR('max-delete', (w) => `${w.option('max-delete')} must be a percentage of the backups from 0% to 100% (such as ` +
+        `50%) or a whole number of backups (such as 10); got ${quoted(text)}.`);
 }
 /** A function giving the wall-clock year, month, day and hour of an instant in `timezone`. */
 function localTimeIn(timezone) {
@@ -50021,6 +50063,19 @@ function planRetention(backups, policy, now, options) {
     const nowMs = now.getTime();
     if (Number.isNaN(nowMs))
         throw new Error('planRetention: now is an invalid date');
+    checkBackups(backups);
+    const sorted = [...backups].sort(newestFirst);
+    const reasons = sorted.map(() => []);
+    addProtections(sorted, reasons, nowMs);
+    // Rules see only the backups finished at or before now: `sorted` without its future-dated head.
+    const past = sorted.flatMap((b, i) => (b.finishedAt.getTime() <= nowMs ? [i] : []));
+    addLastAndWithin(sorted, past, reasons, policy, nowMs);
+    addPeriods(sorted, past, reasons, policy);
+    addKinds(sorted, past, reasons, policy, nowMs);
+    return decide(sorted, reasons, options?.maxDelete);
+}
+/** One name, unique ids, valid dates. */
+function checkBackups(backups) {
     const names = new Set(backups.map((b) => b.name));
     if (names.size > 1) {
         throw new Error(`planRetention: backups of several names must be planned separately: ${[...names].join(', ')}`);
@@ -50034,9 +50089,9 @@ function planRetention(backups, policy, now, options) {
             throw new Error(`planRetention: backup ${b.id} has an invalid finishedAt`);
         }
     }
-    const sorted = [...backups].sort(newestFirst);
-    const reasons = sorted.map(() => []);
-    // Protections.
+}
+/** Kept whatever the policy: in the future, the newest, the newest verified, pinned. */
+function addProtections(sorted, reasons, nowMs) {
     sorted.forEach((b, i) => {
         if (b.finishedAt.getTime() > nowMs)
             reasons[i].push(REASON_FUTURE);
@@ -50051,46 +50106,47 @@ function planRetention(backups, policy, now, options) {
             reasons[i].push(`pinned until ${formatInstant(b.keepUntil)}`);
         }
     });
-    // Rules see only the backups finished at or before now: `sorted` without its future-dated head.
-    const past = [];
-    sorted.forEach((b, i) => {
-        if (b.finishedAt.getTime() <= nowMs)
-            past.push(i);
-    });
+}
+function addLastAndWithin(sorted, past, reasons, policy, nowMs) {
     const keepLast = policy.keepLast ?? 0;
     for (const i of past.slice(0, keepLast))
         reasons[i].push(`last ${keepLast}`);
     if (policy.keepWithinSeconds !== undefined && policy.keepWithinSeconds > 0) {
         const since = nowMs - policy.keepWithinSeconds * 1000;
-        const label = `within ${compactDuration(policy.keepWithinSeconds)}`;
+        const label = `within ${(0,duration/* compactDuration */.sQ)(policy.keepWithinSeconds)}`;
         for (const i of past)
             if (sorted[i].finishedAt.getTime() > since)
                 reasons[i].push(label);
     }
+}
+/** Hourly to yearly: the newest backup of each of the last N periods that have one. */
+function addPeriods(sorted, past, reasons, policy) {
     const periodRules = PERIOD_RULES.filter((r) => (policy[r.key] ?? 0) > 0);
-    if (periodRules.length > 0) {
-        const localTime = localTimeIn(policy.timezone);
-        const state = periodRules.map((r) => ({
-            period: r.period,
-            left: policy[r.key] ?? 0,
-            seen: new Set(),
-        }));
-        for (const i of past) {
-            if (state.every((s) => s.left === 0))
-                break;
-            const local = localTime(sorted[i].finishedAt);
-            for (const s of state) {
-                if (s.left === 0)
-                    continue;
-                const label = periodLabel(s.period, local);
-                if (s.seen.has(label))
-                    continue;
-                s.seen.add(label);
-                s.left -= 1;
-                reasons[i].push(`${s.period} ${label}`);
-            }
+    if (periodRules.length === 0)
+        return;
+    const localTime = localTimeIn(policy.timezone);
+    const state = periodRules.map((r) => ({
+        period: r.period,
+        left: policy[r.key] ?? 0,
+        seen: new Set(),
+    }));
+    for (const i of past) {
+        if (state.every((s) => s.left === 0))
+            break;
+        const local = localTime(sorted[i].finishedAt);
+        for (const s of state) {
+            if (s.left === 0)
+                continue;
+            const label = periodLabel(s.period, local);
+            if (s.seen.has(label))
+                continue;
+            s.seen.add(label);
+            s.left -= 1;
+            reasons[i].push(`${s.period} ${label}`);
         }
     }
+}
+function addKinds(sorted, past, reasons, policy, nowMs) {
     const keepKind = policy.keepKind ?? {};
     for (const i of past) {
         const b = sorted[i];
@@ -50106,83 +50162,19 @@ function planRetention(backups, policy, now, options) {
                 reasons[i].push(`kind ${b.kind} until ${formatInstant(new Date(until))}`);
         }
     }
+}
+/** Keep what any reason keeps; refuse the plan when it breaks a safety limit. */
+function decide(sorted, reasons, maxDelete) {
     const entries = sorted.map((backup, i) => reasons[i].length > 0
         ? { backup, decision: 'keep', reasons: reasons[i] }
         : { backup, decision: 'delete', reasons: [REASON_DELETE] });
     const deleting = entries.filter((e) => e.decision === 'delete').length;
     const plan = { entries, keep: entries.length - deleting, delete: deleting };
     const name = sorted[0]?.name ?? '';
-    const refused = refusal(deleting, entries.length, name, options?.maxDelete);
+    const refused = refusal(deleting, entries.length, name, maxDelete);
     if (refused !== undefined)
         plan.refused = refused;
     return plan;
-}
-
-;// CONCATENATED MODULE: ./lib/core/logger.js
-const systemClock = { now: () => new Date() };
-/**
- * The logger with info lines demoted to debug, for steps whose details only the debug log needs;
- * `everything` also demotes warnings and folds no groups (a step inside another step's group).
- */
-function quieter(logger, everything = false) {
-    return {
-        debug: (m) => logger.debug(m),
-        info: (m) => logger.debug(m),
-        warning: (m) => (everything ? logger.debug(m) : logger.warning(m)),
-        error: (m) => logger.error(m),
-        group: (name, fn) => (everything ? fn() : logger.group(name, fn)),
-    };
-}
-/** A logger that keeps the lines it was given, for tests and for reports. */
-class MemoryLogger {
-    lines = [];
-    debug(message) {
-        this.lines.push(`debug: ${message}`);
-    }
-    info(message) {
-        this.lines.push(message);
-    }
-    warning(message) {
-        this.lines.push(`warning: ${message}`);
-    }
-    error(message) {
-        this.lines.push(`error: ${message}`);
-    }
-    async group(name, fn) {
-        this.lines.push(`group: ${name}`);
-        try {
-            return await fn();
-        }
-        finally {
-            this.lines.push(`endgroup: ${name}`);
-        }
-    }
-}
-/** A logger that writes plain lines to a stream (the CLI's stderr). */
-class StreamLogger {
-    out;
-    verbose;
-    constructor(out, verbose = false) {
-        this.out = out;
-        this.verbose = verbose;
-    }
-    debug(message) {
-        if (this.verbose)
-            this.out.write(`  ${message}\n`);
-    }
-    info(message) {
-        this.out.write(`${message}\n`);
-    }
-    warning(message) {
-        this.out.write(`warning: ${message}\n`);
-    }
-    error(message) {
-        this.out.write(`error: ${message}\n`);
-    }
-    async group(name, fn) {
-        this.out.write(`== ${name}\n`);
-        return fn();
-    }
 }
 
 ;// CONCATENATED MODULE: ./lib/prune/options.js
@@ -50205,19 +50197,19 @@ function parsePruneNames(text, inputName = 'name') {
         .map((s) => s.replace(/#.*$/, '').trim())
         .filter((s) => s !== '');
     if (items.length === 0) {
-        throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} must name the backups to prune: a catalog name such as shop, ` +
+        throw new core_errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} must name the backups to prune: a catalog name such as shop, ` +
             'several names one per line, or * for every name under the storage prefix.');
     }
     if (items.includes(ALL_NAMES)) {
         if (items.length > 1) {
-            throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} mixes * with other names (${items.filter((n) => n !== ALL_NAMES).join(', ')}); ` +
+            throw new core_errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} mixes * with other names (${items.filter((n) => n !== ALL_NAMES).join(', ')}); ` +
                 'use * alone for every name, or list the names.');
         }
         return ALL_NAMES;
     }
     for (const item of items) {
         if (!isCatalogName(item)) {
-            throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} holds ${options_quoted(item)}, which is not a catalog name: names are one ` +
+            throw new core_errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} holds ${options_quoted(item)}, which is not a catalog name: names are one ` +
                 'path segment of letters, digits, ".", "_" and "-" (such as shop or billing-prod).');
         }
     }
@@ -50231,14 +50223,45 @@ function parsePruneNames(text, inputName = 'name') {
 function parseDeleteIncompleteAfter(text, inputName = 'delete-incomplete-after') {
     if (text.trim().toLowerCase() === 'never')
         return undefined;
-    const seconds = parseDuration(text, inputName);
+    const seconds = (0,duration/* parseDuration */.E9)(text, inputName);
     if (!(seconds > 0)) {
-        throw new core_errors/* ConfigurationError */.j1(`Input ${inputName} must be longer than zero (such as 24h), or never; got ${options_quoted(text)}. ` +
+        throw new core_errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} must be longer than zero (such as 24h), or never; got ${options_quoted(text)}. ` +
             'Data without a manifest younger than this may be an upload still in progress.');
     }
     return seconds;
 }
 
+;// CONCATENATED MODULE: ./lib/options/prune.js
+
+
+/**
+ * Prune's options. `names` is undefined when `name` is not given: the store's only name is
+ * used, which needs the store to find.
+ */
+function pruneOptions(read) {
+    const name = read.string('name');
+    return {
+        names: name === undefined ? undefined : parsePruneNames(name, 'name'),
+        policy: parseRetentionPolicy({
+            keepLast: read.string('keep-last'),
+            keepHourly: read.string('keep-hourly'),
+            keepDaily: read.string('keep-daily'),
+            keepWeekly: read.string('keep-weekly'),
+            keepMonthly: read.string('keep-monthly'),
+            keepYearly: read.string('keep-yearly'),
+            keepWithin: read.string('keep-within'),
+            keepKind: read.string('keep-kind'),
+            timezone: read.string('timezone'),
+        }),
+        maxDelete: parseMaxDelete(read.string('max-delete') ?? '50%'),
+        deleteIncompleteAfterSeconds: parseDeleteIncompleteAfter(read.string('delete-incomplete-after') ?? '24h', 'delete-incomplete-after'),
+        dryRun: read.boolean('dry-run', false),
+        bypassGovernanceRetention: read.boolean('bypass-governance-retention', false),
+    };
+}
+
+// EXTERNAL MODULE: ./lib/options/shared.js + 1 modules
+var shared = __nccwpck_require__(308);
 ;// CONCATENATED MODULE: ./lib/prune/plan.js
 /** The prune plan as a JSON document (the `plan-path` output) and the policy in words. */
 
@@ -50258,9 +50281,9 @@ function policyText(policy) {
         if (value !== undefined)
             parts.push(`${input} ${value}`);
     if (policy.keepWithinSeconds !== undefined) {
-        parts.push(`keep-within ${compactDuration(policy.keepWithinSeconds)}`);
+        parts.push(`keep-within ${(0,duration/* compactDuration */.sQ)(policy.keepWithinSeconds)}`);
     }
-    const kinds = Object.entries(policy.keepKind ?? {}).map(([kind, span]) => `${kind}=${span === 'forever' ? 'forever' : compactDuration(span)}`);
+    const kinds = Object.entries(policy.keepKind ?? {}).map(([kind, span]) => `${kind}=${span === 'forever' ? 'forever' : (0,duration/* compactDuration */.sQ)(span)}`);
     if (kinds.length > 0)
         parts.push(`keep-kind ${kinds.join(' ')}`);
     return parts.join(', ');
@@ -50277,7 +50300,7 @@ function maxDeleteText(maxDelete) {
     return parts.length > 0 ? parts.join(' and ') : 'no limit';
 }
 function incompleteAfterText(seconds) {
-    return seconds === undefined ? 'never' : compactDuration(seconds);
+    return seconds === undefined ? 'never' : (0,duration/* compactDuration */.sQ)(seconds);
 }
 /**
  * The plan document: every backup of every name with its decision, reasons and outcome, the
@@ -50308,125 +50331,8 @@ function planDocument(report) {
     };
 }
 
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: ./lib/core/streams.js
-
-
-
-/** Passes bytes through while computing their SHA-256 and count. */
-class HashCounter extends external_node_stream_.Transform {
-    hash = (0,external_node_crypto_.createHash)('sha256');
-    beforeEnd;
-    bytes = 0;
-    digestValue;
-    constructor(options = {}) {
-        super({ readableHighWaterMark: options.highWaterMark });
-        this.beforeEnd = options.beforeEnd;
-    }
-    _transform(chunk, _enc, callback) {
-        this.hash.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        if (!this.beforeEnd)
-            return callback();
-        this.beforeEnd().then(() => callback(), (error) => callback(error));
-    }
-    /** The hex digest; valid once the stream has ended. */
-    digest() {
-        this.digestValue ??= this.hash.digest('hex');
-        return this.digestValue;
-    }
-}
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
-}
-/**
- * A whole number with commas between groups of three digits (1,234,567), as `en-US` prints it,
- * without `toLocaleString`: its first call loads ICU data, some 15 ms at the end of a backup.
- */
-function formatCount(value) {
-    const digits = String(Math.abs(Math.trunc(value)));
-    const grouped = digits.replace(/\B(?=(\d{3})+$)/g, ',');
-    return value < 0 ? `-${grouped}` : grouped;
-}
-/** MB/s (decimal megabytes, as tools print rates). */
-function rate(bytes, seconds) {
-    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
-}
-/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
-class Progress {
-    logger;
-    label;
-    bytes;
-    timer;
-    started = Date.now();
-    constructor(logger, label, bytes, intervalMs = 5000) {
-        this.logger = logger;
-        this.label = label;
-        this.bytes = bytes;
-        if (intervalMs > 0) {
-            this.timer = setInterval(() => this.report(), intervalMs);
-            this.timer.unref();
-        }
-    }
-    elapsedSeconds() {
-        return (Date.now() - this.started) / 1000;
-    }
-    report() {
-        const seconds = this.elapsedSeconds();
-        const b = this.bytes();
-        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
-    }
-    stop() {
-        if (this.timer)
-            clearInterval(this.timer);
-        this.timer = undefined;
-    }
-}
-/**
- * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
- * processor still being made (a promise) is awaited before the first chunk.
- */
-function processingStream(processor, highWaterMark) {
-    let ready;
-    const pass = (stream, step, callback) => {
-        try {
-            for (const b of step())
-                stream.push(b);
-            callback();
-        }
-        catch (error) {
-            callback(asError(error));
-        }
-    };
-    return new Transform({
-        readableHighWaterMark: highWaterMark,
-        writableHighWaterMark: highWaterMark,
-        construct(callback) {
-            Promise.resolve(processor).then((made) => {
-                ready = made;
-                callback();
-            }, (error) => callback(asError(error)));
-        },
-        transform(chunk, _encoding, callback) {
-            pass(this, () => ready.update(chunk), callback);
-        },
-        flush(callback) {
-            pass(this, () => ready.final(), callback);
-        },
-    });
-}
-
+// EXTERNAL MODULE: ./lib/core/streams.js
+var streams = __nccwpck_require__(8058);
 ;// CONCATENATED MODULE: ./lib/prune/prune.js
 /**
  * The prune core: applies a retention policy to each catalog name, never losing the last good
@@ -50536,7 +50442,7 @@ async function planName(name, options, deps, now) {
         return item;
     });
     const grace = options.deleteIncompleteAfterSeconds;
-    const graceText = grace === undefined ? 'never' : compactDuration(grace);
+    const graceText = grace === undefined ? 'never' : (0,duration/* compactDuration */.sQ)(grace);
     const incompleteObjects = new Map();
     const incomplete = entries
         .filter((e) => e.manifest === undefined)
@@ -50554,10 +50460,10 @@ async function planName(name, options, deps, now) {
             records: recordObjects.get(e.id)?.length ?? 0,
             decision: old ? 'delete' : 'leave',
             why: old
-                ? `no manifest, last written ${formatDuration(ageSeconds)} ago (more than ${graceText})`
+                ? `no manifest, last written ${(0,duration/* formatDuration */.a3)(ageSeconds)} ago (more than ${graceText})`
                 : grace === undefined
                     ? 'no manifest; delete-incomplete-after is never'
-                    : `no manifest, last written ${formatDuration(ageSeconds)} ago (less than ${graceText}): an upload may be in progress`,
+                    : `no manifest, last written ${(0,duration/* formatDuration */.a3)(ageSeconds)} ago (less than ${graceText}): an upload may be in progress`,
             outcome: 'left',
         };
     });
@@ -50745,10 +50651,10 @@ function settle(plan, mode) {
     r.kept = r.backups.length - r.deleted;
 }
 async function versioningOf(deps) {
-    if (!deps.storage.describe)
+    if (!deps.storage.versioning)
         return undefined;
     try {
-        return (await deps.storage.describe()).versioning;
+        return await deps.storage.versioning();
     }
     catch (error) {
         deps.logger.debug(`Could not read the bucket's versioning: ${(0,core_errors/* errorMessage */.gJ)(error)}`);
@@ -50829,7 +50735,7 @@ async function runPrune(options, deps) {
     const verb = options.dryRun ? 'would delete' : 'deleted';
     logger.info(`Prune ${refused.length > 0 ? 'refused, nothing deleted' : 'done'}: kept ${report.kept}, ` +
         `${verb} ${report.deleted} backup(s), ${options.dryRun ? 'would free' : 'freed'} ` +
-        `${formatBytes(report.freedBytes)}` +
+        `${(0,streams/* formatBytes */.z3)(report.freedBytes)}` +
         (report.locked > 0 ? `; ${report.locked} object(s) kept by Object Lock` : ''));
     return report;
 }
@@ -50909,12 +50815,12 @@ const OUTCOME_TEXT = {
     left: 'left',
 };
 function backupRow(b, why) {
-    return [`\`${b.id}\``, when(b.finishedAt), b.kind, formatBytes(b.bytes), why];
+    return [`\`${b.id}\``, when(b.finishedAt), b.kind, (0,streams/* formatBytes */.z3)(b.bytes), why];
 }
 function nameSection(n, report) {
     const freed = report.dryRun ? 'would free' : 'freed';
     const deleted = report.dryRun ? 'would delete' : 'deleted';
-    let md = `\n### \`${n.name}\`: kept ${n.kept}, ${deleted} ${n.deleted}, ${freed} ${formatBytes(n.freedBytes)}\n`;
+    let md = `\n### \`${n.name}\`: kept ${n.kept}, ${deleted} ${n.deleted}, ${freed} ${(0,streams/* formatBytes */.z3)(n.freedBytes)}\n`;
     if (n.refused !== undefined)
         md += `\n> ⛔ **Refused:** ${cell(n.refused)}.\n`;
     if (n.backups.length === 0)
@@ -50930,7 +50836,7 @@ function nameSection(n, report) {
     md += section('Incomplete uploads (data without a manifest)', ['Upload', 'Last written', 'Size', 'Objects', 'Outcome', 'Why'], n.incomplete.map((u) => [
         `\`${u.id}\``,
         when(u.lastModified),
-        formatBytes(u.bytes),
+        (0,streams/* formatBytes */.z3)(u.bytes),
         u.objects,
         [OUTCOME_TEXT[u.outcome] ?? u.outcome, lockedNote(u)].filter(Boolean).join('; '),
         u.why,
@@ -50950,12 +50856,12 @@ function heading(report) {
         return `## Prune refused: nothing was deleted (${names})`;
     if (report.dryRun) {
         return (`## Prune dry run: nothing was deleted (${names}; would delete ${report.deleted} ` +
-            `backup(s), ${formatBytes(report.freedBytes)})`);
+            `backup(s), ${(0,streams/* formatBytes */.z3)(report.freedBytes)})`);
     }
     if (report.errors.length > 0)
         return `## Prune failed part way (${names})`;
     return (`## Prune: kept ${report.kept}, deleted ${report.deleted} backup(s), freed ` +
-        `${formatBytes(report.freedBytes)} (${names})`);
+        `${(0,streams/* formatBytes */.z3)(report.freedBytes)} (${names})`);
 }
 /** The versioned-bucket note, or '' when deletes really free space. */
 function versioningNote(report) {
@@ -51005,8 +50911,8 @@ function pruneSummary(report, planPath) {
     return md;
 }
 
-// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
-var inputs = __nccwpck_require__(9784);
+// EXTERNAL MODULE: ./lib/actions/inputs.js + 2 modules
+var inputs = __nccwpck_require__(5684);
 ;// CONCATENATED MODULE: ./lib/catalog/runs.js
 
 
@@ -56727,7 +56633,7 @@ function parseNotifyOn(text, input) {
         .join(',');
     const found = NOTIFY_ON.find((choice) => choice === normalized);
     if (!found) {
-        throw new core_errors/* ConfigurationError */.j1(`Input '${input}' must be one of ${NOTIFY_ON.map((c) => `'${c}'`).join(', ')}, got '${text}'.`);
+        throw new core_errors/* OptionError */.eR(input, (w) => `${w.option(input)} must be one of ${NOTIFY_ON.map((c) => `'${c}'`).join(', ')}, got '${text}'.`);
     }
     return found;
 }
@@ -56747,11 +56653,11 @@ function parseNotifyTargets(urls, input) {
             url = new URL(text);
         }
         catch {
-            throw new core_errors/* ConfigurationError */.j1(`Input '${input}': entry ${i + 1} is not a URL (the value is not shown: it is a secret).`);
+            throw new core_errors/* OptionError */.eR(input, (w) => `${w.option(input)}: entry ${i + 1} is not a URL (the value is not shown: it is a secret).`);
         }
         const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
         if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
-            throw new core_errors/* ConfigurationError */.j1(`Input '${input}': entry ${i + 1} must be an https:// URL, got a ${url.protocol} URL.`);
+            throw new core_errors/* OptionError */.eR(input, (w) => `${w.option(input)}: entry ${i + 1} must be an https:// URL, got a ${url.protocol} URL.`);
         }
         const kind = url.hostname === 'hooks.slack.com' ? 'slack' : 'webhook';
         return { url: text, kind, label: `${kind === 'slack' ? 'Slack' : 'webhook'} #${i + 1}` };
@@ -57135,8 +57041,8 @@ function firstLines(text, lines) {
     return all.length > lines ? `${all.slice(0, lines).join('\n')}\n…` : text;
 }
 
-// EXTERNAL MODULE: ./lib/actions/names.js
-var actions_names = __nccwpck_require__(8763);
+// EXTERNAL MODULE: ./lib/actions/names.js + 1 modules
+var actions_names = __nccwpck_require__(9101);
 ;// CONCATENATED MODULE: ./lib/actions/alerting.js
 
 
@@ -57172,10 +57078,10 @@ function readAlertSettings(defaultLabel) {
             // parseNotifyTargets says which entry is not a URL.
         }
     }
-    const labels = (0,inputs/* listInput */.dt)(actions_names/* Inputs */.G.IssueLabels);
+    const labels = inputs/* inputs */.QL.list(actions_names/* Inputs */.G.IssueLabels);
     return {
         token,
-        issue: (0,inputs/* booleanInput */.tE)(actions_names/* Inputs */.G.Issue, true),
+        issue: inputs/* inputs */.QL.boolean(actions_names/* Inputs */.G.Issue, true),
         labels: labels.length > 0 ? labels : [defaultLabel],
         targets: parseNotifyTargets(lines, actions_names/* Inputs */.G.Notify),
         notifyOn: parseNotifyOn((0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.NotifyOn), actions_names/* Inputs */.G.NotifyOn),
@@ -57221,7 +57127,7 @@ async function sendAlerts(outcome, r) {
         }
         const deps = {
             logger,
-            clock: systemClock,
+            clock: core_logger/* systemClock */.ml,
             history: r.storage && r.names.length > 0 ? { storage: r.storage, names: r.names } : undefined,
             issues,
             notify: settings.targets.length > 0
@@ -57238,9 +57144,10 @@ async function sendAlerts(outcome, r) {
     }
 }
 
-// EXTERNAL MODULE: ./lib/actions/runtime.js + 8 modules
-var runtime = __nccwpck_require__(20);
+// EXTERNAL MODULE: ./lib/actions/runtime.js + 2 modules
+var runtime = __nccwpck_require__(2535);
 ;// CONCATENATED MODULE: ./lib/actions/prune-impl.js
+
 
 
 
@@ -57310,7 +57217,7 @@ async function runPruneAction() {
         : {
             status: 'passed',
             message: `${report.dryRun ? 'Dry run: would delete' : 'Deleted'} ${report.deleted} backup(s), ` +
-                `kept ${report.kept}, ${formatBytes(report.freedBytes)} freed.`,
+                `kept ${report.kept}, ${(0,streams/* formatBytes */.z3)(report.freedBytes)} freed.`,
             warnings: [],
         });
     if (failure)
@@ -57319,36 +57226,19 @@ async function runPruneAction() {
 /** Plans and applies the retention policy of the inputs; writes the plan, outputs and summary. */
 async function prune(env, subject) {
     const logger = runtime/* actionLogger */.v0;
-    const policy = parseRetentionPolicy({
-        keepLast: (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.KeepLast),
-        keepHourly: (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.KeepHourly),
-        keepDaily: (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.KeepDaily),
-        keepWeekly: (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.KeepWeekly),
-        keepMonthly: (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.KeepMonthly),
-        keepYearly: (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.KeepYearly),
-        keepWithin: (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.KeepWithin),
-        keepKind: (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.KeepKind),
-        timezone: (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.Timezone),
-    });
-    const maxDelete = parseMaxDelete((0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.MaxDelete) ?? '50%');
-    const deleteIncompleteAfterSeconds = parseDeleteIncompleteAfter((0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.DeleteIncompleteAfter) ?? '24h', actions_names/* Inputs */.G.DeleteIncompleteAfter);
-    const dryRun = (0,inputs/* booleanInput */.tE)(actions_names/* Inputs */.G.DryRun, false);
-    const bypassGovernanceRetention = (0,inputs/* booleanInput */.tE)(actions_names/* Inputs */.G.BypassGovernanceRetention, false);
-    const storage = await (0,runtime/* storageFromInputs */.xr)(logger);
+    const options = pruneOptions(inputs/* inputs */.QL);
+    const storage = await (0,shared/* storageOption */.XO)(inputs/* inputs */.QL, logger);
     subject.storage = storage;
-    const nameInput = (0,inputs/* optionalInput */.$m)(actions_names/* Inputs */.G.Name);
-    const names = nameInput
-        ? parsePruneNames(nameInput, actions_names/* Inputs */.G.Name)
-        : [await resolveName(storage, undefined)];
+    const names = options.names ?? [await resolveName(storage, undefined)];
     if (names === ALL_NAMES) {
         subject.names = [];
     }
     else {
-        subject.names = names;
-        if (!nameInput)
+        subject.names = [...names];
+        if (!options.names)
             subject.label = names.join(', ');
     }
-    const report = await runPrune({ names, policy, maxDelete, deleteIncompleteAfterSeconds, dryRun, bypassGovernanceRetention }, { storage, logger, clock: systemClock });
+    const report = await runPrune({ ...options, names }, { storage, logger, clock: core_logger/* systemClock */.ml });
     subject.names = report.names.map((n) => n.name);
     const folder = planFolder(env);
     await (0,promises_.mkdir)(folder, { recursive: true });
@@ -57370,8 +57260,8 @@ async function prune(env, subject) {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _prune_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9934);
-/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(20);
+/* harmony import */ var _prune_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8481);
+/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2535);
 
 
 await (0,_runtime_js__WEBPACK_IMPORTED_MODULE_1__/* .runAction */ .Cs)(_prune_impl_js__WEBPACK_IMPORTED_MODULE_0__/* .runPruneAction */ .q);
@@ -57381,25 +57271,1913 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 20:
+/***/ 2535:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
   v0: () => (/* binding */ actionLogger),
-  Cs: () => (/* binding */ runAction),
-  xr: () => (/* binding */ storageFromInputs)
+  Cs: () => (/* binding */ runAction)
 });
 
-// UNUSED EXPORTS: gitContext, maskConnectionString, maskSecret, s3SettingsFromInputs
+// UNUSED EXPORTS: maskSecret, maskSecretInputs
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
 var lib_core = __nccwpck_require__(6058);
 // EXTERNAL MODULE: ./lib/core/errors.js
 var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/crypto/age.js + 1 modules
+var age = __nccwpck_require__(8432);
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(8262);
+// EXTERNAL MODULE: ./node_modules/pg/lib/index.js
+var lib = __nccwpck_require__(3273);
+;// CONCATENATED MODULE: ./node_modules/pg/esm/index.mjs
+// ESM wrapper for pg
+
+
+// Re-export all the properties
+const Client = lib.Client
+const Pool = lib.Pool
+const Connection = lib.Connection
+const types = lib.types
+const Query = lib.Query
+const DatabaseError = lib.DatabaseError
+const escapeIdentifier = lib.escapeIdentifier
+const escapeLiteral = lib.escapeLiteral
+const Result = lib.Result
+const TypeOverrides = lib.TypeOverrides
+
+// Also export the defaults
+const defaults = lib.defaults
+
+// Re-export the default
+/* harmony default export */ const esm = ((/* unused pure expression or super */ null && (pg)));
+
+// EXTERNAL MODULE: ./lib/postgres/tools.js + 4 modules
+var tools = __nccwpck_require__(1357);
+;// CONCATENATED MODULE: ./lib/postgres/connection.js
+
+
+
+
+const ENV_FOR_PARAM = {
+    host: 'PGHOST',
+    hostaddr: 'PGHOSTADDR',
+    port: 'PGPORT',
+    user: 'PGUSER',
+    password: 'PGPASSWORD',
+    dbname: 'PGDATABASE',
+    sslmode: 'PGSSLMODE',
+    sslrootcert: 'PGSSLROOTCERT',
+    sslcert: 'PGSSLCERT',
+    sslkey: 'PGSSLKEY',
+    sslcrl: 'PGSSLCRL',
+    application_name: 'PGAPPNAME',
+    options: 'PGOPTIONS',
+    connect_timeout: 'PGCONNECT_TIMEOUT',
+    target_session_attrs: 'PGTARGETSESSIONATTRS',
+    passfile: 'PGPASSFILE',
+    service: 'PGSERVICE',
+};
+/** The input text never appears in an error: it may carry a password. */
+function connection_parseConnectionString(text, inputName = 'database-url') {
+    const trimmed = text.trim();
+    const raw = {};
+    if (/^postgres(ql)?:\/\//i.test(trimmed)) {
+        let url;
+        try {
+            url = new URL(trimmed);
+        }
+        catch {
+            throw new OptionError(inputName, (w) => `${w.option(inputName)} is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
+                `Expected postgresql://user:password@host:5432/dbname?sslmode=require; percent-encode special characters in the password.`);
+        }
+        if (url.hostname)
+            raw.host = decodeURIComponent(url.hostname.replace(/^\[|\]$/g, ''));
+        if (url.port)
+            raw.port = url.port;
+        if (url.username)
+            raw.user = decodeURIComponent(url.username);
+        if (url.password)
+            raw.password = decodeURIComponent(url.password);
+        const db = decodeURIComponent(url.pathname.replace(/^\//, ''));
+        if (db)
+            raw.dbname = db;
+        for (const [k, v] of url.searchParams)
+            raw[k] = v;
+    }
+    else if (trimmed !== '') {
+        parseKeyValue(trimmed, raw, inputName);
+    }
+    return fromParams(raw);
+}
+function parseKeyValue(text, out, inputName) {
+    let i = 0;
+    const n = text.length;
+    while (i < n) {
+        while (i < n && /\s/.test(text[i]))
+            i++;
+        if (i >= n)
+            break;
+        const keyStart = i;
+        while (i < n && /[A-Za-z_]/.test(text[i]))
+            i++;
+        const key = text.slice(keyStart, i);
+        while (i < n && /\s/.test(text[i]))
+            i++;
+        if (!key || text[i] !== '=') {
+            throw new OptionError(inputName, (w) => `${w.option(inputName)} is neither a postgres:// URL nor a libpq key=value string ` +
+                `(the value is not shown because it may contain a password). Expected e.g. "host=db.example.com port=5432 dbname=app user=backup".`);
+        }
+        i++;
+        while (i < n && /\s/.test(text[i]))
+            i++;
+        let value = '';
+        if (text[i] === "'") {
+            i++;
+            while (i < n && text[i] !== "'") {
+                if (text[i] === '\\' && i + 1 < n)
+                    i++;
+                value += text[i++];
+            }
+            if (text[i] !== "'") {
+                throw new OptionError(inputName, (w) => `${w.option(inputName)} has an unterminated quoted value.`);
+            }
+            i++;
+        }
+        else {
+            while (i < n && !/\s/.test(text[i])) {
+                if (text[i] === '\\' && i + 1 < n)
+                    i++;
+                value += text[i++];
+            }
+        }
+        out[key] = value;
+    }
+}
+function fromParams(raw) {
+    const params = {};
+    for (const [k, v] of Object.entries(raw)) {
+        if (!['host', 'port', 'user', 'password', 'dbname', 'sslmode'].includes(k))
+            params[k] = v;
+    }
+    const port = raw.port ? Number(raw.port) : undefined;
+    if (port !== undefined && (!Number.isInteger(port) || port <= 0 || port > 65535)) {
+        throw new ConfigurationError(`The connection's port must be a number from 1 to 65535, got '${raw.port}'.`);
+    }
+    return {
+        host: raw.host || undefined,
+        port,
+        user: raw.user || undefined,
+        password: raw.password || undefined,
+        database: raw.dbname || undefined,
+        sslmode: raw.sslmode || undefined,
+        params,
+    };
+}
+/** Reads the standard libpq environment variables. */
+function connectionFromEnv(env) {
+    const raw = {};
+    for (const [param, name] of Object.entries(ENV_FOR_PARAM)) {
+        const v = env[name];
+        if (v)
+            raw[param] = v;
+    }
+    return fromParams(raw);
+}
+/** The connection from `database-url`, or the PG* environment when it is empty. */
+function resolveConnection(databaseUrl, env) {
+    return databaseUrl && databaseUrl.trim() !== ''
+        ? withEnvDefaults(connection_parseConnectionString(databaseUrl), env)
+        : connectionFromEnv(env);
+}
+function withEnvDefaults(info, env) {
+    // libpq falls back to PG* variables for what the string leaves out; so do we.
+    const fromEnv = connectionFromEnv(env);
+    return {
+        host: info.host ?? fromEnv.host,
+        port: info.port ?? fromEnv.port,
+        user: info.user ?? fromEnv.user,
+        password: info.password ?? fromEnv.password,
+        database: info.database ?? fromEnv.database,
+        sslmode: info.sslmode ?? fromEnv.sslmode,
+        params: { ...fromEnv.params, ...info.params },
+    };
+}
+/** The database name the connection lands in, as libpq would choose it. */
+function databaseName(info) {
+    return info.database ?? info.user ?? process.env.USER ?? 'postgres';
+}
+/**
+ * Environment for a libpq child process (pg_dump, pg_restore, psql): the connection is passed
+ * in PG* variables, never on the command line, where other processes could read the password.
+ */
+function libpqEnv(info, database) {
+    const env = {};
+    if (info.host)
+        env.PGHOST = info.host;
+    if (info.port)
+        env.PGPORT = String(info.port);
+    if (info.user)
+        env.PGUSER = info.user;
+    if (info.password)
+        env.PGPASSWORD = info.password;
+    const db = database ?? info.database;
+    if (db)
+        env.PGDATABASE = db;
+    if (info.sslmode)
+        env.PGSSLMODE = info.sslmode;
+    for (const [k, v] of Object.entries(info.params)) {
+        const name = ENV_FOR_PARAM[k];
+        if (name)
+            env[name] = v;
+    }
+    return env;
+}
+/** A process environment with every inherited PG* variable replaced by the connection's own. */
+function childEnv(base, info, database) {
+    const env = {};
+    for (const [k, v] of Object.entries(base)) {
+        if (!/^PG[A-Z]+$/.test(k))
+            env[k] = v;
+    }
+    return { ...env, ...libpqEnv(info, database) };
+}
+/** A `postgres://` URL for the connection (contains the password: mask it before logging). */
+function connectionUrl(info, database) {
+    const url = new URL('postgresql://localhost');
+    const host = info.host ?? 'localhost';
+    if (host.startsWith('/')) {
+        url.searchParams.set('host', host);
+    }
+    else {
+        url.hostname = host.includes(':') ? `[${host}]` : host;
+    }
+    if (info.port)
+        url.port = String(info.port);
+    if (info.user)
+        url.username = encodeURIComponent(info.user);
+    if (info.password)
+        url.password = encodeURIComponent(info.password);
+    url.pathname = `/${encodeURIComponent(database ?? info.database ?? '')}`;
+    if (info.sslmode)
+        url.searchParams.set('sslmode', info.sslmode);
+    return url.toString();
+}
+/** Where the connection goes, without credentials: `user@host:port/db`. */
+function describeConnection(info, database) {
+    return `${info.user ?? '(default user)'}@${info.host ?? 'localhost'}:${info.port ?? 5432}/${database ?? databaseName(info)}`;
+}
+/**
+ * A connection through a transaction-mode pooler cannot hold the exported snapshot the
+ * dump relies on, so it is refused with the session-mode alternative.
+ */
+function transactionPoolerHint(info) {
+    const host = (info.host ?? '').toLowerCase();
+    if (info.port === 6543) {
+        const supabase = host.includes('supabase');
+        return (`The connection uses port 6543, the transaction-mode pooler port (Supabase Supavisor, PgBouncer). ` +
+            `A transaction-mode pooler hands each transaction to another server connection, so pg_dump cannot share ` +
+            `the exported snapshot and session settings a consistent backup needs. ` +
+            (supabase
+                ? `Use the session-mode pooler on port 5432 (same host) or the direct connection db.<project-ref>.supabase.co:5432.`
+                : `Connect in session mode (PgBouncer pool_mode=session, usually port 5432) or directly to the server.`));
+    }
+    if (/-pooler\./.test(host)) {
+        return (`The host '${info.host}' is a transaction-mode connection pooler (Neon's '-pooler' endpoint). ` +
+            `pg_dump needs a session that holds its snapshot: use the direct endpoint, the same host without '-pooler'.`);
+    }
+    return undefined;
+}
+function sslFor(info) {
+    const mode = info.sslmode ?? 'prefer';
+    switch (mode) {
+        case 'disable':
+        case 'allow':
+            return false;
+        case 'prefer':
+            return 'prefer';
+        case 'require':
+            return { rejectUnauthorized: false };
+        case 'verify-ca':
+        case 'verify-full': {
+            const ca = info.params.sslrootcert
+                ? readFileSync(info.params.sslrootcert, 'utf8')
+                : undefined;
+            return mode === 'verify-ca'
+                ? { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined }
+                : { rejectUnauthorized: true, ca };
+        }
+        default:
+            throw new ConfigurationError(`sslmode '${mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
+    }
+}
+/** Opens a client connection with the same parameters the child tools get. */
+async function connect(info, database) {
+    const ssl = sslFor(info);
+    const base = {
+        host: info.host,
+        port: info.port,
+        user: info.user,
+        password: info.password,
+        database: database ?? info.database,
+        application_name: info.params.application_name ?? 'pg-backup-actions',
+        connectionTimeoutMillis: Number(info.params.connect_timeout ?? 30) * 1000,
+    };
+    const attempt = async (sslOption) => {
+        const client = new pg.Client({ ...base, ssl: sslOption });
+        client.on('error', () => undefined);
+        try {
+            await client.connect();
+            return client;
+        }
+        catch (error) {
+            await client.end().catch(() => undefined);
+            throw error;
+        }
+    };
+    const isLocal = !info.host ||
+        info.host.startsWith('/') ||
+        info.host === 'localhost' ||
+        info.host === '127.0.0.1' ||
+        info.host === '::1';
+    try {
+        if (ssl === 'prefer') {
+            if (isLocal)
+                return await attempt(false);
+            try {
+                return await attempt({ rejectUnauthorized: false });
+            }
+            catch (error) {
+                if (/does not support SSL/i.test(errorMessage(error)))
+                    return await attempt(false);
+                throw error;
+            }
+        }
+        return await attempt(ssl);
+    }
+    catch (error) {
+        throw connectionError(error, info, database);
+    }
+}
+/** Turns a connection failure into a message that says where and why, without the password. */
+function connectionError(error, info, database) {
+    const where = describeConnection(info, database);
+    const code = error.code;
+    let message = errorMessage(error);
+    if (info.password)
+        message = message.split(info.password).join('***');
+    if (code === '28P01' || code === '28000') {
+        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
+    }
+    if (code === '3D000') {
+        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
+    }
+    if (code === 'ECONNREFUSED' ||
+        code === 'ENOTFOUND' ||
+        code === 'ETIMEDOUT' ||
+        code === 'EHOSTUNREACH') {
+        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Is the server reachable from this runner?`);
+    }
+    return new Error(`Cannot connect to ${where}: ${message}`);
+}
+async function serverInfo(client) {
+    const r = await client.query("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, current_database() AS db");
+    const versionNum = Number(r.rows[0].n);
+    return {
+        version: r.rows[0].v.split(' ')[0],
+        versionNum,
+        major: majorFromVersionNum(versionNum),
+        database: r.rows[0].db,
+    };
+}
+/** Quotes an identifier for SQL. */
+function quoteIdent(name) {
+    return `"${name.replace(/"/g, '""')}"`;
+}
+/** Quotes a string literal for SQL. */
+function quoteLiteral(value) {
+    return `'${value.replace(/'/g, "''")}'`;
+}
+
+// EXTERNAL MODULE: ./lib/actions/inputs.js + 2 modules
+var inputs = __nccwpck_require__(5684);
+// EXTERNAL MODULE: ./lib/actions/names.js + 1 modules
+var names = __nccwpck_require__(9101);
+;// CONCATENATED MODULE: ./lib/actions/runtime.js
+
+
+
+
+
+
+/** A Logger backed by @actions/core: annotations for warnings, folded groups. */
+const actionLogger = {
+    debug: (m) => lib_core/* debug */.Yz(m),
+    info: (m) => lib_core/* info */.pq(m),
+    warning: (m) => lib_core/* warning */.$e(m),
+    error: (m) => lib_core/* error */.z3(m),
+    group: (name, fn) => lib_core/* group */.Os(name, fn),
+};
+/** Masks a connection string and its password (raw and percent-encoded) in every later log line. */
+function maskConnectionString(value) {
+    if (!value)
+        return;
+    core.setSecret(value);
+    try {
+        const info = parseConnectionString(value);
+        if (info.password) {
+            core.setSecret(info.password);
+            core.setSecret(encodeURIComponent(info.password));
+        }
+    }
+    catch {
+        // An unparsable string is masked whole above; parsing reports the error later.
+    }
+}
+/** Masks a secret input value and each of its lines. */
+function maskSecret(value) {
+    if (!value)
+        return;
+    core.setSecret(value);
+    for (const line of value.split(/\r?\n/))
+        if (line.trim())
+            core.setSecret(line.trim());
+}
+/**
+ * Masks every secret an action may be given, before anything is logged: the connection strings
+ * and their passwords, the age identities and passphrase, PGPASSWORD, and any value of
+ * encryption-recipients that is not a recipient (a secret key typed there by mistake).
+ */
+function maskSecretInputs(env) {
+    maskConnectionString(optionalInput(Inputs.DatabaseUrl));
+    maskConnectionString(optionalInput(Inputs.TargetUrl));
+    maskSecret(optionalInput(Inputs.EncryptionIdentity));
+    maskSecret(optionalInput(Inputs.EncryptionPassphrase));
+    for (const value of invalidRecipientValues(optionalInput(Inputs.EncryptionRecipients) ?? '')) {
+        core.setSecret(value);
+    }
+    if (env.PGPASSWORD)
+        core.setSecret(env.PGPASSWORD);
+}
+/**
+ * Runs an action's body: a ConfigurationError fails the step with its message as it is; any
+ * other error is reported as a failure with its message, and the stack at debug level. The
+ * process exits explicitly so retrying HTTP sockets cannot keep it alive.
+ */
+async function runAction(body) {
+    try {
+        await body();
+    }
+    catch (error) {
+        if (!(error instanceof errors/* ConfigurationError */.j1) && error instanceof Error && error.stack) {
+            lib_core/* debug */.Yz(error.stack);
+        }
+        lib_core/* setFailed */.C1((0,errors/* errorMessage */.gJ)(error));
+    }
+    process.exit(process.exitCode ?? 0);
+}
+
+
+/***/ }),
+
+/***/ 8415:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   E9: () => (/* binding */ parseDuration),
+/* harmony export */   U5: () => (/* binding */ parseDurationOrForever),
+/* harmony export */   a3: () => (/* binding */ formatDuration),
+/* harmony export */   sQ: () => (/* binding */ compactDuration)
+/* harmony export */ });
+/* unused harmony export parseKeepUntil */
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3828);
+/** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
+
+const UNIT_SECONDS = {
+    s: 1,
+    m: 60,
+    h: 3600,
+    d: 86400,
+    w: 7 * 86400,
+    y: 365 * 86400,
+};
+const ACCEPTED_FORMS = 'a number with a unit such as 90d, 26h, 30m, 45s, 2w, 1y (365 days), 1h30m or 1.5h';
+/** One `<number><unit>` component, optionally followed by whitespace. */
+const COMPONENT = /(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*/y;
+/** The value as it appears in an error message: quoted, and cut short when long. */
+function quoted(text) {
+    return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
+}
+function durationError(text, key, extraForms = '') {
+    const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
+    return new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .OptionError */ .eR(key, (w) => `${w.option(key)} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
+}
+/**
+ * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
+ * units s, m, h, d, w (7 days) or y (365 days), each unit at most once: `90d`, `1h30m`,
+ * `1h 30m`, `1.5h`. Surrounding whitespace is ignored. Throws an OptionError naming
+ * the input and quoting the value otherwise.
+ */
+function parseDuration(text, inputName) {
+    const trimmed = text.trim();
+    if (trimmed === '')
+        throw durationError(text, inputName);
+    const used = new Set();
+    let seconds = 0;
+    let position = 0;
+    while (position < trimmed.length) {
+        COMPONENT.lastIndex = position;
+        const match = COMPONENT.exec(trimmed);
+        if (!match)
+            throw durationError(text, inputName);
+        const unit = match[2];
+        const factor = UNIT_SECONDS[unit];
+        if (factor === undefined || used.has(unit))
+            throw durationError(text, inputName);
+        used.add(unit);
+        seconds += Number(match[1]) * factor;
+        position = COMPONENT.lastIndex;
+    }
+    if (!Number.isFinite(seconds))
+        throw durationError(text, inputName);
+    return seconds;
+}
+/** Like {@link parseDuration}, but also accepts `forever` (any case). */
+function parseDurationOrForever(text, inputName) {
+    if (text.trim().toLowerCase() === 'forever')
+        return 'forever';
+    try {
+        return parseDuration(text, inputName);
+    }
+    catch (error) {
+        if (error instanceof _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1)
+            throw durationError(text, inputName, '"forever" or ');
+        throw error;
+    }
+}
+function pad2(n) {
+    return String(n).padStart(2, '0');
+}
+/**
+ * A duration for people: `0s`, `4.2s` and `45s` below a minute, `5m 03s` below an hour,
+ * `1h 05m` and `26h 00m` below two days, `2d 03h` from two days on. Rounds to the shown unit.
+ */
+function formatDuration(seconds) {
+    if (Number.isNaN(seconds))
+        return 'NaN';
+    if (seconds < 0)
+        return `-${formatDuration(-seconds)}`;
+    if (!Number.isFinite(seconds))
+        return '∞';
+    if (seconds < 10) {
+        const tenths = Math.round(seconds * 10) / 10;
+        if (tenths < 10)
+            return `${tenths}s`;
+    }
+    const whole = Math.round(seconds);
+    if (whole < 60)
+        return `${whole}s`;
+    if (whole < 3600)
+        return `${Math.floor(whole / 60)}m ${pad2(whole % 60)}s`;
+    const minutes = Math.round(seconds / 60);
+    if (minutes < 48 * 60)
+        return `${Math.floor(minutes / 60)}h ${pad2(minutes % 60)}m`;
+    const hours = Math.round(seconds / 3600);
+    return `${Math.floor(hours / 24)}d ${pad2(hours % 24)}h`;
+}
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const ISO_DATETIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$/;
+/** Milliseconds since the epoch of a UTC calendar time, or undefined when a field is out of range. */
+function utcTime(year, month, day, hour = 0, minute = 0, second = 0) {
+    if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
+        return undefined;
+    }
+    const date = new Date(0);
+    date.setUTCFullYear(year, month - 1, day);
+    date.setUTCHours(hour, minute, second, 0);
+    if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day)
+        return undefined;
+    return date.getTime();
+}
+function parseIsoInstant(text) {
+    const date = ISO_DATE.exec(text);
+    if (date) {
+        const time = utcTime(Number(date[1]), Number(date[2]), Number(date[3]));
+        return time === undefined ? undefined : new Date(time);
+    }
+    const dt = ISO_DATETIME.exec(text);
+    if (!dt)
+        return undefined;
+    const base = utcTime(Number(dt[1]), Number(dt[2]), Number(dt[3]), Number(dt[4]), Number(dt[5]), dt[6] === undefined ? 0 : Number(dt[6]));
+    if (base === undefined)
+        return undefined;
+    const millis = dt[7] === undefined ? 0 : Math.floor(Number(`0${dt[7]}`) * 1000);
+    let offsetMinutes = 0;
+    if (dt[8] === undefined) {
+        const hours = Number(dt[10]);
+        const minutes = Number(dt[11]);
+        if (hours > 23 || minutes > 59)
+            return undefined;
+        offsetMinutes = (dt[9] === '-' ? -1 : 1) * (hours * 60 + minutes);
+    }
+    return new Date(base + millis - offsetMinutes * 60_000);
+}
+/**
+ * The moment a pin ends. Accepts an ISO date (`2027-01-31`, meaning 00:00 UTC at the start of
+ * that day), an ISO date-time with a zone (`2027-01-31T12:00:00Z`, `2027-01-31T12:00+01:00`),
+ * or a duration counted from `now` (`90d`). The moment must be after `now`: a pin that has
+ * already ended is almost always a typo. Throws a ConfigurationError otherwise.
+ */
+function parseKeepUntil(text, now, inputName) {
+    const trimmed = text.trim();
+    let until;
+    if (/^\d{4}-/.test(trimmed)) {
+        until = parseIsoInstant(trimmed);
+        if (until === undefined) {
+            throw new OptionError(inputName, (w) => `${w.option(inputName)} must be an ISO date (2027-01-31), an ISO date-time with a ` +
+                `zone (2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`);
+        }
+    }
+    else {
+        try {
+            until = new Date(now.getTime() + parseDuration(trimmed, inputName) * 1000);
+        }
+        catch (error) {
+            if (!(error instanceof ConfigurationError))
+                throw error;
+            throw new OptionError(inputName, (w) => `${w.option(inputName)} must be an ISO date (2027-01-31), an ISO date-time with a ` +
+                `zone (2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); ` +
+                `got ${quoted(text)}.`);
+        }
+    }
+    if (!(until.getTime() > now.getTime())) {
+        throw new OptionError(inputName, (w) => `${w.option(inputName)} is ${quoted(text)}, which is not after now ` +
+            `(${now.toISOString()}); give a later date or a positive duration.`);
+    }
+    return until;
+}
+/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
+function compactDuration(seconds) {
+    if (seconds <= 0)
+        return '0s';
+    let rest = seconds;
+    let text = '';
+    for (const [unit, size] of [
+        ['d', 86400],
+        ['h', 3600],
+        ['m', 60],
+    ]) {
+        const whole = Math.floor(rest / size);
+        if (whole > 0)
+            text += `${whole}${unit}`;
+        rest -= whole * size;
+    }
+    const secs = Math.round(rest * 1000) / 1000;
+    if (secs > 0)
+        text += `${secs}s`;
+    return text || '0s';
+}
+
+
+/***/ }),
+
+/***/ 3828:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   eR: () => (/* binding */ OptionError),
+/* harmony export */   gJ: () => (/* binding */ errorMessage),
+/* harmony export */   j1: () => (/* binding */ ConfigurationError),
+/* harmony export */   zR: () => (/* binding */ asError)
+/* harmony export */ });
+/* unused harmony export inputWording */
+/**
+ * An error the user can fix: a bad input, a missing permission, a missing tool.
+ * Entrypoints report these as they are; anything else is reported as a bug.
+ */
+class ConfigurationError extends Error {
+    constructor(message) {
+        super(message);
+        this.name = 'ConfigurationError';
+    }
+}
+/** `error` as an Error: thrown non-Error values are wrapped with their text. */
+function asError(error) {
+    return error instanceof Error ? error : new Error(String(error));
+}
+/** The message of any thrown value. */
+function errorMessage(error) {
+    return error instanceof Error ? error.message : String(error);
+}
+/** The actions' wording: workflow inputs. */
+const inputWording = {
+    option: (key) => `input '${key}'`,
+    enable: (key) => `set ${key}: true`,
+};
+/**
+ * A ConfigurationError about one option. The message is written once, as a function of the
+ * wording, so each front door names the option as its user sets it; `message` holds the
+ * actions' wording.
+ */
+class OptionError extends ConfigurationError {
+    key;
+    words;
+    constructor(key, words) {
+        super(sentence(words(inputWording)));
+        this.key = key;
+        this.words = words;
+        this.name = 'OptionError';
+    }
+    /** The message in a front door's wording. */
+    worded(wording) {
+        return sentence(this.words(wording));
+    }
+}
+function sentence(text) {
+    return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+
+/***/ }),
+
+/***/ 5403:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   ml: () => (/* binding */ systemClock)
+/* harmony export */ });
+/* unused harmony exports quieter, MemoryLogger, StreamLogger */
+const systemClock = { now: () => new Date() };
+/**
+ * The logger with info lines demoted to debug, for steps whose details only the debug log needs;
+ * `everything` also demotes warnings and folds no groups (a step inside another step's group).
+ */
+function quieter(logger, everything = false) {
+    return {
+        debug: (m) => logger.debug(m),
+        info: (m) => logger.debug(m),
+        warning: (m) => (everything ? logger.debug(m) : logger.warning(m)),
+        error: (m) => logger.error(m),
+        group: (name, fn) => (everything ? fn() : logger.group(name, fn)),
+    };
+}
+/** A logger that keeps the lines it was given, for tests and for reports. */
+class MemoryLogger {
+    lines = [];
+    debug(message) {
+        this.lines.push(`debug: ${message}`);
+    }
+    info(message) {
+        this.lines.push(message);
+    }
+    warning(message) {
+        this.lines.push(`warning: ${message}`);
+    }
+    error(message) {
+        this.lines.push(`error: ${message}`);
+    }
+    async group(name, fn) {
+        this.lines.push(`group: ${name}`);
+        try {
+            return await fn();
+        }
+        finally {
+            this.lines.push(`endgroup: ${name}`);
+        }
+    }
+}
+/** A logger that writes plain lines to a stream (the CLI's stderr). */
+class StreamLogger {
+    out;
+    verbose;
+    constructor(out, verbose = false) {
+        this.out = out;
+        this.verbose = verbose;
+    }
+    debug(message) {
+        if (this.verbose)
+            this.out.write(`  ${message}\n`);
+    }
+    info(message) {
+        this.out.write(`${message}\n`);
+    }
+    warning(message) {
+        this.out.write(`warning: ${message}\n`);
+    }
+    error(message) {
+        this.out.write(`error: ${message}\n`);
+    }
+    async group(name, fn) {
+        this.out.write(`== ${name}\n`);
+        return fn();
+    }
+}
+
+
+/***/ }),
+
+/***/ 8058:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   z3: () => (/* binding */ formatBytes)
+/* harmony export */ });
+/* unused harmony exports HashCounter, formatCount, rate, Progress, processingStream */
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7075);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3828);
+
+
+
+/** Passes bytes through while computing their SHA-256 and count. */
+class HashCounter extends node_stream__WEBPACK_IMPORTED_MODULE_1__.Transform {
+    hash = (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHash)('sha256');
+    beforeEnd;
+    bytes = 0;
+    digestValue;
+    constructor(options = {}) {
+        super({ readableHighWaterMark: options.highWaterMark });
+        this.beforeEnd = options.beforeEnd;
+    }
+    _transform(chunk, _enc, callback) {
+        this.hash.update(chunk);
+        this.bytes += chunk.length;
+        callback(null, chunk);
+    }
+    _flush(callback) {
+        if (!this.beforeEnd)
+            return callback();
+        this.beforeEnd().then(() => callback(), (error) => callback(error));
+    }
+    /** The hex digest; valid once the stream has ended. */
+    digest() {
+        this.digestValue ??= this.hash.digest('hex');
+        return this.digestValue;
+    }
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+/**
+ * A whole number with commas between groups of three digits (1,234,567), as `en-US` prints it,
+ * without `toLocaleString`: its first call loads ICU data, some 15 ms at the end of a backup.
+ */
+function formatCount(value) {
+    const digits = String(Math.abs(Math.trunc(value)));
+    const grouped = digits.replace(/\B(?=(\d{3})+$)/g, ',');
+    return value < 0 ? `-${grouped}` : grouped;
+}
+/** MB/s (decimal megabytes, as tools print rates). */
+function rate(bytes, seconds) {
+    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
+}
+/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
+class Progress {
+    logger;
+    label;
+    bytes;
+    timer;
+    started = Date.now();
+    constructor(logger, label, bytes, intervalMs = 5000) {
+        this.logger = logger;
+        this.label = label;
+        this.bytes = bytes;
+        if (intervalMs > 0) {
+            this.timer = setInterval(() => this.report(), intervalMs);
+            this.timer.unref();
+        }
+    }
+    elapsedSeconds() {
+        return (Date.now() - this.started) / 1000;
+    }
+    report() {
+        const seconds = this.elapsedSeconds();
+        const b = this.bytes();
+        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
+    }
+    stop() {
+        if (this.timer)
+            clearInterval(this.timer);
+        this.timer = undefined;
+    }
+}
+/**
+ * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
+ * processor still being made (a promise) is awaited before the first chunk.
+ */
+function processingStream(processor, highWaterMark) {
+    let ready;
+    const pass = (stream, step, callback) => {
+        try {
+            for (const b of step())
+                stream.push(b);
+            callback();
+        }
+        catch (error) {
+            callback(asError(error));
+        }
+    };
+    return new Transform({
+        readableHighWaterMark: highWaterMark,
+        writableHighWaterMark: highWaterMark,
+        construct(callback) {
+            Promise.resolve(processor).then((made) => {
+                ready = made;
+                callback();
+            }, (error) => callback(asError(error)));
+        },
+        transform(chunk, _encoding, callback) {
+            pass(this, () => ready.update(chunk), callback);
+        },
+        flush(callback) {
+            pass(this, () => ready.final(), callback);
+        },
+    });
+}
+
+
+/***/ }),
+
+/***/ 8432:
+/***/ ((__unused_webpack___webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+
+// UNUSED EXPORTS: AgeEncryptor, AgeError, createDecryptStream, createEncryptStream, encryptingStream, generateIdentity, identityToRecipient, invalidRecipientValues, parseIdentities, parseRecipients
+
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/core/streams.js
+var streams = __nccwpck_require__(8058);
+;// CONCATENATED MODULE: ./lib/crypto/bech32.js
+/**
+ * Bech32 (BIP 173) as age uses it for its keys: the original Bech32 checksum (not Bech32m) and no
+ * 90-character length limit. Strings must be all lowercase or all uppercase.
+ */
+const CHARSET = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
+const GENERATOR = (/* unused pure expression or super */ null && ([0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3]));
+const CHARSET_INDEX = new Map([...CHARSET].map((c, i) => [c, i]));
+function polymod(values) {
+    let chk = 1;
+    for (const v of values) {
+        const top = chk >>> 25;
+        chk = (((chk & 0x1ffffff) << 5) ^ v) >>> 0;
+        for (let i = 0; i < 5; i++) {
+            if ((top >>> i) & 1)
+                chk = (chk ^ GENERATOR[i]) >>> 0;
+        }
+    }
+    return chk;
+}
+function hrpExpand(hrp) {
+    const out = [];
+    for (let i = 0; i < hrp.length; i++)
+        out.push(hrp.charCodeAt(i) >>> 5);
+    out.push(0);
+    for (let i = 0; i < hrp.length; i++)
+        out.push(hrp.charCodeAt(i) & 31);
+    return out;
+}
+function convertBits(data, from, to, pad) {
+    let acc = 0;
+    let bits = 0;
+    const out = [];
+    const maxv = (1 << to) - 1;
+    for (let i = 0; i < data.length; i++) {
+        const value = data[i];
+        if (value >>> from !== 0)
+            throw new Error('invalid data range');
+        acc = (acc << from) | value;
+        bits += from;
+        while (bits >= to) {
+            bits -= to;
+            out.push((acc >>> bits) & maxv);
+        }
+        acc &= (1 << bits) - 1;
+    }
+    if (pad) {
+        if (bits > 0)
+            out.push((acc << (to - bits)) & maxv);
+    }
+    else if (bits >= from) {
+        throw new Error('illegal zero padding');
+    }
+    else if (acc !== 0) {
+        throw new Error('non-zero padding');
+    }
+    return out;
+}
+/** Encodes bytes with the given human-readable part; the result has the case of `hrp`. */
+function bech32_bech32Encode(hrp, data) {
+    const lower = hrp.toLowerCase();
+    const upper = hrp === hrp.toUpperCase() && hrp !== lower;
+    const values = convertBits(data, 8, 5, true);
+    const mod = polymod([...hrpExpand(lower), ...values, 0, 0, 0, 0, 0, 0]) ^ 1;
+    let out = `${lower}1`;
+    for (const v of values)
+        out += CHARSET[v];
+    for (let i = 0; i < 6; i++)
+        out += CHARSET[(mod >>> (5 * (5 - i))) & 31];
+    return upper ? out.toUpperCase() : out;
+}
+/**
+ * Decodes a Bech32 string. The returned `hrp` is lowercase. Throws a plain Error whose message never
+ * contains the input (callers decode secrets with it).
+ */
+function bech32_bech32Decode(text) {
+    if (text.length < 8)
+        throw new Error('too short');
+    const lower = text.toLowerCase();
+    if (text !== lower && text !== text.toUpperCase())
+        throw new Error('mixed case');
+    for (let i = 0; i < lower.length; i++) {
+        const c = lower.charCodeAt(i);
+        if (c < 33 || c > 126)
+            throw new Error('invalid character');
+    }
+    const sep = lower.lastIndexOf('1');
+    if (sep < 1 || sep + 7 > lower.length)
+        throw new Error('invalid separator position');
+    const hrp = lower.slice(0, sep);
+    const values = [];
+    for (const c of lower.slice(sep + 1)) {
+        const v = CHARSET_INDEX.get(c);
+        if (v === undefined)
+            throw new Error('invalid character');
+        values.push(v);
+    }
+    if (polymod([...hrpExpand(hrp), ...values]) !== 1)
+        throw new Error('invalid checksum');
+    return { hrp, data: Buffer.from(convertBits(values.slice(0, -6), 5, 8, false)) };
+}
+
+;// CONCATENATED MODULE: ./lib/crypto/age.js
+/**
+ * The age v1 file format (https://age-encryption.org/v1) as Node streams, built on node:crypto
+ * only: X25519 and scrypt recipients, HKDF-SHA256, HMAC-SHA256 and the ChaCha20-Poly1305 STREAM
+ * payload in 64 KiB chunks. Output is the binary format; files interoperate with the `age` CLI.
+ */
+
+
+
+
+
+/** Every failure to decrypt an age file. Messages name the cause and never contain key material. */
+class AgeError extends Error {
+    failure;
+    constructor(message, failure) {
+        super(message);
+        this.failure = failure;
+        this.name = 'AgeError';
+    }
+}
+const INTRO = 'age-encryption.org/v1\n';
+const INTRO_BYTES = Buffer.from(INTRO, 'latin1');
+const VERSION_PREFIX = Buffer.from('age-encryption.org/', 'latin1');
+const ARMOR_BEGIN = Buffer.from('-----BEGIN AGE ENCRYPTED FILE-----', 'latin1');
+const MAC_LINE_MARKER = Buffer.from('\n---', 'latin1');
+const CHUNK_SIZE = 64 * 1024;
+const TAG_SIZE = 16;
+const ENCRYPTED_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE;
+const FILE_KEY_SIZE = 16;
+const NONCE_SIZE = 16;
+const COLUMNS_PER_LINE = 64;
+const BYTES_PER_LINE = (COLUMNS_PER_LINE / 4) * 3;
+/** Headers larger than this are rejected instead of buffered (about 10,000 X25519 recipients). */
+const MAX_HEADER_SIZE = 1024 * 1024;
+/** Longer than any valid MAC line (48 bytes): a stray "\n---" is not waited on forever. */
+const MAX_MAC_LINE = 128;
+const X25519_LABEL = 'age-encryption.org/v1/X25519';
+const SCRYPT_LABEL = 'age-encryption.org/v1/scrypt';
+const IDENTITY_HRP = 'AGE-SECRET-KEY-';
+const RECIPIENT_HRP = 'age';
+const DEFAULT_SCRYPT_WORK_FACTOR = 18;
+/** The age CLI refuses to decrypt above this work factor by default; so do we. */
+const MAX_SCRYPT_WORK_FACTOR = 22;
+const STREAM_HIGH_WATER_MARK = 4 * ENCRYPTED_CHUNK_SIZE;
+const ZERO_NONCE = Buffer.alloc(12);
+const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+/** 2^48 chunks of 64 KiB is far beyond any real file; the nonce counter is written in 6 bytes. */
+const MAX_CHUNKS = 2 ** 48;
+// ---------------------------------------------------------------------------------------------
+// Primitives
+function hkdf(ikm, salt, info) {
+    return Buffer.from(external_node_crypto_.hkdfSync('sha256', ikm, salt, info, 32));
+}
+function aeadSeal(key, nonce, plaintext) {
+    const cipher = crypto.createCipheriv('chacha20-poly1305', key, nonce, {
+        authTagLength: TAG_SIZE,
+    });
+    const body = cipher.update(plaintext);
+    cipher.final();
+    return Buffer.concat([body, cipher.getAuthTag()]);
+}
+/** Decrypts `sealed` (ciphertext followed by the tag); null when authentication fails. */
+function aeadOpen(key, nonce, sealed) {
+    if (sealed.length < TAG_SIZE)
+        return null;
+    const decipher = external_node_crypto_.createDecipheriv('chacha20-poly1305', key, nonce, {
+        authTagLength: TAG_SIZE,
+    });
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_SIZE));
+    const out = decipher.update(sealed.subarray(0, sealed.length - TAG_SIZE));
+    try {
+        decipher.final();
+    }
+    catch {
+        return null;
+    }
+    return out;
+}
+function x25519PrivateKey(secret) {
+    return crypto.createPrivateKey({
+        key: Buffer.concat([PKCS8_X25519_PREFIX, secret]),
+        format: 'der',
+        type: 'pkcs8',
+    });
+}
+function x25519PublicKey(point) {
+    return external_node_crypto_.createPublicKey({
+        key: Buffer.concat([SPKI_X25519_PREFIX, point]),
+        format: 'der',
+        type: 'spki',
+    });
+}
+/** The raw 32-byte public key of a public or private X25519 key. */
+function rawPublicKey(key) {
+    const publicKey = key.type === 'private' ? crypto.createPublicKey(key) : key;
+    const der = publicKey.export({ format: 'der', type: 'spki' });
+    return Buffer.from(der.subarray(der.length - 32));
+}
+/** X25519 shared secret, or null when it is all zeros (a low-order point). */
+function x25519(privateKey, publicKey) {
+    try {
+        const shared = external_node_crypto_.diffieHellman({ privateKey, publicKey });
+        return shared.every((b) => b === 0) ? null : shared;
+    }
+    catch {
+        return null;
+    }
+}
+function scryptKey(passphrase, salt, workFactor) {
+    const N = 2 ** workFactor;
+    const r = 8;
+    const p = 1;
+    const maxmem = 128 * r * (N + p + 2) + 1024 * 1024;
+    return new Promise((resolve, reject) => {
+        external_node_crypto_.scrypt(Buffer.from(passphrase, 'utf8'), Buffer.concat([Buffer.from(SCRYPT_LABEL, 'latin1'), salt]), 32, { N, r, p, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
+    });
+}
+function b64Encode(data) {
+    return data.toString('base64').replace(/=+$/, '');
+}
+/** Strict unpadded standard base64, as age requires (canonical, no padding, no whitespace). */
+function b64Decode(text) {
+    if (!/^[A-Za-z0-9+/]*$/.test(text) || text.length % 4 === 1)
+        return null;
+    const data = Buffer.from(text, 'base64');
+    return b64Encode(data) === text ? data : null;
+}
+// ---------------------------------------------------------------------------------------------
+// Keys
+function decodeRecipient(recipient) {
+    try {
+        const { hrp, data } = bech32Decode(recipient);
+        return hrp === RECIPIENT_HRP && data.length === 32 ? data : null;
+    }
+    catch {
+        return null;
+    }
+}
+function decodeIdentity(identity) {
+    try {
+        const { hrp, data } = bech32Decode(identity);
+        return hrp === IDENTITY_HRP.toLowerCase() && data.length === 32 ? data : null;
+    }
+    catch {
+        return null;
+    }
+}
+/**
+ * Whether a value may be a secret key, however mistyped: `AGE-SECRET-KEY-1…`, `AGE_SECRET_KEY_1…`,
+ * `age secret key 1…`, or an age plugin identity. Only to word the error better: no error
+ * message shows a recipient or identity value of any kind.
+ */
+function mayBeSecretKey(value) {
+    const letters = value.toUpperCase().replace(/[^A-Z0-9]/g, '');
+    return letters.includes('SECRETKEY') || letters.startsWith('AGEPLUGIN');
+}
+/** What is wrong with a recipient value, in words that never include the value. */
+function recipientProblem(value) {
+    if (mayBeSecretKey(value)) {
+        return ('this looks like an age secret key (identity), not a recipient: give its public key ' +
+            '(age1..., as age-keygen -y prints it), and rotate the secret key if it was exposed');
+    }
+    if (/^(ssh-|ecdsa-)/i.test(value)) {
+        return 'SSH keys are not supported, only age X25519 recipients (age1...)';
+    }
+    if (/^age1pq1/i.test(value))
+        return 'post-quantum hybrid recipients are not supported';
+    if (/^age1[a-z0-9]+1/.test(value))
+        return 'age plugin recipients are not supported';
+    if (/^age1/i.test(value)) {
+        return 'not a valid age X25519 recipient: a character is wrong, missing or extra (its checksum does not match)';
+    }
+    return 'not an age X25519 recipient (age1...)';
+}
+/** What is wrong with an identity value, in words that never include the value. */
+function identityProblem(value) {
+    if (/^age1/i.test(value))
+        return 'this is a public key (recipient), not an identity';
+    if (/^AGE-SECRET-KEY-PQ-/i.test(value)) {
+        return 'post-quantum hybrid identities are not supported';
+    }
+    if (/^AGE-PLUGIN-/i.test(value))
+        return 'age plugin identities are not supported';
+    if (/^-----BEGIN/.test(value) || /^(ssh-|ecdsa-)/i.test(value)) {
+        return 'SSH keys are not supported, only age X25519 identities';
+    }
+    return 'not a valid age X25519 identity (AGE-SECRET-KEY-1...)';
+}
+function recipientKey(recipient, index) {
+    const value = recipient.trim();
+    const raw = decodeRecipient(value);
+    if (!raw) {
+        throw new ConfigurationError(`age recipient ${index + 1}: ${recipientProblem(value)}`);
+    }
+    return raw;
+}
+function identitySecret(identity, where) {
+    const value = identity.trim();
+    const raw = decodeIdentity(value);
+    if (!raw) {
+        throw new ConfigurationError(`invalid age identity ${where}: ${identityProblem(value)}`);
+    }
+    return raw;
+}
+/** A new X25519 key pair in the age-keygen encodings. */
+function generateIdentity() {
+    const secret = crypto.randomBytes(32);
+    return {
+        identity: bech32Encode(IDENTITY_HRP, secret),
+        recipient: bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret))),
+    };
+}
+/** The recipient (public key) of an identity, as `age-keygen -y` prints it. */
+function identityToRecipient(identity) {
+    const secret = identitySecret(identity, 'given');
+    return bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret)));
+}
+/** The items of a recipients text, with where each one is (1-based). */
+function recipientItems(text) {
+    const out = [];
+    text.split(/\r?\n/).forEach((raw, i) => {
+        const line = raw.trim();
+        if (line === '' || line.startsWith('#'))
+            return;
+        const items = line
+            .split(',')
+            .map((item) => item.trim())
+            .filter((item) => item !== '');
+        items.forEach((value, j) => out.push({ value, line: i + 1, item: items.length > 1 ? j + 1 : undefined }));
+    });
+    return out;
+}
+/**
+ * Recipients from text: one `age1...` per line or several separated by commas; lines starting with
+ * '#' and blank lines are ignored; duplicates are dropped. May return an empty list. Errors name
+ * the line (and the item on a line of several) and what is wrong, never the value: a secret key
+ * pasted here by mistake must not reach a log.
+ */
+function parseRecipients(text) {
+    const out = [];
+    for (const { value, line, item } of recipientItems(text)) {
+        if (!decodeRecipient(value)) {
+            const where = item === undefined ? `line ${line}` : `line ${line}, item ${item}`;
+            throw new ConfigurationError(`age recipients, ${where}: ${recipientProblem(value)}`);
+        }
+        if (!out.includes(value))
+            out.push(value);
+    }
+    return out;
+}
+/**
+ * The values of a recipients text that are not recipients, each whole and each of its words of
+ * 20 characters or more: front doors mask them in their logs, as they may be secret keys.
+ */
+function invalidRecipientValues(text) {
+    const out = new Set();
+    for (const { value } of recipientItems(text)) {
+        if (decodeRecipient(value))
+            continue;
+        out.add(value);
+        for (const word of value.split(/\s+/))
+            if (word.length >= 20)
+                out.add(word);
+    }
+    return [...out];
+}
+/**
+ * Identities from text in the age-keygen file format: `AGE-SECRET-KEY-1...` lines, with '#'
+ * comment lines and blank lines ignored. Errors name the line number, never its content. May
+ * return an empty list.
+ */
+function parseIdentities(text) {
+    const out = [];
+    const lines = text.split(/\r?\n/);
+    for (let i = 0; i < lines.length; i++) {
+        const line = lines[i].trim();
+        if (line === '' || line.startsWith('#'))
+            continue;
+        if (!decodeIdentity(line)) {
+            throw new ConfigurationError(`age identities, line ${i + 1}: ${identityProblem(line)}`);
+        }
+        if (!out.includes(line))
+            out.push(line);
+    }
+    return out;
+}
+function formatStanza(stanza) {
+    let text = `-> ${[stanza.type, ...stanza.args].join(' ')}\n`;
+    const encoded = b64Encode(stanza.body);
+    for (let i = 0; i <= encoded.length; i += COLUMNS_PER_LINE) {
+        text += `${encoded.slice(i, i + COLUMNS_PER_LINE)}\n`;
+    }
+    return text;
+}
+function headerMac(fileKey, headerUpToDashes) {
+    return external_node_crypto_.createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+        .update(headerUpToDashes)
+        .digest();
+}
+function isArgument(text) {
+    return text.length > 0 && /^[\x21-\x7e]+$/.test(text);
+}
+function malformed(line, reason) {
+    return new AgeError(`the age header is malformed (line ${line}): ${reason}`, 'header');
+}
+/** Parses a complete header (intro line through the MAC line, excluding the final newline). */
+function parseHeader(text) {
+    const lines = text.split('\n');
+    const stanzas = [];
+    let offset = lines[0].length + 1;
+    let i = 1;
+    while (i < lines.length) {
+        const line = lines[i];
+        if (line.startsWith('---')) {
+            const parts = line.split(' ');
+            const mac = parts.length === 2 && parts[0] === '---' ? b64Decode(parts[1]) : null;
+            if (!mac || mac.length !== 32 || i !== lines.length - 1) {
+                throw malformed(i + 1, 'invalid closing (MAC) line');
+            }
+            if (stanzas.length === 0)
+                throw malformed(i + 1, 'the header has no recipient stanza');
+            return { stanzas, mac, macInputLength: offset + 3 };
+        }
+        if (!line.startsWith('->'))
+            throw malformed(i + 1, 'unexpected line');
+        const parts = line.split(' ');
+        if (parts[0] !== '->' || parts.length < 2 || !parts.slice(1).every(isArgument)) {
+            throw malformed(i + 1, 'invalid stanza line');
+        }
+        offset += line.length + 1;
+        i++;
+        const chunks = [];
+        for (;;) {
+            if (i >= lines.length)
+                throw malformed(i, 'stanza body is not terminated');
+            const bodyLine = lines[i];
+            const decoded = b64Decode(bodyLine);
+            if (!decoded || bodyLine.length > COLUMNS_PER_LINE) {
+                throw malformed(i + 1, bodyLine.startsWith('-')
+                    ? 'stanza ended without a short body line'
+                    : 'invalid stanza body line');
+            }
+            chunks.push(decoded);
+            offset += bodyLine.length + 1;
+            i++;
+            if (decoded.length < BYTES_PER_LINE)
+                break;
+        }
+        stanzas.push({ type: parts[1], args: parts.slice(2), body: Buffer.concat(chunks) });
+    }
+    throw malformed(lines.length, 'missing closing (MAC) line');
+}
+/** Why a buffer that does not start with the age intro line is not readable; null to wait. */
+function classifyBadStart(data, final) {
+    const starts = (prefix) => data
+        .subarray(0, Math.min(data.length, prefix.length))
+        .equals(prefix.subarray(0, Math.min(data.length, prefix.length)));
+    if (data.length >= VERSION_PREFIX.length && starts(VERSION_PREFIX)) {
+        const end = data.indexOf(0x0a);
+        const line = data
+            .subarray(0, end < 0 ? Math.min(data.length, 64) : Math.min(end, 64))
+            .toString('latin1')
+            .replace(/[^\x20-\x7e]/g, '?');
+        return new AgeError(`unsupported age format version: the file starts with "${line}"`, 'header');
+    }
+    if (starts(ARMOR_BEGIN)) {
+        if (data.length >= ARMOR_BEGIN.length) {
+            return new AgeError('the input is an ASCII-armored age file; only the binary age format is supported', 'unsupported');
+        }
+        if (!final)
+            return null;
+    }
+    return new AgeError('the input is not an age encrypted file (it does not start with "age-encryption.org/v1")', 'header');
+}
+// ---------------------------------------------------------------------------------------------
+// Buffering
+/** A FIFO of buffers from which fixed-size pieces are taken without copying where possible. */
+class ByteQueue {
+    parts = [];
+    first = 0;
+    offset = 0;
+    length = 0;
+    push(data) {
+        if (data.length === 0)
+            return;
+        this.parts.push(data);
+        this.length += data.length;
+    }
+    /** Removes the first n bytes: a view when they lie in one buffer, else a copy in `scratch`. */
+    take(n, scratch) {
+        const head = this.parts[this.first];
+        if (head.length - this.offset >= n) {
+            const view = head.subarray(this.offset, this.offset + n);
+            this.advance(n);
+            return view;
+        }
+        let filled = 0;
+        while (filled < n) {
+            const part = this.parts[this.first];
+            const count = Math.min(part.length - this.offset, n - filled);
+            part.copy(scratch, filled, this.offset, this.offset + count);
+            filled += count;
+            this.advance(count);
+        }
+        return scratch.subarray(0, n);
+    }
+    advance(n) {
+        this.offset += n;
+        this.length -= n;
+        if (this.offset === this.parts[this.first].length) {
+            this.first++;
+            this.offset = 0;
+            if (this.first === this.parts.length) {
+                this.parts = [];
+                this.first = 0;
+            }
+            else if (this.first >= 1024) {
+                this.parts = this.parts.slice(this.first);
+                this.first = 0;
+            }
+        }
+    }
+}
+function chunkNonce(nonce, counter, last) {
+    if (counter >= MAX_CHUNKS)
+        throw new AgeError('the age payload has too many chunks', 'payload');
+    nonce.fill(0);
+    nonce.writeUIntBE(counter, 5, 6);
+    nonce[11] = last ? 1 : 0;
+    return nonce;
+}
+/** Validates encryption options; throws ConfigurationError before any stream exists. */
+function encryptConfig(options) {
+    const recipients = options.recipients ?? [];
+    const passphrase = options.passphrase;
+    if (passphrase !== undefined && recipients.length > 0) {
+        throw new ConfigurationError('age files can have either public-key recipients or one passphrase, not both: ' +
+            'give only age recipients or only a passphrase');
+    }
+    if (passphrase === undefined && recipients.length === 0) {
+        throw new ConfigurationError('age encryption needs at least one recipient or a passphrase');
+    }
+    if (passphrase !== undefined && passphrase.length === 0) {
+        throw new ConfigurationError('the age passphrase is empty');
+    }
+    const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
+    if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
+        throw new ConfigurationError(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
+    }
+    return { recipientKeys: recipients.map((r, i) => recipientKey(r, i)), passphrase, workFactor };
+}
+/** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
+async function encryptionKeys(config) {
+    const fileKey = crypto.randomBytes(FILE_KEY_SIZE);
+    const stanzas = [];
+    if (config.passphrase !== undefined) {
+        const salt = crypto.randomBytes(16);
+        const key = await scryptKey(config.passphrase, salt, config.workFactor);
+        stanzas.push({
+            type: 'scrypt',
+            args: [b64Encode(salt), String(config.workFactor)],
+            body: aeadSeal(key, ZERO_NONCE, fileKey),
+        });
+    }
+    for (const recipient of config.recipientKeys) {
+        const ephemeral = crypto.generateKeyPairSync('x25519');
+        const share = rawPublicKey(ephemeral.publicKey);
+        const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
+        if (!shared)
+            throw new ConfigurationError('an age recipient is an invalid X25519 point');
+        const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
+        stanzas.push({
+            type: 'X25519',
+            args: [b64Encode(share)],
+            body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
+        });
+    }
+    const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
+    const mac = headerMac(fileKey, upToDashes);
+    const nonce = crypto.randomBytes(NONCE_SIZE);
+    return {
+        header: Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]),
+        payloadKey: crypto.createSecretKey(hkdf(fileKey, nonce, 'payload')),
+    };
+}
+/**
+ * Encrypts one age file, fed synchronously. Input is copied into a single 64 KiB chunk buffer
+ * and never referenced once `update` returns, so callers may reuse their buffers at once;
+ * each sealed chunk comes out as new buffers (ciphertext, then tag).
+ */
+class AgeEncryptor {
+    payloadKey;
+    header;
+    chunk = Buffer.allocUnsafe(CHUNK_SIZE);
+    filled = 0;
+    nonce = Buffer.alloc(12);
+    counter = 0;
+    constructor(header, payloadKey) {
+        this.payloadKey = payloadKey;
+        this.header = header;
+    }
+    /** Rejects with a ConfigurationError (never echoing a secret) for invalid options. */
+    static async create(options) {
+        return AgeEncryptor.fromConfig(encryptConfig(options));
+    }
+    static async fromConfig(config) {
+        const { header, payloadKey } = await encryptionKeys(config);
+        return new AgeEncryptor(header, payloadKey);
+    }
+    /** Encrypts `data`; returns what is ready to be written (possibly nothing). */
+    update(data) {
+        const out = this.takeHeader();
+        let offset = 0;
+        while (offset < data.length) {
+            // A full chunk is sealed only once more data follows: the last chunk is marked as last.
+            if (this.filled === CHUNK_SIZE)
+                this.seal(false, out);
+            const n = data.copy(this.chunk, this.filled, offset);
+            this.filled += n;
+            offset += n;
+        }
+        return out;
+    }
+    /** Seals the last chunk; nothing may be encrypted afterwards. */
+    final() {
+        const out = this.takeHeader();
+        this.seal(true, out);
+        return out;
+    }
+    takeHeader() {
+        if (!this.header)
+            return [];
+        const out = [this.header];
+        this.header = null;
+        return out;
+    }
+    seal(last, out) {
+        const cipher = crypto.createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
+        this.counter++;
+        const body = cipher.update(this.chunk.subarray(0, this.filled));
+        cipher.final();
+        this.filled = 0;
+        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
+        // every byte once more and double the garbage the collector has to catch up with.
+        out.push(body, cipher.getAuthTag());
+    }
+}
+/** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
+function createEncryptStream(options) {
+    return processingStream(AgeEncryptor.fromConfig(encryptConfig(options)), STREAM_HIGH_WATER_MARK);
+}
+/** A stream that encrypts through an encryptor that has not been used yet. */
+function encryptingStream(encryptor) {
+    return processingStream(encryptor, STREAM_HIGH_WATER_MARK);
+}
+/** Validates decryption options; throws ConfigurationError (never echoing a secret). */
+function decryptConfig(options) {
+    const identities = options.identities ?? [];
+    if (identities.length === 0 && options.passphrase === undefined) {
+        throw new ConfigurationError('age decryption needs an identity or a passphrase');
+    }
+    if (options.passphrase !== undefined && options.passphrase.length === 0) {
+        throw new ConfigurationError('the age passphrase is empty');
+    }
+    return {
+        identities: identities.map((identity, i) => {
+            const privateKey = x25519PrivateKey(identitySecret(identity, `number ${i + 1}`));
+            return { privateKey, publicKey: rawPublicKey(privateKey) };
+        }),
+        passphrase: options.passphrase,
+    };
+}
+class AgeDecryptStream extends external_node_stream_.Transform {
+    identities;
+    passphrase;
+    state = 'header';
+    /** Header bytes so far: the first input chunk itself, then an owned buffer grown by doubling. */
+    headerStore = Buffer.alloc(0);
+    headerSize = 0;
+    markerSearchFrom = 0;
+    fileKey = null;
+    payloadKey = null;
+    pending = new ByteQueue();
+    scratch = Buffer.allocUnsafe(ENCRYPTED_CHUNK_SIZE);
+    nonce = Buffer.alloc(12);
+    counter = 0;
+    constructor(config) {
+        super({
+            readableHighWaterMark: STREAM_HIGH_WATER_MARK,
+            writableHighWaterMark: STREAM_HIGH_WATER_MARK,
+        });
+        this.identities = config.identities;
+        this.passphrase = config.passphrase;
+    }
+    _transform(chunk, _encoding, callback) {
+        if (this.state !== 'header') {
+            this.consume(chunk, callback);
+            return;
+        }
+        const headerEnd = this.collectHeader(chunk);
+        if (headerEnd instanceof AgeError) {
+            callback(headerEnd);
+            return;
+        }
+        if (headerEnd < 0) {
+            callback();
+            return;
+        }
+        const header = this.headerBuffer;
+        this.headerStore = Buffer.alloc(0);
+        this.headerSize = 0;
+        this.unwrap(header.subarray(0, headerEnd)).then(() => {
+            this.state = 'nonce';
+            this.consume(header.subarray(headerEnd), callback);
+        }, (err) => callback((0,errors/* asError */.zR)(err)));
+    }
+    _flush(callback) {
+        try {
+            if (this.state === 'header') {
+                if (this.headerBuffer.length === 0) {
+                    throw new AgeError('the input is empty: it is not an age encrypted file', 'header');
+                }
+                throw (this.checkStart(true) ??
+                    new AgeError('the age file is truncated: it ends inside the header', 'header'));
+            }
+            if (this.state === 'nonce') {
+                throw new AgeError('the age file is truncated: it ends before the payload nonce', 'header');
+            }
+            this.finishPayload();
+            callback();
+        }
+        catch (err) {
+            callback(err);
+        }
+    }
+    checkStart(final) {
+        const data = this.headerBuffer;
+        const n = Math.min(data.length, INTRO_BYTES.length);
+        if (data.subarray(0, n).equals(INTRO_BYTES.subarray(0, n)))
+            return null;
+        return classifyBadStart(data, final);
+    }
+    /** Adds header bytes; returns the header length once complete, -1 to wait, or an error. */
+    get headerBuffer() {
+        return this.headerStore.subarray(0, this.headerSize);
+    }
+    appendHeader(chunk) {
+        if (this.headerSize === 0) {
+            this.headerStore = chunk;
+        }
+        else {
+            const needed = this.headerSize + chunk.length;
+            if (needed > this.headerStore.length) {
+                const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.headerStore.length, 4096));
+                this.headerStore.copy(grown, 0, 0, this.headerSize);
+                this.headerStore = grown;
+            }
+            chunk.copy(this.headerStore, this.headerSize);
+        }
+        this.headerSize += chunk.length;
+    }
+    collectHeader(chunk) {
+        this.appendHeader(chunk);
+        const data = this.headerBuffer;
+        const bad = this.checkStart(false);
+        if (bad)
+            return bad;
+        if (data.length < INTRO_BYTES.length)
+            return -1;
+        const marker = data.indexOf(MAC_LINE_MARKER, this.markerSearchFrom);
+        if (marker < 0)
+            this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
+        const newline = marker >= 0 ? data.indexOf(0x0a, marker + 1) : -1;
+        // The input length at which each outcome is known when bytes come one at a time: the size
+        // limit passed, the header's end, a MAC line too long. The earliest within the input wins,
+        // so the outcome does not depend on how the input was split into writes.
+        const tooLarge = MAX_HEADER_SIZE + 1;
+        const complete = newline >= 0 ? newline + 1 : Infinity;
+        const macTooLong = marker >= 0 ? marker + MAX_MAC_LINE + 1 : Infinity;
+        const first = Math.min(tooLarge, complete, macTooLong);
+        if (first > data.length)
+            return -1;
+        if (first === tooLarge) {
+            return new AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`, 'header');
+        }
+        if (first === complete)
+            return complete;
+        return new AgeError('the age header is malformed: invalid closing (MAC) line', 'header');
+    }
+    async unwrap(header) {
+        const { stanzas, mac, macInputLength } = parseHeader(header.subarray(0, header.length - 1).toString('latin1'));
+        const scryptStanzas = stanzas.filter((s) => s.type === 'scrypt');
+        let fileKey;
+        if (scryptStanzas.length > 0) {
+            if (stanzas.length !== 1) {
+                throw new AgeError('the age header is malformed: a passphrase (scrypt) stanza must be the only stanza', 'header');
+            }
+            fileKey = await this.unwrapScrypt(scryptStanzas[0]);
+        }
+        else {
+            fileKey = this.unwrapX25519(stanzas);
+        }
+        const expected = headerMac(fileKey, header.subarray(0, macInputLength));
+        if (!external_node_crypto_.timingSafeEqual(expected, mac)) {
+            throw new AgeError('the age header MAC does not match: the header was modified (tampered with or corrupted)', 'hmac');
+        }
+        this.fileKey = fileKey;
+    }
+    async unwrapScrypt(stanza) {
+        if (this.passphrase === undefined) {
+            throw new AgeError('this backup is encrypted with a passphrase, but no passphrase was given to decrypt it', 'no match');
+        }
+        const salt = stanza.args.length === 2 ? b64Decode(stanza.args[0]) : null;
+        if (!salt || salt.length !== 16 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
+            throw new AgeError('the age header is malformed: invalid passphrase (scrypt) stanza', 'header');
+        }
+        if (!/^[1-9][0-9]?$/.test(stanza.args[1])) {
+            throw new AgeError('the age header is malformed: invalid scrypt work factor', 'header');
+        }
+        const workFactor = Number(stanza.args[1]);
+        if (workFactor > MAX_SCRYPT_WORK_FACTOR) {
+            throw new AgeError(`the scrypt work factor of this file (${workFactor}) is above the limit of ${MAX_SCRYPT_WORK_FACTOR}`, 'header');
+        }
+        const key = await scryptKey(this.passphrase, salt, workFactor);
+        const fileKey = aeadOpen(key, ZERO_NONCE, stanza.body);
+        if (!fileKey) {
+            throw new AgeError('the passphrase is wrong: it does not decrypt this backup', 'no match');
+        }
+        return fileKey;
+    }
+    unwrapX25519(stanzas) {
+        const x25519Stanzas = stanzas.filter((s) => s.type === 'X25519');
+        const parsed = x25519Stanzas.map((stanza) => {
+            const share = stanza.args.length === 1 ? b64Decode(stanza.args[0]) : null;
+            if (!share || share.length !== 32 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
+                throw new AgeError('the age header is malformed: invalid X25519 stanza', 'header');
+            }
+            return { share, shareKey: x25519PublicKey(share), body: stanza.body };
+        });
+        for (const identity of this.identities) {
+            for (const stanza of parsed) {
+                const shared = x25519(identity.privateKey, stanza.shareKey);
+                if (!shared) {
+                    throw new AgeError('the age header is malformed: invalid X25519 share', 'header');
+                }
+                const wrapKey = hkdf(shared, Buffer.concat([stanza.share, identity.publicKey]), X25519_LABEL);
+                const fileKey = aeadOpen(wrapKey, ZERO_NONCE, stanza.body);
+                if (fileKey)
+                    return fileKey;
+            }
+        }
+        if (this.identities.length === 0) {
+            throw new AgeError('this backup is encrypted to age public keys, not with a passphrase: give its age identity', 'no match');
+        }
+        throw new AgeError('the age identity given does not match any recipient of this backup', 'no match');
+    }
+    consume(data, callback) {
+        try {
+            this.pending.push(data);
+            if (this.state === 'nonce') {
+                if (this.pending.length < NONCE_SIZE) {
+                    callback();
+                    return;
+                }
+                const nonce = Buffer.from(this.pending.take(NONCE_SIZE, this.scratch));
+                this.payloadKey = external_node_crypto_.createSecretKey(hkdf(this.fileKey, nonce, 'payload'));
+                this.fileKey = null;
+                this.state = 'payload';
+            }
+            while (this.pending.length > ENCRYPTED_CHUNK_SIZE) {
+                this.openMiddleChunk(this.pending.take(ENCRYPTED_CHUNK_SIZE, this.scratch));
+            }
+            callback();
+        }
+        catch (err) {
+            callback(err);
+        }
+    }
+    open(sealed, last) {
+        return aeadOpen(this.payloadKey, chunkNonce(this.nonce, this.counter, last), sealed);
+    }
+    /**
+     * A full chunk with more data after it. Like the reference implementation, a chunk that
+     * authenticates is released before a failure that follows it: the plaintext a failed file
+     * releases is what the age test vectors expect.
+     */
+    openMiddleChunk(sealed) {
+        const plaintext = this.open(sealed, false);
+        if (!plaintext) {
+            const final = this.open(sealed, true);
+            if (final) {
+                this.push(final);
+                throw new AgeError(`the age file has trailing data after the final chunk (chunk ${this.counter})`, 'payload');
+            }
+            throw new AgeError(`payload chunk ${this.counter} failed authentication: the backup data is corrupted`, 'payload');
+        }
+        this.counter++;
+        this.push(plaintext);
+    }
+    /** The rest of the input, which must be exactly the final chunk. */
+    finishPayload() {
+        const rest = this.pending.length;
+        if (rest === 0) {
+            throw new AgeError(this.counter === 0
+                ? 'the age file is truncated: it has no payload'
+                : `the age file is truncated: it ends after chunk ${this.counter - 1} without the final chunk`, 'payload');
+        }
+        if (rest < TAG_SIZE) {
+            throw new AgeError(`the age file is truncated: chunk ${this.counter} is incomplete`, 'payload');
+        }
+        const sealed = this.pending.take(rest, this.scratch);
+        const plaintext = this.open(sealed, true);
+        if (!plaintext) {
+            const middle = rest === ENCRYPTED_CHUNK_SIZE ? this.open(sealed, false) : null;
+            if (middle) {
+                this.push(middle);
+                throw new AgeError(`the age file is truncated: it ends after chunk ${this.counter} without the final chunk`, 'payload');
+            }
+            throw new AgeError(`the final payload chunk (chunk ${this.counter}) failed authentication: ` +
+                'the backup data is corrupted or the file is truncated', 'payload');
+        }
+        if (plaintext.length === 0 && this.counter > 0) {
+            throw new AgeError(`the age payload is malformed: the final chunk ${this.counter} is empty`, 'payload');
+        }
+        this.counter++;
+        this.push(plaintext);
+    }
+}
+/** A stream that turns a binary age file into its plaintext; failures are AgeError. */
+function createDecryptStream(options) {
+    return new AgeDecryptStream(decryptConfig(options));
+}
+
+
+/***/ }),
+
+/***/ 308:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  XO: () => (/* binding */ storageOption)
+});
+
+// UNUSED EXPORTS: gitContext, postgresVersionOption, s3Settings
+
+// EXTERNAL MODULE: ./lib/postgres/tools.js + 4 modules
+var tools = __nccwpck_require__(1357);
 // EXTERNAL MODULE: external "node:url"
 var external_node_url_ = __nccwpck_require__(3136);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
 // EXTERNAL MODULE: ./lib/storage/local.js
 var local = __nccwpck_require__(3114);
 ;// CONCATENATED MODULE: ./lib/storage/open.js
@@ -57481,36 +59259,65 @@ async function openStorage(location, s3, logger) {
     return new local/* LocalStorage */.D(parsed.path, logger);
 }
 
+;// CONCATENATED MODULE: ./lib/options/shared.js
+
+
+/** The S3 settings shared by every command: endpoint, region, path-style addressing. */
+function s3Settings(read) {
+    return {
+        endpoint: read.string('s3-endpoint'),
+        region: read.string('s3-region'),
+        forcePathStyle: read.string('s3-force-path-style') === undefined
+            ? undefined
+            : read.boolean('s3-force-path-style', false),
+    };
+}
+/** Opens the store named by `storage`. */
+function storageOption(read, logger) {
+    return openStorage(read.required('storage'), s3Settings(read), logger);
+}
+/** `auto`, or the PostgreSQL major the client tools must have. */
+function postgresVersionOption(read) {
+    return resolvePostgresVersionInput(read.string('postgres-version') ?? 'auto');
+}
+/** Git and run context of the workflow run (none outside GitHub Actions), for manifests and reports. */
+function gitContext(env) {
+    let prNumber;
+    const ref = env.GITHUB_REF ?? '';
+    const m = /^refs\/pull\/(\d+)\//.exec(ref);
+    if (m)
+        prNumber = Number(m[1]);
+    const context = {
+        repository: env.GITHUB_REPOSITORY,
+        sha: env.GITHUB_SHA,
+        ref: env.GITHUB_REF,
+        runId: env.GITHUB_RUN_ID,
+        runAttempt: env.GITHUB_RUN_ATTEMPT,
+        workflow: env.GITHUB_WORKFLOW,
+        prNumber,
+        actor: env.GITHUB_ACTOR,
+        serverUrl: env.GITHUB_SERVER_URL,
+    };
+    return Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined && v !== ''));
+}
+
+
+/***/ }),
+
+/***/ 1357:
+/***/ ((__unused_webpack___webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+
+// UNUSED EXPORTS: CLIENT_TOOL_CACHE_NAME, compareVersions, defaultSearchDirs, findClientTools, findServerBinaries, listClientCandidates, listServerCandidates, majorFromVersionNum, majorOf, parseToolVersion, probeVersion, resolvePostgresVersionInput, toolCacheDirs
+
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(8262);
-// EXTERNAL MODULE: ./node_modules/pg/lib/index.js
-var lib = __nccwpck_require__(3273);
-;// CONCATENATED MODULE: ./node_modules/pg/esm/index.mjs
-// ESM wrapper for pg
-
-
-// Re-export all the properties
-const Client = lib.Client
-const Pool = lib.Pool
-const Connection = lib.Connection
-const types = lib.types
-const Query = lib.Query
-const DatabaseError = lib.DatabaseError
-const escapeIdentifier = lib.escapeIdentifier
-const escapeLiteral = lib.escapeLiteral
-const Result = lib.Result
-const TypeOverrides = lib.TypeOverrides
-
-// Also export the defaults
-const defaults = lib.defaults
-
-// Re-export the default
-/* harmony default export */ const esm = ((/* unused pure expression or super */ null && (pg)));
-
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
+var lib_core = __nccwpck_require__(6058);
 // EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
 var lib_io = __nccwpck_require__(8701);
 // EXTERNAL MODULE: external "crypto"
@@ -57632,7 +59439,7 @@ function _readLinuxVersionFile() {
 // EXTERNAL MODULE: external "path"
 var external_path_ = __nccwpck_require__(6928);
 // EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
-var http_client_lib = __nccwpck_require__(4942);
+var lib = __nccwpck_require__(4942);
 // EXTERNAL MODULE: external "stream"
 var external_stream_ = __nccwpck_require__(2203);
 // EXTERNAL MODULE: external "util"
@@ -58329,6 +60136,8 @@ function _unique(values) {
     return Array.from(new Set(values));
 }
 //# sourceMappingURL=tool-cache.js.map
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(1421);
 ;// CONCATENATED MODULE: ./lib/core/process.js
@@ -58519,8 +60328,12 @@ function parseToolVersion(output) {
     }
     return undefined;
 }
+/** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
+function majorOf(version, fallback = 0) {
+    return parseToolVersion(version)?.major ?? fallback;
+}
 /** The major of a `server_version_num` (150018 → 15, 90624 → 9 for 9.6.24). */
-function tools_majorFromVersionNum(num) {
+function majorFromVersionNum(num) {
     if (!Number.isSafeInteger(num) || num < 10000) {
         throw new Error(`not a PostgreSQL server_version_num: ${num}`);
     }
@@ -58557,7 +60370,7 @@ function resolvePostgresVersionInput(value) {
         if (major >= 10 && major <= 99)
             return major;
     }
-    throw new ConfigurationError(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
+    throw new OptionError('postgres-version', (w) => `${w.option('postgres-version')} must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'.`);
 }
 function majorDirs(parent, pattern, suffix) {
     return readdir(parent)
@@ -58773,474 +60586,6 @@ async function findServerBinaries(minMajor, search) {
     }
     logger.debug(`No PostgreSQL server of major ${minMajor} or newer found`);
     return undefined;
-}
-
-;// CONCATENATED MODULE: ./lib/postgres/connection.js
-
-
-
-
-const ENV_FOR_PARAM = {
-    host: 'PGHOST',
-    hostaddr: 'PGHOSTADDR',
-    port: 'PGPORT',
-    user: 'PGUSER',
-    password: 'PGPASSWORD',
-    dbname: 'PGDATABASE',
-    sslmode: 'PGSSLMODE',
-    sslrootcert: 'PGSSLROOTCERT',
-    sslcert: 'PGSSLCERT',
-    sslkey: 'PGSSLKEY',
-    sslcrl: 'PGSSLCRL',
-    application_name: 'PGAPPNAME',
-    options: 'PGOPTIONS',
-    connect_timeout: 'PGCONNECT_TIMEOUT',
-    target_session_attrs: 'PGTARGETSESSIONATTRS',
-    passfile: 'PGPASSFILE',
-    service: 'PGSERVICE',
-};
-/** The input text never appears in an error: it may carry a password. */
-function connection_parseConnectionString(text, inputName = 'database-url') {
-    const trimmed = text.trim();
-    const raw = {};
-    if (/^postgres(ql)?:\/\//i.test(trimmed)) {
-        let url;
-        try {
-            url = new URL(trimmed);
-        }
-        catch {
-            throw new ConfigurationError(`Input '${inputName}' is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
-                `Expected postgresql://user:password@host:5432/dbname?sslmode=require; percent-encode special characters in the password.`);
-        }
-        if (url.hostname)
-            raw.host = decodeURIComponent(url.hostname.replace(/^\[|\]$/g, ''));
-        if (url.port)
-            raw.port = url.port;
-        if (url.username)
-            raw.user = decodeURIComponent(url.username);
-        if (url.password)
-            raw.password = decodeURIComponent(url.password);
-        const db = decodeURIComponent(url.pathname.replace(/^\//, ''));
-        if (db)
-            raw.dbname = db;
-        for (const [k, v] of url.searchParams)
-            raw[k] = v;
-    }
-    else if (trimmed !== '') {
-        parseKeyValue(trimmed, raw, inputName);
-    }
-    return fromParams(raw);
-}
-function parseKeyValue(text, out, inputName) {
-    let i = 0;
-    const n = text.length;
-    while (i < n) {
-        while (i < n && /\s/.test(text[i]))
-            i++;
-        if (i >= n)
-            break;
-        const keyStart = i;
-        while (i < n && /[A-Za-z_]/.test(text[i]))
-            i++;
-        const key = text.slice(keyStart, i);
-        while (i < n && /\s/.test(text[i]))
-            i++;
-        if (!key || text[i] !== '=') {
-            throw new ConfigurationError(`Input '${inputName}' is neither a postgres:// URL nor a libpq key=value string ` +
-                `(the value is not shown because it may contain a password). Expected e.g. "host=db.example.com port=5432 dbname=app user=backup".`);
-        }
-        i++;
-        while (i < n && /\s/.test(text[i]))
-            i++;
-        let value = '';
-        if (text[i] === "'") {
-            i++;
-            while (i < n && text[i] !== "'") {
-                if (text[i] === '\\' && i + 1 < n)
-                    i++;
-                value += text[i++];
-            }
-            if (text[i] !== "'") {
-                throw new ConfigurationError(`Input '${inputName}' has an unterminated quoted value.`);
-            }
-            i++;
-        }
-        else {
-            while (i < n && !/\s/.test(text[i])) {
-                if (text[i] === '\\' && i + 1 < n)
-                    i++;
-                value += text[i++];
-            }
-        }
-        out[key] = value;
-    }
-}
-function fromParams(raw) {
-    const params = {};
-    for (const [k, v] of Object.entries(raw)) {
-        if (!['host', 'port', 'user', 'password', 'dbname', 'sslmode'].includes(k))
-            params[k] = v;
-    }
-    const port = raw.port ? Number(raw.port) : undefined;
-    if (port !== undefined && (!Number.isInteger(port) || port <= 0 || port > 65535)) {
-        throw new ConfigurationError(`The connection's port must be a number from 1 to 65535, got '${raw.port}'.`);
-    }
-    return {
-        host: raw.host || undefined,
-        port,
-        user: raw.user || undefined,
-        password: raw.password || undefined,
-        database: raw.dbname || undefined,
-        sslmode: raw.sslmode || undefined,
-        params,
-    };
-}
-/** Reads the standard libpq environment variables. */
-function connectionFromEnv(env) {
-    const raw = {};
-    for (const [param, name] of Object.entries(ENV_FOR_PARAM)) {
-        const v = env[name];
-        if (v)
-            raw[param] = v;
-    }
-    return fromParams(raw);
-}
-/** The connection from `database-url`, or the PG* environment when it is empty. */
-function resolveConnection(databaseUrl, env) {
-    return databaseUrl && databaseUrl.trim() !== ''
-        ? withEnvDefaults(connection_parseConnectionString(databaseUrl), env)
-        : connectionFromEnv(env);
-}
-function withEnvDefaults(info, env) {
-    // libpq falls back to PG* variables for what the string leaves out; so do we.
-    const fromEnv = connectionFromEnv(env);
-    return {
-        host: info.host ?? fromEnv.host,
-        port: info.port ?? fromEnv.port,
-        user: info.user ?? fromEnv.user,
-        password: info.password ?? fromEnv.password,
-        database: info.database ?? fromEnv.database,
-        sslmode: info.sslmode ?? fromEnv.sslmode,
-        params: { ...fromEnv.params, ...info.params },
-    };
-}
-/** The database name the connection lands in, as libpq would choose it. */
-function databaseName(info) {
-    return info.database ?? info.user ?? process.env.USER ?? 'postgres';
-}
-/**
- * Environment for a libpq child process (pg_dump, pg_restore, psql): the connection is passed
- * in PG* variables, never on the command line, where other processes could read the password.
- */
-function libpqEnv(info, database) {
-    const env = {};
-    if (info.host)
-        env.PGHOST = info.host;
-    if (info.port)
-        env.PGPORT = String(info.port);
-    if (info.user)
-        env.PGUSER = info.user;
-    if (info.password)
-        env.PGPASSWORD = info.password;
-    const db = database ?? info.database;
-    if (db)
-        env.PGDATABASE = db;
-    if (info.sslmode)
-        env.PGSSLMODE = info.sslmode;
-    for (const [k, v] of Object.entries(info.params)) {
-        const name = ENV_FOR_PARAM[k];
-        if (name)
-            env[name] = v;
-    }
-    return env;
-}
-/** A process environment with every inherited PG* variable replaced by the connection's own. */
-function childEnv(base, info, database) {
-    const env = {};
-    for (const [k, v] of Object.entries(base)) {
-        if (!/^PG[A-Z]+$/.test(k))
-            env[k] = v;
-    }
-    return { ...env, ...libpqEnv(info, database) };
-}
-/** A `postgres://` URL for the connection (contains the password: mask it before logging). */
-function connectionUrl(info, database) {
-    const url = new URL('postgresql://localhost');
-    const host = info.host ?? 'localhost';
-    if (host.startsWith('/')) {
-        url.searchParams.set('host', host);
-    }
-    else {
-        url.hostname = host.includes(':') ? `[${host}]` : host;
-    }
-    if (info.port)
-        url.port = String(info.port);
-    if (info.user)
-        url.username = encodeURIComponent(info.user);
-    if (info.password)
-        url.password = encodeURIComponent(info.password);
-    url.pathname = `/${encodeURIComponent(database ?? info.database ?? '')}`;
-    if (info.sslmode)
-        url.searchParams.set('sslmode', info.sslmode);
-    return url.toString();
-}
-/** Where the connection goes, without credentials: `user@host:port/db`. */
-function describeConnection(info, database) {
-    return `${info.user ?? '(default user)'}@${info.host ?? 'localhost'}:${info.port ?? 5432}/${database ?? databaseName(info)}`;
-}
-/**
- * A connection through a transaction-mode pooler cannot hold the exported snapshot the
- * dump relies on, so it is refused with the session-mode alternative.
- */
-function transactionPoolerHint(info) {
-    const host = (info.host ?? '').toLowerCase();
-    if (info.port === 6543) {
-        const supabase = host.includes('supabase');
-        return (`The connection uses port 6543, the transaction-mode pooler port (Supabase Supavisor, PgBouncer). ` +
-            `A transaction-mode pooler hands each transaction to another server connection, so pg_dump cannot share ` +
-            `the exported snapshot and session settings a consistent backup needs. ` +
-            (supabase
-                ? `Use the session-mode pooler on port 5432 (same host) or the direct connection db.<project-ref>.supabase.co:5432.`
-                : `Connect in session mode (PgBouncer pool_mode=session, usually port 5432) or directly to the server.`));
-    }
-    if (/-pooler\./.test(host)) {
-        return (`The host '${info.host}' is a transaction-mode connection pooler (Neon's '-pooler' endpoint). ` +
-            `pg_dump needs a session that holds its snapshot: use the direct endpoint, the same host without '-pooler'.`);
-    }
-    return undefined;
-}
-function sslFor(info) {
-    const mode = info.sslmode ?? 'prefer';
-    switch (mode) {
-        case 'disable':
-        case 'allow':
-            return false;
-        case 'prefer':
-            return 'prefer';
-        case 'require':
-            return { rejectUnauthorized: false };
-        case 'verify-ca':
-        case 'verify-full': {
-            const ca = info.params.sslrootcert
-                ? readFileSync(info.params.sslrootcert, 'utf8')
-                : undefined;
-            return mode === 'verify-ca'
-                ? { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined }
-                : { rejectUnauthorized: true, ca };
-        }
-        default:
-            throw new ConfigurationError(`sslmode '${mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
-    }
-}
-/** Opens a client connection with the same parameters the child tools get. */
-async function connect(info, database) {
-    const ssl = sslFor(info);
-    const base = {
-        host: info.host,
-        port: info.port,
-        user: info.user,
-        password: info.password,
-        database: database ?? info.database,
-        application_name: info.params.application_name ?? 'pg-backup-actions',
-        connectionTimeoutMillis: Number(info.params.connect_timeout ?? 30) * 1000,
-    };
-    const attempt = async (sslOption) => {
-        const client = new pg.Client({ ...base, ssl: sslOption });
-        client.on('error', () => undefined);
-        try {
-            await client.connect();
-            return client;
-        }
-        catch (error) {
-            await client.end().catch(() => undefined);
-            throw error;
-        }
-    };
-    const isLocal = !info.host ||
-        info.host.startsWith('/') ||
-        info.host === 'localhost' ||
-        info.host === '127.0.0.1' ||
-        info.host === '::1';
-    try {
-        if (ssl === 'prefer') {
-            if (isLocal)
-                return await attempt(false);
-            try {
-                return await attempt({ rejectUnauthorized: false });
-            }
-            catch (error) {
-                if (/does not support SSL/i.test(errorMessage(error)))
-                    return await attempt(false);
-                throw error;
-            }
-        }
-        return await attempt(ssl);
-    }
-    catch (error) {
-        throw connectionError(error, info, database);
-    }
-}
-/** Turns a connection failure into a message that says where and why, without the password. */
-function connectionError(error, info, database) {
-    const where = describeConnection(info, database);
-    const code = error.code;
-    let message = errorMessage(error);
-    if (info.password)
-        message = message.split(info.password).join('***');
-    if (code === '28P01' || code === '28000') {
-        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
-    }
-    if (code === '3D000') {
-        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
-    }
-    if (code === 'ECONNREFUSED' ||
-        code === 'ENOTFOUND' ||
-        code === 'ETIMEDOUT' ||
-        code === 'EHOSTUNREACH') {
-        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Is the server reachable from this runner?`);
-    }
-    return new Error(`Cannot connect to ${where}: ${message}`);
-}
-async function serverInfo(client) {
-    const r = await client.query("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, current_database() AS db");
-    const versionNum = Number(r.rows[0].n);
-    return {
-        version: r.rows[0].v.split(' ')[0],
-        versionNum,
-        major: majorFromVersionNum(versionNum),
-        database: r.rows[0].db,
-    };
-}
-/** Quotes an identifier for SQL. */
-function quoteIdent(name) {
-    return `"${name.replace(/"/g, '""')}"`;
-}
-/** Quotes a string literal for SQL. */
-function quoteLiteral(value) {
-    return `'${value.replace(/'/g, "''")}'`;
-}
-
-// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
-var inputs = __nccwpck_require__(9784);
-// EXTERNAL MODULE: ./lib/actions/names.js
-var names = __nccwpck_require__(8763);
-;// CONCATENATED MODULE: ./lib/actions/runtime.js
-
-
-
-
-
-
-/** A Logger backed by @actions/core: annotations for warnings, folded groups. */
-const actionLogger = {
-    debug: (m) => lib_core/* debug */.Yz(m),
-    info: (m) => lib_core/* info */.pq(m),
-    warning: (m) => lib_core/* warning */.$e(m),
-    error: (m) => lib_core/* error */.z3(m),
-    group: (name, fn) => lib_core/* group */.Os(name, fn),
-};
-/** Git and run context of the workflow run, for manifests and reports. */
-function gitContext(env) {
-    let prNumber;
-    const ref = env.GITHUB_REF ?? '';
-    const m = /^refs\/pull\/(\d+)\//.exec(ref);
-    if (m)
-        prNumber = Number(m[1]);
-    const context = {
-        repository: env.GITHUB_REPOSITORY,
-        sha: env.GITHUB_SHA,
-        ref: env.GITHUB_REF,
-        runId: env.GITHUB_RUN_ID,
-        runAttempt: env.GITHUB_RUN_ATTEMPT,
-        workflow: env.GITHUB_WORKFLOW,
-        prNumber,
-        actor: env.GITHUB_ACTOR,
-        serverUrl: env.GITHUB_SERVER_URL,
-    };
-    return Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined && v !== ''));
-}
-/** Masks a connection string and its password (raw and percent-encoded) in every later log line. */
-function maskConnectionString(value) {
-    if (!value)
-        return;
-    core.setSecret(value);
-    try {
-        const info = parseConnectionString(value);
-        if (info.password) {
-            core.setSecret(info.password);
-            core.setSecret(encodeURIComponent(info.password));
-        }
-    }
-    catch {
-        // An unparsable string is masked whole above; parsing reports the error later.
-    }
-}
-/** Masks a secret input value and each of its lines. */
-function maskSecret(value) {
-    if (!value)
-        return;
-    core.setSecret(value);
-    for (const line of value.split(/\r?\n/))
-        if (line.trim())
-            core.setSecret(line.trim());
-}
-/** The S3 settings from the storage inputs shared by every action. */
-function s3SettingsFromInputs() {
-    const endpoint = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3Endpoint);
-    const forcePathStyle = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3ForcePathStyle)
-        ? (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.S3ForcePathStyle, false)
-        : undefined;
-    return { endpoint, region: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3Region), forcePathStyle };
-}
-function storageFromInputs(logger) {
-    return openStorage((0,inputs/* requiredInput */.YF)(names/* Inputs */.G.Storage), s3SettingsFromInputs(), logger);
-}
-/**
- * Runs an action's body: a ConfigurationError fails the step with its message as it is; any
- * other error is reported as a failure with its message, and the stack at debug level. The
- * process exits explicitly so retrying HTTP sockets cannot keep it alive.
- */
-async function runAction(body) {
-    try {
-        await body();
-    }
-    catch (error) {
-        if (!(error instanceof errors/* ConfigurationError */.j1) && error instanceof Error && error.stack) {
-            lib_core/* debug */.Yz(error.stack);
-        }
-        lib_core/* setFailed */.C1((0,errors/* errorMessage */.gJ)(error));
-    }
-    process.exit(process.exitCode ?? 0);
-}
-
-
-/***/ }),
-
-/***/ 3828:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   gJ: () => (/* binding */ errorMessage),
-/* harmony export */   j1: () => (/* binding */ ConfigurationError),
-/* harmony export */   zR: () => (/* binding */ asError)
-/* harmony export */ });
-/**
- * An error the user can fix: a bad input, a missing permission, a missing tool.
- * Entrypoints report these as they are; anything else is reported as a bug.
- */
-class ConfigurationError extends Error {
-    constructor(message) {
-        super(message);
-        this.name = 'ConfigurationError';
-    }
-}
-/** `error` as an Error: thrown non-Error values are wrapped with their text. */
-function asError(error) {
-    return error instanceof Error ? error : new Error(String(error));
-}
-/** The message of any thrown value. */
-function errorMessage(error) {
-    return error instanceof Error ? error.message : String(error);
 }
 
 
@@ -59573,8 +60918,8 @@ class LocalStorage {
             }
         }
     }
-    async describe() {
-        return {};
+    async versioning() {
+        return undefined;
     }
 }
 

@@ -48962,36 +48962,135 @@ module.exports = {
 
 /***/ }),
 
-/***/ 19784:
+/***/ 39963:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  tE: () => (/* binding */ booleanInput),
-  ij: () => (/* binding */ choiceInput),
-  $A: () => (/* binding */ integerInput),
-  dt: () => (/* binding */ listInput),
-  $m: () => (/* binding */ optionalInput),
-  YF: () => (/* binding */ requiredInput)
+  Is: () => (/* binding */ actionFrontDoor),
+  QL: () => (/* binding */ inputs),
+  $m: () => (/* binding */ optionalInput)
 });
-
-// UNUSED EXPORTS: labelsInput, numberInput
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
 var core = __nccwpck_require__(33838);
 // EXTERNAL MODULE: ./lib/core/errors.js
 var errors = __nccwpck_require__(3828);
-;// CONCATENATED MODULE: ./lib/core/lists.js
-/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
-function splitList(text) {
-    return text
-        .split(/[\n,]/)
-        .map((s) => s.replace(/#.*$/, '').trim())
-        .filter((s) => s !== '');
+// EXTERNAL MODULE: ./lib/core/logger.js
+var logger = __nccwpck_require__(25403);
+// EXTERNAL MODULE: ./lib/core/duration.js
+var duration = __nccwpck_require__(68415);
+// EXTERNAL MODULE: ./lib/core/lists.js
+var lists = __nccwpck_require__(70906);
+;// CONCATENATED MODULE: ./lib/options/reader.js
+
+
+
+const TRUE = ['true', 'True', 'TRUE'];
+const FALSE = ['false', 'False', 'FALSE'];
+/** A boolean as the YAML 1.2 core schema spells it, or undefined for anything else. */
+function parseBoolean(text) {
+    if (TRUE.includes(text))
+        return true;
+    if (FALSE.includes(text))
+        return false;
+    return undefined;
+}
+/**
+ * Typed options of one front door. Every bad value is an OptionError naming the key, which
+ * each front door words its own way.
+ */
+class OptionReader {
+    source;
+    constructor(source) {
+        this.source = source;
+    }
+    string(key) {
+        return this.source.value(key);
+    }
+    /** A string with surrounding whitespace removed; undefined when blank. */
+    trimmed(key) {
+        const value = this.source.value(key)?.trim();
+        return value === '' ? undefined : value;
+    }
+    required(key) {
+        const value = this.source.value(key);
+        if (value === undefined) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} is required and was not given.`);
+        }
+        return value;
+    }
+    secret(key) {
+        return this.source.secret(key);
+    }
+    boolean(key, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const parsed = parseBoolean(value);
+        if (parsed === undefined) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be true or false, got '${value}'.`);
+        }
+        return parsed;
+    }
+    integer(key, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim());
+        if (!Number.isInteger(n) || n < min || n > max) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a whole number from ${min} to ${max}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A number ≥ min; a trailing `%` is allowed. */
+    number(key, fallback, min = 0) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim().replace(/%$/, ''));
+        if (!Number.isFinite(n) || n < min) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a number ≥ ${min}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+    list(key) {
+        return (0,lists/* splitList */.r)(this.source.value(key) ?? '');
+    }
+    choice(key, choices, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        if (choices.includes(value))
+            return value;
+        throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be one of ${choices.join(', ')}, got '${value}'.`);
+    }
+    /** `key=value` pairs (newline or comma separated). */
+    labels(key) {
+        const labels = {};
+        for (const item of this.list(key)) {
+            const eq = item.indexOf('=');
+            if (eq <= 0) {
+                throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
+            }
+            labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+        }
+        return labels;
+    }
+    /** A duration in seconds (`26h`, `1h30m`), or undefined when not given. */
+    duration(key) {
+        const value = this.source.value(key);
+        return value === undefined ? undefined : (0,duration/* parseDuration */.E9)(value, key);
+    }
 }
 
+// EXTERNAL MODULE: ./lib/options/shared.js + 1 modules
+var shared = __nccwpck_require__(90308);
 ;// CONCATENATED MODULE: ./lib/actions/inputs.js
+
+
 
 
 
@@ -49000,66 +49099,17 @@ function optionalInput(name) {
     const value = core/* getInput */.V4(name);
     return value === '' ? undefined : value;
 }
-function requiredInput(name) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        throw new errors/* ConfigurationError */.j1(`Input required and not supplied: ${name}`);
-    return value;
-}
-/** Strict booleans, as the YAML 1.2 core schema spells them; anything else is an error. */
-function booleanInput(name, fallback) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    if (['true', 'True', 'TRUE'].includes(value))
-        return true;
-    if (['false', 'False', 'FALSE'].includes(value))
-        return false;
-    throw new errors/* ConfigurationError */.j1(`Input '${name}' must be true or false, got '${value}'.`);
-}
-function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    const n = Number(value.trim());
-    if (!Number.isInteger(n) || n < min || n > max) {
-        throw new errors/* ConfigurationError */.j1(`Input '${name}' must be a whole number from ${min} to ${max}, got '${value}'.`);
-    }
-    return n;
-}
-function numberInput(name, fallback, min = 0) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    const n = Number(value.trim().replace(/%$/, ''));
-    if (!Number.isFinite(n) || n < min) {
-        throw new ConfigurationError(`Input '${name}' must be a number ≥ ${min}, got '${value}'.`);
-    }
-    return n;
-}
-/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
-function listInput(name) {
-    return splitList(optionalInput(name) ?? '');
-}
-function choiceInput(name, choices, fallback) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    if (choices.includes(value))
-        return value;
-    throw new errors/* ConfigurationError */.j1(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
-}
-/** `key=value` pairs (newline or comma separated). */
-function labelsInput(name) {
-    const labels = {};
-    for (const item of listInput(name)) {
-        const eq = item.indexOf('=');
-        if (eq <= 0) {
-            throw new ConfigurationError(`Input '${name}' takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
-        }
-        labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
-    }
-    return labels;
+/** The action's options: its workflow inputs (secrets are inputs too, masked by the caller). */
+const inputs = new OptionReader({ value: optionalInput, secret: optionalInput });
+/** Where an action runs: the runner's environment, workspace and workflow run. */
+function actionFrontDoor(env) {
+    return {
+        env,
+        workspace: env.GITHUB_WORKSPACE || process.cwd(),
+        git: (0,shared/* gitContext */.cw)(env),
+        now: logger/* systemClock */.ml.now(),
+        wording: errors/* inputWording */.LL,
+    };
 }
 
 
@@ -49072,6 +49122,8 @@ function labelsInput(name) {
 /* harmony export */   G: () => (/* binding */ Inputs),
 /* harmony export */   t: () => (/* binding */ Outputs)
 /* harmony export */ });
+/* harmony import */ var _extract_options_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(283);
+
 /** Every input and output name of the actions, in one place. `action.yml` files use the same strings. */
 const Inputs = {
     DatabaseUrl: 'database-url',
@@ -49080,6 +49132,8 @@ const Inputs = {
     S3Endpoint: 's3-endpoint',
     S3Region: 's3-region',
     S3ForcePathStyle: 's3-force-path-style',
+    DestinationsRequired: 'destinations-required',
+    Copies: 'copies',
     Format: 'format',
     Jobs: 'jobs',
     Compression: 'compression',
@@ -49106,6 +49160,7 @@ const Inputs = {
     Restore: 'restore',
     TargetUrl: 'target-url',
     WorkDir: 'work-dir',
+    RestorePlan: 'restore-plan',
     Checks: 'checks',
     MaxAge: 'max-age',
     RtoTarget: 'rto-target',
@@ -49128,6 +49183,19 @@ const Inputs = {
     DeleteIncompleteAfter: 'delete-incomplete-after',
     MaxDelete: 'max-delete',
     BypassGovernanceRetention: 'bypass-governance-retention',
+    Tables: _extract_options_js__WEBPACK_IMPORTED_MODULE_0__/* .EXTRACT_OPTION_KEYS */ .LA.tables,
+    ExtractSchema: _extract_options_js__WEBPACK_IMPORTED_MODULE_0__/* .EXTRACT_OPTION_KEYS */ .LA.extractSchema,
+    ReplaceExtractSchema: _extract_options_js__WEBPACK_IMPORTED_MODULE_0__/* .EXTRACT_OPTION_KEYS */ .LA.replaceExtractSchema,
+    Compare: _extract_options_js__WEBPACK_IMPORTED_MODULE_0__/* .EXTRACT_OPTION_KEYS */ .LA.compare,
+    CompareLimit: _extract_options_js__WEBPACK_IMPORTED_MODULE_0__/* .EXTRACT_OPTION_KEYS */ .LA.compareLimit,
+    ExportFormat: _extract_options_js__WEBPACK_IMPORTED_MODULE_0__/* .EXTRACT_OPTION_KEYS */ .LA.exportFormat,
+    Source: 'source',
+    Target: 'target',
+    FilesS3Endpoint: 'files-s3-endpoint',
+    FilesS3Region: 'files-s3-region',
+    FilesS3ForcePathStyle: 'files-s3-force-path-style',
+    FilesS3AccessKeyId: 'files-s3-access-key-id',
+    FilesS3SecretAccessKey: 'files-s3-secret-access-key',
 };
 const Outputs = {
     BackupId: 'backup-id',
@@ -49152,12 +49220,20 @@ const Outputs = {
     Deleted: 'deleted',
     PlanPath: 'plan-path',
     FreedBytes: 'freed-bytes',
+    ExtractSchema: 'extract-schema',
+    ExportManifest: 'export-manifest',
+    Files: 'files',
+    FilesNew: 'files-new',
+    FilesChanged: 'files-changed',
+    FilesUnchanged: 'files-unchanged',
+    FilesDeleted: 'files-deleted',
+    BytesUploaded: 'bytes-uploaded',
 };
 
 
 /***/ }),
 
-/***/ 19979:
+/***/ 46113:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -49170,8 +49246,6 @@ __nccwpck_require__.d(__webpack_exports__, {
 var external_node_fs_ = __nccwpck_require__(73024);
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(51455);
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(48161);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(76760);
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
@@ -49238,6 +49312,24 @@ function runsPrefix(name, action) {
 function runKey(name, action, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
     const time = at.toISOString().replace(/[-:]/g, '');
     return `${runsPrefix(name, action)}${time}-${random()}.json`;
+}
+/** `<name>/exports/<backup-id>/`: tables of a backup exported as files (see extract/export.ts). */
+function exportsPrefix(name, id) {
+    return `${name}/exports/${id}/`;
+}
+/** `public.rental.csv.zst.age`: one exported table, compressed with zstd (and encrypted with age). */
+function exportObjectName(schema, table, format, encrypted) {
+    return `${schema}.${table}.${format}.zst${encrypted ? '.age' : ''}`;
+}
+/** `<name>/files/`: the file backups of a catalog name, beside its database backups. */
+function fileBackupsPrefix(name) {
+    return `${name}/files/`;
+}
+function fileBackupPrefix(name, id) {
+    return `${fileBackupsPrefix(name)}${id}/`;
+}
+function fileManifestKey(name, id) {
+    return `${fileBackupPrefix(name, id)}manifest.json`;
 }
 
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
@@ -49497,7 +49589,7 @@ async function lastStoredBackup(storage, name) {
 async function selectBackup(storage, name, backupId) {
     if (backupId) {
         if (!isBackupId(backupId)) {
-            throw new errors/* ConfigurationError */.j1(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
+            throw new errors/* OptionError */.eR('backup-id', (w) => `${w.option('backup-id')} must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
         }
         const manifest = await readManifest(storage, name, backupId);
         if (!manifest) {
@@ -49575,7 +49667,7 @@ async function appendVerificationRecord(storage, record) {
 async function resolveName(storage, name) {
     if (name) {
         if (!isCatalogName(name)) {
-            throw new errors/* ConfigurationError */.j1(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+            throw new errors/* OptionError */.eR('name', (w) => `${w.option('name')} must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
         return name;
     }
@@ -49588,1317 +49680,10 @@ async function resolveName(storage, name) {
     throw new errors/* ConfigurationError */.j1(`${storage.description} holds backups of several databases (${names.join(', ')}): set the name input to one of them.`);
 }
 
-;// CONCATENATED MODULE: ./lib/core/duration.js
-/** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
-
-const UNIT_SECONDS = {
-    s: 1,
-    m: 60,
-    h: 3600,
-    d: 86400,
-    w: 7 * 86400,
-    y: 365 * 86400,
-};
-const ACCEPTED_FORMS = 'a number with a unit such as 90d, 26h, 30m, 45s, 2w, 1y (365 days), 1h30m or 1.5h';
-/** One `<number><unit>` component, optionally followed by whitespace. */
-const COMPONENT = /(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*/y;
-/** The value as it appears in an error message: quoted, and cut short when long. */
-function quoted(text) {
-    return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
-}
-function durationError(text, inputName, extraForms = '') {
-    const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
-    return new errors/* ConfigurationError */.j1(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
-}
-/**
- * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
- * units s, m, h, d, w (7 days) or y (365 days), each unit at most once: `90d`, `1h30m`,
- * `1h 30m`, `1.5h`. Surrounding whitespace is ignored. Throws a ConfigurationError naming
- * the input and quoting the value otherwise.
- */
-function parseDuration(text, inputName) {
-    const trimmed = text.trim();
-    if (trimmed === '')
-        throw durationError(text, inputName);
-    const used = new Set();
-    let seconds = 0;
-    let position = 0;
-    while (position < trimmed.length) {
-        COMPONENT.lastIndex = position;
-        const match = COMPONENT.exec(trimmed);
-        if (!match)
-            throw durationError(text, inputName);
-        const unit = match[2];
-        const factor = UNIT_SECONDS[unit];
-        if (factor === undefined || used.has(unit))
-            throw durationError(text, inputName);
-        used.add(unit);
-        seconds += Number(match[1]) * factor;
-        position = COMPONENT.lastIndex;
-    }
-    if (!Number.isFinite(seconds))
-        throw durationError(text, inputName);
-    return seconds;
-}
-/** Like {@link parseDuration}, but also accepts `forever` (any case). */
-function parseDurationOrForever(text, inputName) {
-    if (text.trim().toLowerCase() === 'forever')
-        return 'forever';
-    try {
-        return parseDuration(text, inputName);
-    }
-    catch (error) {
-        if (error instanceof ConfigurationError)
-            throw durationError(text, inputName, '"forever" or ');
-        throw error;
-    }
-}
-function pad2(n) {
-    return String(n).padStart(2, '0');
-}
-/**
- * A duration for people: `0s`, `4.2s` and `45s` below a minute, `5m 03s` below an hour,
- * `1h 05m` and `26h 00m` below two days, `2d 03h` from two days on. Rounds to the shown unit.
- */
-function formatDuration(seconds) {
-    if (Number.isNaN(seconds))
-        return 'NaN';
-    if (seconds < 0)
-        return `-${formatDuration(-seconds)}`;
-    if (!Number.isFinite(seconds))
-        return '∞';
-    if (seconds < 10) {
-        const tenths = Math.round(seconds * 10) / 10;
-        if (tenths < 10)
-            return `${tenths}s`;
-    }
-    const whole = Math.round(seconds);
-    if (whole < 60)
-        return `${whole}s`;
-    if (whole < 3600)
-        return `${Math.floor(whole / 60)}m ${pad2(whole % 60)}s`;
-    const minutes = Math.round(seconds / 60);
-    if (minutes < 48 * 60)
-        return `${Math.floor(minutes / 60)}h ${pad2(minutes % 60)}m`;
-    const hours = Math.round(seconds / 3600);
-    return `${Math.floor(hours / 24)}d ${pad2(hours % 24)}h`;
-}
-const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
-const ISO_DATETIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$/;
-/** Milliseconds since the epoch of a UTC calendar time, or undefined when a field is out of range. */
-function utcTime(year, month, day, hour = 0, minute = 0, second = 0) {
-    if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
-        return undefined;
-    }
-    const date = new Date(0);
-    date.setUTCFullYear(year, month - 1, day);
-    date.setUTCHours(hour, minute, second, 0);
-    if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day)
-        return undefined;
-    return date.getTime();
-}
-function parseIsoInstant(text) {
-    const date = ISO_DATE.exec(text);
-    if (date) {
-        const time = utcTime(Number(date[1]), Number(date[2]), Number(date[3]));
-        return time === undefined ? undefined : new Date(time);
-    }
-    const dt = ISO_DATETIME.exec(text);
-    if (!dt)
-        return undefined;
-    const base = utcTime(Number(dt[1]), Number(dt[2]), Number(dt[3]), Number(dt[4]), Number(dt[5]), dt[6] === undefined ? 0 : Number(dt[6]));
-    if (base === undefined)
-        return undefined;
-    const millis = dt[7] === undefined ? 0 : Math.floor(Number(`0${dt[7]}`) * 1000);
-    let offsetMinutes = 0;
-    if (dt[8] === undefined) {
-        const hours = Number(dt[10]);
-        const minutes = Number(dt[11]);
-        if (hours > 23 || minutes > 59)
-            return undefined;
-        offsetMinutes = (dt[9] === '-' ? -1 : 1) * (hours * 60 + minutes);
-    }
-    return new Date(base + millis - offsetMinutes * 60_000);
-}
-/**
- * The moment a pin ends. Accepts an ISO date (`2027-01-31`, meaning 00:00 UTC at the start of
- * that day), an ISO date-time with a zone (`2027-01-31T12:00:00Z`, `2027-01-31T12:00+01:00`),
- * or a duration counted from `now` (`90d`). The moment must be after `now`: a pin that has
- * already ended is almost always a typo. Throws a ConfigurationError otherwise.
- */
-function parseKeepUntil(text, now, inputName) {
-    const trimmed = text.trim();
-    let until;
-    if (/^\d{4}-/.test(trimmed)) {
-        until = parseIsoInstant(trimmed);
-        if (until === undefined) {
-            throw new ConfigurationError(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
-                `(2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`);
-        }
-    }
-    else {
-        try {
-            until = new Date(now.getTime() + parseDuration(trimmed, inputName) * 1000);
-        }
-        catch (error) {
-            if (!(error instanceof ConfigurationError))
-                throw error;
-            throw new ConfigurationError(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
-                `(2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); got ${quoted(text)}.`);
-        }
-    }
-    if (!(until.getTime() > now.getTime())) {
-        throw new ConfigurationError(`Input ${inputName} is ${quoted(text)}, which is not after now (${now.toISOString()}); ` +
-            'give a later date or a positive duration.');
-    }
-    return until;
-}
-/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
-function compactDuration(seconds) {
-    if (seconds <= 0)
-        return '0s';
-    let rest = seconds;
-    let text = '';
-    for (const [unit, size] of [
-        ['d', 86400],
-        ['h', 3600],
-        ['m', 60],
-    ]) {
-        const whole = Math.floor(rest / size);
-        if (whole > 0)
-            text += `${whole}${unit}`;
-        rest -= whole * size;
-    }
-    const secs = Math.round(rest * 1000) / 1000;
-    if (secs > 0)
-        text += `${secs}s`;
-    return text || '0s';
-}
-
-;// CONCATENATED MODULE: ./lib/core/logger.js
-const systemClock = { now: () => new Date() };
-/**
- * The logger with info lines demoted to debug, for steps whose details only the debug log needs;
- * `everything` also demotes warnings and folds no groups (a step inside another step's group).
- */
-function quieter(logger, everything = false) {
-    return {
-        debug: (m) => logger.debug(m),
-        info: (m) => logger.debug(m),
-        warning: (m) => (everything ? logger.debug(m) : logger.warning(m)),
-        error: (m) => logger.error(m),
-        group: (name, fn) => (everything ? fn() : logger.group(name, fn)),
-    };
-}
-/** A logger that keeps the lines it was given, for tests and for reports. */
-class MemoryLogger {
-    lines = [];
-    debug(message) {
-        this.lines.push(`debug: ${message}`);
-    }
-    info(message) {
-        this.lines.push(message);
-    }
-    warning(message) {
-        this.lines.push(`warning: ${message}`);
-    }
-    error(message) {
-        this.lines.push(`error: ${message}`);
-    }
-    async group(name, fn) {
-        this.lines.push(`group: ${name}`);
-        try {
-            return await fn();
-        }
-        finally {
-            this.lines.push(`endgroup: ${name}`);
-        }
-    }
-}
-/** A logger that writes plain lines to a stream (the CLI's stderr). */
-class StreamLogger {
-    out;
-    verbose;
-    constructor(out, verbose = false) {
-        this.out = out;
-        this.verbose = verbose;
-    }
-    debug(message) {
-        if (this.verbose)
-            this.out.write(`  ${message}\n`);
-    }
-    info(message) {
-        this.out.write(`${message}\n`);
-    }
-    warning(message) {
-        this.out.write(`warning: ${message}\n`);
-    }
-    error(message) {
-        this.out.write(`error: ${message}\n`);
-    }
-    async group(name, fn) {
-        this.out.write(`== ${name}\n`);
-        return fn();
-    }
-}
-
+// EXTERNAL MODULE: ./lib/core/logger.js
+var core_logger = __nccwpck_require__(25403);
 // EXTERNAL MODULE: ./lib/core/process.js
 var core_process = __nccwpck_require__(29566);
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(57075);
-;// CONCATENATED MODULE: ./lib/core/streams.js
-
-
-
-/** Passes bytes through while computing their SHA-256 and count. */
-class streams_HashCounter extends external_node_stream_.Transform {
-    hash = (0,external_node_crypto_.createHash)('sha256');
-    beforeEnd;
-    bytes = 0;
-    digestValue;
-    constructor(options = {}) {
-        super({ readableHighWaterMark: options.highWaterMark });
-        this.beforeEnd = options.beforeEnd;
-    }
-    _transform(chunk, _enc, callback) {
-        this.hash.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        if (!this.beforeEnd)
-            return callback();
-        this.beforeEnd().then(() => callback(), (error) => callback(error));
-    }
-    /** The hex digest; valid once the stream has ended. */
-    digest() {
-        this.digestValue ??= this.hash.digest('hex');
-        return this.digestValue;
-    }
-}
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
-}
-/**
- * A whole number with commas between groups of three digits (1,234,567), as `en-US` prints it,
- * without `toLocaleString`: its first call loads ICU data, some 15 ms at the end of a backup.
- */
-function formatCount(value) {
-    const digits = String(Math.abs(Math.trunc(value)));
-    const grouped = digits.replace(/\B(?=(\d{3})+$)/g, ',');
-    return value < 0 ? `-${grouped}` : grouped;
-}
-/** MB/s (decimal megabytes, as tools print rates). */
-function rate(bytes, seconds) {
-    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
-}
-/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
-class Progress {
-    logger;
-    label;
-    bytes;
-    timer;
-    started = Date.now();
-    constructor(logger, label, bytes, intervalMs = 5000) {
-        this.logger = logger;
-        this.label = label;
-        this.bytes = bytes;
-        if (intervalMs > 0) {
-            this.timer = setInterval(() => this.report(), intervalMs);
-            this.timer.unref();
-        }
-    }
-    elapsedSeconds() {
-        return (Date.now() - this.started) / 1000;
-    }
-    report() {
-        const seconds = this.elapsedSeconds();
-        const b = this.bytes();
-        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
-    }
-    stop() {
-        if (this.timer)
-            clearInterval(this.timer);
-        this.timer = undefined;
-    }
-}
-/**
- * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
- * processor still being made (a promise) is awaited before the first chunk.
- */
-function processingStream(processor, highWaterMark) {
-    let ready;
-    const pass = (stream, step, callback) => {
-        try {
-            for (const b of step())
-                stream.push(b);
-            callback();
-        }
-        catch (error) {
-            callback((0,errors/* asError */.zR)(error));
-        }
-    };
-    return new external_node_stream_.Transform({
-        readableHighWaterMark: highWaterMark,
-        writableHighWaterMark: highWaterMark,
-        construct(callback) {
-            Promise.resolve(processor).then((made) => {
-                ready = made;
-                callback();
-            }, (error) => callback((0,errors/* asError */.zR)(error)));
-        },
-        transform(chunk, _encoding, callback) {
-            pass(this, () => ready.update(chunk), callback);
-        },
-        flush(callback) {
-            pass(this, () => ready.final(), callback);
-        },
-    });
-}
-
-;// CONCATENATED MODULE: ./lib/crypto/bech32.js
-/**
- * Bech32 (BIP 173) as age uses it for its keys: the original Bech32 checksum (not Bech32m) and no
- * 90-character length limit. Strings must be all lowercase or all uppercase.
- */
-const CHARSET = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
-const GENERATOR = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
-const CHARSET_INDEX = new Map([...CHARSET].map((c, i) => [c, i]));
-function polymod(values) {
-    let chk = 1;
-    for (const v of values) {
-        const top = chk >>> 25;
-        chk = (((chk & 0x1ffffff) << 5) ^ v) >>> 0;
-        for (let i = 0; i < 5; i++) {
-            if ((top >>> i) & 1)
-                chk = (chk ^ GENERATOR[i]) >>> 0;
-        }
-    }
-    return chk;
-}
-function hrpExpand(hrp) {
-    const out = [];
-    for (let i = 0; i < hrp.length; i++)
-        out.push(hrp.charCodeAt(i) >>> 5);
-    out.push(0);
-    for (let i = 0; i < hrp.length; i++)
-        out.push(hrp.charCodeAt(i) & 31);
-    return out;
-}
-function convertBits(data, from, to, pad) {
-    let acc = 0;
-    let bits = 0;
-    const out = [];
-    const maxv = (1 << to) - 1;
-    for (let i = 0; i < data.length; i++) {
-        const value = data[i];
-        if (value >>> from !== 0)
-            throw new Error('invalid data range');
-        acc = (acc << from) | value;
-        bits += from;
-        while (bits >= to) {
-            bits -= to;
-            out.push((acc >>> bits) & maxv);
-        }
-        acc &= (1 << bits) - 1;
-    }
-    if (pad) {
-        if (bits > 0)
-            out.push((acc << (to - bits)) & maxv);
-    }
-    else if (bits >= from) {
-        throw new Error('illegal zero padding');
-    }
-    else if (acc !== 0) {
-        throw new Error('non-zero padding');
-    }
-    return out;
-}
-/** Encodes bytes with the given human-readable part; the result has the case of `hrp`. */
-function bech32_bech32Encode(hrp, data) {
-    const lower = hrp.toLowerCase();
-    const upper = hrp === hrp.toUpperCase() && hrp !== lower;
-    const values = convertBits(data, 8, 5, true);
-    const mod = polymod([...hrpExpand(lower), ...values, 0, 0, 0, 0, 0, 0]) ^ 1;
-    let out = `${lower}1`;
-    for (const v of values)
-        out += CHARSET[v];
-    for (let i = 0; i < 6; i++)
-        out += CHARSET[(mod >>> (5 * (5 - i))) & 31];
-    return upper ? out.toUpperCase() : out;
-}
-/**
- * Decodes a Bech32 string. The returned `hrp` is lowercase. Throws a plain Error whose message never
- * contains the input (callers decode secrets with it).
- */
-function bech32Decode(text) {
-    if (text.length < 8)
-        throw new Error('too short');
-    const lower = text.toLowerCase();
-    if (text !== lower && text !== text.toUpperCase())
-        throw new Error('mixed case');
-    for (let i = 0; i < lower.length; i++) {
-        const c = lower.charCodeAt(i);
-        if (c < 33 || c > 126)
-            throw new Error('invalid character');
-    }
-    const sep = lower.lastIndexOf('1');
-    if (sep < 1 || sep + 7 > lower.length)
-        throw new Error('invalid separator position');
-    const hrp = lower.slice(0, sep);
-    const values = [];
-    for (const c of lower.slice(sep + 1)) {
-        const v = CHARSET_INDEX.get(c);
-        if (v === undefined)
-            throw new Error('invalid character');
-        values.push(v);
-    }
-    if (polymod([...hrpExpand(hrp), ...values]) !== 1)
-        throw new Error('invalid checksum');
-    return { hrp, data: Buffer.from(convertBits(values.slice(0, -6), 5, 8, false)) };
-}
-
-;// CONCATENATED MODULE: ./lib/crypto/age.js
-/**
- * The age v1 file format (https://age-encryption.org/v1) as Node streams, built on node:crypto
- * only: X25519 and scrypt recipients, HKDF-SHA256, HMAC-SHA256 and the ChaCha20-Poly1305 STREAM
- * payload in 64 KiB chunks. Output is the binary format; files interoperate with the `age` CLI.
- */
-
-
-
-
-
-/** Every failure to decrypt an age file. Messages name the cause and never contain key material. */
-class AgeError extends Error {
-    failure;
-    constructor(message, failure) {
-        super(message);
-        this.failure = failure;
-        this.name = 'AgeError';
-    }
-}
-const INTRO = 'age-encryption.org/v1\n';
-const INTRO_BYTES = Buffer.from(INTRO, 'latin1');
-const VERSION_PREFIX = Buffer.from('age-encryption.org/', 'latin1');
-const ARMOR_BEGIN = Buffer.from('-----BEGIN AGE ENCRYPTED FILE-----', 'latin1');
-const MAC_LINE_MARKER = Buffer.from('\n---', 'latin1');
-const CHUNK_SIZE = 64 * 1024;
-const TAG_SIZE = 16;
-const ENCRYPTED_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE;
-const FILE_KEY_SIZE = 16;
-const NONCE_SIZE = 16;
-const COLUMNS_PER_LINE = 64;
-const BYTES_PER_LINE = (COLUMNS_PER_LINE / 4) * 3;
-/** Headers larger than this are rejected instead of buffered (about 10,000 X25519 recipients). */
-const MAX_HEADER_SIZE = 1024 * 1024;
-/** Longer than any valid MAC line (48 bytes): a stray "\n---" is not waited on forever. */
-const MAX_MAC_LINE = 128;
-const X25519_LABEL = 'age-encryption.org/v1/X25519';
-const SCRYPT_LABEL = 'age-encryption.org/v1/scrypt';
-const IDENTITY_HRP = 'AGE-SECRET-KEY-';
-const RECIPIENT_HRP = 'age';
-const DEFAULT_SCRYPT_WORK_FACTOR = 18;
-/** The age CLI refuses to decrypt above this work factor by default; so do we. */
-const MAX_SCRYPT_WORK_FACTOR = 22;
-const STREAM_HIGH_WATER_MARK = 4 * ENCRYPTED_CHUNK_SIZE;
-const ZERO_NONCE = Buffer.alloc(12);
-const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
-/** 2^48 chunks of 64 KiB is far beyond any real file; the nonce counter is written in 6 bytes. */
-const MAX_CHUNKS = 2 ** 48;
-// ---------------------------------------------------------------------------------------------
-// Primitives
-function hkdf(ikm, salt, info) {
-    return Buffer.from(external_node_crypto_.hkdfSync('sha256', ikm, salt, info, 32));
-}
-function aeadSeal(key, nonce, plaintext) {
-    const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', key, nonce, {
-        authTagLength: TAG_SIZE,
-    });
-    const body = cipher.update(plaintext);
-    cipher.final();
-    return Buffer.concat([body, cipher.getAuthTag()]);
-}
-/** Decrypts `sealed` (ciphertext followed by the tag); null when authentication fails. */
-function aeadOpen(key, nonce, sealed) {
-    if (sealed.length < TAG_SIZE)
-        return null;
-    const decipher = external_node_crypto_.createDecipheriv('chacha20-poly1305', key, nonce, {
-        authTagLength: TAG_SIZE,
-    });
-    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_SIZE));
-    const out = decipher.update(sealed.subarray(0, sealed.length - TAG_SIZE));
-    try {
-        decipher.final();
-    }
-    catch {
-        return null;
-    }
-    return out;
-}
-function x25519PrivateKey(secret) {
-    return external_node_crypto_.createPrivateKey({
-        key: Buffer.concat([PKCS8_X25519_PREFIX, secret]),
-        format: 'der',
-        type: 'pkcs8',
-    });
-}
-function x25519PublicKey(point) {
-    return external_node_crypto_.createPublicKey({
-        key: Buffer.concat([SPKI_X25519_PREFIX, point]),
-        format: 'der',
-        type: 'spki',
-    });
-}
-/** The raw 32-byte public key of a public or private X25519 key. */
-function rawPublicKey(key) {
-    const publicKey = key.type === 'private' ? external_node_crypto_.createPublicKey(key) : key;
-    const der = publicKey.export({ format: 'der', type: 'spki' });
-    return Buffer.from(der.subarray(der.length - 32));
-}
-/** X25519 shared secret, or null when it is all zeros (a low-order point). */
-function x25519(privateKey, publicKey) {
-    try {
-        const shared = external_node_crypto_.diffieHellman({ privateKey, publicKey });
-        return shared.every((b) => b === 0) ? null : shared;
-    }
-    catch {
-        return null;
-    }
-}
-function scryptKey(passphrase, salt, workFactor) {
-    const N = 2 ** workFactor;
-    const r = 8;
-    const p = 1;
-    const maxmem = 128 * r * (N + p + 2) + 1024 * 1024;
-    return new Promise((resolve, reject) => {
-        external_node_crypto_.scrypt(Buffer.from(passphrase, 'utf8'), Buffer.concat([Buffer.from(SCRYPT_LABEL, 'latin1'), salt]), 32, { N, r, p, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
-    });
-}
-function b64Encode(data) {
-    return data.toString('base64').replace(/=+$/, '');
-}
-/** Strict unpadded standard base64, as age requires (canonical, no padding, no whitespace). */
-function b64Decode(text) {
-    if (!/^[A-Za-z0-9+/]*$/.test(text) || text.length % 4 === 1)
-        return null;
-    const data = Buffer.from(text, 'base64');
-    return b64Encode(data) === text ? data : null;
-}
-// ---------------------------------------------------------------------------------------------
-// Keys
-function decodeRecipient(recipient) {
-    try {
-        const { hrp, data } = bech32Decode(recipient);
-        return hrp === RECIPIENT_HRP && data.length === 32 ? data : null;
-    }
-    catch {
-        return null;
-    }
-}
-function decodeIdentity(identity) {
-    try {
-        const { hrp, data } = bech32Decode(identity);
-        return hrp === IDENTITY_HRP.toLowerCase() && data.length === 32 ? data : null;
-    }
-    catch {
-        return null;
-    }
-}
-/**
- * Whether a value may be a secret key, however mistyped: `AGE-SECRET-KEY-1…`, `AGE_SECRET_KEY_1…`,
- * `age secret key 1…`, or an age plugin identity. Only to word the error better: no error
- * message shows a recipient or identity value of any kind.
- */
-function mayBeSecretKey(value) {
-    const letters = value.toUpperCase().replace(/[^A-Z0-9]/g, '');
-    return letters.includes('SECRETKEY') || letters.startsWith('AGEPLUGIN');
-}
-/** What is wrong with a recipient value, in words that never include the value. */
-function recipientProblem(value) {
-    if (mayBeSecretKey(value)) {
-        return ('this looks like an age secret key (identity), not a recipient: give its public key ' +
-            '(age1..., as age-keygen -y prints it), and rotate the secret key if it was exposed');
-    }
-    if (/^(ssh-|ecdsa-)/i.test(value)) {
-        return 'SSH keys are not supported, only age X25519 recipients (age1...)';
-    }
-    if (/^age1pq1/i.test(value))
-        return 'post-quantum hybrid recipients are not supported';
-    if (/^age1[a-z0-9]+1/.test(value))
-        return 'age plugin recipients are not supported';
-    if (/^age1/i.test(value)) {
-        return 'not a valid age X25519 recipient: a character is wrong, missing or extra (its checksum does not match)';
-    }
-    return 'not an age X25519 recipient (age1...)';
-}
-/** What is wrong with an identity value, in words that never include the value. */
-function identityProblem(value) {
-    if (/^age1/i.test(value))
-        return 'this is a public key (recipient), not an identity';
-    if (/^AGE-SECRET-KEY-PQ-/i.test(value)) {
-        return 'post-quantum hybrid identities are not supported';
-    }
-    if (/^AGE-PLUGIN-/i.test(value))
-        return 'age plugin identities are not supported';
-    if (/^-----BEGIN/.test(value) || /^(ssh-|ecdsa-)/i.test(value)) {
-        return 'SSH keys are not supported, only age X25519 identities';
-    }
-    return 'not a valid age X25519 identity (AGE-SECRET-KEY-1...)';
-}
-function recipientKey(recipient, index) {
-    const value = recipient.trim();
-    const raw = decodeRecipient(value);
-    if (!raw) {
-        throw new errors/* ConfigurationError */.j1(`age recipient ${index + 1}: ${recipientProblem(value)}`);
-    }
-    return raw;
-}
-function identitySecret(identity, where) {
-    const value = identity.trim();
-    const raw = decodeIdentity(value);
-    if (!raw) {
-        throw new errors/* ConfigurationError */.j1(`invalid age identity ${where}: ${identityProblem(value)}`);
-    }
-    return raw;
-}
-/** A new X25519 key pair in the age-keygen encodings. */
-function generateIdentity() {
-    const secret = crypto.randomBytes(32);
-    return {
-        identity: bech32Encode(IDENTITY_HRP, secret),
-        recipient: bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret))),
-    };
-}
-/** The recipient (public key) of an identity, as `age-keygen -y` prints it. */
-function identityToRecipient(identity) {
-    const secret = identitySecret(identity, 'given');
-    return bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret)));
-}
-/** The items of a recipients text, with where each one is (1-based). */
-function recipientItems(text) {
-    const out = [];
-    text.split(/\r?\n/).forEach((raw, i) => {
-        const line = raw.trim();
-        if (line === '' || line.startsWith('#'))
-            return;
-        const items = line
-            .split(',')
-            .map((item) => item.trim())
-            .filter((item) => item !== '');
-        items.forEach((value, j) => out.push({ value, line: i + 1, item: items.length > 1 ? j + 1 : undefined }));
-    });
-    return out;
-}
-/**
- * Recipients from text: one `age1...` per line or several separated by commas; lines starting with
- * '#' and blank lines are ignored; duplicates are dropped. May return an empty list. Errors name
- * the line (and the item on a line of several) and what is wrong, never the value: a secret key
- * pasted here by mistake must not reach a log.
- */
-function parseRecipients(text) {
-    const out = [];
-    for (const { value, line, item } of recipientItems(text)) {
-        if (!decodeRecipient(value)) {
-            const where = item === undefined ? `line ${line}` : `line ${line}, item ${item}`;
-            throw new ConfigurationError(`age recipients, ${where}: ${recipientProblem(value)}`);
-        }
-        if (!out.includes(value))
-            out.push(value);
-    }
-    return out;
-}
-/**
- * The values of a recipients text that are not recipients, each whole and each of its words of
- * 20 characters or more: front doors mask them in their logs, as they may be secret keys.
- */
-function invalidRecipientValues(text) {
-    const out = new Set();
-    for (const { value } of recipientItems(text)) {
-        if (decodeRecipient(value))
-            continue;
-        out.add(value);
-        for (const word of value.split(/\s+/))
-            if (word.length >= 20)
-                out.add(word);
-    }
-    return [...out];
-}
-/**
- * Identities from text in the age-keygen file format: `AGE-SECRET-KEY-1...` lines, with '#'
- * comment lines and blank lines ignored. Errors name the line number, never its content. May
- * return an empty list.
- */
-function parseIdentities(text) {
-    const out = [];
-    const lines = text.split(/\r?\n/);
-    for (let i = 0; i < lines.length; i++) {
-        const line = lines[i].trim();
-        if (line === '' || line.startsWith('#'))
-            continue;
-        if (!decodeIdentity(line)) {
-            throw new errors/* ConfigurationError */.j1(`age identities, line ${i + 1}: ${identityProblem(line)}`);
-        }
-        if (!out.includes(line))
-            out.push(line);
-    }
-    return out;
-}
-function formatStanza(stanza) {
-    let text = `-> ${[stanza.type, ...stanza.args].join(' ')}\n`;
-    const encoded = b64Encode(stanza.body);
-    for (let i = 0; i <= encoded.length; i += COLUMNS_PER_LINE) {
-        text += `${encoded.slice(i, i + COLUMNS_PER_LINE)}\n`;
-    }
-    return text;
-}
-function headerMac(fileKey, headerUpToDashes) {
-    return external_node_crypto_.createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
-        .update(headerUpToDashes)
-        .digest();
-}
-function isArgument(text) {
-    return text.length > 0 && /^[\x21-\x7e]+$/.test(text);
-}
-function malformed(line, reason) {
-    return new AgeError(`the age header is malformed (line ${line}): ${reason}`, 'header');
-}
-/** Parses a complete header (intro line through the MAC line, excluding the final newline). */
-function parseHeader(text) {
-    const lines = text.split('\n');
-    const stanzas = [];
-    let offset = lines[0].length + 1;
-    let i = 1;
-    while (i < lines.length) {
-        const line = lines[i];
-        if (line.startsWith('---')) {
-            const parts = line.split(' ');
-            const mac = parts.length === 2 && parts[0] === '---' ? b64Decode(parts[1]) : null;
-            if (!mac || mac.length !== 32 || i !== lines.length - 1) {
-                throw malformed(i + 1, 'invalid closing (MAC) line');
-            }
-            if (stanzas.length === 0)
-                throw malformed(i + 1, 'the header has no recipient stanza');
-            return { stanzas, mac, macInputLength: offset + 3 };
-        }
-        if (!line.startsWith('->'))
-            throw malformed(i + 1, 'unexpected line');
-        const parts = line.split(' ');
-        if (parts[0] !== '->' || parts.length < 2 || !parts.slice(1).every(isArgument)) {
-            throw malformed(i + 1, 'invalid stanza line');
-        }
-        offset += line.length + 1;
-        i++;
-        const chunks = [];
-        for (;;) {
-            if (i >= lines.length)
-                throw malformed(i, 'stanza body is not terminated');
-            const bodyLine = lines[i];
-            const decoded = b64Decode(bodyLine);
-            if (!decoded || bodyLine.length > COLUMNS_PER_LINE) {
-                throw malformed(i + 1, bodyLine.startsWith('-')
-                    ? 'stanza ended without a short body line'
-                    : 'invalid stanza body line');
-            }
-            chunks.push(decoded);
-            offset += bodyLine.length + 1;
-            i++;
-            if (decoded.length < BYTES_PER_LINE)
-                break;
-        }
-        stanzas.push({ type: parts[1], args: parts.slice(2), body: Buffer.concat(chunks) });
-    }
-    throw malformed(lines.length, 'missing closing (MAC) line');
-}
-/** Why a buffer that does not start with the age intro line is not readable; null to wait. */
-function classifyBadStart(data, final) {
-    const starts = (prefix) => data
-        .subarray(0, Math.min(data.length, prefix.length))
-        .equals(prefix.subarray(0, Math.min(data.length, prefix.length)));
-    if (data.length >= VERSION_PREFIX.length && starts(VERSION_PREFIX)) {
-        const end = data.indexOf(0x0a);
-        const line = data
-            .subarray(0, end < 0 ? Math.min(data.length, 64) : Math.min(end, 64))
-            .toString('latin1')
-            .replace(/[^\x20-\x7e]/g, '?');
-        return new AgeError(`unsupported age format version: the file starts with "${line}"`, 'header');
-    }
-    if (starts(ARMOR_BEGIN)) {
-        if (data.length >= ARMOR_BEGIN.length) {
-            return new AgeError('the input is an ASCII-armored age file; only the binary age format is supported', 'unsupported');
-        }
-        if (!final)
-            return null;
-    }
-    return new AgeError('the input is not an age encrypted file (it does not start with "age-encryption.org/v1")', 'header');
-}
-// ---------------------------------------------------------------------------------------------
-// Buffering
-/** A FIFO of buffers from which fixed-size pieces are taken without copying where possible. */
-class ByteQueue {
-    parts = [];
-    first = 0;
-    offset = 0;
-    length = 0;
-    push(data) {
-        if (data.length === 0)
-            return;
-        this.parts.push(data);
-        this.length += data.length;
-    }
-    /** Removes the first n bytes: a view when they lie in one buffer, else a copy in `scratch`. */
-    take(n, scratch) {
-        const head = this.parts[this.first];
-        if (head.length - this.offset >= n) {
-            const view = head.subarray(this.offset, this.offset + n);
-            this.advance(n);
-            return view;
-        }
-        let filled = 0;
-        while (filled < n) {
-            const part = this.parts[this.first];
-            const count = Math.min(part.length - this.offset, n - filled);
-            part.copy(scratch, filled, this.offset, this.offset + count);
-            filled += count;
-            this.advance(count);
-        }
-        return scratch.subarray(0, n);
-    }
-    advance(n) {
-        this.offset += n;
-        this.length -= n;
-        if (this.offset === this.parts[this.first].length) {
-            this.first++;
-            this.offset = 0;
-            if (this.first === this.parts.length) {
-                this.parts = [];
-                this.first = 0;
-            }
-            else if (this.first >= 1024) {
-                this.parts = this.parts.slice(this.first);
-                this.first = 0;
-            }
-        }
-    }
-}
-function chunkNonce(nonce, counter, last) {
-    if (counter >= MAX_CHUNKS)
-        throw new AgeError('the age payload has too many chunks', 'payload');
-    nonce.fill(0);
-    nonce.writeUIntBE(counter, 5, 6);
-    nonce[11] = last ? 1 : 0;
-    return nonce;
-}
-/** Validates encryption options; throws ConfigurationError before any stream exists. */
-function encryptConfig(options) {
-    const recipients = options.recipients ?? [];
-    const passphrase = options.passphrase;
-    if (passphrase !== undefined && recipients.length > 0) {
-        throw new errors/* ConfigurationError */.j1('age files can have either public-key recipients or one passphrase, not both: ' +
-            'give only age recipients or only a passphrase');
-    }
-    if (passphrase === undefined && recipients.length === 0) {
-        throw new errors/* ConfigurationError */.j1('age encryption needs at least one recipient or a passphrase');
-    }
-    if (passphrase !== undefined && passphrase.length === 0) {
-        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
-    }
-    const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
-    if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
-        throw new errors/* ConfigurationError */.j1(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
-    }
-    return { recipientKeys: recipients.map((r, i) => recipientKey(r, i)), passphrase, workFactor };
-}
-/** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
-async function encryptionKeys(config) {
-    const fileKey = external_node_crypto_.randomBytes(FILE_KEY_SIZE);
-    const stanzas = [];
-    if (config.passphrase !== undefined) {
-        const salt = external_node_crypto_.randomBytes(16);
-        const key = await scryptKey(config.passphrase, salt, config.workFactor);
-        stanzas.push({
-            type: 'scrypt',
-            args: [b64Encode(salt), String(config.workFactor)],
-            body: aeadSeal(key, ZERO_NONCE, fileKey),
-        });
-    }
-    for (const recipient of config.recipientKeys) {
-        const ephemeral = external_node_crypto_.generateKeyPairSync('x25519');
-        const share = rawPublicKey(ephemeral.publicKey);
-        const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
-        if (!shared)
-            throw new errors/* ConfigurationError */.j1('an age recipient is an invalid X25519 point');
-        const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
-        stanzas.push({
-            type: 'X25519',
-            args: [b64Encode(share)],
-            body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
-        });
-    }
-    const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
-    const mac = headerMac(fileKey, upToDashes);
-    const nonce = external_node_crypto_.randomBytes(NONCE_SIZE);
-    return {
-        header: Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]),
-        payloadKey: external_node_crypto_.createSecretKey(hkdf(fileKey, nonce, 'payload')),
-    };
-}
-/**
- * Encrypts one age file, fed synchronously. Input is copied into a single 64 KiB chunk buffer
- * and never referenced once `update` returns, so callers may reuse their buffers at once;
- * each sealed chunk comes out as new buffers (ciphertext, then tag).
- */
-class AgeEncryptor {
-    payloadKey;
-    header;
-    chunk = Buffer.allocUnsafe(CHUNK_SIZE);
-    filled = 0;
-    nonce = Buffer.alloc(12);
-    counter = 0;
-    constructor(header, payloadKey) {
-        this.payloadKey = payloadKey;
-        this.header = header;
-    }
-    /** Rejects with a ConfigurationError (never echoing a secret) for invalid options. */
-    static async create(options) {
-        return AgeEncryptor.fromConfig(encryptConfig(options));
-    }
-    static async fromConfig(config) {
-        const { header, payloadKey } = await encryptionKeys(config);
-        return new AgeEncryptor(header, payloadKey);
-    }
-    /** Encrypts `data`; returns what is ready to be written (possibly nothing). */
-    update(data) {
-        const out = this.takeHeader();
-        let offset = 0;
-        while (offset < data.length) {
-            // A full chunk is sealed only once more data follows: the last chunk is marked as last.
-            if (this.filled === CHUNK_SIZE)
-                this.seal(false, out);
-            const n = data.copy(this.chunk, this.filled, offset);
-            this.filled += n;
-            offset += n;
-        }
-        return out;
-    }
-    /** Seals the last chunk; nothing may be encrypted afterwards. */
-    final() {
-        const out = this.takeHeader();
-        this.seal(true, out);
-        return out;
-    }
-    takeHeader() {
-        if (!this.header)
-            return [];
-        const out = [this.header];
-        this.header = null;
-        return out;
-    }
-    seal(last, out) {
-        const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
-        this.counter++;
-        const body = cipher.update(this.chunk.subarray(0, this.filled));
-        cipher.final();
-        this.filled = 0;
-        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
-        // every byte once more and double the garbage the collector has to catch up with.
-        out.push(body, cipher.getAuthTag());
-    }
-}
-/** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
-function createEncryptStream(options) {
-    return processingStream(AgeEncryptor.fromConfig(encryptConfig(options)), STREAM_HIGH_WATER_MARK);
-}
-/** A stream that encrypts through an encryptor that has not been used yet. */
-function encryptingStream(encryptor) {
-    return processingStream(encryptor, STREAM_HIGH_WATER_MARK);
-}
-/** Validates decryption options; throws ConfigurationError (never echoing a secret). */
-function decryptConfig(options) {
-    const identities = options.identities ?? [];
-    if (identities.length === 0 && options.passphrase === undefined) {
-        throw new errors/* ConfigurationError */.j1('age decryption needs an identity or a passphrase');
-    }
-    if (options.passphrase !== undefined && options.passphrase.length === 0) {
-        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
-    }
-    return {
-        identities: identities.map((identity, i) => {
-            const privateKey = x25519PrivateKey(identitySecret(identity, `number ${i + 1}`));
-            return { privateKey, publicKey: rawPublicKey(privateKey) };
-        }),
-        passphrase: options.passphrase,
-    };
-}
-class AgeDecryptStream extends external_node_stream_.Transform {
-    identities;
-    passphrase;
-    state = 'header';
-    /** Header bytes so far: the first input chunk itself, then an owned buffer grown by doubling. */
-    headerStore = Buffer.alloc(0);
-    headerSize = 0;
-    markerSearchFrom = 0;
-    fileKey = null;
-    payloadKey = null;
-    pending = new ByteQueue();
-    scratch = Buffer.allocUnsafe(ENCRYPTED_CHUNK_SIZE);
-    nonce = Buffer.alloc(12);
-    counter = 0;
-    constructor(config) {
-        super({
-            readableHighWaterMark: STREAM_HIGH_WATER_MARK,
-            writableHighWaterMark: STREAM_HIGH_WATER_MARK,
-        });
-        this.identities = config.identities;
-        this.passphrase = config.passphrase;
-    }
-    _transform(chunk, _encoding, callback) {
-        if (this.state !== 'header') {
-            this.consume(chunk, callback);
-            return;
-        }
-        const headerEnd = this.collectHeader(chunk);
-        if (headerEnd instanceof AgeError) {
-            callback(headerEnd);
-            return;
-        }
-        if (headerEnd < 0) {
-            callback();
-            return;
-        }
-        const header = this.headerBuffer;
-        this.headerStore = Buffer.alloc(0);
-        this.headerSize = 0;
-        this.unwrap(header.subarray(0, headerEnd)).then(() => {
-            this.state = 'nonce';
-            this.consume(header.subarray(headerEnd), callback);
-        }, (err) => callback((0,errors/* asError */.zR)(err)));
-    }
-    _flush(callback) {
-        try {
-            if (this.state === 'header') {
-                if (this.headerBuffer.length === 0) {
-                    throw new AgeError('the input is empty: it is not an age encrypted file', 'header');
-                }
-                throw (this.checkStart(true) ??
-                    new AgeError('the age file is truncated: it ends inside the header', 'header'));
-            }
-            if (this.state === 'nonce') {
-                throw new AgeError('the age file is truncated: it ends before the payload nonce', 'header');
-            }
-            this.finishPayload();
-            callback();
-        }
-        catch (err) {
-            callback(err);
-        }
-    }
-    checkStart(final) {
-        const data = this.headerBuffer;
-        const n = Math.min(data.length, INTRO_BYTES.length);
-        if (data.subarray(0, n).equals(INTRO_BYTES.subarray(0, n)))
-            return null;
-        return classifyBadStart(data, final);
-    }
-    /** Adds header bytes; returns the header length once complete, -1 to wait, or an error. */
-    get headerBuffer() {
-        return this.headerStore.subarray(0, this.headerSize);
-    }
-    appendHeader(chunk) {
-        if (this.headerSize === 0) {
-            this.headerStore = chunk;
-        }
-        else {
-            const needed = this.headerSize + chunk.length;
-            if (needed > this.headerStore.length) {
-                const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.headerStore.length, 4096));
-                this.headerStore.copy(grown, 0, 0, this.headerSize);
-                this.headerStore = grown;
-            }
-            chunk.copy(this.headerStore, this.headerSize);
-        }
-        this.headerSize += chunk.length;
-    }
-    collectHeader(chunk) {
-        this.appendHeader(chunk);
-        const data = this.headerBuffer;
-        const bad = this.checkStart(false);
-        if (bad)
-            return bad;
-        if (data.length < INTRO_BYTES.length)
-            return -1;
-        const marker = data.indexOf(MAC_LINE_MARKER, this.markerSearchFrom);
-        if (marker < 0)
-            this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
-        const newline = marker >= 0 ? data.indexOf(0x0a, marker + 1) : -1;
-        // The input length at which each outcome is known when bytes come one at a time: the size
-        // limit passed, the header's end, a MAC line too long. The earliest within the input wins,
-        // so the outcome does not depend on how the input was split into writes.
-        const tooLarge = MAX_HEADER_SIZE + 1;
-        const complete = newline >= 0 ? newline + 1 : Infinity;
-        const macTooLong = marker >= 0 ? marker + MAX_MAC_LINE + 1 : Infinity;
-        const first = Math.min(tooLarge, complete, macTooLong);
-        if (first > data.length)
-            return -1;
-        if (first === tooLarge) {
-            return new AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`, 'header');
-        }
-        if (first === complete)
-            return complete;
-        return new AgeError('the age header is malformed: invalid closing (MAC) line', 'header');
-    }
-    async unwrap(header) {
-        const { stanzas, mac, macInputLength } = parseHeader(header.subarray(0, header.length - 1).toString('latin1'));
-        const scryptStanzas = stanzas.filter((s) => s.type === 'scrypt');
-        let fileKey;
-        if (scryptStanzas.length > 0) {
-            if (stanzas.length !== 1) {
-                throw new AgeError('the age header is malformed: a passphrase (scrypt) stanza must be the only stanza', 'header');
-            }
-            fileKey = await this.unwrapScrypt(scryptStanzas[0]);
-        }
-        else {
-            fileKey = this.unwrapX25519(stanzas);
-        }
-        const expected = headerMac(fileKey, header.subarray(0, macInputLength));
-        if (!external_node_crypto_.timingSafeEqual(expected, mac)) {
-            throw new AgeError('the age header MAC does not match: the header was modified (tampered with or corrupted)', 'hmac');
-        }
-        this.fileKey = fileKey;
-    }
-    async unwrapScrypt(stanza) {
-        if (this.passphrase === undefined) {
-            throw new AgeError('this backup is encrypted with a passphrase, but no passphrase was given to decrypt it', 'no match');
-        }
-        const salt = stanza.args.length === 2 ? b64Decode(stanza.args[0]) : null;
-        if (!salt || salt.length !== 16 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
-            throw new AgeError('the age header is malformed: invalid passphrase (scrypt) stanza', 'header');
-        }
-        if (!/^[1-9][0-9]?$/.test(stanza.args[1])) {
-            throw new AgeError('the age header is malformed: invalid scrypt work factor', 'header');
-        }
-        const workFactor = Number(stanza.args[1]);
-        if (workFactor > MAX_SCRYPT_WORK_FACTOR) {
-            throw new AgeError(`the scrypt work factor of this file (${workFactor}) is above the limit of ${MAX_SCRYPT_WORK_FACTOR}`, 'header');
-        }
-        const key = await scryptKey(this.passphrase, salt, workFactor);
-        const fileKey = aeadOpen(key, ZERO_NONCE, stanza.body);
-        if (!fileKey) {
-            throw new AgeError('the passphrase is wrong: it does not decrypt this backup', 'no match');
-        }
-        return fileKey;
-    }
-    unwrapX25519(stanzas) {
-        const x25519Stanzas = stanzas.filter((s) => s.type === 'X25519');
-        const parsed = x25519Stanzas.map((stanza) => {
-            const share = stanza.args.length === 1 ? b64Decode(stanza.args[0]) : null;
-            if (!share || share.length !== 32 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
-                throw new AgeError('the age header is malformed: invalid X25519 stanza', 'header');
-            }
-            return { share, shareKey: x25519PublicKey(share), body: stanza.body };
-        });
-        for (const identity of this.identities) {
-            for (const stanza of parsed) {
-                const shared = x25519(identity.privateKey, stanza.shareKey);
-                if (!shared) {
-                    throw new AgeError('the age header is malformed: invalid X25519 share', 'header');
-                }
-                const wrapKey = hkdf(shared, Buffer.concat([stanza.share, identity.publicKey]), X25519_LABEL);
-                const fileKey = aeadOpen(wrapKey, ZERO_NONCE, stanza.body);
-                if (fileKey)
-                    return fileKey;
-            }
-        }
-        if (this.identities.length === 0) {
-            throw new AgeError('this backup is encrypted to age public keys, not with a passphrase: give its age identity', 'no match');
-        }
-        throw new AgeError('the age identity given does not match any recipient of this backup', 'no match');
-    }
-    consume(data, callback) {
-        try {
-            this.pending.push(data);
-            if (this.state === 'nonce') {
-                if (this.pending.length < NONCE_SIZE) {
-                    callback();
-                    return;
-                }
-                const nonce = Buffer.from(this.pending.take(NONCE_SIZE, this.scratch));
-                this.payloadKey = external_node_crypto_.createSecretKey(hkdf(this.fileKey, nonce, 'payload'));
-                this.fileKey = null;
-                this.state = 'payload';
-            }
-            while (this.pending.length > ENCRYPTED_CHUNK_SIZE) {
-                this.openMiddleChunk(this.pending.take(ENCRYPTED_CHUNK_SIZE, this.scratch));
-            }
-            callback();
-        }
-        catch (err) {
-            callback(err);
-        }
-    }
-    open(sealed, last) {
-        return aeadOpen(this.payloadKey, chunkNonce(this.nonce, this.counter, last), sealed);
-    }
-    /**
-     * A full chunk with more data after it. Like the reference implementation, a chunk that
-     * authenticates is released before a failure that follows it: the plaintext a failed file
-     * releases is what the age test vectors expect.
-     */
-    openMiddleChunk(sealed) {
-        const plaintext = this.open(sealed, false);
-        if (!plaintext) {
-            const final = this.open(sealed, true);
-            if (final) {
-                this.push(final);
-                throw new AgeError(`the age file has trailing data after the final chunk (chunk ${this.counter})`, 'payload');
-            }
-            throw new AgeError(`payload chunk ${this.counter} failed authentication: the backup data is corrupted`, 'payload');
-        }
-        this.counter++;
-        this.push(plaintext);
-    }
-    /** The rest of the input, which must be exactly the final chunk. */
-    finishPayload() {
-        const rest = this.pending.length;
-        if (rest === 0) {
-            throw new AgeError(this.counter === 0
-                ? 'the age file is truncated: it has no payload'
-                : `the age file is truncated: it ends after chunk ${this.counter - 1} without the final chunk`, 'payload');
-        }
-        if (rest < TAG_SIZE) {
-            throw new AgeError(`the age file is truncated: chunk ${this.counter} is incomplete`, 'payload');
-        }
-        const sealed = this.pending.take(rest, this.scratch);
-        const plaintext = this.open(sealed, true);
-        if (!plaintext) {
-            const middle = rest === ENCRYPTED_CHUNK_SIZE ? this.open(sealed, false) : null;
-            if (middle) {
-                this.push(middle);
-                throw new AgeError(`the age file is truncated: it ends after chunk ${this.counter} without the final chunk`, 'payload');
-            }
-            throw new AgeError(`the final payload chunk (chunk ${this.counter}) failed authentication: ` +
-                'the backup data is corrupted or the file is truncated', 'payload');
-        }
-        if (plaintext.length === 0 && this.counter > 0) {
-            throw new AgeError(`the age payload is malformed: the final chunk ${this.counter} is empty`, 'payload');
-        }
-        this.counter++;
-        this.push(plaintext);
-    }
-}
-/** A stream that turns a binary age file into its plaintext; failures are AgeError. */
-function createDecryptStream(options) {
-    return new AgeDecryptStream(decryptConfig(options));
-}
-
 ;// CONCATENATED MODULE: ./lib/drill/cleanup.js
 
 
@@ -50947,6 +49732,18 @@ async function removeLeftovers(dirs, logger) {
     return removed;
 }
 
+// EXTERNAL MODULE: external "node:stream/promises"
+var external_node_stream_promises_ = __nccwpck_require__(46466);
+// EXTERNAL MODULE: ./lib/core/streams.js
+var streams = __nccwpck_require__(38058);
+// EXTERNAL MODULE: ./lib/crypto/age.js + 1 modules
+var age = __nccwpck_require__(58432);
+// EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
+var postgres_connection = __nccwpck_require__(49722);
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(48161);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(57075);
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(31421);
 // EXTERNAL MODULE: external "node:net"
@@ -51099,8 +49896,6 @@ class FifoReader extends external_node_stream_.Readable {
     }
 }
 
-// EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
-var postgres_connection = __nccwpck_require__(49722);
 ;// CONCATENATED MODULE: ./lib/postgres/inventory.js
 
 
@@ -52148,7 +50943,199 @@ class HeadReader {
     }
 }
 
+;// CONCATENATED MODULE: ./lib/storage/fanout.js
+
+
+/**
+ * A sink that streams one body to several stores at once. Each chunk is handed by reference to
+ * every store still writing, and the next one is taken only when all of them took it: the
+ * slowest store sets the pace and no store buffers more than its own stream's high-water mark
+ * ahead. A store that fails drops out (its putStream aborts its own partial upload) and the
+ * others go on; the sink fails only when none is left.
+ *
+ * The bodies end only once `commit` resolves (the producers exited cleanly); when it rejects,
+ * every body is destroyed with its error, so no store completes an upload of a broken stream.
+ */
+class FanOut extends external_node_stream_.Writable {
+    commit;
+    /** One entry per store, in order, once the sink has finished or failed. */
+    results;
+    /** Why `commit` rejected, once it did: the reason no store completed its upload. */
+    commitError;
+    live = new Set();
+    constructor(stores, key, commit, options = {}) {
+        super({ highWaterMark: 1 << 20 });
+        this.commit = commit;
+        this.results = Promise.all(stores.map((store) => this.upload(store, key, options)));
+    }
+    async upload(store, key, options) {
+        const body = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
+        body.on('error', () => undefined);
+        this.live.add(body);
+        try {
+            const { bytes } = await store.putStream(key, body, options);
+            return { ok: true, bytes };
+        }
+        catch (error) {
+            return { ok: false, error: (0,errors/* asError */.zR)(error) };
+        }
+        finally {
+            this.drop(body);
+        }
+    }
+    drop(body) {
+        this.live.delete(body);
+        if (!body.destroyed)
+            body.destroy();
+        body.emit('dropped');
+    }
+    _write(chunk, _encoding, callback) {
+        if (this.live.size === 0)
+            return callback(new Error('every store failed'));
+        Promise.all([...this.live].map((body) => writeOrDrop(body, chunk))).then(() => callback());
+    }
+    _final(callback) {
+        this.commit.then(() => {
+            for (const body of this.live)
+                body.end();
+            callback();
+        }, (error) => {
+            this.commitError = (0,errors/* asError */.zR)(error);
+            for (const body of this.live)
+                body.destroy(this.commitError);
+            callback(this.commitError);
+        });
+    }
+    _destroy(error, callback) {
+        for (const body of this.live)
+            body.destroy(error ?? new Error('the body was cut off'));
+        callback(error);
+    }
+}
+/** Writes a chunk to a store's body; resolves once it has room again or the store dropped out. */
+function writeOrDrop(body, chunk) {
+    if (body.write(chunk))
+        return Promise.resolve();
+    return new Promise((resolve) => {
+        const done = () => {
+            body.off('drain', done);
+            body.off('dropped', done);
+            resolve();
+        };
+        body.on('drain', done);
+        body.on('dropped', done);
+    });
+}
+
+;// CONCATENATED MODULE: ./lib/backup/copies.js
+
+/**
+ * The copies of one backup, one per destination: which objects each holds, which failed and
+ * why. A copy that fails loses what it stored (nothing half-written is left looking complete);
+ * the others go on.
+ */
+class BackupCopies {
+    logger;
+    copies;
+    constructor(stores, logger) {
+        this.logger = logger;
+        this.copies = stores.map((storage) => ({ storage, stored: [], complete: false }));
+    }
+    /** Every destination's store, in order. */
+    get stores() {
+        return this.copies.map((c) => c.storage);
+    }
+    /** The stores still writing (none of their steps failed). */
+    get live() {
+        return this.copies.filter((c) => c.error === undefined).map((c) => c.storage);
+    }
+    /** Records the dump's upload to `stores` (in that order): stored, or failed with the cause. */
+    async recordUploads(stores, key, results, bytes) {
+        for (const [i, result] of results.entries()) {
+            const copy = this.copyOf(stores[i]);
+            if (!result.ok) {
+                await this.fail(copy, result.error);
+                continue;
+            }
+            copy.stored.push(key);
+            if (result.bytes !== bytes) {
+                await this.fail(copy, new Error(`Stored ${result.bytes} bytes but the dump produced ${bytes}; the upload is incomplete.`));
+            }
+        }
+    }
+    /**
+     * Writes `key` with `write` to every live copy at once; a copy whose write fails is failed.
+     * With `completes`, the write is the manifest: the copy is complete once it succeeded.
+     */
+    async writeEach(key, write, completes = false) {
+        const live = this.copies.filter((c) => c.error === undefined);
+        await Promise.all(live.map(async (copy) => {
+            try {
+                await write(copy.storage);
+                copy.stored.push(key);
+                copy.complete = completes;
+            }
+            catch (error) {
+                await this.fail(copy, error instanceof Error ? error : new Error((0,errors/* errorMessage */.gJ)(error)));
+            }
+        }));
+    }
+    /** Throws when no copy is still writing: the one destination's own error, or each named. */
+    assertAnyLive() {
+        if (this.live.length > 0)
+            return;
+        if (this.copies.length === 1 && this.copies[0].error)
+            throw this.copies[0].error;
+        const list = this.copies.map((c) => `${c.storage.description}: ${(0,errors/* errorMessage */.gJ)(c.error)}`);
+        throw new Error(`Every destination failed: ${list.join('; ')}`);
+    }
+    /** How many copies are complete (manifest written). */
+    get completeCount() {
+        return this.copies.filter((c) => c.complete).length;
+    }
+    /** The first failure, for a run with a single destination: its own error, as it was. */
+    get firstError() {
+        return this.copies.find((c) => c.error !== undefined)?.error;
+    }
+    /** Per destination: where the dump object is, and whether the copy is complete. */
+    report(objectKey) {
+        return this.copies.map((c) => ({
+            storage: c.storage.description,
+            location: c.storage.location(objectKey),
+            status: c.complete ? 'stored' : 'failed',
+            error: c.complete ? undefined : (0,errors/* errorMessage */.gJ)(c.error ?? 'the backup did not finish'),
+        }));
+    }
+    /** Removes the objects of every copy that is not complete (the run failed before its manifest). */
+    async removeIncomplete() {
+        await Promise.all(this.copies.filter((c) => !c.complete).map((c) => this.removeStored(c)));
+    }
+    copyOf(storage) {
+        const copy = this.copies.find((c) => c.storage === storage);
+        if (copy === undefined)
+            throw new Error(`${storage.description} is not a destination`);
+        return copy;
+    }
+    async fail(copy, error) {
+        copy.error ??= error;
+        if (this.copies.length > 1)
+            this.logger.warning(`The copy in ${copy.storage.description} failed: ${error.message}`);
+        await this.removeStored(copy);
+    }
+    /** Objects of a copy that failed after they were stored: removed, so nothing half-written is left. */
+    async removeStored(copy) {
+        if (copy.stored.length === 0)
+            return;
+        const keys = copy.stored.splice(0);
+        await copy.storage
+            .delete(keys)
+            .catch((error) => this.logger.warning(`Could not remove the partial backup objects ${keys.join(', ')} from ${copy.storage.description}: ${(0,errors/* errorMessage */.gJ)(error)}`));
+    }
+}
+
 ;// CONCATENATED MODULE: ./lib/backup/backup.js
+
+
 
 
 
@@ -52192,18 +51179,18 @@ function parseCompression(value) {
     const text = (value ?? 'auto').trim();
     const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
     if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
-        throw new ConfigurationError(`Input 'compression' must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
+        throw new OptionError('compression', (w) => `${w.option('compression')} must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
     }
     const level = m[2] === undefined ? undefined : Number(m[2]);
     if (m[1] === 'zstd') {
         if (level !== undefined && (level < 1 || level > 19)) {
-            throw new ConfigurationError(`Input 'compression': zstd levels go from 1 to 19, got ${level}.`);
+            throw new OptionError('compression', (w) => `${w.option('compression')}: zstd levels go from 1 to 19, got ${level}.`);
         }
         return { method: 'zstd', level };
     }
     if (m[1] === 'gzip') {
         if (level !== undefined && (level < 0 || level > 9)) {
-            throw new ConfigurationError(`Input 'compression': gzip levels go from 0 to 9, got ${level}.`);
+            throw new OptionError('compression', (w) => `${w.option('compression')}: gzip levels go from 0 to 9, got ${level}.`);
         }
         return { method: 'gzip', level };
     }
@@ -52299,200 +51286,269 @@ async function previousBackup(storage, name, warnings) {
         return undefined;
     }
 }
+/** Raised when fewer destinations than required hold a complete copy; the others are reported. */
+class DestinationsError extends Error {
+    result;
+    constructor(message, 
+    /** The run as it ended: the complete copies hold the backup and its manifest. */
+    result) {
+        super(message);
+        this.result = result;
+        this.name = 'DestinationsError';
+    }
+}
 /**
- * Backs up one database: pg_dump → (zstd) → (age) → SHA-256 → storage, streamed, then the
- * manifest, written last. On any failure the upload is aborted, what was stored is removed, no
- * manifest is written, and the error says what failed (pg_dump's own text when it was pg_dump).
+ * Backs up one database: pg_dump → (zstd) → (age) → SHA-256 → every destination at once,
+ * streamed, then each destination's manifest, written last. A destination that fails loses what
+ * it stored and the others go on; the run fails with DestinationsError when fewer than
+ * `destinationsRequired` copies are complete. On any other failure every upload is aborted,
+ * what was stored is removed, no manifest is written, and the error says what failed
+ * (pg_dump's own text when it was pg_dump).
  */
 async function runBackup(options, deps) {
-    const { storage, logger, clock } = deps;
-    const started = clock.now();
     const t0 = Date.now();
-    const warnings = [];
+    const started = deps.clock.now();
     const pooler = (0,postgres_connection/* transactionPoolerHint */.zA)(options.connection);
     if (pooler)
         throw new errors/* ConfigurationError */.j1(pooler);
-    logger.info(`Connecting to ${(0,postgres_connection/* describeConnection */.If)(options.connection)}`);
-    const client = await (0,postgres_connection/* connect */.Ng)(options.connection);
-    const stored = [];
-    let snapshotOpen = false;
+    deps.logger.info(`Connecting to ${(0,postgres_connection/* describeConnection */.If)(options.connection)}`);
+    const session = { client: await (0,postgres_connection/* connect */.Ng)(options.connection), snapshotOpen: false };
+    const copies = new BackupCopies([deps.storage, ...(deps.copies ?? [])], deps.logger);
+    const warnings = [];
     try {
-        const server = await (0,postgres_connection/* serverInfo */.CR)(client);
-        logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
-        const name = options.name ?? server.database;
-        if (!isCatalogName(name)) {
-            throw new errors/* ConfigurationError */.j1(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
-        }
-        // The previous backup (for the size change) is looked up while the tools are found and the
-        // snapshot is taken: on a bucket with a long history the listing takes a while.
-        const previousWarnings = [];
-        const lookup = previousBackup(storage, name, previousWarnings);
-        lookup.catch(() => undefined);
-        const tools = await deps.resolveTools(server);
-        const plan = planCompression(options.compression, tools.major, deps.zstdPath);
-        const encrypted = Boolean(options.encryption);
-        if (!encrypted) {
-            warnings.push(`Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`);
-        }
-        const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
-        const prefix = backupPrefix(name, id);
-        const objectKey = `${prefix}${dumpObjectName(options.format, plan, encrypted)}`;
-        const snapshot = await exportSnapshot(client);
-        snapshotOpen = true;
-        const tables = await listTables(client, options.selection);
-        // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
-        // read, later, is never behind this one.
-        const platform = await detectPlatform(client);
-        const sourceState = await readSourceState(client, options.selection);
-        warnings.push(...(await platformWarnings(client, options, platform)));
-        const sizeEstimate = await databaseSize(client);
-        const previous = await lookup;
-        warnings.push(...previousWarnings);
-        const objects = [];
-        // An uncompressed custom archive on its way to a compressor passes through this process,
-        // which merges its per-row chunks (see ArchiveCoalescer) and so counts each table's rows on
-        // the way: exact counts in the dump's snapshot without scanning every table a second time.
-        // Otherwise the tables are counted beside the dump, in the same snapshot.
-        const coalescer = options.format === 'custom' && plan.external ? new ArchiveCoalescer() : undefined;
-        const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
-        const counting = rowsFromDump ? undefined : countTables(client, tables, options.rowCounts);
-        counting?.catch(() => undefined);
-        // The platform's users, files and secrets are fingerprinted beside the dump, in its snapshot.
-        const matcher = selectionMatcher(options.selection);
-        const contents = platform
-            ? readContents(client, SUPABASE_CONTENT_TABLES.filter((t) => matcher.schemaIncluded(t.split('.')[0])))
-            : undefined;
-        contents?.catch(() => undefined);
-        const dump = await logger.group(`Dump ${name} to ${storage.location(objectKey)}`, async () => {
-            const result = await streamDump({
-                options,
-                deps,
-                tools,
-                plan,
-                snapshot,
-                objectKey,
-                sizeEstimate,
-                coalescer,
-            });
-            stored.push(objectKey);
-            return result;
-        });
-        objects.push({ key: objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 });
-        const inventory = [
-            ...((await counting) ?? (await countDumpedRows(client, tables, coalescer, logger))),
-            ...(await extensionTableInventory(client, options)),
+        const source = await prepareSource(session, options, deps, started, warnings);
+        const dump = await dumpInSnapshot(session, source, options, deps, copies);
+        const objects = [
+            { key: source.objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 },
         ];
-        if (contents)
-            sourceState.contents = await contents;
-        await client.query('COMMIT');
-        snapshotOpen = false;
-        let globals = false;
-        if (options.globals) {
-            const globalsKey = `${prefix}globals.sql${encrypted ? '.age' : ''}`;
-            const g = await dumpGlobals(options, deps, tools, globalsKey);
-            if (g) {
-                stored.push(globalsKey);
-                objects.push({ key: globalsKey, role: 'globals', bytes: g.bytes, sha256: g.sha256 });
-                globals = true;
-            }
-            else {
-                warnings.push(`Roles were not dumped: pg_dumpall --roles-only failed on this server (managed services may forbid it). The database backup itself is complete.`);
-            }
-        }
-        let sizeChangePercent;
-        let sizeWarning;
-        let previousInfo;
-        const notComparable = previous
-            ? whySizeNotComparable(previous, options.format, plan.info)
+        const globals = options.globals
+            ? await storeGlobals(source, options, deps, copies, warnings)
             : undefined;
-        if (previous && notComparable) {
-            logger.info(`Size change against ${previous.id} not compared: ${notComparable}`);
-        }
-        else if (previous) {
-            const prevBytes = previous.objects.find((o) => o.role === 'dump')?.bytes ?? 0;
-            if (prevBytes > 0) {
-                sizeChangePercent = Math.round(((dump.bytes - prevBytes) / prevBytes) * 1000) / 10;
-                previousInfo = { id: previous.id, bytes: prevBytes, changePercent: sizeChangePercent };
-                if (Math.abs(sizeChangePercent) > options.sizeChangeThreshold) {
-                    sizeWarning =
-                        `Backup size changed by ${sizeChangePercent > 0 ? '+' : ''}${sizeChangePercent}% against the previous backup ${previous.id} ` +
-                            `(${formatBytes(prevBytes)} → ${formatBytes(dump.bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`;
-                    warnings.push(sizeWarning);
-                }
-            }
-        }
-        const finished = clock.now();
-        const manifest = {
-            schemaVersion: MANIFEST_SCHEMA_VERSION,
-            id,
-            name,
-            kind: options.kind,
-            labels: options.labels,
-            startedAt: started.toISOString(),
-            finishedAt: finished.toISOString(),
-            source: {
-                database: server.database,
-                serverVersion: server.version,
-                serverVersionNum: server.versionNum,
-            },
-            tools: { pgDumpVersion: tools.version, pgDumpPath: tools.pgDump },
-            format: options.format,
-            compression: plan.info,
-            encryption: options.encryption
-                ? {
-                    scheme: 'age',
-                    recipients: options.encryption.recipients,
-                    passphrase: Boolean(options.encryption.passphrase),
-                }
-                : null,
+        if (globals)
+            objects.push(globals);
+        const size = compareSize(source.previous, dump.bytes, options, source.plan, deps.logger);
+        if (size.warning)
+            warnings.push(size.warning);
+        const manifest = buildManifest(options, source, {
+            started,
+            finished: deps.clock.now(),
             objects,
-            rowCounts: options.rowCounts,
-            tables: inventory,
-            sourceState,
-            platform,
-            globals,
-            git: options.git,
-            keepUntil: options.keepUntil?.toISOString(),
-            previous: previousInfo,
-            options: {
-                schemas: options.selection.schemas,
-                excludeSchemas: options.selection.excludeSchemas,
-                excludeTableData: options.selection.excludeTableData,
-            },
-        };
-        const mKey = manifestKey(name, id);
-        await storage.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true });
-        stored.length = 0;
-        const durationSeconds = (Date.now() - t0) / 1000;
-        logger.info(`Backup ${id} complete: ${formatBytes(dump.bytes)} in ${durationSeconds.toFixed(1)}s (the dump streamed at ${rate(dump.bytes, dump.seconds)})`);
-        return {
+            inventory: dump.inventory,
+            previous: size.previous,
+        });
+        const mKey = manifestKey(source.name, source.id);
+        await copies.writeEach(mKey, (s) => s.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true }), true);
+        const result = {
             manifest,
             manifestKey: mKey,
-            objectKey,
+            objectKey: source.objectKey,
             bytes: dump.bytes,
             sha256: dump.sha256,
-            durationSeconds,
+            durationSeconds: (Date.now() - t0) / 1000,
             dumpSeconds: dump.seconds,
-            sizeChangePercent,
-            sizeChangeSkipped: notComparable,
+            sizeChangePercent: size.changePercent,
+            sizeChangeSkipped: size.notComparable,
             warnings,
-            sizeWarning,
-            serverVersion: server.version,
-            pgDumpVersion: tools.version,
+            sizeWarning: size.warning,
+            serverVersion: source.server.version,
+            pgDumpVersion: source.tools.version,
+            copies: copies.report(source.objectKey),
         };
+        checkCopies(copies, result, options.destinationsRequired);
+        deps.logger.info(`Backup ${source.id} complete: ${(0,streams/* formatBytes */.z3)(dump.bytes)} in ${result.durationSeconds.toFixed(1)}s (the dump streamed at ${(0,streams/* rate */.TS)(dump.bytes, dump.seconds)})`);
+        return result;
     }
     finally {
-        if (snapshotOpen)
-            await client.query('ROLLBACK').catch(() => undefined);
-        await client.end().catch(() => undefined);
-        if (stored.length > 0) {
-            // Objects of a backup that failed after they were stored: remove them, so nothing
-            // half-written is left (prune would otherwise collect them after its grace period).
-            await storage
-                .delete(stored)
-                .catch((error) => logger.warning(`Could not remove the partial backup objects ${stored.join(', ')}: ${(0,errors/* errorMessage */.gJ)(error)}`));
-        }
+        if (session.snapshotOpen)
+            await session.client.query('ROLLBACK').catch(() => undefined);
+        await session.client.end().catch(() => undefined);
+        await copies.removeIncomplete();
     }
+}
+/**
+ * Connects the backup to its source: the server, the catalog name, the tools and compression,
+ * the backup's id, and the snapshot the dump reads, with what the manifest records of it.
+ */
+async function prepareSource(session, options, deps, started, warnings) {
+    const { client } = session;
+    const server = await (0,postgres_connection/* serverInfo */.CR)(client);
+    deps.logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
+    const name = options.name ?? server.database;
+    if (!isCatalogName(name)) {
+        throw new errors/* ConfigurationError */.j1(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+    }
+    // The previous backup (for the size change) is looked up while the tools are found and the
+    // snapshot is taken: on a bucket with a long history the listing takes a while.
+    const previousWarnings = [];
+    const lookup = previousBackup(deps.storage, name, previousWarnings);
+    lookup.catch(() => undefined);
+    const tools = await deps.resolveTools({ major: server.major, version: server.version });
+    const plan = planCompression(options.compression, tools.major, deps.zstdPath);
+    if (!options.encryption) {
+        warnings.push(`Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`);
+    }
+    const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
+    const objectKey = `${backupPrefix(name, id)}${dumpObjectName(options.format, plan, Boolean(options.encryption))}`;
+    const snapshot = await exportSnapshot(client);
+    session.snapshotOpen = true;
+    const tables = await listTables(client, options.selection);
+    // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
+    // read, later, is never behind this one.
+    const platform = await detectPlatform(client);
+    const sourceState = await readSourceState(client, options.selection);
+    warnings.push(...(await platformWarnings(client, options, platform)));
+    const sizeEstimate = await databaseSize(client);
+    const previous = await lookup;
+    warnings.push(...previousWarnings);
+    return {
+        server,
+        name,
+        id,
+        objectKey,
+        tools,
+        plan,
+        snapshot,
+        tables,
+        platform,
+        sourceState,
+        sizeEstimate,
+        previous,
+    };
+}
+/**
+ * Streams the dump to every destination and takes the tables' inventory and the platform's
+ * fingerprints in the same snapshot, which is closed afterwards.
+ */
+async function dumpInSnapshot(session, source, options, deps, copies) {
+    const { client } = session;
+    // An uncompressed custom archive on its way to a compressor passes through this process,
+    // which merges its per-row chunks (see ArchiveCoalescer) and so counts each table's rows on
+    // the way: exact counts in the dump's snapshot without scanning every table a second time.
+    // Otherwise the tables are counted beside the dump, in the same snapshot.
+    const coalescer = options.format === 'custom' && source.plan.external ? new ArchiveCoalescer() : undefined;
+    const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
+    const counting = rowsFromDump ? undefined : countTables(client, source.tables, options.rowCounts);
+    counting?.catch(() => undefined);
+    // The platform's users, files and secrets are fingerprinted beside the dump, in its snapshot.
+    const matcher = selectionMatcher(options.selection);
+    const contents = source.platform
+        ? readContents(client, SUPABASE_CONTENT_TABLES.filter((t) => matcher.schemaIncluded(t.split('.')[0])))
+        : undefined;
+    contents?.catch(() => undefined);
+    const where = copies.stores.map((s) => s.location(source.objectKey)).join(', ');
+    const dump = await deps.logger.group(`Dump ${source.name} to ${where}`, async () => {
+        const stores = copies.live;
+        const streamed = await streamDump({ options, deps, source, stores, coalescer });
+        await copies.recordUploads(stores, source.objectKey, streamed.results, streamed.bytes);
+        copies.assertAnyLive();
+        return streamed;
+    });
+    const inventory = [
+        ...((await counting) ?? (await countDumpedRows(client, source.tables, coalescer, deps.logger))),
+        ...(await extensionTableInventory(client, options)),
+    ];
+    if (contents)
+        source.sourceState.contents = await contents;
+    await client.query('COMMIT');
+    session.snapshotOpen = false;
+    return { bytes: dump.bytes, sha256: dump.sha256, seconds: dump.seconds, inventory };
+}
+/**
+ * The roles (pg_dumpall --roles-only) on every destination still writing; the manifest's entry,
+ * or undefined with a warning when the server forbids the dump.
+ */
+async function storeGlobals(source, options, deps, copies, warnings) {
+    const key = `${backupPrefix(source.name, source.id)}globals.sql${options.encryption ? '.age' : ''}`;
+    const globals = await dumpGlobals(options, deps, source.tools);
+    if (!globals) {
+        warnings.push(`Roles were not dumped: pg_dumpall --roles-only failed on this server (managed services may forbid it). The database backup itself is complete.`);
+        return undefined;
+    }
+    await copies.writeEach(key, (s) => s.putBytes(key, globals.data));
+    copies.assertAnyLive();
+    return { key, role: 'globals', bytes: globals.data.length, sha256: globals.sha256 };
+}
+/** The size change against the previous backup, when the two are comparable. */
+function compareSize(previous, bytes, options, plan, logger) {
+    if (!previous)
+        return {};
+    const notComparable = whySizeNotComparable(previous, options.format, plan.info);
+    if (notComparable) {
+        logger.info(`Size change against ${previous.id} not compared: ${notComparable}`);
+        return { notComparable };
+    }
+    const prevBytes = previous.objects.find((o) => o.role === 'dump')?.bytes ?? 0;
+    if (prevBytes <= 0)
+        return {};
+    const changePercent = Math.round(((bytes - prevBytes) / prevBytes) * 1000) / 10;
+    const info = { id: previous.id, bytes: prevBytes, changePercent };
+    if (Math.abs(changePercent) <= options.sizeChangeThreshold) {
+        return { changePercent, previous: info };
+    }
+    const warning = `Backup size changed by ${changePercent > 0 ? '+' : ''}${changePercent}% against the previous backup ${previous.id} ` +
+        `(${(0,streams/* formatBytes */.z3)(prevBytes)} → ${(0,streams/* formatBytes */.z3)(bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`;
+    return { changePercent, warning, previous: info };
+}
+/** The manifest every destination receives, written last. */
+function buildManifest(options, source, run) {
+    return {
+        schemaVersion: MANIFEST_SCHEMA_VERSION,
+        id: source.id,
+        name: source.name,
+        kind: options.kind,
+        labels: options.labels,
+        startedAt: run.started.toISOString(),
+        finishedAt: run.finished.toISOString(),
+        source: {
+            database: source.server.database,
+            serverVersion: source.server.version,
+            serverVersionNum: source.server.versionNum,
+        },
+        tools: { pgDumpVersion: source.tools.version, pgDumpPath: source.tools.pgDump },
+        format: options.format,
+        compression: source.plan.info,
+        encryption: options.encryption
+            ? {
+                scheme: 'age',
+                recipients: options.encryption.recipients,
+                passphrase: Boolean(options.encryption.passphrase),
+            }
+            : null,
+        objects: run.objects,
+        rowCounts: options.rowCounts,
+        tables: run.inventory,
+        sourceState: source.sourceState,
+        platform: source.platform,
+        globals: run.objects.some((o) => o.role === 'globals'),
+        git: options.git,
+        keepUntil: options.keepUntil?.toISOString(),
+        previous: run.previous,
+        options: {
+            schemas: options.selection.schemas,
+            excludeSchemas: options.selection.excludeSchemas,
+            excludeTableData: options.selection.excludeTableData,
+        },
+    };
+}
+/**
+ * Fails the run when fewer copies than required are complete: with one destination, with that
+ * destination's own error; else with DestinationsError. A failed copy the run can do without
+ * becomes a warning.
+ */
+function checkCopies(copies, result, required) {
+    const total = result.copies.length;
+    const failed = result.copies.filter((c) => c.status === 'failed');
+    if (failed.length === 0)
+        return;
+    if (total === 1)
+        throw copies.firstError ?? new Error('The backup did not finish.');
+    const needed = required ?? total;
+    const stored = total - failed.length;
+    const list = failed.map((c) => `${c.storage}: ${c.error}`).join('; ');
+    if (stored < needed) {
+        throw new DestinationsError(`${stored} of ${total} destinations hold backup ${result.manifest.id}, ${needed} required. Failed: ${list}`, result);
+    }
+    result.warnings.push(`${stored} of ${total} destinations hold backup ${result.manifest.id} (destinations-required ${needed}). Failed: ${list}`);
 }
 /**
  * Why the previous backup's size says nothing about this one's, when it does not: another format
@@ -52584,165 +51640,206 @@ async function countDumpedRows(client, tables, coalescer, logger) {
         (byCountStar > 0 ? `, ${byCountStar} by count(*) in the dump's snapshot.` : '.'));
     return inventory;
 }
-/** The dump object: its size, SHA-256, and the seconds the stream took (the progress lines' clock). */
+/**
+ * Runs the tools (pg_dump, tar, zstd) and streams their output, encrypted, to every store at
+ * once. Throws when the tools failed (their own message) or when no store took the dump.
+ */
 async function streamDump(a) {
-    const { options, deps, tools, plan, coalescer } = a;
-    const env = (0,postgres_connection/* childEnv */.gf)(deps.env, options.connection);
-    const processes = [];
-    const tmpRoot = deps.tmpDir ?? external_node_os_.tmpdir();
-    let tmp;
-    // The coalescer reads pg_dump's archive through a named pipe of its own. The last tool in
-    // the pipe writes into a named pipe where there is one (see Fifo), else into an ordinary pipe
-    // read as a stream.
-    const namedPipe = deps.namedPipe !== false;
-    const [fifo, dumpFifo] = await Promise.all([
-        namedPipe ? Fifo.create(tmpRoot, deps.env) : undefined,
-        namedPipe && coalescer ? Fifo.create(tmpRoot, deps.env) : undefined,
-    ]);
-    const lastStdout = fifo ? fifo.writeFd : 'pipe';
-    let feeding;
+    const pipes = await openPipes(a.deps, a.coalescer);
+    const chain = { processes: [] };
     try {
-        let source;
-        if (options.format === 'custom') {
-            const dump = (0,core_process/* startProcess */.kp)(tools.pgDump, pgDumpArgs({
-                format: 'custom',
-                compress: plan.pgDumpCompress,
-                snapshot: a.snapshot,
-                selection: options.selection,
-                jobs: 1,
-            }), {
-                env,
-                stdio: ['ignore', dumpFifo?.writeFd ?? (plan.external ? 'pipe' : lastStdout), 'pipe'],
-            });
-            processes.push({ tool: 'pg_dump', proc: dump });
-            dumpFifo?.closeWriteEnd();
-            source = dumpFifo?.reader(coalescer) ?? dump.child.stdout ?? undefined;
-            if (coalescer && !dumpFifo)
-                source = source?.pipe(processingStream(coalescer));
-        }
-        else {
-            // A directory dump is written by parallel workers to a folder, then streamed as a tar.
-            tmp = await (0,promises_.mkdtemp)(external_node_path_.join(tmpRoot, 'pg-backup-dir-'));
-            const outputDir = external_node_path_.join(tmp, 'dump');
-            const dump = (0,core_process/* startProcess */.kp)(tools.pgDump, pgDumpArgs({
-                format: 'directory',
-                compress: plan.pgDumpCompress,
-                snapshot: a.snapshot,
-                selection: options.selection,
-                jobs: options.jobs,
-                outputDir,
-            }), { env });
-            await deps.logger.group('pg_dump (directory format)', async () => {
-                const exit = await dump.exited;
-                if (exit.code !== 0)
-                    throw new Error((0,core_process/* describeExit */.KE)('pg_dump', exit));
-            });
-            const tar = (0,core_process/* startProcess */.kp)('tar', ['-C', outputDir, '-cf', '-', '.'], {
-                env: deps.env,
-                stdio: ['ignore', plan.external ? 'pipe' : lastStdout, 'pipe'],
-            });
-            processes.push({ tool: 'tar', proc: tar });
-            source = tar.child.stdout ?? undefined;
-        }
-        if (plan.external) {
-            const compressor = (0,core_process/* startProcess */.kp)(plan.external.command, plan.external.args, {
-                stdio: [coalescer ? 'pipe' : source, lastStdout, 'pipe'],
-                env: deps.env,
-            });
-            processes.push({ tool: external_node_path_.basename(plan.external.command), proc: compressor });
-            if (coalescer) {
-                const input = releasingWriter(compressor.child.stdin, coalescer);
-                feeding = new Promise((resolve, reject) => (0,external_node_stream_.pipeline)(source, input, (error) => (error ? reject(error) : resolve())));
-                // Its failure is judged with the tools' exits (checkTools), never left unhandled.
-                feeding.catch(() => undefined);
-            }
-            else {
-                // The compressor reads the pipe directly; this process lets go of its end so the
-                // producer's 'close' can fire and a dying compressor breaks the producer's pipe.
-                source?.destroy();
-            }
-            source = compressor.child.stdout ?? undefined;
-        }
-        fifo?.closeWriteEnd();
-        const encryptor = options.encryption
-            ? await AgeEncryptor.create(options.encryption)
+        let source = a.options.format === 'custom'
+            ? startCustomDump(a, pipes, chain)
+            : await startDirectoryDump(a, pipes, chain);
+        if (a.source.plan.external)
+            source = startCompressor(a, pipes, chain, source);
+        pipes.fifo?.closeWriteEnd();
+        const encryptor = a.options.encryption
+            ? await age/* AgeEncryptor */.kZ.create(a.options.encryption)
             : undefined;
         const stages = [];
-        if (fifo) {
-            source = fifo.reader(encryptor);
-        }
-        else if (encryptor) {
-            stages.push(encryptingStream(encryptor));
-        }
-        // The body ends only when every tool exited 0. The first failure in pipe order that is not
-        // a broken pipe is the cause: pg_dump's own message wins over a compressor that lost its
-        // input, and a compressor that died wins over the SIGPIPE it caused upstream.
-        let toolFailure;
-        const checkTools = async () => {
-            const exits = await Promise.all(processes.map((p) => p.proc.exited));
-            const failed = exits
-                .map((exit, i) => ({ exit, tool: processes[i].tool }))
-                .filter(({ exit }) => exit.code !== 0 || exit.signal);
-            if (failed.length > 0) {
-                const cause = failed.find(({ exit }) => exit.signal !== 'SIGPIPE') ?? failed[0];
-                toolFailure = new Error((0,core_process/* describeExit */.KE)(cause.tool, cause.exit));
-                throw toolFailure;
-            }
-            // The tools exited 0; the archive must also have read as a whole on its way through.
-            await feeding?.catch((error) => {
-                toolFailure = (0,errors/* asError */.zR)(error);
-                throw toolFailure;
-            });
-        };
-        // The hash stage is the body the store reads: every stage is one more hop per chunk.
-        const hash = new streams_HashCounter({ beforeEnd: checkTools, highWaterMark: 1 << 20 });
-        stages.push(hash);
-        const progress = new Progress(deps.logger, 'Uploaded', () => hash.bytes, deps.progressIntervalMs ?? 5000);
-        const piped = new Promise((resolve, reject) => {
-            (0,external_node_stream_.pipeline)([source, ...stages], (error) => error ? reject(error) : resolve());
-        });
-        try {
-            const [storing, streaming] = await Promise.allSettled([
-                deps.storage.putStream(a.objectKey, hash, { sizeHint: a.sizeEstimate }),
-                piped,
-            ]);
-            if (storing.status === 'rejected' || streaming.status === 'rejected') {
-                // A tool that failed on its own is the cause; otherwise the store's own report (which
-                // names the endpoint), rather than the pipe's echo of it.
-                for (const p of processes)
-                    p.proc.kill();
-                await Promise.all(processes.map((p) => p.proc.exited));
-                throw (toolFailure ??
-                    (storing.status === 'rejected'
-                        ? storing.reason
-                        : streaming.reason));
-            }
-            progress.report();
-            if (coalescer)
-                deps.logger.info(describeCoalescing(coalescer));
-            if (storing.value.bytes !== hash.bytes) {
-                throw new Error(`Stored ${storing.value.bytes} bytes but the dump produced ${hash.bytes}; the upload is incomplete.`);
-            }
-            return { bytes: hash.bytes, sha256: hash.digest(), seconds: progress.elapsedSeconds() };
-        }
-        finally {
-            progress.stop();
-        }
+        if (pipes.fifo)
+            source = pipes.fifo.reader(encryptor);
+        else if (encryptor)
+            stages.push((0,age/* encryptingStream */.YK)(encryptor));
+        return await uploadToAll(a, chain, source, stages);
     }
     finally {
-        for (const p of processes)
+        for (const p of chain.processes)
             p.proc.kill();
-        await dumpFifo?.dispose();
-        await fifo?.dispose();
-        if (tmp)
-            await (0,promises_.rm)(tmp, { recursive: true, force: true });
+        await pipes.dumpFifo?.dispose();
+        await pipes.fifo?.dispose();
+        if (chain.tmp)
+            await (0,promises_.rm)(chain.tmp, { recursive: true, force: true });
     }
+}
+/**
+ * The coalescer reads pg_dump's archive through a named pipe of its own. The last tool in the
+ * pipe writes into a named pipe where there is one (see Fifo), else into an ordinary pipe read
+ * as a stream.
+ */
+async function openPipes(deps, coalescer) {
+    if (deps.namedPipe === false)
+        return {};
+    const tmpRoot = deps.tmpDir ?? external_node_os_.tmpdir();
+    const [fifo, dumpFifo] = await Promise.all([
+        Fifo.create(tmpRoot, deps.env),
+        coalescer ? Fifo.create(tmpRoot, deps.env) : undefined,
+    ]);
+    return { fifo, dumpFifo };
+}
+/** Where the last tool writes: its named pipe, else a pipe read as a stream. */
+function lastStdout(pipes) {
+    return pipes.fifo ? pipes.fifo.writeFd : 'pipe';
+}
+/** Where pg_dump or tar writes: the coalescer's pipe, the compressor's, or the last tool's. */
+function producerStdout(pipes, plan) {
+    if (pipes.dumpFifo)
+        return pipes.dumpFifo.writeFd;
+    if (plan.external)
+        return 'pipe';
+    return lastStdout(pipes);
+}
+/** pg_dump writing a custom archive; its output as a stream (through the coalescer, if any). */
+function startCustomDump(a, pipes, chain) {
+    const { options, source, coalescer } = a;
+    const dump = (0,core_process/* startProcess */.kp)(source.tools.pgDump, pgDumpArgs({
+        format: 'custom',
+        compress: source.plan.pgDumpCompress,
+        snapshot: source.snapshot,
+        selection: options.selection,
+        jobs: 1,
+    }), {
+        env: (0,postgres_connection/* childEnv */.gf)(a.deps.env, options.connection),
+        stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
+    });
+    chain.processes.push({ tool: 'pg_dump', proc: dump });
+    if (pipes.dumpFifo) {
+        pipes.dumpFifo.closeWriteEnd();
+        return pipes.dumpFifo.reader(coalescer);
+    }
+    const stdout = dump.child.stdout ?? undefined;
+    return coalescer ? stdout?.pipe((0,streams/* processingStream */.AK)(coalescer)) : stdout;
+}
+/** A directory dump, written by parallel workers to a folder, then streamed as a tar. */
+async function startDirectoryDump(a, pipes, chain) {
+    const { options, deps, source } = a;
+    chain.tmp = await (0,promises_.mkdtemp)(external_node_path_.join(deps.tmpDir ?? external_node_os_.tmpdir(), 'pg-backup-dir-'));
+    const outputDir = external_node_path_.join(chain.tmp, 'dump');
+    const dump = (0,core_process/* startProcess */.kp)(source.tools.pgDump, pgDumpArgs({
+        format: 'directory',
+        compress: source.plan.pgDumpCompress,
+        snapshot: source.snapshot,
+        selection: options.selection,
+        jobs: options.jobs,
+        outputDir,
+    }), { env: (0,postgres_connection/* childEnv */.gf)(deps.env, options.connection) });
+    await deps.logger.group('pg_dump (directory format)', async () => {
+        const exit = await dump.exited;
+        if (exit.code !== 0)
+            throw new Error((0,core_process/* describeExit */.KE)('pg_dump', exit));
+    });
+    const tar = (0,core_process/* startProcess */.kp)('tar', ['-C', outputDir, '-cf', '-', '.'], {
+        env: deps.env,
+        stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
+    });
+    chain.processes.push({ tool: 'tar', proc: tar });
+    return tar.child.stdout ?? undefined;
+}
+/** The external compressor reading the producer's output; its own output as a stream. */
+function startCompressor(a, pipes, chain, input) {
+    const external = a.source.plan.external;
+    const { coalescer } = a;
+    const compressor = (0,core_process/* startProcess */.kp)(external.command, external.args, {
+        stdio: [coalescer ? 'pipe' : input, lastStdout(pipes), 'pipe'],
+        env: a.deps.env,
+    });
+    chain.processes.push({ tool: external_node_path_.basename(external.command), proc: compressor });
+    if (coalescer) {
+        const stdin = releasingWriter(compressor.child.stdin, coalescer);
+        chain.feeding = new Promise((resolve, reject) => (0,external_node_stream_.pipeline)(input, stdin, (error) => (error ? reject(error) : resolve())));
+        // Its failure is judged with the tools' exits (toolsSucceeded), never left unhandled.
+        chain.feeding.catch(() => undefined);
+    }
+    else {
+        // The compressor reads the pipe directly; this process lets go of its end so the
+        // producer's 'close' can fire and a dying compressor breaks the producer's pipe.
+        input?.destroy();
+    }
+    return compressor.child.stdout ?? undefined;
+}
+/**
+ * Resolves once every tool exited 0 and the archive read whole on its way through; else rejects
+ * with the cause. The first failure in pipe order that is not a broken pipe is the cause:
+ * pg_dump's own message wins over a compressor that lost its input, and a compressor that died
+ * wins over the SIGPIPE it caused upstream.
+ */
+async function toolsSucceeded(chain) {
+    const exits = await Promise.all(chain.processes.map((p) => p.proc.exited));
+    const failed = exits
+        .map((exit, i) => ({ exit, tool: chain.processes[i].tool }))
+        .filter(({ exit }) => exit.code !== 0 || exit.signal);
+    if (failed.length > 0) {
+        const cause = failed.find(({ exit }) => exit.signal !== 'SIGPIPE') ?? failed[0];
+        throw new Error((0,core_process/* describeExit */.KE)(cause.tool, cause.exit));
+    }
+    await chain.feeding;
+}
+/**
+ * Streams the tools' output through the hash to every store at once. The stores complete their
+ * uploads only once the tools succeeded (the fan-out's commit), so a dump cut short is never
+ * stored as complete.
+ */
+async function uploadToAll(a, chain, source, stages) {
+    const tools = toolsSucceeded(chain);
+    tools.catch(() => undefined);
+    // The hash stage is what the stores read: every stage is one more hop per chunk.
+    const hash = new streams/* HashCounter */.Vf({ highWaterMark: 1 << 20 });
+    const fanOut = new FanOut(a.stores, a.source.objectKey, tools, {
+        sizeHint: a.source.sizeEstimate,
+    });
+    const progress = new streams/* Progress */.ke(a.deps.logger, 'Uploaded', () => hash.bytes, a.deps.progressIntervalMs ?? 5000);
+    try {
+        const streaming = await new Promise((resolve) => {
+            (0,external_node_stream_.pipeline)([source, ...stages, hash, fanOut], (error) => resolve(error ?? undefined));
+        });
+        const results = await fanOut.results;
+        if (streaming !== undefined || results.every((r) => !r.ok)) {
+            for (const p of chain.processes)
+                p.proc.kill();
+            await Promise.all(chain.processes.map((p) => p.proc.exited));
+            // A tool that failed on its own is the cause; otherwise the stores' own reports (which
+            // name the endpoints), rather than the pipe's echo of them.
+            throw fanOut.commitError ?? storesFailure(a.stores, results) ?? streaming;
+        }
+        progress.report();
+        if (a.coalescer)
+            a.deps.logger.info(describeCoalescing(a.coalescer));
+        return {
+            bytes: hash.bytes,
+            sha256: hash.digest(),
+            seconds: progress.elapsedSeconds(),
+            results,
+        };
+    }
+    finally {
+        progress.stop();
+    }
+}
+/** The stores' errors when every store failed: the one store's own, or each named. */
+function storesFailure(stores, results) {
+    const errors = results.flatMap((r) => (r.ok ? [] : [r.error]));
+    if (errors.length < results.length || errors.length === 0)
+        return undefined;
+    if (errors.length === 1)
+        return errors[0];
+    return new Error(`Every destination failed: ${errors.map((e, i) => `${stores[i].description}: ${e.message}`).join('; ')}`);
 }
 function describeCoalescing(coalescer) {
     if (coalescer.unchangedBecause) {
         return `Archive passed to the compressor unchanged: ${coalescer.unchangedBecause}.`;
     }
-    return `Archive data: ${formatCount(coalescer.chunksIn)} chunks from pg_dump written as ${formatCount(coalescer.chunksOut)}.`;
+    return `Archive data: ${(0,streams/* formatCount */.B4)(coalescer.chunksIn)} chunks from pg_dump written as ${(0,streams/* formatCount */.B4)(coalescer.chunksOut)}.`;
 }
 /**
  * Writes into a child's stdin, one buffer at a time, handing each back to the coalescer once
@@ -52767,11 +51864,10 @@ function releasingWriter(stdin, coalescer) {
         },
     });
 }
-async function dumpGlobals(options, deps, tools, key) {
+/** The roles as the object stores hold them (encrypted when the backup is); undefined when pg_dumpall failed. */
+async function dumpGlobals(options, deps, tools) {
     const env = (0,postgres_connection/* childEnv */.gf)(deps.env, options.connection);
-    const proc = (0,core_process/* startProcess */.kp)(tools.pgDumpall, ['--no-password', '--roles-only', '--no-role-passwords'], {
-        env,
-    });
+    const proc = (0,core_process/* startProcess */.kp)(tools.pgDumpall, ['--no-password', '--roles-only', '--no-role-passwords'], { env });
     const chunks = [];
     for await (const chunk of proc.child.stdout)
         chunks.push(chunk);
@@ -52780,21 +51876,28 @@ async function dumpGlobals(options, deps, tools, key) {
         deps.logger.warning((0,core_process/* describeExit */.KE)('pg_dumpall --roles-only', exit));
         return undefined;
     }
-    const hash = new streams_HashCounter();
+    const hash = new streams/* HashCounter */.Vf();
     const stages = [];
     if (options.encryption)
-        stages.push(createEncryptStream(options.encryption));
-    const body = new external_node_stream_.PassThrough();
-    const piped = new Promise((resolve, reject) => (0,external_node_stream_.pipeline)([
+        stages.push((0,age/* createEncryptStream */.CV)(options.encryption));
+    const out = [];
+    const collect = new external_node_stream_.Writable({
+        write(chunk, _encoding, callback) {
+            out.push(chunk);
+            callback();
+        },
+    });
+    await new Promise((resolve, reject) => (0,external_node_stream_.pipeline)([
         external_node_stream_.Readable.from([Buffer.concat(chunks)]),
         ...stages,
         hash,
-        body,
+        collect,
     ], (e) => (e ? reject(e) : resolve())));
-    await Promise.all([deps.storage.putStream(key, body), piped]);
-    return { bytes: hash.bytes, sha256: hash.digest() };
+    return { data: Buffer.concat(out), sha256: hash.digest() };
 }
 
+// EXTERNAL MODULE: ./lib/core/duration.js
+var duration = __nccwpck_require__(68415);
 // EXTERNAL MODULE: ./lib/postgres/tools.js
 var postgres_tools = __nccwpck_require__(70936);
 ;// CONCATENATED MODULE: ./lib/restore/platform.js
@@ -53164,117 +52267,99 @@ const DATABASE_DESCS = new Set([
     'STDSTRINGS',
     'SEARCHPATH',
 ]);
+/** Queries each returning the keys (`k`, see objectKey) of one kind of object the target holds. */
+const OBJECT_KEY_QUERIES = [
+    `SELECT 'rel:' || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT 'type:' || n.nspname || '.' || t.typname AS k
+     FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+    WHERE t.typtype <> 'c'
+       OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'`,
+    `SELECT 'con:' || n.nspname || '.' || coalesce(c.relname, t.typname) || ' ' || k.conname AS k
+     FROM pg_catalog.pg_constraint k
+     JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
+     LEFT JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+     LEFT JOIN pg_catalog.pg_type t ON t.oid = k.contypid`,
+    `SELECT 'trg:' || n.nspname || '.' || c.relname || ' ' || g.tgname AS k
+     FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE NOT g.tgisinternal`,
+    `SELECT 'pol:' || n.nspname || '.' || c.relname || ' ' || p.polname AS k
+     FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT 'rule:' || n.nspname || '.' || c.relname || ' ' || r.rulename AS k
+     FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE r.rulename <> '_RETURN'`,
+    `SELECT 'default:' || n.nspname || '.' || c.relname || ' ' || a.attname AS k
+     FROM pg_catalog.pg_attrdef d
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+     JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT kind || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+     LATERAL (VALUES ('rls:', c.relrowsecurity OR c.relforcerowsecurity),
+                     ('attach:', c.relispartition),
+                     ('owned:', c.relkind = 'S' AND EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_depend d
+                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                           AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')))) v(kind, yes)
+    WHERE yes`,
+    `SELECT 'evt:' || evtname AS k FROM pg_catalog.pg_event_trigger`,
+    `SELECT 'pub:' || pubname AS k FROM pg_catalog.pg_publication`,
+    `SELECT 'pubtab:' || p.pubname || ' ' || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_publication_rel r
+     JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid
+     JOIN pg_catalog.pg_class c ON c.oid = r.prrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT 'lang:' || lanname AS k FROM pg_catalog.pg_language`,
+    `SELECT 'fdw:' || fdwname AS k FROM pg_catalog.pg_foreign_data_wrapper`,
+    `SELECT 'srv:' || srvname AS k FROM pg_catalog.pg_foreign_server`,
+    `SELECT 'coll:' || n.nspname || '.' || c.collname AS k FROM pg_catalog.pg_collation c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+   UNION ALL
+   SELECT 'tscfg:' || n.nspname || '.' || c.cfgname FROM pg_catalog.pg_ts_config c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+   UNION ALL
+   SELECT 'tsdict:' || n.nspname || '.' || d.dictname FROM pg_catalog.pg_ts_dict d
+     JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
+   UNION ALL
+   SELECT 'stat:' || n.nspname || '.' || s.stxname FROM pg_catalog.pg_statistic_ext s
+     JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+   UNION ALL
+   SELECT 'conv:' || n.nspname || '.' || c.conname FROM pg_catalog.pg_conversion c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace`,
+];
+/** The schemas of publications (`FOR TABLES IN SCHEMA`, PostgreSQL 15+). */
+const PUBLICATION_SCHEMA_KEYS = `SELECT 'pubns:' || p.pubname || ' ' || n.nspname AS k
+   FROM pg_catalog.pg_publication_namespace r
+   JOIN pg_catalog.pg_publication p ON p.oid = r.pnpubid
+   JOIN pg_catalog.pg_namespace n ON n.oid = r.pnnspid`;
+/** Functions by signature and by name (overloads share the name key). */
+const FUNCTION_KEYS = `SELECT 'func:' || n.nspname || '.' || p.proname || '(' ||
+        coalesce((SELECT string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
+                    FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)), '') || ')' AS k,
+        'funcname:' || n.nspname || '.' || p.proname AS name
+   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`;
 async function loadTargetCatalog(client) {
-    const saved = (await client.query(`SELECT current_setting('search_path') AS p`))
-        .rows[0].p;
     // pg_dump names argument types with an empty search_path: qualified unless in pg_catalog.
-    await client.query(`SELECT pg_catalog.set_config('search_path', '', false)`);
-    try {
+    return withEmptySearchPath(client, async () => {
         const q = async (sql) => (await client.query(sql)).rows;
-        const keys = new Set();
-        const add = (rows) => rows.forEach((r) => keys.add(r.k));
         const me = (await q(`SELECT current_user::text AS role,
                 (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser,
                 has_database_privilege(current_database(), 'CREATE') AS create,
                 to_regclass('pg_catalog.pg_publication_namespace') IS NOT NULL AS pubns`))[0];
         const schemas = await q(`SELECT nspname::text AS name, pg_get_userbyid(nspowner)::text AS owner
          FROM pg_catalog.pg_namespace`);
-        schemas.forEach((s) => keys.add(`schema:${s.name}`));
-        add(await q(`SELECT 'rel:' || n.nspname || '.' || c.relname AS k
-                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
-        add(await q(`SELECT 'type:' || n.nspname || '.' || t.typname AS k
-                 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-                WHERE t.typtype <> 'c'
-                   OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'`));
-        const funcs = await q(`SELECT 'func:' || n.nspname || '.' || p.proname || '(' ||
-              coalesce((SELECT string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
-                          FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)), '') || ')' AS k,
-              'funcname:' || n.nspname || '.' || p.proname AS name
-         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`);
-        funcs.forEach((f) => {
-            keys.add(f.k);
-            keys.add(f.name);
-        });
-        add(await q(`SELECT 'con:' || n.nspname || '.' || coalesce(c.relname, t.typname) || ' ' || k.conname AS k
-                 FROM pg_catalog.pg_constraint k
-                 JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
-                 LEFT JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-                 LEFT JOIN pg_catalog.pg_type t ON t.oid = k.contypid`));
-        add(await q(`SELECT 'trg:' || n.nspname || '.' || c.relname || ' ' || g.tgname AS k
-                 FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                WHERE NOT g.tgisinternal`));
-        add(await q(`SELECT 'pol:' || n.nspname || '.' || c.relname || ' ' || p.polname AS k
-                 FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
-        add(await q(`SELECT 'rule:' || n.nspname || '.' || c.relname || ' ' || r.rulename AS k
-                 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                WHERE r.rulename <> '_RETURN'`));
-        add(await q(`SELECT 'default:' || n.nspname || '.' || c.relname || ' ' || a.attname AS k
-                 FROM pg_catalog.pg_attrdef d
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-                 JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
-        add(await q(`SELECT kind || n.nspname || '.' || c.relname AS k
-                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
-                 LATERAL (VALUES ('rls:', c.relrowsecurity OR c.relforcerowsecurity),
-                                 ('attach:', c.relispartition),
-                                 ('owned:', c.relkind = 'S' AND EXISTS (
-                                    SELECT 1 FROM pg_catalog.pg_depend d
-                                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
-                                       AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')))) v(kind, yes)
-                WHERE yes`));
         const exts = await q(`SELECT e.extname::text AS name, e.extversion AS version, n.nspname::text AS schema
          FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace`);
+        const keys = await readObjectKeys(q, me.pubns);
+        schemas.forEach((s) => keys.add(`schema:${s.name}`));
         exts.forEach((e) => keys.add(`ext:${e.name}`));
-        add(await q(`SELECT 'evt:' || evtname AS k FROM pg_catalog.pg_event_trigger`));
-        add(await q(`SELECT 'pub:' || pubname AS k FROM pg_catalog.pg_publication`));
-        add(await q(`SELECT 'pubtab:' || p.pubname || ' ' || n.nspname || '.' || c.relname AS k
-                 FROM pg_catalog.pg_publication_rel r
-                 JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid
-                 JOIN pg_catalog.pg_class c ON c.oid = r.prrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
-        if (me.pubns) {
-            add(await q(`SELECT 'pubns:' || p.pubname || ' ' || n.nspname AS k
-                   FROM pg_catalog.pg_publication_namespace r
-                   JOIN pg_catalog.pg_publication p ON p.oid = r.pnpubid
-                   JOIN pg_catalog.pg_namespace n ON n.oid = r.pnnspid`));
-        }
-        add(await q(`SELECT 'lang:' || lanname AS k FROM pg_catalog.pg_language`));
-        add(await q(`SELECT 'fdw:' || fdwname AS k FROM pg_catalog.pg_foreign_data_wrapper`));
-        add(await q(`SELECT 'srv:' || srvname AS k FROM pg_catalog.pg_foreign_server`));
-        add(await q(`SELECT 'coll:' || n.nspname || '.' || c.collname AS k FROM pg_catalog.pg_collation c
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
-               UNION ALL
-               SELECT 'tscfg:' || n.nspname || '.' || c.cfgname FROM pg_catalog.pg_ts_config c
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
-               UNION ALL
-               SELECT 'tsdict:' || n.nspname || '.' || d.dictname FROM pg_catalog.pg_ts_dict d
-                 JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
-               UNION ALL
-               SELECT 'stat:' || n.nspname || '.' || s.stxname FROM pg_catalog.pg_statistic_ext s
-                 JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
-               UNION ALL
-               SELECT 'conv:' || n.nspname || '.' || c.conname FROM pg_catalog.pg_conversion c
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace`));
         const roles = await q(`SELECT rolname::text AS name, pg_has_role(current_user, oid, 'MEMBER') AS member
          FROM pg_catalog.pg_roles`);
         const available = await q(`SELECT name::text AS name, bool_or(trusted) AS trusted
          FROM pg_catalog.pg_available_extension_versions GROUP BY name`);
-        const fks = await q(`SELECT cn.nspname || '.' || c.relname AS referencing, fn.nspname || '.' || f.relname AS referenced
-         FROM pg_catalog.pg_constraint k
-         JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-         JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
-         JOIN pg_catalog.pg_class f ON f.oid = k.confrelid
-         JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
-        WHERE k.contype = 'f'`);
-        const referencedBy = new Map();
-        for (const fk of fks) {
-            const set = referencedBy.get(fk.referenced) ?? new Set();
-            set.add(fk.referencing);
-            referencedBy.set(fk.referenced, set);
-        }
         return {
             role: me.role,
             superuser: me.superuser,
@@ -53286,12 +52371,54 @@ async function loadTargetCatalog(client) {
             available: new Map(available.map((a) => [a.name, { trusted: a.trusted }])),
             canCreateInDatabase: me.create,
             schemaOwners: new Map(schemas.map((s) => [s.name, s.owner])),
-            referencedBy,
+            referencedBy: await readReferencedBy(q),
         };
+    });
+}
+/** Runs `read` with the session's search_path empty, then puts the saved one back. */
+async function withEmptySearchPath(client, read) {
+    const saved = (await client.query(`SELECT current_setting('search_path') AS p`))
+        .rows[0].p;
+    await client.query(`SELECT pg_catalog.set_config('search_path', '', false)`);
+    try {
+        return await read();
     }
     finally {
         await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [saved]);
     }
+}
+/** The keys of the target's objects but its schemas and extensions (see objectKey). */
+async function readObjectKeys(q, publicationSchemas) {
+    const keys = new Set();
+    const queries = publicationSchemas
+        ? [...OBJECT_KEY_QUERIES, PUBLICATION_SCHEMA_KEYS]
+        : OBJECT_KEY_QUERIES;
+    for (const sql of queries) {
+        for (const row of await q(sql))
+            keys.add(row.k);
+    }
+    for (const f of await q(FUNCTION_KEYS)) {
+        keys.add(f.k);
+        keys.add(f.name);
+    }
+    return keys;
+}
+/** `schema.table` → the tables whose foreign keys refer to it. */
+async function readReferencedBy(q) {
+    const fks = await q(`SELECT cn.nspname || '.' || c.relname AS referencing, fn.nspname || '.' || f.relname AS referenced
+       FROM pg_catalog.pg_constraint k
+       JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+       JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+       JOIN pg_catalog.pg_class f ON f.oid = k.confrelid
+       JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
+      WHERE k.contype = 'f'`);
+    const referencedBy = new Map();
+    for (const fk of fks) {
+        const set = referencedBy.get(fk.referenced) ?? new Set();
+        set.add(fk.referencing);
+        referencedBy.set(fk.referenced, set);
+    }
+    return referencedBy;
 }
 /**
  * Schemas that hold exactly one extension and nothing shared (vault, pgsodium, graphql), by
@@ -53401,151 +52528,52 @@ async function planPlatformRestore(input) {
     const mode = input.mode ?? 'project';
     const entries = parseToc(input.listing);
     const target = await loadTargetCatalog(input.target);
-    const has = (key) => key !== undefined && target.keys.has(key);
-    const missing = new Set();
-    const conflicts = [];
-    const managed = new Set(input.platform.managedSchemas);
-    // supabase_migrations is the CLI's, made as postgres: where absent, the archive brings it.
-    const platformSchema = (ns) => ns !== undefined &&
-        (managed.has(ns) || isPlatformSchema(ns)) &&
-        !(ns === CLI_SCHEMA && !target.keys.has(`schema:${ns}`));
+    const platformSchema = platformSchemaOf(input.platform, target);
     const definitionEntries = entries.filter((e) => (e.desc === 'TRIGGER' && platformSchema(e.namespace)) ||
         (e.desc === 'FK CONSTRAINT' && !platformSchema(e.namespace)));
-    const defs = input.archive && mode === 'project'
-        ? await readDefinitions(input.archive, definitionEntries)
-        : undefined;
-    const madeBy = (e) => {
-        const ext = e.namespace ? target.extensionBySchema.get(e.namespace) : undefined;
-        return ext
-            ? `already on the target, where CREATE EXTENSION ${ext} made it (pg_dump writes it again as an entry of its own)`
-            : 'already on the target';
+    const ctx = {
+        mode,
+        target,
+        defs: input.archive && mode === 'project'
+            ? await readDefinitions(input.archive, definitionEntries)
+            : undefined,
+        has: (key) => key !== undefined && target.keys.has(key),
+        platformSchema,
+        missing: new Set(),
+        conflicts: [],
     };
-    const extensionDecision = (e) => {
-        const found = target.extensions.get(e.tag);
-        if (found) {
-            return out(`extension ${e.tag} ${found.version} is already on the target (schema ${found.schema}): the target's`);
-        }
-        const avail = target.available.get(e.tag);
-        if (!avail) {
-            missing.add(`extension ${e.tag} (not available on the target server)`);
-            return out(`extension ${e.tag} is not available on the target server`);
-        }
-        if (!target.superuser && !(avail.trusted && target.canCreateInDatabase)) {
-            missing.add(`extension ${e.tag} (enable it on the target first: ${target.role} cannot create it)`);
-            return out(`extension ${e.tag} is not on the target and ${target.role} cannot create it`);
-        }
-        return keep();
+    const decisions = decideEntries(ctx, entries);
+    const { dataOnly, truncate } = await planPlatformRows(ctx, input.target, entries, decisions);
+    checkOwners(ctx, entries, decisions);
+    const unvalidated = await planForeignKeysToPlatformRows(ctx, input, { entries, definitionEntries }, decisions);
+    const leftOut = leftOutEntries(entries, decisions);
+    const leftOutIds = new Set(leftOut.map((l) => l.dumpId));
+    return {
+        listFile: commentOut(input.listing, (dumpId) => leftOutIds.has(dumpId)),
+        leftOut: leftOut.map(({ entry, why }) => ({ entry, why })),
+        dataOnly,
+        truncate: [...truncate].sort(),
+        missingOnTarget: [...ctx.missing].sort(),
+        conflicts: ctx.conflicts,
+        unvalidated,
     };
-    const decide = (e) => {
-        if (DATABASE_DESCS.has(e.desc) || LARGE_OBJECT_DESCS.has(e.desc))
-            return keep();
-        const key = objectKey(e);
-        if (mode === 'scratch') {
-            if (e.desc === 'EXTENSION') {
-                return has(key) ? out(madeBy(e), true) : extensionDecision(e);
-            }
-            if (DATA_DESCS.has(e.desc) || e.desc === 'DEFAULT ACL')
-                return keep();
-            return has(key) ? out(madeBy(e), true) : keep();
-        }
-        // A Supabase project: the platform's objects are the target's.
-        if (e.desc === 'DEFAULT ACL') {
-            if (platformSchema(e.namespace)) {
-                return out(`default privileges in the platform's schema ${e.namespace}: the target's`);
-            }
-            if (target.superuser || target.memberOf.has(e.owner))
-                return keep();
-            return out(`default privileges of ${e.owner}: ${target.role} is not a member of ${e.owner}, ` +
-                `so the target's stay`);
-        }
-        if (e.desc === 'PUBLICATION TABLE' || e.desc === 'PUBLICATION TABLES IN SCHEMA') {
-            return has(key) ? out('already in the publication on the target') : keep();
-        }
-        if (e.namespace === undefined) {
-            switch (e.desc) {
-                case 'SCHEMA': {
-                    if (platformSchema(e.tag)) {
-                        if (has(key))
-                            return out(`the platform's schema ${e.tag}: the target's`);
-                        missing.add(`schema ${e.tag}`);
-                        return out(`the platform's schema ${e.tag} is not on the target`);
-                    }
-                    if (!has(key))
-                        return keep();
-                    const owner = target.schemaOwners.get(e.tag);
-                    return out(`schema ${e.tag} is already on the target (owner ${owner}` +
-                        (owner === e.owner ? '' : `, not ${e.owner} as in the archive: left as it is`) +
-                        `): its comment and privileges are restored`, true);
-                }
-                case 'EXTENSION':
-                    return extensionDecision(e);
-                case 'EVENT TRIGGER':
-                    return out(has(key)
-                        ? `event trigger ${e.tag} is already on the target: the platform's`
-                        : `event trigger ${e.tag}: the platform's (they need a superuser); not on the target, not created`);
-                case 'PUBLICATION':
-                    return has(key) ? out(`publication ${e.tag} is already on the target`) : keep();
-                default:
-                    return has(key) ? out('already on the target') : keep();
-            }
-        }
-        if (platformSchema(e.namespace)) {
-            const ns = e.namespace;
-            if (e.desc === 'TABLE DATA' || e.desc === 'SEQUENCE SET') {
-                const name = `${ns}.${e.tag}`;
-                if (SUPABASE_BOOKKEEPING_TABLES.includes(name)) {
-                    return out(`the migration history of the target's own service: the target's rows stay ` +
-                        `(supabase db dump --data-only leaves it out too)`);
-                }
-                if (matchesAny(ns, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
-                    return out(`rows of the platform's schema ${ns}, which the target's services keep ` +
-                        `(supabase db dump --data-only leaves this schema out)`);
-                }
-                if (!has(`rel:${name}`)) {
-                    missing.add(`${e.desc === 'TABLE DATA' ? 'table' : 'sequence'} ${name}`);
-                    return out(`${name} is not on the target: its rows cannot be restored`);
-                }
-                return keep();
-            }
-            if (e.desc === 'MATERIALIZED VIEW DATA') {
-                return out(`the platform's materialized view ${entryName(e)}: the target's`);
-            }
-            if (e.desc === 'TRIGGER' || e.desc === 'POLICY' || e.desc === 'RULE') {
-                const what = e.desc.toLowerCase();
-                if (has(key))
-                    return out(`${what} already on the target`);
-                const [table] = splitFirst(e.tag);
-                if (!has(`rel:${ns}.${table}`)) {
-                    return out(`${what} on ${ns}.${table}, which is not on the target`);
-                }
-                if (e.desc === 'TRIGGER' && defs) {
-                    const fnSchema = defs.triggerFunctionSchema.get(`${ns}.${e.tag}`);
-                    if (fnSchema !== undefined && platformSchema(fnSchema)) {
-                        return out(`a platform trigger (it runs a function of ${fnSchema}) the target lacks: ` +
-                            `the platform versions differ; not created`);
-                    }
-                }
-                // The application's: its trigger on auth.users, its policies on storage.objects.
-                return keep();
-            }
-            return has(key)
-                ? out(`${madeBy(e)}: the platform's schema ${ns} is the target's`)
-                : out(`not on the target: the platform's schema ${ns} is the target's, and the restore ` +
-                    `creates nothing in it (the source's platform version differs, or something was added there)`);
-        }
-        // The application's schemas.
-        if (!DATA_DESCS.has(e.desc) && has(key)) {
-            conflicts.push(`${e.desc} ${entryName(e)}`);
-        }
-        return keep();
-    };
-    // First pass: the entries that make objects; then COMMENT / ACL / SECURITY LABEL follow them.
+}
+/** Whether a schema is the platform's: the target's managed schemas and the known ones. */
+function platformSchemaOf(platform, target) {
+    const managed = new Set(platform.managedSchemas);
+    // supabase_migrations is the CLI's, made as postgres: where absent, the archive brings it.
+    return (ns) => ns !== undefined &&
+        (managed.has(ns) || isPlatformSchema(ns)) &&
+        !(ns === CLI_SCHEMA && !target.keys.has(`schema:${ns}`));
+}
+/** Every entry's decision: first the entries that make objects, then those that follow them. */
+function decideEntries(ctx, entries) {
     const decisions = new Map();
     const byKey = new Map();
     for (const e of entries) {
         if (FOLLOWERS.has(e.desc))
             continue;
-        const d = decide(e);
+        const d = decide(ctx, e);
         decisions.set(e.dumpId, d);
         for (const k of followKeys(e)) {
             const prev = byKey.get(k);
@@ -53554,38 +52582,183 @@ async function planPlatformRestore(input) {
                 byKey.set(k, d);
         }
     }
+    // COMMENT / ACL / SECURITY LABEL follow the objects they are about.
     for (const e of entries) {
         if (!FOLLOWERS.has(e.desc))
             continue;
-        if (mode === 'scratch') {
-            decisions.set(e.dumpId, keep());
-            continue;
+        decisions.set(e.dumpId, ctx.mode === 'scratch' ? keep() : decideFollower(ctx, e, byKey));
+    }
+    return decisions;
+}
+/** A creating entry's decision. */
+function decide(ctx, e) {
+    if (DATABASE_DESCS.has(e.desc) || LARGE_OBJECT_DESCS.has(e.desc))
+        return keep();
+    const key = objectKey(e);
+    if (ctx.mode === 'scratch') {
+        if (e.desc === 'EXTENSION') {
+            return ctx.has(key) ? out(madeBy(ctx, e), true) : decideExtension(ctx, e);
         }
-        const fk = followedKey(e);
-        const followed = fk === undefined ? undefined : byKey.get(fk);
-        if (followed) {
-            decisions.set(e.dumpId, followed.followers ? keep() : out(`on an object the restore leaves out (${fk})`));
-            continue;
+        if (DATA_DESCS.has(e.desc) || e.desc === 'DEFAULT ACL')
+            return keep();
+        return ctx.has(key) ? out(madeBy(ctx, e), true) : keep();
+    }
+    // A Supabase project: the platform's objects are the target's.
+    if (e.desc === 'DEFAULT ACL')
+        return decideDefaultAcl(ctx, e);
+    if (e.desc === 'PUBLICATION TABLE' || e.desc === 'PUBLICATION TABLES IN SCHEMA') {
+        return ctx.has(key) ? out('already in the publication on the target') : keep();
+    }
+    if (e.namespace === undefined)
+        return decideDatabaseObject(ctx, e, key);
+    if (ctx.platformSchema(e.namespace))
+        return decideInPlatformSchema(ctx, e, e.namespace, key);
+    // The application's schemas.
+    if (!DATA_DESCS.has(e.desc) && ctx.has(key)) {
+        ctx.conflicts.push(`${e.desc} ${entryName(e)}`);
+    }
+    return keep();
+}
+function madeBy(ctx, e) {
+    const ext = e.namespace ? ctx.target.extensionBySchema.get(e.namespace) : undefined;
+    return ext
+        ? `already on the target, where CREATE EXTENSION ${ext} made it (pg_dump writes it again as an entry of its own)`
+        : 'already on the target';
+}
+function decideExtension(ctx, e) {
+    const { target } = ctx;
+    const found = target.extensions.get(e.tag);
+    if (found) {
+        return out(`extension ${e.tag} ${found.version} is already on the target (schema ${found.schema}): the target's`);
+    }
+    const avail = target.available.get(e.tag);
+    if (!avail) {
+        ctx.missing.add(`extension ${e.tag} (not available on the target server)`);
+        return out(`extension ${e.tag} is not available on the target server`);
+    }
+    if (!target.superuser && !(avail.trusted && target.canCreateInDatabase)) {
+        ctx.missing.add(`extension ${e.tag} (enable it on the target first: ${target.role} cannot create it)`);
+        return out(`extension ${e.tag} is not on the target and ${target.role} cannot create it`);
+    }
+    return keep();
+}
+function decideDefaultAcl(ctx, e) {
+    const { target } = ctx;
+    if (ctx.platformSchema(e.namespace)) {
+        return out(`default privileges in the platform's schema ${e.namespace}: the target's`);
+    }
+    if (target.superuser || target.memberOf.has(e.owner))
+        return keep();
+    return out(`default privileges of ${e.owner}: ${target.role} is not a member of ${e.owner}, ` +
+        `so the target's stay`);
+}
+/** An entry with no schema (a schema, an extension, an event trigger, a publication...). */
+function decideDatabaseObject(ctx, e, key) {
+    switch (e.desc) {
+        case 'SCHEMA': {
+            if (ctx.platformSchema(e.tag)) {
+                if (ctx.has(key))
+                    return out(`the platform's schema ${e.tag}: the target's`);
+                ctx.missing.add(`schema ${e.tag}`);
+                return out(`the platform's schema ${e.tag} is not on the target`);
+            }
+            if (!ctx.has(key))
+                return keep();
+            const owner = ctx.target.schemaOwners.get(e.tag);
+            return out(`schema ${e.tag} is already on the target (owner ${owner}` +
+                (owner === e.owner ? '' : `, not ${e.owner} as in the archive: left as it is`) +
+                `): its comment and privileges are restored`, true);
         }
-        // About an object with no entry of its own (an extension's member, schema public...).
-        if (platformSchema(e.namespace)) {
-            decisions.set(e.dumpId, out(`on an object of the platform's schema ${e.namespace}`));
-        }
-        else if (e.namespace === undefined && fk?.startsWith('schema:')) {
-            const schema = fk.slice('schema:'.length);
-            decisions.set(e.dumpId, platformSchema(schema) ? out(`on the platform's schema ${schema}: the target's`) : keep());
-        }
-        else if (e.namespace === undefined && fk?.startsWith('ext:')) {
-            decisions.set(e.dumpId, has(fk) ? out(`on extension ${fk.slice(4)}, which is the target's`) : keep());
-        }
-        else if (e.namespace === undefined && fk?.startsWith('evt:')) {
-            decisions.set(e.dumpId, out(`on event trigger ${fk.slice(4)}: the platform's`));
-        }
-        else {
-            decisions.set(e.dumpId, keep());
+        case 'EXTENSION':
+            return decideExtension(ctx, e);
+        case 'EVENT TRIGGER':
+            return out(ctx.has(key)
+                ? `event trigger ${e.tag} is already on the target: the platform's`
+                : `event trigger ${e.tag}: the platform's (they need a superuser); not on the target, not created`);
+        case 'PUBLICATION':
+            return ctx.has(key) ? out(`publication ${e.tag} is already on the target`) : keep();
+        default:
+            return ctx.has(key) ? out('already on the target') : keep();
+    }
+}
+/** An entry in one of the platform's schemas: only rows, and the application's hooks, come back. */
+function decideInPlatformSchema(ctx, e, ns, key) {
+    if (e.desc === 'TABLE DATA' || e.desc === 'SEQUENCE SET')
+        return decidePlatformRows(ctx, e, ns);
+    if (e.desc === 'MATERIALIZED VIEW DATA') {
+        return out(`the platform's materialized view ${entryName(e)}: the target's`);
+    }
+    if (e.desc === 'TRIGGER' || e.desc === 'POLICY' || e.desc === 'RULE') {
+        return decidePlatformTableHook(ctx, e, ns, key);
+    }
+    return ctx.has(key)
+        ? out(`${madeBy(ctx, e)}: the platform's schema ${ns} is the target's`)
+        : out(`not on the target: the platform's schema ${ns} is the target's, and the restore ` +
+            `creates nothing in it (the source's platform version differs, or something was added there)`);
+}
+/** The rows of a platform table or sequence. */
+function decidePlatformRows(ctx, e, ns) {
+    const name = `${ns}.${e.tag}`;
+    if (SUPABASE_BOOKKEEPING_TABLES.includes(name)) {
+        return out(`the migration history of the target's own service: the target's rows stay ` +
+            `(supabase db dump --data-only leaves it out too)`);
+    }
+    if (matchesAny(ns, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
+        return out(`rows of the platform's schema ${ns}, which the target's services keep ` +
+            `(supabase db dump --data-only leaves this schema out)`);
+    }
+    if (!ctx.has(`rel:${name}`)) {
+        ctx.missing.add(`${e.desc === 'TABLE DATA' ? 'table' : 'sequence'} ${name}`);
+        return out(`${name} is not on the target: its rows cannot be restored`);
+    }
+    return keep();
+}
+/** A trigger, policy or rule on a platform table. */
+function decidePlatformTableHook(ctx, e, ns, key) {
+    const what = e.desc.toLowerCase();
+    if (ctx.has(key))
+        return out(`${what} already on the target`);
+    const [table] = splitFirst(e.tag);
+    if (!ctx.has(`rel:${ns}.${table}`)) {
+        return out(`${what} on ${ns}.${table}, which is not on the target`);
+    }
+    if (e.desc === 'TRIGGER' && ctx.defs) {
+        const fnSchema = ctx.defs.triggerFunctionSchema.get(`${ns}.${e.tag}`);
+        if (fnSchema !== undefined && ctx.platformSchema(fnSchema)) {
+            return out(`a platform trigger (it runs a function of ${fnSchema}) the target lacks: ` +
+                `the platform versions differ; not created`);
         }
     }
-    // Platform tables whose rows come back, and which of them to empty first.
+    // The application's: its trigger on auth.users, its policies on storage.objects.
+    return keep();
+}
+/** A COMMENT / ACL / SECURITY LABEL entry, in project mode. */
+function decideFollower(ctx, e, byKey) {
+    const fk = followedKey(e);
+    const followed = fk === undefined ? undefined : byKey.get(fk);
+    if (followed) {
+        return followed.followers ? keep() : out(`on an object the restore leaves out (${fk})`);
+    }
+    // About an object with no entry of its own (an extension's member, schema public...).
+    if (ctx.platformSchema(e.namespace)) {
+        return out(`on an object of the platform's schema ${e.namespace}`);
+    }
+    if (e.namespace === undefined && fk?.startsWith('schema:')) {
+        const schema = fk.slice('schema:'.length);
+        return ctx.platformSchema(schema)
+            ? out(`on the platform's schema ${schema}: the target's`)
+            : keep();
+    }
+    if (e.namespace === undefined && fk?.startsWith('ext:')) {
+        return ctx.has(fk) ? out(`on extension ${fk.slice(4)}, which is the target's`) : keep();
+    }
+    if (e.namespace === undefined && fk?.startsWith('evt:')) {
+        return out(`on event trigger ${fk.slice(4)}: the platform's`);
+    }
+    return keep();
+}
+/** Platform tables whose rows come back, and which of them to empty first. */
+async function planPlatformRows(ctx, client, entries, decisions) {
     const dataOnly = [];
     for (const e of entries) {
         if (e.desc !== 'TABLE DATA' || !decisions.get(e.dumpId)?.keep)
@@ -53594,8 +52767,8 @@ async function planPlatformRestore(input) {
             dataOnly.push(`${e.namespace}.${e.tag}`);
         }
     }
-    const present = dataOnly.filter((t) => has(`rel:${t}`));
-    const withRows = await tablesWithRows(input.target, present);
+    const present = dataOnly.filter((t) => ctx.has(`rel:${t}`));
+    const withRows = await tablesWithRows(client, present);
     const truncate = new Set(present.filter((t) => withRows.has(t)));
     // TRUNCATE refuses a table other tables refer to unless they go too: add the referring
     // platform tables whose rows the restore brings anyway (anything else makes TRUNCATE fail).
@@ -53603,7 +52776,7 @@ async function planPlatformRestore(input) {
     for (let grew = true; grew;) {
         grew = false;
         for (const t of [...truncate]) {
-            for (const r of target.referencedBy.get(t) ?? []) {
+            for (const r of ctx.target.referencedBy.get(t) ?? []) {
                 if (restoredHere.has(r) && !truncate.has(r)) {
                     truncate.add(r);
                     grew = true;
@@ -53611,88 +52784,99 @@ async function planPlatformRestore(input) {
             }
         }
     }
-    // Roles that own what the restore keeps, and owners the restoring role cannot give away.
+    return { dataOnly, truncate };
+}
+/** Roles that own what the restore keeps, and owners the restoring role cannot give away. */
+function checkOwners(ctx, entries, decisions) {
+    const { target } = ctx;
     const cannotOwn = new Map();
     for (const e of entries) {
         if (!decisions.get(e.dumpId)?.keep || e.owner === '')
             continue;
         if (!target.roles.has(e.owner))
-            missing.add(`role ${e.owner}`);
+            ctx.missing.add(`role ${e.owner}`);
         else if (OWNED_DESCS.has(e.desc) && !target.superuser && !target.memberOf.has(e.owner)) {
             cannotOwn.set(e.owner, [...(cannotOwn.get(e.owner) ?? []), `${e.desc} ${entryName(e)}`]);
         }
     }
     for (const [owner, what] of cannotOwn) {
-        missing.add(`membership in role ${owner}: ${target.role} cannot make it the owner of ` +
+        ctx.missing.add(`membership in role ${owner}: ${target.role} cannot make it the owner of ` +
             `${what.slice(0, 3).join(', ')}${what.length > 3 ? ` and ${what.length - 3} more` : ''}`);
     }
-    // Foreign keys of the application to platform rows the archive does not bring.
+}
+/**
+ * Foreign keys of the application to platform rows the archive does not bring, where the
+ * target's table is empty: added NOT VALID afterwards (`input.unvalidated`), or missing.
+ */
+async function planForeignKeysToPlatformRows(ctx, input, toc, decisions) {
     const unvalidated = { constraints: [], statements: [] };
-    if (defs) {
-        const dataKept = new Set(entries
-            .filter((e) => e.desc === 'TABLE DATA' && decisions.get(e.dumpId)?.keep)
-            .map((e) => `${e.namespace}.${e.tag}`));
-        const needed = new Map();
-        for (const e of definitionEntries) {
-            if (e.desc !== 'FK CONSTRAINT' || !decisions.get(e.dumpId)?.keep)
-                continue;
-            const refTable = defs.foreignKeyTarget.get(`${e.namespace}.${e.tag}`);
-            if (!refTable || dataKept.has(refTable))
-                continue;
-            const [schema] = splitQualified(refTable);
-            if (schema === undefined || !platformSchema(schema))
-                continue;
-            needed.set(refTable, [...(needed.get(refTable) ?? []), e]);
-        }
-        const populated = await tablesWithRows(input.target, [...needed.keys()].filter((t) => has(`rel:${t}`)));
-        for (const [table, fks] of needed) {
-            if (populated.has(table))
-                continue;
-            if (input.unvalidated) {
-                for (const e of fks) {
-                    const [on, constraint] = splitFirst(e.tag);
-                    const statement = defs.foreignKeySql.get(`${e.namespace}.${e.tag}`);
-                    if (!statement)
-                        continue;
-                    decisions.set(e.dumpId, out(`refers to rows of ${table} the backup does not hold: added NOT VALID afterwards`));
-                    unvalidated.constraints.push(`${e.namespace}.${on}.${constraint}`);
-                    unvalidated.statements.push(`${statement.replace(/;$/, '')} NOT VALID`);
-                }
-                continue;
-            }
-            const named = fks.map((e) => {
+    const { defs } = ctx;
+    if (!defs)
+        return unvalidated;
+    const needed = foreignKeysByPlatformTable(ctx, defs, toc, decisions);
+    const populated = await tablesWithRows(input.target, [...needed.keys()].filter((t) => ctx.has(`rel:${t}`)));
+    for (const [table, fks] of needed) {
+        if (populated.has(table))
+            continue;
+        if (input.unvalidated) {
+            for (const e of fks) {
                 const [on, constraint] = splitFirst(e.tag);
-                return `${constraint} of ${e.namespace}.${on}`;
-            });
-            missing.add(`rows of ${table}: ${named.join(', ')} refer to them and the archive does not ` +
-                `hold them (restore them first, or restore a whole-database backup)`);
+                const statement = defs.foreignKeySql.get(`${e.namespace}.${e.tag}`);
+                if (!statement)
+                    continue;
+                decisions.set(e.dumpId, out(`refers to rows of ${table} the backup does not hold: added NOT VALID afterwards`));
+                unvalidated.constraints.push(`${e.namespace}.${on}.${constraint}`);
+                unvalidated.statements.push(`${statement.replace(/;$/, '')} NOT VALID`);
+            }
+            continue;
         }
+        const named = fks.map((e) => {
+            const [on, constraint] = splitFirst(e.tag);
+            return `${constraint} of ${e.namespace}.${on}`;
+        });
+        ctx.missing.add(`rows of ${table}: ${named.join(', ')} refer to them and the archive does not ` +
+            `hold them (restore them first, or restore a whole-database backup)`);
     }
+    return unvalidated;
+}
+/** Kept foreign keys to platform tables whose rows the archive does not bring, by table. */
+function foreignKeysByPlatformTable(ctx, defs, toc, decisions) {
+    const dataKept = new Set(toc.entries
+        .filter((e) => e.desc === 'TABLE DATA' && decisions.get(e.dumpId)?.keep)
+        .map((e) => `${e.namespace}.${e.tag}`));
+    const needed = new Map();
+    for (const e of toc.definitionEntries) {
+        if (e.desc !== 'FK CONSTRAINT' || !decisions.get(e.dumpId)?.keep)
+            continue;
+        const refTable = defs.foreignKeyTarget.get(`${e.namespace}.${e.tag}`);
+        if (!refTable || dataKept.has(refTable))
+            continue;
+        const [schema] = splitQualified(refTable);
+        if (schema === undefined || !ctx.platformSchema(schema))
+            continue;
+        needed.set(refTable, [...(needed.get(refTable) ?? []), e]);
+    }
+    return needed;
+}
+/** The entries decided out, in the listing's order, and why. */
+function leftOutEntries(entries, decisions) {
     const leftOut = [];
-    const leftOutIds = new Set();
     for (const e of entries) {
         const d = decisions.get(e.dumpId);
-        if (d && !d.keep) {
-            leftOut.push({ entry: e.line, why: d.why ?? 'left out' });
-            leftOutIds.add(e.dumpId);
-        }
+        if (d && !d.keep)
+            leftOut.push({ dumpId: e.dumpId, entry: e.line, why: d.why ?? 'left out' });
     }
-    const listFile = input.listing
+    return leftOut;
+}
+/** The listing with the entries `commented(dumpId)` says commented out (`;`), for `-L`. */
+function commentOut(listing, commented) {
+    return listing
         .split('\n')
         .map((line) => {
         const m = ENTRY_LINE.exec(line.replace(/\r$/, ''));
-        return m && leftOutIds.has(Number(m[1])) ? `;${line}` : line;
+        return m && commented(Number(m[1])) ? `;${line}` : line;
     })
         .join('\n');
-    return {
-        listFile,
-        leftOut,
-        dataOnly,
-        truncate: [...truncate].sort(),
-        missingOnTarget: [...missing].sort(),
-        conflicts,
-        unvalidated,
-    };
 }
 /**
  * For a new database on a supabase/postgres server (a service container), restored by its
@@ -53738,15 +52922,8 @@ async function planScratchPreparation(input) {
                 missing.add(`extension ${e.tag} (not available on the target server)`);
         }
     }
-    const listFile = input.listing
-        .split('\n')
-        .map((line) => {
-        const m = ENTRY_LINE.exec(line.replace(/\r$/, ''));
-        return m && !keepIds.has(Number(m[1])) ? `;${line}` : line;
-    })
-        .join('\n');
     return {
-        listFile,
+        listFile: commentOut(input.listing, (dumpId) => !keepIds.has(dumpId)),
         kept: entries.filter((e) => keepIds.has(e.dumpId)).map((e) => e.line),
         missingOnTarget: [...missing].sort(),
         conflicts: held.rows.map((r) => r.what),
@@ -53862,6 +53039,7 @@ async function compareTables(client, manifest, notRestored = new Set()) {
     };
     return { result, comparison };
 }
+const LEGACY = 'manifest of schema version 1, checked against the archive alone';
 /**
  * The checks of a manifest written before the source's state was recorded (schema version 1):
  * every constraint the archive lists (`expected`, from `pg_restore --list`) must exist after the
@@ -53870,8 +53048,11 @@ async function compareTables(client, manifest, notRestored = new Set()) {
  * values).
  */
 async function legacyConstraintsAndSequences(client, expected) {
+    return [await legacyConstraints(client, expected), await legacySequences(client)];
+}
+/** Every constraint the archive lists exists after the restore. */
+async function legacyConstraints(client, expected) {
     const started = Date.now();
-    const legacy = 'manifest of schema version 1, checked against the archive alone';
     const constraints = await client.query(`
     SELECT c.contype AS kind, n.nspname AS schema, COALESCE(t.relname, ty.typname) AS table,
            c.conname AS name, c.convalidated AS validated
@@ -53903,15 +53084,18 @@ async function legacyConstraintsAndSequences(client, expected) {
     if (notValid.length > 0) {
         notes.push(`NOT VALID as in the source database (pg_dump keeps that state; their existing rows were not checked): ${notValid.join(', ')}`);
     }
-    const constraintResult = {
+    return {
         name: 'Constraints',
         status: missing.length === 0 ? 'passed' : 'failed',
         detail: missing.length === 0
-            ? `${summary} re-created; the restore validated each one against the restored rows${notes.length ? `; ${notes.join('; ')}` : ''} (${legacy})`
-            : `missing after the restore although the archive lists them: ${missing.join(', ')} (${legacy})`,
+            ? `${summary} re-created; the restore validated each one against the restored rows${notes.length ? `; ${notes.join('; ')}` : ''} (${LEGACY})`
+            : `missing after the restore although the archive lists them: ${missing.join(', ')} (${LEGACY})`,
         seconds: (Date.now() - started) / 1000,
     };
-    const sequencesStarted = Date.now();
+}
+/** Sequences behind the maximum of the column they feed (noted, not failed). */
+async function legacySequences(client) {
+    const started = Date.now();
     // A sequence feeds a column when the column owns it (serial, identity) or when the column's
     // default calls nextval() on it (sequences created on their own, as many schemas do).
     const sequences = await client.query(`
@@ -53946,16 +53130,15 @@ async function legacyConstraintsAndSequences(client, expected) {
         if (next <= BigInt(max))
             behind.push(`${s.seq} would hand out ${next}, but ${s.tbl}.${s.col} already holds ${max}`);
     }
-    const sequenceResult = {
+    return {
         name: 'Sequences',
         status: 'passed',
         detail: (behind.length === 0
             ? `${sequences.rows.length} sequences ahead of the maximum of the columns they feed`
             : `note: behind their column's maximum, which the source may hold too (rows inserted with explicit values): ${behind.join('; ')}`) +
-            ` (${legacy}; its sequence values were not recorded)`,
-        seconds: (Date.now() - sequencesStarted) / 1000,
+            ` (${LEGACY}; its sequence values were not recorded)`,
+        seconds: (Date.now() - started) / 1000,
     };
-    return [constraintResult, sequenceResult];
 }
 /**
  * Splits SQL text into statements at top-level `;`, respecting quotes, dollar quotes and
@@ -54019,7 +53202,7 @@ function stripComments(sql) {
  * The `checks` input: paths to .sql files (one per line, relative to the workspace), or SQL
  * written inline. Each statement is one check.
  */
-function parseChecks(input, workspace) {
+function checks_parseChecks(input, workspace) {
     if (!input || !input.trim())
         return [];
     const lines = input
@@ -54031,7 +53214,7 @@ function parseChecks(input, workspace) {
         return lines.flatMap((file) => {
             const full = external_node_path_.resolve(workspace, file);
             if (!(0,external_node_fs_.existsSync)(full)) {
-                throw new errors/* ConfigurationError */.j1(`Input 'checks' names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`);
+                throw new errors/* OptionError */.eR('checks', (w) => `${w.option('checks')} names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`);
             }
             const statements = splitSql((0,external_node_fs_.readFileSync)(full, 'utf8'));
             return statements.map((sql, i) => ({
@@ -54157,6 +53340,16 @@ async function runPgRestore(o) {
     const env = (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database);
     if (o.sessionOptions)
         env.PGOPTIONS = o.sessionOptions;
+    if (o.feed) {
+        const exit = await o.feed((stdin) => (0,core_process/* startProcess */.kp)(o.pgRestore, base, {
+            env,
+            stdio: [stdin, 'ignore', 'pipe'],
+            onStderrLine: (line) => o.logger.debug(line),
+        }));
+        if (exit.code !== 0)
+            throw new PgRestoreError((0,core_process/* describeExit */.KE)('pg_restore', exit));
+        return;
+    }
     const runs = o.jobs > 1 ? await sectionRuns(o) : [[]];
     for (const extra of runs) {
         const proc = (0,core_process/* startProcess */.kp)(o.pgRestore, [...base, ...extra, o.archivePath], {
@@ -54231,8 +53424,6 @@ async function applyGlobals(o) {
     return { skipped };
 }
 
-// EXTERNAL MODULE: external "node:stream/promises"
-var external_node_stream_promises_ = __nccwpck_require__(46466);
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
 ;// CONCATENATED MODULE: ./lib/restore/replace.js
@@ -54734,78 +53925,16 @@ async function planReplacement(client, input) {
         await client.query(`SET LOCAL search_path = ''`);
         const version = await client.query(`SELECT current_setting('server_version_num') AS v`);
         const serverVersion = Number(version.rows[0].v);
-        const found = await client.query(`SELECT 'pg_namespace'::regclass::oid AS classid, n.oid, n.nspname AS name,
-              EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
-                         AND d.objid = n.oid AND d.deptype = 'e') AS member
-         FROM pg_namespace n
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-        ORDER BY n.nspname`);
-        // A schema an extension created goes with its extension, not on its own.
-        const schemas = found.rows.filter((s) => !s.member && matcher.schemaIncluded(s.name));
-        const dropped = [];
-        const statements = [];
-        for (const s of schemas) {
-            statements.push({
-                kind: 'SCHEMA',
-                sql: `DROP SCHEMA IF EXISTS ${(0,postgres_connection/* quoteIdent */.v4)(s.name)} CASCADE`,
-            });
-        }
-        const publicSchema = schemas.find((s) => s.name === 'public');
-        if (publicSchema && !archive.createsPublic) {
-            // pg_dump creates public only when it is selected by name; otherwise it is re-created
-            // empty as it was (owner, grants, comment), and the archive's COMMENT and GRANTs apply.
-            const p = await publicSchemaOf(client);
-            statements.push(...recreatePublic(p).map((sql) => ({ kind: 'SCHEMA', sql })));
-        }
-        if (wholeDatabase) {
-            const objects = await client.query(`SELECT o.kind, o.classid, o.oid, o.tag, o.alt, o.statement,
-                pg_describe_object(o.classid, o.oid, 0) AS description
-           FROM (${DB_OBJECTS_SQL}) o ORDER BY o.kind, o.tag`);
-            for (const o of objects.rows) {
-                const rests = entriesOf(archive.entries, o.kind);
-                if (!hasTag(rests, o.tag) && !(o.alt !== null && hasTag(rests, o.alt)))
-                    continue;
-                if (o.kind === 'SUBSCRIPTION') {
-                    throw new errors/* ConfigurationError */.j1(`The target already has subscription ${(0,postgres_connection/* quoteIdent */.v4)(o.tag)}, which the backup creates. ` +
-                        `A subscription cannot be dropped inside the restore's transaction (DROP SUBSCRIPTION also drops its replication slot on the publisher): ` +
-                        `drop it first, or restore with a list file that leaves the subscription out. The database was not changed.`);
-                }
-                dropped.push({ kind: o.kind, object: o });
-                statements.push({ kind: o.kind, sql: o.statement });
-            }
-        }
-        // Large objects the archive carries, whatever its selection (pg_dump -b adds them to a
-        // dump of some schemas): lo_create would find them there.
-        let largeObjects = 0;
-        let loStatement;
-        const ranges = largeObjectRanges(archive.entries);
-        if (ranges.length > 0) {
-            const lo = ranges.map((r) => r[0]);
-            const hi = ranges.map((r) => r[1]);
-            const count = await client.query(`SELECT count(*)::text AS n FROM pg_largeobject_metadata m
-           JOIN unnest($1::oid[], $2::oid[]) r(lo, hi) ON m.oid BETWEEN r.lo AND r.hi`, [lo, hi]);
-            largeObjects = Number(count.rows[0].n);
-            if (largeObjects > 0) {
-                loStatement =
-                    `SELECT count(pg_catalog.lo_unlink(m.oid)) FROM pg_catalog.pg_largeobject_metadata m ` +
-                        `JOIN ROWS FROM (pg_catalog.unnest('{${lo.join(',')}}'::pg_catalog.oid[]), pg_catalog.unnest('{${hi.join(',')}}'::pg_catalog.oid[])) r(lo, hi) ` +
-                        `ON m.oid BETWEEN r.lo AND r.hi`;
-            }
-        }
-        const roots = [
-            ...schemas.map((s) => ({ classid: s.classid, oid: s.oid })),
-            ...dropped.map((d) => ({ classid: d.object.classid, oid: d.object.oid })),
-        ];
-        const outside = await client.query(outsideSql(serverVersion), [
-            roots.map((r) => r.classid),
-            roots.map((r) => r.oid),
-            schemas.map((s) => s.oid),
-            dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.oid),
-        ]);
+        const schemas = await selectedSchemas(client, matcher);
+        const statements = await schemaStatements(client, schemas, archive);
+        const dropped = wholeDatabase ? await databaseObjectsToDrop(client, archive) : [];
+        statements.push(...dropped.map((d) => ({ kind: d.kind, sql: d.object.statement })));
+        const largeObjects = await largeObjectsToUnlink(client, archive);
+        const outside = await cascadeReach(client, serverVersion, schemas, dropped);
         await client.query('COMMIT');
         const ordered = DROP_ORDER.flatMap((kind) => statements.filter((s) => s.kind === kind).map((s) => s.sql));
-        if (loStatement)
-            ordered.push(loStatement);
+        if (largeObjects.statement)
+            ordered.push(largeObjects.statement);
         return {
             statements: ordered,
             summary: {
@@ -54814,16 +53943,96 @@ async function planReplacement(client, input) {
                 other: DROP_ORDER.flatMap((kind) => dropped
                     .filter((d) => d.kind === kind && kind !== 'EXTENSION')
                     .map((d) => d.object.description)),
-                largeObjects,
+                largeObjects: largeObjects.count,
             },
-            outside: outside.rows.map((r) => r.what),
-            recreate: outside.rows.flatMap((r) => r.definition ? [{ what: r.what, sql: r.definition }] : []),
+            outside: outside.map((r) => r.what),
+            recreate: outside.flatMap((r) => (r.definition ? [{ what: r.what, sql: r.definition }] : [])),
         };
     }
     catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw error;
     }
+}
+/** The target's schemas the selection includes (those an extension made go with it). */
+async function selectedSchemas(client, matcher) {
+    const found = await client.query(`SELECT 'pg_namespace'::regclass::oid AS classid, n.oid, n.nspname AS name,
+            EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                       AND d.objid = n.oid AND d.deptype = 'e') AS member
+       FROM pg_namespace n
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+      ORDER BY n.nspname`);
+    // A schema an extension created goes with its extension, not on its own.
+    return found.rows.filter((s) => !s.member && matcher.schemaIncluded(s.name));
+}
+/** DROP SCHEMA for each, and public re-created as it was when the archive does not create it. */
+async function schemaStatements(client, schemas, archive) {
+    const statements = schemas.map((s) => ({
+        kind: 'SCHEMA',
+        sql: `DROP SCHEMA IF EXISTS ${(0,postgres_connection/* quoteIdent */.v4)(s.name)} CASCADE`,
+    }));
+    if (schemas.some((s) => s.name === 'public') && !archive.createsPublic) {
+        // pg_dump creates public only when it is selected by name; otherwise it is re-created
+        // empty as it was (owner, grants, comment), and the archive's COMMENT and GRANTs apply.
+        const p = await publicSchemaOf(client);
+        statements.push(...recreatePublic(p).map((sql) => ({ kind: 'SCHEMA', sql })));
+    }
+    return statements;
+}
+/** The database-level objects the archive creates that the target already has. */
+async function databaseObjectsToDrop(client, archive) {
+    const dropped = [];
+    const objects = await client.query(`SELECT o.kind, o.classid, o.oid, o.tag, o.alt, o.statement,
+            pg_describe_object(o.classid, o.oid, 0) AS description
+       FROM (${DB_OBJECTS_SQL}) o ORDER BY o.kind, o.tag`);
+    for (const o of objects.rows) {
+        const rests = entriesOf(archive.entries, o.kind);
+        if (!hasTag(rests, o.tag) && !(o.alt !== null && hasTag(rests, o.alt)))
+            continue;
+        if (o.kind === 'SUBSCRIPTION') {
+            throw new errors/* ConfigurationError */.j1(`The target already has subscription ${(0,postgres_connection/* quoteIdent */.v4)(o.tag)}, which the backup creates. ` +
+                `A subscription cannot be dropped inside the restore's transaction (DROP SUBSCRIPTION also drops its replication slot on the publisher): ` +
+                `drop it first, or restore with a list file that leaves the subscription out. The database was not changed.`);
+        }
+        dropped.push({ kind: o.kind, object: o });
+    }
+    return dropped;
+}
+/**
+ * Large objects the archive carries, whatever its selection (pg_dump -b adds them to a dump of
+ * some schemas), that the target holds: lo_create would find them there.
+ */
+async function largeObjectsToUnlink(client, archive) {
+    const ranges = largeObjectRanges(archive.entries);
+    if (ranges.length === 0)
+        return { count: 0 };
+    const lo = ranges.map((r) => r[0]);
+    const hi = ranges.map((r) => r[1]);
+    const count = await client.query(`SELECT count(*)::text AS n FROM pg_largeobject_metadata m
+       JOIN unnest($1::oid[], $2::oid[]) r(lo, hi) ON m.oid BETWEEN r.lo AND r.hi`, [lo, hi]);
+    const n = Number(count.rows[0].n);
+    if (n === 0)
+        return { count: 0 };
+    return {
+        count: n,
+        statement: `SELECT count(pg_catalog.lo_unlink(m.oid)) FROM pg_catalog.pg_largeobject_metadata m ` +
+            `JOIN ROWS FROM (pg_catalog.unnest('{${lo.join(',')}}'::pg_catalog.oid[]), pg_catalog.unnest('{${hi.join(',')}}'::pg_catalog.oid[])) r(lo, hi) ` +
+            `ON m.oid BETWEEN r.lo AND r.hi`,
+    };
+}
+/** What the CASCADEs would reach beyond the dropped schemas and objects (see outsideSql). */
+async function cascadeReach(client, serverVersion, schemas, dropped) {
+    const roots = [
+        ...schemas.map((s) => ({ classid: s.classid, oid: s.oid })),
+        ...dropped.map((d) => ({ classid: d.object.classid, oid: d.object.oid })),
+    ];
+    const outside = await client.query(outsideSql(serverVersion), [
+        roots.map((r) => r.classid),
+        roots.map((r) => r.oid),
+        schemas.map((s) => s.oid),
+        dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.oid),
+    ]);
+    return outside.rows;
 }
 async function publicSchemaOf(client) {
     const r = await client.query(`SELECT pg_get_userbyid(nspowner) AS owner, obj_description(oid, 'pg_namespace') AS comment
@@ -54967,6 +54176,7 @@ function isBeginWarning(line) {
 function scrub(text, password) {
     return password ? text.split(password).join('***') : text;
 }
+const NOTHING_COMMITTED = 'Nothing was committed: the target is as it was.';
 /**
  * Replaces the target's contents with the archive in ONE transaction of ONE session: psql reads
  * `BEGIN`, the plan's statements, then pg_restore's SQL as pg_restore writes it (`--file=-`,
@@ -54982,7 +54192,6 @@ function scrub(text, password) {
  * when this returns.
  */
 async function restoreAtomically(o) {
-    const { logger } = o;
     const password = o.connection.password;
     // Refused before anything runs; the SQL checked is the archive's definitions (its data is
     // COPY rows and large objects' lo_open/lowrite/lo_close, which pg_restore writes itself).
@@ -54990,21 +54199,46 @@ async function restoreAtomically(o) {
     if (refused.length > 0)
         throw nonTransactionalError(refused);
     const preamble = buildPreamble(o.plan);
+    const psql = startRestoringPsql(o);
+    psql.stdin.write(preamble.text);
+    const restore = startStreamingRestore(o, psql.stdin);
+    const outcome = await firstEnd(restore, psql);
+    if (outcome.kind === 'psql-ended') {
+        // psql stops before the COMMIT only on an error (ON_ERROR_STOP) or a lost connection.
+        await abandon(o, restore, psql);
+        throw new Error(scrub(`${psqlFailure(outcome.exit, preamble)}\n${NOTHING_COMMITTED}`, password));
+    }
+    const { exit, streamError } = outcome;
+    if (exit.code !== 0 || streamError || !restore.withholder.endsWithCommit) {
+        await abandon(o, restore, psql);
+        const why = exit.code !== 0
+            ? (0,core_process/* describeExit */.KE)('pg_restore', exit)
+            : streamError
+                ? `reading pg_restore's output failed: ${(0,errors/* errorMessage */.gJ)(streamError)}`
+                : `pg_restore's SQL did not end with its COMMIT`;
+        throw new Error(scrub(`${why}\n${NOTHING_COMMITTED}`, password));
+    }
+    await commitRestore(o, restore, psql, preamble);
+    logReplaced(o);
+}
+function startRestoringPsql(o) {
+    const password = o.connection.password;
     const psqlEnv = (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database);
     if (!o.connection.params.application_name)
         psqlEnv.PGAPPNAME = RESTORE_APPLICATION_NAME;
-    const psql = (0,core_process/* startProcess */.kp)(o.psql, ['-X', '-q', '-A', '-t', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
+    const proc = (0,core_process/* startProcess */.kp)(o.psql, ['-X', '-q', '-A', '-t', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
         env: psqlEnv,
         stdio: ['pipe', 'pipe', 'pipe'],
         onStderrLine: (line) => {
             if (!isBeginWarning(line))
-                logger.debug(scrub(line, password));
+                o.logger.debug(scrub(line, password));
         },
     });
+    // The preamble's first statement prints the session's pid, start and transaction id.
     let session;
     let stdoutHead = '';
-    psql.child.stdout?.setEncoding('utf8');
-    psql.child.stdout?.on('data', (chunk) => {
+    proc.child.stdout?.setEncoding('utf8');
+    proc.child.stdout?.on('data', (chunk) => {
         if (session || stdoutHead.length > 200)
             return;
         stdoutHead += chunk;
@@ -55012,86 +54246,83 @@ async function restoreAtomically(o) {
         if (m)
             session = { pid: Number(m[1]), start: Number(m[2]), xid: m[3] };
     });
-    const stdin = psql.child.stdin;
+    const stdin = proc.child.stdin;
     if (!stdin)
         throw new Error('psql has no standard input');
     stdin.on('error', () => undefined); // EPIPE when psql stops early; its exit tells why.
-    stdin.write(preamble.text);
+    return { proc, stdin, session: () => session };
+}
+function startStreamingRestore(o, into) {
     const restoreArgs = ['--single-transaction', '--file=-'];
     if (!o.keepOwnership)
         restoreArgs.push('--no-owner', '--no-acl');
     if (o.listFile)
         restoreArgs.push(`--use-list=${o.listFile}`);
     restoreArgs.push(o.archivePath);
-    const pgRestore = (0,core_process/* startProcess */.kp)(o.pgRestore, restoreArgs, {
+    const proc = (0,core_process/* startProcess */.kp)(o.pgRestore, restoreArgs, {
         env: (0,postgres_connection/* childEnv */.gf)(o.env, { params: {} }),
         stdio: ['ignore', 'pipe', 'pipe'],
-        onStderrLine: (line) => logger.debug(`pg_restore: ${line}`),
+        onStderrLine: (line) => o.logger.debug(`pg_restore: ${line}`),
     });
     const withholder = new CommitWithholder();
-    const restoreOut = pgRestore.child.stdout;
-    if (!restoreOut)
+    const out = proc.child.stdout;
+    if (!out)
         throw new Error('pg_restore has no standard output');
-    restoreOut.pipe(withholder).pipe(stdin, { end: false });
-    const outcome = await Promise.race([
+    out.pipe(withholder).pipe(into, { end: false });
+    return { proc, out, withholder };
+}
+/** Whichever ends first: pg_restore (with its output read through), or psql. */
+function firstEnd(restore, psql) {
+    return Promise.race([
         Promise.all([
-            pgRestore.exited,
-            (0,external_node_stream_promises_.finished)(withholder).then(() => undefined, (error) => error ?? new Error('stream failed')),
+            restore.proc.exited,
+            (0,external_node_stream_promises_.finished)(restore.withholder).then(() => undefined, (error) => error ?? new Error('stream failed')),
         ]).then(([exit, streamError]) => ({ kind: 'restore-ended', exit, streamError })),
-        psql.exited.then((exit) => ({ kind: 'psql-ended', exit })),
+        psql.proc.exited.then((exit) => ({ kind: 'psql-ended', exit })),
     ]);
-    const abandon = async () => {
-        restoreOut.unpipe(withholder);
-        withholder.unpipe(stdin);
-        restoreOut.destroy();
-        pgRestore.child.kill('SIGKILL');
-        psql.child.kill('SIGKILL');
-        await Promise.all([pgRestore.exited, psql.exited]);
-        // The COMMIT was never sent: the transaction can only have been rolled back.
-        await endSession(o.connection, o.database, session, logger);
-    };
-    if (outcome.kind === 'psql-ended') {
-        // psql stops before the COMMIT only on an error (ON_ERROR_STOP) or a lost connection.
-        await abandon();
-        throw new Error(scrub(`${psqlFailure(outcome.exit, preamble)}\nNothing was committed: the target is as it was.`, password));
-    }
-    const { exit, streamError } = outcome;
-    if (exit.code !== 0 || streamError || !withholder.endsWithCommit) {
-        await abandon();
-        const why = exit.code !== 0
-            ? (0,core_process/* describeExit */.KE)('pg_restore', exit)
-            : streamError
-                ? `reading pg_restore's output failed: ${(0,errors/* errorMessage */.gJ)(streamError)}`
-                : `pg_restore's SQL did not end with its COMMIT`;
-        throw new Error(scrub(`${why}\nNothing was committed: the target is as it was.`, password));
-    }
-    // pg_restore finished: what the emptying removed outside the backup is re-created, then psql
-    // may see the COMMIT.
+}
+/** Kills both programs before psql sees a COMMIT, and makes sure the session is gone. */
+async function abandon(o, restore, psql) {
+    restore.out.unpipe(restore.withholder);
+    restore.withholder.unpipe(psql.stdin);
+    restore.out.destroy();
+    restore.proc.child.kill('SIGKILL');
+    psql.proc.child.kill('SIGKILL');
+    await Promise.all([restore.proc.exited, psql.proc.exited]);
+    // The COMMIT was never sent: the transaction can only have been rolled back.
+    await endSession(o.connection, o.database, psql.session(), o.logger);
+}
+/**
+ * pg_restore finished: what the emptying removed outside the backup is re-created, then psql
+ * may see the COMMIT (a ROLLBACK in a rehearsal).
+ */
+async function commitRestore(o, restore, psql, preamble) {
+    const password = o.connection.password;
     const epilogue = o.plan.recreate.map((r) => `${r.sql};\n`).join('');
-    const ending = o.rehearsal ? Buffer.from('ROLLBACK;\n') : withholder.withheld;
-    stdin.end(Buffer.concat([Buffer.from(epilogue), ending]));
-    const psqlExit = await psql.exited;
-    if (psqlExit.code !== 0) {
-        // An SQL error stops psql before the COMMIT or is the COMMIT's own; a connection lost
-        // while the COMMIT was under way leaves the outcome to the server, so it is asked.
-        const status = await endSession(o.connection, o.database, session, logger);
-        const failure = psqlFailure(psqlExit, preamble);
-        if (status === 'committed' && !o.rehearsal) {
-            logger.warning(scrub(`${failure}\nBut the transaction was committed: the restore is complete.`, password));
-        }
-        else {
-            const outcome = status === 'aborted'
-                ? 'Nothing was committed: the target is as it was.'
-                : `The COMMIT was sent and the server ${status ? `reports the transaction ${status}` : 'could not be asked whether it went through'}: check the target.`;
-            throw new Error(scrub(`${failure}\n${outcome}`, password));
-        }
+    const ending = o.rehearsal ? Buffer.from('ROLLBACK;\n') : restore.withholder.withheld;
+    psql.stdin.end(Buffer.concat([Buffer.from(epilogue), ending]));
+    const psqlExit = await psql.proc.exited;
+    if (psqlExit.code === 0)
+        return;
+    // An SQL error stops psql before the COMMIT or is the COMMIT's own; a connection lost
+    // while the COMMIT was under way leaves the outcome to the server, so it is asked.
+    const status = await endSession(o.connection, o.database, psql.session(), o.logger);
+    const failure = psqlFailure(psqlExit, preamble);
+    if (status === 'committed' && !o.rehearsal) {
+        o.logger.warning(scrub(`${failure}\nBut the transaction was committed: the restore is complete.`, password));
+        return;
     }
-    logger.info(`${o.rehearsal ? 'Rehearsed, then rolled back: ' : ''}Replaced the target in one transaction: dropped schema(s) ${o.plan.summary.schemas.join(', ') || '(none)'}` +
-        (o.plan.summary.extensions.length
-            ? `, extension(s) ${o.plan.summary.extensions.join(', ')}`
-            : '') +
-        (o.plan.summary.other.length ? `, ${o.plan.summary.other.join(', ')}` : '') +
-        (o.plan.summary.largeObjects ? `, ${o.plan.summary.largeObjects} large object(s)` : '') +
+    const outcome = status === 'aborted'
+        ? NOTHING_COMMITTED
+        : `The COMMIT was sent and the server ${status ? `reports the transaction ${status}` : 'could not be asked whether it went through'}: check the target.`;
+    throw new Error(scrub(`${failure}\n${outcome}`, password));
+}
+function logReplaced(o) {
+    const { summary } = o.plan;
+    o.logger.info(`${o.rehearsal ? 'Rehearsed, then rolled back: ' : ''}Replaced the target in one transaction: dropped schema(s) ${summary.schemas.join(', ') || '(none)'}` +
+        (summary.extensions.length ? `, extension(s) ${summary.extensions.join(', ')}` : '') +
+        (summary.other.length ? `, ${summary.other.join(', ')}` : '') +
+        (summary.largeObjects ? `, ${summary.largeObjects} large object(s)` : '') +
         `; then restored the archive and ${o.rehearsal ? 'rolled back' : 'committed'}`);
 }
 /**
@@ -55619,42 +54850,140 @@ function compareSettings(source, restored, notApplied) {
 
 
 
+const RESTORE_PLAN_CHOICES = ['auto', 'disk', 'stream'];
+/** `plan stream (why); peak disk used in the work folder 1.2 GiB, the restored database 1.1 GiB`. */
+function describePlanReport(p) {
+    return (`plan ${p.name} (${p.why}); peak disk used in the work folder ${(0,streams/* formatBytes */.z3)(p.peakDiskBytes)}, ` +
+        `the restored database ${(0,streams/* formatBytes */.z3)(p.restoredBytes)}`);
+}
+/** An empty cluster's files (catalog, first WAL segment), as initdb writes them. */
+const EMPTY_CLUSTER = 48 * 1024 * 1024;
+/** The write-ahead log a scratch server keeps at most before a checkpoint recycles it. */
+const WAL_CAP = 1024 * 1024 * 1024;
 /**
- * The disk a run needs in its work folder, from the manifest: the downloaded object (the drill
- * keeps it until it is decoded) and a scratch server's restored database (the source's tables
- * with their indexes). The decoded archive comes on top; its size is not recorded, so it is
- * left out and the figure is a floor.
+ * The disk a run needs in its work folder, from the manifest. The archive's size is the
+ * object's when pg_dump compressed inside it; an object compressed whole (zstd, gzip) records
+ * no decoded size, and the tables' size stands for it.
  */
 function workDiskNeed(manifest, o) {
+    const object = dumpObject(manifest).bytes;
+    const tables = restoredTableBytes(manifest);
+    const wrapped = ['zstd', 'gzip'].includes(manifest.compression.method);
     return {
-        object: o.downloads ? dumpObject(manifest).bytes : 0,
-        database: o.scratch ? restoredTableBytes(manifest) : 0,
+        object: o.downloads ? object : 0,
+        archive: wrapped ? Math.max(object, tables) : object,
+        archiveEstimated: wrapped,
+        database: o.scratch ? tables + Math.min(tables, WAL_CAP) + EMPTY_CLUSTER : 0,
+        format: manifest.format,
     };
 }
 /**
- * Fails before anything is downloaded when the work folder cannot hold what the run writes
- * there, with how much it needs, how much is free, and where it looked; otherwise one line.
+ * Each plan's peak. Disk: the archive beside the downloaded object while it is decoded, then
+ * beside the restored database. Stream: the restored database alone (a custom-format archive's
+ * table of contents is read first, a few KiB to MiB), or the directory-format files beside it.
  */
-async function requireWorkDisk(need, dir, freeBytes = diskFree) {
-    const total = need.object + need.database;
-    const free = await freeBytes(dir);
-    const parts = [
-        ...(need.object ? [`the object ${formatBytes(need.object)}`] : []),
-        ...(need.database ? [`the restored database about ${formatBytes(need.database)}`] : []),
-    ];
-    const what = `${parts.join(' and ') || 'nothing measurable'}, plus the decoded archive`;
-    if (total > free) {
-        throw new errors/* ConfigurationError */.j1(`Not enough disk in the work folder ${dir}: the run needs at least ${formatBytes(total)} ` +
-            `(${what}), and ${formatBytes(free)} is free. Nothing was downloaded. Give a work-dir ` +
-            'on a larger disk (on GitHub-hosted runners, `df -h` shows whether /mnt is one), or ' +
-            'target-url for a server with its own disk.');
+function planNeeds(need) {
+    return {
+        disk: need.archive + Math.max(need.object, need.database),
+        stream: need.database + (need.format === 'directory' ? need.archive : 0),
+    };
+}
+/**
+ * Chooses the plan from the work folder's free space, before anything is downloaded: `disk`
+ * when it fits (`pg_restore -j`), else `stream` when the restored database fits, else a
+ * ConfigurationError naming what each plan needs, what is free and where. A plan asked for is
+ * checked the same way. A real restore (`replace`) reads the archive from disk: its
+ * all-or-nothing replacement restores a file in one transaction.
+ */
+function choosePlan(o) {
+    const needs = planNeeds(o.need);
+    const plan = (name, why) => {
+        if (needs[name] > o.free)
+            throw notEnoughDisk(o);
+        return { name, why, need: needs[name], free: o.free, dir: o.dir };
+    };
+    const room = `${(0,streams/* formatBytes */.z3)(o.free)} free in ${o.dir}`;
+    if (o.replace) {
+        return plan('disk', 'a real restore reads the archive from disk: the replacement restores it in one transaction, all or nothing' +
+            (o.choice === 'stream' ? ' (restore-plan stream applies to verify and the drill)' : ''));
     }
-    return `${formatBytes(free)} free in ${dir}; needs at least ${formatBytes(total)} (${what})`;
+    if (o.choice !== 'auto') {
+        return plan(o.choice, `restore-plan ${o.choice}; it needs about ${describe(o.need, o.choice)}, ${room}`);
+    }
+    if (needs.disk <= o.free || o.streams === false) {
+        return plan('disk', `it fits: about ${describe(o.need, 'disk')}, ${room}`);
+    }
+    return plan('stream', `the archive on disk does not fit (about ${describe(o.need, 'disk')}, ${room}); streamed, it needs about ${describe(o.need, 'stream')}`);
+}
+/** Measures the work folder's free space and chooses the plan (see choosePlan). */
+async function chooseRestorePlan(o, freeBytes = diskFree) {
+    return choosePlan({ ...o, free: await freeBytes(o.dir) });
+}
+/** `1.2 GiB (the object …, the decoded archive …, the restored database …)`. */
+function describe(need, name) {
+    const parts = [
+        ...(name === 'disk' && need.object ? [`the object ${(0,streams/* formatBytes */.z3)(need.object)}`] : []),
+        ...(name === 'disk' || need.format === 'directory'
+            ? [
+                `the decoded archive ${need.archiveEstimated ? 'about ' : ''}${(0,streams/* formatBytes */.z3)(need.archive)}` +
+                    (need.archiveEstimated ? ', estimated from the tables' : ''),
+            ]
+            : []),
+        ...(need.database
+            ? [`the restored database with its write-ahead log about ${(0,streams/* formatBytes */.z3)(need.database)}`]
+            : []),
+    ];
+    return `${(0,streams/* formatBytes */.z3)(planNeeds(need)[name])} (${parts.join('; ') || 'nothing measurable'})`;
+}
+function notEnoughDisk(o) {
+    const asked = o.replace || o.choice === 'auto' ? 'disk' : o.choice;
+    const needs = o.choice === 'auto' && !o.replace && o.streams !== false
+        ? `the archive on disk needs ${describe(o.need, 'disk')}, and streamed it needs ${describe(o.need, 'stream')}`
+        : `the ${asked === 'disk' ? 'archive on disk' : 'streamed restore'} needs ${describe(o.need, asked)}`;
+    return new errors/* ConfigurationError */.j1(`Not enough disk in the work folder ${o.dir}: ${needs}; ${(0,streams/* formatBytes */.z3)(o.free)} is free. ` +
+        'Nothing was downloaded. Give a work-dir on a larger disk (on GitHub-hosted runners, ' +
+        '`df -h` shows whether /mnt is one), or target-url for a server with its own disk.');
 }
 /** Free bytes for an unprivileged user on the filesystem holding `dir`. */
 async function diskFree(dir) {
     const s = await (0,promises_.statfs)(dir);
     return s.bavail * s.bsize;
+}
+/**
+ * The most disk a run used in its work folder: the free space sampled while it runs, against
+ * the free space before it wrote anything. Other writers on the same filesystem count too.
+ */
+class PeakDisk {
+    dir;
+    before;
+    freeBytes;
+    lowest;
+    timer;
+    sampling = Promise.resolve();
+    constructor(dir, before, intervalMs = 200, freeBytes = diskFree) {
+        this.dir = dir;
+        this.before = before;
+        this.freeBytes = freeBytes;
+        this.lowest = before;
+        this.timer = setInterval(() => void this.sample(), intervalMs);
+        this.timer.unref();
+    }
+    sample() {
+        this.sampling = this.sampling
+            .then(() => this.freeBytes(this.dir))
+            .then((free) => {
+            this.lowest = Math.min(this.lowest, free);
+        }, () => undefined);
+        return this.sampling;
+    }
+    /** Bytes used at the peak so far; sampled once more first. */
+    async peak() {
+        await this.sample();
+        return Math.max(0, this.before - this.lowest);
+    }
+    stop() {
+        clearInterval(this.timer);
+    }
 }
 
 ;// CONCATENATED MODULE: ./lib/restore/space.js
@@ -55684,15 +55013,15 @@ async function measureServerSpace(client, connection, manifest, freeBytes = disk
 }
 /** One report line for the space; a ConfigurationError, before anything changes, when it is short. */
 function requireServerSpace(space, describe) {
-    const need = `about ${formatBytes(space.needed * MARGIN)} free on the server until the commit (the old copy is freed only then)`;
+    const need = `about ${(0,streams/* formatBytes */.z3)(space.needed * MARGIN)} free on the server until the commit (the old copy is freed only then)`;
     if (space.free === undefined) {
         return `the restore needs ${need}; the server's free space cannot be seen from here: check it (RDS: FreeStorageSpace; Supabase: the disk size in the project's settings)`;
     }
     if (space.free < space.needed * MARGIN) {
-        throw new errors/* ConfigurationError */.j1(`Refusing to restore into ${describe}: it needs ${need}, and ${formatBytes(space.free)} is free at ${space.where}. ` +
+        throw new errors/* ConfigurationError */.j1(`Refusing to restore into ${describe}: it needs ${need}, and ${(0,streams/* formatBytes */.z3)(space.free)} is free at ${space.where}. ` +
             'Free or add disk space first. Nothing was changed.');
     }
-    return `the restore needs ${need}; ${formatBytes(space.free)} is free at ${space.where}`;
+    return `the restore needs ${need}; ${(0,streams/* formatBytes */.z3)(space.free)} is free at ${space.where}`;
 }
 function isLocal(connection) {
     const host = connection.host ?? connection.params.host ?? '';
@@ -56070,52 +55399,11 @@ async function replaceTarget(o) {
             logger.info(`Emptying also removes ${what}; the backup of the whole database brings it back`);
         }
     }
-    let route;
     // A backup of the whole database brings back what its emptying removes.
     const keepRecreate = (p) => partial ? p : { ...p, recreate: [] };
-    let plan = keepRecreate(first);
-    if (manifest.platform) {
-        await client.query('BEGIN');
-        try {
-            for (const statement of first.statements)
-                await client.query(statement);
-            route = await platformRoute({
-                client,
-                manifest,
-                pgDump: o.pgDump,
-                pgRestore: o.pgRestore,
-                archivePath: o.archivePath,
-                workDir: o.workDir,
-                owned: false,
-                target: o.target,
-                env: o.env,
-                logger,
-            });
-        }
-        finally {
-            await client.query('ROLLBACK');
-        }
-        if (route) {
-            for (const line of route.leftOut) {
-                logger.info(`Left to the platform: ${line.entry} (${line.why})`);
-            }
-            const listed = await readArchiveContents({
-                pgRestore: o.pgRestore,
-                archivePath: o.archivePath,
-                listFile: route.listFile,
-                env: restoreEnv,
-            });
-            const second = await planReplacement(client, { selection, archive: listed });
-            plan = {
-                ...keepRecreate(second),
-                statements: [
-                    ...second.statements,
-                    ...route.before,
-                    'SET session_replication_role = replica',
-                ],
-            };
-        }
-    }
+    const { route, plan } = manifest.platform
+        ? await platformReplacement(o, first, selection, keepRecreate)
+        : { route: undefined, plan: keepRecreate(first) };
     const keepOwnership = route ? await routeKeepsOwnership(client, route, logger) : o.keepOwnership;
     await restoreAtomically({
         pgRestore: o.pgRestore,
@@ -56131,6 +55419,53 @@ async function replaceTarget(o) {
         rehearsal: o.rehearsal,
     });
     return { plan, route, keepOwnership };
+}
+/**
+ * A platform's project: the route is planned against the target as the emptying leaves it (in
+ * a transaction rolled back), and the replacement re-planned for what the route restores.
+ */
+async function platformReplacement(o, first, selection, keepRecreate) {
+    const { client, manifest, logger } = o;
+    const restoreEnv = (0,postgres_connection/* childEnv */.gf)(o.env, o.target.connection, o.target.database);
+    let route;
+    let plan = keepRecreate(first);
+    await client.query('BEGIN');
+    try {
+        for (const statement of first.statements)
+            await client.query(statement);
+        route = await platformRoute({
+            client,
+            manifest,
+            pgDump: o.pgDump,
+            pgRestore: o.pgRestore,
+            archivePath: o.archivePath,
+            workDir: o.workDir,
+            owned: false,
+            target: o.target,
+            env: o.env,
+            logger,
+        });
+    }
+    finally {
+        await client.query('ROLLBACK');
+    }
+    if (route) {
+        for (const line of route.leftOut) {
+            logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+        }
+        const listed = await readArchiveContents({
+            pgRestore: o.pgRestore,
+            archivePath: o.archivePath,
+            listFile: route.listFile,
+            env: restoreEnv,
+        });
+        const second = await planReplacement(client, { selection, archive: listed });
+        plan = {
+            ...keepRecreate(second),
+            statements: [...second.statements, ...route.before, 'SET session_replication_role = replica'],
+        };
+    }
+    return { route, plan };
 }
 /**
  * The schemas a real restore empties: those of the backup's selection; for a platform's project
@@ -56292,13 +55627,16 @@ async function restoreIntoNew(job, client, prepared) {
     for (const statement of route?.before ?? [])
         await client.query(statement);
     const flags = keepOwnership ? '' : ' --no-owner --no-acl';
-    job.logger.info(`pg_restore ${job.tools.version} --exit-on-error${flags} --jobs=${job.jobs} into ${job.target.describe}`);
+    const jobs = job.feed ? 1 : job.jobs;
+    const from = job.feed ? 'reading the archive as it streams from storage' : `--jobs=${jobs}`;
+    job.logger.info(`pg_restore ${job.tools.version} --exit-on-error${flags} ${from} into ${job.target.describe}`);
     await runPgRestore({
         pgRestore: job.tools.pgRestore,
         archivePath: job.archivePath,
+        feed: job.feed,
         connection: job.target.connection,
         database: job.target.database,
-        jobs: job.jobs,
+        jobs,
         keepOwnership,
         serialData: extensionTables(job.manifest),
         listFile: route?.listFile,
@@ -56309,11 +55647,14 @@ async function restoreIntoNew(job, client, prepared) {
     for (const statement of route?.after ?? [])
         await client.query(statement);
     const detail = `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${job.tools.version} --exit-on-error${flags}` +
-        `${job.jobs > 1 ? ` with ${job.jobs} jobs` : ''}, then ANALYZE` +
+        `${job.feed ? ' reading the archive as it streamed' : jobs > 1 ? ` with ${jobs} jobs` : ''}, then ANALYZE` +
         (job.manifest.sourceState ? " and the source database's settings" : '');
     return { route, keepOwnership, detail };
 }
 async function replaceInTarget(job, client, prepared) {
+    if (job.feed) {
+        throw new Error('A real restore reads its archive from disk: the streamed plan is not for it.');
+    }
     await job.beforeReplace?.(client);
     const replaced = await replaceTarget({
         client,
@@ -56417,6 +55758,13 @@ async function readHead(handle, size, file) {
             throw new Error(`${file}: the archive ends inside its header or table of contents`);
         }
     }
+}
+/**
+ * Bytes of a custom-format archive's header and table of contents, when `bytes[0..length]`
+ * holds them whole; undefined while they go on. Throws when the bytes are not such an archive.
+ */
+function archiveHeadLength(bytes, length, what) {
+    return parseHeadSoFar(bytes, length, what)?.length;
 }
 /** The header and table of contents if `bytes[0..length]` holds them whole. */
 function parseHeadSoFar(bytes, length, file) {
@@ -56662,11 +56010,10 @@ async function checkObject(storage, entry) {
     return { bytes: hash.bytes, sha256: hash.digest() };
 }
 function decryptOptions(manifest, decryption) {
-    if (!decryption || (decryption.identities.length === 0 && !decryption.passphrase)) {
-        throw new errors/* ConfigurationError */.j1(`Backup ${manifest.id} is encrypted with age (${manifest.encryption?.passphrase ? 'a passphrase' : `recipients ${manifest.encryption?.recipients.join(', ')}`}): ` +
-            `set encryption-identity (the age secret key) or encryption-passphrase.`);
-    }
-    return { identities: decryption.identities, passphrase: decryption.passphrase };
+    const missing = missingKeyError(manifest, decryption);
+    if (missing)
+        throw missing;
+    return { identities: decryption?.identities ?? [], passphrase: decryption?.passphrase };
 }
 /**
  * What turns a stored dump object into the archive pg_restore reads, in order: age, the
@@ -56689,8 +56036,9 @@ function missingKeyError(manifest, decryption) {
     const how = manifest.encryption.passphrase
         ? 'a passphrase'
         : `recipients ${manifest.encryption.recipients.join(', ')}`;
-    return new errors/* ConfigurationError */.j1(`Backup ${manifest.id} is encrypted with age (${how}), and no key was given: ` +
-        'set encryption-identity (the age secret key, AGE-SECRET-KEY-1...) or encryption-passphrase.');
+    return new errors/* OptionError */.eR('encryption-identity', (w) => `Backup ${manifest.id} is encrypted with age (${how}), and no key was given: ` +
+        `set ${w.option('encryption-identity')} (the age secret key, AGE-SECRET-KEY-1...) or ` +
+        `${w.option('encryption-passphrase')}.`);
 }
 /** A zstd-compressed backup on a machine without zstd: how to install it. */
 function missingZstdError(manifest, zstdPath) {
@@ -56710,7 +56058,7 @@ async function openDecoder(manifest, decryption, tools, dir) {
     const stages = [];
     const processes = [];
     if (steps.includes('age'))
-        stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
+        stages.push((0,age/* createDecryptStream */.Gf)(decryptOptions(manifest, decryption)));
     const zstd = steps.includes('zstd');
     const noZstd = missingZstdError(manifest, tools.zstdPath);
     if (noZstd)
@@ -56791,9 +56139,9 @@ async function fetchArchive(options) {
     const { storage, manifest, logger } = options;
     const entry = dumpObject(manifest);
     await (0,promises_.mkdir)(options.dir, { recursive: true });
-    const hash = new streams_HashCounter();
+    const hash = new streams/* HashCounter */.Vf();
     const { archivePath, stages, sink, processes } = await openDecoder(manifest, options.decryption, options.tools, options.dir);
-    const progress = new Progress(logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
+    const progress = new streams/* Progress */.ke(logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
     try {
         const source = await storage.getStream(entry.key);
         const input = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
@@ -56858,9 +56206,9 @@ async function fetchGlobals(options) {
         return undefined;
     await (0,promises_.mkdir)(options.dir, { recursive: true });
     const file = external_node_path_.join(options.dir, 'globals.sql');
-    const hash = new streams_HashCounter();
+    const hash = new streams/* HashCounter */.Vf();
     const stages = options.manifest.encryption
-        ? [createDecryptStream(decryptOptions(options.manifest, options.decryption))]
+        ? [(0,age/* createDecryptStream */.Gf)(decryptOptions(options.manifest, options.decryption))]
         : [];
     const input = new external_node_stream_.PassThrough();
     const decoded = (0,external_node_stream_promises_.pipeline)([
@@ -56873,6 +56221,142 @@ async function fetchGlobals(options) {
     if (decodeError)
         throw decodeError;
     return file;
+}
+/** Opens age decryption and decompression of a custom-format object, with the archive coming out. */
+function openDecodingPipe(manifest, decryption, tools) {
+    const steps = decodeSteps(manifest);
+    const noZstd = missingZstdError(manifest, tools.zstdPath);
+    if (noZstd)
+        throw noZstd;
+    const stages = [];
+    if (steps.includes('age'))
+        stages.push((0,age/* createDecryptStream */.Gf)(decryptOptions(manifest, decryption)));
+    if (steps.includes('gzip'))
+        stages.push((0,external_node_zlib_.createGunzip)());
+    const input = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
+    if (steps.includes('zstd')) {
+        const proc = (0,core_process/* startProcess */.kp)(tools.zstdPath, ['-d', '-q', '-c'], {
+            stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        const decoded = (0,external_node_stream_promises_.pipeline)([input, ...stages, proc.child.stdin]);
+        decoded.catch(() => undefined);
+        const output = proc.child.stdout;
+        return { input, output, toolOutput: true, decoded, processes: [{ tool: 'zstd -d', proc }] };
+    }
+    const output = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
+    const decoded = (0,external_node_stream_promises_.pipeline)([input, ...stages, output]);
+    decoded.catch(() => undefined);
+    return { input, output, toolOutput: false, decoded, processes: [] };
+}
+/**
+ * The streamed plan's first read: the custom-format archive's header and table of contents,
+ * decoded from the start of the stored object into `dir/archive-head.pgc`; the download stops
+ * there. `pg_restore --list` and the restore of entries without data read it as the archive
+ * (the data blocks are not in it). The object's size and SHA-256 are checked by the stream
+ * that follows (archiveFeed).
+ */
+async function fetchArchiveHead(options) {
+    const entry = dumpObject(options.manifest);
+    await (0,promises_.mkdir)(options.dir, { recursive: true });
+    const pipe = openDecodingPipe(options.manifest, options.decryption, options.tools);
+    const source = await options.storage.getStream(entry.key);
+    source.once('error', (error) => pipe.input.destroy(error));
+    source.pipe(pipe.input);
+    try {
+        const head = await fetch_readHead(pipe.output, entry.key);
+        const archivePath = external_node_path_.join(options.dir, 'archive-head.pgc');
+        await (0,promises_.writeFile)(archivePath, head, { mode: 0o600 });
+        return { archivePath, bytes: head.length };
+    }
+    finally {
+        source.destroy();
+        pipe.input.destroy();
+        pipe.output.destroy();
+        for (const p of pipe.processes)
+            p.proc.kill();
+    }
+}
+/** Reads a decoded archive until its header and table of contents are whole; returns them. */
+async function fetch_readHead(output, key) {
+    const chunks = [];
+    let total = 0;
+    let nextTry = 64 * 1024;
+    const whole = () => {
+        const bytes = Buffer.concat(chunks);
+        const length = archiveHeadLength(bytes, bytes.length, key);
+        return length === undefined ? undefined : bytes.subarray(0, length);
+    };
+    for await (const chunk of output) {
+        chunks.push(chunk);
+        total += chunk.length;
+        if (total < nextTry)
+            continue;
+        // Parsed when the bytes read doubled, so a large table of contents costs linear time.
+        nextTry = total * 2;
+        const head = whole();
+        if (head)
+            return head;
+    }
+    const head = whole();
+    if (!head)
+        throw new Error(`${key}: the archive ends inside its table of contents`);
+    return head;
+}
+/**
+ * The streamed plan: storage → SHA-256 and size → age → decompression → a tool's stdin (for
+ * pg_restore), no archive on disk. The object's size and SHA-256 are checked as it streams; a
+ * mismatch is found only at its end, after the tool loaded what it read, so the IntegrityError
+ * says that what was restored must not be trusted.
+ */
+function archiveFeed(options) {
+    return async (start) => {
+        const { manifest, logger } = options;
+        const entry = dumpObject(manifest);
+        const pipe = openDecodingPipe(manifest, options.decryption, options.tools);
+        const hash = new streams/* HashCounter */.Vf();
+        const tool = start(pipe.toolOutput ? pipe.output : 'pipe');
+        const processes = [...pipe.processes, { tool: 'the restore', proc: tool }];
+        const delivered = pipe.toolOutput
+            ? pipe.decoded
+            : Promise.all([pipe.decoded, (0,external_node_stream_promises_.pipeline)(pipe.output, tool.child.stdin)]).then(() => undefined);
+        // The tool reads zstd's stdout itself; this process lets go of its end of that pipe.
+        if (pipe.toolOutput)
+            pipe.output.destroy();
+        const progress = new streams/* Progress */.ke(logger, 'Streamed', () => hash.bytes, options.progressIntervalMs ?? 5000);
+        try {
+            const source = await options.storage.getStream(entry.key);
+            const decodeError = await hashWhileDecoding(source, hash, pipe.input, delivered).then(async (error) => (error && !(await benignBrokenPipe(error, processes)) ? error : undefined));
+            if (decodeError)
+                for (const p of processes)
+                    p.proc.kill();
+            checkStreamedIntegrity(entry, hash);
+            if (decodeError)
+                throw decodeError;
+            for (const p of pipe.processes) {
+                const exit = await p.proc.exited;
+                if (exit.code !== 0)
+                    throw new Error((0,core_process/* describeExit */.KE)(p.tool, exit));
+            }
+            progress.report();
+            return await tool.exited;
+        }
+        finally {
+            progress.stop();
+            for (const p of processes)
+                p.proc.kill();
+        }
+    };
+}
+/** checkIntegrity for an object that was restored as it streamed. */
+function checkStreamedIntegrity(entry, hash) {
+    try {
+        checkIntegrity(entry, hash);
+    }
+    catch (error) {
+        if (!(error instanceof IntegrityError))
+            throw error;
+        throw new IntegrityError(`${error.message} The restore read the object as it streamed, so the restored data must not be trusted; the database it went into is discarded.`);
+    }
 }
 
 ;// CONCATENATED MODULE: ./lib/restore/phased.js
@@ -56889,8 +56373,8 @@ async function downloadObject(options) {
     const entry = dumpObject(options.manifest);
     await (0,promises_.mkdir)(options.dir, { recursive: true });
     const file = external_node_path_.join(options.dir, external_node_path_.basename(entry.key));
-    const hash = new streams_HashCounter();
-    const progress = new Progress(options.logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
+    const hash = new streams/* HashCounter */.Vf();
+    const progress = new streams/* Progress */.ke(options.logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
     try {
         const source = await options.storage.getStream(entry.key);
         await (0,external_node_stream_promises_.pipeline)(source, hash, (0,external_node_fs_.createWriteStream)(file, { mode: 0o600 }));
@@ -56928,7 +56412,7 @@ async function decodeFile(options) {
         const decoder = await openDecoder(manifest, options.decryption, options.tools, options.dir);
         all.push(...decoder.processes);
         const source = (0,external_node_fs_.createReadStream)(options.file, { highWaterMark: 1 << 20 });
-        const progress = new Progress(logger, 'Decoded', () => source.bytesRead, options.progressIntervalMs ?? 5000);
+        const progress = new streams/* Progress */.ke(logger, 'Decoded', () => source.bytesRead, options.progressIntervalMs ?? 5000);
         try {
             await (0,external_node_stream_promises_.pipeline)([
                 source,
@@ -57128,166 +56612,205 @@ async function readLogTail(logFile) {
  * As root, initdb and pg_ctl run as `postgres` (or `nobody`), which owns the folder.
  */
 async function startScratchCluster(opts) {
-    const { server, logger } = opts;
     const superuser = opts.superuser ?? 'postgres';
     if (opts.password !== undefined && (opts.password === '' || /[\r\n]/.test(opts.password))) {
         // initdb reads the password as the first line of a file.
         throw new Error('the scratch cluster password must be non-empty and a single line');
     }
     const runAs = isRoot() ? await unprivilegedUser() : undefined;
-    const prefix = runAs?.prefix ?? [];
-    const env = serverEnv();
+    const runner = {
+        server: opts.server,
+        runAs,
+        prefix: runAs?.prefix ?? [],
+        env: serverEnv(),
+    };
     const baseDir = await (0,promises_.mkdtemp)(external_node_path_.join(opts.parentDir ?? external_node_os_.tmpdir(), 'pg-scratch-'));
-    const dataDir = external_node_path_.join(baseDir, 'data');
-    const sockDir = external_node_path_.join(baseDir, 's');
-    const logFile = external_node_path_.join(baseDir, 'postgres.log');
-    const pwFile = external_node_path_.join(baseDir, 'pwfile');
-    const cleanup = () => (0,promises_.rm)(baseDir, { recursive: true, force: true });
+    const files = {
+        baseDir,
+        dataDir: external_node_path_.join(baseDir, 'data'),
+        sockDir: external_node_path_.join(baseDir, 's'),
+        logFile: external_node_path_.join(baseDir, 'postgres.log'),
+        pwFile: external_node_path_.join(baseDir, 'pwfile'),
+    };
     try {
-        await (0,promises_.mkdir)(sockDir, { mode: 0o700 });
-        if (opts.password !== undefined) {
-            await (0,promises_.writeFile)(pwFile, `${opts.password}\n`, { mode: 0o600 });
-        }
-        if (runAs) {
-            await ensureTraversable(external_node_path_.dirname(baseDir), logger);
-            await ensureTraversable(external_node_path_.dirname(server.binDir), logger);
-            for (const p of [baseDir, sockDir, ...(opts.password !== undefined ? [pwFile] : [])]) {
-                await (0,promises_.chown)(p, runAs.uid, runAs.gid);
-            }
-        }
-        const help = await initdbHelp(server.initdb);
-        const initdbArgs = [
-            server.initdb,
-            '-D',
-            dataDir,
-            '-U',
-            superuser,
-            '--encoding=UTF8',
-            '--locale=C',
-            ...(opts.password !== undefined
-                ? ['--auth=scram-sha-256', `--pwfile=${pwFile}`]
-                : ['--auth=trust']),
-            ...(help.includes('--no-sync') ? ['--no-sync'] : []),
-            ...(help.includes('--no-instructions') ? ['--no-instructions'] : []),
-        ];
-        const init = await (0,core_process/* runCommand */.d1)([...prefix, ...initdbArgs], {
-            env,
-            cwd: baseDir,
-            timeoutMs: 120000,
-        });
-        await (0,promises_.rm)(pwFile, { force: true });
-        if (init.code !== 0) {
-            throw new Error(`initdb (PostgreSQL ${server.version}) failed with exit ${init.code}:\n${(0,core_process/* tail */.RT)(init.stderr || init.stdout)}`);
-        }
-        // Unix socket paths are limited to about 107 bytes; without room, TCP only.
-        const socketDirs = `${sockDir}/.s.PGSQL.65535`.length < 100 ? sockDir : '';
-        await (0,promises_.appendFile)(external_node_path_.join(dataDir, 'postgresql.conf'), "\ninclude 'scratch.conf'\n");
-        const confFile = external_node_path_.join(dataDir, 'scratch.conf');
-        let port = opts.port ?? (await freePort());
-        for (let attempt = 1;; attempt++) {
-            const settings = {
-                listen_addresses: '127.0.0.1',
-                port: String(port),
-                unix_socket_directories: socketDirs,
-                ...SPEED_SETTINGS,
-                ...opts.settings,
-            };
-            await (0,promises_.writeFile)(confFile, Object.entries(settings)
-                .map(([k, v]) => `${k} = ${confValue(v)}\n`)
-                .join(''), { mode: 0o644 });
-            if (runAs)
-                await (0,promises_.chown)(confFile, runAs.uid, runAs.gid);
-            const start = await (0,core_process/* runCommand */.d1)([...prefix, server.pgCtl, 'start', '-w', '-t', '60', '-D', dataDir, '-l', logFile], { env, cwd: baseDir, timeoutMs: 90000 });
-            if (start.code === 0)
-                break;
-            const log = await readLogTail(logFile);
-            const portTaken = /could not bind|Address already in use|could not create any TCP\/IP sockets/.test(log);
-            if (portTaken && opts.port === undefined && attempt < 5) {
-                logger.debug(`Port ${port} was taken; retrying the scratch server on another port`);
-                port = await freePort();
-                continue;
-            }
-            throw new Error(`pg_ctl start (PostgreSQL ${server.version}, port ${port}) failed with exit ${start.code}:\n` +
-                `${(0,core_process/* tail */.RT)(start.stderr || start.stdout, 5)}\nServer log:\n${log}`);
-        }
-        const pidText = await (0,promises_.readFile)(external_node_path_.join(dataDir, 'postmaster.pid'), 'utf8');
+        await prepareClusterFolder(opts, runner, files);
+        await runInitdb(opts, runner, files, superuser);
+        const port = await startServer(opts, runner, files);
+        const pidText = await (0,promises_.readFile)(external_node_path_.join(files.dataDir, 'postmaster.pid'), 'utf8');
         const pid = Number(pidText.split('\n')[0]);
-        logger.debug(`Started scratch PostgreSQL ${server.version} on 127.0.0.1:${port} (pid ${pid})`);
-        let finished;
-        const handle = {
-            stopSync() {
-                (0,external_node_child_process_.spawnSync)(prefix[0] ?? server.pgCtl, [
-                    ...prefix.slice(1),
-                    ...(prefix.length ? [server.pgCtl] : []),
-                    'stop',
-                    '-m',
-                    'immediate',
-                    '-w',
-                    '-D',
-                    dataDir,
-                ], { env, cwd: external_node_os_.tmpdir(), stdio: 'ignore', timeout: 15000 });
-                if ((0,core_process/* processAlive */.FN)(pid)) {
-                    try {
-                        process.kill(pid, 'SIGKILL');
-                    }
-                    catch {
-                        // already gone
-                    }
-                }
-                (0,external_node_fs_.rmSync)(baseDir, { recursive: true, force: true });
-                live.delete(handle);
-            },
-        };
-        live.add(handle);
-        installExitHook();
-        const finish = (how) => {
-            finished ??= (async () => {
-                try {
-                    await how();
-                }
-                finally {
-                    await cleanup();
-                    live.delete(handle);
-                }
-            })();
-            return finished;
-        };
-        const credentials = opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}`;
-        return {
-            host: '127.0.0.1',
-            port,
-            user: superuser,
-            password: opts.password,
-            dataDir,
-            version: server.version,
-            major: server.major,
-            url: (database = 'postgres') => `postgresql://${encodeURIComponent(superuser)}${credentials}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
-            env: (database = 'postgres') => ({
-                PGHOST: '127.0.0.1',
-                PGPORT: String(port),
-                PGUSER: superuser,
-                ...(opts.password === undefined ? {} : { PGPASSWORD: opts.password }),
-                PGDATABASE: database,
-            }),
-            stop: () => finish(async () => {
-                const r = await (0,core_process/* runCommand */.d1)([...prefix, server.pgCtl, 'stop', '-m', 'fast', '-w', '-t', '30', '-D', dataDir], { env, cwd: external_node_os_.tmpdir(), timeoutMs: 45000 });
-                if (r.code !== 0 && (0,core_process/* processAlive */.FN)(pid)) {
-                    logger.warning(`pg_ctl stop failed (${(0,core_process/* tail */.RT)(r.stderr, 3)}); killing the scratch server`);
-                    process.kill(pid, 'SIGKILL');
-                }
-                await waitGone(pid, 10000);
-            }),
-            kill: () => finish(async () => {
-                if ((0,core_process/* processAlive */.FN)(pid))
-                    process.kill(pid, 'SIGKILL');
-                await waitGone(pid, 10000);
-            }),
-        };
+        opts.logger.debug(`Started scratch PostgreSQL ${opts.server.version} on 127.0.0.1:${port} (pid ${pid})`);
+        return clusterHandle(opts, runner, files, { superuser, port, pid });
     }
     catch (error) {
-        await cleanup();
+        await (0,promises_.rm)(baseDir, { recursive: true, force: true });
         throw error;
     }
+}
+/** The socket folder and password file, owned by the server's user when running as root. */
+async function prepareClusterFolder(opts, { runAs, server }, files) {
+    await (0,promises_.mkdir)(files.sockDir, { mode: 0o700 });
+    if (opts.password !== undefined) {
+        await (0,promises_.writeFile)(files.pwFile, `${opts.password}\n`, { mode: 0o600 });
+    }
+    if (runAs) {
+        await ensureTraversable(external_node_path_.dirname(files.baseDir), opts.logger);
+        await ensureTraversable(external_node_path_.dirname(server.binDir), opts.logger);
+        const owned = [files.baseDir, files.sockDir];
+        if (opts.password !== undefined)
+            owned.push(files.pwFile);
+        for (const p of owned)
+            await (0,promises_.chown)(p, runAs.uid, runAs.gid);
+    }
+}
+async function runInitdb(opts, { server, prefix, env }, files, superuser) {
+    const help = await initdbHelp(server.initdb);
+    const initdbArgs = [
+        server.initdb,
+        '-D',
+        files.dataDir,
+        '-U',
+        superuser,
+        '--encoding=UTF8',
+        '--locale=C',
+        ...(opts.password !== undefined
+            ? ['--auth=scram-sha-256', `--pwfile=${files.pwFile}`]
+            : ['--auth=trust']),
+        ...(help.includes('--no-sync') ? ['--no-sync'] : []),
+        ...(help.includes('--no-instructions') ? ['--no-instructions'] : []),
+    ];
+    const init = await (0,core_process/* runCommand */.d1)([...prefix, ...initdbArgs], {
+        env,
+        cwd: files.baseDir,
+        timeoutMs: 120000,
+    });
+    await (0,promises_.rm)(files.pwFile, { force: true });
+    if (init.code !== 0) {
+        throw new Error(`initdb (PostgreSQL ${server.version}) failed with exit ${init.code}:\n${(0,core_process/* tail */.RT)(init.stderr || init.stdout)}`);
+    }
+}
+/** Configures and starts the server; returns its port (another free one when taken). */
+async function startServer(opts, runner, files) {
+    const { server, prefix, env } = runner;
+    // Unix socket paths are limited to about 107 bytes; without room, TCP only.
+    const socketDirs = `${files.sockDir}/.s.PGSQL.65535`.length < 100 ? files.sockDir : '';
+    await (0,promises_.appendFile)(external_node_path_.join(files.dataDir, 'postgresql.conf'), "\ninclude 'scratch.conf'\n");
+    let port = opts.port ?? (await freePort());
+    for (let attempt = 1;; attempt++) {
+        await writeScratchConf(runner, files, {
+            listen_addresses: '127.0.0.1',
+            port: String(port),
+            unix_socket_directories: socketDirs,
+            ...SPEED_SETTINGS,
+            ...opts.settings,
+        });
+        const start = await (0,core_process/* runCommand */.d1)([
+            ...prefix,
+            server.pgCtl,
+            'start',
+            '-w',
+            '-t',
+            '60',
+            '-D',
+            files.dataDir,
+            '-l',
+            files.logFile,
+        ], { env, cwd: files.baseDir, timeoutMs: 90000 });
+        if (start.code === 0)
+            return port;
+        const log = await readLogTail(files.logFile);
+        const portTaken = /could not bind|Address already in use|could not create any TCP\/IP sockets/.test(log);
+        if (portTaken && opts.port === undefined && attempt < 5) {
+            opts.logger.debug(`Port ${port} was taken; retrying the scratch server on another port`);
+            port = await freePort();
+            continue;
+        }
+        throw new Error(`pg_ctl start (PostgreSQL ${server.version}, port ${port}) failed with exit ${start.code}:\n` +
+            `${(0,core_process/* tail */.RT)(start.stderr || start.stdout, 5)}\nServer log:\n${log}`);
+    }
+}
+async function writeScratchConf({ runAs }, files, settings) {
+    const confFile = external_node_path_.join(files.dataDir, 'scratch.conf');
+    await (0,promises_.writeFile)(confFile, Object.entries(settings)
+        .map(([k, v]) => `${k} = ${confValue(v)}\n`)
+        .join(''), { mode: 0o644 });
+    if (runAs)
+        await (0,promises_.chown)(confFile, runAs.uid, runAs.gid);
+}
+/** The running cluster: its addresses, and stops that also remove its files (and at exit). */
+function clusterHandle(opts, runner, files, started) {
+    const { server, logger } = opts;
+    const { prefix, env } = runner;
+    const { superuser, port, pid } = started;
+    const handle = { stopSync: () => stopSync(runner, files, pid, handle) };
+    live.add(handle);
+    installExitHook();
+    let finished;
+    const finish = (how) => {
+        finished ??= (async () => {
+            try {
+                await how();
+            }
+            finally {
+                await (0,promises_.rm)(files.baseDir, { recursive: true, force: true });
+                live.delete(handle);
+            }
+        })();
+        return finished;
+    };
+    const credentials = opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}`;
+    return {
+        host: '127.0.0.1',
+        port,
+        user: superuser,
+        password: opts.password,
+        dataDir: files.dataDir,
+        version: server.version,
+        major: server.major,
+        url: (database = 'postgres') => `postgresql://${encodeURIComponent(superuser)}${credentials}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
+        env: (database = 'postgres') => ({
+            PGHOST: '127.0.0.1',
+            PGPORT: String(port),
+            PGUSER: superuser,
+            ...(opts.password === undefined ? {} : { PGPASSWORD: opts.password }),
+            PGDATABASE: database,
+        }),
+        stop: () => finish(async () => {
+            const r = await (0,core_process/* runCommand */.d1)([...prefix, server.pgCtl, 'stop', '-m', 'fast', '-w', '-t', '30', '-D', files.dataDir], { env, cwd: external_node_os_.tmpdir(), timeoutMs: 45000 });
+            if (r.code !== 0 && (0,core_process/* processAlive */.FN)(pid)) {
+                logger.warning(`pg_ctl stop failed (${(0,core_process/* tail */.RT)(r.stderr, 3)}); killing the scratch server`);
+                process.kill(pid, 'SIGKILL');
+            }
+            await waitGone(pid, 10000);
+        }),
+        kill: () => finish(async () => {
+            if ((0,core_process/* processAlive */.FN)(pid))
+                process.kill(pid, 'SIGKILL');
+            await waitGone(pid, 10000);
+        }),
+    };
+}
+/** At process exit (no awaiting there): immediate shutdown, SIGKILL if need be, files removed. */
+function stopSync({ server, prefix, env }, files, pid, handle) {
+    (0,external_node_child_process_.spawnSync)(prefix[0] ?? server.pgCtl, [
+        ...prefix.slice(1),
+        ...(prefix.length ? [server.pgCtl] : []),
+        'stop',
+        '-m',
+        'immediate',
+        '-w',
+        '-D',
+        files.dataDir,
+    ], { env, cwd: external_node_os_.tmpdir(), stdio: 'ignore', timeout: 15000 });
+    if ((0,core_process/* processAlive */.FN)(pid)) {
+        try {
+            process.kill(pid, 'SIGKILL');
+        }
+        catch {
+            // already gone
+        }
+    }
+    (0,external_node_fs_.rmSync)(files.baseDir, { recursive: true, force: true });
+    live.delete(handle);
 }
 
 ;// CONCATENATED MODULE: ./lib/restore/target.js
@@ -57561,7 +57084,7 @@ var local = __nccwpck_require__(53114);
 async function rehearseUndo(o) {
     const dir = await (0,promises_.mkdtemp)(external_node_path_.join(o.workDir, 'undo-'));
     // The rehearsal's own steps go to the debug log: the safety backup says the same things.
-    const quiet = quieter(o.logger, true);
+    const quiet = (0,core_logger/* quieter */.sd)(o.logger, true);
     try {
         const storage = new local/* LocalStorage */.D(external_node_path_.join(dir, 'store'), quiet);
         const backup = await runBackup({
@@ -57656,10 +57179,6 @@ function runDrill(options, deps) {
 function runRestore(options, deps) {
     return execute('restore', options, deps);
 }
-/** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
-function majorOf(version) {
-    return (0,postgres_tools/* parseToolVersion */.mR)(version)?.major ?? 0;
-}
 /**
  * The given backup, or the newest complete one that is not a pre-restore safety backup. A
  * damaged manifest elsewhere in the catalog does not stop a restore: each one becomes a warning,
@@ -57726,29 +57245,80 @@ const PHASE_LABELS = {
 class PhaseFailure extends Error {
 }
 async function execute(mode, options, deps) {
-    const { storage, logger, clock } = deps;
-    const startedAt = clock.now();
+    const startedAt = deps.clock.now();
     const restore = mode === 'restore' ? options : undefined;
     // The confirmation comes before anything is read or touched.
-    if (restore) {
-        if (!restore.targetUrl) {
-            throw new errors/* ConfigurationError */.j1(`mode 'restore' replaces the database given by target-url, and target-url is empty.`);
-        }
-        const info = (0,postgres_connection/* parseConnectionString */.HH)(restore.targetUrl, 'target-url');
-        const database = (0,postgres_connection/* databaseName */.Do)(info);
-        if (restore.confirm !== database) {
-            throw new errors/* ConfigurationError */.j1(`Refusing to restore into ${(0,postgres_connection/* describeConnection */.If)(info)}: confirm must be the target database's name, '${database}'` +
-                (restore.confirm ? `, got '${restore.confirm}'` : ', and it is empty') +
-                '. Nothing was changed.');
-        }
+    if (restore)
+        requireConfirmation(restore);
+    const name = await resolveName(deps.storage, options.name);
+    const { manifest, warnings } = await pickBackup(deps.storage, name, options.backupId);
+    for (const w of warnings)
+        deps.logger.warning(w);
+    const result = startResult(mode, options, name, manifest, startedAt, warnings);
+    deps.logger.info(`${mode === 'restore' ? 'Restoring' : 'Drilling'} backup ${manifest.id} of ${name} (${manifest.kind}, taken ${manifest.startedAt}, PostgreSQL ${manifest.source.serverVersion}); its age is ${(0,duration/* formatDuration */.a3)(result.rpoSeconds)}`);
+    const history = recentDrills(deps.storage, name).catch((error) => {
+        deps.logger.warning(`Could not read the earlier drills: ${(0,errors/* errorMessage */.gJ)(error)}`);
+        return [];
+    });
+    const unrestorable = await unrestorableReason(deps.storage, manifest);
+    if (unrestorable) {
+        result.error = unrestorable;
+        return finish(result, options, deps, await history);
     }
-    const name = await resolveName(storage, options.name);
-    const { manifest, warnings: pickWarnings } = await pickBackup(storage, name, options.backupId);
-    for (const w of pickWarnings)
-        logger.warning(w);
+    checkDecodable(manifest, options.decryption, deps.zstdPath);
+    const plan = await chooseRestorePlan({
+        need: workDiskNeed(manifest, { downloads: true, scratch: !options.targetUrl }),
+        choice: options.restorePlan ?? 'auto',
+        dir: deps.workDir,
+        replace: Boolean(restore),
+    });
+    deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
+    const peakDisk = new PeakDisk(deps.workDir, plan.free);
+    const opened = {
+        createdRoles: [],
+    };
+    try {
+        const tools = await openDrillTarget(result, options, deps, opened);
+        const target = opened.target;
+        if (restore)
+            await guardRealRestore(result, restore, deps, target, tools);
+        opened.workDir = await (0,promises_.mkdtemp)(external_node_path_.join(deps.workDir, 'drill-'));
+        deps.onTemporaryFolder?.(opened.workDir);
+        const run = {
+            result,
+            options,
+            deps,
+            target,
+            tools,
+            workDir: opened.workDir,
+            createdRoles: opened.createdRoles,
+            plan,
+            peakDisk,
+        };
+        await runPhases(run);
+    }
+    finally {
+        peakDisk.stop();
+        await cleanUp(opened, deps.logger);
+    }
+    return finish(result, options, deps, await history);
+}
+/** A real restore names its target database in `confirm`, or nothing is done. */
+function requireConfirmation(restore) {
+    if (!restore.targetUrl) {
+        throw new errors/* OptionError */.eR('target-url', (w) => `A restore replaces the database given by ${w.option('target-url')}, and it is empty.`);
+    }
+    const info = (0,postgres_connection/* parseConnectionString */.HH)(restore.targetUrl, 'target-url');
+    const database = (0,postgres_connection/* databaseName */.Do)(info);
+    if (restore.confirm !== database) {
+        throw new errors/* OptionError */.eR('confirm', (w) => `Refusing to restore into ${(0,postgres_connection/* describeConnection */.If)(info)}: ${w.option('confirm')} must be the target database's name, '${database}'` +
+            (restore.confirm ? `, got '${restore.confirm}'` : ', and it is empty') +
+            '. Nothing was changed.');
+    }
+}
+function startResult(mode, options, name, manifest, startedAt, warnings) {
     const rpoSeconds = Math.max(0, (startedAt.getTime() - Date.parse(manifest.startedAt)) / 1000);
-    logger.info(`${mode === 'restore' ? 'Restoring' : 'Drilling'} backup ${manifest.id} of ${name} (${manifest.kind}, taken ${manifest.startedAt}, PostgreSQL ${manifest.source.serverVersion}); its age is ${formatDuration(rpoSeconds)}`);
-    const result = {
+    return {
         mode,
         status: 'passed',
         name,
@@ -57766,115 +57336,114 @@ async function execute(mode, options, deps) {
         rpoTargetSeconds: options.rpoTargetSeconds,
         checks: [],
         comparison: [],
-        warnings: pickWarnings,
+        warnings,
         history: [],
-        targetState: restore ? 'unchanged' : undefined,
+        targetState: mode === 'restore' ? 'unchanged' : undefined,
     };
-    const history = recentDrills(storage, name).catch((error) => {
-        logger.warning(`Could not read the earlier drills: ${(0,errors/* errorMessage */.gJ)(error)}`);
-        return [];
-    });
-    const unrestorable = await unrestorableReason(storage, manifest);
-    if (unrestorable) {
-        result.error = unrestorable;
-        return finish(result, options, deps, await history);
-    }
-    checkDecodable(manifest, options.decryption, deps.zstdPath);
-    const disk = await requireWorkDisk(workDiskNeed(manifest, { downloads: true, scratch: !options.targetUrl }), deps.workDir);
-    logger.info(`Work folder: ${disk}`);
-    const sourceMajor = majorOf(manifest.source.serverVersion);
-    const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
-    let target;
-    let workDir;
-    const createdRoles = [];
-    try {
-        // A scratch server's tools come first: resolving them may install the server.
-        let tools = options.targetUrl
-            ? undefined
-            : await deps.resolveTools({
-                major: dumpMajor,
-                version: manifest.tools.pgDumpVersion,
-                needServer: true,
-            });
-        target = await openTarget({
-            targetUrl: options.targetUrl,
-            minMajor: options.postgresVersion === 'auto'
-                ? sourceMajor
-                : Math.max(options.postgresVersion, sourceMajor),
-            findServer: deps.findServer,
-            database: 'restore_drill',
-            replace: Boolean(restore),
-            workDir: deps.workDir,
-            logger,
-        });
-        if (target.scratch)
-            deps.onTemporaryFolder?.(external_node_path_.dirname(target.scratch.dataDir));
-        tools ??= await deps.resolveTools({
-            major: Math.max(dumpMajor, restore?.safetyBackup ? target.serverMajor : 0),
+}
+/**
+ * The client tools and the target: a scratch server's tools come first (resolving them may
+ * install the server), then the target, then tools of at least the target's major for a safety
+ * backup. A target older or newer than the source is named.
+ */
+async function openDrillTarget(result, options, deps, opened) {
+    const { manifest } = result;
+    const restore = result.mode === 'restore' ? options : undefined;
+    const sourceMajor = (0,postgres_tools/* majorOf */.Ds)(manifest.source.serverVersion);
+    const dumpMajor = Math.max((0,postgres_tools/* majorOf */.Ds)(manifest.tools.pgDumpVersion), sourceMajor);
+    let tools = options.targetUrl
+        ? undefined
+        : await deps.resolveTools({
+            major: dumpMajor,
             version: manifest.tools.pgDumpVersion,
-            needServer: false,
+            needServer: true,
         });
-        result.pgRestoreVersion = tools.version;
-        result.target = {
-            describe: target.describe,
-            serverVersion: target.serverVersion,
-            scratch: Boolean(target.scratch),
-        };
-        if (target.serverMajor < sourceMajor) {
-            const warning = `The target runs PostgreSQL ${target.serverVersion}, older than the backup's source (${manifest.source.serverVersion}): ` +
-                `objects and syntax the older server lacks make the restore fail. Restore into PostgreSQL ${sourceMajor} or newer.`;
-            result.warnings.push(warning);
-            logger.warning(warning);
-        }
-        else if (target.serverMajor > sourceMajor) {
-            logger.info(`Upgrade rehearsal: PostgreSQL ${manifest.source.serverVersion} → ${target.serverVersion}`);
-        }
-        if (restore) {
-            const sessions = await withClient(target, (c) => otherSessions(c, target.database));
-            if (sessions > 0 && !restore.terminateConnections) {
-                throw new errors/* ConfigurationError */.j1(`Refusing to restore into ${target.describe}: ${sessions} other session(s) are connected to it. ` +
-                    `Stop the application first, or set terminate-connections: true to end them. Nothing was changed.`);
-            }
-            if (restore.safetyBackup) {
-                const objects = await withClient(target, userObjects);
-                if (objects > 0) {
-                    result.undoRehearsal = await logger.group('Undo rehearsal', () => rehearseUndo({
-                        target: target,
-                        tools,
-                        name,
-                        workDir: deps.workDir,
-                        zstdPath: deps.zstdPath,
-                        env: deps.env,
-                        clock: deps.clock,
-                        logger,
-                    }));
-                    logger.info(`Undo: ${result.undoRehearsal}`);
-                    result.safetyBackup = await takeSafetyBackup(restore, deps, target, name, manifest, tools);
-                }
-                else {
-                    logger.info(`${target.describe} holds no tables, views or sequences: no safety backup needed`);
-                }
-            }
-        }
-        workDir = await (0,promises_.mkdtemp)(external_node_path_.join(deps.workDir, 'drill-'));
-        deps.onTemporaryFolder?.(workDir);
-        await runPhases(result, options, deps, target, tools, workDir, createdRoles);
+    const target = await openTarget({
+        targetUrl: options.targetUrl,
+        minMajor: options.postgresVersion === 'auto'
+            ? sourceMajor
+            : Math.max(options.postgresVersion, sourceMajor),
+        findServer: deps.findServer,
+        database: 'restore_drill',
+        replace: Boolean(restore),
+        workDir: deps.workDir,
+        logger: deps.logger,
+    });
+    opened.target = target;
+    if (target.scratch)
+        deps.onTemporaryFolder?.(external_node_path_.dirname(target.scratch.dataDir));
+    tools ??= await deps.resolveTools({
+        major: Math.max(dumpMajor, restore?.safetyBackup ? target.serverMajor : 0),
+        version: manifest.tools.pgDumpVersion,
+        needServer: false,
+    });
+    result.pgRestoreVersion = tools.version;
+    result.target = {
+        describe: target.describe,
+        serverVersion: target.serverVersion,
+        scratch: Boolean(target.scratch),
+    };
+    noteVersions(result, target, sourceMajor, deps.logger);
+    return tools;
+}
+function noteVersions(result, target, sourceMajor, logger) {
+    const source = result.manifest.source.serverVersion;
+    if (target.serverMajor < sourceMajor) {
+        const warning = `The target runs PostgreSQL ${target.serverVersion}, older than the backup's source (${source}): ` +
+            `objects and syntax the older server lacks make the restore fail. Restore into PostgreSQL ${sourceMajor} or newer.`;
+        result.warnings.push(warning);
+        logger.warning(warning);
     }
-    finally {
-        if (workDir)
-            await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
-        if (target) {
-            await target
-                .cleanup()
-                .then(() => (target.scratch ? [] : dropRoles(target, createdRoles)))
-                .then((left) => {
-                if (left.length)
-                    logger.warning(`Could not drop the role(s) this run created: ${left.join(', ')}`);
-            })
-                .catch((error) => logger.warning(`Could not clean up ${target.describe}: ${(0,errors/* errorMessage */.gJ)(error)}`));
-        }
+    else if (target.serverMajor > sourceMajor) {
+        logger.info(`Upgrade rehearsal: PostgreSQL ${source} → ${target.serverVersion}`);
     }
-    return finish(result, options, deps, await history);
+}
+/**
+ * Before a real restore touches the target: other sessions refused (or ended later, with
+ * terminate-connections), then the undo rehearsed and the safety backup taken when asked for.
+ */
+async function guardRealRestore(result, restore, deps, target, tools) {
+    const { logger } = deps;
+    const sessions = await withClient(target, (c) => otherSessions(c, target.database));
+    if (sessions > 0 && !restore.terminateConnections) {
+        throw new errors/* OptionError */.eR('terminate-connections', (w) => `Refusing to restore into ${target.describe}: ${sessions} other session(s) are connected to it. ` +
+            `Stop the application first, or ${w.enable('terminate-connections')} to end them. Nothing was changed.`);
+    }
+    if (!restore.safetyBackup)
+        return;
+    const objects = await withClient(target, userObjects);
+    if (objects === 0) {
+        logger.info(`${target.describe} holds no tables, views or sequences: no safety backup needed`);
+        return;
+    }
+    result.undoRehearsal = await logger.group('Undo rehearsal', () => rehearseUndo({
+        target,
+        tools,
+        name: result.name,
+        workDir: deps.workDir,
+        zstdPath: deps.zstdPath,
+        env: deps.env,
+        clock: deps.clock,
+        logger,
+    }));
+    logger.info(`Undo: ${result.undoRehearsal}`);
+    result.safetyBackup = await takeSafetyBackup(restore, deps, target, result.name, result.manifest, tools);
+}
+/** Removes the run's folder, then the target (a scratch server or a database it made) and its roles. */
+async function cleanUp(opened, logger) {
+    const { target, workDir, createdRoles } = opened;
+    if (workDir)
+        await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
+    if (!target)
+        return;
+    await target
+        .cleanup()
+        .then(() => (target.scratch ? [] : dropRoles(target, createdRoles)))
+        .then((left) => {
+        if (left.length)
+            logger.warning(`Could not drop the role(s) this run created: ${left.join(', ')}`);
+    })
+        .catch((error) => logger.warning(`Could not clean up ${target.describe}: ${(0,errors/* errorMessage */.gJ)(error)}`));
 }
 async function withClient(target, fn) {
     const client = await (0,postgres_connection/* connect */.Ng)(target.connection, target.database);
@@ -57942,14 +57511,9 @@ async function endOtherSessions(client, target, restore, logger) {
         throw new Error(`${t.remaining} session(s) of ${target.database} could not be terminated (the restoring user needs pg_signal_backend or to own them). The database was not changed.`);
     }
 }
-async function runPhases(result, options, deps, target, tools, workDir, createdRoles) {
-    const { logger } = deps;
-    const manifest = result.manifest;
-    const restore = result.mode === 'restore' ? options : undefined;
-    const phase = (name) => result.phases.find((p) => p.name === name);
-    /** Runs and times a phase; a failed download, decrypt or restore ends the run, later ones do not. */
-    const timed = async (name, fn) => {
-        const p = phase(name);
+function phaseTimer(result, logger) {
+    return async (name, fn) => {
+        const p = result.phases.find((x) => x.name === name);
         const phaseStart = performance.now();
         try {
             const { value, detail } = await logger.group(p.label, fn);
@@ -57969,123 +57533,203 @@ async function runPhases(result, options, deps, target, tools, workDir, createdR
             p.seconds = (performance.now() - phaseStart) / 1000;
         }
     };
+}
+async function runPhases(run) {
+    const timed = phaseTimer(run.result, run.deps.logger);
     const started = performance.now();
     try {
-        const downloaded = await timed('download', async () => {
-            const downloadStart = performance.now();
-            const d = await downloadObject({
-                storage: deps.storage,
-                manifest,
-                dir: workDir,
-                logger,
-                progressIntervalMs: deps.progressIntervalMs,
-            });
-            const seconds = (performance.now() - downloadStart) / 1000;
-            return {
-                value: d,
-                detail: `${formatBytes(d.bytes)} at ${rate(d.bytes, seconds)}; size and SHA-256 match the manifest`,
-            };
-        });
-        const archive = await timed('decrypt', async () => {
-            const a = await decodeFile({
-                manifest,
-                file: downloaded.path,
-                decryption: options.decryption,
-                tools: { zstdPath: deps.zstdPath },
-                dir: workDir,
-                logger,
-                progressIntervalMs: deps.progressIntervalMs,
-            });
-            const steps = decodeSteps(manifest);
-            return {
-                value: a,
-                detail: steps.length
-                    ? `${steps.join(' → ')} into a ${manifest.format}-format archive`
-                    : 'nothing to decrypt or decompress',
-            };
-        });
-        let listing;
-        let outcome;
-        await timed('restore', async () => {
-            listing = await listArchive(tools.pgRestore, archive.archivePath);
-            const job = {
-                target,
-                manifest,
-                tools,
-                archivePath: archive.archivePath,
-                listing,
-                workDir,
-                jobs: options.jobs,
-                into: restore ? 'replace' : 'new',
-                createdRoles,
-                globals: () => fetchGlobals({
-                    storage: deps.storage,
-                    manifest,
-                    decryption: options.decryption,
-                    dir: workDir,
-                }),
-                installExtensions: deps.installExtensions,
-                beforeReplace: restore ? (c) => endOtherSessions(c, target, restore, logger) : undefined,
-                onReplaced: () => {
-                    result.targetState = 'restored';
-                },
-                env: deps.env,
-                logger,
-            };
-            outcome = await withClient(target, async (c) => {
-                const prepared = await prepareRestore(job, c);
-                if (restore && prepared.ownershipNote)
-                    result.warnings.push(prepared.ownershipNote);
-                logger.info(`Preflight: ${prepared.detail}`);
-                return performRestore(job, c, prepared);
-            });
-            return { value: undefined, detail: outcome.detail };
-        });
-        await (0,promises_.rm)(archive.archivePath, { recursive: true, force: true });
-        await timed('checks', async () => {
-            const checked = await withClient(target, async (client) => {
-                return checkRestored({
-                    client,
-                    manifest,
-                    listing: listing,
-                    checks: options.checks,
-                    notApplied: outcome.notApplied,
-                    notRestored: outcome.route?.notRestored,
-                    unvalidated: outcome.route?.unvalidated,
-                });
-            });
-            result.comparison = checked.comparison;
-            const checks = checked.checks;
-            result.checks.push(...checks);
-            const failed = checks.filter((c) => c.status === 'failed');
-            if (failed.length > 0) {
-                throw new Error(`the restore completed; ${failed.length} of ${checks.length} checks failed: ${failed.map((c) => c.name).join(', ')}`);
-            }
-            return { value: undefined, detail: `${checks.length} checks passed` };
-        });
-        if (options.smokeCommand) {
-            const command = options.smokeCommand;
-            await timed('smoke', async () => {
-                const smoke = await runSmokeCommand({
-                    command,
-                    cwd: deps.workspace,
-                    env: deps.env,
-                    connection: target.connection,
-                    database: target.database,
-                    logger,
-                });
-                if (smoke.exitCode !== 0) {
-                    throw new Error(`the smoke command ${smoke.signal ? `was killed by ${smoke.signal}` : `exited with code ${smoke.exitCode}`}; its output is in the log group '${PHASE_LABELS.smoke}'`);
-                }
-                return { value: undefined, detail: 'exited with code 0' };
-            });
-        }
-        result.rtoSeconds = (performance.now() - started) / 1000;
+        const archive = run.plan.name === 'stream' ? await streamPhases(run, timed) : await diskPhases(run, timed);
+        const restored = (await restorePhase(run, timed, archive));
+        await checksPhase(run, timed, restored);
+        if (run.options.smokeCommand)
+            await smokePhase(run, timed, run.options.smokeCommand);
+        run.result.rtoSeconds = (performance.now() - started) / 1000;
     }
     catch (error) {
         if (!(error instanceof PhaseFailure))
             throw error;
     }
+}
+/** The disk plan: the object downloaded, then decoded into an archive on disk. */
+async function diskPhases(run, timed) {
+    const { deps, result, workDir } = run;
+    const { manifest } = result;
+    const downloaded = await timed('download', async () => {
+        const downloadStart = performance.now();
+        const d = await downloadObject({
+            storage: deps.storage,
+            manifest,
+            dir: workDir,
+            logger: deps.logger,
+            progressIntervalMs: deps.progressIntervalMs,
+        });
+        const seconds = (performance.now() - downloadStart) / 1000;
+        return {
+            value: d,
+            detail: `${(0,streams/* formatBytes */.z3)(d.bytes)} at ${(0,streams/* rate */.TS)(d.bytes, seconds)}; size and SHA-256 match the manifest`,
+        };
+    });
+    return (await timed('decrypt', async () => {
+        const a = await decodeFile({
+            manifest,
+            file: downloaded.path,
+            decryption: run.options.decryption,
+            tools: { zstdPath: deps.zstdPath },
+            dir: workDir,
+            logger: deps.logger,
+            progressIntervalMs: deps.progressIntervalMs,
+        });
+        const steps = decodeSteps(manifest);
+        return {
+            value: { archivePath: a.archivePath },
+            detail: steps.length
+                ? `${steps.join(' → ')} into a ${manifest.format}-format archive`
+                : 'nothing to decrypt or decompress',
+        };
+    }));
+}
+/**
+ * The streamed plan. A custom-format archive: only its table of contents is read first (the
+ * preflight needs it); the object streams into pg_restore in the restore phase, checked as it
+ * goes. A directory-format archive: the object streams into tar, whose per-table files stay as
+ * pg_dump compressed them, with no downloaded object beside them.
+ */
+async function streamPhases(run, timed) {
+    const { deps, result, options, workDir } = run;
+    const { manifest } = result;
+    const source = {
+        storage: deps.storage,
+        manifest,
+        decryption: options.decryption,
+        tools: { zstdPath: deps.zstdPath },
+        logger: deps.logger,
+        progressIntervalMs: deps.progressIntervalMs,
+    };
+    const steps = decodeSteps(manifest);
+    if (manifest.format === 'directory') {
+        const archive = await timed('download', async () => {
+            const a = await fetchArchive({ ...source, dir: workDir });
+            return {
+                value: { archivePath: a.archivePath },
+                detail: `${(0,streams/* formatBytes */.z3)(a.bytes)} streamed into the archive folder; size and SHA-256 match the manifest`,
+            };
+        });
+        await timed('decrypt', () => Promise.resolve({ value: undefined, detail: `${steps.join(' → ')} while downloading` }));
+        return archive;
+    }
+    const head = await timed('download', async () => {
+        const h = await fetchArchiveHead({ ...source, dir: workDir });
+        return {
+            value: h,
+            detail: `the archive's table of contents (${(0,streams/* formatBytes */.z3)(h.bytes)}); the object streams into pg_restore in the restore phase, its size and SHA-256 checked as it goes`,
+        };
+    });
+    await timed('decrypt', () => Promise.resolve({
+        value: undefined,
+        detail: steps.length
+            ? `${steps.join(' → ')} as the object streams into pg_restore`
+            : 'nothing to decrypt or decompress',
+    }));
+    return { archivePath: head.archivePath, feed: archiveFeed(source) };
+}
+async function restorePhase(run, timed, archive) {
+    const { deps, result, options, target, tools, workDir } = run;
+    const { logger } = deps;
+    const restore = result.mode === 'restore' ? options : undefined;
+    const restored = await timed('restore', async () => {
+        const listing = await listArchive(tools.pgRestore, archive.archivePath);
+        const job = {
+            target,
+            manifest: result.manifest,
+            tools,
+            archivePath: archive.archivePath,
+            feed: archive.feed,
+            listing,
+            workDir,
+            jobs: options.jobs,
+            into: restore ? 'replace' : 'new',
+            createdRoles: run.createdRoles,
+            globals: () => fetchGlobals({
+                storage: deps.storage,
+                manifest: result.manifest,
+                decryption: options.decryption,
+                dir: workDir,
+            }),
+            installExtensions: deps.installExtensions,
+            beforeReplace: restore ? (c) => endOtherSessions(c, target, restore, logger) : undefined,
+            onReplaced: () => {
+                result.targetState = 'restored';
+            },
+            env: deps.env,
+            logger,
+        };
+        const outcome = await withClient(target, async (c) => {
+            const prepared = await prepareRestore(job, c);
+            if (restore && prepared.ownershipNote)
+                result.warnings.push(prepared.ownershipNote);
+            logger.info(`Preflight: ${prepared.detail}`);
+            return performRestore(job, c, prepared);
+        });
+        result.restorePlan = await planReport(run);
+        logger.info(`Restore plan: ${describePlanReport(result.restorePlan)}`);
+        return {
+            value: { listing, outcome },
+            detail: `${describePlanReport(result.restorePlan)}; ${outcome.detail}`,
+        };
+    });
+    await (0,promises_.rm)(archive.archivePath, { recursive: true, force: true });
+    return restored;
+}
+/** The plan, why, and the disk it used at its peak against the restored database's size. */
+async function planReport(run) {
+    const restoredBytes = await withClient(run.target, (c) => c
+        .query('SELECT pg_database_size(current_database())::text AS bytes')
+        .then((r) => Number(r.rows[0].bytes)));
+    return {
+        name: run.plan.name,
+        why: run.plan.why,
+        peakDiskBytes: await run.peakDisk.peak(),
+        restoredBytes,
+    };
+}
+async function checksPhase(run, timed, restored) {
+    const { result, options, target } = run;
+    await timed('checks', async () => {
+        const checked = await withClient(target, (client) => checkRestored({
+            client,
+            manifest: result.manifest,
+            listing: restored.listing,
+            checks: options.checks,
+            notApplied: restored.outcome.notApplied,
+            notRestored: restored.outcome.route?.notRestored,
+            unvalidated: restored.outcome.route?.unvalidated,
+        }));
+        result.comparison = checked.comparison;
+        const checks = checked.checks;
+        result.checks.push(...checks);
+        const failed = checks.filter((c) => c.status === 'failed');
+        if (failed.length > 0) {
+            throw new Error(`the restore completed; ${failed.length} of ${checks.length} checks failed: ${failed.map((c) => c.name).join(', ')}`);
+        }
+        return { value: undefined, detail: `${checks.length} checks passed` };
+    });
+}
+async function smokePhase(run, timed, command) {
+    const { deps, target } = run;
+    await timed('smoke', async () => {
+        const smoke = await runSmokeCommand({
+            command,
+            cwd: deps.workspace,
+            env: deps.env,
+            connection: target.connection,
+            database: target.database,
+            logger: deps.logger,
+        });
+        if (smoke.exitCode !== 0) {
+            throw new Error(`the smoke command ${smoke.signal ? `was killed by ${smoke.signal}` : `exited with code ${smoke.exitCode}`}; its output is in the log group '${PHASE_LABELS.smoke}'`);
+        }
+        return { value: undefined, detail: 'exited with code 0' };
+    });
 }
 async function finish(result, options, deps, history) {
     const { logger } = deps;
@@ -58144,8 +57788,8 @@ async function finish(result, options, deps, history) {
         result.targetStateText = describeTargetState(result);
         logger.info(result.targetStateText);
     }
-    const rto = result.rtoSeconds === undefined ? 'not reached' : formatDuration(result.rtoSeconds);
-    logger.info(`${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${formatDuration(result.rpoSeconds)}`);
+    const rto = result.rtoSeconds === undefined ? 'not reached' : (0,duration/* formatDuration */.a3)(result.rtoSeconds);
+    logger.info(`${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${(0,duration/* formatDuration */.a3)(result.rpoSeconds)}`);
     return result;
 }
 /** What a real restore left the target as, in one sentence, with the way back when there is one. */
@@ -58167,12 +57811,831 @@ function targetCheck(name, seconds, target, input) {
         name,
         status: target === undefined || seconds <= target ? 'passed' : 'failed',
         detail: target === undefined
-            ? `${formatDuration(seconds)} (no ${input} set)`
-            : `${formatDuration(seconds)} against a target of ${formatDuration(target)}`,
+            ? `${(0,duration/* formatDuration */.a3)(seconds)} (no ${input} set)`
+            : `${(0,duration/* formatDuration */.a3)(seconds)} against a target of ${(0,duration/* formatDuration */.a3)(target)}`,
     };
 }
 function round(seconds) {
     return Math.round(seconds * 1000) / 1000;
+}
+
+;// CONCATENATED MODULE: ./lib/extract/patterns.js
+
+const patterns_REGEX_SPECIAL = /[\\^$.*+?()[\]{}|]/;
+/**
+ * Translates a pattern the way psql and pg_dump read one (hand-written: no library speaks
+ * their dialect): outside double quotes letters fold to lower case, `*` is `.*`, `?` is `.`,
+ * `.` separates the schema from the name and `$` is literal, other regular expression
+ * characters keep their meaning; inside double quotes every character is literal and `""` is
+ * a quote.
+ */
+function parseTablePattern(text) {
+    const parts = [''];
+    let quoted = false;
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c === '"') {
+            if (quoted && text[i + 1] === '"') {
+                parts[parts.length - 1] += '"';
+                i++;
+            }
+            else {
+                quoted = !quoted;
+            }
+        }
+        else if (quoted) {
+            parts[parts.length - 1] += patterns_REGEX_SPECIAL.test(c) ? `\\${c}` : c;
+        }
+        else if (c === '.') {
+            parts.push('');
+        }
+        else if (c === '*') {
+            parts[parts.length - 1] += '.*';
+        }
+        else if (c === '?') {
+            parts[parts.length - 1] += '.';
+        }
+        else if (c === '$') {
+            parts[parts.length - 1] += '\\$';
+        }
+        else {
+            parts[parts.length - 1] += c.toLowerCase();
+        }
+    }
+    if (quoted || parts.length > 2 || parts.some((p) => p === '')) {
+        throw new errors/* ConfigurationError */.j1(`Input 'tables': '${text}' is not a table pattern: write [schema.]table, with * and ? as wildcards and double quotes around names with capitals or dots.`);
+    }
+    const anchor = (p) => `^(${p})$`;
+    return parts.length === 2
+        ? { text, schema: anchor(parts[0]), name: anchor(parts[1]) }
+        : { text, name: anchor(parts[0]) };
+}
+
+;// CONCATENATED MODULE: ./lib/extract/scratch.js
+
+
+
+
+
+
+
+
+
+
+
+
+/** `schema.name`, quoted where needed. */
+function qualified(t) {
+    return `${(0,postgres_connection/* quoteIdent */.v4)(t.schema)}.${(0,postgres_connection/* quoteIdent */.v4)(t.name)}`;
+}
+/** The top-level chosen tables: those that are not partitions of another chosen table. */
+function scratch_topLevel(tables) {
+    return tables.filter((t) => !t.parent);
+}
+/**
+ * Entries left out of the schema a scratch copy restores: data (loaded for the chosen tables
+ * only), and what needs roles or servers the scratch server does not have and a side copy does
+ * not need (policies, row security, publications, subscriptions, event triggers).
+ */
+const LEFT_OUT = / (TABLE DATA|SEQUENCE SET|BLOB|BLOBS|BLOB METADATA|LARGE OBJECT|MATERIALIZED VIEW DATA|POLICY|ROW SECURITY|PUBLICATION|PUBLICATION TABLE|PUBLICATION TABLES IN SCHEMA|SUBSCRIPTION|SUBSCRIPTION TABLE|EVENT TRIGGER|DEFAULT ACL|ACL) /;
+/** `pg_restore -L` lists: the schema without data, and the chosen tables' data. */
+function schemaList(lines) {
+    return lines.map((l) => (/^\d+;/.test(l) && LEFT_OUT.test(l) ? `;${l}` : l)).join('\n');
+}
+function dataList(lines, tables) {
+    const wanted = tables.map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
+    const keep = (l) => / SEQUENCE SET /.test(l) || wanted.some((w) => `${l} `.includes(w));
+    return lines.map((l) => (/^\d+;/.test(l) && !keep(l) ? `;${l}` : l)).join('\n');
+}
+/**
+ * Restores the tables `selection` chooses from a backup into a scratch server: the whole
+ * schema without data (so every type, sequence and function they need is there), then the data
+ * of the chosen tables and their partitions only, with triggers off as pg_restore loads data.
+ */
+async function restoreChosenTables(selection, deps, beforeDownload) {
+    const { logger } = deps;
+    const name = await resolveName(deps.storage, selection.name);
+    const { manifest, warnings } = await pickBackup(deps.storage, name, selection.backupId);
+    for (const w of warnings)
+        logger.warning(w);
+    const undecodable = missingKeyError(manifest, selection.decryption) ?? missingZstdError(manifest, deps.zstdPath);
+    if (undecodable)
+        throw undecodable;
+    await beforeDownload?.(manifest, name);
+    const room = await chooseRestorePlan({
+        need: workDiskNeed(manifest, { downloads: false, scratch: true }),
+        choice: 'disk',
+        dir: deps.workDir,
+        streams: false,
+    });
+    logger.info(`Work folder: ${room.why}`);
+    const workDir = await (0,promises_.mkdtemp)(external_node_path_.join(deps.workDir, 'extract-'));
+    deps.onTemporaryFolder?.(workDir);
+    let scratch;
+    const cleanup = async () => {
+        await scratch?.cleanup().catch((error) => {
+            logger.warning(`Could not stop the scratch server: ${(0,errors/* errorMessage */.gJ)(error)}`);
+        });
+        await (0,promises_.rm)(workDir, { recursive: true, force: true });
+    };
+    try {
+        const opened = await openScratch(selection, deps, manifest);
+        scratch = opened.scratch;
+        const tables = await loadTables(selection, deps, manifest, opened, workDir);
+        return { name, manifest, scratch, tools: opened.tools, tables, warnings, workDir, cleanup };
+    }
+    catch (error) {
+        await cleanup();
+        throw error;
+    }
+}
+/** A scratch server at least as new as the backup's source, and client tools for it. */
+async function openScratch(selection, deps, manifest) {
+    const sourceMajor = (0,postgres_tools/* majorOf */.Ds)(manifest.source.serverVersion);
+    const dumpMajor = Math.max((0,postgres_tools/* majorOf */.Ds)(manifest.tools.pgDumpVersion), sourceMajor);
+    const request = { major: dumpMajor, version: manifest.tools.pgDumpVersion, needServer: true };
+    let tools = await deps.resolveTools(request);
+    const scratch = await openTarget({
+        minMajor: selection.postgresVersion === 'auto'
+            ? sourceMajor
+            : Math.max(selection.postgresVersion, sourceMajor),
+        findServer: deps.findServer,
+        database: 'extract',
+        workDir: deps.workDir,
+        logger: deps.logger,
+    });
+    if (scratch.scratch)
+        deps.onTemporaryFolder?.(external_node_path_.dirname(scratch.scratch.dataDir));
+    // pg_dump refuses a server newer than itself: the side schema is dumped from this one.
+    if (scratch.serverMajor > tools.major) {
+        tools = await deps.resolveTools({ ...request, major: scratch.serverMajor, needServer: false });
+    }
+    return { scratch, tools };
+}
+async function loadTables(selection, deps, manifest, opened, workDir) {
+    const { logger } = deps;
+    const { scratch, tools } = opened;
+    const fetched = await logger.group(`Download and decode backup ${manifest.id}`, () => fetchArchive({
+        storage: deps.storage,
+        manifest,
+        decryption: selection.decryption,
+        tools: { zstdPath: deps.zstdPath },
+        dir: external_node_path_.join(workDir, 'fetch'),
+        logger,
+        progressIntervalMs: deps.progressIntervalMs,
+    }));
+    const text = await listArchiveText(tools.pgRestore, fetched.archivePath);
+    const lines = text.split('\n');
+    await scratch_requireExtensions(scratch, parseArchiveListing(text).extensions, deps);
+    const restore = async (list, file, jobs) => {
+        const listFile = external_node_path_.join(workDir, file);
+        await (0,promises_.writeFile)(listFile, list);
+        await runPgRestore({
+            pgRestore: tools.pgRestore,
+            archivePath: fetched.archivePath,
+            connection: scratch.connection,
+            database: scratch.database,
+            jobs,
+            listFile,
+            sessionOptions: '-c session_replication_role=replica',
+            env: deps.env,
+            logger,
+        });
+    };
+    await logger.group('Restore the schema into the scratch server', () => restore(schemaList(lines), 'schema.list', 1));
+    const client = await (0,postgres_connection/* connect */.Ng)(scratch.connection, scratch.database);
+    try {
+        const tables = await chooseTables(client, selection.tables);
+        logger.info(`Tables chosen: ${tables.map((t) => `${t.schema}.${t.name}`).join(', ')}`);
+        await logger.group(`Restore the data of ${tables.length} table(s)`, () => restore(dataList(lines, tables), 'data.list', selection.jobs));
+        for (const t of tables) {
+            const r = await client.query(`SELECT count(*)::text AS n FROM ${qualified(t)}`);
+            t.rows = Number(r.rows[0].n);
+        }
+        return tables;
+    }
+    finally {
+        await client.end().catch(() => undefined);
+    }
+}
+/** The archive's extensions on the scratch server: installed where the run may, else an error naming them. */
+async function scratch_requireExtensions(scratch, needed, deps) {
+    const missing = async () => {
+        const client = await (0,postgres_connection/* connect */.Ng)(scratch.connection, scratch.database);
+        try {
+            const r = await client.query('SELECT name FROM pg_available_extensions');
+            const available = new Set(r.rows.map((row) => row.name));
+            return needed.filter((name) => !available.has(name));
+        }
+        finally {
+            await client.end().catch(() => undefined);
+        }
+    };
+    let lacking = await missing();
+    if (lacking.length > 0 && deps.installExtensions) {
+        deps.logger.info(await deps.installExtensions(lacking, scratch.serverMajor));
+        lacking = await missing();
+    }
+    if (lacking.length > 0) {
+        throw new errors/* ConfigurationError */.j1(`The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch PostgreSQL ${scratch.serverVersion} lacks: install them for PostgreSQL ${scratch.serverMajor} on this machine. Nothing was changed.`);
+    }
+}
+/**
+ * The tables the patterns match (ordinary and partitioned ones; an unqualified pattern matches
+ * the tables on the search path, as pg_dump's -t does), then every partition of those, at any
+ * depth. A pattern that matches nothing is an error naming it.
+ */
+async function chooseTables(client, patterns) {
+    const chosen = new Map();
+    const key = (t) => `${t.schema}.${t.name}`;
+    for (const text of patterns) {
+        const p = parseTablePattern(text);
+        const found = await client.query(`SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+          AND c.relname ~ $1 AND ($2::text IS NULL AND pg_table_is_visible(c.oid) OR n.nspname ~ $2)
+        ORDER BY 1, 2`, [p.name, p.schema ?? null]);
+        if (found.rows.length === 0) {
+            throw new errors/* ConfigurationError */.j1(`Input 'tables': '${text}' matches no table of the backup.`);
+        }
+        for (const row of found.rows) {
+            const table = {
+                schema: row.schema,
+                name: row.name,
+                kind: row.kind === 'p' ? 'partitioned' : 'table',
+                rows: 0,
+            };
+            if (!chosen.has(key(table)))
+                chosen.set(key(table), table);
+        }
+    }
+    const partitions = await client.query(`WITH RECURSIVE tree(child, parent) AS (
+       SELECT i.inhrelid, i.inhparent FROM pg_inherits i WHERE i.inhparent = ANY($1::text[]::regclass[])
+       UNION
+       SELECT i.inhrelid, i.inhparent FROM pg_inherits i JOIN tree t ON i.inhparent = t.child)
+     SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
+            pn.nspname AS parent_schema, p.relname AS parent_name
+       FROM tree JOIN pg_class c ON c.oid = tree.child JOIN pg_namespace n ON n.oid = c.relnamespace
+       JOIN pg_class p ON p.oid = tree.parent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+      WHERE c.relispartition ORDER BY 1, 2`, [[...chosen.values()].filter((t) => t.kind === 'partitioned').map(qualified)]);
+    for (const row of partitions.rows) {
+        chosen.set(key(row), {
+            schema: row.schema,
+            name: row.name,
+            kind: row.kind === 'p' ? 'partitioned' : 'table',
+            parent: { schema: row.parent_schema, name: row.parent_name },
+            rows: 0,
+        });
+    }
+    return [...chosen.values()];
+}
+
+;// CONCATENATED MODULE: ./lib/extract/export.js
+
+
+
+
+
+
+
+
+/** The recipients of the exports: those given, else the backup's own. */
+function exportRecipients(options, manifest) {
+    if (options.recipients.length > 0)
+        return options.recipients;
+    if (!manifest.encryption)
+        return undefined;
+    if (manifest.encryption.recipients.length > 0)
+        return manifest.encryption.recipients;
+    throw new errors/* ConfigurationError */.j1(`Backup ${manifest.id} is encrypted with a passphrase, and exports are encrypted to recipients: set encryption-recipients (age public keys).`);
+}
+/**
+ * Writes chosen tables of a backup as CSV or JSON Lines, compressed with zstd and encrypted
+ * with age to the backup's recipients, with a manifest written last (row counts, SHA-256).
+ */
+async function runExport(options, deps) {
+    const { logger } = deps;
+    const zstd = deps.zstdPath;
+    if (!zstd) {
+        throw new errors/* ConfigurationError */.j1('Exports are compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd');
+    }
+    const { storage } = deps.destination;
+    let prefix = '';
+    let recipients;
+    const copy = await restoreChosenTables(options, deps, async (manifest, name) => {
+        recipients = exportRecipients(options, manifest);
+        prefix = deps.destination.prefix ?? exportsPrefix(name, manifest.id);
+        if (await storage.head(`${prefix}manifest.json`)) {
+            throw new errors/* ConfigurationError */.j1(`Exports of backup ${manifest.id} exist already at ${storage.location(`${prefix}manifest.json`)}: delete them first, or export into another folder. Nothing was written.`);
+        }
+    });
+    try {
+        const tables = [];
+        for (const t of scratch_topLevel(copy.tables)) {
+            const key = `${prefix}${exportObjectName(t.schema, t.name, options.format, Boolean(recipients))}`;
+            const stored = await logger.group(`Export ${t.schema}.${t.name} (${t.rows} rows)`, () => exportTable({
+                query: exportQuery(qualified(t), options.format),
+                psql: copy.tools.psql,
+                connection: copy.scratch.connection,
+                database: copy.scratch.database,
+                env: deps.env,
+                zstd,
+                recipients,
+                storage,
+                key,
+                logger,
+                progressIntervalMs: deps.progressIntervalMs,
+            }));
+            tables.push({ table: `${t.schema}.${t.name}`, key, rows: t.rows, ...stored });
+        }
+        const exportManifest = {
+            schemaVersion: 1,
+            name: copy.name,
+            backupId: copy.manifest.id,
+            createdAt: deps.clock.now().toISOString(),
+            format: options.format,
+            compression: 'zstd',
+            ...(recipients ? { encryption: { recipients } } : {}),
+            tables,
+        };
+        const manifestKey = `${prefix}manifest.json`;
+        await storage.putBytes(manifestKey, `${JSON.stringify(exportManifest, null, 2)}\n`, {
+            ifNoneMatch: true,
+        });
+        return {
+            manifest: copy.manifest,
+            exportManifest,
+            location: storage.location(manifestKey),
+            warnings: copy.warnings,
+        };
+    }
+    finally {
+        await copy.cleanup();
+    }
+}
+/**
+ * The COPY that writes a table. JSON Lines go through CSV mode with a delimiter and a quote
+ * character JSON never holds unescaped (control characters), so each row's JSON passes as it
+ * is, where text mode would double its backslashes.
+ */
+function exportQuery(table, format) {
+    return format === 'csv'
+        ? `COPY (SELECT * FROM ${table}) TO STDOUT WITH (FORMAT csv, HEADER)`
+        : `COPY (SELECT row_to_json(t)::text FROM ${table} t) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')`;
+}
+/** psql's COPY output → zstd → age → SHA-256 and byte count → the store, all streamed. */
+async function exportTable(o) {
+    const psql = (0,core_process/* startProcess */.kp)(o.psql, ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '-c', o.query], { env: (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database), stdio: ['ignore', 'pipe', 'pipe'] });
+    const zstd = (0,core_process/* startProcess */.kp)(o.zstd, ['-q', '-c', '-3', '-T0'], {
+        stdio: [psql.child.stdout, 'pipe', 'pipe'],
+    });
+    // zstd reads psql's output itself; this process lets go of its end of that pipe.
+    psql.child.stdout?.destroy();
+    const tools = [
+        { tool: 'psql (COPY)', proc: psql },
+        { tool: 'zstd', proc: zstd },
+    ];
+    const hash = new streams/* HashCounter */.Vf({ beforeEnd: () => export_toolsSucceeded(tools) });
+    const progress = new streams/* Progress */.ke(o.logger, `Exported ${o.key}`, () => hash.bytes, o.progressIntervalMs);
+    const chain = [
+        zstd.child.stdout,
+        ...(o.recipients ? [(0,age/* createEncryptStream */.CV)({ recipients: o.recipients })] : []),
+        hash,
+    ];
+    try {
+        await Promise.all([
+            (0,external_node_stream_promises_.pipeline)(chain),
+            o.storage.putStream(o.key, hash, { contentType: 'application/octet-stream' }),
+        ]);
+        progress.report();
+        return { bytes: hash.bytes, sha256: hash.digest() };
+    }
+    finally {
+        progress.stop();
+        for (const t of tools)
+            t.proc.kill();
+    }
+}
+/** Resolves once every tool exited 0; rejects with the first failure's own words. */
+async function export_toolsSucceeded(tools) {
+    for (const t of tools) {
+        const exit = await t.proc.exited;
+        if (exit.code !== 0)
+            throw new Error((0,core_process/* describeExit */.KE)(t.tool, exit));
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/extract/compare.js
+
+
+
+async function columns(client, relation) {
+    const r = await client.query(`SELECT attname AS name, quote_ident(attname) AS ident, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+      WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, [relation]);
+    return r.rows;
+}
+async function primaryKey(client, relation) {
+    const r = await client.query(`SELECT a.attname AS name FROM pg_index i
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+      WHERE i.indrelid = $1::regclass AND i.indisprimary
+      ORDER BY array_position(i.indkey::int2[], a.attnum)`, [relation]);
+    return r.rows.map((row) => row.name);
+}
+/** The side table and its live counterpart, or why they cannot be compared. */
+async function pairUp(client, side, live) {
+    const names = await client.query(`SELECT format('%I.%I', $1::text, $2::text) AS side, format('%I.%I', $3::text, $4::text) AS live,
+            to_regclass(format('%I.%I', $3::text, $4::text))::text AS found`, [side.schema, side.name, live.schema, live.name]);
+    const { side: sideName, live: liveName, found } = names.rows[0];
+    if (found === null)
+        return `no table ${live.schema}.${live.name} in the target`;
+    const key = await primaryKey(client, sideName);
+    if (key.length === 0)
+        return 'no primary key';
+    const sideColumns = await columns(client, sideName);
+    const liveColumns = new Map((await columns(client, liveName)).map((c) => [c.name, c.type]));
+    const missingKey = key.filter((k) => !liveColumns.has(k));
+    if (missingKey.length > 0)
+        return `live table lacks key column(s) ${missingKey.join(', ')}`;
+    const common = sideColumns
+        .filter((c) => liveColumns.has(c.name))
+        .map((c) => {
+        const liveType = liveColumns.get(c.name);
+        return { ...c, liveType, sameType: liveType === c.type };
+    });
+    return {
+        side: sideName,
+        live: liveName,
+        key: key.map((k) => common.find((c) => c.name === k)),
+        common,
+    };
+}
+/** `b.col` against `l.col`: directly when the types match (indexes help), else as text. */
+function equalKeys(pair) {
+    return pair.key
+        .map((c) => {
+        const q = c.ident;
+        return c.sameType ? `l.${q} = b.${q}` : `l.${q}::text = b.${q}::text`;
+    })
+        .join(' AND ');
+}
+function diffQueries(pair) {
+    const on = equalKeys(pair);
+    const values = (alias) => `ROW(${pair.common.map((c) => `${alias}.${c.ident}::text`).join(', ')})`;
+    return {
+        missing: `FROM ${pair.side} b WHERE NOT EXISTS (SELECT 1 FROM ${pair.live} l WHERE ${on})`,
+        extra: `FROM ${pair.live} l WHERE NOT EXISTS (SELECT 1 FROM ${pair.side} b WHERE ${on})`,
+        changed: `FROM ${pair.side} b JOIN ${pair.live} l ON ${on} WHERE ${values('b')} IS DISTINCT FROM ${values('l')}`,
+    };
+}
+/** The differences as CSV rows: the change, the key, and both rows as JSON. */
+function csvQuery(pair, limit) {
+    const q = diffQueries(pair);
+    const key = (alias) => pair.key.map((c) => `${alias}.${c.ident}::text AS ${c.ident}`).join(', ');
+    return `SELECT change, ${pair.key.map((c) => c.ident).join(', ')}, backup_row, live_row FROM (
+      SELECT 1 AS o, 'missing from live' AS change, ${key('b')}, row_to_json(b)::text AS backup_row, NULL::text AS live_row ${q.missing}
+      UNION ALL
+      SELECT 2, 'changed', ${key('b')}, row_to_json(b)::text, row_to_json(l)::text ${q.changed}
+      UNION ALL
+      SELECT 3, 'not in backup', ${key('l')}, NULL::text, row_to_json(l)::text ${q.extra}
+    ) d ORDER BY o LIMIT ${limit}`;
+}
+/** The INSERT … SELECT that puts back the backup's rows live lacks, by primary key. */
+function copyBackStatement(pair) {
+    const names = pair.common.map((c) => c.ident).join(', ');
+    const values = pair.common
+        .map((c) => (c.sameType ? `b.${c.ident}` : `b.${c.ident}::text::${c.liveType}`))
+        .join(', ');
+    return (`INSERT INTO ${pair.live} (${names})\n` +
+        `SELECT ${values}\n  FROM ${pair.side} b\n` +
+        ` WHERE NOT EXISTS (SELECT 1 FROM ${pair.live} l WHERE ${equalKeys(pair)});`);
+}
+/**
+ * Compares one extracted table with its live counterpart by primary key: counts of rows
+ * missing from live, only in live, and changed; the first `limit` of them as CSV in `csvFile`.
+ */
+async function compareWithLive(o) {
+    const diff = {
+        table: `${o.live.schema}.${o.live.name}`,
+        extracted: `${o.side.schema}.${o.side.name}`,
+        rows: o.rows,
+        primaryKey: [],
+    };
+    const pair = await pairUp(o.client, o.side, o.live);
+    if (typeof pair === 'string')
+        return { ...diff, skipped: pair };
+    diff.primaryKey = pair.key.map((c) => c.name);
+    const q = diffQueries(pair);
+    const counts = await o.client.query(`SELECT (SELECT count(*) ${q.missing})::text AS missing, (SELECT count(*) ${q.extra})::text AS extra,
+            (SELECT count(*) ${q.changed})::text AS changed`);
+    diff.missing = Number(counts.rows[0].missing);
+    diff.extra = Number(counts.rows[0].extra);
+    diff.changed = Number(counts.rows[0].changed);
+    diff.copyBack = copyBackStatement(pair);
+    o.logger.info(`${diff.table}: ${diff.missing} missing from live, ${diff.changed} changed, ${diff.extra} not in the backup`);
+    if (diff.missing + diff.extra + diff.changed > 0 && o.limit > 0) {
+        await copyOut({ ...o, query: csvQuery(pair, o.limit), file: o.csvFile });
+        diff.csv = o.csvFile;
+    }
+    return diff;
+}
+/** `COPY (query) TO STDOUT` as CSV with a header, through psql, into `file`. */
+async function copyOut(o) {
+    const out = await (0,promises_.open)(o.file, 'w', 0o600);
+    try {
+        const proc = (0,core_process/* startProcess */.kp)(o.psql, [
+            '-X',
+            '-q',
+            '--no-password',
+            '-v',
+            'ON_ERROR_STOP=1',
+            '-c',
+            `COPY (${o.query}) TO STDOUT WITH (FORMAT csv, HEADER)`,
+        ], { env: (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database), stdio: ['ignore', out.fd, 'pipe'] });
+        const exit = await proc.exited;
+        if (exit.code !== 0)
+            throw new Error((0,core_process/* describeExit */.KE)('psql (comparison CSV)', exit));
+    }
+    finally {
+        await out.close();
+    }
+}
+
+// EXTERNAL MODULE: ./lib/extract/options.js
+var extract_options = __nccwpck_require__(283);
+;// CONCATENATED MODULE: ./lib/extract/side-schema.js
+
+
+
+
+/** What marks a schema as an extract's, so that only such a schema is ever replaced. */
+const EXTRACT_COMMENT = 'pg-backup extract';
+/**
+ * Moves the chosen tables of a scratch copy into `schema`, with the enum, domain, range and
+ * composite types their columns use and the sequences their defaults draw from, and leaves out
+ * what would reach beyond it: triggers, and foreign keys to tables that were not chosen.
+ */
+async function buildSideSchema(client, tables, schema, backupId) {
+    const names = new Map();
+    for (const t of tables) {
+        const other = names.get(t.name);
+        if (other) {
+            throw new errors/* ConfigurationError */.j1(`Input 'tables': ${other.schema}.${t.name} and ${t.schema}.${t.name} share a name, and an extract puts its tables into one schema: extract them one at a time.`);
+        }
+        names.set(t.name, t);
+    }
+    const s = (0,postgres_connection/* quoteIdent */.v4)(schema);
+    await client.query(`CREATE SCHEMA ${s}`);
+    await client.query(`COMMENT ON SCHEMA ${s} IS ${(0,postgres_connection/* quoteLiteral */.ce)(`${EXTRACT_COMMENT}: tables of backup ${backupId}`)}`);
+    for (const t of tables) {
+        await client.query(`ALTER TABLE ${(0,postgres_connection/* quoteIdent */.v4)(t.schema)}.${(0,postgres_connection/* quoteIdent */.v4)(t.name)} SET SCHEMA ${s}`);
+    }
+    for (const statement of await sideSchemaChanges(client, schema))
+        await client.query(statement);
+}
+/** The statements that bring the side schema's types and sequences in, and cut what reaches out. */
+async function sideSchemaChanges(client, schema) {
+    const r = await client.query(`WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = $1),
+     types AS (
+       SELECT DISTINCT t.oid, t.typtype FROM pg_attribute a
+         JOIN pg_class c ON c.oid = a.attrelid AND c.relnamespace = (SELECT oid FROM ns)
+         JOIN pg_type t0 ON t0.oid = a.atttypid
+         JOIN pg_type t ON t.oid = CASE WHEN t0.typcategory = 'A' THEN t0.typelem ELSE t0.oid END
+        WHERE a.attnum > 0 AND NOT a.attisdropped AND t.typnamespace <> (SELECT oid FROM ns)
+          AND t.typnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+          AND (t.typtype IN ('e', 'd', 'r')
+               OR t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
+                                AND d.objid = t.oid AND d.deptype = 'e')),
+     sequences AS (
+       SELECT DISTINCT s.oid FROM pg_attrdef ad
+         JOIN pg_class c ON c.oid = ad.adrelid AND c.relnamespace = (SELECT oid FROM ns)
+         JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                         AND d.refclassid = 'pg_class'::regclass
+         JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+        WHERE s.relnamespace <> (SELECT oid FROM ns)
+          AND NOT EXISTS (SELECT 1 FROM pg_depend o WHERE o.classid = 'pg_class'::regclass
+                                AND o.objid = s.oid AND o.deptype IN ('a', 'i')))
+     SELECT 1 AS step, false AS part, format('ALTER %s %s SET SCHEMA %I',
+              CASE WHEN typtype = 'd' THEN 'DOMAIN' ELSE 'TYPE' END, oid::regtype, $1) AS statement
+       FROM types
+     UNION ALL
+     SELECT 2, false, format('ALTER SEQUENCE %s SET SCHEMA %I', oid::regclass, $1) FROM sequences
+     UNION ALL
+     SELECT 3, c.relispartition, format('DROP TRIGGER IF EXISTS %I ON %s', t.tgname, c.oid::regclass)
+       FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+      WHERE c.relnamespace = (SELECT oid FROM ns) AND NOT t.tgisinternal
+     UNION ALL
+     SELECT 4, c.relispartition, format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', c.oid::regclass, k.conname)
+       FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class f ON f.oid = k.confrelid
+      WHERE k.contype = 'f' AND c.relnamespace = (SELECT oid FROM ns)
+        AND f.relnamespace <> (SELECT oid FROM ns)
+     ORDER BY 1, 2`, [schema]);
+    // Partitions come after their parents in each step: dropping a parent's trigger or foreign
+    // key drops the partitions' copies, which IF EXISTS then passes over.
+    return r.rows.map((row) => row.statement);
+}
+/** `pg_dump` of the side schema, as a plain SQL script for psql. */
+async function dumpSideSchema(o) {
+    const r = await (0,core_process/* runProcess */.R3)(o.tools.pgDump, [
+        '--no-password',
+        `--schema=${o.schema}`,
+        '--no-owner',
+        '--no-privileges',
+        '--format=plain',
+        `--file=${o.file}`,
+    ], { env: (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database) });
+    if (r.code !== 0)
+        throw new Error((0,core_process/* describeExit */.KE)('pg_dump (side schema)', r));
+}
+/**
+ * What an existing schema of that name means: nothing when there is none; a refusal unless
+ * `replace`; a refusal when it is not an extract's (its comment), or when objects of other
+ * schemas depend on it, since replacing it would drop them too.
+ */
+async function checkExistingSchema(client, schema, replace) {
+    const found = await client.query(`SELECT obj_description(oid, 'pg_namespace') AS comment FROM pg_namespace WHERE nspname = $1`, [schema]);
+    if (found.rows.length === 0)
+        return 'new';
+    if (!replace) {
+        throw new errors/* ConfigurationError */.j1(`Refusing to extract into schema ${schema}: it exists. Choose another extract-schema, or set replace-extract-schema: true to replace it. Nothing was changed.`);
+    }
+    if (!found.rows[0].comment?.startsWith(EXTRACT_COMMENT)) {
+        throw new errors/* ConfigurationError */.j1(`Refusing to replace schema ${schema}: it was not made by an extract (its comment does not start with '${EXTRACT_COMMENT}'). Nothing was changed.`);
+    }
+    const outside = await dependentsOutside(client, schema);
+    if (outside.length > 0) {
+        throw new errors/* ConfigurationError */.j1(`Refusing to replace schema ${schema}: objects of other schemas depend on it (${outside.join(', ')}), and replacing it would drop them. Nothing was changed.`);
+    }
+    return 'replace';
+}
+/** Relations of other schemas holding something (a view, a column, a constraint) that depends on the schema's objects. */
+async function dependentsOutside(client, schema) {
+    const r = await client.query(`WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = $1),
+     inside AS (SELECT oid FROM pg_class WHERE relnamespace = (SELECT oid FROM ns)
+                UNION SELECT oid FROM pg_type WHERE typnamespace = (SELECT oid FROM ns)),
+     deps AS (
+       SELECT CASE d.classid
+                WHEN 'pg_class'::regclass THEN d.objid
+                WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid)
+                WHEN 'pg_constraint'::regclass THEN (SELECT conrelid FROM pg_constraint WHERE oid = d.objid)
+                WHEN 'pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid)
+                WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = d.objid)
+              END AS rel
+         FROM pg_depend d WHERE d.refobjid IN (SELECT oid FROM inside) AND d.deptype = 'n')
+     SELECT DISTINCT c.oid::regclass::text AS rel FROM deps JOIN pg_class c ON c.oid = deps.rel
+      WHERE c.relnamespace <> (SELECT oid FROM ns) ORDER BY 1`, [schema]);
+    return r.rows.map((row) => row.rel);
+}
+/**
+ * Loads the side schema's script into the target in one transaction (after dropping the
+ * earlier extract's schema when replacing it), so a failure leaves the target as it was.
+ */
+async function loadSideSchema(o) {
+    await (0,promises_.writeFile)(o.prelude, o.replace ? `DROP SCHEMA IF EXISTS ${(0,postgres_connection/* quoteIdent */.v4)(o.schema)} CASCADE;\n` : '');
+    await (0,promises_.writeFile)(o.script, scriptForServer(await (0,promises_.readFile)(o.script, 'utf8'), o.serverMajor));
+    const r = await (0,core_process/* runProcess */.R3)(o.tools.psql, ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '-1', '-f', o.prelude, '-f', o.script], { env: (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database) });
+    if (r.code !== 0) {
+        throw new Error(`${(0,core_process/* describeExit */.KE)('psql (loading the extract)', r)}\nThe transaction was rolled back: ${(0,postgres_connection/* describeConnection */.If)(o.connection, o.database)} is as it was.`);
+    }
+}
+/**
+ * A newer pg_dump's script for an older server: pg_dump 17 and later set transaction_timeout,
+ * which servers before 17 do not know (pg_restore leaves it out for them; a script cannot).
+ */
+function scriptForServer(script, serverMajor) {
+    return serverMajor >= 17 ? script : script.replace(/^SET transaction_timeout = 0;\n/m, '');
+}
+
+;// CONCATENATED MODULE: ./lib/extract/extract.js
+
+
+
+
+
+
+
+
+/** Checks `confirm` before anything is read or touched: an extract writes into the target. */
+function confirmedTarget(options) {
+    const info = (0,postgres_connection/* parseConnectionString */.HH)(options.targetUrl, 'target-url');
+    const database = (0,postgres_connection/* databaseName */.Do)(info);
+    const describe = (0,postgres_connection/* describeConnection */.If)(info, database);
+    if (options.confirm !== database) {
+        throw new errors/* ConfigurationError */.j1(`Refusing to extract into ${describe}: confirm must be the target database's name, '${database}'` +
+            (options.confirm ? `, got '${options.confirm}'` : ', and it is empty') +
+            '. Nothing was changed.');
+    }
+    return { info, database, describe };
+}
+async function withTarget(target, fn) {
+    const client = await (0,postgres_connection/* connect */.Ng)(target.info, target.database);
+    try {
+        return await fn(client);
+    }
+    finally {
+        await client.end().catch(() => undefined);
+    }
+}
+/**
+ * Brings tables of a backup back beside the live ones: restores them into a scratch server,
+ * moves them into the extract schema there, and loads that schema into the target in one
+ * transaction; then compares each with its live counterpart.
+ */
+async function runExtract(options, deps) {
+    const { logger } = deps;
+    const startedAt = deps.clock.now();
+    const target = confirmedTarget(options);
+    // Both are known once the backup is: the default schema is named after it.
+    const side = { schema: options.extractSchema ?? '', mode: 'new' };
+    const copy = await restoreChosenTables(options, deps, async (manifest) => {
+        side.schema ||= (0,extract_options/* defaultExtractSchema */.OE)(manifest.id);
+        (0,extract_options/* checkSchemaName */.fQ)(side.schema);
+        side.mode = await withTarget(target, (c) => checkExistingSchema(c, side.schema, options.replaceExtractSchema));
+        logger.info(`Extracting from backup ${manifest.id} into schema ${side.schema} of ${target.describe}`);
+    });
+    const { schema, mode } = side;
+    try {
+        await moveIntoTarget(copy, target, schema, mode === 'replace', deps);
+    }
+    finally {
+        await copy.cleanup();
+    }
+    const diffs = options.compare
+        ? await logger.group('Compare with the live tables', () => extract_compareTables(copy, target, schema, options.compareLimit, deps))
+        : [];
+    return {
+        name: copy.name,
+        manifest: copy.manifest,
+        target: target.describe,
+        schema,
+        replaced: mode === 'replace',
+        tables: copy.tables,
+        diffs,
+        warnings: copy.warnings,
+        startedAt,
+        finishedAt: deps.clock.now(),
+    };
+}
+/** Builds the side schema in the scratch server, dumps it, and loads it into the target. */
+async function moveIntoTarget(copy, target, schema, replace, deps) {
+    const { scratch, tools } = copy;
+    const work = copy.workDir;
+    const scratchClient = await (0,postgres_connection/* connect */.Ng)(scratch.connection, scratch.database);
+    try {
+        await buildSideSchema(scratchClient, copy.tables, schema, copy.manifest.id);
+    }
+    finally {
+        await scratchClient.end().catch(() => undefined);
+    }
+    const script = external_node_path_.join(work, 'extract.sql');
+    await dumpSideSchema({
+        tools,
+        connection: scratch.connection,
+        database: scratch.database,
+        schema,
+        file: script,
+        env: deps.env,
+    });
+    const serverMajor = await withTarget(target, async (c) => {
+        const r = await c.query(`SELECT current_setting('server_version_num') AS n`);
+        return Math.floor(Number(r.rows[0].n) / 10000);
+    });
+    await deps.logger.group(`Load schema ${schema} into ${target.describe}`, () => loadSideSchema({
+        tools,
+        connection: target.info,
+        database: target.database,
+        serverMajor,
+        schema,
+        replace,
+        script,
+        prelude: external_node_path_.join(work, 'prelude.sql'),
+        env: deps.env,
+        logger: deps.logger,
+    }));
+}
+async function extract_compareTables(copy, target, schema, limit, deps) {
+    await (0,promises_.mkdir)(deps.reportDir, { recursive: true });
+    return withTarget(target, async (client) => {
+        // Type names come out schema-qualified, as the copy-back statements need them.
+        await client.query(`SET search_path = ''`);
+        const diffs = [];
+        for (const t of scratch_topLevel(copy.tables)) {
+            diffs.push(await compareWithLive({
+                client,
+                side: { schema, name: t.name },
+                live: { schema: t.schema, name: t.name },
+                rows: t.rows,
+                limit,
+                csvFile: external_node_path_.join(deps.reportDir, `compare-${t.schema}.${t.name}.csv`),
+                psql: copy.tools.psql,
+                connection: target.info,
+                database: target.database,
+                env: deps.env,
+                logger: deps.logger,
+            }));
+        }
+        return diffs;
+    });
 }
 
 ;// CONCATENATED MODULE: ./lib/report/markdown.js
@@ -58199,11 +58662,109 @@ function statusIcon(status) {
     return status === 'passed' ? '✅' : status === 'failed' ? '❌' : '➖';
 }
 
+;// CONCATENATED MODULE: ./lib/extract/summary.js
+
+
+
+
+function partitionsOf(tables, t) {
+    return tables.filter((p) => p.parent?.schema === t.schema && p.parent.name === t.name).length;
+}
+function count(value) {
+    return value === undefined ? '-' : (0,streams/* formatCount */.B4)(value);
+}
+/** One row per top-level table: rows, and what the comparison found. */
+function tableRows(result) {
+    return scratch_topLevel(result.tables).map((t) => {
+        const diff = result.diffs.find((d) => d.table === `${t.schema}.${t.name}`);
+        const partitions = partitionsOf(result.tables, t);
+        return [
+            `\`${t.schema}.${t.name}\` → \`${result.schema}.${t.name}\`` +
+                (partitions ? ` (${partitions} partitions)` : ''),
+            (0,streams/* formatCount */.B4)(t.rows),
+            count(diff?.missing),
+            count(diff?.changed),
+            count(diff?.extra),
+            diff?.skipped ? `not compared: ${diff.skipped}` : diff?.csv ? external_node_path_.basename(diff.csv) : '',
+        ];
+    });
+}
+/** The job summary of an extract: where the tables went, what differs from live, how to copy back. */
+function extractSummary(result) {
+    const m = result.manifest;
+    let md = `## Extract from \`${result.name}\`: ✅ ${scratch_topLevel(result.tables).length} table(s) in schema \`${result.schema}\`\n\n`;
+    md += facts([
+        ['Backup', `\`${m.id}\` (${m.kind}, taken ${m.startedAt})`],
+        [
+            'Into',
+            `schema \`${result.schema}\` of ${result.target}` +
+                (result.replaced ? ' (an earlier extract of that name replaced)' : ' (new)'),
+        ],
+    ]);
+    if (result.warnings.length > 0) {
+        md += `\n${result.warnings.map((w) => `- ⚠️ ${w}`).join('\n')}\n`;
+    }
+    md += '\n### Tables\n\n';
+    md += table(['Table', 'Rows in the backup', 'Missing from live', 'Changed', 'Not in the backup', 'Details'], tableRows(result));
+    const copyBack = result.diffs.filter((d) => d.copyBack && (d.missing ?? 0) > 0);
+    if (copyBack.length > 0) {
+        md += '\n### Copy the missing rows back\n\n';
+        md += 'Review the rows first (the CSV files of the report), then, in one transaction:\n\n';
+        md += `\`\`\`sql\n${copyBack.map((d) => d.copyBack).join('\n\n')}\n\`\`\`\n`;
+    }
+    md += `\nDrop the schema when done: \`DROP SCHEMA ${result.schema} CASCADE;\`\n`;
+    return md;
+}
+/** The extract as plain lines for a terminal. */
+function extractText(result) {
+    const lines = [
+        `Extracted ${topLevel(result.tables).length} table(s) of backup ${result.manifest.id} into schema ${result.schema} of ${result.target}`,
+    ];
+    for (const row of tableRows(result)) {
+        const [name, rows, missing, changed, extra, details] = row.map(String);
+        lines.push(`  ${name.replace(/`/g, '')}: ${rows} rows; missing from live ${missing}, changed ${changed}, not in the backup ${extra}${details ? `; ${details}` : ''}`);
+    }
+    for (const d of result.diffs.filter((x) => x.copyBack && (x.missing ?? 0) > 0)) {
+        lines.push('', `-- copy the rows missing from ${d.table} back:`, d.copyBack);
+    }
+    return `${lines.join('\n')}\n`;
+}
+/** The job summary of an export. */
+function exportSummary(result) {
+    const e = result.exportManifest;
+    let md = `## Export of \`${e.name}\`: ✅ ${e.tables.length} table(s) as ${e.format}\n\n`;
+    md += facts([
+        ['Backup', `\`${e.backupId}\``],
+        ['Manifest', `\`${result.location}\``],
+        [
+            'Encryption',
+            e.encryption ? `age, to ${e.encryption.recipients.join(', ')}` : 'none (nor is the backup)',
+        ],
+    ]);
+    md += '\n';
+    md += table(['Table', 'Rows', 'Bytes', 'SHA-256', 'Key'], e.tables.map((t) => [
+        `\`${t.table}\``,
+        (0,streams/* formatCount */.B4)(t.rows),
+        (0,streams/* formatCount */.B4)(t.bytes),
+        `\`${t.sha256.slice(0, 12)}…\``,
+        `\`${t.key}\``,
+    ]));
+    return md;
+}
+/** The export as plain lines for a terminal. */
+function exportText(result) {
+    const e = result.exportManifest;
+    return ([
+        `Exported ${e.tables.length} table(s) of backup ${e.backupId} as ${e.format}: ${result.location}`,
+        ...e.tables.map((t) => `  ${t.table}: ${formatCount(t.rows)} rows, ${t.key}`),
+    ].join('\n') + '\n');
+}
+
 ;// CONCATENATED MODULE: ./lib/drill/summary.js
 
 
 function seconds(value) {
-    return value === undefined ? '-' : formatDuration(value);
+    return value === undefined ? '-' : (0,duration/* formatDuration */.a3)(value);
 }
 function title(result) {
     const what = result.mode === 'restore' ? 'Restore' : 'Restore drill';
@@ -58313,6 +58874,86 @@ function drillText(result) {
     for (const w of result.warnings)
         lines.push(`  warning: ${w}`);
     return `${lines.join('\n')}\n`;
+}
+
+// EXTERNAL MODULE: ./lib/options/shared.js + 1 modules
+var shared = __nccwpck_require__(90308);
+;// CONCATENATED MODULE: ./lib/options/restore.js
+
+
+
+
+
+
+
+/** The age identities or passphrase that open an encrypted backup; undefined when none. */
+function decryptionOption(read) {
+    const identities = (0,age/* parseIdentities */.go)(read.secret('encryption-identity') ?? '');
+    const passphrase = read.secret('encryption-passphrase');
+    return identities.length > 0 || passphrase ? { identities, passphrase } : undefined;
+}
+/** The folder under which a run's download, archive and scratch server go. */
+function workDirOption(read, door) {
+    return read.string('work-dir') ?? (door.env.RUNNER_TEMP || external_node_os_.tmpdir());
+}
+/** A backup id, or undefined for the newest backup. */
+function backupIdOption(read) {
+    const id = read.trimmed('backup-id');
+    if (id !== undefined && !isBackupId(id)) {
+        throw new errors/* OptionError */.eR('backup-id', (w) => `${w.option('backup-id')} must look like 20261121T051500Z-3f9a1c (or be empty for the newest backup), got '${id}'.`);
+    }
+    return id;
+}
+/** The verification's options; what `restore: false` leaves unused is said once, as a warning. */
+function verifyOptions(read, door, logger) {
+    const restore = read.boolean('restore', true);
+    const targetUrl = read.secret('target-url');
+    const checks = parseChecks(read.string('checks'), door.workspace);
+    const { option } = door.wording;
+    if (!restore && targetUrl) {
+        logger.warning(`Ignoring ${option('target-url')}: this verification restores nothing.`);
+    }
+    if (!restore && checks.length > 0) {
+        logger.warning(`The ${checks.length} SQL check(s) of ${option('checks')} do not run: this verification restores nothing, so there is no database to run them on.`);
+    }
+    return {
+        name: read.trimmed('name'),
+        backupId: backupIdOption(read),
+        decryption: decryptionOption(read),
+        restore,
+        targetUrl: restore ? targetUrl : undefined,
+        checks,
+        maxAgeSeconds: read.duration('max-age'),
+        jobs: read.integer('jobs', 2, 1, 64),
+        git: door.git,
+    };
+}
+/** The drill's options. */
+function drillOptions(read, door) {
+    return {
+        name: read.trimmed('name'),
+        backupId: backupIdOption(read),
+        decryption: decryptionOption(read),
+        jobs: read.integer('jobs', 2, 1, 64),
+        rtoTargetSeconds: read.duration('rto-target'),
+        rpoTargetSeconds: read.duration('rpo-target'),
+        smokeCommand: read.string('smoke-command'),
+        checks: checks_parseChecks(read.string('checks'), door.workspace),
+        targetUrl: read.secret('target-url'),
+        postgresVersion: (0,shared/* postgresVersionOption */.vW)(read),
+        git: door.git,
+        restorePlan: read.choice('restore-plan', RESTORE_PLAN_CHOICES, 'auto'),
+    };
+}
+/** The real restore's options: the drill's, with the target to replace and its safeguards. */
+function restoreOptions(read, door) {
+    return {
+        ...drillOptions(read, door),
+        targetUrl: read.secret('target-url') ?? '',
+        confirm: read.string('confirm'),
+        terminateConnections: read.boolean('terminate-connections', false),
+        safetyBackup: read.boolean('safety-backup', true),
+    };
 }
 
 // EXTERNAL MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js + 2 modules
@@ -58548,97 +59189,120 @@ async function cacheClientTools(tools, logger) {
  * apt repository when the package is not offered yet) and searches again.
  */
 async function ensureClientTools(opts) {
-    const { logger } = opts.search;
-    const runner = opts.runner ?? defaultRunner;
     const exact = opts.postgresVersion === 'auto' ? undefined : opts.postgresVersion;
-    const target = exact ?? opts.serverMajor;
-    const want = exact === undefined ? `${target} or newer` : `${target}`;
     const osRelease = opts.osRelease ??
         (process.platform === 'linux' ? await (0,promises_.readFile)('/etc/os-release', 'utf8').catch(() => '') : '');
-    const codename = debianCodename(osRelease);
-    const fail = async (reason, server = false, major = target) => {
-        const found = await (0,postgres_tools/* listClientCandidates */.CI)({ ...opts.search, logger: quieter(logger) });
-        const plan = pgdgAptPlan(major, {
-            server,
-            codename: codename ?? '$(lsb_release -cs)',
-            root: false,
-            repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
-        });
-        const foundLines = found.length
-            ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
-            : '  (none)';
-        const fix = fixCommand(plan);
-        const message = [
-            reason,
-            `pg_dump versions found on this machine:`,
-            foundLines,
-            `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
-            fix.replace(/^/gm, '  '),
-        ].join('\n');
-        throw new ToolVersionError(message, opts.serverVersion, found, fix);
+    const need = {
+        opts,
+        logger: opts.search.logger,
+        runner: opts.runner ?? defaultRunner,
+        exact,
+        target: exact ?? opts.serverMajor,
+        osRelease,
+        codename: debianCodename(osRelease),
     };
     if (exact !== undefined && exact < opts.serverMajor) {
-        return fail(`postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
+        return failTools(need, `postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
             `pg_dump ${exact} refuses to dump a newer server. Use 'auto' or ${opts.serverMajor} or newer.`, false, opts.serverMajor);
     }
-    const lookFor = async (search) => {
-        const tools = await (0,postgres_tools/* findClientTools */.Mt)(target, search, { maxMajor: exact });
-        const server = !opts.needServer || (await (0,postgres_tools/* findServerBinaries */.Q5)(target, search)) !== undefined;
-        return { tools, server };
-    };
-    const first = await lookFor(opts.search);
+    const first = await lookForTools(need, opts.search);
     if (first.tools && first.server)
         return first.tools;
-    const missing = first.tools
+    const reason = notFoundReason(need, first.tools !== undefined);
+    const needServerPackage = !first.server;
+    const refusal = await whyNotInstall(need);
+    if (refusal !== undefined)
+        return failTools(need, `${reason}\n${refusal}`, needServerPackage);
+    return installWithApt(need, reason, needServerPackage);
+}
+/** Throws the ToolVersionError for `reason`: the pg_dumps found, and the command that fixes it. */
+async function failTools(need, reason, server = false, major = need.target) {
+    const { opts, codename, runner } = need;
+    const found = await (0,postgres_tools/* listClientCandidates */.CI)({ ...opts.search, logger: (0,core_logger/* quieter */.sd)(need.logger) });
+    const plan = pgdgAptPlan(major, {
+        server,
+        codename: codename ?? '$(lsb_release -cs)',
+        root: false,
+        repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
+    });
+    const foundLines = found.length
+        ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
+        : '  (none)';
+    const fix = fixCommand(plan);
+    const message = [
+        reason,
+        `pg_dump versions found on this machine:`,
+        foundLines,
+        `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
+        fix.replace(/^/gm, '  '),
+    ].join('\n');
+    throw new ToolVersionError(message, opts.serverVersion, found, fix);
+}
+/** The client tools of the wanted major, and whether the server binaries are there if needed. */
+async function lookForTools(need, search) {
+    const tools = await (0,postgres_tools/* findClientTools */.Mt)(need.target, search, { maxMajor: need.exact });
+    const server = !need.opts.needServer || (await (0,postgres_tools/* findServerBinaries */.Q5)(need.target, search)) !== undefined;
+    return { tools, server };
+}
+function notFoundReason(need, clientFound) {
+    const { exact, target, opts } = need;
+    const want = exact === undefined ? `${target} or newer` : `${target}`;
+    const missing = clientFound
         ? `no PostgreSQL server binaries of major ${want} were found (needed to restore into a scratch server)`
         : `no pg_dump of major ${want} was found`;
-    const reason = exact === undefined
+    return exact === undefined
         ? `The server runs PostgreSQL ${opts.serverVersion}, and ${missing}; ` +
             `a pg_dump older than the server refuses to dump it.`
         : `postgres-version is ${exact} (server: PostgreSQL ${opts.serverVersion}), but ${missing}.`;
-    const needServerPackage = !first.server;
-    if (!opts.install) {
-        return fail(`${reason}\nAutomatic installation is disabled.`, needServerPackage);
-    }
-    if (!codename) {
-        const fields = parseOsRelease(osRelease);
+}
+/** Why the tools cannot be installed here, if they cannot. */
+async function whyNotInstall(need) {
+    if (!need.opts.install)
+        return 'Automatic installation is disabled.';
+    if (!need.codename) {
+        const fields = parseOsRelease(need.osRelease);
         const name = fields.PRETTY_NAME ?? fields.NAME ?? process.platform;
-        return fail(`${reason}\nAutomatic installation works only on Debian or Ubuntu with apt; this is ${name}.`, needServerPackage);
+        return `Automatic installation works only on Debian or Ubuntu with apt; this is ${name}.`;
     }
     if (!(await onPath('apt-get'))) {
-        return fail(`${reason}\nAutomatic installation needs apt-get, which is not on PATH.`, needServerPackage);
+        return 'Automatic installation needs apt-get, which is not on PATH.';
     }
+    if (!install_isRoot() && !(await onPath('sudo'))) {
+        return 'Automatic installation needs root or sudo; this process is not root and sudo is missing.';
+    }
+    return undefined;
+}
+/** Installs the packages with apt (adding the repository when needed), then looks again. */
+async function installWithApt(need, reason, needServerPackage) {
+    const { opts, logger, runner, target } = need;
     const root = install_isRoot();
-    if (!root && !(await onPath('sudo'))) {
-        return fail(`${reason}\nAutomatic installation needs root or sudo; this process is not root and sudo is missing.`, needServerPackage);
-    }
     const available = await hasAll(aptPackages(target, needServerPackage), runner);
     const configured = !available && (await pgdgConfigured(opts.aptRoot));
     const plan = pgdgAptPlan(target, {
         server: needServerPackage,
-        codename,
+        // whyNotInstall refused any machine without one.
+        codename: need.codename ?? '',
         root,
         repository: !available,
     });
+    const fail = (why) => failTools(need, `${reason}\n${why}`, needServerPackage);
     return logger.group(`Installing ${plan.packages.join(', ')}`, async () => {
-        if (plan.repository) {
-            if (configured) {
-                logger.info('The PostgreSQL apt repository is already configured');
+        if (plan.repository && configured) {
+            logger.info('The PostgreSQL apt repository is already configured');
+        }
+        else if (plan.repository) {
+            logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
+            try {
+                await installRepositoryFiles(plan, {
+                    rootDir: opts.aptRoot,
+                    root,
+                    logger,
+                    runner,
+                    fetchKey: opts.fetchKey,
+                });
             }
-            else {
-                logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
-                try {
-                    await installRepositoryFiles(plan, {
-                        rootDir: opts.aptRoot,
-                        root,
-                        logger,
-                        runner,
-                        fetchKey: opts.fetchKey,
-                    });
-                }
-                catch (error) {
-                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.gJ)(error)}`, needServerPackage);
-                }
+            catch (error) {
+                return fail(`Adding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.gJ)(error)}`);
             }
         }
         for (const argv of plan.commands) {
@@ -58646,16 +59310,16 @@ async function ensureClientTools(opts) {
             logger.info(`$ ${argv.join(' ')}`);
             const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
             if (r.code !== 0) {
-                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,core_process/* tail */.RT)(r.stderr || r.stdout, 15)}`, needServerPackage);
+                return fail(`'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,core_process/* tail */.RT)(r.stderr || r.stdout, 15)}`);
             }
         }
         const installedDir = `/usr/lib/postgresql/${target}/bin`;
-        const again = await lookFor({
+        const again = await lookForTools(need, {
             ...opts.search,
             searchDirs: [installedDir, ...(opts.search.searchDirs ?? (await (0,postgres_tools/* defaultSearchDirs */.Wj)()))],
         });
         if (!again.tools || !again.server) {
-            return fail(`${reason}\nInstalled ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`, needServerPackage);
+            return fail(`Installed ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`);
         }
         await cacheClientTools(again.tools, logger);
         return again.tools;
@@ -58685,7 +59349,7 @@ function mayInstallTools(env) {
  * `mayInstallTools` allows, installed: what every action and the CLI hand their cores.
  */
 function clientToolResolver(postgresVersion, env, logger) {
-    return (major, version, needServer = false) => ensureClientTools({
+    return ({ major, version, needServer = false }) => ensureClientTools({
         serverMajor: major,
         serverVersion: version,
         postgresVersion,
@@ -58833,7 +59497,7 @@ async function uploadReportArtifact(o) {
 }
 
 // EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
-var inputs = __nccwpck_require__(19784);
+var inputs = __nccwpck_require__(39963);
 ;// CONCATENATED MODULE: ./lib/catalog/runs.js
 
 
@@ -59471,7 +60135,7 @@ function parseNotifyOn(text, input) {
         .join(',');
     const found = NOTIFY_ON.find((choice) => choice === normalized);
     if (!found) {
-        throw new errors/* ConfigurationError */.j1(`Input '${input}' must be one of ${NOTIFY_ON.map((c) => `'${c}'`).join(', ')}, got '${text}'.`);
+        throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)} must be one of ${NOTIFY_ON.map((c) => `'${c}'`).join(', ')}, got '${text}'.`);
     }
     return found;
 }
@@ -59491,11 +60155,11 @@ function parseNotifyTargets(urls, input) {
             url = new URL(text);
         }
         catch {
-            throw new errors/* ConfigurationError */.j1(`Input '${input}': entry ${i + 1} is not a URL (the value is not shown: it is a secret).`);
+            throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)}: entry ${i + 1} is not a URL (the value is not shown: it is a secret).`);
         }
         const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
         if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
-            throw new errors/* ConfigurationError */.j1(`Input '${input}': entry ${i + 1} must be an https:// URL, got a ${url.protocol} URL.`);
+            throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)}: entry ${i + 1} must be an https:// URL, got a ${url.protocol} URL.`);
         }
         const kind = url.hostname === 'hooks.slack.com' ? 'slack' : 'webhook';
         return { url: text, kind, label: `${kind === 'slack' ? 'Slack' : 'webhook'} #${i + 1}` };
@@ -59916,10 +60580,10 @@ function readAlertSettings(defaultLabel) {
             // parseNotifyTargets says which entry is not a URL.
         }
     }
-    const labels = (0,inputs/* listInput */.dt)(names/* Inputs */.G.IssueLabels);
+    const labels = inputs/* inputs */.QL.list(names/* Inputs */.G.IssueLabels);
     return {
         token,
-        issue: (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.Issue, true),
+        issue: inputs/* inputs */.QL.boolean(names/* Inputs */.G.Issue, true),
         labels: labels.length > 0 ? labels : [defaultLabel],
         targets: parseNotifyTargets(lines, names/* Inputs */.G.Notify),
         notifyOn: parseNotifyOn((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.NotifyOn), names/* Inputs */.G.NotifyOn),
@@ -59965,7 +60629,7 @@ async function sendAlerts(outcome, r) {
         }
         const deps = {
             logger,
-            clock: systemClock,
+            clock: core_logger/* systemClock */.ml,
             history: r.storage && r.names.length > 0 ? { storage: r.storage, names: r.names } : undefined,
             issues,
             notify: settings.targets.length > 0
@@ -59982,9 +60646,10 @@ async function sendAlerts(outcome, r) {
     }
 }
 
-// EXTERNAL MODULE: ./lib/actions/runtime.js + 1 modules
-var runtime = __nccwpck_require__(30355);
+// EXTERNAL MODULE: ./lib/actions/runtime.js
+var runtime = __nccwpck_require__(88983);
 ;// CONCATENATED MODULE: ./lib/actions/restore-drill-impl.js
+
 
 
 
@@ -60015,10 +60680,6 @@ const restore_drill_impl_State = {
     IsPost: 'isPost',
     Folders: 'temporaryFolders',
 };
-function durationInput(name) {
-    const text = (0,inputs/* optionalInput */.$m)(name);
-    return text === undefined ? undefined : parseDuration(text, name);
-}
 /** The `post:` step: removes a scratch server and files a killed or cancelled main step left. */
 async function runPostStep(logger) {
     let folders;
@@ -60086,8 +60747,9 @@ async function runRestoreDrillAction() {
         return runPostStep(logger);
     core/* saveState */.LZ(restore_drill_impl_State.IsPost, 'true');
     const env = process.env;
+    (0,runtime/* maskSecretInputs */.q)(env);
     const alerts = readAlertSettings('restore-drill');
-    const mode = (0,inputs/* choiceInput */.ij)(names/* Inputs */.G.Mode, ['drill', 'restore'], 'drill');
+    const mode = inputs/* inputs */.QL.choice(names/* Inputs */.G.Mode, MODES, 'drill');
     const subject = {
         name: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Name) ?? 'database',
     };
@@ -60108,7 +60770,7 @@ async function runRestoreDrillAction() {
         });
     };
     try {
-        await drillOrRestore(subject, alert);
+        await drillOrRestore(mode, subject, alert);
     }
     catch (error) {
         if (!reported) {
@@ -60122,41 +60784,9 @@ async function runRestoreDrillAction() {
         throw error;
     }
 }
-/** Runs the drill (or the restore) of the inputs; `alert` tells the outcome of a run that ran. */
-async function drillOrRestore(subject, alert) {
-    const logger = runtime/* actionLogger */.v0;
-    const env = process.env;
-    const targetUrl = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.TargetUrl);
-    (0,runtime/* maskConnectionString */.Oi)(targetUrl);
-    if (env.PGPASSWORD)
-        core/* setSecret */.Pq(env.PGPASSWORD);
-    const identityText = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.EncryptionIdentity);
-    (0,runtime/* maskSecret */.$l)(identityText);
-    const passphrase = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.EncryptionPassphrase);
-    (0,runtime/* maskSecret */.$l)(passphrase);
-    const workspace = env.GITHUB_WORKSPACE || process.cwd();
-    const mode = (0,inputs/* choiceInput */.ij)(names/* Inputs */.G.Mode, ['drill', 'restore'], 'drill');
-    const identities = parseIdentities(identityText ?? '');
-    const options = {
-        name: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Name),
-        backupId: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.BackupId),
-        decryption: identities.length > 0 || passphrase ? { identities, passphrase } : undefined,
-        jobs: (0,inputs/* integerInput */.$A)(names/* Inputs */.G.Jobs, 2, 1, 64),
-        rtoTargetSeconds: durationInput(names/* Inputs */.G.RtoTarget),
-        rpoTargetSeconds: durationInput(names/* Inputs */.G.RpoTarget),
-        smokeCommand: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.SmokeCommand),
-        checks: parseChecks((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Checks), workspace),
-        targetUrl,
-        postgresVersion: (0,postgres_tools/* resolvePostgresVersionInput */.Iz)((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.PostgresVersion) ?? 'auto'),
-        git: (0,runtime/* gitContext */.cw)(env),
-    };
-    const confirm = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Confirm);
-    const terminateConnections = (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.TerminateConnections, false);
-    const safetyBackup = (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.SafetyBackup, true);
-    const artifact = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.ReportArtifact);
-    const storage = await (0,runtime/* storageFromInputs */.xr)(logger);
-    subject.storage = storage;
-    const temp = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.WorkDir) ?? (env.RUNNER_TEMP || external_node_os_.tmpdir());
+const MODES = ['drill', 'restore', 'extract', 'export'];
+function openRunFolder(door, logger) {
+    const temp = workDirOption(inputs/* inputs */.QL, door);
     const workDir = (0,external_node_fs_.mkdtempSync)(external_node_path_.join(temp, 'restore-drill-'));
     const folders = [workDir];
     core/* saveState */.LZ(restore_drill_impl_State.Folders, JSON.stringify(folders));
@@ -60170,45 +60800,70 @@ async function drillOrRestore(subject, alert) {
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
-    const postgresVersion = options.postgresVersion;
-    const deps = {
-        storage,
-        logger,
-        clock: systemClock,
-        env,
-        zstdPath: (0,core_process/* findOnPath */.aY)('zstd', env.PATH),
-        resolveTools: (request) => clientToolResolver(postgresVersion, env, logger)(request.major, request.version, request.needServer),
-        installExtensions: extensionInstaller(env, logger),
+    return {
+        temp,
         workDir,
-        workspace,
         onTemporaryFolder: (dir) => {
             folders.push(dir);
             core/* saveState */.LZ(restore_drill_impl_State.Folders, JSON.stringify(folders));
         },
+        close: () => {
+            process.removeListener('SIGINT', onSignal);
+            process.removeListener('SIGTERM', onSignal);
+            removeWorkDir();
+        },
     };
+}
+function runDeps(storage, folder, postgresVersion, door) {
+    const logger = runtime/* actionLogger */.v0;
+    const { env } = door;
+    return {
+        storage,
+        logger,
+        clock: core_logger/* systemClock */.ml,
+        env,
+        zstdPath: (0,core_process/* findOnPath */.aY)('zstd', env.PATH),
+        resolveTools: clientToolResolver(postgresVersion, env, logger),
+        installExtensions: extensionInstaller(env, logger),
+        workDir: folder.workDir,
+        workspace: door.workspace,
+        onTemporaryFolder: folder.onTemporaryFolder,
+    };
+}
+/** Runs the mode of the inputs; `alert` tells the outcome of a drill that ran. */
+async function drillOrRestore(mode, subject, alert) {
+    const door = (0,inputs/* actionFrontDoor */.Is)(process.env);
+    if (mode === 'extract' || mode === 'export')
+        return extractOrExport(mode, subject, door);
+    const job = mode === 'restore'
+        ? { mode, options: restoreOptions(inputs/* inputs */.QL, door) }
+        : { mode, options: drillOptions(inputs/* inputs */.QL, door) };
+    const { options } = job;
+    const artifact = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.ReportArtifact);
+    const storage = await (0,shared/* storageOption */.XO)(inputs/* inputs */.QL, runtime/* actionLogger */.v0);
+    subject.storage = storage;
+    const folder = openRunFolder(door, runtime/* actionLogger */.v0);
+    const deps = runDeps(storage, folder, options.postgresVersion, door);
     const name = await resolveName(storage, options.name);
     options.name = name;
     subject.name = name;
     let result;
     try {
         result =
-            mode === 'restore'
-                ? await runRestore({
-                    ...options,
-                    targetUrl: targetUrl ?? '',
-                    confirm,
-                    terminateConnections,
-                    safetyBackup,
-                }, deps)
-                : await runDrill(options, deps);
+            job.mode === 'restore'
+                ? await runRestore(job.options, deps)
+                : await runDrill(job.options, deps);
     }
     finally {
-        process.removeListener('SIGINT', onSignal);
-        process.removeListener('SIGTERM', onSignal);
-        removeWorkDir();
+        folder.close();
     }
+    await reportDrillResult(result, mode, folder.temp, artifact, alert);
+}
+/** The drill's (or restore's) summary, report, outputs and alert; a failure fails the step. */
+async function reportDrillResult(result, mode, temp, artifact, alert) {
+    const name = result.name;
     const markdown = drillSummary(result);
-    const reportPath = await writeReport(result, markdown, temp, artifact, logger);
+    const reportPath = await writeReport(result, markdown, temp, artifact, runtime/* actionLogger */.v0);
     setOutputs(result, reportPath);
     await core/* summary */.z.addRaw(markdown).write();
     const failures = [
@@ -60244,6 +60899,58 @@ async function drillOrRestore(subject, alert) {
             (result.targetStateText ? `\n${result.targetStateText}` : ''));
     }
 }
+/**
+ * Modes extract and export: tables of a backup into a side schema of target-url (compared
+ * with the live ones), or into files next to the backup in the catalog.
+ */
+async function extractOrExport(mode, subject, door) {
+    const read = (key) => inputs/* inputs */.QL.string(key);
+    const decryption = decryptionOption(inputs/* inputs */.QL);
+    const options = mode === 'extract' ? (0,extract_options/* readExtractOptions */.e6)(read, decryption) : (0,extract_options/* readExportOptions */.Li)(read, decryption);
+    const artifact = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.ReportArtifact);
+    const storage = await (0,shared/* storageOption */.XO)(inputs/* inputs */.QL, runtime/* actionLogger */.v0);
+    subject.storage = storage;
+    const folder = openRunFolder(door, runtime/* actionLogger */.v0);
+    const deps = runDeps(storage, folder, options.postgresVersion, door);
+    const { env } = door;
+    const reportDir = external_node_path_.join(folder.temp, `${mode}-${compactTime(core_logger/* systemClock */.ml.now())}`);
+    let markdown;
+    try {
+        if ('targetUrl' in options) {
+            const result = await runExtract(options, { ...deps, reportDir });
+            subject.name = result.name;
+            core/* setOutput */.uH(names/* Outputs */.t.BackupId, result.manifest.id);
+            core/* setOutput */.uH(names/* Outputs */.t.ExtractSchema, result.schema);
+            markdown = extractSummary(result);
+        }
+        else {
+            const result = await runExport(options, { ...deps, destination: { storage } });
+            subject.name = result.exportManifest.name;
+            core/* setOutput */.uH(names/* Outputs */.t.BackupId, result.manifest.id);
+            core/* setOutput */.uH(names/* Outputs */.t.ExportManifest, result.location);
+            markdown = exportSummary(result);
+        }
+    }
+    finally {
+        folder.close();
+    }
+    core/* setOutput */.uH(names/* Outputs */.t.Status, 'passed');
+    await (0,promises_.mkdir)(reportDir, { recursive: true });
+    const summaryFile = external_node_path_.join(reportDir, 'summary.md');
+    await (0,promises_.writeFile)(summaryFile, markdown);
+    core/* setOutput */.uH(names/* Outputs */.t.ReportPath, summaryFile);
+    if (artifact) {
+        const files = (await (0,promises_.readdir)(reportDir)).map((f) => external_node_path_.join(reportDir, f));
+        await uploadReportArtifact({
+            name: artifact,
+            files,
+            rootDir: reportDir,
+            env,
+            logger: runtime/* actionLogger */.v0,
+        });
+    }
+    await core/* summary */.z.addRaw(markdown).write();
+}
 
 
 /***/ }),
@@ -60252,8 +60959,8 @@ async function drillOrRestore(subject, alert) {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(19979);
-/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(30355);
+/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(46113);
+/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(88983);
 
 
 await (0,_runtime_js__WEBPACK_IMPORTED_MODULE_1__/* .runAction */ .Cs)(_restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__/* .runRestoreDrillAction */ .n);
@@ -60263,116 +60970,21 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 30355:
+/***/ 88983:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  v0: () => (/* binding */ actionLogger),
-  cw: () => (/* binding */ gitContext),
-  Oi: () => (/* binding */ maskConnectionString),
-  $l: () => (/* binding */ maskSecret),
-  Cs: () => (/* binding */ runAction),
-  xr: () => (/* binding */ storageFromInputs)
-});
-
-// UNUSED EXPORTS: s3SettingsFromInputs
-
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
-var core = __nccwpck_require__(33838);
-// EXTERNAL MODULE: ./lib/core/errors.js
-var errors = __nccwpck_require__(3828);
-// EXTERNAL MODULE: external "node:url"
-var external_node_url_ = __nccwpck_require__(73136);
-// EXTERNAL MODULE: ./lib/storage/local.js
-var local = __nccwpck_require__(53114);
-;// CONCATENATED MODULE: ./lib/storage/open.js
-
-
-
-
-const EXAMPLES = 'Use s3://bucket or s3://bucket/prefix for S3, or a folder: /absolute/path, ./relative/path or file:///absolute/path.';
-/** The input as it may be quoted in a message: any user:password part is masked. */
-function quotable(location) {
-    return location.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
-}
-function invalid(location, why) {
-    return new errors/* ConfigurationError */.j1(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
-}
-/**
- * Reads a storage location: `s3://bucket[/prefix]`, `file:///abs/path`, `/abs/path`,
- * `./rel/path` or `../rel/path`. Relative paths stay relative (resolved when opened).
- */
-function parseStorageLocation(location) {
-    const text = location.trim();
-    if (text === '')
-        throw invalid(location, 'it is empty');
-    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
-    if (scheme === 's3') {
-        const rest = text.slice('s3://'.length);
-        const slash = rest.indexOf('/');
-        const authority = slash === -1 ? rest : rest.slice(0, slash);
-        const path = slash === -1 ? '' : rest.slice(slash + 1);
-        if (authority.includes('@')) {
-            throw invalid(location, 'credentials do not belong in the location; pass them as access key inputs or through the AWS environment');
-        }
-        if (authority === '')
-            throw invalid(location, 'the bucket name is missing');
-        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$/.test(authority)) {
-            throw invalid(location, `'${authority}' is not a valid bucket name (letters, digits, '.', '-' and '_', 3 to 255 characters)`);
-        }
-        if (/[?#]/.test(path))
-            throw invalid(location, "the prefix must not contain '?' or '#'");
-        const prefix = path.replace(/^\/+|\/+$/g, '');
-        if (prefix.split('/').some((segment) => segment === '.' || segment === '..')) {
-            throw invalid(location, "the prefix must not contain '.' or '..' segments");
-        }
-        if (prefix.includes('//'))
-            throw invalid(location, 'the prefix contains an empty segment (//)');
-        return { type: 's3', bucket: authority, prefix };
-    }
-    if (scheme === 'file') {
-        let path;
-        try {
-            path = (0,external_node_url_.fileURLToPath)(text);
-        }
-        catch (error) {
-            throw invalid(location, `it is not a local file URL (${error instanceof Error ? error.message : String(error)})`);
-        }
-        return { type: 'local', path };
-    }
-    if (scheme !== undefined) {
-        throw invalid(location, `the scheme '${scheme}://' is not supported`);
-    }
-    if (text.startsWith('/') || text === '.' || text === '..' || /^\.\.?\//.test(text)) {
-        return { type: 'local', path: text };
-    }
-    if (text.startsWith('~')) {
-        throw invalid(location, "'~' is not expanded; give the folder's absolute path");
-    }
-    throw invalid(location, `it has no scheme; for a bucket write s3://${text}, for a folder write ./${text}`);
-}
-/**
- * Opens the store a location names. The S3 module (and the AWS SDK with it) is loaded only for
- * an S3 location: a backup to a folder starts without compiling it.
- */
-async function openStorage(location, s3, logger) {
-    const parsed = parseStorageLocation(location);
-    if (parsed.type === 's3') {
-        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(444)]).then(__nccwpck_require__.bind(__nccwpck_require__, 53444));
-        return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
-    }
-    return new local/* LocalStorage */.D(parsed.path, logger);
-}
-
-// EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
-var connection = __nccwpck_require__(49722);
-// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
-var inputs = __nccwpck_require__(19784);
-// EXTERNAL MODULE: ./lib/actions/names.js
-var names = __nccwpck_require__(48763);
-;// CONCATENATED MODULE: ./lib/actions/runtime.js
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Cs: () => (/* binding */ runAction),
+/* harmony export */   q: () => (/* binding */ maskSecretInputs),
+/* harmony export */   v0: () => (/* binding */ actionLogger)
+/* harmony export */ });
+/* unused harmony export maskSecret */
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(33838);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+/* harmony import */ var _crypto_age_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(58432);
+/* harmony import */ var _postgres_connection_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(49722);
+/* harmony import */ var _inputs_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(39963);
+/* harmony import */ var _names_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(48763);
 
 
 
@@ -60381,42 +60993,22 @@ var names = __nccwpck_require__(48763);
 
 /** A Logger backed by @actions/core: annotations for warnings, folded groups. */
 const actionLogger = {
-    debug: (m) => core/* debug */.Yz(m),
-    info: (m) => core/* info */.pq(m),
-    warning: (m) => core/* warning */.$e(m),
-    error: (m) => core/* error */.z3(m),
-    group: (name, fn) => core/* group */.Os(name, fn),
+    debug: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .debug */ .Yz(m),
+    info: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(m),
+    warning: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(m),
+    error: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .error */ .z3(m),
+    group: (name, fn) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .group */ .Os(name, fn),
 };
-/** Git and run context of the workflow run, for manifests and reports. */
-function gitContext(env) {
-    let prNumber;
-    const ref = env.GITHUB_REF ?? '';
-    const m = /^refs\/pull\/(\d+)\//.exec(ref);
-    if (m)
-        prNumber = Number(m[1]);
-    const context = {
-        repository: env.GITHUB_REPOSITORY,
-        sha: env.GITHUB_SHA,
-        ref: env.GITHUB_REF,
-        runId: env.GITHUB_RUN_ID,
-        runAttempt: env.GITHUB_RUN_ATTEMPT,
-        workflow: env.GITHUB_WORKFLOW,
-        prNumber,
-        actor: env.GITHUB_ACTOR,
-        serverUrl: env.GITHUB_SERVER_URL,
-    };
-    return Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined && v !== ''));
-}
 /** Masks a connection string and its password (raw and percent-encoded) in every later log line. */
 function maskConnectionString(value) {
     if (!value)
         return;
-    core/* setSecret */.Pq(value);
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(value);
     try {
-        const info = (0,connection/* parseConnectionString */.HH)(value);
+        const info = (0,_postgres_connection_js__WEBPACK_IMPORTED_MODULE_3__/* .parseConnectionString */ .HH)(value);
         if (info.password) {
-            core/* setSecret */.Pq(info.password);
-            core/* setSecret */.Pq(encodeURIComponent(info.password));
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(info.password);
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(encodeURIComponent(info.password));
         }
     }
     catch {
@@ -60427,21 +61019,26 @@ function maskConnectionString(value) {
 function maskSecret(value) {
     if (!value)
         return;
-    core/* setSecret */.Pq(value);
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(value);
     for (const line of value.split(/\r?\n/))
         if (line.trim())
-            core/* setSecret */.Pq(line.trim());
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(line.trim());
 }
-/** The S3 settings from the storage inputs shared by every action. */
-function s3SettingsFromInputs() {
-    const endpoint = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3Endpoint);
-    const forcePathStyle = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3ForcePathStyle)
-        ? (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.S3ForcePathStyle, false)
-        : undefined;
-    return { endpoint, region: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3Region), forcePathStyle };
-}
-function storageFromInputs(logger) {
-    return openStorage((0,inputs/* requiredInput */.YF)(names/* Inputs */.G.Storage), s3SettingsFromInputs(), logger);
+/**
+ * Masks every secret an action may be given, before anything is logged: the connection strings
+ * and their passwords, the age identities and passphrase, PGPASSWORD, and any value of
+ * encryption-recipients that is not a recipient (a secret key typed there by mistake).
+ */
+function maskSecretInputs(env) {
+    maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.DatabaseUrl));
+    maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.TargetUrl));
+    maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionIdentity));
+    maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionPassphrase));
+    for (const value of (0,_crypto_age_js__WEBPACK_IMPORTED_MODULE_2__/* .invalidRecipientValues */ .tc)((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionRecipients) ?? '')) {
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(value);
+    }
+    if (env.PGPASSWORD)
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(env.PGPASSWORD);
 }
 /**
  * Runs an action's body: a ConfigurationError fails the step with its message as it is; any
@@ -60453,12 +61050,211 @@ async function runAction(body) {
         await body();
     }
     catch (error) {
-        if (!(error instanceof errors/* ConfigurationError */.j1) && error instanceof Error && error.stack) {
-            core/* debug */.Yz(error.stack);
+        if (!(error instanceof _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j1) && error instanceof Error && error.stack) {
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .debug */ .Yz(error.stack);
         }
-        core/* setFailed */.C1((0,errors/* errorMessage */.gJ)(error));
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setFailed */ .C1((0,_core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .errorMessage */ .gJ)(error));
     }
     process.exit(process.exitCode ?? 0);
+}
+
+
+/***/ }),
+
+/***/ 68415:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   E9: () => (/* binding */ parseDuration),
+/* harmony export */   a3: () => (/* binding */ formatDuration)
+/* harmony export */ });
+/* unused harmony exports parseDurationOrForever, parseKeepUntil, compactDuration */
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3828);
+/** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
+
+const UNIT_SECONDS = {
+    s: 1,
+    m: 60,
+    h: 3600,
+    d: 86400,
+    w: 7 * 86400,
+    y: 365 * 86400,
+};
+const ACCEPTED_FORMS = 'a number with a unit such as 90d, 26h, 30m, 45s, 2w, 1y (365 days), 1h30m or 1.5h';
+/** One `<number><unit>` component, optionally followed by whitespace. */
+const COMPONENT = /(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*/y;
+/** The value as it appears in an error message: quoted, and cut short when long. */
+function quoted(text) {
+    return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
+}
+function durationError(text, key, extraForms = '') {
+    const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
+    return new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .OptionError */ .eR(key, (w) => `${w.option(key)} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
+}
+/**
+ * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
+ * units s, m, h, d, w (7 days) or y (365 days), each unit at most once: `90d`, `1h30m`,
+ * `1h 30m`, `1.5h`. Surrounding whitespace is ignored. Throws an OptionError naming
+ * the input and quoting the value otherwise.
+ */
+function parseDuration(text, inputName) {
+    const trimmed = text.trim();
+    if (trimmed === '')
+        throw durationError(text, inputName);
+    const used = new Set();
+    let seconds = 0;
+    let position = 0;
+    while (position < trimmed.length) {
+        COMPONENT.lastIndex = position;
+        const match = COMPONENT.exec(trimmed);
+        if (!match)
+            throw durationError(text, inputName);
+        const unit = match[2];
+        const factor = UNIT_SECONDS[unit];
+        if (factor === undefined || used.has(unit))
+            throw durationError(text, inputName);
+        used.add(unit);
+        seconds += Number(match[1]) * factor;
+        position = COMPONENT.lastIndex;
+    }
+    if (!Number.isFinite(seconds))
+        throw durationError(text, inputName);
+    return seconds;
+}
+/** Like {@link parseDuration}, but also accepts `forever` (any case). */
+function parseDurationOrForever(text, inputName) {
+    if (text.trim().toLowerCase() === 'forever')
+        return 'forever';
+    try {
+        return parseDuration(text, inputName);
+    }
+    catch (error) {
+        if (error instanceof ConfigurationError)
+            throw durationError(text, inputName, '"forever" or ');
+        throw error;
+    }
+}
+function pad2(n) {
+    return String(n).padStart(2, '0');
+}
+/**
+ * A duration for people: `0s`, `4.2s` and `45s` below a minute, `5m 03s` below an hour,
+ * `1h 05m` and `26h 00m` below two days, `2d 03h` from two days on. Rounds to the shown unit.
+ */
+function formatDuration(seconds) {
+    if (Number.isNaN(seconds))
+        return 'NaN';
+    if (seconds < 0)
+        return `-${formatDuration(-seconds)}`;
+    if (!Number.isFinite(seconds))
+        return '∞';
+    if (seconds < 10) {
+        const tenths = Math.round(seconds * 10) / 10;
+        if (tenths < 10)
+            return `${tenths}s`;
+    }
+    const whole = Math.round(seconds);
+    if (whole < 60)
+        return `${whole}s`;
+    if (whole < 3600)
+        return `${Math.floor(whole / 60)}m ${pad2(whole % 60)}s`;
+    const minutes = Math.round(seconds / 60);
+    if (minutes < 48 * 60)
+        return `${Math.floor(minutes / 60)}h ${pad2(minutes % 60)}m`;
+    const hours = Math.round(seconds / 3600);
+    return `${Math.floor(hours / 24)}d ${pad2(hours % 24)}h`;
+}
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const ISO_DATETIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$/;
+/** Milliseconds since the epoch of a UTC calendar time, or undefined when a field is out of range. */
+function utcTime(year, month, day, hour = 0, minute = 0, second = 0) {
+    if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
+        return undefined;
+    }
+    const date = new Date(0);
+    date.setUTCFullYear(year, month - 1, day);
+    date.setUTCHours(hour, minute, second, 0);
+    if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day)
+        return undefined;
+    return date.getTime();
+}
+function parseIsoInstant(text) {
+    const date = ISO_DATE.exec(text);
+    if (date) {
+        const time = utcTime(Number(date[1]), Number(date[2]), Number(date[3]));
+        return time === undefined ? undefined : new Date(time);
+    }
+    const dt = ISO_DATETIME.exec(text);
+    if (!dt)
+        return undefined;
+    const base = utcTime(Number(dt[1]), Number(dt[2]), Number(dt[3]), Number(dt[4]), Number(dt[5]), dt[6] === undefined ? 0 : Number(dt[6]));
+    if (base === undefined)
+        return undefined;
+    const millis = dt[7] === undefined ? 0 : Math.floor(Number(`0${dt[7]}`) * 1000);
+    let offsetMinutes = 0;
+    if (dt[8] === undefined) {
+        const hours = Number(dt[10]);
+        const minutes = Number(dt[11]);
+        if (hours > 23 || minutes > 59)
+            return undefined;
+        offsetMinutes = (dt[9] === '-' ? -1 : 1) * (hours * 60 + minutes);
+    }
+    return new Date(base + millis - offsetMinutes * 60_000);
+}
+/**
+ * The moment a pin ends. Accepts an ISO date (`2027-01-31`, meaning 00:00 UTC at the start of
+ * that day), an ISO date-time with a zone (`2027-01-31T12:00:00Z`, `2027-01-31T12:00+01:00`),
+ * or a duration counted from `now` (`90d`). The moment must be after `now`: a pin that has
+ * already ended is almost always a typo. Throws a ConfigurationError otherwise.
+ */
+function parseKeepUntil(text, now, inputName) {
+    const trimmed = text.trim();
+    let until;
+    if (/^\d{4}-/.test(trimmed)) {
+        until = parseIsoInstant(trimmed);
+        if (until === undefined) {
+            throw new OptionError(inputName, (w) => `${w.option(inputName)} must be an ISO date (2027-01-31), an ISO date-time with a ` +
+                `zone (2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`);
+        }
+    }
+    else {
+        try {
+            until = new Date(now.getTime() + parseDuration(trimmed, inputName) * 1000);
+        }
+        catch (error) {
+            if (!(error instanceof ConfigurationError))
+                throw error;
+            throw new OptionError(inputName, (w) => `${w.option(inputName)} must be an ISO date (2027-01-31), an ISO date-time with a ` +
+                `zone (2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); ` +
+                `got ${quoted(text)}.`);
+        }
+    }
+    if (!(until.getTime() > now.getTime())) {
+        throw new OptionError(inputName, (w) => `${w.option(inputName)} is ${quoted(text)}, which is not after now ` +
+            `(${now.toISOString()}); give a later date or a positive duration.`);
+    }
+    return until;
+}
+/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
+function compactDuration(seconds) {
+    if (seconds <= 0)
+        return '0s';
+    let rest = seconds;
+    let text = '';
+    for (const [unit, size] of [
+        ['d', 86400],
+        ['h', 3600],
+        ['m', 60],
+    ]) {
+        const whole = Math.floor(rest / size);
+        if (whole > 0)
+            text += `${whole}${unit}`;
+        rest -= whole * size;
+    }
+    const secs = Math.round(rest * 1000) / 1000;
+    if (secs > 0)
+        text += `${secs}s`;
+    return text || '0s';
 }
 
 
@@ -60468,6 +61264,8 @@ async function runAction(body) {
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   LL: () => (/* binding */ inputWording),
+/* harmony export */   eR: () => (/* binding */ OptionError),
 /* harmony export */   gJ: () => (/* binding */ errorMessage),
 /* harmony export */   j1: () => (/* binding */ ConfigurationError),
 /* harmony export */   zR: () => (/* binding */ asError)
@@ -60489,6 +61287,127 @@ function asError(error) {
 /** The message of any thrown value. */
 function errorMessage(error) {
     return error instanceof Error ? error.message : String(error);
+}
+/** The actions' wording: workflow inputs. */
+const inputWording = {
+    option: (key) => `input '${key}'`,
+    enable: (key) => `set ${key}: true`,
+};
+/**
+ * A ConfigurationError about one option. The message is written once, as a function of the
+ * wording, so each front door names the option as its user sets it; `message` holds the
+ * actions' wording.
+ */
+class OptionError extends ConfigurationError {
+    key;
+    words;
+    constructor(key, words) {
+        super(sentence(words(inputWording)));
+        this.key = key;
+        this.words = words;
+        this.name = 'OptionError';
+    }
+    /** The message in a front door's wording. */
+    worded(wording) {
+        return sentence(this.words(wording));
+    }
+}
+function sentence(text) {
+    return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+
+/***/ }),
+
+/***/ 70906:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   r: () => (/* binding */ splitList)
+/* harmony export */ });
+/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+function splitList(text) {
+    return text
+        .split(/[\n,]/)
+        .map((s) => s.replace(/#.*$/, '').trim())
+        .filter((s) => s !== '');
+}
+
+
+/***/ }),
+
+/***/ 25403:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   ml: () => (/* binding */ systemClock),
+/* harmony export */   sd: () => (/* binding */ quieter)
+/* harmony export */ });
+/* unused harmony exports MemoryLogger, StreamLogger */
+const systemClock = { now: () => new Date() };
+/**
+ * The logger with info lines demoted to debug, for steps whose details only the debug log needs;
+ * `everything` also demotes warnings and folds no groups (a step inside another step's group).
+ */
+function quieter(logger, everything = false) {
+    return {
+        debug: (m) => logger.debug(m),
+        info: (m) => logger.debug(m),
+        warning: (m) => (everything ? logger.debug(m) : logger.warning(m)),
+        error: (m) => logger.error(m),
+        group: (name, fn) => (everything ? fn() : logger.group(name, fn)),
+    };
+}
+/** A logger that keeps the lines it was given, for tests and for reports. */
+class MemoryLogger {
+    lines = [];
+    debug(message) {
+        this.lines.push(`debug: ${message}`);
+    }
+    info(message) {
+        this.lines.push(message);
+    }
+    warning(message) {
+        this.lines.push(`warning: ${message}`);
+    }
+    error(message) {
+        this.lines.push(`error: ${message}`);
+    }
+    async group(name, fn) {
+        this.lines.push(`group: ${name}`);
+        try {
+            return await fn();
+        }
+        finally {
+            this.lines.push(`endgroup: ${name}`);
+        }
+    }
+}
+/** A logger that writes plain lines to a stream (the CLI's stderr). */
+class StreamLogger {
+    out;
+    verbose;
+    constructor(out, verbose = false) {
+        this.out = out;
+        this.verbose = verbose;
+    }
+    debug(message) {
+        if (this.verbose)
+            this.out.write(`  ${message}\n`);
+    }
+    info(message) {
+        this.out.write(`${message}\n`);
+    }
+    warning(message) {
+        this.out.write(`warning: ${message}\n`);
+    }
+    error(message) {
+        this.out.write(`error: ${message}\n`);
+    }
+    async group(name, fn) {
+        this.out.write(`== ${name}\n`);
+        return fn();
+    }
 }
 
 
@@ -60661,6 +61580,1366 @@ function processAlive(pid) {
 
 /***/ }),
 
+/***/ 38058:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   AK: () => (/* binding */ processingStream),
+/* harmony export */   B4: () => (/* binding */ formatCount),
+/* harmony export */   TS: () => (/* binding */ rate),
+/* harmony export */   Vf: () => (/* binding */ HashCounter),
+/* harmony export */   ke: () => (/* binding */ Progress),
+/* harmony export */   z3: () => (/* binding */ formatBytes)
+/* harmony export */ });
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(77598);
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(57075);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3828);
+
+
+
+/** Passes bytes through while computing their SHA-256 and count. */
+class HashCounter extends node_stream__WEBPACK_IMPORTED_MODULE_1__.Transform {
+    hash = (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHash)('sha256');
+    beforeEnd;
+    bytes = 0;
+    digestValue;
+    constructor(options = {}) {
+        super({ readableHighWaterMark: options.highWaterMark });
+        this.beforeEnd = options.beforeEnd;
+    }
+    _transform(chunk, _enc, callback) {
+        this.hash.update(chunk);
+        this.bytes += chunk.length;
+        callback(null, chunk);
+    }
+    _flush(callback) {
+        if (!this.beforeEnd)
+            return callback();
+        this.beforeEnd().then(() => callback(), (error) => callback(error));
+    }
+    /** The hex digest; valid once the stream has ended. */
+    digest() {
+        this.digestValue ??= this.hash.digest('hex');
+        return this.digestValue;
+    }
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+/**
+ * A whole number with commas between groups of three digits (1,234,567), as `en-US` prints it,
+ * without `toLocaleString`: its first call loads ICU data, some 15 ms at the end of a backup.
+ */
+function formatCount(value) {
+    const digits = String(Math.abs(Math.trunc(value)));
+    const grouped = digits.replace(/\B(?=(\d{3})+$)/g, ',');
+    return value < 0 ? `-${grouped}` : grouped;
+}
+/** MB/s (decimal megabytes, as tools print rates). */
+function rate(bytes, seconds) {
+    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
+}
+/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
+class Progress {
+    logger;
+    label;
+    bytes;
+    timer;
+    started = Date.now();
+    constructor(logger, label, bytes, intervalMs = 5000) {
+        this.logger = logger;
+        this.label = label;
+        this.bytes = bytes;
+        if (intervalMs > 0) {
+            this.timer = setInterval(() => this.report(), intervalMs);
+            this.timer.unref();
+        }
+    }
+    elapsedSeconds() {
+        return (Date.now() - this.started) / 1000;
+    }
+    report() {
+        const seconds = this.elapsedSeconds();
+        const b = this.bytes();
+        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
+    }
+    stop() {
+        if (this.timer)
+            clearInterval(this.timer);
+        this.timer = undefined;
+    }
+}
+/**
+ * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
+ * processor still being made (a promise) is awaited before the first chunk.
+ */
+function processingStream(processor, highWaterMark) {
+    let ready;
+    const pass = (stream, step, callback) => {
+        try {
+            for (const b of step())
+                stream.push(b);
+            callback();
+        }
+        catch (error) {
+            callback((0,_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error));
+        }
+    };
+    return new node_stream__WEBPACK_IMPORTED_MODULE_1__.Transform({
+        readableHighWaterMark: highWaterMark,
+        writableHighWaterMark: highWaterMark,
+        construct(callback) {
+            Promise.resolve(processor).then((made) => {
+                ready = made;
+                callback();
+            }, (error) => callback((0,_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error)));
+        },
+        transform(chunk, _encoding, callback) {
+            pass(this, () => ready.update(chunk), callback);
+        },
+        flush(callback) {
+            pass(this, () => ready.final(), callback);
+        },
+    });
+}
+
+
+/***/ }),
+
+/***/ 58432:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  kZ: () => (/* binding */ AgeEncryptor),
+  Gf: () => (/* binding */ createDecryptStream),
+  CV: () => (/* binding */ createEncryptStream),
+  YK: () => (/* binding */ encryptingStream),
+  tc: () => (/* binding */ invalidRecipientValues),
+  go: () => (/* binding */ parseIdentities),
+  q: () => (/* binding */ parseRecipients)
+});
+
+// UNUSED EXPORTS: AgeError, generateIdentity, identityToRecipient
+
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(77598);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(57075);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/core/streams.js
+var streams = __nccwpck_require__(38058);
+;// CONCATENATED MODULE: ./lib/crypto/bech32.js
+/**
+ * Bech32 (BIP 173) as age uses it for its keys: the original Bech32 checksum (not Bech32m) and no
+ * 90-character length limit. Strings must be all lowercase or all uppercase.
+ */
+const CHARSET = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
+const GENERATOR = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
+const CHARSET_INDEX = new Map([...CHARSET].map((c, i) => [c, i]));
+function polymod(values) {
+    let chk = 1;
+    for (const v of values) {
+        const top = chk >>> 25;
+        chk = (((chk & 0x1ffffff) << 5) ^ v) >>> 0;
+        for (let i = 0; i < 5; i++) {
+            if ((top >>> i) & 1)
+                chk = (chk ^ GENERATOR[i]) >>> 0;
+        }
+    }
+    return chk;
+}
+function hrpExpand(hrp) {
+    const out = [];
+    for (let i = 0; i < hrp.length; i++)
+        out.push(hrp.charCodeAt(i) >>> 5);
+    out.push(0);
+    for (let i = 0; i < hrp.length; i++)
+        out.push(hrp.charCodeAt(i) & 31);
+    return out;
+}
+function convertBits(data, from, to, pad) {
+    let acc = 0;
+    let bits = 0;
+    const out = [];
+    const maxv = (1 << to) - 1;
+    for (let i = 0; i < data.length; i++) {
+        const value = data[i];
+        if (value >>> from !== 0)
+            throw new Error('invalid data range');
+        acc = (acc << from) | value;
+        bits += from;
+        while (bits >= to) {
+            bits -= to;
+            out.push((acc >>> bits) & maxv);
+        }
+        acc &= (1 << bits) - 1;
+    }
+    if (pad) {
+        if (bits > 0)
+            out.push((acc << (to - bits)) & maxv);
+    }
+    else if (bits >= from) {
+        throw new Error('illegal zero padding');
+    }
+    else if (acc !== 0) {
+        throw new Error('non-zero padding');
+    }
+    return out;
+}
+/** Encodes bytes with the given human-readable part; the result has the case of `hrp`. */
+function bech32_bech32Encode(hrp, data) {
+    const lower = hrp.toLowerCase();
+    const upper = hrp === hrp.toUpperCase() && hrp !== lower;
+    const values = convertBits(data, 8, 5, true);
+    const mod = polymod([...hrpExpand(lower), ...values, 0, 0, 0, 0, 0, 0]) ^ 1;
+    let out = `${lower}1`;
+    for (const v of values)
+        out += CHARSET[v];
+    for (let i = 0; i < 6; i++)
+        out += CHARSET[(mod >>> (5 * (5 - i))) & 31];
+    return upper ? out.toUpperCase() : out;
+}
+/**
+ * Decodes a Bech32 string. The returned `hrp` is lowercase. Throws a plain Error whose message never
+ * contains the input (callers decode secrets with it).
+ */
+function bech32Decode(text) {
+    if (text.length < 8)
+        throw new Error('too short');
+    const lower = text.toLowerCase();
+    if (text !== lower && text !== text.toUpperCase())
+        throw new Error('mixed case');
+    for (let i = 0; i < lower.length; i++) {
+        const c = lower.charCodeAt(i);
+        if (c < 33 || c > 126)
+            throw new Error('invalid character');
+    }
+    const sep = lower.lastIndexOf('1');
+    if (sep < 1 || sep + 7 > lower.length)
+        throw new Error('invalid separator position');
+    const hrp = lower.slice(0, sep);
+    const values = [];
+    for (const c of lower.slice(sep + 1)) {
+        const v = CHARSET_INDEX.get(c);
+        if (v === undefined)
+            throw new Error('invalid character');
+        values.push(v);
+    }
+    if (polymod([...hrpExpand(hrp), ...values]) !== 1)
+        throw new Error('invalid checksum');
+    return { hrp, data: Buffer.from(convertBits(values.slice(0, -6), 5, 8, false)) };
+}
+
+;// CONCATENATED MODULE: ./lib/crypto/age.js
+/**
+ * The age v1 file format (https://age-encryption.org/v1) as Node streams, built on node:crypto
+ * only: X25519 and scrypt recipients, HKDF-SHA256, HMAC-SHA256 and the ChaCha20-Poly1305 STREAM
+ * payload in 64 KiB chunks. Output is the binary format; files interoperate with the `age` CLI.
+ */
+
+
+
+
+
+/** Every failure to decrypt an age file. Messages name the cause and never contain key material. */
+class AgeError extends Error {
+    failure;
+    constructor(message, failure) {
+        super(message);
+        this.failure = failure;
+        this.name = 'AgeError';
+    }
+}
+const INTRO = 'age-encryption.org/v1\n';
+const INTRO_BYTES = Buffer.from(INTRO, 'latin1');
+const VERSION_PREFIX = Buffer.from('age-encryption.org/', 'latin1');
+const ARMOR_BEGIN = Buffer.from('-----BEGIN AGE ENCRYPTED FILE-----', 'latin1');
+const MAC_LINE_MARKER = Buffer.from('\n---', 'latin1');
+const CHUNK_SIZE = 64 * 1024;
+const TAG_SIZE = 16;
+const ENCRYPTED_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE;
+const FILE_KEY_SIZE = 16;
+const NONCE_SIZE = 16;
+const COLUMNS_PER_LINE = 64;
+const BYTES_PER_LINE = (COLUMNS_PER_LINE / 4) * 3;
+/** Headers larger than this are rejected instead of buffered (about 10,000 X25519 recipients). */
+const MAX_HEADER_SIZE = 1024 * 1024;
+/** Longer than any valid MAC line (48 bytes): a stray "\n---" is not waited on forever. */
+const MAX_MAC_LINE = 128;
+const X25519_LABEL = 'age-encryption.org/v1/X25519';
+const SCRYPT_LABEL = 'age-encryption.org/v1/scrypt';
+const IDENTITY_HRP = 'AGE-SECRET-KEY-';
+const RECIPIENT_HRP = 'age';
+const DEFAULT_SCRYPT_WORK_FACTOR = 18;
+/** The age CLI refuses to decrypt above this work factor by default; so do we. */
+const MAX_SCRYPT_WORK_FACTOR = 22;
+const STREAM_HIGH_WATER_MARK = 4 * ENCRYPTED_CHUNK_SIZE;
+const ZERO_NONCE = Buffer.alloc(12);
+const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+/** 2^48 chunks of 64 KiB is far beyond any real file; the nonce counter is written in 6 bytes. */
+const MAX_CHUNKS = 2 ** 48;
+// ---------------------------------------------------------------------------------------------
+// Primitives
+function hkdf(ikm, salt, info) {
+    return Buffer.from(external_node_crypto_.hkdfSync('sha256', ikm, salt, info, 32));
+}
+function aeadSeal(key, nonce, plaintext) {
+    const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', key, nonce, {
+        authTagLength: TAG_SIZE,
+    });
+    const body = cipher.update(plaintext);
+    cipher.final();
+    return Buffer.concat([body, cipher.getAuthTag()]);
+}
+/** Decrypts `sealed` (ciphertext followed by the tag); null when authentication fails. */
+function aeadOpen(key, nonce, sealed) {
+    if (sealed.length < TAG_SIZE)
+        return null;
+    const decipher = external_node_crypto_.createDecipheriv('chacha20-poly1305', key, nonce, {
+        authTagLength: TAG_SIZE,
+    });
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_SIZE));
+    const out = decipher.update(sealed.subarray(0, sealed.length - TAG_SIZE));
+    try {
+        decipher.final();
+    }
+    catch {
+        return null;
+    }
+    return out;
+}
+function x25519PrivateKey(secret) {
+    return external_node_crypto_.createPrivateKey({
+        key: Buffer.concat([PKCS8_X25519_PREFIX, secret]),
+        format: 'der',
+        type: 'pkcs8',
+    });
+}
+function x25519PublicKey(point) {
+    return external_node_crypto_.createPublicKey({
+        key: Buffer.concat([SPKI_X25519_PREFIX, point]),
+        format: 'der',
+        type: 'spki',
+    });
+}
+/** The raw 32-byte public key of a public or private X25519 key. */
+function rawPublicKey(key) {
+    const publicKey = key.type === 'private' ? external_node_crypto_.createPublicKey(key) : key;
+    const der = publicKey.export({ format: 'der', type: 'spki' });
+    return Buffer.from(der.subarray(der.length - 32));
+}
+/** X25519 shared secret, or null when it is all zeros (a low-order point). */
+function x25519(privateKey, publicKey) {
+    try {
+        const shared = external_node_crypto_.diffieHellman({ privateKey, publicKey });
+        return shared.every((b) => b === 0) ? null : shared;
+    }
+    catch {
+        return null;
+    }
+}
+function scryptKey(passphrase, salt, workFactor) {
+    const N = 2 ** workFactor;
+    const r = 8;
+    const p = 1;
+    const maxmem = 128 * r * (N + p + 2) + 1024 * 1024;
+    return new Promise((resolve, reject) => {
+        external_node_crypto_.scrypt(Buffer.from(passphrase, 'utf8'), Buffer.concat([Buffer.from(SCRYPT_LABEL, 'latin1'), salt]), 32, { N, r, p, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
+    });
+}
+function b64Encode(data) {
+    return data.toString('base64').replace(/=+$/, '');
+}
+/** Strict unpadded standard base64, as age requires (canonical, no padding, no whitespace). */
+function b64Decode(text) {
+    if (!/^[A-Za-z0-9+/]*$/.test(text) || text.length % 4 === 1)
+        return null;
+    const data = Buffer.from(text, 'base64');
+    return b64Encode(data) === text ? data : null;
+}
+// ---------------------------------------------------------------------------------------------
+// Keys
+function decodeRecipient(recipient) {
+    try {
+        const { hrp, data } = bech32Decode(recipient);
+        return hrp === RECIPIENT_HRP && data.length === 32 ? data : null;
+    }
+    catch {
+        return null;
+    }
+}
+function decodeIdentity(identity) {
+    try {
+        const { hrp, data } = bech32Decode(identity);
+        return hrp === IDENTITY_HRP.toLowerCase() && data.length === 32 ? data : null;
+    }
+    catch {
+        return null;
+    }
+}
+/**
+ * Whether a value may be a secret key, however mistyped: `AGE-SECRET-KEY-1…`, `AGE_SECRET_KEY_1…`,
+ * `age secret key 1…`, or an age plugin identity. Only to word the error better: no error
+ * message shows a recipient or identity value of any kind.
+ */
+function mayBeSecretKey(value) {
+    const letters = value.toUpperCase().replace(/[^A-Z0-9]/g, '');
+    return letters.includes('SECRETKEY') || letters.startsWith('AGEPLUGIN');
+}
+/** What is wrong with a recipient value, in words that never include the value. */
+function recipientProblem(value) {
+    if (mayBeSecretKey(value)) {
+        return ('this looks like an age secret key (identity), not a recipient: give its public key ' +
+            '(age1..., as age-keygen -y prints it), and rotate the secret key if it was exposed');
+    }
+    if (/^(ssh-|ecdsa-)/i.test(value)) {
+        return 'SSH keys are not supported, only age X25519 recipients (age1...)';
+    }
+    if (/^age1pq1/i.test(value))
+        return 'post-quantum hybrid recipients are not supported';
+    if (/^age1[a-z0-9]+1/.test(value))
+        return 'age plugin recipients are not supported';
+    if (/^age1/i.test(value)) {
+        return 'not a valid age X25519 recipient: a character is wrong, missing or extra (its checksum does not match)';
+    }
+    return 'not an age X25519 recipient (age1...)';
+}
+/** What is wrong with an identity value, in words that never include the value. */
+function identityProblem(value) {
+    if (/^age1/i.test(value))
+        return 'this is a public key (recipient), not an identity';
+    if (/^AGE-SECRET-KEY-PQ-/i.test(value)) {
+        return 'post-quantum hybrid identities are not supported';
+    }
+    if (/^AGE-PLUGIN-/i.test(value))
+        return 'age plugin identities are not supported';
+    if (/^-----BEGIN/.test(value) || /^(ssh-|ecdsa-)/i.test(value)) {
+        return 'SSH keys are not supported, only age X25519 identities';
+    }
+    return 'not a valid age X25519 identity (AGE-SECRET-KEY-1...)';
+}
+function recipientKey(recipient, index) {
+    const value = recipient.trim();
+    const raw = decodeRecipient(value);
+    if (!raw) {
+        throw new errors/* ConfigurationError */.j1(`age recipient ${index + 1}: ${recipientProblem(value)}`);
+    }
+    return raw;
+}
+function identitySecret(identity, where) {
+    const value = identity.trim();
+    const raw = decodeIdentity(value);
+    if (!raw) {
+        throw new errors/* ConfigurationError */.j1(`invalid age identity ${where}: ${identityProblem(value)}`);
+    }
+    return raw;
+}
+/** A new X25519 key pair in the age-keygen encodings. */
+function generateIdentity() {
+    const secret = crypto.randomBytes(32);
+    return {
+        identity: bech32Encode(IDENTITY_HRP, secret),
+        recipient: bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret))),
+    };
+}
+/** The recipient (public key) of an identity, as `age-keygen -y` prints it. */
+function identityToRecipient(identity) {
+    const secret = identitySecret(identity, 'given');
+    return bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret)));
+}
+/** The items of a recipients text, with where each one is (1-based). */
+function recipientItems(text) {
+    const out = [];
+    text.split(/\r?\n/).forEach((raw, i) => {
+        const line = raw.trim();
+        if (line === '' || line.startsWith('#'))
+            return;
+        const items = line
+            .split(',')
+            .map((item) => item.trim())
+            .filter((item) => item !== '');
+        items.forEach((value, j) => out.push({ value, line: i + 1, item: items.length > 1 ? j + 1 : undefined }));
+    });
+    return out;
+}
+/**
+ * Recipients from text: one `age1...` per line or several separated by commas; lines starting with
+ * '#' and blank lines are ignored; duplicates are dropped. May return an empty list. Errors name
+ * the line (and the item on a line of several) and what is wrong, never the value: a secret key
+ * pasted here by mistake must not reach a log.
+ */
+function parseRecipients(text) {
+    const out = [];
+    for (const { value, line, item } of recipientItems(text)) {
+        if (!decodeRecipient(value)) {
+            const where = item === undefined ? `line ${line}` : `line ${line}, item ${item}`;
+            throw new errors/* ConfigurationError */.j1(`age recipients, ${where}: ${recipientProblem(value)}`);
+        }
+        if (!out.includes(value))
+            out.push(value);
+    }
+    return out;
+}
+/**
+ * The values of a recipients text that are not recipients, each whole and each of its words of
+ * 20 characters or more: front doors mask them in their logs, as they may be secret keys.
+ */
+function invalidRecipientValues(text) {
+    const out = new Set();
+    for (const { value } of recipientItems(text)) {
+        if (decodeRecipient(value))
+            continue;
+        out.add(value);
+        for (const word of value.split(/\s+/))
+            if (word.length >= 20)
+                out.add(word);
+    }
+    return [...out];
+}
+/**
+ * Identities from text in the age-keygen file format: `AGE-SECRET-KEY-1...` lines, with '#'
+ * comment lines and blank lines ignored. Errors name the line number, never its content. May
+ * return an empty list.
+ */
+function parseIdentities(text) {
+    const out = [];
+    const lines = text.split(/\r?\n/);
+    for (let i = 0; i < lines.length; i++) {
+        const line = lines[i].trim();
+        if (line === '' || line.startsWith('#'))
+            continue;
+        if (!decodeIdentity(line)) {
+            throw new errors/* ConfigurationError */.j1(`age identities, line ${i + 1}: ${identityProblem(line)}`);
+        }
+        if (!out.includes(line))
+            out.push(line);
+    }
+    return out;
+}
+function formatStanza(stanza) {
+    let text = `-> ${[stanza.type, ...stanza.args].join(' ')}\n`;
+    const encoded = b64Encode(stanza.body);
+    for (let i = 0; i <= encoded.length; i += COLUMNS_PER_LINE) {
+        text += `${encoded.slice(i, i + COLUMNS_PER_LINE)}\n`;
+    }
+    return text;
+}
+function headerMac(fileKey, headerUpToDashes) {
+    return external_node_crypto_.createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+        .update(headerUpToDashes)
+        .digest();
+}
+function isArgument(text) {
+    return text.length > 0 && /^[\x21-\x7e]+$/.test(text);
+}
+function malformed(line, reason) {
+    return new AgeError(`the age header is malformed (line ${line}): ${reason}`, 'header');
+}
+/** Parses a complete header (intro line through the MAC line, excluding the final newline). */
+function parseHeader(text) {
+    const lines = text.split('\n');
+    const stanzas = [];
+    let offset = lines[0].length + 1;
+    let i = 1;
+    while (i < lines.length) {
+        const line = lines[i];
+        if (line.startsWith('---')) {
+            const parts = line.split(' ');
+            const mac = parts.length === 2 && parts[0] === '---' ? b64Decode(parts[1]) : null;
+            if (!mac || mac.length !== 32 || i !== lines.length - 1) {
+                throw malformed(i + 1, 'invalid closing (MAC) line');
+            }
+            if (stanzas.length === 0)
+                throw malformed(i + 1, 'the header has no recipient stanza');
+            return { stanzas, mac, macInputLength: offset + 3 };
+        }
+        if (!line.startsWith('->'))
+            throw malformed(i + 1, 'unexpected line');
+        const parts = line.split(' ');
+        if (parts[0] !== '->' || parts.length < 2 || !parts.slice(1).every(isArgument)) {
+            throw malformed(i + 1, 'invalid stanza line');
+        }
+        offset += line.length + 1;
+        i++;
+        const chunks = [];
+        for (;;) {
+            if (i >= lines.length)
+                throw malformed(i, 'stanza body is not terminated');
+            const bodyLine = lines[i];
+            const decoded = b64Decode(bodyLine);
+            if (!decoded || bodyLine.length > COLUMNS_PER_LINE) {
+                throw malformed(i + 1, bodyLine.startsWith('-')
+                    ? 'stanza ended without a short body line'
+                    : 'invalid stanza body line');
+            }
+            chunks.push(decoded);
+            offset += bodyLine.length + 1;
+            i++;
+            if (decoded.length < BYTES_PER_LINE)
+                break;
+        }
+        stanzas.push({ type: parts[1], args: parts.slice(2), body: Buffer.concat(chunks) });
+    }
+    throw malformed(lines.length, 'missing closing (MAC) line');
+}
+/** Why a buffer that does not start with the age intro line is not readable; null to wait. */
+function classifyBadStart(data, final) {
+    const starts = (prefix) => data
+        .subarray(0, Math.min(data.length, prefix.length))
+        .equals(prefix.subarray(0, Math.min(data.length, prefix.length)));
+    if (data.length >= VERSION_PREFIX.length && starts(VERSION_PREFIX)) {
+        const end = data.indexOf(0x0a);
+        const line = data
+            .subarray(0, end < 0 ? Math.min(data.length, 64) : Math.min(end, 64))
+            .toString('latin1')
+            .replace(/[^\x20-\x7e]/g, '?');
+        return new AgeError(`unsupported age format version: the file starts with "${line}"`, 'header');
+    }
+    if (starts(ARMOR_BEGIN)) {
+        if (data.length >= ARMOR_BEGIN.length) {
+            return new AgeError('the input is an ASCII-armored age file; only the binary age format is supported', 'unsupported');
+        }
+        if (!final)
+            return null;
+    }
+    return new AgeError('the input is not an age encrypted file (it does not start with "age-encryption.org/v1")', 'header');
+}
+// ---------------------------------------------------------------------------------------------
+// Buffering
+/** A FIFO of buffers from which fixed-size pieces are taken without copying where possible. */
+class ByteQueue {
+    parts = [];
+    first = 0;
+    offset = 0;
+    length = 0;
+    push(data) {
+        if (data.length === 0)
+            return;
+        this.parts.push(data);
+        this.length += data.length;
+    }
+    /** Removes the first n bytes: a view when they lie in one buffer, else a copy in `scratch`. */
+    take(n, scratch) {
+        const head = this.parts[this.first];
+        if (head.length - this.offset >= n) {
+            const view = head.subarray(this.offset, this.offset + n);
+            this.advance(n);
+            return view;
+        }
+        let filled = 0;
+        while (filled < n) {
+            const part = this.parts[this.first];
+            const count = Math.min(part.length - this.offset, n - filled);
+            part.copy(scratch, filled, this.offset, this.offset + count);
+            filled += count;
+            this.advance(count);
+        }
+        return scratch.subarray(0, n);
+    }
+    advance(n) {
+        this.offset += n;
+        this.length -= n;
+        if (this.offset === this.parts[this.first].length) {
+            this.first++;
+            this.offset = 0;
+            if (this.first === this.parts.length) {
+                this.parts = [];
+                this.first = 0;
+            }
+            else if (this.first >= 1024) {
+                this.parts = this.parts.slice(this.first);
+                this.first = 0;
+            }
+        }
+    }
+}
+function chunkNonce(nonce, counter, last) {
+    if (counter >= MAX_CHUNKS)
+        throw new AgeError('the age payload has too many chunks', 'payload');
+    nonce.fill(0);
+    nonce.writeUIntBE(counter, 5, 6);
+    nonce[11] = last ? 1 : 0;
+    return nonce;
+}
+/** Validates encryption options; throws ConfigurationError before any stream exists. */
+function encryptConfig(options) {
+    const recipients = options.recipients ?? [];
+    const passphrase = options.passphrase;
+    if (passphrase !== undefined && recipients.length > 0) {
+        throw new errors/* ConfigurationError */.j1('age files can have either public-key recipients or one passphrase, not both: ' +
+            'give only age recipients or only a passphrase');
+    }
+    if (passphrase === undefined && recipients.length === 0) {
+        throw new errors/* ConfigurationError */.j1('age encryption needs at least one recipient or a passphrase');
+    }
+    if (passphrase !== undefined && passphrase.length === 0) {
+        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
+    }
+    const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
+    if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
+        throw new errors/* ConfigurationError */.j1(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
+    }
+    return { recipientKeys: recipients.map((r, i) => recipientKey(r, i)), passphrase, workFactor };
+}
+/** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
+async function encryptionKeys(config) {
+    const fileKey = external_node_crypto_.randomBytes(FILE_KEY_SIZE);
+    const stanzas = [];
+    if (config.passphrase !== undefined) {
+        const salt = external_node_crypto_.randomBytes(16);
+        const key = await scryptKey(config.passphrase, salt, config.workFactor);
+        stanzas.push({
+            type: 'scrypt',
+            args: [b64Encode(salt), String(config.workFactor)],
+            body: aeadSeal(key, ZERO_NONCE, fileKey),
+        });
+    }
+    for (const recipient of config.recipientKeys) {
+        const ephemeral = external_node_crypto_.generateKeyPairSync('x25519');
+        const share = rawPublicKey(ephemeral.publicKey);
+        const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
+        if (!shared)
+            throw new errors/* ConfigurationError */.j1('an age recipient is an invalid X25519 point');
+        const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
+        stanzas.push({
+            type: 'X25519',
+            args: [b64Encode(share)],
+            body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
+        });
+    }
+    const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
+    const mac = headerMac(fileKey, upToDashes);
+    const nonce = external_node_crypto_.randomBytes(NONCE_SIZE);
+    return {
+        header: Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]),
+        payloadKey: external_node_crypto_.createSecretKey(hkdf(fileKey, nonce, 'payload')),
+    };
+}
+/**
+ * Encrypts one age file, fed synchronously. Input is copied into a single 64 KiB chunk buffer
+ * and never referenced once `update` returns, so callers may reuse their buffers at once;
+ * each sealed chunk comes out as new buffers (ciphertext, then tag).
+ */
+class AgeEncryptor {
+    payloadKey;
+    header;
+    chunk = Buffer.allocUnsafe(CHUNK_SIZE);
+    filled = 0;
+    nonce = Buffer.alloc(12);
+    counter = 0;
+    constructor(header, payloadKey) {
+        this.payloadKey = payloadKey;
+        this.header = header;
+    }
+    /** Rejects with a ConfigurationError (never echoing a secret) for invalid options. */
+    static async create(options) {
+        return AgeEncryptor.fromConfig(encryptConfig(options));
+    }
+    static async fromConfig(config) {
+        const { header, payloadKey } = await encryptionKeys(config);
+        return new AgeEncryptor(header, payloadKey);
+    }
+    /** Encrypts `data`; returns what is ready to be written (possibly nothing). */
+    update(data) {
+        const out = this.takeHeader();
+        let offset = 0;
+        while (offset < data.length) {
+            // A full chunk is sealed only once more data follows: the last chunk is marked as last.
+            if (this.filled === CHUNK_SIZE)
+                this.seal(false, out);
+            const n = data.copy(this.chunk, this.filled, offset);
+            this.filled += n;
+            offset += n;
+        }
+        return out;
+    }
+    /** Seals the last chunk; nothing may be encrypted afterwards. */
+    final() {
+        const out = this.takeHeader();
+        this.seal(true, out);
+        return out;
+    }
+    takeHeader() {
+        if (!this.header)
+            return [];
+        const out = [this.header];
+        this.header = null;
+        return out;
+    }
+    seal(last, out) {
+        const cipher = external_node_crypto_.createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
+        this.counter++;
+        const body = cipher.update(this.chunk.subarray(0, this.filled));
+        cipher.final();
+        this.filled = 0;
+        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
+        // every byte once more and double the garbage the collector has to catch up with.
+        out.push(body, cipher.getAuthTag());
+    }
+}
+/** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
+function createEncryptStream(options) {
+    return (0,streams/* processingStream */.AK)(AgeEncryptor.fromConfig(encryptConfig(options)), STREAM_HIGH_WATER_MARK);
+}
+/** A stream that encrypts through an encryptor that has not been used yet. */
+function encryptingStream(encryptor) {
+    return (0,streams/* processingStream */.AK)(encryptor, STREAM_HIGH_WATER_MARK);
+}
+/** Validates decryption options; throws ConfigurationError (never echoing a secret). */
+function decryptConfig(options) {
+    const identities = options.identities ?? [];
+    if (identities.length === 0 && options.passphrase === undefined) {
+        throw new errors/* ConfigurationError */.j1('age decryption needs an identity or a passphrase');
+    }
+    if (options.passphrase !== undefined && options.passphrase.length === 0) {
+        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
+    }
+    return {
+        identities: identities.map((identity, i) => {
+            const privateKey = x25519PrivateKey(identitySecret(identity, `number ${i + 1}`));
+            return { privateKey, publicKey: rawPublicKey(privateKey) };
+        }),
+        passphrase: options.passphrase,
+    };
+}
+class AgeDecryptStream extends external_node_stream_.Transform {
+    identities;
+    passphrase;
+    state = 'header';
+    /** Header bytes so far: the first input chunk itself, then an owned buffer grown by doubling. */
+    headerStore = Buffer.alloc(0);
+    headerSize = 0;
+    markerSearchFrom = 0;
+    fileKey = null;
+    payloadKey = null;
+    pending = new ByteQueue();
+    scratch = Buffer.allocUnsafe(ENCRYPTED_CHUNK_SIZE);
+    nonce = Buffer.alloc(12);
+    counter = 0;
+    constructor(config) {
+        super({
+            readableHighWaterMark: STREAM_HIGH_WATER_MARK,
+            writableHighWaterMark: STREAM_HIGH_WATER_MARK,
+        });
+        this.identities = config.identities;
+        this.passphrase = config.passphrase;
+    }
+    _transform(chunk, _encoding, callback) {
+        if (this.state !== 'header') {
+            this.consume(chunk, callback);
+            return;
+        }
+        const headerEnd = this.collectHeader(chunk);
+        if (headerEnd instanceof AgeError) {
+            callback(headerEnd);
+            return;
+        }
+        if (headerEnd < 0) {
+            callback();
+            return;
+        }
+        const header = this.headerBuffer;
+        this.headerStore = Buffer.alloc(0);
+        this.headerSize = 0;
+        this.unwrap(header.subarray(0, headerEnd)).then(() => {
+            this.state = 'nonce';
+            this.consume(header.subarray(headerEnd), callback);
+        }, (err) => callback((0,errors/* asError */.zR)(err)));
+    }
+    _flush(callback) {
+        try {
+            if (this.state === 'header') {
+                if (this.headerBuffer.length === 0) {
+                    throw new AgeError('the input is empty: it is not an age encrypted file', 'header');
+                }
+                throw (this.checkStart(true) ??
+                    new AgeError('the age file is truncated: it ends inside the header', 'header'));
+            }
+            if (this.state === 'nonce') {
+                throw new AgeError('the age file is truncated: it ends before the payload nonce', 'header');
+            }
+            this.finishPayload();
+            callback();
+        }
+        catch (err) {
+            callback(err);
+        }
+    }
+    checkStart(final) {
+        const data = this.headerBuffer;
+        const n = Math.min(data.length, INTRO_BYTES.length);
+        if (data.subarray(0, n).equals(INTRO_BYTES.subarray(0, n)))
+            return null;
+        return classifyBadStart(data, final);
+    }
+    /** Adds header bytes; returns the header length once complete, -1 to wait, or an error. */
+    get headerBuffer() {
+        return this.headerStore.subarray(0, this.headerSize);
+    }
+    appendHeader(chunk) {
+        if (this.headerSize === 0) {
+            this.headerStore = chunk;
+        }
+        else {
+            const needed = this.headerSize + chunk.length;
+            if (needed > this.headerStore.length) {
+                const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.headerStore.length, 4096));
+                this.headerStore.copy(grown, 0, 0, this.headerSize);
+                this.headerStore = grown;
+            }
+            chunk.copy(this.headerStore, this.headerSize);
+        }
+        this.headerSize += chunk.length;
+    }
+    collectHeader(chunk) {
+        this.appendHeader(chunk);
+        const data = this.headerBuffer;
+        const bad = this.checkStart(false);
+        if (bad)
+            return bad;
+        if (data.length < INTRO_BYTES.length)
+            return -1;
+        const marker = data.indexOf(MAC_LINE_MARKER, this.markerSearchFrom);
+        if (marker < 0)
+            this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
+        const newline = marker >= 0 ? data.indexOf(0x0a, marker + 1) : -1;
+        // The input length at which each outcome is known when bytes come one at a time: the size
+        // limit passed, the header's end, a MAC line too long. The earliest within the input wins,
+        // so the outcome does not depend on how the input was split into writes.
+        const tooLarge = MAX_HEADER_SIZE + 1;
+        const complete = newline >= 0 ? newline + 1 : Infinity;
+        const macTooLong = marker >= 0 ? marker + MAX_MAC_LINE + 1 : Infinity;
+        const first = Math.min(tooLarge, complete, macTooLong);
+        if (first > data.length)
+            return -1;
+        if (first === tooLarge) {
+            return new AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`, 'header');
+        }
+        if (first === complete)
+            return complete;
+        return new AgeError('the age header is malformed: invalid closing (MAC) line', 'header');
+    }
+    async unwrap(header) {
+        const { stanzas, mac, macInputLength } = parseHeader(header.subarray(0, header.length - 1).toString('latin1'));
+        const scryptStanzas = stanzas.filter((s) => s.type === 'scrypt');
+        let fileKey;
+        if (scryptStanzas.length > 0) {
+            if (stanzas.length !== 1) {
+                throw new AgeError('the age header is malformed: a passphrase (scrypt) stanza must be the only stanza', 'header');
+            }
+            fileKey = await this.unwrapScrypt(scryptStanzas[0]);
+        }
+        else {
+            fileKey = this.unwrapX25519(stanzas);
+        }
+        const expected = headerMac(fileKey, header.subarray(0, macInputLength));
+        if (!external_node_crypto_.timingSafeEqual(expected, mac)) {
+            throw new AgeError('the age header MAC does not match: the header was modified (tampered with or corrupted)', 'hmac');
+        }
+        this.fileKey = fileKey;
+    }
+    async unwrapScrypt(stanza) {
+        if (this.passphrase === undefined) {
+            throw new AgeError('this backup is encrypted with a passphrase, but no passphrase was given to decrypt it', 'no match');
+        }
+        const salt = stanza.args.length === 2 ? b64Decode(stanza.args[0]) : null;
+        if (!salt || salt.length !== 16 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
+            throw new AgeError('the age header is malformed: invalid passphrase (scrypt) stanza', 'header');
+        }
+        if (!/^[1-9][0-9]?$/.test(stanza.args[1])) {
+            throw new AgeError('the age header is malformed: invalid scrypt work factor', 'header');
+        }
+        const workFactor = Number(stanza.args[1]);
+        if (workFactor > MAX_SCRYPT_WORK_FACTOR) {
+            throw new AgeError(`the scrypt work factor of this file (${workFactor}) is above the limit of ${MAX_SCRYPT_WORK_FACTOR}`, 'header');
+        }
+        const key = await scryptKey(this.passphrase, salt, workFactor);
+        const fileKey = aeadOpen(key, ZERO_NONCE, stanza.body);
+        if (!fileKey) {
+            throw new AgeError('the passphrase is wrong: it does not decrypt this backup', 'no match');
+        }
+        return fileKey;
+    }
+    unwrapX25519(stanzas) {
+        const x25519Stanzas = stanzas.filter((s) => s.type === 'X25519');
+        const parsed = x25519Stanzas.map((stanza) => {
+            const share = stanza.args.length === 1 ? b64Decode(stanza.args[0]) : null;
+            if (!share || share.length !== 32 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
+                throw new AgeError('the age header is malformed: invalid X25519 stanza', 'header');
+            }
+            return { share, shareKey: x25519PublicKey(share), body: stanza.body };
+        });
+        for (const identity of this.identities) {
+            for (const stanza of parsed) {
+                const shared = x25519(identity.privateKey, stanza.shareKey);
+                if (!shared) {
+                    throw new AgeError('the age header is malformed: invalid X25519 share', 'header');
+                }
+                const wrapKey = hkdf(shared, Buffer.concat([stanza.share, identity.publicKey]), X25519_LABEL);
+                const fileKey = aeadOpen(wrapKey, ZERO_NONCE, stanza.body);
+                if (fileKey)
+                    return fileKey;
+            }
+        }
+        if (this.identities.length === 0) {
+            throw new AgeError('this backup is encrypted to age public keys, not with a passphrase: give its age identity', 'no match');
+        }
+        throw new AgeError('the age identity given does not match any recipient of this backup', 'no match');
+    }
+    consume(data, callback) {
+        try {
+            this.pending.push(data);
+            if (this.state === 'nonce') {
+                if (this.pending.length < NONCE_SIZE) {
+                    callback();
+                    return;
+                }
+                const nonce = Buffer.from(this.pending.take(NONCE_SIZE, this.scratch));
+                this.payloadKey = external_node_crypto_.createSecretKey(hkdf(this.fileKey, nonce, 'payload'));
+                this.fileKey = null;
+                this.state = 'payload';
+            }
+            while (this.pending.length > ENCRYPTED_CHUNK_SIZE) {
+                this.openMiddleChunk(this.pending.take(ENCRYPTED_CHUNK_SIZE, this.scratch));
+            }
+            callback();
+        }
+        catch (err) {
+            callback(err);
+        }
+    }
+    open(sealed, last) {
+        return aeadOpen(this.payloadKey, chunkNonce(this.nonce, this.counter, last), sealed);
+    }
+    /**
+     * A full chunk with more data after it. Like the reference implementation, a chunk that
+     * authenticates is released before a failure that follows it: the plaintext a failed file
+     * releases is what the age test vectors expect.
+     */
+    openMiddleChunk(sealed) {
+        const plaintext = this.open(sealed, false);
+        if (!plaintext) {
+            const final = this.open(sealed, true);
+            if (final) {
+                this.push(final);
+                throw new AgeError(`the age file has trailing data after the final chunk (chunk ${this.counter})`, 'payload');
+            }
+            throw new AgeError(`payload chunk ${this.counter} failed authentication: the backup data is corrupted`, 'payload');
+        }
+        this.counter++;
+        this.push(plaintext);
+    }
+    /** The rest of the input, which must be exactly the final chunk. */
+    finishPayload() {
+        const rest = this.pending.length;
+        if (rest === 0) {
+            throw new AgeError(this.counter === 0
+                ? 'the age file is truncated: it has no payload'
+                : `the age file is truncated: it ends after chunk ${this.counter - 1} without the final chunk`, 'payload');
+        }
+        if (rest < TAG_SIZE) {
+            throw new AgeError(`the age file is truncated: chunk ${this.counter} is incomplete`, 'payload');
+        }
+        const sealed = this.pending.take(rest, this.scratch);
+        const plaintext = this.open(sealed, true);
+        if (!plaintext) {
+            const middle = rest === ENCRYPTED_CHUNK_SIZE ? this.open(sealed, false) : null;
+            if (middle) {
+                this.push(middle);
+                throw new AgeError(`the age file is truncated: it ends after chunk ${this.counter} without the final chunk`, 'payload');
+            }
+            throw new AgeError(`the final payload chunk (chunk ${this.counter}) failed authentication: ` +
+                'the backup data is corrupted or the file is truncated', 'payload');
+        }
+        if (plaintext.length === 0 && this.counter > 0) {
+            throw new AgeError(`the age payload is malformed: the final chunk ${this.counter} is empty`, 'payload');
+        }
+        this.counter++;
+        this.push(plaintext);
+    }
+}
+/** A stream that turns a binary age file into its plaintext; failures are AgeError. */
+function createDecryptStream(options) {
+    return new AgeDecryptStream(decryptConfig(options));
+}
+
+
+/***/ }),
+
+/***/ 283:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   LA: () => (/* binding */ EXTRACT_OPTION_KEYS),
+/* harmony export */   Li: () => (/* binding */ readExportOptions),
+/* harmony export */   OE: () => (/* binding */ defaultExtractSchema),
+/* harmony export */   e6: () => (/* binding */ readExtractOptions),
+/* harmony export */   fQ: () => (/* binding */ checkSchemaName)
+/* harmony export */ });
+/* unused harmony export readTableSelection */
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3828);
+/* harmony import */ var _core_lists_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(70906);
+/* harmony import */ var _crypto_age_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(58432);
+/* harmony import */ var _postgres_tools_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(70936);
+
+
+
+
+const EXTRACT_OPTION_KEYS = {
+    tables: 'tables',
+    targetUrl: 'target-url',
+    confirm: 'confirm',
+    extractSchema: 'extract-schema',
+    replaceExtractSchema: 'replace-extract-schema',
+    compare: 'compare',
+    compareLimit: 'compare-limit',
+    exportFormat: 'export-format',
+    recipients: 'encryption-recipients',
+    name: 'name',
+    backupId: 'backup-id',
+    jobs: 'jobs',
+    postgresVersion: 'postgres-version',
+};
+const K = EXTRACT_OPTION_KEYS;
+function booleanOption(read, key, fallback) {
+    const value = read(key);
+    if (value === undefined)
+        return fallback;
+    if (['true', 'True', 'TRUE'].includes(value))
+        return true;
+    if (['false', 'False', 'FALSE'].includes(value))
+        return false;
+    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1(`Input '${key}' must be true or false, got '${value}'.`);
+}
+function integerOption(read, key, fallback, min, max) {
+    const value = read(key);
+    if (value === undefined)
+        return fallback;
+    const n = Number(value.trim());
+    if (!Number.isInteger(n) || n < min || n > max) {
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1(`Input '${key}' must be a whole number from ${min} to ${max}, got '${value}'.`);
+    }
+    return n;
+}
+/** The backup and the tables, as extract and export read them. */
+function readTableSelection(read, decryption) {
+    const tables = (0,_core_lists_js__WEBPACK_IMPORTED_MODULE_3__/* .splitList */ .r)(read(K.tables) ?? '');
+    if (tables.length === 0) {
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1(`Input '${K.tables}' is empty: give the tables to bring back as pg_dump -t patterns, e.g. "public.orders, public.payment".`);
+    }
+    return {
+        name: read(K.name),
+        backupId: read(K.backupId),
+        decryption,
+        tables,
+        jobs: integerOption(read, K.jobs, 2, 1, 64),
+        postgresVersion: (0,_postgres_tools_js__WEBPACK_IMPORTED_MODULE_2__/* .resolvePostgresVersionInput */ .Iz)(read(K.postgresVersion) ?? 'auto'),
+    };
+}
+/** The options of an extract. `target-url` is required here: the CLI fills it from DATABASE_URL. */
+function readExtractOptions(read, decryption) {
+    const targetUrl = read(K.targetUrl);
+    if (targetUrl === undefined) {
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1(`mode 'extract' writes the tables into a new schema of the database given by ${K.targetUrl}, and ${K.targetUrl} is empty.`);
+    }
+    const extractSchema = read(K.extractSchema);
+    if (extractSchema !== undefined)
+        checkSchemaName(extractSchema);
+    return {
+        ...readTableSelection(read, decryption),
+        targetUrl,
+        confirm: read(K.confirm),
+        extractSchema,
+        replaceExtractSchema: booleanOption(read, K.replaceExtractSchema, false),
+        compare: booleanOption(read, K.compare, true),
+        compareLimit: integerOption(read, K.compareLimit, 1000, 0, 1_000_000),
+    };
+}
+/** The options of an export. */
+function readExportOptions(read, decryption) {
+    const format = read(K.exportFormat) ?? 'csv';
+    if (format !== 'csv' && format !== 'jsonl') {
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1(`Input '${K.exportFormat}' must be one of csv, jsonl, got '${format}'.`);
+    }
+    return {
+        ...readTableSelection(read, decryption),
+        format,
+        recipients: (0,_crypto_age_js__WEBPACK_IMPORTED_MODULE_1__/* .parseRecipients */ .q)(read(K.recipients) ?? ''),
+    };
+}
+/** The default extract schema of a backup: `recovered_20261121t051500z_3f9a1c`. */
+function defaultExtractSchema(backupId) {
+    return `recovered_${backupId.toLowerCase().replace(/[^a-z0-9]/g, '_')}`;
+}
+/** A schema name the extract may create: a plain identifier, not a system schema. */
+function checkSchemaName(schema) {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema) || /^pg_/.test(schema)) {
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1(`Input '${K.extractSchema}' must be a new schema's name in lower case (letters, digits, _; at most 63, not pg_...), got '${schema}'.`);
+    }
+    if (['public', 'information_schema'].includes(schema)) {
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1(`Input '${K.extractSchema}' cannot be '${schema}': the extract goes into a schema of its own.`);
+    }
+}
+
+
+/***/ }),
+
+/***/ 90308:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  cw: () => (/* binding */ gitContext),
+  vW: () => (/* binding */ postgresVersionOption),
+  XO: () => (/* binding */ storageOption)
+});
+
+// UNUSED EXPORTS: s3Settings
+
+// EXTERNAL MODULE: ./lib/postgres/tools.js
+var tools = __nccwpck_require__(70936);
+// EXTERNAL MODULE: external "node:url"
+var external_node_url_ = __nccwpck_require__(73136);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/storage/local.js
+var local = __nccwpck_require__(53114);
+;// CONCATENATED MODULE: ./lib/storage/open.js
+
+
+
+
+const EXAMPLES = 'Use s3://bucket or s3://bucket/prefix for S3, or a folder: /absolute/path, ./relative/path or file:///absolute/path.';
+/** The input as it may be quoted in a message: any user:password part is masked. */
+function quotable(location) {
+    return location.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
+}
+function invalid(location, why) {
+    return new errors/* ConfigurationError */.j1(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
+}
+/**
+ * Reads a storage location: `s3://bucket[/prefix]`, `file:///abs/path`, `/abs/path`,
+ * `./rel/path` or `../rel/path`. Relative paths stay relative (resolved when opened).
+ */
+function parseStorageLocation(location) {
+    const text = location.trim();
+    if (text === '')
+        throw invalid(location, 'it is empty');
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
+    if (scheme === 's3') {
+        const rest = text.slice('s3://'.length);
+        const slash = rest.indexOf('/');
+        const authority = slash === -1 ? rest : rest.slice(0, slash);
+        const path = slash === -1 ? '' : rest.slice(slash + 1);
+        if (authority.includes('@')) {
+            throw invalid(location, 'credentials do not belong in the location; pass them as access key inputs or through the AWS environment');
+        }
+        if (authority === '')
+            throw invalid(location, 'the bucket name is missing');
+        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$/.test(authority)) {
+            throw invalid(location, `'${authority}' is not a valid bucket name (letters, digits, '.', '-' and '_', 3 to 255 characters)`);
+        }
+        if (/[?#]/.test(path))
+            throw invalid(location, "the prefix must not contain '?' or '#'");
+        const prefix = path.replace(/^\/+|\/+$/g, '');
+        if (prefix.split('/').some((segment) => segment === '.' || segment === '..')) {
+            throw invalid(location, "the prefix must not contain '.' or '..' segments");
+        }
+        if (prefix.includes('//'))
+            throw invalid(location, 'the prefix contains an empty segment (//)');
+        return { type: 's3', bucket: authority, prefix };
+    }
+    if (scheme === 'file') {
+        let path;
+        try {
+            path = (0,external_node_url_.fileURLToPath)(text);
+        }
+        catch (error) {
+            throw invalid(location, `it is not a local file URL (${error instanceof Error ? error.message : String(error)})`);
+        }
+        return { type: 'local', path };
+    }
+    if (scheme !== undefined) {
+        throw invalid(location, `the scheme '${scheme}://' is not supported`);
+    }
+    if (text.startsWith('/') || text === '.' || text === '..' || /^\.\.?\//.test(text)) {
+        return { type: 'local', path: text };
+    }
+    if (text.startsWith('~')) {
+        throw invalid(location, "'~' is not expanded; give the folder's absolute path");
+    }
+    throw invalid(location, `it has no scheme; for a bucket write s3://${text}, for a folder write ./${text}`);
+}
+/**
+ * Opens the store a location names. The S3 module (and the AWS SDK with it) is loaded only for
+ * an S3 location: a backup to a folder starts without compiling it.
+ */
+async function openStorage(location, s3, logger) {
+    const parsed = parseStorageLocation(location);
+    if (parsed.type === 's3') {
+        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(444)]).then(__nccwpck_require__.bind(__nccwpck_require__, 53444));
+        return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
+    }
+    return new local/* LocalStorage */.D(parsed.path, logger);
+}
+
+;// CONCATENATED MODULE: ./lib/options/shared.js
+
+
+/** The S3 settings shared by every command: endpoint, region, path-style addressing. */
+function s3Settings(read) {
+    return {
+        endpoint: read.string('s3-endpoint'),
+        region: read.string('s3-region'),
+        forcePathStyle: read.string('s3-force-path-style') === undefined
+            ? undefined
+            : read.boolean('s3-force-path-style', false),
+    };
+}
+/** Opens the store named by `storage`. */
+function storageOption(read, logger) {
+    return openStorage(read.required('storage'), s3Settings(read), logger);
+}
+/** `auto`, or the PostgreSQL major the client tools must have. */
+function postgresVersionOption(read) {
+    return (0,tools/* resolvePostgresVersionInput */.Iz)(read.string('postgres-version') ?? 'auto');
+}
+/** Git and run context of the workflow run (none outside GitHub Actions), for manifests and reports. */
+function gitContext(env) {
+    let prNumber;
+    const ref = env.GITHUB_REF ?? '';
+    const m = /^refs\/pull\/(\d+)\//.exec(ref);
+    if (m)
+        prNumber = Number(m[1]);
+    const context = {
+        repository: env.GITHUB_REPOSITORY,
+        sha: env.GITHUB_SHA,
+        ref: env.GITHUB_REF,
+        runId: env.GITHUB_RUN_ID,
+        runAttempt: env.GITHUB_RUN_ATTEMPT,
+        workflow: env.GITHUB_WORKFLOW,
+        prNumber,
+        actor: env.GITHUB_ACTOR,
+        serverUrl: env.GITHUB_SERVER_URL,
+    };
+    return Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined && v !== ''));
+}
+
+
+/***/ }),
+
 /***/ 49722:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
@@ -60745,7 +63024,7 @@ function parseConnectionString(text, inputName = 'database-url') {
             url = new URL(trimmed);
         }
         catch {
-            throw new errors/* ConfigurationError */.j1(`Input '${inputName}' is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
+            throw new errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
                 `Expected postgresql://user:password@host:5432/dbname?sslmode=require; percent-encode special characters in the password.`);
         }
         if (url.hostname)
@@ -60782,7 +63061,7 @@ function parseKeyValue(text, out, inputName) {
         while (i < n && /\s/.test(text[i]))
             i++;
         if (!key || text[i] !== '=') {
-            throw new errors/* ConfigurationError */.j1(`Input '${inputName}' is neither a postgres:// URL nor a libpq key=value string ` +
+            throw new errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} is neither a postgres:// URL nor a libpq key=value string ` +
                 `(the value is not shown because it may contain a password). Expected e.g. "host=db.example.com port=5432 dbname=app user=backup".`);
         }
         i++;
@@ -60797,7 +63076,7 @@ function parseKeyValue(text, out, inputName) {
                 value += text[i++];
             }
             if (text[i] !== "'") {
-                throw new errors/* ConfigurationError */.j1(`Input '${inputName}' has an unterminated quoted value.`);
+                throw new errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} has an unterminated quoted value.`);
             }
             i++;
         }
@@ -61065,14 +63344,14 @@ function quoteLiteral(value) {
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   CI: () => (/* binding */ listClientCandidates),
 /* harmony export */   CZ: () => (/* binding */ CLIENT_TOOL_CACHE_NAME),
+/* harmony export */   Ds: () => (/* binding */ majorOf),
 /* harmony export */   Iz: () => (/* binding */ resolvePostgresVersionInput),
 /* harmony export */   Mt: () => (/* binding */ findClientTools),
 /* harmony export */   Q5: () => (/* binding */ findServerBinaries),
 /* harmony export */   Wj: () => (/* binding */ defaultSearchDirs),
-/* harmony export */   mR: () => (/* binding */ parseToolVersion),
 /* harmony export */   qj: () => (/* binding */ majorFromVersionNum)
 /* harmony export */ });
-/* unused harmony exports compareVersions, toolCacheDirs, probeVersion, listServerCandidates */
+/* unused harmony exports parseToolVersion, compareVersions, toolCacheDirs, probeVersion, listServerCandidates */
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(73024);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(51455);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(76760);
@@ -61116,6 +63395,10 @@ function parseToolVersion(output) {
     }
     return undefined;
 }
+/** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
+function majorOf(version, fallback = 0) {
+    return parseToolVersion(version)?.major ?? fallback;
+}
 /** The major of a `server_version_num` (150018 → 15, 90624 → 9 for 9.6.24). */
 function majorFromVersionNum(num) {
     if (!Number.isSafeInteger(num) || num < 10000) {
@@ -61154,7 +63437,7 @@ function resolvePostgresVersionInput(value) {
         if (major >= 10 && major <= 99)
             return major;
     }
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_4__/* .ConfigurationError */ .j1(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
+    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_4__/* .OptionError */ .eR('postgres-version', (w) => `${w.option('postgres-version')} must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'.`);
 }
 function majorDirs(parent, pattern, suffix) {
     return (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readdir)(parent)
@@ -61701,8 +63984,8 @@ class LocalStorage {
             }
         }
     }
-    async describe() {
-        return {};
+    async versioning() {
+        return undefined;
     }
 }
 

@@ -48962,25 +48962,25 @@ module.exports = {
 
 /***/ }),
 
-/***/ 19784:
+/***/ 45684:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  tE: () => (/* binding */ booleanInput),
-  $A: () => (/* binding */ integerInput),
-  dt: () => (/* binding */ listInput),
-  $m: () => (/* binding */ optionalInput),
-  YF: () => (/* binding */ requiredInput)
+  Is: () => (/* binding */ actionFrontDoor),
+  QL: () => (/* binding */ inputs),
+  $m: () => (/* binding */ optionalInput)
 });
-
-// UNUSED EXPORTS: choiceInput, labelsInput, numberInput
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
 var core = __nccwpck_require__(33838);
 // EXTERNAL MODULE: ./lib/core/errors.js
 var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/core/logger.js
+var logger = __nccwpck_require__(25403);
+// EXTERNAL MODULE: ./lib/core/duration.js
+var duration = __nccwpck_require__(68415);
 ;// CONCATENATED MODULE: ./lib/core/lists.js
 /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
 function splitList(text) {
@@ -48990,7 +48990,114 @@ function splitList(text) {
         .filter((s) => s !== '');
 }
 
+;// CONCATENATED MODULE: ./lib/options/reader.js
+
+
+
+const TRUE = ['true', 'True', 'TRUE'];
+const FALSE = ['false', 'False', 'FALSE'];
+/** A boolean as the YAML 1.2 core schema spells it, or undefined for anything else. */
+function parseBoolean(text) {
+    if (TRUE.includes(text))
+        return true;
+    if (FALSE.includes(text))
+        return false;
+    return undefined;
+}
+/**
+ * Typed options of one front door. Every bad value is an OptionError naming the key, which
+ * each front door words its own way.
+ */
+class OptionReader {
+    source;
+    constructor(source) {
+        this.source = source;
+    }
+    string(key) {
+        return this.source.value(key);
+    }
+    /** A string with surrounding whitespace removed; undefined when blank. */
+    trimmed(key) {
+        const value = this.source.value(key)?.trim();
+        return value === '' ? undefined : value;
+    }
+    required(key) {
+        const value = this.source.value(key);
+        if (value === undefined) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} is required and was not given.`);
+        }
+        return value;
+    }
+    secret(key) {
+        return this.source.secret(key);
+    }
+    boolean(key, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const parsed = parseBoolean(value);
+        if (parsed === undefined) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be true or false, got '${value}'.`);
+        }
+        return parsed;
+    }
+    integer(key, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim());
+        if (!Number.isInteger(n) || n < min || n > max) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a whole number from ${min} to ${max}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A number ≥ min; a trailing `%` is allowed. */
+    number(key, fallback, min = 0) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim().replace(/%$/, ''));
+        if (!Number.isFinite(n) || n < min) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a number ≥ ${min}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+    list(key) {
+        return splitList(this.source.value(key) ?? '');
+    }
+    choice(key, choices, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        if (choices.includes(value))
+            return value;
+        throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be one of ${choices.join(', ')}, got '${value}'.`);
+    }
+    /** `key=value` pairs (newline or comma separated). */
+    labels(key) {
+        const labels = {};
+        for (const item of this.list(key)) {
+            const eq = item.indexOf('=');
+            if (eq <= 0) {
+                throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
+            }
+            labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+        }
+        return labels;
+    }
+    /** A duration in seconds (`26h`, `1h30m`), or undefined when not given. */
+    duration(key) {
+        const value = this.source.value(key);
+        return value === undefined ? undefined : (0,duration/* parseDuration */.E9)(value, key);
+    }
+}
+
+// EXTERNAL MODULE: ./lib/options/shared.js
+var shared = __nccwpck_require__(4717);
 ;// CONCATENATED MODULE: ./lib/actions/inputs.js
+
+
 
 
 
@@ -48999,78 +49106,141 @@ function optionalInput(name) {
     const value = core/* getInput */.V4(name);
     return value === '' ? undefined : value;
 }
-function requiredInput(name) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        throw new errors/* ConfigurationError */.j1(`Input required and not supplied: ${name}`);
-    return value;
+/** The action's options: its workflow inputs (secrets are inputs too, masked by the caller). */
+const inputs = new OptionReader({ value: optionalInput, secret: optionalInput });
+/** Where an action runs: the runner's environment, workspace and workflow run. */
+function actionFrontDoor(env) {
+    return {
+        env,
+        workspace: env.GITHUB_WORKSPACE || process.cwd(),
+        git: (0,shared/* gitContext */.cw)(env),
+        now: logger/* systemClock */.ml.now(),
+        wording: errors/* inputWording */.LL,
+    };
 }
-/** Strict booleans, as the YAML 1.2 core schema spells them; anything else is an error. */
-function booleanInput(name, fallback) {
-    const value = optionalInput(name);
+
+
+/***/ }),
+
+/***/ 49101:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  G: () => (/* binding */ Inputs),
+  t: () => (/* binding */ Outputs)
+});
+
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/crypto/age.js + 1 modules
+var age = __nccwpck_require__(58432);
+// EXTERNAL MODULE: ./lib/postgres/tools.js
+var tools = __nccwpck_require__(70936);
+;// CONCATENATED MODULE: ./lib/extract/options.js
+
+
+
+
+const EXTRACT_OPTION_KEYS = {
+    tables: 'tables',
+    targetUrl: 'target-url',
+    confirm: 'confirm',
+    extractSchema: 'extract-schema',
+    replaceExtractSchema: 'replace-extract-schema',
+    compare: 'compare',
+    compareLimit: 'compare-limit',
+    exportFormat: 'export-format',
+    recipients: 'encryption-recipients',
+    name: 'name',
+    backupId: 'backup-id',
+    jobs: 'jobs',
+    postgresVersion: 'postgres-version',
+};
+const K = (/* unused pure expression or super */ null && (EXTRACT_OPTION_KEYS));
+function booleanOption(read, key, fallback) {
+    const value = read(key);
     if (value === undefined)
         return fallback;
     if (['true', 'True', 'TRUE'].includes(value))
         return true;
     if (['false', 'False', 'FALSE'].includes(value))
         return false;
-    throw new errors/* ConfigurationError */.j1(`Input '${name}' must be true or false, got '${value}'.`);
+    throw new ConfigurationError(`Input '${key}' must be true or false, got '${value}'.`);
 }
-function integerInput(name, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
-    const value = optionalInput(name);
+function integerOption(read, key, fallback, min, max) {
+    const value = read(key);
     if (value === undefined)
         return fallback;
     const n = Number(value.trim());
     if (!Number.isInteger(n) || n < min || n > max) {
-        throw new errors/* ConfigurationError */.j1(`Input '${name}' must be a whole number from ${min} to ${max}, got '${value}'.`);
+        throw new ConfigurationError(`Input '${key}' must be a whole number from ${min} to ${max}, got '${value}'.`);
     }
     return n;
 }
-function numberInput(name, fallback, min = 0) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    const n = Number(value.trim().replace(/%$/, ''));
-    if (!Number.isFinite(n) || n < min) {
-        throw new ConfigurationError(`Input '${name}' must be a number ≥ ${min}, got '${value}'.`);
+/** The backup and the tables, as extract and export read them. */
+function readTableSelection(read, decryption) {
+    const tables = splitList(read(K.tables) ?? '');
+    if (tables.length === 0) {
+        throw new ConfigurationError(`Input '${K.tables}' is empty: give the tables to bring back as pg_dump -t patterns, e.g. "public.orders, public.payment".`);
     }
-    return n;
+    return {
+        name: read(K.name),
+        backupId: read(K.backupId),
+        decryption,
+        tables,
+        jobs: integerOption(read, K.jobs, 2, 1, 64),
+        postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
+    };
 }
-/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
-function listInput(name) {
-    return splitList(optionalInput(name) ?? '');
-}
-function choiceInput(name, choices, fallback) {
-    const value = optionalInput(name);
-    if (value === undefined)
-        return fallback;
-    if (choices.includes(value))
-        return value;
-    throw new ConfigurationError(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
-}
-/** `key=value` pairs (newline or comma separated). */
-function labelsInput(name) {
-    const labels = {};
-    for (const item of listInput(name)) {
-        const eq = item.indexOf('=');
-        if (eq <= 0) {
-            throw new ConfigurationError(`Input '${name}' takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
-        }
-        labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+/** The options of an extract. `target-url` is required here: the CLI fills it from DATABASE_URL. */
+function readExtractOptions(read, decryption) {
+    const targetUrl = read(K.targetUrl);
+    if (targetUrl === undefined) {
+        throw new ConfigurationError(`mode 'extract' writes the tables into a new schema of the database given by ${K.targetUrl}, and ${K.targetUrl} is empty.`);
     }
-    return labels;
+    const extractSchema = read(K.extractSchema);
+    if (extractSchema !== undefined)
+        checkSchemaName(extractSchema);
+    return {
+        ...readTableSelection(read, decryption),
+        targetUrl,
+        confirm: read(K.confirm),
+        extractSchema,
+        replaceExtractSchema: booleanOption(read, K.replaceExtractSchema, false),
+        compare: booleanOption(read, K.compare, true),
+        compareLimit: integerOption(read, K.compareLimit, 1000, 0, 1_000_000),
+    };
+}
+/** The options of an export. */
+function readExportOptions(read, decryption) {
+    const format = read(K.exportFormat) ?? 'csv';
+    if (format !== 'csv' && format !== 'jsonl') {
+        throw new ConfigurationError(`Input '${K.exportFormat}' must be one of csv, jsonl, got '${format}'.`);
+    }
+    return {
+        ...readTableSelection(read, decryption),
+        format,
+        recipients: parseRecipients(read(K.recipients) ?? ''),
+    };
+}
+/** The default extract schema of a backup: `recovered_20261121t051500z_3f9a1c`. */
+function defaultExtractSchema(backupId) {
+    return `recovered_${backupId.toLowerCase().replace(/[^a-z0-9]/g, '_')}`;
+}
+/** A schema name the extract may create: a plain identifier, not a system schema. */
+function checkSchemaName(schema) {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema) || /^pg_/.test(schema)) {
+        throw new ConfigurationError(`Input '${K.extractSchema}' must be a new schema's name in lower case (letters, digits, _; at most 63, not pg_...), got '${schema}'.`);
+    }
+    if (['public', 'information_schema'].includes(schema)) {
+        throw new ConfigurationError(`Input '${K.extractSchema}' cannot be '${schema}': the extract goes into a schema of its own.`);
+    }
 }
 
+;// CONCATENATED MODULE: ./lib/actions/names.js
 
-/***/ }),
-
-/***/ 48763:
-/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   G: () => (/* binding */ Inputs),
-/* harmony export */   t: () => (/* binding */ Outputs)
-/* harmony export */ });
 /** Every input and output name of the actions, in one place. `action.yml` files use the same strings. */
 const Inputs = {
     DatabaseUrl: 'database-url',
@@ -49079,6 +49249,8 @@ const Inputs = {
     S3Endpoint: 's3-endpoint',
     S3Region: 's3-region',
     S3ForcePathStyle: 's3-force-path-style',
+    DestinationsRequired: 'destinations-required',
+    Copies: 'copies',
     Format: 'format',
     Jobs: 'jobs',
     Compression: 'compression',
@@ -49105,6 +49277,7 @@ const Inputs = {
     Restore: 'restore',
     TargetUrl: 'target-url',
     WorkDir: 'work-dir',
+    RestorePlan: 'restore-plan',
     Checks: 'checks',
     MaxAge: 'max-age',
     RtoTarget: 'rto-target',
@@ -49127,6 +49300,19 @@ const Inputs = {
     DeleteIncompleteAfter: 'delete-incomplete-after',
     MaxDelete: 'max-delete',
     BypassGovernanceRetention: 'bypass-governance-retention',
+    Tables: EXTRACT_OPTION_KEYS.tables,
+    ExtractSchema: EXTRACT_OPTION_KEYS.extractSchema,
+    ReplaceExtractSchema: EXTRACT_OPTION_KEYS.replaceExtractSchema,
+    Compare: EXTRACT_OPTION_KEYS.compare,
+    CompareLimit: EXTRACT_OPTION_KEYS.compareLimit,
+    ExportFormat: EXTRACT_OPTION_KEYS.exportFormat,
+    Source: 'source',
+    Target: 'target',
+    FilesS3Endpoint: 'files-s3-endpoint',
+    FilesS3Region: 'files-s3-region',
+    FilesS3ForcePathStyle: 'files-s3-force-path-style',
+    FilesS3AccessKeyId: 'files-s3-access-key-id',
+    FilesS3SecretAccessKey: 'files-s3-secret-access-key',
 };
 const Outputs = {
     BackupId: 'backup-id',
@@ -49151,121 +49337,34 @@ const Outputs = {
     Deleted: 'deleted',
     PlanPath: 'plan-path',
     FreedBytes: 'freed-bytes',
+    ExtractSchema: 'extract-schema',
+    ExportManifest: 'export-manifest',
+    Files: 'files',
+    FilesNew: 'files-new',
+    FilesChanged: 'files-changed',
+    FilesUnchanged: 'files-unchanged',
+    FilesDeleted: 'files-deleted',
+    BytesUploaded: 'bytes-uploaded',
 };
 
 
 /***/ }),
 
-/***/ 30355:
+/***/ 88983:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  v0: () => (/* binding */ actionLogger),
-  cw: () => (/* binding */ gitContext),
-  Oi: () => (/* binding */ maskConnectionString),
-  $l: () => (/* binding */ maskSecret),
-  Cs: () => (/* binding */ runAction),
-  xr: () => (/* binding */ storageFromInputs)
-});
-
-// UNUSED EXPORTS: s3SettingsFromInputs
-
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
-var core = __nccwpck_require__(33838);
-// EXTERNAL MODULE: ./lib/core/errors.js
-var errors = __nccwpck_require__(3828);
-// EXTERNAL MODULE: external "node:url"
-var external_node_url_ = __nccwpck_require__(73136);
-// EXTERNAL MODULE: ./lib/storage/local.js
-var local = __nccwpck_require__(53114);
-;// CONCATENATED MODULE: ./lib/storage/open.js
-
-
-
-
-const EXAMPLES = 'Use s3://bucket or s3://bucket/prefix for S3, or a folder: /absolute/path, ./relative/path or file:///absolute/path.';
-/** The input as it may be quoted in a message: any user:password part is masked. */
-function quotable(location) {
-    return location.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
-}
-function invalid(location, why) {
-    return new errors/* ConfigurationError */.j1(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
-}
-/**
- * Reads a storage location: `s3://bucket[/prefix]`, `file:///abs/path`, `/abs/path`,
- * `./rel/path` or `../rel/path`. Relative paths stay relative (resolved when opened).
- */
-function parseStorageLocation(location) {
-    const text = location.trim();
-    if (text === '')
-        throw invalid(location, 'it is empty');
-    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
-    if (scheme === 's3') {
-        const rest = text.slice('s3://'.length);
-        const slash = rest.indexOf('/');
-        const authority = slash === -1 ? rest : rest.slice(0, slash);
-        const path = slash === -1 ? '' : rest.slice(slash + 1);
-        if (authority.includes('@')) {
-            throw invalid(location, 'credentials do not belong in the location; pass them as access key inputs or through the AWS environment');
-        }
-        if (authority === '')
-            throw invalid(location, 'the bucket name is missing');
-        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$/.test(authority)) {
-            throw invalid(location, `'${authority}' is not a valid bucket name (letters, digits, '.', '-' and '_', 3 to 255 characters)`);
-        }
-        if (/[?#]/.test(path))
-            throw invalid(location, "the prefix must not contain '?' or '#'");
-        const prefix = path.replace(/^\/+|\/+$/g, '');
-        if (prefix.split('/').some((segment) => segment === '.' || segment === '..')) {
-            throw invalid(location, "the prefix must not contain '.' or '..' segments");
-        }
-        if (prefix.includes('//'))
-            throw invalid(location, 'the prefix contains an empty segment (//)');
-        return { type: 's3', bucket: authority, prefix };
-    }
-    if (scheme === 'file') {
-        let path;
-        try {
-            path = (0,external_node_url_.fileURLToPath)(text);
-        }
-        catch (error) {
-            throw invalid(location, `it is not a local file URL (${error instanceof Error ? error.message : String(error)})`);
-        }
-        return { type: 'local', path };
-    }
-    if (scheme !== undefined) {
-        throw invalid(location, `the scheme '${scheme}://' is not supported`);
-    }
-    if (text.startsWith('/') || text === '.' || text === '..' || /^\.\.?\//.test(text)) {
-        return { type: 'local', path: text };
-    }
-    if (text.startsWith('~')) {
-        throw invalid(location, "'~' is not expanded; give the folder's absolute path");
-    }
-    throw invalid(location, `it has no scheme; for a bucket write s3://${text}, for a folder write ./${text}`);
-}
-/**
- * Opens the store a location names. The S3 module (and the AWS SDK with it) is loaded only for
- * an S3 location: a backup to a folder starts without compiling it.
- */
-async function openStorage(location, s3, logger) {
-    const parsed = parseStorageLocation(location);
-    if (parsed.type === 's3') {
-        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(444)]).then(__nccwpck_require__.bind(__nccwpck_require__, 53444));
-        return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
-    }
-    return new local/* LocalStorage */.D(parsed.path, logger);
-}
-
-// EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
-var connection = __nccwpck_require__(49722);
-// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
-var inputs = __nccwpck_require__(19784);
-// EXTERNAL MODULE: ./lib/actions/names.js
-var names = __nccwpck_require__(48763);
-;// CONCATENATED MODULE: ./lib/actions/runtime.js
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Cs: () => (/* binding */ runAction),
+/* harmony export */   q: () => (/* binding */ maskSecretInputs),
+/* harmony export */   v0: () => (/* binding */ actionLogger)
+/* harmony export */ });
+/* unused harmony export maskSecret */
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(33838);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+/* harmony import */ var _crypto_age_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(58432);
+/* harmony import */ var _postgres_connection_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(49722);
+/* harmony import */ var _inputs_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(45684);
+/* harmony import */ var _names_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(49101);
 
 
 
@@ -49274,42 +49373,22 @@ var names = __nccwpck_require__(48763);
 
 /** A Logger backed by @actions/core: annotations for warnings, folded groups. */
 const actionLogger = {
-    debug: (m) => core/* debug */.Yz(m),
-    info: (m) => core/* info */.pq(m),
-    warning: (m) => core/* warning */.$e(m),
-    error: (m) => core/* error */.z3(m),
-    group: (name, fn) => core/* group */.Os(name, fn),
+    debug: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .debug */ .Yz(m),
+    info: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(m),
+    warning: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(m),
+    error: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .error */ .z3(m),
+    group: (name, fn) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .group */ .Os(name, fn),
 };
-/** Git and run context of the workflow run, for manifests and reports. */
-function gitContext(env) {
-    let prNumber;
-    const ref = env.GITHUB_REF ?? '';
-    const m = /^refs\/pull\/(\d+)\//.exec(ref);
-    if (m)
-        prNumber = Number(m[1]);
-    const context = {
-        repository: env.GITHUB_REPOSITORY,
-        sha: env.GITHUB_SHA,
-        ref: env.GITHUB_REF,
-        runId: env.GITHUB_RUN_ID,
-        runAttempt: env.GITHUB_RUN_ATTEMPT,
-        workflow: env.GITHUB_WORKFLOW,
-        prNumber,
-        actor: env.GITHUB_ACTOR,
-        serverUrl: env.GITHUB_SERVER_URL,
-    };
-    return Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined && v !== ''));
-}
 /** Masks a connection string and its password (raw and percent-encoded) in every later log line. */
 function maskConnectionString(value) {
     if (!value)
         return;
-    core/* setSecret */.Pq(value);
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(value);
     try {
-        const info = (0,connection/* parseConnectionString */.HH)(value);
+        const info = (0,_postgres_connection_js__WEBPACK_IMPORTED_MODULE_3__/* .parseConnectionString */ .HH)(value);
         if (info.password) {
-            core/* setSecret */.Pq(info.password);
-            core/* setSecret */.Pq(encodeURIComponent(info.password));
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(info.password);
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(encodeURIComponent(info.password));
         }
     }
     catch {
@@ -49320,21 +49399,26 @@ function maskConnectionString(value) {
 function maskSecret(value) {
     if (!value)
         return;
-    core/* setSecret */.Pq(value);
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(value);
     for (const line of value.split(/\r?\n/))
         if (line.trim())
-            core/* setSecret */.Pq(line.trim());
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(line.trim());
 }
-/** The S3 settings from the storage inputs shared by every action. */
-function s3SettingsFromInputs() {
-    const endpoint = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3Endpoint);
-    const forcePathStyle = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3ForcePathStyle)
-        ? (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.S3ForcePathStyle, false)
-        : undefined;
-    return { endpoint, region: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.S3Region), forcePathStyle };
-}
-function storageFromInputs(logger) {
-    return openStorage((0,inputs/* requiredInput */.YF)(names/* Inputs */.G.Storage), s3SettingsFromInputs(), logger);
+/**
+ * Masks every secret an action may be given, before anything is logged: the connection strings
+ * and their passwords, the age identities and passphrase, PGPASSWORD, and any value of
+ * encryption-recipients that is not a recipient (a secret key typed there by mistake).
+ */
+function maskSecretInputs(env) {
+    maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.DatabaseUrl));
+    maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.TargetUrl));
+    maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionIdentity));
+    maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionPassphrase));
+    for (const value of (0,_crypto_age_js__WEBPACK_IMPORTED_MODULE_2__/* .invalidRecipientValues */ .tc)((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionRecipients) ?? '')) {
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(value);
+    }
+    if (env.PGPASSWORD)
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(env.PGPASSWORD);
 }
 /**
  * Runs an action's body: a ConfigurationError fails the step with its message as it is; any
@@ -49346,10 +49430,10 @@ async function runAction(body) {
         await body();
     }
     catch (error) {
-        if (!(error instanceof errors/* ConfigurationError */.j1) && error instanceof Error && error.stack) {
-            core/* debug */.Yz(error.stack);
+        if (!(error instanceof _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j1) && error instanceof Error && error.stack) {
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .debug */ .Yz(error.stack);
         }
-        core/* setFailed */.C1((0,errors/* errorMessage */.gJ)(error));
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setFailed */ .C1((0,_core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .errorMessage */ .gJ)(error));
     }
     process.exit(process.exitCode ?? 0);
 }
@@ -49357,7 +49441,7 @@ async function runAction(body) {
 
 /***/ }),
 
-/***/ 46978:
+/***/ 35981:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -49374,6 +49458,8 @@ var promises_ = __nccwpck_require__(51455);
 var external_node_path_ = __nccwpck_require__(76760);
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
 var core = __nccwpck_require__(33838);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(77598);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
@@ -49435,1324 +49521,760 @@ function runKey(name, action, at, random = () => (0,external_node_crypto_.random
     const time = at.toISOString().replace(/[-:]/g, '');
     return `${runsPrefix(name, action)}${time}-${random()}.json`;
 }
-
-// EXTERNAL MODULE: ./lib/core/errors.js
-var errors = __nccwpck_require__(3828);
-;// CONCATENATED MODULE: ./lib/core/duration.js
-/** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
-
-const UNIT_SECONDS = {
-    s: 1,
-    m: 60,
-    h: 3600,
-    d: 86400,
-    w: 7 * 86400,
-    y: 365 * 86400,
-};
-const ACCEPTED_FORMS = 'a number with a unit such as 90d, 26h, 30m, 45s, 2w, 1y (365 days), 1h30m or 1.5h';
-/** One `<number><unit>` component, optionally followed by whitespace. */
-const COMPONENT = /(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*/y;
-/** The value as it appears in an error message: quoted, and cut short when long. */
-function quoted(text) {
-    return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
+/** `<name>/exports/<backup-id>/`: tables of a backup exported as files (see extract/export.ts). */
+function exportsPrefix(name, id) {
+    return `${name}/exports/${id}/`;
 }
-function durationError(text, inputName, extraForms = '') {
-    const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
-    return new errors/* ConfigurationError */.j1(`Input ${inputName} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
+/** `public.rental.csv.zst.age`: one exported table, compressed with zstd (and encrypted with age). */
+function exportObjectName(schema, table, format, encrypted) {
+    return `${schema}.${table}.${format}.zst${encrypted ? '.age' : ''}`;
 }
-/**
- * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
- * units s, m, h, d, w (7 days) or y (365 days), each unit at most once: `90d`, `1h30m`,
- * `1h 30m`, `1.5h`. Surrounding whitespace is ignored. Throws a ConfigurationError naming
- * the input and quoting the value otherwise.
- */
-function parseDuration(text, inputName) {
-    const trimmed = text.trim();
-    if (trimmed === '')
-        throw durationError(text, inputName);
-    const used = new Set();
-    let seconds = 0;
-    let position = 0;
-    while (position < trimmed.length) {
-        COMPONENT.lastIndex = position;
-        const match = COMPONENT.exec(trimmed);
-        if (!match)
-            throw durationError(text, inputName);
-        const unit = match[2];
-        const factor = UNIT_SECONDS[unit];
-        if (factor === undefined || used.has(unit))
-            throw durationError(text, inputName);
-        used.add(unit);
-        seconds += Number(match[1]) * factor;
-        position = COMPONENT.lastIndex;
-    }
-    if (!Number.isFinite(seconds))
-        throw durationError(text, inputName);
-    return seconds;
+/** `<name>/files/`: the file backups of a catalog name, beside its database backups. */
+function fileBackupsPrefix(name) {
+    return `${name}/files/`;
 }
-/** Like {@link parseDuration}, but also accepts `forever` (any case). */
-function parseDurationOrForever(text, inputName) {
-    if (text.trim().toLowerCase() === 'forever')
-        return 'forever';
-    try {
-        return parseDuration(text, inputName);
-    }
-    catch (error) {
-        if (error instanceof ConfigurationError)
-            throw durationError(text, inputName, '"forever" or ');
-        throw error;
-    }
+function fileBackupPrefix(name, id) {
+    return `${fileBackupsPrefix(name)}${id}/`;
 }
-function pad2(n) {
-    return String(n).padStart(2, '0');
-}
-/**
- * A duration for people: `0s`, `4.2s` and `45s` below a minute, `5m 03s` below an hour,
- * `1h 05m` and `26h 00m` below two days, `2d 03h` from two days on. Rounds to the shown unit.
- */
-function formatDuration(seconds) {
-    if (Number.isNaN(seconds))
-        return 'NaN';
-    if (seconds < 0)
-        return `-${formatDuration(-seconds)}`;
-    if (!Number.isFinite(seconds))
-        return '∞';
-    if (seconds < 10) {
-        const tenths = Math.round(seconds * 10) / 10;
-        if (tenths < 10)
-            return `${tenths}s`;
-    }
-    const whole = Math.round(seconds);
-    if (whole < 60)
-        return `${whole}s`;
-    if (whole < 3600)
-        return `${Math.floor(whole / 60)}m ${pad2(whole % 60)}s`;
-    const minutes = Math.round(seconds / 60);
-    if (minutes < 48 * 60)
-        return `${Math.floor(minutes / 60)}h ${pad2(minutes % 60)}m`;
-    const hours = Math.round(seconds / 3600);
-    return `${Math.floor(hours / 24)}d ${pad2(hours % 24)}h`;
-}
-const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
-const ISO_DATETIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$/;
-/** Milliseconds since the epoch of a UTC calendar time, or undefined when a field is out of range. */
-function utcTime(year, month, day, hour = 0, minute = 0, second = 0) {
-    if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
-        return undefined;
-    }
-    const date = new Date(0);
-    date.setUTCFullYear(year, month - 1, day);
-    date.setUTCHours(hour, minute, second, 0);
-    if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day)
-        return undefined;
-    return date.getTime();
-}
-function parseIsoInstant(text) {
-    const date = ISO_DATE.exec(text);
-    if (date) {
-        const time = utcTime(Number(date[1]), Number(date[2]), Number(date[3]));
-        return time === undefined ? undefined : new Date(time);
-    }
-    const dt = ISO_DATETIME.exec(text);
-    if (!dt)
-        return undefined;
-    const base = utcTime(Number(dt[1]), Number(dt[2]), Number(dt[3]), Number(dt[4]), Number(dt[5]), dt[6] === undefined ? 0 : Number(dt[6]));
-    if (base === undefined)
-        return undefined;
-    const millis = dt[7] === undefined ? 0 : Math.floor(Number(`0${dt[7]}`) * 1000);
-    let offsetMinutes = 0;
-    if (dt[8] === undefined) {
-        const hours = Number(dt[10]);
-        const minutes = Number(dt[11]);
-        if (hours > 23 || minutes > 59)
-            return undefined;
-        offsetMinutes = (dt[9] === '-' ? -1 : 1) * (hours * 60 + minutes);
-    }
-    return new Date(base + millis - offsetMinutes * 60_000);
-}
-/**
- * The moment a pin ends. Accepts an ISO date (`2027-01-31`, meaning 00:00 UTC at the start of
- * that day), an ISO date-time with a zone (`2027-01-31T12:00:00Z`, `2027-01-31T12:00+01:00`),
- * or a duration counted from `now` (`90d`). The moment must be after `now`: a pin that has
- * already ended is almost always a typo. Throws a ConfigurationError otherwise.
- */
-function parseKeepUntil(text, now, inputName) {
-    const trimmed = text.trim();
-    let until;
-    if (/^\d{4}-/.test(trimmed)) {
-        until = parseIsoInstant(trimmed);
-        if (until === undefined) {
-            throw new ConfigurationError(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
-                `(2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`);
-        }
-    }
-    else {
-        try {
-            until = new Date(now.getTime() + parseDuration(trimmed, inputName) * 1000);
-        }
-        catch (error) {
-            if (!(error instanceof ConfigurationError))
-                throw error;
-            throw new ConfigurationError(`Input ${inputName} must be an ISO date (2027-01-31), an ISO date-time with a zone ` +
-                `(2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); got ${quoted(text)}.`);
-        }
-    }
-    if (!(until.getTime() > now.getTime())) {
-        throw new ConfigurationError(`Input ${inputName} is ${quoted(text)}, which is not after now (${now.toISOString()}); ` +
-            'give a later date or a positive duration.');
-    }
-    return until;
-}
-/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
-function compactDuration(seconds) {
-    if (seconds <= 0)
-        return '0s';
-    let rest = seconds;
-    let text = '';
-    for (const [unit, size] of [
-        ['d', 86400],
-        ['h', 3600],
-        ['m', 60],
-    ]) {
-        const whole = Math.floor(rest / size);
-        if (whole > 0)
-            text += `${whole}${unit}`;
-        rest -= whole * size;
-    }
-    const secs = Math.round(rest * 1000) / 1000;
-    if (secs > 0)
-        text += `${secs}s`;
-    return text || '0s';
+function fileManifestKey(name, id) {
+    return `${fileBackupPrefix(name, id)}manifest.json`;
 }
 
-;// CONCATENATED MODULE: ./lib/core/logger.js
-const systemClock = { now: () => new Date() };
-/**
- * The logger with info lines demoted to debug, for steps whose details only the debug log needs;
- * `everything` also demotes warnings and folds no groups (a step inside another step's group).
- */
-function quieter(logger, everything = false) {
-    return {
-        debug: (m) => logger.debug(m),
-        info: (m) => logger.debug(m),
-        warning: (m) => (everything ? logger.debug(m) : logger.warning(m)),
-        error: (m) => logger.error(m),
-        group: (name, fn) => (everything ? fn() : logger.group(name, fn)),
-    };
-}
-/** A logger that keeps the lines it was given, for tests and for reports. */
-class MemoryLogger {
-    lines = [];
-    debug(message) {
-        this.lines.push(`debug: ${message}`);
-    }
-    info(message) {
-        this.lines.push(message);
-    }
-    warning(message) {
-        this.lines.push(`warning: ${message}`);
-    }
-    error(message) {
-        this.lines.push(`error: ${message}`);
-    }
-    async group(name, fn) {
-        this.lines.push(`group: ${name}`);
-        try {
-            return await fn();
-        }
-        finally {
-            this.lines.push(`endgroup: ${name}`);
-        }
-    }
-}
-/** A logger that writes plain lines to a stream (the CLI's stderr). */
-class StreamLogger {
-    out;
-    verbose;
-    constructor(out, verbose = false) {
-        this.out = out;
-        this.verbose = verbose;
-    }
-    debug(message) {
-        if (this.verbose)
-            this.out.write(`  ${message}\n`);
-    }
-    info(message) {
-        this.out.write(`${message}\n`);
-    }
-    warning(message) {
-        this.out.write(`warning: ${message}\n`);
-    }
-    error(message) {
-        this.out.write(`error: ${message}\n`);
-    }
-    async group(name, fn) {
-        this.out.write(`== ${name}\n`);
-        return fn();
-    }
-}
-
+// EXTERNAL MODULE: ./lib/core/logger.js
+var core_logger = __nccwpck_require__(25403);
 // EXTERNAL MODULE: ./lib/core/process.js
 var core_process = __nccwpck_require__(29566);
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(57075);
-;// CONCATENATED MODULE: ./lib/core/streams.js
-
-
-
-/** Passes bytes through while computing their SHA-256 and count. */
-class HashCounter extends external_node_stream_.Transform {
-    hash = (0,external_node_crypto_.createHash)('sha256');
-    beforeEnd;
-    bytes = 0;
-    digestValue;
-    constructor(options = {}) {
-        super({ readableHighWaterMark: options.highWaterMark });
-        this.beforeEnd = options.beforeEnd;
-    }
-    _transform(chunk, _enc, callback) {
-        this.hash.update(chunk);
-        this.bytes += chunk.length;
-        callback(null, chunk);
-    }
-    _flush(callback) {
-        if (!this.beforeEnd)
-            return callback();
-        this.beforeEnd().then(() => callback(), (error) => callback(error));
-    }
-    /** The hex digest; valid once the stream has ended. */
-    digest() {
-        this.digestValue ??= this.hash.digest('hex');
-        return this.digestValue;
-    }
-}
-function formatBytes(bytes) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
-}
-/**
- * A whole number with commas between groups of three digits (1,234,567), as `en-US` prints it,
- * without `toLocaleString`: its first call loads ICU data, some 15 ms at the end of a backup.
- */
-function formatCount(value) {
-    const digits = String(Math.abs(Math.trunc(value)));
-    const grouped = digits.replace(/\B(?=(\d{3})+$)/g, ',');
-    return value < 0 ? `-${grouped}` : grouped;
-}
-/** MB/s (decimal megabytes, as tools print rates). */
-function rate(bytes, seconds) {
-    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
-}
-/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
-class Progress {
-    logger;
-    label;
-    bytes;
-    timer;
-    started = Date.now();
-    constructor(logger, label, bytes, intervalMs = 5000) {
-        this.logger = logger;
-        this.label = label;
-        this.bytes = bytes;
-        if (intervalMs > 0) {
-            this.timer = setInterval(() => this.report(), intervalMs);
-            this.timer.unref();
-        }
-    }
-    elapsedSeconds() {
-        return (Date.now() - this.started) / 1000;
-    }
-    report() {
-        const seconds = this.elapsedSeconds();
-        const b = this.bytes();
-        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
-    }
-    stop() {
-        if (this.timer)
-            clearInterval(this.timer);
-        this.timer = undefined;
-    }
-}
-/**
- * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
- * processor still being made (a promise) is awaited before the first chunk.
- */
-function streams_processingStream(processor, highWaterMark) {
-    let ready;
-    const pass = (stream, step, callback) => {
-        try {
-            for (const b of step())
-                stream.push(b);
-            callback();
-        }
-        catch (error) {
-            callback(asError(error));
-        }
-    };
-    return new Transform({
-        readableHighWaterMark: highWaterMark,
-        writableHighWaterMark: highWaterMark,
-        construct(callback) {
-            Promise.resolve(processor).then((made) => {
-                ready = made;
-                callback();
-            }, (error) => callback(asError(error)));
-        },
-        transform(chunk, _encoding, callback) {
-            pass(this, () => ready.update(chunk), callback);
-        },
-        flush(callback) {
-            pass(this, () => ready.final(), callback);
-        },
-    });
-}
-
-;// CONCATENATED MODULE: ./lib/crypto/bech32.js
-/**
- * Bech32 (BIP 173) as age uses it for its keys: the original Bech32 checksum (not Bech32m) and no
- * 90-character length limit. Strings must be all lowercase or all uppercase.
- */
-const CHARSET = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
-const GENERATOR = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
-const CHARSET_INDEX = new Map([...CHARSET].map((c, i) => [c, i]));
-function polymod(values) {
-    let chk = 1;
-    for (const v of values) {
-        const top = chk >>> 25;
-        chk = (((chk & 0x1ffffff) << 5) ^ v) >>> 0;
-        for (let i = 0; i < 5; i++) {
-            if ((top >>> i) & 1)
-                chk = (chk ^ GENERATOR[i]) >>> 0;
-        }
-    }
-    return chk;
-}
-function hrpExpand(hrp) {
-    const out = [];
-    for (let i = 0; i < hrp.length; i++)
-        out.push(hrp.charCodeAt(i) >>> 5);
-    out.push(0);
-    for (let i = 0; i < hrp.length; i++)
-        out.push(hrp.charCodeAt(i) & 31);
-    return out;
-}
-function convertBits(data, from, to, pad) {
-    let acc = 0;
-    let bits = 0;
-    const out = [];
-    const maxv = (1 << to) - 1;
-    for (let i = 0; i < data.length; i++) {
-        const value = data[i];
-        if (value >>> from !== 0)
-            throw new Error('invalid data range');
-        acc = (acc << from) | value;
-        bits += from;
-        while (bits >= to) {
-            bits -= to;
-            out.push((acc >>> bits) & maxv);
-        }
-        acc &= (1 << bits) - 1;
-    }
-    if (pad) {
-        if (bits > 0)
-            out.push((acc << (to - bits)) & maxv);
-    }
-    else if (bits >= from) {
-        throw new Error('illegal zero padding');
-    }
-    else if (acc !== 0) {
-        throw new Error('non-zero padding');
-    }
-    return out;
-}
-/** Encodes bytes with the given human-readable part; the result has the case of `hrp`. */
-function bech32_bech32Encode(hrp, data) {
-    const lower = hrp.toLowerCase();
-    const upper = hrp === hrp.toUpperCase() && hrp !== lower;
-    const values = convertBits(data, 8, 5, true);
-    const mod = polymod([...hrpExpand(lower), ...values, 0, 0, 0, 0, 0, 0]) ^ 1;
-    let out = `${lower}1`;
-    for (const v of values)
-        out += CHARSET[v];
-    for (let i = 0; i < 6; i++)
-        out += CHARSET[(mod >>> (5 * (5 - i))) & 31];
-    return upper ? out.toUpperCase() : out;
-}
-/**
- * Decodes a Bech32 string. The returned `hrp` is lowercase. Throws a plain Error whose message never
- * contains the input (callers decode secrets with it).
- */
-function bech32_bech32Decode(text) {
-    if (text.length < 8)
-        throw new Error('too short');
-    const lower = text.toLowerCase();
-    if (text !== lower && text !== text.toUpperCase())
-        throw new Error('mixed case');
-    for (let i = 0; i < lower.length; i++) {
-        const c = lower.charCodeAt(i);
-        if (c < 33 || c > 126)
-            throw new Error('invalid character');
-    }
-    const sep = lower.lastIndexOf('1');
-    if (sep < 1 || sep + 7 > lower.length)
-        throw new Error('invalid separator position');
-    const hrp = lower.slice(0, sep);
-    const values = [];
-    for (const c of lower.slice(sep + 1)) {
-        const v = CHARSET_INDEX.get(c);
-        if (v === undefined)
-            throw new Error('invalid character');
-        values.push(v);
-    }
-    if (polymod([...hrpExpand(hrp), ...values]) !== 1)
-        throw new Error('invalid checksum');
-    return { hrp, data: Buffer.from(convertBits(values.slice(0, -6), 5, 8, false)) };
-}
-
-;// CONCATENATED MODULE: ./lib/crypto/age.js
-/**
- * The age v1 file format (https://age-encryption.org/v1) as Node streams, built on node:crypto
- * only: X25519 and scrypt recipients, HKDF-SHA256, HMAC-SHA256 and the ChaCha20-Poly1305 STREAM
- * payload in 64 KiB chunks. Output is the binary format; files interoperate with the `age` CLI.
- */
-
-
-
-
-
-/** Every failure to decrypt an age file. Messages name the cause and never contain key material. */
-class AgeError extends Error {
-    failure;
-    constructor(message, failure) {
-        super(message);
-        this.failure = failure;
-        this.name = 'AgeError';
-    }
-}
-const INTRO = 'age-encryption.org/v1\n';
-const INTRO_BYTES = Buffer.from(INTRO, 'latin1');
-const VERSION_PREFIX = Buffer.from('age-encryption.org/', 'latin1');
-const ARMOR_BEGIN = Buffer.from('-----BEGIN AGE ENCRYPTED FILE-----', 'latin1');
-const MAC_LINE_MARKER = Buffer.from('\n---', 'latin1');
-const CHUNK_SIZE = 64 * 1024;
-const TAG_SIZE = 16;
-const ENCRYPTED_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE;
-const FILE_KEY_SIZE = 16;
-const NONCE_SIZE = 16;
-const COLUMNS_PER_LINE = 64;
-const BYTES_PER_LINE = (COLUMNS_PER_LINE / 4) * 3;
-/** Headers larger than this are rejected instead of buffered (about 10,000 X25519 recipients). */
-const MAX_HEADER_SIZE = 1024 * 1024;
-/** Longer than any valid MAC line (48 bytes): a stray "\n---" is not waited on forever. */
-const MAX_MAC_LINE = 128;
-const X25519_LABEL = 'age-encryption.org/v1/X25519';
-const SCRYPT_LABEL = 'age-encryption.org/v1/scrypt';
-const IDENTITY_HRP = 'AGE-SECRET-KEY-';
-const RECIPIENT_HRP = 'age';
-const DEFAULT_SCRYPT_WORK_FACTOR = 18;
-/** The age CLI refuses to decrypt above this work factor by default; so do we. */
-const MAX_SCRYPT_WORK_FACTOR = 22;
-const STREAM_HIGH_WATER_MARK = 4 * ENCRYPTED_CHUNK_SIZE;
-const ZERO_NONCE = Buffer.alloc(12);
-const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
-/** 2^48 chunks of 64 KiB is far beyond any real file; the nonce counter is written in 6 bytes. */
-const MAX_CHUNKS = 2 ** 48;
-// ---------------------------------------------------------------------------------------------
-// Primitives
-function hkdf(ikm, salt, info) {
-    return Buffer.from(external_node_crypto_.hkdfSync('sha256', ikm, salt, info, 32));
-}
-function aeadSeal(key, nonce, plaintext) {
-    const cipher = crypto.createCipheriv('chacha20-poly1305', key, nonce, {
-        authTagLength: TAG_SIZE,
-    });
-    const body = cipher.update(plaintext);
-    cipher.final();
-    return Buffer.concat([body, cipher.getAuthTag()]);
-}
-/** Decrypts `sealed` (ciphertext followed by the tag); null when authentication fails. */
-function aeadOpen(key, nonce, sealed) {
-    if (sealed.length < TAG_SIZE)
-        return null;
-    const decipher = external_node_crypto_.createDecipheriv('chacha20-poly1305', key, nonce, {
-        authTagLength: TAG_SIZE,
-    });
-    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_SIZE));
-    const out = decipher.update(sealed.subarray(0, sealed.length - TAG_SIZE));
-    try {
-        decipher.final();
-    }
-    catch {
-        return null;
-    }
-    return out;
-}
-function x25519PrivateKey(secret) {
-    return external_node_crypto_.createPrivateKey({
-        key: Buffer.concat([PKCS8_X25519_PREFIX, secret]),
-        format: 'der',
-        type: 'pkcs8',
-    });
-}
-function x25519PublicKey(point) {
-    return external_node_crypto_.createPublicKey({
-        key: Buffer.concat([SPKI_X25519_PREFIX, point]),
-        format: 'der',
-        type: 'spki',
-    });
-}
-/** The raw 32-byte public key of a public or private X25519 key. */
-function rawPublicKey(key) {
-    const publicKey = key.type === 'private' ? external_node_crypto_.createPublicKey(key) : key;
-    const der = publicKey.export({ format: 'der', type: 'spki' });
-    return Buffer.from(der.subarray(der.length - 32));
-}
-/** X25519 shared secret, or null when it is all zeros (a low-order point). */
-function x25519(privateKey, publicKey) {
-    try {
-        const shared = external_node_crypto_.diffieHellman({ privateKey, publicKey });
-        return shared.every((b) => b === 0) ? null : shared;
-    }
-    catch {
-        return null;
-    }
-}
-function scryptKey(passphrase, salt, workFactor) {
-    const N = 2 ** workFactor;
-    const r = 8;
-    const p = 1;
-    const maxmem = 128 * r * (N + p + 2) + 1024 * 1024;
-    return new Promise((resolve, reject) => {
-        external_node_crypto_.scrypt(Buffer.from(passphrase, 'utf8'), Buffer.concat([Buffer.from(SCRYPT_LABEL, 'latin1'), salt]), 32, { N, r, p, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
-    });
-}
-function b64Encode(data) {
-    return data.toString('base64').replace(/=+$/, '');
-}
-/** Strict unpadded standard base64, as age requires (canonical, no padding, no whitespace). */
-function b64Decode(text) {
-    if (!/^[A-Za-z0-9+/]*$/.test(text) || text.length % 4 === 1)
-        return null;
-    const data = Buffer.from(text, 'base64');
-    return b64Encode(data) === text ? data : null;
-}
-// ---------------------------------------------------------------------------------------------
-// Keys
-function decodeRecipient(recipient) {
-    try {
-        const { hrp, data } = bech32Decode(recipient);
-        return hrp === RECIPIENT_HRP && data.length === 32 ? data : null;
-    }
-    catch {
-        return null;
-    }
-}
-function decodeIdentity(identity) {
-    try {
-        const { hrp, data } = bech32_bech32Decode(identity);
-        return hrp === IDENTITY_HRP.toLowerCase() && data.length === 32 ? data : null;
-    }
-    catch {
-        return null;
-    }
-}
-/**
- * Whether a value may be a secret key, however mistyped: `AGE-SECRET-KEY-1…`, `AGE_SECRET_KEY_1…`,
- * `age secret key 1…`, or an age plugin identity. Only to word the error better: no error
- * message shows a recipient or identity value of any kind.
- */
-function mayBeSecretKey(value) {
-    const letters = value.toUpperCase().replace(/[^A-Z0-9]/g, '');
-    return letters.includes('SECRETKEY') || letters.startsWith('AGEPLUGIN');
-}
-/** What is wrong with a recipient value, in words that never include the value. */
-function recipientProblem(value) {
-    if (mayBeSecretKey(value)) {
-        return ('this looks like an age secret key (identity), not a recipient: give its public key ' +
-            '(age1..., as age-keygen -y prints it), and rotate the secret key if it was exposed');
-    }
-    if (/^(ssh-|ecdsa-)/i.test(value)) {
-        return 'SSH keys are not supported, only age X25519 recipients (age1...)';
-    }
-    if (/^age1pq1/i.test(value))
-        return 'post-quantum hybrid recipients are not supported';
-    if (/^age1[a-z0-9]+1/.test(value))
-        return 'age plugin recipients are not supported';
-    if (/^age1/i.test(value)) {
-        return 'not a valid age X25519 recipient: a character is wrong, missing or extra (its checksum does not match)';
-    }
-    return 'not an age X25519 recipient (age1...)';
-}
-/** What is wrong with an identity value, in words that never include the value. */
-function identityProblem(value) {
-    if (/^age1/i.test(value))
-        return 'this is a public key (recipient), not an identity';
-    if (/^AGE-SECRET-KEY-PQ-/i.test(value)) {
-        return 'post-quantum hybrid identities are not supported';
-    }
-    if (/^AGE-PLUGIN-/i.test(value))
-        return 'age plugin identities are not supported';
-    if (/^-----BEGIN/.test(value) || /^(ssh-|ecdsa-)/i.test(value)) {
-        return 'SSH keys are not supported, only age X25519 identities';
-    }
-    return 'not a valid age X25519 identity (AGE-SECRET-KEY-1...)';
-}
-function recipientKey(recipient, index) {
-    const value = recipient.trim();
-    const raw = decodeRecipient(value);
-    if (!raw) {
-        throw new ConfigurationError(`age recipient ${index + 1}: ${recipientProblem(value)}`);
-    }
-    return raw;
-}
-function identitySecret(identity, where) {
-    const value = identity.trim();
-    const raw = decodeIdentity(value);
-    if (!raw) {
-        throw new errors/* ConfigurationError */.j1(`invalid age identity ${where}: ${identityProblem(value)}`);
-    }
-    return raw;
-}
-/** A new X25519 key pair in the age-keygen encodings. */
-function generateIdentity() {
-    const secret = crypto.randomBytes(32);
-    return {
-        identity: bech32Encode(IDENTITY_HRP, secret),
-        recipient: bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret))),
-    };
-}
-/** The recipient (public key) of an identity, as `age-keygen -y` prints it. */
-function identityToRecipient(identity) {
-    const secret = identitySecret(identity, 'given');
-    return bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret)));
-}
-/** The items of a recipients text, with where each one is (1-based). */
-function recipientItems(text) {
-    const out = [];
-    text.split(/\r?\n/).forEach((raw, i) => {
-        const line = raw.trim();
-        if (line === '' || line.startsWith('#'))
-            return;
-        const items = line
-            .split(',')
-            .map((item) => item.trim())
-            .filter((item) => item !== '');
-        items.forEach((value, j) => out.push({ value, line: i + 1, item: items.length > 1 ? j + 1 : undefined }));
-    });
-    return out;
-}
-/**
- * Recipients from text: one `age1...` per line or several separated by commas; lines starting with
- * '#' and blank lines are ignored; duplicates are dropped. May return an empty list. Errors name
- * the line (and the item on a line of several) and what is wrong, never the value: a secret key
- * pasted here by mistake must not reach a log.
- */
-function parseRecipients(text) {
-    const out = [];
-    for (const { value, line, item } of recipientItems(text)) {
-        if (!decodeRecipient(value)) {
-            const where = item === undefined ? `line ${line}` : `line ${line}, item ${item}`;
-            throw new ConfigurationError(`age recipients, ${where}: ${recipientProblem(value)}`);
-        }
-        if (!out.includes(value))
-            out.push(value);
-    }
-    return out;
-}
-/**
- * The values of a recipients text that are not recipients, each whole and each of its words of
- * 20 characters or more: front doors mask them in their logs, as they may be secret keys.
- */
-function invalidRecipientValues(text) {
-    const out = new Set();
-    for (const { value } of recipientItems(text)) {
-        if (decodeRecipient(value))
-            continue;
-        out.add(value);
-        for (const word of value.split(/\s+/))
-            if (word.length >= 20)
-                out.add(word);
-    }
-    return [...out];
-}
-/**
- * Identities from text in the age-keygen file format: `AGE-SECRET-KEY-1...` lines, with '#'
- * comment lines and blank lines ignored. Errors name the line number, never its content. May
- * return an empty list.
- */
-function parseIdentities(text) {
-    const out = [];
-    const lines = text.split(/\r?\n/);
-    for (let i = 0; i < lines.length; i++) {
-        const line = lines[i].trim();
-        if (line === '' || line.startsWith('#'))
-            continue;
-        if (!decodeIdentity(line)) {
-            throw new errors/* ConfigurationError */.j1(`age identities, line ${i + 1}: ${identityProblem(line)}`);
-        }
-        if (!out.includes(line))
-            out.push(line);
-    }
-    return out;
-}
-function formatStanza(stanza) {
-    let text = `-> ${[stanza.type, ...stanza.args].join(' ')}\n`;
-    const encoded = b64Encode(stanza.body);
-    for (let i = 0; i <= encoded.length; i += COLUMNS_PER_LINE) {
-        text += `${encoded.slice(i, i + COLUMNS_PER_LINE)}\n`;
-    }
-    return text;
-}
-function headerMac(fileKey, headerUpToDashes) {
-    return external_node_crypto_.createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
-        .update(headerUpToDashes)
-        .digest();
-}
-function isArgument(text) {
-    return text.length > 0 && /^[\x21-\x7e]+$/.test(text);
-}
-function malformed(line, reason) {
-    return new AgeError(`the age header is malformed (line ${line}): ${reason}`, 'header');
-}
-/** Parses a complete header (intro line through the MAC line, excluding the final newline). */
-function parseHeader(text) {
-    const lines = text.split('\n');
-    const stanzas = [];
-    let offset = lines[0].length + 1;
-    let i = 1;
-    while (i < lines.length) {
-        const line = lines[i];
-        if (line.startsWith('---')) {
-            const parts = line.split(' ');
-            const mac = parts.length === 2 && parts[0] === '---' ? b64Decode(parts[1]) : null;
-            if (!mac || mac.length !== 32 || i !== lines.length - 1) {
-                throw malformed(i + 1, 'invalid closing (MAC) line');
-            }
-            if (stanzas.length === 0)
-                throw malformed(i + 1, 'the header has no recipient stanza');
-            return { stanzas, mac, macInputLength: offset + 3 };
-        }
-        if (!line.startsWith('->'))
-            throw malformed(i + 1, 'unexpected line');
-        const parts = line.split(' ');
-        if (parts[0] !== '->' || parts.length < 2 || !parts.slice(1).every(isArgument)) {
-            throw malformed(i + 1, 'invalid stanza line');
-        }
-        offset += line.length + 1;
-        i++;
-        const chunks = [];
-        for (;;) {
-            if (i >= lines.length)
-                throw malformed(i, 'stanza body is not terminated');
-            const bodyLine = lines[i];
-            const decoded = b64Decode(bodyLine);
-            if (!decoded || bodyLine.length > COLUMNS_PER_LINE) {
-                throw malformed(i + 1, bodyLine.startsWith('-')
-                    ? 'stanza ended without a short body line'
-                    : 'invalid stanza body line');
-            }
-            chunks.push(decoded);
-            offset += bodyLine.length + 1;
-            i++;
-            if (decoded.length < BYTES_PER_LINE)
-                break;
-        }
-        stanzas.push({ type: parts[1], args: parts.slice(2), body: Buffer.concat(chunks) });
-    }
-    throw malformed(lines.length, 'missing closing (MAC) line');
-}
-/** Why a buffer that does not start with the age intro line is not readable; null to wait. */
-function classifyBadStart(data, final) {
-    const starts = (prefix) => data
-        .subarray(0, Math.min(data.length, prefix.length))
-        .equals(prefix.subarray(0, Math.min(data.length, prefix.length)));
-    if (data.length >= VERSION_PREFIX.length && starts(VERSION_PREFIX)) {
-        const end = data.indexOf(0x0a);
-        const line = data
-            .subarray(0, end < 0 ? Math.min(data.length, 64) : Math.min(end, 64))
-            .toString('latin1')
-            .replace(/[^\x20-\x7e]/g, '?');
-        return new AgeError(`unsupported age format version: the file starts with "${line}"`, 'header');
-    }
-    if (starts(ARMOR_BEGIN)) {
-        if (data.length >= ARMOR_BEGIN.length) {
-            return new AgeError('the input is an ASCII-armored age file; only the binary age format is supported', 'unsupported');
-        }
-        if (!final)
-            return null;
-    }
-    return new AgeError('the input is not an age encrypted file (it does not start with "age-encryption.org/v1")', 'header');
-}
-// ---------------------------------------------------------------------------------------------
-// Buffering
-/** A FIFO of buffers from which fixed-size pieces are taken without copying where possible. */
-class ByteQueue {
-    parts = [];
-    first = 0;
-    offset = 0;
-    length = 0;
-    push(data) {
-        if (data.length === 0)
-            return;
-        this.parts.push(data);
-        this.length += data.length;
-    }
-    /** Removes the first n bytes: a view when they lie in one buffer, else a copy in `scratch`. */
-    take(n, scratch) {
-        const head = this.parts[this.first];
-        if (head.length - this.offset >= n) {
-            const view = head.subarray(this.offset, this.offset + n);
-            this.advance(n);
-            return view;
-        }
-        let filled = 0;
-        while (filled < n) {
-            const part = this.parts[this.first];
-            const count = Math.min(part.length - this.offset, n - filled);
-            part.copy(scratch, filled, this.offset, this.offset + count);
-            filled += count;
-            this.advance(count);
-        }
-        return scratch.subarray(0, n);
-    }
-    advance(n) {
-        this.offset += n;
-        this.length -= n;
-        if (this.offset === this.parts[this.first].length) {
-            this.first++;
-            this.offset = 0;
-            if (this.first === this.parts.length) {
-                this.parts = [];
-                this.first = 0;
-            }
-            else if (this.first >= 1024) {
-                this.parts = this.parts.slice(this.first);
-                this.first = 0;
-            }
-        }
-    }
-}
-function chunkNonce(nonce, counter, last) {
-    if (counter >= MAX_CHUNKS)
-        throw new AgeError('the age payload has too many chunks', 'payload');
-    nonce.fill(0);
-    nonce.writeUIntBE(counter, 5, 6);
-    nonce[11] = last ? 1 : 0;
-    return nonce;
-}
-/** Validates encryption options; throws ConfigurationError before any stream exists. */
-function encryptConfig(options) {
-    const recipients = options.recipients ?? [];
-    const passphrase = options.passphrase;
-    if (passphrase !== undefined && recipients.length > 0) {
-        throw new ConfigurationError('age files can have either public-key recipients or one passphrase, not both: ' +
-            'give only age recipients or only a passphrase');
-    }
-    if (passphrase === undefined && recipients.length === 0) {
-        throw new ConfigurationError('age encryption needs at least one recipient or a passphrase');
-    }
-    if (passphrase !== undefined && passphrase.length === 0) {
-        throw new ConfigurationError('the age passphrase is empty');
-    }
-    const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
-    if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
-        throw new ConfigurationError(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
-    }
-    return { recipientKeys: recipients.map((r, i) => recipientKey(r, i)), passphrase, workFactor };
-}
-/** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
-async function encryptionKeys(config) {
-    const fileKey = crypto.randomBytes(FILE_KEY_SIZE);
-    const stanzas = [];
-    if (config.passphrase !== undefined) {
-        const salt = crypto.randomBytes(16);
-        const key = await scryptKey(config.passphrase, salt, config.workFactor);
-        stanzas.push({
-            type: 'scrypt',
-            args: [b64Encode(salt), String(config.workFactor)],
-            body: aeadSeal(key, ZERO_NONCE, fileKey),
-        });
-    }
-    for (const recipient of config.recipientKeys) {
-        const ephemeral = crypto.generateKeyPairSync('x25519');
-        const share = rawPublicKey(ephemeral.publicKey);
-        const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
-        if (!shared)
-            throw new ConfigurationError('an age recipient is an invalid X25519 point');
-        const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
-        stanzas.push({
-            type: 'X25519',
-            args: [b64Encode(share)],
-            body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
-        });
-    }
-    const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
-    const mac = headerMac(fileKey, upToDashes);
-    const nonce = crypto.randomBytes(NONCE_SIZE);
-    return {
-        header: Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]),
-        payloadKey: crypto.createSecretKey(hkdf(fileKey, nonce, 'payload')),
-    };
-}
-/**
- * Encrypts one age file, fed synchronously. Input is copied into a single 64 KiB chunk buffer
- * and never referenced once `update` returns, so callers may reuse their buffers at once;
- * each sealed chunk comes out as new buffers (ciphertext, then tag).
- */
-class AgeEncryptor {
-    payloadKey;
-    header;
-    chunk = Buffer.allocUnsafe(CHUNK_SIZE);
-    filled = 0;
-    nonce = Buffer.alloc(12);
-    counter = 0;
-    constructor(header, payloadKey) {
-        this.payloadKey = payloadKey;
-        this.header = header;
-    }
-    /** Rejects with a ConfigurationError (never echoing a secret) for invalid options. */
-    static async create(options) {
-        return AgeEncryptor.fromConfig(encryptConfig(options));
-    }
-    static async fromConfig(config) {
-        const { header, payloadKey } = await encryptionKeys(config);
-        return new AgeEncryptor(header, payloadKey);
-    }
-    /** Encrypts `data`; returns what is ready to be written (possibly nothing). */
-    update(data) {
-        const out = this.takeHeader();
-        let offset = 0;
-        while (offset < data.length) {
-            // A full chunk is sealed only once more data follows: the last chunk is marked as last.
-            if (this.filled === CHUNK_SIZE)
-                this.seal(false, out);
-            const n = data.copy(this.chunk, this.filled, offset);
-            this.filled += n;
-            offset += n;
-        }
-        return out;
-    }
-    /** Seals the last chunk; nothing may be encrypted afterwards. */
-    final() {
-        const out = this.takeHeader();
-        this.seal(true, out);
-        return out;
-    }
-    takeHeader() {
-        if (!this.header)
-            return [];
-        const out = [this.header];
-        this.header = null;
-        return out;
-    }
-    seal(last, out) {
-        const cipher = crypto.createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
-        this.counter++;
-        const body = cipher.update(this.chunk.subarray(0, this.filled));
-        cipher.final();
-        this.filled = 0;
-        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
-        // every byte once more and double the garbage the collector has to catch up with.
-        out.push(body, cipher.getAuthTag());
-    }
-}
-/** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
-function createEncryptStream(options) {
-    return processingStream(AgeEncryptor.fromConfig(encryptConfig(options)), STREAM_HIGH_WATER_MARK);
-}
-/** A stream that encrypts through an encryptor that has not been used yet. */
-function encryptingStream(encryptor) {
-    return processingStream(encryptor, STREAM_HIGH_WATER_MARK);
-}
-/** Validates decryption options; throws ConfigurationError (never echoing a secret). */
-function decryptConfig(options) {
-    const identities = options.identities ?? [];
-    if (identities.length === 0 && options.passphrase === undefined) {
-        throw new errors/* ConfigurationError */.j1('age decryption needs an identity or a passphrase');
-    }
-    if (options.passphrase !== undefined && options.passphrase.length === 0) {
-        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
-    }
-    return {
-        identities: identities.map((identity, i) => {
-            const privateKey = x25519PrivateKey(identitySecret(identity, `number ${i + 1}`));
-            return { privateKey, publicKey: rawPublicKey(privateKey) };
-        }),
-        passphrase: options.passphrase,
-    };
-}
-class AgeDecryptStream extends external_node_stream_.Transform {
-    identities;
-    passphrase;
-    state = 'header';
-    /** Header bytes so far: the first input chunk itself, then an owned buffer grown by doubling. */
-    headerStore = Buffer.alloc(0);
-    headerSize = 0;
-    markerSearchFrom = 0;
-    fileKey = null;
-    payloadKey = null;
-    pending = new ByteQueue();
-    scratch = Buffer.allocUnsafe(ENCRYPTED_CHUNK_SIZE);
-    nonce = Buffer.alloc(12);
-    counter = 0;
-    constructor(config) {
-        super({
-            readableHighWaterMark: STREAM_HIGH_WATER_MARK,
-            writableHighWaterMark: STREAM_HIGH_WATER_MARK,
-        });
-        this.identities = config.identities;
-        this.passphrase = config.passphrase;
-    }
-    _transform(chunk, _encoding, callback) {
-        if (this.state !== 'header') {
-            this.consume(chunk, callback);
-            return;
-        }
-        const headerEnd = this.collectHeader(chunk);
-        if (headerEnd instanceof AgeError) {
-            callback(headerEnd);
-            return;
-        }
-        if (headerEnd < 0) {
-            callback();
-            return;
-        }
-        const header = this.headerBuffer;
-        this.headerStore = Buffer.alloc(0);
-        this.headerSize = 0;
-        this.unwrap(header.subarray(0, headerEnd)).then(() => {
-            this.state = 'nonce';
-            this.consume(header.subarray(headerEnd), callback);
-        }, (err) => callback((0,errors/* asError */.zR)(err)));
-    }
-    _flush(callback) {
-        try {
-            if (this.state === 'header') {
-                if (this.headerBuffer.length === 0) {
-                    throw new AgeError('the input is empty: it is not an age encrypted file', 'header');
-                }
-                throw (this.checkStart(true) ??
-                    new AgeError('the age file is truncated: it ends inside the header', 'header'));
-            }
-            if (this.state === 'nonce') {
-                throw new AgeError('the age file is truncated: it ends before the payload nonce', 'header');
-            }
-            this.finishPayload();
-            callback();
-        }
-        catch (err) {
-            callback(err);
-        }
-    }
-    checkStart(final) {
-        const data = this.headerBuffer;
-        const n = Math.min(data.length, INTRO_BYTES.length);
-        if (data.subarray(0, n).equals(INTRO_BYTES.subarray(0, n)))
-            return null;
-        return classifyBadStart(data, final);
-    }
-    /** Adds header bytes; returns the header length once complete, -1 to wait, or an error. */
-    get headerBuffer() {
-        return this.headerStore.subarray(0, this.headerSize);
-    }
-    appendHeader(chunk) {
-        if (this.headerSize === 0) {
-            this.headerStore = chunk;
-        }
-        else {
-            const needed = this.headerSize + chunk.length;
-            if (needed > this.headerStore.length) {
-                const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.headerStore.length, 4096));
-                this.headerStore.copy(grown, 0, 0, this.headerSize);
-                this.headerStore = grown;
-            }
-            chunk.copy(this.headerStore, this.headerSize);
-        }
-        this.headerSize += chunk.length;
-    }
-    collectHeader(chunk) {
-        this.appendHeader(chunk);
-        const data = this.headerBuffer;
-        const bad = this.checkStart(false);
-        if (bad)
-            return bad;
-        if (data.length < INTRO_BYTES.length)
-            return -1;
-        const marker = data.indexOf(MAC_LINE_MARKER, this.markerSearchFrom);
-        if (marker < 0)
-            this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
-        const newline = marker >= 0 ? data.indexOf(0x0a, marker + 1) : -1;
-        // The input length at which each outcome is known when bytes come one at a time: the size
-        // limit passed, the header's end, a MAC line too long. The earliest within the input wins,
-        // so the outcome does not depend on how the input was split into writes.
-        const tooLarge = MAX_HEADER_SIZE + 1;
-        const complete = newline >= 0 ? newline + 1 : Infinity;
-        const macTooLong = marker >= 0 ? marker + MAX_MAC_LINE + 1 : Infinity;
-        const first = Math.min(tooLarge, complete, macTooLong);
-        if (first > data.length)
-            return -1;
-        if (first === tooLarge) {
-            return new AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`, 'header');
-        }
-        if (first === complete)
-            return complete;
-        return new AgeError('the age header is malformed: invalid closing (MAC) line', 'header');
-    }
-    async unwrap(header) {
-        const { stanzas, mac, macInputLength } = parseHeader(header.subarray(0, header.length - 1).toString('latin1'));
-        const scryptStanzas = stanzas.filter((s) => s.type === 'scrypt');
-        let fileKey;
-        if (scryptStanzas.length > 0) {
-            if (stanzas.length !== 1) {
-                throw new AgeError('the age header is malformed: a passphrase (scrypt) stanza must be the only stanza', 'header');
-            }
-            fileKey = await this.unwrapScrypt(scryptStanzas[0]);
-        }
-        else {
-            fileKey = this.unwrapX25519(stanzas);
-        }
-        const expected = headerMac(fileKey, header.subarray(0, macInputLength));
-        if (!external_node_crypto_.timingSafeEqual(expected, mac)) {
-            throw new AgeError('the age header MAC does not match: the header was modified (tampered with or corrupted)', 'hmac');
-        }
-        this.fileKey = fileKey;
-    }
-    async unwrapScrypt(stanza) {
-        if (this.passphrase === undefined) {
-            throw new AgeError('this backup is encrypted with a passphrase, but no passphrase was given to decrypt it', 'no match');
-        }
-        const salt = stanza.args.length === 2 ? b64Decode(stanza.args[0]) : null;
-        if (!salt || salt.length !== 16 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
-            throw new AgeError('the age header is malformed: invalid passphrase (scrypt) stanza', 'header');
-        }
-        if (!/^[1-9][0-9]?$/.test(stanza.args[1])) {
-            throw new AgeError('the age header is malformed: invalid scrypt work factor', 'header');
-        }
-        const workFactor = Number(stanza.args[1]);
-        if (workFactor > MAX_SCRYPT_WORK_FACTOR) {
-            throw new AgeError(`the scrypt work factor of this file (${workFactor}) is above the limit of ${MAX_SCRYPT_WORK_FACTOR}`, 'header');
-        }
-        const key = await scryptKey(this.passphrase, salt, workFactor);
-        const fileKey = aeadOpen(key, ZERO_NONCE, stanza.body);
-        if (!fileKey) {
-            throw new AgeError('the passphrase is wrong: it does not decrypt this backup', 'no match');
-        }
-        return fileKey;
-    }
-    unwrapX25519(stanzas) {
-        const x25519Stanzas = stanzas.filter((s) => s.type === 'X25519');
-        const parsed = x25519Stanzas.map((stanza) => {
-            const share = stanza.args.length === 1 ? b64Decode(stanza.args[0]) : null;
-            if (!share || share.length !== 32 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
-                throw new AgeError('the age header is malformed: invalid X25519 stanza', 'header');
-            }
-            return { share, shareKey: x25519PublicKey(share), body: stanza.body };
-        });
-        for (const identity of this.identities) {
-            for (const stanza of parsed) {
-                const shared = x25519(identity.privateKey, stanza.shareKey);
-                if (!shared) {
-                    throw new AgeError('the age header is malformed: invalid X25519 share', 'header');
-                }
-                const wrapKey = hkdf(shared, Buffer.concat([stanza.share, identity.publicKey]), X25519_LABEL);
-                const fileKey = aeadOpen(wrapKey, ZERO_NONCE, stanza.body);
-                if (fileKey)
-                    return fileKey;
-            }
-        }
-        if (this.identities.length === 0) {
-            throw new AgeError('this backup is encrypted to age public keys, not with a passphrase: give its age identity', 'no match');
-        }
-        throw new AgeError('the age identity given does not match any recipient of this backup', 'no match');
-    }
-    consume(data, callback) {
-        try {
-            this.pending.push(data);
-            if (this.state === 'nonce') {
-                if (this.pending.length < NONCE_SIZE) {
-                    callback();
-                    return;
-                }
-                const nonce = Buffer.from(this.pending.take(NONCE_SIZE, this.scratch));
-                this.payloadKey = external_node_crypto_.createSecretKey(hkdf(this.fileKey, nonce, 'payload'));
-                this.fileKey = null;
-                this.state = 'payload';
-            }
-            while (this.pending.length > ENCRYPTED_CHUNK_SIZE) {
-                this.openMiddleChunk(this.pending.take(ENCRYPTED_CHUNK_SIZE, this.scratch));
-            }
-            callback();
-        }
-        catch (err) {
-            callback(err);
-        }
-    }
-    open(sealed, last) {
-        return aeadOpen(this.payloadKey, chunkNonce(this.nonce, this.counter, last), sealed);
-    }
-    /**
-     * A full chunk with more data after it. Like the reference implementation, a chunk that
-     * authenticates is released before a failure that follows it: the plaintext a failed file
-     * releases is what the age test vectors expect.
-     */
-    openMiddleChunk(sealed) {
-        const plaintext = this.open(sealed, false);
-        if (!plaintext) {
-            const final = this.open(sealed, true);
-            if (final) {
-                this.push(final);
-                throw new AgeError(`the age file has trailing data after the final chunk (chunk ${this.counter})`, 'payload');
-            }
-            throw new AgeError(`payload chunk ${this.counter} failed authentication: the backup data is corrupted`, 'payload');
-        }
-        this.counter++;
-        this.push(plaintext);
-    }
-    /** The rest of the input, which must be exactly the final chunk. */
-    finishPayload() {
-        const rest = this.pending.length;
-        if (rest === 0) {
-            throw new AgeError(this.counter === 0
-                ? 'the age file is truncated: it has no payload'
-                : `the age file is truncated: it ends after chunk ${this.counter - 1} without the final chunk`, 'payload');
-        }
-        if (rest < TAG_SIZE) {
-            throw new AgeError(`the age file is truncated: chunk ${this.counter} is incomplete`, 'payload');
-        }
-        const sealed = this.pending.take(rest, this.scratch);
-        const plaintext = this.open(sealed, true);
-        if (!plaintext) {
-            const middle = rest === ENCRYPTED_CHUNK_SIZE ? this.open(sealed, false) : null;
-            if (middle) {
-                this.push(middle);
-                throw new AgeError(`the age file is truncated: it ends after chunk ${this.counter} without the final chunk`, 'payload');
-            }
-            throw new AgeError(`the final payload chunk (chunk ${this.counter}) failed authentication: ` +
-                'the backup data is corrupted or the file is truncated', 'payload');
-        }
-        if (plaintext.length === 0 && this.counter > 0) {
-            throw new AgeError(`the age payload is malformed: the final chunk ${this.counter} is empty`, 'payload');
-        }
-        this.counter++;
-        this.push(plaintext);
-    }
-}
-/** A stream that turns a binary age file into its plaintext; failures are AgeError. */
-function createDecryptStream(options) {
-    return new AgeDecryptStream(decryptConfig(options));
-}
-
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(73024);
 // EXTERNAL MODULE: external "node:os"
 var external_node_os_ = __nccwpck_require__(48161);
+// EXTERNAL MODULE: ./lib/crypto/age.js + 1 modules
+var age = __nccwpck_require__(58432);
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(73024);
+// EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
+var postgres_connection = __nccwpck_require__(49722);
+;// CONCATENATED MODULE: ./lib/postgres/inventory.js
+
+
+/** Characters a regular expression gives a meaning to, escaped inside double quotes. */
+const REGEX_SPECIAL = '|*+?()[]{}.^\\';
+/**
+ * A pg_dump pattern as a test per dot-separated part, by psql's rules (processSQLNamePattern in
+ * PostgreSQL's fe_utils), so that the manifest and a restore select what pg_dump did: outside
+ * double quotes letters fold to lower case, `*` is any run of characters, `?` any one, `.`
+ * separates the parts, and other regular-expression characters keep their meaning; inside double
+ * quotes every character stands for itself (`""` for a quote). `$` always stands for itself.
+ * Each part matches a whole name; an empty part matches any.
+ */
+function namePatternParts(pattern) {
+    const parts = [];
+    let part = '';
+    let quoted = false;
+    for (let i = 0; i < pattern.length; i++) {
+        const ch = pattern[i];
+        if (ch === '"') {
+            if (quoted && pattern[i + 1] === '"') {
+                part += '"';
+                i++;
+            }
+            else {
+                quoted = !quoted;
+            }
+        }
+        else if (!quoted && ch >= 'A' && ch <= 'Z')
+            part += ch.toLowerCase();
+        else if (!quoted && ch === '*')
+            part += '.*';
+        else if (!quoted && ch === '?')
+            part += '.';
+        else if (!quoted && ch === '.') {
+            parts.push(part);
+            part = '';
+        }
+        else if (ch === '$')
+            part += '\\$';
+        else if (quoted && REGEX_SPECIAL.includes(ch))
+            part += `\\${ch}`;
+        else
+            part += ch;
+    }
+    parts.push(part);
+    return parts.map((source) => {
+        if (source === '')
+            return () => true;
+        let re;
+        try {
+            re = new RegExp(`^(?:${source})$`);
+        }
+        catch (error) {
+            throw new errors/* ConfigurationError */.j1(`'${pattern}' is not a valid pg_dump pattern: ${error instanceof Error ? error.message : String(error)}`);
+        }
+        return (name) => re.test(name);
+    });
+}
+/** Whether a schema pattern's parts (`schema` or `database.schema`) match `schema`. */
+function schemaMatches(parts, schema) {
+    return parts[parts.length - 1](schema);
+}
+/**
+ * Whether a table pattern's parts match: `table` (a table visible in the default search path,
+ * as pg_dump looks it up), `schema.table` or `database.schema.table`.
+ */
+function tableMatches(parts, table) {
+    if (parts.length === 1)
+        return table.visible && parts[0](table.name);
+    return parts[parts.length - 2](table.schema) && parts[parts.length - 1](table.name);
+}
+function inventory_selectionMatcher(selection) {
+    const schemas = selection.schemas.map(namePatternParts);
+    const excludeSchemas = selection.excludeSchemas.map(namePatternParts);
+    const excludeTableData = selection.excludeTableData.map(namePatternParts);
+    return {
+        schemaIncluded: (schema) => (schemas.length === 0 || schemas.some((parts) => schemaMatches(parts, schema))) &&
+            !excludeSchemas.some((parts) => schemaMatches(parts, schema)),
+        tableDataExcluded: (table) => excludeTableData.some((parts) => tableMatches(parts, table)),
+    };
+}
+/**
+ * The user tables the dump carries (ordinary tables and partitions; not partitioned parents,
+ * which hold no rows themselves, nor tables that belong to extensions), with their sizes and the
+ * planner's row estimates.
+ */
+async function listTables(client, selection) {
+    const result = await client.query(`
+    SELECT n.nspname AS schema, c.relname AS name,
+           pg_total_relation_size(c.oid)::text AS bytes,
+           GREATEST(c.reltuples, 0)::bigint::text AS estimate,
+           pg_catalog.pg_table_is_visible(c.oid) AS visible
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'r'
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND n.nspname NOT LIKE 'pg\\_toast%'
+       AND n.nspname NOT LIKE 'pg\\_temp%'
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+     ORDER BY n.nspname, c.relname`);
+    const matcher = inventory_selectionMatcher(selection);
+    return result.rows
+        .filter((r) => matcher.schemaIncluded(r.schema))
+        .map((r) => {
+        const dataExcluded = matcher.tableDataExcluded(r);
+        return {
+            schema: r.schema,
+            name: r.name,
+            bytes: Number(r.bytes),
+            rows: null,
+            estimate: Number(r.estimate),
+            dataExcluded,
+        };
+    });
+}
+/** Exact row count of one table (not its inheritance children), in the client's transaction. */
+async function countRows(client, schema, table) {
+    const r = await client.query(`SELECT count(*)::text AS n FROM ONLY ${(0,postgres_connection/* quoteIdent */.v4)(schema)}.${(0,postgres_connection/* quoteIdent */.v4)(table)}`);
+    return Number(r.rows[0].n);
+}
+/**
+ * A transaction that exports its snapshot, so pg_dump (`--snapshot`) and the row counts see
+ * exactly the same data. Stays open until `close`.
+ */
+async function exportSnapshot(client) {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    // The row counts run beside the dump: one process each, so parallel scan workers do not take
+    // the cores pg_dump's own server process needs.
+    await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
+    const r = await client.query('SELECT pg_export_snapshot() AS id');
+    return r.rows[0].id;
+}
+
+;// CONCATENATED MODULE: ./lib/restore/checks.js
+
+
+
+
+
+/**
+ * Every table the manifest lists exists in the restored database with the same row count;
+ * tables missing or extra are named, counts that differ are shown side by side.
+ */
+async function compareTables(client, manifest, notRestored = new Set()) {
+    const started = Date.now();
+    const restored = await listTables(client, {
+        schemas: manifest.options?.schemas ?? [],
+        excludeSchemas: manifest.options?.excludeSchemas ?? [],
+        excludeTableData: [],
+    });
+    const actualByName = new Map();
+    for (const t of restored) {
+        actualByName.set(`${t.schema}.${t.name}`, await countRows(client, t.schema, t.name));
+    }
+    // Extension configuration tables are the extension's, so listTables leaves them out: the
+    // manifest names those whose rows the dump carried.
+    for (const t of manifest.tables.filter((x) => x.extension !== undefined)) {
+        const exists = await client.query('SELECT to_regclass($1) IS NOT NULL AS found', [`${(0,postgres_connection/* quoteIdent */.v4)(t.schema)}.${(0,postgres_connection/* quoteIdent */.v4)(t.name)}`]);
+        if (exists.rows[0].found) {
+            actualByName.set(`${t.schema}.${t.name}`, await countRows(client, t.schema, t.name));
+        }
+    }
+    const comparison = [];
+    const expectedNames = new Set();
+    for (const t of manifest.tables) {
+        const table = `${t.schema}.${t.name}`;
+        expectedNames.add(table);
+        const actual = actualByName.get(table);
+        if (notRestored.has(table)) {
+            comparison.push({ table, expected: t.rows, actual: actual ?? null, status: 'platform' });
+        }
+        else if (actual === undefined) {
+            comparison.push({ table, expected: t.rows, actual: null, status: 'missing' });
+        }
+        else if (t.rows === null) {
+            comparison.push({ table, expected: null, actual, status: 'not counted' });
+        }
+        else {
+            comparison.push({
+                table,
+                expected: t.rows,
+                actual,
+                status: actual === t.rows ? 'same' : 'differs',
+            });
+        }
+    }
+    for (const [table, actual] of actualByName) {
+        if (!expectedNames.has(table))
+            comparison.push({ table, expected: null, actual, status: 'extra' });
+    }
+    const missing = comparison.filter((c) => c.status === 'missing').map((c) => c.table);
+    const extra = comparison.filter((c) => c.status === 'extra').map((c) => c.table);
+    const differs = comparison.filter((c) => c.status === 'differs');
+    const problems = [];
+    if (missing.length)
+        problems.push(`missing: ${missing.join(', ')}`);
+    if (extra.length)
+        problems.push(`not in the manifest: ${extra.join(', ')}`);
+    if (differs.length) {
+        problems.push(`row counts differ: ${differs.map((d) => `${d.table} ${d.expected} in the manifest, ${d.actual} restored`).join('; ')}`);
+    }
+    const estimate = manifest.rowCounts === 'estimate';
+    const platform = comparison.filter((c) => c.status === 'platform').length;
+    const kept = platform
+        ? `; ${platform} platform table(s) keep the target's rows (the platform's bookkeeping and short-lived data, which the backup does not replace)`
+        : '';
+    const result = {
+        name: 'Tables and row counts',
+        status: problems.length === 0 || (estimate && missing.length === 0 && extra.length === 0)
+            ? 'passed'
+            : 'failed',
+        detail: problems.length === 0
+            ? `${manifest.tables.length - platform} tables, every row count matches the manifest${manifest.rowCounts === 'off' ? ' (row counts were not taken: existence only)' : ''}${kept}`
+            : estimate && missing.length === 0 && extra.length === 0
+                ? `${manifest.tables.length} tables present; row counts are planner estimates in the manifest, so differences are not failures`
+                : problems.join('. '),
+        seconds: (Date.now() - started) / 1000,
+    };
+    return { result, comparison };
+}
+const LEGACY = 'manifest of schema version 1, checked against the archive alone';
+/**
+ * The checks of a manifest written before the source's state was recorded (schema version 1):
+ * every constraint the archive lists (`expected`, from `pg_restore --list`) must exist after the
+ * restore (table and domain constraints alike); sequences behind the maximum of the column they
+ * feed are noted, not failed, since the source may hold them so (rows inserted with explicit
+ * values).
+ */
+async function legacyConstraintsAndSequences(client, expected) {
+    return [await legacyConstraints(client, expected), await legacySequences(client)];
+}
+/** Every constraint the archive lists exists after the restore. */
+async function legacyConstraints(client, expected) {
+    const started = Date.now();
+    const constraints = await client.query(`
+    SELECT c.contype AS kind, n.nspname AS schema, COALESCE(t.relname, ty.typname) AS table,
+           c.conname AS name, c.convalidated AS validated
+      FROM pg_constraint c
+      JOIN pg_namespace n ON n.oid = c.connamespace
+      LEFT JOIN pg_class t ON t.oid = c.conrelid AND c.conrelid <> 0
+      LEFT JOIN pg_type ty ON ty.oid = c.contypid AND c.contypid <> 0
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+       AND c.contype IN ('f', 'u', 'c', 'p', 'x')
+       AND (t.oid IS NOT NULL OR ty.oid IS NOT NULL)`);
+    const counts = {};
+    const present = new Set();
+    const notValid = [];
+    for (const r of constraints.rows) {
+        counts[r.kind] = (counts[r.kind] ?? 0) + 1;
+        present.add(`${r.schema}.${r.table}.${r.name}`);
+        if (!r.validated)
+            notValid.push(`${r.schema}.${r.table}.${r.name}`);
+    }
+    const missing = (expected ?? [])
+        .map((c) => `${c.schema}.${c.table}.${c.name}`)
+        .filter((c) => !present.has(c));
+    const summary = `${counts.p ?? 0} primary keys, ${counts.u ?? 0} unique, ${counts.f ?? 0} foreign keys, ` +
+        `${counts.c ?? 0} check constraints${counts.x ? `, ${counts.x} exclusion constraints` : ''}`;
+    const notes = [];
+    if (expected) {
+        notes.push(`all ${expected.length} constraints the archive lists exist`);
+    }
+    if (notValid.length > 0) {
+        notes.push(`NOT VALID as in the source database (pg_dump keeps that state; their existing rows were not checked): ${notValid.join(', ')}`);
+    }
+    return {
+        name: 'Constraints',
+        status: missing.length === 0 ? 'passed' : 'failed',
+        detail: missing.length === 0
+            ? `${summary} re-created; the restore validated each one against the restored rows${notes.length ? `; ${notes.join('; ')}` : ''} (${LEGACY})`
+            : `missing after the restore although the archive lists them: ${missing.join(', ')} (${LEGACY})`,
+        seconds: (Date.now() - started) / 1000,
+    };
+}
+/** Sequences behind the maximum of the column they feed (noted, not failed). */
+async function legacySequences(client) {
+    const started = Date.now();
+    // A sequence feeds a column when the column owns it (serial, identity) or when the column's
+    // default calls nextval() on it (sequences created on their own, as many schemas do).
+    const sequences = await client.query(`
+    SELECT DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS seq,
+           quote_ident(tn.nspname) || '.' || quote_ident(t.relname) AS tbl,
+           quote_ident(a.attname) AS col
+      FROM pg_class s
+      JOIN pg_namespace sn ON sn.oid = s.relnamespace
+      JOIN (
+        SELECT d.objid AS seqid, d.refobjid AS relid, d.refobjsubid AS attnum
+          FROM pg_depend d
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.deptype IN ('a', 'i')
+        UNION
+        SELECT d.refobjid, ad.adrelid, ad.adnum
+          FROM pg_attrdef ad
+          JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                          AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
+      ) feeds ON feeds.seqid = s.oid
+      JOIN pg_class t ON t.oid = feeds.relid
+      JOIN pg_namespace tn ON tn.oid = t.relnamespace
+      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = feeds.attnum
+     WHERE s.relkind = 'S' AND t.relkind IN ('r', 'p')`);
+    const behind = [];
+    for (const s of sequences.rows) {
+        const r = await client.query(`SELECT (SELECT last_value::text FROM ${s.seq}) AS last, (SELECT is_called FROM ${s.seq}) AS called,
+              (SELECT max(${s.col})::text FROM ${s.tbl}) AS max`);
+        const { last, called, max } = r.rows[0];
+        if (max === null || last === null || !/^-?\d+$/.test(max))
+            continue;
+        const next = BigInt(last) + (called ? 1n : 0n);
+        if (next <= BigInt(max))
+            behind.push(`${s.seq} would hand out ${next}, but ${s.tbl}.${s.col} already holds ${max}`);
+    }
+    return {
+        name: 'Sequences',
+        status: 'passed',
+        detail: (behind.length === 0
+            ? `${sequences.rows.length} sequences ahead of the maximum of the columns they feed`
+            : `note: behind their column's maximum, which the source may hold too (rows inserted with explicit values): ${behind.join('; ')}`) +
+            ` (${LEGACY}; its sequence values were not recorded)`,
+        seconds: (Date.now() - started) / 1000,
+    };
+}
+/**
+ * Splits SQL text into statements at top-level `;`, respecting quotes, dollar quotes and
+ * comments.
+ */
+function splitSql(text) {
+    const out = [];
+    let current = '';
+    let i = 0;
+    while (i < text.length) {
+        const ch = text[i];
+        const rest = text.slice(i);
+        if (ch === "'" || ch === '"') {
+            const end = text.indexOf(ch, i + 1);
+            const stop = end < 0 ? text.length : end + 1;
+            current += text.slice(i, stop);
+            i = stop;
+            continue;
+        }
+        if (rest.startsWith('--')) {
+            const end = text.indexOf('\n', i);
+            const stop = end < 0 ? text.length : end;
+            current += text.slice(i, stop);
+            i = stop;
+            continue;
+        }
+        if (rest.startsWith('/*')) {
+            const end = text.indexOf('*/', i + 2);
+            const stop = end < 0 ? text.length : end + 2;
+            current += text.slice(i, stop);
+            i = stop;
+            continue;
+        }
+        const dollar = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(rest);
+        if (dollar) {
+            const tag = dollar[0];
+            const end = text.indexOf(tag, i + tag.length);
+            const stop = end < 0 ? text.length : end + tag.length;
+            current += text.slice(i, stop);
+            i = stop;
+            continue;
+        }
+        if (ch === ';') {
+            if (stripComments(current).trim())
+                out.push(current.trim());
+            current = '';
+            i++;
+            continue;
+        }
+        current += ch;
+        i++;
+    }
+    if (stripComments(current).trim())
+        out.push(current.trim());
+    return out;
+}
+function stripComments(sql) {
+    return sql.replace(/--[^\n]*/g, '').replace(/\/\*[\s\S]*?\*\//g, '');
+}
+/**
+ * The `checks` input: paths to .sql files (one per line, relative to the workspace), or SQL
+ * written inline. Each statement is one check.
+ */
+function checks_parseChecks(input, workspace) {
+    if (!input || !input.trim())
+        return [];
+    const lines = input
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
+    const looksLikeFiles = lines.every((l) => /\.sql$/i.test(l) && !/\s/.test(l));
+    if (looksLikeFiles) {
+        return lines.flatMap((file) => {
+            const full = external_node_path_.resolve(workspace, file);
+            if (!(0,external_node_fs_.existsSync)(full)) {
+                throw new errors/* OptionError */.eR('checks', (w) => `${w.option('checks')} names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`);
+            }
+            const statements = splitSql((0,external_node_fs_.readFileSync)(full, 'utf8'));
+            return statements.map((sql, i) => ({
+                name: statements.length > 1 ? `${file} #${i + 1}` : file,
+                sql,
+            }));
+        });
+    }
+    return splitSql(input).map((sql) => ({ name: shorten(stripComments(sql)), sql }));
+}
+function clip(text, max) {
+    return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+function shorten(sql) {
+    const oneLine = sql.replace(/\s+/g, ' ').trim();
+    return oneLine.length > 80 ? `${oneLine.slice(0, 77)}...` : oneLine;
+}
+/** Runs each check in a read-only transaction; failing rows (at most 20) are reported. */
+async function runUserChecks(client, checks) {
+    const results = [];
+    for (const check of checks) {
+        const started = Date.now();
+        try {
+            await client.query('BEGIN READ ONLY');
+            const r = await client.query(check.sql);
+            const rows = r.rows ?? [];
+            results.push({
+                name: `Check: ${check.name}`,
+                status: rows.length === 0 ? 'passed' : 'failed',
+                detail: rows.length === 0
+                    ? 'no rows'
+                    : `${rows.length} failing row(s): ${clip(JSON.stringify(rows.slice(0, 3)), 500)}`,
+                rows: rows.length ? rows.slice(0, 20) : undefined,
+                seconds: (Date.now() - started) / 1000,
+            });
+        }
+        catch (error) {
+            results.push({
+                name: `Check: ${check.name}`,
+                status: 'failed',
+                detail: `the query failed: ${(0,errors/* errorMessage */.gJ)(error)}`,
+                seconds: (Date.now() - started) / 1000,
+            });
+        }
+        finally {
+            await client.query('ROLLBACK').catch(() => undefined);
+        }
+    }
+    return results;
+}
+
+;// CONCATENATED MODULE: ./lib/catalog/manifest.js
+/**
+ * 2: the source's state from the dump's snapshot (`sourceState`) and extension configuration
+ * tables in `tables`. Manifests of version 1 are checked the way they were before.
+ */
+const MANIFEST_SCHEMA_VERSION = 2;
+const BACKUP_KINDS = (/* unused pure expression or super */ null && ([
+    'scheduled',
+    'pre-migration',
+    'manual',
+    'pre-restore',
+]));
+/** The dump object's entry. */
+function manifest_dumpObject(manifest) {
+    const entry = manifest.objects.find((o) => o.role === 'dump');
+    if (!entry)
+        throw new Error(`Manifest of ${manifest.id} lists no dump object`);
+    return entry;
+}
+/** Total bytes of every object of a backup. */
+/** The restored tables' size with their indexes, as the source held them (data left out: 0). */
+function restoredTableBytes(manifest) {
+    return manifest.tables.reduce((sum, t) => sum + (t.dataExcluded ? 0 : t.bytes), 0);
+}
+function totalBytes(manifest) {
+    return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
+}
+/** `age (2 recipients, passphrase)`: how a backup is encrypted, in words. */
+function describeEncryption(encryption) {
+    const parts = [];
+    const n = encryption.recipients.length;
+    if (n > 0)
+        parts.push(`${n} recipient${n > 1 ? 's' : ''}`);
+    if (encryption.passphrase)
+        parts.push('passphrase');
+    return `age (${parts.join(', ')})`;
+}
+/** `zstd level 3`, `gzip inside the archive (pg_dump)`, `none`: how a dump was compressed. */
+function describeCompression(c) {
+    switch (c.method) {
+        case 'zstd':
+        case 'gzip':
+            return `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
+        case 'pg_dump-gzip':
+        case 'pg_dump-zstd':
+            return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
+        default:
+            return 'none';
+    }
+}
+
+// EXTERNAL MODULE: ./lib/core/streams.js
+var streams = __nccwpck_require__(38058);
+;// CONCATENATED MODULE: ./lib/restore/disk.js
+
+
+
+
+const disk_RESTORE_PLAN_CHOICES = (/* unused pure expression or super */ null && (['auto', 'disk', 'stream']));
+/** `plan stream (why); peak disk used in the work folder 1.2 GiB, the restored database 1.1 GiB`. */
+function describePlanReport(p) {
+    return (`plan ${p.name} (${p.why}); peak disk used in the work folder ${formatBytes(p.peakDiskBytes)}, ` +
+        `the restored database ${formatBytes(p.restoredBytes)}`);
+}
+/** An empty cluster's files (catalog, first WAL segment), as initdb writes them. */
+const EMPTY_CLUSTER = 48 * 1024 * 1024;
+/** The write-ahead log a scratch server keeps at most before a checkpoint recycles it. */
+const WAL_CAP = 1024 * 1024 * 1024;
+/**
+ * The disk a run needs in its work folder, from the manifest. The archive's size is the
+ * object's when pg_dump compressed inside it; an object compressed whole (zstd, gzip) records
+ * no decoded size, and the tables' size stands for it.
+ */
+function workDiskNeed(manifest, o) {
+    const object = manifest_dumpObject(manifest).bytes;
+    const tables = restoredTableBytes(manifest);
+    const wrapped = ['zstd', 'gzip'].includes(manifest.compression.method);
+    return {
+        object: o.downloads ? object : 0,
+        archive: wrapped ? Math.max(object, tables) : object,
+        archiveEstimated: wrapped,
+        database: o.scratch ? tables + Math.min(tables, WAL_CAP) + EMPTY_CLUSTER : 0,
+        format: manifest.format,
+    };
+}
+/**
+ * Each plan's peak. Disk: the archive beside the downloaded object while it is decoded, then
+ * beside the restored database. Stream: the restored database alone (a custom-format archive's
+ * table of contents is read first, a few KiB to MiB), or the directory-format files beside it.
+ */
+function planNeeds(need) {
+    return {
+        disk: need.archive + Math.max(need.object, need.database),
+        stream: need.database + (need.format === 'directory' ? need.archive : 0),
+    };
+}
+/**
+ * Chooses the plan from the work folder's free space, before anything is downloaded: `disk`
+ * when it fits (`pg_restore -j`), else `stream` when the restored database fits, else a
+ * ConfigurationError naming what each plan needs, what is free and where. A plan asked for is
+ * checked the same way. A real restore (`replace`) reads the archive from disk: its
+ * all-or-nothing replacement restores a file in one transaction.
+ */
+function choosePlan(o) {
+    const needs = planNeeds(o.need);
+    const plan = (name, why) => {
+        if (needs[name] > o.free)
+            throw notEnoughDisk(o);
+        return { name, why, need: needs[name], free: o.free, dir: o.dir };
+    };
+    const room = `${(0,streams/* formatBytes */.z3)(o.free)} free in ${o.dir}`;
+    if (o.replace) {
+        return plan('disk', 'a real restore reads the archive from disk: the replacement restores it in one transaction, all or nothing' +
+            (o.choice === 'stream' ? ' (restore-plan stream applies to verify and the drill)' : ''));
+    }
+    if (o.choice !== 'auto') {
+        return plan(o.choice, `restore-plan ${o.choice}; it needs about ${describe(o.need, o.choice)}, ${room}`);
+    }
+    if (needs.disk <= o.free || o.streams === false) {
+        return plan('disk', `it fits: about ${describe(o.need, 'disk')}, ${room}`);
+    }
+    return plan('stream', `the archive on disk does not fit (about ${describe(o.need, 'disk')}, ${room}); streamed, it needs about ${describe(o.need, 'stream')}`);
+}
+/** Measures the work folder's free space and chooses the plan (see choosePlan). */
+async function chooseRestorePlan(o, freeBytes = diskFree) {
+    return choosePlan({ ...o, free: await freeBytes(o.dir) });
+}
+/** `1.2 GiB (the object …, the decoded archive …, the restored database …)`. */
+function describe(need, name) {
+    const parts = [
+        ...(name === 'disk' && need.object ? [`the object ${(0,streams/* formatBytes */.z3)(need.object)}`] : []),
+        ...(name === 'disk' || need.format === 'directory'
+            ? [
+                `the decoded archive ${need.archiveEstimated ? 'about ' : ''}${(0,streams/* formatBytes */.z3)(need.archive)}` +
+                    (need.archiveEstimated ? ', estimated from the tables' : ''),
+            ]
+            : []),
+        ...(need.database
+            ? [`the restored database with its write-ahead log about ${(0,streams/* formatBytes */.z3)(need.database)}`]
+            : []),
+    ];
+    return `${(0,streams/* formatBytes */.z3)(planNeeds(need)[name])} (${parts.join('; ') || 'nothing measurable'})`;
+}
+function notEnoughDisk(o) {
+    const asked = o.replace || o.choice === 'auto' ? 'disk' : o.choice;
+    const needs = o.choice === 'auto' && !o.replace && o.streams !== false
+        ? `the archive on disk needs ${describe(o.need, 'disk')}, and streamed it needs ${describe(o.need, 'stream')}`
+        : `the ${asked === 'disk' ? 'archive on disk' : 'streamed restore'} needs ${describe(o.need, asked)}`;
+    return new errors/* ConfigurationError */.j1(`Not enough disk in the work folder ${o.dir}: ${needs}; ${(0,streams/* formatBytes */.z3)(o.free)} is free. ` +
+        'Nothing was downloaded. Give a work-dir on a larger disk (on GitHub-hosted runners, ' +
+        '`df -h` shows whether /mnt is one), or target-url for a server with its own disk.');
+}
+/** Free bytes for an unprivileged user on the filesystem holding `dir`. */
+async function diskFree(dir) {
+    const s = await (0,promises_.statfs)(dir);
+    return s.bavail * s.bsize;
+}
+/**
+ * The most disk a run used in its work folder: the free space sampled while it runs, against
+ * the free space before it wrote anything. Other writers on the same filesystem count too.
+ */
+class PeakDisk {
+    dir;
+    before;
+    freeBytes;
+    lowest;
+    timer;
+    sampling = Promise.resolve();
+    constructor(dir, before, intervalMs = 200, freeBytes = diskFree) {
+        this.dir = dir;
+        this.before = before;
+        this.freeBytes = freeBytes;
+        this.lowest = before;
+        this.timer = setInterval(() => void this.sample(), intervalMs);
+        this.timer.unref();
+    }
+    sample() {
+        this.sampling = this.sampling
+            .then(() => this.freeBytes(this.dir))
+            .then((free) => {
+            this.lowest = Math.min(this.lowest, free);
+        }, () => undefined);
+        return this.sampling;
+    }
+    /** Bytes used at the peak so far; sampled once more first. */
+    async peak() {
+        await this.sample();
+        return Math.max(0, this.before - this.lowest);
+    }
+    stop() {
+        clearInterval(this.timer);
+    }
+}
+
+// EXTERNAL MODULE: ./lib/options/shared.js
+var shared = __nccwpck_require__(4717);
+;// CONCATENATED MODULE: ./lib/options/restore.js
+
+
+
+
+
+
+
+/** The age identities or passphrase that open an encrypted backup; undefined when none. */
+function decryptionOption(read) {
+    const identities = (0,age/* parseIdentities */.go)(read.secret('encryption-identity') ?? '');
+    const passphrase = read.secret('encryption-passphrase');
+    return identities.length > 0 || passphrase ? { identities, passphrase } : undefined;
+}
+/** The folder under which a run's download, archive and scratch server go. */
+function workDirOption(read, door) {
+    return read.string('work-dir') ?? (door.env.RUNNER_TEMP || external_node_os_.tmpdir());
+}
+/** A backup id, or undefined for the newest backup. */
+function backupIdOption(read) {
+    const id = read.trimmed('backup-id');
+    if (id !== undefined && !keys_isBackupId(id)) {
+        throw new errors/* OptionError */.eR('backup-id', (w) => `${w.option('backup-id')} must look like 20261121T051500Z-3f9a1c (or be empty for the newest backup), got '${id}'.`);
+    }
+    return id;
+}
+/** The verification's options; what `restore: false` leaves unused is said once, as a warning. */
+function verifyOptions(read, door, logger) {
+    const restore = read.boolean('restore', true);
+    const targetUrl = read.secret('target-url');
+    const checks = checks_parseChecks(read.string('checks'), door.workspace);
+    const { option } = door.wording;
+    if (!restore && targetUrl) {
+        logger.warning(`Ignoring ${option('target-url')}: this verification restores nothing.`);
+    }
+    if (!restore && checks.length > 0) {
+        logger.warning(`The ${checks.length} SQL check(s) of ${option('checks')} do not run: this verification restores nothing, so there is no database to run them on.`);
+    }
+    return {
+        name: read.trimmed('name'),
+        backupId: backupIdOption(read),
+        decryption: decryptionOption(read),
+        restore,
+        targetUrl: restore ? targetUrl : undefined,
+        checks,
+        maxAgeSeconds: read.duration('max-age'),
+        jobs: read.integer('jobs', 2, 1, 64),
+        git: door.git,
+    };
+}
+/** The drill's options. */
+function drillOptions(read, door) {
+    return {
+        name: read.trimmed('name'),
+        backupId: backupIdOption(read),
+        decryption: decryptionOption(read),
+        jobs: read.integer('jobs', 2, 1, 64),
+        rtoTargetSeconds: read.duration('rto-target'),
+        rpoTargetSeconds: read.duration('rpo-target'),
+        smokeCommand: read.string('smoke-command'),
+        checks: parseChecks(read.string('checks'), door.workspace),
+        targetUrl: read.secret('target-url'),
+        postgresVersion: postgresVersionOption(read),
+        git: door.git,
+        restorePlan: read.choice('restore-plan', RESTORE_PLAN_CHOICES, 'auto'),
+    };
+}
+/** The real restore's options: the drill's, with the target to replace and its safeguards. */
+function restoreOptions(read, door) {
+    return {
+        ...drillOptions(read, door),
+        targetUrl: read.secret('target-url') ?? '',
+        confirm: read.string('confirm'),
+        terminateConnections: read.boolean('terminate-connections', false),
+        safetyBackup: read.boolean('safety-backup', true),
+    };
+}
+
 // EXTERNAL MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js + 2 modules
 var tool_cache = __nccwpck_require__(59805);
 // EXTERNAL MODULE: ./lib/postgres/tools.js
@@ -50988,97 +50510,120 @@ async function cacheClientTools(tools, logger) {
  * apt repository when the package is not offered yet) and searches again.
  */
 async function ensureClientTools(opts) {
-    const { logger } = opts.search;
-    const runner = opts.runner ?? defaultRunner;
     const exact = opts.postgresVersion === 'auto' ? undefined : opts.postgresVersion;
-    const target = exact ?? opts.serverMajor;
-    const want = exact === undefined ? `${target} or newer` : `${target}`;
     const osRelease = opts.osRelease ??
         (process.platform === 'linux' ? await (0,promises_.readFile)('/etc/os-release', 'utf8').catch(() => '') : '');
-    const codename = debianCodename(osRelease);
-    const fail = async (reason, server = false, major = target) => {
-        const found = await (0,postgres_tools/* listClientCandidates */.CI)({ ...opts.search, logger: quieter(logger) });
-        const plan = pgdgAptPlan(major, {
-            server,
-            codename: codename ?? '$(lsb_release -cs)',
-            root: false,
-            repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
-        });
-        const foundLines = found.length
-            ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
-            : '  (none)';
-        const fix = fixCommand(plan);
-        const message = [
-            reason,
-            `pg_dump versions found on this machine:`,
-            foundLines,
-            `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
-            fix.replace(/^/gm, '  '),
-        ].join('\n');
-        throw new ToolVersionError(message, opts.serverVersion, found, fix);
+    const need = {
+        opts,
+        logger: opts.search.logger,
+        runner: opts.runner ?? defaultRunner,
+        exact,
+        target: exact ?? opts.serverMajor,
+        osRelease,
+        codename: debianCodename(osRelease),
     };
     if (exact !== undefined && exact < opts.serverMajor) {
-        return fail(`postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
+        return failTools(need, `postgres-version is ${exact}, but the server runs PostgreSQL ${opts.serverVersion}: ` +
             `pg_dump ${exact} refuses to dump a newer server. Use 'auto' or ${opts.serverMajor} or newer.`, false, opts.serverMajor);
     }
-    const lookFor = async (search) => {
-        const tools = await (0,postgres_tools/* findClientTools */.Mt)(target, search, { maxMajor: exact });
-        const server = !opts.needServer || (await (0,postgres_tools/* findServerBinaries */.Q5)(target, search)) !== undefined;
-        return { tools, server };
-    };
-    const first = await lookFor(opts.search);
+    const first = await lookForTools(need, opts.search);
     if (first.tools && first.server)
         return first.tools;
-    const missing = first.tools
+    const reason = notFoundReason(need, first.tools !== undefined);
+    const needServerPackage = !first.server;
+    const refusal = await whyNotInstall(need);
+    if (refusal !== undefined)
+        return failTools(need, `${reason}\n${refusal}`, needServerPackage);
+    return installWithApt(need, reason, needServerPackage);
+}
+/** Throws the ToolVersionError for `reason`: the pg_dumps found, and the command that fixes it. */
+async function failTools(need, reason, server = false, major = need.target) {
+    const { opts, codename, runner } = need;
+    const found = await (0,postgres_tools/* listClientCandidates */.CI)({ ...opts.search, logger: (0,core_logger/* quieter */.sd)(need.logger) });
+    const plan = pgdgAptPlan(major, {
+        server,
+        codename: codename ?? '$(lsb_release -cs)',
+        root: false,
+        repository: codename ? !(await hasAll(aptPackages(major, server), runner)) : true,
+    });
+    const foundLines = found.length
+        ? found.map((b) => `  pg_dump ${b.version} at ${b.path}`).join('\n')
+        : '  (none)';
+    const fix = fixCommand(plan);
+    const message = [
+        reason,
+        `pg_dump versions found on this machine:`,
+        foundLines,
+        `To fix it, install the PostgreSQL ${major} client tools before this step; on a Debian or Ubuntu runner:`,
+        fix.replace(/^/gm, '  '),
+    ].join('\n');
+    throw new ToolVersionError(message, opts.serverVersion, found, fix);
+}
+/** The client tools of the wanted major, and whether the server binaries are there if needed. */
+async function lookForTools(need, search) {
+    const tools = await (0,postgres_tools/* findClientTools */.Mt)(need.target, search, { maxMajor: need.exact });
+    const server = !need.opts.needServer || (await (0,postgres_tools/* findServerBinaries */.Q5)(need.target, search)) !== undefined;
+    return { tools, server };
+}
+function notFoundReason(need, clientFound) {
+    const { exact, target, opts } = need;
+    const want = exact === undefined ? `${target} or newer` : `${target}`;
+    const missing = clientFound
         ? `no PostgreSQL server binaries of major ${want} were found (needed to restore into a scratch server)`
         : `no pg_dump of major ${want} was found`;
-    const reason = exact === undefined
+    return exact === undefined
         ? `The server runs PostgreSQL ${opts.serverVersion}, and ${missing}; ` +
             `a pg_dump older than the server refuses to dump it.`
         : `postgres-version is ${exact} (server: PostgreSQL ${opts.serverVersion}), but ${missing}.`;
-    const needServerPackage = !first.server;
-    if (!opts.install) {
-        return fail(`${reason}\nAutomatic installation is disabled.`, needServerPackage);
-    }
-    if (!codename) {
-        const fields = parseOsRelease(osRelease);
+}
+/** Why the tools cannot be installed here, if they cannot. */
+async function whyNotInstall(need) {
+    if (!need.opts.install)
+        return 'Automatic installation is disabled.';
+    if (!need.codename) {
+        const fields = parseOsRelease(need.osRelease);
         const name = fields.PRETTY_NAME ?? fields.NAME ?? process.platform;
-        return fail(`${reason}\nAutomatic installation works only on Debian or Ubuntu with apt; this is ${name}.`, needServerPackage);
+        return `Automatic installation works only on Debian or Ubuntu with apt; this is ${name}.`;
     }
     if (!(await onPath('apt-get'))) {
-        return fail(`${reason}\nAutomatic installation needs apt-get, which is not on PATH.`, needServerPackage);
+        return 'Automatic installation needs apt-get, which is not on PATH.';
     }
+    if (!isRoot() && !(await onPath('sudo'))) {
+        return 'Automatic installation needs root or sudo; this process is not root and sudo is missing.';
+    }
+    return undefined;
+}
+/** Installs the packages with apt (adding the repository when needed), then looks again. */
+async function installWithApt(need, reason, needServerPackage) {
+    const { opts, logger, runner, target } = need;
     const root = isRoot();
-    if (!root && !(await onPath('sudo'))) {
-        return fail(`${reason}\nAutomatic installation needs root or sudo; this process is not root and sudo is missing.`, needServerPackage);
-    }
     const available = await hasAll(aptPackages(target, needServerPackage), runner);
     const configured = !available && (await pgdgConfigured(opts.aptRoot));
     const plan = pgdgAptPlan(target, {
         server: needServerPackage,
-        codename,
+        // whyNotInstall refused any machine without one.
+        codename: need.codename ?? '',
         root,
         repository: !available,
     });
+    const fail = (why) => failTools(need, `${reason}\n${why}`, needServerPackage);
     return logger.group(`Installing ${plan.packages.join(', ')}`, async () => {
-        if (plan.repository) {
-            if (configured) {
-                logger.info('The PostgreSQL apt repository is already configured');
+        if (plan.repository && configured) {
+            logger.info('The PostgreSQL apt repository is already configured');
+        }
+        else if (plan.repository) {
+            logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
+            try {
+                await installRepositoryFiles(plan, {
+                    rootDir: opts.aptRoot,
+                    root,
+                    logger,
+                    runner,
+                    fetchKey: opts.fetchKey,
+                });
             }
-            else {
-                logger.info(`Adding the PostgreSQL apt repository: ${plan.sourcesLine}`);
-                try {
-                    await installRepositoryFiles(plan, {
-                        rootDir: opts.aptRoot,
-                        root,
-                        logger,
-                        runner,
-                        fetchKey: opts.fetchKey,
-                    });
-                }
-                catch (error) {
-                    return fail(`${reason}\nAdding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.gJ)(error)}`, needServerPackage);
-                }
+            catch (error) {
+                return fail(`Adding the PostgreSQL apt repository failed: ${(0,errors/* errorMessage */.gJ)(error)}`);
             }
         }
         for (const argv of plan.commands) {
@@ -51086,16 +50631,16 @@ async function ensureClientTools(opts) {
             logger.info(`$ ${argv.join(' ')}`);
             const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
             if (r.code !== 0) {
-                return fail(`${reason}\n'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,core_process/* tail */.RT)(r.stderr || r.stdout, 15)}`, needServerPackage);
+                return fail(`'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,core_process/* tail */.RT)(r.stderr || r.stdout, 15)}`);
             }
         }
         const installedDir = `/usr/lib/postgresql/${target}/bin`;
-        const again = await lookFor({
+        const again = await lookForTools(need, {
             ...opts.search,
             searchDirs: [installedDir, ...(opts.search.searchDirs ?? (await (0,postgres_tools/* defaultSearchDirs */.Wj)()))],
         });
         if (!again.tools || !again.server) {
-            return fail(`${reason}\nInstalled ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`, needServerPackage);
+            return fail(`Installed ${plan.packages.join(', ')}, but the programs are still not found in ${installedDir}.`);
         }
         await cacheClientTools(again.tools, logger);
         return again.tools;
@@ -51125,7 +50670,7 @@ function mayInstallTools(env) {
  * `mayInstallTools` allows, installed: what every action and the CLI hand their cores.
  */
 function clientToolResolver(postgresVersion, env, logger) {
-    return (major, version, needServer = false) => ensureClientTools({
+    return ({ major, version, needServer = false }) => ensureClientTools({
         serverMajor: major,
         serverVersion: version,
         postgresVersion,
@@ -51272,451 +50817,8 @@ async function uploadReportArtifact(o) {
     }
 }
 
-// EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
-var postgres_connection = __nccwpck_require__(49722);
-;// CONCATENATED MODULE: ./lib/postgres/inventory.js
-
-
-/** Characters a regular expression gives a meaning to, escaped inside double quotes. */
-const REGEX_SPECIAL = '|*+?()[]{}.^\\';
-/**
- * A pg_dump pattern as a test per dot-separated part, by psql's rules (processSQLNamePattern in
- * PostgreSQL's fe_utils), so that the manifest and a restore select what pg_dump did: outside
- * double quotes letters fold to lower case, `*` is any run of characters, `?` any one, `.`
- * separates the parts, and other regular-expression characters keep their meaning; inside double
- * quotes every character stands for itself (`""` for a quote). `$` always stands for itself.
- * Each part matches a whole name; an empty part matches any.
- */
-function namePatternParts(pattern) {
-    const parts = [];
-    let part = '';
-    let quoted = false;
-    for (let i = 0; i < pattern.length; i++) {
-        const ch = pattern[i];
-        if (ch === '"') {
-            if (quoted && pattern[i + 1] === '"') {
-                part += '"';
-                i++;
-            }
-            else {
-                quoted = !quoted;
-            }
-        }
-        else if (!quoted && ch >= 'A' && ch <= 'Z')
-            part += ch.toLowerCase();
-        else if (!quoted && ch === '*')
-            part += '.*';
-        else if (!quoted && ch === '?')
-            part += '.';
-        else if (!quoted && ch === '.') {
-            parts.push(part);
-            part = '';
-        }
-        else if (ch === '$')
-            part += '\\$';
-        else if (quoted && REGEX_SPECIAL.includes(ch))
-            part += `\\${ch}`;
-        else
-            part += ch;
-    }
-    parts.push(part);
-    return parts.map((source) => {
-        if (source === '')
-            return () => true;
-        let re;
-        try {
-            re = new RegExp(`^(?:${source})$`);
-        }
-        catch (error) {
-            throw new errors/* ConfigurationError */.j1(`'${pattern}' is not a valid pg_dump pattern: ${error instanceof Error ? error.message : String(error)}`);
-        }
-        return (name) => re.test(name);
-    });
-}
-/** Whether a schema pattern's parts (`schema` or `database.schema`) match `schema`. */
-function schemaMatches(parts, schema) {
-    return parts[parts.length - 1](schema);
-}
-/**
- * Whether a table pattern's parts match: `table` (a table visible in the default search path,
- * as pg_dump looks it up), `schema.table` or `database.schema.table`.
- */
-function tableMatches(parts, table) {
-    if (parts.length === 1)
-        return table.visible && parts[0](table.name);
-    return parts[parts.length - 2](table.schema) && parts[parts.length - 1](table.name);
-}
-function inventory_selectionMatcher(selection) {
-    const schemas = selection.schemas.map(namePatternParts);
-    const excludeSchemas = selection.excludeSchemas.map(namePatternParts);
-    const excludeTableData = selection.excludeTableData.map(namePatternParts);
-    return {
-        schemaIncluded: (schema) => (schemas.length === 0 || schemas.some((parts) => schemaMatches(parts, schema))) &&
-            !excludeSchemas.some((parts) => schemaMatches(parts, schema)),
-        tableDataExcluded: (table) => excludeTableData.some((parts) => tableMatches(parts, table)),
-    };
-}
-/**
- * The user tables the dump carries (ordinary tables and partitions; not partitioned parents,
- * which hold no rows themselves, nor tables that belong to extensions), with their sizes and the
- * planner's row estimates.
- */
-async function listTables(client, selection) {
-    const result = await client.query(`
-    SELECT n.nspname AS schema, c.relname AS name,
-           pg_total_relation_size(c.oid)::text AS bytes,
-           GREATEST(c.reltuples, 0)::bigint::text AS estimate,
-           pg_catalog.pg_table_is_visible(c.oid) AS visible
-      FROM pg_class c
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind = 'r'
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-       AND n.nspname NOT LIKE 'pg\\_toast%'
-       AND n.nspname NOT LIKE 'pg\\_temp%'
-       AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-     ORDER BY n.nspname, c.relname`);
-    const matcher = inventory_selectionMatcher(selection);
-    return result.rows
-        .filter((r) => matcher.schemaIncluded(r.schema))
-        .map((r) => {
-        const dataExcluded = matcher.tableDataExcluded(r);
-        return {
-            schema: r.schema,
-            name: r.name,
-            bytes: Number(r.bytes),
-            rows: null,
-            estimate: Number(r.estimate),
-            dataExcluded,
-        };
-    });
-}
-/** Exact row count of one table (not its inheritance children), in the client's transaction. */
-async function countRows(client, schema, table) {
-    const r = await client.query(`SELECT count(*)::text AS n FROM ONLY ${(0,postgres_connection/* quoteIdent */.v4)(schema)}.${(0,postgres_connection/* quoteIdent */.v4)(table)}`);
-    return Number(r.rows[0].n);
-}
-/**
- * A transaction that exports its snapshot, so pg_dump (`--snapshot`) and the row counts see
- * exactly the same data. Stays open until `close`.
- */
-async function exportSnapshot(client) {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    // The row counts run beside the dump: one process each, so parallel scan workers do not take
-    // the cores pg_dump's own server process needs.
-    await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
-    const r = await client.query('SELECT pg_export_snapshot() AS id');
-    return r.rows[0].id;
-}
-
-;// CONCATENATED MODULE: ./lib/restore/checks.js
-
-
-
-
-
-/**
- * Every table the manifest lists exists in the restored database with the same row count;
- * tables missing or extra are named, counts that differ are shown side by side.
- */
-async function compareTables(client, manifest, notRestored = new Set()) {
-    const started = Date.now();
-    const restored = await listTables(client, {
-        schemas: manifest.options?.schemas ?? [],
-        excludeSchemas: manifest.options?.excludeSchemas ?? [],
-        excludeTableData: [],
-    });
-    const actualByName = new Map();
-    for (const t of restored) {
-        actualByName.set(`${t.schema}.${t.name}`, await countRows(client, t.schema, t.name));
-    }
-    // Extension configuration tables are the extension's, so listTables leaves them out: the
-    // manifest names those whose rows the dump carried.
-    for (const t of manifest.tables.filter((x) => x.extension !== undefined)) {
-        const exists = await client.query('SELECT to_regclass($1) IS NOT NULL AS found', [`${(0,postgres_connection/* quoteIdent */.v4)(t.schema)}.${(0,postgres_connection/* quoteIdent */.v4)(t.name)}`]);
-        if (exists.rows[0].found) {
-            actualByName.set(`${t.schema}.${t.name}`, await countRows(client, t.schema, t.name));
-        }
-    }
-    const comparison = [];
-    const expectedNames = new Set();
-    for (const t of manifest.tables) {
-        const table = `${t.schema}.${t.name}`;
-        expectedNames.add(table);
-        const actual = actualByName.get(table);
-        if (notRestored.has(table)) {
-            comparison.push({ table, expected: t.rows, actual: actual ?? null, status: 'platform' });
-        }
-        else if (actual === undefined) {
-            comparison.push({ table, expected: t.rows, actual: null, status: 'missing' });
-        }
-        else if (t.rows === null) {
-            comparison.push({ table, expected: null, actual, status: 'not counted' });
-        }
-        else {
-            comparison.push({
-                table,
-                expected: t.rows,
-                actual,
-                status: actual === t.rows ? 'same' : 'differs',
-            });
-        }
-    }
-    for (const [table, actual] of actualByName) {
-        if (!expectedNames.has(table))
-            comparison.push({ table, expected: null, actual, status: 'extra' });
-    }
-    const missing = comparison.filter((c) => c.status === 'missing').map((c) => c.table);
-    const extra = comparison.filter((c) => c.status === 'extra').map((c) => c.table);
-    const differs = comparison.filter((c) => c.status === 'differs');
-    const problems = [];
-    if (missing.length)
-        problems.push(`missing: ${missing.join(', ')}`);
-    if (extra.length)
-        problems.push(`not in the manifest: ${extra.join(', ')}`);
-    if (differs.length) {
-        problems.push(`row counts differ: ${differs.map((d) => `${d.table} ${d.expected} in the manifest, ${d.actual} restored`).join('; ')}`);
-    }
-    const estimate = manifest.rowCounts === 'estimate';
-    const platform = comparison.filter((c) => c.status === 'platform').length;
-    const kept = platform
-        ? `; ${platform} platform table(s) keep the target's rows (the platform's bookkeeping and short-lived data, which the backup does not replace)`
-        : '';
-    const result = {
-        name: 'Tables and row counts',
-        status: problems.length === 0 || (estimate && missing.length === 0 && extra.length === 0)
-            ? 'passed'
-            : 'failed',
-        detail: problems.length === 0
-            ? `${manifest.tables.length - platform} tables, every row count matches the manifest${manifest.rowCounts === 'off' ? ' (row counts were not taken: existence only)' : ''}${kept}`
-            : estimate && missing.length === 0 && extra.length === 0
-                ? `${manifest.tables.length} tables present; row counts are planner estimates in the manifest, so differences are not failures`
-                : problems.join('. '),
-        seconds: (Date.now() - started) / 1000,
-    };
-    return { result, comparison };
-}
-/**
- * The checks of a manifest written before the source's state was recorded (schema version 1):
- * every constraint the archive lists (`expected`, from `pg_restore --list`) must exist after the
- * restore (table and domain constraints alike); sequences behind the maximum of the column they
- * feed are noted, not failed, since the source may hold them so (rows inserted with explicit
- * values).
- */
-async function legacyConstraintsAndSequences(client, expected) {
-    const started = Date.now();
-    const legacy = 'manifest of schema version 1, checked against the archive alone';
-    const constraints = await client.query(`
-    SELECT c.contype AS kind, n.nspname AS schema, COALESCE(t.relname, ty.typname) AS table,
-           c.conname AS name, c.convalidated AS validated
-      FROM pg_constraint c
-      JOIN pg_namespace n ON n.oid = c.connamespace
-      LEFT JOIN pg_class t ON t.oid = c.conrelid AND c.conrelid <> 0
-      LEFT JOIN pg_type ty ON ty.oid = c.contypid AND c.contypid <> 0
-     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-       AND c.contype IN ('f', 'u', 'c', 'p', 'x')
-       AND (t.oid IS NOT NULL OR ty.oid IS NOT NULL)`);
-    const counts = {};
-    const present = new Set();
-    const notValid = [];
-    for (const r of constraints.rows) {
-        counts[r.kind] = (counts[r.kind] ?? 0) + 1;
-        present.add(`${r.schema}.${r.table}.${r.name}`);
-        if (!r.validated)
-            notValid.push(`${r.schema}.${r.table}.${r.name}`);
-    }
-    const missing = (expected ?? [])
-        .map((c) => `${c.schema}.${c.table}.${c.name}`)
-        .filter((c) => !present.has(c));
-    const summary = `${counts.p ?? 0} primary keys, ${counts.u ?? 0} unique, ${counts.f ?? 0} foreign keys, ` +
-        `${counts.c ?? 0} check constraints${counts.x ? `, ${counts.x} exclusion constraints` : ''}`;
-    const notes = [];
-    if (expected) {
-        notes.push(`all ${expected.length} constraints the archive lists exist`);
-    }
-    if (notValid.length > 0) {
-        notes.push(`NOT VALID as in the source database (pg_dump keeps that state; their existing rows were not checked): ${notValid.join(', ')}`);
-    }
-    const constraintResult = {
-        name: 'Constraints',
-        status: missing.length === 0 ? 'passed' : 'failed',
-        detail: missing.length === 0
-            ? `${summary} re-created; the restore validated each one against the restored rows${notes.length ? `; ${notes.join('; ')}` : ''} (${legacy})`
-            : `missing after the restore although the archive lists them: ${missing.join(', ')} (${legacy})`,
-        seconds: (Date.now() - started) / 1000,
-    };
-    const sequencesStarted = Date.now();
-    // A sequence feeds a column when the column owns it (serial, identity) or when the column's
-    // default calls nextval() on it (sequences created on their own, as many schemas do).
-    const sequences = await client.query(`
-    SELECT DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS seq,
-           quote_ident(tn.nspname) || '.' || quote_ident(t.relname) AS tbl,
-           quote_ident(a.attname) AS col
-      FROM pg_class s
-      JOIN pg_namespace sn ON sn.oid = s.relnamespace
-      JOIN (
-        SELECT d.objid AS seqid, d.refobjid AS relid, d.refobjsubid AS attnum
-          FROM pg_depend d
-         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-           AND d.deptype IN ('a', 'i')
-        UNION
-        SELECT d.refobjid, ad.adrelid, ad.adnum
-          FROM pg_attrdef ad
-          JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
-                          AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
-      ) feeds ON feeds.seqid = s.oid
-      JOIN pg_class t ON t.oid = feeds.relid
-      JOIN pg_namespace tn ON tn.oid = t.relnamespace
-      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = feeds.attnum
-     WHERE s.relkind = 'S' AND t.relkind IN ('r', 'p')`);
-    const behind = [];
-    for (const s of sequences.rows) {
-        const r = await client.query(`SELECT (SELECT last_value::text FROM ${s.seq}) AS last, (SELECT is_called FROM ${s.seq}) AS called,
-              (SELECT max(${s.col})::text FROM ${s.tbl}) AS max`);
-        const { last, called, max } = r.rows[0];
-        if (max === null || last === null || !/^-?\d+$/.test(max))
-            continue;
-        const next = BigInt(last) + (called ? 1n : 0n);
-        if (next <= BigInt(max))
-            behind.push(`${s.seq} would hand out ${next}, but ${s.tbl}.${s.col} already holds ${max}`);
-    }
-    const sequenceResult = {
-        name: 'Sequences',
-        status: 'passed',
-        detail: (behind.length === 0
-            ? `${sequences.rows.length} sequences ahead of the maximum of the columns they feed`
-            : `note: behind their column's maximum, which the source may hold too (rows inserted with explicit values): ${behind.join('; ')}`) +
-            ` (${legacy}; its sequence values were not recorded)`,
-        seconds: (Date.now() - sequencesStarted) / 1000,
-    };
-    return [constraintResult, sequenceResult];
-}
-/**
- * Splits SQL text into statements at top-level `;`, respecting quotes, dollar quotes and
- * comments.
- */
-function splitSql(text) {
-    const out = [];
-    let current = '';
-    let i = 0;
-    while (i < text.length) {
-        const ch = text[i];
-        const rest = text.slice(i);
-        if (ch === "'" || ch === '"') {
-            const end = text.indexOf(ch, i + 1);
-            const stop = end < 0 ? text.length : end + 1;
-            current += text.slice(i, stop);
-            i = stop;
-            continue;
-        }
-        if (rest.startsWith('--')) {
-            const end = text.indexOf('\n', i);
-            const stop = end < 0 ? text.length : end;
-            current += text.slice(i, stop);
-            i = stop;
-            continue;
-        }
-        if (rest.startsWith('/*')) {
-            const end = text.indexOf('*/', i + 2);
-            const stop = end < 0 ? text.length : end + 2;
-            current += text.slice(i, stop);
-            i = stop;
-            continue;
-        }
-        const dollar = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(rest);
-        if (dollar) {
-            const tag = dollar[0];
-            const end = text.indexOf(tag, i + tag.length);
-            const stop = end < 0 ? text.length : end + tag.length;
-            current += text.slice(i, stop);
-            i = stop;
-            continue;
-        }
-        if (ch === ';') {
-            if (stripComments(current).trim())
-                out.push(current.trim());
-            current = '';
-            i++;
-            continue;
-        }
-        current += ch;
-        i++;
-    }
-    if (stripComments(current).trim())
-        out.push(current.trim());
-    return out;
-}
-function stripComments(sql) {
-    return sql.replace(/--[^\n]*/g, '').replace(/\/\*[\s\S]*?\*\//g, '');
-}
-/**
- * The `checks` input: paths to .sql files (one per line, relative to the workspace), or SQL
- * written inline. Each statement is one check.
- */
-function parseChecks(input, workspace) {
-    if (!input || !input.trim())
-        return [];
-    const lines = input
-        .split('\n')
-        .map((l) => l.trim())
-        .filter(Boolean);
-    const looksLikeFiles = lines.every((l) => /\.sql$/i.test(l) && !/\s/.test(l));
-    if (looksLikeFiles) {
-        return lines.flatMap((file) => {
-            const full = external_node_path_.resolve(workspace, file);
-            if (!(0,external_node_fs_.existsSync)(full)) {
-                throw new errors/* ConfigurationError */.j1(`Input 'checks' names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`);
-            }
-            const statements = splitSql((0,external_node_fs_.readFileSync)(full, 'utf8'));
-            return statements.map((sql, i) => ({
-                name: statements.length > 1 ? `${file} #${i + 1}` : file,
-                sql,
-            }));
-        });
-    }
-    return splitSql(input).map((sql) => ({ name: shorten(stripComments(sql)), sql }));
-}
-function clip(text, max) {
-    return text.length > max ? `${text.slice(0, max - 1)}…` : text;
-}
-function shorten(sql) {
-    const oneLine = sql.replace(/\s+/g, ' ').trim();
-    return oneLine.length > 80 ? `${oneLine.slice(0, 77)}...` : oneLine;
-}
-/** Runs each check in a read-only transaction; failing rows (at most 20) are reported. */
-async function runUserChecks(client, checks) {
-    const results = [];
-    for (const check of checks) {
-        const started = Date.now();
-        try {
-            await client.query('BEGIN READ ONLY');
-            const r = await client.query(check.sql);
-            const rows = r.rows ?? [];
-            results.push({
-                name: `Check: ${check.name}`,
-                status: rows.length === 0 ? 'passed' : 'failed',
-                detail: rows.length === 0
-                    ? 'no rows'
-                    : `${rows.length} failing row(s): ${clip(JSON.stringify(rows.slice(0, 3)), 500)}`,
-                rows: rows.length ? rows.slice(0, 20) : undefined,
-                seconds: (Date.now() - started) / 1000,
-            });
-        }
-        catch (error) {
-            results.push({
-                name: `Check: ${check.name}`,
-                status: 'failed',
-                detail: `the query failed: ${(0,errors/* errorMessage */.gJ)(error)}`,
-                seconds: (Date.now() - started) / 1000,
-            });
-        }
-        finally {
-            await client.query('ROLLBACK').catch(() => undefined);
-        }
-    }
-    return results;
-}
-
+// EXTERNAL MODULE: ./lib/core/duration.js
+var duration = __nccwpck_require__(68415);
 ;// CONCATENATED MODULE: ./lib/report/markdown.js
 /** Small Markdown builders for job summaries, issues and reports. */
 /** Escapes text for a Markdown table cell. */
@@ -51756,7 +50858,7 @@ function backupFacts(report) {
     const b = report.backup;
     const pairs = [['Database (catalog name)', `\`${report.name}\``]];
     if (b) {
-        pairs.push(['Backup', `\`${b.id}\` (${b.kind})`], ['Finished', `${b.finishedAt} (${formatDuration(b.ageSeconds)} ago)`], ['Size', `${formatBytes(b.bytes)} (${b.format} archive, compression ${b.compression})`], ['Encryption', b.encryption], ['Source', `PostgreSQL ${b.sourceVersion}, pg_dump ${b.pgDumpVersion}`], ['Object', `\`${b.objectLocation}\``]);
+        pairs.push(['Backup', `\`${b.id}\` (${b.kind})`], ['Finished', `${b.finishedAt} (${(0,duration/* formatDuration */.a3)(b.ageSeconds)} ago)`], ['Size', `${(0,streams/* formatBytes */.z3)(b.bytes)} (${b.format} archive, compression ${b.compression})`], ['Encryption', b.encryption], ['Source', `PostgreSQL ${b.sourceVersion}, pg_dump ${b.pgDumpVersion}`], ['Object', `\`${b.objectLocation}\``]);
     }
     pairs.push(['Storage', report.storage]);
     if (report.target) {
@@ -51777,11 +50879,11 @@ function backupFacts(report) {
         pairs.push([
             'Newest complete backup',
             f.newestId
-                ? `\`${f.newestId}\`, ${formatDuration(f.ageSeconds ?? 0)} old (max-age ${formatDuration(f.maxAgeSeconds)})`
-                : `none (max-age ${formatDuration(f.maxAgeSeconds)})`,
+                ? `\`${f.newestId}\`, ${(0,duration/* formatDuration */.a3)(f.ageSeconds ?? 0)} old (max-age ${(0,duration/* formatDuration */.a3)(f.maxAgeSeconds)})`
+                : `none (max-age ${(0,duration/* formatDuration */.a3)(f.maxAgeSeconds)})`,
         ]);
     }
-    pairs.push(['Duration', formatDuration(report.durationSeconds)]);
+    pairs.push(['Duration', (0,duration/* formatDuration */.a3)(report.durationSeconds)]);
     return pairs;
 }
 function checksTable(checks) {
@@ -51864,7 +50966,7 @@ function verifyJson(report) {
 function backupLine(report) {
     const b = report.backup;
     return b
-        ? `Backup \`${b.id}\` of \`${report.name}\`, finished ${b.finishedAt} (${formatDuration(b.ageSeconds)} before this verification), ${formatBytes(b.bytes)}, in ${report.storage}.`
+        ? `Backup \`${b.id}\` of \`${report.name}\`, finished ${b.finishedAt} (${(0,duration/* formatDuration */.a3)(b.ageSeconds)} before this verification), ${(0,streams/* formatBytes */.z3)(b.bytes)}, in ${report.storage}.`
         : `No backup of \`${report.name}\` could be read in ${report.storage}.`;
 }
 /** The body of the issue opened (or commented on) when a verification fails. */
@@ -52055,166 +51157,205 @@ async function readLogTail(logFile) {
  * As root, initdb and pg_ctl run as `postgres` (or `nobody`), which owns the folder.
  */
 async function startScratchCluster(opts) {
-    const { server, logger } = opts;
     const superuser = opts.superuser ?? 'postgres';
     if (opts.password !== undefined && (opts.password === '' || /[\r\n]/.test(opts.password))) {
         // initdb reads the password as the first line of a file.
         throw new Error('the scratch cluster password must be non-empty and a single line');
     }
     const runAs = cluster_isRoot() ? await unprivilegedUser() : undefined;
-    const prefix = runAs?.prefix ?? [];
-    const env = serverEnv();
+    const runner = {
+        server: opts.server,
+        runAs,
+        prefix: runAs?.prefix ?? [],
+        env: serverEnv(),
+    };
     const baseDir = await (0,promises_.mkdtemp)(external_node_path_.join(opts.parentDir ?? external_node_os_.tmpdir(), 'pg-scratch-'));
-    const dataDir = external_node_path_.join(baseDir, 'data');
-    const sockDir = external_node_path_.join(baseDir, 's');
-    const logFile = external_node_path_.join(baseDir, 'postgres.log');
-    const pwFile = external_node_path_.join(baseDir, 'pwfile');
-    const cleanup = () => (0,promises_.rm)(baseDir, { recursive: true, force: true });
+    const files = {
+        baseDir,
+        dataDir: external_node_path_.join(baseDir, 'data'),
+        sockDir: external_node_path_.join(baseDir, 's'),
+        logFile: external_node_path_.join(baseDir, 'postgres.log'),
+        pwFile: external_node_path_.join(baseDir, 'pwfile'),
+    };
     try {
-        await (0,promises_.mkdir)(sockDir, { mode: 0o700 });
-        if (opts.password !== undefined) {
-            await (0,promises_.writeFile)(pwFile, `${opts.password}\n`, { mode: 0o600 });
-        }
-        if (runAs) {
-            await ensureTraversable(external_node_path_.dirname(baseDir), logger);
-            await ensureTraversable(external_node_path_.dirname(server.binDir), logger);
-            for (const p of [baseDir, sockDir, ...(opts.password !== undefined ? [pwFile] : [])]) {
-                await (0,promises_.chown)(p, runAs.uid, runAs.gid);
-            }
-        }
-        const help = await initdbHelp(server.initdb);
-        const initdbArgs = [
-            server.initdb,
-            '-D',
-            dataDir,
-            '-U',
-            superuser,
-            '--encoding=UTF8',
-            '--locale=C',
-            ...(opts.password !== undefined
-                ? ['--auth=scram-sha-256', `--pwfile=${pwFile}`]
-                : ['--auth=trust']),
-            ...(help.includes('--no-sync') ? ['--no-sync'] : []),
-            ...(help.includes('--no-instructions') ? ['--no-instructions'] : []),
-        ];
-        const init = await (0,core_process/* runCommand */.d1)([...prefix, ...initdbArgs], {
-            env,
-            cwd: baseDir,
-            timeoutMs: 120000,
-        });
-        await (0,promises_.rm)(pwFile, { force: true });
-        if (init.code !== 0) {
-            throw new Error(`initdb (PostgreSQL ${server.version}) failed with exit ${init.code}:\n${(0,core_process/* tail */.RT)(init.stderr || init.stdout)}`);
-        }
-        // Unix socket paths are limited to about 107 bytes; without room, TCP only.
-        const socketDirs = `${sockDir}/.s.PGSQL.65535`.length < 100 ? sockDir : '';
-        await (0,promises_.appendFile)(external_node_path_.join(dataDir, 'postgresql.conf'), "\ninclude 'scratch.conf'\n");
-        const confFile = external_node_path_.join(dataDir, 'scratch.conf');
-        let port = opts.port ?? (await freePort());
-        for (let attempt = 1;; attempt++) {
-            const settings = {
-                listen_addresses: '127.0.0.1',
-                port: String(port),
-                unix_socket_directories: socketDirs,
-                ...SPEED_SETTINGS,
-                ...opts.settings,
-            };
-            await (0,promises_.writeFile)(confFile, Object.entries(settings)
-                .map(([k, v]) => `${k} = ${confValue(v)}\n`)
-                .join(''), { mode: 0o644 });
-            if (runAs)
-                await (0,promises_.chown)(confFile, runAs.uid, runAs.gid);
-            const start = await (0,core_process/* runCommand */.d1)([...prefix, server.pgCtl, 'start', '-w', '-t', '60', '-D', dataDir, '-l', logFile], { env, cwd: baseDir, timeoutMs: 90000 });
-            if (start.code === 0)
-                break;
-            const log = await readLogTail(logFile);
-            const portTaken = /could not bind|Address already in use|could not create any TCP\/IP sockets/.test(log);
-            if (portTaken && opts.port === undefined && attempt < 5) {
-                logger.debug(`Port ${port} was taken; retrying the scratch server on another port`);
-                port = await freePort();
-                continue;
-            }
-            throw new Error(`pg_ctl start (PostgreSQL ${server.version}, port ${port}) failed with exit ${start.code}:\n` +
-                `${(0,core_process/* tail */.RT)(start.stderr || start.stdout, 5)}\nServer log:\n${log}`);
-        }
-        const pidText = await (0,promises_.readFile)(external_node_path_.join(dataDir, 'postmaster.pid'), 'utf8');
+        await prepareClusterFolder(opts, runner, files);
+        await runInitdb(opts, runner, files, superuser);
+        const port = await startServer(opts, runner, files);
+        const pidText = await (0,promises_.readFile)(external_node_path_.join(files.dataDir, 'postmaster.pid'), 'utf8');
         const pid = Number(pidText.split('\n')[0]);
-        logger.debug(`Started scratch PostgreSQL ${server.version} on 127.0.0.1:${port} (pid ${pid})`);
-        let finished;
-        const handle = {
-            stopSync() {
-                (0,external_node_child_process_.spawnSync)(prefix[0] ?? server.pgCtl, [
-                    ...prefix.slice(1),
-                    ...(prefix.length ? [server.pgCtl] : []),
-                    'stop',
-                    '-m',
-                    'immediate',
-                    '-w',
-                    '-D',
-                    dataDir,
-                ], { env, cwd: external_node_os_.tmpdir(), stdio: 'ignore', timeout: 15000 });
-                if ((0,core_process/* processAlive */.FN)(pid)) {
-                    try {
-                        process.kill(pid, 'SIGKILL');
-                    }
-                    catch {
-                        // already gone
-                    }
-                }
-                (0,external_node_fs_.rmSync)(baseDir, { recursive: true, force: true });
-                live.delete(handle);
-            },
-        };
-        live.add(handle);
-        installExitHook();
-        const finish = (how) => {
-            finished ??= (async () => {
-                try {
-                    await how();
-                }
-                finally {
-                    await cleanup();
-                    live.delete(handle);
-                }
-            })();
-            return finished;
-        };
-        const credentials = opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}`;
-        return {
-            host: '127.0.0.1',
-            port,
-            user: superuser,
-            password: opts.password,
-            dataDir,
-            version: server.version,
-            major: server.major,
-            url: (database = 'postgres') => `postgresql://${encodeURIComponent(superuser)}${credentials}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
-            env: (database = 'postgres') => ({
-                PGHOST: '127.0.0.1',
-                PGPORT: String(port),
-                PGUSER: superuser,
-                ...(opts.password === undefined ? {} : { PGPASSWORD: opts.password }),
-                PGDATABASE: database,
-            }),
-            stop: () => finish(async () => {
-                const r = await (0,core_process/* runCommand */.d1)([...prefix, server.pgCtl, 'stop', '-m', 'fast', '-w', '-t', '30', '-D', dataDir], { env, cwd: external_node_os_.tmpdir(), timeoutMs: 45000 });
-                if (r.code !== 0 && (0,core_process/* processAlive */.FN)(pid)) {
-                    logger.warning(`pg_ctl stop failed (${(0,core_process/* tail */.RT)(r.stderr, 3)}); killing the scratch server`);
-                    process.kill(pid, 'SIGKILL');
-                }
-                await waitGone(pid, 10000);
-            }),
-            kill: () => finish(async () => {
-                if ((0,core_process/* processAlive */.FN)(pid))
-                    process.kill(pid, 'SIGKILL');
-                await waitGone(pid, 10000);
-            }),
-        };
+        opts.logger.debug(`Started scratch PostgreSQL ${opts.server.version} on 127.0.0.1:${port} (pid ${pid})`);
+        return clusterHandle(opts, runner, files, { superuser, port, pid });
     }
     catch (error) {
-        await cleanup();
+        await (0,promises_.rm)(baseDir, { recursive: true, force: true });
         throw error;
     }
+}
+/** The socket folder and password file, owned by the server's user when running as root. */
+async function prepareClusterFolder(opts, { runAs, server }, files) {
+    await (0,promises_.mkdir)(files.sockDir, { mode: 0o700 });
+    if (opts.password !== undefined) {
+        await (0,promises_.writeFile)(files.pwFile, `${opts.password}\n`, { mode: 0o600 });
+    }
+    if (runAs) {
+        await ensureTraversable(external_node_path_.dirname(files.baseDir), opts.logger);
+        await ensureTraversable(external_node_path_.dirname(server.binDir), opts.logger);
+        const owned = [files.baseDir, files.sockDir];
+        if (opts.password !== undefined)
+            owned.push(files.pwFile);
+        for (const p of owned)
+            await (0,promises_.chown)(p, runAs.uid, runAs.gid);
+    }
+}
+async function runInitdb(opts, { server, prefix, env }, files, superuser) {
+    const help = await initdbHelp(server.initdb);
+    const initdbArgs = [
+        server.initdb,
+        '-D',
+        files.dataDir,
+        '-U',
+        superuser,
+        '--encoding=UTF8',
+        '--locale=C',
+        ...(opts.password !== undefined
+            ? ['--auth=scram-sha-256', `--pwfile=${files.pwFile}`]
+            : ['--auth=trust']),
+        ...(help.includes('--no-sync') ? ['--no-sync'] : []),
+        ...(help.includes('--no-instructions') ? ['--no-instructions'] : []),
+    ];
+    const init = await (0,core_process/* runCommand */.d1)([...prefix, ...initdbArgs], {
+        env,
+        cwd: files.baseDir,
+        timeoutMs: 120000,
+    });
+    await (0,promises_.rm)(files.pwFile, { force: true });
+    if (init.code !== 0) {
+        throw new Error(`initdb (PostgreSQL ${server.version}) failed with exit ${init.code}:\n${(0,core_process/* tail */.RT)(init.stderr || init.stdout)}`);
+    }
+}
+/** Configures and starts the server; returns its port (another free one when taken). */
+async function startServer(opts, runner, files) {
+    const { server, prefix, env } = runner;
+    // Unix socket paths are limited to about 107 bytes; without room, TCP only.
+    const socketDirs = `${files.sockDir}/.s.PGSQL.65535`.length < 100 ? files.sockDir : '';
+    await (0,promises_.appendFile)(external_node_path_.join(files.dataDir, 'postgresql.conf'), "\ninclude 'scratch.conf'\n");
+    let port = opts.port ?? (await freePort());
+    for (let attempt = 1;; attempt++) {
+        await writeScratchConf(runner, files, {
+            listen_addresses: '127.0.0.1',
+            port: String(port),
+            unix_socket_directories: socketDirs,
+            ...SPEED_SETTINGS,
+            ...opts.settings,
+        });
+        const start = await (0,core_process/* runCommand */.d1)([
+            ...prefix,
+            server.pgCtl,
+            'start',
+            '-w',
+            '-t',
+            '60',
+            '-D',
+            files.dataDir,
+            '-l',
+            files.logFile,
+        ], { env, cwd: files.baseDir, timeoutMs: 90000 });
+        if (start.code === 0)
+            return port;
+        const log = await readLogTail(files.logFile);
+        const portTaken = /could not bind|Address already in use|could not create any TCP\/IP sockets/.test(log);
+        if (portTaken && opts.port === undefined && attempt < 5) {
+            opts.logger.debug(`Port ${port} was taken; retrying the scratch server on another port`);
+            port = await freePort();
+            continue;
+        }
+        throw new Error(`pg_ctl start (PostgreSQL ${server.version}, port ${port}) failed with exit ${start.code}:\n` +
+            `${(0,core_process/* tail */.RT)(start.stderr || start.stdout, 5)}\nServer log:\n${log}`);
+    }
+}
+async function writeScratchConf({ runAs }, files, settings) {
+    const confFile = external_node_path_.join(files.dataDir, 'scratch.conf');
+    await (0,promises_.writeFile)(confFile, Object.entries(settings)
+        .map(([k, v]) => `${k} = ${confValue(v)}\n`)
+        .join(''), { mode: 0o644 });
+    if (runAs)
+        await (0,promises_.chown)(confFile, runAs.uid, runAs.gid);
+}
+/** The running cluster: its addresses, and stops that also remove its files (and at exit). */
+function clusterHandle(opts, runner, files, started) {
+    const { server, logger } = opts;
+    const { prefix, env } = runner;
+    const { superuser, port, pid } = started;
+    const handle = { stopSync: () => stopSync(runner, files, pid, handle) };
+    live.add(handle);
+    installExitHook();
+    let finished;
+    const finish = (how) => {
+        finished ??= (async () => {
+            try {
+                await how();
+            }
+            finally {
+                await (0,promises_.rm)(files.baseDir, { recursive: true, force: true });
+                live.delete(handle);
+            }
+        })();
+        return finished;
+    };
+    const credentials = opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}`;
+    return {
+        host: '127.0.0.1',
+        port,
+        user: superuser,
+        password: opts.password,
+        dataDir: files.dataDir,
+        version: server.version,
+        major: server.major,
+        url: (database = 'postgres') => `postgresql://${encodeURIComponent(superuser)}${credentials}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
+        env: (database = 'postgres') => ({
+            PGHOST: '127.0.0.1',
+            PGPORT: String(port),
+            PGUSER: superuser,
+            ...(opts.password === undefined ? {} : { PGPASSWORD: opts.password }),
+            PGDATABASE: database,
+        }),
+        stop: () => finish(async () => {
+            const r = await (0,core_process/* runCommand */.d1)([...prefix, server.pgCtl, 'stop', '-m', 'fast', '-w', '-t', '30', '-D', files.dataDir], { env, cwd: external_node_os_.tmpdir(), timeoutMs: 45000 });
+            if (r.code !== 0 && (0,core_process/* processAlive */.FN)(pid)) {
+                logger.warning(`pg_ctl stop failed (${(0,core_process/* tail */.RT)(r.stderr, 3)}); killing the scratch server`);
+                process.kill(pid, 'SIGKILL');
+            }
+            await waitGone(pid, 10000);
+        }),
+        kill: () => finish(async () => {
+            if ((0,core_process/* processAlive */.FN)(pid))
+                process.kill(pid, 'SIGKILL');
+            await waitGone(pid, 10000);
+        }),
+    };
+}
+/** At process exit (no awaiting there): immediate shutdown, SIGKILL if need be, files removed. */
+function stopSync({ server, prefix, env }, files, pid, handle) {
+    (0,external_node_child_process_.spawnSync)(prefix[0] ?? server.pgCtl, [
+        ...prefix.slice(1),
+        ...(prefix.length ? [server.pgCtl] : []),
+        'stop',
+        '-m',
+        'immediate',
+        '-w',
+        '-D',
+        files.dataDir,
+    ], { env, cwd: external_node_os_.tmpdir(), stdio: 'ignore', timeout: 15000 });
+    if ((0,core_process/* processAlive */.FN)(pid)) {
+        try {
+            process.kill(pid, 'SIGKILL');
+        }
+        catch {
+            // already gone
+        }
+    }
+    (0,external_node_fs_.rmSync)(files.baseDir, { recursive: true, force: true });
+    live.delete(handle);
 }
 
 ;// CONCATENATED MODULE: ./lib/restore/target.js
@@ -52368,9 +51509,9 @@ async function openTarget(o) {
 function verifyToolResolvers(o) {
     const search = { logger: o.logger };
     return {
-        resolveTools: (minMajor, pgDumpVersion) => ensureClientTools({
-            serverMajor: minMajor,
-            serverVersion: pgDumpVersion,
+        resolveTools: ({ major, version }) => ensureClientTools({
+            serverMajor: major,
+            serverVersion: version,
             postgresVersion: o.postgresVersion,
             install: o.install,
             search,
@@ -52392,57 +51533,6 @@ function verifyToolResolvers(o) {
             return scratchServer(minMajor, o.logger);
         },
     };
-}
-
-;// CONCATENATED MODULE: ./lib/catalog/manifest.js
-/**
- * 2: the source's state from the dump's snapshot (`sourceState`) and extension configuration
- * tables in `tables`. Manifests of version 1 are checked the way they were before.
- */
-const MANIFEST_SCHEMA_VERSION = 2;
-const BACKUP_KINDS = (/* unused pure expression or super */ null && ([
-    'scheduled',
-    'pre-migration',
-    'manual',
-    'pre-restore',
-]));
-/** The dump object's entry. */
-function dumpObject(manifest) {
-    const entry = manifest.objects.find((o) => o.role === 'dump');
-    if (!entry)
-        throw new Error(`Manifest of ${manifest.id} lists no dump object`);
-    return entry;
-}
-/** Total bytes of every object of a backup. */
-/** The restored tables' size with their indexes, as the source held them (data left out: 0). */
-function restoredTableBytes(manifest) {
-    return manifest.tables.reduce((sum, t) => sum + (t.dataExcluded ? 0 : t.bytes), 0);
-}
-function totalBytes(manifest) {
-    return manifest.objects.reduce((sum, o) => sum + o.bytes, 0);
-}
-/** `age (2 recipients, passphrase)`: how a backup is encrypted, in words. */
-function describeEncryption(encryption) {
-    const parts = [];
-    const n = encryption.recipients.length;
-    if (n > 0)
-        parts.push(`${n} recipient${n > 1 ? 's' : ''}`);
-    if (encryption.passphrase)
-        parts.push('passphrase');
-    return `age (${parts.join(', ')})`;
-}
-/** `zstd level 3`, `gzip inside the archive (pg_dump)`, `none`: how a dump was compressed. */
-function describeCompression(c) {
-    switch (c.method) {
-        case 'zstd':
-        case 'gzip':
-            return `${c.method}${c.level !== undefined ? ` level ${c.level}` : ''}`;
-        case 'pg_dump-gzip':
-        case 'pg_dump-zstd':
-            return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
-        default:
-            return 'none';
-    }
 }
 
 // EXTERNAL MODULE: ./node_modules/ajv/dist/2020.js
@@ -52651,7 +51741,7 @@ async function lastStoredBackup(storage, name) {
 async function selectBackup(storage, name, backupId) {
     if (backupId) {
         if (!keys_isBackupId(backupId)) {
-            throw new errors/* ConfigurationError */.j1(`Input 'backup-id' must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
+            throw new errors/* OptionError */.eR('backup-id', (w) => `${w.option('backup-id')} must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
         }
         const manifest = await readManifest(storage, name, backupId);
         if (!manifest) {
@@ -52729,7 +51819,7 @@ async function appendVerificationRecord(storage, record) {
 async function resolveName(storage, name) {
     if (name) {
         if (!isCatalogName(name)) {
-            throw new errors/* ConfigurationError */.j1(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+            throw new errors/* OptionError */.eR('name', (w) => `${w.option('name')} must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
         }
         return name;
     }
@@ -53229,117 +52319,99 @@ const DATABASE_DESCS = new Set([
     'STDSTRINGS',
     'SEARCHPATH',
 ]);
+/** Queries each returning the keys (`k`, see objectKey) of one kind of object the target holds. */
+const OBJECT_KEY_QUERIES = [
+    `SELECT 'rel:' || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT 'type:' || n.nspname || '.' || t.typname AS k
+     FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+    WHERE t.typtype <> 'c'
+       OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'`,
+    `SELECT 'con:' || n.nspname || '.' || coalesce(c.relname, t.typname) || ' ' || k.conname AS k
+     FROM pg_catalog.pg_constraint k
+     JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
+     LEFT JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+     LEFT JOIN pg_catalog.pg_type t ON t.oid = k.contypid`,
+    `SELECT 'trg:' || n.nspname || '.' || c.relname || ' ' || g.tgname AS k
+     FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE NOT g.tgisinternal`,
+    `SELECT 'pol:' || n.nspname || '.' || c.relname || ' ' || p.polname AS k
+     FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT 'rule:' || n.nspname || '.' || c.relname || ' ' || r.rulename AS k
+     FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE r.rulename <> '_RETURN'`,
+    `SELECT 'default:' || n.nspname || '.' || c.relname || ' ' || a.attname AS k
+     FROM pg_catalog.pg_attrdef d
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+     JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT kind || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+     LATERAL (VALUES ('rls:', c.relrowsecurity OR c.relforcerowsecurity),
+                     ('attach:', c.relispartition),
+                     ('owned:', c.relkind = 'S' AND EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_depend d
+                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                           AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')))) v(kind, yes)
+    WHERE yes`,
+    `SELECT 'evt:' || evtname AS k FROM pg_catalog.pg_event_trigger`,
+    `SELECT 'pub:' || pubname AS k FROM pg_catalog.pg_publication`,
+    `SELECT 'pubtab:' || p.pubname || ' ' || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_publication_rel r
+     JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid
+     JOIN pg_catalog.pg_class c ON c.oid = r.prrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT 'lang:' || lanname AS k FROM pg_catalog.pg_language`,
+    `SELECT 'fdw:' || fdwname AS k FROM pg_catalog.pg_foreign_data_wrapper`,
+    `SELECT 'srv:' || srvname AS k FROM pg_catalog.pg_foreign_server`,
+    `SELECT 'coll:' || n.nspname || '.' || c.collname AS k FROM pg_catalog.pg_collation c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+   UNION ALL
+   SELECT 'tscfg:' || n.nspname || '.' || c.cfgname FROM pg_catalog.pg_ts_config c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+   UNION ALL
+   SELECT 'tsdict:' || n.nspname || '.' || d.dictname FROM pg_catalog.pg_ts_dict d
+     JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
+   UNION ALL
+   SELECT 'stat:' || n.nspname || '.' || s.stxname FROM pg_catalog.pg_statistic_ext s
+     JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+   UNION ALL
+   SELECT 'conv:' || n.nspname || '.' || c.conname FROM pg_catalog.pg_conversion c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace`,
+];
+/** The schemas of publications (`FOR TABLES IN SCHEMA`, PostgreSQL 15+). */
+const PUBLICATION_SCHEMA_KEYS = `SELECT 'pubns:' || p.pubname || ' ' || n.nspname AS k
+   FROM pg_catalog.pg_publication_namespace r
+   JOIN pg_catalog.pg_publication p ON p.oid = r.pnpubid
+   JOIN pg_catalog.pg_namespace n ON n.oid = r.pnnspid`;
+/** Functions by signature and by name (overloads share the name key). */
+const FUNCTION_KEYS = `SELECT 'func:' || n.nspname || '.' || p.proname || '(' ||
+        coalesce((SELECT string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
+                    FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)), '') || ')' AS k,
+        'funcname:' || n.nspname || '.' || p.proname AS name
+   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`;
 async function loadTargetCatalog(client) {
-    const saved = (await client.query(`SELECT current_setting('search_path') AS p`))
-        .rows[0].p;
     // pg_dump names argument types with an empty search_path: qualified unless in pg_catalog.
-    await client.query(`SELECT pg_catalog.set_config('search_path', '', false)`);
-    try {
+    return withEmptySearchPath(client, async () => {
         const q = async (sql) => (await client.query(sql)).rows;
-        const keys = new Set();
-        const add = (rows) => rows.forEach((r) => keys.add(r.k));
         const me = (await q(`SELECT current_user::text AS role,
                 (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser,
                 has_database_privilege(current_database(), 'CREATE') AS create,
                 to_regclass('pg_catalog.pg_publication_namespace') IS NOT NULL AS pubns`))[0];
         const schemas = await q(`SELECT nspname::text AS name, pg_get_userbyid(nspowner)::text AS owner
          FROM pg_catalog.pg_namespace`);
-        schemas.forEach((s) => keys.add(`schema:${s.name}`));
-        add(await q(`SELECT 'rel:' || n.nspname || '.' || c.relname AS k
-                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
-        add(await q(`SELECT 'type:' || n.nspname || '.' || t.typname AS k
-                 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-                WHERE t.typtype <> 'c'
-                   OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'`));
-        const funcs = await q(`SELECT 'func:' || n.nspname || '.' || p.proname || '(' ||
-              coalesce((SELECT string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
-                          FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)), '') || ')' AS k,
-              'funcname:' || n.nspname || '.' || p.proname AS name
-         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`);
-        funcs.forEach((f) => {
-            keys.add(f.k);
-            keys.add(f.name);
-        });
-        add(await q(`SELECT 'con:' || n.nspname || '.' || coalesce(c.relname, t.typname) || ' ' || k.conname AS k
-                 FROM pg_catalog.pg_constraint k
-                 JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
-                 LEFT JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-                 LEFT JOIN pg_catalog.pg_type t ON t.oid = k.contypid`));
-        add(await q(`SELECT 'trg:' || n.nspname || '.' || c.relname || ' ' || g.tgname AS k
-                 FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                WHERE NOT g.tgisinternal`));
-        add(await q(`SELECT 'pol:' || n.nspname || '.' || c.relname || ' ' || p.polname AS k
-                 FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
-        add(await q(`SELECT 'rule:' || n.nspname || '.' || c.relname || ' ' || r.rulename AS k
-                 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                WHERE r.rulename <> '_RETURN'`));
-        add(await q(`SELECT 'default:' || n.nspname || '.' || c.relname || ' ' || a.attname AS k
-                 FROM pg_catalog.pg_attrdef d
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-                 JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
-        add(await q(`SELECT kind || n.nspname || '.' || c.relname AS k
-                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
-                 LATERAL (VALUES ('rls:', c.relrowsecurity OR c.relforcerowsecurity),
-                                 ('attach:', c.relispartition),
-                                 ('owned:', c.relkind = 'S' AND EXISTS (
-                                    SELECT 1 FROM pg_catalog.pg_depend d
-                                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
-                                       AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')))) v(kind, yes)
-                WHERE yes`));
         const exts = await q(`SELECT e.extname::text AS name, e.extversion AS version, n.nspname::text AS schema
          FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace`);
+        const keys = await readObjectKeys(q, me.pubns);
+        schemas.forEach((s) => keys.add(`schema:${s.name}`));
         exts.forEach((e) => keys.add(`ext:${e.name}`));
-        add(await q(`SELECT 'evt:' || evtname AS k FROM pg_catalog.pg_event_trigger`));
-        add(await q(`SELECT 'pub:' || pubname AS k FROM pg_catalog.pg_publication`));
-        add(await q(`SELECT 'pubtab:' || p.pubname || ' ' || n.nspname || '.' || c.relname AS k
-                 FROM pg_catalog.pg_publication_rel r
-                 JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid
-                 JOIN pg_catalog.pg_class c ON c.oid = r.prrelid
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`));
-        if (me.pubns) {
-            add(await q(`SELECT 'pubns:' || p.pubname || ' ' || n.nspname AS k
-                   FROM pg_catalog.pg_publication_namespace r
-                   JOIN pg_catalog.pg_publication p ON p.oid = r.pnpubid
-                   JOIN pg_catalog.pg_namespace n ON n.oid = r.pnnspid`));
-        }
-        add(await q(`SELECT 'lang:' || lanname AS k FROM pg_catalog.pg_language`));
-        add(await q(`SELECT 'fdw:' || fdwname AS k FROM pg_catalog.pg_foreign_data_wrapper`));
-        add(await q(`SELECT 'srv:' || srvname AS k FROM pg_catalog.pg_foreign_server`));
-        add(await q(`SELECT 'coll:' || n.nspname || '.' || c.collname AS k FROM pg_catalog.pg_collation c
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
-               UNION ALL
-               SELECT 'tscfg:' || n.nspname || '.' || c.cfgname FROM pg_catalog.pg_ts_config c
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
-               UNION ALL
-               SELECT 'tsdict:' || n.nspname || '.' || d.dictname FROM pg_catalog.pg_ts_dict d
-                 JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
-               UNION ALL
-               SELECT 'stat:' || n.nspname || '.' || s.stxname FROM pg_catalog.pg_statistic_ext s
-                 JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
-               UNION ALL
-               SELECT 'conv:' || n.nspname || '.' || c.conname FROM pg_catalog.pg_conversion c
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace`));
         const roles = await q(`SELECT rolname::text AS name, pg_has_role(current_user, oid, 'MEMBER') AS member
          FROM pg_catalog.pg_roles`);
         const available = await q(`SELECT name::text AS name, bool_or(trusted) AS trusted
          FROM pg_catalog.pg_available_extension_versions GROUP BY name`);
-        const fks = await q(`SELECT cn.nspname || '.' || c.relname AS referencing, fn.nspname || '.' || f.relname AS referenced
-         FROM pg_catalog.pg_constraint k
-         JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-         JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
-         JOIN pg_catalog.pg_class f ON f.oid = k.confrelid
-         JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
-        WHERE k.contype = 'f'`);
-        const referencedBy = new Map();
-        for (const fk of fks) {
-            const set = referencedBy.get(fk.referenced) ?? new Set();
-            set.add(fk.referencing);
-            referencedBy.set(fk.referenced, set);
-        }
         return {
             role: me.role,
             superuser: me.superuser,
@@ -53351,12 +52423,54 @@ async function loadTargetCatalog(client) {
             available: new Map(available.map((a) => [a.name, { trusted: a.trusted }])),
             canCreateInDatabase: me.create,
             schemaOwners: new Map(schemas.map((s) => [s.name, s.owner])),
-            referencedBy,
+            referencedBy: await readReferencedBy(q),
         };
+    });
+}
+/** Runs `read` with the session's search_path empty, then puts the saved one back. */
+async function withEmptySearchPath(client, read) {
+    const saved = (await client.query(`SELECT current_setting('search_path') AS p`))
+        .rows[0].p;
+    await client.query(`SELECT pg_catalog.set_config('search_path', '', false)`);
+    try {
+        return await read();
     }
     finally {
         await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [saved]);
     }
+}
+/** The keys of the target's objects but its schemas and extensions (see objectKey). */
+async function readObjectKeys(q, publicationSchemas) {
+    const keys = new Set();
+    const queries = publicationSchemas
+        ? [...OBJECT_KEY_QUERIES, PUBLICATION_SCHEMA_KEYS]
+        : OBJECT_KEY_QUERIES;
+    for (const sql of queries) {
+        for (const row of await q(sql))
+            keys.add(row.k);
+    }
+    for (const f of await q(FUNCTION_KEYS)) {
+        keys.add(f.k);
+        keys.add(f.name);
+    }
+    return keys;
+}
+/** `schema.table` → the tables whose foreign keys refer to it. */
+async function readReferencedBy(q) {
+    const fks = await q(`SELECT cn.nspname || '.' || c.relname AS referencing, fn.nspname || '.' || f.relname AS referenced
+       FROM pg_catalog.pg_constraint k
+       JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+       JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+       JOIN pg_catalog.pg_class f ON f.oid = k.confrelid
+       JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
+      WHERE k.contype = 'f'`);
+    const referencedBy = new Map();
+    for (const fk of fks) {
+        const set = referencedBy.get(fk.referenced) ?? new Set();
+        set.add(fk.referencing);
+        referencedBy.set(fk.referenced, set);
+    }
+    return referencedBy;
 }
 /**
  * Schemas that hold exactly one extension and nothing shared (vault, pgsodium, graphql), by
@@ -53466,151 +52580,52 @@ async function planPlatformRestore(input) {
     const mode = input.mode ?? 'project';
     const entries = parseToc(input.listing);
     const target = await loadTargetCatalog(input.target);
-    const has = (key) => key !== undefined && target.keys.has(key);
-    const missing = new Set();
-    const conflicts = [];
-    const managed = new Set(input.platform.managedSchemas);
-    // supabase_migrations is the CLI's, made as postgres: where absent, the archive brings it.
-    const platformSchema = (ns) => ns !== undefined &&
-        (managed.has(ns) || isPlatformSchema(ns)) &&
-        !(ns === CLI_SCHEMA && !target.keys.has(`schema:${ns}`));
+    const platformSchema = platformSchemaOf(input.platform, target);
     const definitionEntries = entries.filter((e) => (e.desc === 'TRIGGER' && platformSchema(e.namespace)) ||
         (e.desc === 'FK CONSTRAINT' && !platformSchema(e.namespace)));
-    const defs = input.archive && mode === 'project'
-        ? await readDefinitions(input.archive, definitionEntries)
-        : undefined;
-    const madeBy = (e) => {
-        const ext = e.namespace ? target.extensionBySchema.get(e.namespace) : undefined;
-        return ext
-            ? `already on the target, where CREATE EXTENSION ${ext} made it (pg_dump writes it again as an entry of its own)`
-            : 'already on the target';
+    const ctx = {
+        mode,
+        target,
+        defs: input.archive && mode === 'project'
+            ? await readDefinitions(input.archive, definitionEntries)
+            : undefined,
+        has: (key) => key !== undefined && target.keys.has(key),
+        platformSchema,
+        missing: new Set(),
+        conflicts: [],
     };
-    const extensionDecision = (e) => {
-        const found = target.extensions.get(e.tag);
-        if (found) {
-            return out(`extension ${e.tag} ${found.version} is already on the target (schema ${found.schema}): the target's`);
-        }
-        const avail = target.available.get(e.tag);
-        if (!avail) {
-            missing.add(`extension ${e.tag} (not available on the target server)`);
-            return out(`extension ${e.tag} is not available on the target server`);
-        }
-        if (!target.superuser && !(avail.trusted && target.canCreateInDatabase)) {
-            missing.add(`extension ${e.tag} (enable it on the target first: ${target.role} cannot create it)`);
-            return out(`extension ${e.tag} is not on the target and ${target.role} cannot create it`);
-        }
-        return keep();
+    const decisions = decideEntries(ctx, entries);
+    const { dataOnly, truncate } = await planPlatformRows(ctx, input.target, entries, decisions);
+    checkOwners(ctx, entries, decisions);
+    const unvalidated = await planForeignKeysToPlatformRows(ctx, input, { entries, definitionEntries }, decisions);
+    const leftOut = leftOutEntries(entries, decisions);
+    const leftOutIds = new Set(leftOut.map((l) => l.dumpId));
+    return {
+        listFile: commentOut(input.listing, (dumpId) => leftOutIds.has(dumpId)),
+        leftOut: leftOut.map(({ entry, why }) => ({ entry, why })),
+        dataOnly,
+        truncate: [...truncate].sort(),
+        missingOnTarget: [...ctx.missing].sort(),
+        conflicts: ctx.conflicts,
+        unvalidated,
     };
-    const decide = (e) => {
-        if (DATABASE_DESCS.has(e.desc) || LARGE_OBJECT_DESCS.has(e.desc))
-            return keep();
-        const key = objectKey(e);
-        if (mode === 'scratch') {
-            if (e.desc === 'EXTENSION') {
-                return has(key) ? out(madeBy(e), true) : extensionDecision(e);
-            }
-            if (DATA_DESCS.has(e.desc) || e.desc === 'DEFAULT ACL')
-                return keep();
-            return has(key) ? out(madeBy(e), true) : keep();
-        }
-        // A Supabase project: the platform's objects are the target's.
-        if (e.desc === 'DEFAULT ACL') {
-            if (platformSchema(e.namespace)) {
-                return out(`default privileges in the platform's schema ${e.namespace}: the target's`);
-            }
-            if (target.superuser || target.memberOf.has(e.owner))
-                return keep();
-            return out(`default privileges of ${e.owner}: ${target.role} is not a member of ${e.owner}, ` +
-                `so the target's stay`);
-        }
-        if (e.desc === 'PUBLICATION TABLE' || e.desc === 'PUBLICATION TABLES IN SCHEMA') {
-            return has(key) ? out('already in the publication on the target') : keep();
-        }
-        if (e.namespace === undefined) {
-            switch (e.desc) {
-                case 'SCHEMA': {
-                    if (platformSchema(e.tag)) {
-                        if (has(key))
-                            return out(`the platform's schema ${e.tag}: the target's`);
-                        missing.add(`schema ${e.tag}`);
-                        return out(`the platform's schema ${e.tag} is not on the target`);
-                    }
-                    if (!has(key))
-                        return keep();
-                    const owner = target.schemaOwners.get(e.tag);
-                    return out(`schema ${e.tag} is already on the target (owner ${owner}` +
-                        (owner === e.owner ? '' : `, not ${e.owner} as in the archive: left as it is`) +
-                        `): its comment and privileges are restored`, true);
-                }
-                case 'EXTENSION':
-                    return extensionDecision(e);
-                case 'EVENT TRIGGER':
-                    return out(has(key)
-                        ? `event trigger ${e.tag} is already on the target: the platform's`
-                        : `event trigger ${e.tag}: the platform's (they need a superuser); not on the target, not created`);
-                case 'PUBLICATION':
-                    return has(key) ? out(`publication ${e.tag} is already on the target`) : keep();
-                default:
-                    return has(key) ? out('already on the target') : keep();
-            }
-        }
-        if (platformSchema(e.namespace)) {
-            const ns = e.namespace;
-            if (e.desc === 'TABLE DATA' || e.desc === 'SEQUENCE SET') {
-                const name = `${ns}.${e.tag}`;
-                if (SUPABASE_BOOKKEEPING_TABLES.includes(name)) {
-                    return out(`the migration history of the target's own service: the target's rows stay ` +
-                        `(supabase db dump --data-only leaves it out too)`);
-                }
-                if (matchesAny(ns, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
-                    return out(`rows of the platform's schema ${ns}, which the target's services keep ` +
-                        `(supabase db dump --data-only leaves this schema out)`);
-                }
-                if (!has(`rel:${name}`)) {
-                    missing.add(`${e.desc === 'TABLE DATA' ? 'table' : 'sequence'} ${name}`);
-                    return out(`${name} is not on the target: its rows cannot be restored`);
-                }
-                return keep();
-            }
-            if (e.desc === 'MATERIALIZED VIEW DATA') {
-                return out(`the platform's materialized view ${entryName(e)}: the target's`);
-            }
-            if (e.desc === 'TRIGGER' || e.desc === 'POLICY' || e.desc === 'RULE') {
-                const what = e.desc.toLowerCase();
-                if (has(key))
-                    return out(`${what} already on the target`);
-                const [table] = splitFirst(e.tag);
-                if (!has(`rel:${ns}.${table}`)) {
-                    return out(`${what} on ${ns}.${table}, which is not on the target`);
-                }
-                if (e.desc === 'TRIGGER' && defs) {
-                    const fnSchema = defs.triggerFunctionSchema.get(`${ns}.${e.tag}`);
-                    if (fnSchema !== undefined && platformSchema(fnSchema)) {
-                        return out(`a platform trigger (it runs a function of ${fnSchema}) the target lacks: ` +
-                            `the platform versions differ; not created`);
-                    }
-                }
-                // The application's: its trigger on auth.users, its policies on storage.objects.
-                return keep();
-            }
-            return has(key)
-                ? out(`${madeBy(e)}: the platform's schema ${ns} is the target's`)
-                : out(`not on the target: the platform's schema ${ns} is the target's, and the restore ` +
-                    `creates nothing in it (the source's platform version differs, or something was added there)`);
-        }
-        // The application's schemas.
-        if (!DATA_DESCS.has(e.desc) && has(key)) {
-            conflicts.push(`${e.desc} ${entryName(e)}`);
-        }
-        return keep();
-    };
-    // First pass: the entries that make objects; then COMMENT / ACL / SECURITY LABEL follow them.
+}
+/** Whether a schema is the platform's: the target's managed schemas and the known ones. */
+function platformSchemaOf(platform, target) {
+    const managed = new Set(platform.managedSchemas);
+    // supabase_migrations is the CLI's, made as postgres: where absent, the archive brings it.
+    return (ns) => ns !== undefined &&
+        (managed.has(ns) || isPlatformSchema(ns)) &&
+        !(ns === CLI_SCHEMA && !target.keys.has(`schema:${ns}`));
+}
+/** Every entry's decision: first the entries that make objects, then those that follow them. */
+function decideEntries(ctx, entries) {
     const decisions = new Map();
     const byKey = new Map();
     for (const e of entries) {
         if (FOLLOWERS.has(e.desc))
             continue;
-        const d = decide(e);
+        const d = decide(ctx, e);
         decisions.set(e.dumpId, d);
         for (const k of followKeys(e)) {
             const prev = byKey.get(k);
@@ -53619,38 +52634,183 @@ async function planPlatformRestore(input) {
                 byKey.set(k, d);
         }
     }
+    // COMMENT / ACL / SECURITY LABEL follow the objects they are about.
     for (const e of entries) {
         if (!FOLLOWERS.has(e.desc))
             continue;
-        if (mode === 'scratch') {
-            decisions.set(e.dumpId, keep());
-            continue;
+        decisions.set(e.dumpId, ctx.mode === 'scratch' ? keep() : decideFollower(ctx, e, byKey));
+    }
+    return decisions;
+}
+/** A creating entry's decision. */
+function decide(ctx, e) {
+    if (DATABASE_DESCS.has(e.desc) || LARGE_OBJECT_DESCS.has(e.desc))
+        return keep();
+    const key = objectKey(e);
+    if (ctx.mode === 'scratch') {
+        if (e.desc === 'EXTENSION') {
+            return ctx.has(key) ? out(madeBy(ctx, e), true) : decideExtension(ctx, e);
         }
-        const fk = followedKey(e);
-        const followed = fk === undefined ? undefined : byKey.get(fk);
-        if (followed) {
-            decisions.set(e.dumpId, followed.followers ? keep() : out(`on an object the restore leaves out (${fk})`));
-            continue;
+        if (DATA_DESCS.has(e.desc) || e.desc === 'DEFAULT ACL')
+            return keep();
+        return ctx.has(key) ? out(madeBy(ctx, e), true) : keep();
+    }
+    // A Supabase project: the platform's objects are the target's.
+    if (e.desc === 'DEFAULT ACL')
+        return decideDefaultAcl(ctx, e);
+    if (e.desc === 'PUBLICATION TABLE' || e.desc === 'PUBLICATION TABLES IN SCHEMA') {
+        return ctx.has(key) ? out('already in the publication on the target') : keep();
+    }
+    if (e.namespace === undefined)
+        return decideDatabaseObject(ctx, e, key);
+    if (ctx.platformSchema(e.namespace))
+        return decideInPlatformSchema(ctx, e, e.namespace, key);
+    // The application's schemas.
+    if (!DATA_DESCS.has(e.desc) && ctx.has(key)) {
+        ctx.conflicts.push(`${e.desc} ${entryName(e)}`);
+    }
+    return keep();
+}
+function madeBy(ctx, e) {
+    const ext = e.namespace ? ctx.target.extensionBySchema.get(e.namespace) : undefined;
+    return ext
+        ? `already on the target, where CREATE EXTENSION ${ext} made it (pg_dump writes it again as an entry of its own)`
+        : 'already on the target';
+}
+function decideExtension(ctx, e) {
+    const { target } = ctx;
+    const found = target.extensions.get(e.tag);
+    if (found) {
+        return out(`extension ${e.tag} ${found.version} is already on the target (schema ${found.schema}): the target's`);
+    }
+    const avail = target.available.get(e.tag);
+    if (!avail) {
+        ctx.missing.add(`extension ${e.tag} (not available on the target server)`);
+        return out(`extension ${e.tag} is not available on the target server`);
+    }
+    if (!target.superuser && !(avail.trusted && target.canCreateInDatabase)) {
+        ctx.missing.add(`extension ${e.tag} (enable it on the target first: ${target.role} cannot create it)`);
+        return out(`extension ${e.tag} is not on the target and ${target.role} cannot create it`);
+    }
+    return keep();
+}
+function decideDefaultAcl(ctx, e) {
+    const { target } = ctx;
+    if (ctx.platformSchema(e.namespace)) {
+        return out(`default privileges in the platform's schema ${e.namespace}: the target's`);
+    }
+    if (target.superuser || target.memberOf.has(e.owner))
+        return keep();
+    return out(`default privileges of ${e.owner}: ${target.role} is not a member of ${e.owner}, ` +
+        `so the target's stay`);
+}
+/** An entry with no schema (a schema, an extension, an event trigger, a publication...). */
+function decideDatabaseObject(ctx, e, key) {
+    switch (e.desc) {
+        case 'SCHEMA': {
+            if (ctx.platformSchema(e.tag)) {
+                if (ctx.has(key))
+                    return out(`the platform's schema ${e.tag}: the target's`);
+                ctx.missing.add(`schema ${e.tag}`);
+                return out(`the platform's schema ${e.tag} is not on the target`);
+            }
+            if (!ctx.has(key))
+                return keep();
+            const owner = ctx.target.schemaOwners.get(e.tag);
+            return out(`schema ${e.tag} is already on the target (owner ${owner}` +
+                (owner === e.owner ? '' : `, not ${e.owner} as in the archive: left as it is`) +
+                `): its comment and privileges are restored`, true);
         }
-        // About an object with no entry of its own (an extension's member, schema public...).
-        if (platformSchema(e.namespace)) {
-            decisions.set(e.dumpId, out(`on an object of the platform's schema ${e.namespace}`));
-        }
-        else if (e.namespace === undefined && fk?.startsWith('schema:')) {
-            const schema = fk.slice('schema:'.length);
-            decisions.set(e.dumpId, platformSchema(schema) ? out(`on the platform's schema ${schema}: the target's`) : keep());
-        }
-        else if (e.namespace === undefined && fk?.startsWith('ext:')) {
-            decisions.set(e.dumpId, has(fk) ? out(`on extension ${fk.slice(4)}, which is the target's`) : keep());
-        }
-        else if (e.namespace === undefined && fk?.startsWith('evt:')) {
-            decisions.set(e.dumpId, out(`on event trigger ${fk.slice(4)}: the platform's`));
-        }
-        else {
-            decisions.set(e.dumpId, keep());
+        case 'EXTENSION':
+            return decideExtension(ctx, e);
+        case 'EVENT TRIGGER':
+            return out(ctx.has(key)
+                ? `event trigger ${e.tag} is already on the target: the platform's`
+                : `event trigger ${e.tag}: the platform's (they need a superuser); not on the target, not created`);
+        case 'PUBLICATION':
+            return ctx.has(key) ? out(`publication ${e.tag} is already on the target`) : keep();
+        default:
+            return ctx.has(key) ? out('already on the target') : keep();
+    }
+}
+/** An entry in one of the platform's schemas: only rows, and the application's hooks, come back. */
+function decideInPlatformSchema(ctx, e, ns, key) {
+    if (e.desc === 'TABLE DATA' || e.desc === 'SEQUENCE SET')
+        return decidePlatformRows(ctx, e, ns);
+    if (e.desc === 'MATERIALIZED VIEW DATA') {
+        return out(`the platform's materialized view ${entryName(e)}: the target's`);
+    }
+    if (e.desc === 'TRIGGER' || e.desc === 'POLICY' || e.desc === 'RULE') {
+        return decidePlatformTableHook(ctx, e, ns, key);
+    }
+    return ctx.has(key)
+        ? out(`${madeBy(ctx, e)}: the platform's schema ${ns} is the target's`)
+        : out(`not on the target: the platform's schema ${ns} is the target's, and the restore ` +
+            `creates nothing in it (the source's platform version differs, or something was added there)`);
+}
+/** The rows of a platform table or sequence. */
+function decidePlatformRows(ctx, e, ns) {
+    const name = `${ns}.${e.tag}`;
+    if (SUPABASE_BOOKKEEPING_TABLES.includes(name)) {
+        return out(`the migration history of the target's own service: the target's rows stay ` +
+            `(supabase db dump --data-only leaves it out too)`);
+    }
+    if (matchesAny(ns, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
+        return out(`rows of the platform's schema ${ns}, which the target's services keep ` +
+            `(supabase db dump --data-only leaves this schema out)`);
+    }
+    if (!ctx.has(`rel:${name}`)) {
+        ctx.missing.add(`${e.desc === 'TABLE DATA' ? 'table' : 'sequence'} ${name}`);
+        return out(`${name} is not on the target: its rows cannot be restored`);
+    }
+    return keep();
+}
+/** A trigger, policy or rule on a platform table. */
+function decidePlatformTableHook(ctx, e, ns, key) {
+    const what = e.desc.toLowerCase();
+    if (ctx.has(key))
+        return out(`${what} already on the target`);
+    const [table] = splitFirst(e.tag);
+    if (!ctx.has(`rel:${ns}.${table}`)) {
+        return out(`${what} on ${ns}.${table}, which is not on the target`);
+    }
+    if (e.desc === 'TRIGGER' && ctx.defs) {
+        const fnSchema = ctx.defs.triggerFunctionSchema.get(`${ns}.${e.tag}`);
+        if (fnSchema !== undefined && ctx.platformSchema(fnSchema)) {
+            return out(`a platform trigger (it runs a function of ${fnSchema}) the target lacks: ` +
+                `the platform versions differ; not created`);
         }
     }
-    // Platform tables whose rows come back, and which of them to empty first.
+    // The application's: its trigger on auth.users, its policies on storage.objects.
+    return keep();
+}
+/** A COMMENT / ACL / SECURITY LABEL entry, in project mode. */
+function decideFollower(ctx, e, byKey) {
+    const fk = followedKey(e);
+    const followed = fk === undefined ? undefined : byKey.get(fk);
+    if (followed) {
+        return followed.followers ? keep() : out(`on an object the restore leaves out (${fk})`);
+    }
+    // About an object with no entry of its own (an extension's member, schema public...).
+    if (ctx.platformSchema(e.namespace)) {
+        return out(`on an object of the platform's schema ${e.namespace}`);
+    }
+    if (e.namespace === undefined && fk?.startsWith('schema:')) {
+        const schema = fk.slice('schema:'.length);
+        return ctx.platformSchema(schema)
+            ? out(`on the platform's schema ${schema}: the target's`)
+            : keep();
+    }
+    if (e.namespace === undefined && fk?.startsWith('ext:')) {
+        return ctx.has(fk) ? out(`on extension ${fk.slice(4)}, which is the target's`) : keep();
+    }
+    if (e.namespace === undefined && fk?.startsWith('evt:')) {
+        return out(`on event trigger ${fk.slice(4)}: the platform's`);
+    }
+    return keep();
+}
+/** Platform tables whose rows come back, and which of them to empty first. */
+async function planPlatformRows(ctx, client, entries, decisions) {
     const dataOnly = [];
     for (const e of entries) {
         if (e.desc !== 'TABLE DATA' || !decisions.get(e.dumpId)?.keep)
@@ -53659,8 +52819,8 @@ async function planPlatformRestore(input) {
             dataOnly.push(`${e.namespace}.${e.tag}`);
         }
     }
-    const present = dataOnly.filter((t) => has(`rel:${t}`));
-    const withRows = await tablesWithRows(input.target, present);
+    const present = dataOnly.filter((t) => ctx.has(`rel:${t}`));
+    const withRows = await tablesWithRows(client, present);
     const truncate = new Set(present.filter((t) => withRows.has(t)));
     // TRUNCATE refuses a table other tables refer to unless they go too: add the referring
     // platform tables whose rows the restore brings anyway (anything else makes TRUNCATE fail).
@@ -53668,7 +52828,7 @@ async function planPlatformRestore(input) {
     for (let grew = true; grew;) {
         grew = false;
         for (const t of [...truncate]) {
-            for (const r of target.referencedBy.get(t) ?? []) {
+            for (const r of ctx.target.referencedBy.get(t) ?? []) {
                 if (restoredHere.has(r) && !truncate.has(r)) {
                     truncate.add(r);
                     grew = true;
@@ -53676,88 +52836,99 @@ async function planPlatformRestore(input) {
             }
         }
     }
-    // Roles that own what the restore keeps, and owners the restoring role cannot give away.
+    return { dataOnly, truncate };
+}
+/** Roles that own what the restore keeps, and owners the restoring role cannot give away. */
+function checkOwners(ctx, entries, decisions) {
+    const { target } = ctx;
     const cannotOwn = new Map();
     for (const e of entries) {
         if (!decisions.get(e.dumpId)?.keep || e.owner === '')
             continue;
         if (!target.roles.has(e.owner))
-            missing.add(`role ${e.owner}`);
+            ctx.missing.add(`role ${e.owner}`);
         else if (OWNED_DESCS.has(e.desc) && !target.superuser && !target.memberOf.has(e.owner)) {
             cannotOwn.set(e.owner, [...(cannotOwn.get(e.owner) ?? []), `${e.desc} ${entryName(e)}`]);
         }
     }
     for (const [owner, what] of cannotOwn) {
-        missing.add(`membership in role ${owner}: ${target.role} cannot make it the owner of ` +
+        ctx.missing.add(`membership in role ${owner}: ${target.role} cannot make it the owner of ` +
             `${what.slice(0, 3).join(', ')}${what.length > 3 ? ` and ${what.length - 3} more` : ''}`);
     }
-    // Foreign keys of the application to platform rows the archive does not bring.
+}
+/**
+ * Foreign keys of the application to platform rows the archive does not bring, where the
+ * target's table is empty: added NOT VALID afterwards (`input.unvalidated`), or missing.
+ */
+async function planForeignKeysToPlatformRows(ctx, input, toc, decisions) {
     const unvalidated = { constraints: [], statements: [] };
-    if (defs) {
-        const dataKept = new Set(entries
-            .filter((e) => e.desc === 'TABLE DATA' && decisions.get(e.dumpId)?.keep)
-            .map((e) => `${e.namespace}.${e.tag}`));
-        const needed = new Map();
-        for (const e of definitionEntries) {
-            if (e.desc !== 'FK CONSTRAINT' || !decisions.get(e.dumpId)?.keep)
-                continue;
-            const refTable = defs.foreignKeyTarget.get(`${e.namespace}.${e.tag}`);
-            if (!refTable || dataKept.has(refTable))
-                continue;
-            const [schema] = splitQualified(refTable);
-            if (schema === undefined || !platformSchema(schema))
-                continue;
-            needed.set(refTable, [...(needed.get(refTable) ?? []), e]);
-        }
-        const populated = await tablesWithRows(input.target, [...needed.keys()].filter((t) => has(`rel:${t}`)));
-        for (const [table, fks] of needed) {
-            if (populated.has(table))
-                continue;
-            if (input.unvalidated) {
-                for (const e of fks) {
-                    const [on, constraint] = splitFirst(e.tag);
-                    const statement = defs.foreignKeySql.get(`${e.namespace}.${e.tag}`);
-                    if (!statement)
-                        continue;
-                    decisions.set(e.dumpId, out(`refers to rows of ${table} the backup does not hold: added NOT VALID afterwards`));
-                    unvalidated.constraints.push(`${e.namespace}.${on}.${constraint}`);
-                    unvalidated.statements.push(`${statement.replace(/;$/, '')} NOT VALID`);
-                }
-                continue;
-            }
-            const named = fks.map((e) => {
+    const { defs } = ctx;
+    if (!defs)
+        return unvalidated;
+    const needed = foreignKeysByPlatformTable(ctx, defs, toc, decisions);
+    const populated = await tablesWithRows(input.target, [...needed.keys()].filter((t) => ctx.has(`rel:${t}`)));
+    for (const [table, fks] of needed) {
+        if (populated.has(table))
+            continue;
+        if (input.unvalidated) {
+            for (const e of fks) {
                 const [on, constraint] = splitFirst(e.tag);
-                return `${constraint} of ${e.namespace}.${on}`;
-            });
-            missing.add(`rows of ${table}: ${named.join(', ')} refer to them and the archive does not ` +
-                `hold them (restore them first, or restore a whole-database backup)`);
+                const statement = defs.foreignKeySql.get(`${e.namespace}.${e.tag}`);
+                if (!statement)
+                    continue;
+                decisions.set(e.dumpId, out(`refers to rows of ${table} the backup does not hold: added NOT VALID afterwards`));
+                unvalidated.constraints.push(`${e.namespace}.${on}.${constraint}`);
+                unvalidated.statements.push(`${statement.replace(/;$/, '')} NOT VALID`);
+            }
+            continue;
         }
+        const named = fks.map((e) => {
+            const [on, constraint] = splitFirst(e.tag);
+            return `${constraint} of ${e.namespace}.${on}`;
+        });
+        ctx.missing.add(`rows of ${table}: ${named.join(', ')} refer to them and the archive does not ` +
+            `hold them (restore them first, or restore a whole-database backup)`);
     }
+    return unvalidated;
+}
+/** Kept foreign keys to platform tables whose rows the archive does not bring, by table. */
+function foreignKeysByPlatformTable(ctx, defs, toc, decisions) {
+    const dataKept = new Set(toc.entries
+        .filter((e) => e.desc === 'TABLE DATA' && decisions.get(e.dumpId)?.keep)
+        .map((e) => `${e.namespace}.${e.tag}`));
+    const needed = new Map();
+    for (const e of toc.definitionEntries) {
+        if (e.desc !== 'FK CONSTRAINT' || !decisions.get(e.dumpId)?.keep)
+            continue;
+        const refTable = defs.foreignKeyTarget.get(`${e.namespace}.${e.tag}`);
+        if (!refTable || dataKept.has(refTable))
+            continue;
+        const [schema] = splitQualified(refTable);
+        if (schema === undefined || !ctx.platformSchema(schema))
+            continue;
+        needed.set(refTable, [...(needed.get(refTable) ?? []), e]);
+    }
+    return needed;
+}
+/** The entries decided out, in the listing's order, and why. */
+function leftOutEntries(entries, decisions) {
     const leftOut = [];
-    const leftOutIds = new Set();
     for (const e of entries) {
         const d = decisions.get(e.dumpId);
-        if (d && !d.keep) {
-            leftOut.push({ entry: e.line, why: d.why ?? 'left out' });
-            leftOutIds.add(e.dumpId);
-        }
+        if (d && !d.keep)
+            leftOut.push({ dumpId: e.dumpId, entry: e.line, why: d.why ?? 'left out' });
     }
-    const listFile = input.listing
+    return leftOut;
+}
+/** The listing with the entries `commented(dumpId)` says commented out (`;`), for `-L`. */
+function commentOut(listing, commented) {
+    return listing
         .split('\n')
         .map((line) => {
         const m = ENTRY_LINE.exec(line.replace(/\r$/, ''));
-        return m && leftOutIds.has(Number(m[1])) ? `;${line}` : line;
+        return m && commented(Number(m[1])) ? `;${line}` : line;
     })
         .join('\n');
-    return {
-        listFile,
-        leftOut,
-        dataOnly,
-        truncate: [...truncate].sort(),
-        missingOnTarget: [...missing].sort(),
-        conflicts,
-        unvalidated,
-    };
 }
 /**
  * For a new database on a supabase/postgres server (a service container), restored by its
@@ -53803,15 +52974,8 @@ async function planScratchPreparation(input) {
                 missing.add(`extension ${e.tag} (not available on the target server)`);
         }
     }
-    const listFile = input.listing
-        .split('\n')
-        .map((line) => {
-        const m = ENTRY_LINE.exec(line.replace(/\r$/, ''));
-        return m && !keepIds.has(Number(m[1])) ? `;${line}` : line;
-    })
-        .join('\n');
     return {
-        listFile,
+        listFile: commentOut(input.listing, (dumpId) => !keepIds.has(dumpId)),
         kept: entries.filter((e) => keepIds.has(e.dumpId)).map((e) => e.line),
         missingOnTarget: [...missing].sort(),
         conflicts: held.rows.map((r) => r.what),
@@ -53914,6 +53078,16 @@ async function runPgRestore(o) {
     const env = (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database);
     if (o.sessionOptions)
         env.PGOPTIONS = o.sessionOptions;
+    if (o.feed) {
+        const exit = await o.feed((stdin) => (0,core_process/* startProcess */.kp)(o.pgRestore, base, {
+            env,
+            stdio: [stdin, 'ignore', 'pipe'],
+            onStderrLine: (line) => o.logger.debug(line),
+        }));
+        if (exit.code !== 0)
+            throw new PgRestoreError((0,core_process/* describeExit */.KE)('pg_restore', exit));
+        return;
+    }
     const runs = o.jobs > 1 ? await sectionRuns(o) : [[]];
     for (const extra of runs) {
         const proc = (0,core_process/* startProcess */.kp)(o.pgRestore, [...base, ...extra, o.archivePath], {
@@ -53988,6 +53162,8 @@ async function applyGlobals(o) {
     return { skipped };
 }
 
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(57075);
 // EXTERNAL MODULE: external "node:stream/promises"
 var external_node_stream_promises_ = __nccwpck_require__(46466);
 ;// CONCATENATED MODULE: external "node:timers/promises"
@@ -54491,78 +53667,16 @@ async function planReplacement(client, input) {
         await client.query(`SET LOCAL search_path = ''`);
         const version = await client.query(`SELECT current_setting('server_version_num') AS v`);
         const serverVersion = Number(version.rows[0].v);
-        const found = await client.query(`SELECT 'pg_namespace'::regclass::oid AS classid, n.oid, n.nspname AS name,
-              EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
-                         AND d.objid = n.oid AND d.deptype = 'e') AS member
-         FROM pg_namespace n
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-        ORDER BY n.nspname`);
-        // A schema an extension created goes with its extension, not on its own.
-        const schemas = found.rows.filter((s) => !s.member && matcher.schemaIncluded(s.name));
-        const dropped = [];
-        const statements = [];
-        for (const s of schemas) {
-            statements.push({
-                kind: 'SCHEMA',
-                sql: `DROP SCHEMA IF EXISTS ${(0,postgres_connection/* quoteIdent */.v4)(s.name)} CASCADE`,
-            });
-        }
-        const publicSchema = schemas.find((s) => s.name === 'public');
-        if (publicSchema && !archive.createsPublic) {
-            // pg_dump creates public only when it is selected by name; otherwise it is re-created
-            // empty as it was (owner, grants, comment), and the archive's COMMENT and GRANTs apply.
-            const p = await publicSchemaOf(client);
-            statements.push(...recreatePublic(p).map((sql) => ({ kind: 'SCHEMA', sql })));
-        }
-        if (wholeDatabase) {
-            const objects = await client.query(`SELECT o.kind, o.classid, o.oid, o.tag, o.alt, o.statement,
-                pg_describe_object(o.classid, o.oid, 0) AS description
-           FROM (${DB_OBJECTS_SQL}) o ORDER BY o.kind, o.tag`);
-            for (const o of objects.rows) {
-                const rests = entriesOf(archive.entries, o.kind);
-                if (!hasTag(rests, o.tag) && !(o.alt !== null && hasTag(rests, o.alt)))
-                    continue;
-                if (o.kind === 'SUBSCRIPTION') {
-                    throw new errors/* ConfigurationError */.j1(`The target already has subscription ${(0,postgres_connection/* quoteIdent */.v4)(o.tag)}, which the backup creates. ` +
-                        `A subscription cannot be dropped inside the restore's transaction (DROP SUBSCRIPTION also drops its replication slot on the publisher): ` +
-                        `drop it first, or restore with a list file that leaves the subscription out. The database was not changed.`);
-                }
-                dropped.push({ kind: o.kind, object: o });
-                statements.push({ kind: o.kind, sql: o.statement });
-            }
-        }
-        // Large objects the archive carries, whatever its selection (pg_dump -b adds them to a
-        // dump of some schemas): lo_create would find them there.
-        let largeObjects = 0;
-        let loStatement;
-        const ranges = largeObjectRanges(archive.entries);
-        if (ranges.length > 0) {
-            const lo = ranges.map((r) => r[0]);
-            const hi = ranges.map((r) => r[1]);
-            const count = await client.query(`SELECT count(*)::text AS n FROM pg_largeobject_metadata m
-           JOIN unnest($1::oid[], $2::oid[]) r(lo, hi) ON m.oid BETWEEN r.lo AND r.hi`, [lo, hi]);
-            largeObjects = Number(count.rows[0].n);
-            if (largeObjects > 0) {
-                loStatement =
-                    `SELECT count(pg_catalog.lo_unlink(m.oid)) FROM pg_catalog.pg_largeobject_metadata m ` +
-                        `JOIN ROWS FROM (pg_catalog.unnest('{${lo.join(',')}}'::pg_catalog.oid[]), pg_catalog.unnest('{${hi.join(',')}}'::pg_catalog.oid[])) r(lo, hi) ` +
-                        `ON m.oid BETWEEN r.lo AND r.hi`;
-            }
-        }
-        const roots = [
-            ...schemas.map((s) => ({ classid: s.classid, oid: s.oid })),
-            ...dropped.map((d) => ({ classid: d.object.classid, oid: d.object.oid })),
-        ];
-        const outside = await client.query(outsideSql(serverVersion), [
-            roots.map((r) => r.classid),
-            roots.map((r) => r.oid),
-            schemas.map((s) => s.oid),
-            dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.oid),
-        ]);
+        const schemas = await selectedSchemas(client, matcher);
+        const statements = await schemaStatements(client, schemas, archive);
+        const dropped = wholeDatabase ? await databaseObjectsToDrop(client, archive) : [];
+        statements.push(...dropped.map((d) => ({ kind: d.kind, sql: d.object.statement })));
+        const largeObjects = await largeObjectsToUnlink(client, archive);
+        const outside = await cascadeReach(client, serverVersion, schemas, dropped);
         await client.query('COMMIT');
         const ordered = DROP_ORDER.flatMap((kind) => statements.filter((s) => s.kind === kind).map((s) => s.sql));
-        if (loStatement)
-            ordered.push(loStatement);
+        if (largeObjects.statement)
+            ordered.push(largeObjects.statement);
         return {
             statements: ordered,
             summary: {
@@ -54571,16 +53685,96 @@ async function planReplacement(client, input) {
                 other: DROP_ORDER.flatMap((kind) => dropped
                     .filter((d) => d.kind === kind && kind !== 'EXTENSION')
                     .map((d) => d.object.description)),
-                largeObjects,
+                largeObjects: largeObjects.count,
             },
-            outside: outside.rows.map((r) => r.what),
-            recreate: outside.rows.flatMap((r) => r.definition ? [{ what: r.what, sql: r.definition }] : []),
+            outside: outside.map((r) => r.what),
+            recreate: outside.flatMap((r) => (r.definition ? [{ what: r.what, sql: r.definition }] : [])),
         };
     }
     catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw error;
     }
+}
+/** The target's schemas the selection includes (those an extension made go with it). */
+async function selectedSchemas(client, matcher) {
+    const found = await client.query(`SELECT 'pg_namespace'::regclass::oid AS classid, n.oid, n.nspname AS name,
+            EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                       AND d.objid = n.oid AND d.deptype = 'e') AS member
+       FROM pg_namespace n
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+      ORDER BY n.nspname`);
+    // A schema an extension created goes with its extension, not on its own.
+    return found.rows.filter((s) => !s.member && matcher.schemaIncluded(s.name));
+}
+/** DROP SCHEMA for each, and public re-created as it was when the archive does not create it. */
+async function schemaStatements(client, schemas, archive) {
+    const statements = schemas.map((s) => ({
+        kind: 'SCHEMA',
+        sql: `DROP SCHEMA IF EXISTS ${(0,postgres_connection/* quoteIdent */.v4)(s.name)} CASCADE`,
+    }));
+    if (schemas.some((s) => s.name === 'public') && !archive.createsPublic) {
+        // pg_dump creates public only when it is selected by name; otherwise it is re-created
+        // empty as it was (owner, grants, comment), and the archive's COMMENT and GRANTs apply.
+        const p = await publicSchemaOf(client);
+        statements.push(...recreatePublic(p).map((sql) => ({ kind: 'SCHEMA', sql })));
+    }
+    return statements;
+}
+/** The database-level objects the archive creates that the target already has. */
+async function databaseObjectsToDrop(client, archive) {
+    const dropped = [];
+    const objects = await client.query(`SELECT o.kind, o.classid, o.oid, o.tag, o.alt, o.statement,
+            pg_describe_object(o.classid, o.oid, 0) AS description
+       FROM (${DB_OBJECTS_SQL}) o ORDER BY o.kind, o.tag`);
+    for (const o of objects.rows) {
+        const rests = entriesOf(archive.entries, o.kind);
+        if (!hasTag(rests, o.tag) && !(o.alt !== null && hasTag(rests, o.alt)))
+            continue;
+        if (o.kind === 'SUBSCRIPTION') {
+            throw new errors/* ConfigurationError */.j1(`The target already has subscription ${(0,postgres_connection/* quoteIdent */.v4)(o.tag)}, which the backup creates. ` +
+                `A subscription cannot be dropped inside the restore's transaction (DROP SUBSCRIPTION also drops its replication slot on the publisher): ` +
+                `drop it first, or restore with a list file that leaves the subscription out. The database was not changed.`);
+        }
+        dropped.push({ kind: o.kind, object: o });
+    }
+    return dropped;
+}
+/**
+ * Large objects the archive carries, whatever its selection (pg_dump -b adds them to a dump of
+ * some schemas), that the target holds: lo_create would find them there.
+ */
+async function largeObjectsToUnlink(client, archive) {
+    const ranges = largeObjectRanges(archive.entries);
+    if (ranges.length === 0)
+        return { count: 0 };
+    const lo = ranges.map((r) => r[0]);
+    const hi = ranges.map((r) => r[1]);
+    const count = await client.query(`SELECT count(*)::text AS n FROM pg_largeobject_metadata m
+       JOIN unnest($1::oid[], $2::oid[]) r(lo, hi) ON m.oid BETWEEN r.lo AND r.hi`, [lo, hi]);
+    const n = Number(count.rows[0].n);
+    if (n === 0)
+        return { count: 0 };
+    return {
+        count: n,
+        statement: `SELECT count(pg_catalog.lo_unlink(m.oid)) FROM pg_catalog.pg_largeobject_metadata m ` +
+            `JOIN ROWS FROM (pg_catalog.unnest('{${lo.join(',')}}'::pg_catalog.oid[]), pg_catalog.unnest('{${hi.join(',')}}'::pg_catalog.oid[])) r(lo, hi) ` +
+            `ON m.oid BETWEEN r.lo AND r.hi`,
+    };
+}
+/** What the CASCADEs would reach beyond the dropped schemas and objects (see outsideSql). */
+async function cascadeReach(client, serverVersion, schemas, dropped) {
+    const roots = [
+        ...schemas.map((s) => ({ classid: s.classid, oid: s.oid })),
+        ...dropped.map((d) => ({ classid: d.object.classid, oid: d.object.oid })),
+    ];
+    const outside = await client.query(outsideSql(serverVersion), [
+        roots.map((r) => r.classid),
+        roots.map((r) => r.oid),
+        schemas.map((s) => s.oid),
+        dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.oid),
+    ]);
+    return outside.rows;
 }
 async function publicSchemaOf(client) {
     const r = await client.query(`SELECT pg_get_userbyid(nspowner) AS owner, obj_description(oid, 'pg_namespace') AS comment
@@ -54724,6 +53918,7 @@ function isBeginWarning(line) {
 function scrub(text, password) {
     return password ? text.split(password).join('***') : text;
 }
+const NOTHING_COMMITTED = 'Nothing was committed: the target is as it was.';
 /**
  * Replaces the target's contents with the archive in ONE transaction of ONE session: psql reads
  * `BEGIN`, the plan's statements, then pg_restore's SQL as pg_restore writes it (`--file=-`,
@@ -54739,7 +53934,6 @@ function scrub(text, password) {
  * when this returns.
  */
 async function restoreAtomically(o) {
-    const { logger } = o;
     const password = o.connection.password;
     // Refused before anything runs; the SQL checked is the archive's definitions (its data is
     // COPY rows and large objects' lo_open/lowrite/lo_close, which pg_restore writes itself).
@@ -54747,21 +53941,46 @@ async function restoreAtomically(o) {
     if (refused.length > 0)
         throw nonTransactionalError(refused);
     const preamble = buildPreamble(o.plan);
+    const psql = startRestoringPsql(o);
+    psql.stdin.write(preamble.text);
+    const restore = startStreamingRestore(o, psql.stdin);
+    const outcome = await firstEnd(restore, psql);
+    if (outcome.kind === 'psql-ended') {
+        // psql stops before the COMMIT only on an error (ON_ERROR_STOP) or a lost connection.
+        await abandon(o, restore, psql);
+        throw new Error(scrub(`${psqlFailure(outcome.exit, preamble)}\n${NOTHING_COMMITTED}`, password));
+    }
+    const { exit, streamError } = outcome;
+    if (exit.code !== 0 || streamError || !restore.withholder.endsWithCommit) {
+        await abandon(o, restore, psql);
+        const why = exit.code !== 0
+            ? (0,core_process/* describeExit */.KE)('pg_restore', exit)
+            : streamError
+                ? `reading pg_restore's output failed: ${(0,errors/* errorMessage */.gJ)(streamError)}`
+                : `pg_restore's SQL did not end with its COMMIT`;
+        throw new Error(scrub(`${why}\n${NOTHING_COMMITTED}`, password));
+    }
+    await commitRestore(o, restore, psql, preamble);
+    logReplaced(o);
+}
+function startRestoringPsql(o) {
+    const password = o.connection.password;
     const psqlEnv = (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database);
     if (!o.connection.params.application_name)
         psqlEnv.PGAPPNAME = RESTORE_APPLICATION_NAME;
-    const psql = (0,core_process/* startProcess */.kp)(o.psql, ['-X', '-q', '-A', '-t', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
+    const proc = (0,core_process/* startProcess */.kp)(o.psql, ['-X', '-q', '-A', '-t', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
         env: psqlEnv,
         stdio: ['pipe', 'pipe', 'pipe'],
         onStderrLine: (line) => {
             if (!isBeginWarning(line))
-                logger.debug(scrub(line, password));
+                o.logger.debug(scrub(line, password));
         },
     });
+    // The preamble's first statement prints the session's pid, start and transaction id.
     let session;
     let stdoutHead = '';
-    psql.child.stdout?.setEncoding('utf8');
-    psql.child.stdout?.on('data', (chunk) => {
+    proc.child.stdout?.setEncoding('utf8');
+    proc.child.stdout?.on('data', (chunk) => {
         if (session || stdoutHead.length > 200)
             return;
         stdoutHead += chunk;
@@ -54769,86 +53988,83 @@ async function restoreAtomically(o) {
         if (m)
             session = { pid: Number(m[1]), start: Number(m[2]), xid: m[3] };
     });
-    const stdin = psql.child.stdin;
+    const stdin = proc.child.stdin;
     if (!stdin)
         throw new Error('psql has no standard input');
     stdin.on('error', () => undefined); // EPIPE when psql stops early; its exit tells why.
-    stdin.write(preamble.text);
+    return { proc, stdin, session: () => session };
+}
+function startStreamingRestore(o, into) {
     const restoreArgs = ['--single-transaction', '--file=-'];
     if (!o.keepOwnership)
         restoreArgs.push('--no-owner', '--no-acl');
     if (o.listFile)
         restoreArgs.push(`--use-list=${o.listFile}`);
     restoreArgs.push(o.archivePath);
-    const pgRestore = (0,core_process/* startProcess */.kp)(o.pgRestore, restoreArgs, {
+    const proc = (0,core_process/* startProcess */.kp)(o.pgRestore, restoreArgs, {
         env: (0,postgres_connection/* childEnv */.gf)(o.env, { params: {} }),
         stdio: ['ignore', 'pipe', 'pipe'],
-        onStderrLine: (line) => logger.debug(`pg_restore: ${line}`),
+        onStderrLine: (line) => o.logger.debug(`pg_restore: ${line}`),
     });
     const withholder = new CommitWithholder();
-    const restoreOut = pgRestore.child.stdout;
-    if (!restoreOut)
+    const out = proc.child.stdout;
+    if (!out)
         throw new Error('pg_restore has no standard output');
-    restoreOut.pipe(withholder).pipe(stdin, { end: false });
-    const outcome = await Promise.race([
+    out.pipe(withholder).pipe(into, { end: false });
+    return { proc, out, withholder };
+}
+/** Whichever ends first: pg_restore (with its output read through), or psql. */
+function firstEnd(restore, psql) {
+    return Promise.race([
         Promise.all([
-            pgRestore.exited,
-            (0,external_node_stream_promises_.finished)(withholder).then(() => undefined, (error) => error ?? new Error('stream failed')),
+            restore.proc.exited,
+            (0,external_node_stream_promises_.finished)(restore.withholder).then(() => undefined, (error) => error ?? new Error('stream failed')),
         ]).then(([exit, streamError]) => ({ kind: 'restore-ended', exit, streamError })),
-        psql.exited.then((exit) => ({ kind: 'psql-ended', exit })),
+        psql.proc.exited.then((exit) => ({ kind: 'psql-ended', exit })),
     ]);
-    const abandon = async () => {
-        restoreOut.unpipe(withholder);
-        withholder.unpipe(stdin);
-        restoreOut.destroy();
-        pgRestore.child.kill('SIGKILL');
-        psql.child.kill('SIGKILL');
-        await Promise.all([pgRestore.exited, psql.exited]);
-        // The COMMIT was never sent: the transaction can only have been rolled back.
-        await endSession(o.connection, o.database, session, logger);
-    };
-    if (outcome.kind === 'psql-ended') {
-        // psql stops before the COMMIT only on an error (ON_ERROR_STOP) or a lost connection.
-        await abandon();
-        throw new Error(scrub(`${psqlFailure(outcome.exit, preamble)}\nNothing was committed: the target is as it was.`, password));
-    }
-    const { exit, streamError } = outcome;
-    if (exit.code !== 0 || streamError || !withholder.endsWithCommit) {
-        await abandon();
-        const why = exit.code !== 0
-            ? (0,core_process/* describeExit */.KE)('pg_restore', exit)
-            : streamError
-                ? `reading pg_restore's output failed: ${(0,errors/* errorMessage */.gJ)(streamError)}`
-                : `pg_restore's SQL did not end with its COMMIT`;
-        throw new Error(scrub(`${why}\nNothing was committed: the target is as it was.`, password));
-    }
-    // pg_restore finished: what the emptying removed outside the backup is re-created, then psql
-    // may see the COMMIT.
+}
+/** Kills both programs before psql sees a COMMIT, and makes sure the session is gone. */
+async function abandon(o, restore, psql) {
+    restore.out.unpipe(restore.withholder);
+    restore.withholder.unpipe(psql.stdin);
+    restore.out.destroy();
+    restore.proc.child.kill('SIGKILL');
+    psql.proc.child.kill('SIGKILL');
+    await Promise.all([restore.proc.exited, psql.proc.exited]);
+    // The COMMIT was never sent: the transaction can only have been rolled back.
+    await endSession(o.connection, o.database, psql.session(), o.logger);
+}
+/**
+ * pg_restore finished: what the emptying removed outside the backup is re-created, then psql
+ * may see the COMMIT (a ROLLBACK in a rehearsal).
+ */
+async function commitRestore(o, restore, psql, preamble) {
+    const password = o.connection.password;
     const epilogue = o.plan.recreate.map((r) => `${r.sql};\n`).join('');
-    const ending = o.rehearsal ? Buffer.from('ROLLBACK;\n') : withholder.withheld;
-    stdin.end(Buffer.concat([Buffer.from(epilogue), ending]));
-    const psqlExit = await psql.exited;
-    if (psqlExit.code !== 0) {
-        // An SQL error stops psql before the COMMIT or is the COMMIT's own; a connection lost
-        // while the COMMIT was under way leaves the outcome to the server, so it is asked.
-        const status = await endSession(o.connection, o.database, session, logger);
-        const failure = psqlFailure(psqlExit, preamble);
-        if (status === 'committed' && !o.rehearsal) {
-            logger.warning(scrub(`${failure}\nBut the transaction was committed: the restore is complete.`, password));
-        }
-        else {
-            const outcome = status === 'aborted'
-                ? 'Nothing was committed: the target is as it was.'
-                : `The COMMIT was sent and the server ${status ? `reports the transaction ${status}` : 'could not be asked whether it went through'}: check the target.`;
-            throw new Error(scrub(`${failure}\n${outcome}`, password));
-        }
+    const ending = o.rehearsal ? Buffer.from('ROLLBACK;\n') : restore.withholder.withheld;
+    psql.stdin.end(Buffer.concat([Buffer.from(epilogue), ending]));
+    const psqlExit = await psql.proc.exited;
+    if (psqlExit.code === 0)
+        return;
+    // An SQL error stops psql before the COMMIT or is the COMMIT's own; a connection lost
+    // while the COMMIT was under way leaves the outcome to the server, so it is asked.
+    const status = await endSession(o.connection, o.database, psql.session(), o.logger);
+    const failure = psqlFailure(psqlExit, preamble);
+    if (status === 'committed' && !o.rehearsal) {
+        o.logger.warning(scrub(`${failure}\nBut the transaction was committed: the restore is complete.`, password));
+        return;
     }
-    logger.info(`${o.rehearsal ? 'Rehearsed, then rolled back: ' : ''}Replaced the target in one transaction: dropped schema(s) ${o.plan.summary.schemas.join(', ') || '(none)'}` +
-        (o.plan.summary.extensions.length
-            ? `, extension(s) ${o.plan.summary.extensions.join(', ')}`
-            : '') +
-        (o.plan.summary.other.length ? `, ${o.plan.summary.other.join(', ')}` : '') +
-        (o.plan.summary.largeObjects ? `, ${o.plan.summary.largeObjects} large object(s)` : '') +
+    const outcome = status === 'aborted'
+        ? NOTHING_COMMITTED
+        : `The COMMIT was sent and the server ${status ? `reports the transaction ${status}` : 'could not be asked whether it went through'}: check the target.`;
+    throw new Error(scrub(`${failure}\n${outcome}`, password));
+}
+function logReplaced(o) {
+    const { summary } = o.plan;
+    o.logger.info(`${o.rehearsal ? 'Rehearsed, then rolled back: ' : ''}Replaced the target in one transaction: dropped schema(s) ${summary.schemas.join(', ') || '(none)'}` +
+        (summary.extensions.length ? `, extension(s) ${summary.extensions.join(', ')}` : '') +
+        (summary.other.length ? `, ${summary.other.join(', ')}` : '') +
+        (summary.largeObjects ? `, ${summary.largeObjects} large object(s)` : '') +
         `; then restored the archive and ${o.rehearsal ? 'rolled back' : 'committed'}`);
 }
 /**
@@ -55613,49 +54829,6 @@ function compareSettings(source, restored, notApplied) {
     };
 }
 
-;// CONCATENATED MODULE: ./lib/restore/disk.js
-
-
-
-
-/**
- * The disk a run needs in its work folder, from the manifest: the downloaded object (the drill
- * keeps it until it is decoded) and a scratch server's restored database (the source's tables
- * with their indexes). The decoded archive comes on top; its size is not recorded, so it is
- * left out and the figure is a floor.
- */
-function workDiskNeed(manifest, o) {
-    return {
-        object: o.downloads ? dumpObject(manifest).bytes : 0,
-        database: o.scratch ? restoredTableBytes(manifest) : 0,
-    };
-}
-/**
- * Fails before anything is downloaded when the work folder cannot hold what the run writes
- * there, with how much it needs, how much is free, and where it looked; otherwise one line.
- */
-async function requireWorkDisk(need, dir, freeBytes = diskFree) {
-    const total = need.object + need.database;
-    const free = await freeBytes(dir);
-    const parts = [
-        ...(need.object ? [`the object ${formatBytes(need.object)}`] : []),
-        ...(need.database ? [`the restored database about ${formatBytes(need.database)}`] : []),
-    ];
-    const what = `${parts.join(' and ') || 'nothing measurable'}, plus the decoded archive`;
-    if (total > free) {
-        throw new errors/* ConfigurationError */.j1(`Not enough disk in the work folder ${dir}: the run needs at least ${formatBytes(total)} ` +
-            `(${what}), and ${formatBytes(free)} is free. Nothing was downloaded. Give a work-dir ` +
-            'on a larger disk (on GitHub-hosted runners, `df -h` shows whether /mnt is one), or ' +
-            'target-url for a server with its own disk.');
-    }
-    return `${formatBytes(free)} free in ${dir}; needs at least ${formatBytes(total)} (${what})`;
-}
-/** Free bytes for an unprivileged user on the filesystem holding `dir`. */
-async function diskFree(dir) {
-    const s = await (0,promises_.statfs)(dir);
-    return s.bavail * s.bsize;
-}
-
 ;// CONCATENATED MODULE: ./lib/restore/space.js
 
 
@@ -55683,15 +54856,15 @@ async function measureServerSpace(client, connection, manifest, freeBytes = disk
 }
 /** One report line for the space; a ConfigurationError, before anything changes, when it is short. */
 function requireServerSpace(space, describe) {
-    const need = `about ${formatBytes(space.needed * MARGIN)} free on the server until the commit (the old copy is freed only then)`;
+    const need = `about ${(0,streams/* formatBytes */.z3)(space.needed * MARGIN)} free on the server until the commit (the old copy is freed only then)`;
     if (space.free === undefined) {
         return `the restore needs ${need}; the server's free space cannot be seen from here: check it (RDS: FreeStorageSpace; Supabase: the disk size in the project's settings)`;
     }
     if (space.free < space.needed * MARGIN) {
-        throw new errors/* ConfigurationError */.j1(`Refusing to restore into ${describe}: it needs ${need}, and ${formatBytes(space.free)} is free at ${space.where}. ` +
+        throw new errors/* ConfigurationError */.j1(`Refusing to restore into ${describe}: it needs ${need}, and ${(0,streams/* formatBytes */.z3)(space.free)} is free at ${space.where}. ` +
             'Free or add disk space first. Nothing was changed.');
     }
-    return `the restore needs ${need}; ${formatBytes(space.free)} is free at ${space.where}`;
+    return `the restore needs ${need}; ${(0,streams/* formatBytes */.z3)(space.free)} is free at ${space.where}`;
 }
 function isLocal(connection) {
     const host = connection.host ?? connection.params.host ?? '';
@@ -56069,52 +55242,11 @@ async function replaceTarget(o) {
             logger.info(`Emptying also removes ${what}; the backup of the whole database brings it back`);
         }
     }
-    let route;
     // A backup of the whole database brings back what its emptying removes.
     const keepRecreate = (p) => partial ? p : { ...p, recreate: [] };
-    let plan = keepRecreate(first);
-    if (manifest.platform) {
-        await client.query('BEGIN');
-        try {
-            for (const statement of first.statements)
-                await client.query(statement);
-            route = await platformRoute({
-                client,
-                manifest,
-                pgDump: o.pgDump,
-                pgRestore: o.pgRestore,
-                archivePath: o.archivePath,
-                workDir: o.workDir,
-                owned: false,
-                target: o.target,
-                env: o.env,
-                logger,
-            });
-        }
-        finally {
-            await client.query('ROLLBACK');
-        }
-        if (route) {
-            for (const line of route.leftOut) {
-                logger.info(`Left to the platform: ${line.entry} (${line.why})`);
-            }
-            const listed = await readArchiveContents({
-                pgRestore: o.pgRestore,
-                archivePath: o.archivePath,
-                listFile: route.listFile,
-                env: restoreEnv,
-            });
-            const second = await planReplacement(client, { selection, archive: listed });
-            plan = {
-                ...keepRecreate(second),
-                statements: [
-                    ...second.statements,
-                    ...route.before,
-                    'SET session_replication_role = replica',
-                ],
-            };
-        }
-    }
+    const { route, plan } = manifest.platform
+        ? await platformReplacement(o, first, selection, keepRecreate)
+        : { route: undefined, plan: keepRecreate(first) };
     const keepOwnership = route ? await routeKeepsOwnership(client, route, logger) : o.keepOwnership;
     await restoreAtomically({
         pgRestore: o.pgRestore,
@@ -56130,6 +55262,53 @@ async function replaceTarget(o) {
         rehearsal: o.rehearsal,
     });
     return { plan, route, keepOwnership };
+}
+/**
+ * A platform's project: the route is planned against the target as the emptying leaves it (in
+ * a transaction rolled back), and the replacement re-planned for what the route restores.
+ */
+async function platformReplacement(o, first, selection, keepRecreate) {
+    const { client, manifest, logger } = o;
+    const restoreEnv = (0,postgres_connection/* childEnv */.gf)(o.env, o.target.connection, o.target.database);
+    let route;
+    let plan = keepRecreate(first);
+    await client.query('BEGIN');
+    try {
+        for (const statement of first.statements)
+            await client.query(statement);
+        route = await platformRoute({
+            client,
+            manifest,
+            pgDump: o.pgDump,
+            pgRestore: o.pgRestore,
+            archivePath: o.archivePath,
+            workDir: o.workDir,
+            owned: false,
+            target: o.target,
+            env: o.env,
+            logger,
+        });
+    }
+    finally {
+        await client.query('ROLLBACK');
+    }
+    if (route) {
+        for (const line of route.leftOut) {
+            logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+        }
+        const listed = await readArchiveContents({
+            pgRestore: o.pgRestore,
+            archivePath: o.archivePath,
+            listFile: route.listFile,
+            env: restoreEnv,
+        });
+        const second = await planReplacement(client, { selection, archive: listed });
+        plan = {
+            ...keepRecreate(second),
+            statements: [...second.statements, ...route.before, 'SET session_replication_role = replica'],
+        };
+    }
+    return { route, plan };
 }
 /**
  * The schemas a real restore empties: those of the backup's selection; for a platform's project
@@ -56291,13 +55470,16 @@ async function restoreIntoNew(job, client, prepared) {
     for (const statement of route?.before ?? [])
         await client.query(statement);
     const flags = keepOwnership ? '' : ' --no-owner --no-acl';
-    job.logger.info(`pg_restore ${job.tools.version} --exit-on-error${flags} --jobs=${job.jobs} into ${job.target.describe}`);
+    const jobs = job.feed ? 1 : job.jobs;
+    const from = job.feed ? 'reading the archive as it streams from storage' : `--jobs=${jobs}`;
+    job.logger.info(`pg_restore ${job.tools.version} --exit-on-error${flags} ${from} into ${job.target.describe}`);
     await runPgRestore({
         pgRestore: job.tools.pgRestore,
         archivePath: job.archivePath,
+        feed: job.feed,
         connection: job.target.connection,
         database: job.target.database,
-        jobs: job.jobs,
+        jobs,
         keepOwnership,
         serialData: extensionTables(job.manifest),
         listFile: route?.listFile,
@@ -56308,11 +55490,14 @@ async function restoreIntoNew(job, client, prepared) {
     for (const statement of route?.after ?? [])
         await client.query(statement);
     const detail = `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${job.tools.version} --exit-on-error${flags}` +
-        `${job.jobs > 1 ? ` with ${job.jobs} jobs` : ''}, then ANALYZE` +
+        `${job.feed ? ' reading the archive as it streamed' : jobs > 1 ? ` with ${jobs} jobs` : ''}, then ANALYZE` +
         (job.manifest.sourceState ? " and the source database's settings" : '');
     return { route, keepOwnership, detail };
 }
 async function replaceInTarget(job, client, prepared) {
+    if (job.feed) {
+        throw new Error('A real restore reads its archive from disk: the streamed plan is not for it.');
+    }
     await job.beforeReplace?.(client);
     const replaced = await replaceTarget({
         client,
@@ -56967,6 +56152,13 @@ async function readHead(handle, size, file) {
         }
     }
 }
+/**
+ * Bytes of a custom-format archive's header and table of contents, when `bytes[0..length]`
+ * holds them whole; undefined while they go on. Throws when the bytes are not such an archive.
+ */
+function offsets_archiveHeadLength(bytes, length, what) {
+    return parseHeadSoFar(bytes, length, what)?.length;
+}
 /** The header and table of contents if `bytes[0..length]` holds them whole. */
 function parseHeadSoFar(bytes, length, file) {
     try {
@@ -57205,17 +56397,16 @@ function checkIntegrity(entry, hash) {
 }
 /** Reads a whole object through a SHA-256 and byte count, and checks both against its entry. */
 async function checkObject(storage, entry) {
-    const hash = new HashCounter();
+    const hash = new streams/* HashCounter */.Vf();
     await (0,external_node_stream_promises_.pipeline)(await storage.getStream(entry.key), hash, new external_node_stream_.Writable({ write: (_c, _e, cb) => cb() }));
     checkIntegrity(entry, hash);
     return { bytes: hash.bytes, sha256: hash.digest() };
 }
 function decryptOptions(manifest, decryption) {
-    if (!decryption || (decryption.identities.length === 0 && !decryption.passphrase)) {
-        throw new errors/* ConfigurationError */.j1(`Backup ${manifest.id} is encrypted with age (${manifest.encryption?.passphrase ? 'a passphrase' : `recipients ${manifest.encryption?.recipients.join(', ')}`}): ` +
-            `set encryption-identity (the age secret key) or encryption-passphrase.`);
-    }
-    return { identities: decryption.identities, passphrase: decryption.passphrase };
+    const missing = missingKeyError(manifest, decryption);
+    if (missing)
+        throw missing;
+    return { identities: decryption?.identities ?? [], passphrase: decryption?.passphrase };
 }
 /**
  * What turns a stored dump object into the archive pg_restore reads, in order: age, the
@@ -57238,8 +56429,9 @@ function missingKeyError(manifest, decryption) {
     const how = manifest.encryption.passphrase
         ? 'a passphrase'
         : `recipients ${manifest.encryption.recipients.join(', ')}`;
-    return new errors/* ConfigurationError */.j1(`Backup ${manifest.id} is encrypted with age (${how}), and no key was given: ` +
-        'set encryption-identity (the age secret key, AGE-SECRET-KEY-1...) or encryption-passphrase.');
+    return new errors/* OptionError */.eR('encryption-identity', (w) => `Backup ${manifest.id} is encrypted with age (${how}), and no key was given: ` +
+        `set ${w.option('encryption-identity')} (the age secret key, AGE-SECRET-KEY-1...) or ` +
+        `${w.option('encryption-passphrase')}.`);
 }
 /** A zstd-compressed backup on a machine without zstd: how to install it. */
 function missingZstdError(manifest, zstdPath) {
@@ -57259,7 +56451,7 @@ async function openDecoder(manifest, decryption, tools, dir) {
     const stages = [];
     const processes = [];
     if (steps.includes('age'))
-        stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
+        stages.push((0,age/* createDecryptStream */.Gf)(decryptOptions(manifest, decryption)));
     const zstd = steps.includes('zstd');
     const noZstd = missingZstdError(manifest, tools.zstdPath);
     if (noZstd)
@@ -57338,11 +56530,11 @@ async function hashWhileDecoding(source, hash, decode, decoded) {
  */
 async function fetchArchive(options) {
     const { storage, manifest, logger } = options;
-    const entry = dumpObject(manifest);
+    const entry = manifest_dumpObject(manifest);
     await (0,promises_.mkdir)(options.dir, { recursive: true });
-    const hash = new HashCounter();
+    const hash = new streams/* HashCounter */.Vf();
     const { archivePath, stages, sink, processes } = await openDecoder(manifest, options.decryption, options.tools, options.dir);
-    const progress = new Progress(logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
+    const progress = new streams/* Progress */.ke(logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
     try {
         const source = await storage.getStream(entry.key);
         const input = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
@@ -57407,9 +56599,9 @@ async function fetchGlobals(options) {
         return undefined;
     await (0,promises_.mkdir)(options.dir, { recursive: true });
     const file = external_node_path_.join(options.dir, 'globals.sql');
-    const hash = new HashCounter();
+    const hash = new streams/* HashCounter */.Vf();
     const stages = options.manifest.encryption
-        ? [createDecryptStream(decryptOptions(options.manifest, options.decryption))]
+        ? [(0,age/* createDecryptStream */.Gf)(decryptOptions(options.manifest, options.decryption))]
         : [];
     const input = new external_node_stream_.PassThrough();
     const decoded = (0,external_node_stream_promises_.pipeline)([
@@ -57423,8 +56615,210 @@ async function fetchGlobals(options) {
         throw decodeError;
     return file;
 }
+/** Opens age decryption and decompression of a custom-format object, with the archive coming out. */
+function openDecodingPipe(manifest, decryption, tools) {
+    const steps = decodeSteps(manifest);
+    const noZstd = missingZstdError(manifest, tools.zstdPath);
+    if (noZstd)
+        throw noZstd;
+    const stages = [];
+    if (steps.includes('age'))
+        stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
+    if (steps.includes('gzip'))
+        stages.push(createGunzip());
+    const input = new PassThrough({ highWaterMark: 1 << 20 });
+    if (steps.includes('zstd')) {
+        const proc = startProcess(tools.zstdPath, ['-d', '-q', '-c'], {
+            stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        const decoded = pipeline([input, ...stages, proc.child.stdin]);
+        decoded.catch(() => undefined);
+        const output = proc.child.stdout;
+        return { input, output, toolOutput: true, decoded, processes: [{ tool: 'zstd -d', proc }] };
+    }
+    const output = new PassThrough({ highWaterMark: 1 << 20 });
+    const decoded = pipeline([input, ...stages, output]);
+    decoded.catch(() => undefined);
+    return { input, output, toolOutput: false, decoded, processes: [] };
+}
+/**
+ * The streamed plan's first read: the custom-format archive's header and table of contents,
+ * decoded from the start of the stored object into `dir/archive-head.pgc`; the download stops
+ * there. `pg_restore --list` and the restore of entries without data read it as the archive
+ * (the data blocks are not in it). The object's size and SHA-256 are checked by the stream
+ * that follows (archiveFeed).
+ */
+async function fetchArchiveHead(options) {
+    const entry = dumpObject(options.manifest);
+    await mkdir(options.dir, { recursive: true });
+    const pipe = openDecodingPipe(options.manifest, options.decryption, options.tools);
+    const source = await options.storage.getStream(entry.key);
+    source.once('error', (error) => pipe.input.destroy(error));
+    source.pipe(pipe.input);
+    try {
+        const head = await fetch_readHead(pipe.output, entry.key);
+        const archivePath = path.join(options.dir, 'archive-head.pgc');
+        await writeFile(archivePath, head, { mode: 0o600 });
+        return { archivePath, bytes: head.length };
+    }
+    finally {
+        source.destroy();
+        pipe.input.destroy();
+        pipe.output.destroy();
+        for (const p of pipe.processes)
+            p.proc.kill();
+    }
+}
+/** Reads a decoded archive until its header and table of contents are whole; returns them. */
+async function fetch_readHead(output, key) {
+    const chunks = [];
+    let total = 0;
+    let nextTry = 64 * 1024;
+    const whole = () => {
+        const bytes = Buffer.concat(chunks);
+        const length = archiveHeadLength(bytes, bytes.length, key);
+        return length === undefined ? undefined : bytes.subarray(0, length);
+    };
+    for await (const chunk of output) {
+        chunks.push(chunk);
+        total += chunk.length;
+        if (total < nextTry)
+            continue;
+        // Parsed when the bytes read doubled, so a large table of contents costs linear time.
+        nextTry = total * 2;
+        const head = whole();
+        if (head)
+            return head;
+    }
+    const head = whole();
+    if (!head)
+        throw new Error(`${key}: the archive ends inside its table of contents`);
+    return head;
+}
+/**
+ * The streamed plan: storage → SHA-256 and size → age → decompression → a tool's stdin (for
+ * pg_restore), no archive on disk. The object's size and SHA-256 are checked as it streams; a
+ * mismatch is found only at its end, after the tool loaded what it read, so the IntegrityError
+ * says that what was restored must not be trusted.
+ */
+function archiveFeed(options) {
+    return async (start) => {
+        const { manifest, logger } = options;
+        const entry = dumpObject(manifest);
+        const pipe = openDecodingPipe(manifest, options.decryption, options.tools);
+        const hash = new HashCounter();
+        const tool = start(pipe.toolOutput ? pipe.output : 'pipe');
+        const processes = [...pipe.processes, { tool: 'the restore', proc: tool }];
+        const delivered = pipe.toolOutput
+            ? pipe.decoded
+            : Promise.all([pipe.decoded, pipeline(pipe.output, tool.child.stdin)]).then(() => undefined);
+        // The tool reads zstd's stdout itself; this process lets go of its end of that pipe.
+        if (pipe.toolOutput)
+            pipe.output.destroy();
+        const progress = new Progress(logger, 'Streamed', () => hash.bytes, options.progressIntervalMs ?? 5000);
+        try {
+            const source = await options.storage.getStream(entry.key);
+            const decodeError = await hashWhileDecoding(source, hash, pipe.input, delivered).then(async (error) => (error && !(await benignBrokenPipe(error, processes)) ? error : undefined));
+            if (decodeError)
+                for (const p of processes)
+                    p.proc.kill();
+            checkStreamedIntegrity(entry, hash);
+            if (decodeError)
+                throw decodeError;
+            for (const p of pipe.processes) {
+                const exit = await p.proc.exited;
+                if (exit.code !== 0)
+                    throw new Error(describeExit(p.tool, exit));
+            }
+            progress.report();
+            return await tool.exited;
+        }
+        finally {
+            progress.stop();
+            for (const p of processes)
+                p.proc.kill();
+        }
+    };
+}
+/** checkIntegrity for an object that was restored as it streamed. */
+function checkStreamedIntegrity(entry, hash) {
+    try {
+        checkIntegrity(entry, hash);
+    }
+    catch (error) {
+        if (!(error instanceof IntegrityError))
+            throw error;
+        throw new IntegrityError(`${error.message} The restore read the object as it streamed, so the restored data must not be trusted; the database it went into is discarded.`);
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/verify/copies.js
+
+
+const COPIES_CHECK = 'Copies in other destinations';
+/**
+ * The `copies` check: every other destination holds the verified backup whole, with a manifest
+ * that lists each object with the same size and SHA-256 as the verified one, and each object
+ * listed there stored with that size. The copies are checked side by side.
+ */
+async function checkCopies(manifest, copies) {
+    const started = Date.now();
+    const problems = (await Promise.all(copies.map((store) => copyProblems(manifest, store)))).flat();
+    const seconds = (Date.now() - started) / 1000;
+    if (problems.length > 0) {
+        return { name: COPIES_CHECK, status: 'failed', detail: problems.join('\n'), seconds };
+    }
+    const where = copies.map((s) => s.description).join(', ');
+    return {
+        name: COPIES_CHECK,
+        status: 'passed',
+        detail: `${copies.length} ${copies.length === 1 ? 'copy holds' : 'copies hold'} backup ${manifest.id} with the same objects, sizes and SHA-256: ${where}`,
+        seconds,
+    };
+}
+/** What is wrong with one destination's copy; empty when it holds the backup as verified. */
+async function copyProblems(verified, store) {
+    const where = store.description;
+    let copy;
+    try {
+        copy = await readManifest(store, verified.name, verified.id);
+    }
+    catch (error) {
+        return [`${where}: the manifest cannot be read: ${(0,errors/* errorMessage */.gJ)(error)}`];
+    }
+    if (copy === undefined)
+        return [`${where}: no manifest of backup ${verified.id}`];
+    const problems = [];
+    for (const object of verified.objects) {
+        const listed = copy.objects.find((o) => o.key === object.key);
+        if (listed === undefined) {
+            problems.push(`${where}: its manifest does not list ${object.key}`);
+        }
+        else if (listed.sha256 !== object.sha256 || listed.bytes !== object.bytes) {
+            problems.push(`${where}: its manifest gives ${object.key} ${listed.bytes} bytes, SHA-256 ${listed.sha256}; the verified copy ${object.bytes} bytes, SHA-256 ${object.sha256}`);
+        }
+        problems.push(...(await storedSizeProblems(store, object.key, object.bytes)));
+    }
+    return problems;
+}
+/** The object as the store lists it: present, with the size the manifest gives. */
+async function storedSizeProblems(store, key, bytes) {
+    try {
+        const head = await store.head(key);
+        if (head === undefined)
+            return [`${store.location(key)} is missing`];
+        if (head.size !== bytes) {
+            return [`${store.location(key)} holds ${head.size} bytes, the manifest ${bytes}`];
+        }
+        return [];
+    }
+    catch (error) {
+        return [`${store.location(key)} cannot be read: ${(0,errors/* errorMessage */.gJ)(error)}`];
+    }
+}
 
 ;// CONCATENATED MODULE: ./lib/verify/verify.js
+
 
 
 
@@ -57461,9 +56855,6 @@ const CheckNames = {
     UserChecks: 'SQL checks',
     Freshness: 'Freshness (max-age)',
 };
-function majorOf(version, fallback) {
-    return (0,postgres_tools/* parseToolVersion */.mR)(version)?.major ?? fallback;
-}
 /** The last lines of a long tool error, so a report line stays readable. */
 function lastLines(text, lines = 12) {
     const all = text.trim().split('\n');
@@ -57496,22 +56887,10 @@ function failed(run, name, error, started, detail) {
  * only a catalog name that cannot be resolved, or a temp folder that cannot be made, throws.
  */
 async function runVerify(options, deps) {
-    const { storage, logger, clock } = deps;
-    const startedAt = clock.now();
+    const startedAt = deps.clock.now();
     const t0 = Date.now();
-    const name = await resolveName(storage, options.name);
-    const needCatalog = !options.backupId || options.maxAgeSeconds !== undefined;
-    let entries;
-    let catalogError;
-    if (needCatalog) {
-        try {
-            entries = await listCatalog(storage, name);
-            assertReadable(entries);
-        }
-        catch (error) {
-            catalogError = error;
-        }
-    }
+    const name = await resolveName(deps.storage, options.name);
+    const catalog = await readCatalog(deps.storage, name, options);
     const workDir = await (0,promises_.mkdtemp)(external_node_path_.join(deps.tmpDir ?? external_node_os_.tmpdir(), 'pg-verify-'));
     const run = {
         options,
@@ -57526,31 +56905,83 @@ async function runVerify(options, deps) {
         workDir,
     };
     const manifestStarted = Date.now();
-    let manifest;
+    const manifest = await findManifest(run, catalog);
     try {
-        if (options.backupId) {
-            manifest = await selectBackup(storage, name, options.backupId);
+        if (manifest)
+            await checkBackup(run, manifest, manifestStarted);
+    }
+    finally {
+        if (run.target)
+            await cleanupTarget(run, run.target);
+        await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+    if (manifest && deps.copies?.length)
+        record(run, await checkCopies(manifest, deps.copies));
+    skipNotRun(run, plannedChecks(manifest));
+    const backupChecks = [...run.checks];
+    const freshness = options.maxAgeSeconds === undefined
+        ? undefined
+        : freshnessGate(run, options.maxAgeSeconds, catalog.entries, catalog.error, manifest);
+    const finishedAt = deps.clock.now();
+    const recordKey = manifest
+        ? await recordVerification(run, manifest, backupChecks, { startedAt, finishedAt })
+        : undefined;
+    return {
+        ...reportOf(run, manifest, finishedAt),
+        freshness,
+        startedAt: startedAt.toISOString(),
+        finishedAt: finishedAt.toISOString(),
+        durationSeconds: (Date.now() - t0) / 1000,
+        recordKey,
+    };
+}
+/** The catalog, when the backup is not named or the freshness gate needs it; its error kept. */
+async function readCatalog(storage, name, options) {
+    if (options.backupId && options.maxAgeSeconds === undefined)
+        return {};
+    try {
+        const entries = await listCatalog(storage, name);
+        assertReadable(entries);
+        return { entries };
+    }
+    catch (error) {
+        return { error: error ?? new Error('the catalog could not be read') };
+    }
+}
+/** The manifest of the backup to verify; a failed first check when there is none. */
+async function findManifest(run, catalog) {
+    const { storage, logger } = run.deps;
+    const started = Date.now();
+    try {
+        let manifest;
+        if (run.options.backupId) {
+            manifest = await selectBackup(storage, run.name, run.options.backupId);
         }
-        else if (catalogError !== undefined) {
-            throw catalogError;
+        else if (catalog.error !== undefined) {
+            throw catalog.error;
         }
         else {
-            manifest = newestRegularBackup(entries ?? []);
+            manifest = newestRegularBackup(catalog.entries ?? []);
             if (!manifest) {
-                const incomplete = entries?.length ?? 0;
-                throw new Error(`No complete backup of '${name}' in ${storage.description}: ` +
+                const incomplete = catalog.entries?.length ?? 0;
+                throw new Error(`No complete backup of '${run.name}' in ${storage.description}: ` +
                     (incomplete > 0
                         ? `${incomplete} upload(s) without a manifest, which never completed.`
                         : 'there are no backups of that name (check the storage and name inputs).'));
             }
         }
-        logger.info(`Verifying backup ${manifest.id} of ${name} (${storage.description})`);
+        logger.info(`Verifying backup ${manifest.id} of ${run.name} (${storage.description})`);
+        return manifest;
     }
     catch (error) {
-        failed(run, CheckNames.Manifest, error, manifestStarted);
+        failed(run, CheckNames.Manifest, error, started);
         run.skipReason = 'there is no backup manifest to check against';
+        return undefined;
     }
-    const planned = [
+}
+/** The checks a verification of `manifest` runs, in order (the user's SQL checks last). */
+function plannedChecks(manifest) {
+    return [
         CheckNames.Manifest,
         CheckNames.Decryption,
         CheckNames.Archive,
@@ -57570,15 +57001,9 @@ async function runVerify(options, deps) {
             : []),
         CheckNames.UserChecks,
     ];
-    try {
-        if (manifest)
-            await checkBackup(run, manifest, manifestStarted);
-    }
-    finally {
-        if (run.target)
-            await cleanupTarget(run, run.target);
-        await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
-    }
+}
+/** Every planned check that did not run is recorded skipped, with the reason. */
+function skipNotRun(run, planned) {
     const ran = new Set(run.checks.map((c) => c.name));
     const userChecksRan = run.checks.some((c) => c.name.startsWith('Check: '));
     for (const checkName of planned) {
@@ -57586,49 +57011,50 @@ async function runVerify(options, deps) {
             continue;
         record(run, { name: checkName, status: 'skipped', detail: run.skipReason });
     }
-    const backupChecks = [...run.checks];
-    let freshness;
-    if (options.maxAgeSeconds !== undefined) {
-        freshness = freshnessGate(run, options.maxAgeSeconds, entries, catalogError, manifest);
+}
+/** Appends the verification record, unless the setup (not the backup) failed a check. */
+async function recordVerification(run, manifest, backupChecks, times) {
+    const { storage, logger } = run.deps;
+    if (run.options.record === false)
+        return undefined;
+    if (run.setupProblem) {
+        logger.info('No verification record was written: a check failed because of the setup (an input or a missing tool), not because of the backup.');
+        return undefined;
     }
-    const finishedAt = clock.now();
+    const verification = {
+        schemaVersion: MANIFEST_SCHEMA_VERSION,
+        backupId: manifest.id,
+        name: run.name,
+        type: 'verify',
+        status: backupChecks.some((c) => c.status === 'failed') ? 'failed' : 'passed',
+        startedAt: times.startedAt.toISOString(),
+        finishedAt: times.finishedAt.toISOString(),
+        checks: backupChecks.map((c) => ({ name: c.name, status: c.status, detail: c.detail })),
+        timings: timings(backupChecks),
+        git: run.options.git,
+    };
+    try {
+        const key = await appendVerificationRecord(storage, verification);
+        logger.info(`Recorded the verification at ${storage.location(key)}`);
+        return key;
+    }
+    catch (error) {
+        const message = `Could not record the verification under ${run.name}/verifications/ (prune will not see it): ${(0,errors/* errorMessage */.gJ)(error)}`;
+        logger.warning(message);
+        run.warnings.push(message);
+        return undefined;
+    }
+}
+/** The report of a run, without its times, freshness and record. */
+function reportOf(run, manifest, finishedAt) {
+    const { storage } = run.deps;
     const failures = run.checks
         .filter((c) => c.status === 'failed')
         .map((c) => `${c.name}: ${c.detail.split('\n')[0]}`);
-    const status = failures.length === 0 ? 'passed' : 'failed';
-    let recordKey;
-    if (manifest && options.record !== false) {
-        if (run.setupProblem) {
-            logger.info('No verification record was written: a check failed because of the setup (an input or a missing tool), not because of the backup.');
-        }
-        else {
-            const verification = {
-                schemaVersion: MANIFEST_SCHEMA_VERSION,
-                backupId: manifest.id,
-                name,
-                type: 'verify',
-                status: backupChecks.some((c) => c.status === 'failed') ? 'failed' : 'passed',
-                startedAt: startedAt.toISOString(),
-                finishedAt: finishedAt.toISOString(),
-                checks: backupChecks.map((c) => ({ name: c.name, status: c.status, detail: c.detail })),
-                timings: timings(backupChecks),
-                git: options.git,
-            };
-            try {
-                recordKey = await appendVerificationRecord(storage, verification);
-                logger.info(`Recorded the verification at ${storage.location(recordKey)}`);
-            }
-            catch (error) {
-                const message = `Could not record the verification under ${name}/verifications/ (prune will not see it): ${(0,errors/* errorMessage */.gJ)(error)}`;
-                logger.warning(message);
-                run.warnings.push(message);
-            }
-        }
-    }
-    const dump = manifest ? dumpObject(manifest) : undefined;
+    const dump = manifest ? manifest_dumpObject(manifest) : undefined;
     return {
-        status,
-        name,
+        status: failures.length === 0 ? 'passed' : 'failed',
+        name: run.name,
         storage: storage.description,
         backup: manifest && dump
             ? {
@@ -57644,10 +57070,10 @@ async function runVerify(options, deps) {
                 sourceVersion: manifest.source.serverVersion,
                 pgDumpVersion: manifest.tools.pgDumpVersion,
                 objectLocation: storage.location(dump.key),
-                manifestLocation: storage.location(keys_manifestKey(name, manifest.id)),
+                manifestLocation: storage.location(keys_manifestKey(run.name, manifest.id)),
             }
             : undefined,
-        restore: options.restore,
+        restore: run.options.restore,
         target: run.target
             ? {
                 description: run.target.describe,
@@ -57658,12 +57084,7 @@ async function runVerify(options, deps) {
         pgRestoreVersion: run.pgRestoreVersion,
         checks: run.checks,
         tables: run.tables,
-        freshness,
         failures,
-        startedAt: startedAt.toISOString(),
-        finishedAt: finishedAt.toISOString(),
-        durationSeconds: (Date.now() - t0) / 1000,
-        recordKey,
         warnings: run.warnings,
     };
 }
@@ -57686,44 +57107,88 @@ function timings(checks) {
 }
 /** Checks 1 to 7, in order; returns at the first pipeline step that fails. */
 async function checkBackup(run, manifest, started) {
-    const { options, deps } = run;
-    const { storage, logger } = deps;
-    const entry = dumpObject(manifest);
     // 1 and 2: the object against its manifest, then decryption and decompression, in one pass.
-    const decryption = options.decryption;
-    const noKey = missingKeyError(manifest, decryption);
-    if (noKey) {
-        const ok = await logger.group(`Check ${storage.location(entry.key)}`, async () => {
-            try {
-                const object = await checkObject(storage, entry);
-                record(run, {
-                    name: CheckNames.Manifest,
-                    status: 'passed',
-                    detail: integrityDetail(entry.key, object),
-                    seconds: (Date.now() - started) / 1000,
-                });
-                return true;
-            }
-            catch (error) {
-                failed(run, CheckNames.Manifest, error, started);
-                run.skipReason = skipReasonFor(error);
-                return false;
-            }
-        });
-        if (!ok)
-            return;
-        failed(run, CheckNames.Decryption, noKey, Date.now());
-        run.skipReason = 'the backup could not be decrypted';
+    const noKey = missingKeyError(manifest, run.options.decryption);
+    if (noKey)
+        return checkWithoutKey(run, manifest, noKey, started);
+    if (!(await requireDisk(run, manifest)))
+        return;
+    const fetched = await fetchStep(run, manifest, started);
+    if (!fetched)
+        return;
+    // 3: pg_restore reads the archive.
+    const listed = await listStep(run, manifest, fetched.archivePath);
+    if (!listed)
+        return;
+    if (!run.options.restore) {
+        run.skipReason = 'restore is false: only the stored object was checked';
         return;
     }
-    const disk = await requireWorkDisk(workDiskNeed(manifest, { downloads: false, scratch: options.restore && !options.targetUrl }), run.workDir).catch((error) => {
+    // 4 and 5: what the archive needs against the target, then the restore and what pg_dump
+    // leaves behind; 6 on: what the restored database holds, against the source.
+    let client;
+    try {
+        const restored = await restoreStep(run, manifest, listed.tools, listed.listing, fetched.archivePath);
+        if (!restored)
+            return;
+        client = restored.client;
+        await checksStep(run, manifest, listed.listing, restored);
+    }
+    finally {
+        await client?.end().catch(() => undefined);
+    }
+}
+/** No key for an encrypted backup: the object is still checked against its manifest. */
+async function checkWithoutKey(run, manifest, noKey, started) {
+    const { storage, logger } = run.deps;
+    const entry = manifest_dumpObject(manifest);
+    const ok = await logger.group(`Check ${storage.location(entry.key)}`, async () => {
+        try {
+            const object = await checkObject(storage, entry);
+            record(run, {
+                name: CheckNames.Manifest,
+                status: 'passed',
+                detail: integrityDetail(entry.key, object),
+                seconds: (Date.now() - started) / 1000,
+            });
+            return true;
+        }
+        catch (error) {
+            failed(run, CheckNames.Manifest, error, started);
+            run.skipReason = skipReasonFor(error);
+            return false;
+        }
+    });
+    if (!ok)
+        return;
+    failed(run, CheckNames.Decryption, noKey, Date.now());
+    run.skipReason = 'the backup could not be decrypted';
+}
+/** Whether the work folder holds the decoded archive and the restored database (see disk.ts). */
+async function requireDisk(run, manifest) {
+    const { options } = run;
+    const plan = await chooseRestorePlan({
+        need: workDiskNeed(manifest, {
+            downloads: false,
+            scratch: options.restore && !options.targetUrl,
+        }),
+        choice: 'auto',
+        streams: false,
+        dir: run.workDir,
+    }).catch((error) => {
         failed(run, CheckNames.Decryption, error, Date.now());
         run.skipReason = 'there is not enough disk in the work folder';
         return undefined;
     });
-    if (!disk)
-        return;
-    logger.info(`Work folder: ${disk}`);
+    if (plan)
+        run.deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
+    return plan !== undefined;
+}
+/** Checks 1 and 2: the download checked against the manifest, decoded into the archive. */
+async function fetchStep(run, manifest, started) {
+    const { options, deps } = run;
+    const { storage, logger } = deps;
+    const entry = manifest_dumpObject(manifest);
     let fetched;
     let integrityAt;
     const fetchError = await logger.group(`Download and check ${storage.location(entry.key)}`, async () => {
@@ -57731,7 +57196,7 @@ async function checkBackup(run, manifest, started) {
             fetched = await fetchArchive({
                 storage,
                 manifest,
-                decryption,
+                decryption: options.decryption,
                 tools: { zstdPath: deps.zstdPath },
                 dir: run.workDir,
                 logger,
@@ -57755,18 +57220,23 @@ async function checkBackup(run, manifest, started) {
     if (integrityAt === undefined) {
         failed(run, CheckNames.Manifest, fetchError, started);
         run.skipReason = skipReasonFor(fetchError);
-        return;
+        return undefined;
     }
     if (fetchError !== undefined || !fetched) {
-        const detail = fetchError instanceof AgeError && manifest.encryption
+        const detail = fetchError instanceof age/* AgeError */.K$ && manifest.encryption
             ? decryptionFailure(fetchError, manifest)
             : undefined;
         failed(run, CheckNames.Decryption, fetchError, integrityAt, detail);
         run.skipReason = manifest.encryption
             ? 'the backup could not be decrypted and decompressed'
             : 'the backup could not be decompressed';
-        return;
+        return undefined;
     }
+    await recordDecoded(run, manifest, fetched, integrityAt);
+    return fetched;
+}
+async function recordDecoded(run, manifest, fetched, integrityAt) {
+    const decryption = run.options.decryption;
     const archiveBytes = await archiveSize(fetched);
     record(run, {
         name: CheckNames.Decryption,
@@ -57778,12 +57248,13 @@ async function checkBackup(run, manifest, started) {
             manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
                 ? `decompressed ${manifest.compression.method}`
                 : `compression: ${describeCompression(manifest.compression)}`,
-            `${manifest.format} archive of ${formatBytes(archiveBytes)}`,
+            `${manifest.format} archive of ${(0,streams/* formatBytes */.z3)(archiveBytes)}`,
         ].join('; '),
         seconds: (Date.now() - integrityAt) / 1000,
     });
-    // 3: pg_restore reads the archive.
-    const archivePath = fetched.archivePath;
+}
+/** Check 3: pg_restore lists the archive's table of contents. */
+async function listStep(run, manifest, archivePath) {
     const listStarted = Date.now();
     const listed = await listWithTools(run, manifest, archivePath).catch((error) => {
         failed(run, CheckNames.Archive, error, listStarted);
@@ -57791,59 +57262,45 @@ async function checkBackup(run, manifest, started) {
         return undefined;
     });
     if (!listed)
-        return;
-    const { tools, listing } = listed;
+        return undefined;
     record(run, {
         name: CheckNames.Archive,
         status: 'passed',
-        detail: `pg_restore ${tools.version} lists ${listing.entries} entries (${listing.tableData} with table data)`,
+        detail: `pg_restore ${listed.tools.version} lists ${listed.listing.entries} entries (${listed.listing.tableData} with table data)`,
         seconds: (Date.now() - listStarted) / 1000,
     });
-    if (!options.restore) {
-        run.skipReason = 'restore is false: only the stored object was checked';
-        return;
-    }
-    // 4 and 5: what the archive needs against the target, then the restore and what pg_dump
-    // leaves behind.
-    let client;
-    try {
-        const restored = await restoreStep(run, manifest, tools, listing, archivePath);
-        if (!restored)
-            return;
-        client = restored.client;
-        const db = client;
-        // 6 on: what the restored database holds, against the source.
-        await logger.group('Checks', async () => {
-            const checkStarted = Date.now();
-            try {
-                const result = await checkRestored({
-                    client: db,
-                    manifest,
-                    listing,
-                    checks: options.checks,
-                    notApplied: restored.outcome.notApplied,
-                    notRestored: restored.outcome.route?.notRestored,
-                    unvalidated: restored.outcome.route?.unvalidated,
-                });
-                run.tables = result.comparison;
-                for (const check of result.checks)
-                    record(run, check);
-            }
-            catch (error) {
-                failed(run, CheckNames.Tables, error, checkStarted);
-            }
-            if (options.checks.length === 0) {
-                record(run, {
-                    name: CheckNames.UserChecks,
-                    status: 'skipped',
-                    detail: 'none given (the checks input)',
-                });
-            }
-        });
-    }
-    finally {
-        await client?.end().catch(() => undefined);
-    }
+    return listed;
+}
+/** Checks 6 on: the restored database against the source, then the user's SQL checks. */
+async function checksStep(run, manifest, listing, restored) {
+    const { options, deps } = run;
+    await deps.logger.group('Checks', async () => {
+        const checkStarted = Date.now();
+        try {
+            const result = await checkRestored({
+                client: restored.client,
+                manifest,
+                listing,
+                checks: options.checks,
+                notApplied: restored.outcome.notApplied,
+                notRestored: restored.outcome.route?.notRestored,
+                unvalidated: restored.outcome.route?.unvalidated,
+            });
+            run.tables = result.comparison;
+            for (const check of result.checks)
+                record(run, check);
+        }
+        catch (error) {
+            failed(run, CheckNames.Tables, error, checkStarted);
+        }
+        if (options.checks.length === 0) {
+            record(run, {
+                name: CheckNames.UserChecks,
+                status: 'skipped',
+                detail: 'none given (the checks input)',
+            });
+        }
+    });
 }
 /**
  * The preflight and the restore (restore/pipeline.ts, as the drill and the real restore run
@@ -57903,7 +57360,7 @@ async function restoreStep(run, manifest, tools, listing, archivePath) {
                 name: CheckNames.Restore,
                 status: 'passed',
                 detail: `restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
-                    `in ${formatDuration(seconds)}: ${outcome.detail}`,
+                    `in ${(0,duration/* formatDuration */.a3)(seconds)}: ${outcome.detail}`,
                 seconds,
             });
             return { client, outcome };
@@ -57953,8 +57410,11 @@ function prepareTarget(run, sourceMajor) {
     });
 }
 async function listWithTools(run, manifest, archivePath) {
-    const pgDumpMajor = majorOf(manifest.tools.pgDumpVersion, sourceMajor(manifest));
-    const tools = await run.deps.resolveTools(pgDumpMajor, manifest.tools.pgDumpVersion);
+    const pgDumpMajor = (0,postgres_tools/* majorOf */.Ds)(manifest.tools.pgDumpVersion, sourceMajor(manifest));
+    const tools = await run.deps.resolveTools({
+        major: pgDumpMajor,
+        version: manifest.tools.pgDumpVersion,
+    });
     run.pgRestoreVersion = tools.version;
     return { tools, listing: await listArchive(tools.pgRestore, archivePath) };
 }
@@ -57970,7 +57430,7 @@ async function archiveSize(fetched) {
     return sizes.reduce((sum, st) => sum + st.size, 0);
 }
 function integrityDetail(key, object) {
-    return `the manifest parses; ${external_node_path_.posix.basename(key)} is ${formatBytes(object.bytes)} with SHA-256 ${object.sha256.slice(0, 16)}…, as the manifest records`;
+    return `the manifest parses; ${external_node_path_.posix.basename(key)} is ${(0,streams/* formatBytes */.z3)(object.bytes)} with SHA-256 ${object.sha256.slice(0, 16)}…, as the manifest records`;
 }
 function skipReasonFor(error) {
     return error instanceof IntegrityError
@@ -57998,7 +57458,7 @@ function freshnessGate(run, maxAgeSeconds, entries, catalogError, verified) {
         return result;
     }
     const newest = newestRegularBackup(entries);
-    const limit = formatDuration(maxAgeSeconds);
+    const limit = (0,duration/* formatDuration */.a3)(maxAgeSeconds);
     if (!newest) {
         record(run, {
             name: CheckNames.Freshness,
@@ -58023,15 +57483,15 @@ function freshnessGate(run, maxAgeSeconds, entries, catalogError, verified) {
         name: CheckNames.Freshness,
         status: fresh ? 'passed' : 'failed',
         detail: fresh
-            ? `the newest complete backup, ${newest.id}${which}, finished ${formatDuration(age)} ago, within max-age ${limit}`
-            : `the newest complete backup, ${newest.id}${which}, finished ${formatDuration(age)} ago (${newest.finishedAt}), older than max-age ${limit}: no backup has completed since`,
+            ? `the newest complete backup, ${newest.id}${which}, finished ${(0,duration/* formatDuration */.a3)(age)} ago, within max-age ${limit}`
+            : `the newest complete backup, ${newest.id}${which}, finished ${(0,duration/* formatDuration */.a3)(age)} ago (${newest.finishedAt}), older than max-age ${limit}: no backup has completed since`,
         seconds: (Date.now() - started) / 1000,
     });
     return result;
 }
 
-// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
-var inputs = __nccwpck_require__(19784);
+// EXTERNAL MODULE: ./lib/actions/inputs.js + 2 modules
+var inputs = __nccwpck_require__(45684);
 ;// CONCATENATED MODULE: ./lib/catalog/runs.js
 
 
@@ -58669,7 +58129,7 @@ function parseNotifyOn(text, input) {
         .join(',');
     const found = NOTIFY_ON.find((choice) => choice === normalized);
     if (!found) {
-        throw new errors/* ConfigurationError */.j1(`Input '${input}' must be one of ${NOTIFY_ON.map((c) => `'${c}'`).join(', ')}, got '${text}'.`);
+        throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)} must be one of ${NOTIFY_ON.map((c) => `'${c}'`).join(', ')}, got '${text}'.`);
     }
     return found;
 }
@@ -58689,11 +58149,11 @@ function parseNotifyTargets(urls, input) {
             url = new URL(text);
         }
         catch {
-            throw new errors/* ConfigurationError */.j1(`Input '${input}': entry ${i + 1} is not a URL (the value is not shown: it is a secret).`);
+            throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)}: entry ${i + 1} is not a URL (the value is not shown: it is a secret).`);
         }
         const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
         if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
-            throw new errors/* ConfigurationError */.j1(`Input '${input}': entry ${i + 1} must be an https:// URL, got a ${url.protocol} URL.`);
+            throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)}: entry ${i + 1} must be an https:// URL, got a ${url.protocol} URL.`);
         }
         const kind = url.hostname === 'hooks.slack.com' ? 'slack' : 'webhook';
         return { url: text, kind, label: `${kind === 'slack' ? 'Slack' : 'webhook'} #${i + 1}` };
@@ -59077,8 +58537,8 @@ function firstLines(text, lines) {
     return all.length > lines ? `${all.slice(0, lines).join('\n')}\n…` : text;
 }
 
-// EXTERNAL MODULE: ./lib/actions/names.js
-var names = __nccwpck_require__(48763);
+// EXTERNAL MODULE: ./lib/actions/names.js + 1 modules
+var names = __nccwpck_require__(49101);
 ;// CONCATENATED MODULE: ./lib/actions/alerting.js
 
 
@@ -59114,10 +58574,10 @@ function readAlertSettings(defaultLabel) {
             // parseNotifyTargets says which entry is not a URL.
         }
     }
-    const labels = (0,inputs/* listInput */.dt)(names/* Inputs */.G.IssueLabels);
+    const labels = inputs/* inputs */.QL.list(names/* Inputs */.G.IssueLabels);
     return {
         token,
-        issue: (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.Issue, true),
+        issue: inputs/* inputs */.QL.boolean(names/* Inputs */.G.Issue, true),
         labels: labels.length > 0 ? labels : [defaultLabel],
         targets: parseNotifyTargets(lines, names/* Inputs */.G.Notify),
         notifyOn: parseNotifyOn((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.NotifyOn), names/* Inputs */.G.NotifyOn),
@@ -59163,7 +58623,7 @@ async function sendAlerts(outcome, r) {
         }
         const deps = {
             logger,
-            clock: systemClock,
+            clock: core_logger/* systemClock */.ml,
             history: r.storage && r.names.length > 0 ? { storage: r.storage, names: r.names } : undefined,
             issues,
             notify: settings.targets.length > 0
@@ -59180,11 +58640,125 @@ async function sendAlerts(outcome, r) {
     }
 }
 
-// EXTERNAL MODULE: ./lib/actions/runtime.js + 1 modules
-var runtime = __nccwpck_require__(30355);
+// EXTERNAL MODULE: ./lib/actions/runtime.js
+var runtime = __nccwpck_require__(88983);
+// EXTERNAL MODULE: ./lib/storage/open.js
+var storage_open = __nccwpck_require__(88669);
+;// CONCATENATED MODULE: ./lib/storage/destinations.js
+
+
+/** The per-line options: `endpoint=`, `region=`, `path-style=` and `credentials=`. */
+const LINE_OPTIONS = ['endpoint', 'region', 'path-style', 'credentials'];
+const CREDENTIALS_HINT = 'name an environment prefix instead (credentials=R2 reads R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY)';
+/**
+ * The destinations of `storage`, one per non-empty line: a location followed by optional
+ * `key=value` options (see docs/storage.md). A line's options override the shared `s3-endpoint`,
+ * `s3-region` and `s3-force-path-style` settings; `credentials=PREFIX` reads the keys from the
+ * environment, so no secret is ever part of the (logged) input. Every secret read is passed to
+ * `mask` before anything else happens.
+ */
+function readDestinations(read, env, mask) {
+    const shared = {
+        endpoint: read('s3-endpoint'),
+        region: read('s3-region'),
+        forcePathStyle: booleanSetting(read('s3-force-path-style'), 's3-force-path-style'),
+    };
+    const lines = (read('storage') ?? '').split(/\r?\n/).filter((line) => line.trim() !== '');
+    if (lines.length === 0) {
+        throw new errors/* OptionError */.eR('storage', (w) => `${w.option('storage')} is required.`);
+    }
+    const destinations = lines.map((line) => parseDestinationLine(line, shared, env, mask));
+    const locations = destinations.map((d) => d.location);
+    const twice = locations.find((location, i) => locations.indexOf(location) !== i);
+    if (twice !== undefined) {
+        throw new errors/* OptionError */.eR('storage', (w) => `${w.option('storage')} names ${twice} twice; each line must be another destination.`);
+    }
+    return {
+        destinations,
+        required: requiredCount(read('destinations-required'), destinations.length),
+    };
+}
+/**
+ * The destinations of verify's `copies` setting, in the syntax of `storage` lines; none when it
+ * is not set.
+ */
+function readCopies(read, env, mask) {
+    const text = read('copies');
+    if (text === undefined || text.trim() === '')
+        return [];
+    return readDestinations((name) => (name === 'storage' ? text : read(name)), env, mask)
+        .destinations;
+}
+/** One line of `storage`: the location, then `key=value` options separated by spaces. */
+function parseDestinationLine(line, shared, env, mask) {
+    const words = line.trim().split(/\s+/);
+    const options = new Map();
+    // Options are the trailing key=value words, so a folder with spaces in its name still works.
+    while (words.length > 1 && /^[a-z-]+=/.test(words[words.length - 1])) {
+        const word = words.pop();
+        const key = word.slice(0, word.indexOf('='));
+        if (!LINE_OPTIONS.includes(key)) {
+            const hint = /secret|key|token|password/.test(key) ? `; ${CREDENTIALS_HINT}` : '';
+            throw new errors/* ConfigurationError */.j1(`Unknown option '${key}' in a storage line; the options are ${LINE_OPTIONS.join(', ')}${hint}.`);
+        }
+        options.set(key, word.slice(key.length + 1));
+    }
+    const location = words.join(' ');
+    (0,storage_open/* parseStorageLocation */.Q0)(location);
+    const s3 = {
+        endpoint: options.get('endpoint') ?? shared.endpoint,
+        region: options.get('region') ?? shared.region,
+        forcePathStyle: options.has('path-style')
+            ? booleanSetting(options.get('path-style'), 'path-style')
+            : shared.forcePathStyle,
+    };
+    const prefix = options.get('credentials');
+    if (prefix !== undefined)
+        s3.credentials = credentialsFrom(prefix, env, mask);
+    return { location, s3 };
+}
+/** `PREFIX_ACCESS_KEY_ID`, `PREFIX_SECRET_ACCESS_KEY` and `PREFIX_SESSION_TOKEN`, masked. */
+function credentialsFrom(prefix, env, mask) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(prefix)) {
+        throw new errors/* ConfigurationError */.j1(`The credentials option of a storage line takes an environment variable prefix (letters, digits, '_'), not a key: ${CREDENTIALS_HINT}.`);
+    }
+    const accessKeyId = env[`${prefix}_ACCESS_KEY_ID`];
+    const secretAccessKey = env[`${prefix}_SECRET_ACCESS_KEY`];
+    const sessionToken = env[`${prefix}_SESSION_TOKEN`] || undefined;
+    for (const secret of [accessKeyId, secretAccessKey, sessionToken])
+        if (secret)
+            mask(secret);
+    if (!accessKeyId || !secretAccessKey) {
+        throw new errors/* ConfigurationError */.j1(`credentials=${prefix} needs the environment variables ${prefix}_ACCESS_KEY_ID and ${prefix}_SECRET_ACCESS_KEY (set them from secrets in the step's env).`);
+    }
+    return { accessKeyId, secretAccessKey, sessionToken };
+}
+function booleanSetting(value, name) {
+    if (value === undefined || value.trim() === '')
+        return undefined;
+    const text = value.trim().toLowerCase();
+    if (text === 'true')
+        return true;
+    if (text === 'false')
+        return false;
+    throw new errors/* OptionError */.eR(name, (w) => `${w.option(name)} must be true or false, got '${value}'.`);
+}
+/** `destinations-required`: how many destinations must hold a complete copy (default: all). */
+function requiredCount(value, total) {
+    if (value === undefined || value.trim() === '')
+        return total;
+    const n = Number(value.trim());
+    if (!Number.isInteger(n) || n < 1 || n > total) {
+        throw new errors/* OptionError */.eR('destinations-required', (w) => `${w.option('destinations-required')} must be a whole number from 1 to ${total} (the storage lines), got '${value}'.`);
+    }
+    return n;
+}
+/** Opens every destination's store, in order. */
+function openDestinations(destinations, logger) {
+    return Promise.all(destinations.map((d) => (0,storage_open/* openStorage */.Gz)(d.location, d.s3, logger)));
+}
+
 ;// CONCATENATED MODULE: ./lib/actions/verify-impl.js
-
-
 
 
 
@@ -59211,14 +58785,7 @@ const REPORT_MARKDOWN = 'verify-report.md';
 async function runVerifyAction() {
     const env = process.env;
     const logger = runtime/* actionLogger */.v0;
-    const identityText = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.EncryptionIdentity);
-    (0,runtime/* maskSecret */.$l)(identityText);
-    const passphrase = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.EncryptionPassphrase);
-    (0,runtime/* maskSecret */.$l)(passphrase);
-    const targetUrl = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.TargetUrl);
-    (0,runtime/* maskConnectionString */.Oi)(targetUrl);
-    if (env.PGPASSWORD)
-        core/* setSecret */.Pq(env.PGPASSWORD);
+    (0,runtime/* maskSecretInputs */.q)(env);
     const alerts = readAlertSettings('backup-verification');
     let name = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Name)?.trim() ?? 'database';
     let storage;
@@ -59233,7 +58800,7 @@ async function runVerifyAction() {
     });
     let report;
     try {
-        report = await verifyFromInputs(env, identityText, passphrase, targetUrl, (opened) => {
+        report = await verifyFromInputs(env, (opened) => {
             storage = opened;
         });
     }
@@ -59252,45 +58819,22 @@ async function runVerifyAction() {
 const VERIFY_NEXT_STEP = "Open the run's report: fix what a check names, or take a new backup if this one cannot be " +
     'restored; until a verification passes, restore from the last backup that did.';
 /** Reads the inputs and runs the verification; throws when it cannot run at all. */
-async function verifyFromInputs(env, identityText, passphrase, targetUrl, onStorage) {
+async function verifyFromInputs(env, onStorage) {
     const logger = runtime/* actionLogger */.v0;
-    const identities = parseIdentities(identityText ?? '');
-    const backupId = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.BackupId)?.trim();
-    if (backupId !== undefined && !keys_isBackupId(backupId)) {
-        throw new errors/* ConfigurationError */.j1(`Input '${names/* Inputs */.G.BackupId}' must look like 20261121T051500Z-3f9a1c (or be empty for the newest backup), got '${backupId}'.`);
-    }
-    const restore = (0,inputs/* booleanInput */.tE)(names/* Inputs */.G.Restore, true);
-    const maxAgeText = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.MaxAge);
-    const workspace = env.GITHUB_WORKSPACE ?? process.cwd();
-    const checks = parseChecks((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Checks), workspace);
-    const postgresVersion = (0,postgres_tools/* resolvePostgresVersionInput */.Iz)((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.PostgresVersion) ?? 'auto');
-    if (!restore && targetUrl) {
-        logger.warning(`target-url is ignored: restore is false, so nothing is restored.`);
-    }
-    if (!restore && checks.length > 0) {
-        logger.warning(`The ${checks.length} SQL check(s) of the checks input do not run: restore is false, so there is no database to run them on.`);
-    }
-    const options = {
-        name: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Name)?.trim(),
-        backupId,
-        decryption: identities.length > 0 || passphrase ? { identities, passphrase } : undefined,
-        restore,
-        targetUrl: restore ? targetUrl : undefined,
-        checks,
-        maxAgeSeconds: maxAgeText === undefined ? undefined : parseDuration(maxAgeText, names/* Inputs */.G.MaxAge),
-        jobs: (0,inputs/* integerInput */.$A)(names/* Inputs */.G.Jobs, 2, 1, 64),
-        git: (0,runtime/* gitContext */.cw)(env),
-    };
-    const storage = await (0,runtime/* storageFromInputs */.xr)(logger);
+    const door = (0,inputs/* actionFrontDoor */.Is)(env);
+    const options = verifyOptions(inputs/* inputs */.QL, door, logger);
+    const postgresVersion = (0,shared/* postgresVersionOption */.vW)(inputs/* inputs */.QL);
+    const storage = await (0,shared/* storageOption */.XO)(inputs/* inputs */.QL, logger);
     onStorage(storage);
-    const tmpDir = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.WorkDir) ?? (env.RUNNER_TEMP || undefined);
+    const copies = readCopies((key) => inputs/* inputs */.QL.string(key), env, (secret) => core/* setSecret */.Pq(secret));
     return runVerify(options, {
         storage,
+        copies: await openDestinations(copies, logger),
         logger,
-        clock: systemClock,
+        clock: core_logger/* systemClock */.ml,
         env,
         zstdPath: (0,core_process/* findOnPath */.aY)('zstd', env.PATH),
-        tmpDir,
+        tmpDir: workDirOption(inputs/* inputs */.QL, door),
         ...verifyToolResolvers({ postgresVersion, install: mayInstallTools(env), logger }),
         installExtensions: extensionInstaller(env, logger),
     });
@@ -59351,8 +58895,8 @@ function passedLine(report) {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _verify_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(46978);
-/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(30355);
+/* harmony import */ var _verify_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(35981);
+/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(88983);
 
 
 await (0,_runtime_js__WEBPACK_IMPORTED_MODULE_1__/* .runAction */ .Cs)(_verify_impl_js__WEBPACK_IMPORTED_MODULE_0__/* .runVerifyAction */ .l8);
@@ -59362,10 +58906,211 @@ __webpack_async_result__();
 
 /***/ }),
 
+/***/ 68415:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   E9: () => (/* binding */ parseDuration),
+/* harmony export */   a3: () => (/* binding */ formatDuration)
+/* harmony export */ });
+/* unused harmony exports parseDurationOrForever, parseKeepUntil, compactDuration */
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3828);
+/** Durations as users write them in action inputs (`90d`, `1h30m`), and as reports print them. */
+
+const UNIT_SECONDS = {
+    s: 1,
+    m: 60,
+    h: 3600,
+    d: 86400,
+    w: 7 * 86400,
+    y: 365 * 86400,
+};
+const ACCEPTED_FORMS = 'a number with a unit such as 90d, 26h, 30m, 45s, 2w, 1y (365 days), 1h30m or 1.5h';
+/** One `<number><unit>` component, optionally followed by whitespace. */
+const COMPONENT = /(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*/y;
+/** The value as it appears in an error message: quoted, and cut short when long. */
+function quoted(text) {
+    return JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
+}
+function durationError(text, key, extraForms = '') {
+    const hint = /^\s*\d+(?:\.\d+)?\s*$/.test(text) ? ' (add a unit: s, m, h, d, w or y)' : '';
+    return new _errors_js__WEBPACK_IMPORTED_MODULE_0__/* .OptionError */ .eR(key, (w) => `${w.option(key)} must be ${extraForms}${ACCEPTED_FORMS}; got ${quoted(text)}${hint}.`);
+}
+/**
+ * Parses a duration into seconds. Components are a number (decimals allowed) and one of the
+ * units s, m, h, d, w (7 days) or y (365 days), each unit at most once: `90d`, `1h30m`,
+ * `1h 30m`, `1.5h`. Surrounding whitespace is ignored. Throws an OptionError naming
+ * the input and quoting the value otherwise.
+ */
+function parseDuration(text, inputName) {
+    const trimmed = text.trim();
+    if (trimmed === '')
+        throw durationError(text, inputName);
+    const used = new Set();
+    let seconds = 0;
+    let position = 0;
+    while (position < trimmed.length) {
+        COMPONENT.lastIndex = position;
+        const match = COMPONENT.exec(trimmed);
+        if (!match)
+            throw durationError(text, inputName);
+        const unit = match[2];
+        const factor = UNIT_SECONDS[unit];
+        if (factor === undefined || used.has(unit))
+            throw durationError(text, inputName);
+        used.add(unit);
+        seconds += Number(match[1]) * factor;
+        position = COMPONENT.lastIndex;
+    }
+    if (!Number.isFinite(seconds))
+        throw durationError(text, inputName);
+    return seconds;
+}
+/** Like {@link parseDuration}, but also accepts `forever` (any case). */
+function parseDurationOrForever(text, inputName) {
+    if (text.trim().toLowerCase() === 'forever')
+        return 'forever';
+    try {
+        return parseDuration(text, inputName);
+    }
+    catch (error) {
+        if (error instanceof ConfigurationError)
+            throw durationError(text, inputName, '"forever" or ');
+        throw error;
+    }
+}
+function pad2(n) {
+    return String(n).padStart(2, '0');
+}
+/**
+ * A duration for people: `0s`, `4.2s` and `45s` below a minute, `5m 03s` below an hour,
+ * `1h 05m` and `26h 00m` below two days, `2d 03h` from two days on. Rounds to the shown unit.
+ */
+function formatDuration(seconds) {
+    if (Number.isNaN(seconds))
+        return 'NaN';
+    if (seconds < 0)
+        return `-${formatDuration(-seconds)}`;
+    if (!Number.isFinite(seconds))
+        return '∞';
+    if (seconds < 10) {
+        const tenths = Math.round(seconds * 10) / 10;
+        if (tenths < 10)
+            return `${tenths}s`;
+    }
+    const whole = Math.round(seconds);
+    if (whole < 60)
+        return `${whole}s`;
+    if (whole < 3600)
+        return `${Math.floor(whole / 60)}m ${pad2(whole % 60)}s`;
+    const minutes = Math.round(seconds / 60);
+    if (minutes < 48 * 60)
+        return `${Math.floor(minutes / 60)}h ${pad2(minutes % 60)}m`;
+    const hours = Math.round(seconds / 3600);
+    return `${Math.floor(hours / 24)}d ${pad2(hours % 24)}h`;
+}
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const ISO_DATETIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$/;
+/** Milliseconds since the epoch of a UTC calendar time, or undefined when a field is out of range. */
+function utcTime(year, month, day, hour = 0, minute = 0, second = 0) {
+    if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
+        return undefined;
+    }
+    const date = new Date(0);
+    date.setUTCFullYear(year, month - 1, day);
+    date.setUTCHours(hour, minute, second, 0);
+    if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day)
+        return undefined;
+    return date.getTime();
+}
+function parseIsoInstant(text) {
+    const date = ISO_DATE.exec(text);
+    if (date) {
+        const time = utcTime(Number(date[1]), Number(date[2]), Number(date[3]));
+        return time === undefined ? undefined : new Date(time);
+    }
+    const dt = ISO_DATETIME.exec(text);
+    if (!dt)
+        return undefined;
+    const base = utcTime(Number(dt[1]), Number(dt[2]), Number(dt[3]), Number(dt[4]), Number(dt[5]), dt[6] === undefined ? 0 : Number(dt[6]));
+    if (base === undefined)
+        return undefined;
+    const millis = dt[7] === undefined ? 0 : Math.floor(Number(`0${dt[7]}`) * 1000);
+    let offsetMinutes = 0;
+    if (dt[8] === undefined) {
+        const hours = Number(dt[10]);
+        const minutes = Number(dt[11]);
+        if (hours > 23 || minutes > 59)
+            return undefined;
+        offsetMinutes = (dt[9] === '-' ? -1 : 1) * (hours * 60 + minutes);
+    }
+    return new Date(base + millis - offsetMinutes * 60_000);
+}
+/**
+ * The moment a pin ends. Accepts an ISO date (`2027-01-31`, meaning 00:00 UTC at the start of
+ * that day), an ISO date-time with a zone (`2027-01-31T12:00:00Z`, `2027-01-31T12:00+01:00`),
+ * or a duration counted from `now` (`90d`). The moment must be after `now`: a pin that has
+ * already ended is almost always a typo. Throws a ConfigurationError otherwise.
+ */
+function parseKeepUntil(text, now, inputName) {
+    const trimmed = text.trim();
+    let until;
+    if (/^\d{4}-/.test(trimmed)) {
+        until = parseIsoInstant(trimmed);
+        if (until === undefined) {
+            throw new OptionError(inputName, (w) => `${w.option(inputName)} must be an ISO date (2027-01-31), an ISO date-time with a ` +
+                `zone (2027-01-31T12:00:00Z) or a duration from now (90d); got ${quoted(text)}.`);
+        }
+    }
+    else {
+        try {
+            until = new Date(now.getTime() + parseDuration(trimmed, inputName) * 1000);
+        }
+        catch (error) {
+            if (!(error instanceof ConfigurationError))
+                throw error;
+            throw new OptionError(inputName, (w) => `${w.option(inputName)} must be an ISO date (2027-01-31), an ISO date-time with a ` +
+                `zone (2027-01-31T12:00:00Z) or a duration from now (${ACCEPTED_FORMS}); ` +
+                `got ${quoted(text)}.`);
+        }
+    }
+    if (!(until.getTime() > now.getTime())) {
+        throw new OptionError(inputName, (w) => `${w.option(inputName)} is ${quoted(text)}, which is not after now ` +
+            `(${now.toISOString()}); give a later date or a positive duration.`);
+    }
+    return until;
+}
+/** A duration as the inputs write it: `7d`, `1h30m`, `90m`, `1.5s`. */
+function compactDuration(seconds) {
+    if (seconds <= 0)
+        return '0s';
+    let rest = seconds;
+    let text = '';
+    for (const [unit, size] of [
+        ['d', 86400],
+        ['h', 3600],
+        ['m', 60],
+    ]) {
+        const whole = Math.floor(rest / size);
+        if (whole > 0)
+            text += `${whole}${unit}`;
+        rest -= whole * size;
+    }
+    const secs = Math.round(rest * 1000) / 1000;
+    if (secs > 0)
+        text += `${secs}s`;
+    return text || '0s';
+}
+
+
+/***/ }),
+
 /***/ 3828:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   LL: () => (/* binding */ inputWording),
+/* harmony export */   eR: () => (/* binding */ OptionError),
 /* harmony export */   gJ: () => (/* binding */ errorMessage),
 /* harmony export */   j1: () => (/* binding */ ConfigurationError),
 /* harmony export */   zR: () => (/* binding */ asError)
@@ -59387,6 +59132,110 @@ function asError(error) {
 /** The message of any thrown value. */
 function errorMessage(error) {
     return error instanceof Error ? error.message : String(error);
+}
+/** The actions' wording: workflow inputs. */
+const inputWording = {
+    option: (key) => `input '${key}'`,
+    enable: (key) => `set ${key}: true`,
+};
+/**
+ * A ConfigurationError about one option. The message is written once, as a function of the
+ * wording, so each front door names the option as its user sets it; `message` holds the
+ * actions' wording.
+ */
+class OptionError extends ConfigurationError {
+    key;
+    words;
+    constructor(key, words) {
+        super(sentence(words(inputWording)));
+        this.key = key;
+        this.words = words;
+        this.name = 'OptionError';
+    }
+    /** The message in a front door's wording. */
+    worded(wording) {
+        return sentence(this.words(wording));
+    }
+}
+function sentence(text) {
+    return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+
+/***/ }),
+
+/***/ 25403:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   ml: () => (/* binding */ systemClock),
+/* harmony export */   sd: () => (/* binding */ quieter)
+/* harmony export */ });
+/* unused harmony exports MemoryLogger, StreamLogger */
+const systemClock = { now: () => new Date() };
+/**
+ * The logger with info lines demoted to debug, for steps whose details only the debug log needs;
+ * `everything` also demotes warnings and folds no groups (a step inside another step's group).
+ */
+function quieter(logger, everything = false) {
+    return {
+        debug: (m) => logger.debug(m),
+        info: (m) => logger.debug(m),
+        warning: (m) => (everything ? logger.debug(m) : logger.warning(m)),
+        error: (m) => logger.error(m),
+        group: (name, fn) => (everything ? fn() : logger.group(name, fn)),
+    };
+}
+/** A logger that keeps the lines it was given, for tests and for reports. */
+class MemoryLogger {
+    lines = [];
+    debug(message) {
+        this.lines.push(`debug: ${message}`);
+    }
+    info(message) {
+        this.lines.push(message);
+    }
+    warning(message) {
+        this.lines.push(`warning: ${message}`);
+    }
+    error(message) {
+        this.lines.push(`error: ${message}`);
+    }
+    async group(name, fn) {
+        this.lines.push(`group: ${name}`);
+        try {
+            return await fn();
+        }
+        finally {
+            this.lines.push(`endgroup: ${name}`);
+        }
+    }
+}
+/** A logger that writes plain lines to a stream (the CLI's stderr). */
+class StreamLogger {
+    out;
+    verbose;
+    constructor(out, verbose = false) {
+        this.out = out;
+        this.verbose = verbose;
+    }
+    debug(message) {
+        if (this.verbose)
+            this.out.write(`  ${message}\n`);
+    }
+    info(message) {
+        this.out.write(`${message}\n`);
+    }
+    warning(message) {
+        this.out.write(`warning: ${message}\n`);
+    }
+    error(message) {
+        this.out.write(`error: ${message}\n`);
+    }
+    async group(name, fn) {
+        this.out.write(`== ${name}\n`);
+        return fn();
+    }
 }
 
 
@@ -59559,6 +59408,1153 @@ function processAlive(pid) {
 
 /***/ }),
 
+/***/ 38058:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Vf: () => (/* binding */ HashCounter),
+/* harmony export */   ke: () => (/* binding */ Progress),
+/* harmony export */   z3: () => (/* binding */ formatBytes)
+/* harmony export */ });
+/* unused harmony exports formatCount, rate, processingStream */
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(77598);
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(57075);
+/* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3828);
+
+
+
+/** Passes bytes through while computing their SHA-256 and count. */
+class HashCounter extends node_stream__WEBPACK_IMPORTED_MODULE_1__.Transform {
+    hash = (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHash)('sha256');
+    beforeEnd;
+    bytes = 0;
+    digestValue;
+    constructor(options = {}) {
+        super({ readableHighWaterMark: options.highWaterMark });
+        this.beforeEnd = options.beforeEnd;
+    }
+    _transform(chunk, _enc, callback) {
+        this.hash.update(chunk);
+        this.bytes += chunk.length;
+        callback(null, chunk);
+    }
+    _flush(callback) {
+        if (!this.beforeEnd)
+            return callback();
+        this.beforeEnd().then(() => callback(), (error) => callback(error));
+    }
+    /** The hex digest; valid once the stream has ended. */
+    digest() {
+        this.digestValue ??= this.hash.digest('hex');
+        return this.digestValue;
+    }
+}
+function formatBytes(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+/**
+ * A whole number with commas between groups of three digits (1,234,567), as `en-US` prints it,
+ * without `toLocaleString`: its first call loads ICU data, some 15 ms at the end of a backup.
+ */
+function formatCount(value) {
+    const digits = String(Math.abs(Math.trunc(value)));
+    const grouped = digits.replace(/\B(?=(\d{3})+$)/g, ',');
+    return value < 0 ? `-${grouped}` : grouped;
+}
+/** MB/s (decimal megabytes, as tools print rates). */
+function rate(bytes, seconds) {
+    return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : '-';
+}
+/** Logs bytes, rate and elapsed time every `intervalMs` while a long step runs. */
+class Progress {
+    logger;
+    label;
+    bytes;
+    timer;
+    started = Date.now();
+    constructor(logger, label, bytes, intervalMs = 5000) {
+        this.logger = logger;
+        this.label = label;
+        this.bytes = bytes;
+        if (intervalMs > 0) {
+            this.timer = setInterval(() => this.report(), intervalMs);
+            this.timer.unref();
+        }
+    }
+    elapsedSeconds() {
+        return (Date.now() - this.started) / 1000;
+    }
+    report() {
+        const seconds = this.elapsedSeconds();
+        const b = this.bytes();
+        this.logger.info(`${this.label}: ${formatBytes(b)}, ${rate(b, seconds)}, ${seconds.toFixed(0)}s elapsed`);
+    }
+    stop() {
+        if (this.timer)
+            clearInterval(this.timer);
+        this.timer = undefined;
+    }
+}
+/**
+ * A chunk processor (see Fifo) as a transform stream, for input that is not a named pipe. A
+ * processor still being made (a promise) is awaited before the first chunk.
+ */
+function processingStream(processor, highWaterMark) {
+    let ready;
+    const pass = (stream, step, callback) => {
+        try {
+            for (const b of step())
+                stream.push(b);
+            callback();
+        }
+        catch (error) {
+            callback(asError(error));
+        }
+    };
+    return new Transform({
+        readableHighWaterMark: highWaterMark,
+        writableHighWaterMark: highWaterMark,
+        construct(callback) {
+            Promise.resolve(processor).then((made) => {
+                ready = made;
+                callback();
+            }, (error) => callback(asError(error)));
+        },
+        transform(chunk, _encoding, callback) {
+            pass(this, () => ready.update(chunk), callback);
+        },
+        flush(callback) {
+            pass(this, () => ready.final(), callback);
+        },
+    });
+}
+
+
+/***/ }),
+
+/***/ 58432:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  K$: () => (/* binding */ AgeError),
+  Gf: () => (/* binding */ createDecryptStream),
+  tc: () => (/* binding */ invalidRecipientValues),
+  go: () => (/* binding */ parseIdentities)
+});
+
+// UNUSED EXPORTS: AgeEncryptor, createEncryptStream, encryptingStream, generateIdentity, identityToRecipient, parseRecipients
+
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(77598);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(57075);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/core/streams.js
+var streams = __nccwpck_require__(38058);
+;// CONCATENATED MODULE: ./lib/crypto/bech32.js
+/**
+ * Bech32 (BIP 173) as age uses it for its keys: the original Bech32 checksum (not Bech32m) and no
+ * 90-character length limit. Strings must be all lowercase or all uppercase.
+ */
+const CHARSET = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
+const GENERATOR = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
+const CHARSET_INDEX = new Map([...CHARSET].map((c, i) => [c, i]));
+function polymod(values) {
+    let chk = 1;
+    for (const v of values) {
+        const top = chk >>> 25;
+        chk = (((chk & 0x1ffffff) << 5) ^ v) >>> 0;
+        for (let i = 0; i < 5; i++) {
+            if ((top >>> i) & 1)
+                chk = (chk ^ GENERATOR[i]) >>> 0;
+        }
+    }
+    return chk;
+}
+function hrpExpand(hrp) {
+    const out = [];
+    for (let i = 0; i < hrp.length; i++)
+        out.push(hrp.charCodeAt(i) >>> 5);
+    out.push(0);
+    for (let i = 0; i < hrp.length; i++)
+        out.push(hrp.charCodeAt(i) & 31);
+    return out;
+}
+function convertBits(data, from, to, pad) {
+    let acc = 0;
+    let bits = 0;
+    const out = [];
+    const maxv = (1 << to) - 1;
+    for (let i = 0; i < data.length; i++) {
+        const value = data[i];
+        if (value >>> from !== 0)
+            throw new Error('invalid data range');
+        acc = (acc << from) | value;
+        bits += from;
+        while (bits >= to) {
+            bits -= to;
+            out.push((acc >>> bits) & maxv);
+        }
+        acc &= (1 << bits) - 1;
+    }
+    if (pad) {
+        if (bits > 0)
+            out.push((acc << (to - bits)) & maxv);
+    }
+    else if (bits >= from) {
+        throw new Error('illegal zero padding');
+    }
+    else if (acc !== 0) {
+        throw new Error('non-zero padding');
+    }
+    return out;
+}
+/** Encodes bytes with the given human-readable part; the result has the case of `hrp`. */
+function bech32_bech32Encode(hrp, data) {
+    const lower = hrp.toLowerCase();
+    const upper = hrp === hrp.toUpperCase() && hrp !== lower;
+    const values = convertBits(data, 8, 5, true);
+    const mod = polymod([...hrpExpand(lower), ...values, 0, 0, 0, 0, 0, 0]) ^ 1;
+    let out = `${lower}1`;
+    for (const v of values)
+        out += CHARSET[v];
+    for (let i = 0; i < 6; i++)
+        out += CHARSET[(mod >>> (5 * (5 - i))) & 31];
+    return upper ? out.toUpperCase() : out;
+}
+/**
+ * Decodes a Bech32 string. The returned `hrp` is lowercase. Throws a plain Error whose message never
+ * contains the input (callers decode secrets with it).
+ */
+function bech32Decode(text) {
+    if (text.length < 8)
+        throw new Error('too short');
+    const lower = text.toLowerCase();
+    if (text !== lower && text !== text.toUpperCase())
+        throw new Error('mixed case');
+    for (let i = 0; i < lower.length; i++) {
+        const c = lower.charCodeAt(i);
+        if (c < 33 || c > 126)
+            throw new Error('invalid character');
+    }
+    const sep = lower.lastIndexOf('1');
+    if (sep < 1 || sep + 7 > lower.length)
+        throw new Error('invalid separator position');
+    const hrp = lower.slice(0, sep);
+    const values = [];
+    for (const c of lower.slice(sep + 1)) {
+        const v = CHARSET_INDEX.get(c);
+        if (v === undefined)
+            throw new Error('invalid character');
+        values.push(v);
+    }
+    if (polymod([...hrpExpand(hrp), ...values]) !== 1)
+        throw new Error('invalid checksum');
+    return { hrp, data: Buffer.from(convertBits(values.slice(0, -6), 5, 8, false)) };
+}
+
+;// CONCATENATED MODULE: ./lib/crypto/age.js
+/**
+ * The age v1 file format (https://age-encryption.org/v1) as Node streams, built on node:crypto
+ * only: X25519 and scrypt recipients, HKDF-SHA256, HMAC-SHA256 and the ChaCha20-Poly1305 STREAM
+ * payload in 64 KiB chunks. Output is the binary format; files interoperate with the `age` CLI.
+ */
+
+
+
+
+
+/** Every failure to decrypt an age file. Messages name the cause and never contain key material. */
+class AgeError extends Error {
+    failure;
+    constructor(message, failure) {
+        super(message);
+        this.failure = failure;
+        this.name = 'AgeError';
+    }
+}
+const INTRO = 'age-encryption.org/v1\n';
+const INTRO_BYTES = Buffer.from(INTRO, 'latin1');
+const VERSION_PREFIX = Buffer.from('age-encryption.org/', 'latin1');
+const ARMOR_BEGIN = Buffer.from('-----BEGIN AGE ENCRYPTED FILE-----', 'latin1');
+const MAC_LINE_MARKER = Buffer.from('\n---', 'latin1');
+const CHUNK_SIZE = 64 * 1024;
+const TAG_SIZE = 16;
+const ENCRYPTED_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE;
+const FILE_KEY_SIZE = 16;
+const NONCE_SIZE = 16;
+const COLUMNS_PER_LINE = 64;
+const BYTES_PER_LINE = (COLUMNS_PER_LINE / 4) * 3;
+/** Headers larger than this are rejected instead of buffered (about 10,000 X25519 recipients). */
+const MAX_HEADER_SIZE = 1024 * 1024;
+/** Longer than any valid MAC line (48 bytes): a stray "\n---" is not waited on forever. */
+const MAX_MAC_LINE = 128;
+const X25519_LABEL = 'age-encryption.org/v1/X25519';
+const SCRYPT_LABEL = 'age-encryption.org/v1/scrypt';
+const IDENTITY_HRP = 'AGE-SECRET-KEY-';
+const RECIPIENT_HRP = 'age';
+const DEFAULT_SCRYPT_WORK_FACTOR = 18;
+/** The age CLI refuses to decrypt above this work factor by default; so do we. */
+const MAX_SCRYPT_WORK_FACTOR = 22;
+const STREAM_HIGH_WATER_MARK = 4 * ENCRYPTED_CHUNK_SIZE;
+const ZERO_NONCE = Buffer.alloc(12);
+const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+/** 2^48 chunks of 64 KiB is far beyond any real file; the nonce counter is written in 6 bytes. */
+const MAX_CHUNKS = 2 ** 48;
+// ---------------------------------------------------------------------------------------------
+// Primitives
+function hkdf(ikm, salt, info) {
+    return Buffer.from(external_node_crypto_.hkdfSync('sha256', ikm, salt, info, 32));
+}
+function aeadSeal(key, nonce, plaintext) {
+    const cipher = crypto.createCipheriv('chacha20-poly1305', key, nonce, {
+        authTagLength: TAG_SIZE,
+    });
+    const body = cipher.update(plaintext);
+    cipher.final();
+    return Buffer.concat([body, cipher.getAuthTag()]);
+}
+/** Decrypts `sealed` (ciphertext followed by the tag); null when authentication fails. */
+function aeadOpen(key, nonce, sealed) {
+    if (sealed.length < TAG_SIZE)
+        return null;
+    const decipher = external_node_crypto_.createDecipheriv('chacha20-poly1305', key, nonce, {
+        authTagLength: TAG_SIZE,
+    });
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_SIZE));
+    const out = decipher.update(sealed.subarray(0, sealed.length - TAG_SIZE));
+    try {
+        decipher.final();
+    }
+    catch {
+        return null;
+    }
+    return out;
+}
+function x25519PrivateKey(secret) {
+    return external_node_crypto_.createPrivateKey({
+        key: Buffer.concat([PKCS8_X25519_PREFIX, secret]),
+        format: 'der',
+        type: 'pkcs8',
+    });
+}
+function x25519PublicKey(point) {
+    return external_node_crypto_.createPublicKey({
+        key: Buffer.concat([SPKI_X25519_PREFIX, point]),
+        format: 'der',
+        type: 'spki',
+    });
+}
+/** The raw 32-byte public key of a public or private X25519 key. */
+function rawPublicKey(key) {
+    const publicKey = key.type === 'private' ? external_node_crypto_.createPublicKey(key) : key;
+    const der = publicKey.export({ format: 'der', type: 'spki' });
+    return Buffer.from(der.subarray(der.length - 32));
+}
+/** X25519 shared secret, or null when it is all zeros (a low-order point). */
+function x25519(privateKey, publicKey) {
+    try {
+        const shared = external_node_crypto_.diffieHellman({ privateKey, publicKey });
+        return shared.every((b) => b === 0) ? null : shared;
+    }
+    catch {
+        return null;
+    }
+}
+function scryptKey(passphrase, salt, workFactor) {
+    const N = 2 ** workFactor;
+    const r = 8;
+    const p = 1;
+    const maxmem = 128 * r * (N + p + 2) + 1024 * 1024;
+    return new Promise((resolve, reject) => {
+        external_node_crypto_.scrypt(Buffer.from(passphrase, 'utf8'), Buffer.concat([Buffer.from(SCRYPT_LABEL, 'latin1'), salt]), 32, { N, r, p, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
+    });
+}
+function b64Encode(data) {
+    return data.toString('base64').replace(/=+$/, '');
+}
+/** Strict unpadded standard base64, as age requires (canonical, no padding, no whitespace). */
+function b64Decode(text) {
+    if (!/^[A-Za-z0-9+/]*$/.test(text) || text.length % 4 === 1)
+        return null;
+    const data = Buffer.from(text, 'base64');
+    return b64Encode(data) === text ? data : null;
+}
+// ---------------------------------------------------------------------------------------------
+// Keys
+function decodeRecipient(recipient) {
+    try {
+        const { hrp, data } = bech32Decode(recipient);
+        return hrp === RECIPIENT_HRP && data.length === 32 ? data : null;
+    }
+    catch {
+        return null;
+    }
+}
+function decodeIdentity(identity) {
+    try {
+        const { hrp, data } = bech32Decode(identity);
+        return hrp === IDENTITY_HRP.toLowerCase() && data.length === 32 ? data : null;
+    }
+    catch {
+        return null;
+    }
+}
+/**
+ * Whether a value may be a secret key, however mistyped: `AGE-SECRET-KEY-1…`, `AGE_SECRET_KEY_1…`,
+ * `age secret key 1…`, or an age plugin identity. Only to word the error better: no error
+ * message shows a recipient or identity value of any kind.
+ */
+function mayBeSecretKey(value) {
+    const letters = value.toUpperCase().replace(/[^A-Z0-9]/g, '');
+    return letters.includes('SECRETKEY') || letters.startsWith('AGEPLUGIN');
+}
+/** What is wrong with a recipient value, in words that never include the value. */
+function recipientProblem(value) {
+    if (mayBeSecretKey(value)) {
+        return ('this looks like an age secret key (identity), not a recipient: give its public key ' +
+            '(age1..., as age-keygen -y prints it), and rotate the secret key if it was exposed');
+    }
+    if (/^(ssh-|ecdsa-)/i.test(value)) {
+        return 'SSH keys are not supported, only age X25519 recipients (age1...)';
+    }
+    if (/^age1pq1/i.test(value))
+        return 'post-quantum hybrid recipients are not supported';
+    if (/^age1[a-z0-9]+1/.test(value))
+        return 'age plugin recipients are not supported';
+    if (/^age1/i.test(value)) {
+        return 'not a valid age X25519 recipient: a character is wrong, missing or extra (its checksum does not match)';
+    }
+    return 'not an age X25519 recipient (age1...)';
+}
+/** What is wrong with an identity value, in words that never include the value. */
+function identityProblem(value) {
+    if (/^age1/i.test(value))
+        return 'this is a public key (recipient), not an identity';
+    if (/^AGE-SECRET-KEY-PQ-/i.test(value)) {
+        return 'post-quantum hybrid identities are not supported';
+    }
+    if (/^AGE-PLUGIN-/i.test(value))
+        return 'age plugin identities are not supported';
+    if (/^-----BEGIN/.test(value) || /^(ssh-|ecdsa-)/i.test(value)) {
+        return 'SSH keys are not supported, only age X25519 identities';
+    }
+    return 'not a valid age X25519 identity (AGE-SECRET-KEY-1...)';
+}
+function recipientKey(recipient, index) {
+    const value = recipient.trim();
+    const raw = decodeRecipient(value);
+    if (!raw) {
+        throw new ConfigurationError(`age recipient ${index + 1}: ${recipientProblem(value)}`);
+    }
+    return raw;
+}
+function identitySecret(identity, where) {
+    const value = identity.trim();
+    const raw = decodeIdentity(value);
+    if (!raw) {
+        throw new errors/* ConfigurationError */.j1(`invalid age identity ${where}: ${identityProblem(value)}`);
+    }
+    return raw;
+}
+/** A new X25519 key pair in the age-keygen encodings. */
+function generateIdentity() {
+    const secret = crypto.randomBytes(32);
+    return {
+        identity: bech32Encode(IDENTITY_HRP, secret),
+        recipient: bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret))),
+    };
+}
+/** The recipient (public key) of an identity, as `age-keygen -y` prints it. */
+function identityToRecipient(identity) {
+    const secret = identitySecret(identity, 'given');
+    return bech32Encode(RECIPIENT_HRP, rawPublicKey(x25519PrivateKey(secret)));
+}
+/** The items of a recipients text, with where each one is (1-based). */
+function recipientItems(text) {
+    const out = [];
+    text.split(/\r?\n/).forEach((raw, i) => {
+        const line = raw.trim();
+        if (line === '' || line.startsWith('#'))
+            return;
+        const items = line
+            .split(',')
+            .map((item) => item.trim())
+            .filter((item) => item !== '');
+        items.forEach((value, j) => out.push({ value, line: i + 1, item: items.length > 1 ? j + 1 : undefined }));
+    });
+    return out;
+}
+/**
+ * Recipients from text: one `age1...` per line or several separated by commas; lines starting with
+ * '#' and blank lines are ignored; duplicates are dropped. May return an empty list. Errors name
+ * the line (and the item on a line of several) and what is wrong, never the value: a secret key
+ * pasted here by mistake must not reach a log.
+ */
+function parseRecipients(text) {
+    const out = [];
+    for (const { value, line, item } of recipientItems(text)) {
+        if (!decodeRecipient(value)) {
+            const where = item === undefined ? `line ${line}` : `line ${line}, item ${item}`;
+            throw new ConfigurationError(`age recipients, ${where}: ${recipientProblem(value)}`);
+        }
+        if (!out.includes(value))
+            out.push(value);
+    }
+    return out;
+}
+/**
+ * The values of a recipients text that are not recipients, each whole and each of its words of
+ * 20 characters or more: front doors mask them in their logs, as they may be secret keys.
+ */
+function invalidRecipientValues(text) {
+    const out = new Set();
+    for (const { value } of recipientItems(text)) {
+        if (decodeRecipient(value))
+            continue;
+        out.add(value);
+        for (const word of value.split(/\s+/))
+            if (word.length >= 20)
+                out.add(word);
+    }
+    return [...out];
+}
+/**
+ * Identities from text in the age-keygen file format: `AGE-SECRET-KEY-1...` lines, with '#'
+ * comment lines and blank lines ignored. Errors name the line number, never its content. May
+ * return an empty list.
+ */
+function parseIdentities(text) {
+    const out = [];
+    const lines = text.split(/\r?\n/);
+    for (let i = 0; i < lines.length; i++) {
+        const line = lines[i].trim();
+        if (line === '' || line.startsWith('#'))
+            continue;
+        if (!decodeIdentity(line)) {
+            throw new errors/* ConfigurationError */.j1(`age identities, line ${i + 1}: ${identityProblem(line)}`);
+        }
+        if (!out.includes(line))
+            out.push(line);
+    }
+    return out;
+}
+function formatStanza(stanza) {
+    let text = `-> ${[stanza.type, ...stanza.args].join(' ')}\n`;
+    const encoded = b64Encode(stanza.body);
+    for (let i = 0; i <= encoded.length; i += COLUMNS_PER_LINE) {
+        text += `${encoded.slice(i, i + COLUMNS_PER_LINE)}\n`;
+    }
+    return text;
+}
+function headerMac(fileKey, headerUpToDashes) {
+    return external_node_crypto_.createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+        .update(headerUpToDashes)
+        .digest();
+}
+function isArgument(text) {
+    return text.length > 0 && /^[\x21-\x7e]+$/.test(text);
+}
+function malformed(line, reason) {
+    return new AgeError(`the age header is malformed (line ${line}): ${reason}`, 'header');
+}
+/** Parses a complete header (intro line through the MAC line, excluding the final newline). */
+function parseHeader(text) {
+    const lines = text.split('\n');
+    const stanzas = [];
+    let offset = lines[0].length + 1;
+    let i = 1;
+    while (i < lines.length) {
+        const line = lines[i];
+        if (line.startsWith('---')) {
+            const parts = line.split(' ');
+            const mac = parts.length === 2 && parts[0] === '---' ? b64Decode(parts[1]) : null;
+            if (!mac || mac.length !== 32 || i !== lines.length - 1) {
+                throw malformed(i + 1, 'invalid closing (MAC) line');
+            }
+            if (stanzas.length === 0)
+                throw malformed(i + 1, 'the header has no recipient stanza');
+            return { stanzas, mac, macInputLength: offset + 3 };
+        }
+        if (!line.startsWith('->'))
+            throw malformed(i + 1, 'unexpected line');
+        const parts = line.split(' ');
+        if (parts[0] !== '->' || parts.length < 2 || !parts.slice(1).every(isArgument)) {
+            throw malformed(i + 1, 'invalid stanza line');
+        }
+        offset += line.length + 1;
+        i++;
+        const chunks = [];
+        for (;;) {
+            if (i >= lines.length)
+                throw malformed(i, 'stanza body is not terminated');
+            const bodyLine = lines[i];
+            const decoded = b64Decode(bodyLine);
+            if (!decoded || bodyLine.length > COLUMNS_PER_LINE) {
+                throw malformed(i + 1, bodyLine.startsWith('-')
+                    ? 'stanza ended without a short body line'
+                    : 'invalid stanza body line');
+            }
+            chunks.push(decoded);
+            offset += bodyLine.length + 1;
+            i++;
+            if (decoded.length < BYTES_PER_LINE)
+                break;
+        }
+        stanzas.push({ type: parts[1], args: parts.slice(2), body: Buffer.concat(chunks) });
+    }
+    throw malformed(lines.length, 'missing closing (MAC) line');
+}
+/** Why a buffer that does not start with the age intro line is not readable; null to wait. */
+function classifyBadStart(data, final) {
+    const starts = (prefix) => data
+        .subarray(0, Math.min(data.length, prefix.length))
+        .equals(prefix.subarray(0, Math.min(data.length, prefix.length)));
+    if (data.length >= VERSION_PREFIX.length && starts(VERSION_PREFIX)) {
+        const end = data.indexOf(0x0a);
+        const line = data
+            .subarray(0, end < 0 ? Math.min(data.length, 64) : Math.min(end, 64))
+            .toString('latin1')
+            .replace(/[^\x20-\x7e]/g, '?');
+        return new AgeError(`unsupported age format version: the file starts with "${line}"`, 'header');
+    }
+    if (starts(ARMOR_BEGIN)) {
+        if (data.length >= ARMOR_BEGIN.length) {
+            return new AgeError('the input is an ASCII-armored age file; only the binary age format is supported', 'unsupported');
+        }
+        if (!final)
+            return null;
+    }
+    return new AgeError('the input is not an age encrypted file (it does not start with "age-encryption.org/v1")', 'header');
+}
+// ---------------------------------------------------------------------------------------------
+// Buffering
+/** A FIFO of buffers from which fixed-size pieces are taken without copying where possible. */
+class ByteQueue {
+    parts = [];
+    first = 0;
+    offset = 0;
+    length = 0;
+    push(data) {
+        if (data.length === 0)
+            return;
+        this.parts.push(data);
+        this.length += data.length;
+    }
+    /** Removes the first n bytes: a view when they lie in one buffer, else a copy in `scratch`. */
+    take(n, scratch) {
+        const head = this.parts[this.first];
+        if (head.length - this.offset >= n) {
+            const view = head.subarray(this.offset, this.offset + n);
+            this.advance(n);
+            return view;
+        }
+        let filled = 0;
+        while (filled < n) {
+            const part = this.parts[this.first];
+            const count = Math.min(part.length - this.offset, n - filled);
+            part.copy(scratch, filled, this.offset, this.offset + count);
+            filled += count;
+            this.advance(count);
+        }
+        return scratch.subarray(0, n);
+    }
+    advance(n) {
+        this.offset += n;
+        this.length -= n;
+        if (this.offset === this.parts[this.first].length) {
+            this.first++;
+            this.offset = 0;
+            if (this.first === this.parts.length) {
+                this.parts = [];
+                this.first = 0;
+            }
+            else if (this.first >= 1024) {
+                this.parts = this.parts.slice(this.first);
+                this.first = 0;
+            }
+        }
+    }
+}
+function chunkNonce(nonce, counter, last) {
+    if (counter >= MAX_CHUNKS)
+        throw new AgeError('the age payload has too many chunks', 'payload');
+    nonce.fill(0);
+    nonce.writeUIntBE(counter, 5, 6);
+    nonce[11] = last ? 1 : 0;
+    return nonce;
+}
+/** Validates encryption options; throws ConfigurationError before any stream exists. */
+function encryptConfig(options) {
+    const recipients = options.recipients ?? [];
+    const passphrase = options.passphrase;
+    if (passphrase !== undefined && recipients.length > 0) {
+        throw new ConfigurationError('age files can have either public-key recipients or one passphrase, not both: ' +
+            'give only age recipients or only a passphrase');
+    }
+    if (passphrase === undefined && recipients.length === 0) {
+        throw new ConfigurationError('age encryption needs at least one recipient or a passphrase');
+    }
+    if (passphrase !== undefined && passphrase.length === 0) {
+        throw new ConfigurationError('the age passphrase is empty');
+    }
+    const workFactor = options.scryptWorkFactor ?? DEFAULT_SCRYPT_WORK_FACTOR;
+    if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR) {
+        throw new ConfigurationError(`the scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}, got ${workFactor}`);
+    }
+    return { recipientKeys: recipients.map((r, i) => recipientKey(r, i)), passphrase, workFactor };
+}
+/** The header (stanzas for each recipient or the passphrase, and its MAC) and payload key. */
+async function encryptionKeys(config) {
+    const fileKey = crypto.randomBytes(FILE_KEY_SIZE);
+    const stanzas = [];
+    if (config.passphrase !== undefined) {
+        const salt = crypto.randomBytes(16);
+        const key = await scryptKey(config.passphrase, salt, config.workFactor);
+        stanzas.push({
+            type: 'scrypt',
+            args: [b64Encode(salt), String(config.workFactor)],
+            body: aeadSeal(key, ZERO_NONCE, fileKey),
+        });
+    }
+    for (const recipient of config.recipientKeys) {
+        const ephemeral = crypto.generateKeyPairSync('x25519');
+        const share = rawPublicKey(ephemeral.publicKey);
+        const shared = x25519(ephemeral.privateKey, x25519PublicKey(recipient));
+        if (!shared)
+            throw new ConfigurationError('an age recipient is an invalid X25519 point');
+        const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), X25519_LABEL);
+        stanzas.push({
+            type: 'X25519',
+            args: [b64Encode(share)],
+            body: aeadSeal(wrapKey, ZERO_NONCE, fileKey),
+        });
+    }
+    const upToDashes = Buffer.from(INTRO + stanzas.map(formatStanza).join('') + '---', 'latin1');
+    const mac = headerMac(fileKey, upToDashes);
+    const nonce = crypto.randomBytes(NONCE_SIZE);
+    return {
+        header: Buffer.concat([upToDashes, Buffer.from(` ${b64Encode(mac)}\n`, 'latin1'), nonce]),
+        payloadKey: crypto.createSecretKey(hkdf(fileKey, nonce, 'payload')),
+    };
+}
+/**
+ * Encrypts one age file, fed synchronously. Input is copied into a single 64 KiB chunk buffer
+ * and never referenced once `update` returns, so callers may reuse their buffers at once;
+ * each sealed chunk comes out as new buffers (ciphertext, then tag).
+ */
+class AgeEncryptor {
+    payloadKey;
+    header;
+    chunk = Buffer.allocUnsafe(CHUNK_SIZE);
+    filled = 0;
+    nonce = Buffer.alloc(12);
+    counter = 0;
+    constructor(header, payloadKey) {
+        this.payloadKey = payloadKey;
+        this.header = header;
+    }
+    /** Rejects with a ConfigurationError (never echoing a secret) for invalid options. */
+    static async create(options) {
+        return AgeEncryptor.fromConfig(encryptConfig(options));
+    }
+    static async fromConfig(config) {
+        const { header, payloadKey } = await encryptionKeys(config);
+        return new AgeEncryptor(header, payloadKey);
+    }
+    /** Encrypts `data`; returns what is ready to be written (possibly nothing). */
+    update(data) {
+        const out = this.takeHeader();
+        let offset = 0;
+        while (offset < data.length) {
+            // A full chunk is sealed only once more data follows: the last chunk is marked as last.
+            if (this.filled === CHUNK_SIZE)
+                this.seal(false, out);
+            const n = data.copy(this.chunk, this.filled, offset);
+            this.filled += n;
+            offset += n;
+        }
+        return out;
+    }
+    /** Seals the last chunk; nothing may be encrypted afterwards. */
+    final() {
+        const out = this.takeHeader();
+        this.seal(true, out);
+        return out;
+    }
+    takeHeader() {
+        if (!this.header)
+            return [];
+        const out = [this.header];
+        this.header = null;
+        return out;
+    }
+    seal(last, out) {
+        const cipher = crypto.createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.nonce, this.counter, last), { authTagLength: TAG_SIZE });
+        this.counter++;
+        const body = cipher.update(this.chunk.subarray(0, this.filled));
+        cipher.final();
+        this.filled = 0;
+        // The sealed chunk goes out as the ciphertext and its tag: concatenating them would copy
+        // every byte once more and double the garbage the collector has to catch up with.
+        out.push(body, cipher.getAuthTag());
+    }
+}
+/** A stream that turns plaintext into a binary age file for the given recipients or passphrase. */
+function createEncryptStream(options) {
+    return processingStream(AgeEncryptor.fromConfig(encryptConfig(options)), STREAM_HIGH_WATER_MARK);
+}
+/** A stream that encrypts through an encryptor that has not been used yet. */
+function encryptingStream(encryptor) {
+    return processingStream(encryptor, STREAM_HIGH_WATER_MARK);
+}
+/** Validates decryption options; throws ConfigurationError (never echoing a secret). */
+function decryptConfig(options) {
+    const identities = options.identities ?? [];
+    if (identities.length === 0 && options.passphrase === undefined) {
+        throw new errors/* ConfigurationError */.j1('age decryption needs an identity or a passphrase');
+    }
+    if (options.passphrase !== undefined && options.passphrase.length === 0) {
+        throw new errors/* ConfigurationError */.j1('the age passphrase is empty');
+    }
+    return {
+        identities: identities.map((identity, i) => {
+            const privateKey = x25519PrivateKey(identitySecret(identity, `number ${i + 1}`));
+            return { privateKey, publicKey: rawPublicKey(privateKey) };
+        }),
+        passphrase: options.passphrase,
+    };
+}
+class AgeDecryptStream extends external_node_stream_.Transform {
+    identities;
+    passphrase;
+    state = 'header';
+    /** Header bytes so far: the first input chunk itself, then an owned buffer grown by doubling. */
+    headerStore = Buffer.alloc(0);
+    headerSize = 0;
+    markerSearchFrom = 0;
+    fileKey = null;
+    payloadKey = null;
+    pending = new ByteQueue();
+    scratch = Buffer.allocUnsafe(ENCRYPTED_CHUNK_SIZE);
+    nonce = Buffer.alloc(12);
+    counter = 0;
+    constructor(config) {
+        super({
+            readableHighWaterMark: STREAM_HIGH_WATER_MARK,
+            writableHighWaterMark: STREAM_HIGH_WATER_MARK,
+        });
+        this.identities = config.identities;
+        this.passphrase = config.passphrase;
+    }
+    _transform(chunk, _encoding, callback) {
+        if (this.state !== 'header') {
+            this.consume(chunk, callback);
+            return;
+        }
+        const headerEnd = this.collectHeader(chunk);
+        if (headerEnd instanceof AgeError) {
+            callback(headerEnd);
+            return;
+        }
+        if (headerEnd < 0) {
+            callback();
+            return;
+        }
+        const header = this.headerBuffer;
+        this.headerStore = Buffer.alloc(0);
+        this.headerSize = 0;
+        this.unwrap(header.subarray(0, headerEnd)).then(() => {
+            this.state = 'nonce';
+            this.consume(header.subarray(headerEnd), callback);
+        }, (err) => callback((0,errors/* asError */.zR)(err)));
+    }
+    _flush(callback) {
+        try {
+            if (this.state === 'header') {
+                if (this.headerBuffer.length === 0) {
+                    throw new AgeError('the input is empty: it is not an age encrypted file', 'header');
+                }
+                throw (this.checkStart(true) ??
+                    new AgeError('the age file is truncated: it ends inside the header', 'header'));
+            }
+            if (this.state === 'nonce') {
+                throw new AgeError('the age file is truncated: it ends before the payload nonce', 'header');
+            }
+            this.finishPayload();
+            callback();
+        }
+        catch (err) {
+            callback(err);
+        }
+    }
+    checkStart(final) {
+        const data = this.headerBuffer;
+        const n = Math.min(data.length, INTRO_BYTES.length);
+        if (data.subarray(0, n).equals(INTRO_BYTES.subarray(0, n)))
+            return null;
+        return classifyBadStart(data, final);
+    }
+    /** Adds header bytes; returns the header length once complete, -1 to wait, or an error. */
+    get headerBuffer() {
+        return this.headerStore.subarray(0, this.headerSize);
+    }
+    appendHeader(chunk) {
+        if (this.headerSize === 0) {
+            this.headerStore = chunk;
+        }
+        else {
+            const needed = this.headerSize + chunk.length;
+            if (needed > this.headerStore.length) {
+                const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.headerStore.length, 4096));
+                this.headerStore.copy(grown, 0, 0, this.headerSize);
+                this.headerStore = grown;
+            }
+            chunk.copy(this.headerStore, this.headerSize);
+        }
+        this.headerSize += chunk.length;
+    }
+    collectHeader(chunk) {
+        this.appendHeader(chunk);
+        const data = this.headerBuffer;
+        const bad = this.checkStart(false);
+        if (bad)
+            return bad;
+        if (data.length < INTRO_BYTES.length)
+            return -1;
+        const marker = data.indexOf(MAC_LINE_MARKER, this.markerSearchFrom);
+        if (marker < 0)
+            this.markerSearchFrom = Math.max(0, data.length - MAC_LINE_MARKER.length + 1);
+        const newline = marker >= 0 ? data.indexOf(0x0a, marker + 1) : -1;
+        // The input length at which each outcome is known when bytes come one at a time: the size
+        // limit passed, the header's end, a MAC line too long. The earliest within the input wins,
+        // so the outcome does not depend on how the input was split into writes.
+        const tooLarge = MAX_HEADER_SIZE + 1;
+        const complete = newline >= 0 ? newline + 1 : Infinity;
+        const macTooLong = marker >= 0 ? marker + MAX_MAC_LINE + 1 : Infinity;
+        const first = Math.min(tooLarge, complete, macTooLong);
+        if (first > data.length)
+            return -1;
+        if (first === tooLarge) {
+            return new AgeError(`the age header is larger than ${MAX_HEADER_SIZE} bytes`, 'header');
+        }
+        if (first === complete)
+            return complete;
+        return new AgeError('the age header is malformed: invalid closing (MAC) line', 'header');
+    }
+    async unwrap(header) {
+        const { stanzas, mac, macInputLength } = parseHeader(header.subarray(0, header.length - 1).toString('latin1'));
+        const scryptStanzas = stanzas.filter((s) => s.type === 'scrypt');
+        let fileKey;
+        if (scryptStanzas.length > 0) {
+            if (stanzas.length !== 1) {
+                throw new AgeError('the age header is malformed: a passphrase (scrypt) stanza must be the only stanza', 'header');
+            }
+            fileKey = await this.unwrapScrypt(scryptStanzas[0]);
+        }
+        else {
+            fileKey = this.unwrapX25519(stanzas);
+        }
+        const expected = headerMac(fileKey, header.subarray(0, macInputLength));
+        if (!external_node_crypto_.timingSafeEqual(expected, mac)) {
+            throw new AgeError('the age header MAC does not match: the header was modified (tampered with or corrupted)', 'hmac');
+        }
+        this.fileKey = fileKey;
+    }
+    async unwrapScrypt(stanza) {
+        if (this.passphrase === undefined) {
+            throw new AgeError('this backup is encrypted with a passphrase, but no passphrase was given to decrypt it', 'no match');
+        }
+        const salt = stanza.args.length === 2 ? b64Decode(stanza.args[0]) : null;
+        if (!salt || salt.length !== 16 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
+            throw new AgeError('the age header is malformed: invalid passphrase (scrypt) stanza', 'header');
+        }
+        if (!/^[1-9][0-9]?$/.test(stanza.args[1])) {
+            throw new AgeError('the age header is malformed: invalid scrypt work factor', 'header');
+        }
+        const workFactor = Number(stanza.args[1]);
+        if (workFactor > MAX_SCRYPT_WORK_FACTOR) {
+            throw new AgeError(`the scrypt work factor of this file (${workFactor}) is above the limit of ${MAX_SCRYPT_WORK_FACTOR}`, 'header');
+        }
+        const key = await scryptKey(this.passphrase, salt, workFactor);
+        const fileKey = aeadOpen(key, ZERO_NONCE, stanza.body);
+        if (!fileKey) {
+            throw new AgeError('the passphrase is wrong: it does not decrypt this backup', 'no match');
+        }
+        return fileKey;
+    }
+    unwrapX25519(stanzas) {
+        const x25519Stanzas = stanzas.filter((s) => s.type === 'X25519');
+        const parsed = x25519Stanzas.map((stanza) => {
+            const share = stanza.args.length === 1 ? b64Decode(stanza.args[0]) : null;
+            if (!share || share.length !== 32 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE) {
+                throw new AgeError('the age header is malformed: invalid X25519 stanza', 'header');
+            }
+            return { share, shareKey: x25519PublicKey(share), body: stanza.body };
+        });
+        for (const identity of this.identities) {
+            for (const stanza of parsed) {
+                const shared = x25519(identity.privateKey, stanza.shareKey);
+                if (!shared) {
+                    throw new AgeError('the age header is malformed: invalid X25519 share', 'header');
+                }
+                const wrapKey = hkdf(shared, Buffer.concat([stanza.share, identity.publicKey]), X25519_LABEL);
+                const fileKey = aeadOpen(wrapKey, ZERO_NONCE, stanza.body);
+                if (fileKey)
+                    return fileKey;
+            }
+        }
+        if (this.identities.length === 0) {
+            throw new AgeError('this backup is encrypted to age public keys, not with a passphrase: give its age identity', 'no match');
+        }
+        throw new AgeError('the age identity given does not match any recipient of this backup', 'no match');
+    }
+    consume(data, callback) {
+        try {
+            this.pending.push(data);
+            if (this.state === 'nonce') {
+                if (this.pending.length < NONCE_SIZE) {
+                    callback();
+                    return;
+                }
+                const nonce = Buffer.from(this.pending.take(NONCE_SIZE, this.scratch));
+                this.payloadKey = external_node_crypto_.createSecretKey(hkdf(this.fileKey, nonce, 'payload'));
+                this.fileKey = null;
+                this.state = 'payload';
+            }
+            while (this.pending.length > ENCRYPTED_CHUNK_SIZE) {
+                this.openMiddleChunk(this.pending.take(ENCRYPTED_CHUNK_SIZE, this.scratch));
+            }
+            callback();
+        }
+        catch (err) {
+            callback(err);
+        }
+    }
+    open(sealed, last) {
+        return aeadOpen(this.payloadKey, chunkNonce(this.nonce, this.counter, last), sealed);
+    }
+    /**
+     * A full chunk with more data after it. Like the reference implementation, a chunk that
+     * authenticates is released before a failure that follows it: the plaintext a failed file
+     * releases is what the age test vectors expect.
+     */
+    openMiddleChunk(sealed) {
+        const plaintext = this.open(sealed, false);
+        if (!plaintext) {
+            const final = this.open(sealed, true);
+            if (final) {
+                this.push(final);
+                throw new AgeError(`the age file has trailing data after the final chunk (chunk ${this.counter})`, 'payload');
+            }
+            throw new AgeError(`payload chunk ${this.counter} failed authentication: the backup data is corrupted`, 'payload');
+        }
+        this.counter++;
+        this.push(plaintext);
+    }
+    /** The rest of the input, which must be exactly the final chunk. */
+    finishPayload() {
+        const rest = this.pending.length;
+        if (rest === 0) {
+            throw new AgeError(this.counter === 0
+                ? 'the age file is truncated: it has no payload'
+                : `the age file is truncated: it ends after chunk ${this.counter - 1} without the final chunk`, 'payload');
+        }
+        if (rest < TAG_SIZE) {
+            throw new AgeError(`the age file is truncated: chunk ${this.counter} is incomplete`, 'payload');
+        }
+        const sealed = this.pending.take(rest, this.scratch);
+        const plaintext = this.open(sealed, true);
+        if (!plaintext) {
+            const middle = rest === ENCRYPTED_CHUNK_SIZE ? this.open(sealed, false) : null;
+            if (middle) {
+                this.push(middle);
+                throw new AgeError(`the age file is truncated: it ends after chunk ${this.counter} without the final chunk`, 'payload');
+            }
+            throw new AgeError(`the final payload chunk (chunk ${this.counter}) failed authentication: ` +
+                'the backup data is corrupted or the file is truncated', 'payload');
+        }
+        if (plaintext.length === 0 && this.counter > 0) {
+            throw new AgeError(`the age payload is malformed: the final chunk ${this.counter} is empty`, 'payload');
+        }
+        this.counter++;
+        this.push(plaintext);
+    }
+}
+/** A stream that turns a binary age file into its plaintext; failures are AgeError. */
+function createDecryptStream(options) {
+    return new AgeDecryptStream(decryptConfig(options));
+}
+
+
+/***/ }),
+
+/***/ 4717:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   XO: () => (/* binding */ storageOption),
+/* harmony export */   cw: () => (/* binding */ gitContext),
+/* harmony export */   vW: () => (/* binding */ postgresVersionOption)
+/* harmony export */ });
+/* unused harmony export s3Settings */
+/* harmony import */ var _postgres_tools_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(70936);
+/* harmony import */ var _storage_open_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(88669);
+
+
+/** The S3 settings shared by every command: endpoint, region, path-style addressing. */
+function s3Settings(read) {
+    return {
+        endpoint: read.string('s3-endpoint'),
+        region: read.string('s3-region'),
+        forcePathStyle: read.string('s3-force-path-style') === undefined
+            ? undefined
+            : read.boolean('s3-force-path-style', false),
+    };
+}
+/** Opens the store named by `storage`. */
+function storageOption(read, logger) {
+    return (0,_storage_open_js__WEBPACK_IMPORTED_MODULE_1__/* .openStorage */ .Gz)(read.required('storage'), s3Settings(read), logger);
+}
+/** `auto`, or the PostgreSQL major the client tools must have. */
+function postgresVersionOption(read) {
+    return (0,_postgres_tools_js__WEBPACK_IMPORTED_MODULE_0__/* .resolvePostgresVersionInput */ .Iz)(read.string('postgres-version') ?? 'auto');
+}
+/** Git and run context of the workflow run (none outside GitHub Actions), for manifests and reports. */
+function gitContext(env) {
+    let prNumber;
+    const ref = env.GITHUB_REF ?? '';
+    const m = /^refs\/pull\/(\d+)\//.exec(ref);
+    if (m)
+        prNumber = Number(m[1]);
+    const context = {
+        repository: env.GITHUB_REPOSITORY,
+        sha: env.GITHUB_SHA,
+        ref: env.GITHUB_REF,
+        runId: env.GITHUB_RUN_ID,
+        runAttempt: env.GITHUB_RUN_ATTEMPT,
+        workflow: env.GITHUB_WORKFLOW,
+        prNumber,
+        actor: env.GITHUB_ACTOR,
+        serverUrl: env.GITHUB_SERVER_URL,
+    };
+    return Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined && v !== ''));
+}
+
+
+/***/ }),
+
 /***/ 49722:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
@@ -59640,7 +60636,7 @@ function parseConnectionString(text, inputName = 'database-url') {
             url = new URL(trimmed);
         }
         catch {
-            throw new errors/* ConfigurationError */.j1(`Input '${inputName}' is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
+            throw new errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
                 `Expected postgresql://user:password@host:5432/dbname?sslmode=require; percent-encode special characters in the password.`);
         }
         if (url.hostname)
@@ -59677,7 +60673,7 @@ function parseKeyValue(text, out, inputName) {
         while (i < n && /\s/.test(text[i]))
             i++;
         if (!key || text[i] !== '=') {
-            throw new errors/* ConfigurationError */.j1(`Input '${inputName}' is neither a postgres:// URL nor a libpq key=value string ` +
+            throw new errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} is neither a postgres:// URL nor a libpq key=value string ` +
                 `(the value is not shown because it may contain a password). Expected e.g. "host=db.example.com port=5432 dbname=app user=backup".`);
         }
         i++;
@@ -59692,7 +60688,7 @@ function parseKeyValue(text, out, inputName) {
                 value += text[i++];
             }
             if (text[i] !== "'") {
-                throw new errors/* ConfigurationError */.j1(`Input '${inputName}' has an unterminated quoted value.`);
+                throw new errors/* OptionError */.eR(inputName, (w) => `${w.option(inputName)} has an unterminated quoted value.`);
             }
             i++;
         }
@@ -59960,13 +60956,13 @@ function quoteLiteral(value) {
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   CI: () => (/* binding */ listClientCandidates),
 /* harmony export */   CZ: () => (/* binding */ CLIENT_TOOL_CACHE_NAME),
+/* harmony export */   Ds: () => (/* binding */ majorOf),
 /* harmony export */   Iz: () => (/* binding */ resolvePostgresVersionInput),
 /* harmony export */   Mt: () => (/* binding */ findClientTools),
 /* harmony export */   Q5: () => (/* binding */ findServerBinaries),
-/* harmony export */   Wj: () => (/* binding */ defaultSearchDirs),
-/* harmony export */   mR: () => (/* binding */ parseToolVersion)
+/* harmony export */   Wj: () => (/* binding */ defaultSearchDirs)
 /* harmony export */ });
-/* unused harmony exports majorFromVersionNum, compareVersions, toolCacheDirs, probeVersion, listServerCandidates */
+/* unused harmony exports parseToolVersion, majorFromVersionNum, compareVersions, toolCacheDirs, probeVersion, listServerCandidates */
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(73024);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(51455);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(76760);
@@ -60010,6 +61006,10 @@ function parseToolVersion(output) {
     }
     return undefined;
 }
+/** The PostgreSQL major of a version string such as `15.18` (9.6 and older count as 9). */
+function majorOf(version, fallback = 0) {
+    return parseToolVersion(version)?.major ?? fallback;
+}
 /** The major of a `server_version_num` (150018 → 15, 90624 → 9 for 9.6.24). */
 function majorFromVersionNum(num) {
     if (!Number.isSafeInteger(num) || num < 10000) {
@@ -60048,7 +61048,7 @@ function resolvePostgresVersionInput(value) {
         if (major >= 10 && major <= 99)
             return major;
     }
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_4__/* .ConfigurationError */ .j1(`postgres-version must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'`);
+    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_4__/* .OptionError */ .eR('postgres-version', (w) => `${w.option('postgres-version')} must be 'auto' or a PostgreSQL major version such as '17' (10 or newer), got '${value}'.`);
 }
 function majorDirs(parent, pattern, suffix) {
     return (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readdir)(parent)
@@ -60595,9 +61595,100 @@ class LocalStorage {
             }
         }
     }
-    async describe() {
-        return {};
+    async versioning() {
+        return undefined;
     }
+}
+
+
+/***/ }),
+
+/***/ 88669:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Gz: () => (/* binding */ openStorage),
+/* harmony export */   Q0: () => (/* binding */ parseStorageLocation)
+/* harmony export */ });
+/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(73136);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+/* harmony import */ var _local_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(53114);
+
+
+
+
+const EXAMPLES = 'Use s3://bucket or s3://bucket/prefix for S3, or a folder: /absolute/path, ./relative/path or file:///absolute/path.';
+/** The input as it may be quoted in a message: any user:password part is masked. */
+function quotable(location) {
+    return location.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
+}
+function invalid(location, why) {
+    return new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j1(`Invalid storage location '${quotable(location)}': ${why}. ${EXAMPLES}`);
+}
+/**
+ * Reads a storage location: `s3://bucket[/prefix]`, `file:///abs/path`, `/abs/path`,
+ * `./rel/path` or `../rel/path`. Relative paths stay relative (resolved when opened).
+ */
+function parseStorageLocation(location) {
+    const text = location.trim();
+    if (text === '')
+        throw invalid(location, 'it is empty');
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
+    if (scheme === 's3') {
+        const rest = text.slice('s3://'.length);
+        const slash = rest.indexOf('/');
+        const authority = slash === -1 ? rest : rest.slice(0, slash);
+        const path = slash === -1 ? '' : rest.slice(slash + 1);
+        if (authority.includes('@')) {
+            throw invalid(location, 'credentials do not belong in the location; pass them as access key inputs or through the AWS environment');
+        }
+        if (authority === '')
+            throw invalid(location, 'the bucket name is missing');
+        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$/.test(authority)) {
+            throw invalid(location, `'${authority}' is not a valid bucket name (letters, digits, '.', '-' and '_', 3 to 255 characters)`);
+        }
+        if (/[?#]/.test(path))
+            throw invalid(location, "the prefix must not contain '?' or '#'");
+        const prefix = path.replace(/^\/+|\/+$/g, '');
+        if (prefix.split('/').some((segment) => segment === '.' || segment === '..')) {
+            throw invalid(location, "the prefix must not contain '.' or '..' segments");
+        }
+        if (prefix.includes('//'))
+            throw invalid(location, 'the prefix contains an empty segment (//)');
+        return { type: 's3', bucket: authority, prefix };
+    }
+    if (scheme === 'file') {
+        let path;
+        try {
+            path = (0,node_url__WEBPACK_IMPORTED_MODULE_0__.fileURLToPath)(text);
+        }
+        catch (error) {
+            throw invalid(location, `it is not a local file URL (${error instanceof Error ? error.message : String(error)})`);
+        }
+        return { type: 'local', path };
+    }
+    if (scheme !== undefined) {
+        throw invalid(location, `the scheme '${scheme}://' is not supported`);
+    }
+    if (text.startsWith('/') || text === '.' || text === '..' || /^\.\.?\//.test(text)) {
+        return { type: 'local', path: text };
+    }
+    if (text.startsWith('~')) {
+        throw invalid(location, "'~' is not expanded; give the folder's absolute path");
+    }
+    throw invalid(location, `it has no scheme; for a bucket write s3://${text}, for a folder write ./${text}`);
+}
+/**
+ * Opens the store a location names. The S3 module (and the AWS SDK with it) is loaded only for
+ * an S3 location: a backup to a folder starts without compiling it.
+ */
+async function openStorage(location, s3, logger) {
+    const parsed = parseStorageLocation(location);
+    if (parsed.type === 's3') {
+        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(444)]).then(__nccwpck_require__.bind(__nccwpck_require__, 53444));
+        return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
+    }
+    return new _local_js__WEBPACK_IMPORTED_MODULE_2__/* .LocalStorage */ .D(parsed.path, logger);
 }
 
 
