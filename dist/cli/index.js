@@ -100132,24 +100132,48 @@ async function planName(name, options, deps, now) {
         throw new ManifestError(`Nothing was pruned: ${damaged.replace(/\.$/, '')}. Prune stops until that manifest is repaired or the backup is removed by hand.`);
     }
     const recordObjects = await groupByFolder(storage, verificationsPrefix(name));
-    const lastStatus = new Map();
-    if (recordObjects.size > 0) {
-        // Oldest first: the last record of each backup decides.
-        for (const record of await listVerifications(storage, name)) {
-            if (record.status === 'passed' || record.status === 'failed') {
-                lastStatus.set(record.backupId, record.status);
-            }
-        }
-    }
+    const lastStatus = await lastVerifications(storage, name, recordObjects.size > 0);
     const complete = entries.filter((e) => e.manifest !== undefined);
-    const byId = new Map(complete.map((e) => [e.id, e]));
     const backups = complete.map((e) => catalogBackup(storage, e, lastStatus.get(e.id), logger));
     const plan = planRetention(backups, options.policy, now, { maxDelete: options.maxDelete });
     const backupObjects = new Map();
-    const pruned = plan.entries.map((entry) => {
+    const pruned = prunedBackups(plan, complete, backupObjects);
+    const incompleteObjects = new Map();
+    const incomplete = incompleteUploads(entries, recordObjects, options, now, incompleteObjects);
+    const orphanedRecords = orphanedRecordsOf(entries, recordObjects, options, now);
+    const result = {
+        name,
+        backups: pruned,
+        incomplete,
+        orphanedRecords,
+        kept: pruned.length,
+        deleted: 0,
+        freedBytes: 0,
+    };
+    if (plan.refused !== undefined)
+        result.refused = plan.refused;
+    logPlan(result, plan, logger);
+    return { result, backupObjects, records: recordObjects, incompleteObjects };
+}
+/** The last passed or failed verification of each backup id (oldest record first: the last decides). */
+async function lastVerifications(storage, name, any) {
+    const lastStatus = new Map();
+    if (!any)
+        return lastStatus;
+    for (const record of await listVerifications(storage, name)) {
+        if (record.status === 'passed' || record.status === 'failed') {
+            lastStatus.set(record.backupId, record.status);
+        }
+    }
+    return lastStatus;
+}
+/** The report line of each complete backup; the objects of those to delete go into `doomed`. */
+function prunedBackups(plan, complete, doomed) {
+    const byId = new Map(complete.map((e) => [e.id, e]));
+    return plan.entries.map((entry) => {
         const objects = byId.get(entry.backup.id)?.objects ?? [];
         if (entry.decision === 'delete')
-            backupObjects.set(entry.backup.id, objects);
+            doomed.set(entry.backup.id, objects);
         const item = {
             id: entry.backup.id,
             finishedAt: entry.backup.finishedAt.toISOString(),
@@ -100169,23 +100193,29 @@ async function planName(name, options, deps, now) {
         }
         return item;
     });
+}
+/**
+ * Folders without a manifest: older than the grace period they are deleted (their objects and
+ * records go into `doomed`), younger ones may be uploads in progress and are left.
+ */
+function incompleteUploads(entries, recordObjects, options, now, doomed) {
     const grace = options.deleteIncompleteAfterSeconds;
     const graceText = grace === undefined ? 'never' : compactDuration(grace);
-    const incompleteObjects = new Map();
-    const incomplete = entries
+    return entries
         .filter((e) => e.manifest === undefined)
         .map((e) => {
+        const records = recordObjects.get(e.id) ?? [];
         const ageSeconds = Math.max(0, (now.getTime() - e.lastModified.getTime()) / 1000);
         const old = grace !== undefined && ageSeconds > grace;
         if (old)
-            incompleteObjects.set(e.id, [...e.objects, ...(recordObjects.get(e.id) ?? [])]);
+            doomed.set(e.id, [...e.objects, ...records]);
         return {
             id: e.id,
             lastModified: e.lastModified.toISOString(),
             ageSeconds: Math.round(ageSeconds),
-            bytes: sumSizes(e.objects) + sumSizes(recordObjects.get(e.id) ?? []),
+            bytes: sumSizes(e.objects) + sumSizes(records),
             objects: e.objects.length,
-            records: recordObjects.get(e.id)?.length ?? 0,
+            records: records.length,
             decision: old ? 'delete' : 'leave',
             why: old
                 ? `no manifest, last written ${formatDuration(ageSeconds)} ago (more than ${graceText})`
@@ -100195,14 +100225,18 @@ async function planName(name, options, deps, now) {
             outcome: 'left',
         };
     });
+}
+/** Verification records of backup ids that have no folder at all. */
+function orphanedRecordsOf(entries, recordObjects, options, now) {
+    const grace = options.deleteIncompleteAfterSeconds;
     const folders = new Set(entries.map((e) => e.id));
-    const orphanedRecords = [];
+    const orphaned = [];
     for (const [backupId, objects] of recordObjects) {
         if (folders.has(backupId))
             continue;
         const lastModified = newest(objects);
         const old = grace !== undefined && (now.getTime() - lastModified.getTime()) / 1000 > grace;
-        orphanedRecords.push({
+        orphaned.push({
             backupId,
             lastModified: lastModified.toISOString(),
             bytes: sumSizes(objects),
@@ -100211,26 +100245,18 @@ async function planName(name, options, deps, now) {
             outcome: 'left',
         });
     }
-    const result = {
-        name,
-        backups: pruned,
-        incomplete,
-        orphanedRecords,
-        kept: pruned.length,
-        deleted: 0,
-        freedBytes: 0,
-    };
-    if (plan.refused !== undefined)
-        result.refused = plan.refused;
+    return orphaned;
+}
+function logPlan(result, plan, logger) {
+    const { name, incomplete, orphanedRecords } = result;
     const leaving = incomplete.filter((u) => u.decision === 'leave').length;
-    logger.info(`${name}: ${pruned.length} complete backup(s); the policy keeps ${plan.keep} and deletes ` +
+    logger.info(`${name}: ${result.backups.length} complete backup(s); the policy keeps ${plan.keep} and deletes ` +
         `${plan.delete}; ${incomplete.length - leaving} incomplete upload(s) to remove, ${leaving} to leave` +
         (orphanedRecords.length > 0
             ? `; ${orphanedRecords.length} backup id(s) with verification records but no backup`
             : ''));
     if (plan.refused !== undefined)
         logger.info(`${name}: refused: ${plan.refused}`);
-    return { result, backupObjects, records: recordObjects, incompleteObjects };
 }
 /**
  * Deletes keys in one call (the store batches them) and returns the keys Object Lock kept, with
@@ -100242,9 +100268,20 @@ async function deleteKeys(storage, keys, bypassGovernanceRetention) {
     const result = await storage.delete(keys, { bypassGovernanceRetention });
     return new Map(result.locked.map((l) => [l.key, l.reason]));
 }
+/**
+ * Deletes in two steps: the manifests of the backups to delete first (a backup whose manifest
+ * Object Lock keeps stays whole), then everything else in one batched request.
+ */
 async function executePlans(plans, options, deps, errors) {
-    const { storage, logger } = deps;
     const sizes = new Map();
+    const doomed = doomedBackups(plans, sizes);
+    const gone = await deleteManifests(doomed, sizes, options, deps, errors);
+    if (gone === undefined)
+        return;
+    const owners = objectOwners(plans, gone, sizes);
+    await deleteOwnedObjects(owners, gone.length, sizes, options, deps, errors);
+}
+function doomedBackups(plans, sizes) {
     const doomed = [];
     for (const plan of plans) {
         for (const item of plan.result.backups) {
@@ -100255,22 +100292,25 @@ async function executePlans(plans, options, deps, errors) {
                 sizes.set(o.key, o.size);
         }
     }
-    // Step 1: manifests. A backup whose manifest Object Lock keeps stays whole.
+    return doomed;
+}
+/** Step 1: the manifests. Returns the backups whose manifest went; undefined when the call failed. */
+async function deleteManifests(doomed, sizes, options, deps, errors) {
     const manifestKeys = doomed.map(({ plan, item }) => manifestKey(plan.result.name, item.id));
-    let first;
+    let locked;
     try {
-        first = await deleteKeys(storage, manifestKeys, options.bypassGovernanceRetention);
+        locked = await deleteKeys(deps.storage, manifestKeys, options.bypassGovernanceRetention);
     }
     catch (error) {
         errors.push(`Deleting the manifests of ${doomed.length} backup(s) failed: ${(0,core_errors/* errorMessage */.gJ)(error)}. ` +
             'Their data was not touched; a backup whose manifest did go is now an incomplete upload ' +
             'that a later run removes.');
-        return;
+        return undefined;
     }
     const gone = [];
     for (const d of doomed) {
         const key = manifestKey(d.plan.result.name, d.item.id);
-        const reason = first.get(key);
+        const reason = locked.get(key);
         if (reason !== undefined) {
             d.item.outcome = 'kept-locked';
             d.item.locked = [{ key, reason }];
@@ -100281,60 +100321,68 @@ async function executePlans(plans, options, deps, errors) {
             gone.push(d);
         }
     }
-    // Step 2: everything else, in one batched request.
-    const owners = new Map();
-    for (const { plan, item } of gone) {
-        const name = plan.result.name;
-        for (const o of plan.backupObjects.get(item.id) ?? []) {
-            if (o.key !== manifestKey(name, item.id))
-                owners.set(o.key, { type: 'backup', item });
+    return gone;
+}
+function objectOwners(plans, gone, sizes) {
+    const byKey = new Map();
+    const plan = new Map();
+    const own = (key, size, owner, of) => {
+        byKey.set(key, owner);
+        sizes.set(key, size);
+        plan.set(owner.item, of);
+    };
+    for (const d of gone) {
+        const name = d.plan.result.name;
+        plan.set(d.item, d.plan);
+        for (const o of d.plan.backupObjects.get(d.item.id) ?? []) {
+            if (o.key !== manifestKey(name, d.item.id))
+                byKey.set(o.key, { type: 'backup', item: d.item });
         }
-        for (const o of plan.records.get(item.id) ?? []) {
-            owners.set(o.key, { type: 'backup', item });
-            sizes.set(o.key, o.size);
-        }
-    }
-    const ownerPlan = new Map();
-    for (const { plan, item } of gone)
-        ownerPlan.set(item, plan);
-    for (const plan of plans) {
-        for (const item of plan.result.incomplete) {
-            if (item.decision !== 'delete')
-                continue;
-            ownerPlan.set(item, plan);
-            for (const o of plan.incompleteObjects.get(item.id) ?? []) {
-                owners.set(o.key, { type: 'incomplete', item });
-                sizes.set(o.key, o.size);
-            }
-        }
-        for (const item of plan.result.orphanedRecords) {
-            if (item.decision !== 'delete')
-                continue;
-            ownerPlan.set(item, plan);
-            for (const o of plan.records.get(item.backupId) ?? []) {
-                owners.set(o.key, { type: 'records', item });
-                sizes.set(o.key, o.size);
-            }
+        for (const o of d.plan.records.get(d.item.id) ?? []) {
+            own(o.key, o.size, { type: 'backup', item: d.item }, d.plan);
         }
     }
-    const keys = [...owners.keys()];
-    logger.info(`Deleted ${gone.length} manifest(s); deleting ${keys.length} more object(s) ` +
+    for (const p of plans) {
+        for (const item of p.result.incomplete) {
+            if (item.decision !== 'delete')
+                continue;
+            plan.set(item, p);
+            for (const o of p.incompleteObjects.get(item.id) ?? []) {
+                own(o.key, o.size, { type: 'incomplete', item }, p);
+            }
+        }
+        for (const item of p.result.orphanedRecords) {
+            if (item.decision !== 'delete')
+                continue;
+            plan.set(item, p);
+            for (const o of p.records.get(item.backupId) ?? []) {
+                own(o.key, o.size, { type: 'records', item }, p);
+            }
+        }
+    }
+    return { byKey, plan };
+}
+/** Step 2: backup data, verification records and incomplete uploads, in one batched request. */
+async function deleteOwnedObjects(owners, manifestsDeleted, sizes, options, deps, errors) {
+    const keys = [...owners.byKey.keys()];
+    deps.logger.info(`Deleted ${manifestsDeleted} manifest(s); deleting ${keys.length} more object(s) ` +
         '(backup data, verification records, incomplete uploads).');
-    let second;
+    let locked;
     try {
-        second = await deleteKeys(storage, keys, options.bypassGovernanceRetention);
+        locked = await deleteKeys(deps.storage, keys, options.bypassGovernanceRetention);
     }
     catch (error) {
-        errors.push(`Deleting ${keys.length} object(s) failed after ${gone.length} manifest(s) were deleted: ` +
+        errors.push(`Deleting ${keys.length} object(s) failed after ${manifestsDeleted} manifest(s) were deleted: ` +
             `${(0,core_errors/* errorMessage */.gJ)(error)}. What is left is data without a manifest, which a later run ` +
             'removes as incomplete uploads.');
-        for (const [, owner] of owners)
+        for (const [, owner] of owners.byKey) {
             if (owner.type !== 'backup')
                 owner.item.outcome = 'not-deleted';
+        }
         return;
     }
-    for (const [key, owner] of owners) {
-        const reason = second.get(key);
+    for (const [key, owner] of owners.byKey) {
+        const reason = locked.get(key);
         if (reason !== undefined) {
             (owner.item.locked ??= []).push({ key, reason });
             if (owner.type !== 'backup')
@@ -100344,7 +100392,7 @@ async function executePlans(plans, options, deps, errors) {
             if (owner.type !== 'backup' && owner.item.outcome !== 'kept-locked') {
                 owner.item.outcome = 'deleted';
             }
-            const plan = ownerPlan.get(owner.item);
+            const plan = owners.plan.get(owner.item);
             if (plan)
                 plan.result.freedBytes += sizes.get(key) ?? 0;
         }

@@ -80,7 +80,10 @@ export class FanOut extends Writable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    for (const body of this.live) body.destroy(error ?? new Error('the body was cut off'));
+    // After a clean finish the stores may still be reading what was written: leave them be.
+    if (error || !this.writableFinished) {
+      for (const body of this.live) body.destroy(error ?? new Error('the body was cut off'));
+    }
     callback(error);
   }
 }
