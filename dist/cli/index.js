@@ -90857,8 +90857,11 @@ class FanOut extends external_node_stream_.Writable {
         });
     }
     _destroy(error, callback) {
-        for (const body of this.live)
-            body.destroy(error ?? new Error('the body was cut off'));
+        // After a clean finish the stores may still be reading what was written: leave them be.
+        if (error || !this.writableFinished) {
+            for (const body of this.live)
+                body.destroy(error ?? new Error('the body was cut off'));
+        }
         callback(error);
     }
 }
