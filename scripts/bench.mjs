@@ -249,17 +249,7 @@ const cluster = await startScratchCluster({
 let swift;
 try {
   const adminUrl = cluster.url('postgres');
-  psql(adminUrl, '-c', 'CREATE DATABASE bench');
-  const url = cluster.url('bench');
-  psql(
-    url,
-    '-c',
-    `CREATE TABLE events (
-      id bigserial PRIMARY KEY, user_id int NOT NULL, created_at timestamptz NOT NULL, kind text NOT NULL,
-      amount numeric(12,2), note text, payload jsonb NOT NULL);
-    CREATE INDEX ON events (user_id); CREATE INDEX ON events (created_at);`,
-  );
-  psql(url, '-f', path.join(root, 'scripts/bench-shop-schema.sql'));
+  const url = createBenchDatabase(cluster);
   const size = () => Number(psql(url, '-c', 'SELECT pg_database_size(current_database())'));
   console.log('\nBuilding the database ...');
   await grow(url, 0);
@@ -807,7 +797,8 @@ async function scaleRow(gb, key) {
   }
 }
 
-async function buildDatabase(cluster, gb) {
+/** The database `bench` with its tables (events and the shop's), still empty; returns its URL. */
+function createBenchDatabase(cluster) {
   psql(cluster.url('postgres'), '-c', 'CREATE DATABASE bench');
   const url = cluster.url('bench');
   psql(
@@ -819,6 +810,11 @@ async function buildDatabase(cluster, gb) {
     CREATE INDEX ON events (user_id); CREATE INDEX ON events (created_at);`,
   );
   psql(url, '-f', path.join(root, 'scripts/bench-shop-schema.sql'));
+  return url;
+}
+
+async function buildDatabase(cluster, gb) {
+  const url = createBenchDatabase(cluster);
   console.log(`\nBuilding about ${gb} GB ...`);
   await grow(url, 0, gb);
   await grow(url, 1, gb);
