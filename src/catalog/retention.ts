@@ -219,7 +219,7 @@ export function parseRetentionPolicy(inputs: {
     throw new OptionError(
       'keep-last',
       (w) =>
-        `Set at least one of ${RULE_INPUT_NAMES.map((k) => w.option(k)).join(', ')} to a value ` +
+        `Set at least one of ${w.list(RULE_INPUT_NAMES)} to a value ` +
         'above zero; without a rule every backup but the newest would be deleted.',
     );
   }

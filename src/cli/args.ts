@@ -507,6 +507,9 @@ export const flagWording: Wording = {
     return anySpec(`${key}-file`) ? `${variable} or --${key}-file` : variable;
   },
   enable: (key) => `pass --${key}`,
+  list: (keys) => keys.map((key) => flagWording.option(key)).join(', '),
+  missing: (key) =>
+    `This command needs ${flagWording.option(key)} (or the environment variable ${envName(key)}).`,
 };
 
 /** Parses `argv` (without node and the script): the command, then its options. */

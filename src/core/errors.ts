@@ -25,12 +25,18 @@ export interface Wording {
   option(key: string): string;
   /** How to turn a boolean option on: `set dry-run: true`, `pass --dry-run`. */
   enable(key: string): string;
+  /** Options listed in a sentence: `keep-last, keep-daily`, `--keep-last, --keep-daily`. */
+  list(keys: readonly string[]): string;
+  /** The sentence for a required option that was not given. */
+  missing(key: string): string;
 }
 
 /** The actions' wording: workflow inputs. */
 export const inputWording: Wording = {
   option: (key) => `input '${key}'`,
   enable: (key) => `set ${key}: true`,
+  list: (keys) => keys.join(', '),
+  missing: (key) => `Input required and not supplied: ${key}`,
 };
 
 /**

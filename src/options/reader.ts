@@ -55,7 +55,7 @@ export class OptionReader {
   required(key: string): string {
     const value = this.source.value(key);
     if (value === undefined) {
-      throw new OptionError(key, (w) => `${w.option(key)} is required and was not given.`);
+      throw new OptionError(key, (w) => w.missing(key));
     }
     return value;
   }

@@ -44,7 +44,7 @@ export function readDestinations(
   };
   const lines = (read('storage') ?? '').split(/\r?\n/).filter((line) => line.trim() !== '');
   if (lines.length === 0) {
-    throw new OptionError('storage', (w) => `${w.option('storage')} is required.`);
+    throw new OptionError('storage', (w) => w.missing('storage'));
   }
   const destinations = lines.map((line) => parseDestinationLine(line, shared, env, mask));
   const locations = destinations.map((d) => d.location);

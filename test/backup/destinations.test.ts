@@ -355,7 +355,7 @@ describe('storage lines', () => {
     expect(read('s3://one\ns3://two', { 'destinations-required': '3' })).toThrow(
       /'destinations-required' must be a whole number from 1 to 2 \(the storage lines\), got '3'/,
     );
-    expect(read('\n')).toThrow(/'storage' is required/);
+    expect(read('\n')).toThrow('Input required and not supplied: storage');
     expect(read('s3://one/x\ns3://one/x region=auto')).toThrow(
       /Input 'storage' names s3:\/\/one\/x twice/,
     );

@@ -520,9 +520,8 @@ describe('parseRetentionPolicy', () => {
 
   it('requires at least one rule that keeps something', () => {
     const expected =
-      "Set at least one of input 'keep-last', input 'keep-hourly', input 'keep-daily', " +
-      "input 'keep-weekly', input 'keep-monthly', input 'keep-yearly', input 'keep-within', " +
-      "input 'keep-kind' to a value above zero";
+      'Set at least one of keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, ' +
+      'keep-yearly, keep-within, keep-kind to a value above zero';
     expect(() => parseRetentionPolicy({})).toThrow(expected);
     expect(() => parseRetentionPolicy({ keepLast: '0', keepWithin: '0d', keepKind: ' ' })).toThrow(
       expected,

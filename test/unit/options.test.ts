@@ -112,7 +112,12 @@ describe('options built once for the actions and the CLI', () => {
     expect(keep.cli).toBe('--keep-daily must be a whole number of backups, 0 or more; got "x".');
     const none = worded(() => pruneOptions(inputs({ name: 'shop' })));
     expect(none.cli).toMatch(/^Set at least one of --keep-last, --keep-hourly, /);
-    expect(none.action).toMatch(/^Set at least one of input 'keep-last', input 'keep-hourly', /);
+    expect(none.action).toMatch(/^Set at least one of keep-last, keep-hourly, /);
+    const storage = worded(() => cli(['list']).required('storage'));
+    expect(storage).toEqual({
+      action: 'Input required and not supplied: storage',
+      cli: 'This command needs --storage (or the environment variable PGBACKUP_STORAGE).',
+    });
   });
 
   it('names secrets by where the CLI reads them, and negated booleans by their flag', () => {
