@@ -32,24 +32,35 @@ interface Column {
   /** The name as SQL needs it, quoted by the server only where it must be. */
   ident: string;
   type: string;
+  /** pg_attribute's attgenerated and attidentity ('' when neither). */
+  generated: string;
+  identity: string;
 }
 
 /** A column both tables have, with its type in each. */
 interface CommonColumn extends Column {
   liveType: string;
   sameType: boolean;
+  /** Generated in the live table: compared, never copied back. */
+  liveGenerated: boolean;
 }
 
 interface Pair {
   side: string;
   live: string;
+  /** What the comparison reads: `ONLY` a table (an inheritance child's rows are its own). */
+  sideFrom: string;
+  liveFrom: string;
   key: CommonColumn[];
   common: CommonColumn[];
+  /** Whether a live column is GENERATED ALWAYS AS IDENTITY (copying back then overrides it). */
+  liveIdentityAlways: boolean;
 }
 
 async function columns(client: pg.Client, relation: string): Promise<Column[]> {
   const r = await client.query<Column>(
-    `SELECT attname AS name, quote_ident(attname) AS ident, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+    `SELECT attname AS name, quote_ident(attname) AS ident, format_type(atttypid, atttypmod) AS type,
+            attgenerated::text AS generated, attidentity::text AS identity FROM pg_attribute
       WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
     [relation],
   );
@@ -73,30 +84,50 @@ async function pairUp(
   side: { schema: string; name: string },
   live: { schema: string; name: string },
 ): Promise<Pair | string> {
-  const names = await client.query<{ side: string; live: string; found: string | null }>(
+  const names = await client.query<{
+    side: string;
+    live: string;
+    found: string | null;
+    side_kind: string;
+    live_kind: string | null;
+  }>(
     `SELECT format('%I.%I', $1::text, $2::text) AS side, format('%I.%I', $3::text, $4::text) AS live,
-            to_regclass(format('%I.%I', $3::text, $4::text))::text AS found`,
+            to_regclass(format('%I.%I', $3::text, $4::text))::text AS found,
+            (SELECT relkind::text FROM pg_class WHERE oid = format('%I.%I', $1::text, $2::text)::regclass) AS side_kind,
+            (SELECT relkind::text FROM pg_class WHERE oid = to_regclass(format('%I.%I', $3::text, $4::text))) AS live_kind`,
     [side.schema, side.name, live.schema, live.name],
   );
   const { side: sideName, live: liveName, found } = names.rows[0];
   if (found === null) return `no table ${live.schema}.${live.name} in the target`;
+  const from = (name: string, kind: string | null): string =>
+    kind === 'p' ? name : `ONLY ${name}`;
   const key = await primaryKey(client, sideName);
   if (key.length === 0) return 'no primary key';
   const sideColumns = await columns(client, sideName);
-  const liveColumns = new Map((await columns(client, liveName)).map((c) => [c.name, c.type]));
+  const liveList = await columns(client, liveName);
+  const liveColumns = new Map(liveList.map((c) => [c.name, c.type]));
+  const generated = new Set(liveList.filter((c) => c.generated !== '').map((c) => c.name));
   const missingKey = key.filter((k) => !liveColumns.has(k));
   if (missingKey.length > 0) return `live table lacks key column(s) ${missingKey.join(', ')}`;
   const common = sideColumns
     .filter((c) => liveColumns.has(c.name))
     .map((c) => {
       const liveType = liveColumns.get(c.name) as string;
-      return { ...c, liveType, sameType: liveType === c.type };
+      return {
+        ...c,
+        liveType,
+        sameType: liveType === c.type,
+        liveGenerated: generated.has(c.name),
+      };
     });
   return {
     side: sideName,
     live: liveName,
+    sideFrom: from(sideName, names.rows[0].side_kind),
+    liveFrom: from(liveName, names.rows[0].live_kind),
     key: key.map((k) => common.find((c) => c.name === k) as CommonColumn),
     common,
+    liveIdentityAlways: liveList.some((c) => c.identity === 'a'),
   };
 }
 
@@ -115,9 +146,9 @@ function diffQueries(pair: Pair): { missing: string; extra: string; changed: str
   const values = (alias: string): string =>
     `ROW(${pair.common.map((c) => `${alias}.${c.ident}::text`).join(', ')})`;
   return {
-    missing: `FROM ${pair.side} b WHERE NOT EXISTS (SELECT 1 FROM ${pair.live} l WHERE ${on})`,
-    extra: `FROM ${pair.live} l WHERE NOT EXISTS (SELECT 1 FROM ${pair.side} b WHERE ${on})`,
-    changed: `FROM ${pair.side} b JOIN ${pair.live} l ON ${on} WHERE ${values('b')} IS DISTINCT FROM ${values('l')}`,
+    missing: `FROM ${pair.sideFrom} b WHERE NOT EXISTS (SELECT 1 FROM ${pair.liveFrom} l WHERE ${on})`,
+    extra: `FROM ${pair.liveFrom} l WHERE NOT EXISTS (SELECT 1 FROM ${pair.sideFrom} b WHERE ${on})`,
+    changed: `FROM ${pair.sideFrom} b JOIN ${pair.liveFrom} l ON ${on} WHERE ${values('b')} IS DISTINCT FROM ${values('l')}`,
   };
 }
 
@@ -127,24 +158,28 @@ function csvQuery(pair: Pair, limit: number): string {
   const key = (alias: string): string =>
     pair.key.map((c) => `${alias}.${c.ident}::text AS ${c.ident}`).join(', ');
   return `SELECT change, ${pair.key.map((c) => c.ident).join(', ')}, backup_row, live_row FROM (
-      SELECT 1 AS o, 'missing from live' AS change, ${key('b')}, row_to_json(b)::text AS backup_row, NULL::text AS live_row ${q.missing}
+      SELECT 1 AS o, 'missing from live' AS change, ${key('b')}, row_to_json(b.*)::text AS backup_row, NULL::text AS live_row ${q.missing}
       UNION ALL
-      SELECT 2, 'changed', ${key('b')}, row_to_json(b)::text, row_to_json(l)::text ${q.changed}
+      SELECT 2, 'changed', ${key('b')}, row_to_json(b.*)::text, row_to_json(l.*)::text ${q.changed}
       UNION ALL
-      SELECT 3, 'not in backup', ${key('l')}, NULL::text, row_to_json(l)::text ${q.extra}
+      SELECT 3, 'not in backup', ${key('l')}, NULL::text, row_to_json(l.*)::text ${q.extra}
     ) d ORDER BY o LIMIT ${limit}`;
 }
 
-/** The INSERT … SELECT that puts back the backup's rows live lacks, by primary key. */
+/**
+ * The INSERT … SELECT that puts back the backup's rows live lacks, by primary key: generated
+ * columns left to the live table, an always-identity column's value kept (OVERRIDING SYSTEM VALUE).
+ */
 export function copyBackStatement(pair: Pair): string {
-  const names = pair.common.map((c) => c.ident).join(', ');
-  const values = pair.common
+  const copied = pair.common.filter((c) => !c.liveGenerated);
+  const names = copied.map((c) => c.ident).join(', ');
+  const values = copied
     .map((c) => (c.sameType ? `b.${c.ident}` : `b.${c.ident}::text::${c.liveType}`))
     .join(', ');
   return (
-    `INSERT INTO ${pair.live} (${names})\n` +
-    `SELECT ${values}\n  FROM ${pair.side} b\n` +
-    ` WHERE NOT EXISTS (SELECT 1 FROM ${pair.live} l WHERE ${equalKeys(pair)});`
+    `INSERT INTO ${pair.live} (${names})${pair.liveIdentityAlways ? ' OVERRIDING SYSTEM VALUE' : ''}\n` +
+    `SELECT ${values}\n  FROM ${pair.sideFrom} b\n` +
+    ` WHERE NOT EXISTS (SELECT 1 FROM ${pair.liveFrom} l WHERE ${equalKeys(pair)});`
   );
 }
 

@@ -101,6 +101,7 @@ export async function restoreChosenTables(
   const name = await resolveName(deps.storage, selection.name);
   const { manifest, warnings } = await pickBackup(deps.storage, name, selection.backupId);
   for (const w of warnings) logger.warning(w);
+  refuseManagedPlatform(manifest);
   const undecodable =
     missingKeyError(manifest, selection.decryption) ?? missingZstdError(manifest, deps.zstdPath);
   if (undecodable) throw undecodable;
@@ -131,6 +132,22 @@ export async function restoreChosenTables(
     await cleanup();
     throw error;
   }
+}
+
+/**
+ * A backup of a Supabase project is refused before anything is downloaded or the target is
+ * reached: the scratch copy restores the archive's whole schema into a plain server, which
+ * lacks the platform's extensions and roles, and the platform's objects its extensions create
+ * would be created twice; the restore route that handles them (verify's, the real restore's)
+ * needs a server of the platform.
+ */
+function refuseManagedPlatform(manifest: Manifest): void {
+  if (manifest.platform?.name !== 'supabase') return;
+  throw new ConfigurationError(
+    `Backup ${manifest.id} is of a Supabase project, and extract and export do not support those yet: ` +
+      "they restore the chosen tables through a plain scratch PostgreSQL server, which cannot hold the platform's schemas and extensions. " +
+      'Instead, restore the backup with mode: restore into a spare Supabase project (not the live one; see docs/supabase.md) and copy the tables from there. Nothing was changed.',
+  );
 }
 
 /** A scratch server at least as new as the backup's source, and client tools for it. */

@@ -17,9 +17,10 @@ import type { ChosenTable } from './scratch.js';
 export const EXTRACT_COMMENT = 'pg-backup extract';
 
 /**
- * Moves the chosen tables of a scratch copy into `schema`, with the enum, domain, range and
- * composite types their columns use and the sequences their defaults draw from, and leaves out
- * what would reach beyond it: triggers, and foreign keys to tables that were not chosen.
+ * Moves the chosen tables of a scratch copy into `schema`, with the enum, domain, range (with its
+ * multirange) and composite types their columns use and the sequences their defaults draw from,
+ * and leaves out what would reach beyond it: triggers, and foreign keys to tables that were not
+ * chosen.
  */
 export async function buildSideSchema(
   client: pg.Client,
@@ -75,6 +76,11 @@ async function sideSchemaChanges(client: pg.Client, schema: string): Promise<str
      SELECT 1 AS step, false AS part, format('ALTER %s %s SET SCHEMA %I',
               CASE WHEN typtype = 'd' THEN 'DOMAIN' ELSE 'TYPE' END, oid::regtype, $1) AS statement
        FROM types
+     UNION ALL
+     -- A range's multirange stays behind when the range moves; the dump names it.
+     SELECT 1, false, format('ALTER TYPE %s SET SCHEMA %I', r.rngmultitypid::regtype, $1)
+       FROM types JOIN pg_range r ON r.rngtypid = types.oid
+      WHERE (SELECT typnamespace FROM pg_type WHERE oid = r.rngmultitypid) <> (SELECT oid FROM ns)
      UNION ALL
      SELECT 2, false, format('ALTER SEQUENCE %s SET SCHEMA %I', oid::regclass, $1) FROM sequences
      UNION ALL
