@@ -48969,7 +48969,7 @@ class OptionReader {
     required(key) {
         const value = this.source.value(key);
         if (value === undefined) {
-            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} is required and was not given.`);
+            throw new errors/* OptionError */.eR(key, (w) => w.missing(key));
         }
         return value;
     }
@@ -49873,7 +49873,7 @@ function parseRetentionPolicy(inputs) {
         policy.keepWithinSeconds !== undefined ||
         policy.keepKind !== undefined;
     if (!hasRule) {
-        throw new core_errors/* OptionError */.eR('keep-last', (w) => `Set at least one of ${RULE_INPUT_NAMES.map((k) => w.option(k)).join(', ')} to a value ` +
+        throw new core_errors/* OptionError */.eR('keep-last', (w) => `Set at least one of ${w.list(RULE_INPUT_NAMES)} to a value ` +
             'above zero; without a rule every backup but the newest would be deleted.');
     }
     return policy;
@@ -58024,6 +58024,8 @@ function errorMessage(error) {
 const inputWording = {
     option: (key) => `input '${key}'`,
     enable: (key) => `set ${key}: true`,
+    list: (keys) => keys.join(', '),
+    missing: (key) => `Input required and not supplied: ${key}`,
 };
 /**
  * A ConfigurationError about one option. The message is written once, as a function of the

@@ -49017,7 +49017,7 @@ class OptionReader {
     required(key) {
         const value = this.source.value(key);
         if (value === undefined) {
-            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} is required and was not given.`);
+            throw new errors/* OptionError */.eR(key, (w) => w.missing(key));
         }
         return value;
     }
@@ -57921,6 +57921,7 @@ async function restoreChosenTables(selection, deps, beforeDownload) {
     const { manifest, warnings } = await pickBackup(deps.storage, name, selection.backupId);
     for (const w of warnings)
         logger.warning(w);
+    refuseManagedPlatform(manifest);
     const undecodable = missingKeyError(manifest, selection.decryption) ?? missingZstdError(manifest, deps.zstdPath);
     if (undecodable)
         throw undecodable;
@@ -57951,6 +57952,20 @@ async function restoreChosenTables(selection, deps, beforeDownload) {
         await cleanup();
         throw error;
     }
+}
+/**
+ * A backup of a Supabase project is refused before anything is downloaded or the target is
+ * reached: the scratch copy restores the archive's whole schema into a plain server, which
+ * lacks the platform's extensions and roles, and the platform's objects its extensions create
+ * would be created twice; the restore route that handles them (verify's, the real restore's)
+ * needs a server of the platform.
+ */
+function refuseManagedPlatform(manifest) {
+    if (manifest.platform?.name !== 'supabase')
+        return;
+    throw new errors/* ConfigurationError */.j1(`Backup ${manifest.id} is of a Supabase project, and extract and export do not support those yet: ` +
+        "they restore the chosen tables through a plain scratch PostgreSQL server, which cannot hold the platform's schemas and extensions. " +
+        'Instead, restore the backup with mode: restore into a spare Supabase project (not the live one; see docs/supabase.md) and copy the tables from there. Nothing was changed.');
 }
 /** A scratch server at least as new as the backup's source, and client tools for it. */
 async function openScratch(selection, deps, manifest) {
@@ -58233,7 +58248,8 @@ async function export_toolsSucceeded(tools) {
 
 
 async function columns(client, relation) {
-    const r = await client.query(`SELECT attname AS name, quote_ident(attname) AS ident, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+    const r = await client.query(`SELECT attname AS name, quote_ident(attname) AS ident, format_type(atttypid, atttypmod) AS type,
+            attgenerated::text AS generated, attidentity::text AS identity FROM pg_attribute
       WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, [relation]);
     return r.rows;
 }
@@ -58247,15 +58263,20 @@ async function primaryKey(client, relation) {
 /** The side table and its live counterpart, or why they cannot be compared. */
 async function pairUp(client, side, live) {
     const names = await client.query(`SELECT format('%I.%I', $1::text, $2::text) AS side, format('%I.%I', $3::text, $4::text) AS live,
-            to_regclass(format('%I.%I', $3::text, $4::text))::text AS found`, [side.schema, side.name, live.schema, live.name]);
+            to_regclass(format('%I.%I', $3::text, $4::text))::text AS found,
+            (SELECT relkind::text FROM pg_class WHERE oid = format('%I.%I', $1::text, $2::text)::regclass) AS side_kind,
+            (SELECT relkind::text FROM pg_class WHERE oid = to_regclass(format('%I.%I', $3::text, $4::text))) AS live_kind`, [side.schema, side.name, live.schema, live.name]);
     const { side: sideName, live: liveName, found } = names.rows[0];
     if (found === null)
         return `no table ${live.schema}.${live.name} in the target`;
+    const from = (name, kind) => kind === 'p' ? name : `ONLY ${name}`;
     const key = await primaryKey(client, sideName);
     if (key.length === 0)
         return 'no primary key';
     const sideColumns = await columns(client, sideName);
-    const liveColumns = new Map((await columns(client, liveName)).map((c) => [c.name, c.type]));
+    const liveList = await columns(client, liveName);
+    const liveColumns = new Map(liveList.map((c) => [c.name, c.type]));
+    const generated = new Set(liveList.filter((c) => c.generated !== '').map((c) => c.name));
     const missingKey = key.filter((k) => !liveColumns.has(k));
     if (missingKey.length > 0)
         return `live table lacks key column(s) ${missingKey.join(', ')}`;
@@ -58263,13 +58284,21 @@ async function pairUp(client, side, live) {
         .filter((c) => liveColumns.has(c.name))
         .map((c) => {
         const liveType = liveColumns.get(c.name);
-        return { ...c, liveType, sameType: liveType === c.type };
+        return {
+            ...c,
+            liveType,
+            sameType: liveType === c.type,
+            liveGenerated: generated.has(c.name),
+        };
     });
     return {
         side: sideName,
         live: liveName,
+        sideFrom: from(sideName, names.rows[0].side_kind),
+        liveFrom: from(liveName, names.rows[0].live_kind),
         key: key.map((k) => common.find((c) => c.name === k)),
         common,
+        liveIdentityAlways: liveList.some((c) => c.identity === 'a'),
     };
 }
 /** `b.col` against `l.col`: directly when the types match (indexes help), else as text. */
@@ -58285,9 +58314,9 @@ function diffQueries(pair) {
     const on = equalKeys(pair);
     const values = (alias) => `ROW(${pair.common.map((c) => `${alias}.${c.ident}::text`).join(', ')})`;
     return {
-        missing: `FROM ${pair.side} b WHERE NOT EXISTS (SELECT 1 FROM ${pair.live} l WHERE ${on})`,
-        extra: `FROM ${pair.live} l WHERE NOT EXISTS (SELECT 1 FROM ${pair.side} b WHERE ${on})`,
-        changed: `FROM ${pair.side} b JOIN ${pair.live} l ON ${on} WHERE ${values('b')} IS DISTINCT FROM ${values('l')}`,
+        missing: `FROM ${pair.sideFrom} b WHERE NOT EXISTS (SELECT 1 FROM ${pair.liveFrom} l WHERE ${on})`,
+        extra: `FROM ${pair.liveFrom} l WHERE NOT EXISTS (SELECT 1 FROM ${pair.sideFrom} b WHERE ${on})`,
+        changed: `FROM ${pair.sideFrom} b JOIN ${pair.liveFrom} l ON ${on} WHERE ${values('b')} IS DISTINCT FROM ${values('l')}`,
     };
 }
 /** The differences as CSV rows: the change, the key, and both rows as JSON. */
@@ -58295,22 +58324,26 @@ function csvQuery(pair, limit) {
     const q = diffQueries(pair);
     const key = (alias) => pair.key.map((c) => `${alias}.${c.ident}::text AS ${c.ident}`).join(', ');
     return `SELECT change, ${pair.key.map((c) => c.ident).join(', ')}, backup_row, live_row FROM (
-      SELECT 1 AS o, 'missing from live' AS change, ${key('b')}, row_to_json(b)::text AS backup_row, NULL::text AS live_row ${q.missing}
+      SELECT 1 AS o, 'missing from live' AS change, ${key('b')}, row_to_json(b.*)::text AS backup_row, NULL::text AS live_row ${q.missing}
       UNION ALL
-      SELECT 2, 'changed', ${key('b')}, row_to_json(b)::text, row_to_json(l)::text ${q.changed}
+      SELECT 2, 'changed', ${key('b')}, row_to_json(b.*)::text, row_to_json(l.*)::text ${q.changed}
       UNION ALL
-      SELECT 3, 'not in backup', ${key('l')}, NULL::text, row_to_json(l)::text ${q.extra}
+      SELECT 3, 'not in backup', ${key('l')}, NULL::text, row_to_json(l.*)::text ${q.extra}
     ) d ORDER BY o LIMIT ${limit}`;
 }
-/** The INSERT … SELECT that puts back the backup's rows live lacks, by primary key. */
+/**
+ * The INSERT … SELECT that puts back the backup's rows live lacks, by primary key: generated
+ * columns left to the live table, an always-identity column's value kept (OVERRIDING SYSTEM VALUE).
+ */
 function copyBackStatement(pair) {
-    const names = pair.common.map((c) => c.ident).join(', ');
-    const values = pair.common
+    const copied = pair.common.filter((c) => !c.liveGenerated);
+    const names = copied.map((c) => c.ident).join(', ');
+    const values = copied
         .map((c) => (c.sameType ? `b.${c.ident}` : `b.${c.ident}::text::${c.liveType}`))
         .join(', ');
-    return (`INSERT INTO ${pair.live} (${names})\n` +
-        `SELECT ${values}\n  FROM ${pair.side} b\n` +
-        ` WHERE NOT EXISTS (SELECT 1 FROM ${pair.live} l WHERE ${equalKeys(pair)});`);
+    return (`INSERT INTO ${pair.live} (${names})${pair.liveIdentityAlways ? ' OVERRIDING SYSTEM VALUE' : ''}\n` +
+        `SELECT ${values}\n  FROM ${pair.sideFrom} b\n` +
+        ` WHERE NOT EXISTS (SELECT 1 FROM ${pair.liveFrom} l WHERE ${equalKeys(pair)});`);
 }
 /**
  * Compares one extracted table with its live counterpart by primary key: counts of rows
@@ -58373,9 +58406,10 @@ var extract_options = __nccwpck_require__(283);
 /** What marks a schema as an extract's, so that only such a schema is ever replaced. */
 const EXTRACT_COMMENT = 'pg-backup extract';
 /**
- * Moves the chosen tables of a scratch copy into `schema`, with the enum, domain, range and
- * composite types their columns use and the sequences their defaults draw from, and leaves out
- * what would reach beyond it: triggers, and foreign keys to tables that were not chosen.
+ * Moves the chosen tables of a scratch copy into `schema`, with the enum, domain, range (with its
+ * multirange) and composite types their columns use and the sequences their defaults draw from,
+ * and leaves out what would reach beyond it: triggers, and foreign keys to tables that were not
+ * chosen.
  */
 async function buildSideSchema(client, tables, schema, backupId) {
     const names = new Map();
@@ -58421,6 +58455,11 @@ async function sideSchemaChanges(client, schema) {
      SELECT 1 AS step, false AS part, format('ALTER %s %s SET SCHEMA %I',
               CASE WHEN typtype = 'd' THEN 'DOMAIN' ELSE 'TYPE' END, oid::regtype, $1) AS statement
        FROM types
+     UNION ALL
+     -- A range's multirange stays behind when the range moves; the dump names it.
+     SELECT 1, false, format('ALTER TYPE %s SET SCHEMA %I', r.rngmultitypid::regtype, $1)
+       FROM types JOIN pg_range r ON r.rngtypid = types.oid
+      WHERE (SELECT typnamespace FROM pg_type WHERE oid = r.rngmultitypid) <> (SELECT oid FROM ns)
      UNION ALL
      SELECT 2, false, format('ALTER SEQUENCE %s SET SCHEMA %I', oid::regclass, $1) FROM sequences
      UNION ALL
@@ -61295,6 +61334,8 @@ function errorMessage(error) {
 const inputWording = {
     option: (key) => `input '${key}'`,
     enable: (key) => `set ${key}: true`,
+    list: (keys) => keys.join(', '),
+    missing: (key) => `Input required and not supplied: ${key}`,
 };
 /**
  * A ConfigurationError about one option. The message is written once, as a function of the

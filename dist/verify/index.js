@@ -49024,7 +49024,7 @@ class OptionReader {
     required(key) {
         const value = this.source.value(key);
         if (value === undefined) {
-            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} is required and was not given.`);
+            throw new errors/* OptionError */.eR(key, (w) => w.missing(key));
         }
         return value;
     }
@@ -58665,7 +58665,7 @@ function readDestinations(read, env, mask) {
     };
     const lines = (read('storage') ?? '').split(/\r?\n/).filter((line) => line.trim() !== '');
     if (lines.length === 0) {
-        throw new errors/* OptionError */.eR('storage', (w) => `${w.option('storage')} is required.`);
+        throw new errors/* OptionError */.eR('storage', (w) => w.missing('storage'));
     }
     const destinations = lines.map((line) => parseDestinationLine(line, shared, env, mask));
     const locations = destinations.map((d) => d.location);
@@ -59137,6 +59137,8 @@ function errorMessage(error) {
 const inputWording = {
     option: (key) => `input '${key}'`,
     enable: (key) => `set ${key}: true`,
+    list: (keys) => keys.join(', '),
+    missing: (key) => `Input required and not supplied: ${key}`,
 };
 /**
  * A ConfigurationError about one option. The message is written once, as a function of the
