@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../core/errors.js';
+import { OptionReader } from '../options/reader.js';
 import { splitList } from '../core/lists.js';
 import { parseRecipients } from '../crypto/age.js';
 import { resolvePostgresVersionInput } from '../postgres/tools.js';
@@ -63,30 +64,9 @@ export const EXTRACT_OPTION_KEYS = {
 
 const K = EXTRACT_OPTION_KEYS;
 
-function booleanOption(read: ReadOption, key: string, fallback: boolean): boolean {
-  const value = read(key);
-  if (value === undefined) return fallback;
-  if (['true', 'True', 'TRUE'].includes(value)) return true;
-  if (['false', 'False', 'FALSE'].includes(value)) return false;
-  throw new ConfigurationError(`Input '${key}' must be true or false, got '${value}'.`);
-}
-
-function integerOption(
-  read: ReadOption,
-  key: string,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  const value = read(key);
-  if (value === undefined) return fallback;
-  const n = Number(value.trim());
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new ConfigurationError(
-      `Input '${key}' must be a whole number from ${min} to ${max}, got '${value}'.`,
-    );
-  }
-  return n;
+/** The shared option parsers over an accessor (the readers of both front doors). */
+function reader(read: ReadOption): OptionReader {
+  return new OptionReader({ value: read, secret: read });
 }
 
 /** The backup and the tables, as extract and export read them. */
@@ -102,7 +82,7 @@ export function readTableSelection(read: ReadOption, decryption?: Decryption): T
     backupId: read(K.backupId),
     decryption,
     tables,
-    jobs: integerOption(read, K.jobs, 2, 1, 64),
+    jobs: reader(read).integer(K.jobs, 2, 1, 64),
     postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
   };
 }
@@ -122,9 +102,9 @@ export function readExtractOptions(read: ReadOption, decryption?: Decryption): E
     targetUrl,
     confirm: read(K.confirm),
     extractSchema,
-    replaceExtractSchema: booleanOption(read, K.replaceExtractSchema, false),
-    compare: booleanOption(read, K.compare, true),
-    compareLimit: integerOption(read, K.compareLimit, 1000, 0, 1_000_000),
+    replaceExtractSchema: reader(read).boolean(K.replaceExtractSchema, false),
+    compare: reader(read).boolean(K.compare, true),
+    compareLimit: reader(read).integer(K.compareLimit, 1000, 0, 1_000_000),
   };
 }
 

@@ -7,6 +7,7 @@ import { BACKUP_KINDS, type BackupKind, type GitContext } from '../catalog/manif
 import { isCatalogName } from '../catalog/keys.js';
 import { parseMaxDelete, parseRetentionPolicy } from '../catalog/retention.js';
 import { ConfigurationError } from '../core/errors.js';
+import { OptionReader } from '../options/reader.js';
 import { parseIdentities, parseRecipients } from '../crypto/age.js';
 import { parseDeleteIncompleteAfter } from '../prune/options.js';
 import type { S3Settings } from '../storage/open.js';
@@ -40,26 +41,13 @@ export type FilesJob = { storage: Place } & (
   | { mode: 'prune'; prune: FilePruneOptions }
 );
 
-function required(read: Read, name: string): string {
-  const value = read(name);
-  if (value === undefined) throw new ConfigurationError(`Input required and not supplied: ${name}`);
-  return value;
+/** The shared option parsers over an accessor (the readers of both front doors). */
+function reader(read: Read): OptionReader {
+  return new OptionReader({ value: read, secret: read });
 }
 
-function choice<T extends string>(read: Read, name: string, choices: readonly T[], fallback: T): T {
-  const value = read(name) ?? fallback;
-  if ((choices as readonly string[]).includes(value)) return value as T;
-  throw new ConfigurationError(
-    `Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`,
-  );
-}
-
-function flag(read: Read, name: string): boolean {
-  const value = read(name);
-  if (value === undefined || ['false', 'False', 'FALSE'].includes(value)) return false;
-  if (['true', 'True', 'TRUE'].includes(value)) return true;
-  throw new ConfigurationError(`Input '${name}' must be true or false, got '${value}'.`);
-}
+const required = (read: Read, name: string): string => reader(read).required(name);
+const flag = (read: Read, name: string): boolean => reader(read).boolean(name, false);
 
 /** The backup store: `storage` with `s3-endpoint`, `s3-region`, `s3-force-path-style`. */
 function storagePlace(read: Read): Place {
@@ -117,7 +105,7 @@ function backupOptions(read: Read, name: string, git: GitContext): FileBackupOpt
   const passphrase = read('encryption-passphrase');
   return {
     name,
-    kind: choice<BackupKind>(read, 'kind', BACKUP_KINDS, 'scheduled'),
+    kind: reader(read).choice<BackupKind>('kind', BACKUP_KINDS, 'scheduled'),
     labels: {},
     encryption: recipients.length > 0 || passphrase ? { recipients, passphrase } : undefined,
     git,
@@ -146,7 +134,7 @@ function pruneOptions(read: Read, name: string): FilePruneOptions {
 
 /** Reads and checks every option of the job before any work starts. */
 export function parseFilesJob(read: Read, git: GitContext = {}): FilesJob {
-  const mode = choice(read, 'mode', FILES_MODES, 'backup');
+  const mode = reader(read).choice('mode', FILES_MODES, 'backup');
   const storage = storagePlace(read);
   const name = catalogName(read);
   const backupId = read('backup-id') ?? 'latest';
