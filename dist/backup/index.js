@@ -52169,8 +52169,8 @@ function clientToolResolver(postgresVersion, env, logger) {
     });
 }
 
-// EXTERNAL MODULE: ./lib/actions/inputs.js + 2 modules
-var inputs = __nccwpck_require__(5684);
+// EXTERNAL MODULE: ./lib/actions/inputs.js
+var inputs = __nccwpck_require__(9922);
 // EXTERNAL MODULE: ./lib/actions/names.js + 1 modules
 var names = __nccwpck_require__(9101);
 ;// CONCATENATED MODULE: ./lib/catalog/runs.js
@@ -58513,140 +58513,19 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5684:
+/***/ 9922:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  Is: () => (/* binding */ actionFrontDoor),
-  QL: () => (/* binding */ inputs),
-  $m: () => (/* binding */ optionalInput)
-});
-
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
-var core = __nccwpck_require__(6058);
-// EXTERNAL MODULE: ./lib/core/errors.js
-var errors = __nccwpck_require__(3828);
-// EXTERNAL MODULE: ./lib/core/logger.js
-var logger = __nccwpck_require__(5403);
-// EXTERNAL MODULE: ./lib/core/duration.js
-var duration = __nccwpck_require__(8415);
-;// CONCATENATED MODULE: ./lib/core/lists.js
-/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
-function splitList(text) {
-    return text
-        .split(/[\n,]/)
-        .map((s) => s.replace(/#.*$/, '').trim())
-        .filter((s) => s !== '');
-}
-
-;// CONCATENATED MODULE: ./lib/options/reader.js
-
-
-
-const TRUE = ['true', 'True', 'TRUE'];
-const FALSE = ['false', 'False', 'FALSE'];
-/** A boolean as the YAML 1.2 core schema spells it, or undefined for anything else. */
-function parseBoolean(text) {
-    if (TRUE.includes(text))
-        return true;
-    if (FALSE.includes(text))
-        return false;
-    return undefined;
-}
-/**
- * Typed options of one front door. Every bad value is an OptionError naming the key, which
- * each front door words its own way.
- */
-class OptionReader {
-    source;
-    constructor(source) {
-        this.source = source;
-    }
-    string(key) {
-        return this.source.value(key);
-    }
-    /** A string with surrounding whitespace removed; undefined when blank. */
-    trimmed(key) {
-        const value = this.source.value(key)?.trim();
-        return value === '' ? undefined : value;
-    }
-    required(key) {
-        const value = this.source.value(key);
-        if (value === undefined) {
-            throw new errors/* OptionError */.eR(key, (w) => w.missing(key));
-        }
-        return value;
-    }
-    secret(key) {
-        return this.source.secret(key);
-    }
-    boolean(key, fallback) {
-        const value = this.source.value(key);
-        if (value === undefined)
-            return fallback;
-        const parsed = parseBoolean(value);
-        if (parsed === undefined) {
-            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be true or false, got '${value}'.`);
-        }
-        return parsed;
-    }
-    integer(key, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
-        const value = this.source.value(key);
-        if (value === undefined)
-            return fallback;
-        const n = Number(value.trim());
-        if (!Number.isInteger(n) || n < min || n > max) {
-            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a whole number from ${min} to ${max}, got '${value}'.`);
-        }
-        return n;
-    }
-    /** A number ≥ min; a trailing `%` is allowed. */
-    number(key, fallback, min = 0) {
-        const value = this.source.value(key);
-        if (value === undefined)
-            return fallback;
-        const n = Number(value.trim().replace(/%$/, ''));
-        if (!Number.isFinite(n) || n < min) {
-            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a number ≥ ${min}, got '${value}'.`);
-        }
-        return n;
-    }
-    /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
-    list(key) {
-        return splitList(this.source.value(key) ?? '');
-    }
-    choice(key, choices, fallback) {
-        const value = this.source.value(key);
-        if (value === undefined)
-            return fallback;
-        if (choices.includes(value))
-            return value;
-        throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be one of ${choices.join(', ')}, got '${value}'.`);
-    }
-    /** `key=value` pairs (newline or comma separated). */
-    labels(key) {
-        const labels = {};
-        for (const item of this.list(key)) {
-            const eq = item.indexOf('=');
-            if (eq <= 0) {
-                throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
-            }
-            labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
-        }
-        return labels;
-    }
-    /** A duration in seconds (`26h`, `1h30m`), or undefined when not given. */
-    duration(key) {
-        const value = this.source.value(key);
-        return value === undefined ? undefined : (0,duration/* parseDuration */.E9)(value, key);
-    }
-}
-
-// EXTERNAL MODULE: ./lib/options/shared.js
-var shared = __nccwpck_require__(4717);
-;// CONCATENATED MODULE: ./lib/actions/inputs.js
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $m: () => (/* binding */ optionalInput),
+/* harmony export */   Is: () => (/* binding */ actionFrontDoor),
+/* harmony export */   QL: () => (/* binding */ inputs)
+/* harmony export */ });
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+/* harmony import */ var _core_logger_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(5403);
+/* harmony import */ var _options_reader_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(7069);
+/* harmony import */ var _options_shared_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4717);
 
 
 
@@ -58654,19 +58533,19 @@ var shared = __nccwpck_require__(4717);
 
 /** Reads an input; `''` becomes undefined. */
 function optionalInput(name) {
-    const value = core/* getInput */.V4(name);
+    const value = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4(name);
     return value === '' ? undefined : value;
 }
 /** The action's options: its workflow inputs (secrets are inputs too, masked by the caller). */
-const inputs = new OptionReader({ value: optionalInput, secret: optionalInput });
+const inputs = new _options_reader_js__WEBPACK_IMPORTED_MODULE_3__/* .OptionReader */ .F({ value: optionalInput, secret: optionalInput });
 /** Where an action runs: the runner's environment, workspace and workflow run. */
 function actionFrontDoor(env) {
     return {
         env,
         workspace: env.GITHUB_WORKSPACE || process.cwd(),
-        git: (0,shared/* gitContext */.cw)(env),
-        now: logger/* systemClock */.ml.now(),
-        wording: errors/* inputWording */.LL,
+        git: (0,_options_shared_js__WEBPACK_IMPORTED_MODULE_4__/* .gitContext */ .cw)(env),
+        now: _core_logger_js__WEBPACK_IMPORTED_MODULE_2__/* .systemClock */ .ml.now(),
+        wording: _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .inputWording */ .LL,
     };
 }
 
@@ -58685,11 +58564,14 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // EXTERNAL MODULE: ./lib/core/errors.js
 var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/options/reader.js + 1 modules
+var reader = __nccwpck_require__(7069);
 // EXTERNAL MODULE: ./lib/crypto/age.js + 1 modules
 var age = __nccwpck_require__(8432);
 // EXTERNAL MODULE: ./lib/postgres/tools.js
 var tools = __nccwpck_require__(936);
 ;// CONCATENATED MODULE: ./lib/extract/options.js
+
 
 
 
@@ -58710,25 +58592,9 @@ const EXTRACT_OPTION_KEYS = {
     postgresVersion: 'postgres-version',
 };
 const K = (/* unused pure expression or super */ null && (EXTRACT_OPTION_KEYS));
-function booleanOption(read, key, fallback) {
-    const value = read(key);
-    if (value === undefined)
-        return fallback;
-    if (['true', 'True', 'TRUE'].includes(value))
-        return true;
-    if (['false', 'False', 'FALSE'].includes(value))
-        return false;
-    throw new ConfigurationError(`Input '${key}' must be true or false, got '${value}'.`);
-}
-function integerOption(read, key, fallback, min, max) {
-    const value = read(key);
-    if (value === undefined)
-        return fallback;
-    const n = Number(value.trim());
-    if (!Number.isInteger(n) || n < min || n > max) {
-        throw new ConfigurationError(`Input '${key}' must be a whole number from ${min} to ${max}, got '${value}'.`);
-    }
-    return n;
+/** The shared option parsers over an accessor (the readers of both front doors). */
+function options_reader(read) {
+    return new OptionReader({ value: read, secret: read });
 }
 /** The backup and the tables, as extract and export read them. */
 function readTableSelection(read, decryption) {
@@ -58741,7 +58607,7 @@ function readTableSelection(read, decryption) {
         backupId: read(K.backupId),
         decryption,
         tables,
-        jobs: integerOption(read, K.jobs, 2, 1, 64),
+        jobs: options_reader(read).integer(K.jobs, 2, 1, 64),
         postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
     };
 }
@@ -58759,9 +58625,9 @@ function readExtractOptions(read, decryption) {
         targetUrl,
         confirm: read(K.confirm),
         extractSchema,
-        replaceExtractSchema: booleanOption(read, K.replaceExtractSchema, false),
-        compare: booleanOption(read, K.compare, true),
-        compareLimit: integerOption(read, K.compareLimit, 1000, 0, 1_000_000),
+        replaceExtractSchema: options_reader(read).boolean(K.replaceExtractSchema, false),
+        compare: options_reader(read).boolean(K.compare, true),
+        compareLimit: options_reader(read).integer(K.compareLimit, 1000, 0, 1_000_000),
     };
 }
 /** The options of an export. */
@@ -58914,7 +58780,7 @@ const Outputs = {
 /* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
 /* harmony import */ var _crypto_age_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8432);
 /* harmony import */ var _postgres_connection_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(9722);
-/* harmony import */ var _inputs_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(5684);
+/* harmony import */ var _inputs_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(9922);
 /* harmony import */ var _names_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(9101);
 
 
@@ -60585,6 +60451,136 @@ class AgeDecryptStream extends external_node_stream_.Transform {
 /** A stream that turns a binary age file into its plaintext; failures are AgeError. */
 function createDecryptStream(options) {
     return new AgeDecryptStream(decryptConfig(options));
+}
+
+
+/***/ }),
+
+/***/ 7069:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  F: () => (/* binding */ OptionReader)
+});
+
+// UNUSED EXPORTS: parseBoolean
+
+// EXTERNAL MODULE: ./lib/core/duration.js
+var duration = __nccwpck_require__(8415);
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+;// CONCATENATED MODULE: ./lib/core/lists.js
+/** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+function splitList(text) {
+    return text
+        .split(/[\n,]/)
+        .map((s) => s.replace(/#.*$/, '').trim())
+        .filter((s) => s !== '');
+}
+
+;// CONCATENATED MODULE: ./lib/options/reader.js
+
+
+
+const TRUE = ['true', 'True', 'TRUE'];
+const FALSE = ['false', 'False', 'FALSE'];
+/** A boolean as the YAML 1.2 core schema spells it, or undefined for anything else. */
+function parseBoolean(text) {
+    if (TRUE.includes(text))
+        return true;
+    if (FALSE.includes(text))
+        return false;
+    return undefined;
+}
+/**
+ * Typed options of one front door. Every bad value is an OptionError naming the key, which
+ * each front door words its own way.
+ */
+class OptionReader {
+    source;
+    constructor(source) {
+        this.source = source;
+    }
+    string(key) {
+        return this.source.value(key);
+    }
+    /** A string with surrounding whitespace removed; undefined when blank. */
+    trimmed(key) {
+        const value = this.source.value(key)?.trim();
+        return value === '' ? undefined : value;
+    }
+    required(key) {
+        const value = this.source.value(key);
+        if (value === undefined) {
+            throw new errors/* OptionError */.eR(key, (w) => w.missing(key));
+        }
+        return value;
+    }
+    secret(key) {
+        return this.source.secret(key);
+    }
+    boolean(key, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const parsed = parseBoolean(value);
+        if (parsed === undefined) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be true or false, got '${value}'.`);
+        }
+        return parsed;
+    }
+    integer(key, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim());
+        if (!Number.isInteger(n) || n < min || n > max) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a whole number from ${min} to ${max}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A number ≥ min; a trailing `%` is allowed. */
+    number(key, fallback, min = 0) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim().replace(/%$/, ''));
+        if (!Number.isFinite(n) || n < min) {
+            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a number ≥ ${min}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+    list(key) {
+        return splitList(this.source.value(key) ?? '');
+    }
+    choice(key, choices, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        if (choices.includes(value))
+            return value;
+        throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be one of ${choices.join(', ')}, got '${value}'.`);
+    }
+    /** `key=value` pairs (newline or comma separated). */
+    labels(key) {
+        const labels = {};
+        for (const item of this.list(key)) {
+            const eq = item.indexOf('=');
+            if (eq <= 0) {
+                throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
+            }
+            labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+        }
+        return labels;
+    }
+    /** A duration in seconds (`26h`, `1h30m`), or undefined when not given. */
+    duration(key) {
+        const value = this.source.value(key);
+        return value === undefined ? undefined : (0,duration/* parseDuration */.E9)(value, key);
+    }
 }
 
 

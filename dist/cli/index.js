@@ -98251,6 +98251,7 @@ async function copyOut(o) {
 
 
 
+
 const EXTRACT_OPTION_KEYS = {
     tables: 'tables',
     targetUrl: 'target-url',
@@ -98267,25 +98268,9 @@ const EXTRACT_OPTION_KEYS = {
     postgresVersion: 'postgres-version',
 };
 const K = EXTRACT_OPTION_KEYS;
-function booleanOption(read, key, fallback) {
-    const value = read(key);
-    if (value === undefined)
-        return fallback;
-    if (['true', 'True', 'TRUE'].includes(value))
-        return true;
-    if (['false', 'False', 'FALSE'].includes(value))
-        return false;
-    throw new core_errors/* ConfigurationError */.j1(`Input '${key}' must be true or false, got '${value}'.`);
-}
-function integerOption(read, key, fallback, min, max) {
-    const value = read(key);
-    if (value === undefined)
-        return fallback;
-    const n = Number(value.trim());
-    if (!Number.isInteger(n) || n < min || n > max) {
-        throw new core_errors/* ConfigurationError */.j1(`Input '${key}' must be a whole number from ${min} to ${max}, got '${value}'.`);
-    }
-    return n;
+/** The shared option parsers over an accessor (the readers of both front doors). */
+function reader(read) {
+    return new OptionReader({ value: read, secret: read });
 }
 /** The backup and the tables, as extract and export read them. */
 function readTableSelection(read, decryption) {
@@ -98298,7 +98283,7 @@ function readTableSelection(read, decryption) {
         backupId: read(K.backupId),
         decryption,
         tables,
-        jobs: integerOption(read, K.jobs, 2, 1, 64),
+        jobs: reader(read).integer(K.jobs, 2, 1, 64),
         postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
     };
 }
@@ -98316,9 +98301,9 @@ function readExtractOptions(read, decryption) {
         targetUrl,
         confirm: read(K.confirm),
         extractSchema,
-        replaceExtractSchema: booleanOption(read, K.replaceExtractSchema, false),
-        compare: booleanOption(read, K.compare, true),
-        compareLimit: integerOption(read, K.compareLimit, 1000, 0, 1_000_000),
+        replaceExtractSchema: reader(read).boolean(K.replaceExtractSchema, false),
+        compare: reader(read).boolean(K.compare, true),
+        compareLimit: reader(read).integer(K.compareLimit, 1000, 0, 1_000_000),
     };
 }
 /** The options of an export. */
@@ -102422,6 +102407,7 @@ async function runFilesJob(job, deps) {
 
 
 
+
 const FILES_MODES = ['backup', 'restore', 'verify', 'prune'];
 /** Inputs whose values are secrets: masked before anything is logged. */
 const FILES_SECRET_INPUTS = (/* unused pure expression or super */ null && ([
@@ -102429,26 +102415,12 @@ const FILES_SECRET_INPUTS = (/* unused pure expression or super */ null && ([
     'encryption-identity',
     'encryption-passphrase',
 ]));
-function required(read, name) {
-    const value = read(name);
-    if (value === undefined)
-        throw new core_errors/* ConfigurationError */.j1(`Input required and not supplied: ${name}`);
-    return value;
+/** The shared option parsers over an accessor (the readers of both front doors). */
+function options_reader(read) {
+    return new OptionReader({ value: read, secret: read });
 }
-function choice(read, name, choices, fallback) {
-    const value = read(name) ?? fallback;
-    if (choices.includes(value))
-        return value;
-    throw new core_errors/* ConfigurationError */.j1(`Input '${name}' must be one of ${choices.join(', ')}, got '${value}'.`);
-}
-function flag(read, name) {
-    const value = read(name);
-    if (value === undefined || ['false', 'False', 'FALSE'].includes(value))
-        return false;
-    if (['true', 'True', 'TRUE'].includes(value))
-        return true;
-    throw new core_errors/* ConfigurationError */.j1(`Input '${name}' must be true or false, got '${value}'.`);
-}
+const required = (read, name) => options_reader(read).required(name);
+const flag = (read, name) => options_reader(read).boolean(name, false);
 /** The backup store: `storage` with `s3-endpoint`, `s3-region`, `s3-force-path-style`. */
 function storagePlace(read) {
     return {
@@ -102497,7 +102469,7 @@ function options_backupOptions(read, name, git) {
     const passphrase = read('encryption-passphrase');
     return {
         name,
-        kind: choice(read, 'kind', BACKUP_KINDS, 'scheduled'),
+        kind: options_reader(read).choice('kind', BACKUP_KINDS, 'scheduled'),
         labels: {},
         encryption: recipients.length > 0 || passphrase ? { recipients, passphrase } : undefined,
         git,
@@ -102522,7 +102494,7 @@ function options_pruneOptions(read, name) {
 }
 /** Reads and checks every option of the job before any work starts. */
 function parseFilesJob(read, git = {}) {
-    const mode = choice(read, 'mode', FILES_MODES, 'backup');
+    const mode = options_reader(read).choice('mode', FILES_MODES, 'backup');
     const storage = storagePlace(read);
     const name = catalogName(read);
     const backupId = read('backup-id') ?? 'latest';

@@ -48962,133 +48962,19 @@ module.exports = {
 
 /***/ }),
 
-/***/ 39963:
+/***/ 39922:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  Is: () => (/* binding */ actionFrontDoor),
-  QL: () => (/* binding */ inputs),
-  $m: () => (/* binding */ optionalInput)
-});
-
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
-var core = __nccwpck_require__(33838);
-// EXTERNAL MODULE: ./lib/core/errors.js
-var errors = __nccwpck_require__(3828);
-// EXTERNAL MODULE: ./lib/core/logger.js
-var logger = __nccwpck_require__(25403);
-// EXTERNAL MODULE: ./lib/core/duration.js
-var duration = __nccwpck_require__(68415);
-// EXTERNAL MODULE: ./lib/core/lists.js
-var lists = __nccwpck_require__(70906);
-;// CONCATENATED MODULE: ./lib/options/reader.js
-
-
-
-const TRUE = ['true', 'True', 'TRUE'];
-const FALSE = ['false', 'False', 'FALSE'];
-/** A boolean as the YAML 1.2 core schema spells it, or undefined for anything else. */
-function parseBoolean(text) {
-    if (TRUE.includes(text))
-        return true;
-    if (FALSE.includes(text))
-        return false;
-    return undefined;
-}
-/**
- * Typed options of one front door. Every bad value is an OptionError naming the key, which
- * each front door words its own way.
- */
-class OptionReader {
-    source;
-    constructor(source) {
-        this.source = source;
-    }
-    string(key) {
-        return this.source.value(key);
-    }
-    /** A string with surrounding whitespace removed; undefined when blank. */
-    trimmed(key) {
-        const value = this.source.value(key)?.trim();
-        return value === '' ? undefined : value;
-    }
-    required(key) {
-        const value = this.source.value(key);
-        if (value === undefined) {
-            throw new errors/* OptionError */.eR(key, (w) => w.missing(key));
-        }
-        return value;
-    }
-    secret(key) {
-        return this.source.secret(key);
-    }
-    boolean(key, fallback) {
-        const value = this.source.value(key);
-        if (value === undefined)
-            return fallback;
-        const parsed = parseBoolean(value);
-        if (parsed === undefined) {
-            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be true or false, got '${value}'.`);
-        }
-        return parsed;
-    }
-    integer(key, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
-        const value = this.source.value(key);
-        if (value === undefined)
-            return fallback;
-        const n = Number(value.trim());
-        if (!Number.isInteger(n) || n < min || n > max) {
-            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a whole number from ${min} to ${max}, got '${value}'.`);
-        }
-        return n;
-    }
-    /** A number ≥ min; a trailing `%` is allowed. */
-    number(key, fallback, min = 0) {
-        const value = this.source.value(key);
-        if (value === undefined)
-            return fallback;
-        const n = Number(value.trim().replace(/%$/, ''));
-        if (!Number.isFinite(n) || n < min) {
-            throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be a number ≥ ${min}, got '${value}'.`);
-        }
-        return n;
-    }
-    /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
-    list(key) {
-        return (0,lists/* splitList */.r)(this.source.value(key) ?? '');
-    }
-    choice(key, choices, fallback) {
-        const value = this.source.value(key);
-        if (value === undefined)
-            return fallback;
-        if (choices.includes(value))
-            return value;
-        throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} must be one of ${choices.join(', ')}, got '${value}'.`);
-    }
-    /** `key=value` pairs (newline or comma separated). */
-    labels(key) {
-        const labels = {};
-        for (const item of this.list(key)) {
-            const eq = item.indexOf('=');
-            if (eq <= 0) {
-                throw new errors/* OptionError */.eR(key, (w) => `${w.option(key)} takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
-            }
-            labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
-        }
-        return labels;
-    }
-    /** A duration in seconds (`26h`, `1h30m`), or undefined when not given. */
-    duration(key) {
-        const value = this.source.value(key);
-        return value === undefined ? undefined : (0,duration/* parseDuration */.E9)(value, key);
-    }
-}
-
-// EXTERNAL MODULE: ./lib/options/shared.js + 1 modules
-var shared = __nccwpck_require__(90308);
-;// CONCATENATED MODULE: ./lib/actions/inputs.js
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $m: () => (/* binding */ optionalInput),
+/* harmony export */   Is: () => (/* binding */ actionFrontDoor),
+/* harmony export */   QL: () => (/* binding */ inputs)
+/* harmony export */ });
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(33838);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+/* harmony import */ var _core_logger_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(25403);
+/* harmony import */ var _options_reader_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(67451);
+/* harmony import */ var _options_shared_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(90308);
 
 
 
@@ -49096,19 +48982,19 @@ var shared = __nccwpck_require__(90308);
 
 /** Reads an input; `''` becomes undefined. */
 function optionalInput(name) {
-    const value = core/* getInput */.V4(name);
+    const value = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4(name);
     return value === '' ? undefined : value;
 }
 /** The action's options: its workflow inputs (secrets are inputs too, masked by the caller). */
-const inputs = new OptionReader({ value: optionalInput, secret: optionalInput });
+const inputs = new _options_reader_js__WEBPACK_IMPORTED_MODULE_3__/* .OptionReader */ .F({ value: optionalInput, secret: optionalInput });
 /** Where an action runs: the runner's environment, workspace and workflow run. */
 function actionFrontDoor(env) {
     return {
         env,
         workspace: env.GITHUB_WORKSPACE || process.cwd(),
-        git: (0,shared/* gitContext */.cw)(env),
-        now: logger/* systemClock */.ml.now(),
-        wording: errors/* inputWording */.LL,
+        git: (0,_options_shared_js__WEBPACK_IMPORTED_MODULE_4__/* .gitContext */ .cw)(env),
+        now: _core_logger_js__WEBPACK_IMPORTED_MODULE_2__/* .systemClock */ .ml.now(),
+        wording: _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .inputWording */ .LL,
     };
 }
 
@@ -59538,8 +59424,8 @@ async function uploadReportArtifact(o) {
     }
 }
 
-// EXTERNAL MODULE: ./lib/actions/inputs.js + 1 modules
-var inputs = __nccwpck_require__(39963);
+// EXTERNAL MODULE: ./lib/actions/inputs.js
+var inputs = __nccwpck_require__(39922);
 ;// CONCATENATED MODULE: ./lib/catalog/runs.js
 
 
@@ -61025,7 +60911,7 @@ __webpack_async_result__();
 /* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
 /* harmony import */ var _crypto_age_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(58432);
 /* harmony import */ var _postgres_connection_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(49722);
-/* harmony import */ var _inputs_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(39963);
+/* harmony import */ var _inputs_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(39922);
 /* harmony import */ var _names_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(48763);
 
 
@@ -62733,9 +62619,11 @@ function createDecryptStream(options) {
 /* harmony export */ });
 /* unused harmony export readTableSelection */
 /* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3828);
-/* harmony import */ var _core_lists_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(70906);
-/* harmony import */ var _crypto_age_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(58432);
-/* harmony import */ var _postgres_tools_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(70936);
+/* harmony import */ var _options_reader_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(67451);
+/* harmony import */ var _core_lists_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(70906);
+/* harmony import */ var _crypto_age_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(58432);
+/* harmony import */ var _postgres_tools_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(70936);
+
 
 
 
@@ -62756,29 +62644,13 @@ const EXTRACT_OPTION_KEYS = {
     postgresVersion: 'postgres-version',
 };
 const K = EXTRACT_OPTION_KEYS;
-function booleanOption(read, key, fallback) {
-    const value = read(key);
-    if (value === undefined)
-        return fallback;
-    if (['true', 'True', 'TRUE'].includes(value))
-        return true;
-    if (['false', 'False', 'FALSE'].includes(value))
-        return false;
-    throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1(`Input '${key}' must be true or false, got '${value}'.`);
-}
-function integerOption(read, key, fallback, min, max) {
-    const value = read(key);
-    if (value === undefined)
-        return fallback;
-    const n = Number(value.trim());
-    if (!Number.isInteger(n) || n < min || n > max) {
-        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1(`Input '${key}' must be a whole number from ${min} to ${max}, got '${value}'.`);
-    }
-    return n;
+/** The shared option parsers over an accessor (the readers of both front doors). */
+function reader(read) {
+    return new _options_reader_js__WEBPACK_IMPORTED_MODULE_1__/* .OptionReader */ .F({ value: read, secret: read });
 }
 /** The backup and the tables, as extract and export read them. */
 function readTableSelection(read, decryption) {
-    const tables = (0,_core_lists_js__WEBPACK_IMPORTED_MODULE_3__/* .splitList */ .r)(read(K.tables) ?? '');
+    const tables = (0,_core_lists_js__WEBPACK_IMPORTED_MODULE_4__/* .splitList */ .r)(read(K.tables) ?? '');
     if (tables.length === 0) {
         throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1(`Input '${K.tables}' is empty: give the tables to bring back as pg_dump -t patterns, e.g. "public.orders, public.payment".`);
     }
@@ -62787,8 +62659,8 @@ function readTableSelection(read, decryption) {
         backupId: read(K.backupId),
         decryption,
         tables,
-        jobs: integerOption(read, K.jobs, 2, 1, 64),
-        postgresVersion: (0,_postgres_tools_js__WEBPACK_IMPORTED_MODULE_2__/* .resolvePostgresVersionInput */ .Iz)(read(K.postgresVersion) ?? 'auto'),
+        jobs: reader(read).integer(K.jobs, 2, 1, 64),
+        postgresVersion: (0,_postgres_tools_js__WEBPACK_IMPORTED_MODULE_3__/* .resolvePostgresVersionInput */ .Iz)(read(K.postgresVersion) ?? 'auto'),
     };
 }
 /** The options of an extract. `target-url` is required here: the CLI fills it from DATABASE_URL. */
@@ -62805,9 +62677,9 @@ function readExtractOptions(read, decryption) {
         targetUrl,
         confirm: read(K.confirm),
         extractSchema,
-        replaceExtractSchema: booleanOption(read, K.replaceExtractSchema, false),
-        compare: booleanOption(read, K.compare, true),
-        compareLimit: integerOption(read, K.compareLimit, 1000, 0, 1_000_000),
+        replaceExtractSchema: reader(read).boolean(K.replaceExtractSchema, false),
+        compare: reader(read).boolean(K.compare, true),
+        compareLimit: reader(read).integer(K.compareLimit, 1000, 0, 1_000_000),
     };
 }
 /** The options of an export. */
@@ -62819,7 +62691,7 @@ function readExportOptions(read, decryption) {
     return {
         ...readTableSelection(read, decryption),
         format,
-        recipients: (0,_crypto_age_js__WEBPACK_IMPORTED_MODULE_1__/* .parseRecipients */ .q)(read(K.recipients) ?? ''),
+        recipients: (0,_crypto_age_js__WEBPACK_IMPORTED_MODULE_2__/* .parseRecipients */ .q)(read(K.recipients) ?? ''),
     };
 }
 /** The default extract schema of a backup: `recovered_20261121t051500z_3f9a1c`. */
@@ -62833,6 +62705,121 @@ function checkSchemaName(schema) {
     }
     if (['public', 'information_schema'].includes(schema)) {
         throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ConfigurationError */ .j1(`Input '${K.extractSchema}' cannot be '${schema}': the extract goes into a schema of its own.`);
+    }
+}
+
+
+/***/ }),
+
+/***/ 67451:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   F: () => (/* binding */ OptionReader)
+/* harmony export */ });
+/* unused harmony export parseBoolean */
+/* harmony import */ var _core_duration_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(68415);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+/* harmony import */ var _core_lists_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(70906);
+
+
+
+const TRUE = ['true', 'True', 'TRUE'];
+const FALSE = ['false', 'False', 'FALSE'];
+/** A boolean as the YAML 1.2 core schema spells it, or undefined for anything else. */
+function parseBoolean(text) {
+    if (TRUE.includes(text))
+        return true;
+    if (FALSE.includes(text))
+        return false;
+    return undefined;
+}
+/**
+ * Typed options of one front door. Every bad value is an OptionError naming the key, which
+ * each front door words its own way.
+ */
+class OptionReader {
+    source;
+    constructor(source) {
+        this.source = source;
+    }
+    string(key) {
+        return this.source.value(key);
+    }
+    /** A string with surrounding whitespace removed; undefined when blank. */
+    trimmed(key) {
+        const value = this.source.value(key)?.trim();
+        return value === '' ? undefined : value;
+    }
+    required(key) {
+        const value = this.source.value(key);
+        if (value === undefined) {
+            throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .OptionError */ .eR(key, (w) => w.missing(key));
+        }
+        return value;
+    }
+    secret(key) {
+        return this.source.secret(key);
+    }
+    boolean(key, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const parsed = parseBoolean(value);
+        if (parsed === undefined) {
+            throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .OptionError */ .eR(key, (w) => `${w.option(key)} must be true or false, got '${value}'.`);
+        }
+        return parsed;
+    }
+    integer(key, fallback, min = 0, max = Number.MAX_SAFE_INTEGER) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim());
+        if (!Number.isInteger(n) || n < min || n > max) {
+            throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .OptionError */ .eR(key, (w) => `${w.option(key)} must be a whole number from ${min} to ${max}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A number ≥ min; a trailing `%` is allowed. */
+    number(key, fallback, min = 0) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        const n = Number(value.trim().replace(/%$/, ''));
+        if (!Number.isFinite(n) || n < min) {
+            throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .OptionError */ .eR(key, (w) => `${w.option(key)} must be a number ≥ ${min}, got '${value}'.`);
+        }
+        return n;
+    }
+    /** A newline- or comma-separated list; blank entries and `#` comments dropped. */
+    list(key) {
+        return (0,_core_lists_js__WEBPACK_IMPORTED_MODULE_2__/* .splitList */ .r)(this.source.value(key) ?? '');
+    }
+    choice(key, choices, fallback) {
+        const value = this.source.value(key);
+        if (value === undefined)
+            return fallback;
+        if (choices.includes(value))
+            return value;
+        throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .OptionError */ .eR(key, (w) => `${w.option(key)} must be one of ${choices.join(', ')}, got '${value}'.`);
+    }
+    /** `key=value` pairs (newline or comma separated). */
+    labels(key) {
+        const labels = {};
+        for (const item of this.list(key)) {
+            const eq = item.indexOf('=');
+            if (eq <= 0) {
+                throw new _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .OptionError */ .eR(key, (w) => `${w.option(key)} takes key=value pairs (e.g. "release=v42, env=prod"), got '${item}'.`);
+            }
+            labels[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+        }
+        return labels;
+    }
+    /** A duration in seconds (`26h`, `1h30m`), or undefined when not given. */
+    duration(key) {
+        const value = this.source.value(key);
+        return value === undefined ? undefined : (0,_core_duration_js__WEBPACK_IMPORTED_MODULE_0__/* .parseDuration */ .E9)(value, key);
     }
 }
 
