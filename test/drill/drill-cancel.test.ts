@@ -19,6 +19,17 @@ function portAccepts(port: number): Promise<boolean> {
   });
 }
 
+/** Polls `count` until it returns `expected` or `ms` pass; returns the last count. */
+async function settle(count: () => number, expected: number, ms = 5000): Promise<number> {
+  const deadline = Date.now() + ms;
+  let last = count();
+  while (last !== expected && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    last = count();
+  }
+  return last;
+}
+
 /** Processes whose command line contains `text`. */
 function processesWith(text: string): number[] {
   return readdirSync('/proc')
@@ -84,7 +95,8 @@ describe.each(['s3', 'local'] as const)('a cancelled drill (%s storage)', (kind)
     const folders = JSON.parse(states[states.length - 1][1]) as string[];
     expect(folders.length).toBe(3);
     expect(await portAccepts(port)).toBe(true);
-    expect(processesWith(`sleep ${marker}`).length).toBe(1);
+    // Under load, /proc can show the sleep a moment after its line reaches us.
+    expect(await settle(() => processesWith(`sleep ${marker}`).length, 1)).toBe(1);
 
     child.kill('SIGTERM');
     expect(await exited).toBe(1);
