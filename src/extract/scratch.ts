@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { resolveName } from '../catalog/catalog.js';
@@ -10,7 +10,13 @@ import { pickBackup, type DrillDeps } from '../drill/drill.js';
 import { majorOf } from '../postgres/tools.js';
 import { chooseRestorePlan, workDiskNeed } from '../restore/disk.js';
 import { fetchArchive, missingKeyError, missingZstdError } from '../restore/fetch.js';
-import { listArchiveText, parseArchiveListing, runPgRestore } from '../restore/pg-restore.js';
+import {
+  listArchiveText,
+  parseArchiveListing,
+  runPgRestore,
+  type ArchiveListing,
+} from '../restore/pg-restore.js';
+import { prepareRestore, type PlatformRoute } from '../restore/pipeline.js';
 import { openTarget, type RestoreTarget } from '../restore/target.js';
 import type { TableSelection } from './options.js';
 import { parseTablePattern } from './patterns.js';
@@ -101,7 +107,7 @@ export async function restoreChosenTables(
   const name = await resolveName(deps.storage, selection.name);
   const { manifest, warnings } = await pickBackup(deps.storage, name, selection.backupId);
   for (const w of warnings) logger.warning(w);
-  refuseManagedPlatform(manifest);
+  refusePartialPlatformBackup(manifest);
   const undecodable =
     missingKeyError(manifest, selection.decryption) ?? missingZstdError(manifest, deps.zstdPath);
   if (undecodable) throw undecodable;
@@ -135,18 +141,16 @@ export async function restoreChosenTables(
 }
 
 /**
- * A backup of a Supabase project is refused before anything is downloaded or the target is
- * reached: the scratch copy restores the archive's whole schema into a plain server, which
- * lacks the platform's extensions and roles, and the platform's objects its extensions create
- * would be created twice; the restore route that handles them (verify's, the real restore's)
- * needs a server of the platform.
+ * A Supabase backup of selected schemas is refused before anything is downloaded or the target
+ * is reached: the platform's route gives a new database of such a backup the platform's
+ * definitions from the server's own project database, which a scratch server the step starts
+ * does not have.
  */
-function refuseManagedPlatform(manifest: Manifest): void {
-  if (manifest.platform?.name !== 'supabase') return;
+function refusePartialPlatformBackup(manifest: Manifest): void {
+  if (!manifest.platform || (manifest.options?.schemas ?? []).length === 0) return;
   throw new ConfigurationError(
-    `Backup ${manifest.id} is of a Supabase project, and extract and export do not support those yet: ` +
-      "they restore the chosen tables through a plain scratch PostgreSQL server, which cannot hold the platform's schemas and extensions. " +
-      'Instead, restore the backup with mode: restore into a spare Supabase project (not the live one; see docs/supabase.md) and copy the tables from there. Nothing was changed.',
+    `Backup ${manifest.id} holds only schema(s) ${manifest.options?.schemas?.join(', ')} of a Supabase project, and extract and export take the tables of a backup of the whole project: ` +
+      "its tables rely on the platform's (auth.users, extensions.*), which a scratch server gets only from such a backup. Extract from a backup of the whole project. Nothing was changed.",
   );
 }
 
@@ -199,8 +203,12 @@ async function loadTables(
     }),
   );
   const text = await listArchiveText(tools.pgRestore, fetched.archivePath);
-  const lines = text.split('\n');
-  await requireExtensions(scratch, parseArchiveListing(text).extensions, deps);
+  const listing = parseArchiveListing(text);
+  await requireExtensions(scratch, listing.extensions, deps, manifest);
+  const route = manifest.platform
+    ? await preparePlatformScratch({ ...opened, manifest, listing, workDir, deps }, fetched)
+    : undefined;
+  const lines = (route ? await readFile(route.listFile, 'utf8') : text).split('\n');
   const restore = async (list: string, file: string, jobs: number): Promise<void> => {
     const listFile = path.join(workDir, file);
     await writeFile(listFile, list);
@@ -226,6 +234,7 @@ async function loadTables(
     await logger.group(`Restore the data of ${tables.length} table(s)`, () =>
       restore(dataList(lines, tables), 'data.list', selection.jobs),
     );
+    for (const statement of route?.after ?? []) await client.query(statement);
     for (const t of tables) {
       const r = await client.query<{ n: string }>(
         `SELECT count(*)::text AS n FROM ${qualified(t)}`,
@@ -238,11 +247,59 @@ async function loadTables(
   }
 }
 
+/**
+ * A backup of a platform's database (Supabase) is restored the way verify and the drill restore
+ * one into a new database of the platform's server: the roles the archive names are created,
+ * then the platform's schemas and extensions as the platform makes them, and the archive's list
+ * is the platform route's (what CREATE EXTENSION made is left out, as are the platform's own
+ * bookkeeping rows). Returns that route; its list is filtered further like any archive's.
+ */
+async function preparePlatformScratch(
+  o: {
+    scratch: RestoreTarget;
+    tools: ClientTools;
+    manifest: Manifest;
+    listing: ArchiveListing;
+    workDir: string;
+    deps: ExtractDeps;
+  },
+  fetched: { archivePath: string },
+): Promise<PlatformRoute> {
+  const client = await connect(o.scratch.connection, o.scratch.database);
+  try {
+    const prepared = await prepareRestore(
+      {
+        target: o.scratch,
+        manifest: o.manifest,
+        tools: o.tools,
+        archivePath: fetched.archivePath,
+        listing: o.listing,
+        workDir: o.workDir,
+        jobs: 1,
+        into: 'new',
+        // The scratch server, and the roles with it, are removed when the step ends.
+        createdRoles: [],
+        installExtensions: o.deps.installExtensions,
+        env: o.deps.env,
+        logger: o.deps.logger,
+      },
+      client,
+    );
+    o.deps.logger.info(`Scratch server prepared: ${prepared.detail}`);
+    if (!prepared.route) throw new Error(`Backup ${o.manifest.id}: no route for its platform.`);
+    for (const statement of prepared.route.before) await client.query(statement);
+    return prepared.route;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 /** The archive's extensions on the scratch server: installed where the run may, else an error naming them. */
 async function requireExtensions(
   scratch: RestoreTarget,
   needed: string[],
   deps: ExtractDeps,
+  manifest: Manifest,
 ): Promise<void> {
   const missing = async (): Promise<string[]> => {
     const client = await connect(scratch.connection, scratch.database);
@@ -261,7 +318,11 @@ async function requireExtensions(
   }
   if (lacking.length > 0) {
     throw new ConfigurationError(
-      `The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch PostgreSQL ${scratch.serverVersion} lacks: install them for PostgreSQL ${scratch.serverMajor} on this machine. Nothing was changed.`,
+      `The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch PostgreSQL ${scratch.serverVersion} lacks: install them for PostgreSQL ${scratch.serverMajor} on this machine` +
+        (manifest.platform?.name === 'supabase'
+          ? " (a Supabase project's backup needs the platform's extensions where the step starts its scratch server: see docs/extract.md)"
+          : '') +
+        '. Nothing was changed.',
     );
   }
 }
