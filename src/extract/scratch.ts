@@ -16,9 +16,9 @@ import {
   runPgRestore,
   type ArchiveListing,
 } from '../restore/pg-restore.js';
-import { prepareRestore, type PlatformRoute } from '../restore/pipeline.js';
+import { dropRoles, prepareRestore, type PlatformRoute } from '../restore/pipeline.js';
 import { openTarget, type RestoreTarget } from '../restore/target.js';
-import type { TableSelection } from './options.js';
+import { EXTRACT_OPTION_KEYS, type TableSelection } from './options.js';
 import { parseTablePattern } from './patterns.js';
 
 /** What extract and export need of the run: the drill's dependencies, less the smoke command's. */
@@ -123,14 +123,17 @@ export async function restoreChosenTables(
   const workDir = await mkdtemp(path.join(deps.workDir, 'extract-'));
   deps.onTemporaryFolder?.(workDir);
   let scratch: RestoreTarget | undefined;
+  // Roles the platform's route creates on the scratch server: dropped with a given one's database.
+  const createdRoles: string[] = [];
   const cleanup = async (): Promise<void> => {
     await scratch?.cleanup().catch((error: unknown) => {
-      logger.warning(`Could not stop the scratch server: ${errorMessage(error)}`);
+      logger.warning(`Could not remove the scratch database: ${errorMessage(error)}`);
     });
+    if (scratch && !scratch.scratch) await dropScratchRoles(scratch, createdRoles, logger);
     await rm(workDir, { recursive: true, force: true });
   };
   try {
-    const opened = await openScratch(selection, deps, manifest);
+    const opened = { ...(await openScratch(selection, deps, manifest)), createdRoles };
     scratch = opened.scratch;
     const tables = await loadTables(selection, deps, manifest, opened, workDir);
     return { name, manifest, scratch, tools: opened.tools, tables, warnings, workDir, cleanup };
@@ -154,7 +157,24 @@ function refusePartialPlatformBackup(manifest: Manifest): void {
   );
 }
 
-/** A scratch server at least as new as the backup's source, and client tools for it. */
+/** Drops the roles the run created on a scratch server it was given, naming any left. */
+async function dropScratchRoles(
+  scratch: RestoreTarget,
+  roles: string[],
+  logger: ExtractDeps['logger'],
+): Promise<void> {
+  const left = await dropRoles(scratch, roles).catch(() => roles);
+  if (left.length > 0) {
+    logger.warning(
+      `Could not drop the role(s) this run created on the scratch server: ${left.join(', ')}`,
+    );
+  }
+}
+
+/**
+ * The scratch copy's server and database: a new database on the server of scratch-url, or a
+ * server the step starts, at least as new as the backup's source; and client tools for it.
+ */
 async function openScratch(
   selection: TableSelection,
   deps: ExtractDeps,
@@ -162,9 +182,14 @@ async function openScratch(
 ): Promise<{ scratch: RestoreTarget; tools: ClientTools }> {
   const sourceMajor = majorOf(manifest.source.serverVersion);
   const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
-  const request = { major: dumpMajor, version: manifest.tools.pgDumpVersion, needServer: true };
+  const request = {
+    major: dumpMajor,
+    version: manifest.tools.pgDumpVersion,
+    needServer: !selection.scratchUrl,
+  };
   let tools = await deps.resolveTools(request);
   const scratch = await openTarget({
+    targetUrl: selection.scratchUrl,
     minMajor:
       selection.postgresVersion === 'auto'
         ? sourceMajor
@@ -173,6 +198,12 @@ async function openScratch(
     database: 'extract',
     workDir: deps.workDir,
     logger: deps.logger,
+  }).catch((error: unknown) => {
+    // openTarget words its errors for target-url, which an extract writes into.
+    if (!(error instanceof ConfigurationError) || !selection.scratchUrl) throw error;
+    throw new ConfigurationError(
+      error.message.replace(/\btarget-url\b/g, EXTRACT_OPTION_KEYS.scratchUrl),
+    );
   });
   if (scratch.scratch) deps.onTemporaryFolder?.(path.dirname(scratch.scratch.dataDir));
   // pg_dump refuses a server newer than itself: the side schema is dumped from this one.
@@ -186,7 +217,7 @@ async function loadTables(
   selection: TableSelection,
   deps: ExtractDeps,
   manifest: Manifest,
-  opened: { scratch: RestoreTarget; tools: ClientTools },
+  opened: { scratch: RestoreTarget; tools: ClientTools; createdRoles: string[] },
   workDir: string,
 ): Promise<ChosenTable[]> {
   const { logger } = deps;
@@ -262,6 +293,7 @@ async function preparePlatformScratch(
     listing: ArchiveListing;
     workDir: string;
     deps: ExtractDeps;
+    createdRoles: string[];
   },
   fetched: { archivePath: string },
 ): Promise<PlatformRoute> {
@@ -277,8 +309,7 @@ async function preparePlatformScratch(
         workDir: o.workDir,
         jobs: 1,
         into: 'new',
-        // The scratch server, and the roles with it, are removed when the step ends.
-        createdRoles: [],
+        createdRoles: o.createdRoles,
         installExtensions: o.deps.installExtensions,
         env: o.deps.env,
         logger: o.deps.logger,
@@ -312,19 +343,20 @@ async function requireExtensions(
     }
   };
   let lacking = await missing();
-  if (lacking.length > 0 && deps.installExtensions) {
+  if (lacking.length > 0 && scratch.scratch && deps.installExtensions) {
     deps.logger.info(await deps.installExtensions(lacking, scratch.serverMajor));
     lacking = await missing();
   }
-  if (lacking.length > 0) {
-    throw new ConfigurationError(
-      `The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch PostgreSQL ${scratch.serverVersion} lacks: install them for PostgreSQL ${scratch.serverMajor} on this machine` +
-        (manifest.platform?.name === 'supabase'
-          ? " (a Supabase project's backup needs the platform's extensions where the step starts its scratch server: see docs/extract.md)"
-          : '') +
-        '. Nothing was changed.',
-    );
-  }
+  if (lacking.length === 0) return;
+  const K = EXTRACT_OPTION_KEYS;
+  const remedy = !scratch.scratch
+    ? `give ${K.scratchUrl} a server that has them`
+    : manifest.platform?.name === 'supabase'
+      ? `these are the Supabase platform's: give ${K.scratchUrl}, a new database on a supabase/postgres service container at the project's version (see docs/extract.md)`
+      : `install them for PostgreSQL ${scratch.serverMajor} on this machine, or give ${K.scratchUrl}, a new database on a server that has them`;
+  throw new ConfigurationError(
+    `The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch server ${scratch.describe} lacks: ${remedy}. Nothing was changed.`,
+  );
 }
 
 /**

@@ -257,6 +257,57 @@ describe('extract from the backup of a Supabase project into the project', () =>
   });
 });
 
+describe('extract through scratch-url, a new database on a supabase/postgres server', () => {
+  let image: SupabaseServer;
+  let result: ExtractResult;
+  let rolesBefore: string[];
+  const logger = new MemoryLogger();
+  const roles = (): Promise<string[]> =>
+    withClient(image.adminUrl(), async (c) =>
+      (await c.query<{ r: string }>('SELECT rolname AS r FROM pg_roles ORDER BY 1')).rows.map(
+        (row) => row.r,
+      ),
+    );
+
+  beforeAll(async () => {
+    image = await startSupabase({ kind: 'image' });
+    rolesBefore = await roles();
+    result = await runExtract(
+      extractOptions({
+        extractSchema: 'recovered_via_image',
+        tables: ['public.todos'],
+        scratchUrl: image.adminUrl('extract_scratch'),
+      }),
+      {
+        ...extractDeps(logger),
+        findServer: () => Promise.reject(new Error('no server is started with scratch-url')),
+      },
+    );
+  }, 600_000);
+
+  afterAll(async () => {
+    await image?.stop();
+  });
+
+  it('brings the backup rows, counted against live', async () => {
+    const now = await tableFingerprints(source.adminUrl());
+    expect(now.get('recovered_via_image.todos')).toEqual(atBackup.get('public.todos'));
+    expect(result.diffs.map((d) => [d.table, d.missing, d.changed, d.extra])).toEqual([
+      ['public.todos', 1, 1, 1],
+    ]);
+  });
+
+  it('drops its database and the roles it created on that server', async () => {
+    const databases = await withClient(image.adminUrl(), (c) =>
+      c.query(`SELECT datname FROM pg_database WHERE datname = 'extract_scratch'`),
+    );
+    expect(databases.rows).toEqual([]);
+    expect(await roles()).toEqual(rolesBefore);
+    expect(logger.lines.join('\n')).toMatch(/Created database extract_scratch/);
+    expect(logger.lines.join('\n')).not.toContain(SUPABASE_PASSWORD);
+  });
+});
+
 describe('export from the backup of a Supabase project', () => {
   let result: ExportResult;
   let output: string;
@@ -339,7 +390,7 @@ describe('what an extract from a Supabase backup refuses, before the project is 
     for (const extension of ['pg_graphql', 'pg_net', 'pgjwt', 'pgsodium', 'supabase_vault']) {
       expect(error.message).toContain(extension);
     }
-    expect(error.message).toMatch(/Supabase project's backup needs the platform's extensions/);
+    expect(error.message).toMatch(/these are the Supabase platform's: give scratch-url/);
   }, 600_000);
 
   it("a backup of the application's schemas only, before downloading it", async () => {
