@@ -127,7 +127,7 @@ export async function restoreChosenTables(
   const createdRoles: string[] = [];
   const cleanup = async (): Promise<void> => {
     await scratch?.cleanup().catch((error: unknown) => {
-      logger.warning(`Could not remove the scratch database: ${errorMessage(error)}`);
+      logger.warning(`Could not remove the scratch copy: ${errorMessage(error)}`);
     });
     if (scratch && !scratch.scratch) await dropScratchRoles(scratch, createdRoles, logger);
     await rm(workDir, { recursive: true, force: true });
