@@ -65,6 +65,7 @@ export const Inputs = {
   Compare: EXTRACT_OPTION_KEYS.compare,
   CompareLimit: EXTRACT_OPTION_KEYS.compareLimit,
   ExportFormat: EXTRACT_OPTION_KEYS.exportFormat,
+  ScratchUrl: EXTRACT_OPTION_KEYS.scratchUrl,
   Source: 'source',
   Target: 'target',
   FilesS3Endpoint: 'files-s3-endpoint',

@@ -45,6 +45,7 @@ export function maskSecret(value: string | undefined): void {
 export function maskSecretInputs(env: NodeJS.ProcessEnv): void {
   maskConnectionString(optionalInput(Inputs.DatabaseUrl));
   maskConnectionString(optionalInput(Inputs.TargetUrl));
+  maskConnectionString(optionalInput(Inputs.ScratchUrl));
   maskSecret(optionalInput(Inputs.EncryptionIdentity));
   maskSecret(optionalInput(Inputs.EncryptionPassphrase));
   for (const value of invalidRecipientValues(optionalInput(Inputs.EncryptionRecipients) ?? '')) {

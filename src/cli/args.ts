@@ -109,6 +109,11 @@ const tableSelection: Record<string, OptionSpec> = {
   jobs: restoreCommon.jobs,
   'work-dir': restoreCommon['work-dir'],
   'postgres-version': restoreCommon['postgres-version'],
+  'scratch-url': {
+    type: 'string',
+    value: 'URL',
+    help: 'a new database to use as the scratch copy (default: a server the command starts)',
+  },
 };
 
 export interface CommandSpec {

@@ -166,6 +166,7 @@ async function moveIntoTarget(
       replace,
       script,
       prelude: path.join(work, 'prelude.sql'),
+      epilogue: path.join(work, 'epilogue.sql'),
       env: deps.env,
       logger: deps.logger,
     }),

@@ -21,6 +21,11 @@ export interface TableSelection {
   jobs: number;
   /** `auto`, or the PostgreSQL major of the client tools (and the least scratch server major). */
   postgresVersion: 'auto' | number;
+  /**
+   * A new database on a server to use as the scratch copy instead of a server the step starts
+   * (created, and dropped afterwards): a supabase/postgres service container for a Supabase backup.
+   */
+  scratchUrl?: string;
 }
 
 export interface ExtractOptions extends TableSelection {
@@ -60,6 +65,7 @@ export const EXTRACT_OPTION_KEYS = {
   backupId: 'backup-id',
   jobs: 'jobs',
   postgresVersion: 'postgres-version',
+  scratchUrl: 'scratch-url',
 } as const;
 
 const K = EXTRACT_OPTION_KEYS;
@@ -84,6 +90,7 @@ export function readTableSelection(read: ReadOption, decryption?: Decryption): T
     tables,
     jobs: reader(read).integer(K.jobs, 2, 1, 64),
     postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
+    scratchUrl: read(K.scratchUrl),
   };
 }
 

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { resolveName } from '../catalog/catalog.js';
@@ -10,9 +10,15 @@ import { pickBackup, type DrillDeps } from '../drill/drill.js';
 import { majorOf } from '../postgres/tools.js';
 import { chooseRestorePlan, workDiskNeed } from '../restore/disk.js';
 import { fetchArchive, missingKeyError, missingZstdError } from '../restore/fetch.js';
-import { listArchiveText, parseArchiveListing, runPgRestore } from '../restore/pg-restore.js';
+import {
+  listArchiveText,
+  parseArchiveListing,
+  runPgRestore,
+  type ArchiveListing,
+} from '../restore/pg-restore.js';
+import { dropRoles, prepareRestore, type PlatformRoute } from '../restore/pipeline.js';
 import { openTarget, type RestoreTarget } from '../restore/target.js';
-import type { TableSelection } from './options.js';
+import { EXTRACT_OPTION_KEYS, type TableSelection } from './options.js';
 import { parseTablePattern } from './patterns.js';
 
 /** What extract and export need of the run: the drill's dependencies, less the smoke command's. */
@@ -101,7 +107,7 @@ export async function restoreChosenTables(
   const name = await resolveName(deps.storage, selection.name);
   const { manifest, warnings } = await pickBackup(deps.storage, name, selection.backupId);
   for (const w of warnings) logger.warning(w);
-  refuseManagedPlatform(manifest);
+  refusePartialPlatformBackup(manifest);
   const undecodable =
     missingKeyError(manifest, selection.decryption) ?? missingZstdError(manifest, deps.zstdPath);
   if (undecodable) throw undecodable;
@@ -117,14 +123,17 @@ export async function restoreChosenTables(
   const workDir = await mkdtemp(path.join(deps.workDir, 'extract-'));
   deps.onTemporaryFolder?.(workDir);
   let scratch: RestoreTarget | undefined;
+  // Roles the platform's route creates on the scratch server: dropped with a given one's database.
+  const createdRoles: string[] = [];
   const cleanup = async (): Promise<void> => {
     await scratch?.cleanup().catch((error: unknown) => {
-      logger.warning(`Could not stop the scratch server: ${errorMessage(error)}`);
+      logger.warning(`Could not remove the scratch copy: ${errorMessage(error)}`);
     });
+    if (scratch && !scratch.scratch) await dropScratchRoles(scratch, createdRoles, logger);
     await rm(workDir, { recursive: true, force: true });
   };
   try {
-    const opened = await openScratch(selection, deps, manifest);
+    const opened = { ...(await openScratch(selection, deps, manifest)), createdRoles };
     scratch = opened.scratch;
     const tables = await loadTables(selection, deps, manifest, opened, workDir);
     return { name, manifest, scratch, tools: opened.tools, tables, warnings, workDir, cleanup };
@@ -135,22 +144,37 @@ export async function restoreChosenTables(
 }
 
 /**
- * A backup of a Supabase project is refused before anything is downloaded or the target is
- * reached: the scratch copy restores the archive's whole schema into a plain server, which
- * lacks the platform's extensions and roles, and the platform's objects its extensions create
- * would be created twice; the restore route that handles them (verify's, the real restore's)
- * needs a server of the platform.
+ * A Supabase backup of selected schemas is refused before anything is downloaded or the target
+ * is reached: the platform's route gives a new database of such a backup the platform's
+ * definitions from the server's own project database, which a scratch server the step starts
+ * does not have.
  */
-function refuseManagedPlatform(manifest: Manifest): void {
-  if (manifest.platform?.name !== 'supabase') return;
+function refusePartialPlatformBackup(manifest: Manifest): void {
+  if (!manifest.platform || (manifest.options?.schemas ?? []).length === 0) return;
   throw new ConfigurationError(
-    `Backup ${manifest.id} is of a Supabase project, and extract and export do not support those yet: ` +
-      "they restore the chosen tables through a plain scratch PostgreSQL server, which cannot hold the platform's schemas and extensions. " +
-      'Instead, restore the backup with mode: restore into a spare Supabase project (not the live one; see docs/supabase.md) and copy the tables from there. Nothing was changed.',
+    `Backup ${manifest.id} holds only schema(s) ${manifest.options?.schemas?.join(', ')} of a Supabase project, and extract and export take the tables of a backup of the whole project: ` +
+      "its tables rely on the platform's (auth.users, extensions.*), which a scratch server gets only from such a backup. Extract from a backup of the whole project. Nothing was changed.",
   );
 }
 
-/** A scratch server at least as new as the backup's source, and client tools for it. */
+/** Drops the roles the run created on a scratch server it was given, naming any left. */
+async function dropScratchRoles(
+  scratch: RestoreTarget,
+  roles: string[],
+  logger: ExtractDeps['logger'],
+): Promise<void> {
+  const left = await dropRoles(scratch, roles).catch(() => roles);
+  if (left.length > 0) {
+    logger.warning(
+      `Could not drop the role(s) this run created on the scratch server: ${left.join(', ')}`,
+    );
+  }
+}
+
+/**
+ * The scratch copy's server and database: a new database on the server of scratch-url, or a
+ * server the step starts, at least as new as the backup's source; and client tools for it.
+ */
 async function openScratch(
   selection: TableSelection,
   deps: ExtractDeps,
@@ -158,9 +182,14 @@ async function openScratch(
 ): Promise<{ scratch: RestoreTarget; tools: ClientTools }> {
   const sourceMajor = majorOf(manifest.source.serverVersion);
   const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
-  const request = { major: dumpMajor, version: manifest.tools.pgDumpVersion, needServer: true };
+  const request = {
+    major: dumpMajor,
+    version: manifest.tools.pgDumpVersion,
+    needServer: !selection.scratchUrl,
+  };
   let tools = await deps.resolveTools(request);
   const scratch = await openTarget({
+    targetUrl: selection.scratchUrl,
     minMajor:
       selection.postgresVersion === 'auto'
         ? sourceMajor
@@ -169,6 +198,12 @@ async function openScratch(
     database: 'extract',
     workDir: deps.workDir,
     logger: deps.logger,
+  }).catch((error: unknown) => {
+    // openTarget words its errors for target-url, which an extract writes into.
+    if (!(error instanceof ConfigurationError) || !selection.scratchUrl) throw error;
+    throw new ConfigurationError(
+      error.message.replace(/\btarget-url\b/g, EXTRACT_OPTION_KEYS.scratchUrl),
+    );
   });
   if (scratch.scratch) deps.onTemporaryFolder?.(path.dirname(scratch.scratch.dataDir));
   // pg_dump refuses a server newer than itself: the side schema is dumped from this one.
@@ -182,7 +217,7 @@ async function loadTables(
   selection: TableSelection,
   deps: ExtractDeps,
   manifest: Manifest,
-  opened: { scratch: RestoreTarget; tools: ClientTools },
+  opened: { scratch: RestoreTarget; tools: ClientTools; createdRoles: string[] },
   workDir: string,
 ): Promise<ChosenTable[]> {
   const { logger } = deps;
@@ -199,8 +234,12 @@ async function loadTables(
     }),
   );
   const text = await listArchiveText(tools.pgRestore, fetched.archivePath);
-  const lines = text.split('\n');
-  await requireExtensions(scratch, parseArchiveListing(text).extensions, deps);
+  const listing = parseArchiveListing(text);
+  await requireExtensions(scratch, listing.extensions, deps, manifest);
+  const route = manifest.platform
+    ? await preparePlatformScratch({ ...opened, manifest, listing, workDir, deps }, fetched)
+    : undefined;
+  const lines = (route ? await readFile(route.listFile, 'utf8') : text).split('\n');
   const restore = async (list: string, file: string, jobs: number): Promise<void> => {
     const listFile = path.join(workDir, file);
     await writeFile(listFile, list);
@@ -226,6 +265,7 @@ async function loadTables(
     await logger.group(`Restore the data of ${tables.length} table(s)`, () =>
       restore(dataList(lines, tables), 'data.list', selection.jobs),
     );
+    for (const statement of route?.after ?? []) await client.query(statement);
     for (const t of tables) {
       const r = await client.query<{ n: string }>(
         `SELECT count(*)::text AS n FROM ${qualified(t)}`,
@@ -238,11 +278,59 @@ async function loadTables(
   }
 }
 
+/**
+ * A backup of a platform's database (Supabase) is restored the way verify and the drill restore
+ * one into a new database of the platform's server: the roles the archive names are created,
+ * then the platform's schemas and extensions as the platform makes them, and the archive's list
+ * is the platform route's (what CREATE EXTENSION made is left out, as are the platform's own
+ * bookkeeping rows). Returns that route; its list is filtered further like any archive's.
+ */
+async function preparePlatformScratch(
+  o: {
+    scratch: RestoreTarget;
+    tools: ClientTools;
+    manifest: Manifest;
+    listing: ArchiveListing;
+    workDir: string;
+    deps: ExtractDeps;
+    createdRoles: string[];
+  },
+  fetched: { archivePath: string },
+): Promise<PlatformRoute> {
+  const client = await connect(o.scratch.connection, o.scratch.database);
+  try {
+    const prepared = await prepareRestore(
+      {
+        target: o.scratch,
+        manifest: o.manifest,
+        tools: o.tools,
+        archivePath: fetched.archivePath,
+        listing: o.listing,
+        workDir: o.workDir,
+        jobs: 1,
+        into: 'new',
+        createdRoles: o.createdRoles,
+        installExtensions: o.deps.installExtensions,
+        env: o.deps.env,
+        logger: o.deps.logger,
+      },
+      client,
+    );
+    o.deps.logger.info(`Scratch server prepared: ${prepared.detail}`);
+    if (!prepared.route) throw new Error(`Backup ${o.manifest.id}: no route for its platform.`);
+    for (const statement of prepared.route.before) await client.query(statement);
+    return prepared.route;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 /** The archive's extensions on the scratch server: installed where the run may, else an error naming them. */
 async function requireExtensions(
   scratch: RestoreTarget,
   needed: string[],
   deps: ExtractDeps,
+  manifest: Manifest,
 ): Promise<void> {
   const missing = async (): Promise<string[]> => {
     const client = await connect(scratch.connection, scratch.database);
@@ -255,15 +343,20 @@ async function requireExtensions(
     }
   };
   let lacking = await missing();
-  if (lacking.length > 0 && deps.installExtensions) {
+  if (lacking.length > 0 && scratch.scratch && deps.installExtensions) {
     deps.logger.info(await deps.installExtensions(lacking, scratch.serverMajor));
     lacking = await missing();
   }
-  if (lacking.length > 0) {
-    throw new ConfigurationError(
-      `The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch PostgreSQL ${scratch.serverVersion} lacks: install them for PostgreSQL ${scratch.serverMajor} on this machine. Nothing was changed.`,
-    );
-  }
+  if (lacking.length === 0) return;
+  const K = EXTRACT_OPTION_KEYS;
+  const remedy = !scratch.scratch
+    ? `give ${K.scratchUrl} a server that has them`
+    : manifest.platform?.name === 'supabase'
+      ? `these are the Supabase platform's: give ${K.scratchUrl}, a new database on a supabase/postgres service container at the project's version (see docs/extract.md)`
+      : `install them for PostgreSQL ${scratch.serverMajor} on this machine, or give ${K.scratchUrl}, a new database on a server that has them`;
+  throw new ConfigurationError(
+    `The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch server ${scratch.describe} lacks: ${remedy}. Nothing was changed.`,
+  );
 }
 
 /**

@@ -11,7 +11,7 @@ import {
   type ConnectionInfo,
 } from '../postgres/connection.js';
 import type { ClientTools } from '../postgres/tools.js';
-import type { ChosenTable } from './scratch.js';
+import { qualified, type ChosenTable } from './scratch.js';
 
 /** What marks a schema as an extract's, so that only such a schema is ever replaced. */
 export const EXTRACT_COMMENT = 'pg-backup extract';
@@ -38,6 +38,7 @@ export async function buildSideSchema(
     }
     names.set(t.name, t);
   }
+  await refuseExtensionTables(client, tables);
   const s = quoteIdent(schema);
   await client.query(`CREATE SCHEMA ${s}`);
   await client.query(
@@ -47,6 +48,28 @@ export async function buildSideSchema(
     await client.query(`ALTER TABLE ${quoteIdent(t.schema)}.${quoteIdent(t.name)} SET SCHEMA ${s}`);
   }
   for (const statement of await sideSchemaChanges(client, schema)) await client.query(statement);
+}
+
+/**
+ * A table an extension makes (Vault's vault.secrets, PostGIS's spatial_ref_sys) is refused:
+ * pg_dump writes only its rows, as CREATE EXTENSION makes the table, so it cannot go into a
+ * schema of its own. Export takes such a table.
+ */
+async function refuseExtensionTables(client: pg.Client, tables: ChosenTable[]): Promise<void> {
+  const members = await client.query<{ name: string; extension: string }>(
+    `SELECT c.oid::regclass::text AS name, e.extname AS extension
+       FROM pg_depend d JOIN pg_class c ON c.oid = d.objid JOIN pg_extension e ON e.oid = d.refobjid
+      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_extension'::regclass
+        AND d.deptype = 'e' AND c.oid = ANY($1::text[]::regclass[])
+      ORDER BY 1`,
+    [tables.map(qualified)],
+  );
+  if (members.rows.length === 0) return;
+  throw new ConfigurationError(
+    `Input 'tables': ${members.rows.map((m) => `${m.name} (of extension ${m.extension})`).join(', ')} ` +
+      `belong to an extension, which makes them itself: an extract cannot move them into a schema of their own. ` +
+      `Leave them out, or export them (mode: export). Nothing was changed.`,
+  );
 }
 
 /** The statements that bring the side schema's types and sequences in, and cut what reaches out. */
@@ -181,8 +204,41 @@ async function dependentsOutside(client: pg.Client, schema: string): Promise<str
 }
 
 /**
+ * The statements that leave the side schema and its tables and sequences to their owner (the
+ * role that loaded them): every privilege another role or PUBLIC holds on them, which default
+ * privileges (`ALTER DEFAULT PRIVILEGES`) may have given as they were created, is revoked. So
+ * the API roles of a platform (Supabase's anon, authenticated, service_role) cannot reach the
+ * backup's rows, whatever the platform exposes.
+ */
+export function ownerOnlyStatements(schema: string): string {
+  return `DO $extract$
+DECLARE
+  statement text;
+BEGIN
+  FOR statement IN
+    SELECT DISTINCT format('REVOKE ALL ON %s %s FROM %s', o.kind, o.name,
+             CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+      FROM (SELECT 'SCHEMA' AS kind, quote_ident(nspname) AS name, nspacl AS acl, nspowner AS owner
+              FROM pg_namespace WHERE nspname = ${quoteLiteral(schema)}
+            UNION ALL
+            SELECT CASE WHEN relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, oid::regclass::text,
+                   relacl, relowner
+              FROM pg_class WHERE relnamespace = ${quoteLiteral(quoteIdent(schema))}::regnamespace
+               AND relkind IN ('r', 'p', 'S')) o,
+           aclexplode(o.acl) a
+     WHERE a.grantee <> o.owner
+  LOOP
+    EXECUTE statement;
+  END LOOP;
+END
+$extract$;
+`;
+}
+
+/**
  * Loads the side schema's script into the target in one transaction (after dropping the
- * earlier extract's schema when replacing it), so a failure leaves the target as it was.
+ * earlier extract's schema when replacing it), with every privilege of other roles on it
+ * revoked, so a failure leaves the target as it was.
  */
 export async function loadSideSchema(o: {
   tools: ClientTools;
@@ -193,6 +249,7 @@ export async function loadSideSchema(o: {
   replace: boolean;
   script: string;
   prelude: string;
+  epilogue: string;
   env: NodeJS.ProcessEnv;
   logger: Logger;
 }): Promise<void> {
@@ -200,10 +257,24 @@ export async function loadSideSchema(o: {
     o.prelude,
     o.replace ? `DROP SCHEMA IF EXISTS ${quoteIdent(o.schema)} CASCADE;\n` : '',
   );
+  await writeFile(o.epilogue, ownerOnlyStatements(o.schema));
   await writeFile(o.script, scriptForServer(await readFile(o.script, 'utf8'), o.serverMajor));
   const r = await runProcess(
     o.tools.psql,
-    ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '-1', '-f', o.prelude, '-f', o.script],
+    [
+      '-X',
+      '-q',
+      '--no-password',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-1',
+      '-f',
+      o.prelude,
+      '-f',
+      o.script,
+      '-f',
+      o.epilogue,
+    ],
     { env: childEnv(o.env, o.connection, o.database) },
   );
   if (r.code !== 0) {

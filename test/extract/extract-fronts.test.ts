@@ -84,6 +84,21 @@ describe('restore-drill bundle, modes extract and export', () => {
     expectNoSecrets(run.everything);
   }, 120_000);
 
+  it('masks scratch-url and its password, also when it cannot connect', async () => {
+    const scratchPassword = 'scratch-secret-pw';
+    const run = await runBundle('restore-drill', {
+      ...inputs(),
+      mode: 'extract',
+      confirm: database,
+      'scratch-url': `postgresql://nobody:${scratchPassword}@127.0.0.1:1/extract_scratch`,
+    });
+    expect(run.code).not.toBe(0);
+    expect(run.stdout).toContain(`::add-mask::${scratchPassword}`);
+    expect(run.everything).not.toContain(scratchPassword);
+    expect(run.everything).toMatch(/127\.0\.0\.1:1/);
+    expectNoSecrets(run.everything);
+  }, 120_000);
+
   it('extracts the tables beside the live ones and sums up what changed', async () => {
     const run: BundleRun = await runBundle('restore-drill', {
       ...inputs(),

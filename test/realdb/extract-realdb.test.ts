@@ -3,7 +3,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { runBackup } from '../../src/backup/backup.js';
 import type { Manifest } from '../../src/catalog/manifest.js';
-import { ConfigurationError } from '../../src/core/errors.js';
 import { findOnPath } from '../../src/core/process.js';
 import type { DrillDeps } from '../../src/drill/drill.js';
 import { runExtract, type ExtractResult } from '../../src/extract/extract.js';
@@ -24,15 +23,12 @@ import {
   type TableFingerprint,
 } from '../support/regress.js';
 import { withClient } from '../support/sample.js';
-import { startSupabase, supabaseFingerprint, supabaseServer } from '../support/supabase.js';
-import type { SupabaseServer } from '../support/supabase.js';
 
 // Table-level extract on databases nobody here designed: PostgreSQL's own regression database
 // (partitions with dropped and reordered columns, domains, a stored generated column over a
 // domain, an inheritance parent whose child shares its sequence, tables with triggers), backed
-// up, changed, then extracted into the live database, with the live side checked untouched;
-// and a Supabase project with an application, whose backups extract refuses (not supported)
-// before it reaches the project.
+// up, changed, then extracted into the live database, with the live side checked untouched.
+// A Supabase project's: supabase-extract.test.ts.
 
 const zstdPath = findOnPath('zstd');
 let tools: ClientTools;
@@ -269,62 +265,4 @@ describe("extract from PostgreSQL's regression database", () => {
       atBackup.get('public.transition_table_level2')?.rows,
     );
   });
-});
-
-describe('extract from a Supabase project', () => {
-  let source: SupabaseServer;
-  let store: TestStore;
-  let manifest: Manifest;
-  let platformBefore: Record<string, string>;
-  let tablesBefore: Map<string, TableFingerprint>;
-
-  beforeAll(async () => {
-    source = await startSupabase({ kind: 'project', app: true });
-    store = await makeStore('local');
-    ({ manifest } = await runBackup(
-      testBackupOptions(source.postgresUrl(), 'project'),
-      testBackupDeps(store.storage, tools, { zstdPath }),
-    ));
-    // After the backup: a todo deleted (its tags go with it), a profile edited.
-    await withClient(source.adminUrl(), async (c) => {
-      await c.query(`DELETE FROM public.todos WHERE task = 'Restore it on Friday'`);
-      await c.query(
-        `UPDATE public.profiles SET website = 'https://cid.example.com' WHERE username = 'cid'`,
-      );
-    });
-    platformBefore = await supabaseFingerprint(source.adminUrl());
-    tablesBefore = await tableFingerprints(source.adminUrl());
-  }, 600_000);
-
-  afterAll(async () => {
-    await source?.stop();
-  });
-
-  // Not supported: the scratch copy restores the archive's whole schema into a plain server,
-  // which lacks the platform's extensions (and, given them, fails on the objects those
-  // extensions create that the archive holds too). Refused before the target is reached.
-  it('refuses, before downloading or touching the project, and says what to do instead', async () => {
-    for (const overrides of [{}, { findServer: async () => supabaseServer() }]) {
-      const error = await extract(
-        store,
-        extractOptions(manifest, source.postgresUrl(), ['public.profiles', 'public.todos']),
-        overrides,
-      ).then(
-        () => new Error('extracted'),
-        (e: unknown) => e as Error,
-      );
-      expect(error).toBeInstanceOf(ConfigurationError);
-      expect(error.message).toMatch(
-        /is of a Supabase project, and extract and export do not support those yet/,
-      );
-      expect(error.message).toMatch(/mode: restore into a spare Supabase project/);
-      expect(error.message).toMatch(/Nothing was changed\.$/);
-    }
-    expect(await supabaseFingerprint(source.adminUrl())).toEqual(platformBefore);
-    expect(await tableFingerprints(source.adminUrl())).toEqual(tablesBefore);
-    const schemas = await withClient(source.adminUrl(), (c) =>
-      c.query(`SELECT nspname FROM pg_namespace WHERE nspname LIKE 'recovered%'`),
-    );
-    expect(schemas.rows).toEqual([]);
-  }, 600_000);
 });
