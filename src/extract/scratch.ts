@@ -190,6 +190,7 @@ async function openScratch(
   let tools = await deps.resolveTools(request);
   const scratch = await openTarget({
     targetUrl: selection.scratchUrl,
+    targetOption: EXTRACT_OPTION_KEYS.scratchUrl,
     minMajor:
       selection.postgresVersion === 'auto'
         ? sourceMajor
@@ -198,12 +199,6 @@ async function openScratch(
     database: 'extract',
     workDir: deps.workDir,
     logger: deps.logger,
-  }).catch((error: unknown) => {
-    // openTarget words its errors for target-url, which an extract writes into.
-    if (!(error instanceof ConfigurationError) || !selection.scratchUrl) throw error;
-    throw new ConfigurationError(
-      error.message.replace(/\btarget-url\b/g, EXTRACT_OPTION_KEYS.scratchUrl),
-    );
   });
   if (scratch.scratch) deps.onTemporaryFolder?.(path.dirname(scratch.scratch.dataDir));
   // pg_dump refuses a server newer than itself: the side schema is dumped from this one.

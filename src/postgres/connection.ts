@@ -16,6 +16,8 @@ export interface ConnectionInfo {
   sslmode?: string;
   /** Other libpq parameters (sslrootcert, application_name, options, connect_timeout, ...). */
   params: Record<string, string>;
+  /** The option the connection was given in, which its errors name (default database-url). */
+  option?: string;
 }
 
 const ENV_FOR_PARAM: Record<string, string> = {
@@ -64,7 +66,7 @@ export function parseConnectionString(text: string, inputName = 'database-url'):
   } else if (trimmed !== '') {
     parseKeyValue(trimmed, raw, inputName);
   }
-  return fromParams(raw);
+  return { ...fromParams(raw), option: inputName };
 }
 
 function parseKeyValue(text: string, out: Record<string, string>, inputName: string): void {
@@ -330,16 +332,14 @@ export function connectionError(error: unknown, info: ConnectionInfo, database?:
   const code = (error as { code?: string }).code;
   let message = errorMessage(error);
   if (info.password) message = message.split(info.password).join('***');
-  if (code === '28P01' || code === '28000') {
-    return new ConfigurationError(
-      `Cannot connect to ${where}: ${message}. Check the user and password in database-url.`,
+  const key = info.option ?? 'database-url';
+  const check = (what: string): OptionError =>
+    new OptionError(
+      key,
+      (w) => `cannot connect to ${where}: ${message}. Check ${what} in ${w.option(key)}.`,
     );
-  }
-  if (code === '3D000') {
-    return new ConfigurationError(
-      `Cannot connect to ${where}: ${message}. Check the database name in database-url.`,
-    );
-  }
+  if (code === '28P01' || code === '28000') return check('the user and password');
+  if (code === '3D000') return check('the database name');
   if (
     code === 'ECONNREFUSED' ||
     code === 'ENOTFOUND' ||

@@ -1,4 +1,4 @@
-import { ConfigurationError } from '../core/errors.js';
+import { ConfigurationError, OptionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { startScratchCluster, type ScratchCluster } from '../postgres/cluster.js';
 import {
@@ -10,12 +10,6 @@ import {
   type ConnectionInfo,
 } from '../postgres/connection.js';
 import { findServerBinaries, type ServerBinaries } from '../postgres/tools.js';
-
-/** Connection errors name the input they came from: here, target-url. */
-function targetError(error: unknown): unknown {
-  if (!(error instanceof ConfigurationError)) return error;
-  return new ConfigurationError(error.message.replace(/\bdatabase-url\b/g, 'target-url'));
-}
 
 /** Where a backup is restored, and how to clean up afterwards. */
 export interface RestoreTarget {
@@ -101,11 +95,14 @@ export async function scratchTarget(options: {
  */
 export async function givenTarget(options: {
   url: string;
+  /** The option the URL was given in, which errors name (default target-url). */
+  option?: string;
   logger: Logger;
   allowNonEmpty?: boolean;
   dropCreatedOnCleanup?: boolean;
 }): Promise<RestoreTarget> {
-  const info = parseConnectionString(options.url, 'target-url');
+  const key = options.option ?? 'target-url';
+  const info = parseConnectionString(options.url, key);
   const database = databaseName(info);
   let created = false;
   const admin = await connect(info, 'postgres').catch(() => undefined);
@@ -121,9 +118,7 @@ export async function givenTarget(options: {
   } finally {
     await admin?.end().catch(() => undefined);
   }
-  const client = await connect(info, database).catch((error: unknown) => {
-    throw targetError(error);
-  });
+  const client = await connect(info, database);
   let version: { v: string; n: string; user: string };
   try {
     version = (
@@ -138,9 +133,12 @@ export async function givenTarget(options: {
             AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`,
       );
       if (Number(objects.rows[0].n) > 0) {
-        throw new ConfigurationError(
-          `The target database ${describeConnection(info, database)} is not empty (${objects.rows[0].n} tables, views or sequences). ` +
-            `A verification restores only into an empty database or one it creates: point target-url at a new database name, or leave target-url empty for a throwaway server.`,
+        const tables = objects.rows[0].n;
+        throw new OptionError(
+          key,
+          (w) =>
+            `the target database ${describeConnection(info, database)} is not empty (${tables} tables, views or sequences). ` +
+            `A verification restores only into an empty database or one it creates: point ${w.option(key)} at a new database name, or leave it empty for a throwaway server.`,
         );
       }
     }
@@ -174,6 +172,8 @@ export async function givenTarget(options: {
  */
 export async function openTarget(o: {
   targetUrl?: string;
+  /** The option targetUrl was given in, which errors name (default target-url). */
+  targetOption?: string;
   minMajor: number;
   /** Server binaries for the scratch server; default: the newest installed. */
   findServer?: (minMajor: number) => Promise<ServerBinaries>;
@@ -188,6 +188,7 @@ export async function openTarget(o: {
   if (o.targetUrl) {
     return givenTarget({
       url: o.targetUrl,
+      option: o.targetOption,
       logger: o.logger,
       allowNonEmpty: Boolean(o.replace),
       dropCreatedOnCleanup: !o.replace,

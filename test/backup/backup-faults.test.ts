@@ -72,7 +72,7 @@ describe.each(['s3', 'local'] as const)('backup faults against %s storage', (kin
     );
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/::error::Cannot connect to .*password authentication failed/);
-    expect(run.stdout).toContain('Check the user and password in database-url');
+    expect(run.stdout).toContain("Check the user and password in input 'database-url'");
     expect(run.everything).not.toContain('not-the-password');
     expect(run.everything).not.toContain('source-secret-pw');
     expect(await keysOf(store.storage)).toEqual(

@@ -4,9 +4,11 @@ import {
   pgDumpArgs,
   planCompression,
 } from '../../src/backup/backup.js';
-import { ConfigurationError } from '../../src/core/errors.js';
+import { ConfigurationError, OptionError } from '../../src/core/errors.js';
+import { flagWording } from '../../src/cli/args.js';
 import {
   childEnv,
+  connectionError,
   connectionUrl,
   describeConnection,
   parseConnectionString,
@@ -27,6 +29,7 @@ describe('connection strings', () => {
       database: 'app',
       sslmode: 'require',
       params: { application_name: 'nightly' },
+      option: 'database-url',
     });
   });
 
@@ -56,6 +59,27 @@ describe('connection strings', () => {
       expect(message).not.toBe('');
       expect(message).not.toContain('hunter2');
     }
+  });
+
+  it('names the option a connection came from in its failures, per front door, without the password', () => {
+    const info = parseConnectionString(
+      'postgresql://app:s3cret-pw@db.example:5432/shop',
+      'target-url',
+    );
+    const refused = Object.assign(new Error('password authentication failed for s3cret-pw'), {
+      code: '28P01',
+    });
+    const error = connectionError(refused, info, 'shop');
+    expect(error).toBeInstanceOf(OptionError);
+    expect(error.message).toContain("Check the user and password in input 'target-url'.");
+    expect((error as OptionError).worded(flagWording)).toContain(
+      'Check the user and password in --target-url.',
+    );
+    expect(error.message).not.toContain('s3cret-pw');
+    const missing = Object.assign(new Error('database "shop" does not exist'), { code: '3D000' });
+    expect(
+      connectionError(missing, parseConnectionString('host=x dbname=shop'), 'shop').message,
+    ).toContain("Check the database name in input 'database-url'.");
   });
 
   it('falls back to PG* variables for what the URL leaves out, and passes the password only in the environment', () => {
