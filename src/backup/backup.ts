@@ -996,7 +996,7 @@ async function toolsSucceeded(chain: ToolChain): Promise<void> {
 
 /**
  * Streams the tools' output through the hash to every store at once. The stores complete their
- * uploads only once the tools succeeded (the fan-out's commit), so a dump cut short is never
+ * uploads only once the tools succeeded (the writer's commit), so a dump cut short is never
  * stored as complete.
  */
 async function uploadToAll(
@@ -1010,7 +1010,7 @@ async function uploadToAll(
   // The hash stage is what the stores read: every stage is one more hop per chunk.
   const hash = new HashCounter({ highWaterMark: 1 << 20 });
   // The dump is cut into parts once; every store is sent the same part buffers.
-  const fanOut = new PartWriter(
+  const writer = new PartWriter(
     a.stores.map((s) => s.upload(a.source.objectKey, { sizeHint: a.source.sizeEstimate })),
     { commit: tools },
   );
@@ -1022,17 +1022,17 @@ async function uploadToAll(
   );
   try {
     const streaming = await new Promise<Error | undefined>((resolve) => {
-      pipeline([source, ...stages, hash, fanOut] as unknown as NodeJS.ReadWriteStream[], (error) =>
+      pipeline([source, ...stages, hash, writer] as unknown as NodeJS.ReadWriteStream[], (error) =>
         resolve(error ?? undefined),
       );
     });
-    const results = await fanOut.results;
+    const results = await writer.results;
     if (streaming !== undefined || results.every((r) => !r.ok)) {
       for (const p of chain.processes) p.proc.kill();
       await Promise.all(chain.processes.map((p) => p.proc.exited));
       // A tool that failed on its own is the cause; otherwise the stores' own reports (which
       // name the endpoints), rather than the pipe's echo of them.
-      throw fanOut.commitError ?? storesFailure(a.stores, results) ?? streaming;
+      throw writer.commitError ?? storesFailure(a.stores, results) ?? streaming;
     }
     progress.report();
     if (a.coalescer) a.deps.logger.info(describeCoalescing(a.coalescer));

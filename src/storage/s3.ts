@@ -209,9 +209,10 @@ function safeEndpoint(endpoint: string): string {
 }
 
 /**
- * An S3 bucket and prefix as a store. Streams go through a multipart upload whose memory
- * use is bounded by part size × queue size; a failed upload is aborted and checked to be
- * gone. When the store fails during `putStream`, the body is destroyed so its producer stops.
+ * An S3 bucket and prefix as a store. Streams are cut into parts by PartWriter and sent as a
+ * multipart upload (`upload`), so memory use is bounded by part size × (queue size + 1); a
+ * failed upload is aborted and checked to be gone. When the store fails during `putStream`,
+ * the body is destroyed so its producer stops.
  */
 export class S3Storage implements Storage {
   readonly description: string;
