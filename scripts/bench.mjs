@@ -5,7 +5,9 @@
 // pg_restore, age throughput, and retention planning. It prints ratios and writes them, with
 // the date, the commit and the machine, to docs/benchmark.md; every ratio is the median of the
 // rounds' own ratios. It is not a test (shared machines are noisy), and it asserts nothing.
-// With --scale, it measures how the backup and the drill grow instead (see scaleBenchmark).
+// With --scale, it measures how the backup and the drill grow instead (see scaleBenchmark);
+// with --destinations, the backup's peak memory with one S3 destination and with three (see
+// destinationsBenchmark).
 import { execFileSync, spawn } from 'node:child_process';
 import {
   createReadStream,
@@ -227,6 +229,15 @@ async function grow(url, half, gb = GB) {
     '-f',
     path.join(root, 'scripts/bench-shop-data.sql'),
   );
+}
+
+if (process.argv.includes('--destinations')) {
+  try {
+    await destinationsBenchmark();
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  process.exit(0);
 }
 
 if (process.argv.includes('--scale')) {
@@ -914,6 +925,125 @@ function writeScalePage(rows, notRun) {
       : []),
   ].join('\n');
   const file = path.join(root, 'docs', 'benchmark-scale.md');
+  writeFileSync(file, page);
+  execFileSync(
+    process.execPath,
+    [path.join(root, 'node_modules/prettier/bin/prettier.cjs'), '--write', file],
+    { stdio: 'ignore' },
+  );
+  console.log(`\nWritten to ${path.relative(root, file)}.`);
+}
+
+/**
+ * `npm run bench -- --destinations`: the backup action's peak RSS with one S3 destination and
+ * with three (three buckets of the same Swift server), in BENCH_ROUNDS interleaved rounds (3 by
+ * default) on a database of BENCH_DEST_GB (0.5 by default) of the mixed data. The target: three
+ * destinations at most 1.15 times the memory of one, since every destination is handed the same
+ * part buffers. Writes docs/benchmark-destinations.md. Not a test: it asserts nothing.
+ */
+async function destinationsBenchmark() {
+  const gb = Number(process.env.BENCH_DEST_GB ?? '0.5');
+  const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? '3'));
+  const { startSwift } = await import(path.join(root, '.tmp/setup/test/support/swift.js'));
+  const cluster = await startScratchCluster({
+    server,
+    logger: quiet,
+    settings: { shared_buffers: '256MB', max_wal_size: '4GB', checkpoint_timeout: '30min' },
+  });
+  const swift = await startSwift();
+  try {
+    const url = await buildDatabase(cluster, gb);
+    const sizeGB = Number(psql(url, '-c', 'SELECT pg_database_size(current_database())')) / 1e9;
+    const buckets = ['dest-one', 'dest-two', 'dest-three'];
+    for (const bucket of buckets) await swift.createBucket(bucket);
+    const key = generateIdentity();
+    const backupTo = (count, round) =>
+      runBundle(
+        'backup',
+        {
+          'database-url': url,
+          storage: buckets
+            .slice(0, count)
+            .map((b) => `s3://${b}/r${round}`)
+            .join('\n'),
+          name: `dest${count}`,
+          'encryption-recipients': key.recipient,
+          's3-endpoint': swift.endpoint,
+          's3-region': swift.region,
+        },
+        {
+          AWS_ACCESS_KEY_ID: swift.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: swift.secretAccessKey,
+        },
+      );
+    console.log(`\nPeak RSS of the backup action, ${sizeGB.toFixed(2)} GB database:`);
+    const measured = [];
+    for (let round = 1; round <= rounds; round++) {
+      const one = await backupTo(1, round);
+      const three = await backupTo(3, round);
+      row(`round ${round}: one S3 destination`, one.seconds, {
+        bytes: Number(one.outputs.bytes),
+        rssMiB: one.rssMiB,
+      });
+      row(`round ${round}: three S3 destinations`, three.seconds, { rssMiB: three.rssMiB });
+      measured.push({ one, three, ratio: three.rssMiB / one.rssMiB });
+    }
+    const ratios = measured.map((m) => m.ratio);
+    const summary = {
+      sizeGB,
+      rounds,
+      bytes: Number(measured[0].one.outputs.bytes),
+      one: median(measured.map((m) => m.one.rssMiB)),
+      three: median(measured.map((m) => m.three.rssMiB)),
+      oneSeconds: median(measured.map((m) => m.one.seconds)),
+      threeSeconds: median(measured.map((m) => m.three.seconds)),
+      ratio: median(ratios),
+      range: `${Math.min(...ratios).toFixed(2)} to ${Math.max(...ratios).toFixed(2)}`,
+    };
+    console.log(
+      `  peak RSS, three destinations / one: ${summary.ratio.toFixed(2)} (${summary.range})  [≤ 1.15]`,
+    );
+    writeDestinationsPage(summary);
+  } finally {
+    await swift.stop();
+    await cluster.stop();
+  }
+}
+
+/** Writes docs/benchmark-destinations.md: when, on what, and the two peaks side by side. */
+function writeDestinationsPage(run) {
+  const cpus = os.cpus();
+  const models = [...new Set(cpus.map((c) => c.model.trim()))].join(', ');
+  const page = [
+    '# Benchmark: several destinations',
+    '',
+    'Written by `npm run bench -- --destinations` (`scripts/bench.mjs`); run it again to replace',
+    'this page. The backup action (encrypted, zstd) of a database of the mixed data of',
+    '[benchmark.md](benchmark.md) to one S3 destination and to three (three buckets of the same',
+    'S3 server), the two taking turns in each round. The dump is cut into parts once and every',
+    'destination is handed the same part buffers ([storage.md](storage.md#several-destinations)),',
+    'so the memory should not grow with the destinations.',
+    '',
+    '| | |',
+    '| --- | --- |',
+    `| Date | ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} |`,
+    `| Commit | \`${commitDescription()}\` |`,
+    `| Machine | ${cpus.length} CPUs (${models.replace(/\|/g, '\\|')}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, Linux ${os.release()}, load average ${LOAD_AT_START.toFixed(2)} at the start and ${os.loadavg()[0].toFixed(2)} at the end |`,
+    `| PostgreSQL | server ${server.version}, pg_dump ${client.version}, on the same machine |`,
+    `| S3 server | OpenStack Swift with s3api, on the same machine |`,
+    `| Settings | \`BENCH_DEST_GB=${process.env.BENCH_DEST_GB ?? '0.5'}\` (a ${run.sizeGB.toFixed(2)} GB database, a ${(run.bytes / 1e6).toFixed(0)} MB object), \`BENCH_ROUNDS=${run.rounds}\` |`,
+    '',
+    '| measured | one S3 destination | three S3 destinations | three / one | target |',
+    '| --- | --- | --- | --- | --- |',
+    `| peak RSS of the backup action (median) | ${run.one.toFixed(0)} MiB | ${run.three.toFixed(0)} MiB | ${run.ratio.toFixed(2)} (rounds ${run.range}) | ≤ 1.15 |`,
+    `| wall time (median) | ${run.oneSeconds.toFixed(2)} s | ${run.threeSeconds.toFixed(2)} s | ${(run.threeSeconds / run.oneSeconds).toFixed(2)} | |`,
+    '',
+    "The ratio is the median of the rounds' own ratios. With three destinations on one S3 server",
+    'on the same cores, the server stores every byte three times; a runner writing to stores',
+    'elsewhere does not pay their CPU.',
+    '',
+  ].join('\n');
+  const file = path.join(root, 'docs', 'benchmark-destinations.md');
   writeFileSync(file, page);
   execFileSync(
     process.execPath,

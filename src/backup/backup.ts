@@ -60,7 +60,7 @@ import {
 } from '../postgres/source-state.js';
 import { ArchiveCoalescer } from '../postgres/archive.js';
 import type { ClientTools, ToolResolver } from '../postgres/tools.js';
-import { FanOut, type FanOutResult } from '../storage/fanout.js';
+import { PartWriter, type UploadResult } from '../storage/parts.js';
 import type { Storage } from '../storage/storage.js';
 import { BackupCopies, type CopyReport } from './copies.js';
 
@@ -809,7 +809,7 @@ interface StreamedDump {
   sha256: string;
   seconds: number;
   /** One per store, in the order given. */
-  results: FanOutResult[];
+  results: UploadResult[];
 }
 
 /** The named pipes the tools write into (see Fifo); none when named pipes are off. */
@@ -996,7 +996,7 @@ async function toolsSucceeded(chain: ToolChain): Promise<void> {
 
 /**
  * Streams the tools' output through the hash to every store at once. The stores complete their
- * uploads only once the tools succeeded (the fan-out's commit), so a dump cut short is never
+ * uploads only once the tools succeeded (the writer's commit), so a dump cut short is never
  * stored as complete.
  */
 async function uploadToAll(
@@ -1009,9 +1009,11 @@ async function uploadToAll(
   tools.catch(() => undefined);
   // The hash stage is what the stores read: every stage is one more hop per chunk.
   const hash = new HashCounter({ highWaterMark: 1 << 20 });
-  const fanOut = new FanOut(a.stores, a.source.objectKey, tools, {
-    sizeHint: a.source.sizeEstimate,
-  });
+  // The dump is cut into parts once; every store is sent the same part buffers.
+  const writer = new PartWriter(
+    a.stores.map((s) => s.upload(a.source.objectKey, { sizeHint: a.source.sizeEstimate })),
+    { commit: tools },
+  );
   const progress = new Progress(
     a.deps.logger,
     'Uploaded',
@@ -1020,17 +1022,17 @@ async function uploadToAll(
   );
   try {
     const streaming = await new Promise<Error | undefined>((resolve) => {
-      pipeline([source, ...stages, hash, fanOut] as unknown as NodeJS.ReadWriteStream[], (error) =>
+      pipeline([source, ...stages, hash, writer] as unknown as NodeJS.ReadWriteStream[], (error) =>
         resolve(error ?? undefined),
       );
     });
-    const results = await fanOut.results;
+    const results = await writer.results;
     if (streaming !== undefined || results.every((r) => !r.ok)) {
       for (const p of chain.processes) p.proc.kill();
       await Promise.all(chain.processes.map((p) => p.proc.exited));
       // A tool that failed on its own is the cause; otherwise the stores' own reports (which
       // name the endpoints), rather than the pipe's echo of them.
-      throw fanOut.commitError ?? storesFailure(a.stores, results) ?? streaming;
+      throw writer.commitError ?? storesFailure(a.stores, results) ?? streaming;
     }
     progress.report();
     if (a.coalescer) a.deps.logger.info(describeCoalescing(a.coalescer));
@@ -1046,7 +1048,7 @@ async function uploadToAll(
 }
 
 /** The stores' errors when every store failed: the one store's own, or each named. */
-function storesFailure(stores: Storage[], results: FanOutResult[]): Error | undefined {
+function storesFailure(stores: Storage[], results: UploadResult[]): Error | undefined {
   const errors = results.flatMap((r) => (r.ok ? [] : [r.error]));
   if (errors.length < results.length || errors.length === 0) return undefined;
   if (errors.length === 1) return errors[0];

@@ -1,6 +1,6 @@
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { FanOutResult } from '../storage/fanout.js';
+import type { UploadResult } from '../storage/parts.js';
 import type { Storage } from '../storage/storage.js';
 
 /** What one destination holds after a backup run. */
@@ -52,7 +52,7 @@ export class BackupCopies {
   async recordUploads(
     stores: readonly Storage[],
     key: string,
-    results: readonly FanOutResult[],
+    results: readonly UploadResult[],
     bytes: number,
   ): Promise<void> {
     for (const [i, result] of results.entries()) {

@@ -18,6 +18,8 @@ export interface OptionSpec {
   envOnly?: boolean;
   /** Shown in the help as the value's placeholder. */
   value?: string;
+  /** May be given several times: the values are read as the lines of one value. */
+  multiple?: boolean;
 }
 
 const storage: Record<string, OptionSpec> = {
@@ -185,13 +187,19 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   backup: {
     summary: 'back up a database (pg_dump, zstd, age) to the storage',
-    usage: 'pg-backup backup --storage LOCATION --database-url URL [options]',
+    usage:
+      'pg-backup backup --storage LOCATION [--storage LOCATION ...] --database-url URL [options]',
     options: {
       ...storage,
+      storage: {
+        ...storage.storage,
+        multiple: true,
+        help: 's3://bucket/prefix or a folder, with its line options (required; repeat for several destinations)',
+      },
       'destinations-required': {
         type: 'string',
         value: 'N',
-        help: 'with several storage lines: how many must succeed (default: all)',
+        help: 'with several destinations: how many must succeed (default: all)',
       },
       'database-url': {
         type: 'string',
@@ -383,6 +391,9 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
 };
 
+/** What the command line gave for an option: a repeated one gives every value. */
+type FlagValue = string | boolean | (string | boolean)[] | undefined;
+
 /** The environment variable of an option: `--rto-target` → `PGBACKUP_RTO_TARGET`. */
 export function envName(option: string): string {
   return `PGBACKUP_${option.toUpperCase().replace(/-/g, '_')}`;
@@ -392,7 +403,7 @@ export function envName(option: string): string {
 export class ParsedOptions {
   constructor(
     readonly command: string,
-    private readonly values: Record<string, string | boolean | undefined>,
+    private readonly values: Record<string, FlagValue>,
     private readonly env: NodeJS.ProcessEnv,
   ) {}
 
@@ -402,10 +413,16 @@ export class ParsedOptions {
     return spec;
   }
 
-  /** A string option: the flag, else PGBACKUP_<NAME>, else its aliases; '' counts as unset. */
+  /**
+   * A string option: the flag, else PGBACKUP_<NAME>, else its aliases; '' counts as unset. A
+   * flag given several times is its values as lines.
+   */
   string(name: string): string | undefined {
     const spec = this.spec(name);
-    const flag = this.values[name];
+    const given = this.values[name];
+    const flag = Array.isArray(given)
+      ? given.filter((v) => typeof v === 'string' && v !== '').join('\n')
+      : given;
     if (typeof flag === 'string' && flag !== '') return flag;
     for (const variable of [envName(name), ...(spec.aliases ?? [])]) {
       const value = this.env[variable];
@@ -529,11 +546,11 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
       `Unknown command '${command}'. Commands: ${Object.keys(COMMANDS).join(', ')}. Try pg-backup --help.`,
     );
   }
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {};
   for (const [name, o] of Object.entries(spec.options)) {
-    if (!o.envOnly) options[name] = { type: o.type };
+    if (!o.envOnly) options[name] = { type: o.type, multiple: o.multiple === true };
   }
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, FlagValue>;
   try {
     ({ values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false }));
   } catch (error) {

@@ -182,6 +182,7 @@ export async function backupCommand(o: ParsedOptions, io: CliIo): Promise<ExitCo
           id: result.manifest.id,
           name: result.manifest.name,
           location: storage.location(result.objectKey),
+          copies: result.copies,
           bytes: result.bytes,
           sha256: result.sha256,
           durationSeconds: result.durationSeconds,

@@ -12,13 +12,15 @@ import {
   type FileHandle,
 } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { Logger } from '../core/logger.js';
+import { putInParts } from './parts.js';
 import {
   NotFoundError,
   type BucketVersioning,
   type DeleteResult,
+  type Part,
+  type PartUpload,
   type PutStreamOptions,
   type Storage,
   type StoredObject,
@@ -41,7 +43,7 @@ function errnoCode(error: unknown): string | undefined {
     : undefined;
 }
 
-/** How much a stream upload buffers while a write is in flight. */
+/** The part size of a stream upload: how much is written at once. */
 const WRITE_BATCH = 1 << 20;
 /**
  * Bytes a stream upload writes between the flushes to disk it starts as it goes, so that the
@@ -49,16 +51,83 @@ const WRITE_BATCH = 1 << 20;
  */
 const FLUSH_EVERY = 16 << 20;
 
-/** Writes every byte of `buffers` at the handle's position, across short writes. */
-async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
-  let rest = buffers.filter((b) => b.length > 0);
-  while (rest.length > 0) {
-    let { bytesWritten } = await handle.writev(rest);
-    while (rest.length > 0 && bytesWritten >= rest[0].length) {
-      bytesWritten -= rest[0].length;
-      rest = rest.slice(1);
-    }
-    if (rest.length > 0 && bytesWritten > 0) rest[0] = rest[0].subarray(bytesWritten);
+/** Writes every byte of `data` at `position`, across short writes. */
+async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < data.length;) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/**
+ * A file being written in parts at their offsets, flushed to disk as it goes so that the fsync
+ * before the rename has little left to write; the temporary file is removed when aborted.
+ */
+class FileUpload implements PartUpload {
+  readonly partSize = WRITE_BATCH;
+  readonly inFlight = 2;
+  private written = 0;
+  private flushedAt = 0;
+  /** One flush at a time runs beside the writes; its failure fails the upload. */
+  private flushing: Promise<void> | undefined;
+  private flushError: unknown;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly temp: string,
+    private readonly path: string,
+    private readonly syncDirectory: (folder: string) => Promise<void>,
+  ) {}
+
+  async sendPart({ offset, data }: Part): Promise<void> {
+    await writeAll(this.handle, data, offset);
+    this.written += data.length;
+    this.flush();
+    if (this.flushError !== undefined) throw this.flushError;
+  }
+
+  async complete(whole?: Buffer): Promise<void> {
+    if (whole !== undefined) await writeAll(this.handle, whole, 0);
+    await this.flushed();
+    // The final fsync need not report a write error again once a flush did.
+    if (this.flushError !== undefined) throw this.flushError;
+    await this.handle.sync();
+    await this.close();
+    await rename(this.temp, this.path);
+    await this.syncDirectory(dirname(this.path));
+  }
+
+  async abort(): Promise<void> {
+    await this.flushed();
+    await this.close().catch(() => undefined);
+    await unlink(this.temp).catch(() => undefined);
+  }
+
+  private close(): Promise<void> {
+    this.closing ??= this.handle.close();
+    return this.closing;
+  }
+
+  private flush(): void {
+    if (this.flushing || this.flushError !== undefined) return;
+    if (this.written - this.flushedAt < FLUSH_EVERY) return;
+    this.flushedAt = this.written;
+    this.flushing = this.handle.datasync().then(
+      () => {
+        this.flushing = undefined;
+        this.flush();
+      },
+      (error: unknown) => {
+        this.flushError = error;
+        this.flushing = undefined;
+      },
+    );
+  }
+
+  /** Waits for the flushes under way (a flush that ends may start the next one). */
+  private async flushed(): Promise<void> {
+    while (this.flushing) await this.flushing;
   }
 }
 
@@ -106,83 +175,21 @@ export class LocalStorage implements Storage {
     return join(dirname(path), `.${basename(path)}.partial-${randomBytes(8).toString('hex')}`);
   }
 
-  async putStream(
+  putStream(
     key: string,
     body: Readable,
     options: PutStreamOptions = {},
   ): Promise<{ bytes: number }> {
-    let bodyError: unknown;
-    const onBodyError = (error: unknown): void => {
-      bodyError ??= error;
-    };
-    body.on('error', onBodyError);
-    let path: string;
-    let temp: string | undefined;
-    let bytes = 0;
-    try {
-      path = this.pathOf(key);
-      await mkdir(dirname(path), { recursive: true });
-      temp = this.tempPathFor(path);
-      const handle = await open(temp, 'wx', 0o644);
-      // One flush at a time runs beside the writes; its failure fails the upload (the final
-      // fsync need not report a write error again once a flush did).
-      let flushing: Promise<void> | undefined;
-      let flushedAt = 0;
-      let flushError: unknown;
-      const flush = (): void => {
-        if (flushing || flushError !== undefined || bytes - flushedAt < FLUSH_EVERY) return;
-        flushedAt = bytes;
-        flushing = handle.datasync().then(
-          () => {
-            flushing = undefined;
-            flush();
-          },
-          (error: unknown) => {
-            flushError = error;
-            flushing = undefined;
-          },
-        );
-      };
-      // A flush that ends may start the next one.
-      const flushed = async (): Promise<void> => {
-        while (flushing) await flushing;
-      };
-      try {
-        // A sink whose writev receives the chunks that arrived while the previous write was
-        // in flight, as they are: one system call per batch, and no copy into a larger buffer
-        // (iterating the body would concatenate what it buffered).
-        const sink = new Writable({
-          highWaterMark: WRITE_BATCH,
-          writev: (chunks, callback) => {
-            const buffers = chunks.map(({ chunk }) => chunk as Buffer);
-            writeAll(handle, buffers).then(() => {
-              for (const b of buffers) bytes += b.length;
-              options.onProgress?.(bytes);
-              flush();
-              callback(flushError as Error | undefined);
-            }, callback);
-          },
-        });
-        await pipeline(body, sink);
-        if (bodyError !== undefined) throw bodyError;
-        await flushed();
-        if (flushError !== undefined) throw flushError;
-        await handle.sync();
-      } finally {
-        await flushed();
-        await handle.close();
-      }
-      await rename(temp, path);
-      temp = undefined;
-      await this.syncDirectory(dirname(path));
-      return { bytes };
-    } catch (error) {
-      if (!body.destroyed) body.destroy();
-      if (temp !== undefined) await unlink(temp).catch(() => undefined);
-      throw bodyError ?? error;
-    } finally {
-      body.off('error', onBodyError);
-    }
+    return putInParts(this.upload(key), body, options);
+  }
+
+  /** A hidden temporary sibling of the key's file, renamed onto the key when complete. */
+  async upload(key: string): Promise<PartUpload> {
+    const path = this.pathOf(key);
+    await mkdir(dirname(path), { recursive: true });
+    const temp = this.tempPathFor(path);
+    const handle = await open(temp, 'wx', 0o644);
+    return new FileUpload(handle, temp, path, (folder) => this.syncDirectory(folder));
   }
 
   async putBytes(

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -20,15 +19,17 @@ import {
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { KeyExistsError } from './local.js';
-import { PartWriter } from './parts.js';
+import { putInParts } from './parts.js';
 import {
   NotFoundError,
   type BucketVersioning,
   type DeleteOptions,
   type DeleteResult,
+  type PartUpload,
   type PutStreamOptions,
   type Storage,
   type StoredObject,
+  type UploadOptions,
 } from './storage.js';
 
 export interface S3Settings {
@@ -207,17 +208,11 @@ function safeEndpoint(endpoint: string): string {
   }
 }
 
-/** A multipart upload under way: its id once begun, and the ETags of the parts sent. */
-interface MultipartUpload {
-  writer: PartWriter;
-  uploadId: string | undefined;
-  etags: string[];
-}
-
 /**
- * An S3 bucket and prefix as a store. Streams go through a multipart upload whose memory
- * use is bounded by part size × queue size; a failed upload is aborted and checked to be
- * gone. When the store fails during `putStream`, the body is destroyed so its producer stops.
+ * An S3 bucket and prefix as a store. Streams are cut into parts by PartWriter and sent as a
+ * multipart upload (`upload`), so memory use is bounded by part size × (queue size + 1); a
+ * failed upload is aborted and checked to be gone. When the store fails during `putStream`,
+ * the body is destroyed so its producer stops.
  */
 export class S3Storage implements Storage {
   readonly description: string;
@@ -349,121 +344,121 @@ export class S3Storage implements Storage {
     );
   }
 
-  async putStream(
+  putStream(
     key: string,
     body: Readable,
     options: PutStreamOptions = {},
   ): Promise<{ bytes: number }> {
-    const fullKey = this.fullKey(key);
-    const contentType = options.contentType ?? 'application/octet-stream';
-    // In-flight part requests are cancelled when the upload fails.
-    const abort = new AbortController();
-    const upload = this.multipartUpload(fullKey, contentType, options, abort.signal);
-    const { writer } = upload;
-    let bodyError: unknown;
-    const onBodyError = (error: unknown): void => {
-      if (error !== writer.storeError) bodyError ??= error;
-    };
-    let finalSent = false;
-    body.on('error', onBodyError);
-
-    const previousETag = await this.currentETag(fullKey);
-    try {
-      await pipeline(body, writer);
-      if (bodyError !== undefined) throw bodyError;
-      finalSent = true;
-      await this.completeUpload(fullKey, contentType, upload, options);
-      return { bytes: writer.bytes };
-    } catch (error) {
-      const cause = bodyError ?? writer.storeError ?? error;
-      abort.abort();
-      if (!body.destroyed) body.destroy();
-      await writer.settle();
-      await this.abortMultipartUpload(fullKey, upload.uploadId);
-      await this.cleanUpFailedUpload(key, fullKey, previousETag, finalSent);
-      if (bodyError !== undefined) throw bodyError;
-      throw this.translate(cause, 'write', key);
-    } finally {
-      body.off('error', onBodyError);
-      // Destroying the body emits its error again; keep it from going unhandled.
-      body.on('error', () => undefined);
-    }
+    return putInParts(this.upload(key, options), body, options);
   }
 
   /**
-   * The writer that cuts the body into parts and sends them as a multipart upload, begun with
-   * the first full part; a body smaller than one part is left in `writer.single`.
+   * A multipart upload of `key`, begun with its first part; a body that fits in one part is
+   * stored with one PUT instead. A failed upload is aborted and checked to be gone.
    */
-  private multipartUpload(
-    fullKey: string,
-    contentType: string,
-    options: PutStreamOptions,
-    abortSignal: AbortSignal,
-  ): MultipartUpload {
-    const upload: Omit<MultipartUpload, 'writer'> = { uploadId: undefined, etags: [] };
-    const writer = new PartWriter({
+  async upload(key: string, options: UploadOptions = {}): Promise<PartUpload> {
+    const fullKey = this.fullKey(key);
+    const contentType = options.contentType ?? 'application/octet-stream';
+    const previousETag = await this.currentETag(fullKey);
+    // In-flight requests are cancelled when the upload is aborted.
+    const abort = new AbortController();
+    const { signal } = abort;
+    const requests = new Set<Promise<unknown>>();
+    const track = <T>(request: Promise<T>): Promise<T> => {
+      requests.add(request);
+      const forget = (): boolean => requests.delete(request);
+      request.then(forget, forget);
+      return request;
+    };
+    const etags: string[] = [];
+    let creating: Promise<string> | undefined;
+    let completing = false;
+    return {
       partSize: partSizeFor(options.sizeHint, this.settings.partSize),
       inFlight: this.settings.queueSize ?? DEFAULT_PARTS_IN_FLIGHT,
-      onProgress: options.onProgress,
-      begin: async () => {
-        const created = await this.client.send(
-          new CreateMultipartUploadCommand({
-            Bucket: this.bucket,
-            Key: fullKey,
-            ContentType: contentType,
-          }),
-          { abortSignal },
-        );
-        if (!created.UploadId) throw new Error('the store returned no upload id');
-        upload.uploadId = created.UploadId;
+      sendPart: async ({ number, data }) => {
+        try {
+          creating ??= track(this.createMultipartUpload(fullKey, contentType, signal));
+          const uploadId = await creating;
+          const sent = await track(
+            this.client.send(
+              new UploadPartCommand({
+                Bucket: this.bucket,
+                Key: fullKey,
+                UploadId: uploadId,
+                PartNumber: number,
+                Body: data,
+                ContentLength: data.length,
+              }),
+              { abortSignal: signal },
+            ),
+          );
+          if (!sent.ETag) throw new Error(`the store returned no ETag for part ${number}`);
+          etags[number - 1] = sent.ETag;
+        } catch (error) {
+          throw this.translate(error, 'write', key);
+        }
       },
-      sendPart: async (partNumber, data) => {
-        const sent = await this.client.send(
-          new UploadPartCommand({
-            Bucket: this.bucket,
-            Key: fullKey,
-            UploadId: upload.uploadId,
-            PartNumber: partNumber,
-            Body: data,
-            ContentLength: data.length,
-          }),
-          { abortSignal },
-        );
-        if (!sent.ETag) throw new Error(`the store returned no ETag for part ${partNumber}`);
-        upload.etags[partNumber - 1] = sent.ETag;
+      complete: async (whole) => {
+        completing = true;
+        try {
+          if (whole !== undefined) await this.putWhole(fullKey, contentType, whole);
+          else
+            await this.completeMultipartUpload(fullKey, await (creating as Promise<string>), etags);
+        } catch (error) {
+          throw this.translate(error, 'write', key);
+        }
       },
-    });
-    return Object.assign(upload, { writer });
+      abort: async () => {
+        abort.abort();
+        await Promise.allSettled([...requests]);
+        await this.abortMultipartUpload(fullKey, await creating?.catch(() => undefined));
+        await this.cleanUpFailedUpload(key, fullKey, previousETag, completing);
+      },
+    };
   }
 
-  /** Makes the object visible: one PUT for a body smaller than a part, else the multipart's end. */
-  private async completeUpload(
+  private async createMultipartUpload(
     fullKey: string,
     contentType: string,
-    { writer, uploadId, etags }: MultipartUpload,
-    options: PutStreamOptions,
+    abortSignal: AbortSignal,
+  ): Promise<string> {
+    const created = await this.client.send(
+      new CreateMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: fullKey,
+        ContentType: contentType,
+      }),
+      { abortSignal },
+    );
+    if (!created.UploadId) throw new Error('the store returned no upload id');
+    return created.UploadId;
+  }
+
+  /** A body smaller than one part, in one PUT. */
+  private async putWhole(fullKey: string, contentType: string, body: Buffer): Promise<void> {
+    await this.client.send(
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: fullKey,
+        Body: body,
+        ContentLength: body.length,
+        ContentType: contentType,
+      }),
+    );
+  }
+
+  private async completeMultipartUpload(
+    fullKey: string,
+    uploadId: string,
+    etags: string[],
   ): Promise<void> {
-    if (writer.single !== undefined) {
-      await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: fullKey,
-          Body: writer.single,
-          ContentLength: writer.single.length,
-          ContentType: contentType,
-        }),
-      );
-      options.onProgress?.(writer.bytes);
-      return;
-    }
     await this.client.send(
       new CompleteMultipartUploadCommand({
         Bucket: this.bucket,
         Key: fullKey,
         UploadId: uploadId,
-        MultipartUpload: {
-          Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })),
-        },
+        MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
       }),
     );
   }

@@ -23,6 +23,42 @@ export interface PutStreamOptions {
   onProgress?: (bytes: number) => void;
 }
 
+/** What a store needs to know to begin writing an object in parts. */
+export type UploadOptions = Pick<PutStreamOptions, 'sizeHint' | 'contentType'>;
+
+/** One part of an object being written: its number (from 1), where it starts, its bytes. */
+export interface Part {
+  number: number;
+  offset: number;
+  data: Buffer;
+}
+
+/**
+ * An object being written in parts (see `Storage.upload`). The writer cuts the body into parts
+ * of one size (at least this upload's `partSize`; the last part may be shorter) and hands the
+ * same bytes to every store it writes to. Nothing is visible under the key until `complete`
+ * resolves.
+ */
+export interface PartUpload {
+  /** The smallest part size this store accepts for this object. */
+  readonly partSize: number;
+  /** How many parts this store sends at once. */
+  readonly inFlight: number;
+  /**
+   * Stores one part, possibly while others are being stored. Resolves once the store holds it;
+   * the caller reuses `part.data` afterwards, so the store keeps no reference to it. Rejects
+   * with an error that names the store.
+   */
+  sendPart(part: Part): Promise<void>;
+  /**
+   * Makes the object visible from the parts sent; `whole` is the entire body when it fitted in
+   * one part, in which case no part was sent.
+   */
+  complete(whole?: Buffer): Promise<void>;
+  /** Drops what was sent, or written by a `complete` that failed; never rejects. */
+  abort(): Promise<void>;
+}
+
 /** What a delete did with each key. */
 export interface DeleteResult {
   deleted: string[];
@@ -53,6 +89,11 @@ export interface Storage {
    * promise rejects with the body's own error when there is one.
    */
   putStream(key: string, body: Readable, options?: PutStreamOptions): Promise<{ bytes: number }>;
+  /**
+   * Begins writing `key` in parts, for a writer that sends the same parts to several stores
+   * (`putStream` is that writer with one store).
+   */
+  upload(key: string, options?: UploadOptions): Promise<PartUpload>;
   /** Writes a small object in one request. With `ifNoneMatch`, fails when the key exists. */
   putBytes(key: string, data: Buffer | string, options?: { ifNoneMatch?: boolean }): Promise<void>;
   /** Reads an object as a stream; rejects with NotFoundError when it is missing. */

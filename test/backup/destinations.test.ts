@@ -1,6 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { DestinationsError, runBackup, type BackupResult } from '../../src/backup/backup.js';
 import { backupSummary } from '../../src/backup/summary.js';
@@ -13,6 +16,7 @@ import {
   readDestinations,
   type DestinationPlan,
 } from '../../src/storage/destinations.js';
+import { PartWriter } from '../../src/storage/parts.js';
 import { S3Storage } from '../../src/storage/s3.js';
 import type { Storage } from '../../src/storage/storage.js';
 import type { CheckResult } from '../../src/restore/checks.js';
@@ -258,6 +262,57 @@ describe('a backup to several destinations', () => {
       expect(await first.head(result.manifestKey)).toBeDefined();
       expect(await keysOf(second)).toEqual([]);
     });
+  });
+});
+
+describe('the part buffers of several destinations', () => {
+  const MIB = 1024 * 1024;
+
+  /**
+   * 64 MiB of varied bytes in 1 MiB chunks taken in turn from a pool of 16, so that the body
+   * itself allocates nothing as it goes (the stages hold at most a few chunks at once).
+   */
+  function body(): Readable {
+    const pool = Array.from({ length: 16 }, () => randomBytes(MIB));
+    let sent = 0;
+    return new Readable({
+      read() {
+        this.push(sent === 64 ? null : pool[sent++ % pool.length]);
+      },
+    });
+  }
+
+  /** Streams the body to every store at once; the peak growth of Buffer memory meanwhile. */
+  async function peakGrowth(stores: Storage[], key: string): Promise<number> {
+    const before = process.memoryUsage().arrayBuffers;
+    let peak = before;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers);
+    }, 5);
+    try {
+      const writer = new PartWriter(stores.map((s) => s.upload(key, { sizeHint: 64 * MIB })));
+      await pipeline(body(), writer);
+      expect((await writer.results).map((r) => r.ok)).toEqual(stores.map(() => true));
+    } finally {
+      clearInterval(sampler);
+    }
+    for (const store of stores) expect((await store.head(key))?.size).toBe(64 * MIB);
+    return peak - before;
+  }
+
+  it('holds the parts once, whatever the number of S3 destinations', async () => {
+    const logger = new MemoryLogger();
+    const stores = await Promise.all(
+      [1, 2, 3].map(async () => new S3Storage(await firstBucket(), 'm', shared, logger)),
+    );
+    // Warm up the clients and the allocator, then one destination, then three.
+    await peakGrowth(stores, 'warm.bin');
+    const one = await peakGrowth(stores.slice(0, 1), 'one.bin');
+    const three = await peakGrowth(stores, 'three.bin');
+    // One set of part buffers is 3 x 8 MiB, allocated once (the same for one destination and
+    // three); a set per destination would add 48 MiB for three. That the stores are handed the
+    // very same buffers is asserted in test/unit/parts.test.ts.
+    expect(three - one).toBeLessThan(8 * MIB);
   });
 });
 

@@ -56,6 +56,21 @@ describe('CLI options', () => {
     );
   });
 
+  it('takes --storage of backup once per destination, each value a line', () => {
+    const backup = parseCommandLine(
+      ['backup', '--storage', 's3://one/db', '--storage', './copy credentials=R2', '--storage='],
+      { PGBACKUP_STORAGE: 's3://env/prefix' },
+    );
+    expect(backup.string('storage')).toBe('s3://one/db\n./copy credentials=R2');
+    expect(
+      parseCommandLine(['backup'], { PGBACKUP_STORAGE: 's3://a\n./b' }).string('storage'),
+    ).toBe('s3://a\n./b');
+    // The other commands read one destination: a repeated flag keeps its last value.
+    expect(
+      parseCommandLine(['verify', '--storage', './a', '--storage', './b'], {}).string('storage'),
+    ).toBe('./b');
+  });
+
   it("reads the actions' boolean spellings only, in flags' variables too", () => {
     for (const value of ['1', '0', 'yes']) {
       expect(() =>

@@ -249,3 +249,67 @@ describe.each(['s3', 'local'] as const)('the pg-backup CLI against %s storage', 
     }
   });
 });
+
+describe('pg-backup backup with several --storage flags', () => {
+  let sourceUrl: string;
+  let s3: TestStore;
+  let folder: TestStore;
+
+  beforeAll(async () => {
+    sourceUrl = await createDatabase(sharedPostgresUrl(), uniqueName('clidest').replace(/-/g, '_'));
+    await loadSample(sourceUrl);
+    s3 = await makeStore('s3');
+    folder = await makeStore('local');
+  });
+
+  function backupTo(locations: string[], more: string[] = []): Promise<CliRun> {
+    const args = ['backup', '--name', 'two', '--json', '--compression', 'none', ...more];
+    for (const location of locations) args.push('--storage', location);
+    // The S3 settings and credentials from the environment, the destinations from the flags.
+    const env = Object.fromEntries(
+      Object.entries(storeEnv(s3)).filter(([name]) => name !== 'PGBACKUP_STORAGE'),
+    );
+    return runCli(args, { ...env, DATABASE_URL: sourceUrl });
+  }
+
+  it('writes a complete copy to the Swift store and to a folder, with equal SHA-256', async () => {
+    const run = await backupTo([s3.location, folder.location]);
+    expect({ code: run.code, stderr: run.stderr }).toEqual({
+      code: 0,
+      stderr: expect.not.stringContaining('error') as unknown,
+    });
+    const result = JSON.parse(run.stdout) as {
+      id: string;
+      sha256: string;
+      bytes: number;
+      copies: { location: string; status: string }[];
+    };
+    expect(result.copies.map((c) => c.status)).toEqual(['stored', 'stored']);
+    for (const store of [s3, folder]) {
+      const [manifest] = completeBackups(await listCatalog(store.storage, 'two'));
+      expect(manifest.id).toBe(result.id);
+      const dump = manifest.objects.find((o) => o.role === 'dump');
+      expect(dump).toEqual(expect.objectContaining({ sha256: result.sha256, bytes: result.bytes }));
+      expect((await store.storage.head(dump?.key ?? ''))?.size).toBe(result.bytes);
+    }
+    expect(result.copies[1].location).toContain(folder.location);
+  });
+
+  it('fails when a destination fails, unless --destinations-required allows it', async () => {
+    // A folder under a regular file cannot be created: that destination fails at once.
+    const file = path.join(folder.location, 'not-a-folder');
+    writeFileSync(file, 'x');
+    const broken = path.join(file, 'backups');
+    const failed = await backupTo([s3.location, broken]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/1 of 2 destinations hold backup \S+, 2 required/);
+
+    const allowed = await backupTo([s3.location, broken], ['--destinations-required', '1']);
+    expect(allowed.code).toBe(0);
+    expect(allowed.stderr).toMatch(
+      /1 of 2 destinations hold backup \S+ \(destinations-required 1\)/,
+    );
+    const result = JSON.parse(allowed.stdout) as { copies: { status: string }[] };
+    expect(result.copies.map((c) => c.status)).toEqual(['stored', 'failed']);
+  });
+});

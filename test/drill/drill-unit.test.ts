@@ -6,7 +6,7 @@ import { runDrill, unrestorableReason, type DrillDeps } from '../../src/drill/dr
 import { recentDrills } from '../../src/drill/history.js';
 import { drillSummary } from '../../src/drill/summary.js';
 import { parseRoleList, rolesInLine } from '../../src/restore/roles.js';
-import type { Storage, StoredObject } from '../../src/storage/storage.js';
+import type { PartUpload, Storage, StoredObject } from '../../src/storage/storage.js';
 
 /** A store in memory whose objects carry a storage class, as S3 reports it. */
 class FakeStorage implements Storage {
@@ -23,6 +23,9 @@ class FakeStorage implements Storage {
     this.objects.set(key, { data: Buffer.from(data), storageClass, at: new Date(), restored });
   }
   async putStream(): Promise<{ bytes: number }> {
+    throw new Error('not used');
+  }
+  async upload(): Promise<PartUpload> {
     throw new Error('not used');
   }
   async putBytes(

@@ -63,6 +63,7 @@ function withDelete(
     description: inner.description,
     location: (key) => inner.location(key),
     putStream: (key, body, opts) => inner.putStream(key, body, opts),
+    upload: (key, opts) => inner.upload(key, opts),
     putBytes: (key, data, opts) => inner.putBytes(key, data, opts),
     getStream: (key) => inner.getStream(key),
     getBytes: (key) => inner.getBytes(key),
