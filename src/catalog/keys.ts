@@ -109,3 +109,21 @@ export function fileBackupPrefix(name: string, id: string): string {
 export function fileManifestKey(name: string, id: string): string {
   return `${fileBackupPrefix(name, id)}manifest.json`;
 }
+
+/**
+ * `<name>/files/<id>/verifications/20261121T051500.123Z-9f1c2a.json`: a verify or drill result of
+ * a file backup, inside the backup's folder, so it goes when the backup goes.
+ */
+export function fileVerificationKey(
+  name: string,
+  id: string,
+  at: Date,
+  random: () => string = () => randomBytes(3).toString('hex'),
+): string {
+  const time = at.toISOString().replace(/[-:]/g, '');
+  return `${fileVerificationsPrefix(name, id)}${time}-${random()}.json`;
+}
+
+export function fileVerificationsPrefix(name: string, id: string): string {
+  return `${fileBackupPrefix(name, id)}verifications/`;
+}

@@ -3,8 +3,15 @@ import type { Storage } from '../storage/storage.js';
 import { mapLimit } from './catalog.js';
 import { runKey, runsPrefix } from './keys.js';
 
-/** The four actions, as alerts and run records name them. */
-export const ACTION_NAMES = ['backup', 'verify', 'restore-drill', 'prune'] as const;
+/** The four actions and the file backups' proofs, as alerts and run records name them. */
+export const ACTION_NAMES = [
+  'backup',
+  'verify',
+  'restore-drill',
+  'prune',
+  'files-verify',
+  'files-drill',
+] as const;
 export type ActionName = (typeof ACTION_NAMES)[number];
 
 export const RUN_RECORD_SCHEMA_VERSION = 1;

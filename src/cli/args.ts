@@ -127,14 +127,14 @@ export interface CommandSpec {
 const filesOnly: Record<string, OptionSpec> = {
   mode: {
     type: 'string',
-    value: 'backup|restore|verify|prune',
+    value: 'backup|restore|verify|drill|prune',
     help: 'what to do (default backup)',
   },
   source: { type: 'string', value: 'LOCATION', help: 'backup: s3://bucket[/prefix] or a folder' },
   target: {
     type: 'string',
     value: 'LOCATION',
-    help: 'restore: an empty s3://bucket/prefix or folder',
+    help: 'restore, drill: an empty s3://bucket/prefix or folder',
   },
   'files-s3-endpoint': { type: 'string', value: 'URL', help: 'endpoint of the source or target' },
   'files-s3-region': { type: 'string', value: 'REGION', help: 'region of the source or target' },
@@ -155,10 +155,24 @@ const filesOnly: Record<string, OptionSpec> = {
   'backup-id': {
     type: 'string',
     value: 'ID',
-    help: 'restore, verify: point in time (default: newest)',
+    help: 'restore, verify, drill: point in time (default: newest)',
   },
   restore: { type: 'boolean', help: 'verify: also restore into a scratch folder and compare' },
-  'work-dir': { type: 'string', value: 'DIR', help: 'verify: where the scratch folder goes' },
+  'work-dir': {
+    type: 'string',
+    value: 'DIR',
+    help: 'verify, drill: where the scratch folder goes',
+  },
+  'rto-target': {
+    type: 'string',
+    value: 'DURATION',
+    help: 'drill: fail when restoring takes longer',
+  },
+  'rpo-target': {
+    type: 'string',
+    value: 'DURATION',
+    help: 'drill: fail when the newest file backup is older',
+  },
   'keep-last': { type: 'string', value: 'N', help: 'prune: keep the newest N' },
   'keep-daily': { type: 'string', value: 'N', help: 'prune: keep the last of each of N days' },
   'keep-weekly': { type: 'string', value: 'N', help: 'prune: keep the last of each of N weeks' },
@@ -386,7 +400,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   files: {
     summary: 'back up, restore, verify or prune the files of a bucket or folder',
     usage:
-      'pg-backup files --mode backup|restore|verify|prune --storage LOCATION [--source|--target LOCATION] [options]',
+      'pg-backup files --mode backup|restore|verify|drill|prune --storage LOCATION [--source|--target LOCATION] [options]',
     options: { ...storage, ...filesOnly, ...decryption, ...output },
   },
 };

@@ -994,7 +994,7 @@ function describeTargetState(result: DrillResult): string {
 }
 
 /** A measured time against its target (none set: passes, and says so). */
-function targetCheck(
+export function targetCheck(
   name: string,
   seconds: number,
   target: number | undefined,

@@ -7,6 +7,8 @@ import { once } from 'node:events';
 import { Duplex, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import { describeExit, startProcess } from '../core/process.js';
 import { HashCounter } from '../core/streams.js';
 import { AgeEncryptor, createDecryptStream, encryptingStream } from '../crypto/age.js';
@@ -102,12 +104,15 @@ export async function addEntry(
 export async function readArchive(
   storage: Storage,
   archive: { key: string; bytes: number; sha256: string; encrypted: boolean },
-  options: { zstdPath: string; identities: string[]; passphrase?: string },
+  options: { zstdPath: string; identities: string[]; passphrase?: string; logger: Logger },
   onEntry: (name: string, body: Readable) => Promise<void>,
 ): Promise<void> {
   const zstd = toolStage(options.zstdPath, ['-q', '-d', '-c'], 'zstd -d');
   const hash = new HashCounter();
-  const stages: (Readable | Duplex | Transform)[] = [await storage.getStream(archive.key), hash];
+  const body = Readable.from(resumingRead(storage, archive.key, options.logger), {
+    objectMode: false,
+  });
+  const stages: (Readable | Duplex | Transform)[] = [body, hash];
   if (archive.encrypted) {
     stages.push(
       createDecryptStream({ identities: options.identities, passphrase: options.passphrase }),
@@ -132,5 +137,48 @@ export async function readArchive(
     throw new Error(
       `The archive ${storage.location(archive.key)} does not match its manifest: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}.`,
     );
+  }
+}
+
+/** Breaks in a row, at the same byte, after which the archive counts as unreadable. */
+const RESUMES = 5;
+
+/**
+ * An object's bytes, resumed from where they broke off. A restore reads an archive no faster
+ * than it writes the files out, so while a slow target (a bucket answering one small PUT after
+ * another) keeps the archive's connection waiting, the store may drop it: Swift after 60 s
+ * without a read, S3 after a while too. The read goes on with a ranged GET from the byte
+ * reached; the archive's SHA-256, checked over all of it, proves the pieces fit together.
+ */
+export async function* resumingRead(
+  storage: Storage,
+  key: string,
+  logger: Logger,
+): AsyncGenerator<Buffer> {
+  let offset = 0;
+  let brokeAt = -1;
+  let breaks = 0;
+  for (;;) {
+    const body = await storage.getStream(key, offset > 0 ? { start: offset } : undefined);
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        offset += chunk.length;
+        yield chunk;
+      }
+      return;
+    } catch (error) {
+      // Only breaks without progress in between count: a long, slow restore may resume often.
+      breaks = offset > brokeAt ? 1 : breaks + 1;
+      brokeAt = offset;
+      if (breaks > RESUMES) {
+        throw new Error(
+          `Reading ${storage.location(key)} broke off ${breaks} times in a row at byte ${offset}: ${errorMessage(error)}`,
+          { cause: error },
+        );
+      }
+      logger.info(
+        `Reading ${storage.location(key)} broke off at byte ${offset} (${errorMessage(error)}); resuming from there.`,
+      );
+    }
   }
 }

@@ -12,13 +12,14 @@ import { parseIdentities, parseRecipients } from '../crypto/age.js';
 import { parseDeleteIncompleteAfter } from '../prune/options.js';
 import type { S3Settings } from '../storage/open.js';
 import type { FileBackupOptions } from './backup.js';
+import type { FileDrillOptions } from './drill.js';
 import type { FilePruneOptions } from './prune.js';
 import type { FileRestoreOptions } from './restore.js';
 import type { FileVerifyOptions } from './verify.js';
 
 export type Read = (name: string) => string | undefined;
 
-export const FILES_MODES = ['backup', 'restore', 'verify', 'prune'] as const;
+export const FILES_MODES = ['backup', 'restore', 'verify', 'drill', 'prune'] as const;
 export type FilesMode = (typeof FILES_MODES)[number];
 
 /** Inputs whose values are secrets: masked before anything is logged. */
@@ -38,6 +39,7 @@ export type FilesJob = { storage: Place } & (
   | { mode: 'backup'; source: Place; backup: FileBackupOptions }
   | { mode: 'restore'; target: Place; restore: FileRestoreOptions }
   | { mode: 'verify'; verify: FileVerifyOptions }
+  | { mode: 'drill'; target?: Place; drill: FileDrillOptions }
   | { mode: 'prune'; prune: FilePruneOptions }
 );
 
@@ -47,6 +49,7 @@ function reader(read: Read): OptionReader {
 }
 
 const required = (read: Read, name: string): string => reader(read).required(name);
+const duration = (read: Read, name: string): number | undefined => reader(read).duration(name);
 const flag = (read: Read, name: string): boolean => reader(read).boolean(name, false);
 
 /** The backup store: `storage` with `s3-endpoint`, `s3-region`, `s3-force-path-style`. */
@@ -157,7 +160,21 @@ export function parseFilesJob(read: Read, git: GitContext = {}): FilesJob {
       return {
         mode,
         storage,
-        verify: { name, backupId, restore: flag(read, 'restore'), ...decryption(read) },
+        verify: { name, backupId, restore: flag(read, 'restore'), ...decryption(read), git },
+      };
+    case 'drill':
+      return {
+        mode,
+        storage,
+        ...(read('target') === undefined ? {} : { target: filesPlace(read, 'target') }),
+        drill: {
+          name,
+          backupId,
+          ...decryption(read),
+          rtoTargetSeconds: duration(read, 'rto-target'),
+          rpoTargetSeconds: duration(read, 'rpo-target'),
+          git,
+        },
       };
     case 'prune':
       return { mode, storage, prune: pruneOptions(read, name) };

@@ -1,7 +1,8 @@
 /**
  * Retention for file backups. The policy (catalog/retention.ts) decides which backups are kept,
  * as for database backups; what is deleted then follows the references: a backup that goes
- * loses its manifest, but its archive stays as long as a kept backup still refers to it.
+ * loses its manifest, but its archive stays as long as a kept backup still refers to it. The
+ * newest backup whose last verify or drill passed is kept whatever the policy says.
  */
 import { fileManifestKey } from '../catalog/keys.js';
 import {
@@ -11,10 +12,12 @@ import {
   type RetentionPlan,
   type RetentionPolicy,
 } from '../catalog/retention.js';
+import { mapLimit } from '../catalog/catalog.js';
 import type { Clock, Logger } from '../core/logger.js';
 import type { Storage } from '../storage/storage.js';
 import { completeFileBackups, listFileBackups, type FileBackupFolder } from './catalog.js';
 import { filesBytes, type FileManifest } from './manifest.js';
+import { lastFileVerification } from './records.js';
 
 export interface FilePruneOptions {
   name: string;
@@ -42,7 +45,10 @@ export interface FilePruneReport {
   dryRun: boolean;
 }
 
-function catalogBackup(manifest: FileManifest): CatalogBackup {
+function catalogBackup(
+  manifest: FileManifest,
+  lastVerification: 'passed' | 'failed' | undefined,
+): CatalogBackup {
   return {
     id: manifest.id,
     name: manifest.name,
@@ -50,7 +56,19 @@ function catalogBackup(manifest: FileManifest): CatalogBackup {
     kind: manifest.kind,
     keepUntil: manifest.keepUntil ? new Date(manifest.keepUntil) : undefined,
     bytes: filesBytes(manifest),
+    ...(lastVerification ? { lastVerification } : {}),
   };
+}
+
+/** The last verify or drill status of each complete backup, from its folder's records. */
+async function lastVerifications(
+  storage: Storage,
+  name: string,
+  folders: FileBackupFolder[],
+): Promise<Map<string, 'passed' | 'failed' | undefined>> {
+  const complete = folders.filter((f) => f.manifest !== undefined);
+  const statuses = await mapLimit(complete, 8, (f) => lastFileVerification(storage, name, f));
+  return new Map(complete.map((f, i) => [f.id, statuses[i]]));
 }
 
 export async function runFilePrune(
@@ -60,9 +78,9 @@ export async function runFilePrune(
   const now = deps.clock.now();
   const folders = await listFileBackups(deps.storage, options.name);
   const complete = completeFileBackups(folders);
-  const plan = planRetention(complete.map(catalogBackup), options.policy, now, {
-    maxDelete: options.maxDelete,
-  });
+  const verified = await lastVerifications(deps.storage, options.name, folders);
+  const backups = complete.map((m) => catalogBackup(m, verified.get(m.id)));
+  const plan = planRetention(backups, options.policy, now, { maxDelete: options.maxDelete });
   const report: FilePruneReport = {
     plan,
     keptForReferences: [],

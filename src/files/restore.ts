@@ -3,6 +3,7 @@
  * the manifest refers to is read once, and the entries that point in time holds are written,
  * each checked against its SHA-256. Timed like a drill: how long until every file was back.
  */
+import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { ConfigurationError } from '../core/errors.js';
@@ -83,8 +84,9 @@ export async function runFileRestore(
 function decryption(
   options: FileRestoreOptions,
   deps: FileRestoreDeps,
-): { zstdPath: string; identities: string[]; passphrase?: string } {
+): { zstdPath: string; identities: string[]; passphrase?: string; logger: Logger } {
   return {
+    logger: deps.logger,
     zstdPath: deps.zstdPath,
     identities: options.identities,
     passphrase: options.passphrase,
@@ -92,7 +94,7 @@ function decryption(
 }
 
 /** Restoring never overwrites: the target must hold nothing yet. */
-async function requireEmptyTarget(target: Storage): Promise<void> {
+export async function requireEmptyTarget(target: Storage): Promise<void> {
   for await (const object of target.list('')) {
     throw new ConfigurationError(
       `The restore target ${target.description} is not empty (it holds ${object.key}). Restore into an empty folder or prefix.`,
@@ -107,12 +109,13 @@ async function drain(body: Readable): Promise<void> {
 /** Files up to this size are read whole and written while the archive goes on. */
 const SMALL_FILE = 1024 * 1024;
 /** Small files written at once: a store's round trip, not its bandwidth, bounds them. */
-const WRITES_IN_FLIGHT = 8;
+const WRITES_IN_FLIGHT = 16;
 
 /**
  * Writes restored files to the target, checking each against its SHA-256. Small files are
- * buffered and written several at a time, so the archive keeps streaming while a bucket answers
- * one request after another (memory: at most WRITES_IN_FLIGHT small files).
+ * buffered, checked before they are written, and written in one request each, several at a
+ * time, so the archive keeps streaming while a bucket answers one request after another
+ * (memory: at most WRITES_IN_FLIGHT small files).
  */
 class TargetWriter {
   private readonly pending = new Set<Promise<void>>();
@@ -126,9 +129,10 @@ class TargetWriter {
     const chunks: Buffer[] = [];
     for await (const chunk of body) chunks.push(chunk as Buffer);
     const data = Buffer.concat(chunks);
+    requireMatch(entry, data.length, createHash('sha256').update(data).digest('hex'), this.target);
     while (this.pending.size >= WRITES_IN_FLIGHT) await Promise.race(this.pending);
     this.throwIfFailed();
-    const writing = restoreOne(entry, Readable.from([data]), this.target).then(
+    const writing = this.target.putBytes(entry.key, data, contentTypeOf(entry)).then(
       () => undefined,
       (error: unknown) => {
         this.failure ??= error;
@@ -148,20 +152,25 @@ class TargetWriter {
   }
 }
 
+function contentTypeOf(entry: FileEntry): { contentType?: string } {
+  return entry.contentType ? { contentType: entry.contentType } : {};
+}
+
+/** A large file, streamed to the target while its SHA-256 is taken. */
 async function restoreOne(entry: FileEntry, body: Readable, target: Storage): Promise<void> {
   const hash = new HashCounter();
   await Promise.all([
-    target.putStream(entry.key, hash, {
-      sizeHint: entry.size,
-      ...(entry.contentType ? { contentType: entry.contentType } : {}),
-    }),
+    target.putStream(entry.key, hash, { sizeHint: entry.size, ...contentTypeOf(entry) }),
     pipeline(body, hash),
   ]);
-  if (hash.bytes !== entry.size || hash.digest() !== entry.sha256) {
-    throw new Error(
-      `The restored file ${target.location(entry.key)} does not match the manifest: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; expected ${entry.size} bytes, SHA-256 ${entry.sha256}.`,
-    );
-  }
+  requireMatch(entry, hash.bytes, hash.digest(), target);
+}
+
+function requireMatch(entry: FileEntry, bytes: number, sha256: string, target: Storage): void {
+  if (bytes === entry.size && sha256 === entry.sha256) return;
+  throw new Error(
+    `The restored file ${target.location(entry.key)} does not match the manifest: ${bytes} bytes, SHA-256 ${sha256}; expected ${entry.size} bytes, SHA-256 ${entry.sha256}.`,
+  );
 }
 
 function requireAll(manifest: FileManifest, restored: Set<string>): void {

@@ -1,20 +1,24 @@
 /**
  * Verifies a file backup: every archive it refers to is read whole and its size and SHA-256
  * compared with the manifest; with `restore`, the point in time is restored into a scratch
- * folder and the files found there (list and hashes) compared with the manifest.
+ * folder (removed afterwards) and the files found there (list and hashes) compared with the
+ * manifest. The result is recorded beside the backup, for prune's "newest verified" rule.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { GitContext } from '../catalog/manifest.js';
 import { errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { HashCounter } from '../core/streams.js';
+import type { CheckResult } from '../restore/checks.js';
 import { LocalStorage } from '../storage/local.js';
 import type { Storage } from '../storage/storage.js';
-import { pipeline } from 'node:stream/promises';
 import { selectFileBackup } from './catalog.js';
 import type { ArchiveEntry, FileManifest } from './manifest.js';
-import { runFileRestore } from './restore.js';
+import { appendFileVerification, fileRunRecord } from './records.js';
+import { runFileRestore, type FileRestoreOptions, type FileRestoreResult } from './restore.js';
 
 export interface FileVerifyOptions {
   name: string;
@@ -22,6 +26,7 @@ export interface FileVerifyOptions {
   restore: boolean;
   identities: string[];
   passphrase?: string;
+  git?: GitContext;
 }
 
 export interface FileVerifyDeps {
@@ -33,36 +38,45 @@ export interface FileVerifyDeps {
   workDir?: string;
 }
 
-export interface FileCheck {
-  name: 'archives' | 'restore';
-  status: 'passed' | 'failed';
-  detail: string;
-}
-
 export interface FileVerifyReport {
   manifest: FileManifest;
   status: 'passed' | 'failed';
-  checks: FileCheck[];
+  checks: CheckResult[];
+  startedAt: Date;
+  /** Seconds the whole verification took. */
+  seconds: number;
   /** Seconds the restore took, when one ran. */
   restoreSeconds?: number;
+  /** Key of the verification record stored, when it could be. */
+  recordKey?: string;
 }
 
 export async function runFileVerify(
   options: FileVerifyOptions,
   deps: FileVerifyDeps,
 ): Promise<FileVerifyReport> {
+  const startedAt = deps.clock.now();
   const manifest = await selectFileBackup(deps.storage, options.name, options.backupId);
-  const checks: FileCheck[] = [];
-  let restoreSeconds: number | undefined;
-  if (options.restore) {
-    const restored = await restoreCheck(manifest, options, deps);
-    checks.push(restored.check);
-    restoreSeconds = restored.seconds;
-  } else {
-    checks.push(await archivesCheck(manifest, deps));
-  }
-  const status = checks.every((c) => c.status === 'passed') ? 'passed' : 'failed';
-  return { manifest, status, checks, restoreSeconds };
+  const restored = options.restore
+    ? await inScratchFolder(deps, (target) => restoreAndCompare(manifest, options, deps, target))
+    : undefined;
+  const checks = [restored?.check ?? (await archivesCheck(manifest, deps))];
+  const status = checks.every((c) => c.status !== 'failed') ? 'passed' : 'failed';
+  const finishedAt = deps.clock.now();
+  const record = fileRunRecord('verify', manifest, { status, checks, startedAt, finishedAt });
+  return {
+    manifest,
+    status,
+    checks,
+    startedAt,
+    seconds: (finishedAt.getTime() - startedAt.getTime()) / 1000,
+    restoreSeconds: restored?.result?.seconds,
+    recordKey: await appendFileVerification(
+      deps.storage,
+      { ...record, git: options.git },
+      deps.logger,
+    ),
+  };
 }
 
 async function archiveMismatch(
@@ -77,7 +91,7 @@ async function archiveMismatch(
   return `${archive.key}: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}`;
 }
 
-async function archivesCheck(manifest: FileManifest, deps: FileVerifyDeps): Promise<FileCheck> {
+async function archivesCheck(manifest: FileManifest, deps: FileVerifyDeps): Promise<CheckResult> {
   const problems: string[] = [];
   for (const archive of manifest.archives) {
     try {
@@ -96,14 +110,38 @@ async function archivesCheck(manifest: FileManifest, deps: FileVerifyDeps): Prom
     : { name: 'archives', status: 'failed', detail: problems.join('; ') };
 }
 
-async function restoreCheck(
-  manifest: FileManifest,
-  options: FileVerifyOptions,
-  deps: FileVerifyDeps,
-): Promise<{ check: FileCheck; seconds?: number }> {
-  const scratch = await mkdtemp(path.join(deps.workDir ?? os.tmpdir(), 'files-verify-'));
+/** Runs `fn` on a scratch folder under the work folder, removed afterwards whatever happens. */
+export async function inScratchFolder<T>(
+  deps: { workDir?: string; logger: Logger },
+  fn: (target: Storage) => Promise<T>,
+): Promise<T> {
+  const scratch = await mkdtemp(path.join(deps.workDir ?? os.tmpdir(), 'files-restore-'));
   try {
-    const target = new LocalStorage(scratch, deps.logger);
+    return await fn(new LocalStorage(scratch, deps.logger));
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** A restore and its check: what was restored, re-read from the target, against the manifest. */
+export interface ComparedRestore {
+  check: CheckResult;
+  /** Absent when the restore itself failed. */
+  result?: FileRestoreResult;
+}
+
+/**
+ * Restores a point in time into an empty `target` and compares what the target then holds
+ * (every key, every file's SHA-256 re-read) with the manifest. A failed restore is a failed
+ * check, never an exception.
+ */
+export async function restoreAndCompare(
+  manifest: FileManifest,
+  options: Omit<FileRestoreOptions, 'backupId'>,
+  deps: { storage: Storage; logger: Logger; clock: Clock; zstdPath: string },
+  target: Storage,
+): Promise<ComparedRestore> {
+  try {
     const result = await runFileRestore(
       {
         name: options.name,
@@ -111,33 +149,25 @@ async function restoreCheck(
         identities: options.identities,
         passphrase: options.passphrase,
       },
-      {
-        storage: deps.storage,
-        target,
-        logger: deps.logger,
-        clock: deps.clock,
-        zstdPath: deps.zstdPath,
-      },
+      { ...deps, target },
     );
     const differences = await compareTree(manifest, target);
-    const check: FileCheck =
+    const check: CheckResult =
       differences.length === 0
         ? {
             name: 'restore',
             status: 'passed',
-            detail: `${result.files} files restored, list and SHA-256 equal to the manifest`,
+            detail: `${result.files} files restored into ${target.description}; list and SHA-256 equal to the manifest`,
           }
         : { name: 'restore', status: 'failed', detail: differences.join('; ') };
-    return { check, seconds: result.seconds };
+    return { check, result };
   } catch (error) {
     return { check: { name: 'restore', status: 'failed', detail: errorMessage(error) } };
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
   }
 }
 
-/** The files of the scratch folder against the manifest, re-read from disk; at most 10 named. */
-async function compareTree(manifest: FileManifest, target: LocalStorage): Promise<string[]> {
+/** The files of a restore target against the manifest, each re-read; at most 10 named. */
+async function compareTree(manifest: FileManifest, target: Storage): Promise<string[]> {
   const expected = new Map(manifest.files.map((f) => [f.key, f.sha256]));
   const differences: string[] = [];
   for await (const object of target.list('')) {

@@ -81,6 +81,8 @@ const MARKER_PREFIX: Record<ActionName, string> = {
   verify: 'verify',
   'restore-drill': 'drill',
   prune: 'prune',
+  'files-verify': 'files-verify',
+  'files-drill': 'files-drill',
 };
 
 const WARNING_LABEL = 'warning';
@@ -278,6 +280,8 @@ const WHAT: Record<ActionName, string> = {
   verify: 'The backup verification',
   'restore-drill': 'The restore drill',
   prune: 'The prune',
+  'files-verify': 'The file backup verification',
+  'files-drill': 'The file restore drill',
 };
 
 function streakLine(streak: FailingStreak): string {

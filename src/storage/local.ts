@@ -239,7 +239,7 @@ export class LocalStorage implements Storage {
     }
   }
 
-  async getStream(key: string): Promise<Readable> {
+  async getStream(key: string, options: { start?: number } = {}): Promise<Readable> {
     const path = this.pathOf(key);
     try {
       const handle = await open(path, 'r');
@@ -247,7 +247,7 @@ export class LocalStorage implements Storage {
         await handle.close();
         throw new NotFoundError(key);
       }
-      return handle.createReadStream();
+      return handle.createReadStream({ start: options.start });
     } catch (error) {
       if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
         throw new NotFoundError(key);

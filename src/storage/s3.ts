@@ -26,6 +26,7 @@ import {
   type DeleteOptions,
   type DeleteResult,
   type PartUpload,
+  type PutBytesOptions,
   type PutStreamOptions,
   type Storage,
   type StoredObject,
@@ -567,11 +568,7 @@ export class S3Storage implements Storage {
     }
   }
 
-  async putBytes(
-    key: string,
-    data: Buffer | string,
-    options: { ifNoneMatch?: boolean } = {},
-  ): Promise<void> {
+  async putBytes(key: string, data: Buffer | string, options: PutBytesOptions = {}): Promise<void> {
     const body = typeof data === 'string' ? Buffer.from(data) : data;
     const conditional = options.ifNoneMatch === true && !this.conditionalPutUnsupported;
     if (options.ifNoneMatch && !conditional && (await this.head(key)) !== undefined) {
@@ -585,6 +582,7 @@ export class S3Storage implements Storage {
           Body: body,
           ContentLength: body.length,
           ContentMD5: createHash('md5').update(body).digest('base64'),
+          ContentType: options.contentType,
           IfNoneMatch: conditional ? '*' : undefined,
         }),
       );
@@ -605,10 +603,14 @@ export class S3Storage implements Storage {
     }
   }
 
-  async getStream(key: string): Promise<Readable> {
+  async getStream(key: string, options: { start?: number } = {}): Promise<Readable> {
     try {
       const response = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }),
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.fullKey(key),
+          Range: options.start ? `bytes=${options.start}-` : undefined,
+        }),
       );
       if (!(response.Body instanceof Readable)) {
         throw new Error(`The S3 client returned no readable body for ${this.location(key)}.`);

@@ -59,6 +59,12 @@ export interface PartUpload {
   abort(): Promise<void>;
 }
 
+export interface PutBytesOptions {
+  ifNoneMatch?: boolean;
+  /** Stored with the object where the store keeps one (S3). */
+  contentType?: string;
+}
+
 /** What a delete did with each key. */
 export interface DeleteResult {
   deleted: string[];
@@ -95,9 +101,12 @@ export interface Storage {
    */
   upload(key: string, options?: UploadOptions): Promise<PartUpload>;
   /** Writes a small object in one request. With `ifNoneMatch`, fails when the key exists. */
-  putBytes(key: string, data: Buffer | string, options?: { ifNoneMatch?: boolean }): Promise<void>;
-  /** Reads an object as a stream; rejects with NotFoundError when it is missing. */
-  getStream(key: string): Promise<Readable>;
+  putBytes(key: string, data: Buffer | string, options?: PutBytesOptions): Promise<void>;
+  /**
+   * Reads an object as a stream, from byte `start` on when given (to resume a read that broke
+   * off); rejects with NotFoundError when it is missing.
+   */
+  getStream(key: string, options?: { start?: number }): Promise<Readable>;
   /** Reads a small object whole; undefined when it is missing. */
   getBytes(key: string): Promise<Buffer | undefined>;
   /** Size and date of an object; undefined when it is missing. */

@@ -213,11 +213,11 @@ describe('incremental file backups of a Storage-like bucket', () => {
     expect(second.files).toHaveLength(2010);
   }, 900_000);
 
-  test('each point in time restores to exactly its files', async () => {
-    const one = scratchFolder();
+  test('each point in time restores to exactly its files, into bucket prefixes', async () => {
+    const one = new S3Storage(storeBucket, 'restored-1', settings, logger);
     await restoreInto(first.id, one);
     expect(await contents(one)).toEqual(hashes(state1));
-    const two = scratchFolder();
+    const two = new S3Storage(storeBucket, 'restored-2', settings, logger);
     await restoreInto(second.id, two);
     expect(await contents(two)).toEqual(hashes(state2));
   }, 900_000);

@@ -1,11 +1,14 @@
 /**
  * The backup-files bundle under Node 24 as the runner runs it: a bucket on the suite's S3
  * server backed up with credentials of its own, restored into a bucket prefix, verified with a
- * restore, pruned; no secret in anything the runs printed or wrote.
+ * restore, drilled, pruned; a failing verify or drill opens its own GitHub issue (on the local
+ * stand-in for the REST API) and the next pass closes it; no secret in anything the runs printed
+ * or wrote.
  */
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { generateIdentity } from '../../src/crypto/age.js';
 import { runBundle } from '../support/bundle.js';
+import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
 import { createBucket, makeStore, s3Settings, uniqueName, type TestStore } from '../support/env.js';
 
 const FILES: Record<string, string> = {
@@ -23,6 +26,7 @@ const CONTENT_TYPES: Record<string, string> = {
 describe('backup-files bundle', () => {
   const settings = s3Settings();
   const { identity, recipient } = generateIdentity();
+  const wrong = generateIdentity();
   let store: TestStore;
   let source: string;
   const everything: string[] = [];
@@ -38,12 +42,13 @@ describe('backup-files bundle', () => {
 
   async function run(
     inputs: Record<string, string>,
+    env: Record<string, string> = {},
   ): Promise<Awaited<ReturnType<typeof runBundle>>> {
     const result = await runBundle(
       'backup-files',
       { storage: store.location, name: 'storage', ...store.inputs, ...inputs },
       // The store's credentials only: the source's come from the inputs.
-      { ...store.env },
+      { ...store.env, ...env },
     );
     everything.push(result.everything);
     return result;
@@ -119,10 +124,90 @@ describe('backup-files bundle', () => {
     expect(prune.summary).toMatch(/Archives kept for kept backups\*\* \| 1/);
   }, 600_000);
 
+  describe('alerts of verify and drill', () => {
+    let fake: FakeGitHub;
+    beforeAll(async () => {
+      fake = await startFakeGitHub();
+    });
+    afterAll(async () => {
+      await fake.stop();
+    });
+
+    const withGitHub = (inputs: Record<string, string>) =>
+      run(
+        { 'github-token': fake.token, ...inputs },
+        {
+          GITHUB_API_URL: fake.url,
+          GITHUB_REPOSITORY: fake.repository,
+          GITHUB_SERVER_URL: 'https://github.com',
+          GITHUB_RUN_ID: '77',
+        },
+      );
+
+    test('a failing verify opens a files issue, a passing one closes it', async () => {
+      const failing = await withGitHub({
+        mode: 'verify',
+        restore: 'true',
+        'encryption-identity': wrong.identity,
+      });
+      expect([failing.code, failing.outputs.status]).toEqual([1, 'failed']);
+      expect(fake.issues).toHaveLength(1);
+      const issue = fake.issues[0];
+      expect(issue.title).toBe('File backup verification failed: storage');
+      expect(issue.labels).toEqual(['file-backup-verification']);
+      expect(issue.body).toContain('<!-- pg-backup-actions:marker=files-verify:storage -->');
+      expect(issue.body).toMatch(/The file backup verification of `storage` failed/);
+      expect(failing.outputs['issue-number']).toBe(String(issue.number));
+
+      const passing = await withGitHub({
+        mode: 'verify',
+        restore: 'true',
+        'encryption-identity': identity,
+      });
+      expect([passing.code, passing.outputs.status]).toEqual([0, 'passed']);
+      expect(fake.issues[0].state).toBe('closed');
+      expect(fake.comments.at(-1)?.body).toContain('passed again');
+      expect(fake.contractViolations).toEqual([]);
+    }, 300_000);
+
+    test('a drill into a bucket prefix reports RTO and RPO; a missed target opens a drill issue', async () => {
+      const target = `s3://${source}/drill`;
+      const drill = await withGitHub({
+        mode: 'drill',
+        target,
+        'rto-target': '1h',
+        'encryption-identity': identity,
+        ...filesInputs(),
+      });
+      expect([drill.code, drill.outputs.status, drill.outputs.files]).toEqual([0, 'passed', '3']);
+      expect(Number(drill.outputs['rto-seconds'])).toBeGreaterThan(0);
+      expect(drill.summary).toMatch(/\| \*\*RTO\*\* \| \*\*.+\*\* \| 1h/);
+
+      const late = await withGitHub({
+        mode: 'drill',
+        target,
+        'rpo-target': '1s',
+        'encryption-identity': identity,
+        ...filesInputs(),
+      });
+      expect([late.code, late.outputs.status]).toEqual([1, 'failed']);
+      const issue = fake.issues.find((i) => i.title === 'File restore drill failed: storage');
+      expect(issue?.body).toContain('Backup age (RPO)');
+      expect(issue?.body).toContain('<!-- pg-backup-actions:marker=files-drill:storage -->');
+      expect(late.outputs['issue-number']).toBe(String(issue?.number));
+      expect(fake.contractViolations).toEqual([]);
+    }, 300_000);
+
+    test('the token never shows', () => {
+      expect(everything.join('\n')).not.toContain(fake.token);
+    });
+  });
+
   test('no secret appears in what the runs printed or wrote', () => {
     const text = everything.join('\n');
     expect(text).toContain('### File backup storage');
     expect(text).not.toContain(identity);
+    expect(text).not.toContain(wrong.identity);
     expect(text).not.toContain(settings.credentials.secretAccessKey);
   });
 });

@@ -10,6 +10,10 @@ export interface Relay {
   readonly bytesIn: number;
   /** Calls `fn` once, as soon as more than `bytes` were relayed to the server. */
   once(bytes: number, fn: () => void): void;
+  /** Calls `fn` once, as soon as more than `bytes` were relayed from the server to clients. */
+  onceOut(bytes: number, fn: () => void): void;
+  /** Cuts every open connection and keeps listening: a client that connects again gets through. */
+  cut(): void;
   /** Stops listening and cuts every open connection. */
   stop(): Promise<void>;
 }
@@ -18,7 +22,9 @@ export async function startRelay(target: string): Promise<Relay> {
   const upstream = new URL(target);
   const sockets = new Set<Socket>();
   let bytesIn = 0;
+  let bytesOut = 0;
   const triggers: { bytes: number; fn: () => void }[] = [];
+  const triggersOut: { bytes: number; fn: () => void }[] = [];
   const track = (socket: Socket): void => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -33,6 +39,13 @@ export async function startRelay(target: string): Promise<Relay> {
       for (const t of triggers.splice(0)) {
         if (bytesIn > t.bytes) t.fn();
         else triggers.push(t);
+      }
+    });
+    server.on('data', (chunk: Buffer) => {
+      bytesOut += chunk.length;
+      for (const t of triggersOut.splice(0)) {
+        if (bytesOut > t.bytes) t.fn();
+        else triggersOut.push(t);
       }
     });
     client.pipe(server);
@@ -54,6 +67,12 @@ export async function startRelay(target: string): Promise<Relay> {
     },
     once(bytes, fn) {
       triggers.push({ bytes, fn });
+    },
+    onceOut(bytes, fn) {
+      triggersOut.push({ bytes, fn });
+    },
+    cut() {
+      for (const socket of sockets) socket.destroy();
     },
     stop() {
       stopping ??= new Promise<void>((resolve) => {
