@@ -52,15 +52,15 @@ export interface RestorePlanReport {
   why: string;
   /** The most disk the run used in the work folder, sampled while it ran. */
   peakDiskBytes: number;
-  /** The restored database's size (pg_database_size). */
-  restoredBytes: number;
+  /** The restored database's size (pg_database_size); undefined when nothing was restored. */
+  restoredBytes?: number;
 }
 
 /** `plan stream (why); peak disk used in the work folder 1.2 GiB, the restored database 1.1 GiB`. */
 export function describePlanReport(p: RestorePlanReport): string {
   return (
-    `plan ${p.name} (${p.why}); peak disk used in the work folder ${formatBytes(p.peakDiskBytes)}, ` +
-    `the restored database ${formatBytes(p.restoredBytes)}`
+    `plan ${p.name} (${p.why}); peak disk used in the work folder ${formatBytes(p.peakDiskBytes)}` +
+    (p.restoredBytes === undefined ? '' : `, the restored database ${formatBytes(p.restoredBytes)}`)
   );
 }
 

@@ -484,6 +484,8 @@ export function archiveFeed(options: {
   tools: DecodeTools;
   logger: Logger;
   progressIntervalMs?: number;
+  /** Called once the whole object was read and matched its manifest (as in fetchArchive). */
+  onIntegrityChecked?: (object: { bytes: number; sha256: string }) => void;
 }): ArchiveFeed {
   return async (start) => {
     const { manifest, logger } = options;
@@ -510,8 +512,12 @@ export function archiveFeed(options: {
       const decodeError = await hashWhileDecoding(source, hash, pipe.input, delivered).then(
         async (error) => (error && !(await benignBrokenPipe(error, processes)) ? error : undefined),
       );
+      const toolFailed = decodeError && (await failedFirst(tool, decodeError));
       if (decodeError) for (const p of processes) p.proc.kill();
       checkStreamedIntegrity(entry, hash);
+      options.onIntegrityChecked?.({ bytes: hash.bytes, sha256: hash.digest() });
+      // The tool stopped reading because it failed: its own error says why, not the broken pipe.
+      if (toolFailed) return await tool.exited;
       if (decodeError) throw decodeError;
       for (const p of pipe.processes) {
         const exit = await p.proc.exited;
@@ -524,6 +530,14 @@ export function archiveFeed(options: {
       for (const p of processes) p.proc.kill();
     }
   };
+}
+
+/** Whether a broken pipe into the decoders came from the tool at its end exiting with an error. */
+async function failedFirst(tool: RunningProcess, error: Error): Promise<boolean> {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE') return false;
+  const exit = await tool.exited;
+  return exit.code !== 0;
 }
 
 /** checkIntegrity for an object that was restored as it streamed. */
