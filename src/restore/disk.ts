@@ -24,7 +24,7 @@ export interface WorkDiskNeed {
   object: number;
   /** The decoded archive (for a directory-format archive: its files as pg_dump wrote them). */
   archive: number;
-  /** Whether `archive` is an estimate (a manifest records the object's size only). */
+  /** Whether `archive` is an estimate (a manifest without `archiveBytes`). */
   archiveEstimated: boolean;
   /**
    * A scratch server in the work folder: the restored tables with their indexes, the write-ahead
@@ -70,9 +70,9 @@ const EMPTY_CLUSTER = 48 * 1024 * 1024;
 const WAL_CAP = 1024 * 1024 * 1024;
 
 /**
- * The disk a run needs in its work folder, from the manifest. The archive's size is the
- * object's when pg_dump compressed inside it; an object compressed whole (zstd, gzip) records
- * no decoded size, and the tables' size stands for it.
+ * The disk a run needs in its work folder, from the manifest. The archive's size is the one the
+ * backup recorded (`archiveBytes`); else the object's when pg_dump compressed inside it, and for
+ * an object compressed whole (zstd, gzip) by a backup that did not record it, the tables' size.
  */
 export function workDiskNeed(
   manifest: Manifest,
@@ -80,11 +80,12 @@ export function workDiskNeed(
 ): WorkDiskNeed {
   const object = dumpObject(manifest).bytes;
   const tables = restoredTableBytes(manifest);
+  const recorded = manifest.archiveBytes;
   const wrapped = ['zstd', 'gzip'].includes(manifest.compression.method);
   return {
     object: o.downloads ? object : 0,
-    archive: wrapped ? Math.max(object, tables) : object,
-    archiveEstimated: wrapped,
+    archive: recorded ?? (wrapped ? Math.max(object, tables) : object),
+    archiveEstimated: recorded === undefined && wrapped,
     database: o.scratch ? tables + Math.min(tables, WAL_CAP) + EMPTY_CLUSTER : 0,
     format: manifest.format,
   };

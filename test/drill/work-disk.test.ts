@@ -85,7 +85,7 @@ async function unmount(dir: string): Promise<void> {
     expect(error?.message).toMatch(
       new RegExp(
         `^Not enough disk in the work folder ${small}: ` +
-          `the archive on disk needs ${size} \\(the object ${size}; the decoded archive about ${size}, estimated from the tables; ` +
+          `the archive on disk needs ${size} \\(the object ${size}; the decoded archive ${size}; ` +
           `the restored database with its write-ahead log about ${size}\\), ` +
           `and streamed it needs ${size} \\(the restored database with its write-ahead log about ${size}\\); ` +
           `${size} is free\\. Nothing was downloaded\\.`,

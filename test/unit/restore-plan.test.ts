@@ -35,6 +35,14 @@ describe('what each plan needs', () => {
     expect(planNeeds(drill)).toEqual({ disk: 3048 * MiB, stream: 2048 * MiB });
   });
 
+  it('takes the archive size the backup recorded, no estimate', () => {
+    const recorded = workDiskNeed(
+      { ...manifest({ object: 100 * MiB, tables: 1000 * MiB }), archiveBytes: 700 * MiB },
+      { downloads: true, scratch: false },
+    );
+    expect(recorded).toMatchObject({ archive: 700 * MiB, archiveEstimated: false });
+  });
+
   it('takes the object as the archive when pg_dump compressed inside it', () => {
     const inside = workDiskNeed(
       manifest({ object: 300 * MiB, tables: 1000 * MiB, method: 'pg_dump-zstd' }),
