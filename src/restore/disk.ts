@@ -28,7 +28,7 @@ export interface WorkDiskNeed {
   archiveEstimated: boolean;
   /**
    * A scratch server in the work folder: the restored tables with their indexes, the write-ahead
-   * log the restore writes (about as much again, up to 1 GiB) and an empty cluster's files.
+   * log it keeps while restoring (at most WAL_ALLOWANCE) and an empty cluster's files.
    */
   database: number;
   format: Manifest['format'];
@@ -66,8 +66,11 @@ export function describePlanReport(p: RestorePlanReport): string {
 
 /** An empty cluster's files (catalog, first WAL segment), as initdb writes them. */
 const EMPTY_CLUSTER = 48 * 1024 * 1024;
-/** The write-ahead log a scratch server keeps at most before a checkpoint recycles it. */
-const WAL_CAP = 1024 * 1024 * 1024;
+/**
+ * The write-ahead log a scratch server keeps at most while restoring: a checkpoint every 64 MB
+ * (RESTORE_SERVER_SETTINGS), as much again while one completes, with room to spare.
+ */
+const WAL_ALLOWANCE = 256 * 1024 * 1024;
 
 /**
  * The disk a run needs in its work folder, from the manifest. The archive's size is the one the
@@ -86,7 +89,7 @@ export function workDiskNeed(
     object: o.downloads ? object : 0,
     archive: recorded ?? (wrapped ? Math.max(object, tables) : object),
     archiveEstimated: recorded === undefined && wrapped,
-    database: o.scratch ? tables + Math.min(tables, WAL_CAP) + EMPTY_CLUSTER : 0,
+    database: o.scratch ? tables + Math.min(tables, WAL_ALLOWANCE) + EMPTY_CLUSTER : 0,
     format: manifest.format,
   };
 }
