@@ -676,6 +676,7 @@ async function streamHeadStep(
   const archive: VerifyArchive = { archivePath: head.archivePath, streaming: false };
   const feed = archiveFeed({
     ...source,
+    restores: options.restore,
     onIntegrityChecked: (object) => {
       archive.integrityAt = Date.now();
       record(run, {

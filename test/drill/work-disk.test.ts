@@ -296,4 +296,26 @@ async function unmount(dir: string): Promise<void> {
     expect(report.recordKey).toBeDefined();
     expect(readdirSync(work)).toEqual([]);
   }, 600_000);
+
+  it('verify streamed without restoring, an object changed after the backup fails check 1 alone', async () => {
+    await flippedBackup('rflip');
+    const work = mkdtempSync(path.join(base, 'rflip-'));
+    const report = await runVerify(
+      { name: 'rflip', restore: false, checks: [], restorePlan: 'stream' },
+      testVerifyDeps(store.storage, tools, { tmpDir: work }),
+    );
+    expect(report.status).toBe('failed');
+    const check = (name: string) => report.checks.find((c) => c.name === name);
+    expect(check('Manifest and checksum')?.status).toBe('failed');
+    // Nothing was restored: the message says what differs, and nothing about restored data.
+    expect(check('Manifest and checksum')?.detail).toMatch(
+      /has SHA-256 [0-9a-f]{64} but the manifest says [0-9a-f]{64}: the object was changed, corrupted or replaced after the backup\.$/,
+    );
+    expect(check('Decryption and decompression')).toMatchObject({
+      status: 'skipped',
+      detail: 'the stored object does not match its manifest',
+    });
+    expect(check('Archive readable (pg_restore --list)')?.status).toBe('passed');
+    expect(readdirSync(work)).toEqual([]);
+  }, 600_000);
 });
