@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable, Writable, pipeline } from 'node:stream';
@@ -354,6 +354,7 @@ interface DumpSource {
 interface StoredDump {
   bytes: number;
   sha256: string;
+  archiveBytes?: number;
   seconds: number;
   inventory: TableInventoryEntry[];
 }
@@ -391,6 +392,7 @@ export async function runBackup(options: BackupOptions, deps: BackupDeps): Promi
       started,
       finished: deps.clock.now(),
       objects,
+      archiveBytes: dump.archiveBytes,
       inventory: dump.inventory,
       previous: size.previous,
     });
@@ -535,7 +537,13 @@ async function dumpInSnapshot(
   if (contents) source.sourceState.contents = await contents;
   await client.query('COMMIT');
   session.snapshotOpen = false;
-  return { bytes: dump.bytes, sha256: dump.sha256, seconds: dump.seconds, inventory };
+  return {
+    bytes: dump.bytes,
+    sha256: dump.sha256,
+    archiveBytes: dump.archiveBytes,
+    seconds: dump.seconds,
+    inventory,
+  };
 }
 
 /**
@@ -602,6 +610,7 @@ function buildManifest(
     started: Date;
     finished: Date;
     objects: ObjectEntry[];
+    archiveBytes?: number;
     inventory: TableInventoryEntry[];
     previous: Manifest['previous'];
   },
@@ -630,6 +639,7 @@ function buildManifest(
         }
       : null,
     objects: run.objects,
+    archiveBytes: run.archiveBytes,
     rowCounts: options.rowCounts,
     tables: run.inventory,
     sourceState: source.sourceState,
@@ -807,6 +817,8 @@ interface StreamDumpArgs {
 interface StreamedDump {
   bytes: number;
   sha256: string;
+  /** The archive's size before compression outside pg_dump (see ToolChain.archive). */
+  archiveBytes?: number;
   seconds: number;
   /** One per store, in the order given. */
   results: UploadResult[];
@@ -827,6 +839,12 @@ interface ToolChain {
   feeding?: Promise<void>;
   /** The directory format's dump folder. */
   tmp?: string;
+  /**
+   * Bytes of the archive as restore decodes it: what went into the external compressor (the
+   * custom format, its chunks merged), or the directory format's files. Undefined when the
+   * object is the archive itself (compression inside pg_dump, or none), less age's overhead.
+   */
+  archive?: { bytes: number };
 }
 
 /**
@@ -939,6 +957,7 @@ async function startDirectoryDump(
     const exit = await dump.exited;
     if (exit.code !== 0) throw new Error(describeExit('pg_dump', exit));
   });
+  chain.archive = { bytes: await folderBytes(outputDir) };
   const tar = startProcess('tar', ['-C', outputDir, '-cf', '-', '.'], {
     env: deps.env,
     stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
@@ -962,7 +981,8 @@ function startCompressor(
   });
   chain.processes.push({ tool: path.basename(external.command), proc: compressor });
   if (coalescer) {
-    const stdin = releasingWriter(compressor.child.stdin as Writable, coalescer);
+    chain.archive = { bytes: 0 };
+    const stdin = releasingWriter(compressor.child.stdin as Writable, coalescer, chain.archive);
     chain.feeding = new Promise<void>((resolve, reject) =>
       pipeline(input as Readable, stdin, (error) => (error ? reject(error) : resolve())),
     );
@@ -1039,6 +1059,7 @@ async function uploadToAll(
     return {
       bytes: hash.bytes,
       sha256: hash.digest(),
+      archiveBytes: chain.archive?.bytes,
       seconds: progress.elapsedSeconds(),
       results,
     };
@@ -1066,13 +1087,19 @@ function describeCoalescing(coalescer: ArchiveCoalescer): string {
 
 /**
  * Writes into a child's stdin, one buffer at a time, handing each back to the coalescer once
- * the pipe took it. A child that dies fails the write; its exit says why (checkTools).
+ * the pipe took it, and counts the bytes. A child that dies fails the write; its exit says why
+ * (checkTools).
  */
-function releasingWriter(stdin: Writable, coalescer: ArchiveCoalescer): Writable {
+function releasingWriter(
+  stdin: Writable,
+  coalescer: ArchiveCoalescer,
+  counted: { bytes: number },
+): Writable {
   stdin.on('error', () => undefined);
   return new Writable({
     highWaterMark: 0,
     write(chunk: Buffer, _encoding, callback) {
+      counted.bytes += chunk.length;
       stdin.write(chunk, (error) => {
         coalescer.release(chunk);
         callback(error);
@@ -1129,4 +1156,12 @@ async function dumpGlobals(
     ),
   );
   return { data: Buffer.concat(out), sha256: hash.digest() };
+}
+
+/** The total size of the files under `dir` (a directory-format dump's). */
+async function folderBytes(dir: string): Promise<number> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  const files = entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+  const sizes = await Promise.all(files.map((f) => stat(f)));
+  return sizes.reduce((sum, st) => sum + st.size, 0);
 }

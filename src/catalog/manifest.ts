@@ -91,6 +91,12 @@ export interface Manifest {
   compression: CompressionInfo;
   encryption: EncryptionInfo | null;
   objects: ObjectEntry[];
+  /**
+   * The decoded archive's size: what decompressing the dump object gives back (custom format),
+   * or the directory format's files. Absent when the object is the archive itself (compression
+   * inside pg_dump, or none), and in manifests written before it was recorded.
+   */
+  archiveBytes?: number;
   rowCounts: 'exact' | 'estimate' | 'off';
   tables: TableInventoryEntry[];
   /** Roles and other globals were dumped into a `globals` object. */

@@ -84,14 +84,14 @@ const restoreCommon: Record<string, OptionSpec> = {
     value: 'auto|N',
     help: 'client tools (and least scratch server) major',
   },
-};
-
-const drillOnly: Record<string, OptionSpec> = {
   'restore-plan': {
     type: 'string',
     value: 'auto|disk|stream',
     help: 'archive on disk, or streamed into pg_restore (default auto: from the free space)',
   },
+};
+
+const drillOnly: Record<string, OptionSpec> = {
   'rto-target': { type: 'string', value: 'DURATION', help: 'fail when recovery takes longer' },
   'rpo-target': { type: 'string', value: 'DURATION', help: 'fail when the backup is older' },
   'smoke-command': {

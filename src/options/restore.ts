@@ -60,6 +60,7 @@ export function verifyOptions(read: OptionReader, door: FrontDoor, logger: Logge
     maxAgeSeconds: read.duration('max-age'),
     jobs: read.integer('jobs', 2, 1, 64),
     git: door.git,
+    restorePlan: read.choice('restore-plan', RESTORE_PLAN_CHOICES, 'auto'),
   };
 }
 

@@ -71,6 +71,23 @@ const SPEED_SETTINGS: Record<string, string> = {
   lc_messages: 'C',
 };
 
+/**
+ * For a server a restore starts and throws away (verify, the drill, extract), never a user's:
+ * the least write-ahead log (`wal_level=minimal`: a new index or a table created in the loading
+ * transaction is synced rather than logged; no senders, no archiving), recycled at a checkpoint
+ * every 64 MB instead of growing to the default 1 GB beside the restored data, and index builds
+ * sorting in memory up to 256 MB each (`pg_restore -j 2`: two at once) instead of spilling
+ * 64 MB runs to temporary files.
+ */
+export const RESTORE_SERVER_SETTINGS: Readonly<Record<string, string>> = {
+  wal_level: 'minimal',
+  max_wal_senders: '0',
+  archive_mode: 'off',
+  max_wal_size: '64MB',
+  min_wal_size: '32MB',
+  maintenance_work_mem: '256MB',
+};
+
 const live = new Set<{ stopSync(): void }>();
 let exitHookInstalled = false;
 

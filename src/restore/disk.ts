@@ -24,11 +24,11 @@ export interface WorkDiskNeed {
   object: number;
   /** The decoded archive (for a directory-format archive: its files as pg_dump wrote them). */
   archive: number;
-  /** Whether `archive` is an estimate (a manifest records the object's size only). */
+  /** Whether `archive` is an estimate (a manifest without `archiveBytes`). */
   archiveEstimated: boolean;
   /**
    * A scratch server in the work folder: the restored tables with their indexes, the write-ahead
-   * log the restore writes (about as much again, up to 1 GiB) and an empty cluster's files.
+   * log it keeps while restoring (at most WAL_ALLOWANCE) and an empty cluster's files.
    */
   database: number;
   format: Manifest['format'];
@@ -52,27 +52,30 @@ export interface RestorePlanReport {
   why: string;
   /** The most disk the run used in the work folder, sampled while it ran. */
   peakDiskBytes: number;
-  /** The restored database's size (pg_database_size). */
-  restoredBytes: number;
+  /** The restored database's size (pg_database_size); undefined when nothing was restored. */
+  restoredBytes?: number;
 }
 
 /** `plan stream (why); peak disk used in the work folder 1.2 GiB, the restored database 1.1 GiB`. */
 export function describePlanReport(p: RestorePlanReport): string {
   return (
-    `plan ${p.name} (${p.why}); peak disk used in the work folder ${formatBytes(p.peakDiskBytes)}, ` +
-    `the restored database ${formatBytes(p.restoredBytes)}`
+    `plan ${p.name} (${p.why}); peak disk used in the work folder ${formatBytes(p.peakDiskBytes)}` +
+    (p.restoredBytes === undefined ? '' : `, the restored database ${formatBytes(p.restoredBytes)}`)
   );
 }
 
 /** An empty cluster's files (catalog, first WAL segment), as initdb writes them. */
 const EMPTY_CLUSTER = 48 * 1024 * 1024;
-/** The write-ahead log a scratch server keeps at most before a checkpoint recycles it. */
-const WAL_CAP = 1024 * 1024 * 1024;
+/**
+ * The write-ahead log a scratch server keeps at most while restoring: a checkpoint every 64 MB
+ * (RESTORE_SERVER_SETTINGS), as much again while one completes, with room to spare.
+ */
+const WAL_ALLOWANCE = 256 * 1024 * 1024;
 
 /**
- * The disk a run needs in its work folder, from the manifest. The archive's size is the
- * object's when pg_dump compressed inside it; an object compressed whole (zstd, gzip) records
- * no decoded size, and the tables' size stands for it.
+ * The disk a run needs in its work folder, from the manifest. The archive's size is the one the
+ * backup recorded (`archiveBytes`); else the object's when pg_dump compressed inside it, and for
+ * an object compressed whole (zstd, gzip) by a backup that did not record it, the tables' size.
  */
 export function workDiskNeed(
   manifest: Manifest,
@@ -80,12 +83,13 @@ export function workDiskNeed(
 ): WorkDiskNeed {
   const object = dumpObject(manifest).bytes;
   const tables = restoredTableBytes(manifest);
+  const recorded = manifest.archiveBytes;
   const wrapped = ['zstd', 'gzip'].includes(manifest.compression.method);
   return {
     object: o.downloads ? object : 0,
-    archive: wrapped ? Math.max(object, tables) : object,
-    archiveEstimated: wrapped,
-    database: o.scratch ? tables + Math.min(tables, WAL_CAP) + EMPTY_CLUSTER : 0,
+    archive: recorded ?? (wrapped ? Math.max(object, tables) : object),
+    archiveEstimated: recorded === undefined && wrapped,
+    database: o.scratch ? tables + Math.min(tables, WAL_ALLOWANCE) + EMPTY_CLUSTER : 0,
     format: manifest.format,
   };
 }

@@ -484,6 +484,10 @@ export function archiveFeed(options: {
   tools: DecodeTools;
   logger: Logger;
   progressIntervalMs?: number;
+  /** Called once the whole object was read and matched its manifest (as in fetchArchive). */
+  onIntegrityChecked?: (object: { bytes: number; sha256: string }) => void;
+  /** Whether the tool restores what it reads (default true): a mismatch then says so. */
+  restores?: boolean;
 }): ArchiveFeed {
   return async (start) => {
     const { manifest, logger } = options;
@@ -510,8 +514,12 @@ export function archiveFeed(options: {
       const decodeError = await hashWhileDecoding(source, hash, pipe.input, delivered).then(
         async (error) => (error && !(await benignBrokenPipe(error, processes)) ? error : undefined),
       );
+      const toolFailed = decodeError && (await failedFirst(tool, decodeError));
       if (decodeError) for (const p of processes) p.proc.kill();
-      checkStreamedIntegrity(entry, hash);
+      checkStreamedIntegrity(entry, hash, options.restores ?? true);
+      options.onIntegrityChecked?.({ bytes: hash.bytes, sha256: hash.digest() });
+      // The tool stopped reading because it failed: its own error says why, not the broken pipe.
+      if (toolFailed) return await tool.exited;
       if (decodeError) throw decodeError;
       for (const p of pipe.processes) {
         const exit = await p.proc.exited;
@@ -526,12 +534,20 @@ export function archiveFeed(options: {
   };
 }
 
+/** Whether a broken pipe into the decoders came from the tool at its end exiting with an error. */
+async function failedFirst(tool: RunningProcess, error: Error): Promise<boolean> {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE') return false;
+  const exit = await tool.exited;
+  return exit.code !== 0;
+}
+
 /** checkIntegrity for an object that was restored as it streamed. */
-function checkStreamedIntegrity(entry: ObjectEntry, hash: HashCounter): void {
+function checkStreamedIntegrity(entry: ObjectEntry, hash: HashCounter, restores: boolean): void {
   try {
     checkIntegrity(entry, hash);
   } catch (error) {
-    if (!(error instanceof IntegrityError)) throw error;
+    if (!(error instanceof IntegrityError) || !restores) throw error;
     throw new IntegrityError(
       `${error.message} The restore read the object as it streamed, so the restored data must not be trusted; the database it went into is discarded.`,
     );

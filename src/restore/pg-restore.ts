@@ -235,3 +235,21 @@ export async function applyGlobals(o: {
   for (const e of errors) o.logger.warning(`Roles: ${e}`);
   return { skipped };
 }
+
+/**
+ * Reads a whole archive from a feed with pg_restore, restoring nothing (`--file=/dev/null`):
+ * every entry, its data included, must read as the archive's format.
+ */
+export async function readArchiveFeed(
+  pgRestore: string,
+  feed: ArchiveFeed,
+  logger: Logger,
+): Promise<void> {
+  const exit = await feed((stdin) =>
+    startProcess(pgRestore, ['--file=/dev/null'], {
+      stdio: [stdin, 'ignore', 'pipe'],
+      onStderrLine: (line) => logger.debug(line),
+    }),
+  );
+  if (exit.code !== 0) throw new PgRestoreError(describeExit('pg_restore', exit));
+}

@@ -1,6 +1,10 @@
 import { ConfigurationError, OptionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { startScratchCluster, type ScratchCluster } from '../postgres/cluster.js';
+import {
+  RESTORE_SERVER_SETTINGS,
+  startScratchCluster,
+  type ScratchCluster,
+} from '../postgres/cluster.js';
 import {
   connect,
   databaseName,
@@ -61,6 +65,7 @@ export async function scratchTarget(options: {
     server: options.server,
     logger: options.logger,
     parentDir: options.parentDir,
+    settings: { ...RESTORE_SERVER_SETTINGS },
   });
   const database = options.database ?? 'restore_check';
   try {

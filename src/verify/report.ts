@@ -2,6 +2,7 @@ import { formatDuration } from '../core/duration.js';
 import { formatBytes } from '../core/streams.js';
 import { facts, statusIcon, table } from '../report/markdown.js';
 import type { CheckResult, TableComparison } from '../restore/checks.js';
+import { describePlanReport } from '../restore/disk.js';
 import type { VerifyReport } from './verify.js';
 
 /** Rows of the table comparison shown at most; differences always come first. */
@@ -37,6 +38,7 @@ function backupFacts(report: VerifyReport): [string, unknown][] {
   } else if (!report.restore) {
     pairs.push(['Restored into', 'nothing: restore is false (object checks only)']);
   }
+  if (report.restorePlan) pairs.push(['Restore plan', describePlanReport(report.restorePlan)]);
   if (report.pgRestoreVersion) pairs.push(['pg_restore', report.pgRestoreVersion]);
   if (report.freshness) {
     const f = report.freshness;

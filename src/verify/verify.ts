@@ -47,15 +47,31 @@ import {
 import { StateCheckNames } from '../restore/source-checks.js';
 import {
   IntegrityError,
+  archiveFeed,
   checkObject,
   fetchArchive,
+  fetchArchiveHead,
   fetchGlobals,
   missingKeyError,
+  type ArchiveFeed,
   type Decryption,
   type FetchResult,
 } from '../restore/fetch.js';
-import { listArchive, type ArchiveListing } from '../restore/pg-restore.js';
-import { chooseRestorePlan, workDiskNeed } from '../restore/disk.js';
+import {
+  PgRestoreError,
+  listArchive,
+  readArchiveFeed,
+  type ArchiveListing,
+} from '../restore/pg-restore.js';
+import {
+  PeakDisk,
+  chooseRestorePlan,
+  describePlanReport,
+  workDiskNeed,
+  type RestorePlan,
+  type RestorePlanChoice,
+  type RestorePlanReport,
+} from '../restore/disk.js';
 import { openTarget, type RestoreTarget } from '../restore/target.js';
 import { checkCopies } from './copies.js';
 import type { Storage } from '../storage/storage.js';
@@ -103,6 +119,8 @@ export interface VerifyOptions {
   git?: GitContext;
   /** Append a verification record under `verifications/` (default true). */
   record?: boolean;
+  /** How the archive reaches pg_restore (see RestorePlanName); default `auto`, from the free space. */
+  restorePlan?: RestorePlanChoice;
 }
 
 export interface VerifyDeps {
@@ -185,6 +203,8 @@ export interface VerifyReport {
   durationSeconds: number;
   /** Key of the verification record appended, when one was. */
   recordKey?: string;
+  /** The restore plan, why, and the disk the run used; once a plan was chosen. */
+  restorePlan?: RestorePlanReport;
   warnings: string[];
 }
 
@@ -212,6 +232,21 @@ interface Run {
   createdRoles: string[];
   pgRestoreVersion?: string;
   workDir: string;
+  /** The restore plan and the work folder's disk use, once chosen (before downloading). */
+  plan?: { chosen: RestorePlan; peakDisk: PeakDisk; report?: RestorePlanReport };
+}
+
+/**
+ * The archive the checks read: a decoded file or folder, or (the streamed plan) its table of
+ * contents read ahead, and a feed that streams the whole object into pg_restore once.
+ */
+interface VerifyArchive {
+  archivePath: string;
+  feed?: ArchiveFeed;
+  /** Whether the feed has started streaming the object. */
+  streaming?: boolean;
+  /** When the feed's object matched its manifest (Date.now()). */
+  integrityAt?: number;
 }
 
 function record(run: Run, result: CheckResult): void {
@@ -261,12 +296,15 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
   const manifest = await findManifest(run, catalog);
   try {
     if (manifest) await checkBackup(run, manifest, manifestStarted);
+    if (run.plan) run.plan.report ??= await planReport(run.plan);
   } finally {
+    run.plan?.peakDisk.stop();
     if (run.target) await cleanupTarget(run, run.target);
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }
   if (manifest && deps.copies?.length) record(run, await checkCopies(manifest, deps.copies));
   skipNotRun(run, plannedChecks(manifest));
+  run.checks = inPlannedOrder(run.checks, plannedChecks(manifest));
   const backupChecks = [...run.checks];
   const freshness =
     options.maxAgeSeconds === undefined
@@ -283,6 +321,33 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
     finishedAt: finishedAt.toISOString(),
     durationSeconds: (Date.now() - t0) / 1000,
     recordKey,
+    restorePlan: run.plan?.report,
+  };
+}
+
+/**
+ * The checks in the order of the chain (the streamed plan learns the object's checksum only
+ * once pg_restore has read it, after the restore): the user's SQL checks where `SQL checks`
+ * stands, anything else after the chain, each group in the order it ran.
+ */
+function inPlannedOrder(checks: CheckResult[], planned: string[]): CheckResult[] {
+  const rank = (c: CheckResult): number => {
+    const at = planned.indexOf(c.name.startsWith('Check: ') ? CheckNames.UserChecks : c.name);
+    return at < 0 ? planned.length : at;
+  };
+  return [...checks].sort((a, b) => rank(a) - rank(b));
+}
+
+/** The plan, why, and the disk used at the peak (against the restored database's size). */
+async function planReport(
+  plan: NonNullable<Run['plan']>,
+  restoredBytes?: number,
+): Promise<RestorePlanReport> {
+  return {
+    name: plan.chosen.name,
+    why: plan.chosen.why,
+    peakDiskBytes: await plan.peakDisk.peak(),
+    restoredBytes,
   };
 }
 
@@ -479,16 +544,22 @@ function timings(checks: CheckResult[]): Record<string, number> {
 
 /** Checks 1 to 7, in order; returns at the first pipeline step that fails. */
 async function checkBackup(run: Run, manifest: Manifest, started: number): Promise<void> {
-  // 1 and 2: the object against its manifest, then decryption and decompression, in one pass.
   const noKey = missingKeyError(manifest, run.options.decryption);
   if (noKey) return checkWithoutKey(run, manifest, noKey, started);
-  if (!(await requireDisk(run, manifest))) return;
-  const fetched = await fetchStep(run, manifest, started);
-  if (!fetched) return;
+  const plan = await planStep(run, manifest);
+  if (!plan) return;
+  // 1 and 2: the object against its manifest, then decryption and decompression, in one pass;
+  // streamed, as pg_restore reads the object, after its table of contents was read ahead.
+  const archive: VerifyArchive | undefined =
+    plan.name === 'stream' && manifest.format === 'custom'
+      ? await streamHeadStep(run, manifest, started)
+      : await fetchStep(run, manifest, started);
+  if (!archive) return;
   // 3: pg_restore reads the archive.
-  const listed = await listStep(run, manifest, fetched.archivePath);
+  const listed = await listStep(run, manifest, archive, started);
   if (!listed) return;
   if (!run.options.restore) {
+    if (archive.feed && !(await readStreamStep(run, manifest, listed.tools, archive))) return;
     run.skipReason = 'restore is false: only the stored object was checked';
     return;
   }
@@ -496,13 +567,7 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
   // leaves behind; 6 on: what the restored database holds, against the source.
   let client: pg.Client | undefined;
   try {
-    const restored = await restoreStep(
-      run,
-      manifest,
-      listed.tools,
-      listed.listing,
-      fetched.archivePath,
-    );
+    const restored = await restoreStep(run, manifest, listed.tools, listed.listing, archive);
     if (!restored) return;
     client = restored.client;
     await checksStep(run, manifest, listed.listing, restored);
@@ -518,9 +583,19 @@ async function checkWithoutKey(
   noKey: Error,
   started: number,
 ): Promise<void> {
+  if (!(await objectIntact(run, manifest, started))) return;
+  failed(run, CheckNames.Decryption, noKey, Date.now());
+  run.skipReason = 'the backup could not be decrypted';
+}
+
+/**
+ * Check 1 by reading the whole object once: when nothing decoded it (no key), or when the
+ * streamed plan failed before the object streamed through its checksum. Whether it matched.
+ */
+async function objectIntact(run: Run, manifest: Manifest, started: number): Promise<boolean> {
   const { storage, logger } = run.deps;
   const entry = dumpObject(manifest);
-  const ok = await logger.group(`Check ${storage.location(entry.key)}`, async () => {
+  return logger.group(`Check ${storage.location(entry.key)}`, async () => {
     try {
       const object = await checkObject(storage, entry);
       record(run, {
@@ -536,29 +611,169 @@ async function checkWithoutKey(
       return false;
     }
   });
-  if (!ok) return;
-  failed(run, CheckNames.Decryption, noKey, Date.now());
-  run.skipReason = 'the backup could not be decrypted';
 }
 
-/** Whether the work folder holds the decoded archive and the restored database (see disk.ts). */
-async function requireDisk(run: Run, manifest: Manifest): Promise<boolean> {
+/**
+ * The restore plan, chosen from the work folder's free space before anything is downloaded
+ * (see disk.ts): the decoded archive and the restored database, or the restored database alone
+ * with the archive streamed into pg_restore. A folder too small for either fails check 2.
+ */
+async function planStep(run: Run, manifest: Manifest): Promise<RestorePlan | undefined> {
   const { options } = run;
   const plan = await chooseRestorePlan({
     need: workDiskNeed(manifest, {
       downloads: false,
       scratch: options.restore && !options.targetUrl,
     }),
-    choice: 'auto',
-    streams: false,
+    choice: options.restorePlan ?? 'auto',
     dir: run.workDir,
   }).catch((error: unknown) => {
     failed(run, CheckNames.Decryption, error, Date.now());
     run.skipReason = 'there is not enough disk in the work folder';
     return undefined;
   });
-  if (plan) run.deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
-  return plan !== undefined;
+  if (!plan) return undefined;
+  run.deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
+  run.plan = { chosen: plan, peakDisk: new PeakDisk(run.workDir, plan.free) };
+  return plan;
+}
+
+/**
+ * The streamed plan's first read: the archive's table of contents, decoded from the start of
+ * the object (checks 3 and 4 read it). The feed then streams the whole object into pg_restore
+ * once, through the SHA-256 and size check (check 1, recorded when it passes) and the decoding.
+ */
+async function streamHeadStep(
+  run: Run,
+  manifest: Manifest,
+  started: number,
+): Promise<VerifyArchive | undefined> {
+  const { options, deps } = run;
+  const entry = dumpObject(manifest);
+  const source = {
+    storage: deps.storage,
+    manifest,
+    decryption: options.decryption,
+    tools: { zstdPath: deps.zstdPath },
+    logger: deps.logger,
+    progressIntervalMs: deps.progressIntervalMs,
+  };
+  const head = await deps.logger
+    .group(`Read the table of contents of ${deps.storage.location(entry.key)}`, () =>
+      fetchArchiveHead({ ...source, dir: run.workDir }),
+    )
+    .catch((error: unknown) => ({ error }));
+  if ('error' in head) {
+    // Damage can break the decoding first: the whole object says whether it is the backup's.
+    if (await objectIntact(run, manifest, started)) {
+      failedDecoding(run, manifest, head.error, Date.now());
+    }
+    return undefined;
+  }
+  deps.logger.info(
+    `Read the archive's table of contents (${formatBytes(head.bytes)}); the object streams into pg_restore next, its size and SHA-256 checked as it goes`,
+  );
+  const archive: VerifyArchive = { archivePath: head.archivePath, streaming: false };
+  const feed = archiveFeed({
+    ...source,
+    restores: options.restore,
+    onIntegrityChecked: (object) => {
+      archive.integrityAt = Date.now();
+      record(run, {
+        name: CheckNames.Manifest,
+        status: 'passed',
+        detail: `${integrityDetail(entry.key, object)}; checked as the object streamed into pg_restore`,
+        seconds: (archive.integrityAt - started) / 1000,
+      });
+    },
+  });
+  archive.feed = (start) => {
+    archive.streaming = true;
+    return feed(start);
+  };
+  return archive;
+}
+
+/**
+ * Records what a failed stream into pg_restore says about the backup: an object that does not
+ * match its manifest (check 1: what was restored from it must not be trusted), or one that
+ * matched and did not decode (check 2). False when the failure is pg_restore's own, or came
+ * before the object streamed.
+ */
+function streamFailed(
+  run: Run,
+  manifest: Manifest,
+  archive: VerifyArchive,
+  error: unknown,
+  started: number,
+): boolean {
+  if (!archive.streaming || error instanceof PgRestoreError) return false;
+  if (archive.integrityAt === undefined) {
+    failed(run, CheckNames.Manifest, error, started);
+    run.skipReason = skipReasonFor(error);
+  } else {
+    failedDecoding(run, manifest, error, archive.integrityAt);
+  }
+  return true;
+}
+
+/** Check 2 failed: the object matched its manifest and did not decrypt or decompress. */
+function failedDecoding(run: Run, manifest: Manifest, error: unknown, at: number): void {
+  const detail =
+    error instanceof AgeError && manifest.encryption
+      ? decryptionFailure(error, manifest)
+      : undefined;
+  failed(run, CheckNames.Decryption, error, at, detail);
+  run.skipReason = manifest.encryption
+    ? 'the backup could not be decrypted and decompressed'
+    : 'the backup could not be decompressed';
+}
+
+/**
+ * `restore: false` in the streamed plan: pg_restore reads the whole archive as it streams
+ * (`--file=/dev/null`), every entry's data included, so checks 1 and 2 cover the whole object.
+ */
+async function readStreamStep(
+  run: Run,
+  manifest: Manifest,
+  tools: ClientTools,
+  archive: VerifyArchive,
+): Promise<boolean> {
+  const { storage, logger } = run.deps;
+  const started = Date.now();
+  const feed = archive.feed as ArchiveFeed;
+  return logger.group(
+    `Stream ${storage.location(dumpObject(manifest).key)} through pg_restore`,
+    () =>
+      readArchiveFeed(tools.pgRestore, feed, logger).then(
+        () => {
+          recordStreamDecoded(
+            run,
+            manifest,
+            'pg_restore, which read every entry (--file=/dev/null)',
+          );
+          return true;
+        },
+        (error: unknown) => {
+          if (!streamFailed(run, manifest, archive, error, started)) {
+            failedDecoding(run, manifest, error, started);
+          }
+          return false;
+        },
+      ),
+  );
+}
+
+/** Check 2 of the streamed plan, once pg_restore has read the whole stream. */
+function recordStreamDecoded(run: Run, manifest: Manifest, into: string): void {
+  record(run, {
+    name: CheckNames.Decryption,
+    status: 'passed',
+    detail: [
+      ...decodingWords(run, manifest),
+      `the ${manifest.format} archive streamed into ${into}, not written to disk`,
+    ].join('; '),
+  });
 }
 
 /** Checks 1 and 2: the download checked against the manifest, decoded into the archive. */
@@ -606,14 +821,7 @@ async function fetchStep(
     return undefined;
   }
   if (fetchError !== undefined || !fetched) {
-    const detail =
-      fetchError instanceof AgeError && manifest.encryption
-        ? decryptionFailure(fetchError, manifest)
-        : undefined;
-    failed(run, CheckNames.Decryption, fetchError, integrityAt, detail);
-    run.skipReason = manifest.encryption
-      ? 'the backup could not be decrypted and decompressed'
-      : 'the backup could not be decompressed';
+    failedDecoding(run, manifest, fetchError, integrityAt);
     return undefined;
   }
   await recordDecoded(run, manifest, fetched, integrityAt);
@@ -626,41 +834,60 @@ async function recordDecoded(
   fetched: FetchResult,
   integrityAt: number,
 ): Promise<void> {
-  const decryption = run.options.decryption;
   const archiveBytes = await archiveSize(fetched);
   record(run, {
     name: CheckNames.Decryption,
     status: 'passed',
     detail: [
-      manifest.encryption
-        ? `decrypted with the given age ${decryption?.identities.length ? 'identity' : 'passphrase'}`
-        : 'not encrypted',
-      manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
-        ? `decompressed ${manifest.compression.method}`
-        : `compression: ${describeCompression(manifest.compression)}`,
+      ...decodingWords(run, manifest),
       `${manifest.format} archive of ${formatBytes(archiveBytes)}`,
     ].join('; '),
     seconds: (Date.now() - integrityAt) / 1000,
   });
 }
 
-/** Check 3: pg_restore lists the archive's table of contents. */
+/** `decrypted with the given age identity`, `decompressed zstd`: what check 2 undid. */
+function decodingWords(run: Run, manifest: Manifest): string[] {
+  const decryption = run.options.decryption;
+  return [
+    manifest.encryption
+      ? `decrypted with the given age ${decryption?.identities.length ? 'identity' : 'passphrase'}`
+      : 'not encrypted',
+    manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
+      ? `decompressed ${manifest.compression.method}`
+      : `compression: ${describeCompression(manifest.compression)}`,
+  ];
+}
+
+/**
+ * Check 3: pg_restore lists the archive's table of contents (streamed: the one read ahead; the
+ * whole archive is read by pg_restore from the stream afterwards).
+ */
 async function listStep(
   run: Run,
   manifest: Manifest,
-  archivePath: string,
+  archive: VerifyArchive,
+  started: number,
 ): Promise<{ tools: ClientTools; listing: ArchiveListing } | undefined> {
   const listStarted = Date.now();
-  const listed = await listWithTools(run, manifest, archivePath).catch((error: unknown) => {
-    failed(run, CheckNames.Archive, error, listStarted);
+  const listed = await listWithTools(run, manifest, archive.archivePath).catch(
+    (error: unknown) => ({ error }),
+  );
+  if ('error' in listed) {
+    // Streamed, the object was not checked yet: damage is named as such.
+    if (archive.feed && !(await objectIntact(run, manifest, started))) return undefined;
+    failed(run, CheckNames.Archive, listed.error, listStarted);
     run.skipReason = 'pg_restore could not read the archive';
     return undefined;
-  });
-  if (!listed) return undefined;
+  }
   record(run, {
     name: CheckNames.Archive,
     status: 'passed',
-    detail: `pg_restore ${listed.tools.version} lists ${listed.listing.entries} entries (${listed.listing.tableData} with table data)`,
+    detail:
+      `pg_restore ${listed.tools.version} lists ${listed.listing.entries} entries (${listed.listing.tableData} with table data)` +
+      (archive.feed
+        ? ' from the table of contents read ahead of the stream; pg_restore then reads the whole archive as it streams'
+        : ''),
     seconds: (Date.now() - listStarted) / 1000,
   });
   return listed;
@@ -711,7 +938,7 @@ async function restoreStep(
   manifest: Manifest,
   tools: ClientTools,
   listing: ArchiveListing,
-  archivePath: string,
+  archive: VerifyArchive,
 ): Promise<{ client: pg.Client; outcome: RestoreOutcome } | undefined> {
   const { options, deps } = run;
   const { storage, logger } = deps;
@@ -739,7 +966,8 @@ async function restoreStep(
         target,
         manifest,
         tools,
-        archivePath,
+        archivePath: archive.archivePath,
+        feed: archive.feed,
         listing,
         workDir: run.workDir,
         jobs: options.jobs ?? 2,
@@ -762,12 +990,14 @@ async function restoreStep(
       restoreStarted = Date.now();
       const outcome = await performRestore(job, client, prepared);
       const seconds = (Date.now() - restoreStarted) / 1000;
+      if (archive.feed) recordStreamDecoded(run, manifest, 'pg_restore, which restored it');
+      const plan = await restoredPlan(run, client);
       record(run, {
         name: CheckNames.Restore,
         status: 'passed',
         detail:
           `restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
-          `in ${formatDuration(seconds)}: ${outcome.detail}`,
+          `in ${formatDuration(seconds)}: ${plan ? `${plan}; ` : ''}${outcome.detail}`,
         seconds,
       });
       return { client, outcome };
@@ -780,12 +1010,49 @@ async function restoreStep(
             ? 'there is no target to restore into'
             : 'the target lacks what the archive needs';
       } else {
-        failed(run, CheckNames.Restore, error, restoreStarted);
-        run.skipReason = 'pg_restore failed';
+        restoreFailed(run, manifest, archive, error, restoreStarted);
       }
       return undefined;
     }
   });
+}
+
+/**
+ * Check 5 failed. Streamed, the object may be what failed: one that does not match its
+ * manifest is found after pg_restore loaded what it read, so the restore fails too, and what
+ * it restored must not be trusted (the database it went into is removed either way).
+ */
+function restoreFailed(
+  run: Run,
+  manifest: Manifest,
+  archive: VerifyArchive,
+  error: unknown,
+  started: number,
+): void {
+  if (!streamFailed(run, manifest, archive, error, started)) {
+    failed(run, CheckNames.Restore, error, started);
+    run.skipReason = 'pg_restore failed';
+  } else if (archive.integrityAt === undefined) {
+    failed(
+      run,
+      CheckNames.Restore,
+      new Error(
+        'pg_restore read an object that does not match its manifest (see the first check): the restored data must not be trusted; the database it went into is discarded.',
+      ),
+      started,
+    );
+  }
+}
+
+/** The plan's line of the restore check, with the disk used and the restored database's size. */
+async function restoredPlan(run: Run, client: pg.Client): Promise<string | undefined> {
+  if (!run.plan) return undefined;
+  const size = await client.query<{ bytes: string }>(
+    'SELECT pg_database_size(current_database())::text AS bytes',
+  );
+  run.plan.report = await planReport(run.plan, Number(size.rows[0].bytes));
+  run.deps.logger.info(`Restore plan: ${describePlanReport(run.plan.report)}`);
+  return describePlanReport(run.plan.report);
 }
 
 /** Removes the scratch server or the database the run created, then the roles it created. */

@@ -57,6 +57,15 @@ describe('the manifest schema', () => {
     expect(schema.properties.schemaVersion.enum).toContain(MANIFEST_SCHEMA_VERSION);
   });
 
+  it('takes the archive size when recorded, and reads manifests written before it', () => {
+    const recorded = { ...valid(), archiveBytes: 4096 };
+    expect(parseManifest(JSON.stringify(recorded), WHERE).archiveBytes).toBe(4096);
+    expect(parseManifest(JSON.stringify(valid()), WHERE).archiveBytes).toBeUndefined();
+    expect(damage({ ...valid(), archiveBytes: -1 })).toBe(
+      `The manifest ${WHERE} is damaged: /archiveBytes must be >= 0.`,
+    );
+  });
+
   it('reports a wrong field type as damaged, naming the field', () => {
     const m = valid();
     m.tables = [0, 1, 2, 3].map((i) => ({ schema: 'app', name: `t${i}`, rows: 5, bytes: 8192 }));

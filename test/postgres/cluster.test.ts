@@ -2,7 +2,12 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { MemoryLogger } from '../../src/core/logger.js';
-import { startScratchCluster, type ScratchCluster } from '../../src/postgres/cluster.js';
+import {
+  RESTORE_SERVER_SETTINGS,
+  startScratchCluster,
+  type ScratchCluster,
+} from '../../src/postgres/cluster.js';
+import { scratchTarget } from '../../src/restore/target.js';
 import { ensureClientTools, ToolVersionError } from '../../src/postgres/install.js';
 import { runCommand } from '../../src/core/process.js';
 import { majorFromVersionNum, type ServerBinaries } from '../../src/postgres/tools.js';
@@ -12,6 +17,7 @@ import {
   MACHINE_BIN_DIR,
   machineServer,
 } from '../support/embedded.js';
+import { withClient } from '../support/sample.js';
 
 const PSQL = path.join(MACHINE_BIN_DIR, 'psql');
 const PG_DUMP = path.join(MACHINE_BIN_DIR, 'pg_dump');
@@ -238,4 +244,26 @@ describe('stopping', () => {
       blocker.close();
     }
   });
+});
+
+describe("a restore's scratch server", () => {
+  it.each([machineServer(), embeddedServer(18)])(
+    'logs the least write-ahead log and sorts index builds in memory (PostgreSQL $major)',
+    async (server) => {
+      const target = await scratchTarget({ server, logger: new MemoryLogger() });
+      try {
+        const shown = await withClient(target.scratch!.url('postgres'), (c) =>
+          c.query<{ name: string; setting: string }>(
+            'SELECT name, current_setting(name) AS setting FROM pg_settings WHERE name = ANY($1)',
+            [Object.keys(RESTORE_SERVER_SETTINGS)],
+          ),
+        );
+        expect(Object.fromEntries(shown.rows.map((r) => [r.name, r.setting]))).toEqual(
+          RESTORE_SERVER_SETTINGS,
+        );
+      } finally {
+        await target.cleanup();
+      }
+    },
+  );
 });

@@ -79,6 +79,21 @@ describe("PostgreSQL's regression database", () => {
     }
   }, 1_200_000);
 
+  it('verifies streamed into pg_restore, with every check as from disk', async () => {
+    const report = await runVerify(
+      { restore: true, checks: [], restorePlan: 'stream' },
+      testVerifyDeps(store.storage, tools),
+    );
+    const failed = report.checks.filter((c) => c.status !== 'passed');
+    expect(failed.map((c) => `${c.name}: ${c.detail}`)).toEqual([
+      'SQL checks: none given (the checks input)',
+    ]);
+    expect(report.restorePlan?.name).toBe('stream');
+    expect(report.checks.find((c) => c.name === 'Restore')?.detail).toMatch(
+      /reading the archive as it streamed/,
+    );
+  }, 1_200_000);
+
   it('drills with default inputs', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'regress-drill-'));
     try {

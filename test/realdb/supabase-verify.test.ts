@@ -123,6 +123,25 @@ describe('a Supabase project', () => {
     }
   }, 600_000);
 
+  it("verifies streamed into pg_restore along the platform's route", async () => {
+    const report = await runVerify(
+      {
+        restore: true,
+        checks: [],
+        targetUrl: image.adminUrl('restore_stream'),
+        restorePlan: 'stream',
+      },
+      testVerifyDeps(store.storage, tools),
+    );
+    expect(report.failures).toEqual([]);
+    expect(report.restorePlan?.name).toBe('stream');
+    const detail = (name: string): string | undefined =>
+      report.checks.find((c) => c.name === name)?.detail;
+    expect(detail('Restore')).toMatch(/reading the archive as it streamed/);
+    expect(detail('Platform rows (users, files, secrets)')).toBeDefined();
+    expect(report.checks.find((c) => c.name.startsWith('Platform rows'))?.status).toBe('passed');
+  }, 600_000);
+
   it('drills into the same kind of server', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'supabase-drill-'));
     try {
