@@ -319,7 +319,7 @@ async function execute(
     replace: Boolean(restore),
   });
   deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
-  const peakDisk = new PeakDisk(deps.workDir, plan.free);
+  const peakDisk = await PeakDisk.start(deps.workDir);
   const opened: { target?: RestoreTarget; workDir?: string; createdRoles: string[] } = {
     createdRoles: [],
   };

@@ -1,4 +1,5 @@
-import { statfs } from 'node:fs/promises';
+import { lstat, readdir, statfs } from 'node:fs/promises';
+import path from 'node:path';
 import type { Manifest } from '../catalog/manifest.js';
 import { dumpObject, restoredTableBytes } from '../catalog/manifest.js';
 import { ConfigurationError } from '../core/errors.js';
@@ -202,31 +203,65 @@ export async function diskFree(dir: string): Promise<number> {
 }
 
 /**
- * The most disk a run used in its work folder: the free space sampled while it runs, against
- * the free space before it wrote anything. Other writers on the same filesystem count too.
+ * Bytes allocated on disk to `dir` and everything under it; what vanishes while it is read
+ * (a scratch server's files come and go) is skipped. Hand-written: a walk of lstat blocks is all
+ * it takes, and `du` is not on every runner image the same way.
+ */
+export async function folderBytes(dir: string): Promise<number> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  let total = await lstat(dir).then(
+    (s) => s.blocks * 512,
+    () => 0,
+  );
+  for (const entry of entries) {
+    const child = path.join(dir, entry.name);
+    if (entry.isDirectory()) total += await folderBytes(child);
+    else {
+      total += await lstat(child).then(
+        (s) => s.blocks * 512,
+        () => 0,
+      );
+    }
+  }
+  return total;
+}
+
+/**
+ * The most disk a run used in its work folder: the folder's allocated size, sampled while the
+ * run writes, against its size before. Only what is written under the folder counts, not other
+ * writers on the same filesystem.
  */
 export class PeakDisk {
-  private lowest: number;
+  private highest: number;
   private readonly timer: NodeJS.Timeout;
   private sampling: Promise<void> = Promise.resolve();
 
-  constructor(
+  private constructor(
     private readonly dir: string,
     private readonly before: number,
-    intervalMs = 200,
-    private readonly freeBytes: (dir: string) => Promise<number> = diskFree,
+    intervalMs: number,
+    private readonly usedBytes: (dir: string) => Promise<number>,
   ) {
-    this.lowest = before;
+    this.highest = before;
     this.timer = setInterval(() => void this.sample(), intervalMs);
     this.timer.unref();
   }
 
+  /** Measures the folder now and samples it every `intervalMs` until `stop`. */
+  static async start(
+    dir: string,
+    intervalMs = 1000,
+    usedBytes: (dir: string) => Promise<number> = folderBytes,
+  ): Promise<PeakDisk> {
+    return new PeakDisk(dir, await usedBytes(dir), intervalMs, usedBytes);
+  }
+
   private sample(): Promise<void> {
     this.sampling = this.sampling
-      .then(() => this.freeBytes(this.dir))
+      .then(() => this.usedBytes(this.dir))
       .then(
-        (free) => {
-          this.lowest = Math.min(this.lowest, free);
+        (used) => {
+          this.highest = Math.max(this.highest, used);
         },
         () => undefined,
       );
@@ -236,7 +271,7 @@ export class PeakDisk {
   /** Bytes used at the peak so far; sampled once more first. */
   async peak(): Promise<number> {
     await this.sample();
-    return Math.max(0, this.before - this.lowest);
+    return Math.max(0, this.highest - this.before);
   }
 
   stop(): void {

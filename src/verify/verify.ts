@@ -634,7 +634,7 @@ async function planStep(run: Run, manifest: Manifest): Promise<RestorePlan | und
   });
   if (!plan) return undefined;
   run.deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
-  run.plan = { chosen: plan, peakDisk: new PeakDisk(run.workDir, plan.free) };
+  run.plan = { chosen: plan, peakDisk: await PeakDisk.start(run.workDir) };
   return plan;
 }
 

@@ -1,6 +1,15 @@
 import type { Manifest } from '../../src/catalog/manifest.js';
 import { ConfigurationError } from '../../src/core/errors.js';
-import { choosePlan, planNeeds, workDiskNeed } from '../../src/restore/disk.js';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  PeakDisk,
+  choosePlan,
+  folderBytes,
+  planNeeds,
+  workDiskNeed,
+} from '../../src/restore/disk.js';
 
 // The restore plan chosen from the work folder's free space, from what the manifest says.
 
@@ -126,5 +135,27 @@ describe('choosePlan', () => {
     expect(() => choose(2000 * MiB, { streams: false })).toThrow(
       /^Not enough disk in the work folder \/work: the archive on disk needs 2\.3 GiB \(.*\); 2\.0 GiB is free\./,
     );
+  });
+});
+
+describe('PeakDisk', () => {
+  it('records the most a run added to its folder, not what was there before or is left', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'peak-'));
+    try {
+      await writeFile(path.join(dir, 'before'), Buffer.alloc(2 << 20, 1));
+      const peak = await PeakDisk.start(dir, 20);
+      const nested = path.join(dir, 'run', 'data');
+      await mkdir(nested, { recursive: true });
+      await writeFile(path.join(nested, 'table'), Buffer.alloc(3 << 20, 1));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await rm(path.join(dir, 'run'), { recursive: true });
+      const most = await peak.peak();
+      peak.stop();
+      expect(most).toBeGreaterThanOrEqual(3 << 20);
+      expect(most).toBeLessThan(4 << 20);
+      expect(await folderBytes(dir)).toBeLessThan(3 << 20);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
