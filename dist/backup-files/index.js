@@ -1,6 +1,849 @@
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
+/***/ 9659:
+/***/ (function(__unused_webpack_module, exports, __nccwpck_require__) {
+
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+var __awaiter = (this && this.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.HttpClient = exports.HttpClientResponse = exports.HttpClientError = exports.MediaTypes = exports.Headers = exports.HttpCodes = void 0;
+exports.getProxyUrl = getProxyUrl;
+exports.isHttps = isHttps;
+const http = __importStar(__nccwpck_require__(8611));
+const https = __importStar(__nccwpck_require__(5692));
+const pm = __importStar(__nccwpck_require__(3335));
+const tunnel = __importStar(__nccwpck_require__(770));
+const undici_1 = __nccwpck_require__(6752);
+var HttpCodes;
+(function (HttpCodes) {
+    HttpCodes[HttpCodes["OK"] = 200] = "OK";
+    HttpCodes[HttpCodes["MultipleChoices"] = 300] = "MultipleChoices";
+    HttpCodes[HttpCodes["MovedPermanently"] = 301] = "MovedPermanently";
+    HttpCodes[HttpCodes["ResourceMoved"] = 302] = "ResourceMoved";
+    HttpCodes[HttpCodes["SeeOther"] = 303] = "SeeOther";
+    HttpCodes[HttpCodes["NotModified"] = 304] = "NotModified";
+    HttpCodes[HttpCodes["UseProxy"] = 305] = "UseProxy";
+    HttpCodes[HttpCodes["SwitchProxy"] = 306] = "SwitchProxy";
+    HttpCodes[HttpCodes["TemporaryRedirect"] = 307] = "TemporaryRedirect";
+    HttpCodes[HttpCodes["PermanentRedirect"] = 308] = "PermanentRedirect";
+    HttpCodes[HttpCodes["BadRequest"] = 400] = "BadRequest";
+    HttpCodes[HttpCodes["Unauthorized"] = 401] = "Unauthorized";
+    HttpCodes[HttpCodes["PaymentRequired"] = 402] = "PaymentRequired";
+    HttpCodes[HttpCodes["Forbidden"] = 403] = "Forbidden";
+    HttpCodes[HttpCodes["NotFound"] = 404] = "NotFound";
+    HttpCodes[HttpCodes["MethodNotAllowed"] = 405] = "MethodNotAllowed";
+    HttpCodes[HttpCodes["NotAcceptable"] = 406] = "NotAcceptable";
+    HttpCodes[HttpCodes["ProxyAuthenticationRequired"] = 407] = "ProxyAuthenticationRequired";
+    HttpCodes[HttpCodes["RequestTimeout"] = 408] = "RequestTimeout";
+    HttpCodes[HttpCodes["Conflict"] = 409] = "Conflict";
+    HttpCodes[HttpCodes["Gone"] = 410] = "Gone";
+    HttpCodes[HttpCodes["TooManyRequests"] = 429] = "TooManyRequests";
+    HttpCodes[HttpCodes["InternalServerError"] = 500] = "InternalServerError";
+    HttpCodes[HttpCodes["NotImplemented"] = 501] = "NotImplemented";
+    HttpCodes[HttpCodes["BadGateway"] = 502] = "BadGateway";
+    HttpCodes[HttpCodes["ServiceUnavailable"] = 503] = "ServiceUnavailable";
+    HttpCodes[HttpCodes["GatewayTimeout"] = 504] = "GatewayTimeout";
+})(HttpCodes || (exports.HttpCodes = HttpCodes = {}));
+var Headers;
+(function (Headers) {
+    Headers["Accept"] = "accept";
+    Headers["ContentType"] = "content-type";
+})(Headers || (exports.Headers = Headers = {}));
+var MediaTypes;
+(function (MediaTypes) {
+    MediaTypes["ApplicationJson"] = "application/json";
+})(MediaTypes || (exports.MediaTypes = MediaTypes = {}));
+/**
+ * Returns the proxy URL, depending upon the supplied url and proxy environment variables.
+ * @param serverUrl  The server URL where the request will be sent. For example, https://api.github.com
+ */
+function getProxyUrl(serverUrl) {
+    const proxyUrl = pm.getProxyUrl(new URL(serverUrl));
+    return proxyUrl ? proxyUrl.href : '';
+}
+const HttpRedirectCodes = [
+    HttpCodes.MovedPermanently,
+    HttpCodes.ResourceMoved,
+    HttpCodes.SeeOther,
+    HttpCodes.TemporaryRedirect,
+    HttpCodes.PermanentRedirect
+];
+const HttpResponseRetryCodes = [
+    HttpCodes.BadGateway,
+    HttpCodes.ServiceUnavailable,
+    HttpCodes.GatewayTimeout
+];
+const RetryableHttpVerbs = ['OPTIONS', 'GET', 'DELETE', 'HEAD'];
+const ExponentialBackoffCeiling = 10;
+const ExponentialBackoffTimeSlice = 5;
+class HttpClientError extends Error {
+    constructor(message, statusCode) {
+        super(message);
+        this.name = 'HttpClientError';
+        this.statusCode = statusCode;
+        Object.setPrototypeOf(this, HttpClientError.prototype);
+    }
+}
+exports.HttpClientError = HttpClientError;
+class HttpClientResponse {
+    constructor(message) {
+        this.message = message;
+    }
+    readBody() {
+        return __awaiter(this, void 0, void 0, function* () {
+            return new Promise((resolve) => __awaiter(this, void 0, void 0, function* () {
+                let output = Buffer.alloc(0);
+                this.message.on('data', (chunk) => {
+                    output = Buffer.concat([output, chunk]);
+                });
+                this.message.on('end', () => {
+                    resolve(output.toString());
+                });
+            }));
+        });
+    }
+    readBodyBuffer() {
+        return __awaiter(this, void 0, void 0, function* () {
+            return new Promise((resolve) => __awaiter(this, void 0, void 0, function* () {
+                const chunks = [];
+                this.message.on('data', (chunk) => {
+                    chunks.push(chunk);
+                });
+                this.message.on('end', () => {
+                    resolve(Buffer.concat(chunks));
+                });
+            }));
+        });
+    }
+}
+exports.HttpClientResponse = HttpClientResponse;
+function isHttps(requestUrl) {
+    const parsedUrl = new URL(requestUrl);
+    return parsedUrl.protocol === 'https:';
+}
+class HttpClient {
+    constructor(userAgent, handlers, requestOptions) {
+        this._ignoreSslError = false;
+        this._allowRedirects = true;
+        this._allowRedirectDowngrade = false;
+        this._maxRedirects = 50;
+        this._allowRetries = false;
+        this._maxRetries = 1;
+        this._keepAlive = false;
+        this._disposed = false;
+        this.userAgent = this._getUserAgentWithOrchestrationId(userAgent);
+        this.handlers = handlers || [];
+        this.requestOptions = requestOptions;
+        if (requestOptions) {
+            if (requestOptions.ignoreSslError != null) {
+                this._ignoreSslError = requestOptions.ignoreSslError;
+            }
+            this._socketTimeout = requestOptions.socketTimeout;
+            if (requestOptions.allowRedirects != null) {
+                this._allowRedirects = requestOptions.allowRedirects;
+            }
+            if (requestOptions.allowRedirectDowngrade != null) {
+                this._allowRedirectDowngrade = requestOptions.allowRedirectDowngrade;
+            }
+            if (requestOptions.maxRedirects != null) {
+                this._maxRedirects = Math.max(requestOptions.maxRedirects, 0);
+            }
+            if (requestOptions.keepAlive != null) {
+                this._keepAlive = requestOptions.keepAlive;
+            }
+            if (requestOptions.allowRetries != null) {
+                this._allowRetries = requestOptions.allowRetries;
+            }
+            if (requestOptions.maxRetries != null) {
+                this._maxRetries = requestOptions.maxRetries;
+            }
+        }
+    }
+    options(requestUrl, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('OPTIONS', requestUrl, null, additionalHeaders || {});
+        });
+    }
+    get(requestUrl, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('GET', requestUrl, null, additionalHeaders || {});
+        });
+    }
+    del(requestUrl, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('DELETE', requestUrl, null, additionalHeaders || {});
+        });
+    }
+    post(requestUrl, data, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('POST', requestUrl, data, additionalHeaders || {});
+        });
+    }
+    patch(requestUrl, data, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('PATCH', requestUrl, data, additionalHeaders || {});
+        });
+    }
+    put(requestUrl, data, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('PUT', requestUrl, data, additionalHeaders || {});
+        });
+    }
+    head(requestUrl, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request('HEAD', requestUrl, null, additionalHeaders || {});
+        });
+    }
+    sendStream(verb, requestUrl, stream, additionalHeaders) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return this.request(verb, requestUrl, stream, additionalHeaders);
+        });
+    }
+    /**
+     * Gets a typed object from an endpoint
+     * Be aware that not found returns a null.  Other errors (4xx, 5xx) reject the promise
+     */
+    getJson(requestUrl_1) {
+        return __awaiter(this, arguments, void 0, function* (requestUrl, additionalHeaders = {}) {
+            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
+            const res = yield this.get(requestUrl, additionalHeaders);
+            return this._processResponse(res, this.requestOptions);
+        });
+    }
+    postJson(requestUrl_1, obj_1) {
+        return __awaiter(this, arguments, void 0, function* (requestUrl, obj, additionalHeaders = {}) {
+            const data = JSON.stringify(obj, null, 2);
+            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
+            additionalHeaders[Headers.ContentType] =
+                this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes.ApplicationJson);
+            const res = yield this.post(requestUrl, data, additionalHeaders);
+            return this._processResponse(res, this.requestOptions);
+        });
+    }
+    putJson(requestUrl_1, obj_1) {
+        return __awaiter(this, arguments, void 0, function* (requestUrl, obj, additionalHeaders = {}) {
+            const data = JSON.stringify(obj, null, 2);
+            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
+            additionalHeaders[Headers.ContentType] =
+                this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes.ApplicationJson);
+            const res = yield this.put(requestUrl, data, additionalHeaders);
+            return this._processResponse(res, this.requestOptions);
+        });
+    }
+    patchJson(requestUrl_1, obj_1) {
+        return __awaiter(this, arguments, void 0, function* (requestUrl, obj, additionalHeaders = {}) {
+            const data = JSON.stringify(obj, null, 2);
+            additionalHeaders[Headers.Accept] = this._getExistingOrDefaultHeader(additionalHeaders, Headers.Accept, MediaTypes.ApplicationJson);
+            additionalHeaders[Headers.ContentType] =
+                this._getExistingOrDefaultContentTypeHeader(additionalHeaders, MediaTypes.ApplicationJson);
+            const res = yield this.patch(requestUrl, data, additionalHeaders);
+            return this._processResponse(res, this.requestOptions);
+        });
+    }
+    /**
+     * Makes a raw http request.
+     * All other methods such as get, post, patch, and request ultimately call this.
+     * Prefer get, del, post and patch
+     */
+    request(verb, requestUrl, data, headers) {
+        return __awaiter(this, void 0, void 0, function* () {
+            if (this._disposed) {
+                throw new Error('Client has already been disposed.');
+            }
+            const parsedUrl = new URL(requestUrl);
+            let info = this._prepareRequest(verb, parsedUrl, headers);
+            // Only perform retries on reads since writes may not be idempotent.
+            const maxTries = this._allowRetries && RetryableHttpVerbs.includes(verb)
+                ? this._maxRetries + 1
+                : 1;
+            let numTries = 0;
+            let response;
+            do {
+                response = yield this.requestRaw(info, data);
+                // Check if it's an authentication challenge
+                if (response &&
+                    response.message &&
+                    response.message.statusCode === HttpCodes.Unauthorized) {
+                    let authenticationHandler;
+                    for (const handler of this.handlers) {
+                        if (handler.canHandleAuthentication(response)) {
+                            authenticationHandler = handler;
+                            break;
+                        }
+                    }
+                    if (authenticationHandler) {
+                        return authenticationHandler.handleAuthentication(this, info, data);
+                    }
+                    else {
+                        // We have received an unauthorized response but have no handlers to handle it.
+                        // Let the response return to the caller.
+                        return response;
+                    }
+                }
+                let redirectsRemaining = this._maxRedirects;
+                while (response.message.statusCode &&
+                    HttpRedirectCodes.includes(response.message.statusCode) &&
+                    this._allowRedirects &&
+                    redirectsRemaining > 0) {
+                    const redirectUrl = response.message.headers['location'];
+                    if (!redirectUrl) {
+                        // if there's no location to redirect to, we won't
+                        break;
+                    }
+                    const parsedRedirectUrl = new URL(redirectUrl);
+                    if (parsedUrl.protocol === 'https:' &&
+                        parsedUrl.protocol !== parsedRedirectUrl.protocol &&
+                        !this._allowRedirectDowngrade) {
+                        throw new Error('Redirect from HTTPS to HTTP protocol. This downgrade is not allowed for security reasons. If you want to allow this behavior, set the allowRedirectDowngrade option to true.');
+                    }
+                    // we need to finish reading the response before reassigning response
+                    // which will leak the open socket.
+                    yield response.readBody();
+                    // strip authorization header if redirected to a different hostname
+                    if (parsedRedirectUrl.hostname !== parsedUrl.hostname) {
+                        for (const header in headers) {
+                            // header names are case insensitive
+                            if (header.toLowerCase() === 'authorization') {
+                                delete headers[header];
+                            }
+                        }
+                    }
+                    // let's make the request with the new redirectUrl
+                    info = this._prepareRequest(verb, parsedRedirectUrl, headers);
+                    response = yield this.requestRaw(info, data);
+                    redirectsRemaining--;
+                }
+                if (!response.message.statusCode ||
+                    !HttpResponseRetryCodes.includes(response.message.statusCode)) {
+                    // If not a retry code, return immediately instead of retrying
+                    return response;
+                }
+                numTries += 1;
+                if (numTries < maxTries) {
+                    yield response.readBody();
+                    yield this._performExponentialBackoff(numTries);
+                }
+            } while (numTries < maxTries);
+            return response;
+        });
+    }
+    /**
+     * Needs to be called if keepAlive is set to true in request options.
+     */
+    dispose() {
+        if (this._agent) {
+            this._agent.destroy();
+        }
+        this._disposed = true;
+    }
+    /**
+     * Raw request.
+     * @param info
+     * @param data
+     */
+    requestRaw(info, data) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return new Promise((resolve, reject) => {
+                function callbackForResult(err, res) {
+                    if (err) {
+                        reject(err);
+                    }
+                    else if (!res) {
+                        // If `err` is not passed, then `res` must be passed.
+                        reject(new Error('Unknown error'));
+                    }
+                    else {
+                        resolve(res);
+                    }
+                }
+                this.requestRawWithCallback(info, data, callbackForResult);
+            });
+        });
+    }
+    /**
+     * Raw request with callback.
+     * @param info
+     * @param data
+     * @param onResult
+     */
+    requestRawWithCallback(info, data, onResult) {
+        if (typeof data === 'string') {
+            if (!info.options.headers) {
+                info.options.headers = {};
+            }
+            info.options.headers['Content-Length'] = Buffer.byteLength(data, 'utf8');
+        }
+        let callbackCalled = false;
+        function handleResult(err, res) {
+            if (!callbackCalled) {
+                callbackCalled = true;
+                onResult(err, res);
+            }
+        }
+        const req = info.httpModule.request(info.options, (msg) => {
+            const res = new HttpClientResponse(msg);
+            handleResult(undefined, res);
+        });
+        let socket;
+        req.on('socket', sock => {
+            socket = sock;
+        });
+        // If we ever get disconnected, we want the socket to timeout eventually
+        req.setTimeout(this._socketTimeout || 3 * 60000, () => {
+            if (socket) {
+                socket.end();
+            }
+            handleResult(new Error(`Request timeout: ${info.options.path}`));
+        });
+        req.on('error', function (err) {
+            // err has statusCode property
+            // res should have headers
+            handleResult(err);
+        });
+        if (data && typeof data === 'string') {
+            req.write(data, 'utf8');
+        }
+        if (data && typeof data !== 'string') {
+            data.on('close', function () {
+                req.end();
+            });
+            data.pipe(req);
+        }
+        else {
+            req.end();
+        }
+    }
+    /**
+     * Gets an http agent. This function is useful when you need an http agent that handles
+     * routing through a proxy server - depending upon the url and proxy environment variables.
+     * @param serverUrl  The server URL where the request will be sent. For example, https://api.github.com
+     */
+    getAgent(serverUrl) {
+        const parsedUrl = new URL(serverUrl);
+        return this._getAgent(parsedUrl);
+    }
+    getAgentDispatcher(serverUrl) {
+        const parsedUrl = new URL(serverUrl);
+        const proxyUrl = pm.getProxyUrl(parsedUrl);
+        const useProxy = proxyUrl && proxyUrl.hostname;
+        if (!useProxy) {
+            return;
+        }
+        return this._getProxyAgentDispatcher(parsedUrl, proxyUrl);
+    }
+    _prepareRequest(method, requestUrl, headers) {
+        const info = {};
+        info.parsedUrl = requestUrl;
+        const usingSsl = info.parsedUrl.protocol === 'https:';
+        info.httpModule = usingSsl ? https : http;
+        const defaultPort = usingSsl ? 443 : 80;
+        info.options = {};
+        info.options.host = info.parsedUrl.hostname;
+        info.options.port = info.parsedUrl.port
+            ? parseInt(info.parsedUrl.port)
+            : defaultPort;
+        info.options.path =
+            (info.parsedUrl.pathname || '') + (info.parsedUrl.search || '');
+        info.options.method = method;
+        info.options.headers = this._mergeHeaders(headers);
+        if (this.userAgent != null) {
+            info.options.headers['user-agent'] = this.userAgent;
+        }
+        info.options.agent = this._getAgent(info.parsedUrl);
+        // gives handlers an opportunity to participate
+        if (this.handlers) {
+            for (const handler of this.handlers) {
+                handler.prepareRequest(info.options);
+            }
+        }
+        return info;
+    }
+    _mergeHeaders(headers) {
+        if (this.requestOptions && this.requestOptions.headers) {
+            return Object.assign({}, lowercaseKeys(this.requestOptions.headers), lowercaseKeys(headers || {}));
+        }
+        return lowercaseKeys(headers || {});
+    }
+    /**
+     * Gets an existing header value or returns a default.
+     * Handles converting number header values to strings since HTTP headers must be strings.
+     * Note: This returns string | string[] since some headers can have multiple values.
+     * For headers that must always be a single string (like Content-Type), use the
+     * specialized _getExistingOrDefaultContentTypeHeader method instead.
+     */
+    _getExistingOrDefaultHeader(additionalHeaders, header, _default) {
+        let clientHeader;
+        if (this.requestOptions && this.requestOptions.headers) {
+            const headerValue = lowercaseKeys(this.requestOptions.headers)[header];
+            if (headerValue) {
+                clientHeader =
+                    typeof headerValue === 'number' ? headerValue.toString() : headerValue;
+            }
+        }
+        const additionalValue = additionalHeaders[header];
+        if (additionalValue !== undefined) {
+            return typeof additionalValue === 'number'
+                ? additionalValue.toString()
+                : additionalValue;
+        }
+        if (clientHeader !== undefined) {
+            return clientHeader;
+        }
+        return _default;
+    }
+    /**
+     * Specialized version of _getExistingOrDefaultHeader for Content-Type header.
+     * Always returns a single string (not an array) since Content-Type should be a single value.
+     * Converts arrays to comma-separated strings and numbers to strings to ensure type safety.
+     * This was split from _getExistingOrDefaultHeader to provide stricter typing for callers
+     * that assign the result to places expecting a string (e.g., additionalHeaders[Headers.ContentType]).
+     */
+    _getExistingOrDefaultContentTypeHeader(additionalHeaders, _default) {
+        let clientHeader;
+        if (this.requestOptions && this.requestOptions.headers) {
+            const headerValue = lowercaseKeys(this.requestOptions.headers)[Headers.ContentType];
+            if (headerValue) {
+                if (typeof headerValue === 'number') {
+                    clientHeader = String(headerValue);
+                }
+                else if (Array.isArray(headerValue)) {
+                    clientHeader = headerValue.join(', ');
+                }
+                else {
+                    clientHeader = headerValue;
+                }
+            }
+        }
+        const additionalValue = additionalHeaders[Headers.ContentType];
+        // Return the first non-undefined value, converting numbers or arrays to strings if necessary
+        if (additionalValue !== undefined) {
+            if (typeof additionalValue === 'number') {
+                return String(additionalValue);
+            }
+            else if (Array.isArray(additionalValue)) {
+                return additionalValue.join(', ');
+            }
+            else {
+                return additionalValue;
+            }
+        }
+        if (clientHeader !== undefined) {
+            return clientHeader;
+        }
+        return _default;
+    }
+    _getAgent(parsedUrl) {
+        let agent;
+        const proxyUrl = pm.getProxyUrl(parsedUrl);
+        const useProxy = proxyUrl && proxyUrl.hostname;
+        if (this._keepAlive && useProxy) {
+            agent = this._proxyAgent;
+        }
+        if (!useProxy) {
+            agent = this._agent;
+        }
+        // if agent is already assigned use that agent.
+        if (agent) {
+            return agent;
+        }
+        const usingSsl = parsedUrl.protocol === 'https:';
+        let maxSockets = 100;
+        if (this.requestOptions) {
+            maxSockets = this.requestOptions.maxSockets || http.globalAgent.maxSockets;
+        }
+        // This is `useProxy` again, but we need to check `proxyURl` directly for TypeScripts's flow analysis.
+        if (proxyUrl && proxyUrl.hostname) {
+            const agentOptions = {
+                maxSockets,
+                keepAlive: this._keepAlive,
+                proxy: Object.assign(Object.assign({}, ((proxyUrl.username || proxyUrl.password) && {
+                    proxyAuth: `${proxyUrl.username}:${proxyUrl.password}`
+                })), { host: proxyUrl.hostname, port: proxyUrl.port })
+            };
+            let tunnelAgent;
+            const overHttps = proxyUrl.protocol === 'https:';
+            if (usingSsl) {
+                tunnelAgent = overHttps ? tunnel.httpsOverHttps : tunnel.httpsOverHttp;
+            }
+            else {
+                tunnelAgent = overHttps ? tunnel.httpOverHttps : tunnel.httpOverHttp;
+            }
+            agent = tunnelAgent(agentOptions);
+            this._proxyAgent = agent;
+        }
+        // if tunneling agent isn't assigned create a new agent
+        if (!agent) {
+            const options = { keepAlive: this._keepAlive, maxSockets };
+            agent = usingSsl ? new https.Agent(options) : new http.Agent(options);
+            this._agent = agent;
+        }
+        if (usingSsl && this._ignoreSslError) {
+            // we don't want to set NODE_TLS_REJECT_UNAUTHORIZED=0 since that will affect request for entire process
+            // http.RequestOptions doesn't expose a way to modify RequestOptions.agent.options
+            // we have to cast it to any and change it directly
+            agent.options = Object.assign(agent.options || {}, {
+                rejectUnauthorized: false
+            });
+        }
+        return agent;
+    }
+    _getProxyAgentDispatcher(parsedUrl, proxyUrl) {
+        let proxyAgent;
+        if (this._keepAlive) {
+            proxyAgent = this._proxyAgentDispatcher;
+        }
+        // if agent is already assigned use that agent.
+        if (proxyAgent) {
+            return proxyAgent;
+        }
+        const usingSsl = parsedUrl.protocol === 'https:';
+        proxyAgent = new undici_1.ProxyAgent(Object.assign({ uri: proxyUrl.href, pipelining: !this._keepAlive ? 0 : 1 }, ((proxyUrl.username || proxyUrl.password) && {
+            token: `Basic ${Buffer.from(`${proxyUrl.username}:${proxyUrl.password}`).toString('base64')}`
+        })));
+        this._proxyAgentDispatcher = proxyAgent;
+        if (usingSsl && this._ignoreSslError) {
+            // we don't want to set NODE_TLS_REJECT_UNAUTHORIZED=0 since that will affect request for entire process
+            // http.RequestOptions doesn't expose a way to modify RequestOptions.agent.options
+            // we have to cast it to any and change it directly
+            proxyAgent.options = Object.assign(proxyAgent.options.requestTls || {}, {
+                rejectUnauthorized: false
+            });
+        }
+        return proxyAgent;
+    }
+    _getUserAgentWithOrchestrationId(userAgent) {
+        const baseUserAgent = userAgent || 'actions/http-client';
+        const orchId = process.env['ACTIONS_ORCHESTRATION_ID'];
+        if (orchId) {
+            // Sanitize the orchestration ID to ensure it contains only valid characters
+            // Valid characters: 0-9, a-z, _, -, .
+            const sanitizedId = orchId.replace(/[^a-z0-9_.-]/gi, '_');
+            return `${baseUserAgent} actions_orchestration_id/${sanitizedId}`;
+        }
+        return baseUserAgent;
+    }
+    _performExponentialBackoff(retryNumber) {
+        return __awaiter(this, void 0, void 0, function* () {
+            retryNumber = Math.min(ExponentialBackoffCeiling, retryNumber);
+            const ms = ExponentialBackoffTimeSlice * Math.pow(2, retryNumber);
+            return new Promise(resolve => setTimeout(() => resolve(), ms));
+        });
+    }
+    _processResponse(res, options) {
+        return __awaiter(this, void 0, void 0, function* () {
+            return new Promise((resolve, reject) => __awaiter(this, void 0, void 0, function* () {
+                const statusCode = res.message.statusCode || 0;
+                const response = {
+                    statusCode,
+                    result: null,
+                    headers: {}
+                };
+                // not found leads to null obj returned
+                if (statusCode === HttpCodes.NotFound) {
+                    resolve(response);
+                }
+                // get the result from the body
+                function dateTimeDeserializer(key, value) {
+                    if (typeof value === 'string') {
+                        const a = new Date(value);
+                        if (!isNaN(a.valueOf())) {
+                            return a;
+                        }
+                    }
+                    return value;
+                }
+                let obj;
+                let contents;
+                try {
+                    contents = yield res.readBody();
+                    if (contents && contents.length > 0) {
+                        if (options && options.deserializeDates) {
+                            obj = JSON.parse(contents, dateTimeDeserializer);
+                        }
+                        else {
+                            obj = JSON.parse(contents);
+                        }
+                        response.result = obj;
+                    }
+                    response.headers = res.message.headers;
+                }
+                catch (err) {
+                    // Invalid resource (contents not json);  leaving result obj null
+                }
+                // note that 3xx redirects are handled by the http layer.
+                if (statusCode > 299) {
+                    let msg;
+                    // if exception/error in body, attempt to get better error
+                    if (obj && obj.message) {
+                        msg = obj.message;
+                    }
+                    else if (contents && contents.length > 0) {
+                        // it may be the case that the exception is in the body message as string
+                        msg = contents;
+                    }
+                    else {
+                        msg = `Failed request: (${statusCode})`;
+                    }
+                    const err = new HttpClientError(msg, statusCode);
+                    err.result = response.result;
+                    reject(err);
+                }
+                else {
+                    resolve(response);
+                }
+            }));
+        });
+    }
+}
+exports.HttpClient = HttpClient;
+const lowercaseKeys = (obj) => Object.keys(obj).reduce((c, k) => ((c[k.toLowerCase()] = obj[k]), c), {});
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 3335:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.getProxyUrl = getProxyUrl;
+exports.checkBypass = checkBypass;
+function getProxyUrl(reqUrl) {
+    const usingSsl = reqUrl.protocol === 'https:';
+    if (checkBypass(reqUrl)) {
+        return undefined;
+    }
+    const proxyVar = (() => {
+        if (usingSsl) {
+            return process.env['https_proxy'] || process.env['HTTPS_PROXY'];
+        }
+        else {
+            return process.env['http_proxy'] || process.env['HTTP_PROXY'];
+        }
+    })();
+    if (proxyVar) {
+        try {
+            return new DecodedURL(proxyVar);
+        }
+        catch (_a) {
+            if (!proxyVar.startsWith('http://') && !proxyVar.startsWith('https://'))
+                return new DecodedURL(`http://${proxyVar}`);
+        }
+    }
+    else {
+        return undefined;
+    }
+}
+function checkBypass(reqUrl) {
+    if (!reqUrl.hostname) {
+        return false;
+    }
+    const reqHost = reqUrl.hostname;
+    if (isLoopbackAddress(reqHost)) {
+        return true;
+    }
+    const noProxy = process.env['no_proxy'] || process.env['NO_PROXY'] || '';
+    if (!noProxy) {
+        return false;
+    }
+    // Determine the request port
+    let reqPort;
+    if (reqUrl.port) {
+        reqPort = Number(reqUrl.port);
+    }
+    else if (reqUrl.protocol === 'http:') {
+        reqPort = 80;
+    }
+    else if (reqUrl.protocol === 'https:') {
+        reqPort = 443;
+    }
+    // Format the request hostname and hostname with port
+    const upperReqHosts = [reqUrl.hostname.toUpperCase()];
+    if (typeof reqPort === 'number') {
+        upperReqHosts.push(`${upperReqHosts[0]}:${reqPort}`);
+    }
+    // Compare request host against noproxy
+    for (const upperNoProxyItem of noProxy
+        .split(',')
+        .map(x => x.trim().toUpperCase())
+        .filter(x => x)) {
+        if (upperNoProxyItem === '*' ||
+            upperReqHosts.some(x => x === upperNoProxyItem ||
+                x.endsWith(`.${upperNoProxyItem}`) ||
+                (upperNoProxyItem.startsWith('.') &&
+                    x.endsWith(`${upperNoProxyItem}`)))) {
+            return true;
+        }
+    }
+    return false;
+}
+function isLoopbackAddress(host) {
+    const hostLower = host.toLowerCase();
+    return (hostLower === 'localhost' ||
+        hostLower.startsWith('127.') ||
+        hostLower.startsWith('[::1]') ||
+        hostLower.startsWith('[0:0:0:0:0:0:0:1]'));
+}
+class DecodedURL extends URL {
+    constructor(url, base) {
+        super(url, base);
+        this._decodedUsername = decodeURIComponent(super.username);
+        this._decodedPassword = decodeURIComponent(super.password);
+    }
+    get username() {
+        return this._decodedUsername;
+    }
+    get password() {
+        return this._decodedPassword;
+    }
+}
+//# sourceMappingURL=proxy.js.map
+
+/***/ }),
+
 /***/ 8282:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -39230,6 +40073,1536 @@ module.exports = {
 
 /***/ }),
 
+/***/ 3251:
+/***/ (function(module) {
+
+/**
+  * This file contains the Bottleneck library (MIT), compiled to ES2017, and without Clustering support.
+  * https://github.com/SGrondin/bottleneck
+  */
+(function (global, factory) {
+	 true ? module.exports = factory() :
+	0;
+}(this, (function () { 'use strict';
+
+	var commonjsGlobal = typeof globalThis !== 'undefined' ? globalThis : typeof window !== 'undefined' ? window : typeof global !== 'undefined' ? global : typeof self !== 'undefined' ? self : {};
+
+	function getCjsExportFromNamespace (n) {
+		return n && n['default'] || n;
+	}
+
+	var load = function(received, defaults, onto = {}) {
+	  var k, ref, v;
+	  for (k in defaults) {
+	    v = defaults[k];
+	    onto[k] = (ref = received[k]) != null ? ref : v;
+	  }
+	  return onto;
+	};
+
+	var overwrite = function(received, defaults, onto = {}) {
+	  var k, v;
+	  for (k in received) {
+	    v = received[k];
+	    if (defaults[k] !== void 0) {
+	      onto[k] = v;
+	    }
+	  }
+	  return onto;
+	};
+
+	var parser = {
+		load: load,
+		overwrite: overwrite
+	};
+
+	var DLList;
+
+	DLList = class DLList {
+	  constructor(incr, decr) {
+	    this.incr = incr;
+	    this.decr = decr;
+	    this._first = null;
+	    this._last = null;
+	    this.length = 0;
+	  }
+
+	  push(value) {
+	    var node;
+	    this.length++;
+	    if (typeof this.incr === "function") {
+	      this.incr();
+	    }
+	    node = {
+	      value,
+	      prev: this._last,
+	      next: null
+	    };
+	    if (this._last != null) {
+	      this._last.next = node;
+	      this._last = node;
+	    } else {
+	      this._first = this._last = node;
+	    }
+	    return void 0;
+	  }
+
+	  shift() {
+	    var value;
+	    if (this._first == null) {
+	      return;
+	    } else {
+	      this.length--;
+	      if (typeof this.decr === "function") {
+	        this.decr();
+	      }
+	    }
+	    value = this._first.value;
+	    if ((this._first = this._first.next) != null) {
+	      this._first.prev = null;
+	    } else {
+	      this._last = null;
+	    }
+	    return value;
+	  }
+
+	  first() {
+	    if (this._first != null) {
+	      return this._first.value;
+	    }
+	  }
+
+	  getArray() {
+	    var node, ref, results;
+	    node = this._first;
+	    results = [];
+	    while (node != null) {
+	      results.push((ref = node, node = node.next, ref.value));
+	    }
+	    return results;
+	  }
+
+	  forEachShift(cb) {
+	    var node;
+	    node = this.shift();
+	    while (node != null) {
+	      (cb(node), node = this.shift());
+	    }
+	    return void 0;
+	  }
+
+	  debug() {
+	    var node, ref, ref1, ref2, results;
+	    node = this._first;
+	    results = [];
+	    while (node != null) {
+	      results.push((ref = node, node = node.next, {
+	        value: ref.value,
+	        prev: (ref1 = ref.prev) != null ? ref1.value : void 0,
+	        next: (ref2 = ref.next) != null ? ref2.value : void 0
+	      }));
+	    }
+	    return results;
+	  }
+
+	};
+
+	var DLList_1 = DLList;
+
+	var Events;
+
+	Events = class Events {
+	  constructor(instance) {
+	    this.instance = instance;
+	    this._events = {};
+	    if ((this.instance.on != null) || (this.instance.once != null) || (this.instance.removeAllListeners != null)) {
+	      throw new Error("An Emitter already exists for this object");
+	    }
+	    this.instance.on = (name, cb) => {
+	      return this._addListener(name, "many", cb);
+	    };
+	    this.instance.once = (name, cb) => {
+	      return this._addListener(name, "once", cb);
+	    };
+	    this.instance.removeAllListeners = (name = null) => {
+	      if (name != null) {
+	        return delete this._events[name];
+	      } else {
+	        return this._events = {};
+	      }
+	    };
+	  }
+
+	  _addListener(name, status, cb) {
+	    var base;
+	    if ((base = this._events)[name] == null) {
+	      base[name] = [];
+	    }
+	    this._events[name].push({cb, status});
+	    return this.instance;
+	  }
+
+	  listenerCount(name) {
+	    if (this._events[name] != null) {
+	      return this._events[name].length;
+	    } else {
+	      return 0;
+	    }
+	  }
+
+	  async trigger(name, ...args) {
+	    var e, promises;
+	    try {
+	      if (name !== "debug") {
+	        this.trigger("debug", `Event triggered: ${name}`, args);
+	      }
+	      if (this._events[name] == null) {
+	        return;
+	      }
+	      this._events[name] = this._events[name].filter(function(listener) {
+	        return listener.status !== "none";
+	      });
+	      promises = this._events[name].map(async(listener) => {
+	        var e, returned;
+	        if (listener.status === "none") {
+	          return;
+	        }
+	        if (listener.status === "once") {
+	          listener.status = "none";
+	        }
+	        try {
+	          returned = typeof listener.cb === "function" ? listener.cb(...args) : void 0;
+	          if (typeof (returned != null ? returned.then : void 0) === "function") {
+	            return (await returned);
+	          } else {
+	            return returned;
+	          }
+	        } catch (error) {
+	          e = error;
+	          {
+	            this.trigger("error", e);
+	          }
+	          return null;
+	        }
+	      });
+	      return ((await Promise.all(promises))).find(function(x) {
+	        return x != null;
+	      });
+	    } catch (error) {
+	      e = error;
+	      {
+	        this.trigger("error", e);
+	      }
+	      return null;
+	    }
+	  }
+
+	};
+
+	var Events_1 = Events;
+
+	var DLList$1, Events$1, Queues;
+
+	DLList$1 = DLList_1;
+
+	Events$1 = Events_1;
+
+	Queues = class Queues {
+	  constructor(num_priorities) {
+	    var i;
+	    this.Events = new Events$1(this);
+	    this._length = 0;
+	    this._lists = (function() {
+	      var j, ref, results;
+	      results = [];
+	      for (i = j = 1, ref = num_priorities; (1 <= ref ? j <= ref : j >= ref); i = 1 <= ref ? ++j : --j) {
+	        results.push(new DLList$1((() => {
+	          return this.incr();
+	        }), (() => {
+	          return this.decr();
+	        })));
+	      }
+	      return results;
+	    }).call(this);
+	  }
+
+	  incr() {
+	    if (this._length++ === 0) {
+	      return this.Events.trigger("leftzero");
+	    }
+	  }
+
+	  decr() {
+	    if (--this._length === 0) {
+	      return this.Events.trigger("zero");
+	    }
+	  }
+
+	  push(job) {
+	    return this._lists[job.options.priority].push(job);
+	  }
+
+	  queued(priority) {
+	    if (priority != null) {
+	      return this._lists[priority].length;
+	    } else {
+	      return this._length;
+	    }
+	  }
+
+	  shiftAll(fn) {
+	    return this._lists.forEach(function(list) {
+	      return list.forEachShift(fn);
+	    });
+	  }
+
+	  getFirst(arr = this._lists) {
+	    var j, len, list;
+	    for (j = 0, len = arr.length; j < len; j++) {
+	      list = arr[j];
+	      if (list.length > 0) {
+	        return list;
+	      }
+	    }
+	    return [];
+	  }
+
+	  shiftLastFrom(priority) {
+	    return this.getFirst(this._lists.slice(priority).reverse()).shift();
+	  }
+
+	};
+
+	var Queues_1 = Queues;
+
+	var BottleneckError;
+
+	BottleneckError = class BottleneckError extends Error {};
+
+	var BottleneckError_1 = BottleneckError;
+
+	var BottleneckError$1, DEFAULT_PRIORITY, Job, NUM_PRIORITIES, parser$1;
+
+	NUM_PRIORITIES = 10;
+
+	DEFAULT_PRIORITY = 5;
+
+	parser$1 = parser;
+
+	BottleneckError$1 = BottleneckError_1;
+
+	Job = class Job {
+	  constructor(task, args, options, jobDefaults, rejectOnDrop, Events, _states, Promise) {
+	    this.task = task;
+	    this.args = args;
+	    this.rejectOnDrop = rejectOnDrop;
+	    this.Events = Events;
+	    this._states = _states;
+	    this.Promise = Promise;
+	    this.options = parser$1.load(options, jobDefaults);
+	    this.options.priority = this._sanitizePriority(this.options.priority);
+	    if (this.options.id === jobDefaults.id) {
+	      this.options.id = `${this.options.id}-${this._randomIndex()}`;
+	    }
+	    this.promise = new this.Promise((_resolve, _reject) => {
+	      this._resolve = _resolve;
+	      this._reject = _reject;
+	    });
+	    this.retryCount = 0;
+	  }
+
+	  _sanitizePriority(priority) {
+	    var sProperty;
+	    sProperty = ~~priority !== priority ? DEFAULT_PRIORITY : priority;
+	    if (sProperty < 0) {
+	      return 0;
+	    } else if (sProperty > NUM_PRIORITIES - 1) {
+	      return NUM_PRIORITIES - 1;
+	    } else {
+	      return sProperty;
+	    }
+	  }
+
+	  _randomIndex() {
+	    return Math.random().toString(36).slice(2);
+	  }
+
+	  doDrop({error, message = "This job has been dropped by Bottleneck"} = {}) {
+	    if (this._states.remove(this.options.id)) {
+	      if (this.rejectOnDrop) {
+	        this._reject(error != null ? error : new BottleneckError$1(message));
+	      }
+	      this.Events.trigger("dropped", {args: this.args, options: this.options, task: this.task, promise: this.promise});
+	      return true;
+	    } else {
+	      return false;
+	    }
+	  }
+
+	  _assertStatus(expected) {
+	    var status;
+	    status = this._states.jobStatus(this.options.id);
+	    if (!(status === expected || (expected === "DONE" && status === null))) {
+	      throw new BottleneckError$1(`Invalid job status ${status}, expected ${expected}. Please open an issue at https://github.com/SGrondin/bottleneck/issues`);
+	    }
+	  }
+
+	  doReceive() {
+	    this._states.start(this.options.id);
+	    return this.Events.trigger("received", {args: this.args, options: this.options});
+	  }
+
+	  doQueue(reachedHWM, blocked) {
+	    this._assertStatus("RECEIVED");
+	    this._states.next(this.options.id);
+	    return this.Events.trigger("queued", {args: this.args, options: this.options, reachedHWM, blocked});
+	  }
+
+	  doRun() {
+	    if (this.retryCount === 0) {
+	      this._assertStatus("QUEUED");
+	      this._states.next(this.options.id);
+	    } else {
+	      this._assertStatus("EXECUTING");
+	    }
+	    return this.Events.trigger("scheduled", {args: this.args, options: this.options});
+	  }
+
+	  async doExecute(chained, clearGlobalState, run, free) {
+	    var error, eventInfo, passed;
+	    if (this.retryCount === 0) {
+	      this._assertStatus("RUNNING");
+	      this._states.next(this.options.id);
+	    } else {
+	      this._assertStatus("EXECUTING");
+	    }
+	    eventInfo = {args: this.args, options: this.options, retryCount: this.retryCount};
+	    this.Events.trigger("executing", eventInfo);
+	    try {
+	      passed = (await (chained != null ? chained.schedule(this.options, this.task, ...this.args) : this.task(...this.args)));
+	      if (clearGlobalState()) {
+	        this.doDone(eventInfo);
+	        await free(this.options, eventInfo);
+	        this._assertStatus("DONE");
+	        return this._resolve(passed);
+	      }
+	    } catch (error1) {
+	      error = error1;
+	      return this._onFailure(error, eventInfo, clearGlobalState, run, free);
+	    }
+	  }
+
+	  doExpire(clearGlobalState, run, free) {
+	    var error, eventInfo;
+	    if (this._states.jobStatus(this.options.id === "RUNNING")) {
+	      this._states.next(this.options.id);
+	    }
+	    this._assertStatus("EXECUTING");
+	    eventInfo = {args: this.args, options: this.options, retryCount: this.retryCount};
+	    error = new BottleneckError$1(`This job timed out after ${this.options.expiration} ms.`);
+	    return this._onFailure(error, eventInfo, clearGlobalState, run, free);
+	  }
+
+	  async _onFailure(error, eventInfo, clearGlobalState, run, free) {
+	    var retry, retryAfter;
+	    if (clearGlobalState()) {
+	      retry = (await this.Events.trigger("failed", error, eventInfo));
+	      if (retry != null) {
+	        retryAfter = ~~retry;
+	        this.Events.trigger("retry", `Retrying ${this.options.id} after ${retryAfter} ms`, eventInfo);
+	        this.retryCount++;
+	        return run(retryAfter);
+	      } else {
+	        this.doDone(eventInfo);
+	        await free(this.options, eventInfo);
+	        this._assertStatus("DONE");
+	        return this._reject(error);
+	      }
+	    }
+	  }
+
+	  doDone(eventInfo) {
+	    this._assertStatus("EXECUTING");
+	    this._states.next(this.options.id);
+	    return this.Events.trigger("done", eventInfo);
+	  }
+
+	};
+
+	var Job_1 = Job;
+
+	var BottleneckError$2, LocalDatastore, parser$2;
+
+	parser$2 = parser;
+
+	BottleneckError$2 = BottleneckError_1;
+
+	LocalDatastore = class LocalDatastore {
+	  constructor(instance, storeOptions, storeInstanceOptions) {
+	    this.instance = instance;
+	    this.storeOptions = storeOptions;
+	    this.clientId = this.instance._randomIndex();
+	    parser$2.load(storeInstanceOptions, storeInstanceOptions, this);
+	    this._nextRequest = this._lastReservoirRefresh = this._lastReservoirIncrease = Date.now();
+	    this._running = 0;
+	    this._done = 0;
+	    this._unblockTime = 0;
+	    this.ready = this.Promise.resolve();
+	    this.clients = {};
+	    this._startHeartbeat();
+	  }
+
+	  _startHeartbeat() {
+	    var base;
+	    if ((this.heartbeat == null) && (((this.storeOptions.reservoirRefreshInterval != null) && (this.storeOptions.reservoirRefreshAmount != null)) || ((this.storeOptions.reservoirIncreaseInterval != null) && (this.storeOptions.reservoirIncreaseAmount != null)))) {
+	      return typeof (base = (this.heartbeat = setInterval(() => {
+	        var amount, incr, maximum, now, reservoir;
+	        now = Date.now();
+	        if ((this.storeOptions.reservoirRefreshInterval != null) && now >= this._lastReservoirRefresh + this.storeOptions.reservoirRefreshInterval) {
+	          this._lastReservoirRefresh = now;
+	          this.storeOptions.reservoir = this.storeOptions.reservoirRefreshAmount;
+	          this.instance._drainAll(this.computeCapacity());
+	        }
+	        if ((this.storeOptions.reservoirIncreaseInterval != null) && now >= this._lastReservoirIncrease + this.storeOptions.reservoirIncreaseInterval) {
+	          ({
+	            reservoirIncreaseAmount: amount,
+	            reservoirIncreaseMaximum: maximum,
+	            reservoir
+	          } = this.storeOptions);
+	          this._lastReservoirIncrease = now;
+	          incr = maximum != null ? Math.min(amount, maximum - reservoir) : amount;
+	          if (incr > 0) {
+	            this.storeOptions.reservoir += incr;
+	            return this.instance._drainAll(this.computeCapacity());
+	          }
+	        }
+	      }, this.heartbeatInterval))).unref === "function" ? base.unref() : void 0;
+	    } else {
+	      return clearInterval(this.heartbeat);
+	    }
+	  }
+
+	  async __publish__(message) {
+	    await this.yieldLoop();
+	    return this.instance.Events.trigger("message", message.toString());
+	  }
+
+	  async __disconnect__(flush) {
+	    await this.yieldLoop();
+	    clearInterval(this.heartbeat);
+	    return this.Promise.resolve();
+	  }
+
+	  yieldLoop(t = 0) {
+	    return new this.Promise(function(resolve, reject) {
+	      return setTimeout(resolve, t);
+	    });
+	  }
+
+	  computePenalty() {
+	    var ref;
+	    return (ref = this.storeOptions.penalty) != null ? ref : (15 * this.storeOptions.minTime) || 5000;
+	  }
+
+	  async __updateSettings__(options) {
+	    await this.yieldLoop();
+	    parser$2.overwrite(options, options, this.storeOptions);
+	    this._startHeartbeat();
+	    this.instance._drainAll(this.computeCapacity());
+	    return true;
+	  }
+
+	  async __running__() {
+	    await this.yieldLoop();
+	    return this._running;
+	  }
+
+	  async __queued__() {
+	    await this.yieldLoop();
+	    return this.instance.queued();
+	  }
+
+	  async __done__() {
+	    await this.yieldLoop();
+	    return this._done;
+	  }
+
+	  async __groupCheck__(time) {
+	    await this.yieldLoop();
+	    return (this._nextRequest + this.timeout) < time;
+	  }
+
+	  computeCapacity() {
+	    var maxConcurrent, reservoir;
+	    ({maxConcurrent, reservoir} = this.storeOptions);
+	    if ((maxConcurrent != null) && (reservoir != null)) {
+	      return Math.min(maxConcurrent - this._running, reservoir);
+	    } else if (maxConcurrent != null) {
+	      return maxConcurrent - this._running;
+	    } else if (reservoir != null) {
+	      return reservoir;
+	    } else {
+	      return null;
+	    }
+	  }
+
+	  conditionsCheck(weight) {
+	    var capacity;
+	    capacity = this.computeCapacity();
+	    return (capacity == null) || weight <= capacity;
+	  }
+
+	  async __incrementReservoir__(incr) {
+	    var reservoir;
+	    await this.yieldLoop();
+	    reservoir = this.storeOptions.reservoir += incr;
+	    this.instance._drainAll(this.computeCapacity());
+	    return reservoir;
+	  }
+
+	  async __currentReservoir__() {
+	    await this.yieldLoop();
+	    return this.storeOptions.reservoir;
+	  }
+
+	  isBlocked(now) {
+	    return this._unblockTime >= now;
+	  }
+
+	  check(weight, now) {
+	    return this.conditionsCheck(weight) && (this._nextRequest - now) <= 0;
+	  }
+
+	  async __check__(weight) {
+	    var now;
+	    await this.yieldLoop();
+	    now = Date.now();
+	    return this.check(weight, now);
+	  }
+
+	  async __register__(index, weight, expiration) {
+	    var now, wait;
+	    await this.yieldLoop();
+	    now = Date.now();
+	    if (this.conditionsCheck(weight)) {
+	      this._running += weight;
+	      if (this.storeOptions.reservoir != null) {
+	        this.storeOptions.reservoir -= weight;
+	      }
+	      wait = Math.max(this._nextRequest - now, 0);
+	      this._nextRequest = now + wait + this.storeOptions.minTime;
+	      return {
+	        success: true,
+	        wait,
+	        reservoir: this.storeOptions.reservoir
+	      };
+	    } else {
+	      return {
+	        success: false
+	      };
+	    }
+	  }
+
+	  strategyIsBlock() {
+	    return this.storeOptions.strategy === 3;
+	  }
+
+	  async __submit__(queueLength, weight) {
+	    var blocked, now, reachedHWM;
+	    await this.yieldLoop();
+	    if ((this.storeOptions.maxConcurrent != null) && weight > this.storeOptions.maxConcurrent) {
+	      throw new BottleneckError$2(`Impossible to add a job having a weight of ${weight} to a limiter having a maxConcurrent setting of ${this.storeOptions.maxConcurrent}`);
+	    }
+	    now = Date.now();
+	    reachedHWM = (this.storeOptions.highWater != null) && queueLength === this.storeOptions.highWater && !this.check(weight, now);
+	    blocked = this.strategyIsBlock() && (reachedHWM || this.isBlocked(now));
+	    if (blocked) {
+	      this._unblockTime = now + this.computePenalty();
+	      this._nextRequest = this._unblockTime + this.storeOptions.minTime;
+	      this.instance._dropAllQueued();
+	    }
+	    return {
+	      reachedHWM,
+	      blocked,
+	      strategy: this.storeOptions.strategy
+	    };
+	  }
+
+	  async __free__(index, weight) {
+	    await this.yieldLoop();
+	    this._running -= weight;
+	    this._done += weight;
+	    this.instance._drainAll(this.computeCapacity());
+	    return {
+	      running: this._running
+	    };
+	  }
+
+	};
+
+	var LocalDatastore_1 = LocalDatastore;
+
+	var BottleneckError$3, States;
+
+	BottleneckError$3 = BottleneckError_1;
+
+	States = class States {
+	  constructor(status1) {
+	    this.status = status1;
+	    this._jobs = {};
+	    this.counts = this.status.map(function() {
+	      return 0;
+	    });
+	  }
+
+	  next(id) {
+	    var current, next;
+	    current = this._jobs[id];
+	    next = current + 1;
+	    if ((current != null) && next < this.status.length) {
+	      this.counts[current]--;
+	      this.counts[next]++;
+	      return this._jobs[id]++;
+	    } else if (current != null) {
+	      this.counts[current]--;
+	      return delete this._jobs[id];
+	    }
+	  }
+
+	  start(id) {
+	    var initial;
+	    initial = 0;
+	    this._jobs[id] = initial;
+	    return this.counts[initial]++;
+	  }
+
+	  remove(id) {
+	    var current;
+	    current = this._jobs[id];
+	    if (current != null) {
+	      this.counts[current]--;
+	      delete this._jobs[id];
+	    }
+	    return current != null;
+	  }
+
+	  jobStatus(id) {
+	    var ref;
+	    return (ref = this.status[this._jobs[id]]) != null ? ref : null;
+	  }
+
+	  statusJobs(status) {
+	    var k, pos, ref, results, v;
+	    if (status != null) {
+	      pos = this.status.indexOf(status);
+	      if (pos < 0) {
+	        throw new BottleneckError$3(`status must be one of ${this.status.join(', ')}`);
+	      }
+	      ref = this._jobs;
+	      results = [];
+	      for (k in ref) {
+	        v = ref[k];
+	        if (v === pos) {
+	          results.push(k);
+	        }
+	      }
+	      return results;
+	    } else {
+	      return Object.keys(this._jobs);
+	    }
+	  }
+
+	  statusCounts() {
+	    return this.counts.reduce(((acc, v, i) => {
+	      acc[this.status[i]] = v;
+	      return acc;
+	    }), {});
+	  }
+
+	};
+
+	var States_1 = States;
+
+	var DLList$2, Sync;
+
+	DLList$2 = DLList_1;
+
+	Sync = class Sync {
+	  constructor(name, Promise) {
+	    this.schedule = this.schedule.bind(this);
+	    this.name = name;
+	    this.Promise = Promise;
+	    this._running = 0;
+	    this._queue = new DLList$2();
+	  }
+
+	  isEmpty() {
+	    return this._queue.length === 0;
+	  }
+
+	  async _tryToRun() {
+	    var args, cb, error, reject, resolve, returned, task;
+	    if ((this._running < 1) && this._queue.length > 0) {
+	      this._running++;
+	      ({task, args, resolve, reject} = this._queue.shift());
+	      cb = (await (async function() {
+	        try {
+	          returned = (await task(...args));
+	          return function() {
+	            return resolve(returned);
+	          };
+	        } catch (error1) {
+	          error = error1;
+	          return function() {
+	            return reject(error);
+	          };
+	        }
+	      })());
+	      this._running--;
+	      this._tryToRun();
+	      return cb();
+	    }
+	  }
+
+	  schedule(task, ...args) {
+	    var promise, reject, resolve;
+	    resolve = reject = null;
+	    promise = new this.Promise(function(_resolve, _reject) {
+	      resolve = _resolve;
+	      return reject = _reject;
+	    });
+	    this._queue.push({task, args, resolve, reject});
+	    this._tryToRun();
+	    return promise;
+	  }
+
+	};
+
+	var Sync_1 = Sync;
+
+	var version = "2.19.5";
+	var version$1 = {
+		version: version
+	};
+
+	var version$2 = /*#__PURE__*/Object.freeze({
+		version: version,
+		default: version$1
+	});
+
+	var require$$2 = () => console.log('You must import the full version of Bottleneck in order to use this feature.');
+
+	var require$$3 = () => console.log('You must import the full version of Bottleneck in order to use this feature.');
+
+	var require$$4 = () => console.log('You must import the full version of Bottleneck in order to use this feature.');
+
+	var Events$2, Group, IORedisConnection$1, RedisConnection$1, Scripts$1, parser$3;
+
+	parser$3 = parser;
+
+	Events$2 = Events_1;
+
+	RedisConnection$1 = require$$2;
+
+	IORedisConnection$1 = require$$3;
+
+	Scripts$1 = require$$4;
+
+	Group = (function() {
+	  class Group {
+	    constructor(limiterOptions = {}) {
+	      this.deleteKey = this.deleteKey.bind(this);
+	      this.limiterOptions = limiterOptions;
+	      parser$3.load(this.limiterOptions, this.defaults, this);
+	      this.Events = new Events$2(this);
+	      this.instances = {};
+	      this.Bottleneck = Bottleneck_1;
+	      this._startAutoCleanup();
+	      this.sharedConnection = this.connection != null;
+	      if (this.connection == null) {
+	        if (this.limiterOptions.datastore === "redis") {
+	          this.connection = new RedisConnection$1(Object.assign({}, this.limiterOptions, {Events: this.Events}));
+	        } else if (this.limiterOptions.datastore === "ioredis") {
+	          this.connection = new IORedisConnection$1(Object.assign({}, this.limiterOptions, {Events: this.Events}));
+	        }
+	      }
+	    }
+
+	    key(key = "") {
+	      var ref;
+	      return (ref = this.instances[key]) != null ? ref : (() => {
+	        var limiter;
+	        limiter = this.instances[key] = new this.Bottleneck(Object.assign(this.limiterOptions, {
+	          id: `${this.id}-${key}`,
+	          timeout: this.timeout,
+	          connection: this.connection
+	        }));
+	        this.Events.trigger("created", limiter, key);
+	        return limiter;
+	      })();
+	    }
+
+	    async deleteKey(key = "") {
+	      var deleted, instance;
+	      instance = this.instances[key];
+	      if (this.connection) {
+	        deleted = (await this.connection.__runCommand__(['del', ...Scripts$1.allKeys(`${this.id}-${key}`)]));
+	      }
+	      if (instance != null) {
+	        delete this.instances[key];
+	        await instance.disconnect();
+	      }
+	      return (instance != null) || deleted > 0;
+	    }
+
+	    limiters() {
+	      var k, ref, results, v;
+	      ref = this.instances;
+	      results = [];
+	      for (k in ref) {
+	        v = ref[k];
+	        results.push({
+	          key: k,
+	          limiter: v
+	        });
+	      }
+	      return results;
+	    }
+
+	    keys() {
+	      return Object.keys(this.instances);
+	    }
+
+	    async clusterKeys() {
+	      var cursor, end, found, i, k, keys, len, next, start;
+	      if (this.connection == null) {
+	        return this.Promise.resolve(this.keys());
+	      }
+	      keys = [];
+	      cursor = null;
+	      start = `b_${this.id}-`.length;
+	      end = "_settings".length;
+	      while (cursor !== 0) {
+	        [next, found] = (await this.connection.__runCommand__(["scan", cursor != null ? cursor : 0, "match", `b_${this.id}-*_settings`, "count", 10000]));
+	        cursor = ~~next;
+	        for (i = 0, len = found.length; i < len; i++) {
+	          k = found[i];
+	          keys.push(k.slice(start, -end));
+	        }
+	      }
+	      return keys;
+	    }
+
+	    _startAutoCleanup() {
+	      var base;
+	      clearInterval(this.interval);
+	      return typeof (base = (this.interval = setInterval(async() => {
+	        var e, k, ref, results, time, v;
+	        time = Date.now();
+	        ref = this.instances;
+	        results = [];
+	        for (k in ref) {
+	          v = ref[k];
+	          try {
+	            if ((await v._store.__groupCheck__(time))) {
+	              results.push(this.deleteKey(k));
+	            } else {
+	              results.push(void 0);
+	            }
+	          } catch (error) {
+	            e = error;
+	            results.push(v.Events.trigger("error", e));
+	          }
+	        }
+	        return results;
+	      }, this.timeout / 2))).unref === "function" ? base.unref() : void 0;
+	    }
+
+	    updateSettings(options = {}) {
+	      parser$3.overwrite(options, this.defaults, this);
+	      parser$3.overwrite(options, options, this.limiterOptions);
+	      if (options.timeout != null) {
+	        return this._startAutoCleanup();
+	      }
+	    }
+
+	    disconnect(flush = true) {
+	      var ref;
+	      if (!this.sharedConnection) {
+	        return (ref = this.connection) != null ? ref.disconnect(flush) : void 0;
+	      }
+	    }
+
+	  }
+	  Group.prototype.defaults = {
+	    timeout: 1000 * 60 * 5,
+	    connection: null,
+	    Promise: Promise,
+	    id: "group-key"
+	  };
+
+	  return Group;
+
+	}).call(commonjsGlobal);
+
+	var Group_1 = Group;
+
+	var Batcher, Events$3, parser$4;
+
+	parser$4 = parser;
+
+	Events$3 = Events_1;
+
+	Batcher = (function() {
+	  class Batcher {
+	    constructor(options = {}) {
+	      this.options = options;
+	      parser$4.load(this.options, this.defaults, this);
+	      this.Events = new Events$3(this);
+	      this._arr = [];
+	      this._resetPromise();
+	      this._lastFlush = Date.now();
+	    }
+
+	    _resetPromise() {
+	      return this._promise = new this.Promise((res, rej) => {
+	        return this._resolve = res;
+	      });
+	    }
+
+	    _flush() {
+	      clearTimeout(this._timeout);
+	      this._lastFlush = Date.now();
+	      this._resolve();
+	      this.Events.trigger("batch", this._arr);
+	      this._arr = [];
+	      return this._resetPromise();
+	    }
+
+	    add(data) {
+	      var ret;
+	      this._arr.push(data);
+	      ret = this._promise;
+	      if (this._arr.length === this.maxSize) {
+	        this._flush();
+	      } else if ((this.maxTime != null) && this._arr.length === 1) {
+	        this._timeout = setTimeout(() => {
+	          return this._flush();
+	        }, this.maxTime);
+	      }
+	      return ret;
+	    }
+
+	  }
+	  Batcher.prototype.defaults = {
+	    maxTime: null,
+	    maxSize: null,
+	    Promise: Promise
+	  };
+
+	  return Batcher;
+
+	}).call(commonjsGlobal);
+
+	var Batcher_1 = Batcher;
+
+	var require$$4$1 = () => console.log('You must import the full version of Bottleneck in order to use this feature.');
+
+	var require$$8 = getCjsExportFromNamespace(version$2);
+
+	var Bottleneck, DEFAULT_PRIORITY$1, Events$4, Job$1, LocalDatastore$1, NUM_PRIORITIES$1, Queues$1, RedisDatastore$1, States$1, Sync$1, parser$5,
+	  splice = [].splice;
+
+	NUM_PRIORITIES$1 = 10;
+
+	DEFAULT_PRIORITY$1 = 5;
+
+	parser$5 = parser;
+
+	Queues$1 = Queues_1;
+
+	Job$1 = Job_1;
+
+	LocalDatastore$1 = LocalDatastore_1;
+
+	RedisDatastore$1 = require$$4$1;
+
+	Events$4 = Events_1;
+
+	States$1 = States_1;
+
+	Sync$1 = Sync_1;
+
+	Bottleneck = (function() {
+	  class Bottleneck {
+	    constructor(options = {}, ...invalid) {
+	      var storeInstanceOptions, storeOptions;
+	      this._addToQueue = this._addToQueue.bind(this);
+	      this._validateOptions(options, invalid);
+	      parser$5.load(options, this.instanceDefaults, this);
+	      this._queues = new Queues$1(NUM_PRIORITIES$1);
+	      this._scheduled = {};
+	      this._states = new States$1(["RECEIVED", "QUEUED", "RUNNING", "EXECUTING"].concat(this.trackDoneStatus ? ["DONE"] : []));
+	      this._limiter = null;
+	      this.Events = new Events$4(this);
+	      this._submitLock = new Sync$1("submit", this.Promise);
+	      this._registerLock = new Sync$1("register", this.Promise);
+	      storeOptions = parser$5.load(options, this.storeDefaults, {});
+	      this._store = (function() {
+	        if (this.datastore === "redis" || this.datastore === "ioredis" || (this.connection != null)) {
+	          storeInstanceOptions = parser$5.load(options, this.redisStoreDefaults, {});
+	          return new RedisDatastore$1(this, storeOptions, storeInstanceOptions);
+	        } else if (this.datastore === "local") {
+	          storeInstanceOptions = parser$5.load(options, this.localStoreDefaults, {});
+	          return new LocalDatastore$1(this, storeOptions, storeInstanceOptions);
+	        } else {
+	          throw new Bottleneck.prototype.BottleneckError(`Invalid datastore type: ${this.datastore}`);
+	        }
+	      }).call(this);
+	      this._queues.on("leftzero", () => {
+	        var ref;
+	        return (ref = this._store.heartbeat) != null ? typeof ref.ref === "function" ? ref.ref() : void 0 : void 0;
+	      });
+	      this._queues.on("zero", () => {
+	        var ref;
+	        return (ref = this._store.heartbeat) != null ? typeof ref.unref === "function" ? ref.unref() : void 0 : void 0;
+	      });
+	    }
+
+	    _validateOptions(options, invalid) {
+	      if (!((options != null) && typeof options === "object" && invalid.length === 0)) {
+	        throw new Bottleneck.prototype.BottleneckError("Bottleneck v2 takes a single object argument. Refer to https://github.com/SGrondin/bottleneck#upgrading-to-v2 if you're upgrading from Bottleneck v1.");
+	      }
+	    }
+
+	    ready() {
+	      return this._store.ready;
+	    }
+
+	    clients() {
+	      return this._store.clients;
+	    }
+
+	    channel() {
+	      return `b_${this.id}`;
+	    }
+
+	    channel_client() {
+	      return `b_${this.id}_${this._store.clientId}`;
+	    }
+
+	    publish(message) {
+	      return this._store.__publish__(message);
+	    }
+
+	    disconnect(flush = true) {
+	      return this._store.__disconnect__(flush);
+	    }
+
+	    chain(_limiter) {
+	      this._limiter = _limiter;
+	      return this;
+	    }
+
+	    queued(priority) {
+	      return this._queues.queued(priority);
+	    }
+
+	    clusterQueued() {
+	      return this._store.__queued__();
+	    }
+
+	    empty() {
+	      return this.queued() === 0 && this._submitLock.isEmpty();
+	    }
+
+	    running() {
+	      return this._store.__running__();
+	    }
+
+	    done() {
+	      return this._store.__done__();
+	    }
+
+	    jobStatus(id) {
+	      return this._states.jobStatus(id);
+	    }
+
+	    jobs(status) {
+	      return this._states.statusJobs(status);
+	    }
+
+	    counts() {
+	      return this._states.statusCounts();
+	    }
+
+	    _randomIndex() {
+	      return Math.random().toString(36).slice(2);
+	    }
+
+	    check(weight = 1) {
+	      return this._store.__check__(weight);
+	    }
+
+	    _clearGlobalState(index) {
+	      if (this._scheduled[index] != null) {
+	        clearTimeout(this._scheduled[index].expiration);
+	        delete this._scheduled[index];
+	        return true;
+	      } else {
+	        return false;
+	      }
+	    }
+
+	    async _free(index, job, options, eventInfo) {
+	      var e, running;
+	      try {
+	        ({running} = (await this._store.__free__(index, options.weight)));
+	        this.Events.trigger("debug", `Freed ${options.id}`, eventInfo);
+	        if (running === 0 && this.empty()) {
+	          return this.Events.trigger("idle");
+	        }
+	      } catch (error1) {
+	        e = error1;
+	        return this.Events.trigger("error", e);
+	      }
+	    }
+
+	    _run(index, job, wait) {
+	      var clearGlobalState, free, run;
+	      job.doRun();
+	      clearGlobalState = this._clearGlobalState.bind(this, index);
+	      run = this._run.bind(this, index, job);
+	      free = this._free.bind(this, index, job);
+	      return this._scheduled[index] = {
+	        timeout: setTimeout(() => {
+	          return job.doExecute(this._limiter, clearGlobalState, run, free);
+	        }, wait),
+	        expiration: job.options.expiration != null ? setTimeout(function() {
+	          return job.doExpire(clearGlobalState, run, free);
+	        }, wait + job.options.expiration) : void 0,
+	        job: job
+	      };
+	    }
+
+	    _drainOne(capacity) {
+	      return this._registerLock.schedule(() => {
+	        var args, index, next, options, queue;
+	        if (this.queued() === 0) {
+	          return this.Promise.resolve(null);
+	        }
+	        queue = this._queues.getFirst();
+	        ({options, args} = next = queue.first());
+	        if ((capacity != null) && options.weight > capacity) {
+	          return this.Promise.resolve(null);
+	        }
+	        this.Events.trigger("debug", `Draining ${options.id}`, {args, options});
+	        index = this._randomIndex();
+	        return this._store.__register__(index, options.weight, options.expiration).then(({success, wait, reservoir}) => {
+	          var empty;
+	          this.Events.trigger("debug", `Drained ${options.id}`, {success, args, options});
+	          if (success) {
+	            queue.shift();
+	            empty = this.empty();
+	            if (empty) {
+	              this.Events.trigger("empty");
+	            }
+	            if (reservoir === 0) {
+	              this.Events.trigger("depleted", empty);
+	            }
+	            this._run(index, next, wait);
+	            return this.Promise.resolve(options.weight);
+	          } else {
+	            return this.Promise.resolve(null);
+	          }
+	        });
+	      });
+	    }
+
+	    _drainAll(capacity, total = 0) {
+	      return this._drainOne(capacity).then((drained) => {
+	        var newCapacity;
+	        if (drained != null) {
+	          newCapacity = capacity != null ? capacity - drained : capacity;
+	          return this._drainAll(newCapacity, total + drained);
+	        } else {
+	          return this.Promise.resolve(total);
+	        }
+	      }).catch((e) => {
+	        return this.Events.trigger("error", e);
+	      });
+	    }
+
+	    _dropAllQueued(message) {
+	      return this._queues.shiftAll(function(job) {
+	        return job.doDrop({message});
+	      });
+	    }
+
+	    stop(options = {}) {
+	      var done, waitForExecuting;
+	      options = parser$5.load(options, this.stopDefaults);
+	      waitForExecuting = (at) => {
+	        var finished;
+	        finished = () => {
+	          var counts;
+	          counts = this._states.counts;
+	          return (counts[0] + counts[1] + counts[2] + counts[3]) === at;
+	        };
+	        return new this.Promise((resolve, reject) => {
+	          if (finished()) {
+	            return resolve();
+	          } else {
+	            return this.on("done", () => {
+	              if (finished()) {
+	                this.removeAllListeners("done");
+	                return resolve();
+	              }
+	            });
+	          }
+	        });
+	      };
+	      done = options.dropWaitingJobs ? (this._run = function(index, next) {
+	        return next.doDrop({
+	          message: options.dropErrorMessage
+	        });
+	      }, this._drainOne = () => {
+	        return this.Promise.resolve(null);
+	      }, this._registerLock.schedule(() => {
+	        return this._submitLock.schedule(() => {
+	          var k, ref, v;
+	          ref = this._scheduled;
+	          for (k in ref) {
+	            v = ref[k];
+	            if (this.jobStatus(v.job.options.id) === "RUNNING") {
+	              clearTimeout(v.timeout);
+	              clearTimeout(v.expiration);
+	              v.job.doDrop({
+	                message: options.dropErrorMessage
+	              });
+	            }
+	          }
+	          this._dropAllQueued(options.dropErrorMessage);
+	          return waitForExecuting(0);
+	        });
+	      })) : this.schedule({
+	        priority: NUM_PRIORITIES$1 - 1,
+	        weight: 0
+	      }, () => {
+	        return waitForExecuting(1);
+	      });
+	      this._receive = function(job) {
+	        return job._reject(new Bottleneck.prototype.BottleneckError(options.enqueueErrorMessage));
+	      };
+	      this.stop = () => {
+	        return this.Promise.reject(new Bottleneck.prototype.BottleneckError("stop() has already been called"));
+	      };
+	      return done;
+	    }
+
+	    async _addToQueue(job) {
+	      var args, blocked, error, options, reachedHWM, shifted, strategy;
+	      ({args, options} = job);
+	      try {
+	        ({reachedHWM, blocked, strategy} = (await this._store.__submit__(this.queued(), options.weight)));
+	      } catch (error1) {
+	        error = error1;
+	        this.Events.trigger("debug", `Could not queue ${options.id}`, {args, options, error});
+	        job.doDrop({error});
+	        return false;
+	      }
+	      if (blocked) {
+	        job.doDrop();
+	        return true;
+	      } else if (reachedHWM) {
+	        shifted = strategy === Bottleneck.prototype.strategy.LEAK ? this._queues.shiftLastFrom(options.priority) : strategy === Bottleneck.prototype.strategy.OVERFLOW_PRIORITY ? this._queues.shiftLastFrom(options.priority + 1) : strategy === Bottleneck.prototype.strategy.OVERFLOW ? job : void 0;
+	        if (shifted != null) {
+	          shifted.doDrop();
+	        }
+	        if ((shifted == null) || strategy === Bottleneck.prototype.strategy.OVERFLOW) {
+	          if (shifted == null) {
+	            job.doDrop();
+	          }
+	          return reachedHWM;
+	        }
+	      }
+	      job.doQueue(reachedHWM, blocked);
+	      this._queues.push(job);
+	      await this._drainAll();
+	      return reachedHWM;
+	    }
+
+	    _receive(job) {
+	      if (this._states.jobStatus(job.options.id) != null) {
+	        job._reject(new Bottleneck.prototype.BottleneckError(`A job with the same id already exists (id=${job.options.id})`));
+	        return false;
+	      } else {
+	        job.doReceive();
+	        return this._submitLock.schedule(this._addToQueue, job);
+	      }
+	    }
+
+	    submit(...args) {
+	      var cb, fn, job, options, ref, ref1, task;
+	      if (typeof args[0] === "function") {
+	        ref = args, [fn, ...args] = ref, [cb] = splice.call(args, -1);
+	        options = parser$5.load({}, this.jobDefaults);
+	      } else {
+	        ref1 = args, [options, fn, ...args] = ref1, [cb] = splice.call(args, -1);
+	        options = parser$5.load(options, this.jobDefaults);
+	      }
+	      task = (...args) => {
+	        return new this.Promise(function(resolve, reject) {
+	          return fn(...args, function(...args) {
+	            return (args[0] != null ? reject : resolve)(args);
+	          });
+	        });
+	      };
+	      job = new Job$1(task, args, options, this.jobDefaults, this.rejectOnDrop, this.Events, this._states, this.Promise);
+	      job.promise.then(function(args) {
+	        return typeof cb === "function" ? cb(...args) : void 0;
+	      }).catch(function(args) {
+	        if (Array.isArray(args)) {
+	          return typeof cb === "function" ? cb(...args) : void 0;
+	        } else {
+	          return typeof cb === "function" ? cb(args) : void 0;
+	        }
+	      });
+	      return this._receive(job);
+	    }
+
+	    schedule(...args) {
+	      var job, options, task;
+	      if (typeof args[0] === "function") {
+	        [task, ...args] = args;
+	        options = {};
+	      } else {
+	        [options, task, ...args] = args;
+	      }
+	      job = new Job$1(task, args, options, this.jobDefaults, this.rejectOnDrop, this.Events, this._states, this.Promise);
+	      this._receive(job);
+	      return job.promise;
+	    }
+
+	    wrap(fn) {
+	      var schedule, wrapped;
+	      schedule = this.schedule.bind(this);
+	      wrapped = function(...args) {
+	        return schedule(fn.bind(this), ...args);
+	      };
+	      wrapped.withOptions = function(options, ...args) {
+	        return schedule(options, fn, ...args);
+	      };
+	      return wrapped;
+	    }
+
+	    async updateSettings(options = {}) {
+	      await this._store.__updateSettings__(parser$5.overwrite(options, this.storeDefaults));
+	      parser$5.overwrite(options, this.instanceDefaults, this);
+	      return this;
+	    }
+
+	    currentReservoir() {
+	      return this._store.__currentReservoir__();
+	    }
+
+	    incrementReservoir(incr = 0) {
+	      return this._store.__incrementReservoir__(incr);
+	    }
+
+	  }
+	  Bottleneck.default = Bottleneck;
+
+	  Bottleneck.Events = Events$4;
+
+	  Bottleneck.version = Bottleneck.prototype.version = require$$8.version;
+
+	  Bottleneck.strategy = Bottleneck.prototype.strategy = {
+	    LEAK: 1,
+	    OVERFLOW: 2,
+	    OVERFLOW_PRIORITY: 4,
+	    BLOCK: 3
+	  };
+
+	  Bottleneck.BottleneckError = Bottleneck.prototype.BottleneckError = BottleneckError_1;
+
+	  Bottleneck.Group = Bottleneck.prototype.Group = Group_1;
+
+	  Bottleneck.RedisConnection = Bottleneck.prototype.RedisConnection = require$$2;
+
+	  Bottleneck.IORedisConnection = Bottleneck.prototype.IORedisConnection = require$$3;
+
+	  Bottleneck.Batcher = Bottleneck.prototype.Batcher = Batcher_1;
+
+	  Bottleneck.prototype.jobDefaults = {
+	    priority: DEFAULT_PRIORITY$1,
+	    weight: 1,
+	    expiration: null,
+	    id: "<no-id>"
+	  };
+
+	  Bottleneck.prototype.storeDefaults = {
+	    maxConcurrent: null,
+	    minTime: 0,
+	    highWater: null,
+	    strategy: Bottleneck.prototype.strategy.LEAK,
+	    penalty: null,
+	    reservoir: null,
+	    reservoirRefreshInterval: null,
+	    reservoirRefreshAmount: null,
+	    reservoirIncreaseInterval: null,
+	    reservoirIncreaseAmount: null,
+	    reservoirIncreaseMaximum: null
+	  };
+
+	  Bottleneck.prototype.localStoreDefaults = {
+	    Promise: Promise,
+	    timeout: null,
+	    heartbeatInterval: 250
+	  };
+
+	  Bottleneck.prototype.redisStoreDefaults = {
+	    Promise: Promise,
+	    timeout: null,
+	    heartbeatInterval: 5000,
+	    clientTimeout: 10000,
+	    Redis: null,
+	    clientOptions: {},
+	    clusterNodes: null,
+	    clearDatastore: false,
+	    connection: null
+	  };
+
+	  Bottleneck.prototype.instanceDefaults = {
+	    datastore: "local",
+	    connection: null,
+	    id: "<no-id>",
+	    rejectOnDrop: true,
+	    trackDoneStatus: false,
+	    Promise: Promise
+	  };
+
+	  Bottleneck.prototype.stopDefaults = {
+	    enqueueErrorMessage: "This limiter has been stopped and cannot accept new jobs.",
+	    dropWaitingJobs: true,
+	    dropErrorMessage: "This limiter has been stopped."
+	  };
+
+	  return Bottleneck;
+
+	}).call(commonjsGlobal);
+
+	var Bottleneck_1 = Bottleneck;
+
+	var lib = Bottleneck_1;
+
+	return lib;
+
+})));
+
+
+/***/ }),
+
 /***/ 9449:
 /***/ (function(module) {
 
@@ -52084,7 +54457,7 @@ function trailingBytesSeen(data) {
 /***/ 770:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-/* unused reexport */ __nccwpck_require__(218);
+module.exports = __nccwpck_require__(218);
 
 
 /***/ }),
@@ -52092,7 +54465,6 @@ function trailingBytesSeen(data) {
 /***/ 218:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
-var __webpack_unused_export__;
 
 
 var net = __nccwpck_require__(9278);
@@ -52104,10 +54476,10 @@ var assert = __nccwpck_require__(2613);
 var util = __nccwpck_require__(9023);
 
 
-__webpack_unused_export__ = httpOverHttp;
-__webpack_unused_export__ = httpsOverHttp;
-__webpack_unused_export__ = httpOverHttps;
-__webpack_unused_export__ = httpsOverHttps;
+exports.httpOverHttp = httpOverHttp;
+exports.httpsOverHttp = httpsOverHttp;
+exports.httpOverHttps = httpOverHttps;
+exports.httpsOverHttps = httpsOverHttps;
 
 
 function httpOverHttp(options) {
@@ -52356,7 +54728,7 @@ if (process.env.NODE_DEBUG && /\btunnel\b/.test(process.env.NODE_DEBUG)) {
 } else {
   debug = function() {};
 }
-__webpack_unused_export__ = debug; // for test
+exports.debug = debug; // for test
 
 
 /***/ }),
@@ -52364,7 +54736,6 @@ __webpack_unused_export__ = debug; // for test
 /***/ 6752:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-var __webpack_unused_export__;
 
 
 const Client = __nccwpck_require__(3701)
@@ -52392,29 +54763,29 @@ const createRedirectInterceptor = __nccwpck_require__(5092)
 
 Object.assign(Dispatcher.prototype, api)
 
-__webpack_unused_export__ = Dispatcher
-__webpack_unused_export__ = Client
-__webpack_unused_export__ = Pool
-__webpack_unused_export__ = BalancedPool
-__webpack_unused_export__ = Agent
-__webpack_unused_export__ = ProxyAgent
-__webpack_unused_export__ = EnvHttpProxyAgent
-__webpack_unused_export__ = RetryAgent
-__webpack_unused_export__ = RetryHandler
+module.exports.Dispatcher = Dispatcher
+module.exports.Client = Client
+module.exports.Pool = Pool
+module.exports.BalancedPool = BalancedPool
+module.exports.Agent = Agent
+module.exports.ProxyAgent = ProxyAgent
+module.exports.EnvHttpProxyAgent = EnvHttpProxyAgent
+module.exports.RetryAgent = RetryAgent
+module.exports.RetryHandler = RetryHandler
 
-__webpack_unused_export__ = DecoratorHandler
-__webpack_unused_export__ = RedirectHandler
-__webpack_unused_export__ = createRedirectInterceptor
-__webpack_unused_export__ = {
+module.exports.DecoratorHandler = DecoratorHandler
+module.exports.RedirectHandler = RedirectHandler
+module.exports.createRedirectInterceptor = createRedirectInterceptor
+module.exports.interceptors = {
   redirect: __nccwpck_require__(1514),
   retry: __nccwpck_require__(2026),
   dump: __nccwpck_require__(8060),
   dns: __nccwpck_require__(379)
 }
 
-__webpack_unused_export__ = buildConnector
-__webpack_unused_export__ = errors
-__webpack_unused_export__ = {
+module.exports.buildConnector = buildConnector
+module.exports.errors = errors
+module.exports.util = {
   parseHeaders: util.parseHeaders,
   headerNameToString: util.headerNameToString
 }
@@ -52468,11 +54839,11 @@ function makeDispatcher (fn) {
   }
 }
 
-__webpack_unused_export__ = setGlobalDispatcher
-__webpack_unused_export__ = getGlobalDispatcher
+module.exports.setGlobalDispatcher = setGlobalDispatcher
+module.exports.getGlobalDispatcher = getGlobalDispatcher
 
 const fetchImpl = (__nccwpck_require__(4398).fetch)
-__webpack_unused_export__ = async function fetch (init, options = undefined) {
+module.exports.fetch = async function fetch (init, options = undefined) {
   try {
     return await fetchImpl(init, options)
   } catch (err) {
@@ -52483,57 +54854,57 @@ __webpack_unused_export__ = async function fetch (init, options = undefined) {
     throw err
   }
 }
-/* unused reexport */ __nccwpck_require__(660).Headers
-/* unused reexport */ __nccwpck_require__(9051).Response
-/* unused reexport */ __nccwpck_require__(9967).Request
-/* unused reexport */ __nccwpck_require__(5910).FormData
-__webpack_unused_export__ = globalThis.File ?? (__nccwpck_require__(4573).File)
-/* unused reexport */ __nccwpck_require__(8355).FileReader
+module.exports.Headers = __nccwpck_require__(660).Headers
+module.exports.Response = __nccwpck_require__(9051).Response
+module.exports.Request = __nccwpck_require__(9967).Request
+module.exports.FormData = __nccwpck_require__(5910).FormData
+module.exports.File = globalThis.File ?? (__nccwpck_require__(4573).File)
+module.exports.FileReader = __nccwpck_require__(8355).FileReader
 
 const { setGlobalOrigin, getGlobalOrigin } = __nccwpck_require__(1059)
 
-__webpack_unused_export__ = setGlobalOrigin
-__webpack_unused_export__ = getGlobalOrigin
+module.exports.setGlobalOrigin = setGlobalOrigin
+module.exports.getGlobalOrigin = getGlobalOrigin
 
 const { CacheStorage } = __nccwpck_require__(3245)
 const { kConstruct } = __nccwpck_require__(109)
 
 // Cache & CacheStorage are tightly coupled with fetch. Even if it may run
 // in an older version of Node, it doesn't have any use without fetch.
-__webpack_unused_export__ = new CacheStorage(kConstruct)
+module.exports.caches = new CacheStorage(kConstruct)
 
 const { deleteCookie, getCookies, getSetCookies, setCookie } = __nccwpck_require__(9061)
 
-__webpack_unused_export__ = deleteCookie
-__webpack_unused_export__ = getCookies
-__webpack_unused_export__ = getSetCookies
-__webpack_unused_export__ = setCookie
+module.exports.deleteCookie = deleteCookie
+module.exports.getCookies = getCookies
+module.exports.getSetCookies = getSetCookies
+module.exports.setCookie = setCookie
 
 const { parseMIMEType, serializeAMimeType } = __nccwpck_require__(1900)
 
-__webpack_unused_export__ = parseMIMEType
-__webpack_unused_export__ = serializeAMimeType
+module.exports.parseMIMEType = parseMIMEType
+module.exports.serializeAMimeType = serializeAMimeType
 
 const { CloseEvent, ErrorEvent, MessageEvent } = __nccwpck_require__(5188)
-/* unused reexport */ __nccwpck_require__(3726).WebSocket
-__webpack_unused_export__ = CloseEvent
-__webpack_unused_export__ = ErrorEvent
-__webpack_unused_export__ = MessageEvent
+module.exports.WebSocket = __nccwpck_require__(3726).WebSocket
+module.exports.CloseEvent = CloseEvent
+module.exports.ErrorEvent = ErrorEvent
+module.exports.MessageEvent = MessageEvent
 
-__webpack_unused_export__ = makeDispatcher(api.request)
-__webpack_unused_export__ = makeDispatcher(api.stream)
-__webpack_unused_export__ = makeDispatcher(api.pipeline)
-__webpack_unused_export__ = makeDispatcher(api.connect)
-__webpack_unused_export__ = makeDispatcher(api.upgrade)
+module.exports.request = makeDispatcher(api.request)
+module.exports.stream = makeDispatcher(api.stream)
+module.exports.pipeline = makeDispatcher(api.pipeline)
+module.exports.connect = makeDispatcher(api.connect)
+module.exports.upgrade = makeDispatcher(api.upgrade)
 
-__webpack_unused_export__ = MockClient
-__webpack_unused_export__ = MockPool
-__webpack_unused_export__ = MockAgent
-__webpack_unused_export__ = mockErrors
+module.exports.MockClient = MockClient
+module.exports.MockPool = MockPool
+module.exports.MockAgent = MockAgent
+module.exports.mockErrors = mockErrors
 
 const { EventSource } = __nccwpck_require__(1238)
 
-__webpack_unused_export__ = EventSource
+module.exports.EventSource = EventSource
 
 
 /***/ }),
@@ -82593,7 +84964,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1310:
+/***/ 8986:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -82605,7 +84976,7 @@ __nccwpck_require__.d(__webpack_exports__, {
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
 var core = __nccwpck_require__(6058);
 // EXTERNAL MODULE: ./lib/core/logger.js
-var logger = __nccwpck_require__(5403);
+var core_logger = __nccwpck_require__(5403);
 // EXTERNAL MODULE: ./lib/core/errors.js
 var errors = __nccwpck_require__(3828);
 // EXTERNAL MODULE: ./lib/core/process.js
@@ -82620,11 +84991,11 @@ var external_node_crypto_ = __nccwpck_require__(7598);
 function keys_backupsPrefix(name) {
     return `${name}/backups/`;
 }
-function backupPrefix(name, id) {
+function keys_backupPrefix(name, id) {
     return `${name}/backups/${id}/`;
 }
 function keys_manifestKey(name, id) {
-    return `${backupPrefix(name, id)}manifest.json`;
+    return `${keys_backupPrefix(name, id)}manifest.json`;
 }
 function keys_verificationsPrefix(name, id) {
     return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
@@ -82646,7 +85017,7 @@ function compactTime(at) {
 }
 const ID_PATTERN = /^(\d{8}T\d{6}Z)-([0-9a-f]{6})$/;
 /** A backup id: UTC time, sortable, unique per run, e.g. `20261121T051500Z-3f9a1c`. */
-function newBackupId(at, random) {
+function keys_newBackupId(at, random) {
     return `${compactTime(at)}-${random()}`;
 }
 function keys_isBackupId(id) {
@@ -82669,7 +85040,7 @@ function runsPrefix(name, action) {
     return `${name}/runs/${action}/`;
 }
 /** `<name>/runs/<action>/20261121T051500.123Z-9f1c2a.json`, sortable by time like verification keys. */
-function runKey(name, action, at, random = () => randomBytes(3).toString('hex')) {
+function runKey(name, action, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
     const time = at.toISOString().replace(/[-:]/g, '');
     return `${runsPrefix(name, action)}${time}-${random()}.json`;
 }
@@ -82691,6 +85062,17 @@ function fileBackupPrefix(name, id) {
 function fileManifestKey(name, id) {
     return `${fileBackupPrefix(name, id)}manifest.json`;
 }
+/**
+ * `<name>/files/<id>/verifications/20261121T051500.123Z-9f1c2a.json`: a verify or drill result of
+ * a file backup, inside the backup's folder, so it goes when the backup goes.
+ */
+function fileVerificationKey(name, id, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
+    const time = at.toISOString().replace(/[-:]/g, '');
+    return `${fileVerificationsPrefix(name, id)}${time}-${random()}.json`;
+}
+function fileVerificationsPrefix(name, id) {
+    return `${fileBackupPrefix(name, id)}verifications/`;
+}
 
 // EXTERNAL MODULE: ./lib/core/streams.js
 var streams = __nccwpck_require__(8058);
@@ -82709,6 +85091,7 @@ var age = __nccwpck_require__(8432);
  * The archive of a file backup: a tar stream (tar-stream), compressed by the `zstd` tool and
  * encrypted with age, so it also opens by hand: `age -d -i key files.tar.zst.age | zstd -d | tar x`.
  */
+
 
 
 
@@ -82782,7 +85165,10 @@ async function addEntry(pack, entry, body) {
 async function readArchive(storage, archive, options, onEntry) {
     const zstd = toolStage(options.zstdPath, ['-q', '-d', '-c'], 'zstd -d');
     const hash = new streams/* HashCounter */.Vf();
-    const stages = [await storage.getStream(archive.key), hash];
+    const body = external_node_stream_.Readable.from(resumingRead(storage, archive.key, options.logger), {
+        objectMode: false,
+    });
+    const stages = [body, hash];
     if (archive.encrypted) {
         stages.push((0,age/* createDecryptStream */.Gf)({ identities: options.identities, passphrase: options.passphrase }));
     }
@@ -82804,6 +85190,39 @@ async function readArchive(storage, archive, options, onEntry) {
     }
     if (hash.bytes !== archive.bytes || hash.digest() !== archive.sha256) {
         throw new Error(`The archive ${storage.location(archive.key)} does not match its manifest: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}.`);
+    }
+}
+/** Breaks in a row, at the same byte, after which the archive counts as unreadable. */
+const RESUMES = 5;
+/**
+ * An object's bytes, resumed from where they broke off. A restore reads an archive no faster
+ * than it writes the files out, so while a slow target (a bucket answering one small PUT after
+ * another) keeps the archive's connection waiting, the store may drop it: Swift after 60 s
+ * without a read, S3 after a while too. The read goes on with a ranged GET from the byte
+ * reached; the archive's SHA-256, checked over all of it, proves the pieces fit together.
+ */
+async function* resumingRead(storage, key, logger) {
+    let offset = 0;
+    let brokeAt = -1;
+    let breaks = 0;
+    for (;;) {
+        const body = await storage.getStream(key, offset > 0 ? { start: offset } : undefined);
+        try {
+            for await (const chunk of body) {
+                offset += chunk.length;
+                yield chunk;
+            }
+            return;
+        }
+        catch (error) {
+            // Only breaks without progress in between count: a long, slow restore may resume often.
+            breaks = offset > brokeAt ? 1 : breaks + 1;
+            brokeAt = offset;
+            if (breaks > RESUMES) {
+                throw new Error(`Reading ${storage.location(key)} broke off ${breaks} times in a row at byte ${offset}: ${(0,errors/* errorMessage */.gJ)(error)}`, { cause: error });
+            }
+            logger.info(`Reading ${storage.location(key)} broke off at byte ${offset} (${(0,errors/* errorMessage */.gJ)(error)}); resuming from there.`);
+        }
     }
 }
 
@@ -82875,7 +85294,7 @@ async function readManifest(storage, name, id) {
     return parseManifest(data, storage.location(key));
 }
 /** A manifest that exists but cannot be read: not JSON, not as its schema says, or a newer schema. */
-class ManifestError extends Error {
+class catalog_ManifestError extends Error {
     constructor(message, options) {
         super(message, options);
         this.name = 'ManifestError';
@@ -82887,17 +85306,17 @@ function parseManifest(data, where) {
         parsed = JSON.parse(data.toString());
     }
     catch (error) {
-        throw new ManifestError(`The manifest ${where} is not valid JSON: ${errorMessage(error)}`, {
+        throw new catalog_ManifestError(`The manifest ${where} is not valid JSON: ${errorMessage(error)}`, {
             cause: error,
         });
     }
     const version = parsed?.schemaVersion;
     if (typeof version === 'number' && version > MANIFEST_SCHEMA_VERSION) {
-        throw new ManifestError(`The manifest ${where} has schema version ${version}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`);
+        throw new catalog_ManifestError(`The manifest ${where} has schema version ${version}; this version reads up to ${MANIFEST_SCHEMA_VERSION}. Use a newer release of the actions.`);
     }
     const problem = manifestSchemaProblem(parsed);
     if (problem !== undefined) {
-        throw new ManifestError(`The manifest ${where} is damaged: ${problem}.`);
+        throw new catalog_ManifestError(`The manifest ${where} is damaged: ${problem}.`);
     }
     return parsed;
 }
@@ -82907,14 +85326,14 @@ function parseManifest(data, where) {
  * there but cannot be read marks its entry `damaged` instead of failing the listing: each
  * caller decides what a damaged backup means for it.
  */
-async function listCatalog(storage, name) {
+async function catalog_listCatalog(storage, name) {
     const byId = await groupByFolder(storage, backupsPrefix(name));
     for (const id of byId.keys())
         if (!isBackupId(id))
             byId.delete(id);
     const entries = [];
     const ids = [...byId.keys()].sort();
-    const manifests = await mapLimit(ids, 8, async (id) => {
+    const manifests = await catalog_mapLimit(ids, 8, async (id) => {
         const objects = byId.get(id) ?? [];
         const hasManifest = objects.some((o) => o.key === manifestKey(name, id));
         if (!hasManifest)
@@ -82923,7 +85342,7 @@ async function listCatalog(storage, name) {
             return { manifest: await readManifest(storage, name, id) };
         }
         catch (error) {
-            if (error instanceof ManifestError)
+            if (error instanceof catalog_ManifestError)
                 return { damaged: error.message };
             throw error;
         }
@@ -82952,13 +85371,13 @@ function damagedReason(entries) {
 function assertReadable(entries) {
     const reason = damagedReason(entries);
     if (reason !== undefined)
-        throw new ManifestError(reason);
+        throw new catalog_ManifestError(reason);
 }
 /**
  * The complete backups of a listing, newest first, or the reason there are none: a damaged
  * manifest when there is one, else a ConfigurationError saying the catalog has no complete backup.
  */
-function requireComplete(entries, storage, name) {
+function catalog_requireComplete(entries, storage, name) {
     const complete = completeBackups(entries);
     if (complete.length > 0)
         return complete;
@@ -82992,7 +85411,7 @@ function completeBackups(entries) {
  * undefined when there is none. One listing pass and, unless that backup is pruned in between,
  * one manifest read: a backup needs its predecessor, not the whole catalog.
  */
-async function lastStoredBackup(storage, name) {
+async function catalog_lastStoredBackup(storage, name) {
     const byId = await groupByFolder(storage, backupsPrefix(name));
     const stored = [...byId]
         .flatMap(([id, objects]) => {
@@ -83012,7 +85431,7 @@ async function lastStoredBackup(storage, name) {
  * The backup to work on: the given id, or the newest complete one. A missing id or an empty
  * catalog is a ConfigurationError that says what exists.
  */
-async function selectBackup(storage, name, backupId) {
+async function catalog_selectBackup(storage, name, backupId) {
     if (backupId) {
         if (!isBackupId(backupId)) {
             throw new OptionError('backup-id', (w) => `${w.option('backup-id')} must look like 20261121T051500Z-3f9a1c, got '${backupId}'.`);
@@ -83023,7 +85442,7 @@ async function selectBackup(storage, name, backupId) {
         }
         return manifest;
     }
-    return requireComplete(await listCatalog(storage, name), storage, name)[0];
+    return catalog_requireComplete(await catalog_listCatalog(storage, name), storage, name)[0];
 }
 /** Catalog names under the store's prefix (the first path segment of keys that have backups/). */
 async function listNames(storage) {
@@ -83037,14 +85456,14 @@ async function listNames(storage) {
 }
 /** Verification records of a name (optionally one backup), oldest first. */
 async function listVerifications(storage, name, backupId) {
-    const keys = await verificationKeys(storage, name, backupId);
-    const records = await mapLimit(keys, 8, (key) => readVerificationRecord(storage, key));
+    const keys = await catalog_verificationKeys(storage, name, backupId);
+    const records = await catalog_mapLimit(keys, 8, (key) => catalog_readVerificationRecord(storage, key));
     return records
         .filter((r) => r !== undefined)
         .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
 }
 /** The keys of the verification records of a name (optionally one backup). */
-async function verificationKeys(storage, name, backupId) {
+async function catalog_verificationKeys(storage, name, backupId) {
     const keys = [];
     for await (const object of storage.list(verificationsPrefix(name, backupId))) {
         if (object.key.endsWith('.json'))
@@ -83053,7 +85472,7 @@ async function verificationKeys(storage, name, backupId) {
     return keys;
 }
 /** One verification record; undefined when it is gone or does not parse. */
-async function readVerificationRecord(storage, key) {
+async function catalog_readVerificationRecord(storage, key) {
     const data = await storage.getBytes(key);
     if (!data)
         return undefined;
@@ -83065,7 +85484,7 @@ async function readVerificationRecord(storage, key) {
     }
 }
 /** Runs `fn` over items with at most `limit` in flight, keeping order. */
-async function mapLimit(items, limit, fn) {
+async function catalog_mapLimit(items, limit, fn) {
     const results = new Array(items.length);
     let next = 0;
     const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
@@ -83081,7 +85500,7 @@ async function mapLimit(items, limit, fn) {
  * Appends a verification or drill result under `verifications/<backup-id>/<time>.json`. Never
  * rewrites anything: a record that exists already is an error.
  */
-async function appendVerificationRecord(storage, record) {
+async function catalog_appendVerificationRecord(storage, record) {
     const key = verificationKey(record.name, record.backupId, new Date(record.finishedAt));
     await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
     return key;
@@ -83090,7 +85509,7 @@ async function appendVerificationRecord(storage, record) {
  * The catalog name to verify: the one given, or the only one in the store. Several names, or
  * none, is a ConfigurationError that lists what exists.
  */
-async function resolveName(storage, name) {
+async function catalog_resolveName(storage, name) {
     if (name) {
         if (!isCatalogName(name)) {
             throw new OptionError('name', (w) => `${w.option('name')} must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
@@ -83140,11 +85559,11 @@ function parseFileManifest(data, where) {
         value = JSON.parse(data.toString());
     }
     catch (error) {
-        throw new ManifestError(`The file manifest ${where} is not valid JSON: ${String(error)}`);
+        throw new catalog_ManifestError(`The file manifest ${where} is not valid JSON: ${String(error)}`);
     }
     const why = problem(value);
     if (why)
-        throw new ManifestError(`The file manifest ${where} is damaged: ${why}.`);
+        throw new catalog_ManifestError(`The file manifest ${where} is damaged: ${why}.`);
     return value;
 }
 /** Total bytes of the files of a point in time. */
@@ -83218,7 +85637,7 @@ async function selectFileBackup(storage, name, id) {
 const FILES_ZSTD_LEVEL = 3;
 async function runFileBackup(options, deps) {
     const started = deps.clock.now();
-    const id = newBackupId(started, deps.randomSuffix ?? (() => (0,external_node_crypto_.randomBytes)(3).toString('hex')));
+    const id = keys_newBackupId(started, deps.randomSuffix ?? (() => (0,external_node_crypto_.randomBytes)(3).toString('hex')));
     const previous = await previousBackup(deps.storage, options.name);
     deps.logger.info(previous
         ? `Comparing with file backup ${previous.id}.`
@@ -83391,8 +85810,7950 @@ function buildManifest(run) {
     };
 }
 
+// EXTERNAL MODULE: external "node:fs/promises"
+var external_node_fs_promises_ = __nccwpck_require__(1455);
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+;// CONCATENATED MODULE: ./lib/core/fifo.js
+
+
+
+
+
+
+
+/** Bytes asked for per read: a pipe holds 64 KiB by default. */
+const READ_SIZE = 64 * 1024;
+/**
+ * A named pipe for a child process's output. A child's stdout as a Node stream arrives in a
+ * new 64 KiB buffer per read, and that garbage is what fills the memory of a long backup; read
+ * from a named pipe, the output lands in one buffer that is reused, when a processor (the
+ * encryption) copies what it needs before the next read.
+ *
+ * Use: `create`, give `writeFd` to the child as its stdout, call `closeWriteEnd` once it is
+ * spawned, read `reader()`, and `dispose` at the end. The reader ends when every writer closed
+ * (the child exited, however it exited).
+ */
+class fifo_Fifo {
+    dir;
+    writeFd;
+    readFd;
+    writeFdOpen = true;
+    fifoReader;
+    constructor(dir, writeFd, readFd) {
+        this.dir = dir;
+        this.writeFd = writeFd;
+        this.readFd = readFd;
+    }
+    /**
+     * A new named pipe in a private folder under `parent`; undefined where there is no `mkfifo`
+     * on the PATH of `env`.
+     */
+    static async create(parent, env = process.env) {
+        const dir = await mkdtemp(path.join(parent, 'pg-backup-pipe-'));
+        const file = path.join(dir, 'out');
+        try {
+            await new Promise((resolve, reject) => execFile('mkfifo', ['-m', '600', file], { env }, (error) => error ? reject(error) : resolve()));
+            // Opened for writing first, so that opening it for reading does not wait for a writer.
+            const writeFd = openSync(file, constants.O_RDWR);
+            try {
+                return new fifo_Fifo(dir, writeFd, openSync(file, constants.O_RDONLY | constants.O_NONBLOCK));
+            }
+            catch (error) {
+                closeSync(writeFd);
+                throw error;
+            }
+        }
+        catch {
+            await rm(dir, { recursive: true, force: true });
+            return undefined;
+        }
+    }
+    /** Lets go of this process's write end, so the reader sees the end when the child exits. */
+    closeWriteEnd() {
+        if (!this.writeFdOpen)
+            return;
+        this.writeFdOpen = false;
+        closeSync(this.writeFd);
+    }
+    /** The pipe's content as a stream, through `processor` when given; call once. */
+    reader(processor) {
+        if (this.fifoReader)
+            throw new Error('Fifo.reader may be called once.');
+        this.fifoReader = new FifoReader(this.readFd, processor);
+        return this.fifoReader;
+    }
+    async dispose() {
+        this.closeWriteEnd();
+        if (this.fifoReader)
+            await this.fifoReader.close();
+        else
+            closeSync(this.readFd);
+        await rm(this.dir, { recursive: true, force: true });
+    }
+}
+/**
+ * Reads the pipe in the event loop, as a socket does (non-blocking reads when the pipe is
+ * readable), rather than with one thread-pool request per read: each read lands in the shared
+ * buffer and goes through the processor at once. Reading stops while the consumer is full and
+ * starts again when it asks for more.
+ */
+class FifoReader extends external_node_stream_.Readable {
+    socket;
+    constructor(fd, processor) {
+        super({ highWaterMark: 1 << 20 });
+        const shared = processor ? Buffer.allocUnsafeSlow(READ_SIZE) : undefined;
+        const onread = {
+            // Without a processor every read keeps its own buffer, since it is pushed as it is.
+            buffer: shared ?? (() => Buffer.allocUnsafe(READ_SIZE)),
+            callback: (bytes, buffer) => this.passOn(processor, Buffer.from(buffer.buffer, buffer.byteOffset, bytes)),
+        };
+        const options = {
+            fd,
+            readable: true,
+            writable: false,
+            onread,
+        };
+        this.socket = new external_node_net_.Socket(options);
+        this.socket.on('end', () => {
+            if (this.destroyed)
+                return;
+            try {
+                for (const b of processor?.final() ?? [])
+                    this.push(b);
+                this.push(null);
+            }
+            catch (error) {
+                this.destroy((0,errors/* asError */.zR)(error));
+            }
+        });
+        this.socket.on('error', (error) => this.destroy(error));
+    }
+    /** Passes one read on; false stops reading until `_read` asks for more. */
+    passOn(processor, data) {
+        if (this.destroyed)
+            return false;
+        try {
+            let wantsMore = true;
+            for (const b of processor ? processor.update(data) : [data])
+                wantsMore = this.push(b);
+            return wantsMore;
+        }
+        catch (error) {
+            this.destroy((0,errors/* asError */.zR)(error));
+            return false;
+        }
+    }
+    _read() {
+        this.socket.resume();
+    }
+    _destroy(error, callback) {
+        this.socket.destroy();
+        callback(error);
+    }
+    /** Closes the read end (the socket owns the descriptor). */
+    async close() {
+        if (this.socket.closed)
+            return;
+        await new Promise((resolve) => {
+            this.socket.once('close', () => resolve());
+            this.socket.destroy();
+        });
+    }
+}
+
+// EXTERNAL MODULE: ./lib/postgres/connection.js + 1 modules
+var connection = __nccwpck_require__(9722);
+;// CONCATENATED MODULE: ./lib/postgres/inventory.js
+
+
+/** Characters a regular expression gives a meaning to, escaped inside double quotes. */
+const REGEX_SPECIAL = '|*+?()[]{}.^\\';
+/**
+ * A pg_dump pattern as a test per dot-separated part, by psql's rules (processSQLNamePattern in
+ * PostgreSQL's fe_utils), so that the manifest and a restore select what pg_dump did: outside
+ * double quotes letters fold to lower case, `*` is any run of characters, `?` any one, `.`
+ * separates the parts, and other regular-expression characters keep their meaning; inside double
+ * quotes every character stands for itself (`""` for a quote). `$` always stands for itself.
+ * Each part matches a whole name; an empty part matches any.
+ */
+function namePatternParts(pattern) {
+    const parts = [];
+    let part = '';
+    let quoted = false;
+    for (let i = 0; i < pattern.length; i++) {
+        const ch = pattern[i];
+        if (ch === '"') {
+            if (quoted && pattern[i + 1] === '"') {
+                part += '"';
+                i++;
+            }
+            else {
+                quoted = !quoted;
+            }
+        }
+        else if (!quoted && ch >= 'A' && ch <= 'Z')
+            part += ch.toLowerCase();
+        else if (!quoted && ch === '*')
+            part += '.*';
+        else if (!quoted && ch === '?')
+            part += '.';
+        else if (!quoted && ch === '.') {
+            parts.push(part);
+            part = '';
+        }
+        else if (ch === '$')
+            part += '\\$';
+        else if (quoted && REGEX_SPECIAL.includes(ch))
+            part += `\\${ch}`;
+        else
+            part += ch;
+    }
+    parts.push(part);
+    return parts.map((source) => {
+        if (source === '')
+            return () => true;
+        let re;
+        try {
+            re = new RegExp(`^(?:${source})$`);
+        }
+        catch (error) {
+            throw new ConfigurationError(`'${pattern}' is not a valid pg_dump pattern: ${error instanceof Error ? error.message : String(error)}`);
+        }
+        return (name) => re.test(name);
+    });
+}
+/** Whether a schema pattern's parts (`schema` or `database.schema`) match `schema`. */
+function schemaMatches(parts, schema) {
+    return parts[parts.length - 1](schema);
+}
+/**
+ * Whether a table pattern's parts match: `table` (a table visible in the default search path,
+ * as pg_dump looks it up), `schema.table` or `database.schema.table`.
+ */
+function tableMatches(parts, table) {
+    if (parts.length === 1)
+        return table.visible && parts[0](table.name);
+    return parts[parts.length - 2](table.schema) && parts[parts.length - 1](table.name);
+}
+function inventory_selectionMatcher(selection) {
+    const schemas = selection.schemas.map(namePatternParts);
+    const excludeSchemas = selection.excludeSchemas.map(namePatternParts);
+    const excludeTableData = selection.excludeTableData.map(namePatternParts);
+    return {
+        schemaIncluded: (schema) => (schemas.length === 0 || schemas.some((parts) => schemaMatches(parts, schema))) &&
+            !excludeSchemas.some((parts) => schemaMatches(parts, schema)),
+        tableDataExcluded: (table) => excludeTableData.some((parts) => tableMatches(parts, table)),
+    };
+}
+/**
+ * The user tables the dump carries (ordinary tables and partitions; not partitioned parents,
+ * which hold no rows themselves, nor tables that belong to extensions), with their sizes and the
+ * planner's row estimates.
+ */
+async function inventory_listTables(client, selection) {
+    const result = await client.query(`
+    SELECT n.nspname AS schema, c.relname AS name,
+           pg_total_relation_size(c.oid)::text AS bytes,
+           GREATEST(c.reltuples, 0)::bigint::text AS estimate,
+           pg_catalog.pg_table_is_visible(c.oid) AS visible
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'r'
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND n.nspname NOT LIKE 'pg\\_toast%'
+       AND n.nspname NOT LIKE 'pg\\_temp%'
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+     ORDER BY n.nspname, c.relname`);
+    const matcher = inventory_selectionMatcher(selection);
+    return result.rows
+        .filter((r) => matcher.schemaIncluded(r.schema))
+        .map((r) => {
+        const dataExcluded = matcher.tableDataExcluded(r);
+        return {
+            schema: r.schema,
+            name: r.name,
+            bytes: Number(r.bytes),
+            rows: null,
+            estimate: Number(r.estimate),
+            dataExcluded,
+        };
+    });
+}
+/** Exact row count of one table (not its inheritance children), in the client's transaction. */
+async function inventory_countRows(client, schema, table) {
+    const r = await client.query(`SELECT count(*)::text AS n FROM ONLY ${quoteIdent(schema)}.${quoteIdent(table)}`);
+    return Number(r.rows[0].n);
+}
+/**
+ * A transaction that exports its snapshot, so pg_dump (`--snapshot`) and the row counts see
+ * exactly the same data. Stays open until `close`.
+ */
+async function inventory_exportSnapshot(client) {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    // The row counts run beside the dump: one process each, so parallel scan workers do not take
+    // the cores pg_dump's own server process needs.
+    await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
+    const r = await client.query('SELECT pg_export_snapshot() AS id');
+    return r.rows[0].id;
+}
+
+;// CONCATENATED MODULE: ./lib/postgres/source-state.js
+
+
+const USER_SCHEMA = (/* unused pure expression or super */ null && (`n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`));
+const NOT_EXTENSION_MEMBER = (classid, oid) => `NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${classid}'::regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
+/** Reads the source's state in the client's transaction (the dump's snapshot). */
+async function source_state_readSourceState(client, selection) {
+    const matcher = selectionMatcher(selection);
+    const inSelection = (rows) => rows.filter((r) => matcher.schemaIncluded(r.schema));
+    const wholeDatabase = selection.schemas.length === 0;
+    return {
+        constraints: inSelection(await source_state_readConstraints(client)),
+        sequences: (await source_state_readSequences(client)).filter((s) => s.extension !== undefined || matcher.schemaIncluded(s.schema)),
+        rowSecurity: inSelection(await source_state_readRowSecurity(client)),
+        policies: inSelection(await source_state_readPolicies(client)),
+        extensions: await source_state_readExtensions(client),
+        largeObjects: wholeDatabase ? await source_state_countLargeObjects(client) : null,
+        settings: await source_state_readSettings(client),
+    };
+}
+/**
+ * The fingerprints of those of `tables` (`schema.table`) that exist and the role may read.
+ * Values are rendered with fixed settings (UTC, ISO dates, full float digits, hex bytea), so
+ * the same rows give the same figure on any server.
+ */
+async function source_state_readContents(client, tables) {
+    return withSettings(client, STABLE_OUTPUT, async () => {
+        const out = [];
+        for (const table of tables) {
+            const [schema, name] = table.split('.');
+            const qualified = `${quoteIdent(schema)}.${quoteIdent(name)}`;
+            const readable = await client.query(`SELECT to_regclass($1) IS NOT NULL AND has_table_privilege($1, 'SELECT') AS ok`, [qualified]);
+            if (!readable.rows[0].ok)
+                continue;
+            // The MD5 of each row's JSON, sorted and hashed again: 32 bytes a row in memory, whatever
+            // the rows hold.
+            const row = 'md5(to_jsonb(t)::text)';
+            const r = await client.query(`SELECT count(*)::text AS rows,
+                md5(coalesce(string_agg(${row}, '' ORDER BY ${row} COLLATE "C"), '')) AS md5
+           FROM ONLY ${qualified} t`);
+            out.push({ table, rows: Number(r.rows[0].rows), md5: r.rows[0].md5 });
+        }
+        return out;
+    });
+}
+async function source_state_readConstraints(client) {
+    // Constraints cloned onto partitions from their parent's (conparentid) are made by the parent's
+    // constraint, under names the server picks; NOT NULL constraints (PostgreSQL 18) are columns'.
+    const r = await client.query(`
+    SELECT n.nspname AS schema, COALESCE(t.relname, ty.typname) AS "on",
+           CASE WHEN c.contypid <> 0 THEN 'domain' ELSE 'table' END AS "onKind",
+           c.conname AS name, c.contype::text AS type, c.convalidated AS validated
+      FROM pg_constraint c
+      JOIN pg_namespace n ON n.oid = c.connamespace
+      LEFT JOIN pg_class t ON t.oid = c.conrelid AND c.conrelid <> 0
+      LEFT JOIN pg_type ty ON ty.oid = c.contypid AND c.contypid <> 0
+     WHERE ${USER_SCHEMA}
+       AND c.contype IN ('p', 'u', 'f', 'c', 'x', 't')
+       AND c.conparentid = 0
+       AND (t.oid IS NOT NULL OR ty.oid IS NOT NULL)
+       AND (t.oid IS NULL OR ${NOT_EXTENSION_MEMBER('pg_class', 't.oid')})
+       AND (ty.oid IS NULL OR ${NOT_EXTENSION_MEMBER('pg_type', 'ty.oid')})
+     ORDER BY 1, 2, 4`);
+    return r.rows;
+}
+async function source_state_readSequences(client) {
+    const r = await client.query(`
+    SELECT c.oid::text AS oid, n.nspname AS schema, c.relname AS name, s.seqincrement < 0 AS descending,
+           (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+               AND d.refclassid = 'pg_extension'::regclass LIMIT 1) AS extension,
+           has_sequence_privilege(c.oid, 'SELECT') AS readable
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_sequence s ON s.seqrelid = c.oid
+     WHERE c.relkind = 'S' AND ${USER_SCHEMA}
+     ORDER BY 2, 3`);
+    const readable = r.rows.filter((s) => s.readable);
+    const values = new Map();
+    // One statement per 200 sequences: a database with thousands of them needs no thousand round trips.
+    for (let i = 0; i < readable.length; i += 200) {
+        const batch = readable.slice(i, i + 200);
+        const union = batch
+            .map((s) => `SELECT ${s.oid}::text AS oid, last_value::text AS last, is_called AS called FROM ${quoteIdent(s.schema)}.${quoteIdent(s.name)}`)
+            .join(' UNION ALL ');
+        const v = await client.query(union);
+        for (const row of v.rows)
+            values.set(row.oid, { last: row.last, called: row.called });
+    }
+    return readable.flatMap((s) => {
+        const v = values.get(s.oid);
+        if (!v)
+            return [];
+        return [
+            {
+                schema: s.schema,
+                name: s.name,
+                lastValue: v.last,
+                isCalled: v.called,
+                descending: s.descending,
+                ...(s.extension ? { extension: s.extension } : {}),
+            },
+        ];
+    });
+}
+async function source_state_readRowSecurity(client) {
+    const r = await client.query(`
+    SELECT n.nspname AS schema, c.relname AS table, c.relrowsecurity AS enabled,
+           c.relforcerowsecurity AS forced
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND ${USER_SCHEMA}
+       AND (c.relrowsecurity OR c.relforcerowsecurity
+            OR EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))
+       AND ${NOT_EXTENSION_MEMBER('pg_class', 'c.oid')}
+     ORDER BY 1, 2`);
+    return r.rows;
+}
+/** Settings under which definitions and values print the same on any server and session. */
+const STABLE_OUTPUT = {
+    search_path: 'pg_catalog',
+    TimeZone: 'UTC',
+    DateStyle: 'ISO, YMD',
+    IntervalStyle: 'postgres',
+    extra_float_digits: '3',
+    bytea_output: 'hex',
+};
+/**
+ * Runs `read` under `settings`, then puts the session's own values back (also inside the dump's
+ * snapshot transaction, which must stay open). With only pg_catalog on the search path,
+ * expressions come out schema-qualified, as pg_dump writes them.
+ */
+async function withSettings(client, settings, read) {
+    const names = Object.keys(settings);
+    const saved = await client.query('SELECT n AS name, current_setting(n) AS value FROM unnest($1::text[]) AS n', [names]);
+    for (const name of names) {
+        await client.query('SELECT set_config($1, $2, false)', [name, settings[name]]);
+    }
+    try {
+        return await read();
+    }
+    finally {
+        for (const { name, value } of saved.rows) {
+            await client.query('SELECT set_config($1, $2, false)', [name, value]);
+        }
+    }
+}
+async function source_state_readPolicies(client) {
+    return withSettings(client, { search_path: 'pg_catalog' }, () => queryPolicies(client));
+}
+async function queryPolicies(client) {
+    const r = await client.query(`
+    SELECT n.nspname AS schema, c.relname AS table, p.polname AS name,
+           CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                         WHEN 'd' THEN 'DELETE' ELSE 'ALL' END AS command,
+           p.polpermissive AS permissive,
+           ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END
+                   FROM unnest(p.polroles) AS r ORDER BY 1) AS roles,
+           pg_get_expr(p.polqual, p.polrelid) AS using,
+           pg_get_expr(p.polwithcheck, p.polrelid) AS check
+      FROM pg_policy p
+      JOIN pg_class c ON c.oid = p.polrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE ${USER_SCHEMA} AND ${NOT_EXTENSION_MEMBER('pg_class', 'c.oid')}
+     ORDER BY 1, 2, 3`);
+    return r.rows;
+}
+async function source_state_readExtensions(client) {
+    const r = await client.query(`SELECT e.extname AS name, e.extversion AS version, n.nspname AS schema
+       FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+      WHERE e.extname <> 'plpgsql' ORDER BY 1`);
+    return r.rows;
+}
+async function source_state_countLargeObjects(client) {
+    const r = await client.query('SELECT count(*)::text AS n FROM pg_largeobject_metadata');
+    return Number(r.rows[0].n);
+}
+/** The settings of the current database, for every role (null: the database's own). */
+async function source_state_readSettings(client) {
+    const r = await client.query(`SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END AS role,
+            unnest(s.setconfig) AS setting
+       FROM pg_db_role_setting s
+      WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY 1 NULLS FIRST, 2`);
+    return r.rows;
+}
+/** Row counts of extension configuration tables whose data pg_dump carries. */
+async function source_state_extensionConfigTables(client) {
+    const r = await client.query(`SELECT n.nspname AS schema, c.relname AS name, e.extname AS extension,
+            pg_total_relation_size(c.oid)::text AS bytes
+       FROM pg_extension e
+       CROSS JOIN LATERAL unnest(e.extconfig) AS cfg(oid)
+       JOIN pg_class c ON c.oid = cfg.oid AND c.relkind = 'r'
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+      ORDER BY 1, 2`);
+    return r.rows.map((row) => ({ ...row, bytes: Number(row.bytes) }));
+}
+/**
+ * What a backup of selected schemas relies on outside them, which a restore must find in the
+ * target: foreign keys to other schemas' tables, column defaults calling other schemas'
+ * functions, triggers on other schemas' tables running a selected function (left out of the
+ * dump with their table), and the roles the selected schemas' policies name.
+ */
+async function source_state_dependenciesOutside(client, selection) {
+    if (selection.schemas.length === 0 && selection.excludeSchemas.length === 0)
+        return [];
+    const matcher = selectionMatcher(selection);
+    const r = await client.query(`
+    SELECT 'fk' AS kind, sn.nspname AS inside, tn.nspname AS outside,
+           format('foreign key %s on %I.%I references %I.%I', c.conname, sn.nspname, s.relname, tn.nspname, t.relname) AS what
+      FROM pg_constraint c
+      JOIN pg_class s ON s.oid = c.conrelid JOIN pg_namespace sn ON sn.oid = s.relnamespace
+      JOIN pg_class t ON t.oid = c.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+     WHERE c.contype = 'f'
+    UNION ALL
+    SELECT 'default', n.nspname, pn.nspname,
+           format('default of %I.%I.%I calls %I.%I()', n.nspname, cl.relname, a.attname, pn.nspname, p.proname)
+      FROM pg_attrdef ad
+      JOIN pg_class cl ON cl.oid = ad.adrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+      JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+      JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                      AND d.refclassid = 'pg_proc'::regclass
+      JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+     WHERE pn.nspname <> 'pg_catalog'
+    UNION ALL
+    SELECT 'trigger', pn.nspname, tn.nspname,
+           format('trigger %s on %I.%I runs %I.%I(), and is not in the backup', tg.tgname, tn.nspname, t.relname, pn.nspname, p.proname)
+      FROM pg_trigger tg
+      JOIN pg_class t ON t.oid = tg.tgrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+      JOIN pg_proc p ON p.oid = tg.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+     WHERE NOT tg.tgisinternal`);
+    const found = r.rows
+        .filter((x) => matcher.schemaIncluded(x.inside) && !matcher.schemaIncluded(x.outside))
+        .map((x) => x.what);
+    const roles = new Set((await source_state_readPolicies(client))
+        .filter((p) => matcher.schemaIncluded(p.schema))
+        .flatMap((p) => p.roles)
+        .filter((role) => role !== 'public'));
+    if (roles.size > 0)
+        found.push(`policies name the roles ${[...roles].sort().join(', ')}`);
+    return found;
+}
+
+;// CONCATENATED MODULE: ./lib/postgres/archive.js
+/*
+ * pg_dump's custom format (pg_backup_archiver.c, pg_backup_custom.c): a header, a table of
+ * contents, then one block per TOC entry that has data. An int is a sign byte and `intSize`
+ * little-endian bytes; a string is an int length (-1 for none) and its bytes. A data block is a
+ * type byte, the entry's dump id, then chunks (an int length and that many bytes) ended by a
+ * zero length; a large-object block holds, per object, its OID and such chunks, ended by OID 0.
+ */
+const archive_FORMAT_CUSTOM = 1;
+const archive_BLK_DATA = 1;
+const archive_BLK_BLOBS = 3;
+const archive_K_OFFSET_POS_NOT_SET = 1;
+const archive_K_OFFSET_POS_SET = 2;
+const archive_K_OFFSET_NO_DATA = 3;
+const archive_version = (major, minor) => (major << 16) | (minor << 8);
+/** 1.12 is pg_dump 9.0's format; 1.14 adds the table access method (pg_dump 12). */
+const archive_K_VERS_1_12 = archive_version(1, 12);
+const archive_K_VERS_1_14 = archive_version(1, 14);
+/** pg_dump 16: the header names the compression algorithm in a byte instead of a level. */
+const archive_K_VERS_1_15 = archive_version(1, 15);
+/** pg_dump 17 and 18: each entry also records the relation kind. */
+const archive_K_VERS_1_16 = archive_version(1, 16);
+/** The line pg_dump ends a table's COPY data with (pg_dump.c, dumpTableData_copy). */
+const COPY_END = Buffer.from('\\.\n\n\n', 'latin1');
+/** Chunks at the start of each table's data checked to hold one row each (see rowsOf). */
+const ROW_CHECKS = 16;
+/** Largest chunk written: pg_restore reads a chunk into one buffer of its size. */
+const COALESCED_CHUNK_SIZE = (/* unused pure expression or super */ null && (1 << 20));
+/** Released slabs kept for reuse. */
+const SPARE_SLABS = 4;
+var State;
+(function (State) {
+    State[State["Head"] = 0] = "Head";
+    State[State["Unchanged"] = 1] = "Unchanged";
+    State[State["BlockStart"] = 2] = "BlockStart";
+    State[State["ChunkLength"] = 3] = "ChunkLength";
+    State[State["ChunkData"] = 4] = "ChunkData";
+    State[State["BlobOid"] = 5] = "BlobOid";
+})(State || (State = {}));
+/** Thrown inside the table-of-contents reader when the bytes so far end mid-item. */
+const archive_NEED_MORE = Symbol('need more');
+/**
+ * Rewrites an uncompressed custom-format archive as it streams, with the same header, table of
+ * contents and data, but each table's data in chunks of up to 1 MiB instead of one per row.
+ *
+ * `pg_dump --compress=0` writes every row it receives from COPY as a chunk of its own, behind a
+ * 5-byte length. Those lengths vary from row to row and cost a compressor about 5 % of its output
+ * on the benchmark's rows; without them zstd -1 (with a larger match table, see planCompression)
+ * writes a smaller archive than pg_dump's own zlib.
+ * pg_restore reads chunks of any length, so the result restores with the standard tools alone,
+ * and it is what pg_dump writes to a pipe: data positions in the table of contents stay unset
+ * (an archive written to a file has them set; they are unset here, since the data moves).
+ * On the way it counts each table's rows (see rowsOf).
+ *
+ * Versions 1.12 to 1.16 of the format are read (pg_dump 9.0 to 18). Any other version, a
+ * compressed archive or anything that is not a custom-format archive passes unchanged. A known
+ * version that does not read as the format says fails the stream, so that a misread archive is
+ * never stored.
+ */
+class archive_ArchiveCoalescer {
+    chunkSize;
+    /** The table of contents once read. */
+    entries = [];
+    /** Chunks read and written, once the data blocks started. */
+    chunksIn = 0;
+    chunksOut = 0;
+    /** Why the archive passes unchanged, when it does. */
+    unchangedBecause;
+    /** Bytes of the header and table of contents, once read (the data blocks start there). */
+    headBytes;
+    state = State.Head;
+    intSize = 4;
+    offSize = 8;
+    /** The entries that have a data block, by dump id. */
+    dataEntries = new Map();
+    /** Bytes read so far (for messages). */
+    position = 0;
+    // Header and table of contents: what arrived and is not yet passed on.
+    head = Buffer.alloc(0);
+    headLength = 0;
+    headerRead = false;
+    entriesLeft = 0;
+    archiveVersion = 0;
+    // Data blocks: the int or block header being collected across reads, and the chunk being copied.
+    field = Buffer.alloc(16);
+    fieldLength = 0;
+    chunkLeft = 0;
+    inBlobs = false;
+    /** The table whose COPY rows the open block holds (see tableKey); undefined for other data. */
+    copyTable;
+    chunksInBlock = 0;
+    /** How much of the open chunk matched COPY_END so far; -1 once it cannot. */
+    endMatched = -1;
+    lastChunkEndsCopy = false;
+    chunkLength = 0;
+    /** Whether the block's chunks checked so far each held one row. */
+    oneRowPerChunk = true;
+    /** Rows of each table whose data block was read to its end, one row per chunk (see rowsOf). */
+    tableRows = new Map();
+    // Output: a slab filled from `emitted` to `end`; an open chunk's header sits at `chunkAt`.
+    // Parts of slabs handed out and not yet released are counted per slab; free slabs wait in
+    // `spare`.
+    slab;
+    outstanding = new Map();
+    spare = [];
+    emitted = 0;
+    end = 0;
+    chunkAt = -1;
+    out = [];
+    constructor(chunkSize = COALESCED_CHUNK_SIZE) {
+        this.chunkSize = chunkSize;
+        this.slab = this.newSlab();
+    }
+    /**
+     * Takes back a buffer this returned, once its bytes are written, so that its memory serves
+     * again: reused memory is already mapped and costs the collector nothing. Without it, every
+     * MiB written is a new slab.
+     */
+    release(buffer) {
+        const key = buffer.buffer;
+        const count = this.outstanding.get(key);
+        if (count === undefined)
+            return;
+        if (count > 1) {
+            this.outstanding.set(key, count - 1);
+            return;
+        }
+        this.outstanding.delete(key);
+        if (key !== this.slab.buffer && this.spare.length < SPARE_SLABS) {
+            this.spare.push(Buffer.from(key, 0, this.slab.length));
+        }
+    }
+    newSlab() {
+        return this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize + 32);
+    }
+    update(data) {
+        this.out = [];
+        if (this.state === State.Unchanged) {
+            this.position += data.length;
+            return [Buffer.from(data)];
+        }
+        if (this.state === State.Head) {
+            this.appendHead(data);
+            this.readHead();
+        }
+        else {
+            this.readBlocks(data, 0);
+        }
+        // Everything but an open chunk (its length is not known yet) is passed on.
+        this.emit(this.chunkAt >= 0 ? this.chunkAt : this.end);
+        return this.out;
+    }
+    final() {
+        this.out = [];
+        if (this.state === State.Unchanged)
+            return this.out;
+        if (this.state === State.Head) {
+            throw this.error('the archive ends inside its header or table of contents');
+        }
+        if (this.state !== State.BlockStart || this.fieldLength > 0) {
+            throw this.error('the archive ends inside a data block');
+        }
+        this.closeChunk();
+        this.emit(this.end);
+        return this.out;
+    }
+    error(what) {
+        return new Error(`pg_dump's archive could not be read near byte ${this.position}: ${what}.`);
+    }
+    // ---- header and table of contents ----
+    appendHead(data) {
+        if (this.headLength + data.length > this.head.length) {
+            const grown = Buffer.allocUnsafe(Math.max(64 * 1024, 2 * (this.headLength + data.length)));
+            this.head.copy(grown, 0, 0, this.headLength);
+            this.head = grown;
+        }
+        data.copy(this.head, this.headLength);
+        this.headLength += data.length;
+    }
+    /** Reads what it can of the header and entries, passing on each complete part. */
+    readHead() {
+        let done = 0;
+        try {
+            if (!this.headerRead) {
+                const end = this.readHeader();
+                if (this.state === State.Unchanged) {
+                    this.passHeadOn(this.headLength);
+                    return;
+                }
+                this.headerRead = true;
+                done = end;
+            }
+            while (this.entriesLeft > 0) {
+                done = this.readEntry(done);
+                this.entriesLeft--;
+            }
+        }
+        catch (error) {
+            if (error !== archive_NEED_MORE)
+                throw error;
+        }
+        this.passHeadOn(done);
+        if (this.headerRead && this.entriesLeft === 0) {
+            this.headBytes = this.position;
+            const rest = this.head.subarray(0, this.headLength);
+            this.head = Buffer.alloc(0);
+            this.headLength = 0;
+            this.state = State.BlockStart;
+            this.readBlocks(rest, 0);
+        }
+    }
+    passUnchanged(reason) {
+        this.unchangedBecause = reason;
+        this.state = State.Unchanged;
+    }
+    /** Passes on the first `length` bytes of the head and keeps the rest. */
+    passHeadOn(length) {
+        if (length === 0)
+            return;
+        this.out.push(Buffer.from(this.head.subarray(0, length)));
+        this.head.copy(this.head, 0, length, this.headLength);
+        this.headLength -= length;
+        this.position += length;
+    }
+    /** Reads the header and the entry count; returns where the first entry starts. */
+    readHeader() {
+        const r = new archive_HeadReader(this.head, this.headLength, 0);
+        const magic = r.bytes(5);
+        if (magic.toString('latin1') !== 'PGDMP') {
+            this.passUnchanged('it is not a custom-format archive');
+            return 0;
+        }
+        const major = r.byte();
+        const minor = r.byte();
+        const revision = r.byte();
+        this.archiveVersion = archive_version(major, minor) | revision;
+        const intSize = r.byte();
+        const offSize = r.byte();
+        const format = r.byte();
+        if (format !== archive_FORMAT_CUSTOM) {
+            this.passUnchanged('it is not a custom-format archive');
+            return 0;
+        }
+        if (revision !== 0 ||
+            this.archiveVersion < archive_K_VERS_1_12 ||
+            this.archiveVersion > archive_K_VERS_1_16 ||
+            intSize < 1 ||
+            intSize > 6 ||
+            offSize < 1 ||
+            offSize > 8) {
+            this.passUnchanged(`archive version ${major}.${minor}.${revision} is not one this reads`);
+            return 0;
+        }
+        this.intSize = intSize;
+        this.offSize = offSize;
+        r.intSize = intSize;
+        const compression = this.archiveVersion >= archive_K_VERS_1_15 ? r.byte() : r.int();
+        if (compression !== 0) {
+            this.passUnchanged('pg_dump compressed it');
+            return 0;
+        }
+        for (let i = 0; i < 7; i++)
+            r.int(); // creation time
+        r.skipString(); // database name
+        r.skipString(); // server version
+        r.skipString(); // pg_dump version
+        const count = r.int();
+        if (count < 0)
+            throw this.error('a negative number of entries');
+        this.entriesLeft = count;
+        return r.at;
+    }
+    /** Reads one entry starting at `at`; returns where the next starts. */
+    readEntry(at) {
+        const r = new archive_HeadReader(this.head, this.headLength, at);
+        r.intSize = this.intSize;
+        const dumpId = r.int();
+        const hasData = r.int() !== 0;
+        r.skipString(); // catalog table OID
+        r.skipString(); // OID
+        const tag = r.string() ?? '';
+        const desc = r.string() ?? '';
+        r.int(); // section
+        r.skipString(); // definition
+        r.skipString(); // drop statement
+        const copy = (r.string() ?? '') !== '';
+        const namespace = r.string() ?? '';
+        r.skipString(); // tablespace
+        if (this.archiveVersion >= archive_K_VERS_1_14)
+            r.skipString(); // table access method
+        if (this.archiveVersion >= archive_K_VERS_1_16)
+            r.int(); // relation kind
+        r.skipString(); // owner
+        r.skipString(); // "false": the former WITH OIDS
+        while (r.skipString())
+            ; // dependencies, ended by a missing string
+        const flagAt = r.at;
+        const flag = r.byte();
+        r.bytes(this.offSize);
+        if (flag !== archive_K_OFFSET_POS_NOT_SET && flag !== archive_K_OFFSET_POS_SET && flag !== archive_K_OFFSET_NO_DATA) {
+            throw this.error(`entry ${dumpId} has a data position marked ${flag}`);
+        }
+        if (flag === archive_K_OFFSET_POS_SET) {
+            this.head[flagAt] = archive_K_OFFSET_POS_NOT_SET;
+            this.head.fill(0, flagAt + 1, flagAt + 1 + this.offSize);
+        }
+        const entry = { dumpId, hasData, desc, tag, namespace, copy };
+        this.entries.push(entry);
+        if (hasData)
+            this.dataEntries.set(dumpId, entry);
+        return r.at;
+    }
+    // ---- data blocks ----
+    /** Reads blocks from `data[from..]`, writing the coalesced archive into the slab. */
+    readBlocks(data, from) {
+        const intBytes = 1 + this.intSize;
+        let p = from;
+        const n = data.length;
+        while (p < n) {
+            if (this.state === State.ChunkData) {
+                if (this.chunkAt < 0) {
+                    this.reserve(intBytes + 1);
+                    this.chunkAt = this.end;
+                    this.end += intBytes;
+                }
+                const room = Math.min(this.slab.length - this.end, this.chunkSize - (this.end - this.chunkAt - intBytes));
+                const take = Math.min(this.chunkLeft, n - p, room);
+                if (this.endMatched >= 0)
+                    this.matchCopyEnd(data, p, take);
+                else if (this.copyTable && this.chunksInBlock <= ROW_CHECKS && this.oneRowPerChunk) {
+                    this.checkRow(data, p, take);
+                }
+                data.copy(this.slab, this.end, p, p + take);
+                this.end += take;
+                p += take;
+                this.chunkLeft -= take;
+                if (take === room)
+                    this.closeChunk();
+                if (this.chunkLeft === 0) {
+                    this.lastChunkEndsCopy = this.endMatched === COPY_END.length;
+                    this.state = State.ChunkLength;
+                }
+                continue;
+            }
+            // A fixed-size field: a block header (type byte and dump id) or an int.
+            const want = this.state === State.BlockStart ? 1 + intBytes : intBytes;
+            let field;
+            let at;
+            if (this.fieldLength === 0 && n - p >= want) {
+                field = data;
+                at = p;
+                p += want;
+            }
+            else {
+                const take = Math.min(want - this.fieldLength, n - p);
+                data.copy(this.field, this.fieldLength, p, p + take);
+                this.fieldLength += take;
+                p += take;
+                if (this.fieldLength < want)
+                    continue;
+                field = this.field;
+                at = 0;
+                this.fieldLength = 0;
+            }
+            this.position += want;
+            if (this.state === State.BlockStart) {
+                const type = field[at];
+                const id = archive_readInt(field, at + 1, this.intSize);
+                if (type !== archive_BLK_DATA && type !== archive_BLK_BLOBS) {
+                    throw this.error(`a data block of unknown type ${type}`);
+                }
+                const entry = this.dataEntries.get(id);
+                if (!entry)
+                    throw this.error(`a data block for unknown entry ${id}`);
+                this.copyField(field, at, want);
+                this.copyTable =
+                    type === archive_BLK_DATA && entry.desc === 'TABLE DATA' && entry.copy
+                        ? tableKey(entry.namespace, entry.tag)
+                        : undefined;
+                this.chunksInBlock = 0;
+                this.lastChunkEndsCopy = false;
+                this.oneRowPerChunk = true;
+                this.inBlobs = type === archive_BLK_BLOBS;
+                this.state = this.inBlobs ? State.BlobOid : State.ChunkLength;
+                continue;
+            }
+            const value = archive_readInt(field, at, this.intSize);
+            if (this.state === State.BlobOid) {
+                this.copyField(field, at, want);
+                this.state = value === 0 ? State.BlockStart : State.ChunkLength;
+                continue;
+            }
+            if (value < 0)
+                throw this.error(`a chunk of negative length ${value}`);
+            if (value > 0) {
+                this.chunksIn++;
+                this.chunksInBlock++;
+                this.endMatched = this.copyTable && value === COPY_END.length ? 0 : -1;
+                this.chunkLength = value;
+                this.chunkLeft = value;
+                this.position += value;
+                this.state = State.ChunkData;
+                continue;
+            }
+            // The end of a table's data or of one large object.
+            this.closeChunk();
+            this.copyField(field, at, want);
+            if (this.copyTable && this.oneRowPerChunk) {
+                this.tableRows.set(this.copyTable, this.chunksInBlock - (this.lastChunkEndsCopy ? 1 : 0));
+            }
+            this.state = this.inBlobs ? State.BlobOid : State.BlockStart;
+        }
+    }
+    /**
+     * Checks the next `length` bytes of the open chunk for what a COPY row holds: one newline,
+     * its last byte.
+     */
+    checkRow(data, at, length) {
+        const offset = this.chunkLength - this.chunkLeft;
+        const newline = data.subarray(at, at + length).indexOf(10);
+        const ends = offset + length === this.chunkLength;
+        if ((newline >= 0 && offset + newline !== this.chunkLength - 1) ||
+            (ends && data[at + length - 1] !== 10)) {
+            this.oneRowPerChunk = false;
+        }
+    }
+    /** Compares the next `length` bytes of the open chunk with COPY_END. */
+    matchCopyEnd(data, at, length) {
+        const from = this.endMatched;
+        const same = data.compare(COPY_END, from, from + length, at, at + length) === 0;
+        this.endMatched = same ? from + length : -1;
+    }
+    /**
+     * The rows of a table's data in the archive, once its data block was read to the end;
+     * undefined when the archive has no such block, or holds the data as INSERT statements.
+     * pg_dump writes every row that COPY sends as a chunk of its own (the protocol sends one
+     * message per row, and a row's text holds no newline but its last byte), then a `\.` line
+     * that is no row; so a block's chunks, less that line, are the table's rows in the dump's
+     * snapshot, counted as they pass. The first chunks of each block are checked to be one row
+     * each: a block whose chunks hold several rows (a pg_dump that buffered them, or an archive
+     * already merged) gives no count rather than a wrong one.
+     */
+    rowsOf(schema, table) {
+        return this.tableRows.get(tableKey(schema, table));
+    }
+    copyField(field, at, length) {
+        this.reserve(length);
+        field.copy(this.slab, this.end, at, at + length);
+        this.end += length;
+    }
+    /** Writes the open chunk's length into its header. */
+    closeChunk() {
+        if (this.chunkAt < 0)
+            return;
+        const length = this.end - this.chunkAt - 1 - this.intSize;
+        const s = this.slab;
+        s[this.chunkAt] = 0;
+        let rest = length;
+        for (let i = 0; i < this.intSize; i++) {
+            s[this.chunkAt + 1 + i] = rest % 256;
+            rest = Math.floor(rest / 256);
+        }
+        this.chunkAt = -1;
+        this.chunksOut++;
+    }
+    /** Makes room for `length` bytes, closing the open chunk and starting a new slab if needed. */
+    reserve(length) {
+        if (this.end + length <= this.slab.length)
+            return;
+        this.closeChunk();
+        this.emit(this.end);
+        const retired = this.slab;
+        this.slab = this.newSlab();
+        if (!this.outstanding.has(retired.buffer) && this.spare.length < SPARE_SLABS) {
+            this.spare.push(retired);
+        }
+        this.emitted = 0;
+        this.end = 0;
+    }
+    emit(upTo) {
+        if (upTo > this.emitted) {
+            this.out.push(this.slab.subarray(this.emitted, upTo));
+            const key = this.slab.buffer;
+            this.outstanding.set(key, (this.outstanding.get(key) ?? 0) + 1);
+        }
+        this.emitted = upTo;
+    }
+}
+/** A table's key in the row counts (names hold no NUL). */
+function tableKey(schema, table) {
+    return `${schema}\0${table}`;
+}
+/** An int as pg_dump writes it: a sign byte, then `intSize` bytes, least significant first. */
+function archive_readInt(buffer, at, intSize) {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < intSize; i++) {
+        value += buffer[at + 1 + i] * scale;
+        scale *= 256;
+    }
+    return buffer[at] === 0 ? value : -value;
+}
+/** A cursor over the head bytes that throws NEED_MORE where they end mid-item. */
+class archive_HeadReader {
+    buffer;
+    length;
+    at;
+    intSize = 4;
+    constructor(buffer, length, at) {
+        this.buffer = buffer;
+        this.length = length;
+        this.at = at;
+    }
+    need(count) {
+        if (this.at + count > this.length)
+            throw archive_NEED_MORE;
+    }
+    byte() {
+        this.need(1);
+        return this.buffer[this.at++];
+    }
+    bytes(count) {
+        this.need(count);
+        const b = this.buffer.subarray(this.at, this.at + count);
+        this.at += count;
+        return b;
+    }
+    int() {
+        this.need(1 + this.intSize);
+        const value = archive_readInt(this.buffer, this.at, this.intSize);
+        this.at += 1 + this.intSize;
+        return value;
+    }
+    /** A string, or undefined for the missing string (length -1). */
+    string() {
+        const length = this.int();
+        if (length < 0)
+            return undefined;
+        return this.bytes(length).toString('utf8');
+    }
+    /** Passes over a string without decoding it; false for the missing string. */
+    skipString() {
+        const length = this.int();
+        if (length < 0)
+            return false;
+        this.bytes(length);
+        return true;
+    }
+}
+
+// EXTERNAL MODULE: ./lib/storage/parts.js
+var parts = __nccwpck_require__(3495);
+;// CONCATENATED MODULE: ./lib/backup/copies.js
+
+/**
+ * The copies of one backup, one per destination: which objects each holds, which failed and
+ * why. A copy that fails loses what it stored (nothing half-written is left looking complete);
+ * the others go on.
+ */
+class copies_BackupCopies {
+    logger;
+    copies;
+    constructor(stores, logger) {
+        this.logger = logger;
+        this.copies = stores.map((storage) => ({ storage, stored: [], complete: false }));
+    }
+    /** Every destination's store, in order. */
+    get stores() {
+        return this.copies.map((c) => c.storage);
+    }
+    /** The stores still writing (none of their steps failed). */
+    get live() {
+        return this.copies.filter((c) => c.error === undefined).map((c) => c.storage);
+    }
+    /** Records the dump's upload to `stores` (in that order): stored, or failed with the cause. */
+    async recordUploads(stores, key, results, bytes) {
+        for (const [i, result] of results.entries()) {
+            const copy = this.copyOf(stores[i]);
+            if (!result.ok) {
+                await this.fail(copy, result.error);
+                continue;
+            }
+            copy.stored.push(key);
+            if (result.bytes !== bytes) {
+                await this.fail(copy, new Error(`Stored ${result.bytes} bytes but the dump produced ${bytes}; the upload is incomplete.`));
+            }
+        }
+    }
+    /**
+     * Writes `key` with `write` to every live copy at once; a copy whose write fails is failed.
+     * With `completes`, the write is the manifest: the copy is complete once it succeeded.
+     */
+    async writeEach(key, write, completes = false) {
+        const live = this.copies.filter((c) => c.error === undefined);
+        await Promise.all(live.map(async (copy) => {
+            try {
+                await write(copy.storage);
+                copy.stored.push(key);
+                copy.complete = completes;
+            }
+            catch (error) {
+                await this.fail(copy, error instanceof Error ? error : new Error(errorMessage(error)));
+            }
+        }));
+    }
+    /** Throws when no copy is still writing: the one destination's own error, or each named. */
+    assertAnyLive() {
+        if (this.live.length > 0)
+            return;
+        if (this.copies.length === 1 && this.copies[0].error)
+            throw this.copies[0].error;
+        const list = this.copies.map((c) => `${c.storage.description}: ${errorMessage(c.error)}`);
+        throw new Error(`Every destination failed: ${list.join('; ')}`);
+    }
+    /** How many copies are complete (manifest written). */
+    get completeCount() {
+        return this.copies.filter((c) => c.complete).length;
+    }
+    /** The first failure, for a run with a single destination: its own error, as it was. */
+    get firstError() {
+        return this.copies.find((c) => c.error !== undefined)?.error;
+    }
+    /** Per destination: where the dump object is, and whether the copy is complete. */
+    report(objectKey) {
+        return this.copies.map((c) => ({
+            storage: c.storage.description,
+            location: c.storage.location(objectKey),
+            status: c.complete ? 'stored' : 'failed',
+            error: c.complete ? undefined : errorMessage(c.error ?? 'the backup did not finish'),
+        }));
+    }
+    /** Removes the objects of every copy that is not complete (the run failed before its manifest). */
+    async removeIncomplete() {
+        await Promise.all(this.copies.filter((c) => !c.complete).map((c) => this.removeStored(c)));
+    }
+    copyOf(storage) {
+        const copy = this.copies.find((c) => c.storage === storage);
+        if (copy === undefined)
+            throw new Error(`${storage.description} is not a destination`);
+        return copy;
+    }
+    async fail(copy, error) {
+        copy.error ??= error;
+        if (this.copies.length > 1)
+            this.logger.warning(`The copy in ${copy.storage.description} failed: ${error.message}`);
+        await this.removeStored(copy);
+    }
+    /** Objects of a copy that failed after they were stored: removed, so nothing half-written is left. */
+    async removeStored(copy) {
+        if (copy.stored.length === 0)
+            return;
+        const keys = copy.stored.splice(0);
+        await copy.storage
+            .delete(keys)
+            .catch((error) => this.logger.warning(`Could not remove the partial backup objects ${keys.join(', ')} from ${copy.storage.description}: ${errorMessage(error)}`));
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/backup/backup.js
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * A whole database as a custom-format dump with the action's defaults (compression auto, exact
+ * row counts, no roles, no encryption, kind scheduled); callers spread their own choices over it.
+ */
+function backup_wholeDatabaseBackup(connection, name) {
+    return {
+        connection,
+        name,
+        format: 'custom',
+        jobs: 1,
+        compression: { method: 'auto' },
+        selection: { schemas: [], excludeSchemas: [], excludeTableData: [] },
+        globals: false,
+        kind: 'scheduled',
+        labels: {},
+        rowCounts: 'exact',
+        sizeChangeThreshold: 20,
+        git: {},
+    };
+}
+/** `auto`, `none`, `zstd[:level]`, `gzip[:level]`. */
+function parseCompression(value) {
+    const text = (value ?? 'auto').trim();
+    const m = /^(auto|none|zstd|gzip)(?::(\d+))?$/.exec(text);
+    if (!m || ((m[1] === 'auto' || m[1] === 'none') && m[2] !== undefined)) {
+        throw new OptionError('compression', (w) => `${w.option('compression')} must be auto, none, zstd[:level] or gzip[:level], got '${text}'.`);
+    }
+    const level = m[2] === undefined ? undefined : Number(m[2]);
+    if (m[1] === 'zstd') {
+        if (level !== undefined && (level < 1 || level > 19)) {
+            throw new OptionError('compression', (w) => `${w.option('compression')}: zstd levels go from 1 to 19, got ${level}.`);
+        }
+        return { method: 'zstd', level };
+    }
+    if (m[1] === 'gzip') {
+        if (level !== undefined && (level < 0 || level > 9)) {
+            throw new OptionError('compression', (w) => `${w.option('compression')}: gzip levels go from 0 to 9, got ${level}.`);
+        }
+        return { method: 'gzip', level };
+    }
+    return { method: m[1] };
+}
+/** The zstd level of compression 'auto' (see planCompression). */
+const AUTO_ZSTD_LEVEL = 1;
+/**
+ * zstd's match-finder table for 'auto', as a power of two: level 1 picks 2^14 entries for large
+ * input, and 2^16 find enough more matches in table data to write about 1.5 % less for about
+ * 12 % more of zstd's CPU time. Restore needs nothing for it.
+ */
+const AUTO_ZSTD_HASH_LOG = 16;
+function planCompression(choice, pgDumpMajor, zstdPath) {
+    switch (choice.method) {
+        case 'none':
+            return { info: { method: 'none' }, pgDumpCompress: '0' };
+        case 'gzip': {
+            const level = choice.level ?? 6;
+            return { info: { method: 'pg_dump-gzip', level }, pgDumpCompress: String(level) };
+        }
+        case 'zstd': {
+            const level = choice.level ?? 3;
+            if (zstdPath)
+                return externalZstd(zstdPath, level);
+            if (pgDumpMajor >= 16) {
+                return { info: { method: 'pg_dump-zstd', level }, pgDumpCompress: `zstd:${level}` };
+            }
+            throw new ConfigurationError(`Input 'compression' is 'zstd' but the zstd command is not installed and pg_dump ${pgDumpMajor} has no zstd support. ` +
+                `Install it (sudo apt-get install -y zstd) or use compression 'auto' or 'gzip'.`);
+        }
+        case 'auto':
+            // zstd outside pg_dump, at level 1: pg_dump's single-threaded zlib takes about three
+            // times as long as the dump itself, zstd -1 a third of a core, and levels 2 and 3 cost
+            // up to twice the CPU for sizes within 1 % on the benchmark's data. With the archive's
+            // chunks coalesced (see ArchiveCoalescer) and a larger match table, the object is smaller
+            // than pg_dump's own zlib writes. Without zstd, pg_dump's own default compression.
+            return zstdPath
+                ? externalZstd(zstdPath, AUTO_ZSTD_LEVEL, [`--zstd=hlog=${AUTO_ZSTD_HASH_LOG}`])
+                : { info: { method: 'pg_dump-gzip', level: 6 }, pgDumpCompress: '6' };
+    }
+}
+function externalZstd(zstdPath, level, tuning = []) {
+    return {
+        info: { method: 'zstd', level },
+        pgDumpCompress: '0',
+        external: {
+            command: zstdPath,
+            args: [`-${level}`, ...tuning, '-T0', '-q', '-c'],
+            suffix: '.zst',
+        },
+    };
+}
+/** Object file name of the dump: dump.pgc[.zst][.age] or dump.tar[.zst][.age]. */
+function dumpObjectName(format, plan, encrypted) {
+    return `dump.${format === 'custom' ? 'pgc' : 'tar'}${plan.external?.suffix ?? ''}${encrypted ? '.age' : ''}`;
+}
+/** pg_dump's arguments for the selection (connection parameters travel in the environment). */
+function pgDumpArgs(options) {
+    const args = ['--no-password', `--compress=${options.compress}`];
+    if (options.format === 'custom') {
+        args.push('--format=custom');
+    }
+    else {
+        args.push('--format=directory', `--jobs=${options.jobs}`, `--file=${options.outputDir}`);
+    }
+    if (options.snapshot)
+        args.push(`--snapshot=${options.snapshot}`);
+    for (const s of options.selection.schemas)
+        args.push(`--schema=${s}`);
+    for (const s of options.selection.excludeSchemas)
+        args.push(`--exclude-schema=${s}`);
+    for (const t of options.selection.excludeTableData)
+        args.push(`--exclude-table-data=${t}`);
+    return args;
+}
+function defaultSuffix() {
+    return randomBytes(3).toString('hex');
+}
+/**
+ * The backup stored last under `name`, for the size comparison. A manifest that cannot be read
+ * is that backup's problem (verify reports it), not a reason to skip tonight's backup: it becomes
+ * a warning and the comparison is left out.
+ */
+async function backup_previousBackup(storage, name, warnings) {
+    try {
+        return await lastStoredBackup(storage, name);
+    }
+    catch (error) {
+        if (!(error instanceof ManifestError))
+            throw error;
+        warnings.push(`The size change against the previous backup of '${name}' is left out: ${error.message}`);
+        return undefined;
+    }
+}
+/** Raised when fewer destinations than required hold a complete copy; the others are reported. */
+class DestinationsError extends Error {
+    result;
+    constructor(message, 
+    /** The run as it ended: the complete copies hold the backup and its manifest. */
+    result) {
+        super(message);
+        this.result = result;
+        this.name = 'DestinationsError';
+    }
+}
+/**
+ * Backs up one database: pg_dump → (zstd) → (age) → SHA-256 → every destination at once,
+ * streamed, then each destination's manifest, written last. A destination that fails loses what
+ * it stored and the others go on; the run fails with DestinationsError when fewer than
+ * `destinationsRequired` copies are complete. On any other failure every upload is aborted,
+ * what was stored is removed, no manifest is written, and the error says what failed
+ * (pg_dump's own text when it was pg_dump).
+ */
+async function backup_runBackup(options, deps) {
+    const t0 = Date.now();
+    const started = deps.clock.now();
+    const pooler = transactionPoolerHint(options.connection);
+    if (pooler)
+        throw new ConfigurationError(pooler);
+    deps.logger.info(`Connecting to ${describeConnection(options.connection)}`);
+    const session = { client: await connect(options.connection), snapshotOpen: false };
+    const copies = new BackupCopies([deps.storage, ...(deps.copies ?? [])], deps.logger);
+    const warnings = [];
+    try {
+        const source = await prepareSource(session, options, deps, started, warnings);
+        const dump = await dumpInSnapshot(session, source, options, deps, copies);
+        const objects = [
+            { key: source.objectKey, role: 'dump', bytes: dump.bytes, sha256: dump.sha256 },
+        ];
+        const globals = options.globals
+            ? await storeGlobals(source, options, deps, copies, warnings)
+            : undefined;
+        if (globals)
+            objects.push(globals);
+        const size = compareSize(source.previous, dump.bytes, options, source.plan, deps.logger);
+        if (size.warning)
+            warnings.push(size.warning);
+        const manifest = backup_buildManifest(options, source, {
+            started,
+            finished: deps.clock.now(),
+            objects,
+            archiveBytes: dump.archiveBytes,
+            inventory: dump.inventory,
+            previous: size.previous,
+        });
+        const mKey = manifestKey(source.name, source.id);
+        await copies.writeEach(mKey, (s) => s.putBytes(mKey, `${JSON.stringify(manifest, null, 2)}\n`, { ifNoneMatch: true }), true);
+        const result = {
+            manifest,
+            manifestKey: mKey,
+            objectKey: source.objectKey,
+            bytes: dump.bytes,
+            sha256: dump.sha256,
+            durationSeconds: (Date.now() - t0) / 1000,
+            dumpSeconds: dump.seconds,
+            sizeChangePercent: size.changePercent,
+            sizeChangeSkipped: size.notComparable,
+            warnings,
+            sizeWarning: size.warning,
+            serverVersion: source.server.version,
+            pgDumpVersion: source.tools.version,
+            copies: copies.report(source.objectKey),
+        };
+        checkCopies(copies, result, options.destinationsRequired);
+        deps.logger.info(`Backup ${source.id} complete: ${formatBytes(dump.bytes)} in ${result.durationSeconds.toFixed(1)}s (the dump streamed at ${rate(dump.bytes, dump.seconds)})`);
+        return result;
+    }
+    finally {
+        if (session.snapshotOpen)
+            await session.client.query('ROLLBACK').catch(() => undefined);
+        await session.client.end().catch(() => undefined);
+        await copies.removeIncomplete();
+    }
+}
+/**
+ * Connects the backup to its source: the server, the catalog name, the tools and compression,
+ * the backup's id, and the snapshot the dump reads, with what the manifest records of it.
+ */
+async function prepareSource(session, options, deps, started, warnings) {
+    const { client } = session;
+    const server = await serverInfo(client);
+    deps.logger.info(`Server: PostgreSQL ${server.version}, database ${server.database}`);
+    const name = options.name ?? server.database;
+    if (!isCatalogName(name)) {
+        throw new ConfigurationError(`Input 'name' must be one path segment of letters, digits, '.', '_' or '-', got '${name}'.`);
+    }
+    // The previous backup (for the size change) is looked up while the tools are found and the
+    // snapshot is taken: on a bucket with a long history the listing takes a while.
+    const previousWarnings = [];
+    const lookup = backup_previousBackup(deps.storage, name, previousWarnings);
+    lookup.catch(() => undefined);
+    const tools = await deps.resolveTools({ major: server.major, version: server.version });
+    const plan = planCompression(options.compression, tools.major, deps.zstdPath);
+    if (!options.encryption) {
+        warnings.push(`Backup of '${name}' is not encrypted: set encryption-recipients (an age public key) so the stored copy is unreadable without the identity.`);
+    }
+    const id = newBackupId(started, deps.randomSuffix ?? defaultSuffix);
+    const objectKey = `${backupPrefix(name, id)}${dumpObjectName(options.format, plan, Boolean(options.encryption))}`;
+    const snapshot = await exportSnapshot(client);
+    session.snapshotOpen = true;
+    const tables = await listTables(client, options.selection);
+    // Before pg_dump starts: a sequence's value is read outside the snapshot, so pg_dump's own
+    // read, later, is never behind this one.
+    const platform = await detectPlatform(client);
+    const sourceState = await readSourceState(client, options.selection);
+    warnings.push(...(await platformWarnings(client, options, platform)));
+    const sizeEstimate = await databaseSize(client);
+    const previous = await lookup;
+    warnings.push(...previousWarnings);
+    return {
+        server,
+        name,
+        id,
+        objectKey,
+        tools,
+        plan,
+        snapshot,
+        tables,
+        platform,
+        sourceState,
+        sizeEstimate,
+        previous,
+    };
+}
+/**
+ * Streams the dump to every destination and takes the tables' inventory and the platform's
+ * fingerprints in the same snapshot, which is closed afterwards.
+ */
+async function dumpInSnapshot(session, source, options, deps, copies) {
+    const { client } = session;
+    // An uncompressed custom archive on its way to a compressor passes through this process,
+    // which merges its per-row chunks (see ArchiveCoalescer) and so counts each table's rows on
+    // the way: exact counts in the dump's snapshot without scanning every table a second time.
+    // Otherwise the tables are counted beside the dump, in the same snapshot.
+    const coalescer = options.format === 'custom' && source.plan.external ? new ArchiveCoalescer() : undefined;
+    const rowsFromDump = coalescer !== undefined && options.rowCounts === 'exact';
+    const counting = rowsFromDump ? undefined : countTables(client, source.tables, options.rowCounts);
+    counting?.catch(() => undefined);
+    // The platform's users, files and secrets are fingerprinted beside the dump, in its snapshot.
+    const matcher = selectionMatcher(options.selection);
+    const contents = source.platform
+        ? readContents(client, SUPABASE_CONTENT_TABLES.filter((t) => matcher.schemaIncluded(t.split('.')[0])))
+        : undefined;
+    contents?.catch(() => undefined);
+    const where = copies.stores.map((s) => s.location(source.objectKey)).join(', ');
+    const dump = await deps.logger.group(`Dump ${source.name} to ${where}`, async () => {
+        const stores = copies.live;
+        const streamed = await streamDump({ options, deps, source, stores, coalescer });
+        await copies.recordUploads(stores, source.objectKey, streamed.results, streamed.bytes);
+        copies.assertAnyLive();
+        return streamed;
+    });
+    const inventory = [
+        ...((await counting) ?? (await countDumpedRows(client, source.tables, coalescer, deps.logger))),
+        ...(await extensionTableInventory(client, options)),
+    ];
+    if (contents)
+        source.sourceState.contents = await contents;
+    await client.query('COMMIT');
+    session.snapshotOpen = false;
+    return {
+        bytes: dump.bytes,
+        sha256: dump.sha256,
+        archiveBytes: dump.archiveBytes,
+        seconds: dump.seconds,
+        inventory,
+    };
+}
+/**
+ * The roles (pg_dumpall --roles-only) on every destination still writing; the manifest's entry,
+ * or undefined with a warning when the server forbids the dump.
+ */
+async function storeGlobals(source, options, deps, copies, warnings) {
+    const key = `${backupPrefix(source.name, source.id)}globals.sql${options.encryption ? '.age' : ''}`;
+    const globals = await dumpGlobals(options, deps, source.tools);
+    if (!globals) {
+        warnings.push(`Roles were not dumped: pg_dumpall --roles-only failed on this server (managed services may forbid it). The database backup itself is complete.`);
+        return undefined;
+    }
+    await copies.writeEach(key, (s) => s.putBytes(key, globals.data));
+    copies.assertAnyLive();
+    return { key, role: 'globals', bytes: globals.data.length, sha256: globals.sha256 };
+}
+/** The size change against the previous backup, when the two are comparable. */
+function compareSize(previous, bytes, options, plan, logger) {
+    if (!previous)
+        return {};
+    const notComparable = whySizeNotComparable(previous, options.format, plan.info);
+    if (notComparable) {
+        logger.info(`Size change against ${previous.id} not compared: ${notComparable}`);
+        return { notComparable };
+    }
+    const prevBytes = previous.objects.find((o) => o.role === 'dump')?.bytes ?? 0;
+    if (prevBytes <= 0)
+        return {};
+    const changePercent = Math.round(((bytes - prevBytes) / prevBytes) * 1000) / 10;
+    const info = { id: previous.id, bytes: prevBytes, changePercent };
+    if (Math.abs(changePercent) <= options.sizeChangeThreshold) {
+        return { changePercent, previous: info };
+    }
+    const warning = `Backup size changed by ${changePercent > 0 ? '+' : ''}${changePercent}% against the previous backup ${previous.id} ` +
+        `(${formatBytes(prevBytes)} → ${formatBytes(bytes)}), more than size-change-threshold ${options.sizeChangeThreshold}%.`;
+    return { changePercent, warning, previous: info };
+}
+/** The manifest every destination receives, written last. */
+function backup_buildManifest(options, source, run) {
+    return {
+        schemaVersion: MANIFEST_SCHEMA_VERSION,
+        id: source.id,
+        name: source.name,
+        kind: options.kind,
+        labels: options.labels,
+        startedAt: run.started.toISOString(),
+        finishedAt: run.finished.toISOString(),
+        source: {
+            database: source.server.database,
+            serverVersion: source.server.version,
+            serverVersionNum: source.server.versionNum,
+        },
+        tools: { pgDumpVersion: source.tools.version, pgDumpPath: source.tools.pgDump },
+        format: options.format,
+        compression: source.plan.info,
+        encryption: options.encryption
+            ? {
+                scheme: 'age',
+                recipients: options.encryption.recipients,
+                passphrase: Boolean(options.encryption.passphrase),
+            }
+            : null,
+        objects: run.objects,
+        archiveBytes: run.archiveBytes,
+        rowCounts: options.rowCounts,
+        tables: run.inventory,
+        sourceState: source.sourceState,
+        platform: source.platform,
+        globals: run.objects.some((o) => o.role === 'globals'),
+        git: options.git,
+        keepUntil: options.keepUntil?.toISOString(),
+        previous: run.previous,
+        options: {
+            schemas: options.selection.schemas,
+            excludeSchemas: options.selection.excludeSchemas,
+            excludeTableData: options.selection.excludeTableData,
+        },
+    };
+}
+/**
+ * Fails the run when fewer copies than required are complete: with one destination, with that
+ * destination's own error; else with DestinationsError. A failed copy the run can do without
+ * becomes a warning.
+ */
+function checkCopies(copies, result, required) {
+    const total = result.copies.length;
+    const failed = result.copies.filter((c) => c.status === 'failed');
+    if (failed.length === 0)
+        return;
+    if (total === 1)
+        throw copies.firstError ?? new Error('The backup did not finish.');
+    const needed = required ?? total;
+    const stored = total - failed.length;
+    const list = failed.map((c) => `${c.storage}: ${c.error}`).join('; ');
+    if (stored < needed) {
+        throw new DestinationsError(`${stored} of ${total} destinations hold backup ${result.manifest.id}, ${needed} required. Failed: ${list}`, result);
+    }
+    result.warnings.push(`${stored} of ${total} destinations hold backup ${result.manifest.id} (destinations-required ${needed}). Failed: ${list}`);
+}
+/**
+ * Why the previous backup's size says nothing about this one's, when it does not: another format
+ * or compression changes the object's size with the data unchanged.
+ */
+function whySizeNotComparable(previous, format, compression) {
+    if (previous.format !== format) {
+        return `it is a ${previous.format}-format archive and this one ${format}-format`;
+    }
+    if (previous.compression.method !== compression.method ||
+        previous.compression.level !== compression.level) {
+        return `it was compressed with ${describeCompression(previous.compression)} and this one with ${describeCompression(compression)}`;
+    }
+    return undefined;
+}
+async function databaseSize(client) {
+    const r = await client.query('SELECT pg_database_size(current_database())::text AS n');
+    return Number(r.rows[0].n);
+}
+/**
+ * The manifest's tables with their rows: for `exact`, the rows `counted` knows (those the dump
+ * carried), else `count(*)` in the client's snapshot.
+ */
+async function countTables(client, tables, mode, counted) {
+    const out = [];
+    for (const t of tables) {
+        let rows = null;
+        if (t.dataExcluded)
+            rows = 0;
+        else if (mode === 'exact')
+            rows = counted?.(t) ?? (await countRows(client, t.schema, t.name));
+        else if (mode === 'estimate')
+            rows = t.estimate;
+        const entry = { schema: t.schema, name: t.name, rows, bytes: t.bytes };
+        if (t.dataExcluded)
+            entry.dataExcluded = true;
+        out.push(entry);
+    }
+    return out;
+}
+/**
+ * What a user should know before relying on this backup: a Supabase project's catalog name left
+ * to default (every project's database is called postgres), and what a backup of selected
+ * schemas relies on outside them.
+ */
+async function platformWarnings(client, options, platform) {
+    const warnings = [];
+    if (platform && options.name === undefined) {
+        warnings.push(`This is a Supabase project, whose database is always called postgres: set name (for example the project's name) so that the backups of several projects do not share the catalog name 'postgres'.`);
+    }
+    const outside = await dependenciesOutside(client, options.selection);
+    if (outside.length > 0) {
+        warnings.push(`The backup covers selected schemas, and relies on what is outside them; a restore needs a target that has it: ${outside.join('; ')}.`);
+    }
+    return warnings;
+}
+/**
+ * Extension configuration tables whose rows pg_dump carries (a whole-database dump carries the
+ * extensions), counted whole in the dump's snapshot: after a restore with the same extension
+ * version the table holds the extension's own rows and the dumped ones, as the source did.
+ */
+async function extensionTableInventory(client, options) {
+    if (options.selection.schemas.length > 0)
+        return [];
+    const matcher = selectionMatcher(options.selection);
+    const out = [];
+    for (const t of await extensionConfigTables(client)) {
+        if (!matcher.schemaIncluded(t.schema))
+            continue;
+        const rows = options.rowCounts === 'exact' ? await countRows(client, t.schema, t.name) : null;
+        out.push({ schema: t.schema, name: t.name, rows, bytes: t.bytes, extension: t.extension });
+    }
+    return out;
+}
+/**
+ * Exact row counts from what the coalescer counted in pg_dump's output, and `count(*)` in the
+ * dump's snapshot for any table it did not see as COPY rows.
+ */
+async function countDumpedRows(client, tables, coalescer, logger) {
+    let seen = 0;
+    const inventory = await countTables(client, tables, 'exact', (t) => {
+        const rows = coalescer?.rowsOf(t.schema, t.name);
+        if (rows !== undefined)
+            seen++;
+        return rows;
+    });
+    const byCountStar = tables.filter((t) => !t.dataExcluded).length - seen;
+    logger.info(`Row counts: ${seen} ${seen === 1 ? 'table' : 'tables'} counted in pg_dump's output as it passed` +
+        (byCountStar > 0 ? `, ${byCountStar} by count(*) in the dump's snapshot.` : '.'));
+    return inventory;
+}
+/**
+ * Runs the tools (pg_dump, tar, zstd) and streams their output, encrypted, to every store at
+ * once. Throws when the tools failed (their own message) or when no store took the dump.
+ */
+async function streamDump(a) {
+    const pipes = await openPipes(a.deps, a.coalescer);
+    const chain = { processes: [] };
+    try {
+        let source = a.options.format === 'custom'
+            ? startCustomDump(a, pipes, chain)
+            : await startDirectoryDump(a, pipes, chain);
+        if (a.source.plan.external)
+            source = startCompressor(a, pipes, chain, source);
+        pipes.fifo?.closeWriteEnd();
+        const encryptor = a.options.encryption
+            ? await AgeEncryptor.create(a.options.encryption)
+            : undefined;
+        const stages = [];
+        if (pipes.fifo)
+            source = pipes.fifo.reader(encryptor);
+        else if (encryptor)
+            stages.push(encryptingStream(encryptor));
+        return await uploadToAll(a, chain, source, stages);
+    }
+    finally {
+        for (const p of chain.processes)
+            p.proc.kill();
+        await pipes.dumpFifo?.dispose();
+        await pipes.fifo?.dispose();
+        if (chain.tmp)
+            await rm(chain.tmp, { recursive: true, force: true });
+    }
+}
+/**
+ * The coalescer reads pg_dump's archive through a named pipe of its own. The last tool in the
+ * pipe writes into a named pipe where there is one (see Fifo), else into an ordinary pipe read
+ * as a stream.
+ */
+async function openPipes(deps, coalescer) {
+    if (deps.namedPipe === false)
+        return {};
+    const tmpRoot = deps.tmpDir ?? os.tmpdir();
+    const [fifo, dumpFifo] = await Promise.all([
+        Fifo.create(tmpRoot, deps.env),
+        coalescer ? Fifo.create(tmpRoot, deps.env) : undefined,
+    ]);
+    return { fifo, dumpFifo };
+}
+/** Where the last tool writes: its named pipe, else a pipe read as a stream. */
+function lastStdout(pipes) {
+    return pipes.fifo ? pipes.fifo.writeFd : 'pipe';
+}
+/** Where pg_dump or tar writes: the coalescer's pipe, the compressor's, or the last tool's. */
+function producerStdout(pipes, plan) {
+    if (pipes.dumpFifo)
+        return pipes.dumpFifo.writeFd;
+    if (plan.external)
+        return 'pipe';
+    return lastStdout(pipes);
+}
+/** pg_dump writing a custom archive; its output as a stream (through the coalescer, if any). */
+function startCustomDump(a, pipes, chain) {
+    const { options, source, coalescer } = a;
+    const dump = startProcess(source.tools.pgDump, pgDumpArgs({
+        format: 'custom',
+        compress: source.plan.pgDumpCompress,
+        snapshot: source.snapshot,
+        selection: options.selection,
+        jobs: 1,
+    }), {
+        env: childEnv(a.deps.env, options.connection),
+        stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
+    });
+    chain.processes.push({ tool: 'pg_dump', proc: dump });
+    if (pipes.dumpFifo) {
+        pipes.dumpFifo.closeWriteEnd();
+        return pipes.dumpFifo.reader(coalescer);
+    }
+    const stdout = dump.child.stdout ?? undefined;
+    return coalescer ? stdout?.pipe(processingStream(coalescer)) : stdout;
+}
+/** A directory dump, written by parallel workers to a folder, then streamed as a tar. */
+async function startDirectoryDump(a, pipes, chain) {
+    const { options, deps, source } = a;
+    chain.tmp = await mkdtemp(path.join(deps.tmpDir ?? os.tmpdir(), 'pg-backup-dir-'));
+    const outputDir = path.join(chain.tmp, 'dump');
+    const dump = startProcess(source.tools.pgDump, pgDumpArgs({
+        format: 'directory',
+        compress: source.plan.pgDumpCompress,
+        snapshot: source.snapshot,
+        selection: options.selection,
+        jobs: options.jobs,
+        outputDir,
+    }), { env: childEnv(deps.env, options.connection) });
+    await deps.logger.group('pg_dump (directory format)', async () => {
+        const exit = await dump.exited;
+        if (exit.code !== 0)
+            throw new Error(describeExit('pg_dump', exit));
+    });
+    chain.archive = { bytes: await folderBytes(outputDir) };
+    const tar = startProcess('tar', ['-C', outputDir, '-cf', '-', '.'], {
+        env: deps.env,
+        stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
+    });
+    chain.processes.push({ tool: 'tar', proc: tar });
+    return tar.child.stdout ?? undefined;
+}
+/** The external compressor reading the producer's output; its own output as a stream. */
+function startCompressor(a, pipes, chain, input) {
+    const external = a.source.plan.external;
+    const { coalescer } = a;
+    const compressor = startProcess(external.command, external.args, {
+        stdio: [coalescer ? 'pipe' : input, lastStdout(pipes), 'pipe'],
+        env: a.deps.env,
+    });
+    chain.processes.push({ tool: path.basename(external.command), proc: compressor });
+    if (coalescer) {
+        chain.archive = { bytes: 0 };
+        const stdin = releasingWriter(compressor.child.stdin, coalescer, chain.archive);
+        chain.feeding = new Promise((resolve, reject) => pipeline(input, stdin, (error) => (error ? reject(error) : resolve())));
+        // Its failure is judged with the tools' exits (toolsSucceeded), never left unhandled.
+        chain.feeding.catch(() => undefined);
+    }
+    else {
+        // The compressor reads the pipe directly; this process lets go of its end so the
+        // producer's 'close' can fire and a dying compressor breaks the producer's pipe.
+        input?.destroy();
+    }
+    return compressor.child.stdout ?? undefined;
+}
+/**
+ * Resolves once every tool exited 0 and the archive read whole on its way through; else rejects
+ * with the cause. The first failure in pipe order that is not a broken pipe is the cause:
+ * pg_dump's own message wins over a compressor that lost its input, and a compressor that died
+ * wins over the SIGPIPE it caused upstream.
+ */
+async function toolsSucceeded(chain) {
+    const exits = await Promise.all(chain.processes.map((p) => p.proc.exited));
+    const failed = exits
+        .map((exit, i) => ({ exit, tool: chain.processes[i].tool }))
+        .filter(({ exit }) => exit.code !== 0 || exit.signal);
+    if (failed.length > 0) {
+        const cause = failed.find(({ exit }) => exit.signal !== 'SIGPIPE') ?? failed[0];
+        throw new Error(describeExit(cause.tool, cause.exit));
+    }
+    await chain.feeding;
+}
+/**
+ * Streams the tools' output through the hash to every store at once. The stores complete their
+ * uploads only once the tools succeeded (the writer's commit), so a dump cut short is never
+ * stored as complete.
+ */
+async function uploadToAll(a, chain, source, stages) {
+    const tools = toolsSucceeded(chain);
+    tools.catch(() => undefined);
+    // The hash stage is what the stores read: every stage is one more hop per chunk.
+    const hash = new HashCounter({ highWaterMark: 1 << 20 });
+    // The dump is cut into parts once; every store is sent the same part buffers.
+    const writer = new PartWriter(a.stores.map((s) => s.upload(a.source.objectKey, { sizeHint: a.source.sizeEstimate })), { commit: tools });
+    const progress = new Progress(a.deps.logger, 'Uploaded', () => hash.bytes, a.deps.progressIntervalMs ?? 5000);
+    try {
+        const streaming = await new Promise((resolve) => {
+            pipeline([source, ...stages, hash, writer], (error) => resolve(error ?? undefined));
+        });
+        const results = await writer.results;
+        if (streaming !== undefined || results.every((r) => !r.ok)) {
+            for (const p of chain.processes)
+                p.proc.kill();
+            await Promise.all(chain.processes.map((p) => p.proc.exited));
+            // A tool that failed on its own is the cause; otherwise the stores' own reports (which
+            // name the endpoints), rather than the pipe's echo of them.
+            throw writer.commitError ?? storesFailure(a.stores, results) ?? streaming;
+        }
+        progress.report();
+        if (a.coalescer)
+            a.deps.logger.info(describeCoalescing(a.coalescer));
+        return {
+            bytes: hash.bytes,
+            sha256: hash.digest(),
+            archiveBytes: chain.archive?.bytes,
+            seconds: progress.elapsedSeconds(),
+            results,
+        };
+    }
+    finally {
+        progress.stop();
+    }
+}
+/** The stores' errors when every store failed: the one store's own, or each named. */
+function storesFailure(stores, results) {
+    const errors = results.flatMap((r) => (r.ok ? [] : [r.error]));
+    if (errors.length < results.length || errors.length === 0)
+        return undefined;
+    if (errors.length === 1)
+        return errors[0];
+    return new Error(`Every destination failed: ${errors.map((e, i) => `${stores[i].description}: ${e.message}`).join('; ')}`);
+}
+function describeCoalescing(coalescer) {
+    if (coalescer.unchangedBecause) {
+        return `Archive passed to the compressor unchanged: ${coalescer.unchangedBecause}.`;
+    }
+    return `Archive data: ${formatCount(coalescer.chunksIn)} chunks from pg_dump written as ${formatCount(coalescer.chunksOut)}.`;
+}
+/**
+ * Writes into a child's stdin, one buffer at a time, handing each back to the coalescer once
+ * the pipe took it, and counts the bytes. A child that dies fails the write; its exit says why
+ * (checkTools).
+ */
+function releasingWriter(stdin, coalescer, counted) {
+    stdin.on('error', () => undefined);
+    return new Writable({
+        highWaterMark: 0,
+        write(chunk, _encoding, callback) {
+            counted.bytes += chunk.length;
+            stdin.write(chunk, (error) => {
+                coalescer.release(chunk);
+                callback(error);
+            });
+        },
+        final(callback) {
+            stdin.end(callback);
+        },
+        destroy(error, callback) {
+            stdin.destroy();
+            callback(error);
+        },
+    });
+}
+/** The roles as the object stores hold them (encrypted when the backup is); undefined when pg_dumpall failed. */
+async function dumpGlobals(options, deps, tools) {
+    const env = childEnv(deps.env, options.connection);
+    const proc = startProcess(tools.pgDumpall, ['--no-password', '--roles-only', '--no-role-passwords'], { env });
+    const chunks = [];
+    for await (const chunk of proc.child.stdout)
+        chunks.push(chunk);
+    const exit = await proc.exited;
+    if (exit.code !== 0) {
+        deps.logger.warning(describeExit('pg_dumpall --roles-only', exit));
+        return undefined;
+    }
+    const hash = new HashCounter();
+    const stages = [];
+    if (options.encryption)
+        stages.push(createEncryptStream(options.encryption));
+    const out = [];
+    const collect = new Writable({
+        write(chunk, _encoding, callback) {
+            out.push(chunk);
+            callback();
+        },
+    });
+    await new Promise((resolve, reject) => pipeline([
+        Readable.from([Buffer.concat(chunks)]),
+        ...stages,
+        hash,
+        collect,
+    ], (e) => (e ? reject(e) : resolve())));
+    return { data: Buffer.concat(out), sha256: hash.digest() };
+}
+/** The total size of the files under `dir` (a directory-format dump's). */
+async function folderBytes(dir) {
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    const files = entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+    const sizes = await Promise.all(files.map((f) => stat(f)));
+    return sizes.reduce((sum, st) => sum + st.size, 0);
+}
+
 // EXTERNAL MODULE: ./lib/core/duration.js
 var duration = __nccwpck_require__(8415);
+// EXTERNAL MODULE: ./lib/postgres/tools.js + 3 modules
+var tools = __nccwpck_require__(7758);
+;// CONCATENATED MODULE: ./lib/restore/platform.js
+/**
+ * Restoring a backup of a database that lives on a managed platform (Supabase) back onto that
+ * platform.
+ *
+ * A whole-database `pg_dump -Fc` of a Supabase project holds two things: the application (its
+ * schemas, and what it hangs on the platform's tables: triggers on auth.users, policies on
+ * storage.objects, tables in the realtime publication) and the platform itself (auth, storage,
+ * realtime, vault... made by the image and by the services' own migrations). A new project
+ * already holds the platform, owned by roles the `postgres` user is not, so a plain pg_restore
+ * fails (`must be owner of schema auth`) and objects pg_dump writes twice (Vault's view and
+ * trigger function, made by `CREATE EXTENSION supabase_vault` and dumped again) collide.
+ *
+ * Supabase's own route (https://supabase.com/docs/guides/platform/migrating-within-supabase/backup-restore,
+ * supabase/cli apps/cli-go/pkg/migration/{dump.go,scripts/dump_schema.sh,scripts/dump_data.sh})
+ * dumps the application's schemas without the platform's, then the data of everything but the
+ * services' bookkeeping, and loads that data with `SET session_replication_role = replica`. The
+ * plan here does the same with one archive: `planPlatformRestore` comments out of the archive's
+ * table of contents what the target owns, keeping the platform tables' rows and the whole
+ * application; `replicaRoleEnv` loads it with no trigger firing.
+ */
+
+
+
+
+
+
+/** pg_dump's entry kinds (its `desc`), longest first so `TABLE DATA` wins over `TABLE`. */
+const DESCS = [
+    'ACCESS METHOD',
+    'ACL',
+    'AGGREGATE',
+    'BLOB',
+    'BLOB METADATA',
+    'BLOBS',
+    'CAST',
+    'CHECK CONSTRAINT',
+    'COLLATION',
+    'COMMENT',
+    'CONSTRAINT',
+    'CONVERSION',
+    'DATABASE',
+    'DATABASE PROPERTIES',
+    'DEFAULT',
+    'DEFAULT ACL',
+    'DOMAIN',
+    'ENCODING',
+    'EVENT TRIGGER',
+    'EXTENSION',
+    'FK CONSTRAINT',
+    'FOREIGN DATA WRAPPER',
+    'FOREIGN SERVER',
+    'FOREIGN TABLE',
+    'FUNCTION',
+    'INDEX',
+    'INDEX ATTACH',
+    'LARGE OBJECT',
+    'MATERIALIZED VIEW',
+    'MATERIALIZED VIEW DATA',
+    'OPERATOR',
+    'OPERATOR CLASS',
+    'OPERATOR FAMILY',
+    'POLICY',
+    'PROCEDURAL LANGUAGE',
+    'PROCEDURE',
+    'PUBLICATION',
+    'PUBLICATION TABLE',
+    'PUBLICATION TABLES IN SCHEMA',
+    'ROW SECURITY',
+    'RULE',
+    'SCHEMA',
+    'SEARCHPATH',
+    'SECURITY LABEL',
+    'SEQUENCE',
+    'SEQUENCE OWNED BY',
+    'SEQUENCE SET',
+    'SERVER',
+    'SHELL TYPE',
+    'STATISTICS',
+    'STATISTICS DATA',
+    'STDSTRINGS',
+    'SUBSCRIPTION',
+    'SUBSCRIPTION TABLE',
+    'TABLE',
+    'TABLE ATTACH',
+    'TABLE DATA',
+    'TEXT SEARCH CONFIGURATION',
+    'TEXT SEARCH DICTIONARY',
+    'TEXT SEARCH PARSER',
+    'TEXT SEARCH TEMPLATE',
+    'TRANSFORM',
+    'TRIGGER',
+    'TYPE',
+    'USER MAPPING',
+    'VIEW',
+].sort((a, b) => b.length - a.length);
+const ENTRY_LINE = /^(\d+);\s+\d+\s+\d+\s+(.*)$/;
+/** The entries of `pg_restore --list` text (lines starting with `;` are not entries). */
+function platform_parseToc(listing) {
+    const entries = [];
+    for (const raw of listing.split('\n')) {
+        const line = raw.replace(/\r$/, '');
+        const m = ENTRY_LINE.exec(line);
+        if (!m)
+            continue;
+        const rest = m[2];
+        const desc = DESCS.find((d) => rest.startsWith(`${d} `));
+        if (!desc)
+            continue;
+        const after = rest.slice(desc.length + 1);
+        const space = after.indexOf(' ');
+        const ns = space < 0 ? after : after.slice(0, space);
+        const tagOwner = space < 0 ? '' : after.slice(space + 1);
+        const last = tagOwner.lastIndexOf(' ');
+        entries.push({
+            line,
+            dumpId: Number(m[1]),
+            desc,
+            namespace: ns === '-' ? undefined : ns,
+            tag: last < 0 ? tagOwner : tagOwner.slice(0, last),
+            owner: last < 0 ? '' : tagOwner.slice(last + 1),
+        });
+    }
+    return entries;
+}
+/** Splits `first rest...` at the first space (a table's constraint, trigger, policy...). */
+function splitFirst(tag) {
+    const i = tag.indexOf(' ');
+    return i < 0 ? [tag, ''] : [tag.slice(0, i), tag.slice(i + 1)];
+}
+/** Reads one identifier, quoted or not, from the start of `text`: [name, rest]. */
+function readIdent(text) {
+    if (text.startsWith('"')) {
+        let i = 1;
+        let name = '';
+        while (i < text.length) {
+            if (text[i] === '"') {
+                if (text[i + 1] === '"') {
+                    name += '"';
+                    i += 2;
+                    continue;
+                }
+                return [name, text.slice(i + 1)];
+            }
+            name += text[i];
+            i++;
+        }
+        return [name, ''];
+    }
+    const m = /^[^\s.(]*/.exec(text);
+    const name = m ? m[0] : '';
+    return [name, text.slice(name.length)];
+}
+/** Splits `schema.name` (either quoted) at its dot: [schema, name]. */
+function splitQualified(text) {
+    const [first, rest] = readIdent(text.trim());
+    if (!rest.startsWith('.'))
+        return [undefined, first];
+    return [first, readIdent(rest.slice(1))[0]];
+}
+/** The key of the object a creating entry makes, comparable with the target's catalog. */
+function objectKey(e) {
+    const ns = e.namespace ?? '';
+    switch (e.desc) {
+        case 'SCHEMA':
+            return `schema:${e.tag}`;
+        case 'TABLE':
+        case 'VIEW':
+        case 'MATERIALIZED VIEW':
+        case 'SEQUENCE':
+        case 'INDEX':
+        case 'FOREIGN TABLE':
+            return `rel:${ns}.${e.tag}`;
+        case 'TYPE':
+        case 'DOMAIN':
+        case 'SHELL TYPE':
+            return `type:${ns}.${e.tag}`;
+        case 'FUNCTION':
+        case 'PROCEDURE':
+        case 'AGGREGATE':
+            return `func:${ns}.${e.tag}`;
+        case 'CONSTRAINT':
+        case 'FK CONSTRAINT':
+        case 'CHECK CONSTRAINT': {
+            const [table, name] = splitFirst(e.tag);
+            return `con:${ns}.${table} ${name}`;
+        }
+        case 'TRIGGER':
+        case 'POLICY':
+        case 'RULE':
+        case 'DEFAULT': {
+            const [table, name] = splitFirst(e.tag);
+            const kinds = {
+                TRIGGER: 'trg',
+                POLICY: 'pol',
+                RULE: 'rule',
+                DEFAULT: 'default',
+            };
+            const kind = kinds[e.desc];
+            return `${kind}:${ns}.${table} ${name}`;
+        }
+        case 'ROW SECURITY':
+            return `rls:${ns}.${e.tag}`;
+        case 'TABLE ATTACH':
+        case 'INDEX ATTACH':
+            return `attach:${ns}.${e.tag}`;
+        case 'SEQUENCE OWNED BY':
+            return `owned:${ns}.${e.tag}`;
+        case 'EXTENSION':
+            return `ext:${e.tag}`;
+        case 'EVENT TRIGGER':
+            return `evt:${e.tag}`;
+        case 'PUBLICATION':
+            return `pub:${e.tag}`;
+        case 'PUBLICATION TABLE': {
+            const [pub, table] = splitFirst(e.tag);
+            return `pubtab:${pub} ${ns}.${table}`;
+        }
+        case 'PUBLICATION TABLES IN SCHEMA':
+            return `pubns:${splitFirst(e.tag)[0]} ${ns}`;
+        case 'PROCEDURAL LANGUAGE':
+            return `lang:${e.tag}`;
+        case 'FOREIGN DATA WRAPPER':
+            return `fdw:${e.tag}`;
+        case 'SERVER':
+        case 'FOREIGN SERVER':
+            return `srv:${e.tag}`;
+        case 'COLLATION':
+            return `coll:${ns}.${e.tag}`;
+        case 'TEXT SEARCH CONFIGURATION':
+            return `tscfg:${ns}.${e.tag}`;
+        case 'TEXT SEARCH DICTIONARY':
+            return `tsdict:${ns}.${e.tag}`;
+        case 'STATISTICS':
+            return `stat:${ns}.${e.tag}`;
+        case 'CONVERSION':
+            return `conv:${ns}.${e.tag}`;
+        default:
+            return undefined;
+    }
+}
+/** The keys under which COMMENT / ACL / SECURITY LABEL entries find a creating entry. */
+function followKeys(e) {
+    const key = objectKey(e);
+    if (!key)
+        return [];
+    if (key.startsWith('func:')) {
+        // ACL tags name the arguments (`f(a integer)`), FUNCTION tags only their types: by name.
+        return [key, `funcname:${e.namespace ?? ''}.${e.tag.slice(0, e.tag.indexOf('('))}`];
+    }
+    return [key];
+}
+/** The object a COMMENT / ACL / SECURITY LABEL entry is about, by the keys of `followKeys`. */
+function followedKey(e) {
+    const ns = e.namespace ?? '';
+    const tag = e.tag;
+    const kinds = [
+        'MATERIALIZED VIEW',
+        'FOREIGN DATA WRAPPER',
+        'FOREIGN TABLE',
+        'EVENT TRIGGER',
+        'LARGE OBJECT',
+        'PUBLICATION',
+        'EXTENSION',
+        'SCHEMA',
+        'TRIGGER',
+        'POLICY',
+        'RULE',
+        'CONSTRAINT',
+        'SERVER',
+        'LANGUAGE',
+        'TABLE',
+        'VIEW',
+        'SEQUENCE',
+        'INDEX',
+        'COLUMN',
+        'FUNCTION',
+        'PROCEDURE',
+        'AGGREGATE',
+        'TYPE',
+        'DOMAIN',
+        'DATABASE',
+    ];
+    const kind = kinds.find((k) => tag.startsWith(`${k} `));
+    if (!kind)
+        return undefined;
+    const [name, rest] = readIdent(tag.slice(kind.length + 1));
+    const onTable = () => readIdent(rest.replace(/^ ON /, ''))[0];
+    switch (kind) {
+        case 'SCHEMA':
+            return `schema:${name}`;
+        case 'EXTENSION':
+            return `ext:${name}`;
+        case 'EVENT TRIGGER':
+            return `evt:${name}`;
+        case 'PUBLICATION':
+            return `pub:${name}`;
+        case 'FOREIGN DATA WRAPPER':
+            return `fdw:${name}`;
+        case 'SERVER':
+            return `srv:${name}`;
+        case 'LANGUAGE':
+            return `lang:${name}`;
+        case 'TRIGGER':
+            return `trg:${ns}.${onTable()} ${name}`;
+        case 'POLICY':
+            return `pol:${ns}.${onTable()} ${name}`;
+        case 'RULE':
+            return `rule:${ns}.${onTable()} ${name}`;
+        case 'CONSTRAINT':
+            return `con:${ns}.${onTable()} ${name}`;
+        case 'TABLE':
+        case 'VIEW':
+        case 'MATERIALIZED VIEW':
+        case 'SEQUENCE':
+        case 'INDEX':
+        case 'FOREIGN TABLE':
+        case 'COLUMN':
+            return `rel:${ns}.${name}`;
+        case 'FUNCTION':
+        case 'PROCEDURE':
+        case 'AGGREGATE':
+            return `funcname:${ns}.${name}`;
+        case 'TYPE':
+        case 'DOMAIN':
+            return `type:${ns}.${name}`;
+        default:
+            return undefined;
+    }
+}
+const FOLLOWERS = new Set(['COMMENT', 'ACL', 'SECURITY LABEL']);
+/** Entries pg_restore follows with ALTER ... OWNER TO (without --no-owner). */
+const OWNED_DESCS = new Set([
+    'AGGREGATE',
+    'COLLATION',
+    'CONVERSION',
+    'DOMAIN',
+    'EVENT TRIGGER',
+    'FOREIGN DATA WRAPPER',
+    'FOREIGN TABLE',
+    'FUNCTION',
+    'MATERIALIZED VIEW',
+    'OPERATOR',
+    'OPERATOR CLASS',
+    'OPERATOR FAMILY',
+    'PROCEDURAL LANGUAGE',
+    'PROCEDURE',
+    'PUBLICATION',
+    'SCHEMA',
+    'SEQUENCE',
+    'SERVER',
+    'STATISTICS',
+    'TABLE',
+    'TEXT SEARCH CONFIGURATION',
+    'TEXT SEARCH DICTIONARY',
+    'TYPE',
+    'VIEW',
+]);
+const DATA_DESCS = new Set(['TABLE DATA', 'SEQUENCE SET', 'MATERIALIZED VIEW DATA']);
+const LARGE_OBJECT_DESCS = new Set(['BLOB', 'BLOBS', 'BLOB METADATA', 'LARGE OBJECT']);
+const DATABASE_DESCS = new Set([
+    'DATABASE',
+    'DATABASE PROPERTIES',
+    'ENCODING',
+    'STDSTRINGS',
+    'SEARCHPATH',
+]);
+/** Queries each returning the keys (`k`, see objectKey) of one kind of object the target holds. */
+const OBJECT_KEY_QUERIES = (/* unused pure expression or super */ null && ([
+    `SELECT 'rel:' || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT 'type:' || n.nspname || '.' || t.typname AS k
+     FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+    WHERE t.typtype <> 'c'
+       OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'`,
+    `SELECT 'con:' || n.nspname || '.' || coalesce(c.relname, t.typname) || ' ' || k.conname AS k
+     FROM pg_catalog.pg_constraint k
+     JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
+     LEFT JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+     LEFT JOIN pg_catalog.pg_type t ON t.oid = k.contypid`,
+    `SELECT 'trg:' || n.nspname || '.' || c.relname || ' ' || g.tgname AS k
+     FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE NOT g.tgisinternal`,
+    `SELECT 'pol:' || n.nspname || '.' || c.relname || ' ' || p.polname AS k
+     FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT 'rule:' || n.nspname || '.' || c.relname || ' ' || r.rulename AS k
+     FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE r.rulename <> '_RETURN'`,
+    `SELECT 'default:' || n.nspname || '.' || c.relname || ' ' || a.attname AS k
+     FROM pg_catalog.pg_attrdef d
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+     JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT kind || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+     LATERAL (VALUES ('rls:', c.relrowsecurity OR c.relforcerowsecurity),
+                     ('attach:', c.relispartition),
+                     ('owned:', c.relkind = 'S' AND EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_depend d
+                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                           AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')))) v(kind, yes)
+    WHERE yes`,
+    `SELECT 'evt:' || evtname AS k FROM pg_catalog.pg_event_trigger`,
+    `SELECT 'pub:' || pubname AS k FROM pg_catalog.pg_publication`,
+    `SELECT 'pubtab:' || p.pubname || ' ' || n.nspname || '.' || c.relname AS k
+     FROM pg_catalog.pg_publication_rel r
+     JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid
+     JOIN pg_catalog.pg_class c ON c.oid = r.prrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `SELECT 'lang:' || lanname AS k FROM pg_catalog.pg_language`,
+    `SELECT 'fdw:' || fdwname AS k FROM pg_catalog.pg_foreign_data_wrapper`,
+    `SELECT 'srv:' || srvname AS k FROM pg_catalog.pg_foreign_server`,
+    `SELECT 'coll:' || n.nspname || '.' || c.collname AS k FROM pg_catalog.pg_collation c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+   UNION ALL
+   SELECT 'tscfg:' || n.nspname || '.' || c.cfgname FROM pg_catalog.pg_ts_config c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+   UNION ALL
+   SELECT 'tsdict:' || n.nspname || '.' || d.dictname FROM pg_catalog.pg_ts_dict d
+     JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
+   UNION ALL
+   SELECT 'stat:' || n.nspname || '.' || s.stxname FROM pg_catalog.pg_statistic_ext s
+     JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+   UNION ALL
+   SELECT 'conv:' || n.nspname || '.' || c.conname FROM pg_catalog.pg_conversion c
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace`,
+]));
+/** The schemas of publications (`FOR TABLES IN SCHEMA`, PostgreSQL 15+). */
+const PUBLICATION_SCHEMA_KEYS = (/* unused pure expression or super */ null && (`SELECT 'pubns:' || p.pubname || ' ' || n.nspname AS k
+   FROM pg_catalog.pg_publication_namespace r
+   JOIN pg_catalog.pg_publication p ON p.oid = r.pnpubid
+   JOIN pg_catalog.pg_namespace n ON n.oid = r.pnnspid`));
+/** Functions by signature and by name (overloads share the name key). */
+const FUNCTION_KEYS = (/* unused pure expression or super */ null && (`SELECT 'func:' || n.nspname || '.' || p.proname || '(' ||
+        coalesce((SELECT string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
+                    FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)), '') || ')' AS k,
+        'funcname:' || n.nspname || '.' || p.proname AS name
+   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`));
+async function loadTargetCatalog(client) {
+    // pg_dump names argument types with an empty search_path: qualified unless in pg_catalog.
+    return withEmptySearchPath(client, async () => {
+        const q = async (sql) => (await client.query(sql)).rows;
+        const me = (await q(`SELECT current_user::text AS role,
+                (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser,
+                has_database_privilege(current_database(), 'CREATE') AS create,
+                to_regclass('pg_catalog.pg_publication_namespace') IS NOT NULL AS pubns`))[0];
+        const schemas = await q(`SELECT nspname::text AS name, pg_get_userbyid(nspowner)::text AS owner
+         FROM pg_catalog.pg_namespace`);
+        const exts = await q(`SELECT e.extname::text AS name, e.extversion AS version, n.nspname::text AS schema
+         FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace`);
+        const keys = await readObjectKeys(q, me.pubns);
+        schemas.forEach((s) => keys.add(`schema:${s.name}`));
+        exts.forEach((e) => keys.add(`ext:${e.name}`));
+        const roles = await q(`SELECT rolname::text AS name, pg_has_role(current_user, oid, 'MEMBER') AS member
+         FROM pg_catalog.pg_roles`);
+        const available = await q(`SELECT name::text AS name, bool_or(trusted) AS trusted
+         FROM pg_catalog.pg_available_extension_versions GROUP BY name`);
+        return {
+            role: me.role,
+            superuser: me.superuser,
+            keys,
+            roles: new Set(roles.map((r) => r.name)),
+            memberOf: new Set(roles.filter((r) => r.member).map((r) => r.name)),
+            extensions: new Map(exts.map((e) => [e.name, { version: e.version, schema: e.schema }])),
+            extensionBySchema: extensionSchemas(exts),
+            available: new Map(available.map((a) => [a.name, { trusted: a.trusted }])),
+            canCreateInDatabase: me.create,
+            schemaOwners: new Map(schemas.map((s) => [s.name, s.owner])),
+            referencedBy: await readReferencedBy(q),
+        };
+    });
+}
+/** Runs `read` with the session's search_path empty, then puts the saved one back. */
+async function withEmptySearchPath(client, read) {
+    const saved = (await client.query(`SELECT current_setting('search_path') AS p`))
+        .rows[0].p;
+    await client.query(`SELECT pg_catalog.set_config('search_path', '', false)`);
+    try {
+        return await read();
+    }
+    finally {
+        await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [saved]);
+    }
+}
+/** The keys of the target's objects but its schemas and extensions (see objectKey). */
+async function readObjectKeys(q, publicationSchemas) {
+    const keys = new Set();
+    const queries = publicationSchemas
+        ? [...OBJECT_KEY_QUERIES, PUBLICATION_SCHEMA_KEYS]
+        : OBJECT_KEY_QUERIES;
+    for (const sql of queries) {
+        for (const row of await q(sql))
+            keys.add(row.k);
+    }
+    for (const f of await q(FUNCTION_KEYS)) {
+        keys.add(f.k);
+        keys.add(f.name);
+    }
+    return keys;
+}
+/** `schema.table` → the tables whose foreign keys refer to it. */
+async function readReferencedBy(q) {
+    const fks = await q(`SELECT cn.nspname || '.' || c.relname AS referencing, fn.nspname || '.' || f.relname AS referenced
+       FROM pg_catalog.pg_constraint k
+       JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+       JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+       JOIN pg_catalog.pg_class f ON f.oid = k.confrelid
+       JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
+      WHERE k.contype = 'f'`);
+    const referencedBy = new Map();
+    for (const fk of fks) {
+        const set = referencedBy.get(fk.referenced) ?? new Set();
+        set.add(fk.referencing);
+        referencedBy.set(fk.referenced, set);
+    }
+    return referencedBy;
+}
+/**
+ * Schemas that hold exactly one extension and nothing shared (vault, pgsodium, graphql), by
+ * extension: what else is in them on a database the restore did not touch, CREATE EXTENSION
+ * (or what it ran) made. `extensions`, `public` and `pg_catalog` hold many.
+ */
+function extensionSchemas(exts) {
+    const count = new Map();
+    for (const e of exts)
+        count.set(e.schema, (count.get(e.schema) ?? 0) + 1);
+    return new Map(exts
+        .filter((e) => count.get(e.schema) === 1)
+        .filter((e) => !['pg_catalog', 'public', 'extensions'].includes(e.schema))
+        .map((e) => [e.schema, e.name]));
+}
+/** Of `tables` (`schema.table`), those holding at least one row (or that cannot be read). */
+async function tablesWithRows(client, tables) {
+    const found = new Set();
+    for (let i = 0; i < tables.length; i += 50) {
+        const chunk = tables.slice(i, i + 50);
+        const sql = chunk
+            .map((t, j) => {
+            const q = qualify(t);
+            return `SELECT ${j} AS i, CASE WHEN has_table_privilege(${literal(q)}, 'SELECT')
+                       THEN EXISTS (SELECT 1 FROM ONLY ${q}) ELSE true END AS rows`;
+        })
+            .join(' UNION ALL ');
+        const r = await client.query(sql);
+        for (const row of r.rows)
+            if (row.rows)
+                found.add(chunk[row.i]);
+    }
+    return found;
+}
+function qualify(table) {
+    const dot = table.indexOf('.');
+    return `${quoteIdent(table.slice(0, dot))}.${quoteIdent(table.slice(dot + 1))}`;
+}
+function literal(value) {
+    return `'${value.replace(/'/g, "''")}'`;
+}
+async function readDefinitions(archive, entries) {
+    const out = {
+        triggerFunctionSchema: new Map(),
+        foreignKeyTarget: new Map(),
+        foreignKeySql: new Map(),
+    };
+    if (entries.length === 0)
+        return out;
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'platform-toc-'));
+    try {
+        const list = path.join(dir, 'list');
+        await writeFile(list, `${entries.map((e) => e.line).join('\n')}\n`);
+        const r = await runProcess(archive.pgRestore, ['-f', '-', '-L', list, archive.path]);
+        if (r.code !== 0) {
+            throw new Error(describeExit('pg_restore -f - (reading definitions)', {
+                code: r.code,
+                signal: r.signal,
+                stderr: r.stderr,
+            }));
+        }
+        // Each entry's SQL follows its header: `-- Name: TAG; Type: DESC; Schema: NS; Owner: ...`.
+        const parts = r.stdout.split(/^-- Name: /m).slice(1);
+        for (const part of parts) {
+            const head = /^(.*); Type: ([^;]+); Schema: ([^;]+);/.exec(part);
+            if (!head)
+                continue;
+            const [, tag, desc, ns] = head;
+            const [table, name] = splitFirst(tag);
+            const key = `${ns}.${table} ${name}`;
+            if (desc === 'TRIGGER') {
+                const m = /EXECUTE (?:FUNCTION|PROCEDURE) ((?:"(?:[^"]|"")*"|[^\s."(]+)\.)?/.exec(part);
+                const schema = m?.[1] ? readIdent(m[1])[0] : undefined;
+                if (schema)
+                    out.triggerFunctionSchema.set(key, schema);
+            }
+            else if (desc === 'FK CONSTRAINT') {
+                const m = /REFERENCES ((?:"(?:[^"]|"")*"|[^\s."(]+)\.(?:"(?:[^"]|"")*"|[^\s."(]+))/.exec(part);
+                if (m) {
+                    const [schema, rel] = splitQualified(m[1]);
+                    if (schema)
+                        out.foreignKeyTarget.set(key, `${schema}.${rel}`);
+                }
+                const statement = /^ALTER TABLE[\s\S]*?;$/m.exec(part);
+                if (statement)
+                    out.foreignKeySql.set(key, statement[0]);
+            }
+        }
+        return out;
+    }
+    finally {
+        await rm(dir, { recursive: true, force: true });
+    }
+}
+const keep = (followers = true) => ({ keep: true, followers });
+const out = (why, followers = false) => ({ keep: false, why, followers });
+function entryName(e) {
+    return e.namespace ? `${e.namespace}.${e.tag}` : e.tag;
+}
+/**
+ * Plans the restore of an archive of a Supabase database: which entries of its table of
+ * contents pg_restore restores (`listFile`), which platform tables get their rows and which of
+ * those to empty first. Restore with `pg_restore --exit-on-error -L listFile` in the environment
+ * of `replicaRoleEnv`, after `truncateStatement(plan)`.
+ */
+async function platform_planPlatformRestore(input) {
+    const mode = input.mode ?? 'project';
+    const entries = platform_parseToc(input.listing);
+    const target = await loadTargetCatalog(input.target);
+    const platformSchema = platformSchemaOf(input.platform, target);
+    const definitionEntries = entries.filter((e) => (e.desc === 'TRIGGER' && platformSchema(e.namespace)) ||
+        (e.desc === 'FK CONSTRAINT' && !platformSchema(e.namespace)));
+    const ctx = {
+        mode,
+        target,
+        defs: input.archive && mode === 'project'
+            ? await readDefinitions(input.archive, definitionEntries)
+            : undefined,
+        has: (key) => key !== undefined && target.keys.has(key),
+        platformSchema,
+        missing: new Set(),
+        conflicts: [],
+    };
+    const decisions = decideEntries(ctx, entries);
+    const { dataOnly, truncate } = await planPlatformRows(ctx, input.target, entries, decisions);
+    checkOwners(ctx, entries, decisions);
+    const unvalidated = await planForeignKeysToPlatformRows(ctx, input, { entries, definitionEntries }, decisions);
+    const leftOut = leftOutEntries(entries, decisions);
+    const leftOutIds = new Set(leftOut.map((l) => l.dumpId));
+    return {
+        listFile: commentOut(input.listing, (dumpId) => leftOutIds.has(dumpId)),
+        leftOut: leftOut.map(({ entry, why }) => ({ entry, why })),
+        dataOnly,
+        truncate: [...truncate].sort(),
+        missingOnTarget: [...ctx.missing].sort(),
+        conflicts: ctx.conflicts,
+        unvalidated,
+    };
+}
+/** Whether a schema is the platform's: the target's managed schemas and the known ones. */
+function platformSchemaOf(platform, target) {
+    const managed = new Set(platform.managedSchemas);
+    // supabase_migrations is the CLI's, made as postgres: where absent, the archive brings it.
+    return (ns) => ns !== undefined &&
+        (managed.has(ns) || isPlatformSchema(ns)) &&
+        !(ns === CLI_SCHEMA && !target.keys.has(`schema:${ns}`));
+}
+/** Every entry's decision: first the entries that make objects, then those that follow them. */
+function decideEntries(ctx, entries) {
+    const decisions = new Map();
+    const byKey = new Map();
+    for (const e of entries) {
+        if (FOLLOWERS.has(e.desc))
+            continue;
+        const d = decide(ctx, e);
+        decisions.set(e.dumpId, d);
+        for (const k of followKeys(e)) {
+            const prev = byKey.get(k);
+            // Overloaded functions share their name key: followed when any of them is kept.
+            if (!prev || (!prev.followers && d.followers))
+                byKey.set(k, d);
+        }
+    }
+    // COMMENT / ACL / SECURITY LABEL follow the objects they are about.
+    for (const e of entries) {
+        if (!FOLLOWERS.has(e.desc))
+            continue;
+        decisions.set(e.dumpId, ctx.mode === 'scratch' ? keep() : decideFollower(ctx, e, byKey));
+    }
+    return decisions;
+}
+/** A creating entry's decision. */
+function decide(ctx, e) {
+    if (DATABASE_DESCS.has(e.desc) || LARGE_OBJECT_DESCS.has(e.desc))
+        return keep();
+    const key = objectKey(e);
+    if (ctx.mode === 'scratch') {
+        if (e.desc === 'EXTENSION') {
+            return ctx.has(key) ? out(madeBy(ctx, e), true) : decideExtension(ctx, e);
+        }
+        if (DATA_DESCS.has(e.desc) || e.desc === 'DEFAULT ACL')
+            return keep();
+        return ctx.has(key) ? out(madeBy(ctx, e), true) : keep();
+    }
+    // A Supabase project: the platform's objects are the target's.
+    if (e.desc === 'DEFAULT ACL')
+        return decideDefaultAcl(ctx, e);
+    if (e.desc === 'PUBLICATION TABLE' || e.desc === 'PUBLICATION TABLES IN SCHEMA') {
+        return ctx.has(key) ? out('already in the publication on the target') : keep();
+    }
+    if (e.namespace === undefined)
+        return decideDatabaseObject(ctx, e, key);
+    if (ctx.platformSchema(e.namespace))
+        return decideInPlatformSchema(ctx, e, e.namespace, key);
+    // The application's schemas.
+    if (!DATA_DESCS.has(e.desc) && ctx.has(key)) {
+        ctx.conflicts.push(`${e.desc} ${entryName(e)}`);
+    }
+    return keep();
+}
+function madeBy(ctx, e) {
+    const ext = e.namespace ? ctx.target.extensionBySchema.get(e.namespace) : undefined;
+    return ext
+        ? `already on the target, where CREATE EXTENSION ${ext} made it (pg_dump writes it again as an entry of its own)`
+        : 'already on the target';
+}
+function decideExtension(ctx, e) {
+    const { target } = ctx;
+    const found = target.extensions.get(e.tag);
+    if (found) {
+        return out(`extension ${e.tag} ${found.version} is already on the target (schema ${found.schema}): the target's`);
+    }
+    const avail = target.available.get(e.tag);
+    if (!avail) {
+        ctx.missing.add(`extension ${e.tag} (not available on the target server)`);
+        return out(`extension ${e.tag} is not available on the target server`);
+    }
+    if (!target.superuser && !(avail.trusted && target.canCreateInDatabase)) {
+        ctx.missing.add(`extension ${e.tag} (enable it on the target first: ${target.role} cannot create it)`);
+        return out(`extension ${e.tag} is not on the target and ${target.role} cannot create it`);
+    }
+    return keep();
+}
+function decideDefaultAcl(ctx, e) {
+    const { target } = ctx;
+    if (ctx.platformSchema(e.namespace)) {
+        return out(`default privileges in the platform's schema ${e.namespace}: the target's`);
+    }
+    if (target.superuser || target.memberOf.has(e.owner))
+        return keep();
+    return out(`default privileges of ${e.owner}: ${target.role} is not a member of ${e.owner}, ` +
+        `so the target's stay`);
+}
+/** An entry with no schema (a schema, an extension, an event trigger, a publication...). */
+function decideDatabaseObject(ctx, e, key) {
+    switch (e.desc) {
+        case 'SCHEMA': {
+            if (ctx.platformSchema(e.tag)) {
+                if (ctx.has(key))
+                    return out(`the platform's schema ${e.tag}: the target's`);
+                ctx.missing.add(`schema ${e.tag}`);
+                return out(`the platform's schema ${e.tag} is not on the target`);
+            }
+            if (!ctx.has(key))
+                return keep();
+            const owner = ctx.target.schemaOwners.get(e.tag);
+            return out(`schema ${e.tag} is already on the target (owner ${owner}` +
+                (owner === e.owner ? '' : `, not ${e.owner} as in the archive: left as it is`) +
+                `): its comment and privileges are restored`, true);
+        }
+        case 'EXTENSION':
+            return decideExtension(ctx, e);
+        case 'EVENT TRIGGER':
+            return out(ctx.has(key)
+                ? `event trigger ${e.tag} is already on the target: the platform's`
+                : `event trigger ${e.tag}: the platform's (they need a superuser); not on the target, not created`);
+        case 'PUBLICATION':
+            return ctx.has(key) ? out(`publication ${e.tag} is already on the target`) : keep();
+        default:
+            return ctx.has(key) ? out('already on the target') : keep();
+    }
+}
+/** An entry in one of the platform's schemas: only rows, and the application's hooks, come back. */
+function decideInPlatformSchema(ctx, e, ns, key) {
+    if (e.desc === 'TABLE DATA' || e.desc === 'SEQUENCE SET')
+        return decidePlatformRows(ctx, e, ns);
+    if (e.desc === 'MATERIALIZED VIEW DATA') {
+        return out(`the platform's materialized view ${entryName(e)}: the target's`);
+    }
+    if (e.desc === 'TRIGGER' || e.desc === 'POLICY' || e.desc === 'RULE') {
+        return decidePlatformTableHook(ctx, e, ns, key);
+    }
+    return ctx.has(key)
+        ? out(`${madeBy(ctx, e)}: the platform's schema ${ns} is the target's`)
+        : out(`not on the target: the platform's schema ${ns} is the target's, and the restore ` +
+            `creates nothing in it (the source's platform version differs, or something was added there)`);
+}
+/** The rows of a platform table or sequence. */
+function decidePlatformRows(ctx, e, ns) {
+    const name = `${ns}.${e.tag}`;
+    if (SUPABASE_BOOKKEEPING_TABLES.includes(name)) {
+        return out(`the migration history of the target's own service: the target's rows stay ` +
+            `(supabase db dump --data-only leaves it out too)`);
+    }
+    if (matchesAny(ns, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
+        return out(`rows of the platform's schema ${ns}, which the target's services keep ` +
+            `(supabase db dump --data-only leaves this schema out)`);
+    }
+    if (!ctx.has(`rel:${name}`)) {
+        ctx.missing.add(`${e.desc === 'TABLE DATA' ? 'table' : 'sequence'} ${name}`);
+        return out(`${name} is not on the target: its rows cannot be restored`);
+    }
+    return keep();
+}
+/** A trigger, policy or rule on a platform table. */
+function decidePlatformTableHook(ctx, e, ns, key) {
+    const what = e.desc.toLowerCase();
+    if (ctx.has(key))
+        return out(`${what} already on the target`);
+    const [table] = splitFirst(e.tag);
+    if (!ctx.has(`rel:${ns}.${table}`)) {
+        return out(`${what} on ${ns}.${table}, which is not on the target`);
+    }
+    if (e.desc === 'TRIGGER' && ctx.defs) {
+        const fnSchema = ctx.defs.triggerFunctionSchema.get(`${ns}.${e.tag}`);
+        if (fnSchema !== undefined && ctx.platformSchema(fnSchema)) {
+            return out(`a platform trigger (it runs a function of ${fnSchema}) the target lacks: ` +
+                `the platform versions differ; not created`);
+        }
+    }
+    // The application's: its trigger on auth.users, its policies on storage.objects.
+    return keep();
+}
+/** A COMMENT / ACL / SECURITY LABEL entry, in project mode. */
+function decideFollower(ctx, e, byKey) {
+    const fk = followedKey(e);
+    const followed = fk === undefined ? undefined : byKey.get(fk);
+    if (followed) {
+        return followed.followers ? keep() : out(`on an object the restore leaves out (${fk})`);
+    }
+    // About an object with no entry of its own (an extension's member, schema public...).
+    if (ctx.platformSchema(e.namespace)) {
+        return out(`on an object of the platform's schema ${e.namespace}`);
+    }
+    if (e.namespace === undefined && fk?.startsWith('schema:')) {
+        const schema = fk.slice('schema:'.length);
+        return ctx.platformSchema(schema)
+            ? out(`on the platform's schema ${schema}: the target's`)
+            : keep();
+    }
+    if (e.namespace === undefined && fk?.startsWith('ext:')) {
+        return ctx.has(fk) ? out(`on extension ${fk.slice(4)}, which is the target's`) : keep();
+    }
+    if (e.namespace === undefined && fk?.startsWith('evt:')) {
+        return out(`on event trigger ${fk.slice(4)}: the platform's`);
+    }
+    return keep();
+}
+/** Platform tables whose rows come back, and which of them to empty first. */
+async function planPlatformRows(ctx, client, entries, decisions) {
+    const dataOnly = [];
+    for (const e of entries) {
+        if (e.desc !== 'TABLE DATA' || !decisions.get(e.dumpId)?.keep)
+            continue;
+        if (e.namespace !== undefined && isPlatformSchema(e.namespace)) {
+            dataOnly.push(`${e.namespace}.${e.tag}`);
+        }
+    }
+    const present = dataOnly.filter((t) => ctx.has(`rel:${t}`));
+    const withRows = await tablesWithRows(client, present);
+    const truncate = new Set(present.filter((t) => withRows.has(t)));
+    // TRUNCATE refuses a table other tables refer to unless they go too: add the referring
+    // platform tables whose rows the restore brings anyway (anything else makes TRUNCATE fail).
+    const restoredHere = new Set(present);
+    for (let grew = true; grew;) {
+        grew = false;
+        for (const t of [...truncate]) {
+            for (const r of ctx.target.referencedBy.get(t) ?? []) {
+                if (restoredHere.has(r) && !truncate.has(r)) {
+                    truncate.add(r);
+                    grew = true;
+                }
+            }
+        }
+    }
+    return { dataOnly, truncate };
+}
+/** Roles that own what the restore keeps, and owners the restoring role cannot give away. */
+function checkOwners(ctx, entries, decisions) {
+    const { target } = ctx;
+    const cannotOwn = new Map();
+    for (const e of entries) {
+        if (!decisions.get(e.dumpId)?.keep || e.owner === '')
+            continue;
+        if (!target.roles.has(e.owner))
+            ctx.missing.add(`role ${e.owner}`);
+        else if (OWNED_DESCS.has(e.desc) && !target.superuser && !target.memberOf.has(e.owner)) {
+            cannotOwn.set(e.owner, [...(cannotOwn.get(e.owner) ?? []), `${e.desc} ${entryName(e)}`]);
+        }
+    }
+    for (const [owner, what] of cannotOwn) {
+        ctx.missing.add(`membership in role ${owner}: ${target.role} cannot make it the owner of ` +
+            `${what.slice(0, 3).join(', ')}${what.length > 3 ? ` and ${what.length - 3} more` : ''}`);
+    }
+}
+/**
+ * Foreign keys of the application to platform rows the archive does not bring, where the
+ * target's table is empty: added NOT VALID afterwards (`input.unvalidated`), or missing.
+ */
+async function planForeignKeysToPlatformRows(ctx, input, toc, decisions) {
+    const unvalidated = { constraints: [], statements: [] };
+    const { defs } = ctx;
+    if (!defs)
+        return unvalidated;
+    const needed = foreignKeysByPlatformTable(ctx, defs, toc, decisions);
+    const populated = await tablesWithRows(input.target, [...needed.keys()].filter((t) => ctx.has(`rel:${t}`)));
+    for (const [table, fks] of needed) {
+        if (populated.has(table))
+            continue;
+        if (input.unvalidated) {
+            for (const e of fks) {
+                const [on, constraint] = splitFirst(e.tag);
+                const statement = defs.foreignKeySql.get(`${e.namespace}.${e.tag}`);
+                if (!statement)
+                    continue;
+                decisions.set(e.dumpId, out(`refers to rows of ${table} the backup does not hold: added NOT VALID afterwards`));
+                unvalidated.constraints.push(`${e.namespace}.${on}.${constraint}`);
+                unvalidated.statements.push(`${statement.replace(/;$/, '')} NOT VALID`);
+            }
+            continue;
+        }
+        const named = fks.map((e) => {
+            const [on, constraint] = splitFirst(e.tag);
+            return `${constraint} of ${e.namespace}.${on}`;
+        });
+        ctx.missing.add(`rows of ${table}: ${named.join(', ')} refer to them and the archive does not ` +
+            `hold them (restore them first, or restore a whole-database backup)`);
+    }
+    return unvalidated;
+}
+/** Kept foreign keys to platform tables whose rows the archive does not bring, by table. */
+function foreignKeysByPlatformTable(ctx, defs, toc, decisions) {
+    const dataKept = new Set(toc.entries
+        .filter((e) => e.desc === 'TABLE DATA' && decisions.get(e.dumpId)?.keep)
+        .map((e) => `${e.namespace}.${e.tag}`));
+    const needed = new Map();
+    for (const e of toc.definitionEntries) {
+        if (e.desc !== 'FK CONSTRAINT' || !decisions.get(e.dumpId)?.keep)
+            continue;
+        const refTable = defs.foreignKeyTarget.get(`${e.namespace}.${e.tag}`);
+        if (!refTable || dataKept.has(refTable))
+            continue;
+        const [schema] = splitQualified(refTable);
+        if (schema === undefined || !ctx.platformSchema(schema))
+            continue;
+        needed.set(refTable, [...(needed.get(refTable) ?? []), e]);
+    }
+    return needed;
+}
+/** The entries decided out, in the listing's order, and why. */
+function leftOutEntries(entries, decisions) {
+    const leftOut = [];
+    for (const e of entries) {
+        const d = decisions.get(e.dumpId);
+        if (d && !d.keep)
+            leftOut.push({ dumpId: e.dumpId, entry: e.line, why: d.why ?? 'left out' });
+    }
+    return leftOut;
+}
+/** The listing with the entries `commented(dumpId)` says commented out (`;`), for `-L`. */
+function commentOut(listing, commented) {
+    return listing
+        .split('\n')
+        .map((line) => {
+        const m = ENTRY_LINE.exec(line.replace(/\r$/, ''));
+        return m && commented(Number(m[1])) ? `;${line}` : line;
+    })
+        .join('\n');
+}
+/**
+ * For a new database on a supabase/postgres server (a service container), restored by its
+ * superuser: the list of the archive's schemas and extensions to create first (those the
+ * database lacks). Creating the extensions makes what they make (Vault's view and trigger
+ * function), so that `planPlatformRestore({ mode: 'scratch' })` then sees those and leaves out
+ * the archive's second copy. `missingOnTarget` names what the server lacks for the whole
+ * archive: extensions it cannot install and roles owning the archive's objects (the image
+ * lacks the realtime and webhooks services' roles); `conflicts`, what the database already
+ * holds (it must be new).
+ *
+ * Why a new database and not the image's own `postgres` one: the image's auth and storage
+ * schemas are its bootstrap versions (auth.users without the columns GoTrue adds, no
+ * auth.identities, no supabase_functions) and no service in a CI container migrates them, so
+ * a project's rows do not fit there. Supabase restores a downloaded backup into its image the
+ * same way: without the image's migrations, which the backup holds (supabase/postgres#1254).
+ */
+async function platform_planScratchPreparation(input) {
+    const entries = platform_parseToc(input.listing);
+    const target = await loadTargetCatalog(input.target);
+    const held = await input.target.query(`SELECT 'schema ' || nspname AS what FROM pg_catalog.pg_namespace
+      WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
+     UNION ALL
+     SELECT 'relation public.' || relname FROM pg_catalog.pg_class
+      WHERE relnamespace = 'public'::regnamespace
+     UNION ALL
+     SELECT 'function public.' || proname FROM pg_catalog.pg_proc
+      WHERE pronamespace = 'public'::regnamespace
+     UNION ALL
+     SELECT 'extension ' || extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'
+     ORDER BY 1`);
+    const missing = new Set();
+    const keepIds = new Set();
+    for (const e of entries) {
+        if (e.owner !== '' && !target.roles.has(e.owner))
+            missing.add(`role ${e.owner}`);
+        if (e.desc === 'SCHEMA' && !target.keys.has(`schema:${e.tag}`))
+            keepIds.add(e.dumpId);
+        if (e.desc === 'EXTENSION' && !target.extensions.has(e.tag)) {
+            if (target.available.has(e.tag))
+                keepIds.add(e.dumpId);
+            else
+                missing.add(`extension ${e.tag} (not available on the target server)`);
+        }
+    }
+    return {
+        listFile: commentOut(input.listing, (dumpId) => !keepIds.has(dumpId)),
+        kept: entries.filter((e) => keepIds.has(e.dumpId)).map((e) => e.line),
+        missingOnTarget: [...missing].sort(),
+        conflicts: held.rows.map((r) => r.what),
+    };
+}
+/** The statement that empties `plan.truncate` (one TRUNCATE, as foreign keys demand), if any. */
+function platform_truncateStatement(plan) {
+    if (plan.truncate.length === 0)
+        return undefined;
+    return `TRUNCATE TABLE ${plan.truncate.map((t) => `ONLY ${qualify(t)}`).join(', ')}`;
+}
+/** The libpq option that makes a session load rows with no trigger (and no FK check) firing. */
+const platform_REPLICA_ROLE_OPTION = '-c session_replication_role=replica';
+/**
+ * The environment for pg_restore that loads with `session_replication_role = replica`, as
+ * Supabase's restore guide does (`SET session_replication_role = replica` before data.sql):
+ * Vault's encrypting trigger and the application's triggers do not process restored rows again.
+ * libpq passes it as a startup option (PGOPTIONS), which needs the role to be allowed to set it:
+ * a superuser, or (PostgreSQL 15+) `GRANT SET ON PARAMETER session_replication_role`.
+ */
+function replicaRoleEnv(env = {}) {
+    const current = env.PGOPTIONS?.trim();
+    return {
+        ...env,
+        PGOPTIONS: current ? `${current} ${platform_REPLICA_ROLE_OPTION}` : platform_REPLICA_ROLE_OPTION,
+    };
+}
+
+;// CONCATENATED MODULE: ./lib/restore/checks.js
+
+
+
+
+
+/**
+ * Every table the manifest lists exists in the restored database with the same row count;
+ * tables missing or extra are named, counts that differ are shown side by side.
+ */
+async function checks_compareTables(client, manifest, notRestored = new Set()) {
+    const started = Date.now();
+    const restored = await listTables(client, {
+        schemas: manifest.options?.schemas ?? [],
+        excludeSchemas: manifest.options?.excludeSchemas ?? [],
+        excludeTableData: [],
+    });
+    const actualByName = new Map();
+    for (const t of restored) {
+        actualByName.set(`${t.schema}.${t.name}`, await countRows(client, t.schema, t.name));
+    }
+    // Extension configuration tables are the extension's, so listTables leaves them out: the
+    // manifest names those whose rows the dump carried.
+    for (const t of manifest.tables.filter((x) => x.extension !== undefined)) {
+        const exists = await client.query('SELECT to_regclass($1) IS NOT NULL AS found', [`${quoteIdent(t.schema)}.${quoteIdent(t.name)}`]);
+        if (exists.rows[0].found) {
+            actualByName.set(`${t.schema}.${t.name}`, await countRows(client, t.schema, t.name));
+        }
+    }
+    const comparison = [];
+    const expectedNames = new Set();
+    for (const t of manifest.tables) {
+        const table = `${t.schema}.${t.name}`;
+        expectedNames.add(table);
+        const actual = actualByName.get(table);
+        if (notRestored.has(table)) {
+            comparison.push({ table, expected: t.rows, actual: actual ?? null, status: 'platform' });
+        }
+        else if (actual === undefined) {
+            comparison.push({ table, expected: t.rows, actual: null, status: 'missing' });
+        }
+        else if (t.rows === null) {
+            comparison.push({ table, expected: null, actual, status: 'not counted' });
+        }
+        else {
+            comparison.push({
+                table,
+                expected: t.rows,
+                actual,
+                status: actual === t.rows ? 'same' : 'differs',
+            });
+        }
+    }
+    for (const [table, actual] of actualByName) {
+        if (!expectedNames.has(table))
+            comparison.push({ table, expected: null, actual, status: 'extra' });
+    }
+    const missing = comparison.filter((c) => c.status === 'missing').map((c) => c.table);
+    const extra = comparison.filter((c) => c.status === 'extra').map((c) => c.table);
+    const differs = comparison.filter((c) => c.status === 'differs');
+    const problems = [];
+    if (missing.length)
+        problems.push(`missing: ${missing.join(', ')}`);
+    if (extra.length)
+        problems.push(`not in the manifest: ${extra.join(', ')}`);
+    if (differs.length) {
+        problems.push(`row counts differ: ${differs.map((d) => `${d.table} ${d.expected} in the manifest, ${d.actual} restored`).join('; ')}`);
+    }
+    const estimate = manifest.rowCounts === 'estimate';
+    const platform = comparison.filter((c) => c.status === 'platform').length;
+    const kept = platform
+        ? `; ${platform} platform table(s) keep the target's rows (the platform's bookkeeping and short-lived data, which the backup does not replace)`
+        : '';
+    const result = {
+        name: 'Tables and row counts',
+        status: problems.length === 0 || (estimate && missing.length === 0 && extra.length === 0)
+            ? 'passed'
+            : 'failed',
+        detail: problems.length === 0
+            ? `${manifest.tables.length - platform} tables, every row count matches the manifest${manifest.rowCounts === 'off' ? ' (row counts were not taken: existence only)' : ''}${kept}`
+            : estimate && missing.length === 0 && extra.length === 0
+                ? `${manifest.tables.length} tables present; row counts are planner estimates in the manifest, so differences are not failures`
+                : problems.join('. '),
+        seconds: (Date.now() - started) / 1000,
+    };
+    return { result, comparison };
+}
+const LEGACY = 'manifest of schema version 1, checked against the archive alone';
+/**
+ * The checks of a manifest written before the source's state was recorded (schema version 1):
+ * every constraint the archive lists (`expected`, from `pg_restore --list`) must exist after the
+ * restore (table and domain constraints alike); sequences behind the maximum of the column they
+ * feed are noted, not failed, since the source may hold them so (rows inserted with explicit
+ * values).
+ */
+async function checks_legacyConstraintsAndSequences(client, expected) {
+    return [await legacyConstraints(client, expected), await legacySequences(client)];
+}
+/** Every constraint the archive lists exists after the restore. */
+async function legacyConstraints(client, expected) {
+    const started = Date.now();
+    const constraints = await client.query(`
+    SELECT c.contype AS kind, n.nspname AS schema, COALESCE(t.relname, ty.typname) AS table,
+           c.conname AS name, c.convalidated AS validated
+      FROM pg_constraint c
+      JOIN pg_namespace n ON n.oid = c.connamespace
+      LEFT JOIN pg_class t ON t.oid = c.conrelid AND c.conrelid <> 0
+      LEFT JOIN pg_type ty ON ty.oid = c.contypid AND c.contypid <> 0
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+       AND c.contype IN ('f', 'u', 'c', 'p', 'x')
+       AND (t.oid IS NOT NULL OR ty.oid IS NOT NULL)`);
+    const counts = {};
+    const present = new Set();
+    const notValid = [];
+    for (const r of constraints.rows) {
+        counts[r.kind] = (counts[r.kind] ?? 0) + 1;
+        present.add(`${r.schema}.${r.table}.${r.name}`);
+        if (!r.validated)
+            notValid.push(`${r.schema}.${r.table}.${r.name}`);
+    }
+    const missing = (expected ?? [])
+        .map((c) => `${c.schema}.${c.table}.${c.name}`)
+        .filter((c) => !present.has(c));
+    const summary = `${counts.p ?? 0} primary keys, ${counts.u ?? 0} unique, ${counts.f ?? 0} foreign keys, ` +
+        `${counts.c ?? 0} check constraints${counts.x ? `, ${counts.x} exclusion constraints` : ''}`;
+    const notes = [];
+    if (expected) {
+        notes.push(`all ${expected.length} constraints the archive lists exist`);
+    }
+    if (notValid.length > 0) {
+        notes.push(`NOT VALID as in the source database (pg_dump keeps that state; their existing rows were not checked): ${notValid.join(', ')}`);
+    }
+    return {
+        name: 'Constraints',
+        status: missing.length === 0 ? 'passed' : 'failed',
+        detail: missing.length === 0
+            ? `${summary} re-created; the restore validated each one against the restored rows${notes.length ? `; ${notes.join('; ')}` : ''} (${LEGACY})`
+            : `missing after the restore although the archive lists them: ${missing.join(', ')} (${LEGACY})`,
+        seconds: (Date.now() - started) / 1000,
+    };
+}
+/** Sequences behind the maximum of the column they feed (noted, not failed). */
+async function legacySequences(client) {
+    const started = Date.now();
+    // A sequence feeds a column when the column owns it (serial, identity) or when the column's
+    // default calls nextval() on it (sequences created on their own, as many schemas do).
+    const sequences = await client.query(`
+    SELECT DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS seq,
+           quote_ident(tn.nspname) || '.' || quote_ident(t.relname) AS tbl,
+           quote_ident(a.attname) AS col
+      FROM pg_class s
+      JOIN pg_namespace sn ON sn.oid = s.relnamespace
+      JOIN (
+        SELECT d.objid AS seqid, d.refobjid AS relid, d.refobjsubid AS attnum
+          FROM pg_depend d
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.deptype IN ('a', 'i')
+        UNION
+        SELECT d.refobjid, ad.adrelid, ad.adnum
+          FROM pg_attrdef ad
+          JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                          AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
+      ) feeds ON feeds.seqid = s.oid
+      JOIN pg_class t ON t.oid = feeds.relid
+      JOIN pg_namespace tn ON tn.oid = t.relnamespace
+      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = feeds.attnum
+     WHERE s.relkind = 'S' AND t.relkind IN ('r', 'p')`);
+    const behind = [];
+    for (const s of sequences.rows) {
+        const r = await client.query(`SELECT (SELECT last_value::text FROM ${s.seq}) AS last, (SELECT is_called FROM ${s.seq}) AS called,
+              (SELECT max(${s.col})::text FROM ${s.tbl}) AS max`);
+        const { last, called, max } = r.rows[0];
+        if (max === null || last === null || !/^-?\d+$/.test(max))
+            continue;
+        const next = BigInt(last) + (called ? 1n : 0n);
+        if (next <= BigInt(max))
+            behind.push(`${s.seq} would hand out ${next}, but ${s.tbl}.${s.col} already holds ${max}`);
+    }
+    return {
+        name: 'Sequences',
+        status: 'passed',
+        detail: (behind.length === 0
+            ? `${sequences.rows.length} sequences ahead of the maximum of the columns they feed`
+            : `note: behind their column's maximum, which the source may hold too (rows inserted with explicit values): ${behind.join('; ')}`) +
+            ` (${LEGACY}; its sequence values were not recorded)`,
+        seconds: (Date.now() - started) / 1000,
+    };
+}
+/**
+ * Splits SQL text into statements at top-level `;`, respecting quotes, dollar quotes and
+ * comments.
+ */
+function splitSql(text) {
+    const out = [];
+    let current = '';
+    let i = 0;
+    while (i < text.length) {
+        const ch = text[i];
+        const rest = text.slice(i);
+        if (ch === "'" || ch === '"') {
+            const end = text.indexOf(ch, i + 1);
+            const stop = end < 0 ? text.length : end + 1;
+            current += text.slice(i, stop);
+            i = stop;
+            continue;
+        }
+        if (rest.startsWith('--')) {
+            const end = text.indexOf('\n', i);
+            const stop = end < 0 ? text.length : end;
+            current += text.slice(i, stop);
+            i = stop;
+            continue;
+        }
+        if (rest.startsWith('/*')) {
+            const end = text.indexOf('*/', i + 2);
+            const stop = end < 0 ? text.length : end + 2;
+            current += text.slice(i, stop);
+            i = stop;
+            continue;
+        }
+        const dollar = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(rest);
+        if (dollar) {
+            const tag = dollar[0];
+            const end = text.indexOf(tag, i + tag.length);
+            const stop = end < 0 ? text.length : end + tag.length;
+            current += text.slice(i, stop);
+            i = stop;
+            continue;
+        }
+        if (ch === ';') {
+            if (stripComments(current).trim())
+                out.push(current.trim());
+            current = '';
+            i++;
+            continue;
+        }
+        current += ch;
+        i++;
+    }
+    if (stripComments(current).trim())
+        out.push(current.trim());
+    return out;
+}
+function stripComments(sql) {
+    return sql.replace(/--[^\n]*/g, '').replace(/\/\*[\s\S]*?\*\//g, '');
+}
+/**
+ * The `checks` input: paths to .sql files (one per line, relative to the workspace), or SQL
+ * written inline. Each statement is one check.
+ */
+function parseChecks(input, workspace) {
+    if (!input || !input.trim())
+        return [];
+    const lines = input
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
+    const looksLikeFiles = lines.every((l) => /\.sql$/i.test(l) && !/\s/.test(l));
+    if (looksLikeFiles) {
+        return lines.flatMap((file) => {
+            const full = path.resolve(workspace, file);
+            if (!existsSync(full)) {
+                throw new OptionError('checks', (w) => `${w.option('checks')} names ${file}, which does not exist (looked at ${full}). Check out the repository first (actions/checkout) or write the SQL inline.`);
+            }
+            const statements = splitSql(readFileSync(full, 'utf8'));
+            return statements.map((sql, i) => ({
+                name: statements.length > 1 ? `${file} #${i + 1}` : file,
+                sql,
+            }));
+        });
+    }
+    return splitSql(input).map((sql) => ({ name: shorten(stripComments(sql)), sql }));
+}
+function clip(text, max) {
+    return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+function shorten(sql) {
+    const oneLine = sql.replace(/\s+/g, ' ').trim();
+    return oneLine.length > 80 ? `${oneLine.slice(0, 77)}...` : oneLine;
+}
+/** Runs each check in a read-only transaction; failing rows (at most 20) are reported. */
+async function checks_runUserChecks(client, checks) {
+    const results = [];
+    for (const check of checks) {
+        const started = Date.now();
+        try {
+            await client.query('BEGIN READ ONLY');
+            const r = await client.query(check.sql);
+            const rows = r.rows ?? [];
+            results.push({
+                name: `Check: ${check.name}`,
+                status: rows.length === 0 ? 'passed' : 'failed',
+                detail: rows.length === 0
+                    ? 'no rows'
+                    : `${rows.length} failing row(s): ${clip(JSON.stringify(rows.slice(0, 3)), 500)}`,
+                rows: rows.length ? rows.slice(0, 20) : undefined,
+                seconds: (Date.now() - started) / 1000,
+            });
+        }
+        catch (error) {
+            results.push({
+                name: `Check: ${check.name}`,
+                status: 'failed',
+                detail: `the query failed: ${errorMessage(error)}`,
+                seconds: (Date.now() - started) / 1000,
+            });
+        }
+        finally {
+            await client.query('ROLLBACK').catch(() => undefined);
+        }
+    }
+    return results;
+}
+
+;// CONCATENATED MODULE: ./lib/restore/pg-restore.js
+
+
+
+
+const CONSTRAINT_LINE = /^\d+;\s+\d+\s+\d+\s+(FK CONSTRAINT|CHECK CONSTRAINT|CONSTRAINT)\s+(.+)$/;
+/** Reads the text `pg_restore --list` prints. */
+function parseArchiveListing(text) {
+    const lines = text.split('\n').filter((l) => /^\d+;/.test(l));
+    const constraints = [];
+    for (const line of lines) {
+        const m = CONSTRAINT_LINE.exec(line.trimEnd());
+        if (!m)
+            continue;
+        const parts = m[2].split(' ');
+        if (parts.length !== 3 && parts.length !== 4)
+            continue;
+        constraints.push({
+            kind: m[1],
+            schema: parts[0],
+            table: parts[1],
+            name: parts[2],
+        });
+    }
+    const extensions = lines.flatMap((l) => {
+        const m = /^\d+;\s+\d+\s+\d+\s+EXTENSION\s+-\s+(\S+)/.exec(l);
+        return m ? [m[1]] : [];
+    });
+    return {
+        entries: lines.length,
+        tableData: lines.filter((l) => /^\d+;\s+\d+\s+\d+\s+TABLE DATA\s/.test(l)).length,
+        constraints,
+        extensions,
+        largeObjects: lines.some((l) => /^\d+;\s+\d+\s+\d+\s+(BLOB|BLOBS|LARGE OBJECT)\s/.test(l)),
+    };
+}
+/** The text of the archive's table of contents, as `pg_restore --list` prints it. */
+async function pg_restore_listArchiveText(pgRestore, archivePath) {
+    const r = await runProcess(pgRestore, ['--list', archivePath]);
+    if (r.code !== 0) {
+        throw new PgRestoreError(describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
+    }
+    return r.stdout;
+}
+/** Lists the archive's table of contents (`pg_restore --list`): proves the archive is readable. */
+async function pg_restore_listArchive(pgRestore, archivePath) {
+    return parseArchiveListing(await pg_restore_listArchiveText(pgRestore, archivePath));
+}
+/** pg_restore failed (not a check after it): its own error text is the message. */
+class PgRestoreError extends Error {
+    constructor(message) {
+        super(message);
+        this.name = 'PgRestoreError';
+    }
+}
+/**
+ * Runs pg_restore with --exit-on-error; its own error text is the error when it fails.
+ *
+ * With more than one job, the sections run one after the other (pre-data, then data with the
+ * jobs, then post-data with the jobs): in one parallel run pg_restore may add a post-data entry
+ * whose dependencies do not name the data it constrains, such as a NOT VALID domain constraint,
+ * before that data is loaded, and the load then fails on rows the source holds.
+ */
+async function pg_restore_runPgRestore(o) {
+    const base = ['--no-password', '--exit-on-error', `--dbname=${o.database}`];
+    if (!o.keepOwnership)
+        base.push('--no-owner', '--no-acl');
+    if (o.clean)
+        base.push('--clean', '--if-exists');
+    if (o.listFile)
+        base.push(`--use-list=${o.listFile}`);
+    const env = childEnv(o.env, o.connection, o.database);
+    if (o.sessionOptions)
+        env.PGOPTIONS = o.sessionOptions;
+    if (o.feed) {
+        const exit = await o.feed((stdin) => startProcess(o.pgRestore, base, {
+            env,
+            stdio: [stdin, 'ignore', 'pipe'],
+            onStderrLine: (line) => o.logger.debug(line),
+        }));
+        if (exit.code !== 0)
+            throw new PgRestoreError(describeExit('pg_restore', exit));
+        return;
+    }
+    const runs = o.jobs > 1 ? await sectionRuns(o) : [[]];
+    for (const extra of runs) {
+        const proc = startProcess(o.pgRestore, [...base, ...extra, o.archivePath], {
+            env,
+            stdio: ['ignore', 'ignore', 'pipe'],
+            onStderrLine: (line) => o.logger.debug(line),
+        });
+        const exit = await proc.exited;
+        if (exit.code !== 0)
+            throw new PgRestoreError(describeExit('pg_restore', exit));
+    }
+}
+/** The pg_restore runs of a parallel restore, section by section (see runPgRestore). */
+async function sectionRuns(o) {
+    const jobs = `--jobs=${o.jobs}`;
+    const data = [['--section=data', jobs]];
+    // A given list (a platform's route) is the restore's own: it is not split further.
+    const serial = o.listFile
+        ? []
+        : (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
+    if (serial.length > 0) {
+        const lines = (await pg_restore_listArchiveText(o.pgRestore, o.archivePath)).split('\n');
+        const isSerial = (line) => serial.some((entry) => line.includes(entry));
+        if (lines.some(isSerial)) {
+            const dir = path.dirname(o.archivePath);
+            const first = path.join(dir, 'restore-serial.list');
+            const rest = path.join(dir, 'restore-rest.list');
+            await writeFile(first, lines.map((l) => (isSerial(l) ? l : `;${l}`)).join('\n'));
+            await writeFile(rest, lines.map((l) => (isSerial(l) ? `;${l}` : l)).join('\n'));
+            data.splice(0, 1, ['--section=data', `--use-list=${first}`], ['--section=data', `--use-list=${rest}`, jobs]);
+        }
+    }
+    return [['--section=pre-data'], ...data, ['--section=post-data', jobs]];
+}
+/**
+ * Leaves out of a roles script (pg_dumpall --roles-only) every statement about `role`, the
+ * role the restore connects as: the source's `ALTER ROLE postgres WITH NOSUPERUSER` must not
+ * take the superuser away from a server whose superuser has the same name.
+ */
+function withoutRole(script, role) {
+    const names = [role, `"${role.replace(/"/g, '""')}"`];
+    const skipped = [];
+    const lines = script.split('\n').filter((line) => {
+        const about = /^(?:CREATE|ALTER|COMMENT ON|DROP) ROLE ("(?:[^"]|"")*"|[^\s;]+)/.exec(line);
+        const name = about?.[1];
+        if (name !== undefined && names.includes(name)) {
+            skipped.push(line);
+            return false;
+        }
+        return true;
+    });
+    return { script: lines.join('\n'), skipped };
+}
+/**
+ * Applies a roles script (globals.sql) with psql, tolerating roles that already exist. Nothing
+ * about the connecting role is applied (see withoutRole); the roles the script created are
+ * returned, so a run that owns the server can remove them.
+ */
+async function pg_restore_applyGlobals(o) {
+    const { script, skipped } = withoutRole(await readFile(o.file, 'utf8'), o.user);
+    for (const line of skipped)
+        o.logger.info(`Roles: left out, it is about the connecting role ${o.user}: ${line}`);
+    await writeFile(o.file, script, { mode: 0o600 });
+    const r = await runProcess(o.psql, ['-X', '-q', '--no-password', '-d', 'postgres', '-f', o.file], {
+        env: childEnv(o.env, o.connection, 'postgres'),
+    });
+    if (r.code !== 0)
+        throw new Error(describeExit('psql (roles)', { code: r.code, signal: r.signal, stderr: r.stderr }));
+    const errors = r.stderr.split('\n').filter((l) => /ERROR/.test(l) && !/already exists/.test(l));
+    for (const e of errors)
+        o.logger.warning(`Roles: ${e}`);
+    return { skipped };
+}
+/**
+ * Reads a whole archive from a feed with pg_restore, restoring nothing (`--file=/dev/null`):
+ * every entry, its data included, must read as the archive's format.
+ */
+async function readArchiveFeed(pgRestore, feed, logger) {
+    const exit = await feed((stdin) => startProcess(pgRestore, ['--file=/dev/null'], {
+        stdio: [stdin, 'ignore', 'pipe'],
+        onStderrLine: (line) => logger.debug(line),
+    }));
+    if (exit.code !== 0)
+        throw new PgRestoreError(describeExit('pg_restore', exit));
+}
+
+;// CONCATENATED MODULE: external "node:timers/promises"
+const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
+;// CONCATENATED MODULE: ./lib/restore/replace.js
+
+
+
+
+
+
+
+
+/** The application_name of the restoring session, unless the connection names its own. */
+const RESTORE_APPLICATION_NAME = 'pg-backup-actions restore';
+const LOCK_TIMEOUT = '60s';
+/** Oids below this are the server's own (FirstNormalObjectId). */
+const FIRST_NORMAL_OID = 16384;
+// ---------------------------------------------------------------------------------------------
+// The archive
+const replace_ENTRY_LINE = /^(\d+);\s+(\d+)\s+(\d+)\s+(.*)$/;
+/** Reads the text of `pg_restore --list` (or a list file: lines starting with ';' are left out). */
+function parseArchiveEntries(text) {
+    const entries = [];
+    for (const line of text.split('\n')) {
+        const m = replace_ENTRY_LINE.exec(line.replace(/\r$/, ''));
+        if (!m)
+            continue;
+        entries.push({ dumpId: Number(m[1]), catalog: Number(m[2]), oid: Number(m[3]), text: m[4] });
+    }
+    return entries;
+}
+/** `TAG OWNER` of the entries of a database-level kind (`EXTENSION`, `SERVER`...). */
+function entriesOf(entries, desc) {
+    const prefix = `${desc} - `;
+    return entries.filter((e) => e.text.startsWith(prefix)).map((e) => e.text.slice(prefix.length));
+}
+/** Whether `TAG OWNER` (the owner may be empty) is the entry of an object tagged `tag`. */
+function hasTag(rests, tag) {
+    return rests.some((rest) => {
+        if (!rest.startsWith(`${tag} `) && rest !== tag)
+            return false;
+        return !rest.slice(tag.length + 1).includes(' ');
+    });
+}
+/** The large objects the archive carries, as oid ranges: `BLOB - 16400` (to 16), `BLOB METADATA - 16400..16500` (17+). */
+function largeObjectRanges(entries) {
+    const ranges = [];
+    for (const e of entries) {
+        const m = /^BLOB(?: METADATA)? - (\d+)(?:\.\.(\d+))?(?: |$)/.exec(e.text);
+        if (m)
+            ranges.push([Number(m[1]), Number(m[2] ?? m[1])]);
+    }
+    ranges.sort((a, b) => a[0] - b[0]);
+    const merged = [];
+    for (const r of ranges) {
+        const last = merged[merged.length - 1];
+        if (last && r[0] <= last[1] + 1)
+            last[1] = Math.max(last[1], r[1]);
+        else
+            merged.push([r[0], r[1]]);
+    }
+    return merged;
+}
+/**
+ * Statement by statement, the heads (first words) of the SQL psql would run and the psql
+ * meta-commands it would obey, skipping comments, quoted text, dollar-quoted bodies and COPY data.
+ */
+function sqlStatementHeads(sql) {
+    const heads = [];
+    const meta = [];
+    let head = '';
+    const isIdent = (c) => c !== undefined && /[A-Za-z0-9_$]/.test(c);
+    const endStatement = () => {
+        const h = head.replace(/\s+/g, ' ').trim();
+        if (h)
+            heads.push(h);
+        head = '';
+    };
+    const append = (text) => {
+        if (head.length < 200)
+            head += text;
+    };
+    let i = 0;
+    const n = sql.length;
+    while (i < n) {
+        const c = sql[i];
+        if (c === '-' && sql[i + 1] === '-') {
+            const nl = sql.indexOf('\n', i);
+            i = nl < 0 ? n : nl;
+            append(' ');
+        }
+        else if (c === '/' && sql[i + 1] === '*') {
+            let depth = 1;
+            i += 2;
+            while (i < n && depth > 0) {
+                if (sql[i] === '/' && sql[i + 1] === '*') {
+                    depth++;
+                    i += 2;
+                }
+                else if (sql[i] === '*' && sql[i + 1] === '/') {
+                    depth--;
+                    i += 2;
+                }
+                else
+                    i++;
+            }
+            append(' ');
+        }
+        else if (c === "'") {
+            const escapes = (sql[i - 1] === 'E' || sql[i - 1] === 'e') && !isIdent(sql[i - 2]);
+            let j = i + 1;
+            while (j < n) {
+                if (escapes && sql[j] === '\\')
+                    j += 2;
+                else if (sql[j] === "'" && sql[j + 1] === "'")
+                    j += 2;
+                else if (sql[j] === "'")
+                    break;
+                else
+                    j++;
+            }
+            append("''");
+            i = j + 1;
+        }
+        else if (c === '"') {
+            let j = i + 1;
+            while (j < n) {
+                if (sql[j] === '"' && sql[j + 1] === '"')
+                    j += 2;
+                else if (sql[j] === '"')
+                    break;
+                else
+                    j++;
+            }
+            append(sql.slice(i, Math.min(j + 1, i + 100)));
+            i = j + 1;
+        }
+        else if (c === '$' && !isIdent(sql[i - 1])) {
+            const tag = /^\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i, i + 80));
+            if (!tag) {
+                append(c);
+                i++;
+                continue;
+            }
+            const close = sql.indexOf(tag[0], i + tag[0].length);
+            append('$$');
+            i = close < 0 ? n : close + tag[0].length;
+        }
+        else if (c === ';') {
+            const copyFromStdin = /^COPY\b[\s\S]*\bFROM\s+stdin\b/i.test(head.trim());
+            endStatement();
+            i++;
+            if (copyFromStdin) {
+                // The rows follow, from the next line up to a line \.; psql reads them as data.
+                let at = sql.indexOf('\n', i);
+                at = at < 0 ? n : at + 1;
+                while (at < n) {
+                    const next = sql.indexOf('\n', at);
+                    const line = sql.slice(at, next < 0 ? n : next).replace(/\r$/, '');
+                    at = next < 0 ? n : next + 1;
+                    if (line === '\\.')
+                        break;
+                }
+                i = at;
+            }
+        }
+        else if (c === '\\') {
+            const nl = sql.indexOf('\n', i);
+            const line = sql.slice(i, nl < 0 ? n : nl).trim();
+            meta.push(line.split(/\s+/)[0]);
+            i = nl < 0 ? n : nl;
+        }
+        else {
+            append(c);
+            i++;
+        }
+    }
+    endStatement();
+    return { sql: heads, meta };
+}
+/** Statements that cannot run, or must not run, inside the one transaction of the restore. */
+const NON_TRANSACTIONAL = (/* unused pure expression or super */ null && ([
+    /^(BEGIN|START TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE TRANSACTION)\b/i,
+    /^(CREATE|DROP) DATABASE\b/i,
+    /^ALTER DATABASE\b.*\bSET TABLESPACE\b/i,
+    /^(CREATE|DROP) TABLESPACE\b/i,
+    /^CREATE (UNIQUE )?INDEX CONCURRENTLY\b/i,
+    /^DROP INDEX CONCURRENTLY\b/i,
+    /^REINDEX\b.*\bCONCURRENTLY\b/i,
+    /^REFRESH MATERIALIZED VIEW CONCURRENTLY\b/i,
+    /^ALTER SYSTEM\b/i,
+    /^(VACUUM|CLUSTER|CHECKPOINT|DISCARD)\b/i,
+    /^DROP SUBSCRIPTION\b/i,
+]));
+/** The meta-commands pg_dump's SQL carries (since 17.6, 16.10, 15.14, 14.19, 13.22); psql runs them in place. */
+const HARMLESS_META = new Set(['\\restrict', '\\unrestrict']);
+/** The statements of `sql` that would break the restore's single transaction. */
+function nonTransactionalStatements(sql) {
+    return nonTransactionalIn(sqlStatementHeads(sql));
+}
+function nonTransactionalIn({ sql: heads, meta }) {
+    const found = heads.filter((h) => NON_TRANSACTIONAL.some((re) => re.test(h)));
+    found.push(...heads.filter((h) => /^CREATE SUBSCRIPTION\b/i.test(h) && !/connect\s*=\s*false/i.test(h)));
+    found.push(...meta.filter((m) => !HARMLESS_META.has(m)).map((m) => `psql meta-command ${m}`));
+    return [...new Set(found.map((h) => (h.length > 120 ? `${h.slice(0, 117)}...` : h)))];
+}
+/** The SQL of the archive's definitions, no data (`pg_restore --schema-only --file=-`). */
+async function definitionsSql(o) {
+    const args = ['--schema-only', '--file=-'];
+    if (o.listFile)
+        args.push(`--use-list=${o.listFile}`);
+    args.push(o.archivePath);
+    const r = await runProcess(o.pgRestore, args, {
+        env: childEnv(o.env ?? process.env, { params: {} }),
+    });
+    if (r.code !== 0) {
+        throw new Error(describeExit('pg_restore --schema-only', {
+            code: r.code,
+            signal: r.signal,
+            stderr: r.stderr,
+        }));
+    }
+    return sqlStatementHeads(r.stdout);
+}
+/**
+ * Reads what the replacement needs from the archive: its table of contents (or the list
+ * file's entries), and from the SQL of its definitions (no data), whether it creates schema
+ * public and whether anything in it cannot run in a transaction.
+ */
+async function replace_readArchiveContents(o) {
+    let listing;
+    if (o.listFile) {
+        listing = await readFile(o.listFile, 'utf8');
+    }
+    else {
+        const r = await runProcess(o.pgRestore, ['--list', o.archivePath], {
+            env: childEnv(o.env ?? process.env, { params: {} }),
+        });
+        if (r.code !== 0) {
+            throw new Error(describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
+        }
+        listing = r.stdout;
+    }
+    const heads = await definitionsSql(o);
+    return {
+        entries: parseArchiveEntries(listing),
+        // Not the listing's `SCHEMA - public` entry: pg_dump also lists public to set its owner or
+        // with --clean, and writes "-- *not* creating schema, since initdb creates it" for it.
+        createsPublic: heads.sql.some((h) => /^CREATE SCHEMA "?public"?$/.test(h)),
+        nonTransactional: nonTransactionalIn(heads),
+    };
+}
+/**
+ * The database-level objects of the target a whole-database archive may create again, each
+ * with the tag pg_dump gives its archive entry (formatted as pg_dump formats it: search_path
+ * empty) and the statement that drops it. Built-in objects and extension members are left out.
+ */
+const DB_OBJECTS_SQL = (/* unused pure expression or super */ null && (`
+SELECT * FROM (
+  SELECT 'EXTENSION' AS kind, 'pg_extension'::regclass::oid AS classid, e.oid, e.extname::text AS tag,
+         NULL::text AS alt, 'DROP EXTENSION IF EXISTS ' || quote_ident(e.extname) || ' CASCADE' AS statement
+    FROM pg_extension e
+  UNION ALL
+  SELECT 'TRANSFORM', 'pg_transform'::regclass::oid, t.oid,
+         'TRANSFORM FOR ' || format_type(t.trftype, NULL) || ' LANGUAGE ' || quote_ident(l.lanname),
+         'TRANSFORM FOR ' || format_type(t.trftype, NULL) || ' LANGUAGE ' || l.lanname,
+         'DROP TRANSFORM IF EXISTS FOR ' || format_type(t.trftype, NULL) || ' LANGUAGE ' || quote_ident(l.lanname) || ' CASCADE'
+    FROM pg_transform t JOIN pg_language l ON l.oid = t.trflang
+  UNION ALL
+  SELECT 'CAST', 'pg_cast'::regclass::oid, c.oid,
+         'CAST (' || format_type(c.castsource, NULL) || ' AS ' || format_type(c.casttarget, NULL) || ')', NULL,
+         'DROP CAST IF EXISTS (' || format_type(c.castsource, NULL) || ' AS ' || format_type(c.casttarget, NULL) || ') CASCADE'
+    FROM pg_cast c
+  UNION ALL
+  SELECT 'ACCESS METHOD', 'pg_am'::regclass::oid, a.oid, a.amname::text, NULL,
+         'DROP ACCESS METHOD IF EXISTS ' || quote_ident(a.amname) || ' CASCADE'
+    FROM pg_am a
+  UNION ALL
+  SELECT 'FOREIGN DATA WRAPPER', 'pg_foreign_data_wrapper'::regclass::oid, w.oid, w.fdwname::text, NULL,
+         'DROP FOREIGN DATA WRAPPER IF EXISTS ' || quote_ident(w.fdwname) || ' CASCADE'
+    FROM pg_foreign_data_wrapper w
+  UNION ALL
+  SELECT 'SERVER', 'pg_foreign_server'::regclass::oid, s.oid, s.srvname::text, NULL,
+         'DROP SERVER IF EXISTS ' || quote_ident(s.srvname) || ' CASCADE'
+    FROM pg_foreign_server s
+  UNION ALL
+  SELECT 'USER MAPPING', 'pg_user_mapping'::regclass::oid, m.umid,
+         'USER MAPPING ' || m.usename || ' SERVER ' || m.srvname, NULL,
+         'DROP USER MAPPING IF EXISTS FOR ' || CASE WHEN m.umuser = 0 THEN 'PUBLIC' ELSE quote_ident(m.usename) END
+           || ' SERVER ' || quote_ident(m.srvname)
+    FROM pg_user_mappings m
+  UNION ALL
+  SELECT 'EVENT TRIGGER', 'pg_event_trigger'::regclass::oid, t.oid, t.evtname::text, NULL,
+         'DROP EVENT TRIGGER IF EXISTS ' || quote_ident(t.evtname)
+    FROM pg_event_trigger t
+  UNION ALL
+  SELECT 'PUBLICATION', 'pg_publication'::regclass::oid, p.oid, p.pubname::text, NULL,
+         'DROP PUBLICATION IF EXISTS ' || quote_ident(p.pubname)
+    FROM pg_publication p
+  UNION ALL
+  SELECT 'PROCEDURAL LANGUAGE', 'pg_language'::regclass::oid, l.oid, l.lanname::text, NULL,
+         'DROP LANGUAGE IF EXISTS ' || quote_ident(l.lanname) || ' CASCADE'
+    FROM pg_language l WHERE l.lanispl
+  UNION ALL
+  SELECT 'SUBSCRIPTION', 'pg_subscription'::regclass::oid, s.oid, s.subname::text, NULL, ''
+    FROM pg_subscription s WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+) o
+WHERE o.oid >= ${FIRST_NORMAL_OID}
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                   WHERE d.classid = o.classid AND d.objid = o.oid AND d.deptype = 'e')
+`));
+/** Order of the drops (event triggers first: they would fire on every other statement). */
+const DROP_ORDER = (/* unused pure expression or super */ null && ([
+    'EVENT TRIGGER',
+    'SCHEMA',
+    'PUBLICATION',
+    'EXTENSION',
+    'TRANSFORM',
+    'CAST',
+    'USER MAPPING',
+    'SERVER',
+    'FOREIGN DATA WRAPPER',
+    'ACCESS METHOD',
+    'PROCEDURAL LANGUAGE',
+]));
+/**
+ * For each reached object `r`: the schema it belongs to (through its table, operator family or
+ * the like for the objects that hang on one) as `nsp`, NULL for database-level objects.
+ */
+const OBJECT_SCHEMA_SQL = (/* unused pure expression or super */ null && (`
+    CASE r.classid
+      WHEN 'pg_namespace'::regclass THEN r.objid
+      WHEN 'pg_class'::regclass THEN (SELECT relnamespace FROM pg_class WHERE oid = r.objid)
+      WHEN 'pg_type'::regclass THEN (SELECT typnamespace FROM pg_type WHERE oid = r.objid)
+      WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_proc WHERE oid = r.objid)
+      WHEN 'pg_constraint'::regclass THEN (SELECT connamespace FROM pg_constraint WHERE oid = r.objid)
+      WHEN 'pg_trigger'::regclass THEN (SELECT c.relnamespace FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.oid = r.objid)
+      WHEN 'pg_rewrite'::regclass THEN (SELECT c.relnamespace FROM pg_rewrite w JOIN pg_class c ON c.oid = w.ev_class WHERE w.oid = r.objid)
+      WHEN 'pg_attrdef'::regclass THEN (SELECT c.relnamespace FROM pg_attrdef a JOIN pg_class c ON c.oid = a.adrelid WHERE a.oid = r.objid)
+      WHEN 'pg_policy'::regclass THEN (SELECT c.relnamespace FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE p.oid = r.objid)
+      WHEN 'pg_statistic_ext'::regclass THEN (SELECT stxnamespace FROM pg_statistic_ext WHERE oid = r.objid)
+      WHEN 'pg_operator'::regclass THEN (SELECT oprnamespace FROM pg_operator WHERE oid = r.objid)
+      WHEN 'pg_opclass'::regclass THEN (SELECT opcnamespace FROM pg_opclass WHERE oid = r.objid)
+      WHEN 'pg_opfamily'::regclass THEN (SELECT opfnamespace FROM pg_opfamily WHERE oid = r.objid)
+      WHEN 'pg_amop'::regclass THEN (SELECT f.opfnamespace FROM pg_amop a JOIN pg_opfamily f ON f.oid = a.amopfamily WHERE a.oid = r.objid)
+      WHEN 'pg_amproc'::regclass THEN (SELECT f.opfnamespace FROM pg_amproc a JOIN pg_opfamily f ON f.oid = a.amprocfamily WHERE a.oid = r.objid)
+      WHEN 'pg_collation'::regclass THEN (SELECT collnamespace FROM pg_collation WHERE oid = r.objid)
+      WHEN 'pg_conversion'::regclass THEN (SELECT connamespace FROM pg_conversion WHERE oid = r.objid)
+      WHEN 'pg_ts_config'::regclass THEN (SELECT cfgnamespace FROM pg_ts_config WHERE oid = r.objid)
+      WHEN 'pg_ts_dict'::regclass THEN (SELECT dictnamespace FROM pg_ts_dict WHERE oid = r.objid)
+      WHEN 'pg_ts_parser'::regclass THEN (SELECT prsnamespace FROM pg_ts_parser WHERE oid = r.objid)
+      WHEN 'pg_ts_template'::regclass THEN (SELECT tmplnamespace FROM pg_ts_template WHERE oid = r.objid)
+      WHEN 'pg_default_acl'::regclass THEN (SELECT NULLIF(defaclnamespace, 0) FROM pg_default_acl WHERE oid = r.objid)
+    END`));
+/**
+ * For each reached object `r`: the object it hangs on, if any (an index's, trigger's, rule's,
+ * default's, policy's or constraint's table, a domain constraint's type, a publication's
+ * membership's publication, a user mapping's server).
+ */
+function objectOwnerSql(serverVersion) {
+    const cases = [
+        ['pg_class', 'pg_class', 'SELECT indrelid FROM pg_index WHERE indexrelid = r.objid'],
+        [
+            'pg_constraint',
+            'pg_class',
+            'SELECT NULLIF(conrelid, 0) FROM pg_constraint WHERE oid = r.objid',
+        ],
+        [
+            'pg_constraint',
+            'pg_type',
+            'SELECT NULLIF(contypid, 0) FROM pg_constraint WHERE oid = r.objid',
+        ],
+        ['pg_trigger', 'pg_class', 'SELECT tgrelid FROM pg_trigger WHERE oid = r.objid'],
+        ['pg_rewrite', 'pg_class', 'SELECT ev_class FROM pg_rewrite WHERE oid = r.objid'],
+        ['pg_attrdef', 'pg_class', 'SELECT adrelid FROM pg_attrdef WHERE oid = r.objid'],
+        ['pg_policy', 'pg_class', 'SELECT polrelid FROM pg_policy WHERE oid = r.objid'],
+        ['pg_statistic_ext', 'pg_class', 'SELECT stxrelid FROM pg_statistic_ext WHERE oid = r.objid'],
+        [
+            'pg_publication_rel',
+            'pg_publication',
+            'SELECT prpubid FROM pg_publication_rel WHERE oid = r.objid',
+        ],
+        [
+            'pg_user_mapping',
+            'pg_foreign_server',
+            'SELECT srvid FROM pg_user_mappings WHERE umid = r.objid',
+        ],
+    ];
+    if (serverVersion >= 150000) {
+        cases.push([
+            'pg_publication_namespace',
+            'pg_publication',
+            'SELECT pnpubid FROM pg_publication_namespace WHERE oid = r.objid',
+        ]);
+    }
+    return cases
+        .map(([catalog, ownerCatalog, query]) => `SELECT '${ownerCatalog}'::regclass::oid AS classid, (${query}) AS objid
+          WHERE r.classid = '${catalog}'::regclass`)
+        .join('\n      UNION ALL ');
+}
+/**
+ * Everything dropping the roots with CASCADE removes, as PostgreSQL's dependency walk does: the
+ * objects that depend on a removed one (a column's dependents only when that column goes), and
+ * the object a removed one is an internal part or an extension member of (removing a view's
+ * rule removes the view; removing an extension's member removes the extension). Of those, the
+ * ones outside the dropped schemas and roots, described; parts of a listed object are left out
+ * (a view's columns and rule, a table's triggers, an extension's members).
+ * $1, $2: the roots' catalogs and oids; $3: the dropped schemas; $4: the dropped extensions.
+ */
+/**
+ * `ALTER PUBLICATION … ADD TABLE …` for the publication membership `p.objid`, with its column
+ * list and row filter (PostgreSQL 15+), as pg_dump writes one.
+ */
+function publicationTableSql(serverVersion) {
+    const extras = serverVersion >= 150000
+        ? `|| COALESCE(' (' || (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                                FROM pg_attribute a
+                               WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs)) || ')', '')
+         || COALESCE(' WHERE (' || pg_get_expr(pr.prqual, pr.prrelid) || ')', '')`
+        : '';
+    return `SELECT format('ALTER PUBLICATION %I ADD TABLE ONLY %I.%I', pb.pubname, n.nspname, c.relname) ${extras}
+            FROM pg_publication_rel pr
+            JOIN pg_publication pb ON pb.oid = pr.prpubid
+            JOIN pg_class c ON c.oid = pr.prrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE pr.oid = p.objid`;
+}
+function outsideSql(serverVersion) {
+    return `
+WITH RECURSIVE
+roots(classid, objid) AS (SELECT * FROM unnest($1::oid[], $2::oid[])),
+reached(classid, objid, objsubid) AS (
+  SELECT classid, objid, 0 FROM roots
+  UNION
+  SELECT x.classid, x.objid, x.objsubid FROM reached r CROSS JOIN LATERAL (
+    SELECT d.classid, d.objid, d.objsubid FROM pg_depend d
+     WHERE d.refclassid = r.classid AND d.refobjid = r.objid
+       AND (r.objsubid = 0 OR d.refobjsubid = r.objsubid) AND d.deptype <> 'p'
+    UNION ALL
+    SELECT d.refclassid, d.refobjid, d.refobjsubid FROM pg_depend d
+     WHERE d.classid = r.classid AND d.objid = r.objid
+       AND (r.objsubid = 0 OR d.objsubid = r.objsubid) AND d.deptype IN ('i', 'e')
+  ) x
+),
+placed AS (
+  SELECT r.classid, r.objid, r.objsubid, ${OBJECT_SCHEMA_SQL} AS nsp,
+         ow.classid AS owner_classid, ow.objid AS owner_objid
+    FROM reached r
+    LEFT JOIN LATERAL (
+      ${objectOwnerSql(serverVersion)}
+    ) ow ON ow.objid IS NOT NULL
+)
+SELECT DISTINCT pg_describe_object(p.classid, p.objid, p.objsubid) AS what,
+       CASE WHEN p.classid = 'pg_trigger'::regclass AND p.objsubid = 0
+            THEN pg_get_triggerdef(p.objid)
+            WHEN p.classid = 'pg_publication_rel'::regclass
+            THEN (${publicationTableSql(serverVersion)})
+       END AS definition
+  FROM placed p
+ WHERE NOT EXISTS (SELECT 1 FROM roots o WHERE o.classid = p.classid AND o.objid = p.objid)
+   AND (p.nsp IS NULL OR NOT (p.nsp = ANY ($3::oid[]) OR p.nsp = 'pg_toast'::regnamespace))
+   -- members of a dropped extension come back with it
+   AND NOT EXISTS (SELECT 1 FROM pg_depend m
+                    WHERE m.classid = p.classid AND m.objid = p.objid AND m.deptype = 'e'
+                      AND m.refclassid = 'pg_extension'::regclass AND m.refobjid = ANY ($4::oid[]))
+   -- a column of a listed table or view
+   AND NOT (p.objsubid <> 0 AND EXISTS (SELECT 1 FROM reached q
+                                         WHERE q.classid = p.classid AND q.objid = p.objid AND q.objsubid = 0))
+   -- a part of a listed object: a view's rule, a row type, an extension's member
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d JOIN reached q
+                      ON q.classid = d.refclassid AND q.objid = d.refobjid
+                     AND (q.objsubid = 0 OR q.objsubid = d.refobjsubid)
+                    WHERE d.classid = p.classid AND d.objid = p.objid AND d.deptype IN ('i', 'e')
+                      AND (p.objsubid = 0 OR d.objsubid = p.objsubid)
+                      AND NOT (d.refclassid = p.classid AND d.refobjid = p.objid))
+   -- hangs on a listed or dropped object: a table's trigger, index or constraint, a publication's table
+   AND NOT EXISTS (SELECT 1 FROM reached q
+                    WHERE q.classid = p.owner_classid AND q.objid = p.owner_objid AND q.objsubid = 0)
+ ORDER BY 1`;
+}
+/**
+ * Computes, without changing anything, the SQL that empties exactly what a backup covers in the
+ * target: the schemas its selection includes (pg_dump's pattern rules; a whole-database backup
+ * has no `schemas`) and, for a whole-database backup, the database-level objects the archive
+ * creates that the target already has: extensions, transforms, casts, access methods,
+ * foreign-data wrappers, servers and user mappings, event triggers, publications, procedural
+ * languages and large objects. Built-in objects and extension members (dropped with their
+ * extension) are left alone. The statements use IF EXISTS and CASCADE, so an object a previous
+ * statement removed is skipped; `outside` lists what the CASCADEs would reach beyond that.
+ */
+async function replace_planReplacement(client, input) {
+    const { selection, archive } = input;
+    if (archive.nonTransactional.length > 0)
+        throw nonTransactionalError(archive.nonTransactional);
+    const wholeDatabase = selection.schemas.length === 0;
+    const matcher = selectionMatcher({ ...selection, excludeTableData: [] });
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+        // Names come out as pg_dump writes them: qualified unless in pg_catalog.
+        await client.query(`SET LOCAL search_path = ''`);
+        const version = await client.query(`SELECT current_setting('server_version_num') AS v`);
+        const serverVersion = Number(version.rows[0].v);
+        const schemas = await selectedSchemas(client, matcher);
+        const statements = await schemaStatements(client, schemas, archive);
+        const dropped = wholeDatabase ? await databaseObjectsToDrop(client, archive) : [];
+        statements.push(...dropped.map((d) => ({ kind: d.kind, sql: d.object.statement })));
+        const largeObjects = await largeObjectsToUnlink(client, archive);
+        const outside = await cascadeReach(client, serverVersion, schemas, dropped);
+        await client.query('COMMIT');
+        const ordered = DROP_ORDER.flatMap((kind) => statements.filter((s) => s.kind === kind).map((s) => s.sql));
+        if (largeObjects.statement)
+            ordered.push(largeObjects.statement);
+        return {
+            statements: ordered,
+            summary: {
+                schemas: schemas.map((s) => s.name),
+                extensions: dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.tag),
+                other: DROP_ORDER.flatMap((kind) => dropped
+                    .filter((d) => d.kind === kind && kind !== 'EXTENSION')
+                    .map((d) => d.object.description)),
+                largeObjects: largeObjects.count,
+            },
+            outside: outside.map((r) => r.what),
+            recreate: outside.flatMap((r) => (r.definition ? [{ what: r.what, sql: r.definition }] : [])),
+        };
+    }
+    catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+    }
+}
+/** The target's schemas the selection includes (those an extension made go with it). */
+async function selectedSchemas(client, matcher) {
+    const found = await client.query(`SELECT 'pg_namespace'::regclass::oid AS classid, n.oid, n.nspname AS name,
+            EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                       AND d.objid = n.oid AND d.deptype = 'e') AS member
+       FROM pg_namespace n
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+      ORDER BY n.nspname`);
+    // A schema an extension created goes with its extension, not on its own.
+    return found.rows.filter((s) => !s.member && matcher.schemaIncluded(s.name));
+}
+/** DROP SCHEMA for each, and public re-created as it was when the archive does not create it. */
+async function schemaStatements(client, schemas, archive) {
+    const statements = schemas.map((s) => ({
+        kind: 'SCHEMA',
+        sql: `DROP SCHEMA IF EXISTS ${quoteIdent(s.name)} CASCADE`,
+    }));
+    if (schemas.some((s) => s.name === 'public') && !archive.createsPublic) {
+        // pg_dump creates public only when it is selected by name; otherwise it is re-created
+        // empty as it was (owner, grants, comment), and the archive's COMMENT and GRANTs apply.
+        const p = await publicSchemaOf(client);
+        statements.push(...recreatePublic(p).map((sql) => ({ kind: 'SCHEMA', sql })));
+    }
+    return statements;
+}
+/** The database-level objects the archive creates that the target already has. */
+async function databaseObjectsToDrop(client, archive) {
+    const dropped = [];
+    const objects = await client.query(`SELECT o.kind, o.classid, o.oid, o.tag, o.alt, o.statement,
+            pg_describe_object(o.classid, o.oid, 0) AS description
+       FROM (${DB_OBJECTS_SQL}) o ORDER BY o.kind, o.tag`);
+    for (const o of objects.rows) {
+        const rests = entriesOf(archive.entries, o.kind);
+        if (!hasTag(rests, o.tag) && !(o.alt !== null && hasTag(rests, o.alt)))
+            continue;
+        if (o.kind === 'SUBSCRIPTION') {
+            throw new ConfigurationError(`The target already has subscription ${quoteIdent(o.tag)}, which the backup creates. ` +
+                `A subscription cannot be dropped inside the restore's transaction (DROP SUBSCRIPTION also drops its replication slot on the publisher): ` +
+                `drop it first, or restore with a list file that leaves the subscription out. The database was not changed.`);
+        }
+        dropped.push({ kind: o.kind, object: o });
+    }
+    return dropped;
+}
+/**
+ * Large objects the archive carries, whatever its selection (pg_dump -b adds them to a dump of
+ * some schemas), that the target holds: lo_create would find them there.
+ */
+async function largeObjectsToUnlink(client, archive) {
+    const ranges = largeObjectRanges(archive.entries);
+    if (ranges.length === 0)
+        return { count: 0 };
+    const lo = ranges.map((r) => r[0]);
+    const hi = ranges.map((r) => r[1]);
+    const count = await client.query(`SELECT count(*)::text AS n FROM pg_largeobject_metadata m
+       JOIN unnest($1::oid[], $2::oid[]) r(lo, hi) ON m.oid BETWEEN r.lo AND r.hi`, [lo, hi]);
+    const n = Number(count.rows[0].n);
+    if (n === 0)
+        return { count: 0 };
+    return {
+        count: n,
+        statement: `SELECT count(pg_catalog.lo_unlink(m.oid)) FROM pg_catalog.pg_largeobject_metadata m ` +
+            `JOIN ROWS FROM (pg_catalog.unnest('{${lo.join(',')}}'::pg_catalog.oid[]), pg_catalog.unnest('{${hi.join(',')}}'::pg_catalog.oid[])) r(lo, hi) ` +
+            `ON m.oid BETWEEN r.lo AND r.hi`,
+    };
+}
+/** What the CASCADEs would reach beyond the dropped schemas and objects (see outsideSql). */
+async function cascadeReach(client, serverVersion, schemas, dropped) {
+    const roots = [
+        ...schemas.map((s) => ({ classid: s.classid, oid: s.oid })),
+        ...dropped.map((d) => ({ classid: d.object.classid, oid: d.object.oid })),
+    ];
+    const outside = await client.query(outsideSql(serverVersion), [
+        roots.map((r) => r.classid),
+        roots.map((r) => r.oid),
+        schemas.map((s) => s.oid),
+        dropped.filter((d) => d.kind === 'EXTENSION').map((d) => d.object.oid),
+    ]);
+    return outside.rows;
+}
+async function publicSchemaOf(client) {
+    const r = await client.query(`SELECT pg_get_userbyid(nspowner) AS owner, obj_description(oid, 'pg_namespace') AS comment
+       FROM pg_namespace WHERE nspname = 'public'`);
+    const grants = await client.query(`SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS grantee,
+            a.privilege_type AS privilege, a.is_grantable AS grantable
+       FROM pg_namespace n, aclexplode(n.nspacl) a
+      WHERE n.nspname = 'public' AND a.grantee <> n.nspowner`);
+    return { owner: r.rows[0].owner, comment: r.rows[0].comment, grants: grants.rows };
+}
+/** Creates public again as it was, after its DROP: owner, grants, comment. */
+function recreatePublic(p) {
+    const out = [`CREATE SCHEMA public AUTHORIZATION ${quoteIdent(p.owner)}`];
+    // A fresh schema grants nothing to others; the old grants come back one by one.
+    for (const g of p.grants) {
+        out.push(`GRANT ${g.privilege} ON SCHEMA public TO ${g.grantee === null ? 'PUBLIC' : quoteIdent(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
+    }
+    if (p.comment !== null)
+        out.push(`COMMENT ON SCHEMA public IS ${quoteLiteral(p.comment)}`);
+    return out;
+}
+function nonTransactionalError(statements) {
+    return new ConfigurationError(`The archive's SQL holds statements that cannot run inside the restore's single transaction: ` +
+        `${statements.join('; ')}. The database was not changed.`);
+}
+// ---------------------------------------------------------------------------------------------
+// The restore
+const FINAL_COMMIT = Buffer.from('\nCOMMIT;\n');
+/** pg_restore writes at most a short footer after its COMMIT; more than this is not the end. */
+const MAX_WITHHELD = 1 << 20;
+/** Whether every line from `start` is blank, a comment or a psql meta-command (`\unrestrict`). */
+function onlyFooter(buf, start) {
+    let at = start;
+    while (at < buf.length) {
+        const c = buf[at];
+        if (c !== 0x0a && c !== 0x0d && c !== 0x2d /* - */ && c !== 0x5c /* \ */)
+            return false;
+        const nl = buf.indexOf(0x0a, at);
+        if (nl < 0)
+            return true;
+        at = nl + 1;
+    }
+    return true;
+}
+/**
+ * Passes pg_restore's SQL through, but withholds its final `COMMIT;` (and the footer after it)
+ * until pg_restore is known to have exited with 0: the caller sends it then, or never.
+ */
+class CommitWithholder extends external_node_stream_.Transform {
+    pending = Buffer.alloc(0);
+    /** After the input ended: what was withheld, beginning with the final COMMIT when there was one. */
+    withheld = Buffer.alloc(0);
+    constructor() {
+        // Fewer, larger hops through the event loop: gigabytes go through here.
+        super({ highWaterMark: 1 << 20 });
+    }
+    /** Whether the input ended with pg_restore's COMMIT (and only its footer after it). */
+    get endsWithCommit() {
+        return (this.withheld.subarray(0, FINAL_COMMIT.length).equals(FINAL_COMMIT) &&
+            onlyFooter(this.withheld, FINAL_COMMIT.length));
+    }
+    _transform(chunk, _encoding, done) {
+        const buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+        const cut = this.cutPoint(buf);
+        if (cut > 0)
+            this.push(buf.subarray(0, cut));
+        this.pending = Buffer.from(buf.subarray(cut));
+        done();
+    }
+    _flush(done) {
+        this.withheld = this.pending;
+        this.pending = Buffer.alloc(0);
+        done();
+    }
+    cutPoint(buf) {
+        const commit = buf.lastIndexOf(FINAL_COMMIT);
+        if (commit >= 0 &&
+            buf.length - commit <= MAX_WITHHELD &&
+            onlyFooter(buf, commit + FINAL_COMMIT.length)) {
+            return commit;
+        }
+        // A COMMIT line may be split between this chunk and the next.
+        for (let k = Math.min(FINAL_COMMIT.length - 1, buf.length); k > 0; k--) {
+            if (buf.subarray(buf.length - k).equals(FINAL_COMMIT.subarray(0, k)))
+                return buf.length - k;
+        }
+        return buf.length;
+    }
+}
+function buildPreamble(plan) {
+    const parts = [
+        'BEGIN;',
+        // Which session and transaction this is: a failed restore makes sure the session is gone,
+        // and a connection lost during the COMMIT is settled by asking the server how it ended.
+        `SELECT pg_catalog.pg_backend_pid() || ' ' || pg_catalog.date_part('epoch', backend_start) || ' ' || pg_catalog.txid_current() FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid();`,
+        // Waiting for locks is bounded while the target is emptied; pg_restore's own SETs then
+        // lift the timeouts for the restore proper (SET lock_timeout = 0, statement_timeout = 0).
+        `SET LOCAL lock_timeout = '${LOCK_TIMEOUT}';`,
+        'SET LOCAL statement_timeout = 0;',
+        'SET LOCAL idle_in_transaction_session_timeout = 0;',
+        `SELECT pg_catalog.set_config(name, '0', true) FROM pg_catalog.pg_settings WHERE name = 'transaction_timeout';`,
+        'SET LOCAL client_min_messages = warning;',
+    ];
+    const ranges = [];
+    let line = parts.length + 1;
+    for (const sql of plan.statements) {
+        const n = sql.split('\n').length;
+        ranges.push({ from: line, to: line + n - 1, sql });
+        parts.push(`${sql};`);
+        line += n;
+    }
+    return {
+        text: `${parts.join('\n')}\n`,
+        lines: line - 1,
+        statementAt: (l) => ranges.find((r) => l >= r.from && l <= r.to)?.sql,
+    };
+}
+/** psql's error as it printed it, with where it stopped in terms of the plan or pg_restore's SQL. */
+function psqlFailure(exit, preamble) {
+    const lines = exit.stderr.split('\n').filter((l) => l.trim() !== '' && !isBeginWarning(l));
+    const first = lines.findIndex((l) => /\b(ERROR|FATAL|PANIC):|psql: error:|^psql:.*error/.test(l));
+    const text = (first >= 0 ? lines.slice(first, first + 12) : lines.slice(-12)).join('\n');
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    const at = /^psql:<stdin>:(\d+):/m.exec(text);
+    let where = '';
+    if (at) {
+        const line = Number(at[1]);
+        const statement = preamble.statementAt(line);
+        where =
+            line <= preamble.lines
+                ? statement
+                    ? ` while emptying the target, at: ${statement}`
+                    : ' while starting the transaction'
+                : ` at line ${line - preamble.lines} of pg_restore's SQL`;
+    }
+    return `psql ${how}${where}: ${text || '(no error text)'}`;
+}
+function isBeginWarning(line) {
+    return /WARNING:\s+there is already a transaction in progress/.test(line);
+}
+function scrub(text, password) {
+    return password ? text.split(password).join('***') : text;
+}
+const NOTHING_COMMITTED = 'Nothing was committed: the target is as it was.';
+/**
+ * Replaces the target's contents with the archive in ONE transaction of ONE session: psql reads
+ * `BEGIN`, the plan's statements, then pg_restore's SQL as pg_restore writes it (`--file=-`,
+ * streamed, never on disk). Whatever fails — pg_restore's error or death, psql's, the server
+ * ending the session, a full disk — nothing is committed and the target stays exactly as it was.
+ *
+ * Why not `psql --single-transaction`: psql commits when its input ends without an error, and
+ * the input also ends when pg_restore dies midway, so a partial restore would be committed.
+ * Instead pg_restore runs with `--single-transaction` itself (without it, its SQL wraps the large
+ * objects' data in a BEGIN/COMMIT of its own, which would commit everything before them), and its
+ * final `COMMIT;` is withheld from psql until pg_restore has exited with 0; on any failure psql
+ * is killed before it sees it, and the session is terminated so that the rollback is complete
+ * when this returns.
+ */
+async function replace_restoreAtomically(o) {
+    const password = o.connection.password;
+    // Refused before anything runs; the SQL checked is the archive's definitions (its data is
+    // COPY rows and large objects' lo_open/lowrite/lo_close, which pg_restore writes itself).
+    const refused = nonTransactionalIn(await definitionsSql(o));
+    if (refused.length > 0)
+        throw nonTransactionalError(refused);
+    const preamble = buildPreamble(o.plan);
+    const psql = startRestoringPsql(o);
+    psql.stdin.write(preamble.text);
+    const restore = startStreamingRestore(o, psql.stdin);
+    const outcome = await firstEnd(restore, psql);
+    if (outcome.kind === 'psql-ended') {
+        // psql stops before the COMMIT only on an error (ON_ERROR_STOP) or a lost connection.
+        await abandon(o, restore, psql);
+        throw new Error(scrub(`${psqlFailure(outcome.exit, preamble)}\n${NOTHING_COMMITTED}`, password));
+    }
+    const { exit, streamError } = outcome;
+    if (exit.code !== 0 || streamError || !restore.withholder.endsWithCommit) {
+        await abandon(o, restore, psql);
+        const why = exit.code !== 0
+            ? describeExit('pg_restore', exit)
+            : streamError
+                ? `reading pg_restore's output failed: ${errorMessage(streamError)}`
+                : `pg_restore's SQL did not end with its COMMIT`;
+        throw new Error(scrub(`${why}\n${NOTHING_COMMITTED}`, password));
+    }
+    await commitRestore(o, restore, psql, preamble);
+    logReplaced(o);
+}
+function startRestoringPsql(o) {
+    const password = o.connection.password;
+    const psqlEnv = childEnv(o.env, o.connection, o.database);
+    if (!o.connection.params.application_name)
+        psqlEnv.PGAPPNAME = RESTORE_APPLICATION_NAME;
+    const proc = startProcess(o.psql, ['-X', '-q', '-A', '-t', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
+        env: psqlEnv,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        onStderrLine: (line) => {
+            if (!isBeginWarning(line))
+                o.logger.debug(scrub(line, password));
+        },
+    });
+    // The preamble's first statement prints the session's pid, start and transaction id.
+    let session;
+    let stdoutHead = '';
+    proc.child.stdout?.setEncoding('utf8');
+    proc.child.stdout?.on('data', (chunk) => {
+        if (session || stdoutHead.length > 200)
+            return;
+        stdoutHead += chunk;
+        const m = /^(\d+) ([\d.]+) (\d+)\n/.exec(stdoutHead);
+        if (m)
+            session = { pid: Number(m[1]), start: Number(m[2]), xid: m[3] };
+    });
+    const stdin = proc.child.stdin;
+    if (!stdin)
+        throw new Error('psql has no standard input');
+    stdin.on('error', () => undefined); // EPIPE when psql stops early; its exit tells why.
+    return { proc, stdin, session: () => session };
+}
+function startStreamingRestore(o, into) {
+    const restoreArgs = ['--single-transaction', '--file=-'];
+    if (!o.keepOwnership)
+        restoreArgs.push('--no-owner', '--no-acl');
+    if (o.listFile)
+        restoreArgs.push(`--use-list=${o.listFile}`);
+    restoreArgs.push(o.archivePath);
+    const proc = startProcess(o.pgRestore, restoreArgs, {
+        env: childEnv(o.env, { params: {} }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+        onStderrLine: (line) => o.logger.debug(`pg_restore: ${line}`),
+    });
+    const withholder = new CommitWithholder();
+    const out = proc.child.stdout;
+    if (!out)
+        throw new Error('pg_restore has no standard output');
+    out.pipe(withholder).pipe(into, { end: false });
+    return { proc, out, withholder };
+}
+/** Whichever ends first: pg_restore (with its output read through), or psql. */
+function firstEnd(restore, psql) {
+    return Promise.race([
+        Promise.all([
+            restore.proc.exited,
+            finished(restore.withholder).then(() => undefined, (error) => error ?? new Error('stream failed')),
+        ]).then(([exit, streamError]) => ({ kind: 'restore-ended', exit, streamError })),
+        psql.proc.exited.then((exit) => ({ kind: 'psql-ended', exit })),
+    ]);
+}
+/** Kills both programs before psql sees a COMMIT, and makes sure the session is gone. */
+async function abandon(o, restore, psql) {
+    restore.out.unpipe(restore.withholder);
+    restore.withholder.unpipe(psql.stdin);
+    restore.out.destroy();
+    restore.proc.child.kill('SIGKILL');
+    psql.proc.child.kill('SIGKILL');
+    await Promise.all([restore.proc.exited, psql.proc.exited]);
+    // The COMMIT was never sent: the transaction can only have been rolled back.
+    await endSession(o.connection, o.database, psql.session(), o.logger);
+}
+/**
+ * pg_restore finished: what the emptying removed outside the backup is re-created, then psql
+ * may see the COMMIT (a ROLLBACK in a rehearsal).
+ */
+async function commitRestore(o, restore, psql, preamble) {
+    const password = o.connection.password;
+    const epilogue = o.plan.recreate.map((r) => `${r.sql};\n`).join('');
+    const ending = o.rehearsal ? Buffer.from('ROLLBACK;\n') : restore.withholder.withheld;
+    psql.stdin.end(Buffer.concat([Buffer.from(epilogue), ending]));
+    const psqlExit = await psql.proc.exited;
+    if (psqlExit.code === 0)
+        return;
+    // An SQL error stops psql before the COMMIT or is the COMMIT's own; a connection lost
+    // while the COMMIT was under way leaves the outcome to the server, so it is asked.
+    const status = await endSession(o.connection, o.database, psql.session(), o.logger);
+    const failure = psqlFailure(psqlExit, preamble);
+    if (status === 'committed' && !o.rehearsal) {
+        o.logger.warning(scrub(`${failure}\nBut the transaction was committed: the restore is complete.`, password));
+        return;
+    }
+    const outcome = status === 'aborted'
+        ? NOTHING_COMMITTED
+        : `The COMMIT was sent and the server ${status ? `reports the transaction ${status}` : 'could not be asked whether it went through'}: check the target.`;
+    throw new Error(scrub(`${failure}\n${outcome}`, password));
+}
+function logReplaced(o) {
+    const { summary } = o.plan;
+    o.logger.info(`${o.rehearsal ? 'Rehearsed, then rolled back: ' : ''}Replaced the target in one transaction: dropped schema(s) ${summary.schemas.join(', ') || '(none)'}` +
+        (summary.extensions.length ? `, extension(s) ${summary.extensions.join(', ')}` : '') +
+        (summary.other.length ? `, ${summary.other.join(', ')}` : '') +
+        (summary.largeObjects ? `, ${summary.largeObjects} large object(s)` : '') +
+        `; then restored the archive and ${o.rehearsal ? 'rolled back' : 'committed'}`);
+}
+/**
+ * Makes sure the abandoned restoring session is gone (a backend busy with a long statement
+ * only notices its client's death when it next talks to it), then asks how its transaction
+ * ended: `committed`, `aborted`, or undefined when the server cannot be asked (nor the session
+ * known: then psql never got to run a statement).
+ */
+async function endSession(connection, database, session, logger) {
+    if (!session)
+        return 'aborted';
+    let client;
+    try {
+        client = await connect(connection, database);
+    }
+    catch (error) {
+        logger.debug(`Could not connect to end the restoring session: ${errorMessage(error)}`);
+        return undefined;
+    }
+    try {
+        let gone = false;
+        for (let i = 0; i < 600 && !gone; i++) {
+            const r = await client.query(`SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE pid = $1 AND abs(date_part('epoch', backend_start) - $2::float8) < 0.001`, [session.pid, session.start]);
+            gone = r.rows.length === 0;
+            if (!gone)
+                await sleep(100);
+        }
+        if (!gone)
+            logger.warning(`The restoring session (pid ${session.pid}) is still there after 60 s`);
+        const status = await client.query('SELECT txid_status($1::bigint) AS status', [session.xid]);
+        return status.rows[0].status ?? undefined;
+    }
+    catch (error) {
+        logger.debug(`Could not end the restoring session: ${errorMessage(error)}`);
+        return undefined;
+    }
+    finally {
+        await client.end().catch(() => undefined);
+    }
+}
+
+;// CONCATENATED MODULE: external "node:readline"
+const external_node_readline_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:readline");
+;// CONCATENATED MODULE: ./lib/restore/roles.js
+
+
+/** Splits `a, "B c", PUBLIC` into role names, unquoting; the PUBLIC pseudo-role is left out. */
+function parseRoleList(text) {
+    const out = [];
+    let i = 0;
+    while (i < text.length) {
+        const ch = text[i];
+        if (ch === ' ' || ch === ',') {
+            i++;
+            continue;
+        }
+        if (ch === '"') {
+            let name = '';
+            i++;
+            while (i < text.length) {
+                if (text[i] === '"' && text[i + 1] === '"') {
+                    name += '"';
+                    i += 2;
+                }
+                else if (text[i] === '"') {
+                    i++;
+                    break;
+                }
+                else {
+                    name += text[i++];
+                }
+            }
+            out.push(name);
+            continue;
+        }
+        let word = '';
+        while (i < text.length && text[i] !== ',' && text[i] !== ' ')
+            word += text[i++];
+        if (word !== 'PUBLIC' && word !== 'CURRENT_USER' && word !== 'SESSION_USER')
+            out.push(word);
+    }
+    return out;
+}
+/** The roles one line of pg_restore's SQL output names, by role in the statement. */
+function rolesInLine(line) {
+    const owners = [];
+    const grantees = [];
+    const owner = /^ALTER .* OWNER TO (.+);$/.exec(line);
+    if (owner)
+        owners.push(...parseRoleList(owner[1]));
+    const session = /^SET SESSION AUTHORIZATION (.+);$/.exec(line);
+    if (session)
+        owners.push(...parseRoleList(session[1].replace(/^'(.*)'$/, '"$1"')));
+    const forRole = /^ALTER DEFAULT PRIVILEGES FOR ROLE (\S+) /.exec(line);
+    if (forRole)
+        owners.push(...parseRoleList(forRole[1]));
+    const grant = /(?:^| )GRANT .+;$/.test(line) ? line.lastIndexOf(' TO ') : -1;
+    if (grant > 0) {
+        const list = line
+            .slice(grant + 4, -1)
+            .replace(/ WITH GRANT OPTION$/, '')
+            .replace(/ GRANTED BY .+$/, '');
+        grantees.push(...parseRoleList(list));
+    }
+    const revoke = /(?:^| )REVOKE .+;$/.test(line) ? line.lastIndexOf(' FROM ') : -1;
+    if (revoke > 0) {
+        grantees.push(...parseRoleList(line.slice(revoke + 6, -1).replace(/ CASCADE$/, '')));
+    }
+    return { owners, grantees };
+}
+/**
+ * Reads the archive's schema as SQL (`pg_restore --schema-only -f -`, streamed, nothing kept
+ * but role names) and collects the roles it names.
+ */
+async function roles_archiveRoles(pgRestore, archivePath) {
+    const proc = startProcess(pgRestore, ['--schema-only', '--file=-', archivePath], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const owners = new Set();
+    const grantees = new Set();
+    const lines = createInterface({ input: proc.child.stdout, crlfDelay: Infinity });
+    for await (const line of lines) {
+        const found = rolesInLine(line);
+        for (const o of found.owners)
+            owners.add(o);
+        for (const g of found.grantees)
+            grantees.add(g);
+    }
+    const exit = await proc.exited;
+    if (exit.code !== 0)
+        throw new Error(describeExit('pg_restore --schema-only', exit));
+    return { owners: [...owners].sort(), grantees: [...grantees].sort() };
+}
+/**
+ * Owners and grants can be restored as they were when every role the archive names exists on
+ * the target and the restoring user may hand objects to each owner; otherwise the restore
+ * runs with --no-owner --no-acl, as a scratch restore does.
+ */
+async function roles_planOwnership(client, roles) {
+    const names = [...new Set([...roles.owners, ...roles.grantees])];
+    if (names.length === 0)
+        return { keep: true, missing: [], notMember: [] };
+    const r = await client.query(`SELECT n.name, r.rolname IS NOT NULL AS present,
+            COALESCE(pg_has_role(r.oid, 'MEMBER'), false) AS member
+       FROM unnest($1::text[]) AS n(name) LEFT JOIN pg_roles r ON r.rolname = n.name`, [names]);
+    const missing = r.rows.filter((x) => !x.present).map((x) => x.name);
+    const notMember = r.rows
+        .filter((x) => x.present && !x.member && roles.owners.includes(x.name))
+        .map((x) => x.name);
+    return { keep: missing.length === 0 && notMember.length === 0, missing, notMember };
+}
+
+;// CONCATENATED MODULE: ./lib/restore/source-checks.js
+
+
+
+
+/** The names of the checks that compare the restored database with the source's state. */
+const StateCheckNames = {
+    Constraints: 'Constraints',
+    Sequences: 'Sequences',
+    RowSecurity: 'Row security and policies',
+    Extensions: 'Extensions',
+    LargeObjects: 'Large objects',
+    Settings: 'Database settings',
+    Contents: 'Platform rows (users, files, secrets)',
+};
+const CONSTRAINT_KINDS = {
+    p: 'primary keys',
+    u: 'unique',
+    f: 'foreign keys',
+    c: 'check',
+    x: 'exclusion',
+    t: 'constraint triggers',
+};
+/**
+ * Re-applies what pg_dump leaves behind, as far as the restoring role may: the database's
+ * settings (`ALTER DATABASE … SET`, `ALTER ROLE … IN DATABASE … SET`) and the values of
+ * sequences that belong to extensions. Returns what could not be re-applied, each with why.
+ */
+async function source_checks_reapplySourceState(client, database, state) {
+    const notApplied = [];
+    for (const s of state.settings) {
+        const statement = alterSettingStatement(database, s.role, s.setting);
+        const what = `${s.role ? `ALTER ROLE ${s.role} IN DATABASE` : 'ALTER DATABASE'} … SET ${s.setting}`;
+        if (!statement) {
+            notApplied.push(`${what} (the setting cannot be read)`);
+            continue;
+        }
+        await attempt(client, statement, (error) => notApplied.push(`${what}: ${error}`));
+    }
+    for (const seq of state.sequences.filter((s) => s.extension !== undefined)) {
+        const name = `${quoteIdent(seq.schema)}.${quoteIdent(seq.name)}`;
+        await attempt(client, `SELECT pg_catalog.setval(${quoteLiteral(name)}, ${seq.lastValue}, ${seq.isCalled})`, (error) => notApplied.push(`the value of ${seq.schema}.${seq.name} (${seq.extension}): ${error}`));
+    }
+    return notApplied;
+}
+/** Runs a statement in a savepoint-free way: a failure is handed to `onError`, not thrown. */
+async function attempt(client, sql, onError) {
+    try {
+        await client.query(sql);
+    }
+    catch (error) {
+        onError(errorMessage(error));
+    }
+}
+/** Settings whose value is a list of names, which pg_dump quotes one by one (GUC_LIST_QUOTE). */
+const LIST_SETTINGS = new Set([
+    'local_preload_libraries',
+    'search_path',
+    'session_preload_libraries',
+    'shared_preload_libraries',
+    'temp_tablespaces',
+    'unix_socket_directories',
+]);
+/**
+ * `ALTER DATABASE db SET name TO value` for one `name=value` of pg_db_role_setting, quoting a
+ * list setting element by element as pg_dump's makeAlterConfigCommand does.
+ */
+function alterSettingStatement(database, role, setting) {
+    const eq = setting.indexOf('=');
+    if (eq <= 0)
+        return undefined;
+    const name = setting.slice(0, eq);
+    const value = setting.slice(eq + 1);
+    const values = LIST_SETTINGS.has(name.toLowerCase())
+        ? splitSettingList(value).map(quoteLiteral).join(', ')
+        : quoteLiteral(value);
+    const head = role
+        ? `ALTER ROLE ${quoteIdent(role)} IN DATABASE ${quoteIdent(database)}`
+        : `ALTER DATABASE ${quoteIdent(database)}`;
+    return `${head} SET ${quoteIdent(name)} TO ${values === '' ? "''" : values}`;
+}
+/** Splits `"$user", public, "My Schema"` into its elements, unquoting double-quoted ones. */
+function splitSettingList(value) {
+    const out = [];
+    let i = 0;
+    while (i < value.length) {
+        while (value[i] === ' ' || value[i] === ',')
+            i++;
+        if (i >= value.length)
+            break;
+        let element = '';
+        if (value[i] === '"') {
+            i++;
+            while (i < value.length) {
+                if (value[i] === '"' && value[i + 1] === '"') {
+                    element += '"';
+                    i += 2;
+                }
+                else if (value[i] === '"') {
+                    i++;
+                    break;
+                }
+                else
+                    element += value[i++];
+            }
+        }
+        else {
+            while (i < value.length && value[i] !== ',')
+                element += value[i++];
+            element = element.trim();
+        }
+        out.push(element);
+    }
+    return out;
+}
+/**
+ * Compares the restored database with the source's state recorded in the manifest, item by
+ * item: constraints, sequences, row security and policies, extensions, large objects and the
+ * database's settings. `notApplied` names what reapplySourceState could not re-apply.
+ */
+async function source_checks_compareWithSource(client, manifest, state, notApplied = [], notRestored = new Set(), unvalidated = new Set()) {
+    const matcher = selectionMatcher({
+        schemas: manifest.options?.schemas ?? [],
+        excludeSchemas: manifest.options?.excludeSchemas ?? [],
+        excludeTableData: [],
+    });
+    const selected = (rows) => rows.filter((r) => matcher.schemaIncluded(r.schema));
+    const wholeDatabase = (manifest.options?.schemas ?? []).length === 0;
+    // Extensions' sequences come with a whole-database backup; with selected schemas, the target's.
+    const carried = (s) => s.extension !== undefined ? wholeDatabase : matcher.schemaIncluded(s.schema);
+    return [
+        await timed(StateCheckNames.Constraints, async () => compareConstraints(state.constraints, selected(await readConstraints(client)), unvalidated)),
+        await timed(StateCheckNames.Sequences, async () => compareSequences(state.sequences.filter((s) => carried(s) && !notRestored.has(sequenceName(s))), (await readSequences(client)).filter(carried))),
+        await timed(StateCheckNames.RowSecurity, async () => compareRowSecurity(state, selected(await readRowSecurity(client)), selected(await readPolicies(client)))),
+        await timed(StateCheckNames.Extensions, async () => wholeDatabase
+            ? compareExtensions(state.extensions, await readExtensions(client))
+            : {
+                status: 'skipped',
+                detail: 'a backup of selected schemas carries no extensions: the target provides them',
+            }),
+        await timed(StateCheckNames.LargeObjects, async () => state.largeObjects === null
+            ? { status: 'skipped', detail: 'a backup of selected schemas carries no large objects' }
+            : compareCount('large objects', state.largeObjects, await countLargeObjects(client))),
+        await timed(StateCheckNames.Settings, async () => compareSettings(state.settings, await readSettings(client), notApplied)),
+        ...(state.contents && state.contents.length > 0
+            ? [
+                await timed(StateCheckNames.Contents, async () => compareContents(state.contents, await readContents(client, state.contents.map((c) => c.table)))),
+            ]
+            : []),
+    ];
+}
+/**
+ * The platform tables' rows, figure against figure: the same count with other rows (a secret
+ * encrypted a second time by a trigger during the load) fails.
+ */
+function compareContents(source, restored) {
+    const byTable = new Map(restored.map((c) => [c.table, c]));
+    const problems = source.flatMap((c) => {
+        const r = byTable.get(c.table);
+        if (!r)
+            return [`${c.table} cannot be read on the target`];
+        if (r.rows !== c.rows)
+            return [`${c.table} holds ${r.rows} rows, ${c.rows} in the source`];
+        if (r.md5 !== c.md5)
+            return [`${c.table} holds ${c.rows} rows as the source, but other values`];
+        return [];
+    });
+    if (problems.length > 0)
+        return { status: 'failed', detail: problems.join('; ') };
+    return {
+        status: 'passed',
+        detail: `every row of ${source.map((c) => c.table).join(', ')} equals the source's (encrypted secrets byte for byte, so they decrypt to the source's values under the same project key)`,
+    };
+}
+async function timed(name, run) {
+    const started = Date.now();
+    try {
+        return { name, ...(await run()), seconds: (Date.now() - started) / 1000 };
+    }
+    catch (error) {
+        return {
+            name,
+            status: 'failed',
+            detail: `the check could not run: ${errorMessage(error)}`,
+            seconds: (Date.now() - started) / 1000,
+        };
+    }
+}
+const constraintKey = (c) => `${c.schema}.${c.on}.${c.name}`;
+function compareConstraints(source, restored, unvalidated = new Set()) {
+    const byKey = new Map(restored.map((c) => [`${c.onKind}:${constraintKey(c)}`, c]));
+    const missing = [];
+    const differs = [];
+    const counts = {};
+    let notValid = 0;
+    const outside = [];
+    for (const c of source) {
+        const r = byKey.get(`${c.onKind}:${constraintKey(c)}`);
+        const label = `${constraintKey(c)}${c.onKind === 'domain' ? ' (domain)' : ''}`;
+        if (!r) {
+            missing.push(label);
+            continue;
+        }
+        byKey.delete(`${c.onKind}:${constraintKey(c)}`);
+        counts[c.type] = (counts[c.type] ?? 0) + 1;
+        if (!c.validated)
+            notValid++;
+        if (r.type !== c.type)
+            differs.push(`${label} is of type ${r.type}, ${c.type} in the source`);
+        else if (c.validated && !r.validated && unvalidated.has(constraintKey(c)))
+            outside.push(label);
+        else if (r.validated !== c.validated) {
+            differs.push(`${label} is ${r.validated ? 'validated' : 'NOT VALID'}, ${c.validated ? 'validated' : 'NOT VALID'} in the source`);
+        }
+    }
+    const problems = [
+        ...(missing.length ? [`missing after the restore: ${missing.join(', ')}`] : []),
+        ...differs,
+    ];
+    if (problems.length > 0)
+        return { status: 'failed', detail: problems.join('; ') };
+    const kinds = Object.entries(CONSTRAINT_KINDS)
+        .filter(([k]) => counts[k])
+        .map(([k, label]) => `${counts[k]} ${label}`)
+        .join(', ');
+    const extra = [...byKey.values()].map(constraintKey);
+    return {
+        status: 'passed',
+        detail: `all ${source.length} constraints of the source restored as they were${kinds ? ` (${kinds})` : ''}` +
+            (notValid ? `; ${notValid} NOT VALID in the source and restored NOT VALID` : '') +
+            (outside.length
+                ? `; ${outside.length} foreign key(s) restored NOT VALID, as the rows they refer to are not in the backup: ${outside.join(', ')}`
+                : '') +
+            (extra.length ? `; not in the source: ${extra.join(', ')}` : ''),
+    };
+}
+const sequenceName = (s) => `${s.schema}.${s.name}`;
+/**
+ * A sequence's value is read outside the snapshot, before pg_dump reads its own, so a restored
+ * value ahead of the recorded one (a source that used the sequence during the dump) is the
+ * source's later state, not a fault.
+ */
+function compareSequences(source, restored) {
+    const byName = new Map(restored.map((s) => [sequenceName(s), s]));
+    const missing = [];
+    const behind = [];
+    const ahead = [];
+    for (const s of source) {
+        const r = byName.get(sequenceName(s));
+        if (!r) {
+            missing.push(sequenceName(s));
+            continue;
+        }
+        const order = compareSequencePosition(r, s);
+        if (order < 0) {
+            behind.push(`${sequenceName(s)} restored at ${describeSequence(r)}, the source was at ${describeSequence(s)}`);
+        }
+        else if (order > 0)
+            ahead.push(sequenceName(s));
+    }
+    const problems = [
+        ...(missing.length ? [`missing after the restore: ${missing.join(', ')}`] : []),
+        ...(behind.length ? [`behind the source: ${behind.join('; ')}`] : []),
+    ];
+    if (problems.length > 0)
+        return { status: 'failed', detail: problems.join('; ') };
+    const own = source.filter((s) => s.extension !== undefined).length;
+    return {
+        status: 'passed',
+        detail: `all ${source.length} sequences at the source's values` +
+            (own ? ` (${own} of them belong to extensions and were set after the restore)` : '') +
+            (ahead.length
+                ? `; ahead of the value read at the snapshot, as pg_dump read them later: ${ahead.join(', ')}`
+                : ''),
+    };
+}
+function describeSequence(s) {
+    return `${s.lastValue}${s.isCalled ? '' : ' (not yet used)'}`;
+}
+/** Negative when `a` would hand out a value the sequence already handed out at `b`. */
+function compareSequencePosition(a, b) {
+    const next = (s) => BigInt(s.lastValue) + (s.isCalled ? (s.descending ? -1n : 1n) : 0n);
+    const diff = next(a) - next(b);
+    const signed = a.descending ? -diff : diff;
+    return signed === 0n ? 0 : signed > 0n ? 1 : -1;
+}
+const policyKey = (p) => `${p.schema}.${p.table}.${p.name}`;
+function compareRowSecurity(state, restoredFlags, restoredPolicies) {
+    const problems = [];
+    const flags = new Map(restoredFlags.map((f) => [`${f.schema}.${f.table}`, f]));
+    for (const f of state.rowSecurity) {
+        const r = flags.get(`${f.schema}.${f.table}`);
+        const want = `${f.enabled ? 'enabled' : 'disabled'}${f.forced ? ', forced' : ''}`;
+        const got = r
+            ? `${r.enabled ? 'enabled' : 'disabled'}${r.forced ? ', forced' : ''}`
+            : 'disabled';
+        if (want !== got)
+            problems.push(`${f.schema}.${f.table}: row security ${got}, ${want} in the source`);
+    }
+    const policies = new Map(restoredPolicies.map((p) => [policyKey(p), p]));
+    const missing = [];
+    for (const p of state.policies) {
+        const r = policies.get(policyKey(p));
+        if (!r) {
+            missing.push(policyKey(p));
+            continue;
+        }
+        const differences = ['command', 'permissive', 'using', 'check'].filter((k) => r[k] !== p[k]);
+        if (r.roles.join(',') !== p.roles.join(','))
+            differences.push('roles');
+        if (differences.length)
+            problems.push(`policy ${policyKey(p)} differs in ${differences.join(', ')}`);
+    }
+    if (missing.length)
+        problems.unshift(`policies missing after the restore: ${missing.join(', ')}`);
+    if (problems.length)
+        return { status: 'failed', detail: problems.join('; ') };
+    const enabled = state.rowSecurity.filter((f) => f.enabled).length;
+    return {
+        status: 'passed',
+        detail: state.policies.length === 0 && enabled === 0
+            ? 'no table of the source uses row security'
+            : `${enabled} tables with row security and all ${state.policies.length} policies as in the source (commands, roles, expressions)`,
+    };
+}
+function compareExtensions(source, restored) {
+    const byName = new Map(restored.map((e) => [e.name, e]));
+    const missing = source.filter((e) => !byName.has(e.name)).map((e) => e.name);
+    if (missing.length)
+        return { status: 'failed', detail: `missing after the restore: ${missing.join(', ')}` };
+    const versions = source
+        .filter((e) => byName.get(e.name)?.version !== e.version)
+        .map((e) => `${e.name} ${byName.get(e.name)?.version} (the source has ${e.version})`);
+    return {
+        status: 'passed',
+        detail: source.length === 0
+            ? 'the source has no extensions besides plpgsql'
+            : `all ${source.length} extensions of the source installed` +
+                (versions.length
+                    ? `; other versions than the source's: ${versions.join(', ')}`
+                    : ", at the source's versions"),
+    };
+}
+function compareCount(what, source, restored) {
+    return restored === source
+        ? { status: 'passed', detail: `${source} ${what}, as in the source` }
+        : { status: 'failed', detail: `${restored} ${what} restored, ${source} in the source` };
+}
+function compareSettings(source, restored, notApplied) {
+    const key = (s) => `${s.role ?? ''}\u0000${s.setting}`;
+    const have = new Set(restored.map(key));
+    const missing = source.filter((s) => !have.has(key(s)));
+    const unexplained = missing.filter((s) => !notApplied.some((n) => n.includes(`SET ${s.setting}`)));
+    const describe = (s) => `${s.setting}${s.role ? ` for role ${s.role}` : ''}`;
+    if (unexplained.length) {
+        return {
+            status: 'failed',
+            detail: `not set on the restored database: ${unexplained.map(describe).join(', ')}`,
+        };
+    }
+    if (source.length === 0)
+        return { status: 'passed', detail: 'the source database sets nothing' };
+    return {
+        status: 'passed',
+        detail: `${source.length - missing.length} of ${source.length} settings of the source database re-applied after the restore` +
+            (notApplied.length ? `; not re-applied: ${notApplied.join('; ')}` : ''),
+    };
+}
+
+;// CONCATENATED MODULE: ./lib/restore/disk.js
+
+
+
+
+
+const RESTORE_PLAN_CHOICES = (/* unused pure expression or super */ null && (['auto', 'disk', 'stream']));
+/** `plan stream (why); peak disk used in the work folder 1.2 GiB, the restored database 1.1 GiB`. */
+function disk_describePlanReport(p) {
+    return (`plan ${p.name} (${p.why}); peak disk used in the work folder ${formatBytes(p.peakDiskBytes)}` +
+        (p.restoredBytes === undefined ? '' : `, the restored database ${formatBytes(p.restoredBytes)}`));
+}
+/** An empty cluster's files (catalog, first WAL segment), as initdb writes them. */
+const EMPTY_CLUSTER = (/* unused pure expression or super */ null && (48 * 1024 * 1024));
+/**
+ * The write-ahead log a scratch server keeps at most while restoring: a checkpoint every 64 MB
+ * (RESTORE_SERVER_SETTINGS), as much again while one completes, with room to spare.
+ */
+const WAL_ALLOWANCE = (/* unused pure expression or super */ null && (256 * 1024 * 1024));
+/**
+ * The disk a run needs in its work folder, from the manifest. The archive's size is the one the
+ * backup recorded (`archiveBytes`); else the object's when pg_dump compressed inside it, and for
+ * an object compressed whole (zstd, gzip) by a backup that did not record it, the tables' size.
+ */
+function disk_workDiskNeed(manifest, o) {
+    const object = dumpObject(manifest).bytes;
+    const tables = restoredTableBytes(manifest);
+    const recorded = manifest.archiveBytes;
+    const wrapped = ['zstd', 'gzip'].includes(manifest.compression.method);
+    return {
+        object: o.downloads ? object : 0,
+        archive: recorded ?? (wrapped ? Math.max(object, tables) : object),
+        archiveEstimated: recorded === undefined && wrapped,
+        database: o.scratch ? tables + Math.min(tables, WAL_ALLOWANCE) + EMPTY_CLUSTER : 0,
+        format: manifest.format,
+    };
+}
+/**
+ * Each plan's peak. Disk: the archive beside the downloaded object while it is decoded, then
+ * beside the restored database. Stream: the restored database alone (a custom-format archive's
+ * table of contents is read first, a few KiB to MiB), or the directory-format files beside it.
+ */
+function planNeeds(need) {
+    return {
+        disk: need.archive + Math.max(need.object, need.database),
+        stream: need.database + (need.format === 'directory' ? need.archive : 0),
+    };
+}
+/**
+ * Chooses the plan from the work folder's free space, before anything is downloaded: `disk`
+ * when it fits (`pg_restore -j`), else `stream` when the restored database fits, else a
+ * ConfigurationError naming what each plan needs, what is free and where. A plan asked for is
+ * checked the same way. A real restore (`replace`) reads the archive from disk: its
+ * all-or-nothing replacement restores a file in one transaction.
+ */
+function choosePlan(o) {
+    const needs = planNeeds(o.need);
+    const plan = (name, why) => {
+        if (needs[name] > o.free)
+            throw notEnoughDisk(o);
+        return { name, why, need: needs[name], free: o.free, dir: o.dir };
+    };
+    const room = `${formatBytes(o.free)} free in ${o.dir}`;
+    if (o.replace) {
+        return plan('disk', 'a real restore reads the archive from disk: the replacement restores it in one transaction, all or nothing' +
+            (o.choice === 'stream' ? ' (restore-plan stream applies to verify and the drill)' : ''));
+    }
+    if (o.choice !== 'auto') {
+        return plan(o.choice, `restore-plan ${o.choice}; it needs about ${describe(o.need, o.choice)}, ${room}`);
+    }
+    if (needs.disk <= o.free || o.streams === false) {
+        return plan('disk', `it fits: about ${describe(o.need, 'disk')}, ${room}`);
+    }
+    return plan('stream', `the archive on disk does not fit (about ${describe(o.need, 'disk')}, ${room}); streamed, it needs about ${describe(o.need, 'stream')}`);
+}
+/** Measures the work folder's free space and chooses the plan (see choosePlan). */
+async function disk_chooseRestorePlan(o, freeBytes = disk_diskFree) {
+    return choosePlan({ ...o, free: await freeBytes(o.dir) });
+}
+/** `1.2 GiB (the object …, the decoded archive …, the restored database …)`. */
+function describe(need, name) {
+    const parts = [
+        ...(name === 'disk' && need.object ? [`the object ${formatBytes(need.object)}`] : []),
+        ...(name === 'disk' || need.format === 'directory'
+            ? [
+                `the decoded archive ${need.archiveEstimated ? 'about ' : ''}${formatBytes(need.archive)}` +
+                    (need.archiveEstimated ? ', estimated from the tables' : ''),
+            ]
+            : []),
+        ...(need.database
+            ? [`the restored database with its write-ahead log about ${formatBytes(need.database)}`]
+            : []),
+    ];
+    return `${formatBytes(planNeeds(need)[name])} (${parts.join('; ') || 'nothing measurable'})`;
+}
+function notEnoughDisk(o) {
+    const asked = o.replace || o.choice === 'auto' ? 'disk' : o.choice;
+    const needs = o.choice === 'auto' && !o.replace && o.streams !== false
+        ? `the archive on disk needs ${describe(o.need, 'disk')}, and streamed it needs ${describe(o.need, 'stream')}`
+        : `the ${asked === 'disk' ? 'archive on disk' : 'streamed restore'} needs ${describe(o.need, asked)}`;
+    return new ConfigurationError(`Not enough disk in the work folder ${o.dir}: ${needs}; ${formatBytes(o.free)} is free. ` +
+        'Nothing was downloaded. Give a work-dir on a larger disk (on GitHub-hosted runners, ' +
+        '`df -h` shows whether /mnt is one), or target-url for a server with its own disk.');
+}
+/** Free bytes for an unprivileged user on the filesystem holding `dir`. */
+async function disk_diskFree(dir) {
+    const s = await statfs(dir);
+    return s.bavail * s.bsize;
+}
+/**
+ * Bytes allocated on disk to `dir` and everything under it; what vanishes while it is read
+ * (a scratch server's files come and go) is skipped. Hand-written: a walk of lstat blocks is all
+ * it takes, and `du` is not on every runner image the same way.
+ */
+async function disk_folderBytes(dir) {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    let total = await lstat(dir).then((s) => s.blocks * 512, () => 0);
+    for (const entry of entries) {
+        const child = path.join(dir, entry.name);
+        if (entry.isDirectory())
+            total += await disk_folderBytes(child);
+        else {
+            total += await lstat(child).then((s) => s.blocks * 512, () => 0);
+        }
+    }
+    return total;
+}
+/**
+ * The most disk a run used in its work folder: the folder's allocated size, sampled while the
+ * run writes, against its size before. Only what is written under the folder counts, not other
+ * writers on the same filesystem.
+ */
+class disk_PeakDisk {
+    dir;
+    before;
+    usedBytes;
+    highest;
+    timer;
+    sampling = Promise.resolve();
+    constructor(dir, before, intervalMs, usedBytes) {
+        this.dir = dir;
+        this.before = before;
+        this.usedBytes = usedBytes;
+        this.highest = before;
+        this.timer = setInterval(() => void this.sample(), intervalMs);
+        this.timer.unref();
+    }
+    /** Measures the folder now and samples it every `intervalMs` until `stop`. */
+    static async start(dir, intervalMs = 1000, usedBytes = disk_folderBytes) {
+        return new disk_PeakDisk(dir, await usedBytes(dir), intervalMs, usedBytes);
+    }
+    sample() {
+        this.sampling = this.sampling
+            .then(() => this.usedBytes(this.dir))
+            .then((used) => {
+            this.highest = Math.max(this.highest, used);
+        }, () => undefined);
+        return this.sampling;
+    }
+    /** Bytes used at the peak so far; sampled once more first. */
+    async peak() {
+        await this.sample();
+        return Math.max(0, this.highest - this.before);
+    }
+    stop() {
+        clearInterval(this.timer);
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/restore/space.js
+
+
+
+
+/** Room kept above the estimate: indexes are rebuilt, and the server writes WAL meanwhile. */
+const MARGIN = 1.1;
+/**
+ * What a real restore needs on the target server: its new copy is written beside the old one,
+ * which is freed only at the commit. The free space is measured when the server runs on this
+ * machine and the role may read `data_directory`; a managed server's disk is not visible.
+ */
+async function space_measureServerSpace(client, connection, manifest, freeBytes = diskFree) {
+    const needed = restoredTableBytes(manifest);
+    if (!isLocal(connection))
+        return { needed };
+    const dir = await client
+        .query("SELECT current_setting('data_directory') AS dir")
+        .then((r) => r.rows[0].dir)
+        .catch(() => undefined);
+    if (!dir)
+        return { needed };
+    const free = await freeBytes(dir).catch(() => undefined);
+    return free === undefined ? { needed } : { needed, free, where: dir };
+}
+/** One report line for the space; a ConfigurationError, before anything changes, when it is short. */
+function space_requireServerSpace(space, describe) {
+    const need = `about ${formatBytes(space.needed * MARGIN)} free on the server until the commit (the old copy is freed only then)`;
+    if (space.free === undefined) {
+        return `the restore needs ${need}; the server's free space cannot be seen from here: check it (RDS: FreeStorageSpace; Supabase: the disk size in the project's settings)`;
+    }
+    if (space.free < space.needed * MARGIN) {
+        throw new ConfigurationError(`Refusing to restore into ${describe}: it needs ${need}, and ${formatBytes(space.free)} is free at ${space.where}. ` +
+            'Free or add disk space first. Nothing was changed.');
+    }
+    return `the restore needs ${need}; ${formatBytes(space.free)} is free at ${space.where}`;
+}
+function isLocal(connection) {
+    const host = connection.host ?? connection.params.host ?? '';
+    return host.startsWith('/') || host === 'localhost' || host === '127.0.0.1' || host === '::1';
+}
+
+;// CONCATENATED MODULE: ./lib/restore/pipeline.js
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** Extensions of Supabase's platform: a target lacking them is not a Supabase image. */
+const SUPABASE_EXTENSIONS = (/* unused pure expression or super */ null && (['pg_graphql', 'pg_net', 'pgsodium', 'supabase_vault', 'pgjwt']));
+/**
+ * Reads what the archive needs (its extensions, and the roles its DDL, policies and settings
+ * name) and compares it with the target, before anything is restored.
+ */
+async function preflight(options) {
+    const { client, manifest } = options;
+    const fromDdl = await archiveRoles(options.pgRestore, options.archivePath);
+    const state = manifest.sourceState;
+    const roles = new Set([...fromDdl.owners, ...fromDdl.grantees]);
+    for (const p of state?.policies ?? [])
+        for (const r of p.roles)
+            if (r !== 'public')
+                roles.add(r);
+    for (const s of state?.settings ?? [])
+        if (s.role)
+            roles.add(s.role);
+    const extensions = new Set(options.listing.extensions);
+    const available = await client.query('SELECT name FROM pg_available_extensions WHERE name = ANY($1::text[])', [[...extensions]]);
+    const present = await client.query('SELECT rolname AS name FROM pg_roles WHERE rolname = ANY($1::text[])', [[...roles]]);
+    const have = new Set(available.rows.map((r) => r.name));
+    const haveRoles = new Set(present.rows.map((r) => r.name));
+    return {
+        missingExtensions: [...extensions].filter((e) => !have.has(e)).sort(),
+        missingRoles: [...roles].filter((r) => !haveRoles.has(r)).sort(),
+        roles: [...roles].sort(),
+        owners: fromDdl.owners,
+    };
+}
+/**
+ * Fails, before anything is restored, with everything the target lacks and how to give it: a
+ * server of the platform's own image as a `services:` container, and target-url.
+ */
+function requireExtensions(found, target, tried) {
+    if (found.missingExtensions.length === 0)
+        return;
+    const supabase = found.missingExtensions.some((e) => SUPABASE_EXTENSIONS.includes(e));
+    // Everything missing on the first line: a report line keeps the first and the last lines.
+    const lines = [
+        `The backup needs extensions that ${target.describe} cannot install: ${found.missingExtensions.join(', ')}` +
+            (found.missingRoles.length > 0
+                ? `; it also names roles the server lacks: ${found.missingRoles.join(', ')}.`
+                : '.'),
+    ];
+    if (tried)
+        lines.push(`Extensions of the scratch server: ${tried}.`);
+    lines.push(supabase
+        ? "These are Supabase platform extensions: restore into the platform itself, a services: container of the supabase/postgres image at the project's version, and give it as target-url:"
+        : 'Restore into a server that has them, e.g. a services: container of the image your database runs on, and give it as target-url:', '', '    services:', '      postgres:', `        image: ${supabase ? "supabase/postgres:15.8.1.085   # the project's version" : 'postgis/postgis:15-3.4   # an image with the extensions'}`, '        env: { POSTGRES_PASSWORD: scratch }', "        ports: ['5432:5432']", '    …', `        target-url: postgresql://${supabase ? 'supabase_admin' : 'postgres'}:scratch@localhost:5432/restore_check`, '', 'Nothing was restored; this says nothing about the backup itself.');
+    throw new ConfigurationError(lines.join('\n'));
+}
+/**
+ * Creates the roles the archive names that the target lacks, as NOLOGIN roles with no
+ * privileges, so owners, grants, policies and `aclitem` data restore as they were. Only on a
+ * server or database this run owns; returns the roles created, which `dropRoles` removes.
+ */
+async function createRoles(client, names, superuser) {
+    const created = [];
+    for (const name of names) {
+        if (name === superuser)
+            continue;
+        await client.query(`CREATE ROLE ${quoteIdent(name)} NOLOGIN`);
+        created.push(name);
+    }
+    return created;
+}
+/** Drops roles a run created, once the database holding their objects is gone. */
+async function pipeline_dropRoles(target, names) {
+    if (names.length === 0)
+        return [];
+    const client = await connect(target.connection, 'postgres');
+    const left = [];
+    try {
+        for (const name of names) {
+            await client.query(`DROP ROLE IF EXISTS ${quoteIdent(name)}`).catch(() => left.push(name));
+        }
+    }
+    finally {
+        await client.end().catch(() => undefined);
+    }
+    return left;
+}
+/** The extension configuration tables whose data the archive carries (see runPgRestore). */
+function extensionTables(manifest) {
+    return manifest.tables.filter((t) => t.extension !== undefined);
+}
+/** After pg_restore: statistics, then what pg_dump leaves behind. Returns what was not re-applied. */
+async function afterRestore(client, database, manifest) {
+    await client.query('ANALYZE');
+    if (!manifest.sourceState)
+        return [];
+    return reapplySourceState(client, database, manifest.sourceState);
+}
+/**
+ * Every check of a restored database: tables and row counts, then the source's recorded state
+ * item by item (or, for a manifest without it, the checks of its time, labelled so), then the
+ * user's SQL checks.
+ */
+async function pipeline_checkRestored(options) {
+    const { client, manifest } = options;
+    const notRestored = options.notRestored ?? new Set();
+    const tables = await compareTables(client, manifest, notRestored);
+    const state = manifest.sourceState
+        ? await compareWithSource(client, manifest, manifest.sourceState, options.notApplied, notRestored, options.unvalidated)
+        : await legacyConstraintsAndSequences(client, options.listing.constraints);
+    return {
+        checks: [tables.result, ...state, ...(await runUserChecks(client, options.checks))],
+        comparison: tables.comparison,
+    };
+}
+/** A logger line for a check result, the same in every report. */
+function logCheck(logger, result) {
+    const icon = result.status === 'passed' ? '✅' : result.status === 'failed' ? '❌' : '➖';
+    logger.info(`${icon} ${result.name}: ${result.status} (${result.detail})`);
+}
+/**
+ * For a backup of a platform's database: a new database on the platform's server (a
+ * supabase/postgres service container) is given the archive's schemas and extensions first,
+ * as the platform makes them; a project keeps its own. Then the plan of what is restored.
+ * Undefined for a backup of a plain database. Throws a ConfigurationError, before anything
+ * of the application is restored, when the target is not the platform.
+ */
+async function platformRoute(o) {
+    if (!o.manifest.platform)
+        return undefined;
+    const listing = await listArchiveText(o.pgRestore, o.archivePath);
+    let platform = await detectPlatform(o.client);
+    let mode = 'project';
+    if (!platform) {
+        if (!o.owned)
+            throw notThePlatform(o.manifest.platform.name);
+        if ((o.manifest.options?.schemas ?? []).length > 0) {
+            // The application's schemas alone: the platform's come from the server's own project.
+            platform = await scaffoldFromServer(o);
+        }
+        else {
+            await preparePlatformDatabase(o, o.archivePath, listing);
+            platform = await detectPlatform(o.client);
+            mode = 'scratch';
+        }
+        if (!platform)
+            throw notThePlatform(o.manifest.platform.name);
+    }
+    const plan = await planPlatformRestore({
+        listing,
+        platform,
+        target: o.client,
+        mode,
+        archive: { pgRestore: o.pgRestore, path: o.archivePath },
+        unvalidated: o.owned,
+    });
+    if (plan.missingOnTarget.length > 0) {
+        throw notThePlatform(o.manifest.platform.name, plan.missingOnTarget);
+    }
+    const listFile = path.join(o.workDir, 'platform-restore.list');
+    await writeFile(listFile, plan.listFile);
+    const notRestored = new Set(plan.leftOut.flatMap((l) => {
+        const m = /^\d+;\s+\d+\s+\d+\s+(?:TABLE DATA|SEQUENCE SET) (\S+) (\S+) /.exec(l.entry);
+        return m ? [`${m[1]}.${m[2]}`] : [];
+    }));
+    if (mode === 'project') {
+        // The platform's own sequences in schemas whose rows stay the project's (graphql's schema
+        // version, which its event trigger advances on every DDL) are the project's too.
+        for (const seq of o.manifest.sourceState?.sequences ?? []) {
+            if (matchesAny(seq.schema, SUPABASE_DATA_LEFT_OUT_SCHEMAS)) {
+                notRestored.add(`${seq.schema}.${seq.name}`);
+            }
+        }
+    }
+    const truncate = truncateStatement(plan);
+    return {
+        listFile,
+        sessionOptions: REPLICA_ROLE_OPTION,
+        before: truncate ? [truncate] : [],
+        after: plan.unvalidated.statements,
+        unvalidated: new Set(plan.unvalidated.constraints),
+        leftOut: plan.leftOut,
+        notRestored,
+        conflicts: plan.conflicts,
+        mode,
+        // The owners of what the restore creates: rows, sequence values, comments and grants are
+        // loaded into objects, not owned by the entry's role.
+        owners: [
+            ...new Set(parseToc(plan.listFile)
+                .filter((e) => !NOT_OWNED.includes(e.desc))
+                .map((e) => e.owner)),
+        ]
+            .filter(Boolean)
+            .sort(),
+    };
+}
+/**
+ * A new database on the platform's server is given the archive's schemas and extensions first,
+ * as the platform makes them (CREATE EXTENSION, not the extension's dumped members).
+ */
+async function preparePlatformDatabase(o, archivePath, listing) {
+    const name = o.manifest.platform?.name ?? 'supabase';
+    const prep = await planScratchPreparation({ listing, target: o.client });
+    const missing = prep.missingOnTarget.filter((m) => !m.startsWith('role '));
+    if (missing.length > 0 || prep.conflicts.length > 0) {
+        throw notThePlatform(name, [...missing, ...prep.conflicts]);
+    }
+    const prepFile = path.join(o.workDir, 'platform-prepare.list');
+    await writeFile(prepFile, prep.listFile);
+    o.logger.info(`A new database on the platform's server: its schemas and extensions first, as the platform makes them (${prep.kept.length} entries)`);
+    await runPgRestore({
+        pgRestore: o.pgRestore,
+        archivePath,
+        connection: o.target.connection,
+        database: o.target.database,
+        jobs: 1,
+        keepOwnership: true,
+        listFile: prepFile,
+        env: o.env,
+        logger: o.logger,
+    });
+}
+/**
+ * For a backup of the application's schemas only (its foreign keys, policies and defaults name
+ * auth.users, auth.uid(), extensions.*): a new database on the platform's server is scaffolded
+ * from the server's own project database, the platform's definitions without any rows, as a
+ * new project holds them. The application's schemas of that database are left out.
+ */
+async function scaffoldFromServer(o) {
+    const name = o.manifest.platform?.name ?? 'supabase';
+    const project = await connect(o.target.connection, PLATFORM_PROJECT_DATABASE);
+    let schemas;
+    try {
+        const platform = await detectPlatform(project);
+        if (!platform)
+            throw notThePlatform(name);
+        const all = await project.query(`SELECT nspname AS name FROM pg_catalog.pg_namespace
+        WHERE nspname <> 'information_schema' AND nspname NOT LIKE 'pg\\_%'`);
+        schemas = all.rows.map((r) => r.name).filter((s) => !isPlatformSchema(s));
+    }
+    finally {
+        await project.end().catch(() => undefined);
+    }
+    const file = path.join(o.workDir, 'platform-scaffold.pgc');
+    const dump = await runProcess(o.pgDump, [
+        '--no-password',
+        '--format=custom',
+        '--schema-only',
+        `--file=${file}`,
+        ...schemas.map((s) => `--exclude-schema=${s}`),
+    ], { env: childEnv(o.env, o.target.connection, PLATFORM_PROJECT_DATABASE) });
+    if (dump.code !== 0) {
+        throw new Error(`pg_dump of the server's ${PLATFORM_PROJECT_DATABASE} database failed: ${dump.stderr.trim()}`);
+    }
+    o.logger.info(`A backup of the application's schemas only: the new database is scaffolded from the server's own ${PLATFORM_PROJECT_DATABASE} database (the platform's definitions, no rows)`);
+    const listing = await listArchiveText(o.pgRestore, file);
+    await preparePlatformDatabase(o, file, listing);
+    const platform = await detectPlatform(o.client);
+    if (!platform)
+        return undefined;
+    const plan = await planPlatformRestore({
+        listing,
+        platform,
+        target: o.client,
+        mode: 'scratch',
+        archive: { pgRestore: o.pgRestore, path: file },
+    });
+    if (plan.missingOnTarget.length > 0)
+        throw notThePlatform(name, plan.missingOnTarget);
+    const listFile = path.join(o.workDir, 'platform-scaffold.list');
+    await writeFile(listFile, plan.listFile);
+    await runPgRestore({
+        pgRestore: o.pgRestore,
+        archivePath: file,
+        connection: o.target.connection,
+        database: o.target.database,
+        jobs: 1,
+        keepOwnership: true,
+        listFile,
+        sessionOptions: REPLICA_ROLE_OPTION,
+        env: o.env,
+        logger: o.logger,
+    });
+    return detectPlatform(o.client);
+}
+/** The database a platform's server keeps its own project in (Supabase: postgres). */
+const PLATFORM_PROJECT_DATABASE = 'postgres';
+/** Entries of an archive that create no object of their own, so set no owner. */
+const NOT_OWNED = (/* unused pure expression or super */ null && (['TABLE DATA', 'SEQUENCE SET', 'BLOBS', 'COMMENT', 'ACL', 'SECURITY LABEL']));
+/**
+ * Whether a restore along a platform's route keeps owners and grants: the roles owning what it
+ * restores decide, not the platform's own (supabase_admin owns objects the route leaves to the
+ * target, and postgres is no member of it).
+ */
+async function routeKeepsOwnership(client, route, logger) {
+    const plan = await planOwnership(client, { owners: route.owners, grantees: [] });
+    if (!plan.keep) {
+        logger.info(`Restoring without owners and grants (--no-owner --no-acl): ` +
+            [
+                plan.missing.length ? `missing roles: ${plan.missing.join(', ')}` : '',
+                plan.notMember.length
+                    ? `the restoring user cannot own objects as: ${plan.notMember.join(', ')}`
+                    : '',
+            ]
+                .filter(Boolean)
+                .join('; '));
+    }
+    return plan.keep;
+}
+function notThePlatform(name, lacking = []) {
+    const label = name === 'supabase' ? 'Supabase' : name;
+    return new ConfigurationError(`The backup is of a ${label} project, and the target is neither a ${label} project nor a new database on a ${label} server` +
+        (lacking.length ? `: it lacks ${lacking.join(', ')}` : '') +
+        `. Restore into the platform itself: a services: container of the supabase/postgres image at the project's version, with target-url naming a new database on it (connect as supabase_admin), or a project. Nothing was restored.`);
+}
+/** The route in a report line: which platform, and what the restore left to it. */
+function platformDetail(route) {
+    const where = route.mode === 'scratch'
+        ? "a new database on the Supabase server, given the archive's schemas and extensions first"
+        : 'a Supabase project, whose platform schemas are its own';
+    const data = route.notRestored.size
+        ? `; ${route.notRestored.size} platform table(s) and sequence(s) keep the target's rows`
+        : '';
+    return (`Supabase's route into ${where}: data loaded with session_replication_role = replica; ` +
+        `${route.leftOut.length} archive entr${route.leftOut.length === 1 ? 'y' : 'ies'} left to the platform (listed in the log)` +
+        data);
+}
+/**
+ * The real restore, all or nothing: empties what the backup covers and restores it in one
+ * transaction of one session (restoreAtomically), so whatever fails the target is as it was.
+ * A backup of selected schemas whose emptying would reach objects outside them (a trigger on
+ * another schema's table running one of its functions) is refused before anything changes,
+ * with the list. For a platform's project, only the application's schemas are emptied; the
+ * platform's route is planned against the target as the emptying leaves it (in a transaction
+ * rolled back), and its rows load with session_replication_role = replica.
+ */
+async function replaceTarget(o) {
+    const { client, manifest, logger } = o;
+    const restoreEnv = childEnv(o.env, o.target.connection, o.target.database);
+    const contents = await readArchiveContents({
+        pgRestore: o.pgRestore,
+        archivePath: o.archivePath,
+        env: restoreEnv,
+    });
+    const selection = replacedSelection(manifest, contents.entries);
+    const first = await planReplacement(client, { selection, archive: contents });
+    const partial = (manifest.options?.schemas ?? []).length > 0;
+    const recreated = new Set(first.recreate.map((r) => r.what));
+    const lost = first.outside.filter((what) => !recreated.has(what));
+    if (partial && lost.length > 0) {
+        throw new ConfigurationError(`Refusing to restore: emptying the schemas this backup covers (${first.summary.schemas.join(', ')}) would also remove what depends on them outside it, which the backup does not bring back: ${lost.join('; ')}. ` +
+            'Drop or move those objects first, or restore a backup of the whole database. Nothing was changed.');
+    }
+    for (const r of first.recreate) {
+        logger.info(`Emptying removes ${r.what}, outside the backup: re-created after the restore, as it was`);
+    }
+    if (!partial) {
+        for (const what of lost) {
+            logger.info(`Emptying also removes ${what}; the backup of the whole database brings it back`);
+        }
+    }
+    // A backup of the whole database brings back what its emptying removes.
+    const keepRecreate = (p) => partial ? p : { ...p, recreate: [] };
+    const { route, plan } = manifest.platform
+        ? await platformReplacement(o, first, selection, keepRecreate)
+        : { route: undefined, plan: keepRecreate(first) };
+    const keepOwnership = route ? await routeKeepsOwnership(client, route, logger) : o.keepOwnership;
+    await restoreAtomically({
+        pgRestore: o.pgRestore,
+        psql: o.psql,
+        archivePath: o.archivePath,
+        connection: o.target.connection,
+        database: o.target.database,
+        env: o.env,
+        logger,
+        plan,
+        keepOwnership,
+        listFile: route?.listFile,
+        rehearsal: o.rehearsal,
+    });
+    return { plan, route, keepOwnership };
+}
+/**
+ * A platform's project: the route is planned against the target as the emptying leaves it (in
+ * a transaction rolled back), and the replacement re-planned for what the route restores.
+ */
+async function platformReplacement(o, first, selection, keepRecreate) {
+    const { client, manifest, logger } = o;
+    const restoreEnv = childEnv(o.env, o.target.connection, o.target.database);
+    let route;
+    let plan = keepRecreate(first);
+    await client.query('BEGIN');
+    try {
+        for (const statement of first.statements)
+            await client.query(statement);
+        route = await platformRoute({
+            client,
+            manifest,
+            pgDump: o.pgDump,
+            pgRestore: o.pgRestore,
+            archivePath: o.archivePath,
+            workDir: o.workDir,
+            owned: false,
+            target: o.target,
+            env: o.env,
+            logger,
+        });
+    }
+    finally {
+        await client.query('ROLLBACK');
+    }
+    if (route) {
+        for (const line of route.leftOut) {
+            logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+        }
+        const listed = await readArchiveContents({
+            pgRestore: o.pgRestore,
+            archivePath: o.archivePath,
+            listFile: route.listFile,
+            env: restoreEnv,
+        });
+        const second = await planReplacement(client, { selection, archive: listed });
+        plan = {
+            ...keepRecreate(second),
+            statements: [...second.statements, ...route.before, 'SET session_replication_role = replica'],
+        };
+    }
+    return { route, plan };
+}
+/**
+ * The schemas a real restore empties: those of the backup's selection; for a platform's project
+ * the application's schemas the archive holds (public always), never the platform's.
+ */
+function replacedSelection(manifest, entries) {
+    const schemas = manifest.options?.schemas ?? [];
+    const excludeSchemas = manifest.options?.excludeSchemas ?? [];
+    if (!manifest.platform)
+        return { schemas, excludeSchemas };
+    if (schemas.length > 0) {
+        return { schemas, excludeSchemas: [...excludeSchemas, ...manifest.platform.managedSchemas] };
+    }
+    const archived = entries.flatMap((e) => {
+        const m = /^SCHEMA - (\S+) /.exec(e.text);
+        return m ? [m[1]] : [];
+    });
+    const application = [...new Set(['public', ...archived])].filter((s) => !isPlatformSchema(s) && !excludeSchemas.includes(s));
+    return { schemas: application.map((s) => `"${s.replace(/"/g, '""')}"`), excludeSchemas: [] };
+}
+/**
+ * Everything checkable before the restore: the archive's extensions and roles against the
+ * target (all missing ones named at once), roles given to a target the run owns, whether owners
+ * and grants can be kept, and a platform's route into a new database.
+ */
+async function pipeline_prepareRestore(job, client) {
+    const read = () => preflight({
+        client,
+        pgRestore: job.tools.pgRestore,
+        archivePath: job.archivePath,
+        listing: job.listing,
+        manifest: job.manifest,
+    });
+    let found = await read();
+    let installed;
+    if (found.missingExtensions.length > 0 && job.target.scratch && job.installExtensions) {
+        installed = await job.installExtensions(found.missingExtensions, job.target.serverMajor);
+        found = await read();
+    }
+    requireExtensions(found, job.target, installed);
+    const given = await provideRoles(job, client, found);
+    const ownership = await ownershipKept(job, client, found);
+    let keepOwnership = ownership.keep;
+    const space = job.into === 'replace'
+        ? requireServerSpace(await measureServerSpace(client, job.target.connection, job.manifest), job.target.describe)
+        : undefined;
+    const route = job.into === 'new' ? await newDatabaseRoute(job, client) : undefined;
+    if (route && !keepOwnership)
+        keepOwnership = await routeKeepsOwnership(client, route, job.logger);
+    const detail = [
+        `the archive's ${job.listing.extensions.length} extension(s) can be installed on ${job.target.describe}` +
+            (installed ? ` (${installed})` : ''),
+        ...(route ? [platformDetail(route)] : []),
+        `${found.roles.length} role(s) named` +
+            (given
+                ? `; ${given}`
+                : found.missingRoles.length
+                    ? `; missing: ${found.missingRoles.join(', ')}`
+                    : ', all present'),
+        keepOwnership ? 'owners and grants kept' : 'owners and grants left out (--no-owner --no-acl)',
+        ...(space ? [space] : []),
+    ].join('; ');
+    return {
+        found,
+        keepOwnership,
+        ownershipNote: keepOwnership ? undefined : ownership.why,
+        route,
+        detail,
+    };
+}
+/**
+ * The restore itself: into a new database with pg_restore (a platform's route first), or, for
+ * the real restore, emptying and restoring in one transaction; then ANALYZE and what pg_dump
+ * leaves behind.
+ */
+async function pipeline_performRestore(job, client, prepared) {
+    const restored = job.into === 'replace'
+        ? await replaceInTarget(job, client, prepared)
+        : await restoreIntoNew(job, client, prepared);
+    if (job.rehearsal)
+        return { ...restored, notApplied: [] };
+    const notApplied = await afterRestore(client, job.target.database, job.manifest);
+    return { ...restored, notApplied };
+}
+/** Creates the roles a target the run owns lacks, then applies the backup's globals. */
+async function provideRoles(job, client, found) {
+    const done = [];
+    if (found.missingRoles.length > 0 && job.target.owned) {
+        const created = await createRoles(client, found.missingRoles, job.target.user);
+        job.createdRoles.push(...created);
+        done.push(`created ${created.length} role(s) the archive names as NOLOGIN: ${created.join(', ')}`);
+    }
+    const file = job.into === 'new' ? await job.globals?.() : undefined;
+    if (file) {
+        const before = await roleNames(client);
+        await applyGlobals({
+            psql: job.tools.psql,
+            file,
+            connection: job.target.connection,
+            user: job.target.user,
+            env: job.env,
+            logger: job.logger,
+        });
+        job.createdRoles.push(...(await roleNames(client)).filter((r) => !before.includes(r)));
+        done.unshift('roles from globals applied first');
+    }
+    return done.join('; ');
+}
+async function roleNames(client) {
+    const r = await client.query('SELECT rolname AS name FROM pg_roles');
+    return r.rows.map((x) => x.name);
+}
+/**
+ * Owners and grants are kept when every role exists and the restoring user may act as each
+ * owner; otherwise the reason, which the log and a real restore's warnings carry.
+ */
+async function ownershipKept(job, client, found) {
+    const plan = await planOwnership(client, {
+        owners: found.owners,
+        grantees: found.roles.filter((r) => !found.owners.includes(r)),
+    });
+    if (plan.keep)
+        return { keep: true };
+    const reasons = [
+        plan.missing.length ? `missing roles: ${plan.missing.join(', ')}` : '',
+        plan.notMember.length
+            ? `the restoring user cannot own objects as: ${plan.notMember.join(', ')}`
+            : '',
+    ].filter(Boolean);
+    const why = `Restoring without owners and grants (--no-owner --no-acl): ${reasons.join('; ')}.`;
+    job.logger.info(why);
+    return { keep: false, why };
+}
+/** A platform's route into a new database, refused when the database holds the application. */
+async function newDatabaseRoute(job, client) {
+    const route = await platformRoute({
+        client,
+        manifest: job.manifest,
+        pgDump: job.tools.pgDump,
+        pgRestore: job.tools.pgRestore,
+        archivePath: job.archivePath,
+        workDir: job.workDir,
+        owned: job.target.owned,
+        target: job.target,
+        env: job.env,
+        logger: job.logger,
+    });
+    if (route && route.conflicts.length > 0) {
+        const shown = route.conflicts.slice(0, 5).join(', ') + (route.conflicts.length > 5 ? ', …' : '');
+        throw new ConfigurationError(`The target database ${job.target.describe} already holds application objects (${shown}): verify and the drill restore into a new database. Name one that does not exist in target-url.`);
+    }
+    for (const line of route?.leftOut ?? []) {
+        job.logger.info(`Left to the platform: ${line.entry} (${line.why})`);
+    }
+    return route;
+}
+async function restoreIntoNew(job, client, prepared) {
+    const { route, keepOwnership } = prepared;
+    for (const statement of route?.before ?? [])
+        await client.query(statement);
+    const flags = keepOwnership ? '' : ' --no-owner --no-acl';
+    const jobs = job.feed ? 1 : job.jobs;
+    const from = job.feed ? 'reading the archive as it streams from storage' : `--jobs=${jobs}`;
+    job.logger.info(`pg_restore ${job.tools.version} --exit-on-error${flags} ${from} into ${job.target.describe}`);
+    await runPgRestore({
+        pgRestore: job.tools.pgRestore,
+        archivePath: job.archivePath,
+        feed: job.feed,
+        connection: job.target.connection,
+        database: job.target.database,
+        jobs,
+        keepOwnership,
+        serialData: extensionTables(job.manifest),
+        listFile: route?.listFile,
+        sessionOptions: route?.sessionOptions,
+        env: job.env,
+        logger: job.logger,
+    });
+    for (const statement of route?.after ?? [])
+        await client.query(statement);
+    const detail = `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${job.tools.version} --exit-on-error${flags}` +
+        `${job.feed ? ' reading the archive as it streamed' : jobs > 1 ? ` with ${jobs} jobs` : ''}, then ANALYZE` +
+        (job.manifest.sourceState ? " and the source database's settings" : '');
+    return { route, keepOwnership, detail };
+}
+async function replaceInTarget(job, client, prepared) {
+    if (job.feed) {
+        throw new Error('A real restore reads its archive from disk: the streamed plan is not for it.');
+    }
+    await job.beforeReplace?.(client);
+    const replaced = await replaceTarget({
+        client,
+        target: job.target,
+        manifest: job.manifest,
+        pgDump: job.tools.pgDump,
+        pgRestore: job.tools.pgRestore,
+        psql: job.tools.psql,
+        archivePath: job.archivePath,
+        keepOwnership: prepared.keepOwnership,
+        workDir: job.workDir,
+        env: job.env,
+        logger: job.logger,
+        rehearsal: job.rehearsal,
+    });
+    if (!job.rehearsal)
+        job.onReplaced?.();
+    const emptied = replaced.plan.summary;
+    const detail = `${replaced.route ? `${platformDetail(replaced.route)}; ` : ''}emptied (${emptied.schemas.length} schema(s)` +
+        `${emptied.extensions.length ? `, ${emptied.extensions.length} extension(s)` : ''}` +
+        `${emptied.other.length ? `, ${emptied.other.length} other database-level object(s)` : ''}` +
+        `${emptied.largeObjects ? `, ${emptied.largeObjects} large object(s)` : ''}) and restored with pg_restore ${job.tools.version} in one transaction` +
+        `${replaced.keepOwnership ? ', owners and grants kept' : ', --no-owner --no-acl'}`;
+    return {
+        route: replaced.route,
+        keepOwnership: replaced.keepOwnership,
+        replaced: replaced.plan,
+        detail,
+    };
+}
+
+// EXTERNAL MODULE: external "node:zlib"
+var external_node_zlib_ = __nccwpck_require__(8522);
+;// CONCATENATED MODULE: ./lib/postgres/offsets.js
+
+
+/** First read of the head; it grows fourfold while the table of contents goes on. */
+const FIRST_HEAD_READ = (/* unused pure expression or super */ null && (64 * 1024));
+/** Reads of the data area: block headers are read, chunk payloads are skipped. */
+const MIN_READ = (/* unused pure expression or super */ null && (16 * 1024));
+const MAX_READ = (/* unused pure expression or super */ null && (1024 * 1024));
+/**
+ * Sets the data position of each table-of-contents entry of the custom-format archive at
+ * `file` whose position is unset (as pg_dump leaves it when writing to a pipe) to where its data
+ * block starts, in place. It reads the header, the table of contents, then only each block's
+ * header and the lengths of its chunks, seeking over their bytes. Positions already set are
+ * checked; entries without data, and unset ones whose block is missing, are left as they are.
+ * Nothing is written unless the whole archive reads as the format says; an archive that does
+ * not (cut short, not a custom-format archive, a version other than 1.12 to 1.16) is refused
+ * with an error.
+ */
+async function offsets_fillDataOffsets(file) {
+    const handle = await open(file, 'r+');
+    try {
+        const size = (await handle.stat()).size;
+        const { head, bytes } = await readHead(handle, size, file);
+        const blocks = await findBlocks(handle, size, head, file);
+        let filled = 0;
+        let from = Infinity;
+        let to = 0;
+        for (const field of head.fields) {
+            const block = blocks.get(field.dumpId);
+            if (field.state === K_OFFSET_POS_SET) {
+                if (block !== field.offset) {
+                    throw new Error(`${file}: entry ${field.dumpId} says its data is at byte ${field.offset}, ` +
+                        (block === undefined ? 'where no data block is' : `but its block is at ${block}`));
+                }
+                continue;
+            }
+            if (field.state !== K_OFFSET_POS_NOT_SET || block === undefined)
+                continue;
+            writeOffset(bytes, field.at, block, head.offSize, file);
+            from = Math.min(from, field.at);
+            to = Math.max(to, field.at + 1 + head.offSize);
+            filled++;
+        }
+        if (filled > 0) {
+            const { bytesWritten } = await handle.write(bytes, from, to - from, from);
+            if (bytesWritten !== to - from) {
+                throw new Error(`${file}: wrote ${bytesWritten} of ${to - from} bytes of data positions`);
+            }
+        }
+        return { entries: head.fields.length, filled };
+    }
+    finally {
+        await handle.close();
+    }
+}
+/** Reads the header and table of contents, with more of the file while they go on. */
+async function readHead(handle, size, file) {
+    for (let want = FIRST_HEAD_READ;; want *= 4) {
+        const length = Math.min(want, size);
+        const bytes = Buffer.alloc(length);
+        await readFully(handle, bytes, 0, length, 0, file);
+        const head = parseHeadSoFar(bytes, length, file);
+        if (head)
+            return { head, bytes };
+        if (length === size) {
+            throw new Error(`${file}: the archive ends inside its header or table of contents`);
+        }
+    }
+}
+/**
+ * Bytes of a custom-format archive's header and table of contents, when `bytes[0..length]`
+ * holds them whole; undefined while they go on. Throws when the bytes are not such an archive.
+ */
+function offsets_archiveHeadLength(bytes, length, what) {
+    return parseHeadSoFar(bytes, length, what)?.length;
+}
+/** The header and table of contents if `bytes[0..length]` holds them whole. */
+function parseHeadSoFar(bytes, length, file) {
+    try {
+        return parseHead(bytes, length, file);
+    }
+    catch (error) {
+        if (error === NEED_MORE)
+            return undefined;
+        throw error;
+    }
+}
+/** The header and table of contents in `bytes[0..length]`; throws NEED_MORE if they go on. */
+function parseHead(bytes, length, file) {
+    const start = bytes.subarray(0, Math.min(5, length)).toString('latin1');
+    if (length === 0 || !'PGDMP'.startsWith(start)) {
+        throw new Error(`${file} is not a pg_dump archive (it does not start with PGDMP)`);
+    }
+    const r = new HeadReader(bytes, length, 0);
+    r.bytes(5);
+    const major = r.byte();
+    const minor = r.byte();
+    const revision = r.byte();
+    const archiveVersion = version(major, minor) | revision;
+    const intSize = r.byte();
+    const offSize = r.byte();
+    const format = r.byte();
+    if (format !== FORMAT_CUSTOM) {
+        throw new Error(`${file} is not a custom-format archive (its format is ${format})`);
+    }
+    if (revision !== 0 ||
+        archiveVersion < K_VERS_1_12 ||
+        archiveVersion > K_VERS_1_16 ||
+        intSize < 1 ||
+        intSize > 6 ||
+        offSize < 1 ||
+        offSize > 8) {
+        throw new Error(`${file}: archive version ${major}.${minor}.${revision} (int size ${intSize}, offset ` +
+            `size ${offSize}) is not one this reads`);
+    }
+    r.intSize = intSize;
+    if (archiveVersion >= K_VERS_1_15)
+        r.byte(); // compression algorithm
+    else
+        r.int(); // compression level
+    for (let i = 0; i < 7; i++)
+        r.int(); // creation time
+    r.skipString(); // database name
+    r.skipString(); // server version
+    r.skipString(); // pg_dump version
+    const count = r.int();
+    if (count < 0)
+        throw new Error(`${file}: a negative number of entries (${count})`);
+    const fields = [];
+    for (let i = 0; i < count; i++) {
+        const dumpId = r.int();
+        const hasData = r.int() !== 0;
+        r.skipString(); // catalog table OID
+        r.skipString(); // OID
+        r.skipString(); // tag
+        r.skipString(); // desc
+        r.int(); // section
+        r.skipString(); // definition
+        r.skipString(); // drop statement
+        r.skipString(); // COPY statement
+        r.skipString(); // namespace
+        r.skipString(); // tablespace
+        if (archiveVersion >= K_VERS_1_14)
+            r.skipString(); // table access method
+        if (archiveVersion >= K_VERS_1_16)
+            r.int(); // relation kind
+        r.skipString(); // owner
+        r.skipString(); // "false": the former WITH OIDS
+        while (r.skipString())
+            ; // dependencies, ended by a missing string
+        const at = r.at;
+        const state = r.byte();
+        const offsetBytes = r.bytes(offSize);
+        if (state !== K_OFFSET_POS_NOT_SET &&
+            state !== K_OFFSET_POS_SET &&
+            state !== K_OFFSET_NO_DATA) {
+            throw new Error(`${file}: entry ${dumpId} has a data position marked ${state}`);
+        }
+        let offset = 0;
+        for (let b = offSize - 1; b >= 0; b--)
+            offset = offset * 256 + offsetBytes[b];
+        fields.push({ dumpId, hasData, state, offset, at });
+    }
+    return { intSize, offSize, length: r.at, fields };
+}
+/** Writes state POS_SET and `offset` into the field at `at`, as pg_dump's WriteOffset does. */
+function writeOffset(bytes, at, offset, offSize, file) {
+    if (offset >= 256 ** offSize) {
+        throw new Error(`${file}: offset ${offset} does not fit the archive's ${offSize} bytes`);
+    }
+    bytes[at] = K_OFFSET_POS_SET;
+    let rest = offset;
+    for (let b = 0; b < offSize; b++) {
+        bytes[at + 1 + b] = rest % 256;
+        rest = Math.floor(rest / 256);
+    }
+}
+/**
+ * Where each data block starts, by dump id: reads block headers, large-object OIDs and chunk
+ * lengths through a window of the file, seeking over chunk bytes (as pg_restore's _skipData).
+ */
+async function findBlocks(handle, size, head, file) {
+    const withData = new Set(head.fields.filter((f) => f.hasData).map((f) => f.dumpId));
+    const window = new Window(handle, size, file);
+    const intBytes = 1 + head.intSize;
+    const intSize = head.intSize;
+    const blocks = new Map();
+    let p = head.length;
+    /** Passes over one object's chunks starting at p, up to and past the zero length. */
+    const skipChunks = async () => {
+        for (;;) {
+            // Awaits only when the window runs out: pg_dump writes a chunk per row, millions of them.
+            if (p + intBytes > window.end)
+                await window.load(p, intBytes);
+            const length = readInt(window.bytes, p - window.start, intSize);
+            p += intBytes;
+            if (length === 0)
+                return;
+            if (length < 0)
+                throw window.error(p - intBytes, `a chunk of negative length ${length}`);
+            p += length;
+            if (p > size)
+                throw window.error(p - length, 'the archive ends inside a chunk');
+        }
+    };
+    while (p < size) {
+        const blockAt = p;
+        if (p + 1 + intBytes > window.end)
+            await window.load(p, 1 + intBytes);
+        const type = window.bytes[p - window.start];
+        const id = readInt(window.bytes, p - window.start + 1, intSize);
+        p += 1 + intBytes;
+        if (type !== BLK_DATA && type !== BLK_BLOBS) {
+            throw window.error(blockAt, `a data block of unknown type ${type}`);
+        }
+        if (!withData.has(id))
+            throw window.error(blockAt, `a data block for unknown entry ${id}`);
+        if (blocks.has(id))
+            throw window.error(blockAt, `a second data block for entry ${id}`);
+        blocks.set(id, blockAt);
+        if (type === BLK_DATA) {
+            await skipChunks();
+            continue;
+        }
+        for (;;) {
+            if (p + intBytes > window.end)
+                await window.load(p, intBytes);
+            const oid = readInt(window.bytes, p - window.start, intSize);
+            p += intBytes;
+            if (oid === 0)
+                break;
+            await skipChunks();
+        }
+    }
+    return blocks;
+}
+/**
+ * A window of the file for reading small fields at increasing positions. After a jump over
+ * chunk bytes it reads little (the next header is all that is wanted); while reads follow on
+ * from each other (many small chunks), each reads twice as much as the one before.
+ */
+class Window {
+    handle;
+    size;
+    file;
+    bytes = Buffer.allocUnsafe(MAX_READ);
+    start = 0;
+    end = 0;
+    readSize = MIN_READ;
+    constructor(handle, size, file) {
+        this.handle = handle;
+        this.size = size;
+        this.file = file;
+    }
+    /** Makes bytes [at, at + count) readable at bytes[at - start]. */
+    async load(at, count) {
+        if (at + count > this.size)
+            throw this.error(at, 'the archive ends inside a data block');
+        const followsOn = at - this.end < this.readSize;
+        this.readSize = followsOn ? Math.min(2 * this.readSize, MAX_READ) : MIN_READ;
+        const length = Math.min(this.readSize, this.size - at);
+        await readFully(this.handle, this.bytes, 0, length, at, this.file);
+        this.start = at;
+        this.end = at + length;
+    }
+    error(at, what) {
+        return new Error(`${this.file}: the archive could not be read at byte ${at}: ${what}`);
+    }
+}
+/** Reads exactly `length` bytes (FileHandle.read may return fewer). */
+async function readFully(handle, into, offset, length, position, file) {
+    for (let done = 0; done < length;) {
+        const { bytesRead } = await handle.read(into, offset + done, length - done, position + done);
+        if (bytesRead === 0)
+            throw new Error(`${file}: the file ended while being read`);
+        done += bytesRead;
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/restore/fetch.js
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** The object did not match its manifest: its size or SHA-256 differ. */
+class IntegrityError extends Error {
+    constructor(message) {
+        super(message);
+        this.name = 'IntegrityError';
+    }
+}
+/** Checks that a stored object is the one its manifest describes; call once the stream ended. */
+function fetch_checkIntegrity(entry, hash) {
+    if (hash.bytes !== entry.bytes) {
+        throw new IntegrityError(`${entry.key} is ${hash.bytes} bytes but the manifest says ${entry.bytes}: ${hash.bytes < entry.bytes
+            ? 'the object is truncated, or was replaced by another one'
+            : 'the object was replaced by another one, or data was appended to it'} after the backup.`);
+    }
+    const digest = hash.digest();
+    if (digest !== entry.sha256) {
+        throw new IntegrityError(`${entry.key} has SHA-256 ${digest} but the manifest says ${entry.sha256}: the object was changed, corrupted or replaced after the backup.`);
+    }
+}
+/** Reads a whole object through a SHA-256 and byte count, and checks both against its entry. */
+async function checkObject(storage, entry) {
+    const hash = new HashCounter();
+    await pipeline(await storage.getStream(entry.key), hash, new Writable({ write: (_c, _e, cb) => cb() }));
+    fetch_checkIntegrity(entry, hash);
+    return { bytes: hash.bytes, sha256: hash.digest() };
+}
+function decryptOptions(manifest, decryption) {
+    const missing = fetch_missingKeyError(manifest, decryption);
+    if (missing)
+        throw missing;
+    return { identities: decryption?.identities ?? [], passphrase: decryption?.passphrase };
+}
+/**
+ * What turns a stored dump object into the archive pg_restore reads, in order: age, the
+ * decompressor outside the archive, tar for the directory format. Empty when the object is the
+ * archive itself.
+ */
+function fetch_decodeSteps(manifest) {
+    const { method } = manifest.compression;
+    return [
+        ...(manifest.encryption ? ['age'] : []),
+        ...(method === 'zstd' || method === 'gzip' ? [method] : []),
+        ...(manifest.format === 'directory' ? ['tar'] : []),
+    ];
+}
+/** An encrypted backup and no key to decrypt it with: what to set, in one sentence. */
+function fetch_missingKeyError(manifest, decryption) {
+    if (!manifest.encryption || decryption?.identities.length || decryption?.passphrase) {
+        return undefined;
+    }
+    const how = manifest.encryption.passphrase
+        ? 'a passphrase'
+        : `recipients ${manifest.encryption.recipients.join(', ')}`;
+    return new OptionError('encryption-identity', (w) => `Backup ${manifest.id} is encrypted with age (${how}), and no key was given: ` +
+        `set ${w.option('encryption-identity')} (the age secret key, AGE-SECRET-KEY-1...) or ` +
+        `${w.option('encryption-passphrase')}.`);
+}
+/** A zstd-compressed backup on a machine without zstd: how to install it. */
+function fetch_missingZstdError(manifest, zstdPath) {
+    if (manifest.compression.method !== 'zstd' || zstdPath)
+        return undefined;
+    return new ConfigurationError(`Backup ${manifest.id} is compressed with zstd, and the zstd command is not installed: sudo apt-get install -y zstd`);
+}
+/**
+ * Opens the way from the stored bytes to a restorable archive in `dir`: age decryption here,
+ * then decompression, then the archive file (custom format) or `tar -x` (directory format).
+ * zstd writes straight into the file or into tar, so the decompressed archive, several times
+ * the object's size, never passes through this process. The archive file is readable by its
+ * owner only: it holds the data in the clear.
+ */
+async function fetch_openDecoder(manifest, decryption, tools, dir) {
+    const steps = fetch_decodeSteps(manifest);
+    const stages = [];
+    const processes = [];
+    if (steps.includes('age'))
+        stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
+    const zstd = steps.includes('zstd');
+    const noZstd = fetch_missingZstdError(manifest, tools.zstdPath);
+    if (noZstd)
+        throw noZstd;
+    if (steps.includes('gzip'))
+        stages.push(createGunzip());
+    const startZstd = (stdout) => {
+        const proc = startProcess(tools.zstdPath, ['-d', '-q', '-c'], {
+            stdio: ['pipe', stdout, 'pipe'],
+        });
+        processes.push({ tool: 'zstd -d', proc });
+        return proc;
+    };
+    if (steps.includes('tar')) {
+        const archivePath = path.join(dir, 'archive');
+        await mkdir(archivePath, { recursive: true });
+        const zstdProc = zstd ? startZstd('pipe') : undefined;
+        const tar = startProcess('tar', ['-x', '-f', '-', '-C', archivePath], {
+            stdio: [zstdProc ? zstdProc.child.stdout : 'pipe', 'ignore', 'pipe'],
+        });
+        processes.push({ tool: 'tar -x', proc: tar });
+        // tar reads zstd's output itself; this process lets go of its end of that pipe.
+        zstdProc?.child.stdout?.destroy();
+        return { archivePath, stages, sink: (zstdProc ?? tar).child.stdin, processes };
+    }
+    const archivePath = path.join(dir, 'archive.pgc');
+    if (!zstd) {
+        const sink = createWriteStream(archivePath, { mode: 0o600 });
+        return { archivePath, stages, sink, processes };
+    }
+    const file = await open(archivePath, 'w', 0o600);
+    try {
+        return { archivePath, stages, sink: startZstd(file.fd).child.stdin, processes };
+    }
+    finally {
+        await file.close();
+    }
+}
+/**
+ * Feeds `source` through `hash` into `decode`, and keeps hashing to the end even when decoding
+ * fails, so damage is reported as what it is (the object does not match its manifest) rather
+ * than as the decryption or decompression error it caused.
+ */
+async function hashWhileDecoding(source, hash, decode, decoded) {
+    let decodeError;
+    const settled = decoded.then(() => undefined, (error) => {
+        decodeError = error;
+    });
+    // pipe() does not forward errors: a failing download must end the loop (and the decoding).
+    source.once('error', (error) => hash.destroy(error));
+    try {
+        for await (const chunk of source.pipe(hash)) {
+            if (decodeError)
+                continue;
+            if (!decode.write(chunk)) {
+                // A decoding failure destroys `decode` with its error; `settled` reports it instead.
+                await Promise.race([once(decode, 'drain').catch(() => undefined), settled]);
+            }
+        }
+    }
+    catch (error) {
+        decode.destroy();
+        await settled;
+        throw error;
+    }
+    if (!decodeError)
+        decode.end();
+    await settled;
+    return decodeError;
+}
+/**
+ * Streams a backup's dump object to disk as a restorable archive: storage → SHA-256 and size
+ * (checked against the manifest while streaming) → age → decompression → file (or `tar -x`
+ * for the directory format). An object that does not match its manifest is an IntegrityError,
+ * even when decryption or decompression failed first because of the damage.
+ */
+async function fetch_fetchArchive(options) {
+    const { storage, manifest, logger } = options;
+    const entry = dumpObject(manifest);
+    await mkdir(options.dir, { recursive: true });
+    const hash = new HashCounter();
+    const { archivePath, stages, sink, processes } = await fetch_openDecoder(manifest, options.decryption, options.tools, options.dir);
+    const progress = new Progress(logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
+    try {
+        const source = await storage.getStream(entry.key);
+        const input = new PassThrough({ highWaterMark: 1 << 20 });
+        const decoded = pipeline([input, ...stages, sink]);
+        const decodeError = await hashWhileDecoding(source, hash, input, decoded).then(async (error) => error && !(await fetch_benignBrokenPipe(error, processes)) ? error : undefined);
+        if (decodeError)
+            for (const p of processes)
+                p.proc.kill();
+        fetch_checkIntegrity(entry, hash);
+        options.onIntegrityChecked?.({ bytes: hash.bytes, sha256: hash.digest() });
+        if (decodeError)
+            throw decodeError;
+        for (const p of processes) {
+            const exit = await p.proc.exited;
+            if (exit.code !== 0)
+                throw new Error(describeExit(p.tool, exit));
+        }
+        progress.report();
+        return fetch_withDataOffsets({
+            archivePath,
+            format: manifest.format,
+            bytes: hash.bytes,
+            sha256: hash.digest(),
+        });
+    }
+    finally {
+        progress.stop();
+        for (const p of processes)
+            p.proc.kill();
+    }
+}
+/**
+ * A broken pipe into a tool that then exited 0 is the tool having read all it needed (tar
+ * stops at its end-of-archive blocks, and a pipe can close before its writer sees 'finish'):
+ * the decoding is complete. Any other error, or a tool that failed, is not.
+ */
+async function fetch_benignBrokenPipe(error, processes) {
+    const code = error?.code;
+    if (processes.length === 0 || (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE')) {
+        return false;
+    }
+    const exits = await Promise.all(processes.map((p) => p.proc.exited));
+    return exits.every((exit) => exit.code === 0);
+}
+/**
+ * A custom-format archive written through a pipe has no data offsets in its table of contents;
+ * they are filled in once it is on disk, so `pg_restore -j` seeks to each table's data as in a
+ * file pg_dump wrote itself, instead of each job reading the archive from its start.
+ */
+async function fetch_withDataOffsets(result) {
+    if (result.format === 'custom')
+        await fillDataOffsets(result.archivePath);
+    return result;
+}
+/**
+ * Fetches a backup's roles script (`globals.sql[.age]`), checked against the manifest and
+ * decrypted, into `dir`. Undefined when the backup has none.
+ */
+async function fetch_fetchGlobals(options) {
+    const entry = options.manifest.objects.find((o) => o.role === 'globals');
+    if (!entry)
+        return undefined;
+    await mkdir(options.dir, { recursive: true });
+    const file = path.join(options.dir, 'globals.sql');
+    const hash = new HashCounter();
+    const stages = options.manifest.encryption
+        ? [createDecryptStream(decryptOptions(options.manifest, options.decryption))]
+        : [];
+    const input = new PassThrough();
+    const decoded = pipeline([
+        input,
+        ...stages,
+        createWriteStream(file, { mode: 0o600 }),
+    ]);
+    const decodeError = await hashWhileDecoding(await options.storage.getStream(entry.key), hash, input, decoded);
+    fetch_checkIntegrity(entry, hash);
+    if (decodeError)
+        throw decodeError;
+    return file;
+}
+/** Opens age decryption and decompression of a custom-format object, with the archive coming out. */
+function openDecodingPipe(manifest, decryption, tools) {
+    const steps = fetch_decodeSteps(manifest);
+    const noZstd = fetch_missingZstdError(manifest, tools.zstdPath);
+    if (noZstd)
+        throw noZstd;
+    const stages = [];
+    if (steps.includes('age'))
+        stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
+    if (steps.includes('gzip'))
+        stages.push(createGunzip());
+    const input = new PassThrough({ highWaterMark: 1 << 20 });
+    if (steps.includes('zstd')) {
+        const proc = startProcess(tools.zstdPath, ['-d', '-q', '-c'], {
+            stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        const decoded = pipeline([input, ...stages, proc.child.stdin]);
+        decoded.catch(() => undefined);
+        const output = proc.child.stdout;
+        return { input, output, toolOutput: true, decoded, processes: [{ tool: 'zstd -d', proc }] };
+    }
+    const output = new PassThrough({ highWaterMark: 1 << 20 });
+    const decoded = pipeline([input, ...stages, output]);
+    decoded.catch(() => undefined);
+    return { input, output, toolOutput: false, decoded, processes: [] };
+}
+/**
+ * The streamed plan's first read: the custom-format archive's header and table of contents,
+ * decoded from the start of the stored object into `dir/archive-head.pgc`; the download stops
+ * there. `pg_restore --list` and the restore of entries without data read it as the archive
+ * (the data blocks are not in it). The object's size and SHA-256 are checked by the stream
+ * that follows (archiveFeed).
+ */
+async function fetch_fetchArchiveHead(options) {
+    const entry = dumpObject(options.manifest);
+    await mkdir(options.dir, { recursive: true });
+    const pipe = openDecodingPipe(options.manifest, options.decryption, options.tools);
+    const source = await options.storage.getStream(entry.key);
+    source.once('error', (error) => pipe.input.destroy(error));
+    source.pipe(pipe.input);
+    try {
+        const head = await fetch_readHead(pipe.output, entry.key);
+        const archivePath = path.join(options.dir, 'archive-head.pgc');
+        await writeFile(archivePath, head, { mode: 0o600 });
+        return { archivePath, bytes: head.length };
+    }
+    finally {
+        source.destroy();
+        pipe.input.destroy();
+        pipe.output.destroy();
+        for (const p of pipe.processes)
+            p.proc.kill();
+    }
+}
+/** Reads a decoded archive until its header and table of contents are whole; returns them. */
+async function fetch_readHead(output, key) {
+    const chunks = [];
+    let total = 0;
+    let nextTry = 64 * 1024;
+    const whole = () => {
+        const bytes = Buffer.concat(chunks);
+        const length = archiveHeadLength(bytes, bytes.length, key);
+        return length === undefined ? undefined : bytes.subarray(0, length);
+    };
+    for await (const chunk of output) {
+        chunks.push(chunk);
+        total += chunk.length;
+        if (total < nextTry)
+            continue;
+        // Parsed when the bytes read doubled, so a large table of contents costs linear time.
+        nextTry = total * 2;
+        const head = whole();
+        if (head)
+            return head;
+    }
+    const head = whole();
+    if (!head)
+        throw new Error(`${key}: the archive ends inside its table of contents`);
+    return head;
+}
+/**
+ * The streamed plan: storage → SHA-256 and size → age → decompression → a tool's stdin (for
+ * pg_restore), no archive on disk. The object's size and SHA-256 are checked as it streams; a
+ * mismatch is found only at its end, after the tool loaded what it read, so the IntegrityError
+ * says that what was restored must not be trusted.
+ */
+function fetch_archiveFeed(options) {
+    return async (start) => {
+        const { manifest, logger } = options;
+        const entry = dumpObject(manifest);
+        const pipe = openDecodingPipe(manifest, options.decryption, options.tools);
+        const hash = new HashCounter();
+        const tool = start(pipe.toolOutput ? pipe.output : 'pipe');
+        const processes = [...pipe.processes, { tool: 'the restore', proc: tool }];
+        const delivered = pipe.toolOutput
+            ? pipe.decoded
+            : Promise.all([pipe.decoded, pipeline(pipe.output, tool.child.stdin)]).then(() => undefined);
+        // The tool reads zstd's stdout itself; this process lets go of its end of that pipe.
+        if (pipe.toolOutput)
+            pipe.output.destroy();
+        const progress = new Progress(logger, 'Streamed', () => hash.bytes, options.progressIntervalMs ?? 5000);
+        try {
+            const source = await options.storage.getStream(entry.key);
+            const decodeError = await hashWhileDecoding(source, hash, pipe.input, delivered).then(async (error) => (error && !(await fetch_benignBrokenPipe(error, processes)) ? error : undefined));
+            const toolFailed = decodeError && (await failedFirst(tool, decodeError));
+            if (decodeError)
+                for (const p of processes)
+                    p.proc.kill();
+            checkStreamedIntegrity(entry, hash, options.restores ?? true);
+            options.onIntegrityChecked?.({ bytes: hash.bytes, sha256: hash.digest() });
+            // The tool stopped reading because it failed: its own error says why, not the broken pipe.
+            if (toolFailed)
+                return await tool.exited;
+            if (decodeError)
+                throw decodeError;
+            for (const p of pipe.processes) {
+                const exit = await p.proc.exited;
+                if (exit.code !== 0)
+                    throw new Error(describeExit(p.tool, exit));
+            }
+            progress.report();
+            return await tool.exited;
+        }
+        finally {
+            progress.stop();
+            for (const p of processes)
+                p.proc.kill();
+        }
+    };
+}
+/** Whether a broken pipe into the decoders came from the tool at its end exiting with an error. */
+async function failedFirst(tool, error) {
+    const code = error.code;
+    if (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE')
+        return false;
+    const exit = await tool.exited;
+    return exit.code !== 0;
+}
+/** checkIntegrity for an object that was restored as it streamed. */
+function checkStreamedIntegrity(entry, hash, restores) {
+    try {
+        fetch_checkIntegrity(entry, hash);
+    }
+    catch (error) {
+        if (!(error instanceof IntegrityError) || !restores)
+            throw error;
+        throw new IntegrityError(`${error.message} The restore read the object as it streamed, so the restored data must not be trusted; the database it went into is discarded.`);
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/restore/phased.js
+
+
+
+
+
+
+
+
+/** Downloads the dump object to `dir`; an object that does not match its manifest is an IntegrityError. */
+async function phased_downloadObject(options) {
+    const entry = dumpObject(options.manifest);
+    await mkdir(options.dir, { recursive: true });
+    const file = path.join(options.dir, path.basename(entry.key));
+    const hash = new HashCounter();
+    const progress = new Progress(options.logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
+    try {
+        const source = await options.storage.getStream(entry.key);
+        await pipeline(source, hash, createWriteStream(file, { mode: 0o600 }));
+        progress.report();
+        checkIntegrity(entry, hash);
+        return { path: file, bytes: hash.bytes, sha256: hash.digest() };
+    }
+    catch (error) {
+        await rm(file, { force: true });
+        throw error;
+    }
+    finally {
+        progress.stop();
+    }
+}
+/**
+ * Decodes a downloaded object into `dir/archive.pgc` (custom format) or `dir/archive/`
+ * (directory format). An object that needs no decoding is renamed, not copied.
+ */
+async function phased_decodeFile(options) {
+    const { manifest, logger } = options;
+    const entry = dumpObject(manifest);
+    if (decodeSteps(manifest).length === 0) {
+        const archivePath = path.join(options.dir, 'archive.pgc');
+        await rename(options.file, archivePath);
+        return withDataOffsets({
+            archivePath,
+            format: 'custom',
+            bytes: entry.bytes,
+            sha256: entry.sha256,
+        });
+    }
+    const all = [];
+    try {
+        const decoder = await openDecoder(manifest, options.decryption, options.tools, options.dir);
+        all.push(...decoder.processes);
+        const source = createReadStream(options.file, { highWaterMark: 1 << 20 });
+        const progress = new Progress(logger, 'Decoded', () => source.bytesRead, options.progressIntervalMs ?? 5000);
+        try {
+            await pipeline([
+                source,
+                ...decoder.stages,
+                decoder.sink,
+            ]).catch(async (error) => {
+                if (!(await benignBrokenPipe(error, all)))
+                    throw error;
+            });
+            for (const p of all) {
+                const exit = await p.proc.exited;
+                if (exit.code !== 0)
+                    throw new Error(describeExit(p.tool, exit));
+            }
+            progress.report();
+        }
+        finally {
+            progress.stop();
+        }
+        await rm(options.file, { force: true });
+        return withDataOffsets({
+            archivePath: decoder.archivePath,
+            format: manifest.format,
+            bytes: entry.bytes,
+            sha256: entry.sha256,
+        });
+    }
+    catch (error) {
+        const code = error.code;
+        if (code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE') {
+            // A tool that died explains the broken pipe better than the pipe does.
+            for (const p of all)
+                p.proc.kill();
+            for (const p of all) {
+                const exit = await p.proc.exited;
+                if (exit.code !== 0 && exit.signal !== 'SIGTERM') {
+                    throw new Error(describeExit(p.tool, exit), { cause: error });
+                }
+            }
+        }
+        throw error;
+    }
+    finally {
+        for (const p of all)
+            p.proc.kill();
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/postgres/cluster.js
+
+
+
+
+
+
+
+const SPEED_SETTINGS = {
+    fsync: 'off',
+    synchronous_commit: 'off',
+    full_page_writes: 'off',
+    shared_buffers: '32MB',
+    max_connections: '50',
+    huge_pages: 'off',
+    logging_collector: 'off',
+    lc_messages: 'C',
+};
+/**
+ * For a server a restore starts and throws away (verify, the drill, extract), never a user's:
+ * the least write-ahead log (`wal_level=minimal`: a new index or a table created in the loading
+ * transaction is synced rather than logged; no senders, no archiving), recycled at a checkpoint
+ * every 64 MB instead of growing to the default 1 GB beside the restored data, and index builds
+ * sorting in memory up to 256 MB each (`pg_restore -j 2`: two at once) instead of spilling
+ * 64 MB runs to temporary files.
+ */
+const cluster_RESTORE_SERVER_SETTINGS = {
+    wal_level: 'minimal',
+    max_wal_senders: '0',
+    archive_mode: 'off',
+    max_wal_size: '64MB',
+    min_wal_size: '32MB',
+    maintenance_work_mem: '256MB',
+};
+const live = new Set();
+let exitHookInstalled = false;
+function installExitHook() {
+    if (exitHookInstalled)
+        return;
+    exitHookInstalled = true;
+    process.on('exit', () => {
+        for (const cluster of [...live])
+            cluster.stopSync();
+    });
+}
+function isRoot() {
+    return process.getuid?.() === 0;
+}
+async function firstExecutable(candidates) {
+    for (const file of candidates) {
+        try {
+            await access(file, fsConstants.X_OK);
+            return file;
+        }
+        catch {
+            // try the next
+        }
+    }
+    return undefined;
+}
+let runAsPromise;
+/** The unprivileged account a root process runs initdb and pg_ctl as: postgres, else nobody. */
+function unprivilegedUser() {
+    runAsPromise ??= (async () => {
+        const passwd = await readFile('/etc/passwd', 'utf8');
+        const entries = new Map();
+        for (const line of passwd.split('\n')) {
+            const [name, , uid, gid] = line.split(':');
+            if (name && uid && gid)
+                entries.set(name, { uid: Number(uid), gid: Number(gid) });
+        }
+        const name = entries.has('postgres') ? 'postgres' : 'nobody';
+        const account = entries.get(name);
+        if (!account) {
+            throw new Error('running as root, but neither a postgres nor a nobody user exists to run PostgreSQL');
+        }
+        const dirs = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+        const runuser = await firstExecutable(dirs.map((d) => path.join(d, 'runuser')));
+        if (runuser)
+            return { name, ...account, prefix: [runuser, '-u', name, '--'] };
+        const setpriv = await firstExecutable(dirs.map((d) => path.join(d, 'setpriv')));
+        if (setpriv) {
+            return {
+                name,
+                ...account,
+                prefix: [
+                    setpriv,
+                    `--reuid=${account.uid}`,
+                    `--regid=${account.gid}`,
+                    '--clear-groups',
+                    '--',
+                ],
+            };
+        }
+        throw new Error('running as root, but neither runuser nor setpriv is available to drop privileges');
+    })();
+    return runAsPromise;
+}
+/** Gives "others" the search bit on `dir` and its ancestors, so the cluster's owner can reach it. */
+async function ensureTraversable(dir, logger) {
+    const parts = path.resolve(dir).split(path.sep).filter(Boolean);
+    let current = path.sep;
+    for (const part of ['', ...parts]) {
+        current = part ? path.join(current, part) : current;
+        const info = await stat(current);
+        if ((info.mode & 0o001) === 0) {
+            logger.warning(`Adding o+x to ${current} so the PostgreSQL server user can reach its files`);
+            await chmod(current, (info.mode & 0o7777) | 0o001);
+        }
+    }
+}
+const helpCache = new Map();
+function initdbHelp(initdb) {
+    let help = helpCache.get(initdb);
+    if (!help) {
+        help = runCommand([initdb, '--help'], { timeoutMs: 15000 }).then((r) => r.stdout);
+        helpCache.set(initdb, help);
+    }
+    return help;
+}
+function freePort() {
+    return new Promise((resolve, reject) => {
+        const server = net.createServer();
+        server.unref();
+        server.on('error', reject);
+        server.listen(0, '127.0.0.1', () => {
+            const address = server.address();
+            const port = typeof address === 'object' && address ? address.port : 0;
+            server.close(() => resolve(port));
+        });
+    });
+}
+function confValue(value) {
+    return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+/**
+ * The environment for server programs: ours without libpq's PG* variables. No
+ * LD_LIBRARY_PATH is needed: the embedded builds carry RUNPATH $ORIGIN/../lib.
+ */
+function serverEnv() {
+    const env = {};
+    for (const [key, value] of Object.entries(process.env)) {
+        if (!key.startsWith('PG'))
+            env[key] = value;
+    }
+    env.LC_ALL = 'C';
+    return env;
+}
+async function waitGone(pid, ms) {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+        if (!processAlive(pid))
+            return true;
+        await new Promise((r) => setTimeout(r, 50));
+    }
+    return !processAlive(pid);
+}
+async function readLogTail(logFile) {
+    const text = await readFile(logFile, 'utf8').catch(() => '');
+    return tail(text, 30) || '(the server log is empty)';
+}
+/**
+ * Creates and starts a throwaway cluster: initdb into a fresh temp folder, listening on
+ * 127.0.0.1 only with its socket dir and log inside that folder, durability off for speed.
+ * As root, initdb and pg_ctl run as `postgres` (or `nobody`), which owns the folder.
+ */
+async function cluster_startScratchCluster(opts) {
+    const superuser = opts.superuser ?? 'postgres';
+    if (opts.password !== undefined && (opts.password === '' || /[\r\n]/.test(opts.password))) {
+        // initdb reads the password as the first line of a file.
+        throw new Error('the scratch cluster password must be non-empty and a single line');
+    }
+    const runAs = isRoot() ? await unprivilegedUser() : undefined;
+    const runner = {
+        server: opts.server,
+        runAs,
+        prefix: runAs?.prefix ?? [],
+        env: serverEnv(),
+    };
+    const baseDir = await mkdtemp(path.join(opts.parentDir ?? os.tmpdir(), 'pg-scratch-'));
+    const files = {
+        baseDir,
+        dataDir: path.join(baseDir, 'data'),
+        sockDir: path.join(baseDir, 's'),
+        logFile: path.join(baseDir, 'postgres.log'),
+        pwFile: path.join(baseDir, 'pwfile'),
+    };
+    try {
+        await prepareClusterFolder(opts, runner, files);
+        await runInitdb(opts, runner, files, superuser);
+        const port = await startServer(opts, runner, files);
+        const pidText = await readFile(path.join(files.dataDir, 'postmaster.pid'), 'utf8');
+        const pid = Number(pidText.split('\n')[0]);
+        opts.logger.debug(`Started scratch PostgreSQL ${opts.server.version} on 127.0.0.1:${port} (pid ${pid})`);
+        return clusterHandle(opts, runner, files, { superuser, port, pid });
+    }
+    catch (error) {
+        await rm(baseDir, { recursive: true, force: true });
+        throw error;
+    }
+}
+/** The socket folder and password file, owned by the server's user when running as root. */
+async function prepareClusterFolder(opts, { runAs, server }, files) {
+    await mkdir(files.sockDir, { mode: 0o700 });
+    if (opts.password !== undefined) {
+        await writeFile(files.pwFile, `${opts.password}\n`, { mode: 0o600 });
+    }
+    if (runAs) {
+        await ensureTraversable(path.dirname(files.baseDir), opts.logger);
+        await ensureTraversable(path.dirname(server.binDir), opts.logger);
+        const owned = [files.baseDir, files.sockDir];
+        if (opts.password !== undefined)
+            owned.push(files.pwFile);
+        for (const p of owned)
+            await chown(p, runAs.uid, runAs.gid);
+    }
+}
+async function runInitdb(opts, { server, prefix, env }, files, superuser) {
+    const help = await initdbHelp(server.initdb);
+    const initdbArgs = [
+        server.initdb,
+        '-D',
+        files.dataDir,
+        '-U',
+        superuser,
+        '--encoding=UTF8',
+        '--locale=C',
+        ...(opts.password !== undefined
+            ? ['--auth=scram-sha-256', `--pwfile=${files.pwFile}`]
+            : ['--auth=trust']),
+        ...(help.includes('--no-sync') ? ['--no-sync'] : []),
+        ...(help.includes('--no-instructions') ? ['--no-instructions'] : []),
+    ];
+    const init = await runCommand([...prefix, ...initdbArgs], {
+        env,
+        cwd: files.baseDir,
+        timeoutMs: 120000,
+    });
+    await rm(files.pwFile, { force: true });
+    if (init.code !== 0) {
+        throw new Error(`initdb (PostgreSQL ${server.version}) failed with exit ${init.code}:\n${tail(init.stderr || init.stdout)}`);
+    }
+}
+/** Configures and starts the server; returns its port (another free one when taken). */
+async function startServer(opts, runner, files) {
+    const { server, prefix, env } = runner;
+    // Unix socket paths are limited to about 107 bytes; without room, TCP only.
+    const socketDirs = `${files.sockDir}/.s.PGSQL.65535`.length < 100 ? files.sockDir : '';
+    await appendFile(path.join(files.dataDir, 'postgresql.conf'), "\ninclude 'scratch.conf'\n");
+    let port = opts.port ?? (await freePort());
+    for (let attempt = 1;; attempt++) {
+        await writeScratchConf(runner, files, {
+            listen_addresses: '127.0.0.1',
+            port: String(port),
+            unix_socket_directories: socketDirs,
+            ...SPEED_SETTINGS,
+            ...opts.settings,
+        });
+        const start = await runCommand([
+            ...prefix,
+            server.pgCtl,
+            'start',
+            '-w',
+            '-t',
+            '60',
+            '-D',
+            files.dataDir,
+            '-l',
+            files.logFile,
+        ], { env, cwd: files.baseDir, timeoutMs: 90000 });
+        if (start.code === 0)
+            return port;
+        const log = await readLogTail(files.logFile);
+        const portTaken = /could not bind|Address already in use|could not create any TCP\/IP sockets/.test(log);
+        if (portTaken && opts.port === undefined && attempt < 5) {
+            opts.logger.debug(`Port ${port} was taken; retrying the scratch server on another port`);
+            port = await freePort();
+            continue;
+        }
+        throw new Error(`pg_ctl start (PostgreSQL ${server.version}, port ${port}) failed with exit ${start.code}:\n` +
+            `${tail(start.stderr || start.stdout, 5)}\nServer log:\n${log}`);
+    }
+}
+async function writeScratchConf({ runAs }, files, settings) {
+    const confFile = path.join(files.dataDir, 'scratch.conf');
+    await writeFile(confFile, Object.entries(settings)
+        .map(([k, v]) => `${k} = ${confValue(v)}\n`)
+        .join(''), { mode: 0o644 });
+    if (runAs)
+        await chown(confFile, runAs.uid, runAs.gid);
+}
+/** The running cluster: its addresses, and stops that also remove its files (and at exit). */
+function clusterHandle(opts, runner, files, started) {
+    const { server, logger } = opts;
+    const { prefix, env } = runner;
+    const { superuser, port, pid } = started;
+    const handle = { stopSync: () => stopSync(runner, files, pid, handle) };
+    live.add(handle);
+    installExitHook();
+    let finished;
+    const finish = (how) => {
+        finished ??= (async () => {
+            try {
+                await how();
+            }
+            finally {
+                await rm(files.baseDir, { recursive: true, force: true });
+                live.delete(handle);
+            }
+        })();
+        return finished;
+    };
+    const credentials = opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}`;
+    return {
+        host: '127.0.0.1',
+        port,
+        user: superuser,
+        password: opts.password,
+        dataDir: files.dataDir,
+        version: server.version,
+        major: server.major,
+        url: (database = 'postgres') => `postgresql://${encodeURIComponent(superuser)}${credentials}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
+        env: (database = 'postgres') => ({
+            PGHOST: '127.0.0.1',
+            PGPORT: String(port),
+            PGUSER: superuser,
+            ...(opts.password === undefined ? {} : { PGPASSWORD: opts.password }),
+            PGDATABASE: database,
+        }),
+        stop: () => finish(async () => {
+            const r = await runCommand([...prefix, server.pgCtl, 'stop', '-m', 'fast', '-w', '-t', '30', '-D', files.dataDir], { env, cwd: os.tmpdir(), timeoutMs: 45000 });
+            if (r.code !== 0 && processAlive(pid)) {
+                logger.warning(`pg_ctl stop failed (${tail(r.stderr, 3)}); killing the scratch server`);
+                process.kill(pid, 'SIGKILL');
+            }
+            await waitGone(pid, 10000);
+        }),
+        kill: () => finish(async () => {
+            if (processAlive(pid))
+                process.kill(pid, 'SIGKILL');
+            await waitGone(pid, 10000);
+        }),
+    };
+}
+/** At process exit (no awaiting there): immediate shutdown, SIGKILL if need be, files removed. */
+function stopSync({ server, prefix, env }, files, pid, handle) {
+    spawnSync(prefix[0] ?? server.pgCtl, [
+        ...prefix.slice(1),
+        ...(prefix.length ? [server.pgCtl] : []),
+        'stop',
+        '-m',
+        'immediate',
+        '-w',
+        '-D',
+        files.dataDir,
+    ], { env, cwd: os.tmpdir(), stdio: 'ignore', timeout: 15000 });
+    if (processAlive(pid)) {
+        try {
+            process.kill(pid, 'SIGKILL');
+        }
+        catch {
+            // already gone
+        }
+    }
+    rmSync(files.baseDir, { recursive: true, force: true });
+    live.delete(handle);
+}
+
+;// CONCATENATED MODULE: ./lib/restore/target.js
+
+
+
+
+/** The newest installed server of at least `minMajor`; a ConfigurationError that says what to install otherwise. */
+async function scratchServer(minMajor, logger, extraBinDirs) {
+    const server = await findServerBinaries(minMajor, { logger, extraBinDirs });
+    if (!server) {
+        throw new ConfigurationError(`No PostgreSQL server ${minMajor} or newer is installed to restore into (the backup comes from PostgreSQL ${minMajor}). ` +
+            `Install one (sudo apt-get install -y postgresql-${minMajor}; GitHub's Ubuntu runners have one preinstalled) ` +
+            `or give target-url, e.g. a services: postgres container.`);
+    }
+    return server;
+}
+/** Starts a throwaway cluster and a database in it to restore into. */
+async function scratchTarget(options) {
+    const cluster = await startScratchCluster({
+        server: options.server,
+        logger: options.logger,
+        parentDir: options.parentDir,
+        settings: { ...RESTORE_SERVER_SETTINGS },
+    });
+    const database = options.database ?? 'restore_check';
+    try {
+        const info = parseConnectionString(cluster.url('postgres'));
+        const client = await connect(info);
+        try {
+            await client.query(`CREATE DATABASE ${quoteIdent(database)}`);
+        }
+        finally {
+            await client.end();
+        }
+        options.logger.info(`Started a scratch PostgreSQL ${cluster.version} on port ${cluster.port}`);
+        return {
+            connection: { ...info, database },
+            database,
+            serverVersion: cluster.version,
+            serverMajor: cluster.major,
+            scratch: cluster,
+            owned: true,
+            user: cluster.user,
+            cleanup: () => cluster.stop(),
+            describe: `scratch PostgreSQL ${cluster.version} (127.0.0.1:${cluster.port}/${database})`,
+        };
+    }
+    catch (error) {
+        await cluster.stop();
+        throw error;
+    }
+}
+/**
+ * A database given by `target-url`. When it does not exist, it is created (and dropped again
+ * by `cleanup`); when it exists it must be empty, unless `allowNonEmpty` (the real restore).
+ */
+async function givenTarget(options) {
+    const key = options.option ?? 'target-url';
+    const info = parseConnectionString(options.url, key);
+    const database = databaseName(info);
+    let created = false;
+    const admin = await connect(info, 'postgres').catch(() => undefined);
+    try {
+        if (admin) {
+            const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+            if (exists.rowCount === 0) {
+                await admin.query(`CREATE DATABASE ${quoteIdent(database)}`);
+                created = true;
+                options.logger.info(`Created database ${database} to restore into`);
+            }
+        }
+    }
+    finally {
+        await admin?.end().catch(() => undefined);
+    }
+    const client = await connect(info, database);
+    let version;
+    try {
+        version = (await client.query("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, current_user AS user")).rows[0];
+        if (!created && !options.allowNonEmpty) {
+            const objects = await client.query(`SELECT count(*)::text AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+            AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`);
+            if (Number(objects.rows[0].n) > 0) {
+                const tables = objects.rows[0].n;
+                throw new OptionError(key, (w) => `the target database ${describeConnection(info, database)} is not empty (${tables} tables, views or sequences). ` +
+                    `A verification restores only into an empty database or one it creates: point ${w.option(key)} at a new database name, or leave it empty for a throwaway server.`);
+            }
+        }
+    }
+    finally {
+        await client.end().catch(() => undefined);
+    }
+    return {
+        connection: { ...info, database },
+        database,
+        serverVersion: version.v.split(' ')[0],
+        serverMajor: Math.floor(Number(version.n) / 10000),
+        owned: created && options.dropCreatedOnCleanup !== false,
+        user: version.user,
+        cleanup: async () => {
+            if (!created || options.dropCreatedOnCleanup === false)
+                return;
+            const c = await connect(info, 'postgres');
+            try {
+                await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+            }
+            finally {
+                await c.end().catch(() => undefined);
+            }
+        },
+        describe: describeConnection(info, database),
+    };
+}
+/**
+ * The target of verify, the drill and the real restore: target-url when given (a real restore
+ * may find it holding data and never drops it), else a scratch server of at least `minMajor`
+ * with a new database.
+ */
+async function target_openTarget(o) {
+    if (o.targetUrl) {
+        return givenTarget({
+            url: o.targetUrl,
+            option: o.targetOption,
+            logger: o.logger,
+            allowNonEmpty: Boolean(o.replace),
+            dropCreatedOnCleanup: !o.replace,
+        });
+    }
+    const server = o.findServer
+        ? await o.findServer(o.minMajor)
+        : await scratchServer(o.minMajor, o.logger);
+    return scratchTarget({ server, logger: o.logger, database: o.database, parentDir: o.workDir });
+}
+
+;// CONCATENATED MODULE: ./lib/drill/history.js
+
+
+const BATCH = 16;
+/** Records read at most while looking for past drills among (many more) verifications. */
+const MAX_READS = 400;
+/**
+ * The newest `limit` drill and restore records of a name, oldest first. Record keys end in
+ * their time, so they are read newest first, in batches, until enough drills were found; a
+ * catalog with years of daily verifications costs a listing, not a read of every record.
+ */
+async function history_recentDrills(storage, name, limit = 10) {
+    const keys = await verificationKeys(storage, name);
+    keys.sort((a, b) => path.posix.basename(b).localeCompare(path.posix.basename(a)));
+    const found = [];
+    for (let i = 0; i < keys.length && i < MAX_READS && found.length < limit; i += BATCH) {
+        const records = await mapLimit(keys.slice(i, i + BATCH), 8, (key) => readVerificationRecord(storage, key));
+        for (const r of records) {
+            if (r && (r.type === 'drill' || r.type === 'restore') && found.length < limit)
+                found.push(r);
+        }
+    }
+    return found.sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+}
+
+;// CONCATENATED MODULE: ./lib/drill/smoke.js
+
+
+
+/**
+ * Runs the smoke command with `bash -c` in `cwd`, with DATABASE_URL and PGHOST, PGPORT,
+ * PGDATABASE, PGUSER (and PGPASSWORD when there is one) pointing at the restored database.
+ * Its output goes to the log line by line; its exit code is the result. Processes it leaves
+ * running in the background are stopped when it exits.
+ */
+async function smoke_runSmokeCommand(o) {
+    const started = Date.now();
+    const env = {
+        ...childEnv(o.env, o.connection, o.database),
+        DATABASE_URL: connectionUrl(o.connection, o.database),
+    };
+    if (!env.PGHOST)
+        env.PGHOST = 'localhost';
+    if (!env.PGPORT)
+        env.PGPORT = '5432';
+    // Its own process group, so everything it started can be stopped with it when this process
+    // exits early (a cancelled job, Ctrl-C).
+    const child = spawn('bash', ['-c', o.command], {
+        cwd: o.cwd,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+    });
+    const stopGroup = () => {
+        try {
+            if (child.pid)
+                process.kill(-child.pid, 'SIGKILL');
+        }
+        catch {
+            // already gone
+        }
+    };
+    process.on('exit', stopGroup);
+    const forward = (stream) => {
+        if (!stream)
+            return Promise.resolve();
+        const lines = createInterface({ input: stream, crlfDelay: Infinity });
+        return (async () => {
+            for await (const line of lines)
+                o.logger.info(line);
+        })();
+    };
+    const done = new Promise((resolve) => {
+        child.on('error', (error) => {
+            o.logger.error(`Could not start bash: ${error.message}`);
+            resolve({ code: 127, signal: null });
+        });
+        child.on('exit', (code, signal) => resolve({ code, signal }));
+    });
+    const output = Promise.all([forward(child.stdout), forward(child.stderr)]);
+    const exit = await done;
+    // What the command left running in the background (a server it started) goes with it; its
+    // pipes then close, and the output is complete.
+    stopGroup();
+    process.removeListener('exit', stopGroup);
+    await output;
+    return { exitCode: exit.code, signal: exit.signal, seconds: (Date.now() - started) / 1000 };
+}
+
+// EXTERNAL MODULE: ./lib/storage/local.js
+var local = __nccwpck_require__(3114);
+;// CONCATENATED MODULE: ./lib/drill/undo.js
+
+
+
+
+
+
+
+
+
+
+/**
+ * Proves, before a real restore touches the target, that its safety backup would restore over
+ * it as the same role: a backup of the target taken by the same machinery with every table's
+ * data left out (its definitions, sequences, large objects and platform), then restored over the
+ * target along the same pipeline, in one transaction that is rolled back. Returns one line for
+ * the report; throws a ConfigurationError saying why the undo would fail, with nothing changed.
+ */
+async function undo_rehearseUndo(o) {
+    const dir = await mkdtemp(path.join(o.workDir, 'undo-'));
+    // The rehearsal's own steps go to the debug log: the safety backup says the same things.
+    const quiet = quieter(o.logger, true);
+    try {
+        const storage = new LocalStorage(path.join(dir, 'store'), quiet);
+        const backup = await runBackup({
+            ...wholeDatabaseBackup(o.target.connection, o.name),
+            compression: { method: 'none' },
+            selection: { schemas: [], excludeSchemas: [], excludeTableData: ['*.*'] },
+            kind: 'pre-restore',
+            rowCounts: 'off',
+            sizeChangeThreshold: Number.POSITIVE_INFINITY,
+        }, {
+            storage,
+            logger: quiet,
+            clock: o.clock,
+            env: o.env,
+            zstdPath: o.zstdPath,
+            resolveTools: () => Promise.resolve(o.tools),
+            tmpDir: dir,
+        });
+        const fetched = await fetchArchive({
+            storage,
+            manifest: backup.manifest,
+            tools: { zstdPath: o.zstdPath },
+            dir,
+            logger: quiet,
+        });
+        const job = {
+            target: o.target,
+            manifest: backup.manifest,
+            tools: o.tools,
+            archivePath: fetched.archivePath,
+            listing: await listArchive(o.tools.pgRestore, fetched.archivePath),
+            workDir: dir,
+            jobs: 1,
+            into: 'replace',
+            rehearsal: true,
+            createdRoles: [],
+            env: o.env,
+            logger: quiet,
+        };
+        const client = await connect(o.target.connection, o.target.database);
+        try {
+            const prepared = await prepareRestore(job, client);
+            await performRestore(job, client, prepared);
+        }
+        finally {
+            await client.end().catch(() => undefined);
+        }
+        return `the safety backup's restore over ${o.target.describe} as ${o.target.user} was rehearsed (its definitions, in one transaction, rolled back)`;
+    }
+    catch (error) {
+        throw new ConfigurationError(`Refusing to restore: the undo could not be proved. Restoring the safety backup over ${o.target.describe} as ${o.target.user} would fail: ${errorMessage(error)}\n` +
+            'Nothing was changed. Restore as a role that owns what the target holds, or set safety-backup: false to restore without a way back.');
+    }
+    finally {
+        await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/drill/drill.js
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** S3 storage classes whose objects cannot be read before a restore request thawed them. */
+const ARCHIVE_STORAGE_CLASSES = (/* unused pure expression or super */ null && (['GLACIER', 'DEEP_ARCHIVE']));
+/** A timed drill: restore a backup into a throwaway target, check it, measure RTO and RPO. */
+function runDrill(options, deps) {
+    return execute('drill', options, deps);
+}
+/**
+ * The real restore: replaces the target database's contents with the backup, after checking
+ * `confirm` against the database name, refusing or terminating other sessions, and taking a
+ * safety backup of the target first. What the backup covers is emptied in one transaction
+ * (see emptyTarget), then pg_restore rebuilds it.
+ */
+function runRestore(options, deps) {
+    return execute('restore', options, deps);
+}
+/**
+ * The given backup, or the newest complete one that is not a pre-restore safety backup. A
+ * damaged manifest elsewhere in the catalog does not stop a restore: each one becomes a warning,
+ * and one newer than the backup picked says that the restore goes further back because of it.
+ */
+async function pickBackup(storage, name, backupId) {
+    if (backupId)
+        return { manifest: await selectBackup(storage, name, backupId), warnings: [] };
+    const entries = await listCatalog(storage, name);
+    const complete = requireComplete(entries, storage, name);
+    const manifest = complete.find((m) => m.kind !== 'pre-restore') ?? complete[0];
+    const warnings = entries.flatMap((e) => e.damaged === undefined
+        ? []
+        : [
+            startedLater(e, manifest)
+                ? `Backup ${e.id} of '${name}' is newer than ${manifest.id}, the one used here, but its manifest cannot be read, so it was passed over: ${e.damaged}`
+                : `Backup ${e.id} of '${name}' has a manifest that cannot be read: ${e.damaged}`,
+        ]);
+    return { manifest, warnings };
+}
+/**
+ * Whether a catalog entry's backup started after `manifest`'s: ids carry the start to the
+ * second, and within one second the entry's objects written after that backup finished decide.
+ */
+function startedLater(entry, manifest) {
+    const start = (id) => id.slice(0, 16);
+    if (start(entry.id) !== start(manifest.id))
+        return start(entry.id) > start(manifest.id);
+    return entry.lastModified.getTime() > Date.parse(manifest.finishedAt);
+}
+/** Why the backup's object cannot be read right now (missing, or in an archive class), if so. */
+async function unrestorableReason(storage, manifest) {
+    const entry = dumpObject(manifest);
+    const head = await storage.head(entry.key);
+    if (!head) {
+        return `Backup ${manifest.id} is not restorable: its manifest lists ${storage.location(entry.key)}, and that object is missing.`;
+    }
+    const storageClass = head.storageClass?.toUpperCase();
+    // A completed restore request leaves the class as it was; its temporary copy is readable.
+    if (storageClass && ARCHIVE_STORAGE_CLASSES.includes(storageClass) && head.restored !== true) {
+        const thaw = storageClass === 'DEEP_ARCHIVE' ? 'up to 12 hours (48 with bulk)' : '3 to 5 hours';
+        if (head.restored === false) {
+            return (`Backup ${manifest.id} is not restorable yet: ${storage.location(entry.key)} is in the ${storageClass} storage class, and its restore request is still in progress (${thaw} from the request). ` +
+                `Run the drill again once it has completed, and count that time in the RTO.`);
+        }
+        return (`Backup ${manifest.id} is not restorable without a restore request: ${storage.location(entry.key)} is in the ${storageClass} storage class. ` +
+            `Request a temporary copy first (aws s3api restore-object --key ... --restore-request Days=2), which takes ${thaw}, and count that time in the RTO; ` +
+            `or drill a backup still in an instant-access class (backup-id), and keep the newest backups out of archive classes in the bucket's lifecycle rules.`);
+    }
+    return undefined;
+}
+function checkDecodable(manifest, decryption, zstd) {
+    const error = missingKeyError(manifest, decryption) ?? missingZstdError(manifest, zstd);
+    if (error)
+        throw error;
+}
+const PHASE_LABELS = {
+    download: 'Download',
+    decrypt: 'Decrypt and decompress',
+    restore: 'Restore',
+    checks: 'ANALYZE and checks',
+    smoke: 'Smoke command',
+};
+class PhaseFailure extends (/* unused pure expression or super */ null && (Error)) {
+}
+async function execute(mode, options, deps) {
+    const startedAt = deps.clock.now();
+    const restore = mode === 'restore' ? options : undefined;
+    // The confirmation comes before anything is read or touched.
+    if (restore)
+        requireConfirmation(restore);
+    const name = await resolveName(deps.storage, options.name);
+    const { manifest, warnings } = await pickBackup(deps.storage, name, options.backupId);
+    for (const w of warnings)
+        deps.logger.warning(w);
+    const result = startResult(mode, options, name, manifest, startedAt, warnings);
+    deps.logger.info(`${mode === 'restore' ? 'Restoring' : 'Drilling'} backup ${manifest.id} of ${name} (${manifest.kind}, taken ${manifest.startedAt}, PostgreSQL ${manifest.source.serverVersion}); its age is ${formatDuration(result.rpoSeconds)}`);
+    const history = recentDrills(deps.storage, name).catch((error) => {
+        deps.logger.warning(`Could not read the earlier drills: ${errorMessage(error)}`);
+        return [];
+    });
+    const unrestorable = await unrestorableReason(deps.storage, manifest);
+    if (unrestorable) {
+        result.error = unrestorable;
+        return finish(result, options, deps, await history);
+    }
+    checkDecodable(manifest, options.decryption, deps.zstdPath);
+    const plan = await chooseRestorePlan({
+        need: workDiskNeed(manifest, { downloads: true, scratch: !options.targetUrl }),
+        choice: options.restorePlan ?? 'auto',
+        dir: deps.workDir,
+        replace: Boolean(restore),
+    });
+    deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
+    const peakDisk = await PeakDisk.start(deps.workDir);
+    const opened = {
+        createdRoles: [],
+    };
+    try {
+        const tools = await openDrillTarget(result, options, deps, opened);
+        const target = opened.target;
+        if (restore)
+            await guardRealRestore(result, restore, deps, target, tools);
+        opened.workDir = await mkdtemp(path.join(deps.workDir, 'drill-'));
+        deps.onTemporaryFolder?.(opened.workDir);
+        const run = {
+            result,
+            options,
+            deps,
+            target,
+            tools,
+            workDir: opened.workDir,
+            createdRoles: opened.createdRoles,
+            plan,
+            peakDisk,
+        };
+        await runPhases(run);
+    }
+    finally {
+        peakDisk.stop();
+        await cleanUp(opened, deps.logger);
+    }
+    return finish(result, options, deps, await history);
+}
+/** A real restore names its target database in `confirm`, or nothing is done. */
+function requireConfirmation(restore) {
+    if (!restore.targetUrl) {
+        throw new OptionError('target-url', (w) => `A restore replaces the database given by ${w.option('target-url')}, and it is empty.`);
+    }
+    const info = parseConnectionString(restore.targetUrl, 'target-url');
+    const database = databaseName(info);
+    if (restore.confirm !== database) {
+        throw new OptionError('confirm', (w) => `Refusing to restore into ${describeConnection(info)}: ${w.option('confirm')} must be the target database's name, '${database}'` +
+            (restore.confirm ? `, got '${restore.confirm}'` : ', and it is empty') +
+            '. Nothing was changed.');
+    }
+}
+function startResult(mode, options, name, manifest, startedAt, warnings) {
+    const rpoSeconds = Math.max(0, (startedAt.getTime() - Date.parse(manifest.startedAt)) / 1000);
+    return {
+        mode,
+        status: 'passed',
+        name,
+        manifest,
+        startedAt,
+        finishedAt: startedAt,
+        phases: Object.keys(PHASE_LABELS).map((p) => ({
+            name: p,
+            label: PHASE_LABELS[p],
+            status: 'skipped',
+            detail: p === 'smoke' && !options.smokeCommand ? 'no smoke-command given' : 'not reached',
+        })),
+        rpoSeconds,
+        rtoTargetSeconds: options.rtoTargetSeconds,
+        rpoTargetSeconds: options.rpoTargetSeconds,
+        checks: [],
+        comparison: [],
+        warnings,
+        history: [],
+        targetState: mode === 'restore' ? 'unchanged' : undefined,
+    };
+}
+/**
+ * The client tools and the target: a scratch server's tools come first (resolving them may
+ * install the server), then the target, then tools of at least the target's major for a safety
+ * backup. A target older or newer than the source is named.
+ */
+async function openDrillTarget(result, options, deps, opened) {
+    const { manifest } = result;
+    const restore = result.mode === 'restore' ? options : undefined;
+    const sourceMajor = majorOf(manifest.source.serverVersion);
+    const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
+    let tools = options.targetUrl
+        ? undefined
+        : await deps.resolveTools({
+            major: dumpMajor,
+            version: manifest.tools.pgDumpVersion,
+            needServer: true,
+        });
+    const target = await openTarget({
+        targetUrl: options.targetUrl,
+        minMajor: options.postgresVersion === 'auto'
+            ? sourceMajor
+            : Math.max(options.postgresVersion, sourceMajor),
+        findServer: deps.findServer,
+        database: 'restore_drill',
+        replace: Boolean(restore),
+        workDir: deps.workDir,
+        logger: deps.logger,
+    });
+    opened.target = target;
+    if (target.scratch)
+        deps.onTemporaryFolder?.(path.dirname(target.scratch.dataDir));
+    tools ??= await deps.resolveTools({
+        major: Math.max(dumpMajor, restore?.safetyBackup ? target.serverMajor : 0),
+        version: manifest.tools.pgDumpVersion,
+        needServer: false,
+    });
+    result.pgRestoreVersion = tools.version;
+    result.target = {
+        describe: target.describe,
+        serverVersion: target.serverVersion,
+        scratch: Boolean(target.scratch),
+    };
+    noteVersions(result, target, sourceMajor, deps.logger);
+    return tools;
+}
+function noteVersions(result, target, sourceMajor, logger) {
+    const source = result.manifest.source.serverVersion;
+    if (target.serverMajor < sourceMajor) {
+        const warning = `The target runs PostgreSQL ${target.serverVersion}, older than the backup's source (${source}): ` +
+            `objects and syntax the older server lacks make the restore fail. Restore into PostgreSQL ${sourceMajor} or newer.`;
+        result.warnings.push(warning);
+        logger.warning(warning);
+    }
+    else if (target.serverMajor > sourceMajor) {
+        logger.info(`Upgrade rehearsal: PostgreSQL ${source} → ${target.serverVersion}`);
+    }
+}
+/**
+ * Before a real restore touches the target: other sessions refused (or ended later, with
+ * terminate-connections), then the undo rehearsed and the safety backup taken when asked for.
+ */
+async function guardRealRestore(result, restore, deps, target, tools) {
+    const { logger } = deps;
+    const sessions = await withClient(target, (c) => otherSessions(c, target.database));
+    if (sessions > 0 && !restore.terminateConnections) {
+        throw new OptionError('terminate-connections', (w) => `Refusing to restore into ${target.describe}: ${sessions} other session(s) are connected to it. ` +
+            `Stop the application first, or ${w.enable('terminate-connections')} to end them. Nothing was changed.`);
+    }
+    if (!restore.safetyBackup)
+        return;
+    const objects = await withClient(target, userObjects);
+    if (objects === 0) {
+        logger.info(`${target.describe} holds no tables, views or sequences: no safety backup needed`);
+        return;
+    }
+    result.undoRehearsal = await logger.group('Undo rehearsal', () => rehearseUndo({
+        target,
+        tools,
+        name: result.name,
+        workDir: deps.workDir,
+        zstdPath: deps.zstdPath,
+        env: deps.env,
+        clock: deps.clock,
+        logger,
+    }));
+    logger.info(`Undo: ${result.undoRehearsal}`);
+    result.safetyBackup = await takeSafetyBackup(restore, deps, target, result.name, result.manifest, tools);
+}
+/** Removes the run's folder, then the target (a scratch server or a database it made) and its roles. */
+async function cleanUp(opened, logger) {
+    const { target, workDir, createdRoles } = opened;
+    if (workDir)
+        await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+    if (!target)
+        return;
+    await target
+        .cleanup()
+        .then(() => (target.scratch ? [] : dropRoles(target, createdRoles)))
+        .then((left) => {
+        if (left.length)
+            logger.warning(`Could not drop the role(s) this run created: ${left.join(', ')}`);
+    })
+        .catch((error) => logger.warning(`Could not clean up ${target.describe}: ${errorMessage(error)}`));
+}
+async function withClient(target, fn) {
+    const client = await connect(target.connection, target.database);
+    try {
+        return await fn(client);
+    }
+    finally {
+        await client.end().catch(() => undefined);
+    }
+}
+/** Tables, views and sequences outside the system schemas. */
+async function userObjects(client) {
+    const r = await client.query(`SELECT count(*)::text AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+        AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`);
+    return Number(r.rows[0].n);
+}
+async function takeSafetyBackup(options, deps, target, name, manifest, tools) {
+    return deps.logger.group(`Safety backup of ${target.describe} (kind pre-restore)`, async () => {
+        const encryption = manifest.encryption
+            ? {
+                recipients: manifest.encryption.recipients,
+                passphrase: manifest.encryption.passphrase ? options.decryption?.passphrase : undefined,
+            }
+            : undefined;
+        const backup = await runBackup({
+            ...wholeDatabaseBackup(target.connection, name),
+            encryption: encryption && (encryption.recipients.length > 0 || encryption.passphrase)
+                ? encryption
+                : undefined,
+            kind: 'pre-restore',
+            labels: { 'restore-of': manifest.id },
+            sizeChangeThreshold: Number.POSITIVE_INFINITY,
+            git: options.git,
+        }, {
+            storage: deps.storage,
+            logger: deps.logger,
+            clock: deps.clock,
+            env: deps.env,
+            zstdPath: deps.zstdPath,
+            resolveTools: () => Promise.resolve(tools),
+            progressIntervalMs: deps.progressIntervalMs,
+            tmpDir: deps.workDir,
+        });
+        for (const w of backup.warnings)
+            deps.logger.warning(w);
+        deps.logger.info(`Safety backup ${backup.manifest.id} stored: restore it (backup-id: ${backup.manifest.id}) to undo this restore.`);
+        return { id: backup.manifest.id, location: deps.storage.location(backup.manifestKey) };
+    });
+}
+/**
+ * Other sessions of the target stop a real restore unless terminate-connections ends them (the
+ * first check, at the start, refused them already; this one catches sessions opened since).
+ */
+async function endOtherSessions(client, target, restore, logger) {
+    const sessions = await otherSessions(client, target.database);
+    if (sessions === 0)
+        return;
+    if (!restore.terminateConnections) {
+        throw new Error(`${sessions} session(s) connected to ${target.database} since the start; set terminate-connections: true or stop them. The database was not changed.`);
+    }
+    const t = await terminateSessions(client, target.database);
+    logger.info(`Terminated ${t.terminated} other session(s) of ${target.database}`);
+    if (t.remaining > 0) {
+        throw new Error(`${t.remaining} session(s) of ${target.database} could not be terminated (the restoring user needs pg_signal_backend or to own them). The database was not changed.`);
+    }
+}
+function phaseTimer(result, logger) {
+    return async (name, fn) => {
+        const p = result.phases.find((x) => x.name === name);
+        const phaseStart = performance.now();
+        try {
+            const { value, detail } = await logger.group(p.label, fn);
+            p.status = 'passed';
+            p.detail = detail;
+            return value;
+        }
+        catch (error) {
+            p.status = 'failed';
+            p.detail = errorMessage(error);
+            if (name === 'checks' || name === 'smoke')
+                return undefined;
+            result.error = `${p.label} failed: ${errorMessage(error)}`;
+            throw new PhaseFailure(p.detail, { cause: error });
+        }
+        finally {
+            p.seconds = (performance.now() - phaseStart) / 1000;
+        }
+    };
+}
+async function runPhases(run) {
+    const timed = phaseTimer(run.result, run.deps.logger);
+    const started = performance.now();
+    try {
+        const archive = run.plan.name === 'stream' ? await streamPhases(run, timed) : await diskPhases(run, timed);
+        const restored = (await restorePhase(run, timed, archive));
+        await checksPhase(run, timed, restored);
+        if (run.options.smokeCommand)
+            await smokePhase(run, timed, run.options.smokeCommand);
+        run.result.rtoSeconds = (performance.now() - started) / 1000;
+    }
+    catch (error) {
+        if (!(error instanceof PhaseFailure))
+            throw error;
+    }
+}
+/** The disk plan: the object downloaded, then decoded into an archive on disk. */
+async function diskPhases(run, timed) {
+    const { deps, result, workDir } = run;
+    const { manifest } = result;
+    const downloaded = await timed('download', async () => {
+        const downloadStart = performance.now();
+        const d = await downloadObject({
+            storage: deps.storage,
+            manifest,
+            dir: workDir,
+            logger: deps.logger,
+            progressIntervalMs: deps.progressIntervalMs,
+        });
+        const seconds = (performance.now() - downloadStart) / 1000;
+        return {
+            value: d,
+            detail: `${formatBytes(d.bytes)} at ${rate(d.bytes, seconds)}; size and SHA-256 match the manifest`,
+        };
+    });
+    return (await timed('decrypt', async () => {
+        const a = await decodeFile({
+            manifest,
+            file: downloaded.path,
+            decryption: run.options.decryption,
+            tools: { zstdPath: deps.zstdPath },
+            dir: workDir,
+            logger: deps.logger,
+            progressIntervalMs: deps.progressIntervalMs,
+        });
+        const steps = decodeSteps(manifest);
+        return {
+            value: { archivePath: a.archivePath },
+            detail: steps.length
+                ? `${steps.join(' → ')} into a ${manifest.format}-format archive`
+                : 'nothing to decrypt or decompress',
+        };
+    }));
+}
+/**
+ * The streamed plan. A custom-format archive: only its table of contents is read first (the
+ * preflight needs it); the object streams into pg_restore in the restore phase, checked as it
+ * goes. A directory-format archive: the object streams into tar, whose per-table files stay as
+ * pg_dump compressed them, with no downloaded object beside them.
+ */
+async function streamPhases(run, timed) {
+    const { deps, result, options, workDir } = run;
+    const { manifest } = result;
+    const source = {
+        storage: deps.storage,
+        manifest,
+        decryption: options.decryption,
+        tools: { zstdPath: deps.zstdPath },
+        logger: deps.logger,
+        progressIntervalMs: deps.progressIntervalMs,
+    };
+    const steps = decodeSteps(manifest);
+    if (manifest.format === 'directory') {
+        const archive = await timed('download', async () => {
+            const a = await fetchArchive({ ...source, dir: workDir });
+            return {
+                value: { archivePath: a.archivePath },
+                detail: `${formatBytes(a.bytes)} streamed into the archive folder; size and SHA-256 match the manifest`,
+            };
+        });
+        await timed('decrypt', () => Promise.resolve({ value: undefined, detail: `${steps.join(' → ')} while downloading` }));
+        return archive;
+    }
+    const head = await timed('download', async () => {
+        const h = await fetchArchiveHead({ ...source, dir: workDir });
+        return {
+            value: h,
+            detail: `the archive's table of contents (${formatBytes(h.bytes)}); the object streams into pg_restore in the restore phase, its size and SHA-256 checked as it goes`,
+        };
+    });
+    await timed('decrypt', () => Promise.resolve({
+        value: undefined,
+        detail: steps.length
+            ? `${steps.join(' → ')} as the object streams into pg_restore`
+            : 'nothing to decrypt or decompress',
+    }));
+    return { archivePath: head.archivePath, feed: archiveFeed(source) };
+}
+async function restorePhase(run, timed, archive) {
+    const { deps, result, options, target, tools, workDir } = run;
+    const { logger } = deps;
+    const restore = result.mode === 'restore' ? options : undefined;
+    const restored = await timed('restore', async () => {
+        const listing = await listArchive(tools.pgRestore, archive.archivePath);
+        const job = {
+            target,
+            manifest: result.manifest,
+            tools,
+            archivePath: archive.archivePath,
+            feed: archive.feed,
+            listing,
+            workDir,
+            jobs: options.jobs,
+            into: restore ? 'replace' : 'new',
+            createdRoles: run.createdRoles,
+            globals: () => fetchGlobals({
+                storage: deps.storage,
+                manifest: result.manifest,
+                decryption: options.decryption,
+                dir: workDir,
+            }),
+            installExtensions: deps.installExtensions,
+            beforeReplace: restore ? (c) => endOtherSessions(c, target, restore, logger) : undefined,
+            onReplaced: () => {
+                result.targetState = 'restored';
+            },
+            env: deps.env,
+            logger,
+        };
+        const outcome = await withClient(target, async (c) => {
+            const prepared = await prepareRestore(job, c);
+            if (restore && prepared.ownershipNote)
+                result.warnings.push(prepared.ownershipNote);
+            logger.info(`Preflight: ${prepared.detail}`);
+            return performRestore(job, c, prepared);
+        });
+        result.restorePlan = await planReport(run);
+        logger.info(`Restore plan: ${describePlanReport(result.restorePlan)}`);
+        return {
+            value: { listing, outcome },
+            detail: `${describePlanReport(result.restorePlan)}; ${outcome.detail}`,
+        };
+    });
+    await rm(archive.archivePath, { recursive: true, force: true });
+    return restored;
+}
+/** The plan, why, and the disk it used at its peak against the restored database's size. */
+async function planReport(run) {
+    const restoredBytes = await withClient(run.target, (c) => c
+        .query('SELECT pg_database_size(current_database())::text AS bytes')
+        .then((r) => Number(r.rows[0].bytes)));
+    return {
+        name: run.plan.name,
+        why: run.plan.why,
+        peakDiskBytes: await run.peakDisk.peak(),
+        restoredBytes,
+    };
+}
+async function checksPhase(run, timed, restored) {
+    const { result, options, target } = run;
+    await timed('checks', async () => {
+        const checked = await withClient(target, (client) => checkRestored({
+            client,
+            manifest: result.manifest,
+            listing: restored.listing,
+            checks: options.checks,
+            notApplied: restored.outcome.notApplied,
+            notRestored: restored.outcome.route?.notRestored,
+            unvalidated: restored.outcome.route?.unvalidated,
+        }));
+        result.comparison = checked.comparison;
+        const checks = checked.checks;
+        result.checks.push(...checks);
+        const failed = checks.filter((c) => c.status === 'failed');
+        if (failed.length > 0) {
+            throw new Error(`the restore completed; ${failed.length} of ${checks.length} checks failed: ${failed.map((c) => c.name).join(', ')}`);
+        }
+        return { value: undefined, detail: `${checks.length} checks passed` };
+    });
+}
+async function smokePhase(run, timed, command) {
+    const { deps, target } = run;
+    await timed('smoke', async () => {
+        const smoke = await runSmokeCommand({
+            command,
+            cwd: deps.workspace,
+            env: deps.env,
+            connection: target.connection,
+            database: target.database,
+            logger: deps.logger,
+        });
+        if (smoke.exitCode !== 0) {
+            throw new Error(`the smoke command ${smoke.signal ? `was killed by ${smoke.signal}` : `exited with code ${smoke.exitCode}`}; its output is in the log group '${PHASE_LABELS.smoke}'`);
+        }
+        return { value: undefined, detail: 'exited with code 0' };
+    });
+}
+async function finish(result, options, deps, history) {
+    const { logger } = deps;
+    result.history = history;
+    if (result.rtoSeconds !== undefined) {
+        result.checks.push(targetCheck('Recovery time (RTO)', result.rtoSeconds, options.rtoTargetSeconds, 'rto-target'));
+    }
+    else {
+        result.checks.push({
+            name: 'Recovery time (RTO)',
+            status: 'failed',
+            detail: `not recovered: ${result.error ?? 'the drill stopped'}`,
+        });
+    }
+    result.checks.push(targetCheck('Backup age (RPO)', result.rpoSeconds, options.rpoTargetSeconds, 'rpo-target'));
+    result.status =
+        result.error ||
+            result.phases.some((p) => p.status === 'failed') ||
+            result.checks.some((c) => c.status === 'failed')
+            ? 'failed'
+            : 'passed';
+    result.finishedAt = deps.clock.now();
+    const timings = {};
+    for (const p of result.phases)
+        if (p.seconds !== undefined)
+            timings[p.name] = round(p.seconds);
+    const record = {
+        schemaVersion: MANIFEST_SCHEMA_VERSION,
+        backupId: result.manifest.id,
+        name: result.name,
+        type: result.mode,
+        status: result.status,
+        startedAt: result.startedAt.toISOString(),
+        finishedAt: result.finishedAt.toISOString(),
+        checks: [
+            ...result.phases
+                .filter((p) => p.status === 'failed')
+                .map((p) => ({ name: p.label, status: p.status, detail: p.detail })),
+            ...result.checks.map((c) => ({ name: c.name, status: c.status, detail: c.detail })),
+        ],
+        timings,
+        rtoSeconds: result.rtoSeconds === undefined ? undefined : round(result.rtoSeconds),
+        rpoSeconds: round(result.rpoSeconds),
+        rtoTargetSeconds: options.rtoTargetSeconds,
+        rpoTargetSeconds: options.rpoTargetSeconds,
+        git: options.git,
+    };
+    try {
+        result.recordKey = await appendVerificationRecord(deps.storage, record);
+        result.record = record;
+    }
+    catch (error) {
+        logger.warning(`Could not store the drill record under verifications/ (${errorMessage(error)}); the trend will miss this run.`);
+    }
+    if (result.targetState) {
+        result.targetStateText = describeTargetState(result);
+        logger.info(result.targetStateText);
+    }
+    const rto = result.rtoSeconds === undefined ? 'not reached' : formatDuration(result.rtoSeconds);
+    logger.info(`${result.mode === 'restore' ? 'Restore' : 'Drill'} ${result.status}: RTO ${rto}, RPO ${formatDuration(result.rpoSeconds)}`);
+    return result;
+}
+/** What a real restore left the target as, in one sentence, with the way back when there is one. */
+function describeTargetState(result) {
+    const undo = result.safetyBackup
+        ? ` To undo, restore the safety backup: mode: restore with backup-id: ${result.safetyBackup.id} (CLI: pg-backup restore --backup-id ${result.safetyBackup.id}), with the same target-url and confirm${result.undoRehearsal ? ' (rehearsed before the restore)' : ''}.`
+        : '';
+    if (result.targetState !== 'restored') {
+        return `The target is unchanged: the restore committed nothing.${result.safetyBackup ? ` The safety backup ${result.safetyBackup.id} was stored anyway.` : ''}`;
+    }
+    const failed = result.checks.filter((c) => c.status === 'failed' && !c.name.startsWith('Recovery'));
+    return failed.length === 0
+        ? `The target is restored from backup ${result.manifest.id}, and every check passed.${undo}`
+        : `The target is restored from backup ${result.manifest.id} (the data is the backup's); check(s) failed after the restore: ${failed.map((c) => c.name).join(', ')}.${undo}`;
+}
+/** A measured time against its target (none set: passes, and says so). */
+function targetCheck(name, seconds, target, input) {
+    return {
+        name,
+        status: target === undefined || seconds <= target ? 'passed' : 'failed',
+        detail: target === undefined
+            ? `${(0,duration/* formatDuration */.a3)(seconds)} (no ${input} set)`
+            : `${(0,duration/* formatDuration */.a3)(seconds)} against a target of ${(0,duration/* formatDuration */.a3)(target)}`,
+    };
+}
+function round(seconds) {
+    return Math.round(seconds * 1000) / 1000;
+}
+
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
 /**
  * 2: the source's state from the dump's snapshot (`sourceState`) and extension configuration
@@ -83406,7 +93767,7 @@ const BACKUP_KINDS = [
     'pre-restore',
 ];
 /** The dump object's entry. */
-function dumpObject(manifest) {
+function manifest_dumpObject(manifest) {
     const entry = manifest.objects.find((o) => o.role === 'dump');
     if (!entry)
         throw new Error(`Manifest of ${manifest.id} lists no dump object`);
@@ -83414,7 +93775,7 @@ function dumpObject(manifest) {
 }
 /** Total bytes of every object of a backup. */
 /** The restored tables' size with their indexes, as the source held them (data left out: 0). */
-function restoredTableBytes(manifest) {
+function manifest_restoredTableBytes(manifest) {
     return manifest.tables.reduce((sum, t) => sum + (t.dataExcluded ? 0 : t.bytes), 0);
 }
 function totalBytes(manifest) {
@@ -83431,7 +93792,7 @@ function describeEncryption(encryption) {
     return `age (${parts.join(', ')})`;
 }
 /** `zstd level 3`, `gzip inside the archive (pg_dump)`, `none`: how a dump was compressed. */
-function describeCompression(c) {
+function manifest_describeCompression(c) {
     switch (c.method) {
         case 'zstd':
         case 'gzip':
@@ -83441,6 +93802,412 @@ function describeCompression(c) {
             return `${c.method.slice('pg_dump-'.length)} inside the archive (pg_dump)`;
         default:
             return 'none';
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/files/records.js
+/**
+ * Verification records of file backups: what verify and the drill found, appended inside the
+ * backup's folder (`<name>/files/<id>/verifications/<time>.json`) in the database verifications'
+ * shape, so prune reads the last one of each backup and never deletes the newest verified.
+ */
+
+
+
+
+/** The record of one verify or drill of a file backup, in the database verifications' shape. */
+function fileRunRecord(type, manifest, run) {
+    return {
+        schemaVersion: manifest_MANIFEST_SCHEMA_VERSION,
+        backupId: manifest.id,
+        name: manifest.name,
+        type,
+        status: run.status,
+        startedAt: run.startedAt.toISOString(),
+        finishedAt: run.finishedAt.toISOString(),
+        checks: run.checks.map((c) => ({ name: c.name, status: c.status, detail: c.detail })),
+    };
+}
+/** Appends a record; a failure to store it is a warning, never the run's result. */
+async function appendFileVerification(storage, record, logger) {
+    const key = fileVerificationKey(record.name, record.backupId, new Date(record.finishedAt));
+    try {
+        await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
+        return key;
+    }
+    catch (error) {
+        logger.warning(`Could not store the ${record.type} record of file backup ${record.backupId} (${(0,errors/* errorMessage */.gJ)(error)}); prune will not count this run.`);
+        return undefined;
+    }
+}
+/** The status of the newest verification record of a backup folder, when it has one. */
+async function lastFileVerification(storage, name, folder) {
+    const prefix = fileVerificationsPrefix(name, folder.id);
+    const newest = folder.objects
+        .map((o) => o.key)
+        .filter((key) => key.startsWith(prefix) && key.endsWith('.json'))
+        .sort((a, b) => external_node_path_.posix.basename(a).localeCompare(external_node_path_.posix.basename(b)))
+        .at(-1);
+    if (newest === undefined)
+        return undefined;
+    const data = await storage.getBytes(newest);
+    if (!data)
+        return undefined;
+    try {
+        const status = JSON.parse(data.toString()).status;
+        return status === 'passed' || status === 'failed' ? status : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/files/restore.js
+/**
+ * Restores one point in time of a file backup into a folder or a bucket/prefix: every archive
+ * the manifest refers to is read once, and the entries that point in time holds are written,
+ * each checked against its SHA-256. Timed like a drill: how long until every file was back.
+ */
+
+
+
+
+
+
+
+async function runFileRestore(options, deps) {
+    const started = deps.clock.now();
+    const manifest = await selectFileBackup(deps.storage, options.name, options.backupId);
+    await requireEmptyTarget(deps.target);
+    deps.logger.info(`Restoring file backup ${manifest.id}: ${(0,streams/* formatCount */.B4)(manifest.files.length)} files, ${(0,streams/* formatBytes */.z3)(filesBytes(manifest))}, from ${manifest.archives.length} archive(s), into ${deps.target.description}.`);
+    const restored = new Set();
+    for (const archive of manifest.archives) {
+        const wanted = new Map(manifest.files.filter((f) => f.archive === archive.backupId).map((f) => [f.key, f]));
+        const writer = new TargetWriter(deps.target);
+        await deps.logger.group(`Archive of ${archive.backupId} (${wanted.size} files)`, async () => {
+            await readArchive(deps.storage, archive, decryption(options, deps), async (name, body) => {
+                const entry = wanted.get(name);
+                if (!entry || restored.has(name))
+                    return drain(body);
+                restored.add(name);
+                await writer.write(entry, body);
+            });
+            await writer.finish();
+        });
+    }
+    requireAll(manifest, restored);
+    const finished = deps.clock.now();
+    return {
+        manifest,
+        files: restored.size,
+        bytes: filesBytes(manifest),
+        archivesRead: manifest.archives.length,
+        seconds: (finished.getTime() - started.getTime()) / 1000,
+        backupAgeSeconds: (started.getTime() - Date.parse(manifest.finishedAt)) / 1000,
+    };
+}
+function decryption(options, deps) {
+    return {
+        logger: deps.logger,
+        zstdPath: deps.zstdPath,
+        identities: options.identities,
+        passphrase: options.passphrase,
+    };
+}
+/** Restoring never overwrites: the target must hold nothing yet. */
+async function requireEmptyTarget(target) {
+    for await (const object of target.list('')) {
+        throw new errors/* ConfigurationError */.j1(`The restore target ${target.description} is not empty (it holds ${object.key}). Restore into an empty folder or prefix.`);
+    }
+}
+async function drain(body) {
+    for await (const chunk of body)
+        void chunk;
+}
+/** Files up to this size are read whole and written while the archive goes on. */
+const SMALL_FILE = 1024 * 1024;
+/** Small files written at once: a store's round trip, not its bandwidth, bounds them. */
+const WRITES_IN_FLIGHT = 16;
+/**
+ * Writes restored files to the target, checking each against its SHA-256. Small files are
+ * buffered, checked before they are written, and written in one request each, several at a
+ * time, so the archive keeps streaming while a bucket answers one request after another
+ * (memory: at most WRITES_IN_FLIGHT small files).
+ */
+class TargetWriter {
+    target;
+    pending = new Set();
+    failure;
+    constructor(target) {
+        this.target = target;
+    }
+    async write(entry, body) {
+        this.throwIfFailed();
+        if (entry.size > SMALL_FILE)
+            return restoreOne(entry, body, this.target);
+        const chunks = [];
+        for await (const chunk of body)
+            chunks.push(chunk);
+        const data = Buffer.concat(chunks);
+        requireMatch(entry, data.length, (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex'), this.target);
+        while (this.pending.size >= WRITES_IN_FLIGHT)
+            await Promise.race(this.pending);
+        this.throwIfFailed();
+        const writing = this.target.putBytes(entry.key, data, contentTypeOf(entry)).then(() => undefined, (error) => {
+            this.failure ??= error;
+        });
+        this.pending.add(writing);
+        void writing.finally(() => this.pending.delete(writing));
+    }
+    async finish() {
+        await Promise.all(this.pending);
+        this.throwIfFailed();
+    }
+    throwIfFailed() {
+        if (this.failure !== undefined)
+            throw this.failure;
+    }
+}
+function contentTypeOf(entry) {
+    return entry.contentType ? { contentType: entry.contentType } : {};
+}
+/** A large file, streamed to the target while its SHA-256 is taken. */
+async function restoreOne(entry, body, target) {
+    const hash = new streams/* HashCounter */.Vf();
+    await Promise.all([
+        target.putStream(entry.key, hash, { sizeHint: entry.size, ...contentTypeOf(entry) }),
+        (0,promises_.pipeline)(body, hash),
+    ]);
+    requireMatch(entry, hash.bytes, hash.digest(), target);
+}
+function requireMatch(entry, bytes, sha256, target) {
+    if (bytes === entry.size && sha256 === entry.sha256)
+        return;
+    throw new Error(`The restored file ${target.location(entry.key)} does not match the manifest: ${bytes} bytes, SHA-256 ${sha256}; expected ${entry.size} bytes, SHA-256 ${entry.sha256}.`);
+}
+function requireAll(manifest, restored) {
+    const missing = manifest.files.filter((f) => !restored.has(f.key));
+    if (missing.length === 0)
+        return;
+    throw new Error(`${missing.length} file(s) of backup ${manifest.id} were not found in their archives, first: ${missing[0].key} (archive of ${missing[0].archive}).`);
+}
+
+;// CONCATENATED MODULE: ./lib/files/verify.js
+/**
+ * Verifies a file backup: every archive it refers to is read whole and its size and SHA-256
+ * compared with the manifest; with `restore`, the point in time is restored into a scratch
+ * folder (removed afterwards) and the files found there (list and hashes) compared with the
+ * manifest. The result is recorded beside the backup, for prune's "newest verified" rule.
+ */
+
+
+
+
+
+
+
+
+
+
+async function runFileVerify(options, deps) {
+    const startedAt = deps.clock.now();
+    const manifest = await selectFileBackup(deps.storage, options.name, options.backupId);
+    const restored = options.restore
+        ? await inScratchFolder(deps, (target) => restoreAndCompare(manifest, options, deps, target))
+        : undefined;
+    const checks = [restored?.check ?? (await archivesCheck(manifest, deps))];
+    const status = checks.every((c) => c.status !== 'failed') ? 'passed' : 'failed';
+    const finishedAt = deps.clock.now();
+    const record = fileRunRecord('verify', manifest, { status, checks, startedAt, finishedAt });
+    return {
+        manifest,
+        status,
+        checks,
+        startedAt,
+        seconds: (finishedAt.getTime() - startedAt.getTime()) / 1000,
+        restoreSeconds: restored?.result?.seconds,
+        recordKey: await appendFileVerification(deps.storage, { ...record, git: options.git }, deps.logger),
+    };
+}
+async function archiveMismatch(archive, storage) {
+    const hash = new streams/* HashCounter */.Vf();
+    await (0,promises_.pipeline)(await storage.getStream(archive.key), hash, async (source) => {
+        for await (const chunk of source)
+            void chunk;
+    });
+    if (hash.bytes === archive.bytes && hash.digest() === archive.sha256)
+        return undefined;
+    return `${archive.key}: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}`;
+}
+async function archivesCheck(manifest, deps) {
+    const problems = [];
+    for (const archive of manifest.archives) {
+        try {
+            const mismatch = await archiveMismatch(archive, deps.storage);
+            if (mismatch)
+                problems.push(mismatch);
+        }
+        catch (error) {
+            problems.push(`${archive.key}: ${(0,errors/* errorMessage */.gJ)(error)}`);
+        }
+    }
+    return problems.length === 0
+        ? {
+            name: 'archives',
+            status: 'passed',
+            detail: `${manifest.archives.length} archive(s) match their size and SHA-256`,
+        }
+        : { name: 'archives', status: 'failed', detail: problems.join('; ') };
+}
+/** Runs `fn` on a scratch folder under the work folder, removed afterwards whatever happens. */
+async function inScratchFolder(deps, fn) {
+    const scratch = await (0,external_node_fs_promises_.mkdtemp)(external_node_path_.join(deps.workDir ?? external_node_os_.tmpdir(), 'files-restore-'));
+    try {
+        return await fn(new local/* LocalStorage */.D(scratch, deps.logger));
+    }
+    finally {
+        await (0,external_node_fs_promises_.rm)(scratch, { recursive: true, force: true });
+    }
+}
+/**
+ * Restores a point in time into an empty `target` and compares what the target then holds
+ * (every key, every file's SHA-256 re-read) with the manifest. A failed restore is a failed
+ * check, never an exception.
+ */
+async function restoreAndCompare(manifest, options, deps, target) {
+    try {
+        const result = await runFileRestore({
+            name: options.name,
+            backupId: manifest.id,
+            identities: options.identities,
+            passphrase: options.passphrase,
+        }, { ...deps, target });
+        const differences = await compareTree(manifest, target);
+        const check = differences.length === 0
+            ? {
+                name: 'restore',
+                status: 'passed',
+                detail: `${result.files} files restored into ${target.description}; list and SHA-256 equal to the manifest`,
+            }
+            : { name: 'restore', status: 'failed', detail: differences.join('; ') };
+        return { check, result };
+    }
+    catch (error) {
+        return { check: { name: 'restore', status: 'failed', detail: (0,errors/* errorMessage */.gJ)(error) } };
+    }
+}
+/** The files of a restore target against the manifest, each re-read; at most 10 named. */
+async function compareTree(manifest, target) {
+    const expected = new Map(manifest.files.map((f) => [f.key, f.sha256]));
+    const differences = [];
+    for await (const object of target.list('')) {
+        const want = expected.get(object.key);
+        expected.delete(object.key);
+        if (want === undefined) {
+            differences.push(`${object.key} is not in the manifest`);
+            continue;
+        }
+        const hash = new streams/* HashCounter */.Vf();
+        await (0,promises_.pipeline)(await target.getStream(object.key), hash, async (source) => {
+            for await (const chunk of source)
+                void chunk;
+        });
+        if (hash.digest() !== want)
+            differences.push(`${object.key} has another SHA-256`);
+    }
+    for (const key of expected.keys())
+        differences.push(`${key} is missing`);
+    return differences.length > 10
+        ? [...differences.slice(0, 10), `${differences.length - 10} more`]
+        : differences;
+}
+
+;// CONCATENATED MODULE: ./lib/files/drill.js
+
+
+
+
+
+
+const RTO_CHECK = 'Recovery time (RTO)';
+const RPO_CHECK = 'Backup age (RPO)';
+async function runFileDrill(options, deps) {
+    const startedAt = deps.clock.now();
+    const { chosen, newest } = await pointInTime(deps.storage, options);
+    const rpoSeconds = Math.max(0, (startedAt.getTime() - Date.parse(newest.startedAt)) / 1000);
+    deps.logger.info(`Drilling file backup ${chosen.id} of ${options.name}; the newest file backup is ${newest.id}.`);
+    const { restored, target } = await restoreIntoTarget(chosen, options, deps);
+    const rtoSeconds = restored.result?.seconds;
+    const checks = [
+        restored.check,
+        rtoSeconds === undefined
+            ? { name: RTO_CHECK, status: 'failed', detail: 'not recovered' }
+            : targetCheck(RTO_CHECK, rtoSeconds, options.rtoTargetSeconds, 'rto-target'),
+        targetCheck(RPO_CHECK, rpoSeconds, options.rpoTargetSeconds, 'rpo-target'),
+    ];
+    const status = checks.every((c) => c.status !== 'failed') ? 'passed' : 'failed';
+    const record = {
+        ...fileRunRecord('drill', chosen, { status, checks, startedAt, finishedAt: deps.clock.now() }),
+        ...(rtoSeconds === undefined ? {} : { rtoSeconds, timings: { restore: rtoSeconds } }),
+        rpoSeconds,
+        rtoTargetSeconds: options.rtoTargetSeconds,
+        rpoTargetSeconds: options.rpoTargetSeconds,
+        git: options.git,
+    };
+    return {
+        manifest: chosen,
+        status,
+        checks,
+        target,
+        startedAt,
+        rtoSeconds,
+        rpoSeconds,
+        rtoTargetSeconds: options.rtoTargetSeconds,
+        rpoTargetSeconds: options.rpoTargetSeconds,
+        files: restored.result?.files,
+        bytes: restored.result?.bytes,
+        recordKey: await appendFileVerification(deps.storage, record, deps.logger),
+    };
+}
+/** The backup to drill and the newest complete one (whose age is the RPO). */
+async function pointInTime(storage, options) {
+    const chosen = await selectFileBackup(storage, options.name, options.backupId);
+    const newest = completeFileBackups(await listFileBackups(storage, options.name))[0] ?? chosen;
+    return { chosen, newest };
+}
+/** Restores and compares, then removes what the drill wrote. */
+async function restoreIntoTarget(manifest, options, deps) {
+    const run = (target) => restoreAndCompare(manifest, options, deps, target);
+    if (deps.target === undefined) {
+        return inScratchFolder(deps, async (target) => ({
+            restored: await run(target),
+            target: `a scratch folder under ${deps.workDir ?? 'the temp folder'}`,
+        }));
+    }
+    const target = deps.target;
+    // Checked here, before anything is written: only then is everything the manifest names in
+    // the target afterwards the drill's own to remove.
+    await requireEmptyTarget(target);
+    try {
+        return { restored: await run(target), target: target.description };
+    }
+    finally {
+        await removeRestored(manifest, target, deps.logger);
+    }
+}
+async function removeRestored(manifest, target, logger) {
+    const keys = new Set(manifest.files.map((f) => f.key));
+    const written = [];
+    try {
+        for await (const object of target.list(''))
+            if (keys.has(object.key))
+                written.push(object.key);
+        if (written.length > 0)
+            await target.delete(written);
+        logger.info(`Removed the ${written.length} file(s) the drill restored into ${target.description}.`);
+    }
+    catch (error) {
+        logger.warning(`Could not remove the files the drill restored into ${target.description}: ${(0,errors/* errorMessage */.gJ)(error)}. Empty it before the next drill.`);
     }
 }
 
@@ -83770,7 +94537,7 @@ function planRetention(backups, policy, now, options) {
     addLastAndWithin(sorted, past, reasons, policy, nowMs);
     addPeriods(sorted, past, reasons, policy);
     addKinds(sorted, past, reasons, policy, nowMs);
-    return decide(sorted, reasons, options?.maxDelete);
+    return retention_decide(sorted, reasons, options?.maxDelete);
 }
 /** One name, unique ids, valid dates. */
 function checkBackups(backups) {
@@ -83862,7 +94629,7 @@ function addKinds(sorted, past, reasons, policy, nowMs) {
     }
 }
 /** Keep what any reason keeps; refuse the plan when it breaks a safety limit. */
-function decide(sorted, reasons, maxDelete) {
+function retention_decide(sorted, reasons, maxDelete) {
     const entries = sorted.map((backup, i) => reasons[i].length > 0
         ? { backup, decision: 'keep', reasons: reasons[i] }
         : { backup, decision: 'delete', reasons: [REASON_DELETE] });
@@ -83879,13 +94646,16 @@ function decide(sorted, reasons, maxDelete) {
 /**
  * Retention for file backups. The policy (catalog/retention.ts) decides which backups are kept,
  * as for database backups; what is deleted then follows the references: a backup that goes
- * loses its manifest, but its archive stays as long as a kept backup still refers to it.
+ * loses its manifest, but its archive stays as long as a kept backup still refers to it. The
+ * newest backup whose last verify or drill passed is kept whatever the policy says.
  */
 
 
 
 
-function catalogBackup(manifest) {
+
+
+function catalogBackup(manifest, lastVerification) {
     return {
         id: manifest.id,
         name: manifest.name,
@@ -83893,15 +94663,22 @@ function catalogBackup(manifest) {
         kind: manifest.kind,
         keepUntil: manifest.keepUntil ? new Date(manifest.keepUntil) : undefined,
         bytes: filesBytes(manifest),
+        ...(lastVerification ? { lastVerification } : {}),
     };
+}
+/** The last verify or drill status of each complete backup, from its folder's records. */
+async function lastVerifications(storage, name, folders) {
+    const complete = folders.filter((f) => f.manifest !== undefined);
+    const statuses = await catalog_mapLimit(complete, 8, (f) => lastFileVerification(storage, name, f));
+    return new Map(complete.map((f, i) => [f.id, statuses[i]]));
 }
 async function runFilePrune(options, deps) {
     const now = deps.clock.now();
     const folders = await listFileBackups(deps.storage, options.name);
     const complete = completeFileBackups(folders);
-    const plan = planRetention(complete.map(catalogBackup), options.policy, now, {
-        maxDelete: options.maxDelete,
-    });
+    const verified = await lastVerifications(deps.storage, options.name, folders);
+    const backups = complete.map((m) => catalogBackup(m, verified.get(m.id)));
+    const plan = planRetention(backups, options.policy, now, { maxDelete: options.maxDelete });
     const report = {
         plan,
         keptForReferences: [],
@@ -83963,129 +94740,6 @@ function keysToDelete(doomed, referenced, name) {
         }
     }
     return { manifests, data, keptForReferences };
-}
-
-;// CONCATENATED MODULE: ./lib/files/restore.js
-/**
- * Restores one point in time of a file backup into a folder or a bucket/prefix: every archive
- * the manifest refers to is read once, and the entries that point in time holds are written,
- * each checked against its SHA-256. Timed like a drill: how long until every file was back.
- */
-
-
-
-
-
-
-
-async function runFileRestore(options, deps) {
-    const started = deps.clock.now();
-    const manifest = await selectFileBackup(deps.storage, options.name, options.backupId);
-    await requireEmptyTarget(deps.target);
-    deps.logger.info(`Restoring file backup ${manifest.id}: ${(0,streams/* formatCount */.B4)(manifest.files.length)} files, ${(0,streams/* formatBytes */.z3)(filesBytes(manifest))}, from ${manifest.archives.length} archive(s), into ${deps.target.description}.`);
-    const restored = new Set();
-    for (const archive of manifest.archives) {
-        const wanted = new Map(manifest.files.filter((f) => f.archive === archive.backupId).map((f) => [f.key, f]));
-        const writer = new TargetWriter(deps.target);
-        await deps.logger.group(`Archive of ${archive.backupId} (${wanted.size} files)`, async () => {
-            await readArchive(deps.storage, archive, decryption(options, deps), async (name, body) => {
-                const entry = wanted.get(name);
-                if (!entry || restored.has(name))
-                    return drain(body);
-                restored.add(name);
-                await writer.write(entry, body);
-            });
-            await writer.finish();
-        });
-    }
-    requireAll(manifest, restored);
-    const finished = deps.clock.now();
-    return {
-        manifest,
-        files: restored.size,
-        bytes: filesBytes(manifest),
-        archivesRead: manifest.archives.length,
-        seconds: (finished.getTime() - started.getTime()) / 1000,
-        backupAgeSeconds: (started.getTime() - Date.parse(manifest.finishedAt)) / 1000,
-    };
-}
-function decryption(options, deps) {
-    return {
-        zstdPath: deps.zstdPath,
-        identities: options.identities,
-        passphrase: options.passphrase,
-    };
-}
-/** Restoring never overwrites: the target must hold nothing yet. */
-async function requireEmptyTarget(target) {
-    for await (const object of target.list('')) {
-        throw new errors/* ConfigurationError */.j1(`The restore target ${target.description} is not empty (it holds ${object.key}). Restore into an empty folder or prefix.`);
-    }
-}
-async function drain(body) {
-    for await (const chunk of body)
-        void chunk;
-}
-/** Files up to this size are read whole and written while the archive goes on. */
-const SMALL_FILE = 1024 * 1024;
-/** Small files written at once: a store's round trip, not its bandwidth, bounds them. */
-const WRITES_IN_FLIGHT = 8;
-/**
- * Writes restored files to the target, checking each against its SHA-256. Small files are
- * buffered and written several at a time, so the archive keeps streaming while a bucket answers
- * one request after another (memory: at most WRITES_IN_FLIGHT small files).
- */
-class TargetWriter {
-    target;
-    pending = new Set();
-    failure;
-    constructor(target) {
-        this.target = target;
-    }
-    async write(entry, body) {
-        this.throwIfFailed();
-        if (entry.size > SMALL_FILE)
-            return restoreOne(entry, body, this.target);
-        const chunks = [];
-        for await (const chunk of body)
-            chunks.push(chunk);
-        const data = Buffer.concat(chunks);
-        while (this.pending.size >= WRITES_IN_FLIGHT)
-            await Promise.race(this.pending);
-        this.throwIfFailed();
-        const writing = restoreOne(entry, external_node_stream_.Readable.from([data]), this.target).then(() => undefined, (error) => {
-            this.failure ??= error;
-        });
-        this.pending.add(writing);
-        void writing.finally(() => this.pending.delete(writing));
-    }
-    async finish() {
-        await Promise.all(this.pending);
-        this.throwIfFailed();
-    }
-    throwIfFailed() {
-        if (this.failure !== undefined)
-            throw this.failure;
-    }
-}
-async function restoreOne(entry, body, target) {
-    const hash = new streams/* HashCounter */.Vf();
-    await Promise.all([
-        target.putStream(entry.key, hash, {
-            sizeHint: entry.size,
-            ...(entry.contentType ? { contentType: entry.contentType } : {}),
-        }),
-        (0,promises_.pipeline)(body, hash),
-    ]);
-    if (hash.bytes !== entry.size || hash.digest() !== entry.sha256) {
-        throw new Error(`The restored file ${target.location(entry.key)} does not match the manifest: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; expected ${entry.size} bytes, SHA-256 ${entry.sha256}.`);
-    }
-}
-function requireAll(manifest, restored) {
-    const missing = manifest.files.filter((f) => !restored.has(f.key));
-    if (missing.length === 0)
-        return;
-    throw new Error(`${missing.length} file(s) of backup ${manifest.id} were not found in their archives, first: ${missing[0].key} (archive of ${missing[0].archive}).`);
 }
 
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
@@ -84160,7 +94814,7 @@ async function openFileSource(location, s3, logger) {
     const parsed = (0,storage_open/* parseStorageLocation */.Q0)(location);
     if (parsed.type === 'local')
         return new FolderSource(new storage_open/* LocalStorage */.DT(parsed.path, logger));
-    const { S3Storage } = await __nccwpck_require__.e(/* import() */ 444).then(__nccwpck_require__.bind(__nccwpck_require__, 3444));
+    const { S3Storage } = await __nccwpck_require__.e(/* import() */ 703).then(__nccwpck_require__.bind(__nccwpck_require__, 3703));
     const store = new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
     return new S3Source(store.client, parsed.bucket, parsed.prefix, store.description);
 }
@@ -84190,7 +94844,8 @@ function statusIcon(status) {
 }
 
 ;// CONCATENATED MODULE: ./lib/files/summary.js
-/** Job summaries of file backups: what was written, restored, verified or pruned. */
+/** Job summaries of file backups: what was written, restored, verified, drilled or pruned. */
+
 
 
 
@@ -84232,10 +94887,71 @@ function fileRestoreSummary(result, target) {
         ]),
     ].join('\n');
 }
+function checksTable(checks) {
+    return table(['check', 'status', 'detail'], checks.map((c) => [c.name, `${statusIcon(c.status)} ${c.status}`, c.detail]));
+}
+/** Where the run's record went, or why the summary has none. */
+function recorded(key) {
+    return key ?? 'not stored (see the warnings)';
+}
 function fileVerifySummary(report) {
+    const m = report.manifest;
     return [
-        `### ${statusIcon(report.status)} File backup ${report.manifest.name}: ${report.manifest.id}\n`,
-        table(['check', 'status', 'detail'], report.checks.map((c) => [c.name, `${statusIcon(c.status)} ${c.status}`, c.detail])),
+        `### ${statusIcon(report.status)} File backup verification ${m.name}: ${m.id}\n`,
+        facts([
+            [
+                'Point in time',
+                `${m.startedAt} (${(0,streams/* formatCount */.B4)(m.files.length)} files, ${(0,streams/* formatBytes */.z3)(filesBytes(m))})`,
+            ],
+            ['Archives', String(m.archives.length)],
+            [
+                'Restore',
+                report.restoreSeconds !== undefined
+                    ? (0,duration/* formatDuration */.a3)(report.restoreSeconds)
+                    : report.checks.some((c) => c.name === 'restore')
+                        ? 'did not complete'
+                        : 'not asked (restore: false)',
+            ],
+            ['Duration', (0,duration/* formatDuration */.a3)(report.seconds)],
+            ['Record', recorded(report.recordKey)],
+        ]),
+        '\n',
+        checksTable(report.checks),
+    ].join('\n');
+}
+function fileDrillSummary(result) {
+    const m = result.manifest;
+    const target = (name) => result.checks.find((c) => c.name === name);
+    const seconds = (value) => value === undefined ? '–' : (0,duration/* formatDuration */.a3)(value);
+    return [
+        `### ${statusIcon(result.status)} File restore drill ${m.name}: ${m.id}\n`,
+        table(['', 'measured', 'target', ''], [
+            [
+                '**RTO**',
+                `**${seconds(result.rtoSeconds)}**`,
+                seconds(result.rtoTargetSeconds),
+                `${statusIcon(target(RTO_CHECK)?.status ?? 'skipped')} restore start to every file written and checked`,
+            ],
+            [
+                '**RPO**',
+                `**${seconds(result.rpoSeconds)}**`,
+                seconds(result.rpoTargetSeconds),
+                `${statusIcon(target(RPO_CHECK)?.status ?? 'skipped')} age of the newest file backup at the start`,
+            ],
+        ]),
+        '\n',
+        facts([
+            ['Into', `${result.target} (emptied again afterwards)`],
+            [
+                'Files',
+                result.files === undefined
+                    ? 'not restored'
+                    : `${(0,streams/* formatCount */.B4)(result.files)} (${(0,streams/* formatBytes */.z3)(result.bytes ?? 0)})`,
+            ],
+            ['Record', recorded(result.recordKey)],
+        ]),
+        '\n',
+        checksTable(result.checks.filter((c) => c.name !== RTO_CHECK && c.name !== RPO_CHECK)),
     ].join('\n');
 }
 function filePruneSummary(report) {
@@ -84252,135 +94968,8 @@ function filePruneSummary(report) {
     ].join('\n');
 }
 
-// EXTERNAL MODULE: external "node:fs/promises"
-var external_node_fs_promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(8161);
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: ./lib/storage/local.js
-var local = __nccwpck_require__(3114);
-;// CONCATENATED MODULE: ./lib/files/verify.js
-/**
- * Verifies a file backup: every archive it refers to is read whole and its size and SHA-256
- * compared with the manifest; with `restore`, the point in time is restored into a scratch
- * folder and the files found there (list and hashes) compared with the manifest.
- */
-
-
-
-
-
-
-
-
-
-async function runFileVerify(options, deps) {
-    const manifest = await selectFileBackup(deps.storage, options.name, options.backupId);
-    const checks = [];
-    let restoreSeconds;
-    if (options.restore) {
-        const restored = await restoreCheck(manifest, options, deps);
-        checks.push(restored.check);
-        restoreSeconds = restored.seconds;
-    }
-    else {
-        checks.push(await archivesCheck(manifest, deps));
-    }
-    const status = checks.every((c) => c.status === 'passed') ? 'passed' : 'failed';
-    return { manifest, status, checks, restoreSeconds };
-}
-async function archiveMismatch(archive, storage) {
-    const hash = new streams/* HashCounter */.Vf();
-    await (0,promises_.pipeline)(await storage.getStream(archive.key), hash, async (source) => {
-        for await (const chunk of source)
-            void chunk;
-    });
-    if (hash.bytes === archive.bytes && hash.digest() === archive.sha256)
-        return undefined;
-    return `${archive.key}: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}`;
-}
-async function archivesCheck(manifest, deps) {
-    const problems = [];
-    for (const archive of manifest.archives) {
-        try {
-            const mismatch = await archiveMismatch(archive, deps.storage);
-            if (mismatch)
-                problems.push(mismatch);
-        }
-        catch (error) {
-            problems.push(`${archive.key}: ${(0,errors/* errorMessage */.gJ)(error)}`);
-        }
-    }
-    return problems.length === 0
-        ? {
-            name: 'archives',
-            status: 'passed',
-            detail: `${manifest.archives.length} archive(s) match their size and SHA-256`,
-        }
-        : { name: 'archives', status: 'failed', detail: problems.join('; ') };
-}
-async function restoreCheck(manifest, options, deps) {
-    const scratch = await (0,external_node_fs_promises_.mkdtemp)(external_node_path_.join(deps.workDir ?? external_node_os_.tmpdir(), 'files-verify-'));
-    try {
-        const target = new local/* LocalStorage */.D(scratch, deps.logger);
-        const result = await runFileRestore({
-            name: options.name,
-            backupId: manifest.id,
-            identities: options.identities,
-            passphrase: options.passphrase,
-        }, {
-            storage: deps.storage,
-            target,
-            logger: deps.logger,
-            clock: deps.clock,
-            zstdPath: deps.zstdPath,
-        });
-        const differences = await compareTree(manifest, target);
-        const check = differences.length === 0
-            ? {
-                name: 'restore',
-                status: 'passed',
-                detail: `${result.files} files restored, list and SHA-256 equal to the manifest`,
-            }
-            : { name: 'restore', status: 'failed', detail: differences.join('; ') };
-        return { check, seconds: result.seconds };
-    }
-    catch (error) {
-        return { check: { name: 'restore', status: 'failed', detail: (0,errors/* errorMessage */.gJ)(error) } };
-    }
-    finally {
-        await (0,external_node_fs_promises_.rm)(scratch, { recursive: true, force: true });
-    }
-}
-/** The files of the scratch folder against the manifest, re-read from disk; at most 10 named. */
-async function compareTree(manifest, target) {
-    const expected = new Map(manifest.files.map((f) => [f.key, f.sha256]));
-    const differences = [];
-    for await (const object of target.list('')) {
-        const want = expected.get(object.key);
-        expected.delete(object.key);
-        if (want === undefined) {
-            differences.push(`${object.key} is not in the manifest`);
-            continue;
-        }
-        const hash = new streams/* HashCounter */.Vf();
-        await (0,promises_.pipeline)(await target.getStream(object.key), hash, async (source) => {
-            for await (const chunk of source)
-                void chunk;
-        });
-        if (hash.digest() !== want)
-            differences.push(`${object.key} has another SHA-256`);
-    }
-    for (const key of expected.keys())
-        differences.push(`${key} is missing`);
-    return differences.length > 10
-        ? [...differences.slice(0, 10), `${differences.length - 10} more`]
-        : differences;
-}
-
 ;// CONCATENATED MODULE: ./lib/files/job.js
-/** One file backup job, whatever its mode: opens the places it names and runs the core. */
+
 
 
 
@@ -84398,82 +94987,141 @@ function zstdOf(deps) {
     return found;
 }
 async function runFilesJob(job, deps) {
-    const { logger, clock } = deps;
     const zstdPath = zstdOf(deps);
-    const storage = await (0,storage_open/* openStorage */.Gz)(job.storage.location, job.storage.s3, logger);
+    const storage = await (0,storage_open/* openStorage */.Gz)(job.storage.location, job.storage.s3, deps.logger);
+    const opened = { storage, zstdPath };
     switch (job.mode) {
-        case 'backup': {
-            const source = await openFileSource(job.source.location, job.source.s3, logger);
-            const result = await runFileBackup(job.backup, { source, storage, logger, clock, zstdPath });
-            const c = result.manifest.changes;
-            return {
-                mode: job.mode,
-                status: 'passed',
-                summary: fileBackupSummary(result, storage.description),
-                outputs: {
-                    'backup-id': result.manifest.id,
-                    'manifest-key': result.manifestKey,
-                    files: String(result.manifest.files.length),
-                    'files-new': String(c.new),
-                    'files-changed': String(c.changed),
-                    'files-unchanged': String(c.unchanged),
-                    'files-deleted': String(c.deleted),
-                    'bytes-uploaded': String(c.bytesUploaded),
-                },
-                result,
-            };
-        }
-        case 'restore': {
-            const target = await (0,storage_open/* openStorage */.Gz)(job.target.location, job.target.s3, logger);
-            const result = await runFileRestore(job.restore, {
-                storage,
-                target,
-                logger,
-                clock,
-                zstdPath,
-            });
-            return {
-                mode: job.mode,
-                status: 'passed',
-                summary: fileRestoreSummary(result, target.description),
-                outputs: {
-                    'backup-id': result.manifest.id,
-                    files: String(result.files),
-                    'restore-seconds': result.seconds.toFixed(1),
-                },
-                result,
-            };
-        }
-        case 'verify': {
-            const report = await runFileVerify(job.verify, {
-                storage,
-                logger,
-                clock,
-                zstdPath,
-                workDir: deps.workDir,
-            });
-            return {
-                mode: job.mode,
-                status: report.status,
-                summary: fileVerifySummary(report),
-                outputs: { 'backup-id': report.manifest.id, status: report.status },
-                result: report,
-            };
-        }
-        case 'prune': {
-            const report = await runFilePrune(job.prune, { storage, logger, clock });
-            return {
-                mode: job.mode,
-                status: report.locked.length > 0 ? 'failed' : 'passed',
-                summary: filePruneSummary(report),
-                outputs: {
-                    kept: String(report.plan.keep),
-                    deleted: String(report.plan.delete),
-                },
-                result: report,
-            };
-        }
+        case 'backup':
+            return backupJob(job, opened, deps);
+        case 'restore':
+            return restoreJob(job, opened, deps);
+        case 'verify':
+            return alerted('files-verify', job.verify.name, opened, deps, () => verifyJob(job, opened, deps));
+        case 'drill':
+            return alerted('files-drill', job.drill.name, opened, deps, () => drillJob(job, opened, deps));
+        case 'prune':
+            return pruneJob(job, opened, deps);
     }
+}
+async function backupJob(job, { storage, zstdPath }, deps) {
+    const { logger, clock } = deps;
+    const source = await openFileSource(job.source.location, job.source.s3, logger);
+    const result = await runFileBackup(job.backup, { source, storage, logger, clock, zstdPath });
+    const c = result.manifest.changes;
+    return {
+        mode: job.mode,
+        status: 'passed',
+        summary: fileBackupSummary(result, storage.description),
+        outputs: {
+            'backup-id': result.manifest.id,
+            'manifest-key': result.manifestKey,
+            files: String(result.manifest.files.length),
+            'files-new': String(c.new),
+            'files-changed': String(c.changed),
+            'files-unchanged': String(c.unchanged),
+            'files-deleted': String(c.deleted),
+            'bytes-uploaded': String(c.bytesUploaded),
+        },
+        result,
+    };
+}
+async function restoreJob(job, { storage, zstdPath }, deps) {
+    const target = await (0,storage_open/* openStorage */.Gz)(job.target.location, job.target.s3, deps.logger);
+    const result = await runFileRestore(job.restore, { ...deps, storage, target, zstdPath });
+    return {
+        mode: job.mode,
+        status: 'passed',
+        summary: fileRestoreSummary(result, target.description),
+        outputs: {
+            'backup-id': result.manifest.id,
+            files: String(result.files),
+            'restore-seconds': result.seconds.toFixed(1),
+        },
+        result,
+    };
+}
+async function verifyJob(job, { storage, zstdPath }, deps) {
+    const report = await runFileVerify(job.verify, { ...deps, storage, zstdPath });
+    return {
+        outcome: {
+            mode: job.mode,
+            status: report.status,
+            summary: fileVerifySummary(report),
+            outputs: { 'backup-id': report.manifest.id, status: report.status },
+            result: report,
+        },
+        backupId: report.manifest.id,
+        failures: report.checks.filter((c) => c.status === 'failed').map((c) => c.detail),
+    };
+}
+async function drillJob(job, { storage, zstdPath }, deps) {
+    const target = job.target
+        ? await (0,storage_open/* openStorage */.Gz)(job.target.location, job.target.s3, deps.logger)
+        : undefined;
+    const result = await runFileDrill(job.drill, { ...deps, storage, target, zstdPath });
+    return {
+        outcome: {
+            mode: job.mode,
+            status: result.status,
+            summary: fileDrillSummary(result),
+            outputs: {
+                'backup-id': result.manifest.id,
+                status: result.status,
+                files: result.files === undefined ? '' : String(result.files),
+                'rto-seconds': result.rtoSeconds === undefined ? '' : result.rtoSeconds.toFixed(1),
+                'rpo-seconds': result.rpoSeconds.toFixed(0),
+            },
+            result,
+        },
+        backupId: result.manifest.id,
+        failures: result.checks
+            .filter((c) => c.status === 'failed')
+            .map((c) => `${c.name}: ${c.detail}`),
+    };
+}
+async function pruneJob(job, { storage }, deps) {
+    const report = await runFilePrune(job.prune, { ...deps, storage });
+    return {
+        mode: job.mode,
+        status: report.locked.length > 0 ? 'failed' : 'passed',
+        summary: filePruneSummary(report),
+        outputs: { kept: String(report.plan.keep), deleted: String(report.plan.delete) },
+        result: report,
+    };
+}
+const NEXT_STEP = {
+    'files-verify': "Open the run's summary: fix what a check names, or take a new file backup if this one cannot be restored.",
+    'files-drill': "Open the run's summary: a failed restore needs a new file backup; a missed RTO or RPO target needs a faster store or more frequent file backups.",
+};
+/**
+ * Runs a verify or drill and reports its outcome to the alerts, also when it could not run at
+ * all (then the error is rethrown); the issue number becomes an output.
+ */
+async function alerted(action, name, { storage }, deps, run) {
+    const alert = (outcome) => deps.alert?.({ action, name, warnings: [], nextStep: NEXT_STEP[action], ...outcome }, storage);
+    let proof;
+    try {
+        proof = await run();
+    }
+    catch (error) {
+        await alert({ status: 'failed', message: (0,errors/* errorMessage */.gJ)(error) });
+        throw error;
+    }
+    const { outcome, backupId, failures } = proof;
+    const failed = outcome.status === 'failed';
+    const issueNumber = await alert({
+        status: outcome.status,
+        message: failed
+            ? failures.join('; ')
+            : `File backup ${backupId} of ${name}: ${job_describe(action)} passed.`,
+        details: outcome.summary,
+        backupId,
+    });
+    outcome.outputs['issue-number'] = issueNumber === undefined ? '' : String(issueNumber);
+    return outcome;
+}
+function job_describe(action) {
+    return action === 'files-drill' ? 'the restore drill' : 'the verification';
 }
 
 // EXTERNAL MODULE: ./lib/options/reader.js + 1 modules
@@ -84545,7 +95193,7 @@ function parseDeleteIncompleteAfter(text, inputName = 'delete-incomplete-after')
 
 
 
-const FILES_MODES = ['backup', 'restore', 'verify', 'prune'];
+const FILES_MODES = ['backup', 'restore', 'verify', 'drill', 'prune'];
 /** Inputs whose values are secrets: masked before anything is logged. */
 const FILES_SECRET_INPUTS = [
     'files-s3-secret-access-key',
@@ -84557,6 +95205,7 @@ function options_reader(read) {
     return new reader/* OptionReader */.F({ value: read, secret: read });
 }
 const required = (read, name) => options_reader(read).required(name);
+const options_duration = (read, name) => options_reader(read).duration(name);
 const flag = (read, name) => options_reader(read).boolean(name, false);
 /** The backup store: `storage` with `s3-endpoint`, `s3-region`, `s3-force-path-style`. */
 function storagePlace(read) {
@@ -84654,7 +95303,21 @@ function parseFilesJob(read, git = {}) {
             return {
                 mode,
                 storage,
-                verify: { name, backupId, restore: flag(read, 'restore'), ...options_decryption(read) },
+                verify: { name, backupId, restore: flag(read, 'restore'), ...options_decryption(read), git },
+            };
+        case 'drill':
+            return {
+                mode,
+                storage,
+                ...(read('target') === undefined ? {} : { target: filesPlace(read, 'target') }),
+                drill: {
+                    name,
+                    backupId,
+                    ...options_decryption(read),
+                    rtoTargetSeconds: options_duration(read, 'rto-target'),
+                    rpoTargetSeconds: options_duration(read, 'rpo-target'),
+                    git,
+                },
             };
         case 'prune':
             return { mode, storage, prune: pruneOptions(read, name) };
@@ -84667,8 +95330,6248 @@ var inputs = __nccwpck_require__(9922);
 var names = __nccwpck_require__(9101);
 // EXTERNAL MODULE: ./lib/options/shared.js
 var shared = __nccwpck_require__(4717);
-// EXTERNAL MODULE: ./lib/actions/runtime.js + 2 modules
-var runtime = __nccwpck_require__(2535);
+;// CONCATENATED MODULE: ./lib/catalog/runs.js
+
+
+
+/** The four actions and the file backups' proofs, as alerts and run records name them. */
+const ACTION_NAMES = (/* unused pure expression or super */ null && ([
+    'backup',
+    'verify',
+    'restore-drill',
+    'prune',
+    'files-verify',
+    'files-drill',
+]));
+const RUN_RECORD_SCHEMA_VERSION = 1;
+/** Records read at most: enough to count a long failing streak, bounded for old catalogs. */
+const runs_MAX_READS = 60;
+/** Appends a run record; the key carries the time and a random suffix, so runs never collide. */
+async function appendRunRecord(storage, record) {
+    const key = runKey(record.name, record.action, new Date(record.time));
+    await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
+    return key;
+}
+/** The newest run records of an action for a name, newest first (at most `limit`). */
+async function recentRuns(storage, name, action, limit = runs_MAX_READS) {
+    const keys = [];
+    for await (const object of storage.list(runsPrefix(name, action))) {
+        if (object.key.endsWith('.json'))
+            keys.push(object.key);
+    }
+    keys.sort((a, b) => external_node_path_.posix.basename(b).localeCompare(external_node_path_.posix.basename(a)));
+    const records = await catalog_mapLimit(keys.slice(0, limit), 8, async (key) => {
+        const data = await storage.getBytes(key);
+        if (!data)
+            return undefined;
+        try {
+            return JSON.parse(data.toString());
+        }
+        catch {
+            return undefined;
+        }
+    });
+    return records
+        .filter((r) => r !== undefined && (r.status === 'passed' || r.status === 'failed'))
+        .sort((a, b) => b.time.localeCompare(a.time));
+}
+/** The failures in a row at the head of `records` (newest first). */
+function failingStreak(records) {
+    let runs = 0;
+    let since;
+    for (const record of records) {
+        if (record.status !== 'failed')
+            break;
+        runs += 1;
+        since = record.time;
+    }
+    return { runs, since };
+}
+
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __nccwpck_require__(9896);
+// EXTERNAL MODULE: external "os"
+var external_os_ = __nccwpck_require__(857);
+;// CONCATENATED MODULE: ./node_modules/@actions/github/lib/context.js
+
+
+class Context {
+    /**
+     * Hydrate the context from the environment
+     */
+    constructor() {
+        var _a, _b, _c;
+        this.payload = {};
+        if (process.env.GITHUB_EVENT_PATH) {
+            if ((0,external_fs_.existsSync)(process.env.GITHUB_EVENT_PATH)) {
+                this.payload = JSON.parse((0,external_fs_.readFileSync)(process.env.GITHUB_EVENT_PATH, { encoding: 'utf8' }));
+            }
+            else {
+                const path = process.env.GITHUB_EVENT_PATH;
+                process.stdout.write(`GITHUB_EVENT_PATH ${path} does not exist${external_os_.EOL}`);
+            }
+        }
+        this.eventName = process.env.GITHUB_EVENT_NAME;
+        this.sha = process.env.GITHUB_SHA;
+        this.ref = process.env.GITHUB_REF;
+        this.workflow = process.env.GITHUB_WORKFLOW;
+        this.action = process.env.GITHUB_ACTION;
+        this.actor = process.env.GITHUB_ACTOR;
+        this.job = process.env.GITHUB_JOB;
+        this.runAttempt = parseInt(process.env.GITHUB_RUN_ATTEMPT, 10);
+        this.runNumber = parseInt(process.env.GITHUB_RUN_NUMBER, 10);
+        this.runId = parseInt(process.env.GITHUB_RUN_ID, 10);
+        this.apiUrl = (_a = process.env.GITHUB_API_URL) !== null && _a !== void 0 ? _a : `https://api.github.com`;
+        this.serverUrl = (_b = process.env.GITHUB_SERVER_URL) !== null && _b !== void 0 ? _b : `https://github.com`;
+        this.graphqlUrl =
+            (_c = process.env.GITHUB_GRAPHQL_URL) !== null && _c !== void 0 ? _c : `https://api.github.com/graphql`;
+    }
+    get issue() {
+        const payload = this.payload;
+        return Object.assign(Object.assign({}, this.repo), { number: (payload.issue || payload.pull_request || payload).number });
+    }
+    get repo() {
+        if (process.env.GITHUB_REPOSITORY) {
+            const [owner, repo] = process.env.GITHUB_REPOSITORY.split('/');
+            return { owner, repo };
+        }
+        if (this.payload.repository) {
+            return {
+                owner: this.payload.repository.owner.login,
+                repo: this.payload.repository.name
+            };
+        }
+        throw new Error("context.repo requires a GITHUB_REPOSITORY environment variable like 'owner/repo'");
+    }
+}
+//# sourceMappingURL=context.js.map
+// EXTERNAL MODULE: ./node_modules/@actions/github/node_modules/@actions/http-client/lib/index.js
+var lib = __nccwpck_require__(9659);
+// EXTERNAL MODULE: ./node_modules/undici/index.js
+var undici = __nccwpck_require__(6752);
+;// CONCATENATED MODULE: ./node_modules/@actions/github/lib/internal/utils.js
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+function getAuthString(token, options) {
+    if (!token && !options.auth) {
+        throw new Error('Parameter token or opts.auth is required');
+    }
+    else if (token && options.auth) {
+        throw new Error('Parameters token and opts.auth may not both be specified');
+    }
+    return typeof options.auth === 'string' ? options.auth : `token ${token}`;
+}
+function getProxyAgent(destinationUrl) {
+    const hc = new lib.HttpClient();
+    return hc.getAgent(destinationUrl);
+}
+function getProxyAgentDispatcher(destinationUrl) {
+    const hc = new lib.HttpClient();
+    return hc.getAgentDispatcher(destinationUrl);
+}
+function getProxyFetch(destinationUrl) {
+    const httpDispatcher = getProxyAgentDispatcher(destinationUrl);
+    const proxyFetch = (url, opts) => __awaiter(this, void 0, void 0, function* () {
+        return (0,undici.fetch)(url, Object.assign(Object.assign({}, opts), { dispatcher: httpDispatcher }));
+    });
+    return proxyFetch;
+}
+function getApiBaseUrl() {
+    return process.env['GITHUB_API_URL'] || 'https://api.github.com';
+}
+function getUserAgentWithOrchestrationId(baseUserAgent) {
+    var _a;
+    const orchId = (_a = process.env['ACTIONS_ORCHESTRATION_ID']) === null || _a === void 0 ? void 0 : _a.trim();
+    if (orchId) {
+        const sanitizedId = orchId.replace(/[^a-z0-9_.-]/gi, '_');
+        const tag = `actions_orchestration_id/${sanitizedId}`;
+        if (baseUserAgent === null || baseUserAgent === void 0 ? void 0 : baseUserAgent.includes(tag))
+            return baseUserAgent;
+        const ua = baseUserAgent ? `${baseUserAgent} ` : '';
+        return `${ua}${tag}`;
+    }
+    return baseUserAgent;
+}
+//# sourceMappingURL=utils.js.map
+;// CONCATENATED MODULE: ./node_modules/universal-user-agent/index.js
+function getUserAgent() {
+  if (typeof navigator === "object" && "userAgent" in navigator) {
+    return navigator.userAgent;
+  }
+
+  if (typeof process === "object" && process.version !== undefined) {
+    return `Node.js/${process.version.substr(1)} (${process.platform}; ${
+      process.arch
+    })`;
+  }
+
+  return "<environment undetectable>";
+}
+
+;// CONCATENATED MODULE: ./node_modules/before-after-hook/lib/register.js
+// @ts-check
+
+function register(state, name, method, options) {
+  if (typeof method !== "function") {
+    throw new Error("method for before hook must be a function");
+  }
+
+  if (!options) {
+    options = {};
+  }
+
+  if (Array.isArray(name)) {
+    return name.reverse().reduce((callback, name) => {
+      return register.bind(null, state, name, callback, options);
+    }, method)();
+  }
+
+  return Promise.resolve().then(() => {
+    if (!state.registry[name]) {
+      return method(options);
+    }
+
+    return state.registry[name].reduce((method, registered) => {
+      return registered.hook.bind(null, method, options);
+    }, method)();
+  });
+}
+
+;// CONCATENATED MODULE: ./node_modules/before-after-hook/lib/add.js
+// @ts-check
+
+function addHook(state, kind, name, hook) {
+  const orig = hook;
+  if (!state.registry[name]) {
+    state.registry[name] = [];
+  }
+
+  if (kind === "before") {
+    hook = (method, options) => {
+      return Promise.resolve()
+        .then(orig.bind(null, options))
+        .then(method.bind(null, options));
+    };
+  }
+
+  if (kind === "after") {
+    hook = (method, options) => {
+      let result;
+      return Promise.resolve()
+        .then(method.bind(null, options))
+        .then((result_) => {
+          result = result_;
+          return orig(result, options);
+        })
+        .then(() => {
+          return result;
+        });
+    };
+  }
+
+  if (kind === "error") {
+    hook = (method, options) => {
+      return Promise.resolve()
+        .then(method.bind(null, options))
+        .catch((error) => {
+          return orig(error, options);
+        });
+    };
+  }
+
+  state.registry[name].push({
+    hook: hook,
+    orig: orig,
+  });
+}
+
+;// CONCATENATED MODULE: ./node_modules/before-after-hook/lib/remove.js
+// @ts-check
+
+function removeHook(state, name, method) {
+  if (!state.registry[name]) {
+    return;
+  }
+
+  const index = state.registry[name]
+    .map((registered) => {
+      return registered.orig;
+    })
+    .indexOf(method);
+
+  if (index === -1) {
+    return;
+  }
+
+  state.registry[name].splice(index, 1);
+}
+
+;// CONCATENATED MODULE: ./node_modules/before-after-hook/index.js
+// @ts-check
+
+
+
+
+
+// bind with array of arguments: https://stackoverflow.com/a/21792913
+const bind = Function.bind;
+const bindable = bind.bind(bind);
+
+function bindApi(hook, state, name) {
+  const removeHookRef = bindable(removeHook, null).apply(
+    null,
+    name ? [state, name] : [state]
+  );
+  hook.api = { remove: removeHookRef };
+  hook.remove = removeHookRef;
+  ["before", "error", "after", "wrap"].forEach((kind) => {
+    const args = name ? [state, kind, name] : [state, kind];
+    hook[kind] = hook.api[kind] = bindable(addHook, null).apply(null, args);
+  });
+}
+
+function Singular() {
+  const singularHookName = Symbol("Singular");
+  const singularHookState = {
+    registry: {},
+  };
+  const singularHook = register.bind(null, singularHookState, singularHookName);
+  bindApi(singularHook, singularHookState, singularHookName);
+  return singularHook;
+}
+
+function Collection() {
+  const state = {
+    registry: {},
+  };
+
+  const hook = register.bind(null, state);
+  bindApi(hook, state);
+
+  return hook;
+}
+
+/* harmony default export */ const before_after_hook = ({ Singular, Collection });
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/endpoint/dist-bundle/index.js
+// pkg/dist-src/defaults.js
+
+
+// pkg/dist-src/version.js
+var VERSION = "0.0.0-development";
+
+// pkg/dist-src/defaults.js
+var userAgent = `octokit-endpoint.js/${VERSION} ${getUserAgent()}`;
+var DEFAULTS = {
+  method: "GET",
+  baseUrl: "https://api.github.com",
+  headers: {
+    accept: "application/vnd.github.v3+json",
+    "user-agent": userAgent
+  },
+  mediaType: {
+    format: ""
+  }
+};
+
+// pkg/dist-src/util/lowercase-keys.js
+function lowercaseKeys(object) {
+  if (!object) {
+    return {};
+  }
+  return Object.keys(object).reduce((newObj, key) => {
+    newObj[key.toLowerCase()] = object[key];
+    return newObj;
+  }, {});
+}
+
+// pkg/dist-src/util/is-plain-object.js
+function isPlainObject(value) {
+  if (typeof value !== "object" || value === null) return false;
+  if (Object.prototype.toString.call(value) !== "[object Object]") return false;
+  const proto = Object.getPrototypeOf(value);
+  if (proto === null) return true;
+  const Ctor = Object.prototype.hasOwnProperty.call(proto, "constructor") && proto.constructor;
+  return typeof Ctor === "function" && Ctor instanceof Ctor && Function.prototype.call(Ctor) === Function.prototype.call(value);
+}
+
+// pkg/dist-src/util/merge-deep.js
+function mergeDeep(defaults, options) {
+  const result = Object.assign({}, defaults);
+  Object.keys(options).forEach((key) => {
+    if (isPlainObject(options[key])) {
+      if (!(key in defaults)) Object.assign(result, { [key]: options[key] });
+      else result[key] = mergeDeep(defaults[key], options[key]);
+    } else {
+      Object.assign(result, { [key]: options[key] });
+    }
+  });
+  return result;
+}
+
+// pkg/dist-src/util/remove-undefined-properties.js
+function removeUndefinedProperties(obj) {
+  for (const key in obj) {
+    if (obj[key] === void 0) {
+      delete obj[key];
+    }
+  }
+  return obj;
+}
+
+// pkg/dist-src/merge.js
+function merge(defaults, route, options) {
+  if (typeof route === "string") {
+    let [method, url] = route.split(" ");
+    options = Object.assign(url ? { method, url } : { url: method }, options);
+  } else {
+    options = Object.assign({}, route);
+  }
+  options.headers = lowercaseKeys(options.headers);
+  removeUndefinedProperties(options);
+  removeUndefinedProperties(options.headers);
+  const mergedOptions = mergeDeep(defaults || {}, options);
+  if (options.url === "/graphql") {
+    if (defaults && defaults.mediaType.previews?.length) {
+      mergedOptions.mediaType.previews = defaults.mediaType.previews.filter(
+        (preview) => !mergedOptions.mediaType.previews.includes(preview)
+      ).concat(mergedOptions.mediaType.previews);
+    }
+    mergedOptions.mediaType.previews = (mergedOptions.mediaType.previews || []).map((preview) => preview.replace(/-preview/, ""));
+  }
+  return mergedOptions;
+}
+
+// pkg/dist-src/util/add-query-parameters.js
+function addQueryParameters(url, parameters) {
+  const separator = /\?/.test(url) ? "&" : "?";
+  const names = Object.keys(parameters);
+  if (names.length === 0) {
+    return url;
+  }
+  return url + separator + names.map((name) => {
+    if (name === "q") {
+      return "q=" + parameters.q.split("+").map(encodeURIComponent).join("+");
+    }
+    return `${name}=${encodeURIComponent(parameters[name])}`;
+  }).join("&");
+}
+
+// pkg/dist-src/util/extract-url-variable-names.js
+var urlVariableRegex = /\{[^{}}]+\}/g;
+function removeNonChars(variableName) {
+  return variableName.replace(/(?:^\W+)|(?:(?<!\W)\W+$)/g, "").split(/,/);
+}
+function extractUrlVariableNames(url) {
+  const matches = url.match(urlVariableRegex);
+  if (!matches) {
+    return [];
+  }
+  return matches.map(removeNonChars).reduce((a, b) => a.concat(b), []);
+}
+
+// pkg/dist-src/util/omit.js
+function omit(object, keysToOmit) {
+  const result = { __proto__: null };
+  for (const key of Object.keys(object)) {
+    if (keysToOmit.indexOf(key) === -1) {
+      result[key] = object[key];
+    }
+  }
+  return result;
+}
+
+// pkg/dist-src/util/url-template.js
+function encodeReserved(str) {
+  return str.split(/(%[0-9A-Fa-f]{2})/g).map(function(part) {
+    if (!/%[0-9A-Fa-f]/.test(part)) {
+      part = encodeURI(part).replace(/%5B/g, "[").replace(/%5D/g, "]");
+    }
+    return part;
+  }).join("");
+}
+function encodeUnreserved(str) {
+  return encodeURIComponent(str).replace(/[!'()*]/g, function(c) {
+    return "%" + c.charCodeAt(0).toString(16).toUpperCase();
+  });
+}
+function encodeValue(operator, value, key) {
+  value = operator === "+" || operator === "#" ? encodeReserved(value) : encodeUnreserved(value);
+  if (key) {
+    return encodeUnreserved(key) + "=" + value;
+  } else {
+    return value;
+  }
+}
+function isDefined(value) {
+  return value !== void 0 && value !== null;
+}
+function isKeyOperator(operator) {
+  return operator === ";" || operator === "&" || operator === "?";
+}
+function getValues(context, operator, key, modifier) {
+  var value = context[key], result = [];
+  if (isDefined(value) && value !== "") {
+    if (typeof value === "string" || typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") {
+      value = value.toString();
+      if (modifier && modifier !== "*") {
+        value = value.substring(0, parseInt(modifier, 10));
+      }
+      result.push(
+        encodeValue(operator, value, isKeyOperator(operator) ? key : "")
+      );
+    } else {
+      if (modifier === "*") {
+        if (Array.isArray(value)) {
+          value.filter(isDefined).forEach(function(value2) {
+            result.push(
+              encodeValue(operator, value2, isKeyOperator(operator) ? key : "")
+            );
+          });
+        } else {
+          Object.keys(value).forEach(function(k) {
+            if (isDefined(value[k])) {
+              result.push(encodeValue(operator, value[k], k));
+            }
+          });
+        }
+      } else {
+        const tmp = [];
+        if (Array.isArray(value)) {
+          value.filter(isDefined).forEach(function(value2) {
+            tmp.push(encodeValue(operator, value2));
+          });
+        } else {
+          Object.keys(value).forEach(function(k) {
+            if (isDefined(value[k])) {
+              tmp.push(encodeUnreserved(k));
+              tmp.push(encodeValue(operator, value[k].toString()));
+            }
+          });
+        }
+        if (isKeyOperator(operator)) {
+          result.push(encodeUnreserved(key) + "=" + tmp.join(","));
+        } else if (tmp.length !== 0) {
+          result.push(tmp.join(","));
+        }
+      }
+    }
+  } else {
+    if (operator === ";") {
+      if (isDefined(value)) {
+        result.push(encodeUnreserved(key));
+      }
+    } else if (value === "" && (operator === "&" || operator === "?")) {
+      result.push(encodeUnreserved(key) + "=");
+    } else if (value === "") {
+      result.push("");
+    }
+  }
+  return result;
+}
+function parseUrl(template) {
+  return {
+    expand: expand.bind(null, template)
+  };
+}
+function expand(template, context) {
+  var operators = ["+", "#", ".", "/", ";", "?", "&"];
+  template = template.replace(
+    /\{([^\{\}]+)\}|([^\{\}]+)/g,
+    function(_, expression, literal) {
+      if (expression) {
+        let operator = "";
+        const values = [];
+        if (operators.indexOf(expression.charAt(0)) !== -1) {
+          operator = expression.charAt(0);
+          expression = expression.substr(1);
+        }
+        expression.split(/,/g).forEach(function(variable) {
+          var tmp = /([^:\*]*)(?::(\d+)|(\*))?/.exec(variable);
+          values.push(getValues(context, operator, tmp[1], tmp[2] || tmp[3]));
+        });
+        if (operator && operator !== "+") {
+          var separator = ",";
+          if (operator === "?") {
+            separator = "&";
+          } else if (operator !== "#") {
+            separator = operator;
+          }
+          return (values.length !== 0 ? operator : "") + values.join(separator);
+        } else {
+          return values.join(",");
+        }
+      } else {
+        return encodeReserved(literal);
+      }
+    }
+  );
+  if (template === "/") {
+    return template;
+  } else {
+    return template.replace(/\/$/, "");
+  }
+}
+
+// pkg/dist-src/parse.js
+function parse(options) {
+  let method = options.method.toUpperCase();
+  let url = (options.url || "/").replace(/:([a-z]\w+)/g, "{$1}");
+  let headers = Object.assign({}, options.headers);
+  let body;
+  let parameters = omit(options, [
+    "method",
+    "baseUrl",
+    "url",
+    "headers",
+    "request",
+    "mediaType"
+  ]);
+  const urlVariableNames = extractUrlVariableNames(url);
+  url = parseUrl(url).expand(parameters);
+  if (!/^http/.test(url)) {
+    url = options.baseUrl + url;
+  }
+  const omittedParameters = Object.keys(options).filter((option) => urlVariableNames.includes(option)).concat("baseUrl");
+  const remainingParameters = omit(parameters, omittedParameters);
+  const isBinaryRequest = /application\/octet-stream/i.test(headers.accept);
+  if (!isBinaryRequest) {
+    if (options.mediaType.format) {
+      headers.accept = headers.accept.split(/,/).map(
+        (format) => format.replace(
+          /application\/vnd(\.\w+)(\.v3)?(\.\w+)?(\+json)?$/,
+          `application/vnd$1$2.${options.mediaType.format}`
+        )
+      ).join(",");
+    }
+    if (url.endsWith("/graphql")) {
+      if (options.mediaType.previews?.length) {
+        const previewsFromAcceptHeader = headers.accept.match(/(?<![\w-])[\w-]+(?=-preview)/g) || [];
+        headers.accept = previewsFromAcceptHeader.concat(options.mediaType.previews).map((preview) => {
+          const format = options.mediaType.format ? `.${options.mediaType.format}` : "+json";
+          return `application/vnd.github.${preview}-preview${format}`;
+        }).join(",");
+      }
+    }
+  }
+  if (["GET", "HEAD"].includes(method)) {
+    url = addQueryParameters(url, remainingParameters);
+  } else {
+    if ("data" in remainingParameters) {
+      body = remainingParameters.data;
+    } else {
+      if (Object.keys(remainingParameters).length) {
+        body = remainingParameters;
+      }
+    }
+  }
+  if (!headers["content-type"] && typeof body !== "undefined") {
+    headers["content-type"] = "application/json; charset=utf-8";
+  }
+  if (["PATCH", "PUT"].includes(method) && typeof body === "undefined") {
+    body = "";
+  }
+  return Object.assign(
+    { method, url, headers },
+    typeof body !== "undefined" ? { body } : null,
+    options.request ? { request: options.request } : null
+  );
+}
+
+// pkg/dist-src/endpoint-with-defaults.js
+function endpointWithDefaults(defaults, route, options) {
+  return parse(merge(defaults, route, options));
+}
+
+// pkg/dist-src/with-defaults.js
+function withDefaults(oldDefaults, newDefaults) {
+  const DEFAULTS2 = merge(oldDefaults, newDefaults);
+  const endpoint2 = endpointWithDefaults.bind(null, DEFAULTS2);
+  return Object.assign(endpoint2, {
+    DEFAULTS: DEFAULTS2,
+    defaults: withDefaults.bind(null, DEFAULTS2),
+    merge: merge.bind(null, DEFAULTS2),
+    parse
+  });
+}
+
+// pkg/dist-src/index.js
+var endpoint = withDefaults(null, DEFAULTS);
+
+
+;// CONCATENATED MODULE: ./node_modules/content-type/dist/index.js
+/*!
+ * content-type
+ * Copyright(c) 2015 Douglas Christopher Wilson
+ * MIT Licensed
+ */
+const SP = 32; // " "
+const HTAB = 9; // "\t"
+const SEMI = 59; // ";"
+const EQ = 61; // "="
+const DQUOTE = 34; // '"'
+const BSLASH = 92; // "\\"
+const COMMA = 44; // ","
+const LOWER_CASE = 1;
+const OWS = 2;
+const SEMI_FLAG = 4;
+const COMMA_FLAG = 8;
+const TOKEN_FLAG = 16;
+const NON_ASCII = 0xff00;
+const CASE_FLAGS = LOWER_CASE | NON_ASCII;
+/**
+ * Character flags used to normalize HTTP field values while scanning.
+ * Out-of-range reads intentionally coerce to zero in bitwise expressions.
+ */
+const CHAR_MAP = new Uint8Array(0x100);
+CHAR_MAP[HTAB] |= OWS;
+CHAR_MAP[SP] |= OWS;
+CHAR_MAP[SEMI] |= SEMI_FLAG;
+CHAR_MAP[COMMA] |= COMMA_FLAG;
+for (let code = 0x80 /* non-ASCII */; code <= 0xff; code++) {
+    CHAR_MAP[code] |= LOWER_CASE;
+}
+for (const char of "!#$%&'*+-.^_`|~") {
+    CHAR_MAP[char.charCodeAt(0)] |= TOKEN_FLAG;
+}
+for (let code = 0x30 /* 0 */; code <= 0x39 /* 9 */; code++) {
+    CHAR_MAP[code] |= TOKEN_FLAG;
+}
+for (let code = 0x41 /* A */; code <= 0x5a /* Z */; code++) {
+    CHAR_MAP[code] |= LOWER_CASE | TOKEN_FLAG;
+}
+for (let code = 0x61 /* a */; code <= 0x7a /* z */; code++) {
+    CHAR_MAP[code] |= TOKEN_FLAG;
+}
+/**
+ * Null object perf optimization. Faster than `Object.create(null)` and `{ __proto__: null }`.
+ */
+const NullObject = /* @__PURE__ */ (() => {
+    const C = function () { };
+    C.prototype = Object.create(null);
+    return C;
+})();
+/**
+ * Validate a type string against RFC 9110.
+ */
+function isTypeValid(type, start = 0, end = type.length) {
+    let hasSlash = false;
+    for (let index = start; index < end; index++) {
+        const code = type.charCodeAt(index);
+        if (code === 47 /* / */) {
+            if (hasSlash || index === start || index >= end - 1)
+                return false;
+            hasSlash = true;
+        }
+        else if (!isTokenCode(code)) {
+            return false;
+        }
+    }
+    return hasSlash;
+}
+/**
+ * Validate a token against RFC 9110.
+ */
+function isTokenValid(token, start = 0, end = token.length) {
+    if (start >= end)
+        return false;
+    for (let index = start; index < end; index++) {
+        if (!isTokenCode(token.charCodeAt(index)))
+            return false;
+    }
+    return true;
+}
+/**
+ * Check whether a character code belongs to the token production in RFC 9110.
+ */
+function isTokenCode(code) {
+    return (CHAR_MAP[code] & TOKEN_FLAG) !== 0;
+}
+/**
+ * Serialize a parameter value.
+ */
+function parameterValue(str) {
+    const len = str.length;
+    if (len === 0)
+        return '""';
+    let index = 0;
+    while (index < len && isTokenCode(str.charCodeAt(index)))
+        index++;
+    if (index === len)
+        return str;
+    let result = '"';
+    let start = 0;
+    while (index < len) {
+        const code = str.charCodeAt(index);
+        if (code !== HTAB && (code < SP || code === 127 || code > 255)) {
+            throw new TypeError(`Invalid parameter value: ${str}`);
+        }
+        if (code === 34 /* " */ || code === 92 /* \\ */) {
+            result += `${str.slice(start, index)}\\`;
+            start = index;
+        }
+        index++;
+    }
+    return `${result}${str.slice(start)}"`;
+}
+/**
+ * Format an object into a `Content-Type` header.
+ */
+function format(obj) {
+    const { type, parameters } = obj;
+    if (!type || !isTypeValid(type)) {
+        throw new TypeError(`Invalid type: ${type}`);
+    }
+    let result = type;
+    if (parameters) {
+        for (const param of Object.keys(parameters)) {
+            if (!isTokenValid(param)) {
+                throw new TypeError(`Invalid parameter name: ${param}`);
+            }
+            result += `; ${param}=${parameterValue(parameters[param])}`;
+        }
+    }
+    return result;
+}
+/**
+ * Parse a `Content-Type` header.
+ */
+function dist_parse(header, options) {
+    const stopFlags = SEMI_FLAG | (options?.comma === true ? COMMA_FLAG : 0);
+    const len = header.length;
+    let valueStart = options?.start ?? 0;
+    while ((CHAR_MAP[header.charCodeAt(valueStart)] & OWS) !== 0) {
+        valueStart++;
+    }
+    let index = valueStart;
+    let typeFlags = 0;
+    let whitespace = -1;
+    let stop = options?.parameters === false ? COMMA_FLAG : 0;
+    while (index < len) {
+        const code = header.charCodeAt(index);
+        const flags = CHAR_MAP[code];
+        if ((flags & stopFlags) !== 0) {
+            stop |= flags & COMMA_FLAG;
+            break;
+        }
+        if ((flags & OWS) !== 0) {
+            if (whitespace === -1)
+                whitespace = index;
+        }
+        else {
+            whitespace = -1;
+        }
+        typeFlags |= (code & NON_ASCII) | flags;
+        index++;
+    }
+    const valueEnd = whitespace === -1 ? index : whitespace;
+    const value = header.slice(valueStart, valueEnd);
+    const type = (typeFlags & CASE_FLAGS) === 0 ? value : value.toLowerCase();
+    if (index === len || stop !== 0) {
+        return { type, index, parameters: new NullObject() };
+    }
+    return parseParameters(header, type, index, len, stopFlags);
+}
+/**
+ * Parses the parameters of a `Content-Type` header starting at the given index.
+ */
+function parseParameters(header, type, index, len, stopFlags) {
+    const parameters = new NullObject();
+    parameter: while (index < len) {
+        index++; // Skip over ;
+        while ((CHAR_MAP[header.charCodeAt(index)] & OWS) !== 0) {
+            index++;
+        }
+        const keyStart = index;
+        let keyFlags = 0;
+        let keyWhitespace = -1;
+        while (index < len) {
+            const code = header.charCodeAt(index);
+            const flags = CHAR_MAP[code];
+            if ((flags & stopFlags) !== 0) {
+                if ((flags & COMMA_FLAG) !== 0)
+                    break parameter;
+                continue parameter;
+            }
+            if (code === EQ) {
+                const keyEnd = keyWhitespace === -1 ? index : keyWhitespace;
+                const value = header.slice(keyStart, keyEnd);
+                const key = (keyFlags & CASE_FLAGS) === 0 ? value : value.toLowerCase();
+                index++;
+                while ((CHAR_MAP[header.charCodeAt(index)] & OWS) !== 0) {
+                    index++;
+                }
+                if (index < len && header.charCodeAt(index) === DQUOTE) {
+                    const quotedStart = ++index;
+                    let escaped = false;
+                    while (index < len) {
+                        const code = header.charCodeAt(index);
+                        if (code === DQUOTE) {
+                            if (parameters[key] === undefined) {
+                                parameters[key] = escaped
+                                    ? unescapeQuotedPairs(header, quotedStart, index)
+                                    : header.slice(quotedStart, index);
+                            }
+                            index++;
+                            let stop = 0;
+                            // Discard characters between quote and delimiter.
+                            while (index < len) {
+                                const code = header.charCodeAt(index);
+                                const flags = CHAR_MAP[code];
+                                if ((flags & stopFlags) !== 0) {
+                                    stop = flags & COMMA_FLAG;
+                                    break;
+                                }
+                                index++;
+                            }
+                            if (stop !== 0)
+                                break parameter;
+                            continue parameter;
+                        }
+                        if (code === BSLASH && index + 1 < len) {
+                            escaped = true;
+                            index += 2;
+                            continue;
+                        }
+                        index++;
+                    }
+                    continue parameter;
+                }
+                const valueStart = index;
+                let stop = 0;
+                let valueWhitespace = -1;
+                while (index < len) {
+                    const code = header.charCodeAt(index);
+                    const flags = CHAR_MAP[code];
+                    if ((flags & stopFlags) !== 0) {
+                        stop = flags & COMMA_FLAG;
+                        break;
+                    }
+                    if ((flags & OWS) !== 0) {
+                        if (valueWhitespace === -1)
+                            valueWhitespace = index;
+                    }
+                    else {
+                        valueWhitespace = -1;
+                    }
+                    index++;
+                }
+                if (parameters[key] === undefined) {
+                    const valueEnd = valueWhitespace === -1 ? index : valueWhitespace;
+                    parameters[key] = header.slice(valueStart, valueEnd);
+                }
+                if (stop !== 0)
+                    break parameter;
+                continue parameter;
+            }
+            if ((flags & OWS) !== 0) {
+                if (keyWhitespace === -1)
+                    keyWhitespace = index;
+            }
+            else {
+                keyWhitespace = -1;
+            }
+            keyFlags |= (code & NON_ASCII) | flags;
+            index++;
+        }
+    }
+    return { type, index, parameters };
+}
+/**
+ * Remove backslashes from quoted pairs in a known-terminated quoted string body.
+ */
+function unescapeQuotedPairs(str, start, end) {
+    let result = "";
+    for (let index = start; index < end; index++) {
+        if (str.charCodeAt(index) === BSLASH) {
+            result += str.slice(start, index);
+            start = ++index;
+        }
+    }
+    return result + str.slice(start, end);
+}
+//# sourceMappingURL=index.js.map
+;// CONCATENATED MODULE: ./node_modules/json-with-bigint/json-with-bigint.js
+const intRegex = /^-?\d+$/;
+const noiseValue = /^-?\d+n+$/; // Noise - strings that match the custom format before being converted to it
+const originalStringify = JSON.stringify;
+const originalParse = JSON.parse;
+const customFormat = /^-?\d+n$/;
+
+const bigIntsStringify = /([\[:])?"(-?\d+)n"($|\s*[,\}\]])/g;
+const noiseStringify = /([\[:])?("-?\d+n+)n("$|"\s*[,\}\]])/g;
+
+/**
+ * @typedef {(this: any, key: string | number | undefined, value: any) => any} Replacer
+ * @typedef {(key: string | number | undefined, value: any, context?: { source: string }) => any} Reviver
+ */
+
+/**
+ * Checks if a value is unstringifiable according to native JSON.stringify rules.
+ *
+ * @param {any} val The value to check.
+ * @returns {boolean} True if the value is undefined, a function, or a symbol.
+ */
+const isUnstringifiable = (val) =>
+  val === undefined || typeof val === "function" || typeof val === "symbol";
+
+/**
+ * Checks if a value is a native JSON.rawJSON object (Node.js 22+).
+ *
+ * @param {any} val The value to check.
+ * @returns {boolean} True if the value is a RawJSON instance.
+ */
+const isRawJSON = (val) =>
+  val !== null &&
+  typeof val === "object" &&
+  val.constructor &&
+  val.constructor.name === "RawJSON";
+
+/**
+ * Iteratively converts a JS value to a JSON string.
+ * Used as a fallback when the native JSON.stringify hits the Maximum Call Stack size.
+ * Fully compliant with JSON formatting (space), replacers, and toJSON behaviors.
+ *
+ * @param {any} rootValue The value to stringify.
+ * @param {Replacer | Array<string | number> | null} [replacer] User's custom replacer function.
+ * @param {string | number} [spaceParam] Indentation for pretty-printing.
+ * @returns {string | undefined} The generated JSON string.
+ */
+const stringifyIteratively = (rootValue, replacer, spaceParam) => {
+  let space = "";
+
+  if (typeof spaceParam === "number") {
+    space = " ".repeat(Math.min(10, Math.max(0, Math.floor(spaceParam))));
+  } else if (typeof spaceParam === "string") {
+    space = spaceParam.slice(0, 10);
+  }
+
+  const isFunctionReplacer = typeof replacer === "function";
+  const propertyList = Array.isArray(replacer)
+    ? new Set(replacer.map(String))
+    : null;
+
+  /**
+   * Prepares a value for stringification by resolving toJSON, handling BigInts,
+   * applying custom replacers, and unwrapping primitive objects.
+   *
+   * @param {object|Array} parent The parent object or array holding the value.
+   * @param {string} key The key associated with the value.
+   * @param {any} val The raw value to process.
+   * @returns {any} The processed value ready for stringification.
+   */
+  const prepareVal = (parent, key, val) => {
+    const isObject = val !== null && typeof val === "object";
+    const hasToJSON = isObject && typeof val.toJSON === "function";
+
+    if (hasToJSON) {
+      val = val.toJSON(key);
+    }
+
+    const isNoise = typeof val === "string" && noiseValue.test(val);
+
+    if (isNoise) return val + "n";
+
+    const isBigInt = typeof val === "bigint";
+
+    if (isBigInt) {
+      const supportsRawJSON = "rawJSON" in JSON;
+
+      if (supportsRawJSON) return JSON.rawJSON(val.toString());
+
+      return val.toString() + "n";
+    }
+
+    if (isFunctionReplacer) {
+      val = replacer.call(parent, key, val);
+    }
+
+    const isPostReplacerObject = val !== null && typeof val === "object";
+
+    if (isPostReplacerObject) {
+      const isPrimitiveWrapper =
+        val instanceof Number ||
+        val instanceof String ||
+        val instanceof Boolean;
+
+      if (isPrimitiveWrapper) {
+        val = val.valueOf();
+      }
+    }
+
+    return val;
+  };
+
+  const rootProcessed = prepareVal({ "": rootValue }, "", rootValue);
+
+  if (isUnstringifiable(rootProcessed)) {
+    return undefined;
+  }
+
+  const isRootPrimitive =
+    rootProcessed === null || typeof rootProcessed !== "object";
+  const isRootNativeRawJSON = isRawJSON(rootProcessed);
+
+  if (isRootPrimitive || isRootNativeRawJSON) {
+    return originalStringify(rootProcessed);
+  }
+
+  const chunks = [];
+  let level = 0;
+
+  const stack = [
+    {
+      parent: { "": rootProcessed },
+      key: "",
+      val: rootProcessed,
+      isArray: Array.isArray(rootProcessed),
+      keys: Array.isArray(rootProcessed) ? null : Object.keys(rootProcessed),
+      index: 0,
+      first: true,
+    },
+  ];
+
+  const visited = new WeakSet([rootProcessed]);
+
+  while (stack.length > 0) {
+    const node = stack[stack.length - 1];
+
+    if (node.index === 0) {
+      chunks.push(node.isArray ? "[" : "{");
+      level++;
+    }
+
+    let isDone = false;
+
+    if (node.isArray) {
+      if (node.index < node.val.length) {
+        if (!node.first) chunks.push(",");
+
+        if (space) chunks.push("\n" + space.repeat(level));
+
+        const childRaw = node.val[node.index];
+        const childVal = prepareVal(node.val, String(node.index), childRaw);
+
+        if (isUnstringifiable(childVal)) {
+          chunks.push("null");
+          node.first = false;
+          node.index++;
+        } else {
+          const isComplexObject =
+            childVal !== null && typeof childVal === "object";
+          const isNativeRaw = isRawJSON(childVal);
+
+          if (isComplexObject && !isNativeRaw) {
+            if (visited.has(childVal)) {
+              throw new TypeError("Converting circular structure to JSON");
+            }
+
+            visited.add(childVal);
+
+            stack.push({
+              parent: node.val,
+              key: String(node.index),
+              val: childVal,
+              isArray: Array.isArray(childVal),
+              keys: Array.isArray(childVal) ? null : Object.keys(childVal),
+              index: 0,
+              first: true,
+            });
+
+            node.first = false;
+            node.index++;
+          } else {
+            chunks.push(originalStringify(childVal));
+            node.first = false;
+            node.index++;
+          }
+        }
+      } else {
+        isDone = true;
+      }
+    } else {
+      while (node.index < node.keys.length) {
+        const k = node.keys[node.index++];
+
+        const isFilteredOutByArray = propertyList && !propertyList.has(k);
+
+        if (isFilteredOutByArray) continue;
+
+        const childRaw = node.val[k];
+        const childVal = prepareVal(node.val, k, childRaw);
+
+        if (isUnstringifiable(childVal)) continue;
+
+        if (!node.first) chunks.push(",");
+
+        if (space) {
+          chunks.push("\n" + space.repeat(level) + originalStringify(k) + ": ");
+        } else {
+          chunks.push(originalStringify(k) + ":");
+        }
+
+        const isComplexObject =
+          childVal !== null && typeof childVal === "object";
+        const isNativeRaw = isRawJSON(childVal);
+
+        if (isComplexObject && !isNativeRaw) {
+          if (visited.has(childVal)) {
+            throw new TypeError("Converting circular structure to JSON");
+          }
+
+          visited.add(childVal);
+
+          stack.push({
+            parent: node.val,
+            key: k,
+            val: childVal,
+            isArray: Array.isArray(childVal),
+            keys: Array.isArray(childVal) ? null : Object.keys(childVal),
+            index: 0,
+            first: true,
+          });
+
+          node.first = false;
+
+          break; // Stop current loop level to process the newly pushed stack node
+        } else {
+          chunks.push(originalStringify(childVal));
+          node.first = false;
+        }
+      }
+
+      const isNodeFullyProcessed =
+        node.index >= node.keys.length && stack[stack.length - 1] === node;
+
+      if (isNodeFullyProcessed) {
+        isDone = true;
+      }
+    }
+
+    if (isDone) {
+      level--;
+
+      if (!node.first && space) chunks.push("\n" + space.repeat(level));
+
+      chunks.push(node.isArray ? "]" : "}");
+      visited.delete(node.val);
+      stack.pop();
+    }
+  }
+
+  return chunks.join("");
+};
+
+/**
+ * Converts a JavaScript value to a JSON string.
+ *
+ * Supports serialization of BigInt values using two strategies:
+ * 1. Custom format "123n" → "123" (universal fallback)
+ * 2. Native JSON.rawJSON() (Node.js 22+, fastest) when available
+ *
+ * All other values are serialized exactly like native JSON.stringify().
+ *
+ * @param {*} value The value to convert to a JSON string.
+ * @param {Replacer | Array<string | number> | null} [replacer]
+ * A function that alters the behavior of the stringification process,
+ * or an array of strings/numbers to indicate properties to exclude.
+ * @param {string | number} [space]
+ * A string or number to specify indentation or pretty-printing.
+ * @returns {string} The JSON string representation.
+ */
+const JSONStringify = (value, replacer, space) => {
+  try {
+    const supportsRawJSON = "rawJSON" in JSON;
+
+    if (supportsRawJSON) {
+      return originalStringify(
+        value,
+        (key, val) => {
+          if (typeof val === "bigint") return JSON.rawJSON(val.toString());
+
+          const hasFunctionReplacer = typeof replacer === "function";
+
+          if (hasFunctionReplacer) return replacer(key, val);
+
+          const isKeyInArrayReplacer =
+            Array.isArray(replacer) && replacer.includes(key);
+
+          if (isKeyInArrayReplacer) return val;
+
+          return val;
+        },
+        space,
+      );
+    }
+
+    if (!value) return originalStringify(value, replacer, space);
+
+    const convertedToCustomJSON = originalStringify(
+      value,
+      (key, val) => {
+        const isNoise = typeof val === "string" && noiseValue.test(val);
+
+        if (isNoise) return val.toString() + "n"; // Mark noise values with additional "n" to offset the deletion of one "n" during the processing
+
+        if (typeof val === "bigint") return val.toString() + "n";
+
+        const hasFunctionReplacer = typeof replacer === "function";
+
+        if (hasFunctionReplacer) return replacer(key, val);
+
+        const isKeyInArrayReplacer =
+          Array.isArray(replacer) && replacer.includes(key);
+
+        if (isKeyInArrayReplacer) return val;
+
+        return val;
+      },
+      space,
+    );
+
+    const processedJSON = convertedToCustomJSON.replace(
+      bigIntsStringify,
+      "$1$2$3",
+    ); // Delete one "n" off the end of every BigInt value
+
+    const denoisedJSON = processedJSON.replace(noiseStringify, "$1$2$3"); // Remove one "n" off the end of every noisy string
+
+    return denoisedJSON;
+  } catch (error) {
+    if (error instanceof RangeError) {
+      const convertedJSON = stringifyIteratively(value, replacer, space);
+
+      if (convertedJSON === undefined) return undefined;
+
+      const supportsRawJSON = "rawJSON" in JSON;
+
+      if (supportsRawJSON) return convertedJSON;
+
+      const processedJSON = convertedJSON.replace(bigIntsStringify, "$1$2$3");
+
+      return processedJSON.replace(noiseStringify, "$1$2$3");
+    }
+
+    throw error;
+  }
+};
+
+const featureCache = new Map();
+
+/**
+ * Detects if the current JSON.parse implementation supports the context.source feature.
+ *
+ * Uses toString() fingerprinting to cache results and automatically detect runtime
+ * replacements of JSON.parse (polyfills, mocks, etc.).
+ *
+ * @returns {boolean} true if context.source is supported, false otherwise.
+ */
+const isContextSourceSupported = () => {
+  const parseFingerprint = JSON.parse.toString();
+
+  if (featureCache.has(parseFingerprint)) {
+    return featureCache.get(parseFingerprint);
+  }
+
+  try {
+    const result = JSON.parse(
+      "1",
+      (_, __, context) => !!context?.source && context.source === "1",
+    );
+    featureCache.set(parseFingerprint, result);
+
+    return result;
+  } catch {
+    featureCache.set(parseFingerprint, false);
+
+    return false;
+  }
+};
+
+/**
+ * Reviver function that converts custom-format BigInt strings back to BigInt values.
+ * Also handles "noise" strings that accidentally match the BigInt format.
+ *
+ * @param {string | number | undefined} key The object key.
+ * @param {*} value The value being parsed.
+ * @param {object} [context] Parse context (if supported by JSON.parse).
+ * @param {Reviver} [userReviver] User's custom reviver function.
+ * @returns {any} The transformed value.
+ */
+const convertMarkedBigIntsReviver = (key, value, context, userReviver) => {
+  const isCustomFormatBigInt =
+    typeof value === "string" && customFormat.test(value);
+
+  if (isCustomFormatBigInt) return BigInt(value.slice(0, -1));
+
+  const isNoiseValue = typeof value === "string" && noiseValue.test(value);
+  if (isNoiseValue) return value.slice(0, -1);
+
+  const hasUserReviver = typeof userReviver === "function";
+
+  if (!hasUserReviver) return value;
+
+  return userReviver(key, value, context);
+};
+
+/**
+ * Fast JSON.parse implementation (~2x faster than classic fallback).
+ * Uses JSON.parse's context.source feature to detect integers and convert
+ * large numbers directly to BigInt without string manipulation.
+ *
+ * Does not support legacy custom format from v1 of this library.
+ *
+ * @param {string} text JSON string to parse.
+ * @param {Reviver} [reviver] Transform function to apply to each value.
+ * @returns {any} Parsed JavaScript value.
+ */
+const JSONParseV2 = (text, reviver) => {
+  return JSON.parse(text, (key, value, context) => {
+    const isNumber = typeof value === "number";
+    const isOutOfBounds =
+      value > Number.MAX_SAFE_INTEGER || value < Number.MIN_SAFE_INTEGER;
+    const isBigNumber = isNumber && isOutOfBounds;
+    const isInt = context && intRegex.test(context.source);
+    const isBigInt = isBigNumber && isInt;
+
+    if (isBigInt) return BigInt(context.source);
+
+    const hasCustomReviver = typeof reviver === "function";
+
+    if (!hasCustomReviver) return value;
+
+    return reviver(key, value, context);
+  });
+};
+
+const MAX_INT = Number.MAX_SAFE_INTEGER.toString();
+const MAX_DIGITS = MAX_INT.length;
+const stringsOrLargeNumbers =
+  /"(?:[^"\\]|\\.)*"|-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/g;
+const noiseValueWithQuotes = /^"-?\d+n+"$/; // Noise - strings that match the custom format before being converted to it
+
+/**
+ * Iteratively traverses the parsed object bottom-up (post-order),
+ * emulating the native JSON.parse reviver behavior.
+ * This avoids Call Stack overflows (RangeError) on deeply nested structures.
+ *
+ * @param {any} parsed The natively parsed JSON object.
+ * @param {Reviver} [userReviver] User's custom reviver function.
+ * @returns {any} The fully processed object.
+ */
+const applyReviverIteratively = (parsed, userReviver) => {
+  const rootHolder = { "": parsed };
+  const stack = [{ parent: rootHolder, key: "", visited: false }];
+
+  while (stack.length > 0) {
+    const node = stack[stack.length - 1];
+
+    if (!node.visited) {
+      node.visited = true;
+
+      const value = node.parent[node.key];
+      const isComplexObject = value !== null && typeof value === "object";
+
+      if (isComplexObject) {
+        const keys = Object.keys(value);
+
+        for (let i = keys.length - 1; i >= 0; i--) {
+          stack.push({ parent: value, key: keys[i], visited: false });
+        }
+      }
+    } else {
+      const { parent, key } = node;
+      let value = parent[key];
+
+      if (typeof value === "string") {
+        const isCustomFormatBigInt = customFormat.test(value);
+
+        if (isCustomFormatBigInt) {
+          value = BigInt(value.slice(0, -1));
+        } else {
+          const isNoise = noiseValue.test(value);
+
+          if (isNoise) value = value.slice(0, -1);
+        }
+      }
+
+      const hasUserReviver = typeof userReviver === "function";
+
+      if (hasUserReviver) {
+        value = userReviver.call(parent, key, value);
+      }
+
+      const isDeleted = value === undefined;
+
+      if (isDeleted) {
+        delete parent[key];
+      } else {
+        parent[key] = value;
+      }
+
+      stack.pop();
+    }
+  }
+
+  return rootHolder[""];
+};
+
+/**
+ * Pre-processes the JSON string to mark large numbers with an 'n' suffix.
+ *
+ * @param {string} text The raw JSON string.
+ * @returns {string} The serialized string with marked BigInts.
+ */
+const serializeBigInts = (text) => {
+  return text.replace(
+    stringsOrLargeNumbers,
+    (match, digits, fractional, exponential) => {
+      const isString = match[0] === '"';
+      const isNoise = isString && noiseValueWithQuotes.test(match);
+
+      if (isNoise) return match.substring(0, match.length - 1) + 'n"'; // Mark noise values with additional "n" to offset the deletion of one "n" during the processing
+
+      const hasFractionalOrExponential = fractional || exponential;
+
+      // With a fixed number of digits, we can correctly use lexicographical comparison to do a numeric comparison
+      const isLessThanMaxSafeInt =
+        digits &&
+        (digits.length < MAX_DIGITS ||
+          (digits.length === MAX_DIGITS && digits <= MAX_INT));
+
+      const isStandardValue =
+        isString || hasFractionalOrExponential || isLessThanMaxSafeInt;
+
+      if (isStandardValue) return match;
+
+      return '"' + match + 'n"';
+    },
+  );
+};
+
+/**
+ * Converts a JSON string into a JavaScript value.
+ *
+ * Supports parsing of large integers using two strategies:
+ * 1. Classic fallback: Marks large numbers with "123n" format, then converts to BigInt
+ * 2. Fast path (JSONParseV2): Uses context.source feature (~2x faster) when available
+ *
+ * All other JSON values are parsed exactly like native JSON.parse().
+ *
+ * @param {string} text A valid JSON string.
+ * @param {Reviver} [reviver]
+ * A function that transforms the results. This function is called for each member
+ * of the object. If a member contains nested objects, the nested objects are
+ * transformed before the parent object is.
+ * @returns {any} The parsed JavaScript value.
+ * @throws {SyntaxError} If text is not valid JSON.
+ */
+const JSONParse = (text, reviver) => {
+  if (!text) return originalParse(text, reviver);
+
+  try {
+    if (isContextSourceSupported()) return JSONParseV2(text, reviver); // Shortcut to a faster (2x) and simpler version
+
+    // Find and mark big numbers with "n"
+    const serializedData = serializeBigInts(text);
+
+    return originalParse(serializedData, (key, value, context) =>
+      convertMarkedBigIntsReviver(key, value, context, reviver),
+    );
+  } catch (error) {
+    if (error instanceof RangeError) {
+      const serializedData = serializeBigInts(text);
+      const parsed = originalParse(serializedData);
+
+      return applyReviverIteratively(parsed, reviver);
+    }
+
+    throw error;
+  }
+};
+
+
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/request-error/dist-src/index.js
+class RequestError extends Error {
+  name;
+  /**
+   * http status code
+   */
+  status;
+  /**
+   * Request options that lead to the error.
+   */
+  request;
+  /**
+   * Response object if a response was received
+   */
+  response;
+  constructor(message, statusCode, options) {
+    super(message, { cause: options.cause });
+    this.name = "HttpError";
+    this.status = Number.parseInt(statusCode);
+    if (Number.isNaN(this.status)) {
+      this.status = 0;
+    }
+    /* v8 ignore else -- @preserve -- Bug with vitest coverage where it sees an else branch that doesn't exist */
+    if ("response" in options) {
+      this.response = options.response;
+    }
+    const requestCopy = Object.assign({}, options.request);
+    if (options.request.headers.authorization) {
+      requestCopy.headers = Object.assign({}, options.request.headers, {
+        authorization: options.request.headers.authorization.replace(
+          /(?<! ) .*$/,
+          " [REDACTED]"
+        )
+      });
+    }
+    requestCopy.url = requestCopy.url.replace(/\bclient_secret=\w+/g, "client_secret=[REDACTED]").replace(/\baccess_token=\w+/g, "access_token=[REDACTED]");
+    this.request = requestCopy;
+  }
+}
+
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/request/dist-bundle/index.js
+// pkg/dist-src/index.js
+
+
+// pkg/dist-src/defaults.js
+
+
+// pkg/dist-src/version.js
+var dist_bundle_VERSION = "10.0.16";
+
+// pkg/dist-src/defaults.js
+var defaults_default = {
+  headers: {
+    "user-agent": `octokit-request.js/${dist_bundle_VERSION} ${getUserAgent()}`
+  }
+};
+
+// pkg/dist-src/fetch-wrapper.js
+
+
+
+// pkg/dist-src/is-plain-object.js
+function dist_bundle_isPlainObject(value) {
+  if (typeof value !== "object" || value === null) return false;
+  if (Object.prototype.toString.call(value) !== "[object Object]") return false;
+  const proto = Object.getPrototypeOf(value);
+  if (proto === null) return true;
+  const Ctor = Object.prototype.hasOwnProperty.call(proto, "constructor") && proto.constructor;
+  return typeof Ctor === "function" && Ctor instanceof Ctor && Function.prototype.call(Ctor) === Function.prototype.call(value);
+}
+
+// pkg/dist-src/fetch-wrapper.js
+
+var noop = () => "";
+async function fetchWrapper(requestOptions) {
+  const fetch = requestOptions.request?.fetch || globalThis.fetch;
+  if (!fetch) {
+    throw new Error(
+      "fetch is not set. Please pass a fetch implementation as new Octokit({ request: { fetch }}). Learn more at https://github.com/octokit/octokit.js/#fetch-missing"
+    );
+  }
+  const log = requestOptions.request?.log || console;
+  const parseSuccessResponseBody = requestOptions.request?.parseSuccessResponseBody !== false;
+  const body = dist_bundle_isPlainObject(requestOptions.body) || Array.isArray(requestOptions.body) ? JSONStringify(requestOptions.body) : requestOptions.body;
+  const requestHeaders = Object.fromEntries(
+    Object.entries(requestOptions.headers).map(([name, value]) => [
+      name,
+      String(value)
+    ])
+  );
+  let fetchResponse;
+  try {
+    fetchResponse = await fetch(requestOptions.url, {
+      method: requestOptions.method,
+      body,
+      redirect: requestOptions.request?.redirect,
+      headers: requestHeaders,
+      signal: requestOptions.request?.signal,
+      // duplex must be set if request.body is ReadableStream or Async Iterables.
+      // See https://fetch.spec.whatwg.org/#dom-requestinit-duplex.
+      ...requestOptions.body && { duplex: "half" }
+    });
+  } catch (error) {
+    let message = "Unknown Error";
+    if (error instanceof Error) {
+      if (error.name === "AbortError") {
+        error.status = 500;
+        throw error;
+      }
+      message = error.message;
+      if (error.name === "TypeError" && "cause" in error) {
+        if (error.cause instanceof Error) {
+          message = error.cause.message;
+        } else if (typeof error.cause === "string") {
+          message = error.cause;
+        }
+      }
+    }
+    const requestError = new RequestError(message, 500, {
+      request: requestOptions
+    });
+    requestError.cause = error;
+    throw requestError;
+  }
+  const status = fetchResponse.status;
+  const url = fetchResponse.url;
+  const responseHeaders = {};
+  for (const [key, value] of fetchResponse.headers) {
+    responseHeaders[key] = value;
+  }
+  const octokitResponse = {
+    url,
+    status,
+    headers: responseHeaders,
+    data: ""
+  };
+  if ("deprecation" in responseHeaders) {
+    const matches = responseHeaders.link && responseHeaders.link.match(/<([^<>]+)>; rel="deprecation"/);
+    const deprecationLink = matches && matches.pop();
+    log.warn(
+      `[@octokit/request] "${requestOptions.method} ${requestOptions.url}" is deprecated. It is scheduled to be removed on ${responseHeaders.sunset}${deprecationLink ? `. See ${deprecationLink}` : ""}`
+    );
+  }
+  if (status === 204 || status === 205) {
+    return octokitResponse;
+  }
+  if (requestOptions.method === "HEAD") {
+    if (status < 400) {
+      return octokitResponse;
+    }
+    throw new RequestError(fetchResponse.statusText, status, {
+      response: octokitResponse,
+      request: requestOptions
+    });
+  }
+  if (status === 304) {
+    octokitResponse.data = await getResponseData(fetchResponse);
+    throw new RequestError("Not modified", status, {
+      response: octokitResponse,
+      request: requestOptions
+    });
+  }
+  if (status >= 400) {
+    octokitResponse.data = await getResponseData(fetchResponse);
+    throw new RequestError(toErrorMessage(octokitResponse.data), status, {
+      response: octokitResponse,
+      request: requestOptions
+    });
+  }
+  octokitResponse.data = parseSuccessResponseBody ? await getResponseData(fetchResponse) : fetchResponse.body;
+  return octokitResponse;
+}
+async function getResponseData(response) {
+  const contentType = response.headers.get("content-type");
+  if (!contentType) {
+    return response.text().catch(noop);
+  }
+  const mimetype = dist_parse(contentType);
+  if (isJSONResponse(mimetype)) {
+    let text = "";
+    try {
+      text = await response.text();
+      return JSONParse(text);
+    } catch (err) {
+      return text;
+    }
+  } else if (mimetype.type.startsWith("text/") || // `application/octet-stream` is the canonical "arbitrary binary" type
+  // (RFC 2046) and must never be decoded as text, even when the response
+  // carries a (misleading) `charset=utf-8` parameter — see #751.
+  mimetype.parameters.charset?.toLowerCase() === "utf-8" && mimetype.type !== "application/octet-stream") {
+    return response.text().catch(noop);
+  } else {
+    return response.arrayBuffer().catch(
+      /* v8 ignore next -- @preserve */
+      () => new ArrayBuffer(0)
+    );
+  }
+}
+function isJSONResponse(mimetype) {
+  return mimetype.type === "application/json" || mimetype.type === "application/scim+json";
+}
+function toErrorMessage(data) {
+  if (typeof data === "string") {
+    return data;
+  }
+  if (data instanceof ArrayBuffer) {
+    return "Unknown error";
+  }
+  if (typeof data === "object" && data !== null && "message" in data) {
+    const objectData = data;
+    const suffix = "documentation_url" in objectData ? ` - ${objectData.documentation_url}` : "";
+    return Array.isArray(objectData.errors) ? `${objectData.message}: ${objectData.errors.map((v) => JSON.stringify(v)).join(", ")}${suffix}` : `${objectData.message}${suffix}`;
+  }
+  return `Unknown error: ${JSON.stringify(data)}`;
+}
+
+// pkg/dist-src/with-defaults.js
+function dist_bundle_withDefaults(oldEndpoint, newDefaults) {
+  const endpoint2 = oldEndpoint.defaults(newDefaults);
+  const newApi = function(route, parameters) {
+    const endpointOptions = endpoint2.merge(route, parameters);
+    if (!endpointOptions.request || !endpointOptions.request.hook) {
+      return fetchWrapper(endpoint2.parse(endpointOptions));
+    }
+    const request2 = (route2, parameters2) => {
+      return fetchWrapper(
+        endpoint2.parse(endpoint2.merge(route2, parameters2))
+      );
+    };
+    Object.assign(request2, {
+      endpoint: endpoint2,
+      defaults: dist_bundle_withDefaults.bind(null, endpoint2)
+    });
+    return endpointOptions.request.hook(request2, endpointOptions);
+  };
+  return Object.assign(newApi, {
+    endpoint: endpoint2,
+    defaults: dist_bundle_withDefaults.bind(null, endpoint2)
+  });
+}
+
+// pkg/dist-src/index.js
+var request = dist_bundle_withDefaults(endpoint, defaults_default);
+
+/* v8 ignore next -- @preserve */
+/* v8 ignore else -- @preserve */
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/graphql/dist-bundle/index.js
+// pkg/dist-src/index.js
+
+
+
+// pkg/dist-src/version.js
+var graphql_dist_bundle_VERSION = "0.0.0-development";
+
+// pkg/dist-src/with-defaults.js
+
+
+// pkg/dist-src/graphql.js
+
+
+// pkg/dist-src/error.js
+function _buildMessageForResponseErrors(data) {
+  return `Request failed due to following response errors:
+` + data.errors.map((e) => ` - ${e.message}`).join("\n");
+}
+var GraphqlResponseError = class extends Error {
+  constructor(request2, headers, response) {
+    super(_buildMessageForResponseErrors(response));
+    this.request = request2;
+    this.headers = headers;
+    this.response = response;
+    this.errors = response.errors;
+    this.data = response.data;
+    if (Error.captureStackTrace) {
+      Error.captureStackTrace(this, this.constructor);
+    }
+  }
+  request;
+  headers;
+  response;
+  name = "GraphqlResponseError";
+  errors;
+  data;
+};
+
+// pkg/dist-src/graphql.js
+var NON_VARIABLE_OPTIONS = [
+  "method",
+  "baseUrl",
+  "url",
+  "headers",
+  "request",
+  "query",
+  "mediaType",
+  "operationName"
+];
+var FORBIDDEN_VARIABLE_OPTIONS = ["query", "method", "url"];
+var GHES_V3_SUFFIX_REGEX = /\/api\/v3\/?$/;
+function graphql(request2, query, options) {
+  if (options) {
+    if (typeof query === "string" && "query" in options) {
+      return Promise.reject(
+        new Error(`[@octokit/graphql] "query" cannot be used as variable name`)
+      );
+    }
+    for (const key in options) {
+      if (!FORBIDDEN_VARIABLE_OPTIONS.includes(key)) continue;
+      return Promise.reject(
+        new Error(
+          `[@octokit/graphql] "${key}" cannot be used as variable name`
+        )
+      );
+    }
+  }
+  const parsedOptions = typeof query === "string" ? Object.assign({ query }, options) : query;
+  const requestOptions = Object.keys(
+    parsedOptions
+  ).reduce((result, key) => {
+    if (NON_VARIABLE_OPTIONS.includes(key)) {
+      result[key] = parsedOptions[key];
+      return result;
+    }
+    if (!result.variables) {
+      result.variables = {};
+    }
+    result.variables[key] = parsedOptions[key];
+    return result;
+  }, {});
+  const baseUrl = parsedOptions.baseUrl || request2.endpoint.DEFAULTS.baseUrl;
+  if (GHES_V3_SUFFIX_REGEX.test(baseUrl)) {
+    requestOptions.url = baseUrl.replace(GHES_V3_SUFFIX_REGEX, "/api/graphql");
+  }
+  return request2(requestOptions).then((response) => {
+    if (response.data.errors) {
+      const headers = {};
+      for (const key of Object.keys(response.headers)) {
+        headers[key] = response.headers[key];
+      }
+      throw new GraphqlResponseError(
+        requestOptions,
+        headers,
+        response.data
+      );
+    }
+    return response.data.data;
+  });
+}
+
+// pkg/dist-src/with-defaults.js
+function graphql_dist_bundle_withDefaults(request2, newDefaults) {
+  const newRequest = request2.defaults(newDefaults);
+  const newApi = (query, options) => {
+    return graphql(newRequest, query, options);
+  };
+  return Object.assign(newApi, {
+    defaults: graphql_dist_bundle_withDefaults.bind(null, newRequest),
+    endpoint: newRequest.endpoint
+  });
+}
+
+// pkg/dist-src/index.js
+var graphql2 = graphql_dist_bundle_withDefaults(request, {
+  headers: {
+    "user-agent": `octokit-graphql.js/${graphql_dist_bundle_VERSION} ${getUserAgent()}`
+  },
+  method: "POST",
+  url: "/graphql"
+});
+function withCustomRequest(customRequest) {
+  return graphql_dist_bundle_withDefaults(customRequest, {
+    method: "POST",
+    url: "/graphql"
+  });
+}
+
+/* v8 ignore if -- @preserve */
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/auth-token/dist-bundle/index.js
+// pkg/dist-src/is-jwt.js
+var b64url = "(?:[a-zA-Z0-9_-]+)";
+var sep = "\\.";
+var jwtRE = new RegExp(`^${b64url}${sep}${b64url}${sep}${b64url}$`);
+var isJWT = jwtRE.test.bind(jwtRE);
+
+// pkg/dist-src/auth.js
+async function auth(token) {
+  const isApp = isJWT(token);
+  const isInstallation = token.startsWith("v1.") || token.startsWith("ghs_");
+  const isUserToServer = token.startsWith("ghu_");
+  const tokenType = isApp ? "app" : isInstallation ? "installation" : isUserToServer ? "user-to-server" : "oauth";
+  return {
+    type: "token",
+    token,
+    tokenType
+  };
+}
+
+// pkg/dist-src/with-authorization-prefix.js
+function withAuthorizationPrefix(token) {
+  if (token.split(/\./).length === 3) {
+    return `bearer ${token}`;
+  }
+  return `token ${token}`;
+}
+
+// pkg/dist-src/hook.js
+async function hook(token, request, route, parameters) {
+  const endpoint = request.endpoint.merge(
+    route,
+    parameters
+  );
+  endpoint.headers.authorization = withAuthorizationPrefix(token);
+  return request(endpoint);
+}
+
+// pkg/dist-src/index.js
+var createTokenAuth = function createTokenAuth2(token) {
+  if (!token) {
+    throw new Error("[@octokit/auth-token] No token passed to createTokenAuth");
+  }
+  if (typeof token !== "string") {
+    throw new Error(
+      "[@octokit/auth-token] Token passed to createTokenAuth is not a string"
+    );
+  }
+  token = token.replace(/^(token|bearer) +/i, "");
+  return Object.assign(auth.bind(null, token), {
+    hook: hook.bind(null, token)
+  });
+};
+
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/core/dist-src/version.js
+const version_VERSION = "7.0.8";
+
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/core/dist-src/index.js
+
+
+
+
+
+
+const dist_src_noop = () => {
+};
+const consoleWarn = console.warn.bind(console);
+const consoleError = console.error.bind(console);
+function createLogger(logger = {}) {
+  if (typeof logger.debug !== "function") {
+    logger.debug = dist_src_noop;
+  }
+  if (typeof logger.info !== "function") {
+    logger.info = dist_src_noop;
+  }
+  if (typeof logger.warn !== "function") {
+    logger.warn = consoleWarn;
+  }
+  if (typeof logger.error !== "function") {
+    logger.error = consoleError;
+  }
+  return logger;
+}
+const userAgentTrail = `octokit-core.js/${version_VERSION} ${getUserAgent()}`;
+class Octokit {
+  static VERSION = version_VERSION;
+  static defaults(defaults) {
+    const OctokitWithDefaults = class extends this {
+      constructor(...args) {
+        const options = args[0] || {};
+        if (typeof defaults === "function") {
+          super(defaults(options));
+          return;
+        }
+        super(
+          Object.assign(
+            {},
+            defaults,
+            options,
+            options.userAgent && defaults.userAgent ? {
+              userAgent: `${options.userAgent} ${defaults.userAgent}`
+            } : null
+          )
+        );
+      }
+    };
+    return OctokitWithDefaults;
+  }
+  static plugins = [];
+  /**
+   * Attach a plugin (or many) to your Octokit instance.
+   *
+   * @example
+   * const API = Octokit.plugin(plugin1, plugin2, plugin3, ...)
+   */
+  static plugin(...newPlugins) {
+    const currentPlugins = this.plugins;
+    const NewOctokit = class extends this {
+      static plugins = currentPlugins.concat(
+        newPlugins.filter((plugin) => !currentPlugins.includes(plugin))
+      );
+    };
+    return NewOctokit;
+  }
+  constructor(options = {}) {
+    const hook = new before_after_hook.Collection();
+    const requestDefaults = {
+      baseUrl: request.endpoint.DEFAULTS.baseUrl,
+      headers: {},
+      request: Object.assign({}, options.request, {
+        // @ts-ignore internal usage only, no need to type
+        hook: hook.bind(null, "request")
+      }),
+      mediaType: {
+        previews: [],
+        format: ""
+      }
+    };
+    requestDefaults.headers["user-agent"] = options.userAgent ? `${options.userAgent} ${userAgentTrail}` : userAgentTrail;
+    if (options.baseUrl) {
+      requestDefaults.baseUrl = options.baseUrl;
+    }
+    if (options.previews) {
+      requestDefaults.mediaType.previews = options.previews;
+    }
+    if (options.timeZone) {
+      requestDefaults.headers["time-zone"] = options.timeZone;
+    }
+    this.request = request.defaults(requestDefaults);
+    this.graphql = withCustomRequest(this.request).defaults(requestDefaults);
+    this.log = createLogger(options.log);
+    this.hook = hook;
+    if (!options.authStrategy) {
+      if (!options.auth) {
+        this.auth = async () => ({
+          type: "unauthenticated"
+        });
+      } else {
+        const auth = createTokenAuth(options.auth);
+        hook.wrap("request", auth.hook);
+        this.auth = auth;
+      }
+    } else {
+      const { authStrategy, ...otherOptions } = options;
+      const auth = authStrategy(
+        Object.assign(
+          {
+            request: this.request,
+            log: this.log,
+            // we pass the current octokit instance as well as its constructor options
+            // to allow for authentication strategies that return a new octokit instance
+            // that shares the same internal state as the current one. The original
+            // requirement for this was the "event-octokit" authentication strategy
+            // of https://github.com/probot/octokit-auth-probot.
+            octokit: this,
+            octokitOptions: otherOptions
+          },
+          options.auth
+        )
+      );
+      hook.wrap("request", auth.hook);
+      this.auth = auth;
+    }
+    const classConstructor = this.constructor;
+    for (let i = 0; i < classConstructor.plugins.length; ++i) {
+      Object.assign(this, classConstructor.plugins[i](this, options));
+    }
+  }
+  // assigned during constructor
+  request;
+  graphql;
+  log;
+  hook;
+  // TODO: type `octokit.auth` based on passed options.authStrategy
+  auth;
+}
+
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/plugin-rest-endpoint-methods/dist-src/version.js
+const dist_src_version_VERSION = "17.0.0";
+
+//# sourceMappingURL=version.js.map
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/plugin-rest-endpoint-methods/dist-src/generated/endpoints.js
+const Endpoints = {
+  actions: {
+    addCustomLabelsToSelfHostedRunnerForOrg: [
+      "POST /orgs/{org}/actions/runners/{runner_id}/labels"
+    ],
+    addCustomLabelsToSelfHostedRunnerForRepo: [
+      "POST /repos/{owner}/{repo}/actions/runners/{runner_id}/labels"
+    ],
+    addRepoAccessToSelfHostedRunnerGroupInOrg: [
+      "PUT /orgs/{org}/actions/runner-groups/{runner_group_id}/repositories/{repository_id}"
+    ],
+    addSelectedRepoToOrgSecret: [
+      "PUT /orgs/{org}/actions/secrets/{secret_name}/repositories/{repository_id}"
+    ],
+    addSelectedRepoToOrgVariable: [
+      "PUT /orgs/{org}/actions/variables/{name}/repositories/{repository_id}"
+    ],
+    approveWorkflowRun: [
+      "POST /repos/{owner}/{repo}/actions/runs/{run_id}/approve"
+    ],
+    cancelWorkflowRun: [
+      "POST /repos/{owner}/{repo}/actions/runs/{run_id}/cancel"
+    ],
+    createEnvironmentVariable: [
+      "POST /repos/{owner}/{repo}/environments/{environment_name}/variables"
+    ],
+    createHostedRunnerForOrg: ["POST /orgs/{org}/actions/hosted-runners"],
+    createOrUpdateEnvironmentSecret: [
+      "PUT /repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}"
+    ],
+    createOrUpdateOrgSecret: ["PUT /orgs/{org}/actions/secrets/{secret_name}"],
+    createOrUpdateRepoSecret: [
+      "PUT /repos/{owner}/{repo}/actions/secrets/{secret_name}"
+    ],
+    createOrgVariable: ["POST /orgs/{org}/actions/variables"],
+    createRegistrationTokenForOrg: [
+      "POST /orgs/{org}/actions/runners/registration-token"
+    ],
+    createRegistrationTokenForRepo: [
+      "POST /repos/{owner}/{repo}/actions/runners/registration-token"
+    ],
+    createRemoveTokenForOrg: ["POST /orgs/{org}/actions/runners/remove-token"],
+    createRemoveTokenForRepo: [
+      "POST /repos/{owner}/{repo}/actions/runners/remove-token"
+    ],
+    createRepoVariable: ["POST /repos/{owner}/{repo}/actions/variables"],
+    createWorkflowDispatch: [
+      "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"
+    ],
+    deleteActionsCacheById: [
+      "DELETE /repos/{owner}/{repo}/actions/caches/{cache_id}"
+    ],
+    deleteActionsCacheByKey: [
+      "DELETE /repos/{owner}/{repo}/actions/caches{?key,ref}"
+    ],
+    deleteArtifact: [
+      "DELETE /repos/{owner}/{repo}/actions/artifacts/{artifact_id}"
+    ],
+    deleteCustomImageFromOrg: [
+      "DELETE /orgs/{org}/actions/hosted-runners/images/custom/{image_definition_id}"
+    ],
+    deleteCustomImageVersionFromOrg: [
+      "DELETE /orgs/{org}/actions/hosted-runners/images/custom/{image_definition_id}/versions/{version}"
+    ],
+    deleteEnvironmentSecret: [
+      "DELETE /repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}"
+    ],
+    deleteEnvironmentVariable: [
+      "DELETE /repos/{owner}/{repo}/environments/{environment_name}/variables/{name}"
+    ],
+    deleteHostedRunnerForOrg: [
+      "DELETE /orgs/{org}/actions/hosted-runners/{hosted_runner_id}"
+    ],
+    deleteOrgSecret: ["DELETE /orgs/{org}/actions/secrets/{secret_name}"],
+    deleteOrgVariable: ["DELETE /orgs/{org}/actions/variables/{name}"],
+    deleteRepoSecret: [
+      "DELETE /repos/{owner}/{repo}/actions/secrets/{secret_name}"
+    ],
+    deleteRepoVariable: [
+      "DELETE /repos/{owner}/{repo}/actions/variables/{name}"
+    ],
+    deleteSelfHostedRunnerFromOrg: [
+      "DELETE /orgs/{org}/actions/runners/{runner_id}"
+    ],
+    deleteSelfHostedRunnerFromRepo: [
+      "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}"
+    ],
+    deleteWorkflowRun: ["DELETE /repos/{owner}/{repo}/actions/runs/{run_id}"],
+    deleteWorkflowRunLogs: [
+      "DELETE /repos/{owner}/{repo}/actions/runs/{run_id}/logs"
+    ],
+    disableSelectedRepositoryGithubActionsOrganization: [
+      "DELETE /orgs/{org}/actions/permissions/repositories/{repository_id}"
+    ],
+    disableWorkflow: [
+      "PUT /repos/{owner}/{repo}/actions/workflows/{workflow_id}/disable"
+    ],
+    downloadArtifact: [
+      "GET /repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}"
+    ],
+    downloadJobLogsForWorkflowRun: [
+      "GET /repos/{owner}/{repo}/actions/jobs/{job_id}/logs"
+    ],
+    downloadWorkflowRunAttemptLogs: [
+      "GET /repos/{owner}/{repo}/actions/runs/{run_id}/attempts/{attempt_number}/logs"
+    ],
+    downloadWorkflowRunLogs: [
+      "GET /repos/{owner}/{repo}/actions/runs/{run_id}/logs"
+    ],
+    enableSelectedRepositoryGithubActionsOrganization: [
+      "PUT /orgs/{org}/actions/permissions/repositories/{repository_id}"
+    ],
+    enableWorkflow: [
+      "PUT /repos/{owner}/{repo}/actions/workflows/{workflow_id}/enable"
+    ],
+    forceCancelWorkflowRun: [
+      "POST /repos/{owner}/{repo}/actions/runs/{run_id}/force-cancel"
+    ],
+    generateRunnerJitconfigForOrg: [
+      "POST /orgs/{org}/actions/runners/generate-jitconfig"
+    ],
+    generateRunnerJitconfigForRepo: [
+      "POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig"
+    ],
+    getActionsCacheList: ["GET /repos/{owner}/{repo}/actions/caches"],
+    getActionsCacheUsage: ["GET /repos/{owner}/{repo}/actions/cache/usage"],
+    getActionsCacheUsageByRepoForOrg: [
+      "GET /orgs/{org}/actions/cache/usage-by-repository"
+    ],
+    getActionsCacheUsageForOrg: ["GET /orgs/{org}/actions/cache/usage"],
+    getAllowedActionsOrganization: [
+      "GET /orgs/{org}/actions/permissions/selected-actions"
+    ],
+    getAllowedActionsRepository: [
+      "GET /repos/{owner}/{repo}/actions/permissions/selected-actions"
+    ],
+    getArtifact: ["GET /repos/{owner}/{repo}/actions/artifacts/{artifact_id}"],
+    getCustomImageForOrg: [
+      "GET /orgs/{org}/actions/hosted-runners/images/custom/{image_definition_id}"
+    ],
+    getCustomImageVersionForOrg: [
+      "GET /orgs/{org}/actions/hosted-runners/images/custom/{image_definition_id}/versions/{version}"
+    ],
+    getCustomOidcSubClaimForRepo: [
+      "GET /repos/{owner}/{repo}/actions/oidc/customization/sub"
+    ],
+    getEnvironmentPublicKey: [
+      "GET /repos/{owner}/{repo}/environments/{environment_name}/secrets/public-key"
+    ],
+    getEnvironmentSecret: [
+      "GET /repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}"
+    ],
+    getEnvironmentVariable: [
+      "GET /repos/{owner}/{repo}/environments/{environment_name}/variables/{name}"
+    ],
+    getGithubActionsDefaultWorkflowPermissionsOrganization: [
+      "GET /orgs/{org}/actions/permissions/workflow"
+    ],
+    getGithubActionsDefaultWorkflowPermissionsRepository: [
+      "GET /repos/{owner}/{repo}/actions/permissions/workflow"
+    ],
+    getGithubActionsPermissionsOrganization: [
+      "GET /orgs/{org}/actions/permissions"
+    ],
+    getGithubActionsPermissionsRepository: [
+      "GET /repos/{owner}/{repo}/actions/permissions"
+    ],
+    getHostedRunnerForOrg: [
+      "GET /orgs/{org}/actions/hosted-runners/{hosted_runner_id}"
+    ],
+    getHostedRunnersGithubOwnedImagesForOrg: [
+      "GET /orgs/{org}/actions/hosted-runners/images/github-owned"
+    ],
+    getHostedRunnersLimitsForOrg: [
+      "GET /orgs/{org}/actions/hosted-runners/limits"
+    ],
+    getHostedRunnersMachineSpecsForOrg: [
+      "GET /orgs/{org}/actions/hosted-runners/machine-sizes"
+    ],
+    getHostedRunnersPartnerImagesForOrg: [
+      "GET /orgs/{org}/actions/hosted-runners/images/partner"
+    ],
+    getHostedRunnersPlatformsForOrg: [
+      "GET /orgs/{org}/actions/hosted-runners/platforms"
+    ],
+    getJobForWorkflowRun: ["GET /repos/{owner}/{repo}/actions/jobs/{job_id}"],
+    getOrgPublicKey: ["GET /orgs/{org}/actions/secrets/public-key"],
+    getOrgSecret: ["GET /orgs/{org}/actions/secrets/{secret_name}"],
+    getOrgVariable: ["GET /orgs/{org}/actions/variables/{name}"],
+    getPendingDeploymentsForRun: [
+      "GET /repos/{owner}/{repo}/actions/runs/{run_id}/pending_deployments"
+    ],
+    getRepoPermissions: [
+      "GET /repos/{owner}/{repo}/actions/permissions",
+      {},
+      { renamed: ["actions", "getGithubActionsPermissionsRepository"] }
+    ],
+    getRepoPublicKey: ["GET /repos/{owner}/{repo}/actions/secrets/public-key"],
+    getRepoSecret: ["GET /repos/{owner}/{repo}/actions/secrets/{secret_name}"],
+    getRepoVariable: ["GET /repos/{owner}/{repo}/actions/variables/{name}"],
+    getReviewsForRun: [
+      "GET /repos/{owner}/{repo}/actions/runs/{run_id}/approvals"
+    ],
+    getSelfHostedRunnerForOrg: ["GET /orgs/{org}/actions/runners/{runner_id}"],
+    getSelfHostedRunnerForRepo: [
+      "GET /repos/{owner}/{repo}/actions/runners/{runner_id}"
+    ],
+    getWorkflow: ["GET /repos/{owner}/{repo}/actions/workflows/{workflow_id}"],
+    getWorkflowAccessToRepository: [
+      "GET /repos/{owner}/{repo}/actions/permissions/access"
+    ],
+    getWorkflowRun: ["GET /repos/{owner}/{repo}/actions/runs/{run_id}"],
+    getWorkflowRunAttempt: [
+      "GET /repos/{owner}/{repo}/actions/runs/{run_id}/attempts/{attempt_number}"
+    ],
+    getWorkflowRunUsage: [
+      "GET /repos/{owner}/{repo}/actions/runs/{run_id}/timing"
+    ],
+    getWorkflowUsage: [
+      "GET /repos/{owner}/{repo}/actions/workflows/{workflow_id}/timing"
+    ],
+    listArtifactsForRepo: ["GET /repos/{owner}/{repo}/actions/artifacts"],
+    listCustomImageVersionsForOrg: [
+      "GET /orgs/{org}/actions/hosted-runners/images/custom/{image_definition_id}/versions"
+    ],
+    listCustomImagesForOrg: [
+      "GET /orgs/{org}/actions/hosted-runners/images/custom"
+    ],
+    listEnvironmentSecrets: [
+      "GET /repos/{owner}/{repo}/environments/{environment_name}/secrets"
+    ],
+    listEnvironmentVariables: [
+      "GET /repos/{owner}/{repo}/environments/{environment_name}/variables"
+    ],
+    listGithubHostedRunnersInGroupForOrg: [
+      "GET /orgs/{org}/actions/runner-groups/{runner_group_id}/hosted-runners"
+    ],
+    listHostedRunnersForOrg: ["GET /orgs/{org}/actions/hosted-runners"],
+    listJobsForWorkflowRun: [
+      "GET /repos/{owner}/{repo}/actions/runs/{run_id}/jobs"
+    ],
+    listJobsForWorkflowRunAttempt: [
+      "GET /repos/{owner}/{repo}/actions/runs/{run_id}/attempts/{attempt_number}/jobs"
+    ],
+    listLabelsForSelfHostedRunnerForOrg: [
+      "GET /orgs/{org}/actions/runners/{runner_id}/labels"
+    ],
+    listLabelsForSelfHostedRunnerForRepo: [
+      "GET /repos/{owner}/{repo}/actions/runners/{runner_id}/labels"
+    ],
+    listOrgSecrets: ["GET /orgs/{org}/actions/secrets"],
+    listOrgVariables: ["GET /orgs/{org}/actions/variables"],
+    listRepoOrganizationSecrets: [
+      "GET /repos/{owner}/{repo}/actions/organization-secrets"
+    ],
+    listRepoOrganizationVariables: [
+      "GET /repos/{owner}/{repo}/actions/organization-variables"
+    ],
+    listRepoSecrets: ["GET /repos/{owner}/{repo}/actions/secrets"],
+    listRepoVariables: ["GET /repos/{owner}/{repo}/actions/variables"],
+    listRepoWorkflows: ["GET /repos/{owner}/{repo}/actions/workflows"],
+    listRunnerApplicationsForOrg: ["GET /orgs/{org}/actions/runners/downloads"],
+    listRunnerApplicationsForRepo: [
+      "GET /repos/{owner}/{repo}/actions/runners/downloads"
+    ],
+    listSelectedReposForOrgSecret: [
+      "GET /orgs/{org}/actions/secrets/{secret_name}/repositories"
+    ],
+    listSelectedReposForOrgVariable: [
+      "GET /orgs/{org}/actions/variables/{name}/repositories"
+    ],
+    listSelectedRepositoriesEnabledGithubActionsOrganization: [
+      "GET /orgs/{org}/actions/permissions/repositories"
+    ],
+    listSelfHostedRunnersForOrg: ["GET /orgs/{org}/actions/runners"],
+    listSelfHostedRunnersForRepo: ["GET /repos/{owner}/{repo}/actions/runners"],
+    listWorkflowRunArtifacts: [
+      "GET /repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"
+    ],
+    listWorkflowRuns: [
+      "GET /repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs"
+    ],
+    listWorkflowRunsForRepo: ["GET /repos/{owner}/{repo}/actions/runs"],
+    reRunJobForWorkflowRun: [
+      "POST /repos/{owner}/{repo}/actions/jobs/{job_id}/rerun"
+    ],
+    reRunWorkflow: ["POST /repos/{owner}/{repo}/actions/runs/{run_id}/rerun"],
+    reRunWorkflowFailedJobs: [
+      "POST /repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs"
+    ],
+    removeAllCustomLabelsFromSelfHostedRunnerForOrg: [
+      "DELETE /orgs/{org}/actions/runners/{runner_id}/labels"
+    ],
+    removeAllCustomLabelsFromSelfHostedRunnerForRepo: [
+      "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}/labels"
+    ],
+    removeCustomLabelFromSelfHostedRunnerForOrg: [
+      "DELETE /orgs/{org}/actions/runners/{runner_id}/labels/{name}"
+    ],
+    removeCustomLabelFromSelfHostedRunnerForRepo: [
+      "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}/labels/{name}"
+    ],
+    removeSelectedRepoFromOrgSecret: [
+      "DELETE /orgs/{org}/actions/secrets/{secret_name}/repositories/{repository_id}"
+    ],
+    removeSelectedRepoFromOrgVariable: [
+      "DELETE /orgs/{org}/actions/variables/{name}/repositories/{repository_id}"
+    ],
+    reviewCustomGatesForRun: [
+      "POST /repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule"
+    ],
+    reviewPendingDeploymentsForRun: [
+      "POST /repos/{owner}/{repo}/actions/runs/{run_id}/pending_deployments"
+    ],
+    setAllowedActionsOrganization: [
+      "PUT /orgs/{org}/actions/permissions/selected-actions"
+    ],
+    setAllowedActionsRepository: [
+      "PUT /repos/{owner}/{repo}/actions/permissions/selected-actions"
+    ],
+    setCustomLabelsForSelfHostedRunnerForOrg: [
+      "PUT /orgs/{org}/actions/runners/{runner_id}/labels"
+    ],
+    setCustomLabelsForSelfHostedRunnerForRepo: [
+      "PUT /repos/{owner}/{repo}/actions/runners/{runner_id}/labels"
+    ],
+    setCustomOidcSubClaimForRepo: [
+      "PUT /repos/{owner}/{repo}/actions/oidc/customization/sub"
+    ],
+    setGithubActionsDefaultWorkflowPermissionsOrganization: [
+      "PUT /orgs/{org}/actions/permissions/workflow"
+    ],
+    setGithubActionsDefaultWorkflowPermissionsRepository: [
+      "PUT /repos/{owner}/{repo}/actions/permissions/workflow"
+    ],
+    setGithubActionsPermissionsOrganization: [
+      "PUT /orgs/{org}/actions/permissions"
+    ],
+    setGithubActionsPermissionsRepository: [
+      "PUT /repos/{owner}/{repo}/actions/permissions"
+    ],
+    setSelectedReposForOrgSecret: [
+      "PUT /orgs/{org}/actions/secrets/{secret_name}/repositories"
+    ],
+    setSelectedReposForOrgVariable: [
+      "PUT /orgs/{org}/actions/variables/{name}/repositories"
+    ],
+    setSelectedRepositoriesEnabledGithubActionsOrganization: [
+      "PUT /orgs/{org}/actions/permissions/repositories"
+    ],
+    setWorkflowAccessToRepository: [
+      "PUT /repos/{owner}/{repo}/actions/permissions/access"
+    ],
+    updateEnvironmentVariable: [
+      "PATCH /repos/{owner}/{repo}/environments/{environment_name}/variables/{name}"
+    ],
+    updateHostedRunnerForOrg: [
+      "PATCH /orgs/{org}/actions/hosted-runners/{hosted_runner_id}"
+    ],
+    updateOrgVariable: ["PATCH /orgs/{org}/actions/variables/{name}"],
+    updateRepoVariable: [
+      "PATCH /repos/{owner}/{repo}/actions/variables/{name}"
+    ]
+  },
+  activity: {
+    checkRepoIsStarredByAuthenticatedUser: ["GET /user/starred/{owner}/{repo}"],
+    deleteRepoSubscription: ["DELETE /repos/{owner}/{repo}/subscription"],
+    deleteThreadSubscription: [
+      "DELETE /notifications/threads/{thread_id}/subscription"
+    ],
+    getFeeds: ["GET /feeds"],
+    getRepoSubscription: ["GET /repos/{owner}/{repo}/subscription"],
+    getThread: ["GET /notifications/threads/{thread_id}"],
+    getThreadSubscriptionForAuthenticatedUser: [
+      "GET /notifications/threads/{thread_id}/subscription"
+    ],
+    listEventsForAuthenticatedUser: ["GET /users/{username}/events"],
+    listNotificationsForAuthenticatedUser: ["GET /notifications"],
+    listOrgEventsForAuthenticatedUser: [
+      "GET /users/{username}/events/orgs/{org}"
+    ],
+    listPublicEvents: ["GET /events"],
+    listPublicEventsForRepoNetwork: ["GET /networks/{owner}/{repo}/events"],
+    listPublicEventsForUser: ["GET /users/{username}/events/public"],
+    listPublicOrgEvents: ["GET /orgs/{org}/events"],
+    listReceivedEventsForUser: ["GET /users/{username}/received_events"],
+    listReceivedPublicEventsForUser: [
+      "GET /users/{username}/received_events/public"
+    ],
+    listRepoEvents: ["GET /repos/{owner}/{repo}/events"],
+    listRepoNotificationsForAuthenticatedUser: [
+      "GET /repos/{owner}/{repo}/notifications"
+    ],
+    listReposStarredByAuthenticatedUser: ["GET /user/starred"],
+    listReposStarredByUser: ["GET /users/{username}/starred"],
+    listReposWatchedByUser: ["GET /users/{username}/subscriptions"],
+    listStargazersForRepo: ["GET /repos/{owner}/{repo}/stargazers"],
+    listWatchedReposForAuthenticatedUser: ["GET /user/subscriptions"],
+    listWatchersForRepo: ["GET /repos/{owner}/{repo}/subscribers"],
+    markNotificationsAsRead: ["PUT /notifications"],
+    markRepoNotificationsAsRead: ["PUT /repos/{owner}/{repo}/notifications"],
+    markThreadAsDone: ["DELETE /notifications/threads/{thread_id}"],
+    markThreadAsRead: ["PATCH /notifications/threads/{thread_id}"],
+    setRepoSubscription: ["PUT /repos/{owner}/{repo}/subscription"],
+    setThreadSubscription: [
+      "PUT /notifications/threads/{thread_id}/subscription"
+    ],
+    starRepoForAuthenticatedUser: ["PUT /user/starred/{owner}/{repo}"],
+    unstarRepoForAuthenticatedUser: ["DELETE /user/starred/{owner}/{repo}"]
+  },
+  apps: {
+    addRepoToInstallation: [
+      "PUT /user/installations/{installation_id}/repositories/{repository_id}",
+      {},
+      { renamed: ["apps", "addRepoToInstallationForAuthenticatedUser"] }
+    ],
+    addRepoToInstallationForAuthenticatedUser: [
+      "PUT /user/installations/{installation_id}/repositories/{repository_id}"
+    ],
+    checkToken: ["POST /applications/{client_id}/token"],
+    createFromManifest: ["POST /app-manifests/{code}/conversions"],
+    createInstallationAccessToken: [
+      "POST /app/installations/{installation_id}/access_tokens"
+    ],
+    deleteAuthorization: ["DELETE /applications/{client_id}/grant"],
+    deleteInstallation: ["DELETE /app/installations/{installation_id}"],
+    deleteToken: ["DELETE /applications/{client_id}/token"],
+    getAuthenticated: ["GET /app"],
+    getBySlug: ["GET /apps/{app_slug}"],
+    getInstallation: ["GET /app/installations/{installation_id}"],
+    getOrgInstallation: ["GET /orgs/{org}/installation"],
+    getRepoInstallation: ["GET /repos/{owner}/{repo}/installation"],
+    getSubscriptionPlanForAccount: [
+      "GET /marketplace_listing/accounts/{account_id}"
+    ],
+    getSubscriptionPlanForAccountStubbed: [
+      "GET /marketplace_listing/stubbed/accounts/{account_id}"
+    ],
+    getUserInstallation: ["GET /users/{username}/installation"],
+    getWebhookConfigForApp: ["GET /app/hook/config"],
+    getWebhookDelivery: ["GET /app/hook/deliveries/{delivery_id}"],
+    listAccountsForPlan: ["GET /marketplace_listing/plans/{plan_id}/accounts"],
+    listAccountsForPlanStubbed: [
+      "GET /marketplace_listing/stubbed/plans/{plan_id}/accounts"
+    ],
+    listInstallationReposForAuthenticatedUser: [
+      "GET /user/installations/{installation_id}/repositories"
+    ],
+    listInstallationRequestsForAuthenticatedApp: [
+      "GET /app/installation-requests"
+    ],
+    listInstallations: ["GET /app/installations"],
+    listInstallationsForAuthenticatedUser: ["GET /user/installations"],
+    listPlans: ["GET /marketplace_listing/plans"],
+    listPlansStubbed: ["GET /marketplace_listing/stubbed/plans"],
+    listReposAccessibleToInstallation: ["GET /installation/repositories"],
+    listSubscriptionsForAuthenticatedUser: ["GET /user/marketplace_purchases"],
+    listSubscriptionsForAuthenticatedUserStubbed: [
+      "GET /user/marketplace_purchases/stubbed"
+    ],
+    listWebhookDeliveries: ["GET /app/hook/deliveries"],
+    redeliverWebhookDelivery: [
+      "POST /app/hook/deliveries/{delivery_id}/attempts"
+    ],
+    removeRepoFromInstallation: [
+      "DELETE /user/installations/{installation_id}/repositories/{repository_id}",
+      {},
+      { renamed: ["apps", "removeRepoFromInstallationForAuthenticatedUser"] }
+    ],
+    removeRepoFromInstallationForAuthenticatedUser: [
+      "DELETE /user/installations/{installation_id}/repositories/{repository_id}"
+    ],
+    resetToken: ["PATCH /applications/{client_id}/token"],
+    revokeInstallationAccessToken: ["DELETE /installation/token"],
+    scopeToken: ["POST /applications/{client_id}/token/scoped"],
+    suspendInstallation: ["PUT /app/installations/{installation_id}/suspended"],
+    unsuspendInstallation: [
+      "DELETE /app/installations/{installation_id}/suspended"
+    ],
+    updateWebhookConfigForApp: ["PATCH /app/hook/config"]
+  },
+  billing: {
+    getGithubActionsBillingOrg: ["GET /orgs/{org}/settings/billing/actions"],
+    getGithubActionsBillingUser: [
+      "GET /users/{username}/settings/billing/actions"
+    ],
+    getGithubBillingPremiumRequestUsageReportOrg: [
+      "GET /organizations/{org}/settings/billing/premium_request/usage"
+    ],
+    getGithubBillingPremiumRequestUsageReportUser: [
+      "GET /users/{username}/settings/billing/premium_request/usage"
+    ],
+    getGithubBillingUsageReportOrg: [
+      "GET /organizations/{org}/settings/billing/usage"
+    ],
+    getGithubBillingUsageReportUser: [
+      "GET /users/{username}/settings/billing/usage"
+    ],
+    getGithubPackagesBillingOrg: ["GET /orgs/{org}/settings/billing/packages"],
+    getGithubPackagesBillingUser: [
+      "GET /users/{username}/settings/billing/packages"
+    ],
+    getSharedStorageBillingOrg: [
+      "GET /orgs/{org}/settings/billing/shared-storage"
+    ],
+    getSharedStorageBillingUser: [
+      "GET /users/{username}/settings/billing/shared-storage"
+    ]
+  },
+  campaigns: {
+    createCampaign: ["POST /orgs/{org}/campaigns"],
+    deleteCampaign: ["DELETE /orgs/{org}/campaigns/{campaign_number}"],
+    getCampaignSummary: ["GET /orgs/{org}/campaigns/{campaign_number}"],
+    listOrgCampaigns: ["GET /orgs/{org}/campaigns"],
+    updateCampaign: ["PATCH /orgs/{org}/campaigns/{campaign_number}"]
+  },
+  checks: {
+    create: ["POST /repos/{owner}/{repo}/check-runs"],
+    createSuite: ["POST /repos/{owner}/{repo}/check-suites"],
+    get: ["GET /repos/{owner}/{repo}/check-runs/{check_run_id}"],
+    getSuite: ["GET /repos/{owner}/{repo}/check-suites/{check_suite_id}"],
+    listAnnotations: [
+      "GET /repos/{owner}/{repo}/check-runs/{check_run_id}/annotations"
+    ],
+    listForRef: ["GET /repos/{owner}/{repo}/commits/{ref}/check-runs"],
+    listForSuite: [
+      "GET /repos/{owner}/{repo}/check-suites/{check_suite_id}/check-runs"
+    ],
+    listSuitesForRef: ["GET /repos/{owner}/{repo}/commits/{ref}/check-suites"],
+    rerequestRun: [
+      "POST /repos/{owner}/{repo}/check-runs/{check_run_id}/rerequest"
+    ],
+    rerequestSuite: [
+      "POST /repos/{owner}/{repo}/check-suites/{check_suite_id}/rerequest"
+    ],
+    setSuitesPreferences: [
+      "PATCH /repos/{owner}/{repo}/check-suites/preferences"
+    ],
+    update: ["PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}"]
+  },
+  codeScanning: {
+    commitAutofix: [
+      "POST /repos/{owner}/{repo}/code-scanning/alerts/{alert_number}/autofix/commits"
+    ],
+    createAutofix: [
+      "POST /repos/{owner}/{repo}/code-scanning/alerts/{alert_number}/autofix"
+    ],
+    createVariantAnalysis: [
+      "POST /repos/{owner}/{repo}/code-scanning/codeql/variant-analyses"
+    ],
+    deleteAnalysis: [
+      "DELETE /repos/{owner}/{repo}/code-scanning/analyses/{analysis_id}{?confirm_delete}"
+    ],
+    deleteCodeqlDatabase: [
+      "DELETE /repos/{owner}/{repo}/code-scanning/codeql/databases/{language}"
+    ],
+    getAlert: [
+      "GET /repos/{owner}/{repo}/code-scanning/alerts/{alert_number}",
+      {},
+      { renamedParameters: { alert_id: "alert_number" } }
+    ],
+    getAnalysis: [
+      "GET /repos/{owner}/{repo}/code-scanning/analyses/{analysis_id}"
+    ],
+    getAutofix: [
+      "GET /repos/{owner}/{repo}/code-scanning/alerts/{alert_number}/autofix"
+    ],
+    getCodeqlDatabase: [
+      "GET /repos/{owner}/{repo}/code-scanning/codeql/databases/{language}"
+    ],
+    getDefaultSetup: ["GET /repos/{owner}/{repo}/code-scanning/default-setup"],
+    getSarif: ["GET /repos/{owner}/{repo}/code-scanning/sarifs/{sarif_id}"],
+    getVariantAnalysis: [
+      "GET /repos/{owner}/{repo}/code-scanning/codeql/variant-analyses/{codeql_variant_analysis_id}"
+    ],
+    getVariantAnalysisRepoTask: [
+      "GET /repos/{owner}/{repo}/code-scanning/codeql/variant-analyses/{codeql_variant_analysis_id}/repos/{repo_owner}/{repo_name}"
+    ],
+    listAlertInstances: [
+      "GET /repos/{owner}/{repo}/code-scanning/alerts/{alert_number}/instances"
+    ],
+    listAlertsForOrg: ["GET /orgs/{org}/code-scanning/alerts"],
+    listAlertsForRepo: ["GET /repos/{owner}/{repo}/code-scanning/alerts"],
+    listAlertsInstances: [
+      "GET /repos/{owner}/{repo}/code-scanning/alerts/{alert_number}/instances",
+      {},
+      { renamed: ["codeScanning", "listAlertInstances"] }
+    ],
+    listCodeqlDatabases: [
+      "GET /repos/{owner}/{repo}/code-scanning/codeql/databases"
+    ],
+    listRecentAnalyses: ["GET /repos/{owner}/{repo}/code-scanning/analyses"],
+    updateAlert: [
+      "PATCH /repos/{owner}/{repo}/code-scanning/alerts/{alert_number}"
+    ],
+    updateDefaultSetup: [
+      "PATCH /repos/{owner}/{repo}/code-scanning/default-setup"
+    ],
+    uploadSarif: ["POST /repos/{owner}/{repo}/code-scanning/sarifs"]
+  },
+  codeSecurity: {
+    attachConfiguration: [
+      "POST /orgs/{org}/code-security/configurations/{configuration_id}/attach"
+    ],
+    attachEnterpriseConfiguration: [
+      "POST /enterprises/{enterprise}/code-security/configurations/{configuration_id}/attach"
+    ],
+    createConfiguration: ["POST /orgs/{org}/code-security/configurations"],
+    createConfigurationForEnterprise: [
+      "POST /enterprises/{enterprise}/code-security/configurations"
+    ],
+    deleteConfiguration: [
+      "DELETE /orgs/{org}/code-security/configurations/{configuration_id}"
+    ],
+    deleteConfigurationForEnterprise: [
+      "DELETE /enterprises/{enterprise}/code-security/configurations/{configuration_id}"
+    ],
+    detachConfiguration: [
+      "DELETE /orgs/{org}/code-security/configurations/detach"
+    ],
+    getConfiguration: [
+      "GET /orgs/{org}/code-security/configurations/{configuration_id}"
+    ],
+    getConfigurationForRepository: [
+      "GET /repos/{owner}/{repo}/code-security-configuration"
+    ],
+    getConfigurationsForEnterprise: [
+      "GET /enterprises/{enterprise}/code-security/configurations"
+    ],
+    getConfigurationsForOrg: ["GET /orgs/{org}/code-security/configurations"],
+    getDefaultConfigurations: [
+      "GET /orgs/{org}/code-security/configurations/defaults"
+    ],
+    getDefaultConfigurationsForEnterprise: [
+      "GET /enterprises/{enterprise}/code-security/configurations/defaults"
+    ],
+    getRepositoriesForConfiguration: [
+      "GET /orgs/{org}/code-security/configurations/{configuration_id}/repositories"
+    ],
+    getRepositoriesForEnterpriseConfiguration: [
+      "GET /enterprises/{enterprise}/code-security/configurations/{configuration_id}/repositories"
+    ],
+    getSingleConfigurationForEnterprise: [
+      "GET /enterprises/{enterprise}/code-security/configurations/{configuration_id}"
+    ],
+    setConfigurationAsDefault: [
+      "PUT /orgs/{org}/code-security/configurations/{configuration_id}/defaults"
+    ],
+    setConfigurationAsDefaultForEnterprise: [
+      "PUT /enterprises/{enterprise}/code-security/configurations/{configuration_id}/defaults"
+    ],
+    updateConfiguration: [
+      "PATCH /orgs/{org}/code-security/configurations/{configuration_id}"
+    ],
+    updateEnterpriseConfiguration: [
+      "PATCH /enterprises/{enterprise}/code-security/configurations/{configuration_id}"
+    ]
+  },
+  codesOfConduct: {
+    getAllCodesOfConduct: ["GET /codes_of_conduct"],
+    getConductCode: ["GET /codes_of_conduct/{key}"]
+  },
+  codespaces: {
+    addRepositoryForSecretForAuthenticatedUser: [
+      "PUT /user/codespaces/secrets/{secret_name}/repositories/{repository_id}"
+    ],
+    addSelectedRepoToOrgSecret: [
+      "PUT /orgs/{org}/codespaces/secrets/{secret_name}/repositories/{repository_id}"
+    ],
+    checkPermissionsForDevcontainer: [
+      "GET /repos/{owner}/{repo}/codespaces/permissions_check"
+    ],
+    codespaceMachinesForAuthenticatedUser: [
+      "GET /user/codespaces/{codespace_name}/machines"
+    ],
+    createForAuthenticatedUser: ["POST /user/codespaces"],
+    createOrUpdateOrgSecret: [
+      "PUT /orgs/{org}/codespaces/secrets/{secret_name}"
+    ],
+    createOrUpdateRepoSecret: [
+      "PUT /repos/{owner}/{repo}/codespaces/secrets/{secret_name}"
+    ],
+    createOrUpdateSecretForAuthenticatedUser: [
+      "PUT /user/codespaces/secrets/{secret_name}"
+    ],
+    createWithPrForAuthenticatedUser: [
+      "POST /repos/{owner}/{repo}/pulls/{pull_number}/codespaces"
+    ],
+    createWithRepoForAuthenticatedUser: [
+      "POST /repos/{owner}/{repo}/codespaces"
+    ],
+    deleteForAuthenticatedUser: ["DELETE /user/codespaces/{codespace_name}"],
+    deleteFromOrganization: [
+      "DELETE /orgs/{org}/members/{username}/codespaces/{codespace_name}"
+    ],
+    deleteOrgSecret: ["DELETE /orgs/{org}/codespaces/secrets/{secret_name}"],
+    deleteRepoSecret: [
+      "DELETE /repos/{owner}/{repo}/codespaces/secrets/{secret_name}"
+    ],
+    deleteSecretForAuthenticatedUser: [
+      "DELETE /user/codespaces/secrets/{secret_name}"
+    ],
+    exportForAuthenticatedUser: [
+      "POST /user/codespaces/{codespace_name}/exports"
+    ],
+    getCodespacesForUserInOrg: [
+      "GET /orgs/{org}/members/{username}/codespaces"
+    ],
+    getExportDetailsForAuthenticatedUser: [
+      "GET /user/codespaces/{codespace_name}/exports/{export_id}"
+    ],
+    getForAuthenticatedUser: ["GET /user/codespaces/{codespace_name}"],
+    getOrgPublicKey: ["GET /orgs/{org}/codespaces/secrets/public-key"],
+    getOrgSecret: ["GET /orgs/{org}/codespaces/secrets/{secret_name}"],
+    getPublicKeyForAuthenticatedUser: [
+      "GET /user/codespaces/secrets/public-key"
+    ],
+    getRepoPublicKey: [
+      "GET /repos/{owner}/{repo}/codespaces/secrets/public-key"
+    ],
+    getRepoSecret: [
+      "GET /repos/{owner}/{repo}/codespaces/secrets/{secret_name}"
+    ],
+    getSecretForAuthenticatedUser: [
+      "GET /user/codespaces/secrets/{secret_name}"
+    ],
+    listDevcontainersInRepositoryForAuthenticatedUser: [
+      "GET /repos/{owner}/{repo}/codespaces/devcontainers"
+    ],
+    listForAuthenticatedUser: ["GET /user/codespaces"],
+    listInOrganization: [
+      "GET /orgs/{org}/codespaces",
+      {},
+      { renamedParameters: { org_id: "org" } }
+    ],
+    listInRepositoryForAuthenticatedUser: [
+      "GET /repos/{owner}/{repo}/codespaces"
+    ],
+    listOrgSecrets: ["GET /orgs/{org}/codespaces/secrets"],
+    listRepoSecrets: ["GET /repos/{owner}/{repo}/codespaces/secrets"],
+    listRepositoriesForSecretForAuthenticatedUser: [
+      "GET /user/codespaces/secrets/{secret_name}/repositories"
+    ],
+    listSecretsForAuthenticatedUser: ["GET /user/codespaces/secrets"],
+    listSelectedReposForOrgSecret: [
+      "GET /orgs/{org}/codespaces/secrets/{secret_name}/repositories"
+    ],
+    preFlightWithRepoForAuthenticatedUser: [
+      "GET /repos/{owner}/{repo}/codespaces/new"
+    ],
+    publishForAuthenticatedUser: [
+      "POST /user/codespaces/{codespace_name}/publish"
+    ],
+    removeRepositoryForSecretForAuthenticatedUser: [
+      "DELETE /user/codespaces/secrets/{secret_name}/repositories/{repository_id}"
+    ],
+    removeSelectedRepoFromOrgSecret: [
+      "DELETE /orgs/{org}/codespaces/secrets/{secret_name}/repositories/{repository_id}"
+    ],
+    repoMachinesForAuthenticatedUser: [
+      "GET /repos/{owner}/{repo}/codespaces/machines"
+    ],
+    setRepositoriesForSecretForAuthenticatedUser: [
+      "PUT /user/codespaces/secrets/{secret_name}/repositories"
+    ],
+    setSelectedReposForOrgSecret: [
+      "PUT /orgs/{org}/codespaces/secrets/{secret_name}/repositories"
+    ],
+    startForAuthenticatedUser: ["POST /user/codespaces/{codespace_name}/start"],
+    stopForAuthenticatedUser: ["POST /user/codespaces/{codespace_name}/stop"],
+    stopInOrganization: [
+      "POST /orgs/{org}/members/{username}/codespaces/{codespace_name}/stop"
+    ],
+    updateForAuthenticatedUser: ["PATCH /user/codespaces/{codespace_name}"]
+  },
+  copilot: {
+    addCopilotSeatsForTeams: [
+      "POST /orgs/{org}/copilot/billing/selected_teams"
+    ],
+    addCopilotSeatsForUsers: [
+      "POST /orgs/{org}/copilot/billing/selected_users"
+    ],
+    cancelCopilotSeatAssignmentForTeams: [
+      "DELETE /orgs/{org}/copilot/billing/selected_teams"
+    ],
+    cancelCopilotSeatAssignmentForUsers: [
+      "DELETE /orgs/{org}/copilot/billing/selected_users"
+    ],
+    copilotMetricsForOrganization: ["GET /orgs/{org}/copilot/metrics"],
+    copilotMetricsForTeam: ["GET /orgs/{org}/team/{team_slug}/copilot/metrics"],
+    getCopilotOrganizationDetails: ["GET /orgs/{org}/copilot/billing"],
+    getCopilotSeatDetailsForUser: [
+      "GET /orgs/{org}/members/{username}/copilot"
+    ],
+    listCopilotSeats: ["GET /orgs/{org}/copilot/billing/seats"]
+  },
+  credentials: { revoke: ["POST /credentials/revoke"] },
+  dependabot: {
+    addSelectedRepoToOrgSecret: [
+      "PUT /orgs/{org}/dependabot/secrets/{secret_name}/repositories/{repository_id}"
+    ],
+    createOrUpdateOrgSecret: [
+      "PUT /orgs/{org}/dependabot/secrets/{secret_name}"
+    ],
+    createOrUpdateRepoSecret: [
+      "PUT /repos/{owner}/{repo}/dependabot/secrets/{secret_name}"
+    ],
+    deleteOrgSecret: ["DELETE /orgs/{org}/dependabot/secrets/{secret_name}"],
+    deleteRepoSecret: [
+      "DELETE /repos/{owner}/{repo}/dependabot/secrets/{secret_name}"
+    ],
+    getAlert: ["GET /repos/{owner}/{repo}/dependabot/alerts/{alert_number}"],
+    getOrgPublicKey: ["GET /orgs/{org}/dependabot/secrets/public-key"],
+    getOrgSecret: ["GET /orgs/{org}/dependabot/secrets/{secret_name}"],
+    getRepoPublicKey: [
+      "GET /repos/{owner}/{repo}/dependabot/secrets/public-key"
+    ],
+    getRepoSecret: [
+      "GET /repos/{owner}/{repo}/dependabot/secrets/{secret_name}"
+    ],
+    listAlertsForEnterprise: [
+      "GET /enterprises/{enterprise}/dependabot/alerts"
+    ],
+    listAlertsForOrg: ["GET /orgs/{org}/dependabot/alerts"],
+    listAlertsForRepo: ["GET /repos/{owner}/{repo}/dependabot/alerts"],
+    listOrgSecrets: ["GET /orgs/{org}/dependabot/secrets"],
+    listRepoSecrets: ["GET /repos/{owner}/{repo}/dependabot/secrets"],
+    listSelectedReposForOrgSecret: [
+      "GET /orgs/{org}/dependabot/secrets/{secret_name}/repositories"
+    ],
+    removeSelectedRepoFromOrgSecret: [
+      "DELETE /orgs/{org}/dependabot/secrets/{secret_name}/repositories/{repository_id}"
+    ],
+    repositoryAccessForOrg: [
+      "GET /organizations/{org}/dependabot/repository-access"
+    ],
+    setRepositoryAccessDefaultLevel: [
+      "PUT /organizations/{org}/dependabot/repository-access/default-level"
+    ],
+    setSelectedReposForOrgSecret: [
+      "PUT /orgs/{org}/dependabot/secrets/{secret_name}/repositories"
+    ],
+    updateAlert: [
+      "PATCH /repos/{owner}/{repo}/dependabot/alerts/{alert_number}"
+    ],
+    updateRepositoryAccessForOrg: [
+      "PATCH /organizations/{org}/dependabot/repository-access"
+    ]
+  },
+  dependencyGraph: {
+    createRepositorySnapshot: [
+      "POST /repos/{owner}/{repo}/dependency-graph/snapshots"
+    ],
+    diffRange: [
+      "GET /repos/{owner}/{repo}/dependency-graph/compare/{basehead}"
+    ],
+    exportSbom: ["GET /repos/{owner}/{repo}/dependency-graph/sbom"]
+  },
+  emojis: { get: ["GET /emojis"] },
+  enterpriseTeamMemberships: {
+    add: [
+      "PUT /enterprises/{enterprise}/teams/{enterprise-team}/memberships/{username}"
+    ],
+    bulkAdd: [
+      "POST /enterprises/{enterprise}/teams/{enterprise-team}/memberships/add"
+    ],
+    bulkRemove: [
+      "POST /enterprises/{enterprise}/teams/{enterprise-team}/memberships/remove"
+    ],
+    get: [
+      "GET /enterprises/{enterprise}/teams/{enterprise-team}/memberships/{username}"
+    ],
+    list: ["GET /enterprises/{enterprise}/teams/{enterprise-team}/memberships"],
+    remove: [
+      "DELETE /enterprises/{enterprise}/teams/{enterprise-team}/memberships/{username}"
+    ]
+  },
+  enterpriseTeamOrganizations: {
+    add: [
+      "PUT /enterprises/{enterprise}/teams/{enterprise-team}/organizations/{org}"
+    ],
+    bulkAdd: [
+      "POST /enterprises/{enterprise}/teams/{enterprise-team}/organizations/add"
+    ],
+    bulkRemove: [
+      "POST /enterprises/{enterprise}/teams/{enterprise-team}/organizations/remove"
+    ],
+    delete: [
+      "DELETE /enterprises/{enterprise}/teams/{enterprise-team}/organizations/{org}"
+    ],
+    getAssignment: [
+      "GET /enterprises/{enterprise}/teams/{enterprise-team}/organizations/{org}"
+    ],
+    getAssignments: [
+      "GET /enterprises/{enterprise}/teams/{enterprise-team}/organizations"
+    ]
+  },
+  enterpriseTeams: {
+    create: ["POST /enterprises/{enterprise}/teams"],
+    delete: ["DELETE /enterprises/{enterprise}/teams/{team_slug}"],
+    get: ["GET /enterprises/{enterprise}/teams/{team_slug}"],
+    list: ["GET /enterprises/{enterprise}/teams"],
+    update: ["PATCH /enterprises/{enterprise}/teams/{team_slug}"]
+  },
+  gists: {
+    checkIsStarred: ["GET /gists/{gist_id}/star"],
+    create: ["POST /gists"],
+    createComment: ["POST /gists/{gist_id}/comments"],
+    delete: ["DELETE /gists/{gist_id}"],
+    deleteComment: ["DELETE /gists/{gist_id}/comments/{comment_id}"],
+    fork: ["POST /gists/{gist_id}/forks"],
+    get: ["GET /gists/{gist_id}"],
+    getComment: ["GET /gists/{gist_id}/comments/{comment_id}"],
+    getRevision: ["GET /gists/{gist_id}/{sha}"],
+    list: ["GET /gists"],
+    listComments: ["GET /gists/{gist_id}/comments"],
+    listCommits: ["GET /gists/{gist_id}/commits"],
+    listForUser: ["GET /users/{username}/gists"],
+    listForks: ["GET /gists/{gist_id}/forks"],
+    listPublic: ["GET /gists/public"],
+    listStarred: ["GET /gists/starred"],
+    star: ["PUT /gists/{gist_id}/star"],
+    unstar: ["DELETE /gists/{gist_id}/star"],
+    update: ["PATCH /gists/{gist_id}"],
+    updateComment: ["PATCH /gists/{gist_id}/comments/{comment_id}"]
+  },
+  git: {
+    createBlob: ["POST /repos/{owner}/{repo}/git/blobs"],
+    createCommit: ["POST /repos/{owner}/{repo}/git/commits"],
+    createRef: ["POST /repos/{owner}/{repo}/git/refs"],
+    createTag: ["POST /repos/{owner}/{repo}/git/tags"],
+    createTree: ["POST /repos/{owner}/{repo}/git/trees"],
+    deleteRef: ["DELETE /repos/{owner}/{repo}/git/refs/{ref}"],
+    getBlob: ["GET /repos/{owner}/{repo}/git/blobs/{file_sha}"],
+    getCommit: ["GET /repos/{owner}/{repo}/git/commits/{commit_sha}"],
+    getRef: ["GET /repos/{owner}/{repo}/git/ref/{ref}"],
+    getTag: ["GET /repos/{owner}/{repo}/git/tags/{tag_sha}"],
+    getTree: ["GET /repos/{owner}/{repo}/git/trees/{tree_sha}"],
+    listMatchingRefs: ["GET /repos/{owner}/{repo}/git/matching-refs/{ref}"],
+    updateRef: ["PATCH /repos/{owner}/{repo}/git/refs/{ref}"]
+  },
+  gitignore: {
+    getAllTemplates: ["GET /gitignore/templates"],
+    getTemplate: ["GET /gitignore/templates/{name}"]
+  },
+  hostedCompute: {
+    createNetworkConfigurationForOrg: [
+      "POST /orgs/{org}/settings/network-configurations"
+    ],
+    deleteNetworkConfigurationFromOrg: [
+      "DELETE /orgs/{org}/settings/network-configurations/{network_configuration_id}"
+    ],
+    getNetworkConfigurationForOrg: [
+      "GET /orgs/{org}/settings/network-configurations/{network_configuration_id}"
+    ],
+    getNetworkSettingsForOrg: [
+      "GET /orgs/{org}/settings/network-settings/{network_settings_id}"
+    ],
+    listNetworkConfigurationsForOrg: [
+      "GET /orgs/{org}/settings/network-configurations"
+    ],
+    updateNetworkConfigurationForOrg: [
+      "PATCH /orgs/{org}/settings/network-configurations/{network_configuration_id}"
+    ]
+  },
+  interactions: {
+    getRestrictionsForAuthenticatedUser: ["GET /user/interaction-limits"],
+    getRestrictionsForOrg: ["GET /orgs/{org}/interaction-limits"],
+    getRestrictionsForRepo: ["GET /repos/{owner}/{repo}/interaction-limits"],
+    getRestrictionsForYourPublicRepos: [
+      "GET /user/interaction-limits",
+      {},
+      { renamed: ["interactions", "getRestrictionsForAuthenticatedUser"] }
+    ],
+    removeRestrictionsForAuthenticatedUser: ["DELETE /user/interaction-limits"],
+    removeRestrictionsForOrg: ["DELETE /orgs/{org}/interaction-limits"],
+    removeRestrictionsForRepo: [
+      "DELETE /repos/{owner}/{repo}/interaction-limits"
+    ],
+    removeRestrictionsForYourPublicRepos: [
+      "DELETE /user/interaction-limits",
+      {},
+      { renamed: ["interactions", "removeRestrictionsForAuthenticatedUser"] }
+    ],
+    setRestrictionsForAuthenticatedUser: ["PUT /user/interaction-limits"],
+    setRestrictionsForOrg: ["PUT /orgs/{org}/interaction-limits"],
+    setRestrictionsForRepo: ["PUT /repos/{owner}/{repo}/interaction-limits"],
+    setRestrictionsForYourPublicRepos: [
+      "PUT /user/interaction-limits",
+      {},
+      { renamed: ["interactions", "setRestrictionsForAuthenticatedUser"] }
+    ]
+  },
+  issues: {
+    addAssignees: [
+      "POST /repos/{owner}/{repo}/issues/{issue_number}/assignees"
+    ],
+    addBlockedByDependency: [
+      "POST /repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocked_by"
+    ],
+    addLabels: ["POST /repos/{owner}/{repo}/issues/{issue_number}/labels"],
+    addSubIssue: [
+      "POST /repos/{owner}/{repo}/issues/{issue_number}/sub_issues"
+    ],
+    checkUserCanBeAssigned: ["GET /repos/{owner}/{repo}/assignees/{assignee}"],
+    checkUserCanBeAssignedToIssue: [
+      "GET /repos/{owner}/{repo}/issues/{issue_number}/assignees/{assignee}"
+    ],
+    create: ["POST /repos/{owner}/{repo}/issues"],
+    createComment: [
+      "POST /repos/{owner}/{repo}/issues/{issue_number}/comments"
+    ],
+    createLabel: ["POST /repos/{owner}/{repo}/labels"],
+    createMilestone: ["POST /repos/{owner}/{repo}/milestones"],
+    deleteComment: [
+      "DELETE /repos/{owner}/{repo}/issues/comments/{comment_id}"
+    ],
+    deleteLabel: ["DELETE /repos/{owner}/{repo}/labels/{name}"],
+    deleteMilestone: [
+      "DELETE /repos/{owner}/{repo}/milestones/{milestone_number}"
+    ],
+    get: ["GET /repos/{owner}/{repo}/issues/{issue_number}"],
+    getComment: ["GET /repos/{owner}/{repo}/issues/comments/{comment_id}"],
+    getEvent: ["GET /repos/{owner}/{repo}/issues/events/{event_id}"],
+    getLabel: ["GET /repos/{owner}/{repo}/labels/{name}"],
+    getMilestone: ["GET /repos/{owner}/{repo}/milestones/{milestone_number}"],
+    getParent: ["GET /repos/{owner}/{repo}/issues/{issue_number}/parent"],
+    list: ["GET /issues"],
+    listAssignees: ["GET /repos/{owner}/{repo}/assignees"],
+    listComments: ["GET /repos/{owner}/{repo}/issues/{issue_number}/comments"],
+    listCommentsForRepo: ["GET /repos/{owner}/{repo}/issues/comments"],
+    listDependenciesBlockedBy: [
+      "GET /repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocked_by"
+    ],
+    listDependenciesBlocking: [
+      "GET /repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocking"
+    ],
+    listEvents: ["GET /repos/{owner}/{repo}/issues/{issue_number}/events"],
+    listEventsForRepo: ["GET /repos/{owner}/{repo}/issues/events"],
+    listEventsForTimeline: [
+      "GET /repos/{owner}/{repo}/issues/{issue_number}/timeline"
+    ],
+    listForAuthenticatedUser: ["GET /user/issues"],
+    listForOrg: ["GET /orgs/{org}/issues"],
+    listForRepo: ["GET /repos/{owner}/{repo}/issues"],
+    listLabelsForMilestone: [
+      "GET /repos/{owner}/{repo}/milestones/{milestone_number}/labels"
+    ],
+    listLabelsForRepo: ["GET /repos/{owner}/{repo}/labels"],
+    listLabelsOnIssue: [
+      "GET /repos/{owner}/{repo}/issues/{issue_number}/labels"
+    ],
+    listMilestones: ["GET /repos/{owner}/{repo}/milestones"],
+    listSubIssues: [
+      "GET /repos/{owner}/{repo}/issues/{issue_number}/sub_issues"
+    ],
+    lock: ["PUT /repos/{owner}/{repo}/issues/{issue_number}/lock"],
+    removeAllLabels: [
+      "DELETE /repos/{owner}/{repo}/issues/{issue_number}/labels"
+    ],
+    removeAssignees: [
+      "DELETE /repos/{owner}/{repo}/issues/{issue_number}/assignees"
+    ],
+    removeDependencyBlockedBy: [
+      "DELETE /repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocked_by/{issue_id}"
+    ],
+    removeLabel: [
+      "DELETE /repos/{owner}/{repo}/issues/{issue_number}/labels/{name}"
+    ],
+    removeSubIssue: [
+      "DELETE /repos/{owner}/{repo}/issues/{issue_number}/sub_issue"
+    ],
+    reprioritizeSubIssue: [
+      "PATCH /repos/{owner}/{repo}/issues/{issue_number}/sub_issues/priority"
+    ],
+    setLabels: ["PUT /repos/{owner}/{repo}/issues/{issue_number}/labels"],
+    unlock: ["DELETE /repos/{owner}/{repo}/issues/{issue_number}/lock"],
+    update: ["PATCH /repos/{owner}/{repo}/issues/{issue_number}"],
+    updateComment: ["PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}"],
+    updateLabel: ["PATCH /repos/{owner}/{repo}/labels/{name}"],
+    updateMilestone: [
+      "PATCH /repos/{owner}/{repo}/milestones/{milestone_number}"
+    ]
+  },
+  licenses: {
+    get: ["GET /licenses/{license}"],
+    getAllCommonlyUsed: ["GET /licenses"],
+    getForRepo: ["GET /repos/{owner}/{repo}/license"]
+  },
+  markdown: {
+    render: ["POST /markdown"],
+    renderRaw: [
+      "POST /markdown/raw",
+      { headers: { "content-type": "text/plain; charset=utf-8" } }
+    ]
+  },
+  meta: {
+    get: ["GET /meta"],
+    getAllVersions: ["GET /versions"],
+    getOctocat: ["GET /octocat"],
+    getZen: ["GET /zen"],
+    root: ["GET /"]
+  },
+  migrations: {
+    deleteArchiveForAuthenticatedUser: [
+      "DELETE /user/migrations/{migration_id}/archive"
+    ],
+    deleteArchiveForOrg: [
+      "DELETE /orgs/{org}/migrations/{migration_id}/archive"
+    ],
+    downloadArchiveForOrg: [
+      "GET /orgs/{org}/migrations/{migration_id}/archive"
+    ],
+    getArchiveForAuthenticatedUser: [
+      "GET /user/migrations/{migration_id}/archive"
+    ],
+    getStatusForAuthenticatedUser: ["GET /user/migrations/{migration_id}"],
+    getStatusForOrg: ["GET /orgs/{org}/migrations/{migration_id}"],
+    listForAuthenticatedUser: ["GET /user/migrations"],
+    listForOrg: ["GET /orgs/{org}/migrations"],
+    listReposForAuthenticatedUser: [
+      "GET /user/migrations/{migration_id}/repositories"
+    ],
+    listReposForOrg: ["GET /orgs/{org}/migrations/{migration_id}/repositories"],
+    listReposForUser: [
+      "GET /user/migrations/{migration_id}/repositories",
+      {},
+      { renamed: ["migrations", "listReposForAuthenticatedUser"] }
+    ],
+    startForAuthenticatedUser: ["POST /user/migrations"],
+    startForOrg: ["POST /orgs/{org}/migrations"],
+    unlockRepoForAuthenticatedUser: [
+      "DELETE /user/migrations/{migration_id}/repos/{repo_name}/lock"
+    ],
+    unlockRepoForOrg: [
+      "DELETE /orgs/{org}/migrations/{migration_id}/repos/{repo_name}/lock"
+    ]
+  },
+  oidc: {
+    getOidcCustomSubTemplateForOrg: [
+      "GET /orgs/{org}/actions/oidc/customization/sub"
+    ],
+    updateOidcCustomSubTemplateForOrg: [
+      "PUT /orgs/{org}/actions/oidc/customization/sub"
+    ]
+  },
+  orgs: {
+    addSecurityManagerTeam: [
+      "PUT /orgs/{org}/security-managers/teams/{team_slug}",
+      {},
+      {
+        deprecated: "octokit.rest.orgs.addSecurityManagerTeam() is deprecated, see https://docs.github.com/rest/orgs/security-managers#add-a-security-manager-team"
+      }
+    ],
+    assignTeamToOrgRole: [
+      "PUT /orgs/{org}/organization-roles/teams/{team_slug}/{role_id}"
+    ],
+    assignUserToOrgRole: [
+      "PUT /orgs/{org}/organization-roles/users/{username}/{role_id}"
+    ],
+    blockUser: ["PUT /orgs/{org}/blocks/{username}"],
+    cancelInvitation: ["DELETE /orgs/{org}/invitations/{invitation_id}"],
+    checkBlockedUser: ["GET /orgs/{org}/blocks/{username}"],
+    checkMembershipForUser: ["GET /orgs/{org}/members/{username}"],
+    checkPublicMembershipForUser: ["GET /orgs/{org}/public_members/{username}"],
+    convertMemberToOutsideCollaborator: [
+      "PUT /orgs/{org}/outside_collaborators/{username}"
+    ],
+    createArtifactStorageRecord: [
+      "POST /orgs/{org}/artifacts/metadata/storage-record"
+    ],
+    createInvitation: ["POST /orgs/{org}/invitations"],
+    createIssueType: ["POST /orgs/{org}/issue-types"],
+    createWebhook: ["POST /orgs/{org}/hooks"],
+    customPropertiesForOrgsCreateOrUpdateOrganizationValues: [
+      "PATCH /organizations/{org}/org-properties/values"
+    ],
+    customPropertiesForOrgsGetOrganizationValues: [
+      "GET /organizations/{org}/org-properties/values"
+    ],
+    customPropertiesForReposCreateOrUpdateOrganizationDefinition: [
+      "PUT /orgs/{org}/properties/schema/{custom_property_name}"
+    ],
+    customPropertiesForReposCreateOrUpdateOrganizationDefinitions: [
+      "PATCH /orgs/{org}/properties/schema"
+    ],
+    customPropertiesForReposCreateOrUpdateOrganizationValues: [
+      "PATCH /orgs/{org}/properties/values"
+    ],
+    customPropertiesForReposDeleteOrganizationDefinition: [
+      "DELETE /orgs/{org}/properties/schema/{custom_property_name}"
+    ],
+    customPropertiesForReposGetOrganizationDefinition: [
+      "GET /orgs/{org}/properties/schema/{custom_property_name}"
+    ],
+    customPropertiesForReposGetOrganizationDefinitions: [
+      "GET /orgs/{org}/properties/schema"
+    ],
+    customPropertiesForReposGetOrganizationValues: [
+      "GET /orgs/{org}/properties/values"
+    ],
+    delete: ["DELETE /orgs/{org}"],
+    deleteAttestationsBulk: ["POST /orgs/{org}/attestations/delete-request"],
+    deleteAttestationsById: [
+      "DELETE /orgs/{org}/attestations/{attestation_id}"
+    ],
+    deleteAttestationsBySubjectDigest: [
+      "DELETE /orgs/{org}/attestations/digest/{subject_digest}"
+    ],
+    deleteIssueType: ["DELETE /orgs/{org}/issue-types/{issue_type_id}"],
+    deleteWebhook: ["DELETE /orgs/{org}/hooks/{hook_id}"],
+    disableSelectedRepositoryImmutableReleasesOrganization: [
+      "DELETE /orgs/{org}/settings/immutable-releases/repositories/{repository_id}"
+    ],
+    enableSelectedRepositoryImmutableReleasesOrganization: [
+      "PUT /orgs/{org}/settings/immutable-releases/repositories/{repository_id}"
+    ],
+    get: ["GET /orgs/{org}"],
+    getImmutableReleasesSettings: [
+      "GET /orgs/{org}/settings/immutable-releases"
+    ],
+    getImmutableReleasesSettingsRepositories: [
+      "GET /orgs/{org}/settings/immutable-releases/repositories"
+    ],
+    getMembershipForAuthenticatedUser: ["GET /user/memberships/orgs/{org}"],
+    getMembershipForUser: ["GET /orgs/{org}/memberships/{username}"],
+    getOrgRole: ["GET /orgs/{org}/organization-roles/{role_id}"],
+    getOrgRulesetHistory: ["GET /orgs/{org}/rulesets/{ruleset_id}/history"],
+    getOrgRulesetVersion: [
+      "GET /orgs/{org}/rulesets/{ruleset_id}/history/{version_id}"
+    ],
+    getWebhook: ["GET /orgs/{org}/hooks/{hook_id}"],
+    getWebhookConfigForOrg: ["GET /orgs/{org}/hooks/{hook_id}/config"],
+    getWebhookDelivery: [
+      "GET /orgs/{org}/hooks/{hook_id}/deliveries/{delivery_id}"
+    ],
+    list: ["GET /organizations"],
+    listAppInstallations: ["GET /orgs/{org}/installations"],
+    listArtifactStorageRecords: [
+      "GET /orgs/{org}/artifacts/{subject_digest}/metadata/storage-records"
+    ],
+    listAttestationRepositories: ["GET /orgs/{org}/attestations/repositories"],
+    listAttestations: ["GET /orgs/{org}/attestations/{subject_digest}"],
+    listAttestationsBulk: [
+      "POST /orgs/{org}/attestations/bulk-list{?per_page,before,after}"
+    ],
+    listBlockedUsers: ["GET /orgs/{org}/blocks"],
+    listFailedInvitations: ["GET /orgs/{org}/failed_invitations"],
+    listForAuthenticatedUser: ["GET /user/orgs"],
+    listForUser: ["GET /users/{username}/orgs"],
+    listInvitationTeams: ["GET /orgs/{org}/invitations/{invitation_id}/teams"],
+    listIssueTypes: ["GET /orgs/{org}/issue-types"],
+    listMembers: ["GET /orgs/{org}/members"],
+    listMembershipsForAuthenticatedUser: ["GET /user/memberships/orgs"],
+    listOrgRoleTeams: ["GET /orgs/{org}/organization-roles/{role_id}/teams"],
+    listOrgRoleUsers: ["GET /orgs/{org}/organization-roles/{role_id}/users"],
+    listOrgRoles: ["GET /orgs/{org}/organization-roles"],
+    listOrganizationFineGrainedPermissions: [
+      "GET /orgs/{org}/organization-fine-grained-permissions"
+    ],
+    listOutsideCollaborators: ["GET /orgs/{org}/outside_collaborators"],
+    listPatGrantRepositories: [
+      "GET /orgs/{org}/personal-access-tokens/{pat_id}/repositories"
+    ],
+    listPatGrantRequestRepositories: [
+      "GET /orgs/{org}/personal-access-token-requests/{pat_request_id}/repositories"
+    ],
+    listPatGrantRequests: ["GET /orgs/{org}/personal-access-token-requests"],
+    listPatGrants: ["GET /orgs/{org}/personal-access-tokens"],
+    listPendingInvitations: ["GET /orgs/{org}/invitations"],
+    listPublicMembers: ["GET /orgs/{org}/public_members"],
+    listSecurityManagerTeams: [
+      "GET /orgs/{org}/security-managers",
+      {},
+      {
+        deprecated: "octokit.rest.orgs.listSecurityManagerTeams() is deprecated, see https://docs.github.com/rest/orgs/security-managers#list-security-manager-teams"
+      }
+    ],
+    listWebhookDeliveries: ["GET /orgs/{org}/hooks/{hook_id}/deliveries"],
+    listWebhooks: ["GET /orgs/{org}/hooks"],
+    pingWebhook: ["POST /orgs/{org}/hooks/{hook_id}/pings"],
+    redeliverWebhookDelivery: [
+      "POST /orgs/{org}/hooks/{hook_id}/deliveries/{delivery_id}/attempts"
+    ],
+    removeMember: ["DELETE /orgs/{org}/members/{username}"],
+    removeMembershipForUser: ["DELETE /orgs/{org}/memberships/{username}"],
+    removeOutsideCollaborator: [
+      "DELETE /orgs/{org}/outside_collaborators/{username}"
+    ],
+    removePublicMembershipForAuthenticatedUser: [
+      "DELETE /orgs/{org}/public_members/{username}"
+    ],
+    removeSecurityManagerTeam: [
+      "DELETE /orgs/{org}/security-managers/teams/{team_slug}",
+      {},
+      {
+        deprecated: "octokit.rest.orgs.removeSecurityManagerTeam() is deprecated, see https://docs.github.com/rest/orgs/security-managers#remove-a-security-manager-team"
+      }
+    ],
+    reviewPatGrantRequest: [
+      "POST /orgs/{org}/personal-access-token-requests/{pat_request_id}"
+    ],
+    reviewPatGrantRequestsInBulk: [
+      "POST /orgs/{org}/personal-access-token-requests"
+    ],
+    revokeAllOrgRolesTeam: [
+      "DELETE /orgs/{org}/organization-roles/teams/{team_slug}"
+    ],
+    revokeAllOrgRolesUser: [
+      "DELETE /orgs/{org}/organization-roles/users/{username}"
+    ],
+    revokeOrgRoleTeam: [
+      "DELETE /orgs/{org}/organization-roles/teams/{team_slug}/{role_id}"
+    ],
+    revokeOrgRoleUser: [
+      "DELETE /orgs/{org}/organization-roles/users/{username}/{role_id}"
+    ],
+    setImmutableReleasesSettings: [
+      "PUT /orgs/{org}/settings/immutable-releases"
+    ],
+    setImmutableReleasesSettingsRepositories: [
+      "PUT /orgs/{org}/settings/immutable-releases/repositories"
+    ],
+    setMembershipForUser: ["PUT /orgs/{org}/memberships/{username}"],
+    setPublicMembershipForAuthenticatedUser: [
+      "PUT /orgs/{org}/public_members/{username}"
+    ],
+    unblockUser: ["DELETE /orgs/{org}/blocks/{username}"],
+    update: ["PATCH /orgs/{org}"],
+    updateIssueType: ["PUT /orgs/{org}/issue-types/{issue_type_id}"],
+    updateMembershipForAuthenticatedUser: [
+      "PATCH /user/memberships/orgs/{org}"
+    ],
+    updatePatAccess: ["POST /orgs/{org}/personal-access-tokens/{pat_id}"],
+    updatePatAccesses: ["POST /orgs/{org}/personal-access-tokens"],
+    updateWebhook: ["PATCH /orgs/{org}/hooks/{hook_id}"],
+    updateWebhookConfigForOrg: ["PATCH /orgs/{org}/hooks/{hook_id}/config"]
+  },
+  packages: {
+    deletePackageForAuthenticatedUser: [
+      "DELETE /user/packages/{package_type}/{package_name}"
+    ],
+    deletePackageForOrg: [
+      "DELETE /orgs/{org}/packages/{package_type}/{package_name}"
+    ],
+    deletePackageForUser: [
+      "DELETE /users/{username}/packages/{package_type}/{package_name}"
+    ],
+    deletePackageVersionForAuthenticatedUser: [
+      "DELETE /user/packages/{package_type}/{package_name}/versions/{package_version_id}"
+    ],
+    deletePackageVersionForOrg: [
+      "DELETE /orgs/{org}/packages/{package_type}/{package_name}/versions/{package_version_id}"
+    ],
+    deletePackageVersionForUser: [
+      "DELETE /users/{username}/packages/{package_type}/{package_name}/versions/{package_version_id}"
+    ],
+    getAllPackageVersionsForAPackageOwnedByAnOrg: [
+      "GET /orgs/{org}/packages/{package_type}/{package_name}/versions",
+      {},
+      { renamed: ["packages", "getAllPackageVersionsForPackageOwnedByOrg"] }
+    ],
+    getAllPackageVersionsForAPackageOwnedByTheAuthenticatedUser: [
+      "GET /user/packages/{package_type}/{package_name}/versions",
+      {},
+      {
+        renamed: [
+          "packages",
+          "getAllPackageVersionsForPackageOwnedByAuthenticatedUser"
+        ]
+      }
+    ],
+    getAllPackageVersionsForPackageOwnedByAuthenticatedUser: [
+      "GET /user/packages/{package_type}/{package_name}/versions"
+    ],
+    getAllPackageVersionsForPackageOwnedByOrg: [
+      "GET /orgs/{org}/packages/{package_type}/{package_name}/versions"
+    ],
+    getAllPackageVersionsForPackageOwnedByUser: [
+      "GET /users/{username}/packages/{package_type}/{package_name}/versions"
+    ],
+    getPackageForAuthenticatedUser: [
+      "GET /user/packages/{package_type}/{package_name}"
+    ],
+    getPackageForOrganization: [
+      "GET /orgs/{org}/packages/{package_type}/{package_name}"
+    ],
+    getPackageForUser: [
+      "GET /users/{username}/packages/{package_type}/{package_name}"
+    ],
+    getPackageVersionForAuthenticatedUser: [
+      "GET /user/packages/{package_type}/{package_name}/versions/{package_version_id}"
+    ],
+    getPackageVersionForOrganization: [
+      "GET /orgs/{org}/packages/{package_type}/{package_name}/versions/{package_version_id}"
+    ],
+    getPackageVersionForUser: [
+      "GET /users/{username}/packages/{package_type}/{package_name}/versions/{package_version_id}"
+    ],
+    listDockerMigrationConflictingPackagesForAuthenticatedUser: [
+      "GET /user/docker/conflicts"
+    ],
+    listDockerMigrationConflictingPackagesForOrganization: [
+      "GET /orgs/{org}/docker/conflicts"
+    ],
+    listDockerMigrationConflictingPackagesForUser: [
+      "GET /users/{username}/docker/conflicts"
+    ],
+    listPackagesForAuthenticatedUser: ["GET /user/packages"],
+    listPackagesForOrganization: ["GET /orgs/{org}/packages"],
+    listPackagesForUser: ["GET /users/{username}/packages"],
+    restorePackageForAuthenticatedUser: [
+      "POST /user/packages/{package_type}/{package_name}/restore{?token}"
+    ],
+    restorePackageForOrg: [
+      "POST /orgs/{org}/packages/{package_type}/{package_name}/restore{?token}"
+    ],
+    restorePackageForUser: [
+      "POST /users/{username}/packages/{package_type}/{package_name}/restore{?token}"
+    ],
+    restorePackageVersionForAuthenticatedUser: [
+      "POST /user/packages/{package_type}/{package_name}/versions/{package_version_id}/restore"
+    ],
+    restorePackageVersionForOrg: [
+      "POST /orgs/{org}/packages/{package_type}/{package_name}/versions/{package_version_id}/restore"
+    ],
+    restorePackageVersionForUser: [
+      "POST /users/{username}/packages/{package_type}/{package_name}/versions/{package_version_id}/restore"
+    ]
+  },
+  privateRegistries: {
+    createOrgPrivateRegistry: ["POST /orgs/{org}/private-registries"],
+    deleteOrgPrivateRegistry: [
+      "DELETE /orgs/{org}/private-registries/{secret_name}"
+    ],
+    getOrgPrivateRegistry: ["GET /orgs/{org}/private-registries/{secret_name}"],
+    getOrgPublicKey: ["GET /orgs/{org}/private-registries/public-key"],
+    listOrgPrivateRegistries: ["GET /orgs/{org}/private-registries"],
+    updateOrgPrivateRegistry: [
+      "PATCH /orgs/{org}/private-registries/{secret_name}"
+    ]
+  },
+  projects: {
+    addItemForOrg: ["POST /orgs/{org}/projectsV2/{project_number}/items"],
+    addItemForUser: [
+      "POST /users/{username}/projectsV2/{project_number}/items"
+    ],
+    deleteItemForOrg: [
+      "DELETE /orgs/{org}/projectsV2/{project_number}/items/{item_id}"
+    ],
+    deleteItemForUser: [
+      "DELETE /users/{username}/projectsV2/{project_number}/items/{item_id}"
+    ],
+    getFieldForOrg: [
+      "GET /orgs/{org}/projectsV2/{project_number}/fields/{field_id}"
+    ],
+    getFieldForUser: [
+      "GET /users/{username}/projectsV2/{project_number}/fields/{field_id}"
+    ],
+    getForOrg: ["GET /orgs/{org}/projectsV2/{project_number}"],
+    getForUser: ["GET /users/{username}/projectsV2/{project_number}"],
+    getOrgItem: ["GET /orgs/{org}/projectsV2/{project_number}/items/{item_id}"],
+    getUserItem: [
+      "GET /users/{username}/projectsV2/{project_number}/items/{item_id}"
+    ],
+    listFieldsForOrg: ["GET /orgs/{org}/projectsV2/{project_number}/fields"],
+    listFieldsForUser: [
+      "GET /users/{username}/projectsV2/{project_number}/fields"
+    ],
+    listForOrg: ["GET /orgs/{org}/projectsV2"],
+    listForUser: ["GET /users/{username}/projectsV2"],
+    listItemsForOrg: ["GET /orgs/{org}/projectsV2/{project_number}/items"],
+    listItemsForUser: [
+      "GET /users/{username}/projectsV2/{project_number}/items"
+    ],
+    updateItemForOrg: [
+      "PATCH /orgs/{org}/projectsV2/{project_number}/items/{item_id}"
+    ],
+    updateItemForUser: [
+      "PATCH /users/{username}/projectsV2/{project_number}/items/{item_id}"
+    ]
+  },
+  pulls: {
+    checkIfMerged: ["GET /repos/{owner}/{repo}/pulls/{pull_number}/merge"],
+    create: ["POST /repos/{owner}/{repo}/pulls"],
+    createReplyForReviewComment: [
+      "POST /repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies"
+    ],
+    createReview: ["POST /repos/{owner}/{repo}/pulls/{pull_number}/reviews"],
+    createReviewComment: [
+      "POST /repos/{owner}/{repo}/pulls/{pull_number}/comments"
+    ],
+    deletePendingReview: [
+      "DELETE /repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}"
+    ],
+    deleteReviewComment: [
+      "DELETE /repos/{owner}/{repo}/pulls/comments/{comment_id}"
+    ],
+    dismissReview: [
+      "PUT /repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/dismissals"
+    ],
+    get: ["GET /repos/{owner}/{repo}/pulls/{pull_number}"],
+    getReview: [
+      "GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}"
+    ],
+    getReviewComment: ["GET /repos/{owner}/{repo}/pulls/comments/{comment_id}"],
+    list: ["GET /repos/{owner}/{repo}/pulls"],
+    listCommentsForReview: [
+      "GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments"
+    ],
+    listCommits: ["GET /repos/{owner}/{repo}/pulls/{pull_number}/commits"],
+    listFiles: ["GET /repos/{owner}/{repo}/pulls/{pull_number}/files"],
+    listRequestedReviewers: [
+      "GET /repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers"
+    ],
+    listReviewComments: [
+      "GET /repos/{owner}/{repo}/pulls/{pull_number}/comments"
+    ],
+    listReviewCommentsForRepo: ["GET /repos/{owner}/{repo}/pulls/comments"],
+    listReviews: ["GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews"],
+    merge: ["PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge"],
+    removeRequestedReviewers: [
+      "DELETE /repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers"
+    ],
+    requestReviewers: [
+      "POST /repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers"
+    ],
+    submitReview: [
+      "POST /repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/events"
+    ],
+    update: ["PATCH /repos/{owner}/{repo}/pulls/{pull_number}"],
+    updateBranch: [
+      "PUT /repos/{owner}/{repo}/pulls/{pull_number}/update-branch"
+    ],
+    updateReview: [
+      "PUT /repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}"
+    ],
+    updateReviewComment: [
+      "PATCH /repos/{owner}/{repo}/pulls/comments/{comment_id}"
+    ]
+  },
+  rateLimit: { get: ["GET /rate_limit"] },
+  reactions: {
+    createForCommitComment: [
+      "POST /repos/{owner}/{repo}/comments/{comment_id}/reactions"
+    ],
+    createForIssue: [
+      "POST /repos/{owner}/{repo}/issues/{issue_number}/reactions"
+    ],
+    createForIssueComment: [
+      "POST /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"
+    ],
+    createForPullRequestReviewComment: [
+      "POST /repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions"
+    ],
+    createForRelease: [
+      "POST /repos/{owner}/{repo}/releases/{release_id}/reactions"
+    ],
+    createForTeamDiscussionCommentInOrg: [
+      "POST /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments/{comment_number}/reactions"
+    ],
+    createForTeamDiscussionInOrg: [
+      "POST /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/reactions"
+    ],
+    deleteForCommitComment: [
+      "DELETE /repos/{owner}/{repo}/comments/{comment_id}/reactions/{reaction_id}"
+    ],
+    deleteForIssue: [
+      "DELETE /repos/{owner}/{repo}/issues/{issue_number}/reactions/{reaction_id}"
+    ],
+    deleteForIssueComment: [
+      "DELETE /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions/{reaction_id}"
+    ],
+    deleteForPullRequestComment: [
+      "DELETE /repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions/{reaction_id}"
+    ],
+    deleteForRelease: [
+      "DELETE /repos/{owner}/{repo}/releases/{release_id}/reactions/{reaction_id}"
+    ],
+    deleteForTeamDiscussion: [
+      "DELETE /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/reactions/{reaction_id}"
+    ],
+    deleteForTeamDiscussionComment: [
+      "DELETE /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments/{comment_number}/reactions/{reaction_id}"
+    ],
+    listForCommitComment: [
+      "GET /repos/{owner}/{repo}/comments/{comment_id}/reactions"
+    ],
+    listForIssue: ["GET /repos/{owner}/{repo}/issues/{issue_number}/reactions"],
+    listForIssueComment: [
+      "GET /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"
+    ],
+    listForPullRequestReviewComment: [
+      "GET /repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions"
+    ],
+    listForRelease: [
+      "GET /repos/{owner}/{repo}/releases/{release_id}/reactions"
+    ],
+    listForTeamDiscussionCommentInOrg: [
+      "GET /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments/{comment_number}/reactions"
+    ],
+    listForTeamDiscussionInOrg: [
+      "GET /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/reactions"
+    ]
+  },
+  repos: {
+    acceptInvitation: [
+      "PATCH /user/repository_invitations/{invitation_id}",
+      {},
+      { renamed: ["repos", "acceptInvitationForAuthenticatedUser"] }
+    ],
+    acceptInvitationForAuthenticatedUser: [
+      "PATCH /user/repository_invitations/{invitation_id}"
+    ],
+    addAppAccessRestrictions: [
+      "POST /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/apps",
+      {},
+      { mapToData: "apps" }
+    ],
+    addCollaborator: ["PUT /repos/{owner}/{repo}/collaborators/{username}"],
+    addStatusCheckContexts: [
+      "POST /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks/contexts",
+      {},
+      { mapToData: "contexts" }
+    ],
+    addTeamAccessRestrictions: [
+      "POST /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/teams",
+      {},
+      { mapToData: "teams" }
+    ],
+    addUserAccessRestrictions: [
+      "POST /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/users",
+      {},
+      { mapToData: "users" }
+    ],
+    cancelPagesDeployment: [
+      "POST /repos/{owner}/{repo}/pages/deployments/{pages_deployment_id}/cancel"
+    ],
+    checkAutomatedSecurityFixes: [
+      "GET /repos/{owner}/{repo}/automated-security-fixes"
+    ],
+    checkCollaborator: ["GET /repos/{owner}/{repo}/collaborators/{username}"],
+    checkImmutableReleases: ["GET /repos/{owner}/{repo}/immutable-releases"],
+    checkPrivateVulnerabilityReporting: [
+      "GET /repos/{owner}/{repo}/private-vulnerability-reporting"
+    ],
+    checkVulnerabilityAlerts: [
+      "GET /repos/{owner}/{repo}/vulnerability-alerts"
+    ],
+    codeownersErrors: ["GET /repos/{owner}/{repo}/codeowners/errors"],
+    compareCommits: ["GET /repos/{owner}/{repo}/compare/{base}...{head}"],
+    compareCommitsWithBasehead: [
+      "GET /repos/{owner}/{repo}/compare/{basehead}"
+    ],
+    createAttestation: ["POST /repos/{owner}/{repo}/attestations"],
+    createAutolink: ["POST /repos/{owner}/{repo}/autolinks"],
+    createCommitComment: [
+      "POST /repos/{owner}/{repo}/commits/{commit_sha}/comments"
+    ],
+    createCommitSignatureProtection: [
+      "POST /repos/{owner}/{repo}/branches/{branch}/protection/required_signatures"
+    ],
+    createCommitStatus: ["POST /repos/{owner}/{repo}/statuses/{sha}"],
+    createDeployKey: ["POST /repos/{owner}/{repo}/keys"],
+    createDeployment: ["POST /repos/{owner}/{repo}/deployments"],
+    createDeploymentBranchPolicy: [
+      "POST /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies"
+    ],
+    createDeploymentProtectionRule: [
+      "POST /repos/{owner}/{repo}/environments/{environment_name}/deployment_protection_rules"
+    ],
+    createDeploymentStatus: [
+      "POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses"
+    ],
+    createDispatchEvent: ["POST /repos/{owner}/{repo}/dispatches"],
+    createForAuthenticatedUser: ["POST /user/repos"],
+    createFork: ["POST /repos/{owner}/{repo}/forks"],
+    createInOrg: ["POST /orgs/{org}/repos"],
+    createOrUpdateEnvironment: [
+      "PUT /repos/{owner}/{repo}/environments/{environment_name}"
+    ],
+    createOrUpdateFileContents: ["PUT /repos/{owner}/{repo}/contents/{path}"],
+    createOrgRuleset: ["POST /orgs/{org}/rulesets"],
+    createPagesDeployment: ["POST /repos/{owner}/{repo}/pages/deployments"],
+    createPagesSite: ["POST /repos/{owner}/{repo}/pages"],
+    createRelease: ["POST /repos/{owner}/{repo}/releases"],
+    createRepoRuleset: ["POST /repos/{owner}/{repo}/rulesets"],
+    createUsingTemplate: [
+      "POST /repos/{template_owner}/{template_repo}/generate"
+    ],
+    createWebhook: ["POST /repos/{owner}/{repo}/hooks"],
+    customPropertiesForReposCreateOrUpdateRepositoryValues: [
+      "PATCH /repos/{owner}/{repo}/properties/values"
+    ],
+    customPropertiesForReposGetRepositoryValues: [
+      "GET /repos/{owner}/{repo}/properties/values"
+    ],
+    declineInvitation: [
+      "DELETE /user/repository_invitations/{invitation_id}",
+      {},
+      { renamed: ["repos", "declineInvitationForAuthenticatedUser"] }
+    ],
+    declineInvitationForAuthenticatedUser: [
+      "DELETE /user/repository_invitations/{invitation_id}"
+    ],
+    delete: ["DELETE /repos/{owner}/{repo}"],
+    deleteAccessRestrictions: [
+      "DELETE /repos/{owner}/{repo}/branches/{branch}/protection/restrictions"
+    ],
+    deleteAdminBranchProtection: [
+      "DELETE /repos/{owner}/{repo}/branches/{branch}/protection/enforce_admins"
+    ],
+    deleteAnEnvironment: [
+      "DELETE /repos/{owner}/{repo}/environments/{environment_name}"
+    ],
+    deleteAutolink: ["DELETE /repos/{owner}/{repo}/autolinks/{autolink_id}"],
+    deleteBranchProtection: [
+      "DELETE /repos/{owner}/{repo}/branches/{branch}/protection"
+    ],
+    deleteCommitComment: ["DELETE /repos/{owner}/{repo}/comments/{comment_id}"],
+    deleteCommitSignatureProtection: [
+      "DELETE /repos/{owner}/{repo}/branches/{branch}/protection/required_signatures"
+    ],
+    deleteDeployKey: ["DELETE /repos/{owner}/{repo}/keys/{key_id}"],
+    deleteDeployment: [
+      "DELETE /repos/{owner}/{repo}/deployments/{deployment_id}"
+    ],
+    deleteDeploymentBranchPolicy: [
+      "DELETE /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies/{branch_policy_id}"
+    ],
+    deleteFile: ["DELETE /repos/{owner}/{repo}/contents/{path}"],
+    deleteInvitation: [
+      "DELETE /repos/{owner}/{repo}/invitations/{invitation_id}"
+    ],
+    deleteOrgRuleset: ["DELETE /orgs/{org}/rulesets/{ruleset_id}"],
+    deletePagesSite: ["DELETE /repos/{owner}/{repo}/pages"],
+    deletePullRequestReviewProtection: [
+      "DELETE /repos/{owner}/{repo}/branches/{branch}/protection/required_pull_request_reviews"
+    ],
+    deleteRelease: ["DELETE /repos/{owner}/{repo}/releases/{release_id}"],
+    deleteReleaseAsset: [
+      "DELETE /repos/{owner}/{repo}/releases/assets/{asset_id}"
+    ],
+    deleteRepoRuleset: ["DELETE /repos/{owner}/{repo}/rulesets/{ruleset_id}"],
+    deleteWebhook: ["DELETE /repos/{owner}/{repo}/hooks/{hook_id}"],
+    disableAutomatedSecurityFixes: [
+      "DELETE /repos/{owner}/{repo}/automated-security-fixes"
+    ],
+    disableDeploymentProtectionRule: [
+      "DELETE /repos/{owner}/{repo}/environments/{environment_name}/deployment_protection_rules/{protection_rule_id}"
+    ],
+    disableImmutableReleases: [
+      "DELETE /repos/{owner}/{repo}/immutable-releases"
+    ],
+    disablePrivateVulnerabilityReporting: [
+      "DELETE /repos/{owner}/{repo}/private-vulnerability-reporting"
+    ],
+    disableVulnerabilityAlerts: [
+      "DELETE /repos/{owner}/{repo}/vulnerability-alerts"
+    ],
+    downloadArchive: [
+      "GET /repos/{owner}/{repo}/zipball/{ref}",
+      {},
+      { renamed: ["repos", "downloadZipballArchive"] }
+    ],
+    downloadTarballArchive: ["GET /repos/{owner}/{repo}/tarball/{ref}"],
+    downloadZipballArchive: ["GET /repos/{owner}/{repo}/zipball/{ref}"],
+    enableAutomatedSecurityFixes: [
+      "PUT /repos/{owner}/{repo}/automated-security-fixes"
+    ],
+    enableImmutableReleases: ["PUT /repos/{owner}/{repo}/immutable-releases"],
+    enablePrivateVulnerabilityReporting: [
+      "PUT /repos/{owner}/{repo}/private-vulnerability-reporting"
+    ],
+    enableVulnerabilityAlerts: [
+      "PUT /repos/{owner}/{repo}/vulnerability-alerts"
+    ],
+    generateReleaseNotes: [
+      "POST /repos/{owner}/{repo}/releases/generate-notes"
+    ],
+    get: ["GET /repos/{owner}/{repo}"],
+    getAccessRestrictions: [
+      "GET /repos/{owner}/{repo}/branches/{branch}/protection/restrictions"
+    ],
+    getAdminBranchProtection: [
+      "GET /repos/{owner}/{repo}/branches/{branch}/protection/enforce_admins"
+    ],
+    getAllDeploymentProtectionRules: [
+      "GET /repos/{owner}/{repo}/environments/{environment_name}/deployment_protection_rules"
+    ],
+    getAllEnvironments: ["GET /repos/{owner}/{repo}/environments"],
+    getAllStatusCheckContexts: [
+      "GET /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks/contexts"
+    ],
+    getAllTopics: ["GET /repos/{owner}/{repo}/topics"],
+    getAppsWithAccessToProtectedBranch: [
+      "GET /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/apps"
+    ],
+    getAutolink: ["GET /repos/{owner}/{repo}/autolinks/{autolink_id}"],
+    getBranch: ["GET /repos/{owner}/{repo}/branches/{branch}"],
+    getBranchProtection: [
+      "GET /repos/{owner}/{repo}/branches/{branch}/protection"
+    ],
+    getBranchRules: ["GET /repos/{owner}/{repo}/rules/branches/{branch}"],
+    getClones: ["GET /repos/{owner}/{repo}/traffic/clones"],
+    getCodeFrequencyStats: ["GET /repos/{owner}/{repo}/stats/code_frequency"],
+    getCollaboratorPermissionLevel: [
+      "GET /repos/{owner}/{repo}/collaborators/{username}/permission"
+    ],
+    getCombinedStatusForRef: ["GET /repos/{owner}/{repo}/commits/{ref}/status"],
+    getCommit: ["GET /repos/{owner}/{repo}/commits/{ref}"],
+    getCommitActivityStats: ["GET /repos/{owner}/{repo}/stats/commit_activity"],
+    getCommitComment: ["GET /repos/{owner}/{repo}/comments/{comment_id}"],
+    getCommitSignatureProtection: [
+      "GET /repos/{owner}/{repo}/branches/{branch}/protection/required_signatures"
+    ],
+    getCommunityProfileMetrics: ["GET /repos/{owner}/{repo}/community/profile"],
+    getContent: ["GET /repos/{owner}/{repo}/contents/{path}"],
+    getContributorsStats: ["GET /repos/{owner}/{repo}/stats/contributors"],
+    getCustomDeploymentProtectionRule: [
+      "GET /repos/{owner}/{repo}/environments/{environment_name}/deployment_protection_rules/{protection_rule_id}"
+    ],
+    getDeployKey: ["GET /repos/{owner}/{repo}/keys/{key_id}"],
+    getDeployment: ["GET /repos/{owner}/{repo}/deployments/{deployment_id}"],
+    getDeploymentBranchPolicy: [
+      "GET /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies/{branch_policy_id}"
+    ],
+    getDeploymentStatus: [
+      "GET /repos/{owner}/{repo}/deployments/{deployment_id}/statuses/{status_id}"
+    ],
+    getEnvironment: [
+      "GET /repos/{owner}/{repo}/environments/{environment_name}"
+    ],
+    getLatestPagesBuild: ["GET /repos/{owner}/{repo}/pages/builds/latest"],
+    getLatestRelease: ["GET /repos/{owner}/{repo}/releases/latest"],
+    getOrgRuleSuite: ["GET /orgs/{org}/rulesets/rule-suites/{rule_suite_id}"],
+    getOrgRuleSuites: ["GET /orgs/{org}/rulesets/rule-suites"],
+    getOrgRuleset: ["GET /orgs/{org}/rulesets/{ruleset_id}"],
+    getOrgRulesets: ["GET /orgs/{org}/rulesets"],
+    getPages: ["GET /repos/{owner}/{repo}/pages"],
+    getPagesBuild: ["GET /repos/{owner}/{repo}/pages/builds/{build_id}"],
+    getPagesDeployment: [
+      "GET /repos/{owner}/{repo}/pages/deployments/{pages_deployment_id}"
+    ],
+    getPagesHealthCheck: ["GET /repos/{owner}/{repo}/pages/health"],
+    getParticipationStats: ["GET /repos/{owner}/{repo}/stats/participation"],
+    getPullRequestReviewProtection: [
+      "GET /repos/{owner}/{repo}/branches/{branch}/protection/required_pull_request_reviews"
+    ],
+    getPunchCardStats: ["GET /repos/{owner}/{repo}/stats/punch_card"],
+    getReadme: ["GET /repos/{owner}/{repo}/readme"],
+    getReadmeInDirectory: ["GET /repos/{owner}/{repo}/readme/{dir}"],
+    getRelease: ["GET /repos/{owner}/{repo}/releases/{release_id}"],
+    getReleaseAsset: ["GET /repos/{owner}/{repo}/releases/assets/{asset_id}"],
+    getReleaseByTag: ["GET /repos/{owner}/{repo}/releases/tags/{tag}"],
+    getRepoRuleSuite: [
+      "GET /repos/{owner}/{repo}/rulesets/rule-suites/{rule_suite_id}"
+    ],
+    getRepoRuleSuites: ["GET /repos/{owner}/{repo}/rulesets/rule-suites"],
+    getRepoRuleset: ["GET /repos/{owner}/{repo}/rulesets/{ruleset_id}"],
+    getRepoRulesetHistory: [
+      "GET /repos/{owner}/{repo}/rulesets/{ruleset_id}/history"
+    ],
+    getRepoRulesetVersion: [
+      "GET /repos/{owner}/{repo}/rulesets/{ruleset_id}/history/{version_id}"
+    ],
+    getRepoRulesets: ["GET /repos/{owner}/{repo}/rulesets"],
+    getStatusChecksProtection: [
+      "GET /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks"
+    ],
+    getTeamsWithAccessToProtectedBranch: [
+      "GET /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/teams"
+    ],
+    getTopPaths: ["GET /repos/{owner}/{repo}/traffic/popular/paths"],
+    getTopReferrers: ["GET /repos/{owner}/{repo}/traffic/popular/referrers"],
+    getUsersWithAccessToProtectedBranch: [
+      "GET /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/users"
+    ],
+    getViews: ["GET /repos/{owner}/{repo}/traffic/views"],
+    getWebhook: ["GET /repos/{owner}/{repo}/hooks/{hook_id}"],
+    getWebhookConfigForRepo: [
+      "GET /repos/{owner}/{repo}/hooks/{hook_id}/config"
+    ],
+    getWebhookDelivery: [
+      "GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries/{delivery_id}"
+    ],
+    listActivities: ["GET /repos/{owner}/{repo}/activity"],
+    listAttestations: [
+      "GET /repos/{owner}/{repo}/attestations/{subject_digest}"
+    ],
+    listAutolinks: ["GET /repos/{owner}/{repo}/autolinks"],
+    listBranches: ["GET /repos/{owner}/{repo}/branches"],
+    listBranchesForHeadCommit: [
+      "GET /repos/{owner}/{repo}/commits/{commit_sha}/branches-where-head"
+    ],
+    listCollaborators: ["GET /repos/{owner}/{repo}/collaborators"],
+    listCommentsForCommit: [
+      "GET /repos/{owner}/{repo}/commits/{commit_sha}/comments"
+    ],
+    listCommitCommentsForRepo: ["GET /repos/{owner}/{repo}/comments"],
+    listCommitStatusesForRef: [
+      "GET /repos/{owner}/{repo}/commits/{ref}/statuses"
+    ],
+    listCommits: ["GET /repos/{owner}/{repo}/commits"],
+    listContributors: ["GET /repos/{owner}/{repo}/contributors"],
+    listCustomDeploymentRuleIntegrations: [
+      "GET /repos/{owner}/{repo}/environments/{environment_name}/deployment_protection_rules/apps"
+    ],
+    listDeployKeys: ["GET /repos/{owner}/{repo}/keys"],
+    listDeploymentBranchPolicies: [
+      "GET /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies"
+    ],
+    listDeploymentStatuses: [
+      "GET /repos/{owner}/{repo}/deployments/{deployment_id}/statuses"
+    ],
+    listDeployments: ["GET /repos/{owner}/{repo}/deployments"],
+    listForAuthenticatedUser: ["GET /user/repos"],
+    listForOrg: ["GET /orgs/{org}/repos"],
+    listForUser: ["GET /users/{username}/repos"],
+    listForks: ["GET /repos/{owner}/{repo}/forks"],
+    listInvitations: ["GET /repos/{owner}/{repo}/invitations"],
+    listInvitationsForAuthenticatedUser: ["GET /user/repository_invitations"],
+    listLanguages: ["GET /repos/{owner}/{repo}/languages"],
+    listPagesBuilds: ["GET /repos/{owner}/{repo}/pages/builds"],
+    listPublic: ["GET /repositories"],
+    listPullRequestsAssociatedWithCommit: [
+      "GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls"
+    ],
+    listReleaseAssets: [
+      "GET /repos/{owner}/{repo}/releases/{release_id}/assets"
+    ],
+    listReleases: ["GET /repos/{owner}/{repo}/releases"],
+    listTags: ["GET /repos/{owner}/{repo}/tags"],
+    listTeams: ["GET /repos/{owner}/{repo}/teams"],
+    listWebhookDeliveries: [
+      "GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries"
+    ],
+    listWebhooks: ["GET /repos/{owner}/{repo}/hooks"],
+    merge: ["POST /repos/{owner}/{repo}/merges"],
+    mergeUpstream: ["POST /repos/{owner}/{repo}/merge-upstream"],
+    pingWebhook: ["POST /repos/{owner}/{repo}/hooks/{hook_id}/pings"],
+    redeliverWebhookDelivery: [
+      "POST /repos/{owner}/{repo}/hooks/{hook_id}/deliveries/{delivery_id}/attempts"
+    ],
+    removeAppAccessRestrictions: [
+      "DELETE /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/apps",
+      {},
+      { mapToData: "apps" }
+    ],
+    removeCollaborator: [
+      "DELETE /repos/{owner}/{repo}/collaborators/{username}"
+    ],
+    removeStatusCheckContexts: [
+      "DELETE /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks/contexts",
+      {},
+      { mapToData: "contexts" }
+    ],
+    removeStatusCheckProtection: [
+      "DELETE /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks"
+    ],
+    removeTeamAccessRestrictions: [
+      "DELETE /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/teams",
+      {},
+      { mapToData: "teams" }
+    ],
+    removeUserAccessRestrictions: [
+      "DELETE /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/users",
+      {},
+      { mapToData: "users" }
+    ],
+    renameBranch: ["POST /repos/{owner}/{repo}/branches/{branch}/rename"],
+    replaceAllTopics: ["PUT /repos/{owner}/{repo}/topics"],
+    requestPagesBuild: ["POST /repos/{owner}/{repo}/pages/builds"],
+    setAdminBranchProtection: [
+      "POST /repos/{owner}/{repo}/branches/{branch}/protection/enforce_admins"
+    ],
+    setAppAccessRestrictions: [
+      "PUT /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/apps",
+      {},
+      { mapToData: "apps" }
+    ],
+    setStatusCheckContexts: [
+      "PUT /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks/contexts",
+      {},
+      { mapToData: "contexts" }
+    ],
+    setTeamAccessRestrictions: [
+      "PUT /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/teams",
+      {},
+      { mapToData: "teams" }
+    ],
+    setUserAccessRestrictions: [
+      "PUT /repos/{owner}/{repo}/branches/{branch}/protection/restrictions/users",
+      {},
+      { mapToData: "users" }
+    ],
+    testPushWebhook: ["POST /repos/{owner}/{repo}/hooks/{hook_id}/tests"],
+    transfer: ["POST /repos/{owner}/{repo}/transfer"],
+    update: ["PATCH /repos/{owner}/{repo}"],
+    updateBranchProtection: [
+      "PUT /repos/{owner}/{repo}/branches/{branch}/protection"
+    ],
+    updateCommitComment: ["PATCH /repos/{owner}/{repo}/comments/{comment_id}"],
+    updateDeploymentBranchPolicy: [
+      "PUT /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies/{branch_policy_id}"
+    ],
+    updateInformationAboutPagesSite: ["PUT /repos/{owner}/{repo}/pages"],
+    updateInvitation: [
+      "PATCH /repos/{owner}/{repo}/invitations/{invitation_id}"
+    ],
+    updateOrgRuleset: ["PUT /orgs/{org}/rulesets/{ruleset_id}"],
+    updatePullRequestReviewProtection: [
+      "PATCH /repos/{owner}/{repo}/branches/{branch}/protection/required_pull_request_reviews"
+    ],
+    updateRelease: ["PATCH /repos/{owner}/{repo}/releases/{release_id}"],
+    updateReleaseAsset: [
+      "PATCH /repos/{owner}/{repo}/releases/assets/{asset_id}"
+    ],
+    updateRepoRuleset: ["PUT /repos/{owner}/{repo}/rulesets/{ruleset_id}"],
+    updateStatusCheckPotection: [
+      "PATCH /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks",
+      {},
+      { renamed: ["repos", "updateStatusCheckProtection"] }
+    ],
+    updateStatusCheckProtection: [
+      "PATCH /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks"
+    ],
+    updateWebhook: ["PATCH /repos/{owner}/{repo}/hooks/{hook_id}"],
+    updateWebhookConfigForRepo: [
+      "PATCH /repos/{owner}/{repo}/hooks/{hook_id}/config"
+    ],
+    uploadReleaseAsset: [
+      "POST /repos/{owner}/{repo}/releases/{release_id}/assets{?name,label}",
+      { baseUrl: "https://uploads.github.com" }
+    ]
+  },
+  search: {
+    code: ["GET /search/code"],
+    commits: ["GET /search/commits"],
+    issuesAndPullRequests: ["GET /search/issues"],
+    labels: ["GET /search/labels"],
+    repos: ["GET /search/repositories"],
+    topics: ["GET /search/topics"],
+    users: ["GET /search/users"]
+  },
+  secretScanning: {
+    createPushProtectionBypass: [
+      "POST /repos/{owner}/{repo}/secret-scanning/push-protection-bypasses"
+    ],
+    getAlert: [
+      "GET /repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}"
+    ],
+    getScanHistory: ["GET /repos/{owner}/{repo}/secret-scanning/scan-history"],
+    listAlertsForOrg: ["GET /orgs/{org}/secret-scanning/alerts"],
+    listAlertsForRepo: ["GET /repos/{owner}/{repo}/secret-scanning/alerts"],
+    listLocationsForAlert: [
+      "GET /repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}/locations"
+    ],
+    listOrgPatternConfigs: [
+      "GET /orgs/{org}/secret-scanning/pattern-configurations"
+    ],
+    updateAlert: [
+      "PATCH /repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}"
+    ],
+    updateOrgPatternConfigs: [
+      "PATCH /orgs/{org}/secret-scanning/pattern-configurations"
+    ]
+  },
+  securityAdvisories: {
+    createFork: [
+      "POST /repos/{owner}/{repo}/security-advisories/{ghsa_id}/forks"
+    ],
+    createPrivateVulnerabilityReport: [
+      "POST /repos/{owner}/{repo}/security-advisories/reports"
+    ],
+    createRepositoryAdvisory: [
+      "POST /repos/{owner}/{repo}/security-advisories"
+    ],
+    createRepositoryAdvisoryCveRequest: [
+      "POST /repos/{owner}/{repo}/security-advisories/{ghsa_id}/cve"
+    ],
+    getGlobalAdvisory: ["GET /advisories/{ghsa_id}"],
+    getRepositoryAdvisory: [
+      "GET /repos/{owner}/{repo}/security-advisories/{ghsa_id}"
+    ],
+    listGlobalAdvisories: ["GET /advisories"],
+    listOrgRepositoryAdvisories: ["GET /orgs/{org}/security-advisories"],
+    listRepositoryAdvisories: ["GET /repos/{owner}/{repo}/security-advisories"],
+    updateRepositoryAdvisory: [
+      "PATCH /repos/{owner}/{repo}/security-advisories/{ghsa_id}"
+    ]
+  },
+  teams: {
+    addOrUpdateMembershipForUserInOrg: [
+      "PUT /orgs/{org}/teams/{team_slug}/memberships/{username}"
+    ],
+    addOrUpdateRepoPermissionsInOrg: [
+      "PUT /orgs/{org}/teams/{team_slug}/repos/{owner}/{repo}"
+    ],
+    checkPermissionsForRepoInOrg: [
+      "GET /orgs/{org}/teams/{team_slug}/repos/{owner}/{repo}"
+    ],
+    create: ["POST /orgs/{org}/teams"],
+    createDiscussionCommentInOrg: [
+      "POST /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments"
+    ],
+    createDiscussionInOrg: ["POST /orgs/{org}/teams/{team_slug}/discussions"],
+    deleteDiscussionCommentInOrg: [
+      "DELETE /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments/{comment_number}"
+    ],
+    deleteDiscussionInOrg: [
+      "DELETE /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}"
+    ],
+    deleteInOrg: ["DELETE /orgs/{org}/teams/{team_slug}"],
+    getByName: ["GET /orgs/{org}/teams/{team_slug}"],
+    getDiscussionCommentInOrg: [
+      "GET /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments/{comment_number}"
+    ],
+    getDiscussionInOrg: [
+      "GET /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}"
+    ],
+    getMembershipForUserInOrg: [
+      "GET /orgs/{org}/teams/{team_slug}/memberships/{username}"
+    ],
+    list: ["GET /orgs/{org}/teams"],
+    listChildInOrg: ["GET /orgs/{org}/teams/{team_slug}/teams"],
+    listDiscussionCommentsInOrg: [
+      "GET /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments"
+    ],
+    listDiscussionsInOrg: ["GET /orgs/{org}/teams/{team_slug}/discussions"],
+    listForAuthenticatedUser: ["GET /user/teams"],
+    listMembersInOrg: ["GET /orgs/{org}/teams/{team_slug}/members"],
+    listPendingInvitationsInOrg: [
+      "GET /orgs/{org}/teams/{team_slug}/invitations"
+    ],
+    listReposInOrg: ["GET /orgs/{org}/teams/{team_slug}/repos"],
+    removeMembershipForUserInOrg: [
+      "DELETE /orgs/{org}/teams/{team_slug}/memberships/{username}"
+    ],
+    removeRepoInOrg: [
+      "DELETE /orgs/{org}/teams/{team_slug}/repos/{owner}/{repo}"
+    ],
+    updateDiscussionCommentInOrg: [
+      "PATCH /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments/{comment_number}"
+    ],
+    updateDiscussionInOrg: [
+      "PATCH /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}"
+    ],
+    updateInOrg: ["PATCH /orgs/{org}/teams/{team_slug}"]
+  },
+  users: {
+    addEmailForAuthenticated: [
+      "POST /user/emails",
+      {},
+      { renamed: ["users", "addEmailForAuthenticatedUser"] }
+    ],
+    addEmailForAuthenticatedUser: ["POST /user/emails"],
+    addSocialAccountForAuthenticatedUser: ["POST /user/social_accounts"],
+    block: ["PUT /user/blocks/{username}"],
+    checkBlocked: ["GET /user/blocks/{username}"],
+    checkFollowingForUser: ["GET /users/{username}/following/{target_user}"],
+    checkPersonIsFollowedByAuthenticated: ["GET /user/following/{username}"],
+    createGpgKeyForAuthenticated: [
+      "POST /user/gpg_keys",
+      {},
+      { renamed: ["users", "createGpgKeyForAuthenticatedUser"] }
+    ],
+    createGpgKeyForAuthenticatedUser: ["POST /user/gpg_keys"],
+    createPublicSshKeyForAuthenticated: [
+      "POST /user/keys",
+      {},
+      { renamed: ["users", "createPublicSshKeyForAuthenticatedUser"] }
+    ],
+    createPublicSshKeyForAuthenticatedUser: ["POST /user/keys"],
+    createSshSigningKeyForAuthenticatedUser: ["POST /user/ssh_signing_keys"],
+    deleteAttestationsBulk: [
+      "POST /users/{username}/attestations/delete-request"
+    ],
+    deleteAttestationsById: [
+      "DELETE /users/{username}/attestations/{attestation_id}"
+    ],
+    deleteAttestationsBySubjectDigest: [
+      "DELETE /users/{username}/attestations/digest/{subject_digest}"
+    ],
+    deleteEmailForAuthenticated: [
+      "DELETE /user/emails",
+      {},
+      { renamed: ["users", "deleteEmailForAuthenticatedUser"] }
+    ],
+    deleteEmailForAuthenticatedUser: ["DELETE /user/emails"],
+    deleteGpgKeyForAuthenticated: [
+      "DELETE /user/gpg_keys/{gpg_key_id}",
+      {},
+      { renamed: ["users", "deleteGpgKeyForAuthenticatedUser"] }
+    ],
+    deleteGpgKeyForAuthenticatedUser: ["DELETE /user/gpg_keys/{gpg_key_id}"],
+    deletePublicSshKeyForAuthenticated: [
+      "DELETE /user/keys/{key_id}",
+      {},
+      { renamed: ["users", "deletePublicSshKeyForAuthenticatedUser"] }
+    ],
+    deletePublicSshKeyForAuthenticatedUser: ["DELETE /user/keys/{key_id}"],
+    deleteSocialAccountForAuthenticatedUser: ["DELETE /user/social_accounts"],
+    deleteSshSigningKeyForAuthenticatedUser: [
+      "DELETE /user/ssh_signing_keys/{ssh_signing_key_id}"
+    ],
+    follow: ["PUT /user/following/{username}"],
+    getAuthenticated: ["GET /user"],
+    getById: ["GET /user/{account_id}"],
+    getByUsername: ["GET /users/{username}"],
+    getContextForUser: ["GET /users/{username}/hovercard"],
+    getGpgKeyForAuthenticated: [
+      "GET /user/gpg_keys/{gpg_key_id}",
+      {},
+      { renamed: ["users", "getGpgKeyForAuthenticatedUser"] }
+    ],
+    getGpgKeyForAuthenticatedUser: ["GET /user/gpg_keys/{gpg_key_id}"],
+    getPublicSshKeyForAuthenticated: [
+      "GET /user/keys/{key_id}",
+      {},
+      { renamed: ["users", "getPublicSshKeyForAuthenticatedUser"] }
+    ],
+    getPublicSshKeyForAuthenticatedUser: ["GET /user/keys/{key_id}"],
+    getSshSigningKeyForAuthenticatedUser: [
+      "GET /user/ssh_signing_keys/{ssh_signing_key_id}"
+    ],
+    list: ["GET /users"],
+    listAttestations: ["GET /users/{username}/attestations/{subject_digest}"],
+    listAttestationsBulk: [
+      "POST /users/{username}/attestations/bulk-list{?per_page,before,after}"
+    ],
+    listBlockedByAuthenticated: [
+      "GET /user/blocks",
+      {},
+      { renamed: ["users", "listBlockedByAuthenticatedUser"] }
+    ],
+    listBlockedByAuthenticatedUser: ["GET /user/blocks"],
+    listEmailsForAuthenticated: [
+      "GET /user/emails",
+      {},
+      { renamed: ["users", "listEmailsForAuthenticatedUser"] }
+    ],
+    listEmailsForAuthenticatedUser: ["GET /user/emails"],
+    listFollowedByAuthenticated: [
+      "GET /user/following",
+      {},
+      { renamed: ["users", "listFollowedByAuthenticatedUser"] }
+    ],
+    listFollowedByAuthenticatedUser: ["GET /user/following"],
+    listFollowersForAuthenticatedUser: ["GET /user/followers"],
+    listFollowersForUser: ["GET /users/{username}/followers"],
+    listFollowingForUser: ["GET /users/{username}/following"],
+    listGpgKeysForAuthenticated: [
+      "GET /user/gpg_keys",
+      {},
+      { renamed: ["users", "listGpgKeysForAuthenticatedUser"] }
+    ],
+    listGpgKeysForAuthenticatedUser: ["GET /user/gpg_keys"],
+    listGpgKeysForUser: ["GET /users/{username}/gpg_keys"],
+    listPublicEmailsForAuthenticated: [
+      "GET /user/public_emails",
+      {},
+      { renamed: ["users", "listPublicEmailsForAuthenticatedUser"] }
+    ],
+    listPublicEmailsForAuthenticatedUser: ["GET /user/public_emails"],
+    listPublicKeysForUser: ["GET /users/{username}/keys"],
+    listPublicSshKeysForAuthenticated: [
+      "GET /user/keys",
+      {},
+      { renamed: ["users", "listPublicSshKeysForAuthenticatedUser"] }
+    ],
+    listPublicSshKeysForAuthenticatedUser: ["GET /user/keys"],
+    listSocialAccountsForAuthenticatedUser: ["GET /user/social_accounts"],
+    listSocialAccountsForUser: ["GET /users/{username}/social_accounts"],
+    listSshSigningKeysForAuthenticatedUser: ["GET /user/ssh_signing_keys"],
+    listSshSigningKeysForUser: ["GET /users/{username}/ssh_signing_keys"],
+    setPrimaryEmailVisibilityForAuthenticated: [
+      "PATCH /user/email/visibility",
+      {},
+      { renamed: ["users", "setPrimaryEmailVisibilityForAuthenticatedUser"] }
+    ],
+    setPrimaryEmailVisibilityForAuthenticatedUser: [
+      "PATCH /user/email/visibility"
+    ],
+    unblock: ["DELETE /user/blocks/{username}"],
+    unfollow: ["DELETE /user/following/{username}"],
+    updateAuthenticated: ["PATCH /user"]
+  }
+};
+var endpoints_default = Endpoints;
+
+//# sourceMappingURL=endpoints.js.map
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/plugin-rest-endpoint-methods/dist-src/endpoints-to-methods.js
+
+const endpointMethodsMap = /* @__PURE__ */ new Map();
+for (const [scope, endpoints] of Object.entries(endpoints_default)) {
+  for (const [methodName, endpoint] of Object.entries(endpoints)) {
+    const [route, defaults, decorations] = endpoint;
+    const [method, url] = route.split(/ /);
+    const endpointDefaults = Object.assign(
+      {
+        method,
+        url
+      },
+      defaults
+    );
+    if (!endpointMethodsMap.has(scope)) {
+      endpointMethodsMap.set(scope, /* @__PURE__ */ new Map());
+    }
+    endpointMethodsMap.get(scope).set(methodName, {
+      scope,
+      methodName,
+      endpointDefaults,
+      decorations
+    });
+  }
+}
+const handler = {
+  has({ scope }, methodName) {
+    return endpointMethodsMap.get(scope).has(methodName);
+  },
+  getOwnPropertyDescriptor(target, methodName) {
+    return {
+      value: this.get(target, methodName),
+      // ensures method is in the cache
+      configurable: true,
+      writable: true,
+      enumerable: true
+    };
+  },
+  defineProperty(target, methodName, descriptor) {
+    Object.defineProperty(target.cache, methodName, descriptor);
+    return true;
+  },
+  deleteProperty(target, methodName) {
+    delete target.cache[methodName];
+    return true;
+  },
+  ownKeys({ scope }) {
+    return [...endpointMethodsMap.get(scope).keys()];
+  },
+  set(target, methodName, value) {
+    return target.cache[methodName] = value;
+  },
+  get({ octokit, scope, cache }, methodName) {
+    if (cache[methodName]) {
+      return cache[methodName];
+    }
+    const method = endpointMethodsMap.get(scope).get(methodName);
+    if (!method) {
+      return void 0;
+    }
+    const { endpointDefaults, decorations } = method;
+    if (decorations) {
+      cache[methodName] = decorate(
+        octokit,
+        scope,
+        methodName,
+        endpointDefaults,
+        decorations
+      );
+    } else {
+      cache[methodName] = octokit.request.defaults(endpointDefaults);
+    }
+    return cache[methodName];
+  }
+};
+function endpointsToMethods(octokit) {
+  const newMethods = {};
+  for (const scope of endpointMethodsMap.keys()) {
+    newMethods[scope] = new Proxy({ octokit, scope, cache: {} }, handler);
+  }
+  return newMethods;
+}
+function decorate(octokit, scope, methodName, defaults, decorations) {
+  const requestWithDefaults = octokit.request.defaults(defaults);
+  function withDecorations(...args) {
+    let options = requestWithDefaults.endpoint.merge(...args);
+    if (decorations.mapToData) {
+      options = Object.assign({}, options, {
+        data: options[decorations.mapToData],
+        [decorations.mapToData]: void 0
+      });
+      return requestWithDefaults(options);
+    }
+    if (decorations.renamed) {
+      const [newScope, newMethodName] = decorations.renamed;
+      octokit.log.warn(
+        `octokit.${scope}.${methodName}() has been renamed to octokit.${newScope}.${newMethodName}()`
+      );
+    }
+    if (decorations.deprecated) {
+      octokit.log.warn(decorations.deprecated);
+    }
+    if (decorations.renamedParameters) {
+      const options2 = requestWithDefaults.endpoint.merge(...args);
+      for (const [name, alias] of Object.entries(
+        decorations.renamedParameters
+      )) {
+        if (name in options2) {
+          octokit.log.warn(
+            `"${name}" parameter is deprecated for "octokit.${scope}.${methodName}()". Use "${alias}" instead`
+          );
+          if (!(alias in options2)) {
+            options2[alias] = options2[name];
+          }
+          delete options2[name];
+        }
+      }
+      return requestWithDefaults(options2);
+    }
+    return requestWithDefaults(...args);
+  }
+  return Object.assign(withDecorations, requestWithDefaults);
+}
+
+//# sourceMappingURL=endpoints-to-methods.js.map
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/plugin-rest-endpoint-methods/dist-src/index.js
+
+
+function restEndpointMethods(octokit) {
+  const api = endpointsToMethods(octokit);
+  return {
+    rest: api
+  };
+}
+restEndpointMethods.VERSION = dist_src_version_VERSION;
+function legacyRestEndpointMethods(octokit) {
+  const api = endpointsToMethods(octokit);
+  return {
+    ...api,
+    rest: api
+  };
+}
+legacyRestEndpointMethods.VERSION = dist_src_version_VERSION;
+
+//# sourceMappingURL=index.js.map
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/plugin-paginate-rest/dist-bundle/index.js
+// pkg/dist-src/version.js
+var plugin_paginate_rest_dist_bundle_VERSION = "0.0.0-development";
+
+// pkg/dist-src/normalize-paginated-list-response.js
+function normalizePaginatedListResponse(response) {
+  if (!response.data) {
+    return {
+      ...response,
+      data: []
+    };
+  }
+  const responseNeedsNormalization = ("total_count" in response.data || "total_commits" in response.data) && !("url" in response.data);
+  if (!responseNeedsNormalization) return response;
+  const incompleteResults = response.data.incomplete_results;
+  const repositorySelection = response.data.repository_selection;
+  const totalCount = response.data.total_count;
+  const totalCommits = response.data.total_commits;
+  delete response.data.incomplete_results;
+  delete response.data.repository_selection;
+  delete response.data.total_count;
+  delete response.data.total_commits;
+  const namespaceKey = Object.keys(response.data)[0];
+  const data = response.data[namespaceKey];
+  response.data = data;
+  if (typeof incompleteResults !== "undefined") {
+    response.data.incomplete_results = incompleteResults;
+  }
+  if (typeof repositorySelection !== "undefined") {
+    response.data.repository_selection = repositorySelection;
+  }
+  response.data.total_count = totalCount;
+  response.data.total_commits = totalCommits;
+  return response;
+}
+
+// pkg/dist-src/iterator.js
+function iterator(octokit, route, parameters) {
+  const options = typeof route === "function" ? route.endpoint(parameters) : octokit.request.endpoint(route, parameters);
+  const requestMethod = typeof route === "function" ? route : octokit.request;
+  const method = options.method;
+  const headers = options.headers;
+  let url = options.url;
+  return {
+    [Symbol.asyncIterator]: () => ({
+      async next() {
+        if (!url) return { done: true };
+        try {
+          const response = await requestMethod({ method, url, headers });
+          const normalizedResponse = normalizePaginatedListResponse(response);
+          url = ((normalizedResponse.headers.link || "").match(
+            /<([^<>]+)>;\s*rel="next"/
+          ) || [])[1];
+          if (!url && "total_commits" in normalizedResponse.data) {
+            const parsedUrl = new URL(normalizedResponse.url);
+            const params = parsedUrl.searchParams;
+            const page = parseInt(params.get("page") || "1", 10);
+            const per_page = parseInt(params.get("per_page") || "250", 10);
+            if (page * per_page < normalizedResponse.data.total_commits) {
+              params.set("page", String(page + 1));
+              url = parsedUrl.toString();
+            }
+          }
+          return { value: normalizedResponse };
+        } catch (error) {
+          if (error.status !== 409) throw error;
+          url = "";
+          return {
+            value: {
+              status: 200,
+              headers: {},
+              data: []
+            }
+          };
+        }
+      }
+    })
+  };
+}
+
+// pkg/dist-src/paginate.js
+function paginate(octokit, route, parameters, mapFn) {
+  if (typeof parameters === "function") {
+    mapFn = parameters;
+    parameters = void 0;
+  }
+  return gather(
+    octokit,
+    [],
+    iterator(octokit, route, parameters)[Symbol.asyncIterator](),
+    mapFn
+  );
+}
+function gather(octokit, results, iterator2, mapFn) {
+  return iterator2.next().then((result) => {
+    if (result.done) {
+      return results;
+    }
+    let earlyExit = false;
+    function done() {
+      earlyExit = true;
+    }
+    results = results.concat(
+      mapFn ? mapFn(result.value, done) : result.value.data
+    );
+    if (earlyExit) {
+      return results;
+    }
+    return gather(octokit, results, iterator2, mapFn);
+  });
+}
+
+// pkg/dist-src/compose-paginate.js
+var composePaginateRest = Object.assign(paginate, {
+  iterator
+});
+
+// pkg/dist-src/generated/paginating-endpoints.js
+var paginatingEndpoints = (/* unused pure expression or super */ null && ([
+  "GET /advisories",
+  "GET /app/hook/deliveries",
+  "GET /app/installation-requests",
+  "GET /app/installations",
+  "GET /assignments/{assignment_id}/accepted_assignments",
+  "GET /classrooms",
+  "GET /classrooms/{classroom_id}/assignments",
+  "GET /enterprises/{enterprise}/code-security/configurations",
+  "GET /enterprises/{enterprise}/code-security/configurations/{configuration_id}/repositories",
+  "GET /enterprises/{enterprise}/dependabot/alerts",
+  "GET /enterprises/{enterprise}/teams",
+  "GET /enterprises/{enterprise}/teams/{enterprise-team}/memberships",
+  "GET /enterprises/{enterprise}/teams/{enterprise-team}/organizations",
+  "GET /events",
+  "GET /gists",
+  "GET /gists/public",
+  "GET /gists/starred",
+  "GET /gists/{gist_id}/comments",
+  "GET /gists/{gist_id}/commits",
+  "GET /gists/{gist_id}/forks",
+  "GET /installation/repositories",
+  "GET /issues",
+  "GET /licenses",
+  "GET /marketplace_listing/plans",
+  "GET /marketplace_listing/plans/{plan_id}/accounts",
+  "GET /marketplace_listing/stubbed/plans",
+  "GET /marketplace_listing/stubbed/plans/{plan_id}/accounts",
+  "GET /networks/{owner}/{repo}/events",
+  "GET /notifications",
+  "GET /organizations",
+  "GET /organizations/{org}/dependabot/repository-access",
+  "GET /orgs/{org}/actions/cache/usage-by-repository",
+  "GET /orgs/{org}/actions/hosted-runners",
+  "GET /orgs/{org}/actions/permissions/repositories",
+  "GET /orgs/{org}/actions/permissions/self-hosted-runners/repositories",
+  "GET /orgs/{org}/actions/runner-groups",
+  "GET /orgs/{org}/actions/runner-groups/{runner_group_id}/hosted-runners",
+  "GET /orgs/{org}/actions/runner-groups/{runner_group_id}/repositories",
+  "GET /orgs/{org}/actions/runner-groups/{runner_group_id}/runners",
+  "GET /orgs/{org}/actions/runners",
+  "GET /orgs/{org}/actions/secrets",
+  "GET /orgs/{org}/actions/secrets/{secret_name}/repositories",
+  "GET /orgs/{org}/actions/variables",
+  "GET /orgs/{org}/actions/variables/{name}/repositories",
+  "GET /orgs/{org}/attestations/repositories",
+  "GET /orgs/{org}/attestations/{subject_digest}",
+  "GET /orgs/{org}/blocks",
+  "GET /orgs/{org}/campaigns",
+  "GET /orgs/{org}/code-scanning/alerts",
+  "GET /orgs/{org}/code-security/configurations",
+  "GET /orgs/{org}/code-security/configurations/{configuration_id}/repositories",
+  "GET /orgs/{org}/codespaces",
+  "GET /orgs/{org}/codespaces/secrets",
+  "GET /orgs/{org}/codespaces/secrets/{secret_name}/repositories",
+  "GET /orgs/{org}/copilot/billing/seats",
+  "GET /orgs/{org}/copilot/metrics",
+  "GET /orgs/{org}/dependabot/alerts",
+  "GET /orgs/{org}/dependabot/secrets",
+  "GET /orgs/{org}/dependabot/secrets/{secret_name}/repositories",
+  "GET /orgs/{org}/events",
+  "GET /orgs/{org}/failed_invitations",
+  "GET /orgs/{org}/hooks",
+  "GET /orgs/{org}/hooks/{hook_id}/deliveries",
+  "GET /orgs/{org}/insights/api/route-stats/{actor_type}/{actor_id}",
+  "GET /orgs/{org}/insights/api/subject-stats",
+  "GET /orgs/{org}/insights/api/user-stats/{user_id}",
+  "GET /orgs/{org}/installations",
+  "GET /orgs/{org}/invitations",
+  "GET /orgs/{org}/invitations/{invitation_id}/teams",
+  "GET /orgs/{org}/issues",
+  "GET /orgs/{org}/members",
+  "GET /orgs/{org}/members/{username}/codespaces",
+  "GET /orgs/{org}/migrations",
+  "GET /orgs/{org}/migrations/{migration_id}/repositories",
+  "GET /orgs/{org}/organization-roles/{role_id}/teams",
+  "GET /orgs/{org}/organization-roles/{role_id}/users",
+  "GET /orgs/{org}/outside_collaborators",
+  "GET /orgs/{org}/packages",
+  "GET /orgs/{org}/packages/{package_type}/{package_name}/versions",
+  "GET /orgs/{org}/personal-access-token-requests",
+  "GET /orgs/{org}/personal-access-token-requests/{pat_request_id}/repositories",
+  "GET /orgs/{org}/personal-access-tokens",
+  "GET /orgs/{org}/personal-access-tokens/{pat_id}/repositories",
+  "GET /orgs/{org}/private-registries",
+  "GET /orgs/{org}/projects",
+  "GET /orgs/{org}/projectsV2",
+  "GET /orgs/{org}/projectsV2/{project_number}/fields",
+  "GET /orgs/{org}/projectsV2/{project_number}/items",
+  "GET /orgs/{org}/properties/values",
+  "GET /orgs/{org}/public_members",
+  "GET /orgs/{org}/repos",
+  "GET /orgs/{org}/rulesets",
+  "GET /orgs/{org}/rulesets/rule-suites",
+  "GET /orgs/{org}/rulesets/{ruleset_id}/history",
+  "GET /orgs/{org}/secret-scanning/alerts",
+  "GET /orgs/{org}/security-advisories",
+  "GET /orgs/{org}/settings/immutable-releases/repositories",
+  "GET /orgs/{org}/settings/network-configurations",
+  "GET /orgs/{org}/team/{team_slug}/copilot/metrics",
+  "GET /orgs/{org}/teams",
+  "GET /orgs/{org}/teams/{team_slug}/discussions",
+  "GET /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments",
+  "GET /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments/{comment_number}/reactions",
+  "GET /orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/reactions",
+  "GET /orgs/{org}/teams/{team_slug}/invitations",
+  "GET /orgs/{org}/teams/{team_slug}/members",
+  "GET /orgs/{org}/teams/{team_slug}/projects",
+  "GET /orgs/{org}/teams/{team_slug}/repos",
+  "GET /orgs/{org}/teams/{team_slug}/teams",
+  "GET /projects/{project_id}/collaborators",
+  "GET /repos/{owner}/{repo}/actions/artifacts",
+  "GET /repos/{owner}/{repo}/actions/caches",
+  "GET /repos/{owner}/{repo}/actions/organization-secrets",
+  "GET /repos/{owner}/{repo}/actions/organization-variables",
+  "GET /repos/{owner}/{repo}/actions/runners",
+  "GET /repos/{owner}/{repo}/actions/runs",
+  "GET /repos/{owner}/{repo}/actions/runs/{run_id}/artifacts",
+  "GET /repos/{owner}/{repo}/actions/runs/{run_id}/attempts/{attempt_number}/jobs",
+  "GET /repos/{owner}/{repo}/actions/runs/{run_id}/jobs",
+  "GET /repos/{owner}/{repo}/actions/secrets",
+  "GET /repos/{owner}/{repo}/actions/variables",
+  "GET /repos/{owner}/{repo}/actions/workflows",
+  "GET /repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs",
+  "GET /repos/{owner}/{repo}/activity",
+  "GET /repos/{owner}/{repo}/assignees",
+  "GET /repos/{owner}/{repo}/attestations/{subject_digest}",
+  "GET /repos/{owner}/{repo}/branches",
+  "GET /repos/{owner}/{repo}/check-runs/{check_run_id}/annotations",
+  "GET /repos/{owner}/{repo}/check-suites/{check_suite_id}/check-runs",
+  "GET /repos/{owner}/{repo}/code-scanning/alerts",
+  "GET /repos/{owner}/{repo}/code-scanning/alerts/{alert_number}/instances",
+  "GET /repos/{owner}/{repo}/code-scanning/analyses",
+  "GET /repos/{owner}/{repo}/codespaces",
+  "GET /repos/{owner}/{repo}/codespaces/devcontainers",
+  "GET /repos/{owner}/{repo}/codespaces/secrets",
+  "GET /repos/{owner}/{repo}/collaborators",
+  "GET /repos/{owner}/{repo}/comments",
+  "GET /repos/{owner}/{repo}/comments/{comment_id}/reactions",
+  "GET /repos/{owner}/{repo}/commits",
+  "GET /repos/{owner}/{repo}/commits/{commit_sha}/comments",
+  "GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls",
+  "GET /repos/{owner}/{repo}/commits/{ref}/check-runs",
+  "GET /repos/{owner}/{repo}/commits/{ref}/check-suites",
+  "GET /repos/{owner}/{repo}/commits/{ref}/status",
+  "GET /repos/{owner}/{repo}/commits/{ref}/statuses",
+  "GET /repos/{owner}/{repo}/compare/{basehead}",
+  "GET /repos/{owner}/{repo}/compare/{base}...{head}",
+  "GET /repos/{owner}/{repo}/contributors",
+  "GET /repos/{owner}/{repo}/dependabot/alerts",
+  "GET /repos/{owner}/{repo}/dependabot/secrets",
+  "GET /repos/{owner}/{repo}/deployments",
+  "GET /repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+  "GET /repos/{owner}/{repo}/environments",
+  "GET /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies",
+  "GET /repos/{owner}/{repo}/environments/{environment_name}/deployment_protection_rules/apps",
+  "GET /repos/{owner}/{repo}/environments/{environment_name}/secrets",
+  "GET /repos/{owner}/{repo}/environments/{environment_name}/variables",
+  "GET /repos/{owner}/{repo}/events",
+  "GET /repos/{owner}/{repo}/forks",
+  "GET /repos/{owner}/{repo}/hooks",
+  "GET /repos/{owner}/{repo}/hooks/{hook_id}/deliveries",
+  "GET /repos/{owner}/{repo}/invitations",
+  "GET /repos/{owner}/{repo}/issues",
+  "GET /repos/{owner}/{repo}/issues/comments",
+  "GET /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
+  "GET /repos/{owner}/{repo}/issues/events",
+  "GET /repos/{owner}/{repo}/issues/{issue_number}/comments",
+  "GET /repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocked_by",
+  "GET /repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocking",
+  "GET /repos/{owner}/{repo}/issues/{issue_number}/events",
+  "GET /repos/{owner}/{repo}/issues/{issue_number}/labels",
+  "GET /repos/{owner}/{repo}/issues/{issue_number}/reactions",
+  "GET /repos/{owner}/{repo}/issues/{issue_number}/sub_issues",
+  "GET /repos/{owner}/{repo}/issues/{issue_number}/timeline",
+  "GET /repos/{owner}/{repo}/keys",
+  "GET /repos/{owner}/{repo}/labels",
+  "GET /repos/{owner}/{repo}/milestones",
+  "GET /repos/{owner}/{repo}/milestones/{milestone_number}/labels",
+  "GET /repos/{owner}/{repo}/notifications",
+  "GET /repos/{owner}/{repo}/pages/builds",
+  "GET /repos/{owner}/{repo}/projects",
+  "GET /repos/{owner}/{repo}/pulls",
+  "GET /repos/{owner}/{repo}/pulls/comments",
+  "GET /repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions",
+  "GET /repos/{owner}/{repo}/pulls/{pull_number}/comments",
+  "GET /repos/{owner}/{repo}/pulls/{pull_number}/commits",
+  "GET /repos/{owner}/{repo}/pulls/{pull_number}/files",
+  "GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+  "GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments",
+  "GET /repos/{owner}/{repo}/releases",
+  "GET /repos/{owner}/{repo}/releases/{release_id}/assets",
+  "GET /repos/{owner}/{repo}/releases/{release_id}/reactions",
+  "GET /repos/{owner}/{repo}/rules/branches/{branch}",
+  "GET /repos/{owner}/{repo}/rulesets",
+  "GET /repos/{owner}/{repo}/rulesets/rule-suites",
+  "GET /repos/{owner}/{repo}/rulesets/{ruleset_id}/history",
+  "GET /repos/{owner}/{repo}/secret-scanning/alerts",
+  "GET /repos/{owner}/{repo}/secret-scanning/alerts/{alert_number}/locations",
+  "GET /repos/{owner}/{repo}/security-advisories",
+  "GET /repos/{owner}/{repo}/stargazers",
+  "GET /repos/{owner}/{repo}/subscribers",
+  "GET /repos/{owner}/{repo}/tags",
+  "GET /repos/{owner}/{repo}/teams",
+  "GET /repos/{owner}/{repo}/topics",
+  "GET /repositories",
+  "GET /search/code",
+  "GET /search/commits",
+  "GET /search/issues",
+  "GET /search/labels",
+  "GET /search/repositories",
+  "GET /search/topics",
+  "GET /search/users",
+  "GET /teams/{team_id}/discussions",
+  "GET /teams/{team_id}/discussions/{discussion_number}/comments",
+  "GET /teams/{team_id}/discussions/{discussion_number}/comments/{comment_number}/reactions",
+  "GET /teams/{team_id}/discussions/{discussion_number}/reactions",
+  "GET /teams/{team_id}/invitations",
+  "GET /teams/{team_id}/members",
+  "GET /teams/{team_id}/projects",
+  "GET /teams/{team_id}/repos",
+  "GET /teams/{team_id}/teams",
+  "GET /user/blocks",
+  "GET /user/codespaces",
+  "GET /user/codespaces/secrets",
+  "GET /user/emails",
+  "GET /user/followers",
+  "GET /user/following",
+  "GET /user/gpg_keys",
+  "GET /user/installations",
+  "GET /user/installations/{installation_id}/repositories",
+  "GET /user/issues",
+  "GET /user/keys",
+  "GET /user/marketplace_purchases",
+  "GET /user/marketplace_purchases/stubbed",
+  "GET /user/memberships/orgs",
+  "GET /user/migrations",
+  "GET /user/migrations/{migration_id}/repositories",
+  "GET /user/orgs",
+  "GET /user/packages",
+  "GET /user/packages/{package_type}/{package_name}/versions",
+  "GET /user/public_emails",
+  "GET /user/repos",
+  "GET /user/repository_invitations",
+  "GET /user/social_accounts",
+  "GET /user/ssh_signing_keys",
+  "GET /user/starred",
+  "GET /user/subscriptions",
+  "GET /user/teams",
+  "GET /users",
+  "GET /users/{username}/attestations/{subject_digest}",
+  "GET /users/{username}/events",
+  "GET /users/{username}/events/orgs/{org}",
+  "GET /users/{username}/events/public",
+  "GET /users/{username}/followers",
+  "GET /users/{username}/following",
+  "GET /users/{username}/gists",
+  "GET /users/{username}/gpg_keys",
+  "GET /users/{username}/keys",
+  "GET /users/{username}/orgs",
+  "GET /users/{username}/packages",
+  "GET /users/{username}/projects",
+  "GET /users/{username}/projectsV2",
+  "GET /users/{username}/projectsV2/{project_number}/fields",
+  "GET /users/{username}/projectsV2/{project_number}/items",
+  "GET /users/{username}/received_events",
+  "GET /users/{username}/received_events/public",
+  "GET /users/{username}/repos",
+  "GET /users/{username}/social_accounts",
+  "GET /users/{username}/ssh_signing_keys",
+  "GET /users/{username}/starred",
+  "GET /users/{username}/subscriptions"
+]));
+
+// pkg/dist-src/paginating-endpoints.js
+function isPaginatingEndpoint(arg) {
+  if (typeof arg === "string") {
+    return paginatingEndpoints.includes(arg);
+  } else {
+    return false;
+  }
+}
+
+// pkg/dist-src/index.js
+function paginateRest(octokit) {
+  return {
+    paginate: Object.assign(paginate.bind(null, octokit), {
+      iterator: iterator.bind(null, octokit)
+    })
+  };
+}
+paginateRest.VERSION = plugin_paginate_rest_dist_bundle_VERSION;
+
+
+;// CONCATENATED MODULE: ./node_modules/@actions/github/lib/utils.js
+
+
+// octokit + plugins
+
+
+
+const context = new Context();
+const baseUrl = getApiBaseUrl();
+const defaults = {
+    baseUrl,
+    request: {
+        agent: getProxyAgent(baseUrl),
+        fetch: getProxyFetch(baseUrl)
+    }
+};
+const GitHub = Octokit.plugin(restEndpointMethods, paginateRest).defaults(defaults);
+
+/**
+ * Convience function to correctly format Octokit Options to pass into the constructor.
+ *
+ * @param     token    the repo PAT or GITHUB_TOKEN
+ * @param     options  other options to set
+ */
+function getOctokitOptions(token, options) {
+    const opts = Object.assign({}, options || {}); // Shallow clone - don't mutate the object provided by the caller
+    // Auth
+    const auth = getAuthString(token, opts);
+    if (auth) {
+        opts.auth = auth;
+    }
+    // Orchestration ID
+    const userAgent = getUserAgentWithOrchestrationId(opts.userAgent);
+    if (userAgent) {
+        opts.userAgent = userAgent;
+    }
+    return opts;
+}
+//# sourceMappingURL=utils.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/github/lib/github.js
+
+
+const github_context = new Context();
+/**
+ * Returns a hydrated octokit ready to use for GitHub Actions
+ *
+ * @param     token    the repo PAT or GITHUB_TOKEN
+ * @param     options  other options to set
+ */
+function getOctokit(token, options, ...additionalPlugins) {
+    const GitHubWithPlugins = GitHub.plugin(...additionalPlugins);
+    return new GitHubWithPlugins(getOctokitOptions(token, options));
+}
+//# sourceMappingURL=github.js.map
+// EXTERNAL MODULE: ./node_modules/bottleneck/light.js
+var light = __nccwpck_require__(3251);
+;// CONCATENATED MODULE: ./node_modules/@octokit/plugin-retry/dist-bundle/index.js
+// pkg/dist-src/version.js
+var plugin_retry_dist_bundle_VERSION = "0.0.0-development";
+
+// pkg/dist-src/error-request.js
+function isRequestError(error) {
+  return error.request !== void 0;
+}
+async function errorRequest(state, octokit, error, options) {
+  if (!isRequestError(error) || !error?.request.request) {
+    throw error;
+  }
+  if (error.status >= 400 && !state.doNotRetry.includes(error.status)) {
+    const retries = options.request.retries != null ? options.request.retries : state.retries;
+    const retryAfter = Math.pow((options.request.retryCount || 0) + 1, 2);
+    throw octokit.retry.retryRequest(error, retries, retryAfter);
+  }
+  throw error;
+}
+
+// pkg/dist-src/wrap-request.js
+
+
+async function wrapRequest(state, octokit, request, options) {
+  const limiter = new light();
+  limiter.on("failed", function(error, info) {
+    const maxRetries = ~~error.request.request?.retries;
+    const after = ~~error.request.request?.retryAfter;
+    options.request.retryCount = info.retryCount + 1;
+    if (maxRetries > info.retryCount) {
+      return after * state.retryAfterBaseValue;
+    }
+  });
+  return limiter.schedule(
+    requestWithGraphqlErrorHandling.bind(null, state, octokit, request),
+    options
+  );
+}
+async function requestWithGraphqlErrorHandling(state, octokit, request, options) {
+  const response = await request(options);
+  if (response.data && response.data.errors && response.data.errors.length > 0 && /Something went wrong while executing your query/.test(
+    response.data.errors[0].message
+  )) {
+    const error = new RequestError(response.data.errors[0].message, 500, {
+      request: options,
+      response
+    });
+    return errorRequest(state, octokit, error, options);
+  }
+  return response;
+}
+
+// pkg/dist-src/index.js
+function retry(octokit, octokitOptions) {
+  const state = Object.assign(
+    {
+      enabled: true,
+      retryAfterBaseValue: 1e3,
+      doNotRetry: [400, 401, 403, 404, 410, 422, 451],
+      retries: 3
+    },
+    octokitOptions.retry
+  );
+  const retryPlugin = {
+    retry: {
+      retryRequest: (error, retries, retryAfter) => {
+        error.request.request = Object.assign({}, error.request.request, {
+          retries,
+          retryAfter
+        });
+        return error;
+      }
+    }
+  };
+  if (state.enabled) {
+    octokit.hook.error("request", errorRequest.bind(null, state, retryPlugin));
+    octokit.hook.wrap("request", wrapRequest.bind(null, state, retryPlugin));
+  }
+  return retryPlugin;
+}
+retry.VERSION = plugin_retry_dist_bundle_VERSION;
+
+
+;// CONCATENATED MODULE: ./node_modules/@octokit/plugin-throttling/dist-bundle/index.js
+// pkg/dist-src/index.js
+
+
+// pkg/dist-src/version.js
+var plugin_throttling_dist_bundle_VERSION = "0.0.0-development";
+
+// pkg/dist-src/wrap-request.js
+var dist_bundle_noop = () => Promise.resolve();
+function dist_bundle_wrapRequest(state, request, options) {
+  return state.retryLimiter.schedule(doRequest, state, request, options);
+}
+async function doRequest(state, request, options) {
+  const { pathname } = new URL(options.url, "http://github.test");
+  const isAuth = isAuthRequest(options.method, pathname);
+  const isWrite = !isAuth && options.method !== "GET" && options.method !== "HEAD";
+  const isSearch = options.method === "GET" && pathname.startsWith("/search/");
+  const isGraphQL = pathname.startsWith("/graphql");
+  const retryCount = ~~request.retryCount;
+  const jobOptions = retryCount > 0 ? { priority: 0, weight: 0 } : {};
+  if (state.clustering) {
+    jobOptions.expiration = 1e3 * 60;
+  }
+  if (isWrite || isGraphQL) {
+    await state.write.key(state.id).schedule(jobOptions, dist_bundle_noop);
+  }
+  if (isWrite && state.triggersNotification(pathname)) {
+    await state.notifications.key(state.id).schedule(jobOptions, dist_bundle_noop);
+  }
+  if (isSearch) {
+    await state.search.key(state.id).schedule(jobOptions, dist_bundle_noop);
+  }
+  const req = (isAuth ? state.auth : state.global).key(state.id).schedule(jobOptions, request, options);
+  if (isGraphQL) {
+    const res = await req;
+    if (res.data.errors != null && res.data.errors.some((error) => error.type === "RATE_LIMITED")) {
+      const error = Object.assign(new Error("GraphQL Rate Limit Exceeded"), {
+        response: res,
+        data: res.data
+      });
+      throw error;
+    }
+  }
+  return req;
+}
+function isAuthRequest(method, pathname) {
+  return method === "PATCH" && // https://docs.github.com/en/rest/apps/apps?apiVersion=2022-11-28#create-a-scoped-access-token
+  /^\/applications\/[^/]+\/token\/scoped$/.test(pathname) || method === "POST" && // https://docs.github.com/en/rest/apps/oauth-applications?apiVersion=2022-11-28#reset-a-token
+  (/^\/applications\/[^/]+\/token$/.test(pathname) || // https://docs.github.com/en/rest/apps/apps?apiVersion=2022-11-28#create-an-installation-access-token-for-an-app
+  /^\/app\/installations\/[^/]+\/access_tokens$/.test(pathname) || // https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps
+  pathname === "/login/oauth/access_token");
+}
+
+// pkg/dist-src/generated/triggers-notification-paths.js
+var triggers_notification_paths_default = [
+  "/orgs/{org}/invitations",
+  "/orgs/{org}/invitations/{invitation_id}",
+  "/orgs/{org}/teams/{team_slug}/discussions",
+  "/orgs/{org}/teams/{team_slug}/discussions/{discussion_number}/comments",
+  "/repos/{owner}/{repo}/collaborators/{username}",
+  "/repos/{owner}/{repo}/commits/{commit_sha}/comments",
+  "/repos/{owner}/{repo}/issues",
+  "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+  "/repos/{owner}/{repo}/issues/{issue_number}/sub_issue",
+  "/repos/{owner}/{repo}/issues/{issue_number}/sub_issues/priority",
+  "/repos/{owner}/{repo}/pulls",
+  "/repos/{owner}/{repo}/pulls/{pull_number}/comments",
+  "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies",
+  "/repos/{owner}/{repo}/pulls/{pull_number}/merge",
+  "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers",
+  "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+  "/repos/{owner}/{repo}/releases",
+  "/teams/{team_id}/discussions",
+  "/teams/{team_id}/discussions/{discussion_number}/comments"
+];
+
+// pkg/dist-src/route-matcher.js
+function routeMatcher(paths) {
+  const regexes = paths.map(
+    (path) => path.split("/").map((c) => c.startsWith("{") ? "(?:.+?)" : c).join("/")
+  );
+  const regex2 = `^(?:${regexes.map((r) => `(?:${r})`).join("|")})[^/]*$`;
+  return new RegExp(regex2, "i");
+}
+
+// pkg/dist-src/index.js
+var regex = routeMatcher(triggers_notification_paths_default);
+var triggersNotification = regex.test.bind(regex);
+var groups = {};
+var createGroups = function(Bottleneck, common) {
+  groups.global = new Bottleneck.Group({
+    id: "octokit-global",
+    maxConcurrent: 10,
+    ...common
+  });
+  groups.auth = new Bottleneck.Group({
+    id: "octokit-auth",
+    maxConcurrent: 1,
+    ...common
+  });
+  groups.search = new Bottleneck.Group({
+    id: "octokit-search",
+    maxConcurrent: 1,
+    minTime: 2e3,
+    ...common
+  });
+  groups.write = new Bottleneck.Group({
+    id: "octokit-write",
+    maxConcurrent: 1,
+    minTime: 1e3,
+    ...common
+  });
+  groups.notifications = new Bottleneck.Group({
+    id: "octokit-notifications",
+    maxConcurrent: 1,
+    minTime: 3e3,
+    ...common
+  });
+};
+function throttling(octokit, octokitOptions) {
+  const {
+    enabled = true,
+    Bottleneck = light,
+    id = "no-id",
+    timeout = 1e3 * 60 * 2,
+    // Redis TTL: 2 minutes
+    connection
+  } = octokitOptions.throttle || {};
+  if (!enabled) {
+    return {};
+  }
+  const common = { timeout };
+  if (typeof connection !== "undefined") {
+    common.connection = connection;
+  }
+  const state = Object.assign(
+    {
+      clustering: connection != null,
+      triggersNotification,
+      fallbackSecondaryRateRetryAfter: 60,
+      retryAfterBaseValue: 1e3,
+      id
+    },
+    octokitOptions.throttle
+  );
+  if (typeof state.onSecondaryRateLimit !== "function" || typeof state.onRateLimit !== "function") {
+    throw new Error(`octokit/plugin-throttling error:
+        You must pass the onSecondaryRateLimit and onRateLimit error handlers.
+        See https://octokit.github.io/rest.js/#throttling
+
+        const octokit = new Octokit({
+          throttle: {
+            onSecondaryRateLimit: (retryAfter, options) => {/* ... */},
+            onRateLimit: (retryAfter, options) => {/* ... */}
+          }
+        })
+    `);
+  }
+  let initialized = false;
+  const initializeBottleneck = () => {
+    if (initialized) {
+      return;
+    }
+    initialized = true;
+    if (groups.global == null) {
+      createGroups(Bottleneck, common);
+    }
+    state.global = state.global ?? groups.global;
+    state.auth = state.auth ?? groups.auth;
+    state.search = state.search ?? groups.search;
+    state.write = state.write ?? groups.write;
+    state.notifications = state.notifications ?? groups.notifications;
+    state.retryLimiter = state.retryLimiter ?? new Bottleneck();
+    const events = {};
+    const emitter = new Bottleneck.Events(events);
+    events.on("secondary-limit", state.onSecondaryRateLimit);
+    events.on("rate-limit", state.onRateLimit);
+    events.on(
+      "error",
+      (e) => octokit.log.warn("Error in throttling-plugin limit handler", e)
+    );
+    state.retryLimiter.on("failed", async function(error, info) {
+      const [state2, request, options] = info.args;
+      const { pathname } = new URL(options.url, "http://github.test");
+      const shouldRetryGraphQL = pathname.startsWith("/graphql") && error.status !== 401;
+      if (!(shouldRetryGraphQL || error.status === 403 || error.status === 429)) {
+        return;
+      }
+      const retryCount = ~~request.retryCount;
+      request.retryCount = retryCount;
+      options.request.retryCount = retryCount;
+      const { wantRetry, retryAfter = 0 } = await (async function() {
+        if (/\bsecondary rate\b/i.test(error.message)) {
+          const retryAfter2 = Number(error.response.headers["retry-after"]) || state2.fallbackSecondaryRateRetryAfter;
+          const wantRetry2 = await emitter.trigger(
+            "secondary-limit",
+            retryAfter2,
+            options,
+            octokit,
+            retryCount
+          );
+          return { wantRetry: wantRetry2, retryAfter: retryAfter2 };
+        }
+        if (error.response.headers != null && error.response.headers["x-ratelimit-remaining"] === "0" || (error.response.data?.errors ?? []).some(
+          (error2) => error2.type === "RATE_LIMITED"
+        )) {
+          const rateLimitReset = new Date(
+            ~~error.response.headers["x-ratelimit-reset"] * 1e3
+          ).getTime();
+          const retryAfter2 = Math.max(
+            // Add one second so we retry _after_ the reset time
+            // https://docs.github.com/en/rest/overview/resources-in-the-rest-api?apiVersion=2022-11-28#exceeding-the-rate-limit
+            Math.ceil((rateLimitReset - Date.now()) / 1e3) + 1,
+            0
+          );
+          const wantRetry2 = await emitter.trigger(
+            "rate-limit",
+            retryAfter2,
+            options,
+            octokit,
+            retryCount
+          );
+          return { wantRetry: wantRetry2, retryAfter: retryAfter2 };
+        }
+        return {};
+      })();
+      if (wantRetry) {
+        request.retryCount++;
+        return retryAfter * state2.retryAfterBaseValue;
+      }
+    });
+  };
+  octokit.hook.wrap("request", (request, options) => {
+    initializeBottleneck();
+    return dist_bundle_wrapRequest(state, request, options);
+  });
+  return {};
+}
+throttling.VERSION = plugin_throttling_dist_bundle_VERSION;
+throttling.triggersNotification = triggersNotification;
+
+
+;// CONCATENATED MODULE: ./lib/report/github.js
+
+
+
+
+/** The web address of the current workflow run, when the run id is known. */
+function runUrl(ctx) {
+    if (!ctx.runId)
+        return undefined;
+    const base = ctx.serverUrl.replace(/\/+$/, '');
+    return `${base}/${ctx.repository}/actions/runs/${encodeURIComponent(ctx.runId)}`;
+}
+/** A GitHub REST call that failed for a reason other than configuration. */
+class GitHubApiError extends Error {
+    status;
+    endpoint;
+    alreadyExists;
+    constructor(status, endpoint, message, 
+    /** A 422 whose errors say the resource already exists. */
+    alreadyExists = false) {
+        super(message);
+        this.status = status;
+        this.endpoint = endpoint;
+        this.alreadyExists = alreadyExists;
+        this.name = 'GitHubApiError';
+    }
+}
+/** The token may not write issues or labels: the workflow lacks `permissions: issues: write`. */
+class GitHubPermissionError extends errors/* ConfigurationError */.j1 {
+    status;
+    endpoint;
+    constructor(status, endpoint, detail) {
+        super(`GitHub refused ${endpoint} (${status}${detail ? `: ${detail}` : ''}). ` +
+            'The workflow token may not write issues in this repository' +
+            (status === 404 ? ' (GitHub answers 404 when the token lacks the permission). ' : '. ') +
+            'Add `issues: write` under `permissions:` in the workflow, for example:\n' +
+            '  permissions:\n' +
+            '    contents: read\n' +
+            '    issues: write');
+        this.status = status;
+        this.endpoint = endpoint;
+        this.name = 'GitHubPermissionError';
+    }
+}
+const USER_AGENT = 'pg-backup-actions';
+const API_VERSION = '2022-11-28';
+const REPOSITORY = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
+/** Rate-limit waits accepted before giving up: reporting must not hold a job for an hour. */
+const RATE_LIMIT_RETRIES = 2;
+const RATE_LIMIT_MAX_WAIT_SECONDS = 120;
+/**
+ * GitHub's issue endpoints over Octokit (`@actions/github`), with GitHub's recommended request
+ * throttling and retries of 5xx answers and network failures with growing waits.
+ */
+class GitHubApi {
+    ctx;
+    logger;
+    owner;
+    repo;
+    octokit;
+    constructor(ctx, logger, options = {}) {
+        this.ctx = ctx;
+        this.logger = logger;
+        if (!REPOSITORY.test(ctx.repository)) {
+            throw new errors/* ConfigurationError */.j1(`The repository must be "owner/repo", got ${JSON.stringify(ctx.repository)}.`);
+        }
+        if (!ctx.token) {
+            throw new errors/* ConfigurationError */.j1('No GitHub token was given; pass `github-token: ${{ github.token }}` to report issues.');
+        }
+        let base;
+        try {
+            base = new URL(ctx.apiUrl);
+        }
+        catch {
+            throw new errors/* ConfigurationError */.j1(`The GitHub API URL is not a URL: ${JSON.stringify(ctx.apiUrl)}.`);
+        }
+        [this.owner, this.repo] = ctx.repository.split('/');
+        const onLimit = (kind) => (retryAfter, request, _o, count) => {
+            const retrying = count < RATE_LIMIT_RETRIES && retryAfter <= RATE_LIMIT_MAX_WAIT_SECONDS;
+            this.logger.warning(`GitHub's ${kind} rate limit stopped ${request.method} ${endpointPath(request.url)}` +
+                (retrying ? `; retrying in ${retryAfter} s.` : '; giving up.'));
+            return retrying;
+        };
+        this.octokit = getOctokit(ctx.token, {
+            baseUrl: base.toString().replace(/\/+$/, ''),
+            userAgent: USER_AGENT,
+            log: {
+                debug: (m) => this.logger.debug(this.redact(m)),
+                info: (m) => this.logger.debug(this.redact(m)),
+                warn: (m) => this.logger.warning(this.redact(m)),
+                error: (m) => this.logger.warning(this.redact(m)),
+            },
+            retry: {
+                retries: options.retries ?? 3,
+                retryAfterBaseValue: options.retryAfterBaseMs ?? 1000,
+            },
+            throttle: {
+                onRateLimit: onLimit('primary'),
+                onSecondaryRateLimit: onLimit('secondary'),
+            },
+        }, retry, throttling);
+        this.octokit.hook.before('request', (request) => {
+            request.headers.accept = 'application/vnd.github+json';
+            request.headers['x-github-api-version'] = API_VERSION;
+        });
+        this.octokit.hook.after('request', (response, request) => {
+            this.logger.debug(`${request.method} ${endpointPath(request.url)} → ${response.status}`);
+        });
+    }
+    /** The web address of the current workflow run, when known. */
+    runUrl() {
+        return runUrl(this.ctx);
+    }
+    get repoParams() {
+        return { owner: this.owner, repo: this.repo };
+    }
+    /** All open issues (pull requests left out) that carry every one of `labels`. */
+    async listOpenIssues(labels) {
+        const endpoint = `GET /repos/${this.ctx.repository}/issues`;
+        const items = await this.call(endpoint, () => this.octokit.paginate(this.octokit.rest.issues.listForRepo, {
+            ...this.repoParams,
+            state: 'open',
+            per_page: 100,
+            ...(labels.length > 0 ? { labels: labels.join(',') } : {}),
+        }));
+        return items.filter((item) => item.pull_request === undefined);
+    }
+    async createIssue(issue) {
+        const endpoint = `POST /repos/${this.ctx.repository}/issues`;
+        const response = await this.call(endpoint, () => this.octokit.rest.issues.create({ ...this.repoParams, ...issue }));
+        return response.data;
+    }
+    async createComment(issueNumber, body) {
+        const endpoint = `POST /repos/${this.ctx.repository}/issues/${issueNumber}/comments`;
+        const response = await this.call(endpoint, () => this.octokit.rest.issues.createComment({
+            ...this.repoParams,
+            issue_number: issueNumber,
+            body,
+        }));
+        return response.data;
+    }
+    async updateIssue(issueNumber, update) {
+        const endpoint = `PATCH /repos/${this.ctx.repository}/issues/${issueNumber}`;
+        const response = await this.call(endpoint, () => this.octokit.rest.issues.update({ ...this.repoParams, issue_number: issueNumber, ...update }));
+        return response.data;
+    }
+    /** Closes an issue with the given reason. */
+    async closeIssue(issueNumber, reason, duplicateOf) {
+        const update = { state: 'closed', state_reason: reason };
+        if (reason === 'duplicate' && duplicateOf)
+            update.duplicate_issue_id = duplicateOf.id;
+        return this.updateIssue(issueNumber, update);
+    }
+    /** Creates the label unless it exists; returns whether it was created. */
+    async ensureLabel(name, color = 'b60205', description) {
+        const endpoint = `POST /repos/${this.ctx.repository}/labels`;
+        try {
+            await this.call(endpoint, () => this.octokit.rest.issues.createLabel({
+                ...this.repoParams,
+                name,
+                color,
+                ...(description !== undefined ? { description } : {}),
+            }));
+            this.logger.info(`Created the label "${name}".`);
+            return true;
+        }
+        catch (error) {
+            if (error instanceof GitHubApiError && error.status === 422 && error.alreadyExists) {
+                this.logger.debug(`The label "${name}" exists.`);
+                return false;
+            }
+            throw error;
+        }
+    }
+    /** Runs one Octokit call and turns its failure into this module's errors. */
+    async call(endpoint, fn) {
+        try {
+            return await fn();
+        }
+        catch (error) {
+            throw this.failure(endpoint, error);
+        }
+    }
+    failure(endpoint, error) {
+        if (!github_isRequestError(error)) {
+            const text = error instanceof Error ? causeMessage(error) : String(error);
+            return new GitHubApiError(0, endpoint, `${endpoint} failed: ${this.redact(text)}`);
+        }
+        const { status } = error;
+        const info = errorInfo(error.response?.data);
+        if (!error.response) {
+            // No answer at all: the request itself failed (after the retries).
+            return new GitHubApiError(0, endpoint, `${endpoint} failed: ${this.redact(causeMessage(error))}`);
+        }
+        const detail = this.redact(info.message);
+        if (status === 401) {
+            return new errors/* ConfigurationError */.j1(`GitHub rejected the token for ${endpoint} (401${detail ? `: ${detail}` : ''}). ` +
+                'Pass a valid token, for example `github-token: ${{ github.token }}`.');
+        }
+        const rateLimited = status === 429 || /rate limit/i.test(detail);
+        if ((status === 403 || status === 404) && !rateLimited) {
+            return new GitHubPermissionError(status, endpoint, detail);
+        }
+        if (status === 410) {
+            return new errors/* ConfigurationError */.j1(`GitHub answered ${endpoint} with 410 (${detail || 'Gone'}): issues are disabled in ` +
+                `${this.ctx.repository}. Enable them in the repository settings.`);
+        }
+        return new GitHubApiError(status, endpoint, `GitHub answered ${endpoint} with ${status}${detail ? `: ${detail}` : ''}`, info.codes.includes('already_exists'));
+    }
+    /** Removes the token from text that came back from the network. */
+    redact(text) {
+        return this.ctx.token ? text.split(this.ctx.token).join('***') : text;
+    }
+}
+function github_isRequestError(error) {
+    return (error instanceof Error &&
+        typeof error.status === 'number' &&
+        'request' in error);
+}
+function endpointPath(url) {
+    const query = url.indexOf('?');
+    const path = query === -1 ? url : url.slice(0, query);
+    try {
+        return new URL(path).pathname;
+    }
+    catch {
+        return path;
+    }
+}
+function errorInfo(data) {
+    if (!data || typeof data !== 'object')
+        return { message: '', codes: [] };
+    const parsed = data;
+    const message = typeof parsed.message === 'string' ? parsed.message : '';
+    const codes = Array.isArray(parsed.errors)
+        ? parsed.errors
+            .map((e) => (e && typeof e === 'object' ? e.code : e))
+            .filter((c) => typeof c === 'string')
+        : [];
+    return { message, codes };
+}
+function causeMessage(error) {
+    const cause = error.cause;
+    return cause instanceof Error ? `${error.message}: ${cause.message}` : error.message;
+}
+
+;// CONCATENATED MODULE: ./lib/report/issues.js
+/** The HTML comment that marks an issue as belonging to `marker`. */
+function markerComment(marker) {
+    if (marker === '' || /-->|--!>|[\r\n]/.test(marker)) {
+        throw new Error(`The issue marker ${JSON.stringify(marker)} cannot sit inside an HTML comment.`);
+    }
+    return `<!-- pg-backup-actions:marker=${marker} -->`;
+}
+/** Opens an issue for a failure, or comments on the one already open for the same marker. */
+async function reportFailure(l, body) {
+    const tag = markerComment(l.marker);
+    const text = withRunLink(l, body);
+    const open = await findOpen(l, tag);
+    if (open.length > 0) {
+        const kept = await collapseDuplicates(l, open);
+        await l.api.createComment(kept.number, text);
+        l.logger.info(`Commented on issue #${kept.number}: ${kept.html_url}`);
+        return { issueNumber: kept.number, issueUrl: kept.html_url, action: 'commented' };
+    }
+    for (const label of l.labels)
+        await l.api.ensureLabel(label);
+    const created = await l.api.createIssue({
+        title: l.title,
+        body: `${text}\n\n${tag}`,
+        labels: l.labels,
+    });
+    l.logger.info(`Opened issue #${created.number}: ${created.html_url}`);
+    // Another run may have opened an issue for the same marker at the same time.
+    const after = await findOpen(l, tag);
+    if (!after.some((issue) => issue.number === created.number))
+        after.push(created);
+    const kept = await collapseDuplicates(l, after);
+    if (kept.number === created.number) {
+        return { issueNumber: created.number, issueUrl: created.html_url, action: 'opened' };
+    }
+    await l.api.createComment(kept.number, text);
+    l.logger.info(`Issue #${kept.number} was opened first; commented there instead.`);
+    return { issueNumber: kept.number, issueUrl: kept.html_url, action: 'commented' };
+}
+/** Comments `body` ("passed again") on the open issue for the marker and closes it, if any. */
+async function reportSuccess(l, body) {
+    const open = await findOpen(l, markerComment(l.marker));
+    if (open.length === 0) {
+        l.logger.debug(`No open issue for ${l.marker}.`);
+        return { action: 'none' };
+    }
+    const text = withRunLink(l, body);
+    for (const issue of open) {
+        await l.api.createComment(issue.number, text);
+        await l.api.closeIssue(issue.number, 'completed');
+        l.logger.info(`Closed issue #${issue.number}: ${issue.html_url}`);
+    }
+    return { issueNumber: open[0].number, issueUrl: open[0].html_url, action: 'closed' };
+}
+/** Open issues with the first label whose body carries the marker, lowest number first. */
+async function findOpen(l, tag) {
+    const listed = await l.api.listOpenIssues(l.labels.slice(0, 1));
+    return listed
+        .filter((issue) => typeof issue.body === 'string' && issue.body.includes(tag))
+        .sort((a, b) => a.number - b.number);
+}
+/** Keeps the lowest-numbered issue and closes the others as its duplicates. */
+async function collapseDuplicates(l, issues) {
+    const [kept, ...rest] = [...issues].sort((a, b) => a.number - b.number);
+    for (const duplicate of rest) {
+        await l.api.createComment(duplicate.number, `Duplicate of #${kept.number}, which tracks the same failure; closing this one.`);
+        await l.api.closeIssue(duplicate.number, 'duplicate', kept);
+        l.logger.info(`Closed issue #${duplicate.number} as a duplicate of #${kept.number}.`);
+    }
+    return kept;
+}
+function withRunLink(l, body) {
+    const link = l.api.runUrl();
+    return link && !body.includes(link) ? `${body}\n\nRun: ${link}` : body;
+}
+
+;// CONCATENATED MODULE: ./lib/report/notify.js
+
+/** When to notify: `failure` (failures and warnings), `failure,recovery`, or `always`. */
+const NOTIFY_ON = ['failure', 'failure,recovery', 'always'];
+/** Reads `notify-on`; spaces around the comma are allowed, anything else is an error. */
+function parseNotifyOn(text, input) {
+    if (text === undefined || text.trim() === '')
+        return 'failure,recovery';
+    const normalized = text
+        .split(',')
+        .map((part) => part.trim().toLowerCase())
+        .filter((part) => part !== '')
+        .sort()
+        .join(',');
+    const found = NOTIFY_ON.find((choice) => choice === normalized);
+    if (!found) {
+        throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)} must be one of ${NOTIFY_ON.map((c) => `'${c}'`).join(', ')}, got '${text}'.`);
+    }
+    return found;
+}
+/** Whether `event` is sent under `notifyOn`. Warnings go wherever failures go. */
+function wantsEvent(notifyOn, event) {
+    if (notifyOn === 'always')
+        return true;
+    if (event === 'failure' || event === 'warning')
+        return true;
+    return event === 'recovery' && notifyOn === 'failure,recovery';
+}
+/** Reads the `notify` list into targets; a value that is not such a URL is a ConfigurationError. */
+function parseNotifyTargets(urls, input) {
+    return urls.map((text, i) => {
+        let url;
+        try {
+            url = new URL(text);
+        }
+        catch {
+            throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)}: entry ${i + 1} is not a URL (the value is not shown: it is a secret).`);
+        }
+        const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+        if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+            throw new errors/* OptionError */.eR(input, (w) => `${w.option(input)}: entry ${i + 1} must be an https:// URL, got a ${url.protocol} URL.`);
+        }
+        const kind = url.hostname === 'hooks.slack.com' ? 'slack' : 'webhook';
+        return { url: text, kind, label: `${kind === 'slack' ? 'Slack' : 'webhook'} #${i + 1}` };
+    });
+}
+/** The global `fetch` as an HttpPoster. */
+const fetchPoster = async (url, body, signal) => {
+    const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'User-Agent': 'pg-backup-actions' },
+        body,
+        signal,
+    });
+    await response.arrayBuffer().catch(() => undefined);
+    return { status: response.status, retryAfter: response.headers.get('retry-after') ?? undefined };
+};
+/** The documented bound: 5 attempts, waits of 1, 2, 4 and 8 s, 10 s per attempt, 30 s in all. */
+const DEFAULT_DELIVERY = {
+    attempts: 5,
+    firstDelayMs: 1000,
+    attemptTimeoutMs: 10_000,
+    totalMs: 30_000,
+};
+/** Sends `notification` to every target; undeliverable ones are warnings, never errors. */
+async function notifyAll(targets, notification, deps) {
+    const results = await Promise.all(targets.map((target) => deliver(target, notification, deps)));
+    const delivered = results.filter(Boolean).length;
+    return { delivered, failed: results.length - delivered };
+}
+/** Delivers to one target with retries; true when it was accepted (2xx). */
+async function deliver(target, notification, deps) {
+    const policy = deps.policy ?? DEFAULT_DELIVERY;
+    const body = JSON.stringify(target.kind === 'slack' ? slackMessage(notification) : notification);
+    const deadline = Date.now() + policy.totalMs;
+    let last = '';
+    for (let attempt = 1; attempt <= policy.attempts; attempt++) {
+        const left = deadline - Date.now();
+        if (left <= 0)
+            break;
+        const controller = new AbortController();
+        const timer = setTimeout(() => controller.abort(), Math.min(policy.attemptTimeoutMs, left));
+        let retryAfterMs;
+        try {
+            const answer = await deps.post(target.url, body, controller.signal);
+            if (answer.status >= 200 && answer.status < 300) {
+                deps.logger.info(`Sent the ${notification.event} notification to ${target.label}.`);
+                return true;
+            }
+            last = `answered ${answer.status}`;
+            const retryable = answer.status >= 500 || answer.status === 429 || answer.status === 408;
+            if (!retryable)
+                break;
+            const seconds = Number(answer.retryAfter);
+            if (Number.isFinite(seconds) && seconds >= 0)
+                retryAfterMs = seconds * 1000;
+        }
+        catch (error) {
+            last = controller.signal.aborted
+                ? `gave no answer within ${formatMs(Math.min(policy.attemptTimeoutMs, left))}`
+                : redactUrl((0,errors/* errorMessage */.gJ)(error), target.url);
+        }
+        finally {
+            clearTimeout(timer);
+        }
+        if (attempt === policy.attempts)
+            break;
+        const wait = Math.max(retryAfterMs ?? 0, policy.firstDelayMs * 2 ** (attempt - 1));
+        if (Date.now() + wait >= deadline)
+            break;
+        deps.logger.debug(`${target.label} ${last}; trying again in ${formatMs(wait)}.`);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+    deps.logger.warning(`Could not deliver the ${notification.event} notification to ${target.label} (${last}); ` +
+        "the step's result does not change.");
+    return false;
+}
+const TITLES = {
+    failure: 'failed',
+    recovery: 'recovered',
+    warning: 'warning',
+    success: 'passed',
+};
+const EMOJI = {
+    failure: ':red_circle:',
+    recovery: ':large_green_circle:',
+    warning: ':warning:',
+    success: ':white_check_mark:',
+};
+/** Slack's text escaping: &, < and > are control characters in mrkdwn. */
+function slackEscape(text) {
+    return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+/** A Slack incoming-webhook message: a fallback `text` and blocks with status, name, what, link. */
+function slackMessage(n) {
+    const headline = `${n.action} ${TITLES[n.event]}: ${n.name}`;
+    const facts = [
+        `*Status:* ${TITLES[n.event]}`,
+        `*Name:* ${slackEscape(n.name)}`,
+        `*Action:* ${n.action}`,
+        ...(n.backupId ? [`*Backup:* \`${n.backupId}\``] : []),
+        ...(n.repository ? [`*Repository:* ${slackEscape(n.repository)}`] : []),
+        ...(n.failedRuns && n.failedRuns > 1 && n.event === 'failure'
+            ? [
+                `*Failed runs in a row:* ${n.failedRuns}${n.failingSince ? ` (since ${n.failingSince})` : ''}`,
+            ]
+            : []),
+    ];
+    const links = [
+        ...(n.runUrl ? [`<${n.runUrl}|Workflow run>`] : []),
+        ...(n.issueUrl ? [`<${n.issueUrl}|Issue>`] : []),
+    ];
+    const message = n.message.length > 2900 ? `${n.message.slice(0, 2900)}…` : n.message;
+    return {
+        text: `${EMOJI[n.event]} ${slackEscape(headline)}`,
+        blocks: [
+            { type: 'header', text: { type: 'plain_text', text: headline.slice(0, 150) } },
+            { type: 'section', fields: facts.slice(0, 10).map((text) => ({ type: 'mrkdwn', text })) },
+            { type: 'section', text: { type: 'mrkdwn', text: slackEscape(message) } },
+            ...(links.length > 0
+                ? [{ type: 'context', elements: [{ type: 'mrkdwn', text: links.join(' · ') }] }]
+                : []),
+        ],
+    };
+}
+function redactUrl(text, url) {
+    let out = text.split(url).join('***');
+    try {
+        const parsed = new URL(url);
+        if (parsed.pathname.length > 1)
+            out = out.split(parsed.pathname).join('/***');
+        if (parsed.search)
+            out = out.split(parsed.search).join('?***');
+    }
+    catch {
+        // parseNotifyTargets let only URLs through.
+    }
+    return out;
+}
+function formatMs(ms) {
+    return ms >= 1000 ? `${Math.round(ms / 100) / 10} s` : `${ms} ms`;
+}
+
+;// CONCATENATED MODULE: ./lib/report/alerts.js
+
+
+
+
+
+/** Marker prefixes of issues, kept from the first releases so open issues are found again. */
+const MARKER_PREFIX = {
+    backup: 'backup',
+    verify: 'verify',
+    'restore-drill': 'drill',
+    prune: 'prune',
+    'files-verify': 'files-verify',
+    'files-drill': 'files-drill',
+};
+const WARNING_LABEL = 'warning';
+/**
+ * Tells what a run's outcome means to the people watching: a failure opens the issue of the
+ * action and name (or comments on the open one) and notifies; the first success after failures
+ * comments "recovered", closes the issue and notifies a recovery, known from the run records in
+ * the catalog even without an issue; warnings go to a warning issue of their own. Nothing here
+ * throws: an alert that cannot be delivered is a warning, and the step keeps its own result.
+ */
+async function reportOutcome(outcome, deps) {
+    const { logger } = deps;
+    const now = deps.clock.now().toISOString();
+    const previous = await previousStreak(outcome, deps);
+    const failed = outcome.status === 'failed';
+    const streak = failed
+        ? { runs: previous.runs + 1, since: previous.since ?? now }
+        : previous;
+    await appendRecords(outcome, deps, now);
+    let issueNumber;
+    let issueUrl;
+    let closedIssue = false;
+    if (deps.issues) {
+        const tracked = await trackIssue(outcome, deps.issues, streak, now, logger);
+        issueNumber = tracked?.issueNumber;
+        issueUrl = tracked?.issueUrl;
+        closedIssue = tracked?.closed ?? false;
+    }
+    const recovered = !failed && (previous.runs > 0 || closedIssue);
+    const event = failed
+        ? 'failure'
+        : recovered
+            ? 'recovery'
+            : outcome.warnings.length > 0
+                ? 'warning'
+                : 'success';
+    const result = { event, issueNumber, failedRuns: streak.runs };
+    if (!deps.notify || deps.notify.targets.length === 0)
+        return result;
+    const notifications = [];
+    const base = {
+        action: outcome.action,
+        name: outcome.name,
+        ...(outcome.backupId ? { backupId: outcome.backupId } : {}),
+        ...(deps.runUrl ? { runUrl: deps.runUrl } : {}),
+        ...(deps.repository ? { repository: deps.repository } : {}),
+        time: now,
+    };
+    if (event === 'failure') {
+        notifications.push({
+            ...base,
+            event,
+            message: failureText(outcome, streak),
+            ...(streak.since ? { failingSince: streak.since } : {}),
+            failedRuns: streak.runs,
+            ...(issueUrl ? { issueUrl } : {}),
+        });
+    }
+    else {
+        notifications.push({
+            ...base,
+            event,
+            message: event === 'recovery'
+                ? recoveryText(outcome, previous)
+                : event === 'warning'
+                    ? outcome.warnings.join('\n')
+                    : outcome.message,
+            ...(event === 'recovery' && previous.since ? { failingSince: previous.since } : {}),
+            ...(event === 'recovery' && previous.runs > 0 ? { failedRuns: previous.runs } : {}),
+            ...(event === 'recovery' && issueUrl ? { issueUrl } : {}),
+        });
+        // A recovery that also warns sends the warning as its own message.
+        if (event === 'recovery' && outcome.warnings.length > 0) {
+            notifications.push({ ...base, event: 'warning', message: outcome.warnings.join('\n') });
+        }
+    }
+    for (const notification of notifications) {
+        if (!wantsEvent(deps.notify.on, notification.event))
+            continue;
+        await notifyAll(deps.notify.targets, notification, {
+            post: deps.notify.post,
+            logger,
+            policy: deps.notify.policy,
+        });
+    }
+    return result;
+}
+/** The failing streak before this run, from the run records; none when they cannot be read. */
+async function previousStreak(outcome, deps) {
+    if (!deps.history)
+        return { runs: 0 };
+    let newest = { runs: 0 };
+    let newestTime = '';
+    for (const name of deps.history.names) {
+        try {
+            const records = await recentRuns(deps.history.storage, name, outcome.action);
+            const head = records[0];
+            if (head && head.time > newestTime) {
+                newestTime = head.time;
+                newest = failingStreak(records);
+            }
+        }
+        catch (error) {
+            deps.logger.debug(`Could not read the run records of ${name}: ${(0,errors/* errorMessage */.gJ)(error)}`);
+        }
+    }
+    return newest;
+}
+async function appendRecords(outcome, deps, now) {
+    if (!deps.history)
+        return;
+    for (const name of deps.history.names) {
+        const record = {
+            schemaVersion: RUN_RECORD_SCHEMA_VERSION,
+            action: outcome.action,
+            name,
+            status: outcome.status,
+            time: now,
+            message: firstLines(outcome.message, 20),
+            ...(outcome.backupId ? { backupId: outcome.backupId } : {}),
+            ...(deps.runUrl ? { runUrl: deps.runUrl } : {}),
+        };
+        try {
+            await appendRunRecord(deps.history.storage, record);
+        }
+        catch (error) {
+            deps.logger.warning(`Could not record this run's outcome in the catalog (${(0,errors/* errorMessage */.gJ)(error)}); ` +
+                'the next run cannot tell from the catalog that this one ' +
+                (outcome.status === 'failed' ? 'failed.' : 'passed.'));
+        }
+    }
+}
+/** Opens, comments on or closes the failure issue, and the warning issue. */
+async function trackIssue(outcome, target, streak, now, logger) {
+    const marker = `${MARKER_PREFIX[outcome.action]}:${outcome.name}`;
+    const failures = {
+        api: target.api,
+        labels: target.labels,
+        marker,
+        title: target.title,
+        logger,
+    };
+    const warnings = {
+        api: target.api,
+        labels: [...target.labels, WARNING_LABEL],
+        marker: `${marker}:warning`,
+        title: target.warningTitle,
+        logger,
+    };
+    try {
+        if (outcome.status === 'failed') {
+            const opened = await reportFailure(failures, failureIssueBody(outcome, streak, now));
+            return { issueNumber: opened.issueNumber, issueUrl: opened.issueUrl, closed: false };
+        }
+        const closed = await reportSuccess(failures, recoveryIssueBody(outcome));
+        let warned = {};
+        if (outcome.warnings.length > 0) {
+            const body = [
+                `**Warning** from ${outcome.action} of \`${outcome.name}\` (the run passed):`,
+                '',
+                ...outcome.warnings.map((w) => `- ${w}`),
+            ].join('\n');
+            const opened = await reportFailure(warnings, body);
+            warned = { issueNumber: opened.issueNumber, issueUrl: opened.issueUrl };
+        }
+        else {
+            await reportSuccess(warnings, `The last ${outcome.action} of \`${outcome.name}\` raised no warning; closing.`);
+        }
+        return closed.action === 'closed'
+            ? { issueNumber: closed.issueNumber, issueUrl: closed.issueUrl, closed: true }
+            : { ...warned, closed: false };
+    }
+    catch (error) {
+        logger.warning(error instanceof GitHubPermissionError
+            ? (0,errors/* errorMessage */.gJ)(error)
+            : `Could not update the GitHub issue: ${(0,errors/* errorMessage */.gJ)(error)}`);
+        return undefined;
+    }
+}
+const WHAT = {
+    backup: 'The backup',
+    verify: 'The backup verification',
+    'restore-drill': 'The restore drill',
+    prune: 'The prune',
+    'files-verify': 'The file backup verification',
+    'files-drill': 'The file restore drill',
+};
+function streakLine(streak) {
+    if (streak.runs <= 1)
+        return 'This is the first failed run.';
+    return `Failing since ${streak.since ?? 'an earlier run'}: ${streak.runs} runs in a row.`;
+}
+function failureText(outcome, streak) {
+    return [
+        `${WHAT[outcome.action]} of ${outcome.name} failed: ${outcome.message}`,
+        streakLine(streak),
+        ...(outcome.nextStep ? [`Next step: ${outcome.nextStep}`] : []),
+    ].join('\n');
+}
+function recoveryText(outcome, previous) {
+    const after = previous.runs > 0
+        ? ` after ${previous.runs} failed run${previous.runs === 1 ? '' : 's'}` +
+            (previous.since ? ` since ${previous.since}` : '')
+        : '';
+    return `${WHAT[outcome.action]} of ${outcome.name} recovered${after}: ${outcome.message}`;
+}
+/** The issue body (or comment) of a failure: what, since when, how many, next step, details. */
+function failureIssueBody(outcome, streak, now) {
+    return [
+        `${WHAT[outcome.action]} of \`${outcome.name}\` failed at ${now}.`,
+        '',
+        `**What failed:** ${outcome.message}`,
+        '',
+        `**Since:** ${streakLine(streak)}`,
+        ...(outcome.nextStep ? ['', `**Next step:** ${outcome.nextStep}`] : []),
+        ...(outcome.details
+            ? ['', '<details><summary>Report</summary>', '', outcome.details, '', '</details>']
+            : []),
+    ].join('\n');
+}
+/** The comment that closes the issue: recovered, with what passed. */
+function recoveryIssueBody(outcome) {
+    return [
+        `Recovered: ${WHAT[outcome.action].toLowerCase()} of \`${outcome.name}\` passed again. ${outcome.message}`,
+        ...(outcome.details ? ['', outcome.details] : []),
+    ].join('\n');
+}
+function firstLines(text, lines) {
+    const all = text.split('\n');
+    return all.length > lines ? `${all.slice(0, lines).join('\n')}\n…` : text;
+}
+
+;// CONCATENATED MODULE: ./lib/actions/alerting.js
+
+
+
+
+
+
+
+
+/**
+ * Reads `github-token`, `issue`, `issue-labels`, `notify` and `notify-on`. The token and every
+ * notify URL (with its path, the secret part of a Slack webhook) are masked before they are
+ * checked, so no later log line, error or summary can show them.
+ */
+function readAlertSettings(defaultLabel) {
+    const token = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.GithubToken);
+    if (token)
+        core/* setSecret */.Pq(token);
+    const lines = ((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Notify) ?? '')
+        .split(/\r?\n/)
+        .map((line) => line.trim())
+        .filter((line) => line !== '' && !line.startsWith('#'));
+    for (const line of lines) {
+        core/* setSecret */.Pq(line);
+        try {
+            const { pathname, search } = new URL(line);
+            if (pathname.length > 1)
+                core/* setSecret */.Pq(pathname);
+            if (search.length > 1)
+                core/* setSecret */.Pq(search);
+        }
+        catch {
+            // parseNotifyTargets says which entry is not a URL.
+        }
+    }
+    const labels = inputs/* inputs */.QL.list(names/* Inputs */.G.IssueLabels);
+    return {
+        token,
+        issue: inputs/* inputs */.QL.boolean(names/* Inputs */.G.Issue, true),
+        labels: labels.length > 0 ? labels : [defaultLabel],
+        targets: parseNotifyTargets(lines, names/* Inputs */.G.Notify),
+        notifyOn: parseNotifyOn((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.NotifyOn), names/* Inputs */.G.NotifyOn),
+    };
+}
+/** The run's context from the runner's environment. */
+function githubContext(env, token) {
+    return {
+        token,
+        repository: env.GITHUB_REPOSITORY ?? '',
+        apiUrl: env.GITHUB_API_URL ?? 'https://api.github.com',
+        serverUrl: env.GITHUB_SERVER_URL ?? 'https://github.com',
+        runId: env.GITHUB_RUN_ID,
+        runAttempt: env.GITHUB_RUN_ATTEMPT,
+        workflow: env.GITHUB_WORKFLOW,
+    };
+}
+/**
+ * Sends the alerts of a run's outcome: issue, notifications, run record. Never throws and never
+ * changes the step's result; problems are warnings.
+ */
+async function sendAlerts(outcome, r) {
+    const { settings, env, logger } = r;
+    const issue = Boolean(settings.token) && settings.issue;
+    // Without an issue or a notify URL nobody listens, and the catalog gets no run records.
+    if (!issue && settings.targets.length === 0)
+        return undefined;
+    try {
+        const context = githubContext(env, settings.token ?? '');
+        let issues;
+        if (issue) {
+            if (!context.repository) {
+                logger.warning('GITHUB_REPOSITORY is not set, so no issue can be reported.');
+            }
+            else {
+                issues = {
+                    api: new GitHubApi(context, logger),
+                    labels: settings.labels,
+                    title: r.title,
+                    warningTitle: r.warningTitle,
+                };
+            }
+        }
+        const deps = {
+            logger,
+            clock: core_logger/* systemClock */.ml,
+            history: r.storage && r.names.length > 0 ? { storage: r.storage, names: r.names } : undefined,
+            issues,
+            notify: settings.targets.length > 0
+                ? { targets: settings.targets, on: settings.notifyOn, post: fetchPoster }
+                : undefined,
+            runUrl: runUrl(context),
+            repository: context.repository || undefined,
+        };
+        return await logger.group('Alerts', () => reportOutcome(outcome, deps));
+    }
+    catch (error) {
+        logger.warning(`Could not send the alerts of this run: ${(0,errors/* errorMessage */.gJ)(error)}`);
+        return undefined;
+    }
+}
+
+// EXTERNAL MODULE: ./lib/actions/runtime.js
+var runtime = __nccwpck_require__(8983);
 ;// CONCATENATED MODULE: ./lib/actions/backup-files-impl.js
 
 
@@ -84678,16 +101581,32 @@ var runtime = __nccwpck_require__(2535);
 
 
 
-/** backup-files: back up, restore, verify or prune file backups, as `mode` says. */
+
+/** backup-files: back up, restore, verify, drill or prune file backups, as `mode` says. */
 async function runBackupFilesAction() {
     const env = process.env;
     for (const name of FILES_SECRET_INPUTS)
         (0,runtime/* maskSecret */.$l)((0,inputs/* optionalInput */.$m)(name));
+    const settings = readAlertSettings('file-backup-verification');
     const job = parseFilesJob(inputs/* optionalInput */.$m, (0,shared/* gitContext */.cw)(env));
+    const alert = async (outcome, storage) => {
+        const what = outcome.action === 'files-drill' ? 'File restore drill' : 'File backup verification';
+        const alerted = await sendAlerts(outcome, {
+            settings,
+            env,
+            logger: runtime/* actionLogger */.v0,
+            storage,
+            names: [outcome.name],
+            title: `${what} failed: ${outcome.name}`,
+            warningTitle: `${what} warning: ${outcome.name}`,
+        });
+        return alerted?.issueNumber;
+    };
     const outcome = await runFilesJob(job, {
         logger: runtime/* actionLogger */.v0,
-        clock: logger/* systemClock */.ml,
+        clock: core_logger/* systemClock */.ml,
         workDir: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.WorkDir) ?? env.RUNNER_TEMP,
+        alert,
     });
     for (const [name, value] of Object.entries(outcome.outputs))
         core/* setOutput */.uH(name, value);
@@ -84703,8 +101622,8 @@ async function runBackupFilesAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _backup_files_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1310);
-/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2535);
+/* harmony import */ var _backup_files_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8986);
+/* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8983);
 
 
 await (0,_runtime_js__WEBPACK_IMPORTED_MODULE_1__/* .runAction */ .Cs)(_backup_files_impl_js__WEBPACK_IMPORTED_MODULE_0__/* .runBackupFilesAction */ .N);
@@ -84718,9 +101637,10 @@ __webpack_async_result__();
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   $m: () => (/* binding */ optionalInput)
+/* harmony export */   $m: () => (/* binding */ optionalInput),
+/* harmony export */   QL: () => (/* binding */ inputs)
 /* harmony export */ });
-/* unused harmony exports inputs, actionFrontDoor */
+/* unused harmony export actionFrontDoor */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
 /* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
 /* harmony import */ var _core_logger_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(5403);
@@ -84791,6 +101711,7 @@ const EXTRACT_OPTION_KEYS = {
     backupId: 'backup-id',
     jobs: 'jobs',
     postgresVersion: 'postgres-version',
+    scratchUrl: 'scratch-url',
 };
 const K = (/* unused pure expression or super */ null && (EXTRACT_OPTION_KEYS));
 /** The shared option parsers over an accessor (the readers of both front doors). */
@@ -84810,6 +101731,7 @@ function readTableSelection(read, decryption) {
         tables,
         jobs: options_reader(read).integer(K.jobs, 2, 1, 64),
         postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
+        scratchUrl: read(K.scratchUrl),
     };
 }
 /** The options of an extract. `target-url` is required here: the CLI fills it from DATABASE_URL. */
@@ -84924,6 +101846,7 @@ const Inputs = {
     Compare: EXTRACT_OPTION_KEYS.compare,
     CompareLimit: EXTRACT_OPTION_KEYS.compareLimit,
     ExportFormat: EXTRACT_OPTION_KEYS.exportFormat,
+    ScratchUrl: EXTRACT_OPTION_KEYS.scratchUrl,
     Source: 'source',
     Target: 'target',
     FilesS3Endpoint: 'files-s3-endpoint',
@@ -84968,403 +101891,21 @@ const Outputs = {
 
 /***/ }),
 
-/***/ 2535:
+/***/ 8983:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  v0: () => (/* binding */ actionLogger),
-  $l: () => (/* binding */ maskSecret),
-  Cs: () => (/* binding */ runAction)
-});
-
-// UNUSED EXPORTS: maskSecretInputs
-
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
-var lib_core = __nccwpck_require__(6058);
-// EXTERNAL MODULE: ./lib/core/errors.js
-var errors = __nccwpck_require__(3828);
-// EXTERNAL MODULE: ./lib/crypto/age.js + 1 modules
-var age = __nccwpck_require__(8432);
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(3024);
-// EXTERNAL MODULE: ./node_modules/pg/lib/index.js
-var lib = __nccwpck_require__(3273);
-;// CONCATENATED MODULE: ./node_modules/pg/esm/index.mjs
-// ESM wrapper for pg
-
-
-// Re-export all the properties
-const Client = lib.Client
-const Pool = lib.Pool
-const Connection = lib.Connection
-const types = lib.types
-const Query = lib.Query
-const DatabaseError = lib.DatabaseError
-const escapeIdentifier = lib.escapeIdentifier
-const escapeLiteral = lib.escapeLiteral
-const Result = lib.Result
-const TypeOverrides = lib.TypeOverrides
-
-// Also export the defaults
-const defaults = lib.defaults
-
-// Re-export the default
-/* harmony default export */ const esm = ((/* unused pure expression or super */ null && (pg)));
-
-// EXTERNAL MODULE: ./lib/postgres/tools.js + 3 modules
-var tools = __nccwpck_require__(7758);
-;// CONCATENATED MODULE: ./lib/postgres/connection.js
-
-
-
-
-const ENV_FOR_PARAM = {
-    host: 'PGHOST',
-    hostaddr: 'PGHOSTADDR',
-    port: 'PGPORT',
-    user: 'PGUSER',
-    password: 'PGPASSWORD',
-    dbname: 'PGDATABASE',
-    sslmode: 'PGSSLMODE',
-    sslrootcert: 'PGSSLROOTCERT',
-    sslcert: 'PGSSLCERT',
-    sslkey: 'PGSSLKEY',
-    sslcrl: 'PGSSLCRL',
-    application_name: 'PGAPPNAME',
-    options: 'PGOPTIONS',
-    connect_timeout: 'PGCONNECT_TIMEOUT',
-    target_session_attrs: 'PGTARGETSESSIONATTRS',
-    passfile: 'PGPASSFILE',
-    service: 'PGSERVICE',
-};
-/** The input text never appears in an error: it may carry a password. */
-function connection_parseConnectionString(text, inputName = 'database-url') {
-    const trimmed = text.trim();
-    const raw = {};
-    if (/^postgres(ql)?:\/\//i.test(trimmed)) {
-        let url;
-        try {
-            url = new URL(trimmed);
-        }
-        catch {
-            throw new OptionError(inputName, (w) => `${w.option(inputName)} is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
-                `Expected postgresql://user:password@host:5432/dbname?sslmode=require; percent-encode special characters in the password.`);
-        }
-        if (url.hostname)
-            raw.host = decodeURIComponent(url.hostname.replace(/^\[|\]$/g, ''));
-        if (url.port)
-            raw.port = url.port;
-        if (url.username)
-            raw.user = decodeURIComponent(url.username);
-        if (url.password)
-            raw.password = decodeURIComponent(url.password);
-        const db = decodeURIComponent(url.pathname.replace(/^\//, ''));
-        if (db)
-            raw.dbname = db;
-        for (const [k, v] of url.searchParams)
-            raw[k] = v;
-    }
-    else if (trimmed !== '') {
-        parseKeyValue(trimmed, raw, inputName);
-    }
-    return fromParams(raw);
-}
-function parseKeyValue(text, out, inputName) {
-    let i = 0;
-    const n = text.length;
-    while (i < n) {
-        while (i < n && /\s/.test(text[i]))
-            i++;
-        if (i >= n)
-            break;
-        const keyStart = i;
-        while (i < n && /[A-Za-z_]/.test(text[i]))
-            i++;
-        const key = text.slice(keyStart, i);
-        while (i < n && /\s/.test(text[i]))
-            i++;
-        if (!key || text[i] !== '=') {
-            throw new OptionError(inputName, (w) => `${w.option(inputName)} is neither a postgres:// URL nor a libpq key=value string ` +
-                `(the value is not shown because it may contain a password). Expected e.g. "host=db.example.com port=5432 dbname=app user=backup".`);
-        }
-        i++;
-        while (i < n && /\s/.test(text[i]))
-            i++;
-        let value = '';
-        if (text[i] === "'") {
-            i++;
-            while (i < n && text[i] !== "'") {
-                if (text[i] === '\\' && i + 1 < n)
-                    i++;
-                value += text[i++];
-            }
-            if (text[i] !== "'") {
-                throw new OptionError(inputName, (w) => `${w.option(inputName)} has an unterminated quoted value.`);
-            }
-            i++;
-        }
-        else {
-            while (i < n && !/\s/.test(text[i])) {
-                if (text[i] === '\\' && i + 1 < n)
-                    i++;
-                value += text[i++];
-            }
-        }
-        out[key] = value;
-    }
-}
-function fromParams(raw) {
-    const params = {};
-    for (const [k, v] of Object.entries(raw)) {
-        if (!['host', 'port', 'user', 'password', 'dbname', 'sslmode'].includes(k))
-            params[k] = v;
-    }
-    const port = raw.port ? Number(raw.port) : undefined;
-    if (port !== undefined && (!Number.isInteger(port) || port <= 0 || port > 65535)) {
-        throw new ConfigurationError(`The connection's port must be a number from 1 to 65535, got '${raw.port}'.`);
-    }
-    return {
-        host: raw.host || undefined,
-        port,
-        user: raw.user || undefined,
-        password: raw.password || undefined,
-        database: raw.dbname || undefined,
-        sslmode: raw.sslmode || undefined,
-        params,
-    };
-}
-/** Reads the standard libpq environment variables. */
-function connectionFromEnv(env) {
-    const raw = {};
-    for (const [param, name] of Object.entries(ENV_FOR_PARAM)) {
-        const v = env[name];
-        if (v)
-            raw[param] = v;
-    }
-    return fromParams(raw);
-}
-/** The connection from `database-url`, or the PG* environment when it is empty. */
-function resolveConnection(databaseUrl, env) {
-    return databaseUrl && databaseUrl.trim() !== ''
-        ? withEnvDefaults(connection_parseConnectionString(databaseUrl), env)
-        : connectionFromEnv(env);
-}
-function withEnvDefaults(info, env) {
-    // libpq falls back to PG* variables for what the string leaves out; so do we.
-    const fromEnv = connectionFromEnv(env);
-    return {
-        host: info.host ?? fromEnv.host,
-        port: info.port ?? fromEnv.port,
-        user: info.user ?? fromEnv.user,
-        password: info.password ?? fromEnv.password,
-        database: info.database ?? fromEnv.database,
-        sslmode: info.sslmode ?? fromEnv.sslmode,
-        params: { ...fromEnv.params, ...info.params },
-    };
-}
-/** The database name the connection lands in, as libpq would choose it. */
-function databaseName(info) {
-    return info.database ?? info.user ?? process.env.USER ?? 'postgres';
-}
-/**
- * Environment for a libpq child process (pg_dump, pg_restore, psql): the connection is passed
- * in PG* variables, never on the command line, where other processes could read the password.
- */
-function libpqEnv(info, database) {
-    const env = {};
-    if (info.host)
-        env.PGHOST = info.host;
-    if (info.port)
-        env.PGPORT = String(info.port);
-    if (info.user)
-        env.PGUSER = info.user;
-    if (info.password)
-        env.PGPASSWORD = info.password;
-    const db = database ?? info.database;
-    if (db)
-        env.PGDATABASE = db;
-    if (info.sslmode)
-        env.PGSSLMODE = info.sslmode;
-    for (const [k, v] of Object.entries(info.params)) {
-        const name = ENV_FOR_PARAM[k];
-        if (name)
-            env[name] = v;
-    }
-    return env;
-}
-/** A process environment with every inherited PG* variable replaced by the connection's own. */
-function childEnv(base, info, database) {
-    const env = {};
-    for (const [k, v] of Object.entries(base)) {
-        if (!/^PG[A-Z]+$/.test(k))
-            env[k] = v;
-    }
-    return { ...env, ...libpqEnv(info, database) };
-}
-/** A `postgres://` URL for the connection (contains the password: mask it before logging). */
-function connectionUrl(info, database) {
-    const url = new URL('postgresql://localhost');
-    const host = info.host ?? 'localhost';
-    if (host.startsWith('/')) {
-        url.searchParams.set('host', host);
-    }
-    else {
-        url.hostname = host.includes(':') ? `[${host}]` : host;
-    }
-    if (info.port)
-        url.port = String(info.port);
-    if (info.user)
-        url.username = encodeURIComponent(info.user);
-    if (info.password)
-        url.password = encodeURIComponent(info.password);
-    url.pathname = `/${encodeURIComponent(database ?? info.database ?? '')}`;
-    if (info.sslmode)
-        url.searchParams.set('sslmode', info.sslmode);
-    return url.toString();
-}
-/** Where the connection goes, without credentials: `user@host:port/db`. */
-function describeConnection(info, database) {
-    return `${info.user ?? '(default user)'}@${info.host ?? 'localhost'}:${info.port ?? 5432}/${database ?? databaseName(info)}`;
-}
-/**
- * A connection through a transaction-mode pooler cannot hold the exported snapshot the
- * dump relies on, so it is refused with the session-mode alternative.
- */
-function transactionPoolerHint(info) {
-    const host = (info.host ?? '').toLowerCase();
-    if (info.port === 6543) {
-        const supabase = host.includes('supabase');
-        return (`The connection uses port 6543, the transaction-mode pooler port (Supabase Supavisor, PgBouncer). ` +
-            `A transaction-mode pooler hands each transaction to another server connection, so pg_dump cannot share ` +
-            `the exported snapshot and session settings a consistent backup needs. ` +
-            (supabase
-                ? `Use the session-mode pooler on port 5432 (same host) or the direct connection db.<project-ref>.supabase.co:5432.`
-                : `Connect in session mode (PgBouncer pool_mode=session, usually port 5432) or directly to the server.`));
-    }
-    if (/-pooler\./.test(host)) {
-        return (`The host '${info.host}' is a transaction-mode connection pooler (Neon's '-pooler' endpoint). ` +
-            `pg_dump needs a session that holds its snapshot: use the direct endpoint, the same host without '-pooler'.`);
-    }
-    return undefined;
-}
-function sslFor(info) {
-    const mode = info.sslmode ?? 'prefer';
-    switch (mode) {
-        case 'disable':
-        case 'allow':
-            return false;
-        case 'prefer':
-            return 'prefer';
-        case 'require':
-            return { rejectUnauthorized: false };
-        case 'verify-ca':
-        case 'verify-full': {
-            const ca = info.params.sslrootcert
-                ? readFileSync(info.params.sslrootcert, 'utf8')
-                : undefined;
-            return mode === 'verify-ca'
-                ? { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined }
-                : { rejectUnauthorized: true, ca };
-        }
-        default:
-            throw new ConfigurationError(`sslmode '${mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
-    }
-}
-/** Opens a client connection with the same parameters the child tools get. */
-async function connect(info, database) {
-    const ssl = sslFor(info);
-    const base = {
-        host: info.host,
-        port: info.port,
-        user: info.user,
-        password: info.password,
-        database: database ?? info.database,
-        application_name: info.params.application_name ?? 'pg-backup-actions',
-        connectionTimeoutMillis: Number(info.params.connect_timeout ?? 30) * 1000,
-    };
-    const attempt = async (sslOption) => {
-        const client = new pg.Client({ ...base, ssl: sslOption });
-        client.on('error', () => undefined);
-        try {
-            await client.connect();
-            return client;
-        }
-        catch (error) {
-            await client.end().catch(() => undefined);
-            throw error;
-        }
-    };
-    const isLocal = !info.host ||
-        info.host.startsWith('/') ||
-        info.host === 'localhost' ||
-        info.host === '127.0.0.1' ||
-        info.host === '::1';
-    try {
-        if (ssl === 'prefer') {
-            if (isLocal)
-                return await attempt(false);
-            try {
-                return await attempt({ rejectUnauthorized: false });
-            }
-            catch (error) {
-                if (/does not support SSL/i.test(errorMessage(error)))
-                    return await attempt(false);
-                throw error;
-            }
-        }
-        return await attempt(ssl);
-    }
-    catch (error) {
-        throw connectionError(error, info, database);
-    }
-}
-/** Turns a connection failure into a message that says where and why, without the password. */
-function connectionError(error, info, database) {
-    const where = describeConnection(info, database);
-    const code = error.code;
-    let message = errorMessage(error);
-    if (info.password)
-        message = message.split(info.password).join('***');
-    if (code === '28P01' || code === '28000') {
-        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
-    }
-    if (code === '3D000') {
-        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
-    }
-    if (code === 'ECONNREFUSED' ||
-        code === 'ENOTFOUND' ||
-        code === 'ETIMEDOUT' ||
-        code === 'EHOSTUNREACH') {
-        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Is the server reachable from this runner?`);
-    }
-    return new Error(`Cannot connect to ${where}: ${message}`);
-}
-async function serverInfo(client) {
-    const r = await client.query("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, current_database() AS db");
-    const versionNum = Number(r.rows[0].n);
-    return {
-        version: r.rows[0].v.split(' ')[0],
-        versionNum,
-        major: majorFromVersionNum(versionNum),
-        database: r.rows[0].db,
-    };
-}
-/** Quotes an identifier for SQL. */
-function quoteIdent(name) {
-    return `"${name.replace(/"/g, '""')}"`;
-}
-/** Quotes a string literal for SQL. */
-function quoteLiteral(value) {
-    return `'${value.replace(/'/g, "''")}'`;
-}
-
-// EXTERNAL MODULE: ./lib/actions/inputs.js
-var inputs = __nccwpck_require__(9922);
-// EXTERNAL MODULE: ./lib/actions/names.js + 1 modules
-var names = __nccwpck_require__(9101);
-;// CONCATENATED MODULE: ./lib/actions/runtime.js
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $l: () => (/* binding */ maskSecret),
+/* harmony export */   Cs: () => (/* binding */ runAction),
+/* harmony export */   v0: () => (/* binding */ actionLogger)
+/* harmony export */ });
+/* unused harmony export maskSecretInputs */
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6058);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3828);
+/* harmony import */ var _crypto_age_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8432);
+/* harmony import */ var _postgres_connection_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(9722);
+/* harmony import */ var _inputs_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(9922);
+/* harmony import */ var _names_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(9101);
 
 
 
@@ -85373,11 +101914,11 @@ var names = __nccwpck_require__(9101);
 
 /** A Logger backed by @actions/core: annotations for warnings, folded groups. */
 const actionLogger = {
-    debug: (m) => lib_core/* debug */.Yz(m),
-    info: (m) => lib_core/* info */.pq(m),
-    warning: (m) => lib_core/* warning */.$e(m),
-    error: (m) => lib_core/* error */.z3(m),
-    group: (name, fn) => lib_core/* group */.Os(name, fn),
+    debug: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .debug */ .Yz(m),
+    info: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(m),
+    warning: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(m),
+    error: (m) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .error */ .z3(m),
+    group: (name, fn) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .group */ .Os(name, fn),
 };
 /** Masks a connection string and its password (raw and percent-encoded) in every later log line. */
 function maskConnectionString(value) {
@@ -85399,10 +101940,10 @@ function maskConnectionString(value) {
 function maskSecret(value) {
     if (!value)
         return;
-    lib_core/* setSecret */.Pq(value);
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(value);
     for (const line of value.split(/\r?\n/))
         if (line.trim())
-            lib_core/* setSecret */.Pq(line.trim());
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(line.trim());
 }
 /**
  * Masks every secret an action may be given, before anything is logged: the connection strings
@@ -85412,6 +101953,7 @@ function maskSecret(value) {
 function maskSecretInputs(env) {
     maskConnectionString(optionalInput(Inputs.DatabaseUrl));
     maskConnectionString(optionalInput(Inputs.TargetUrl));
+    maskConnectionString(optionalInput(Inputs.ScratchUrl));
     maskSecret(optionalInput(Inputs.EncryptionIdentity));
     maskSecret(optionalInput(Inputs.EncryptionPassphrase));
     for (const value of invalidRecipientValues(optionalInput(Inputs.EncryptionRecipients) ?? '')) {
@@ -85430,10 +101972,10 @@ async function runAction(body) {
         await body();
     }
     catch (error) {
-        if (!(error instanceof errors/* ConfigurationError */.j1) && error instanceof Error && error.stack) {
-            lib_core/* debug */.Yz(error.stack);
+        if (!(error instanceof _core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .ConfigurationError */ .j1) && error instanceof Error && error.stack) {
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .debug */ .Yz(error.stack);
         }
-        lib_core/* setFailed */.C1((0,errors/* errorMessage */.gJ)(error));
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setFailed */ .C1((0,_core_errors_js__WEBPACK_IMPORTED_MODULE_1__/* .errorMessage */ .gJ)(error));
     }
     process.exit(process.exitCode ?? 0);
 }
@@ -87220,6 +103762,390 @@ function gitContext(env) {
 
 /***/ }),
 
+/***/ 9722:
+/***/ ((__unused_webpack___webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+
+// UNUSED EXPORTS: childEnv, connect, connectionError, connectionFromEnv, connectionUrl, databaseName, describeConnection, libpqEnv, parseConnectionString, quoteIdent, quoteLiteral, resolveConnection, serverInfo, transactionPoolerHint
+
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: ./node_modules/pg/lib/index.js
+var lib = __nccwpck_require__(3273);
+;// CONCATENATED MODULE: ./node_modules/pg/esm/index.mjs
+// ESM wrapper for pg
+
+
+// Re-export all the properties
+const Client = lib.Client
+const Pool = lib.Pool
+const Connection = lib.Connection
+const types = lib.types
+const Query = lib.Query
+const DatabaseError = lib.DatabaseError
+const escapeIdentifier = lib.escapeIdentifier
+const escapeLiteral = lib.escapeLiteral
+const Result = lib.Result
+const TypeOverrides = lib.TypeOverrides
+
+// Also export the defaults
+const defaults = lib.defaults
+
+// Re-export the default
+/* harmony default export */ const esm = ((/* unused pure expression or super */ null && (pg)));
+
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/postgres/tools.js + 3 modules
+var tools = __nccwpck_require__(7758);
+;// CONCATENATED MODULE: ./lib/postgres/connection.js
+
+
+
+
+const ENV_FOR_PARAM = {
+    host: 'PGHOST',
+    hostaddr: 'PGHOSTADDR',
+    port: 'PGPORT',
+    user: 'PGUSER',
+    password: 'PGPASSWORD',
+    dbname: 'PGDATABASE',
+    sslmode: 'PGSSLMODE',
+    sslrootcert: 'PGSSLROOTCERT',
+    sslcert: 'PGSSLCERT',
+    sslkey: 'PGSSLKEY',
+    sslcrl: 'PGSSLCRL',
+    application_name: 'PGAPPNAME',
+    options: 'PGOPTIONS',
+    connect_timeout: 'PGCONNECT_TIMEOUT',
+    target_session_attrs: 'PGTARGETSESSIONATTRS',
+    passfile: 'PGPASSFILE',
+    service: 'PGSERVICE',
+};
+/** The input text never appears in an error: it may carry a password. */
+function parseConnectionString(text, inputName = 'database-url') {
+    const trimmed = text.trim();
+    const raw = {};
+    if (/^postgres(ql)?:\/\//i.test(trimmed)) {
+        let url;
+        try {
+            url = new URL(trimmed);
+        }
+        catch {
+            throw new OptionError(inputName, (w) => `${w.option(inputName)} is not a valid postgres:// URL (the value is not shown because it may contain a password). ` +
+                `Expected postgresql://user:password@host:5432/dbname?sslmode=require; percent-encode special characters in the password.`);
+        }
+        if (url.hostname)
+            raw.host = decodeURIComponent(url.hostname.replace(/^\[|\]$/g, ''));
+        if (url.port)
+            raw.port = url.port;
+        if (url.username)
+            raw.user = decodeURIComponent(url.username);
+        if (url.password)
+            raw.password = decodeURIComponent(url.password);
+        const db = decodeURIComponent(url.pathname.replace(/^\//, ''));
+        if (db)
+            raw.dbname = db;
+        for (const [k, v] of url.searchParams)
+            raw[k] = v;
+    }
+    else if (trimmed !== '') {
+        parseKeyValue(trimmed, raw, inputName);
+    }
+    return { ...fromParams(raw), option: inputName };
+}
+function parseKeyValue(text, out, inputName) {
+    let i = 0;
+    const n = text.length;
+    while (i < n) {
+        while (i < n && /\s/.test(text[i]))
+            i++;
+        if (i >= n)
+            break;
+        const keyStart = i;
+        while (i < n && /[A-Za-z_]/.test(text[i]))
+            i++;
+        const key = text.slice(keyStart, i);
+        while (i < n && /\s/.test(text[i]))
+            i++;
+        if (!key || text[i] !== '=') {
+            throw new OptionError(inputName, (w) => `${w.option(inputName)} is neither a postgres:// URL nor a libpq key=value string ` +
+                `(the value is not shown because it may contain a password). Expected e.g. "host=db.example.com port=5432 dbname=app user=backup".`);
+        }
+        i++;
+        while (i < n && /\s/.test(text[i]))
+            i++;
+        let value = '';
+        if (text[i] === "'") {
+            i++;
+            while (i < n && text[i] !== "'") {
+                if (text[i] === '\\' && i + 1 < n)
+                    i++;
+                value += text[i++];
+            }
+            if (text[i] !== "'") {
+                throw new OptionError(inputName, (w) => `${w.option(inputName)} has an unterminated quoted value.`);
+            }
+            i++;
+        }
+        else {
+            while (i < n && !/\s/.test(text[i])) {
+                if (text[i] === '\\' && i + 1 < n)
+                    i++;
+                value += text[i++];
+            }
+        }
+        out[key] = value;
+    }
+}
+function fromParams(raw) {
+    const params = {};
+    for (const [k, v] of Object.entries(raw)) {
+        if (!['host', 'port', 'user', 'password', 'dbname', 'sslmode'].includes(k))
+            params[k] = v;
+    }
+    const port = raw.port ? Number(raw.port) : undefined;
+    if (port !== undefined && (!Number.isInteger(port) || port <= 0 || port > 65535)) {
+        throw new ConfigurationError(`The connection's port must be a number from 1 to 65535, got '${raw.port}'.`);
+    }
+    return {
+        host: raw.host || undefined,
+        port,
+        user: raw.user || undefined,
+        password: raw.password || undefined,
+        database: raw.dbname || undefined,
+        sslmode: raw.sslmode || undefined,
+        params,
+    };
+}
+/** Reads the standard libpq environment variables. */
+function connectionFromEnv(env) {
+    const raw = {};
+    for (const [param, name] of Object.entries(ENV_FOR_PARAM)) {
+        const v = env[name];
+        if (v)
+            raw[param] = v;
+    }
+    return fromParams(raw);
+}
+/** The connection from `database-url`, or the PG* environment when it is empty. */
+function resolveConnection(databaseUrl, env) {
+    return databaseUrl && databaseUrl.trim() !== ''
+        ? withEnvDefaults(parseConnectionString(databaseUrl), env)
+        : connectionFromEnv(env);
+}
+function withEnvDefaults(info, env) {
+    // libpq falls back to PG* variables for what the string leaves out; so do we.
+    const fromEnv = connectionFromEnv(env);
+    return {
+        host: info.host ?? fromEnv.host,
+        port: info.port ?? fromEnv.port,
+        user: info.user ?? fromEnv.user,
+        password: info.password ?? fromEnv.password,
+        database: info.database ?? fromEnv.database,
+        sslmode: info.sslmode ?? fromEnv.sslmode,
+        params: { ...fromEnv.params, ...info.params },
+    };
+}
+/** The database name the connection lands in, as libpq would choose it. */
+function databaseName(info) {
+    return info.database ?? info.user ?? process.env.USER ?? 'postgres';
+}
+/**
+ * Environment for a libpq child process (pg_dump, pg_restore, psql): the connection is passed
+ * in PG* variables, never on the command line, where other processes could read the password.
+ */
+function libpqEnv(info, database) {
+    const env = {};
+    if (info.host)
+        env.PGHOST = info.host;
+    if (info.port)
+        env.PGPORT = String(info.port);
+    if (info.user)
+        env.PGUSER = info.user;
+    if (info.password)
+        env.PGPASSWORD = info.password;
+    const db = database ?? info.database;
+    if (db)
+        env.PGDATABASE = db;
+    if (info.sslmode)
+        env.PGSSLMODE = info.sslmode;
+    for (const [k, v] of Object.entries(info.params)) {
+        const name = ENV_FOR_PARAM[k];
+        if (name)
+            env[name] = v;
+    }
+    return env;
+}
+/** A process environment with every inherited PG* variable replaced by the connection's own. */
+function childEnv(base, info, database) {
+    const env = {};
+    for (const [k, v] of Object.entries(base)) {
+        if (!/^PG[A-Z]+$/.test(k))
+            env[k] = v;
+    }
+    return { ...env, ...libpqEnv(info, database) };
+}
+/** A `postgres://` URL for the connection (contains the password: mask it before logging). */
+function connectionUrl(info, database) {
+    const url = new URL('postgresql://localhost');
+    const host = info.host ?? 'localhost';
+    if (host.startsWith('/')) {
+        url.searchParams.set('host', host);
+    }
+    else {
+        url.hostname = host.includes(':') ? `[${host}]` : host;
+    }
+    if (info.port)
+        url.port = String(info.port);
+    if (info.user)
+        url.username = encodeURIComponent(info.user);
+    if (info.password)
+        url.password = encodeURIComponent(info.password);
+    url.pathname = `/${encodeURIComponent(database ?? info.database ?? '')}`;
+    if (info.sslmode)
+        url.searchParams.set('sslmode', info.sslmode);
+    return url.toString();
+}
+/** Where the connection goes, without credentials: `user@host:port/db`. */
+function describeConnection(info, database) {
+    return `${info.user ?? '(default user)'}@${info.host ?? 'localhost'}:${info.port ?? 5432}/${database ?? databaseName(info)}`;
+}
+/**
+ * A connection through a transaction-mode pooler cannot hold the exported snapshot the
+ * dump relies on, so it is refused with the session-mode alternative.
+ */
+function transactionPoolerHint(info) {
+    const host = (info.host ?? '').toLowerCase();
+    if (info.port === 6543) {
+        const supabase = host.includes('supabase');
+        return (`The connection uses port 6543, the transaction-mode pooler port (Supabase Supavisor, PgBouncer). ` +
+            `A transaction-mode pooler hands each transaction to another server connection, so pg_dump cannot share ` +
+            `the exported snapshot and session settings a consistent backup needs. ` +
+            (supabase
+                ? `Use the session-mode pooler on port 5432 (same host) or the direct connection db.<project-ref>.supabase.co:5432.`
+                : `Connect in session mode (PgBouncer pool_mode=session, usually port 5432) or directly to the server.`));
+    }
+    if (/-pooler\./.test(host)) {
+        return (`The host '${info.host}' is a transaction-mode connection pooler (Neon's '-pooler' endpoint). ` +
+            `pg_dump needs a session that holds its snapshot: use the direct endpoint, the same host without '-pooler'.`);
+    }
+    return undefined;
+}
+function sslFor(info) {
+    const mode = info.sslmode ?? 'prefer';
+    switch (mode) {
+        case 'disable':
+        case 'allow':
+            return false;
+        case 'prefer':
+            return 'prefer';
+        case 'require':
+            return { rejectUnauthorized: false };
+        case 'verify-ca':
+        case 'verify-full': {
+            const ca = info.params.sslrootcert
+                ? readFileSync(info.params.sslrootcert, 'utf8')
+                : undefined;
+            return mode === 'verify-ca'
+                ? { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined }
+                : { rejectUnauthorized: true, ca };
+        }
+        default:
+            throw new ConfigurationError(`sslmode '${mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
+    }
+}
+/** Opens a client connection with the same parameters the child tools get. */
+async function connect(info, database) {
+    const ssl = sslFor(info);
+    const base = {
+        host: info.host,
+        port: info.port,
+        user: info.user,
+        password: info.password,
+        database: database ?? info.database,
+        application_name: info.params.application_name ?? 'pg-backup-actions',
+        connectionTimeoutMillis: Number(info.params.connect_timeout ?? 30) * 1000,
+    };
+    const attempt = async (sslOption) => {
+        const client = new pg.Client({ ...base, ssl: sslOption });
+        client.on('error', () => undefined);
+        try {
+            await client.connect();
+            return client;
+        }
+        catch (error) {
+            await client.end().catch(() => undefined);
+            throw error;
+        }
+    };
+    const isLocal = !info.host ||
+        info.host.startsWith('/') ||
+        info.host === 'localhost' ||
+        info.host === '127.0.0.1' ||
+        info.host === '::1';
+    try {
+        if (ssl === 'prefer') {
+            if (isLocal)
+                return await attempt(false);
+            try {
+                return await attempt({ rejectUnauthorized: false });
+            }
+            catch (error) {
+                if (/does not support SSL/i.test(errorMessage(error)))
+                    return await attempt(false);
+                throw error;
+            }
+        }
+        return await attempt(ssl);
+    }
+    catch (error) {
+        throw connectionError(error, info, database);
+    }
+}
+/** Turns a connection failure into a message that says where and why, without the password. */
+function connectionError(error, info, database) {
+    const where = describeConnection(info, database);
+    const code = error.code;
+    let message = errorMessage(error);
+    if (info.password)
+        message = message.split(info.password).join('***');
+    const key = info.option ?? 'database-url';
+    const check = (what) => new OptionError(key, (w) => `cannot connect to ${where}: ${message}. Check ${what} in ${w.option(key)}.`);
+    if (code === '28P01' || code === '28000')
+        return check('the user and password');
+    if (code === '3D000')
+        return check('the database name');
+    if (code === 'ECONNREFUSED' ||
+        code === 'ENOTFOUND' ||
+        code === 'ETIMEDOUT' ||
+        code === 'EHOSTUNREACH') {
+        return new ConfigurationError(`Cannot connect to ${where}: ${message}. Is the server reachable from this runner?`);
+    }
+    return new Error(`Cannot connect to ${where}: ${message}`);
+}
+async function serverInfo(client) {
+    const r = await client.query("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, current_database() AS db");
+    const versionNum = Number(r.rows[0].n);
+    return {
+        version: r.rows[0].v.split(' ')[0],
+        versionNum,
+        major: majorFromVersionNum(versionNum),
+        database: r.rows[0].db,
+    };
+}
+/** Quotes an identifier for SQL. */
+function quoteIdent(name) {
+    return `"${name.replace(/"/g, '""')}"`;
+}
+/** Quotes a string literal for SQL. */
+function quoteLiteral(value) {
+    return `'${value.replace(/'/g, "''")}'`;
+}
+
+
+/***/ }),
+
 /***/ 7758:
 /***/ ((__unused_webpack___webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
@@ -88367,10 +105293,8 @@ async function findServerBinaries(minMajor, search) {
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1455);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
-/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(7075);
-/* harmony import */ var node_stream_promises__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(6466);
-/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(2500);
-
+/* harmony import */ var _parts_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(3495);
+/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(2500);
 
 
 
@@ -88392,24 +105316,89 @@ function errnoCode(error) {
         ? String(error.code)
         : undefined;
 }
-/** How much a stream upload buffers while a write is in flight. */
+/** The part size of a stream upload: how much is written at once. */
 const WRITE_BATCH = 1 << 20;
 /**
  * Bytes a stream upload writes between the flushes to disk it starts as it goes, so that the
  * fsync before the rename has little left to write.
  */
 const FLUSH_EVERY = 16 << 20;
-/** Writes every byte of `buffers` at the handle's position, across short writes. */
-async function writeAll(handle, buffers) {
-    let rest = buffers.filter((b) => b.length > 0);
-    while (rest.length > 0) {
-        let { bytesWritten } = await handle.writev(rest);
-        while (rest.length > 0 && bytesWritten >= rest[0].length) {
-            bytesWritten -= rest[0].length;
-            rest = rest.slice(1);
-        }
-        if (rest.length > 0 && bytesWritten > 0)
-            rest[0] = rest[0].subarray(bytesWritten);
+/** Writes every byte of `data` at `position`, across short writes. */
+async function writeAll(handle, data, position) {
+    for (let done = 0; done < data.length;) {
+        const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+        done += bytesWritten;
+    }
+}
+/**
+ * A file being written in parts at their offsets, flushed to disk as it goes so that the fsync
+ * before the rename has little left to write; the temporary file is removed when aborted.
+ */
+class FileUpload {
+    handle;
+    temp;
+    path;
+    syncDirectory;
+    partSize = WRITE_BATCH;
+    inFlight = 2;
+    written = 0;
+    flushedAt = 0;
+    /** One flush at a time runs beside the writes; its failure fails the upload. */
+    flushing;
+    flushError;
+    closing;
+    constructor(handle, temp, path, syncDirectory) {
+        this.handle = handle;
+        this.temp = temp;
+        this.path = path;
+        this.syncDirectory = syncDirectory;
+    }
+    async sendPart({ offset, data }) {
+        await writeAll(this.handle, data, offset);
+        this.written += data.length;
+        this.flush();
+        if (this.flushError !== undefined)
+            throw this.flushError;
+    }
+    async complete(whole) {
+        if (whole !== undefined)
+            await writeAll(this.handle, whole, 0);
+        await this.flushed();
+        // The final fsync need not report a write error again once a flush did.
+        if (this.flushError !== undefined)
+            throw this.flushError;
+        await this.handle.sync();
+        await this.close();
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(this.temp, this.path);
+        await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(this.path));
+    }
+    async abort() {
+        await this.flushed();
+        await this.close().catch(() => undefined);
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(this.temp).catch(() => undefined);
+    }
+    close() {
+        this.closing ??= this.handle.close();
+        return this.closing;
+    }
+    flush() {
+        if (this.flushing || this.flushError !== undefined)
+            return;
+        if (this.written - this.flushedAt < FLUSH_EVERY)
+            return;
+        this.flushedAt = this.written;
+        this.flushing = this.handle.datasync().then(() => {
+            this.flushing = undefined;
+            this.flush();
+        }, (error) => {
+            this.flushError = error;
+            this.flushing = undefined;
+        });
+    }
+    /** Waits for the flushes under way (a flush that ends may start the next one). */
+    async flushed() {
+        while (this.flushing)
+            await this.flushing;
     }
 }
 /**
@@ -88446,86 +105435,16 @@ class LocalStorage {
     tempPathFor(path) {
         return (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), `.${(0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path)}.partial-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(8).toString('hex')}`);
     }
-    async putStream(key, body, options = {}) {
-        let bodyError;
-        const onBodyError = (error) => {
-            bodyError ??= error;
-        };
-        body.on('error', onBodyError);
-        let path;
-        let temp;
-        let bytes = 0;
-        try {
-            path = this.pathOf(key);
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
-            temp = this.tempPathFor(path);
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
-            // One flush at a time runs beside the writes; its failure fails the upload (the final
-            // fsync need not report a write error again once a flush did).
-            let flushing;
-            let flushedAt = 0;
-            let flushError;
-            const flush = () => {
-                if (flushing || flushError !== undefined || bytes - flushedAt < FLUSH_EVERY)
-                    return;
-                flushedAt = bytes;
-                flushing = handle.datasync().then(() => {
-                    flushing = undefined;
-                    flush();
-                }, (error) => {
-                    flushError = error;
-                    flushing = undefined;
-                });
-            };
-            // A flush that ends may start the next one.
-            const flushed = async () => {
-                while (flushing)
-                    await flushing;
-            };
-            try {
-                // A sink whose writev receives the chunks that arrived while the previous write was
-                // in flight, as they are: one system call per batch, and no copy into a larger buffer
-                // (iterating the body would concatenate what it buffered).
-                const sink = new node_stream__WEBPACK_IMPORTED_MODULE_3__.Writable({
-                    highWaterMark: WRITE_BATCH,
-                    writev: (chunks, callback) => {
-                        const buffers = chunks.map(({ chunk }) => chunk);
-                        writeAll(handle, buffers).then(() => {
-                            for (const b of buffers)
-                                bytes += b.length;
-                            options.onProgress?.(bytes);
-                            flush();
-                            callback(flushError);
-                        }, callback);
-                    },
-                });
-                await (0,node_stream_promises__WEBPACK_IMPORTED_MODULE_4__.pipeline)(body, sink);
-                if (bodyError !== undefined)
-                    throw bodyError;
-                await flushed();
-                if (flushError !== undefined)
-                    throw flushError;
-                await handle.sync();
-            }
-            finally {
-                await flushed();
-                await handle.close();
-            }
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(temp, path);
-            temp = undefined;
-            await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path));
-            return { bytes };
-        }
-        catch (error) {
-            if (!body.destroyed)
-                body.destroy();
-            if (temp !== undefined)
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(temp).catch(() => undefined);
-            throw bodyError ?? error;
-        }
-        finally {
-            body.off('error', onBodyError);
-        }
+    putStream(key, body, options = {}) {
+        return (0,_parts_js__WEBPACK_IMPORTED_MODULE_3__/* .putInParts */ .n)(this.upload(key), body, options);
+    }
+    /** A hidden temporary sibling of the key's file, renamed onto the key when complete. */
+    async upload(key) {
+        const path = this.pathOf(key);
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
+        const temp = this.tempPathFor(path);
+        const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
+        return new FileUpload(handle, temp, path, (folder) => this.syncDirectory(folder));
     }
     async putBytes(key, data, options = {}) {
         const path = this.pathOf(key);
@@ -88575,19 +105494,19 @@ class LocalStorage {
             this.logger.debug(`Could not fsync the folder ${path}: ${String(error)}`);
         }
     }
-    async getStream(key) {
+    async getStream(key, options = {}) {
         const path = this.pathOf(key);
         try {
             const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
             if (!(await handle.stat()).isFile()) {
                 await handle.close();
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_4__/* .NotFoundError */ .m(key);
             }
-            return handle.createReadStream();
+            return handle.createReadStream({ start: options.start });
         }
         catch (error) {
             if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_4__/* .NotFoundError */ .m(key);
             }
             throw error;
         }
@@ -88775,10 +105694,254 @@ function parseStorageLocation(location) {
 async function openStorage(location, s3, logger) {
     const parsed = parseStorageLocation(location);
     if (parsed.type === 's3') {
-        const { S3Storage } = await __nccwpck_require__.e(/* import() */ 444).then(__nccwpck_require__.bind(__nccwpck_require__, 3444));
+        const { S3Storage } = await __nccwpck_require__.e(/* import() */ 703).then(__nccwpck_require__.bind(__nccwpck_require__, 3703));
         return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
     }
     return new _local_js__WEBPACK_IMPORTED_MODULE_2__/* .LocalStorage */ .D(parsed.path, logger);
+}
+
+
+/***/ }),
+
+/***/ 3495:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   n: () => (/* binding */ putInParts)
+/* harmony export */ });
+/* unused harmony export PartWriter */
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7075);
+/* harmony import */ var node_stream_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6466);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3828);
+
+
+
+/**
+ * A sink that cuts a stream into parts once and sends each part to every store at once, the
+ * same bytes to each: the one uploader, whether there is one store (`putInParts`) or several (a
+ * backup's destinations). Part buffers are allocated once and reused, at most `inFlight + 1` of
+ * them, whatever the number of stores: a part's buffer is free again once every store still
+ * writing holds it, so the slowest store sets the pace. Incoming chunks are copied into the
+ * filling part exactly once. A body that fits in one part is stored with one request per store.
+ *
+ * A store that fails drops out (its upload aborted) and the others go on; the sink fails when
+ * none is left, at once, even while the body is stalled.
+ */
+class PartWriter extends node_stream__WEBPACK_IMPORTED_MODULE_0__.Writable {
+    uploads;
+    options;
+    /** The bytes written so far. */
+    bytes = 0;
+    /** One entry per store, in order, once the sink has finished or failed. */
+    results;
+    /** Why `commit` rejected, once it did: the reason no store completed its upload. */
+    commitError;
+    /** The first error a store reported. */
+    storeError;
+    targets = [];
+    partSize = 0;
+    inFlight = 0;
+    allocated = 0;
+    free = [];
+    sending = new Set();
+    current;
+    filled = 0;
+    parts = 0;
+    stored = 0;
+    completed = false;
+    failure;
+    resolveResults = () => undefined;
+    /** `uploads`: each store's upload as it is begun, in order. */
+    constructor(uploads, options = {}) {
+        super({ highWaterMark: 1 << 20 });
+        this.uploads = uploads;
+        this.options = options;
+        for (const upload of uploads)
+            upload.catch(() => undefined);
+        options.commit?.catch(() => undefined);
+        this.results = new Promise((resolve) => (this.resolveResults = resolve));
+    }
+    /** How many parts were sent. */
+    get partCount() {
+        return this.parts;
+    }
+    /** How many part buffers were allocated. */
+    get bufferCount() {
+        return this.allocated;
+    }
+    _construct(callback) {
+        void Promise.allSettled(this.uploads).then((begun) => {
+            this.targets = begun.map((b) => b.status === 'fulfilled' ? { upload: b.value } : { error: (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(b.reason) });
+            const live = this.live();
+            if (live.length === 0) {
+                this.storeError = this.targets[0]?.error ?? new Error('no store to write to');
+                return callback(this.storeError);
+            }
+            this.partSize = Math.max(...live.map((t) => t.upload.partSize));
+            this.inFlight = Math.max(...live.map((t) => t.upload.inFlight));
+            callback();
+        });
+    }
+    _write(chunk, _encoding, callback) {
+        this.take(chunk).then(() => callback(), callback);
+    }
+    _final(callback) {
+        this.finish().then(() => callback(), callback);
+    }
+    _destroy(error, callback) {
+        this.failure ??= error ?? undefined;
+        if (!this.completed) {
+            const reason = error ?? new Error('the body was cut off');
+            for (const target of this.live())
+                this.drop(target, reason);
+        }
+        void this.settle().then(() => this.resolveResults(this.report()));
+        callback(error);
+    }
+    /** The stores still writing. */
+    live() {
+        return this.targets.filter((t) => t.upload !== undefined && !t.error);
+    }
+    async take(chunk) {
+        let offset = 0;
+        while (offset < chunk.length) {
+            // A full part is sent only once more data follows, so the last part is never empty
+            // and a body of exactly one part is stored in one request.
+            if (this.current === undefined || this.filled === this.partSize)
+                await this.nextBuffer();
+            const current = this.current;
+            const n = chunk.copy(current, this.filled, offset);
+            this.filled += n;
+            offset += n;
+        }
+        this.bytes += chunk.length;
+    }
+    /** Sends the full current part (if any) and makes a free buffer the current one. */
+    async nextBuffer() {
+        if (this.current !== undefined) {
+            await this.sendWhenRoom(this.current, this.filled);
+            this.current = undefined;
+            this.filled = 0;
+        }
+        if (this.failure)
+            throw this.failure;
+        // Every buffer but the current one is being sent or free, so there are never more than
+        // inFlight + 1.
+        let buffer = this.free.pop();
+        if (buffer === undefined) {
+            buffer = Buffer.allocUnsafeSlow(this.partSize);
+            this.allocated++;
+        }
+        this.current = buffer;
+    }
+    /** Sends a part once fewer than `inFlight` parts are being sent. */
+    async sendWhenRoom(buffer, length) {
+        while (this.sending.size >= this.inFlight) {
+            await Promise.race(this.sending);
+            if (this.failure)
+                throw this.failure;
+        }
+        this.send(buffer, length);
+    }
+    /** Hands the part to every store still writing; its buffer is free once all of them hold it. */
+    send(buffer, length) {
+        const number = ++this.parts;
+        const part = { number, offset: (number - 1) * this.partSize, data: buffer.subarray(0, length) };
+        const sent = Promise.all(this.live().map((target) => target.upload.sendPart(part).catch((error) => this.storeFailed(target, error)))).then(() => {
+            this.stored += length;
+            this.free.push(buffer);
+            this.sending.delete(sent);
+            if (!this.failure)
+                this.options.onProgress?.(this.stored);
+        });
+        this.sending.add(sent);
+    }
+    /** A store reported an error: it drops out, and the sink fails when none is left. */
+    storeFailed(target, error) {
+        if (target.error)
+            return;
+        const reason = (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+        this.storeError ??= reason;
+        this.drop(target, reason);
+        if (this.live().length === 0) {
+            this.failure ??= reason;
+            this.destroy(reason);
+        }
+    }
+    drop(target, reason) {
+        target.error ??= reason;
+        target.aborted ??= target.upload?.abort();
+    }
+    async finish() {
+        if (this.options.commit) {
+            await this.options.commit.catch((error) => {
+                this.commitError = (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+                throw this.commitError;
+            });
+        }
+        let whole;
+        if (this.parts === 0)
+            whole = (this.current ?? Buffer.alloc(0)).subarray(0, this.filled);
+        else if (this.filled > 0 && this.current !== undefined) {
+            await this.sendWhenRoom(this.current, this.filled);
+        }
+        this.current = undefined;
+        await Promise.allSettled([...this.sending]);
+        if (this.failure)
+            throw this.failure;
+        await Promise.all(this.live().map((target) => target.upload.complete(whole).catch((error) => {
+            this.storeError ??= (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+            this.drop(target, (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error));
+        })));
+        const live = this.live();
+        if (live.length === 0)
+            throw this.storeError ?? new Error('every store failed');
+        this.completed = true;
+        if (whole !== undefined)
+            this.options.onProgress?.(this.bytes);
+        await this.settle();
+        this.resolveResults(this.report());
+    }
+    /** Waits until no part is being sent and every dropped store's upload is aborted. */
+    async settle() {
+        await Promise.allSettled([...this.sending]);
+        await Promise.all(this.targets.map((t) => t.aborted));
+    }
+    report() {
+        return this.targets.map((t) => t.error || !this.completed
+            ? { ok: false, error: t.error ?? this.failure ?? new Error('the upload did not finish') }
+            : { ok: true, bytes: this.bytes });
+    }
+}
+/**
+ * Streams `body` to one store in parts. When the body errors or the store fails, the upload is
+ * aborted and the promise rejects with the body's own error when there is one, else the
+ * store's; a store that fails destroys the body so its producer stops.
+ */
+async function putInParts(upload, body, options = {}) {
+    const writer = new PartWriter([upload], { onProgress: options.onProgress });
+    let bodyError;
+    const onBodyError = (error) => {
+        if (error !== writer.storeError)
+            bodyError ??= error;
+    };
+    body.on('error', onBodyError);
+    try {
+        await (0,node_stream_promises__WEBPACK_IMPORTED_MODULE_1__.pipeline)(body, writer).catch(() => undefined);
+        const [result] = await writer.results;
+        if (bodyError !== undefined)
+            throw bodyError;
+        if (!result.ok)
+            throw result.error;
+        return { bytes: result.bytes };
+    }
+    finally {
+        if (!body.destroyed)
+            body.destroy();
+        body.off('error', onBodyError);
+        // Destroying the body emits its error again; keep it from going unhandled.
+        body.on('error', () => undefined);
+    }
 }
 
 

@@ -47005,13 +47005,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream"
 
 /***/ }),
 
-/***/ 6466:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-
-/***/ }),
-
 /***/ 1692:
 /***/ ((module) => {
 
@@ -48906,7 +48899,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4158:
+/***/ 9503:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -49006,6 +48999,17 @@ function fileBackupPrefix(name, id) {
 function fileManifestKey(name, id) {
     return `${fileBackupPrefix(name, id)}manifest.json`;
 }
+/**
+ * `<name>/files/<id>/verifications/20261121T051500.123Z-9f1c2a.json`: a verify or drill result of
+ * a file backup, inside the backup's folder, so it goes when the backup goes.
+ */
+function fileVerificationKey(name, id, at, random = () => randomBytes(3).toString('hex')) {
+    const time = at.toISOString().replace(/[-:]/g, '');
+    return `${fileVerificationsPrefix(name, id)}${time}-${random()}.json`;
+}
+function fileVerificationsPrefix(name, id) {
+    return `${fileBackupPrefix(name, id)}verifications/`;
+}
 
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
 /**
@@ -49061,7 +49065,7 @@ function describeCompression(c) {
 // EXTERNAL MODULE: ./node_modules/ajv/dist/2020.js
 var _2020 = __nccwpck_require__(2210);
 ;// CONCATENATED MODULE: ./docs/manifest.schema.json
-const manifest_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"pg-backup manifest","description":"The manifest.json of a backup, at <prefix>/<name>/backups/<backup-id>/manifest.json. It is written last: its presence marks the backup complete, and it is never rewritten. Schema versions 1 and 2 are described here; version 2 adds sourceState, platform and tables[].extension. Readers ignore properties they do not know.","type":"object","required":["schemaVersion","id","name","kind","labels","startedAt","finishedAt","source","tools","format","compression","encryption","objects","rowCounts","tables","globals","git","options"],"properties":{"schemaVersion":{"description":"1, or 2 since the source state was recorded. A reader refuses a version above the one it knows.","enum":[1,2]},"id":{"description":"The backup id: the UTC start time and six hex digits.","type":"string","pattern":"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"},"name":{"description":"The catalog name the backup is filed under.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"kind":{"description":"Why the backup was taken.","enum":["scheduled","pre-migration","manual","pre-restore"]},"labels":{"description":"key=value labels given to the backup.","type":"object","additionalProperties":{"type":"string"}},"startedAt":{"$ref":"#/$defs/time"},"finishedAt":{"$ref":"#/$defs/time"},"source":{"description":"The source server.","type":"object","required":["database","serverVersion","serverVersionNum"],"properties":{"database":{"description":"The database dumped.","type":"string"},"serverVersion":{"description":"server_version of the source, e.g. 15.8.","type":"string"},"serverVersionNum":{"description":"server_version_num of the source, e.g. 150008.","type":"integer","minimum":0}}},"tools":{"description":"The client tools that made the dump.","type":"object","required":["pgDumpVersion"],"properties":{"pgDumpVersion":{"description":"The pg_dump version used.","type":"string"},"pgDumpPath":{"description":"Where that pg_dump was.","type":"string"}}},"format":{"description":"pg_dump archive format: custom (dump.pgc), or directory stored as a tar (dump.tar).","enum":["custom","directory"]},"compression":{"description":"How the dump object is compressed.","type":"object","required":["method"],"properties":{"method":{"description":"pg_dump-gzip and pg_dump-zstd: inside the archive (pg_restore reads it as is); zstd and gzip: around the whole stream (.zst, .gz).","enum":["none","pg_dump-gzip","pg_dump-zstd","zstd","gzip"]},"level":{"description":"The compression level, when one was set.","type":"integer","minimum":0}}},"encryption":{"description":"age encryption of the objects (.age), or null when they are not encrypted. Never holds a secret.","type":["object","null"],"required":["scheme","recipients","passphrase"],"properties":{"scheme":{"const":"age"},"recipients":{"description":"The age X25519 public keys the objects are encrypted to.","type":"array","items":{"type":"string","pattern":"^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$"}},"passphrase":{"description":"Whether the objects are encrypted with a passphrase (scrypt) instead.","type":"boolean"}}},"objects":{"description":"The objects of the backup, each with its size and checksum.","type":"array","minItems":1,"items":{"type":"object","required":["key","role","bytes","sha256"],"properties":{"key":{"description":"The object\'s key, relative to the storage prefix.","type":"string","minLength":1},"role":{"description":"What the object holds.","enum":["dump","globals"]},"bytes":{"description":"Size in bytes as stored.","type":"integer","minimum":0},"sha256":{"description":"SHA-256 of the object as stored, lower-case hex.","type":"string","pattern":"^[0-9a-f]{64}$"}}}},"rowCounts":{"description":"How the row counts in tables were taken: exact (in the dump\'s snapshot), estimate (planner statistics) or off (rows are null).","enum":["exact","estimate","off"]},"tables":{"description":"The table inventory, in the dump\'s snapshot.","type":"array","items":{"type":"object","required":["schema","name","rows","bytes"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"rows":{"description":"Row count, or null when counting was off.","type":["integer","null"],"minimum":0},"bytes":{"description":"On-disk size with indexes and TOAST, bytes.","type":"integer","minimum":0},"dataExcluded":{"description":"The table\'s rows were left out of the dump (exclude-table-data).","type":"boolean"},"extension":{"description":"Schema version 2: the extension whose configuration table this is; rows counts the whole table.","type":"string"}}}},"globals":{"description":"Roles were dumped into a globals object.","type":"boolean"},"git":{"description":"The GitHub Actions run that made the backup, as far as known.","type":"object","properties":{"repository":{"type":"string"},"sha":{"type":"string"},"ref":{"type":"string"},"runId":{"type":"string"},"runAttempt":{"type":"string"},"workflow":{"type":"string"},"prNumber":{"type":"integer","minimum":1},"actor":{"type":"string"},"serverUrl":{"type":"string"}}},"keepUntil":{"description":"Prune keeps the backup until this time (a pin).","$ref":"#/$defs/time"},"previous":{"description":"The previous backup the size was compared with.","type":"object","required":["id","bytes","changePercent"],"properties":{"id":{"type":"string"},"bytes":{"type":"integer","minimum":0},"changePercent":{"description":"Percent change of the dump size against it.","type":"number"}}},"sourceState":{"$ref":"#/$defs/sourceState"},"platform":{"description":"Schema version 2: the managed platform the source runs on, when it is one.","type":"object","required":["name","managedSchemas","extensions"],"properties":{"name":{"const":"supabase"},"managedSchemas":{"description":"The platform schemas the database holds.","type":"array","items":{"type":"string"}},"extensions":{"description":"Every extension installed.","type":"array","items":{"type":"object","required":["name","version"],"properties":{"name":{"type":"string"},"version":{"type":"string"}}}}}},"options":{"description":"Options that shaped the dump.","type":"object","required":["schemas","excludeSchemas","excludeTableData"],"properties":{"schemas":{"description":"Only these schemas were dumped (empty: all).","type":"array","items":{"type":"string"}},"excludeSchemas":{"description":"Schemas left out.","type":"array","items":{"type":"string"}},"excludeTableData":{"description":"Tables dumped without their rows.","type":"array","items":{"type":"string"}}}}},"$defs":{"time":{"description":"A UTC time as JavaScript writes it (ISO 8601, e.g. 2026-11-21T05:15:00.000Z).","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$"},"sourceState":{"description":"Schema version 2: the source\'s state in the dump\'s snapshot, which restores are checked against.","type":"object","required":["constraints","sequences","rowSecurity","policies","extensions","largeObjects","settings"],"properties":{"constraints":{"description":"Table and domain constraints of the selected schemas.","type":"array","items":{"type":"object","required":["schema","on","onKind","name","type","validated"],"properties":{"schema":{"type":"string"},"on":{"description":"The table or domain.","type":"string"},"onKind":{"enum":["table","domain"]},"name":{"type":"string"},"type":{"description":"pg_constraint.contype: p, u, f, c, x, t (n from PostgreSQL 18).","type":"string"},"validated":{"type":"boolean"}}}},"sequences":{"description":"Sequences and their values.","type":"array","items":{"type":"object","required":["schema","name","lastValue","isCalled","descending"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"lastValue":{"description":"bigint as text.","type":"string","pattern":"^-?[0-9]+$"},"isCalled":{"type":"boolean"},"descending":{"type":"boolean"},"extension":{"description":"The extension the sequence belongs to.","type":"string"}}}},"rowSecurity":{"description":"Tables with row-level security enabled or forced, or with policies.","type":"array","items":{"type":"object","required":["schema","table","enabled","forced"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"enabled":{"type":"boolean"},"forced":{"type":"boolean"}}}},"policies":{"description":"Row security policies.","type":"array","items":{"type":"object","required":["schema","table","name","command","permissive","roles","using","check"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"name":{"type":"string"},"command":{"type":"string"},"permissive":{"type":"boolean"},"roles":{"type":"array","items":{"type":"string"}},"using":{"type":["string","null"]},"check":{"type":["string","null"]}}}},"extensions":{"description":"Installed extensions.","type":"array","items":{"type":"object","required":["name","version","schema"],"properties":{"name":{"type":"string"},"version":{"type":"string"},"schema":{"type":"string"}}}},"largeObjects":{"description":"Large objects the dump carries (whole-database dumps), else null.","type":["integer","null"],"minimum":0},"settings":{"description":"ALTER DATABASE ... SET (role null) and ALTER ROLE ... IN DATABASE ... SET.","type":"array","items":{"type":"object","required":["role","setting"],"properties":{"role":{"type":["string","null"]},"setting":{"type":"string"}}}},"contents":{"description":"Row fingerprints of platform tables (count and MD5 of the sorted row MD5s).","type":"array","items":{"type":"object","required":["table","rows","md5"],"properties":{"table":{"description":"schema.table","type":"string"},"rows":{"type":"integer","minimum":0},"md5":{"type":"string","pattern":"^[0-9a-f]{32}$"}}}}}}}}');
+const manifest_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"pg-backup manifest","description":"The manifest.json of a backup, at <prefix>/<name>/backups/<backup-id>/manifest.json. It is written last: its presence marks the backup complete, and it is never rewritten. Schema versions 1 and 2 are described here; version 2 adds sourceState, platform and tables[].extension. Readers ignore properties they do not know.","type":"object","required":["schemaVersion","id","name","kind","labels","startedAt","finishedAt","source","tools","format","compression","encryption","objects","rowCounts","tables","globals","git","options"],"properties":{"schemaVersion":{"description":"1, or 2 since the source state was recorded. A reader refuses a version above the one it knows.","enum":[1,2]},"id":{"description":"The backup id: the UTC start time and six hex digits.","type":"string","pattern":"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"},"name":{"description":"The catalog name the backup is filed under.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"kind":{"description":"Why the backup was taken.","enum":["scheduled","pre-migration","manual","pre-restore"]},"labels":{"description":"key=value labels given to the backup.","type":"object","additionalProperties":{"type":"string"}},"startedAt":{"$ref":"#/$defs/time"},"finishedAt":{"$ref":"#/$defs/time"},"source":{"description":"The source server.","type":"object","required":["database","serverVersion","serverVersionNum"],"properties":{"database":{"description":"The database dumped.","type":"string"},"serverVersion":{"description":"server_version of the source, e.g. 15.8.","type":"string"},"serverVersionNum":{"description":"server_version_num of the source, e.g. 150008.","type":"integer","minimum":0}}},"tools":{"description":"The client tools that made the dump.","type":"object","required":["pgDumpVersion"],"properties":{"pgDumpVersion":{"description":"The pg_dump version used.","type":"string"},"pgDumpPath":{"description":"Where that pg_dump was.","type":"string"}}},"format":{"description":"pg_dump archive format: custom (dump.pgc), or directory stored as a tar (dump.tar).","enum":["custom","directory"]},"compression":{"description":"How the dump object is compressed.","type":"object","required":["method"],"properties":{"method":{"description":"pg_dump-gzip and pg_dump-zstd: inside the archive (pg_restore reads it as is); zstd and gzip: around the whole stream (.zst, .gz).","enum":["none","pg_dump-gzip","pg_dump-zstd","zstd","gzip"]},"level":{"description":"The compression level, when one was set.","type":"integer","minimum":0}}},"encryption":{"description":"age encryption of the objects (.age), or null when they are not encrypted. Never holds a secret.","type":["object","null"],"required":["scheme","recipients","passphrase"],"properties":{"scheme":{"const":"age"},"recipients":{"description":"The age X25519 public keys the objects are encrypted to.","type":"array","items":{"type":"string","pattern":"^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$"}},"passphrase":{"description":"Whether the objects are encrypted with a passphrase (scrypt) instead.","type":"boolean"}}},"objects":{"description":"The objects of the backup, each with its size and checksum.","type":"array","minItems":1,"items":{"type":"object","required":["key","role","bytes","sha256"],"properties":{"key":{"description":"The object\'s key, relative to the storage prefix.","type":"string","minLength":1},"role":{"description":"What the object holds.","enum":["dump","globals"]},"bytes":{"description":"Size in bytes as stored.","type":"integer","minimum":0},"sha256":{"description":"SHA-256 of the object as stored, lower-case hex.","type":"string","pattern":"^[0-9a-f]{64}$"}}}},"archiveBytes":{"description":"The decoded archive\'s size in bytes: what decompressing the dump object gives back (custom format, compressed outside pg_dump), or the total of the directory format\'s files. Absent when the object is the archive itself (compression inside pg_dump, or none: its size less age\'s overhead), and in manifests written before it was recorded. Restores use it to estimate the disk they need.","type":"integer","minimum":0},"rowCounts":{"description":"How the row counts in tables were taken: exact (in the dump\'s snapshot), estimate (planner statistics) or off (rows are null).","enum":["exact","estimate","off"]},"tables":{"description":"The table inventory, in the dump\'s snapshot.","type":"array","items":{"type":"object","required":["schema","name","rows","bytes"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"rows":{"description":"Row count, or null when counting was off.","type":["integer","null"],"minimum":0},"bytes":{"description":"On-disk size with indexes and TOAST, bytes.","type":"integer","minimum":0},"dataExcluded":{"description":"The table\'s rows were left out of the dump (exclude-table-data).","type":"boolean"},"extension":{"description":"Schema version 2: the extension whose configuration table this is; rows counts the whole table.","type":"string"}}}},"globals":{"description":"Roles were dumped into a globals object.","type":"boolean"},"git":{"description":"The GitHub Actions run that made the backup, as far as known.","type":"object","properties":{"repository":{"type":"string"},"sha":{"type":"string"},"ref":{"type":"string"},"runId":{"type":"string"},"runAttempt":{"type":"string"},"workflow":{"type":"string"},"prNumber":{"type":"integer","minimum":1},"actor":{"type":"string"},"serverUrl":{"type":"string"}}},"keepUntil":{"description":"Prune keeps the backup until this time (a pin).","$ref":"#/$defs/time"},"previous":{"description":"The previous backup the size was compared with.","type":"object","required":["id","bytes","changePercent"],"properties":{"id":{"type":"string"},"bytes":{"type":"integer","minimum":0},"changePercent":{"description":"Percent change of the dump size against it.","type":"number"}}},"sourceState":{"$ref":"#/$defs/sourceState"},"platform":{"description":"Schema version 2: the managed platform the source runs on, when it is one.","type":"object","required":["name","managedSchemas","extensions"],"properties":{"name":{"const":"supabase"},"managedSchemas":{"description":"The platform schemas the database holds.","type":"array","items":{"type":"string"}},"extensions":{"description":"Every extension installed.","type":"array","items":{"type":"object","required":["name","version"],"properties":{"name":{"type":"string"},"version":{"type":"string"}}}}}},"options":{"description":"Options that shaped the dump.","type":"object","required":["schemas","excludeSchemas","excludeTableData"],"properties":{"schemas":{"description":"Only these schemas were dumped (empty: all).","type":"array","items":{"type":"string"}},"excludeSchemas":{"description":"Schemas left out.","type":"array","items":{"type":"string"}},"excludeTableData":{"description":"Tables dumped without their rows.","type":"array","items":{"type":"string"}}}}},"$defs":{"time":{"description":"A UTC time as JavaScript writes it (ISO 8601, e.g. 2026-11-21T05:15:00.000Z).","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$"},"sourceState":{"description":"Schema version 2: the source\'s state in the dump\'s snapshot, which restores are checked against.","type":"object","required":["constraints","sequences","rowSecurity","policies","extensions","largeObjects","settings"],"properties":{"constraints":{"description":"Table and domain constraints of the selected schemas.","type":"array","items":{"type":"object","required":["schema","on","onKind","name","type","validated"],"properties":{"schema":{"type":"string"},"on":{"description":"The table or domain.","type":"string"},"onKind":{"enum":["table","domain"]},"name":{"type":"string"},"type":{"description":"pg_constraint.contype: p, u, f, c, x, t (n from PostgreSQL 18).","type":"string"},"validated":{"type":"boolean"}}}},"sequences":{"description":"Sequences and their values.","type":"array","items":{"type":"object","required":["schema","name","lastValue","isCalled","descending"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"lastValue":{"description":"bigint as text.","type":"string","pattern":"^-?[0-9]+$"},"isCalled":{"type":"boolean"},"descending":{"type":"boolean"},"extension":{"description":"The extension the sequence belongs to.","type":"string"}}}},"rowSecurity":{"description":"Tables with row-level security enabled or forced, or with policies.","type":"array","items":{"type":"object","required":["schema","table","enabled","forced"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"enabled":{"type":"boolean"},"forced":{"type":"boolean"}}}},"policies":{"description":"Row security policies.","type":"array","items":{"type":"object","required":["schema","table","name","command","permissive","roles","using","check"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"name":{"type":"string"},"command":{"type":"string"},"permissive":{"type":"boolean"},"roles":{"type":"array","items":{"type":"string"}},"using":{"type":["string","null"]},"check":{"type":["string","null"]}}}},"extensions":{"description":"Installed extensions.","type":"array","items":{"type":"object","required":["name","version","schema"],"properties":{"name":{"type":"string"},"version":{"type":"string"},"schema":{"type":"string"}}}},"largeObjects":{"description":"Large objects the dump carries (whole-database dumps), else null.","type":["integer","null"],"minimum":0},"settings":{"description":"ALTER DATABASE ... SET (role null) and ALTER ROLE ... IN DATABASE ... SET.","type":"array","items":{"type":"object","required":["role","setting"],"properties":{"role":{"type":["string","null"]},"setting":{"type":"string"}}}},"contents":{"description":"Row fingerprints of platform tables (count and MD5 of the sorted row MD5s).","type":"array","items":{"type":"object","required":["table","rows","md5"],"properties":{"table":{"description":"schema.table","type":"string"},"rows":{"type":"integer","minimum":0},"md5":{"type":"string","pattern":"^[0-9a-f]{32}$"}}}}}}}}');
 ;// CONCATENATED MODULE: ./lib/catalog/manifest-schema.js
 /**
  * The manifest checked against its JSON schema, docs/manifest.schema.json, the copy users read.
@@ -50564,93 +50568,8 @@ class HeadReader {
     }
 }
 
-;// CONCATENATED MODULE: ./lib/storage/fanout.js
-
-
-/**
- * A sink that streams one body to several stores at once. Each chunk is handed by reference to
- * every store still writing, and the next one is taken only when all of them took it: the
- * slowest store sets the pace and no store buffers more than its own stream's high-water mark
- * ahead. A store that fails drops out (its putStream aborts its own partial upload) and the
- * others go on; the sink fails only when none is left.
- *
- * The bodies end only once `commit` resolves (the producers exited cleanly); when it rejects,
- * every body is destroyed with its error, so no store completes an upload of a broken stream.
- */
-class FanOut extends external_node_stream_.Writable {
-    commit;
-    /** One entry per store, in order, once the sink has finished or failed. */
-    results;
-    /** Why `commit` rejected, once it did: the reason no store completed its upload. */
-    commitError;
-    live = new Set();
-    constructor(stores, key, commit, options = {}) {
-        super({ highWaterMark: 1 << 20 });
-        this.commit = commit;
-        this.results = Promise.all(stores.map((store) => this.upload(store, key, options)));
-    }
-    async upload(store, key, options) {
-        const body = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
-        body.on('error', () => undefined);
-        this.live.add(body);
-        try {
-            const { bytes } = await store.putStream(key, body, options);
-            return { ok: true, bytes };
-        }
-        catch (error) {
-            return { ok: false, error: (0,errors/* asError */.zR)(error) };
-        }
-        finally {
-            this.drop(body);
-        }
-    }
-    drop(body) {
-        this.live.delete(body);
-        if (!body.destroyed)
-            body.destroy();
-        body.emit('dropped');
-    }
-    _write(chunk, _encoding, callback) {
-        if (this.live.size === 0)
-            return callback(new Error('every store failed'));
-        Promise.all([...this.live].map((body) => writeOrDrop(body, chunk))).then(() => callback());
-    }
-    _final(callback) {
-        this.commit.then(() => {
-            for (const body of this.live)
-                body.end();
-            callback();
-        }, (error) => {
-            this.commitError = (0,errors/* asError */.zR)(error);
-            for (const body of this.live)
-                body.destroy(this.commitError);
-            callback(this.commitError);
-        });
-    }
-    _destroy(error, callback) {
-        // After a clean finish the stores may still be reading what was written: leave them be.
-        if (error || !this.writableFinished) {
-            for (const body of this.live)
-                body.destroy(error ?? new Error('the body was cut off'));
-        }
-        callback(error);
-    }
-}
-/** Writes a chunk to a store's body; resolves once it has room again or the store dropped out. */
-function writeOrDrop(body, chunk) {
-    if (body.write(chunk))
-        return Promise.resolve();
-    return new Promise((resolve) => {
-        const done = () => {
-            body.off('drain', done);
-            body.off('dropped', done);
-            resolve();
-        };
-        body.on('drain', done);
-        body.on('dropped', done);
-    });
-}
-
+// EXTERNAL MODULE: ./lib/storage/parts.js + 1 modules
+var parts = __nccwpck_require__(1521);
 ;// CONCATENATED MODULE: ./lib/backup/copies.js
 
 /**
@@ -50957,6 +50876,7 @@ async function runBackup(options, deps) {
             started,
             finished: deps.clock.now(),
             objects,
+            archiveBytes: dump.archiveBytes,
             inventory: dump.inventory,
             previous: size.previous,
         });
@@ -51075,7 +50995,13 @@ async function dumpInSnapshot(session, source, options, deps, copies) {
         source.sourceState.contents = await contents;
     await client.query('COMMIT');
     session.snapshotOpen = false;
-    return { bytes: dump.bytes, sha256: dump.sha256, seconds: dump.seconds, inventory };
+    return {
+        bytes: dump.bytes,
+        sha256: dump.sha256,
+        archiveBytes: dump.archiveBytes,
+        seconds: dump.seconds,
+        inventory,
+    };
 }
 /**
  * The roles (pg_dumpall --roles-only) on every destination still writing; the manifest's entry,
@@ -51139,6 +51065,7 @@ function buildManifest(options, source, run) {
             }
             : null,
         objects: run.objects,
+        archiveBytes: run.archiveBytes,
         rowCounts: options.rowCounts,
         tables: run.inventory,
         sourceState: source.sourceState,
@@ -51363,6 +51290,7 @@ async function startDirectoryDump(a, pipes, chain) {
         if (exit.code !== 0)
             throw new Error((0,core_process/* describeExit */.KE)('pg_dump', exit));
     });
+    chain.archive = { bytes: await folderBytes(outputDir) };
     const tar = (0,core_process/* startProcess */.kp)('tar', ['-C', outputDir, '-cf', '-', '.'], {
         env: deps.env,
         stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
@@ -51380,7 +51308,8 @@ function startCompressor(a, pipes, chain, input) {
     });
     chain.processes.push({ tool: external_node_path_.basename(external.command), proc: compressor });
     if (coalescer) {
-        const stdin = releasingWriter(compressor.child.stdin, coalescer);
+        chain.archive = { bytes: 0 };
+        const stdin = releasingWriter(compressor.child.stdin, coalescer, chain.archive);
         chain.feeding = new Promise((resolve, reject) => (0,external_node_stream_.pipeline)(input, stdin, (error) => (error ? reject(error) : resolve())));
         // Its failure is judged with the tools' exits (toolsSucceeded), never left unhandled.
         chain.feeding.catch(() => undefined);
@@ -51411,7 +51340,7 @@ async function toolsSucceeded(chain) {
 }
 /**
  * Streams the tools' output through the hash to every store at once. The stores complete their
- * uploads only once the tools succeeded (the fan-out's commit), so a dump cut short is never
+ * uploads only once the tools succeeded (the writer's commit), so a dump cut short is never
  * stored as complete.
  */
 async function uploadToAll(a, chain, source, stages) {
@@ -51419,22 +51348,21 @@ async function uploadToAll(a, chain, source, stages) {
     tools.catch(() => undefined);
     // The hash stage is what the stores read: every stage is one more hop per chunk.
     const hash = new streams/* HashCounter */.Vf({ highWaterMark: 1 << 20 });
-    const fanOut = new FanOut(a.stores, a.source.objectKey, tools, {
-        sizeHint: a.source.sizeEstimate,
-    });
+    // The dump is cut into parts once; every store is sent the same part buffers.
+    const writer = new parts/* PartWriter */.p(a.stores.map((s) => s.upload(a.source.objectKey, { sizeHint: a.source.sizeEstimate })), { commit: tools });
     const progress = new streams/* Progress */.ke(a.deps.logger, 'Uploaded', () => hash.bytes, a.deps.progressIntervalMs ?? 5000);
     try {
         const streaming = await new Promise((resolve) => {
-            (0,external_node_stream_.pipeline)([source, ...stages, hash, fanOut], (error) => resolve(error ?? undefined));
+            (0,external_node_stream_.pipeline)([source, ...stages, hash, writer], (error) => resolve(error ?? undefined));
         });
-        const results = await fanOut.results;
+        const results = await writer.results;
         if (streaming !== undefined || results.every((r) => !r.ok)) {
             for (const p of chain.processes)
                 p.proc.kill();
             await Promise.all(chain.processes.map((p) => p.proc.exited));
             // A tool that failed on its own is the cause; otherwise the stores' own reports (which
             // name the endpoints), rather than the pipe's echo of them.
-            throw fanOut.commitError ?? storesFailure(a.stores, results) ?? streaming;
+            throw writer.commitError ?? storesFailure(a.stores, results) ?? streaming;
         }
         progress.report();
         if (a.coalescer)
@@ -51442,6 +51370,7 @@ async function uploadToAll(a, chain, source, stages) {
         return {
             bytes: hash.bytes,
             sha256: hash.digest(),
+            archiveBytes: chain.archive?.bytes,
             seconds: progress.elapsedSeconds(),
             results,
         };
@@ -51467,13 +51396,15 @@ function describeCoalescing(coalescer) {
 }
 /**
  * Writes into a child's stdin, one buffer at a time, handing each back to the coalescer once
- * the pipe took it. A child that dies fails the write; its exit says why (checkTools).
+ * the pipe took it, and counts the bytes. A child that dies fails the write; its exit says why
+ * (checkTools).
  */
-function releasingWriter(stdin, coalescer) {
+function releasingWriter(stdin, coalescer, counted) {
     stdin.on('error', () => undefined);
     return new external_node_stream_.Writable({
         highWaterMark: 0,
         write(chunk, _encoding, callback) {
+            counted.bytes += chunk.length;
             stdin.write(chunk, (error) => {
                 coalescer.release(chunk);
                 callback(error);
@@ -51518,6 +51449,13 @@ async function dumpGlobals(options, deps, tools) {
         collect,
     ], (e) => (e ? reject(e) : resolve())));
     return { data: Buffer.concat(out), sha256: hash.digest() };
+}
+/** The total size of the files under `dir` (a directory-format dump's). */
+async function folderBytes(dir) {
+    const entries = await (0,promises_.readdir)(dir, { recursive: true, withFileTypes: true });
+    const files = entries.filter((e) => e.isFile()).map((e) => external_node_path_.join(e.parentPath, e.name));
+    const sizes = await Promise.all(files.map((f) => (0,promises_.stat)(f)));
+    return sizes.reduce((sum, st) => sum + st.size, 0);
 }
 
 ;// CONCATENATED MODULE: ./lib/report/markdown.js
@@ -52177,8 +52115,15 @@ var names = __nccwpck_require__(9101);
 
 
 
-/** The four actions, as alerts and run records name them. */
-const ACTION_NAMES = (/* unused pure expression or super */ null && (['backup', 'verify', 'restore-drill', 'prune']));
+/** The four actions and the file backups' proofs, as alerts and run records name them. */
+const ACTION_NAMES = (/* unused pure expression or super */ null && ([
+    'backup',
+    'verify',
+    'restore-drill',
+    'prune',
+    'files-verify',
+    'files-drill',
+]));
 const RUN_RECORD_SCHEMA_VERSION = 1;
 /** Records read at most: enough to count a long failing streak, bounded for old catalogs. */
 const MAX_READS = 60;
@@ -58072,6 +58017,8 @@ const MARKER_PREFIX = {
     verify: 'verify',
     'restore-drill': 'drill',
     prune: 'prune',
+    'files-verify': 'files-verify',
+    'files-drill': 'files-drill',
 };
 const WARNING_LABEL = 'warning';
 /**
@@ -58255,6 +58202,8 @@ const WHAT = {
     verify: 'The backup verification',
     'restore-drill': 'The restore drill',
     prune: 'The prune',
+    'files-verify': 'The file backup verification',
+    'files-drill': 'The file restore drill',
 };
 function streakLine(streak) {
     if (streak.runs <= 1)
@@ -58502,7 +58451,7 @@ async function runBackupAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4158);
+/* harmony import */ var _backup_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9503);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8983);
 
 
@@ -58590,6 +58539,7 @@ const EXTRACT_OPTION_KEYS = {
     backupId: 'backup-id',
     jobs: 'jobs',
     postgresVersion: 'postgres-version',
+    scratchUrl: 'scratch-url',
 };
 const K = (/* unused pure expression or super */ null && (EXTRACT_OPTION_KEYS));
 /** The shared option parsers over an accessor (the readers of both front doors). */
@@ -58609,6 +58559,7 @@ function readTableSelection(read, decryption) {
         tables,
         jobs: options_reader(read).integer(K.jobs, 2, 1, 64),
         postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
+        scratchUrl: read(K.scratchUrl),
     };
 }
 /** The options of an extract. `target-url` is required here: the CLI fills it from DATABASE_URL. */
@@ -58723,6 +58674,7 @@ const Inputs = {
     Compare: EXTRACT_OPTION_KEYS.compare,
     CompareLimit: EXTRACT_OPTION_KEYS.compareLimit,
     ExportFormat: EXTRACT_OPTION_KEYS.exportFormat,
+    ScratchUrl: EXTRACT_OPTION_KEYS.scratchUrl,
     Source: 'source',
     Target: 'target',
     FilesS3Endpoint: 'files-s3-endpoint',
@@ -58829,6 +58781,7 @@ function maskSecret(value) {
 function maskSecretInputs(env) {
     maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.DatabaseUrl));
     maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.TargetUrl));
+    maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.ScratchUrl));
     maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionIdentity));
     maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionPassphrase));
     for (const value of (0,_crypto_age_js__WEBPACK_IMPORTED_MODULE_2__/* .invalidRecipientValues */ .tc)((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionRecipients) ?? '')) {
@@ -60743,7 +60696,7 @@ function parseConnectionString(text, inputName = 'database-url') {
     else if (trimmed !== '') {
         parseKeyValue(trimmed, raw, inputName);
     }
-    return fromParams(raw);
+    return { ...fromParams(raw), option: inputName };
 }
 function parseKeyValue(text, out, inputName) {
     let i = 0;
@@ -61001,12 +60954,12 @@ function connectionError(error, info, database) {
     let message = (0,errors/* errorMessage */.gJ)(error);
     if (info.password)
         message = message.split(info.password).join('***');
-    if (code === '28P01' || code === '28000') {
-        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
-    }
-    if (code === '3D000') {
-        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
-    }
+    const key = info.option ?? 'database-url';
+    const check = (what) => new errors/* OptionError */.eR(key, (w) => `cannot connect to ${where}: ${message}. Check ${what} in ${w.option(key)}.`);
+    if (code === '28P01' || code === '28000')
+        return check('the user and password');
+    if (code === '3D000')
+        return check('the database name');
     if (code === 'ECONNREFUSED' ||
         code === 'ENOTFOUND' ||
         code === 'ETIMEDOUT' ||
@@ -61365,10 +61318,8 @@ async function findServerBinaries(minMajor, search) {
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1455);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
-/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(7075);
-/* harmony import */ var node_stream_promises__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(6466);
-/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(2500);
-
+/* harmony import */ var _parts_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1521);
+/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(2500);
 
 
 
@@ -61390,24 +61341,89 @@ function errnoCode(error) {
         ? String(error.code)
         : undefined;
 }
-/** How much a stream upload buffers while a write is in flight. */
+/** The part size of a stream upload: how much is written at once. */
 const WRITE_BATCH = 1 << 20;
 /**
  * Bytes a stream upload writes between the flushes to disk it starts as it goes, so that the
  * fsync before the rename has little left to write.
  */
 const FLUSH_EVERY = 16 << 20;
-/** Writes every byte of `buffers` at the handle's position, across short writes. */
-async function writeAll(handle, buffers) {
-    let rest = buffers.filter((b) => b.length > 0);
-    while (rest.length > 0) {
-        let { bytesWritten } = await handle.writev(rest);
-        while (rest.length > 0 && bytesWritten >= rest[0].length) {
-            bytesWritten -= rest[0].length;
-            rest = rest.slice(1);
-        }
-        if (rest.length > 0 && bytesWritten > 0)
-            rest[0] = rest[0].subarray(bytesWritten);
+/** Writes every byte of `data` at `position`, across short writes. */
+async function writeAll(handle, data, position) {
+    for (let done = 0; done < data.length;) {
+        const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+        done += bytesWritten;
+    }
+}
+/**
+ * A file being written in parts at their offsets, flushed to disk as it goes so that the fsync
+ * before the rename has little left to write; the temporary file is removed when aborted.
+ */
+class FileUpload {
+    handle;
+    temp;
+    path;
+    syncDirectory;
+    partSize = WRITE_BATCH;
+    inFlight = 2;
+    written = 0;
+    flushedAt = 0;
+    /** One flush at a time runs beside the writes; its failure fails the upload. */
+    flushing;
+    flushError;
+    closing;
+    constructor(handle, temp, path, syncDirectory) {
+        this.handle = handle;
+        this.temp = temp;
+        this.path = path;
+        this.syncDirectory = syncDirectory;
+    }
+    async sendPart({ offset, data }) {
+        await writeAll(this.handle, data, offset);
+        this.written += data.length;
+        this.flush();
+        if (this.flushError !== undefined)
+            throw this.flushError;
+    }
+    async complete(whole) {
+        if (whole !== undefined)
+            await writeAll(this.handle, whole, 0);
+        await this.flushed();
+        // The final fsync need not report a write error again once a flush did.
+        if (this.flushError !== undefined)
+            throw this.flushError;
+        await this.handle.sync();
+        await this.close();
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(this.temp, this.path);
+        await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(this.path));
+    }
+    async abort() {
+        await this.flushed();
+        await this.close().catch(() => undefined);
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(this.temp).catch(() => undefined);
+    }
+    close() {
+        this.closing ??= this.handle.close();
+        return this.closing;
+    }
+    flush() {
+        if (this.flushing || this.flushError !== undefined)
+            return;
+        if (this.written - this.flushedAt < FLUSH_EVERY)
+            return;
+        this.flushedAt = this.written;
+        this.flushing = this.handle.datasync().then(() => {
+            this.flushing = undefined;
+            this.flush();
+        }, (error) => {
+            this.flushError = error;
+            this.flushing = undefined;
+        });
+    }
+    /** Waits for the flushes under way (a flush that ends may start the next one). */
+    async flushed() {
+        while (this.flushing)
+            await this.flushing;
     }
 }
 /**
@@ -61444,86 +61460,16 @@ class LocalStorage {
     tempPathFor(path) {
         return (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), `.${(0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path)}.partial-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(8).toString('hex')}`);
     }
-    async putStream(key, body, options = {}) {
-        let bodyError;
-        const onBodyError = (error) => {
-            bodyError ??= error;
-        };
-        body.on('error', onBodyError);
-        let path;
-        let temp;
-        let bytes = 0;
-        try {
-            path = this.pathOf(key);
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
-            temp = this.tempPathFor(path);
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
-            // One flush at a time runs beside the writes; its failure fails the upload (the final
-            // fsync need not report a write error again once a flush did).
-            let flushing;
-            let flushedAt = 0;
-            let flushError;
-            const flush = () => {
-                if (flushing || flushError !== undefined || bytes - flushedAt < FLUSH_EVERY)
-                    return;
-                flushedAt = bytes;
-                flushing = handle.datasync().then(() => {
-                    flushing = undefined;
-                    flush();
-                }, (error) => {
-                    flushError = error;
-                    flushing = undefined;
-                });
-            };
-            // A flush that ends may start the next one.
-            const flushed = async () => {
-                while (flushing)
-                    await flushing;
-            };
-            try {
-                // A sink whose writev receives the chunks that arrived while the previous write was
-                // in flight, as they are: one system call per batch, and no copy into a larger buffer
-                // (iterating the body would concatenate what it buffered).
-                const sink = new node_stream__WEBPACK_IMPORTED_MODULE_3__.Writable({
-                    highWaterMark: WRITE_BATCH,
-                    writev: (chunks, callback) => {
-                        const buffers = chunks.map(({ chunk }) => chunk);
-                        writeAll(handle, buffers).then(() => {
-                            for (const b of buffers)
-                                bytes += b.length;
-                            options.onProgress?.(bytes);
-                            flush();
-                            callback(flushError);
-                        }, callback);
-                    },
-                });
-                await (0,node_stream_promises__WEBPACK_IMPORTED_MODULE_4__.pipeline)(body, sink);
-                if (bodyError !== undefined)
-                    throw bodyError;
-                await flushed();
-                if (flushError !== undefined)
-                    throw flushError;
-                await handle.sync();
-            }
-            finally {
-                await flushed();
-                await handle.close();
-            }
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(temp, path);
-            temp = undefined;
-            await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path));
-            return { bytes };
-        }
-        catch (error) {
-            if (!body.destroyed)
-                body.destroy();
-            if (temp !== undefined)
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(temp).catch(() => undefined);
-            throw bodyError ?? error;
-        }
-        finally {
-            body.off('error', onBodyError);
-        }
+    putStream(key, body, options = {}) {
+        return (0,_parts_js__WEBPACK_IMPORTED_MODULE_3__/* .putInParts */ .n)(this.upload(key), body, options);
+    }
+    /** A hidden temporary sibling of the key's file, renamed onto the key when complete. */
+    async upload(key) {
+        const path = this.pathOf(key);
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
+        const temp = this.tempPathFor(path);
+        const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
+        return new FileUpload(handle, temp, path, (folder) => this.syncDirectory(folder));
     }
     async putBytes(key, data, options = {}) {
         const path = this.pathOf(key);
@@ -61573,19 +61519,19 @@ class LocalStorage {
             this.logger.debug(`Could not fsync the folder ${path}: ${String(error)}`);
         }
     }
-    async getStream(key) {
+    async getStream(key, options = {}) {
         const path = this.pathOf(key);
         try {
             const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
             if (!(await handle.stat()).isFile()) {
                 await handle.close();
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_4__/* .NotFoundError */ .m(key);
             }
-            return handle.createReadStream();
+            return handle.createReadStream({ start: options.start });
         }
         catch (error) {
             if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_4__/* .NotFoundError */ .m(key);
             }
             throw error;
         }
@@ -61772,10 +61718,261 @@ function parseStorageLocation(location) {
 async function openStorage(location, s3, logger) {
     const parsed = parseStorageLocation(location);
     if (parsed.type === 's3') {
-        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(444)]).then(__nccwpck_require__.bind(__nccwpck_require__, 3444));
+        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(703)]).then(__nccwpck_require__.bind(__nccwpck_require__, 3703));
         return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
     }
     return new _local_js__WEBPACK_IMPORTED_MODULE_2__/* .LocalStorage */ .D(parsed.path, logger);
+}
+
+
+/***/ }),
+
+/***/ 1521:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  p: () => (/* binding */ PartWriter),
+  n: () => (/* binding */ putInParts)
+});
+
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: external "node:stream/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+;// CONCATENATED MODULE: ./lib/storage/parts.js
+
+
+
+/**
+ * A sink that cuts a stream into parts once and sends each part to every store at once, the
+ * same bytes to each: the one uploader, whether there is one store (`putInParts`) or several (a
+ * backup's destinations). Part buffers are allocated once and reused, at most `inFlight + 1` of
+ * them, whatever the number of stores: a part's buffer is free again once every store still
+ * writing holds it, so the slowest store sets the pace. Incoming chunks are copied into the
+ * filling part exactly once. A body that fits in one part is stored with one request per store.
+ *
+ * A store that fails drops out (its upload aborted) and the others go on; the sink fails when
+ * none is left, at once, even while the body is stalled.
+ */
+class PartWriter extends external_node_stream_.Writable {
+    uploads;
+    options;
+    /** The bytes written so far. */
+    bytes = 0;
+    /** One entry per store, in order, once the sink has finished or failed. */
+    results;
+    /** Why `commit` rejected, once it did: the reason no store completed its upload. */
+    commitError;
+    /** The first error a store reported. */
+    storeError;
+    targets = [];
+    partSize = 0;
+    inFlight = 0;
+    allocated = 0;
+    free = [];
+    sending = new Set();
+    current;
+    filled = 0;
+    parts = 0;
+    stored = 0;
+    completed = false;
+    failure;
+    resolveResults = () => undefined;
+    /** `uploads`: each store's upload as it is begun, in order. */
+    constructor(uploads, options = {}) {
+        super({ highWaterMark: 1 << 20 });
+        this.uploads = uploads;
+        this.options = options;
+        for (const upload of uploads)
+            upload.catch(() => undefined);
+        options.commit?.catch(() => undefined);
+        this.results = new Promise((resolve) => (this.resolveResults = resolve));
+    }
+    /** How many parts were sent. */
+    get partCount() {
+        return this.parts;
+    }
+    /** How many part buffers were allocated. */
+    get bufferCount() {
+        return this.allocated;
+    }
+    _construct(callback) {
+        void Promise.allSettled(this.uploads).then((begun) => {
+            this.targets = begun.map((b) => b.status === 'fulfilled' ? { upload: b.value } : { error: (0,errors/* asError */.zR)(b.reason) });
+            const live = this.live();
+            if (live.length === 0) {
+                this.storeError = this.targets[0]?.error ?? new Error('no store to write to');
+                return callback(this.storeError);
+            }
+            this.partSize = Math.max(...live.map((t) => t.upload.partSize));
+            this.inFlight = Math.max(...live.map((t) => t.upload.inFlight));
+            callback();
+        });
+    }
+    _write(chunk, _encoding, callback) {
+        this.take(chunk).then(() => callback(), callback);
+    }
+    _final(callback) {
+        this.finish().then(() => callback(), callback);
+    }
+    _destroy(error, callback) {
+        this.failure ??= error ?? undefined;
+        if (!this.completed) {
+            const reason = error ?? new Error('the body was cut off');
+            for (const target of this.live())
+                this.drop(target, reason);
+        }
+        void this.settle().then(() => this.resolveResults(this.report()));
+        callback(error);
+    }
+    /** The stores still writing. */
+    live() {
+        return this.targets.filter((t) => t.upload !== undefined && !t.error);
+    }
+    async take(chunk) {
+        let offset = 0;
+        while (offset < chunk.length) {
+            // A full part is sent only once more data follows, so the last part is never empty
+            // and a body of exactly one part is stored in one request.
+            if (this.current === undefined || this.filled === this.partSize)
+                await this.nextBuffer();
+            const current = this.current;
+            const n = chunk.copy(current, this.filled, offset);
+            this.filled += n;
+            offset += n;
+        }
+        this.bytes += chunk.length;
+    }
+    /** Sends the full current part (if any) and makes a free buffer the current one. */
+    async nextBuffer() {
+        if (this.current !== undefined) {
+            await this.sendWhenRoom(this.current, this.filled);
+            this.current = undefined;
+            this.filled = 0;
+        }
+        if (this.failure)
+            throw this.failure;
+        // Every buffer but the current one is being sent or free, so there are never more than
+        // inFlight + 1.
+        let buffer = this.free.pop();
+        if (buffer === undefined) {
+            buffer = Buffer.allocUnsafeSlow(this.partSize);
+            this.allocated++;
+        }
+        this.current = buffer;
+    }
+    /** Sends a part once fewer than `inFlight` parts are being sent. */
+    async sendWhenRoom(buffer, length) {
+        while (this.sending.size >= this.inFlight) {
+            await Promise.race(this.sending);
+            if (this.failure)
+                throw this.failure;
+        }
+        this.send(buffer, length);
+    }
+    /** Hands the part to every store still writing; its buffer is free once all of them hold it. */
+    send(buffer, length) {
+        const number = ++this.parts;
+        const part = { number, offset: (number - 1) * this.partSize, data: buffer.subarray(0, length) };
+        const sent = Promise.all(this.live().map((target) => target.upload.sendPart(part).catch((error) => this.storeFailed(target, error)))).then(() => {
+            this.stored += length;
+            this.free.push(buffer);
+            this.sending.delete(sent);
+            if (!this.failure)
+                this.options.onProgress?.(this.stored);
+        });
+        this.sending.add(sent);
+    }
+    /** A store reported an error: it drops out, and the sink fails when none is left. */
+    storeFailed(target, error) {
+        if (target.error)
+            return;
+        const reason = (0,errors/* asError */.zR)(error);
+        this.storeError ??= reason;
+        this.drop(target, reason);
+        if (this.live().length === 0) {
+            this.failure ??= reason;
+            this.destroy(reason);
+        }
+    }
+    drop(target, reason) {
+        target.error ??= reason;
+        target.aborted ??= target.upload?.abort();
+    }
+    async finish() {
+        if (this.options.commit) {
+            await this.options.commit.catch((error) => {
+                this.commitError = (0,errors/* asError */.zR)(error);
+                throw this.commitError;
+            });
+        }
+        let whole;
+        if (this.parts === 0)
+            whole = (this.current ?? Buffer.alloc(0)).subarray(0, this.filled);
+        else if (this.filled > 0 && this.current !== undefined) {
+            await this.sendWhenRoom(this.current, this.filled);
+        }
+        this.current = undefined;
+        await Promise.allSettled([...this.sending]);
+        if (this.failure)
+            throw this.failure;
+        await Promise.all(this.live().map((target) => target.upload.complete(whole).catch((error) => {
+            this.storeError ??= (0,errors/* asError */.zR)(error);
+            this.drop(target, (0,errors/* asError */.zR)(error));
+        })));
+        const live = this.live();
+        if (live.length === 0)
+            throw this.storeError ?? new Error('every store failed');
+        this.completed = true;
+        if (whole !== undefined)
+            this.options.onProgress?.(this.bytes);
+        await this.settle();
+        this.resolveResults(this.report());
+    }
+    /** Waits until no part is being sent and every dropped store's upload is aborted. */
+    async settle() {
+        await Promise.allSettled([...this.sending]);
+        await Promise.all(this.targets.map((t) => t.aborted));
+    }
+    report() {
+        return this.targets.map((t) => t.error || !this.completed
+            ? { ok: false, error: t.error ?? this.failure ?? new Error('the upload did not finish') }
+            : { ok: true, bytes: this.bytes });
+    }
+}
+/**
+ * Streams `body` to one store in parts. When the body errors or the store fails, the upload is
+ * aborted and the promise rejects with the body's own error when there is one, else the
+ * store's; a store that fails destroys the body so its producer stops.
+ */
+async function putInParts(upload, body, options = {}) {
+    const writer = new PartWriter([upload], { onProgress: options.onProgress });
+    let bodyError;
+    const onBodyError = (error) => {
+        if (error !== writer.storeError)
+            bodyError ??= error;
+    };
+    body.on('error', onBodyError);
+    try {
+        await (0,promises_namespaceObject.pipeline)(body, writer).catch(() => undefined);
+        const [result] = await writer.results;
+        if (bodyError !== undefined)
+            throw bodyError;
+        if (!result.ok)
+            throw result.error;
+        return { bytes: result.bytes };
+    }
+    finally {
+        if (!body.destroyed)
+            body.destroy();
+        body.off('error', onBodyError);
+        // Destroying the body emits its error again; keep it from going unhandled.
+        body.on('error', () => undefined);
+    }
 }
 
 

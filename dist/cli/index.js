@@ -82584,7 +82584,7 @@ module.exports = {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5743);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6026);
 
 const code = await (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .main */ .i)(process.argv.slice(2), {
     stdout: process.stdout,
@@ -82604,7 +82604,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5743:
+/***/ 6026:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -83050,13 +83050,13 @@ const restoreCommon = {
         value: 'auto|N',
         help: 'client tools (and least scratch server) major',
     },
-};
-const drillOnly = {
     'restore-plan': {
         type: 'string',
         value: 'auto|disk|stream',
         help: 'archive on disk, or streamed into pg_restore (default auto: from the free space)',
     },
+};
+const drillOnly = {
     'rto-target': { type: 'string', value: 'DURATION', help: 'fail when recovery takes longer' },
     'rpo-target': { type: 'string', value: 'DURATION', help: 'fail when the backup is older' },
     'smoke-command': {
@@ -83075,18 +83075,23 @@ const tableSelection = {
     jobs: restoreCommon.jobs,
     'work-dir': restoreCommon['work-dir'],
     'postgres-version': restoreCommon['postgres-version'],
+    'scratch-url': {
+        type: 'string',
+        value: 'URL',
+        help: 'a new database to use as the scratch copy (default: a server the command starts)',
+    },
 };
 const filesOnly = {
     mode: {
         type: 'string',
-        value: 'backup|restore|verify|prune',
+        value: 'backup|restore|verify|drill|prune',
         help: 'what to do (default backup)',
     },
     source: { type: 'string', value: 'LOCATION', help: 'backup: s3://bucket[/prefix] or a folder' },
     target: {
         type: 'string',
         value: 'LOCATION',
-        help: 'restore: an empty s3://bucket/prefix or folder',
+        help: 'restore, drill: an empty s3://bucket/prefix or folder',
     },
     'files-s3-endpoint': { type: 'string', value: 'URL', help: 'endpoint of the source or target' },
     'files-s3-region': { type: 'string', value: 'REGION', help: 'region of the source or target' },
@@ -83107,10 +83112,24 @@ const filesOnly = {
     'backup-id': {
         type: 'string',
         value: 'ID',
-        help: 'restore, verify: point in time (default: newest)',
+        help: 'restore, verify, drill: point in time (default: newest)',
     },
     restore: { type: 'boolean', help: 'verify: also restore into a scratch folder and compare' },
-    'work-dir': { type: 'string', value: 'DIR', help: 'verify: where the scratch folder goes' },
+    'work-dir': {
+        type: 'string',
+        value: 'DIR',
+        help: 'verify, drill: where the scratch folder goes',
+    },
+    'rto-target': {
+        type: 'string',
+        value: 'DURATION',
+        help: 'drill: fail when restoring takes longer',
+    },
+    'rpo-target': {
+        type: 'string',
+        value: 'DURATION',
+        help: 'drill: fail when the newest file backup is older',
+    },
     'keep-last': { type: 'string', value: 'N', help: 'prune: keep the newest N' },
     'keep-daily': { type: 'string', value: 'N', help: 'prune: keep the last of each of N days' },
     'keep-weekly': { type: 'string', value: 'N', help: 'prune: keep the last of each of N weeks' },
@@ -83138,13 +83157,18 @@ const COMMANDS = {
     },
     backup: {
         summary: 'back up a database (pg_dump, zstd, age) to the storage',
-        usage: 'pg-backup backup --storage LOCATION --database-url URL [options]',
+        usage: 'pg-backup backup --storage LOCATION [--storage LOCATION ...] --database-url URL [options]',
         options: {
             ...storage,
+            storage: {
+                ...storage.storage,
+                multiple: true,
+                help: 's3://bucket/prefix or a folder, with its line options (required; repeat for several destinations)',
+            },
             'destinations-required': {
                 type: 'string',
                 value: 'N',
-                help: 'with several storage lines: how many must succeed (default: all)',
+                help: 'with several destinations: how many must succeed (default: all)',
             },
             'database-url': {
                 type: 'string',
@@ -83329,7 +83353,7 @@ const COMMANDS = {
     },
     files: {
         summary: 'back up, restore, verify or prune the files of a bucket or folder',
-        usage: 'pg-backup files --mode backup|restore|verify|prune --storage LOCATION [--source|--target LOCATION] [options]',
+        usage: 'pg-backup files --mode backup|restore|verify|drill|prune --storage LOCATION [--source|--target LOCATION] [options]',
         options: { ...storage, ...filesOnly, ...decryption, ...output },
     },
 };
@@ -83353,10 +83377,16 @@ class ParsedOptions {
             throw new Error(`option --${name} is not defined for ${this.command}`);
         return spec;
     }
-    /** A string option: the flag, else PGBACKUP_<NAME>, else its aliases; '' counts as unset. */
+    /**
+     * A string option: the flag, else PGBACKUP_<NAME>, else its aliases; '' counts as unset. A
+     * flag given several times is its values as lines.
+     */
     string(name) {
         const spec = this.spec(name);
-        const flag = this.values[name];
+        const given = this.values[name];
+        const flag = Array.isArray(given)
+            ? given.filter((v) => typeof v === 'string' && v !== '').join('\n')
+            : given;
         if (typeof flag === 'string' && flag !== '')
             return flag;
         for (const variable of [envName(name), ...(spec.aliases ?? [])]) {
@@ -83477,7 +83507,7 @@ function parseCommandLine(argv, env) {
     const options = {};
     for (const [name, o] of Object.entries(spec.options)) {
         if (!o.envOnly)
-            options[name] = { type: o.type };
+            options[name] = { type: o.type, multiple: o.multiple === true };
     }
     let values;
     try {
@@ -83633,6 +83663,17 @@ function fileBackupPrefix(name, id) {
 function fileManifestKey(name, id) {
     return `${fileBackupPrefix(name, id)}manifest.json`;
 }
+/**
+ * `<name>/files/<id>/verifications/20261121T051500.123Z-9f1c2a.json`: a verify or drill result of
+ * a file backup, inside the backup's folder, so it goes when the backup goes.
+ */
+function fileVerificationKey(name, id, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
+    const time = at.toISOString().replace(/[-:]/g, '');
+    return `${fileVerificationsPrefix(name, id)}${time}-${random()}.json`;
+}
+function fileVerificationsPrefix(name, id) {
+    return `${fileBackupPrefix(name, id)}verifications/`;
+}
 
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
 /**
@@ -83688,7 +83729,7 @@ function describeCompression(c) {
 // EXTERNAL MODULE: ./node_modules/ajv/dist/2020.js
 var _2020 = __nccwpck_require__(2210);
 ;// CONCATENATED MODULE: ./docs/manifest.schema.json
-const manifest_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"pg-backup manifest","description":"The manifest.json of a backup, at <prefix>/<name>/backups/<backup-id>/manifest.json. It is written last: its presence marks the backup complete, and it is never rewritten. Schema versions 1 and 2 are described here; version 2 adds sourceState, platform and tables[].extension. Readers ignore properties they do not know.","type":"object","required":["schemaVersion","id","name","kind","labels","startedAt","finishedAt","source","tools","format","compression","encryption","objects","rowCounts","tables","globals","git","options"],"properties":{"schemaVersion":{"description":"1, or 2 since the source state was recorded. A reader refuses a version above the one it knows.","enum":[1,2]},"id":{"description":"The backup id: the UTC start time and six hex digits.","type":"string","pattern":"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"},"name":{"description":"The catalog name the backup is filed under.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"kind":{"description":"Why the backup was taken.","enum":["scheduled","pre-migration","manual","pre-restore"]},"labels":{"description":"key=value labels given to the backup.","type":"object","additionalProperties":{"type":"string"}},"startedAt":{"$ref":"#/$defs/time"},"finishedAt":{"$ref":"#/$defs/time"},"source":{"description":"The source server.","type":"object","required":["database","serverVersion","serverVersionNum"],"properties":{"database":{"description":"The database dumped.","type":"string"},"serverVersion":{"description":"server_version of the source, e.g. 15.8.","type":"string"},"serverVersionNum":{"description":"server_version_num of the source, e.g. 150008.","type":"integer","minimum":0}}},"tools":{"description":"The client tools that made the dump.","type":"object","required":["pgDumpVersion"],"properties":{"pgDumpVersion":{"description":"The pg_dump version used.","type":"string"},"pgDumpPath":{"description":"Where that pg_dump was.","type":"string"}}},"format":{"description":"pg_dump archive format: custom (dump.pgc), or directory stored as a tar (dump.tar).","enum":["custom","directory"]},"compression":{"description":"How the dump object is compressed.","type":"object","required":["method"],"properties":{"method":{"description":"pg_dump-gzip and pg_dump-zstd: inside the archive (pg_restore reads it as is); zstd and gzip: around the whole stream (.zst, .gz).","enum":["none","pg_dump-gzip","pg_dump-zstd","zstd","gzip"]},"level":{"description":"The compression level, when one was set.","type":"integer","minimum":0}}},"encryption":{"description":"age encryption of the objects (.age), or null when they are not encrypted. Never holds a secret.","type":["object","null"],"required":["scheme","recipients","passphrase"],"properties":{"scheme":{"const":"age"},"recipients":{"description":"The age X25519 public keys the objects are encrypted to.","type":"array","items":{"type":"string","pattern":"^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$"}},"passphrase":{"description":"Whether the objects are encrypted with a passphrase (scrypt) instead.","type":"boolean"}}},"objects":{"description":"The objects of the backup, each with its size and checksum.","type":"array","minItems":1,"items":{"type":"object","required":["key","role","bytes","sha256"],"properties":{"key":{"description":"The object\'s key, relative to the storage prefix.","type":"string","minLength":1},"role":{"description":"What the object holds.","enum":["dump","globals"]},"bytes":{"description":"Size in bytes as stored.","type":"integer","minimum":0},"sha256":{"description":"SHA-256 of the object as stored, lower-case hex.","type":"string","pattern":"^[0-9a-f]{64}$"}}}},"rowCounts":{"description":"How the row counts in tables were taken: exact (in the dump\'s snapshot), estimate (planner statistics) or off (rows are null).","enum":["exact","estimate","off"]},"tables":{"description":"The table inventory, in the dump\'s snapshot.","type":"array","items":{"type":"object","required":["schema","name","rows","bytes"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"rows":{"description":"Row count, or null when counting was off.","type":["integer","null"],"minimum":0},"bytes":{"description":"On-disk size with indexes and TOAST, bytes.","type":"integer","minimum":0},"dataExcluded":{"description":"The table\'s rows were left out of the dump (exclude-table-data).","type":"boolean"},"extension":{"description":"Schema version 2: the extension whose configuration table this is; rows counts the whole table.","type":"string"}}}},"globals":{"description":"Roles were dumped into a globals object.","type":"boolean"},"git":{"description":"The GitHub Actions run that made the backup, as far as known.","type":"object","properties":{"repository":{"type":"string"},"sha":{"type":"string"},"ref":{"type":"string"},"runId":{"type":"string"},"runAttempt":{"type":"string"},"workflow":{"type":"string"},"prNumber":{"type":"integer","minimum":1},"actor":{"type":"string"},"serverUrl":{"type":"string"}}},"keepUntil":{"description":"Prune keeps the backup until this time (a pin).","$ref":"#/$defs/time"},"previous":{"description":"The previous backup the size was compared with.","type":"object","required":["id","bytes","changePercent"],"properties":{"id":{"type":"string"},"bytes":{"type":"integer","minimum":0},"changePercent":{"description":"Percent change of the dump size against it.","type":"number"}}},"sourceState":{"$ref":"#/$defs/sourceState"},"platform":{"description":"Schema version 2: the managed platform the source runs on, when it is one.","type":"object","required":["name","managedSchemas","extensions"],"properties":{"name":{"const":"supabase"},"managedSchemas":{"description":"The platform schemas the database holds.","type":"array","items":{"type":"string"}},"extensions":{"description":"Every extension installed.","type":"array","items":{"type":"object","required":["name","version"],"properties":{"name":{"type":"string"},"version":{"type":"string"}}}}}},"options":{"description":"Options that shaped the dump.","type":"object","required":["schemas","excludeSchemas","excludeTableData"],"properties":{"schemas":{"description":"Only these schemas were dumped (empty: all).","type":"array","items":{"type":"string"}},"excludeSchemas":{"description":"Schemas left out.","type":"array","items":{"type":"string"}},"excludeTableData":{"description":"Tables dumped without their rows.","type":"array","items":{"type":"string"}}}}},"$defs":{"time":{"description":"A UTC time as JavaScript writes it (ISO 8601, e.g. 2026-11-21T05:15:00.000Z).","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$"},"sourceState":{"description":"Schema version 2: the source\'s state in the dump\'s snapshot, which restores are checked against.","type":"object","required":["constraints","sequences","rowSecurity","policies","extensions","largeObjects","settings"],"properties":{"constraints":{"description":"Table and domain constraints of the selected schemas.","type":"array","items":{"type":"object","required":["schema","on","onKind","name","type","validated"],"properties":{"schema":{"type":"string"},"on":{"description":"The table or domain.","type":"string"},"onKind":{"enum":["table","domain"]},"name":{"type":"string"},"type":{"description":"pg_constraint.contype: p, u, f, c, x, t (n from PostgreSQL 18).","type":"string"},"validated":{"type":"boolean"}}}},"sequences":{"description":"Sequences and their values.","type":"array","items":{"type":"object","required":["schema","name","lastValue","isCalled","descending"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"lastValue":{"description":"bigint as text.","type":"string","pattern":"^-?[0-9]+$"},"isCalled":{"type":"boolean"},"descending":{"type":"boolean"},"extension":{"description":"The extension the sequence belongs to.","type":"string"}}}},"rowSecurity":{"description":"Tables with row-level security enabled or forced, or with policies.","type":"array","items":{"type":"object","required":["schema","table","enabled","forced"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"enabled":{"type":"boolean"},"forced":{"type":"boolean"}}}},"policies":{"description":"Row security policies.","type":"array","items":{"type":"object","required":["schema","table","name","command","permissive","roles","using","check"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"name":{"type":"string"},"command":{"type":"string"},"permissive":{"type":"boolean"},"roles":{"type":"array","items":{"type":"string"}},"using":{"type":["string","null"]},"check":{"type":["string","null"]}}}},"extensions":{"description":"Installed extensions.","type":"array","items":{"type":"object","required":["name","version","schema"],"properties":{"name":{"type":"string"},"version":{"type":"string"},"schema":{"type":"string"}}}},"largeObjects":{"description":"Large objects the dump carries (whole-database dumps), else null.","type":["integer","null"],"minimum":0},"settings":{"description":"ALTER DATABASE ... SET (role null) and ALTER ROLE ... IN DATABASE ... SET.","type":"array","items":{"type":"object","required":["role","setting"],"properties":{"role":{"type":["string","null"]},"setting":{"type":"string"}}}},"contents":{"description":"Row fingerprints of platform tables (count and MD5 of the sorted row MD5s).","type":"array","items":{"type":"object","required":["table","rows","md5"],"properties":{"table":{"description":"schema.table","type":"string"},"rows":{"type":"integer","minimum":0},"md5":{"type":"string","pattern":"^[0-9a-f]{32}$"}}}}}}}}');
+const manifest_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"pg-backup manifest","description":"The manifest.json of a backup, at <prefix>/<name>/backups/<backup-id>/manifest.json. It is written last: its presence marks the backup complete, and it is never rewritten. Schema versions 1 and 2 are described here; version 2 adds sourceState, platform and tables[].extension. Readers ignore properties they do not know.","type":"object","required":["schemaVersion","id","name","kind","labels","startedAt","finishedAt","source","tools","format","compression","encryption","objects","rowCounts","tables","globals","git","options"],"properties":{"schemaVersion":{"description":"1, or 2 since the source state was recorded. A reader refuses a version above the one it knows.","enum":[1,2]},"id":{"description":"The backup id: the UTC start time and six hex digits.","type":"string","pattern":"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"},"name":{"description":"The catalog name the backup is filed under.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"kind":{"description":"Why the backup was taken.","enum":["scheduled","pre-migration","manual","pre-restore"]},"labels":{"description":"key=value labels given to the backup.","type":"object","additionalProperties":{"type":"string"}},"startedAt":{"$ref":"#/$defs/time"},"finishedAt":{"$ref":"#/$defs/time"},"source":{"description":"The source server.","type":"object","required":["database","serverVersion","serverVersionNum"],"properties":{"database":{"description":"The database dumped.","type":"string"},"serverVersion":{"description":"server_version of the source, e.g. 15.8.","type":"string"},"serverVersionNum":{"description":"server_version_num of the source, e.g. 150008.","type":"integer","minimum":0}}},"tools":{"description":"The client tools that made the dump.","type":"object","required":["pgDumpVersion"],"properties":{"pgDumpVersion":{"description":"The pg_dump version used.","type":"string"},"pgDumpPath":{"description":"Where that pg_dump was.","type":"string"}}},"format":{"description":"pg_dump archive format: custom (dump.pgc), or directory stored as a tar (dump.tar).","enum":["custom","directory"]},"compression":{"description":"How the dump object is compressed.","type":"object","required":["method"],"properties":{"method":{"description":"pg_dump-gzip and pg_dump-zstd: inside the archive (pg_restore reads it as is); zstd and gzip: around the whole stream (.zst, .gz).","enum":["none","pg_dump-gzip","pg_dump-zstd","zstd","gzip"]},"level":{"description":"The compression level, when one was set.","type":"integer","minimum":0}}},"encryption":{"description":"age encryption of the objects (.age), or null when they are not encrypted. Never holds a secret.","type":["object","null"],"required":["scheme","recipients","passphrase"],"properties":{"scheme":{"const":"age"},"recipients":{"description":"The age X25519 public keys the objects are encrypted to.","type":"array","items":{"type":"string","pattern":"^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$"}},"passphrase":{"description":"Whether the objects are encrypted with a passphrase (scrypt) instead.","type":"boolean"}}},"objects":{"description":"The objects of the backup, each with its size and checksum.","type":"array","minItems":1,"items":{"type":"object","required":["key","role","bytes","sha256"],"properties":{"key":{"description":"The object\'s key, relative to the storage prefix.","type":"string","minLength":1},"role":{"description":"What the object holds.","enum":["dump","globals"]},"bytes":{"description":"Size in bytes as stored.","type":"integer","minimum":0},"sha256":{"description":"SHA-256 of the object as stored, lower-case hex.","type":"string","pattern":"^[0-9a-f]{64}$"}}}},"archiveBytes":{"description":"The decoded archive\'s size in bytes: what decompressing the dump object gives back (custom format, compressed outside pg_dump), or the total of the directory format\'s files. Absent when the object is the archive itself (compression inside pg_dump, or none: its size less age\'s overhead), and in manifests written before it was recorded. Restores use it to estimate the disk they need.","type":"integer","minimum":0},"rowCounts":{"description":"How the row counts in tables were taken: exact (in the dump\'s snapshot), estimate (planner statistics) or off (rows are null).","enum":["exact","estimate","off"]},"tables":{"description":"The table inventory, in the dump\'s snapshot.","type":"array","items":{"type":"object","required":["schema","name","rows","bytes"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"rows":{"description":"Row count, or null when counting was off.","type":["integer","null"],"minimum":0},"bytes":{"description":"On-disk size with indexes and TOAST, bytes.","type":"integer","minimum":0},"dataExcluded":{"description":"The table\'s rows were left out of the dump (exclude-table-data).","type":"boolean"},"extension":{"description":"Schema version 2: the extension whose configuration table this is; rows counts the whole table.","type":"string"}}}},"globals":{"description":"Roles were dumped into a globals object.","type":"boolean"},"git":{"description":"The GitHub Actions run that made the backup, as far as known.","type":"object","properties":{"repository":{"type":"string"},"sha":{"type":"string"},"ref":{"type":"string"},"runId":{"type":"string"},"runAttempt":{"type":"string"},"workflow":{"type":"string"},"prNumber":{"type":"integer","minimum":1},"actor":{"type":"string"},"serverUrl":{"type":"string"}}},"keepUntil":{"description":"Prune keeps the backup until this time (a pin).","$ref":"#/$defs/time"},"previous":{"description":"The previous backup the size was compared with.","type":"object","required":["id","bytes","changePercent"],"properties":{"id":{"type":"string"},"bytes":{"type":"integer","minimum":0},"changePercent":{"description":"Percent change of the dump size against it.","type":"number"}}},"sourceState":{"$ref":"#/$defs/sourceState"},"platform":{"description":"Schema version 2: the managed platform the source runs on, when it is one.","type":"object","required":["name","managedSchemas","extensions"],"properties":{"name":{"const":"supabase"},"managedSchemas":{"description":"The platform schemas the database holds.","type":"array","items":{"type":"string"}},"extensions":{"description":"Every extension installed.","type":"array","items":{"type":"object","required":["name","version"],"properties":{"name":{"type":"string"},"version":{"type":"string"}}}}}},"options":{"description":"Options that shaped the dump.","type":"object","required":["schemas","excludeSchemas","excludeTableData"],"properties":{"schemas":{"description":"Only these schemas were dumped (empty: all).","type":"array","items":{"type":"string"}},"excludeSchemas":{"description":"Schemas left out.","type":"array","items":{"type":"string"}},"excludeTableData":{"description":"Tables dumped without their rows.","type":"array","items":{"type":"string"}}}}},"$defs":{"time":{"description":"A UTC time as JavaScript writes it (ISO 8601, e.g. 2026-11-21T05:15:00.000Z).","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$"},"sourceState":{"description":"Schema version 2: the source\'s state in the dump\'s snapshot, which restores are checked against.","type":"object","required":["constraints","sequences","rowSecurity","policies","extensions","largeObjects","settings"],"properties":{"constraints":{"description":"Table and domain constraints of the selected schemas.","type":"array","items":{"type":"object","required":["schema","on","onKind","name","type","validated"],"properties":{"schema":{"type":"string"},"on":{"description":"The table or domain.","type":"string"},"onKind":{"enum":["table","domain"]},"name":{"type":"string"},"type":{"description":"pg_constraint.contype: p, u, f, c, x, t (n from PostgreSQL 18).","type":"string"},"validated":{"type":"boolean"}}}},"sequences":{"description":"Sequences and their values.","type":"array","items":{"type":"object","required":["schema","name","lastValue","isCalled","descending"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"lastValue":{"description":"bigint as text.","type":"string","pattern":"^-?[0-9]+$"},"isCalled":{"type":"boolean"},"descending":{"type":"boolean"},"extension":{"description":"The extension the sequence belongs to.","type":"string"}}}},"rowSecurity":{"description":"Tables with row-level security enabled or forced, or with policies.","type":"array","items":{"type":"object","required":["schema","table","enabled","forced"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"enabled":{"type":"boolean"},"forced":{"type":"boolean"}}}},"policies":{"description":"Row security policies.","type":"array","items":{"type":"object","required":["schema","table","name","command","permissive","roles","using","check"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"name":{"type":"string"},"command":{"type":"string"},"permissive":{"type":"boolean"},"roles":{"type":"array","items":{"type":"string"}},"using":{"type":["string","null"]},"check":{"type":["string","null"]}}}},"extensions":{"description":"Installed extensions.","type":"array","items":{"type":"object","required":["name","version","schema"],"properties":{"name":{"type":"string"},"version":{"type":"string"},"schema":{"type":"string"}}}},"largeObjects":{"description":"Large objects the dump carries (whole-database dumps), else null.","type":["integer","null"],"minimum":0},"settings":{"description":"ALTER DATABASE ... SET (role null) and ALTER ROLE ... IN DATABASE ... SET.","type":"array","items":{"type":"object","required":["role","setting"],"properties":{"role":{"type":["string","null"]},"setting":{"type":"string"}}}},"contents":{"description":"Row fingerprints of platform tables (count and MD5 of the sorted row MD5s).","type":"array","items":{"type":"object","required":["table","rows","md5"],"properties":{"table":{"description":"schema.table","type":"string"},"rows":{"type":"integer","minimum":0},"md5":{"type":"string","pattern":"^[0-9a-f]{32}$"}}}}}}}}');
 ;// CONCATENATED MODULE: ./lib/catalog/manifest-schema.js
 /**
  * The manifest checked against its JSON schema, docs/manifest.schema.json, the copy users read.
@@ -89457,7 +89498,7 @@ function parseConnectionString(text, inputName = 'database-url') {
     else if (trimmed !== '') {
         parseKeyValue(trimmed, raw, inputName);
     }
-    return fromParams(raw);
+    return { ...fromParams(raw), option: inputName };
 }
 function parseKeyValue(text, out, inputName) {
     let i = 0;
@@ -89715,12 +89756,12 @@ function connectionError(error, info, database) {
     let message = (0,core_errors/* errorMessage */.gJ)(error);
     if (info.password)
         message = message.split(info.password).join('***');
-    if (code === '28P01' || code === '28000') {
-        return new core_errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
-    }
-    if (code === '3D000') {
-        return new core_errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
-    }
+    const key = info.option ?? 'database-url';
+    const check = (what) => new core_errors/* OptionError */.eR(key, (w) => `cannot connect to ${where}: ${message}. Check ${what} in ${w.option(key)}.`);
+    if (code === '28P01' || code === '28000')
+        return check('the user and password');
+    if (code === '3D000')
+        return check('the database name');
     if (code === 'ECONNREFUSED' ||
         code === 'ENOTFOUND' ||
         code === 'ETIMEDOUT' ||
@@ -90795,93 +90836,8 @@ class HeadReader {
     }
 }
 
-;// CONCATENATED MODULE: ./lib/storage/fanout.js
-
-
-/**
- * A sink that streams one body to several stores at once. Each chunk is handed by reference to
- * every store still writing, and the next one is taken only when all of them took it: the
- * slowest store sets the pace and no store buffers more than its own stream's high-water mark
- * ahead. A store that fails drops out (its putStream aborts its own partial upload) and the
- * others go on; the sink fails only when none is left.
- *
- * The bodies end only once `commit` resolves (the producers exited cleanly); when it rejects,
- * every body is destroyed with its error, so no store completes an upload of a broken stream.
- */
-class FanOut extends external_node_stream_.Writable {
-    commit;
-    /** One entry per store, in order, once the sink has finished or failed. */
-    results;
-    /** Why `commit` rejected, once it did: the reason no store completed its upload. */
-    commitError;
-    live = new Set();
-    constructor(stores, key, commit, options = {}) {
-        super({ highWaterMark: 1 << 20 });
-        this.commit = commit;
-        this.results = Promise.all(stores.map((store) => this.upload(store, key, options)));
-    }
-    async upload(store, key, options) {
-        const body = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
-        body.on('error', () => undefined);
-        this.live.add(body);
-        try {
-            const { bytes } = await store.putStream(key, body, options);
-            return { ok: true, bytes };
-        }
-        catch (error) {
-            return { ok: false, error: (0,core_errors/* asError */.zR)(error) };
-        }
-        finally {
-            this.drop(body);
-        }
-    }
-    drop(body) {
-        this.live.delete(body);
-        if (!body.destroyed)
-            body.destroy();
-        body.emit('dropped');
-    }
-    _write(chunk, _encoding, callback) {
-        if (this.live.size === 0)
-            return callback(new Error('every store failed'));
-        Promise.all([...this.live].map((body) => writeOrDrop(body, chunk))).then(() => callback());
-    }
-    _final(callback) {
-        this.commit.then(() => {
-            for (const body of this.live)
-                body.end();
-            callback();
-        }, (error) => {
-            this.commitError = (0,core_errors/* asError */.zR)(error);
-            for (const body of this.live)
-                body.destroy(this.commitError);
-            callback(this.commitError);
-        });
-    }
-    _destroy(error, callback) {
-        // After a clean finish the stores may still be reading what was written: leave them be.
-        if (error || !this.writableFinished) {
-            for (const body of this.live)
-                body.destroy(error ?? new Error('the body was cut off'));
-        }
-        callback(error);
-    }
-}
-/** Writes a chunk to a store's body; resolves once it has room again or the store dropped out. */
-function writeOrDrop(body, chunk) {
-    if (body.write(chunk))
-        return Promise.resolve();
-    return new Promise((resolve) => {
-        const done = () => {
-            body.off('drain', done);
-            body.off('dropped', done);
-            resolve();
-        };
-        body.on('drain', done);
-        body.on('dropped', done);
-    });
-}
-
+// EXTERNAL MODULE: ./lib/storage/parts.js
+var parts = __nccwpck_require__(3495);
 ;// CONCATENATED MODULE: ./lib/backup/copies.js
 
 /**
@@ -91188,6 +91144,7 @@ async function runBackup(options, deps) {
             started,
             finished: deps.clock.now(),
             objects,
+            archiveBytes: dump.archiveBytes,
             inventory: dump.inventory,
             previous: size.previous,
         });
@@ -91306,7 +91263,13 @@ async function dumpInSnapshot(session, source, options, deps, copies) {
         source.sourceState.contents = await contents;
     await client.query('COMMIT');
     session.snapshotOpen = false;
-    return { bytes: dump.bytes, sha256: dump.sha256, seconds: dump.seconds, inventory };
+    return {
+        bytes: dump.bytes,
+        sha256: dump.sha256,
+        archiveBytes: dump.archiveBytes,
+        seconds: dump.seconds,
+        inventory,
+    };
 }
 /**
  * The roles (pg_dumpall --roles-only) on every destination still writing; the manifest's entry,
@@ -91370,6 +91333,7 @@ function buildManifest(options, source, run) {
             }
             : null,
         objects: run.objects,
+        archiveBytes: run.archiveBytes,
         rowCounts: options.rowCounts,
         tables: run.inventory,
         sourceState: source.sourceState,
@@ -91594,6 +91558,7 @@ async function startDirectoryDump(a, pipes, chain) {
         if (exit.code !== 0)
             throw new Error(describeExit('pg_dump', exit));
     });
+    chain.archive = { bytes: await folderBytes(outputDir) };
     const tar = startProcess('tar', ['-C', outputDir, '-cf', '-', '.'], {
         env: deps.env,
         stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
@@ -91611,7 +91576,8 @@ function startCompressor(a, pipes, chain, input) {
     });
     chain.processes.push({ tool: external_node_path_.basename(external.command), proc: compressor });
     if (coalescer) {
-        const stdin = releasingWriter(compressor.child.stdin, coalescer);
+        chain.archive = { bytes: 0 };
+        const stdin = releasingWriter(compressor.child.stdin, coalescer, chain.archive);
         chain.feeding = new Promise((resolve, reject) => (0,external_node_stream_.pipeline)(input, stdin, (error) => (error ? reject(error) : resolve())));
         // Its failure is judged with the tools' exits (toolsSucceeded), never left unhandled.
         chain.feeding.catch(() => undefined);
@@ -91642,7 +91608,7 @@ async function toolsSucceeded(chain) {
 }
 /**
  * Streams the tools' output through the hash to every store at once. The stores complete their
- * uploads only once the tools succeeded (the fan-out's commit), so a dump cut short is never
+ * uploads only once the tools succeeded (the writer's commit), so a dump cut short is never
  * stored as complete.
  */
 async function uploadToAll(a, chain, source, stages) {
@@ -91650,22 +91616,21 @@ async function uploadToAll(a, chain, source, stages) {
     tools.catch(() => undefined);
     // The hash stage is what the stores read: every stage is one more hop per chunk.
     const hash = new HashCounter({ highWaterMark: 1 << 20 });
-    const fanOut = new FanOut(a.stores, a.source.objectKey, tools, {
-        sizeHint: a.source.sizeEstimate,
-    });
+    // The dump is cut into parts once; every store is sent the same part buffers.
+    const writer = new parts/* PartWriter */.p(a.stores.map((s) => s.upload(a.source.objectKey, { sizeHint: a.source.sizeEstimate })), { commit: tools });
     const progress = new Progress(a.deps.logger, 'Uploaded', () => hash.bytes, a.deps.progressIntervalMs ?? 5000);
     try {
         const streaming = await new Promise((resolve) => {
-            (0,external_node_stream_.pipeline)([source, ...stages, hash, fanOut], (error) => resolve(error ?? undefined));
+            (0,external_node_stream_.pipeline)([source, ...stages, hash, writer], (error) => resolve(error ?? undefined));
         });
-        const results = await fanOut.results;
+        const results = await writer.results;
         if (streaming !== undefined || results.every((r) => !r.ok)) {
             for (const p of chain.processes)
                 p.proc.kill();
             await Promise.all(chain.processes.map((p) => p.proc.exited));
             // A tool that failed on its own is the cause; otherwise the stores' own reports (which
             // name the endpoints), rather than the pipe's echo of them.
-            throw fanOut.commitError ?? storesFailure(a.stores, results) ?? streaming;
+            throw writer.commitError ?? storesFailure(a.stores, results) ?? streaming;
         }
         progress.report();
         if (a.coalescer)
@@ -91673,6 +91638,7 @@ async function uploadToAll(a, chain, source, stages) {
         return {
             bytes: hash.bytes,
             sha256: hash.digest(),
+            archiveBytes: chain.archive?.bytes,
             seconds: progress.elapsedSeconds(),
             results,
         };
@@ -91698,13 +91664,15 @@ function describeCoalescing(coalescer) {
 }
 /**
  * Writes into a child's stdin, one buffer at a time, handing each back to the coalescer once
- * the pipe took it. A child that dies fails the write; its exit says why (checkTools).
+ * the pipe took it, and counts the bytes. A child that dies fails the write; its exit says why
+ * (checkTools).
  */
-function releasingWriter(stdin, coalescer) {
+function releasingWriter(stdin, coalescer, counted) {
     stdin.on('error', () => undefined);
     return new external_node_stream_.Writable({
         highWaterMark: 0,
         write(chunk, _encoding, callback) {
+            counted.bytes += chunk.length;
             stdin.write(chunk, (error) => {
                 coalescer.release(chunk);
                 callback(error);
@@ -91749,6 +91717,13 @@ async function dumpGlobals(options, deps, tools) {
         collect,
     ], (e) => (e ? reject(e) : resolve())));
     return { data: Buffer.concat(out), sha256: hash.digest() };
+}
+/** The total size of the files under `dir` (a directory-format dump's). */
+async function folderBytes(dir) {
+    const entries = await (0,promises_.readdir)(dir, { recursive: true, withFileTypes: true });
+    const files = entries.filter((e) => e.isFile()).map((e) => external_node_path_.join(e.parentPath, e.name));
+    const sizes = await Promise.all(files.map((f) => (0,promises_.stat)(f)));
+    return sizes.reduce((sum, st) => sum + st.size, 0);
 }
 
 // EXTERNAL MODULE: external "node:stream/promises"
@@ -93276,6 +93251,18 @@ async function applyGlobals(o) {
         o.logger.warning(`Roles: ${e}`);
     return { skipped };
 }
+/**
+ * Reads a whole archive from a feed with pg_restore, restoring nothing (`--file=/dev/null`):
+ * every entry, its data included, must read as the archive's format.
+ */
+async function readArchiveFeed(pgRestore, feed, logger) {
+    const exit = await feed((stdin) => startProcess(pgRestore, ['--file=/dev/null'], {
+        stdio: [stdin, 'ignore', 'pipe'],
+        onStderrLine: (line) => logger.debug(line),
+    }));
+    if (exit.code !== 0)
+        throw new PgRestoreError(describeExit('pg_restore', exit));
+}
 
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
@@ -94703,30 +94690,35 @@ function compareSettings(source, restored, notApplied) {
 
 
 
+
 const RESTORE_PLAN_CHOICES = ['auto', 'disk', 'stream'];
 /** `plan stream (why); peak disk used in the work folder 1.2 GiB, the restored database 1.1 GiB`. */
 function describePlanReport(p) {
-    return (`plan ${p.name} (${p.why}); peak disk used in the work folder ${formatBytes(p.peakDiskBytes)}, ` +
-        `the restored database ${formatBytes(p.restoredBytes)}`);
+    return (`plan ${p.name} (${p.why}); peak disk used in the work folder ${formatBytes(p.peakDiskBytes)}` +
+        (p.restoredBytes === undefined ? '' : `, the restored database ${formatBytes(p.restoredBytes)}`));
 }
 /** An empty cluster's files (catalog, first WAL segment), as initdb writes them. */
 const EMPTY_CLUSTER = 48 * 1024 * 1024;
-/** The write-ahead log a scratch server keeps at most before a checkpoint recycles it. */
-const WAL_CAP = 1024 * 1024 * 1024;
 /**
- * The disk a run needs in its work folder, from the manifest. The archive's size is the
- * object's when pg_dump compressed inside it; an object compressed whole (zstd, gzip) records
- * no decoded size, and the tables' size stands for it.
+ * The write-ahead log a scratch server keeps at most while restoring: a checkpoint every 64 MB
+ * (RESTORE_SERVER_SETTINGS), as much again while one completes, with room to spare.
+ */
+const WAL_ALLOWANCE = 256 * 1024 * 1024;
+/**
+ * The disk a run needs in its work folder, from the manifest. The archive's size is the one the
+ * backup recorded (`archiveBytes`); else the object's when pg_dump compressed inside it, and for
+ * an object compressed whole (zstd, gzip) by a backup that did not record it, the tables' size.
  */
 function workDiskNeed(manifest, o) {
     const object = dumpObject(manifest).bytes;
     const tables = restoredTableBytes(manifest);
+    const recorded = manifest.archiveBytes;
     const wrapped = ['zstd', 'gzip'].includes(manifest.compression.method);
     return {
         object: o.downloads ? object : 0,
-        archive: wrapped ? Math.max(object, tables) : object,
-        archiveEstimated: wrapped,
-        database: o.scratch ? tables + Math.min(tables, WAL_CAP) + EMPTY_CLUSTER : 0,
+        archive: recorded ?? (wrapped ? Math.max(object, tables) : object),
+        archiveEstimated: recorded === undefined && wrapped,
+        database: o.scratch ? tables + Math.min(tables, WAL_ALLOWANCE) + EMPTY_CLUSTER : 0,
         format: manifest.format,
     };
 }
@@ -94803,36 +94795,59 @@ async function diskFree(dir) {
     return s.bavail * s.bsize;
 }
 /**
- * The most disk a run used in its work folder: the free space sampled while it runs, against
- * the free space before it wrote anything. Other writers on the same filesystem count too.
+ * Bytes allocated on disk to `dir` and everything under it; what vanishes while it is read
+ * (a scratch server's files come and go) is skipped. Hand-written: a walk of lstat blocks is all
+ * it takes, and `du` is not on every runner image the same way.
+ */
+async function disk_folderBytes(dir) {
+    const entries = await (0,promises_.readdir)(dir, { withFileTypes: true }).catch(() => []);
+    let total = await (0,promises_.lstat)(dir).then((s) => s.blocks * 512, () => 0);
+    for (const entry of entries) {
+        const child = external_node_path_.join(dir, entry.name);
+        if (entry.isDirectory())
+            total += await disk_folderBytes(child);
+        else {
+            total += await (0,promises_.lstat)(child).then((s) => s.blocks * 512, () => 0);
+        }
+    }
+    return total;
+}
+/**
+ * The most disk a run used in its work folder: the folder's allocated size, sampled while the
+ * run writes, against its size before. Only what is written under the folder counts, not other
+ * writers on the same filesystem.
  */
 class PeakDisk {
     dir;
     before;
-    freeBytes;
-    lowest;
+    usedBytes;
+    highest;
     timer;
     sampling = Promise.resolve();
-    constructor(dir, before, intervalMs = 200, freeBytes = diskFree) {
+    constructor(dir, before, intervalMs, usedBytes) {
         this.dir = dir;
         this.before = before;
-        this.freeBytes = freeBytes;
-        this.lowest = before;
+        this.usedBytes = usedBytes;
+        this.highest = before;
         this.timer = setInterval(() => void this.sample(), intervalMs);
         this.timer.unref();
     }
+    /** Measures the folder now and samples it every `intervalMs` until `stop`. */
+    static async start(dir, intervalMs = 1000, usedBytes = disk_folderBytes) {
+        return new PeakDisk(dir, await usedBytes(dir), intervalMs, usedBytes);
+    }
     sample() {
         this.sampling = this.sampling
-            .then(() => this.freeBytes(this.dir))
-            .then((free) => {
-            this.lowest = Math.min(this.lowest, free);
+            .then(() => this.usedBytes(this.dir))
+            .then((used) => {
+            this.highest = Math.max(this.highest, used);
         }, () => undefined);
         return this.sampling;
     }
     /** Bytes used at the peak so far; sampled once more first. */
     async peak() {
         await this.sample();
-        return Math.max(0, this.before - this.lowest);
+        return Math.max(0, this.highest - this.before);
     }
     stop() {
         clearInterval(this.timer);
@@ -96179,10 +96194,15 @@ function archiveFeed(options) {
         try {
             const source = await options.storage.getStream(entry.key);
             const decodeError = await hashWhileDecoding(source, hash, pipe.input, delivered).then(async (error) => (error && !(await benignBrokenPipe(error, processes)) ? error : undefined));
+            const toolFailed = decodeError && (await failedFirst(tool, decodeError));
             if (decodeError)
                 for (const p of processes)
                     p.proc.kill();
-            checkStreamedIntegrity(entry, hash);
+            checkStreamedIntegrity(entry, hash, options.restores ?? true);
+            options.onIntegrityChecked?.({ bytes: hash.bytes, sha256: hash.digest() });
+            // The tool stopped reading because it failed: its own error says why, not the broken pipe.
+            if (toolFailed)
+                return await tool.exited;
             if (decodeError)
                 throw decodeError;
             for (const p of pipe.processes) {
@@ -96200,13 +96220,21 @@ function archiveFeed(options) {
         }
     };
 }
+/** Whether a broken pipe into the decoders came from the tool at its end exiting with an error. */
+async function failedFirst(tool, error) {
+    const code = error.code;
+    if (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE')
+        return false;
+    const exit = await tool.exited;
+    return exit.code !== 0;
+}
 /** checkIntegrity for an object that was restored as it streamed. */
-function checkStreamedIntegrity(entry, hash) {
+function checkStreamedIntegrity(entry, hash, restores) {
     try {
         checkIntegrity(entry, hash);
     }
     catch (error) {
-        if (!(error instanceof IntegrityError))
+        if (!(error instanceof IntegrityError) || !restores)
             throw error;
         throw new IntegrityError(`${error.message} The restore read the object as it streamed, so the restored data must not be trusted; the database it went into is discarded.`);
     }
@@ -96331,6 +96359,22 @@ const SPEED_SETTINGS = {
     huge_pages: 'off',
     logging_collector: 'off',
     lc_messages: 'C',
+};
+/**
+ * For a server a restore starts and throws away (verify, the drill, extract), never a user's:
+ * the least write-ahead log (`wal_level=minimal`: a new index or a table created in the loading
+ * transaction is synced rather than logged; no senders, no archiving), recycled at a checkpoint
+ * every 64 MB instead of growing to the default 1 GB beside the restored data, and index builds
+ * sorting in memory up to 256 MB each (`pg_restore -j 2`: two at once) instead of spilling
+ * 64 MB runs to temporary files.
+ */
+const RESTORE_SERVER_SETTINGS = {
+    wal_level: 'minimal',
+    max_wal_senders: '0',
+    archive_mode: 'off',
+    max_wal_size: '64MB',
+    min_wal_size: '32MB',
+    maintenance_work_mem: '256MB',
 };
 const live = new Set();
 let exitHookInstalled = false;
@@ -96671,12 +96715,6 @@ function stopSync({ server, prefix, env }, files, pid, handle) {
 
 
 
-/** Connection errors name the input they came from: here, target-url. */
-function targetError(error) {
-    if (!(error instanceof core_errors/* ConfigurationError */.j1))
-        return error;
-    return new core_errors/* ConfigurationError */.j1(error.message.replace(/\bdatabase-url\b/g, 'target-url'));
-}
 /** The newest installed server of at least `minMajor`; a ConfigurationError that says what to install otherwise. */
 async function scratchServer(minMajor, logger, extraBinDirs) {
     const server = await findServerBinaries(minMajor, { logger, extraBinDirs });
@@ -96693,6 +96731,7 @@ async function scratchTarget(options) {
         server: options.server,
         logger: options.logger,
         parentDir: options.parentDir,
+        settings: { ...RESTORE_SERVER_SETTINGS },
     });
     const database = options.database ?? 'restore_check';
     try {
@@ -96727,7 +96766,8 @@ async function scratchTarget(options) {
  * by `cleanup`); when it exists it must be empty, unless `allowNonEmpty` (the real restore).
  */
 async function givenTarget(options) {
-    const info = parseConnectionString(options.url, 'target-url');
+    const key = options.option ?? 'target-url';
+    const info = parseConnectionString(options.url, key);
     const database = databaseName(info);
     let created = false;
     const admin = await connect(info, 'postgres').catch(() => undefined);
@@ -96744,9 +96784,7 @@ async function givenTarget(options) {
     finally {
         await admin?.end().catch(() => undefined);
     }
-    const client = await connect(info, database).catch((error) => {
-        throw targetError(error);
-    });
+    const client = await connect(info, database);
     let version;
     try {
         version = (await client.query("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, current_user AS user")).rows[0];
@@ -96755,8 +96793,9 @@ async function givenTarget(options) {
           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
             AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`);
             if (Number(objects.rows[0].n) > 0) {
-                throw new core_errors/* ConfigurationError */.j1(`The target database ${describeConnection(info, database)} is not empty (${objects.rows[0].n} tables, views or sequences). ` +
-                    `A verification restores only into an empty database or one it creates: point target-url at a new database name, or leave target-url empty for a throwaway server.`);
+                const tables = objects.rows[0].n;
+                throw new core_errors/* OptionError */.eR(key, (w) => `the target database ${describeConnection(info, database)} is not empty (${tables} tables, views or sequences). ` +
+                    `A verification restores only into an empty database or one it creates: point ${w.option(key)} at a new database name, or leave it empty for a throwaway server.`);
             }
         }
     }
@@ -96793,6 +96832,7 @@ async function openTarget(o) {
     if (o.targetUrl) {
         return givenTarget({
             url: o.targetUrl,
+            option: o.targetOption,
             logger: o.logger,
             allowNonEmpty: Boolean(o.replace),
             dropCreatedOnCleanup: !o.replace,
@@ -97126,7 +97166,7 @@ async function execute(mode, options, deps) {
         replace: Boolean(restore),
     });
     deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
-    const peakDisk = new PeakDisk(deps.workDir, plan.free);
+    const peakDisk = await PeakDisk.start(deps.workDir);
     const opened = {
         createdRoles: [],
     };
@@ -97672,6 +97712,94 @@ function round(seconds) {
     return Math.round(seconds * 1000) / 1000;
 }
 
+;// CONCATENATED MODULE: ./lib/extract/options.js
+
+
+
+
+
+const EXTRACT_OPTION_KEYS = {
+    tables: 'tables',
+    targetUrl: 'target-url',
+    confirm: 'confirm',
+    extractSchema: 'extract-schema',
+    replaceExtractSchema: 'replace-extract-schema',
+    compare: 'compare',
+    compareLimit: 'compare-limit',
+    exportFormat: 'export-format',
+    recipients: 'encryption-recipients',
+    name: 'name',
+    backupId: 'backup-id',
+    jobs: 'jobs',
+    postgresVersion: 'postgres-version',
+    scratchUrl: 'scratch-url',
+};
+const K = EXTRACT_OPTION_KEYS;
+/** The shared option parsers over an accessor (the readers of both front doors). */
+function reader(read) {
+    return new OptionReader({ value: read, secret: read });
+}
+/** The backup and the tables, as extract and export read them. */
+function readTableSelection(read, decryption) {
+    const tables = splitList(read(K.tables) ?? '');
+    if (tables.length === 0) {
+        throw new core_errors/* ConfigurationError */.j1(`Input '${K.tables}' is empty: give the tables to bring back as pg_dump -t patterns, e.g. "public.orders, public.payment".`);
+    }
+    return {
+        name: read(K.name),
+        backupId: read(K.backupId),
+        decryption,
+        tables,
+        jobs: reader(read).integer(K.jobs, 2, 1, 64),
+        postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
+        scratchUrl: read(K.scratchUrl),
+    };
+}
+/** The options of an extract. `target-url` is required here: the CLI fills it from DATABASE_URL. */
+function readExtractOptions(read, decryption) {
+    const targetUrl = read(K.targetUrl);
+    if (targetUrl === undefined) {
+        throw new core_errors/* ConfigurationError */.j1(`mode 'extract' writes the tables into a new schema of the database given by ${K.targetUrl}, and ${K.targetUrl} is empty.`);
+    }
+    const extractSchema = read(K.extractSchema);
+    if (extractSchema !== undefined)
+        checkSchemaName(extractSchema);
+    return {
+        ...readTableSelection(read, decryption),
+        targetUrl,
+        confirm: read(K.confirm),
+        extractSchema,
+        replaceExtractSchema: reader(read).boolean(K.replaceExtractSchema, false),
+        compare: reader(read).boolean(K.compare, true),
+        compareLimit: reader(read).integer(K.compareLimit, 1000, 0, 1_000_000),
+    };
+}
+/** The options of an export. */
+function readExportOptions(read, decryption) {
+    const format = read(K.exportFormat) ?? 'csv';
+    if (format !== 'csv' && format !== 'jsonl') {
+        throw new core_errors/* ConfigurationError */.j1(`Input '${K.exportFormat}' must be one of csv, jsonl, got '${format}'.`);
+    }
+    return {
+        ...readTableSelection(read, decryption),
+        format,
+        recipients: parseRecipients(read(K.recipients) ?? ''),
+    };
+}
+/** The default extract schema of a backup: `recovered_20261121t051500z_3f9a1c`. */
+function defaultExtractSchema(backupId) {
+    return `recovered_${backupId.toLowerCase().replace(/[^a-z0-9]/g, '_')}`;
+}
+/** A schema name the extract may create: a plain identifier, not a system schema. */
+function checkSchemaName(schema) {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema) || /^pg_/.test(schema)) {
+        throw new core_errors/* ConfigurationError */.j1(`Input '${K.extractSchema}' must be a new schema's name in lower case (letters, digits, _; at most 63, not pg_...), got '${schema}'.`);
+    }
+    if (['public', 'information_schema'].includes(schema)) {
+        throw new core_errors/* ConfigurationError */.j1(`Input '${K.extractSchema}' cannot be '${schema}': the extract goes into a schema of its own.`);
+    }
+}
+
 ;// CONCATENATED MODULE: ./lib/extract/patterns.js
 
 const patterns_REGEX_SPECIAL = /[\\^$.*+?()[\]{}|]/;
@@ -97737,6 +97865,8 @@ function parseTablePattern(text) {
 
 
 
+
+
 /** `schema.name`, quoted where needed. */
 function qualified(t) {
     return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
@@ -97771,7 +97901,7 @@ async function restoreChosenTables(selection, deps, beforeDownload) {
     const { manifest, warnings } = await pickBackup(deps.storage, name, selection.backupId);
     for (const w of warnings)
         logger.warning(w);
-    refuseManagedPlatform(manifest);
+    refusePartialPlatformBackup(manifest);
     const undecodable = missingKeyError(manifest, selection.decryption) ?? missingZstdError(manifest, deps.zstdPath);
     if (undecodable)
         throw undecodable;
@@ -97786,14 +97916,18 @@ async function restoreChosenTables(selection, deps, beforeDownload) {
     const workDir = await (0,promises_.mkdtemp)(external_node_path_.join(deps.workDir, 'extract-'));
     deps.onTemporaryFolder?.(workDir);
     let scratch;
+    // Roles the platform's route creates on the scratch server: dropped with a given one's database.
+    const createdRoles = [];
     const cleanup = async () => {
         await scratch?.cleanup().catch((error) => {
-            logger.warning(`Could not stop the scratch server: ${(0,core_errors/* errorMessage */.gJ)(error)}`);
+            logger.warning(`Could not remove the scratch copy: ${(0,core_errors/* errorMessage */.gJ)(error)}`);
         });
+        if (scratch && !scratch.scratch)
+            await dropScratchRoles(scratch, createdRoles, logger);
         await (0,promises_.rm)(workDir, { recursive: true, force: true });
     };
     try {
-        const opened = await openScratch(selection, deps, manifest);
+        const opened = { ...(await openScratch(selection, deps, manifest)), createdRoles };
         scratch = opened.scratch;
         const tables = await loadTables(selection, deps, manifest, opened, workDir);
         return { name, manifest, scratch, tools: opened.tools, tables, warnings, workDir, cleanup };
@@ -97804,26 +97938,40 @@ async function restoreChosenTables(selection, deps, beforeDownload) {
     }
 }
 /**
- * A backup of a Supabase project is refused before anything is downloaded or the target is
- * reached: the scratch copy restores the archive's whole schema into a plain server, which
- * lacks the platform's extensions and roles, and the platform's objects its extensions create
- * would be created twice; the restore route that handles them (verify's, the real restore's)
- * needs a server of the platform.
+ * A Supabase backup of selected schemas is refused before anything is downloaded or the target
+ * is reached: the platform's route gives a new database of such a backup the platform's
+ * definitions from the server's own project database, which a scratch server the step starts
+ * does not have.
  */
-function refuseManagedPlatform(manifest) {
-    if (manifest.platform?.name !== 'supabase')
+function refusePartialPlatformBackup(manifest) {
+    if (!manifest.platform || (manifest.options?.schemas ?? []).length === 0)
         return;
-    throw new core_errors/* ConfigurationError */.j1(`Backup ${manifest.id} is of a Supabase project, and extract and export do not support those yet: ` +
-        "they restore the chosen tables through a plain scratch PostgreSQL server, which cannot hold the platform's schemas and extensions. " +
-        'Instead, restore the backup with mode: restore into a spare Supabase project (not the live one; see docs/supabase.md) and copy the tables from there. Nothing was changed.');
+    throw new core_errors/* ConfigurationError */.j1(`Backup ${manifest.id} holds only schema(s) ${manifest.options?.schemas?.join(', ')} of a Supabase project, and extract and export take the tables of a backup of the whole project: ` +
+        "its tables rely on the platform's (auth.users, extensions.*), which a scratch server gets only from such a backup. Extract from a backup of the whole project. Nothing was changed.");
 }
-/** A scratch server at least as new as the backup's source, and client tools for it. */
+/** Drops the roles the run created on a scratch server it was given, naming any left. */
+async function dropScratchRoles(scratch, roles, logger) {
+    const left = await dropRoles(scratch, roles).catch(() => roles);
+    if (left.length > 0) {
+        logger.warning(`Could not drop the role(s) this run created on the scratch server: ${left.join(', ')}`);
+    }
+}
+/**
+ * The scratch copy's server and database: a new database on the server of scratch-url, or a
+ * server the step starts, at least as new as the backup's source; and client tools for it.
+ */
 async function openScratch(selection, deps, manifest) {
     const sourceMajor = majorOf(manifest.source.serverVersion);
     const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
-    const request = { major: dumpMajor, version: manifest.tools.pgDumpVersion, needServer: true };
+    const request = {
+        major: dumpMajor,
+        version: manifest.tools.pgDumpVersion,
+        needServer: !selection.scratchUrl,
+    };
     let tools = await deps.resolveTools(request);
     const scratch = await openTarget({
+        targetUrl: selection.scratchUrl,
+        targetOption: EXTRACT_OPTION_KEYS.scratchUrl,
         minMajor: selection.postgresVersion === 'auto'
             ? sourceMajor
             : Math.max(selection.postgresVersion, sourceMajor),
@@ -97853,8 +98001,12 @@ async function loadTables(selection, deps, manifest, opened, workDir) {
         progressIntervalMs: deps.progressIntervalMs,
     }));
     const text = await listArchiveText(tools.pgRestore, fetched.archivePath);
-    const lines = text.split('\n');
-    await scratch_requireExtensions(scratch, parseArchiveListing(text).extensions, deps);
+    const listing = parseArchiveListing(text);
+    await scratch_requireExtensions(scratch, listing.extensions, deps, manifest);
+    const route = manifest.platform
+        ? await preparePlatformScratch({ ...opened, manifest, listing, workDir, deps }, fetched)
+        : undefined;
+    const lines = (route ? await (0,promises_.readFile)(route.listFile, 'utf8') : text).split('\n');
     const restore = async (list, file, jobs) => {
         const listFile = external_node_path_.join(workDir, file);
         await (0,promises_.writeFile)(listFile, list);
@@ -97876,6 +98028,8 @@ async function loadTables(selection, deps, manifest, opened, workDir) {
         const tables = await chooseTables(client, selection.tables);
         logger.info(`Tables chosen: ${tables.map((t) => `${t.schema}.${t.name}`).join(', ')}`);
         await logger.group(`Restore the data of ${tables.length} table(s)`, () => restore(dataList(lines, tables), 'data.list', selection.jobs));
+        for (const statement of route?.after ?? [])
+            await client.query(statement);
         for (const t of tables) {
             const r = await client.query(`SELECT count(*)::text AS n FROM ${qualified(t)}`);
             t.rows = Number(r.rows[0].n);
@@ -97886,8 +98040,43 @@ async function loadTables(selection, deps, manifest, opened, workDir) {
         await client.end().catch(() => undefined);
     }
 }
+/**
+ * A backup of a platform's database (Supabase) is restored the way verify and the drill restore
+ * one into a new database of the platform's server: the roles the archive names are created,
+ * then the platform's schemas and extensions as the platform makes them, and the archive's list
+ * is the platform route's (what CREATE EXTENSION made is left out, as are the platform's own
+ * bookkeeping rows). Returns that route; its list is filtered further like any archive's.
+ */
+async function preparePlatformScratch(o, fetched) {
+    const client = await connect(o.scratch.connection, o.scratch.database);
+    try {
+        const prepared = await prepareRestore({
+            target: o.scratch,
+            manifest: o.manifest,
+            tools: o.tools,
+            archivePath: fetched.archivePath,
+            listing: o.listing,
+            workDir: o.workDir,
+            jobs: 1,
+            into: 'new',
+            createdRoles: o.createdRoles,
+            installExtensions: o.deps.installExtensions,
+            env: o.deps.env,
+            logger: o.deps.logger,
+        }, client);
+        o.deps.logger.info(`Scratch server prepared: ${prepared.detail}`);
+        if (!prepared.route)
+            throw new Error(`Backup ${o.manifest.id}: no route for its platform.`);
+        for (const statement of prepared.route.before)
+            await client.query(statement);
+        return prepared.route;
+    }
+    finally {
+        await client.end().catch(() => undefined);
+    }
+}
 /** The archive's extensions on the scratch server: installed where the run may, else an error naming them. */
-async function scratch_requireExtensions(scratch, needed, deps) {
+async function scratch_requireExtensions(scratch, needed, deps, manifest) {
     const missing = async () => {
         const client = await connect(scratch.connection, scratch.database);
         try {
@@ -97900,13 +98089,19 @@ async function scratch_requireExtensions(scratch, needed, deps) {
         }
     };
     let lacking = await missing();
-    if (lacking.length > 0 && deps.installExtensions) {
+    if (lacking.length > 0 && scratch.scratch && deps.installExtensions) {
         deps.logger.info(await deps.installExtensions(lacking, scratch.serverMajor));
         lacking = await missing();
     }
-    if (lacking.length > 0) {
-        throw new core_errors/* ConfigurationError */.j1(`The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch PostgreSQL ${scratch.serverVersion} lacks: install them for PostgreSQL ${scratch.serverMajor} on this machine. Nothing was changed.`);
-    }
+    if (lacking.length === 0)
+        return;
+    const K = EXTRACT_OPTION_KEYS;
+    const remedy = !scratch.scratch
+        ? `give ${K.scratchUrl} a server that has them`
+        : manifest.platform?.name === 'supabase'
+            ? `these are the Supabase platform's: give ${K.scratchUrl}, a new database on a supabase/postgres service container at the project's version (see docs/extract.md)`
+            : `install them for PostgreSQL ${scratch.serverMajor} on this machine, or give ${K.scratchUrl}, a new database on a server that has them`;
+    throw new core_errors/* ConfigurationError */.j1(`The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch server ${scratch.describe} lacks: ${remedy}. Nothing was changed.`);
 }
 /**
  * The tables the patterns match (ordinary and partitioned ones; an unqualified pattern matches
@@ -98246,93 +98441,8 @@ async function copyOut(o) {
     }
 }
 
-;// CONCATENATED MODULE: ./lib/extract/options.js
-
-
-
-
-
-const EXTRACT_OPTION_KEYS = {
-    tables: 'tables',
-    targetUrl: 'target-url',
-    confirm: 'confirm',
-    extractSchema: 'extract-schema',
-    replaceExtractSchema: 'replace-extract-schema',
-    compare: 'compare',
-    compareLimit: 'compare-limit',
-    exportFormat: 'export-format',
-    recipients: 'encryption-recipients',
-    name: 'name',
-    backupId: 'backup-id',
-    jobs: 'jobs',
-    postgresVersion: 'postgres-version',
-};
-const K = EXTRACT_OPTION_KEYS;
-/** The shared option parsers over an accessor (the readers of both front doors). */
-function reader(read) {
-    return new OptionReader({ value: read, secret: read });
-}
-/** The backup and the tables, as extract and export read them. */
-function readTableSelection(read, decryption) {
-    const tables = splitList(read(K.tables) ?? '');
-    if (tables.length === 0) {
-        throw new core_errors/* ConfigurationError */.j1(`Input '${K.tables}' is empty: give the tables to bring back as pg_dump -t patterns, e.g. "public.orders, public.payment".`);
-    }
-    return {
-        name: read(K.name),
-        backupId: read(K.backupId),
-        decryption,
-        tables,
-        jobs: reader(read).integer(K.jobs, 2, 1, 64),
-        postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
-    };
-}
-/** The options of an extract. `target-url` is required here: the CLI fills it from DATABASE_URL. */
-function readExtractOptions(read, decryption) {
-    const targetUrl = read(K.targetUrl);
-    if (targetUrl === undefined) {
-        throw new core_errors/* ConfigurationError */.j1(`mode 'extract' writes the tables into a new schema of the database given by ${K.targetUrl}, and ${K.targetUrl} is empty.`);
-    }
-    const extractSchema = read(K.extractSchema);
-    if (extractSchema !== undefined)
-        checkSchemaName(extractSchema);
-    return {
-        ...readTableSelection(read, decryption),
-        targetUrl,
-        confirm: read(K.confirm),
-        extractSchema,
-        replaceExtractSchema: reader(read).boolean(K.replaceExtractSchema, false),
-        compare: reader(read).boolean(K.compare, true),
-        compareLimit: reader(read).integer(K.compareLimit, 1000, 0, 1_000_000),
-    };
-}
-/** The options of an export. */
-function readExportOptions(read, decryption) {
-    const format = read(K.exportFormat) ?? 'csv';
-    if (format !== 'csv' && format !== 'jsonl') {
-        throw new core_errors/* ConfigurationError */.j1(`Input '${K.exportFormat}' must be one of csv, jsonl, got '${format}'.`);
-    }
-    return {
-        ...readTableSelection(read, decryption),
-        format,
-        recipients: parseRecipients(read(K.recipients) ?? ''),
-    };
-}
-/** The default extract schema of a backup: `recovered_20261121t051500z_3f9a1c`. */
-function defaultExtractSchema(backupId) {
-    return `recovered_${backupId.toLowerCase().replace(/[^a-z0-9]/g, '_')}`;
-}
-/** A schema name the extract may create: a plain identifier, not a system schema. */
-function checkSchemaName(schema) {
-    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema) || /^pg_/.test(schema)) {
-        throw new core_errors/* ConfigurationError */.j1(`Input '${K.extractSchema}' must be a new schema's name in lower case (letters, digits, _; at most 63, not pg_...), got '${schema}'.`);
-    }
-    if (['public', 'information_schema'].includes(schema)) {
-        throw new core_errors/* ConfigurationError */.j1(`Input '${K.extractSchema}' cannot be '${schema}': the extract goes into a schema of its own.`);
-    }
-}
-
 ;// CONCATENATED MODULE: ./lib/extract/side-schema.js
+
 
 
 
@@ -98354,6 +98464,7 @@ async function buildSideSchema(client, tables, schema, backupId) {
         }
         names.set(t.name, t);
     }
+    await refuseExtensionTables(client, tables);
     const s = quoteIdent(schema);
     await client.query(`CREATE SCHEMA ${s}`);
     await client.query(`COMMENT ON SCHEMA ${s} IS ${quoteLiteral(`${EXTRACT_COMMENT}: tables of backup ${backupId}`)}`);
@@ -98362,6 +98473,23 @@ async function buildSideSchema(client, tables, schema, backupId) {
     }
     for (const statement of await sideSchemaChanges(client, schema))
         await client.query(statement);
+}
+/**
+ * A table an extension makes (Vault's vault.secrets, PostGIS's spatial_ref_sys) is refused:
+ * pg_dump writes only its rows, as CREATE EXTENSION makes the table, so it cannot go into a
+ * schema of its own. Export takes such a table.
+ */
+async function refuseExtensionTables(client, tables) {
+    const members = await client.query(`SELECT c.oid::regclass::text AS name, e.extname AS extension
+       FROM pg_depend d JOIN pg_class c ON c.oid = d.objid JOIN pg_extension e ON e.oid = d.refobjid
+      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_extension'::regclass
+        AND d.deptype = 'e' AND c.oid = ANY($1::text[]::regclass[])
+      ORDER BY 1`, [tables.map(qualified)]);
+    if (members.rows.length === 0)
+        return;
+    throw new core_errors/* ConfigurationError */.j1(`Input 'tables': ${members.rows.map((m) => `${m.name} (of extension ${m.extension})`).join(', ')} ` +
+        `belong to an extension, which makes them itself: an extract cannot move them into a schema of their own. ` +
+        `Leave them out, or export them (mode: export). Nothing was changed.`);
 }
 /** The statements that bring the side schema's types and sequences in, and cut what reaches out. */
 async function sideSchemaChanges(client, schema) {
@@ -98463,13 +98591,59 @@ async function dependentsOutside(client, schema) {
     return r.rows.map((row) => row.rel);
 }
 /**
+ * The statements that leave the side schema and its tables and sequences to their owner (the
+ * role that loaded them): every privilege another role or PUBLIC holds on them, which default
+ * privileges (`ALTER DEFAULT PRIVILEGES`) may have given as they were created, is revoked. So
+ * the API roles of a platform (Supabase's anon, authenticated, service_role) cannot reach the
+ * backup's rows, whatever the platform exposes.
+ */
+function ownerOnlyStatements(schema) {
+    return `DO $extract$
+DECLARE
+  statement text;
+BEGIN
+  FOR statement IN
+    SELECT DISTINCT format('REVOKE ALL ON %s %s FROM %s', o.kind, o.name,
+             CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+      FROM (SELECT 'SCHEMA' AS kind, quote_ident(nspname) AS name, nspacl AS acl, nspowner AS owner
+              FROM pg_namespace WHERE nspname = ${quoteLiteral(schema)}
+            UNION ALL
+            SELECT CASE WHEN relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, oid::regclass::text,
+                   relacl, relowner
+              FROM pg_class WHERE relnamespace = ${quoteLiteral(quoteIdent(schema))}::regnamespace
+               AND relkind IN ('r', 'p', 'S')) o,
+           aclexplode(o.acl) a
+     WHERE a.grantee <> o.owner
+  LOOP
+    EXECUTE statement;
+  END LOOP;
+END
+$extract$;
+`;
+}
+/**
  * Loads the side schema's script into the target in one transaction (after dropping the
- * earlier extract's schema when replacing it), so a failure leaves the target as it was.
+ * earlier extract's schema when replacing it), with every privilege of other roles on it
+ * revoked, so a failure leaves the target as it was.
  */
 async function loadSideSchema(o) {
     await (0,promises_.writeFile)(o.prelude, o.replace ? `DROP SCHEMA IF EXISTS ${quoteIdent(o.schema)} CASCADE;\n` : '');
+    await (0,promises_.writeFile)(o.epilogue, ownerOnlyStatements(o.schema));
     await (0,promises_.writeFile)(o.script, scriptForServer(await (0,promises_.readFile)(o.script, 'utf8'), o.serverMajor));
-    const r = await runProcess(o.tools.psql, ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '-1', '-f', o.prelude, '-f', o.script], { env: childEnv(o.env, o.connection, o.database) });
+    const r = await runProcess(o.tools.psql, [
+        '-X',
+        '-q',
+        '--no-password',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-1',
+        '-f',
+        o.prelude,
+        '-f',
+        o.script,
+        '-f',
+        o.epilogue,
+    ], { env: childEnv(o.env, o.connection, o.database) });
     if (r.code !== 0) {
         throw new Error(`${describeExit('psql (loading the extract)', r)}\nThe transaction was rolled back: ${describeConnection(o.connection, o.database)} is as it was.`);
     }
@@ -98585,6 +98759,7 @@ async function moveIntoTarget(copy, target, schema, replace, deps) {
         replace,
         script,
         prelude: external_node_path_.join(work, 'prelude.sql'),
+        epilogue: external_node_path_.join(work, 'epilogue.sql'),
         env: deps.env,
         logger: deps.logger,
     }));
@@ -99452,7 +99627,7 @@ function parseStorageLocation(location) {
 async function openStorage(location, s3, logger) {
     const parsed = parseStorageLocation(location);
     if (parsed.type === 's3') {
-        const { S3Storage } = await __nccwpck_require__.e(/* import() */ 444).then(__nccwpck_require__.bind(__nccwpck_require__, 3444));
+        const { S3Storage } = await __nccwpck_require__.e(/* import() */ 703).then(__nccwpck_require__.bind(__nccwpck_require__, 3703));
         return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
     }
     return new local/* LocalStorage */.D(parsed.path, logger);
@@ -99548,6 +99723,7 @@ function verifyOptions(read, door, logger) {
         maxAgeSeconds: read.duration('max-age'),
         jobs: read.integer('jobs', 2, 1, 64),
         git: door.git,
+        restorePlan: read.choice('restore-plan', RESTORE_PLAN_CHOICES, 'auto'),
     };
 }
 /** The drill's options. */
@@ -100829,8 +101005,11 @@ async function runVerify(options, deps) {
     try {
         if (manifest)
             await checkBackup(run, manifest, manifestStarted);
+        if (run.plan)
+            run.plan.report ??= await verify_planReport(run.plan);
     }
     finally {
+        run.plan?.peakDisk.stop();
         if (run.target)
             await cleanupTarget(run, run.target);
         await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
@@ -100838,6 +101017,7 @@ async function runVerify(options, deps) {
     if (manifest && deps.copies?.length)
         record(run, await copies_checkCopies(manifest, deps.copies));
     skipNotRun(run, plannedChecks(manifest));
+    run.checks = inPlannedOrder(run.checks, plannedChecks(manifest));
     const backupChecks = [...run.checks];
     const freshness = options.maxAgeSeconds === undefined
         ? undefined
@@ -100853,6 +101033,28 @@ async function runVerify(options, deps) {
         finishedAt: finishedAt.toISOString(),
         durationSeconds: (Date.now() - t0) / 1000,
         recordKey,
+        restorePlan: run.plan?.report,
+    };
+}
+/**
+ * The checks in the order of the chain (the streamed plan learns the object's checksum only
+ * once pg_restore has read it, after the restore): the user's SQL checks where `SQL checks`
+ * stands, anything else after the chain, each group in the order it ran.
+ */
+function inPlannedOrder(checks, planned) {
+    const rank = (c) => {
+        const at = planned.indexOf(c.name.startsWith('Check: ') ? CheckNames.UserChecks : c.name);
+        return at < 0 ? planned.length : at;
+    };
+    return [...checks].sort((a, b) => rank(a) - rank(b));
+}
+/** The plan, why, and the disk used at the peak (against the restored database's size). */
+async function verify_planReport(plan, restoredBytes) {
+    return {
+        name: plan.chosen.name,
+        why: plan.chosen.why,
+        peakDiskBytes: await plan.peakDisk.peak(),
+        restoredBytes,
     };
 }
 /** The catalog, when the backup is not named or the freshness gate needs it; its error kept. */
@@ -101027,20 +101229,26 @@ function timings(checks) {
 }
 /** Checks 1 to 7, in order; returns at the first pipeline step that fails. */
 async function checkBackup(run, manifest, started) {
-    // 1 and 2: the object against its manifest, then decryption and decompression, in one pass.
     const noKey = missingKeyError(manifest, run.options.decryption);
     if (noKey)
         return checkWithoutKey(run, manifest, noKey, started);
-    if (!(await requireDisk(run, manifest)))
+    const plan = await planStep(run, manifest);
+    if (!plan)
         return;
-    const fetched = await fetchStep(run, manifest, started);
-    if (!fetched)
+    // 1 and 2: the object against its manifest, then decryption and decompression, in one pass;
+    // streamed, as pg_restore reads the object, after its table of contents was read ahead.
+    const archive = plan.name === 'stream' && manifest.format === 'custom'
+        ? await streamHeadStep(run, manifest, started)
+        : await fetchStep(run, manifest, started);
+    if (!archive)
         return;
     // 3: pg_restore reads the archive.
-    const listed = await listStep(run, manifest, fetched.archivePath);
+    const listed = await listStep(run, manifest, archive, started);
     if (!listed)
         return;
     if (!run.options.restore) {
+        if (archive.feed && !(await readStreamStep(run, manifest, listed.tools, archive)))
+            return;
         run.skipReason = 'restore is false: only the stored object was checked';
         return;
     }
@@ -101048,7 +101256,7 @@ async function checkBackup(run, manifest, started) {
     // leaves behind; 6 on: what the restored database holds, against the source.
     let client;
     try {
-        const restored = await restoreStep(run, manifest, listed.tools, listed.listing, fetched.archivePath);
+        const restored = await restoreStep(run, manifest, listed.tools, listed.listing, archive);
         if (!restored)
             return;
         client = restored.client;
@@ -101060,9 +101268,19 @@ async function checkBackup(run, manifest, started) {
 }
 /** No key for an encrypted backup: the object is still checked against its manifest. */
 async function checkWithoutKey(run, manifest, noKey, started) {
+    if (!(await objectIntact(run, manifest, started)))
+        return;
+    failed(run, CheckNames.Decryption, noKey, Date.now());
+    run.skipReason = 'the backup could not be decrypted';
+}
+/**
+ * Check 1 by reading the whole object once: when nothing decoded it (no key), or when the
+ * streamed plan failed before the object streamed through its checksum. Whether it matched.
+ */
+async function objectIntact(run, manifest, started) {
     const { storage, logger } = run.deps;
     const entry = dumpObject(manifest);
-    const ok = await logger.group(`Check ${storage.location(entry.key)}`, async () => {
+    return logger.group(`Check ${storage.location(entry.key)}`, async () => {
         try {
             const object = await checkObject(storage, entry);
             record(run, {
@@ -101079,30 +101297,135 @@ async function checkWithoutKey(run, manifest, noKey, started) {
             return false;
         }
     });
-    if (!ok)
-        return;
-    failed(run, CheckNames.Decryption, noKey, Date.now());
-    run.skipReason = 'the backup could not be decrypted';
 }
-/** Whether the work folder holds the decoded archive and the restored database (see disk.ts). */
-async function requireDisk(run, manifest) {
+/**
+ * The restore plan, chosen from the work folder's free space before anything is downloaded
+ * (see disk.ts): the decoded archive and the restored database, or the restored database alone
+ * with the archive streamed into pg_restore. A folder too small for either fails check 2.
+ */
+async function planStep(run, manifest) {
     const { options } = run;
     const plan = await chooseRestorePlan({
         need: workDiskNeed(manifest, {
             downloads: false,
             scratch: options.restore && !options.targetUrl,
         }),
-        choice: 'auto',
-        streams: false,
+        choice: options.restorePlan ?? 'auto',
         dir: run.workDir,
     }).catch((error) => {
         failed(run, CheckNames.Decryption, error, Date.now());
         run.skipReason = 'there is not enough disk in the work folder';
         return undefined;
     });
-    if (plan)
-        run.deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
-    return plan !== undefined;
+    if (!plan)
+        return undefined;
+    run.deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
+    run.plan = { chosen: plan, peakDisk: await PeakDisk.start(run.workDir) };
+    return plan;
+}
+/**
+ * The streamed plan's first read: the archive's table of contents, decoded from the start of
+ * the object (checks 3 and 4 read it). The feed then streams the whole object into pg_restore
+ * once, through the SHA-256 and size check (check 1, recorded when it passes) and the decoding.
+ */
+async function streamHeadStep(run, manifest, started) {
+    const { options, deps } = run;
+    const entry = dumpObject(manifest);
+    const source = {
+        storage: deps.storage,
+        manifest,
+        decryption: options.decryption,
+        tools: { zstdPath: deps.zstdPath },
+        logger: deps.logger,
+        progressIntervalMs: deps.progressIntervalMs,
+    };
+    const head = await deps.logger
+        .group(`Read the table of contents of ${deps.storage.location(entry.key)}`, () => fetchArchiveHead({ ...source, dir: run.workDir }))
+        .catch((error) => ({ error }));
+    if ('error' in head) {
+        // Damage can break the decoding first: the whole object says whether it is the backup's.
+        if (await objectIntact(run, manifest, started)) {
+            failedDecoding(run, manifest, head.error, Date.now());
+        }
+        return undefined;
+    }
+    deps.logger.info(`Read the archive's table of contents (${formatBytes(head.bytes)}); the object streams into pg_restore next, its size and SHA-256 checked as it goes`);
+    const archive = { archivePath: head.archivePath, streaming: false };
+    const feed = archiveFeed({
+        ...source,
+        restores: options.restore,
+        onIntegrityChecked: (object) => {
+            archive.integrityAt = Date.now();
+            record(run, {
+                name: CheckNames.Manifest,
+                status: 'passed',
+                detail: `${integrityDetail(entry.key, object)}; checked as the object streamed into pg_restore`,
+                seconds: (archive.integrityAt - started) / 1000,
+            });
+        },
+    });
+    archive.feed = (start) => {
+        archive.streaming = true;
+        return feed(start);
+    };
+    return archive;
+}
+/**
+ * Records what a failed stream into pg_restore says about the backup: an object that does not
+ * match its manifest (check 1: what was restored from it must not be trusted), or one that
+ * matched and did not decode (check 2). False when the failure is pg_restore's own, or came
+ * before the object streamed.
+ */
+function streamFailed(run, manifest, archive, error, started) {
+    if (!archive.streaming || error instanceof PgRestoreError)
+        return false;
+    if (archive.integrityAt === undefined) {
+        failed(run, CheckNames.Manifest, error, started);
+        run.skipReason = skipReasonFor(error);
+    }
+    else {
+        failedDecoding(run, manifest, error, archive.integrityAt);
+    }
+    return true;
+}
+/** Check 2 failed: the object matched its manifest and did not decrypt or decompress. */
+function failedDecoding(run, manifest, error, at) {
+    const detail = error instanceof AgeError && manifest.encryption
+        ? decryptionFailure(error, manifest)
+        : undefined;
+    failed(run, CheckNames.Decryption, error, at, detail);
+    run.skipReason = manifest.encryption
+        ? 'the backup could not be decrypted and decompressed'
+        : 'the backup could not be decompressed';
+}
+/**
+ * `restore: false` in the streamed plan: pg_restore reads the whole archive as it streams
+ * (`--file=/dev/null`), every entry's data included, so checks 1 and 2 cover the whole object.
+ */
+async function readStreamStep(run, manifest, tools, archive) {
+    const { storage, logger } = run.deps;
+    const started = Date.now();
+    const feed = archive.feed;
+    return logger.group(`Stream ${storage.location(dumpObject(manifest).key)} through pg_restore`, () => readArchiveFeed(tools.pgRestore, feed, logger).then(() => {
+        recordStreamDecoded(run, manifest, 'pg_restore, which read every entry (--file=/dev/null)');
+        return true;
+    }, (error) => {
+        if (!streamFailed(run, manifest, archive, error, started)) {
+            failedDecoding(run, manifest, error, started);
+        }
+        return false;
+    }));
+}
+/** Check 2 of the streamed plan, once pg_restore has read the whole stream. */
+function recordStreamDecoded(run, manifest, into) {
+    record(run, {
+        name: CheckNames.Decryption,
+        status: 'passed',
+        detail: [
+            ...decodingWords(run, manifest),
+            `the ${manifest.format} archive streamed into ${into}, not written to disk`,
+        ].join('; '),
+    });
 }
 /** Checks 1 and 2: the download checked against the manifest, decoded into the archive. */
 async function fetchStep(run, manifest, started) {
@@ -101143,50 +101466,58 @@ async function fetchStep(run, manifest, started) {
         return undefined;
     }
     if (fetchError !== undefined || !fetched) {
-        const detail = fetchError instanceof AgeError && manifest.encryption
-            ? decryptionFailure(fetchError, manifest)
-            : undefined;
-        failed(run, CheckNames.Decryption, fetchError, integrityAt, detail);
-        run.skipReason = manifest.encryption
-            ? 'the backup could not be decrypted and decompressed'
-            : 'the backup could not be decompressed';
+        failedDecoding(run, manifest, fetchError, integrityAt);
         return undefined;
     }
     await recordDecoded(run, manifest, fetched, integrityAt);
     return fetched;
 }
 async function recordDecoded(run, manifest, fetched, integrityAt) {
-    const decryption = run.options.decryption;
     const archiveBytes = await archiveSize(fetched);
     record(run, {
         name: CheckNames.Decryption,
         status: 'passed',
         detail: [
-            manifest.encryption
-                ? `decrypted with the given age ${decryption?.identities.length ? 'identity' : 'passphrase'}`
-                : 'not encrypted',
-            manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
-                ? `decompressed ${manifest.compression.method}`
-                : `compression: ${describeCompression(manifest.compression)}`,
+            ...decodingWords(run, manifest),
             `${manifest.format} archive of ${formatBytes(archiveBytes)}`,
         ].join('; '),
         seconds: (Date.now() - integrityAt) / 1000,
     });
 }
-/** Check 3: pg_restore lists the archive's table of contents. */
-async function listStep(run, manifest, archivePath) {
+/** `decrypted with the given age identity`, `decompressed zstd`: what check 2 undid. */
+function decodingWords(run, manifest) {
+    const decryption = run.options.decryption;
+    return [
+        manifest.encryption
+            ? `decrypted with the given age ${decryption?.identities.length ? 'identity' : 'passphrase'}`
+            : 'not encrypted',
+        manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
+            ? `decompressed ${manifest.compression.method}`
+            : `compression: ${describeCompression(manifest.compression)}`,
+    ];
+}
+/**
+ * Check 3: pg_restore lists the archive's table of contents (streamed: the one read ahead; the
+ * whole archive is read by pg_restore from the stream afterwards).
+ */
+async function listStep(run, manifest, archive, started) {
     const listStarted = Date.now();
-    const listed = await listWithTools(run, manifest, archivePath).catch((error) => {
-        failed(run, CheckNames.Archive, error, listStarted);
+    const listed = await listWithTools(run, manifest, archive.archivePath).catch((error) => ({ error }));
+    if ('error' in listed) {
+        // Streamed, the object was not checked yet: damage is named as such.
+        if (archive.feed && !(await objectIntact(run, manifest, started)))
+            return undefined;
+        failed(run, CheckNames.Archive, listed.error, listStarted);
         run.skipReason = 'pg_restore could not read the archive';
         return undefined;
-    });
-    if (!listed)
-        return undefined;
+    }
     record(run, {
         name: CheckNames.Archive,
         status: 'passed',
-        detail: `pg_restore ${listed.tools.version} lists ${listed.listing.entries} entries (${listed.listing.tableData} with table data)`,
+        detail: `pg_restore ${listed.tools.version} lists ${listed.listing.entries} entries (${listed.listing.tableData} with table data)` +
+            (archive.feed
+                ? ' from the table of contents read ahead of the stream; pg_restore then reads the whole archive as it streams'
+                : ''),
         seconds: (Date.now() - listStarted) / 1000,
     });
     return listed;
@@ -101227,7 +101558,7 @@ async function checksStep(run, manifest, listing, restored) {
  * them), worded as two check lines. Returns the connected client, or undefined after recording
  * the failure.
  */
-async function restoreStep(run, manifest, tools, listing, archivePath) {
+async function restoreStep(run, manifest, tools, listing, archive) {
     const { options, deps } = run;
     const { storage, logger } = deps;
     const preflightStarted = Date.now();
@@ -101254,7 +101585,8 @@ async function restoreStep(run, manifest, tools, listing, archivePath) {
                 target,
                 manifest,
                 tools,
-                archivePath,
+                archivePath: archive.archivePath,
+                feed: archive.feed,
                 listing,
                 workDir: run.workDir,
                 jobs: options.jobs ?? 2,
@@ -101276,11 +101608,14 @@ async function restoreStep(run, manifest, tools, listing, archivePath) {
             restoreStarted = Date.now();
             const outcome = await performRestore(job, client, prepared);
             const seconds = (Date.now() - restoreStarted) / 1000;
+            if (archive.feed)
+                recordStreamDecoded(run, manifest, 'pg_restore, which restored it');
+            const plan = await restoredPlan(run, client);
             record(run, {
                 name: CheckNames.Restore,
                 status: 'passed',
                 detail: `restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
-                    `in ${formatDuration(seconds)}: ${outcome.detail}`,
+                    `in ${formatDuration(seconds)}: ${plan ? `${plan}; ` : ''}${outcome.detail}`,
                 seconds,
             });
             return { client, outcome };
@@ -101295,12 +101630,34 @@ async function restoreStep(run, manifest, tools, listing, archivePath) {
                         : 'the target lacks what the archive needs';
             }
             else {
-                failed(run, CheckNames.Restore, error, restoreStarted);
-                run.skipReason = 'pg_restore failed';
+                restoreFailed(run, manifest, archive, error, restoreStarted);
             }
             return undefined;
         }
     });
+}
+/**
+ * Check 5 failed. Streamed, the object may be what failed: one that does not match its
+ * manifest is found after pg_restore loaded what it read, so the restore fails too, and what
+ * it restored must not be trusted (the database it went into is removed either way).
+ */
+function restoreFailed(run, manifest, archive, error, started) {
+    if (!streamFailed(run, manifest, archive, error, started)) {
+        failed(run, CheckNames.Restore, error, started);
+        run.skipReason = 'pg_restore failed';
+    }
+    else if (archive.integrityAt === undefined) {
+        failed(run, CheckNames.Restore, new Error('pg_restore read an object that does not match its manifest (see the first check): the restored data must not be trusted; the database it went into is discarded.'), started);
+    }
+}
+/** The plan's line of the restore check, with the disk used and the restored database's size. */
+async function restoredPlan(run, client) {
+    if (!run.plan)
+        return undefined;
+    const size = await client.query('SELECT pg_database_size(current_database())::text AS bytes');
+    run.plan.report = await verify_planReport(run.plan, Number(size.rows[0].bytes));
+    run.deps.logger.info(`Restore plan: ${describePlanReport(run.plan.report)}`);
+    return describePlanReport(run.plan.report);
 }
 /** Removes the scratch server or the database the run created, then the roles it created. */
 async function cleanupTarget(run, target) {
@@ -101425,6 +101782,7 @@ var tar_stream = __nccwpck_require__(6118);
 
 
 
+
 function toolStage(command, args, label) {
     const proc = startProcess(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const { stdin, stdout } = proc.child;
@@ -101490,7 +101848,10 @@ async function addEntry(pack, entry, body) {
 async function readArchive(storage, archive, options, onEntry) {
     const zstd = toolStage(options.zstdPath, ['-q', '-d', '-c'], 'zstd -d');
     const hash = new HashCounter();
-    const stages = [await storage.getStream(archive.key), hash];
+    const body = external_node_stream_.Readable.from(resumingRead(storage, archive.key, options.logger), {
+        objectMode: false,
+    });
+    const stages = [body, hash];
     if (archive.encrypted) {
         stages.push(createDecryptStream({ identities: options.identities, passphrase: options.passphrase }));
     }
@@ -101512,6 +101873,39 @@ async function readArchive(storage, archive, options, onEntry) {
     }
     if (hash.bytes !== archive.bytes || hash.digest() !== archive.sha256) {
         throw new Error(`The archive ${storage.location(archive.key)} does not match its manifest: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}.`);
+    }
+}
+/** Breaks in a row, at the same byte, after which the archive counts as unreadable. */
+const RESUMES = 5;
+/**
+ * An object's bytes, resumed from where they broke off. A restore reads an archive no faster
+ * than it writes the files out, so while a slow target (a bucket answering one small PUT after
+ * another) keeps the archive's connection waiting, the store may drop it: Swift after 60 s
+ * without a read, S3 after a while too. The read goes on with a ranged GET from the byte
+ * reached; the archive's SHA-256, checked over all of it, proves the pieces fit together.
+ */
+async function* resumingRead(storage, key, logger) {
+    let offset = 0;
+    let brokeAt = -1;
+    let breaks = 0;
+    for (;;) {
+        const body = await storage.getStream(key, offset > 0 ? { start: offset } : undefined);
+        try {
+            for await (const chunk of body) {
+                offset += chunk.length;
+                yield chunk;
+            }
+            return;
+        }
+        catch (error) {
+            // Only breaks without progress in between count: a long, slow restore may resume often.
+            breaks = offset > brokeAt ? 1 : breaks + 1;
+            brokeAt = offset;
+            if (breaks > RESUMES) {
+                throw new Error(`Reading ${storage.location(key)} broke off ${breaks} times in a row at byte ${offset}: ${(0,core_errors/* errorMessage */.gJ)(error)}`, { cause: error });
+            }
+            logger.info(`Reading ${storage.location(key)} broke off at byte ${offset} (${(0,core_errors/* errorMessage */.gJ)(error)}); resuming from there.`);
+        }
     }
 }
 
@@ -101802,17 +102196,426 @@ function backup_buildManifest(run) {
     };
 }
 
-;// CONCATENATED MODULE: ./lib/files/prune.js
+;// CONCATENATED MODULE: ./lib/files/records.js
 /**
- * Retention for file backups. The policy (catalog/retention.ts) decides which backups are kept,
- * as for database backups; what is deleted then follows the references: a backup that goes
- * loses its manifest, but its archive stays as long as a kept backup still refers to it.
+ * Verification records of file backups: what verify and the drill found, appended inside the
+ * backup's folder (`<name>/files/<id>/verifications/<time>.json`) in the database verifications'
+ * shape, so prune reads the last one of each backup and never deletes the newest verified.
  */
 
 
 
 
-function prune_catalogBackup(manifest) {
+/** The record of one verify or drill of a file backup, in the database verifications' shape. */
+function fileRunRecord(type, manifest, run) {
+    return {
+        schemaVersion: MANIFEST_SCHEMA_VERSION,
+        backupId: manifest.id,
+        name: manifest.name,
+        type,
+        status: run.status,
+        startedAt: run.startedAt.toISOString(),
+        finishedAt: run.finishedAt.toISOString(),
+        checks: run.checks.map((c) => ({ name: c.name, status: c.status, detail: c.detail })),
+    };
+}
+/** Appends a record; a failure to store it is a warning, never the run's result. */
+async function appendFileVerification(storage, record, logger) {
+    const key = fileVerificationKey(record.name, record.backupId, new Date(record.finishedAt));
+    try {
+        await storage.putBytes(key, `${JSON.stringify(record, null, 2)}\n`, { ifNoneMatch: true });
+        return key;
+    }
+    catch (error) {
+        logger.warning(`Could not store the ${record.type} record of file backup ${record.backupId} (${(0,core_errors/* errorMessage */.gJ)(error)}); prune will not count this run.`);
+        return undefined;
+    }
+}
+/** The status of the newest verification record of a backup folder, when it has one. */
+async function lastFileVerification(storage, name, folder) {
+    const prefix = fileVerificationsPrefix(name, folder.id);
+    const newest = folder.objects
+        .map((o) => o.key)
+        .filter((key) => key.startsWith(prefix) && key.endsWith('.json'))
+        .sort((a, b) => external_node_path_.posix.basename(a).localeCompare(external_node_path_.posix.basename(b)))
+        .at(-1);
+    if (newest === undefined)
+        return undefined;
+    const data = await storage.getBytes(newest);
+    if (!data)
+        return undefined;
+    try {
+        const status = JSON.parse(data.toString()).status;
+        return status === 'passed' || status === 'failed' ? status : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/files/restore.js
+/**
+ * Restores one point in time of a file backup into a folder or a bucket/prefix: every archive
+ * the manifest refers to is read once, and the entries that point in time holds are written,
+ * each checked against its SHA-256. Timed like a drill: how long until every file was back.
+ */
+
+
+
+
+
+
+
+async function runFileRestore(options, deps) {
+    const started = deps.clock.now();
+    const manifest = await selectFileBackup(deps.storage, options.name, options.backupId);
+    await requireEmptyTarget(deps.target);
+    deps.logger.info(`Restoring file backup ${manifest.id}: ${streams_formatCount(manifest.files.length)} files, ${formatBytes(filesBytes(manifest))}, from ${manifest.archives.length} archive(s), into ${deps.target.description}.`);
+    const restored = new Set();
+    for (const archive of manifest.archives) {
+        const wanted = new Map(manifest.files.filter((f) => f.archive === archive.backupId).map((f) => [f.key, f]));
+        const writer = new TargetWriter(deps.target);
+        await deps.logger.group(`Archive of ${archive.backupId} (${wanted.size} files)`, async () => {
+            await readArchive(deps.storage, archive, restore_decryption(options, deps), async (name, body) => {
+                const entry = wanted.get(name);
+                if (!entry || restored.has(name))
+                    return drain(body);
+                restored.add(name);
+                await writer.write(entry, body);
+            });
+            await writer.finish();
+        });
+    }
+    requireAll(manifest, restored);
+    const finished = deps.clock.now();
+    return {
+        manifest,
+        files: restored.size,
+        bytes: filesBytes(manifest),
+        archivesRead: manifest.archives.length,
+        seconds: (finished.getTime() - started.getTime()) / 1000,
+        backupAgeSeconds: (started.getTime() - Date.parse(manifest.finishedAt)) / 1000,
+    };
+}
+function restore_decryption(options, deps) {
+    return {
+        logger: deps.logger,
+        zstdPath: deps.zstdPath,
+        identities: options.identities,
+        passphrase: options.passphrase,
+    };
+}
+/** Restoring never overwrites: the target must hold nothing yet. */
+async function requireEmptyTarget(target) {
+    for await (const object of target.list('')) {
+        throw new core_errors/* ConfigurationError */.j1(`The restore target ${target.description} is not empty (it holds ${object.key}). Restore into an empty folder or prefix.`);
+    }
+}
+async function drain(body) {
+    for await (const chunk of body)
+        void chunk;
+}
+/** Files up to this size are read whole and written while the archive goes on. */
+const SMALL_FILE = 1024 * 1024;
+/** Small files written at once: a store's round trip, not its bandwidth, bounds them. */
+const WRITES_IN_FLIGHT = 16;
+/**
+ * Writes restored files to the target, checking each against its SHA-256. Small files are
+ * buffered, checked before they are written, and written in one request each, several at a
+ * time, so the archive keeps streaming while a bucket answers one request after another
+ * (memory: at most WRITES_IN_FLIGHT small files).
+ */
+class TargetWriter {
+    target;
+    pending = new Set();
+    failure;
+    constructor(target) {
+        this.target = target;
+    }
+    async write(entry, body) {
+        this.throwIfFailed();
+        if (entry.size > SMALL_FILE)
+            return restoreOne(entry, body, this.target);
+        const chunks = [];
+        for await (const chunk of body)
+            chunks.push(chunk);
+        const data = Buffer.concat(chunks);
+        requireMatch(entry, data.length, (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex'), this.target);
+        while (this.pending.size >= WRITES_IN_FLIGHT)
+            await Promise.race(this.pending);
+        this.throwIfFailed();
+        const writing = this.target.putBytes(entry.key, data, contentTypeOf(entry)).then(() => undefined, (error) => {
+            this.failure ??= error;
+        });
+        this.pending.add(writing);
+        void writing.finally(() => this.pending.delete(writing));
+    }
+    async finish() {
+        await Promise.all(this.pending);
+        this.throwIfFailed();
+    }
+    throwIfFailed() {
+        if (this.failure !== undefined)
+            throw this.failure;
+    }
+}
+function contentTypeOf(entry) {
+    return entry.contentType ? { contentType: entry.contentType } : {};
+}
+/** A large file, streamed to the target while its SHA-256 is taken. */
+async function restoreOne(entry, body, target) {
+    const hash = new HashCounter();
+    await Promise.all([
+        target.putStream(entry.key, hash, { sizeHint: entry.size, ...contentTypeOf(entry) }),
+        (0,external_node_stream_promises_.pipeline)(body, hash),
+    ]);
+    requireMatch(entry, hash.bytes, hash.digest(), target);
+}
+function requireMatch(entry, bytes, sha256, target) {
+    if (bytes === entry.size && sha256 === entry.sha256)
+        return;
+    throw new Error(`The restored file ${target.location(entry.key)} does not match the manifest: ${bytes} bytes, SHA-256 ${sha256}; expected ${entry.size} bytes, SHA-256 ${entry.sha256}.`);
+}
+function requireAll(manifest, restored) {
+    const missing = manifest.files.filter((f) => !restored.has(f.key));
+    if (missing.length === 0)
+        return;
+    throw new Error(`${missing.length} file(s) of backup ${manifest.id} were not found in their archives, first: ${missing[0].key} (archive of ${missing[0].archive}).`);
+}
+
+;// CONCATENATED MODULE: ./lib/files/verify.js
+/**
+ * Verifies a file backup: every archive it refers to is read whole and its size and SHA-256
+ * compared with the manifest; with `restore`, the point in time is restored into a scratch
+ * folder (removed afterwards) and the files found there (list and hashes) compared with the
+ * manifest. The result is recorded beside the backup, for prune's "newest verified" rule.
+ */
+
+
+
+
+
+
+
+
+
+
+async function runFileVerify(options, deps) {
+    const startedAt = deps.clock.now();
+    const manifest = await selectFileBackup(deps.storage, options.name, options.backupId);
+    const restored = options.restore
+        ? await inScratchFolder(deps, (target) => restoreAndCompare(manifest, options, deps, target))
+        : undefined;
+    const checks = [restored?.check ?? (await archivesCheck(manifest, deps))];
+    const status = checks.every((c) => c.status !== 'failed') ? 'passed' : 'failed';
+    const finishedAt = deps.clock.now();
+    const record = fileRunRecord('verify', manifest, { status, checks, startedAt, finishedAt });
+    return {
+        manifest,
+        status,
+        checks,
+        startedAt,
+        seconds: (finishedAt.getTime() - startedAt.getTime()) / 1000,
+        restoreSeconds: restored?.result?.seconds,
+        recordKey: await appendFileVerification(deps.storage, { ...record, git: options.git }, deps.logger),
+    };
+}
+async function archiveMismatch(archive, storage) {
+    const hash = new HashCounter();
+    await (0,external_node_stream_promises_.pipeline)(await storage.getStream(archive.key), hash, async (source) => {
+        for await (const chunk of source)
+            void chunk;
+    });
+    if (hash.bytes === archive.bytes && hash.digest() === archive.sha256)
+        return undefined;
+    return `${archive.key}: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}`;
+}
+async function archivesCheck(manifest, deps) {
+    const problems = [];
+    for (const archive of manifest.archives) {
+        try {
+            const mismatch = await archiveMismatch(archive, deps.storage);
+            if (mismatch)
+                problems.push(mismatch);
+        }
+        catch (error) {
+            problems.push(`${archive.key}: ${(0,core_errors/* errorMessage */.gJ)(error)}`);
+        }
+    }
+    return problems.length === 0
+        ? {
+            name: 'archives',
+            status: 'passed',
+            detail: `${manifest.archives.length} archive(s) match their size and SHA-256`,
+        }
+        : { name: 'archives', status: 'failed', detail: problems.join('; ') };
+}
+/** Runs `fn` on a scratch folder under the work folder, removed afterwards whatever happens. */
+async function inScratchFolder(deps, fn) {
+    const scratch = await (0,promises_.mkdtemp)(external_node_path_.join(deps.workDir ?? external_node_os_.tmpdir(), 'files-restore-'));
+    try {
+        return await fn(new local/* LocalStorage */.D(scratch, deps.logger));
+    }
+    finally {
+        await (0,promises_.rm)(scratch, { recursive: true, force: true });
+    }
+}
+/**
+ * Restores a point in time into an empty `target` and compares what the target then holds
+ * (every key, every file's SHA-256 re-read) with the manifest. A failed restore is a failed
+ * check, never an exception.
+ */
+async function restoreAndCompare(manifest, options, deps, target) {
+    try {
+        const result = await runFileRestore({
+            name: options.name,
+            backupId: manifest.id,
+            identities: options.identities,
+            passphrase: options.passphrase,
+        }, { ...deps, target });
+        const differences = await compareTree(manifest, target);
+        const check = differences.length === 0
+            ? {
+                name: 'restore',
+                status: 'passed',
+                detail: `${result.files} files restored into ${target.description}; list and SHA-256 equal to the manifest`,
+            }
+            : { name: 'restore', status: 'failed', detail: differences.join('; ') };
+        return { check, result };
+    }
+    catch (error) {
+        return { check: { name: 'restore', status: 'failed', detail: (0,core_errors/* errorMessage */.gJ)(error) } };
+    }
+}
+/** The files of a restore target against the manifest, each re-read; at most 10 named. */
+async function compareTree(manifest, target) {
+    const expected = new Map(manifest.files.map((f) => [f.key, f.sha256]));
+    const differences = [];
+    for await (const object of target.list('')) {
+        const want = expected.get(object.key);
+        expected.delete(object.key);
+        if (want === undefined) {
+            differences.push(`${object.key} is not in the manifest`);
+            continue;
+        }
+        const hash = new HashCounter();
+        await (0,external_node_stream_promises_.pipeline)(await target.getStream(object.key), hash, async (source) => {
+            for await (const chunk of source)
+                void chunk;
+        });
+        if (hash.digest() !== want)
+            differences.push(`${object.key} has another SHA-256`);
+    }
+    for (const key of expected.keys())
+        differences.push(`${key} is missing`);
+    return differences.length > 10
+        ? [...differences.slice(0, 10), `${differences.length - 10} more`]
+        : differences;
+}
+
+;// CONCATENATED MODULE: ./lib/files/drill.js
+
+
+
+
+
+
+const RTO_CHECK = 'Recovery time (RTO)';
+const RPO_CHECK = 'Backup age (RPO)';
+async function runFileDrill(options, deps) {
+    const startedAt = deps.clock.now();
+    const { chosen, newest } = await pointInTime(deps.storage, options);
+    const rpoSeconds = Math.max(0, (startedAt.getTime() - Date.parse(newest.startedAt)) / 1000);
+    deps.logger.info(`Drilling file backup ${chosen.id} of ${options.name}; the newest file backup is ${newest.id}.`);
+    const { restored, target } = await restoreIntoTarget(chosen, options, deps);
+    const rtoSeconds = restored.result?.seconds;
+    const checks = [
+        restored.check,
+        rtoSeconds === undefined
+            ? { name: RTO_CHECK, status: 'failed', detail: 'not recovered' }
+            : targetCheck(RTO_CHECK, rtoSeconds, options.rtoTargetSeconds, 'rto-target'),
+        targetCheck(RPO_CHECK, rpoSeconds, options.rpoTargetSeconds, 'rpo-target'),
+    ];
+    const status = checks.every((c) => c.status !== 'failed') ? 'passed' : 'failed';
+    const record = {
+        ...fileRunRecord('drill', chosen, { status, checks, startedAt, finishedAt: deps.clock.now() }),
+        ...(rtoSeconds === undefined ? {} : { rtoSeconds, timings: { restore: rtoSeconds } }),
+        rpoSeconds,
+        rtoTargetSeconds: options.rtoTargetSeconds,
+        rpoTargetSeconds: options.rpoTargetSeconds,
+        git: options.git,
+    };
+    return {
+        manifest: chosen,
+        status,
+        checks,
+        target,
+        startedAt,
+        rtoSeconds,
+        rpoSeconds,
+        rtoTargetSeconds: options.rtoTargetSeconds,
+        rpoTargetSeconds: options.rpoTargetSeconds,
+        files: restored.result?.files,
+        bytes: restored.result?.bytes,
+        recordKey: await appendFileVerification(deps.storage, record, deps.logger),
+    };
+}
+/** The backup to drill and the newest complete one (whose age is the RPO). */
+async function pointInTime(storage, options) {
+    const chosen = await selectFileBackup(storage, options.name, options.backupId);
+    const newest = completeFileBackups(await listFileBackups(storage, options.name))[0] ?? chosen;
+    return { chosen, newest };
+}
+/** Restores and compares, then removes what the drill wrote. */
+async function restoreIntoTarget(manifest, options, deps) {
+    const run = (target) => restoreAndCompare(manifest, options, deps, target);
+    if (deps.target === undefined) {
+        return inScratchFolder(deps, async (target) => ({
+            restored: await run(target),
+            target: `a scratch folder under ${deps.workDir ?? 'the temp folder'}`,
+        }));
+    }
+    const target = deps.target;
+    // Checked here, before anything is written: only then is everything the manifest names in
+    // the target afterwards the drill's own to remove.
+    await requireEmptyTarget(target);
+    try {
+        return { restored: await run(target), target: target.description };
+    }
+    finally {
+        await removeRestored(manifest, target, deps.logger);
+    }
+}
+async function removeRestored(manifest, target, logger) {
+    const keys = new Set(manifest.files.map((f) => f.key));
+    const written = [];
+    try {
+        for await (const object of target.list(''))
+            if (keys.has(object.key))
+                written.push(object.key);
+        if (written.length > 0)
+            await target.delete(written);
+        logger.info(`Removed the ${written.length} file(s) the drill restored into ${target.description}.`);
+    }
+    catch (error) {
+        logger.warning(`Could not remove the files the drill restored into ${target.description}: ${(0,core_errors/* errorMessage */.gJ)(error)}. Empty it before the next drill.`);
+    }
+}
+
+;// CONCATENATED MODULE: ./lib/files/prune.js
+/**
+ * Retention for file backups. The policy (catalog/retention.ts) decides which backups are kept,
+ * as for database backups; what is deleted then follows the references: a backup that goes
+ * loses its manifest, but its archive stays as long as a kept backup still refers to it. The
+ * newest backup whose last verify or drill passed is kept whatever the policy says.
+ */
+
+
+
+
+
+
+function prune_catalogBackup(manifest, lastVerification) {
     return {
         id: manifest.id,
         name: manifest.name,
@@ -101820,15 +102623,22 @@ function prune_catalogBackup(manifest) {
         kind: manifest.kind,
         keepUntil: manifest.keepUntil ? new Date(manifest.keepUntil) : undefined,
         bytes: filesBytes(manifest),
+        ...(lastVerification ? { lastVerification } : {}),
     };
+}
+/** The last verify or drill status of each complete backup, from its folder's records. */
+async function prune_lastVerifications(storage, name, folders) {
+    const complete = folders.filter((f) => f.manifest !== undefined);
+    const statuses = await mapLimit(complete, 8, (f) => lastFileVerification(storage, name, f));
+    return new Map(complete.map((f, i) => [f.id, statuses[i]]));
 }
 async function runFilePrune(options, deps) {
     const now = deps.clock.now();
     const folders = await listFileBackups(deps.storage, options.name);
     const complete = completeFileBackups(folders);
-    const plan = planRetention(complete.map(prune_catalogBackup), options.policy, now, {
-        maxDelete: options.maxDelete,
-    });
+    const verified = await prune_lastVerifications(deps.storage, options.name, folders);
+    const backups = complete.map((m) => prune_catalogBackup(m, verified.get(m.id)));
+    const plan = planRetention(backups, options.policy, now, { maxDelete: options.maxDelete });
     const report = {
         plan,
         keptForReferences: [],
@@ -101890,129 +102700,6 @@ function keysToDelete(doomed, referenced, name) {
         }
     }
     return { manifests, data, keptForReferences };
-}
-
-;// CONCATENATED MODULE: ./lib/files/restore.js
-/**
- * Restores one point in time of a file backup into a folder or a bucket/prefix: every archive
- * the manifest refers to is read once, and the entries that point in time holds are written,
- * each checked against its SHA-256. Timed like a drill: how long until every file was back.
- */
-
-
-
-
-
-
-
-async function runFileRestore(options, deps) {
-    const started = deps.clock.now();
-    const manifest = await selectFileBackup(deps.storage, options.name, options.backupId);
-    await requireEmptyTarget(deps.target);
-    deps.logger.info(`Restoring file backup ${manifest.id}: ${streams_formatCount(manifest.files.length)} files, ${formatBytes(filesBytes(manifest))}, from ${manifest.archives.length} archive(s), into ${deps.target.description}.`);
-    const restored = new Set();
-    for (const archive of manifest.archives) {
-        const wanted = new Map(manifest.files.filter((f) => f.archive === archive.backupId).map((f) => [f.key, f]));
-        const writer = new TargetWriter(deps.target);
-        await deps.logger.group(`Archive of ${archive.backupId} (${wanted.size} files)`, async () => {
-            await readArchive(deps.storage, archive, restore_decryption(options, deps), async (name, body) => {
-                const entry = wanted.get(name);
-                if (!entry || restored.has(name))
-                    return drain(body);
-                restored.add(name);
-                await writer.write(entry, body);
-            });
-            await writer.finish();
-        });
-    }
-    requireAll(manifest, restored);
-    const finished = deps.clock.now();
-    return {
-        manifest,
-        files: restored.size,
-        bytes: filesBytes(manifest),
-        archivesRead: manifest.archives.length,
-        seconds: (finished.getTime() - started.getTime()) / 1000,
-        backupAgeSeconds: (started.getTime() - Date.parse(manifest.finishedAt)) / 1000,
-    };
-}
-function restore_decryption(options, deps) {
-    return {
-        zstdPath: deps.zstdPath,
-        identities: options.identities,
-        passphrase: options.passphrase,
-    };
-}
-/** Restoring never overwrites: the target must hold nothing yet. */
-async function requireEmptyTarget(target) {
-    for await (const object of target.list('')) {
-        throw new core_errors/* ConfigurationError */.j1(`The restore target ${target.description} is not empty (it holds ${object.key}). Restore into an empty folder or prefix.`);
-    }
-}
-async function drain(body) {
-    for await (const chunk of body)
-        void chunk;
-}
-/** Files up to this size are read whole and written while the archive goes on. */
-const SMALL_FILE = 1024 * 1024;
-/** Small files written at once: a store's round trip, not its bandwidth, bounds them. */
-const WRITES_IN_FLIGHT = 8;
-/**
- * Writes restored files to the target, checking each against its SHA-256. Small files are
- * buffered and written several at a time, so the archive keeps streaming while a bucket answers
- * one request after another (memory: at most WRITES_IN_FLIGHT small files).
- */
-class TargetWriter {
-    target;
-    pending = new Set();
-    failure;
-    constructor(target) {
-        this.target = target;
-    }
-    async write(entry, body) {
-        this.throwIfFailed();
-        if (entry.size > SMALL_FILE)
-            return restoreOne(entry, body, this.target);
-        const chunks = [];
-        for await (const chunk of body)
-            chunks.push(chunk);
-        const data = Buffer.concat(chunks);
-        while (this.pending.size >= WRITES_IN_FLIGHT)
-            await Promise.race(this.pending);
-        this.throwIfFailed();
-        const writing = restoreOne(entry, external_node_stream_.Readable.from([data]), this.target).then(() => undefined, (error) => {
-            this.failure ??= error;
-        });
-        this.pending.add(writing);
-        void writing.finally(() => this.pending.delete(writing));
-    }
-    async finish() {
-        await Promise.all(this.pending);
-        this.throwIfFailed();
-    }
-    throwIfFailed() {
-        if (this.failure !== undefined)
-            throw this.failure;
-    }
-}
-async function restoreOne(entry, body, target) {
-    const hash = new HashCounter();
-    await Promise.all([
-        target.putStream(entry.key, hash, {
-            sizeHint: entry.size,
-            ...(entry.contentType ? { contentType: entry.contentType } : {}),
-        }),
-        (0,external_node_stream_promises_.pipeline)(body, hash),
-    ]);
-    if (hash.bytes !== entry.size || hash.digest() !== entry.sha256) {
-        throw new Error(`The restored file ${target.location(entry.key)} does not match the manifest: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; expected ${entry.size} bytes, SHA-256 ${entry.sha256}.`);
-    }
-}
-function requireAll(manifest, restored) {
-    const missing = manifest.files.filter((f) => !restored.has(f.key));
-    if (missing.length === 0)
-        return;
-    throw new Error(`${missing.length} file(s) of backup ${manifest.id} were not found in their archives, first: ${missing[0].key} (archive of ${missing[0].archive}).`);
 }
 
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
@@ -102087,7 +102774,7 @@ async function openFileSource(location, s3, logger) {
     const parsed = parseStorageLocation(location);
     if (parsed.type === 'local')
         return new FolderSource(new local/* LocalStorage */.D(parsed.path, logger));
-    const { S3Storage } = await __nccwpck_require__.e(/* import() */ 444).then(__nccwpck_require__.bind(__nccwpck_require__, 3444));
+    const { S3Storage } = await __nccwpck_require__.e(/* import() */ 703).then(__nccwpck_require__.bind(__nccwpck_require__, 3703));
     const store = new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
     return new S3Source(store.client, parsed.bucket, parsed.prefix, store.description);
 }
@@ -102117,7 +102804,8 @@ function markdown_statusIcon(status) {
 }
 
 ;// CONCATENATED MODULE: ./lib/files/summary.js
-/** Job summaries of file backups: what was written, restored, verified or pruned. */
+/** Job summaries of file backups: what was written, restored, verified, drilled or pruned. */
+
 
 
 
@@ -102159,10 +102847,71 @@ function fileRestoreSummary(result, target) {
         ]),
     ].join('\n');
 }
+function checksTable(checks) {
+    return markdown_table(['check', 'status', 'detail'], checks.map((c) => [c.name, `${markdown_statusIcon(c.status)} ${c.status}`, c.detail]));
+}
+/** Where the run's record went, or why the summary has none. */
+function recorded(key) {
+    return key ?? 'not stored (see the warnings)';
+}
 function fileVerifySummary(report) {
+    const m = report.manifest;
     return [
-        `### ${markdown_statusIcon(report.status)} File backup ${report.manifest.name}: ${report.manifest.id}\n`,
-        markdown_table(['check', 'status', 'detail'], report.checks.map((c) => [c.name, `${markdown_statusIcon(c.status)} ${c.status}`, c.detail])),
+        `### ${markdown_statusIcon(report.status)} File backup verification ${m.name}: ${m.id}\n`,
+        markdown_facts([
+            [
+                'Point in time',
+                `${m.startedAt} (${streams_formatCount(m.files.length)} files, ${formatBytes(filesBytes(m))})`,
+            ],
+            ['Archives', String(m.archives.length)],
+            [
+                'Restore',
+                report.restoreSeconds !== undefined
+                    ? formatDuration(report.restoreSeconds)
+                    : report.checks.some((c) => c.name === 'restore')
+                        ? 'did not complete'
+                        : 'not asked (restore: false)',
+            ],
+            ['Duration', formatDuration(report.seconds)],
+            ['Record', recorded(report.recordKey)],
+        ]),
+        '\n',
+        checksTable(report.checks),
+    ].join('\n');
+}
+function fileDrillSummary(result) {
+    const m = result.manifest;
+    const target = (name) => result.checks.find((c) => c.name === name);
+    const seconds = (value) => value === undefined ? '–' : formatDuration(value);
+    return [
+        `### ${markdown_statusIcon(result.status)} File restore drill ${m.name}: ${m.id}\n`,
+        markdown_table(['', 'measured', 'target', ''], [
+            [
+                '**RTO**',
+                `**${seconds(result.rtoSeconds)}**`,
+                seconds(result.rtoTargetSeconds),
+                `${markdown_statusIcon(target(RTO_CHECK)?.status ?? 'skipped')} restore start to every file written and checked`,
+            ],
+            [
+                '**RPO**',
+                `**${seconds(result.rpoSeconds)}**`,
+                seconds(result.rpoTargetSeconds),
+                `${markdown_statusIcon(target(RPO_CHECK)?.status ?? 'skipped')} age of the newest file backup at the start`,
+            ],
+        ]),
+        '\n',
+        markdown_facts([
+            ['Into', `${result.target} (emptied again afterwards)`],
+            [
+                'Files',
+                result.files === undefined
+                    ? 'not restored'
+                    : `${streams_formatCount(result.files)} (${formatBytes(result.bytes ?? 0)})`,
+            ],
+            ['Record', recorded(result.recordKey)],
+        ]),
+        '\n',
+        checksTable(result.checks.filter((c) => c.name !== RTO_CHECK && c.name !== RPO_CHECK)),
     ].join('\n');
 }
 function filePruneSummary(report) {
@@ -102179,127 +102928,8 @@ function filePruneSummary(report) {
     ].join('\n');
 }
 
-;// CONCATENATED MODULE: ./lib/files/verify.js
-/**
- * Verifies a file backup: every archive it refers to is read whole and its size and SHA-256
- * compared with the manifest; with `restore`, the point in time is restored into a scratch
- * folder and the files found there (list and hashes) compared with the manifest.
- */
-
-
-
-
-
-
-
-
-
-async function runFileVerify(options, deps) {
-    const manifest = await selectFileBackup(deps.storage, options.name, options.backupId);
-    const checks = [];
-    let restoreSeconds;
-    if (options.restore) {
-        const restored = await restoreCheck(manifest, options, deps);
-        checks.push(restored.check);
-        restoreSeconds = restored.seconds;
-    }
-    else {
-        checks.push(await archivesCheck(manifest, deps));
-    }
-    const status = checks.every((c) => c.status === 'passed') ? 'passed' : 'failed';
-    return { manifest, status, checks, restoreSeconds };
-}
-async function archiveMismatch(archive, storage) {
-    const hash = new HashCounter();
-    await (0,external_node_stream_promises_.pipeline)(await storage.getStream(archive.key), hash, async (source) => {
-        for await (const chunk of source)
-            void chunk;
-    });
-    if (hash.bytes === archive.bytes && hash.digest() === archive.sha256)
-        return undefined;
-    return `${archive.key}: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}`;
-}
-async function archivesCheck(manifest, deps) {
-    const problems = [];
-    for (const archive of manifest.archives) {
-        try {
-            const mismatch = await archiveMismatch(archive, deps.storage);
-            if (mismatch)
-                problems.push(mismatch);
-        }
-        catch (error) {
-            problems.push(`${archive.key}: ${(0,core_errors/* errorMessage */.gJ)(error)}`);
-        }
-    }
-    return problems.length === 0
-        ? {
-            name: 'archives',
-            status: 'passed',
-            detail: `${manifest.archives.length} archive(s) match their size and SHA-256`,
-        }
-        : { name: 'archives', status: 'failed', detail: problems.join('; ') };
-}
-async function restoreCheck(manifest, options, deps) {
-    const scratch = await (0,promises_.mkdtemp)(external_node_path_.join(deps.workDir ?? external_node_os_.tmpdir(), 'files-verify-'));
-    try {
-        const target = new local/* LocalStorage */.D(scratch, deps.logger);
-        const result = await runFileRestore({
-            name: options.name,
-            backupId: manifest.id,
-            identities: options.identities,
-            passphrase: options.passphrase,
-        }, {
-            storage: deps.storage,
-            target,
-            logger: deps.logger,
-            clock: deps.clock,
-            zstdPath: deps.zstdPath,
-        });
-        const differences = await compareTree(manifest, target);
-        const check = differences.length === 0
-            ? {
-                name: 'restore',
-                status: 'passed',
-                detail: `${result.files} files restored, list and SHA-256 equal to the manifest`,
-            }
-            : { name: 'restore', status: 'failed', detail: differences.join('; ') };
-        return { check, seconds: result.seconds };
-    }
-    catch (error) {
-        return { check: { name: 'restore', status: 'failed', detail: (0,core_errors/* errorMessage */.gJ)(error) } };
-    }
-    finally {
-        await (0,promises_.rm)(scratch, { recursive: true, force: true });
-    }
-}
-/** The files of the scratch folder against the manifest, re-read from disk; at most 10 named. */
-async function compareTree(manifest, target) {
-    const expected = new Map(manifest.files.map((f) => [f.key, f.sha256]));
-    const differences = [];
-    for await (const object of target.list('')) {
-        const want = expected.get(object.key);
-        expected.delete(object.key);
-        if (want === undefined) {
-            differences.push(`${object.key} is not in the manifest`);
-            continue;
-        }
-        const hash = new HashCounter();
-        await (0,external_node_stream_promises_.pipeline)(await target.getStream(object.key), hash, async (source) => {
-            for await (const chunk of source)
-                void chunk;
-        });
-        if (hash.digest() !== want)
-            differences.push(`${object.key} has another SHA-256`);
-    }
-    for (const key of expected.keys())
-        differences.push(`${key} is missing`);
-    return differences.length > 10
-        ? [...differences.slice(0, 10), `${differences.length - 10} more`]
-        : differences;
-}
-
 ;// CONCATENATED MODULE: ./lib/files/job.js
-/** One file backup job, whatever its mode: opens the places it names and runs the core. */
+
 
 
 
@@ -102317,82 +102947,141 @@ function zstdOf(deps) {
     return found;
 }
 async function runFilesJob(job, deps) {
-    const { logger, clock } = deps;
     const zstdPath = zstdOf(deps);
-    const storage = await openStorage(job.storage.location, job.storage.s3, logger);
+    const storage = await openStorage(job.storage.location, job.storage.s3, deps.logger);
+    const opened = { storage, zstdPath };
     switch (job.mode) {
-        case 'backup': {
-            const source = await openFileSource(job.source.location, job.source.s3, logger);
-            const result = await runFileBackup(job.backup, { source, storage, logger, clock, zstdPath });
-            const c = result.manifest.changes;
-            return {
-                mode: job.mode,
-                status: 'passed',
-                summary: fileBackupSummary(result, storage.description),
-                outputs: {
-                    'backup-id': result.manifest.id,
-                    'manifest-key': result.manifestKey,
-                    files: String(result.manifest.files.length),
-                    'files-new': String(c.new),
-                    'files-changed': String(c.changed),
-                    'files-unchanged': String(c.unchanged),
-                    'files-deleted': String(c.deleted),
-                    'bytes-uploaded': String(c.bytesUploaded),
-                },
-                result,
-            };
-        }
-        case 'restore': {
-            const target = await openStorage(job.target.location, job.target.s3, logger);
-            const result = await runFileRestore(job.restore, {
-                storage,
-                target,
-                logger,
-                clock,
-                zstdPath,
-            });
-            return {
-                mode: job.mode,
-                status: 'passed',
-                summary: fileRestoreSummary(result, target.description),
-                outputs: {
-                    'backup-id': result.manifest.id,
-                    files: String(result.files),
-                    'restore-seconds': result.seconds.toFixed(1),
-                },
-                result,
-            };
-        }
-        case 'verify': {
-            const report = await runFileVerify(job.verify, {
-                storage,
-                logger,
-                clock,
-                zstdPath,
-                workDir: deps.workDir,
-            });
-            return {
-                mode: job.mode,
-                status: report.status,
-                summary: fileVerifySummary(report),
-                outputs: { 'backup-id': report.manifest.id, status: report.status },
-                result: report,
-            };
-        }
-        case 'prune': {
-            const report = await runFilePrune(job.prune, { storage, logger, clock });
-            return {
-                mode: job.mode,
-                status: report.locked.length > 0 ? 'failed' : 'passed',
-                summary: filePruneSummary(report),
-                outputs: {
-                    kept: String(report.plan.keep),
-                    deleted: String(report.plan.delete),
-                },
-                result: report,
-            };
-        }
+        case 'backup':
+            return backupJob(job, opened, deps);
+        case 'restore':
+            return restoreJob(job, opened, deps);
+        case 'verify':
+            return alerted('files-verify', job.verify.name, opened, deps, () => verifyJob(job, opened, deps));
+        case 'drill':
+            return alerted('files-drill', job.drill.name, opened, deps, () => drillJob(job, opened, deps));
+        case 'prune':
+            return pruneJob(job, opened, deps);
     }
+}
+async function backupJob(job, { storage, zstdPath }, deps) {
+    const { logger, clock } = deps;
+    const source = await openFileSource(job.source.location, job.source.s3, logger);
+    const result = await runFileBackup(job.backup, { source, storage, logger, clock, zstdPath });
+    const c = result.manifest.changes;
+    return {
+        mode: job.mode,
+        status: 'passed',
+        summary: fileBackupSummary(result, storage.description),
+        outputs: {
+            'backup-id': result.manifest.id,
+            'manifest-key': result.manifestKey,
+            files: String(result.manifest.files.length),
+            'files-new': String(c.new),
+            'files-changed': String(c.changed),
+            'files-unchanged': String(c.unchanged),
+            'files-deleted': String(c.deleted),
+            'bytes-uploaded': String(c.bytesUploaded),
+        },
+        result,
+    };
+}
+async function restoreJob(job, { storage, zstdPath }, deps) {
+    const target = await openStorage(job.target.location, job.target.s3, deps.logger);
+    const result = await runFileRestore(job.restore, { ...deps, storage, target, zstdPath });
+    return {
+        mode: job.mode,
+        status: 'passed',
+        summary: fileRestoreSummary(result, target.description),
+        outputs: {
+            'backup-id': result.manifest.id,
+            files: String(result.files),
+            'restore-seconds': result.seconds.toFixed(1),
+        },
+        result,
+    };
+}
+async function verifyJob(job, { storage, zstdPath }, deps) {
+    const report = await runFileVerify(job.verify, { ...deps, storage, zstdPath });
+    return {
+        outcome: {
+            mode: job.mode,
+            status: report.status,
+            summary: fileVerifySummary(report),
+            outputs: { 'backup-id': report.manifest.id, status: report.status },
+            result: report,
+        },
+        backupId: report.manifest.id,
+        failures: report.checks.filter((c) => c.status === 'failed').map((c) => c.detail),
+    };
+}
+async function drillJob(job, { storage, zstdPath }, deps) {
+    const target = job.target
+        ? await openStorage(job.target.location, job.target.s3, deps.logger)
+        : undefined;
+    const result = await runFileDrill(job.drill, { ...deps, storage, target, zstdPath });
+    return {
+        outcome: {
+            mode: job.mode,
+            status: result.status,
+            summary: fileDrillSummary(result),
+            outputs: {
+                'backup-id': result.manifest.id,
+                status: result.status,
+                files: result.files === undefined ? '' : String(result.files),
+                'rto-seconds': result.rtoSeconds === undefined ? '' : result.rtoSeconds.toFixed(1),
+                'rpo-seconds': result.rpoSeconds.toFixed(0),
+            },
+            result,
+        },
+        backupId: result.manifest.id,
+        failures: result.checks
+            .filter((c) => c.status === 'failed')
+            .map((c) => `${c.name}: ${c.detail}`),
+    };
+}
+async function pruneJob(job, { storage }, deps) {
+    const report = await runFilePrune(job.prune, { ...deps, storage });
+    return {
+        mode: job.mode,
+        status: report.locked.length > 0 ? 'failed' : 'passed',
+        summary: filePruneSummary(report),
+        outputs: { kept: String(report.plan.keep), deleted: String(report.plan.delete) },
+        result: report,
+    };
+}
+const NEXT_STEP = {
+    'files-verify': "Open the run's summary: fix what a check names, or take a new file backup if this one cannot be restored.",
+    'files-drill': "Open the run's summary: a failed restore needs a new file backup; a missed RTO or RPO target needs a faster store or more frequent file backups.",
+};
+/**
+ * Runs a verify or drill and reports its outcome to the alerts, also when it could not run at
+ * all (then the error is rethrown); the issue number becomes an output.
+ */
+async function alerted(action, name, { storage }, deps, run) {
+    const alert = (outcome) => deps.alert?.({ action, name, warnings: [], nextStep: NEXT_STEP[action], ...outcome }, storage);
+    let proof;
+    try {
+        proof = await run();
+    }
+    catch (error) {
+        await alert({ status: 'failed', message: (0,core_errors/* errorMessage */.gJ)(error) });
+        throw error;
+    }
+    const { outcome, backupId, failures } = proof;
+    const failed = outcome.status === 'failed';
+    const issueNumber = await alert({
+        status: outcome.status,
+        message: failed
+            ? failures.join('; ')
+            : `File backup ${backupId} of ${name}: ${job_describe(action)} passed.`,
+        details: outcome.summary,
+        backupId,
+    });
+    outcome.outputs['issue-number'] = issueNumber === undefined ? '' : String(issueNumber);
+    return outcome;
+}
+function job_describe(action) {
+    return action === 'files-drill' ? 'the restore drill' : 'the verification';
 }
 
 ;// CONCATENATED MODULE: ./lib/files/options.js
@@ -102408,7 +103097,7 @@ async function runFilesJob(job, deps) {
 
 
 
-const FILES_MODES = ['backup', 'restore', 'verify', 'prune'];
+const FILES_MODES = ['backup', 'restore', 'verify', 'drill', 'prune'];
 /** Inputs whose values are secrets: masked before anything is logged. */
 const FILES_SECRET_INPUTS = (/* unused pure expression or super */ null && ([
     'files-s3-secret-access-key',
@@ -102420,6 +103109,7 @@ function options_reader(read) {
     return new OptionReader({ value: read, secret: read });
 }
 const required = (read, name) => options_reader(read).required(name);
+const duration = (read, name) => options_reader(read).duration(name);
 const flag = (read, name) => options_reader(read).boolean(name, false);
 /** The backup store: `storage` with `s3-endpoint`, `s3-region`, `s3-force-path-style`. */
 function storagePlace(read) {
@@ -102517,7 +103207,21 @@ function parseFilesJob(read, git = {}) {
             return {
                 mode,
                 storage,
-                verify: { name, backupId, restore: flag(read, 'restore'), ...options_decryption(read) },
+                verify: { name, backupId, restore: flag(read, 'restore'), ...options_decryption(read), git },
+            };
+        case 'drill':
+            return {
+                mode,
+                storage,
+                ...(read('target') === undefined ? {} : { target: filesPlace(read, 'target') }),
+                drill: {
+                    name,
+                    backupId,
+                    ...options_decryption(read),
+                    rtoTargetSeconds: duration(read, 'rto-target'),
+                    rpoTargetSeconds: duration(read, 'rpo-target'),
+                    git,
+                },
             };
         case 'prune':
             return { mode, storage, prune: options_pruneOptions(read, name) };
@@ -102670,6 +103374,7 @@ async function backupCommand(o, io) {
             id: result.manifest.id,
             name: result.manifest.name,
             location: storage.location(result.objectKey),
+            copies: result.copies,
             bytes: result.bytes,
             sha256: result.sha256,
             durationSeconds: result.durationSeconds,
@@ -103021,10 +103726,8 @@ function sentence(text) {
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1455);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
-/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(7075);
-/* harmony import */ var node_stream_promises__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(6466);
-/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(2500);
-
+/* harmony import */ var _parts_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(3495);
+/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(2500);
 
 
 
@@ -103046,24 +103749,89 @@ function errnoCode(error) {
         ? String(error.code)
         : undefined;
 }
-/** How much a stream upload buffers while a write is in flight. */
+/** The part size of a stream upload: how much is written at once. */
 const WRITE_BATCH = 1 << 20;
 /**
  * Bytes a stream upload writes between the flushes to disk it starts as it goes, so that the
  * fsync before the rename has little left to write.
  */
 const FLUSH_EVERY = 16 << 20;
-/** Writes every byte of `buffers` at the handle's position, across short writes. */
-async function writeAll(handle, buffers) {
-    let rest = buffers.filter((b) => b.length > 0);
-    while (rest.length > 0) {
-        let { bytesWritten } = await handle.writev(rest);
-        while (rest.length > 0 && bytesWritten >= rest[0].length) {
-            bytesWritten -= rest[0].length;
-            rest = rest.slice(1);
-        }
-        if (rest.length > 0 && bytesWritten > 0)
-            rest[0] = rest[0].subarray(bytesWritten);
+/** Writes every byte of `data` at `position`, across short writes. */
+async function writeAll(handle, data, position) {
+    for (let done = 0; done < data.length;) {
+        const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+        done += bytesWritten;
+    }
+}
+/**
+ * A file being written in parts at their offsets, flushed to disk as it goes so that the fsync
+ * before the rename has little left to write; the temporary file is removed when aborted.
+ */
+class FileUpload {
+    handle;
+    temp;
+    path;
+    syncDirectory;
+    partSize = WRITE_BATCH;
+    inFlight = 2;
+    written = 0;
+    flushedAt = 0;
+    /** One flush at a time runs beside the writes; its failure fails the upload. */
+    flushing;
+    flushError;
+    closing;
+    constructor(handle, temp, path, syncDirectory) {
+        this.handle = handle;
+        this.temp = temp;
+        this.path = path;
+        this.syncDirectory = syncDirectory;
+    }
+    async sendPart({ offset, data }) {
+        await writeAll(this.handle, data, offset);
+        this.written += data.length;
+        this.flush();
+        if (this.flushError !== undefined)
+            throw this.flushError;
+    }
+    async complete(whole) {
+        if (whole !== undefined)
+            await writeAll(this.handle, whole, 0);
+        await this.flushed();
+        // The final fsync need not report a write error again once a flush did.
+        if (this.flushError !== undefined)
+            throw this.flushError;
+        await this.handle.sync();
+        await this.close();
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(this.temp, this.path);
+        await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(this.path));
+    }
+    async abort() {
+        await this.flushed();
+        await this.close().catch(() => undefined);
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(this.temp).catch(() => undefined);
+    }
+    close() {
+        this.closing ??= this.handle.close();
+        return this.closing;
+    }
+    flush() {
+        if (this.flushing || this.flushError !== undefined)
+            return;
+        if (this.written - this.flushedAt < FLUSH_EVERY)
+            return;
+        this.flushedAt = this.written;
+        this.flushing = this.handle.datasync().then(() => {
+            this.flushing = undefined;
+            this.flush();
+        }, (error) => {
+            this.flushError = error;
+            this.flushing = undefined;
+        });
+    }
+    /** Waits for the flushes under way (a flush that ends may start the next one). */
+    async flushed() {
+        while (this.flushing)
+            await this.flushing;
     }
 }
 /**
@@ -103100,86 +103868,16 @@ class LocalStorage {
     tempPathFor(path) {
         return (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), `.${(0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path)}.partial-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(8).toString('hex')}`);
     }
-    async putStream(key, body, options = {}) {
-        let bodyError;
-        const onBodyError = (error) => {
-            bodyError ??= error;
-        };
-        body.on('error', onBodyError);
-        let path;
-        let temp;
-        let bytes = 0;
-        try {
-            path = this.pathOf(key);
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
-            temp = this.tempPathFor(path);
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
-            // One flush at a time runs beside the writes; its failure fails the upload (the final
-            // fsync need not report a write error again once a flush did).
-            let flushing;
-            let flushedAt = 0;
-            let flushError;
-            const flush = () => {
-                if (flushing || flushError !== undefined || bytes - flushedAt < FLUSH_EVERY)
-                    return;
-                flushedAt = bytes;
-                flushing = handle.datasync().then(() => {
-                    flushing = undefined;
-                    flush();
-                }, (error) => {
-                    flushError = error;
-                    flushing = undefined;
-                });
-            };
-            // A flush that ends may start the next one.
-            const flushed = async () => {
-                while (flushing)
-                    await flushing;
-            };
-            try {
-                // A sink whose writev receives the chunks that arrived while the previous write was
-                // in flight, as they are: one system call per batch, and no copy into a larger buffer
-                // (iterating the body would concatenate what it buffered).
-                const sink = new node_stream__WEBPACK_IMPORTED_MODULE_3__.Writable({
-                    highWaterMark: WRITE_BATCH,
-                    writev: (chunks, callback) => {
-                        const buffers = chunks.map(({ chunk }) => chunk);
-                        writeAll(handle, buffers).then(() => {
-                            for (const b of buffers)
-                                bytes += b.length;
-                            options.onProgress?.(bytes);
-                            flush();
-                            callback(flushError);
-                        }, callback);
-                    },
-                });
-                await (0,node_stream_promises__WEBPACK_IMPORTED_MODULE_4__.pipeline)(body, sink);
-                if (bodyError !== undefined)
-                    throw bodyError;
-                await flushed();
-                if (flushError !== undefined)
-                    throw flushError;
-                await handle.sync();
-            }
-            finally {
-                await flushed();
-                await handle.close();
-            }
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(temp, path);
-            temp = undefined;
-            await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path));
-            return { bytes };
-        }
-        catch (error) {
-            if (!body.destroyed)
-                body.destroy();
-            if (temp !== undefined)
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(temp).catch(() => undefined);
-            throw bodyError ?? error;
-        }
-        finally {
-            body.off('error', onBodyError);
-        }
+    putStream(key, body, options = {}) {
+        return (0,_parts_js__WEBPACK_IMPORTED_MODULE_3__/* .putInParts */ .n)(this.upload(key), body, options);
+    }
+    /** A hidden temporary sibling of the key's file, renamed onto the key when complete. */
+    async upload(key) {
+        const path = this.pathOf(key);
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
+        const temp = this.tempPathFor(path);
+        const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
+        return new FileUpload(handle, temp, path, (folder) => this.syncDirectory(folder));
     }
     async putBytes(key, data, options = {}) {
         const path = this.pathOf(key);
@@ -103229,19 +103927,19 @@ class LocalStorage {
             this.logger.debug(`Could not fsync the folder ${path}: ${String(error)}`);
         }
     }
-    async getStream(key) {
+    async getStream(key, options = {}) {
         const path = this.pathOf(key);
         try {
             const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
             if (!(await handle.stat()).isFile()) {
                 await handle.close();
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_4__/* .NotFoundError */ .m(key);
             }
-            return handle.createReadStream();
+            return handle.createReadStream({ start: options.start });
         }
         catch (error) {
             if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_4__/* .NotFoundError */ .m(key);
             }
             throw error;
         }
@@ -103340,6 +104038,250 @@ class LocalStorage {
     }
     async versioning() {
         return undefined;
+    }
+}
+
+
+/***/ }),
+
+/***/ 3495:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   n: () => (/* binding */ putInParts),
+/* harmony export */   p: () => (/* binding */ PartWriter)
+/* harmony export */ });
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7075);
+/* harmony import */ var node_stream_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6466);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3828);
+
+
+
+/**
+ * A sink that cuts a stream into parts once and sends each part to every store at once, the
+ * same bytes to each: the one uploader, whether there is one store (`putInParts`) or several (a
+ * backup's destinations). Part buffers are allocated once and reused, at most `inFlight + 1` of
+ * them, whatever the number of stores: a part's buffer is free again once every store still
+ * writing holds it, so the slowest store sets the pace. Incoming chunks are copied into the
+ * filling part exactly once. A body that fits in one part is stored with one request per store.
+ *
+ * A store that fails drops out (its upload aborted) and the others go on; the sink fails when
+ * none is left, at once, even while the body is stalled.
+ */
+class PartWriter extends node_stream__WEBPACK_IMPORTED_MODULE_0__.Writable {
+    uploads;
+    options;
+    /** The bytes written so far. */
+    bytes = 0;
+    /** One entry per store, in order, once the sink has finished or failed. */
+    results;
+    /** Why `commit` rejected, once it did: the reason no store completed its upload. */
+    commitError;
+    /** The first error a store reported. */
+    storeError;
+    targets = [];
+    partSize = 0;
+    inFlight = 0;
+    allocated = 0;
+    free = [];
+    sending = new Set();
+    current;
+    filled = 0;
+    parts = 0;
+    stored = 0;
+    completed = false;
+    failure;
+    resolveResults = () => undefined;
+    /** `uploads`: each store's upload as it is begun, in order. */
+    constructor(uploads, options = {}) {
+        super({ highWaterMark: 1 << 20 });
+        this.uploads = uploads;
+        this.options = options;
+        for (const upload of uploads)
+            upload.catch(() => undefined);
+        options.commit?.catch(() => undefined);
+        this.results = new Promise((resolve) => (this.resolveResults = resolve));
+    }
+    /** How many parts were sent. */
+    get partCount() {
+        return this.parts;
+    }
+    /** How many part buffers were allocated. */
+    get bufferCount() {
+        return this.allocated;
+    }
+    _construct(callback) {
+        void Promise.allSettled(this.uploads).then((begun) => {
+            this.targets = begun.map((b) => b.status === 'fulfilled' ? { upload: b.value } : { error: (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(b.reason) });
+            const live = this.live();
+            if (live.length === 0) {
+                this.storeError = this.targets[0]?.error ?? new Error('no store to write to');
+                return callback(this.storeError);
+            }
+            this.partSize = Math.max(...live.map((t) => t.upload.partSize));
+            this.inFlight = Math.max(...live.map((t) => t.upload.inFlight));
+            callback();
+        });
+    }
+    _write(chunk, _encoding, callback) {
+        this.take(chunk).then(() => callback(), callback);
+    }
+    _final(callback) {
+        this.finish().then(() => callback(), callback);
+    }
+    _destroy(error, callback) {
+        this.failure ??= error ?? undefined;
+        if (!this.completed) {
+            const reason = error ?? new Error('the body was cut off');
+            for (const target of this.live())
+                this.drop(target, reason);
+        }
+        void this.settle().then(() => this.resolveResults(this.report()));
+        callback(error);
+    }
+    /** The stores still writing. */
+    live() {
+        return this.targets.filter((t) => t.upload !== undefined && !t.error);
+    }
+    async take(chunk) {
+        let offset = 0;
+        while (offset < chunk.length) {
+            // A full part is sent only once more data follows, so the last part is never empty
+            // and a body of exactly one part is stored in one request.
+            if (this.current === undefined || this.filled === this.partSize)
+                await this.nextBuffer();
+            const current = this.current;
+            const n = chunk.copy(current, this.filled, offset);
+            this.filled += n;
+            offset += n;
+        }
+        this.bytes += chunk.length;
+    }
+    /** Sends the full current part (if any) and makes a free buffer the current one. */
+    async nextBuffer() {
+        if (this.current !== undefined) {
+            await this.sendWhenRoom(this.current, this.filled);
+            this.current = undefined;
+            this.filled = 0;
+        }
+        if (this.failure)
+            throw this.failure;
+        // Every buffer but the current one is being sent or free, so there are never more than
+        // inFlight + 1.
+        let buffer = this.free.pop();
+        if (buffer === undefined) {
+            buffer = Buffer.allocUnsafeSlow(this.partSize);
+            this.allocated++;
+        }
+        this.current = buffer;
+    }
+    /** Sends a part once fewer than `inFlight` parts are being sent. */
+    async sendWhenRoom(buffer, length) {
+        while (this.sending.size >= this.inFlight) {
+            await Promise.race(this.sending);
+            if (this.failure)
+                throw this.failure;
+        }
+        this.send(buffer, length);
+    }
+    /** Hands the part to every store still writing; its buffer is free once all of them hold it. */
+    send(buffer, length) {
+        const number = ++this.parts;
+        const part = { number, offset: (number - 1) * this.partSize, data: buffer.subarray(0, length) };
+        const sent = Promise.all(this.live().map((target) => target.upload.sendPart(part).catch((error) => this.storeFailed(target, error)))).then(() => {
+            this.stored += length;
+            this.free.push(buffer);
+            this.sending.delete(sent);
+            if (!this.failure)
+                this.options.onProgress?.(this.stored);
+        });
+        this.sending.add(sent);
+    }
+    /** A store reported an error: it drops out, and the sink fails when none is left. */
+    storeFailed(target, error) {
+        if (target.error)
+            return;
+        const reason = (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+        this.storeError ??= reason;
+        this.drop(target, reason);
+        if (this.live().length === 0) {
+            this.failure ??= reason;
+            this.destroy(reason);
+        }
+    }
+    drop(target, reason) {
+        target.error ??= reason;
+        target.aborted ??= target.upload?.abort();
+    }
+    async finish() {
+        if (this.options.commit) {
+            await this.options.commit.catch((error) => {
+                this.commitError = (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+                throw this.commitError;
+            });
+        }
+        let whole;
+        if (this.parts === 0)
+            whole = (this.current ?? Buffer.alloc(0)).subarray(0, this.filled);
+        else if (this.filled > 0 && this.current !== undefined) {
+            await this.sendWhenRoom(this.current, this.filled);
+        }
+        this.current = undefined;
+        await Promise.allSettled([...this.sending]);
+        if (this.failure)
+            throw this.failure;
+        await Promise.all(this.live().map((target) => target.upload.complete(whole).catch((error) => {
+            this.storeError ??= (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+            this.drop(target, (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error));
+        })));
+        const live = this.live();
+        if (live.length === 0)
+            throw this.storeError ?? new Error('every store failed');
+        this.completed = true;
+        if (whole !== undefined)
+            this.options.onProgress?.(this.bytes);
+        await this.settle();
+        this.resolveResults(this.report());
+    }
+    /** Waits until no part is being sent and every dropped store's upload is aborted. */
+    async settle() {
+        await Promise.allSettled([...this.sending]);
+        await Promise.all(this.targets.map((t) => t.aborted));
+    }
+    report() {
+        return this.targets.map((t) => t.error || !this.completed
+            ? { ok: false, error: t.error ?? this.failure ?? new Error('the upload did not finish') }
+            : { ok: true, bytes: this.bytes });
+    }
+}
+/**
+ * Streams `body` to one store in parts. When the body errors or the store fails, the upload is
+ * aborted and the promise rejects with the body's own error when there is one, else the
+ * store's; a store that fails destroys the body so its producer stops.
+ */
+async function putInParts(upload, body, options = {}) {
+    const writer = new PartWriter([upload], { onProgress: options.onProgress });
+    let bodyError;
+    const onBodyError = (error) => {
+        if (error !== writer.storeError)
+            bodyError ??= error;
+    };
+    body.on('error', onBodyError);
+    try {
+        await (0,node_stream_promises__WEBPACK_IMPORTED_MODULE_1__.pipeline)(body, writer).catch(() => undefined);
+        const [result] = await writer.results;
+        if (bodyError !== undefined)
+            throw bodyError;
+        if (!result.ok)
+            throw result.error;
+        return { bytes: result.bytes };
+    }
+    finally {
+        if (!body.destroyed)
+            body.destroy();
+        body.off('error', onBodyError);
+        // Destroying the body emits its error again; keep it from going unhandled.
+        body.on('error', () => undefined);
     }
 }
 

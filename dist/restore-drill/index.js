@@ -49075,6 +49075,7 @@ const Inputs = {
     Compare: _extract_options_js__WEBPACK_IMPORTED_MODULE_0__/* .EXTRACT_OPTION_KEYS */ .LA.compare,
     CompareLimit: _extract_options_js__WEBPACK_IMPORTED_MODULE_0__/* .EXTRACT_OPTION_KEYS */ .LA.compareLimit,
     ExportFormat: _extract_options_js__WEBPACK_IMPORTED_MODULE_0__/* .EXTRACT_OPTION_KEYS */ .LA.exportFormat,
+    ScratchUrl: _extract_options_js__WEBPACK_IMPORTED_MODULE_0__/* .EXTRACT_OPTION_KEYS */ .LA.scratchUrl,
     Source: 'source',
     Target: 'target',
     FilesS3Endpoint: 'files-s3-endpoint',
@@ -49119,7 +49120,7 @@ const Outputs = {
 
 /***/ }),
 
-/***/ 46113:
+/***/ 73736:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -49217,6 +49218,17 @@ function fileBackupPrefix(name, id) {
 function fileManifestKey(name, id) {
     return `${fileBackupPrefix(name, id)}manifest.json`;
 }
+/**
+ * `<name>/files/<id>/verifications/20261121T051500.123Z-9f1c2a.json`: a verify or drill result of
+ * a file backup, inside the backup's folder, so it goes when the backup goes.
+ */
+function fileVerificationKey(name, id, at, random = () => randomBytes(3).toString('hex')) {
+    const time = at.toISOString().replace(/[-:]/g, '');
+    return `${fileVerificationsPrefix(name, id)}${time}-${random()}.json`;
+}
+function fileVerificationsPrefix(name, id) {
+    return `${fileBackupPrefix(name, id)}verifications/`;
+}
 
 ;// CONCATENATED MODULE: ./lib/catalog/manifest.js
 /**
@@ -49272,7 +49284,7 @@ function describeCompression(c) {
 // EXTERNAL MODULE: ./node_modules/ajv/dist/2020.js
 var _2020 = __nccwpck_require__(52210);
 ;// CONCATENATED MODULE: ./docs/manifest.schema.json
-const manifest_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"pg-backup manifest","description":"The manifest.json of a backup, at <prefix>/<name>/backups/<backup-id>/manifest.json. It is written last: its presence marks the backup complete, and it is never rewritten. Schema versions 1 and 2 are described here; version 2 adds sourceState, platform and tables[].extension. Readers ignore properties they do not know.","type":"object","required":["schemaVersion","id","name","kind","labels","startedAt","finishedAt","source","tools","format","compression","encryption","objects","rowCounts","tables","globals","git","options"],"properties":{"schemaVersion":{"description":"1, or 2 since the source state was recorded. A reader refuses a version above the one it knows.","enum":[1,2]},"id":{"description":"The backup id: the UTC start time and six hex digits.","type":"string","pattern":"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"},"name":{"description":"The catalog name the backup is filed under.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"kind":{"description":"Why the backup was taken.","enum":["scheduled","pre-migration","manual","pre-restore"]},"labels":{"description":"key=value labels given to the backup.","type":"object","additionalProperties":{"type":"string"}},"startedAt":{"$ref":"#/$defs/time"},"finishedAt":{"$ref":"#/$defs/time"},"source":{"description":"The source server.","type":"object","required":["database","serverVersion","serverVersionNum"],"properties":{"database":{"description":"The database dumped.","type":"string"},"serverVersion":{"description":"server_version of the source, e.g. 15.8.","type":"string"},"serverVersionNum":{"description":"server_version_num of the source, e.g. 150008.","type":"integer","minimum":0}}},"tools":{"description":"The client tools that made the dump.","type":"object","required":["pgDumpVersion"],"properties":{"pgDumpVersion":{"description":"The pg_dump version used.","type":"string"},"pgDumpPath":{"description":"Where that pg_dump was.","type":"string"}}},"format":{"description":"pg_dump archive format: custom (dump.pgc), or directory stored as a tar (dump.tar).","enum":["custom","directory"]},"compression":{"description":"How the dump object is compressed.","type":"object","required":["method"],"properties":{"method":{"description":"pg_dump-gzip and pg_dump-zstd: inside the archive (pg_restore reads it as is); zstd and gzip: around the whole stream (.zst, .gz).","enum":["none","pg_dump-gzip","pg_dump-zstd","zstd","gzip"]},"level":{"description":"The compression level, when one was set.","type":"integer","minimum":0}}},"encryption":{"description":"age encryption of the objects (.age), or null when they are not encrypted. Never holds a secret.","type":["object","null"],"required":["scheme","recipients","passphrase"],"properties":{"scheme":{"const":"age"},"recipients":{"description":"The age X25519 public keys the objects are encrypted to.","type":"array","items":{"type":"string","pattern":"^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$"}},"passphrase":{"description":"Whether the objects are encrypted with a passphrase (scrypt) instead.","type":"boolean"}}},"objects":{"description":"The objects of the backup, each with its size and checksum.","type":"array","minItems":1,"items":{"type":"object","required":["key","role","bytes","sha256"],"properties":{"key":{"description":"The object\'s key, relative to the storage prefix.","type":"string","minLength":1},"role":{"description":"What the object holds.","enum":["dump","globals"]},"bytes":{"description":"Size in bytes as stored.","type":"integer","minimum":0},"sha256":{"description":"SHA-256 of the object as stored, lower-case hex.","type":"string","pattern":"^[0-9a-f]{64}$"}}}},"rowCounts":{"description":"How the row counts in tables were taken: exact (in the dump\'s snapshot), estimate (planner statistics) or off (rows are null).","enum":["exact","estimate","off"]},"tables":{"description":"The table inventory, in the dump\'s snapshot.","type":"array","items":{"type":"object","required":["schema","name","rows","bytes"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"rows":{"description":"Row count, or null when counting was off.","type":["integer","null"],"minimum":0},"bytes":{"description":"On-disk size with indexes and TOAST, bytes.","type":"integer","minimum":0},"dataExcluded":{"description":"The table\'s rows were left out of the dump (exclude-table-data).","type":"boolean"},"extension":{"description":"Schema version 2: the extension whose configuration table this is; rows counts the whole table.","type":"string"}}}},"globals":{"description":"Roles were dumped into a globals object.","type":"boolean"},"git":{"description":"The GitHub Actions run that made the backup, as far as known.","type":"object","properties":{"repository":{"type":"string"},"sha":{"type":"string"},"ref":{"type":"string"},"runId":{"type":"string"},"runAttempt":{"type":"string"},"workflow":{"type":"string"},"prNumber":{"type":"integer","minimum":1},"actor":{"type":"string"},"serverUrl":{"type":"string"}}},"keepUntil":{"description":"Prune keeps the backup until this time (a pin).","$ref":"#/$defs/time"},"previous":{"description":"The previous backup the size was compared with.","type":"object","required":["id","bytes","changePercent"],"properties":{"id":{"type":"string"},"bytes":{"type":"integer","minimum":0},"changePercent":{"description":"Percent change of the dump size against it.","type":"number"}}},"sourceState":{"$ref":"#/$defs/sourceState"},"platform":{"description":"Schema version 2: the managed platform the source runs on, when it is one.","type":"object","required":["name","managedSchemas","extensions"],"properties":{"name":{"const":"supabase"},"managedSchemas":{"description":"The platform schemas the database holds.","type":"array","items":{"type":"string"}},"extensions":{"description":"Every extension installed.","type":"array","items":{"type":"object","required":["name","version"],"properties":{"name":{"type":"string"},"version":{"type":"string"}}}}}},"options":{"description":"Options that shaped the dump.","type":"object","required":["schemas","excludeSchemas","excludeTableData"],"properties":{"schemas":{"description":"Only these schemas were dumped (empty: all).","type":"array","items":{"type":"string"}},"excludeSchemas":{"description":"Schemas left out.","type":"array","items":{"type":"string"}},"excludeTableData":{"description":"Tables dumped without their rows.","type":"array","items":{"type":"string"}}}}},"$defs":{"time":{"description":"A UTC time as JavaScript writes it (ISO 8601, e.g. 2026-11-21T05:15:00.000Z).","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$"},"sourceState":{"description":"Schema version 2: the source\'s state in the dump\'s snapshot, which restores are checked against.","type":"object","required":["constraints","sequences","rowSecurity","policies","extensions","largeObjects","settings"],"properties":{"constraints":{"description":"Table and domain constraints of the selected schemas.","type":"array","items":{"type":"object","required":["schema","on","onKind","name","type","validated"],"properties":{"schema":{"type":"string"},"on":{"description":"The table or domain.","type":"string"},"onKind":{"enum":["table","domain"]},"name":{"type":"string"},"type":{"description":"pg_constraint.contype: p, u, f, c, x, t (n from PostgreSQL 18).","type":"string"},"validated":{"type":"boolean"}}}},"sequences":{"description":"Sequences and their values.","type":"array","items":{"type":"object","required":["schema","name","lastValue","isCalled","descending"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"lastValue":{"description":"bigint as text.","type":"string","pattern":"^-?[0-9]+$"},"isCalled":{"type":"boolean"},"descending":{"type":"boolean"},"extension":{"description":"The extension the sequence belongs to.","type":"string"}}}},"rowSecurity":{"description":"Tables with row-level security enabled or forced, or with policies.","type":"array","items":{"type":"object","required":["schema","table","enabled","forced"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"enabled":{"type":"boolean"},"forced":{"type":"boolean"}}}},"policies":{"description":"Row security policies.","type":"array","items":{"type":"object","required":["schema","table","name","command","permissive","roles","using","check"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"name":{"type":"string"},"command":{"type":"string"},"permissive":{"type":"boolean"},"roles":{"type":"array","items":{"type":"string"}},"using":{"type":["string","null"]},"check":{"type":["string","null"]}}}},"extensions":{"description":"Installed extensions.","type":"array","items":{"type":"object","required":["name","version","schema"],"properties":{"name":{"type":"string"},"version":{"type":"string"},"schema":{"type":"string"}}}},"largeObjects":{"description":"Large objects the dump carries (whole-database dumps), else null.","type":["integer","null"],"minimum":0},"settings":{"description":"ALTER DATABASE ... SET (role null) and ALTER ROLE ... IN DATABASE ... SET.","type":"array","items":{"type":"object","required":["role","setting"],"properties":{"role":{"type":["string","null"]},"setting":{"type":"string"}}}},"contents":{"description":"Row fingerprints of platform tables (count and MD5 of the sorted row MD5s).","type":"array","items":{"type":"object","required":["table","rows","md5"],"properties":{"table":{"description":"schema.table","type":"string"},"rows":{"type":"integer","minimum":0},"md5":{"type":"string","pattern":"^[0-9a-f]{32}$"}}}}}}}}');
+const manifest_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"pg-backup manifest","description":"The manifest.json of a backup, at <prefix>/<name>/backups/<backup-id>/manifest.json. It is written last: its presence marks the backup complete, and it is never rewritten. Schema versions 1 and 2 are described here; version 2 adds sourceState, platform and tables[].extension. Readers ignore properties they do not know.","type":"object","required":["schemaVersion","id","name","kind","labels","startedAt","finishedAt","source","tools","format","compression","encryption","objects","rowCounts","tables","globals","git","options"],"properties":{"schemaVersion":{"description":"1, or 2 since the source state was recorded. A reader refuses a version above the one it knows.","enum":[1,2]},"id":{"description":"The backup id: the UTC start time and six hex digits.","type":"string","pattern":"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"},"name":{"description":"The catalog name the backup is filed under.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"kind":{"description":"Why the backup was taken.","enum":["scheduled","pre-migration","manual","pre-restore"]},"labels":{"description":"key=value labels given to the backup.","type":"object","additionalProperties":{"type":"string"}},"startedAt":{"$ref":"#/$defs/time"},"finishedAt":{"$ref":"#/$defs/time"},"source":{"description":"The source server.","type":"object","required":["database","serverVersion","serverVersionNum"],"properties":{"database":{"description":"The database dumped.","type":"string"},"serverVersion":{"description":"server_version of the source, e.g. 15.8.","type":"string"},"serverVersionNum":{"description":"server_version_num of the source, e.g. 150008.","type":"integer","minimum":0}}},"tools":{"description":"The client tools that made the dump.","type":"object","required":["pgDumpVersion"],"properties":{"pgDumpVersion":{"description":"The pg_dump version used.","type":"string"},"pgDumpPath":{"description":"Where that pg_dump was.","type":"string"}}},"format":{"description":"pg_dump archive format: custom (dump.pgc), or directory stored as a tar (dump.tar).","enum":["custom","directory"]},"compression":{"description":"How the dump object is compressed.","type":"object","required":["method"],"properties":{"method":{"description":"pg_dump-gzip and pg_dump-zstd: inside the archive (pg_restore reads it as is); zstd and gzip: around the whole stream (.zst, .gz).","enum":["none","pg_dump-gzip","pg_dump-zstd","zstd","gzip"]},"level":{"description":"The compression level, when one was set.","type":"integer","minimum":0}}},"encryption":{"description":"age encryption of the objects (.age), or null when they are not encrypted. Never holds a secret.","type":["object","null"],"required":["scheme","recipients","passphrase"],"properties":{"scheme":{"const":"age"},"recipients":{"description":"The age X25519 public keys the objects are encrypted to.","type":"array","items":{"type":"string","pattern":"^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$"}},"passphrase":{"description":"Whether the objects are encrypted with a passphrase (scrypt) instead.","type":"boolean"}}},"objects":{"description":"The objects of the backup, each with its size and checksum.","type":"array","minItems":1,"items":{"type":"object","required":["key","role","bytes","sha256"],"properties":{"key":{"description":"The object\'s key, relative to the storage prefix.","type":"string","minLength":1},"role":{"description":"What the object holds.","enum":["dump","globals"]},"bytes":{"description":"Size in bytes as stored.","type":"integer","minimum":0},"sha256":{"description":"SHA-256 of the object as stored, lower-case hex.","type":"string","pattern":"^[0-9a-f]{64}$"}}}},"archiveBytes":{"description":"The decoded archive\'s size in bytes: what decompressing the dump object gives back (custom format, compressed outside pg_dump), or the total of the directory format\'s files. Absent when the object is the archive itself (compression inside pg_dump, or none: its size less age\'s overhead), and in manifests written before it was recorded. Restores use it to estimate the disk they need.","type":"integer","minimum":0},"rowCounts":{"description":"How the row counts in tables were taken: exact (in the dump\'s snapshot), estimate (planner statistics) or off (rows are null).","enum":["exact","estimate","off"]},"tables":{"description":"The table inventory, in the dump\'s snapshot.","type":"array","items":{"type":"object","required":["schema","name","rows","bytes"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"rows":{"description":"Row count, or null when counting was off.","type":["integer","null"],"minimum":0},"bytes":{"description":"On-disk size with indexes and TOAST, bytes.","type":"integer","minimum":0},"dataExcluded":{"description":"The table\'s rows were left out of the dump (exclude-table-data).","type":"boolean"},"extension":{"description":"Schema version 2: the extension whose configuration table this is; rows counts the whole table.","type":"string"}}}},"globals":{"description":"Roles were dumped into a globals object.","type":"boolean"},"git":{"description":"The GitHub Actions run that made the backup, as far as known.","type":"object","properties":{"repository":{"type":"string"},"sha":{"type":"string"},"ref":{"type":"string"},"runId":{"type":"string"},"runAttempt":{"type":"string"},"workflow":{"type":"string"},"prNumber":{"type":"integer","minimum":1},"actor":{"type":"string"},"serverUrl":{"type":"string"}}},"keepUntil":{"description":"Prune keeps the backup until this time (a pin).","$ref":"#/$defs/time"},"previous":{"description":"The previous backup the size was compared with.","type":"object","required":["id","bytes","changePercent"],"properties":{"id":{"type":"string"},"bytes":{"type":"integer","minimum":0},"changePercent":{"description":"Percent change of the dump size against it.","type":"number"}}},"sourceState":{"$ref":"#/$defs/sourceState"},"platform":{"description":"Schema version 2: the managed platform the source runs on, when it is one.","type":"object","required":["name","managedSchemas","extensions"],"properties":{"name":{"const":"supabase"},"managedSchemas":{"description":"The platform schemas the database holds.","type":"array","items":{"type":"string"}},"extensions":{"description":"Every extension installed.","type":"array","items":{"type":"object","required":["name","version"],"properties":{"name":{"type":"string"},"version":{"type":"string"}}}}}},"options":{"description":"Options that shaped the dump.","type":"object","required":["schemas","excludeSchemas","excludeTableData"],"properties":{"schemas":{"description":"Only these schemas were dumped (empty: all).","type":"array","items":{"type":"string"}},"excludeSchemas":{"description":"Schemas left out.","type":"array","items":{"type":"string"}},"excludeTableData":{"description":"Tables dumped without their rows.","type":"array","items":{"type":"string"}}}}},"$defs":{"time":{"description":"A UTC time as JavaScript writes it (ISO 8601, e.g. 2026-11-21T05:15:00.000Z).","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$"},"sourceState":{"description":"Schema version 2: the source\'s state in the dump\'s snapshot, which restores are checked against.","type":"object","required":["constraints","sequences","rowSecurity","policies","extensions","largeObjects","settings"],"properties":{"constraints":{"description":"Table and domain constraints of the selected schemas.","type":"array","items":{"type":"object","required":["schema","on","onKind","name","type","validated"],"properties":{"schema":{"type":"string"},"on":{"description":"The table or domain.","type":"string"},"onKind":{"enum":["table","domain"]},"name":{"type":"string"},"type":{"description":"pg_constraint.contype: p, u, f, c, x, t (n from PostgreSQL 18).","type":"string"},"validated":{"type":"boolean"}}}},"sequences":{"description":"Sequences and their values.","type":"array","items":{"type":"object","required":["schema","name","lastValue","isCalled","descending"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"lastValue":{"description":"bigint as text.","type":"string","pattern":"^-?[0-9]+$"},"isCalled":{"type":"boolean"},"descending":{"type":"boolean"},"extension":{"description":"The extension the sequence belongs to.","type":"string"}}}},"rowSecurity":{"description":"Tables with row-level security enabled or forced, or with policies.","type":"array","items":{"type":"object","required":["schema","table","enabled","forced"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"enabled":{"type":"boolean"},"forced":{"type":"boolean"}}}},"policies":{"description":"Row security policies.","type":"array","items":{"type":"object","required":["schema","table","name","command","permissive","roles","using","check"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"name":{"type":"string"},"command":{"type":"string"},"permissive":{"type":"boolean"},"roles":{"type":"array","items":{"type":"string"}},"using":{"type":["string","null"]},"check":{"type":["string","null"]}}}},"extensions":{"description":"Installed extensions.","type":"array","items":{"type":"object","required":["name","version","schema"],"properties":{"name":{"type":"string"},"version":{"type":"string"},"schema":{"type":"string"}}}},"largeObjects":{"description":"Large objects the dump carries (whole-database dumps), else null.","type":["integer","null"],"minimum":0},"settings":{"description":"ALTER DATABASE ... SET (role null) and ALTER ROLE ... IN DATABASE ... SET.","type":"array","items":{"type":"object","required":["role","setting"],"properties":{"role":{"type":["string","null"]},"setting":{"type":"string"}}}},"contents":{"description":"Row fingerprints of platform tables (count and MD5 of the sorted row MD5s).","type":"array","items":{"type":"object","required":["table","rows","md5"],"properties":{"table":{"description":"schema.table","type":"string"},"rows":{"type":"integer","minimum":0},"md5":{"type":"string","pattern":"^[0-9a-f]{32}$"}}}}}}}}');
 ;// CONCATENATED MODULE: ./lib/catalog/manifest-schema.js
 /**
  * The manifest checked against its JSON schema, docs/manifest.schema.json, the copy users read.
@@ -50829,93 +50841,8 @@ class HeadReader {
     }
 }
 
-;// CONCATENATED MODULE: ./lib/storage/fanout.js
-
-
-/**
- * A sink that streams one body to several stores at once. Each chunk is handed by reference to
- * every store still writing, and the next one is taken only when all of them took it: the
- * slowest store sets the pace and no store buffers more than its own stream's high-water mark
- * ahead. A store that fails drops out (its putStream aborts its own partial upload) and the
- * others go on; the sink fails only when none is left.
- *
- * The bodies end only once `commit` resolves (the producers exited cleanly); when it rejects,
- * every body is destroyed with its error, so no store completes an upload of a broken stream.
- */
-class FanOut extends external_node_stream_.Writable {
-    commit;
-    /** One entry per store, in order, once the sink has finished or failed. */
-    results;
-    /** Why `commit` rejected, once it did: the reason no store completed its upload. */
-    commitError;
-    live = new Set();
-    constructor(stores, key, commit, options = {}) {
-        super({ highWaterMark: 1 << 20 });
-        this.commit = commit;
-        this.results = Promise.all(stores.map((store) => this.upload(store, key, options)));
-    }
-    async upload(store, key, options) {
-        const body = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
-        body.on('error', () => undefined);
-        this.live.add(body);
-        try {
-            const { bytes } = await store.putStream(key, body, options);
-            return { ok: true, bytes };
-        }
-        catch (error) {
-            return { ok: false, error: (0,errors/* asError */.zR)(error) };
-        }
-        finally {
-            this.drop(body);
-        }
-    }
-    drop(body) {
-        this.live.delete(body);
-        if (!body.destroyed)
-            body.destroy();
-        body.emit('dropped');
-    }
-    _write(chunk, _encoding, callback) {
-        if (this.live.size === 0)
-            return callback(new Error('every store failed'));
-        Promise.all([...this.live].map((body) => writeOrDrop(body, chunk))).then(() => callback());
-    }
-    _final(callback) {
-        this.commit.then(() => {
-            for (const body of this.live)
-                body.end();
-            callback();
-        }, (error) => {
-            this.commitError = (0,errors/* asError */.zR)(error);
-            for (const body of this.live)
-                body.destroy(this.commitError);
-            callback(this.commitError);
-        });
-    }
-    _destroy(error, callback) {
-        // After a clean finish the stores may still be reading what was written: leave them be.
-        if (error || !this.writableFinished) {
-            for (const body of this.live)
-                body.destroy(error ?? new Error('the body was cut off'));
-        }
-        callback(error);
-    }
-}
-/** Writes a chunk to a store's body; resolves once it has room again or the store dropped out. */
-function writeOrDrop(body, chunk) {
-    if (body.write(chunk))
-        return Promise.resolve();
-    return new Promise((resolve) => {
-        const done = () => {
-            body.off('drain', done);
-            body.off('dropped', done);
-            resolve();
-        };
-        body.on('drain', done);
-        body.on('dropped', done);
-    });
-}
-
+// EXTERNAL MODULE: ./lib/storage/parts.js
+var parts = __nccwpck_require__(73495);
 ;// CONCATENATED MODULE: ./lib/backup/copies.js
 
 /**
@@ -51222,6 +51149,7 @@ async function runBackup(options, deps) {
             started,
             finished: deps.clock.now(),
             objects,
+            archiveBytes: dump.archiveBytes,
             inventory: dump.inventory,
             previous: size.previous,
         });
@@ -51340,7 +51268,13 @@ async function dumpInSnapshot(session, source, options, deps, copies) {
         source.sourceState.contents = await contents;
     await client.query('COMMIT');
     session.snapshotOpen = false;
-    return { bytes: dump.bytes, sha256: dump.sha256, seconds: dump.seconds, inventory };
+    return {
+        bytes: dump.bytes,
+        sha256: dump.sha256,
+        archiveBytes: dump.archiveBytes,
+        seconds: dump.seconds,
+        inventory,
+    };
 }
 /**
  * The roles (pg_dumpall --roles-only) on every destination still writing; the manifest's entry,
@@ -51404,6 +51338,7 @@ function buildManifest(options, source, run) {
             }
             : null,
         objects: run.objects,
+        archiveBytes: run.archiveBytes,
         rowCounts: options.rowCounts,
         tables: run.inventory,
         sourceState: source.sourceState,
@@ -51628,6 +51563,7 @@ async function startDirectoryDump(a, pipes, chain) {
         if (exit.code !== 0)
             throw new Error((0,core_process/* describeExit */.KE)('pg_dump', exit));
     });
+    chain.archive = { bytes: await folderBytes(outputDir) };
     const tar = (0,core_process/* startProcess */.kp)('tar', ['-C', outputDir, '-cf', '-', '.'], {
         env: deps.env,
         stdio: ['ignore', producerStdout(pipes, source.plan), 'pipe'],
@@ -51645,7 +51581,8 @@ function startCompressor(a, pipes, chain, input) {
     });
     chain.processes.push({ tool: external_node_path_.basename(external.command), proc: compressor });
     if (coalescer) {
-        const stdin = releasingWriter(compressor.child.stdin, coalescer);
+        chain.archive = { bytes: 0 };
+        const stdin = releasingWriter(compressor.child.stdin, coalescer, chain.archive);
         chain.feeding = new Promise((resolve, reject) => (0,external_node_stream_.pipeline)(input, stdin, (error) => (error ? reject(error) : resolve())));
         // Its failure is judged with the tools' exits (toolsSucceeded), never left unhandled.
         chain.feeding.catch(() => undefined);
@@ -51676,7 +51613,7 @@ async function toolsSucceeded(chain) {
 }
 /**
  * Streams the tools' output through the hash to every store at once. The stores complete their
- * uploads only once the tools succeeded (the fan-out's commit), so a dump cut short is never
+ * uploads only once the tools succeeded (the writer's commit), so a dump cut short is never
  * stored as complete.
  */
 async function uploadToAll(a, chain, source, stages) {
@@ -51684,22 +51621,21 @@ async function uploadToAll(a, chain, source, stages) {
     tools.catch(() => undefined);
     // The hash stage is what the stores read: every stage is one more hop per chunk.
     const hash = new streams/* HashCounter */.Vf({ highWaterMark: 1 << 20 });
-    const fanOut = new FanOut(a.stores, a.source.objectKey, tools, {
-        sizeHint: a.source.sizeEstimate,
-    });
+    // The dump is cut into parts once; every store is sent the same part buffers.
+    const writer = new parts/* PartWriter */.p(a.stores.map((s) => s.upload(a.source.objectKey, { sizeHint: a.source.sizeEstimate })), { commit: tools });
     const progress = new streams/* Progress */.ke(a.deps.logger, 'Uploaded', () => hash.bytes, a.deps.progressIntervalMs ?? 5000);
     try {
         const streaming = await new Promise((resolve) => {
-            (0,external_node_stream_.pipeline)([source, ...stages, hash, fanOut], (error) => resolve(error ?? undefined));
+            (0,external_node_stream_.pipeline)([source, ...stages, hash, writer], (error) => resolve(error ?? undefined));
         });
-        const results = await fanOut.results;
+        const results = await writer.results;
         if (streaming !== undefined || results.every((r) => !r.ok)) {
             for (const p of chain.processes)
                 p.proc.kill();
             await Promise.all(chain.processes.map((p) => p.proc.exited));
             // A tool that failed on its own is the cause; otherwise the stores' own reports (which
             // name the endpoints), rather than the pipe's echo of them.
-            throw fanOut.commitError ?? storesFailure(a.stores, results) ?? streaming;
+            throw writer.commitError ?? storesFailure(a.stores, results) ?? streaming;
         }
         progress.report();
         if (a.coalescer)
@@ -51707,6 +51643,7 @@ async function uploadToAll(a, chain, source, stages) {
         return {
             bytes: hash.bytes,
             sha256: hash.digest(),
+            archiveBytes: chain.archive?.bytes,
             seconds: progress.elapsedSeconds(),
             results,
         };
@@ -51732,13 +51669,15 @@ function describeCoalescing(coalescer) {
 }
 /**
  * Writes into a child's stdin, one buffer at a time, handing each back to the coalescer once
- * the pipe took it. A child that dies fails the write; its exit says why (checkTools).
+ * the pipe took it, and counts the bytes. A child that dies fails the write; its exit says why
+ * (checkTools).
  */
-function releasingWriter(stdin, coalescer) {
+function releasingWriter(stdin, coalescer, counted) {
     stdin.on('error', () => undefined);
     return new external_node_stream_.Writable({
         highWaterMark: 0,
         write(chunk, _encoding, callback) {
+            counted.bytes += chunk.length;
             stdin.write(chunk, (error) => {
                 coalescer.release(chunk);
                 callback(error);
@@ -51783,6 +51722,13 @@ async function dumpGlobals(options, deps, tools) {
         collect,
     ], (e) => (e ? reject(e) : resolve())));
     return { data: Buffer.concat(out), sha256: hash.digest() };
+}
+/** The total size of the files under `dir` (a directory-format dump's). */
+async function folderBytes(dir) {
+    const entries = await (0,promises_.readdir)(dir, { recursive: true, withFileTypes: true });
+    const files = entries.filter((e) => e.isFile()).map((e) => external_node_path_.join(e.parentPath, e.name));
+    const sizes = await Promise.all(files.map((f) => (0,promises_.stat)(f)));
+    return sizes.reduce((sum, st) => sum + st.size, 0);
 }
 
 // EXTERNAL MODULE: ./lib/core/duration.js
@@ -53312,6 +53258,18 @@ async function applyGlobals(o) {
         o.logger.warning(`Roles: ${e}`);
     return { skipped };
 }
+/**
+ * Reads a whole archive from a feed with pg_restore, restoring nothing (`--file=/dev/null`):
+ * every entry, its data included, must read as the archive's format.
+ */
+async function readArchiveFeed(pgRestore, feed, logger) {
+    const exit = await feed((stdin) => startProcess(pgRestore, ['--file=/dev/null'], {
+        stdio: [stdin, 'ignore', 'pipe'],
+        onStderrLine: (line) => logger.debug(line),
+    }));
+    if (exit.code !== 0)
+        throw new PgRestoreError(describeExit('pg_restore', exit));
+}
 
 ;// CONCATENATED MODULE: external "node:timers/promises"
 const external_node_timers_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:timers/promises");
@@ -54739,30 +54697,35 @@ function compareSettings(source, restored, notApplied) {
 
 
 
-const RESTORE_PLAN_CHOICES = ['auto', 'disk', 'stream'];
+
+const disk_RESTORE_PLAN_CHOICES = ['auto', 'disk', 'stream'];
 /** `plan stream (why); peak disk used in the work folder 1.2 GiB, the restored database 1.1 GiB`. */
 function describePlanReport(p) {
-    return (`plan ${p.name} (${p.why}); peak disk used in the work folder ${(0,streams/* formatBytes */.z3)(p.peakDiskBytes)}, ` +
-        `the restored database ${(0,streams/* formatBytes */.z3)(p.restoredBytes)}`);
+    return (`plan ${p.name} (${p.why}); peak disk used in the work folder ${(0,streams/* formatBytes */.z3)(p.peakDiskBytes)}` +
+        (p.restoredBytes === undefined ? '' : `, the restored database ${(0,streams/* formatBytes */.z3)(p.restoredBytes)}`));
 }
 /** An empty cluster's files (catalog, first WAL segment), as initdb writes them. */
 const EMPTY_CLUSTER = 48 * 1024 * 1024;
-/** The write-ahead log a scratch server keeps at most before a checkpoint recycles it. */
-const WAL_CAP = 1024 * 1024 * 1024;
 /**
- * The disk a run needs in its work folder, from the manifest. The archive's size is the
- * object's when pg_dump compressed inside it; an object compressed whole (zstd, gzip) records
- * no decoded size, and the tables' size stands for it.
+ * The write-ahead log a scratch server keeps at most while restoring: a checkpoint every 64 MB
+ * (RESTORE_SERVER_SETTINGS), as much again while one completes, with room to spare.
+ */
+const WAL_ALLOWANCE = 256 * 1024 * 1024;
+/**
+ * The disk a run needs in its work folder, from the manifest. The archive's size is the one the
+ * backup recorded (`archiveBytes`); else the object's when pg_dump compressed inside it, and for
+ * an object compressed whole (zstd, gzip) by a backup that did not record it, the tables' size.
  */
 function workDiskNeed(manifest, o) {
     const object = dumpObject(manifest).bytes;
     const tables = restoredTableBytes(manifest);
+    const recorded = manifest.archiveBytes;
     const wrapped = ['zstd', 'gzip'].includes(manifest.compression.method);
     return {
         object: o.downloads ? object : 0,
-        archive: wrapped ? Math.max(object, tables) : object,
-        archiveEstimated: wrapped,
-        database: o.scratch ? tables + Math.min(tables, WAL_CAP) + EMPTY_CLUSTER : 0,
+        archive: recorded ?? (wrapped ? Math.max(object, tables) : object),
+        archiveEstimated: recorded === undefined && wrapped,
+        database: o.scratch ? tables + Math.min(tables, WAL_ALLOWANCE) + EMPTY_CLUSTER : 0,
         format: manifest.format,
     };
 }
@@ -54839,36 +54802,59 @@ async function diskFree(dir) {
     return s.bavail * s.bsize;
 }
 /**
- * The most disk a run used in its work folder: the free space sampled while it runs, against
- * the free space before it wrote anything. Other writers on the same filesystem count too.
+ * Bytes allocated on disk to `dir` and everything under it; what vanishes while it is read
+ * (a scratch server's files come and go) is skipped. Hand-written: a walk of lstat blocks is all
+ * it takes, and `du` is not on every runner image the same way.
+ */
+async function disk_folderBytes(dir) {
+    const entries = await (0,promises_.readdir)(dir, { withFileTypes: true }).catch(() => []);
+    let total = await (0,promises_.lstat)(dir).then((s) => s.blocks * 512, () => 0);
+    for (const entry of entries) {
+        const child = external_node_path_.join(dir, entry.name);
+        if (entry.isDirectory())
+            total += await disk_folderBytes(child);
+        else {
+            total += await (0,promises_.lstat)(child).then((s) => s.blocks * 512, () => 0);
+        }
+    }
+    return total;
+}
+/**
+ * The most disk a run used in its work folder: the folder's allocated size, sampled while the
+ * run writes, against its size before. Only what is written under the folder counts, not other
+ * writers on the same filesystem.
  */
 class PeakDisk {
     dir;
     before;
-    freeBytes;
-    lowest;
+    usedBytes;
+    highest;
     timer;
     sampling = Promise.resolve();
-    constructor(dir, before, intervalMs = 200, freeBytes = diskFree) {
+    constructor(dir, before, intervalMs, usedBytes) {
         this.dir = dir;
         this.before = before;
-        this.freeBytes = freeBytes;
-        this.lowest = before;
+        this.usedBytes = usedBytes;
+        this.highest = before;
         this.timer = setInterval(() => void this.sample(), intervalMs);
         this.timer.unref();
     }
+    /** Measures the folder now and samples it every `intervalMs` until `stop`. */
+    static async start(dir, intervalMs = 1000, usedBytes = disk_folderBytes) {
+        return new PeakDisk(dir, await usedBytes(dir), intervalMs, usedBytes);
+    }
     sample() {
         this.sampling = this.sampling
-            .then(() => this.freeBytes(this.dir))
-            .then((free) => {
-            this.lowest = Math.min(this.lowest, free);
+            .then(() => this.usedBytes(this.dir))
+            .then((used) => {
+            this.highest = Math.max(this.highest, used);
         }, () => undefined);
         return this.sampling;
     }
     /** Bytes used at the peak so far; sampled once more first. */
     async peak() {
         await this.sample();
-        return Math.max(0, this.before - this.lowest);
+        return Math.max(0, this.highest - this.before);
     }
     stop() {
         clearInterval(this.timer);
@@ -56215,10 +56201,15 @@ function archiveFeed(options) {
         try {
             const source = await options.storage.getStream(entry.key);
             const decodeError = await hashWhileDecoding(source, hash, pipe.input, delivered).then(async (error) => (error && !(await benignBrokenPipe(error, processes)) ? error : undefined));
+            const toolFailed = decodeError && (await failedFirst(tool, decodeError));
             if (decodeError)
                 for (const p of processes)
                     p.proc.kill();
-            checkStreamedIntegrity(entry, hash);
+            checkStreamedIntegrity(entry, hash, options.restores ?? true);
+            options.onIntegrityChecked?.({ bytes: hash.bytes, sha256: hash.digest() });
+            // The tool stopped reading because it failed: its own error says why, not the broken pipe.
+            if (toolFailed)
+                return await tool.exited;
             if (decodeError)
                 throw decodeError;
             for (const p of pipe.processes) {
@@ -56236,13 +56227,21 @@ function archiveFeed(options) {
         }
     };
 }
+/** Whether a broken pipe into the decoders came from the tool at its end exiting with an error. */
+async function failedFirst(tool, error) {
+    const code = error.code;
+    if (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE')
+        return false;
+    const exit = await tool.exited;
+    return exit.code !== 0;
+}
 /** checkIntegrity for an object that was restored as it streamed. */
-function checkStreamedIntegrity(entry, hash) {
+function checkStreamedIntegrity(entry, hash, restores) {
     try {
         checkIntegrity(entry, hash);
     }
     catch (error) {
-        if (!(error instanceof IntegrityError))
+        if (!(error instanceof IntegrityError) || !restores)
             throw error;
         throw new IntegrityError(`${error.message} The restore read the object as it streamed, so the restored data must not be trusted; the database it went into is discarded.`);
     }
@@ -56367,6 +56366,22 @@ const SPEED_SETTINGS = {
     huge_pages: 'off',
     logging_collector: 'off',
     lc_messages: 'C',
+};
+/**
+ * For a server a restore starts and throws away (verify, the drill, extract), never a user's:
+ * the least write-ahead log (`wal_level=minimal`: a new index or a table created in the loading
+ * transaction is synced rather than logged; no senders, no archiving), recycled at a checkpoint
+ * every 64 MB instead of growing to the default 1 GB beside the restored data, and index builds
+ * sorting in memory up to 256 MB each (`pg_restore -j 2`: two at once) instead of spilling
+ * 64 MB runs to temporary files.
+ */
+const RESTORE_SERVER_SETTINGS = {
+    wal_level: 'minimal',
+    max_wal_senders: '0',
+    archive_mode: 'off',
+    max_wal_size: '64MB',
+    min_wal_size: '32MB',
+    maintenance_work_mem: '256MB',
 };
 const live = new Set();
 let exitHookInstalled = false;
@@ -56707,12 +56722,6 @@ function stopSync({ server, prefix, env }, files, pid, handle) {
 
 
 
-/** Connection errors name the input they came from: here, target-url. */
-function targetError(error) {
-    if (!(error instanceof errors/* ConfigurationError */.j1))
-        return error;
-    return new errors/* ConfigurationError */.j1(error.message.replace(/\bdatabase-url\b/g, 'target-url'));
-}
 /** The newest installed server of at least `minMajor`; a ConfigurationError that says what to install otherwise. */
 async function scratchServer(minMajor, logger, extraBinDirs) {
     const server = await (0,postgres_tools/* findServerBinaries */.Q5)(minMajor, { logger, extraBinDirs });
@@ -56729,6 +56738,7 @@ async function scratchTarget(options) {
         server: options.server,
         logger: options.logger,
         parentDir: options.parentDir,
+        settings: { ...RESTORE_SERVER_SETTINGS },
     });
     const database = options.database ?? 'restore_check';
     try {
@@ -56763,7 +56773,8 @@ async function scratchTarget(options) {
  * by `cleanup`); when it exists it must be empty, unless `allowNonEmpty` (the real restore).
  */
 async function givenTarget(options) {
-    const info = (0,postgres_connection/* parseConnectionString */.HH)(options.url, 'target-url');
+    const key = options.option ?? 'target-url';
+    const info = (0,postgres_connection/* parseConnectionString */.HH)(options.url, key);
     const database = (0,postgres_connection/* databaseName */.Do)(info);
     let created = false;
     const admin = await (0,postgres_connection/* connect */.Ng)(info, 'postgres').catch(() => undefined);
@@ -56780,9 +56791,7 @@ async function givenTarget(options) {
     finally {
         await admin?.end().catch(() => undefined);
     }
-    const client = await (0,postgres_connection/* connect */.Ng)(info, database).catch((error) => {
-        throw targetError(error);
-    });
+    const client = await (0,postgres_connection/* connect */.Ng)(info, database);
     let version;
     try {
         version = (await client.query("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, current_user AS user")).rows[0];
@@ -56791,8 +56800,9 @@ async function givenTarget(options) {
           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
             AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`);
             if (Number(objects.rows[0].n) > 0) {
-                throw new errors/* ConfigurationError */.j1(`The target database ${(0,postgres_connection/* describeConnection */.If)(info, database)} is not empty (${objects.rows[0].n} tables, views or sequences). ` +
-                    `A verification restores only into an empty database or one it creates: point target-url at a new database name, or leave target-url empty for a throwaway server.`);
+                const tables = objects.rows[0].n;
+                throw new errors/* OptionError */.eR(key, (w) => `the target database ${(0,postgres_connection/* describeConnection */.If)(info, database)} is not empty (${tables} tables, views or sequences). ` +
+                    `A verification restores only into an empty database or one it creates: point ${w.option(key)} at a new database name, or leave it empty for a throwaway server.`);
             }
         }
     }
@@ -56829,6 +56839,7 @@ async function openTarget(o) {
     if (o.targetUrl) {
         return givenTarget({
             url: o.targetUrl,
+            option: o.targetOption,
             logger: o.logger,
             allowNonEmpty: Boolean(o.replace),
             dropCreatedOnCleanup: !o.replace,
@@ -57162,7 +57173,7 @@ async function execute(mode, options, deps) {
         replace: Boolean(restore),
     });
     deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
-    const peakDisk = new PeakDisk(deps.workDir, plan.free);
+    const peakDisk = await PeakDisk.start(deps.workDir);
     const opened = {
         createdRoles: [],
     };
@@ -57708,6 +57719,8 @@ function round(seconds) {
     return Math.round(seconds * 1000) / 1000;
 }
 
+// EXTERNAL MODULE: ./lib/extract/options.js
+var extract_options = __nccwpck_require__(283);
 ;// CONCATENATED MODULE: ./lib/extract/patterns.js
 
 const patterns_REGEX_SPECIAL = /[\\^$.*+?()[\]{}|]/;
@@ -57773,6 +57786,8 @@ function parseTablePattern(text) {
 
 
 
+
+
 /** `schema.name`, quoted where needed. */
 function qualified(t) {
     return `${(0,postgres_connection/* quoteIdent */.v4)(t.schema)}.${(0,postgres_connection/* quoteIdent */.v4)(t.name)}`;
@@ -57807,7 +57822,7 @@ async function restoreChosenTables(selection, deps, beforeDownload) {
     const { manifest, warnings } = await pickBackup(deps.storage, name, selection.backupId);
     for (const w of warnings)
         logger.warning(w);
-    refuseManagedPlatform(manifest);
+    refusePartialPlatformBackup(manifest);
     const undecodable = missingKeyError(manifest, selection.decryption) ?? missingZstdError(manifest, deps.zstdPath);
     if (undecodable)
         throw undecodable;
@@ -57822,14 +57837,18 @@ async function restoreChosenTables(selection, deps, beforeDownload) {
     const workDir = await (0,promises_.mkdtemp)(external_node_path_.join(deps.workDir, 'extract-'));
     deps.onTemporaryFolder?.(workDir);
     let scratch;
+    // Roles the platform's route creates on the scratch server: dropped with a given one's database.
+    const createdRoles = [];
     const cleanup = async () => {
         await scratch?.cleanup().catch((error) => {
-            logger.warning(`Could not stop the scratch server: ${(0,errors/* errorMessage */.gJ)(error)}`);
+            logger.warning(`Could not remove the scratch copy: ${(0,errors/* errorMessage */.gJ)(error)}`);
         });
+        if (scratch && !scratch.scratch)
+            await dropScratchRoles(scratch, createdRoles, logger);
         await (0,promises_.rm)(workDir, { recursive: true, force: true });
     };
     try {
-        const opened = await openScratch(selection, deps, manifest);
+        const opened = { ...(await openScratch(selection, deps, manifest)), createdRoles };
         scratch = opened.scratch;
         const tables = await loadTables(selection, deps, manifest, opened, workDir);
         return { name, manifest, scratch, tools: opened.tools, tables, warnings, workDir, cleanup };
@@ -57840,26 +57859,40 @@ async function restoreChosenTables(selection, deps, beforeDownload) {
     }
 }
 /**
- * A backup of a Supabase project is refused before anything is downloaded or the target is
- * reached: the scratch copy restores the archive's whole schema into a plain server, which
- * lacks the platform's extensions and roles, and the platform's objects its extensions create
- * would be created twice; the restore route that handles them (verify's, the real restore's)
- * needs a server of the platform.
+ * A Supabase backup of selected schemas is refused before anything is downloaded or the target
+ * is reached: the platform's route gives a new database of such a backup the platform's
+ * definitions from the server's own project database, which a scratch server the step starts
+ * does not have.
  */
-function refuseManagedPlatform(manifest) {
-    if (manifest.platform?.name !== 'supabase')
+function refusePartialPlatformBackup(manifest) {
+    if (!manifest.platform || (manifest.options?.schemas ?? []).length === 0)
         return;
-    throw new errors/* ConfigurationError */.j1(`Backup ${manifest.id} is of a Supabase project, and extract and export do not support those yet: ` +
-        "they restore the chosen tables through a plain scratch PostgreSQL server, which cannot hold the platform's schemas and extensions. " +
-        'Instead, restore the backup with mode: restore into a spare Supabase project (not the live one; see docs/supabase.md) and copy the tables from there. Nothing was changed.');
+    throw new errors/* ConfigurationError */.j1(`Backup ${manifest.id} holds only schema(s) ${manifest.options?.schemas?.join(', ')} of a Supabase project, and extract and export take the tables of a backup of the whole project: ` +
+        "its tables rely on the platform's (auth.users, extensions.*), which a scratch server gets only from such a backup. Extract from a backup of the whole project. Nothing was changed.");
 }
-/** A scratch server at least as new as the backup's source, and client tools for it. */
+/** Drops the roles the run created on a scratch server it was given, naming any left. */
+async function dropScratchRoles(scratch, roles, logger) {
+    const left = await dropRoles(scratch, roles).catch(() => roles);
+    if (left.length > 0) {
+        logger.warning(`Could not drop the role(s) this run created on the scratch server: ${left.join(', ')}`);
+    }
+}
+/**
+ * The scratch copy's server and database: a new database on the server of scratch-url, or a
+ * server the step starts, at least as new as the backup's source; and client tools for it.
+ */
 async function openScratch(selection, deps, manifest) {
     const sourceMajor = (0,postgres_tools/* majorOf */.Ds)(manifest.source.serverVersion);
     const dumpMajor = Math.max((0,postgres_tools/* majorOf */.Ds)(manifest.tools.pgDumpVersion), sourceMajor);
-    const request = { major: dumpMajor, version: manifest.tools.pgDumpVersion, needServer: true };
+    const request = {
+        major: dumpMajor,
+        version: manifest.tools.pgDumpVersion,
+        needServer: !selection.scratchUrl,
+    };
     let tools = await deps.resolveTools(request);
     const scratch = await openTarget({
+        targetUrl: selection.scratchUrl,
+        targetOption: extract_options/* EXTRACT_OPTION_KEYS */.LA.scratchUrl,
         minMajor: selection.postgresVersion === 'auto'
             ? sourceMajor
             : Math.max(selection.postgresVersion, sourceMajor),
@@ -57889,8 +57922,12 @@ async function loadTables(selection, deps, manifest, opened, workDir) {
         progressIntervalMs: deps.progressIntervalMs,
     }));
     const text = await listArchiveText(tools.pgRestore, fetched.archivePath);
-    const lines = text.split('\n');
-    await scratch_requireExtensions(scratch, parseArchiveListing(text).extensions, deps);
+    const listing = parseArchiveListing(text);
+    await scratch_requireExtensions(scratch, listing.extensions, deps, manifest);
+    const route = manifest.platform
+        ? await preparePlatformScratch({ ...opened, manifest, listing, workDir, deps }, fetched)
+        : undefined;
+    const lines = (route ? await (0,promises_.readFile)(route.listFile, 'utf8') : text).split('\n');
     const restore = async (list, file, jobs) => {
         const listFile = external_node_path_.join(workDir, file);
         await (0,promises_.writeFile)(listFile, list);
@@ -57912,6 +57949,8 @@ async function loadTables(selection, deps, manifest, opened, workDir) {
         const tables = await chooseTables(client, selection.tables);
         logger.info(`Tables chosen: ${tables.map((t) => `${t.schema}.${t.name}`).join(', ')}`);
         await logger.group(`Restore the data of ${tables.length} table(s)`, () => restore(dataList(lines, tables), 'data.list', selection.jobs));
+        for (const statement of route?.after ?? [])
+            await client.query(statement);
         for (const t of tables) {
             const r = await client.query(`SELECT count(*)::text AS n FROM ${qualified(t)}`);
             t.rows = Number(r.rows[0].n);
@@ -57922,8 +57961,43 @@ async function loadTables(selection, deps, manifest, opened, workDir) {
         await client.end().catch(() => undefined);
     }
 }
+/**
+ * A backup of a platform's database (Supabase) is restored the way verify and the drill restore
+ * one into a new database of the platform's server: the roles the archive names are created,
+ * then the platform's schemas and extensions as the platform makes them, and the archive's list
+ * is the platform route's (what CREATE EXTENSION made is left out, as are the platform's own
+ * bookkeeping rows). Returns that route; its list is filtered further like any archive's.
+ */
+async function preparePlatformScratch(o, fetched) {
+    const client = await (0,postgres_connection/* connect */.Ng)(o.scratch.connection, o.scratch.database);
+    try {
+        const prepared = await prepareRestore({
+            target: o.scratch,
+            manifest: o.manifest,
+            tools: o.tools,
+            archivePath: fetched.archivePath,
+            listing: o.listing,
+            workDir: o.workDir,
+            jobs: 1,
+            into: 'new',
+            createdRoles: o.createdRoles,
+            installExtensions: o.deps.installExtensions,
+            env: o.deps.env,
+            logger: o.deps.logger,
+        }, client);
+        o.deps.logger.info(`Scratch server prepared: ${prepared.detail}`);
+        if (!prepared.route)
+            throw new Error(`Backup ${o.manifest.id}: no route for its platform.`);
+        for (const statement of prepared.route.before)
+            await client.query(statement);
+        return prepared.route;
+    }
+    finally {
+        await client.end().catch(() => undefined);
+    }
+}
 /** The archive's extensions on the scratch server: installed where the run may, else an error naming them. */
-async function scratch_requireExtensions(scratch, needed, deps) {
+async function scratch_requireExtensions(scratch, needed, deps, manifest) {
     const missing = async () => {
         const client = await (0,postgres_connection/* connect */.Ng)(scratch.connection, scratch.database);
         try {
@@ -57936,13 +58010,19 @@ async function scratch_requireExtensions(scratch, needed, deps) {
         }
     };
     let lacking = await missing();
-    if (lacking.length > 0 && deps.installExtensions) {
+    if (lacking.length > 0 && scratch.scratch && deps.installExtensions) {
         deps.logger.info(await deps.installExtensions(lacking, scratch.serverMajor));
         lacking = await missing();
     }
-    if (lacking.length > 0) {
-        throw new errors/* ConfigurationError */.j1(`The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch PostgreSQL ${scratch.serverVersion} lacks: install them for PostgreSQL ${scratch.serverMajor} on this machine. Nothing was changed.`);
-    }
+    if (lacking.length === 0)
+        return;
+    const K = extract_options/* EXTRACT_OPTION_KEYS */.LA;
+    const remedy = !scratch.scratch
+        ? `give ${K.scratchUrl} a server that has them`
+        : manifest.platform?.name === 'supabase'
+            ? `these are the Supabase platform's: give ${K.scratchUrl}, a new database on a supabase/postgres service container at the project's version (see docs/extract.md)`
+            : `install them for PostgreSQL ${scratch.serverMajor} on this machine, or give ${K.scratchUrl}, a new database on a server that has them`;
+    throw new errors/* ConfigurationError */.j1(`The backup's schema needs extension(s) ${lacking.join(', ')}, which the scratch server ${scratch.describe} lacks: ${remedy}. Nothing was changed.`);
 }
 /**
  * The tables the patterns match (ordinary and partitioned ones; an unqualified pattern matches
@@ -58282,9 +58362,8 @@ async function copyOut(o) {
     }
 }
 
-// EXTERNAL MODULE: ./lib/extract/options.js
-var extract_options = __nccwpck_require__(283);
 ;// CONCATENATED MODULE: ./lib/extract/side-schema.js
+
 
 
 
@@ -58306,6 +58385,7 @@ async function buildSideSchema(client, tables, schema, backupId) {
         }
         names.set(t.name, t);
     }
+    await refuseExtensionTables(client, tables);
     const s = (0,postgres_connection/* quoteIdent */.v4)(schema);
     await client.query(`CREATE SCHEMA ${s}`);
     await client.query(`COMMENT ON SCHEMA ${s} IS ${(0,postgres_connection/* quoteLiteral */.ce)(`${EXTRACT_COMMENT}: tables of backup ${backupId}`)}`);
@@ -58314,6 +58394,23 @@ async function buildSideSchema(client, tables, schema, backupId) {
     }
     for (const statement of await sideSchemaChanges(client, schema))
         await client.query(statement);
+}
+/**
+ * A table an extension makes (Vault's vault.secrets, PostGIS's spatial_ref_sys) is refused:
+ * pg_dump writes only its rows, as CREATE EXTENSION makes the table, so it cannot go into a
+ * schema of its own. Export takes such a table.
+ */
+async function refuseExtensionTables(client, tables) {
+    const members = await client.query(`SELECT c.oid::regclass::text AS name, e.extname AS extension
+       FROM pg_depend d JOIN pg_class c ON c.oid = d.objid JOIN pg_extension e ON e.oid = d.refobjid
+      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_extension'::regclass
+        AND d.deptype = 'e' AND c.oid = ANY($1::text[]::regclass[])
+      ORDER BY 1`, [tables.map(qualified)]);
+    if (members.rows.length === 0)
+        return;
+    throw new errors/* ConfigurationError */.j1(`Input 'tables': ${members.rows.map((m) => `${m.name} (of extension ${m.extension})`).join(', ')} ` +
+        `belong to an extension, which makes them itself: an extract cannot move them into a schema of their own. ` +
+        `Leave them out, or export them (mode: export). Nothing was changed.`);
 }
 /** The statements that bring the side schema's types and sequences in, and cut what reaches out. */
 async function sideSchemaChanges(client, schema) {
@@ -58415,13 +58512,59 @@ async function dependentsOutside(client, schema) {
     return r.rows.map((row) => row.rel);
 }
 /**
+ * The statements that leave the side schema and its tables and sequences to their owner (the
+ * role that loaded them): every privilege another role or PUBLIC holds on them, which default
+ * privileges (`ALTER DEFAULT PRIVILEGES`) may have given as they were created, is revoked. So
+ * the API roles of a platform (Supabase's anon, authenticated, service_role) cannot reach the
+ * backup's rows, whatever the platform exposes.
+ */
+function ownerOnlyStatements(schema) {
+    return `DO $extract$
+DECLARE
+  statement text;
+BEGIN
+  FOR statement IN
+    SELECT DISTINCT format('REVOKE ALL ON %s %s FROM %s', o.kind, o.name,
+             CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+      FROM (SELECT 'SCHEMA' AS kind, quote_ident(nspname) AS name, nspacl AS acl, nspowner AS owner
+              FROM pg_namespace WHERE nspname = ${(0,postgres_connection/* quoteLiteral */.ce)(schema)}
+            UNION ALL
+            SELECT CASE WHEN relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, oid::regclass::text,
+                   relacl, relowner
+              FROM pg_class WHERE relnamespace = ${(0,postgres_connection/* quoteLiteral */.ce)((0,postgres_connection/* quoteIdent */.v4)(schema))}::regnamespace
+               AND relkind IN ('r', 'p', 'S')) o,
+           aclexplode(o.acl) a
+     WHERE a.grantee <> o.owner
+  LOOP
+    EXECUTE statement;
+  END LOOP;
+END
+$extract$;
+`;
+}
+/**
  * Loads the side schema's script into the target in one transaction (after dropping the
- * earlier extract's schema when replacing it), so a failure leaves the target as it was.
+ * earlier extract's schema when replacing it), with every privilege of other roles on it
+ * revoked, so a failure leaves the target as it was.
  */
 async function loadSideSchema(o) {
     await (0,promises_.writeFile)(o.prelude, o.replace ? `DROP SCHEMA IF EXISTS ${(0,postgres_connection/* quoteIdent */.v4)(o.schema)} CASCADE;\n` : '');
+    await (0,promises_.writeFile)(o.epilogue, ownerOnlyStatements(o.schema));
     await (0,promises_.writeFile)(o.script, scriptForServer(await (0,promises_.readFile)(o.script, 'utf8'), o.serverMajor));
-    const r = await (0,core_process/* runProcess */.R3)(o.tools.psql, ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '-1', '-f', o.prelude, '-f', o.script], { env: (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database) });
+    const r = await (0,core_process/* runProcess */.R3)(o.tools.psql, [
+        '-X',
+        '-q',
+        '--no-password',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-1',
+        '-f',
+        o.prelude,
+        '-f',
+        o.script,
+        '-f',
+        o.epilogue,
+    ], { env: (0,postgres_connection/* childEnv */.gf)(o.env, o.connection, o.database) });
     if (r.code !== 0) {
         throw new Error(`${(0,core_process/* describeExit */.KE)('psql (loading the extract)', r)}\nThe transaction was rolled back: ${(0,postgres_connection/* describeConnection */.If)(o.connection, o.database)} is as it was.`);
     }
@@ -58537,6 +58680,7 @@ async function moveIntoTarget(copy, target, schema, replace, deps) {
         replace,
         script,
         prelude: external_node_path_.join(work, 'prelude.sql'),
+        epilogue: external_node_path_.join(work, 'epilogue.sql'),
         env: deps.env,
         logger: deps.logger,
     }));
@@ -58854,6 +58998,7 @@ function verifyOptions(read, door, logger) {
         maxAgeSeconds: read.duration('max-age'),
         jobs: read.integer('jobs', 2, 1, 64),
         git: door.git,
+        restorePlan: read.choice('restore-plan', RESTORE_PLAN_CHOICES, 'auto'),
     };
 }
 /** The drill's options. */
@@ -58870,7 +59015,7 @@ function drillOptions(read, door) {
         targetUrl: read.secret('target-url'),
         postgresVersion: (0,shared/* postgresVersionOption */.vW)(read),
         git: door.git,
-        restorePlan: read.choice('restore-plan', RESTORE_PLAN_CHOICES, 'auto'),
+        restorePlan: read.choice('restore-plan', disk_RESTORE_PLAN_CHOICES, 'auto'),
     };
 }
 /** The real restore's options: the drill's, with the target to replace and its safeguards. */
@@ -59430,8 +59575,15 @@ var inputs = __nccwpck_require__(39922);
 
 
 
-/** The four actions, as alerts and run records name them. */
-const ACTION_NAMES = (/* unused pure expression or super */ null && (['backup', 'verify', 'restore-drill', 'prune']));
+/** The four actions and the file backups' proofs, as alerts and run records name them. */
+const ACTION_NAMES = (/* unused pure expression or super */ null && ([
+    'backup',
+    'verify',
+    'restore-drill',
+    'prune',
+    'files-verify',
+    'files-drill',
+]));
 const RUN_RECORD_SCHEMA_VERSION = 1;
 /** Records read at most: enough to count a long failing streak, bounded for old catalogs. */
 const runs_MAX_READS = 60;
@@ -60242,6 +60394,8 @@ const MARKER_PREFIX = {
     verify: 'verify',
     'restore-drill': 'drill',
     prune: 'prune',
+    'files-verify': 'files-verify',
+    'files-drill': 'files-drill',
 };
 const WARNING_LABEL = 'warning';
 /**
@@ -60425,6 +60579,8 @@ const WHAT = {
     verify: 'The backup verification',
     'restore-drill': 'The restore drill',
     prune: 'The prune',
+    'files-verify': 'The file backup verification',
+    'files-drill': 'The file restore drill',
 };
 function streakLine(streak) {
     if (streak.runs <= 1)
@@ -60887,7 +61043,7 @@ async function extractOrExport(mode, subject, door) {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(46113);
+/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(73736);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(88983);
 
 
@@ -60960,6 +61116,7 @@ function maskSecret(value) {
 function maskSecretInputs(env) {
     maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.DatabaseUrl));
     maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.TargetUrl));
+    maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.ScratchUrl));
     maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionIdentity));
     maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionPassphrase));
     for (const value of (0,_crypto_age_js__WEBPACK_IMPORTED_MODULE_2__/* .invalidRecipientValues */ .tc)((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionRecipients) ?? '')) {
@@ -62642,6 +62799,7 @@ const EXTRACT_OPTION_KEYS = {
     backupId: 'backup-id',
     jobs: 'jobs',
     postgresVersion: 'postgres-version',
+    scratchUrl: 'scratch-url',
 };
 const K = EXTRACT_OPTION_KEYS;
 /** The shared option parsers over an accessor (the readers of both front doors). */
@@ -62661,6 +62819,7 @@ function readTableSelection(read, decryption) {
         tables,
         jobs: reader(read).integer(K.jobs, 2, 1, 64),
         postgresVersion: (0,_postgres_tools_js__WEBPACK_IMPORTED_MODULE_3__/* .resolvePostgresVersionInput */ .Iz)(read(K.postgresVersion) ?? 'auto'),
+        scratchUrl: read(K.scratchUrl),
     };
 }
 /** The options of an extract. `target-url` is required here: the CLI fills it from DATABASE_URL. */
@@ -62920,7 +63079,7 @@ function parseStorageLocation(location) {
 async function openStorage(location, s3, logger) {
     const parsed = parseStorageLocation(location);
     if (parsed.type === 's3') {
-        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(444)]).then(__nccwpck_require__.bind(__nccwpck_require__, 53444));
+        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(703)]).then(__nccwpck_require__.bind(__nccwpck_require__, 53703));
         return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
     }
     return new local/* LocalStorage */.D(parsed.path, logger);
@@ -63075,7 +63234,7 @@ function parseConnectionString(text, inputName = 'database-url') {
     else if (trimmed !== '') {
         parseKeyValue(trimmed, raw, inputName);
     }
-    return fromParams(raw);
+    return { ...fromParams(raw), option: inputName };
 }
 function parseKeyValue(text, out, inputName) {
     let i = 0;
@@ -63333,12 +63492,12 @@ function connectionError(error, info, database) {
     let message = (0,errors/* errorMessage */.gJ)(error);
     if (info.password)
         message = message.split(info.password).join('***');
-    if (code === '28P01' || code === '28000') {
-        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
-    }
-    if (code === '3D000') {
-        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
-    }
+    const key = info.option ?? 'database-url';
+    const check = (what) => new errors/* OptionError */.eR(key, (w) => `cannot connect to ${where}: ${message}. Check ${what} in ${w.option(key)}.`);
+    if (code === '28P01' || code === '28000')
+        return check('the user and password');
+    if (code === '3D000')
+        return check('the database name');
     if (code === 'ECONNREFUSED' ||
         code === 'ENOTFOUND' ||
         code === 'ETIMEDOUT' ||
@@ -63698,10 +63857,8 @@ async function findServerBinaries(minMajor, search) {
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(77598);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(51455);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(76760);
-/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(57075);
-/* harmony import */ var node_stream_promises__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(46466);
-/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(72500);
-
+/* harmony import */ var _parts_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(73495);
+/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(72500);
 
 
 
@@ -63723,24 +63880,89 @@ function errnoCode(error) {
         ? String(error.code)
         : undefined;
 }
-/** How much a stream upload buffers while a write is in flight. */
+/** The part size of a stream upload: how much is written at once. */
 const WRITE_BATCH = 1 << 20;
 /**
  * Bytes a stream upload writes between the flushes to disk it starts as it goes, so that the
  * fsync before the rename has little left to write.
  */
 const FLUSH_EVERY = 16 << 20;
-/** Writes every byte of `buffers` at the handle's position, across short writes. */
-async function writeAll(handle, buffers) {
-    let rest = buffers.filter((b) => b.length > 0);
-    while (rest.length > 0) {
-        let { bytesWritten } = await handle.writev(rest);
-        while (rest.length > 0 && bytesWritten >= rest[0].length) {
-            bytesWritten -= rest[0].length;
-            rest = rest.slice(1);
-        }
-        if (rest.length > 0 && bytesWritten > 0)
-            rest[0] = rest[0].subarray(bytesWritten);
+/** Writes every byte of `data` at `position`, across short writes. */
+async function writeAll(handle, data, position) {
+    for (let done = 0; done < data.length;) {
+        const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+        done += bytesWritten;
+    }
+}
+/**
+ * A file being written in parts at their offsets, flushed to disk as it goes so that the fsync
+ * before the rename has little left to write; the temporary file is removed when aborted.
+ */
+class FileUpload {
+    handle;
+    temp;
+    path;
+    syncDirectory;
+    partSize = WRITE_BATCH;
+    inFlight = 2;
+    written = 0;
+    flushedAt = 0;
+    /** One flush at a time runs beside the writes; its failure fails the upload. */
+    flushing;
+    flushError;
+    closing;
+    constructor(handle, temp, path, syncDirectory) {
+        this.handle = handle;
+        this.temp = temp;
+        this.path = path;
+        this.syncDirectory = syncDirectory;
+    }
+    async sendPart({ offset, data }) {
+        await writeAll(this.handle, data, offset);
+        this.written += data.length;
+        this.flush();
+        if (this.flushError !== undefined)
+            throw this.flushError;
+    }
+    async complete(whole) {
+        if (whole !== undefined)
+            await writeAll(this.handle, whole, 0);
+        await this.flushed();
+        // The final fsync need not report a write error again once a flush did.
+        if (this.flushError !== undefined)
+            throw this.flushError;
+        await this.handle.sync();
+        await this.close();
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(this.temp, this.path);
+        await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(this.path));
+    }
+    async abort() {
+        await this.flushed();
+        await this.close().catch(() => undefined);
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(this.temp).catch(() => undefined);
+    }
+    close() {
+        this.closing ??= this.handle.close();
+        return this.closing;
+    }
+    flush() {
+        if (this.flushing || this.flushError !== undefined)
+            return;
+        if (this.written - this.flushedAt < FLUSH_EVERY)
+            return;
+        this.flushedAt = this.written;
+        this.flushing = this.handle.datasync().then(() => {
+            this.flushing = undefined;
+            this.flush();
+        }, (error) => {
+            this.flushError = error;
+            this.flushing = undefined;
+        });
+    }
+    /** Waits for the flushes under way (a flush that ends may start the next one). */
+    async flushed() {
+        while (this.flushing)
+            await this.flushing;
     }
 }
 /**
@@ -63777,86 +63999,16 @@ class LocalStorage {
     tempPathFor(path) {
         return (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), `.${(0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path)}.partial-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(8).toString('hex')}`);
     }
-    async putStream(key, body, options = {}) {
-        let bodyError;
-        const onBodyError = (error) => {
-            bodyError ??= error;
-        };
-        body.on('error', onBodyError);
-        let path;
-        let temp;
-        let bytes = 0;
-        try {
-            path = this.pathOf(key);
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
-            temp = this.tempPathFor(path);
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
-            // One flush at a time runs beside the writes; its failure fails the upload (the final
-            // fsync need not report a write error again once a flush did).
-            let flushing;
-            let flushedAt = 0;
-            let flushError;
-            const flush = () => {
-                if (flushing || flushError !== undefined || bytes - flushedAt < FLUSH_EVERY)
-                    return;
-                flushedAt = bytes;
-                flushing = handle.datasync().then(() => {
-                    flushing = undefined;
-                    flush();
-                }, (error) => {
-                    flushError = error;
-                    flushing = undefined;
-                });
-            };
-            // A flush that ends may start the next one.
-            const flushed = async () => {
-                while (flushing)
-                    await flushing;
-            };
-            try {
-                // A sink whose writev receives the chunks that arrived while the previous write was
-                // in flight, as they are: one system call per batch, and no copy into a larger buffer
-                // (iterating the body would concatenate what it buffered).
-                const sink = new node_stream__WEBPACK_IMPORTED_MODULE_3__.Writable({
-                    highWaterMark: WRITE_BATCH,
-                    writev: (chunks, callback) => {
-                        const buffers = chunks.map(({ chunk }) => chunk);
-                        writeAll(handle, buffers).then(() => {
-                            for (const b of buffers)
-                                bytes += b.length;
-                            options.onProgress?.(bytes);
-                            flush();
-                            callback(flushError);
-                        }, callback);
-                    },
-                });
-                await (0,node_stream_promises__WEBPACK_IMPORTED_MODULE_4__.pipeline)(body, sink);
-                if (bodyError !== undefined)
-                    throw bodyError;
-                await flushed();
-                if (flushError !== undefined)
-                    throw flushError;
-                await handle.sync();
-            }
-            finally {
-                await flushed();
-                await handle.close();
-            }
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(temp, path);
-            temp = undefined;
-            await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path));
-            return { bytes };
-        }
-        catch (error) {
-            if (!body.destroyed)
-                body.destroy();
-            if (temp !== undefined)
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(temp).catch(() => undefined);
-            throw bodyError ?? error;
-        }
-        finally {
-            body.off('error', onBodyError);
-        }
+    putStream(key, body, options = {}) {
+        return (0,_parts_js__WEBPACK_IMPORTED_MODULE_3__/* .putInParts */ .n)(this.upload(key), body, options);
+    }
+    /** A hidden temporary sibling of the key's file, renamed onto the key when complete. */
+    async upload(key) {
+        const path = this.pathOf(key);
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
+        const temp = this.tempPathFor(path);
+        const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
+        return new FileUpload(handle, temp, path, (folder) => this.syncDirectory(folder));
     }
     async putBytes(key, data, options = {}) {
         const path = this.pathOf(key);
@@ -63906,19 +64058,19 @@ class LocalStorage {
             this.logger.debug(`Could not fsync the folder ${path}: ${String(error)}`);
         }
     }
-    async getStream(key) {
+    async getStream(key, options = {}) {
         const path = this.pathOf(key);
         try {
             const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
             if (!(await handle.stat()).isFile()) {
                 await handle.close();
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_4__/* .NotFoundError */ .m(key);
             }
-            return handle.createReadStream();
+            return handle.createReadStream({ start: options.start });
         }
         catch (error) {
             if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_4__/* .NotFoundError */ .m(key);
             }
             throw error;
         }
@@ -64017,6 +64169,250 @@ class LocalStorage {
     }
     async versioning() {
         return undefined;
+    }
+}
+
+
+/***/ }),
+
+/***/ 73495:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   n: () => (/* binding */ putInParts),
+/* harmony export */   p: () => (/* binding */ PartWriter)
+/* harmony export */ });
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(57075);
+/* harmony import */ var node_stream_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(46466);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3828);
+
+
+
+/**
+ * A sink that cuts a stream into parts once and sends each part to every store at once, the
+ * same bytes to each: the one uploader, whether there is one store (`putInParts`) or several (a
+ * backup's destinations). Part buffers are allocated once and reused, at most `inFlight + 1` of
+ * them, whatever the number of stores: a part's buffer is free again once every store still
+ * writing holds it, so the slowest store sets the pace. Incoming chunks are copied into the
+ * filling part exactly once. A body that fits in one part is stored with one request per store.
+ *
+ * A store that fails drops out (its upload aborted) and the others go on; the sink fails when
+ * none is left, at once, even while the body is stalled.
+ */
+class PartWriter extends node_stream__WEBPACK_IMPORTED_MODULE_0__.Writable {
+    uploads;
+    options;
+    /** The bytes written so far. */
+    bytes = 0;
+    /** One entry per store, in order, once the sink has finished or failed. */
+    results;
+    /** Why `commit` rejected, once it did: the reason no store completed its upload. */
+    commitError;
+    /** The first error a store reported. */
+    storeError;
+    targets = [];
+    partSize = 0;
+    inFlight = 0;
+    allocated = 0;
+    free = [];
+    sending = new Set();
+    current;
+    filled = 0;
+    parts = 0;
+    stored = 0;
+    completed = false;
+    failure;
+    resolveResults = () => undefined;
+    /** `uploads`: each store's upload as it is begun, in order. */
+    constructor(uploads, options = {}) {
+        super({ highWaterMark: 1 << 20 });
+        this.uploads = uploads;
+        this.options = options;
+        for (const upload of uploads)
+            upload.catch(() => undefined);
+        options.commit?.catch(() => undefined);
+        this.results = new Promise((resolve) => (this.resolveResults = resolve));
+    }
+    /** How many parts were sent. */
+    get partCount() {
+        return this.parts;
+    }
+    /** How many part buffers were allocated. */
+    get bufferCount() {
+        return this.allocated;
+    }
+    _construct(callback) {
+        void Promise.allSettled(this.uploads).then((begun) => {
+            this.targets = begun.map((b) => b.status === 'fulfilled' ? { upload: b.value } : { error: (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(b.reason) });
+            const live = this.live();
+            if (live.length === 0) {
+                this.storeError = this.targets[0]?.error ?? new Error('no store to write to');
+                return callback(this.storeError);
+            }
+            this.partSize = Math.max(...live.map((t) => t.upload.partSize));
+            this.inFlight = Math.max(...live.map((t) => t.upload.inFlight));
+            callback();
+        });
+    }
+    _write(chunk, _encoding, callback) {
+        this.take(chunk).then(() => callback(), callback);
+    }
+    _final(callback) {
+        this.finish().then(() => callback(), callback);
+    }
+    _destroy(error, callback) {
+        this.failure ??= error ?? undefined;
+        if (!this.completed) {
+            const reason = error ?? new Error('the body was cut off');
+            for (const target of this.live())
+                this.drop(target, reason);
+        }
+        void this.settle().then(() => this.resolveResults(this.report()));
+        callback(error);
+    }
+    /** The stores still writing. */
+    live() {
+        return this.targets.filter((t) => t.upload !== undefined && !t.error);
+    }
+    async take(chunk) {
+        let offset = 0;
+        while (offset < chunk.length) {
+            // A full part is sent only once more data follows, so the last part is never empty
+            // and a body of exactly one part is stored in one request.
+            if (this.current === undefined || this.filled === this.partSize)
+                await this.nextBuffer();
+            const current = this.current;
+            const n = chunk.copy(current, this.filled, offset);
+            this.filled += n;
+            offset += n;
+        }
+        this.bytes += chunk.length;
+    }
+    /** Sends the full current part (if any) and makes a free buffer the current one. */
+    async nextBuffer() {
+        if (this.current !== undefined) {
+            await this.sendWhenRoom(this.current, this.filled);
+            this.current = undefined;
+            this.filled = 0;
+        }
+        if (this.failure)
+            throw this.failure;
+        // Every buffer but the current one is being sent or free, so there are never more than
+        // inFlight + 1.
+        let buffer = this.free.pop();
+        if (buffer === undefined) {
+            buffer = Buffer.allocUnsafeSlow(this.partSize);
+            this.allocated++;
+        }
+        this.current = buffer;
+    }
+    /** Sends a part once fewer than `inFlight` parts are being sent. */
+    async sendWhenRoom(buffer, length) {
+        while (this.sending.size >= this.inFlight) {
+            await Promise.race(this.sending);
+            if (this.failure)
+                throw this.failure;
+        }
+        this.send(buffer, length);
+    }
+    /** Hands the part to every store still writing; its buffer is free once all of them hold it. */
+    send(buffer, length) {
+        const number = ++this.parts;
+        const part = { number, offset: (number - 1) * this.partSize, data: buffer.subarray(0, length) };
+        const sent = Promise.all(this.live().map((target) => target.upload.sendPart(part).catch((error) => this.storeFailed(target, error)))).then(() => {
+            this.stored += length;
+            this.free.push(buffer);
+            this.sending.delete(sent);
+            if (!this.failure)
+                this.options.onProgress?.(this.stored);
+        });
+        this.sending.add(sent);
+    }
+    /** A store reported an error: it drops out, and the sink fails when none is left. */
+    storeFailed(target, error) {
+        if (target.error)
+            return;
+        const reason = (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+        this.storeError ??= reason;
+        this.drop(target, reason);
+        if (this.live().length === 0) {
+            this.failure ??= reason;
+            this.destroy(reason);
+        }
+    }
+    drop(target, reason) {
+        target.error ??= reason;
+        target.aborted ??= target.upload?.abort();
+    }
+    async finish() {
+        if (this.options.commit) {
+            await this.options.commit.catch((error) => {
+                this.commitError = (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+                throw this.commitError;
+            });
+        }
+        let whole;
+        if (this.parts === 0)
+            whole = (this.current ?? Buffer.alloc(0)).subarray(0, this.filled);
+        else if (this.filled > 0 && this.current !== undefined) {
+            await this.sendWhenRoom(this.current, this.filled);
+        }
+        this.current = undefined;
+        await Promise.allSettled([...this.sending]);
+        if (this.failure)
+            throw this.failure;
+        await Promise.all(this.live().map((target) => target.upload.complete(whole).catch((error) => {
+            this.storeError ??= (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+            this.drop(target, (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error));
+        })));
+        const live = this.live();
+        if (live.length === 0)
+            throw this.storeError ?? new Error('every store failed');
+        this.completed = true;
+        if (whole !== undefined)
+            this.options.onProgress?.(this.bytes);
+        await this.settle();
+        this.resolveResults(this.report());
+    }
+    /** Waits until no part is being sent and every dropped store's upload is aborted. */
+    async settle() {
+        await Promise.allSettled([...this.sending]);
+        await Promise.all(this.targets.map((t) => t.aborted));
+    }
+    report() {
+        return this.targets.map((t) => t.error || !this.completed
+            ? { ok: false, error: t.error ?? this.failure ?? new Error('the upload did not finish') }
+            : { ok: true, bytes: this.bytes });
+    }
+}
+/**
+ * Streams `body` to one store in parts. When the body errors or the store fails, the upload is
+ * aborted and the promise rejects with the body's own error when there is one, else the
+ * store's; a store that fails destroys the body so its producer stops.
+ */
+async function putInParts(upload, body, options = {}) {
+    const writer = new PartWriter([upload], { onProgress: options.onProgress });
+    let bodyError;
+    const onBodyError = (error) => {
+        if (error !== writer.storeError)
+            bodyError ??= error;
+    };
+    body.on('error', onBodyError);
+    try {
+        await (0,node_stream_promises__WEBPACK_IMPORTED_MODULE_1__.pipeline)(body, writer).catch(() => undefined);
+        const [result] = await writer.results;
+        if (bodyError !== undefined)
+            throw bodyError;
+        if (!result.ok)
+            throw result.error;
+        return { bytes: result.bytes };
+    }
+    finally {
+        if (!body.destroyed)
+            body.destroy();
+        body.off('error', onBodyError);
+        // Destroying the body emits its error again; keep it from going unhandled.
+        body.on('error', () => undefined);
     }
 }
 

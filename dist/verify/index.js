@@ -49039,6 +49039,7 @@ const EXTRACT_OPTION_KEYS = {
     backupId: 'backup-id',
     jobs: 'jobs',
     postgresVersion: 'postgres-version',
+    scratchUrl: 'scratch-url',
 };
 const K = (/* unused pure expression or super */ null && (EXTRACT_OPTION_KEYS));
 /** The shared option parsers over an accessor (the readers of both front doors). */
@@ -49058,6 +49059,7 @@ function readTableSelection(read, decryption) {
         tables,
         jobs: options_reader(read).integer(K.jobs, 2, 1, 64),
         postgresVersion: resolvePostgresVersionInput(read(K.postgresVersion) ?? 'auto'),
+        scratchUrl: read(K.scratchUrl),
     };
 }
 /** The options of an extract. `target-url` is required here: the CLI fills it from DATABASE_URL. */
@@ -49172,6 +49174,7 @@ const Inputs = {
     Compare: EXTRACT_OPTION_KEYS.compare,
     CompareLimit: EXTRACT_OPTION_KEYS.compareLimit,
     ExportFormat: EXTRACT_OPTION_KEYS.exportFormat,
+    ScratchUrl: EXTRACT_OPTION_KEYS.scratchUrl,
     Source: 'source',
     Target: 'target',
     FilesS3Endpoint: 'files-s3-endpoint',
@@ -49278,6 +49281,7 @@ function maskSecret(value) {
 function maskSecretInputs(env) {
     maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.DatabaseUrl));
     maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.TargetUrl));
+    maskConnectionString((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.ScratchUrl));
     maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionIdentity));
     maskSecret((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionPassphrase));
     for (const value of (0,_crypto_age_js__WEBPACK_IMPORTED_MODULE_2__/* .invalidRecipientValues */ .tc)((0,_inputs_js__WEBPACK_IMPORTED_MODULE_4__/* .optionalInput */ .$m)(_names_js__WEBPACK_IMPORTED_MODULE_5__/* .Inputs */ .G.EncryptionRecipients) ?? '')) {
@@ -49404,6 +49408,17 @@ function fileBackupPrefix(name, id) {
 }
 function fileManifestKey(name, id) {
     return `${fileBackupPrefix(name, id)}manifest.json`;
+}
+/**
+ * `<name>/files/<id>/verifications/20261121T051500.123Z-9f1c2a.json`: a verify or drill result of
+ * a file backup, inside the backup's folder, so it goes when the backup goes.
+ */
+function fileVerificationKey(name, id, at, random = () => randomBytes(3).toString('hex')) {
+    const time = at.toISOString().replace(/[-:]/g, '');
+    return `${fileVerificationsPrefix(name, id)}${time}-${random()}.json`;
+}
+function fileVerificationsPrefix(name, id) {
+    return `${fileBackupPrefix(name, id)}verifications/`;
 }
 
 // EXTERNAL MODULE: ./lib/core/logger.js
@@ -49880,7 +49895,7 @@ const BACKUP_KINDS = (/* unused pure expression or super */ null && ([
     'pre-restore',
 ]));
 /** The dump object's entry. */
-function manifest_dumpObject(manifest) {
+function dumpObject(manifest) {
     const entry = manifest.objects.find((o) => o.role === 'dump');
     if (!entry)
         throw new Error(`Manifest of ${manifest.id} lists no dump object`);
@@ -49925,30 +49940,35 @@ var streams = __nccwpck_require__(38058);
 
 
 
-const disk_RESTORE_PLAN_CHOICES = (/* unused pure expression or super */ null && (['auto', 'disk', 'stream']));
+
+const disk_RESTORE_PLAN_CHOICES = ['auto', 'disk', 'stream'];
 /** `plan stream (why); peak disk used in the work folder 1.2 GiB, the restored database 1.1 GiB`. */
 function describePlanReport(p) {
-    return (`plan ${p.name} (${p.why}); peak disk used in the work folder ${formatBytes(p.peakDiskBytes)}, ` +
-        `the restored database ${formatBytes(p.restoredBytes)}`);
+    return (`plan ${p.name} (${p.why}); peak disk used in the work folder ${(0,streams/* formatBytes */.z3)(p.peakDiskBytes)}` +
+        (p.restoredBytes === undefined ? '' : `, the restored database ${(0,streams/* formatBytes */.z3)(p.restoredBytes)}`));
 }
 /** An empty cluster's files (catalog, first WAL segment), as initdb writes them. */
 const EMPTY_CLUSTER = 48 * 1024 * 1024;
-/** The write-ahead log a scratch server keeps at most before a checkpoint recycles it. */
-const WAL_CAP = 1024 * 1024 * 1024;
 /**
- * The disk a run needs in its work folder, from the manifest. The archive's size is the
- * object's when pg_dump compressed inside it; an object compressed whole (zstd, gzip) records
- * no decoded size, and the tables' size stands for it.
+ * The write-ahead log a scratch server keeps at most while restoring: a checkpoint every 64 MB
+ * (RESTORE_SERVER_SETTINGS), as much again while one completes, with room to spare.
+ */
+const WAL_ALLOWANCE = 256 * 1024 * 1024;
+/**
+ * The disk a run needs in its work folder, from the manifest. The archive's size is the one the
+ * backup recorded (`archiveBytes`); else the object's when pg_dump compressed inside it, and for
+ * an object compressed whole (zstd, gzip) by a backup that did not record it, the tables' size.
  */
 function workDiskNeed(manifest, o) {
-    const object = manifest_dumpObject(manifest).bytes;
+    const object = dumpObject(manifest).bytes;
     const tables = restoredTableBytes(manifest);
+    const recorded = manifest.archiveBytes;
     const wrapped = ['zstd', 'gzip'].includes(manifest.compression.method);
     return {
         object: o.downloads ? object : 0,
-        archive: wrapped ? Math.max(object, tables) : object,
-        archiveEstimated: wrapped,
-        database: o.scratch ? tables + Math.min(tables, WAL_CAP) + EMPTY_CLUSTER : 0,
+        archive: recorded ?? (wrapped ? Math.max(object, tables) : object),
+        archiveEstimated: recorded === undefined && wrapped,
+        database: o.scratch ? tables + Math.min(tables, WAL_ALLOWANCE) + EMPTY_CLUSTER : 0,
         format: manifest.format,
     };
 }
@@ -50025,36 +50045,59 @@ async function diskFree(dir) {
     return s.bavail * s.bsize;
 }
 /**
- * The most disk a run used in its work folder: the free space sampled while it runs, against
- * the free space before it wrote anything. Other writers on the same filesystem count too.
+ * Bytes allocated on disk to `dir` and everything under it; what vanishes while it is read
+ * (a scratch server's files come and go) is skipped. Hand-written: a walk of lstat blocks is all
+ * it takes, and `du` is not on every runner image the same way.
+ */
+async function folderBytes(dir) {
+    const entries = await (0,promises_.readdir)(dir, { withFileTypes: true }).catch(() => []);
+    let total = await (0,promises_.lstat)(dir).then((s) => s.blocks * 512, () => 0);
+    for (const entry of entries) {
+        const child = external_node_path_.join(dir, entry.name);
+        if (entry.isDirectory())
+            total += await folderBytes(child);
+        else {
+            total += await (0,promises_.lstat)(child).then((s) => s.blocks * 512, () => 0);
+        }
+    }
+    return total;
+}
+/**
+ * The most disk a run used in its work folder: the folder's allocated size, sampled while the
+ * run writes, against its size before. Only what is written under the folder counts, not other
+ * writers on the same filesystem.
  */
 class PeakDisk {
     dir;
     before;
-    freeBytes;
-    lowest;
+    usedBytes;
+    highest;
     timer;
     sampling = Promise.resolve();
-    constructor(dir, before, intervalMs = 200, freeBytes = diskFree) {
+    constructor(dir, before, intervalMs, usedBytes) {
         this.dir = dir;
         this.before = before;
-        this.freeBytes = freeBytes;
-        this.lowest = before;
+        this.usedBytes = usedBytes;
+        this.highest = before;
         this.timer = setInterval(() => void this.sample(), intervalMs);
         this.timer.unref();
     }
+    /** Measures the folder now and samples it every `intervalMs` until `stop`. */
+    static async start(dir, intervalMs = 1000, usedBytes = folderBytes) {
+        return new PeakDisk(dir, await usedBytes(dir), intervalMs, usedBytes);
+    }
     sample() {
         this.sampling = this.sampling
-            .then(() => this.freeBytes(this.dir))
-            .then((free) => {
-            this.lowest = Math.min(this.lowest, free);
+            .then(() => this.usedBytes(this.dir))
+            .then((used) => {
+            this.highest = Math.max(this.highest, used);
         }, () => undefined);
         return this.sampling;
     }
     /** Bytes used at the peak so far; sampled once more first. */
     async peak() {
         await this.sample();
-        return Math.max(0, this.before - this.lowest);
+        return Math.max(0, this.highest - this.before);
     }
     stop() {
         clearInterval(this.timer);
@@ -50111,6 +50154,7 @@ function verifyOptions(read, door, logger) {
         maxAgeSeconds: read.duration('max-age'),
         jobs: read.integer('jobs', 2, 1, 64),
         git: door.git,
+        restorePlan: read.choice('restore-plan', disk_RESTORE_PLAN_CHOICES, 'auto'),
     };
 }
 /** The drill's options. */
@@ -50713,6 +50757,7 @@ function statusIcon(status) {
 
 
 
+
 /** Rows of the table comparison shown at most; differences always come first. */
 const MAX_TABLE_ROWS = 200;
 /** Failing rows shown per user check. */
@@ -50738,6 +50783,8 @@ function backupFacts(report) {
     else if (!report.restore) {
         pairs.push(['Restored into', 'nothing: restore is false (object checks only)']);
     }
+    if (report.restorePlan)
+        pairs.push(['Restore plan', describePlanReport(report.restorePlan)]);
     if (report.pgRestoreVersion)
         pairs.push(['pg_restore', report.pgRestoreVersion]);
     if (report.freshness) {
@@ -50889,6 +50936,22 @@ const SPEED_SETTINGS = {
     huge_pages: 'off',
     logging_collector: 'off',
     lc_messages: 'C',
+};
+/**
+ * For a server a restore starts and throws away (verify, the drill, extract), never a user's:
+ * the least write-ahead log (`wal_level=minimal`: a new index or a table created in the loading
+ * transaction is synced rather than logged; no senders, no archiving), recycled at a checkpoint
+ * every 64 MB instead of growing to the default 1 GB beside the restored data, and index builds
+ * sorting in memory up to 256 MB each (`pg_restore -j 2`: two at once) instead of spilling
+ * 64 MB runs to temporary files.
+ */
+const RESTORE_SERVER_SETTINGS = {
+    wal_level: 'minimal',
+    max_wal_senders: '0',
+    archive_mode: 'off',
+    max_wal_size: '64MB',
+    min_wal_size: '32MB',
+    maintenance_work_mem: '256MB',
 };
 const live = new Set();
 let exitHookInstalled = false;
@@ -51229,12 +51292,6 @@ function stopSync({ server, prefix, env }, files, pid, handle) {
 
 
 
-/** Connection errors name the input they came from: here, target-url. */
-function targetError(error) {
-    if (!(error instanceof errors/* ConfigurationError */.j1))
-        return error;
-    return new errors/* ConfigurationError */.j1(error.message.replace(/\bdatabase-url\b/g, 'target-url'));
-}
 /** The newest installed server of at least `minMajor`; a ConfigurationError that says what to install otherwise. */
 async function scratchServer(minMajor, logger, extraBinDirs) {
     const server = await (0,postgres_tools/* findServerBinaries */.Q5)(minMajor, { logger, extraBinDirs });
@@ -51251,6 +51308,7 @@ async function scratchTarget(options) {
         server: options.server,
         logger: options.logger,
         parentDir: options.parentDir,
+        settings: { ...RESTORE_SERVER_SETTINGS },
     });
     const database = options.database ?? 'restore_check';
     try {
@@ -51285,7 +51343,8 @@ async function scratchTarget(options) {
  * by `cleanup`); when it exists it must be empty, unless `allowNonEmpty` (the real restore).
  */
 async function givenTarget(options) {
-    const info = (0,postgres_connection/* parseConnectionString */.HH)(options.url, 'target-url');
+    const key = options.option ?? 'target-url';
+    const info = (0,postgres_connection/* parseConnectionString */.HH)(options.url, key);
     const database = (0,postgres_connection/* databaseName */.Do)(info);
     let created = false;
     const admin = await (0,postgres_connection/* connect */.Ng)(info, 'postgres').catch(() => undefined);
@@ -51302,9 +51361,7 @@ async function givenTarget(options) {
     finally {
         await admin?.end().catch(() => undefined);
     }
-    const client = await (0,postgres_connection/* connect */.Ng)(info, database).catch((error) => {
-        throw targetError(error);
-    });
+    const client = await (0,postgres_connection/* connect */.Ng)(info, database);
     let version;
     try {
         version = (await client.query("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, current_user AS user")).rows[0];
@@ -51313,8 +51370,9 @@ async function givenTarget(options) {
           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
             AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`);
             if (Number(objects.rows[0].n) > 0) {
-                throw new errors/* ConfigurationError */.j1(`The target database ${(0,postgres_connection/* describeConnection */.If)(info, database)} is not empty (${objects.rows[0].n} tables, views or sequences). ` +
-                    `A verification restores only into an empty database or one it creates: point target-url at a new database name, or leave target-url empty for a throwaway server.`);
+                const tables = objects.rows[0].n;
+                throw new errors/* OptionError */.eR(key, (w) => `the target database ${(0,postgres_connection/* describeConnection */.If)(info, database)} is not empty (${tables} tables, views or sequences). ` +
+                    `A verification restores only into an empty database or one it creates: point ${w.option(key)} at a new database name, or leave it empty for a throwaway server.`);
             }
         }
     }
@@ -51351,6 +51409,7 @@ async function openTarget(o) {
     if (o.targetUrl) {
         return givenTarget({
             url: o.targetUrl,
+            option: o.targetOption,
             logger: o.logger,
             allowNonEmpty: Boolean(o.replace),
             dropCreatedOnCleanup: !o.replace,
@@ -51404,7 +51463,7 @@ function verifyToolResolvers(o) {
 // EXTERNAL MODULE: ./node_modules/ajv/dist/2020.js
 var _2020 = __nccwpck_require__(52210);
 ;// CONCATENATED MODULE: ./docs/manifest.schema.json
-const manifest_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"pg-backup manifest","description":"The manifest.json of a backup, at <prefix>/<name>/backups/<backup-id>/manifest.json. It is written last: its presence marks the backup complete, and it is never rewritten. Schema versions 1 and 2 are described here; version 2 adds sourceState, platform and tables[].extension. Readers ignore properties they do not know.","type":"object","required":["schemaVersion","id","name","kind","labels","startedAt","finishedAt","source","tools","format","compression","encryption","objects","rowCounts","tables","globals","git","options"],"properties":{"schemaVersion":{"description":"1, or 2 since the source state was recorded. A reader refuses a version above the one it knows.","enum":[1,2]},"id":{"description":"The backup id: the UTC start time and six hex digits.","type":"string","pattern":"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"},"name":{"description":"The catalog name the backup is filed under.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"kind":{"description":"Why the backup was taken.","enum":["scheduled","pre-migration","manual","pre-restore"]},"labels":{"description":"key=value labels given to the backup.","type":"object","additionalProperties":{"type":"string"}},"startedAt":{"$ref":"#/$defs/time"},"finishedAt":{"$ref":"#/$defs/time"},"source":{"description":"The source server.","type":"object","required":["database","serverVersion","serverVersionNum"],"properties":{"database":{"description":"The database dumped.","type":"string"},"serverVersion":{"description":"server_version of the source, e.g. 15.8.","type":"string"},"serverVersionNum":{"description":"server_version_num of the source, e.g. 150008.","type":"integer","minimum":0}}},"tools":{"description":"The client tools that made the dump.","type":"object","required":["pgDumpVersion"],"properties":{"pgDumpVersion":{"description":"The pg_dump version used.","type":"string"},"pgDumpPath":{"description":"Where that pg_dump was.","type":"string"}}},"format":{"description":"pg_dump archive format: custom (dump.pgc), or directory stored as a tar (dump.tar).","enum":["custom","directory"]},"compression":{"description":"How the dump object is compressed.","type":"object","required":["method"],"properties":{"method":{"description":"pg_dump-gzip and pg_dump-zstd: inside the archive (pg_restore reads it as is); zstd and gzip: around the whole stream (.zst, .gz).","enum":["none","pg_dump-gzip","pg_dump-zstd","zstd","gzip"]},"level":{"description":"The compression level, when one was set.","type":"integer","minimum":0}}},"encryption":{"description":"age encryption of the objects (.age), or null when they are not encrypted. Never holds a secret.","type":["object","null"],"required":["scheme","recipients","passphrase"],"properties":{"scheme":{"const":"age"},"recipients":{"description":"The age X25519 public keys the objects are encrypted to.","type":"array","items":{"type":"string","pattern":"^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$"}},"passphrase":{"description":"Whether the objects are encrypted with a passphrase (scrypt) instead.","type":"boolean"}}},"objects":{"description":"The objects of the backup, each with its size and checksum.","type":"array","minItems":1,"items":{"type":"object","required":["key","role","bytes","sha256"],"properties":{"key":{"description":"The object\'s key, relative to the storage prefix.","type":"string","minLength":1},"role":{"description":"What the object holds.","enum":["dump","globals"]},"bytes":{"description":"Size in bytes as stored.","type":"integer","minimum":0},"sha256":{"description":"SHA-256 of the object as stored, lower-case hex.","type":"string","pattern":"^[0-9a-f]{64}$"}}}},"rowCounts":{"description":"How the row counts in tables were taken: exact (in the dump\'s snapshot), estimate (planner statistics) or off (rows are null).","enum":["exact","estimate","off"]},"tables":{"description":"The table inventory, in the dump\'s snapshot.","type":"array","items":{"type":"object","required":["schema","name","rows","bytes"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"rows":{"description":"Row count, or null when counting was off.","type":["integer","null"],"minimum":0},"bytes":{"description":"On-disk size with indexes and TOAST, bytes.","type":"integer","minimum":0},"dataExcluded":{"description":"The table\'s rows were left out of the dump (exclude-table-data).","type":"boolean"},"extension":{"description":"Schema version 2: the extension whose configuration table this is; rows counts the whole table.","type":"string"}}}},"globals":{"description":"Roles were dumped into a globals object.","type":"boolean"},"git":{"description":"The GitHub Actions run that made the backup, as far as known.","type":"object","properties":{"repository":{"type":"string"},"sha":{"type":"string"},"ref":{"type":"string"},"runId":{"type":"string"},"runAttempt":{"type":"string"},"workflow":{"type":"string"},"prNumber":{"type":"integer","minimum":1},"actor":{"type":"string"},"serverUrl":{"type":"string"}}},"keepUntil":{"description":"Prune keeps the backup until this time (a pin).","$ref":"#/$defs/time"},"previous":{"description":"The previous backup the size was compared with.","type":"object","required":["id","bytes","changePercent"],"properties":{"id":{"type":"string"},"bytes":{"type":"integer","minimum":0},"changePercent":{"description":"Percent change of the dump size against it.","type":"number"}}},"sourceState":{"$ref":"#/$defs/sourceState"},"platform":{"description":"Schema version 2: the managed platform the source runs on, when it is one.","type":"object","required":["name","managedSchemas","extensions"],"properties":{"name":{"const":"supabase"},"managedSchemas":{"description":"The platform schemas the database holds.","type":"array","items":{"type":"string"}},"extensions":{"description":"Every extension installed.","type":"array","items":{"type":"object","required":["name","version"],"properties":{"name":{"type":"string"},"version":{"type":"string"}}}}}},"options":{"description":"Options that shaped the dump.","type":"object","required":["schemas","excludeSchemas","excludeTableData"],"properties":{"schemas":{"description":"Only these schemas were dumped (empty: all).","type":"array","items":{"type":"string"}},"excludeSchemas":{"description":"Schemas left out.","type":"array","items":{"type":"string"}},"excludeTableData":{"description":"Tables dumped without their rows.","type":"array","items":{"type":"string"}}}}},"$defs":{"time":{"description":"A UTC time as JavaScript writes it (ISO 8601, e.g. 2026-11-21T05:15:00.000Z).","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$"},"sourceState":{"description":"Schema version 2: the source\'s state in the dump\'s snapshot, which restores are checked against.","type":"object","required":["constraints","sequences","rowSecurity","policies","extensions","largeObjects","settings"],"properties":{"constraints":{"description":"Table and domain constraints of the selected schemas.","type":"array","items":{"type":"object","required":["schema","on","onKind","name","type","validated"],"properties":{"schema":{"type":"string"},"on":{"description":"The table or domain.","type":"string"},"onKind":{"enum":["table","domain"]},"name":{"type":"string"},"type":{"description":"pg_constraint.contype: p, u, f, c, x, t (n from PostgreSQL 18).","type":"string"},"validated":{"type":"boolean"}}}},"sequences":{"description":"Sequences and their values.","type":"array","items":{"type":"object","required":["schema","name","lastValue","isCalled","descending"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"lastValue":{"description":"bigint as text.","type":"string","pattern":"^-?[0-9]+$"},"isCalled":{"type":"boolean"},"descending":{"type":"boolean"},"extension":{"description":"The extension the sequence belongs to.","type":"string"}}}},"rowSecurity":{"description":"Tables with row-level security enabled or forced, or with policies.","type":"array","items":{"type":"object","required":["schema","table","enabled","forced"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"enabled":{"type":"boolean"},"forced":{"type":"boolean"}}}},"policies":{"description":"Row security policies.","type":"array","items":{"type":"object","required":["schema","table","name","command","permissive","roles","using","check"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"name":{"type":"string"},"command":{"type":"string"},"permissive":{"type":"boolean"},"roles":{"type":"array","items":{"type":"string"}},"using":{"type":["string","null"]},"check":{"type":["string","null"]}}}},"extensions":{"description":"Installed extensions.","type":"array","items":{"type":"object","required":["name","version","schema"],"properties":{"name":{"type":"string"},"version":{"type":"string"},"schema":{"type":"string"}}}},"largeObjects":{"description":"Large objects the dump carries (whole-database dumps), else null.","type":["integer","null"],"minimum":0},"settings":{"description":"ALTER DATABASE ... SET (role null) and ALTER ROLE ... IN DATABASE ... SET.","type":"array","items":{"type":"object","required":["role","setting"],"properties":{"role":{"type":["string","null"]},"setting":{"type":"string"}}}},"contents":{"description":"Row fingerprints of platform tables (count and MD5 of the sorted row MD5s).","type":"array","items":{"type":"object","required":["table","rows","md5"],"properties":{"table":{"description":"schema.table","type":"string"},"rows":{"type":"integer","minimum":0},"md5":{"type":"string","pattern":"^[0-9a-f]{32}$"}}}}}}}}');
+const manifest_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"pg-backup manifest","description":"The manifest.json of a backup, at <prefix>/<name>/backups/<backup-id>/manifest.json. It is written last: its presence marks the backup complete, and it is never rewritten. Schema versions 1 and 2 are described here; version 2 adds sourceState, platform and tables[].extension. Readers ignore properties they do not know.","type":"object","required":["schemaVersion","id","name","kind","labels","startedAt","finishedAt","source","tools","format","compression","encryption","objects","rowCounts","tables","globals","git","options"],"properties":{"schemaVersion":{"description":"1, or 2 since the source state was recorded. A reader refuses a version above the one it knows.","enum":[1,2]},"id":{"description":"The backup id: the UTC start time and six hex digits.","type":"string","pattern":"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"},"name":{"description":"The catalog name the backup is filed under.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},"kind":{"description":"Why the backup was taken.","enum":["scheduled","pre-migration","manual","pre-restore"]},"labels":{"description":"key=value labels given to the backup.","type":"object","additionalProperties":{"type":"string"}},"startedAt":{"$ref":"#/$defs/time"},"finishedAt":{"$ref":"#/$defs/time"},"source":{"description":"The source server.","type":"object","required":["database","serverVersion","serverVersionNum"],"properties":{"database":{"description":"The database dumped.","type":"string"},"serverVersion":{"description":"server_version of the source, e.g. 15.8.","type":"string"},"serverVersionNum":{"description":"server_version_num of the source, e.g. 150008.","type":"integer","minimum":0}}},"tools":{"description":"The client tools that made the dump.","type":"object","required":["pgDumpVersion"],"properties":{"pgDumpVersion":{"description":"The pg_dump version used.","type":"string"},"pgDumpPath":{"description":"Where that pg_dump was.","type":"string"}}},"format":{"description":"pg_dump archive format: custom (dump.pgc), or directory stored as a tar (dump.tar).","enum":["custom","directory"]},"compression":{"description":"How the dump object is compressed.","type":"object","required":["method"],"properties":{"method":{"description":"pg_dump-gzip and pg_dump-zstd: inside the archive (pg_restore reads it as is); zstd and gzip: around the whole stream (.zst, .gz).","enum":["none","pg_dump-gzip","pg_dump-zstd","zstd","gzip"]},"level":{"description":"The compression level, when one was set.","type":"integer","minimum":0}}},"encryption":{"description":"age encryption of the objects (.age), or null when they are not encrypted. Never holds a secret.","type":["object","null"],"required":["scheme","recipients","passphrase"],"properties":{"scheme":{"const":"age"},"recipients":{"description":"The age X25519 public keys the objects are encrypted to.","type":"array","items":{"type":"string","pattern":"^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$"}},"passphrase":{"description":"Whether the objects are encrypted with a passphrase (scrypt) instead.","type":"boolean"}}},"objects":{"description":"The objects of the backup, each with its size and checksum.","type":"array","minItems":1,"items":{"type":"object","required":["key","role","bytes","sha256"],"properties":{"key":{"description":"The object\'s key, relative to the storage prefix.","type":"string","minLength":1},"role":{"description":"What the object holds.","enum":["dump","globals"]},"bytes":{"description":"Size in bytes as stored.","type":"integer","minimum":0},"sha256":{"description":"SHA-256 of the object as stored, lower-case hex.","type":"string","pattern":"^[0-9a-f]{64}$"}}}},"archiveBytes":{"description":"The decoded archive\'s size in bytes: what decompressing the dump object gives back (custom format, compressed outside pg_dump), or the total of the directory format\'s files. Absent when the object is the archive itself (compression inside pg_dump, or none: its size less age\'s overhead), and in manifests written before it was recorded. Restores use it to estimate the disk they need.","type":"integer","minimum":0},"rowCounts":{"description":"How the row counts in tables were taken: exact (in the dump\'s snapshot), estimate (planner statistics) or off (rows are null).","enum":["exact","estimate","off"]},"tables":{"description":"The table inventory, in the dump\'s snapshot.","type":"array","items":{"type":"object","required":["schema","name","rows","bytes"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"rows":{"description":"Row count, or null when counting was off.","type":["integer","null"],"minimum":0},"bytes":{"description":"On-disk size with indexes and TOAST, bytes.","type":"integer","minimum":0},"dataExcluded":{"description":"The table\'s rows were left out of the dump (exclude-table-data).","type":"boolean"},"extension":{"description":"Schema version 2: the extension whose configuration table this is; rows counts the whole table.","type":"string"}}}},"globals":{"description":"Roles were dumped into a globals object.","type":"boolean"},"git":{"description":"The GitHub Actions run that made the backup, as far as known.","type":"object","properties":{"repository":{"type":"string"},"sha":{"type":"string"},"ref":{"type":"string"},"runId":{"type":"string"},"runAttempt":{"type":"string"},"workflow":{"type":"string"},"prNumber":{"type":"integer","minimum":1},"actor":{"type":"string"},"serverUrl":{"type":"string"}}},"keepUntil":{"description":"Prune keeps the backup until this time (a pin).","$ref":"#/$defs/time"},"previous":{"description":"The previous backup the size was compared with.","type":"object","required":["id","bytes","changePercent"],"properties":{"id":{"type":"string"},"bytes":{"type":"integer","minimum":0},"changePercent":{"description":"Percent change of the dump size against it.","type":"number"}}},"sourceState":{"$ref":"#/$defs/sourceState"},"platform":{"description":"Schema version 2: the managed platform the source runs on, when it is one.","type":"object","required":["name","managedSchemas","extensions"],"properties":{"name":{"const":"supabase"},"managedSchemas":{"description":"The platform schemas the database holds.","type":"array","items":{"type":"string"}},"extensions":{"description":"Every extension installed.","type":"array","items":{"type":"object","required":["name","version"],"properties":{"name":{"type":"string"},"version":{"type":"string"}}}}}},"options":{"description":"Options that shaped the dump.","type":"object","required":["schemas","excludeSchemas","excludeTableData"],"properties":{"schemas":{"description":"Only these schemas were dumped (empty: all).","type":"array","items":{"type":"string"}},"excludeSchemas":{"description":"Schemas left out.","type":"array","items":{"type":"string"}},"excludeTableData":{"description":"Tables dumped without their rows.","type":"array","items":{"type":"string"}}}}},"$defs":{"time":{"description":"A UTC time as JavaScript writes it (ISO 8601, e.g. 2026-11-21T05:15:00.000Z).","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?Z$"},"sourceState":{"description":"Schema version 2: the source\'s state in the dump\'s snapshot, which restores are checked against.","type":"object","required":["constraints","sequences","rowSecurity","policies","extensions","largeObjects","settings"],"properties":{"constraints":{"description":"Table and domain constraints of the selected schemas.","type":"array","items":{"type":"object","required":["schema","on","onKind","name","type","validated"],"properties":{"schema":{"type":"string"},"on":{"description":"The table or domain.","type":"string"},"onKind":{"enum":["table","domain"]},"name":{"type":"string"},"type":{"description":"pg_constraint.contype: p, u, f, c, x, t (n from PostgreSQL 18).","type":"string"},"validated":{"type":"boolean"}}}},"sequences":{"description":"Sequences and their values.","type":"array","items":{"type":"object","required":["schema","name","lastValue","isCalled","descending"],"properties":{"schema":{"type":"string"},"name":{"type":"string"},"lastValue":{"description":"bigint as text.","type":"string","pattern":"^-?[0-9]+$"},"isCalled":{"type":"boolean"},"descending":{"type":"boolean"},"extension":{"description":"The extension the sequence belongs to.","type":"string"}}}},"rowSecurity":{"description":"Tables with row-level security enabled or forced, or with policies.","type":"array","items":{"type":"object","required":["schema","table","enabled","forced"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"enabled":{"type":"boolean"},"forced":{"type":"boolean"}}}},"policies":{"description":"Row security policies.","type":"array","items":{"type":"object","required":["schema","table","name","command","permissive","roles","using","check"],"properties":{"schema":{"type":"string"},"table":{"type":"string"},"name":{"type":"string"},"command":{"type":"string"},"permissive":{"type":"boolean"},"roles":{"type":"array","items":{"type":"string"}},"using":{"type":["string","null"]},"check":{"type":["string","null"]}}}},"extensions":{"description":"Installed extensions.","type":"array","items":{"type":"object","required":["name","version","schema"],"properties":{"name":{"type":"string"},"version":{"type":"string"},"schema":{"type":"string"}}}},"largeObjects":{"description":"Large objects the dump carries (whole-database dumps), else null.","type":["integer","null"],"minimum":0},"settings":{"description":"ALTER DATABASE ... SET (role null) and ALTER ROLE ... IN DATABASE ... SET.","type":"array","items":{"type":"object","required":["role","setting"],"properties":{"role":{"type":["string","null"]},"setting":{"type":"string"}}}},"contents":{"description":"Row fingerprints of platform tables (count and MD5 of the sorted row MD5s).","type":"array","items":{"type":"object","required":["table","rows","md5"],"properties":{"table":{"description":"schema.table","type":"string"},"rows":{"type":"integer","minimum":0},"md5":{"type":"string","pattern":"^[0-9a-f]{32}$"}}}}}}}}');
 ;// CONCATENATED MODULE: ./lib/catalog/manifest-schema.js
 /**
  * The manifest checked against its JSON schema, docs/manifest.schema.json, the copy users read.
@@ -53026,6 +53085,18 @@ async function applyGlobals(o) {
     for (const e of errors)
         o.logger.warning(`Roles: ${e}`);
     return { skipped };
+}
+/**
+ * Reads a whole archive from a feed with pg_restore, restoring nothing (`--file=/dev/null`):
+ * every entry, its data included, must read as the archive's format.
+ */
+async function readArchiveFeed(pgRestore, feed, logger) {
+    const exit = await feed((stdin) => (0,core_process/* startProcess */.kp)(pgRestore, ['--file=/dev/null'], {
+        stdio: [stdin, 'ignore', 'pipe'],
+        onStderrLine: (line) => logger.debug(line),
+    }));
+    if (exit.code !== 0)
+        throw new PgRestoreError((0,core_process/* describeExit */.KE)('pg_restore', exit));
 }
 
 // EXTERNAL MODULE: external "node:stream"
@@ -56022,7 +56093,7 @@ async function readHead(handle, size, file) {
  * Bytes of a custom-format archive's header and table of contents, when `bytes[0..length]`
  * holds them whole; undefined while they go on. Throws when the bytes are not such an archive.
  */
-function offsets_archiveHeadLength(bytes, length, what) {
+function archiveHeadLength(bytes, length, what) {
     return parseHeadSoFar(bytes, length, what)?.length;
 }
 /** The header and table of contents if `bytes[0..length]` holds them whole. */
@@ -56396,7 +56467,7 @@ async function hashWhileDecoding(source, hash, decode, decoded) {
  */
 async function fetchArchive(options) {
     const { storage, manifest, logger } = options;
-    const entry = manifest_dumpObject(manifest);
+    const entry = dumpObject(manifest);
     await (0,promises_.mkdir)(options.dir, { recursive: true });
     const hash = new streams/* HashCounter */.Vf();
     const { archivePath, stages, sink, processes } = await openDecoder(manifest, options.decryption, options.tools, options.dir);
@@ -56489,21 +56560,21 @@ function openDecodingPipe(manifest, decryption, tools) {
         throw noZstd;
     const stages = [];
     if (steps.includes('age'))
-        stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
+        stages.push((0,age/* createDecryptStream */.Gf)(decryptOptions(manifest, decryption)));
     if (steps.includes('gzip'))
-        stages.push(createGunzip());
-    const input = new PassThrough({ highWaterMark: 1 << 20 });
+        stages.push((0,external_node_zlib_.createGunzip)());
+    const input = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
     if (steps.includes('zstd')) {
-        const proc = startProcess(tools.zstdPath, ['-d', '-q', '-c'], {
+        const proc = (0,core_process/* startProcess */.kp)(tools.zstdPath, ['-d', '-q', '-c'], {
             stdio: ['pipe', 'pipe', 'pipe'],
         });
-        const decoded = pipeline([input, ...stages, proc.child.stdin]);
+        const decoded = (0,external_node_stream_promises_.pipeline)([input, ...stages, proc.child.stdin]);
         decoded.catch(() => undefined);
         const output = proc.child.stdout;
         return { input, output, toolOutput: true, decoded, processes: [{ tool: 'zstd -d', proc }] };
     }
-    const output = new PassThrough({ highWaterMark: 1 << 20 });
-    const decoded = pipeline([input, ...stages, output]);
+    const output = new external_node_stream_.PassThrough({ highWaterMark: 1 << 20 });
+    const decoded = (0,external_node_stream_promises_.pipeline)([input, ...stages, output]);
     decoded.catch(() => undefined);
     return { input, output, toolOutput: false, decoded, processes: [] };
 }
@@ -56516,15 +56587,15 @@ function openDecodingPipe(manifest, decryption, tools) {
  */
 async function fetchArchiveHead(options) {
     const entry = dumpObject(options.manifest);
-    await mkdir(options.dir, { recursive: true });
+    await (0,promises_.mkdir)(options.dir, { recursive: true });
     const pipe = openDecodingPipe(options.manifest, options.decryption, options.tools);
     const source = await options.storage.getStream(entry.key);
     source.once('error', (error) => pipe.input.destroy(error));
     source.pipe(pipe.input);
     try {
         const head = await fetch_readHead(pipe.output, entry.key);
-        const archivePath = path.join(options.dir, 'archive-head.pgc');
-        await writeFile(archivePath, head, { mode: 0o600 });
+        const archivePath = external_node_path_.join(options.dir, 'archive-head.pgc');
+        await (0,promises_.writeFile)(archivePath, head, { mode: 0o600 });
         return { archivePath, bytes: head.length };
     }
     finally {
@@ -56572,29 +56643,34 @@ function archiveFeed(options) {
         const { manifest, logger } = options;
         const entry = dumpObject(manifest);
         const pipe = openDecodingPipe(manifest, options.decryption, options.tools);
-        const hash = new HashCounter();
+        const hash = new streams/* HashCounter */.Vf();
         const tool = start(pipe.toolOutput ? pipe.output : 'pipe');
         const processes = [...pipe.processes, { tool: 'the restore', proc: tool }];
         const delivered = pipe.toolOutput
             ? pipe.decoded
-            : Promise.all([pipe.decoded, pipeline(pipe.output, tool.child.stdin)]).then(() => undefined);
+            : Promise.all([pipe.decoded, (0,external_node_stream_promises_.pipeline)(pipe.output, tool.child.stdin)]).then(() => undefined);
         // The tool reads zstd's stdout itself; this process lets go of its end of that pipe.
         if (pipe.toolOutput)
             pipe.output.destroy();
-        const progress = new Progress(logger, 'Streamed', () => hash.bytes, options.progressIntervalMs ?? 5000);
+        const progress = new streams/* Progress */.ke(logger, 'Streamed', () => hash.bytes, options.progressIntervalMs ?? 5000);
         try {
             const source = await options.storage.getStream(entry.key);
             const decodeError = await hashWhileDecoding(source, hash, pipe.input, delivered).then(async (error) => (error && !(await benignBrokenPipe(error, processes)) ? error : undefined));
+            const toolFailed = decodeError && (await failedFirst(tool, decodeError));
             if (decodeError)
                 for (const p of processes)
                     p.proc.kill();
-            checkStreamedIntegrity(entry, hash);
+            checkStreamedIntegrity(entry, hash, options.restores ?? true);
+            options.onIntegrityChecked?.({ bytes: hash.bytes, sha256: hash.digest() });
+            // The tool stopped reading because it failed: its own error says why, not the broken pipe.
+            if (toolFailed)
+                return await tool.exited;
             if (decodeError)
                 throw decodeError;
             for (const p of pipe.processes) {
                 const exit = await p.proc.exited;
                 if (exit.code !== 0)
-                    throw new Error(describeExit(p.tool, exit));
+                    throw new Error((0,core_process/* describeExit */.KE)(p.tool, exit));
             }
             progress.report();
             return await tool.exited;
@@ -56606,13 +56682,21 @@ function archiveFeed(options) {
         }
     };
 }
+/** Whether a broken pipe into the decoders came from the tool at its end exiting with an error. */
+async function failedFirst(tool, error) {
+    const code = error.code;
+    if (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE')
+        return false;
+    const exit = await tool.exited;
+    return exit.code !== 0;
+}
 /** checkIntegrity for an object that was restored as it streamed. */
-function checkStreamedIntegrity(entry, hash) {
+function checkStreamedIntegrity(entry, hash, restores) {
     try {
         checkIntegrity(entry, hash);
     }
     catch (error) {
-        if (!(error instanceof IntegrityError))
+        if (!(error instanceof IntegrityError) || !restores)
             throw error;
         throw new IntegrityError(`${error.message} The restore read the object as it streamed, so the restored data must not be trusted; the database it went into is discarded.`);
     }
@@ -56775,8 +56859,11 @@ async function runVerify(options, deps) {
     try {
         if (manifest)
             await checkBackup(run, manifest, manifestStarted);
+        if (run.plan)
+            run.plan.report ??= await planReport(run.plan);
     }
     finally {
+        run.plan?.peakDisk.stop();
         if (run.target)
             await cleanupTarget(run, run.target);
         await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
@@ -56784,6 +56871,7 @@ async function runVerify(options, deps) {
     if (manifest && deps.copies?.length)
         record(run, await checkCopies(manifest, deps.copies));
     skipNotRun(run, plannedChecks(manifest));
+    run.checks = inPlannedOrder(run.checks, plannedChecks(manifest));
     const backupChecks = [...run.checks];
     const freshness = options.maxAgeSeconds === undefined
         ? undefined
@@ -56799,6 +56887,28 @@ async function runVerify(options, deps) {
         finishedAt: finishedAt.toISOString(),
         durationSeconds: (Date.now() - t0) / 1000,
         recordKey,
+        restorePlan: run.plan?.report,
+    };
+}
+/**
+ * The checks in the order of the chain (the streamed plan learns the object's checksum only
+ * once pg_restore has read it, after the restore): the user's SQL checks where `SQL checks`
+ * stands, anything else after the chain, each group in the order it ran.
+ */
+function inPlannedOrder(checks, planned) {
+    const rank = (c) => {
+        const at = planned.indexOf(c.name.startsWith('Check: ') ? CheckNames.UserChecks : c.name);
+        return at < 0 ? planned.length : at;
+    };
+    return [...checks].sort((a, b) => rank(a) - rank(b));
+}
+/** The plan, why, and the disk used at the peak (against the restored database's size). */
+async function planReport(plan, restoredBytes) {
+    return {
+        name: plan.chosen.name,
+        why: plan.chosen.why,
+        peakDiskBytes: await plan.peakDisk.peak(),
+        restoredBytes,
     };
 }
 /** The catalog, when the backup is not named or the freshness gate needs it; its error kept. */
@@ -56917,7 +57027,7 @@ function reportOf(run, manifest, finishedAt) {
     const failures = run.checks
         .filter((c) => c.status === 'failed')
         .map((c) => `${c.name}: ${c.detail.split('\n')[0]}`);
-    const dump = manifest ? manifest_dumpObject(manifest) : undefined;
+    const dump = manifest ? dumpObject(manifest) : undefined;
     return {
         status: failures.length === 0 ? 'passed' : 'failed',
         name: run.name,
@@ -56973,20 +57083,26 @@ function timings(checks) {
 }
 /** Checks 1 to 7, in order; returns at the first pipeline step that fails. */
 async function checkBackup(run, manifest, started) {
-    // 1 and 2: the object against its manifest, then decryption and decompression, in one pass.
     const noKey = missingKeyError(manifest, run.options.decryption);
     if (noKey)
         return checkWithoutKey(run, manifest, noKey, started);
-    if (!(await requireDisk(run, manifest)))
+    const plan = await planStep(run, manifest);
+    if (!plan)
         return;
-    const fetched = await fetchStep(run, manifest, started);
-    if (!fetched)
+    // 1 and 2: the object against its manifest, then decryption and decompression, in one pass;
+    // streamed, as pg_restore reads the object, after its table of contents was read ahead.
+    const archive = plan.name === 'stream' && manifest.format === 'custom'
+        ? await streamHeadStep(run, manifest, started)
+        : await fetchStep(run, manifest, started);
+    if (!archive)
         return;
     // 3: pg_restore reads the archive.
-    const listed = await listStep(run, manifest, fetched.archivePath);
+    const listed = await listStep(run, manifest, archive, started);
     if (!listed)
         return;
     if (!run.options.restore) {
+        if (archive.feed && !(await readStreamStep(run, manifest, listed.tools, archive)))
+            return;
         run.skipReason = 'restore is false: only the stored object was checked';
         return;
     }
@@ -56994,7 +57110,7 @@ async function checkBackup(run, manifest, started) {
     // leaves behind; 6 on: what the restored database holds, against the source.
     let client;
     try {
-        const restored = await restoreStep(run, manifest, listed.tools, listed.listing, fetched.archivePath);
+        const restored = await restoreStep(run, manifest, listed.tools, listed.listing, archive);
         if (!restored)
             return;
         client = restored.client;
@@ -57006,9 +57122,19 @@ async function checkBackup(run, manifest, started) {
 }
 /** No key for an encrypted backup: the object is still checked against its manifest. */
 async function checkWithoutKey(run, manifest, noKey, started) {
+    if (!(await objectIntact(run, manifest, started)))
+        return;
+    failed(run, CheckNames.Decryption, noKey, Date.now());
+    run.skipReason = 'the backup could not be decrypted';
+}
+/**
+ * Check 1 by reading the whole object once: when nothing decoded it (no key), or when the
+ * streamed plan failed before the object streamed through its checksum. Whether it matched.
+ */
+async function objectIntact(run, manifest, started) {
     const { storage, logger } = run.deps;
-    const entry = manifest_dumpObject(manifest);
-    const ok = await logger.group(`Check ${storage.location(entry.key)}`, async () => {
+    const entry = dumpObject(manifest);
+    return logger.group(`Check ${storage.location(entry.key)}`, async () => {
         try {
             const object = await checkObject(storage, entry);
             record(run, {
@@ -57025,36 +57151,141 @@ async function checkWithoutKey(run, manifest, noKey, started) {
             return false;
         }
     });
-    if (!ok)
-        return;
-    failed(run, CheckNames.Decryption, noKey, Date.now());
-    run.skipReason = 'the backup could not be decrypted';
 }
-/** Whether the work folder holds the decoded archive and the restored database (see disk.ts). */
-async function requireDisk(run, manifest) {
+/**
+ * The restore plan, chosen from the work folder's free space before anything is downloaded
+ * (see disk.ts): the decoded archive and the restored database, or the restored database alone
+ * with the archive streamed into pg_restore. A folder too small for either fails check 2.
+ */
+async function planStep(run, manifest) {
     const { options } = run;
     const plan = await chooseRestorePlan({
         need: workDiskNeed(manifest, {
             downloads: false,
             scratch: options.restore && !options.targetUrl,
         }),
-        choice: 'auto',
-        streams: false,
+        choice: options.restorePlan ?? 'auto',
         dir: run.workDir,
     }).catch((error) => {
         failed(run, CheckNames.Decryption, error, Date.now());
         run.skipReason = 'there is not enough disk in the work folder';
         return undefined;
     });
-    if (plan)
-        run.deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
-    return plan !== undefined;
+    if (!plan)
+        return undefined;
+    run.deps.logger.info(`Restore plan: ${plan.name}: ${plan.why}`);
+    run.plan = { chosen: plan, peakDisk: await PeakDisk.start(run.workDir) };
+    return plan;
+}
+/**
+ * The streamed plan's first read: the archive's table of contents, decoded from the start of
+ * the object (checks 3 and 4 read it). The feed then streams the whole object into pg_restore
+ * once, through the SHA-256 and size check (check 1, recorded when it passes) and the decoding.
+ */
+async function streamHeadStep(run, manifest, started) {
+    const { options, deps } = run;
+    const entry = dumpObject(manifest);
+    const source = {
+        storage: deps.storage,
+        manifest,
+        decryption: options.decryption,
+        tools: { zstdPath: deps.zstdPath },
+        logger: deps.logger,
+        progressIntervalMs: deps.progressIntervalMs,
+    };
+    const head = await deps.logger
+        .group(`Read the table of contents of ${deps.storage.location(entry.key)}`, () => fetchArchiveHead({ ...source, dir: run.workDir }))
+        .catch((error) => ({ error }));
+    if ('error' in head) {
+        // Damage can break the decoding first: the whole object says whether it is the backup's.
+        if (await objectIntact(run, manifest, started)) {
+            failedDecoding(run, manifest, head.error, Date.now());
+        }
+        return undefined;
+    }
+    deps.logger.info(`Read the archive's table of contents (${(0,streams/* formatBytes */.z3)(head.bytes)}); the object streams into pg_restore next, its size and SHA-256 checked as it goes`);
+    const archive = { archivePath: head.archivePath, streaming: false };
+    const feed = archiveFeed({
+        ...source,
+        restores: options.restore,
+        onIntegrityChecked: (object) => {
+            archive.integrityAt = Date.now();
+            record(run, {
+                name: CheckNames.Manifest,
+                status: 'passed',
+                detail: `${integrityDetail(entry.key, object)}; checked as the object streamed into pg_restore`,
+                seconds: (archive.integrityAt - started) / 1000,
+            });
+        },
+    });
+    archive.feed = (start) => {
+        archive.streaming = true;
+        return feed(start);
+    };
+    return archive;
+}
+/**
+ * Records what a failed stream into pg_restore says about the backup: an object that does not
+ * match its manifest (check 1: what was restored from it must not be trusted), or one that
+ * matched and did not decode (check 2). False when the failure is pg_restore's own, or came
+ * before the object streamed.
+ */
+function streamFailed(run, manifest, archive, error, started) {
+    if (!archive.streaming || error instanceof PgRestoreError)
+        return false;
+    if (archive.integrityAt === undefined) {
+        failed(run, CheckNames.Manifest, error, started);
+        run.skipReason = skipReasonFor(error);
+    }
+    else {
+        failedDecoding(run, manifest, error, archive.integrityAt);
+    }
+    return true;
+}
+/** Check 2 failed: the object matched its manifest and did not decrypt or decompress. */
+function failedDecoding(run, manifest, error, at) {
+    const detail = error instanceof age/* AgeError */.K$ && manifest.encryption
+        ? decryptionFailure(error, manifest)
+        : undefined;
+    failed(run, CheckNames.Decryption, error, at, detail);
+    run.skipReason = manifest.encryption
+        ? 'the backup could not be decrypted and decompressed'
+        : 'the backup could not be decompressed';
+}
+/**
+ * `restore: false` in the streamed plan: pg_restore reads the whole archive as it streams
+ * (`--file=/dev/null`), every entry's data included, so checks 1 and 2 cover the whole object.
+ */
+async function readStreamStep(run, manifest, tools, archive) {
+    const { storage, logger } = run.deps;
+    const started = Date.now();
+    const feed = archive.feed;
+    return logger.group(`Stream ${storage.location(dumpObject(manifest).key)} through pg_restore`, () => readArchiveFeed(tools.pgRestore, feed, logger).then(() => {
+        recordStreamDecoded(run, manifest, 'pg_restore, which read every entry (--file=/dev/null)');
+        return true;
+    }, (error) => {
+        if (!streamFailed(run, manifest, archive, error, started)) {
+            failedDecoding(run, manifest, error, started);
+        }
+        return false;
+    }));
+}
+/** Check 2 of the streamed plan, once pg_restore has read the whole stream. */
+function recordStreamDecoded(run, manifest, into) {
+    record(run, {
+        name: CheckNames.Decryption,
+        status: 'passed',
+        detail: [
+            ...decodingWords(run, manifest),
+            `the ${manifest.format} archive streamed into ${into}, not written to disk`,
+        ].join('; '),
+    });
 }
 /** Checks 1 and 2: the download checked against the manifest, decoded into the archive. */
 async function fetchStep(run, manifest, started) {
     const { options, deps } = run;
     const { storage, logger } = deps;
-    const entry = manifest_dumpObject(manifest);
+    const entry = dumpObject(manifest);
     let fetched;
     let integrityAt;
     const fetchError = await logger.group(`Download and check ${storage.location(entry.key)}`, async () => {
@@ -57089,50 +57320,58 @@ async function fetchStep(run, manifest, started) {
         return undefined;
     }
     if (fetchError !== undefined || !fetched) {
-        const detail = fetchError instanceof age/* AgeError */.K$ && manifest.encryption
-            ? decryptionFailure(fetchError, manifest)
-            : undefined;
-        failed(run, CheckNames.Decryption, fetchError, integrityAt, detail);
-        run.skipReason = manifest.encryption
-            ? 'the backup could not be decrypted and decompressed'
-            : 'the backup could not be decompressed';
+        failedDecoding(run, manifest, fetchError, integrityAt);
         return undefined;
     }
     await recordDecoded(run, manifest, fetched, integrityAt);
     return fetched;
 }
 async function recordDecoded(run, manifest, fetched, integrityAt) {
-    const decryption = run.options.decryption;
     const archiveBytes = await archiveSize(fetched);
     record(run, {
         name: CheckNames.Decryption,
         status: 'passed',
         detail: [
-            manifest.encryption
-                ? `decrypted with the given age ${decryption?.identities.length ? 'identity' : 'passphrase'}`
-                : 'not encrypted',
-            manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
-                ? `decompressed ${manifest.compression.method}`
-                : `compression: ${describeCompression(manifest.compression)}`,
+            ...decodingWords(run, manifest),
             `${manifest.format} archive of ${(0,streams/* formatBytes */.z3)(archiveBytes)}`,
         ].join('; '),
         seconds: (Date.now() - integrityAt) / 1000,
     });
 }
-/** Check 3: pg_restore lists the archive's table of contents. */
-async function listStep(run, manifest, archivePath) {
+/** `decrypted with the given age identity`, `decompressed zstd`: what check 2 undid. */
+function decodingWords(run, manifest) {
+    const decryption = run.options.decryption;
+    return [
+        manifest.encryption
+            ? `decrypted with the given age ${decryption?.identities.length ? 'identity' : 'passphrase'}`
+            : 'not encrypted',
+        manifest.compression.method === 'zstd' || manifest.compression.method === 'gzip'
+            ? `decompressed ${manifest.compression.method}`
+            : `compression: ${describeCompression(manifest.compression)}`,
+    ];
+}
+/**
+ * Check 3: pg_restore lists the archive's table of contents (streamed: the one read ahead; the
+ * whole archive is read by pg_restore from the stream afterwards).
+ */
+async function listStep(run, manifest, archive, started) {
     const listStarted = Date.now();
-    const listed = await listWithTools(run, manifest, archivePath).catch((error) => {
-        failed(run, CheckNames.Archive, error, listStarted);
+    const listed = await listWithTools(run, manifest, archive.archivePath).catch((error) => ({ error }));
+    if ('error' in listed) {
+        // Streamed, the object was not checked yet: damage is named as such.
+        if (archive.feed && !(await objectIntact(run, manifest, started)))
+            return undefined;
+        failed(run, CheckNames.Archive, listed.error, listStarted);
         run.skipReason = 'pg_restore could not read the archive';
         return undefined;
-    });
-    if (!listed)
-        return undefined;
+    }
     record(run, {
         name: CheckNames.Archive,
         status: 'passed',
-        detail: `pg_restore ${listed.tools.version} lists ${listed.listing.entries} entries (${listed.listing.tableData} with table data)`,
+        detail: `pg_restore ${listed.tools.version} lists ${listed.listing.entries} entries (${listed.listing.tableData} with table data)` +
+            (archive.feed
+                ? ' from the table of contents read ahead of the stream; pg_restore then reads the whole archive as it streams'
+                : ''),
         seconds: (Date.now() - listStarted) / 1000,
     });
     return listed;
@@ -57173,7 +57412,7 @@ async function checksStep(run, manifest, listing, restored) {
  * them), worded as two check lines. Returns the connected client, or undefined after recording
  * the failure.
  */
-async function restoreStep(run, manifest, tools, listing, archivePath) {
+async function restoreStep(run, manifest, tools, listing, archive) {
     const { options, deps } = run;
     const { storage, logger } = deps;
     const preflightStarted = Date.now();
@@ -57200,7 +57439,8 @@ async function restoreStep(run, manifest, tools, listing, archivePath) {
                 target,
                 manifest,
                 tools,
-                archivePath,
+                archivePath: archive.archivePath,
+                feed: archive.feed,
                 listing,
                 workDir: run.workDir,
                 jobs: options.jobs ?? 2,
@@ -57222,11 +57462,14 @@ async function restoreStep(run, manifest, tools, listing, archivePath) {
             restoreStarted = Date.now();
             const outcome = await performRestore(job, client, prepared);
             const seconds = (Date.now() - restoreStarted) / 1000;
+            if (archive.feed)
+                recordStreamDecoded(run, manifest, 'pg_restore, which restored it');
+            const plan = await restoredPlan(run, client);
             record(run, {
                 name: CheckNames.Restore,
                 status: 'passed',
                 detail: `restored into ${target.describe}${target.scratch ? '' : ` (PostgreSQL ${target.serverVersion})`} ` +
-                    `in ${(0,duration/* formatDuration */.a3)(seconds)}: ${outcome.detail}`,
+                    `in ${(0,duration/* formatDuration */.a3)(seconds)}: ${plan ? `${plan}; ` : ''}${outcome.detail}`,
                 seconds,
             });
             return { client, outcome };
@@ -57241,12 +57484,34 @@ async function restoreStep(run, manifest, tools, listing, archivePath) {
                         : 'the target lacks what the archive needs';
             }
             else {
-                failed(run, CheckNames.Restore, error, restoreStarted);
-                run.skipReason = 'pg_restore failed';
+                restoreFailed(run, manifest, archive, error, restoreStarted);
             }
             return undefined;
         }
     });
+}
+/**
+ * Check 5 failed. Streamed, the object may be what failed: one that does not match its
+ * manifest is found after pg_restore loaded what it read, so the restore fails too, and what
+ * it restored must not be trusted (the database it went into is removed either way).
+ */
+function restoreFailed(run, manifest, archive, error, started) {
+    if (!streamFailed(run, manifest, archive, error, started)) {
+        failed(run, CheckNames.Restore, error, started);
+        run.skipReason = 'pg_restore failed';
+    }
+    else if (archive.integrityAt === undefined) {
+        failed(run, CheckNames.Restore, new Error('pg_restore read an object that does not match its manifest (see the first check): the restored data must not be trusted; the database it went into is discarded.'), started);
+    }
+}
+/** The plan's line of the restore check, with the disk used and the restored database's size. */
+async function restoredPlan(run, client) {
+    if (!run.plan)
+        return undefined;
+    const size = await client.query('SELECT pg_database_size(current_database())::text AS bytes');
+    run.plan.report = await planReport(run.plan, Number(size.rows[0].bytes));
+    run.deps.logger.info(`Restore plan: ${describePlanReport(run.plan.report)}`);
+    return describePlanReport(run.plan.report);
 }
 /** Removes the scratch server or the database the run created, then the roles it created. */
 async function cleanupTarget(run, target) {
@@ -57362,8 +57627,15 @@ var inputs = __nccwpck_require__(39922);
 
 
 
-/** The four actions, as alerts and run records name them. */
-const ACTION_NAMES = (/* unused pure expression or super */ null && (['backup', 'verify', 'restore-drill', 'prune']));
+/** The four actions and the file backups' proofs, as alerts and run records name them. */
+const ACTION_NAMES = (/* unused pure expression or super */ null && ([
+    'backup',
+    'verify',
+    'restore-drill',
+    'prune',
+    'files-verify',
+    'files-drill',
+]));
 const RUN_RECORD_SCHEMA_VERSION = 1;
 /** Records read at most: enough to count a long failing streak, bounded for old catalogs. */
 const MAX_READS = 60;
@@ -58174,6 +58446,8 @@ const MARKER_PREFIX = {
     verify: 'verify',
     'restore-drill': 'drill',
     prune: 'prune',
+    'files-verify': 'files-verify',
+    'files-drill': 'files-drill',
 };
 const WARNING_LABEL = 'warning';
 /**
@@ -58357,6 +58631,8 @@ const WHAT = {
     verify: 'The backup verification',
     'restore-drill': 'The restore drill',
     prune: 'The prune',
+    'files-verify': 'The file backup verification',
+    'files-drill': 'The file restore drill',
 };
 function streakLine(streak) {
     if (streak.runs <= 1)
@@ -60654,7 +60930,7 @@ function parseConnectionString(text, inputName = 'database-url') {
     else if (trimmed !== '') {
         parseKeyValue(trimmed, raw, inputName);
     }
-    return fromParams(raw);
+    return { ...fromParams(raw), option: inputName };
 }
 function parseKeyValue(text, out, inputName) {
     let i = 0;
@@ -60912,12 +61188,12 @@ function connectionError(error, info, database) {
     let message = (0,errors/* errorMessage */.gJ)(error);
     if (info.password)
         message = message.split(info.password).join('***');
-    if (code === '28P01' || code === '28000') {
-        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the user and password in database-url.`);
-    }
-    if (code === '3D000') {
-        return new errors/* ConfigurationError */.j1(`Cannot connect to ${where}: ${message}. Check the database name in database-url.`);
-    }
+    const key = info.option ?? 'database-url';
+    const check = (what) => new errors/* OptionError */.eR(key, (w) => `cannot connect to ${where}: ${message}. Check ${what} in ${w.option(key)}.`);
+    if (code === '28P01' || code === '28000')
+        return check('the user and password');
+    if (code === '3D000')
+        return check('the database name');
     if (code === 'ECONNREFUSED' ||
         code === 'ENOTFOUND' ||
         code === 'ETIMEDOUT' ||
@@ -61276,10 +61552,8 @@ async function findServerBinaries(minMajor, search) {
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(77598);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(51455);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(76760);
-/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(57075);
-/* harmony import */ var node_stream_promises__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(46466);
-/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(72500);
-
+/* harmony import */ var _parts_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(73495);
+/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(72500);
 
 
 
@@ -61301,24 +61575,89 @@ function errnoCode(error) {
         ? String(error.code)
         : undefined;
 }
-/** How much a stream upload buffers while a write is in flight. */
+/** The part size of a stream upload: how much is written at once. */
 const WRITE_BATCH = 1 << 20;
 /**
  * Bytes a stream upload writes between the flushes to disk it starts as it goes, so that the
  * fsync before the rename has little left to write.
  */
 const FLUSH_EVERY = 16 << 20;
-/** Writes every byte of `buffers` at the handle's position, across short writes. */
-async function writeAll(handle, buffers) {
-    let rest = buffers.filter((b) => b.length > 0);
-    while (rest.length > 0) {
-        let { bytesWritten } = await handle.writev(rest);
-        while (rest.length > 0 && bytesWritten >= rest[0].length) {
-            bytesWritten -= rest[0].length;
-            rest = rest.slice(1);
-        }
-        if (rest.length > 0 && bytesWritten > 0)
-            rest[0] = rest[0].subarray(bytesWritten);
+/** Writes every byte of `data` at `position`, across short writes. */
+async function writeAll(handle, data, position) {
+    for (let done = 0; done < data.length;) {
+        const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+        done += bytesWritten;
+    }
+}
+/**
+ * A file being written in parts at their offsets, flushed to disk as it goes so that the fsync
+ * before the rename has little left to write; the temporary file is removed when aborted.
+ */
+class FileUpload {
+    handle;
+    temp;
+    path;
+    syncDirectory;
+    partSize = WRITE_BATCH;
+    inFlight = 2;
+    written = 0;
+    flushedAt = 0;
+    /** One flush at a time runs beside the writes; its failure fails the upload. */
+    flushing;
+    flushError;
+    closing;
+    constructor(handle, temp, path, syncDirectory) {
+        this.handle = handle;
+        this.temp = temp;
+        this.path = path;
+        this.syncDirectory = syncDirectory;
+    }
+    async sendPart({ offset, data }) {
+        await writeAll(this.handle, data, offset);
+        this.written += data.length;
+        this.flush();
+        if (this.flushError !== undefined)
+            throw this.flushError;
+    }
+    async complete(whole) {
+        if (whole !== undefined)
+            await writeAll(this.handle, whole, 0);
+        await this.flushed();
+        // The final fsync need not report a write error again once a flush did.
+        if (this.flushError !== undefined)
+            throw this.flushError;
+        await this.handle.sync();
+        await this.close();
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(this.temp, this.path);
+        await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(this.path));
+    }
+    async abort() {
+        await this.flushed();
+        await this.close().catch(() => undefined);
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(this.temp).catch(() => undefined);
+    }
+    close() {
+        this.closing ??= this.handle.close();
+        return this.closing;
+    }
+    flush() {
+        if (this.flushing || this.flushError !== undefined)
+            return;
+        if (this.written - this.flushedAt < FLUSH_EVERY)
+            return;
+        this.flushedAt = this.written;
+        this.flushing = this.handle.datasync().then(() => {
+            this.flushing = undefined;
+            this.flush();
+        }, (error) => {
+            this.flushError = error;
+            this.flushing = undefined;
+        });
+    }
+    /** Waits for the flushes under way (a flush that ends may start the next one). */
+    async flushed() {
+        while (this.flushing)
+            await this.flushing;
     }
 }
 /**
@@ -61355,86 +61694,16 @@ class LocalStorage {
     tempPathFor(path) {
         return (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), `.${(0,node_path__WEBPACK_IMPORTED_MODULE_2__.basename)(path)}.partial-${(0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(8).toString('hex')}`);
     }
-    async putStream(key, body, options = {}) {
-        let bodyError;
-        const onBodyError = (error) => {
-            bodyError ??= error;
-        };
-        body.on('error', onBodyError);
-        let path;
-        let temp;
-        let bytes = 0;
-        try {
-            path = this.pathOf(key);
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
-            temp = this.tempPathFor(path);
-            const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
-            // One flush at a time runs beside the writes; its failure fails the upload (the final
-            // fsync need not report a write error again once a flush did).
-            let flushing;
-            let flushedAt = 0;
-            let flushError;
-            const flush = () => {
-                if (flushing || flushError !== undefined || bytes - flushedAt < FLUSH_EVERY)
-                    return;
-                flushedAt = bytes;
-                flushing = handle.datasync().then(() => {
-                    flushing = undefined;
-                    flush();
-                }, (error) => {
-                    flushError = error;
-                    flushing = undefined;
-                });
-            };
-            // A flush that ends may start the next one.
-            const flushed = async () => {
-                while (flushing)
-                    await flushing;
-            };
-            try {
-                // A sink whose writev receives the chunks that arrived while the previous write was
-                // in flight, as they are: one system call per batch, and no copy into a larger buffer
-                // (iterating the body would concatenate what it buffered).
-                const sink = new node_stream__WEBPACK_IMPORTED_MODULE_3__.Writable({
-                    highWaterMark: WRITE_BATCH,
-                    writev: (chunks, callback) => {
-                        const buffers = chunks.map(({ chunk }) => chunk);
-                        writeAll(handle, buffers).then(() => {
-                            for (const b of buffers)
-                                bytes += b.length;
-                            options.onProgress?.(bytes);
-                            flush();
-                            callback(flushError);
-                        }, callback);
-                    },
-                });
-                await (0,node_stream_promises__WEBPACK_IMPORTED_MODULE_4__.pipeline)(body, sink);
-                if (bodyError !== undefined)
-                    throw bodyError;
-                await flushed();
-                if (flushError !== undefined)
-                    throw flushError;
-                await handle.sync();
-            }
-            finally {
-                await flushed();
-                await handle.close();
-            }
-            await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.rename)(temp, path);
-            temp = undefined;
-            await this.syncDirectory((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path));
-            return { bytes };
-        }
-        catch (error) {
-            if (!body.destroyed)
-                body.destroy();
-            if (temp !== undefined)
-                await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.unlink)(temp).catch(() => undefined);
-            throw bodyError ?? error;
-        }
-        finally {
-            body.off('error', onBodyError);
-        }
+    putStream(key, body, options = {}) {
+        return (0,_parts_js__WEBPACK_IMPORTED_MODULE_3__/* .putInParts */ .n)(this.upload(key), body, options);
+    }
+    /** A hidden temporary sibling of the key's file, renamed onto the key when complete. */
+    async upload(key) {
+        const path = this.pathOf(key);
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_2__.dirname)(path), { recursive: true });
+        const temp = this.tempPathFor(path);
+        const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(temp, 'wx', 0o644);
+        return new FileUpload(handle, temp, path, (folder) => this.syncDirectory(folder));
     }
     async putBytes(key, data, options = {}) {
         const path = this.pathOf(key);
@@ -61484,19 +61753,19 @@ class LocalStorage {
             this.logger.debug(`Could not fsync the folder ${path}: ${String(error)}`);
         }
     }
-    async getStream(key) {
+    async getStream(key, options = {}) {
         const path = this.pathOf(key);
         try {
             const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
             if (!(await handle.stat()).isFile()) {
                 await handle.close();
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_4__/* .NotFoundError */ .m(key);
             }
-            return handle.createReadStream();
+            return handle.createReadStream({ start: options.start });
         }
         catch (error) {
             if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_4__/* .NotFoundError */ .m(key);
             }
             throw error;
         }
@@ -61683,10 +61952,254 @@ function parseStorageLocation(location) {
 async function openStorage(location, s3, logger) {
     const parsed = parseStorageLocation(location);
     if (parsed.type === 's3') {
-        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(444)]).then(__nccwpck_require__.bind(__nccwpck_require__, 53444));
+        const { S3Storage } = await Promise.all(/* import() */[__nccwpck_require__.e(711), __nccwpck_require__.e(703)]).then(__nccwpck_require__.bind(__nccwpck_require__, 53703));
         return new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
     }
     return new _local_js__WEBPACK_IMPORTED_MODULE_2__/* .LocalStorage */ .D(parsed.path, logger);
+}
+
+
+/***/ }),
+
+/***/ 73495:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   n: () => (/* binding */ putInParts)
+/* harmony export */ });
+/* unused harmony export PartWriter */
+/* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(57075);
+/* harmony import */ var node_stream_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(46466);
+/* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3828);
+
+
+
+/**
+ * A sink that cuts a stream into parts once and sends each part to every store at once, the
+ * same bytes to each: the one uploader, whether there is one store (`putInParts`) or several (a
+ * backup's destinations). Part buffers are allocated once and reused, at most `inFlight + 1` of
+ * them, whatever the number of stores: a part's buffer is free again once every store still
+ * writing holds it, so the slowest store sets the pace. Incoming chunks are copied into the
+ * filling part exactly once. A body that fits in one part is stored with one request per store.
+ *
+ * A store that fails drops out (its upload aborted) and the others go on; the sink fails when
+ * none is left, at once, even while the body is stalled.
+ */
+class PartWriter extends node_stream__WEBPACK_IMPORTED_MODULE_0__.Writable {
+    uploads;
+    options;
+    /** The bytes written so far. */
+    bytes = 0;
+    /** One entry per store, in order, once the sink has finished or failed. */
+    results;
+    /** Why `commit` rejected, once it did: the reason no store completed its upload. */
+    commitError;
+    /** The first error a store reported. */
+    storeError;
+    targets = [];
+    partSize = 0;
+    inFlight = 0;
+    allocated = 0;
+    free = [];
+    sending = new Set();
+    current;
+    filled = 0;
+    parts = 0;
+    stored = 0;
+    completed = false;
+    failure;
+    resolveResults = () => undefined;
+    /** `uploads`: each store's upload as it is begun, in order. */
+    constructor(uploads, options = {}) {
+        super({ highWaterMark: 1 << 20 });
+        this.uploads = uploads;
+        this.options = options;
+        for (const upload of uploads)
+            upload.catch(() => undefined);
+        options.commit?.catch(() => undefined);
+        this.results = new Promise((resolve) => (this.resolveResults = resolve));
+    }
+    /** How many parts were sent. */
+    get partCount() {
+        return this.parts;
+    }
+    /** How many part buffers were allocated. */
+    get bufferCount() {
+        return this.allocated;
+    }
+    _construct(callback) {
+        void Promise.allSettled(this.uploads).then((begun) => {
+            this.targets = begun.map((b) => b.status === 'fulfilled' ? { upload: b.value } : { error: (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(b.reason) });
+            const live = this.live();
+            if (live.length === 0) {
+                this.storeError = this.targets[0]?.error ?? new Error('no store to write to');
+                return callback(this.storeError);
+            }
+            this.partSize = Math.max(...live.map((t) => t.upload.partSize));
+            this.inFlight = Math.max(...live.map((t) => t.upload.inFlight));
+            callback();
+        });
+    }
+    _write(chunk, _encoding, callback) {
+        this.take(chunk).then(() => callback(), callback);
+    }
+    _final(callback) {
+        this.finish().then(() => callback(), callback);
+    }
+    _destroy(error, callback) {
+        this.failure ??= error ?? undefined;
+        if (!this.completed) {
+            const reason = error ?? new Error('the body was cut off');
+            for (const target of this.live())
+                this.drop(target, reason);
+        }
+        void this.settle().then(() => this.resolveResults(this.report()));
+        callback(error);
+    }
+    /** The stores still writing. */
+    live() {
+        return this.targets.filter((t) => t.upload !== undefined && !t.error);
+    }
+    async take(chunk) {
+        let offset = 0;
+        while (offset < chunk.length) {
+            // A full part is sent only once more data follows, so the last part is never empty
+            // and a body of exactly one part is stored in one request.
+            if (this.current === undefined || this.filled === this.partSize)
+                await this.nextBuffer();
+            const current = this.current;
+            const n = chunk.copy(current, this.filled, offset);
+            this.filled += n;
+            offset += n;
+        }
+        this.bytes += chunk.length;
+    }
+    /** Sends the full current part (if any) and makes a free buffer the current one. */
+    async nextBuffer() {
+        if (this.current !== undefined) {
+            await this.sendWhenRoom(this.current, this.filled);
+            this.current = undefined;
+            this.filled = 0;
+        }
+        if (this.failure)
+            throw this.failure;
+        // Every buffer but the current one is being sent or free, so there are never more than
+        // inFlight + 1.
+        let buffer = this.free.pop();
+        if (buffer === undefined) {
+            buffer = Buffer.allocUnsafeSlow(this.partSize);
+            this.allocated++;
+        }
+        this.current = buffer;
+    }
+    /** Sends a part once fewer than `inFlight` parts are being sent. */
+    async sendWhenRoom(buffer, length) {
+        while (this.sending.size >= this.inFlight) {
+            await Promise.race(this.sending);
+            if (this.failure)
+                throw this.failure;
+        }
+        this.send(buffer, length);
+    }
+    /** Hands the part to every store still writing; its buffer is free once all of them hold it. */
+    send(buffer, length) {
+        const number = ++this.parts;
+        const part = { number, offset: (number - 1) * this.partSize, data: buffer.subarray(0, length) };
+        const sent = Promise.all(this.live().map((target) => target.upload.sendPart(part).catch((error) => this.storeFailed(target, error)))).then(() => {
+            this.stored += length;
+            this.free.push(buffer);
+            this.sending.delete(sent);
+            if (!this.failure)
+                this.options.onProgress?.(this.stored);
+        });
+        this.sending.add(sent);
+    }
+    /** A store reported an error: it drops out, and the sink fails when none is left. */
+    storeFailed(target, error) {
+        if (target.error)
+            return;
+        const reason = (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+        this.storeError ??= reason;
+        this.drop(target, reason);
+        if (this.live().length === 0) {
+            this.failure ??= reason;
+            this.destroy(reason);
+        }
+    }
+    drop(target, reason) {
+        target.error ??= reason;
+        target.aborted ??= target.upload?.abort();
+    }
+    async finish() {
+        if (this.options.commit) {
+            await this.options.commit.catch((error) => {
+                this.commitError = (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+                throw this.commitError;
+            });
+        }
+        let whole;
+        if (this.parts === 0)
+            whole = (this.current ?? Buffer.alloc(0)).subarray(0, this.filled);
+        else if (this.filled > 0 && this.current !== undefined) {
+            await this.sendWhenRoom(this.current, this.filled);
+        }
+        this.current = undefined;
+        await Promise.allSettled([...this.sending]);
+        if (this.failure)
+            throw this.failure;
+        await Promise.all(this.live().map((target) => target.upload.complete(whole).catch((error) => {
+            this.storeError ??= (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error);
+            this.drop(target, (0,_core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .asError */ .zR)(error));
+        })));
+        const live = this.live();
+        if (live.length === 0)
+            throw this.storeError ?? new Error('every store failed');
+        this.completed = true;
+        if (whole !== undefined)
+            this.options.onProgress?.(this.bytes);
+        await this.settle();
+        this.resolveResults(this.report());
+    }
+    /** Waits until no part is being sent and every dropped store's upload is aborted. */
+    async settle() {
+        await Promise.allSettled([...this.sending]);
+        await Promise.all(this.targets.map((t) => t.aborted));
+    }
+    report() {
+        return this.targets.map((t) => t.error || !this.completed
+            ? { ok: false, error: t.error ?? this.failure ?? new Error('the upload did not finish') }
+            : { ok: true, bytes: this.bytes });
+    }
+}
+/**
+ * Streams `body` to one store in parts. When the body errors or the store fails, the upload is
+ * aborted and the promise rejects with the body's own error when there is one, else the
+ * store's; a store that fails destroys the body so its producer stops.
+ */
+async function putInParts(upload, body, options = {}) {
+    const writer = new PartWriter([upload], { onProgress: options.onProgress });
+    let bodyError;
+    const onBodyError = (error) => {
+        if (error !== writer.storeError)
+            bodyError ??= error;
+    };
+    body.on('error', onBodyError);
+    try {
+        await (0,node_stream_promises__WEBPACK_IMPORTED_MODULE_1__.pipeline)(body, writer).catch(() => undefined);
+        const [result] = await writer.results;
+        if (bodyError !== undefined)
+            throw bodyError;
+        if (!result.ok)
+            throw result.error;
+        return { bytes: result.bytes };
+    }
+    finally {
+        if (!body.destroyed)
+            body.destroy();
+        body.off('error', onBodyError);
+        // Destroying the body emits its error again; keep it from going unhandled.
+        body.on('error', () => undefined);
+    }
 }
 
 
