@@ -729,16 +729,7 @@ function writeBenchmarkPage(run) {
     '[pipeline.md](pipeline.md).',
     '',
   ].join('\n');
-  const file = path.join(root, 'docs', 'benchmark.md');
-  writeFileSync(file, page);
-  execFileSync(
-    process.execPath,
-    [path.join(root, 'node_modules/prettier/bin/prettier.cjs'), '--write', file],
-    {
-      stdio: 'ignore',
-    },
-  );
-  console.log(`\nWritten to ${path.relative(root, file)}.`);
+  writeDocsPage('benchmark.md', page);
 }
 
 /**
@@ -913,6 +904,18 @@ function targetLines(r) {
   ];
 }
 
+/** Writes `docs/<name>`, formatted as the repository formats Markdown. */
+function writeDocsPage(name, page) {
+  const file = path.join(root, 'docs', name);
+  writeFileSync(file, page);
+  execFileSync(
+    process.execPath,
+    [path.join(root, 'node_modules/prettier/bin/prettier.cjs'), '--write', file],
+    { stdio: 'ignore' },
+  );
+  console.log(`\nWritten to ${path.relative(root, file)}.`);
+}
+
 /** Writes docs/benchmark-scale.md: when, on what, and the figures of every size side by side. */
 function writeScalePage(rows, notRun) {
   const cpus = os.cpus();
@@ -975,14 +978,7 @@ function writeScalePage(rows, notRun) {
         ]
       : []),
   ].join('\n');
-  const file = path.join(root, 'docs', 'benchmark-scale.md');
-  writeFileSync(file, page);
-  execFileSync(
-    process.execPath,
-    [path.join(root, 'node_modules/prettier/bin/prettier.cjs'), '--write', file],
-    { stdio: 'ignore' },
-  );
-  console.log(`\nWritten to ${path.relative(root, file)}.`);
+  writeDocsPage('benchmark-scale.md', page);
 }
 
 /**
@@ -1094,12 +1090,5 @@ function writeDestinationsPage(run) {
     'elsewhere does not pay their CPU.',
     '',
   ].join('\n');
-  const file = path.join(root, 'docs', 'benchmark-destinations.md');
-  writeFileSync(file, page);
-  execFileSync(
-    process.execPath,
-    [path.join(root, 'node_modules/prettier/bin/prettier.cjs'), '--write', file],
-    { stdio: 'ignore' },
-  );
-  console.log(`\nWritten to ${path.relative(root, file)}.`);
+  writeDocsPage('benchmark-destinations.md', page);
 }

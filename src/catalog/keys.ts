@@ -18,6 +18,14 @@ export function verificationsPrefix(name: string, id?: string): string {
   return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
 }
 
+type RandomSuffix = () => string;
+const randomSuffix: RandomSuffix = () => randomBytes(3).toString('hex');
+
+/** `20261121T051500.123Z-9f1c2a.json`: a record's file name, sortable by time, never shared. */
+function timedRecordName(at: Date, random: RandomSuffix): string {
+  return `${at.toISOString().replace(/[-:]/g, '')}-${random()}.json`;
+}
+
 /**
  * `<name>/verifications/<id>/20261121T051500.123Z-9f1c2a.json`: the finish time to the
  * millisecond plus a random suffix, so records sort by time and two runs never share a key.
@@ -26,10 +34,9 @@ export function verificationKey(
   name: string,
   id: string,
   at: Date,
-  random: () => string = () => randomBytes(3).toString('hex'),
+  random: RandomSuffix = randomSuffix,
 ): string {
-  const time = at.toISOString().replace(/[-:]/g, '');
-  return `${verificationsPrefix(name, id)}${time}-${random()}.json`;
+  return `${verificationsPrefix(name, id)}${timedRecordName(at, random)}`;
 }
 
 /** `20261121T051500Z` */
@@ -76,10 +83,9 @@ export function runKey(
   name: string,
   action: string,
   at: Date,
-  random: () => string = () => randomBytes(3).toString('hex'),
+  random: RandomSuffix = randomSuffix,
 ): string {
-  const time = at.toISOString().replace(/[-:]/g, '');
-  return `${runsPrefix(name, action)}${time}-${random()}.json`;
+  return `${runsPrefix(name, action)}${timedRecordName(at, random)}`;
 }
 
 /** `<name>/exports/<backup-id>/`: tables of a backup exported as files (see extract/export.ts). */
@@ -118,10 +124,9 @@ export function fileVerificationKey(
   name: string,
   id: string,
   at: Date,
-  random: () => string = () => randomBytes(3).toString('hex'),
+  random: RandomSuffix = randomSuffix,
 ): string {
-  const time = at.toISOString().replace(/[-:]/g, '');
-  return `${fileVerificationsPrefix(name, id)}${time}-${random()}.json`;
+  return `${fileVerificationsPrefix(name, id)}${timedRecordName(at, random)}`;
 }
 
 export function fileVerificationsPrefix(name: string, id: string): string {
