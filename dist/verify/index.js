@@ -49347,13 +49347,17 @@ function keys_manifestKey(name, id) {
 function keys_verificationsPrefix(name, id) {
     return id ? `${name}/verifications/${id}/` : `${name}/verifications/`;
 }
+const randomSuffix = () => (0,external_node_crypto_.randomBytes)(3).toString('hex');
+/** `20261121T051500.123Z-9f1c2a.json`: a record's file name, sortable by time, never shared. */
+function timedRecordName(at, random) {
+    return `${at.toISOString().replace(/[-:]/g, '')}-${random()}.json`;
+}
 /**
  * `<name>/verifications/<id>/20261121T051500.123Z-9f1c2a.json`: the finish time to the
  * millisecond plus a random suffix, so records sort by time and two runs never share a key.
  */
-function verificationKey(name, id, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
-    const time = at.toISOString().replace(/[-:]/g, '');
-    return `${keys_verificationsPrefix(name, id)}${time}-${random()}.json`;
+function verificationKey(name, id, at, random = randomSuffix) {
+    return `${keys_verificationsPrefix(name, id)}${timedRecordName(at, random)}`;
 }
 /** `20261121T051500Z` */
 function compactTime(at) {
@@ -49387,9 +49391,8 @@ function runsPrefix(name, action) {
     return `${name}/runs/${action}/`;
 }
 /** `<name>/runs/<action>/20261121T051500.123Z-9f1c2a.json`, sortable by time like verification keys. */
-function runKey(name, action, at, random = () => (0,external_node_crypto_.randomBytes)(3).toString('hex')) {
-    const time = at.toISOString().replace(/[-:]/g, '');
-    return `${runsPrefix(name, action)}${time}-${random()}.json`;
+function runKey(name, action, at, random = randomSuffix) {
+    return `${runsPrefix(name, action)}${timedRecordName(at, random)}`;
 }
 /** `<name>/exports/<backup-id>/`: tables of a backup exported as files (see extract/export.ts). */
 function exportsPrefix(name, id) {
@@ -49413,9 +49416,8 @@ function fileManifestKey(name, id) {
  * `<name>/files/<id>/verifications/20261121T051500.123Z-9f1c2a.json`: a verify or drill result of
  * a file backup, inside the backup's folder, so it goes when the backup goes.
  */
-function fileVerificationKey(name, id, at, random = () => randomBytes(3).toString('hex')) {
-    const time = at.toISOString().replace(/[-:]/g, '');
-    return `${fileVerificationsPrefix(name, id)}${time}-${random()}.json`;
+function fileVerificationKey(name, id, at, random = randomSuffix) {
+    return `${fileVerificationsPrefix(name, id)}${timedRecordName(at, random)}`;
 }
 function fileVerificationsPrefix(name, id) {
     return `${fileBackupPrefix(name, id)}verifications/`;
