@@ -673,8 +673,6 @@ function commitDescription() {
 
 /** Writes docs/benchmark.md: when, on what, with which settings, and every median and ratio. */
 function writeBenchmarkPage(run) {
-  const cpus = os.cpus();
-  const models = [...new Set(cpus.map((c) => c.model.trim()))].join(', ');
   const cell = (text) => String(text).replace(/\|/g, '\\|');
   const measured = results.map((r) => {
     const size = r.bytes !== undefined ? `${(r.bytes / 1e6).toFixed(0)} MB` : '';
@@ -691,11 +689,7 @@ function writeBenchmarkPage(run) {
     'orders, page visits; with indexes), the restore against plain `pg_restore`, age encryption',
     'and retention planning.',
     '',
-    '| | |',
-    '| --- | --- |',
-    `| Date | ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} |`,
-    `| Commit | \`${commitDescription()}\` |`,
-    `| Machine | ${cpus.length} CPUs (${cell(models)}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, Linux ${os.release()}, load average ${LOAD_AT_START.toFixed(2)} at the start and ${os.loadavg()[0].toFixed(2)} at the end |`,
+    ...runFacts(),
     `| PostgreSQL | server ${server.version}, pg_dump ${client.version}, on the same machine |`,
     `| Node.js | ${execFileSync(nodeBin, ['--version']).toString().trim()} (the bundles), ${process.version} (the script) |`,
     `| Settings | \`BENCH_GB=${GB}\` (a ${(run.fullSize / 1e9).toFixed(2)} GB database, ${(run.halfSize / 1e9).toFixed(2)} GB for the first memory reading), \`BENCH_ROUNDS=${run.rounds}\` |`,
@@ -909,6 +903,19 @@ function targetLines(r) {
   ];
 }
 
+/** The first rows of a page's facts table: when, at which commit, on what machine. */
+function runFacts() {
+  const cpus = os.cpus();
+  const models = [...new Set(cpus.map((c) => c.model.trim()))].join(', ');
+  return [
+    '| | |',
+    '| --- | --- |',
+    `| Date | ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} |`,
+    `| Commit | \`${commitDescription()}\` |`,
+    `| Machine | ${cpus.length} CPUs (${models.replace(/\|/g, '\\|')}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, Linux ${os.release()}, load average ${LOAD_AT_START.toFixed(2)} at the start and ${os.loadavg()[0].toFixed(2)} at the end |`,
+  ];
+}
+
 /** Writes `docs/<name>`, formatted as the repository formats Markdown. */
 function writeDocsPage(name, page) {
   const file = path.join(root, 'docs', name);
@@ -923,8 +930,6 @@ function writeDocsPage(name, page) {
 
 /** Writes docs/benchmark-scale.md: when, on what, and the figures of every size side by side. */
 function writeScalePage(rows, notRun) {
-  const cpus = os.cpus();
-  const models = [...new Set(cpus.map((c) => c.model.trim()))].join(', ');
   const perGB = (s, r) => (s / r.sizeGB).toFixed(1);
   const mib = (b) => (Number.isNaN(b) ? 'n/a' : `${(b / 2 ** 20).toFixed(0)} MiB`);
   const ratio = (a, b) => (Number.isNaN(a) || Number.isNaN(b) ? 'n/a' : (a / b).toFixed(2));
@@ -937,11 +942,7 @@ function writeScalePage(rows, notRun) {
     '([verification.md](verification.md#disk-the-work-folder-and-the-restore-plan)); the same',
     'archive is then restored by plain `pg_restore`. One run per figure.',
     '',
-    '| | |',
-    '| --- | --- |',
-    `| Date | ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} |`,
-    `| Commit | \`${commitDescription()}\` |`,
-    `| Machine | ${cpus.length} CPUs (${models.replace(/\|/g, '\\|')}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, Linux ${os.release()}, load average ${LOAD_AT_START.toFixed(2)} at the start and ${os.loadavg()[0].toFixed(2)} at the end |`,
+    ...runFacts(),
     `| PostgreSQL | server ${server.version}, pg_dump ${client.version}, on the same machine |`,
     `| Sizes | \`BENCH_SCALE_GB=${rows.map((r) => r.gb).join(',')}\` |`,
     '',
@@ -1064,8 +1065,6 @@ async function destinationsBenchmark() {
 
 /** Writes docs/benchmark-destinations.md: when, on what, and the two peaks side by side. */
 function writeDestinationsPage(run) {
-  const cpus = os.cpus();
-  const models = [...new Set(cpus.map((c) => c.model.trim()))].join(', ');
   const page = [
     '# Benchmark: several destinations',
     '',
@@ -1076,11 +1075,7 @@ function writeDestinationsPage(run) {
     'destination is handed the same part buffers ([storage.md](storage.md#several-destinations)),',
     'so the memory should not grow with the destinations.',
     '',
-    '| | |',
-    '| --- | --- |',
-    `| Date | ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} |`,
-    `| Commit | \`${commitDescription()}\` |`,
-    `| Machine | ${cpus.length} CPUs (${models.replace(/\|/g, '\\|')}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory, Linux ${os.release()}, load average ${LOAD_AT_START.toFixed(2)} at the start and ${os.loadavg()[0].toFixed(2)} at the end |`,
+    ...runFacts(),
     `| PostgreSQL | server ${server.version}, pg_dump ${client.version}, on the same machine |`,
     `| S3 server | OpenStack Swift with s3api, on the same machine |`,
     `| Settings | \`BENCH_DEST_GB=${process.env.BENCH_DEST_GB ?? '0.5'}\` (a ${run.sizeGB.toFixed(2)} GB database, a ${(run.bytes / 1e6).toFixed(0)} MB object), \`BENCH_ROUNDS=${run.rounds}\` |`,
