@@ -1,9 +1,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { Logger } from '../core/logger.js';
 import { describeExit, runProcess, startProcess } from '../core/process.js';
 import { childEnv, type ConnectionInfo } from '../postgres/connection.js';
 import type { ArchiveFeed } from './fetch.js';
+import { parallelRunArgs } from './parallel-runs.js';
 
 export interface PgRestoreOptions {
   pgRestore: string;
@@ -93,8 +93,12 @@ export function parseArchiveListing(text: string): ArchiveListing {
 }
 
 /** The text of the archive's table of contents, as `pg_restore --list` prints it. */
-export async function listArchiveText(pgRestore: string, archivePath: string): Promise<string> {
-  const r = await runProcess(pgRestore, ['--list', archivePath]);
+export async function listArchiveText(
+  pgRestore: string,
+  archivePath: string,
+  extra: string[] = [],
+): Promise<string> {
+  const r = await runProcess(pgRestore, ['--list', ...extra, archivePath]);
   if (r.code !== 0) {
     throw new PgRestoreError(
       describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }),
@@ -117,12 +121,9 @@ export class PgRestoreError extends Error {
 }
 
 /**
- * Runs pg_restore with --exit-on-error; its own error text is the error when it fails.
- *
- * With more than one job, the sections run one after the other (pre-data, then data with the
- * jobs, then post-data with the jobs): in one parallel run pg_restore may add a post-data entry
- * whose dependencies do not name the data it constrains, such as a NOT VALID domain constraint,
- * before that data is loaded, and the load then fails on rows the source holds.
+ * Runs pg_restore with --exit-on-error; its own error text is the error when it fails. With
+ * more than one job, it runs in the steps parallel-runs.ts explains: pre-data, then the data
+ * with the post-data entries that wait for it, then the other post-data entries.
  */
 export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
   const base = ['--no-password', '--exit-on-error', `--dbname=${o.database}`];
@@ -142,7 +143,7 @@ export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
     if (exit.code !== 0) throw new PgRestoreError(describeExit('pg_restore', exit));
     return;
   }
-  const runs = o.jobs > 1 ? await sectionRuns(o) : [[]];
+  const runs = o.jobs > 1 ? await parallelRuns(o) : [[]];
   for (const extra of runs) {
     const proc = startProcess(o.pgRestore, [...base, ...extra, o.archivePath], {
       env,
@@ -154,32 +155,20 @@ export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
   }
 }
 
-/** The pg_restore runs of a parallel restore, section by section (see runPgRestore). */
-async function sectionRuns(o: PgRestoreOptions): Promise<string[][]> {
+/** The pg_restore runs of a parallel restore (see parallel-runs.ts). */
+async function parallelRuns(o: PgRestoreOptions): Promise<string[][]> {
   const jobs = `--jobs=${o.jobs}`;
-  const data = [['--section=data', jobs]];
-  // A given list (a platform's route) is the restore's own: it is not split further.
-  const serial = o.listFile
-    ? []
-    : (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
-  if (serial.length > 0) {
-    const lines = (await listArchiveText(o.pgRestore, o.archivePath)).split('\n');
-    const isSerial = (line: string): boolean => serial.some((entry) => line.includes(entry));
-    if (lines.some(isSerial)) {
-      const dir = path.dirname(o.archivePath);
-      const first = path.join(dir, 'restore-serial.list');
-      const rest = path.join(dir, 'restore-rest.list');
-      await writeFile(first, lines.map((l) => (isSerial(l) ? l : `;${l}`)).join('\n'));
-      await writeFile(rest, lines.map((l) => (isSerial(l) ? `;${l}` : l)).join('\n'));
-      data.splice(
-        0,
-        1,
-        ['--section=data', `--use-list=${first}`],
-        ['--section=data', `--use-list=${rest}`, jobs],
-      );
-    }
+  // A given list (a platform's route) is the restore's own: its sections run one after another.
+  if (o.listFile) {
+    return [['--section=pre-data'], ['--section=data', jobs], ['--section=post-data', jobs]];
   }
-  return [['--section=pre-data'], ...data, ['--section=post-data', jobs]];
+  const serial = (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
+  return parallelRunArgs({
+    archivePath: o.archivePath,
+    jobs: o.jobs,
+    list: (extra) => listArchiveText(o.pgRestore, o.archivePath, extra),
+    isSerial: (entry) => serial.some((s) => `${entry.line} `.includes(s)),
+  });
 }
 
 /**
