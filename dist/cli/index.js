@@ -82584,7 +82584,7 @@ module.exports = {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6026);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3738);
 
 const code = await (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .main */ .i)(process.argv.slice(2), {
     stdout: process.stdout,
@@ -82604,7 +82604,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6026:
+/***/ 3738:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -93096,6 +93096,148 @@ async function runUserChecks(client, checks) {
     return results;
 }
 
+;// CONCATENATED MODULE: ./lib/restore/parallel-runs.js
+
+
+/*
+ * A parallel restore in one pg_restore run may add a post-data entry before the data it
+ * constrains is loaded: pg_restore makes a post-data entry wait for a table's data only when
+ * the entry depends on that table (repoint_table_dependencies). A NOT VALID domain constraint
+ * depends on its domain, not on the tables using it; added early, it rejects rows the source
+ * holds. Running the post-data section only after all the data avoids that, but then no index
+ * is built while other tables still load. So the runs are:
+ *
+ * 1. the pre-data section;
+ * 2. the data of tables that must load in one session first (extension configuration tables);
+ * 3. the rest of the data with the post-data entries that only build on tables whose data they
+ *    wait for (indexes, primary key, unique and foreign key constraints), in parallel;
+ * 4. every other post-data entry, in parallel, once all the data is in.
+ */
+/** Post-data kinds that build on their tables and neither reject nor change rows loaded later. */
+const WITH_DATA_KINDS = new Set(['INDEX', 'CONSTRAINT', 'FK CONSTRAINT']);
+const KINDS = [
+    'TABLE DATA',
+    'TABLE ATTACH',
+    'TABLE',
+    'FK CONSTRAINT',
+    'CHECK CONSTRAINT',
+    'CONSTRAINT',
+    'INDEX ATTACH',
+    'INDEX',
+];
+const parallel_runs_ENTRY_LINE = /^(\d+);\s+\d+\s+\d+\s+(.*)$/;
+const DEPENDS_LINE = /^;\s*depends on:(.*)$/;
+/** Reads `pg_restore --list --verbose`: each entry, its kind as far as the plan needs it, its dependencies. */
+function parseVerboseListing(text) {
+    const entries = [];
+    for (const raw of text.split('\n')) {
+        const line = raw.trimEnd();
+        const entry = parallel_runs_ENTRY_LINE.exec(line);
+        if (entry) {
+            const rest = entry[2];
+            const kind = KINDS.find((k) => rest.startsWith(`${k} `)) ?? 'OTHER';
+            entries.push({ id: Number(entry[1]), line, kind, dependsOn: [] });
+            continue;
+        }
+        const depends = DEPENDS_LINE.exec(line);
+        if (depends && entries.length > 0) {
+            const ids = depends[1].trim().split(/\s+/).filter(Boolean).map(Number);
+            entries[entries.length - 1].dependsOn.push(...ids);
+        }
+    }
+    return entries;
+}
+/** Dump ids of the entries a `pg_restore --list` text names. */
+function listedIds(text) {
+    const ids = new Set();
+    for (const line of text.split('\n')) {
+        const m = /^(\d+);/.exec(line);
+        if (m)
+            ids.add(Number(m[1]));
+    }
+    return ids;
+}
+/**
+ * Plans the runs after the pre-data section (see above). `data` and `postData` are the dump
+ * ids pg_restore puts in those sections; `isSerial` picks the data that loads first.
+ */
+function planParallelRuns(options) {
+    const { entries, data, postData } = options;
+    const serial = new Set(entries.filter((e) => data.has(e.id) && options.isSerial(e)).map((e) => e.id));
+    const withData = postDataWithTheData(entries, postData);
+    const listOf = (ids) => entries.map((e) => (ids.has(e.id) ? e.line : `;${e.line}`)).join('\n') + '\n';
+    const main = new Set([...data].filter((id) => !serial.has(id)));
+    for (const id of withData)
+        main.add(id);
+    const after = new Set([...postData].filter((id) => !withData.has(id)));
+    return {
+        serial: serial.size > 0 ? listOf(serial) : undefined,
+        main: listOf(main),
+        after: after.size > 0 ? listOf(after) : undefined,
+    };
+}
+/**
+ * The post-data entries that may run beside the data: of a kind in WITH_DATA_KINDS, and
+ * depending only on tables that have data (pg_restore makes them wait for it), on other such
+ * entries, or on what the earlier sections made. Anything else stays for the last run.
+ */
+function postDataWithTheData(entries, postData) {
+    const byId = new Map(entries.map((e) => [e.id, e]));
+    const tablesWithData = new Set(entries.filter((e) => e.kind === 'TABLE DATA').flatMap((e) => e.dependsOn));
+    const chosen = new Set(entries.filter((e) => postData.has(e.id) && WITH_DATA_KINDS.has(e.kind)).map((e) => e.id));
+    const allowed = (dep) => {
+        const d = byId.get(dep);
+        if (!d)
+            return true;
+        if (postData.has(dep))
+            return chosen.has(dep);
+        if (d.kind === 'TABLE')
+            return tablesWithData.has(dep);
+        return d.kind !== 'TABLE ATTACH';
+    };
+    for (let changed = true; changed;) {
+        changed = false;
+        for (const id of chosen) {
+            if (byId.get(id)?.dependsOn.every(allowed))
+                continue;
+            chosen.delete(id);
+            changed = true;
+        }
+    }
+    return chosen;
+}
+/**
+ * The `pg_restore` argument lists of a parallel restore of `archivePath` (see above), with the
+ * list files written beside the archive.
+ */
+async function parallelRunArgs(options) {
+    const [verbose, data, postData] = await Promise.all([
+        options.list(['--verbose']),
+        options.list(['--section=data']),
+        options.list(['--section=post-data']),
+    ]);
+    const runs = planParallelRuns({
+        entries: parseVerboseListing(verbose),
+        data: listedIds(data),
+        postData: listedIds(postData),
+        isSerial: options.isSerial,
+    });
+    const jobs = `--jobs=${options.jobs}`;
+    const dir = external_node_path_.dirname(options.archivePath);
+    const list = async (name, text) => {
+        const file = external_node_path_.join(dir, `restore-${name}.list`);
+        await (0,promises_.writeFile)(file, text);
+        return `--use-list=${file}`;
+    };
+    const args = [['--section=pre-data']];
+    if (runs.serial)
+        args.push([await list('serial', runs.serial)]);
+    args.push([await list('main', runs.main), jobs]);
+    if (runs.after)
+        args.push([await list('after', runs.after), jobs]);
+    return args;
+}
+
 ;// CONCATENATED MODULE: ./lib/restore/pg-restore.js
 
 
@@ -93133,8 +93275,8 @@ function parseArchiveListing(text) {
     };
 }
 /** The text of the archive's table of contents, as `pg_restore --list` prints it. */
-async function listArchiveText(pgRestore, archivePath) {
-    const r = await runProcess(pgRestore, ['--list', archivePath]);
+async function listArchiveText(pgRestore, archivePath, extra = []) {
+    const r = await runProcess(pgRestore, ['--list', ...extra, archivePath]);
     if (r.code !== 0) {
         throw new PgRestoreError(describeExit('pg_restore --list', { code: r.code, signal: r.signal, stderr: r.stderr }));
     }
@@ -93152,12 +93294,9 @@ class PgRestoreError extends Error {
     }
 }
 /**
- * Runs pg_restore with --exit-on-error; its own error text is the error when it fails.
- *
- * With more than one job, the sections run one after the other (pre-data, then data with the
- * jobs, then post-data with the jobs): in one parallel run pg_restore may add a post-data entry
- * whose dependencies do not name the data it constrains, such as a NOT VALID domain constraint,
- * before that data is loaded, and the load then fails on rows the source holds.
+ * Runs pg_restore with --exit-on-error; its own error text is the error when it fails. With
+ * more than one job, it runs in the steps parallel-runs.ts explains: pre-data, then the data
+ * with the post-data entries that wait for it, then the other post-data entries.
  */
 async function runPgRestore(o) {
     const base = ['--no-password', '--exit-on-error', `--dbname=${o.database}`];
@@ -93180,7 +93319,7 @@ async function runPgRestore(o) {
             throw new PgRestoreError(describeExit('pg_restore', exit));
         return;
     }
-    const runs = o.jobs > 1 ? await sectionRuns(o) : [[]];
+    const runs = o.jobs > 1 ? await parallelRuns(o) : [[]];
     for (const extra of runs) {
         const proc = startProcess(o.pgRestore, [...base, ...extra, o.archivePath], {
             env,
@@ -93192,27 +93331,20 @@ async function runPgRestore(o) {
             throw new PgRestoreError(describeExit('pg_restore', exit));
     }
 }
-/** The pg_restore runs of a parallel restore, section by section (see runPgRestore). */
-async function sectionRuns(o) {
+/** The pg_restore runs of a parallel restore (see parallel-runs.ts). */
+async function parallelRuns(o) {
     const jobs = `--jobs=${o.jobs}`;
-    const data = [['--section=data', jobs]];
-    // A given list (a platform's route) is the restore's own: it is not split further.
-    const serial = o.listFile
-        ? []
-        : (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
-    if (serial.length > 0) {
-        const lines = (await listArchiveText(o.pgRestore, o.archivePath)).split('\n');
-        const isSerial = (line) => serial.some((entry) => line.includes(entry));
-        if (lines.some(isSerial)) {
-            const dir = external_node_path_.dirname(o.archivePath);
-            const first = external_node_path_.join(dir, 'restore-serial.list');
-            const rest = external_node_path_.join(dir, 'restore-rest.list');
-            await (0,promises_.writeFile)(first, lines.map((l) => (isSerial(l) ? l : `;${l}`)).join('\n'));
-            await (0,promises_.writeFile)(rest, lines.map((l) => (isSerial(l) ? `;${l}` : l)).join('\n'));
-            data.splice(0, 1, ['--section=data', `--use-list=${first}`], ['--section=data', `--use-list=${rest}`, jobs]);
-        }
+    // A given list (a platform's route) is the restore's own: its sections run one after another.
+    if (o.listFile) {
+        return [['--section=pre-data'], ['--section=data', jobs], ['--section=post-data', jobs]];
     }
-    return [['--section=pre-data'], ...data, ['--section=post-data', jobs]];
+    const serial = (o.serialData ?? []).map((t) => ` TABLE DATA ${t.schema} ${t.name} `);
+    return parallelRunArgs({
+        archivePath: o.archivePath,
+        jobs: o.jobs,
+        list: (extra) => listArchiveText(o.pgRestore, o.archivePath, extra),
+        isSerial: (entry) => serial.some((s) => `${entry.line} `.includes(s)),
+    });
 }
 /**
  * Leaves out of a roles script (pg_dumpall --roles-only) every statement about `role`, the
@@ -96294,7 +96426,9 @@ async function decodeFile(options) {
     try {
         const decoder = await openDecoder(manifest, options.decryption, options.tools, options.dir);
         all.push(...decoder.processes);
-        const source = (0,external_node_fs_.createReadStream)(options.file, { highWaterMark: 1 << 20 });
+        // Node's 64 KiB reads: with 1 MiB reads V8 freed the spent buffers so late that the peak
+        // RSS of a drill of 1 GB rose by about 90 MiB (docs/benchmark-scale.md).
+        const source = (0,external_node_fs_.createReadStream)(options.file);
         const progress = new Progress(logger, 'Decoded', () => source.bytesRead, options.progressIntervalMs ?? 5000);
         try {
             await (0,external_node_stream_promises_.pipeline)([
