@@ -47,6 +47,8 @@ const { S3Storage } = await lib('storage/s3.js');
 const { AUTO_ZSTD_LEVEL } = await lib('backup/backup.js');
 
 const GB = Number(process.env.BENCH_GB ?? '1');
+/** Rounds of the drills and plain restores per size in `--scale`. */
+const SCALE_ROUNDS = Number(process.env.BENCH_SCALE_ROUNDS ?? '3');
 const LOAD_AT_START = os.loadavg()[0];
 const CORES = os.cpus().length;
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? '5'));
@@ -747,7 +749,68 @@ async function scaleBenchmark() {
   writeScalePage(rows, notRun);
 }
 
-/** One size: build, back up, drill with each plan, and plain pg_restore of the same archive. */
+/**
+ * One round of a size: the drill with each plan, then plain pg_restore of the same archive, one
+ * after the other, so that each round's ratios compare runs made on the machine as it was then.
+ */
+async function scaleRound(store, key) {
+  const plans = {};
+  for (const plan of ['disk', 'stream']) {
+    const drill = await runBundle('restore-drill', {
+      storage: store,
+      name: 'scale',
+      'encryption-identity': key.identity,
+      'restore-plan': plan,
+    });
+    plans[plan] = {
+      seconds: drill.seconds,
+      restore: Number(drill.outputs['restore-seconds']),
+      rssMiB: drill.rssMiB,
+      ...peakDiskOf(drill.stdout),
+    };
+    row(`drill, plan ${plan}`, drill.seconds, { rssMiB: drill.rssMiB });
+  }
+  return { plans, plain: await plainRestores(store, key) };
+}
+
+/**
+ * The figures of a size over its rounds: the median of each time and size, the largest peak
+ * RSS, and each ratio as the median of the rounds' own ratios, with their range.
+ */
+function summarizeRounds(rounds) {
+  const med = (f) => median(rounds.map(f));
+  const plan = (name) => ({
+    seconds: med((r) => r.plans[name].seconds),
+    restore: med((r) => r.plans[name].restore),
+    rssMiB: Math.max(...rounds.map((r) => r.plans[name].rssMiB)),
+    peakDisk: med((r) => r.plans[name].peakDisk),
+    restored: med((r) => r.plans[name].restored),
+  });
+  const ratio = (f) => {
+    const values = rounds.map(f);
+    return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
+  };
+  return {
+    rounds: rounds.length,
+    plans: { disk: plan('disk'), stream: plan('stream') },
+    plain: {
+      fromFile: med((r) => r.plain.fromFile),
+      fromInput: med((r) => r.plain.fromInput),
+      analyze: med((r) => r.plain.analyze),
+    },
+    ratios: {
+      diskRestore: ratio((r) => r.plans.disk.restore / r.plain.fromFile),
+      diskWithAnalyze: ratio((r) => r.plans.disk.restore / (r.plain.fromFile + r.plain.analyze)),
+      streamRestore: ratio((r) => r.plans.stream.restore / r.plain.fromInput),
+      streamWithAnalyze: ratio(
+        (r) => r.plans.stream.restore / (r.plain.fromInput + r.plain.analyze),
+      ),
+      streamDisk: ratio((r) => r.plans.stream.peakDisk / r.plans.stream.restored),
+    },
+  };
+}
+
+/** One size: build, back up, then rounds of the drills and plain pg_restore (scaleRound). */
 async function scaleRow(gb, key) {
   const cluster = await startScratchCluster({
     server,
@@ -772,26 +835,13 @@ async function scaleRow(gb, key) {
       bytes: Number(backup.outputs.bytes),
       rssMiB: backup.rssMiB,
     });
-    const plans = {};
-    for (const plan of ['disk', 'stream']) {
-      const drill = await runBundle('restore-drill', {
-        storage: store,
-        name: 'scale',
-        'encryption-identity': key.identity,
-        'restore-plan': plan,
-      });
-      const disk = peakDiskOf(drill.stdout);
-      plans[plan] = {
-        seconds: drill.seconds,
-        restore: Number(drill.outputs['restore-seconds']),
-        rssMiB: drill.rssMiB,
-        ...disk,
-      };
-      row(`drill, plan ${plan}`, drill.seconds, { rssMiB: drill.rssMiB });
+    const rounds = [];
+    for (let round = 1; round <= SCALE_ROUNDS; round++) {
+      console.log(`  round ${round} of ${SCALE_ROUNDS}:`);
+      rounds.push(await scaleRound(store, key));
     }
-    const plain = await plainRestores(store, key);
     const seconds = (performance.now() - started) / 1000;
-    return { gb, sizeGB, backup, plans, plain, buildSeconds, seconds };
+    return { gb, sizeGB, backup, ...summarizeRounds(rounds), buildSeconds, seconds };
   } finally {
     await cluster.stop();
     rmSync(store, { recursive: true, force: true });
@@ -875,34 +925,32 @@ async function plainRestores(store, key) {
 /** The issue's targets against one size's figures, as lines of the page. */
 function targetLines(r) {
   const verdict = (ok) => (ok ? 'met' : 'missed');
-  const line = (what, value, target) =>
-    `- ${what}: ${value.toFixed(2)} (target ≤ ${target}): ${verdict(value <= target)}.`;
+  const spread = (x) =>
+    r.rounds > 1 ? ` (rounds ${x.min.toFixed(2)} to ${x.max.toFixed(2)})` : '';
+  const line = (what, x, target) =>
+    `- ${what}: ${x.median.toFixed(2)}${spread(x)} (target ≤ ${target}): ${verdict(x.median <= target)}.`;
   const rss = Math.max(
     r.backup.rssMiB ?? NaN,
     r.plans.disk.rssMiB ?? NaN,
     r.plans.stream.rssMiB ?? NaN,
   );
   return [
-    `At ${r.sizeGB.toFixed(2)} GB:`,
+    `At ${r.sizeGB.toFixed(2)} GB (${r.rounds === 1 ? 'one round' : `medians of ${r.rounds} rounds`}):`,
     '',
-    line(
-      'streamed plan, peak disk / restored database',
-      r.plans.stream.peakDisk / r.plans.stream.restored,
-      1.1,
-    ),
+    line('streamed plan, peak disk / restored database', r.ratios.streamDisk, 1.1),
     `- that is ${((r.plans.stream.peakDisk - r.plans.stream.restored) / 2 ** 20).toFixed(0)} MiB above the restored database: what the run keeps beside it (the scratch server's write-ahead log, capped by \`max_wal_size=64MB\`, its empty cluster and the archive's table of contents).`,
     line(
       'streamed plan, restore phase / plain `pg_restore` from its input',
-      r.plans.stream.restore / r.plain.fromInput,
+      r.ratios.streamRestore,
       1.15,
     ),
     line(
       'disk plan, restore phase / plain `pg_restore -j 2` from a file',
-      r.plans.disk.restore / r.plain.fromFile,
+      r.ratios.diskRestore,
       1.1,
     ),
-    `- the drill's restore phase also runs its preflight and ANALYZE; against plain \`pg_restore\` then ANALYZE (${r.plain.analyze.toFixed(1)} s): ${(r.plans.disk.restore / (r.plain.fromFile + r.plain.analyze)).toFixed(2)} for the disk plan, ${(r.plans.stream.restore / (r.plain.fromInput + r.plain.analyze)).toFixed(2)} for the streamed one.`,
-    `- peak RSS of the backup and of both drills, the largest: ${rss.toFixed(0)} MiB (target ≤ 200 MiB): ${verdict(rss <= 200)}.`,
+    `- the drill's restore phase also runs its preflight and ANALYZE; against plain \`pg_restore\` then ANALYZE (${r.plain.analyze.toFixed(1)} s): ${r.ratios.diskWithAnalyze.median.toFixed(2)}${spread(r.ratios.diskWithAnalyze)} for the disk plan, ${r.ratios.streamWithAnalyze.median.toFixed(2)}${spread(r.ratios.streamWithAnalyze)} for the streamed one.`,
+    `- peak RSS of the backup and of both drills, the largest of every round: ${rss.toFixed(0)} MiB (target ≤ 200 MiB): ${verdict(rss <= 200)}.`,
     '',
   ];
 }
@@ -961,11 +1009,13 @@ function writeScalePage(rows, notRun) {
     'page. For each size, a fresh database of the mixed data of [benchmark.md](benchmark.md) is',
     'backed up (encrypted, zstd) to a local folder and drilled with each restore plan',
     '([verification.md](verification.md#disk-the-work-folder-and-the-restore-plan)); the same',
-    'archive is then restored by plain `pg_restore`. One run per figure.',
+    'archive is then restored by plain `pg_restore`. Each size runs `BENCH_SCALE_ROUNDS` rounds',
+    '(the drills, then the plain restores); times are medians over the rounds, ratios the median',
+    "of each round's own ratio, peak RSS the largest.",
     '',
     ...runFacts(),
     `| PostgreSQL | server ${server.version}, pg_dump ${client.version}, on the same machine |`,
-    `| Sizes | \`BENCH_SCALE_GB=${rows.map((r) => r.gb).join(',')}\` |`,
+    `| Sizes | \`BENCH_SCALE_GB=${rows.map((r) => r.gb).join(',')} BENCH_SCALE_ROUNDS=${SCALE_ROUNDS}\` |`,
     '',
     '| database | backup s/GB | backup peak RSS | drill s/GB, disk | drill s/GB, stream | drill peak RSS, disk / stream | restore phase, disk / `pg_restore -j 2` file | restore phase, stream / `pg_restore` input | peak disk / restored, disk | peak disk / restored, stream |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
