@@ -7,13 +7,17 @@ import path from 'node:path';
  * the entry depends on that table (repoint_table_dependencies). A NOT VALID domain constraint
  * depends on its domain, not on the tables using it; added early, it rejects rows the source
  * holds. Running the post-data section only after all the data avoids that, but then no index
- * is built while other tables still load. So the runs are:
+ * is built while other tables still load. So a parallel restore runs pg_restore twice:
  *
- * 1. the pre-data section;
- * 2. the data of tables that must load in one session first (extension configuration tables);
- * 3. the rest of the data with the post-data entries that only build on tables whose data they
- *    wait for (indexes, primary key, unique and foreign key constraints), in parallel;
- * 4. every other post-data entry, in parallel, once all the data is in.
+ * 1. the schema, then the data with the post-data entries that only build on tables whose data
+ *    they wait for (indexes, primary key, unique and foreign key constraints), in parallel;
+ * 2. every other post-data entry, in parallel, once all the data is in.
+ *
+ * The schema and the data share a run because pg_restore loads a table it created in the same
+ * run with TRUNCATE and COPY in one transaction, which `wal_level=minimal` does not write to the
+ * write-ahead log (restore_toc_entry); a table created by an earlier run is loaded with logging.
+ * Data that must load in one session before the rest (extensions' configuration tables) splits
+ * the first run in three: the schema, that data, then the rest with the jobs.
  */
 
 /** Post-data kinds that build on their tables and neither reject nor change rows loaded later. */
@@ -30,14 +34,14 @@ export interface ListedEntry {
   dependsOn: number[];
 }
 
-/** The list files of a parallel restore after its pre-data section, in the order they run. */
-export interface ParallelRuns {
-  /** Data that loads in one session first; undefined when there is none. */
-  serial?: string;
-  /** The rest of the data, with the post-data entries that wait for their tables' data. */
-  main: string;
-  /** The other post-data entries; undefined when there are none. */
-  after?: string;
+/** One pg_restore run of a parallel restore. */
+export interface RestoreRun {
+  /** What the run restores, and the name of its list file. */
+  name: 'schema' | 'serial' | 'main' | 'after';
+  /** Its `--use-list` file: the archive's lines, those it leaves out commented out. */
+  list: string;
+  /** Whether it runs with the jobs (`--jobs`), or in one session. */
+  parallel: boolean;
 }
 
 const KINDS = [
@@ -85,30 +89,38 @@ export function listedIds(text: string): Set<number> {
 }
 
 /**
- * Plans the runs after the pre-data section (see above). `data` and `postData` are the dump
- * ids pg_restore puts in those sections; `isSerial` picks the data that loads first.
+ * Plans the runs of a parallel restore (see above). `preData`, `data` and `postData` are the
+ * dump ids pg_restore puts in those sections; `isSerial` picks the data that loads first.
  */
 export function planParallelRuns(options: {
   entries: ListedEntry[];
+  preData: Set<number>;
   data: Set<number>;
   postData: Set<number>;
   isSerial: (entry: ListedEntry) => boolean;
-}): ParallelRuns {
-  const { entries, data, postData } = options;
+}): RestoreRun[] {
+  const { entries, preData, data, postData } = options;
   const serial = new Set(
     entries.filter((e) => data.has(e.id) && options.isSerial(e)).map((e) => e.id),
   );
   const withData = postDataWithTheData(entries, postData);
-  const listOf = (ids: Set<number>): string =>
-    entries.map((e) => (ids.has(e.id) ? e.line : `;${e.line}`)).join('\n') + '\n';
-  const main = new Set([...data].filter((id) => !serial.has(id)));
-  for (const id of withData) main.add(id);
-  const after = new Set([...postData].filter((id) => !withData.has(id)));
-  return {
-    serial: serial.size > 0 ? listOf(serial) : undefined,
-    main: listOf(main),
-    after: after.size > 0 ? listOf(after) : undefined,
+  const run = (name: RestoreRun['name'], ids: Iterable<number>, parallel: boolean): RestoreRun => {
+    const wanted = new Set(ids);
+    const lines = entries.map((e) => (wanted.has(e.id) ? e.line : `;${e.line}`));
+    return { name, list: lines.join('\n') + '\n', parallel };
   };
+  const rest = [...data].filter((id) => !serial.has(id));
+  const runs =
+    serial.size > 0
+      ? [
+          run('schema', preData, false),
+          run('serial', serial, false),
+          run('main', [...rest, ...withData], true),
+        ]
+      : [run('main', [...preData, ...rest, ...withData], true)];
+  const after = [...postData].filter((id) => !withData.has(id));
+  if (after.length > 0) runs.push(run('after', after, true));
+  return runs;
 }
 
 /**
@@ -153,27 +165,25 @@ export async function parallelRunArgs(options: {
   list: (extra: string[]) => Promise<string>;
   isSerial: (entry: ListedEntry) => boolean;
 }): Promise<string[][]> {
-  const [verbose, data, postData] = await Promise.all([
+  const [verbose, preData, data, postData] = await Promise.all([
     options.list(['--verbose']),
+    options.list(['--section=pre-data']),
     options.list(['--section=data']),
     options.list(['--section=post-data']),
   ]);
   const runs = planParallelRuns({
     entries: parseVerboseListing(verbose),
+    preData: listedIds(preData),
     data: listedIds(data),
     postData: listedIds(postData),
     isSerial: options.isSerial,
   });
-  const jobs = `--jobs=${options.jobs}`;
   const dir = path.dirname(options.archivePath);
-  const list = async (name: string, text: string): Promise<string> => {
-    const file = path.join(dir, `restore-${name}.list`);
-    await writeFile(file, text);
-    return `--use-list=${file}`;
-  };
-  const args: string[][] = [['--section=pre-data']];
-  if (runs.serial) args.push([await list('serial', runs.serial)]);
-  args.push([await list('main', runs.main), jobs]);
-  if (runs.after) args.push([await list('after', runs.after), jobs]);
+  const args: string[][] = [];
+  for (const run of runs) {
+    const file = path.join(dir, `restore-${run.name}.list`);
+    await writeFile(file, run.list);
+    args.push([`--use-list=${file}`, ...(run.parallel ? [`--jobs=${options.jobs}`] : [])]);
+  }
   return args;
 }

@@ -100,7 +100,7 @@ it('restores with two jobs what the source holds, rows its NOT VALID constraints
   expect(restored.constraints).toMatch(/posint_positive:false/);
   expect(restored.constraints).toMatch(/transfers_account:false/);
   expect(restored.triggers).toBe('audit_tenfold');
-  // The keys and indexes were built beside the data; the rest waited for it.
+  // The schema, the data, keys and indexes in one run; the rest once the data was in.
   expect(readdirSync(dir).sort()).toEqual([
     'archive.pgc',
     'restore-after.list',

@@ -3,6 +3,7 @@ import {
   parseVerboseListing,
   planParallelRuns,
   type ListedEntry,
+  type RestoreRun,
 } from '../../src/restore/parallel-runs.js';
 
 // What runs beside the data in a parallel restore, and what waits until all of it is in. The
@@ -59,22 +60,27 @@ const VERBOSE = `;
 3375; 0 16890 MATERIALIZED VIEW DATA public mv postgres
 ;	depends on: 218 3377
 `;
+const PRE_DATA = [842, 219, 214, 218, 216, 217, 215, 3217];
 const DATA = [3374, 3372, 3373];
 const POST_DATA = [843, 3219, 3221, 3225, 3223, 3224, 3222, 3382, 3226, 3228, 3227, 3375];
 
-/** The dump ids a list file restores (its lines that are not commented out). */
-function restored(list: string | undefined): number[] {
-  return [...listedIds(list ?? '')].sort((a, b) => a - b);
+/** The dump ids a run restores (its list's lines that are not commented out). */
+function restored(run: RestoreRun | undefined): number[] {
+  return [...listedIds(run?.list ?? '')].sort((a, b) => a - b);
 }
 
-function plan(isSerial: (e: ListedEntry) => boolean = () => false) {
-  return planParallelRuns({
+function plan(isSerial: (e: ListedEntry) => boolean = () => false): Map<string, RestoreRun> {
+  const runs = planParallelRuns({
     entries: parseVerboseListing(VERBOSE),
+    preData: new Set(PRE_DATA),
     data: new Set(DATA),
     postData: new Set(POST_DATA),
     isSerial,
   });
+  return new Map(runs.map((r) => [r.name, r]));
 }
+
+const sorted = (ids: number[]): number[] => [...ids].sort((a, b) => a - b);
 
 describe('parseVerboseListing', () => {
   it('reads each entry with its kind and dependencies', () => {
@@ -92,48 +98,63 @@ describe('parseVerboseListing', () => {
 });
 
 describe('planParallelRuns', () => {
-  it('builds indexes and key constraints beside the data, when their tables have data', () => {
+  it('creates the tables and loads them in one run, building keys and indexes as data arrives', () => {
     const runs = plan();
-    expect(runs.serial).toBeUndefined();
-    // The data, both primary keys, the foreign key between those tables, the plain index, and
-    // the index of the materialized view (built on it empty, then refreshed last).
-    expect(restored(runs.main)).toEqual([3219, 3221, 3222, 3225, 3227, 3372, 3373, 3374]);
-  });
-
-  it('keeps for the last run what could reject, change or miss rows loaded after it', () => {
-    const runs = plan();
-    // The NOT VALID domain constraint (its domain is not a table), the partitioned table's
-    // index and everything built on it, the trigger, the comment and the view's data.
-    expect(restored(runs.after)).toEqual([843, 3223, 3224, 3226, 3228, 3375, 3382]);
-  });
-
-  it('restores every data and post-data entry exactly once', () => {
-    const runs = plan((e) => e.line.includes(' TABLE DATA public t '));
-    const all = [...restored(runs.serial), ...restored(runs.main), ...restored(runs.after)];
-    expect(all.sort((a, b) => a - b)).toEqual([...DATA, ...POST_DATA].sort((a, b) => a - b));
-    expect(restored(runs.serial)).toEqual([3372]);
-  });
-
-  it('writes list files that keep every line, in the archive order', () => {
-    const runs = plan();
-    const lines = runs.main.trimEnd().split('\n');
-    expect(lines).toHaveLength(25);
-    expect(lines[0]).toBe(';3378; 0 0 ENCODING - ENCODING');
-    expect(lines).toContain('3227; 2606 16874 FK CONSTRAINT public u u_t_id_fkey postgres');
-    expect(lines).toContain(
-      ';843; 2606 16868 CHECK CONSTRAINT public posint posint_check postgres',
+    expect([...runs.keys()]).toEqual(['main', 'after']);
+    expect(runs.get('main')?.parallel).toBe(true);
+    // The schema, the data, both primary keys, the foreign key between those tables, the plain
+    // index, and the index of the materialized view (built on it empty, then refreshed last).
+    expect(restored(runs.get('main'))).toEqual(
+      sorted([...PRE_DATA, ...DATA, 3219, 3221, 3222, 3225, 3227]),
     );
   });
 
-  it('leaves nothing for a last run when every post-data entry waits for its data', () => {
+  it('keeps for the last run what could reject, change or miss rows loaded after it', () => {
+    const after = plan().get('after');
+    expect(after?.parallel).toBe(true);
+    // The NOT VALID domain constraint (its domain is not a table), the partitioned table's
+    // index and everything built on it, the trigger, the comment and the view's data.
+    expect(restored(after)).toEqual([843, 3223, 3224, 3226, 3228, 3375, 3382]);
+  });
+
+  it('loads the serial data in one session between the schema and the rest', () => {
+    const runs = plan((e) => e.line.includes(' TABLE DATA public t '));
+    expect([...runs.values()].map((r) => [r.name, r.parallel])).toEqual([
+      ['schema', false],
+      ['serial', false],
+      ['main', true],
+      ['after', true],
+    ]);
+    expect(restored(runs.get('schema'))).toEqual(sorted(PRE_DATA));
+    expect(restored(runs.get('serial'))).toEqual([3372]);
+    expect(restored(runs.get('main'))).toEqual([3219, 3221, 3222, 3225, 3227, 3373, 3374]);
+  });
+
+  it('restores every entry of the three sections exactly once', () => {
+    for (const runs of [plan(), plan((e) => e.line.includes(' TABLE DATA public u '))]) {
+      const all = [...runs.values()].flatMap((r) => restored(r));
+      expect(sorted(all)).toEqual(sorted([...PRE_DATA, ...DATA, ...POST_DATA]));
+    }
+  });
+
+  it('writes list files that keep every line, in the archive order', () => {
+    const lines = plan().get('after')?.list.trimEnd().split('\n') ?? [];
+    expect(lines).toHaveLength(25);
+    expect(lines[0]).toBe(';3378; 0 0 ENCODING - ENCODING');
+    expect(lines).toContain(';3227; 2606 16874 FK CONSTRAINT public u u_t_id_fkey postgres');
+    expect(lines).toContain('843; 2606 16868 CHECK CONSTRAINT public posint posint_check postgres');
+  });
+
+  it('runs once when every post-data entry waits for its data', () => {
     const entries = parseVerboseListing(VERBOSE).filter((e) => [214, 3372, 3219].includes(e.id));
     const runs = planParallelRuns({
       entries,
+      preData: new Set([214]),
       data: new Set([3372]),
       postData: new Set([3219]),
       isSerial: () => false,
     });
-    expect(runs.after).toBeUndefined();
-    expect(restored(runs.main)).toEqual([3219, 3372]);
+    expect(runs.map((r) => r.name)).toEqual(['main']);
+    expect(restored(runs[0])).toEqual([214, 3219, 3372]);
   });
 });
