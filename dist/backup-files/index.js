@@ -84964,7 +84964,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6919:
+/***/ 2645:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -84975,14 +84975,6 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 8 modules
 var core = __nccwpck_require__(6058);
-// EXTERNAL MODULE: ./lib/core/logger.js
-var core_logger = __nccwpck_require__(5403);
-// EXTERNAL MODULE: ./lib/core/errors.js
-var errors = __nccwpck_require__(3828);
-// EXTERNAL MODULE: ./lib/core/process.js
-var core_process = __nccwpck_require__(9566);
-// EXTERNAL MODULE: ./lib/storage/open.js
-var storage_open = __nccwpck_require__(8669);
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./lib/catalog/keys.js
@@ -85076,8 +85068,59 @@ function fileVerificationsPrefix(name, id) {
     return `${fileBackupPrefix(name, id)}verifications/`;
 }
 
+// EXTERNAL MODULE: ./lib/core/errors.js
+var errors = __nccwpck_require__(3828);
+// EXTERNAL MODULE: ./lib/core/logger.js
+var core_logger = __nccwpck_require__(5403);
+// EXTERNAL MODULE: ./lib/crypto/age.js + 1 modules
+var age = __nccwpck_require__(8432);
+;// CONCATENATED MODULE: ./lib/files/alerts.js
+const FILES_ACTIONS = {
+    backup: 'files-backup',
+    verify: 'files-verify',
+    drill: 'files-drill',
+    prune: 'files-prune',
+};
+const FILES_ALERTS = {
+    'files-backup': {
+        what: 'File backup',
+        label: 'file-backup-failure',
+        nextStep: 'Fix the cause above (a source that cannot be read: the source location and the ' +
+            'files-s3-* credentials; a refused upload: the storage credentials and bucket policy) and ' +
+            're-run the workflow. Until a file backup succeeds, the newest file backup in the catalog ' +
+            'is the last good one.',
+    },
+    'files-verify': {
+        what: 'File backup verification',
+        label: 'file-backup-verification',
+        nextStep: "Open the run's summary: fix what a check names, or take a new file backup if this one cannot be restored.",
+    },
+    'files-drill': {
+        what: 'File restore drill',
+        label: 'file-backup-verification',
+        nextStep: "Open the run's summary: a failed restore needs a new file backup; a missed RTO or RPO target needs a faster store or more frequent file backups.",
+    },
+    'files-prune': {
+        what: 'File prune',
+        label: 'file-backup-prune',
+        nextStep: 'Read the reason above. A refusal by max-delete deletes nothing: the policy would delete ' +
+            'more than allowed (check the policy and the catalog, then raise max-delete for one run if ' +
+            'it is right). Objects the store would not delete (Object Lock) stay until their retention ' +
+            'ends. Fix the cause and re-run the workflow.',
+    },
+};
+/** The action of a `mode` as given (default backup); undefined for restore and for no mode. */
+function filesActionOf(mode) {
+    const given = mode ?? 'backup';
+    return Object.hasOwn(FILES_ACTIONS, given) ? FILES_ACTIONS[given] : undefined;
+}
+
+// EXTERNAL MODULE: ./lib/core/process.js
+var core_process = __nccwpck_require__(9566);
 // EXTERNAL MODULE: ./lib/core/streams.js
 var streams = __nccwpck_require__(8058);
+// EXTERNAL MODULE: ./lib/storage/open.js
+var storage_open = __nccwpck_require__(8669);
 // EXTERNAL MODULE: external "node:events"
 var external_node_events_ = __nccwpck_require__(8474);
 // EXTERNAL MODULE: external "node:stream"
@@ -85086,8 +85129,6 @@ var external_node_stream_ = __nccwpck_require__(7075);
 var promises_ = __nccwpck_require__(6466);
 // EXTERNAL MODULE: ./node_modules/tar-stream/index.js
 var tar_stream = __nccwpck_require__(6118);
-// EXTERNAL MODULE: ./lib/crypto/age.js + 1 modules
-var age = __nccwpck_require__(8432);
 ;// CONCATENATED MODULE: ./lib/files/archive.js
 /**
  * The archive of a file backup: a tar stream (tar-stream), compressed by the `zstd` tool and
@@ -94885,6 +94926,9 @@ var dist_cjs = __nccwpck_require__(3711);
 
 
 
+
+
+
 /** A local folder, read through the folder store (which never lists its own partial files). */
 class FolderSource {
     folder;
@@ -94945,11 +94989,30 @@ class S3Source {
         return { body: response.Body, contentType: response.ContentType };
     }
 }
+/**
+ * A source folder must be there: one that is missing (a wrong path, an unmounted disk) would
+ * otherwise read as empty, and the backup would record every file as deleted.
+ */
+async function checkFolder(folder) {
+    const where = (0,external_node_path_.resolve)(folder);
+    let isFolder;
+    try {
+        isFolder = (await (0,external_node_fs_promises_.stat)(where)).isDirectory();
+    }
+    catch (error) {
+        const missing = error.code === 'ENOENT';
+        throw new errors/* ConfigurationError */.j1(`The source folder ${where} ${missing ? 'does not exist' : `cannot be read: ${(0,errors/* errorMessage */.gJ)(error)}`}.`);
+    }
+    if (!isFolder)
+        throw new errors/* ConfigurationError */.j1(`The source ${where} is not a folder.`);
+}
 /** Opens the source a location names (`s3://bucket[/prefix]` or a folder). */
 async function openFileSource(location, s3, logger) {
     const parsed = (0,storage_open/* parseStorageLocation */.Q0)(location);
-    if (parsed.type === 'local')
+    if (parsed.type === 'local') {
+        await checkFolder(parsed.path);
         return new FolderSource(new storage_open/* LocalStorage */.DT(parsed.path, logger));
+    }
     const { S3Storage } = await __nccwpck_require__.e(/* import() */ 703).then(__nccwpck_require__.bind(__nccwpck_require__, 3703));
     const store = new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
     return new S3Source(store.client, parsed.bucket, parsed.prefix, store.description);
@@ -95105,6 +95168,9 @@ function filePruneSummary(report) {
 }
 
 ;// CONCATENATED MODULE: ./lib/files/job.js
+/** One file backup job, whatever its mode: opens the places it names and runs the core. */
+
+
 
 
 
@@ -95122,36 +95188,54 @@ function zstdOf(deps) {
     }
     return found;
 }
-async function runFilesJob(job, deps) {
+async function job_open(job, deps) {
     const zstdPath = zstdOf(deps);
     const storage = await (0,storage_open/* openStorage */.Gz)(job.storage.location, job.storage.s3, deps.logger);
-    const opened = { storage, zstdPath };
+    return { storage, zstdPath };
+}
+async function runFilesJob(job, deps) {
+    if (job.mode === 'restore')
+        return restoreJob(job, await job_open(job, deps), deps);
+    return alerted(job, deps);
+}
+function runAlertedJob(job, opened, deps) {
     switch (job.mode) {
         case 'backup':
             return backupJob(job, opened, deps);
-        case 'restore':
-            return restoreJob(job, opened, deps);
         case 'verify':
-            return alerted('files-verify', job.verify.name, opened, deps, () => verifyJob(job, opened, deps));
+            return verifyJob(job, opened, deps);
         case 'drill':
-            return alerted('files-drill', job.drill.name, opened, deps, () => drillJob(job, opened, deps));
+            return drillJob(job, opened, deps);
         case 'prune':
             return pruneJob(job, opened, deps);
+    }
+}
+function nameOf(job) {
+    switch (job.mode) {
+        case 'backup':
+            return job.backup.name;
+        case 'verify':
+            return job.verify.name;
+        case 'drill':
+            return job.drill.name;
+        case 'prune':
+            return job.prune.name;
     }
 }
 async function backupJob(job, { storage, zstdPath }, deps) {
     const { logger, clock } = deps;
     const source = await openFileSource(job.source.location, job.source.s3, logger);
     const result = await runFileBackup(job.backup, { source, storage, logger, clock, zstdPath });
+    const { id, files } = result.manifest;
     const c = result.manifest.changes;
-    return {
+    const outcome = {
         mode: job.mode,
         status: 'passed',
         summary: fileBackupSummary(result, storage.description),
         outputs: {
-            'backup-id': result.manifest.id,
+            'backup-id': id,
             'manifest-key': result.manifestKey,
-            files: String(result.manifest.files.length),
+            files: String(files.length),
             'files-new': String(c.new),
             'files-changed': String(c.changed),
             'files-unchanged': String(c.unchanged),
@@ -95159,6 +95243,12 @@ async function backupJob(job, { storage, zstdPath }, deps) {
             'bytes-uploaded': String(c.bytesUploaded),
         },
         result,
+    };
+    return {
+        outcome,
+        backupId: id,
+        message: `File backup ${id} stored: ${(0,streams/* formatCount */.B4)(files.length)} files, ${(0,streams/* formatCount */.B4)(c.new)} new, ` +
+            `${(0,streams/* formatCount */.B4)(c.changed)} changed, ${(0,streams/* formatBytes */.z3)(c.bytesUploaded)} uploaded.`,
     };
 }
 async function restoreJob(job, { storage, zstdPath }, deps) {
@@ -95187,7 +95277,7 @@ async function verifyJob(job, { storage, zstdPath }, deps) {
             result: report,
         },
         backupId: report.manifest.id,
-        failures: report.checks.filter((c) => c.status === 'failed').map((c) => c.detail),
+        message: proofMessage(report.checks.filter((c) => c.status === 'failed').map((c) => c.detail), `File backup ${report.manifest.id} of ${job.verify.name}: the verification passed.`),
     };
 }
 async function drillJob(job, { storage, zstdPath }, deps) {
@@ -95210,54 +95300,78 @@ async function drillJob(job, { storage, zstdPath }, deps) {
             result,
         },
         backupId: result.manifest.id,
-        failures: result.checks
-            .filter((c) => c.status === 'failed')
-            .map((c) => `${c.name}: ${c.detail}`),
+        message: proofMessage(result.checks.filter((c) => c.status === 'failed').map((c) => `${c.name}: ${c.detail}`), `File backup ${result.manifest.id} of ${job.drill.name}: the restore drill passed.`),
     };
 }
+/** The failed checks of a verify or drill, or what it proved when none failed. */
+function proofMessage(failures, passed) {
+    return failures.length > 0 ? failures.join('; ') : passed;
+}
+/** Lock reasons quoted at most in a failure message; the summary lists them all. */
+const LOCKED_QUOTED = 3;
+/**
+ * A refused plan (it would delete more than max-delete, or every backup) fails, as the
+ * database's prune does: nothing was deleted, and someone has to look. So do objects the store
+ * would not delete.
+ */
 async function pruneJob(job, { storage }, deps) {
     const report = await runFilePrune(job.prune, { ...deps, storage });
-    return {
+    const { plan, locked } = report;
+    const failure = plan.refused
+        ? `Prune refused, nothing was deleted: ${plan.refused}.`
+        : locked.length > 0
+            ? `The store would not delete ${locked.length} object(s): ` +
+                locked
+                    .slice(0, LOCKED_QUOTED)
+                    .map((l) => `${l.key} (${l.reason})`)
+                    .join('; ') +
+                (locked.length > LOCKED_QUOTED ? '; …' : '.')
+            : undefined;
+    const outcome = {
         mode: job.mode,
-        status: report.locked.length > 0 ? 'failed' : 'passed',
+        status: failure ? 'failed' : 'passed',
         summary: filePruneSummary(report),
-        outputs: { kept: String(report.plan.keep), deleted: String(report.plan.delete) },
+        // A refused plan deletes nothing, whatever its decisions say.
+        outputs: plan.refused
+            ? { kept: String(plan.entries.length), deleted: '0' }
+            : { kept: String(plan.keep), deleted: String(plan.delete) },
         result: report,
     };
+    return {
+        outcome,
+        message: failure ??
+            `${report.dryRun ? 'Dry run: would delete' : 'Deleted'} ${plan.delete} file backup(s), ` +
+                `kept ${plan.keep}.`,
+    };
 }
-const NEXT_STEP = {
-    'files-verify': "Open the run's summary: fix what a check names, or take a new file backup if this one cannot be restored.",
-    'files-drill': "Open the run's summary: a failed restore needs a new file backup; a missed RTO or RPO target needs a faster store or more frequent file backups.",
-};
 /**
- * Runs a verify or drill and reports its outcome to the alerts, also when it could not run at
- * all (then the error is rethrown); the issue number becomes an output.
+ * Runs a backup, verify, drill or prune and reports its outcome to the alerts, also when it
+ * could not run at all (then the error is rethrown); the issue number becomes an output.
  */
-async function alerted(action, name, { storage }, deps, run) {
-    const alert = (outcome) => deps.alert?.({ action, name, warnings: [], nextStep: NEXT_STEP[action], ...outcome }, storage);
-    let proof;
+async function alerted(job, deps) {
+    const action = FILES_ACTIONS[job.mode];
+    const name = nameOf(job);
+    let storage;
+    const alert = (outcome) => deps.alert?.({ action, name, warnings: [], nextStep: FILES_ALERTS[action].nextStep, ...outcome }, storage);
+    let told;
     try {
-        proof = await run();
+        const opened = await job_open(job, deps);
+        storage = opened.storage;
+        told = await runAlertedJob(job, opened, deps);
     }
     catch (error) {
         await alert({ status: 'failed', message: (0,errors/* errorMessage */.gJ)(error) });
         throw error;
     }
-    const { outcome, backupId, failures } = proof;
-    const failed = outcome.status === 'failed';
+    const { outcome, backupId, message } = told;
     const issueNumber = await alert({
         status: outcome.status,
-        message: failed
-            ? failures.join('; ')
-            : `File backup ${backupId} of ${name}: ${job_describe(action)} passed.`,
+        message,
         details: outcome.summary,
-        backupId,
+        ...(backupId ? { backupId } : {}),
     });
     outcome.outputs['issue-number'] = issueNumber === undefined ? '' : String(issueNumber);
     return outcome;
-}
-function job_describe(action) {
-    return action === 'files-drill' ? 'the restore drill' : 'the verification';
 }
 
 // EXTERNAL MODULE: ./lib/options/reader.js + 1 modules
@@ -95470,14 +95584,16 @@ var shared = __nccwpck_require__(4717);
 
 
 
-/** The four actions and the file backups' proofs, as alerts and run records name them. */
+/** The four actions and the file backups' jobs, as alerts and run records name them. */
 const ACTION_NAMES = (/* unused pure expression or super */ null && ([
     'backup',
     'verify',
     'restore-drill',
     'prune',
+    'files-backup',
     'files-verify',
     'files-drill',
+    'files-prune',
 ]));
 const RUN_RECORD_SCHEMA_VERSION = 1;
 /** Records read at most: enough to count a long failing streak, bounded for old catalogs. */
@@ -101372,8 +101488,10 @@ const MARKER_PREFIX = {
     verify: 'verify',
     'restore-drill': 'drill',
     prune: 'prune',
+    'files-backup': 'files-backup',
     'files-verify': 'files-verify',
     'files-drill': 'files-drill',
+    'files-prune': 'files-prune',
 };
 const WARNING_LABEL = 'warning';
 /**
@@ -101557,8 +101675,10 @@ const WHAT = {
     verify: 'The backup verification',
     'restore-drill': 'The restore drill',
     prune: 'The prune',
+    'files-backup': 'The file backup',
     'files-verify': 'The file backup verification',
     'files-drill': 'The file restore drill',
+    'files-prune': 'The file prune',
 };
 function streakLine(streak) {
     if (streak.runs <= 1)
@@ -101718,26 +101838,52 @@ var runtime = __nccwpck_require__(8983);
 
 
 
+
+
+
+
 /** backup-files: back up, restore, verify, drill or prune file backups, as `mode` says. */
 async function runBackupFilesAction() {
     const env = process.env;
     for (const name of FILES_SECRET_INPUTS)
         (0,runtime/* maskSecret */.$l)((0,inputs/* optionalInput */.$m)(name));
-    const settings = readAlertSettings('file-backup-verification');
-    const job = parseFilesJob(inputs/* optionalInput */.$m, (0,shared/* gitContext */.cw)(env));
+    for (const value of (0,age/* invalidRecipientValues */.tc)((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.EncryptionRecipients) ?? '')) {
+        core/* setSecret */.Pq(value);
+    }
+    // Restore alerts nobody, and a mode that is none fails below: their label is never used.
+    const action = filesActionOf((0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Mode));
+    const settings = readAlertSettings(FILES_ALERTS[action ?? 'files-backup'].label);
     const alert = async (outcome, storage) => {
-        const what = outcome.action === 'files-drill' ? 'File restore drill' : 'File backup verification';
+        const { what } = FILES_ALERTS[outcome.action];
         const alerted = await sendAlerts(outcome, {
             settings,
             env,
             logger: runtime/* actionLogger */.v0,
             storage,
-            names: [outcome.name],
+            names: keys_isCatalogName(outcome.name) ? [outcome.name] : [],
             title: `${what} failed: ${outcome.name}`,
             warningTitle: `${what} warning: ${outcome.name}`,
         });
         return alerted?.issueNumber;
     };
+    let job;
+    try {
+        job = parseFilesJob(inputs/* optionalInput */.$m, (0,shared/* gitContext */.cw)(env));
+    }
+    catch (error) {
+        // Bad input: the mode's watchers hear of it under the name given, without run records.
+        if (action) {
+            await alert({
+                action,
+                name: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Name) ?? 'files',
+                status: 'failed',
+                message: (0,errors/* errorMessage */.gJ)(error),
+                warnings: [],
+                nextStep: FILES_ALERTS[action].nextStep,
+            });
+        }
+        throw error;
+    }
     const outcome = await runFilesJob(job, {
         logger: runtime/* actionLogger */.v0,
         clock: core_logger/* systemClock */.ml,
@@ -101758,7 +101904,7 @@ async function runBackupFilesAction() {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _backup_files_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6919);
+/* harmony import */ var _backup_files_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2645);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8983);
 
 
@@ -102762,11 +102908,12 @@ __nccwpck_require__.d(__webpack_exports__, {
   kZ: () => (/* binding */ AgeEncryptor),
   Gf: () => (/* binding */ createDecryptStream),
   YK: () => (/* binding */ encryptingStream),
+  tc: () => (/* binding */ invalidRecipientValues),
   go: () => (/* binding */ parseIdentities),
   q: () => (/* binding */ parseRecipients)
 });
 
-// UNUSED EXPORTS: AgeError, createEncryptStream, generateIdentity, identityToRecipient, invalidRecipientValues
+// UNUSED EXPORTS: AgeError, createEncryptStream, generateIdentity, identityToRecipient
 
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);

@@ -82584,7 +82584,7 @@ module.exports = {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3738);
+/* harmony import */ var _cli_main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4771);
 
 const code = await (0,_cli_main_js__WEBPACK_IMPORTED_MODULE_0__/* .main */ .i)(process.argv.slice(2), {
     stdout: process.stdout,
@@ -82604,7 +82604,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 3738:
+/***/ 4771:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -101903,6 +101903,47 @@ function freshnessGate(run, maxAgeSeconds, entries, catalogError, verified) {
     return result;
 }
 
+;// CONCATENATED MODULE: ./lib/files/alerts.js
+const FILES_ACTIONS = {
+    backup: 'files-backup',
+    verify: 'files-verify',
+    drill: 'files-drill',
+    prune: 'files-prune',
+};
+const FILES_ALERTS = {
+    'files-backup': {
+        what: 'File backup',
+        label: 'file-backup-failure',
+        nextStep: 'Fix the cause above (a source that cannot be read: the source location and the ' +
+            'files-s3-* credentials; a refused upload: the storage credentials and bucket policy) and ' +
+            're-run the workflow. Until a file backup succeeds, the newest file backup in the catalog ' +
+            'is the last good one.',
+    },
+    'files-verify': {
+        what: 'File backup verification',
+        label: 'file-backup-verification',
+        nextStep: "Open the run's summary: fix what a check names, or take a new file backup if this one cannot be restored.",
+    },
+    'files-drill': {
+        what: 'File restore drill',
+        label: 'file-backup-verification',
+        nextStep: "Open the run's summary: a failed restore needs a new file backup; a missed RTO or RPO target needs a faster store or more frequent file backups.",
+    },
+    'files-prune': {
+        what: 'File prune',
+        label: 'file-backup-prune',
+        nextStep: 'Read the reason above. A refusal by max-delete deletes nothing: the policy would delete ' +
+            'more than allowed (check the policy and the catalog, then raise max-delete for one run if ' +
+            'it is right). Objects the store would not delete (Object Lock) stay until their retention ' +
+            'ends. Fix the cause and re-run the workflow.',
+    },
+};
+/** The action of a `mode` as given (default backup); undefined for restore and for no mode. */
+function filesActionOf(mode) {
+    const given = mode ?? 'backup';
+    return Object.hasOwn(FILES_ACTIONS, given) ? FILES_ACTIONS[given] : undefined;
+}
+
 // EXTERNAL MODULE: ./node_modules/tar-stream/index.js
 var tar_stream = __nccwpck_require__(6118);
 ;// CONCATENATED MODULE: ./lib/files/archive.js
@@ -102845,6 +102886,9 @@ var dist_cjs = __nccwpck_require__(3711);
 
 
 
+
+
+
 /** A local folder, read through the folder store (which never lists its own partial files). */
 class FolderSource {
     folder;
@@ -102905,11 +102949,30 @@ class S3Source {
         return { body: response.Body, contentType: response.ContentType };
     }
 }
+/**
+ * A source folder must be there: one that is missing (a wrong path, an unmounted disk) would
+ * otherwise read as empty, and the backup would record every file as deleted.
+ */
+async function checkFolder(folder) {
+    const where = (0,external_node_path_.resolve)(folder);
+    let isFolder;
+    try {
+        isFolder = (await (0,promises_.stat)(where)).isDirectory();
+    }
+    catch (error) {
+        const missing = error.code === 'ENOENT';
+        throw new core_errors/* ConfigurationError */.j1(`The source folder ${where} ${missing ? 'does not exist' : `cannot be read: ${(0,core_errors/* errorMessage */.gJ)(error)}`}.`);
+    }
+    if (!isFolder)
+        throw new core_errors/* ConfigurationError */.j1(`The source ${where} is not a folder.`);
+}
 /** Opens the source a location names (`s3://bucket[/prefix]` or a folder). */
 async function openFileSource(location, s3, logger) {
     const parsed = parseStorageLocation(location);
-    if (parsed.type === 'local')
+    if (parsed.type === 'local') {
+        await checkFolder(parsed.path);
         return new FolderSource(new local/* LocalStorage */.D(parsed.path, logger));
+    }
     const { S3Storage } = await __nccwpck_require__.e(/* import() */ 703).then(__nccwpck_require__.bind(__nccwpck_require__, 3703));
     const store = new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
     return new S3Source(store.client, parsed.bucket, parsed.prefix, store.description);
@@ -103065,6 +103128,9 @@ function filePruneSummary(report) {
 }
 
 ;// CONCATENATED MODULE: ./lib/files/job.js
+/** One file backup job, whatever its mode: opens the places it names and runs the core. */
+
+
 
 
 
@@ -103082,36 +103148,54 @@ function zstdOf(deps) {
     }
     return found;
 }
-async function runFilesJob(job, deps) {
+async function job_open(job, deps) {
     const zstdPath = zstdOf(deps);
     const storage = await openStorage(job.storage.location, job.storage.s3, deps.logger);
-    const opened = { storage, zstdPath };
+    return { storage, zstdPath };
+}
+async function runFilesJob(job, deps) {
+    if (job.mode === 'restore')
+        return restoreJob(job, await job_open(job, deps), deps);
+    return alerted(job, deps);
+}
+function runAlertedJob(job, opened, deps) {
     switch (job.mode) {
         case 'backup':
             return backupJob(job, opened, deps);
-        case 'restore':
-            return restoreJob(job, opened, deps);
         case 'verify':
-            return alerted('files-verify', job.verify.name, opened, deps, () => verifyJob(job, opened, deps));
+            return verifyJob(job, opened, deps);
         case 'drill':
-            return alerted('files-drill', job.drill.name, opened, deps, () => drillJob(job, opened, deps));
+            return drillJob(job, opened, deps);
         case 'prune':
             return pruneJob(job, opened, deps);
+    }
+}
+function nameOf(job) {
+    switch (job.mode) {
+        case 'backup':
+            return job.backup.name;
+        case 'verify':
+            return job.verify.name;
+        case 'drill':
+            return job.drill.name;
+        case 'prune':
+            return job.prune.name;
     }
 }
 async function backupJob(job, { storage, zstdPath }, deps) {
     const { logger, clock } = deps;
     const source = await openFileSource(job.source.location, job.source.s3, logger);
     const result = await runFileBackup(job.backup, { source, storage, logger, clock, zstdPath });
+    const { id, files } = result.manifest;
     const c = result.manifest.changes;
-    return {
+    const outcome = {
         mode: job.mode,
         status: 'passed',
         summary: fileBackupSummary(result, storage.description),
         outputs: {
-            'backup-id': result.manifest.id,
+            'backup-id': id,
             'manifest-key': result.manifestKey,
-            files: String(result.manifest.files.length),
+            files: String(files.length),
             'files-new': String(c.new),
             'files-changed': String(c.changed),
             'files-unchanged': String(c.unchanged),
@@ -103119,6 +103203,12 @@ async function backupJob(job, { storage, zstdPath }, deps) {
             'bytes-uploaded': String(c.bytesUploaded),
         },
         result,
+    };
+    return {
+        outcome,
+        backupId: id,
+        message: `File backup ${id} stored: ${streams_formatCount(files.length)} files, ${streams_formatCount(c.new)} new, ` +
+            `${streams_formatCount(c.changed)} changed, ${formatBytes(c.bytesUploaded)} uploaded.`,
     };
 }
 async function restoreJob(job, { storage, zstdPath }, deps) {
@@ -103147,7 +103237,7 @@ async function verifyJob(job, { storage, zstdPath }, deps) {
             result: report,
         },
         backupId: report.manifest.id,
-        failures: report.checks.filter((c) => c.status === 'failed').map((c) => c.detail),
+        message: proofMessage(report.checks.filter((c) => c.status === 'failed').map((c) => c.detail), `File backup ${report.manifest.id} of ${job.verify.name}: the verification passed.`),
     };
 }
 async function drillJob(job, { storage, zstdPath }, deps) {
@@ -103170,54 +103260,78 @@ async function drillJob(job, { storage, zstdPath }, deps) {
             result,
         },
         backupId: result.manifest.id,
-        failures: result.checks
-            .filter((c) => c.status === 'failed')
-            .map((c) => `${c.name}: ${c.detail}`),
+        message: proofMessage(result.checks.filter((c) => c.status === 'failed').map((c) => `${c.name}: ${c.detail}`), `File backup ${result.manifest.id} of ${job.drill.name}: the restore drill passed.`),
     };
 }
+/** The failed checks of a verify or drill, or what it proved when none failed. */
+function proofMessage(failures, passed) {
+    return failures.length > 0 ? failures.join('; ') : passed;
+}
+/** Lock reasons quoted at most in a failure message; the summary lists them all. */
+const LOCKED_QUOTED = 3;
+/**
+ * A refused plan (it would delete more than max-delete, or every backup) fails, as the
+ * database's prune does: nothing was deleted, and someone has to look. So do objects the store
+ * would not delete.
+ */
 async function pruneJob(job, { storage }, deps) {
     const report = await runFilePrune(job.prune, { ...deps, storage });
-    return {
+    const { plan, locked } = report;
+    const failure = plan.refused
+        ? `Prune refused, nothing was deleted: ${plan.refused}.`
+        : locked.length > 0
+            ? `The store would not delete ${locked.length} object(s): ` +
+                locked
+                    .slice(0, LOCKED_QUOTED)
+                    .map((l) => `${l.key} (${l.reason})`)
+                    .join('; ') +
+                (locked.length > LOCKED_QUOTED ? '; …' : '.')
+            : undefined;
+    const outcome = {
         mode: job.mode,
-        status: report.locked.length > 0 ? 'failed' : 'passed',
+        status: failure ? 'failed' : 'passed',
         summary: filePruneSummary(report),
-        outputs: { kept: String(report.plan.keep), deleted: String(report.plan.delete) },
+        // A refused plan deletes nothing, whatever its decisions say.
+        outputs: plan.refused
+            ? { kept: String(plan.entries.length), deleted: '0' }
+            : { kept: String(plan.keep), deleted: String(plan.delete) },
         result: report,
     };
+    return {
+        outcome,
+        message: failure ??
+            `${report.dryRun ? 'Dry run: would delete' : 'Deleted'} ${plan.delete} file backup(s), ` +
+                `kept ${plan.keep}.`,
+    };
 }
-const NEXT_STEP = {
-    'files-verify': "Open the run's summary: fix what a check names, or take a new file backup if this one cannot be restored.",
-    'files-drill': "Open the run's summary: a failed restore needs a new file backup; a missed RTO or RPO target needs a faster store or more frequent file backups.",
-};
 /**
- * Runs a verify or drill and reports its outcome to the alerts, also when it could not run at
- * all (then the error is rethrown); the issue number becomes an output.
+ * Runs a backup, verify, drill or prune and reports its outcome to the alerts, also when it
+ * could not run at all (then the error is rethrown); the issue number becomes an output.
  */
-async function alerted(action, name, { storage }, deps, run) {
-    const alert = (outcome) => deps.alert?.({ action, name, warnings: [], nextStep: NEXT_STEP[action], ...outcome }, storage);
-    let proof;
+async function alerted(job, deps) {
+    const action = FILES_ACTIONS[job.mode];
+    const name = nameOf(job);
+    let storage;
+    const alert = (outcome) => deps.alert?.({ action, name, warnings: [], nextStep: FILES_ALERTS[action].nextStep, ...outcome }, storage);
+    let told;
     try {
-        proof = await run();
+        const opened = await job_open(job, deps);
+        storage = opened.storage;
+        told = await runAlertedJob(job, opened, deps);
     }
     catch (error) {
         await alert({ status: 'failed', message: (0,core_errors/* errorMessage */.gJ)(error) });
         throw error;
     }
-    const { outcome, backupId, failures } = proof;
-    const failed = outcome.status === 'failed';
+    const { outcome, backupId, message } = told;
     const issueNumber = await alert({
         status: outcome.status,
-        message: failed
-            ? failures.join('; ')
-            : `File backup ${backupId} of ${name}: ${job_describe(action)} passed.`,
+        message,
         details: outcome.summary,
-        backupId,
+        ...(backupId ? { backupId } : {}),
     });
     outcome.outputs['issue-number'] = issueNumber === undefined ? '' : String(issueNumber);
     return outcome;
-}
-function job_describe(action) {
-    return action === 'files-drill' ? 'the restore drill' : 'the verification';
 }
 
 ;// CONCATENATED MODULE: ./lib/files/options.js

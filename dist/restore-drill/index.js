@@ -59711,14 +59711,16 @@ var inputs = __nccwpck_require__(39922);
 
 
 
-/** The four actions and the file backups' proofs, as alerts and run records name them. */
+/** The four actions and the file backups' jobs, as alerts and run records name them. */
 const ACTION_NAMES = (/* unused pure expression or super */ null && ([
     'backup',
     'verify',
     'restore-drill',
     'prune',
+    'files-backup',
     'files-verify',
     'files-drill',
+    'files-prune',
 ]));
 const RUN_RECORD_SCHEMA_VERSION = 1;
 /** Records read at most: enough to count a long failing streak, bounded for old catalogs. */
@@ -60530,8 +60532,10 @@ const MARKER_PREFIX = {
     verify: 'verify',
     'restore-drill': 'drill',
     prune: 'prune',
+    'files-backup': 'files-backup',
     'files-verify': 'files-verify',
     'files-drill': 'files-drill',
+    'files-prune': 'files-prune',
 };
 const WARNING_LABEL = 'warning';
 /**
@@ -60715,8 +60719,10 @@ const WHAT = {
     verify: 'The backup verification',
     'restore-drill': 'The restore drill',
     prune: 'The prune',
+    'files-backup': 'The file backup',
     'files-verify': 'The file backup verification',
     'files-drill': 'The file restore drill',
+    'files-prune': 'The file prune',
 };
 function streakLine(streak) {
     if (streak.runs <= 1)

@@ -1,7 +1,11 @@
 import * as core from '@actions/core';
+import { isCatalogName } from '../catalog/keys.js';
+import { errorMessage } from '../core/errors.js';
 import { systemClock } from '../core/logger.js';
+import { invalidRecipientValues } from '../crypto/age.js';
+import { FILES_ALERTS, filesActionOf } from '../files/alerts.js';
 import { runFilesJob, type FilesAlerter } from '../files/job.js';
-import { FILES_SECRET_INPUTS, parseFilesJob } from '../files/options.js';
+import { FILES_SECRET_INPUTS, parseFilesJob, type FilesJob } from '../files/options.js';
 import { optionalInput } from './inputs.js';
 import { Inputs } from './names.js';
 import { gitContext } from '../options/shared.js';
@@ -12,22 +16,42 @@ import { actionLogger, maskSecret } from './runtime.js';
 export async function runBackupFilesAction(): Promise<void> {
   const env = process.env;
   for (const name of FILES_SECRET_INPUTS) maskSecret(optionalInput(name));
-  const settings = readAlertSettings('file-backup-verification');
-  const job = parseFilesJob(optionalInput, gitContext(env));
+  for (const value of invalidRecipientValues(optionalInput(Inputs.EncryptionRecipients) ?? '')) {
+    core.setSecret(value);
+  }
+  // Restore alerts nobody, and a mode that is none fails below: their label is never used.
+  const action = filesActionOf(optionalInput(Inputs.Mode));
+  const settings = readAlertSettings(FILES_ALERTS[action ?? 'files-backup'].label);
   const alert: FilesAlerter = async (outcome, storage) => {
-    const what =
-      outcome.action === 'files-drill' ? 'File restore drill' : 'File backup verification';
+    const { what } = FILES_ALERTS[outcome.action];
     const alerted = await sendAlerts(outcome, {
       settings,
       env,
       logger: actionLogger,
       storage,
-      names: [outcome.name],
+      names: isCatalogName(outcome.name) ? [outcome.name] : [],
       title: `${what} failed: ${outcome.name}`,
       warningTitle: `${what} warning: ${outcome.name}`,
     });
     return alerted?.issueNumber;
   };
+  let job: FilesJob;
+  try {
+    job = parseFilesJob(optionalInput, gitContext(env));
+  } catch (error) {
+    // Bad input: the mode's watchers hear of it under the name given, without run records.
+    if (action) {
+      await alert({
+        action,
+        name: optionalInput(Inputs.Name) ?? 'files',
+        status: 'failed',
+        message: errorMessage(error),
+        warnings: [],
+        nextStep: FILES_ALERTS[action].nextStep,
+      });
+    }
+    throw error;
+  }
   const outcome = await runFilesJob(job, {
     logger: actionLogger,
     clock: systemClock,

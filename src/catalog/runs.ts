@@ -3,14 +3,16 @@ import type { Storage } from '../storage/storage.js';
 import { mapLimit } from './catalog.js';
 import { runKey, runsPrefix } from './keys.js';
 
-/** The four actions and the file backups' proofs, as alerts and run records name them. */
+/** The four actions and the file backups' jobs, as alerts and run records name them. */
 export const ACTION_NAMES = [
   'backup',
   'verify',
   'restore-drill',
   'prune',
+  'files-backup',
   'files-verify',
   'files-drill',
+  'files-prune',
 ] as const;
 export type ActionName = (typeof ACTION_NAMES)[number];
 

@@ -1,11 +1,12 @@
 /** One file backup job, whatever its mode: opens the places it names and runs the core. */
-import type { ActionName } from '../catalog/runs.js';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { findOnPath } from '../core/process.js';
+import { formatBytes, formatCount } from '../core/streams.js';
 import type { JobOutcome } from '../report/alerts.js';
 import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/storage.js';
+import { FILES_ACTIONS, FILES_ALERTS, type AlertedMode, type FilesAction } from './alerts.js';
 import { runFileBackup } from './backup.js';
 import { runFileDrill } from './drill.js';
 import type { FilesJob, FilesMode } from './options.js';
@@ -22,10 +23,14 @@ import {
 import { runFileVerify } from './verify.js';
 
 /**
- * Tells the watchers how a verify or drill ended, the way the database actions do (issue,
- * notifications, run record in `storage`); resolves with the issue's number when there is one.
+ * Tells the watchers how a backup, verify, drill or prune ended, the way the database actions do
+ * (issue, notifications, run record in `storage` when it could be opened); resolves with the
+ * issue's number when there is one.
  */
-export type FilesAlerter = (outcome: JobOutcome, storage: Storage) => Promise<number | undefined>;
+export type FilesAlerter = (
+  outcome: JobOutcome & { action: FilesAction },
+  storage?: Storage,
+) => Promise<number | undefined>;
 
 export interface FilesJobDeps {
   logger: Logger;
@@ -34,7 +39,7 @@ export interface FilesJobDeps {
   zstdPath?: string;
   /** Scratch space of verify's restore and of a drill without a target. */
   workDir?: string;
-  /** Absent: verify and drill alert nobody. */
+  /** Absent: no job alerts anybody. */
   alert?: FilesAlerter;
 }
 
@@ -49,14 +54,16 @@ export interface FilesJobOutcome {
   result: unknown;
 }
 
-/** What a verify or drill hands to the alerts, beside its outcome. */
-interface Proof {
+/** What a job hands to the alerts, beside its outcome. */
+interface Told {
   outcome: FilesJobOutcome;
-  backupId: string;
-  failures: string[];
+  backupId?: string;
+  /** What failed, or what was done. */
+  message: string;
 }
 
 type Job<M extends FilesMode> = Extract<FilesJob, { mode: M }>;
+type AlertedJob = Job<AlertedMode>;
 interface Opened {
   storage: Storage;
   zstdPath: string;
@@ -72,25 +79,40 @@ function zstdOf(deps: FilesJobDeps): string {
   return found;
 }
 
-export async function runFilesJob(job: FilesJob, deps: FilesJobDeps): Promise<FilesJobOutcome> {
+async function open(job: FilesJob, deps: FilesJobDeps): Promise<Opened> {
   const zstdPath = zstdOf(deps);
   const storage = await openStorage(job.storage.location, job.storage.s3, deps.logger);
-  const opened = { storage, zstdPath };
+  return { storage, zstdPath };
+}
+
+export async function runFilesJob(job: FilesJob, deps: FilesJobDeps): Promise<FilesJobOutcome> {
+  if (job.mode === 'restore') return restoreJob(job, await open(job, deps), deps);
+  return alerted(job, deps);
+}
+
+function runAlertedJob(job: AlertedJob, opened: Opened, deps: FilesJobDeps): Promise<Told> {
   switch (job.mode) {
     case 'backup':
       return backupJob(job, opened, deps);
-    case 'restore':
-      return restoreJob(job, opened, deps);
     case 'verify':
-      return alerted('files-verify', job.verify.name, opened, deps, () =>
-        verifyJob(job, opened, deps),
-      );
+      return verifyJob(job, opened, deps);
     case 'drill':
-      return alerted('files-drill', job.drill.name, opened, deps, () =>
-        drillJob(job, opened, deps),
-      );
+      return drillJob(job, opened, deps);
     case 'prune':
       return pruneJob(job, opened, deps);
+  }
+}
+
+function nameOf(job: AlertedJob): string {
+  switch (job.mode) {
+    case 'backup':
+      return job.backup.name;
+    case 'verify':
+      return job.verify.name;
+    case 'drill':
+      return job.drill.name;
+    case 'prune':
+      return job.prune.name;
   }
 }
 
@@ -98,19 +120,20 @@ async function backupJob(
   job: Job<'backup'>,
   { storage, zstdPath }: Opened,
   deps: FilesJobDeps,
-): Promise<FilesJobOutcome> {
+): Promise<Told> {
   const { logger, clock } = deps;
   const source = await openFileSource(job.source.location, job.source.s3, logger);
   const result = await runFileBackup(job.backup, { source, storage, logger, clock, zstdPath });
+  const { id, files } = result.manifest;
   const c = result.manifest.changes;
-  return {
+  const outcome: FilesJobOutcome = {
     mode: job.mode,
     status: 'passed',
     summary: fileBackupSummary(result, storage.description),
     outputs: {
-      'backup-id': result.manifest.id,
+      'backup-id': id,
       'manifest-key': result.manifestKey,
-      files: String(result.manifest.files.length),
+      files: String(files.length),
       'files-new': String(c.new),
       'files-changed': String(c.changed),
       'files-unchanged': String(c.unchanged),
@@ -118,6 +141,13 @@ async function backupJob(
       'bytes-uploaded': String(c.bytesUploaded),
     },
     result,
+  };
+  return {
+    outcome,
+    backupId: id,
+    message:
+      `File backup ${id} stored: ${formatCount(files.length)} files, ${formatCount(c.new)} new, ` +
+      `${formatCount(c.changed)} changed, ${formatBytes(c.bytesUploaded)} uploaded.`,
   };
 }
 
@@ -145,7 +175,7 @@ async function verifyJob(
   job: Job<'verify'>,
   { storage, zstdPath }: Opened,
   deps: FilesJobDeps,
-): Promise<Proof> {
+): Promise<Told> {
   const report = await runFileVerify(job.verify, { ...deps, storage, zstdPath });
   return {
     outcome: {
@@ -156,7 +186,10 @@ async function verifyJob(
       result: report,
     },
     backupId: report.manifest.id,
-    failures: report.checks.filter((c) => c.status === 'failed').map((c) => c.detail),
+    message: proofMessage(
+      report.checks.filter((c) => c.status === 'failed').map((c) => c.detail),
+      `File backup ${report.manifest.id} of ${job.verify.name}: the verification passed.`,
+    ),
   };
 }
 
@@ -164,7 +197,7 @@ async function drillJob(
   job: Job<'drill'>,
   { storage, zstdPath }: Opened,
   deps: FilesJobDeps,
-): Promise<Proof> {
+): Promise<Told> {
   const target = job.target
     ? await openStorage(job.target.location, job.target.s3, deps.logger)
     : undefined;
@@ -184,68 +217,87 @@ async function drillJob(
       result,
     },
     backupId: result.manifest.id,
-    failures: result.checks
-      .filter((c) => c.status === 'failed')
-      .map((c) => `${c.name}: ${c.detail}`),
+    message: proofMessage(
+      result.checks.filter((c) => c.status === 'failed').map((c) => `${c.name}: ${c.detail}`),
+      `File backup ${result.manifest.id} of ${job.drill.name}: the restore drill passed.`,
+    ),
   };
 }
 
-async function pruneJob(
-  job: Job<'prune'>,
-  { storage }: Opened,
-  deps: FilesJobDeps,
-): Promise<FilesJobOutcome> {
-  const report = await runFilePrune(job.prune, { ...deps, storage });
-  return {
-    mode: job.mode,
-    status: report.locked.length > 0 ? 'failed' : 'passed',
-    summary: filePruneSummary(report),
-    outputs: { kept: String(report.plan.keep), deleted: String(report.plan.delete) },
-    result: report,
-  };
+/** The failed checks of a verify or drill, or what it proved when none failed. */
+function proofMessage(failures: string[], passed: string): string {
+  return failures.length > 0 ? failures.join('; ') : passed;
 }
 
-const NEXT_STEP: Record<'files-verify' | 'files-drill', string> = {
-  'files-verify':
-    "Open the run's summary: fix what a check names, or take a new file backup if this one cannot be restored.",
-  'files-drill':
-    "Open the run's summary: a failed restore needs a new file backup; a missed RTO or RPO target needs a faster store or more frequent file backups.",
-};
+/** Lock reasons quoted at most in a failure message; the summary lists them all. */
+const LOCKED_QUOTED = 3;
 
 /**
- * Runs a verify or drill and reports its outcome to the alerts, also when it could not run at
- * all (then the error is rethrown); the issue number becomes an output.
+ * A refused plan (it would delete more than max-delete, or every backup) fails, as the
+ * database's prune does: nothing was deleted, and someone has to look. So do objects the store
+ * would not delete.
  */
-async function alerted(
-  action: 'files-verify' | 'files-drill',
-  name: string,
-  { storage }: Opened,
-  deps: FilesJobDeps,
-  run: () => Promise<Proof>,
-): Promise<FilesJobOutcome> {
+async function pruneJob(job: Job<'prune'>, { storage }: Opened, deps: FilesJobDeps): Promise<Told> {
+  const report = await runFilePrune(job.prune, { ...deps, storage });
+  const { plan, locked } = report;
+  const failure = plan.refused
+    ? `Prune refused, nothing was deleted: ${plan.refused}.`
+    : locked.length > 0
+      ? `The store would not delete ${locked.length} object(s): ` +
+        locked
+          .slice(0, LOCKED_QUOTED)
+          .map((l) => `${l.key} (${l.reason})`)
+          .join('; ') +
+        (locked.length > LOCKED_QUOTED ? '; …' : '.')
+      : undefined;
+  const outcome: FilesJobOutcome = {
+    mode: job.mode,
+    status: failure ? 'failed' : 'passed',
+    summary: filePruneSummary(report),
+    // A refused plan deletes nothing, whatever its decisions say.
+    outputs: plan.refused
+      ? { kept: String(plan.entries.length), deleted: '0' }
+      : { kept: String(plan.keep), deleted: String(plan.delete) },
+    result: report,
+  };
+  return {
+    outcome,
+    message:
+      failure ??
+      `${report.dryRun ? 'Dry run: would delete' : 'Deleted'} ${plan.delete} file backup(s), ` +
+        `kept ${plan.keep}.`,
+  };
+}
+
+/**
+ * Runs a backup, verify, drill or prune and reports its outcome to the alerts, also when it
+ * could not run at all (then the error is rethrown); the issue number becomes an output.
+ */
+async function alerted(job: AlertedJob, deps: FilesJobDeps): Promise<FilesJobOutcome> {
+  const action = FILES_ACTIONS[job.mode];
+  const name = nameOf(job);
+  let storage: Storage | undefined;
   const alert = (outcome: Omit<JobOutcome, 'action' | 'name' | 'warnings' | 'nextStep'>) =>
-    deps.alert?.({ action, name, warnings: [], nextStep: NEXT_STEP[action], ...outcome }, storage);
-  let proof: Proof;
+    deps.alert?.(
+      { action, name, warnings: [], nextStep: FILES_ALERTS[action].nextStep, ...outcome },
+      storage,
+    );
+  let told: Told;
   try {
-    proof = await run();
+    const opened = await open(job, deps);
+    storage = opened.storage;
+    told = await runAlertedJob(job, opened, deps);
   } catch (error) {
     await alert({ status: 'failed', message: errorMessage(error) });
     throw error;
   }
-  const { outcome, backupId, failures } = proof;
-  const failed = outcome.status === 'failed';
+  const { outcome, backupId, message } = told;
   const issueNumber = await alert({
     status: outcome.status,
-    message: failed
-      ? failures.join('; ')
-      : `File backup ${backupId} of ${name}: ${describe(action)} passed.`,
+    message,
     details: outcome.summary,
-    backupId,
+    ...(backupId ? { backupId } : {}),
   });
   outcome.outputs['issue-number'] = issueNumber === undefined ? '' : String(issueNumber);
   return outcome;
-}
-
-function describe(action: ActionName): string {
-  return action === 'files-drill' ? 'the restore drill' : 'the verification';
 }

@@ -1,6 +1,9 @@
 /** Where file backups read from: an S3-compatible bucket or prefix, or a local folder. */
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { ConfigurationError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { LocalStorage, parseStorageLocation, type S3Settings } from '../storage/open.js';
 import type { Storage } from '../storage/storage.js';
@@ -102,6 +105,24 @@ export class S3Source implements FileSource {
   }
 }
 
+/**
+ * A source folder must be there: one that is missing (a wrong path, an unmounted disk) would
+ * otherwise read as empty, and the backup would record every file as deleted.
+ */
+async function checkFolder(folder: string): Promise<void> {
+  const where = resolve(folder);
+  let isFolder: boolean;
+  try {
+    isFolder = (await stat(where)).isDirectory();
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new ConfigurationError(
+      `The source folder ${where} ${missing ? 'does not exist' : `cannot be read: ${errorMessage(error)}`}.`,
+    );
+  }
+  if (!isFolder) throw new ConfigurationError(`The source ${where} is not a folder.`);
+}
+
 /** Opens the source a location names (`s3://bucket[/prefix]` or a folder). */
 export async function openFileSource(
   location: string,
@@ -109,7 +130,10 @@ export async function openFileSource(
   logger: Logger,
 ): Promise<FileSource> {
   const parsed = parseStorageLocation(location);
-  if (parsed.type === 'local') return new FolderSource(new LocalStorage(parsed.path, logger));
+  if (parsed.type === 'local') {
+    await checkFolder(parsed.path);
+    return new FolderSource(new LocalStorage(parsed.path, logger));
+  }
   const { S3Storage } = await import('../storage/s3.js');
   const store = new S3Storage(parsed.bucket, parsed.prefix, s3, logger);
   return new S3Source(store.client, parsed.bucket, parsed.prefix, store.description);

@@ -81,8 +81,10 @@ const MARKER_PREFIX: Record<ActionName, string> = {
   verify: 'verify',
   'restore-drill': 'drill',
   prune: 'prune',
+  'files-backup': 'files-backup',
   'files-verify': 'files-verify',
   'files-drill': 'files-drill',
+  'files-prune': 'files-prune',
 };
 
 const WARNING_LABEL = 'warning';
@@ -280,8 +282,10 @@ const WHAT: Record<ActionName, string> = {
   verify: 'The backup verification',
   'restore-drill': 'The restore drill',
   prune: 'The prune',
+  'files-backup': 'The file backup',
   'files-verify': 'The file backup verification',
   'files-drill': 'The file restore drill',
+  'files-prune': 'The file prune',
 };
 
 function streakLine(streak: FailingStreak): string {

@@ -1,7 +1,3 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { Ajv } from 'ajv';
-import * as ajvFormats from 'ajv-formats';
 import { ConfigurationError } from '../../src/core/errors.js';
 import { MemoryLogger } from '../../src/core/logger.js';
 import {
@@ -17,7 +13,7 @@ import {
   type Notification,
   type NotifyTarget,
 } from '../../src/report/notify.js';
-import { repoRoot } from '../support/bundle.js';
+import { notificationValidator } from '../support/notification-schema.js';
 import { startReceiver, type Receiver } from '../support/receiver.js';
 
 const SECRET_PATH = '/hooks/T0SECRET/B0SECRET/s3cr3tWebhookToken';
@@ -37,20 +33,6 @@ const notification: Notification = {
 
 /** Short waits, so the retry tests take milliseconds. */
 const quick = { attempts: 5, firstDelayMs: 20, attemptTimeoutMs: 500, totalMs: 3000 };
-
-function validator(): (data: unknown) => boolean {
-  const schema = JSON.parse(
-    readFileSync(path.join(repoRoot, 'docs/notification.schema.json'), 'utf8'),
-  ) as object;
-  const ajv = new Ajv({ allErrors: true, strict: true });
-  (ajvFormats as unknown as { default: (a: Ajv) => Ajv }).default(ajv);
-  const validate = ajv.compile(schema);
-  return (data) => {
-    const ok = validate(data);
-    if (!ok) throw new Error(JSON.stringify(validate.errors));
-    return ok;
-  };
-}
 
 describe('notifications to a local receiver', () => {
   let receiver: Receiver;
@@ -80,7 +62,7 @@ describe('notifications to a local receiver', () => {
     expect(got!.path).toBe(SECRET_PATH);
     expect(got!.headers['content-type']).toBe('application/json');
     expect(got!.body).toEqual(notification);
-    expect(validator()(got!.body)).toBe(true);
+    expect(notificationValidator()(got!.body)).toBe(true);
     expect(logger.lines).toContain('Sent the failure notification to webhook #1.');
   });
 
