@@ -10,7 +10,7 @@ import { FILES_ACTIONS, FILES_ALERTS, type AlertedMode, type FilesAction } from 
 import { runFileBackup } from './backup.js';
 import { runFileDrill } from './drill.js';
 import type { FilesJob, FilesMode } from './options.js';
-import { runFilePrune } from './prune.js';
+import { runFilePrune, type FilePruneReport } from './prune.js';
 import { runFileRestore } from './restore.js';
 import { openFileSource } from './source.js';
 import {
@@ -239,17 +239,8 @@ const LOCKED_QUOTED = 3;
  */
 async function pruneJob(job: Job<'prune'>, { storage }: Opened, deps: FilesJobDeps): Promise<Told> {
   const report = await runFilePrune(job.prune, { ...deps, storage });
-  const { plan, locked } = report;
-  const failure = plan.refused
-    ? `Prune refused, nothing was deleted: ${plan.refused}.`
-    : locked.length > 0
-      ? `The store would not delete ${locked.length} object(s): ` +
-        locked
-          .slice(0, LOCKED_QUOTED)
-          .map((l) => `${l.key} (${l.reason})`)
-          .join('; ') +
-        (locked.length > LOCKED_QUOTED ? '; …' : '.')
-      : undefined;
+  const { plan } = report;
+  const failure = pruneFailure(report);
   const outcome: FilesJobOutcome = {
     mode: job.mode,
     status: failure ? 'failed' : 'passed',
@@ -267,6 +258,17 @@ async function pruneJob(job: Job<'prune'>, { storage }: Opened, deps: FilesJobDe
       `${report.dryRun ? 'Dry run: would delete' : 'Deleted'} ${plan.delete} file backup(s), ` +
         `kept ${plan.keep}.`,
   };
+}
+
+/** Why a prune failed: its plan was refused, or the store would not delete some objects. */
+function pruneFailure({ plan, locked }: FilePruneReport): string | undefined {
+  if (plan.refused) return `Prune refused, nothing was deleted: ${plan.refused}.`;
+  if (locked.length === 0) return undefined;
+  const quoted = locked.slice(0, LOCKED_QUOTED).map((l) => `${l.key} (${l.reason})`);
+  return (
+    `The store would not delete ${locked.length} object(s): ${quoted.join('; ')}` +
+    (locked.length > LOCKED_QUOTED ? '; …' : '.')
+  );
 }
 
 /**
