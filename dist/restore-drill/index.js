@@ -53112,13 +53112,17 @@ async function runUserChecks(client, checks) {
  * the entry depends on that table (repoint_table_dependencies). A NOT VALID domain constraint
  * depends on its domain, not on the tables using it; added early, it rejects rows the source
  * holds. Running the post-data section only after all the data avoids that, but then no index
- * is built while other tables still load. So the runs are:
+ * is built while other tables still load. So a parallel restore runs pg_restore twice:
  *
- * 1. the pre-data section;
- * 2. the data of tables that must load in one session first (extension configuration tables);
- * 3. the rest of the data with the post-data entries that only build on tables whose data they
- *    wait for (indexes, primary key, unique and foreign key constraints), in parallel;
- * 4. every other post-data entry, in parallel, once all the data is in.
+ * 1. the schema, then the data with the post-data entries that only build on tables whose data
+ *    they wait for (indexes, primary key, unique and foreign key constraints), in parallel;
+ * 2. every other post-data entry, in parallel, once all the data is in.
+ *
+ * The schema and the data share a run because pg_restore loads a table it created in the same
+ * run with TRUNCATE and COPY in one transaction, which `wal_level=minimal` does not write to the
+ * write-ahead log (restore_toc_entry); a table created by an earlier run is loaded with logging.
+ * Data that must load in one session before the rest (extensions' configuration tables) splits
+ * the first run in three: the schema, that data, then the rest with the jobs.
  */
 /** Post-data kinds that build on their tables and neither reject nor change rows loaded later. */
 const WITH_DATA_KINDS = new Set(['INDEX', 'CONSTRAINT', 'FK CONSTRAINT']);
@@ -53165,23 +53169,30 @@ function listedIds(text) {
     return ids;
 }
 /**
- * Plans the runs after the pre-data section (see above). `data` and `postData` are the dump
- * ids pg_restore puts in those sections; `isSerial` picks the data that loads first.
+ * Plans the runs of a parallel restore (see above). `preData`, `data` and `postData` are the
+ * dump ids pg_restore puts in those sections; `isSerial` picks the data that loads first.
  */
 function planParallelRuns(options) {
-    const { entries, data, postData } = options;
+    const { entries, preData, data, postData } = options;
     const serial = new Set(entries.filter((e) => data.has(e.id) && options.isSerial(e)).map((e) => e.id));
     const withData = postDataWithTheData(entries, postData);
-    const listOf = (ids) => entries.map((e) => (ids.has(e.id) ? e.line : `;${e.line}`)).join('\n') + '\n';
-    const main = new Set([...data].filter((id) => !serial.has(id)));
-    for (const id of withData)
-        main.add(id);
-    const after = new Set([...postData].filter((id) => !withData.has(id)));
-    return {
-        serial: serial.size > 0 ? listOf(serial) : undefined,
-        main: listOf(main),
-        after: after.size > 0 ? listOf(after) : undefined,
+    const run = (name, ids, parallel) => {
+        const wanted = new Set(ids);
+        const lines = entries.map((e) => (wanted.has(e.id) ? e.line : `;${e.line}`));
+        return { name, list: lines.join('\n') + '\n', parallel };
     };
+    const rest = [...data].filter((id) => !serial.has(id));
+    const runs = serial.size > 0
+        ? [
+            run('schema', preData, false),
+            run('serial', serial, false),
+            run('main', [...rest, ...withData], true),
+        ]
+        : [run('main', [...preData, ...rest, ...withData], true)];
+    const after = [...postData].filter((id) => !withData.has(id));
+    if (after.length > 0)
+        runs.push(run('after', after, true));
+    return runs;
 }
 /**
  * The post-data entries that may run beside the data: of a kind in WITH_DATA_KINDS, and
@@ -53218,30 +53229,26 @@ function postDataWithTheData(entries, postData) {
  * list files written beside the archive.
  */
 async function parallelRunArgs(options) {
-    const [verbose, data, postData] = await Promise.all([
+    const [verbose, preData, data, postData] = await Promise.all([
         options.list(['--verbose']),
+        options.list(['--section=pre-data']),
         options.list(['--section=data']),
         options.list(['--section=post-data']),
     ]);
     const runs = planParallelRuns({
         entries: parseVerboseListing(verbose),
+        preData: listedIds(preData),
         data: listedIds(data),
         postData: listedIds(postData),
         isSerial: options.isSerial,
     });
-    const jobs = `--jobs=${options.jobs}`;
     const dir = external_node_path_.dirname(options.archivePath);
-    const list = async (name, text) => {
-        const file = external_node_path_.join(dir, `restore-${name}.list`);
-        await (0,promises_.writeFile)(file, text);
-        return `--use-list=${file}`;
-    };
-    const args = [['--section=pre-data']];
-    if (runs.serial)
-        args.push([await list('serial', runs.serial)]);
-    args.push([await list('main', runs.main), jobs]);
-    if (runs.after)
-        args.push([await list('after', runs.after), jobs]);
+    const args = [];
+    for (const run of runs) {
+        const file = external_node_path_.join(dir, `restore-${run.name}.list`);
+        await (0,promises_.writeFile)(file, run.list);
+        args.push([`--use-list=${file}`, ...(run.parallel ? [`--jobs=${options.jobs}`] : [])]);
+    }
     return args;
 }
 
@@ -56433,8 +56440,8 @@ async function decodeFile(options) {
     try {
         const decoder = await openDecoder(manifest, options.decryption, options.tools, options.dir);
         all.push(...decoder.processes);
-        // Node's 64 KiB reads: with 1 MiB reads V8 freed the spent buffers so late that the peak
-        // RSS of a drill of 1 GB rose by about 90 MiB (docs/benchmark-scale.md).
+        // Node's 64 KiB reads: with 1 MiB reads, spent buffers waited longer for V8 to free them,
+        // and a 1 GB drill peaked at 259 MiB RSS instead of about 180.
         const source = (0,external_node_fs_.createReadStream)(options.file);
         const progress = new streams/* Progress */.ke(logger, 'Decoded', () => source.bytesRead, options.progressIntervalMs ?? 5000);
         try {
