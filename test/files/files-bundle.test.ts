@@ -13,10 +13,14 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { generateIdentity } from '../../src/crypto/age.js';
 import type { Notification } from '../../src/report/notify.js';
 import { runBundle } from '../support/bundle.js';
-import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
+import {
+  issueTitled as issueTitledIn,
+  startFakeGitHub,
+  type FakeGitHub,
+} from '../support/fake-github.js';
 import { createBucket, makeStore, s3Settings, uniqueName, type TestStore } from '../support/env.js';
 import { notificationValidator } from '../support/notification-schema.js';
-import { startReceiver, type Receiver } from '../support/receiver.js';
+import { notificationsAbout, startReceiver, type Receiver } from '../support/receiver.js';
 
 const FILES: Record<string, string> = {
   'avatars/.emptyFolderPlaceholder': '',
@@ -240,17 +244,9 @@ describe('backup-files bundle', () => {
         },
       );
 
-    const messages = (action: string): Notification[] =>
-      receiver
-        .accepted()
-        .map((r) => r.body as Notification)
-        .filter((n) => n.action === action);
+    const messages = (action: string) => notificationsAbout(receiver, action);
 
-    function issueTitled(title: string) {
-      const found = fake.issues.filter((i) => i.title === title);
-      expect(found).toHaveLength(1);
-      return found[0]!;
-    }
+    const issueTitled = (title: string) => issueTitledIn(fake, title);
 
     const commentsOn = (issue: number) => fake.comments.filter((c) => c.issue_number === issue);
 

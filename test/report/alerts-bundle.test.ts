@@ -5,11 +5,14 @@
  * passes: one issue, one comment, then "recovered" and closed; one message per run.
  */
 import { generateIdentity } from '../../src/crypto/age.js';
-import type { Notification } from '../../src/report/notify.js';
 import { runBundle, type BundleRun } from '../support/bundle.js';
 import { makeStore, type TestStore } from '../support/env.js';
-import { startFakeGitHub, type FakeGitHub } from '../support/fake-github.js';
-import { startReceiver, type Receiver } from '../support/receiver.js';
+import {
+  issueTitled as issueTitledIn,
+  startFakeGitHub,
+  type FakeGitHub,
+} from '../support/fake-github.js';
+import { notificationsAbout, startReceiver, type Receiver } from '../support/receiver.js';
 import { loadSample, newDatabase, withClient } from '../support/sample.js';
 
 const WRONG_PASSWORD = 'not-the-password-4711';
@@ -64,17 +67,9 @@ describe('alerts of the four actions', () => {
     return result;
   }
 
-  const messages = (action: string): Notification[] =>
-    receiver
-      .accepted()
-      .map((r) => r.body as Notification)
-      .filter((n) => n.action === action);
+  const messages = (action: string) => notificationsAbout(receiver, action);
 
-  function issueTitled(title: string) {
-    const found = github.issues.filter((i) => i.title === title);
-    expect(found).toHaveLength(1);
-    return found[0]!;
-  }
+  const issueTitled = (title: string) => issueTitledIn(github, title);
 
   /** Two failing runs and a passing one: the whole lifecycle of one action's issue and messages. */
   async function cycle(

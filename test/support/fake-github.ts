@@ -826,3 +826,10 @@ export async function startFakeGitHub(
   fake.url = url;
   return fake;
 }
+
+/** The one issue titled `title`; the test fails unless there is exactly one. */
+export function issueTitled(github: FakeGitHub, title: string): FakeIssue {
+  const found = github.issues.filter((i) => i.title === title);
+  expect(found).toHaveLength(1);
+  return found[0]!;
+}

@@ -4,6 +4,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Notification } from '../../src/report/notify.js';
 
 export interface Received {
   path: string;
@@ -69,4 +70,12 @@ export async function startReceiver(): Promise<Receiver> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   receiver.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return receiver;
+}
+
+/** The notifications about `action` the receiver accepted, in order. */
+export function notificationsAbout(receiver: Receiver, action: string): Notification[] {
+  return receiver
+    .accepted()
+    .map((r) => r.body as Notification)
+    .filter((n) => n.action === action);
 }
