@@ -3,7 +3,7 @@ import { isCatalogName } from '../catalog/keys.js';
 import { errorMessage } from '../core/errors.js';
 import { systemClock } from '../core/logger.js';
 import { invalidRecipientValues } from '../crypto/age.js';
-import { FILES_ALERTS, filesActionOf } from '../files/alerts.js';
+import { FILES_ALERTS, filesActionOf, filesOutcome } from '../files/alerts.js';
 import { runFilesJob, type FilesAlerter } from '../files/job.js';
 import { FILES_SECRET_INPUTS, parseFilesJob, type FilesJob } from '../files/options.js';
 import { optionalInput } from './inputs.js';
@@ -41,14 +41,8 @@ export async function runBackupFilesAction(): Promise<void> {
   } catch (error) {
     // Bad input: the mode's watchers hear of it under the name given, without run records.
     if (action) {
-      await alert({
-        action,
-        name: optionalInput(Inputs.Name) ?? 'files',
-        status: 'failed',
-        message: errorMessage(error),
-        warnings: [],
-        nextStep: FILES_ALERTS[action].nextStep,
-      });
+      const name = optionalInput(Inputs.Name) ?? 'files';
+      await alert(filesOutcome(action, name, { status: 'failed', message: errorMessage(error) }));
     }
     throw error;
   }

@@ -4,6 +4,7 @@
  * real restore: whoever started it watches it.
  */
 import type { ActionName } from '../catalog/runs.js';
+import type { JobOutcome } from '../report/alerts.js';
 import type { FilesMode } from './options.js';
 
 export type FilesAction = Extract<ActionName, `files-${string}`>;
@@ -62,4 +63,13 @@ export const FILES_ALERTS: Record<FilesAction, FilesAlertNames> = {
 export function filesActionOf(mode: string | undefined): FilesAction | undefined {
   const given = mode ?? 'backup';
   return Object.hasOwn(FILES_ACTIONS, given) ? FILES_ACTIONS[given as AlertedMode] : undefined;
+}
+
+/** A file job's outcome as the alerts take it: the action's next step, and no warnings. */
+export function filesOutcome(
+  action: FilesAction,
+  name: string,
+  outcome: Omit<JobOutcome, 'action' | 'name' | 'warnings' | 'nextStep'>,
+): JobOutcome & { action: FilesAction } {
+  return { action, name, warnings: [], nextStep: FILES_ALERTS[action].nextStep, ...outcome };
 }

@@ -6,7 +6,7 @@ import { formatBytes, formatCount } from '../core/streams.js';
 import type { JobOutcome } from '../report/alerts.js';
 import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/storage.js';
-import { FILES_ACTIONS, FILES_ALERTS, type AlertedMode, type FilesAction } from './alerts.js';
+import { FILES_ACTIONS, filesOutcome, type AlertedMode, type FilesAction } from './alerts.js';
 import { runFileBackup } from './backup.js';
 import { runFileDrill } from './drill.js';
 import type { FilesJob, FilesMode } from './options.js';
@@ -279,11 +279,8 @@ async function alerted(job: AlertedJob, deps: FilesJobDeps): Promise<FilesJobOut
   const action = FILES_ACTIONS[job.mode];
   const name = nameOf(job);
   let storage: Storage | undefined;
-  const alert = (outcome: Omit<JobOutcome, 'action' | 'name' | 'warnings' | 'nextStep'>) =>
-    deps.alert?.(
-      { action, name, warnings: [], nextStep: FILES_ALERTS[action].nextStep, ...outcome },
-      storage,
-    );
+  const alert = (outcome: Parameters<typeof filesOutcome>[2]) =>
+    deps.alert?.(filesOutcome(action, name, outcome), storage);
   let told: Told;
   try {
     const opened = await open(job, deps);

@@ -122,7 +122,7 @@ export class PgRestoreError extends Error {
 
 /**
  * Runs pg_restore with --exit-on-error; its own error text is the error when it fails. With
- * more than one job, it runs in the steps parallel-runs.ts explains: pre-data, then the data
+ * more than one job, it runs in the steps parallel-runs.ts explains: the schema and the data
  * with the post-data entries that wait for it, then the other post-data entries.
  */
 export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
