@@ -85114,6 +85114,10 @@ function filesActionOf(mode) {
     const given = mode ?? 'backup';
     return Object.hasOwn(FILES_ACTIONS, given) ? FILES_ACTIONS[given] : undefined;
 }
+/** A file job's outcome as the alerts take it: the action's next step, and no warnings. */
+function filesOutcome(action, name, outcome) {
+    return { action, name, warnings: [], nextStep: FILES_ALERTS[action].nextStep, ...outcome };
+}
 
 // EXTERNAL MODULE: ./lib/core/process.js
 var core_process = __nccwpck_require__(9566);
@@ -89408,7 +89412,7 @@ class PgRestoreError extends Error {
 }
 /**
  * Runs pg_restore with --exit-on-error; its own error text is the error when it fails. With
- * more than one job, it runs in the steps parallel-runs.ts explains: pre-data, then the data
+ * more than one job, it runs in the steps parallel-runs.ts explains: the schema and the data
  * with the post-data entries that wait for it, then the other post-data entries.
  */
 async function pg_restore_runPgRestore(o) {
@@ -95360,7 +95364,7 @@ async function alerted(job, deps) {
     const action = FILES_ACTIONS[job.mode];
     const name = nameOf(job);
     let storage;
-    const alert = (outcome) => deps.alert?.({ action, name, warnings: [], nextStep: FILES_ALERTS[action].nextStep, ...outcome }, storage);
+    const alert = (outcome) => deps.alert?.(filesOutcome(action, name, outcome), storage);
     let told;
     try {
         const opened = await job_open(job, deps);
@@ -101881,14 +101885,8 @@ async function runBackupFilesAction() {
     catch (error) {
         // Bad input: the mode's watchers hear of it under the name given, without run records.
         if (action) {
-            await alert({
-                action,
-                name: (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Name) ?? 'files',
-                status: 'failed',
-                message: (0,errors/* errorMessage */.gJ)(error),
-                warnings: [],
-                nextStep: FILES_ALERTS[action].nextStep,
-            });
+            const name = (0,inputs/* optionalInput */.$m)(names/* Inputs */.G.Name) ?? 'files';
+            await alert(filesOutcome(action, name, { status: 'failed', message: (0,errors/* errorMessage */.gJ)(error) }));
         }
         throw error;
     }

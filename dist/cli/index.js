@@ -93302,7 +93302,7 @@ class PgRestoreError extends Error {
 }
 /**
  * Runs pg_restore with --exit-on-error; its own error text is the error when it fails. With
- * more than one job, it runs in the steps parallel-runs.ts explains: pre-data, then the data
+ * more than one job, it runs in the steps parallel-runs.ts explains: the schema and the data
  * with the post-data entries that wait for it, then the other post-data entries.
  */
 async function runPgRestore(o) {
@@ -101950,6 +101950,10 @@ function filesActionOf(mode) {
     const given = mode ?? 'backup';
     return Object.hasOwn(FILES_ACTIONS, given) ? FILES_ACTIONS[given] : undefined;
 }
+/** A file job's outcome as the alerts take it: the action's next step, and no warnings. */
+function filesOutcome(action, name, outcome) {
+    return { action, name, warnings: [], nextStep: FILES_ALERTS[action].nextStep, ...outcome };
+}
 
 // EXTERNAL MODULE: ./node_modules/tar-stream/index.js
 var tar_stream = __nccwpck_require__(6118);
@@ -103320,7 +103324,7 @@ async function alerted(job, deps) {
     const action = FILES_ACTIONS[job.mode];
     const name = nameOf(job);
     let storage;
-    const alert = (outcome) => deps.alert?.({ action, name, warnings: [], nextStep: FILES_ALERTS[action].nextStep, ...outcome }, storage);
+    const alert = (outcome) => deps.alert?.(filesOutcome(action, name, outcome), storage);
     let told;
     try {
         const opened = await job_open(job, deps);

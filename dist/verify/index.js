@@ -53137,7 +53137,7 @@ class PgRestoreError extends Error {
 }
 /**
  * Runs pg_restore with --exit-on-error; its own error text is the error when it fails. With
- * more than one job, it runs in the steps parallel-runs.ts explains: pre-data, then the data
+ * more than one job, it runs in the steps parallel-runs.ts explains: the schema and the data
  * with the post-data entries that wait for it, then the other post-data entries.
  */
 async function runPgRestore(o) {
