@@ -75,9 +75,10 @@ const SPEED_SETTINGS: Record<string, string> = {
  * For a server a restore starts and throws away (verify, the drill, extract), never a user's:
  * the least write-ahead log (`wal_level=minimal`: a new index or a table created in the loading
  * transaction is synced rather than logged; no senders, no archiving), recycled at a checkpoint
- * every 64 MB instead of growing to the default 1 GB beside the restored data, and index builds
+ * every 64 MB instead of growing to the default 1 GB beside the restored data, index builds
  * sorting in memory up to 256 MB each (`pg_restore -j 2`: two at once) instead of spilling
- * 64 MB runs to temporary files.
+ * 64 MB runs to temporary files, and a lock table of 25,600 slots (9 MB of shared memory) that
+ * holds a one-transaction restore of an archive of up to 12,800 entries.
  */
 export const RESTORE_SERVER_SETTINGS: Readonly<Record<string, string>> = {
   wal_level: 'minimal',
@@ -86,6 +87,7 @@ export const RESTORE_SERVER_SETTINGS: Readonly<Record<string, string>> = {
   max_wal_size: '64MB',
   min_wal_size: '32MB',
   maintenance_work_mem: '256MB',
+  max_locks_per_transaction: '256',
 };
 
 const live = new Set<{ stopSync(): void }>();

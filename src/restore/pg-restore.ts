@@ -1,4 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
 import { describeExit, runProcess, startProcess } from '../core/process.js';
 import { childEnv, type ConnectionInfo } from '../postgres/connection.js';
@@ -32,6 +33,11 @@ export interface PgRestoreOptions {
   listFile?: string;
   /** libpq's PGOPTIONS for the restoring sessions, e.g. `-c session_replication_role=replica`. */
   sessionOptions?: string;
+  /**
+   * One session restores in one transaction (`--single-transaction`): on a server with
+   * `wal_level=minimal`, tables created in it load and index without writing the log.
+   */
+  singleTransaction?: boolean;
   env: NodeJS.ProcessEnv;
   logger: Logger;
 }
@@ -130,6 +136,7 @@ export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
   if (!o.keepOwnership) base.push('--no-owner', '--no-acl');
   if (o.clean) base.push('--clean', '--if-exists');
   if (o.listFile) base.push(`--use-list=${o.listFile}`);
+  if (o.singleTransaction && (o.feed || o.jobs === 1)) base.push('--single-transaction');
   const env = childEnv(o.env, o.connection, o.database);
   if (o.sessionOptions) env.PGOPTIONS = o.sessionOptions;
   if (o.feed) {
@@ -153,6 +160,20 @@ export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
     const exit = await proc.exited;
     if (exit.code !== 0) throw new PgRestoreError(describeExit('pg_restore', exit));
   }
+}
+
+/**
+ * Whether the server's lock table holds a restore of `entries` archive entries in one
+ * transaction, which keeps a lock on every object it creates until it commits (about one per
+ * entry, more for a table's TOAST table): twice the entries must fit. Its size is
+ * max_locks_per_transaction × (max_connections + max_prepared_transactions) slots.
+ */
+export async function lockTableHolds(client: pg.Client, entries: number): Promise<boolean> {
+  const r = await client.query<{ slots: number }>(
+    `SELECT current_setting('max_locks_per_transaction')::int *
+       (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int) AS slots`,
+  );
+  return 2 * entries <= r.rows[0].slots;
 }
 
 /** The pg_restore runs of a parallel restore (see parallel-runs.ts). */

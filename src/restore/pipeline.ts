@@ -31,7 +31,13 @@ import {
   type UserCheck,
 } from './checks.js';
 import type { ArchiveFeed } from './fetch.js';
-import { applyGlobals, listArchiveText, runPgRestore, type ArchiveListing } from './pg-restore.js';
+import {
+  applyGlobals,
+  listArchiveText,
+  lockTableHolds,
+  runPgRestore,
+  type ArchiveListing,
+} from './pg-restore.js';
 import {
   planReplacement,
   readArchiveContents,
@@ -887,6 +893,19 @@ async function newDatabaseRoute(
   return route;
 }
 
+/**
+ * A scratch server (wal_level=minimal) loads and indexes the tables one transaction creates
+ * without writing the log: a session restores in one when the server's lock table holds it.
+ */
+async function oneTransactionFits(job: RestoreJob, client: pg.Client): Promise<boolean> {
+  if (job.target.scratch === undefined) return false;
+  if (await lockTableHolds(client, job.listing.entries)) return true;
+  job.logger.info(
+    `The archive's ${job.listing.entries} entries are more than the scratch server's lock table holds in one transaction: restoring without --single-transaction, its rows written to the log.`,
+  );
+  return false;
+}
+
 async function restoreIntoNew(
   job: RestoreJob,
   client: pg.Client,
@@ -896,9 +915,11 @@ async function restoreIntoNew(
   for (const statement of route?.before ?? []) await client.query(statement);
   const flags = keepOwnership ? '' : ' --no-owner --no-acl';
   const jobs = job.feed ? 1 : job.jobs;
+  const oneTransaction = jobs === 1 && (await oneTransactionFits(job, client));
+  const inOne = oneTransaction ? ' --single-transaction' : '';
   const from = job.feed ? 'reading the archive as it streams from storage' : `--jobs=${jobs}`;
   job.logger.info(
-    `pg_restore ${job.tools.version} --exit-on-error${flags} ${from} into ${job.target.describe}`,
+    `pg_restore ${job.tools.version} --exit-on-error${flags}${inOne} ${from} into ${job.target.describe}`,
   );
   await runPgRestore({
     pgRestore: job.tools.pgRestore,
@@ -911,13 +932,15 @@ async function restoreIntoNew(
     serialData: extensionTables(job.manifest),
     listFile: route?.listFile,
     sessionOptions: route?.sessionOptions,
+    singleTransaction: oneTransaction,
     env: job.env,
     logger: job.logger,
   });
   for (const statement of route?.after ?? []) await client.query(statement);
   const detail =
     `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${job.tools.version} --exit-on-error${flags}` +
-    `${job.feed ? ' reading the archive as it streamed' : jobs > 1 ? ` with ${jobs} jobs` : ''}, then ANALYZE` +
+    `${job.feed ? ' reading the archive as it streamed' : jobs > 1 ? ` with ${jobs} jobs` : ''}` +
+    `${oneTransaction ? ', in one transaction' : ''}, then ANALYZE` +
     (job.manifest.sourceState ? " and the source database's settings" : '');
   return { route, keepOwnership, detail };
 }
