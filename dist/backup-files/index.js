@@ -89423,6 +89423,8 @@ async function pg_restore_runPgRestore(o) {
         base.push('--clean', '--if-exists');
     if (o.listFile)
         base.push(`--use-list=${o.listFile}`);
+    if (o.singleTransaction && (o.feed || o.jobs === 1))
+        base.push('--single-transaction');
     const env = childEnv(o.env, o.connection, o.database);
     if (o.sessionOptions)
         env.PGOPTIONS = o.sessionOptions;
@@ -89447,6 +89449,17 @@ async function pg_restore_runPgRestore(o) {
         if (exit.code !== 0)
             throw new PgRestoreError(describeExit('pg_restore', exit));
     }
+}
+/**
+ * Whether the server's lock table holds a restore of `entries` archive entries in one
+ * transaction, which keeps a lock on every object it creates until it commits (about one per
+ * entry, more for a table's TOAST table): twice the entries must fit. Its size is
+ * max_locks_per_transaction × (max_connections + max_prepared_transactions) slots.
+ */
+async function pg_restore_lockTableHolds(client, entries) {
+    const r = await client.query(`SELECT current_setting('max_locks_per_transaction')::int *
+       (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int) AS slots`);
+    return 2 * entries <= r.rows[0].slots;
 }
 /** The pg_restore runs of a parallel restore (see parallel-runs.ts). */
 async function parallelRuns(o) {
@@ -91741,14 +91754,28 @@ async function newDatabaseRoute(job, client) {
     }
     return route;
 }
+/**
+ * A scratch server (wal_level=minimal) loads and indexes the tables one transaction creates
+ * without writing the log: a session restores in one when the server's lock table holds it.
+ */
+async function oneTransactionFits(job, client) {
+    if (job.target.scratch === undefined)
+        return false;
+    if (await lockTableHolds(client, job.listing.entries))
+        return true;
+    job.logger.info(`The archive's ${job.listing.entries} entries are more than the scratch server's lock table holds in one transaction: restoring without --single-transaction, its rows written to the log.`);
+    return false;
+}
 async function restoreIntoNew(job, client, prepared) {
     const { route, keepOwnership } = prepared;
     for (const statement of route?.before ?? [])
         await client.query(statement);
     const flags = keepOwnership ? '' : ' --no-owner --no-acl';
     const jobs = job.feed ? 1 : job.jobs;
+    const oneTransaction = jobs === 1 && (await oneTransactionFits(job, client));
+    const inOne = oneTransaction ? ' --single-transaction' : '';
     const from = job.feed ? 'reading the archive as it streams from storage' : `--jobs=${jobs}`;
-    job.logger.info(`pg_restore ${job.tools.version} --exit-on-error${flags} ${from} into ${job.target.describe}`);
+    job.logger.info(`pg_restore ${job.tools.version} --exit-on-error${flags}${inOne} ${from} into ${job.target.describe}`);
     await runPgRestore({
         pgRestore: job.tools.pgRestore,
         archivePath: job.archivePath,
@@ -91760,13 +91787,15 @@ async function restoreIntoNew(job, client, prepared) {
         serialData: extensionTables(job.manifest),
         listFile: route?.listFile,
         sessionOptions: route?.sessionOptions,
+        singleTransaction: oneTransaction,
         env: job.env,
         logger: job.logger,
     });
     for (const statement of route?.after ?? [])
         await client.query(statement);
     const detail = `${route ? `${platformDetail(route)}; ` : ''}pg_restore ${job.tools.version} --exit-on-error${flags}` +
-        `${job.feed ? ' reading the archive as it streamed' : jobs > 1 ? ` with ${jobs} jobs` : ''}, then ANALYZE` +
+        `${job.feed ? ' reading the archive as it streamed' : jobs > 1 ? ` with ${jobs} jobs` : ''}` +
+        `${oneTransaction ? ', in one transaction' : ''}, then ANALYZE` +
         (job.manifest.sourceState ? " and the source database's settings" : '');
     return { route, keepOwnership, detail };
 }
@@ -92615,9 +92644,10 @@ const SPEED_SETTINGS = {
  * For a server a restore starts and throws away (verify, the drill, extract), never a user's:
  * the least write-ahead log (`wal_level=minimal`: a new index or a table created in the loading
  * transaction is synced rather than logged; no senders, no archiving), recycled at a checkpoint
- * every 64 MB instead of growing to the default 1 GB beside the restored data, and index builds
+ * every 64 MB instead of growing to the default 1 GB beside the restored data, index builds
  * sorting in memory up to 256 MB each (`pg_restore -j 2`: two at once) instead of spilling
- * 64 MB runs to temporary files.
+ * 64 MB runs to temporary files, and a lock table of 25,600 slots (9 MB of shared memory) that
+ * holds a one-transaction restore of an archive of up to 12,800 entries.
  */
 const cluster_RESTORE_SERVER_SETTINGS = {
     wal_level: 'minimal',
@@ -92626,6 +92656,7 @@ const cluster_RESTORE_SERVER_SETTINGS = {
     max_wal_size: '64MB',
     min_wal_size: '32MB',
     maintenance_work_mem: '256MB',
+    max_locks_per_transaction: '256',
 };
 const live = new Set();
 let exitHookInstalled = false;
