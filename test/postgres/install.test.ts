@@ -476,11 +476,18 @@ describe('apt for real', () => {
       // Only the install step: `apt-get update` would download package lists.
       const install = plan.commands.find((argv) => argv[1] === 'install');
       expect(install).toEqual(['apt-get', 'install', '-y', 'postgresql-client-15']);
-      const argv = [...install!.slice(0, 3), '--no-upgrade', ...install!.slice(3)];
+      // The extension-install test runs apt-get at the same time: wait for dpkg's lock.
+      const argv = [
+        ...install!.slice(0, 3),
+        '--no-upgrade',
+        '-o',
+        'DPkg::Lock::Timeout=300',
+        ...install!.slice(3),
+      ];
       const r = await defaultRunner(argv, {
         env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
       });
-      expect(r.code).toBe(0);
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
       expect(r.stdout).toMatch(/postgresql-client-15.*already/);
       expect(r.stdout).toMatch(/0 newly installed/);
       expect(existsSync('/etc/apt/sources.list.d/pgdg.list')).toBe(pgdgBefore);
