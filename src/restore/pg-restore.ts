@@ -35,7 +35,8 @@ export interface PgRestoreOptions {
   sessionOptions?: string;
   /**
    * One session restores in one transaction (`--single-transaction`): on a server with
-   * `wal_level=minimal`, tables created in it load and index without writing the log.
+   * `wal_level=minimal`, tables created in it load and index without writing the log. For a
+   * feed or one job: pg_restore refuses it with more.
    */
   singleTransaction?: boolean;
   env: NodeJS.ProcessEnv;
@@ -136,7 +137,7 @@ export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
   if (!o.keepOwnership) base.push('--no-owner', '--no-acl');
   if (o.clean) base.push('--clean', '--if-exists');
   if (o.listFile) base.push(`--use-list=${o.listFile}`);
-  if (o.singleTransaction && (o.feed || o.jobs === 1)) base.push('--single-transaction');
+  if (o.singleTransaction) base.push('--single-transaction');
   const env = childEnv(o.env, o.connection, o.database);
   if (o.sessionOptions) env.PGOPTIONS = o.sessionOptions;
   if (o.feed) {
@@ -169,11 +170,11 @@ export async function runPgRestore(o: PgRestoreOptions): Promise<void> {
  * max_locks_per_transaction × (max_connections + max_prepared_transactions) slots.
  */
 export async function lockTableHolds(client: pg.Client, entries: number): Promise<boolean> {
-  const r = await client.query<{ slots: number }>(
-    `SELECT current_setting('max_locks_per_transaction')::int *
-       (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int) AS slots`,
+  const r = await client.query<{ slots: string }>(
+    `SELECT current_setting('max_locks_per_transaction')::bigint *
+       (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint) AS slots`,
   );
-  return 2 * entries <= r.rows[0].slots;
+  return 2 * entries <= Number(r.rows[0].slots);
 }
 
 /** The pg_restore runs of a parallel restore (see parallel-runs.ts). */
