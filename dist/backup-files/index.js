@@ -89423,7 +89423,7 @@ async function pg_restore_runPgRestore(o) {
         base.push('--clean', '--if-exists');
     if (o.listFile)
         base.push(`--use-list=${o.listFile}`);
-    if (o.singleTransaction && (o.feed || o.jobs === 1))
+    if (o.singleTransaction)
         base.push('--single-transaction');
     const env = childEnv(o.env, o.connection, o.database);
     if (o.sessionOptions)
@@ -89457,9 +89457,9 @@ async function pg_restore_runPgRestore(o) {
  * max_locks_per_transaction × (max_connections + max_prepared_transactions) slots.
  */
 async function pg_restore_lockTableHolds(client, entries) {
-    const r = await client.query(`SELECT current_setting('max_locks_per_transaction')::int *
-       (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int) AS slots`);
-    return 2 * entries <= r.rows[0].slots;
+    const r = await client.query(`SELECT current_setting('max_locks_per_transaction')::bigint *
+       (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint) AS slots`);
+    return 2 * entries <= Number(r.rows[0].slots);
 }
 /** The pg_restore runs of a parallel restore (see parallel-runs.ts). */
 async function parallelRuns(o) {
