@@ -440,58 +440,6 @@ function classifyBadStart(data: Buffer, final: boolean): AgeError | null {
   );
 }
 
-// ---------------------------------------------------------------------------------------------
-// Buffering
-
-/** A FIFO of buffers from which fixed-size pieces are taken without copying where possible. */
-class ByteQueue {
-  private parts: Buffer[] = [];
-  private first = 0;
-  private offset = 0;
-  length = 0;
-
-  push(data: Buffer): void {
-    if (data.length === 0) return;
-    this.parts.push(data);
-    this.length += data.length;
-  }
-
-  /** Removes the first n bytes: a view when they lie in one buffer, else a copy in `scratch`. */
-  take(n: number, scratch: Buffer): Buffer {
-    const head = this.parts[this.first];
-    if (head.length - this.offset >= n) {
-      const view = head.subarray(this.offset, this.offset + n);
-      this.advance(n);
-      return view;
-    }
-    let filled = 0;
-    while (filled < n) {
-      const part = this.parts[this.first];
-      const count = Math.min(part.length - this.offset, n - filled);
-      part.copy(scratch, filled, this.offset, this.offset + count);
-      filled += count;
-      this.advance(count);
-    }
-    return scratch.subarray(0, n);
-  }
-
-  private advance(n: number): void {
-    this.offset += n;
-    this.length -= n;
-    if (this.offset === this.parts[this.first].length) {
-      this.first++;
-      this.offset = 0;
-      if (this.first === this.parts.length) {
-        this.parts = [];
-        this.first = 0;
-      } else if (this.first >= 1024) {
-        this.parts = this.parts.slice(this.first);
-        this.first = 0;
-      }
-    }
-  }
-}
-
 function chunkNonce(nonce: Buffer, counter: number, last: boolean): Buffer {
   if (counter >= MAX_CHUNKS) throw new AgeError('the age payload has too many chunks', 'payload');
   nonce.fill(0);
@@ -691,14 +639,18 @@ class AgeDecryptStream extends Transform {
   private readonly identities: X25519Identity[];
   private readonly passphrase: string | undefined;
   private state: DecryptState = 'header';
-  /** Header bytes so far: the first input chunk itself, then an owned buffer grown by doubling. */
+  /** Header bytes so far, copied into an owned buffer grown by doubling. */
   private headerStore: Buffer = Buffer.alloc(0);
   private headerSize = 0;
   private markerSearchFrom = 0;
   private fileKey: Buffer | null = null;
   private payloadKey: crypto.KeyObject | null = null;
-  private readonly pending = new ByteQueue();
-  private readonly scratch = Buffer.allocUnsafe(ENCRYPTED_CHUNK_SIZE);
+  /**
+   * Sealed bytes not opened yet, copied: no input chunk is referenced once its write completes,
+   * so a reader may reuse its buffer for the next read.
+   */
+  private readonly pending = Buffer.allocUnsafe(ENCRYPTED_CHUNK_SIZE);
+  private pendingLength = 0;
   private readonly nonce = Buffer.alloc(12);
   private counter = 0;
 
@@ -771,17 +723,13 @@ class AgeDecryptStream extends Transform {
   }
 
   private appendHeader(chunk: Buffer): void {
-    if (this.headerSize === 0) {
-      this.headerStore = chunk;
-    } else {
-      const needed = this.headerSize + chunk.length;
-      if (needed > this.headerStore.length) {
-        const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.headerStore.length, 4096));
-        this.headerStore.copy(grown, 0, 0, this.headerSize);
-        this.headerStore = grown;
-      }
-      chunk.copy(this.headerStore, this.headerSize);
+    const needed = this.headerSize + chunk.length;
+    if (needed > this.headerStore.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.headerStore.length, 4096));
+      this.headerStore.copy(grown, 0, 0, this.headerSize);
+      this.headerStore = grown;
     }
+    chunk.copy(this.headerStore, this.headerSize);
     this.headerSize += chunk.length;
   }
 
@@ -906,24 +854,49 @@ class AgeDecryptStream extends Transform {
 
   private consume(data: Buffer, callback: TransformCallback): void {
     try {
-      this.pending.push(data);
+      let offset = 0;
       if (this.state === 'nonce') {
-        if (this.pending.length < NONCE_SIZE) {
+        offset = this.fill(data, offset, NONCE_SIZE);
+        if (this.pendingLength < NONCE_SIZE) {
           callback();
           return;
         }
-        const nonce = Buffer.from(this.pending.take(NONCE_SIZE, this.scratch));
+        const nonce = Buffer.from(this.pending.subarray(0, NONCE_SIZE));
+        this.pendingLength = 0;
         this.payloadKey = crypto.createSecretKey(hkdf(this.fileKey as Buffer, nonce, 'payload'));
         this.fileKey = null;
         this.state = 'payload';
       }
-      while (this.pending.length > ENCRYPTED_CHUNK_SIZE) {
-        this.openMiddleChunk(this.pending.take(ENCRYPTED_CHUNK_SIZE, this.scratch));
+      while (offset < data.length) {
+        // A full chunk is opened only once more data follows: the last one is opened at the end.
+        if (this.pendingLength === ENCRYPTED_CHUNK_SIZE) {
+          this.openMiddleChunk(this.pending);
+          this.pendingLength = 0;
+        }
+        if (this.pendingLength === 0 && data.length - offset > ENCRYPTED_CHUNK_SIZE) {
+          // A whole chunk in the input with more after it is opened where it lies, uncopied.
+          this.openMiddleChunk(data.subarray(offset, offset + ENCRYPTED_CHUNK_SIZE));
+          offset += ENCRYPTED_CHUNK_SIZE;
+          continue;
+        }
+        offset = this.fill(data, offset, ENCRYPTED_CHUNK_SIZE);
       }
       callback();
     } catch (err) {
       callback(err as Error);
     }
+  }
+
+  /** Copies input from `offset` into `pending` until it holds `limit` bytes; returns the new offset. */
+  private fill(data: Buffer, offset: number, limit: number): number {
+    const copied = data.copy(
+      this.pending,
+      this.pendingLength,
+      offset,
+      offset + limit - this.pendingLength,
+    );
+    this.pendingLength += copied;
+    return offset + copied;
   }
 
   private open(sealed: Buffer, last: boolean): Buffer | null {
@@ -961,7 +934,7 @@ class AgeDecryptStream extends Transform {
 
   /** The rest of the input, which must be exactly the final chunk. */
   private finishPayload(): void {
-    const rest = this.pending.length;
+    const rest = this.pendingLength;
     if (rest === 0) {
       throw new AgeError(
         this.counter === 0
@@ -976,7 +949,7 @@ class AgeDecryptStream extends Transform {
         'payload',
       );
     }
-    const sealed = this.pending.take(rest, this.scratch);
+    const sealed = this.pending.subarray(0, rest);
     const plaintext = this.open(sealed, true);
     if (!plaintext) {
       const middle = rest === ENCRYPTED_CHUNK_SIZE ? this.open(sealed, false) : null;

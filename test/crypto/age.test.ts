@@ -20,6 +20,7 @@ import {
   type Decryption,
   type AgeEncryptOptions,
 } from '../../src/crypto/age.js';
+import { written } from '../../src/core/streams.js';
 import { mistypedSecretKeys, showsKey } from '../support/mistyped-keys.js';
 
 const CHUNK = 65536;
@@ -282,6 +283,58 @@ describe('AgeEncryptor, fed synchronously from a reused buffer', () => {
     await expect(AgeEncryptor.create({ recipients: ['age1nope'] })).rejects.toBeInstanceOf(
       ConfigurationError,
     );
+  });
+});
+
+describe('decryption fed from a reused buffer', () => {
+  /**
+   * Decrypts `encrypted` written in pieces of `pieceSize` from one buffer, overwritten as soon as
+   * each write calls back, as a reader reusing its buffer does.
+   */
+  async function decryptReused(
+    encrypted: Buffer,
+    options: Decryption,
+    pieceSize: number,
+  ): Promise<Buffer> {
+    const stream = createDecryptStream(options);
+    const out: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => out.push(chunk));
+    const ended = new Promise<void>((resolve, reject) => {
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    const reused = Buffer.alloc(pieceSize);
+    for (let at = 0; at < encrypted.length; at += pieceSize) {
+      const n = encrypted.copy(reused, 0, at, at + pieceSize);
+      await written(stream, reused.subarray(0, n));
+      reused.fill(0xee);
+    }
+    stream.end();
+    await ended;
+    return Buffer.concat(out);
+  }
+
+  it('keeps no reference to its input once a write called back, across header, nonce and chunks', async () => {
+    const plaintext = crypto.randomBytes(5 * CHUNK + 1234);
+    const encrypted = await encrypt(plaintext, { recipients: [alice.recipient] });
+    // Pieces smaller than the header, across chunk edges, and larger than several chunks.
+    for (const pieceSize of [7, 1000, SEALED_CHUNK - 1, SEALED_CHUNK + 1, 3 * SEALED_CHUNK + 5]) {
+      const decrypted = await decryptReused(encrypted, { identities: [alice.identity] }, pieceSize);
+      expect(decrypted.equals(plaintext)).toBe(true);
+    }
+  });
+
+  it('holds while the passphrase is being checked, which takes time', async () => {
+    const plaintext = crypto.randomBytes(2 * CHUNK + 99);
+    const encrypted = await encrypt(plaintext, {
+      recipients: [],
+      passphrase: PASSPHRASE,
+      scryptWorkFactor: 14,
+    });
+    const options = { identities: [], passphrase: PASSPHRASE };
+    for (const pieceSize of [64, 100_000]) {
+      expect((await decryptReused(encrypted, options, pieceSize)).equals(plaintext)).toBe(true);
+    }
   });
 });
 
