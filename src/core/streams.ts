@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
+import { Transform, type TransformCallback, type Writable } from 'node:stream';
 import { asError } from './errors.js';
 import type { ChunkProcessor } from './fifo.js';
 import type { Logger } from './logger.js';
@@ -28,9 +29,14 @@ export class HashCounter extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.update(chunk);
+    callback(null, chunk);
+  }
+
+  /** Counts and hashes bytes given outside the stream (see `readChunks`). */
+  update(chunk: Buffer): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
-    callback(null, chunk);
   }
 
   override _flush(callback: TransformCallback): void {
@@ -46,6 +52,38 @@ export class HashCounter extends Transform {
     this.digestValue ??= this.hash.digest('hex');
     return this.digestValue;
   }
+}
+
+/**
+ * Takes one read of a stored object or file. The chunk may be a buffer the reader reuses: it is
+ * valid only until the returned promise settles, and nothing may keep a reference to it.
+ */
+export type ChunkConsumer = (chunk: Buffer) => Promise<void>;
+
+/** Bytes per read of a file into its reused buffer: fewer, larger reads decode faster. */
+export const FILE_READ_SIZE = 1024 * 1024;
+
+/**
+ * Reads a file from its start into one reused buffer, each read handed to `consume` and the next
+ * made once it settled. A file's stream allocates a new buffer per read instead, and V8 frees
+ * those only at its next collections: decoding 1.6 GB that way held up to 120 MiB of them.
+ */
+export async function readFileChunks(file: FileHandle, consume: ChunkConsumer): Promise<void> {
+  const buffer = Buffer.allocUnsafeSlow(FILE_READ_SIZE);
+  for (;;) {
+    const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
+    if (bytesRead === 0) return;
+    await consume(buffer.subarray(0, bytesRead));
+  }
+}
+
+/**
+ * Writes a chunk and resolves when `stream` calls back, whether it failed or not (its error is
+ * reported by the stream). A stream that consumes its input before calling back (a file, a
+ * pipe, zlib, age decryption) holds no reference to the chunk then; a pass-through one does.
+ */
+export function written(stream: Writable, chunk: Buffer): Promise<void> {
+  return new Promise((resolve) => stream.write(chunk, () => resolve()));
 }
 
 export function formatBytes(bytes: number): string {

@@ -1,9 +1,8 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { once } from 'node:events';
-import { PassThrough, Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { PassThrough, Readable, type Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import {
   dumpObject,
@@ -20,9 +19,9 @@ import {
   type ProcessExit,
   type RunningProcess,
 } from '../core/process.js';
-import { HashCounter, Progress } from '../core/streams.js';
+import { HashCounter, Progress, written, type ChunkConsumer } from '../core/streams.js';
 import { archiveHeadLength, fillDataOffsets } from '../postgres/offsets.js';
-import type { Storage } from '../storage/storage.js';
+import { readObject, type Storage } from '../storage/storage.js';
 
 /** The object did not match its manifest: its size or SHA-256 differ. */
 export class IntegrityError extends Error {
@@ -74,11 +73,7 @@ export async function checkObject(
   entry: ObjectEntry,
 ): Promise<{ bytes: number; sha256: string }> {
   const hash = new HashCounter();
-  await pipeline(
-    await storage.getStream(entry.key),
-    hash,
-    new Writable({ write: (_c, _e, cb) => cb() }),
-  );
+  await readObject(storage, entry.key, async (chunk) => hash.update(chunk));
   checkIntegrity(entry, hash);
   return { bytes: hash.bytes, sha256: hash.digest() };
 }
@@ -201,15 +196,33 @@ export async function openDecoder(
 }
 
 /**
- * Feeds `source` through `hash` into `decode`, and keeps hashing to the end even when decoding
- * fails, so damage is reported as what it is (the object does not match its manifest) rather
- * than as the decryption or decompression error it caused.
+ * The decoding steps joined: `input` is where the stored bytes go in, `decoded` settles when the
+ * last step finished. Every first step (age decryption, gunzip, a file, a tool's stdin) is done
+ * with a chunk when it calls back, so the input may come from a reused buffer.
  */
-async function hashWhileDecoding(
-  source: Readable,
-  hash: HashCounter,
+export function connect(
+  stages: NodeJS.ReadWriteStream[],
+  sink: Writable,
+): { input: Writable; decoded: Promise<void> } {
+  if (stages.length === 0) return { input: sink, decoded: finished(sink, { readable: false }) };
+  return {
+    input: stages[0] as unknown as Writable,
+    decoded: pipeline([...stages, sink] as NodeJS.ReadWriteStream[]),
+  };
+}
+
+/**
+ * Writes what `read` reads into `decode` (see `connect`), each chunk written before the next
+ * read. With a `hash`, it keeps reading and hashing to the end even when decoding fails, so
+ * damage is reported as what it is (the object does not match its manifest) rather than as the
+ * decryption or decompression error it caused; without one, reading stops with the decoding.
+ * Returns the decoding's error.
+ */
+export async function feedDecoder(
+  read: (consume: ChunkConsumer) => Promise<void>,
   decode: Writable,
   decoded: Promise<void>,
+  hash?: HashCounter,
 ): Promise<Error | undefined> {
   let decodeError: Error | undefined;
   const settled = decoded.then(
@@ -218,17 +231,16 @@ async function hashWhileDecoding(
       decodeError = error;
     },
   );
-  // pipe() does not forward errors: a failing download must end the loop (and the decoding).
-  source.once('error', (error: Error) => hash.destroy(error));
   try {
-    for await (const chunk of source.pipe(hash)) {
-      if (decodeError) continue;
-      if (!decode.write(chunk as Buffer)) {
-        // A decoding failure destroys `decode` with its error; `settled` reports it instead.
-        await Promise.race([once(decode, 'drain').catch(() => undefined), settled]);
-      }
-    }
+    await read(async (chunk) => {
+      hash?.update(chunk);
+      if (decodeError && !hash) throw decodeError;
+      if (decodeError) return;
+      // A decoding failure destroys `decode` with its error; `settled` reports it instead.
+      await Promise.race([written(decode, chunk), settled]);
+    });
   } catch (error) {
+    if (error !== undefined && error === decodeError) return decodeError;
     decode.destroy();
     await settled;
     throw error;
@@ -275,10 +287,9 @@ export async function fetchArchive(options: {
     options.progressIntervalMs ?? 5000,
   );
   try {
-    const source = await storage.getStream(entry.key);
-    const input = new PassThrough({ highWaterMark: 1 << 20 });
-    const decoded = pipeline([input, ...stages, sink] as unknown as NodeJS.ReadWriteStream[]);
-    const decodeError = await hashWhileDecoding(source, hash, input, decoded).then(async (error) =>
+    const { input, decoded } = connect(stages, sink);
+    const read = (consume: ChunkConsumer): Promise<void> => readObject(storage, entry.key, consume);
+    const decodeError = await feedDecoder(read, input, decoded, hash).then(async (error) =>
       error && !(await benignBrokenPipe(error, processes)) ? error : undefined,
     );
     if (decodeError) for (const p of processes) p.proc.kill();
@@ -347,62 +358,42 @@ export async function fetchGlobals(options: {
   const stages: NodeJS.ReadWriteStream[] = options.manifest.encryption
     ? [createDecryptStream(decryptOptions(options.manifest, options.decryption))]
     : [];
-  const input = new PassThrough();
-  const decoded = pipeline([
-    input,
-    ...stages,
-    createWriteStream(file, { mode: 0o600 }),
-  ] as unknown as NodeJS.ReadWriteStream[]);
-  const decodeError = await hashWhileDecoding(
-    await options.storage.getStream(entry.key),
-    hash,
+  const { input, decoded } = connect(stages, createWriteStream(file, { mode: 0o600 }));
+  const decodeError = await feedDecoder(
+    (consume) => readObject(options.storage, entry.key, consume),
     input,
     decoded,
+    hash,
   );
   checkIntegrity(entry, hash);
   if (decodeError) throw decodeError;
   return file;
 }
 
-/** Decoding whose output comes back out: the streamed plan's way from storage to pg_restore. */
-interface DecodingPipe {
-  /** Where the stored bytes go in. */
-  input: PassThrough;
-  /** The decoded archive: zstd's stdout, or the end of the in-process stages. */
-  output: Readable;
-  /** Whether `output` is a tool's stdout, which another tool can read directly. */
-  toolOutput: boolean;
-  /** Settles when the in-process stages have passed everything on. */
-  decoded: Promise<void>;
-  processes: { tool: string; proc: RunningProcess }[];
+/** The streamed plan's decoding of a custom-format object: in this process, then zstd. */
+interface DecodingSteps {
+  /** Transforms run in this process, in order (age decryption, gunzip). */
+  stages: NodeJS.ReadWriteStream[];
+  /** `zstd -d`, for a zstd-compressed object: the decoded archive is its stdout. */
+  zstd?: RunningProcess;
 }
 
-/** Opens age decryption and decompression of a custom-format object, with the archive coming out. */
-function openDecodingPipe(
+function openDecodingSteps(
   manifest: Manifest,
   decryption: Decryption | undefined,
   tools: DecodeTools,
-): DecodingPipe {
+): DecodingSteps {
   const steps = decodeSteps(manifest);
   const noZstd = missingZstdError(manifest, tools.zstdPath);
   if (noZstd) throw noZstd;
   const stages: NodeJS.ReadWriteStream[] = [];
   if (steps.includes('age')) stages.push(createDecryptStream(decryptOptions(manifest, decryption)));
   if (steps.includes('gzip')) stages.push(createGunzip());
-  const input = new PassThrough({ highWaterMark: 1 << 20 });
-  if (steps.includes('zstd')) {
-    const proc = startProcess(tools.zstdPath as string, ['-d', '-q', '-c'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const decoded = pipeline([input, ...stages, proc.child.stdin] as NodeJS.ReadWriteStream[]);
-    decoded.catch(() => undefined);
-    const output = proc.child.stdout as Readable;
-    return { input, output, toolOutput: true, decoded, processes: [{ tool: 'zstd -d', proc }] };
-  }
-  const output = new PassThrough({ highWaterMark: 1 << 20 });
-  const decoded = pipeline([input, ...stages, output] as NodeJS.ReadWriteStream[]);
-  decoded.catch(() => undefined);
-  return { input, output, toolOutput: false, decoded, processes: [] };
+  if (!steps.includes('zstd')) return { stages };
+  const zstd = startProcess(tools.zstdPath as string, ['-d', '-q', '-c'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  return { stages, zstd };
 }
 
 /**
@@ -421,20 +412,24 @@ export async function fetchArchiveHead(options: {
 }): Promise<{ archivePath: string; bytes: number }> {
   const entry = dumpObject(options.manifest);
   await mkdir(options.dir, { recursive: true });
-  const pipe = openDecodingPipe(options.manifest, options.decryption, options.tools);
+  const { stages, zstd } = openDecodingSteps(options.manifest, options.decryption, options.tools);
+  const output = (zstd?.child.stdout as Readable | undefined) ?? new PassThrough();
+  const { input, decoded } = connect(stages, (zstd?.child.stdin as Writable) ?? output);
+  decoded.catch(() => undefined);
+  // The stream's own buffers, since the head is read while more is written.
   const source = await options.storage.getStream(entry.key);
-  source.once('error', (error: Error) => pipe.input.destroy(error));
-  source.pipe(pipe.input);
+  source.once('error', (error: Error) => input.destroy(error));
+  source.pipe(input);
   try {
-    const head = await readHead(pipe.output, entry.key);
+    const head = await readHead(output, entry.key);
     const archivePath = path.join(options.dir, 'archive-head.pgc');
     await writeFile(archivePath, head, { mode: 0o600 });
     return { archivePath, bytes: head.length };
   } finally {
     source.destroy();
-    pipe.input.destroy();
-    pipe.output.destroy();
-    for (const p of pipe.processes) p.proc.kill();
+    input.destroy();
+    output.destroy();
+    zstd?.kill();
   }
 }
 
@@ -492,17 +487,14 @@ export function archiveFeed(options: {
   return async (start) => {
     const { manifest, logger } = options;
     const entry = dumpObject(manifest);
-    const pipe = openDecodingPipe(manifest, options.decryption, options.tools);
+    const { stages, zstd } = openDecodingSteps(manifest, options.decryption, options.tools);
     const hash = new HashCounter();
-    const tool = start(pipe.toolOutput ? pipe.output : 'pipe');
-    const processes = [...pipe.processes, { tool: 'the restore', proc: tool }];
-    const delivered = pipe.toolOutput
-      ? pipe.decoded
-      : Promise.all([pipe.decoded, pipeline(pipe.output, tool.child.stdin as Writable)]).then(
-          () => undefined,
-        );
+    const tool = start((zstd?.child.stdout as Readable | undefined) ?? 'pipe');
+    const decoders = zstd ? [{ tool: 'zstd -d', proc: zstd }] : [];
+    const processes = [...decoders, { tool: 'the restore', proc: tool }];
     // The tool reads zstd's stdout itself; this process lets go of its end of that pipe.
-    if (pipe.toolOutput) pipe.output.destroy();
+    zstd?.child.stdout?.destroy();
+    const { input, decoded } = connect(stages, (zstd ?? tool).child.stdin as Writable);
     const progress = new Progress(
       logger,
       'Streamed',
@@ -510,9 +502,10 @@ export function archiveFeed(options: {
       options.progressIntervalMs ?? 5000,
     );
     try {
-      const source = await options.storage.getStream(entry.key);
-      const decodeError = await hashWhileDecoding(source, hash, pipe.input, delivered).then(
-        async (error) => (error && !(await benignBrokenPipe(error, processes)) ? error : undefined),
+      const read = (consume: ChunkConsumer): Promise<void> =>
+        readObject(options.storage, entry.key, consume);
+      const decodeError = await feedDecoder(read, input, decoded, hash).then(async (error) =>
+        error && !(await benignBrokenPipe(error, processes)) ? error : undefined,
       );
       const toolFailed = decodeError && (await failedFirst(tool, decodeError));
       if (decodeError) for (const p of processes) p.proc.kill();
@@ -521,7 +514,7 @@ export function archiveFeed(options: {
       // The tool stopped reading because it failed: its own error says why, not the broken pipe.
       if (toolFailed) return await tool.exited;
       if (decodeError) throw decodeError;
-      for (const p of pipe.processes) {
+      for (const p of decoders) {
         const exit = await p.proc.exited;
         if (exit.code !== 0) throw new Error(describeExit(p.tool, exit));
       }

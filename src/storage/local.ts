@@ -14,6 +14,7 @@ import {
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../core/logger.js';
+import { readFileChunks, type ChunkConsumer } from '../core/streams.js';
 import { putInParts } from './parts.js';
 import {
   NotFoundError,
@@ -240,6 +241,21 @@ export class LocalStorage implements Storage {
   }
 
   async getStream(key: string, options: { start?: number } = {}): Promise<Readable> {
+    const handle = await this.openFile(key);
+    return handle.createReadStream({ start: options.start });
+  }
+
+  async readChunks(key: string, consume: ChunkConsumer): Promise<void> {
+    const handle = await this.openFile(key);
+    try {
+      await readFileChunks(handle, consume);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Opens the file under a key for reading; NotFoundError when there is no file there. */
+  private async openFile(key: string): Promise<FileHandle> {
     const path = this.pathOf(key);
     try {
       const handle = await open(path, 'r');
@@ -247,7 +263,7 @@ export class LocalStorage implements Storage {
         await handle.close();
         throw new NotFoundError(key);
       }
-      return handle.createReadStream({ start: options.start });
+      return handle;
     } catch (error) {
       if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
         throw new NotFoundError(key);

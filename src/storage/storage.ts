@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { ChunkConsumer } from '../core/streams.js';
 
 /** One object (or file) in a store, with its key relative to the store's prefix. */
 export interface StoredObject {
@@ -107,6 +108,12 @@ export interface Storage {
    * off); rejects with NotFoundError when it is missing.
    */
   getStream(key: string, options?: { start?: number }): Promise<Readable>;
+  /**
+   * Reads a whole object in order, each read handed to `consume` and the next made once it
+   * settled; for stores that read into a reused buffer (a folder does). Call `readObject`,
+   * which streams the object where a store has no such reader.
+   */
+  readChunks?(key: string, consume: ChunkConsumer): Promise<void>;
   /** Reads a small object whole; undefined when it is missing. */
   getBytes(key: string): Promise<Buffer | undefined>;
   /** Size and date of an object; undefined when it is missing. */
@@ -117,6 +124,19 @@ export interface Storage {
   delete(keys: string[], options?: DeleteOptions): Promise<DeleteResult>;
   /** Whether the bucket keeps old versions (for summaries); undefined when it cannot tell. */
   versioning?(): Promise<BucketVersioning | undefined>;
+}
+
+/**
+ * Reads a whole object into `consume`, one chunk at a time (see `ChunkConsumer`); rejects with
+ * NotFoundError when it is missing.
+ */
+export async function readObject(
+  storage: Storage,
+  key: string,
+  consume: ChunkConsumer,
+): Promise<void> {
+  if (storage.readChunks) return storage.readChunks(key, consume);
+  for await (const chunk of await storage.getStream(key)) await consume(chunk as Buffer);
 }
 
 export class NotFoundError extends Error {

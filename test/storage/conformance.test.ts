@@ -12,7 +12,12 @@ import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { MemoryLogger } from '../../src/core/logger.js';
 import { KeyExistsError, LocalStorage } from '../../src/storage/local.js';
 import { S3Storage } from '../../src/storage/s3.js';
-import { NotFoundError, type Storage, type StoredObject } from '../../src/storage/storage.js';
+import {
+  NotFoundError,
+  readObject,
+  type Storage,
+  type StoredObject,
+} from '../../src/storage/storage.js';
 import { useSwift, type SwiftServer } from '../support/swift.js';
 
 const MB = 1_000_000;
@@ -153,6 +158,15 @@ describe.each(kinds)('Storage conformance: %s', (_name, open) => {
     expect(progress[progress.length - 1]).toBe(20 * MB);
     const read = await sha256(await storage.getStream('big/dump.bin'));
     expect(read).toEqual({ hash, bytes: 20 * MB });
+    const chunked = createHash('sha256');
+    let chunkedBytes = 0;
+    await readObject(storage, 'big/dump.bin', async (chunk) => {
+      chunked.update(chunk);
+      chunkedBytes += chunk.length;
+      // The next read waits for this promise: a reader reusing its buffer overwrites it then.
+      await new Promise((resolve) => setImmediate(resolve));
+    });
+    expect({ hash: chunked.digest('hex'), bytes: chunkedBytes }).toEqual({ hash, bytes: 20 * MB });
     const head = await storage.head('big/dump.bin');
     expect(head).toMatchObject({ key: 'big/dump.bin', size: 20 * MB });
     expect(Math.abs((head?.lastModified.getTime() ?? 0) - Date.now())).toBeLessThan(10 * 60_000);
@@ -192,6 +206,9 @@ describe.each(kinds)('Storage conformance: %s', (_name, open) => {
 
   it('reports a missing key as NotFoundError or undefined', async () => {
     await expect(storage.getStream('missing/nothing.bin')).rejects.toBeInstanceOf(NotFoundError);
+    await expect(
+      readObject(storage, 'missing/nothing.bin', () => Promise.resolve()),
+    ).rejects.toBeInstanceOf(NotFoundError);
     expect(await storage.getBytes('missing/nothing.bin')).toBeUndefined();
     expect(await storage.head('missing/nothing.bin')).toBeUndefined();
     expect(await collect(storage.list('missing/'))).toEqual([]);

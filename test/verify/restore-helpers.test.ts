@@ -87,6 +87,8 @@ function tempDir(): string {
 /** A store whose downloads fail after `bytes` bytes, as a dropped connection does. */
 function failingAfter(storage: Storage, bytes: number): Storage {
   return Object.assign(Object.create(storage) as Storage, {
+    // Every read goes through the failing stream, not the folder's own reader.
+    readChunks: undefined,
     async getStream(key: string): Promise<Readable> {
       const data = await storage.getBytes(key);
       if (!data) throw new Error(`no ${key}`);
