@@ -33,7 +33,7 @@ export class HashCounter extends Transform {
     callback(null, chunk);
   }
 
-  /** Counts and hashes bytes given outside the stream (see `readChunks`). */
+  /** Counts and hashes bytes given outside the stream, as `readObject` reads them. */
   update(chunk: Buffer): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
