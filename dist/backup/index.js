@@ -59355,7 +59355,7 @@ class HashCounter extends node_stream__WEBPACK_IMPORTED_MODULE_1__.Transform {
         this.update(chunk);
         callback(null, chunk);
     }
-    /** Counts and hashes bytes given outside the stream (see `readChunks`). */
+    /** Counts and hashes bytes given outside the stream, as `readObject` reads them. */
     update(chunk) {
         this.hash.update(chunk);
         this.bytes += chunk.length;
