@@ -280,7 +280,7 @@ const PHASE_LABELS: Record<PhaseName, string> = {
   download: 'Download',
   decrypt: 'Decrypt and decompress',
   restore: 'Restore',
-  checks: 'ANALYZE and checks',
+  checks: 'Checks',
   smoke: 'Smoke command',
 };
 

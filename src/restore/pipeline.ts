@@ -5,6 +5,7 @@ import type { Manifest } from '../catalog/manifest.js';
 import { ConfigurationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { runProcess } from '../core/process.js';
+import { analyzeDatabase } from '../postgres/analyze.js';
 import { childEnv, connect, quoteIdent } from '../postgres/connection.js';
 import type { ClientTools } from '../postgres/tools.js';
 import {
@@ -179,15 +180,19 @@ export function extensionTables(manifest: Manifest): { schema: string; name: str
   return manifest.tables.filter((t) => t.extension !== undefined);
 }
 
-/** After pg_restore: statistics, then what pg_dump leaves behind. Returns what was not re-applied. */
+/**
+ * After pg_restore: statistics (ANALYZE over the restore's jobs), then what pg_dump leaves
+ * behind. Returns what was not re-applied.
+ */
 export async function afterRestore(
   client: pg.Client,
-  database: string,
+  target: RestoreTarget,
+  jobs: number,
   manifest: Manifest,
 ): Promise<string[]> {
-  await client.query('ANALYZE');
+  await analyzeDatabase(client, () => connect(target.connection, target.database), jobs);
   if (!manifest.sourceState) return [];
-  return reapplySourceState(client, database, manifest.sourceState);
+  return reapplySourceState(client, target.database, manifest.sourceState);
 }
 
 /**
@@ -802,7 +807,7 @@ export async function performRestore(
       ? await replaceInTarget(job, client, prepared)
       : await restoreIntoNew(job, client, prepared);
   if (job.rehearsal) return { ...restored, notApplied: [] };
-  const notApplied = await afterRestore(client, job.target.database, job.manifest);
+  const notApplied = await afterRestore(client, job.target, job.jobs, job.manifest);
   return { ...restored, notApplied };
 }
 
