@@ -91174,6 +91174,7 @@ function isLocal(connection) {
 
 
 
+
 /** Extensions of Supabase's platform: a target lacking them is not a Supabase image. */
 const SUPABASE_EXTENSIONS = (/* unused pure expression or super */ null && (['pg_graphql', 'pg_net', 'pgsodium', 'supabase_vault', 'pgjwt']));
 /**
@@ -91261,12 +91262,15 @@ async function pipeline_dropRoles(target, names) {
 function extensionTables(manifest) {
     return manifest.tables.filter((t) => t.extension !== undefined);
 }
-/** After pg_restore: statistics, then what pg_dump leaves behind. Returns what was not re-applied. */
-async function afterRestore(client, database, manifest) {
-    await client.query('ANALYZE');
+/**
+ * After pg_restore: statistics (ANALYZE over the restore's jobs), then what pg_dump leaves
+ * behind. Returns what was not re-applied.
+ */
+async function afterRestore(client, target, jobs, manifest) {
+    await analyzeDatabase(client, () => connect(target.connection, target.database), jobs);
     if (!manifest.sourceState)
         return [];
-    return reapplySourceState(client, database, manifest.sourceState);
+    return reapplySourceState(client, target.database, manifest.sourceState);
 }
 /**
  * Every check of a restored database: tables and row counts, then the source's recorded state
@@ -91679,7 +91683,7 @@ async function pipeline_performRestore(job, client, prepared) {
         : await restoreIntoNew(job, client, prepared);
     if (job.rehearsal)
         return { ...restored, notApplied: [] };
-    const notApplied = await afterRestore(client, job.target.database, job.manifest);
+    const notApplied = await afterRestore(client, job.target, job.jobs, job.manifest);
     return { ...restored, notApplied };
 }
 /** Creates the roles a target the run owns lacks, then applies the backup's globals. */
@@ -93403,7 +93407,7 @@ const PHASE_LABELS = {
     download: 'Download',
     decrypt: 'Decrypt and decompress',
     restore: 'Restore',
-    checks: 'ANALYZE and checks',
+    checks: 'Checks',
     smoke: 'Smoke command',
 };
 class PhaseFailure extends (/* unused pure expression or super */ null && (Error)) {

@@ -49120,7 +49120,7 @@ const Outputs = {
 
 /***/ }),
 
-/***/ 88388:
+/***/ 13014:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -51737,6 +51737,63 @@ async function folderBytes(dir) {
 var duration = __nccwpck_require__(68415);
 // EXTERNAL MODULE: ./lib/postgres/tools.js
 var postgres_tools = __nccwpck_require__(70936);
+;// CONCATENATED MODULE: ./lib/postgres/analyze.js
+/**
+ * What a bare ANALYZE of the database covers, one statement each: every table and materialized
+ * view, and each partition tree through its root (which analyzes its partitions too). Partition
+ * trees first, then the largest tables, so that the long ones start while the small ones fill
+ * the other sessions.
+ */
+const ANALYZE_UNITS = `
+  SELECT format('%I.%I', n.nspname, c.relname) AS name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'm', 'p') AND NOT c.relispartition AND c.relpersistence <> 't'
+   ORDER BY c.relkind = 'p' DESC, pg_relation_size(c.oid) DESC, 1`;
+/**
+ * ANALYZE of the whole database over `jobs` sessions: `client`, and `jobs - 1` more from
+ * `openSession`. Written here because `vacuumdb --analyze-only --jobs` leaves partitioned tables
+ * out before PostgreSQL 16. Tables the user may not analyze are skipped with a warning, as a
+ * bare ANALYZE skips them.
+ */
+async function analyzeDatabase(client, openSession, jobs) {
+    if (jobs <= 1) {
+        await client.query('ANALYZE');
+        return;
+    }
+    const units = (await client.query(ANALYZE_UNITS)).rows.map((r) => r.name);
+    const more = await openSessions(openSession, Math.min(jobs, units.length) - 1);
+    try {
+        const analyzeNext = async (session) => {
+            try {
+                for (let name = units.shift(); name !== undefined; name = units.shift()) {
+                    await session.query(`ANALYZE ${name}`);
+                }
+            }
+            catch (error) {
+                units.length = 0;
+                throw error;
+            }
+        };
+        const ran = await Promise.allSettled([client, ...more].map(analyzeNext));
+        const failed = ran.find((r) => r.status === 'rejected');
+        if (failed)
+            throw failed.reason;
+    }
+    finally {
+        await Promise.all(more.map((s) => s.end().catch(() => undefined)));
+    }
+}
+/** `count` sessions, all or none: those opened are closed again when one fails to open. */
+async function openSessions(openSession, count) {
+    const opened = await Promise.allSettled(Array.from({ length: count }, () => openSession()));
+    const sessions = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    const failed = opened.find((o) => o.status === 'rejected');
+    if (!failed)
+        return sessions;
+    await Promise.all(sessions.map((s) => s.end().catch(() => undefined)));
+    throw failed.reason;
+}
+
 ;// CONCATENATED MODULE: ./lib/restore/platform.js
 /**
  * Restoring a backup of a database that lives on a managed platform (Supabase) back onto that
@@ -55071,6 +55128,7 @@ function isLocal(connection) {
 
 
 
+
 /** Extensions of Supabase's platform: a target lacking them is not a Supabase image. */
 const SUPABASE_EXTENSIONS = ['pg_graphql', 'pg_net', 'pgsodium', 'supabase_vault', 'pgjwt'];
 /**
@@ -55158,12 +55216,15 @@ async function dropRoles(target, names) {
 function extensionTables(manifest) {
     return manifest.tables.filter((t) => t.extension !== undefined);
 }
-/** After pg_restore: statistics, then what pg_dump leaves behind. Returns what was not re-applied. */
-async function afterRestore(client, database, manifest) {
-    await client.query('ANALYZE');
+/**
+ * After pg_restore: statistics (ANALYZE over the restore's jobs), then what pg_dump leaves
+ * behind. Returns what was not re-applied.
+ */
+async function afterRestore(client, target, jobs, manifest) {
+    await analyzeDatabase(client, () => (0,postgres_connection/* connect */.Ng)(target.connection, target.database), jobs);
     if (!manifest.sourceState)
         return [];
-    return reapplySourceState(client, database, manifest.sourceState);
+    return reapplySourceState(client, target.database, manifest.sourceState);
 }
 /**
  * Every check of a restored database: tables and row counts, then the source's recorded state
@@ -55576,7 +55637,7 @@ async function performRestore(job, client, prepared) {
         : await restoreIntoNew(job, client, prepared);
     if (job.rehearsal)
         return { ...restored, notApplied: [] };
-    const notApplied = await afterRestore(client, job.target.database, job.manifest);
+    const notApplied = await afterRestore(client, job.target, job.jobs, job.manifest);
     return { ...restored, notApplied };
 }
 /** Creates the roles a target the run owns lacks, then applies the backup's globals. */
@@ -57321,7 +57382,7 @@ const PHASE_LABELS = {
     download: 'Download',
     decrypt: 'Decrypt and decompress',
     restore: 'Restore',
-    checks: 'ANALYZE and checks',
+    checks: 'Checks',
     smoke: 'Smoke command',
 };
 class PhaseFailure extends Error {
@@ -61231,7 +61292,7 @@ async function extractOrExport(mode, subject, door) {
 /***/ ((__webpack_module__, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(__webpack_module__, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(88388);
+/* harmony import */ var _restore_drill_impl_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(13014);
 /* harmony import */ var _runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(88983);
 
 
