@@ -744,16 +744,66 @@ async function scaleBenchmark() {
     `Scale benchmark on ${CORES} cores, PostgreSQL ${server.version}: ${sizes.join(', ')} GB`,
   );
   const key = generateIdentity();
+  const fixed = await fixedSeconds(key);
   const rows = [];
   for (const gb of sizes) rows.push(await scaleRow(gb, key));
-  writeScalePage(rows, notRun);
+  writeScalePage(rows, notRun, fixed);
 }
 
 /**
- * One round of a size: the drill with each plan, then plain pg_restore of the same archive, one
- * after the other, so that each round's ratios compare runs made on the machine as it was then.
+ * The part of each step that does not grow with the data: the backup and both drills of the
+ * benchmark's schema with no rows, BENCH_SCALE_ROUNDS times each; their medians.
  */
-async function scaleRound(store, key) {
+async function fixedSeconds(key) {
+  const cluster = await startScratchCluster({ server, logger: quiet });
+  const store = path.join(work, 'store-empty');
+  try {
+    const url = createBenchDatabase(cluster);
+    console.log('\nThe empty schema:');
+    const runs = [];
+    for (let round = 1; round <= SCALE_ROUNDS; round++) {
+      const backup = await runBundle('backup', {
+        'database-url': url,
+        storage: store,
+        name: 'scale',
+        'encryption-recipients': key.recipient,
+      });
+      const drill = (plan) =>
+        runBundle('restore-drill', {
+          storage: store,
+          name: 'scale',
+          'encryption-identity': key.identity,
+          'restore-plan': plan,
+        });
+      runs.push({
+        backup: backup.seconds,
+        disk: (await drill('disk')).seconds,
+        stream: (await drill('stream')).seconds,
+      });
+    }
+    const fixed = {
+      backup: median(runs.map((r) => r.backup)),
+      disk: median(runs.map((r) => r.disk)),
+      stream: median(runs.map((r) => r.stream)),
+    };
+    row('backup of the empty schema', fixed.backup);
+    row('drill of it, plan disk', fixed.disk);
+    row('drill of it, plan stream', fixed.stream);
+    return fixed;
+  } finally {
+    await cluster.stop();
+    rmSync(store, { recursive: true, force: true });
+  }
+}
+
+/**
+ * One round of a size: the drill with each plan and plain pg_restore of the same archive, one
+ * after the other, so that each round's ratios compare runs made on the machine as it was then.
+ * Even rounds restore plainly first, so that neither side always runs on a machine the other
+ * just left busy.
+ */
+async function scaleRound(store, key, round) {
+  const plainFirst = round % 2 === 0 ? await plainRestores(store, key) : undefined;
   const plans = {};
   for (const plan of ['disk', 'stream']) {
     const drill = await runBundle('restore-drill', {
@@ -770,7 +820,7 @@ async function scaleRound(store, key) {
     };
     row(`drill, plan ${plan}`, drill.seconds, { rssMiB: drill.rssMiB });
   }
-  return { plans, plain: await plainRestores(store, key) };
+  return { plans, plain: plainFirst ?? (await plainRestores(store, key)) };
 }
 
 /**
@@ -838,7 +888,7 @@ async function scaleRow(gb, key) {
     const rounds = [];
     for (let round = 1; round <= SCALE_ROUNDS; round++) {
       console.log(`  round ${round} of ${SCALE_ROUNDS}:`);
-      rounds.push(await scaleRound(store, key));
+      rounds.push(await scaleRound(store, key, round));
     }
     const seconds = (performance.now() - started) / 1000;
     return { gb, sizeGB, backup, ...summarizeRounds(rounds), buildSeconds, seconds };
@@ -997,8 +1047,50 @@ function notRunLines(rows, notRun) {
   ];
 }
 
+/**
+ * The seconds of the empty schema, each step's seconds per GB above them, and the targets of
+ * flat time per GB and flat peak RSS from the smallest size to the largest.
+ */
+function fixedLines(rows, fixed) {
+  const steps = [
+    ['backup', fixed.backup, (r) => r.backup.seconds],
+    ['drill, disk plan', fixed.disk, (r) => r.plans.disk.seconds],
+    ['drill, streamed plan', fixed.stream, (r) => r.plans.stream.seconds],
+  ];
+  const sizes = rows.map((r) => `${r.sizeGB.toFixed(2)} GB`).join(', ');
+  const spread = (values) => Math.max(...values) / Math.min(...values);
+  const percent = (x) => `${((x - 1) * 100).toFixed(0)}%`;
+  const lines = [
+    `Of the empty schema (medians of ${SCALE_ROUNDS}): backup ${fixed.backup.toFixed(1)} s, drill ${fixed.disk.toFixed(1)} s (disk plan) and ${fixed.stream.toFixed(1)} s (streamed plan): starting the process and finding the tools, and for a drill starting and stopping its scratch server ([pipeline.md](pipeline.md#time-as-the-database-grows)).`,
+    '',
+    `| step | s/GB at ${sizes} | s/GB above the empty schema's seconds |`,
+    '| --- | --- | --- |',
+    ...steps.map(([name, base, seconds]) => {
+      const all = rows.map((r) => (seconds(r) / r.sizeGB).toFixed(1)).join(', ');
+      const above = rows.map((r) => ((seconds(r) - base) / r.sizeGB).toFixed(1)).join(', ');
+      return `| ${name} | ${all} | ${above} |`;
+    }),
+    '',
+  ];
+  if (rows.length < 2) return lines;
+  const verdict = (x) => (x <= 1.15 ? 'met' : 'missed');
+  for (const [name, base, seconds] of steps) {
+    const whole = spread(rows.map((r) => seconds(r) / r.sizeGB));
+    const above = spread(rows.map((r) => (seconds(r) - base) / r.sizeGB));
+    lines.push(
+      `- ${name}, time per GB from ${sizes}: the largest ${percent(whole)} above the smallest (target within 15%): ${verdict(whole)}; above the empty schema's seconds ${percent(above)}: ${verdict(above)}.`,
+    );
+  }
+  const rss = (f) => rows.map((r) => f(r)?.toFixed(0) ?? 'n/a').join(', ');
+  lines.push(
+    `- peak RSS from ${sizes}: backup ${rss((r) => r.backup.rssMiB)} MiB; drill, disk plan ${rss((r) => r.plans.disk.rssMiB)} MiB; streamed plan ${rss((r) => r.plans.stream.rssMiB)} MiB ([pipeline.md](pipeline.md#memory) says where the drills' rise comes from).`,
+    '',
+  );
+  return lines;
+}
+
 /** Writes docs/benchmark-scale.md: when, on what, and the figures of every size side by side. */
-function writeScalePage(rows, notRun) {
+function writeScalePage(rows, notRun, fixed) {
   const perGB = (s, r) => (s / r.sizeGB).toFixed(1);
   const mib = (b) => (Number.isNaN(b) ? 'n/a' : `${(b / 2 ** 20).toFixed(0)} MiB`);
   const ratio = (a, b) => (Number.isNaN(a) || Number.isNaN(b) ? 'n/a' : (a / b).toFixed(2));
@@ -1010,8 +1102,10 @@ function writeScalePage(rows, notRun) {
     'backed up (encrypted, zstd) to a local folder and drilled with each restore plan',
     '([verification.md](verification.md#disk-the-work-folder-and-the-restore-plan)); the same',
     'archive is then restored by plain `pg_restore`. Each size runs `BENCH_SCALE_ROUNDS` rounds',
-    '(the drills, then the plain restores); times are medians over the rounds, ratios the median',
-    "of each round's own ratio, peak RSS the largest.",
+    '(the drills, then the plain restores; the other way round in even rounds); times are medians',
+    "over the rounds, ratios the median of each round's own ratio, peak RSS the largest. The",
+    "benchmark's schema with no rows is backed up and drilled as many times first: the part of",
+    'each step that does not grow with the data.',
     '',
     ...runFacts(),
     `| PostgreSQL | server ${server.version}, pg_dump ${client.version}, on the same machine |`,
@@ -1046,6 +1140,7 @@ function writeScalePage(rows, notRun) {
     "includes the scratch server's write-ahead log and empty cluster, and nothing written",
     'elsewhere on the disk. The restored size is `pg_database_size`.',
     '',
+    ...fixedLines(rows, fixed),
     ...rows.flatMap(targetLines),
     ...notRunLines(rows, notRun),
   ].join('\n');
