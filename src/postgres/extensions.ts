@@ -1,5 +1,5 @@
 import type { Logger } from '../core/logger.js';
-import { defaultRunner, isRoot, mayInstallTools, type CommandRunner } from './install.js';
+import { aptArgv, defaultRunner, isRoot, mayInstallTools, type CommandRunner } from './install.js';
 
 /**
  * The apt packages (`postgresql-<major>-<suffix>`, the naming of the PostgreSQL project's apt
@@ -96,10 +96,10 @@ export async function installExtensions(o: {
     ...packages,
   ];
   o.logger.info(`Installing the missing extension(s) with apt: ${packages.join(' ')}`);
-  let r = await runner(install, { env });
+  let r = await runner(aptArgv(install), { env });
   if (r.code !== 0) {
-    await runner([...sudo, 'apt-get', 'update', '-q'], { env });
-    r = await runner(install, { env });
+    await runner(aptArgv([...sudo, 'apt-get', 'update', '-q']), { env });
+    r = await runner(aptArgv(install), { env });
   }
   if (r.code !== 0) {
     const why = r.stderr.trim().split('\n').slice(-3).join(' ');

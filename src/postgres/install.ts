@@ -75,6 +75,18 @@ export function pgdgAptPlan(
   };
 }
 
+/**
+ * How this process runs a command of an apt plan: sudo never prompting, and apt-get waiting up
+ * to five minutes for dpkg's lock instead of failing at once, since a fresh runner's unattended
+ * upgrades can hold it for minutes after boot. The commands shown to users stay the plain ones.
+ */
+export function aptArgv(argv: string[]): string[] {
+  const sudo = argv[0] === 'sudo' ? ['sudo', '-n'] : [];
+  const [tool, ...args] = sudo.length ? argv.slice(1) : argv;
+  const wait = tool === 'apt-get' ? ['-o', 'DPkg::Lock::Timeout=300'] : [];
+  return [...sudo, tool, ...wait, ...args];
+}
+
 function shellQuote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
@@ -457,9 +469,10 @@ async function installWithApt(
       }
     }
     for (const argv of plan.commands) {
-      const run = argv[0] === 'sudo' ? ['sudo', '-n', ...argv.slice(1)] : argv;
       logger.info(`$ ${argv.join(' ')}`);
-      const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+      const r = await runner(aptArgv(argv), {
+        env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+      });
       if (r.code !== 0) {
         return fail(
           `'${argv.join(' ')}' failed (exit ${r.code}):\n${tail(r.stderr || r.stdout, 15)}`,

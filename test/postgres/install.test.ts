@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -12,6 +13,7 @@ import path from 'node:path';
 import { ConfigurationError } from '../../src/core/errors.js';
 import { MemoryLogger } from '../../src/core/logger.js';
 import {
+  aptArgv,
   type CommandRunner,
   debianCodename,
   defaultRunner,
@@ -392,7 +394,9 @@ describe('ensureClientTools', () => {
       const runner: CommandRunner = async (argv, opts) => {
         seen.push(argv);
         if (argv[0] === 'apt-cache') return defaultRunner(argv, opts);
-        if (argv.join(' ') === 'apt-get install -y postgresql-client-16') {
+        if (
+          argv.join(' ') === 'apt-get -o DPkg::Lock::Timeout=300 install -y postgresql-client-16'
+        ) {
           return {
             code: 100,
             stdout: '',
@@ -417,8 +421,8 @@ describe('ensureClientTools', () => {
       );
       expect(seen).toContainEqual(['apt-cache', 'policy', 'postgresql-client-16']);
       expect(seen.filter((a) => a[0] === 'apt-get')).toEqual([
-        ['apt-get', 'update'],
-        ['apt-get', 'install', '-y', 'postgresql-client-16'],
+        ['apt-get', '-o', 'DPkg::Lock::Timeout=300', 'update'],
+        ['apt-get', '-o', 'DPkg::Lock::Timeout=300', 'install', '-y', 'postgresql-client-16'],
       ]);
       expect(readFileSync(path.join(root, '/etc/apt/sources.list.d/pgdg.list'), 'utf8')).toContain(
         'bookworm-pgdg main',
@@ -476,14 +480,8 @@ describe('apt for real', () => {
       // Only the install step: `apt-get update` would download package lists.
       const install = plan.commands.find((argv) => argv[1] === 'install');
       expect(install).toEqual(['apt-get', 'install', '-y', 'postgresql-client-15']);
-      // The extension-install test runs apt-get at the same time: wait for dpkg's lock.
-      const argv = [
-        ...install!.slice(0, 3),
-        '--no-upgrade',
-        '-o',
-        'DPkg::Lock::Timeout=300',
-        ...install!.slice(3),
-      ];
+      // The extension-install test runs apt-get at the same time: aptArgv waits for dpkg's lock.
+      const argv = aptArgv([...install!.slice(0, 3), '--no-upgrade', ...install!.slice(3)]);
       const r = await defaultRunner(argv, {
         env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
       });
@@ -493,4 +491,56 @@ describe('apt for real', () => {
       expect(existsSync('/etc/apt/sources.list.d/pgdg.list')).toBe(pgdgBefore);
     },
   );
+
+  /**
+   * Another process holds dpkg's frontend lock for three seconds (an fcntl lock, as apt takes
+   * it, from perl, which Debian always has): plain apt-get fails at once, the command as the
+   * action runs it waits and succeeds. `apt-get check` takes the lock and changes nothing.
+   */
+  (isRoot && hasApt ? it : it.skip)(
+    "waits for dpkg's lock where plain apt-get fails at once",
+    async () => {
+      const holder = spawn(
+        'perl',
+        [
+          '-MFcntl',
+          '-e',
+          'open(my $f, ">>", "/var/lib/dpkg/lock-frontend") or die "open: $!";' +
+            ' fcntl($f, F_SETLKW, pack("s s x4 q q i x4", F_WRLCK, SEEK_SET, 0, 0, 0)) or die "lock: $!";' +
+            ' $| = 1; print "locked\\n"; sleep 3;',
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      const released = new Promise((resolve) => holder.on('close', resolve));
+      await new Promise((resolve) => holder.stdout.once('data', resolve));
+      const plain = await runCommand(['apt-get', 'check']);
+      expect(plain.code).toBe(100);
+      expect(plain.stderr).toContain('Could not get lock');
+      const started = performance.now();
+      const waited = await runCommand(aptArgv(['apt-get', 'check']));
+      expect({ code: waited.code, stderr: waited.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(await Promise.race([released, 'still held'])).not.toBe('still held');
+      expect(performance.now() - started).toBeGreaterThan(1000);
+    },
+    30_000,
+  );
+
+  it('runs apt-get with the lock wait and sudo without a prompt', () => {
+    expect(aptArgv(['sudo', 'apt-get', 'update'])).toEqual([
+      'sudo',
+      '-n',
+      'apt-get',
+      '-o',
+      'DPkg::Lock::Timeout=300',
+      'update',
+    ]);
+    expect(aptArgv(['apt-get', 'install', '-y', 'postgresql-client-16'])).toEqual([
+      'apt-get',
+      '-o',
+      'DPkg::Lock::Timeout=300',
+      'install',
+      '-y',
+      'postgresql-client-16',
+    ]);
+  });
 });

@@ -2,7 +2,7 @@ import { runBackup } from '../../src/backup/backup.js';
 import { MemoryLogger } from '../../src/core/logger.js';
 import { findOnPath, runCommand } from '../../src/core/process.js';
 import { extensionPackages, installExtensions } from '../../src/postgres/extensions.js';
-import type { CommandRunner } from '../../src/postgres/install.js';
+import { aptArgv, type CommandRunner } from '../../src/postgres/install.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
 import { runVerify } from '../../src/verify/verify.js';
 import { machineClientTools } from '../support/embedded.js';
@@ -47,9 +47,9 @@ describe('the apt packages of extensions', () => {
       root: false,
     });
     expect(calls).toEqual([
-      'sudo apt-get install -y -q --no-install-recommends postgresql-15-cron',
-      'sudo apt-get update -q',
-      'sudo apt-get install -y -q --no-install-recommends postgresql-15-cron',
+      'sudo -n apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends postgresql-15-cron',
+      'sudo -n apt-get -o DPkg::Lock::Timeout=300 update -q',
+      'sudo -n apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends postgresql-15-cron',
     ]);
     expect(note).toBe('installed with apt: postgresql-15-cron; no apt package known for: nope');
   });
@@ -59,7 +59,7 @@ const PACKAGE = 'postgresql-15-semver';
 const asRoot = process.getuid?.() === 0 && findOnPath('apt-get') !== undefined;
 
 async function apt(...args: string[]): Promise<void> {
-  const r = await runCommand(['apt-get', ...args], {
+  const r = await runCommand(aptArgv(['apt-get', ...args]), {
     env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     timeoutMs: 600_000,
   });
