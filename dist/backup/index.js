@@ -51747,6 +51747,17 @@ function pgdgAptPlan(major, opts) {
         ],
     };
 }
+/**
+ * How this process runs a command of an apt plan: sudo never prompting, and apt-get waiting up
+ * to five minutes for dpkg's lock instead of failing at once, since a fresh runner's unattended
+ * upgrades can hold it for minutes after boot. The commands shown to users stay the plain ones.
+ */
+function aptArgv(argv) {
+    const sudo = argv[0] === 'sudo' ? ['sudo', '-n'] : [];
+    const [tool, ...args] = sudo.length ? argv.slice(1) : argv;
+    const wait = tool === 'apt-get' ? ['-o', 'DPkg::Lock::Timeout=300'] : [];
+    return [...sudo, tool, ...wait, ...args];
+}
 function shellQuote(arg) {
     return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
@@ -52056,9 +52067,10 @@ async function installWithApt(need, reason, needServerPackage) {
             }
         }
         for (const argv of plan.commands) {
-            const run = argv[0] === 'sudo' ? ['sudo', '-n', ...argv.slice(1)] : argv;
             logger.info(`$ ${argv.join(' ')}`);
-            const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+            const r = await runner(aptArgv(argv), {
+                env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+            });
             if (r.code !== 0) {
                 return fail(`'${argv.join(' ')}' failed (exit ${r.code}):\n${(0,core_process/* tail */.RT)(r.stderr || r.stdout, 15)}`);
             }

@@ -91597,10 +91597,11 @@ const ANALYZE_UNITS = `
    WHERE c.relkind IN ('r', 'm', 'p') AND NOT c.relispartition AND c.relpersistence <> 't'
    ORDER BY c.relkind = 'p' DESC, pg_relation_size(c.oid) DESC, 1`;
 /**
- * ANALYZE of the whole database over `jobs` sessions: `client`, and `jobs - 1` more from
- * `openSession`. Written here because `vacuumdb --analyze-only --jobs` leaves partitioned tables
- * out before PostgreSQL 16. Tables the user may not analyze are skipped with a warning, as a
- * bare ANALYZE skips them.
+ * ANALYZE of the whole database over `jobs` sessions: `client`, and up to `jobs - 1` more from
+ * `openSession`; a session that cannot be opened (a connection limit) leaves the work to the
+ * others, since statistics are no reason to fail a restore that is done. Written here because
+ * `vacuumdb --analyze-only --jobs` leaves partitioned tables out before PostgreSQL 16. Tables
+ * the user may not analyze are skipped with a warning, as a bare ANALYZE skips them.
  */
 async function analyzeDatabase(client, openSession, jobs) {
     if (jobs <= 1) {
@@ -91608,7 +91609,8 @@ async function analyzeDatabase(client, openSession, jobs) {
         return;
     }
     const units = (await client.query(ANALYZE_UNITS)).rows.map((r) => r.name);
-    const more = await openSessions(openSession, Math.min(jobs, units.length) - 1);
+    const opening = Array.from({ length: Math.min(jobs, units.length) - 1 }, () => openSession());
+    const more = (await Promise.allSettled(opening)).flatMap((o) => o.status === 'fulfilled' ? [o.value] : []);
     try {
         const analyzeNext = async (session) => {
             try {
@@ -91629,16 +91631,6 @@ async function analyzeDatabase(client, openSession, jobs) {
     finally {
         await Promise.all(more.map((s) => s.end().catch(() => undefined)));
     }
-}
-/** `count` sessions, all or none: those opened are closed again when one fails to open. */
-async function openSessions(openSession, count) {
-    const opened = await Promise.allSettled(Array.from({ length: count }, () => openSession()));
-    const sessions = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
-    const failed = opened.find((o) => o.status === 'rejected');
-    if (!failed)
-        return sessions;
-    await Promise.all(sessions.map((s) => s.end().catch(() => undefined)));
-    throw failed.reason;
 }
 
 ;// CONCATENATED MODULE: ./lib/restore/platform.js
@@ -99890,6 +99882,17 @@ function pgdgAptPlan(major, opts) {
         ],
     };
 }
+/**
+ * How this process runs a command of an apt plan: sudo never prompting, and apt-get waiting up
+ * to five minutes for dpkg's lock instead of failing at once, since a fresh runner's unattended
+ * upgrades can hold it for minutes after boot. The commands shown to users stay the plain ones.
+ */
+function aptArgv(argv) {
+    const sudo = argv[0] === 'sudo' ? ['sudo', '-n'] : [];
+    const [tool, ...args] = sudo.length ? argv.slice(1) : argv;
+    const wait = tool === 'apt-get' ? ['-o', 'DPkg::Lock::Timeout=300'] : [];
+    return [...sudo, tool, ...wait, ...args];
+}
 function shellQuote(arg) {
     return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
@@ -100199,9 +100202,10 @@ async function installWithApt(need, reason, needServerPackage) {
             }
         }
         for (const argv of plan.commands) {
-            const run = argv[0] === 'sudo' ? ['sudo', '-n', ...argv.slice(1)] : argv;
             logger.info(`$ ${argv.join(' ')}`);
-            const r = await runner(run, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+            const r = await runner(aptArgv(argv), {
+                env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+            });
             if (r.code !== 0) {
                 return fail(`'${argv.join(' ')}' failed (exit ${r.code}):\n${tail(r.stderr || r.stdout, 15)}`);
             }
@@ -100342,10 +100346,10 @@ async function installExtensions(o) {
         ...packages,
     ];
     o.logger.info(`Installing the missing extension(s) with apt: ${packages.join(' ')}`);
-    let r = await runner(install, { env });
+    let r = await runner(aptArgv(install), { env });
     if (r.code !== 0) {
-        await runner([...sudo, 'apt-get', 'update', '-q'], { env });
-        r = await runner(install, { env });
+        await runner(aptArgv([...sudo, 'apt-get', 'update', '-q']), { env });
+        r = await runner(aptArgv(install), { env });
     }
     if (r.code !== 0) {
         const why = r.stderr.trim().split('\n').slice(-3).join(' ');
