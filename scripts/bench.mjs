@@ -871,20 +871,32 @@ async function scaleRow(gb, key) {
   const started = performance.now();
   try {
     const url = await buildDatabase(cluster, gb);
+    // As a database in service: its rows' hint bits set and its pages written, which the first
+    // reads of freshly loaded rows would otherwise do during the backup.
+    psql(url, '-c', 'VACUUM (ANALYZE)');
+    psql(url, '-c', 'CHECKPOINT');
     const buildSeconds = (performance.now() - started) / 1000;
     const bytes = Number(psql(url, '-c', 'SELECT pg_database_size(current_database())'));
     const sizeGB = bytes / 1e9;
     console.log(`\n${sizeGB.toFixed(2)} GB database:`);
-    const backup = await runBundle('backup', {
-      'database-url': url,
-      storage: store,
-      name: 'scale',
-      'encryption-recipients': key.recipient,
-    });
-    row(`backup (${sizeGB.toFixed(2)} GB)`, backup.seconds, {
-      bytes: Number(backup.outputs.bytes),
-      rssMiB: backup.rssMiB,
-    });
+    const backups = [];
+    for (let round = 1; round <= SCALE_ROUNDS; round++) {
+      const b = await runBundle('backup', {
+        'database-url': url,
+        storage: store,
+        name: 'scale',
+        'encryption-recipients': key.recipient,
+      });
+      row(`backup (${sizeGB.toFixed(2)} GB)`, b.seconds, {
+        bytes: Number(b.outputs.bytes),
+        rssMiB: b.rssMiB,
+      });
+      backups.push(b);
+    }
+    const backup = {
+      seconds: median(backups.map((b) => b.seconds)),
+      rssMiB: Math.max(...backups.map((b) => b.rssMiB)),
+    };
     const rounds = [];
     for (let round = 1; round <= SCALE_ROUNDS; round++) {
       console.log(`  round ${round} of ${SCALE_ROUNDS}:`);
@@ -1099,7 +1111,8 @@ function writeScalePage(rows, notRun, fixed) {
     '',
     'Written by `npm run bench -- --scale` (`scripts/bench.mjs`); run it again to replace this',
     'page. For each size, a fresh database of the mixed data of [benchmark.md](benchmark.md) is',
-    'backed up (encrypted, zstd) to a local folder and drilled with each restore plan',
+    'vacuumed and checkpointed, as a database in service is, then backed up (encrypted, zstd) to',
+    'a local folder `BENCH_SCALE_ROUNDS` times and drilled with each restore plan',
     '([verification.md](verification.md#disk-the-work-folder-and-the-restore-plan)); the same',
     'archive is then restored by plain `pg_restore`. Each size runs `BENCH_SCALE_ROUNDS` rounds',
     '(the drills, then the plain restores; the other way round in even rounds); times are medians',
