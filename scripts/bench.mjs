@@ -750,6 +750,26 @@ async function scaleBenchmark() {
   writeScalePage(rows, notRun, fixed);
 }
 
+/** The backup action: `url` into `store`, encrypted to `key`. */
+function scaleBackup(url, store, key) {
+  return runBundle('backup', {
+    'database-url': url,
+    storage: store,
+    name: 'scale',
+    'encryption-recipients': key.recipient,
+  });
+}
+
+/** The restore drill of the newest backup in `store`, with `plan`. */
+function scaleDrill(store, key, plan) {
+  return runBundle('restore-drill', {
+    storage: store,
+    name: 'scale',
+    'encryption-identity': key.identity,
+    'restore-plan': plan,
+  });
+}
+
 /**
  * The part of each step that does not grow with the data: the backup and both drills of the
  * benchmark's schema with no rows, BENCH_SCALE_ROUNDS times each; their medians.
@@ -762,23 +782,11 @@ async function fixedSeconds(key) {
     console.log('\nThe empty schema:');
     const runs = [];
     for (let round = 1; round <= SCALE_ROUNDS; round++) {
-      const backup = await runBundle('backup', {
-        'database-url': url,
-        storage: store,
-        name: 'scale',
-        'encryption-recipients': key.recipient,
-      });
-      const drill = (plan) =>
-        runBundle('restore-drill', {
-          storage: store,
-          name: 'scale',
-          'encryption-identity': key.identity,
-          'restore-plan': plan,
-        });
+      const backup = await scaleBackup(url, store, key);
       runs.push({
         backup: backup.seconds,
-        disk: (await drill('disk')).seconds,
-        stream: (await drill('stream')).seconds,
+        disk: (await scaleDrill(store, key, 'disk')).seconds,
+        stream: (await scaleDrill(store, key, 'stream')).seconds,
       });
     }
     const fixed = {
@@ -806,12 +814,7 @@ async function scaleRound(store, key, round) {
   const plainFirst = round % 2 === 0 ? await plainRestores(store, key) : undefined;
   const plans = {};
   for (const plan of ['disk', 'stream']) {
-    const drill = await runBundle('restore-drill', {
-      storage: store,
-      name: 'scale',
-      'encryption-identity': key.identity,
-      'restore-plan': plan,
-    });
+    const drill = await scaleDrill(store, key, plan);
     plans[plan] = {
       seconds: drill.seconds,
       restore: Number(drill.outputs['restore-seconds']),
@@ -881,12 +884,7 @@ async function scaleRow(gb, key) {
     console.log(`\n${sizeGB.toFixed(2)} GB database:`);
     const backups = [];
     for (let round = 1; round <= SCALE_ROUNDS; round++) {
-      const b = await runBundle('backup', {
-        'database-url': url,
-        storage: store,
-        name: 'scale',
-        'encryption-recipients': key.recipient,
-      });
+      const b = await scaleBackup(url, store, key);
       row(`backup (${sizeGB.toFixed(2)} GB)`, b.seconds, {
         bytes: Number(b.outputs.bytes),
         rssMiB: b.rssMiB,
