@@ -1067,7 +1067,13 @@ function fixedLines(rows, fixed) {
     ['drill, disk plan', fixed.disk, (r) => r.plans.disk.seconds],
     ['drill, streamed plan', fixed.stream, (r) => r.plans.stream.seconds],
   ];
+  const figures = steps.map(([name, base, seconds]) => ({
+    name,
+    perGB: rows.map((r) => seconds(r) / r.sizeGB),
+    aboveFixed: rows.map((r) => (seconds(r) - base) / r.sizeGB),
+  }));
   const sizes = rows.map((r) => `${r.sizeGB.toFixed(2)} GB`).join(', ');
+  const list = (values) => values.map((v) => v.toFixed(1)).join(', ');
   const spread = (values) => Math.max(...values) / Math.min(...values);
   const percent = (x) => `${((x - 1) * 100).toFixed(0)}%`;
   const lines = [
@@ -1075,20 +1081,16 @@ function fixedLines(rows, fixed) {
     '',
     `| step | s/GB at ${sizes} | s/GB above the empty schema's seconds |`,
     '| --- | --- | --- |',
-    ...steps.map(([name, base, seconds]) => {
-      const all = rows.map((r) => (seconds(r) / r.sizeGB).toFixed(1)).join(', ');
-      const above = rows.map((r) => ((seconds(r) - base) / r.sizeGB).toFixed(1)).join(', ');
-      return `| ${name} | ${all} | ${above} |`;
-    }),
+    ...figures.map((f) => `| ${f.name} | ${list(f.perGB)} | ${list(f.aboveFixed)} |`),
     '',
   ];
   if (rows.length < 2) return lines;
   const verdict = (x) => (x <= 1.15 ? 'met' : 'missed');
-  for (const [name, base, seconds] of steps) {
-    const whole = spread(rows.map((r) => seconds(r) / r.sizeGB));
-    const above = spread(rows.map((r) => (seconds(r) - base) / r.sizeGB));
+  for (const f of figures) {
+    const whole = spread(f.perGB);
+    const above = spread(f.aboveFixed);
     lines.push(
-      `- ${name}, time per GB from ${sizes}: the largest ${percent(whole)} above the smallest (target within 15%): ${verdict(whole)}; above the empty schema's seconds ${percent(above)}: ${verdict(above)}.`,
+      `- ${f.name}, time per GB from ${sizes}: the largest ${percent(whole)} above the smallest (target within 15%): ${verdict(whole)}; above the empty schema's seconds ${percent(above)}: ${verdict(above)}.`,
     );
   }
   const rss = (f) => rows.map((r) => f(r)?.toFixed(0) ?? 'n/a').join(', ');
