@@ -64,7 +64,7 @@ import {
   type RestorePlanChoice,
   type RestorePlanReport,
 } from '../restore/disk.js';
-import { openTarget, type RestoreTarget } from '../restore/target.js';
+import { openTarget, scratchServer, scratchTarget, type RestoreTarget } from '../restore/target.js';
 import type { Storage } from '../storage/storage.js';
 import { recentDrills } from './history.js';
 import { otherSessions, terminateSessions } from './sessions.js';
@@ -324,23 +324,23 @@ async function execute(
     createdRoles: [],
   };
   try {
-    const tools = await openDrillTarget(result, options, deps, opened);
-    const target = opened.target as RestoreTarget;
-    if (restore) await guardRealRestore(result, restore, deps, target, tools);
     opened.workDir = await mkdtemp(path.join(deps.workDir, 'drill-'));
     deps.onTemporaryFolder?.(opened.workDir);
-    const run: PhaseRun = {
+    // A given target is checked before anything is downloaded; a scratch server starts beside
+    // the download, whose time it would otherwise add to every drill.
+    const opening = options.targetUrl
+      ? Promise.resolve(await openGivenTarget(result, options, deps, opened))
+      : (await startScratch(result, options, deps, opened)).starting;
+    const run: FetchRun = {
       result,
       options,
       deps,
-      target,
-      tools,
       workDir: opened.workDir,
       createdRoles: opened.createdRoles,
       plan,
       peakDisk,
     };
-    await runPhases(run);
+    await runPhases(run, opening);
   } finally {
     peakDisk.stop();
     await cleanUp(opened, deps.logger);
@@ -402,55 +402,99 @@ function startResult(
   };
 }
 
+/** The target a run restores into, and the client tools it restores with. */
+interface OpenedTarget {
+  target: RestoreTarget;
+  tools: ClientTools;
+}
+
+/** The client tools' least major (the dump's), and the least major of a scratch server. */
+function drillMajors(
+  manifest: Manifest,
+  options: DrillOptions,
+): { dump: number; source: number; server: number } {
+  const source = majorOf(manifest.source.serverVersion);
+  const server =
+    options.postgresVersion === 'auto' ? source : Math.max(options.postgresVersion, source);
+  return { dump: Math.max(majorOf(manifest.tools.pgDumpVersion), source), source, server };
+}
+
 /**
- * The client tools and the target: a scratch server's tools come first (resolving them may
- * install the server), then the target, then tools of at least the target's major for a safety
- * backup. A target older or newer than the source is named.
+ * The database given by target-url, then client tools of at least its major when a safety
+ * backup needs them; for a real restore, the target guarded (see guardRealRestore).
  */
-async function openDrillTarget(
+async function openGivenTarget(
   result: DrillResult,
   options: DrillOptions | RestoreOptions,
   deps: DrillDeps,
   opened: { target?: RestoreTarget },
-): Promise<ClientTools> {
-  const { manifest } = result;
+): Promise<OpenedTarget> {
   const restore = result.mode === 'restore' ? (options as RestoreOptions) : undefined;
-  const sourceMajor = majorOf(manifest.source.serverVersion);
-  const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
-  let tools: ClientTools | undefined = options.targetUrl
-    ? undefined
-    : await deps.resolveTools({
-        major: dumpMajor,
-        version: manifest.tools.pgDumpVersion,
-        needServer: true,
-      });
+  const majors = drillMajors(result.manifest, options);
   const target = await openTarget({
     targetUrl: options.targetUrl,
-    minMajor:
-      options.postgresVersion === 'auto'
-        ? sourceMajor
-        : Math.max(options.postgresVersion, sourceMajor),
-    findServer: deps.findServer,
-    database: 'restore_drill',
+    minMajor: majors.server,
     replace: Boolean(restore),
-    workDir: deps.workDir,
     logger: deps.logger,
   });
   opened.target = target;
-  if (target.scratch) deps.onTemporaryFolder?.(path.dirname(target.scratch.dataDir));
-  tools ??= await deps.resolveTools({
-    major: Math.max(dumpMajor, restore?.safetyBackup ? target.serverMajor : 0),
-    version: manifest.tools.pgDumpVersion,
+  const tools = await deps.resolveTools({
+    major: Math.max(majors.dump, restore?.safetyBackup ? target.serverMajor : 0),
+    version: result.manifest.tools.pgDumpVersion,
     needServer: false,
   });
+  describeTarget(result, target, tools, deps.logger);
+  if (restore) await guardRealRestore(result, restore, deps, target, tools);
+  return { target, tools };
+}
+
+/**
+ * A scratch server: the client tools and the server's binaries first (finding them may install
+ * them, or fail saying what to install), then `starting`, the server starting in the work folder.
+ */
+async function startScratch(
+  result: DrillResult,
+  options: DrillOptions,
+  deps: DrillDeps,
+  opened: { target?: RestoreTarget },
+): Promise<{ starting: Promise<OpenedTarget> }> {
+  const majors = drillMajors(result.manifest, options);
+  const tools = await deps.resolveTools({
+    major: majors.dump,
+    version: result.manifest.tools.pgDumpVersion,
+    needServer: true,
+  });
+  const server = deps.findServer
+    ? await deps.findServer(majors.server)
+    : await scratchServer(majors.server, deps.logger);
+  const starting = scratchTarget({
+    server,
+    logger: deps.logger,
+    database: 'restore_drill',
+    parentDir: deps.workDir,
+  }).then((target) => {
+    opened.target = target;
+    if (target.scratch) deps.onTemporaryFolder?.(path.dirname(target.scratch.dataDir));
+    describeTarget(result, target, tools, deps.logger);
+    return { target, tools };
+  });
+  return { starting };
+}
+
+/** The result names the target and the tools; a target older or newer than the source is named. */
+function describeTarget(
+  result: DrillResult,
+  target: RestoreTarget,
+  tools: ClientTools,
+  logger: Logger,
+): void {
   result.pgRestoreVersion = tools.version;
   result.target = {
     describe: target.describe,
     serverVersion: target.serverVersion,
     scratch: Boolean(target.scratch),
   };
-  noteVersions(result, target, sourceMajor, deps.logger);
-  return tools;
+  noteVersions(result, target, majorOf(result.manifest.source.serverVersion), logger);
 }
 
 function noteVersions(
@@ -635,19 +679,20 @@ async function endOtherSessions(
   }
 }
 
-/** What the phases of one drill or real restore share. */
-interface PhaseRun {
+/** What the phases of one drill or real restore share before the target is open. */
+interface FetchRun {
   result: DrillResult;
   options: DrillOptions | RestoreOptions;
   deps: DrillDeps;
-  target: RestoreTarget;
-  tools: ClientTools;
   /** The run's own folder in the work folder: the object and the archive. */
   workDir: string;
   createdRoles: string[];
   plan: RestorePlan;
   peakDisk: PeakDisk;
 }
+
+/** What the phases from the restore on share: the target is open. */
+type PhaseRun = FetchRun & OpenedTarget;
 
 /** Runs and times a phase; a failed download, decrypt or restore ends the run, later ones do not. */
 type Timed = <T>(
@@ -682,15 +727,24 @@ interface DrillArchive {
   feed?: ArchiveFeed;
 }
 
-async function runPhases(run: PhaseRun): Promise<void> {
+/**
+ * The phases, timed from the download on. The target opens beside the download and decoding;
+ * both settle before the restore (or before a failure of either ends the run), so that cleanup
+ * finds a scratch server that was starting. A target that cannot be opened fails the run as it
+ * did before the download.
+ */
+async function runPhases(run: FetchRun, opening: Promise<OpenedTarget>): Promise<void> {
   const timed = phaseTimer(run.result, run.deps.logger);
   const started = performance.now();
+  const fetching = run.plan.name === 'stream' ? streamPhases(run, timed) : diskPhases(run, timed);
+  const [fetched, opened] = await Promise.allSettled([fetching, opening]);
+  if (opened.status === 'rejected') throw opened.reason;
   try {
-    const archive =
-      run.plan.name === 'stream' ? await streamPhases(run, timed) : await diskPhases(run, timed);
-    const restored = (await restorePhase(run, timed, archive)) as Restored;
-    await checksPhase(run, timed, restored);
-    if (run.options.smokeCommand) await smokePhase(run, timed, run.options.smokeCommand);
+    if (fetched.status === 'rejected') throw fetched.reason;
+    const phaseRun: PhaseRun = { ...run, ...opened.value };
+    const restored = (await restorePhase(phaseRun, timed, fetched.value)) as Restored;
+    await checksPhase(phaseRun, timed, restored);
+    if (run.options.smokeCommand) await smokePhase(phaseRun, timed, run.options.smokeCommand);
     run.result.rtoSeconds = (performance.now() - started) / 1000;
   } catch (error) {
     if (!(error instanceof PhaseFailure)) throw error;
@@ -698,7 +752,7 @@ async function runPhases(run: PhaseRun): Promise<void> {
 }
 
 /** The disk plan: the object downloaded, then decoded into an archive on disk. */
-async function diskPhases(run: PhaseRun, timed: Timed): Promise<DrillArchive> {
+async function diskPhases(run: FetchRun, timed: Timed): Promise<DrillArchive> {
   const { deps, result, workDir } = run;
   const { manifest } = result;
   const downloaded = await timed('download', async () => {
@@ -742,7 +796,7 @@ async function diskPhases(run: PhaseRun, timed: Timed): Promise<DrillArchive> {
  * goes. A directory-format archive: the object streams into tar, whose per-table files stay as
  * pg_dump compressed them, with no downloaded object beside them.
  */
-async function streamPhases(run: PhaseRun, timed: Timed): Promise<DrillArchive> {
+async function streamPhases(run: FetchRun, timed: Timed): Promise<DrillArchive> {
   const { deps, result, options, workDir } = run;
   const { manifest } = result;
   const source = {
