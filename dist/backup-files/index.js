@@ -93012,7 +93012,7 @@ function stopSync({ server, prefix, env }, files, pid, handle) {
 
 
 /** The newest installed server of at least `minMajor`; a ConfigurationError that says what to install otherwise. */
-async function scratchServer(minMajor, logger, extraBinDirs) {
+async function target_scratchServer(minMajor, logger, extraBinDirs) {
     const server = await findServerBinaries(minMajor, { logger, extraBinDirs });
     if (!server) {
         throw new ConfigurationError(`No PostgreSQL server ${minMajor} or newer is installed to restore into (the backup comes from PostgreSQL ${minMajor}). ` +
@@ -93022,7 +93022,7 @@ async function scratchServer(minMajor, logger, extraBinDirs) {
     return server;
 }
 /** Starts a throwaway cluster and a database in it to restore into. */
-async function scratchTarget(options) {
+async function target_scratchTarget(options) {
     const cluster = await startScratchCluster({
         server: options.server,
         logger: options.logger,
@@ -93136,8 +93136,8 @@ async function target_openTarget(o) {
     }
     const server = o.findServer
         ? await o.findServer(o.minMajor)
-        : await scratchServer(o.minMajor, o.logger);
-    return scratchTarget({ server, logger: o.logger, database: o.database, parentDir: o.workDir });
+        : await target_scratchServer(o.minMajor, o.logger);
+    return target_scratchTarget({ server, logger: o.logger, database: o.database, parentDir: o.workDir });
 }
 
 ;// CONCATENATED MODULE: ./lib/drill/history.js
@@ -93446,24 +93446,23 @@ async function execute(mode, options, deps) {
         createdRoles: [],
     };
     try {
-        const tools = await openDrillTarget(result, options, deps, opened);
-        const target = opened.target;
-        if (restore)
-            await guardRealRestore(result, restore, deps, target, tools);
         opened.workDir = await mkdtemp(path.join(deps.workDir, 'drill-'));
         deps.onTemporaryFolder?.(opened.workDir);
+        // A given target is checked before anything is downloaded; a scratch server starts beside
+        // the download, whose time it would otherwise add to every drill.
+        const opening = options.targetUrl
+            ? Promise.resolve(await openGivenTarget(result, options, deps, opened))
+            : (await startScratch(result, options, deps, opened)).starting;
         const run = {
             result,
             options,
             deps,
-            target,
-            tools,
             workDir: opened.workDir,
             createdRoles: opened.createdRoles,
             plan,
             peakDisk,
         };
-        await runPhases(run);
+        await runPhases(run, opening);
     }
     finally {
         peakDisk.stop();
@@ -93509,50 +93508,73 @@ function startResult(mode, options, name, manifest, startedAt, warnings) {
         targetState: mode === 'restore' ? 'unchanged' : undefined,
     };
 }
+/** The client tools' least major (the dump's), and the least major of a scratch server. */
+function drillMajors(manifest, options) {
+    const source = majorOf(manifest.source.serverVersion);
+    const server = options.postgresVersion === 'auto' ? source : Math.max(options.postgresVersion, source);
+    return { dump: Math.max(majorOf(manifest.tools.pgDumpVersion), source), source, server };
+}
 /**
- * The client tools and the target: a scratch server's tools come first (resolving them may
- * install the server), then the target, then tools of at least the target's major for a safety
- * backup. A target older or newer than the source is named.
+ * The database given by target-url, then client tools of at least its major when a safety
+ * backup needs them; for a real restore, the target guarded (see guardRealRestore).
  */
-async function openDrillTarget(result, options, deps, opened) {
-    const { manifest } = result;
+async function openGivenTarget(result, options, deps, opened) {
     const restore = result.mode === 'restore' ? options : undefined;
-    const sourceMajor = majorOf(manifest.source.serverVersion);
-    const dumpMajor = Math.max(majorOf(manifest.tools.pgDumpVersion), sourceMajor);
-    let tools = options.targetUrl
-        ? undefined
-        : await deps.resolveTools({
-            major: dumpMajor,
-            version: manifest.tools.pgDumpVersion,
-            needServer: true,
-        });
+    const majors = drillMajors(result.manifest, options);
     const target = await openTarget({
         targetUrl: options.targetUrl,
-        minMajor: options.postgresVersion === 'auto'
-            ? sourceMajor
-            : Math.max(options.postgresVersion, sourceMajor),
-        findServer: deps.findServer,
-        database: 'restore_drill',
+        minMajor: majors.server,
         replace: Boolean(restore),
-        workDir: deps.workDir,
         logger: deps.logger,
     });
     opened.target = target;
-    if (target.scratch)
-        deps.onTemporaryFolder?.(path.dirname(target.scratch.dataDir));
-    tools ??= await deps.resolveTools({
-        major: Math.max(dumpMajor, restore?.safetyBackup ? target.serverMajor : 0),
-        version: manifest.tools.pgDumpVersion,
+    const tools = await deps.resolveTools({
+        major: Math.max(majors.dump, restore?.safetyBackup ? target.serverMajor : 0),
+        version: result.manifest.tools.pgDumpVersion,
         needServer: false,
     });
+    describeTarget(result, target, tools, deps.logger);
+    if (restore)
+        await guardRealRestore(result, restore, deps, target, tools);
+    return { target, tools };
+}
+/**
+ * A scratch server: the client tools and the server's binaries first (finding them may install
+ * them, or fail saying what to install), then `starting`, the server starting in the work folder.
+ */
+async function startScratch(result, options, deps, opened) {
+    const majors = drillMajors(result.manifest, options);
+    const tools = await deps.resolveTools({
+        major: majors.dump,
+        version: result.manifest.tools.pgDumpVersion,
+        needServer: true,
+    });
+    const server = deps.findServer
+        ? await deps.findServer(majors.server)
+        : await scratchServer(majors.server, deps.logger);
+    const starting = scratchTarget({
+        server,
+        logger: deps.logger,
+        database: 'restore_drill',
+        parentDir: deps.workDir,
+    }).then((target) => {
+        opened.target = target;
+        if (target.scratch)
+            deps.onTemporaryFolder?.(path.dirname(target.scratch.dataDir));
+        describeTarget(result, target, tools, deps.logger);
+        return { target, tools };
+    });
+    return { starting };
+}
+/** The result names the target and the tools; a target older or newer than the source is named. */
+function describeTarget(result, target, tools, logger) {
     result.pgRestoreVersion = tools.version;
     result.target = {
         describe: target.describe,
         serverVersion: target.serverVersion,
         scratch: Boolean(target.scratch),
     };
-    noteVersions(result, target, sourceMajor, deps.logger);
-    return tools;
+    noteVersions(result, target, majorOf(result.manifest.source.serverVersion), logger);
 }
 function noteVersions(result, target, sourceMajor, logger) {
     const source = result.manifest.source.serverVersion;
@@ -93702,15 +93724,27 @@ function phaseTimer(result, logger) {
         }
     };
 }
-async function runPhases(run) {
+/**
+ * The phases, timed from the download on. The target opens beside the download and decoding;
+ * both settle before the restore (or before a failure of either ends the run), so that cleanup
+ * finds a scratch server that was starting. A target that cannot be opened fails the run as it
+ * did before the download.
+ */
+async function runPhases(run, opening) {
     const timed = phaseTimer(run.result, run.deps.logger);
     const started = performance.now();
+    const fetching = run.plan.name === 'stream' ? streamPhases(run, timed) : diskPhases(run, timed);
+    const [fetched, opened] = await Promise.allSettled([fetching, opening]);
+    if (opened.status === 'rejected')
+        throw opened.reason;
     try {
-        const archive = run.plan.name === 'stream' ? await streamPhases(run, timed) : await diskPhases(run, timed);
-        const restored = (await restorePhase(run, timed, archive));
-        await checksPhase(run, timed, restored);
+        if (fetched.status === 'rejected')
+            throw fetched.reason;
+        const phaseRun = { ...run, ...opened.value };
+        const restored = (await restorePhase(phaseRun, timed, fetched.value));
+        await checksPhase(phaseRun, timed, restored);
         if (run.options.smokeCommand)
-            await smokePhase(run, timed, run.options.smokeCommand);
+            await smokePhase(phaseRun, timed, run.options.smokeCommand);
         run.result.rtoSeconds = (performance.now() - started) / 1000;
     }
     catch (error) {
