@@ -64,7 +64,12 @@ import {
   type RestorePlanChoice,
   type RestorePlanReport,
 } from '../restore/disk.js';
-import { openTarget, scratchServer, scratchTarget, type RestoreTarget } from '../restore/target.js';
+import {
+  findScratchServer,
+  openTarget,
+  scratchTarget,
+  type RestoreTarget,
+} from '../restore/target.js';
 import type { Storage } from '../storage/storage.js';
 import { recentDrills } from './history.js';
 import { otherSessions, terminateSessions } from './sessions.js';
@@ -464,9 +469,7 @@ async function startScratch(
     version: result.manifest.tools.pgDumpVersion,
     needServer: true,
   });
-  const server = deps.findServer
-    ? await deps.findServer(majors.server)
-    : await scratchServer(majors.server, deps.logger);
+  const server = await findScratchServer(majors.server, deps.findServer, deps.logger);
   const starting = scratchTarget({
     server,
     logger: deps.logger,

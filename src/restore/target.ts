@@ -199,8 +199,15 @@ export async function openTarget(o: {
       dropCreatedOnCleanup: !o.replace,
     });
   }
-  const server = o.findServer
-    ? await o.findServer(o.minMajor)
-    : await scratchServer(o.minMajor, o.logger);
+  const server = await findScratchServer(o.minMajor, o.findServer, o.logger);
   return scratchTarget({ server, logger: o.logger, database: o.database, parentDir: o.workDir });
+}
+
+/** A scratch server's binaries: by `findServer` when given (it may install them), else scratchServer. */
+export function findScratchServer(
+  minMajor: number,
+  findServer: ((minMajor: number) => Promise<ServerBinaries>) | undefined,
+  logger: Logger,
+): Promise<ServerBinaries> {
+  return findServer ? findServer(minMajor) : scratchServer(minMajor, logger);
 }
