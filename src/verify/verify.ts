@@ -72,7 +72,12 @@ import {
   type RestorePlanChoice,
   type RestorePlanReport,
 } from '../restore/disk.js';
-import { openTarget, type RestoreTarget } from '../restore/target.js';
+import {
+  findScratchServer,
+  openTarget,
+  scratchTarget,
+  type RestoreTarget,
+} from '../restore/target.js';
 import { checkCopies } from './copies.js';
 import type { Storage } from '../storage/storage.js';
 
@@ -228,6 +233,8 @@ interface Run {
   skipReason: string;
   tables: TableComparison[];
   target?: RestoreTarget;
+  /** A scratch server starting beside the download (see startScratch); sets target once up. */
+  starting?: Promise<RestoreTarget>;
   /** Roles this run created on the target (the archive's, or from globals), dropped afterwards. */
   createdRoles: string[];
   pgRestoreVersion?: string;
@@ -299,6 +306,7 @@ export async function runVerify(options: VerifyOptions, deps: VerifyDeps): Promi
     if (run.plan) run.plan.report ??= await planReport(run.plan);
   } finally {
     run.plan?.peakDisk.stop();
+    await run.starting?.catch(() => undefined);
     if (run.target) await cleanupTarget(run, run.target);
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }
@@ -548,6 +556,7 @@ async function checkBackup(run: Run, manifest: Manifest, started: number): Promi
   if (noKey) return checkWithoutKey(run, manifest, noKey, started);
   const plan = await planStep(run, manifest);
   if (!plan) return;
+  await startScratch(run, manifest);
   // 1 and 2: the object against its manifest, then decryption and decompression, in one pass;
   // streamed, as pg_restore reads the object, after its table of contents was read ahead.
   const archive: VerifyArchive | undefined =
@@ -949,7 +958,7 @@ async function restoreStep(
     let client: pg.Client | undefined;
     try {
       const source = sourceMajor(manifest);
-      const target = await prepareTarget(run, source).catch((error: unknown) => {
+      const target = await (run.starting ?? prepareTarget(run, source)).catch((error: unknown) => {
         // No place to restore into says nothing about the backup.
         run.setupProblem = true;
         throw error;
@@ -1071,6 +1080,33 @@ async function cleanupTarget(run: Run, target: RestoreTarget): Promise<void> {
   } catch (error) {
     logger.warning(`Could not clean up ${target.describe}: ${errorMessage(error)}`);
   }
+}
+
+/**
+ * A restoring run without target-url starts its scratch server beside the download, so that the
+ * server's start does not add to the run. Its binaries are found first (which may install them
+ * with apt, never beside the client tools' install); a failure of either is the restore step's
+ * to report, after the object's own checks, as it is without the early start.
+ */
+async function startScratch(run: Run, manifest: Manifest): Promise<void> {
+  if (!run.options.restore || run.options.targetUrl) return;
+  const { deps } = run;
+  const server = await findScratchServer(sourceMajor(manifest), deps.findServer, deps.logger).then(
+    (binaries) => ({ binaries }),
+    (error: unknown) => ({ error }),
+  );
+  run.starting =
+    'error' in server
+      ? Promise.reject(server.error)
+      : scratchTarget({
+          server: server.binaries,
+          logger: deps.logger,
+          parentDir: run.workDir,
+        }).then((target) => {
+          run.target = target;
+          return target;
+        });
+  run.starting.catch(() => undefined);
 }
 
 function prepareTarget(run: Run, sourceMajor: number): Promise<RestoreTarget> {

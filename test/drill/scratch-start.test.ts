@@ -6,6 +6,7 @@ import { dumpObject } from '../../src/catalog/manifest.js';
 import { MemoryLogger } from '../../src/core/logger.js';
 import { runCommand } from '../../src/core/process.js';
 import { runDrill, type DrillOptions } from '../../src/drill/drill.js';
+import { runVerify } from '../../src/verify/verify.js';
 import type { ClientTools } from '../../src/postgres/tools.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { machineClientTools, machineServer } from '../support/embedded.js';
@@ -14,12 +15,13 @@ import {
   testBackupDeps,
   testBackupOptions,
   testDrillDeps,
+  testVerifyDeps,
   type TestStore,
 } from '../support/env.js';
 import { newDatabase, withClient } from '../support/sample.js';
 
-// A drill's scratch server starts while the backup downloads. Whichever of the two fails, the
-// other is waited for, and the run leaves no server and no files behind.
+// The scratch server of a drill or a verification starts while the backup downloads. Whichever
+// of the two fails, the other is waited for, and the run leaves no server and no files behind.
 
 const drillOptions: DrillOptions = {
   jobs: 2,
@@ -63,7 +65,7 @@ async function serversIn(dir: string): Promise<string> {
   return r.stdout.trim();
 }
 
-describe('a drill into a scratch server', () => {
+describe('a drill or a verification into a scratch server', () => {
   let tools: ClientTools;
   let store: TestStore;
   let base: string;
@@ -97,7 +99,9 @@ describe('a drill into a scratch server', () => {
       // would never start, and the wait would time out.
       const storage = watchedReads(store.storage, dumpKey, async () => {
         startedBeforeRead ??= logger.lines.some((l) => STARTED.test(l));
-        await until(() => logger.lines.some((l) => STARTED.test(l)), 60_000);
+        if (!(await until(() => logger.lines.some((l) => STARTED.test(l)), 30_000))) {
+          throw new Error('no scratch server started while the object was being read');
+        }
       });
       const result = await runDrill(
         { ...drillOptions, restorePlan: plan },
@@ -154,6 +158,97 @@ describe('a drill into a scratch server', () => {
     await expect(drill).rejects.toThrow(/^initdb \(PostgreSQL [\d.]+\) failed with exit 1:/);
     expect(downloaded).toBe(true);
     expect(await serversIn(work)).toBe('');
+    expect(readdirSync(work)).toEqual([]);
+  }, 600_000);
+
+  it.each(['disk', 'stream'] as const)(
+    'verify starts the server while the object downloads (plan %s), and passes',
+    async (plan) => {
+      const work = mkdtempSync(path.join(base, `verify-${plan}-`));
+      const logger = new MemoryLogger();
+      let startedBeforeRead: boolean | undefined;
+      const storage = watchedReads(store.storage, dumpKey, async () => {
+        startedBeforeRead ??= logger.lines.some((l) => STARTED.test(l));
+        if (!(await until(() => logger.lines.some((l) => STARTED.test(l)), 30_000))) {
+          throw new Error('no scratch server started while the object was being read');
+        }
+      });
+      const report = await runVerify(
+        { name: 'overlap', restore: true, checks: [], restorePlan: plan },
+        testVerifyDeps(storage, tools, { tmpDir: work, logger }),
+      );
+      expect(report.failures).toEqual([]);
+      expect(report.status).toBe('passed');
+      expect(startedBeforeRead).toBe(false);
+      expect(report.checks.find((c) => c.name === 'Tables and row counts')?.status).toBe('passed');
+      expect(await serversIn(work)).toBe('');
+      expect(readdirSync(work)).toEqual([]);
+    },
+    600_000,
+  );
+
+  it('verify fails the object check when the download breaks, and stops the server', async () => {
+    const work = mkdtempSync(path.join(base, 'verify-broken-'));
+    const logger = new MemoryLogger();
+    const storage = watchedReads(store.storage, dumpKey, () =>
+      Promise.reject(new Error('connection reset by the store')),
+    );
+    const report = await runVerify(
+      { name: 'overlap', restore: true, checks: [], restorePlan: 'disk' },
+      testVerifyDeps(storage, tools, { tmpDir: work, logger }),
+    );
+    expect(report.status).toBe('failed');
+    const first = report.checks.find((c) => c.name === 'Manifest and checksum');
+    expect(first?.status).toBe('failed');
+    expect(first?.detail).toMatch(/connection reset by the store/);
+    expect(report.checks.find((c) => c.name === 'Restore')?.status).toBe('skipped');
+    expect(logger.lines.some((l) => STARTED.test(l))).toBe(true);
+    expect(await serversIn(work)).toBe('');
+    expect(readdirSync(work)).toEqual([]);
+  }, 600_000);
+
+  it('verify reports a server that cannot start at the preflight, after the object checks', async () => {
+    const work = mkdtempSync(path.join(base, 'verify-no-server-'));
+    const bin = mkdtempSync(path.join(base, 'bin-'));
+    chmodSync(bin, 0o755);
+    const initdb = path.join(bin, 'initdb');
+    writeFileSync(initdb, '#!/bin/sh\necho "initdb: could not create directory" >&2\nexit 1\n');
+    chmodSync(initdb, 0o755);
+    const report = await runVerify(
+      { name: 'overlap', restore: true, checks: [], restorePlan: 'disk' },
+      testVerifyDeps(store.storage, tools, {
+        tmpDir: work,
+        findServer: async () => ({ ...machineServer(), initdb }),
+      }),
+    );
+    expect(report.checks.slice(0, 4).map((c) => [c.name, c.status])).toEqual([
+      ['Manifest and checksum', 'passed'],
+      ['Decryption and decompression', 'passed'],
+      ['Archive readable (pg_restore --list)', 'passed'],
+      ['Preflight (target, extensions, roles)', 'failed'],
+    ]);
+    expect(report.checks[3].detail).toMatch(/initdb \(PostgreSQL [\d.]+\) failed with exit 1:/);
+    expect(await serversIn(work)).toBe('');
+    expect(readdirSync(work)).toEqual([]);
+  }, 600_000);
+
+  it('verify reports a server it cannot find at the preflight, after the object checks', async () => {
+    const work = mkdtempSync(path.join(base, 'verify-no-binaries-'));
+    const report = await runVerify(
+      { name: 'overlap', restore: true, checks: [], restorePlan: 'disk' },
+      testVerifyDeps(store.storage, tools, {
+        tmpDir: work,
+        findServer: () =>
+          Promise.reject(new Error('No PostgreSQL server 15 or newer is installed')),
+      }),
+    );
+    expect(report.checks.slice(0, 4).map((c) => [c.name, c.status])).toEqual([
+      ['Manifest and checksum', 'passed'],
+      ['Decryption and decompression', 'passed'],
+      ['Archive readable (pg_restore --list)', 'passed'],
+      ['Preflight (target, extensions, roles)', 'failed'],
+    ]);
+    expect(report.checks[3].detail).toMatch(/No PostgreSQL server 15 or newer is installed/);
     expect(readdirSync(work)).toEqual([]);
   }, 600_000);
 });
