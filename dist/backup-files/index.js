@@ -93012,7 +93012,7 @@ function stopSync({ server, prefix, env }, files, pid, handle) {
 
 
 /** The newest installed server of at least `minMajor`; a ConfigurationError that says what to install otherwise. */
-async function target_scratchServer(minMajor, logger, extraBinDirs) {
+async function scratchServer(minMajor, logger, extraBinDirs) {
     const server = await findServerBinaries(minMajor, { logger, extraBinDirs });
     if (!server) {
         throw new ConfigurationError(`No PostgreSQL server ${minMajor} or newer is installed to restore into (the backup comes from PostgreSQL ${minMajor}). ` +
@@ -93134,10 +93134,12 @@ async function target_openTarget(o) {
             dropCreatedOnCleanup: !o.replace,
         });
     }
-    const server = o.findServer
-        ? await o.findServer(o.minMajor)
-        : await target_scratchServer(o.minMajor, o.logger);
+    const server = await target_findScratchServer(o.minMajor, o.findServer, o.logger);
     return target_scratchTarget({ server, logger: o.logger, database: o.database, parentDir: o.workDir });
+}
+/** A scratch server's binaries: by `findServer` when given (it may install them), else scratchServer. */
+function target_findScratchServer(minMajor, findServer, logger) {
+    return findServer ? findServer(minMajor) : scratchServer(minMajor, logger);
 }
 
 ;// CONCATENATED MODULE: ./lib/drill/history.js
@@ -93549,9 +93551,7 @@ async function startScratch(result, options, deps, opened) {
         version: result.manifest.tools.pgDumpVersion,
         needServer: true,
     });
-    const server = deps.findServer
-        ? await deps.findServer(majors.server)
-        : await scratchServer(majors.server, deps.logger);
+    const server = await findScratchServer(majors.server, deps.findServer, deps.logger);
     const starting = scratchTarget({
         server,
         logger: deps.logger,

@@ -96927,10 +96927,12 @@ async function openTarget(o) {
             dropCreatedOnCleanup: !o.replace,
         });
     }
-    const server = o.findServer
-        ? await o.findServer(o.minMajor)
-        : await scratchServer(o.minMajor, o.logger);
+    const server = await findScratchServer(o.minMajor, o.findServer, o.logger);
     return scratchTarget({ server, logger: o.logger, database: o.database, parentDir: o.workDir });
+}
+/** A scratch server's binaries: by `findServer` when given (it may install them), else scratchServer. */
+function findScratchServer(minMajor, findServer, logger) {
+    return findServer ? findServer(minMajor) : scratchServer(minMajor, logger);
 }
 
 ;// CONCATENATED MODULE: ./lib/drill/history.js
@@ -97363,9 +97365,7 @@ async function startScratch(result, options, deps, opened) {
         version: result.manifest.tools.pgDumpVersion,
         needServer: true,
     });
-    const server = deps.findServer
-        ? await deps.findServer(majors.server)
-        : await scratchServer(majors.server, deps.logger);
+    const server = await findScratchServer(majors.server, deps.findServer, deps.logger);
     const starting = scratchTarget({
         server,
         logger: deps.logger,
@@ -101145,6 +101145,7 @@ async function runVerify(options, deps) {
     }
     finally {
         run.plan?.peakDisk.stop();
+        await run.starting?.catch(() => undefined);
         if (run.target)
             await cleanupTarget(run, run.target);
         await (0,promises_.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
@@ -101370,6 +101371,7 @@ async function checkBackup(run, manifest, started) {
     const plan = await planStep(run, manifest);
     if (!plan)
         return;
+    await verify_startScratch(run, manifest);
     // 1 and 2: the object against its manifest, then decryption and decompression, in one pass;
     // streamed, as pg_restore reads the object, after its table of contents was read ahead.
     const archive = plan.name === 'stream' && manifest.format === 'custom'
@@ -101703,7 +101705,7 @@ async function restoreStep(run, manifest, tools, listing, archive) {
         let client;
         try {
             const source = sourceMajor(manifest);
-            const target = await prepareTarget(run, source).catch((error) => {
+            const target = await (run.starting ?? prepareTarget(run, source)).catch((error) => {
                 // No place to restore into says nothing about the backup.
                 run.setupProblem = true;
                 throw error;
@@ -101811,6 +101813,30 @@ async function cleanupTarget(run, target) {
     catch (error) {
         logger.warning(`Could not clean up ${target.describe}: ${(0,core_errors/* errorMessage */.gJ)(error)}`);
     }
+}
+/**
+ * A restoring run without target-url starts its scratch server beside the download, so that the
+ * server's start does not add to the run. Its binaries are found first (which may install them
+ * with apt, never beside the client tools' install); a failure of either is the restore step's
+ * to report, after the object's own checks, as it is without the early start.
+ */
+async function verify_startScratch(run, manifest) {
+    if (!run.options.restore || run.options.targetUrl)
+        return;
+    const { deps } = run;
+    const server = await findScratchServer(sourceMajor(manifest), deps.findServer, deps.logger).then((binaries) => ({ binaries }), (error) => ({ error }));
+    run.starting =
+        'error' in server
+            ? Promise.reject(server.error)
+            : scratchTarget({
+                server: server.binaries,
+                logger: deps.logger,
+                parentDir: run.workDir,
+            }).then((target) => {
+                run.target = target;
+                return target;
+            });
+    run.starting.catch(() => undefined);
 }
 function prepareTarget(run, sourceMajor) {
     return openTarget({

@@ -57080,10 +57080,12 @@ async function openTarget(o) {
             dropCreatedOnCleanup: !o.replace,
         });
     }
-    const server = o.findServer
-        ? await o.findServer(o.minMajor)
-        : await scratchServer(o.minMajor, o.logger);
+    const server = await findScratchServer(o.minMajor, o.findServer, o.logger);
     return scratchTarget({ server, logger: o.logger, database: o.database, parentDir: o.workDir });
+}
+/** A scratch server's binaries: by `findServer` when given (it may install them), else scratchServer. */
+function findScratchServer(minMajor, findServer, logger) {
+    return findServer ? findServer(minMajor) : scratchServer(minMajor, logger);
 }
 
 ;// CONCATENATED MODULE: ./lib/drill/history.js
@@ -57516,9 +57518,7 @@ async function startScratch(result, options, deps, opened) {
         version: result.manifest.tools.pgDumpVersion,
         needServer: true,
     });
-    const server = deps.findServer
-        ? await deps.findServer(majors.server)
-        : await scratchServer(majors.server, deps.logger);
+    const server = await findScratchServer(majors.server, deps.findServer, deps.logger);
     const starting = scratchTarget({
         server,
         logger: deps.logger,
