@@ -89,27 +89,55 @@ describe('a drill or a verification into a scratch server', () => {
 
   afterAll(() => rmSync(base, { recursive: true, force: true }));
 
+  /**
+   * The store, whose read of the object waits for the scratch server to start (30 s at most): a
+   * server that starts only after the download never does, and the read fails.
+   */
+  function readAwaitingServer(logger: MemoryLogger): {
+    storage: Storage;
+    startedBeforeRead: () => boolean | undefined;
+  } {
+    let startedBeforeRead: boolean | undefined;
+    const started = (): boolean => logger.lines.some((l) => STARTED.test(l));
+    const storage = watchedReads(store.storage, dumpKey, async () => {
+      startedBeforeRead ??= started();
+      if (!(await until(started, 30_000))) {
+        throw new Error('no scratch server started while the object was being read');
+      }
+    });
+    return { storage, startedBeforeRead: () => startedBeforeRead };
+  }
+
+  /** The store, whose read of the object fails as a dropped connection does. */
+  function brokenRead(): Storage {
+    return watchedReads(store.storage, dumpKey, () =>
+      Promise.reject(new Error('connection reset by the store')),
+    );
+  }
+
+  /** An initdb that fails as one that cannot write its data directory does. */
+  function failingInitdb(): string {
+    const bin = mkdtempSync(path.join(base, 'bin-'));
+    chmodSync(bin, 0o755);
+    const initdb = path.join(bin, 'initdb');
+    writeFileSync(initdb, '#!/bin/sh\necho "initdb: could not create directory" >&2\nexit 1\n');
+    chmodSync(initdb, 0o755);
+    return initdb;
+  }
+
   it.each(['disk', 'stream'] as const)(
     'starts the server while the object downloads (plan %s), and passes',
     async (plan) => {
       const work = mkdtempSync(path.join(base, `${plan}-`));
       const logger = new MemoryLogger();
-      let startedBeforeRead: boolean | undefined;
-      // The object's read waits for the server: a server started only after the download
-      // would never start, and the wait would time out.
-      const storage = watchedReads(store.storage, dumpKey, async () => {
-        startedBeforeRead ??= logger.lines.some((l) => STARTED.test(l));
-        if (!(await until(() => logger.lines.some((l) => STARTED.test(l)), 30_000))) {
-          throw new Error('no scratch server started while the object was being read');
-        }
-      });
+      const { storage, startedBeforeRead } = readAwaitingServer(logger);
       const result = await runDrill(
         { ...drillOptions, restorePlan: plan },
         testDrillDeps(storage, tools, work, { logger }),
       );
       expect(result.error).toBeUndefined();
       expect(result.status).toBe('passed');
-      expect(startedBeforeRead).toBe(false);
+      expect(startedBeforeRead()).toBe(false);
       expect(result.checks.find((c) => c.name === 'Tables and row counts')?.status).toBe('passed');
       expect(readdirSync(work)).toEqual([]);
     },
@@ -119,9 +147,7 @@ describe('a drill or a verification into a scratch server', () => {
   it('fails with the download when it breaks, and stops the server that was starting', async () => {
     const work = mkdtempSync(path.join(base, 'broken-'));
     const logger = new MemoryLogger();
-    const storage = watchedReads(store.storage, dumpKey, () =>
-      Promise.reject(new Error('connection reset by the store')),
-    );
+    const storage = brokenRead();
     const result = await runDrill(
       { ...drillOptions, restorePlan: 'disk' },
       testDrillDeps(storage, tools, work, { logger }),
@@ -139,11 +165,6 @@ describe('a drill or a verification into a scratch server', () => {
 
   it('fails with the server when it cannot start, after the download, leaving nothing behind', async () => {
     const work = mkdtempSync(path.join(base, 'no-server-'));
-    const bin = mkdtempSync(path.join(base, 'bin-'));
-    chmodSync(bin, 0o755);
-    const initdb = path.join(bin, 'initdb');
-    writeFileSync(initdb, '#!/bin/sh\necho "initdb: could not create directory" >&2\nexit 1\n');
-    chmodSync(initdb, 0o755);
     let downloaded = false;
     const storage = watchedReads(store.storage, dumpKey, () => {
       downloaded = true;
@@ -152,7 +173,7 @@ describe('a drill or a verification into a scratch server', () => {
     const drill = runDrill(
       { ...drillOptions, restorePlan: 'disk' },
       testDrillDeps(storage, tools, work, {
-        findServer: async () => ({ ...machineServer(), initdb }),
+        findServer: async () => ({ ...machineServer(), initdb: failingInitdb() }),
       }),
     );
     await expect(drill).rejects.toThrow(/^initdb \(PostgreSQL [\d.]+\) failed with exit 1:/);
@@ -166,20 +187,14 @@ describe('a drill or a verification into a scratch server', () => {
     async (plan) => {
       const work = mkdtempSync(path.join(base, `verify-${plan}-`));
       const logger = new MemoryLogger();
-      let startedBeforeRead: boolean | undefined;
-      const storage = watchedReads(store.storage, dumpKey, async () => {
-        startedBeforeRead ??= logger.lines.some((l) => STARTED.test(l));
-        if (!(await until(() => logger.lines.some((l) => STARTED.test(l)), 30_000))) {
-          throw new Error('no scratch server started while the object was being read');
-        }
-      });
+      const { storage, startedBeforeRead } = readAwaitingServer(logger);
       const report = await runVerify(
         { name: 'overlap', restore: true, checks: [], restorePlan: plan },
         testVerifyDeps(storage, tools, { tmpDir: work, logger }),
       );
       expect(report.failures).toEqual([]);
       expect(report.status).toBe('passed');
-      expect(startedBeforeRead).toBe(false);
+      expect(startedBeforeRead()).toBe(false);
       expect(report.checks.find((c) => c.name === 'Tables and row counts')?.status).toBe('passed');
       expect(await serversIn(work)).toBe('');
       expect(readdirSync(work)).toEqual([]);
@@ -190,9 +205,7 @@ describe('a drill or a verification into a scratch server', () => {
   it('verify fails the object check when the download breaks, and stops the server', async () => {
     const work = mkdtempSync(path.join(base, 'verify-broken-'));
     const logger = new MemoryLogger();
-    const storage = watchedReads(store.storage, dumpKey, () =>
-      Promise.reject(new Error('connection reset by the store')),
-    );
+    const storage = brokenRead();
     const report = await runVerify(
       { name: 'overlap', restore: true, checks: [], restorePlan: 'disk' },
       testVerifyDeps(storage, tools, { tmpDir: work, logger }),
@@ -209,16 +222,11 @@ describe('a drill or a verification into a scratch server', () => {
 
   it('verify reports a server that cannot start at the preflight, after the object checks', async () => {
     const work = mkdtempSync(path.join(base, 'verify-no-server-'));
-    const bin = mkdtempSync(path.join(base, 'bin-'));
-    chmodSync(bin, 0o755);
-    const initdb = path.join(bin, 'initdb');
-    writeFileSync(initdb, '#!/bin/sh\necho "initdb: could not create directory" >&2\nexit 1\n');
-    chmodSync(initdb, 0o755);
     const report = await runVerify(
       { name: 'overlap', restore: true, checks: [], restorePlan: 'disk' },
       testVerifyDeps(store.storage, tools, {
         tmpDir: work,
-        findServer: async () => ({ ...machineServer(), initdb }),
+        findServer: async () => ({ ...machineServer(), initdb: failingInitdb() }),
       }),
     );
     expect(report.checks.slice(0, 4).map((c) => [c.name, c.status])).toEqual([
