@@ -351,7 +351,7 @@ describe.each(['s3', 'local'] as const)('verify bundle against %s storage', (kin
     expect(run.outputs.failures).toBe('1');
     expect(run.stdout).toMatch(
       new RegExp(
-        `::error::.*Freshness \\(max-age\\): the newest complete backup, ${ids.shop} \\(the backup verified here\\), finished \\S+ ago \\(.*\\), older than max-age 1s`,
+        `::error::.*Freshness \\(max-age\\): the newest complete backup, ${ids.shop} \\(the backup verified here\\), finished (?:\\d+m )?[\\d.]+s ago \\(.*\\), older than max-age 1s`,
       ),
     );
     // The backup itself passed: its record says so; freshness is about the catalog.
