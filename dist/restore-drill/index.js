@@ -57481,7 +57481,7 @@ function startResult(mode, options, name, manifest, startedAt, warnings) {
 function drillMajors(manifest, options) {
     const source = (0,postgres_tools/* majorOf */.Ds)(manifest.source.serverVersion);
     const server = options.postgresVersion === 'auto' ? source : Math.max(options.postgresVersion, source);
-    return { dump: Math.max((0,postgres_tools/* majorOf */.Ds)(manifest.tools.pgDumpVersion), source), source, server };
+    return { dump: Math.max((0,postgres_tools/* majorOf */.Ds)(manifest.tools.pgDumpVersion), source), server };
 }
 /**
  * The database given by target-url, then client tools of at least its major when a safety

@@ -414,14 +414,11 @@ interface OpenedTarget {
 }
 
 /** The client tools' least major (the dump's), and the least major of a scratch server. */
-function drillMajors(
-  manifest: Manifest,
-  options: DrillOptions,
-): { dump: number; source: number; server: number } {
+function drillMajors(manifest: Manifest, options: DrillOptions): { dump: number; server: number } {
   const source = majorOf(manifest.source.serverVersion);
   const server =
     options.postgresVersion === 'auto' ? source : Math.max(options.postgresVersion, source);
-  return { dump: Math.max(majorOf(manifest.tools.pgDumpVersion), source), source, server };
+  return { dump: Math.max(majorOf(manifest.tools.pgDumpVersion), source), server };
 }
 
 /**
