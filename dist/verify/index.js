@@ -57784,18 +57784,14 @@ async function startScratch(run, manifest) {
     if (!run.options.restore || run.options.targetUrl)
         return;
     const { deps } = run;
-    const server = await findScratchServer(sourceMajor(manifest), deps.findServer, deps.logger).then((binaries) => ({ binaries }), (error) => ({ error }));
-    run.starting =
-        'error' in server
-            ? Promise.reject(server.error)
-            : scratchTarget({
-                server: server.binaries,
-                logger: deps.logger,
-                parentDir: run.workDir,
-            }).then((target) => {
-                run.target = target;
-                return target;
-            });
+    const binaries = findScratchServer(sourceMajor(manifest), deps.findServer, deps.logger);
+    await binaries.catch(() => undefined);
+    run.starting = binaries
+        .then((server) => scratchTarget({ server, logger: deps.logger, parentDir: run.workDir }))
+        .then((target) => {
+        run.target = target;
+        return target;
+    });
     run.starting.catch(() => undefined);
 }
 function prepareTarget(run, sourceMajor) {

@@ -220,43 +220,35 @@ describe('a drill or a verification into a scratch server', () => {
     expect(readdirSync(work)).toEqual([]);
   }, 600_000);
 
-  it('verify reports a server that cannot start at the preflight, after the object checks', async () => {
-    const work = mkdtempSync(path.join(base, 'verify-no-server-'));
-    const report = await runVerify(
-      { name: 'overlap', restore: true, checks: [], restorePlan: 'disk' },
-      testVerifyDeps(store.storage, tools, {
-        tmpDir: work,
-        findServer: async () => ({ ...machineServer(), initdb: failingInitdb() }),
-      }),
-    );
-    expect(report.checks.slice(0, 4).map((c) => [c.name, c.status])).toEqual([
-      ['Manifest and checksum', 'passed'],
-      ['Decryption and decompression', 'passed'],
-      ['Archive readable (pg_restore --list)', 'passed'],
-      ['Preflight (target, extensions, roles)', 'failed'],
-    ]);
-    expect(report.checks[3].detail).toMatch(/initdb \(PostgreSQL [\d.]+\) failed with exit 1:/);
-    expect(await serversIn(work)).toBe('');
-    expect(readdirSync(work)).toEqual([]);
-  }, 600_000);
-
-  it('verify reports a server it cannot find at the preflight, after the object checks', async () => {
-    const work = mkdtempSync(path.join(base, 'verify-no-binaries-'));
-    const report = await runVerify(
-      { name: 'overlap', restore: true, checks: [], restorePlan: 'disk' },
-      testVerifyDeps(store.storage, tools, {
-        tmpDir: work,
-        findServer: () =>
-          Promise.reject(new Error('No PostgreSQL server 15 or newer is installed')),
-      }),
-    );
-    expect(report.checks.slice(0, 4).map((c) => [c.name, c.status])).toEqual([
-      ['Manifest and checksum', 'passed'],
-      ['Decryption and decompression', 'passed'],
-      ['Archive readable (pg_restore --list)', 'passed'],
-      ['Preflight (target, extensions, roles)', 'failed'],
-    ]);
-    expect(report.checks[3].detail).toMatch(/No PostgreSQL server 15 or newer is installed/);
-    expect(readdirSync(work)).toEqual([]);
-  }, 600_000);
+  it.each([
+    [
+      'cannot start',
+      async () => ({ ...machineServer(), initdb: failingInitdb() }),
+      /initdb \(PostgreSQL [\d.]+\) failed with exit 1:/,
+    ],
+    [
+      'cannot find',
+      () => Promise.reject(new Error('No PostgreSQL server 15 or newer is installed')),
+      /No PostgreSQL server 15 or newer is installed/,
+    ],
+  ] as const)(
+    'verify reports a server it %s at the preflight, after the object checks',
+    async (_how, findServer, detail) => {
+      const work = mkdtempSync(path.join(base, 'verify-no-server-'));
+      const report = await runVerify(
+        { name: 'overlap', restore: true, checks: [], restorePlan: 'disk' },
+        testVerifyDeps(store.storage, tools, { tmpDir: work, findServer }),
+      );
+      expect(report.checks.slice(0, 4).map((c) => [c.name, c.status])).toEqual([
+        ['Manifest and checksum', 'passed'],
+        ['Decryption and decompression', 'passed'],
+        ['Archive readable (pg_restore --list)', 'passed'],
+        ['Preflight (target, extensions, roles)', 'failed'],
+      ]);
+      expect(report.checks[3].detail).toMatch(detail);
+      expect(await serversIn(work)).toBe('');
+      expect(readdirSync(work)).toEqual([]);
+    },
+    600_000,
+  );
 });
