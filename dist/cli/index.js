@@ -103994,6 +103994,69 @@ function sentence(text) {
 
 /***/ }),
 
+/***/ 3817:
+/***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  fY: () => (/* binding */ reclaimer)
+});
+
+// UNUSED EXPORTS: RECLAIM_INTERVAL, youngCollection
+
+;// CONCATENATED MODULE: external "node:v8"
+const external_node_v8_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:v8");
+;// CONCATENATED MODULE: external "node:vm"
+const external_node_vm_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:vm");
+;// CONCATENATED MODULE: ./lib/core/reclaim.js
+
+
+/** Bytes streamed between two collections of V8's young generation. */
+const RECLAIM_INTERVAL = 8 * 1024 * 1024;
+let young;
+/**
+ * V8's young-generation collection, or null where this Node cannot give it. Node exposes it
+ * only under `--expose-gc`, a flag an action cannot pass to the node that runs it; set at run
+ * time, the flag makes `gc` a global of contexts created afterwards (Jest's leak detector gets it
+ * the same way). No library offers this.
+ */
+function youngCollection() {
+    if (young === undefined) {
+        try {
+            external_node_v8_namespaceObject.setFlagsFromString('--expose-gc');
+            const gc = external_node_vm_namespaceObject.runInNewContext('gc');
+            young = typeof gc === 'function' ? () => gc({ type: 'minor' }) : null;
+        }
+        catch {
+            young = null;
+        }
+    }
+    return young;
+}
+/**
+ * A counter to call with the size of every chunk a long stream moves (an object read, a backup
+ * uploaded): it collects V8's young generation after every `interval` bytes. `node:crypto` (age)
+ * and the HTTP client allocate a new buffer per chunk, and V8 frees such buffers only after about
+ * 64 MiB more of them were allocated, so the peak memory of a step rose with the size of the
+ * database; collected while young, they are freed every few MiB and their memory reused.
+ */
+function reclaimer(interval = RECLAIM_INTERVAL, collect = youngCollection()) {
+    if (!collect)
+        return () => undefined;
+    let since = 0;
+    return (bytes) => {
+        since += bytes;
+        if (since < interval)
+            return;
+        since = 0;
+        collect();
+    };
+}
+
+
+/***/ }),
+
 /***/ 8058:
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
@@ -104011,6 +104074,8 @@ function sentence(text) {
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
 /* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7075);
 /* harmony import */ var _errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3828);
+/* harmony import */ var _reclaim_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(3817);
+
 
 
 
@@ -104049,14 +104114,17 @@ const FILE_READ_SIZE = 1024 * 1024;
 /**
  * Reads a file from its start into one reused buffer, each read handed to `consume` and the next
  * made once it settled. A file's stream allocates a new buffer per read instead, and V8 frees
- * those only at its next collections: decoding 1.6 GB that way held up to 120 MiB of them.
+ * those only at its next collections: decoding 1.6 GB that way held up to 120 MiB of them. What
+ * the consumer allocates per chunk (age decryption does) is freed every few MiB (see `reclaimer`).
  */
 async function readFileChunks(file, consume) {
     const buffer = Buffer.allocUnsafeSlow(FILE_READ_SIZE);
+    const reclaim = (0,_reclaim_js__WEBPACK_IMPORTED_MODULE_3__/* .reclaimer */ .fY)();
     for (;;) {
         const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
         if (bytesRead === 0)
             return;
+        reclaim(bytesRead);
         await consume(buffer.subarray(0, bytesRead));
     }
 }
@@ -104512,6 +104580,8 @@ class LocalStorage {
 /* harmony import */ var node_stream__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7075);
 /* harmony import */ var node_stream_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6466);
 /* harmony import */ var _core_errors_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3828);
+/* harmony import */ var _core_reclaim_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(3817);
+
 
 
 
@@ -104521,7 +104591,8 @@ class LocalStorage {
  * backup's destinations). Part buffers are allocated once and reused, at most `inFlight + 1` of
  * them, whatever the number of stores: a part's buffer is free again once every store still
  * writing holds it, so the slowest store sets the pace. Incoming chunks are copied into the
- * filling part exactly once. A body that fits in one part is stored with one request per store.
+ * filling part exactly once, and the buffers they came in are freed every few MiB (see
+ * `reclaimer`). A body that fits in one part is stored with one request per store.
  *
  * A store that fails drops out (its upload aborted) and the others go on; the sink fails when
  * none is left, at once, even while the body is stalled.
@@ -104549,6 +104620,7 @@ class PartWriter extends node_stream__WEBPACK_IMPORTED_MODULE_0__.Writable {
     stored = 0;
     completed = false;
     failure;
+    reclaim = (0,_core_reclaim_js__WEBPACK_IMPORTED_MODULE_3__/* .reclaimer */ .fY)();
     resolveResults = () => undefined;
     /** `uploads`: each store's upload as it is begun, in order. */
     constructor(uploads, options = {}) {
@@ -104614,6 +104686,7 @@ class PartWriter extends node_stream__WEBPACK_IMPORTED_MODULE_0__.Writable {
             offset += n;
         }
         this.bytes += chunk.length;
+        this.reclaim(chunk.length);
     }
     /** Sends the full current part (if any) and makes a free buffer the current one. */
     async nextBuffer() {
@@ -104753,15 +104826,21 @@ async function putInParts(upload, body, options = {}) {
 /* harmony export */   A: () => (/* binding */ readObject),
 /* harmony export */   m: () => (/* binding */ NotFoundError)
 /* harmony export */ });
+/* harmony import */ var _core_reclaim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3817);
+
 /**
  * Reads a whole object into `consume`, one chunk at a time (see `ChunkConsumer`); rejects with
- * NotFoundError when it is missing.
+ * NotFoundError when it is missing. Chunks of a stream are new buffers, and with its consumer's
+ * (age decryption's) they are freed every few MiB (see `reclaimer`), as `readFileChunks` does.
  */
 async function readObject(storage, key, consume) {
     if (storage.readChunks)
         return storage.readChunks(key, consume);
-    for await (const chunk of await storage.getStream(key))
+    const reclaim = (0,_core_reclaim_js__WEBPACK_IMPORTED_MODULE_0__/* .reclaimer */ .fY)();
+    for await (const chunk of await storage.getStream(key)) {
+        reclaim(chunk.length);
         await consume(chunk);
+    }
 }
 class NotFoundError extends Error {
     key;

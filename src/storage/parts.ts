@@ -1,6 +1,7 @@
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { asError } from '../core/errors.js';
+import { reclaimer } from '../core/reclaim.js';
 import type { PartUpload, PutStreamOptions } from './storage.js';
 
 /** What one store did with the body: stored it whole, or failed (its upload aborted). */
@@ -30,7 +31,8 @@ interface Target {
  * backup's destinations). Part buffers are allocated once and reused, at most `inFlight + 1` of
  * them, whatever the number of stores: a part's buffer is free again once every store still
  * writing holds it, so the slowest store sets the pace. Incoming chunks are copied into the
- * filling part exactly once. A body that fits in one part is stored with one request per store.
+ * filling part exactly once, and the buffers they came in are freed every few MiB (see
+ * `reclaimer`). A body that fits in one part is stored with one request per store.
  *
  * A store that fails drops out (its upload aborted) and the others go on; the sink fails when
  * none is left, at once, even while the body is stalled.
@@ -56,6 +58,7 @@ export class PartWriter extends Writable {
   private stored = 0;
   private completed = false;
   private failure: Error | undefined;
+  private readonly reclaim = reclaimer();
   private resolveResults: (results: UploadResult[]) => void = () => undefined;
 
   /** `uploads`: each store's upload as it is begun, in order. */
@@ -136,6 +139,7 @@ export class PartWriter extends Writable {
       offset += n;
     }
     this.bytes += chunk.length;
+    this.reclaim(chunk.length);
   }
 
   /** Sends the full current part (if any) and makes a free buffer the current one. */

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { reclaimer } from '../core/reclaim.js';
 import type { ChunkConsumer } from '../core/streams.js';
 
 /** One object (or file) in a store, with its key relative to the store's prefix. */
@@ -128,7 +129,8 @@ export interface Storage {
 
 /**
  * Reads a whole object into `consume`, one chunk at a time (see `ChunkConsumer`); rejects with
- * NotFoundError when it is missing.
+ * NotFoundError when it is missing. Chunks of a stream are new buffers, and with its consumer's
+ * (age decryption's) they are freed every few MiB (see `reclaimer`), as `readFileChunks` does.
  */
 export async function readObject(
   storage: Storage,
@@ -136,7 +138,11 @@ export async function readObject(
   consume: ChunkConsumer,
 ): Promise<void> {
   if (storage.readChunks) return storage.readChunks(key, consume);
-  for await (const chunk of await storage.getStream(key)) await consume(chunk as Buffer);
+  const reclaim = reclaimer();
+  for await (const chunk of await storage.getStream(key)) {
+    reclaim((chunk as Buffer).length);
+    await consume(chunk as Buffer);
+  }
 }
 
 export class NotFoundError extends Error {
