@@ -102858,10 +102858,10 @@ function processAlive(pid) {
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  fY: () => (/* binding */ reclaimer)
+  f: () => (/* binding */ reclaimer)
 });
 
-// UNUSED EXPORTS: RECLAIM_INTERVAL, youngCollection
+// UNUSED EXPORTS: youngCollection
 
 ;// CONCATENATED MODULE: external "node:v8"
 const external_node_v8_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:v8");
@@ -102877,7 +102877,7 @@ let young;
  * V8's young-generation collection, or null where this Node cannot give it. Node exposes it
  * only under `--expose-gc`, a flag an action cannot pass to the node that runs it; set at run
  * time, the flag makes `gc` a global of contexts created afterwards (Jest's leak detector gets it
- * the same way). No library offers this.
+ * the same way). Written here: the `expose-gc` package is these same few lines.
  */
 function youngCollection() {
     if (young === undefined) {
@@ -102896,7 +102896,7 @@ function youngCollection() {
  * A counter to call with the size of every chunk a long stream moves (an object read, a backup
  * uploaded): it collects V8's young generation after every `interval` bytes. `node:crypto` (age)
  * and the HTTP client allocate a new buffer per chunk, and V8 frees such buffers only after about
- * 64 MiB more of them were allocated, so the peak memory of a step rose with the size of the
+ * 64 MiB more of them were allocated, so a step's peak memory would rise with the size of the
  * database; collected while young, they are freed every few MiB and their memory reused.
  */
 function reclaimer(interval = RECLAIM_INTERVAL, collect = youngCollection()) {
@@ -102974,7 +102974,7 @@ const FILE_READ_SIZE = 1024 * 1024;
  */
 async function readFileChunks(file, consume) {
     const buffer = Buffer.allocUnsafeSlow(FILE_READ_SIZE);
-    const reclaim = (0,_reclaim_js__WEBPACK_IMPORTED_MODULE_3__/* .reclaimer */ .fY)();
+    const reclaim = (0,_reclaim_js__WEBPACK_IMPORTED_MODULE_3__/* .reclaimer */ .f)();
     for (;;) {
         const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
         if (bytesRead === 0)
@@ -106203,7 +106203,7 @@ class PartWriter extends node_stream__WEBPACK_IMPORTED_MODULE_0__.Writable {
     stored = 0;
     completed = false;
     failure;
-    reclaim = (0,_core_reclaim_js__WEBPACK_IMPORTED_MODULE_3__/* .reclaimer */ .fY)();
+    reclaim = (0,_core_reclaim_js__WEBPACK_IMPORTED_MODULE_3__/* .reclaimer */ .f)();
     resolveResults = () => undefined;
     /** `uploads`: each store's upload as it is begun, in order. */
     constructor(uploads, options = {}) {

@@ -2,7 +2,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 
 /** Bytes streamed between two collections of V8's young generation. */
-export const RECLAIM_INTERVAL = 8 * 1024 * 1024;
+const RECLAIM_INTERVAL = 8 * 1024 * 1024;
 
 /** Runs a collection of V8's young generation. */
 export type Collect = () => void;
@@ -16,7 +16,7 @@ let young: Collect | null | undefined;
  * V8's young-generation collection, or null where this Node cannot give it. Node exposes it
  * only under `--expose-gc`, a flag an action cannot pass to the node that runs it; set at run
  * time, the flag makes `gc` a global of contexts created afterwards (Jest's leak detector gets it
- * the same way). No library offers this.
+ * the same way). Written here: the `expose-gc` package is these same few lines.
  */
 export function youngCollection(): Collect | null {
   if (young === undefined) {
@@ -35,7 +35,7 @@ export function youngCollection(): Collect | null {
  * A counter to call with the size of every chunk a long stream moves (an object read, a backup
  * uploaded): it collects V8's young generation after every `interval` bytes. `node:crypto` (age)
  * and the HTTP client allocate a new buffer per chunk, and V8 frees such buffers only after about
- * 64 MiB more of them were allocated, so the peak memory of a step rose with the size of the
+ * 64 MiB more of them were allocated, so a step's peak memory would rise with the size of the
  * database; collected while young, they are freed every few MiB and their memory reused.
  */
 export function reclaimer(
