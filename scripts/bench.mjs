@@ -1138,7 +1138,7 @@ function fixedLines(rows, fixed) {
   }
   const rss = (f) => rows.map((r) => f(r)?.toFixed(0) ?? 'n/a').join(', ');
   lines.push(
-    `- peak RSS from ${sizes}: backup ${rss((r) => r.backup.rssMiB)} MiB; drill, disk plan ${rss((r) => r.plans.disk.rssMiB)} MiB; streamed plan ${rss((r) => r.plans.stream.rssMiB)} MiB ([pipeline.md](pipeline.md#memory) says where the drills' rise comes from).`,
+    `- peak RSS from ${sizes}: backup ${rss((r) => r.backup.rssMiB)} MiB; drill, disk plan ${rss((r) => r.plans.disk.rssMiB)} MiB; streamed plan ${rss((r) => r.plans.stream.rssMiB)} MiB ([pipeline.md](pipeline.md#memory) says where the memory goes).`,
     '',
   );
   return lines;
