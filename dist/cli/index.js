@@ -104838,8 +104838,9 @@ async function readObject(storage, key, consume) {
         return storage.readChunks(key, consume);
     const reclaim = (0,_core_reclaim_js__WEBPACK_IMPORTED_MODULE_0__/* .reclaimer */ .f)();
     for await (const chunk of await storage.getStream(key)) {
-        reclaim(chunk.length);
-        await consume(chunk);
+        const buffer = chunk;
+        reclaim(buffer.length);
+        await consume(buffer);
     }
 }
 class NotFoundError extends Error {

@@ -61350,8 +61350,9 @@ async function readObject(storage, key, consume) {
         return storage.readChunks(key, consume);
     const reclaim = reclaimer();
     for await (const chunk of await storage.getStream(key)) {
-        reclaim(chunk.length);
-        await consume(chunk);
+        const buffer = chunk;
+        reclaim(buffer.length);
+        await consume(buffer);
     }
 }
 class NotFoundError extends Error {

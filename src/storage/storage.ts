@@ -140,8 +140,9 @@ export async function readObject(
   if (storage.readChunks) return storage.readChunks(key, consume);
   const reclaim = reclaimer();
   for await (const chunk of await storage.getStream(key)) {
-    reclaim((chunk as Buffer).length);
-    await consume(chunk as Buffer);
+    const buffer = chunk as Buffer;
+    reclaim(buffer.length);
+    await consume(buffer);
   }
 }
 
