@@ -85133,11 +85133,14 @@ var external_node_stream_ = __nccwpck_require__(7075);
 var promises_ = __nccwpck_require__(6466);
 // EXTERNAL MODULE: ./node_modules/tar-stream/index.js
 var tar_stream = __nccwpck_require__(6118);
+// EXTERNAL MODULE: ./lib/core/reclaim.js + 2 modules
+var core_reclaim = __nccwpck_require__(3817);
 ;// CONCATENATED MODULE: ./lib/files/archive.js
 /**
  * The archive of a file backup: a tar stream (tar-stream), compressed by the `zstd` tool and
  * encrypted with age, so it also opens by hand: `age -d -i key files.tar.zst.age | zstd -d | tar x`.
  */
+
 
 
 
@@ -85246,17 +85249,20 @@ const RESUMES = 5;
  * than it writes the files out, so while a slow target (a bucket answering one small PUT after
  * another) keeps the archive's connection waiting, the store may drop it: Swift after 60 s
  * without a read, S3 after a while too. The read goes on with a ranged GET from the byte
- * reached; the archive's SHA-256, checked over all of it, proves the pieces fit together.
+ * reached; the archive's SHA-256, checked over all of it, proves the pieces fit together. The
+ * stream's buffers are freed every few MiB (see `reclaimer`), as `readObject` frees them.
  */
 async function* resumingRead(storage, key, logger) {
     let offset = 0;
     let brokeAt = -1;
     let breaks = 0;
+    const reclaim = (0,core_reclaim/* reclaimer */.f)();
     for (;;) {
         const body = await storage.getStream(key, offset > 0 ? { start: offset } : undefined);
         try {
             for await (const chunk of body) {
                 offset += chunk.length;
+                reclaim(chunk.length);
                 yield chunk;
             }
             return;
@@ -92120,7 +92126,7 @@ async function readFully(handle, into, offset, length, position, file) {
 }
 
 // EXTERNAL MODULE: ./lib/storage/storage.js
-var storage = __nccwpck_require__(2500);
+var storage_storage = __nccwpck_require__(2500);
 ;// CONCATENATED MODULE: ./lib/restore/fetch.js
 
 
@@ -94298,10 +94304,7 @@ async function runFileVerify(options, deps) {
 }
 async function archiveMismatch(archive, storage) {
     const hash = new streams/* HashCounter */.Vf();
-    await (0,promises_.pipeline)(await storage.getStream(archive.key), hash, async (source) => {
-        for await (const chunk of source)
-            void chunk;
-    });
+    await (0,storage_storage/* readObject */.A)(storage, archive.key, async (chunk) => hash.update(chunk));
     if (hash.bytes === archive.bytes && hash.digest() === archive.sha256)
         return undefined;
     return `${archive.key}: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}`;
@@ -94375,10 +94378,7 @@ async function compareTree(manifest, target) {
             continue;
         }
         const hash = new streams/* HashCounter */.Vf();
-        await (0,promises_.pipeline)(await target.getStream(object.key), hash, async (source) => {
-            for await (const chunk of source)
-                void chunk;
-        });
+        await (0,storage_storage/* readObject */.A)(target, object.key, async (chunk) => hash.update(chunk));
         if (hash.digest() !== want)
             differences.push(`${object.key} has another SHA-256`);
     }
@@ -106406,9 +106406,9 @@ async function putInParts(upload, body, options = {}) {
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   A: () => (/* binding */ readObject),
 /* harmony export */   m: () => (/* binding */ NotFoundError)
 /* harmony export */ });
-/* unused harmony export readObject */
 /* harmony import */ var _core_reclaim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3817);
 
 /**
@@ -106419,7 +106419,7 @@ async function putInParts(upload, body, options = {}) {
 async function readObject(storage, key, consume) {
     if (storage.readChunks)
         return storage.readChunks(key, consume);
-    const reclaim = reclaimer();
+    const reclaim = (0,_core_reclaim_js__WEBPACK_IMPORTED_MODULE_0__/* .reclaimer */ .f)();
     for await (const chunk of await storage.getStream(key)) {
         const buffer = chunk;
         reclaim(buffer.length);

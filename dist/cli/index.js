@@ -101973,11 +101973,14 @@ function filesOutcome(action, name, outcome) {
 var external_node_events_ = __nccwpck_require__(8474);
 // EXTERNAL MODULE: ./node_modules/tar-stream/index.js
 var tar_stream = __nccwpck_require__(6118);
+// EXTERNAL MODULE: ./lib/core/reclaim.js + 2 modules
+var core_reclaim = __nccwpck_require__(3817);
 ;// CONCATENATED MODULE: ./lib/files/archive.js
 /**
  * The archive of a file backup: a tar stream (tar-stream), compressed by the `zstd` tool and
  * encrypted with age, so it also opens by hand: `age -d -i key files.tar.zst.age | zstd -d | tar x`.
  */
+
 
 
 
@@ -102086,17 +102089,20 @@ const RESUMES = 5;
  * than it writes the files out, so while a slow target (a bucket answering one small PUT after
  * another) keeps the archive's connection waiting, the store may drop it: Swift after 60 s
  * without a read, S3 after a while too. The read goes on with a ranged GET from the byte
- * reached; the archive's SHA-256, checked over all of it, proves the pieces fit together.
+ * reached; the archive's SHA-256, checked over all of it, proves the pieces fit together. The
+ * stream's buffers are freed every few MiB (see `reclaimer`), as `readObject` frees them.
  */
 async function* resumingRead(storage, key, logger) {
     let offset = 0;
     let brokeAt = -1;
     let breaks = 0;
+    const reclaim = (0,core_reclaim/* reclaimer */.f)();
     for (;;) {
         const body = await storage.getStream(key, offset > 0 ? { start: offset } : undefined);
         try {
             for await (const chunk of body) {
                 offset += chunk.length;
+                reclaim(chunk.length);
                 yield chunk;
             }
             return;
@@ -102626,10 +102632,7 @@ async function runFileVerify(options, deps) {
 }
 async function archiveMismatch(archive, storage) {
     const hash = new streams/* HashCounter */.Vf();
-    await (0,external_node_stream_promises_.pipeline)(await storage.getStream(archive.key), hash, async (source) => {
-        for await (const chunk of source)
-            void chunk;
-    });
+    await (0,storage_storage/* readObject */.A)(storage, archive.key, async (chunk) => hash.update(chunk));
     if (hash.bytes === archive.bytes && hash.digest() === archive.sha256)
         return undefined;
     return `${archive.key}: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}`;
@@ -102703,10 +102706,7 @@ async function compareTree(manifest, target) {
             continue;
         }
         const hash = new streams/* HashCounter */.Vf();
-        await (0,external_node_stream_promises_.pipeline)(await target.getStream(object.key), hash, async (source) => {
-            for await (const chunk of source)
-                void chunk;
-        });
+        await (0,storage_storage/* readObject */.A)(target, object.key, async (chunk) => hash.update(chunk));
         if (hash.digest() !== want)
             differences.push(`${object.key} has another SHA-256`);
     }

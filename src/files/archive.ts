@@ -10,6 +10,7 @@ import tar from 'tar-stream';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { describeExit, startProcess } from '../core/process.js';
+import { reclaimer } from '../core/reclaim.js';
 import { HashCounter } from '../core/streams.js';
 import { AgeEncryptor, createDecryptStream, encryptingStream } from '../crypto/age.js';
 import type { EncryptionChoice } from '../backup/backup.js';
@@ -148,7 +149,8 @@ const RESUMES = 5;
  * than it writes the files out, so while a slow target (a bucket answering one small PUT after
  * another) keeps the archive's connection waiting, the store may drop it: Swift after 60 s
  * without a read, S3 after a while too. The read goes on with a ranged GET from the byte
- * reached; the archive's SHA-256, checked over all of it, proves the pieces fit together.
+ * reached; the archive's SHA-256, checked over all of it, proves the pieces fit together. The
+ * stream's buffers are freed every few MiB (see `reclaimer`), as `readObject` frees them.
  */
 export async function* resumingRead(
   storage: Storage,
@@ -158,11 +160,13 @@ export async function* resumingRead(
   let offset = 0;
   let brokeAt = -1;
   let breaks = 0;
+  const reclaim = reclaimer();
   for (;;) {
     const body = await storage.getStream(key, offset > 0 ? { start: offset } : undefined);
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         offset += chunk.length;
+        reclaim(chunk.length);
         yield chunk;
       }
       return;

@@ -7,14 +7,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { GitContext } from '../catalog/manifest.js';
 import { errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
 import { HashCounter } from '../core/streams.js';
 import type { CheckResult } from '../restore/checks.js';
 import { LocalStorage } from '../storage/local.js';
-import type { Storage } from '../storage/storage.js';
+import { readObject, type Storage } from '../storage/storage.js';
 import { selectFileBackup } from './catalog.js';
 import type { ArchiveEntry, FileManifest } from './manifest.js';
 import { appendFileVerification, fileRunRecord } from './records.js';
@@ -84,9 +83,7 @@ async function archiveMismatch(
   storage: Storage,
 ): Promise<string | undefined> {
   const hash = new HashCounter();
-  await pipeline(await storage.getStream(archive.key), hash, async (source) => {
-    for await (const chunk of source) void chunk;
-  });
+  await readObject(storage, archive.key, async (chunk) => hash.update(chunk));
   if (hash.bytes === archive.bytes && hash.digest() === archive.sha256) return undefined;
   return `${archive.key}: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}`;
 }
@@ -178,9 +175,7 @@ async function compareTree(manifest: FileManifest, target: Storage): Promise<str
       continue;
     }
     const hash = new HashCounter();
-    await pipeline(await target.getStream(object.key), hash, async (source) => {
-      for await (const chunk of source) void chunk;
-    });
+    await readObject(target, object.key, async (chunk) => hash.update(chunk));
     if (hash.digest() !== want) differences.push(`${object.key} has another SHA-256`);
   }
   for (const key of expected.keys()) differences.push(`${key} is missing`);

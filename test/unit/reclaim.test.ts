@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import vm from 'node:vm';
 import { MemoryLogger } from '../../src/core/logger.js';
 import { reclaimer, youngCollection } from '../../src/core/reclaim.js';
+import { resumingRead } from '../../src/files/archive.js';
 import { readFileChunks } from '../../src/core/streams.js';
 import { LocalStorage } from '../../src/storage/local.js';
 import { PartWriter } from '../../src/storage/parts.js';
@@ -130,6 +131,15 @@ describe('the readers and the part writer', () => {
     // hands over a new buffer per read.
     const streamOnly = Object.assign(Object.create(store) as Storage, { readChunks: undefined });
     const read = (): Promise<void> => readObject(streamOnly, 'object', decryptLike);
+    expect(await forcedCollections(read)).toBe(6);
+  });
+
+  it("resumingRead (a file archive's restore) collects once per 8 MiB of the stream", async () => {
+    const read = async (): Promise<void> => {
+      for await (const chunk of resumingRead(store, 'object', new MemoryLogger())) {
+        await decryptLike(chunk);
+      }
+    };
     expect(await forcedCollections(read)).toBe(6);
   });
 
