@@ -92162,8 +92162,7 @@ function fetch_checkIntegrity(entry, hash) {
 }
 /** Reads a whole object through a SHA-256 and byte count, and checks both against its entry. */
 async function checkObject(storage, entry) {
-    const hash = new HashCounter();
-    await readObject(storage, entry.key, async (chunk) => hash.update(chunk));
+    const hash = await hashObject(storage, entry.key);
     fetch_checkIntegrity(entry, hash);
     return { bytes: hash.bytes, sha256: hash.digest() };
 }
@@ -94281,7 +94280,6 @@ function requireAll(manifest, restored) {
 
 
 
-
 async function runFileVerify(options, deps) {
     const startedAt = deps.clock.now();
     const manifest = await selectFileBackup(deps.storage, options.name, options.backupId);
@@ -94303,8 +94301,7 @@ async function runFileVerify(options, deps) {
     };
 }
 async function archiveMismatch(archive, storage) {
-    const hash = new streams/* HashCounter */.Vf();
-    await (0,storage_storage/* readObject */.A)(storage, archive.key, async (chunk) => hash.update(chunk));
+    const hash = await (0,storage_storage/* hashObject */.wM)(storage, archive.key);
     if (hash.bytes === archive.bytes && hash.digest() === archive.sha256)
         return undefined;
     return `${archive.key}: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}`;
@@ -94377,8 +94374,7 @@ async function compareTree(manifest, target) {
             differences.push(`${object.key} is not in the manifest`);
             continue;
         }
-        const hash = new streams/* HashCounter */.Vf();
-        await (0,storage_storage/* readObject */.A)(target, object.key, async (chunk) => hash.update(chunk));
+        const hash = await (0,storage_storage/* hashObject */.wM)(target, object.key);
         if (hash.digest() !== want)
             differences.push(`${object.key} has another SHA-256`);
     }
@@ -105950,13 +105946,13 @@ class LocalStorage {
             const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
             if (!(await handle.stat()).isFile()) {
                 await handle.close();
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m_(key);
             }
             return handle;
         }
         catch (error) {
             if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m_(key);
             }
             throw error;
         }
@@ -106406,10 +106402,13 @@ async function putInParts(upload, body, options = {}) {
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   A: () => (/* binding */ readObject),
-/* harmony export */   m: () => (/* binding */ NotFoundError)
+/* harmony export */   m_: () => (/* binding */ NotFoundError),
+/* harmony export */   wM: () => (/* binding */ hashObject)
 /* harmony export */ });
+/* unused harmony export readObject */
 /* harmony import */ var _core_reclaim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3817);
+/* harmony import */ var _core_streams_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8058);
+
 
 /**
  * Reads a whole object into `consume`, one chunk at a time (see `ChunkConsumer`); rejects with
@@ -106425,6 +106424,12 @@ async function readObject(storage, key, consume) {
         reclaim(buffer.length);
         await consume(buffer);
     }
+}
+/** Reads a whole object (as `readObject` does) through a SHA-256 and byte count; returns them. */
+async function hashObject(storage, key) {
+    const hash = new _core_streams_js__WEBPACK_IMPORTED_MODULE_1__/* .HashCounter */ .Vf();
+    await readObject(storage, key, async (chunk) => hash.update(chunk));
+    return hash;
 }
 class NotFoundError extends Error {
     key;

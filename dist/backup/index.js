@@ -61628,13 +61628,13 @@ class LocalStorage {
             const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
             if (!(await handle.stat()).isFile()) {
                 await handle.close();
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m_(key);
             }
             return handle;
         }
         catch (error) {
             if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m_(key);
             }
             throw error;
         }
@@ -62091,10 +62091,12 @@ async function putInParts(upload, body, options = {}) {
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   m: () => (/* binding */ NotFoundError)
+/* harmony export */   m_: () => (/* binding */ NotFoundError)
 /* harmony export */ });
-/* unused harmony export readObject */
+/* unused harmony exports readObject, hashObject */
 /* harmony import */ var _core_reclaim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3817);
+/* harmony import */ var _core_streams_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8058);
+
 
 /**
  * Reads a whole object into `consume`, one chunk at a time (see `ChunkConsumer`); rejects with
@@ -62110,6 +62112,12 @@ async function readObject(storage, key, consume) {
         reclaim(buffer.length);
         await consume(buffer);
     }
+}
+/** Reads a whole object (as `readObject` does) through a SHA-256 and byte count; returns them. */
+async function hashObject(storage, key) {
+    const hash = new HashCounter();
+    await readObject(storage, key, async (chunk) => hash.update(chunk));
+    return hash;
 }
 class NotFoundError extends Error {
     key;

@@ -56102,8 +56102,7 @@ function checkIntegrity(entry, hash) {
 }
 /** Reads a whole object through a SHA-256 and byte count, and checks both against its entry. */
 async function checkObject(storage, entry) {
-    const hash = new HashCounter();
-    await readObject(storage, entry.key, async (chunk) => hash.update(chunk));
+    const hash = await hashObject(storage, entry.key);
     checkIntegrity(entry, hash);
     return { bytes: hash.bytes, sha256: hash.digest() };
 }
@@ -56258,7 +56257,7 @@ async function fetchArchive(options) {
     const progress = new streams/* Progress */.ke(logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
     try {
         const { input, decoded } = connect(stages, sink);
-        const read = (consume) => (0,storage_storage/* readObject */.A)(storage, entry.key, consume);
+        const read = (consume) => (0,storage_storage/* readObject */.Ag)(storage, entry.key, consume);
         const decodeError = await feedDecoder(read, input, decoded, hash).then(async (error) => error && !(await benignBrokenPipe(error, processes)) ? error : undefined);
         if (decodeError)
             for (const p of processes)
@@ -56324,7 +56323,7 @@ async function fetchGlobals(options) {
         ? [(0,age/* createDecryptStream */.Gf)(decryptOptions(options.manifest, options.decryption))]
         : [];
     const { input, decoded } = connect(stages, (0,external_node_fs_.createWriteStream)(file, { mode: 0o600 }));
-    const decodeError = await feedDecoder((consume) => (0,storage_storage/* readObject */.A)(options.storage, entry.key, consume), input, decoded, hash);
+    const decodeError = await feedDecoder((consume) => (0,storage_storage/* readObject */.Ag)(options.storage, entry.key, consume), input, decoded, hash);
     checkIntegrity(entry, hash);
     if (decodeError)
         throw decodeError;
@@ -56424,7 +56423,7 @@ function archiveFeed(options) {
         const { input, decoded } = connect(stages, (zstd ?? tool).child.stdin);
         const progress = new streams/* Progress */.ke(logger, 'Streamed', () => hash.bytes, options.progressIntervalMs ?? 5000);
         try {
-            const read = (consume) => (0,storage_storage/* readObject */.A)(options.storage, entry.key, consume);
+            const read = (consume) => (0,storage_storage/* readObject */.Ag)(options.storage, entry.key, consume);
             const decodeError = await feedDecoder(read, input, decoded, hash).then(async (error) => error && !(await benignBrokenPipe(error, processes)) ? error : undefined);
             const toolFailed = decodeError && (await failedFirst(tool, decodeError));
             if (decodeError)
@@ -56490,7 +56489,7 @@ async function downloadObject(options) {
     const progress = new streams/* Progress */.ke(options.logger, 'Downloaded', () => hash.bytes, options.progressIntervalMs ?? 5000);
     try {
         const { input, decoded } = connect([], (0,external_node_fs_.createWriteStream)(file, { mode: 0o600 }));
-        const read = (consume) => (0,storage_storage/* readObject */.A)(options.storage, entry.key, (chunk) => {
+        const read = (consume) => (0,storage_storage/* readObject */.Ag)(options.storage, entry.key, (chunk) => {
             hash.update(chunk);
             return consume(chunk);
         });
@@ -64435,13 +64434,13 @@ class LocalStorage {
             const handle = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.open)(path, 'r');
             if (!(await handle.stat()).isFile()) {
                 await handle.close();
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m_(key);
             }
             return handle;
         }
         catch (error) {
             if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoCode(error) ?? '')) {
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m_(key);
             }
             throw error;
         }
@@ -64799,10 +64798,13 @@ async function putInParts(upload, body, options = {}) {
 /***/ ((__unused_webpack___webpack_module__, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   A: () => (/* binding */ readObject),
-/* harmony export */   m: () => (/* binding */ NotFoundError)
+/* harmony export */   Ag: () => (/* binding */ readObject),
+/* harmony export */   m_: () => (/* binding */ NotFoundError)
 /* harmony export */ });
+/* unused harmony export hashObject */
 /* harmony import */ var _core_reclaim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3817);
+/* harmony import */ var _core_streams_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(38058);
+
 
 /**
  * Reads a whole object into `consume`, one chunk at a time (see `ChunkConsumer`); rejects with
@@ -64818,6 +64820,12 @@ async function readObject(storage, key, consume) {
         reclaim(buffer.length);
         await consume(buffer);
     }
+}
+/** Reads a whole object (as `readObject` does) through a SHA-256 and byte count; returns them. */
+async function hashObject(storage, key) {
+    const hash = new HashCounter();
+    await readObject(storage, key, async (chunk) => hash.update(chunk));
+    return hash;
 }
 class NotFoundError extends Error {
     key;

@@ -232,7 +232,7 @@ class S3Storage {
     }
     /** Turns an SDK error into one a person can act on; never includes credentials. */
     translate(error, action, key) {
-        if (error instanceof _core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .ConfigurationError */ .j1 || error instanceof _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m)
+        if (error instanceof _core_errors_js__WEBPACK_IMPORTED_MODULE_2__/* .ConfigurationError */ .j1 || error instanceof _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m_)
             return error;
         const code = codeOf(error);
         const status = statusOf(error);
@@ -502,7 +502,7 @@ class S3Storage {
         }
         catch (error) {
             if (isNotFound(error))
-                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m(key);
+                throw new _storage_js__WEBPACK_IMPORTED_MODULE_5__/* .NotFoundError */ .m_(key);
             throw this.translate(error, 'read', key);
         }
     }

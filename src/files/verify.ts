@@ -10,10 +10,9 @@ import path from 'node:path';
 import type { GitContext } from '../catalog/manifest.js';
 import { errorMessage } from '../core/errors.js';
 import type { Clock, Logger } from '../core/logger.js';
-import { HashCounter } from '../core/streams.js';
 import type { CheckResult } from '../restore/checks.js';
 import { LocalStorage } from '../storage/local.js';
-import { readObject, type Storage } from '../storage/storage.js';
+import { hashObject, type Storage } from '../storage/storage.js';
 import { selectFileBackup } from './catalog.js';
 import type { ArchiveEntry, FileManifest } from './manifest.js';
 import { appendFileVerification, fileRunRecord } from './records.js';
@@ -82,8 +81,7 @@ async function archiveMismatch(
   archive: ArchiveEntry,
   storage: Storage,
 ): Promise<string | undefined> {
-  const hash = new HashCounter();
-  await readObject(storage, archive.key, async (chunk) => hash.update(chunk));
+  const hash = await hashObject(storage, archive.key);
   if (hash.bytes === archive.bytes && hash.digest() === archive.sha256) return undefined;
   return `${archive.key}: ${hash.bytes} bytes, SHA-256 ${hash.digest()}; the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}`;
 }
@@ -174,8 +172,7 @@ async function compareTree(manifest: FileManifest, target: Storage): Promise<str
       differences.push(`${object.key} is not in the manifest`);
       continue;
     }
-    const hash = new HashCounter();
-    await readObject(target, object.key, async (chunk) => hash.update(chunk));
+    const hash = await hashObject(target, object.key);
     if (hash.digest() !== want) differences.push(`${object.key} has another SHA-256`);
   }
   for (const key of expected.keys()) differences.push(`${key} is missing`);

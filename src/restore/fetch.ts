@@ -21,7 +21,7 @@ import {
 } from '../core/process.js';
 import { HashCounter, Progress, written, type ChunkConsumer } from '../core/streams.js';
 import { archiveHeadLength, fillDataOffsets } from '../postgres/offsets.js';
-import { readObject, type Storage } from '../storage/storage.js';
+import { hashObject, readObject, type Storage } from '../storage/storage.js';
 
 /** The object did not match its manifest: its size or SHA-256 differ. */
 export class IntegrityError extends Error {
@@ -72,8 +72,7 @@ export async function checkObject(
   storage: Storage,
   entry: ObjectEntry,
 ): Promise<{ bytes: number; sha256: string }> {
-  const hash = new HashCounter();
-  await readObject(storage, entry.key, async (chunk) => hash.update(chunk));
+  const hash = await hashObject(storage, entry.key);
   checkIntegrity(entry, hash);
   return { bytes: hash.bytes, sha256: hash.digest() };
 }

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { reclaimer } from '../core/reclaim.js';
-import type { ChunkConsumer } from '../core/streams.js';
+import { HashCounter, type ChunkConsumer } from '../core/streams.js';
 
 /** One object (or file) in a store, with its key relative to the store's prefix. */
 export interface StoredObject {
@@ -144,6 +144,13 @@ export async function readObject(
     reclaim(buffer.length);
     await consume(buffer);
   }
+}
+
+/** Reads a whole object (as `readObject` does) through a SHA-256 and byte count; returns them. */
+export async function hashObject(storage: Storage, key: string): Promise<HashCounter> {
+  const hash = new HashCounter();
+  await readObject(storage, key, async (chunk) => hash.update(chunk));
+  return hash;
 }
 
 export class NotFoundError extends Error {
