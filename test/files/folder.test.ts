@@ -1,6 +1,7 @@
 /**
  * File backups of a local folder into a local store: the content decides when only the date
- * changed, a damaged archive is refused, and the archive opens by hand with age, zstd and tar.
+ * changed, a damaged archive is refused (by verify's checksums too), and the archive opens by hand
+ * with age, zstd and tar.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -21,6 +22,7 @@ import { generateIdentity } from '../../src/crypto/age.js';
 import { runFileBackup, type FileBackupDeps } from '../../src/files/backup.js';
 import { runFileRestore } from '../../src/files/restore.js';
 import { FolderSource } from '../../src/files/source.js';
+import { runFileVerify } from '../../src/files/verify.js';
 import { LocalStorage } from '../../src/storage/local.js';
 
 const zstdPath = findOnPath('zstd') as string;
@@ -135,5 +137,43 @@ describe('file backups of a folder', () => {
       `age -d -i "${keyFile}" "${archive}" | zstd -d | tar -x -C "${byHand}"`,
     ]);
     expect(readFileSync(path.join(byHand, 'docs/ünï/日本.txt'), 'utf8')).toBe('BETA');
+  });
+
+  test('verify names an archive whose bytes changed after the backup, with both checksums', async () => {
+    const { source, deps, store } = setup();
+    const { identity, recipient } = generateIdentity();
+    write(source, 'docs/a.txt', 'alpha');
+    const backup = await runFileBackup(
+      {
+        name: 'site',
+        kind: 'scheduled',
+        labels: {},
+        git: {},
+        encryption: { recipients: [recipient] },
+      },
+      deps,
+    );
+    const verify = () =>
+      runFileVerify(
+        { name: 'site', backupId: backup.manifest.id, restore: false, identities: [identity] },
+        { storage: store, logger: deps.logger, clock: systemClock, zstdPath },
+      );
+    const intact = await verify();
+    expect([intact.status, intact.checks[0].detail]).toEqual([
+      'passed',
+      '1 archive(s) match their size and SHA-256',
+    ]);
+
+    const [archive] = backup.manifest.archives;
+    const file = store.location(archive.key);
+    const bytes = readFileSync(file);
+    bytes[bytes.length >> 1] ^= 0xff;
+    writeFileSync(file, bytes);
+    const damaged = await verify();
+    expect(damaged.status).toBe('failed');
+    expect(damaged.checks[0].detail).toBe(
+      `${archive.key}: ${archive.bytes} bytes, SHA-256 ${createHash('sha256').update(bytes).digest('hex')}; ` +
+        `the manifest says ${archive.bytes} bytes, SHA-256 ${archive.sha256}`,
+    );
   });
 });
